@@ -1,0 +1,36 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * Where bytes live. Blobs are immutable once committed and are named by
+ * generated IDs, never by client keys. The store knows nothing about objects:
+ * the metadata store decides which blobs are referenced.
+ */
+export interface BlobStore {
+  /** Starts a new blob; bytes are invisible to everyone until the metadata commit references the ID. */
+  create(): BlobWriter;
+  /** Streams bytes [start, end) of a committed blob. Rejects with BlobNotFoundError if missing. */
+  read(id: string, start: number, end: number): Promise<Readable>;
+  /** Removes a blob; a missing blob is not an error (purges are retried). */
+  remove(id: string): Promise<void>;
+  /** Every blob ID present, for reclaiming blobs that were written but never committed. */
+  list(): AsyncIterable<string>;
+  close(): Promise<void>;
+}
+
+export interface BlobWriter {
+  readonly id: string;
+  /** Appends a chunk; resolves when the store has accepted it (backpressure). */
+  write(chunk: Buffer): Promise<void>;
+  /** Makes the bytes durable (fsync) and closes. After this resolves the blob survives a crash. */
+  commit(): Promise<number>;
+  /** Discards the blob; safe to call at any point, also after commit, and more than once. */
+  abort(): Promise<void>;
+}
+
+export class BlobNotFoundError extends Error {
+  override name = 'BlobNotFoundError';
+  readonly code = 'BlobNotFound';
+  constructor(readonly id: string) {
+    super(`blob ${id} not found`);
+  }
+}

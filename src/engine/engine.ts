@@ -1,0 +1,180 @@
+/**
+ * The engine: S3 semantics over a metadata store and a blob store, with no
+ * HTTP in sight, so other front-ends and the gateway reuse it. This class is
+ * the facade; the operations live in one module per family.
+ */
+import type { BlobStore } from '../blob/blob-store.ts';
+import type {
+  ListRequest,
+  ListResult,
+  ListUploadsRequest,
+  ListUploadsResult,
+  ListVersionsRequest,
+  ListVersionsResult,
+  MetadataStore,
+} from '../meta/metadata-store.ts';
+import type { BucketRecord, PartRecord, Tag, UploadRecord, VersioningState } from '../meta/types.ts';
+import { S3Error } from '../util/s3-error.ts';
+import { isValidBucketName } from './bucket-name.ts';
+import type { EngineContext } from './context.ts';
+import { Purger, purgeOnce, reclaimOrphans } from './maintenance.ts';
+import * as multipart from './multipart.ts';
+import * as objects from './objects.ts';
+import { ReadLeases } from './read-leases.ts';
+import type {
+  CopyObjectInput,
+  CopyResult,
+  DeleteResult,
+  GetObjectInput,
+  GetObjectResult,
+  PutObjectInput,
+  WriteResult,
+} from './types.ts';
+
+const PURGE_INTERVAL_MS = 1_000;
+
+export class Engine {
+  readonly #context: EngineContext;
+  readonly #purger: Purger;
+
+  constructor(meta: MetadataStore, blobs: BlobStore, onBackgroundError: (error: unknown) => void = () => undefined) {
+    this.#context = { meta, blobs, leases: new ReadLeases() };
+    this.#purger = new Purger(this.#context, PURGE_INTERVAL_MS, onBackgroundError);
+  }
+
+  get meta(): MetadataStore {
+    return this.#context.meta;
+  }
+
+  /** Reclaims crash debris, then starts background purging. Call before serving. */
+  async start(): Promise<{ reclaimedBlobs: number }> {
+    const reclaimedBlobs = await reclaimOrphans(this.#context, Date.now());
+    this.#purger.start();
+    return { reclaimedBlobs };
+  }
+
+  async stop(): Promise<void> {
+    await this.#purger.stop();
+  }
+
+  /** Runs one purge pass now (tests and `talus` maintenance commands). */
+  purgeNow(nowMs?: number): Promise<number> {
+    return purgeOnce(this.#context, nowMs);
+  }
+
+  // Buckets
+
+  async createBucket(name: string, ownerId: string): Promise<void> {
+    if (!isValidBucketName(name)) throw new S3Error('InvalidBucketName', undefined, { BucketName: name });
+    const record: BucketRecord = { name, createdMs: Date.now(), ownerId, versioning: 'Unversioned', tags: null };
+    if ((await this.#context.meta.createBucket(record)) === 'exists') {
+      const existing = await this.#context.meta.getBucket(name);
+      if (existing?.ownerId === ownerId) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { BucketName: name });
+      throw new S3Error('BucketAlreadyExists', undefined, { BucketName: name });
+    }
+  }
+
+  getBucket(name: string): Promise<BucketRecord> {
+    return objects.requireBucket(this.#context, name);
+  }
+
+  listBuckets(): Promise<BucketRecord[]> {
+    return this.#context.meta.listBuckets();
+  }
+
+  async deleteBucket(name: string): Promise<void> {
+    const outcome = await this.#context.meta.deleteBucket(name);
+    if (outcome === 'missing') throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+    if (outcome === 'not-empty') throw new S3Error('BucketNotEmpty', undefined, { BucketName: name });
+  }
+
+  async setBucketVersioning(name: string, state: Exclude<VersioningState, 'Unversioned'>): Promise<void> {
+    if (!(await this.#context.meta.setBucketVersioning(name, state))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+  }
+
+  async getBucketTags(name: string): Promise<Tag[]> {
+    const bucket = await objects.requireBucket(this.#context, name);
+    if (bucket.tags === null) throw new S3Error('NoSuchTagSet', undefined, { BucketName: name });
+    return bucket.tags;
+  }
+
+  async setBucketTags(name: string, tags: Tag[] | null): Promise<void> {
+    if (!(await this.#context.meta.setBucketTags(name, tags))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+  }
+
+  // Objects
+
+  putObject(input: PutObjectInput): Promise<WriteResult> {
+    return objects.putObject(this.#context, input);
+  }
+
+  getObject(input: GetObjectInput): Promise<GetObjectResult> {
+    return objects.getObject(this.#context, input);
+  }
+
+  deleteObject(bucket: string, key: string, versionId: string | undefined, ownerId: string): Promise<DeleteResult> {
+    return objects.deleteObject(this.#context, bucket, key, versionId, ownerId);
+  }
+
+  copyObject(input: CopyObjectInput): Promise<CopyResult> {
+    return objects.copyObject(this.#context, input);
+  }
+
+  async getObjectTags(bucket: string, key: string, versionId: string | undefined): Promise<{ tags: Tag[]; versionId: string | undefined }> {
+    const bucketRecord = await objects.requireBucket(this.#context, bucket);
+    const version = await objects.findVersion(this.#context, bucketRecord, key, versionId);
+    return { tags: version.tags, versionId: objects.shownVersionId(bucketRecord, version.versionId) };
+  }
+
+  async setObjectTags(bucket: string, key: string, versionId: string | undefined, tags: Tag[]): Promise<string | undefined> {
+    const bucketRecord = await objects.requireBucket(this.#context, bucket);
+    const version = await objects.findVersion(this.#context, bucketRecord, key, versionId);
+    if (!(await this.#context.meta.setVersionTags(bucket, key, version.versionId, tags))) {
+      throw new S3Error('NoSuchKey', undefined, { Key: key });
+    }
+    return objects.shownVersionId(bucketRecord, version.versionId);
+  }
+
+  async list(request: ListRequest): Promise<ListResult> {
+    await objects.requireBucket(this.#context, request.bucket);
+    return this.#context.meta.list(request);
+  }
+
+  async listVersions(request: ListVersionsRequest): Promise<ListVersionsResult> {
+    await objects.requireBucket(this.#context, request.bucket);
+    return this.#context.meta.listVersions(request);
+  }
+
+  // Multipart uploads
+
+  createMultipartUpload(input: multipart.CreateUploadInput): Promise<UploadRecord> {
+    return multipart.createMultipartUpload(this.#context, input);
+  }
+
+  uploadPart(input: multipart.UploadPartInput): Promise<PartRecord> {
+    return multipart.uploadPart(this.#context, input);
+  }
+
+  uploadPartCopy(input: multipart.UploadPartCopyInput): Promise<{ part: PartRecord; sourceVersionId: string | undefined }> {
+    return multipart.uploadPartCopy(this.#context, input);
+  }
+
+  completeMultipartUpload(input: multipart.CompleteUploadInput): Promise<WriteResult> {
+    return multipart.completeMultipartUpload(this.#context, input);
+  }
+
+  abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
+    return multipart.abortMultipartUpload(this.#context, bucket, key, uploadId);
+  }
+
+  async listParts(bucket: string, key: string, uploadId: string, afterPartNumber: number, limit: number): Promise<{ upload: UploadRecord; parts: PartRecord[]; isTruncated: boolean }> {
+    const upload = await multipart.requireUpload(this.#context, bucket, key, uploadId);
+    const parts = await this.#context.meta.listParts(uploadId, afterPartNumber, limit + 1);
+    return { upload, parts: parts.slice(0, limit), isTruncated: parts.length > limit };
+  }
+
+  async listMultipartUploads(request: ListUploadsRequest): Promise<ListUploadsResult> {
+    await objects.requireBucket(this.#context, request.bucket);
+    return this.#context.meta.listUploads(request);
+  }
+}

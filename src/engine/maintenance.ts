@@ -1,0 +1,78 @@
+/**
+ * Background upkeep of the bytes: the purger removes blobs the metadata no
+ * longer references (after a grace period and once no GET streams them), and
+ * reclaim removes blobs a crash left written but never committed.
+ */
+import { blobIdTimeMs } from '../util/ids.ts';
+import { PURGE_BATCH_MAX } from '../util/limits.ts';
+import type { EngineContext } from './context.ts';
+
+/** Removes due blobs once; returns how many were removed. */
+export async function purgeOnce(context: EngineContext, nowMs = Date.now()): Promise<number> {
+  const due = await context.meta.takePurgeBatch(nowMs, PURGE_BATCH_MAX);
+  const done: string[] = [];
+  for (const entry of due) {
+    if (context.leases.isLeased(entry.blobId)) continue;
+    await context.blobs.remove(entry.blobId);
+    done.push(entry.blobId);
+  }
+  if (done.length > 0) await context.meta.completePurge(done);
+  return done.length;
+}
+
+/**
+ * Deletes blobs that no metadata references and that were created before
+ * `beforeMs`. Run at start-up, before any request: then no upload is in
+ * flight, so every unknown blob is debris of a crash.
+ */
+export async function reclaimOrphans(context: EngineContext, beforeMs: number): Promise<number> {
+  let removed = 0;
+  for await (const blobId of context.blobs.list()) {
+    if (blobIdTimeMs(blobId) >= beforeMs) continue;
+    if (await context.meta.isBlobKnown(blobId)) continue;
+    await context.blobs.remove(blobId);
+    removed++;
+  }
+  return removed;
+}
+
+/** Runs the purger on a coarse timer; never busy-loops, never overlaps itself. */
+export class Purger {
+  readonly #context: EngineContext;
+  readonly #intervalMs: number;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #onError: (error: unknown) => void;
+
+  constructor(context: EngineContext, intervalMs: number, onError: (error: unknown) => void) {
+    this.#context = context;
+    this.#intervalMs = intervalMs;
+    this.#onError = onError;
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => this.#tick(), this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  #tick(): void {
+    if (this.#running !== undefined) return;
+    this.#running = this.#drain()
+      .catch(this.#onError)
+      .finally(() => {
+        this.#running = undefined;
+      });
+  }
+
+  async #drain(): Promise<void> {
+    // Drain full batches back to back, but stop when a batch removes nothing new.
+    while ((await purgeOnce(this.#context)) === PURGE_BATCH_MAX) {
+      /* keep going */
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    await this.#running;
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * Object operations: PUT, GET/HEAD, DELETE, COPY. Each runs its data part
+ * first (stream, hash, fsync a blob) and then one metadata commit, the single
+ * moment the new version becomes visible. A failure before the commit
+ * discards the blob; a failed condition at the commit discards it too.
+ */
+import type { CommitOutcome } from '../meta/metadata-store.ts';
+import { NULL_VERSION_ID, type BucketRecord, type ObjectChecksum, type ObjectVersion } from '../meta/types.ts';
+import { checksumHeaderName, isValidChecksumValue } from '../util/checksum.ts';
+import { newVersionId } from '../util/ids.ts';
+import { PUT_OBJECT_BYTES_MAX } from '../util/limits.ts';
+import { S3Error } from '../util/s3-error.ts';
+import { writeBlob, type WrittenBlob } from './blob-write.ts';
+import { checkReadConditions } from './conditions.ts';
+import type { EngineContext } from './context.ts';
+import { resolveRange } from './range.ts';
+import { readSegments } from './segment-read.ts';
+import type {
+  ChecksumRequest,
+  CopyObjectInput,
+  CopyResult,
+  DeleteResult,
+  GetObjectInput,
+  GetObjectResult,
+  PutObjectInput,
+  WriteBody,
+  WriteResult,
+} from './types.ts';
+
+export async function requireBucket(context: EngineContext, name: string): Promise<BucketRecord> {
+  const bucket = await context.meta.getBucket(name);
+  if (bucket === undefined) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+  return bucket;
+}
+
+/** The version ID a new write gets: fresh when versioning is on, else the null version. */
+export function versionIdFor(bucket: BucketRecord): string {
+  return bucket.versioning === 'Enabled' ? newVersionId() : NULL_VERSION_ID;
+}
+
+export function shownVersionId(bucket: BucketRecord, versionId: string): string | undefined {
+  return bucket.versioning === 'Unversioned' ? undefined : versionId;
+}
+
+export async function putObject(context: EngineContext, input: PutObjectInput): Promise<WriteResult> {
+  const bucket = await requireBucket(context, input.bucket);
+  const written = await writeBlob(context.blobs, input.body.stream, {
+    checksumAlgorithm: input.checksum?.algorithm,
+    sizeBytesMax: PUT_OBJECT_BYTES_MAX,
+  });
+  try {
+    if (input.contentMd5 !== undefined && !input.contentMd5.equals(written.md5)) throw new S3Error('BadDigest');
+    const checksum = verifyChecksum(input.checksum, written, input.body);
+    const version: ObjectVersion = {
+      bucket: input.bucket,
+      key: input.key,
+      versionId: versionIdFor(bucket),
+      isDeleteMarker: false,
+      lastModifiedMs: Date.now(),
+      sizeBytes: written.sizeBytes,
+      etag: written.md5.toString('hex'),
+      ownerId: input.ownerId,
+      system: input.attributes.system,
+      userMetadata: input.attributes.userMetadata,
+      checksum,
+      tags: input.attributes.tags,
+      parts: null,
+      segments: written.segments,
+    };
+    throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key);
+    return { etag: version.etag, versionId: shownVersionId(bucket, version.versionId), checksum, version };
+  } catch (error) {
+    await written.abort();
+    throw error;
+  }
+}
+
+/** Compares the computed checksum with the one the client sent (header or trailer). */
+export function verifyChecksum(request: ChecksumRequest | undefined, written: WrittenBlob, body: WriteBody): ObjectChecksum | null {
+  if (request === undefined || written.checksum === undefined) return null;
+  const actual = written.checksum.toString('base64');
+  let expected = request.expected;
+  if (request.fromTrailer) {
+    expected = body.trailers.get(checksumHeaderName(request.algorithm));
+    if (expected === undefined) throw new S3Error('InvalidRequest', `The ${checksumHeaderName(request.algorithm)} trailer was announced but not sent.`);
+    if (!isValidChecksumValue(request.algorithm, expected)) {
+      throw new S3Error('InvalidRequest', `Value for ${checksumHeaderName(request.algorithm)} trailing header is invalid.`);
+    }
+  }
+  if (expected !== undefined && expected !== actual) {
+    throw new S3Error('BadDigest', `The ${request.algorithm} you specified did not match the calculated checksum.`);
+  }
+  return { algorithm: request.algorithm, value: actual, type: 'FULL_OBJECT' };
+}
+
+export function throwUnlessCommitted(outcome: CommitOutcome, bucket: string, key: string): asserts outcome is Extract<CommitOutcome, { status: 'committed' }> {
+  switch (outcome.status) {
+    case 'committed':
+      return;
+    case 'precondition-failed':
+      throw new S3Error('PreconditionFailed');
+    case 'no-such-key':
+      throw new S3Error('NoSuchKey', undefined, { Key: key });
+    case 'no-such-bucket':
+      throw new S3Error('NoSuchBucket', undefined, { BucketName: bucket });
+    case 'no-such-upload':
+      throw new S3Error('NoSuchUpload');
+    case 'invalid-part':
+      throw new S3Error('InvalidPart');
+  }
+}
+
+/** Looks up the version a GET/HEAD/copy addresses, with S3's errors for missing keys, versions and delete markers. */
+export async function findVersion(
+  context: EngineContext,
+  bucket: BucketRecord,
+  key: string,
+  versionId: string | undefined,
+): Promise<ObjectVersion> {
+  const version = await context.meta.getVersion(bucket.name, key, versionId);
+  if (version === undefined) {
+    if (versionId !== undefined) throw new S3Error('NoSuchVersion', undefined, { Key: key, VersionId: versionId });
+    throw new S3Error('NoSuchKey', undefined, { Key: key });
+  }
+  if (version.isDeleteMarker) {
+    const headers = { 'x-amz-delete-marker': 'true', 'x-amz-version-id': version.versionId };
+    if (versionId !== undefined) throw new S3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.', {}, headers);
+    throw new S3Error('NoSuchKey', undefined, { Key: key }, headers);
+  }
+  return version;
+}
+
+export async function getObject(context: EngineContext, input: GetObjectInput): Promise<GetObjectResult> {
+  const bucket = await requireBucket(context, input.bucket);
+  const version = await findVersion(context, bucket, input.key, input.versionId);
+  checkReadConditions(input.conditions, version.etag, version.lastModifiedMs);
+  let range = input.partNumber === undefined ? resolveRange(input.range, version.sizeBytes) : partRange(version, input.partNumber);
+  if (range !== undefined && range.start === 0 && range.end === version.sizeBytes && input.partNumber === undefined && input.range === undefined) {
+    range = undefined;
+  }
+  const start = range?.start ?? 0;
+  const end = range?.end ?? version.sizeBytes;
+  return {
+    version,
+    range,
+    showVersionId: bucket.versioning !== 'Unversioned',
+    partsCount: input.partNumber === undefined ? undefined : (version.parts?.length ?? 1),
+    open: () => readSegments(context.blobs, context.leases, version.segments, start, end),
+  };
+}
+
+function partRange(version: ObjectVersion, partNumber: number): { start: number; end: number } {
+  if (version.parts === null) {
+    if (partNumber !== 1) throw new S3Error('InvalidPartNumber');
+    return { start: 0, end: version.sizeBytes };
+  }
+  let start = 0;
+  for (const part of version.parts) {
+    if (part.partNumber === partNumber) return { start, end: start + part.sizeBytes };
+    start += part.sizeBytes;
+  }
+  throw new S3Error('InvalidPartNumber');
+}
+
+export async function deleteObject(context: EngineContext, bucketName: string, key: string, versionId: string | undefined, ownerId: string): Promise<DeleteResult> {
+  const bucket = await requireBucket(context, bucketName);
+  if (versionId !== undefined) {
+    const removed = await context.meta.deleteVersion(bucketName, key, versionId);
+    return { versionId, deleteMarker: removed?.isDeleteMarker ?? false };
+  }
+  if (bucket.versioning === 'Unversioned') {
+    await context.meta.deleteVersion(bucketName, key, NULL_VERSION_ID);
+    return { versionId: undefined, deleteMarker: false };
+  }
+  const marker: ObjectVersion = {
+    bucket: bucketName,
+    key,
+    versionId: versionIdFor(bucket),
+    isDeleteMarker: true,
+    lastModifiedMs: Date.now(),
+    sizeBytes: 0,
+    etag: '',
+    ownerId,
+    system: {},
+    userMetadata: {},
+    checksum: null,
+    tags: [],
+    parts: null,
+    segments: [],
+  };
+  throwUnlessCommitted(await context.meta.commitVersion({ version: marker, conditions: {} }), bucketName, key);
+  return { versionId: marker.versionId, deleteMarker: true };
+}
+
+export async function copyObject(context: EngineContext, input: CopyObjectInput): Promise<CopyResult> {
+  const sourceBucket = await requireBucket(context, input.source.bucket);
+  const source = await findVersion(context, sourceBucket, input.source.key, input.source.versionId);
+  checkReadConditions(input.source.conditions, source.etag, source.lastModifiedMs, 'PreconditionFailed');
+  const targetBucket = await requireBucket(context, input.bucket);
+  const sameObject = input.source.bucket === input.bucket && input.source.key === input.key;
+  if (sameObject && input.metadataDirective === 'COPY' && input.source.versionId === undefined && input.checksumAlgorithm === undefined) {
+    throw new S3Error(
+      'InvalidRequest',
+      'This copy request is illegal because it is trying to copy an object to itself without changing the object\'s metadata, storage class, website redirect location or encryption attributes.',
+    );
+  }
+  const checksumAlgorithm = input.checksumAlgorithm ?? source.checksum?.algorithm;
+  const body = readSegments(context.blobs, context.leases, source.segments, 0, source.sizeBytes);
+  const written = await writeBlob(context.blobs, body, { checksumAlgorithm, sizeBytesMax: PUT_OBJECT_BYTES_MAX });
+  try {
+    const attributes = input.metadataDirective === 'COPY'
+      ? { system: source.system, userMetadata: source.userMetadata }
+      : { system: input.attributes.system, userMetadata: input.attributes.userMetadata };
+    const checksum: ObjectChecksum | null = written.checksum === undefined || checksumAlgorithm === undefined
+      ? null
+      : { algorithm: checksumAlgorithm, value: written.checksum.toString('base64'), type: 'FULL_OBJECT' };
+    const version: ObjectVersion = {
+      bucket: input.bucket,
+      key: input.key,
+      versionId: versionIdFor(targetBucket),
+      isDeleteMarker: false,
+      lastModifiedMs: Date.now(),
+      sizeBytes: written.sizeBytes,
+      etag: written.md5.toString('hex'),
+      ownerId: input.ownerId,
+      ...attributes,
+      checksum,
+      tags: input.taggingDirective === 'COPY' ? source.tags : input.attributes.tags,
+      parts: null,
+      segments: written.segments,
+    };
+    throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key);
+    return {
+      etag: version.etag,
+      versionId: shownVersionId(targetBucket, version.versionId),
+      sourceVersionId: shownVersionId(sourceBucket, source.versionId),
+      checksum,
+      version,
+    };
+  } catch (error) {
+    await written.abort();
+    throw error;
+  }
+}

@@ -1,0 +1,38 @@
+import { Readable } from 'node:stream';
+import type { BlobStore } from '../blob/blob-store.ts';
+import type { Segment } from '../meta/types.ts';
+import type { ReadLeases } from './read-leases.ts';
+
+/**
+ * Streams bytes [start, end) of an object made of segments, one blob after
+ * another. The blobs are leased for as long as the stream lives, so the purger
+ * leaves them alone even if the object is replaced meanwhile.
+ */
+export function readSegments(blobs: BlobStore, leases: ReadLeases, segments: readonly Segment[], start: number, end: number): Readable {
+  const blobIds = segments.map((segment) => segment.blobId);
+  leases.acquire(blobIds);
+  const stream = Readable.from(segmentChunks(blobs, segments, start, end), { objectMode: false, highWaterMark: 0 });
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    leases.release(blobIds);
+  };
+  stream.once('close', release);
+  return stream;
+}
+
+async function* segmentChunks(blobs: BlobStore, segments: readonly Segment[], start: number, end: number): AsyncGenerator<Buffer> {
+  let offset = 0;
+  for (const segment of segments) {
+    const segmentStart = offset;
+    const segmentEnd = offset + segment.sizeBytes;
+    offset = segmentEnd;
+    if (segmentEnd <= start) continue;
+    if (segmentStart >= end) break;
+    const from = Math.max(start, segmentStart) - segmentStart;
+    const to = Math.min(end, segmentEnd) - segmentStart;
+    const source = await blobs.read(segment.blobId, from, to);
+    for await (const chunk of source) yield chunk as Buffer;
+  }
+}

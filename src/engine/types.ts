@@ -1,0 +1,94 @@
+/** Inputs and results of engine operations: S3 semantics, no HTTP. */
+import type { CommitConditions } from '../meta/metadata-store.ts';
+import type { ObjectChecksum, ObjectVersion, SystemMetadata, Tag } from '../meta/types.ts';
+import type { ChecksumAlgorithm } from '../util/checksum.ts';
+import type { ReadConditions } from './conditions.ts';
+import type { Readable } from 'node:stream';
+
+/** A request body as the auth layer hands it over: verified bytes, and trailers known once they end. */
+export interface WriteBody {
+  stream: AsyncIterable<Buffer>;
+  trailers: ReadonlyMap<string, string>;
+}
+
+export interface ObjectAttributes {
+  system: SystemMetadata;
+  userMetadata: Record<string, string>;
+  tags: Tag[];
+}
+
+/** A checksum the client asked for: its value comes in a header, in the trailer, or not at all (compute and store). */
+export interface ChecksumRequest {
+  algorithm: ChecksumAlgorithm;
+  expected: string | undefined;
+  fromTrailer: boolean;
+}
+
+export interface PutObjectInput {
+  bucket: string;
+  key: string;
+  ownerId: string;
+  body: WriteBody;
+  attributes: ObjectAttributes;
+  contentMd5: Buffer | undefined;
+  checksum: ChecksumRequest | undefined;
+  conditions: CommitConditions;
+}
+
+export interface WriteResult {
+  etag: string;
+  /** Undefined for buckets that never had versioning enabled. */
+  versionId: string | undefined;
+  checksum: ObjectChecksum | null;
+  version: ObjectVersion;
+}
+
+export interface GetObjectInput {
+  bucket: string;
+  key: string;
+  versionId: string | undefined;
+  range: string | undefined;
+  partNumber: number | undefined;
+  conditions: ReadConditions;
+}
+
+export interface GetObjectResult {
+  version: ObjectVersion;
+  /** Present when a Range or partNumber selected part of the object. */
+  range: { start: number; end: number } | undefined;
+  /** Whether the bucket has (ever had) versioning, so the version ID is shown. */
+  showVersionId: boolean;
+  partsCount: number | undefined;
+  /** Opens the body; HEAD never calls it. */
+  open(): Readable;
+}
+
+export interface DeleteResult {
+  versionId: string | undefined;
+  deleteMarker: boolean;
+}
+
+export interface CopySource {
+  bucket: string;
+  key: string;
+  versionId: string | undefined;
+  conditions: ReadConditions;
+  range?: string;
+}
+
+export interface CopyObjectInput {
+  source: CopySource;
+  bucket: string;
+  key: string;
+  ownerId: string;
+  metadataDirective: 'COPY' | 'REPLACE';
+  taggingDirective: 'COPY' | 'REPLACE';
+  /** Used when the directive is REPLACE. */
+  attributes: ObjectAttributes;
+  checksumAlgorithm: ChecksumAlgorithm | undefined;
+  conditions: CommitConditions;
+}
+
+export interface CopyResult extends WriteResult {
+  sourceVersionId: string | undefined;
+}

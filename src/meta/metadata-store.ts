@@ -1,0 +1,146 @@
+/**
+ * The metadata store: the one ordered place where every request's control
+ * part happens. Each mutating method is one atomic transaction that checks
+ * its conditions and commits, so concurrent requests serialize here and
+ * nowhere else. Methods are async so a PostgreSQL implementation fits the
+ * same interface; the embedded SQLite one answers synchronously underneath.
+ */
+import type {
+  AccessKeyRecord,
+  BucketRecord,
+  ObjectVersion,
+  PartRecord,
+  Tag,
+  UploadRecord,
+  VersioningState,
+} from './types.ts';
+
+export interface CommitConditions {
+  /** Commit only if the key has no current (non-delete-marker) version. */
+  ifNoneMatchStar?: boolean;
+  /** Commit only if the current version's ETag equals this (unquoted). */
+  ifMatch?: string;
+}
+
+export type CommitOutcome =
+  | { status: 'committed'; replaced: ObjectVersion | null }
+  | { status: 'precondition-failed' }
+  | { status: 'no-such-key' }
+  | { status: 'no-such-bucket' }
+  | { status: 'no-such-upload' }
+  | { status: 'invalid-part' };
+
+export interface CommitRequest {
+  version: ObjectVersion;
+  conditions: CommitConditions;
+  /** Completing a multipart upload: the upload and its parts are consumed in the same transaction. */
+  completesUploadId?: string;
+}
+
+export interface ListRequest {
+  bucket: string;
+  prefix: string;
+  delimiter: string;
+  /** Return keys strictly after this one ('' for the start). */
+  after: string;
+  limit: number;
+}
+
+export interface ListEntry {
+  key: string;
+  /** Set for keys; undefined for a common prefix. */
+  version?: ObjectVersion;
+}
+
+export interface ListResult {
+  /** Keys and common prefixes interleaved in order. */
+  entries: ListEntry[];
+  isTruncated: boolean;
+}
+
+export interface ListVersionsRequest {
+  bucket: string;
+  prefix: string;
+  delimiter: string;
+  keyMarker: string;
+  versionIdMarker: string;
+  limit: number;
+}
+
+export interface VersionListEntry {
+  key: string;
+  version?: ObjectVersion;
+  isLatest: boolean;
+}
+
+export interface ListVersionsResult {
+  entries: VersionListEntry[];
+  isTruncated: boolean;
+}
+
+export interface ListUploadsRequest {
+  bucket: string;
+  prefix: string;
+  delimiter: string;
+  keyMarker: string;
+  uploadIdMarker: string;
+  limit: number;
+}
+
+export interface ListUploadsResult {
+  entries: { key: string; upload?: UploadRecord }[];
+  isTruncated: boolean;
+}
+
+export interface PurgeEntry {
+  blobId: string;
+  backend: string;
+}
+
+export interface MetadataStore {
+  // Access keys
+  putAccessKey(record: AccessKeyRecord): Promise<void>;
+  listAccessKeys(): Promise<AccessKeyRecord[]>;
+
+  // Buckets
+  createBucket(record: BucketRecord): Promise<'created' | 'exists'>;
+  getBucket(name: string): Promise<BucketRecord | undefined>;
+  listBuckets(): Promise<BucketRecord[]>;
+  /** Deletes an empty bucket (no versions, no delete markers); aborts its in-progress uploads. */
+  deleteBucket(name: string): Promise<'deleted' | 'not-empty' | 'missing'>;
+  setBucketVersioning(name: string, state: VersioningState): Promise<boolean>;
+  setBucketTags(name: string, tags: Tag[] | null): Promise<boolean>;
+
+  // Objects
+  /** The given version, or the latest one (possibly a delete marker) when versionId is undefined. */
+  getVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined>;
+  /**
+   * Makes a version visible: checks conditions, consumes the upload if any,
+   * replaces the existing null version when the new one is 'null', demotes the
+   * previous latest, and queues the bytes nobody references any more for purge.
+   */
+  commitVersion(request: CommitRequest): Promise<CommitOutcome>;
+  /** Removes one version for good; if it was the latest, the next newest becomes latest. */
+  deleteVersion(bucket: string, key: string, versionId: string): Promise<ObjectVersion | undefined>;
+  setVersionTags(bucket: string, key: string, versionId: string, tags: Tag[]): Promise<boolean>;
+  list(request: ListRequest): Promise<ListResult>;
+  listVersions(request: ListVersionsRequest): Promise<ListVersionsResult>;
+
+  // Multipart uploads
+  createUpload(record: UploadRecord): Promise<void>;
+  getUpload(bucket: string, key: string, uploadId: string): Promise<UploadRecord | undefined>;
+  /** Records a part (replacing an earlier one with the same number); false if the upload is gone. */
+  putPart(part: PartRecord): Promise<boolean>;
+  listParts(uploadId: string, afterPartNumber: number, limit: number): Promise<PartRecord[]>;
+  abortUpload(bucket: string, key: string, uploadId: string): Promise<boolean>;
+  listUploads(request: ListUploadsRequest): Promise<ListUploadsResult>;
+
+  // Blob life cycle
+  /** True when metadata references the blob (live or queued for purge); reclaim removes the blobs it does not know. */
+  isBlobKnown(blobId: string): Promise<boolean>;
+  /** Blobs queued for removal whose grace period has passed. */
+  takePurgeBatch(nowMs: number, limit: number): Promise<PurgeEntry[]>;
+  completePurge(blobIds: string[]): Promise<void>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,172 @@
+/**
+ * Listings over the SQLite indexes. A delimiter listing never walks the keys
+ * under a common prefix: when it meets one, it emits the prefix and seeks
+ * straight past it (prefixSuccessor), so its cost grows with the number of
+ * entries returned, not with the number of keys in the bucket.
+ */
+import type Database from 'better-sqlite3';
+import type {
+  ListEntry,
+  ListRequest,
+  ListResult,
+  ListUploadsRequest,
+  ListUploadsResult,
+  ListVersionsRequest,
+  ListVersionsResult,
+  VersionListEntry,
+} from '../metadata-store.ts';
+import { commonPrefixOf, compareKeys, prefixSuccessor } from '../key-order.ts';
+import { rowToUpload, rowToVersion, type UploadRow, type VersionRow } from './rows.ts';
+
+const BATCH_ROWS_MAX = 1000;
+
+interface Cursor {
+  key: string;
+  inclusive: boolean;
+}
+
+/** Rows of one source in key order, starting at a cursor. */
+type FetchRows<Row> = (cursor: Cursor, limit: number) => Row[];
+
+interface WalkOptions<Row, Entry> {
+  prefix: string;
+  delimiter: string;
+  /** Where to start, before prefix clamping. */
+  start: Cursor;
+  /** Rows to emit before starting at `start` (the rest of a key the previous page stopped inside). */
+  leading: Row[];
+  limit: number;
+  fetch: FetchRows<Row>;
+  keyOf(row: Row): string;
+  entryOf(row: Row): Entry;
+  prefixEntry(prefix: string): Entry;
+}
+
+/** Returns up to limit entries, plus whether more exist. */
+function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[]; isTruncated: boolean } {
+  const { prefix, delimiter, limit } = options;
+  const entries: Entry[] = [];
+  for (const row of options.leading) {
+    if (entries.length > limit) break;
+    entries.push(options.entryOf(row));
+  }
+  let cursor: Cursor | undefined = clampToPrefix(options.start, prefix, delimiter);
+  while (cursor !== undefined && entries.length <= limit) {
+    const batchRows = Math.min(BATCH_ROWS_MAX, limit + 1 - entries.length + 1);
+    const rows = options.fetch(cursor, batchRows);
+    let next: Cursor | undefined;
+    for (const row of rows) {
+      const key = options.keyOf(row);
+      if (!key.startsWith(prefix)) break;
+      const common = commonPrefixOf(key, prefix, delimiter);
+      if (common !== undefined) {
+        entries.push(options.prefixEntry(common));
+        const after = prefixSuccessor(common);
+        next = after === undefined ? undefined : { key: after, inclusive: true };
+        break;
+      }
+      entries.push(options.entryOf(row));
+      if (entries.length > limit) break;
+      next = { key, inclusive: false };
+    }
+    if (entries.length > limit) break;
+    const lastRow = rows.at(-1);
+    const exhausted = rows.length < batchRows || (lastRow !== undefined && !options.keyOf(lastRow).startsWith(prefix));
+    if (next === undefined || (exhausted && next.inclusive === false)) break;
+    cursor = next;
+  }
+  return { entries: entries.slice(0, limit), isTruncated: entries.length > limit };
+}
+
+/**
+ * Starts at the prefix when the marker is before it; skips a whole common
+ * prefix when the marker is one (continuation tokens point at the last entry
+ * returned, which may be a common prefix).
+ */
+function clampToPrefix(start: Cursor, prefix: string, delimiter: string): Cursor | undefined {
+  if (compareKeys(start.key, prefix) < 0) return { key: prefix, inclusive: true };
+  if (start.key.startsWith(prefix) && commonPrefixOf(start.key, prefix, delimiter) === start.key) {
+    const after = prefixSuccessor(start.key);
+    return after === undefined ? undefined : { key: after, inclusive: true };
+  }
+  return start;
+}
+
+export function listKeys(db: Database.Database, request: ListRequest): ListResult {
+  const after = db.prepare(
+    'SELECT * FROM versions WHERE bucket = ? AND key > ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?',
+  );
+  const from = db.prepare(
+    'SELECT * FROM versions WHERE bucket = ? AND key >= ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?',
+  );
+  const result = walk<VersionRow, ListEntry>({
+    prefix: request.prefix,
+    delimiter: request.delimiter,
+    start: { key: request.after, inclusive: request.after === '' },
+    leading: [],
+    limit: request.limit,
+    fetch: (cursor, limit) => (cursor.inclusive ? from : after).all(request.bucket, cursor.key, limit) as VersionRow[],
+    keyOf: (row) => row.key,
+    entryOf: (row) => ({ key: row.key, version: rowToVersion(row) }),
+    prefixEntry: (key) => ({ key }),
+  });
+  return result;
+}
+
+export function listVersions(db: Database.Database, request: ListVersionsRequest): ListVersionsResult {
+  const after = db.prepare('SELECT * FROM versions WHERE bucket = ? AND key > ? ORDER BY key, seq DESC LIMIT ?');
+  const from = db.prepare('SELECT * FROM versions WHERE bucket = ? AND key >= ? ORDER BY key, seq DESC LIMIT ?');
+  let leading: VersionRow[] = [];
+  let start: Cursor = { key: request.keyMarker, inclusive: request.keyMarker === '' };
+  if (request.keyMarker !== '' && request.versionIdMarker !== '') {
+    const marker = db
+      .prepare('SELECT seq FROM versions WHERE bucket = ? AND key = ? AND version_id = ?')
+      .get(request.bucket, request.keyMarker, request.versionIdMarker) as { seq: number } | undefined;
+    if (marker !== undefined) {
+      leading = db
+        .prepare('SELECT * FROM versions WHERE bucket = ? AND key = ? AND seq < ? ORDER BY seq DESC LIMIT ?')
+        .all(request.bucket, request.keyMarker, marker.seq, request.limit + 1) as VersionRow[];
+    }
+  }
+  const result = walk<VersionRow, VersionListEntry>({
+    prefix: request.prefix,
+    delimiter: request.delimiter,
+    start,
+    leading,
+    limit: request.limit,
+    fetch: (cursor, limit) => (cursor.inclusive ? from : after).all(request.bucket, cursor.key, limit) as VersionRow[],
+    keyOf: (row) => row.key,
+    entryOf: (row) => ({ key: row.key, version: rowToVersion(row), isLatest: row.is_latest === 1 }),
+    prefixEntry: (key) => ({ key, isLatest: false }),
+  });
+  return result;
+}
+
+export function listUploads(db: Database.Database, request: ListUploadsRequest): ListUploadsResult {
+  const after = db.prepare('SELECT * FROM uploads WHERE bucket = ? AND key > ? ORDER BY key, created_ms, upload_id LIMIT ?');
+  const from = db.prepare('SELECT * FROM uploads WHERE bucket = ? AND key >= ? ORDER BY key, created_ms, upload_id LIMIT ?');
+  let leading: UploadRow[] = [];
+  if (request.keyMarker !== '' && request.uploadIdMarker !== '') {
+    const marker = db
+      .prepare('SELECT created_ms, upload_id FROM uploads WHERE bucket = ? AND key = ? AND upload_id = ?')
+      .get(request.bucket, request.keyMarker, request.uploadIdMarker) as { created_ms: number; upload_id: string } | undefined;
+    if (marker !== undefined) {
+      leading = db
+        .prepare(
+          'SELECT * FROM uploads WHERE bucket = ? AND key = ? AND (created_ms > ? OR (created_ms = ? AND upload_id > ?)) ORDER BY created_ms, upload_id LIMIT ?',
+        )
+        .all(request.bucket, request.keyMarker, marker.created_ms, marker.created_ms, marker.upload_id, request.limit + 1) as UploadRow[];
+    }
+  }
+  return walk<UploadRow, { key: string; upload?: ReturnType<typeof rowToUpload> }>({
+    prefix: request.prefix,
+    delimiter: request.delimiter,
+    start: { key: request.keyMarker, inclusive: request.keyMarker === '' },
+    leading,
+    limit: request.limit,
+    fetch: (cursor, limit) => (cursor.inclusive ? from : after).all(request.bucket, cursor.key, limit) as UploadRow[],
+    keyOf: (row) => row.key,
+    entryOf: (row) => ({ key: row.key, upload: rowToUpload(row) }),
+    prefixEntry: (key) => ({ key }),
+  });
+}

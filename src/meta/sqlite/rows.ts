@@ -1,0 +1,98 @@
+/** Row <-> record mapping for the SQLite store: hot columns are columns, the rest one JSON document. */
+import type { ChecksumAlgorithm, ChecksumType } from '../../util/checksum.ts';
+import type { ObjectChecksum, ObjectVersion, PartSummary, Segment, SystemMetadata, Tag, UploadRecord } from '../types.ts';
+
+export interface VersionRow {
+  seq: number;
+  bucket: string;
+  key: string;
+  version_id: string;
+  is_latest: number;
+  is_delete_marker: number;
+  size_bytes: number;
+  etag: string;
+  last_modified_ms: number;
+  owner_id: string;
+  meta: string;
+}
+
+interface VersionMeta {
+  system: SystemMetadata;
+  userMetadata: Record<string, string>;
+  checksum: ObjectChecksum | null;
+  tags: Tag[];
+  parts: PartSummary[] | null;
+  segments: Segment[];
+}
+
+export function versionMeta(version: ObjectVersion): string {
+  const meta: VersionMeta = {
+    system: version.system,
+    userMetadata: version.userMetadata,
+    checksum: version.checksum,
+    tags: version.tags,
+    parts: version.parts,
+    segments: version.segments,
+  };
+  return JSON.stringify(meta);
+}
+
+export function rowToVersion(row: VersionRow): ObjectVersion {
+  const meta = JSON.parse(row.meta) as VersionMeta;
+  return {
+    bucket: row.bucket,
+    key: row.key,
+    versionId: row.version_id,
+    isDeleteMarker: row.is_delete_marker === 1,
+    lastModifiedMs: row.last_modified_ms,
+    sizeBytes: row.size_bytes,
+    etag: row.etag,
+    ownerId: row.owner_id,
+    system: meta.system,
+    userMetadata: meta.userMetadata,
+    checksum: meta.checksum,
+    tags: meta.tags,
+    parts: meta.parts,
+    segments: meta.segments,
+  };
+}
+
+export interface UploadRow {
+  upload_id: string;
+  bucket: string;
+  key: string;
+  created_ms: number;
+  owner_id: string;
+  meta: string;
+}
+
+interface UploadMeta {
+  system: SystemMetadata;
+  userMetadata: Record<string, string>;
+  tags: Tag[];
+  checksumAlgorithm: ChecksumAlgorithm | null;
+  checksumType: ChecksumType | null;
+}
+
+export function uploadMeta(upload: UploadRecord): string {
+  const meta: UploadMeta = {
+    system: upload.system,
+    userMetadata: upload.userMetadata,
+    tags: upload.tags,
+    checksumAlgorithm: upload.checksumAlgorithm,
+    checksumType: upload.checksumType,
+  };
+  return JSON.stringify(meta);
+}
+
+export function rowToUpload(row: UploadRow): UploadRecord {
+  const meta = JSON.parse(row.meta) as UploadMeta;
+  return {
+    uploadId: row.upload_id,
+    bucket: row.bucket,
+    key: row.key,
+    createdMs: row.created_ms,
+    ownerId: row.owner_id,
+    ...meta,
+  };
+}

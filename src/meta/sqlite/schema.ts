@@ -1,0 +1,75 @@
+/**
+ * The embedded schema. `versions` holds every version and delete marker of
+ * every key; `is_latest` marks the one a plain GET sees, and the partial index
+ * `versions_visible` is what ListObjects walks. `blobs` is the reference set
+ * of all bytes: a row with purge_after_ms set is queued for removal (the
+ * durable purge queue), a blob file with no row is garbage from a crash.
+ */
+export const SCHEMA_VERSION = 1;
+
+export const SCHEMA = `
+CREATE TABLE IF NOT EXISTS settings (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS access_keys (
+  access_key_id TEXT PRIMARY KEY,
+  secret_access_key TEXT NOT NULL,
+  created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS buckets (
+  name TEXT PRIMARY KEY,
+  created_ms INTEGER NOT NULL,
+  owner_id TEXT NOT NULL,
+  versioning TEXT NOT NULL DEFAULT 'Unversioned',
+  tags TEXT
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS versions (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  bucket TEXT NOT NULL,
+  key TEXT NOT NULL,
+  version_id TEXT NOT NULL,
+  is_latest INTEGER NOT NULL,
+  is_delete_marker INTEGER NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  etag TEXT NOT NULL,
+  last_modified_ms INTEGER NOT NULL,
+  owner_id TEXT NOT NULL,
+  meta TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS versions_by_id ON versions (bucket, key, version_id);
+CREATE INDEX IF NOT EXISTS versions_by_key ON versions (bucket, key, seq DESC);
+CREATE INDEX IF NOT EXISTS versions_visible ON versions (bucket, key)
+  WHERE is_latest = 1 AND is_delete_marker = 0;
+
+CREATE TABLE IF NOT EXISTS uploads (
+  upload_id TEXT PRIMARY KEY,
+  bucket TEXT NOT NULL,
+  key TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  owner_id TEXT NOT NULL,
+  meta TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, created_ms, upload_id);
+
+CREATE TABLE IF NOT EXISTS parts (
+  upload_id TEXT NOT NULL,
+  part_number INTEGER NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  etag TEXT NOT NULL,
+  last_modified_ms INTEGER NOT NULL,
+  checksum TEXT,
+  blob_id TEXT NOT NULL,
+  PRIMARY KEY (upload_id, part_number)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS blobs (
+  blob_id TEXT PRIMARY KEY,
+  backend TEXT NOT NULL,
+  purge_after_ms INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blobs_purge ON blobs (purge_after_ms) WHERE purge_after_ms IS NOT NULL;
+`;

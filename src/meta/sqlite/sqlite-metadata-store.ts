@@ -1,0 +1,351 @@
+import Database from 'better-sqlite3';
+import { assert } from '../../util/assert.ts';
+import { PURGE_GRACE_MS } from '../../util/limits.ts';
+import type {
+  CommitOutcome,
+  CommitRequest,
+  ListRequest,
+  ListResult,
+  ListUploadsRequest,
+  ListUploadsResult,
+  ListVersionsRequest,
+  ListVersionsResult,
+  MetadataStore,
+  PurgeEntry,
+} from '../metadata-store.ts';
+import type {
+  AccessKeyRecord,
+  BucketRecord,
+  ObjectVersion,
+  PartRecord,
+  Segment,
+  Tag,
+  UploadRecord,
+  VersioningState,
+} from '../types.ts';
+import { NULL_VERSION_ID } from '../types.ts';
+import { listKeys, listUploads, listVersions } from './listing.ts';
+import { SCHEMA, SCHEMA_VERSION } from './schema.ts';
+import { rowToUpload, rowToVersion, uploadMeta, versionMeta, type UploadRow, type VersionRow } from './rows.ts';
+
+export const LOCAL_BACKEND = 'local';
+
+/**
+ * The embedded metadata store on SQLite (better-sqlite3). Every call runs
+ * synchronously on the event loop, which is what makes it the serialized
+ * control part: each mutation is one transaction, and no two interleave.
+ * WAL with synchronous=FULL: a commit that returned is on disk.
+ */
+export class SqliteMetadataStore implements MetadataStore {
+  readonly #db: Database.Database;
+  readonly #statements: ReturnType<typeof prepareStatements>;
+
+  constructor(path: string) {
+    this.#db = new Database(path);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('synchronous = FULL');
+    this.#db.pragma('busy_timeout = 5000');
+    this.#db.pragma('foreign_keys = OFF');
+    this.#db.exec(SCHEMA);
+    this.#db
+      .prepare('INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)')
+      .run('schema_version', String(SCHEMA_VERSION));
+    this.#statements = prepareStatements(this.#db);
+  }
+
+  /** The database handle, for the listing helpers and tests. */
+  get database(): Database.Database {
+    return this.#db;
+  }
+
+  async putAccessKey(record: AccessKeyRecord): Promise<void> {
+    this.#statements.putAccessKey.run(record.accessKeyId, record.secretAccessKey, record.createdMs);
+  }
+
+  async listAccessKeys(): Promise<AccessKeyRecord[]> {
+    const rows = this.#statements.listAccessKeys.all() as { access_key_id: string; secret_access_key: string; created_ms: number }[];
+    return rows.map((row) => ({ accessKeyId: row.access_key_id, secretAccessKey: row.secret_access_key, createdMs: row.created_ms }));
+  }
+
+  async createBucket(record: BucketRecord): Promise<'created' | 'exists'> {
+    const result = this.#statements.insertBucket.run(record.name, record.createdMs, record.ownerId, record.versioning, serializeTags(record.tags));
+    return result.changes === 1 ? 'created' : 'exists';
+  }
+
+  async getBucket(name: string): Promise<BucketRecord | undefined> {
+    const row = this.#statements.getBucket.get(name) as BucketRow | undefined;
+    return row === undefined ? undefined : rowToBucket(row);
+  }
+
+  async listBuckets(): Promise<BucketRecord[]> {
+    return (this.#statements.listBuckets.all() as BucketRow[]).map(rowToBucket);
+  }
+
+  async deleteBucket(name: string): Promise<'deleted' | 'not-empty' | 'missing'> {
+    return this.#db.transaction((): 'deleted' | 'not-empty' | 'missing' => {
+      if (this.#statements.getBucket.get(name) === undefined) return 'missing';
+      if (this.#statements.anyVersionInBucket.get(name) !== undefined) return 'not-empty';
+      const uploads = this.#statements.uploadIdsInBucket.all(name) as { upload_id: string }[];
+      const nowMs = Date.now();
+      for (const { upload_id } of uploads) this.#dropUpload(upload_id, nowMs, new Set());
+      this.#statements.deleteBucket.run(name);
+      return 'deleted';
+    })();
+  }
+
+  async setBucketVersioning(name: string, state: VersioningState): Promise<boolean> {
+    return this.#statements.setVersioning.run(state, name).changes === 1;
+  }
+
+  async setBucketTags(name: string, tags: Tag[] | null): Promise<boolean> {
+    return this.#statements.setBucketTags.run(serializeTags(tags), name).changes === 1;
+  }
+
+  async getVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined> {
+    const row = (versionId === undefined
+      ? this.#statements.getLatest.get(bucket, key)
+      : this.#statements.getVersionById.get(bucket, key, versionId)) as VersionRow | undefined;
+    return row === undefined ? undefined : rowToVersion(row);
+  }
+
+  async commitVersion(request: CommitRequest): Promise<CommitOutcome> {
+    return this.#db.transaction((): CommitOutcome => this.#commit(request, Date.now()))();
+  }
+
+  #commit(request: CommitRequest, nowMs: number): CommitOutcome {
+    const { version, conditions } = request;
+    const s = this.#statements;
+    if (s.getBucket.get(version.bucket) === undefined) return { status: 'no-such-bucket' };
+    const latest = s.getLatest.get(version.bucket, version.key) as VersionRow | undefined;
+    const current = latest !== undefined && latest.is_delete_marker === 0 ? latest : undefined;
+    if (conditions.ifNoneMatchStar === true && current !== undefined) return { status: 'precondition-failed' };
+    if (conditions.ifMatch !== undefined) {
+      if (current === undefined) return { status: 'no-such-key' };
+      if (current.etag !== conditions.ifMatch) return { status: 'precondition-failed' };
+    }
+    const keep = new Set(version.segments.map((segment) => segment.blobId));
+    if (request.completesUploadId !== undefined) {
+      if (s.getUploadById.get(request.completesUploadId) === undefined) return { status: 'no-such-upload' };
+      // A part replaced after the caller listed the parts has its old blob queued for purge.
+      for (const segment of version.segments) {
+        const blob = s.getBlobState.get(segment.blobId) as { purge_after_ms: number | null } | undefined;
+        if (blob === undefined || blob.purge_after_ms !== null) return { status: 'invalid-part' };
+      }
+      this.#dropUpload(request.completesUploadId, nowMs, keep);
+    }
+    let replaced: ObjectVersion | null = null;
+    if (version.versionId === NULL_VERSION_ID) {
+      const old = s.getVersionById.get(version.bucket, version.key, NULL_VERSION_ID) as VersionRow | undefined;
+      if (old !== undefined) {
+        replaced = rowToVersion(old);
+        this.#queuePurge(replaced.segments, nowMs, keep);
+        s.deleteVersionBySeq.run(old.seq);
+      }
+    }
+    s.demoteLatest.run(version.bucket, version.key);
+    for (const segment of version.segments) s.recordBlob.run(segment.blobId, LOCAL_BACKEND);
+    s.insertVersion.run(
+      version.bucket, version.key, version.versionId, 1, version.isDeleteMarker ? 1 : 0,
+      version.sizeBytes, version.etag, version.lastModifiedMs, version.ownerId, versionMeta(version),
+    );
+    return { status: 'committed', replaced };
+  }
+
+  async deleteVersion(bucket: string, key: string, versionId: string): Promise<ObjectVersion | undefined> {
+    return this.#db.transaction((): ObjectVersion | undefined => {
+      const s = this.#statements;
+      const row = s.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
+      if (row === undefined) return undefined;
+      const version = rowToVersion(row);
+      s.deleteVersionBySeq.run(row.seq);
+      this.#queuePurge(version.segments, Date.now(), new Set());
+      if (row.is_latest === 1) {
+        const next = s.newestRemaining.get(bucket, key) as { seq: number } | undefined;
+        if (next !== undefined) s.promote.run(next.seq);
+      }
+      return version;
+    })();
+  }
+
+  async setVersionTags(bucket: string, key: string, versionId: string, tags: Tag[]): Promise<boolean> {
+    return this.#db.transaction((): boolean => {
+      const row = this.#statements.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
+      if (row === undefined) return false;
+      const version = rowToVersion(row);
+      version.tags = tags;
+      this.#statements.updateVersionMeta.run(versionMeta(version), row.seq);
+      return true;
+    })();
+  }
+
+  async list(request: ListRequest): Promise<ListResult> {
+    return listKeys(this.#db, request);
+  }
+
+  async listVersions(request: ListVersionsRequest): Promise<ListVersionsResult> {
+    return listVersions(this.#db, request);
+  }
+
+  async createUpload(record: UploadRecord): Promise<void> {
+    this.#statements.insertUpload.run(record.uploadId, record.bucket, record.key, record.createdMs, record.ownerId, uploadMeta(record));
+  }
+
+  async getUpload(bucket: string, key: string, uploadId: string): Promise<UploadRecord | undefined> {
+    const row = this.#statements.getUploadById.get(uploadId) as UploadRow | undefined;
+    if (row === undefined || row.bucket !== bucket || row.key !== key) return undefined;
+    return rowToUpload(row);
+  }
+
+  async putPart(part: PartRecord): Promise<boolean> {
+    return this.#db.transaction((): boolean => {
+      const s = this.#statements;
+      if (s.getUploadById.get(part.uploadId) === undefined) return false;
+      const old = s.getPart.get(part.uploadId, part.partNumber) as { blob_id: string } | undefined;
+      const nowMs = Date.now();
+      if (old !== undefined) this.#queuePurge([{ blobId: old.blob_id, sizeBytes: 0 }], nowMs, new Set([part.blobId]));
+      if (part.blobId !== '') s.recordBlob.run(part.blobId, LOCAL_BACKEND);
+      s.upsertPart.run(part.uploadId, part.partNumber, part.sizeBytes, part.etag, part.lastModifiedMs, part.checksum, part.blobId);
+      return true;
+    })();
+  }
+
+  async listParts(uploadId: string, afterPartNumber: number, limit: number): Promise<PartRecord[]> {
+    const rows = this.#statements.listParts.all(uploadId, afterPartNumber, limit) as PartRow[];
+    return rows.map((row) => ({
+      uploadId: row.upload_id,
+      partNumber: row.part_number,
+      sizeBytes: row.size_bytes,
+      etag: row.etag,
+      lastModifiedMs: row.last_modified_ms,
+      checksum: row.checksum,
+      blobId: row.blob_id,
+    }));
+  }
+
+  async abortUpload(bucket: string, key: string, uploadId: string): Promise<boolean> {
+    return this.#db.transaction((): boolean => {
+      const row = this.#statements.getUploadById.get(uploadId) as UploadRow | undefined;
+      if (row === undefined || row.bucket !== bucket || row.key !== key) return false;
+      this.#dropUpload(uploadId, Date.now(), new Set());
+      return true;
+    })();
+  }
+
+  async listUploads(request: ListUploadsRequest): Promise<ListUploadsResult> {
+    return listUploads(this.#db, request);
+  }
+
+  async isBlobKnown(blobId: string): Promise<boolean> {
+    return this.#statements.getBlob.get(blobId) !== undefined;
+  }
+
+  async takePurgeBatch(nowMs: number, limit: number): Promise<PurgeEntry[]> {
+    const rows = this.#statements.purgeDue.all(nowMs, limit) as { blob_id: string; backend: string }[];
+    return rows.map((row) => ({ blobId: row.blob_id, backend: row.backend }));
+  }
+
+  async completePurge(blobIds: string[]): Promise<void> {
+    this.#db.transaction(() => {
+      for (const blobId of blobIds) this.#statements.forgetPurgedBlob.run(blobId);
+    })();
+  }
+
+  async close(): Promise<void> {
+    this.#db.close();
+  }
+
+  /** Removes an upload and its parts; queues every part blob not in `keep` for purge. */
+  #dropUpload(uploadId: string, nowMs: number, keep: Set<string>): void {
+    const s = this.#statements;
+    const parts = s.partBlobs.all(uploadId) as { blob_id: string }[];
+    this.#queuePurge(parts.map((part) => ({ blobId: part.blob_id, sizeBytes: 0 })), nowMs, keep);
+    s.deleteParts.run(uploadId);
+    s.deleteUpload.run(uploadId);
+  }
+
+  /**
+   * Queues blobs for removal after a grace period, so that a GET that looked
+   * the old version up a moment ago can still open its bytes.
+   */
+  #queuePurge(segments: readonly Segment[], nowMs: number, keep: Set<string>): void {
+    for (const segment of segments) {
+      // Empty parts have no blob.
+      if (segment.blobId === '' || keep.has(segment.blobId)) continue;
+      const changes = this.#statements.queuePurge.run(nowMs + PURGE_GRACE_MS, segment.blobId).changes;
+      assert(changes <= 1, 'blob ids are unique');
+    }
+  }
+}
+
+interface BucketRow {
+  name: string;
+  created_ms: number;
+  owner_id: string;
+  versioning: VersioningState;
+  tags: string | null;
+}
+
+interface PartRow {
+  upload_id: string;
+  part_number: number;
+  size_bytes: number;
+  etag: string;
+  last_modified_ms: number;
+  checksum: string | null;
+  blob_id: string;
+}
+
+function rowToBucket(row: BucketRow): BucketRecord {
+  return {
+    name: row.name,
+    createdMs: row.created_ms,
+    ownerId: row.owner_id,
+    versioning: row.versioning,
+    tags: row.tags === null ? null : (JSON.parse(row.tags) as Tag[]),
+  };
+}
+
+function serializeTags(tags: Tag[] | null): string | null {
+  return tags === null ? null : JSON.stringify(tags);
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    putAccessKey: db.prepare('INSERT OR REPLACE INTO access_keys (access_key_id, secret_access_key, created_ms) VALUES (?, ?, ?)'),
+    listAccessKeys: db.prepare('SELECT * FROM access_keys ORDER BY created_ms'),
+    insertBucket: db.prepare('INSERT OR IGNORE INTO buckets (name, created_ms, owner_id, versioning, tags) VALUES (?, ?, ?, ?, ?)'),
+    getBucket: db.prepare('SELECT * FROM buckets WHERE name = ?'),
+    listBuckets: db.prepare('SELECT * FROM buckets ORDER BY name'),
+    deleteBucket: db.prepare('DELETE FROM buckets WHERE name = ?'),
+    anyVersionInBucket: db.prepare('SELECT 1 FROM versions WHERE bucket = ? LIMIT 1'),
+    uploadIdsInBucket: db.prepare('SELECT upload_id FROM uploads WHERE bucket = ?'),
+    setVersioning: db.prepare('UPDATE buckets SET versioning = ? WHERE name = ?'),
+    setBucketTags: db.prepare('UPDATE buckets SET tags = ? WHERE name = ?'),
+    getLatest: db.prepare('SELECT * FROM versions WHERE bucket = ? AND key = ? AND is_latest = 1'),
+    getVersionById: db.prepare('SELECT * FROM versions WHERE bucket = ? AND key = ? AND version_id = ?'),
+    demoteLatest: db.prepare('UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1'),
+    insertVersion: db.prepare(
+      'INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    deleteVersionBySeq: db.prepare('DELETE FROM versions WHERE seq = ?'),
+    newestRemaining: db.prepare('SELECT seq FROM versions WHERE bucket = ? AND key = ? ORDER BY seq DESC LIMIT 1'),
+    promote: db.prepare('UPDATE versions SET is_latest = 1 WHERE seq = ?'),
+    updateVersionMeta: db.prepare('UPDATE versions SET meta = ? WHERE seq = ?'),
+    insertUpload: db.prepare('INSERT INTO uploads (upload_id, bucket, key, created_ms, owner_id, meta) VALUES (?, ?, ?, ?, ?, ?)'),
+    getUploadById: db.prepare('SELECT * FROM uploads WHERE upload_id = ?'),
+    deleteUpload: db.prepare('DELETE FROM uploads WHERE upload_id = ?'),
+    getPart: db.prepare('SELECT blob_id FROM parts WHERE upload_id = ? AND part_number = ?'),
+    upsertPart: db.prepare(
+      'INSERT OR REPLACE INTO parts (upload_id, part_number, size_bytes, etag, last_modified_ms, checksum, blob_id) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ),
+    listParts: db.prepare('SELECT * FROM parts WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?'),
+    partBlobs: db.prepare('SELECT blob_id FROM parts WHERE upload_id = ?'),
+    deleteParts: db.prepare('DELETE FROM parts WHERE upload_id = ?'),
+    recordBlob: db.prepare('INSERT INTO blobs (blob_id, backend, purge_after_ms) VALUES (?, ?, NULL) ON CONFLICT (blob_id) DO UPDATE SET purge_after_ms = NULL'),
+    getBlob: db.prepare('SELECT 1 FROM blobs WHERE blob_id = ?'),
+    getBlobState: db.prepare('SELECT purge_after_ms FROM blobs WHERE blob_id = ?'),
+    queuePurge: db.prepare('UPDATE blobs SET purge_after_ms = ? WHERE blob_id = ?'),
+    purgeDue: db.prepare('SELECT blob_id, backend FROM blobs WHERE purge_after_ms IS NOT NULL AND purge_after_ms <= ? ORDER BY purge_after_ms LIMIT ?'),
+    forgetPurgedBlob: db.prepare('DELETE FROM blobs WHERE blob_id = ? AND purge_after_ms IS NOT NULL'),
+  };
+}

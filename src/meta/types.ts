@@ -1,0 +1,106 @@
+/**
+ * Records of the metadata store. They describe S3 things (buckets, versions,
+ * uploads) and where their bytes live (segments of blobs); nothing here knows
+ * about HTTP. The shapes already carry what versioning and multi-backend
+ * placement need: every version has its own ID and its own list of segments,
+ * and every blob is tracked with the backend that holds it.
+ */
+import type { ChecksumAlgorithm, ChecksumType } from '../util/checksum.ts';
+
+export type VersioningState = 'Unversioned' | 'Enabled' | 'Suspended';
+
+/** The version ID of objects written while versioning is off or suspended. */
+export const NULL_VERSION_ID = 'null';
+
+export interface Tag {
+  key: string;
+  value: string;
+}
+
+export interface BucketRecord {
+  name: string;
+  createdMs: number;
+  ownerId: string;
+  versioning: VersioningState;
+  tags: Tag[] | null;
+}
+
+/** A run of an object's bytes stored in one blob. An object's bytes are its segments in order. */
+export interface Segment {
+  blobId: string;
+  sizeBytes: number;
+}
+
+export interface ObjectChecksum {
+  algorithm: ChecksumAlgorithm;
+  /** base64 of the digest; for COMPOSITE multipart checksums without the "-N" suffix. */
+  value: string;
+  type: ChecksumType;
+}
+
+/** Parts of a completed multipart object, kept for GET ?partNumber and checksums. */
+export interface PartSummary {
+  partNumber: number;
+  sizeBytes: number;
+  etag: string;
+  checksum?: string;
+}
+
+/** Content-* and friends: stored as sent, returned on GET/HEAD. */
+export interface SystemMetadata {
+  contentType?: string;
+  cacheControl?: string;
+  contentDisposition?: string;
+  contentEncoding?: string;
+  contentLanguage?: string;
+  expires?: string;
+}
+
+export interface ObjectVersion {
+  bucket: string;
+  key: string;
+  versionId: string;
+  isDeleteMarker: boolean;
+  lastModifiedMs: number;
+  sizeBytes: number;
+  /** Hex MD5, or "<hex>-<parts>" for multipart; without quotes. */
+  etag: string;
+  ownerId: string;
+  system: SystemMetadata;
+  /** x-amz-meta-* without the prefix, names lower-cased. */
+  userMetadata: Record<string, string>;
+  checksum: ObjectChecksum | null;
+  tags: Tag[];
+  parts: PartSummary[] | null;
+  segments: Segment[];
+}
+
+export interface UploadRecord {
+  uploadId: string;
+  bucket: string;
+  key: string;
+  createdMs: number;
+  ownerId: string;
+  system: SystemMetadata;
+  userMetadata: Record<string, string>;
+  tags: Tag[];
+  checksumAlgorithm: ChecksumAlgorithm | null;
+  checksumType: ChecksumType | null;
+}
+
+export interface PartRecord {
+  uploadId: string;
+  partNumber: number;
+  sizeBytes: number;
+  etag: string;
+  lastModifiedMs: number;
+  /** base64 digest of the upload's checksum algorithm, if it has one. */
+  checksum: string | null;
+  blobId: string;
+}
+
+export interface AccessKeyRecord {
+  accessKeyId: string;
+  secretAccessKey: string;
+  createdMs: number;
+}

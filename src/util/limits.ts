@@ -1,0 +1,55 @@
+/**
+ * Every bound of the S3 API and of our own, in one place. Units come before
+ * the qualifier (`KEY_BYTES_MAX`), so related names sort together.
+ * The relations between them are checked once, at module load.
+ */
+import { assert } from './assert.ts';
+
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+export const GiB = 1024 * MiB;
+
+// S3 API bounds (AWS documentation).
+export const KEY_BYTES_MAX = 1024;
+export const BUCKET_NAME_LENGTH_MIN = 3;
+export const BUCKET_NAME_LENGTH_MAX = 63;
+export const USER_METADATA_BYTES_MAX = 2 * KiB;
+export const LIST_KEYS_MAX = 1000;
+export const DELETE_KEYS_MAX = 1000;
+export const PART_NUMBER_MAX = 10_000;
+export const PART_BYTES_MIN = 5 * MiB;
+export const PART_BYTES_MAX = 5 * GiB;
+export const OBJECT_BYTES_MAX = 5 * 1024 * GiB;
+export const PUT_OBJECT_BYTES_MAX = 5 * GiB;
+export const PRESIGN_EXPIRY_SECONDS_MAX = 604_800;
+export const CLOCK_SKEW_MS_MAX = 15 * 60 * 1000;
+export const OBJECT_TAGS_MAX = 10;
+export const BUCKET_TAGS_MAX = 50;
+export const TAG_KEY_LENGTH_MAX = 128;
+export const TAG_VALUE_LENGTH_MAX = 256;
+
+// Our own bounds.
+/** Total bytes of request headers node:http accepts (S3 allows 8 KiB of user metadata headers plus the rest). */
+export const HEADER_BYTES_MAX = 16 * KiB;
+/** XML request bodies (DeleteObjects with 1000 keys of 1024 bytes is ~1.1 MiB). */
+export const XML_BODY_BYTES_MAX = 2 * MiB;
+/** aws-chunked: one chunk header line, one trailer block. */
+export const CHUNK_HEADER_BYTES_MAX = 4 * KiB;
+export const TRAILER_BYTES_MAX = 4 * KiB;
+/** Largest data chunk an aws-chunked upload may declare (SDKs send 64 KiB; allow far more, bounded). */
+export const CHUNK_DATA_BYTES_MAX = 16 * MiB;
+/** Multipart uploads listed per page, parts per page. */
+export const LIST_UPLOADS_MAX = 1000;
+export const LIST_PARTS_MAX = 1000;
+/** Purge queue: entries taken per batch, and the delay before a replaced blob may be removed. */
+export const PURGE_BATCH_MAX = 256;
+export const PURGE_GRACE_MS = 2_000;
+/** Shutdown: how long in-flight requests may take to finish after SIGTERM. */
+export const SHUTDOWN_GRACE_MS = 30_000;
+/** Idle socket timeout for slow or stalled clients. */
+export const REQUEST_IDLE_TIMEOUT_MS = 120_000;
+
+assert(PART_BYTES_MIN < PART_BYTES_MAX, 'part bounds');
+assert(PUT_OBJECT_BYTES_MAX <= OBJECT_BYTES_MAX, 'object bounds');
+assert(DELETE_KEYS_MAX * (KEY_BYTES_MAX + 64) < XML_BODY_BYTES_MAX, 'a full DeleteObjects body fits the XML limit');
+assert(USER_METADATA_BYTES_MAX < HEADER_BYTES_MAX, 'user metadata fits the header limit');
