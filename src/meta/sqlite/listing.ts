@@ -25,8 +25,8 @@ interface Cursor {
   inclusive: boolean;
 }
 
-/** Rows of one source in key order, starting at a cursor. */
-type FetchRows<Row> = (cursor: Cursor, limit: number) => Row[];
+/** Rows of one source in key order, starting at a cursor; read lazily so a seek stops reading at once. */
+type FetchRows<Row> = (cursor: Cursor, limit: number) => Iterable<Row>;
 
 interface WalkOptions<Row, Entry> {
   prefix: string;
@@ -52,27 +52,31 @@ function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[];
   }
   let cursor: Cursor | undefined = clampToPrefix(options.start, prefix, delimiter);
   while (cursor !== undefined && entries.length <= limit) {
-    const batchRows = Math.min(BATCH_ROWS_MAX, limit + 1 - entries.length + 1);
-    const rows = options.fetch(cursor, batchRows);
+    const batchRows = Math.min(BATCH_ROWS_MAX, limit + 2 - entries.length);
     let next: Cursor | undefined;
-    for (const row of rows) {
+    let rowsSeen = 0;
+    let done = false;
+    for (const row of options.fetch(cursor, batchRows)) {
+      rowsSeen++;
       const key = options.keyOf(row);
-      if (!key.startsWith(prefix)) break;
+      if (!key.startsWith(prefix)) {
+        done = true;
+        break;
+      }
       const common = commonPrefixOf(key, prefix, delimiter);
       if (common !== undefined) {
         entries.push(options.prefixEntry(common));
         const after = prefixSuccessor(common);
         next = after === undefined ? undefined : { key: after, inclusive: true };
+        done = after === undefined;
         break;
       }
       entries.push(options.entryOf(row));
       if (entries.length > limit) break;
       next = { key, inclusive: false };
     }
-    if (entries.length > limit) break;
-    const lastRow = rows.at(-1);
-    const exhausted = rows.length < batchRows || (lastRow !== undefined && !options.keyOf(lastRow).startsWith(prefix));
-    if (next === undefined || (exhausted && next.inclusive === false)) break;
+    if (done || entries.length > limit || next === undefined) break;
+    if (!next.inclusive && rowsSeen < batchRows) break;
     cursor = next;
   }
   return { entries: entries.slice(0, limit), isTruncated: entries.length > limit };
@@ -105,7 +109,7 @@ export function listKeys(db: Database.Database, request: ListRequest): ListResul
     start: { key: request.after, inclusive: request.after === '' },
     leading: [],
     limit: request.limit,
-    fetch: (cursor, limit) => (cursor.inclusive ? from : after).all(request.bucket, cursor.key, limit) as VersionRow[],
+    fetch: (cursor, limit) => (cursor.inclusive ? from : after).iterate(request.bucket, cursor.key, limit) as Iterable<VersionRow>,
     keyOf: (row) => row.key,
     entryOf: (row) => ({ key: row.key, version: rowToVersion(row) }),
     prefixEntry: (key) => ({ key }),
@@ -134,7 +138,7 @@ export function listVersions(db: Database.Database, request: ListVersionsRequest
     start,
     leading,
     limit: request.limit,
-    fetch: (cursor, limit) => (cursor.inclusive ? from : after).all(request.bucket, cursor.key, limit) as VersionRow[],
+    fetch: (cursor, limit) => (cursor.inclusive ? from : after).iterate(request.bucket, cursor.key, limit) as Iterable<VersionRow>,
     keyOf: (row) => row.key,
     entryOf: (row) => ({ key: row.key, version: rowToVersion(row), isLatest: row.is_latest === 1 }),
     prefixEntry: (key) => ({ key, isLatest: false }),
@@ -164,7 +168,7 @@ export function listUploads(db: Database.Database, request: ListUploadsRequest):
     start: { key: request.keyMarker, inclusive: request.keyMarker === '' },
     leading,
     limit: request.limit,
-    fetch: (cursor, limit) => (cursor.inclusive ? from : after).all(request.bucket, cursor.key, limit) as UploadRow[],
+    fetch: (cursor, limit) => (cursor.inclusive ? from : after).iterate(request.bucket, cursor.key, limit) as Iterable<UploadRow>,
     keyOf: (row) => row.key,
     entryOf: (row) => ({ key: row.key, upload: rowToUpload(row) }),
     prefixEntry: (key) => ({ key }),

@@ -1,0 +1,167 @@
+/**
+ * Routing as data: method + "is there a key" + sub-resource keyword + a
+ * tie-breaking header → one S3 operation, named as AWS names it. Only
+ * addressing is decided here; each handler reads its own parameters.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { S3Error } from '../util/s3-error.ts';
+
+export type S3Operation =
+  | 'ListBuckets'
+  | 'CreateBucket'
+  | 'HeadBucket'
+  | 'DeleteBucket'
+  | 'GetBucketLocation'
+  | 'GetBucketVersioning'
+  | 'PutBucketVersioning'
+  | 'GetBucketTagging'
+  | 'PutBucketTagging'
+  | 'DeleteBucketTagging'
+  | 'ListObjects'
+  | 'ListObjectsV2'
+  | 'ListObjectVersions'
+  | 'ListMultipartUploads'
+  | 'DeleteObjects'
+  | 'PutObject'
+  | 'CopyObject'
+  | 'GetObject'
+  | 'HeadObject'
+  | 'DeleteObject'
+  | 'GetObjectTagging'
+  | 'PutObjectTagging'
+  | 'DeleteObjectTagging'
+  | 'CreateMultipartUpload'
+  | 'UploadPart'
+  | 'UploadPartCopy'
+  | 'CompleteMultipartUpload'
+  | 'AbortMultipartUpload'
+  | 'ListParts'
+  | 'NotImplemented';
+
+export interface S3Route {
+  operation: S3Operation;
+  /** '' for service-level requests. */
+  bucket: string;
+  /** '' when the request addresses the bucket itself. */
+  key: string;
+  /** Decoded query parameters ('+' is a space, as S3 decodes them). */
+  query: ReadonlyMap<string, string>;
+}
+
+/** Sub-resources Talus does not implement yet: they must answer NotImplemented, never a wrong success. */
+const UNSUPPORTED_SUBRESOURCES = new Set([
+  'acl', 'policy', 'policyStatus', 'cors', 'lifecycle', 'website', 'logging', 'notification', 'replication',
+  'encryption', 'object-lock', 'retention', 'legal-hold', 'ownershipControls', 'publicAccessBlock', 'accelerate',
+  'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering', 'attributes', 'restore', 'select',
+  'torrent', 'session', 'renameObject',
+]);
+
+export function parseQuery(rawQuery: string): Map<string, string> {
+  const query = new Map<string, string>();
+  if (rawQuery === '') return query;
+  for (const pair of rawQuery.split('&')) {
+    if (pair === '') continue;
+    const equals = pair.indexOf('=');
+    const name = decodeQueryComponent(equals === -1 ? pair : pair.slice(0, equals));
+    const value = equals === -1 ? '' : decodeQueryComponent(pair.slice(equals + 1));
+    if (!query.has(name)) query.set(name, value);
+  }
+  return query;
+}
+
+function decodeQueryComponent(text: string): string {
+  const spaced = text.includes('+') ? text.replaceAll('+', ' ') : text;
+  if (!spaced.includes('%')) return spaced;
+  try {
+    return decodeURIComponent(spaced);
+  } catch {
+    throw new S3Error('InvalidArgument', 'The query string is not valid percent-encoding.');
+  }
+}
+
+function decodePath(text: string): string {
+  if (!text.includes('%')) return text;
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new S3Error('InvalidURI');
+  }
+}
+
+/**
+ * Splits a request into bucket and key. With a domain configured, a Host of
+ * `<bucket>.<domain>` selects virtual-host style; otherwise path style.
+ */
+export function resolveAddress(rawPath: string, host: string | undefined, domain: string | undefined): { bucket: string; key: string } {
+  if (domain !== undefined && host !== undefined) {
+    const hostname = host.replace(/:\d+$/, '').toLowerCase();
+    if (hostname.endsWith(`.${domain}`)) {
+      const bucket = hostname.slice(0, -(domain.length + 1));
+      return { bucket, key: decodePath(rawPath.slice(1)) };
+    }
+  }
+  const path = rawPath.slice(1);
+  const slash = path.indexOf('/');
+  if (slash === -1) return { bucket: decodePath(path), key: '' };
+  return { bucket: decodePath(path.slice(0, slash)), key: decodePath(path.slice(slash + 1)) };
+}
+
+export function route(method: string, address: { bucket: string; key: string }, query: ReadonlyMap<string, string>, headers: IncomingHttpHeaders): S3Route {
+  const operation = chooseOperation(method, address.bucket, address.key, query, headers['x-amz-copy-source'] !== undefined);
+  return { operation, bucket: address.bucket, key: address.key, query };
+}
+
+function chooseOperation(method: string, bucket: string, key: string, query: ReadonlyMap<string, string>, hasCopySource: boolean): S3Operation {
+  for (const name of query.keys()) if (UNSUPPORTED_SUBRESOURCES.has(name)) return 'NotImplemented';
+  if (bucket === '') return method === 'GET' ? 'ListBuckets' : 'NotImplemented';
+  if (key === '') return bucketOperation(method, query);
+  switch (method) {
+    case 'PUT':
+      if (query.has('uploadId') && query.has('partNumber')) return hasCopySource ? 'UploadPartCopy' : 'UploadPart';
+      if (query.has('tagging')) return 'PutObjectTagging';
+      return hasCopySource ? 'CopyObject' : 'PutObject';
+    case 'GET':
+      if (query.has('uploadId')) return 'ListParts';
+      if (query.has('tagging')) return 'GetObjectTagging';
+      return 'GetObject';
+    case 'HEAD':
+      return 'HeadObject';
+    case 'DELETE':
+      if (query.has('uploadId')) return 'AbortMultipartUpload';
+      if (query.has('tagging')) return 'DeleteObjectTagging';
+      return 'DeleteObject';
+    case 'POST':
+      if (query.has('uploads')) return 'CreateMultipartUpload';
+      if (query.has('uploadId')) return 'CompleteMultipartUpload';
+      return 'NotImplemented';
+    default:
+      return 'NotImplemented';
+  }
+}
+
+function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3Operation {
+  switch (method) {
+    case 'PUT':
+      if (query.has('versioning')) return 'PutBucketVersioning';
+      if (query.has('tagging')) return 'PutBucketTagging';
+      return 'CreateBucket';
+    case 'GET':
+      if (query.has('location')) return 'GetBucketLocation';
+      if (query.has('versioning')) return 'GetBucketVersioning';
+      if (query.has('tagging')) return 'GetBucketTagging';
+      if (query.has('versions')) return 'ListObjectVersions';
+      if (query.has('uploads')) return 'ListMultipartUploads';
+      if (query.get('list-type') === '2') return 'ListObjectsV2';
+      return 'ListObjects';
+    case 'HEAD':
+      return 'HeadBucket';
+    case 'DELETE':
+      if (query.has('tagging')) return 'DeleteBucketTagging';
+      return 'DeleteBucket';
+    case 'POST':
+      if (query.has('delete')) return 'DeleteObjects';
+      return 'NotImplemented';
+    default:
+      return 'NotImplemented';
+  }
+}

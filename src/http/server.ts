@@ -1,0 +1,138 @@
+/**
+ * The HTTP front: node:http with streaming bodies both ways. One request path,
+ * top to bottom: address → route → verify signature → handler → response.
+ * It is also the only place that turns an error into an HTTP response.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import { verifyRequest, type SecretLookup } from '../auth/index.ts';
+import type { Engine } from '../engine/engine.ts';
+import { HANDLERS } from '../s3/operations.ts';
+import type { RequestContext, S3Response } from '../s3/context.ts';
+import { newRequestId } from '../util/ids.ts';
+import { HEADER_BYTES_MAX, REQUEST_IDLE_TIMEOUT_MS } from '../util/limits.ts';
+import { S3Error, isS3Error } from '../util/s3-error.ts';
+import type { Logger } from '../util/logger.ts';
+import { parseQuery, resolveAddress, route } from './route.ts';
+import { element, escapeXml, XML_DECLARATION } from './xml.ts';
+
+export interface FrontOptions {
+  engine: Engine;
+  lookupSecret: SecretLookup;
+  region: string;
+  /** Base domain for virtual-host-style addressing (`<bucket>.<domain>`). */
+  domain: string | undefined;
+  logger: Logger;
+}
+
+export function createS3Server(options: FrontOptions): Server {
+  const server = createServer({ maxHeaderSize: HEADER_BYTES_MAX, requestTimeout: 0 }, (request, response) => {
+    void handleRequest(options, request, response);
+  });
+  server.timeout = REQUEST_IDLE_TIMEOUT_MS;
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => onClientError(error, socket));
+  return server;
+}
+
+async function handleRequest(options: FrontOptions, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  const requestId = newRequestId();
+  response.setHeader('x-amz-request-id', requestId);
+  response.setHeader('x-amz-id-2', requestId);
+  response.setHeader('server', 'Talus');
+  const rawUrl = request.url ?? '/';
+  const queryStart = rawUrl.indexOf('?');
+  const rawPath = queryStart === -1 ? rawUrl : rawUrl.slice(0, queryStart);
+  const rawQuery = queryStart === -1 ? '' : rawUrl.slice(queryStart + 1);
+  const method = request.method ?? 'GET';
+  try {
+    const context = buildContext(options, request, requestId, method, rawPath, rawQuery);
+    const result = await HANDLERS[context.route.operation](context);
+    await sendResponse(request, response, method, result);
+  } catch (error) {
+    sendError(options, request, response, method, rawPath, requestId, error);
+  }
+}
+
+function buildContext(options: FrontOptions, request: IncomingMessage, requestId: string, method: string, rawPath: string, rawQuery: string): RequestContext {
+  const address = resolveAddress(rawPath, request.headers.host, options.domain);
+  const routed = route(method, address, parseQuery(rawQuery), request.headers);
+  const verified = verifyRequest({ method, rawPath, rawQuery, headers: request.headers, body: request }, options.lookupSecret);
+  if (verified.accessKeyId === null) throw new S3Error('AccessDenied');
+  return {
+    requestId,
+    method,
+    route: routed,
+    headers: request.headers,
+    request: verified,
+    ownerId: verified.accessKeyId,
+    engine: options.engine,
+    region: options.region,
+  };
+}
+
+async function sendResponse(request: IncomingMessage, response: ServerResponse, method: string, result: S3Response): Promise<void> {
+  response.statusCode = result.status;
+  for (const [name, value] of Object.entries(result.headers)) response.setHeader(name, value);
+  const body = result.body;
+  if (body === undefined || method === 'HEAD') {
+    body !== undefined && typeof body !== 'string' && body.destroy();
+    if (!response.hasHeader('content-length') && method !== 'HEAD') response.setHeader('content-length', '0');
+    response.end();
+    return;
+  }
+  if (typeof body === 'string') {
+    response.setHeader('content-length', Buffer.byteLength(body));
+    response.end(body);
+    return;
+  }
+  try {
+    await pipeline(body, response);
+  } catch {
+    // The client went away or a blob read failed mid-stream: headers are sent,
+    // so the only honest signal left is to cut the connection.
+    response.destroy();
+    request.destroy();
+  }
+}
+
+function sendError(options: FrontOptions, request: IncomingMessage, response: ServerResponse, method: string, rawPath: string, requestId: string, error: unknown): void {
+  const s3Error = isS3Error(error) ? error : new S3Error('InternalError');
+  if (!isS3Error(error) || s3Error.status >= 500) {
+    options.logger.error('request failed', { requestId, method, path: rawPath, error: String((error as Error)?.stack ?? error) });
+  }
+  if (response.headersSent) {
+    response.destroy();
+    return;
+  }
+  response.statusCode = s3Error.status;
+  for (const [name, value] of Object.entries(s3Error.headers)) response.setHeader(name, value);
+  // A request body we did not read to the end cannot be reused on this connection.
+  if (!request.complete) response.setHeader('connection', 'close');
+  if (method === 'HEAD' || s3Error.status === 304) {
+    response.end();
+    if (!request.complete) request.resume();
+    return;
+  }
+  let details = '';
+  for (const [name, value] of Object.entries(s3Error.details)) details += element(name, value);
+  const body = `${XML_DECLARATION}<Error>${element('Code', s3Error.code)}${element('Message', s3Error.message)}${details}<Resource>${escapeXml(rawPath)}</Resource>${element('RequestId', requestId)}</Error>`;
+  response.setHeader('content-type', 'application/xml');
+  response.setHeader('content-length', Buffer.byteLength(body));
+  response.end(body);
+  if (!request.complete) request.resume();
+}
+
+/** Errors node:http detects before a request exists, e.g. oversized headers; answered as S3 would. */
+function onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+  const s3Error = new S3Error(tooLarge ? 'RequestHeaderSectionTooLarge' : 'InvalidRequest', tooLarge ? undefined : 'Malformed HTTP request.');
+  const body = `${XML_DECLARATION}<Error>${element('Code', s3Error.code)}${element('Message', s3Error.message)}</Error>`;
+  socket.end(
+    `HTTP/1.1 ${s3Error.status} Bad Request\r\nContent-Type: application/xml\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}

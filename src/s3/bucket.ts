@@ -1,0 +1,105 @@
+/** Bucket operations: create, head, delete, list, location, versioning, tagging. */
+import { BUCKET_TAGS_MAX } from '../util/limits.ts';
+import { S3Error } from '../util/s3-error.ts';
+import type { Tag } from '../meta/types.ts';
+import { document, element, escapeXml, listOf, objectOf, parseXml, textOf } from '../http/xml.ts';
+import { emptyResponse, readSmallBody, xmlResponse, type RequestContext, type S3Response } from './context.ts';
+import { isoDateOf, validateTags } from './headers.ts';
+
+export async function handleListBuckets(context: RequestContext): Promise<S3Response> {
+  const buckets = await context.engine.listBuckets();
+  const entries = buckets
+    .filter((bucket) => bucket.ownerId === context.ownerId)
+    .map((bucket) => `<Bucket>${element('Name', bucket.name)}${element('CreationDate', isoDateOf(bucket.createdMs))}</Bucket>`)
+    .join('');
+  return xmlResponse(document('ListAllMyBucketsResult', `${owner(context.ownerId)}<Buckets>${entries}</Buckets>`));
+}
+
+export function owner(ownerId: string): string {
+  return `<Owner>${element('ID', ownerId)}${element('DisplayName', ownerId)}</Owner>`;
+}
+
+export async function handleCreateBucket(context: RequestContext): Promise<S3Response> {
+  const body = await readSmallBody(context);
+  if (body.trim() !== '') {
+    const configuration = parseXml(body, 'CreateBucketConfiguration');
+    const location = textOf(configuration['LocationConstraint']);
+    if (location !== undefined && location !== '' && location !== context.region) {
+      throw new S3Error('InvalidLocationConstraint', `The specified location-constraint is not valid: ${location}`);
+    }
+  }
+  await context.engine.createBucket(context.route.bucket, context.ownerId);
+  return emptyResponse(200, { location: `/${context.route.bucket}` });
+}
+
+export async function handleHeadBucket(context: RequestContext): Promise<S3Response> {
+  await context.engine.getBucket(context.route.bucket);
+  return emptyResponse(200, { 'x-amz-bucket-region': context.region });
+}
+
+export async function handleDeleteBucket(context: RequestContext): Promise<S3Response> {
+  await context.engine.deleteBucket(context.route.bucket);
+  return emptyResponse(204);
+}
+
+export async function handleGetBucketLocation(context: RequestContext): Promise<S3Response> {
+  await context.engine.getBucket(context.route.bucket);
+  // us-east-1 is reported as an empty LocationConstraint, as S3 does.
+  const region = context.region === 'us-east-1' ? '' : escapeXml(context.region);
+  return xmlResponse(`<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${region}</LocationConstraint>`);
+}
+
+export async function handleGetBucketVersioning(context: RequestContext): Promise<S3Response> {
+  const bucket = await context.engine.getBucket(context.route.bucket);
+  const status = bucket.versioning === 'Unversioned' ? '' : element('Status', bucket.versioning);
+  return xmlResponse(document('VersioningConfiguration', status));
+}
+
+export async function handlePutBucketVersioning(context: RequestContext): Promise<S3Response> {
+  const configuration = parseXml(await readSmallBody(context), 'VersioningConfiguration');
+  const status = textOf(configuration['Status']);
+  const mfaDelete = textOf(configuration['MfaDelete']);
+  if (mfaDelete === 'Enabled') throw new S3Error('NotImplemented', 'MFA Delete is not supported.');
+  if (status !== 'Enabled' && status !== 'Suspended') throw new S3Error('MalformedXML');
+  await context.engine.setBucketVersioning(context.route.bucket, status);
+  return emptyResponse(200);
+}
+
+export async function handleGetBucketTagging(context: RequestContext): Promise<S3Response> {
+  const tags = await context.engine.getBucketTags(context.route.bucket);
+  return xmlResponse(document('Tagging', tagSetXml(tags)));
+}
+
+export async function handlePutBucketTagging(context: RequestContext): Promise<S3Response> {
+  const tags = parseTagging(await readSmallBody(context), BUCKET_TAGS_MAX);
+  await context.engine.setBucketTags(context.route.bucket, tags);
+  return emptyResponse(204);
+}
+
+export async function handleDeleteBucketTagging(context: RequestContext): Promise<S3Response> {
+  await context.engine.getBucket(context.route.bucket);
+  await context.engine.setBucketTags(context.route.bucket, null);
+  return emptyResponse(204);
+}
+
+export function tagSetXml(tags: readonly Tag[]): string {
+  return `<TagSet>${tags.map((tag) => `<Tag>${element('Key', tag.key)}${element('Value', tag.value)}</Tag>`).join('')}</TagSet>`;
+}
+
+/** Parses a <Tagging><TagSet><Tag>… document and validates the tags. */
+export function parseTagging(body: string, countMax: number): Tag[] {
+  const tagging = parseXml(body, 'Tagging');
+  const tagSet = tagging['TagSet'];
+  if (tagSet === undefined) throw new S3Error('MalformedXML');
+  const tags: Tag[] = [];
+  const set = tagSet === '' ? {} : objectOf(tagSet);
+  for (const node of listOf(set['Tag'])) {
+    const tag = objectOf(node);
+    const key = textOf(tag['Key']);
+    const value = textOf(tag['Value']) ?? '';
+    if (key === undefined) throw new S3Error('MalformedXML');
+    tags.push({ key, value });
+  }
+  validateTags(tags, countMax);
+  return tags;
+}

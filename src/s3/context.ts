@@ -1,0 +1,63 @@
+/** What an S3 handler gets (a verified, routed request) and what it returns (a response description). */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { VerifiedRequest } from '../auth/index.ts';
+import type { Engine } from '../engine/engine.ts';
+import type { S3Route } from '../http/route.ts';
+import { XML_BODY_BYTES_MAX } from '../util/limits.ts';
+import { S3Error } from '../util/s3-error.ts';
+
+export interface RequestContext {
+  readonly requestId: string;
+  readonly method: string;
+  readonly route: S3Route;
+  readonly headers: IncomingHttpHeaders;
+  readonly request: VerifiedRequest;
+  /** The authenticated access key, which is also the owner ID of what it creates. */
+  readonly ownerId: string;
+  readonly engine: Engine;
+  readonly region: string;
+}
+
+export interface S3Response {
+  status: number;
+  headers: Record<string, string>;
+  body?: string | Readable;
+}
+
+export type Handler = (context: RequestContext) => Promise<S3Response>;
+
+export function xmlResponse(body: string, status = 200, headers: Record<string, string> = {}): S3Response {
+  return { status, headers: { 'content-type': 'application/xml', ...headers }, body };
+}
+
+export function emptyResponse(status: number, headers: Record<string, string> = {}): S3Response {
+  return { status, headers };
+}
+
+/** Reads a small request body (XML documents), bounded; the verified stream checks signatures as it goes. */
+export async function readSmallBody(context: RequestContext, limitBytes = XML_BODY_BYTES_MAX): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of context.request.body) {
+    const buffer = chunk as Buffer;
+    total += buffer.length;
+    if (total > limitBytes) throw new S3Error('MaxMessageLengthExceeded');
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export function queryValue(context: RequestContext, name: string): string | undefined {
+  return context.route.query.get(name);
+}
+
+/** Parses an integer query parameter within [min, max]; absent gives the default. */
+export function queryInteger(context: RequestContext, name: string, fallback: number, min: number, max: number): number {
+  const value = context.route.query.get(name);
+  if (value === undefined) return fallback;
+  if (!/^-?\d+$/.test(value)) throw new S3Error('InvalidArgument', `Provided ${name} not an integer or within integer range`, { ArgumentName: name, ArgumentValue: value });
+  const number = Number(value);
+  if (number < min) throw new S3Error('InvalidArgument', `Argument ${name} must be an integer between ${min} and ${max}`, { ArgumentName: name, ArgumentValue: value });
+  return Math.min(number, max);
+}

@@ -1,0 +1,55 @@
+/** DeleteObjects: up to 1000 keys in one request, each deleted on its own, results reported per key. */
+import { createHash } from 'node:crypto';
+import { DELETE_KEYS_MAX } from '../util/limits.ts';
+import { S3Error, isS3Error } from '../util/s3-error.ts';
+import { document, element, listOf, objectOf, parseXml, textOf } from '../http/xml.ts';
+import { readSmallBody, xmlResponse, type RequestContext, type S3Response } from './context.ts';
+import { header } from './headers.ts';
+import { checkKey } from './object.ts';
+
+interface DeleteTarget {
+  key: string;
+  versionId: string | undefined;
+}
+
+function parseDeleteRequest(body: string): { targets: DeleteTarget[]; quiet: boolean } {
+  const root = parseXml(body, 'Delete');
+  const targets: DeleteTarget[] = [];
+  for (const node of listOf(root['Object'])) {
+    const object = objectOf(node);
+    const key = textOf(object['Key']);
+    if (key === undefined) throw new S3Error('MalformedXML');
+    const versionId = textOf(object['VersionId']);
+    targets.push({ key, versionId: versionId === '' ? undefined : versionId });
+  }
+  if (targets.length === 0 || targets.length > DELETE_KEYS_MAX) throw new S3Error('MalformedXML');
+  const quietText = textOf(root['Quiet'])?.toLowerCase();
+  return { targets, quiet: quietText === 'true' };
+}
+
+export async function handleDeleteObjects(context: RequestContext): Promise<S3Response> {
+  const body = await readSmallBody(context);
+  const md5 = header(context.headers, 'content-md5');
+  if (md5 !== undefined && createHash('md5').update(body).digest('base64') !== md5) throw new S3Error('BadDigest');
+  const { targets, quiet } = parseDeleteRequest(body);
+  await context.engine.getBucket(context.route.bucket);
+  let results = '';
+  for (const target of targets) {
+    try {
+      checkKey(target.key);
+      const result = await context.engine.deleteObject(context.route.bucket, target.key, target.versionId, context.ownerId);
+      if (quiet) continue;
+      let inner = element('Key', target.key);
+      if (target.versionId !== undefined) inner += element('VersionId', target.versionId);
+      if (result.deleteMarker) {
+        inner += element('DeleteMarker', true);
+        if (result.versionId !== undefined) inner += element('DeleteMarkerVersionId', result.versionId);
+      }
+      results += `<Deleted>${inner}</Deleted>`;
+    } catch (error) {
+      if (!isS3Error(error)) throw error;
+      results += `<Error>${element('Key', target.key)}${target.versionId === undefined ? '' : element('VersionId', target.versionId)}${element('Code', error.code)}${element('Message', error.message)}</Error>`;
+    }
+  }
+  return xmlResponse(document('DeleteResult', results));
+}

@@ -1,0 +1,142 @@
+/** Listings: ListObjects (v1, v2), ListObjectVersions, ListMultipartUploads. */
+import type { ObjectVersion } from '../meta/types.ts';
+import { LIST_KEYS_MAX, LIST_UPLOADS_MAX } from '../util/limits.ts';
+import { S3Error } from '../util/s3-error.ts';
+import { document, element, optionalElement } from '../http/xml.ts';
+import { owner } from './bucket.ts';
+import { queryInteger, xmlResponse, type RequestContext, type S3Response } from './context.ts';
+import { formatEtag, isoDateOf } from './headers.ts';
+
+/** encoding-type=url: names are percent-encoded so keys with characters XML cannot carry survive. */
+function encoder(context: RequestContext): (text: string) => string {
+  const encodingType = context.route.query.get('encoding-type');
+  if (encodingType === undefined) return (text) => text;
+  if (encodingType.toLowerCase() !== 'url') throw new S3Error('InvalidArgument', 'Invalid Encoding Method specified in Request', { ArgumentName: 'encoding-type', ArgumentValue: encodingType });
+  return (text) => encodeURIComponent(text);
+}
+
+function encodingTypeElement(context: RequestContext): string {
+  return context.route.query.has('encoding-type') ? element('EncodingType', 'url') : '';
+}
+
+function storageClass(): string {
+  return element('StorageClass', 'STANDARD');
+}
+
+function contentsXml(version: ObjectVersion, encode: (text: string) => string, withOwner: boolean): string {
+  const checksum = version.checksum === null ? '' : element('ChecksumAlgorithm', version.checksum.algorithm) + element('ChecksumType', version.checksum.type);
+  return `<Contents>${element('Key', encode(version.key))}${element('LastModified', isoDateOf(version.lastModifiedMs))}${element('ETag', formatEtag(version.etag))}${checksum}${element('Size', version.sizeBytes)}${withOwner ? owner(version.ownerId) : ''}${storageClass()}</Contents>`;
+}
+
+function commonPrefixXml(prefix: string, encode: (text: string) => string): string {
+  return `<CommonPrefixes>${element('Prefix', encode(prefix))}</CommonPrefixes>`;
+}
+
+/** Continuation tokens are opaque to clients: the last key or prefix returned, base64url. */
+function encodeToken(key: string): string {
+  return Buffer.from(key, 'utf8').toString('base64url');
+}
+
+function decodeToken(token: string): string {
+  if (!/^[A-Za-z0-9_-]*$/.test(token)) throw new S3Error('InvalidArgument', 'The continuation token provided is incorrect', { ArgumentName: 'continuation-token' });
+  return Buffer.from(token, 'base64url').toString('utf8');
+}
+
+export async function handleListObjects(context: RequestContext): Promise<S3Response> {
+  const v2 = context.route.operation === 'ListObjectsV2';
+  const query = context.route.query;
+  const encode = encoder(context);
+  const prefix = query.get('prefix') ?? '';
+  const delimiter = query.get('delimiter') ?? '';
+  const maxKeys = queryInteger(context, 'max-keys', LIST_KEYS_MAX, 0, LIST_KEYS_MAX);
+  const token = v2 ? query.get('continuation-token') : undefined;
+  const startAfter = v2 ? (query.get('start-after') ?? '') : (query.get('marker') ?? '');
+  const after = token !== undefined ? decodeToken(token) : startAfter;
+  const result = maxKeys === 0
+    ? (await context.engine.getBucket(context.route.bucket), { entries: [], isTruncated: false })
+    : await context.engine.list({ bucket: context.route.bucket, prefix, delimiter, after, limit: maxKeys });
+  const withOwner = !v2 || query.get('fetch-owner') === 'true';
+  let body = '';
+  for (const entry of result.entries) {
+    body += entry.version === undefined ? commonPrefixXml(entry.key, encode) : contentsXml(entry.version, encode, withOwner);
+  }
+  const last = result.entries.at(-1)?.key;
+  let head = element('Name', context.route.bucket) + element('Prefix', encode(prefix));
+  if (v2) {
+    head += optionalElement('ContinuationToken', token) + (query.has('start-after') ? element('StartAfter', encode(startAfter)) : '');
+    head += element('KeyCount', result.entries.length);
+    if (result.isTruncated && last !== undefined) head += element('NextContinuationToken', encodeToken(last));
+  } else {
+    head += element('Marker', encode(startAfter));
+    if (result.isTruncated && last !== undefined && delimiter !== '') head += element('NextMarker', encode(last));
+  }
+  head += element('MaxKeys', maxKeys) + (delimiter === '' ? '' : element('Delimiter', encode(delimiter)));
+  head += encodingTypeElement(context) + element('IsTruncated', result.isTruncated);
+  return xmlResponse(document('ListBucketResult', head + body));
+}
+
+export async function handleListObjectVersions(context: RequestContext): Promise<S3Response> {
+  const query = context.route.query;
+  const encode = encoder(context);
+  const prefix = query.get('prefix') ?? '';
+  const delimiter = query.get('delimiter') ?? '';
+  const keyMarker = query.get('key-marker') ?? '';
+  const versionIdMarker = query.get('version-id-marker') ?? '';
+  if (versionIdMarker !== '' && keyMarker === '') {
+    throw new S3Error('InvalidArgument', 'A version-id marker cannot be specified without a key marker.', { ArgumentName: 'version-id-marker' });
+  }
+  const maxKeys = queryInteger(context, 'max-keys', LIST_KEYS_MAX, 0, LIST_KEYS_MAX);
+  const result = maxKeys === 0
+    ? (await context.engine.getBucket(context.route.bucket), { entries: [], isTruncated: false })
+    : await context.engine.listVersions({ bucket: context.route.bucket, prefix, delimiter, keyMarker, versionIdMarker, limit: maxKeys });
+  let body = '';
+  for (const entry of result.entries) {
+    const version = entry.version;
+    if (version === undefined) {
+      body += commonPrefixXml(entry.key, encode);
+      continue;
+    }
+    const common = element('Key', encode(version.key)) + element('VersionId', version.versionId) + element('IsLatest', entry.isLatest) + element('LastModified', isoDateOf(version.lastModifiedMs));
+    body += version.isDeleteMarker
+      ? `<DeleteMarker>${common}${owner(version.ownerId)}</DeleteMarker>`
+      : `<Version>${common}${element('ETag', formatEtag(version.etag))}${element('Size', version.sizeBytes)}${owner(version.ownerId)}${storageClass()}</Version>`;
+  }
+  let head = element('Name', context.route.bucket) + element('Prefix', encode(prefix)) + element('KeyMarker', encode(keyMarker)) + element('VersionIdMarker', versionIdMarker);
+  const last = result.entries.at(-1);
+  if (result.isTruncated && last !== undefined) {
+    head += element('NextKeyMarker', encode(last.key));
+    if (last.version !== undefined) head += element('NextVersionIdMarker', last.version.versionId);
+  }
+  head += element('MaxKeys', maxKeys) + (delimiter === '' ? '' : element('Delimiter', encode(delimiter))) + encodingTypeElement(context) + element('IsTruncated', result.isTruncated);
+  return xmlResponse(document('ListVersionsResult', head + body));
+}
+
+export async function handleListMultipartUploads(context: RequestContext): Promise<S3Response> {
+  const query = context.route.query;
+  const encode = encoder(context);
+  const prefix = query.get('prefix') ?? '';
+  const delimiter = query.get('delimiter') ?? '';
+  const keyMarker = query.get('key-marker') ?? '';
+  const uploadIdMarker = query.get('upload-id-marker') ?? '';
+  const maxUploads = queryInteger(context, 'max-uploads', LIST_UPLOADS_MAX, 0, LIST_UPLOADS_MAX);
+  const result = maxUploads === 0
+    ? (await context.engine.getBucket(context.route.bucket), { entries: [], isTruncated: false })
+    : await context.engine.listMultipartUploads({ bucket: context.route.bucket, prefix, delimiter, keyMarker, uploadIdMarker, limit: maxUploads });
+  let body = '';
+  for (const entry of result.entries) {
+    const upload = entry.upload;
+    if (upload === undefined) {
+      body += commonPrefixXml(entry.key, encode);
+      continue;
+    }
+    const person = element('ID', upload.ownerId) + element('DisplayName', upload.ownerId);
+    body += `<Upload>${element('Key', encode(upload.key))}${element('UploadId', upload.uploadId)}<Initiator>${person}</Initiator><Owner>${person}</Owner>${storageClass()}${element('Initiated', isoDateOf(upload.createdMs))}${upload.checksumAlgorithm === null ? '' : element('ChecksumAlgorithm', upload.checksumAlgorithm)}</Upload>`;
+  }
+  const last = result.entries.at(-1);
+  let head = element('Bucket', context.route.bucket) + element('KeyMarker', encode(keyMarker)) + element('UploadIdMarker', uploadIdMarker);
+  head += element('NextKeyMarker', result.isTruncated && last !== undefined ? encode(last.key) : '');
+  head += element('NextUploadIdMarker', result.isTruncated && last?.upload !== undefined ? last.upload.uploadId : '');
+  head += (delimiter === '' ? '' : element('Delimiter', encode(delimiter))) + element('Prefix', encode(prefix)) + element('MaxUploads', maxUploads);
+  head += encodingTypeElement(context) + element('IsTruncated', result.isTruncated);
+  return xmlResponse(document('ListMultipartUploadsResult', head + body));
+}

@@ -1,0 +1,230 @@
+/** Object operations: PUT, GET, HEAD, DELETE, COPY and object tagging. */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { GetObjectResult, CopySource } from '../engine/types.ts';
+import type { ObjectChecksum, ObjectVersion } from '../meta/types.ts';
+import { checksumHeaderName, parseChecksumAlgorithm } from '../util/checksum.ts';
+import { KEY_BYTES_MAX, OBJECT_TAGS_MAX, PUT_OBJECT_BYTES_MAX } from '../util/limits.ts';
+import { S3Error } from '../util/s3-error.ts';
+import { document, element } from '../http/xml.ts';
+import { parseTagging, tagSetXml } from './bucket.ts';
+import { emptyResponse, readSmallBody, xmlResponse, type RequestContext, type S3Response } from './context.ts';
+import {
+  formatEtag,
+  header,
+  httpDateOf,
+  isoDateOf,
+  parseAttributes,
+  parseChecksumRequest,
+  parseContentMd5,
+  parseReadConditions,
+  parseWriteConditions,
+  systemMetadataHeaders,
+} from './headers.ts';
+
+export function checkKey(key: string): void {
+  if (Buffer.byteLength(key) > KEY_BYTES_MAX) throw new S3Error('KeyTooLongError', undefined, { Size: String(Buffer.byteLength(key)), MaxSizeAllowed: String(KEY_BYTES_MAX) });
+}
+
+/** The declared size of an upload must be known and within bounds before any byte is stored. */
+export function checkDeclaredLength(context: RequestContext, sizeBytesMax: number): void {
+  const declared = context.request.decodedContentLength;
+  if (declared === undefined && header(context.headers, 'transfer-encoding') === undefined) throw new S3Error('MissingContentLength');
+  if (declared !== undefined && declared > sizeBytesMax) {
+    throw new S3Error('EntityTooLarge', undefined, { ProposedSize: String(declared), MaxSizeAllowed: String(sizeBytesMax) });
+  }
+}
+
+export function versionIdParameter(context: RequestContext): string | undefined {
+  const versionId = context.route.query.get('versionId');
+  if (versionId === undefined) return undefined;
+  if (versionId === '') throw new S3Error('InvalidArgument', 'Version id cannot be the empty string', { ArgumentName: 'versionId', ArgumentValue: '' });
+  if (versionId !== 'null' && !/^[A-Za-z0-9_-]{1,64}$/.test(versionId)) {
+    throw new S3Error('InvalidArgument', 'Invalid version id specified', { ArgumentName: 'versionId', ArgumentValue: versionId });
+  }
+  return versionId;
+}
+
+export async function handlePutObject(context: RequestContext): Promise<S3Response> {
+  checkKey(context.route.key);
+  checkDeclaredLength(context, PUT_OBJECT_BYTES_MAX);
+  const result = await context.engine.putObject({
+    bucket: context.route.bucket,
+    key: context.route.key,
+    ownerId: context.ownerId,
+    body: { stream: context.request.body, trailers: context.request.trailers },
+    attributes: parseAttributes(context.headers),
+    contentMd5: parseContentMd5(context.headers),
+    checksum: parseChecksumRequest(context.headers, context.request.announcedTrailers),
+    conditions: parseWriteConditions(context.headers),
+  });
+  const headers: Record<string, string> = { etag: formatEtag(result.etag), ...checksumHeaders(result.checksum, null) };
+  if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
+  return emptyResponse(200, headers);
+}
+
+const RESPONSE_OVERRIDES: readonly [string, string][] = [
+  ['response-content-type', 'content-type'],
+  ['response-content-language', 'content-language'],
+  ['response-expires', 'expires'],
+  ['response-cache-control', 'cache-control'],
+  ['response-content-disposition', 'content-disposition'],
+  ['response-content-encoding', 'content-encoding'],
+];
+
+async function readObject(context: RequestContext): Promise<{ result: GetObjectResult; headers: Record<string, string> }> {
+  const partNumberText = context.route.query.get('partNumber');
+  let partNumber: number | undefined;
+  if (partNumberText !== undefined) {
+    partNumber = Number(partNumberText);
+    if (!/^\d+$/.test(partNumberText) || partNumber < 1 || partNumber > 10_000) {
+      throw new S3Error('InvalidArgument', 'Part number must be an integer between 1 and 10000, inclusive', { ArgumentName: 'partNumber', ArgumentValue: partNumberText });
+    }
+    if (header(context.headers, 'range') !== undefined) throw new S3Error('InvalidRequest', 'Cannot specify both Range header and partNumber query parameter');
+  }
+  const result = await context.engine.getObject({
+    bucket: context.route.bucket,
+    key: context.route.key,
+    versionId: versionIdParameter(context),
+    range: header(context.headers, 'range'),
+    partNumber,
+    conditions: parseReadConditions(context.headers),
+  });
+  return { result, headers: objectHeaders(context, result) };
+}
+
+function objectHeaders(context: RequestContext, result: GetObjectResult): Record<string, string> {
+  const { version } = result;
+  const headers: Record<string, string> = {
+    'last-modified': httpDateOf(version.lastModifiedMs),
+    etag: formatEtag(version.etag),
+    'accept-ranges': 'bytes',
+    'content-type': version.system.contentType ?? 'binary/octet-stream',
+  };
+  for (const [field, name] of systemMetadataHeaders()) {
+    const value = version.system[field];
+    if (value !== undefined && name !== 'content-type') headers[name] = value;
+  }
+  for (const [name, value] of Object.entries(version.userMetadata)) headers[`x-amz-meta-${name}`] = value;
+  if (result.showVersionId) headers['x-amz-version-id'] = version.versionId;
+  if (version.tags.length > 0) headers['x-amz-tagging-count'] = String(version.tags.length);
+  if (result.partsCount !== undefined) headers['x-amz-mp-parts-count'] = String(result.partsCount);
+  if (header(context.headers, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED' && result.range === undefined) {
+    Object.assign(headers, checksumHeaders(version.checksum, version.parts?.length ?? null));
+  }
+  for (const [parameter, name] of RESPONSE_OVERRIDES) {
+    const value = context.route.query.get(parameter);
+    if (value !== undefined) headers[name] = value;
+  }
+  const length = result.range === undefined ? version.sizeBytes : result.range.end - result.range.start;
+  headers['content-length'] = String(length);
+  if (result.range !== undefined) headers['content-range'] = `bytes ${result.range.start}-${result.range.end - 1}/${version.sizeBytes}`;
+  return headers;
+}
+
+export function checksumHeaders(checksum: ObjectChecksum | null, partsCount: number | null): Record<string, string> {
+  if (checksum === null) return {};
+  const value = checksum.type === 'COMPOSITE' && partsCount !== null ? `${checksum.value}-${partsCount}` : checksum.value;
+  return { [checksumHeaderName(checksum.algorithm)]: value, 'x-amz-checksum-type': checksum.type };
+}
+
+export async function handleGetObject(context: RequestContext): Promise<S3Response> {
+  const { result, headers } = await readObject(context);
+  return { status: result.range === undefined ? 200 : 206, headers, body: result.open() };
+}
+
+export async function handleHeadObject(context: RequestContext): Promise<S3Response> {
+  const { result, headers } = await readObject(context);
+  return { status: result.range === undefined ? 200 : 206, headers };
+}
+
+export async function handleDeleteObject(context: RequestContext): Promise<S3Response> {
+  const result = await context.engine.deleteObject(context.route.bucket, context.route.key, versionIdParameter(context), context.ownerId);
+  const headers: Record<string, string> = {};
+  if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
+  if (result.deleteMarker) headers['x-amz-delete-marker'] = 'true';
+  return emptyResponse(204, headers);
+}
+
+/** x-amz-copy-source: "[/]bucket/key[?versionId=id]", URL-encoded. */
+export function parseCopySource(headers: IncomingHttpHeaders, prefix = 'x-amz-copy-source-'): CopySource {
+  const raw = header(headers, 'x-amz-copy-source') ?? '';
+  const query = raw.indexOf('?');
+  const pathPart = query === -1 ? raw : raw.slice(0, query);
+  let versionId: string | undefined;
+  if (query !== -1) {
+    const parameters = new URLSearchParams(raw.slice(query + 1));
+    versionId = parameters.get('versionId') ?? undefined;
+  }
+  let path: string;
+  try {
+    path = decodeURIComponent(pathPart.startsWith('/') ? pathPart.slice(1) : pathPart);
+  } catch {
+    throw new S3Error('InvalidArgument', 'Invalid copy source encoding', { ArgumentName: 'x-amz-copy-source' });
+  }
+  const slash = path.indexOf('/');
+  if (slash <= 0 || slash === path.length - 1) {
+    throw new S3Error('InvalidArgument', 'Copy Source must mention the source bucket and key: sourcebucket/sourcekey', { ArgumentName: 'x-amz-copy-source' });
+  }
+  const source: CopySource = {
+    bucket: path.slice(0, slash),
+    key: path.slice(slash + 1),
+    versionId,
+    conditions: parseReadConditions(headers, prefix),
+  };
+  const range = header(headers, 'x-amz-copy-source-range');
+  if (range !== undefined) source.range = range;
+  return source;
+}
+
+function directive(headers: IncomingHttpHeaders, name: string): 'COPY' | 'REPLACE' {
+  const value = header(headers, name);
+  if (value === undefined) return 'COPY';
+  if (value !== 'COPY' && value !== 'REPLACE') throw new S3Error('InvalidArgument', `Unknown ${name}.`, { ArgumentName: name, ArgumentValue: value });
+  return value;
+}
+
+export async function handleCopyObject(context: RequestContext): Promise<S3Response> {
+  checkKey(context.route.key);
+  const algorithmName = header(context.headers, 'x-amz-checksum-algorithm');
+  const checksumAlgorithm = algorithmName === undefined ? undefined : parseChecksumAlgorithm(algorithmName);
+  if (algorithmName !== undefined && checksumAlgorithm === undefined) throw new S3Error('InvalidRequest', 'Invalid x-amz-checksum-algorithm.');
+  await readSmallBody(context, 0);
+  const result = await context.engine.copyObject({
+    source: parseCopySource(context.headers),
+    bucket: context.route.bucket,
+    key: context.route.key,
+    ownerId: context.ownerId,
+    metadataDirective: directive(context.headers, 'x-amz-metadata-directive'),
+    taggingDirective: directive(context.headers, 'x-amz-tagging-directive'),
+    attributes: parseAttributes(context.headers),
+    checksumAlgorithm,
+    conditions: parseWriteConditions(context.headers),
+  });
+  const headers: Record<string, string> = {};
+  if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
+  if (result.sourceVersionId !== undefined) headers['x-amz-copy-source-version-id'] = result.sourceVersionId;
+  const checksum = result.checksum === null ? '' : element(`Checksum${result.checksum.algorithm}`, result.checksum.value) + element('ChecksumType', result.checksum.type);
+  return xmlResponse(
+    document('CopyObjectResult', element('ETag', formatEtag(result.etag)) + element('LastModified', isoDateOf(result.version.lastModifiedMs)) + checksum),
+    200,
+    headers,
+  );
+}
+
+export async function handleGetObjectTagging(context: RequestContext): Promise<S3Response> {
+  const { tags, versionId } = await context.engine.getObjectTags(context.route.bucket, context.route.key, versionIdParameter(context));
+  return xmlResponse(document('Tagging', tagSetXml(tags)), 200, versionId === undefined ? {} : { 'x-amz-version-id': versionId });
+}
+
+export async function handlePutObjectTagging(context: RequestContext): Promise<S3Response> {
+  const tags = parseTagging(await readSmallBody(context), OBJECT_TAGS_MAX);
+  const versionId = await context.engine.setObjectTags(context.route.bucket, context.route.key, versionIdParameter(context), tags);
+  return emptyResponse(200, versionId === undefined ? {} : { 'x-amz-version-id': versionId });
+}
+
+export async function handleDeleteObjectTagging(context: RequestContext): Promise<S3Response> {
+  const versionId = await context.engine.setObjectTags(context.route.bucket, context.route.key, versionIdParameter(context), []);
+  return emptyResponse(204, versionId === undefined ? {} : { 'x-amz-version-id': versionId });
+}
+
+export type { ObjectVersion };

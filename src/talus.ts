@@ -1,0 +1,104 @@
+/**
+ * The composition root: the one place where the stores, the engine and the
+ * HTTP front are built and connected, and where start-up and shutdown happen.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
+import { Engine } from './engine/engine.ts';
+import { createS3Server } from './http/server.ts';
+import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
+import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
+import { jsonLogger, type Logger } from './util/logger.ts';
+
+export interface TalusOptions {
+  dataDir: string;
+  port?: number;
+  address?: string;
+  domain?: string;
+  region?: string;
+  /** Root credentials; when absent, the stored ones are used or new ones generated on first start. */
+  rootAccessKeyId?: string;
+  rootSecretAccessKey?: string;
+  logger?: Logger;
+}
+
+export interface Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+export interface RunningTalus {
+  url: string;
+  port: number;
+  credentials: Credentials;
+  engine: Engine;
+  server: Server;
+  /** Stops accepting, lets in-flight requests finish (bounded), then closes the stores. */
+  close(): Promise<void>;
+}
+
+export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
+  const dataDir = resolve(options.dataDir);
+  const logger = options.logger ?? jsonLogger();
+  await mkdir(dataDir, { recursive: true });
+  const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'));
+  const blobs = await FsBlobStore.open(join(dataDir, 'blobs'));
+  const engine = new Engine(meta, blobs, (error) => logger.error('background task failed', { error: String(error) }));
+  const credentials = await ensureRootCredentials(meta, options);
+  const secrets = new Map((await meta.listAccessKeys()).map((key) => [key.accessKeyId, key.secretAccessKey]));
+  const { reclaimedBlobs } = await engine.start();
+  if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
+  const server = createS3Server({
+    engine,
+    lookupSecret: (accessKeyId: string) => secrets.get(accessKeyId),
+    region: options.region ?? 'us-east-1',
+    domain: options.domain,
+    logger,
+  });
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 9000, options.address ?? '127.0.0.1', () => resolveListen());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = options.address === undefined || options.address === '0.0.0.0' ? '127.0.0.1' : options.address;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    port,
+    credentials,
+    engine,
+    server,
+    close: () => (closing ??= shutdown(server, engine, meta, blobs)),
+  };
+}
+
+async function shutdown(server: Server, engine: Engine, meta: SqliteMetadataStore, blobs: FsBlobStore): Promise<void> {
+  const closed = new Promise<void>((resolveClose) => server.close(() => resolveClose()));
+  server.closeIdleConnections();
+  const timer = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+  await closed;
+  clearTimeout(timer);
+  await engine.stop();
+  await blobs.close();
+  await meta.close();
+}
+
+async function ensureRootCredentials(meta: SqliteMetadataStore, options: TalusOptions): Promise<Credentials> {
+  if (options.rootAccessKeyId !== undefined && options.rootSecretAccessKey !== undefined) {
+    const credentials = { accessKeyId: options.rootAccessKeyId, secretAccessKey: options.rootSecretAccessKey };
+    await meta.putAccessKey({ ...credentials, createdMs: Date.now() });
+    return credentials;
+  }
+  const existing = (await meta.listAccessKeys())[0];
+  if (existing !== undefined) return { accessKeyId: existing.accessKeyId, secretAccessKey: existing.secretAccessKey };
+  const credentials = {
+    accessKeyId: `TALUS${randomBytes(8).toString('hex').toUpperCase()}`,
+    secretAccessKey: randomBytes(30).toString('base64url'),
+  };
+  await meta.putAccessKey({ ...credentials, createdMs: Date.now() });
+  return credentials;
+}
