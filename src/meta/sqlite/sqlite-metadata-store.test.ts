@@ -1,0 +1,87 @@
+/**
+ * The metadata store's transactional rules on the embedded SQLite store:
+ * conditional commits, null-version replacement, delete-marker promotion,
+ * and the blob reference set with its purge queue (what reclaim relies on).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { PURGE_GRACE_MS } from '../../util/limits.ts';
+import type { ObjectVersion } from '../types.ts';
+import { SqliteMetadataStore } from './sqlite-metadata-store.ts';
+
+function version(key: string, versionId: string, blobId: string | null, etag = 'e'): ObjectVersion {
+  return {
+    bucket: 'b', key, versionId, isDeleteMarker: blobId === null && etag === '', lastModifiedMs: Date.now(), sizeBytes: blobId === null ? 0 : 1,
+    etag, ownerId: 'o', system: {}, userMetadata: {}, checksum: null, tags: [], parts: null,
+    segments: blobId === null ? [] : [{ blobId, sizeBytes: 1 }],
+  };
+}
+
+async function freshStore(): Promise<SqliteMetadataStore> {
+  const store = new SqliteMetadataStore(':memory:');
+  await store.createBucket({ name: 'b', createdMs: 0, ownerId: 'o', versioning: 'Unversioned', tags: null });
+  return store;
+}
+
+test('conditional commits: If-None-Match * and If-Match', async () => {
+  const store = await freshStore();
+  assert.equal((await store.commitVersion({ version: version('k', 'null', 'blob1', 'etag1'), conditions: { ifNoneMatchStar: true } })).status, 'committed');
+  assert.equal((await store.commitVersion({ version: version('k', 'null', 'blob2'), conditions: { ifNoneMatchStar: true } })).status, 'precondition-failed');
+  assert.equal((await store.commitVersion({ version: version('k', 'null', 'blob3'), conditions: { ifMatch: 'other' } })).status, 'precondition-failed');
+  assert.equal((await store.commitVersion({ version: version('missing', 'null', 'blob4'), conditions: { ifMatch: 'etag1' } })).status, 'no-such-key');
+  assert.equal((await store.commitVersion({ version: version('k', 'null', 'blob5', 'etag5'), conditions: { ifMatch: 'etag1' } })).status, 'committed');
+  assert.equal((await store.getVersion('b', 'k'))?.etag, 'etag5');
+  // Rejected commits never recorded their blobs: reclaim may delete them.
+  for (const blob of ['blob2', 'blob3', 'blob4']) assert.equal(await store.isBlobKnown(blob), false, blob);
+  await store.close();
+});
+
+test('replacing the null version queues its blob for purge after the grace period', async () => {
+  const store = await freshStore();
+  await store.commitVersion({ version: version('k', 'null', 'old'), conditions: {} });
+  const outcome = await store.commitVersion({ version: version('k', 'null', 'new'), conditions: {} });
+  assert.equal(outcome.status, 'committed');
+  assert.equal(outcome.status === 'committed' ? outcome.replaced?.segments[0]?.blobId : undefined, 'old');
+  assert.deepEqual(await store.takePurgeBatch(Date.now(), 10), []);
+  const due = await store.takePurgeBatch(Date.now() + PURGE_GRACE_MS + 1, 10);
+  assert.deepEqual(due.map((entry) => entry.blobId), ['old']);
+  await store.completePurge(['old']);
+  assert.equal(await store.isBlobKnown('old'), false);
+  assert.equal(await store.isBlobKnown('new'), true);
+  await store.close();
+});
+
+test('versioned keys: deleting the latest promotes the next newest', async () => {
+  const store = await freshStore();
+  await store.commitVersion({ version: version('k', 'v1', 'b1', 'e1'), conditions: {} });
+  await store.commitVersion({ version: version('k', 'v2', 'b2', 'e2'), conditions: {} });
+  await store.commitVersion({ version: version('k', 'm3', null, ''), conditions: {} });
+  assert.equal((await store.getVersion('b', 'k'))?.isDeleteMarker, true);
+  assert.equal((await store.list({ bucket: 'b', prefix: '', delimiter: '', after: '', limit: 10 })).entries.length, 0);
+  await store.deleteVersion('b', 'k', 'm3');
+  assert.equal((await store.getVersion('b', 'k'))?.versionId, 'v2');
+  await store.deleteVersion('b', 'k', 'v2');
+  assert.equal((await store.getVersion('b', 'k'))?.versionId, 'v1');
+  assert.equal((await store.deleteBucket('b')), 'not-empty');
+  await store.deleteVersion('b', 'k', 'v1');
+  assert.equal((await store.deleteBucket('b')), 'deleted');
+  await store.close();
+});
+
+test('completing an upload consumes it, keeps used parts and purges the rest', async () => {
+  const store = await freshStore();
+  await store.createUpload({ uploadId: 'u', bucket: 'b', key: 'k', createdMs: 0, ownerId: 'o', system: {}, userMetadata: {}, tags: [], checksumAlgorithm: null, checksumType: null });
+  for (const [partNumber, blobId] of [[1, 'p1'], [2, 'p2'], [3, 'p3']] as const) {
+    assert.ok(await store.putPart({ uploadId: 'u', partNumber, sizeBytes: 1, etag: 'e', lastModifiedMs: 0, checksum: null, blobId }));
+  }
+  // Replacing part 2 queues its first blob.
+  await store.putPart({ uploadId: 'u', partNumber: 2, sizeBytes: 1, etag: 'e', lastModifiedMs: 0, checksum: null, blobId: 'p2b' });
+  const object = version('k', 'null', 'p1');
+  object.segments = [{ blobId: 'p1', sizeBytes: 1 }, { blobId: 'p2b', sizeBytes: 1 }];
+  assert.equal((await store.commitVersion({ version: object, conditions: {}, completesUploadId: 'u' })).status, 'committed');
+  assert.equal(await store.getUpload('b', 'k', 'u'), undefined);
+  const due = (await store.takePurgeBatch(Date.now() + PURGE_GRACE_MS + 1, 10)).map((entry) => entry.blobId).sort();
+  assert.deepEqual(due, ['p2', 'p3']);
+  assert.equal((await store.commitVersion({ version: object, conditions: {}, completesUploadId: 'u' })).status, 'no-such-upload');
+  await store.close();
+});
