@@ -134,10 +134,7 @@ export async function getObject(context: EngineContext, input: GetObjectInput): 
   const bucket = await requireBucket(context, input.bucket);
   const version = await findVersion(context, bucket, input.key, input.versionId);
   checkReadConditions(input.conditions, version.etag, version.lastModifiedMs);
-  let range = input.partNumber === undefined ? resolveRange(input.range, version.sizeBytes) : partRange(version, input.partNumber);
-  if (range !== undefined && range.start === 0 && range.end === version.sizeBytes && input.partNumber === undefined && input.range === undefined) {
-    range = undefined;
-  }
+  const range = input.partNumber === undefined ? resolveRange(input.range, version.sizeBytes) : partRange(version, input.partNumber);
   const start = range?.start ?? 0;
   const end = range?.end ?? version.sizeBytes;
   return {
@@ -149,10 +146,11 @@ export async function getObject(context: EngineContext, input: GetObjectInput): 
   };
 }
 
-function partRange(version: ObjectVersion, partNumber: number): { start: number; end: number } {
+function partRange(version: ObjectVersion, partNumber: number): { start: number; end: number } | undefined {
   if (version.parts === null) {
     if (partNumber !== 1) throw new S3Error('InvalidPartNumber');
-    return { start: 0, end: version.sizeBytes };
+    // The whole object is its only part; an empty one has no byte range to show.
+    return version.sizeBytes === 0 ? undefined : { start: 0, end: version.sizeBytes };
   }
   let start = 0;
   for (const part of version.parts) {
