@@ -93,7 +93,7 @@ describe('objects', () => {
   });
 
   test('keys with odd characters round-trip exactly', async () => {
-    const keys = ['../x', 'a//b', 'with space', 'plus+sign', 'percent%20', 'emoji-😀-ü', 'a', 'a/b', 'q?uestion#hash', 'tilde~*', `${'k'.repeat(1000)}`, 'é'.repeat(512)];
+    const keys = ['../x', 'a//b', 'with space', 'plus+sign', 'percent%20', 'emoji-😀-ü', 'a', 'a/b', 'q?uestion#hash', 'tilde~*', `${'k'.repeat(1000)}`, 'é'.repeat(510)];
     for (const key of keys) await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: `odd/${key}`, Body: key }));
     for (const key of keys) assert.equal(await getText(`odd/${key}`), key, key);
     const listed = await talus.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'odd/' }));
