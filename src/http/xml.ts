@@ -41,6 +41,8 @@ const parser = new XMLParser({
   removeNSPrefix: true,
   trimValues: false,
   processEntities: true,
+  // Numeric character references (&#34; from Go's encoder, used by rclone) must decode as in any XML parser.
+  htmlEntities: true,
   isArray: (name) => ['Part', 'Object', 'Tag'].includes(name),
 });
 
