@@ -111,7 +111,7 @@ function sendError(options: FrontOptions, request: IncomingMessage, response: Se
   if (!request.complete) response.setHeader('connection', 'close');
   if (method === 'HEAD' || s3Error.status === 304) {
     response.end();
-    if (!request.complete) request.resume();
+    if (!request.complete) drain(request);
     return;
   }
   let details = '';
@@ -120,7 +120,7 @@ function sendError(options: FrontOptions, request: IncomingMessage, response: Se
   response.setHeader('content-type', 'application/xml');
   response.setHeader('content-length', Buffer.byteLength(body));
   response.end(body);
-  if (!request.complete) request.resume();
+  if (!request.complete) drain(request);
 }
 
 /** Errors node:http detects before a request exists, e.g. oversized headers; answered as S3 would. */
@@ -135,4 +135,10 @@ function onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
   socket.end(
     `HTTP/1.1 ${s3Error.status} Bad Request\r\nContent-Type: application/xml\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
+}
+
+/** Discards the rest of a request body we answered early (the verifier may still be piped to it). */
+function drain(request: IncomingMessage): void {
+  request.unpipe();
+  request.resume();
 }
