@@ -16,6 +16,7 @@ import {
   PutBucketVersioningCommand,
   PutObjectCommand,
   DeleteObjectCommand,
+  HeadObjectCommand,
 } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -46,10 +47,38 @@ describe('buckets', () => {
     });
   });
 
-  test('creating a bucket twice answers BucketAlreadyOwnedByYou', async () => {
+  test('re-creating an owned bucket: 200 in us-east-1 (contents kept), BucketAlreadyOwnedByYou elsewhere', async () => {
     const bucket = uniqueBucket();
     await talus.client.send(new CreateBucketCommand({ Bucket: bucket }));
-    await assert.rejects(talus.client.send(new CreateBucketCommand({ Bucket: bucket })), { name: 'BucketAlreadyOwnedByYou' });
+    await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'kept', Body: 'x' }));
+    await talus.client.send(new CreateBucketCommand({ Bucket: bucket }));
+    await talus.client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'kept' }));
+    const regional = await startTestTalus({ region: 'eu-central-1' });
+    try {
+      await regional.client.send(new CreateBucketCommand({ Bucket: bucket, CreateBucketConfiguration: { LocationConstraint: 'eu-central-1' } }));
+      await assert.rejects(
+        regional.client.send(new CreateBucketCommand({ Bucket: bucket, CreateBucketConfiguration: { LocationConstraint: 'eu-central-1' } })),
+        { name: 'BucketAlreadyOwnedByYou' },
+      );
+    } finally {
+      await regional.stop();
+    }
+  });
+
+  test('ListBuckets pages with max-buckets and a continuation token', async () => {
+    const isolated = await startTestTalus();
+    try {
+      const names = ['page-a', 'page-b', 'page-c'].map((name) => `${name}-${process.pid}`);
+      for (const name of names) await isolated.client.send(new CreateBucketCommand({ Bucket: name }));
+      const first = await isolated.client.send(new ListBucketsCommand({ MaxBuckets: 2 }));
+      assert.deepEqual(first.Buckets?.map((entry) => entry.Name), names.slice(0, 2));
+      assert.ok(first.ContinuationToken);
+      const second = await isolated.client.send(new ListBucketsCommand({ MaxBuckets: 2, ContinuationToken: first.ContinuationToken }));
+      assert.deepEqual(second.Buckets?.map((entry) => entry.Name), names.slice(2));
+      assert.equal(second.ContinuationToken, undefined);
+    } finally {
+      await isolated.stop();
+    }
   });
 
   test('invalid bucket names answer InvalidBucketName and create nothing', async () => {
@@ -93,7 +122,7 @@ describe('buckets', () => {
     await assert.rejects(talus.client.send(new GetBucketTaggingCommand({ Bucket: bucket })), { name: 'NoSuchTagSet' });
     await talus.client.send(new PutBucketTaggingCommand({ Bucket: bucket, Tagging: { TagSet: [{ Key: 'team', Value: 'storage' }, { Key: 'env', Value: '' }] } }));
     const tags = await talus.client.send(new GetBucketTaggingCommand({ Bucket: bucket }));
-    assert.deepEqual(tags.TagSet, [{ Key: 'team', Value: 'storage' }, { Key: 'env', Value: '' }]);
+    assert.deepEqual(tags.TagSet, [{ Key: 'env', Value: '' }, { Key: 'team', Value: 'storage' }], 'tag sets come back ordered by key');
     await talus.client.send(new DeleteBucketTaggingCommand({ Bucket: bucket }));
     await assert.rejects(talus.client.send(new GetBucketTaggingCommand({ Bucket: bucket })), { name: 'NoSuchTagSet' });
   });

@@ -70,10 +70,10 @@ describe('checksums', () => {
     });
   }
 
-  test('a malformed checksum value answers InvalidRequest', async () => {
+  test('a malformed checksum value answers BadDigest', async () => {
     const response = await signedRequest(talus.url, { method: 'PUT', path: `/${bucket}/malformed`, body: 'x', headers: { 'x-amz-checksum-crc32': 'not-base64!' } });
     assert.equal(response.status, 400);
-    assert.equal(errorCode(response), 'InvalidRequest');
+    assert.equal(errorCode(response), 'BadDigest');
   });
 
   async function multipart(key: string, algorithm: ChecksumAlgorithm, type: 'COMPOSITE' | 'FULL_OBJECT', parts: Buffer[]) {

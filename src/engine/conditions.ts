@@ -20,6 +20,8 @@ export function checkReadConditions(
   lastModifiedMs: number,
   notModified: 'NotModified' | 'PreconditionFailed' = 'NotModified',
 ): void {
+  // A 304 still describes the representation (RFC 9110 §15.4.5).
+  const notModifiedHeaders: Record<string, string> = notModified === 'NotModified' ? { etag: `"${etag}"`, 'last-modified': new Date(lastModifiedMs).toUTCString() } : {};
   const modifiedSeconds = Math.floor(lastModifiedMs / 1000);
   if (conditions.ifMatch !== undefined) {
     if (!matchesAny(conditions.ifMatch, etag)) throw new S3Error('PreconditionFailed', undefined, { Condition: 'If-Match' });
@@ -29,10 +31,10 @@ export function checkReadConditions(
     }
   }
   if (conditions.ifNoneMatch !== undefined) {
-    if (matchesAny(conditions.ifNoneMatch, etag)) throw new S3Error(notModified, undefined, notModified === 'PreconditionFailed' ? { Condition: 'If-None-Match' } : {});
+    if (matchesAny(conditions.ifNoneMatch, etag)) throw new S3Error(notModified, undefined, notModified === 'PreconditionFailed' ? { Condition: 'If-None-Match' } : {}, notModifiedHeaders);
   } else if (conditions.ifModifiedSinceMs !== undefined) {
     if (modifiedSeconds <= Math.floor(conditions.ifModifiedSinceMs / 1000)) {
-      throw new S3Error(notModified, undefined, notModified === 'PreconditionFailed' ? { Condition: 'If-Modified-Since' } : {});
+      throw new S3Error(notModified, undefined, notModified === 'PreconditionFailed' ? { Condition: 'If-Modified-Since' } : {}, notModifiedHeaders);
     }
   }
 }

@@ -64,14 +64,18 @@ export class Engine {
 
   // Buckets
 
-  async createBucket(name: string, ownerId: string): Promise<void> {
+  /**
+   * Creates a bucket. Re-creating one's own bucket is 'already-owned': S3
+   * answers 200 for that in us-east-1 and BucketAlreadyOwnedByYou elsewhere,
+   * which the front decides; the existing bucket is left untouched either way.
+   */
+  async createBucket(name: string, ownerId: string): Promise<'created' | 'already-owned'> {
     if (!isValidBucketName(name)) throw new S3Error('InvalidBucketName', undefined, { BucketName: name });
     const record: BucketRecord = { name, createdMs: Date.now(), ownerId, versioning: 'Unversioned', tags: null };
-    if ((await this.#context.meta.createBucket(record)) === 'exists') {
-      const existing = await this.#context.meta.getBucket(name);
-      if (existing?.ownerId === ownerId) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { BucketName: name });
-      throw new S3Error('BucketAlreadyExists', undefined, { BucketName: name });
-    }
+    if ((await this.#context.meta.createBucket(record)) === 'created') return 'created';
+    const existing = await this.#context.meta.getBucket(name);
+    if (existing?.ownerId === ownerId) return 'already-owned';
+    throw new S3Error('BucketAlreadyExists', undefined, { BucketName: name });
   }
 
   getBucket(name: string): Promise<BucketRecord> {

@@ -4,7 +4,7 @@
  * the parts' blobs, in order, so no byte is copied again.
  */
 import { createHash } from 'node:crypto';
-import type { ObjectChecksum, ObjectVersion, PartRecord, UploadRecord } from '../meta/types.ts';
+import type { BucketRecord, ObjectChecksum, ObjectVersion, PartRecord, UploadRecord } from '../meta/types.ts';
 import type { ChecksumAlgorithm, ChecksumType } from '../util/checksum.ts';
 import { combineCrc, compositeChecksum, supportsFullObject } from '../util/checksum.ts';
 import { newUploadId } from '../util/ids.ts';
@@ -13,7 +13,7 @@ import { S3Error } from '../util/s3-error.ts';
 import { writeBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
-import { findVersion, requireBucket, shownVersionId, throwUnlessCommitted, verifyChecksum, versionIdFor } from './objects.ts';
+import { findVersion, requireBucket, shownVersionId, throwUnlessCommitted, verifyChecksum, versionIdFor, writtenVersionId } from './objects.ts';
 import { resolveRange } from './range.ts';
 import { readSegments } from './segment-read.ts';
 import type { ChecksumRequest, CopySource, ObjectAttributes, WriteBody, WriteResult } from './types.ts';
@@ -190,7 +190,8 @@ export interface CompleteUploadInput {
 
 export async function completeMultipartUpload(context: EngineContext, input: CompleteUploadInput): Promise<WriteResult> {
   const bucket = await requireBucket(context, input.bucket);
-  const upload = await requireUpload(context, input.bucket, input.key, input.uploadId);
+  const upload = await context.meta.getUpload(input.bucket, input.key, input.uploadId);
+  if (upload === undefined) return repeatedCompletion(context, bucket, input);
   if (input.parts.length === 0) throw new S3Error('MalformedXML', 'You must specify at least one part');
   const stored = new Map((await context.meta.listParts(input.uploadId, 0, PART_NUMBER_MAX)).map((part) => [part.partNumber, part]));
   const chosen = chooseParts(input.parts, stored);
@@ -217,10 +218,26 @@ export async function completeMultipartUpload(context: EngineContext, input: Com
       ...(part.checksum === null ? {} : { checksum: part.checksum }),
     })),
     segments: chosen.filter((part) => part.sizeBytes > 0).map((part) => ({ blobId: part.blobId, sizeBytes: part.sizeBytes })),
+    completedUploadId: input.uploadId,
   };
   const outcome = await context.meta.commitVersion({ version, conditions: input.conditions, completesUploadId: input.uploadId });
   throwUnlessCommitted(outcome, input.bucket, input.key);
-  return { etag: version.etag, versionId: shownVersionId(bucket, version.versionId), checksum, version };
+  return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version };
+}
+
+/**
+ * A CompleteMultipartUpload retried after it succeeded (the client lost the
+ * answer) gets the same answer again, as long as the object it made is still
+ * the current version; otherwise the upload is simply gone.
+ */
+async function repeatedCompletion(context: EngineContext, bucket: BucketRecord, input: CompleteUploadInput): Promise<WriteResult> {
+  const current = await context.meta.getVersion(input.bucket, input.key);
+  const sameParts = current?.parts?.length === input.parts.length &&
+    current.parts.every((part, index) => part.partNumber === input.parts[index]?.partNumber && part.etag === input.parts[index]?.etag);
+  if (current === undefined || current.isDeleteMarker || current.completedUploadId !== input.uploadId || !sameParts) {
+    throw new S3Error('NoSuchUpload', undefined, { UploadId: input.uploadId });
+  }
+  return { etag: current.etag, versionId: writtenVersionId(bucket, current.versionId), checksum: current.checksum, version: current };
 }
 
 /** Validates the client's part list against what was uploaded (order, existence, ETags, sizes). */

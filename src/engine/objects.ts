@@ -42,6 +42,11 @@ export function shownVersionId(bucket: BucketRecord, versionId: string): string 
   return bucket.versioning === 'Unversioned' ? undefined : versionId;
 }
 
+/** A write answers with its version ID only while versioning is on; S3 sends none for null versions of suspended buckets. */
+export function writtenVersionId(bucket: BucketRecord, versionId: string): string | undefined {
+  return bucket.versioning === 'Enabled' ? versionId : undefined;
+}
+
 export async function putObject(context: EngineContext, input: PutObjectInput): Promise<WriteResult> {
   const bucket = await requireBucket(context, input.bucket);
   const written = await writeBlob(context.blobs, input.body.stream, {
@@ -68,7 +73,7 @@ export async function putObject(context: EngineContext, input: PutObjectInput): 
       segments: written.segments,
     };
     throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key);
-    return { etag: version.etag, versionId: shownVersionId(bucket, version.versionId), checksum, version };
+    return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version };
   } catch (error) {
     await written.abort();
     throw error;
@@ -120,7 +125,7 @@ export async function findVersion(
   const version = await context.meta.getVersion(bucket.name, key, versionId);
   if (version === undefined) {
     if (versionId !== undefined) throw new S3Error('NoSuchVersion', undefined, { Key: key, VersionId: versionId });
-    throw new S3Error('NoSuchKey', undefined, { Key: key });
+    throw new S3Error('NoSuchKey', undefined, { Key: key }, { 'x-amz-delete-marker': 'false' });
   }
   if (version.isDeleteMarker) {
     const headers = { 'x-amz-delete-marker': 'true', 'x-amz-version-id': version.versionId };
@@ -148,7 +153,7 @@ export async function getObject(context: EngineContext, input: GetObjectInput): 
 
 function partRange(version: ObjectVersion, partNumber: number): { start: number; end: number } | undefined {
   if (version.parts === null) {
-    if (partNumber !== 1) throw new S3Error('InvalidPartNumber');
+    if (partNumber !== 1) throw new S3Error('InvalidPart', 'The requested partnumber is not satisfiable', { PartNumberRequested: String(partNumber) });
     // The whole object is its only part; an empty one has no byte range to show.
     return version.sizeBytes === 0 ? undefined : { start: 0, end: version.sizeBytes };
   }
@@ -157,7 +162,7 @@ function partRange(version: ObjectVersion, partNumber: number): { start: number;
     if (part.partNumber === partNumber) return { start, end: start + part.sizeBytes };
     start += part.sizeBytes;
   }
-  throw new S3Error('InvalidPartNumber');
+  throw new S3Error('InvalidPart', 'The requested partnumber is not satisfiable', { PartNumberRequested: String(partNumber) });
 }
 
 export async function deleteObject(context: EngineContext, bucketName: string, key: string, versionId: string | undefined, ownerId: string): Promise<DeleteResult> {
@@ -230,7 +235,7 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
     throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key);
     return {
       etag: version.etag,
-      versionId: shownVersionId(targetBucket, version.versionId),
+      versionId: writtenVersionId(targetBucket, version.versionId),
       sourceVersionId: shownVersionId(sourceBucket, source.versionId),
       checksum,
       version,

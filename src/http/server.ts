@@ -31,11 +31,20 @@ export function createS3Server(options: FrontOptions): Server {
     void handleRequest(options, request, response);
   });
   server.timeout = REQUEST_IDLE_TIMEOUT_MS;
+  // Expect: 100-continue is answered only once the request is authorized and
+  // routed, so a refused upload is refused before its body is sent.
+  server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    void handleRequest(options, request, response, true);
+  });
+  // Other Expect values are ignored, as S3 does, instead of node's 417.
+  server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    void handleRequest(options, request, response);
+  });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => onClientError(error, socket));
   return server;
 }
 
-async function handleRequest(options: FrontOptions, request: IncomingMessage, response: ServerResponse): Promise<void> {
+async function handleRequest(options: FrontOptions, request: IncomingMessage, response: ServerResponse, expectsContinue = false): Promise<void> {
   const requestId = newRequestId();
   response.setHeader('x-amz-request-id', requestId);
   response.setHeader('x-amz-id-2', requestId);
@@ -46,7 +55,8 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
   const rawQuery = queryStart === -1 ? '' : rawUrl.slice(queryStart + 1);
   const method = request.method ?? 'GET';
   try {
-    const context = buildContext(options, request, requestId, method, rawPath, rawQuery);
+    const context = await buildContext(options, request, requestId, method, rawPath, rawQuery);
+    if (expectsContinue) response.writeContinue();
     const result = await HANDLERS[context.route.operation](context);
     await sendResponse(request, response, method, result);
   } catch (error) {
@@ -54,11 +64,15 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
   }
 }
 
-function buildContext(options: FrontOptions, request: IncomingMessage, requestId: string, method: string, rawPath: string, rawQuery: string): RequestContext {
+async function buildContext(options: FrontOptions, request: IncomingMessage, requestId: string, method: string, rawPath: string, rawQuery: string): Promise<RequestContext> {
   const address = resolveAddress(rawPath, request.headers.host, options.domain);
   const routed = route(method, address, parseQuery(rawQuery), request.headers);
   const verified = verifyRequest({ method, rawPath, rawQuery, headers: request.headers, body: request }, options.lookupSecret);
-  if (verified.accessKeyId === null) throw new S3Error('AccessDenied');
+  if (verified.accessKeyId === null) {
+    // S3 tells anonymous callers about a missing bucket before refusing them.
+    if (routed.bucket !== '') await options.engine.getBucket(routed.bucket);
+    throw new S3Error('AccessDenied');
+  }
   return {
     requestId,
     method,

@@ -73,6 +73,8 @@ export interface ObjectVersion {
   tags: Tag[];
   parts: PartSummary[] | null;
   segments: Segment[];
+  /** The multipart upload this version completed, so a retried CompleteMultipartUpload can answer again. */
+  completedUploadId?: string;
 }
 
 export interface UploadRecord {

@@ -1,18 +1,27 @@
 /** Bucket operations: create, head, delete, list, location, versioning, tagging. */
-import { BUCKET_TAGS_MAX } from '../util/limits.ts';
+import { BUCKET_TAGS_MAX, LIST_BUCKETS_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
 import type { Tag } from '../meta/types.ts';
 import { document, element, escapeXml, listOf, objectOf, parseXml, textOf } from '../http/xml.ts';
-import { emptyResponse, readSmallBody, xmlResponse, type RequestContext, type S3Response } from './context.ts';
+import { emptyResponse, queryInteger, readSmallBody, xmlResponse, type RequestContext, type S3Response } from './context.ts';
 import { isoDateOf, validateTags } from './headers.ts';
 
 export async function handleListBuckets(context: RequestContext): Promise<S3Response> {
-  const buckets = await context.engine.listBuckets();
-  const entries = buckets
-    .filter((bucket) => bucket.ownerId === context.ownerId)
-    .map((bucket) => `<Bucket>${element('Name', bucket.name)}${element('CreationDate', isoDateOf(bucket.createdMs))}</Bucket>`)
+  const query = context.route.query;
+  const prefix = query.get('prefix') ?? '';
+  const maxBuckets = queryInteger(context, 'max-buckets', LIST_BUCKETS_MAX, 1, LIST_BUCKETS_MAX);
+  const token = query.get('continuation-token');
+  const after = token === undefined ? '' : Buffer.from(token, 'base64url').toString('utf8');
+  const buckets = (await context.engine.listBuckets()).filter(
+    (bucket) => bucket.ownerId === context.ownerId && bucket.name.startsWith(prefix) && bucket.name > after,
+  );
+  const page = buckets.slice(0, maxBuckets);
+  const entries = page
+    .map((bucket) => `<Bucket>${element('Name', bucket.name)}${element('CreationDate', isoDateOf(bucket.createdMs))}${element('BucketRegion', context.region)}</Bucket>`)
     .join('');
-  return xmlResponse(document('ListAllMyBucketsResult', `${owner(context.ownerId)}<Buckets>${entries}</Buckets>`));
+  const next = buckets.length > maxBuckets ? element('ContinuationToken', Buffer.from(page.at(-1)!.name, 'utf8').toString('base64url')) : '';
+  const prefixElement = query.has('prefix') ? element('Prefix', prefix) : '';
+  return xmlResponse(document('ListAllMyBucketsResult', `${owner(context.ownerId)}<Buckets>${entries}</Buckets>${next}${prefixElement}`));
 }
 
 export function owner(ownerId: string): string {
@@ -28,7 +37,10 @@ export async function handleCreateBucket(context: RequestContext): Promise<S3Res
       throw new S3Error('InvalidLocationConstraint', `The specified location-constraint is not valid: ${location}`);
     }
   }
-  await context.engine.createBucket(context.route.bucket, context.ownerId);
+  const outcome = await context.engine.createBucket(context.route.bucket, context.ownerId);
+  if (outcome === 'already-owned' && context.region !== 'us-east-1') {
+    throw new S3Error('BucketAlreadyOwnedByYou', undefined, { BucketName: context.route.bucket });
+  }
   return emptyResponse(200, { location: `/${context.route.bucket}` });
 }
 
@@ -83,7 +95,9 @@ export async function handleDeleteBucketTagging(context: RequestContext): Promis
 }
 
 export function tagSetXml(tags: readonly Tag[]): string {
-  return `<TagSet>${tags.map((tag) => `<Tag>${element('Key', tag.key)}${element('Value', tag.value)}</Tag>`).join('')}</TagSet>`;
+  // S3 returns tag sets ordered by key.
+  const sorted = [...tags].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return `<TagSet>${sorted.map((tag) => `<Tag>${element('Key', tag.key)}${element('Value', tag.value)}</Tag>`).join('')}</TagSet>`;
 }
 
 /** Parses a <Tagging><TagSet><Tag>… document and validates the tags. */

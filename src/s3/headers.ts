@@ -43,8 +43,10 @@ export function parseSystemMetadata(headers: IncomingHttpHeaders): SystemMetadat
     let value = header(headers, name);
     if (value === undefined) continue;
     if (field === 'contentEncoding') {
-      // aws-chunked is transfer framing, not a property of the object.
-      value = value.split(',').map((part) => part.trim()).filter((part) => part !== '' && part !== 'aws-chunked').join(',');
+      // aws-chunked is transfer framing, not a property of the object; anything else is kept as sent.
+      if (value.includes('aws-chunked')) {
+        value = value.split(',').map((part) => part.trim()).filter((part) => part !== '' && part !== 'aws-chunked').join(', ');
+      }
       if (value === '') continue;
     }
     system[field] = value;
@@ -172,7 +174,7 @@ export function parseChecksumRequest(headers: IncomingHttpHeaders, announcedTrai
       throw new S3Error('InvalidRequest', `Value for x-amz-sdk-checksum-algorithm header is invalid.`);
     }
     if (!isValidChecksumValue(only.algorithm, only.value)) {
-      throw new S3Error('InvalidRequest', `Value for ${checksumHeaderName(only.algorithm)} header is invalid.`);
+      throw new S3Error('BadDigest', `The ${only.algorithm} you specified did not match the calculated checksum.`);
     }
     return { algorithm: only.algorithm, expected: only.value, fromTrailer: false };
   }

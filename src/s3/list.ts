@@ -12,7 +12,8 @@ function encoder(context: RequestContext): (text: string) => string {
   const encodingType = context.route.query.get('encoding-type');
   if (encodingType === undefined) return (text) => text;
   if (encodingType.toLowerCase() !== 'url') throw new S3Error('InvalidArgument', 'Invalid Encoding Method specified in Request', { ArgumentName: 'encoding-type', ArgumentValue: encodingType });
-  return (text) => encodeURIComponent(text);
+  // S3's URL encoding leaves '/' readable.
+  return (text) => encodeURIComponent(text).replaceAll('%2F', '/');
 }
 
 function encodingTypeElement(context: RequestContext): string {
@@ -61,7 +62,8 @@ export async function handleListObjects(context: RequestContext): Promise<S3Resp
     body += entry.version === undefined ? commonPrefixXml(entry.key, encode) : contentsXml(entry.version, encode, withOwner);
   }
   const last = result.entries.at(-1)?.key;
-  let head = element('Name', context.route.bucket) + element('Prefix', encode(prefix));
+  // ListObjects v1 shows Prefix as sent even with encoding-type=url (clients decode only the other fields).
+  let head = element('Name', context.route.bucket) + element('Prefix', v2 ? encode(prefix) : prefix);
   if (v2) {
     head += optionalElement('ContinuationToken', token) + (query.has('start-after') ? element('StartAfter', encode(startAfter)) : '');
     head += element('KeyCount', result.entries.length);

@@ -15,6 +15,7 @@ export const BUCKET_NAME_LENGTH_MIN = 3;
 export const BUCKET_NAME_LENGTH_MAX = 63;
 export const USER_METADATA_BYTES_MAX = 2 * KiB;
 export const LIST_KEYS_MAX = 1000;
+export const LIST_BUCKETS_MAX = 10_000;
 export const DELETE_KEYS_MAX = 1000;
 export const PART_NUMBER_MAX = 10_000;
 export const PART_BYTES_MIN = 5 * MiB;

@@ -18,12 +18,13 @@ export interface TestTalus extends RunningTalus {
   stop(): Promise<void>;
 }
 
-export async function startTestTalus(options: { dataDir?: string } = {}): Promise<TestTalus> {
+export async function startTestTalus(options: { dataDir?: string; region?: string } = {}): Promise<TestTalus> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'talus-test-')));
   const talus = await startTalus({
     dataDir,
     port: 0,
     address: '127.0.0.1',
+    region: options.region ?? 'us-east-1',
     rootAccessKeyId: ACCESS_KEY_ID,
     rootSecretAccessKey: SECRET_ACCESS_KEY,
     logger: process.env['TALUS_TEST_LOG'] === '1' ? undefined : silentLogger,

@@ -23,6 +23,7 @@ interface VersionMeta {
   tags: Tag[];
   parts: PartSummary[] | null;
   segments: Segment[];
+  completedUploadId?: string;
 }
 
 export function versionMeta(version: ObjectVersion): string {
@@ -34,6 +35,7 @@ export function versionMeta(version: ObjectVersion): string {
     parts: version.parts,
     segments: version.segments,
   };
+  if (version.completedUploadId !== undefined) meta.completedUploadId = version.completedUploadId;
   return JSON.stringify(meta);
 }
 
@@ -54,6 +56,7 @@ export function rowToVersion(row: VersionRow): ObjectVersion {
     tags: meta.tags,
     parts: meta.parts,
     segments: meta.segments,
+    ...(meta.completedUploadId === undefined ? {} : { completedUploadId: meta.completedUploadId }),
   };
 }
 
