@@ -1,8 +1,10 @@
 /** The `talus` command. */
 import { parseArgs } from 'node:util';
-import { startTalus } from './talus.ts';
+import { addAccessKey, listAccessKeyIds, startTalus } from './talus.ts';
 
-const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 127.0.0.1] [--domain example.com] [--region us-east-1]
+const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1]
+       talus keys add [DATA_DIR]     create another access key (works while the server runs)
+       talus keys list [DATA_DIR]    list access key IDs
 
 Serves the S3 API from DATA_DIR (default ./data). Credentials come from
 TALUS_ROOT_USER / TALUS_ROOT_PASSWORD, or are generated on first start and
@@ -10,6 +12,7 @@ kept in the data directory.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === 'keys') return keys(rest);
   if (command !== 'server') {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined || command === 'help' || command === '--help' ? 0 : 2;
@@ -48,6 +51,21 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
   return -1;
+}
+
+async function keys(args: string[]): Promise<number> {
+  const [action, dataDir = './data'] = args;
+  if (action === 'add') {
+    const credentials = await addAccessKey(dataDir);
+    process.stdout.write(`AccessKeyId:     ${credentials.accessKeyId}\nSecretAccessKey: ${credentials.secretAccessKey}\n`);
+    return 0;
+  }
+  if (action === 'list') {
+    for (const id of await listAccessKeyIds(dataDir)) process.stdout.write(`${id}\n`);
+    return 0;
+  }
+  process.stdout.write(`${USAGE}\n`);
+  return 2;
 }
 
 main(process.argv.slice(2)).then(

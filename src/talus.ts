@@ -49,12 +49,12 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   const blobs = await FsBlobStore.open(join(dataDir, 'blobs'));
   const engine = new Engine(meta, blobs, (error) => logger.error('background task failed', { error: String(error) }));
   const credentials = await ensureRootCredentials(meta, options);
-  const secrets = new Map((await meta.listAccessKeys()).map((key) => [key.accessKeyId, key.secretAccessKey]));
+  const secrets = await AccessKeyCache.load(meta);
   const { reclaimedBlobs } = await engine.start();
   if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
   const server = createS3Server({
     engine,
-    lookupSecret: (accessKeyId: string) => secrets.get(accessKeyId),
+    lookupSecret: (accessKeyId: string) => secrets.lookup(accessKeyId),
     region: options.region ?? 'us-east-1',
     domain: options.domain,
     logger,
@@ -72,7 +72,7 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
     credentials,
     engine,
     server,
-    close: () => (closing ??= shutdown(server, engine, meta, blobs)),
+    close: () => (closing ??= (secrets.stop(), shutdown(server, engine, meta, blobs))),
   };
 }
 
@@ -87,6 +87,74 @@ async function shutdown(server: Server, engine: Engine, meta: SqliteMetadataStor
   await meta.close();
 }
 
+const ACCESS_KEY_REFRESH_MS = 2_000;
+
+/**
+ * Secrets for signature checks, in memory so the auth path never waits on the
+ * store; reloaded every few seconds so keys added with `talus keys add` (by
+ * another process, on the same database) work without a restart.
+ */
+class AccessKeyCache {
+  #secrets: Map<string, string>;
+  readonly #timer: NodeJS.Timeout;
+
+  private constructor(meta: SqliteMetadataStore, secrets: Map<string, string>) {
+    this.#secrets = secrets;
+    this.#timer = setInterval(() => {
+      void AccessKeyCache.read(meta).then((fresh) => {
+        this.#secrets = fresh;
+      }, () => undefined);
+    }, ACCESS_KEY_REFRESH_MS);
+    this.#timer.unref();
+  }
+
+  static async load(meta: SqliteMetadataStore): Promise<AccessKeyCache> {
+    return new AccessKeyCache(meta, await AccessKeyCache.read(meta));
+  }
+
+  static async read(meta: SqliteMetadataStore): Promise<Map<string, string>> {
+    return new Map((await meta.listAccessKeys()).map((key) => [key.accessKeyId, key.secretAccessKey]));
+  }
+
+  lookup(accessKeyId: string): string | undefined {
+    return this.#secrets.get(accessKeyId);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
+
+function generateCredentials(): Credentials {
+  return {
+    accessKeyId: `TALUS${randomBytes(8).toString('hex').toUpperCase()}`,
+    secretAccessKey: randomBytes(30).toString('base64url'),
+  };
+}
+
+/** Adds an access key to a data directory's metadata store (the server may be running). */
+export async function addAccessKey(dataDir: string): Promise<Credentials> {
+  await mkdir(resolve(dataDir), { recursive: true });
+  const meta = new SqliteMetadataStore(join(resolve(dataDir), 'meta.db'));
+  try {
+    const credentials = generateCredentials();
+    await meta.putAccessKey({ ...credentials, createdMs: Date.now() });
+    return credentials;
+  } finally {
+    await meta.close();
+  }
+}
+
+/** The access key IDs of a data directory, oldest first. */
+export async function listAccessKeyIds(dataDir: string): Promise<string[]> {
+  const meta = new SqliteMetadataStore(join(resolve(dataDir), 'meta.db'));
+  try {
+    return (await meta.listAccessKeys()).map((key) => key.accessKeyId);
+  } finally {
+    await meta.close();
+  }
+}
+
 async function ensureRootCredentials(meta: SqliteMetadataStore, options: TalusOptions): Promise<Credentials> {
   if (options.rootAccessKeyId !== undefined && options.rootSecretAccessKey !== undefined) {
     const credentials = { accessKeyId: options.rootAccessKeyId, secretAccessKey: options.rootSecretAccessKey };
@@ -95,10 +163,7 @@ async function ensureRootCredentials(meta: SqliteMetadataStore, options: TalusOp
   }
   const existing = (await meta.listAccessKeys())[0];
   if (existing !== undefined) return { accessKeyId: existing.accessKeyId, secretAccessKey: existing.secretAccessKey };
-  const credentials = {
-    accessKeyId: `TALUS${randomBytes(8).toString('hex').toUpperCase()}`,
-    secretAccessKey: randomBytes(30).toString('base64url'),
-  };
+  const credentials = generateCredentials();
   await meta.putAccessKey({ ...credentials, createdMs: Date.now() });
   return credentials;
 }
