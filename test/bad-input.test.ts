@@ -142,6 +142,20 @@ describe('bad input', () => {
     await assertAbsent('too-big');
   });
 
+  test('every response carries x-amz-request-id; HEAD errors have no body', async () => {
+    const head = await signedRequest(talus.url, { method: 'HEAD', path: `/${bucket}/no-such-key` });
+    assert.equal(head.status, 404);
+    assert.equal(head.body, '');
+    assert.match(String(head.headers['x-amz-request-id']), /^[0-9A-F]{16}$/);
+    const get = await signedRequest(talus.url, { method: 'GET', path: `/${bucket}/no-such-key` });
+    assert.equal(errorCode(get), 'NoSuchKey');
+    assert.match(get.body, new RegExp(`<RequestId>${String(get.headers['x-amz-request-id'])}</RequestId>`));
+    assert.match(get.body, /<Message>[^<]+<\/Message>/);
+    const ok = await signedRequest(talus.url, { method: 'GET', path: '/' });
+    assert.equal(ok.status, 200);
+    assert.match(String(ok.headers['x-amz-request-id']), /^[0-9A-F]{16}$/);
+  });
+
   test('unsupported operations answer 501 NotImplemented, never a wrong success', async () => {
     for (const query of [{ acl: '' }, { policy: '' }, { lifecycle: '' }, { cors: '' }] as Record<string, string>[]) {
       const response = await signedRequest(talus.url, { method: 'GET', path: `/${bucket}`, query });
