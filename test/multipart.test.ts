@@ -10,6 +10,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  GetObjectAttributesCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
@@ -86,6 +87,28 @@ describe('multipart uploads', () => {
     const ranged = await talus.client.send(new GetObjectCommand({ Bucket: bucket, Key: 'mp/object', Range: `bytes=${5 * MiB - 10}-${5 * MiB + 9}` }));
     assert.ok(Buffer.from(await ranged.Body!.transformToByteArray()).equals(Buffer.concat(parts).subarray(5 * MiB - 10, 5 * MiB + 10)));
     await assert.rejects(talus.client.send(new ListPartsCommand({ Bucket: bucket, Key: 'mp/object', UploadId: uploadId })), { name: 'NoSuchUpload' });
+  });
+
+  test('GetObjectAttributes: size, ETag, storage class and paginated parts', async () => {
+    const parts = [randomBytes(5 * MiB), randomBytes(5 * MiB), randomBytes(7)];
+    const { uploadId, etags } = await upload('mp/attributes', parts);
+    const completed = await talus.client.send(
+      new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'mp/attributes', UploadId: uploadId, MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } }),
+    );
+    const attributes = await talus.client.send(
+      new GetObjectAttributesCommand({ Bucket: bucket, Key: 'mp/attributes', ObjectAttributes: ['ETag', 'ObjectParts', 'StorageClass', 'ObjectSize'], MaxParts: 1, PartNumberMarker: '1' }),
+    );
+    assert.equal(attributes.ObjectSize, 10 * MiB + 7);
+    assert.equal(`"${attributes.ETag}"`, completed.ETag);
+    assert.equal(attributes.StorageClass, 'STANDARD');
+    assert.equal(attributes.ObjectParts?.TotalPartsCount, 3);
+    assert.equal(attributes.ObjectParts?.IsTruncated, true);
+    assert.equal(attributes.ObjectParts?.NextPartNumberMarker, '2');
+    assert.deepEqual(attributes.ObjectParts?.Parts?.map((part) => [part.PartNumber, part.Size]), [[2, 5 * MiB]]);
+    await assert.rejects(
+      talus.client.send(new GetObjectAttributesCommand({ Bucket: bucket, Key: 'mp/absent', ObjectAttributes: ['ETag'] })),
+      { name: 'NoSuchKey' },
+    );
   });
 
   test('a part under 5 MiB that is not the last answers EntityTooSmall', async () => {

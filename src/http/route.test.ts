@@ -29,6 +29,7 @@ const CASES: [string, string, S3Operation, Record<string, string>?][] = [
   ['HEAD', '/b/k', 'HeadObject'],
   ['DELETE', '/b/k', 'DeleteObject'],
   ['GET', '/b/k?tagging', 'GetObjectTagging'],
+  ['GET', '/b/k?attributes', 'GetObjectAttributes'],
   ['PUT', '/b/k?tagging', 'PutObjectTagging'],
   ['DELETE', '/b/k?tagging', 'DeleteObjectTagging'],
   ['POST', '/b/k?uploads', 'CreateMultipartUpload'],

@@ -25,6 +25,7 @@ export type S3Operation =
   | 'PutObject'
   | 'CopyObject'
   | 'GetObject'
+  | 'GetObjectAttributes'
   | 'HeadObject'
   | 'DeleteObject'
   | 'GetObjectTagging'
@@ -52,7 +53,7 @@ export interface S3Route {
 const UNSUPPORTED_SUBRESOURCES = new Set([
   'acl', 'policy', 'policyStatus', 'cors', 'lifecycle', 'website', 'logging', 'notification', 'replication',
   'encryption', 'object-lock', 'retention', 'legal-hold', 'ownershipControls', 'publicAccessBlock', 'accelerate',
-  'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering', 'attributes', 'restore', 'select',
+  'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering', 'restore', 'select',
   'torrent', 'session', 'renameObject',
 ]);
 
@@ -123,6 +124,7 @@ function chooseOperation(method: string, bucket: string, key: string, query: Rea
     case 'GET':
       if (query.has('uploadId')) return 'ListParts';
       if (query.has('tagging')) return 'GetObjectTagging';
+      if (query.has('attributes')) return 'GetObjectAttributes';
       return 'GetObject';
     case 'HEAD':
       return 'HeadObject';

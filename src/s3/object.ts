@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { GetObjectResult, CopySource } from '../engine/types.ts';
 import type { ObjectChecksum, ObjectVersion } from '../meta/types.ts';
 import { checksumHeaderName, parseChecksumAlgorithm } from '../util/checksum.ts';
-import { KEY_BYTES_MAX, OBJECT_TAGS_MAX, PUT_OBJECT_BYTES_MAX } from '../util/limits.ts';
+import { KEY_BYTES_MAX, LIST_PARTS_MAX, OBJECT_TAGS_MAX, PUT_OBJECT_BYTES_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { document, element } from '../http/xml.ts';
 import { parseTagging, tagSetXml } from './bucket.ts';
@@ -137,6 +137,56 @@ export async function handleHeadObject(context: RequestContext): Promise<S3Respo
   return { status: result.range === undefined ? 200 : 206, headers };
 }
 
+const OBJECT_ATTRIBUTES = new Set(['ETag', 'Checksum', 'ObjectParts', 'StorageClass', 'ObjectSize']);
+
+/** GetObjectAttributes: the attributes named in x-amz-object-attributes, without the body. */
+export async function handleGetObjectAttributes(context: RequestContext): Promise<S3Response> {
+  const requested = new Set((header(context.headers, 'x-amz-object-attributes') ?? '').split(',').map((name) => name.trim()).filter((name) => name !== ''));
+  if (requested.size === 0) throw new S3Error('InvalidArgument', 'Invalid attribute name specified.', { ArgumentName: 'x-amz-object-attributes' });
+  for (const name of requested) {
+    if (!OBJECT_ATTRIBUTES.has(name)) throw new S3Error('InvalidArgument', 'Invalid attribute name specified.', { ArgumentName: 'x-amz-object-attributes', ArgumentValue: name });
+  }
+  const result = await context.engine.getObject({
+    bucket: context.route.bucket,
+    key: context.route.key,
+    versionId: versionIdParameter(context),
+    range: undefined,
+    partNumber: undefined,
+    conditions: parseReadConditions(context.headers),
+  });
+  const { version } = result;
+  let body = '';
+  if (requested.has('ETag')) body += element('ETag', version.etag);
+  if (requested.has('Checksum') && version.checksum !== null) {
+    const value = version.checksum.type === 'COMPOSITE' && version.parts !== null ? `${version.checksum.value}-${version.parts.length}` : version.checksum.value;
+    body += `<Checksum>${element(`Checksum${version.checksum.algorithm}`, value)}${element('ChecksumType', version.checksum.type)}</Checksum>`;
+  }
+  if (requested.has('ObjectParts') && version.parts !== null) body += objectPartsXml(context, version);
+  if (requested.has('StorageClass')) body += element('StorageClass', 'STANDARD');
+  if (requested.has('ObjectSize')) body += element('ObjectSize', version.sizeBytes);
+  const headers: Record<string, string> = { 'last-modified': httpDateOf(version.lastModifiedMs) };
+  if (result.showVersionId) headers['x-amz-version-id'] = version.versionId;
+  return xmlResponse(document('GetObjectAttributesResponse', body), 200, headers);
+}
+
+function objectPartsXml(context: RequestContext, version: ObjectVersion): string {
+  const parts = version.parts ?? [];
+  const maxParts = Math.min(Number(header(context.headers, 'x-amz-max-parts') ?? LIST_PARTS_MAX) || LIST_PARTS_MAX, LIST_PARTS_MAX);
+  const marker = Number(header(context.headers, 'x-amz-part-number-marker') ?? 0) || 0;
+  const after = parts.filter((part) => part.partNumber > marker);
+  const page = after.slice(0, maxParts);
+  const isTruncated = after.length > page.length;
+  // The member is TotalPartsCount in the API model; on the wire it is <PartsCount>.
+  let xml = element('PartsCount', parts.length) + element('PartNumberMarker', marker);
+  if (page.length > 0) xml += element('NextPartNumberMarker', page.at(-1)!.partNumber);
+  xml += element('MaxParts', maxParts) + element('IsTruncated', isTruncated);
+  for (const part of page) {
+    const checksum = part.checksum === undefined || version.checksum === null ? '' : element(`Checksum${version.checksum.algorithm}`, part.checksum);
+    xml += `<Part>${element('PartNumber', part.partNumber)}${element('Size', part.sizeBytes)}${checksum}</Part>`;
+  }
+  return `<ObjectParts>${xml}</ObjectParts>`;
+}
+
 export async function handleDeleteObject(context: RequestContext): Promise<S3Response> {
   const result = await context.engine.deleteObject(context.route.bucket, context.route.key, versionIdParameter(context), context.ownerId);
   const headers: Record<string, string> = {};
@@ -227,4 +277,3 @@ export async function handleDeleteObjectTagging(context: RequestContext): Promis
   return emptyResponse(204, versionId === undefined ? {} : { 'x-amz-version-id': versionId });
 }
 
-export type { ObjectVersion };

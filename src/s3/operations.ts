@@ -35,6 +35,7 @@ export const HANDLERS = {
   PutObject: object.handlePutObject,
   CopyObject: object.handleCopyObject,
   GetObject: object.handleGetObject,
+  GetObjectAttributes: object.handleGetObjectAttributes,
   HeadObject: object.handleHeadObject,
   DeleteObject: object.handleDeleteObject,
   GetObjectTagging: object.handleGetObjectTagging,
