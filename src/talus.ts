@@ -8,6 +8,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
+import { lockDataDirectory, type DataDirectoryLock } from './data-dir-lock.ts';
 import { Engine } from './engine/engine.ts';
 import { createS3Server } from './http/server.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
@@ -45,13 +46,30 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   const dataDir = resolve(options.dataDir);
   const logger = options.logger ?? jsonLogger();
   await mkdir(dataDir, { recursive: true });
+  const lock = await lockDataDirectory(dataDir);
   const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'));
+  try {
+    return await startOnLockedDirectory(options, dataDir, logger, meta, lock);
+  } catch (error) {
+    await meta.close();
+    await lock.release();
+    throw error;
+  }
+}
+
+async function startOnLockedDirectory(
+  options: TalusOptions,
+  dataDir: string,
+  logger: Logger,
+  meta: SqliteMetadataStore,
+  lock: DataDirectoryLock,
+): Promise<RunningTalus> {
   const blobs = await FsBlobStore.open(join(dataDir, 'blobs'));
   const engine = new Engine(meta, blobs, (error) => logger.error('background task failed', { error: String(error) }));
   const credentials = await ensureRootCredentials(meta, options);
-  const secrets = await AccessKeyCache.load(meta);
   const { reclaimedBlobs } = await engine.start();
   if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
+  const secrets = await AccessKeyCache.load(meta);
   const server = createS3Server({
     engine,
     lookupSecret: (accessKeyId: string) => secrets.lookup(accessKeyId),
@@ -59,10 +77,16 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
     domain: options.domain,
     logger,
   });
-  await new Promise<void>((resolveListen, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 9000, options.address ?? '127.0.0.1', () => resolveListen());
-  });
+  try {
+    await new Promise<void>((resolveListen, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 9000, options.address ?? '127.0.0.1', () => resolveListen());
+    });
+  } catch (error) {
+    secrets.stop();
+    await engine.stop();
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
   const host = options.address === undefined || options.address === '0.0.0.0' ? '127.0.0.1' : options.address;
   let closing: Promise<void> | undefined;
@@ -72,7 +96,7 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
     credentials,
     engine,
     server,
-    close: () => (closing ??= (secrets.stop(), shutdown(server, engine, meta, blobs))),
+    close: () => (closing ??= (secrets.stop(), shutdown(server, engine, meta, blobs).finally(() => lock.release()))),
   };
 }
 

@@ -5,7 +5,7 @@
  * signatures, wrong payload hashes, oversized headers, truncated bodies.
  * After each, the key is absent and the server still answers.
  */
-import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListBucketsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListBucketsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
@@ -154,6 +154,38 @@ describe('bad input', () => {
     const ok = await signedRequest(talus.url, { method: 'GET', path: '/' });
     assert.equal(ok.status, 200);
     assert.match(String(ok.headers['x-amz-request-id']), /^[0-9A-F]{16}$/);
+  });
+
+  test('a response-* override that is not a valid header value is InvalidArgument and leaks no read lease', async () => {
+    await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'override-leak', Body: 'x' }));
+    const response = await signedRequest(talus.url, { method: 'GET', path: `/${bucket}/override-leak`, query: { 'response-content-type': 'text/plain\n' } });
+    assert.equal(response.status, 400);
+    assert.equal(errorCode(response), 'InvalidArgument');
+    assert.equal(response.headers['etag'], undefined, 'no object headers on the error');
+    // The object's blob must be purgeable once deleted: a leaked lease would keep it.
+    await talus.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'override-leak' }));
+    assert.ok((await talus.engine.purgeNow(Date.now() + 60_000)) >= 1);
+  });
+
+  test('a body the operation ignores closes the connection instead of stalling the next request', async () => {
+    const body = Buffer.alloc(256 * 1024, 1);
+    const headers = await signRequest(talus.url, { method: 'DELETE', path: `/${bucket}/ignored-body`, unsignedPayload: true, headers: { 'content-length': String(body.length) } });
+    const url = new URL(talus.url);
+    const started = Date.now();
+    const text = await new Promise<string>((resolve) => {
+      const socket = connect(Number(url.port), url.hostname, () => {
+        const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}`).join('\r\n');
+        socket.write(`DELETE /${bucket}/ignored-body HTTP/1.1\r\n${head}\r\n\r\n`);
+        socket.write(body);
+      });
+      let received = '';
+      socket.on('data', (chunk) => (received += chunk.toString('latin1')));
+      socket.on('close', () => resolve(received));
+      socket.on('error', () => resolve(received));
+    });
+    assert.match(text, /^HTTP\/1\.1 204/);
+    assert.match(text, /connection: close/i);
+    assert.ok(Date.now() - started < 10_000, 'the server closed the connection promptly');
   });
 
   test('unsupported operations answer 501 NotImplemented, never a wrong success', async () => {

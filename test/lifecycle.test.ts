@@ -7,7 +7,7 @@
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,6 +61,21 @@ test('SIGTERM lets an in-flight upload finish, exits 0, and the object survives 
     if (server.child.exitCode === null) await server.kill9();
     await rm(dataDir, { recursive: true, force: true });
   }
+});
+
+test('a second server on the same data directory is refused; stray files in the blob store are ignored', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'talus-lock-'));
+  const credentials = { rootAccessKeyId: 'TALUSTESTKEY', rootSecretAccessKey: 'talus-test-secret-key-0123456789' };
+  const first = await startTalus({ dataDir, port: 0, address: '127.0.0.1', logger: silentLogger, ...credentials });
+  try {
+    await assert.rejects(startTalus({ dataDir, port: 0, address: '127.0.0.1', logger: silentLogger, ...credentials }), { name: 'DataDirectoryLockedError' });
+  } finally {
+    await first.close();
+  }
+  await writeFile(join(dataDir, 'blobs', '00', '.nfs000000000123'), 'not a blob');
+  const second = await startTalus({ dataDir, port: 0, address: '127.0.0.1', logger: silentLogger, ...credentials });
+  await second.close();
+  await rm(dataDir, { recursive: true, force: true });
 });
 
 test('virtual-host-style requests (bucket in the Host header) reach the same bucket', async () => {

@@ -123,5 +123,10 @@ describe('versioning', () => {
     assert.equal(copied.CopySourceVersionId, v1);
     assert.ok(copied.VersionId);
     assert.equal(await text(bucket, 'dst'), 'old');
+    const marker = (await talus.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'src' }))).VersionId!;
+    await assert.rejects(
+      talus.client.send(new CopyObjectCommand({ Bucket: bucket, Key: 'dst2', CopySource: `${bucket}/src?versionId=${marker}` })),
+      (error: Error & { $metadata?: { httpStatusCode?: number } }) => error.name === 'InvalidRequest' && error.$metadata?.httpStatusCode === 400,
+    );
   });
 });

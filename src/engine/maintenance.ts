@@ -4,19 +4,31 @@
  * reclaim removes blobs a crash left written but never committed.
  */
 import { blobIdTimeMs } from '../util/ids.ts';
-import { PURGE_BATCH_MAX } from '../util/limits.ts';
+import { PURGE_BATCH_MAX, PURGE_RETRY_MS } from '../util/limits.ts';
 import type { EngineContext } from './context.ts';
 
 /** Removes due blobs once; returns how many were removed. */
-export async function purgeOnce(context: EngineContext, nowMs = Date.now()): Promise<number> {
+export async function purgeOnce(context: EngineContext, nowMs = Date.now(), onError: (error: unknown) => void = () => undefined): Promise<number> {
   const due = await context.meta.takePurgeBatch(nowMs, PURGE_BATCH_MAX);
   const done: string[] = [];
+  const later: string[] = [];
   for (const entry of due) {
-    if (context.leases.isLeased(entry.blobId)) continue;
-    await context.blobs.remove(entry.blobId);
-    done.push(entry.blobId);
+    // A blob still being streamed, or one whose removal failed, moves to the
+    // back of the queue so it can never block the entries behind it.
+    if (context.leases.isLeased(entry.blobId)) {
+      later.push(entry.blobId);
+      continue;
+    }
+    try {
+      await context.blobs.remove(entry.blobId);
+      done.push(entry.blobId);
+    } catch (error) {
+      onError(error);
+      later.push(entry.blobId);
+    }
   }
   if (done.length > 0) await context.meta.completePurge(done);
+  if (later.length > 0) await context.meta.postponePurge(later, nowMs + PURGE_RETRY_MS);
   return done.length;
 }
 
@@ -66,7 +78,7 @@ export class Purger {
 
   async #drain(): Promise<void> {
     // Drain full batches back to back, but stop when a batch removes nothing new.
-    while ((await purgeOnce(this.#context)) === PURGE_BATCH_MAX) {
+    while ((await purgeOnce(this.#context, Date.now(), this.#onError)) === PURGE_BATCH_MAX) {
       /* keep going */
     }
   }

@@ -13,7 +13,7 @@ import { S3Error } from '../util/s3-error.ts';
 import { writeBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
-import { findVersion, requireBucket, shownVersionId, throwUnlessCommitted, verifyChecksum, versionIdFor, writtenVersionId } from './objects.ts';
+import { checkCopySize, findCopySource, requireBucket, shownVersionId, throwUnlessCommitted, verifyChecksum, versionIdFor, writtenVersionId } from './objects.ts';
 import { resolveRange } from './range.ts';
 import { readSegments } from './segment-read.ts';
 import type { ChecksumRequest, CopySource, ObjectAttributes, WriteBody, WriteResult } from './types.ts';
@@ -141,7 +141,7 @@ export async function uploadPartCopy(context: EngineContext, input: UploadPartCo
   checkPartNumber(input.partNumber);
   const upload = await requireUpload(context, input.bucket, input.key, input.uploadId);
   const sourceBucket = await requireBucket(context, input.source.bucket);
-  const source = await findVersion(context, sourceBucket, input.source.key, input.source.versionId);
+  const source = await findCopySource(context, sourceBucket, input.source.key, input.source.versionId);
   checkReadConditions(input.source.conditions, source.etag, source.lastModifiedMs, 'PreconditionFailed');
   let start = 0;
   let end = source.sizeBytes;
@@ -156,6 +156,7 @@ export async function uploadPartCopy(context: EngineContext, input: UploadPartCo
     const resolved = resolveRange(input.source.range, source.sizeBytes);
     if (resolved !== undefined) ({ start, end } = resolved);
   }
+  checkCopySize(end - start, PART_BYTES_MAX);
   const body = readSegments(context.blobs, context.leases, source.segments, start, end);
   const algorithm = upload.checksumAlgorithm ?? undefined;
   const written = await writeBlob(context.blobs, body, { checksumAlgorithm: algorithm, sizeBytesMax: PART_BYTES_MAX });

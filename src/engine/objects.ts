@@ -115,6 +115,25 @@ export function throwUnlessCommitted(outcome: CommitOutcome, bucket: string, key
   }
 }
 
+/** The version a copy reads from: a delete marker named by version ID cannot be a copy source (400, not 405). */
+export async function findCopySource(context: EngineContext, bucket: BucketRecord, key: string, versionId: string | undefined): Promise<ObjectVersion> {
+  try {
+    return await findVersion(context, bucket, key, versionId);
+  } catch (error) {
+    if (error instanceof S3Error && error.code === 'MethodNotAllowed') {
+      throw new S3Error('InvalidRequest', 'The source of a copy request may not specifically refer to a delete marker by version id.');
+    }
+    throw error;
+  }
+}
+
+/** Refuses a copy source larger than one request may write, before any byte is read. */
+export function checkCopySize(sizeBytes: number, sizeBytesMax: number): void {
+  if (sizeBytes > sizeBytesMax) {
+    throw new S3Error('InvalidRequest', `The specified copy source is larger than the maximum allowable size for a copy source: ${sizeBytesMax}`);
+  }
+}
+
 /** Looks up the version a GET/HEAD/copy addresses, with S3's errors for missing keys, versions and delete markers. */
 export async function findVersion(
   context: EngineContext,
@@ -197,8 +216,9 @@ export async function deleteObject(context: EngineContext, bucketName: string, k
 
 export async function copyObject(context: EngineContext, input: CopyObjectInput): Promise<CopyResult> {
   const sourceBucket = await requireBucket(context, input.source.bucket);
-  const source = await findVersion(context, sourceBucket, input.source.key, input.source.versionId);
+  const source = await findCopySource(context, sourceBucket, input.source.key, input.source.versionId);
   checkReadConditions(input.source.conditions, source.etag, source.lastModifiedMs, 'PreconditionFailed');
+  checkCopySize(source.sizeBytes, PUT_OBJECT_BYTES_MAX);
   const targetBucket = await requireBucket(context, input.bucket);
   const sameObject = input.source.bucket === input.bucket && input.source.key === input.key;
   if (sameObject && input.metadataDirective === 'COPY' && input.source.versionId === undefined && input.checksumAlgorithm === undefined) {

@@ -11,7 +11,7 @@ import type { Engine } from '../engine/engine.ts';
 import { HANDLERS } from '../s3/operations.ts';
 import type { RequestContext, S3Response } from '../s3/context.ts';
 import { newRequestId } from '../util/ids.ts';
-import { HEADER_BYTES_MAX, REQUEST_IDLE_TIMEOUT_MS } from '../util/limits.ts';
+import { CONNECTIONS_MAX, HEADER_BYTES_MAX, REQUEST_IDLE_TIMEOUT_MS } from '../util/limits.ts';
 import { S3Error, isS3Error } from '../util/s3-error.ts';
 import type { Logger } from '../util/logger.ts';
 import { parseQuery, resolveAddress, route } from './route.ts';
@@ -31,6 +31,7 @@ export function createS3Server(options: FrontOptions): Server {
     void handleRequest(options, request, response);
   });
   server.timeout = REQUEST_IDLE_TIMEOUT_MS;
+  server.maxConnections = CONNECTIONS_MAX;
   // Expect: 100-continue is answered only once the request is authorized and
   // routed, so a refused upload is refused before its body is sent.
   server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
@@ -86,9 +87,23 @@ async function buildContext(options: FrontOptions, request: IncomingMessage, req
 }
 
 async function sendResponse(request: IncomingMessage, response: ServerResponse, method: string, result: S3Response): Promise<void> {
-  response.statusCode = result.status;
-  for (const [name, value] of Object.entries(result.headers)) response.setHeader(name, value);
   const body = result.body;
+  try {
+    response.statusCode = result.status;
+    for (const [name, value] of Object.entries(result.headers)) response.setHeader(name, value);
+  } catch (error) {
+    // An open body holds read leases on its blobs: release them before answering with the error.
+    if (body !== undefined && typeof body !== 'string') body.destroy();
+    for (const name of response.getHeaderNames()) if (name !== 'x-amz-request-id' && name !== 'x-amz-id-2' && name !== 'server') response.removeHeader(name);
+    throw error;
+  }
+  // An operation that ignores its request body (DeleteObject with a body, say)
+  // leaves it unread: close the connection and discard the rest, or the next
+  // request on this keep-alive connection would wait behind it.
+  if (!request.complete) {
+    response.setHeader('connection', 'close');
+    response.once('finish', () => drain(request));
+  }
   if (body === undefined || method === 'HEAD') {
     body !== undefined && typeof body !== 'string' && body.destroy();
     if (!response.hasHeader('content-length') && method !== 'HEAD') response.setHeader('content-length', '0');

@@ -141,6 +141,8 @@ export interface MetadataStore {
   /** Blobs queued for removal whose grace period has passed. */
   takePurgeBatch(nowMs: number, limit: number): Promise<PurgeEntry[]>;
   completePurge(blobIds: string[]): Promise<void>;
+  /** Moves queued blobs to the back of the purge queue (not due before `untilMs`). */
+  postponePurge(blobIds: string[], untilMs: number): Promise<void>;
 
   close(): Promise<void>;
 }

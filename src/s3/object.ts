@@ -113,7 +113,12 @@ function objectHeaders(context: RequestContext, result: GetObjectResult): Record
   }
   for (const [parameter, name] of RESPONSE_OVERRIDES) {
     const value = context.route.query.get(parameter);
-    if (value !== undefined) headers[name] = value;
+    if (value === undefined) continue;
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u0008\u000a-\u001f\u007f]|[^\u0000-\u00ff]/.test(value)) {
+      throw new S3Error('InvalidArgument', `Invalid value for ${parameter}`, { ArgumentName: parameter });
+    }
+    headers[name] = value;
   }
   const length = result.range === undefined ? version.sizeBytes : result.range.end - result.range.start;
   headers['content-length'] = String(length);
@@ -169,10 +174,17 @@ export async function handleGetObjectAttributes(context: RequestContext): Promis
   return xmlResponse(document('GetObjectAttributesResponse', body), 200, headers);
 }
 
+function headerInteger(context: RequestContext, name: string, fallback: number): number {
+  const value = header(context.headers, name);
+  if (value === undefined) return fallback;
+  if (!/^\d{1,9}$/.test(value.trim())) throw new S3Error('InvalidArgument', `Invalid ${name}`, { ArgumentName: name, ArgumentValue: value });
+  return Number(value);
+}
+
 function objectPartsXml(context: RequestContext, version: ObjectVersion): string {
   const parts = version.parts ?? [];
-  const maxParts = Math.min(Number(header(context.headers, 'x-amz-max-parts') ?? LIST_PARTS_MAX) || LIST_PARTS_MAX, LIST_PARTS_MAX);
-  const marker = Number(header(context.headers, 'x-amz-part-number-marker') ?? 0) || 0;
+  const maxParts = Math.min(headerInteger(context, 'x-amz-max-parts', LIST_PARTS_MAX), LIST_PARTS_MAX);
+  const marker = headerInteger(context, 'x-amz-part-number-marker', 0);
   const after = parts.filter((part) => part.partNumber > marker);
   const page = after.slice(0, maxParts);
   const isTruncated = after.length > page.length;

@@ -45,6 +45,10 @@ export const LIST_PARTS_MAX = 1000;
 /** Purge queue: entries taken per batch, and the delay before a replaced blob may be removed. */
 export const PURGE_BATCH_MAX = 256;
 export const PURGE_GRACE_MS = 2_000;
+/** A purge entry that could not be done now (blob being read, removal failed) is retried this much later. */
+export const PURGE_RETRY_MS = 5_000;
+/** Open client connections; more wait in the kernel's accept queue. */
+export const CONNECTIONS_MAX = 4_096;
 /** Shutdown: how long in-flight requests may take to finish after SIGTERM. */
 export const SHUTDOWN_GRACE_MS = 30_000;
 /** Idle socket timeout for slow or stalled clients. */

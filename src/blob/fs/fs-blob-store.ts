@@ -7,6 +7,7 @@ import { BlobNotFoundError, type BlobStore, type BlobWriter } from '../blob-stor
 
 const READ_HIGH_WATER_MARK_BYTES = 256 * 1024;
 const FANOUT_DIRECTORIES = 256;
+const BLOB_ID_PATTERN = /^[0-9a-z]{9}[0-9a-f]{20}$/;
 
 /**
  * Blobs as files under `<root>/<xx>/<id>`, where xx is the blob ID's last two
@@ -30,7 +31,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   path(id: string): string {
-    assert(/^[0-9a-z]{9}[0-9a-f]{20}$/.test(id), `invalid blob id ${id}`);
+    assert(BLOB_ID_PATTERN.test(id), `invalid blob id ${id}`);
     return join(this.#root, id.slice(-2), id);
   }
 
@@ -67,7 +68,8 @@ export class FsBlobStore implements BlobStore {
   async *list(): AsyncIterable<string> {
     for (let i = 0; i < FANOUT_DIRECTORIES; i++) {
       const entries = await readdir(join(this.#root, fanoutName(i)));
-      for (const name of entries) yield name;
+      // Other files (editor backups, NFS debris) are not ours to judge: skip them.
+      for (const name of entries) if (BLOB_ID_PATTERN.test(name)) yield name;
     }
   }
 

@@ -85,3 +85,17 @@ test('completing an upload consumes it, keeps used parts and purges the rest', a
   assert.equal((await store.commitVersion({ version: object, conditions: {}, completesUploadId: 'u' })).status, 'no-such-upload');
   await store.close();
 });
+
+test('a postponed purge entry moves behind the others', async () => {
+  const store = await freshStore();
+  await store.commitVersion({ version: version('a', 'null', 'blob-a'), conditions: {} });
+  await store.commitVersion({ version: version('b', 'null', 'blob-b'), conditions: {} });
+  await store.deleteVersion('b', 'a', 'null');
+  await store.deleteVersion('b', 'b', 'null');
+  const due = Date.now() + PURGE_GRACE_MS + 1;
+  assert.deepEqual((await store.takePurgeBatch(due, 1)).map((entry) => entry.blobId), ['blob-a']);
+  await store.postponePurge(['blob-a'], due + 10_000);
+  assert.deepEqual((await store.takePurgeBatch(due, 10)).map((entry) => entry.blobId), ['blob-b']);
+  assert.deepEqual((await store.takePurgeBatch(due + 10_000, 10)).map((entry) => entry.blobId).sort(), ['blob-a', 'blob-b']);
+  await store.close();
+});

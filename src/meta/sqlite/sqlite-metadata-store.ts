@@ -250,6 +250,12 @@ export class SqliteMetadataStore implements MetadataStore {
     })();
   }
 
+  async postponePurge(blobIds: string[], untilMs: number): Promise<void> {
+    this.#db.transaction(() => {
+      for (const blobId of blobIds) this.#statements.postponePurge.run(untilMs, blobId);
+    })();
+  }
+
   async close(): Promise<void> {
     this.#db.close();
   }
@@ -346,6 +352,7 @@ function prepareStatements(db: Database.Database) {
     getBlobState: db.prepare('SELECT purge_after_ms FROM blobs WHERE blob_id = ?'),
     queuePurge: db.prepare('UPDATE blobs SET purge_after_ms = ? WHERE blob_id = ?'),
     purgeDue: db.prepare('SELECT blob_id, backend FROM blobs WHERE purge_after_ms IS NOT NULL AND purge_after_ms <= ? ORDER BY purge_after_ms LIMIT ?'),
+    postponePurge: db.prepare('UPDATE blobs SET purge_after_ms = ? WHERE blob_id = ? AND purge_after_ms IS NOT NULL'),
     forgetPurgedBlob: db.prepare('DELETE FROM blobs WHERE blob_id = ? AND purge_after_ms IS NOT NULL'),
   };
 }
