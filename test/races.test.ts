@@ -280,6 +280,6 @@ describe('races', () => {
     assert.equal(sha256(body), sha256(original), 'the slow GET got the original bytes');
 
     // With the GET over, nothing holds the original any more.
-    assert.equal(await blobCountEventually(talus.dataDir, 0, PURGE_WAIT_MS), 0, 'blob files after the slow GET ended');
+    assert.equal(await blobCountEventually(talus.dataDir, 0, PURGE_WAIT_MS * 3), 0, 'blob files after the slow GET ended');
   });
 });

@@ -46,7 +46,7 @@ export const LIST_PARTS_MAX = 1000;
 export const PURGE_BATCH_MAX = 256;
 export const PURGE_GRACE_MS = 2_000;
 /** A purge entry that could not be done now (blob being read, removal failed) is retried this much later. */
-export const PURGE_RETRY_MS = 5_000;
+export const PURGE_RETRY_MS = 1_000;
 /** Open client connections; more wait in the kernel's accept queue. */
 export const CONNECTIONS_MAX = 4_096;
 /** Shutdown: how long in-flight requests may take to finish after SIGTERM. */
