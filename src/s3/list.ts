@@ -33,6 +33,12 @@ function commonPrefixXml(prefix: string, encode: (text: string) => string): stri
   return `<CommonPrefixes>${element('Prefix', encode(prefix))}</CommonPrefixes>`;
 }
 
+/** A zero-size page still names a missing bucket, as S3 does. */
+async function emptyPage(context: RequestContext): Promise<{ entries: never[]; isTruncated: false }> {
+  await context.engine.getBucket(context.route.bucket);
+  return { entries: [], isTruncated: false };
+}
+
 /** Continuation tokens are opaque to clients: the last key or prefix returned, base64url. */
 function encodeToken(key: string): string {
   return Buffer.from(key, 'utf8').toString('base64url');
@@ -54,7 +60,7 @@ export async function handleListObjects(context: RequestContext): Promise<S3Resp
   const startAfter = v2 ? (query.get('start-after') ?? '') : (query.get('marker') ?? '');
   const after = token !== undefined ? decodeToken(token) : startAfter;
   const result = maxKeys === 0
-    ? (await context.engine.getBucket(context.route.bucket), { entries: [], isTruncated: false })
+    ? await emptyPage(context)
     : await context.engine.list({ bucket: context.route.bucket, prefix, delimiter, after, limit: maxKeys });
   const withOwner = !v2 || query.get('fetch-owner') === 'true';
   let body = '';
@@ -89,7 +95,7 @@ export async function handleListObjectVersions(context: RequestContext): Promise
   }
   const maxKeys = queryInteger(context, 'max-keys', LIST_KEYS_MAX, 0, LIST_KEYS_MAX);
   const result = maxKeys === 0
-    ? (await context.engine.getBucket(context.route.bucket), { entries: [], isTruncated: false })
+    ? await emptyPage(context)
     : await context.engine.listVersions({ bucket: context.route.bucket, prefix, delimiter, keyMarker, versionIdMarker, limit: maxKeys });
   let body = '';
   for (const entry of result.entries) {
@@ -122,7 +128,7 @@ export async function handleListMultipartUploads(context: RequestContext): Promi
   const uploadIdMarker = query.get('upload-id-marker') ?? '';
   const maxUploads = queryInteger(context, 'max-uploads', LIST_UPLOADS_MAX, 0, LIST_UPLOADS_MAX);
   const result = maxUploads === 0
-    ? (await context.engine.getBucket(context.route.bucket), { entries: [], isTruncated: false })
+    ? await emptyPage(context)
     : await context.engine.listMultipartUploads({ bucket: context.route.bucket, prefix, delimiter, keyMarker, uploadIdMarker, limit: maxUploads });
   let body = '';
   for (const entry of result.entries) {
