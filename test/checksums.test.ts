@@ -102,6 +102,16 @@ describe('checksums', () => {
     assert.equal(head.ChecksumSHA256, `${expected}-2`);
   });
 
+  test("a part sent without a checksum gets the upload's algorithm, and the answer names it", async () => {
+    const created = await talus.client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'mp/implicit', ChecksumAlgorithm: 'CRC32C' }));
+    const body = randomBytes(1000);
+    const response = await signedRequest(talus.url, {
+      method: 'PUT', path: `/${bucket}/mp/implicit`, query: { partNumber: '1', uploadId: created.UploadId! }, body,
+    });
+    assert.equal(response.status, 200, response.body);
+    assert.equal(response.headers['x-amz-checksum-crc32c'], computeChecksum('CRC32C', body).toString('base64'));
+  });
+
   for (const algorithm of ['CRC32', 'CRC32C', 'CRC64NVME'] as const) {
     test(`multipart FULL_OBJECT ${algorithm} equals the checksum of the whole object`, async () => {
       const parts = [randomBytes(5 * MiB), randomBytes(5 * MiB + 3), randomBytes(17)];

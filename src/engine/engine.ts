@@ -155,7 +155,7 @@ export class Engine {
     return multipart.createMultipartUpload(this.#context, input);
   }
 
-  uploadPart(input: multipart.UploadPartInput): Promise<PartRecord> {
+  uploadPart(input: multipart.UploadPartInput): ReturnType<typeof multipart.uploadPart> {
     return multipart.uploadPart(this.#context, input);
   }
 

@@ -86,7 +86,8 @@ export interface UploadPartInput {
   checksum: ChecksumRequest | undefined;
 }
 
-export async function uploadPart(context: EngineContext, input: UploadPartInput): Promise<PartRecord> {
+/** Stores one part; returns it with the algorithm its checksum was computed with (the request's, else the upload's). */
+export async function uploadPart(context: EngineContext, input: UploadPartInput): Promise<{ part: PartRecord; checksumAlgorithm: ChecksumAlgorithm | undefined }> {
   checkPartNumber(input.partNumber);
   const upload = await requireUpload(context, input.bucket, input.key, input.uploadId);
   if (input.checksum !== undefined && upload.checksumAlgorithm !== null && input.checksum.algorithm !== upload.checksumAlgorithm) {
@@ -98,7 +99,8 @@ export async function uploadPart(context: EngineContext, input: UploadPartInput)
   try {
     if (input.contentMd5 !== undefined && !input.contentMd5.equals(written.md5)) throw new S3Error('BadDigest');
     const checksum = verifyChecksum(checksumRequest, written, input.body);
-    return await recordPart(context, input.uploadId, input.partNumber, written.segments, written.sizeBytes, written.md5, checksum);
+    const part = await recordPart(context, input.uploadId, input.partNumber, written.segments, written.sizeBytes, written.md5, checksum);
+    return { part, checksumAlgorithm: checksumRequest?.algorithm };
   } catch (error) {
     await written.abort();
     throw error;

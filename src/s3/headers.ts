@@ -183,6 +183,15 @@ export function parseChecksumRequest(headers: IncomingHttpHeaders, announcedTrai
   return undefined;
 }
 
+/** x-amz-checksum-algorithm on CreateMultipartUpload and CopyObject: which checksum the new object gets. */
+export function parseChecksumAlgorithmHeader(headers: IncomingHttpHeaders): ChecksumAlgorithm | undefined {
+  const name = header(headers, 'x-amz-checksum-algorithm');
+  if (name === undefined) return undefined;
+  const algorithm = parseChecksumAlgorithm(name);
+  if (algorithm === undefined) throw new S3Error('InvalidRequest', 'Value for x-amz-checksum-algorithm header is invalid.');
+  return algorithm;
+}
+
 export function parseChecksumType(headers: IncomingHttpHeaders): ChecksumType | undefined {
   const value = header(headers, 'x-amz-checksum-type');
   if (value === undefined) return undefined;

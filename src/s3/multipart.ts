@@ -1,5 +1,5 @@
 /** Multipart upload operations. */
-import { parseChecksumAlgorithm, type ChecksumAlgorithm, CHECKSUM_ALGORITHMS, checksumHeaderName } from '../util/checksum.ts';
+import { type ChecksumAlgorithm, CHECKSUM_ALGORITHMS, checksumHeaderName } from '../util/checksum.ts';
 import { LIST_PARTS_MAX, PART_BYTES_MAX, PART_NUMBER_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
 import type { CompletePartInput } from '../engine/multipart.ts';
@@ -10,6 +10,7 @@ import {
   header,
   isoDateOf,
   parseAttributes,
+  parseChecksumAlgorithmHeader,
   parseChecksumRequest,
   parseChecksumType,
   parseContentMd5,
@@ -34,15 +35,12 @@ function partNumberOf(context: RequestContext): number {
 
 export async function handleCreateMultipartUpload(context: RequestContext): Promise<S3Response> {
   checkKey(context.route.key);
-  const algorithmName = header(context.headers, 'x-amz-checksum-algorithm');
-  const checksumAlgorithm = algorithmName === undefined ? undefined : parseChecksumAlgorithm(algorithmName);
-  if (algorithmName !== undefined && checksumAlgorithm === undefined) throw new S3Error('InvalidRequest', 'Value for x-amz-checksum-algorithm header is invalid.');
   const upload = await context.engine.createMultipartUpload({
     bucket: context.route.bucket,
     key: context.route.key,
     ownerId: context.ownerId,
     attributes: parseAttributes(context.headers),
-    checksumAlgorithm,
+    checksumAlgorithm: parseChecksumAlgorithmHeader(context.headers),
     checksumType: parseChecksumType(context.headers),
   });
   const headers: Record<string, string> = {};
@@ -60,7 +58,7 @@ export async function handleCreateMultipartUpload(context: RequestContext): Prom
 export async function handleUploadPart(context: RequestContext): Promise<S3Response> {
   const partNumber = partNumberOf(context);
   checkDeclaredLength(context, PART_BYTES_MAX);
-  const part = await context.engine.uploadPart({
+  const { part, checksumAlgorithm } = await context.engine.uploadPart({
     bucket: context.route.bucket,
     key: context.route.key,
     uploadId: uploadIdOf(context),
@@ -70,14 +68,8 @@ export async function handleUploadPart(context: RequestContext): Promise<S3Respo
     checksum: parseChecksumRequest(context.headers, context.request.announcedTrailers),
   });
   const headers: Record<string, string> = { etag: formatEtag(part.etag) };
-  const algorithm = part.checksum === null ? undefined : partChecksumAlgorithm(context);
-  if (part.checksum !== null && algorithm !== undefined) headers[checksumHeaderName(algorithm)] = part.checksum;
+  if (part.checksum !== null && checksumAlgorithm !== undefined) headers[checksumHeaderName(checksumAlgorithm)] = part.checksum;
   return emptyResponse(200, headers);
-}
-
-/** The algorithm a part's checksum was computed with: what the request named, else the upload's. */
-function partChecksumAlgorithm(context: RequestContext): ChecksumAlgorithm | undefined {
-  return parseChecksumRequest(context.headers, context.request.announcedTrailers)?.algorithm;
 }
 
 export async function handleUploadPartCopy(context: RequestContext): Promise<S3Response> {

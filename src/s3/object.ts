@@ -2,7 +2,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { GetObjectResult, CopySource } from '../engine/types.ts';
 import type { ObjectChecksum, ObjectVersion } from '../meta/types.ts';
-import { checksumHeaderName, parseChecksumAlgorithm } from '../util/checksum.ts';
+import { checksumHeaderName } from '../util/checksum.ts';
 import { KEY_BYTES_MAX, LIST_PARTS_MAX, OBJECT_TAGS_MAX, PUT_OBJECT_BYTES_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { document, element } from '../http/xml.ts';
@@ -14,6 +14,7 @@ import {
   httpDateOf,
   isoDateOf,
   parseAttributes,
+  parseChecksumAlgorithmHeader,
   parseChecksumRequest,
   parseContentMd5,
   parseReadConditions,
@@ -247,9 +248,7 @@ function directive(headers: IncomingHttpHeaders, name: string): 'COPY' | 'REPLAC
 
 export async function handleCopyObject(context: RequestContext): Promise<S3Response> {
   checkKey(context.route.key);
-  const algorithmName = header(context.headers, 'x-amz-checksum-algorithm');
-  const checksumAlgorithm = algorithmName === undefined ? undefined : parseChecksumAlgorithm(algorithmName);
-  if (algorithmName !== undefined && checksumAlgorithm === undefined) throw new S3Error('InvalidRequest', 'Invalid x-amz-checksum-algorithm.');
+  const checksumAlgorithm = parseChecksumAlgorithmHeader(context.headers);
   await readSmallBody(context, 0);
   const result = await context.engine.copyObject({
     source: parseCopySource(context.headers),
