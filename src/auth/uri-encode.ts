@@ -36,6 +36,14 @@ function hexValue(code: number): number {
   return -1;
 }
 
+/** The byte of a valid %XX escape starting at `i`, or -1 (a '%' that starts no valid escape is a literal '%'). */
+function escapedByteAt(raw: string, i: number): number {
+  if (raw.charCodeAt(i) !== PERCENT || i + 2 >= raw.length) return -1;
+  const high = hexValue(raw.charCodeAt(i + 1));
+  const low = hexValue(raw.charCodeAt(i + 2));
+  return high >= 0 && low >= 0 ? high * 16 + low : -1;
+}
+
 /**
  * Decodes %XX escapes and re-encodes every byte in canonical form. With
  * `keepSlash`, a literal '/' stays a separator, while an encoded '%2F' stays
@@ -45,16 +53,11 @@ function canonicalEncode(raw: string, keepSlash: boolean): string {
   let out = '';
   for (let i = 0; i < raw.length; i++) {
     const code = raw.charCodeAt(i);
-    if (code === PERCENT && i + 2 < raw.length) {
-      const high = hexValue(raw.charCodeAt(i + 1));
-      const low = hexValue(raw.charCodeAt(i + 2));
-      if (high >= 0 && low >= 0) {
-        const byte = high * 16 + low;
-        out += byte < 128 && UNRESERVED[byte] === 1 ? String.fromCharCode(byte) : PERCENT_ENCODED[byte];
-        i += 2;
-        continue;
-      }
-      // A '%' that starts no valid escape is a literal '%'.
+    const escaped = escapedByteAt(raw, i);
+    if (escaped >= 0) {
+      out += escaped < 128 && UNRESERVED[escaped] === 1 ? String.fromCharCode(escaped) : PERCENT_ENCODED[escaped];
+      i += 2;
+      continue;
     }
     if (code < 128) {
       out += UNRESERVED[code] === 1 || (keepSlash && code === SLASH) ? raw[i] : PERCENT_ENCODED[code];
@@ -128,14 +131,11 @@ export function decodeComponent(raw: string): string {
   const bytes: number[] = [];
   for (let i = 0; i < raw.length; i++) {
     const code = raw.charCodeAt(i);
-    if (code === PERCENT && i + 2 < raw.length) {
-      const high = hexValue(raw.charCodeAt(i + 1));
-      const low = hexValue(raw.charCodeAt(i + 2));
-      if (high >= 0 && low >= 0) {
-        bytes.push(high * 16 + low);
-        i += 2;
-        continue;
-      }
+    const escaped = escapedByteAt(raw, i);
+    if (escaped >= 0) {
+      bytes.push(escaped);
+      i += 2;
+      continue;
     }
     if (code < 128) {
       bytes.push(code);
