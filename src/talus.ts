@@ -65,7 +65,7 @@ async function startOnLockedDirectory(
   lock: DataDirectoryLock,
 ): Promise<RunningTalus> {
   const blobs = await FsBlobStore.open(join(dataDir, 'blobs'));
-  const engine = new Engine(meta, blobs, (error) => logger.error('background task failed', { error: String(error) }));
+  const engine = new Engine(meta, blobs, { onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }) });
   const credentials = await ensureRootCredentials(meta, options);
   const { reclaimedBlobs } = await engine.start();
   if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });

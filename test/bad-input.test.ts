@@ -157,7 +157,8 @@ describe('bad input', () => {
   });
 
   test('a response-* override that is not a valid header value is InvalidArgument and leaks no read lease', async () => {
-    await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'override-leak', Body: 'x' }));
+    // Larger than INLINE_BYTES_MAX, so the object lives in a blob that a GET leases.
+    await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'override-leak', Body: Buffer.alloc(64 * 1024, 1) }));
     const response = await signedRequest(talus.url, { method: 'GET', path: `/${bucket}/override-leak`, query: { 'response-content-type': 'text/plain\n' } });
     assert.equal(response.status, 400);
     assert.equal(errorCode(response), 'InvalidArgument');

@@ -1,35 +1,43 @@
 import { createHash } from 'node:crypto';
-import type { BlobStore } from '../blob/blob-store.ts';
+import type { BlobStore, BlobWriter } from '../blob/blob-store.ts';
 import type { Segment } from '../meta/types.ts';
 import { createChecksumHasher, type ChecksumAlgorithm, type ChecksumHasher } from '../util/checksum.ts';
 import { S3Error } from '../util/s3-error.ts';
 
 export interface WrittenBlob {
-  /** Empty when the body was empty: an empty object needs no blob at all. */
+  /** Empty when the body was empty or kept inline. */
   segments: Segment[];
+  /** The whole body, when it was small enough to live in the metadata store. */
+  inlineData: Buffer | undefined;
   sizeBytes: number;
   md5: Buffer;
   /** Digest of the requested checksum algorithm, if any. */
   checksum: Buffer | undefined;
-  /** Discards the blob (after a failed commit); a no-op for empty bodies. */
+  /** Discards the blob (after a failed commit); a no-op for empty and inline bodies. */
   abort(): Promise<void>;
+}
+
+export interface WriteBlobOptions {
+  checksumAlgorithm: ChecksumAlgorithm | undefined;
+  sizeBytesMax: number;
+  /** Bodies up to this size are returned as `inlineData` instead of written to a blob; 0 for never. */
+  inlineBytesMax: number;
 }
 
 /**
  * The data part of a write: streams a body into a new blob while hashing it,
  * then makes it durable. Nothing here touches metadata; the blob stays
  * invisible until the caller commits a version that references it, and is
- * discarded here if anything fails on the way.
+ * discarded here if anything fails on the way. The first `inlineBytesMax`
+ * bytes are held in memory: a body that ends within them never touches the
+ * blob store, a longer one spills them into a blob and streams on.
  */
-export async function writeBlob(
-  blobs: BlobStore,
-  body: AsyncIterable<Buffer>,
-  options: { checksumAlgorithm: ChecksumAlgorithm | undefined; sizeBytesMax: number },
-): Promise<WrittenBlob> {
-  const writer = blobs.create();
+export async function writeBlob(blobs: BlobStore, body: AsyncIterable<Buffer> | Iterable<Buffer>, options: WriteBlobOptions): Promise<WrittenBlob> {
   const md5 = createHash('md5');
   const checksum: ChecksumHasher | undefined =
     options.checksumAlgorithm === undefined ? undefined : createChecksumHasher(options.checksumAlgorithm);
+  let held: Buffer[] = [];
+  let writer: BlobWriter | undefined;
   let sizeBytes = 0;
   try {
     for await (const chunk of body) {
@@ -37,22 +45,29 @@ export async function writeBlob(
       if (sizeBytes > options.sizeBytesMax) throw new S3Error('EntityTooLarge');
       md5.update(chunk);
       checksum?.update(chunk);
+      if (writer === undefined && sizeBytes <= options.inlineBytesMax) {
+        held.push(chunk);
+        continue;
+      }
+      if (writer === undefined) {
+        writer = blobs.create();
+        for (const early of held) await writer.write(early);
+        held = [];
+      }
       await writer.write(chunk);
     }
-    if (sizeBytes === 0) {
-      await writer.abort();
-    } else {
-      await writer.commit();
-    }
+    await writer?.commit();
   } catch (error) {
-    await writer.abort();
+    await writer?.abort();
     throw error;
   }
+  const committed = writer;
   return {
-    segments: sizeBytes === 0 ? [] : [{ blobId: writer.id, sizeBytes }],
+    segments: committed === undefined ? [] : [{ blobId: committed.id, sizeBytes }],
+    inlineData: committed === undefined && sizeBytes > 0 ? Buffer.concat(held, sizeBytes) : undefined,
     sizeBytes,
     md5: md5.digest(),
     checksum: checksum?.digest(),
-    abort: () => writer.abort(),
+    abort: async () => committed?.abort(),
   };
 }

@@ -16,7 +16,7 @@ import type {
 import type { BucketRecord, PartRecord, Tag, UploadRecord, VersioningState } from '../meta/types.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { isValidBucketName } from './bucket-name.ts';
-import type { EngineContext } from './context.ts';
+import type { EngineContext, LeaseQuery } from './context.ts';
 import { Purger, purgeOnce, reclaimOrphans } from './maintenance.ts';
 import * as multipart from './multipart.ts';
 import * as objects from './objects.ts';
@@ -33,13 +33,24 @@ import type {
 
 const PURGE_INTERVAL_MS = 1_000;
 
+export interface EngineOptions {
+  onBackgroundError?: (error: unknown) => void;
+  /** Leases held by other processes serving the same stores; the purger asks before removing. */
+  otherLeases?: LeaseQuery;
+}
+
 export class Engine {
   readonly #context: EngineContext;
   readonly #purger: Purger;
 
-  constructor(meta: MetadataStore, blobs: BlobStore, onBackgroundError: (error: unknown) => void = () => undefined) {
-    this.#context = { meta, blobs, leases: new ReadLeases() };
-    this.#purger = new Purger(this.#context, PURGE_INTERVAL_MS, onBackgroundError);
+  constructor(meta: MetadataStore, blobs: BlobStore, options: EngineOptions = {}) {
+    this.#context = { meta, blobs, leases: new ReadLeases(), otherLeases: options.otherLeases };
+    this.#purger = new Purger(this.#context, PURGE_INTERVAL_MS, options.onBackgroundError ?? (() => undefined));
+  }
+
+  /** Read leases held by this process's GETs (a cluster worker reports them to the purging process). */
+  leasedAmong(blobIds: readonly string[]): string[] {
+    return blobIds.filter((id) => this.#context.leases.isLeased(id));
   }
 
   get meta(): MetadataStore {

@@ -12,10 +12,13 @@ export async function purgeOnce(context: EngineContext, nowMs = Date.now(), onEr
   const due = await context.meta.takePurgeBatch(nowMs, PURGE_BATCH_MAX);
   const done: string[] = [];
   const later: string[] = [];
+  const leasedElsewhere = due.length === 0 || context.otherLeases === undefined
+    ? new Set<string>()
+    : await context.otherLeases(due.map((entry) => entry.blobId));
   for (const entry of due) {
     // A blob still being streamed, or one whose removal failed, moves to the
     // back of the queue so it can never block the entries behind it.
-    if (context.leases.isLeased(entry.blobId)) {
+    if (context.leases.isLeased(entry.blobId) || leasedElsewhere.has(entry.blobId)) {
       later.push(entry.blobId);
       continue;
     }

@@ -15,7 +15,7 @@ import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
 import { checkCopySize, findCopySource, requireBucket, shownVersionId, throwUnlessCommitted, verifyChecksum, versionIdFor, writtenVersionId } from './objects.ts';
 import { resolveRange } from './range.ts';
-import { readSegments } from './segment-read.ts';
+import { versionChunks } from './segment-read.ts';
 import type { ChecksumRequest, CopySource, ObjectAttributes, WriteBody, WriteResult } from './types.ts';
 import type { CommitConditions } from '../meta/metadata-store.ts';
 
@@ -95,7 +95,7 @@ export async function uploadPart(context: EngineContext, input: UploadPartInput)
   }
   const checksumRequest: ChecksumRequest | undefined = input.checksum ??
     (upload.checksumAlgorithm === null ? undefined : { algorithm: upload.checksumAlgorithm, expected: undefined, fromTrailer: false });
-  const written = await writeBlob(context.blobs, input.body.stream, { checksumAlgorithm: checksumRequest?.algorithm, sizeBytesMax: PART_BYTES_MAX });
+  const written = await writeBlob(context.blobs, input.body.stream, { checksumAlgorithm: checksumRequest?.algorithm, sizeBytesMax: PART_BYTES_MAX, inlineBytesMax: 0 });
   try {
     if (input.contentMd5 !== undefined && !input.contentMd5.equals(written.md5)) throw new S3Error('BadDigest');
     const checksum = verifyChecksum(checksumRequest, written, input.body);
@@ -159,9 +159,9 @@ export async function uploadPartCopy(context: EngineContext, input: UploadPartCo
     if (resolved !== undefined) ({ start, end } = resolved);
   }
   checkCopySize(end - start, PART_BYTES_MAX);
-  const body = readSegments(context.blobs, context.leases, source.segments, start, end);
+  const body = versionChunks(context.blobs, context.leases, source, start, end);
   const algorithm = upload.checksumAlgorithm ?? undefined;
-  const written = await writeBlob(context.blobs, body, { checksumAlgorithm: algorithm, sizeBytesMax: PART_BYTES_MAX });
+  const written = await writeBlob(context.blobs, body, { checksumAlgorithm: algorithm, sizeBytesMax: PART_BYTES_MAX, inlineBytesMax: 0 });
   try {
     const checksum = algorithm === undefined || written.checksum === undefined
       ? null

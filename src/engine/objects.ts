@@ -8,13 +8,13 @@ import type { CommitOutcome } from '../meta/metadata-store.ts';
 import { NULL_VERSION_ID, type BucketRecord, type ObjectChecksum, type ObjectVersion } from '../meta/types.ts';
 import { checksumHeaderName, isValidChecksumValue } from '../util/checksum.ts';
 import { newVersionId } from '../util/ids.ts';
-import { PUT_OBJECT_BYTES_MAX } from '../util/limits.ts';
+import { INLINE_BYTES_MAX, PUT_OBJECT_BYTES_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { writeBlob, type WrittenBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
 import { resolveRange } from './range.ts';
-import { readSegments } from './segment-read.ts';
+import { readVersion, versionChunks } from './segment-read.ts';
 import type {
   ChecksumRequest,
   CopyObjectInput,
@@ -52,6 +52,7 @@ export async function putObject(context: EngineContext, input: PutObjectInput): 
   const written = await writeBlob(context.blobs, input.body.stream, {
     checksumAlgorithm: input.checksum?.algorithm,
     sizeBytesMax: PUT_OBJECT_BYTES_MAX,
+    inlineBytesMax: INLINE_BYTES_MAX,
   });
   try {
     if (input.contentMd5 !== undefined && !input.contentMd5.equals(written.md5)) throw new S3Error('BadDigest');
@@ -71,6 +72,7 @@ export async function putObject(context: EngineContext, input: PutObjectInput): 
       tags: input.attributes.tags,
       parts: null,
       segments: written.segments,
+      ...(written.inlineData === undefined ? {} : { inlineData: written.inlineData }),
     };
     throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key);
     return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version };
@@ -166,7 +168,7 @@ export async function getObject(context: EngineContext, input: GetObjectInput): 
     range,
     showVersionId: bucket.versioning !== 'Unversioned',
     partsCount: input.partNumber === undefined ? undefined : (version.parts?.length ?? 1),
-    open: () => readSegments(context.blobs, context.leases, version.segments, start, end),
+    open: () => readVersion(context.blobs, context.leases, version, start, end),
   };
 }
 
@@ -228,8 +230,12 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
     );
   }
   const checksumAlgorithm = input.checksumAlgorithm ?? source.checksum?.algorithm;
-  const body = readSegments(context.blobs, context.leases, source.segments, 0, source.sizeBytes);
-  const written = await writeBlob(context.blobs, body, { checksumAlgorithm, sizeBytesMax: PUT_OBJECT_BYTES_MAX });
+  const body = versionChunks(context.blobs, context.leases, source, 0, source.sizeBytes);
+  const written = await writeBlob(context.blobs, body, {
+    checksumAlgorithm,
+    sizeBytesMax: PUT_OBJECT_BYTES_MAX,
+    inlineBytesMax: INLINE_BYTES_MAX,
+  });
   try {
     const attributes = input.metadataDirective === 'COPY'
       ? { system: source.system, userMetadata: source.userMetadata }
@@ -251,6 +257,7 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
       tags: input.taggingDirective === 'COPY' ? source.tags : input.attributes.tags,
       parts: null,
       segments: written.segments,
+      ...(written.inlineData === undefined ? {} : { inlineData: written.inlineData }),
     };
     throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key);
     return {

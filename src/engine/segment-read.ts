@@ -1,7 +1,24 @@
 import { Readable } from 'node:stream';
 import type { BlobStore } from '../blob/blob-store.ts';
-import type { Segment } from '../meta/types.ts';
+import type { ObjectVersion, Segment } from '../meta/types.ts';
+import { assert } from '../util/assert.ts';
 import type { ReadLeases } from './read-leases.ts';
+
+/**
+ * Bytes [start, end) of a version: a slice of its inline bytes when the
+ * object is small (answered with one socket write), else a stream over its blobs.
+ */
+export function readVersion(blobs: BlobStore, leases: ReadLeases, version: ObjectVersion, start: number, end: number): Buffer | Readable {
+  if (version.inlineData === undefined) return readSegments(blobs, leases, version.segments, start, end);
+  assert(version.segments.length === 0 && version.inlineData.length === version.sizeBytes, 'inline bytes are the whole object');
+  return version.inlineData.subarray(start, end);
+}
+
+/** The same bytes as chunks, for a writer (copies). */
+export function versionChunks(blobs: BlobStore, leases: ReadLeases, version: ObjectVersion, start: number, end: number): Iterable<Buffer> | AsyncIterable<Buffer> {
+  const bytes = readVersion(blobs, leases, version, start, end);
+  return bytes instanceof Readable ? bytes : [bytes];
+}
 
 /**
  * Streams bytes [start, end) of an object made of segments, one blob after

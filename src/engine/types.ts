@@ -59,8 +59,8 @@ export interface GetObjectResult {
   /** Whether the bucket has (ever had) versioning, so the version ID is shown. */
   showVersionId: boolean;
   partsCount: number | undefined;
-  /** Opens the body; HEAD never calls it. */
-  open(): Readable;
+  /** Opens the body (the bytes themselves for small objects); HEAD never calls it. */
+  open(): Buffer | Readable;
 }
 
 export interface DeleteResult {

@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { verifyRequest, type SecretLookup } from '../auth/index.ts';
 import type { Engine } from '../engine/engine.ts';
@@ -47,9 +48,6 @@ export function createS3Server(options: FrontOptions): Server {
 
 async function handleRequest(options: FrontOptions, request: IncomingMessage, response: ServerResponse, expectsContinue = false): Promise<void> {
   const requestId = newRequestId();
-  response.setHeader('x-amz-request-id', requestId);
-  response.setHeader('x-amz-id-2', requestId);
-  response.setHeader('server', 'Talus');
   const rawUrl = request.url ?? '/';
   const queryStart = rawUrl.indexOf('?');
   const rawPath = queryStart === -1 ? rawUrl : rawUrl.slice(0, queryStart);
@@ -59,7 +57,7 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
     const context = await buildContext(options, request, requestId, method, rawPath, rawQuery);
     if (expectsContinue) response.writeContinue();
     const result = await HANDLERS[context.route.operation](context);
-    await sendResponse(request, response, method, result);
+    await sendResponse(request, response, method, requestId, result);
   } catch (error) {
     sendError(options, request, response, method, rawPath, requestId, error);
   }
@@ -86,33 +84,38 @@ async function buildContext(options: FrontOptions, request: IncomingMessage, req
   };
 }
 
-async function sendResponse(request: IncomingMessage, response: ServerResponse, method: string, result: S3Response): Promise<void> {
+/** Headers every response carries, errors included. */
+function baseHeaders(requestId: string): Record<string, string> {
+  return { 'x-amz-request-id': requestId, 'x-amz-id-2': requestId, server: 'Talus' };
+}
+
+async function sendResponse(request: IncomingMessage, response: ServerResponse, method: string, requestId: string, result: S3Response): Promise<void> {
   const body = result.body;
-  try {
-    response.statusCode = result.status;
-    for (const [name, value] of Object.entries(result.headers)) response.setHeader(name, value);
-  } catch (error) {
-    // An open body holds read leases on its blobs: release them before answering with the error.
-    if (body !== undefined && typeof body !== 'string') body.destroy();
-    for (const name of response.getHeaderNames()) if (name !== 'x-amz-request-id' && name !== 'x-amz-id-2' && name !== 'server') response.removeHeader(name);
-    throw error;
-  }
+  // One header object and one writeHead: node validates and serializes it in
+  // a single pass, cheaper than a setHeader per header on the small-object path.
+  const headers = baseHeaders(requestId);
+  Object.assign(headers, result.headers);
   // An operation that ignores its request body (DeleteObject with a body, say)
   // leaves it unread: close the connection and discard the rest, or the next
   // request on this keep-alive connection would wait behind it.
   if (!request.complete) {
-    response.setHeader('connection', 'close');
+    headers['connection'] = 'close';
     response.once('finish', () => drain(request));
   }
-  if (body === undefined || method === 'HEAD') {
-    body !== undefined && typeof body !== 'string' && body.destroy();
-    if (!response.hasHeader('content-length') && method !== 'HEAD') response.setHeader('content-length', '0');
-    response.end();
-    return;
+  const bytes = body === undefined || body instanceof Readable || method === 'HEAD' ? undefined : body;
+  if (bytes !== undefined) headers['content-length'] = String(Buffer.byteLength(bytes));
+  else if (body === undefined && method !== 'HEAD') headers['content-length'] ??= '0';
+  try {
+    response.writeHead(result.status, headers);
+  } catch (error) {
+    // An open body holds read leases on its blobs: release them before answering with the error.
+    if (body instanceof Readable) body.destroy();
+    throw error;
   }
-  if (typeof body === 'string') {
-    response.setHeader('content-length', Buffer.byteLength(body));
-    response.end(body);
+  if (!(body instanceof Readable) || method === 'HEAD') {
+    if (body instanceof Readable) body.destroy();
+    // Small bodies (XML, inline objects) go out with the headers in one write.
+    response.end(bytes);
     return;
   }
   try {
@@ -135,6 +138,7 @@ function sendError(options: FrontOptions, request: IncomingMessage, response: Se
     return;
   }
   response.statusCode = s3Error.status;
+  for (const [name, value] of Object.entries(baseHeaders(requestId))) response.setHeader(name, value);
   for (const [name, value] of Object.entries(s3Error.headers)) response.setHeader(name, value);
   // A request body we did not read to the end cannot be reused on this connection.
   if (!request.complete) response.setHeader('connection', 'close');

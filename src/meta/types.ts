@@ -73,6 +73,12 @@ export interface ObjectVersion {
   tags: Tag[];
   parts: PartSummary[] | null;
   segments: Segment[];
+  /**
+   * The bytes of a small object, kept in the metadata store instead of a blob
+   * (then `segments` is empty). Present on versions read by key; listings
+   * leave it out, as they never read bodies.
+   */
+  inlineData?: Buffer;
   /** The multipart upload this version completed, so a retried CompleteMultipartUpload can answer again. */
   completedUploadId?: string;
 }

@@ -22,7 +22,7 @@ export interface RequestContext {
 export interface S3Response {
   status: number;
   headers: Record<string, string>;
-  body?: string | Readable;
+  body?: string | Buffer | Readable;
 }
 
 export type Handler = (context: RequestContext) => Promise<S3Response>;

@@ -47,6 +47,14 @@ export const PURGE_BATCH_MAX = 256;
 export const PURGE_GRACE_MS = 2_000;
 /** A purge entry that could not be done now (blob being read, removal failed) is retried this much later. */
 export const PURGE_RETRY_MS = 1_000;
+/**
+ * Objects up to this size keep their bytes in the metadata store, committed
+ * in the same transaction as their version: a small PUT costs no blob file
+ * and no fsyncs of its own, a small GET one row lookup and one socket write.
+ * A write buffers at most this much before it spills into a blob, so the
+ * memory it may hold is bounded by this times the connection limit (64 MiB).
+ */
+export const INLINE_BYTES_MAX = 16 * KiB;
 /** Open client connections; more wait in the kernel's accept queue. */
 export const CONNECTIONS_MAX = 4_096;
 /** Shutdown: how long in-flight requests may take to finish after SIGTERM. */

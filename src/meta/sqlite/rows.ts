@@ -14,6 +14,8 @@ export interface VersionRow {
   last_modified_ms: number;
   owner_id: string;
   meta: string;
+  /** Absent when the query left the column out (listings). */
+  inline_data?: Buffer | null;
 }
 
 interface VersionMeta {
@@ -57,6 +59,7 @@ export function rowToVersion(row: VersionRow): ObjectVersion {
     parts: meta.parts,
     segments: meta.segments,
     ...(meta.completedUploadId === undefined ? {} : { completedUploadId: meta.completedUploadId }),
+    ...(row.inline_data === undefined || row.inline_data === null ? {} : { inlineData: row.inline_data }),
   };
 }
 

@@ -25,32 +25,89 @@ import type {
 } from '../types.ts';
 import { NULL_VERSION_ID } from '../types.ts';
 import { listKeys, listUploads, listVersions } from './listing.ts';
-import { SCHEMA, SCHEMA_VERSION } from './schema.ts';
+import { MIGRATIONS, SCHEMA, SCHEMA_VERSION } from './schema.ts';
+import { WalSync } from './wal-sync.ts';
 import { rowToUpload, rowToVersion, uploadMeta, versionMeta, type UploadRow, type VersionRow } from './rows.ts';
 
 export const LOCAL_BACKEND = 'local';
+const BUCKET_CACHE_MAX = 10_000;
 
 /**
  * The embedded metadata store on SQLite (better-sqlite3). Every call runs
  * synchronously on the event loop, which is what makes it the serialized
  * control part: each mutation is one transaction, and no two interleave.
- * WAL with synchronous=FULL: a commit that returned is on disk.
+ * A mutation's promise resolves once its transaction is on disk: the WAL is
+ * fdatasynced off the event loop, once for all commits in flight (WalSync).
  */
 export class SqliteMetadataStore implements MetadataStore {
   readonly #db: Database.Database;
   readonly #statements: ReturnType<typeof prepareStatements>;
+  /**
+   * Bucket records by name. Every request reads its bucket first, and a
+   * SQLite read costs several syscalls (locks on the WAL index); buckets
+   * change rarely and only through this store, which forgets an entry in the
+   * same call that changes it. Bounded: cleared when full.
+   */
+  readonly #buckets = new Map<string, BucketRecord>();
+  /** Absent for an in-memory database (tests), which has no WAL to sync. */
+  readonly #wal: WalSync | undefined;
 
-  constructor(path: string) {
+  readonly #onBucketsChanged: () => void;
+
+  /**
+   * @param onBucketsChanged called after this store deleted a bucket or changed
+   *   its settings, so other processes on the same database can drop their
+   *   cached copies (S3 too lets bucket settings take a moment to propagate).
+   */
+  constructor(path: string, options: { onBucketsChanged?: () => void } = {}) {
+    this.#onBucketsChanged = options.onBucketsChanged ?? (() => undefined);
     this.#db = new Database(path);
     this.#db.pragma('journal_mode = WAL');
-    this.#db.pragma('synchronous = FULL');
+    // Durability comes from WalSync, which does FULL's fsync off the event loop.
+    this.#db.pragma('synchronous = NORMAL');
     this.#db.pragma('busy_timeout = 5000');
     this.#db.pragma('foreign_keys = OFF');
-    this.#db.exec(SCHEMA);
-    this.#db
-      .prepare('INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)')
-      .run('schema_version', String(SCHEMA_VERSION));
-    this.#statements = prepareStatements(this.#db);
+    try {
+      this.#db.exec(SCHEMA);
+      this.#migrate();
+      this.#statements = prepareStatements(this.#db);
+      this.#wal = path === ':memory:' ? undefined : new WalSync(`${path}-wal`);
+    } catch (error) {
+      this.#db.close();
+      throw error;
+    }
+  }
+
+  #migrate(): void {
+    const select = this.#db.prepare("SELECT value FROM settings WHERE name = 'schema_version'");
+    const update = this.#db.prepare("INSERT OR REPLACE INTO settings (name, value) VALUES ('schema_version', ?)");
+    this.#db.transaction(() => {
+      const row = select.get() as { value: string } | undefined;
+      // A fresh database was just created by SCHEMA at the current version.
+      const found = row === undefined ? SCHEMA_VERSION : Number(row.value);
+      if (!Number.isInteger(found) || found > SCHEMA_VERSION) {
+        throw new Error(`the metadata store has schema version ${row?.value}; this Talus knows up to ${SCHEMA_VERSION}`);
+      }
+      for (const migration of MIGRATIONS) if (migration.toVersion > found) this.#db.exec(migration.sql);
+      update.run(String(SCHEMA_VERSION));
+    }).immediate();
+  }
+
+  /**
+   * Runs one mutation as a transaction and resolves once it is durable.
+   * BEGIN IMMEDIATE takes the write lock up front: a deferred transaction
+   * that read first could fail outright (SQLITE_BUSY_SNAPSHOT) when another
+   * process sharing the database wrote in between.
+   */
+  async #mutate<T>(mutation: () => T): Promise<T> {
+    const result = this.#db.transaction(mutation).immediate();
+    await this.#wal?.durable();
+    return result;
+  }
+
+  /** How many WAL fdatasyncs ran (group commit makes this lower than the commit count). */
+  get walSyncCount(): number {
+    return this.#wal?.syncCount ?? 0;
   }
 
   /** The database handle, for the listing helpers and tests. */
@@ -59,7 +116,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async putAccessKey(record: AccessKeyRecord): Promise<void> {
-    this.#statements.putAccessKey.run(record.accessKeyId, record.secretAccessKey, record.createdMs);
+    await this.#mutate(() => this.#statements.putAccessKey.run(record.accessKeyId, record.secretAccessKey, record.createdMs));
   }
 
   async listAccessKeys(): Promise<AccessKeyRecord[]> {
@@ -68,13 +125,26 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async createBucket(record: BucketRecord): Promise<'created' | 'exists'> {
-    const result = this.#statements.insertBucket.run(record.name, record.createdMs, record.ownerId, record.versioning, serializeTags(record.tags));
+    const result = await this.#mutate(() =>
+      this.#statements.insertBucket.run(record.name, record.createdMs, record.ownerId, record.versioning, serializeTags(record.tags)),
+    );
     return result.changes === 1 ? 'created' : 'exists';
   }
 
   async getBucket(name: string): Promise<BucketRecord | undefined> {
+    const cached = this.#buckets.get(name);
+    if (cached !== undefined) return cached;
     const row = this.#statements.getBucket.get(name) as BucketRow | undefined;
-    return row === undefined ? undefined : rowToBucket(row);
+    if (row === undefined) return undefined;
+    const record = rowToBucket(row);
+    if (this.#buckets.size >= BUCKET_CACHE_MAX) this.#buckets.clear();
+    this.#buckets.set(name, record);
+    return record;
+  }
+
+  /** Forgets cached bucket records, e.g. when another process changed buckets. */
+  forgetBuckets(): void {
+    this.#buckets.clear();
   }
 
   async listBuckets(): Promise<BucketRecord[]> {
@@ -82,7 +152,8 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteBucket(name: string): Promise<'deleted' | 'not-empty' | 'missing'> {
-    return this.#db.transaction((): 'deleted' | 'not-empty' | 'missing' => {
+    this.#buckets.delete(name);
+    const outcome = await this.#mutate((): 'deleted' | 'not-empty' | 'missing' => {
       if (this.#statements.getBucket.get(name) === undefined) return 'missing';
       if (this.#statements.anyVersionInBucket.get(name) !== undefined) return 'not-empty';
       const uploads = this.#statements.uploadIdsInBucket.all(name) as { upload_id: string }[];
@@ -90,15 +161,23 @@ export class SqliteMetadataStore implements MetadataStore {
       for (const { upload_id } of uploads) this.#dropUpload(upload_id, nowMs, new Set());
       this.#statements.deleteBucket.run(name);
       return 'deleted';
-    })();
+    });
+    if (outcome === 'deleted') this.#onBucketsChanged();
+    return outcome;
   }
 
   async setBucketVersioning(name: string, state: VersioningState): Promise<boolean> {
-    return this.#statements.setVersioning.run(state, name).changes === 1;
+    this.#buckets.delete(name);
+    const changed = (await this.#mutate(() => this.#statements.setVersioning.run(state, name))).changes === 1;
+    if (changed) this.#onBucketsChanged();
+    return changed;
   }
 
   async setBucketTags(name: string, tags: Tag[] | null): Promise<boolean> {
-    return this.#statements.setBucketTags.run(serializeTags(tags), name).changes === 1;
+    this.#buckets.delete(name);
+    const changed = (await this.#mutate(() => this.#statements.setBucketTags.run(serializeTags(tags), name))).changes === 1;
+    if (changed) this.#onBucketsChanged();
+    return changed;
   }
 
   async getVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined> {
@@ -109,7 +188,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async commitVersion(request: CommitRequest): Promise<CommitOutcome> {
-    return this.#db.transaction((): CommitOutcome => this.#commit(request, Date.now()))();
+    return this.#mutate((): CommitOutcome => this.#commit(request, Date.now()));
   }
 
   #commit(request: CommitRequest, nowMs: number): CommitOutcome {
@@ -146,13 +225,13 @@ export class SqliteMetadataStore implements MetadataStore {
     for (const segment of version.segments) s.recordBlob.run(segment.blobId, LOCAL_BACKEND);
     s.insertVersion.run(
       version.bucket, version.key, version.versionId, 1, version.isDeleteMarker ? 1 : 0,
-      version.sizeBytes, version.etag, version.lastModifiedMs, version.ownerId, versionMeta(version),
+      version.sizeBytes, version.etag, version.lastModifiedMs, version.ownerId, versionMeta(version), version.inlineData ?? null,
     );
     return { status: 'committed', replaced };
   }
 
   async deleteVersion(bucket: string, key: string, versionId: string): Promise<ObjectVersion | undefined> {
-    return this.#db.transaction((): ObjectVersion | undefined => {
+    return this.#mutate((): ObjectVersion | undefined => {
       const s = this.#statements;
       const row = s.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
       if (row === undefined) return undefined;
@@ -164,18 +243,18 @@ export class SqliteMetadataStore implements MetadataStore {
         if (next !== undefined) s.promote.run(next.seq);
       }
       return version;
-    })();
+    });
   }
 
   async setVersionTags(bucket: string, key: string, versionId: string, tags: Tag[]): Promise<boolean> {
-    return this.#db.transaction((): boolean => {
+    return this.#mutate((): boolean => {
       const row = this.#statements.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
       if (row === undefined) return false;
       const version = rowToVersion(row);
       version.tags = tags;
       this.#statements.updateVersionMeta.run(versionMeta(version), row.seq);
       return true;
-    })();
+    });
   }
 
   async list(request: ListRequest): Promise<ListResult> {
@@ -187,7 +266,9 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async createUpload(record: UploadRecord): Promise<void> {
-    this.#statements.insertUpload.run(record.uploadId, record.bucket, record.key, record.createdMs, record.ownerId, uploadMeta(record));
+    await this.#mutate(() =>
+      this.#statements.insertUpload.run(record.uploadId, record.bucket, record.key, record.createdMs, record.ownerId, uploadMeta(record)),
+    );
   }
 
   async getUpload(bucket: string, key: string, uploadId: string): Promise<UploadRecord | undefined> {
@@ -197,7 +278,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async putPart(part: PartRecord): Promise<boolean> {
-    return this.#db.transaction((): boolean => {
+    return this.#mutate((): boolean => {
       const s = this.#statements;
       if (s.getUploadById.get(part.uploadId) === undefined) return false;
       const old = s.getPart.get(part.uploadId, part.partNumber) as { blob_id: string } | undefined;
@@ -206,7 +287,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (part.blobId !== '') s.recordBlob.run(part.blobId, LOCAL_BACKEND);
       s.upsertPart.run(part.uploadId, part.partNumber, part.sizeBytes, part.etag, part.lastModifiedMs, part.checksum, part.blobId);
       return true;
-    })();
+    });
   }
 
   async listParts(uploadId: string, afterPartNumber: number, limit: number): Promise<PartRecord[]> {
@@ -223,12 +304,12 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async abortUpload(bucket: string, key: string, uploadId: string): Promise<boolean> {
-    return this.#db.transaction((): boolean => {
+    return this.#mutate((): boolean => {
       const row = this.#statements.getUploadById.get(uploadId) as UploadRow | undefined;
       if (row === undefined || row.bucket !== bucket || row.key !== key) return false;
       this.#dropUpload(uploadId, Date.now(), new Set());
       return true;
-    })();
+    });
   }
 
   async listUploads(request: ListUploadsRequest): Promise<ListUploadsResult> {
@@ -247,16 +328,17 @@ export class SqliteMetadataStore implements MetadataStore {
   async completePurge(blobIds: string[]): Promise<void> {
     this.#db.transaction(() => {
       for (const blobId of blobIds) this.#statements.forgetPurgedBlob.run(blobId);
-    })();
+    }).immediate();
   }
 
   async postponePurge(blobIds: string[], untilMs: number): Promise<void> {
     this.#db.transaction(() => {
       for (const blobId of blobIds) this.#statements.postponePurge.run(untilMs, blobId);
-    })();
+    }).immediate();
   }
 
   async close(): Promise<void> {
+    await this.#wal?.close();
     this.#db.close();
   }
 
@@ -301,14 +383,15 @@ interface PartRow {
   blob_id: string;
 }
 
+/** Frozen: records are shared through the bucket cache. */
 function rowToBucket(row: BucketRow): BucketRecord {
-  return {
+  return Object.freeze({
     name: row.name,
     createdMs: row.created_ms,
     ownerId: row.owner_id,
     versioning: row.versioning,
-    tags: row.tags === null ? null : (JSON.parse(row.tags) as Tag[]),
-  };
+    tags: row.tags === null ? null : Object.freeze(JSON.parse(row.tags) as Tag[]) as Tag[],
+  });
 }
 
 function serializeTags(tags: Tag[] | null): string | null {
@@ -331,7 +414,7 @@ function prepareStatements(db: Database.Database) {
     getVersionById: db.prepare('SELECT * FROM versions WHERE bucket = ? AND key = ? AND version_id = ?'),
     demoteLatest: db.prepare('UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1'),
     insertVersion: db.prepare(
-      'INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta, inline_data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
     deleteVersionBySeq: db.prepare('DELETE FROM versions WHERE seq = ?'),
     newestRemaining: db.prepare('SELECT seq FROM versions WHERE bucket = ? AND key = ? ORDER BY seq DESC LIMIT 1'),
