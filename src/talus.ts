@@ -10,7 +10,9 @@ import { join, resolve } from 'node:path';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
 import { lockDataDirectory, type DataDirectoryLock } from './data-dir-lock.ts';
 import { Engine } from './engine/engine.ts';
-import { createS3Server } from './http/server.ts';
+import { closeGracefully, createS3Server } from './http/server.ts';
+import { AccessKeyCache } from './access-key-cache.ts';
+import { WorkerPool } from './cluster.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger, type Logger } from './util/logger.ts';
@@ -25,6 +27,8 @@ export interface TalusOptions {
   rootAccessKeyId?: string;
   rootSecretAccessKey?: string;
   logger?: Logger;
+  /** Processes serving requests: 1 serves in this process; more fork workers (cluster.ts). */
+  workers?: number;
 }
 
 export interface Credentials {
@@ -36,8 +40,11 @@ export interface RunningTalus {
   url: string;
   port: number;
   credentials: Credentials;
+  /** This process's engine; with workers, the one that purges (workers have their own). */
   engine: Engine;
-  server: Server;
+  /** The HTTP server when requests are served in this process; undefined with workers. */
+  server: Server | undefined;
+  workers: number;
   /** Stops accepting, lets in-flight requests finish (bounded), then closes the stores. */
   close(): Promise<void>;
 }
@@ -65,10 +72,49 @@ async function startOnLockedDirectory(
   lock: DataDirectoryLock,
 ): Promise<RunningTalus> {
   const blobs = await FsBlobStore.open(join(dataDir, 'blobs'));
-  const engine = new Engine(meta, blobs, { onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }) });
+  const workers = options.workers ?? 1;
+  const host = options.address === undefined || options.address === '0.0.0.0' ? '127.0.0.1' : options.address;
+  const urlOf = (port: number): string => `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const pool = workers > 1
+    ? new WorkerPool(
+        { dataDir, port: options.port ?? 9000, address: options.address ?? '127.0.0.1', domain: options.domain, region: options.region ?? 'us-east-1' },
+        workers,
+        logger,
+      )
+    : undefined;
+  const engine = new Engine(meta, blobs, {
+    onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }),
+    otherLeases: pool?.leasedByWorkers,
+  });
   const credentials = await ensureRootCredentials(meta, options);
+  // Before any worker serves: then every unknown blob is debris of a crash.
   const { reclaimedBlobs } = await engine.start();
   if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
+  if (pool !== undefined) {
+    const stopAll = async (graceMs: number): Promise<void> => {
+      await pool.stop(graceMs);
+      await engine.stop();
+      await blobs.close();
+      await meta.close();
+    };
+    try {
+      await pool.start();
+    } catch (error) {
+      await stopAll(0);
+      throw error;
+    }
+    let closing: Promise<void> | undefined;
+    return {
+      url: urlOf(pool.port),
+      port: pool.port,
+      credentials,
+      engine,
+      server: undefined,
+      workers,
+      // Workers drain within SHUTDOWN_GRACE_MS; a little more before they are killed.
+      close: () => (closing ??= stopAll(SHUTDOWN_GRACE_MS + 5_000).finally(() => lock.release())),
+    };
+  }
   const secrets = await AccessKeyCache.load(meta);
   const server = createS3Server({
     engine,
@@ -88,65 +134,23 @@ async function startOnLockedDirectory(
     throw error;
   }
   const port = (server.address() as AddressInfo).port;
-  const host = options.address === undefined || options.address === '0.0.0.0' ? '127.0.0.1' : options.address;
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: urlOf(port),
     port,
     credentials,
     engine,
     server,
+    workers: 1,
     close: () => (closing ??= (secrets.stop(), shutdown(server, engine, meta, blobs).finally(() => lock.release()))),
   };
 }
 
 async function shutdown(server: Server, engine: Engine, meta: SqliteMetadataStore, blobs: FsBlobStore): Promise<void> {
-  const closed = new Promise<void>((resolveClose) => server.close(() => resolveClose()));
-  server.closeIdleConnections();
-  const timer = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
-  await closed;
-  clearTimeout(timer);
+  await closeGracefully(server, SHUTDOWN_GRACE_MS);
   await engine.stop();
   await blobs.close();
   await meta.close();
-}
-
-const ACCESS_KEY_REFRESH_MS = 2_000;
-
-/**
- * Secrets for signature checks, in memory so the auth path never waits on the
- * store; reloaded every few seconds so keys added with `talus keys add` (by
- * another process, on the same database) work without a restart.
- */
-class AccessKeyCache {
-  #secrets: Map<string, string>;
-  readonly #timer: NodeJS.Timeout;
-
-  private constructor(meta: SqliteMetadataStore, secrets: Map<string, string>) {
-    this.#secrets = secrets;
-    this.#timer = setInterval(() => {
-      void AccessKeyCache.read(meta).then((fresh) => {
-        this.#secrets = fresh;
-      }, () => undefined);
-    }, ACCESS_KEY_REFRESH_MS);
-    this.#timer.unref();
-  }
-
-  static async load(meta: SqliteMetadataStore): Promise<AccessKeyCache> {
-    return new AccessKeyCache(meta, await AccessKeyCache.read(meta));
-  }
-
-  static async read(meta: SqliteMetadataStore): Promise<Map<string, string>> {
-    return new Map((await meta.listAccessKeys()).map((key) => [key.accessKeyId, key.secretAccessKey]));
-  }
-
-  lookup(accessKeyId: string): string | undefined {
-    return this.#secrets.get(accessKeyId);
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
-  }
 }
 
 function generateCredentials(): Credentials {

@@ -3,6 +3,7 @@
  * data directory, and an @aws-sdk/client-s3 client at its default settings.
  */
 import { S3Client } from '@aws-sdk/client-s3';
+import type { Server } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,8 @@ export const ACCESS_KEY_ID = 'TALUSTESTKEY';
 export const SECRET_ACCESS_KEY = 'talus-test-secret-key-0123456789';
 
 export interface TestTalus extends RunningTalus {
+  /** Tests run Talus in this process, so its HTTP server is here. */
+  server: Server;
   dataDir: string;
   client: S3Client;
   stop(): Promise<void>;
@@ -30,8 +33,11 @@ export async function startTestTalus(options: { dataDir?: string; region?: strin
     logger: process.env['TALUS_TEST_LOG'] === '1' ? undefined : silentLogger,
   });
   const client = makeClient(talus.url);
+  const server = talus.server;
+  if (server === undefined) throw new Error('startTestTalus serves in-process');
   return {
     ...talus,
+    server,
     dataDir,
     client,
     async stop() {

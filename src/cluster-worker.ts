@@ -1,0 +1,77 @@
+/**
+ * A worker process of a multi-process Talus (see cluster.ts): serves S3 on
+ * the shared port with its own connection to the data directory's stores.
+ * It holds no lock and runs no background maintenance; the primary does.
+ */
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { AccessKeyCache } from './access-key-cache.ts';
+import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
+import { WORKER_SETTINGS_ENV, type ToPrimary, type ToWorker, type WorkerSettings } from './cluster.ts';
+import { Engine } from './engine/engine.ts';
+import { closeGracefully, createS3Server } from './http/server.ts';
+import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
+import { assert } from './util/assert.ts';
+import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
+import { jsonLogger } from './util/logger.ts';
+
+function tell(message: ToPrimary): void {
+  if (process.connected) process.send?.(message);
+}
+
+async function runWorker(): Promise<void> {
+  const raw = process.env[WORKER_SETTINGS_ENV];
+  assert(raw !== undefined && process.send !== undefined, 'cluster-worker.ts runs only as a forked worker');
+  const settings = JSON.parse(raw) as WorkerSettings;
+  const logger = jsonLogger();
+  const meta = new SqliteMetadataStore(join(settings.dataDir, 'meta.db'), { onBucketsChanged: () => tell({ kind: 'buckets-changed' }) });
+  const blobs = await FsBlobStore.open(join(settings.dataDir, 'blobs'));
+  const engine = new Engine(meta, blobs, { onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }) });
+  const secrets = await AccessKeyCache.load(meta);
+  const server = createS3Server({
+    engine,
+    lookupSecret: (accessKeyId: string) => secrets.lookup(accessKeyId),
+    region: settings.region,
+    domain: settings.domain,
+    logger,
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(settings.port, settings.address, () => resolve());
+  });
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      secrets.stop();
+      await closeGracefully(server, SHUTDOWN_GRACE_MS);
+      await blobs.close();
+      await meta.close();
+      process.exit(0);
+    })());
+
+  process.on('message', (message: ToWorker) => {
+    switch (message.kind) {
+      case 'lease-query':
+        tell({ kind: 'lease-answer', id: message.id, leased: engine.leasedAmong(message.blobIds) });
+        break;
+      case 'forget-buckets':
+        meta.forgetBuckets();
+        break;
+      case 'shutdown':
+        void stop();
+        break;
+    }
+  });
+  // Orphaned by a primary that died: finish what is in flight and go.
+  process.on('disconnect', () => void stop());
+  // Signals go to the whole process group; the primary decides when workers stop.
+  process.on('SIGINT', () => undefined);
+  process.on('SIGTERM', () => undefined);
+  tell({ kind: 'ready', port: (server.address() as AddressInfo).port });
+}
+
+runWorker().catch((error: unknown) => {
+  process.stderr.write(`talus worker: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});

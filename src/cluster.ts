@@ -1,0 +1,173 @@
+/**
+ * Talus on several cores: one primary process and N worker processes on the
+ * same data directory.
+ *
+ * - Workers serve HTTP on one shared port (node:cluster hands each new
+ *   connection to a worker) and do everything a request needs: parsing,
+ *   signatures, hashing, blob I/O and the metadata commit on their own
+ *   connection to the shared SQLite database. SQLite's write lock keeps the
+ *   control part serialized across processes; reads run in parallel.
+ * - The primary holds the data-directory lock, reclaims crash debris before
+ *   any worker starts, and runs the purger. Before removing a blob it asks
+ *   every worker whether a GET is still streaming it (read leases are in
+ *   each worker's memory).
+ * - A worker that changed a bucket's settings says so; the primary tells
+ *   the others to drop their cached bucket records.
+ * - A worker that dies is replaced; on shutdown every worker drains its
+ *   requests before the primary closes the stores.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { fileURLToPath } from 'node:url';
+import { assert } from './util/assert.ts';
+import type { Logger } from './util/logger.ts';
+
+/** What a worker needs to serve; everything else it reads from the data directory. */
+export interface WorkerSettings {
+  dataDir: string;
+  port: number;
+  address: string;
+  domain: string | undefined;
+  region: string;
+}
+
+export type ToWorker =
+  | { kind: 'lease-query'; id: number; blobIds: string[] }
+  | { kind: 'forget-buckets' }
+  | { kind: 'shutdown' };
+
+export type ToPrimary =
+  | { kind: 'ready'; port: number }
+  | { kind: 'lease-answer'; id: number; leased: string[] }
+  | { kind: 'buckets-changed' };
+
+export const WORKER_SETTINGS_ENV = 'TALUS_WORKER_SETTINGS';
+export const WORKERS_MAX = 64;
+/** A worker that does not answer a lease query in time is assumed to stream every blob asked about. */
+const LEASE_QUERY_TIMEOUT_MS = 5_000;
+const WORKER_START_TIMEOUT_MS = 30_000;
+/** Replacing a crashed worker waits this long, so a worker that dies at start cannot spin the CPU. */
+const RESPAWN_DELAY_MS = 1_000;
+
+export class WorkerPool {
+  readonly #settings: WorkerSettings;
+  readonly #count: number;
+  readonly #logger: Logger;
+  readonly #workers = new Set<Worker>();
+  readonly #leaseQueries = new Map<number, { pending: Set<Worker>; leased: Set<string>; resolve(leased: Set<string>): void; timer: NodeJS.Timeout }>();
+  #nextQueryId = 1;
+  #stopping = false;
+  #port = 0;
+
+  constructor(settings: WorkerSettings, count: number, logger: Logger) {
+    assert(Number.isInteger(count) && count >= 2 && count <= WORKERS_MAX, `workers must be 2..${WORKERS_MAX}`);
+    this.#settings = settings;
+    this.#count = count;
+    this.#logger = logger;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Forks the workers and resolves once all of them listen. */
+  async start(): Promise<void> {
+    cluster.setupPrimary({
+      exec: fileURLToPath(new URL('./cluster-worker.ts', import.meta.url)),
+      // The workers run TypeScript the same way the package does (bin/talus.js).
+      execArgv: ['--import', 'tsx'],
+    });
+    const ports = await Promise.all(Array.from({ length: this.#count }, () => this.#fork()));
+    assert(ports.every((port) => port === ports[0]), 'workers share one port');
+    this.#port = ports[0]!;
+  }
+
+  #fork(): Promise<number> {
+    // Every worker listens with the same arguments (port 0 included): node:cluster
+    // shares one listening socket per (address, port) it was asked for.
+    const worker = cluster.fork({ [WORKER_SETTINGS_ENV]: JSON.stringify(this.#settings) });
+    this.#workers.add(worker);
+    worker.on('message', (message: ToPrimary) => this.#onMessage(worker, message));
+    worker.once('exit', (code, signal) => this.#onExit(worker, code, signal));
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('a worker did not start in time')), WORKER_START_TIMEOUT_MS);
+      worker.on('message', (message: ToPrimary) => {
+        if (message.kind !== 'ready') return;
+        clearTimeout(timer);
+        resolve(message.port);
+      });
+      worker.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`a worker exited with code ${code} while starting`));
+      });
+    });
+  }
+
+  #onMessage(from: Worker, message: ToPrimary): void {
+    if (message.kind === 'buckets-changed') {
+      for (const worker of this.#workers) if (worker !== from) send(worker, { kind: 'forget-buckets' });
+    } else if (message.kind === 'lease-answer') {
+      const query = this.#leaseQueries.get(message.id);
+      if (query === undefined) return;
+      for (const id of message.leased) query.leased.add(id);
+      query.pending.delete(from);
+      if (query.pending.size === 0) this.#finishQuery(message.id);
+    }
+  }
+
+  #onExit(worker: Worker, code: number | null, signal: string | null): void {
+    this.#workers.delete(worker);
+    // Its leases are gone with it: answer for it with none.
+    for (const [id, query] of this.#leaseQueries) {
+      if (query.pending.delete(worker) && query.pending.size === 0) this.#finishQuery(id);
+    }
+    if (this.#stopping) return;
+    this.#logger.error('worker exited; starting another', { pid: worker.process.pid, code, signal });
+    setTimeout(() => {
+      if (!this.#stopping) this.#fork().catch((error: unknown) => this.#logger.error('worker restart failed', { error: String(error) }));
+    }, RESPAWN_DELAY_MS).unref();
+  }
+
+  /** The blobs among `blobIds` that some worker is streaming now (a LeaseQuery for the purger). */
+  leasedByWorkers = (blobIds: readonly string[]): Promise<ReadonlySet<string>> => {
+    const id = this.#nextQueryId++;
+    const pending = new Set([...this.#workers].filter((worker) => worker.isConnected()));
+    if (pending.size === 0) return Promise.resolve(new Set());
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        // Silence is not consent: treat every blob as still being read.
+        const query = this.#leaseQueries.get(id);
+        if (query !== undefined) for (const blobId of blobIds) query.leased.add(blobId);
+        this.#finishQuery(id);
+      }, LEASE_QUERY_TIMEOUT_MS);
+      this.#leaseQueries.set(id, { pending, leased: new Set(), resolve, timer });
+      for (const worker of pending) send(worker, { kind: 'lease-query', id, blobIds: [...blobIds] });
+    });
+  };
+
+  #finishQuery(id: number): void {
+    const query = this.#leaseQueries.get(id);
+    if (query === undefined) return;
+    this.#leaseQueries.delete(id);
+    clearTimeout(query.timer);
+    query.resolve(query.leased);
+  }
+
+  /** Asks every worker to drain and exit; kills those still running after `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    this.#stopping = true;
+    const exits = [...this.#workers].map((worker) => new Promise<void>((resolve) => {
+      if (worker.isDead()) return resolve();
+      worker.once('exit', () => resolve());
+      send(worker, { kind: 'shutdown' });
+    }));
+    const timer = setTimeout(() => {
+      for (const worker of this.#workers) worker.process.kill('SIGKILL');
+    }, graceMs);
+    await Promise.all(exits);
+    clearTimeout(timer);
+  }
+}
+
+function send(worker: Worker, message: ToWorker): void {
+  if (worker.isConnected()) worker.send(message);
+}
