@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { setImmediate as setImmediatePromise, setTimeout as sleep } from 'node:timers/promises';
 import { assert } from '../../util/assert.ts';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
 import type {
@@ -30,6 +31,14 @@ import { WalSync } from './wal-sync.ts';
 import { rowToUpload, rowToVersion, uploadMeta, versionMeta, type UploadRow, type VersionRow } from './rows.ts';
 
 export const LOCAL_BACKEND = 'local';
+/** How long a write waits for another process's write lock before failing. */
+const WRITE_LOCK_WAIT_MS_MAX = 5_000;
+/** Reads in WAL mode wait only in rare cases (another connection recovering the WAL). */
+const READ_BUSY_TIMEOUT_MS = 5_000;
+
+function isBusy(error: unknown): boolean {
+  return error instanceof Database.SqliteError && error.code.startsWith('SQLITE_BUSY');
+}
 const BUCKET_CACHE_MAX = 10_000;
 
 /**
@@ -53,6 +62,8 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly #wal: WalSync | undefined;
 
   readonly #onBucketsChanged: () => void;
+  readonly #busyTimeoutNone: Database.Statement;
+  readonly #busyTimeoutForReads: Database.Statement;
 
   /**
    * @param onBucketsChanged called after this store deleted a bucket or changed
@@ -65,12 +76,14 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#db.pragma('journal_mode = WAL');
     // Durability comes from WalSync, which does FULL's fsync off the event loop.
     this.#db.pragma('synchronous = NORMAL');
-    this.#db.pragma('busy_timeout = 5000');
+    this.#db.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
     this.#db.pragma('foreign_keys = OFF');
     try {
       this.#db.exec(SCHEMA);
       this.#migrate();
       this.#statements = prepareStatements(this.#db);
+      this.#busyTimeoutNone = this.#db.prepare('PRAGMA busy_timeout = 0');
+      this.#busyTimeoutForReads = this.#db.prepare(`PRAGMA busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
       this.#wal = path === ':memory:' ? undefined : new WalSync(`${path}-wal`);
     } catch (error) {
       this.#db.close();
@@ -100,7 +113,26 @@ export class SqliteMetadataStore implements MetadataStore {
    * process sharing the database wrote in between.
    */
   async #mutate<T>(mutation: () => T): Promise<T> {
-    const result = this.#db.transaction(mutation).immediate();
+    const transaction = this.#db.transaction(mutation);
+    const startedMs = Date.now();
+    let result: T;
+    for (let attempt = 0; ; attempt++) {
+      // SQLite's own busy handler would sleep on the event loop (1 ms and up)
+      // whenever another process holds the write lock; wait here instead,
+      // asynchronously, so this process keeps serving meanwhile.
+      this.#busyTimeoutNone.run();
+      try {
+        result = transaction.immediate();
+        break;
+      } catch (error) {
+        if (!isBusy(error) || Date.now() - startedMs > WRITE_LOCK_WAIT_MS_MAX) throw error;
+      } finally {
+        this.#busyTimeoutForReads.run();
+      }
+      // Write transactions last tens of microseconds: retry on the next turn
+      // of the event loop first, then back off a little.
+      await (attempt < 8 ? setImmediatePromise() : sleep(Math.min(attempt - 7, 10)));
+    }
     await this.#wal?.durable();
     return result;
   }
