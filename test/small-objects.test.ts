@@ -9,6 +9,7 @@ import {
   CopyObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
@@ -66,6 +67,18 @@ describe('small objects kept inline', () => {
     await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'over-limit', Body: overLimit }));
     assert.equal(await countBlobFiles(talus.dataDir), before + 1);
     assert.equal(sha256((await get('over-limit')).bytes), sha256(overLimit));
+  });
+
+  test('deleting or replacing an inline object removes its bytes from the store', async () => {
+    const store = talus.engine.meta as SqliteMetadataStore;
+    const rows = (): number => (store.database.prepare('SELECT count(*) AS n FROM inline_data').get() as { n: number }).n;
+    const before = rows();
+    await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'gone', Body: 'first' }));
+    await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'gone', Body: 'second' }));
+    assert.equal(rows(), before + 1, 'the replaced bytes went with their version');
+    assert.equal(Buffer.from((await get('gone')).bytes).toString(), 'second');
+    await talus.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'gone' }));
+    assert.equal(rows(), before);
   });
 
   test('ranges, HEAD and conditional GETs of an inline object', async () => {
@@ -137,7 +150,7 @@ describe('small objects kept inline', () => {
 });
 
 describe('metadata schema migration', () => {
-  test('a version-1 database gains the inline column and keeps its rows', async () => {
+  test('a version-1 database gains the inline table and keeps its rows', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'talus-migrate-'));
     try {
       const path = join(dir, 'meta.db');
@@ -159,8 +172,8 @@ describe('metadata schema migration', () => {
       const version = await store.getVersion('old', 'key');
       assert.equal(version?.segments[0]?.blobId, 'b');
       assert.equal(version?.inlineData, undefined);
-      const columns = (store.database.prepare('PRAGMA table_info(versions)').all() as { name: string }[]).map((column) => column.name);
-      assert.ok(columns.includes('inline_data'));
+      const tables = (store.database.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((table) => table.name);
+      assert.ok(tables.includes('inline_data'));
       assert.equal((store.database.prepare("SELECT value FROM settings WHERE name = 'schema_version'").get() as { value: string }).value, '2');
       await store.close();
     } finally {

@@ -17,7 +17,6 @@ import type {
 } from '../metadata-store.ts';
 import { commonPrefixOf, compareKeys, prefixSuccessor } from '../key-order.ts';
 import { rowToUpload, rowToVersion, type UploadRow, type VersionRow } from './rows.ts';
-import { VERSION_COLUMNS } from './schema.ts';
 
 const BATCH_ROWS_MAX = 1000;
 
@@ -99,10 +98,10 @@ function clampToPrefix(start: Cursor, prefix: string, delimiter: string): Cursor
 
 export function listKeys(db: Database.Database, request: ListRequest): ListResult {
   const after = db.prepare(
-    `SELECT ${VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key > ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?`,
+    'SELECT * FROM versions WHERE bucket = ? AND key > ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?',
   );
   const from = db.prepare(
-    `SELECT ${VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key >= ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?`,
+    'SELECT * FROM versions WHERE bucket = ? AND key >= ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?',
   );
   const result = walk<VersionRow, ListEntry>({
     prefix: request.prefix,
@@ -119,8 +118,8 @@ export function listKeys(db: Database.Database, request: ListRequest): ListResul
 }
 
 export function listVersions(db: Database.Database, request: ListVersionsRequest): ListVersionsResult {
-  const after = db.prepare(`SELECT ${VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key > ? ORDER BY key, seq DESC LIMIT ?`);
-  const from = db.prepare(`SELECT ${VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key >= ? ORDER BY key, seq DESC LIMIT ?`);
+  const after = db.prepare('SELECT * FROM versions WHERE bucket = ? AND key > ? ORDER BY key, seq DESC LIMIT ?');
+  const from = db.prepare('SELECT * FROM versions WHERE bucket = ? AND key >= ? ORDER BY key, seq DESC LIMIT ?');
   let leading: VersionRow[] = [];
   let start: Cursor = { key: request.keyMarker, inclusive: request.keyMarker === '' };
   if (request.keyMarker !== '' && request.versionIdMarker !== '') {
@@ -129,7 +128,7 @@ export function listVersions(db: Database.Database, request: ListVersionsRequest
       .get(request.bucket, request.keyMarker, request.versionIdMarker) as { seq: number } | undefined;
     if (marker !== undefined) {
       leading = db
-        .prepare(`SELECT ${VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key = ? AND seq < ? ORDER BY seq DESC LIMIT ?`)
+        .prepare('SELECT * FROM versions WHERE bucket = ? AND key = ? AND seq < ? ORDER BY seq DESC LIMIT ?')
         .all(request.bucket, request.keyMarker, marker.seq, request.limit + 1) as VersionRow[];
     }
   }

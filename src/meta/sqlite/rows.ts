@@ -14,7 +14,7 @@ export interface VersionRow {
   last_modified_ms: number;
   owner_id: string;
   meta: string;
-  /** Absent when the query left the column out (listings). */
+  /** The inline bytes, joined from `inline_data` when the query reads a body (null: kept in blobs). */
   inline_data?: Buffer | null;
 }
 

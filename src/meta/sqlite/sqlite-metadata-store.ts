@@ -214,8 +214,8 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async getVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined> {
     const row = (versionId === undefined
-      ? this.#statements.getLatest.get(bucket, key)
-      : this.#statements.getVersionById.get(bucket, key, versionId)) as VersionRow | undefined;
+      ? this.#statements.readLatest.get(bucket, key)
+      : this.#statements.readVersionById.get(bucket, key, versionId)) as VersionRow | undefined;
     return row === undefined ? undefined : rowToVersion(row);
   }
 
@@ -250,15 +250,16 @@ export class SqliteMetadataStore implements MetadataStore {
       if (old !== undefined) {
         replaced = rowToVersion(old);
         this.#queuePurge(replaced.segments, nowMs, keep);
-        s.deleteVersionBySeq.run(old.seq);
+        this.#deleteVersionRow(old.seq);
       }
     }
     s.demoteLatest.run(version.bucket, version.key);
     for (const segment of version.segments) s.recordBlob.run(segment.blobId, LOCAL_BACKEND);
-    s.insertVersion.run(
+    const inserted = s.insertVersion.run(
       version.bucket, version.key, version.versionId, 1, version.isDeleteMarker ? 1 : 0,
-      version.sizeBytes, version.etag, version.lastModifiedMs, version.ownerId, versionMeta(version), version.inlineData ?? null,
+      version.sizeBytes, version.etag, version.lastModifiedMs, version.ownerId, versionMeta(version),
     );
+    if (version.inlineData !== undefined) s.insertInlineData.run(inserted.lastInsertRowid, version.inlineData);
     return { status: 'committed', replaced };
   }
 
@@ -268,7 +269,7 @@ export class SqliteMetadataStore implements MetadataStore {
       const row = s.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
       if (row === undefined) return undefined;
       const version = rowToVersion(row);
-      s.deleteVersionBySeq.run(row.seq);
+      this.#deleteVersionRow(row.seq);
       this.#queuePurge(version.segments, Date.now(), new Set());
       if (row.is_latest === 1) {
         const next = s.newestRemaining.get(bucket, key) as { seq: number } | undefined;
@@ -374,6 +375,12 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#db.close();
   }
 
+  /** A version and its inline bytes go together. */
+  #deleteVersionRow(seq: number): void {
+    this.#statements.deleteVersionBySeq.run(seq);
+    this.#statements.deleteInlineData.run(seq);
+  }
+
   /** Removes an upload and its parts; queues every part blob not in `keep` for purge. */
   #dropUpload(uploadId: string, nowMs: number, keep: Set<string>): void {
     const s = this.#statements;
@@ -444,11 +451,20 @@ function prepareStatements(db: Database.Database) {
     setBucketTags: db.prepare('UPDATE buckets SET tags = ? WHERE name = ?'),
     getLatest: db.prepare('SELECT * FROM versions WHERE bucket = ? AND key = ? AND is_latest = 1'),
     getVersionById: db.prepare('SELECT * FROM versions WHERE bucket = ? AND key = ? AND version_id = ?'),
+    // What GET reads: the version and, for small objects, its bytes.
+    readLatest: db.prepare(
+      'SELECT v.*, d.data AS inline_data FROM versions v LEFT JOIN inline_data d ON d.seq = v.seq WHERE v.bucket = ? AND v.key = ? AND v.is_latest = 1',
+    ),
+    readVersionById: db.prepare(
+      'SELECT v.*, d.data AS inline_data FROM versions v LEFT JOIN inline_data d ON d.seq = v.seq WHERE v.bucket = ? AND v.key = ? AND v.version_id = ?',
+    ),
+    insertInlineData: db.prepare('INSERT INTO inline_data (seq, data) VALUES (?, ?)'),
     demoteLatest: db.prepare('UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1'),
     insertVersion: db.prepare(
-      'INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta, inline_data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
     deleteVersionBySeq: db.prepare('DELETE FROM versions WHERE seq = ?'),
+    deleteInlineData: db.prepare('DELETE FROM inline_data WHERE seq = ?'),
     newestRemaining: db.prepare('SELECT seq FROM versions WHERE bucket = ? AND key = ? ORDER BY seq DESC LIMIT 1'),
     promote: db.prepare('UPDATE versions SET is_latest = 1 WHERE seq = ?'),
     updateVersionMeta: db.prepare('UPDATE versions SET meta = ? WHERE seq = ?'),
