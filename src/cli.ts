@@ -1,18 +1,30 @@
 /** The `talus` command. */
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
+import { WORKERS_MAX } from './cluster.ts';
 import { addAccessKey, listAccessKeyIds, startTalus } from './talus.ts';
 
-const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1]
+const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1] [--workers 1]
        talus keys add [DATA_DIR]     create another access key (works while the server runs)
        talus keys list [DATA_DIR]    list access key IDs
+       talus bench --endpoint URL --bucket NAME [--workload put|get|head|delete|list|mixed]
+                   [--size 4KiB | --size 4KiB-10MiB] [--concurrency 64] [--duration 10s]
+                   [--operations N] [--keys 1000] [--json] ...
+                                     load-test any S3 endpoint (talus bench --help for all options)
 
 Serves the S3 API from DATA_DIR (default ./data). Credentials come from
 TALUS_ROOT_USER / TALUS_ROOT_PASSWORD, or are generated on first start and
-kept in the data directory.`;
+kept in the data directory. --workers N serves from N processes (auto: one
+per core) sharing the data directory.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'keys') return keys(rest);
+  if (command === 'bench') {
+    // Loaded on demand: the server never needs the client side.
+    const { benchCommand } = await import('./loadgen/cli.ts');
+    return benchCommand(rest);
+  }
   if (command !== 'server') {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined || command === 'help' || command === '--help' ? 0 : 2;
@@ -25,21 +37,25 @@ async function main(argv: string[]): Promise<number> {
       address: { type: 'string', default: '0.0.0.0' },
       domain: { type: 'string' },
       region: { type: 'string', default: 'us-east-1' },
+      workers: { type: 'string', default: '1' },
     },
   });
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${values.port}`);
+  const workers = values.workers === 'auto' ? availableParallelism() : Number(values.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > WORKERS_MAX) throw new Error(`invalid --workers ${values.workers} (1..${WORKERS_MAX} or auto)`);
   const talus = await startTalus({
     dataDir: positionals[0] ?? './data',
     port,
     address: values.address,
     domain: values.domain,
     region: values.region,
+    workers,
     rootAccessKeyId: process.env['TALUS_ROOT_USER'],
     rootSecretAccessKey: process.env['TALUS_ROOT_PASSWORD'],
   });
   process.stdout.write(
-    `Talus S3 server listening on ${talus.url}\n  AccessKeyId:     ${talus.credentials.accessKeyId}\n  SecretAccessKey: ${talus.credentials.secretAccessKey}\n`,
+    `Talus S3 server listening on ${talus.url}${talus.workers > 1 ? ` (${talus.workers} worker processes)` : ''}\n  AccessKeyId:     ${talus.credentials.accessKeyId}\n  SecretAccessKey: ${talus.credentials.secretAccessKey}\n`,
   );
   const stop = (signal: string): void => {
     process.stdout.write(`${signal}: finishing in-flight requests\n`);
