@@ -14,6 +14,7 @@ import { closeGracefully, createS3Server } from './http/server.ts';
 import { AccessKeyCache } from './access-key-cache.ts';
 import { WorkerPool } from './cluster.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
+import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger, type Logger } from './util/logger.ts';
 
@@ -55,9 +56,16 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   await mkdir(dataDir, { recursive: true });
   const lock = await lockDataDirectory(dataDir);
   const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'));
+  // One checkpointer per data directory, in the process that owns it (the primary with workers).
+  const checkpointer = new WalCheckpointer(join(dataDir, 'meta.db'), (error) => logger.error('WAL checkpointer failed', { error: String(error) }));
   try {
-    return await startOnLockedDirectory(options, dataDir, logger, meta, lock);
+    const running = await startOnLockedDirectory(options, dataDir, logger, meta, lock);
+    const close = running.close;
+    let closing: Promise<void> | undefined;
+    // After the stores: the last connection to close checkpoints and removes the WAL.
+    return { ...running, close: () => (closing ??= close().finally(() => checkpointer.stop())) };
   } catch (error) {
+    await checkpointer.stop();
     await meta.close();
     await lock.release();
     throw error;

@@ -27,6 +27,7 @@ import type {
 import { NULL_VERSION_ID } from '../types.ts';
 import { listKeys, listUploads, listVersions } from './listing.ts';
 import { MIGRATIONS, SCHEMA, SCHEMA_VERSION } from './schema.ts';
+import { SERVING_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
 import { WalSync } from './wal-sync.ts';
 import { rowToUpload, rowToVersion, uploadMeta, versionMeta, type UploadRow, type VersionRow } from './rows.ts';
 
@@ -77,6 +78,8 @@ export class SqliteMetadataStore implements MetadataStore {
     // Durability comes from WalSync, which does FULL's fsync off the event loop.
     this.#db.pragma('synchronous = NORMAL');
     this.#db.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
+    // Checkpoints belong to WalCheckpointer's thread; this is only a safety net.
+    this.#db.pragma(`wal_autocheckpoint = ${SERVING_AUTOCHECKPOINT_PAGES}`);
     this.#db.pragma('foreign_keys = OFF');
     try {
       this.#db.exec(SCHEMA);
