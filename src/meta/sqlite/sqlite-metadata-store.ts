@@ -1,5 +1,4 @@
 import Database from 'better-sqlite3';
-import { setImmediate as setImmediatePromise, setTimeout as sleep } from 'node:timers/promises';
 import { assert } from '../../util/assert.ts';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
 import type {
@@ -34,6 +33,10 @@ import { rowToUpload, rowToVersion, uploadMeta, versionMeta, type UploadRow, typ
 export const LOCAL_BACKEND = 'local';
 /** How long a write waits for another process's write lock before failing. */
 const WRITE_LOCK_WAIT_MS_MAX = 5_000;
+/** Mutations one COMMIT holds at most; more wait for the next. */
+const MUTATIONS_PER_COMMIT_MAX = 256;
+/** Far above what CONNECTIONS_MAX requests can have pending. */
+const MUTATIONS_PENDING_MAX = 65_536;
 /** Reads in WAL mode wait only in rare cases (another connection recovering the WAL). */
 const READ_BUSY_TIMEOUT_MS = 5_000;
 
@@ -64,6 +67,14 @@ export class SqliteMetadataStore implements MetadataStore {
 
   readonly #onBucketsChanged: () => void;
   readonly #busyTimeoutNone: Database.Statement;
+  readonly #beginImmediate: Database.Statement;
+  readonly #commitStatement: Database.Statement;
+  readonly #rollbackStatement: Database.Statement;
+  /** Mutations waiting for the next batch commit, in arrival order. */
+  #pending: { mutation: () => unknown; resolve(outcome: { value: unknown; ticket: number }): void; reject(error: unknown): void }[] = [];
+  #flushTimer: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  #lockWaitStartedMs: number | undefined;
+  #lockWaitAttempts = 0;
   readonly #busyTimeoutForReads: Database.Statement;
 
   /**
@@ -86,6 +97,9 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#migrate();
       this.#statements = prepareStatements(this.#db);
       this.#busyTimeoutNone = this.#db.prepare('PRAGMA busy_timeout = 0');
+      this.#beginImmediate = this.#db.prepare('BEGIN IMMEDIATE');
+      this.#commitStatement = this.#db.prepare('COMMIT');
+      this.#rollbackStatement = this.#db.prepare('ROLLBACK');
       this.#busyTimeoutForReads = this.#db.prepare(`PRAGMA busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
       this.#wal = path === ':memory:' ? undefined : new WalSync(`${path}-wal`);
     } catch (error) {
@@ -110,34 +124,89 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   /**
-   * Runs one mutation as a transaction and resolves once it is durable.
-   * BEGIN IMMEDIATE takes the write lock up front: a deferred transaction
-   * that read first could fail outright (SQLITE_BUSY_SNAPSHOT) when another
-   * process sharing the database wrote in between.
+   * Runs one mutation and resolves once it is committed and durable.
+   *
+   * Mutations requested during one turn of the event loop commit together:
+   * one BEGIN IMMEDIATE ... COMMIT holds them in arrival order, each inside
+   * its own savepoint (better-sqlite3 nests transactions that way), so one
+   * that throws is rolled back alone. A COMMIT writes every page it touched
+   * to the WAL; shared pages (index leaves, the sequence table) are written
+   * once per batch instead of once per request. Then WalSync makes them
+   * durable with one fdatasync for all.
    */
-  async #mutate<T>(mutation: () => T): Promise<T> {
-    const transaction = this.#db.transaction(mutation);
-    const startedMs = Date.now();
-    let result: T;
-    for (let attempt = 0; ; attempt++) {
-      // SQLite's own busy handler would sleep on the event loop (1 ms and up)
-      // whenever another process holds the write lock; wait here instead,
-      // asynchronously, so this process keeps serving meanwhile.
-      this.#busyTimeoutNone.run();
-      try {
-        result = transaction.immediate();
-        break;
-      } catch (error) {
-        if (!isBusy(error) || Date.now() - startedMs > WRITE_LOCK_WAIT_MS_MAX) throw error;
-      } finally {
-        this.#busyTimeoutForReads.run();
+  #mutate<T>(mutation: () => T): Promise<T> {
+    assert(this.#pending.length < MUTATIONS_PENDING_MAX, 'pending mutations are bounded by the requests in flight');
+    const committed = new Promise<{ value: T; ticket: number }>((resolve, reject) => {
+      this.#pending.push({ mutation, resolve: resolve as (outcome: { value: unknown; ticket: number }) => void, reject });
+    });
+    this.#scheduleFlush(0);
+    return committed.then(async ({ value, ticket }) => {
+      await this.#wal?.durable(ticket);
+      return value;
+    });
+  }
+
+  #scheduleFlush(delayMs: number): void {
+    if (this.#flushTimer !== undefined) return;
+    const flush = (): void => {
+      this.#flushTimer = undefined;
+      this.#flush();
+    };
+    this.#flushTimer = delayMs === 0 ? setImmediate(flush) : setTimeout(flush, delayMs);
+  }
+
+  #flush(): void {
+    if (this.#pending.length === 0) return;
+    // BEGIN IMMEDIATE takes the write lock up front: a deferred transaction
+    // that read first could fail outright (SQLITE_BUSY_SNAPSHOT) when another
+    // process sharing the database wrote in between. SQLite's own busy
+    // handler would sleep on the event loop while another process holds the
+    // lock; instead, fail at once and retry asynchronously.
+    this.#busyTimeoutNone.run();
+    try {
+      this.#beginImmediate.run();
+    } catch (error) {
+      this.#busyTimeoutForReads.run();
+      this.#lockWaitStartedMs ??= Date.now();
+      if (isBusy(error) && Date.now() - this.#lockWaitStartedMs <= WRITE_LOCK_WAIT_MS_MAX) {
+        // Write transactions last tens of microseconds: retry on the next
+        // turn of the event loop first, then back off a little.
+        this.#lockWaitAttempts++;
+        this.#scheduleFlush(this.#lockWaitAttempts < 8 ? 0 : Math.min(this.#lockWaitAttempts - 7, 10));
+        return;
       }
-      // Write transactions last tens of microseconds: retry on the next turn
-      // of the event loop first, then back off a little.
-      await (attempt < 8 ? setImmediatePromise() : sleep(Math.min(attempt - 7, 10)));
+      this.#lockWaitStartedMs = undefined;
+      this.#lockWaitAttempts = 0;
+      for (const entry of this.#pending.splice(0)) entry.reject(error);
+      return;
     }
-    await this.#wal?.durable();
-    return result;
+    this.#busyTimeoutForReads.run();
+    this.#lockWaitStartedMs = undefined;
+    this.#lockWaitAttempts = 0;
+    const batch = this.#pending.splice(0, MUTATIONS_PER_COMMIT_MAX);
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    for (const entry of batch) {
+      try {
+        outcomes.push({ ok: true, value: this.#db.transaction(entry.mutation)() });
+      } catch (error) {
+        outcomes.push({ ok: false, error });
+      }
+    }
+    try {
+      this.#commitStatement.run();
+    } catch (error) {
+      if (this.#db.inTransaction) this.#rollbackStatement.run();
+      for (const entry of batch) entry.reject(error);
+      if (this.#pending.length > 0) this.#scheduleFlush(0);
+      return;
+    }
+    const ticket = this.#wal?.commitWritten() ?? 0;
+    for (const [i, entry] of batch.entries()) {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) entry.resolve({ value: outcome.value, ticket });
+      else entry.reject(outcome.error);
+    }
+    if (this.#pending.length > 0) this.#scheduleFlush(0);
   }
 
   /** How many WAL fdatasyncs ran (group commit makes this lower than the commit count). */
@@ -187,8 +256,9 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteBucket(name: string): Promise<'deleted' | 'not-empty' | 'missing'> {
-    this.#buckets.delete(name);
     const outcome = await this.#mutate((): 'deleted' | 'not-empty' | 'missing' => {
+      // Forgotten when the row changes, not before: a lookup in between would cache it again.
+      this.#buckets.delete(name);
       if (this.#statements.getBucket.get(name) === undefined) return 'missing';
       if (this.#statements.anyVersionInBucket.get(name) !== undefined) return 'not-empty';
       const uploads = this.#statements.uploadIdsInBucket.all(name) as { upload_id: string }[];
@@ -202,15 +272,19 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async setBucketVersioning(name: string, state: VersioningState): Promise<boolean> {
-    this.#buckets.delete(name);
-    const changed = (await this.#mutate(() => this.#statements.setVersioning.run(state, name))).changes === 1;
+    const changed = (await this.#mutate(() => {
+      this.#buckets.delete(name);
+      return this.#statements.setVersioning.run(state, name);
+    })).changes === 1;
     if (changed) this.#onBucketsChanged();
     return changed;
   }
 
   async setBucketTags(name: string, tags: Tag[] | null): Promise<boolean> {
-    this.#buckets.delete(name);
-    const changed = (await this.#mutate(() => this.#statements.setBucketTags.run(serializeTags(tags), name))).changes === 1;
+    const changed = (await this.#mutate(() => {
+      this.#buckets.delete(name);
+      return this.#statements.setBucketTags.run(serializeTags(tags), name);
+    })).changes === 1;
     if (changed) this.#onBucketsChanged();
     return changed;
   }
@@ -374,6 +448,8 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
+    // Mutations already asked for still commit (a flush is scheduled while any wait).
+    while (this.#pending.length > 0) await new Promise((resolve) => setTimeout(resolve, 1));
     await this.#wal?.close();
     this.#db.close();
   }

@@ -11,7 +11,9 @@ import { assert } from '../../util/assert.ts';
  * A caller acknowledges its commit only after `durable()` resolves: an
  * fdatasync of the WAL on libuv's thread pool that started after the
  * commit's frames were written. One fdatasync covers every transaction that
- * committed before it started, so concurrent writers share it.
+ * committed before it started, so concurrent writers share it: each commit
+ * takes a ticket (`commitWritten`), and a waiter joins the fdatasync in
+ * flight when that one began after its ticket, or else the next one.
  *
  * This is what synchronous=FULL does, moved off the event loop and batched.
  * Checkpoints keep their own syncs (with NORMAL, SQLite syncs the WAL before
@@ -26,7 +28,13 @@ import { assert } from '../../util/assert.ts';
  */
 export class WalSync {
   readonly #fd: number;
+  /** Commits written to the WAL so far (tickets), and how many of them are known durable. */
+  #written = 0;
+  #durableThrough = 0;
   #running = false;
+  /** The tickets the running fdatasync covers: every commit written before it began. */
+  #runningCovers = 0;
+  #runningPromise: Promise<void> | undefined;
   /** Callers whose commits came after the running fdatasync began: they wait for the next one. */
   #next: { promise: Promise<void>; resolve(): void; reject(error: Error): void } | undefined;
   /** After a failed fdatasync the kernel may have dropped dirty pages: refuse every later commit. */
@@ -39,9 +47,18 @@ export class WalSync {
     assert(fstatSync(this.#fd).isFile(), `${walPath} is not a file`);
   }
 
-  durable(): Promise<void> {
+  /** Call right after a COMMIT returned; the ticket names that commit for durable(). */
+  commitWritten(): number {
+    return ++this.#written;
+  }
+
+  /** Resolves once the commit with this ticket is on disk. */
+  durable(ticket: number = this.#written): Promise<void> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     assert(!this.#closed, 'durable() after close');
+    assert(ticket <= this.#written, 'a ticket is issued before it is awaited');
+    if (ticket <= this.#durableThrough) return Promise.resolve();
+    if (this.#running && ticket <= this.#runningCovers) return this.#runningPromise!;
     if (!this.#running) return this.#sync();
     if (this.#next === undefined) {
       let resolve!: () => void;
@@ -58,10 +75,13 @@ export class WalSync {
   #sync(): Promise<void> {
     assert(!this.#running, 'one fdatasync at a time');
     this.#running = true;
-    return new Promise<void>((resolve, reject) => {
+    const covers = (this.#runningCovers = this.#written);
+    this.#runningPromise = new Promise<void>((resolve, reject) => {
       fdatasync(this.#fd, (error) => {
         this.#running = false;
+        this.#runningPromise = undefined;
         this.syncCount++;
+        if (error === null) this.#durableThrough = Math.max(this.#durableThrough, covers);
         if (error !== null) this.#failure = new Error(`fdatasync of the metadata WAL failed: ${error.message}`);
         const waiting = this.#next;
         this.#next = undefined;
@@ -74,6 +94,7 @@ export class WalSync {
         if (waiting !== undefined) this.#sync().then(waiting.resolve, waiting.reject);
       });
     });
+    return this.#runningPromise;
   }
 
   /** Waits for the sync in flight, then releases the descriptor. */
