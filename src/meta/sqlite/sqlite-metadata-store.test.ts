@@ -99,3 +99,27 @@ test('a postponed purge entry moves behind the others', async () => {
   assert.deepEqual((await store.takePurgeBatch(due + 10_000, 10)).map((entry) => entry.blobId).sort(), ['blob-a', 'blob-b']);
   await store.close();
 });
+
+test('mutations asked for in one turn commit together, in order, and a failing one is rolled back alone', async () => {
+  const store = await freshStore();
+  await store.commitVersion({ version: version('taken', 'v1', 'blob-old', 'old'), conditions: {} });
+  // Same turn of the event loop: one batch. The middle one reuses an existing
+  // version ID and fails on the unique index after demoting the latest.
+  const [first, clash, last, conditional] = await Promise.allSettled([
+    store.commitVersion({ version: version('a', 'null', 'blob-a', 'ea'), conditions: {} }),
+    store.commitVersion({ version: version('taken', 'v1', 'blob-clash', 'clash'), conditions: {} }),
+    store.commitVersion({ version: version('c', 'null', 'blob-c', 'ec'), conditions: {} }),
+    // Sees 'a' committed just before it in the same batch.
+    store.commitVersion({ version: version('a', 'null', 'blob-a2', 'ea2'), conditions: { ifMatch: 'ea' } }),
+  ]);
+  assert.equal(first.status, 'fulfilled');
+  assert.equal(clash.status, 'rejected');
+  assert.equal(last.status, 'fulfilled');
+  assert.equal(conditional.status === 'fulfilled' ? conditional.value.status : conditional.status, 'committed');
+  assert.equal((await store.getVersion('b', 'a'))?.etag, 'ea2');
+  assert.equal((await store.getVersion('b', 'c'))?.etag, 'ec');
+  // The failed one left no trace: the old version is still the latest, its blob unknown.
+  assert.equal((await store.getVersion('b', 'taken'))?.etag, 'old');
+  assert.equal(await store.isBlobKnown('blob-clash'), false);
+  await store.close();
+});

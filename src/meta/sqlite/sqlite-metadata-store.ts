@@ -40,17 +40,19 @@ const MUTATIONS_PENDING_MAX = 65_536;
 /** Reads in WAL mode wait only in rare cases (another connection recovering the WAL). */
 const READ_BUSY_TIMEOUT_MS = 5_000;
 
+const BUCKET_CACHE_MAX = 10_000;
+
 function isBusy(error: unknown): boolean {
   return error instanceof Database.SqliteError && error.code.startsWith('SQLITE_BUSY');
 }
-const BUCKET_CACHE_MAX = 10_000;
 
 /**
  * The embedded metadata store on SQLite (better-sqlite3). Every call runs
  * synchronously on the event loop, which is what makes it the serialized
- * control part: each mutation is one transaction, and no two interleave.
- * A mutation's promise resolves once its transaction is on disk: the WAL is
- * fdatasynced off the event loop, once for all commits in flight (WalSync).
+ * control part: mutations run one after another, in the order they were
+ * asked for, batched into transactions (see #mutate). A mutation's promise
+ * resolves once its transaction is on disk: the WAL is fdatasynced off the
+ * event loop, once for all commits in flight (WalSync).
  */
 export class SqliteMetadataStore implements MetadataStore {
   readonly #db: Database.Database;
@@ -59,7 +61,7 @@ export class SqliteMetadataStore implements MetadataStore {
    * Bucket records by name. Every request reads its bucket first, and a
    * SQLite read costs several syscalls (locks on the WAL index); buckets
    * change rarely and only through this store, which forgets an entry in the
-   * same call that changes it. Bounded: cleared when full.
+   * same transaction that changes it. Bounded: cleared when full.
    */
   readonly #buckets = new Map<string, BucketRecord>();
   /** Absent for an in-memory database (tests), which has no WAL to sync. */
@@ -67,6 +69,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   readonly #onBucketsChanged: () => void;
   readonly #busyTimeoutNone: Database.Statement;
+  readonly #busyTimeoutForReads: Database.Statement;
   readonly #beginImmediate: Database.Statement;
   readonly #commitStatement: Database.Statement;
   readonly #rollbackStatement: Database.Statement;
@@ -75,7 +78,6 @@ export class SqliteMetadataStore implements MetadataStore {
   #flushTimer: NodeJS.Immediate | NodeJS.Timeout | undefined;
   #lockWaitStartedMs: number | undefined;
   #lockWaitAttempts = 0;
-  readonly #busyTimeoutForReads: Database.Statement;
 
   /**
    * @param onBucketsChanged called after this store deleted a bucket or changed
@@ -185,14 +187,23 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#lockWaitAttempts = 0;
     const batch = this.#pending.splice(0, MUTATIONS_PER_COMMIT_MAX);
     const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    let aborted: unknown;
     for (const entry of batch) {
       try {
         outcomes.push({ ok: true, value: this.#db.transaction(entry.mutation)() });
       } catch (error) {
         outcomes.push({ ok: false, error });
+        // Some errors (disk full, I/O) make SQLite roll back the whole
+        // transaction: then nothing of this batch was kept, and the rest must
+        // not run outside a transaction.
+        if (!this.#db.inTransaction) {
+          aborted = error;
+          break;
+        }
       }
     }
     try {
+      if (aborted !== undefined) throw aborted;
       this.#commitStatement.run();
     } catch (error) {
       if (this.#db.inTransaction) this.#rollbackStatement.run();
