@@ -14,7 +14,7 @@ import { writeBlob, type WrittenBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
 import { resolveRange } from './range.ts';
-import { readVersion, versionChunks } from './segment-read.ts';
+import { openVersion, versionChunks } from './segment-read.ts';
 import type {
   ChecksumRequest,
   CopyObjectInput,
@@ -168,7 +168,7 @@ export async function getObject(context: EngineContext, input: GetObjectInput): 
     range,
     showVersionId: bucket.versioning !== 'Unversioned',
     partsCount: input.partNumber === undefined ? undefined : (version.parts?.length ?? 1),
-    open: () => readVersion(context.blobs, context.leases, version, start, end),
+    open: () => openVersion(context.blobs, context.leases, version, start, end),
   };
 }
 

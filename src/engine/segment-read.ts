@@ -6,18 +6,48 @@ import type { ReadLeases } from './read-leases.ts';
 
 /**
  * Bytes [start, end) of a version: a slice of its inline bytes when the
- * object is small (answered with one socket write), else a stream over its blobs.
+ * object is small (answered with one socket write), else a stream over its
+ * blobs. The first blob is opened before this resolves, so a missing blob
+ * is an error before any response header goes out.
  */
-export function readVersion(blobs: BlobStore, leases: ReadLeases, version: ObjectVersion, start: number, end: number): Buffer | Readable {
-  if (version.inlineData === undefined) return readSegments(blobs, leases, version.segments, start, end);
-  assert(version.segments.length === 0 && version.inlineData.length === version.sizeBytes, 'inline bytes are the whole object');
+export async function openVersion(blobs: BlobStore, leases: ReadLeases, version: ObjectVersion, start: number, end: number): Promise<Buffer | Readable> {
+  if (version.inlineData !== undefined) return inlineSlice(version, start, end);
+  const covering = version.segments.filter((segment, i) => {
+    const segmentStart = offsetOf(version.segments, i);
+    return segmentStart < end && segmentStart + segment.sizeBytes > start;
+  });
+  if (covering.length !== 1) return readSegments(blobs, leases, version.segments, start, end);
+  // One blob (every object but multipart ones): stream its file directly, so
+  // the socket is fed by the file stream's own read-ahead with no layer between.
+  const segment = covering[0]!;
+  const segmentStart = offsetOf(version.segments, version.segments.indexOf(segment));
+  leases.acquire([segment.blobId]);
+  let stream: Readable;
+  try {
+    stream = await blobs.read(segment.blobId, Math.max(start, segmentStart) - segmentStart, Math.min(end, segmentStart + segment.sizeBytes) - segmentStart);
+  } catch (error) {
+    leases.release([segment.blobId]);
+    throw error;
+  }
+  stream.once('close', () => leases.release([segment.blobId]));
+  return stream;
+}
+
+function offsetOf(segments: readonly Segment[], index: number): number {
+  let offset = 0;
+  for (let i = 0; i < index; i++) offset += segments[i]!.sizeBytes;
+  return offset;
+}
+
+function inlineSlice(version: ObjectVersion, start: number, end: number): Buffer {
+  assert(version.inlineData !== undefined && version.segments.length === 0 && version.inlineData.length === version.sizeBytes, 'inline bytes are the whole object');
   return version.inlineData.subarray(start, end);
 }
 
-/** The same bytes as chunks, for a writer (copies). */
+/** Bytes [start, end) of a version as chunks, for a writer (copies); blobs open lazily. */
 export function versionChunks(blobs: BlobStore, leases: ReadLeases, version: ObjectVersion, start: number, end: number): Iterable<Buffer> | AsyncIterable<Buffer> {
-  const bytes = readVersion(blobs, leases, version, start, end);
-  return bytes instanceof Readable ? bytes : [bytes];
+  if (version.inlineData !== undefined) return [inlineSlice(version, start, end)];
+  return readSegments(blobs, leases, version.segments, start, end);
 }
 
 /**

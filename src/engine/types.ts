@@ -60,7 +60,7 @@ export interface GetObjectResult {
   showVersionId: boolean;
   partsCount: number | undefined;
   /** Opens the body (the bytes themselves for small objects); HEAD never calls it. */
-  open(): Buffer | Readable;
+  open(): Promise<Buffer | Readable>;
 }
 
 export interface DeleteResult {

@@ -135,7 +135,7 @@ export function checksumHeaders(checksum: ObjectChecksum | null, partsCount: num
 
 export async function handleGetObject(context: RequestContext): Promise<S3Response> {
   const { result, headers } = await readObject(context);
-  return { status: result.range === undefined ? 200 : 206, headers, body: result.open() };
+  return { status: result.range === undefined ? 200 : 206, headers, body: await result.open() };
 }
 
 export async function handleHeadObject(context: RequestContext): Promise<S3Response> {

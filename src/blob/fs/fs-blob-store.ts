@@ -6,6 +6,9 @@ import { newBlobId } from '../../util/ids.ts';
 import { BlobNotFoundError, type BlobStore, type BlobWriter } from '../blob-store.ts';
 
 const READ_HIGH_WATER_MARK_BYTES = 256 * 1024;
+const FIRST_WRITE_BUFFER_BYTES = 128 * 1024;
+const WRITE_BUFFER_BYTES = 1024 * 1024;
+const WRITES_IN_FLIGHT_MAX = 2;
 const FANOUT_DIRECTORIES = 256;
 const BLOB_ID_PATTERN = /^[0-9a-z]{9}[0-9a-f]{20}$/;
 
@@ -76,12 +79,25 @@ export class FsBlobStore implements BlobStore {
   async close(): Promise<void> {}
 }
 
+/**
+ * Writes coalesce into buffers of up to 1 MiB (socket chunks are often
+ * 16-64 KiB, and every write is a trip through libuv's thread pool), and up
+ * to WRITES_IN_FLIGHT_MAX of them run at once at their own file offsets, so
+ * the caller hashes the next chunks while earlier ones are being written.
+ * Memory per writer: at most (WRITES_IN_FLIGHT_MAX + 1) buffers.
+ */
 class FsBlobWriter implements BlobWriter {
   readonly id: string;
   readonly #path: string;
   readonly #directory: string;
   #handle: Promise<FileHandle> | undefined;
+  /** Bytes handed to write() so far; the next buffer starts at #flushedBytes. */
   #sizeBytes = 0;
+  #flushedBytes = 0;
+  #buffer: Buffer | undefined;
+  #buffered = 0;
+  readonly #inFlight = new Set<Promise<void>>();
+  #failure: unknown;
   #state: 'open' | 'committed' | 'aborted' = 'open';
 
   constructor(id: string, path: string, directory: string) {
@@ -98,17 +114,51 @@ class FsBlobWriter implements BlobWriter {
 
   async write(chunk: Buffer): Promise<void> {
     assert(this.#state === 'open', `write to ${this.#state} blob`);
-    const handle = await this.#file();
+    if (this.#failure !== undefined) throw this.#failure;
     let offset = 0;
     while (offset < chunk.length) {
-      const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset, this.#sizeBytes);
+      // Small blobs stay small in memory: the first buffer is a fraction of the later ones.
+      this.#buffer ??= Buffer.allocUnsafe(this.#flushedBytes === 0 ? FIRST_WRITE_BUFFER_BYTES : WRITE_BUFFER_BYTES);
+      const copied = chunk.copy(this.#buffer, this.#buffered, offset);
+      this.#buffered += copied;
+      offset += copied;
+      if (this.#buffered === this.#buffer.length) await this.#flushBuffer();
+    }
+    this.#sizeBytes += chunk.length;
+  }
+
+  /** Starts writing the filled part of the buffer; waits only while too many writes are in flight. */
+  async #flushBuffer(): Promise<void> {
+    if (this.#buffered === 0) return;
+    const bytes = this.#buffer!.subarray(0, this.#buffered);
+    const position = this.#flushedBytes;
+    this.#flushedBytes += this.#buffered;
+    this.#buffer = undefined;
+    this.#buffered = 0;
+    const write = this.#writeAt(bytes, position).catch((error: unknown) => {
+      this.#failure ??= error;
+    });
+    this.#inFlight.add(write);
+    void write.finally(() => this.#inFlight.delete(write));
+    while (this.#inFlight.size >= WRITES_IN_FLIGHT_MAX) await Promise.race(this.#inFlight);
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  async #writeAt(bytes: Buffer, position: number): Promise<void> {
+    const handle = await this.#file();
+    let offset = 0;
+    while (offset < bytes.length) {
+      const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, position + offset);
       offset += bytesWritten;
-      this.#sizeBytes += bytesWritten;
     }
   }
 
   async commit(): Promise<number> {
     assert(this.#state === 'open', `commit of ${this.#state} blob`);
+    await this.#flushBuffer();
+    await Promise.all(this.#inFlight);
+    if (this.#failure !== undefined) throw this.#failure;
+    assert(this.#flushedBytes === this.#sizeBytes, 'every byte written');
     const handle = await this.#file();
     await handle.sync();
     await handle.close();
@@ -120,6 +170,8 @@ class FsBlobWriter implements BlobWriter {
   async abort(): Promise<void> {
     if (this.#state === 'aborted') return;
     this.#state = 'aborted';
+    this.#buffer = undefined;
+    await Promise.all(this.#inFlight);
     if (this.#handle === undefined) return;
     try {
       const handle = await this.#handle;
