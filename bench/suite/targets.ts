@@ -1,0 +1,143 @@
+/**
+ * Issue 3's targets, each checked against the rows of this one run (ratios
+ * are only meaningful within a run). A target whose rows are missing (--only,
+ * a skipped workload) is "not measured"; one whose rows had errors is not
+ * met, whatever the numbers.
+ */
+import type { Row } from './measure.ts';
+import type { ServerKind } from './servers.ts';
+
+export interface TargetResult {
+  id: string;
+  description: string;
+  /** '≥ 50 %', '≤ 0.5 ms'… */
+  threshold: string;
+  /** The measured value as a number (ratio, ms or MiB), when measured. */
+  value: number | null;
+  measured: string;
+  /** null: not measured in this run. */
+  met: boolean | null;
+  note?: string;
+}
+
+type Compare = 'at-least' | 'at-most' | 'below';
+
+interface TargetDefinition {
+  id: string;
+  description: string;
+  compare: Compare;
+  limit: number;
+  format: (value: number) => string;
+  /** The value and the rows it came from (their errors make the target not met), or why it cannot be computed. */
+  evaluate(rows: readonly Row[]): { value: number; rows: Row[]; note?: string } | string;
+}
+
+const percent = (value: number): string => `${(value * 100).toFixed(1)} %`;
+const times = (value: number): string => `${value.toFixed(2)}×`;
+const ms = (value: number): string => `${value.toFixed(3)} ms`;
+const mib = (value: number): string => `${value.toFixed(0)} MiB`;
+
+function find(rows: readonly Row[], workload: string, server: ServerKind, label?: string): Row | undefined {
+  // The first Talus row of a workload is the suite's Talus (get-4k-cores also has 'Talus, 2 workers').
+  return rows.find((row) => row.workload === workload && row.server === server && (label === undefined || row.label === label));
+}
+
+/** Talus's throughput ÷ a baseline's, in the same workload. */
+function ratio(workload: string, baseline: ServerKind, throughput: 'opsPerSecond' | 'mibPerSecond' = 'opsPerSecond'): TargetDefinition['evaluate'] {
+  return (rows) => {
+    const talus = find(rows, workload, 'talus');
+    const other = find(rows, workload, baseline);
+    if (talus === undefined || other === undefined) return `${workload} not run`;
+    if (other[throughput] <= 0) return `${baseline} measured nothing`;
+    return { value: talus[throughput] / other[throughput], rows: [talus, other] };
+  };
+}
+
+function ratioTarget(id: string, description: string, workload: string, baseline: ServerKind, limit: number, format: (value: number) => string, throughput?: 'mibPerSecond'): TargetDefinition {
+  return { id, description, compare: 'at-least', limit, format, evaluate: ratio(workload, baseline, throughput) };
+}
+
+/** p50 of one Talus listing ÷ p50 of another. */
+function latencyRatio(slower: string, reference: string): TargetDefinition['evaluate'] {
+  return (rows) => {
+    const a = find(rows, slower, 'talus');
+    const b = find(rows, reference, 'talus');
+    if (a === undefined || b === undefined) return `${slower} or ${reference} not run`;
+    return { value: a.latencyMs.p50 / b.latencyMs.p50, rows: [a, b] };
+  };
+}
+
+export const TARGETS: readonly TargetDefinition[] = [
+  ratioTarget('get-4k-vs-bare', '4 KiB GET, Talus ÷ bare node:http ceiling', 'get-4k', 'bare-http', 0.5, percent),
+  ratioTarget('head-4k-vs-bare', '4 KiB HEAD, Talus ÷ bare node:http ceiling', 'head-4k', 'bare-http', 0.5, percent),
+  ratioTarget('get-4k-vs-s3rver', '4 KiB GET, Talus ÷ s3rver', 'get-4k', 's3rver', 10, times),
+  ratioTarget('head-4k-vs-s3rver', '4 KiB HEAD, Talus ÷ s3rver', 'head-4k', 's3rver', 10, times),
+  ratioTarget('put-4k-vs-bare', '4 KiB PUT (durable), Talus ÷ bare node:http ceiling', 'put-4k', 'bare-http', 0.25, percent),
+  ratioTarget('put-64m-c1-vs-bytes', '64 MiB PUT, 1 in flight, Talus ÷ bytes ceiling with fsync', 'put-64m-c1', 'bytes-fsync', 0.7, percent, 'mibPerSecond'),
+  ratioTarget('put-64m-c8-vs-bytes', '64 MiB PUT, 8 in flight, Talus ÷ bytes ceiling with fsync', 'put-64m-c8', 'bytes-fsync', 0.7, percent, 'mibPerSecond'),
+  ratioTarget('get-64m-c1-vs-bytes', '64 MiB GET, 1 in flight, Talus ÷ bytes ceiling', 'get-64m-c1', 'bytes-fsync', 0.7, percent, 'mibPerSecond'),
+  ratioTarget('get-64m-c8-vs-bytes', '64 MiB GET, 8 in flight, Talus ÷ bytes ceiling', 'get-64m-c8', 'bytes-fsync', 0.7, percent, 'mibPerSecond'),
+  {
+    id: 'get-4k-two-cores',
+    description: '4 KiB GET, Talus with 2 workers ÷ 1 worker',
+    compare: 'at-least',
+    limit: 1.6,
+    format: times,
+    evaluate: (rows) => {
+      const one = find(rows, 'get-4k-cores', 'talus', 'Talus');
+      const two = rows.find((row) => row.workload === 'get-4k-cores' && row.server === 'talus' && row.label !== 'Talus');
+      if (one === undefined || two === undefined) return 'get-4k-cores not run';
+      return { value: two.opsPerSecond / one.opsPerSecond, rows: [two, one] };
+    },
+  },
+  {
+    id: 'head-p50-c1',
+    description: 'HEAD p50 at 1 connection',
+    compare: 'at-most',
+    limit: 0.5,
+    format: ms,
+    evaluate: (rows) => {
+      const talus = find(rows, 'head-4k-c1', 'talus');
+      return talus === undefined ? 'head-4k-c1 not run' : { value: talus.latencyMs.p50, rows: [talus] };
+    },
+  },
+  { id: 'list-deep-vs-start', description: 'LIST page p50, deep inside ÷ from the start', compare: 'at-most', limit: 2, format: times, evaluate: latencyRatio('list-deep', 'list-start') },
+  {
+    id: 'list-prefixes-many-vs-few',
+    description: 'delimiter LIST p50, many ÷ few keys per common prefix (the suite reads "does not slow down" as ≤ 1.5×)',
+    compare: 'at-most',
+    limit: 1.5,
+    format: times,
+    evaluate: latencyRatio('list-prefixes-many', 'list-prefixes-few'),
+  },
+  {
+    id: 'server-rss',
+    description: 'Talus peak RSS, the largest over every workload',
+    compare: 'below',
+    limit: 200,
+    format: mib,
+    evaluate: (rows) => {
+      const talus = rows.filter((row) => row.server === 'talus');
+      if (talus.length === 0) return 'no Talus run';
+      const peak = talus.reduce((best, row) => (row.serverPeakRssMiB > best.serverPeakRssMiB ? row : best));
+      return { value: peak.serverPeakRssMiB, rows: [], note: `in ${peak.workload} (${peak.label}, ${peak.serverProcesses} process${peak.serverProcesses === 1 ? '' : 'es'})` };
+    },
+  },
+];
+
+const THRESHOLD_WORDS: Record<Compare, string> = { 'at-least': '≥', 'at-most': '≤', below: '<' };
+
+export function evaluateTargets(rows: readonly Row[]): TargetResult[] {
+  return TARGETS.map((target) => {
+    const threshold = `${THRESHOLD_WORDS[target.compare]} ${target.format(target.limit)}`;
+    const outcome = target.evaluate(rows);
+    if (typeof outcome === 'string') return { id: target.id, description: target.description, threshold, value: null, measured: '—', met: null, note: outcome };
+    const withinLimit =
+      target.compare === 'at-least' ? outcome.value >= target.limit : target.compare === 'at-most' ? outcome.value <= target.limit : outcome.value < target.limit;
+    const erroneous = outcome.rows.filter((row) => row.errors > 0);
+    const result: TargetResult = { id: target.id, description: target.description, threshold, value: outcome.value, measured: target.format(outcome.value), met: withinLimit && erroneous.length === 0 };
+    if (outcome.note !== undefined) result.note = outcome.note;
+    if (erroneous.length > 0) result.note = `errors in ${erroneous.map((row) => `${row.workload} on ${row.label}`).join(', ')}`;
+    return result;
+  });
+}

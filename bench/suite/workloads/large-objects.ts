@@ -1,0 +1,83 @@
+/**
+ * 64 MiB objects, one and eight in flight, through the load generator:
+ * PUT against the bytes ceiling that streams the body to a new file and
+ * fsyncs it, GET against the one that streams a file to the socket. What a
+ * PUT run wrote is deleted after it (untimed), so long runs do not fill the
+ * disk.
+ */
+import type { SuiteContext, Workload, WorkloadOutcome } from '../context.ts';
+import { loadOn } from '../measure.ts';
+import { capture } from '../presign.ts';
+import { BENCH_BUCKET, LARGE_PREFIX, deletePrefix, ensureBucket, ensureLargeObjects, preparedKey } from '../setup.ts';
+import { compare } from './compare.ts';
+
+function sizeText(context: SuiteContext): string {
+  return `${context.settings.largeObjectBytes / (1024 * 1024)} MiB`;
+}
+
+function putLarge(concurrency: number): Workload {
+  const id = `put-64m-c${concurrency}`;
+  return {
+    id,
+    title: `PUT 64 MiB, ${concurrency} in flight`,
+    ceiling: 'bytes-fsync',
+    async run(context): Promise<WorkloadOutcome> {
+      const size = { min: context.settings.largeObjectBytes, max: context.settings.largeObjectBytes };
+      const prefix = `put-large-c${concurrency}/`;
+      const { rows, notes: cleanupNotes } = await compare(context, {
+        workload: id,
+        driver: 'loadgen',
+        prepare: (server) => ensureBucket(server, BENCH_BUCKET),
+        baselines: async (talus) => {
+          const put = await capture(talus, { method: 'PUT', bucket: BENCH_BUCKET, key: 'capture/put-large' }, Buffer.alloc(1024, 120));
+          return [{ kind: 'bytes-fsync', workers: context.options.workers, put, get: put, getFileBytes: 0 }];
+        },
+        durationMs: context.settings.largeRunMs,
+        drive: (server, durationMs) => loadOn(server, { bucket: BENCH_BUCKET, workload: 'put', size, concurrency, durationMs, keyPrefix: prefix }),
+        afterRun: async (server) => {
+          await deletePrefix(server, BENCH_BUCKET, prefix);
+        },
+      });
+      return { rows, notes: [`${sizeText(context)} objects, new keys, ${concurrency} in flight for ${context.settings.largeRunMs / 1000} s; the bytes ceiling writes each body to a new file and fsyncs it`, ...cleanupNotes] };
+    },
+  };
+}
+
+function getLarge(concurrency: number): Workload {
+  const id = `get-64m-c${concurrency}`;
+  return {
+    id,
+    title: `GET 64 MiB, ${concurrency} in flight`,
+    ceiling: 'bytes-fsync',
+    async run(context): Promise<WorkloadOutcome> {
+      const { largeObjectBytes, largeObjectCount } = context.settings;
+      const { rows, notes: cleanupNotes } = await compare(context, {
+        workload: id,
+        driver: 'loadgen',
+        prepare: (server) => ensureLargeObjects(server, largeObjectCount, largeObjectBytes),
+        baselines: async (talus) => {
+          const get = await capture(talus, { method: 'GET', bucket: BENCH_BUCKET, key: preparedKey(LARGE_PREFIX, 0) });
+          return [{ kind: 'bytes-fsync', workers: context.options.workers, put: get, get, getFileBytes: largeObjectBytes }];
+        },
+        durationMs: context.settings.largeRunMs,
+        drive: (server, durationMs) =>
+          loadOn(server, {
+            bucket: BENCH_BUCKET,
+            workload: 'get',
+            size: { min: largeObjectBytes, max: largeObjectBytes },
+            concurrency,
+            durationMs,
+            keyPrefix: LARGE_PREFIX,
+            keyCount: largeObjectCount,
+            prepare: false,
+          }),
+      });
+      return { rows, notes: [`${largeObjectCount} objects of ${sizeText(context)} read at random, ${concurrency} in flight for ${context.settings.largeRunMs / 1000} s; the bytes ceiling streams one file (page cache, 256 KiB reads as Talus does)`, ...cleanupNotes] };
+    },
+  };
+}
+
+export const put64mOne = putLarge(1);
+export const put64mEight = putLarge(8);
+export const get64mOne = getLarge(1);
+export const get64mEight = getLarge(8);
