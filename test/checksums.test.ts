@@ -5,6 +5,8 @@
  * and multipart COMPOSITE and FULL_OBJECT checksums computed from the parts.
  */
 import {
+  ListObjectsV2Command,
+  ListObjectVersionsCommand,
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
@@ -38,6 +40,18 @@ describe('checksums', () => {
   });
   after(async () => {
     await talus.stop();
+  });
+
+  test('listings name each object\'s checksum algorithm and type', async () => {
+    await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'listed/sha256', Body: 'a', ChecksumAlgorithm: 'SHA256' }));
+    await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'listed/crc32c', Body: randomBytes(40_000), ChecksumAlgorithm: 'CRC32C' }));
+    const listed = await talus.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'listed/' }));
+    const byKey = new Map(listed.Contents?.map((entry) => [entry.Key, entry]));
+    assert.deepEqual(byKey.get('listed/sha256')?.ChecksumAlgorithm, ['SHA256']);
+    assert.deepEqual(byKey.get('listed/crc32c')?.ChecksumAlgorithm, ['CRC32C']);
+    assert.equal(byKey.get('listed/crc32c')?.ChecksumType, 'FULL_OBJECT');
+    const versions = await talus.client.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: 'listed/' }));
+    assert.equal(versions.Versions?.length, 2);
   });
 
   test('the SDK default upload (CRC32 trailer) is verified, stored and returned', async () => {

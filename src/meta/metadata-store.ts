@@ -46,10 +46,17 @@ export interface ListRequest {
   limit: number;
 }
 
+/**
+ * What a listing shows of a version: its columns and checksum, without the
+ * rest of its metadata document (user metadata, tags, parts, segments),
+ * which listings never need and would cost a JSON parse per row.
+ */
+export type ListedVersion = Pick<ObjectVersion, 'bucket' | 'key' | 'versionId' | 'isDeleteMarker' | 'lastModifiedMs' | 'sizeBytes' | 'etag' | 'ownerId' | 'checksum'>;
+
 export interface ListEntry {
   key: string;
   /** Set for keys; undefined for a common prefix. */
-  version?: ObjectVersion;
+  version?: ListedVersion;
 }
 
 export interface ListResult {
@@ -69,7 +76,7 @@ export interface ListVersionsRequest {
 
 export interface VersionListEntry {
   key: string;
-  version?: ObjectVersion;
+  version?: ListedVersion;
   isLatest: boolean;
 }
 

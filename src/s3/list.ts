@@ -1,5 +1,5 @@
 /** Listings: ListObjects (v1, v2), ListObjectVersions, ListMultipartUploads. */
-import type { ObjectVersion } from '../meta/types.ts';
+import type { ListedVersion } from '../meta/metadata-store.ts';
 import { LIST_KEYS_MAX, LIST_UPLOADS_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { document, element, optionalElement } from '../http/xml.ts';
@@ -24,7 +24,7 @@ function storageClass(): string {
   return element('StorageClass', 'STANDARD');
 }
 
-function contentsXml(version: ObjectVersion, encode: (text: string) => string, withOwner: boolean): string {
+function contentsXml(version: ListedVersion, encode: (text: string) => string, withOwner: boolean): string {
   const checksum = version.checksum === null ? '' : element('ChecksumAlgorithm', version.checksum.algorithm) + element('ChecksumType', version.checksum.type);
   return `<Contents>${element('Key', encode(version.key))}${element('LastModified', isoDateOf(version.lastModifiedMs))}${element('ETag', formatEtag(version.etag))}${checksum}${element('Size', version.sizeBytes)}${withOwner ? owner(version.ownerId) : ''}${storageClass()}</Contents>`;
 }

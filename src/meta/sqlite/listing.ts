@@ -16,7 +16,7 @@ import type {
   VersionListEntry,
 } from '../metadata-store.ts';
 import { commonPrefixOf, compareKeys, prefixSuccessor } from '../key-order.ts';
-import { rowToUpload, rowToVersion, type UploadRow, type VersionRow } from './rows.ts';
+import { LISTED_VERSION_COLUMNS, rowToListedVersion, rowToUpload, type ListedVersionRow, type UploadRow } from './rows.ts';
 
 const BATCH_ROWS_MAX = 1000;
 
@@ -98,29 +98,29 @@ function clampToPrefix(start: Cursor, prefix: string, delimiter: string): Cursor
 
 export function listKeys(db: Database.Database, request: ListRequest): ListResult {
   const after = db.prepare(
-    'SELECT * FROM versions WHERE bucket = ? AND key > ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?',
+    `SELECT ${LISTED_VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key > ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?`,
   );
   const from = db.prepare(
-    'SELECT * FROM versions WHERE bucket = ? AND key >= ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?',
+    `SELECT ${LISTED_VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key >= ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?`,
   );
-  const result = walk<VersionRow, ListEntry>({
+  const result = walk<ListedVersionRow, ListEntry>({
     prefix: request.prefix,
     delimiter: request.delimiter,
     start: { key: request.after, inclusive: request.after === '' },
     leading: [],
     limit: request.limit,
-    fetch: (cursor, limit) => (cursor.inclusive ? from : after).iterate(request.bucket, cursor.key, limit) as Iterable<VersionRow>,
+    fetch: (cursor, limit) => (cursor.inclusive ? from : after).iterate(request.bucket, cursor.key, limit) as Iterable<ListedVersionRow>,
     keyOf: (row) => row.key,
-    entryOf: (row) => ({ key: row.key, version: rowToVersion(row) }),
+    entryOf: (row) => ({ key: row.key, version: rowToListedVersion(row) }),
     prefixEntry: (key) => ({ key }),
   });
   return result;
 }
 
 export function listVersions(db: Database.Database, request: ListVersionsRequest): ListVersionsResult {
-  const after = db.prepare('SELECT * FROM versions WHERE bucket = ? AND key > ? ORDER BY key, seq DESC LIMIT ?');
-  const from = db.prepare('SELECT * FROM versions WHERE bucket = ? AND key >= ? ORDER BY key, seq DESC LIMIT ?');
-  let leading: VersionRow[] = [];
+  const after = db.prepare(`SELECT ${LISTED_VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key > ? ORDER BY key, seq DESC LIMIT ?`);
+  const from = db.prepare(`SELECT ${LISTED_VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key >= ? ORDER BY key, seq DESC LIMIT ?`);
+  let leading: ListedVersionRow[] = [];
   let start: Cursor = { key: request.keyMarker, inclusive: request.keyMarker === '' };
   if (request.keyMarker !== '' && request.versionIdMarker !== '') {
     const marker = db
@@ -128,19 +128,19 @@ export function listVersions(db: Database.Database, request: ListVersionsRequest
       .get(request.bucket, request.keyMarker, request.versionIdMarker) as { seq: number } | undefined;
     if (marker !== undefined) {
       leading = db
-        .prepare('SELECT * FROM versions WHERE bucket = ? AND key = ? AND seq < ? ORDER BY seq DESC LIMIT ?')
-        .all(request.bucket, request.keyMarker, marker.seq, request.limit + 1) as VersionRow[];
+        .prepare(`SELECT ${LISTED_VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key = ? AND seq < ? ORDER BY seq DESC LIMIT ?`)
+        .all(request.bucket, request.keyMarker, marker.seq, request.limit + 1) as ListedVersionRow[];
     }
   }
-  const result = walk<VersionRow, VersionListEntry>({
+  const result = walk<ListedVersionRow, VersionListEntry>({
     prefix: request.prefix,
     delimiter: request.delimiter,
     start,
     leading,
     limit: request.limit,
-    fetch: (cursor, limit) => (cursor.inclusive ? from : after).iterate(request.bucket, cursor.key, limit) as Iterable<VersionRow>,
+    fetch: (cursor, limit) => (cursor.inclusive ? from : after).iterate(request.bucket, cursor.key, limit) as Iterable<ListedVersionRow>,
     keyOf: (row) => row.key,
-    entryOf: (row) => ({ key: row.key, version: rowToVersion(row), isLatest: row.is_latest === 1 }),
+    entryOf: (row) => ({ key: row.key, version: rowToListedVersion(row), isLatest: row.is_latest === 1 }),
     prefixEntry: (key) => ({ key, isLatest: false }),
   });
   return result;

@@ -1,5 +1,6 @@
 /** Row <-> record mapping for the SQLite store: hot columns are columns, the rest one JSON document. */
 import type { ChecksumAlgorithm, ChecksumType } from '../../util/checksum.ts';
+import type { ListedVersion } from '../metadata-store.ts';
 import type { ObjectChecksum, ObjectVersion, PartSummary, Segment, SystemMetadata, Tag, UploadRecord } from '../types.ts';
 
 export interface VersionRow {
@@ -16,6 +17,40 @@ export interface VersionRow {
   meta: string;
   /** The inline bytes, joined from `inline_data` when the query reads a body (null: kept in blobs). */
   inline_data?: Buffer | null;
+}
+
+/** A listing's row: the columns, and the checksum cut out of the metadata document by SQLite. */
+export interface ListedVersionRow {
+  seq: number;
+  bucket: string;
+  key: string;
+  version_id: string;
+  is_latest: number;
+  is_delete_marker: number;
+  size_bytes: number;
+  etag: string;
+  last_modified_ms: number;
+  owner_id: string;
+  /** JSON of the checksum object, or null. */
+  checksum: string | null;
+}
+
+/** The listing columns; `json_extract` hands over only the checksum, not the whole document. */
+export const LISTED_VERSION_COLUMNS =
+  "seq, bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, json_extract(meta, '$.checksum') AS checksum";
+
+export function rowToListedVersion(row: ListedVersionRow): ListedVersion {
+  return {
+    bucket: row.bucket,
+    key: row.key,
+    versionId: row.version_id,
+    isDeleteMarker: row.is_delete_marker === 1,
+    lastModifiedMs: row.last_modified_ms,
+    sizeBytes: row.size_bytes,
+    etag: row.etag,
+    ownerId: row.owner_id,
+    checksum: row.checksum === null ? null : (JSON.parse(row.checksum) as ObjectChecksum),
+  };
 }
 
 interface VersionMeta {
