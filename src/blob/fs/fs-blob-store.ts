@@ -1,4 +1,6 @@
+import { closeSync, createReadStream, open as openCallback } from 'node:fs';
 import { mkdir, open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { assert } from '../../util/assert.ts';
@@ -47,19 +49,22 @@ export class FsBlobStore implements BlobStore {
 
   async read(id: string, start: number, end: number): Promise<Readable> {
     assert(start >= 0 && end >= start, `invalid blob range ${start}-${end}`);
-    let handle: FileHandle;
+    const path = this.path(id);
+    let fd: number;
     try {
-      handle = await open(this.path(id), 'r');
+      fd = await openDescriptor(path);
     } catch (error) {
       if (isNotFound(error)) throw new BlobNotFoundError(id);
       throw error;
     }
-    // The handle is open: a purge that unlinks the file now cannot cut this read short.
+    // The file is open: a purge that unlinks it now cannot cut this read short.
     if (end === start) {
-      await handle.close();
+      closeSync(fd);
       return Readable.from([]);
     }
-    return handle.createReadStream({ start, end: end - 1, highWaterMark: READ_HIGH_WATER_MARK_BYTES, autoClose: true });
+    // fs.ReadStream on a descriptor: the callback read path, measurably
+    // cheaper per chunk than FileHandle.createReadStream's promise-based one.
+    return createReadStream(path, { fd, start, end: end - 1, highWaterMark: READ_HIGH_WATER_MARK_BYTES, autoClose: true });
   }
 
   async remove(id: string): Promise<void> {
@@ -211,6 +216,8 @@ async function syncDirectory(directory: string): Promise<void> {
     await handle.close();
   }
 }
+
+const openDescriptor = promisify((path: string, callback: (error: NodeJS.ErrnoException | null, fd: number) => void) => openCallback(path, 'r', callback));
 
 function fanoutName(i: number): string {
   return i.toString(16).padStart(2, '0');
