@@ -3,7 +3,8 @@ import type { ChecksumAlgorithm, ChecksumType } from '../../util/checksum.ts';
 import type { ListedVersion } from '../metadata-store.ts';
 import type { ObjectChecksum, ObjectVersion, PartSummary, Segment, SystemMetadata, Tag, UploadRecord } from '../types.ts';
 
-export interface VersionRow {
+/** The columns of `versions` every query reads. */
+interface VersionColumns {
   seq: number;
   bucket: string;
   key: string;
@@ -14,23 +15,16 @@ export interface VersionRow {
   etag: string;
   last_modified_ms: number;
   owner_id: string;
+}
+
+export interface VersionRow extends VersionColumns {
   meta: string;
   /** The inline bytes, joined from `inline_data` when the query reads a body (null: kept in blobs). */
   inline_data?: Buffer | null;
 }
 
 /** A listing's row: the columns, and the checksum cut out of the metadata document by SQLite. */
-export interface ListedVersionRow {
-  seq: number;
-  bucket: string;
-  key: string;
-  version_id: string;
-  is_latest: number;
-  is_delete_marker: number;
-  size_bytes: number;
-  etag: string;
-  last_modified_ms: number;
-  owner_id: string;
+export interface ListedVersionRow extends VersionColumns {
   /** JSON of the checksum object, or null. */
   checksum: string | null;
 }
