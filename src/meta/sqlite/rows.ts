@@ -33,7 +33,7 @@ export interface ListedVersionRow extends VersionColumns {
 export const LISTED_VERSION_COLUMNS =
   "seq, bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, json_extract(meta, '$.checksum') AS checksum";
 
-export function rowToListedVersion(row: ListedVersionRow): ListedVersion {
+function columnsOf(row: VersionColumns): Omit<ListedVersion, 'checksum'> {
   return {
     bucket: row.bucket,
     key: row.key,
@@ -43,8 +43,11 @@ export function rowToListedVersion(row: ListedVersionRow): ListedVersion {
     sizeBytes: row.size_bytes,
     etag: row.etag,
     ownerId: row.owner_id,
-    checksum: row.checksum === null ? null : (JSON.parse(row.checksum) as ObjectChecksum),
   };
+}
+
+export function rowToListedVersion(row: ListedVersionRow): ListedVersion {
+  return { ...columnsOf(row), checksum: row.checksum === null ? null : (JSON.parse(row.checksum) as ObjectChecksum) };
 }
 
 interface VersionMeta {
@@ -73,14 +76,7 @@ export function versionMeta(version: ObjectVersion): string {
 export function rowToVersion(row: VersionRow): ObjectVersion {
   const meta = JSON.parse(row.meta) as VersionMeta;
   return {
-    bucket: row.bucket,
-    key: row.key,
-    versionId: row.version_id,
-    isDeleteMarker: row.is_delete_marker === 1,
-    lastModifiedMs: row.last_modified_ms,
-    sizeBytes: row.size_bytes,
-    etag: row.etag,
-    ownerId: row.owner_id,
+    ...columnsOf(row),
     system: meta.system,
     userMetadata: meta.userMetadata,
     checksum: meta.checksum,
