@@ -71,10 +71,12 @@ export class WorkerPool {
 
   /** Forks the workers and resolves once all of them listen. */
   async start(): Promise<void> {
+    // Workers run what this process runs: the compiled dist/, or the
+    // TypeScript sources through tsx (see bin/talus.js).
+    const compiled = import.meta.url.endsWith('.js');
     cluster.setupPrimary({
-      exec: fileURLToPath(new URL('./cluster-worker.ts', import.meta.url)),
-      // The workers run TypeScript the same way the package does (bin/talus.js).
-      execArgv: ['--import', 'tsx'],
+      exec: fileURLToPath(new URL(compiled ? './cluster-worker.js' : './cluster-worker.ts', import.meta.url)),
+      execArgv: compiled ? [] : ['--import', 'tsx'],
     });
     const ports = await Promise.all(Array.from({ length: this.#count }, () => this.#fork()));
     assert(ports.every((port) => port === ports[0]), 'workers share one port');
