@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { BlobStore, BlobWriter } from '../blob/blob-store.ts';
+import { CommitOutcomeUnknownError } from '../meta/metadata-store.ts';
 import type { Segment } from '../meta/types.ts';
 import { createChecksumHasher, type ChecksumAlgorithm, type ChecksumHasher } from '../util/checksum.ts';
 import { S3Error } from '../util/s3-error.ts';
@@ -70,4 +71,15 @@ export async function writeBlob(blobs: BlobStore, body: AsyncIterable<Buffer> | 
     checksum: checksum?.digest(),
     abort: async () => committed?.abort(),
   };
+}
+
+/**
+ * After the commit that should have referenced `written` failed: discard the
+ * bytes, unless the commit may have happened after all (its durability is
+ * unknown) — a visible version must never point at deleted bytes. Bytes
+ * kept that way and never referenced are reclaimed at the next start-up.
+ */
+export async function discardAfterFailedCommit(written: WrittenBlob, error: unknown): Promise<void> {
+  if (error instanceof CommitOutcomeUnknownError) return;
+  await written.abort();
 }

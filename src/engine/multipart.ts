@@ -10,7 +10,7 @@ import { combineCrc, compositeChecksum, supportsFullObject } from '../util/check
 import { newUploadId } from '../util/ids.ts';
 import { PART_BYTES_MAX, PART_BYTES_MIN, PART_NUMBER_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
-import { writeBlob } from './blob-write.ts';
+import { discardAfterFailedCommit, writeBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
 import { checkCopySize, findCopySource, requireBucket, shownVersionId, throwUnlessCommitted, verifyChecksum, versionIdFor, writtenVersionId } from './objects.ts';
@@ -102,7 +102,7 @@ export async function uploadPart(context: EngineContext, input: UploadPartInput)
     const part = await recordPart(context, input.uploadId, input.partNumber, written.segments, written.sizeBytes, written.md5, checksum);
     return { part, checksumAlgorithm: checksumRequest?.algorithm };
   } catch (error) {
-    await written.abort();
+    await discardAfterFailedCommit(written, error);
     throw error;
   }
 }
@@ -169,7 +169,7 @@ export async function uploadPartCopy(context: EngineContext, input: UploadPartCo
     const part = await recordPart(context, input.uploadId, input.partNumber, written.segments, written.sizeBytes, written.md5, checksum);
     return { part, sourceVersionId: shownVersionId(sourceBucket, source.versionId) };
   } catch (error) {
-    await written.abort();
+    await discardAfterFailedCommit(written, error);
     throw error;
   }
 }

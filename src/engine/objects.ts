@@ -10,7 +10,7 @@ import { checksumHeaderName, isValidChecksumValue } from '../util/checksum.ts';
 import { newVersionId } from '../util/ids.ts';
 import { INLINE_BYTES_MAX, PUT_OBJECT_BYTES_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
-import { writeBlob, type WrittenBlob } from './blob-write.ts';
+import { discardAfterFailedCommit, writeBlob, type WrittenBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
 import { resolveRange } from './range.ts';
@@ -77,7 +77,7 @@ export async function putObject(context: EngineContext, input: PutObjectInput): 
     throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key);
     return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version };
   } catch (error) {
-    await written.abort();
+    await discardAfterFailedCommit(written, error);
     throw error;
   }
 }
@@ -268,7 +268,7 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
       version,
     };
   } catch (error) {
-    await written.abort();
+    await discardAfterFailedCommit(written, error);
     throw error;
   }
 }

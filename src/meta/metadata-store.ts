@@ -15,6 +15,20 @@ import type {
   VersioningState,
 } from './types.ts';
 
+/**
+ * A mutation ran and its transaction committed, but the store could not
+ * confirm it reached the disk (the WAL fdatasync failed). It may be visible
+ * now and may or may not survive a crash: callers must not delete the bytes
+ * it references (start-up reclaim decides from what the metadata kept), and
+ * must not acknowledge it.
+ */
+export class CommitOutcomeUnknownError extends Error {
+  constructor(cause: unknown) {
+    super(`the commit may not be durable: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'CommitOutcomeUnknownError';
+  }
+}
+
 export interface CommitConditions {
   /** Commit only if the key has no current (non-delete-marker) version. */
   ifNoneMatchStar?: boolean;

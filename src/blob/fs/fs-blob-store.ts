@@ -160,9 +160,17 @@ class FsBlobWriter implements BlobWriter {
     // Write-behind: start flushing what is written every so often, so the
     // fsync of commit() finds little left to do instead of the whole blob.
     if (Math.floor(at / WRITE_BEHIND_BYTES) > Math.floor(position / WRITE_BEHIND_BYTES) && this.#writeBehind === undefined) {
-      this.#writeBehind = handle.datasync().finally(() => {
-        this.#writeBehind = undefined;
-      });
+      // A failed datasync must fail the blob: Linux reports a writeback
+      // error once per file, so the final sync could succeed over lost pages.
+      this.#writeBehind = handle.datasync().then(
+        () => {
+          this.#writeBehind = undefined;
+        },
+        (error: unknown) => {
+          this.#failure ??= error;
+          this.#writeBehind = undefined;
+        },
+      );
     }
   }
 
@@ -173,7 +181,8 @@ class FsBlobWriter implements BlobWriter {
     if (this.#failure !== undefined) throw this.#failure;
     assert(this.#flushedBytes === this.#sizeBytes, 'every byte written');
     const handle = await this.#file();
-    await this.#writeBehind?.catch(() => undefined);
+    await this.#writeBehind;
+    if (this.#failure !== undefined) throw this.#failure;
     await handle.sync();
     await handle.close();
     await syncDirectory(this.#directory);
@@ -186,7 +195,7 @@ class FsBlobWriter implements BlobWriter {
     this.#state = 'aborted';
     this.#gathered = [];
     await Promise.all(this.#inFlight);
-    await this.#writeBehind?.catch(() => undefined);
+    await this.#writeBehind;
     if (this.#handle === undefined) return;
     try {
       const handle = await this.#handle;

@@ -13,6 +13,7 @@ import type {
   MetadataStore,
   PurgeEntry,
 } from '../metadata-store.ts';
+import { CommitOutcomeUnknownError } from '../metadata-store.ts';
 import type {
   AccessKeyRecord,
   BucketRecord,
@@ -143,7 +144,11 @@ export class SqliteMetadataStore implements MetadataStore {
     });
     this.#scheduleFlush(0);
     return committed.then(async ({ value, ticket }) => {
-      await this.#wal?.durable(ticket);
+      try {
+        await this.#wal?.durable(ticket);
+      } catch (error) {
+        throw new CommitOutcomeUnknownError(error);
+      }
       return value;
     });
   }
@@ -159,6 +164,14 @@ export class SqliteMetadataStore implements MetadataStore {
 
   #flush(): void {
     if (this.#pending.length === 0) return;
+    // After a failed fdatasync the kernel may have dropped WAL pages: fail
+    // closed, before any later mutation commits (and becomes visible)
+    // without ever being durable.
+    const walFailure = this.#wal?.failure;
+    if (walFailure !== undefined) {
+      for (const entry of this.#pending.splice(0)) entry.reject(walFailure);
+      return;
+    }
     // BEGIN IMMEDIATE takes the write lock up front: a deferred transaction
     // that read first could fail outright (SQLITE_BUSY_SNAPSHOT) when another
     // process sharing the database wrote in between. SQLite's own busy

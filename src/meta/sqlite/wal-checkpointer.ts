@@ -16,6 +16,8 @@ import { Worker } from 'node:worker_threads';
  */
 export class WalCheckpointer {
   readonly #worker: Worker;
+  /** Settles when the thread has ended, however it ended (a thread that died before stop() must not make stop() wait for ever). */
+  readonly #exited: Promise<void>;
   #stopped = false;
 
   constructor(databasePath: string, onError: (error: unknown) => void) {
@@ -26,6 +28,7 @@ export class WalCheckpointer {
       eval: true,
       workerData: { driverPath, databasePath, intervalMs: CHECKPOINT_INTERVAL_MS },
     });
+    this.#exited = new Promise<void>((resolve) => this.#worker.once('exit', () => resolve()));
     this.#worker.on('error', (error) => {
       if (!this.#stopped) onError(error);
     });
@@ -36,10 +39,9 @@ export class WalCheckpointer {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    const exited = new Promise<void>((resolve) => this.#worker.once('exit', () => resolve()));
     this.#worker.postMessage('stop');
     const timer = setTimeout(() => void this.#worker.terminate(), STOP_TIMEOUT_MS);
-    await exited;
+    await this.#exited;
     clearTimeout(timer);
   }
 }

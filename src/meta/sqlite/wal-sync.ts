@@ -47,6 +47,11 @@ export class WalSync {
     assert(fstatSync(this.#fd).isFile(), `${walPath} is not a file`);
   }
 
+  /** Set once an fdatasync failed: from then on no commit can be made durable through this descriptor. */
+  get failure(): Error | undefined {
+    return this.#failure;
+  }
+
   /** Call right after a COMMIT returned; the ticket names that commit for durable(). */
   commitWritten(): number {
     return ++this.#written;
