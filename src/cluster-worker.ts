@@ -63,8 +63,9 @@ async function runWorker(): Promise<void> {
         break;
     }
   });
-  // Orphaned by a primary that died: finish what is in flight and go.
-  process.on('disconnect', () => void stop());
+  // Orphaned by a primary that died, node:cluster exits this process at once
+  // (its own 'disconnect' handler): requests in flight are cut, never
+  // acknowledged, and their blobs are debris for the next start-up's reclaim.
   // Signals go to the whole process group; the primary decides when workers stop.
   process.on('SIGINT', () => undefined);
   process.on('SIGTERM', () => undefined);

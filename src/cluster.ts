@@ -53,6 +53,8 @@ export class WorkerPool {
   readonly #count: number;
   readonly #logger: Logger;
   readonly #workers = new Set<Worker>();
+  /** Workers that reported ready: they serve, so they may hold read leases. */
+  readonly #serving = new Set<Worker>();
   readonly #leaseQueries = new Map<number, { pending: Set<Worker>; leased: Set<string>; resolve(leased: Set<string>): void; timer: NodeJS.Timeout }>();
   #nextQueryId = 1;
   #stopping = false;
@@ -91,10 +93,15 @@ export class WorkerPool {
     worker.on('message', (message: ToPrimary) => this.#onMessage(worker, message));
     worker.once('exit', (code, signal) => this.#onExit(worker, code, signal));
     return new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('a worker did not start in time')), WORKER_START_TIMEOUT_MS);
+      const timer = setTimeout(() => {
+        // A hung worker would never serve nor answer lease queries: end it (its exit starts another).
+        worker.process.kill('SIGKILL');
+        reject(new Error('a worker did not start in time'));
+      }, WORKER_START_TIMEOUT_MS);
       worker.on('message', (message: ToPrimary) => {
         if (message.kind !== 'ready') return;
         clearTimeout(timer);
+        this.#serving.add(worker);
         resolve(message.port);
       });
       worker.once('exit', (code) => {
@@ -118,6 +125,7 @@ export class WorkerPool {
 
   #onExit(worker: Worker, code: number | null, signal: string | null): void {
     this.#workers.delete(worker);
+    this.#serving.delete(worker);
     // Its leases are gone with it: answer for it with none.
     for (const [id, query] of this.#leaseQueries) {
       if (query.pending.delete(worker) && query.pending.size === 0) this.#finishQuery(id);
@@ -132,7 +140,9 @@ export class WorkerPool {
   /** The blobs among `blobIds` that some worker is streaming now (a LeaseQuery for the purger). */
   leasedByWorkers = (blobIds: readonly string[]): Promise<ReadonlySet<string>> => {
     const id = this.#nextQueryId++;
-    const pending = new Set([...this.#workers].filter((worker) => worker.isConnected()));
+    // Only a worker that serves can be streaming a blob; one still starting
+    // has not installed its answering handler and would only time out.
+    const pending = new Set([...this.#serving].filter((worker) => worker.isConnected()));
     if (pending.size === 0) return Promise.resolve(new Set());
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
