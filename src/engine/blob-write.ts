@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import type { BlobStore, BlobWriter } from '../blob/blob-store.ts';
 import { CommitOutcomeUnknownError } from '../meta/metadata-store.ts';
 import type { Segment } from '../meta/types.ts';
 import { createChecksumHasher, type ChecksumAlgorithm, type ChecksumHasher } from '../util/checksum.ts';
+import { createStreamHash } from '../util/hash-thread.ts';
 import { S3Error } from '../util/s3-error.ts';
 
 export interface WrittenBlob {
@@ -23,6 +23,8 @@ export interface WriteBlobOptions {
   sizeBytesMax: number;
   /** Bodies up to this size are returned as `inlineData` instead of written to a blob; 0 for never. */
   inlineBytesMax: number;
+  /** The length the body announced, if known: long bodies are hashed off the event loop. */
+  declaredBytes: number | undefined;
 }
 
 /**
@@ -34,17 +36,19 @@ export interface WriteBlobOptions {
  * blob store, a longer one spills them into a blob and streams on.
  */
 export async function writeBlob(blobs: BlobStore, body: AsyncIterable<Buffer> | Iterable<Buffer>, options: WriteBlobOptions): Promise<WrittenBlob> {
-  const md5 = createHash('md5');
+  const md5 = createStreamHash('md5', options.declaredBytes);
   const checksum: ChecksumHasher | undefined =
     options.checksumAlgorithm === undefined ? undefined : createChecksumHasher(options.checksumAlgorithm);
   let held: Buffer[] = [];
   let writer: BlobWriter | undefined;
   let sizeBytes = 0;
+  let digest: Buffer;
   try {
     for await (const chunk of body) {
       sizeBytes += chunk.length;
       if (sizeBytes > options.sizeBytesMax) throw new S3Error('EntityTooLarge');
-      md5.update(chunk);
+      const hashed = md5.update(chunk);
+      if (hashed !== undefined) await hashed;
       checksum?.update(chunk);
       if (writer === undefined && sizeBytes <= options.inlineBytesMax) {
         held.push(chunk);
@@ -57,8 +61,13 @@ export async function writeBlob(blobs: BlobStore, body: AsyncIterable<Buffer> | 
       }
       await writer.write(chunk);
     }
+    // The hash thread finishes the tail while the blob is fsynced.
+    const digesting = md5.digest();
+    digesting.catch(() => undefined); // awaited below; this only keeps a failure during commit from going unhandled
     await writer?.commit();
+    digest = await digesting;
   } catch (error) {
+    md5.discard();
     await writer?.abort();
     throw error;
   }
@@ -67,7 +76,7 @@ export async function writeBlob(blobs: BlobStore, body: AsyncIterable<Buffer> | 
     segments: committed === undefined ? [] : [{ blobId: committed.id, sizeBytes }],
     inlineData: committed === undefined && sizeBytes > 0 ? Buffer.concat(held, sizeBytes) : undefined,
     sizeBytes,
-    md5: md5.digest(),
+    md5: digest,
     checksum: checksum?.digest(),
     abort: async () => committed?.abort(),
   };

@@ -95,7 +95,12 @@ export async function uploadPart(context: EngineContext, input: UploadPartInput)
   }
   const checksumRequest: ChecksumRequest | undefined = input.checksum ??
     (upload.checksumAlgorithm === null ? undefined : { algorithm: upload.checksumAlgorithm, expected: undefined, fromTrailer: false });
-  const written = await writeBlob(context.blobs, input.body.stream, { checksumAlgorithm: checksumRequest?.algorithm, sizeBytesMax: PART_BYTES_MAX, inlineBytesMax: 0 });
+  const written = await writeBlob(context.blobs, input.body.stream, {
+    checksumAlgorithm: checksumRequest?.algorithm,
+    sizeBytesMax: PART_BYTES_MAX,
+    inlineBytesMax: 0,
+    declaredBytes: input.body.declaredBytes,
+  });
   try {
     if (input.contentMd5 !== undefined && !input.contentMd5.equals(written.md5)) throw new S3Error('BadDigest');
     const checksum = verifyChecksum(checksumRequest, written, input.body);
@@ -161,7 +166,7 @@ export async function uploadPartCopy(context: EngineContext, input: UploadPartCo
   checkCopySize(end - start, PART_BYTES_MAX);
   const body = versionChunks(context.blobs, context.leases, source, start, end);
   const algorithm = upload.checksumAlgorithm ?? undefined;
-  const written = await writeBlob(context.blobs, body, { checksumAlgorithm: algorithm, sizeBytesMax: PART_BYTES_MAX, inlineBytesMax: 0 });
+  const written = await writeBlob(context.blobs, body, { checksumAlgorithm: algorithm, sizeBytesMax: PART_BYTES_MAX, inlineBytesMax: 0, declaredBytes: end - start });
   try {
     const checksum = algorithm === undefined || written.checksum === undefined
       ? null

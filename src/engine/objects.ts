@@ -53,6 +53,7 @@ export async function putObject(context: EngineContext, input: PutObjectInput): 
     checksumAlgorithm: input.checksum?.algorithm,
     sizeBytesMax: PUT_OBJECT_BYTES_MAX,
     inlineBytesMax: INLINE_BYTES_MAX,
+    declaredBytes: input.body.declaredBytes,
   });
   try {
     if (input.contentMd5 !== undefined && !input.contentMd5.equals(written.md5)) throw new S3Error('BadDigest');
@@ -235,6 +236,7 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
     checksumAlgorithm,
     sizeBytesMax: PUT_OBJECT_BYTES_MAX,
     inlineBytesMax: INLINE_BYTES_MAX,
+    declaredBytes: source.sizeBytes,
   });
   try {
     const attributes = input.metadataDirective === 'COPY'

@@ -9,6 +9,8 @@ import type { Readable } from 'node:stream';
 export interface WriteBody {
   stream: AsyncIterable<Buffer>;
   trailers: ReadonlyMap<string, string>;
+  /** The decoded length the request announced, if it did (chunked uploads may not). */
+  declaredBytes?: number | undefined;
 }
 
 export interface ObjectAttributes {

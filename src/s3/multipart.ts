@@ -63,7 +63,7 @@ export async function handleUploadPart(context: RequestContext): Promise<S3Respo
     key: context.route.key,
     uploadId: uploadIdOf(context),
     partNumber,
-    body: { stream: context.request.body, trailers: context.request.trailers },
+    body: { stream: context.request.body, trailers: context.request.trailers, declaredBytes: context.request.decodedContentLength },
     contentMd5: parseContentMd5(context.headers),
     checksum: parseChecksumRequest(context.headers, context.request.announcedTrailers),
   });

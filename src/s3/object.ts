@@ -52,7 +52,7 @@ export async function handlePutObject(context: RequestContext): Promise<S3Respon
     bucket: context.route.bucket,
     key: context.route.key,
     ownerId: context.ownerId,
-    body: { stream: context.request.body, trailers: context.request.trailers },
+    body: { stream: context.request.body, trailers: context.request.trailers, declaredBytes: context.request.decodedContentLength },
     attributes: parseAttributes(context.headers),
     contentMd5: parseContentMd5(context.headers),
     checksum: parseChecksumRequest(context.headers, context.request.announcedTrailers),

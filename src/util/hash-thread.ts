@@ -1,0 +1,293 @@
+import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { assert } from './assert.ts';
+
+/**
+ * Hashing of long bodies on worker threads, so the event loop's core is free
+ * for sockets and every other request in flight. MD5 (every PUT's ETag) runs
+ * at ~0.7 GB/s per core here and is inherently serial: on the event loop it
+ * was the largest per-byte cost of a large PUT (~90 ms of a 64 MiB upload's
+ * ~230 ms). A body's chunks are copied into 1 MiB batches whose memory is
+ * transferred (not copied again) to the thread; the thread hashes them in
+ * order and hands each batch's memory back with its acknowledgement, for the
+ * next batch. A body waits once more than `UNACKED_BYTES_MAX` is with the
+ * thread, so memory stays bounded per body, and batches are reused instead
+ * of left for two garbage collectors to find.
+ *
+ * Short bodies hash inline: for them a thread round trip costs more than the
+ * hash (`INLINE_BELOW_BYTES`).
+ */
+export interface StreamHash {
+  /** Returns a promise only when the caller must wait (the thread is behind). */
+  update(chunk: Buffer): void | Promise<void>;
+  digest(): Promise<Buffer>;
+  /** Drops the hash (the body failed); safe to call at any time. */
+  discard(): void;
+}
+
+export type ThreadHashAlgorithm = 'md5' | 'sha1' | 'sha256';
+
+/** Bodies declared shorter than this hash on the event loop. */
+export const INLINE_BELOW_BYTES = 1024 * 1024;
+const BATCH_BYTES = 1024 * 1024;
+const UNACKED_BYTES_MAX = 2 * 1024 * 1024;
+/** Returned batches kept for reuse per thread. */
+const FREE_BATCHES_MAX = 16;
+/** Concurrent hashes per thread are bounded by the requests in flight; this guards the bookkeeping. */
+const SESSIONS_PER_THREAD_MAX = 4096;
+const THREADS_MAX = 4;
+
+/** A hash of a body expected to be `declaredBytes` long (undefined: unknown, hashed inline). */
+export function createStreamHash(algorithm: ThreadHashAlgorithm, declaredBytes: number | undefined): StreamHash {
+  if (declaredBytes === undefined || declaredBytes < INLINE_BELOW_BYTES) return new InlineHash(algorithm);
+  return new ThreadHash(pickThread(), algorithm);
+}
+
+class InlineHash implements StreamHash {
+  readonly #hash;
+  constructor(algorithm: ThreadHashAlgorithm) {
+    this.#hash = createHash(algorithm);
+  }
+  update(chunk: Buffer): void {
+    this.#hash.update(chunk);
+  }
+  async digest(): Promise<Buffer> {
+    return this.#hash.digest();
+  }
+  discard(): void {}
+}
+
+type FromThread =
+  | { kind: 'ack'; session: number; bytes: number; batch: ArrayBuffer }
+  | { kind: 'digest'; session: number; digest: Uint8Array }
+  | { kind: 'error'; session: number; message: string };
+
+interface Session {
+  onAck(bytes: number): void;
+  onDigest(digest: Buffer): void;
+  onError(error: Error): void;
+}
+
+/** One worker thread and the sessions (bodies) it hashes. */
+class HashThread {
+  readonly #worker: Worker;
+  readonly #sessions = new Map<number, Session>();
+  readonly #freeBatches: Buffer[] = [];
+  #nextSession = 1;
+  #failure: Error | undefined;
+
+  constructor() {
+    this.#worker = new Worker(THREAD_SOURCE, { eval: true });
+    this.#worker.unref();
+    this.#worker.on('message', (message: FromThread) => {
+      if (message.kind === 'ack' && message.batch.byteLength === BATCH_BYTES && this.#freeBatches.length < FREE_BATCHES_MAX) {
+        this.#freeBatches.push(Buffer.from(message.batch));
+      }
+      const session = this.#sessions.get(message.session);
+      if (session === undefined) return;
+      if (message.kind === 'ack') session.onAck(message.bytes);
+      else if (message.kind === 'digest') session.onDigest(Buffer.from(message.digest.buffer, message.digest.byteOffset, message.digest.byteLength));
+      else session.onError(new Error(`hash thread: ${message.message}`));
+    });
+    const fail = (error: Error): void => {
+      this.#failure ??= error;
+      const sessions = [...this.#sessions.values()];
+      this.#sessions.clear();
+      for (const session of sessions) session.onError(this.#failure);
+    };
+    this.#worker.on('error', fail);
+    this.#worker.on('exit', (code) => fail(new Error(`hash thread exited with code ${code}`)));
+  }
+
+  get failed(): boolean {
+    return this.#failure !== undefined;
+  }
+
+  get load(): number {
+    return this.#sessions.size;
+  }
+
+  open(algorithm: ThreadHashAlgorithm, session: Session): number {
+    if (this.#failure !== undefined) throw this.#failure;
+    assert(this.#sessions.size < SESSIONS_PER_THREAD_MAX, 'hash sessions are bounded by the requests in flight');
+    const id = this.#nextSession++;
+    this.#sessions.set(id, session);
+    // Referenced only while it hashes something: an idle thread never keeps the process alive.
+    if (this.#sessions.size === 1) this.#worker.ref();
+    this.#worker.postMessage({ kind: 'open', session: id, algorithm });
+    return id;
+  }
+
+  /** A batch buffer of BATCH_BYTES, reused when the thread has returned one. */
+  takeBatch(): Buffer {
+    return this.#freeBatches.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
+  }
+
+  /** A batch that was taken but never sent. */
+  returnBatch(batch: Buffer): void {
+    if (this.#freeBatches.length < FREE_BATCHES_MAX) this.#freeBatches.push(batch);
+  }
+
+  /** Hands `batch` to the thread; its memory moves there (the caller must not touch it again). */
+  send(id: number, batch: Uint8Array): void {
+    this.#worker.postMessage({ kind: 'update', session: id, data: batch }, [batch.buffer as ArrayBuffer]);
+  }
+
+  finish(id: number): void {
+    this.#worker.postMessage({ kind: 'digest', session: id });
+  }
+
+  close(id: number, tellThread: boolean): void {
+    if (!this.#sessions.delete(id)) return;
+    if (this.#sessions.size === 0) this.#worker.unref();
+    if (tellThread && this.#failure === undefined) this.#worker.postMessage({ kind: 'discard', session: id });
+  }
+}
+
+const threads: HashThread[] = [];
+
+/** The least-loaded live thread, starting another while under the limit (one per core beyond the event loop's). */
+function pickThread(): HashThread {
+  for (let i = threads.length - 1; i >= 0; i--) if (threads[i]!.failed) threads.splice(i, 1);
+  const limit = Math.max(1, Math.min(THREADS_MAX, availableParallelism() - 1));
+  let best = threads[0];
+  for (const thread of threads) if (thread.load < best!.load) best = thread;
+  if (best === undefined || (best.load > 0 && threads.length < limit)) {
+    best = new HashThread();
+    threads.push(best);
+  }
+  return best;
+}
+
+class ThreadHash implements StreamHash {
+  readonly #thread: HashThread;
+  readonly #session: number;
+  /** Undefined once the last batch went to the thread (or back to the free list). */
+  #batch: Buffer | undefined;
+  #batchBytes = 0;
+  #unackedBytes = 0;
+  #waiting: { resolve(): void; reject(error: Error): void } | undefined;
+  #result: { resolve(digest: Buffer): void; reject(error: Error): void } | undefined;
+  #failure: Error | undefined;
+  #done = false;
+
+  constructor(thread: HashThread, algorithm: ThreadHashAlgorithm) {
+    this.#thread = thread;
+    this.#batch = thread.takeBatch();
+    this.#session = thread.open(algorithm, {
+      onAck: (bytes) => {
+        this.#unackedBytes -= bytes;
+        assert(this.#unackedBytes >= 0, 'acknowledged no more than was sent');
+        if (this.#waiting !== undefined && this.#unackedBytes <= UNACKED_BYTES_MAX) {
+          const waiting = this.#waiting;
+          this.#waiting = undefined;
+          waiting.resolve();
+        }
+      },
+      onDigest: (digest) => {
+        this.#done = true;
+        this.#thread.close(this.#session, false);
+        this.#result?.resolve(digest);
+      },
+      onError: (error) => {
+        this.#failure ??= error;
+        this.#done = true;
+        this.#thread.close(this.#session, false);
+        this.#waiting?.reject(error);
+        this.#waiting = undefined;
+        this.#result?.reject(error);
+      },
+    });
+  }
+
+  update(chunk: Buffer): void | Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure;
+    assert(!this.#done && this.#result === undefined, 'update after digest');
+    let offset = 0;
+    while (offset < chunk.length) {
+      this.#batch ??= this.#thread.takeBatch();
+      const copied = chunk.copy(this.#batch, this.#batchBytes, offset);
+      this.#batchBytes += copied;
+      offset += copied;
+      if (this.#batchBytes === BATCH_BYTES) this.#sendBatch();
+    }
+    if (this.#unackedBytes <= UNACKED_BYTES_MAX) return;
+    return new Promise<void>((resolve, reject) => {
+      this.#waiting = { resolve, reject };
+    });
+  }
+
+  #sendBatch(): void {
+    assert(this.#batch !== undefined && this.#batchBytes > 0, 'a batch holds bytes');
+    const batch = this.#batchBytes === BATCH_BYTES ? this.#batch : this.#batch.subarray(0, this.#batchBytes);
+    this.#unackedBytes += this.#batchBytes;
+    this.#thread.send(this.#session, batch);
+    this.#batch = undefined;
+    this.#batchBytes = 0;
+  }
+
+  digest(): Promise<Buffer> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    assert(!this.#done && this.#result === undefined, 'one digest per hash');
+    if (this.#batchBytes > 0) this.#sendBatch();
+    this.#releaseBatch();
+    const result = new Promise<Buffer>((resolve, reject) => {
+      this.#result = { resolve, reject };
+    });
+    this.#thread.finish(this.#session);
+    return result;
+  }
+
+  discard(): void {
+    this.#releaseBatch();
+    if (this.#done) return;
+    this.#done = true;
+    this.#thread.close(this.#session, true);
+  }
+
+  #releaseBatch(): void {
+    if (this.#batch !== undefined) this.#thread.returnBatch(this.#batch);
+    this.#batch = undefined;
+    this.#batchBytes = 0;
+  }
+}
+
+// Plain JavaScript: threads get no TypeScript loader.
+const THREAD_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const hashes = new Map();
+parentPort.on('message', (message) => {
+  const session = message.session;
+  try {
+    switch (message.kind) {
+      case 'open':
+        hashes.set(session, createHash(message.algorithm));
+        break;
+      case 'update': {
+        const hash = hashes.get(session);
+        if (hash === undefined) return;
+        hash.update(message.data);
+        // The batch's memory goes back for reuse.
+        parentPort.postMessage({ kind: 'ack', session, bytes: message.data.byteLength, batch: message.data.buffer }, [message.data.buffer]);
+        break;
+      }
+      case 'digest': {
+        const hash = hashes.get(session);
+        if (hash === undefined) return;
+        hashes.delete(session);
+        const digest = hash.digest();
+        parentPort.postMessage({ kind: 'digest', session, digest });
+        break;
+      }
+      case 'discard':
+        hashes.delete(session);
+        break;
+    }
+  } catch (error) {
+    hashes.delete(session);
+    parentPort.postMessage({ kind: 'error', session, message: String(error && error.message || error) });
+  }
+});
+`;
