@@ -55,7 +55,8 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   const logger = options.logger ?? jsonLogger();
   await mkdir(dataDir, { recursive: true });
   const lock = await lockDataDirectory(dataDir);
-  const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'));
+  // With --workers the primary serves nothing and the workers write too: no cache of latest versions then.
+  const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'), { soleWriter: (options.workers ?? 1) === 1 });
   // One checkpointer per data directory, in the process that owns it (the primary with workers).
   const checkpointer = new WalCheckpointer(join(dataDir, 'meta.db'), (error) => logger.error('WAL checkpointer failed', { error: String(error) }));
   try {

@@ -14,6 +14,7 @@ import type {
   PurgeEntry,
 } from '../metadata-store.ts';
 import { CommitOutcomeUnknownError } from '../metadata-store.ts';
+import { LatestVersions } from './latest-versions.ts';
 import type {
   AccessKeyRecord,
   BucketRecord,
@@ -67,6 +68,8 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly #buckets = new Map<string, BucketRecord>();
   /** Absent for an in-memory database (tests), which has no WAL to sync. */
   readonly #wal: WalSync | undefined;
+  /** Only when this store is its database's only writer (see LatestVersions). */
+  readonly #latest: LatestVersions | undefined;
 
   readonly #onBucketsChanged: () => void;
   readonly #busyTimeoutNone: Database.Statement;
@@ -84,9 +87,13 @@ export class SqliteMetadataStore implements MetadataStore {
    * @param onBucketsChanged called after this store deleted a bucket or changed
    *   its settings, so other processes on the same database can drop their
    *   cached copies (S3 too lets bucket settings take a moment to propagate).
+   * @param soleWriter no other connection writes versions to this database
+   *   (one server process owns the data directory): the store may then keep
+   *   the latest versions of recently read keys in memory.
    */
-  constructor(path: string, options: { onBucketsChanged?: () => void } = {}) {
+  constructor(path: string, options: { onBucketsChanged?: () => void; soleWriter?: boolean } = {}) {
     this.#onBucketsChanged = options.onBucketsChanged ?? (() => undefined);
+    this.#latest = options.soleWriter === true ? new LatestVersions() : undefined;
     this.#db = new Database(path);
     this.#db.pragma('journal_mode = WAL');
     // Durability comes from WalSync, which does FULL's fsync off the event loop.
@@ -283,6 +290,7 @@ export class SqliteMetadataStore implements MetadataStore {
     const outcome = await this.#mutate((): 'deleted' | 'not-empty' | 'missing' => {
       // Forgotten when the row changes, not before: a lookup in between would cache it again.
       this.#buckets.delete(name);
+      this.#latest?.clear();
       if (this.#statements.getBucket.get(name) === undefined) return 'missing';
       if (this.#statements.anyVersionInBucket.get(name) !== undefined) return 'not-empty';
       const uploads = this.#statements.uploadIdsInBucket.all(name) as { upload_id: string }[];
@@ -314,10 +322,21 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined> {
-    const row = (versionId === undefined
-      ? this.#statements.readLatest.get(bucket, key)
-      : this.#statements.readVersionById.get(bucket, key, versionId)) as VersionRow | undefined;
-    return row === undefined ? undefined : rowToVersion(row);
+    if (versionId !== undefined) {
+      const row = this.#statements.readVersionById.get(bucket, key, versionId) as VersionRow | undefined;
+      return row === undefined ? undefined : rowToVersion(row);
+    }
+    const cached = this.#latest?.get(bucket, key);
+    if (cached !== undefined) return cached;
+    const row = this.#statements.readLatest.get(bucket, key) as VersionRow | undefined;
+    if (row === undefined) return undefined;
+    const version = rowToVersion(row);
+    return this.#latest === undefined ? version : this.#latest.remember(version);
+  }
+
+  /** How many latest versions are held in memory (0 when the store does not cache them). */
+  get cachedLatestVersions(): number {
+    return this.#latest?.size ?? 0;
   }
 
   async commitVersion(request: CommitRequest): Promise<CommitOutcome> {
@@ -327,6 +346,8 @@ export class SqliteMetadataStore implements MetadataStore {
   #commit(request: CommitRequest, nowMs: number): CommitOutcome {
     const { version, conditions } = request;
     const s = this.#statements;
+    // Inside the transaction that changes the key: no read can come between.
+    this.#latest?.forget(version.bucket, version.key);
     if (s.getBucket.get(version.bucket) === undefined) return { status: 'no-such-bucket' };
     const latest = s.getLatest.get(version.bucket, version.key) as VersionRow | undefined;
     const current = latest !== undefined && latest.is_delete_marker === 0 ? latest : undefined;
@@ -367,6 +388,7 @@ export class SqliteMetadataStore implements MetadataStore {
   async deleteVersion(bucket: string, key: string, versionId: string): Promise<ObjectVersion | undefined> {
     return this.#mutate((): ObjectVersion | undefined => {
       const s = this.#statements;
+      this.#latest?.forget(bucket, key);
       const row = s.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
       if (row === undefined) return undefined;
       const version = rowToVersion(row);
@@ -382,6 +404,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async setVersionTags(bucket: string, key: string, versionId: string, tags: Tag[]): Promise<boolean> {
     return this.#mutate((): boolean => {
+      this.#latest?.forget(bucket, key);
       const row = this.#statements.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
       if (row === undefined) return false;
       const version = rowToVersion(row);
