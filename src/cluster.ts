@@ -47,6 +47,15 @@ const LEASE_QUERY_TIMEOUT_MS = 5_000;
 const WORKER_START_TIMEOUT_MS = 30_000;
 /** Replacing a crashed worker waits this long, so a worker that dies at start cannot spin the CPU. */
 const RESPAWN_DELAY_MS = 1_000;
+/**
+ * Young-generation semi-spaces of 4 MiB instead of V8's 16: request garbage
+ * dies young either way, and the smaller nursery keeps ~20 MiB less resident
+ * per process at the same CPU per request (measured: 4 KiB PUT 127-140 vs
+ * 130-152 us, peak RSS 139 vs 160 MiB after 100k PUTs). Only processes Talus
+ * starts itself get it; a server started as `node bin/talus.js` can be given
+ * it in NODE_OPTIONS.
+ */
+const WORKER_V8_FLAGS = ['--max-semi-space-size=4'];
 
 export class WorkerPool {
   readonly #settings: WorkerSettings;
@@ -78,7 +87,7 @@ export class WorkerPool {
     const compiled = import.meta.url.endsWith('.js');
     cluster.setupPrimary({
       exec: fileURLToPath(new URL(compiled ? './cluster-worker.js' : './cluster-worker.ts', import.meta.url)),
-      execArgv: compiled ? [] : ['--import', 'tsx'],
+      execArgv: [...WORKER_V8_FLAGS, ...(compiled ? [] : ['--import', 'tsx'])],
     });
     const ports = await Promise.all(Array.from({ length: this.#count }, () => this.#fork()));
     assert(ports.every((port) => port === ports[0]), 'workers share one port');

@@ -33,7 +33,7 @@ export const INLINE_BELOW_BYTES = 1024 * 1024;
 const BATCH_BYTES = 1024 * 1024;
 const UNACKED_BYTES_MAX = 2 * 1024 * 1024;
 /** Returned batches kept for reuse per thread. */
-const FREE_BATCHES_MAX = 16;
+const FREE_BATCHES_MAX = 8;
 /** Concurrent hashes per thread are bounded by the requests in flight; this guards the bookkeeping. */
 const SESSIONS_PER_THREAD_MAX = 4096;
 const THREADS_MAX = 4;
