@@ -30,8 +30,8 @@ export type ThreadHashAlgorithm = 'md5' | 'sha1' | 'sha256';
 
 /** Bodies declared shorter than this hash on the event loop. */
 export const INLINE_BELOW_BYTES = 1024 * 1024;
-const BATCH_BYTES = 1024 * 1024;
-const UNACKED_BYTES_MAX = 2 * 1024 * 1024;
+const BATCH_BYTES = 512 * 1024;
+const UNACKED_BYTES_MAX = 1024 * 1024;
 /** Returned batches kept for reuse per thread. */
 const FREE_BATCHES_MAX = 8;
 /** Concurrent hashes per thread are bounded by the requests in flight; this guards the bookkeeping. */
