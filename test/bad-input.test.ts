@@ -95,6 +95,15 @@ describe('bad input', () => {
     await assertHealthy();
   });
 
+  test('an empty body signed as a non-empty one answers XAmzContentSHA256Mismatch', async () => {
+    const headers = await signRequest(talus.url, { method: 'PUT', path: `/${bucket}/empty-hash`, body: 'the signed body' });
+    const response = await send(talus.url, 'PUT', `/${bucket}/empty-hash`, { ...headers, 'content-length': '0' }, '');
+    assert.equal(response.status, 400);
+    assert.equal(errorCode(response), 'XAmzContentSHA256Mismatch');
+    await assertAbsent('empty-hash');
+    await assertHealthy();
+  });
+
   test('oversized headers answer 400 RequestHeaderSectionTooLarge', async () => {
     const headers = await signRequest(talus.url, { method: 'GET', path: `/${bucket}/huge`, headers: { 'x-amz-meta-huge': 'h'.repeat(20_000) } });
     const response = await send(talus.url, 'GET', `/${bucket}/huge`, headers);

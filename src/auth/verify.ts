@@ -17,7 +17,7 @@ import {
 import { buildCanonicalRequest, checkSignedHeadersCover } from './canonical.ts';
 import { AwsChunkedDecoder } from './chunked.ts';
 import { feed, parseLength, payloadMode, PlainBodyVerifier, UNSIGNED_PAYLOAD, type PayloadMode } from './payload.ts';
-import { hmac, requestStringToSign, signatureMatches, signingKey, type SigningContext } from './signing.ts';
+import { EMPTY_SHA256, hmac, requestStringToSign, signatureMatches, signingKey, type SigningContext } from './signing.ts';
 import type { AuthRequest, SecretLookup, VerifiedRequest } from './types.ts';
 import { canonicalQuery, canonicalUri, splitQuery, type RawQueryParam } from './uri-encode.ts';
 
@@ -125,13 +125,19 @@ function singleHeader(headers: IncomingHttpHeaders, name: string): string | unde
 
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 
+/** The last timestamp parsed: concurrent requests mostly share their second (and a presigned URL its X-Amz-Date). */
+let lastAmzDate = { text: '', ms: NaN };
+
 /** Milliseconds of an ISO 8601 basic timestamp (20130524T000000Z); NaN unless it is a real date and time. */
 function parseAmzDate(text: string): number {
+  if (text === lastAmzDate.text) return lastAmzDate.ms;
   const match = AMZ_DATE.exec(text);
   if (match === null) return NaN;
   const ms = Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3]), Number(match[4]), Number(match[5]), Number(match[6]));
   // Date.UTC rolls 20130231 over into March; a real timestamp formats back to itself.
-  return toAmzDate(ms) === text ? ms : NaN;
+  const parsed = toAmzDate(ms) === text ? ms : NaN;
+  lastAmzDate = { text, ms: parsed };
+  return parsed;
 }
 
 function toAmzDate(ms: number): string {
@@ -173,8 +179,12 @@ function verifiedBody(req: AuthRequest, auth: Authenticated | null): VerifiedReq
   }
   const length = parseLength(headers['content-length'], 'content-length');
   const expectedHex = mode.kind === 'sha256' ? mode.expectedHex : undefined;
+  // Without Content-Length or Transfer-Encoding a request has no body (RFC 9112 6.3):
+  // a GET or HEAD signed with the empty hash has nothing to check.
+  const empty = length === 0 || (length === undefined && headers['transfer-encoding'] === undefined);
+  const nothingToCheck = empty ? expectedHex === undefined || expectedHex === EMPTY_SHA256 : expectedHex === undefined && length === undefined;
   // Nothing to check: hand the request itself over, no extra stream in between.
-  const body = expectedHex === undefined && length === undefined ? req.body : feed(req.body, new PlainBodyVerifier(expectedHex, length));
+  const body = nothingToCheck ? req.body : feed(req.body, new PlainBodyVerifier(expectedHex, length));
   return { accessKeyId: auth?.accessKeyId ?? null, body, decodedContentLength: length, trailers, announcedTrailers: announced };
 }
 
