@@ -128,6 +128,14 @@ function comparePairs(a: readonly [string, string], b: readonly [string, string]
 /** Percent-decodes a query component to text, for reading auth parameters. Malformed escapes stay literal. */
 export function decodeComponent(raw: string): string {
   if (!raw.includes('%')) return raw;
+  // Well-formed escapes of valid UTF-8 (every real signer's output): the
+  // built-in decoder gives the same text; it throws on anything else, which
+  // the byte-wise decoder below keeps literal or replaces.
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    // fall through
+  }
   const bytes: number[] = [];
   for (let i = 0; i < raw.length; i++) {
     const code = raw.charCodeAt(i);

@@ -20,6 +20,7 @@ export function checkReadConditions(
   lastModifiedMs: number,
   notModified: 'NotModified' | 'PreconditionFailed' = 'NotModified',
 ): void {
+  if (conditions.ifMatch === undefined && conditions.ifNoneMatch === undefined && conditions.ifModifiedSinceMs === undefined && conditions.ifUnmodifiedSinceMs === undefined) return;
   // A 304 still describes the representation (RFC 9110 §15.4.5).
   const notModifiedHeaders: Record<string, string> = notModified === 'NotModified' ? { etag: `"${etag}"`, 'last-modified': new Date(lastModifiedMs).toUTCString() } : {};
   const modifiedSeconds = Math.floor(lastModifiedMs / 1000);

@@ -204,8 +204,12 @@ export function formatEtag(etag: string): string {
   return `"${etag}"`;
 }
 
+/** The last date formatted: GETs of one object, or of objects written in one second, repeat it. */
+let lastHttpDate = { ms: NaN, text: '' };
+
 export function httpDateOf(ms: number): string {
-  return new Date(ms).toUTCString();
+  if (ms !== lastHttpDate.ms) lastHttpDate = { ms, text: new Date(ms).toUTCString() };
+  return lastHttpDate.text;
 }
 
 export function isoDateOf(ms: number): string {
