@@ -36,9 +36,10 @@ export interface WriteBlobOptions {
  * blob store, a longer one spills them into a blob and streams on.
  */
 export async function writeBlob(blobs: BlobStore, body: AsyncIterable<Buffer> | Iterable<Buffer>, options: WriteBlobOptions): Promise<WrittenBlob> {
-  const md5 = createStreamHash('md5', options.declaredBytes);
   const checksum: ChecksumHasher | undefined =
     options.checksumAlgorithm === undefined ? undefined : createChecksumHasher(options.checksumAlgorithm);
+  // Last before the try: a hash on a thread holds a session until digested or discarded.
+  const md5 = createStreamHash('md5', options.declaredBytes);
   let held: Buffer[] = [];
   let writer: BlobWriter | undefined;
   let sizeBytes = 0;

@@ -1,0 +1,2 @@
+/** See source-fingerprint.js. */
+export function sourceFingerprint(sourceRoot: string): string;
