@@ -11,6 +11,7 @@ import { verifyRequest, type SecretLookup } from '../auth/index.ts';
 import type { Engine } from '../engine/engine.ts';
 import { HANDLERS } from '../s3/operations.ts';
 import type { RequestContext, S3Response } from '../s3/context.ts';
+import { isDirectBody } from '../util/direct-body.ts';
 import { newRequestId } from '../util/ids.ts';
 import { CONNECTIONS_MAX, HEADER_BYTES_MAX, REQUEST_IDLE_TIMEOUT_MS } from '../util/limits.ts';
 import { S3Error, isS3Error } from '../util/s3-error.ts';
@@ -119,7 +120,8 @@ async function sendResponse(request: IncomingMessage, response: ServerResponse, 
     return;
   }
   try {
-    await pipeline(body, response);
+    if (isDirectBody(body)) await body.pipeInto(response);
+    else await pipeline(body, response);
   } catch {
     // The client went away or a blob read failed mid-stream: headers are sent,
     // so the only honest signal left is to cut the connection.

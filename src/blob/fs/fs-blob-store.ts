@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, open as openCallback } from 'node:fs';
+import { closeSync, open as openCallback } from 'node:fs';
 import { mkdir, open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
@@ -6,8 +6,8 @@ import { Readable } from 'node:stream';
 import { assert } from '../../util/assert.ts';
 import { newBlobId } from '../../util/ids.ts';
 import { BlobNotFoundError, type BlobStore, type BlobWriter } from '../blob-store.ts';
+import { FileRangeStream } from './file-range-stream.ts';
 
-const READ_HIGH_WATER_MARK_BYTES = 256 * 1024;
 const WRITE_BATCH_BYTES = 1024 * 1024;
 /** writev takes at most IOV_MAX (1024) buffers. */
 const WRITE_BATCH_CHUNKS_MAX = 512;
@@ -62,9 +62,10 @@ export class FsBlobStore implements BlobStore {
       closeSync(fd);
       return Readable.from([]);
     }
-    // fs.ReadStream on a descriptor: the callback read path, measurably
-    // cheaper per chunk than FileHandle.createReadStream's promise-based one.
-    return createReadStream(path, { fd, start, end: end - 1, highWaterMark: READ_HIGH_WATER_MARK_BYTES, autoClose: true });
+    // A stream over the descriptor (callback reads: measurably cheaper per
+    // chunk than FileHandle's promise-based stream) that can also pipe
+    // itself into a response with reused buffers (DirectBody).
+    return new FileRangeStream(fd, start, end);
   }
 
   async remove(id: string): Promise<void> {
