@@ -80,6 +80,10 @@ export class FileRangeStream extends Readable implements DirectBody {
   async pipeInto(destination: Writable): Promise<void> {
     assert(!this.#piping && this.readableFlowing !== true && this.readableLength === 0, 'pipeInto on an unread stream, once');
     this.#piping = true;
+    if (destination.destroyed) {
+      this.destroy();
+      throw new Error('the response closed before the body was written');
+    }
     const buffers = Array.from({ length: PIPE_BUFFERS }, takeBuffer);
     // Per buffer, the operation that holds it (a read into it, then its
     // write): it settles once neither the kernel nor the socket uses it.
