@@ -1,10 +1,15 @@
 import { assert } from '../../util/assert.ts';
 import type { ObjectVersion } from '../types.ts';
 
-/** Entries kept; beyond this the oldest go. */
-export const LATEST_VERSIONS_MAX = 16_384;
-/** Inline object bytes kept across all entries (the rest of an entry is a few hundred bytes). */
-export const LATEST_VERSIONS_INLINE_BYTES_MAX = 32 * 1024 * 1024;
+/**
+ * Bounds, sized for the server's memory budget (issue 3: < 200 MiB RSS):
+ * measured, an entry costs ~360 B of heap plus ~1.4x its inline bytes in
+ * external memory, so the full cache is ~13 MiB resident. Four times these
+ * bounds added ~50 MiB to the server in the benchmark suite's full mode.
+ */
+export const LATEST_VERSIONS_MAX = 4096;
+/** Inline object bytes kept across all entries. */
+export const LATEST_VERSIONS_INLINE_BYTES_MAX = 8 * 1024 * 1024;
 
 /**
  * The latest version of recently read keys, for a store that is the only
