@@ -8,7 +8,7 @@ import { assert } from './assert.ts';
  * for sockets and every other request in flight. MD5 (every PUT's ETag) runs
  * at ~0.7 GB/s per core here and is inherently serial: on the event loop it
  * was the largest per-byte cost of a large PUT (~90 ms of a 64 MiB upload's
- * ~230 ms). A body's chunks are copied into 1 MiB batches whose memory is
+ * ~230 ms). A body's chunks are copied into 512 KiB batches whose memory is
  * transferred (not copied again) to the thread; the thread hashes them in
  * order and hands each batch's memory back with its acknowledgement, for the
  * next batch. A body waits once more than `UNACKED_BYTES_MAX` is with the

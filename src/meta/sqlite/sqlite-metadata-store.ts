@@ -1,19 +1,19 @@
 import Database from 'better-sqlite3';
 import { assert } from '../../util/assert.ts';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
-import type {
-  CommitOutcome,
-  CommitRequest,
-  ListRequest,
-  ListResult,
-  ListUploadsRequest,
-  ListUploadsResult,
-  ListVersionsRequest,
-  ListVersionsResult,
-  MetadataStore,
-  PurgeEntry,
+import {
+  CommitOutcomeUnknownError,
+  type CommitOutcome,
+  type CommitRequest,
+  type ListRequest,
+  type ListResult,
+  type ListUploadsRequest,
+  type ListUploadsResult,
+  type ListVersionsRequest,
+  type ListVersionsResult,
+  type MetadataStore,
+  type PurgeEntry,
 } from '../metadata-store.ts';
-import { CommitOutcomeUnknownError } from '../metadata-store.ts';
 import { LatestVersions } from './latest-versions.ts';
 import type {
   AccessKeyRecord,
