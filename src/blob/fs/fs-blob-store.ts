@@ -4,6 +4,7 @@ import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { assert } from '../../util/assert.ts';
+import { ByteBudget } from '../../util/byte-budget.ts';
 import { newBlobId } from '../../util/ids.ts';
 import { BlobNotFoundError, type BlobStore, type BlobWriter } from '../blob-store.ts';
 import { FileRangeStream } from './file-range-stream.ts';
@@ -14,6 +15,13 @@ const WRITE_BATCH_CHUNKS_MAX = 512;
 const WRITES_IN_FLIGHT_MAX = 2;
 const WRITE_BEHIND_BYTES = 8 * 1024 * 1024;
 const FANOUT_DIRECTORIES = 256;
+/**
+ * Bytes of every writer together, gathered or being written. Each writer
+ * holds at most (WRITES_IN_FLIGHT_MAX + 1) batches; without this the sum grew
+ * with the connections (4096 uploads: ~12 GiB). 64 MiB keeps ~20 large
+ * uploads at full speed; past that, uploads share the disk's rate anyway.
+ */
+export const WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
 const BLOB_ID_PATTERN = /^[0-9a-z]{9}[0-9a-f]{20}$/;
 
 /**
@@ -24,17 +32,19 @@ const BLOB_ID_PATTERN = /^[0-9a-z]{9}[0-9a-f]{20}$/;
  */
 export class FsBlobStore implements BlobStore {
   readonly #root: string;
+  readonly #writeBudget: ByteBudget;
 
-  private constructor(root: string) {
+  private constructor(root: string, writeBudget: ByteBudget) {
     this.#root = root;
+    this.#writeBudget = writeBudget;
   }
 
-  static async open(root: string): Promise<FsBlobStore> {
+  static async open(root: string, options: { writeBudget?: ByteBudget } = {}): Promise<FsBlobStore> {
     await mkdir(root, { recursive: true });
     await Promise.all(
       Array.from({ length: FANOUT_DIRECTORIES }, (_, i) => mkdir(join(root, fanoutName(i)), { recursive: true })),
     );
-    return new FsBlobStore(root);
+    return new FsBlobStore(root, options.writeBudget ?? new ByteBudget(WRITE_BUFFER_BYTES_MAX));
   }
 
   path(id: string): string {
@@ -44,7 +54,7 @@ export class FsBlobStore implements BlobStore {
 
   create(): BlobWriter {
     const id = newBlobId();
-    return new FsBlobWriter(id, this.path(id), join(this.#root, id.slice(-2)));
+    return new FsBlobWriter(id, this.path(id), join(this.#root, id.slice(-2)), this.#writeBudget);
   }
 
   async read(id: string, start: number, end: number): Promise<Readable> {
@@ -93,12 +103,16 @@ export class FsBlobStore implements BlobStore {
  * WRITE_BATCH_BYTES, then written with one writev at their file offset. Up
  * to WRITES_IN_FLIGHT_MAX batches are written at once, so the caller hashes
  * the next chunks while earlier ones reach the disk. Memory per writer: at
- * most (WRITES_IN_FLIGHT_MAX + 1) batches.
+ * most (WRITES_IN_FLIGHT_MAX + 1) batches; for all writers together, the
+ * store's write budget, held from write() until the bytes are written.
  */
 class FsBlobWriter implements BlobWriter {
   readonly id: string;
   readonly #path: string;
   readonly #directory: string;
+  readonly #budget: ByteBudget;
+  /** Set while gathered bytes sit unwritten: others waiting for the budget make us write them. */
+  #unsubscribePressure: (() => void) | undefined;
   #handle: Promise<FileHandle> | undefined;
   /** Bytes handed to write() so far; the gathered batch starts at #flushedBytes. */
   #sizeBytes = 0;
@@ -110,10 +124,11 @@ class FsBlobWriter implements BlobWriter {
   #writeBehind: Promise<void> | undefined;
   #state: 'open' | 'committed' | 'aborted' = 'open';
 
-  constructor(id: string, path: string, directory: string) {
+  constructor(id: string, path: string, directory: string, budget: ByteBudget) {
     this.id = id;
     this.#path = path;
     this.#directory = directory;
+    this.#budget = budget;
   }
 
   #file(): Promise<FileHandle> {
@@ -126,6 +141,17 @@ class FsBlobWriter implements BlobWriter {
     assert(this.#state === 'open', `write to ${this.#state} blob`);
     if (this.#failure !== undefined) throw this.#failure;
     if (chunk.length === 0) return;
+    if (!this.#budget.tryAcquire(chunk.length)) {
+      // Wait holding only bytes on their way to disk (see ByteBudget).
+      this.#startWrite();
+      await this.#budget.acquire(chunk.length);
+      if (this.#state !== 'open' || this.#failure !== undefined) {
+        this.#budget.release(chunk.length);
+        if (this.#failure !== undefined) throw this.#failure;
+        return;
+      }
+    }
+    if (this.#gatheredBytes === 0) this.#unsubscribePressure = this.#budget.onPressure(() => this.#startWrite());
     this.#gathered.push(chunk);
     this.#gatheredBytes += chunk.length;
     this.#sizeBytes += chunk.length;
@@ -134,19 +160,34 @@ class FsBlobWriter implements BlobWriter {
 
   /** Starts writing the gathered chunks; waits only while too many writes are in flight. */
   async #flushGathered(): Promise<void> {
+    this.#startWrite();
+    while (this.#inFlight.size >= WRITES_IN_FLIGHT_MAX) await Promise.race(this.#inFlight);
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /** Moves the gathered chunks into a write of their own, without waiting for it. */
+  #startWrite(): void {
     if (this.#gatheredBytes === 0) return;
+    this.#stopListening();
     const chunks = this.#gathered;
+    const bytes = this.#gatheredBytes;
     const position = this.#flushedBytes;
-    this.#flushedBytes += this.#gatheredBytes;
+    this.#flushedBytes += bytes;
     this.#gathered = [];
     this.#gatheredBytes = 0;
     const write = this.#writeAt(chunks, position).catch((error: unknown) => {
       this.#failure ??= error;
     });
     this.#inFlight.add(write);
-    void write.finally(() => this.#inFlight.delete(write));
-    while (this.#inFlight.size >= WRITES_IN_FLIGHT_MAX) await Promise.race(this.#inFlight);
-    if (this.#failure !== undefined) throw this.#failure;
+    void write.finally(() => {
+      this.#inFlight.delete(write);
+      this.#budget.release(bytes);
+    });
+  }
+
+  #stopListening(): void {
+    this.#unsubscribePressure?.();
+    this.#unsubscribePressure = undefined;
   }
 
   async #writeAt(chunks: Buffer[], position: number): Promise<void> {
@@ -194,7 +235,10 @@ class FsBlobWriter implements BlobWriter {
   async abort(): Promise<void> {
     if (this.#state === 'aborted') return;
     this.#state = 'aborted';
+    this.#stopListening();
+    this.#budget.release(this.#gatheredBytes);
     this.#gathered = [];
+    this.#gatheredBytes = 0;
     await Promise.all(this.#inFlight);
     await this.#writeBehind;
     if (this.#handle === undefined) return;
