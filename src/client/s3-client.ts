@@ -8,11 +8,13 @@
  * server at full speed from the same machine, and later carry the placement
  * engine's remote backend.
  */
+import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { assert } from '../util/assert.ts';
 import { LIST_RESPONSE_BYTES_MAX, listObjectsQuery, parseListObjectsPage, type ListObjectsOptions, type ListObjectsPage } from './list-objects.ts';
+import { xmlElementText } from './xml-text.ts';
 import { ERROR_BODY_BYTES_MAX, ResponseCollector, S3RequestError, errorFromResponse, flattenHeaders, type ReceivedResponse } from './response.ts';
 import { EMPTY_SHA256, SigV4Signer, UNSIGNED_PAYLOAD, canonicalQueryString, encodeComponent, encodeKeyPath } from './sigv4-signer.ts';
 
@@ -54,7 +56,19 @@ export interface PutObjectOptions {
 export interface GetObjectOptions {
   /** An HTTP Range header value, e.g. 'bytes=0-99'. */
   range?: string;
+  /** Aborts the request and its body. */
+  signal?: AbortSignal;
 }
+
+/** A key DeleteObjects could not delete. */
+export interface DeleteObjectsError {
+  key: string;
+  code: string;
+  message: string;
+}
+
+/** DeleteObjects takes at most this many keys per request. */
+export const DELETE_OBJECTS_KEYS_MAX = 1000;
 
 export interface ObjectResponse {
   status: number;
@@ -75,7 +89,7 @@ export interface ConnectionStats {
 
 /** One outgoing request, before signing. */
 interface Call {
-  readonly method: 'GET' | 'HEAD' | 'PUT' | 'DELETE';
+  readonly method: 'GET' | 'HEAD' | 'PUT' | 'DELETE' | 'POST';
   readonly bucket: string;
   readonly key?: string;
   /** Canonical query string ('' for none). */
@@ -151,7 +165,7 @@ export class S3Client {
   /** GETs an object as a stream: the caller must consume or destroy `body`. */
   async getObjectStream(bucket: string, key: string, options: GetObjectOptions = {}): Promise<ObjectResponse & { body: Readable }> {
     const unsigned = options.range === undefined ? undefined : ['range', options.range];
-    const response = await this.#pool.request(this.#dispatchOptions({ method: 'GET', bucket, key, unsigned }));
+    const response = await this.#pool.request({ ...this.#dispatchOptions({ method: 'GET', bucket, key, unsigned }), signal: options.signal });
     const headers = flattenHeaders(response.headers as IncomingHttpHeaders);
     if (response.statusCode >= 300) throw errorFromResponse(response.statusCode, headers, await readBounded(response.body, ERROR_BODY_BYTES_MAX));
     return { status: response.statusCode, headers, body: response.body };
@@ -165,6 +179,29 @@ export class S3Client {
 
   async deleteObject(bucket: string, key: string): Promise<void> {
     this.#expectOk(await this.#send({ method: 'DELETE', bucket, key }, 0));
+  }
+
+  /**
+   * DeleteObjects in quiet mode: the keys it could not delete, with their
+   * error codes (a missing key counts as deleted, as in S3).
+   */
+  async deleteObjects(bucket: string, keys: readonly string[]): Promise<DeleteObjectsError[]> {
+    assert(keys.length > 0 && keys.length <= DELETE_OBJECTS_KEYS_MAX, `deleteObjects: 1 to ${DELETE_OBJECTS_KEYS_MAX} keys`);
+    const objects = keys.map((key) => `<Object><Key>${escapeXml(key)}</Key></Object>`).join('');
+    const body = Buffer.from(`<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>${objects}</Delete>`);
+    // S3 refuses DeleteObjects without an integrity header.
+    const unsigned = ['content-md5', createHash('md5').update(body).digest('base64'), 'content-type', 'application/xml'];
+    const response = await this.#send({ method: 'POST', bucket, query: 'delete=', body, unsigned }, ERROR_BODY_BYTES_MAX * 16);
+    this.#expectOk(response);
+    // A 200 whose body is an error document is a failure too (S3 does this for long-running requests).
+    const text = response.body.toString('utf8');
+    if (/^\s*(<\?xml[^>]*>\s*)?<Error>/.test(text)) throw errorFromResponse(500, response.headers, response.body);
+    const errors: DeleteObjectsError[] = [];
+    for (const match of text.matchAll(/<Error>([\s\S]*?)<\/Error>/g)) {
+      const entry = match[1]!;
+      errors.push({ key: xmlElementText(entry, 'Key') ?? '', code: xmlElementText(entry, 'Code') ?? 'InternalError', message: xmlElementText(entry, 'Message') ?? '' });
+    }
+    return errors;
   }
 
   /** One page of ListObjectsV2. */
@@ -219,6 +256,10 @@ export class S3Client {
       bodyTimeout: this.#bodyTimeoutMs,
     };
   }
+}
+
+function escapeXml(text: string): string {
+  return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 }
 
 const METADATA_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;

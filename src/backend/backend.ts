@@ -1,0 +1,69 @@
+/**
+ * A backend is a place where bytes live: a local directory, memory (tests),
+ * or a remote S3-compatible endpoint. The placement layer spreads every
+ * blob's shards or replicas over several backends; a backend knows nothing
+ * of objects, versions or placements, only of immutable objects under keys
+ * that Talus generates (never a client's key).
+ *
+ * Every method may fail because the backend is down or slow: callers treat a
+ * failure as "this backend, this time", never as the end of the request.
+ */
+export interface Backend {
+  /** The name in the configuration; layouts refer to backends by it. */
+  readonly name: string;
+  /**
+   * Starts writing a new object of exactly `sizeBytes` (known up front: a
+   * remote backend sends it as Content-Length). Nothing is visible under
+   * `key` until commit() resolves; a key is never written twice.
+   */
+  create(key: string, sizeBytes: number): BackendWriter;
+  /** Bytes [start, end) of `key`. Rejects with BackendObjectMissingError when the object is not there. */
+  read(key: string, start: number, end: number, signal?: AbortSignal): Promise<AsyncIterable<Buffer>>;
+  /** Size of `key`, or undefined when it is not there. */
+  stat(key: string): Promise<number | undefined>;
+  /** Removes objects; missing ones are not an error (removals are retried). */
+  remove(keys: readonly string[]): Promise<void>;
+  /** Every key under `prefix`, in no particular order. */
+  list(prefix: string): AsyncIterable<string>;
+  close(): Promise<void>;
+}
+
+export interface BackendWriter {
+  /** Appends a chunk; resolves when the backend accepted it (backpressure). The caller may reuse the chunk afterwards. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Makes the object durable and visible; rejects if fewer bytes than announced were written. */
+  commit(): Promise<void>;
+  /** Discards an uncommitted object; safe at any point and more than once (after commit it does nothing: use remove). */
+  abort(): Promise<void>;
+}
+
+export class BackendObjectMissingError extends Error {
+  override name = 'BackendObjectMissingError';
+  constructor(
+    readonly backend: string,
+    readonly key: string,
+  ) {
+    super(`${backend}: object ${key} is missing`);
+  }
+}
+
+/** A write that did not get exactly the bytes it announced: a bug in the caller, or a truncated body. */
+export class BackendSizeMismatchError extends Error {
+  override name = 'BackendSizeMismatchError';
+  constructor(
+    readonly backend: string,
+    readonly key: string,
+    readonly expectedBytes: number,
+    readonly writtenBytes: number,
+  ) {
+    super(`${backend}: object ${key} announced ${expectedBytes} bytes, got ${writtenBytes}`);
+  }
+}
+
+/** Backend keys are generated: letters, digits, '.', '-', '_' and '/' between segments. */
+const BACKEND_KEY_PATTERN = /^[0-9A-Za-z_-][0-9A-Za-z._-]*(\/[0-9A-Za-z_-][0-9A-Za-z._-]*)*$/;
+export const BACKEND_KEY_BYTES_MAX = 200;
+
+export function isBackendKey(key: string): boolean {
+  return key.length <= BACKEND_KEY_BYTES_MAX && BACKEND_KEY_PATTERN.test(key);
+}

@@ -1,0 +1,170 @@
+import { open as openCallback } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { crc32 } from '@node-rs/crc32';
+import { FileRangeStream } from '../blob/fs/file-range-stream.ts';
+import { assert } from '../util/assert.ts';
+import { BackendObjectMissingError, BackendSizeMismatchError, isBackendKey, type Backend, type BackendWriter } from './backend.ts';
+
+const FANOUT_DIRECTORIES = 256;
+/** Objects being written: renamed into place by commit, so a crash leaves only these behind. */
+const PARTIAL_SUFFIX = '.partial';
+
+/**
+ * Objects as files in a local directory (one disk of a server, or a mount):
+ * `<root>/<xx>/<key with '/' as '~'>`, xx from a hash of the key so no
+ * directory holds more than ~1/256 of the objects. A file appears under its
+ * name only once complete and fsynced (written as `.partial`, then renamed,
+ * then the directory fsynced), so readers never see a torn object.
+ */
+export class DirectoryBackend implements Backend {
+  readonly name: string;
+  readonly root: string;
+
+  private constructor(name: string, root: string) {
+    this.name = name;
+    this.root = root;
+  }
+
+  static async open(name: string, root: string): Promise<DirectoryBackend> {
+    await mkdir(root, { recursive: true });
+    await Promise.all(Array.from({ length: FANOUT_DIRECTORIES }, (_, i) => mkdir(join(root, fanoutName(i)), { recursive: true })));
+    return new DirectoryBackend(name, root);
+  }
+
+  /** The file that holds `key` (tests damage shards through it). */
+  path(key: string): string {
+    assert(isBackendKey(key), `invalid backend key ${key}`);
+    return join(this.root, fanoutName(crc32(key) % FANOUT_DIRECTORIES), key.replaceAll('/', '~'));
+  }
+
+  create(key: string, sizeBytes: number): BackendWriter {
+    assert(Number.isSafeInteger(sizeBytes) && sizeBytes >= 0, `invalid size ${sizeBytes}`);
+    return new DirectoryWriter(this.name, key, this.path(key), sizeBytes);
+  }
+
+  async read(key: string, start: number, end: number, signal?: AbortSignal): Promise<AsyncIterable<Buffer>> {
+    assert(start >= 0 && start <= end, `invalid range ${start}-${end}`);
+    let fd: number;
+    try {
+      fd = await openDescriptor(this.path(key));
+    } catch (error) {
+      if (isNotFound(error)) throw new BackendObjectMissingError(this.name, key);
+      throw error;
+    }
+    const stream = new FileRangeStream(fd, start, end);
+    if (signal !== undefined) {
+      if (signal.aborted) stream.destroy();
+      else signal.addEventListener('abort', () => stream.destroy(), { once: true });
+    }
+    return stream;
+  }
+
+  async stat(key: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.path(key))).size;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async remove(keys: readonly string[]): Promise<void> {
+    await Promise.all(
+      keys.map(async (key) => {
+        try {
+          await unlink(this.path(key));
+        } catch (error) {
+          if (!isNotFound(error)) throw error;
+        }
+      }),
+    );
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    for (let i = 0; i < FANOUT_DIRECTORIES; i++) {
+      for (const name of await readdir(join(this.root, fanoutName(i)))) {
+        if (name.endsWith(PARTIAL_SUFFIX)) continue;
+        const key = name.replaceAll('~', '/');
+        if (key.startsWith(prefix) && isBackendKey(key)) yield key;
+      }
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Sequential writes, each finished before write() resolves (callers reuse their buffers). */
+class DirectoryWriter implements BackendWriter {
+  readonly #backend: string;
+  readonly #key: string;
+  readonly #path: string;
+  readonly #sizeBytes: number;
+  #handle: Promise<FileHandle> | undefined;
+  #written = 0;
+  #state: 'open' | 'committed' | 'aborted' = 'open';
+
+  constructor(backend: string, key: string, path: string, sizeBytes: number) {
+    this.#backend = backend;
+    this.#key = key;
+    this.#path = path;
+    this.#sizeBytes = sizeBytes;
+  }
+
+  #file(): Promise<FileHandle> {
+    this.#handle ??= open(this.#path + PARTIAL_SUFFIX, 'wx');
+    return this.#handle;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    assert(this.#state === 'open', `write to ${this.#state} object`);
+    if (this.#written + chunk.length > this.#sizeBytes) throw new BackendSizeMismatchError(this.#backend, this.#key, this.#sizeBytes, this.#written + chunk.length);
+    const handle = await this.#file();
+    let at = 0;
+    while (at < chunk.length) {
+      const { bytesWritten } = await handle.write(chunk, at, chunk.length - at, this.#written + at);
+      at += bytesWritten;
+    }
+    this.#written += chunk.length;
+  }
+
+  async commit(): Promise<void> {
+    assert(this.#state === 'open', `commit of ${this.#state} object`);
+    if (this.#written !== this.#sizeBytes) throw new BackendSizeMismatchError(this.#backend, this.#key, this.#sizeBytes, this.#written);
+    const handle = await this.#file();
+    await handle.sync();
+    await handle.close();
+    this.#handle = undefined;
+    await rename(this.#path + PARTIAL_SUFFIX, this.#path);
+    const directory = await open(join(this.#path, '..'), 'r');
+    try {
+      await directory.sync();
+    } finally {
+      await directory.close();
+    }
+    this.#state = 'committed';
+  }
+
+  async abort(): Promise<void> {
+    if (this.#state !== 'open') return;
+    this.#state = 'aborted';
+    if (this.#handle === undefined) return;
+    try {
+      await (await this.#handle).close();
+    } catch {
+      // open failed, or already closed: nothing to close
+    }
+    await rm(this.#path + PARTIAL_SUFFIX, { force: true });
+  }
+}
+
+const openDescriptor = promisify((path: string, callback: (error: NodeJS.ErrnoException | null, fd: number) => void) => openCallback(path, 'r', callback));
+
+function fanoutName(i: number): string {
+  return i.toString(16).padStart(2, '0');
+}
+
+function isNotFound(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'ENOENT';
+}

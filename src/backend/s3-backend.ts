@@ -1,0 +1,193 @@
+import { once } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { DELETE_OBJECTS_KEYS_MAX, S3Client, S3RequestError, type S3ClientOptions } from '../client/s3-client.ts';
+import { assert } from '../util/assert.ts';
+import { BackendObjectMissingError, BackendSizeMismatchError, isBackendKey, type Backend, type BackendWriter } from './backend.ts';
+import { RETRY_POLICY_DEFAULT, withRetries, type RetryPolicy } from './retry.ts';
+
+/** Bytes queued for the socket per upload before write() waits. */
+const UPLOAD_BUFFER_BYTES = 256 * 1024;
+
+export interface S3BackendOptions extends S3ClientOptions {
+  readonly name: string;
+  /** The backend's own bucket: Talus's objects only, never a client's. */
+  readonly bucket: string;
+  /** Prepended to every key, e.g. 'talus/'; default none. */
+  readonly prefix?: string;
+  readonly retry?: RetryPolicy;
+}
+
+/**
+ * Objects in a bucket of a remote S3-compatible endpoint (AWS, another
+ * Talus, MinIO, s3rver, …) through the lean client: SigV4, one keep-alive
+ * pool, bodies streamed both ways. Idempotent requests (reads, stats,
+ * listings, deletes) are retried with backoff and jitter; an upload is not,
+ * as its body cannot be replayed: a failed shard is the placement layer's to
+ * repair.
+ */
+export class S3Backend implements Backend {
+  readonly name: string;
+  readonly bucket: string;
+  readonly #prefix: string;
+  readonly #client: S3Client;
+  readonly #retry: RetryPolicy;
+
+  constructor(options: S3BackendOptions) {
+    this.name = options.name;
+    this.bucket = options.bucket;
+    this.#prefix = options.prefix ?? '';
+    this.#retry = options.retry ?? RETRY_POLICY_DEFAULT;
+    this.#client = new S3Client(options);
+  }
+
+  /** Creates the backend bucket if it is not there yet. */
+  async ensureBucket(): Promise<void> {
+    await withRetries(this.#retry, () => this.#client.createBucket(this.bucket));
+  }
+
+  #key(key: string): string {
+    assert(isBackendKey(key), `invalid backend key ${key}`);
+    return this.#prefix + key;
+  }
+
+  create(key: string, sizeBytes: number): BackendWriter {
+    assert(Number.isSafeInteger(sizeBytes) && sizeBytes >= 0, `invalid size ${sizeBytes}`);
+    return new S3Upload(this.name, this.#client, this.bucket, this.#key(key), key, sizeBytes);
+  }
+
+  async read(key: string, start: number, end: number, signal?: AbortSignal): Promise<AsyncIterable<Buffer>> {
+    assert(start >= 0 && start <= end, `invalid range ${start}-${end}`);
+    const remoteKey = this.#key(key);
+    if (start === end) {
+      // A zero-length range cannot be asked for; the object must still be there.
+      if ((await this.stat(key)) === undefined) throw new BackendObjectMissingError(this.name, key);
+      return (async function* empty() {})();
+    }
+    try {
+      const response = await withRetries(this.#retry, () => this.#client.getObjectStream(this.bucket, remoteKey, { range: `bytes=${start}-${end - 1}`, signal }), signal);
+      if (response.status !== 206) return sliceBody(response.body, start, end); // the whole object
+      // Some implementations answer with more than asked (s3rver sends everything for 'bytes=0-0'): cut it to size.
+      const range = /^bytes (\d+)-(\d+)\//.exec(response.headers['content-range'] ?? '');
+      if (range === null || Number(range[1]) > start || Number(range[2]) < end - 1) {
+        response.body.destroy();
+        throw new Error(`${this.name}: asked for bytes ${start}-${end - 1} of ${key}, got ${response.headers['content-range']}`);
+      }
+      const first = Number(range[1]);
+      return first === start && Number(range[2]) === end - 1 ? response.body : sliceBody(response.body, start - first, end - first);
+    } catch (error) {
+      if (isMissing(error)) throw new BackendObjectMissingError(this.name, key);
+      throw error;
+    }
+  }
+
+  async stat(key: string): Promise<number | undefined> {
+    const remoteKey = this.#key(key);
+    try {
+      const response = await withRetries(this.#retry, () => this.#client.headObject(this.bucket, remoteKey));
+      return Number(response.headers['content-length']);
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async remove(keys: readonly string[]): Promise<void> {
+    for (let at = 0; at < keys.length; at += DELETE_OBJECTS_KEYS_MAX) {
+      const batch = keys.slice(at, at + DELETE_OBJECTS_KEYS_MAX).map((key) => this.#key(key));
+      const failed = await withRetries(this.#retry, () => this.#client.deleteObjects(this.bucket, batch));
+      if (failed.length > 0) throw new Error(`${this.name}: ${failed.length} of ${batch.length} deletions failed (${failed[0]!.key}: ${failed[0]!.code})`);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    let continuationToken: string | undefined;
+    do {
+      const token = continuationToken;
+      const page = await withRetries(this.#retry, () => this.#client.listObjectsV2(this.bucket, { prefix: this.#prefix + prefix, continuationToken: token }));
+      for (const remoteKey of page.keys) {
+        const key = remoteKey.slice(this.#prefix.length);
+        if (isBackendKey(key)) yield key;
+      }
+      continuationToken = page.isTruncated ? page.nextContinuationToken : undefined;
+    } while (continuationToken !== undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.#client.close();
+  }
+}
+
+/**
+ * One streaming PUT with a Content-Length, fed by write(). Each chunk is
+ * copied (the caller reuses its buffers; the socket may hold ours for a
+ * while) and write() waits while more than UPLOAD_BUFFER_BYTES are queued.
+ */
+class S3Upload implements BackendWriter {
+  readonly #backend: string;
+  readonly #key: string;
+  readonly #sizeBytes: number;
+  readonly #body = new PassThrough({ highWaterMark: UPLOAD_BUFFER_BYTES });
+  readonly #response: Promise<unknown>;
+  #failure: unknown;
+  #written = 0;
+  #state: 'open' | 'committed' | 'aborted' = 'open';
+
+  constructor(backend: string, client: S3Client, bucket: string, remoteKey: string, key: string, sizeBytes: number) {
+    this.#backend = backend;
+    this.#key = key;
+    this.#sizeBytes = sizeBytes;
+    this.#response = client.putObject(bucket, remoteKey, this.#body, { contentLength: sizeBytes }).catch((error: unknown) => {
+      this.#failure ??= error;
+      this.#body.destroy();
+    });
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    assert(this.#state === 'open', `write to ${this.#state} object`);
+    if (this.#failure !== undefined) throw this.#failure;
+    if (this.#written + chunk.length > this.#sizeBytes) throw new BackendSizeMismatchError(this.#backend, this.#key, this.#sizeBytes, this.#written + chunk.length);
+    this.#written += chunk.length;
+    if (!this.#body.write(Buffer.from(chunk))) {
+      await Promise.race([once(this.#body, 'drain'), this.#response.then(() => undefined)]);
+      if (this.#failure !== undefined) throw this.#failure;
+    }
+  }
+
+  async commit(): Promise<void> {
+    assert(this.#state === 'open', `commit of ${this.#state} object`);
+    if (this.#written !== this.#sizeBytes) throw new BackendSizeMismatchError(this.#backend, this.#key, this.#sizeBytes, this.#written);
+    this.#body.end();
+    await this.#response;
+    if (this.#failure !== undefined) throw this.#failure;
+    this.#state = 'committed';
+  }
+
+  async abort(): Promise<void> {
+    if (this.#state !== 'open') return;
+    this.#state = 'aborted';
+    // The request fails with its body: the endpoint never completes the object.
+    this.#failure ??= new Error('upload aborted');
+    this.#body.destroy(new Error('upload aborted'));
+    await this.#response;
+  }
+}
+
+/** Bytes [start, end) of a whole-object body; the rest is not read. */
+async function* sliceBody(body: AsyncIterable<Buffer> & { destroy(): void }, start: number, end: number): AsyncIterable<Buffer> {
+  let at = 0;
+  try {
+    for await (const chunk of body) {
+      const from = Math.max(start - at, 0);
+      const to = Math.min(end - at, chunk.length);
+      at += chunk.length;
+      if (to > from) yield chunk.subarray(from, to);
+      if (at >= end) return;
+    }
+  } finally {
+    body.destroy();
+  }
+}
+
+function isMissing(error: unknown): boolean {
+  return error instanceof S3RequestError && (error.status === 404 || error.code === 'NoSuchKey');
+}
