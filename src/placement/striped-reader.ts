@@ -1,0 +1,249 @@
+import { BackendObjectMissingError } from '../backend/backend.ts';
+import type { ErasureCodec } from '../erasure/index.ts';
+import { assert } from '../util/assert.ts';
+import { FRAME_CHECKSUM_BYTES, frameChecksum, type StripeLayout } from './stripe-layout.ts';
+import type { ShardTarget } from './striped-writer.ts';
+
+export type ShardDamageReason = 'missing' | 'unreadable' | 'corrupt' | 'short';
+
+/** A shard that could not serve a stripe: reported so it can be repaired. */
+export interface ShardDamage {
+  readonly shard: number;
+  readonly stripe: number;
+  readonly reason: ShardDamageReason;
+  readonly error?: unknown;
+}
+
+export interface StripedReadOptions {
+  readonly layout: StripeLayout;
+  readonly targets: readonly ShardTarget[];
+  readonly codec: ErasureCodec | undefined;
+  /** Blob bytes [start, end). */
+  readonly start: number;
+  readonly end: number;
+  /** Shards in the order to try them, best first (fastest backends). Default: data shards first, which needs no decoding. */
+  readonly preference?: readonly number[];
+  readonly onDamage?: (damage: ShardDamage) => void;
+}
+
+/** Fewer than k shards could serve a stripe. */
+export class ShardsUnavailableError extends Error {
+  override name = 'ShardsUnavailableError';
+  constructor(
+    readonly stripe: number,
+    readonly damage: readonly ShardDamage[],
+  ) {
+    super(`stripe ${stripe}: too few readable shards (${damage.map((entry) => `shard ${entry.shard} ${entry.reason}`).join(', ')})`);
+  }
+}
+
+class ShardDamageError extends Error {
+  constructor(
+    readonly reason: ShardDamageReason,
+    readonly cause_: unknown,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Opens a read of bytes [start, end) of a striped blob. Only the stripes
+ * covering the range are fetched: from k shards, preferring the order given,
+ * each frame's checksum verified. A shard that is missing, unreadable, short
+ * or corrupt is reported, dropped for the rest of the read and replaced by
+ * the next one, from the stripe where it failed; the stripe is rebuilt from
+ * whichever k blocks are in hand. The first stripe is read before this
+ * resolves, so a blob that cannot be read fails before any byte is sent.
+ */
+export async function openStripedRead(options: StripedReadOptions): Promise<AsyncIterable<Buffer>> {
+  const { layout, start, end } = options;
+  assert(options.targets.length === layout.shardCount, 'a target per shard');
+  assert(layout.dataShards === 1 || options.codec !== undefined, 'a codec for erasure-coded blobs');
+  assert(Number.isSafeInteger(start) && start >= 0 && end >= start && end <= layout.sizeBytes, `range ${start}-${end} of ${layout.sizeBytes}`);
+  if (start === end) return (async function* empty() {})();
+  const read = new StripedRead(options, layout.stripeOf(start), layout.stripeOf(end - 1) + 1);
+  let first: Buffer[];
+  try {
+    first = await read.stripeBytes(read.firstStripe);
+  } catch (error) {
+    read.close();
+    throw error;
+  }
+  return (async function* stripes() {
+    try {
+      yield* first;
+      for (let stripe = read.firstStripe + 1; stripe < read.endStripe; stripe++) yield* await read.stripeBytes(stripe);
+    } finally {
+      read.close();
+    }
+  })();
+}
+
+class StripedRead {
+  readonly firstStripe: number;
+  readonly endStripe: number;
+  readonly #options: StripedReadOptions;
+  readonly #layout: StripeLayout;
+  readonly #active = new Map<number, ShardCursor>();
+  readonly #spare: number[];
+  readonly #damage: ShardDamage[] = [];
+
+  constructor(options: StripedReadOptions, firstStripe: number, endStripe: number) {
+    this.#options = options;
+    this.#layout = options.layout;
+    this.firstStripe = firstStripe;
+    this.endStripe = endStripe;
+    const order = options.preference ?? Array.from({ length: this.#layout.shardCount }, (_, shard) => shard);
+    assert(new Set(order).size === order.length && order.every((shard) => Number.isInteger(shard) && shard >= 0 && shard < this.#layout.shardCount), 'a preference of distinct shards');
+    // Shards left out of the preference still serve as the last resort.
+    this.#spare = [...order, ...Array.from({ length: this.#layout.shardCount }, (_, shard) => shard).filter((shard) => !order.includes(shard))];
+  }
+
+  /** The requested bytes of one stripe, as slices of its data blocks. */
+  async stripeBytes(stripe: number): Promise<Buffer[]> {
+    const layout = this.#layout;
+    const blocks = await this.#blocks(stripe);
+    const data = await this.#decode(stripe, blocks);
+    const stripeStart = stripe * layout.stripeDataBytes;
+    const from = Math.max(this.#options.start, stripeStart) - stripeStart;
+    const to = Math.min(this.#options.end, stripeStart + layout.dataBytesOf(stripe)) - stripeStart;
+    const blockBytes = layout.blockBytesOf(stripe);
+    const slices: Buffer[] = [];
+    for (let block = Math.floor(from / blockBytes); block * blockBytes < to; block++) {
+      const bytes = data[block]!;
+      const sliceStart = Math.max(from - block * blockBytes, 0);
+      const sliceEnd = Math.min(to - block * blockBytes, blockBytes);
+      slices.push(Buffer.from(bytes.buffer, bytes.byteOffset + sliceStart, sliceEnd - sliceStart));
+    }
+    return slices;
+  }
+
+  /** k verified blocks of `stripe`, by shard. */
+  async #blocks(stripe: number): Promise<Map<number, Uint8Array>> {
+    const k = this.#layout.dataShards;
+    const got = new Map<number, Uint8Array>();
+    for (;;) {
+      while (this.#active.size < k && this.#spare.length > 0) {
+        const shard = this.#spare.shift()!;
+        this.#active.set(shard, new ShardCursor(this.#options.targets[shard]!, this.#layout, shard, stripe, this.endStripe));
+      }
+      if (this.#active.size < k) throw new ShardsUnavailableError(stripe, this.#damage);
+      await Promise.all(
+        [...this.#active].filter(([shard]) => !got.has(shard)).map(async ([shard, cursor]) => {
+          try {
+            got.set(shard, await cursor.next());
+          } catch (error) {
+            const reason = error instanceof ShardDamageError ? error.reason : 'unreadable';
+            const damage: ShardDamage = { shard, stripe, reason, error: error instanceof ShardDamageError ? error.cause_ : error };
+            this.#damage.push(damage);
+            this.#options.onDamage?.(damage);
+            this.#active.delete(shard);
+            cursor.close();
+          }
+        }),
+      );
+      if (got.size >= k) return got;
+    }
+  }
+
+  /** The k data blocks of a stripe: as read when every data shard answered, else rebuilt. */
+  async #decode(stripe: number, blocks: Map<number, Uint8Array>): Promise<Uint8Array[]> {
+    const layout = this.#layout;
+    const k = layout.dataShards;
+    if (k === 1) return [blocks.values().next().value!];
+    const data = Array.from({ length: k }, (_, shard) => blocks.get(shard));
+    if (data.every((block) => block !== undefined)) return data as Uint8Array[];
+    const blockBytes = layout.blockBytesOf(stripe);
+    const present = Array.from({ length: layout.shardCount }, (_, shard) => blocks.has(shard));
+    const shards = Array.from({ length: layout.shardCount }, (_, shard) => blocks.get(shard) ?? new Uint8Array(blockBytes));
+    await this.#options.codec!.reconstruct(shards, present);
+    return shards.slice(0, k);
+  }
+
+  close(): void {
+    for (const cursor of this.#active.values()) cursor.close();
+    this.#active.clear();
+  }
+}
+
+/** The frames of one shard from a stripe on, read as one ranged request and verified one by one. */
+class ShardCursor {
+  readonly #target: ShardTarget;
+  readonly #layout: StripeLayout;
+  readonly #shard: number;
+  readonly #endStripe: number;
+  readonly #abort = new AbortController();
+  #stripe: number;
+  #chunks: AsyncIterator<Buffer> | undefined;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+
+  constructor(target: ShardTarget, layout: StripeLayout, shard: number, fromStripe: number, endStripe: number) {
+    this.#target = target;
+    this.#layout = layout;
+    this.#shard = shard;
+    this.#stripe = fromStripe;
+    this.#endStripe = endStripe;
+  }
+
+  /** The next stripe's block, verified. */
+  async next(): Promise<Uint8Array> {
+    assert(this.#stripe < this.#endStripe, 'a cursor reads no further than its range');
+    const stripe = this.#stripe++;
+    const blockBytes = this.#layout.blockBytesOf(stripe);
+    const frame = await this.#take(blockBytes + FRAME_CHECKSUM_BYTES, stripe);
+    const block = frame.subarray(0, blockBytes);
+    const stored = frame.readUInt32BE(blockBytes);
+    if (frameChecksum(block, stripe, this.#shard) !== stored) {
+      throw new ShardDamageError('corrupt', undefined, `shard ${this.#shard} stripe ${stripe}: checksum mismatch`);
+    }
+    return block;
+  }
+
+  async #take(bytes: number, stripe: number): Promise<Buffer> {
+    while (this.#pendingBytes < bytes) {
+      const chunks = await this.#open(stripe);
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await chunks.next();
+      } catch (error) {
+        throw new ShardDamageError('unreadable', error, `shard ${this.#shard}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      if (next.done === true) throw new ShardDamageError('short', undefined, `shard ${this.#shard} ended inside stripe ${stripe}`);
+      this.#pending.push(next.value);
+      this.#pendingBytes += next.value.length;
+    }
+    const first = this.#pending[0]!;
+    let frame: Buffer;
+    if (first.length >= bytes) {
+      frame = first.subarray(0, bytes);
+      if (first.length === bytes) this.#pending.shift();
+      else this.#pending[0] = first.subarray(bytes);
+    } else {
+      const joined = Buffer.concat(this.#pending, this.#pendingBytes);
+      frame = joined.subarray(0, bytes);
+      this.#pending = joined.length > bytes ? [joined.subarray(bytes)] : [];
+    }
+    this.#pendingBytes -= bytes;
+    return frame;
+  }
+
+  async #open(stripe: number): Promise<AsyncIterator<Buffer>> {
+    if (this.#chunks !== undefined) return this.#chunks;
+    const { backend, key } = this.#target;
+    try {
+      const body = await backend.read(key, this.#layout.frameOffset(stripe), this.#layout.frameOffset(this.#endStripe), this.#abort.signal);
+      this.#chunks = body[Symbol.asyncIterator]();
+      return this.#chunks;
+    } catch (error) {
+      const reason: ShardDamageReason = error instanceof BackendObjectMissingError ? 'missing' : 'unreadable';
+      throw new ShardDamageError(reason, error, `shard ${this.#shard} on ${backend.name}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+
+  close(): void {
+    this.#abort.abort();
+    void this.#chunks?.return?.().catch(() => undefined);
+  }
+}

@@ -1,0 +1,319 @@
+import type { Backend, BackendWriter } from '../backend/backend.ts';
+import { allocateShards, type ErasureCodec } from '../erasure/index.ts';
+import { assert } from '../util/assert.ts';
+import { encodeFrameChecksum, type StripeLayout } from './stripe-layout.ts';
+
+/** Stripes being encoded and written at once: one fills while the other is on its way. */
+const STRIPES_IN_FLIGHT_MAX = 2;
+/**
+ * Once a write quorum of shards has a stripe, the others get this long to
+ * catch up before they are given up (and repaired later): a slow or hung
+ * backend must not hold every upload, nor make it buffer without bound.
+ */
+export const SHARD_LAG_MS_DEFAULT = 5_000;
+
+export interface ShardTarget {
+  readonly backend: Backend;
+  readonly key: string;
+}
+
+export interface StripedWriteOptions {
+  readonly layout: StripeLayout;
+  /** One per shard, data shards first. */
+  readonly targets: readonly ShardTarget[];
+  /** Required when the layout has more than one data shard; with one, parity shards are copies. */
+  readonly codec: ErasureCodec | undefined;
+  /** Shards that must be committed before commit() resolves: at least dataShards. */
+  readonly writeQuorum: number;
+  readonly shardLagMs?: number;
+}
+
+export interface ShardOutcome {
+  readonly shard: number;
+  readonly committed: boolean;
+  readonly error?: unknown;
+}
+
+export interface StripedWriteResult {
+  /** Shards committed when the write was acknowledged (at least the quorum). */
+  readonly committedShards: readonly number[];
+  /** Every shard's final outcome once the stragglers are done; the uncommitted ones need repair. Never rejects. */
+  readonly settled: Promise<readonly ShardOutcome[]>;
+}
+
+/** Fewer shards than the write quorum could be written. */
+export class WriteQuorumError extends Error {
+  override name = 'WriteQuorumError';
+  constructor(
+    readonly quorum: number,
+    readonly failures: readonly ShardOutcome[],
+  ) {
+    super(
+      `write quorum of ${quorum} shards lost: ${failures.map((failure) => `shard ${failure.shard}: ${failure.error instanceof Error ? failure.error.message : String(failure.error)}`).join('; ')}`,
+    );
+  }
+}
+
+export class ShardLagError extends Error {
+  override name = 'ShardLagError';
+  constructor(lagMs: number) {
+    super(`gave up on a shard more than ${lagMs} ms behind the write quorum`);
+  }
+}
+
+/** The blocks of one stripe: k data blocks (contiguous, so the body is copied in once) and m parity blocks. */
+interface StripeBuffers {
+  readonly blockBytes: number;
+  /** The k data blocks end to end. */
+  readonly dataRegion: Uint8Array;
+  readonly data: Uint8Array[];
+  readonly parity: Uint8Array[];
+}
+
+interface ShardState {
+  readonly index: number;
+  readonly writer: BackendWriter;
+  /** This shard's writes, in stripe order. */
+  chain: Promise<void>;
+  failure: unknown;
+}
+
+/**
+ * The data part of writing one blob under a StripeLayout: the body is
+ * copied into stripe buffers, each full stripe is encoded (off the event
+ * loop with the native codec) and its frames written to every shard's
+ * backend concurrently, while the next stripe fills. Memory: at most
+ * STRIPES_IN_FLIGHT_MAX stripes of k + m blocks, whatever the blob's size.
+ *
+ * Shards fail independently: a failed or lagging shard is dropped and the
+ * write goes on while the write quorum is still reachable. commit() resolves
+ * once a quorum of shards is durable; the rest finish in the background and
+ * `settled` tells which did not, for the caller to record for repair.
+ */
+export class StripedBlobWriter {
+  readonly #layout: StripeLayout;
+  readonly #codec: ErasureCodec | undefined;
+  readonly #quorum: number;
+  readonly #lagMs: number;
+  readonly #shards: ShardState[];
+  readonly #freeBuffers: StripeBuffers[] = [];
+  readonly #inFlight = new Set<Promise<void>>();
+  #current: StripeBuffers | undefined;
+  #filled = 0;
+  #stripe = 0;
+  #writtenBytes = 0;
+  #failure: unknown;
+  #state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
+
+  constructor(options: StripedWriteOptions) {
+    const { layout, targets, codec, writeQuorum } = options;
+    assert(targets.length === layout.shardCount, `${targets.length} targets for ${layout.shardCount} shards`);
+    assert(layout.dataShards === 1 || (codec !== undefined && codec.dataShards === layout.dataShards && codec.parityShards === layout.parityShards), 'a codec matching the layout');
+    assert(Number.isInteger(writeQuorum) && writeQuorum >= layout.dataShards && writeQuorum <= layout.shardCount, `write quorum ${writeQuorum}`);
+    this.#layout = layout;
+    this.#codec = codec;
+    this.#quorum = writeQuorum;
+    this.#lagMs = options.shardLagMs ?? SHARD_LAG_MS_DEFAULT;
+    this.#shards = targets.map((target, index) => ({
+      index,
+      writer: target.backend.create(target.key, layout.shardBytes),
+      chain: Promise.resolve(),
+      failure: undefined,
+    }));
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    assert(this.#state === 'open', `write to ${this.#state} blob`);
+    this.#throwIfFailed();
+    if (this.#writtenBytes + chunk.length > this.#layout.sizeBytes) throw new RangeError(`body longer than the announced ${this.#layout.sizeBytes} bytes`);
+    this.#writtenBytes += chunk.length;
+    let at = 0;
+    while (at < chunk.length) {
+      const buffers = (this.#current ??= this.#takeBuffers());
+      const capacity = this.#layout.dataBytesOf(this.#stripe);
+      const taken = Math.min(chunk.length - at, capacity - this.#filled);
+      buffers.dataRegion.set(chunk.subarray(at, at + taken), this.#filled);
+      this.#filled += taken;
+      at += taken;
+      if (this.#filled === capacity) await this.#dispatchCurrent();
+    }
+  }
+
+  async commit(): Promise<StripedWriteResult> {
+    assert(this.#state === 'open', `commit of ${this.#state} blob`);
+    this.#state = 'committing';
+    try {
+      if (this.#writtenBytes !== this.#layout.sizeBytes) throw new RangeError(`body of ${this.#writtenBytes} bytes, ${this.#layout.sizeBytes} announced`);
+      assert(this.#current === undefined && this.#stripe === this.#layout.stripeCount, 'every stripe dispatched');
+      await Promise.all(this.#inFlight);
+      this.#throwIfFailed();
+      const result = await this.#commitShards();
+      this.#state = 'committed';
+      return result;
+    } catch (error) {
+      await this.abort();
+      throw error;
+    }
+  }
+
+  /** Discards every shard. After a successful commit it does nothing: the blob is the caller's to remove. */
+  async abort(): Promise<void> {
+    if (this.#state === 'aborted' || this.#state === 'committed') return;
+    this.#state = 'aborted';
+    this.#failure ??= new Error('write aborted');
+    await Promise.allSettled(this.#inFlight);
+    await Promise.allSettled(this.#shards.map((shard) => shard.writer.abort()));
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  #alive(): ShardState[] {
+    return this.#shards.filter((shard) => shard.failure === undefined);
+  }
+
+  #takeBuffers(): StripeBuffers {
+    return this.#freeBuffers.pop() ?? allocateStripe(this.#layout.dataShards, this.#layout.parityShards, this.#layout.blockBytes);
+  }
+
+  async #dispatchCurrent(): Promise<void> {
+    const buffers = this.#current!;
+    const stripe = this.#stripe;
+    this.#current = undefined;
+    this.#filled = 0;
+    this.#stripe++;
+    const writing = this.#writeStripe(stripe, buffers).catch((error: unknown) => {
+      this.#failure ??= error;
+    });
+    this.#inFlight.add(writing);
+    void writing.finally(() => this.#inFlight.delete(writing));
+    while (this.#inFlight.size >= STRIPES_IN_FLIGHT_MAX) await Promise.race(this.#inFlight);
+    this.#throwIfFailed();
+  }
+
+  async #writeStripe(stripe: number, filled: StripeBuffers): Promise<void> {
+    const layout = this.#layout;
+    const blockBytes = layout.blockBytesOf(stripe);
+    // The last stripe's blocks are shorter: its bytes move into blocks of their length.
+    let buffers = filled;
+    if (blockBytes !== filled.blockBytes) {
+      buffers = allocateStripe(layout.dataShards, layout.parityShards, blockBytes);
+      buffers.dataRegion.set(filled.dataRegion.subarray(0, layout.dataBytesOf(stripe)));
+      this.#freeBuffers.push(filled);
+    } else if (layout.dataBytesOf(stripe) < buffers.dataRegion.length) {
+      buffers.dataRegion.fill(0, layout.dataBytesOf(stripe)); // a reused buffer's old bytes are not padding
+    }
+    if (layout.dataShards > 1) await this.#codec!.encode(buffers.data, buffers.parity);
+    const blocks = Array.from({ length: layout.shardCount }, (_, shard) => blockOf(buffers, layout.dataShards, shard));
+    const checksums = blocks.map((block, shard) => encodeFrameChecksum(block, stripe, shard));
+
+    const writes = this.#alive().map((shard) => {
+      const write = shard.chain.then(async () => {
+        if (shard.failure !== undefined) return;
+        await shard.writer.write(blocks[shard.index]!);
+        await shard.writer.write(checksums[shard.index]!);
+      });
+      shard.chain = write.catch((error: unknown) => this.#dropShard(shard, error));
+      return { shard, done: shard.chain };
+    });
+    const gaveUp = await this.#awaitStripe(writes);
+    if (this.#alive().length < this.#quorum) throw this.#quorumError();
+    // A shard given up on may still be writing from these buffers: leave them to the collector.
+    if (!gaveUp && buffers === filled) this.#freeBuffers.push(buffers);
+  }
+
+  /**
+   * Waits for every shard's writes of one stripe, or for a quorum of them
+   * and then at most the lag allowance for the rest, which are given up.
+   * True when some were.
+   */
+  async #awaitStripe(writes: readonly { shard: ShardState; done: Promise<void> }[]): Promise<boolean> {
+    const pending = new Set(writes.map((write) => write.shard));
+    let succeeded = 0;
+    let reachedQuorum: () => void = () => undefined;
+    const quorum = new Promise<void>((resolve) => (reachedQuorum = resolve));
+    for (const { shard, done } of writes) {
+      void done.then(() => {
+        pending.delete(shard);
+        // A shard that failed is done too, but it does not count.
+        if (shard.failure === undefined && ++succeeded >= this.#quorum) reachedQuorum();
+      });
+    }
+    const all = Promise.all(writes.map((write) => write.done));
+    await Promise.race([all, quorum]);
+    if (pending.size === 0) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const lagged = await Promise.race([all.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, this.#lagMs, true)))]);
+    clearTimeout(timer);
+    if (!lagged) return false;
+    for (const shard of pending) this.#dropShard(shard, new ShardLagError(this.#lagMs));
+    return true;
+  }
+
+  #dropShard(shard: ShardState, error: unknown): void {
+    if (shard.failure !== undefined) return;
+    shard.failure = error;
+    void shard.writer.abort().catch(() => undefined);
+  }
+
+  #quorumError(): WriteQuorumError {
+    return new WriteQuorumError(
+      this.#quorum,
+      this.#shards.filter((shard) => shard.failure !== undefined).map((shard) => ({ shard: shard.index, committed: false, error: shard.failure })),
+    );
+  }
+
+  async #commitShards(): Promise<StripedWriteResult> {
+    const outcomes: (ShardOutcome | undefined)[] = this.#shards.map((shard) =>
+      shard.failure === undefined ? undefined : { shard: shard.index, committed: false, error: shard.failure },
+    );
+    const committed: number[] = [];
+    let resolveAck!: () => void;
+    let rejectAck!: (error: unknown) => void;
+    const ack = new Promise<void>((resolve, reject) => {
+      resolveAck = resolve;
+      rejectAck = reject;
+    });
+    const check = (): void => {
+      if (committed.length >= this.#quorum) resolveAck();
+      const failed = outcomes.filter((outcome) => outcome !== undefined && !outcome.committed).length;
+      if (this.#shards.length - failed < this.#quorum) rejectAck(this.#quorumError());
+    };
+    const settled = Promise.all(
+      this.#shards.map(async (shard): Promise<ShardOutcome> => {
+        const known = outcomes[shard.index];
+        if (known !== undefined) return known;
+        try {
+          await shard.writer.commit();
+          committed.push(shard.index);
+          return (outcomes[shard.index] = { shard: shard.index, committed: true });
+        } catch (error) {
+          shard.failure = error;
+          return (outcomes[shard.index] = { shard: shard.index, committed: false, error });
+        } finally {
+          check();
+        }
+      }),
+    );
+    check();
+    await ack;
+    return { committedShards: [...committed], settled };
+  }
+}
+
+function allocateStripe(dataShards: number, parityShards: number, blockBytes: number): StripeBuffers {
+  if (dataShards === 1) {
+    // Replicas: every shard is the data block itself.
+    const block = new Uint8Array(blockBytes);
+    return { blockBytes, dataRegion: block, data: [block], parity: [] };
+  }
+  const set = allocateShards(dataShards, parityShards, blockBytes);
+  const first = set.data[0]!;
+  return { blockBytes, dataRegion: new Uint8Array(first.buffer, first.byteOffset, dataShards * blockBytes), data: set.data, parity: set.parity };
+}
+
+function blockOf(buffers: StripeBuffers, dataShards: number, shard: number): Uint8Array {
+  if (shard < dataShards) return buffers.data[shard]!;
+  return dataShards === 1 ? buffers.data[0]! : buffers.parity[shard - dataShards]!;
+}
