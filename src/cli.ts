@@ -2,9 +2,15 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { WORKERS_MAX } from './cluster.ts';
+import { loadConfig } from './config/config.ts';
 import { addAccessKey, listAccessKeyIds, startTalus } from './talus.ts';
 
 const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1] [--workers 1]
+                    [--config talus.toml]
+       talus heal [DATA_DIR] --config talus.toml [--deep] | --status
+                                     repair shards of placed objects, or show what is queued
+       talus backends --config talus.toml
+                                     each backend's state, latency, free space and S3 features
        talus keys add [DATA_DIR]     create another access key (works while the server runs)
        talus keys list [DATA_DIR]    list access key IDs
        talus bench --endpoint URL --bucket NAME [--workload put|get|head|delete|list|mixed]
@@ -15,11 +21,17 @@ const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] 
 Serves the S3 API from DATA_DIR (default ./data). Credentials come from
 TALUS_ROOT_USER / TALUS_ROOT_PASSWORD, or are generated on first start and
 kept in the data directory. --workers N serves from N processes (auto: one
-per core) sharing the data directory.`;
+per core) sharing the data directory. --config declares backends (local
+directories, remote S3 endpoints) and placements (single, replica N, erasure
+k+m, hybrid) per bucket: see docs/PLACEMENT.md.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'keys') return keys(rest);
+  if (command === 'heal' || command === 'backends') {
+    const { healCommand, backendsCommand } = await import('./placement/cli.ts');
+    return command === 'heal' ? healCommand(rest) : backendsCommand(rest);
+  }
   if (command === 'bench') {
     // Loaded on demand: the server never needs the client side.
     const { benchCommand } = await import('./loadgen/cli.ts');
@@ -38,13 +50,16 @@ async function main(argv: string[]): Promise<number> {
       domain: { type: 'string' },
       region: { type: 'string', default: 'us-east-1' },
       workers: { type: 'string', default: '1' },
+      config: { type: 'string' },
     },
   });
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${values.port}`);
   const workers = values.workers === 'auto' ? availableParallelism() : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > WORKERS_MAX) throw new Error(`invalid --workers ${values.workers} (1..${WORKERS_MAX} or auto)`);
+  const config = values.config === undefined ? undefined : await loadConfig(values.config);
   const talus = await startTalus({
+    ...(config === undefined ? {} : { config }),
     dataDir: positionals[0] ?? './data',
     port,
     address: values.address,

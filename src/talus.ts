@@ -7,7 +7,9 @@ import { mkdir } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
+import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
+import { ConfigError, EMPTY_CONFIG, type TalusConfig } from './config/config.ts';
 import { lockDataDirectory, type DataDirectoryLock } from './data-dir-lock.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
@@ -15,6 +17,7 @@ import { AccessKeyCache } from './access-key-cache.ts';
 import { WorkerPool } from './cluster.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
 import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
+import { openPlacement, type OpenPlacement } from './placement/open-placement.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger, type Logger } from './util/logger.ts';
 
@@ -30,6 +33,8 @@ export interface TalusOptions {
   logger?: Logger;
   /** Processes serving requests: 1 serves in this process; more fork workers (cluster.ts). */
   workers?: number;
+  /** Backends and placements (`--config`); without it every bucket is stored in the data directory. */
+  config?: TalusConfig;
 }
 
 export interface Credentials {
@@ -43,6 +48,8 @@ export interface RunningTalus {
   credentials: Credentials;
   /** This process's engine; with workers, the one that purges (workers have their own). */
   engine: Engine;
+  /** The backends, placed blob store and healer when placements are configured. */
+  placement: OpenPlacement | undefined;
   /** The HTTP server when requests are served in this process; undefined with workers. */
   server: Server | undefined;
   workers: number;
@@ -80,8 +87,14 @@ async function startOnLockedDirectory(
   meta: SqliteMetadataStore,
   lock: DataDirectoryLock,
 ): Promise<RunningTalus> {
-  const blobs = await FsBlobStore.open(join(dataDir, 'blobs'));
+  const local = await FsBlobStore.open(join(dataDir, 'blobs'));
   const workers = options.workers ?? 1;
+  const config = options.config ?? EMPTY_CONFIG;
+  const placed = config.placements.length > 0 || config.defaultPlacement !== EMPTY_CONFIG.defaultPlacement;
+  // Fail closed: workers would each need the backends too, which they do not have yet.
+  if (placed && workers > 1) throw new ConfigError('placements over backends run with one process for now (--workers 1)');
+  const placement = placed ? await openPlacement(config, local, meta, logger) : undefined;
+  const blobs: BlobStore = placement?.store ?? local;
   const host = options.address === undefined || options.address === '0.0.0.0' ? '127.0.0.1' : options.address;
   const urlOf = (port: number): string => `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const pool = workers > 1
@@ -99,6 +112,7 @@ async function startOnLockedDirectory(
   // Before any worker serves: then every unknown blob is debris of a crash.
   const { reclaimedBlobs } = await engine.start();
   if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
+  placement?.startBackground();
   if (pool !== undefined) {
     const stopAll = async (graceMs: number): Promise<void> => {
       await pool.stop(graceMs);
@@ -118,6 +132,7 @@ async function startOnLockedDirectory(
       port: pool.port,
       credentials,
       engine,
+      placement,
       server: undefined,
       workers,
       // Workers drain within SHUTDOWN_GRACE_MS; a little more before they are killed.
@@ -139,6 +154,7 @@ async function startOnLockedDirectory(
     });
   } catch (error) {
     secrets.stop();
+    await placement?.stopBackground();
     await engine.stop();
     throw error;
   }
@@ -149,14 +165,16 @@ async function startOnLockedDirectory(
     port,
     credentials,
     engine,
+    placement,
     server,
     workers: 1,
-    close: () => (closing ??= (secrets.stop(), shutdown(server, engine, meta, blobs).finally(() => lock.release()))),
+    close: () => (closing ??= (secrets.stop(), shutdown(server, engine, meta, blobs, placement).finally(() => lock.release()))),
   };
 }
 
-async function shutdown(server: Server, engine: Engine, meta: SqliteMetadataStore, blobs: FsBlobStore): Promise<void> {
+async function shutdown(server: Server, engine: Engine, meta: SqliteMetadataStore, blobs: BlobStore, placement: OpenPlacement | undefined): Promise<void> {
   await closeGracefully(server, SHUTDOWN_GRACE_MS);
+  await placement?.stopBackground();
   await engine.stop();
   await blobs.close();
   await meta.close();

@@ -12,9 +12,10 @@ export interface Backend {
   /** The name in the configuration; layouts refer to backends by it. */
   readonly name: string;
   /**
-   * Starts writing a new object of exactly `sizeBytes` (known up front: a
-   * remote backend sends it as Content-Length). Nothing is visible under
-   * `key` until commit() resolves; a key is never written twice.
+   * Starts writing an object of exactly `sizeBytes` (known up front: a
+   * remote backend sends it as Content-Length). Nothing changes under `key`
+   * until commit() resolves, which replaces the object whole. Keys are
+   * written once, except by repairs, which rewrite the same bytes.
    */
   create(key: string, sizeBytes: number): BackendWriter;
   /** Bytes [start, end) of `key`. Rejects with BackendObjectMissingError when the object is not there. */

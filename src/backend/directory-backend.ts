@@ -113,7 +113,8 @@ class DirectoryWriter implements BackendWriter {
   }
 
   #file(): Promise<FileHandle> {
-    this.#handle ??= open(this.#path + PARTIAL_SUFFIX, 'wx');
+    // 'w', not 'wx': a partial file left by a crash, or by a repair racing another, is rewritten with the same bytes.
+    this.#handle ??= open(this.#path + PARTIAL_SUFFIX, 'w');
     return this.#handle;
   }
 

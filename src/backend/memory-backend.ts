@@ -49,7 +49,6 @@ export class MemoryBackend implements Backend {
         this.#checkUp();
         assert(state === 'open', `commit of ${state} object`);
         if (written !== sizeBytes) throw new BackendSizeMismatchError(this.name, key, sizeBytes, written);
-        assert(!this.#objects.has(key), `backend key ${key} written twice`);
         this.#objects.set(key, Buffer.concat(chunks, written));
         state = 'committed';
       },

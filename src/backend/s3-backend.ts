@@ -45,6 +45,28 @@ export class S3Backend implements Backend {
     await withRetries(this.#retry, () => this.#client.createBucket(this.bucket));
   }
 
+  /**
+   * Which S3 features the endpoint really honours, found by trying them on
+   * a scratch key: some providers accept conditional headers and ignore them.
+   */
+  async probeFeatures(): Promise<{ conditionalWrites: boolean }> {
+    const key = this.#key(`talus-probe/${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
+    const body = Buffer.from('probe');
+    try {
+      await this.#client.putObject(this.bucket, key, body, { ifNoneMatch: '*' });
+      let conditionalWrites = false;
+      try {
+        await this.#client.putObject(this.bucket, key, body, { ifNoneMatch: '*' });
+      } catch (error) {
+        if (error instanceof S3RequestError && error.status === 412) conditionalWrites = true;
+        else throw error;
+      }
+      return { conditionalWrites };
+    } finally {
+      await this.#client.deleteObject(this.bucket, key).catch(() => undefined);
+    }
+  }
+
   #key(key: string): string {
     assert(isBackendKey(key), `invalid backend key ${key}`);
     return this.#prefix + key;

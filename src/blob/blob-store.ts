@@ -7,18 +7,33 @@ import type { Readable } from 'node:stream';
  */
 export interface BlobStore {
   /** Starts a new blob; bytes are invisible to everyone until the metadata commit references the ID. */
-  create(): BlobWriter;
+  create(request?: BlobRequest): BlobWriter;
   /** Streams bytes [start, end) of a committed blob. Rejects with BlobNotFoundError if missing. */
-  read(id: string, start: number, end: number): Promise<Readable>;
+  read(blob: BlobRef, start: number, end: number): Promise<Readable>;
   /** Removes a blob; a missing blob is not an error (purges are retried). */
-  remove(id: string): Promise<void>;
+  remove(blob: BlobRef): Promise<void>;
   /** Every blob ID present, for reclaiming blobs that were written but never committed. */
   list(): AsyncIterable<string>;
   close(): Promise<void>;
 }
 
+/** A blob and where it lives: `location` is absent for the local blob store, else a placement's layout (see src/placement). */
+export interface BlobRef {
+  readonly blobId: string;
+  readonly location?: string | undefined;
+}
+
+/** What a new blob is for: the bucket picks its placement, the size a hybrid placement's kind. */
+export interface BlobRequest {
+  readonly bucket?: string;
+  /** Exactly the bytes that will be written, when known (placed blobs need it up front). */
+  readonly sizeBytes?: number | undefined;
+}
+
 export interface BlobWriter {
   readonly id: string;
+  /** Where the blob will live, recorded with it (undefined: the local blob store). */
+  readonly location: string | undefined;
   /** Appends a chunk; resolves when the store has accepted it (backpressure). */
   write(chunk: Buffer): Promise<void>;
   /** Makes the bytes durable (fsync) and closes. After this resolves the blob survives a crash. */

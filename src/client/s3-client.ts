@@ -51,6 +51,10 @@ export interface PutObjectOptions {
   /** User metadata, sent as x-amz-meta-<name> (names lower-cased; values as UTF-8). */
   metadata?: Record<string, string>;
   contentType?: string;
+  /** Conditional write: '*' fails with 412 when the key exists. */
+  ifNoneMatch?: string;
+  /** Conditional write: fails with 412 unless the current ETag matches. */
+  ifMatch?: string;
 }
 
 export interface GetObjectOptions {
@@ -148,6 +152,8 @@ export class S3Client {
       throw new TypeError(`putObject: contentLength ${options.contentLength} differs from the body's ${body.length} bytes`);
     }
     if (options.contentType !== undefined) unsigned.push('content-type', options.contentType);
+    if (options.ifNoneMatch !== undefined) unsigned.push('if-none-match', options.ifNoneMatch);
+    if (options.ifMatch !== undefined) unsigned.push('if-match', options.ifMatch);
     const signed = options.metadata === undefined ? undefined : metadataHeaders(options.metadata);
     const response = await this.#send({ method: 'PUT', bucket, key, body, signed, unsigned }, 0);
     this.#expectOk(response);

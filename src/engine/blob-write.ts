@@ -19,6 +19,8 @@ export interface WrittenBlob {
 }
 
 export interface WriteBlobOptions {
+  /** The bucket the bytes are for: it picks where they are placed. */
+  bucket: string;
   checksumAlgorithm: ChecksumAlgorithm | undefined;
   sizeBytesMax: number;
   /** Bodies up to this size are returned as `inlineData` instead of written to a blob; 0 for never. */
@@ -56,7 +58,7 @@ export async function writeBlob(blobs: BlobStore, body: AsyncIterable<Buffer> | 
         continue;
       }
       if (writer === undefined) {
-        writer = blobs.create();
+        writer = blobs.create({ bucket: options.bucket, sizeBytes: options.declaredBytes });
         for (const early of held) await writer.write(early);
         held = [];
       }
@@ -74,7 +76,7 @@ export async function writeBlob(blobs: BlobStore, body: AsyncIterable<Buffer> | 
   }
   const committed = writer;
   return {
-    segments: committed === undefined ? [] : [{ blobId: committed.id, sizeBytes }],
+    segments: committed === undefined ? [] : [committed.location === undefined ? { blobId: committed.id, sizeBytes } : { blobId: committed.id, sizeBytes, location: committed.location }],
     inlineData: committed === undefined && sizeBytes > 0 ? Buffer.concat(held, sizeBytes) : undefined,
     sizeBytes,
     md5: digest,

@@ -23,7 +23,7 @@ export async function purgeOnce(context: EngineContext, nowMs = Date.now(), onEr
       continue;
     }
     try {
-      await context.blobs.remove(entry.blobId);
+      await context.blobs.remove(entry);
       done.push(entry.blobId);
     } catch (error) {
       onError(error);
@@ -45,7 +45,7 @@ export async function reclaimOrphans(context: EngineContext, beforeMs: number): 
   for await (const blobId of context.blobs.list()) {
     if (blobIdTimeMs(blobId) >= beforeMs) continue;
     if (await context.meta.isBlobKnown(blobId)) continue;
-    await context.blobs.remove(blobId);
+    await context.blobs.remove({ blobId });
     removed++;
   }
   return removed;

@@ -4,7 +4,7 @@
  * the parts' blobs, in order, so no byte is copied again.
  */
 import { createHash } from 'node:crypto';
-import type { BucketRecord, ObjectChecksum, ObjectVersion, PartRecord, UploadRecord } from '../meta/types.ts';
+import type { BucketRecord, ObjectChecksum, ObjectVersion, PartRecord, Segment, UploadRecord } from '../meta/types.ts';
 import type { ChecksumAlgorithm, ChecksumType } from '../util/checksum.ts';
 import { combineCrc, compositeChecksum, supportsFullObject } from '../util/checksum.ts';
 import { newUploadId } from '../util/ids.ts';
@@ -96,6 +96,7 @@ export async function uploadPart(context: EngineContext, input: UploadPartInput)
   const checksumRequest: ChecksumRequest | undefined = input.checksum ??
     (upload.checksumAlgorithm === null ? undefined : { algorithm: upload.checksumAlgorithm, expected: undefined, fromTrailer: false });
   const written = await writeBlob(context.blobs, input.body.stream, {
+    bucket: input.bucket,
     checksumAlgorithm: checksumRequest?.algorithm,
     sizeBytesMax: PART_BYTES_MAX,
     inlineBytesMax: 0,
@@ -116,7 +117,7 @@ async function recordPart(
   context: EngineContext,
   uploadId: string,
   partNumber: number,
-  segments: { blobId: string; sizeBytes: number }[],
+  segments: Segment[],
   sizeBytes: number,
   md5: Buffer,
   checksum: ObjectChecksum | null,
@@ -131,6 +132,7 @@ async function recordPart(
     lastModifiedMs: Date.now(),
     checksum: checksum?.value ?? null,
     blobId,
+    ...(segments[0]?.location === undefined ? {} : { location: segments[0].location }),
   };
   if (!(await context.meta.putPart(part))) throw new S3Error('NoSuchUpload', undefined, { UploadId: uploadId });
   return part;
@@ -166,7 +168,7 @@ export async function uploadPartCopy(context: EngineContext, input: UploadPartCo
   checkCopySize(end - start, PART_BYTES_MAX);
   const body = versionChunks(context.blobs, context.leases, source, start, end);
   const algorithm = upload.checksumAlgorithm ?? undefined;
-  const written = await writeBlob(context.blobs, body, { checksumAlgorithm: algorithm, sizeBytesMax: PART_BYTES_MAX, inlineBytesMax: 0, declaredBytes: end - start });
+  const written = await writeBlob(context.blobs, body, { bucket: input.bucket, checksumAlgorithm: algorithm, sizeBytesMax: PART_BYTES_MAX, inlineBytesMax: 0, declaredBytes: end - start });
   try {
     const checksum = algorithm === undefined || written.checksum === undefined
       ? null
@@ -225,7 +227,7 @@ export async function completeMultipartUpload(context: EngineContext, input: Com
       etag: part.etag,
       ...(part.checksum === null ? {} : { checksum: part.checksum }),
     })),
-    segments: chosen.filter((part) => part.sizeBytes > 0).map((part) => ({ blobId: part.blobId, sizeBytes: part.sizeBytes })),
+    segments: chosen.filter((part) => part.sizeBytes > 0).map((part): Segment => (part.location === undefined ? { blobId: part.blobId, sizeBytes: part.sizeBytes } : { blobId: part.blobId, sizeBytes: part.sizeBytes, location: part.location })),
     completedUploadId: input.uploadId,
   };
   const outcome = await context.meta.commitVersion({ version, conditions: input.conditions, completesUploadId: input.uploadId });

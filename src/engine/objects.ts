@@ -50,6 +50,7 @@ export function writtenVersionId(bucket: BucketRecord, versionId: string): strin
 export async function putObject(context: EngineContext, input: PutObjectInput): Promise<WriteResult> {
   const bucket = await requireBucket(context, input.bucket);
   const written = await writeBlob(context.blobs, input.body.stream, {
+    bucket: input.bucket,
     checksumAlgorithm: input.checksum?.algorithm,
     sizeBytesMax: PUT_OBJECT_BYTES_MAX,
     inlineBytesMax: INLINE_BYTES_MAX,
@@ -233,6 +234,7 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
   const checksumAlgorithm = input.checksumAlgorithm ?? source.checksum?.algorithm;
   const body = versionChunks(context.blobs, context.leases, source, 0, source.sizeBytes);
   const written = await writeBlob(context.blobs, body, {
+    bucket: input.bucket,
     checksumAlgorithm,
     sizeBytesMax: PUT_OBJECT_BYTES_MAX,
     inlineBytesMax: INLINE_BYTES_MAX,

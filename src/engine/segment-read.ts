@@ -24,7 +24,7 @@ export async function openVersion(blobs: BlobStore, leases: ReadLeases, version:
   leases.acquire([segment.blobId]);
   let stream: Readable;
   try {
-    stream = await blobs.read(segment.blobId, Math.max(start, segmentStart) - segmentStart, Math.min(end, segmentStart + segment.sizeBytes) - segmentStart);
+    stream = await blobs.read(segment, Math.max(start, segmentStart) - segmentStart, Math.min(end, segmentStart + segment.sizeBytes) - segmentStart);
   } catch (error) {
     leases.release([segment.blobId]);
     throw error;
@@ -79,7 +79,7 @@ async function* segmentChunks(blobs: BlobStore, segments: readonly Segment[], st
     if (segmentStart >= end) break;
     const from = Math.max(start, segmentStart) - segmentStart;
     const to = Math.min(end, segmentEnd) - segmentStart;
-    const source = await blobs.read(segment.blobId, from, to);
+    const source = await blobs.read(segment, from, to);
     for await (const chunk of source) yield chunk as Buffer;
   }
 }

@@ -115,7 +115,32 @@ export interface ListUploadsResult {
 
 export interface PurgeEntry {
   blobId: string;
-  backend: string;
+  /** As Segment.location: absent for the local blob store. */
+  location?: string;
+}
+
+/** A shard of a placed blob queued for rewriting. */
+export interface RepairEntry {
+  blobId: string;
+  shard: number;
+  reason: string;
+  recordedMs: number;
+  attempts: number;
+  /** The blob's location while metadata references it; undefined once it is gone (nothing left to repair). */
+  location: string | undefined;
+}
+
+export interface RepairSummary {
+  pending: number;
+  oldestRecordedMs: number | undefined;
+  /** The first few, oldest first. */
+  sample: RepairEntry[];
+}
+
+/** A blob recorded with a placement location (for the healing scanner). */
+export interface PlacedBlob {
+  blobId: string;
+  location: string;
 }
 
 export interface MetadataStore {
@@ -164,6 +189,17 @@ export interface MetadataStore {
   completePurge(blobIds: string[]): Promise<void>;
   /** Moves queued blobs to the back of the purge queue (not due before `untilMs`). */
   postponePurge(blobIds: string[], untilMs: number): Promise<void>;
+
+  // Repairs of placed blobs
+  /** Queues shards for repair, durably (a shard already queued keeps its place). */
+  recordRepairs(requests: readonly { blobId: string; shard: number; reason: string }[]): Promise<void>;
+  /** Queued repairs due by `nowMs`, oldest first. */
+  takeRepairs(nowMs: number, limit: number): Promise<RepairEntry[]>;
+  completeRepairs(entries: readonly { blobId: string; shard: number }[]): Promise<void>;
+  postponeRepairs(entries: readonly { blobId: string; shard: number }[], untilMs: number): Promise<void>;
+  repairSummary(sampleMax: number): Promise<RepairSummary>;
+  /** Live placed blobs in blob ID order after `afterBlobId`. */
+  listPlacedBlobs(afterBlobId: string, limit: number): Promise<PlacedBlob[]>;
 
   close(): Promise<void>;
 }

@@ -29,6 +29,8 @@ export interface BucketRecord {
 export interface Segment {
   blobId: string;
   sizeBytes: number;
+  /** Where the blob lives: absent for the local blob store, else its placement layout (src/placement/layout-descriptor.ts). */
+  location?: string;
 }
 
 export interface ObjectChecksum {
@@ -105,6 +107,8 @@ export interface PartRecord {
   /** base64 digest of the upload's checksum algorithm, if it has one. */
   checksum: string | null;
   blobId: string;
+  /** As Segment.location. */
+  location?: string;
 }
 
 export interface AccessKeyRecord {

@@ -80,6 +80,31 @@ export async function openStripedRead(options: StripedReadOptions): Promise<Asyn
   })();
 }
 
+/**
+ * Reads one shard whole and checks every frame (a deep scrub). Resolves with
+ * the damage found, or undefined when the shard is sound; never rejects for
+ * the shard's own faults.
+ */
+export async function verifyShard(target: ShardTarget, layout: StripeLayout, shard: number): Promise<ShardDamage | undefined> {
+  if (layout.stripeCount === 0) {
+    const size = await target.backend.stat(target.key).catch(() => null);
+    return size === 0 ? undefined : { shard, stripe: 0, reason: size === undefined ? 'missing' : 'unreadable' };
+  }
+  const cursor = new ShardCursor(target, layout, shard, 0, layout.stripeCount);
+  try {
+    for (let stripe = 0; stripe < layout.stripeCount; stripe++) {
+      try {
+        await cursor.next();
+      } catch (error) {
+        return { shard, stripe, reason: error instanceof ShardDamageError ? error.reason : 'unreadable', error: error instanceof ShardDamageError ? error.cause_ : error };
+      }
+    }
+    return undefined;
+  } finally {
+    cursor.close();
+  }
+}
+
 class StripedRead {
   readonly firstStripe: number;
   readonly endStripe: number;

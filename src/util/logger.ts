@@ -1,6 +1,8 @@
 /** Structured logs: one JSON object per line on stderr, so they can be shipped and queried. */
 export interface Logger {
   info(message: string, fields?: Record<string, unknown>): void;
+  /** Something went wrong that Talus works around (a backend down, a shard to repair). */
+  warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
@@ -8,7 +10,11 @@ export function jsonLogger(stream: NodeJS.WritableStream = process.stderr): Logg
   const write = (level: string, message: string, fields: Record<string, unknown> = {}): void => {
     stream.write(`${JSON.stringify({ time: new Date().toISOString(), level, message, ...fields })}\n`);
   };
-  return { info: (message, fields) => write('info', message, fields), error: (message, fields) => write('error', message, fields) };
+  return {
+    info: (message, fields) => write('info', message, fields),
+    warn: (message, fields) => write('warn', message, fields),
+    error: (message, fields) => write('error', message, fields),
+  };
 }
 
-export const silentLogger: Logger = { info: () => undefined, error: () => undefined };
+export const silentLogger: Logger = { info: () => undefined, warn: () => undefined, error: () => undefined };

@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TalusConfig } from '../../src/config/config.ts';
 import { startTalus, type RunningTalus } from '../../src/talus.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 
@@ -21,11 +22,12 @@ export interface TestTalus extends RunningTalus {
   stop(): Promise<void>;
 }
 
-export async function startTestTalus(options: { dataDir?: string; region?: string } = {}): Promise<TestTalus> {
+export async function startTestTalus(options: { dataDir?: string; region?: string; config?: TalusConfig; port?: number } = {}): Promise<TestTalus> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'talus-test-')));
   const talus = await startTalus({
     dataDir,
-    port: 0,
+    port: options.port ?? 0,
+    ...(options.config === undefined ? {} : { config: options.config }),
     address: '127.0.0.1',
     region: options.region ?? 'us-east-1',
     rootAccessKeyId: ACCESS_KEY_ID,

@@ -18,7 +18,7 @@ const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).d
 
 async function readAll(store: FsBlobStore, id: string, start: number, end: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of await store.read(id, start, end)) chunks.push(chunk as Buffer);
+  for await (const chunk of await store.read({ blobId: id }, start, end)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
 

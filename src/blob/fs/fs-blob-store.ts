@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { assert } from '../../util/assert.ts';
 import { ByteBudget } from '../../util/byte-budget.ts';
 import { newBlobId } from '../../util/ids.ts';
-import { BlobNotFoundError, type BlobStore, type BlobWriter } from '../blob-store.ts';
+import { BlobNotFoundError, type BlobRef, type BlobStore, type BlobWriter } from '../blob-store.ts';
 import { FileRangeStream } from './file-range-stream.ts';
 
 const WRITE_BATCH_BYTES = 1024 * 1024;
@@ -57,7 +57,9 @@ export class FsBlobStore implements BlobStore {
     return new FsBlobWriter(id, this.path(id), join(this.#root, id.slice(-2)), this.#writeBudget);
   }
 
-  async read(id: string, start: number, end: number): Promise<Readable> {
+  async read(blob: BlobRef, start: number, end: number): Promise<Readable> {
+    assert(blob.location === undefined, `blob ${blob.blobId} is not a local one`);
+    const id = blob.blobId;
     assert(start >= 0 && end >= start, `invalid blob range ${start}-${end}`);
     const path = this.path(id);
     let fd: number;
@@ -78,9 +80,10 @@ export class FsBlobStore implements BlobStore {
     return new FileRangeStream(fd, start, end);
   }
 
-  async remove(id: string): Promise<void> {
+  async remove(blob: BlobRef): Promise<void> {
+    assert(blob.location === undefined, `blob ${blob.blobId} is not a local one`);
     try {
-      await unlink(this.path(id));
+      await unlink(this.path(blob.blobId));
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }
@@ -108,6 +111,7 @@ export class FsBlobStore implements BlobStore {
  */
 class FsBlobWriter implements BlobWriter {
   readonly id: string;
+  readonly location = undefined;
   readonly #path: string;
   readonly #directory: string;
   readonly #budget: ByteBudget;

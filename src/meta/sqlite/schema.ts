@@ -6,7 +6,9 @@
  * durable purge queue), a blob file with no row is garbage from a crash.
  * Small objects keep their bytes in `inline_data`, keyed by their version's
  * seq, instead of a blob: apart from `versions`, so its rows stay small and
- * a listing walks densely packed pages.
+ * a listing walks densely packed pages. `repairs` is the durable queue of
+ * placed blobs' shards to rewrite (a write that missed them, a read that
+ * found them missing or corrupt); a database without it gets it on open.
  */
 export const SCHEMA_VERSION = 2;
 
@@ -80,6 +82,17 @@ CREATE TABLE IF NOT EXISTS blobs (
   purge_after_ms INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blobs_purge ON blobs (purge_after_ms) WHERE purge_after_ms IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS repairs (
+  blob_id TEXT NOT NULL,
+  shard INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  recorded_ms INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  due_ms INTEGER NOT NULL,
+  PRIMARY KEY (blob_id, shard)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS repairs_due ON repairs (due_ms);
 `;
 
 /**

@@ -12,7 +12,10 @@ import {
   type ListVersionsRequest,
   type ListVersionsResult,
   type MetadataStore,
+  type PlacedBlob,
   type PurgeEntry,
+  type RepairEntry,
+  type RepairSummary,
 } from '../metadata-store.ts';
 import { LatestVersions } from './latest-versions.ts';
 import type {
@@ -376,7 +379,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }
     }
     s.demoteLatest.run(version.bucket, version.key);
-    for (const segment of version.segments) s.recordBlob.run(segment.blobId, LOCAL_BACKEND);
+    for (const segment of version.segments) s.recordBlob.run(segment.blobId, segment.location ?? LOCAL_BACKEND);
     const inserted = s.insertVersion.run(
       version.bucket, version.key, version.versionId, 1, version.isDeleteMarker ? 1 : 0,
       version.sizeBytes, version.etag, version.lastModifiedMs, version.ownerId, versionMeta(version),
@@ -441,15 +444,16 @@ export class SqliteMetadataStore implements MetadataStore {
       const old = s.getPart.get(part.uploadId, part.partNumber) as { blob_id: string } | undefined;
       const nowMs = Date.now();
       if (old !== undefined) this.#queuePurge([{ blobId: old.blob_id, sizeBytes: 0 }], nowMs, new Set([part.blobId]));
-      if (part.blobId !== '') s.recordBlob.run(part.blobId, LOCAL_BACKEND);
+      if (part.blobId !== '') s.recordBlob.run(part.blobId, part.location ?? LOCAL_BACKEND);
       s.upsertPart.run(part.uploadId, part.partNumber, part.sizeBytes, part.etag, part.lastModifiedMs, part.checksum, part.blobId);
       return true;
     });
   }
 
   async listParts(uploadId: string, afterPartNumber: number, limit: number): Promise<PartRecord[]> {
-    const rows = this.#statements.listParts.all(uploadId, afterPartNumber, limit) as PartRow[];
+    const rows = this.#statements.listParts.all(uploadId, afterPartNumber, limit) as (PartRow & { backend: string | null })[];
     return rows.map((row) => ({
+      ...(row.backend === null || row.backend === LOCAL_BACKEND ? {} : { location: row.backend }),
       uploadId: row.upload_id,
       partNumber: row.part_number,
       sizeBytes: row.size_bytes,
@@ -479,7 +483,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async takePurgeBatch(nowMs: number, limit: number): Promise<PurgeEntry[]> {
     const rows = this.#statements.purgeDue.all(nowMs, limit) as { blob_id: string; backend: string }[];
-    return rows.map((row) => ({ blobId: row.blob_id, backend: row.backend }));
+    return rows.map((row) => (row.backend === LOCAL_BACKEND ? { blobId: row.blob_id } : { blobId: row.blob_id, location: row.backend }));
   }
 
   async completePurge(blobIds: string[]): Promise<void> {
@@ -492,6 +496,42 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#db.transaction(() => {
       for (const blobId of blobIds) this.#statements.postponePurge.run(untilMs, blobId);
     }).immediate();
+  }
+
+  async recordRepairs(requests: readonly { blobId: string; shard: number; reason: string }[]): Promise<void> {
+    if (requests.length === 0) return;
+    const nowMs = Date.now();
+    // Through the batched path: a repair is acknowledged only once durable.
+    await this.#mutate(() => {
+      for (const request of requests) this.#statements.recordRepair.run(request.blobId, request.shard, request.reason, nowMs, nowMs);
+    });
+  }
+
+  async takeRepairs(nowMs: number, limit: number): Promise<RepairEntry[]> {
+    return (this.#statements.repairsDue.all(nowMs, limit) as RepairRow[]).map(repairEntry);
+  }
+
+  async completeRepairs(entries: readonly { blobId: string; shard: number }[]): Promise<void> {
+    this.#db.transaction(() => {
+      for (const entry of entries) this.#statements.completeRepair.run(entry.blobId, entry.shard);
+    }).immediate();
+  }
+
+  async postponeRepairs(entries: readonly { blobId: string; shard: number }[], untilMs: number): Promise<void> {
+    this.#db.transaction(() => {
+      for (const entry of entries) this.#statements.postponeRepair.run(untilMs, entry.blobId, entry.shard);
+    }).immediate();
+  }
+
+  async repairSummary(sampleMax: number): Promise<RepairSummary> {
+    const counts = this.#statements.repairCounts.get() as { pending: number; oldest: number | null };
+    const sample = (this.#statements.repairsOldest.all(sampleMax) as RepairRow[]).map(repairEntry);
+    return { pending: counts.pending, oldestRecordedMs: counts.oldest ?? undefined, sample };
+  }
+
+  async listPlacedBlobs(afterBlobId: string, limit: number): Promise<PlacedBlob[]> {
+    const rows = this.#statements.placedBlobs.all(LOCAL_BACKEND, afterBlobId, limit) as { blob_id: string; backend: string }[];
+    return rows.map((row) => ({ blobId: row.blob_id, location: row.backend }));
   }
 
   async close(): Promise<void> {
@@ -536,6 +576,22 @@ interface BucketRow {
   owner_id: string;
   versioning: VersioningState;
   tags: string | null;
+}
+
+interface RepairRow {
+  blob_id: string;
+  shard: number;
+  reason: string;
+  recorded_ms: number;
+  attempts: number;
+  backend: string | null;
+  purge_after_ms: number | null;
+}
+
+function repairEntry(row: RepairRow): RepairEntry {
+  // A blob queued for purge or forgotten has nothing left to repair.
+  const live = row.backend !== null && row.backend !== LOCAL_BACKEND && row.purge_after_ms === null;
+  return { blobId: row.blob_id, shard: row.shard, reason: row.reason, recordedMs: row.recorded_ms, attempts: row.attempts, location: live ? row.backend! : undefined };
 }
 
 interface PartRow {
@@ -601,7 +657,10 @@ function prepareStatements(db: Database.Database) {
     upsertPart: db.prepare(
       'INSERT OR REPLACE INTO parts (upload_id, part_number, size_bytes, etag, last_modified_ms, checksum, blob_id) VALUES (?, ?, ?, ?, ?, ?, ?)',
     ),
-    listParts: db.prepare('SELECT * FROM parts WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?'),
+    // A part's blob row says where its bytes live (the parts table predates placement).
+    listParts: db.prepare(
+      'SELECT parts.*, blobs.backend FROM parts LEFT JOIN blobs ON blobs.blob_id = parts.blob_id WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?',
+    ),
     partBlobs: db.prepare('SELECT blob_id FROM parts WHERE upload_id = ?'),
     deleteParts: db.prepare('DELETE FROM parts WHERE upload_id = ?'),
     recordBlob: db.prepare('INSERT INTO blobs (blob_id, backend, purge_after_ms) VALUES (?, ?, NULL) ON CONFLICT (blob_id) DO UPDATE SET purge_after_ms = NULL'),
@@ -610,6 +669,19 @@ function prepareStatements(db: Database.Database) {
     queuePurge: db.prepare('UPDATE blobs SET purge_after_ms = ? WHERE blob_id = ?'),
     purgeDue: db.prepare('SELECT blob_id, backend FROM blobs WHERE purge_after_ms IS NOT NULL AND purge_after_ms <= ? ORDER BY purge_after_ms LIMIT ?'),
     postponePurge: db.prepare('UPDATE blobs SET purge_after_ms = ? WHERE blob_id = ? AND purge_after_ms IS NOT NULL'),
+    recordRepair: db.prepare(
+      'INSERT INTO repairs (blob_id, shard, reason, recorded_ms, attempts, due_ms) VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (blob_id, shard) DO UPDATE SET reason = excluded.reason',
+    ),
+    repairsDue: db.prepare(
+      'SELECT repairs.*, blobs.backend, blobs.purge_after_ms FROM repairs LEFT JOIN blobs ON blobs.blob_id = repairs.blob_id WHERE due_ms <= ? ORDER BY due_ms LIMIT ?',
+    ),
+    repairsOldest: db.prepare(
+      'SELECT repairs.*, blobs.backend, blobs.purge_after_ms FROM repairs LEFT JOIN blobs ON blobs.blob_id = repairs.blob_id ORDER BY recorded_ms LIMIT ?',
+    ),
+    repairCounts: db.prepare('SELECT count(*) AS pending, min(recorded_ms) AS oldest FROM repairs'),
+    completeRepair: db.prepare('DELETE FROM repairs WHERE blob_id = ? AND shard = ?'),
+    postponeRepair: db.prepare('UPDATE repairs SET attempts = attempts + 1, due_ms = ? WHERE blob_id = ? AND shard = ?'),
+    placedBlobs: db.prepare('SELECT blob_id, backend FROM blobs WHERE backend != ? AND purge_after_ms IS NULL AND blob_id > ? ORDER BY blob_id LIMIT ?'),
     forgetPurgedBlob: db.prepare('DELETE FROM blobs WHERE blob_id = ? AND purge_after_ms IS NOT NULL'),
   };
 }

@@ -1,0 +1,327 @@
+/**
+ * The configuration file (`talus server --config talus.toml`): backends,
+ * placements, the default placement and per-bucket choices. Validation fails
+ * closed: anything unknown, missing or inconsistent is an error naming the
+ * table and key, never a silent fallback to something else.
+ *
+ *   [backends.disk0]            type = "directory", path = "/srv/disk0"
+ *   [backends.eu]               type = "s3", endpoint, bucket, access_key_id,
+ *                               secret_access_key, region?, prefix?
+ *   [placements.ec]             type = "erasure", data_shards, parity_shards,
+ *                               backends = [...], write_quorum?, assignment?, block_size?
+ *   [placements.copies]         type = "replica", copies, backends, write_quorum?, assignment?
+ *   [placements.one]            type = "single", backend
+ *   [placements.mixed]          type = "hybrid", threshold, small, large
+ *   [defaults]                  placement = "ec"   (built in: "local", the data directory)
+ *   [buckets]                   photos = "copies"
+ */
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, resolve, dirname } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { DATA_SHARDS_MAX, PARITY_SHARDS_MAX, SHARD_BYTES_MULTIPLE } from '../erasure/index.ts';
+import { parseSize } from '../util/byte-size.ts';
+import { KiB, MiB } from '../util/limits.ts';
+
+/** The placement every bucket gets unless configured otherwise: today's single copy in the data directory. */
+export const LOCAL_PLACEMENT = 'local';
+export const BLOCK_BYTES_DEFAULT = 256 * KiB;
+const BLOCK_BYTES_MIN = 4 * KiB;
+const BLOCK_BYTES_MAX = 4 * MiB;
+const BACKENDS_MAX = 64;
+const CONFIG_BYTES_MAX = MiB;
+const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+export type BackendConfig =
+  | { readonly name: string; readonly type: 'directory'; readonly path: string }
+  | {
+      readonly name: string;
+      readonly type: 's3';
+      readonly endpoint: string;
+      readonly bucket: string;
+      readonly region: string;
+      readonly accessKeyId: string;
+      readonly secretAccessKey: string;
+      readonly prefix: string;
+    };
+
+export type Assignment = 'shuffle' | 'priority';
+
+/** A placement that stores a blob as k + m shards (replicas: k = 1, the others copies; single: k = 1, m = 0). */
+export interface StripedPlacementConfig {
+  readonly name: string;
+  readonly type: 'erasure' | 'replica' | 'single';
+  readonly dataShards: number;
+  readonly parityShards: number;
+  /** Candidate backends, in priority order. */
+  readonly backends: readonly string[];
+  readonly assignment: Assignment;
+  readonly writeQuorum: number;
+  readonly blockBytes: number;
+}
+
+export interface HybridPlacementConfig {
+  readonly name: string;
+  readonly type: 'hybrid';
+  /** Blobs smaller than this go to `small`, the others to `large`. */
+  readonly thresholdBytes: number;
+  readonly small: string;
+  readonly large: string;
+}
+
+export type PlacementConfig = StripedPlacementConfig | HybridPlacementConfig;
+
+export interface TalusConfig {
+  readonly backends: readonly BackendConfig[];
+  readonly placements: readonly PlacementConfig[];
+  readonly defaultPlacement: string;
+  /** Bucket name → placement name. */
+  readonly buckets: ReadonlyMap<string, string>;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export const EMPTY_CONFIG: TalusConfig = { backends: [], placements: [], defaultPlacement: LOCAL_PLACEMENT, buckets: new Map() };
+
+export async function loadConfig(path: string): Promise<TalusConfig> {
+  let text: string;
+  try {
+    const bytes = await readFile(path);
+    if (bytes.length > CONFIG_BYTES_MAX) throw new ConfigError(`${path}: larger than ${CONFIG_BYTES_MAX} bytes`);
+    text = bytes.toString('utf8');
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    throw new ConfigError(`${path}: cannot read: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return parseConfig(text, { source: path, baseDirectory: dirname(resolve(path)) });
+}
+
+export function parseConfig(text: string, options: { source: string; baseDirectory: string }): TalusConfig {
+  let document: Record<string, unknown>;
+  try {
+    document = parseToml(text) as Record<string, unknown>;
+  } catch (error) {
+    throw new ConfigError(`${options.source}: not valid TOML: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`);
+  }
+  const reader = new TableReader(options.source, '', document);
+  const backendTables = reader.table('backends');
+  const placementTables = reader.table('placements');
+  const defaults = reader.table('defaults');
+  const buckets = reader.table('buckets');
+  reader.done();
+
+  const backends: BackendConfig[] = [];
+  for (const name of backendTables.keys()) {
+    checkName(options.source, 'backends', name);
+    backends.push(readBackend(backendTables.table(name), name, options.baseDirectory));
+  }
+  backendTables.done();
+  if (backends.length > BACKENDS_MAX) throw new ConfigError(`${options.source}: at most ${BACKENDS_MAX} backends`);
+  const backendNames = new Set(backends.map((backend) => backend.name));
+
+  const placements: PlacementConfig[] = [];
+  for (const name of placementTables.keys()) {
+    checkName(options.source, 'placements', name);
+    if (name === LOCAL_PLACEMENT) throw new ConfigError(`${options.source}: [placements.${name}]: "${LOCAL_PLACEMENT}" is built in (the data directory)`);
+    placements.push(readPlacement(placementTables.table(name), name, backendNames));
+  }
+  placementTables.done();
+  const placementNames = new Set([LOCAL_PLACEMENT, ...placements.map((placement) => placement.name)]);
+  for (const placement of placements) {
+    if (placement.type !== 'hybrid') continue;
+    for (const part of [placement.small, placement.large]) {
+      const target = placements.find((candidate) => candidate.name === part);
+      if (part !== LOCAL_PLACEMENT && target === undefined) throw new ConfigError(`${options.source}: [placements.${placement.name}]: no placement "${part}"`);
+      if (target?.type === 'hybrid') throw new ConfigError(`${options.source}: [placements.${placement.name}]: a hybrid placement cannot contain another hybrid ("${part}")`);
+    }
+  }
+
+  const defaultPlacement = defaults.optionalString('placement') ?? LOCAL_PLACEMENT;
+  defaults.done();
+  if (!placementNames.has(defaultPlacement)) throw new ConfigError(`${options.source}: [defaults] placement: no placement "${defaultPlacement}"`);
+
+  const bucketPlacements = new Map<string, string>();
+  for (const bucket of buckets.keys()) {
+    const placement = buckets.string(bucket);
+    if (!placementNames.has(placement)) throw new ConfigError(`${options.source}: [buckets] ${bucket}: no placement "${placement}"`);
+    bucketPlacements.set(bucket, placement);
+  }
+  buckets.done();
+  return { backends, placements, defaultPlacement, buckets: bucketPlacements };
+}
+
+function readBackend(table: TableReader, name: string, baseDirectory: string): BackendConfig {
+  const type = table.string('type');
+  let backend: BackendConfig;
+  if (type === 'directory') {
+    const path = table.string('path');
+    backend = { name, type, path: isAbsolute(path) ? path : resolve(baseDirectory, path) };
+  } else if (type === 's3') {
+    const endpoint = table.string('endpoint');
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw table.error('endpoint', `not a URL: ${JSON.stringify(endpoint)}`);
+    }
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '') throw table.error('endpoint', 'must be http(s)://host[:port] without a path');
+    backend = {
+      name,
+      type,
+      endpoint: url.origin,
+      bucket: table.string('bucket'),
+      region: table.optionalString('region') ?? 'us-east-1',
+      accessKeyId: table.string('access_key_id'),
+      secretAccessKey: table.string('secret_access_key'),
+      prefix: table.optionalString('prefix') ?? '',
+    };
+  } else {
+    throw table.error('type', `must be "directory" or "s3", not ${JSON.stringify(type)}`);
+  }
+  table.done();
+  return backend;
+}
+
+function readPlacement(table: TableReader, name: string, backendNames: ReadonlySet<string>): PlacementConfig {
+  const type = table.string('type');
+  if (type === 'hybrid') {
+    const threshold = table.size('threshold');
+    const placement: HybridPlacementConfig = { name, type, thresholdBytes: threshold, small: table.string('small'), large: table.string('large') };
+    table.done();
+    return placement;
+  }
+  let dataShards: number;
+  let parityShards: number;
+  let backends: string[];
+  if (type === 'erasure') {
+    dataShards = table.integer('data_shards', 2, DATA_SHARDS_MAX);
+    parityShards = table.integer('parity_shards', 1, PARITY_SHARDS_MAX);
+    backends = table.strings('backends');
+  } else if (type === 'replica') {
+    dataShards = 1;
+    parityShards = table.integer('copies', 2, PARITY_SHARDS_MAX + 1) - 1;
+    backends = table.strings('backends');
+  } else if (type === 'single') {
+    dataShards = 1;
+    parityShards = 0;
+    backends = [table.string('backend')];
+  } else {
+    throw table.error('type', `must be "erasure", "replica", "single" or "hybrid", not ${JSON.stringify(type)}`);
+  }
+  const shards = dataShards + parityShards;
+  for (const backend of backends) if (!backendNames.has(backend)) throw table.error('backends', `no backend "${backend}"`);
+  if (new Set(backends).size !== backends.length) throw table.error('backends', 'lists a backend twice');
+  if (backends.length < shards) throw table.error('backends', `${shards} shards need at least ${shards} backends, ${backends.length} listed`);
+  // Replicas: a majority by default; erasure: k + 1 (never below k).
+  const quorumDefault = type === 'replica' ? Math.floor(shards / 2) + 1 : Math.min(dataShards + 1, shards);
+  const writeQuorum = table.optionalInteger('write_quorum', dataShards, shards) ?? quorumDefault;
+  const assignment = table.optionalString('assignment') ?? 'shuffle';
+  if (assignment !== 'shuffle' && assignment !== 'priority') throw table.error('assignment', `must be "shuffle" or "priority", not ${JSON.stringify(assignment)}`);
+  const blockBytes = table.optionalSize('block_size') ?? BLOCK_BYTES_DEFAULT;
+  if (blockBytes < BLOCK_BYTES_MIN || blockBytes > BLOCK_BYTES_MAX || blockBytes % SHARD_BYTES_MULTIPLE !== 0) {
+    throw table.error('block_size', `must be a multiple of ${SHARD_BYTES_MULTIPLE} from ${BLOCK_BYTES_MIN} to ${BLOCK_BYTES_MAX} bytes`);
+  }
+  table.done();
+  return { name, type, dataShards, parityShards, backends, assignment, writeQuorum, blockBytes };
+}
+
+function checkName(source: string, table: string, name: string): void {
+  if (!NAME.test(name)) throw new ConfigError(`${source}: [${table}.${name}]: names are lower-case letters, digits, '-' and '_' (at most 63)`);
+}
+
+/** Reads one TOML table, remembering which keys were used so leftovers (typos) are errors. */
+class TableReader {
+  readonly #source: string;
+  readonly #path: string;
+  readonly #values: Record<string, unknown>;
+  readonly #used = new Set<string>();
+
+  constructor(source: string, path: string, values: Record<string, unknown>) {
+    this.#source = source;
+    this.#path = path;
+    this.#values = values;
+  }
+
+  keys(): string[] {
+    return Object.keys(this.#values);
+  }
+
+  error(key: string, message: string): ConfigError {
+    const where = this.#path === '' ? key : `[${this.#path}] ${key}`;
+    return new ConfigError(`${this.#source}: ${where}: ${message}`);
+  }
+
+  #take(key: string): unknown {
+    this.#used.add(key);
+    return this.#values[key];
+  }
+
+  table(key: string): TableReader {
+    const value = this.#take(key);
+    const path = this.#path === '' ? key : `${this.#path}.${key}`;
+    if (value === undefined) return new TableReader(this.#source, path, {});
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) throw this.error(key, 'must be a table');
+    return new TableReader(this.#source, path, value as Record<string, unknown>);
+  }
+
+  string(key: string): string {
+    const value = this.optionalString(key);
+    if (value === undefined) throw this.error(key, 'is required');
+    return value;
+  }
+
+  optionalString(key: string): string | undefined {
+    const value = this.#take(key);
+    if (value === undefined) return undefined;
+    if (typeof value !== 'string' || value === '') throw this.error(key, 'must be a non-empty string');
+    return value;
+  }
+
+  strings(key: string): string[] {
+    const value = this.#take(key);
+    if (value === undefined) throw this.error(key, 'is required');
+    if (!Array.isArray(value) || value.length === 0 || value.some((entry) => typeof entry !== 'string')) throw this.error(key, 'must be a non-empty list of strings');
+    return value as string[];
+  }
+
+  integer(key: string, min: number, max: number): number {
+    const value = this.optionalInteger(key, min, max);
+    if (value === undefined) throw this.error(key, 'is required');
+    return value;
+  }
+
+  optionalInteger(key: string, min: number, max: number): number | undefined {
+    const value = this.#take(key);
+    if (value === undefined) return undefined;
+    const number = typeof value === 'bigint' ? Number(value) : value;
+    if (typeof number !== 'number' || !Number.isInteger(number) || number < min || number > max) throw this.error(key, `must be an integer from ${min} to ${max}`);
+    return number;
+  }
+
+  size(key: string): number {
+    const value = this.optionalSize(key);
+    if (value === undefined) throw this.error(key, 'is required');
+    return value;
+  }
+
+  /** A byte count: an integer, or a string such as "1MiB". */
+  optionalSize(key: string): number | undefined {
+    const value = this.#take(key);
+    if (value === undefined) return undefined;
+    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
+    if (typeof value === 'string') {
+      try {
+        return parseSize(value);
+      } catch (error) {
+        throw this.error(key, error instanceof Error ? error.message : String(error));
+      }
+    }
+    throw this.error(key, 'must be a byte count, e.g. 262144 or "256KiB"');
+  }
+
+  /** Every key must have been read: an unknown one is a typo or a setting this version does not have. */
+  done(): void {
+    for (const key of Object.keys(this.#values)) if (!this.#used.has(key)) throw this.error(key, 'unknown setting');
+  }
+}

@@ -1,0 +1,192 @@
+import type { Backend, BackendWriter } from '../backend/backend.ts';
+import type { MetadataStore } from '../meta/metadata-store.ts';
+import { blobIdTimeMs } from '../util/ids.ts';
+import { decodeLocation, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
+import type { PlacedBlobStore } from './placed-blob-store.ts';
+import { openStripedRead, verifyShard, type ShardDamage } from './striped-reader.ts';
+import { StripedBlobWriter, type ShardTarget } from './striped-writer.ts';
+
+const REPAIR_BATCH_MAX = 64;
+const SCAN_PAGE_MAX = 256;
+/** Retry delays grow from this to the cap (with jitter) while a backend stays out of reach. */
+const RETRY_DELAY_MS_MIN = 1_000;
+const RETRY_DELAY_MS_MAX = 15 * 60_000;
+/**
+ * A repair for a blob the metadata does not know yet may belong to an upload
+ * still committing; older than this, the blob was never committed (or is
+ * long gone) and the repair is dropped.
+ */
+const UNKNOWN_BLOB_GRACE_MS = 10 * 60_000;
+
+export interface HealProgress {
+  readonly phase: 'repairs' | 'scan';
+  /** Blobs looked at in this phase so far. */
+  readonly blobs: number;
+  readonly shardsRebuilt: number;
+  readonly failures: number;
+}
+
+export interface HealOptions {
+  /** Also read every shard whole and verify its frames (finds silent corruption; reads everything). */
+  readonly deep?: boolean;
+  readonly onProgress?: (progress: HealProgress) => void;
+  /** Repairs: also those waiting out a backoff (an on-demand heal). */
+  readonly includeNotDue?: boolean;
+}
+
+export interface HealReport {
+  readonly blobsChecked: number;
+  readonly shardsRebuilt: number;
+  readonly failures: number;
+}
+
+/**
+ * Restores redundancy: rewrites shards a write missed or a read found
+ * missing or corrupt (the durable repair queue), and scans every placed
+ * blob for shards that are gone or the wrong size (or, deep, corrupt). A
+ * shard is rebuilt by reading the blob from its healthy shards — verified
+ * and decoded like any read — and encoding it again: the code is
+ * deterministic, so the rebuilt shard has the bytes it had. Blobs are
+ * healed one at a time; failures wait with backoff.
+ */
+export class Healer {
+  readonly #meta: MetadataStore;
+  readonly #store: PlacedBlobStore;
+  readonly #onError: (message: string, error: unknown) => void;
+
+  constructor(meta: MetadataStore, store: PlacedBlobStore, onError: (message: string, error: unknown) => void = () => undefined) {
+    this.#meta = meta;
+    this.#store = store;
+    this.#onError = onError;
+  }
+
+  /** Works through the repairs due now. */
+  async repairDue(options: HealOptions = {}): Promise<HealReport> {
+    const nowMs = Date.now();
+    const dueBy = options.includeNotDue === true ? Number.MAX_SAFE_INTEGER : nowMs;
+    // Failed repairs go to the back of the queue; seeing one again means the pass is through.
+    const tried = new Set<string>();
+    let blobs = 0;
+    let rebuilt = 0;
+    let failures = 0;
+    for (;;) {
+      const due = (await this.#meta.takeRepairs(dueBy, REPAIR_BATCH_MAX)).filter((entry) => !tried.has(`${entry.blobId}/${entry.shard}`));
+      if (due.length === 0) break;
+      for (const entry of due) tried.add(`${entry.blobId}/${entry.shard}`);
+      const byBlob = new Map<string, typeof due>();
+      for (const entry of due) byBlob.set(entry.blobId, [...(byBlob.get(entry.blobId) ?? []), entry]);
+      for (const [blobId, entries] of byBlob) {
+        blobs++;
+        const location = entries[0]!.location;
+        if (location === undefined) {
+          // Not (or no longer) referenced: gone, or an upload still committing.
+          if (nowMs - blobIdTimeMs(blobId) > UNKNOWN_BLOB_GRACE_MS || (await this.#meta.isBlobKnown(blobId))) await this.#meta.completeRepairs(entries);
+          else await this.#meta.postponeRepairs(entries, nowMs + UNKNOWN_BLOB_GRACE_MS);
+          continue;
+        }
+        const shards = entries.map((entry) => entry.shard);
+        try {
+          await this.rebuild(blobId, decodeLocation(location), shards);
+          rebuilt += shards.length;
+          await this.#meta.completeRepairs(entries);
+        } catch (error) {
+          failures++;
+          this.#onError(`repair of blob ${blobId} shards ${shards.join(',')} failed`, error);
+          const attempts = Math.max(...entries.map((entry) => entry.attempts));
+          await this.#meta.postponeRepairs(entries, nowMs + retryDelayMs(attempts));
+        }
+        options.onProgress?.({ phase: 'repairs', blobs, shardsRebuilt: rebuilt, failures });
+      }
+    }
+    return { blobsChecked: blobs, shardsRebuilt: rebuilt, failures };
+  }
+
+  /** Checks every placed blob once and rebuilds what is missing (and, deep, corrupt). */
+  async scan(options: HealOptions = {}): Promise<HealReport> {
+    let blobs = 0;
+    let rebuilt = 0;
+    let failures = 0;
+    let after = '';
+    for (;;) {
+      const page = await this.#meta.listPlacedBlobs(after, SCAN_PAGE_MAX);
+      if (page.length === 0) break;
+      after = page.at(-1)!.blobId;
+      for (const { blobId, location: text } of page) {
+        blobs++;
+        const location = decodeLocation(text);
+        const damaged = await this.#damagedShards(blobId, location, options.deep === true);
+        if (damaged.length > 0) {
+          const shards = damaged.map((damage) => damage.shard);
+          try {
+            await this.rebuild(blobId, location, shards);
+            rebuilt += shards.length;
+          } catch (error) {
+            failures++;
+            this.#onError(`scan: rebuilding blob ${blobId} shards ${shards.join(',')} failed; queued`, error);
+            await this.#meta.recordRepairs(damaged.map((damage) => ({ blobId, shard: damage.shard, reason: `scan: ${damage.reason}` })));
+          }
+        }
+        options.onProgress?.({ phase: 'scan', blobs, shardsRebuilt: rebuilt, failures });
+      }
+    }
+    return { blobsChecked: blobs, shardsRebuilt: rebuilt, failures };
+  }
+
+  async #damagedShards(blobId: string, location: BlobLocation, deep: boolean): Promise<ShardDamage[]> {
+    const layout = stripeLayoutOf(location);
+    const targets = this.#store.shardTargets(blobId, location);
+    const found = await Promise.all(
+      targets.map(async (target, shard): Promise<ShardDamage | undefined> => {
+        if (deep) return verifyShard(target, layout, shard);
+        try {
+          const size = await target.backend.stat(target.key);
+          if (size === undefined) return { shard, stripe: 0, reason: 'missing' };
+          return size === layout.shardBytes ? undefined : { shard, stripe: 0, reason: 'short' };
+        } catch (error) {
+          return { shard, stripe: 0, reason: 'unreadable', error };
+        }
+      }),
+    );
+    return found.filter((damage): damage is ShardDamage => damage !== undefined);
+  }
+
+  /** Rewrites `shards` of a blob from the others. */
+  async rebuild(blobId: string, location: BlobLocation, shards: readonly number[]): Promise<void> {
+    const layout = stripeLayoutOf(location);
+    const targets = this.#store.shardTargets(blobId, location);
+    const rebuilding = new Set(shards);
+    // Read from the others only; the shards being rebuilt may hold garbage.
+    const preference = this.#store.readPreference(location).filter((shard) => !rebuilding.has(shard));
+    const body = await openStripedRead({ layout, targets, codec: this.#store.codecFor(location), start: 0, end: layout.sizeBytes, preference: [...preference, ...shards] });
+    const writeTargets: ShardTarget[] = targets.map((target, shard) => (rebuilding.has(shard) ? target : { backend: DISCARD, key: target.key }));
+    const writer = new StripedBlobWriter({ layout, targets: writeTargets, codec: this.#store.codecFor(location), writeQuorum: layout.shardCount });
+    try {
+      for await (const chunk of body) await writer.write(chunk);
+      const result = await writer.commit();
+      const outcomes = await result.settled;
+      const failed = outcomes.filter((outcome) => !outcome.committed);
+      if (failed.length > 0) throw failed[0]!.error;
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+  }
+}
+
+function retryDelayMs(attempts: number): number {
+  const bound = Math.min(RETRY_DELAY_MS_MAX, RETRY_DELAY_MS_MIN * 2 ** Math.min(attempts, 20));
+  return bound / 2 + Math.random() * (bound / 2);
+}
+
+/** Stands in for the shards a rebuild leaves alone: takes their bytes and keeps nothing. */
+const DISCARD: Backend = {
+  name: 'discard',
+  create: (): BackendWriter => ({ write: async () => undefined, commit: async () => undefined, abort: async () => undefined }),
+  read: async () => {
+    throw new Error('the discard backend holds nothing');
+  },
+  stat: async () => undefined,
+  remove: async () => undefined,
+  list: async function* nothing() {},
+  close: async () => undefined,
+};

@@ -1,0 +1,114 @@
+import type { Backend } from '../backend/backend.ts';
+import { DirectoryBackend } from '../backend/directory-backend.ts';
+import { S3Backend } from '../backend/s3-backend.ts';
+import type { BlobStore } from '../blob/blob-store.ts';
+import type { BackendConfig, TalusConfig } from '../config/config.ts';
+import type { MetadataStore } from '../meta/metadata-store.ts';
+import type { Logger } from '../util/logger.ts';
+import { BackendHealth } from './backend-health.ts';
+import { Healer } from './healer.ts';
+import { PlacedBlobStore } from './placed-blob-store.ts';
+
+const REPAIR_INTERVAL_MS = 5_000;
+const SCAN_INTERVAL_MS = 6 * 3_600_000;
+const FIRST_SCAN_DELAY_MS = 60_000;
+
+export interface OpenPlacement {
+  readonly store: PlacedBlobStore;
+  readonly healer: Healer;
+  /** Starts probing backends and healing in the background. */
+  startBackground(): void;
+  /** Stops the background work (waits for a pass in progress); the store closes with close(). */
+  stopBackground(): Promise<void>;
+}
+
+export async function openBackend(config: BackendConfig): Promise<Backend> {
+  if (config.type === 'directory') return DirectoryBackend.open(config.name, config.path);
+  return new S3Backend({
+    name: config.name,
+    endpoint: config.endpoint,
+    region: config.region,
+    accessKeyId: config.accessKeyId,
+    secretAccessKey: config.secretAccessKey,
+    bucket: config.bucket,
+    prefix: config.prefix,
+  });
+}
+
+/**
+ * Opens every configured backend and the placed blob store over them. A
+ * remote backend that cannot be reached does not stop the server: it starts
+ * out down and writes skip it while their quorum allows.
+ */
+export async function openPlacement(config: TalusConfig, local: BlobStore, meta: MetadataStore, logger: Logger): Promise<OpenPlacement> {
+  const backends = new Map<string, Backend>();
+  for (const backendConfig of config.backends) backends.set(backendConfig.name, await openBackend(backendConfig));
+  await Promise.all(
+    [...backends.values()].map(async (backend) => {
+      if (!(backend instanceof S3Backend)) return;
+      try {
+        await backend.ensureBucket();
+      } catch (error) {
+        logger.warn('backend bucket could not be checked; the backend starts out down', { backend: backend.name, error: String(error) });
+      }
+    }),
+  );
+  const health = new BackendHealth(backends);
+  await health.probeAll();
+  const onError = (message: string, error: unknown): void => logger.warn(message, { error: String(error) });
+  const store = new PlacedBlobStore({ local, backends, config, health, repairs: meta, onError });
+  const healer = new Healer(meta, store, onError);
+  const background = new HealLoop(healer, logger);
+  return {
+    store,
+    healer,
+    startBackground: () => {
+      health.start();
+      background.start();
+    },
+    stopBackground: () => background.stop(),
+  };
+}
+
+/** Repairs every few seconds, a full scan every few hours; never overlapping, never busy. */
+class HealLoop {
+  readonly #healer: Healer;
+  readonly #logger: Logger;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #nextScanMs = 0;
+
+  constructor(healer: Healer, logger: Logger) {
+    this.#healer = healer;
+    this.#logger = logger;
+  }
+
+  start(): void {
+    this.#nextScanMs = Date.now() + FIRST_SCAN_DELAY_MS;
+    this.#timer = setInterval(() => this.#tick(), REPAIR_INTERVAL_MS);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#running;
+  }
+
+  #tick(): void {
+    if (this.#running !== undefined) return;
+    this.#running = this.#pass()
+      .catch((error: unknown) => this.#logger.error('healing pass failed', { error: String(error) }))
+      .finally(() => {
+        this.#running = undefined;
+      });
+  }
+
+  async #pass(): Promise<void> {
+    const repaired = await this.#healer.repairDue();
+    if (repaired.shardsRebuilt > 0) this.#logger.info('shards repaired', { ...repaired });
+    if (Date.now() < this.#nextScanMs) return;
+    this.#nextScanMs = Date.now() + SCAN_INTERVAL_MS;
+    const scanned = await this.#healer.scan();
+    this.#logger.info('healing scan done', { ...scanned });
+  }
+}

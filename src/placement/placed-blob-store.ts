@@ -1,0 +1,280 @@
+import { randomInt } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Backend } from '../backend/backend.ts';
+import { type BlobRef, type BlobRequest, type BlobStore, type BlobWriter } from '../blob/blob-store.ts';
+import { LOCAL_PLACEMENT, type PlacementConfig, type StripedPlacementConfig, type TalusConfig } from '../config/config.ts';
+import { createErasureCodec, type ErasureCodec } from '../erasure/index.ts';
+import { assert } from '../util/assert.ts';
+import { newBlobId } from '../util/ids.ts';
+import { S3Error } from '../util/s3-error.ts';
+import { BackendHealth, healthiestFirst } from './backend-health.ts';
+import { decodeLocation, encodeLocation, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
+import { openStripedRead, ShardsUnavailableError, type ShardDamage } from './striped-reader.ts';
+import { StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
+
+/** A shard that needs rewriting: it failed to write, or a read found it missing or corrupt. */
+export interface RepairRequest {
+  readonly blobId: string;
+  readonly shard: number;
+  readonly reason: string;
+}
+
+/** Where repairs are recorded, durably (the metadata store). */
+export interface RepairLog {
+  recordRepairs(requests: readonly RepairRequest[]): Promise<void>;
+}
+
+export interface PlacedBlobStoreOptions {
+  readonly local: BlobStore;
+  readonly backends: ReadonlyMap<string, Backend>;
+  readonly config: TalusConfig;
+  readonly health: BackendHealth;
+  readonly repairs: RepairLog;
+  readonly onError?: (message: string, error: unknown) => void;
+}
+
+/**
+ * The engine's blob store when placements are configured: each bucket's
+ * blobs go where its placement says — the local blob store (placement
+ * "local"), or striped over backends (erasure, replicas, single on a
+ * backend), hybrid choosing by size. Every placed blob carries its location,
+ * so reads and removals need no configuration of the past: a blob written
+ * under an old placement reads back after the configuration changed.
+ */
+export class PlacedBlobStore implements BlobStore {
+  readonly #local: BlobStore;
+  readonly #backends: ReadonlyMap<string, Backend>;
+  readonly #config: TalusConfig;
+  readonly #placements: ReadonlyMap<string, PlacementConfig>;
+  readonly #health: BackendHealth;
+  readonly #repairs: RepairLog;
+  readonly #codecs = new Map<string, ErasureCodec>();
+  readonly #onError: (message: string, error: unknown) => void;
+
+  constructor(options: PlacedBlobStoreOptions) {
+    this.#local = options.local;
+    this.#backends = options.backends;
+    this.#config = options.config;
+    this.#placements = new Map(options.config.placements.map((placement) => [placement.name, placement]));
+    this.#health = options.health;
+    this.#repairs = options.repairs;
+    this.#onError = options.onError ?? (() => undefined);
+    for (const placement of options.config.placements) {
+      if (placement.type === 'hybrid') continue;
+      for (const name of placement.backends) assert(this.#backends.has(name), `placement ${placement.name}: backend ${name} is open`);
+    }
+  }
+
+  get health(): BackendHealth {
+    return this.#health;
+  }
+
+  /** The placement a new blob of `bucket` gets: per-bucket, else the default; a hybrid one resolved by size. */
+  placementFor(bucket: string | undefined, sizeBytes: number | undefined): StripedPlacementConfig | undefined {
+    const name = (bucket === undefined ? undefined : this.#config.buckets.get(bucket)) ?? this.#config.defaultPlacement;
+    const placement = name === LOCAL_PLACEMENT ? undefined : this.#placements.get(name);
+    if (placement === undefined) return undefined;
+    if (placement.type !== 'hybrid') return placement;
+    // Without a known size the large placement is the safe choice: it bounds memory per shard.
+    const part = sizeBytes !== undefined && sizeBytes < placement.thresholdBytes ? placement.small : placement.large;
+    const resolved = part === LOCAL_PLACEMENT ? undefined : this.#placements.get(part);
+    if (resolved === undefined) return undefined;
+    assert(resolved.type !== 'hybrid', 'hybrid placements hold striped ones');
+    return resolved;
+  }
+
+  create(request: BlobRequest = {}): BlobWriter {
+    const placement = this.placementFor(request.bucket, request.sizeBytes);
+    if (placement === undefined) return this.#local.create(request);
+    if (request.sizeBytes === undefined) throw new S3Error('MissingContentLength');
+    const chosen = this.#chooseBackends(placement);
+    const location: BlobLocation = {
+      dataShards: placement.dataShards,
+      parityShards: placement.parityShards,
+      blockBytes: placement.blockBytes,
+      sizeBytes: request.sizeBytes,
+      backends: chosen,
+    };
+    const blobId = newBlobId();
+    return new PlacedBlobWriter(blobId, location, new StripedBlobWriter({
+      layout: stripeLayoutOf(location),
+      targets: this.shardTargets(blobId, location),
+      codec: this.codecFor(location),
+      writeQuorum: placement.writeQuorum,
+    }), (outcomes) => this.#afterWrite(blobId, location, outcomes));
+  }
+
+  async read(blob: BlobRef, start: number, end: number): Promise<Readable> {
+    if (blob.location === undefined) return this.#local.read(blob, start, end);
+    const location = decodeLocation(blob.location);
+    const body = await openStripedRead({
+      layout: stripeLayoutOf(location),
+      targets: this.shardTargets(blob.blobId, location),
+      codec: this.codecFor(location),
+      start,
+      end,
+      preference: this.readPreference(location),
+      onDamage: (damage) => this.#onDamage(blob.blobId, location, damage),
+    }).catch((error: unknown) => {
+      // The bytes are not lost, only out of reach until enough backends answer: 503, which clients retry.
+      if (error instanceof ShardsUnavailableError) {
+        this.#onError(`blob ${blob.blobId} unavailable`, error);
+        throw new S3Error('ServiceUnavailable', 'Too few of the backends holding this object are reachable; try again later.');
+      }
+      throw error;
+    });
+    return Readable.from(body, { objectMode: false });
+  }
+
+  /** Removes every shard; any backend that fails makes the whole removal fail (the purger retries: removal is idempotent). */
+  async remove(blob: BlobRef): Promise<void> {
+    if (blob.location === undefined) return this.#local.remove(blob);
+    const location = decodeLocation(blob.location);
+    const failures: unknown[] = [];
+    await Promise.all(
+      location.backends.map(async (name, shard) => {
+        const backend = this.#backends.get(name);
+        if (backend === undefined) return failures.push(new Error(`backend ${name} is not configured`));
+        try {
+          await backend.remove([shardKey(blob.blobId, shard)]);
+          this.#health.reportSuccess(name);
+        } catch (error) {
+          this.#health.reportFailure(name, error);
+          failures.push(error);
+        }
+      }),
+    );
+    if (failures.length > 0) throw failures[0];
+  }
+
+  list(): AsyncIterable<string> {
+    return this.#local.list();
+  }
+
+  async close(): Promise<void> {
+    this.#health.stop();
+    await Promise.all([...this.#backends.values()].map((backend) => backend.close()));
+    await this.#local.close();
+  }
+
+  /** k + m distinct backends for a new blob: shuffled or in priority order, healthy ones first. */
+  #chooseBackends(placement: StripedPlacementConfig): string[] {
+    const candidates = [...placement.backends];
+    if (placement.assignment === 'shuffle') {
+      for (let i = candidates.length - 1; i > 0; i--) {
+        const j = randomInt(i + 1);
+        [candidates[i], candidates[j]] = [candidates[j]!, candidates[i]!];
+      }
+    }
+    return healthiestFirst(this.#health, candidates).slice(0, placement.dataShards + placement.parityShards);
+  }
+
+  /** Where each shard of a blob lives (an unconfigured backend fails every call). */
+  shardTargets(blobId: string, location: BlobLocation): ShardTarget[] {
+    return location.backends.map((name, shard) => ({ backend: this.#backends.get(name) ?? missingBackend(name), key: shardKey(blobId, shard) }));
+  }
+
+  codecFor(location: BlobLocation): ErasureCodec | undefined {
+    if (location.dataShards === 1) return undefined;
+    const id = `${location.dataShards}+${location.parityShards}`;
+    let codec = this.#codecs.get(id);
+    if (codec === undefined) {
+      codec = createErasureCodec(location.dataShards, location.parityShards);
+      this.#codecs.set(id, codec);
+    }
+    return codec;
+  }
+
+  /** Healthy, fast backends first; among equals data shards first (no decoding). */
+  readPreference(location: BlobLocation): number[] {
+    const rank = { up: 0, unknown: 1, down: 2 } as const;
+    return location.backends
+      .map((name, shard) => ({ shard, state: rank[this.#health.state(name)], latency: Math.round(this.#health.latencyMs(name) ?? 0) }))
+      .sort((a, b) => a.state - b.state || a.latency - b.latency || a.shard - b.shard)
+      .map((entry) => entry.shard);
+  }
+
+  #afterWrite(blobId: string, location: BlobLocation, outcomes: readonly ShardOutcome[]): void {
+    const failed = outcomes.filter((outcome) => !outcome.committed);
+    for (const outcome of outcomes) {
+      const name = location.backends[outcome.shard]!;
+      if (outcome.committed) this.#health.reportSuccess(name);
+      else this.#health.reportFailure(name, outcome.error);
+    }
+    if (failed.length === 0) return;
+    this.#record(failed.map((outcome) => ({ blobId, shard: outcome.shard, reason: `write failed: ${describe(outcome.error)}` })));
+  }
+
+  #onDamage(blobId: string, location: BlobLocation, damage: ShardDamage): void {
+    const name = location.backends[damage.shard]!;
+    if (damage.reason === 'unreadable') this.#health.reportFailure(name, damage.error);
+    this.#onError(`shard ${damage.shard} of blob ${blobId} on ${name} is ${damage.reason}`, damage.error);
+    this.#record([{ blobId, shard: damage.shard, reason: `${damage.reason} on read` }]);
+  }
+
+  #record(requests: RepairRequest[]): void {
+    this.#repairs.recordRepairs(requests).catch((error: unknown) => this.#onError('could not record repairs (the scanner will find them)', error));
+  }
+}
+
+/** Written blob: the striped writer plus what the engine needs of a BlobWriter. */
+class PlacedBlobWriter implements BlobWriter {
+  readonly id: string;
+  readonly location: string;
+  readonly #sizeBytes: number;
+  readonly #writer: StripedBlobWriter;
+  readonly #afterWrite: (outcomes: readonly ShardOutcome[]) => void;
+
+  constructor(id: string, location: BlobLocation, writer: StripedBlobWriter, afterWrite: (outcomes: readonly ShardOutcome[]) => void) {
+    this.id = id;
+    this.location = encodeLocation(location);
+    this.#sizeBytes = location.sizeBytes;
+    this.#writer = writer;
+    this.#afterWrite = afterWrite;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    try {
+      await this.#writer.write(chunk);
+    } catch (error) {
+      throw asServiceUnavailable(error);
+    }
+  }
+
+  async commit(): Promise<number> {
+    let result;
+    try {
+      result = await this.#writer.commit();
+    } catch (error) {
+      throw asServiceUnavailable(error);
+    }
+    void result.settled.then(this.#afterWrite);
+    return this.#sizeBytes;
+  }
+
+  abort(): Promise<void> {
+    return this.#writer.abort();
+  }
+}
+
+/** Too few backends took the write: nothing was stored, and the client may retry (503, as S3 does when it cannot serve). */
+function asServiceUnavailable(error: unknown): unknown {
+  if (!(error instanceof WriteQuorumError)) return error;
+  return new S3Error('ServiceUnavailable', `Too few backends accepted the write (${error.quorum} needed); try again later.`);
+}
+
+/** A backend named by an old blob location but no longer configured: every shard on it is missing. */
+function missingBackend(name: string): Backend {
+  const fail = async (): Promise<never> => {
+    throw new Error(`backend ${name} is not configured`);
+  };
+  return { name, create: () => assertNever(name), read: fail, stat: fail, remove: fail, list: () => ({ [Symbol.asyncIterator]: () => ({ next: fail }) }), close: async () => undefined };
+}
+
+function assertNever(name: string): never {
+  throw new Error(`no writes to backend ${name}: it is not configured`);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
