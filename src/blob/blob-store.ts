@@ -12,6 +12,12 @@ export interface BlobStore {
   read(blob: BlobRef, start: number, end: number): Promise<Readable>;
   /** Removes a blob; a missing blob is not an error (purges are retried). */
   remove(blob: BlobRef): Promise<void>;
+  /**
+   * Removes many blobs at once, batched where the store can (per backend);
+   * returns the ones that could not be removed now, each with the earliest
+   * time worth trying again. Optional: without it blobs are removed one by one.
+   */
+  removeMany?(blobs: readonly BlobRef[]): Promise<Map<string, number>>;
   /** Every blob ID present, for reclaiming blobs that were written but never committed. */
   list(): AsyncIterable<string>;
   close(): Promise<void>;

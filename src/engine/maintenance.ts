@@ -5,33 +5,53 @@
  */
 import { blobIdTimeMs } from '../util/ids.ts';
 import { PURGE_BATCH_MAX, PURGE_RETRY_MS } from '../util/limits.ts';
+import type { PurgeEntry } from '../meta/metadata-store.ts';
 import type { EngineContext } from './context.ts';
 
 /** Removes due blobs once; returns how many were removed. */
 export async function purgeOnce(context: EngineContext, nowMs = Date.now(), onError: (error: unknown) => void = () => undefined): Promise<number> {
   const due = await context.meta.takePurgeBatch(nowMs, PURGE_BATCH_MAX);
   const done: string[] = [];
-  const later: string[] = [];
+  const later = new Map<string, number>();
   const leasedElsewhere = due.length === 0 || context.otherLeases === undefined
     ? new Set<string>()
     : await context.otherLeases(due.map((entry) => entry.blobId));
+  const removable: PurgeEntry[] = [];
   for (const entry of due) {
     // A blob still being streamed, or one whose removal failed, moves to the
     // back of the queue so it can never block the entries behind it.
-    if (context.leases.isLeased(entry.blobId) || leasedElsewhere.has(entry.blobId)) {
-      later.push(entry.blobId);
-      continue;
-    }
+    if (context.leases.isLeased(entry.blobId) || leasedElsewhere.has(entry.blobId)) later.set(entry.blobId, nowMs + PURGE_RETRY_MS);
+    else removable.push(entry);
+  }
+  if (context.blobs.removeMany !== undefined && removable.length > 0) {
+    // Batched per backend; a backend that is down answers for all its blobs at once, and says when to come back.
+    let failed: Map<string, number>;
     try {
-      await context.blobs.remove(entry);
-      done.push(entry.blobId);
+      failed = await context.blobs.removeMany(removable);
     } catch (error) {
       onError(error);
-      later.push(entry.blobId);
+      failed = new Map(removable.map((entry) => [entry.blobId, nowMs + PURGE_RETRY_MS]));
+    }
+    for (const entry of removable) {
+      const retryAtMs = failed.get(entry.blobId);
+      if (retryAtMs === undefined) done.push(entry.blobId);
+      else later.set(entry.blobId, Math.max(retryAtMs, nowMs + PURGE_RETRY_MS));
+    }
+  } else {
+    for (const entry of removable) {
+      try {
+        await context.blobs.remove(entry);
+        done.push(entry.blobId);
+      } catch (error) {
+        onError(error);
+        later.set(entry.blobId, nowMs + PURGE_RETRY_MS);
+      }
     }
   }
   if (done.length > 0) await context.meta.completePurge(done);
-  if (later.length > 0) await context.meta.postponePurge(later, nowMs + PURGE_RETRY_MS);
+  const byTime = new Map<number, string[]>();
+  for (const [blobId, untilMs] of later) byTime.set(untilMs, [...(byTime.get(untilMs) ?? []), blobId]);
+  for (const [untilMs, blobIds] of byTime) await context.meta.postponePurge(blobIds, untilMs);
   return done.length;
 }
 

@@ -12,6 +12,9 @@ import { decodeLocation, encodeLocation, shardKey, stripeLayoutOf, type BlobLoca
 import { openStripedRead, ShardsUnavailableError, type ShardDamage } from './striped-reader.ts';
 import { StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
 
+const REMOVAL_BACKOFF_MS_MIN = 1_000;
+const REMOVAL_BACKOFF_MS_MAX = 5 * 60_000;
+
 /** A shard that needs rewriting: it failed to write, or a read found it missing or corrupt. */
 export interface RepairRequest {
   readonly blobId: string;
@@ -49,6 +52,7 @@ export class PlacedBlobStore implements BlobStore {
   readonly #health: BackendHealth;
   readonly #repairs: RepairLog;
   readonly #codecs = new Map<string, ErasureCodec>();
+  readonly #removalBackoff = new Map<string, { untilMs: number; delayMs: number }>();
   readonly #onError: (message: string, error: unknown) => void;
 
   constructor(options: PlacedBlobStoreOptions) {
@@ -145,6 +149,64 @@ export class PlacedBlobStore implements BlobStore {
       }),
     );
     if (failures.length > 0) throw failures[0];
+  }
+
+  /**
+   * Removes the shards of many blobs with one request per backend (S3:
+   * DeleteObjects). A backend that fails is left alone for a growing while
+   * (1 s doubling to 5 min, reset by success): its blobs come back then, and
+   * until then no request is sent to it.
+   */
+  async removeMany(blobs: readonly BlobRef[]): Promise<Map<string, number>> {
+    const failed = new Map<string, number>();
+    const nowMs = Date.now();
+    const keysByBackend = new Map<string, { keys: string[]; blobIds: string[] }>();
+    await Promise.all(
+      blobs
+        .filter((blob) => blob.location === undefined)
+        .map(async (blob) => {
+          try {
+            await this.#local.remove(blob);
+          } catch (error) {
+            this.#onError(`removing local blob ${blob.blobId} failed`, error);
+            failed.set(blob.blobId, nowMs + REMOVAL_BACKOFF_MS_MIN);
+          }
+        }),
+    );
+    for (const blob of blobs) {
+      if (blob.location === undefined) continue;
+      const location = decodeLocation(blob.location);
+      for (const [shard, name] of location.backends.entries()) {
+        const batch = keysByBackend.get(name) ?? { keys: [], blobIds: [] };
+        batch.keys.push(shardKey(blob.blobId, shard));
+        batch.blobIds.push(blob.blobId);
+        keysByBackend.set(name, batch);
+      }
+    }
+    await Promise.all(
+      [...keysByBackend].map(async ([name, batch]) => {
+        const backoff = this.#removalBackoff.get(name);
+        const backend = this.#backends.get(name);
+        let retryAtMs: number | undefined = backoff !== undefined && backoff.untilMs > nowMs ? backoff.untilMs : undefined;
+        if (retryAtMs === undefined && backend === undefined) retryAtMs = nowMs + REMOVAL_BACKOFF_MS_MAX; // no longer configured: nothing to do but wait
+        if (retryAtMs === undefined) {
+          try {
+            await backend!.remove(batch.keys);
+            this.#removalBackoff.delete(name);
+            this.#health.reportSuccess(name);
+          } catch (error) {
+            const delayMs = Math.min(REMOVAL_BACKOFF_MS_MAX, backoff === undefined ? REMOVAL_BACKOFF_MS_MIN : backoff.delayMs * 2);
+            this.#removalBackoff.set(name, { untilMs: nowMs + delayMs, delayMs });
+            this.#health.reportFailure(name, error);
+            this.#onError(`removing ${batch.keys.length} shards from ${name} failed; retrying in ${delayMs} ms`, error);
+            retryAtMs = nowMs + delayMs;
+          }
+        }
+        if (retryAtMs === undefined) return;
+        for (const blobId of batch.blobIds) failed.set(blobId, Math.max(failed.get(blobId) ?? 0, retryAtMs));
+      }),
+    );
+    return failed;
   }
 
   list(): AsyncIterable<string> {
