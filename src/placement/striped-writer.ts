@@ -204,12 +204,17 @@ export class StripedBlobWriter {
     } else if (layout.dataBytesOf(stripe) < buffers.dataRegion.length) {
       buffers.dataRegion.fill(0, layout.dataBytesOf(stripe)); // a reused buffer's old bytes are not padding
     }
-    if (layout.dataShards > 1) await this.#codec!.encode(buffers.data, buffers.parity);
-    const blocks = Array.from({ length: layout.shardCount }, (_, shard) => blockOf(buffers, layout.dataShards, shard));
-    const checksums = blocks.map((block, shard) => encodeFrameChecksum(block, stripe, shard));
-
+    // Each shard's writes are queued here, before the first await: encodes of
+    // consecutive stripes finish in any order (a short last stripe first),
+    // but a shard's frames must reach its backend in stripe order.
+    const encoded = (async () => {
+      if (layout.dataShards > 1) await this.#codec!.encode(buffers.data, buffers.parity);
+      const blocks = Array.from({ length: layout.shardCount }, (_, shard) => blockOf(buffers, layout.dataShards, shard));
+      return { blocks, checksums: blocks.map((block, shard) => encodeFrameChecksum(block, stripe, shard)) };
+    })();
     const writes = this.#alive().map((shard) => {
       const write = shard.chain.then(async () => {
+        const { blocks, checksums } = await encoded;
         if (shard.failure !== undefined) return;
         await shard.writer.write(blocks[shard.index]!);
         await shard.writer.write(checksums[shard.index]!);
@@ -217,6 +222,7 @@ export class StripedBlobWriter {
       shard.chain = write.catch((error: unknown) => this.#dropShard(shard, error));
       return { shard, done: shard.chain };
     });
+    await encoded;
     const gaveUp = await this.#awaitStripe(writes);
     if (this.#alive().length < this.#quorum) throw this.#quorumError();
     // A shard given up on may still be writing from these buffers: leave them to the collector.
