@@ -26,6 +26,8 @@ export interface Backend {
   remove(keys: readonly string[]): Promise<void>;
   /** Every key under `prefix`, in no particular order. */
   list(prefix: string): AsyncIterable<string>;
+  /** Removes what writes that never committed left behind before `beforeMs` (after a crash); returns how many. */
+  discardIncomplete?(beforeMs: number): Promise<number>;
   close(): Promise<void>;
 }
 

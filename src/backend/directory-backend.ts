@@ -92,6 +92,22 @@ export class DirectoryBackend implements Backend {
     }
   }
 
+  async discardIncomplete(beforeMs: number): Promise<number> {
+    let removed = 0;
+    for (let i = 0; i < FANOUT_DIRECTORIES; i++) {
+      const directory = join(this.root, fanoutName(i));
+      for (const name of await readdir(directory)) {
+        if (!name.endsWith(PARTIAL_SUFFIX)) continue;
+        const path = join(directory, name);
+        const info = await stat(path).catch(() => undefined);
+        if (info === undefined || info.mtimeMs >= beforeMs) continue;
+        await rm(path, { force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+
   async close(): Promise<void> {}
 }
 

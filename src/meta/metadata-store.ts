@@ -131,7 +131,10 @@ export interface RepairEntry {
 }
 
 export interface RepairSummary {
+  /** Shards of live blobs waiting to be rewritten. */
   pending: number;
+  /** Entries whose blob is not (or no longer) referenced: dropped once old enough (an upload may still be committing). */
+  unreferenced: number;
   oldestRecordedMs: number | undefined;
   /** The first few, oldest first. */
   sample: RepairEntry[];
@@ -198,6 +201,8 @@ export interface MetadataStore {
   completeRepairs(entries: readonly { blobId: string; shard: number }[]): Promise<void>;
   postponeRepairs(entries: readonly { blobId: string; shard: number }[], untilMs: number): Promise<void>;
   repairSummary(sampleMax: number): Promise<RepairSummary>;
+  /** Drops every repair of these blobs (they are gone). */
+  forgetRepairs(blobIds: readonly string[]): Promise<void>;
   /** Live placed blobs in blob ID order after `afterBlobId`. */
   listPlacedBlobs(afterBlobId: string, limit: number): Promise<PlacedBlob[]>;
 

@@ -35,7 +35,8 @@ export async function healCommand(args: string[]): Promise<number> {
     if (values.status) {
       const summary = await meta.repairSummary(SAMPLE_MAX);
       process.stdout.write(`${summary.pending} shard${summary.pending === 1 ? '' : 's'} queued for repair`);
-      process.stdout.write(summary.oldestRecordedMs === undefined ? '\n' : `, oldest since ${new Date(summary.oldestRecordedMs).toISOString()}\n`);
+      process.stdout.write(summary.oldestRecordedMs === undefined ? '' : `, oldest since ${new Date(summary.oldestRecordedMs).toISOString()}`);
+      process.stdout.write(summary.unreferenced === 0 ? '\n' : `; ${summary.unreferenced} more of blobs not referenced (yet, or any more), dropped after 10 min\n`);
       for (const entry of summary.sample) {
         const state = entry.location === undefined ? ' (blob no longer referenced)' : '';
         process.stdout.write(`  blob ${entry.blobId} shard ${entry.shard}: ${entry.reason}, ${entry.attempts} attempt${entry.attempts === 1 ? '' : 's'}${state}\n`);

@@ -101,6 +101,45 @@ export class Healer {
     return { blobsChecked: blobs, shardsRebuilt: rebuilt, failures };
   }
 
+  /**
+   * Removes shards on the backends that belong to no blob the metadata knows
+   * and were created before `beforeMs`: uploads a crash cut short. Safe for
+   * blobs created before this process started (it is the only writer of its
+   * backends' buckets and directories), as reclaim is for local blobs.
+   */
+  async reclaimOrphans(beforeMs: number): Promise<number> {
+    let removed = 0;
+    for (const backend of this.#store.backends()) {
+      const orphans: string[] = [];
+      const known = new Map<string, boolean>();
+      try {
+        removed += (await backend.discardIncomplete?.(beforeMs)) ?? 0;
+        for await (const key of backend.list('')) {
+          const blobId = blobIdOfShardKey(key);
+          if (blobId === undefined || blobIdTimeMs(blobId) >= beforeMs) continue;
+          let isKnown = known.get(blobId);
+          if (isKnown === undefined) {
+            isKnown = await this.#meta.isBlobKnown(blobId);
+            if (known.size < KNOWN_CACHE_MAX) known.set(blobId, isKnown);
+          }
+          if (!isKnown) orphans.push(key);
+          if (orphans.length >= ORPHAN_BATCH_MAX) removed += await this.#removeOrphans(backend, orphans.splice(0));
+        }
+        removed += await this.#removeOrphans(backend, orphans);
+      } catch (error) {
+        this.#onError(`reclaiming orphan shards on ${backend.name} failed (the next start tries again)`, error);
+      }
+    }
+    return removed;
+  }
+
+  async #removeOrphans(backend: Backend, keys: string[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    await backend.remove(keys);
+    await this.#meta.forgetRepairs([...new Set(keys.map((key) => blobIdOfShardKey(key)!))]);
+    return keys.length;
+  }
+
   /** Checks every placed blob once and rebuilds what is missing (and, deep, corrupt). */
   async scan(options: HealOptions = {}): Promise<HealReport> {
     let blobs = 0;
@@ -171,6 +210,15 @@ export class Healer {
       throw error;
     }
   }
+}
+
+const ORPHAN_BATCH_MAX = 1000;
+const KNOWN_CACHE_MAX = 100_000;
+
+/** 'B.3' → 'B' for keys that look like shard keys; undefined for anything else. */
+function blobIdOfShardKey(key: string): string | undefined {
+  const match = /^([0-9a-z]{9}[0-9a-f]{20})\.\d{1,2}$/.exec(key);
+  return match === null ? undefined : match[1];
 }
 
 function retryDelayMs(attempts: number): number {

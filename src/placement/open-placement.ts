@@ -77,6 +77,8 @@ class HealLoop {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #nextScanMs = 0;
+  /** Shards of blobs begun before this start and never committed are crash debris. */
+  #reclaimBeforeMs: number | undefined = Date.now();
 
   constructor(healer: Healer, logger: Logger) {
     this.#healer = healer;
@@ -104,6 +106,11 @@ class HealLoop {
   }
 
   async #pass(): Promise<void> {
+    if (this.#reclaimBeforeMs !== undefined) {
+      const removed = await this.#healer.reclaimOrphans(this.#reclaimBeforeMs);
+      this.#reclaimBeforeMs = undefined;
+      if (removed > 0) this.#logger.info('reclaimed orphan shards', { count: removed });
+    }
     const repaired = await this.#healer.repairDue();
     if (repaired.shardsRebuilt > 0) this.#logger.info('shards repaired', { ...repaired });
     if (Date.now() < this.#nextScanMs) return;

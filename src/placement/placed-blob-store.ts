@@ -69,6 +69,11 @@ export class PlacedBlobStore implements BlobStore {
     }
   }
 
+  /** Every configured backend. */
+  backends(): Backend[] {
+    return [...this.#backends.values()];
+  }
+
   get health(): BackendHealth {
     return this.#health;
   }
@@ -105,7 +110,7 @@ export class PlacedBlobStore implements BlobStore {
       targets: this.shardTargets(blobId, location),
       codec: this.codecFor(location),
       writeQuorum: placement.writeQuorum,
-    }), (outcomes) => this.#afterWrite(blobId, location, outcomes));
+    }), (outcomes) => this.#afterWrite(blobId, location, outcomes), (blob) => this.remove(blob));
   }
 
   async read(blob: BlobRef, start: number, end: number): Promise<Readable> {
@@ -286,13 +291,22 @@ class PlacedBlobWriter implements BlobWriter {
   readonly #sizeBytes: number;
   readonly #writer: StripedBlobWriter;
   readonly #afterWrite: (outcomes: readonly ShardOutcome[]) => void;
+  readonly #remove: (blob: BlobRef) => Promise<void>;
+  #committed = false;
 
-  constructor(id: string, location: BlobLocation, writer: StripedBlobWriter, afterWrite: (outcomes: readonly ShardOutcome[]) => void) {
+  constructor(
+    id: string,
+    location: BlobLocation,
+    writer: StripedBlobWriter,
+    afterWrite: (outcomes: readonly ShardOutcome[]) => void,
+    remove: (blob: BlobRef) => Promise<void>,
+  ) {
     this.id = id;
     this.location = encodeLocation(location);
     this.#sizeBytes = location.sizeBytes;
     this.#writer = writer;
     this.#afterWrite = afterWrite;
+    this.#remove = remove;
   }
 
   async write(chunk: Buffer): Promise<void> {
@@ -310,12 +324,16 @@ class PlacedBlobWriter implements BlobWriter {
     } catch (error) {
       throw asServiceUnavailable(error);
     }
+    this.#committed = true;
     void result.settled.then(this.#afterWrite);
     return this.#sizeBytes;
   }
 
-  abort(): Promise<void> {
-    return this.#writer.abort();
+  /** Before commit: the shards are discarded as they are; after (the version commit failed): removed from the backends. */
+  async abort(): Promise<void> {
+    if (!this.#committed) return this.#writer.abort();
+    // Shards still being written in the background appear after this: the orphan reclaim at the next start takes them.
+    await this.#remove({ blobId: this.id, location: this.location });
   }
 }
 

@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY } from './talus.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const CLI = join(ROOT, 'src', 'cli.ts');
+export const CLI = join(ROOT, 'src', 'cli.ts');
+export const PROJECT_ROOT = ROOT;
 const READY = /Talus S3 server listening on (http:\/\/\S+)/;
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 40_000;
@@ -50,11 +51,11 @@ export function freePort(): Promise<number> {
  * prints its ready line. Rejects, with the process output, if it exits or
  * does not become ready within 30 s.
  */
-export async function startServerProcess(dataDir: string, port?: number): Promise<ServerProcess> {
+export async function startServerProcess(dataDir: string, port?: number, extraArgs: readonly string[] = []): Promise<ServerProcess> {
   const listenPort = port ?? (await freePort());
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', CLI, 'server', dataDir, '--port', String(listenPort), '--address', '127.0.0.1'],
+    ['--import', 'tsx', CLI, 'server', dataDir, '--port', String(listenPort), '--address', '127.0.0.1', ...extraArgs],
     {
       cwd: ROOT,
       env: { ...process.env, TALUS_ROOT_USER: ACCESS_KEY_ID, TALUS_ROOT_PASSWORD: SECRET_ACCESS_KEY },

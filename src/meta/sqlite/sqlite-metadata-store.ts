@@ -488,7 +488,10 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async completePurge(blobIds: string[]): Promise<void> {
     this.#db.transaction(() => {
-      for (const blobId of blobIds) this.#statements.forgetPurgedBlob.run(blobId);
+      for (const blobId of blobIds) {
+        // Repairs of a blob gone for good have nothing left to do.
+        if (this.#statements.forgetPurgedBlob.run(blobId).changes > 0) this.#statements.forgetRepairs.run(blobId);
+      }
     }).immediate();
   }
 
@@ -524,9 +527,15 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async repairSummary(sampleMax: number): Promise<RepairSummary> {
-    const counts = this.#statements.repairCounts.get() as { pending: number; oldest: number | null };
+    const counts = this.#statements.repairCounts.get(LOCAL_BACKEND) as { pending: number; unreferenced: number; oldest: number | null };
     const sample = (this.#statements.repairsOldest.all(sampleMax) as RepairRow[]).map(repairEntry);
-    return { pending: counts.pending, oldestRecordedMs: counts.oldest ?? undefined, sample };
+    return { pending: counts.pending, unreferenced: counts.unreferenced, oldestRecordedMs: counts.oldest ?? undefined, sample };
+  }
+
+  async forgetRepairs(blobIds: readonly string[]): Promise<void> {
+    this.#db.transaction(() => {
+      for (const blobId of blobIds) this.#statements.forgetRepairs.run(blobId);
+    }).immediate();
   }
 
   async listPlacedBlobs(afterBlobId: string, limit: number): Promise<PlacedBlob[]> {
@@ -678,7 +687,12 @@ function prepareStatements(db: Database.Database) {
     repairsOldest: db.prepare(
       'SELECT repairs.*, blobs.backend, blobs.purge_after_ms FROM repairs LEFT JOIN blobs ON blobs.blob_id = repairs.blob_id ORDER BY recorded_ms LIMIT ?',
     ),
-    repairCounts: db.prepare('SELECT count(*) AS pending, min(recorded_ms) AS oldest FROM repairs'),
+    repairCounts: db.prepare(
+      `SELECT count(*) FILTER (WHERE live) AS pending, count(*) FILTER (WHERE NOT live) AS unreferenced, min(recorded_ms) FILTER (WHERE live) AS oldest
+       FROM (SELECT repairs.recorded_ms, (blobs.backend IS NOT NULL AND blobs.backend != ? AND blobs.purge_after_ms IS NULL) AS live
+             FROM repairs LEFT JOIN blobs ON blobs.blob_id = repairs.blob_id)`,
+    ),
+    forgetRepairs: db.prepare('DELETE FROM repairs WHERE blob_id = ?'),
     completeRepair: db.prepare('DELETE FROM repairs WHERE blob_id = ? AND shard = ?'),
     postponeRepair: db.prepare('UPDATE repairs SET attempts = attempts + 1, due_ms = ? WHERE blob_id = ? AND shard = ?'),
     placedBlobs: db.prepare('SELECT blob_id, backend FROM blobs WHERE backend != ? AND purge_after_ms IS NULL AND blob_id > ? ORDER BY blob_id LIMIT ?'),
