@@ -10,6 +10,7 @@ import type {
   BucketRecord,
   ObjectVersion,
   PartRecord,
+  Segment,
   Tag,
   UploadRecord,
   VersioningState,
@@ -201,6 +202,12 @@ export interface MetadataStore {
   completeRepairs(entries: readonly { blobId: string; shard: number }[]): Promise<void>;
   postponeRepairs(entries: readonly { blobId: string; shard: number }[], untilMs: number): Promise<void>;
   repairSummary(sampleMax: number): Promise<RepairSummary>;
+  /**
+   * Points a version's segment at a copy of its bytes in another blob (re-placement),
+   * queueing the old blob for purge. False, changing nothing, if the version
+   * is gone or no longer references `oldBlobId`.
+   */
+  replaceSegment(bucket: string, key: string, versionId: string, oldBlobId: string, replacement: Segment): Promise<boolean>;
   /** Drops every repair of these blobs (they are gone). */
   forgetRepairs(blobIds: readonly string[]): Promise<void>;
   /** Live placed blobs in blob ID order after `afterBlobId`. */

@@ -6,6 +6,7 @@ import { DirectoryBackend } from '../backend/directory-backend.ts';
 import { S3Backend } from '../backend/s3-backend.ts';
 import { FsBlobStore } from '../blob/fs/fs-blob-store.ts';
 import { loadConfig } from '../config/config.ts';
+import { lockDataDirectory } from '../data-dir-lock.ts';
 import { SqliteMetadataStore } from '../meta/sqlite/sqlite-metadata-store.ts';
 import { silentLogger } from '../util/logger.ts';
 import { BackendHealth } from './backend-health.ts';
@@ -51,12 +52,18 @@ export async function healCommand(args: string[]): Promise<number> {
       const show = progressPrinter();
       const repairs = await placement.healer.repairDue({ onProgress: show, includeNotDue: true });
       const scan = await placement.healer.scan({ deep: values.deep, onProgress: show });
+      // Re-placing rewrites versions, which a running server caches: only without one.
+      const lock = await lockDataDirectory(dataDir).catch(() => undefined);
+      const replaced = lock === undefined ? undefined : await placement.healer.replaceAll({ onProgress: show }).finally(() => lock.release());
       show.finish();
       process.stdout.write(
         `repairs: ${repairs.shardsRebuilt} shards rebuilt, ${repairs.failures} failed\n` +
-          `scan${values.deep ? ' (deep)' : ''}: ${scan.blobsChecked} blobs checked, ${scan.shardsRebuilt} shards rebuilt, ${scan.failures} failed\n`,
+          `scan${values.deep ? ' (deep)' : ''}: ${scan.blobsChecked} blobs checked, ${scan.shardsRebuilt} shards rebuilt, ${scan.failures} failed\n` +
+          (replaced === undefined
+            ? 're-placement: left to the running server (its next scan)\n'
+            : `re-placement: ${replaced.blobsChecked} blobs checked, ${replaced.blobsMoved} moved, ${replaced.failures} failed\n`),
       );
-      return repairs.failures + scan.failures === 0 ? 0 : 1;
+      return repairs.failures + scan.failures + (replaced?.failures ?? 0) === 0 ? 0 : 1;
     } finally {
       await placement.store.close();
     }

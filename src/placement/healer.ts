@@ -1,5 +1,6 @@
 import type { Backend, BackendWriter } from '../backend/backend.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
+import type { Segment } from '../meta/types.ts';
 import { blobIdTimeMs } from '../util/ids.ts';
 import { decodeLocation, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
 import type { PlacedBlobStore } from './placed-blob-store.ts';
@@ -19,7 +20,7 @@ const RETRY_DELAY_MS_MAX = 15 * 60_000;
 const UNKNOWN_BLOB_GRACE_MS = 10 * 60_000;
 
 export interface HealProgress {
-  readonly phase: 'repairs' | 'scan';
+  readonly phase: 'repairs' | 'scan' | 'replace';
   /** Blobs looked at in this phase so far. */
   readonly blobs: number;
   readonly shardsRebuilt: number;
@@ -32,6 +33,12 @@ export interface HealOptions {
   readonly onProgress?: (progress: HealProgress) => void;
   /** Repairs: also those waiting out a backoff (an on-demand heal). */
   readonly includeNotDue?: boolean;
+}
+
+export interface ReplaceReport {
+  readonly blobsChecked: number;
+  readonly blobsMoved: number;
+  readonly failures: number;
 }
 
 export interface HealReport {
@@ -187,6 +194,79 @@ export class Healer {
       }),
     );
     return found.filter((damage): damage is ShardDamage => damage !== undefined);
+  }
+
+  /**
+   * Moves every object whose bytes are not where its bucket's placement
+   * would put them now (the configuration changed): each blob is read —
+   * verified, degraded if need be — written anew under the current
+   * placement, and swapped into its version in one metadata commit that
+   * queues the old blob for purge. A version that changed meanwhile keeps
+   * its bytes, and the copy is dropped. Must run in the process that serves
+   * the data directory (it rewrites versions, which that process caches).
+   */
+  async replaceAll(options: HealOptions = {}): Promise<ReplaceReport> {
+    let blobs = 0;
+    let moved = 0;
+    let failures = 0;
+    for (const bucket of await this.#meta.listBuckets()) {
+      let keyMarker = '';
+      let versionIdMarker = '';
+      for (;;) {
+        const page = await this.#meta.listVersions({ bucket: bucket.name, prefix: '', delimiter: '', keyMarker, versionIdMarker, limit: SCAN_PAGE_MAX });
+        for (const entry of page.entries) {
+          const listed = entry.version;
+          if (listed === undefined || listed.isDeleteMarker) continue;
+          const version = await this.#meta.getVersion(bucket.name, entry.key, listed.versionId);
+          if (version === undefined || version.inlineData !== undefined) continue;
+          for (const segment of version.segments) {
+            blobs++;
+            if (this.#isPlacedAsWanted(bucket.name, segment)) continue;
+            try {
+              if (await this.#move(bucket.name, entry.key, listed.versionId, segment)) moved++;
+            } catch (error) {
+              failures++;
+              this.#onError(`re-placing blob ${segment.blobId} of ${bucket.name}/${entry.key} failed (the next scan tries again)`, error);
+            }
+            options.onProgress?.({ phase: 'replace', blobs, shardsRebuilt: moved, failures });
+          }
+        }
+        const last = page.entries.at(-1);
+        if (!page.isTruncated || last === undefined) break;
+        keyMarker = last.key;
+        versionIdMarker = last.version?.versionId ?? '';
+      }
+    }
+    return { blobsChecked: blobs, blobsMoved: moved, failures };
+  }
+
+  #isPlacedAsWanted(bucket: string, segment: Segment): boolean {
+    const wanted = this.#store.placementFor(bucket, segment.sizeBytes);
+    if (wanted === undefined || segment.location === undefined) return wanted === undefined && segment.location === undefined;
+    const location = decodeLocation(segment.location);
+    return (
+      location.dataShards === wanted.dataShards &&
+      location.parityShards === wanted.parityShards &&
+      location.blockBytes === wanted.blockBytes &&
+      location.backends.every((name) => wanted.backends.includes(name))
+    );
+  }
+
+  async #move(bucket: string, key: string, versionId: string, segment: Segment): Promise<boolean> {
+    const source = await this.#store.read(segment, 0, segment.sizeBytes);
+    const writer = this.#store.create({ bucket, sizeBytes: segment.sizeBytes });
+    try {
+      for await (const chunk of source as AsyncIterable<Buffer>) await writer.write(chunk);
+      await writer.commit();
+    } catch (error) {
+      source.destroy();
+      await writer.abort();
+      throw error;
+    }
+    const replacement: Segment = writer.location === undefined ? { blobId: writer.id, sizeBytes: segment.sizeBytes } : { blobId: writer.id, sizeBytes: segment.sizeBytes, location: writer.location };
+    if (await this.#meta.replaceSegment(bucket, key, versionId, segment.blobId, replacement)) return true;
+    await writer.abort();
+    return false;
   }
 
   /** Rewrites `shards` of a blob from the others. */

@@ -117,5 +117,7 @@ class HealLoop {
     this.#nextScanMs = Date.now() + SCAN_INTERVAL_MS;
     const scanned = await this.#healer.scan();
     this.#logger.info('healing scan done', { ...scanned });
+    const replaced = await this.#healer.replaceAll();
+    if (replaced.blobsMoved > 0 || replaced.failures > 0) this.#logger.info('objects re-placed', { ...replaced });
   }
 }

@@ -417,6 +417,25 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
+  async replaceSegment(bucket: string, key: string, versionId: string, oldBlobId: string, replacement: Segment): Promise<boolean> {
+    return this.#mutate((): boolean => {
+      this.#latest?.forget(bucket, key);
+      const s = this.#statements;
+      const row = s.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
+      if (row === undefined) return false;
+      const version = rowToVersion(row);
+      const index = version.segments.findIndex((segment) => segment.blobId === oldBlobId);
+      if (index === -1) return false;
+      const old = version.segments[index]!;
+      assert(old.sizeBytes === replacement.sizeBytes, 'a replacement holds the same bytes');
+      version.segments[index] = replacement;
+      s.updateVersionMeta.run(versionMeta(version), row.seq);
+      s.recordBlob.run(replacement.blobId, replacement.location ?? LOCAL_BACKEND);
+      this.#queuePurge([old], Date.now(), new Set([replacement.blobId]));
+      return true;
+    });
+  }
+
   async list(request: ListRequest): Promise<ListResult> {
     return listKeys(this.#db, request);
   }
