@@ -18,8 +18,12 @@ export interface Backend {
    * written once, except by repairs, which rewrite the same bytes.
    */
   create(key: string, sizeBytes: number): BackendWriter;
-  /** Bytes [start, end) of `key`. Rejects with BackendObjectMissingError when the object is not there. */
-  read(key: string, start: number, end: number, signal?: AbortSignal): Promise<AsyncIterable<Buffer>>;
+  /**
+   * Bytes [start, end) of `key`. Rejects with BackendObjectMissingError when
+   * the object is not there. `chunkBytes` is a hint: chunks of that size
+   * (a striped read's frames) save the reader from joining them.
+   */
+  read(key: string, start: number, end: number, options?: BackendReadOptions): Promise<AsyncIterable<Buffer>>;
   /** Size of `key`, or undefined when it is not there. */
   stat(key: string): Promise<number | undefined>;
   /** Removes objects; missing ones are not an error (removals are retried). */
@@ -31,9 +35,18 @@ export interface Backend {
   close(): Promise<void>;
 }
 
+export interface BackendReadOptions {
+  readonly signal?: AbortSignal;
+  readonly chunkBytes?: number;
+}
+
 export interface BackendWriter {
-  /** Appends a chunk; resolves when the backend accepted it (backpressure). The caller may reuse the chunk afterwards. */
-  write(chunk: Uint8Array): Promise<void>;
+  /**
+   * Appends a chunk, or several in order (one system call where the backend
+   * can); resolves when the backend accepted them (backpressure). The caller
+   * may reuse the chunks afterwards.
+   */
+  write(chunk: Uint8Array | readonly Uint8Array[]): Promise<void>;
   /** Makes the object durable and visible; rejects if fewer bytes than announced were written. */
   commit(): Promise<void>;
   /** Discards an uncommitted object; safe at any point and more than once (after commit it does nothing: use remove). */

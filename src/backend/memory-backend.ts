@@ -38,12 +38,14 @@ export class MemoryBackend implements Backend {
     let written = 0;
     let state: 'open' | 'committed' | 'aborted' = 'open';
     return {
-      write: async (chunk) => {
+      write: async (chunkOrChunks) => {
         this.#checkUp();
         assert(state === 'open', `write to ${state} object`);
-        written += chunk.length;
-        if (written > sizeBytes) throw new BackendSizeMismatchError(this.name, key, sizeBytes, written);
-        chunks.push(Buffer.from(chunk)); // a copy: the caller reuses its chunk
+        for (const chunk of Array.isArray(chunkOrChunks) ? (chunkOrChunks as readonly Uint8Array[]) : [chunkOrChunks as Uint8Array]) {
+          written += chunk.length;
+          if (written > sizeBytes) throw new BackendSizeMismatchError(this.name, key, sizeBytes, written);
+          chunks.push(Buffer.from(chunk)); // a copy: the caller reuses its chunk
+        }
       },
       commit: async () => {
         this.#checkUp();

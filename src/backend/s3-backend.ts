@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { DELETE_OBJECTS_KEYS_MAX, S3Client, S3RequestError, type S3ClientOptions } from '../client/s3-client.ts';
 import { assert } from '../util/assert.ts';
-import { BackendObjectMissingError, BackendSizeMismatchError, isBackendKey, type Backend, type BackendWriter } from './backend.ts';
+import { BackendObjectMissingError, BackendSizeMismatchError, isBackendKey, type Backend, type BackendReadOptions, type BackendWriter } from './backend.ts';
 import { RETRY_POLICY_DEFAULT, withRetries, type RetryPolicy } from './retry.ts';
 
 /** Bytes queued for the socket per upload before write() waits. */
@@ -77,7 +77,8 @@ export class S3Backend implements Backend {
     return new S3Upload(this.name, this.#client, this.bucket, this.#key(key), key, sizeBytes);
   }
 
-  async read(key: string, start: number, end: number, signal?: AbortSignal): Promise<AsyncIterable<Buffer>> {
+  async read(key: string, start: number, end: number, options: BackendReadOptions = {}): Promise<AsyncIterable<Buffer>> {
+    const { signal } = options;
     assert(start >= 0 && start <= end, `invalid range ${start}-${end}`);
     const remoteKey = this.#key(key);
     if (start === end) {
@@ -164,15 +165,18 @@ class S3Upload implements BackendWriter {
     });
   }
 
-  async write(chunk: Uint8Array): Promise<void> {
+  async write(chunkOrChunks: Uint8Array | readonly Uint8Array[]): Promise<void> {
     assert(this.#state === 'open', `write to ${this.#state} object`);
-    if (this.#failure !== undefined) throw this.#failure;
-    if (this.#written + chunk.length > this.#sizeBytes) throw new BackendSizeMismatchError(this.#backend, this.#key, this.#sizeBytes, this.#written + chunk.length);
-    this.#written += chunk.length;
-    if (!this.#body.write(Buffer.from(chunk))) {
-      await Promise.race([once(this.#body, 'drain'), this.#response.then(() => undefined)]);
+    const chunks = Array.isArray(chunkOrChunks) ? (chunkOrChunks as readonly Uint8Array[]) : [chunkOrChunks as Uint8Array];
+    for (const chunk of chunks) {
       if (this.#failure !== undefined) throw this.#failure;
+      if (this.#written + chunk.length > this.#sizeBytes) throw new BackendSizeMismatchError(this.#backend, this.#key, this.#sizeBytes, this.#written + chunk.length);
+      this.#written += chunk.length;
+      if (!this.#body.write(Buffer.from(chunk))) {
+        await Promise.race([once(this.#body, 'drain'), this.#response.then(() => undefined)]);
+      }
     }
+    if (this.#failure !== undefined) throw this.#failure;
   }
 
   async commit(): Promise<void> {

@@ -70,10 +70,24 @@ export async function openStripedRead(options: StripedReadOptions): Promise<Asyn
     read.close();
     throw error;
   }
+  // One stripe of read-ahead: the next stripe is fetched and decoded while
+  // the consumer (a socket) takes this one. Stripes are still read one after
+  // another (a cursor serves one stripe at a time), so memory is two stripes.
+  const prefetch = (stripe: number): Promise<Buffer[]> | undefined => {
+    if (stripe >= read.endStripe) return undefined;
+    const fetching = read.stripeBytes(stripe);
+    fetching.catch(() => undefined); // awaited below, unless the consumer stops first
+    return fetching;
+  };
   return (async function* stripes() {
     try {
+      let next = prefetch(read.firstStripe + 1);
       yield* first;
-      for (let stripe = read.firstStripe + 1; stripe < read.endStripe; stripe++) yield* await read.stripeBytes(stripe);
+      for (let stripe = read.firstStripe + 1; stripe < read.endStripe; stripe++) {
+        const current = await next!;
+        next = prefetch(stripe + 1);
+        yield* current;
+      }
     } finally {
       read.close();
     }
@@ -258,7 +272,10 @@ class ShardCursor {
     if (this.#chunks !== undefined) return this.#chunks;
     const { backend, key } = this.#target;
     try {
-      const body = await backend.read(key, this.#layout.frameOffset(stripe), this.#layout.frameOffset(this.#endStripe), this.#abort.signal);
+      const body = await backend.read(key, this.#layout.frameOffset(stripe), this.#layout.frameOffset(this.#endStripe), {
+        signal: this.#abort.signal,
+        chunkBytes: this.#layout.blockBytes + FRAME_CHECKSUM_BYTES,
+      });
       this.#chunks = body[Symbol.asyncIterator]();
       return this.#chunks;
     } catch (error) {

@@ -216,8 +216,7 @@ export class StripedBlobWriter {
       const write = shard.chain.then(async () => {
         const { blocks, checksums } = await encoded;
         if (shard.failure !== undefined) return;
-        await shard.writer.write(blocks[shard.index]!);
-        await shard.writer.write(checksums[shard.index]!);
+        await shard.writer.write([blocks[shard.index]!, checksums[shard.index]!]);
       });
       shard.chain = write.catch((error: unknown) => this.#dropShard(shard, error));
       return { shard, done: shard.chain };

@@ -38,17 +38,21 @@ export class FileRangeStream extends Readable implements DirectBody {
   #piping = false;
   /** The read the thread pool is doing into one of our buffers: the descriptor stays open until it is done. */
   #reading: Promise<unknown> | undefined;
+  readonly #chunkBytes: number;
 
-  constructor(fd: number, start: number, end: number) {
-    super({ highWaterMark: FILE_READ_CHUNK_BYTES });
+  /** `chunkBytes` sizes the chunks of the Readable (a reader of fixed-size frames asks for its frame size); pipeInto keeps its pooled size. */
+  constructor(fd: number, start: number, end: number, chunkBytes = FILE_READ_CHUNK_BYTES) {
+    super({ highWaterMark: chunkBytes });
     assert(start >= 0 && end >= start, 'a file range is ordered');
+    assert(Number.isInteger(chunkBytes) && chunkBytes > 0 && chunkBytes <= 16 * 1024 * 1024, `chunk bytes ${chunkBytes}`);
+    this.#chunkBytes = chunkBytes;
     this.#fd = fd;
     this.#position = start;
     this.#end = end;
   }
 
   override _read(): void {
-    const length = Math.min(FILE_READ_CHUNK_BYTES, this.#end - this.#position);
+    const length = Math.min(this.#chunkBytes, this.#end - this.#position);
     if (length === 0) {
       this.push(null);
       return;
