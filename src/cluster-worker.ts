@@ -6,7 +6,9 @@
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { AccessKeyCache } from './access-key-cache.ts';
+import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
+import { openPlacement } from './placement/open-placement.ts';
 import { WORKER_SETTINGS_ENV, type ToPrimary, type ToWorker, type WorkerSettings } from './cluster.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
@@ -25,7 +27,13 @@ async function runWorker(): Promise<void> {
   const settings = JSON.parse(raw) as WorkerSettings;
   const logger = jsonLogger();
   const meta = new SqliteMetadataStore(join(settings.dataDir, 'meta.db'), { onBucketsChanged: () => tell({ kind: 'buckets-changed' }) });
-  const blobs = await FsBlobStore.open(join(settings.dataDir, 'blobs'));
+  const local = await FsBlobStore.open(join(settings.dataDir, 'blobs'));
+  const placement = settings.config === undefined
+    ? undefined
+    : await openPlacement({ ...settings.config, buckets: new Map(settings.config.buckets) }, local, meta, logger);
+  // Probes only: healing, reclaim and purges are the primary's.
+  placement?.startBackground({ heal: false });
+  const blobs: BlobStore = placement?.store ?? local;
   const engine = new Engine(meta, blobs, { onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }) });
   const secrets = await AccessKeyCache.load(meta);
   const server = createS3Server({

@@ -19,6 +19,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import { assert } from './util/assert.ts';
+import type { TalusConfig } from './config/config.ts';
 import type { Logger } from './util/logger.ts';
 
 /** What a worker needs to serve; everything else it reads from the data directory. */
@@ -28,6 +29,8 @@ export interface WorkerSettings {
   address: string;
   domain: string | undefined;
   region: string;
+  /** The primary's configuration (backends and placements), as JSON allows: the buckets map as entries. */
+  config?: Omit<TalusConfig, 'buckets'> & { buckets: [string, string][] };
 }
 
 export type ToWorker =

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
-import { ConfigError, EMPTY_CONFIG, type TalusConfig } from './config/config.ts';
+import { EMPTY_CONFIG, type TalusConfig } from './config/config.ts';
 import { lockDataDirectory, type DataDirectoryLock } from './data-dir-lock.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
@@ -91,15 +91,21 @@ async function startOnLockedDirectory(
   const workers = options.workers ?? 1;
   const config = options.config ?? EMPTY_CONFIG;
   const placed = config.placements.length > 0 || config.defaultPlacement !== EMPTY_CONFIG.defaultPlacement;
-  // Fail closed: workers would each need the backends too, which they do not have yet.
-  if (placed && workers > 1) throw new ConfigError('placements over backends run with one process for now (--workers 1)');
   const placement = placed ? await openPlacement(config, local, meta, logger) : undefined;
   const blobs: BlobStore = placement?.store ?? local;
   const host = options.address === undefined || options.address === '0.0.0.0' ? '127.0.0.1' : options.address;
   const urlOf = (port: number): string => `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const pool = workers > 1
     ? new WorkerPool(
-        { dataDir, port: options.port ?? 9000, address: options.address ?? '127.0.0.1', domain: options.domain, region: options.region ?? 'us-east-1' },
+        {
+          dataDir,
+          port: options.port ?? 9000,
+          address: options.address ?? '127.0.0.1',
+          domain: options.domain,
+          region: options.region ?? 'us-east-1',
+          // Workers open the same backends; only the primary heals and purges.
+          ...(placed ? { config: { ...config, buckets: [...config.buckets] } } : {}),
+        },
         workers,
         logger,
       )
@@ -116,6 +122,7 @@ async function startOnLockedDirectory(
   if (pool !== undefined) {
     const stopAll = async (graceMs: number): Promise<void> => {
       await pool.stop(graceMs);
+      await placement?.stopBackground();
       await engine.stop();
       await blobs.close();
       await meta.close();

@@ -16,8 +16,8 @@ const FIRST_SCAN_DELAY_MS = 60_000;
 export interface OpenPlacement {
   readonly store: PlacedBlobStore;
   readonly healer: Healer;
-  /** Starts probing backends and healing in the background. */
-  startBackground(): void;
+  /** Starts probing backends and, unless `heal` is false (worker processes), healing in the background. */
+  startBackground(options?: { heal?: boolean }): void;
   /** Stops the background work (waits for a pass in progress); the store closes with close(). */
   stopBackground(): Promise<void>;
 }
@@ -62,9 +62,9 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
   return {
     store,
     healer,
-    startBackground: () => {
+    startBackground: (options = {}) => {
       health.start();
-      background.start();
+      if (options.heal !== false) background.start();
     },
     stopBackground: () => background.stop(),
   };
