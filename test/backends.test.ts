@@ -162,6 +162,46 @@ for (const kind of kinds) {
   });
 }
 
+describe('S3 backend: large objects go up as multipart uploads', () => {
+  test('against a remote Talus and s3rver: parts of 5 MiB, read back exact; an aborted upload leaves nothing', async () => {
+    const talus = await startTestTalus();
+    const directory = await mkdtemp(join(tmpdir(), 'talus-s3rver-mp-'));
+    const S3rver = createRequire(import.meta.url)('s3rver') as S3rverConstructor;
+    const s3rver = new S3rver({ port: 0, address: '127.0.0.1', directory, silent: true });
+    const { port } = await s3rver.run();
+    const endpoints = [
+      { name: 'talus', endpoint: talus.url, accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY },
+      { name: 's3rver', endpoint: `http://127.0.0.1:${port}`, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    ];
+    try {
+      for (const endpoint of endpoints) {
+        const backend = new S3Backend({ ...endpoint, bucket: 'talus-mp', multipartThresholdBytes: 6 * 1024 * 1024, partBytes: 5 * 1024 * 1024 });
+        try {
+          await backend.ensureBucket();
+          const data = randomBytes(13 * 1024 * 1024 + 5);
+          const writer = backend.create('big.0', data.length);
+          for (let at = 0; at < data.length; at += 300_000) await writer.write([data.subarray(at, at + 100_000), data.subarray(at + 100_000, at + 300_000)]);
+          assert.equal(await backend.stat('big.0'), undefined, `${endpoint.name}: not visible before commit`);
+          await writer.commit();
+          assert.equal(await backend.stat('big.0'), data.length);
+          assert.ok((await collect(await backend.read('big.0', 0, data.length))).equals(data), endpoint.name);
+          assert.ok((await collect(await backend.read('big.0', 5 * 1024 * 1024 - 3, 5 * 1024 * 1024 + 3))).equals(data.subarray(5 * 1024 * 1024 - 3, 5 * 1024 * 1024 + 3)));
+          const aborted = backend.create('big.1', data.length);
+          await aborted.write(data.subarray(0, 7 * 1024 * 1024));
+          await aborted.abort();
+          assert.equal(await backend.stat('big.1'), undefined, `${endpoint.name}: aborted`);
+        } finally {
+          await backend.close();
+        }
+      }
+    } finally {
+      await s3rver.close();
+      await talus.stop();
+      await rm(directory, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('S3 backend against a misbehaving endpoint', () => {
   let server: Server;
   let endpoint: string;
@@ -179,8 +219,25 @@ describe('S3 backend against a misbehaving endpoint', () => {
           response.writeHead(503, { 'content-type': 'application/xml' }).end('<Error><Code>SlowDown</Code><Message>slow down</Message></Error>');
           return;
         }
+        if (request.method === 'POST' && request.url!.endsWith('?uploads=')) {
+          response.writeHead(200, { 'content-type': 'application/xml' }).end('<InitiateMultipartUploadResult><UploadId>up-1</UploadId></InitiateMultipartUploadResult>');
+          return;
+        }
+        if (request.method === 'POST' && request.url!.includes('uploadId=')) {
+          // Completion "succeeds" with 200, then reports the failure in the body, as S3 may.
+          response.writeHead(200, { 'content-type': 'application/xml' }).end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>');
+          return;
+        }
         if (request.method === 'POST') {
           response.writeHead(200, { 'content-type': 'application/xml' }).end(deleteAnswer);
+          return;
+        }
+        if (request.method === 'PUT' && request.url!.includes('partNumber=')) {
+          response.writeHead(200, { etag: '"part-etag"' }).end();
+          return;
+        }
+        if (request.method === 'DELETE') {
+          response.writeHead(204).end();
           return;
         }
         response.writeHead(206, { 'content-length': '3', 'content-range': 'bytes 0-2/3' }).end('abc');
@@ -221,6 +278,22 @@ describe('S3 backend against a misbehaving endpoint', () => {
       deleteAnswer = '<DeleteResult></DeleteResult>';
       await backend.remove(['a', 'b']);
       assert.ok(seen.includes('POST /b?delete='));
+    } finally {
+      await backend.close();
+    }
+  });
+
+  test('a CompleteMultipartUpload answered 200 with an <Error> body is a failure, and the upload is aborted', async () => {
+    const backend = new S3Backend({ name: 'flaky', endpoint, accessKeyId: 'k', secretAccessKey: 's', bucket: 'b', retry: { attempts: 1, baseDelayMs: 5, maxDelayMs: 20 }, multipartThresholdBytes: 5 * 1024 * 1024, partBytes: 5 * 1024 * 1024 });
+    try {
+      seen.length = 0;
+      const writer = backend.create('k', 6 * 1024 * 1024);
+      await writer.write(Buffer.alloc(6 * 1024 * 1024, 1));
+      await assert.rejects(writer.commit(), /InternalError/);
+      assert.deepEqual(
+        seen.map((line) => line.replace(/\?.*/, (query) => query.split('&').sort().join('&'))),
+        ['POST /b/k?uploads=', 'PUT /b/k?partNumber=1&uploadId=up-1', 'PUT /b/k?partNumber=2&uploadId=up-1', 'POST /b/k?uploadId=up-1', 'DELETE /b/k?uploadId=up-1'],
+      );
     } finally {
       await backend.close();
     }

@@ -7,6 +7,11 @@ import { RETRY_POLICY_DEFAULT, withRetries, type RetryPolicy } from './retry.ts'
 
 /** Bytes queued for the socket per upload before write() waits. */
 const UPLOAD_BUFFER_BYTES = 256 * 1024;
+/** Objects larger than this go up as multipart uploads (one PUT takes at most 5 GiB). */
+export const MULTIPART_THRESHOLD_BYTES_DEFAULT = 1024 * 1024 * 1024;
+export const PART_BYTES_DEFAULT = 128 * 1024 * 1024;
+const PART_BYTES_MIN = 5 * 1024 * 1024;
+const PARTS_MAX = 10_000;
 
 export interface S3BackendOptions extends S3ClientOptions {
   readonly name: string;
@@ -15,6 +20,10 @@ export interface S3BackendOptions extends S3ClientOptions {
   /** Prepended to every key, e.g. 'talus/'; default none. */
   readonly prefix?: string;
   readonly retry?: RetryPolicy;
+  /** Objects above this size are uploaded in parts (default 1 GiB). */
+  readonly multipartThresholdBytes?: number;
+  /** Part size of those uploads (default 128 MiB, at least 5 MiB). */
+  readonly partBytes?: number;
 }
 
 /**
@@ -31,12 +40,18 @@ export class S3Backend implements Backend {
   readonly #prefix: string;
   readonly #client: S3Client;
   readonly #retry: RetryPolicy;
+  readonly #multipartThresholdBytes: number;
+  readonly #partBytes: number;
 
   constructor(options: S3BackendOptions) {
     this.name = options.name;
     this.bucket = options.bucket;
     this.#prefix = options.prefix ?? '';
     this.#retry = options.retry ?? RETRY_POLICY_DEFAULT;
+    this.#multipartThresholdBytes = options.multipartThresholdBytes ?? MULTIPART_THRESHOLD_BYTES_DEFAULT;
+    this.#partBytes = options.partBytes ?? PART_BYTES_DEFAULT;
+    assert(Number.isSafeInteger(this.#partBytes) && this.#partBytes >= PART_BYTES_MIN, `part size ${this.#partBytes} below 5 MiB`);
+    assert(Number.isSafeInteger(this.#multipartThresholdBytes) && this.#multipartThresholdBytes >= this.#partBytes, 'multipart threshold at least one part');
     this.#client = new S3Client(options);
   }
 
@@ -74,7 +89,12 @@ export class S3Backend implements Backend {
 
   create(key: string, sizeBytes: number): BackendWriter {
     assert(Number.isSafeInteger(sizeBytes) && sizeBytes >= 0, `invalid size ${sizeBytes}`);
-    return new S3Upload(this.name, this.#client, this.bucket, this.#key(key), key, sizeBytes);
+    const remoteKey = this.#key(key);
+    if (sizeBytes > this.#multipartThresholdBytes) {
+      assert(Math.ceil(sizeBytes / this.#partBytes) <= PARTS_MAX, `${sizeBytes} bytes need more than ${PARTS_MAX} parts of ${this.#partBytes}`);
+      return new S3MultipartUpload(this.name, this.#client, this.bucket, remoteKey, key, sizeBytes, this.#partBytes, this.#retry);
+    }
+    return new S3Upload(this.name, this.#client, this.bucket, remoteKey, key, sizeBytes);
   }
 
   async read(key: string, start: number, end: number, options: BackendReadOptions = {}): Promise<AsyncIterable<Buffer>> {
@@ -211,6 +231,106 @@ async function* sliceBody(body: AsyncIterable<Buffer> & { destroy(): void }, sta
     }
   } finally {
     body.destroy();
+  }
+}
+
+/**
+ * A large object as a multipart upload: each part is a streaming PUT of a
+ * known length fed by write(), so nothing is buffered beyond the socket's
+ * queue; parts go up one after another. Completing checks the body as well
+ * as the status (a 200 carrying an <Error> is a failure); any failure aborts
+ * the upload so the endpoint keeps no parts.
+ */
+class S3MultipartUpload implements BackendWriter {
+  readonly #backend: string;
+  readonly #client: S3Client;
+  readonly #bucket: string;
+  readonly #remoteKey: string;
+  readonly #key: string;
+  readonly #sizeBytes: number;
+  readonly #partBytes: number;
+  readonly #uploadId: Promise<string>;
+  readonly #etags: string[] = [];
+  #part: { body: PassThrough; etag: Promise<string>; remaining: number } | undefined;
+  #written = 0;
+  #failure: unknown;
+  #state: 'open' | 'committed' | 'aborted' = 'open';
+
+  constructor(backend: string, client: S3Client, bucket: string, remoteKey: string, key: string, sizeBytes: number, partBytes: number, retry: RetryPolicy) {
+    this.#backend = backend;
+    this.#client = client;
+    this.#bucket = bucket;
+    this.#remoteKey = remoteKey;
+    this.#key = key;
+    this.#sizeBytes = sizeBytes;
+    this.#partBytes = partBytes;
+    this.#uploadId = withRetries(retry, () => client.createMultipartUpload(bucket, remoteKey));
+    this.#uploadId.catch((error: unknown) => {
+      this.#failure ??= error;
+    });
+  }
+
+  async write(chunkOrChunks: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    assert(this.#state === 'open', `write to ${this.#state} object`);
+    const chunks = Array.isArray(chunkOrChunks) ? (chunkOrChunks as readonly Uint8Array[]) : [chunkOrChunks as Uint8Array];
+    for (const chunk of chunks) {
+      if (this.#written + chunk.length > this.#sizeBytes) throw new BackendSizeMismatchError(this.#backend, this.#key, this.#sizeBytes, this.#written + chunk.length);
+      let at = 0;
+      while (at < chunk.length) {
+        if (this.#failure !== undefined) throw this.#failure;
+        const part = this.#part ?? (await this.#startPart());
+        const piece = chunk.subarray(at, at + Math.min(part.remaining, chunk.length - at));
+        at += piece.length;
+        this.#written += piece.length;
+        part.remaining -= piece.length;
+        if (!part.body.write(Buffer.from(piece))) await Promise.race([once(part.body, 'drain'), part.etag.then(() => undefined, () => undefined)]);
+        if (part.remaining === 0) await this.#finishPart();
+      }
+    }
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  async #startPart(): Promise<{ body: PassThrough; etag: Promise<string>; remaining: number }> {
+    const uploadId = await this.#uploadId;
+    const bytes = Math.min(this.#partBytes, this.#sizeBytes - this.#written);
+    const body = new PassThrough({ highWaterMark: UPLOAD_BUFFER_BYTES });
+    const etag = this.#client.uploadPart(this.#bucket, this.#remoteKey, uploadId, this.#etags.length + 1, body, bytes);
+    etag.catch((error: unknown) => {
+      this.#failure ??= error;
+      body.destroy();
+    });
+    this.#part = { body, etag, remaining: bytes };
+    return this.#part;
+  }
+
+  async #finishPart(): Promise<void> {
+    const part = this.#part!;
+    this.#part = undefined;
+    part.body.end();
+    this.#etags.push(await part.etag);
+  }
+
+  async commit(): Promise<void> {
+    assert(this.#state === 'open', `commit of ${this.#state} object`);
+    if (this.#written !== this.#sizeBytes) throw new BackendSizeMismatchError(this.#backend, this.#key, this.#sizeBytes, this.#written);
+    try {
+      if (this.#failure !== undefined) throw this.#failure;
+      await this.#client.completeMultipartUpload(this.#bucket, this.#remoteKey, await this.#uploadId, this.#etags);
+    } catch (error) {
+      await this.abort(); // no parts left behind on the endpoint
+      throw error;
+    }
+    this.#state = 'committed';
+  }
+
+  async abort(): Promise<void> {
+    if (this.#state !== 'open') return;
+    this.#state = 'aborted';
+    this.#failure ??= new Error('upload aborted');
+    this.#part?.body.destroy(new Error('upload aborted'));
+    await this.#part?.etag.catch(() => undefined);
+    const uploadId = await this.#uploadId.catch(() => undefined);
+    if (uploadId !== undefined) await this.#client.abortMultipartUpload(this.#bucket, this.#remoteKey, uploadId).catch(() => undefined);
   }
 }
 

@@ -210,6 +210,47 @@ export class S3Client {
     return errors;
   }
 
+  /** Starts a multipart upload; returns its upload ID. */
+  async createMultipartUpload(bucket: string, key: string): Promise<string> {
+    const response = await this.#send({ method: 'POST', bucket, key, query: 'uploads=' }, ERROR_BODY_BYTES_MAX);
+    this.#expectOk(response);
+    const uploadId = xmlElementText(response.body.toString('utf8'), 'UploadId');
+    if (uploadId === undefined || uploadId === '') throw new S3RequestError(response.status, 'InvalidResponse', 'CreateMultipartUpload answered without an UploadId');
+    return uploadId;
+  }
+
+  /** Uploads one part from a stream of exactly `contentLength` bytes; returns its ETag. */
+  async uploadPart(bucket: string, key: string, uploadId: string, partNumber: number, body: Buffer | Readable, contentLength: number): Promise<string> {
+    const query = canonicalQueryString({ partNumber: String(checkedInteger('partNumber', partNumber, 1, 10_000)), uploadId });
+    const unsigned = Buffer.isBuffer(body) ? [] : ['content-length', String(checkedInteger('contentLength', contentLength, 0, Number.MAX_SAFE_INTEGER))];
+    const response = await this.#send({ method: 'PUT', bucket, key, query, body, unsigned }, 0);
+    this.#expectOk(response);
+    const etag = response.headers['etag'];
+    if (etag === undefined || etag === '') throw new S3RequestError(response.status, 'InvalidResponse', `UploadPart ${partNumber} answered without an ETag`);
+    return etag;
+  }
+
+  /**
+   * Completes a multipart upload. S3 may answer 200 and then, in the body,
+   * an <Error> (the request ran long): that is a failure, not a success.
+   */
+  async completeMultipartUpload(bucket: string, key: string, uploadId: string, etags: readonly string[]): Promise<void> {
+    const parts = etags.map((etag, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`).join('');
+    const body = Buffer.from(`<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${parts}</CompleteMultipartUpload>`);
+    const query = canonicalQueryString({ uploadId });
+    const response = await this.#send({ method: 'POST', bucket, key, query, body, unsigned: ['content-type', 'application/xml'] }, ERROR_BODY_BYTES_MAX);
+    this.#expectOk(response);
+    const text = response.body.toString('utf8');
+    if (/^\s*(<\?xml[^>]*>\s*)?<Error>/.test(text)) throw errorFromResponse(500, response.headers, response.body);
+    if (!text.includes('CompleteMultipartUploadResult')) throw new S3RequestError(response.status, 'InvalidResponse', 'CompleteMultipartUpload answered without a result');
+  }
+
+  async abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
+    const response = await this.#send({ method: 'DELETE', bucket, key, query: canonicalQueryString({ uploadId }) }, 0);
+    if (response.status === 404) return; // already gone
+    this.#expectOk(response);
+  }
+
   /** One page of ListObjectsV2. */
   async listObjectsV2(bucket: string, options: ListObjectsOptions = {}): Promise<ListObjectsPage> {
     const query = canonicalQueryString(listObjectsQuery(options));

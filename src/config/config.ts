@@ -6,7 +6,8 @@
  *
  *   [backends.disk0]            type = "directory", path = "/srv/disk0"
  *   [backends.eu]               type = "s3", endpoint, bucket, access_key_id,
- *                               secret_access_key, region?, prefix?
+ *                               secret_access_key, region?, prefix?,
+ *                               multipart_threshold? (1GiB), part_size? (128MiB)
  *   [placements.ec]             type = "erasure", data_shards, parity_shards,
  *                               backends = [...], write_quorum?, assignment?, block_size?
  *   [placements.copies]         type = "replica", copies, backends, write_quorum?, assignment?
@@ -19,6 +20,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve, dirname } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { DATA_SHARDS_MAX, PARITY_SHARDS_MAX, SHARD_BYTES_MULTIPLE } from '../erasure/index.ts';
+import { MULTIPART_THRESHOLD_BYTES_DEFAULT, PART_BYTES_DEFAULT } from '../backend/s3-backend.ts';
 import { parseSize } from '../util/byte-size.ts';
 import { KiB, MiB } from '../util/limits.ts';
 
@@ -42,6 +44,9 @@ export type BackendConfig =
       readonly accessKeyId: string;
       readonly secretAccessKey: string;
       readonly prefix: string;
+      /** Objects above this size are uploaded in parts. */
+      readonly multipartThresholdBytes: number | undefined;
+      readonly partBytes: number | undefined;
     };
 
 export type Assignment = 'shuffle' | 'priority';
@@ -175,7 +180,12 @@ function readBackend(table: TableReader, name: string, baseDirectory: string): B
       accessKeyId: table.string('access_key_id'),
       secretAccessKey: table.string('secret_access_key'),
       prefix: table.optionalString('prefix') ?? '',
+      multipartThresholdBytes: table.optionalSize('multipart_threshold'),
+      partBytes: table.optionalSize('part_size'),
     };
+    const partBytes = backend.partBytes ?? PART_BYTES_DEFAULT;
+    if (partBytes < 5 * MiB || partBytes > 5 * 1024 * MiB) throw table.error('part_size', 'must be from 5 MiB to 5 GiB');
+    if ((backend.multipartThresholdBytes ?? MULTIPART_THRESHOLD_BYTES_DEFAULT) < partBytes) throw table.error('multipart_threshold', 'must be at least part_size');
   } else {
     throw table.error('type', `must be "directory" or "s3", not ${JSON.stringify(type)}`);
   }

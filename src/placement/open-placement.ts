@@ -32,6 +32,8 @@ export async function openBackend(config: BackendConfig): Promise<Backend> {
     secretAccessKey: config.secretAccessKey,
     bucket: config.bucket,
     prefix: config.prefix,
+    ...(config.multipartThresholdBytes === undefined ? {} : { multipartThresholdBytes: config.multipartThresholdBytes }),
+    ...(config.partBytes === undefined ? {} : { partBytes: config.partBytes }),
   });
 }
 
