@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { DELETE_OBJECTS_KEYS_MAX, S3Client, S3RequestError, type S3ClientOptions } from '../client/s3-client.ts';
 import { assert } from '../util/assert.ts';
+import { ShortReadError } from '../util/short-read-error.ts';
 import { BackendObjectMissingError, BackendSizeMismatchError, isBackendKey, type Backend, type BackendReadOptions, type BackendWriter } from './backend.ts';
 import { RETRY_POLICY_DEFAULT, withRetries, type RetryPolicy } from './retry.ts';
 
@@ -92,7 +93,7 @@ export class S3Backend implements Backend {
     const remoteKey = this.#key(key);
     if (sizeBytes > this.#multipartThresholdBytes) {
       assert(Math.ceil(sizeBytes / this.#partBytes) <= PARTS_MAX, `${sizeBytes} bytes need more than ${PARTS_MAX} parts of ${this.#partBytes}`);
-      return new S3MultipartUpload(this.name, this.#client, this.bucket, remoteKey, key, sizeBytes, this.#partBytes, this.#retry);
+      return new S3MultipartUpload(this.name, this.#client, this.bucket, remoteKey, key, sizeBytes, this.#partBytes);
     }
     return new S3Upload(this.name, this.#client, this.bucket, remoteKey, key, sizeBytes);
   }
@@ -113,12 +114,14 @@ export class S3Backend implements Backend {
       const range = /^bytes (\d+)-(\d+)\//.exec(response.headers['content-range'] ?? '');
       if (range === null || Number(range[1]) > start || Number(range[2]) < end - 1) {
         response.body.destroy();
-        throw new Error(`${this.name}: asked for bytes ${start}-${end - 1} of ${key}, got ${response.headers['content-range']}`);
+        throw new ShortReadError(`${this.name}: asked for bytes ${start}-${end - 1} of ${key}, got ${response.headers['content-range']}`);
       }
       const first = Number(range[1]);
       return first === start && Number(range[2]) === end - 1 ? response.body : sliceBody(response.body, start - first, end - first);
     } catch (error) {
       if (isMissing(error)) throw new BackendObjectMissingError(this.name, key);
+      // 416: the object is shorter than the range asked for.
+      if (error instanceof S3RequestError && error.status === 416) throw new ShortReadError(`${this.name}: ${key} is shorter than bytes ${start}-${end - 1}`);
       throw error;
     }
   }
@@ -256,7 +259,7 @@ class S3MultipartUpload implements BackendWriter {
   #failure: unknown;
   #state: 'open' | 'committed' | 'aborted' = 'open';
 
-  constructor(backend: string, client: S3Client, bucket: string, remoteKey: string, key: string, sizeBytes: number, partBytes: number, retry: RetryPolicy) {
+  constructor(backend: string, client: S3Client, bucket: string, remoteKey: string, key: string, sizeBytes: number, partBytes: number) {
     this.#backend = backend;
     this.#client = client;
     this.#bucket = bucket;
@@ -264,7 +267,8 @@ class S3MultipartUpload implements BackendWriter {
     this.#key = key;
     this.#sizeBytes = sizeBytes;
     this.#partBytes = partBytes;
-    this.#uploadId = withRetries(retry, () => client.createMultipartUpload(bucket, remoteKey));
+    // Not retried: a lost answer to a retried start would leave an upload nobody aborts.
+    this.#uploadId = client.createMultipartUpload(bucket, remoteKey);
     this.#uploadId.catch((error: unknown) => {
       this.#failure ??= error;
     });
@@ -292,6 +296,8 @@ class S3MultipartUpload implements BackendWriter {
 
   async #startPart(): Promise<{ body: PassThrough; etag: Promise<string>; remaining: number }> {
     const uploadId = await this.#uploadId;
+    // Aborted while the upload was starting: start no part (abort() has nothing to end it).
+    if (this.#state !== 'open' || this.#failure !== undefined) throw this.#failure ?? new Error('upload aborted');
     const bytes = Math.min(this.#partBytes, this.#sizeBytes - this.#written);
     const body = new PassThrough({ highWaterMark: UPLOAD_BUFFER_BYTES });
     const etag = this.#client.uploadPart(this.#bucket, this.#remoteKey, uploadId, this.#etags.length + 1, body, bytes);

@@ -1,4 +1,5 @@
 import type { Backend, BackendWriter } from '../backend/backend.ts';
+import type { BlobWriter } from '../blob/blob-store.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { Segment } from '../meta/types.ts';
 import { blobIdTimeMs } from '../util/ids.ts';
@@ -254,13 +255,14 @@ export class Healer {
 
   async #move(bucket: string, key: string, versionId: string, segment: Segment): Promise<boolean> {
     const source = await this.#store.read(segment, 0, segment.sizeBytes);
-    const writer = this.#store.create({ bucket, sizeBytes: segment.sizeBytes });
+    let writer: BlobWriter | undefined;
     try {
+      writer = this.#store.create({ bucket, sizeBytes: segment.sizeBytes });
       for await (const chunk of source as AsyncIterable<Buffer>) await writer.write(chunk);
       await writer.commit();
     } catch (error) {
       source.destroy();
-      await writer.abort();
+      await writer?.abort();
       throw error;
     }
     const replacement: Segment = writer.location === undefined ? { blobId: writer.id, sizeBytes: segment.sizeBytes } : { blobId: writer.id, sizeBytes: segment.sizeBytes, location: writer.location };
@@ -278,15 +280,18 @@ export class Healer {
     const preference = this.#store.readPreference(location).filter((shard) => !rebuilding.has(shard));
     const body = await openStripedRead({ layout, targets, codec: this.#store.codecFor(location), start: 0, end: layout.sizeBytes, preference: [...preference, ...shards] });
     const writeTargets: ShardTarget[] = targets.map((target, shard) => (rebuilding.has(shard) ? target : { backend: DISCARD, key: target.key }));
-    const writer = new StripedBlobWriter({ layout, targets: writeTargets, codec: this.#store.codecFor(location), writeQuorum: layout.shardCount });
+    let writer: StripedBlobWriter | undefined;
     try {
+      // Inside the try: a writer that cannot be made (an unconfigured backend) must still close the read.
+      writer = new StripedBlobWriter({ layout, targets: writeTargets, codec: this.#store.codecFor(location), writeQuorum: layout.shardCount });
       for await (const chunk of body) await writer.write(chunk);
       const result = await writer.commit();
       const outcomes = await result.settled;
       const failed = outcomes.filter((outcome) => !outcome.committed);
       if (failed.length > 0) throw failed[0]!.error;
     } catch (error) {
-      await writer.abort();
+      await body[Symbol.asyncIterator]().return?.();
+      await writer?.abort();
       throw error;
     }
   }

@@ -13,6 +13,8 @@ import { openStripedRead, ShardsUnavailableError, type ShardDamage } from './str
 import { StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
 
 const REMOVAL_BACKOFF_MS_MIN = 1_000;
+/** Retries for the shards of a blob whose version commit failed (1 s, 4 s, 16 s, 64 s). */
+const ABANDONED_REMOVAL_ATTEMPTS = 4;
 const REMOVAL_BACKOFF_MS_MAX = 5 * 60_000;
 
 /** A shard that needs rewriting: it failed to write, or a read found it missing or corrupt. */
@@ -329,11 +331,22 @@ class PlacedBlobWriter implements BlobWriter {
     return this.#sizeBytes;
   }
 
-  /** Before commit: the shards are discarded as they are; after (the version commit failed): removed from the backends. */
+  /**
+   * Before commit: the shards are discarded as they are. After (the version
+   * commit failed): removed from the backends, in the background and never
+   * failing — the caller is reporting another error, which must reach the
+   * client. Shards a down backend keeps, or still being written, are left to
+   * the orphan reclaim of the next start.
+   */
   async abort(): Promise<void> {
     if (!this.#committed) return this.#writer.abort();
-    // Shards still being written in the background appear after this: the orphan reclaim at the next start takes them.
-    await this.#remove({ blobId: this.id, location: this.location });
+    const blob = { blobId: this.id, location: this.location };
+    const attempt = (remaining: number, delayMs: number): void => {
+      this.#remove(blob).catch(() => {
+        if (remaining > 0) setTimeout(() => attempt(remaining - 1, delayMs * 4), delayMs).unref();
+      });
+    };
+    attempt(ABANDONED_REMOVAL_ATTEMPTS, REMOVAL_BACKOFF_MS_MIN);
   }
 }
 

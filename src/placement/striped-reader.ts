@@ -1,6 +1,7 @@
 import { BackendObjectMissingError } from '../backend/backend.ts';
 import type { ErasureCodec } from '../erasure/index.ts';
 import { assert } from '../util/assert.ts';
+import { ShortReadError } from '../util/short-read-error.ts';
 import { FRAME_CHECKSUM_BYTES, frameChecksum, type StripeLayout } from './stripe-layout.ts';
 import type { ShardTarget } from './striped-writer.ts';
 
@@ -79,19 +80,40 @@ export async function openStripedRead(options: StripedReadOptions): Promise<Asyn
     fetching.catch(() => undefined); // awaited below, unless the consumer stops first
     return fetching;
   };
-  return (async function* stripes() {
-    try {
-      let next = prefetch(read.firstStripe + 1);
-      yield* first;
-      for (let stripe = read.firstStripe + 1; stripe < read.endStripe; stripe++) {
-        const current = await next!;
-        next = prefetch(stripe + 1);
-        yield* current;
-      }
-    } finally {
-      read.close();
+  async function* stripes(): AsyncGenerator<Buffer> {
+    let next = prefetch(read.firstStripe + 1);
+    yield* first;
+    for (let stripe = read.firstStripe + 1; stripe < read.endStripe; stripe++) {
+      const current = await next!;
+      next = prefetch(stripe + 1);
+      yield* current;
     }
-  })();
+  }
+  // Not the generator itself: a generator stopped before its first next()
+  // never runs its finally, and the first stripe's cursors would stay open.
+  const generator = stripes();
+  const iterator: AsyncIterableIterator<Buffer> = {
+    next: async () => {
+      try {
+        const result = await generator.next();
+        if (result.done === true) read.close();
+        return result;
+      } catch (error) {
+        read.close();
+        throw error;
+      }
+    },
+    return: async (value?: unknown) => {
+      read.close();
+      return generator.return(value as undefined);
+    },
+    throw: async (error?: unknown) => {
+      read.close();
+      return generator.throw(error);
+    },
+    [Symbol.asyncIterator]: () => iterator,
+  };
+  return iterator;
 }
 
 /**
@@ -127,6 +149,8 @@ class StripedRead {
   readonly #active = new Map<number, ShardCursor>();
   readonly #spare: number[];
   readonly #damage: ShardDamage[] = [];
+  /** Set by close(): the consumer went away; nothing read after is damage, and no cursor opens. */
+  #closed = false;
 
   constructor(options: StripedReadOptions, firstStripe: number, endStripe: number) {
     this.#options = options;
@@ -163,6 +187,7 @@ class StripedRead {
     const k = this.#layout.dataShards;
     const got = new Map<number, Uint8Array>();
     for (;;) {
+      if (this.#closed) throw new ReadClosedError();
       while (this.#active.size < k && this.#spare.length > 0) {
         const shard = this.#spare.shift()!;
         this.#active.set(shard, new ShardCursor(this.#options.targets[shard]!, this.#layout, shard, stripe, this.endStripe));
@@ -173,6 +198,8 @@ class StripedRead {
           try {
             got.set(shard, await cursor.next());
           } catch (error) {
+            // Cut short by close(): the shard is fine, the reader left.
+            if (this.#closed) return;
             const reason = error instanceof ShardDamageError ? error.reason : 'unreadable';
             const damage: ShardDamage = { shard, stripe, reason, error: error instanceof ShardDamageError ? error.cause_ : error };
             this.#damage.push(damage);
@@ -182,6 +209,7 @@ class StripedRead {
           }
         }),
       );
+      if (this.#closed) throw new ReadClosedError();
       if (got.size >= k) return got;
     }
   }
@@ -201,8 +229,16 @@ class StripedRead {
   }
 
   close(): void {
+    this.#closed = true;
     for (const cursor of this.#active.values()) cursor.close();
     this.#active.clear();
+  }
+}
+
+class ReadClosedError extends Error {
+  override name = 'ReadClosedError';
+  constructor() {
+    super('the striped read was closed');
   }
 }
 
@@ -247,7 +283,8 @@ class ShardCursor {
       try {
         next = await chunks.next();
       } catch (error) {
-        throw new ShardDamageError('unreadable', error, `shard ${this.#shard}: ${error instanceof Error ? error.message : String(error)}`);
+        const reason: ShardDamageReason = error instanceof ShortReadError ? 'short' : 'unreadable';
+        throw new ShardDamageError(reason, error, `shard ${this.#shard}: ${error instanceof Error ? error.message : String(error)}`);
       }
       if (next.done === true) throw new ShardDamageError('short', undefined, `shard ${this.#shard} ended inside stripe ${stripe}`);
       this.#pending.push(next.value);
@@ -279,7 +316,7 @@ class ShardCursor {
       this.#chunks = body[Symbol.asyncIterator]();
       return this.#chunks;
     } catch (error) {
-      const reason: ShardDamageReason = error instanceof BackendObjectMissingError ? 'missing' : 'unreadable';
+      const reason: ShardDamageReason = error instanceof BackendObjectMissingError ? 'missing' : error instanceof ShortReadError ? 'short' : 'unreadable';
       throw new ShardDamageError(reason, error, `shard ${this.#shard} on ${backend.name}: ${error instanceof Error ? error.message : String(error)}`);
     }
   }

@@ -11,6 +11,8 @@ const STRIPES_IN_FLIGHT_MAX = 2;
  * backend must not hold every upload, nor make it buffer without bound.
  */
 export const SHARD_LAG_MS_DEFAULT = 5_000;
+/** A stripe's write that makes no progress for this long fails, quorum or not. */
+export const SHARD_STALL_MS_DEFAULT = 60_000;
 
 export interface ShardTarget {
   readonly backend: Backend;
@@ -26,6 +28,7 @@ export interface StripedWriteOptions {
   /** Shards that must be committed before commit() resolves: at least dataShards. */
   readonly writeQuorum: number;
   readonly shardLagMs?: number;
+  readonly shardStallMs?: number;
 }
 
 export interface ShardOutcome {
@@ -57,7 +60,7 @@ export class WriteQuorumError extends Error {
 export class ShardLagError extends Error {
   override name = 'ShardLagError';
   constructor(lagMs: number) {
-    super(`gave up on a shard more than ${lagMs} ms behind the write quorum`);
+    super(`gave up on a shard that made no progress for ${lagMs} ms`);
   }
 }
 
@@ -95,6 +98,7 @@ export class StripedBlobWriter {
   readonly #codec: ErasureCodec | undefined;
   readonly #quorum: number;
   readonly #lagMs: number;
+  readonly #stallMs: number;
   readonly #shards: ShardState[];
   readonly #freeBuffers: StripeBuffers[] = [];
   readonly #inFlight = new Set<Promise<void>>();
@@ -114,6 +118,7 @@ export class StripedBlobWriter {
     this.#codec = codec;
     this.#quorum = writeQuorum;
     this.#lagMs = options.shardLagMs ?? SHARD_LAG_MS_DEFAULT;
+    this.#stallMs = options.shardStallMs ?? SHARD_STALL_MS_DEFAULT;
     this.#shards = targets.map((target, index) => ({
       index,
       writer: target.backend.create(target.key, layout.shardBytes),
@@ -246,8 +251,18 @@ export class StripedBlobWriter {
       });
     }
     const all = Promise.all(writes.map((write) => write.done));
-    await Promise.race([all, quorum]);
+    // Without a quorum there is no lag to measure; a shard that makes no
+    // progress for the stall allowance (a dead mount, a silent endpoint) is
+    // given up all the same, so the upload fails instead of hanging.
+    let stallTimer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<'stalled'>((resolve) => (stallTimer = setTimeout(resolve, this.#stallMs, 'stalled')));
+    const first = await Promise.race([all.then(() => 'all' as const), quorum.then(() => 'quorum' as const), stalled]);
+    clearTimeout(stallTimer);
     if (pending.size === 0) return false;
+    if (first === 'stalled') {
+      for (const shard of pending) this.#dropShard(shard, new ShardLagError(this.#stallMs));
+      return true;
+    }
     let timer: NodeJS.Timeout | undefined;
     const lagged = await Promise.race([all.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, this.#lagMs, true)))]);
     clearTimeout(timer);
@@ -290,7 +305,7 @@ export class StripedBlobWriter {
         const known = outcomes[shard.index];
         if (known !== undefined) return known;
         try {
-          await shard.writer.commit();
+          await this.#withinStall(shard.writer.commit());
           committed.push(shard.index);
           return (outcomes[shard.index] = { shard: shard.index, committed: true });
         } catch (error) {
@@ -304,6 +319,15 @@ export class StripedBlobWriter {
     check();
     await ack;
     return { committedShards: [...committed], settled };
+  }
+
+  /** A commit that hangs (a silent endpoint) fails after the stall allowance, so acks and `settled` always come. */
+  #withinStall(operation: Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ShardLagError(this.#stallMs)), this.#stallMs);
+    });
+    return Promise.race([operation, stalled]).finally(() => clearTimeout(timer));
   }
 }
 

@@ -2,6 +2,7 @@ import { close, read } from 'node:fs';
 import { Readable, type Writable } from 'node:stream';
 import { assert } from '../../util/assert.ts';
 import type { DirectBody } from '../../util/direct-body.ts';
+import { ShortReadError } from '../../util/short-read-error.ts';
 
 export const FILE_READ_CHUNK_BYTES = 256 * 1024;
 /** Buffers a piped read keeps in flight: one being read while the other is written. */
@@ -64,7 +65,7 @@ export class FileRangeStream extends Readable implements DirectBody {
       (bytesRead) => {
         this.#reading = undefined;
         if (this.destroyed) return;
-        if (bytesRead === 0) return void this.destroy(new Error('blob file ended before its recorded size'));
+        if (bytesRead === 0) return void this.destroy(new ShortReadError('blob file ended before its recorded size'));
         this.#position += bytesRead;
         this.push(bytesRead === length ? buffer : buffer.subarray(0, bytesRead));
       },
@@ -108,7 +109,7 @@ export class FileRangeStream extends Readable implements DirectBody {
         holds[turn] = reading;
         const bytesRead = await Promise.race([reading, closedEarly]);
         this.#reading = undefined;
-        if (bytesRead === 0) throw new Error('blob file ended before its recorded size');
+        if (bytesRead === 0) throw new ShortReadError('blob file ended before its recorded size');
         this.#position += bytesRead;
         const writing = new Promise<void>((resolve, reject) => {
           destination.write(buffer.subarray(0, bytesRead), (error?: Error | null) => (error === null || error === undefined ? resolve() : reject(error)));
