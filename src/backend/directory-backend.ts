@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { open as openCallback } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,8 +18,8 @@ const PARTIAL_SUFFIX = '.partial';
  * Objects as files in a local directory (one disk of a server, or a mount):
  * `<root>/<xx>/<key with '/' as '~'>`, xx from a hash of the key so no
  * directory holds more than ~1/256 of the objects. A file appears under its
- * name only once complete and fsynced (written as `.partial`, then renamed,
- * then the directory fsynced), so readers never see a torn object.
+ * name only once complete and fsynced (written as `<name>.<random>.partial`,
+ * then renamed, then the directory fsynced), so readers never see a torn object.
  */
 export class DirectoryBackend implements Backend {
   readonly name: string;
@@ -120,6 +121,12 @@ class DirectoryWriter implements BackendWriter {
   readonly #key: string;
   readonly #path: string;
   readonly #sizeBytes: number;
+  /**
+   * Its own file until commit: a repair rewriting a key while the original
+   * write still runs must not share (and truncate) that write's file. Both
+   * hold the same bytes; the last rename wins.
+   */
+  readonly #partialPath: string;
   #handle: Promise<FileHandle> | undefined;
   #written = 0;
   #writeBehind: Promise<void> | undefined;
@@ -131,11 +138,11 @@ class DirectoryWriter implements BackendWriter {
     this.#key = key;
     this.#path = path;
     this.#sizeBytes = sizeBytes;
+    this.#partialPath = `${path}.${randomBytes(6).toString('hex')}${PARTIAL_SUFFIX}`;
   }
 
   #file(): Promise<FileHandle> {
-    // 'w', not 'wx': a partial file left by a crash, or by a repair racing another, is rewritten with the same bytes.
-    this.#handle ??= open(this.#path + PARTIAL_SUFFIX, 'w');
+    this.#handle ??= open(this.#partialPath, 'wx');
     return this.#handle;
   }
 
@@ -178,7 +185,7 @@ class DirectoryWriter implements BackendWriter {
     await handle.sync();
     await handle.close();
     this.#handle = undefined;
-    await rename(this.#path + PARTIAL_SUFFIX, this.#path);
+    await rename(this.#partialPath, this.#path);
     const directory = await open(join(this.#path, '..'), 'r');
     try {
       await directory.sync();
@@ -198,7 +205,7 @@ class DirectoryWriter implements BackendWriter {
     } catch {
       // open failed, or already closed: nothing to close
     }
-    await rm(this.#path + PARTIAL_SUFFIX, { force: true });
+    await rm(this.#partialPath, { force: true });
   }
 }
 
