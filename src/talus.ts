@@ -35,6 +35,8 @@ export interface TalusOptions {
   workers?: number;
   /** Backends and placements (`--config`); without it every bucket is stored in the data directory. */
   config?: TalusConfig;
+  /** Default true: repair, scan and re-place in the background (tests that drive healing themselves turn it off). */
+  healInBackground?: boolean;
 }
 
 export interface Credentials {
@@ -118,7 +120,7 @@ async function startOnLockedDirectory(
   // Before any worker serves: then every unknown blob is debris of a crash.
   const { reclaimedBlobs } = await engine.start();
   if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
-  placement?.startBackground();
+  placement?.startBackground({ heal: options.healInBackground ?? true });
   if (pool !== undefined) {
     const stopAll = async (graceMs: number): Promise<void> => {
       await pool.stop(graceMs);

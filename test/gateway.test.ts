@@ -68,7 +68,7 @@ describe('gateway on erasure 2+1 over three remote Talus servers', () => {
       '[defaults]',
       'placement = "geo"',
     ].join('\n');
-    gateway = await startTestTalus({ dataDir: join(root, 'gateway'), config: parseConfig(toml, { source: 'gateway.toml', baseDirectory: root }) });
+    gateway = await startTestTalus({ dataDir: join(root, 'gateway'), config: parseConfig(toml, { source: 'gateway.toml', baseDirectory: root }), healInBackground: false });
     await gateway.client.send(new CreateBucketCommand({ Bucket: 'global' }));
     for (const [key, size] of [
       ['before-1', 300_000],

@@ -44,7 +44,7 @@ test('objects follow their bucket to a new placement, bytes unchanged, old copie
     replica: `${dirs(['a', 'b', 'c', 'x', 'y'])}[placements.pair]\ntype = "replica"\ncopies = 2\nbackends = ["x", "y"]\n[buckets]\nmoving = "pair"\n`,
   };
   const start = (name: keyof typeof configs): Promise<TestTalus> =>
-    startTestTalus({ dataDir, config: parseConfig(configs[name], { source: `${name}.toml`, baseDirectory: root }) });
+    startTestTalus({ dataDir, config: parseConfig(configs[name], { source: `${name}.toml`, baseDirectory: root }), healInBackground: false });
   let talus = await start('local');
   try {
     await talus.client.send(new CreateBucketCommand({ Bucket: 'moving' }));

@@ -22,12 +22,13 @@ export interface TestTalus extends RunningTalus {
   stop(): Promise<void>;
 }
 
-export async function startTestTalus(options: { dataDir?: string; region?: string; config?: TalusConfig; port?: number } = {}): Promise<TestTalus> {
+export async function startTestTalus(options: { dataDir?: string; region?: string; config?: TalusConfig; port?: number; healInBackground?: boolean } = {}): Promise<TestTalus> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'talus-test-')));
   const talus = await startTalus({
     dataDir,
     port: options.port ?? 0,
     ...(options.config === undefined ? {} : { config: options.config }),
+    ...(options.healInBackground === undefined ? {} : { healInBackground: options.healInBackground }),
     address: '127.0.0.1',
     region: options.region ?? 'us-east-1',
     rootAccessKeyId: ACCESS_KEY_ID,
