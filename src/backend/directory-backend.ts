@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { crc32 } from '@node-rs/crc32';
 import { FILE_READ_CHUNK_BYTES, FileRangeStream } from '../blob/fs/file-range-stream.ts';
 import { assert } from '../util/assert.ts';
+import { WriteBehind, writevFully } from '../util/file-writes.ts';
 import { BackendObjectMissingError, BackendSizeMismatchError, isBackendKey, type Backend, type BackendReadOptions, type BackendWriter } from './backend.ts';
 
 const FANOUT_DIRECTORIES = 256;
@@ -129,8 +130,7 @@ class DirectoryWriter implements BackendWriter {
   readonly #partialPath: string;
   #handle: Promise<FileHandle> | undefined;
   #written = 0;
-  #writeBehind: Promise<void> | undefined;
-  #failure: unknown;
+  readonly #writeBehind = new WriteBehind(WRITE_BEHIND_BYTES);
   #state: 'open' | 'committed' | 'aborted' = 'open';
 
   constructor(backend: string, key: string, path: string, sizeBytes: number) {
@@ -148,40 +148,22 @@ class DirectoryWriter implements BackendWriter {
 
   async write(chunkOrChunks: Uint8Array | readonly Uint8Array[]): Promise<void> {
     assert(this.#state === 'open', `write to ${this.#state} object`);
-    if (this.#failure !== undefined) throw this.#failure;
-    let pending = (Array.isArray(chunkOrChunks) ? [...(chunkOrChunks as readonly Uint8Array[])] : [chunkOrChunks as Uint8Array]).filter((chunk) => chunk.length > 0);
-    const bytes = pending.reduce((sum, chunk) => sum + chunk.length, 0);
+    if (this.#writeBehind.failure !== undefined) throw this.#writeBehind.failure;
+    const chunks = Array.isArray(chunkOrChunks) ? (chunkOrChunks as readonly Uint8Array[]) : [chunkOrChunks as Uint8Array];
+    const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
     if (this.#written + bytes > this.#sizeBytes) throw new BackendSizeMismatchError(this.#backend, this.#key, this.#sizeBytes, this.#written + bytes);
     const handle = await this.#file();
-    const start = this.#written;
-    let at = start;
-    while (pending.length > 0) {
-      const { bytesWritten } = await handle.writev(pending, at);
-      at += bytesWritten;
-      pending = skipBytes(pending, bytesWritten);
-    }
+    await writevFully(handle, chunks, this.#written);
+    this.#writeBehind.wrote(handle, this.#written, this.#written + bytes);
     this.#written += bytes;
-    // Write-behind, as for local blobs: the fsync of commit() then finds little left to flush.
-    if (Math.floor(this.#written / WRITE_BEHIND_BYTES) > Math.floor(start / WRITE_BEHIND_BYTES) && this.#writeBehind === undefined) {
-      this.#writeBehind = handle.datasync().then(
-        () => {
-          this.#writeBehind = undefined;
-        },
-        (error: unknown) => {
-          // Linux reports a writeback error once per file: it must fail this object, not pass the final fsync.
-          this.#failure ??= error;
-          this.#writeBehind = undefined;
-        },
-      );
-    }
   }
 
   async commit(): Promise<void> {
     assert(this.#state === 'open', `commit of ${this.#state} object`);
     if (this.#written !== this.#sizeBytes) throw new BackendSizeMismatchError(this.#backend, this.#key, this.#sizeBytes, this.#written);
     const handle = await this.#file();
-    await this.#writeBehind;
-    if (this.#failure !== undefined) throw this.#failure;
+    await this.#writeBehind.settled();
+    if (this.#writeBehind.failure !== undefined) throw this.#writeBehind.failure;
     await handle.sync();
     await handle.close();
     this.#handle = undefined;
@@ -198,7 +180,7 @@ class DirectoryWriter implements BackendWriter {
   async abort(): Promise<void> {
     if (this.#state !== 'open') return;
     this.#state = 'aborted';
-    await this.#writeBehind;
+    await this.#writeBehind.settled();
     if (this.#handle === undefined) return;
     try {
       await (await this.#handle).close();
@@ -207,16 +189,6 @@ class DirectoryWriter implements BackendWriter {
     }
     await rm(this.#partialPath, { force: true });
   }
-}
-
-/** The chunks left after a short writev wrote `bytes` of them. */
-function skipBytes(chunks: Uint8Array[], bytes: number): Uint8Array[] {
-  let skipped = bytes;
-  let index = 0;
-  while (index < chunks.length && skipped >= chunks[index]!.length) skipped -= chunks[index++]!.length;
-  const rest = chunks.slice(index);
-  if (skipped > 0) rest[0] = rest[0]!.subarray(skipped);
-  return rest;
 }
 
 const openDescriptor = promisify((path: string, callback: (error: NodeJS.ErrnoException | null, fd: number) => void) => openCallback(path, 'r', callback));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { assert } from '../../util/assert.ts';
 import { ByteBudget } from '../../util/byte-budget.ts';
+import { WriteBehind, writevFully } from '../../util/file-writes.ts';
 import { newBlobId } from '../../util/ids.ts';
 import { BlobNotFoundError, type BlobRef, type BlobStore, type BlobWriter } from '../blob-store.ts';
 import { FileRangeStream } from './file-range-stream.ts';
@@ -125,7 +126,7 @@ class FsBlobWriter implements BlobWriter {
   #gatheredBytes = 0;
   readonly #inFlight = new Set<Promise<void>>();
   #failure: unknown;
-  #writeBehind: Promise<void> | undefined;
+  readonly #writeBehind = new WriteBehind(WRITE_BEHIND_BYTES);
   #state: 'open' | 'committed' | 'aborted' = 'open';
 
   constructor(id: string, path: string, directory: string, budget: ByteBudget) {
@@ -143,6 +144,7 @@ class FsBlobWriter implements BlobWriter {
 
   async write(chunk: Buffer): Promise<void> {
     assert(this.#state === 'open', `write to ${this.#state} blob`);
+    this.#failure ??= this.#writeBehind.failure;
     if (this.#failure !== undefined) throw this.#failure;
     if (chunk.length === 0) return;
     if (!this.#budget.tryAcquire(chunk.length)) {
@@ -196,28 +198,8 @@ class FsBlobWriter implements BlobWriter {
 
   async #writeAt(chunks: Buffer[], position: number): Promise<void> {
     const handle = await this.#file();
-    let pending = chunks;
-    let at = position;
-    while (pending.length > 0) {
-      const { bytesWritten } = await handle.writev(pending, at);
-      at += bytesWritten;
-      pending = skipBytes(pending, bytesWritten);
-    }
-    // Write-behind: start flushing what is written every so often, so the
-    // fsync of commit() finds little left to do instead of the whole blob.
-    if (Math.floor(at / WRITE_BEHIND_BYTES) > Math.floor(position / WRITE_BEHIND_BYTES) && this.#writeBehind === undefined) {
-      // A failed datasync must fail the blob: Linux reports a writeback
-      // error once per file, so the final sync could succeed over lost pages.
-      this.#writeBehind = handle.datasync().then(
-        () => {
-          this.#writeBehind = undefined;
-        },
-        (error: unknown) => {
-          this.#failure ??= error;
-          this.#writeBehind = undefined;
-        },
-      );
-    }
+    await writevFully(handle, chunks, position);
+    this.#writeBehind.wrote(handle, position, position + chunks.reduce((sum, chunk) => sum + chunk.length, 0));
   }
 
   async commit(): Promise<number> {
@@ -227,7 +209,8 @@ class FsBlobWriter implements BlobWriter {
     if (this.#failure !== undefined) throw this.#failure;
     assert(this.#flushedBytes === this.#sizeBytes, 'every byte written');
     const handle = await this.#file();
-    await this.#writeBehind;
+    await this.#writeBehind.settled();
+    this.#failure ??= this.#writeBehind.failure;
     if (this.#failure !== undefined) throw this.#failure;
     await handle.sync();
     await handle.close();
@@ -244,7 +227,7 @@ class FsBlobWriter implements BlobWriter {
     this.#gathered = [];
     this.#gatheredBytes = 0;
     await Promise.all(this.#inFlight);
-    await this.#writeBehind;
+    await this.#writeBehind.settled();
     if (this.#handle === undefined) return;
     try {
       const handle = await this.#handle;
@@ -254,16 +237,6 @@ class FsBlobWriter implements BlobWriter {
     }
     await rm(this.#path, { force: true });
   }
-}
-
-/** The chunks left after a short writev wrote `bytes` of them. */
-function skipBytes(chunks: Buffer[], bytes: number): Buffer[] {
-  let skipped = bytes;
-  let index = 0;
-  while (index < chunks.length && skipped >= chunks[index]!.length) skipped -= chunks[index++]!.length;
-  const rest = chunks.slice(index);
-  if (skipped > 0) rest[0] = rest[0]!.subarray(skipped);
-  return rest;
 }
 
 async function syncDirectory(directory: string): Promise<void> {
