@@ -144,3 +144,39 @@ test('backends that hang: the upload fails after the stall allowance instead of 
   );
   assert.ok(Date.now() - started < 5_000);
 });
+
+test('a backend known to be down is not written to while the quorum allows; it is repaired later, and used again once up', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'talus-robust-skip-'));
+  try {
+    class CountingBackend extends MemoryBackend {
+      creates = 0;
+      override create(key: string, sizeBytes: number): BackendWriter {
+        this.creates++;
+        return super.create(key, sizeBytes);
+      }
+    }
+    const backends = Array.from({ length: 6 }, (_, i) => new CountingBackend(`m${i}`));
+    const repairs: RepairRequest[] = [];
+    const store = await placedStore(root, backends, { dataShards: 4, parityShards: 2, writeQuorum: 5 }, repairs);
+    backends[3]!.setDown(true);
+    await store.health.probeAll();
+    assert.equal(store.health.state('m3'), 'down');
+    const write = async (): Promise<void> => {
+      const writer = store.create({ bucket: 'b', sizeBytes: 100_000 });
+      await writer.write(randomBytes(100_000));
+      await writer.commit();
+    };
+    await write();
+    await sleep(50);
+    assert.equal(backends[3]!.creates, 0, 'nothing was sent to the down backend');
+    // Healthy backends come first: the down one got the last shard.
+    assert.deepEqual(repairs.map((repair) => [repair.shard, repair.reason]), [[5, 'write failed: not written: backend m3 is down']]);
+    assert.match(store.health.snapshot().find((status) => status.name === 'm3')!.lastError!, /m3: backend is down/, 'the probe error is kept');
+    backends[3]!.setDown(false);
+    await store.health.probeAll();
+    await write();
+    assert.equal(backends[3]!.creates, 1, 'written to again once it is up');
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});

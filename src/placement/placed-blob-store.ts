@@ -10,7 +10,7 @@ import { S3Error } from '../util/s3-error.ts';
 import { BackendHealth, healthiestFirst } from './backend-health.ts';
 import { decodeLocation, encodeLocation, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
 import { openStripedRead, ShardsUnavailableError, type ShardDamage } from './striped-reader.ts';
-import { StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
+import { ShardSkippedError, StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
 
 const REMOVAL_BACKOFF_MS_MIN = 1_000;
 /** Retries for the shards of a blob whose version commit failed (1 s, 4 s, 16 s, 64 s). */
@@ -112,6 +112,7 @@ export class PlacedBlobStore implements BlobStore {
       targets: this.shardTargets(blobId, location),
       codec: this.codecFor(location),
       writeQuorum: placement.writeQuorum,
+      skipShards: this.#shardsToSkip(location, placement.writeQuorum),
     }), (outcomes) => this.#afterWrite(blobId, location, outcomes), (blob) => this.remove(blob));
   }
 
@@ -238,6 +239,21 @@ export class PlacedBlobStore implements BlobStore {
     return healthiestFirst(this.#health, candidates).slice(0, placement.dataShards + placement.parityShards);
   }
 
+  /**
+   * Shards whose backend is down when there were no healthy backends left
+   * to put them on: not written at all (a silent endpoint would hold every
+   * stripe for the lag allowance), repaired once it is back — as many as the
+   * write quorum allows, the rest tried anyway.
+   */
+  #shardsToSkip(location: BlobLocation, writeQuorum: number): Set<number> {
+    const skip = new Set<number>();
+    const spare = location.backends.length - writeQuorum;
+    for (const [shard, name] of location.backends.entries()) {
+      if (skip.size < spare && this.#health.state(name) === 'down') skip.add(shard);
+    }
+    return skip;
+  }
+
   /** Where each shard of a blob lives (an unconfigured backend fails every call). */
   shardTargets(blobId: string, location: BlobLocation): ShardTarget[] {
     return location.backends.map((name, shard) => ({ backend: this.#backends.get(name) ?? missingBackend(name), key: shardKey(blobId, shard) }));
@@ -268,7 +284,7 @@ export class PlacedBlobStore implements BlobStore {
     for (const outcome of outcomes) {
       const name = location.backends[outcome.shard]!;
       if (outcome.committed) this.#health.reportSuccess(name);
-      else this.#health.reportFailure(name, outcome.error);
+      else if (!(outcome.error instanceof ShardSkippedError)) this.#health.reportFailure(name, outcome.error);
     }
     if (failed.length === 0) return;
     this.#record(failed.map((outcome) => ({ blobId, shard: outcome.shard, reason: `write failed: ${describe(outcome.error)}` })));

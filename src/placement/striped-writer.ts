@@ -29,6 +29,8 @@ export interface StripedWriteOptions {
   readonly writeQuorum: number;
   readonly shardLagMs?: number;
   readonly shardStallMs?: number;
+  /** Shards not to write at all (their backend is known to be down): failed from the start, repaired later. */
+  readonly skipShards?: ReadonlySet<number>;
 }
 
 export interface ShardOutcome {
@@ -56,6 +58,20 @@ export class WriteQuorumError extends Error {
     );
   }
 }
+
+export class ShardSkippedError extends Error {
+  override name = 'ShardSkippedError';
+  constructor(backend: string) {
+    super(`not written: backend ${backend} is down`);
+  }
+}
+
+/** Stands in for the writer of a skipped shard: nothing is ever sent to it. */
+const SKIPPED_WRITER: BackendWriter = {
+  write: async () => undefined,
+  commit: async () => undefined,
+  abort: async () => undefined,
+};
 
 export class ShardLagError extends Error {
   override name = 'ShardLagError';
@@ -119,12 +135,13 @@ export class StripedBlobWriter {
     this.#quorum = writeQuorum;
     this.#lagMs = options.shardLagMs ?? SHARD_LAG_MS_DEFAULT;
     this.#stallMs = options.shardStallMs ?? SHARD_STALL_MS_DEFAULT;
-    this.#shards = targets.map((target, index) => ({
-      index,
-      writer: target.backend.create(target.key, layout.shardBytes),
-      chain: Promise.resolve(),
-      failure: undefined,
-    }));
+    const skip = options.skipShards ?? new Set<number>();
+    assert(targets.length - skip.size >= writeQuorum, 'skipped shards leave the write quorum reachable');
+    this.#shards = targets.map((target, index) =>
+      skip.has(index)
+        ? { index, writer: SKIPPED_WRITER, chain: Promise.resolve(), failure: new ShardSkippedError(target.backend.name) }
+        : { index, writer: target.backend.create(target.key, layout.shardBytes), chain: Promise.resolve(), failure: undefined },
+    );
   }
 
   async write(chunk: Uint8Array): Promise<void> {
