@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
-import { EMPTY_CONFIG, type TalusConfig } from './config/config.ts';
+import { ConfigError, EMPTY_CONFIG, type TalusConfig } from './config/config.ts';
 import { lockDataDirectory, type DataDirectoryLock } from './data-dir-lock.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
@@ -17,6 +17,7 @@ import { AccessKeyCache } from './access-key-cache.ts';
 import { WorkerPool } from './cluster.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
 import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
+import { decodeLocation } from './placement/blob-location.ts';
 import { openPlacement, type OpenPlacement } from './placement/open-placement.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger, type Logger } from './util/logger.ts';
@@ -93,6 +94,14 @@ async function startOnLockedDirectory(
   const workers = options.workers ?? 1;
   const config = options.config ?? EMPTY_CONFIG;
   const placed = config.placements.length > 0 || config.defaultPlacement !== EMPTY_CONFIG.defaultPlacement;
+  if (!placed) {
+    // Fail closed: objects placed on backends cannot be served without the configuration that names them.
+    const [stranded] = await meta.listPlacedBlobs('', 1);
+    if (stranded !== undefined) {
+      const backends = decodeLocation(stranded.location).backends.join(', ');
+      throw new ConfigError(`${dataDir} holds objects placed on backends (${backends}): start with the --config that declares them`);
+    }
+  }
   const placement = placed ? await openPlacement(config, local, meta, logger) : undefined;
   const blobs: BlobStore = placement?.store ?? local;
   const host = options.address === undefined || options.address === '0.0.0.0' ? '127.0.0.1' : options.address;

@@ -98,6 +98,10 @@ test('objects follow their bucket to a new placement, bytes unchanged, old copie
       }
       await checkAll(`${config} after the purge`);
     }
+    // Back to no configuration: the data directory holds placed objects, so the server refuses to start.
+    await talus.stop();
+    await assert.rejects(start('local'), /holds objects placed on backends \((x, y|y, x)\): start with the --config that declares them/);
+    talus = await start('replica');
   } finally {
     await talus.stop();
     await rm(root, { recursive: true, force: true });
