@@ -116,6 +116,8 @@ describe('gateway on erasure 2+1 over three remote Talus servers', () => {
     assert.ok((await get(gateway.client, 'global', 'during', 'bytes=100000-200000')).equals(during.subarray(100_000, 200_001)));
     const queued = await gateway.engine.meta.repairSummary(100);
     assert.ok(queued.pending >= 1, 'the missed shard is queued for repair');
+    // While the region is still down a repair waits: no rebuild (which would read the whole object) is tried.
+    assert.deepEqual(await gateway.placement!.healer.repairDue({ includeNotDue: true }), { blobsChecked: queued.pending, shardsRebuilt: 0, failures: 0 });
 
     await startRegion(2);
     const report = await gateway.placement!.healer.repairDue({ includeNotDue: true });

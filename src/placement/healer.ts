@@ -72,6 +72,7 @@ export class Healer {
   async repairDue(options: HealOptions = {}): Promise<HealReport> {
     const nowMs = Date.now();
     const dueBy = options.includeNotDue === true ? Number.MAX_SAFE_INTEGER : nowMs;
+    let probed = false;
     // Failed repairs go to the back of the queue; seeing one again means the pass is through.
     const tried = new Set<string>();
     let blobs = 0;
@@ -87,14 +88,26 @@ export class Healer {
         blobs++;
         const location = entries[0]!.location;
         if (location === undefined) {
-          // Not (or no longer) referenced: gone, or an upload still committing.
+          // Not live: queued for purge or gone (known, or old: drop the repair), or an upload still committing (young: wait).
           if (nowMs - blobIdTimeMs(blobId) > UNKNOWN_BLOB_GRACE_MS || (await this.#meta.isBlobKnown(blobId))) await this.#meta.completeRepairs(entries);
           else await this.#meta.postponeRepairs(entries, nowMs + UNKNOWN_BLOB_GRACE_MS);
           continue;
         }
         const shards = entries.map((entry) => entry.shard);
+        const decoded = decodeLocation(location);
+        // A rebuild reads the whole blob: not while every shard's backend is down (asked afresh once per pass).
+        const down = (): boolean => shards.every((shard) => this.#store.health.state(decoded.backends[shard]!) === 'down');
+        if (down() && !probed) {
+          probed = true;
+          await this.#store.health.probeAll();
+        }
+        if (down()) {
+          const attempts = Math.max(...entries.map((entry) => entry.attempts));
+          await this.#meta.postponeRepairs(entries, nowMs + retryDelayMs(attempts));
+          continue;
+        }
         try {
-          await this.rebuild(blobId, decodeLocation(location), shards);
+          await this.rebuild(blobId, decoded, shards);
           rebuilt += shards.length;
           await this.#meta.completeRepairs(entries);
         } catch (error) {
