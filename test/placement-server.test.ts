@@ -211,6 +211,13 @@ describe('a server with erasure 4+2 over six directories', () => {
     assert.ok((await readFile(victim)).equals(original));
   });
 
+  test('healing passes stop at the next blob once told to (shutdown)', async () => {
+    const stopped = AbortSignal.abort();
+    assert.deepEqual(await talus.placement!.healer.scan({ signal: stopped }), { blobsChecked: 0, shardsRebuilt: 0, failures: 0 });
+    assert.deepEqual(await talus.placement!.healer.replaceAll({ signal: stopped }), { blobsChecked: 0, blobsMoved: 0, failures: 0 });
+    assert.ok((await talus.placement!.healer.scan()).blobsChecked >= 5, 'without the signal the scan sees every blob');
+  });
+
   test('deleting an object purges its shards from every backend', async () => {
     const before = await Promise.all(Array.from({ length: BACKENDS }, (_, disk) => shardFiles(disk)));
     await talus.client.send(new DeleteObjectCommand({ Bucket: 'photos', Key: 'one-stripe' }));

@@ -34,6 +34,8 @@ export interface HealOptions {
   readonly onProgress?: (progress: HealProgress) => void;
   /** Repairs: also those waiting out a backoff (an on-demand heal). */
   readonly includeNotDue?: boolean;
+  /** Stops the pass between blobs (shutdown); what was done stays done. */
+  readonly signal?: AbortSignal;
 }
 
 export interface ReplaceReport {
@@ -85,6 +87,7 @@ export class Healer {
       const byBlob = new Map<string, typeof due>();
       for (const entry of due) byBlob.set(entry.blobId, [...(byBlob.get(entry.blobId) ?? []), entry]);
       for (const [blobId, entries] of byBlob) {
+        if (options.signal?.aborted === true) return { blobsChecked: blobs, shardsRebuilt: rebuilt, failures };
         blobs++;
         const location = entries[0]!.location;
         if (location === undefined) {
@@ -128,14 +131,17 @@ export class Healer {
    * blobs created before this process started (it is the only writer of its
    * backends' buckets and directories), as reclaim is for local blobs.
    */
-  async reclaimOrphans(beforeMs: number): Promise<number> {
+  async reclaimOrphans(beforeMs: number, signal?: AbortSignal): Promise<number> {
+    const stopped = (): boolean => signal?.aborted === true;
     let removed = 0;
     for (const backend of this.#store.backends()) {
+      if (stopped()) break;
       const orphans: string[] = [];
       const known = new Map<string, boolean>();
       try {
         removed += (await backend.discardIncomplete?.(beforeMs)) ?? 0;
         for await (const key of backend.list('')) {
+          if (stopped()) break;
           const blobId = blobIdOfShardKey(key);
           if (blobId === undefined || blobIdTimeMs(blobId) >= beforeMs) continue;
           let isKnown = known.get(blobId);
@@ -172,6 +178,7 @@ export class Healer {
       if (page.length === 0) break;
       after = page.at(-1)!.blobId;
       for (const { blobId, location: text } of page) {
+        if (options.signal?.aborted === true) return { blobsChecked: blobs, shardsRebuilt: rebuilt, failures };
         blobs++;
         const location = decodeLocation(text);
         const damaged = await this.#damagedShards(blobId, location, options.deep === true);
@@ -229,6 +236,7 @@ export class Healer {
       for (;;) {
         const page = await this.#meta.listVersions({ bucket: bucket.name, prefix: '', delimiter: '', keyMarker, versionIdMarker, limit: SCAN_PAGE_MAX });
         for (const entry of page.entries) {
+          if (options.signal?.aborted === true) return { blobsChecked: blobs, blobsMoved: moved, failures };
           const listed = entry.version;
           if (listed === undefined || listed.isDeleteMarker) continue;
           const version = await this.#meta.getVersion(bucket.name, entry.key, listed.versionId);

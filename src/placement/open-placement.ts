@@ -79,6 +79,7 @@ class HealLoop {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #nextScanMs = 0;
+  readonly #stopping = new AbortController();
   /** Shards of blobs begun before this start and never committed are crash debris. */
   #reclaimBeforeMs: number | undefined = Date.now();
 
@@ -93,8 +94,10 @@ class HealLoop {
     this.#timer.unref();
   }
 
+  /** Ends a pass in progress at the next blob (a scan of a large store can take long), then waits for it. */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
+    this.#stopping.abort();
     await this.#running;
   }
 
@@ -109,17 +112,20 @@ class HealLoop {
 
   async #pass(): Promise<void> {
     if (this.#reclaimBeforeMs !== undefined) {
-      const removed = await this.#healer.reclaimOrphans(this.#reclaimBeforeMs);
+      const removed = await this.#healer.reclaimOrphans(this.#reclaimBeforeMs, this.#stopping.signal);
       this.#reclaimBeforeMs = undefined;
       if (removed > 0) this.#logger.info('reclaimed orphan shards', { count: removed });
     }
-    const repaired = await this.#healer.repairDue();
+    const signal = this.#stopping.signal;
+    const repaired = await this.#healer.repairDue({ signal });
     if (repaired.shardsRebuilt > 0) this.#logger.info('shards repaired', { ...repaired });
     if (Date.now() < this.#nextScanMs) return;
     this.#nextScanMs = Date.now() + SCAN_INTERVAL_MS;
-    const scanned = await this.#healer.scan();
+    if (signal.aborted) return;
+    const scanned = await this.#healer.scan({ signal });
     this.#logger.info('healing scan done', { ...scanned });
-    const replaced = await this.#healer.replaceAll();
+    if (signal.aborted) return;
+    const replaced = await this.#healer.replaceAll({ signal });
     if (replaced.blobsMoved > 0 || replaced.failures > 0) this.#logger.info('objects re-placed', { ...replaced });
   }
 }
