@@ -138,25 +138,11 @@ export class PlacedBlobStore implements BlobStore {
     return Readable.from(body, { objectMode: false });
   }
 
-  /** Removes every shard; any backend that fails makes the whole removal fail (the purger retries: removal is idempotent). */
+  /** Removes every shard; any backend that fails (or is backing off) makes the whole removal fail: removal is idempotent, retry it. */
   async remove(blob: BlobRef): Promise<void> {
     if (blob.location === undefined) return this.#local.remove(blob);
-    const location = decodeLocation(blob.location);
-    const failures: unknown[] = [];
-    await Promise.all(
-      location.backends.map(async (name, shard) => {
-        const backend = this.#backends.get(name);
-        if (backend === undefined) return failures.push(new Error(`backend ${name} is not configured`));
-        try {
-          await backend.remove([shardKey(blob.blobId, shard)]);
-          this.#health.reportSuccess(name);
-        } catch (error) {
-          this.#health.reportFailure(name, error);
-          failures.push(error);
-        }
-      }),
-    );
-    if (failures.length > 0) throw failures[0];
+    const retryAtMs = (await this.removeMany([blob])).get(blob.blobId);
+    if (retryAtMs !== undefined) throw new Error(`blob ${blob.blobId}: not every shard could be removed; retry after ${new Date(retryAtMs).toISOString()}`);
   }
 
   /**
