@@ -97,7 +97,7 @@ describe('gateway on erasure 2+1 over three remote Talus servers', () => {
         const region = regions[Number(name.slice('region'.length))]!;
         const backend = new S3Backend({ name, endpoint: `http://127.0.0.1:${region.port}`, accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY, bucket: 'talus-shards' });
         try {
-          return (await backend.stat(shardKey(blob.blobId, shard))) === stripeLayoutOf(location).shardBytes;
+          return (await backend.stat(shardKey(blob.blobId, shard))) === stripeLayoutOf(blob.blobId, location).shardBytes;
         } finally {
           await backend.close();
         }

@@ -19,6 +19,7 @@ import { FsBlobStore } from '../src/blob/fs/fs-blob-store.ts';
 import { discardAfterFailedCommit, writeBlob } from '../src/engine/blob-write.ts';
 import { createErasureCodec } from '../src/erasure/index.ts';
 import { BackendHealth } from '../src/placement/backend-health.ts';
+import { decodeLocation, stripeLayoutOf } from '../src/placement/blob-location.ts';
 import { PlacedBlobStore, type RepairRequest } from '../src/placement/placed-blob-store.ts';
 import { openStripedRead, type ShardDamage } from '../src/placement/striped-reader.ts';
 import { StripeLayout } from '../src/placement/stripe-layout.ts';
@@ -91,7 +92,7 @@ describe('reads that end early or find short shards', () => {
   });
 
   test('a truncated shard is short, not a sign that its backend is down', async () => {
-    const layout = new StripeLayout({ dataShards: 4, parityShards: 2, blockBytes: 64 * 1024, sizeBytes: data.length });
+    const layout = stripeLayoutOf(blob.blobId, decodeLocation(blob.location!));
     await truncate(backends[0]!.path(`${blob.blobId}.0`), layout.frameOffset(5) + 10);
     const damage: ShardDamage[] = [];
     const targets = backends.map((backend, shard) => ({ backend, key: `${blob.blobId}.${shard}` }));

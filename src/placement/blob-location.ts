@@ -1,19 +1,20 @@
 import { assert } from '../util/assert.ts';
-import { SHARD_FORMAT_VERSION, StripeLayout } from './stripe-layout.ts';
+import { SHARD_FORMAT_VERSION, SHARD_HEADER_FIXED_BYTES, StripeLayout, type ShardFormatVersion, type StripeGeometry } from './stripe-layout.ts';
 
 /**
  * Where a placed blob lives, as recorded with it in the metadata store (the
  * `location` of its segments and its blobs row): the shard format version,
- * the geometry, the size, and the backend of every shard in shard order.
- * Shard i of blob B is object `B.i` on its backend. Recorded once when the
- * blob is committed and never changed: healing rewrites missing shards in
- * place, re-placing writes a new blob.
+ * the geometry, the size, the header length (version 2) and the backend of
+ * every shard in shard order. Shard i of blob B is object `B.i` on its
+ * backend. Recorded once when the blob is committed and never changed:
+ * healing rewrites missing shards in place (in the blob's own format),
+ * re-placing writes a new blob.
  */
-export interface BlobLocation {
-  readonly dataShards: number;
-  readonly parityShards: number;
-  readonly blockBytes: number;
-  readonly sizeBytes: number;
+export interface BlobLocation extends StripeGeometry {
+  /** The shard format the blob was written in: version 1 before shards were bound to their blob. */
+  readonly formatVersion: ShardFormatVersion;
+  /** Bytes of every shard's header (0 in version 1). */
+  readonly headerBytes: number;
   /** Backend name per shard. */
   readonly backends: readonly string[];
 }
@@ -24,12 +25,22 @@ interface Encoded {
   m: number;
   b: number;
   n: number;
+  /** Header bytes; version 2 on. */
+  h?: number;
   on: string[];
+}
+
+/** The location of a new blob, in the current shard format. */
+export function newBlobLocation(blobId: string, geometry: StripeGeometry, backends: readonly string[]): BlobLocation {
+  const { dataShards, parityShards, blockBytes, sizeBytes } = geometry;
+  return { formatVersion: SHARD_FORMAT_VERSION, headerBytes: SHARD_HEADER_FIXED_BYTES + blobId.length, dataShards, parityShards, blockBytes, sizeBytes, backends };
 }
 
 export function encodeLocation(location: BlobLocation): string {
   assert(location.backends.length === location.dataShards + location.parityShards, 'a backend per shard');
-  const encoded: Encoded = { v: SHARD_FORMAT_VERSION, k: location.dataShards, m: location.parityShards, b: location.blockBytes, n: location.sizeBytes, on: [...location.backends] };
+  const encoded: Encoded = { v: location.formatVersion, k: location.dataShards, m: location.parityShards, b: location.blockBytes, n: location.sizeBytes, on: [...location.backends] };
+  if (location.formatVersion >= 2) encoded.h = location.headerBytes;
+  else assert(location.headerBytes === 0, 'version 1 shards have no header');
   return JSON.stringify(encoded);
 }
 
@@ -42,17 +53,27 @@ export function decodeLocation(text: string): BlobLocation {
   if (known !== undefined) return known;
   const value = JSON.parse(text) as Partial<Encoded>;
   // Written by us: anything else is corrupt metadata, not input to be forgiving about.
-  assert(value.v === SHARD_FORMAT_VERSION, `blob location of an unknown shard format: ${text}`);
+  assert(value.v === 1 || value.v === 2, `blob location of an unknown shard format: ${text}`);
   assert(Number.isInteger(value.k) && Number.isInteger(value.m) && Number.isInteger(value.b) && Number.isSafeInteger(value.n), `malformed blob location: ${text}`);
   assert(Array.isArray(value.on) && value.on.length === value.k! + value.m! && value.on.every((name) => typeof name === 'string'), `malformed blob location: ${text}`);
-  const location: BlobLocation = Object.freeze({ dataShards: value.k!, parityShards: value.m!, blockBytes: value.b!, sizeBytes: value.n!, backends: Object.freeze([...value.on!]) });
+  assert(value.v === 1 ? value.h === undefined : Number.isInteger(value.h) && value.h! > SHARD_HEADER_FIXED_BYTES, `malformed blob location: ${text}`);
+  const location: BlobLocation = Object.freeze({
+    formatVersion: value.v,
+    headerBytes: value.h ?? 0,
+    dataShards: value.k!,
+    parityShards: value.m!,
+    blockBytes: value.b!,
+    sizeBytes: value.n!,
+    backends: Object.freeze([...value.on!]),
+  });
   if (parsed.size >= PARSED_MAX) parsed.delete(parsed.keys().next().value!);
   parsed.set(text, location);
   return location;
 }
 
-export function stripeLayoutOf(location: BlobLocation): StripeLayout {
-  return new StripeLayout(location);
+/** The layout of blob `blobId`'s shards: its geometry, in its format, bound to it from version 2 on. */
+export function stripeLayoutOf(blobId: string, location: BlobLocation): StripeLayout {
+  return new StripeLayout(location, location.formatVersion === 1 ? { version: 1 } : { version: location.formatVersion, blobId, headerBytes: location.headerBytes });
 }
 
 export function shardKey(blobId: string, shard: number): string {

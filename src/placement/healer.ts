@@ -200,7 +200,7 @@ export class Healer {
   }
 
   async #damagedShards(blobId: string, location: BlobLocation, deep: boolean): Promise<ShardDamage[]> {
-    const layout = stripeLayoutOf(location);
+    const layout = stripeLayoutOf(blobId, location);
     const targets = this.#store.shardTargets(blobId, location);
     const found = await Promise.all(
       targets.map(async (target, shard): Promise<ShardDamage | undefined> => {
@@ -294,7 +294,7 @@ export class Healer {
 
   /** Rewrites `shards` of a blob from the others. */
   async rebuild(blobId: string, location: BlobLocation, shards: readonly number[]): Promise<void> {
-    const layout = stripeLayoutOf(location);
+    const layout = stripeLayoutOf(blobId, location);
     const targets = this.#store.shardTargets(blobId, location);
     const rebuilding = new Set(shards);
     // Read from the others only; the shards being rebuilt may hold garbage.

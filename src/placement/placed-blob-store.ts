@@ -8,7 +8,7 @@ import { assert } from '../util/assert.ts';
 import { newBlobId } from '../util/ids.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { BackendHealth, healthiestFirst } from './backend-health.ts';
-import { decodeLocation, encodeLocation, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
+import { decodeLocation, encodeLocation, newBlobLocation, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
 import { openStripedRead, ShardsUnavailableError, type ShardDamage } from './striped-reader.ts';
 import { ShardSkippedError, StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
 
@@ -99,16 +99,10 @@ export class PlacedBlobStore implements BlobStore {
     if (placement === undefined) return this.#local.create(request);
     if (request.sizeBytes === undefined) throw new S3Error('MissingContentLength');
     const chosen = this.#chooseBackends(placement);
-    const location: BlobLocation = {
-      dataShards: placement.dataShards,
-      parityShards: placement.parityShards,
-      blockBytes: placement.blockBytes,
-      sizeBytes: request.sizeBytes,
-      backends: chosen,
-    };
     const blobId = newBlobId();
+    const location = newBlobLocation(blobId, { ...placement, sizeBytes: request.sizeBytes }, chosen);
     return new PlacedBlobWriter(blobId, location, new StripedBlobWriter({
-      layout: stripeLayoutOf(location),
+      layout: stripeLayoutOf(blobId, location),
       targets: this.shardTargets(blobId, location),
       codec: this.codecFor(location),
       writeQuorum: placement.writeQuorum,
@@ -120,7 +114,7 @@ export class PlacedBlobStore implements BlobStore {
     if (blob.location === undefined) return this.#local.read(blob, start, end);
     const location = decodeLocation(blob.location);
     const body = await openStripedRead({
-      layout: stripeLayoutOf(location),
+      layout: stripeLayoutOf(blob.blobId, location),
       targets: this.shardTargets(blob.blobId, location),
       codec: this.codecFor(location),
       start,

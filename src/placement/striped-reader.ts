@@ -2,10 +2,11 @@ import { BackendObjectMissingError } from '../backend/backend.ts';
 import type { ErasureCodec } from '../erasure/index.ts';
 import { assert } from '../util/assert.ts';
 import { ShortReadError } from '../util/short-read-error.ts';
-import { FRAME_CHECKSUM_BYTES, frameChecksum, type StripeLayout } from './stripe-layout.ts';
+import { FRAME_CHECKSUM_BYTES, type StripeLayout } from './stripe-layout.ts';
 import type { ShardTarget } from './striped-writer.ts';
 
-export type ShardDamageReason = 'missing' | 'unreadable' | 'corrupt' | 'short';
+/** `foreign`: the shard is sound but another blob's (or another shard's) — handled exactly like `corrupt`. */
+export type ShardDamageReason = 'missing' | 'unreadable' | 'corrupt' | 'foreign' | 'short';
 
 /** A shard that could not serve a stripe: reported so it can be repaired. */
 export interface ShardDamage {
@@ -122,9 +123,13 @@ export async function openStripedRead(options: StripedReadOptions): Promise<Asyn
  * the shard's own faults.
  */
 export async function verifyShard(target: ShardTarget, layout: StripeLayout, shard: number): Promise<ShardDamage | undefined> {
+  if (layout.headerBytes > 0) {
+    const damage = await checkHeader(target, layout, shard);
+    if (damage !== undefined) return damage;
+  }
   if (layout.stripeCount === 0) {
     const size = await target.backend.stat(target.key).catch(() => null);
-    return size === 0 ? undefined : { shard, stripe: 0, reason: size === undefined ? 'missing' : 'unreadable' };
+    return size === layout.shardBytes ? undefined : { shard, stripe: 0, reason: size === undefined ? 'missing' : 'unreadable' };
   }
   const cursor = new ShardCursor(target, layout, shard, 0, layout.stripeCount);
   try {
@@ -139,6 +144,21 @@ export async function verifyShard(target: ShardTarget, layout: StripeLayout, sha
   } finally {
     cursor.close();
   }
+}
+
+/** Reads a shard's header and checks it is this shard's: undefined when it is, else the damage (never rejects). */
+async function checkHeader(target: ShardTarget, layout: StripeLayout, shard: number, signal?: AbortSignal): Promise<ShardDamage | undefined> {
+  let bytes: Buffer;
+  try {
+    const chunks: Buffer[] = [];
+    for await (const chunk of await target.backend.read(target.key, 0, layout.headerBytes, signal === undefined ? {} : { signal })) chunks.push(chunk);
+    bytes = Buffer.concat(chunks);
+  } catch (error) {
+    const reason: ShardDamageReason = error instanceof BackendObjectMissingError ? 'missing' : error instanceof ShortReadError ? 'short' : 'unreadable';
+    return { shard, stripe: 0, reason, error };
+  }
+  const mismatch = layout.checkShardHeader(bytes, shard);
+  return mismatch === undefined ? undefined : { shard, stripe: 0, reason: mismatch.reason, error: new Error(`shard ${shard} on ${target.backend.name}: header: ${mismatch.detail}`) };
 }
 
 class StripedRead {
@@ -270,7 +290,10 @@ class ShardCursor {
     const frame = await this.#take(blockBytes + FRAME_CHECKSUM_BYTES, stripe);
     const block = frame.subarray(0, blockBytes);
     const stored = frame.readUInt32BE(blockBytes);
-    if (frameChecksum(block, stripe, this.#shard) !== stored) {
+    if (this.#layout.frameChecksum(block, stripe, this.#shard) !== stored) {
+      // Another blob's shard fails every frame; its header says whose it is (read only on this failure path).
+      const header = this.#layout.headerBytes > 0 ? await checkHeader(this.#target, this.#layout, this.#shard, this.#abort.signal) : undefined;
+      if (header?.reason === 'foreign') throw new ShardDamageError('foreign', header.error, `shard ${this.#shard} stripe ${stripe}: checksum mismatch; ${String(header.error)}`);
       throw new ShardDamageError('corrupt', undefined, `shard ${this.#shard} stripe ${stripe}: checksum mismatch`);
     }
     return block;

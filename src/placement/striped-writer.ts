@@ -1,7 +1,7 @@
 import type { Backend, BackendWriter } from '../backend/backend.ts';
 import { allocateShards, type ErasureCodec } from '../erasure/index.ts';
 import { assert } from '../util/assert.ts';
-import { encodeFrameChecksum, type StripeLayout } from './stripe-layout.ts';
+import type { StripeLayout } from './stripe-layout.ts';
 
 /** Stripes being encoded and written at once: one fills while the other is on its way. */
 const STRIPES_IN_FLIGHT_MAX = 2;
@@ -168,6 +168,7 @@ export class StripedBlobWriter {
       if (this.#writtenBytes !== this.#layout.sizeBytes) throw new RangeError(`body of ${this.#writtenBytes} bytes, ${this.#layout.sizeBytes} announced`);
       assert(this.#current === undefined && this.#stripe === this.#layout.stripeCount, 'every stripe dispatched');
       await Promise.all(this.#inFlight);
+      if (this.#layout.stripeCount === 0 && this.#layout.headerBytes > 0) await this.#writeHeadersOnly();
       this.#throwIfFailed();
       const result = await this.#commitShards();
       this.#state = 'committed';
@@ -185,6 +186,16 @@ export class StripedBlobWriter {
     this.#failure ??= new Error('write aborted');
     await Promise.allSettled(this.#inFlight);
     await Promise.allSettled(this.#shards.map((shard) => shard.writer.abort()));
+  }
+
+  /** An empty blob's shards are their headers alone (no stripe carried them). */
+  async #writeHeadersOnly(): Promise<void> {
+    const writes = this.#alive().map((shard) => {
+      shard.chain = shard.writer.write(this.#layout.shardHeader(shard.index)).catch((error: unknown) => this.#dropShard(shard, error));
+      return { shard, done: shard.chain };
+    });
+    await this.#awaitStripe(writes); // the same quorum, lag and stall rules as a stripe's
+    if (this.#alive().length < this.#quorum) throw this.#quorumError();
   }
 
   #throwIfFailed(): void {
@@ -232,13 +243,15 @@ export class StripedBlobWriter {
     const encoded = (async () => {
       if (layout.dataShards > 1) await this.#codec!.encode(buffers.data, buffers.parity);
       const blocks = Array.from({ length: layout.shardCount }, (_, shard) => blockOf(buffers, layout.dataShards, shard));
-      return { blocks, checksums: blocks.map((block, shard) => encodeFrameChecksum(block, stripe, shard)) };
+      return { blocks, checksums: blocks.map((block, shard) => layout.encodeFrameChecksum(block, stripe, shard)) };
     })();
     const writes = this.#alive().map((shard) => {
       const write = shard.chain.then(async () => {
         const { blocks, checksums } = await encoded;
         if (shard.failure !== undefined) return;
-        await shard.writer.write([blocks[shard.index]!, checksums[shard.index]!]);
+        // A shard's header goes out with its first frame, in the same write.
+        const frame = [blocks[shard.index]!, checksums[shard.index]!];
+        await shard.writer.write(stripe === 0 && layout.headerBytes > 0 ? [layout.shardHeader(shard.index), ...frame] : frame);
       });
       shard.chain = write.catch((error: unknown) => this.#dropShard(shard, error));
       return { shard, done: shard.chain };
