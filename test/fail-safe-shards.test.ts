@@ -125,10 +125,17 @@ describe('foreign shards, erasure 2+1 and replicas over three directories', () =
     await rm(root, { recursive: true, force: true });
   });
 
+  /** Puts an object and waits until all three of its shards are in place (a write is acknowledged at its quorum). */
   async function put(bucket: string, key: string): Promise<Buffer> {
     const data = randomBytes(SIZE);
     await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: data }));
-    return data;
+    const { blobId } = await blobOf(bucket, key);
+    for (let i = 0; i < 250; i++) {
+      const sizes = await Promise.all(disks.map((disk, shard) => disk.stat(shardKey(blobId, shard))));
+      if (sizes.every((size) => size !== undefined)) return data;
+      await sleep(20);
+    }
+    throw new Error(`the shards of ${bucket}/${key} never all arrived`);
   }
 
   async function blobOf(bucket: string, key: string): Promise<{ blobId: string; location: BlobLocation }> {
