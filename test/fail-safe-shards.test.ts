@@ -280,7 +280,7 @@ describe('blobs written in shard format 1 stay readable', () => {
         const segment = meta.segments[0]!;
         const location = decodeLocation(segment.location);
         const layout = new StripeLayout(location);
-        assert.equal(layout.headerBytes ?? 0, 0, 'a geometry-only layout is format 1');
+        assert.equal(layout.headerBytes, 0, 'a geometry-only layout is format 1');
         const writer = new StripedBlobWriter({
           layout,
           targets: location.backends.map((name, shard) => ({ backend: disks[Number(name.slice(4))]!, key: shardKey(segment.blobId, shard) })),
