@@ -49,6 +49,7 @@ export async function healCommand(args: string[]): Promise<number> {
     const local = await FsBlobStore.open(join(dataDir, 'blobs'));
     const placement = await openPlacement(config, local, meta, silentLogger);
     try {
+      await placement.store.health.probeAll(); // a server probes in the background; a heal wants to know first (bounded by the deadlines)
       const show = progressPrinter();
       const repairs = await placement.healer.repairDue({ onProgress: show, includeNotDue: true });
       const scan = await placement.healer.scan({ deep: values.deep, onProgress: show });

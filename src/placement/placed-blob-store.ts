@@ -9,8 +9,8 @@ import { newBlobId } from '../util/ids.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { BackendHealth, healthiestFirst } from './backend-health.ts';
 import { decodeLocation, encodeLocation, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
-import { openStripedRead, ShardsUnavailableError, type ShardDamage } from './striped-reader.ts';
-import { ShardSkippedError, StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
+import { openStripedRead, ShardsUnavailableError, type ShardDamage, type StripedReadOptions } from './striped-reader.ts';
+import { SHARD_LAG_MS_DEFAULT, ShardSkippedError, StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
 
 const REMOVAL_BACKOFF_MS_MIN = 1_000;
 /** Retries for the shards of a blob whose version commit failed (1 s, 4 s, 16 s, 64 s). */
@@ -113,6 +113,9 @@ export class PlacedBlobStore implements BlobStore {
       codec: this.codecFor(location),
       writeQuorum: placement.writeQuorum,
       skipShards: this.#shardsToSkip(location, placement.writeQuorum),
+      // A shard lagging the quorum waits its backend's deadline (at most the usual allowance), then is repaired later.
+      shardLagMs: (shard) => Math.min(SHARD_LAG_MS_DEFAULT, this.#health.deadlineMs(location.backends[shard]!)),
+      onShardOutcome: (outcome) => this.#reportShardOutcome(location, outcome),
     }), (outcomes) => this.#afterWrite(blobId, location, outcomes), (blob) => this.remove(blob));
   }
 
@@ -127,6 +130,7 @@ export class PlacedBlobStore implements BlobStore {
       end,
       preference: this.readPreference(location),
       onDamage: (damage) => this.#onDamage(blob.blobId, location, damage),
+      ...this.readTiming(location),
     }).catch((error: unknown) => {
       // The bytes are not lost, only out of reach until enough backends answer: 503, which clients retry.
       if (error instanceof ShardsUnavailableError) {
@@ -265,20 +269,37 @@ export class PlacedBlobStore implements BlobStore {
       .map((entry) => entry.shard);
   }
 
+  /**
+   * Deadlines of a read from each shard's backend, and its answer times as
+   * latency samples: a shard lagging its backend's usual answer gets
+   * another read beside it, one past its deadline counts as a timeout.
+   */
+  readTiming(location: BlobLocation): Pick<StripedReadOptions, 'timing' | 'onAnswer'> {
+    return {
+      timing: (shard, frameBytes) => {
+        const name = location.backends[shard]!;
+        return { hedgeAfterMs: this.#health.hedgeAfterMs(name, frameBytes), deadlineMs: this.#health.deadlineMs(name, frameBytes) };
+      },
+      onAnswer: (shard, latencyMs) => this.#health.reportSuccess(location.backends[shard]!, latencyMs),
+    };
+  }
+
+  /** Each shard's fate as soon as it is known, even when the write fails: a timeout marks its backend down at once. */
+  #reportShardOutcome(location: BlobLocation, outcome: ShardOutcome): void {
+    const name = location.backends[outcome.shard]!;
+    if (outcome.committed) this.#health.reportSuccess(name);
+    else if (!(outcome.error instanceof ShardSkippedError)) this.#health.reportFailure(name, outcome.error);
+  }
+
   #afterWrite(blobId: string, location: BlobLocation, outcomes: readonly ShardOutcome[]): void {
     const failed = outcomes.filter((outcome) => !outcome.committed);
-    for (const outcome of outcomes) {
-      const name = location.backends[outcome.shard]!;
-      if (outcome.committed) this.#health.reportSuccess(name);
-      else if (!(outcome.error instanceof ShardSkippedError)) this.#health.reportFailure(name, outcome.error);
-    }
     if (failed.length === 0) return;
     this.#record(failed.map((outcome) => ({ blobId, shard: outcome.shard, reason: `write failed: ${describe(outcome.error)}` })));
   }
 
   #onDamage(blobId: string, location: BlobLocation, damage: ShardDamage): void {
     const name = location.backends[damage.shard]!;
-    if (damage.reason === 'unreadable') this.#health.reportFailure(name, damage.error);
+    if (damage.reason === 'unreadable' || damage.reason === 'timeout') this.#health.reportFailure(name, damage.error);
     this.#onError(`shard ${damage.shard} of blob ${blobId} on ${name} is ${damage.reason}`, damage.error);
     this.#record([{ blobId, shard: damage.shard, reason: `${damage.reason} on read` }]);
   }
