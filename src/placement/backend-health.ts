@@ -232,9 +232,13 @@ export class BackendHealth {
   }
 }
 
-/** Up first, then unknown, then down; the order within each kept. */
+/**
+ * Down backends last, the order otherwise kept. Unknown counts as up: every
+ * backend is unknown until its first probe answers, which start-up does not
+ * wait for, and a write then must still follow the configured priority.
+ */
 export function healthiestFirst(health: BackendHealth, names: readonly string[]): string[] {
-  const rank = (name: string): number => ({ up: 0, unknown: 1, down: 2 })[health.state(name)];
+  const rank = (name: string): number => (health.state(name) === 'down' ? 1 : 0);
   return names.map((name, index) => ({ name, index })).sort((a, b) => rank(a.name) - rank(b.name) || a.index - b.index).map((entry) => entry.name);
 }
 

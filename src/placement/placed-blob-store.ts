@@ -55,6 +55,9 @@ export class PlacedBlobStore implements BlobStore {
   readonly #repairs: RepairLog;
   readonly #codecs = new Map<string, ErasureCodec>();
   readonly #removalBackoff = new Map<string, { untilMs: number; delayMs: number }>();
+  /** Acknowledged writes whose last shards are still settling, and the repairs they record. */
+  readonly #settling = new Set<Promise<void>>();
+  #closed = false;
   readonly #onError: (message: string, error: unknown) => void;
 
   constructor(options: PlacedBlobStoreOptions) {
@@ -116,7 +119,7 @@ export class PlacedBlobStore implements BlobStore {
       // A shard lagging the quorum waits its backend's deadline (at most the usual allowance), then is repaired later.
       shardLagMs: (shard) => Math.min(SHARD_LAG_MS_DEFAULT, this.#health.deadlineMs(location.backends[shard]!)),
       onShardOutcome: (outcome) => this.#reportShardOutcome(location, outcome),
-    }), (outcomes) => this.#afterWrite(blobId, location, outcomes), (blob) => this.remove(blob));
+    }), (settled) => this.#track(settled.then((outcomes) => this.#afterWrite(blobId, location, outcomes))), (blob) => this.remove(blob));
   }
 
   async read(blob: BlobRef, start: number, end: number): Promise<Readable> {
@@ -211,7 +214,16 @@ export class PlacedBlobStore implements BlobStore {
     return this.#local.list();
   }
 
+  /**
+   * Waits for the shards of acknowledged writes still settling (bounded by
+   * the lag and stall allowances) and the repairs they record: with a quorum
+   * below every shard, an acknowledged write's last shard often settles
+   * after its answer, and its repair must reach the metadata store before
+   * that closes.
+   */
   async close(): Promise<void> {
+    while (this.#settling.size > 0) await Promise.allSettled([...this.#settling]);
+    this.#closed = true;
     this.#health.stop();
     await Promise.all([...this.#backends.values()].map((backend) => backend.close()));
     await this.#local.close();
@@ -274,12 +286,13 @@ export class PlacedBlobStore implements BlobStore {
    * latency samples: a shard lagging its backend's usual answer gets
    * another read beside it, one past its deadline counts as a timeout.
    */
-  readTiming(location: BlobLocation): Pick<StripedReadOptions, 'timing' | 'onAnswer'> {
+  readTiming(location: BlobLocation): Pick<StripedReadOptions, 'timing' | 'hedgeTo' | 'onAnswer'> {
     return {
       timing: (shard, frameBytes) => {
         const name = location.backends[shard]!;
         return { hedgeAfterMs: this.#health.hedgeAfterMs(name, frameBytes), deadlineMs: this.#health.deadlineMs(name, frameBytes) };
       },
+      hedgeTo: (shard) => this.#health.state(location.backends[shard]!) !== 'down',
       onAnswer: (shard, latencyMs) => this.#health.reportSuccess(location.backends[shard]!, latencyMs),
     };
   }
@@ -291,21 +304,29 @@ export class PlacedBlobStore implements BlobStore {
     else if (!(outcome.error instanceof ShardSkippedError)) this.#health.reportFailure(name, outcome.error);
   }
 
-  #afterWrite(blobId: string, location: BlobLocation, outcomes: readonly ShardOutcome[]): void {
+  #afterWrite(blobId: string, location: BlobLocation, outcomes: readonly ShardOutcome[]): Promise<void> {
     const failed = outcomes.filter((outcome) => !outcome.committed);
-    if (failed.length === 0) return;
-    this.#record(failed.map((outcome) => ({ blobId, shard: outcome.shard, reason: `write failed: ${describe(outcome.error)}` })));
+    if (failed.length === 0) return Promise.resolve();
+    return this.#record(failed.map((outcome) => ({ blobId, shard: outcome.shard, reason: `write failed: ${describe(outcome.error)}` })));
   }
 
   #onDamage(blobId: string, location: BlobLocation, damage: ShardDamage): void {
     const name = location.backends[damage.shard]!;
     if (damage.reason === 'unreadable' || damage.reason === 'timeout') this.#health.reportFailure(name, damage.error);
     this.#onError(`shard ${damage.shard} of blob ${blobId} on ${name} is ${damage.reason}`, damage.error);
-    this.#record([{ blobId, shard: damage.shard, reason: `${damage.reason} on read` }]);
+    void this.#record([{ blobId, shard: damage.shard, reason: `${damage.reason} on read` }]);
   }
 
-  #record(requests: RepairRequest[]): void {
-    this.#repairs.recordRepairs(requests).catch((error: unknown) => this.#onError('could not record repairs (the scanner will find them)', error));
+  #record(requests: RepairRequest[]): Promise<void> {
+    // Closed (a read's late timeout after shutdown): the metadata store may be gone; the scan finds the shard.
+    if (this.#closed) return Promise.resolve();
+    return this.#repairs.recordRepairs(requests).catch((error: unknown) => this.#onError('could not record repairs (the scanner will find them)', error));
+  }
+
+  #track(work: Promise<void>): void {
+    const tracked = work.catch((error: unknown) => this.#onError('recording a write\'s failed shards failed', error));
+    this.#settling.add(tracked);
+    void tracked.finally(() => this.#settling.delete(tracked));
   }
 }
 
@@ -315,7 +336,7 @@ class PlacedBlobWriter implements BlobWriter {
   readonly location: string;
   readonly #sizeBytes: number;
   readonly #writer: StripedBlobWriter;
-  readonly #afterWrite: (outcomes: readonly ShardOutcome[]) => void;
+  readonly #afterWrite: (settled: Promise<readonly ShardOutcome[]>) => void;
   readonly #remove: (blob: BlobRef) => Promise<void>;
   #committed = false;
 
@@ -323,7 +344,7 @@ class PlacedBlobWriter implements BlobWriter {
     id: string,
     location: BlobLocation,
     writer: StripedBlobWriter,
-    afterWrite: (outcomes: readonly ShardOutcome[]) => void,
+    afterWrite: (settled: Promise<readonly ShardOutcome[]>) => void,
     remove: (blob: BlobRef) => Promise<void>,
   ) {
     this.id = id;
@@ -350,7 +371,7 @@ class PlacedBlobWriter implements BlobWriter {
       throw asServiceUnavailable(error);
     }
     this.#committed = true;
-    void result.settled.then(this.#afterWrite);
+    this.#afterWrite(result.settled);
     return this.#sizeBytes;
   }
 

@@ -31,6 +31,8 @@ export interface StripedReadOptions {
    * (damage of reason 'timeout'). Default: never (the backend's own timeouts).
    */
   readonly timing?: (shard: number, frameBytes: number) => ShardTiming;
+  /** Whether a spare shard may be read beside a lagging one (not when its backend is known to be down); default yes. */
+  readonly hedgeTo?: (shard: number) => boolean;
   /** A shard's first frame arrived this long after it was asked for (a latency sample of its backend). */
   readonly onAnswer?: (shard: number, latencyMs: number) => void;
 }
@@ -234,7 +236,11 @@ class StripedRead {
       for (const [shard, cursor] of this.#active) if (!got.has(shard) && !reads.has(shard)) reads.set(shard, this.#readFrame(shard, cursor, stripe));
       let counted = got.size + [...reads.values()].filter((read) => !read.lagging).length;
       while (counted < k && this.#spare.length > 0) {
-        const shard = this.#spare.shift()!;
+        // Beside a lagging shard (which may yet answer) only a spare worth asking; when too few could answer at all, any.
+        const anyWillDo = got.size + reads.size < k;
+        const at = anyWillDo ? 0 : this.#spare.findIndex((shard) => this.#options.hedgeTo?.(shard) ?? true);
+        if (at < 0) break;
+        const shard = this.#spare.splice(at, 1)[0]!;
         const cursor = new ShardCursor(this.#options.targets[shard]!, this.#layout, shard, stripe, this.endStripe);
         this.#active.set(shard, cursor);
         reads.set(shard, this.#readFrame(shard, cursor, stripe));
