@@ -184,6 +184,11 @@ export class BackendHealth {
     return this.#entries.get(name)?.state ?? 'down';
   }
 
+  /** The longest any request waits for a backend (deadline_max). */
+  get deadlineMaxMs(): number {
+    return this.#deadlineMaxMs;
+  }
+
   latencyMs(name: string): number | undefined {
     return this.#entries.get(name)?.latencyMs;
   }

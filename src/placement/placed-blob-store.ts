@@ -116,8 +116,7 @@ export class PlacedBlobStore implements BlobStore {
       codec: this.codecFor(location),
       writeQuorum: placement.writeQuorum,
       skipShards: this.#shardsToSkip(location, placement.writeQuorum),
-      // A shard lagging the quorum waits its backend's deadline (at most the usual allowance), then is repaired later.
-      shardLagMs: (shard) => Math.min(SHARD_LAG_MS_DEFAULT, this.#health.deadlineMs(location.backends[shard]!)),
+      shardLagMs: (shard) => this.#lagAllowanceMs(location.backends[shard]!),
       onShardOutcome: (outcome) => this.#reportShardOutcome(location, outcome),
     }), (settled) => this.#track(settled.then((outcomes) => this.#afterWrite(blobId, location, outcomes))), (blob) => this.remove(blob));
   }
@@ -295,6 +294,17 @@ export class PlacedBlobStore implements BlobStore {
       hedgeTo: (shard) => this.#health.state(location.backends[shard]!) !== 'down',
       onAnswer: (shard, latencyMs) => this.#health.reportSuccess(location.backends[shard]!, latencyMs),
     };
+  }
+
+  /**
+   * How long a shard may lag its write's quorum before it is given up and
+   * repaired later: the usual allowance (5 s; a busy local disk lagging its
+   * siblings by less must not be marked down), more for a backend whose
+   * measured deadline is longer (a far one), never over deadline_max.
+   */
+  #lagAllowanceMs(name: string): number {
+    const measured = this.#health.latencyMs(name) === undefined ? 0 : this.#health.deadlineMs(name);
+    return Math.min(this.#health.deadlineMaxMs, Math.max(SHARD_LAG_MS_DEFAULT, measured));
   }
 
   /** Each shard's fate as soon as it is known, even when the write fails: a timeout marks its backend down at once. */
