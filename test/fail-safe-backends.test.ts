@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { parseConfig, type HealthConfig, type TalusConfig } from '../src/config/config.ts';
+import { HEALTH_DEFAULT, parseConfig, type HealthConfig, type TalusConfig } from '../src/config/config.ts';
 import { decodeLocation } from '../src/placement/blob-location.ts';
 import { freePort } from './helpers/process.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, startTestTalus, type TestTalus } from './helpers/talus.ts';
@@ -318,4 +318,19 @@ describe('one of three backends down', () => {
     );
     assert.deepEqual(parsed.placements.map((placement) => [placement.name, 'writeQuorum' in placement ? placement.writeQuorum : undefined]), [['ec', 2], ['pair', 1]]);
   });
+});
+
+test('[health] sets the probe interval and the deadline bounds; mistakes are refused with the key named', () => {
+  const parse = (text: string): TalusConfig => parseConfig(text, { source: 't.toml', baseDirectory: '/etc/talus' });
+  assert.deepEqual(parse('').health, HEALTH_DEFAULT);
+  assert.deepEqual(HEALTH_DEFAULT, { probeIntervalMs: 10_000, deadlineMinMs: 2_000, deadlineMaxMs: 30_000 });
+  assert.deepEqual(parse('[health]\nprobe_interval = "1.5s"\ndeadline_min = 250\ndeadline_max = "1min"').health, { probeIntervalMs: 1_500, deadlineMinMs: 250, deadlineMaxMs: 60_000 });
+  for (const [text, error] of [
+    ['[health]\ndeadline_min = "5s"\ndeadline_max = "1s"', /\[health\] deadline_max: must be at least deadline_min/],
+    ['[health]\ndeadline_min = "soon"', /\[health\] deadline_min: must be a duration/],
+    ['[health]\nprobe_interval = "1ms"', /\[health\] probe_interval: must be from 50 ms/],
+    ['[health]\ntimeout = "1s"', /\[health\] timeout: unknown setting/],
+  ] as const) {
+    assert.throws(() => parse(text), error);
+  }
 });
