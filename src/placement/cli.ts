@@ -78,7 +78,7 @@ export async function backendsCommand(args: string[]): Promise<number> {
   if (values.config === undefined) throw new Error('talus backends needs --config');
   const config = await loadConfig(values.config);
   const backends = new Map(await Promise.all(config.backends.map(async (backendConfig) => [backendConfig.name, await openBackend(backendConfig)] as const)));
-  const health = new BackendHealth(backends);
+  const health = new BackendHealth(backends, config.health);
   try {
     await health.probeAll();
     const rows = [['backend', 'type', 'state', 'latency', 'free space', 'conditional writes', 'error']];
