@@ -217,6 +217,13 @@ describe('a blackholed remote backend (accepts, never answers) in erasure 2+1', 
       assert.equal(sha256(await get(gateway.client, 'bkt', key, 'bytes=70000-150000')), sha256(data.subarray(70_000, 150_001)), `${key} range`);
       assert.ok(Date.now() - readStarted < READ_BOUND_MS, `${key} read in ${Date.now() - readStarted} ms`);
     }
+
+    // Purging (last: it removes a live blob's shards): the hung backend is given up at deadline_max, and its shard
+    // waits for a retry, instead of holding the purge for the remote client's timeouts and retries.
+    const removing = Date.now();
+    const retryAt = await gateway.placement!.store.removeMany([placed[0]!]);
+    assert.ok(Date.now() - removing < READ_BOUND_MS, `removal gave up after ${Date.now() - removing} ms`);
+    assert.ok(retryAt.has(placed[0]!.blobId), 'the hung backend\'s shard waits for a retry');
   });
 });
 

@@ -26,8 +26,8 @@ export interface Backend {
   read(key: string, start: number, end: number, options?: BackendReadOptions): Promise<AsyncIterable<Buffer>>;
   /** Size of `key`, or undefined when it is not there. The signal gives up on a backend that does not answer. */
   stat(key: string, options?: { readonly signal?: AbortSignal }): Promise<number | undefined>;
-  /** Removes objects; missing ones are not an error (removals are retried). */
-  remove(keys: readonly string[]): Promise<void>;
+  /** Removes objects; missing ones are not an error (removals are retried). The signal gives up on a backend that does not answer. */
+  remove(keys: readonly string[], options?: { readonly signal?: AbortSignal }): Promise<void>;
   /** Every key under `prefix`, in no particular order. */
   list(prefix: string): AsyncIterable<string>;
   /** Removes what writes that never committed left behind before `beforeMs` (after a crash); returns how many. */

@@ -138,10 +138,11 @@ export class S3Backend implements Backend {
     }
   }
 
-  async remove(keys: readonly string[]): Promise<void> {
+  async remove(keys: readonly string[], options: { signal?: AbortSignal } = {}): Promise<void> {
+    const { signal } = options;
     for (let at = 0; at < keys.length; at += DELETE_OBJECTS_KEYS_MAX) {
       const batch = keys.slice(at, at + DELETE_OBJECTS_KEYS_MAX).map((key) => this.#key(key));
-      const failed = await withRetries(this.#retry, () => this.#client.deleteObjects(this.bucket, batch));
+      const failed = await withRetries(this.#retry, () => this.#client.deleteObjects(this.bucket, batch, { signal }), signal);
       if (failed.length > 0) throw new Error(`${this.name}: ${failed.length} of ${batch.length} deletions failed (${failed[0]!.key}: ${failed[0]!.code})`);
     }
   }

@@ -198,13 +198,13 @@ export class S3Client {
    * DeleteObjects in quiet mode: the keys it could not delete, with their
    * error codes (a missing key counts as deleted, as in S3).
    */
-  async deleteObjects(bucket: string, keys: readonly string[]): Promise<DeleteObjectsError[]> {
+  async deleteObjects(bucket: string, keys: readonly string[], options: RequestOptions = {}): Promise<DeleteObjectsError[]> {
     assert(keys.length > 0 && keys.length <= DELETE_OBJECTS_KEYS_MAX, `deleteObjects: 1 to ${DELETE_OBJECTS_KEYS_MAX} keys`);
     const objects = keys.map((key) => `<Object><Key>${escapeXml(key)}</Key></Object>`).join('');
     const body = Buffer.from(`<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>${objects}</Delete>`);
     // S3 refuses DeleteObjects without an integrity header.
     const unsigned = ['content-md5', createHash('md5').update(body).digest('base64'), 'content-type', 'application/xml'];
-    const response = await this.#send({ method: 'POST', bucket, query: 'delete=', body, unsigned }, ERROR_BODY_BYTES_MAX * 16);
+    const response = await this.#send({ method: 'POST', bucket, query: 'delete=', body, unsigned }, ERROR_BODY_BYTES_MAX * 16, options.signal);
     this.#expectOk(response);
     // A 200 whose body is an error document is a failure too (S3 does this for long-running requests).
     const text = response.body.toString('utf8');

@@ -1,13 +1,13 @@
 import { randomInt } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { Backend } from '../backend/backend.ts';
+import { BackendTimeoutError, type Backend } from '../backend/backend.ts';
 import { type BlobRef, type BlobRequest, type BlobStore, type BlobWriter } from '../blob/blob-store.ts';
 import { LOCAL_PLACEMENT, type PlacementConfig, type StripedPlacementConfig, type TalusConfig } from '../config/config.ts';
 import { createErasureCodec, type ErasureCodec } from '../erasure/index.ts';
 import { assert } from '../util/assert.ts';
 import { newBlobId } from '../util/ids.ts';
 import { S3Error } from '../util/s3-error.ts';
-import { BackendHealth, healthiestFirst } from './backend-health.ts';
+import { BackendHealth, healthiestFirst, withDeadline } from './backend-health.ts';
 import { decodeLocation, encodeLocation, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
 import { openStripedRead, ShardsUnavailableError, type ShardDamage, type StripedReadOptions } from './striped-reader.ts';
 import { SHARD_LAG_MS_DEFAULT, ShardSkippedError, StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
@@ -191,7 +191,10 @@ export class PlacedBlobStore implements BlobStore {
         if (retryAtMs === undefined && backend === undefined) retryAtMs = nowMs + REMOVAL_BACKOFF_MS_MAX; // no longer configured: nothing to do but wait
         if (retryAtMs === undefined) {
           try {
-            await backend!.remove(batch.keys);
+            // Within deadline_max, not the backend's usual deadline: a batch of many deletions may take long on a healthy
+            // backend, but a hung one must not hold every purge (local blobs included) for the client's retries.
+            const deadlineMs = this.#health.deadlineMaxMs;
+            await withDeadline(deadlineMs, () => new BackendTimeoutError(name, `removal of ${batch.keys.length} shards`, deadlineMs), (signal) => backend!.remove(batch.keys, { signal }));
             this.#removalBackoff.delete(name);
             this.#health.reportSuccess(name);
           } catch (error) {
