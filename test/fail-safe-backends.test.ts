@@ -61,7 +61,7 @@ function s3BackendToml(name: string, port: number, bucket = 'talus-shards'): str
  * object (not as TOML) so the same test runs against code without the
  * [health] table, and fails there for the behaviour, not for the setting.
  */
-function gatewayConfig(root: string, remoteToml: string, health: HealthConfig, writeQuorum?: number): TalusConfig {
+function gatewayConfig(root: string, remoteToml: string, health: HealthConfig, writeQuorum?: number, moreToml = ''): TalusConfig {
   const toml = [
     remoteToml,
     `[backends.d0]\ntype = "directory"\npath = "${join(root, 'd0')}"\n`,
@@ -76,6 +76,7 @@ function gatewayConfig(root: string, remoteToml: string, health: HealthConfig, w
     'block_size = "64KiB"',
     '[defaults]',
     'placement = "geo"',
+    moreToml,
   ].join('\n');
   return { ...parseConfig(toml, { source: 'gateway.toml', baseDirectory: root }), health };
 }
@@ -166,7 +167,9 @@ describe('a blackholed remote backend (accepts, never answers) in erasure 2+1', 
 
   test('the server starts without waiting on it; the first timeout marks it down; PUTs succeed at the quorum and queue its shards for repair; GETs return the right bytes', async () => {
     // The quorum explicit (k): this test is about the hung backend, not the default quorum.
-    const config = gatewayConfig(root, s3BackendToml('remote', blackhole.port), { probeIntervalMs: 1_000, deadlineMinMs: 300, deadlineMaxMs: 1_500 }, 2);
+    // Bucket "strict" wants every shard durable before its 200.
+    const strict = '[placements.strict]\ntype = "erasure"\ndata_shards = 2\nparity_shards = 1\nbackends = ["remote", "d0", "d1"]\nwrite_quorum = 3\n[buckets]\nstrict = "strict"';
+    const config = gatewayConfig(root, s3BackendToml('remote', blackhole.port), { probeIntervalMs: 1_000, deadlineMinMs: 300, deadlineMaxMs: 1_500 }, 2, strict);
     const started = Date.now();
     const starting = startTestTalus({ dataDir: join(root, 'gateway'), config, healInBackground: false });
     const giveUp = new AbortController();
@@ -216,6 +219,17 @@ describe('a blackholed remote backend (accepts, never answers) in erasure 2+1', 
       assert.equal(sha256(await get(gateway.client, 'bkt', key)), sha256(data), key);
       assert.equal(sha256(await get(gateway.client, 'bkt', key, 'bytes=70000-150000')), sha256(data.subarray(70_000, 150_001)), `${key} range`);
       assert.ok(Date.now() - readStarted < READ_BOUND_MS, `${key} read in ${Date.now() - readStarted} ms`);
+    }
+
+    // A quorum that needs the down backend: 503 at once, every time, instead of waiting for it again.
+    await gateway.client.send(new CreateBucketCommand({ Bucket: 'strict' }));
+    for (let i = 0; i < 2; i++) {
+      const putStarted = Date.now();
+      await assert.rejects(gateway.client.send(new PutObjectCommand({ Bucket: 'strict', Key: 'k', Body: randomBytes(100_000) })), (error: { $metadata?: { httpStatusCode?: number } }) => {
+        assert.equal(error.$metadata?.httpStatusCode, 503, String(error));
+        return true;
+      });
+      assert.ok(Date.now() - putStarted < READ_BOUND_MS, `refused after ${Date.now() - putStarted} ms`);
     }
 
     // Purging (last: it removes a live blob's shards): the hung backend is given up at deadline_max, and its shard

@@ -102,6 +102,7 @@ export class PlacedBlobStore implements BlobStore {
     if (placement === undefined) return this.#local.create(request);
     if (request.sizeBytes === undefined) throw new S3Error('MissingContentLength');
     const chosen = this.#chooseBackends(placement);
+    this.#refuseWithoutQuorum(placement, chosen);
     const location: BlobLocation = {
       dataShards: placement.dataShards,
       parityShards: placement.parityShards,
@@ -241,6 +242,20 @@ export class PlacedBlobStore implements BlobStore {
       }
     }
     return healthiestFirst(this.#health, candidates).slice(0, placement.dataShards + placement.parityShards);
+  }
+
+  /**
+   * Too few of the chosen backends are not down for the write quorum: 503 at
+   * once, rather than sending shards to backends known to be down and
+   * waiting out their timeouts at every write (a strict quorum with a hung
+   * backend). Those backends are probed now, so writes resume as soon as
+   * one answers again.
+   */
+  #refuseWithoutQuorum(placement: StripedPlacementConfig, chosen: readonly string[]): void {
+    const down = chosen.filter((name) => this.#health.state(name) === 'down');
+    if (chosen.length - down.length >= placement.writeQuorum) return;
+    for (const name of down) void this.#health.probe(name);
+    throw new S3Error('ServiceUnavailable', `Too few backends are reachable for the write quorum of ${placement.writeQuorum} (down: ${down.join(', ')}); try again later.`);
   }
 
   /**
