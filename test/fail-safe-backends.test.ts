@@ -26,8 +26,13 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { MemoryBackend } from '../src/backend/memory-backend.ts';
+import { FsBlobStore } from '../src/blob/fs/fs-blob-store.ts';
 import { HEALTH_DEFAULT, parseConfig, type HealthConfig, type TalusConfig } from '../src/config/config.ts';
+import { BackendHealth } from '../src/placement/backend-health.ts';
 import { decodeLocation } from '../src/placement/blob-location.ts';
+import { PlacedBlobStore, type RepairRequest } from '../src/placement/placed-blob-store.ts';
+import { S3Error } from '../src/util/s3-error.ts';
 import { freePort } from './helpers/process.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, startTestTalus, type TestTalus } from './helpers/talus.ts';
 
@@ -353,5 +358,41 @@ test('[health] sets the probe interval and the deadline bounds; mistakes are ref
     ['[health]\ntimeout = "1s"', /\[health\] timeout: unknown setting/],
   ] as const) {
     assert.throws(() => parse(text), error);
+  }
+});
+
+test('a read left with a hung shard and no spare fails with 503 at the deadline instead of waiting forever', { timeout: 30_000 }, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'talus-failsafe-nospare-'));
+  try {
+    const backends = ['m0', 'm1', 'm2'].map((name) => new MemoryBackend(name));
+    const byName = new Map(backends.map((backend) => [backend.name, backend]));
+    const repairs: RepairRequest[] = [];
+    const store = new PlacedBlobStore({
+      local: await FsBlobStore.open(join(root, 'local')),
+      backends: byName,
+      config: {
+        backends: [],
+        placements: [{ name: 'p', type: 'erasure', dataShards: 2, parityShards: 1, backends: ['m0', 'm1', 'm2'], assignment: 'priority', writeQuorum: 3, blockBytes: 4096 }],
+        defaultPlacement: 'p',
+        buckets: new Map(),
+      },
+      health: new BackendHealth(byName, { deadlineMinMs: 200, deadlineMaxMs: 500 }),
+      repairs: { recordRepairs: async (requests) => void repairs.push(...requests) },
+    });
+    const data = randomBytes(20_000);
+    const writer = store.create({ bucket: 'bkt', sizeBytes: data.length });
+    await writer.write(data);
+    await writer.commit();
+    backends[1]!.objects().delete(`${writer.id}.1`); // shard 1 lost
+    backends[0]!.read = () => new Promise(() => undefined); // shard 0's backend accepts the read and never answers
+    const started = Date.now();
+    await assert.rejects(store.read({ blobId: writer.id, location: writer.location }, 0, data.length), (error: unknown) => error instanceof S3Error && error.code === 'ServiceUnavailable');
+    assert.ok(Date.now() - started < READ_BOUND_MS, `failed after ${Date.now() - started} ms`);
+    assert.equal(store.health.state('m0'), 'down', 'the timeout counts against the backend');
+    await until('repairs recorded', () => repairs.length >= 2);
+    assert.deepEqual(repairs.map((repair) => [repair.shard, repair.reason]).sort(), [[0, 'timeout on read'], [1, 'missing on read']]);
+    await store.close();
+  } finally {
+    await rm(root, { recursive: true, force: true });
   }
 });
