@@ -258,6 +258,9 @@ class StripedRead {
       if (wakeAtMs !== Infinity) waits.push(new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, wakeAtMs - performance.now())))));
       await Promise.race(waits);
       clearTimeout(timer);
+      // Before calling a frame late, let I/O that completed meanwhile be handled: after an event-loop stall the
+      // timer runs first, and a backend that did answer must not be marked down for it.
+      if ([...reads.values()].some((read) => read.outcome === undefined && performance.now() >= read.deadlineAtMs)) await new Promise((resolve) => setImmediate(resolve));
       if (this.#closed) throw new ReadClosedError();
       const nowMs = performance.now();
       for (const [shard, read] of reads) {
