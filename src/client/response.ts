@@ -83,7 +83,8 @@ export class ResponseCollector implements Dispatcher.DispatchHandler {
       this.#resolve = resolve;
       this.#reject = reject;
     });
-    signal?.addEventListener('abort', () => this.#fail(abortReason(signal)), { once: true });
+    if (signal?.aborted === true) this.#fail(abortReason(signal));
+    else signal?.addEventListener('abort', () => this.#fail(abortReason(signal)), { once: true });
   }
 
   #fail(error: Error): void {
