@@ -24,10 +24,10 @@ export interface Backend {
    * (a striped read's frames) save the reader from joining them.
    */
   read(key: string, start: number, end: number, options?: BackendReadOptions): Promise<AsyncIterable<Buffer>>;
-  /** Size of `key`, or undefined when it is not there. */
-  stat(key: string): Promise<number | undefined>;
-  /** Removes objects; missing ones are not an error (removals are retried). */
-  remove(keys: readonly string[]): Promise<void>;
+  /** Size of `key`, or undefined when it is not there. The signal gives up on a backend that does not answer. */
+  stat(key: string, options?: { readonly signal?: AbortSignal }): Promise<number | undefined>;
+  /** Removes objects; missing ones are not an error (removals are retried). The signal gives up on a backend that does not answer. */
+  remove(keys: readonly string[], options?: { readonly signal?: AbortSignal }): Promise<void>;
   /** Every key under `prefix`, in no particular order. */
   list(prefix: string): AsyncIterable<string>;
   /** Removes what writes that never committed left behind before `beforeMs` (after a crash); returns how many. */
@@ -60,6 +60,18 @@ export class BackendObjectMissingError extends Error {
     readonly key: string,
   ) {
     super(`${backend}: object ${key} is missing`);
+  }
+}
+
+/** A backend did not answer within the deadline its observed latency allows (placement/backend-health.ts). */
+export class BackendTimeoutError extends Error {
+  override name = 'BackendTimeoutError';
+  constructor(
+    readonly backend: string,
+    readonly operation: string,
+    readonly deadlineMs: number,
+  ) {
+    super(`${backend}: ${operation} did not answer within ${Math.round(deadlineMs)} ms`);
   }
 }
 

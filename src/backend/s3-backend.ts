@@ -56,9 +56,9 @@ export class S3Backend implements Backend {
     this.#client = new S3Client(options);
   }
 
-  /** Creates the backend bucket if it is not there yet. */
-  async ensureBucket(): Promise<void> {
-    await withRetries(this.#retry, () => this.#client.createBucket(this.bucket));
+  /** Creates the backend bucket if it is not there yet; the signal gives up on an endpoint that does not answer. */
+  async ensureBucket(options: { signal?: AbortSignal } = {}): Promise<void> {
+    await withRetries(this.#retry, () => this.#client.createBucket(this.bucket, { signal: options.signal }), options.signal);
   }
 
   /**
@@ -126,10 +126,11 @@ export class S3Backend implements Backend {
     }
   }
 
-  async stat(key: string): Promise<number | undefined> {
+  async stat(key: string, options: { signal?: AbortSignal } = {}): Promise<number | undefined> {
     const remoteKey = this.#key(key);
+    const { signal } = options;
     try {
-      const response = await withRetries(this.#retry, () => this.#client.headObject(this.bucket, remoteKey));
+      const response = await withRetries(this.#retry, () => this.#client.headObject(this.bucket, remoteKey, { signal }), signal);
       return Number(response.headers['content-length']);
     } catch (error) {
       if (isMissing(error)) return undefined;
@@ -137,10 +138,11 @@ export class S3Backend implements Backend {
     }
   }
 
-  async remove(keys: readonly string[]): Promise<void> {
+  async remove(keys: readonly string[], options: { signal?: AbortSignal } = {}): Promise<void> {
+    const { signal } = options;
     for (let at = 0; at < keys.length; at += DELETE_OBJECTS_KEYS_MAX) {
       const batch = keys.slice(at, at + DELETE_OBJECTS_KEYS_MAX).map((key) => this.#key(key));
-      const failed = await withRetries(this.#retry, () => this.#client.deleteObjects(this.bucket, batch));
+      const failed = await withRetries(this.#retry, () => this.#client.deleteObjects(this.bucket, batch, { signal }), signal);
       if (failed.length > 0) throw new Error(`${this.name}: ${failed.length} of ${batch.length} deletions failed (${failed[0]!.key}: ${failed[0]!.code})`);
     }
   }
@@ -173,6 +175,8 @@ class S3Upload implements BackendWriter {
   readonly #key: string;
   readonly #sizeBytes: number;
   readonly #body = new PassThrough({ highWaterMark: UPLOAD_BUFFER_BYTES });
+  /** Ends the request itself on abort: destroying a body already sent all would leave it waiting for an answer. */
+  readonly #abort = new AbortController();
   readonly #response: Promise<unknown>;
   #failure: unknown;
   #written = 0;
@@ -182,7 +186,7 @@ class S3Upload implements BackendWriter {
     this.#backend = backend;
     this.#key = key;
     this.#sizeBytes = sizeBytes;
-    this.#response = client.putObject(bucket, remoteKey, this.#body, { contentLength: sizeBytes }).catch((error: unknown) => {
+    this.#response = client.putObject(bucket, remoteKey, this.#body, { contentLength: sizeBytes, signal: this.#abort.signal }).catch((error: unknown) => {
       this.#failure ??= error;
       this.#body.destroy();
     });
@@ -217,6 +221,7 @@ class S3Upload implements BackendWriter {
     // The request fails with its body: the endpoint never completes the object.
     this.#failure ??= new Error('upload aborted');
     this.#body.destroy(new Error('upload aborted'));
+    this.#abort.abort(new Error('upload aborted'));
     await this.#response;
   }
 }

@@ -72,17 +72,33 @@ export class ResponseCollector implements Dispatcher.DispatchHandler {
   #kept: Buffer[] | null = null;
   #keptBytes = 0;
   #settled = false;
+  readonly #signal: AbortSignal | undefined;
 
-  constructor(keepBytesMax: number) {
+  /** `signal` aborts the request: at once if it is on a socket, else as soon as it gets one; the promise rejects with its reason. */
+  constructor(keepBytesMax: number, signal?: AbortSignal) {
     assert(Number.isInteger(keepBytesMax) && keepBytesMax >= 0, 'collector: keepBytesMax is a byte count');
     this.#keepBytesMax = keepBytesMax;
+    this.#signal = signal;
     this.promise = new Promise<ReceivedResponse>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
     });
+    if (signal?.aborted === true) this.#fail(abortReason(signal));
+    else signal?.addEventListener('abort', () => this.#fail(abortReason(signal)), { once: true });
   }
 
-  onRequestStart(): void {
+  #fail(error: Error): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#reject(error);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    if (this.#signal !== undefined) {
+      const signal = this.#signal;
+      if (signal.aborted) controller.abort(abortReason(signal));
+      else signal.addEventListener('abort', () => controller.abort(abortReason(signal)), { once: true });
+    }
     // A retried request (undici may re-dispatch an idempotent one) starts over.
     this.#status = 0;
     this.#bytes = 0;
@@ -120,10 +136,12 @@ export class ResponseCollector implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {
-    if (this.#settled) return;
-    this.#settled = true;
-    this.#reject(error);
+    this.#fail(error);
   }
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error('request aborted');
 }
 
 /** undici gives repeated headers as arrays; S3 responses have none that matter, so join them. */

@@ -55,6 +55,13 @@ export interface PutObjectOptions {
   ifNoneMatch?: string;
   /** Conditional write: fails with 412 unless the current ETag matches. */
   ifMatch?: string;
+  /** Aborts the request, body and all (an upload given up before its answer came). */
+  signal?: AbortSignal;
+}
+
+export interface RequestOptions {
+  /** Aborts the request (a caller's deadline, shorter than the client's own timeouts). */
+  signal?: AbortSignal;
 }
 
 export interface GetObjectOptions {
@@ -131,13 +138,13 @@ export class S3Client {
   }
 
   /** Creates a bucket; one this key already owns counts as created. */
-  async createBucket(bucket: string): Promise<void> {
+  async createBucket(bucket: string, options: RequestOptions = {}): Promise<void> {
     // Outside us-east-1, S3 wants the region in the body.
     const body =
       this.region === 'us-east-1'
         ? null
         : Buffer.from(`<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LocationConstraint>${this.region}</LocationConstraint></CreateBucketConfiguration>`);
-    const response = await this.#send({ method: 'PUT', bucket, body }, 0);
+    const response = await this.#send({ method: 'PUT', bucket, body }, 0, options.signal);
     if (response.status < 300) return;
     const error = errorFromResponse(response.status, response.headers, response.body);
     if (error.code !== 'BucketAlreadyOwnedByYou') throw error;
@@ -155,7 +162,7 @@ export class S3Client {
     if (options.ifNoneMatch !== undefined) unsigned.push('if-none-match', options.ifNoneMatch);
     if (options.ifMatch !== undefined) unsigned.push('if-match', options.ifMatch);
     const signed = options.metadata === undefined ? undefined : metadataHeaders(options.metadata);
-    const response = await this.#send({ method: 'PUT', bucket, key, body, signed, unsigned }, 0);
+    const response = await this.#send({ method: 'PUT', bucket, key, body, signed, unsigned }, 0, options.signal);
     this.#expectOk(response);
     return { etag: response.headers['etag'] ?? '' };
   }
@@ -177,8 +184,8 @@ export class S3Client {
     return { status: response.statusCode, headers, body: response.body };
   }
 
-  async headObject(bucket: string, key: string): Promise<ObjectResponse> {
-    const response = await this.#send({ method: 'HEAD', bucket, key }, 0);
+  async headObject(bucket: string, key: string, options: RequestOptions = {}): Promise<ObjectResponse> {
+    const response = await this.#send({ method: 'HEAD', bucket, key }, 0, options.signal);
     this.#expectOk(response);
     return { status: response.status, headers: response.headers };
   }
@@ -191,13 +198,13 @@ export class S3Client {
    * DeleteObjects in quiet mode: the keys it could not delete, with their
    * error codes (a missing key counts as deleted, as in S3).
    */
-  async deleteObjects(bucket: string, keys: readonly string[]): Promise<DeleteObjectsError[]> {
+  async deleteObjects(bucket: string, keys: readonly string[], options: RequestOptions = {}): Promise<DeleteObjectsError[]> {
     assert(keys.length > 0 && keys.length <= DELETE_OBJECTS_KEYS_MAX, `deleteObjects: 1 to ${DELETE_OBJECTS_KEYS_MAX} keys`);
     const objects = keys.map((key) => `<Object><Key>${escapeXml(key)}</Key></Object>`).join('');
     const body = Buffer.from(`<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>${objects}</Delete>`);
     // S3 refuses DeleteObjects without an integrity header.
     const unsigned = ['content-md5', createHash('md5').update(body).digest('base64'), 'content-type', 'application/xml'];
-    const response = await this.#send({ method: 'POST', bucket, query: 'delete=', body, unsigned }, ERROR_BODY_BYTES_MAX * 16);
+    const response = await this.#send({ method: 'POST', bucket, query: 'delete=', body, unsigned }, ERROR_BODY_BYTES_MAX * 16, options.signal);
     this.#expectOk(response);
     // A 200 whose body is an error document is a failure too (S3 does this for long-running requests).
     const text = response.body.toString('utf8');
@@ -269,8 +276,8 @@ export class S3Client {
     await this.#pool.close();
   }
 
-  #send(call: Call, keepBytesMax: number): Promise<ReceivedResponse> {
-    const collector = new ResponseCollector(keepBytesMax);
+  #send(call: Call, keepBytesMax: number, signal?: AbortSignal): Promise<ReceivedResponse> {
+    const collector = new ResponseCollector(keepBytesMax, signal);
     this.#pool.dispatch(this.#dispatchOptions(call), collector);
     return collector.promise;
   }

@@ -13,6 +13,7 @@
  *   [placements.copies]         type = "replica", copies, backends, write_quorum?, assignment?
  *   [placements.one]            type = "single", backend
  *   [placements.mixed]          type = "hybrid", threshold, small, large
+ *   [health]                    probe_interval? (10s), deadline_min? (2s), deadline_max? (30s)
  *   [defaults]                  placement = "ec"   (built in: "local", the data directory)
  *   [buckets]                   photos = "copies"
  */
@@ -75,19 +76,58 @@ export interface HybridPlacementConfig {
 
 export type PlacementConfig = StripedPlacementConfig | HybridPlacementConfig;
 
+/**
+ * How Talus watches its backends (`[health]`): how often each is probed,
+ * and the bounds of the deadline each request to a backend gets. The
+ * deadline itself follows the backend's observed latency (see
+ * placement/backend-health.ts); these bound it.
+ */
+export interface HealthConfig {
+  readonly probeIntervalMs: number;
+  /** No request to a backend is given up sooner than this, however fast the backend usually is. */
+  readonly deadlineMinMs: number;
+  /** No request waits longer than this for a backend, however slow it usually is (and before its latency is known). */
+  readonly deadlineMaxMs: number;
+}
+
+/**
+ * 10 s between probes: a backend that comes back is used again within
+ * seconds, and a probe (a HEAD, or a stat) every 10 s costs nothing.
+ */
+export const PROBE_INTERVAL_MS_DEFAULT = 10_000;
+/**
+ * 2 s: a local disk behind a queue of fsyncs, or a remote endpoint in a
+ * garbage-collection pause, answers within a second or two; a shorter floor
+ * would mark busy but healthy backends down (and queue repairs for them).
+ */
+export const DEADLINE_MS_MIN_DEFAULT = 2_000;
+/**
+ * 30 s, the remote client's own response timeout before deadlines existed:
+ * a backend that takes longer than this to answer is as good as down, and
+ * this is also what a request waits before a backend's latency is known.
+ */
+export const DEADLINE_MS_MAX_DEFAULT = 30_000;
+/** Bounds of the [health] durations: a deadline under 50 ms fires on event-loop jitter; over 10 min nothing is watching. */
+const DURATION_MS_MIN = 50;
+const DURATION_MS_MAX = 600_000;
+
+export const HEALTH_DEFAULT: HealthConfig = { probeIntervalMs: PROBE_INTERVAL_MS_DEFAULT, deadlineMinMs: DEADLINE_MS_MIN_DEFAULT, deadlineMaxMs: DEADLINE_MS_MAX_DEFAULT };
+
 export interface TalusConfig {
   readonly backends: readonly BackendConfig[];
   readonly placements: readonly PlacementConfig[];
   readonly defaultPlacement: string;
   /** Bucket name → placement name. */
   readonly buckets: ReadonlyMap<string, string>;
+  /** Default HEALTH_DEFAULT. */
+  readonly health?: HealthConfig;
 }
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-export const EMPTY_CONFIG: TalusConfig = { backends: [], placements: [], defaultPlacement: LOCAL_PLACEMENT, buckets: new Map() };
+export const EMPTY_CONFIG: TalusConfig = { backends: [], placements: [], defaultPlacement: LOCAL_PLACEMENT, buckets: new Map(), health: HEALTH_DEFAULT };
 
 export async function loadConfig(path: string): Promise<TalusConfig> {
   let text: string;
@@ -114,7 +154,9 @@ export function parseConfig(text: string, options: { source: string; baseDirecto
   const placementTables = reader.table('placements');
   const defaults = reader.table('defaults');
   const buckets = reader.table('buckets');
+  const healthTable = reader.table('health');
   reader.done();
+  const health = readHealth(healthTable);
 
   const backends: BackendConfig[] = [];
   for (const name of backendTables.keys()) {
@@ -153,7 +195,18 @@ export function parseConfig(text: string, options: { source: string; baseDirecto
     bucketPlacements.set(bucket, placement);
   }
   buckets.done();
-  return { backends, placements, defaultPlacement, buckets: bucketPlacements };
+  return { backends, placements, defaultPlacement, buckets: bucketPlacements, health };
+}
+
+function readHealth(table: TableReader): HealthConfig {
+  const health: HealthConfig = {
+    probeIntervalMs: table.optionalDuration('probe_interval', DURATION_MS_MIN, DURATION_MS_MAX) ?? PROBE_INTERVAL_MS_DEFAULT,
+    deadlineMinMs: table.optionalDuration('deadline_min', DURATION_MS_MIN, DURATION_MS_MAX) ?? DEADLINE_MS_MIN_DEFAULT,
+    deadlineMaxMs: table.optionalDuration('deadline_max', DURATION_MS_MIN, DURATION_MS_MAX) ?? DEADLINE_MS_MAX_DEFAULT,
+  };
+  if (health.deadlineMaxMs < health.deadlineMinMs) throw table.error('deadline_max', `must be at least deadline_min (${health.deadlineMinMs} ms)`);
+  table.done();
+  return health;
 }
 
 function readBackend(table: TableReader, name: string, baseDirectory: string): BackendConfig {
@@ -223,8 +276,7 @@ function readPlacement(table: TableReader, name: string, backendNames: ReadonlyS
   for (const backend of backends) if (!backendNames.has(backend)) throw table.error('backends', `no backend "${backend}"`);
   if (new Set(backends).size !== backends.length) throw table.error('backends', 'lists a backend twice');
   if (backends.length < shards) throw table.error('backends', `${shards} shards need at least ${shards} backends, ${backends.length} listed`);
-  // Replicas: a majority by default; erasure: k + 1 (never below k).
-  const quorumDefault = type === 'replica' ? Math.floor(shards / 2) + 1 : Math.min(dataShards + 1, shards);
+  const quorumDefault = writeQuorumDefault(dataShards, parityShards);
   const writeQuorum = table.optionalInteger('write_quorum', dataShards, shards) ?? quorumDefault;
   const assignment = table.optionalString('assignment') ?? 'shuffle';
   if (assignment !== 'shuffle' && assignment !== 'priority') throw table.error('assignment', `must be "shuffle" or "priority", not ${JSON.stringify(assignment)}`);
@@ -234,6 +286,20 @@ function readPlacement(table: TableReader, name: string, backendNames: ReadonlyS
   }
   table.done();
   return { name, type, dataShards, parityShards, backends, assignment, writeQuorum, blockBytes };
+}
+
+/**
+ * Every shard but one (k + m − 1; replicas: copies − 1), never below k: the
+ * strongest acknowledgement that still lets writes go on while any one
+ * backend is down or read-only. Requiring every shard (k + m) would make a
+ * single backend's outage an outage of every write — with 2+1 over three
+ * regions, one region down meant 503 on every PUT. The price: an object
+ * acknowledged while a backend is down has one shard less of redundancy
+ * until the healer rewrites the missing shard (docs/PLACEMENT.md, "Write
+ * quorum"); `write_quorum = k + m` buys it back at the cost of availability.
+ */
+export function writeQuorumDefault(dataShards: number, parityShards: number): number {
+  return Math.max(dataShards, dataShards + parityShards - 1);
 }
 
 function checkName(source: string, table: string, name: string): void {
@@ -328,6 +394,22 @@ class TableReader {
       }
     }
     throw this.error(key, 'must be a byte count, e.g. 262144 or "256KiB"');
+  }
+
+  /** A duration: an integer of milliseconds, or a string such as "500ms", "2s" or "1min". */
+  optionalDuration(key: string, minMs: number, maxMs: number): number | undefined {
+    const value = this.#take(key);
+    if (value === undefined) return undefined;
+    let ms: number | undefined;
+    if (typeof value === 'number' && Number.isSafeInteger(value)) ms = value;
+    else if (typeof value === 'bigint') ms = Number(value);
+    else if (typeof value === 'string') {
+      const match = /^(\d+(?:\.\d+)?)\s*(ms|s|min)$/.exec(value.trim());
+      if (match !== null) ms = Math.round(Number(match[1]) * { ms: 1, s: 1_000, min: 60_000 }[match[2] as 'ms' | 's' | 'min']);
+    }
+    if (ms === undefined) throw this.error(key, 'must be a duration, e.g. 500 (milliseconds), "500ms", "2s" or "1min"');
+    if (ms < minMs || ms > maxMs) throw this.error(key, `must be from ${minMs} ms to ${maxMs} ms`);
+    return ms;
   }
 
   /** Every key must have been read: an unknown one is a typo or a setting this version does not have. */

@@ -1,4 +1,5 @@
-import type { Backend } from '../backend/backend.ts';
+import { BackendTimeoutError, type Backend } from '../backend/backend.ts';
+import { HEALTH_DEFAULT, type HealthConfig } from '../config/config.ts';
 
 export type BackendState = 'up' | 'down' | 'unknown';
 
@@ -7,43 +8,106 @@ export interface BackendStatus {
   readonly state: BackendState;
   /** Smoothed latency of probes and reads, when measured. */
   readonly latencyMs: number | undefined;
+  /** What a request to this backend is given now before it counts as a timeout (see deadlineMs). */
+  readonly deadlineMs: number;
   readonly lastError: string | undefined;
   /** When the state last changed (ms since the epoch). */
   readonly sinceMs: number;
 }
 
-const PROBE_INTERVAL_MS_DEFAULT = 10_000;
 const PROBE_KEY = 'talus-probe';
-/** Weight of a new latency sample in the moving average. */
-const LATENCY_WEIGHT = 0.2;
+/**
+ * The latency estimator of TCP's retransmission timer (RFC 6298): a smoothed
+ * mean (gain 1/8) and a smoothed mean deviation (gain 1/4); mean + 4
+ * deviations is a "slow but normal" answer. Its gains are the ones decades
+ * of networks were tuned with: quick enough to follow a backend that got
+ * slower, slow enough that one outlier does not swing it.
+ */
+const LATENCY_GAIN = 1 / 8;
+const DEVIATION_GAIN = 1 / 4;
+const DEVIATIONS_IN_ESTIMATE = 4;
+/**
+ * A request's deadline is this many "slow but normal" answers (then
+ * clamped to [deadline_min, deadline_max]): a multiple, not an addend, so a
+ * far backend gets slack in proportion to its distance. Four times the
+ * usual worst is well past any queueing hiccup; an answer later than that
+ * is not coming.
+ */
+const DEADLINE_LATENCY_MULTIPLE = 4;
+/**
+ * A read lagging twice its backend's "slow but normal" answer gets a second
+ * shard read beside it (a hedge): the cheap remedy, taken early.
+ */
+const HEDGE_LATENCY_MULTIPLE = 2;
+/**
+ * No hedge sooner than this: below it a hedge would answer event-loop and
+ * disk-queue jitter on a busy server rather than a lagging backend, and
+ * double the reads exactly when the server is busiest.
+ */
+const HEDGE_AFTER_MS_MIN = 250;
+/**
+ * Bytes still to come count at this rate on top of the answer deadline: a
+ * 4 MiB frame from a backend that streams slower than 1 MiB/s is treated
+ * as hung. Far below any disk or WAN link a placement would use.
+ */
+const TRANSFER_BYTES_PER_MS_MIN = 1024 * 1024 / 1_000;
 
 interface Entry {
   state: BackendState;
+  /** RFC 6298 SRTT and RTTVAR, in ms; undefined until the first sample. */
   latencyMs: number | undefined;
+  deviationMs: number;
   lastError: string | undefined;
   sinceMs: number;
+  /** The backend's prepare() succeeded (an S3 backend's bucket exists). */
+  prepared: boolean;
+  probing: Promise<void> | undefined;
+}
+
+export interface BackendHealthOptions extends Partial<HealthConfig> {
+  /**
+   * Makes a backend usable (creates an S3 backend's bucket): run before its
+   * probes until it succeeds once, inside the probe's deadline, so start-up
+   * never waits on it.
+   */
+  readonly prepare?: (backend: Backend, signal: AbortSignal) => Promise<void>;
 }
 
 /**
  * What Talus knows of each backend's health: probed periodically (a stat of
  * a key that does not exist: cheap everywhere, and it proves credentials and
- * bucket), and told of every request's outcome in between. Writes skip down
+ * bucket), and told of every request's outcome in between. Every backend
+ * starts out unknown and nothing waits for its first probe. Writes skip down
  * backends while their quorum allows; reads try the fastest first.
+ *
+ * Deadlines follow each backend's observed latency: a request lagging past
+ * its hedge point gets another shard read beside it, and one past its
+ * deadline is given up and counts as a failure — the backend is down until
+ * a probe answers, so the next request does not wait for it again.
  */
 export class BackendHealth {
   readonly #backends: ReadonlyMap<string, Backend>;
   readonly #entries = new Map<string, Entry>();
   readonly #probeIntervalMs: number;
+  readonly #deadlineMinMs: number;
+  readonly #deadlineMaxMs: number;
+  readonly #prepare: BackendHealthOptions['prepare'];
   #timer: NodeJS.Timeout | undefined;
-  #probing: Promise<void> | undefined;
 
-  constructor(backends: ReadonlyMap<string, Backend>, options: { probeIntervalMs?: number } = {}) {
+  constructor(backends: ReadonlyMap<string, Backend>, options: BackendHealthOptions = {}) {
     this.#backends = backends;
-    this.#probeIntervalMs = options.probeIntervalMs ?? PROBE_INTERVAL_MS_DEFAULT;
-    for (const name of backends.keys()) this.#entries.set(name, { state: 'unknown', latencyMs: undefined, lastError: undefined, sinceMs: Date.now() });
+    this.#probeIntervalMs = options.probeIntervalMs ?? HEALTH_DEFAULT.probeIntervalMs;
+    this.#deadlineMinMs = options.deadlineMinMs ?? HEALTH_DEFAULT.deadlineMinMs;
+    this.#deadlineMaxMs = Math.max(this.#deadlineMinMs, options.deadlineMaxMs ?? HEALTH_DEFAULT.deadlineMaxMs);
+    this.#prepare = options.prepare;
+    for (const name of backends.keys()) {
+      this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), prepared: false, probing: undefined });
+    }
   }
 
+  /** Probes now and every probe interval, in the background. */
   start(): void {
+    if (this.#timer !== undefined) return;
     void this.probeAll();
     this.#timer = setInterval(() => void this.probeAll(), this.#probeIntervalMs);
     this.#timer.unref();
@@ -51,39 +115,59 @@ export class BackendHealth {
 
   stop(): void {
     clearInterval(this.#timer);
+    this.#timer = undefined;
   }
 
-  /** Probes every backend once (concurrently); never rejects. */
-  probeAll(): Promise<void> {
-    this.#probing ??= Promise.all(
-      [...this.#backends].map(async ([name, backend]) => {
-        const started = performance.now();
-        try {
-          await backend.stat(PROBE_KEY);
-          this.reportSuccess(name, performance.now() - started);
-        } catch (error) {
-          this.reportFailure(name, error);
+  /** Probes every backend once (concurrently), each within its deadline; never rejects. */
+  async probeAll(): Promise<void> {
+    await Promise.all([...this.#backends.keys()].map((name) => this.probe(name)));
+  }
+
+  /** Probes one backend (joining a probe in progress); never rejects. */
+  probe(name: string): Promise<void> {
+    const entry = this.#entries.get(name);
+    const backend = this.#backends.get(name);
+    if (entry === undefined || backend === undefined) return Promise.resolve();
+    entry.probing ??= this.#probe(name, entry, backend).finally(() => {
+      entry.probing = undefined;
+    });
+    return entry.probing;
+  }
+
+  async #probe(name: string, entry: Entry, backend: Backend): Promise<void> {
+    const deadlineMs = this.deadlineMs(name);
+    try {
+      await withDeadline(deadlineMs, () => new BackendTimeoutError(name, 'probe', deadlineMs), async (signal) => {
+        if (!entry.prepared && this.#prepare !== undefined) {
+          await this.#prepare(backend, signal);
+          entry.prepared = true;
         }
-      }),
-    ).then(
-      () => {
-        this.#probing = undefined;
-      },
-      () => {
-        this.#probing = undefined;
-      },
-    );
-    return this.#probing;
+        const started = performance.now();
+        await backend.stat(PROBE_KEY, { signal });
+        this.reportSuccess(name, performance.now() - started);
+      });
+    } catch (error) {
+      this.reportFailure(name, error);
+    }
   }
 
+  /** A request to `name` answered (in `latencyMs`, when it measured an answer time). */
   reportSuccess(name: string, latencyMs?: number): void {
     const entry = this.#entries.get(name);
     if (entry === undefined) return;
     if (entry.state !== 'up') this.#set(entry, 'up');
     entry.lastError = undefined;
-    if (latencyMs !== undefined) entry.latencyMs = entry.latencyMs === undefined ? latencyMs : entry.latencyMs * (1 - LATENCY_WEIGHT) + latencyMs * LATENCY_WEIGHT;
+    if (latencyMs === undefined || !Number.isFinite(latencyMs) || latencyMs < 0) return;
+    if (entry.latencyMs === undefined) {
+      entry.latencyMs = latencyMs;
+      entry.deviationMs = latencyMs / 2;
+    } else {
+      entry.deviationMs = (1 - DEVIATION_GAIN) * entry.deviationMs + DEVIATION_GAIN * Math.abs(entry.latencyMs - latencyMs);
+      entry.latencyMs = (1 - LATENCY_GAIN) * entry.latencyMs + LATENCY_GAIN * latencyMs;
+    }
   }
 
+  /** A request to `name` failed or timed out: it is down until a probe (or a request) answers. */
   reportFailure(name: string, error: unknown): void {
     const entry = this.#entries.get(name);
     if (entry === undefined) return;
@@ -100,17 +184,93 @@ export class BackendHealth {
     return this.#entries.get(name)?.state ?? 'down';
   }
 
+  /** The longest any request waits for a backend (deadline_max). */
+  get deadlineMaxMs(): number {
+    return this.#deadlineMaxMs;
+  }
+
   latencyMs(name: string): number | undefined {
     return this.#entries.get(name)?.latencyMs;
   }
 
+  /**
+   * How long a request to `name` that still has `bytes` to transfer may take
+   * before it is given up: DEADLINE_LATENCY_MULTIPLE "slow but normal"
+   * answers, plus the bytes at the slowest rate tolerated, within
+   * [deadline_min, deadline_max]. Before any answer was measured: deadline_max.
+   */
+  deadlineMs(name: string, bytes = 0): number {
+    const estimate = this.#estimateMs(name);
+    if (estimate === undefined) return this.#deadlineMaxMs;
+    return clamp(DEADLINE_LATENCY_MULTIPLE * estimate + bytes / TRANSFER_BYTES_PER_MS_MIN, this.#deadlineMinMs, this.#deadlineMaxMs);
+  }
+
+  /**
+   * When a read from `name` that still has `bytes` to transfer counts as
+   * lagging, and another shard is read beside it: HEDGE_LATENCY_MULTIPLE
+   * "slow but normal" answers, at least HEDGE_AFTER_MS_MIN, at most
+   * deadline_min (and half the deadline). Before any answer was measured:
+   * that most, as hedging is cheap and waiting is not.
+   */
+  hedgeAfterMs(name: string, bytes = 0): number {
+    const most = Math.min(this.#deadlineMinMs, this.deadlineMs(name, bytes) / 2);
+    const estimate = this.#estimateMs(name);
+    if (estimate === undefined) return most;
+    return Math.min(most, Math.max(HEDGE_AFTER_MS_MIN, HEDGE_LATENCY_MULTIPLE * estimate + bytes / TRANSFER_BYTES_PER_MS_MIN));
+  }
+
+  #estimateMs(name: string): number | undefined {
+    const entry = this.#entries.get(name);
+    if (entry?.latencyMs === undefined) return undefined;
+    return entry.latencyMs + DEVIATIONS_IN_ESTIMATE * entry.deviationMs;
+  }
+
   snapshot(): BackendStatus[] {
-    return [...this.#entries].map(([name, entry]) => ({ name, ...entry }));
+    return [...this.#entries].map(([name, entry]) => ({
+      name,
+      state: entry.state,
+      latencyMs: entry.latencyMs,
+      deadlineMs: this.deadlineMs(name),
+      lastError: entry.lastError,
+      sinceMs: entry.sinceMs,
+    }));
   }
 }
 
-/** Up first, then unknown, then down; the order within each kept. */
+/**
+ * Down backends last, the order otherwise kept. Unknown counts as up: every
+ * backend is unknown until its first probe answers, which start-up does not
+ * wait for, and a write then must still follow the configured priority.
+ */
 export function healthiestFirst(health: BackendHealth, names: readonly string[]): string[] {
-  const rank = (name: string): number => ({ up: 0, unknown: 1, down: 2 })[health.state(name)];
+  const rank = (name: string): number => (health.state(name) === 'down' ? 1 : 0);
   return names.map((name, index) => ({ name, index })).sort((a, b) => rank(a.name) - rank(b.name) || a.index - b.index).map((entry) => entry.name);
+}
+
+/**
+ * Runs `operation` with a signal that aborts after `ms`, and rejects with
+ * `timeout()` then even if the operation ignores its signal (a backend call
+ * stuck where no signal reaches): the caller never waits past the deadline.
+ */
+export async function withDeadline<T>(ms: number, timeout: () => Error, operation: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const abort = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = timeout();
+      abort.abort(error);
+      reject(error);
+    }, ms);
+  });
+  const running = operation(abort.signal);
+  running.catch(() => undefined); // after the deadline nobody awaits it
+  try {
+    return await Promise.race([running, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function clamp(value: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, value));
 }

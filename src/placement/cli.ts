@@ -49,6 +49,7 @@ export async function healCommand(args: string[]): Promise<number> {
     const local = await FsBlobStore.open(join(dataDir, 'blobs'));
     const placement = await openPlacement(config, local, meta, silentLogger);
     try {
+      await placement.store.health.probeAll(); // a server probes in the background; a heal wants to know first (bounded by the deadlines)
       const show = progressPrinter();
       const repairs = await placement.healer.repairDue({ onProgress: show, includeNotDue: true });
       const scan = await placement.healer.scan({ deep: values.deep, onProgress: show });
@@ -77,7 +78,7 @@ export async function backendsCommand(args: string[]): Promise<number> {
   if (values.config === undefined) throw new Error('talus backends needs --config');
   const config = await loadConfig(values.config);
   const backends = new Map(await Promise.all(config.backends.map(async (backendConfig) => [backendConfig.name, await openBackend(backendConfig)] as const)));
-  const health = new BackendHealth(backends);
+  const health = new BackendHealth(backends, config.health);
   try {
     await health.probeAll();
     const rows = [['backend', 'type', 'state', 'latency', 'free space', 'conditional writes', 'error']];

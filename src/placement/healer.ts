@@ -1,8 +1,9 @@
-import type { Backend, BackendWriter } from '../backend/backend.ts';
+import { BackendTimeoutError, type Backend, type BackendWriter } from '../backend/backend.ts';
 import type { BlobWriter } from '../blob/blob-store.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { Segment } from '../meta/types.ts';
 import { blobIdTimeMs } from '../util/ids.ts';
+import { withDeadline } from './backend-health.ts';
 import { decodeLocation, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
 import type { PlacedBlobStore } from './placed-blob-store.ts';
 import { openStripedRead, verifyShard, type ShardDamage } from './striped-reader.ts';
@@ -206,7 +207,9 @@ export class Healer {
       targets.map(async (target, shard): Promise<ShardDamage | undefined> => {
         if (deep) return verifyShard(target, layout, shard);
         try {
-          const size = await target.backend.stat(target.key);
+          // Within the backend's deadline: a hung backend must not hold the scan at every blob.
+          const deadlineMs = this.#store.health.deadlineMs(target.backend.name);
+          const size = await withDeadline(deadlineMs, () => new BackendTimeoutError(target.backend.name, 'stat', deadlineMs), (signal) => target.backend.stat(target.key, { signal }));
           if (size === undefined) return { shard, stripe: 0, reason: 'missing' };
           return size === layout.shardBytes ? undefined : { shard, stripe: 0, reason: 'short' };
         } catch (error) {
@@ -299,7 +302,15 @@ export class Healer {
     const rebuilding = new Set(shards);
     // Read from the others only; the shards being rebuilt may hold garbage.
     const preference = this.#store.readPreference(location).filter((shard) => !rebuilding.has(shard));
-    const body = await openStripedRead({ layout, targets, codec: this.#store.codecFor(location), start: 0, end: layout.sizeBytes, preference: [...preference, ...shards] });
+    const body = await openStripedRead({
+      layout,
+      targets,
+      codec: this.#store.codecFor(location),
+      start: 0,
+      end: layout.sizeBytes,
+      preference: [...preference, ...shards],
+      ...this.#store.readTiming(location),
+    });
     const writeTargets: ShardTarget[] = targets.map((target, shard) => (rebuilding.has(shard) ? target : { backend: DISCARD, key: target.key }));
     let writer: StripedBlobWriter | undefined;
     try {

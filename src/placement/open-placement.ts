@@ -2,7 +2,7 @@ import type { Backend } from '../backend/backend.ts';
 import { DirectoryBackend } from '../backend/directory-backend.ts';
 import { S3Backend } from '../backend/s3-backend.ts';
 import type { BlobStore } from '../blob/blob-store.ts';
-import type { BackendConfig, TalusConfig } from '../config/config.ts';
+import { HEALTH_DEFAULT, type BackendConfig, type TalusConfig } from '../config/config.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { BackendHealth } from './backend-health.ts';
@@ -16,7 +16,7 @@ const FIRST_SCAN_DELAY_MS = 60_000;
 export interface OpenPlacement {
   readonly store: PlacedBlobStore;
   readonly healer: Healer;
-  /** Starts probing backends and, unless `heal` is false (worker processes), healing in the background. */
+  /** Starts probing backends (nothing waits for the first probes) and, unless `heal` is false (worker processes), healing in the background. */
   startBackground(options?: { heal?: boolean }): void;
   /** Stops the background work (waits for a pass in progress); the store closes with close(). */
   stopBackground(): Promise<void>;
@@ -38,25 +38,32 @@ export async function openBackend(config: BackendConfig): Promise<Backend> {
 }
 
 /**
- * Opens every configured backend and the placed blob store over them. A
- * remote backend that cannot be reached does not stop the server: it starts
- * out down and writes skip it while their quorum allows.
+ * Opens every configured backend and the placed blob store over them,
+ * without waiting on any of them: every backend starts out unknown, and the
+ * background probes (startBackground) find which are up — a remote backend
+ * first gets its bucket created, inside its probe's deadline. A remote that
+ * cannot be reached, or hangs, does not stop or slow the start: it is marked
+ * down once its probe fails or times out, and writes skip it while their
+ * quorum allows.
  */
 export async function openPlacement(config: TalusConfig, local: BlobStore, meta: MetadataStore, logger: Logger): Promise<OpenPlacement> {
   const backends = new Map<string, Backend>();
   for (const backendConfig of config.backends) backends.set(backendConfig.name, await openBackend(backendConfig));
-  await Promise.all(
-    [...backends.values()].map(async (backend) => {
+  const warned = new Set<string>(); // once per backend, not at every probe
+  const health = new BackendHealth(backends, {
+    ...(config.health ?? HEALTH_DEFAULT),
+    prepare: async (backend, signal) => {
       if (!(backend instanceof S3Backend)) return;
       try {
-        await backend.ensureBucket();
+        await backend.ensureBucket({ signal });
+        warned.delete(backend.name);
       } catch (error) {
-        logger.warn('backend bucket could not be checked; the backend starts out down', { backend: backend.name, error: String(error) });
+        if (!warned.has(backend.name)) logger.warn('backend bucket could not be checked; the backend is down until it can be', { backend: backend.name, error: String(error) });
+        warned.add(backend.name);
+        throw error;
       }
-    }),
-  );
-  const health = new BackendHealth(backends);
-  await health.probeAll();
+    },
+  });
   const onError = (message: string, error: unknown): void => logger.warn(message, { error: String(error) });
   const store = new PlacedBlobStore({ local, backends, config, health, repairs: meta, onError });
   const healer = new Healer(meta, store, onError);

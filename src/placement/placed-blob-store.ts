@@ -1,16 +1,16 @@
 import { randomInt } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { Backend } from '../backend/backend.ts';
+import { BackendTimeoutError, type Backend } from '../backend/backend.ts';
 import { type BlobRef, type BlobRequest, type BlobStore, type BlobWriter } from '../blob/blob-store.ts';
 import { LOCAL_PLACEMENT, type PlacementConfig, type StripedPlacementConfig, type TalusConfig } from '../config/config.ts';
 import { createErasureCodec, type ErasureCodec } from '../erasure/index.ts';
 import { assert } from '../util/assert.ts';
 import { newBlobId } from '../util/ids.ts';
 import { S3Error } from '../util/s3-error.ts';
-import { BackendHealth, healthiestFirst } from './backend-health.ts';
+import { BackendHealth, healthiestFirst, withDeadline } from './backend-health.ts';
 import { decodeLocation, encodeLocation, newBlobLocation, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
-import { openStripedRead, ShardsUnavailableError, type ShardDamage } from './striped-reader.ts';
-import { ShardSkippedError, StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
+import { openStripedRead, ShardsUnavailableError, type ShardDamage, type StripedReadOptions } from './striped-reader.ts';
+import { SHARD_LAG_MS_DEFAULT, ShardSkippedError, StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
 
 const REMOVAL_BACKOFF_MS_MIN = 1_000;
 /** Retries for the shards of a blob whose version commit failed (1 s, 4 s, 16 s, 64 s). */
@@ -55,6 +55,9 @@ export class PlacedBlobStore implements BlobStore {
   readonly #repairs: RepairLog;
   readonly #codecs = new Map<string, ErasureCodec>();
   readonly #removalBackoff = new Map<string, { untilMs: number; delayMs: number }>();
+  /** Acknowledged writes whose last shards are still settling, and the repairs they record. */
+  readonly #settling = new Set<Promise<void>>();
+  #closed = false;
   readonly #onError: (message: string, error: unknown) => void;
 
   constructor(options: PlacedBlobStoreOptions) {
@@ -99,6 +102,7 @@ export class PlacedBlobStore implements BlobStore {
     if (placement === undefined) return this.#local.create(request);
     if (request.sizeBytes === undefined) throw new S3Error('MissingContentLength');
     const chosen = this.#chooseBackends(placement);
+    this.#refuseWithoutQuorum(placement, chosen);
     const blobId = newBlobId();
     const location = newBlobLocation(blobId, { ...placement, sizeBytes: request.sizeBytes }, chosen);
     return new PlacedBlobWriter(blobId, location, new StripedBlobWriter({
@@ -107,7 +111,9 @@ export class PlacedBlobStore implements BlobStore {
       codec: this.codecFor(location),
       writeQuorum: placement.writeQuorum,
       skipShards: this.#shardsToSkip(location, placement.writeQuorum),
-    }), (outcomes) => this.#afterWrite(blobId, location, outcomes), (blob) => this.remove(blob));
+      shardLagMs: (shard) => this.#lagAllowanceMs(location.backends[shard]!),
+      onShardOutcome: (outcome) => this.#reportShardOutcome(location, outcome),
+    }), (settled) => this.#track(settled.then((outcomes) => this.#afterWrite(blobId, location, outcomes))), (blob) => this.remove(blob));
   }
 
   async read(blob: BlobRef, start: number, end: number): Promise<Readable> {
@@ -121,6 +127,7 @@ export class PlacedBlobStore implements BlobStore {
       end,
       preference: this.readPreference(location),
       onDamage: (damage) => this.#onDamage(blob.blobId, location, damage),
+      ...this.readTiming(location),
     }).catch((error: unknown) => {
       // The bytes are not lost, only out of reach until enough backends answer: 503, which clients retry.
       if (error instanceof ShardsUnavailableError) {
@@ -179,7 +186,10 @@ export class PlacedBlobStore implements BlobStore {
         if (retryAtMs === undefined && backend === undefined) retryAtMs = nowMs + REMOVAL_BACKOFF_MS_MAX; // no longer configured: nothing to do but wait
         if (retryAtMs === undefined) {
           try {
-            await backend!.remove(batch.keys);
+            // Within deadline_max, not the backend's usual deadline: a batch of many deletions may take long on a healthy
+            // backend, but a hung one must not hold every purge (local blobs included) for the client's retries.
+            const deadlineMs = this.#health.deadlineMaxMs;
+            await withDeadline(deadlineMs, () => new BackendTimeoutError(name, `removal of ${batch.keys.length} shards`, deadlineMs), (signal) => backend!.remove(batch.keys, { signal }));
             this.#removalBackoff.delete(name);
             this.#health.reportSuccess(name);
           } catch (error) {
@@ -201,7 +211,16 @@ export class PlacedBlobStore implements BlobStore {
     return this.#local.list();
   }
 
+  /**
+   * Waits for the shards of acknowledged writes still settling (bounded by
+   * the lag and stall allowances) and the repairs they record: with a quorum
+   * below every shard, an acknowledged write's last shard often settles
+   * after its answer, and its repair must reach the metadata store before
+   * that closes.
+   */
   async close(): Promise<void> {
+    while (this.#settling.size > 0) await Promise.allSettled([...this.#settling]);
+    this.#closed = true;
     this.#health.stop();
     await Promise.all([...this.#backends.values()].map((backend) => backend.close()));
     await this.#local.close();
@@ -217,6 +236,20 @@ export class PlacedBlobStore implements BlobStore {
       }
     }
     return healthiestFirst(this.#health, candidates).slice(0, placement.dataShards + placement.parityShards);
+  }
+
+  /**
+   * Too few of the chosen backends are not down for the write quorum: 503 at
+   * once, rather than sending shards to backends known to be down and
+   * waiting out their timeouts at every write (a strict quorum with a hung
+   * backend). Those backends are probed now, so writes resume as soon as
+   * one answers again.
+   */
+  #refuseWithoutQuorum(placement: StripedPlacementConfig, chosen: readonly string[]): void {
+    const down = chosen.filter((name) => this.#health.state(name) === 'down');
+    if (chosen.length - down.length >= placement.writeQuorum) return;
+    for (const name of down) void this.#health.probe(name);
+    throw new S3Error('ServiceUnavailable', `Too few backends are reachable for the write quorum of ${placement.writeQuorum} (down: ${down.join(', ')}); try again later.`);
   }
 
   /**
@@ -259,26 +292,63 @@ export class PlacedBlobStore implements BlobStore {
       .map((entry) => entry.shard);
   }
 
-  #afterWrite(blobId: string, location: BlobLocation, outcomes: readonly ShardOutcome[]): void {
+  /**
+   * Deadlines of a read from each shard's backend, and its answer times as
+   * latency samples: a shard lagging its backend's usual answer gets
+   * another read beside it, one past its deadline counts as a timeout.
+   */
+  readTiming(location: BlobLocation): Pick<StripedReadOptions, 'timing' | 'hedgeTo' | 'onAnswer'> {
+    return {
+      timing: (shard, frameBytes) => {
+        const name = location.backends[shard]!;
+        return { hedgeAfterMs: this.#health.hedgeAfterMs(name, frameBytes), deadlineMs: this.#health.deadlineMs(name, frameBytes) };
+      },
+      hedgeTo: (shard) => this.#health.state(location.backends[shard]!) !== 'down',
+      onAnswer: (shard, latencyMs) => this.#health.reportSuccess(location.backends[shard]!, latencyMs),
+    };
+  }
+
+  /**
+   * How long a shard may lag its write's quorum before it is given up and
+   * repaired later: the usual allowance (5 s; a busy local disk lagging its
+   * siblings by less must not be marked down), more for a backend whose
+   * measured deadline is longer (a far one), never over deadline_max.
+   */
+  #lagAllowanceMs(name: string): number {
+    const measured = this.#health.latencyMs(name) === undefined ? 0 : this.#health.deadlineMs(name);
+    return Math.min(this.#health.deadlineMaxMs, Math.max(SHARD_LAG_MS_DEFAULT, measured));
+  }
+
+  /** Each shard's fate as soon as it is known, even when the write fails: a timeout marks its backend down at once. */
+  #reportShardOutcome(location: BlobLocation, outcome: ShardOutcome): void {
+    const name = location.backends[outcome.shard]!;
+    if (outcome.committed) this.#health.reportSuccess(name);
+    else if (!(outcome.error instanceof ShardSkippedError)) this.#health.reportFailure(name, outcome.error);
+  }
+
+  #afterWrite(blobId: string, location: BlobLocation, outcomes: readonly ShardOutcome[]): Promise<void> {
     const failed = outcomes.filter((outcome) => !outcome.committed);
-    for (const outcome of outcomes) {
-      const name = location.backends[outcome.shard]!;
-      if (outcome.committed) this.#health.reportSuccess(name);
-      else if (!(outcome.error instanceof ShardSkippedError)) this.#health.reportFailure(name, outcome.error);
-    }
-    if (failed.length === 0) return;
-    this.#record(failed.map((outcome) => ({ blobId, shard: outcome.shard, reason: `write failed: ${describe(outcome.error)}` })));
+    if (failed.length === 0) return Promise.resolve();
+    return this.#record(failed.map((outcome) => ({ blobId, shard: outcome.shard, reason: `write failed: ${describe(outcome.error)}` })));
   }
 
   #onDamage(blobId: string, location: BlobLocation, damage: ShardDamage): void {
     const name = location.backends[damage.shard]!;
-    if (damage.reason === 'unreadable') this.#health.reportFailure(name, damage.error);
+    if (damage.reason === 'unreadable' || damage.reason === 'timeout') this.#health.reportFailure(name, damage.error);
     this.#onError(`shard ${damage.shard} of blob ${blobId} on ${name} is ${damage.reason}`, damage.error);
-    this.#record([{ blobId, shard: damage.shard, reason: `${damage.reason} on read` }]);
+    void this.#record([{ blobId, shard: damage.shard, reason: `${damage.reason} on read` }]);
   }
 
-  #record(requests: RepairRequest[]): void {
-    this.#repairs.recordRepairs(requests).catch((error: unknown) => this.#onError('could not record repairs (the scanner will find them)', error));
+  #record(requests: RepairRequest[]): Promise<void> {
+    // Closed (a read's late timeout after shutdown): the metadata store may be gone; the scan finds the shard.
+    if (this.#closed) return Promise.resolve();
+    return this.#repairs.recordRepairs(requests).catch((error: unknown) => this.#onError('could not record repairs (the scanner will find them)', error));
+  }
+
+  #track(work: Promise<void>): void {
+    const tracked = work.catch((error: unknown) => this.#onError('recording a write\'s failed shards failed', error));
+    this.#settling.add(tracked);
+    void tracked.finally(() => this.#settling.delete(tracked));
   }
 }
 
@@ -288,7 +358,7 @@ class PlacedBlobWriter implements BlobWriter {
   readonly location: string;
   readonly #sizeBytes: number;
   readonly #writer: StripedBlobWriter;
-  readonly #afterWrite: (outcomes: readonly ShardOutcome[]) => void;
+  readonly #afterWrite: (settled: Promise<readonly ShardOutcome[]>) => void;
   readonly #remove: (blob: BlobRef) => Promise<void>;
   #committed = false;
 
@@ -296,7 +366,7 @@ class PlacedBlobWriter implements BlobWriter {
     id: string,
     location: BlobLocation,
     writer: StripedBlobWriter,
-    afterWrite: (outcomes: readonly ShardOutcome[]) => void,
+    afterWrite: (settled: Promise<readonly ShardOutcome[]>) => void,
     remove: (blob: BlobRef) => Promise<void>,
   ) {
     this.id = id;
@@ -323,7 +393,7 @@ class PlacedBlobWriter implements BlobWriter {
       throw asServiceUnavailable(error);
     }
     this.#committed = true;
-    void result.settled.then(this.#afterWrite);
+    this.#afterWrite(result.settled);
     return this.#sizeBytes;
   }
 

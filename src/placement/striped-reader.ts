@@ -6,7 +6,7 @@ import { FRAME_CHECKSUM_BYTES, type StripeLayout } from './stripe-layout.ts';
 import type { ShardTarget } from './striped-writer.ts';
 
 /** `foreign`: the shard is sound but another blob's (or another shard's) — handled exactly like `corrupt`. */
-export type ShardDamageReason = 'missing' | 'unreadable' | 'corrupt' | 'foreign' | 'short';
+export type ShardDamageReason = 'missing' | 'unreadable' | 'corrupt' | 'foreign' | 'short' | 'timeout';
 
 /** A shard that could not serve a stripe: reported so it can be repaired. */
 export interface ShardDamage {
@@ -26,6 +26,42 @@ export interface StripedReadOptions {
   /** Shards in the order to try them, best first (fastest backends). Default: data shards first, which needs no decoding. */
   readonly preference?: readonly number[];
   readonly onDamage?: (damage: ShardDamage) => void;
+  /**
+   * When a shard's next frame (`frameBytes` still to come) lags enough to
+   * read another shard beside it, and when it is given up as a timeout
+   * (damage of reason 'timeout'). Default: never (the backend's own timeouts).
+   */
+  readonly timing?: (shard: number, frameBytes: number) => ShardTiming;
+  /** Whether a spare shard may be read beside a lagging one (not when its backend is known to be down); default yes. */
+  readonly hedgeTo?: (shard: number) => boolean;
+  /** A shard's first frame arrived this long after it was asked for (a latency sample of its backend). */
+  readonly onAnswer?: (shard: number, latencyMs: number) => void;
+}
+
+export interface ShardTiming {
+  readonly hedgeAfterMs: number;
+  readonly deadlineMs: number;
+}
+
+/** A shard whose frame did not come within its deadline. */
+export class ShardTimeoutError extends Error {
+  override name = 'ShardTimeoutError';
+  constructor(shard: number, stripe: number, deadlineMs: number) {
+    super(`shard ${shard} stripe ${stripe}: no answer within ${Math.round(deadlineMs)} ms`);
+  }
+}
+
+/** One shard's frame of the stripe being read, in flight. */
+interface FrameRead {
+  readonly shard: number;
+  readonly cursor: ShardCursor;
+  readonly hedgeAtMs: number;
+  readonly deadlineMs: number;
+  readonly deadlineAtMs: number;
+  /** Past its hedge point: no longer counted on, another shard is read beside it. */
+  lagging: boolean;
+  outcome: { readonly block: Uint8Array } | { readonly error: unknown } | undefined;
+  settled: Promise<void>;
 }
 
 /** Fewer than k shards could serve a stripe. */
@@ -202,36 +238,130 @@ class StripedRead {
     return slices;
   }
 
-  /** k verified blocks of `stripe`, by shard. */
+  /**
+   * k verified blocks of `stripe`, by shard. Frames are asked of k shards;
+   * one that fails is dropped (damage) and the next spare asked instead. One
+   * that lags past its hedge point is no longer counted on: a spare is asked
+   * beside it and whichever answer first serve. One past its deadline is
+   * dropped as a timeout. Once k blocks are in, shards still pending leave
+   * this read (a lagging one is watched until its deadline, for its
+   * backend's health) and go back to the spares.
+   */
   async #blocks(stripe: number): Promise<Map<number, Uint8Array>> {
     const k = this.#layout.dataShards;
     const got = new Map<number, Uint8Array>();
+    const reads = new Map<number, FrameRead>();
     for (;;) {
       if (this.#closed) throw new ReadClosedError();
-      while (this.#active.size < k && this.#spare.length > 0) {
-        const shard = this.#spare.shift()!;
-        this.#active.set(shard, new ShardCursor(this.#options.targets[shard]!, this.#layout, shard, stripe, this.endStripe));
+      for (const [shard, cursor] of this.#active) if (!got.has(shard) && !reads.has(shard)) reads.set(shard, this.#readFrame(shard, cursor, stripe));
+      let counted = got.size + [...reads.values()].filter((read) => !read.lagging).length;
+      while (counted < k && this.#spare.length > 0) {
+        // Beside a lagging shard (which may yet answer) only a spare worth asking; when too few could answer at all, any.
+        const anyWillDo = got.size + reads.size < k;
+        const at = anyWillDo ? 0 : this.#spare.findIndex((shard) => this.#options.hedgeTo?.(shard) ?? true);
+        if (at < 0) break;
+        const shard = this.#spare.splice(at, 1)[0]!;
+        const cursor = new ShardCursor(this.#options.targets[shard]!, this.#layout, shard, stripe, this.endStripe);
+        this.#active.set(shard, cursor);
+        reads.set(shard, this.#readFrame(shard, cursor, stripe));
+        counted++;
       }
-      if (this.#active.size < k) throw new ShardsUnavailableError(stripe, this.#damage);
-      await Promise.all(
-        [...this.#active].filter(([shard]) => !got.has(shard)).map(async ([shard, cursor]) => {
-          try {
-            got.set(shard, await cursor.next());
-          } catch (error) {
-            // Cut short by close(): the shard is fine, the reader left.
-            if (this.#closed) return;
-            const reason = error instanceof ShardDamageError ? error.reason : 'unreadable';
-            const damage: ShardDamage = { shard, stripe, reason, error: error instanceof ShardDamageError ? error.cause_ : error };
-            this.#damage.push(damage);
-            this.#options.onDamage?.(damage);
-            this.#active.delete(shard);
-            cursor.close();
-          }
-        }),
-      );
+      if (got.size >= k) {
+        for (const read of reads.values()) this.#leave(read, stripe);
+        return got;
+      }
+      if (got.size + reads.size < k) throw new ShardsUnavailableError(stripe, this.#damage);
+      let wakeAtMs = Infinity;
+      for (const read of reads.values()) wakeAtMs = Math.min(wakeAtMs, read.lagging ? read.deadlineAtMs : read.hedgeAtMs);
+      let timer: NodeJS.Timeout | undefined;
+      const waits = [...reads.values()].map((read) => read.settled);
+      if (wakeAtMs !== Infinity) waits.push(new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, wakeAtMs - performance.now())))));
+      await Promise.race(waits);
+      clearTimeout(timer);
+      // Before calling a frame late, let I/O that completed meanwhile be handled: after an event-loop stall the
+      // timer runs first, and a backend that did answer must not be marked down for it.
+      if ([...reads.values()].some((read) => read.outcome === undefined && performance.now() >= read.deadlineAtMs)) await new Promise((resolve) => setImmediate(resolve));
       if (this.#closed) throw new ReadClosedError();
-      if (got.size >= k) return got;
+      const nowMs = performance.now();
+      for (const [shard, read] of reads) {
+        const outcome = read.outcome;
+        if (outcome !== undefined) {
+          reads.delete(shard);
+          if ('block' in outcome) got.set(shard, outcome.block);
+          else this.#drop(read, stripe, outcome.error);
+        } else if (nowMs >= read.deadlineAtMs) {
+          reads.delete(shard);
+          this.#drop(read, stripe, new ShardTimeoutError(shard, stripe, read.deadlineMs));
+        } else if (nowMs >= read.hedgeAtMs) {
+          read.lagging = true;
+        }
+      }
     }
+  }
+
+  #readFrame(shard: number, cursor: ShardCursor, stripe: number): FrameRead {
+    const startedMs = performance.now();
+    const timing = this.#options.timing?.(shard, this.#layout.blockBytesOf(stripe) + FRAME_CHECKSUM_BYTES);
+    const deadlineMs = timing?.deadlineMs ?? Infinity;
+    const first = !cursor.started;
+    const read: FrameRead = {
+      shard,
+      cursor,
+      hedgeAtMs: startedMs + (timing?.hedgeAfterMs ?? Infinity),
+      deadlineMs,
+      deadlineAtMs: startedMs + deadlineMs,
+      lagging: false,
+      outcome: undefined,
+      settled: Promise.resolve(),
+    };
+    read.settled = cursor.next().then(
+      (block) => {
+        read.outcome = { block };
+        if (first) this.#options.onAnswer?.(shard, performance.now() - startedMs);
+      },
+      (error: unknown) => {
+        read.outcome = { error };
+      },
+    );
+    return read;
+  }
+
+  /** A shard that failed this read: reported, and not asked again. */
+  #drop(read: FrameRead, stripe: number, error: unknown): void {
+    this.#active.delete(read.shard);
+    read.cursor.close();
+    this.#report(read.shard, stripe, error);
+  }
+
+  #report(shard: number, stripe: number, error: unknown): void {
+    const reason: ShardDamageReason = error instanceof ShardTimeoutError ? 'timeout' : error instanceof ShardDamageError ? error.reason : 'unreadable';
+    const damage: ShardDamage = { shard, stripe, reason, error: error instanceof ShardDamageError ? error.cause_ : error };
+    this.#damage.push(damage);
+    this.#options.onDamage?.(damage);
+  }
+
+  /**
+   * A shard not needed for this stripe after all (k others answered first):
+   * it leaves the read and goes back to the spares. One that lagged is
+   * watched until its deadline — a timeout then is its backend's to answer
+   * for, though the read no longer waits for it.
+   */
+  #leave(read: FrameRead, stripe: number): void {
+    this.#active.delete(read.shard);
+    this.#spare.push(read.shard);
+    if (!read.lagging || read.deadlineAtMs === Infinity) {
+      read.cursor.close();
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(resolve, Math.max(0, read.deadlineAtMs - performance.now()), 'late')));
+    timer?.unref();
+    void Promise.race([read.settled.then(() => 'settled' as const), late]).then((result) => {
+      clearTimeout(timer);
+      read.cursor.close();
+      if (result === 'late') this.#report(read.shard, stripe, new ShardTimeoutError(read.shard, stripe, read.deadlineMs));
+      else if (read.outcome !== undefined && 'error' in read.outcome) this.#report(read.shard, stripe, read.outcome.error);
+    });
   }
 
   /** The k data blocks of a stripe: as read when every data shard answered, else rebuilt. */
@@ -273,6 +403,8 @@ class ShardCursor {
   #chunks: AsyncIterator<Buffer> | undefined;
   #pending: Buffer[] = [];
   #pendingBytes = 0;
+  /** next() was called: the request is (being) made. */
+  started = false;
 
   constructor(target: ShardTarget, layout: StripeLayout, shard: number, fromStripe: number, endStripe: number) {
     this.#target = target;
@@ -285,6 +417,7 @@ class ShardCursor {
   /** The next stripe's block, verified. */
   async next(): Promise<Uint8Array> {
     assert(this.#stripe < this.#endStripe, 'a cursor reads no further than its range');
+    this.started = true;
     const stripe = this.#stripe++;
     const blockBytes = this.#layout.blockBytesOf(stripe);
     const frame = await this.#take(blockBytes + FRAME_CHECKSUM_BYTES, stripe);

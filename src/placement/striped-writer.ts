@@ -27,8 +27,21 @@ export interface StripedWriteOptions {
   readonly codec: ErasureCodec | undefined;
   /** Shards that must be committed before commit() resolves: at least dataShards. */
   readonly writeQuorum: number;
-  readonly shardLagMs?: number;
+  /**
+   * How long a shard may lag the quorum — behind the stripe the quorum has
+   * written, or uncommitted once the quorum committed — before it is given
+   * up (and repaired later): a number for every shard, or per shard (its
+   * backend's deadline). Default SHARD_LAG_MS_DEFAULT.
+   */
+  readonly shardLagMs?: number | ((shard: number) => number);
   readonly shardStallMs?: number;
+  /**
+   * Told each shard's fate as soon as it is known: committed, or failed
+   * (an error of its backend, or given up as lagging) — for the backend's
+   * health, even when the write as a whole fails. Not told of skipped
+   * shards, nor of shards discarded because the write was aborted.
+   */
+  readonly onShardOutcome?: (outcome: ShardOutcome) => void;
   /** Shards not to write at all (their backend is known to be down): failed from the start, repaired later. */
   readonly skipShards?: ReadonlySet<number>;
 }
@@ -113,8 +126,9 @@ export class StripedBlobWriter {
   readonly #layout: StripeLayout;
   readonly #codec: ErasureCodec | undefined;
   readonly #quorum: number;
-  readonly #lagMs: number;
+  readonly #lagMs: (shard: number) => number;
   readonly #stallMs: number;
+  readonly #onShardOutcome: (outcome: ShardOutcome) => void;
   readonly #shards: ShardState[];
   readonly #freeBuffers: StripeBuffers[] = [];
   readonly #inFlight = new Set<Promise<void>>();
@@ -133,8 +147,10 @@ export class StripedBlobWriter {
     this.#layout = layout;
     this.#codec = codec;
     this.#quorum = writeQuorum;
-    this.#lagMs = options.shardLagMs ?? SHARD_LAG_MS_DEFAULT;
+    const lagMs = options.shardLagMs ?? SHARD_LAG_MS_DEFAULT;
+    this.#lagMs = typeof lagMs === 'number' ? () => lagMs : lagMs;
     this.#stallMs = options.shardStallMs ?? SHARD_STALL_MS_DEFAULT;
+    this.#onShardOutcome = options.onShardOutcome ?? (() => undefined);
     const skip = options.skipShards ?? new Set<number>();
     assert(targets.length - skip.size >= writeQuorum, 'skipped shards leave the write quorum reachable');
     this.#shards = targets.map((target, index) =>
@@ -293,18 +309,26 @@ export class StripedBlobWriter {
       for (const shard of pending) this.#dropShard(shard, new ShardLagError(this.#stallMs));
       return true;
     }
-    let timer: NodeJS.Timeout | undefined;
-    const lagged = await Promise.race([all.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, this.#lagMs, true)))]);
-    clearTimeout(timer);
-    if (!lagged) return false;
-    for (const shard of pending) this.#dropShard(shard, new ShardLagError(this.#lagMs));
-    return true;
+    // Each shard still writing gets its own lag allowance (its backend's deadline) to catch up.
+    const lagged = await Promise.all(
+      [...pending].map(async (shard) => {
+        let timer: NodeJS.Timeout | undefined;
+        const done = writes.find((write) => write.shard === shard)!.done;
+        const late = await Promise.race([done.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, this.#lagMs(shard.index), true)))]);
+        clearTimeout(timer);
+        if (late && pending.has(shard)) this.#dropShard(shard, new ShardLagError(this.#lagMs(shard.index)));
+        return late;
+      }),
+    );
+    return lagged.some((late) => late);
   }
 
   #dropShard(shard: ShardState, error: unknown): void {
     if (shard.failure !== undefined) return;
     shard.failure = error;
     void shard.writer.abort().catch(() => undefined);
+    // A shard failing because the whole write was aborted says nothing of its backend.
+    if (this.#state !== 'aborted') this.#onShardOutcome({ shard: shard.index, committed: false, error });
   }
 
   #quorumError(): WriteQuorumError {
@@ -330,24 +354,44 @@ export class StripedBlobWriter {
       const failed = outcomes.filter((outcome) => outcome !== undefined && !outcome.committed).length;
       if (this.#shards.length - failed < this.#quorum) rejectAck(this.#quorumError());
     };
+    // Once the quorum committed, a shard still committing gets its lag allowance, then is given up.
+    const givenUp = this.#shards.map(() => {
+      let giveUp!: (error: unknown) => void;
+      const promise = new Promise<never>((_, reject) => (giveUp = reject));
+      promise.catch(() => undefined);
+      return { promise, giveUp, timer: undefined as NodeJS.Timeout | undefined };
+    });
     const settled = Promise.all(
       this.#shards.map(async (shard): Promise<ShardOutcome> => {
         const known = outcomes[shard.index];
         if (known !== undefined) return known;
+        let outcome: ShardOutcome;
         try {
-          await this.#withinStall(shard.writer.commit());
+          await Promise.race([this.#withinStall(shard.writer.commit()), givenUp[shard.index]!.promise]);
           committed.push(shard.index);
-          return (outcomes[shard.index] = { shard: shard.index, committed: true });
+          outcome = outcomes[shard.index] = { shard: shard.index, committed: true };
         } catch (error) {
           shard.failure = error;
-          return (outcomes[shard.index] = { shard: shard.index, committed: false, error });
+          if (error instanceof ShardLagError) void shard.writer.abort().catch(() => undefined);
+          outcome = outcomes[shard.index] = { shard: shard.index, committed: false, error };
         } finally {
+          clearTimeout(givenUp[shard.index]!.timer);
           check();
         }
+        // A commit cut short because the write lost its quorum and was aborted says nothing of its backend.
+        if (outcome.committed || this.#state !== 'aborted') this.#onShardOutcome(outcome);
+        return outcome;
       }),
     );
     check();
     await ack;
+    for (const shard of this.#shards) {
+      if (outcomes[shard.index] !== undefined) continue;
+      const lagMs = this.#lagMs(shard.index);
+      const entry = givenUp[shard.index]!;
+      entry.timer = setTimeout(() => entry.giveUp(new ShardLagError(lagMs)), lagMs);
+      entry.timer.unref();
+    }
     return { committedShards: [...committed], settled };
   }
 
