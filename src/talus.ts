@@ -3,7 +3,7 @@
  * HTTP front are built and connected, and where start-up and shutdown happen.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rename } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -11,6 +11,7 @@ import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
 import { ConfigError, EMPTY_CONFIG, type TalusConfig } from './config/config.ts';
 import { lockDataDirectory, type DataDirectoryLock } from './data-dir-lock.ts';
+import { checkBeforeOpen, LOST_AND_FOUND, settleIdentity, type ReclaimMode } from './data-dir-identity.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
 import { AccessKeyCache } from './access-key-cache.ts';
@@ -38,6 +39,12 @@ export interface TalusOptions {
   config?: TalusConfig;
   /** Default true: repair, scan and re-place in the background (tests that drive healing themselves turn it off). */
   healInBackground?: boolean;
+  /**
+   * Accept the metadata database as it is although it does not match the
+   * blobs (missing, empty, of another store, older): blobs it does not know
+   * are moved to DATA_DIR/lost+found instead of deleted (`--adopt-metadata`).
+   */
+  adoptMetadata?: boolean;
 }
 
 export interface Credentials {
@@ -65,12 +72,25 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   const logger = options.logger ?? jsonLogger();
   await mkdir(dataDir, { recursive: true });
   const lock = await lockDataDirectory(dataDir);
+  const adopt = options.adoptMetadata === true;
+  try {
+    // Before opening: SQLite would create a missing database, empty.
+    await checkBeforeOpen(dataDir, adopt);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
   // With --workers the primary serves nothing and the workers write too: no cache of latest versions then.
-  const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'), { soleWriter: (options.workers ?? 1) === 1 });
+  const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'), {
+    soleWriter: (options.workers ?? 1) === 1,
+    onUnusable: (reason) => logger.error('the metadata store refuses writes; this server reports unready until restarted', { reason }),
+  });
   // One checkpointer per data directory, in the process that owns it (the primary with workers).
   const checkpointer = new WalCheckpointer(join(dataDir, 'meta.db'), (error) => logger.error('WAL checkpointer failed', { error: String(error) }));
   try {
-    const running = await startOnLockedDirectory(options, dataDir, logger, meta, lock);
+    // Before anything writes or reclaims: the database and the blobs must belong together.
+    const reclaim = await settleIdentity(dataDir, meta, adopt, logger);
+    const running = await startOnLockedDirectory(options, dataDir, logger, meta, lock, reclaim);
     const close = running.close;
     let closing: Promise<void> | undefined;
     // After the stores: the last connection to close checkpoints and removes the WAL.
@@ -89,6 +109,7 @@ async function startOnLockedDirectory(
   logger: Logger,
   meta: SqliteMetadataStore,
   lock: DataDirectoryLock,
+  reclaim: ReclaimMode,
 ): Promise<RunningTalus> {
   const local = await FsBlobStore.open(join(dataDir, 'blobs'));
   const workers = options.workers ?? 1;
@@ -127,8 +148,14 @@ async function startOnLockedDirectory(
   });
   const credentials = await ensureRootCredentials(meta, options);
   // Before any worker serves: then every unknown blob is debris of a crash.
-  const { reclaimedBlobs } = await engine.start();
-  if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
+  const lostAndFound = join(dataDir, LOST_AND_FOUND);
+  const setAside = async (blobId: string): Promise<void> => {
+    await mkdir(lostAndFound, { recursive: true });
+    await rename(local.path(blobId), join(lostAndFound, blobId));
+  };
+  const { reclaimedBlobs } = await engine.start(reclaim === 'set-aside' ? { setAside } : {});
+  if (reclaimedBlobs > 0 && reclaim === 'set-aside') logger.warn('moved blobs the adopted database does not know', { count: reclaimedBlobs, to: lostAndFound });
+  else if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
   placement?.startBackground({ heal: options.healInBackground ?? true });
   if (pool !== undefined) {
     const stopAll = async (graceMs: number): Promise<void> => {
@@ -231,7 +258,9 @@ export async function listAccessKeyIds(dataDir: string): Promise<string[]> {
 async function ensureRootCredentials(meta: SqliteMetadataStore, options: TalusOptions): Promise<Credentials> {
   if (options.rootAccessKeyId !== undefined && options.rootSecretAccessKey !== undefined) {
     const credentials = { accessKeyId: options.rootAccessKeyId, secretAccessKey: options.rootSecretAccessKey };
-    await meta.putAccessKey({ ...credentials, createdMs: Date.now() });
+    // Written only when new or changed: a start-up on a full disk must not need to write.
+    const stored = (await meta.listAccessKeys()).find((key) => key.accessKeyId === credentials.accessKeyId);
+    if (stored?.secretAccessKey !== credentials.secretAccessKey) await meta.putAccessKey({ ...credentials, createdMs: Date.now() });
     return credentials;
   }
   const existing = (await meta.listAccessKeys())[0];

@@ -57,9 +57,14 @@ export class Engine {
     return this.#context.meta;
   }
 
+  /** Why this engine should not take traffic (its metadata store refuses writes), or undefined when it is ready. */
+  unreadyReason(): string | undefined {
+    return this.#context.meta.unusableReason();
+  }
+
   /** Reclaims crash debris, then starts background purging. Call before serving. */
-  async start(): Promise<{ reclaimedBlobs: number }> {
-    const reclaimedBlobs = await reclaimOrphans(this.#context, Date.now());
+  async start(options: { setAside?: (blobId: string) => Promise<void> } = {}): Promise<{ reclaimedBlobs: number }> {
+    const reclaimedBlobs = await reclaimOrphans(this.#context, Date.now(), options.setAside);
     this.#purger.start();
     return { reclaimedBlobs };
   }
