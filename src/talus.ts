@@ -11,6 +11,7 @@ import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
 import { ConfigError, EMPTY_CONFIG, type TalusConfig } from './config/config.ts';
 import { lockDataDirectory, type DataDirectoryLock } from './data-dir-lock.ts';
+import { DiskReserve } from './disk-reserve.ts';
 import { checkBeforeOpen, LOST_AND_FOUND, settleIdentity, type ReclaimMode } from './data-dir-identity.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
@@ -71,12 +72,18 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   const dataDir = resolve(options.dataDir);
   const logger = options.logger ?? jsonLogger();
   await mkdir(dataDir, { recursive: true });
-  const lock = await lockDataDirectory(dataDir);
+  // First: on a full disk it releases its ballast, so the rest of start-up has room.
+  const reserve = await DiskReserve.open(dataDir, logger);
+  const lock = await lockDataDirectory(dataDir).catch((error: unknown) => {
+    reserve.stop();
+    throw error;
+  });
   const adopt = options.adoptMetadata === true;
   try {
     // Before opening: SQLite would create a missing database, empty.
     await checkBeforeOpen(dataDir, adopt);
   } catch (error) {
+    reserve.stop();
     await lock.release();
     throw error;
   }
@@ -90,12 +97,13 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   try {
     // Before anything writes or reclaims: the database and the blobs must belong together.
     const reclaim = await settleIdentity(dataDir, meta, adopt, logger);
-    const running = await startOnLockedDirectory(options, dataDir, logger, meta, lock, reclaim);
+    const running = await startOnLockedDirectory(options, dataDir, logger, meta, lock, reclaim, reserve);
     const close = running.close;
     let closing: Promise<void> | undefined;
     // After the stores: the last connection to close checkpoints and removes the WAL.
-    return { ...running, close: () => (closing ??= close().finally(() => checkpointer.stop())) };
+    return { ...running, close: () => (closing ??= close().finally(() => (reserve.stop(), checkpointer.stop()))) };
   } catch (error) {
+    reserve.stop();
     await checkpointer.stop();
     await meta.close();
     await lock.release();
@@ -110,6 +118,7 @@ async function startOnLockedDirectory(
   meta: SqliteMetadataStore,
   lock: DataDirectoryLock,
   reclaim: ReclaimMode,
+  reserve: DiskReserve,
 ): Promise<RunningTalus> {
   const local = await FsBlobStore.open(join(dataDir, 'blobs'));
   const workers = options.workers ?? 1;
@@ -145,6 +154,7 @@ async function startOnLockedDirectory(
   const engine = new Engine(meta, blobs, {
     onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }),
     otherLeases: pool?.leasedByWorkers,
+    space: reserve,
   });
   const credentials = await ensureRootCredentials(meta, options);
   // Before any worker serves: then every unknown blob is debris of a crash.

@@ -1,0 +1,120 @@
+/**
+ * A full disk must not take deletes down with it: a DELETE commits to the
+ * SQLite WAL, which needs free space exactly when there is none, and a
+ * client that cannot delete cannot free space. So the data directory keeps
+ * a reserve: a preallocated ballast file (`talus.reserve`). When a write
+ * meets a full disk, the ballast is released and the server goes
+ * "storage-full": writes that add data are refused up front with 503
+ * SlowDown (StorageFullError), while deletes, reads and the purger go on,
+ * with the released space for their metadata commits. Once enough space is
+ * free again (deletes purged, the operator made room) the ballast is
+ * written back and writes resume, without a restart.
+ *
+ * At start-up a disk that is already full releases the ballast too, so the
+ * server can start (lock, metadata recovery) and serve reads and deletes.
+ */
+import { open, statfs, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StorageFullError, isDiskFull } from './util/s3-error.ts';
+import type { Logger } from './util/logger.ts';
+
+/** The ballast: a fiftieth of the file system, at least 4 MiB (thousands of delete commits' WAL frames), at most 64 MiB. */
+const RESERVE_SHARE = 50;
+const RESERVE_BYTES_MIN = 4 * 1024 * 1024;
+const RESERVE_BYTES_MAX = 64 * 1024 * 1024;
+/** How often a storage-full server looks whether space came back. */
+const RECOVERY_CHECK_MS = 1_000;
+const WRITE_CHUNK_BYTES = 1024 * 1024;
+
+export class DiskReserve {
+  readonly #path: string;
+  readonly #dataDir: string;
+  readonly #logger: Logger;
+  #bytes = RESERVE_BYTES_MIN;
+  #full = false;
+  #timer: NodeJS.Timeout | undefined;
+  #checking = false;
+
+  private constructor(dataDir: string, logger: Logger) {
+    this.#dataDir = dataDir;
+    this.#path = join(dataDir, 'talus.reserve');
+    this.#logger = logger;
+  }
+
+  /** Releases the ballast at once if the disk is full already; otherwise writes it if missing. Never fails for lack of space. */
+  static async open(dataDir: string, logger: Logger): Promise<DiskReserve> {
+    const reserve = new DiskReserve(dataDir, logger);
+    const space = await statfs(dataDir);
+    reserve.#bytes = Math.min(RESERVE_BYTES_MAX, Math.max(RESERVE_BYTES_MIN, Math.floor((space.blocks * space.bsize) / RESERVE_SHARE)));
+    if (space.bavail * space.bsize < reserve.#bytes) {
+      await reserve.#enterFull('the disk is full at start-up');
+    } else if (!(await reserve.#fill())) {
+      await reserve.#enterFull('the disk filled while the reserve was written');
+    }
+    return reserve;
+  }
+
+  /** The error for writes that would add data, while the disk is full; undefined otherwise. */
+  refusal(): StorageFullError | undefined {
+    return this.#full ? new StorageFullError('writes are refused until space is freed; deletes work') : undefined;
+  }
+
+  /** Tells the reserve a write failed; a full disk releases the ballast. */
+  noteError(error: unknown): void {
+    if (isDiskFull(error) && !this.#full) void this.#enterFull(String((error as Error).message ?? error));
+  }
+
+  async #enterFull(reason: string): Promise<void> {
+    if (this.#full) return;
+    this.#full = true;
+    this.#logger.error('the disk is full: writes are refused (503 SlowDown) until space is freed; deletes and reads go on', { reason, dataDir: this.#dataDir });
+    await unlink(this.#path).catch(() => undefined);
+    this.#timer = setInterval(() => void this.#checkRecovered(), RECOVERY_CHECK_MS);
+    this.#timer.unref();
+  }
+
+  async #checkRecovered(): Promise<void> {
+    if (this.#checking) return;
+    this.#checking = true;
+    try {
+      const space = await statfs(this.#dataDir);
+      // Room for the ballast and as much again for writes.
+      if (space.bavail * space.bsize < 2 * this.#bytes) return;
+      if (!(await this.#fill())) return;
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+      this.#full = false;
+      this.#logger.info('space is free again: writes resume', { dataDir: this.#dataDir });
+    } catch (error) {
+      this.#logger.warn('could not check free space', { error: String(error) });
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  /** Writes the ballast (zeros, really allocated: not a sparse file); false if the disk filled meanwhile. */
+  async #fill(): Promise<boolean> {
+    const handle = await open(this.#path, 'a+');
+    try {
+      const { size } = await handle.stat();
+      const zeros = Buffer.alloc(WRITE_CHUNK_BYTES);
+      for (let at = size; at < this.#bytes; at += WRITE_CHUNK_BYTES) {
+        await handle.write(zeros, 0, Math.min(WRITE_CHUNK_BYTES, this.#bytes - at), at);
+      }
+      await handle.sync();
+      return true;
+    } catch (error) {
+      if (!isDiskFull(error)) throw error;
+      await handle.close();
+      await unlink(this.#path).catch(() => undefined);
+      return false;
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
+
+  stop(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}
