@@ -10,10 +10,14 @@
  * free again (deletes purged, the operator made room) the ballast is
  * written back and writes resume, without a restart.
  *
- * At start-up a disk that is already full releases the ballast too, so the
- * server can start (lock, metadata recovery) and serve reads and deletes.
+ * The ballast is released in two halves: a server that meets a full disk
+ * releases the first (for deletes' metadata commits), a start-up on a full
+ * disk the rest, so a restart while the disk is full has room for what
+ * start-up writes (the lock, recovering the WAL) and serves reads and
+ * deletes. A second restart while still full finds no ballast left and
+ * depends on start-up writing nothing new.
  */
-import { open, statfs, unlink } from 'node:fs/promises';
+import { open, statfs, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StorageFullError, isDiskFull } from './util/s3-error.ts';
 import type { Logger } from './util/logger.ts';
@@ -47,9 +51,9 @@ export class DiskReserve {
     const space = await statfs(dataDir);
     reserve.#bytes = Math.min(RESERVE_BYTES_MAX, Math.max(RESERVE_BYTES_MIN, Math.floor((space.blocks * space.bsize) / RESERVE_SHARE)));
     if (space.bavail * space.bsize < reserve.#bytes) {
-      await reserve.#enterFull('the disk is full at start-up');
+      await reserve.#enterFull('the disk is full at start-up', 0);
     } else if (!(await reserve.#fill())) {
-      await reserve.#enterFull('the disk filled while the reserve was written');
+      await reserve.#enterFull('the disk filled while the reserve was written', 0);
     }
     return reserve;
   }
@@ -61,14 +65,16 @@ export class DiskReserve {
 
   /** Tells the reserve a write failed; a full disk releases the ballast. */
   noteError(error: unknown): void {
-    if (isDiskFull(error) && !this.#full) void this.#enterFull(String((error as Error).message ?? error));
+    if (isDiskFull(error) && !this.#full) void this.#enterFull(String((error as Error).message ?? error), Math.floor(this.#bytes / 2));
   }
 
-  async #enterFull(reason: string): Promise<void> {
+  /** Refuses writes that add data, and shrinks the ballast to `keepBytes` (the other half is for a restart). */
+  async #enterFull(reason: string, keepBytes: number): Promise<void> {
     if (this.#full) return;
     this.#full = true;
     this.#logger.error('the disk is full: writes are refused (503 SlowDown) until space is freed; deletes and reads go on', { reason, dataDir: this.#dataDir });
-    await unlink(this.#path).catch(() => undefined);
+    if (keepBytes === 0) await unlink(this.#path).catch(() => undefined);
+    else await truncate(this.#path, keepBytes).catch(() => undefined);
     this.#timer = setInterval(() => void this.#checkRecovered(), RECOVERY_CHECK_MS);
     this.#timer.unref();
   }
@@ -96,6 +102,7 @@ export class DiskReserve {
   async #fill(): Promise<boolean> {
     const handle = await open(this.#path, 'a+');
     try {
+      // Appends (O_APPEND): from what is there to the full size.
       const { size } = await handle.stat();
       const zeros = Buffer.alloc(WRITE_CHUNK_BYTES);
       for (let at = size; at < this.#bytes; at += WRITE_CHUNK_BYTES) {
