@@ -193,10 +193,11 @@ export class SqliteMetadataStore implements MetadataStore {
     // After a failed fdatasync the kernel may have dropped WAL pages: fail
     // closed, before any later mutation commits (and becomes visible)
     // without ever being durable.
-    // Likewise when the database was deleted or replaced under us: its
-    // commits would be lost on restart (checked before every batch: a stat
-    // and an fstat per file, a few microseconds for the whole batch).
-    const refusal = this.#refusal();
+    // Likewise once the database was found deleted or replaced under us:
+    // its commits would be lost on restart. The files are looked at after
+    // every WAL sync (WalSync's verify), before any commit it covers is
+    // acknowledged, not here: one look per sync, however many batches it covers.
+    const refusal = this.#refusal(false);
     if (refusal !== undefined) {
       for (const entry of this.#pending.splice(0)) entry.reject(refusal);
       return;
@@ -272,11 +273,15 @@ export class SqliteMetadataStore implements MetadataStore {
     return undefined;
   }
 
-  /** The standing refusal, after a fresh look at the files and the WAL sync. Sticky: a restart clears it. */
-  #refusal(): MetadataUnavailableError | undefined {
+  /**
+   * The standing refusal: a failed WAL sync, or files found gone (`look`:
+   * look at them now; the readiness probe and the purger's once-a-second
+   * pass do, so an idle server notices too). Sticky: a restart clears it.
+   */
+  #refusal(look = true): MetadataUnavailableError | undefined {
     if (this.#unusable !== undefined) return this.#unusable;
     const walFailure = this.#wal?.failure;
-    const reason = walFailure?.message ?? this.#filesProblem();
+    const reason = walFailure?.message ?? (look ? this.#filesProblem() : undefined);
     if (reason === undefined) return undefined;
     this.#unusable = new MetadataUnavailableError(reason);
     this.#onUnusable(reason);
