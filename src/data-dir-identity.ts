@@ -6,8 +6,10 @@
  * database of another data directory): every object's bytes would go.
  *
  * So the store has an identity (a random ID) and an epoch (bumped by every
- * start-up), recorded both in the database (`settings`) and in a marker file
- * beside the blobs (`blobs/talus-store.json`). Reclaim runs only when the two
+ * start-up), recorded both in the database (`settings`) and in a marker
+ * beside the blobs: an empty directory `blobs/talus-store.<id>.epoch-<n>`
+ * (a name, not a file: whoever counts the files under blobs/ counts blobs
+ * only, and a rename moves it from one epoch to the next atomically). Reclaim runs only when the two
  * agree: then the database is the latest one these blobs were written with,
  * and a blob it does not know is debris of a write that never committed.
  * Anything else refuses to start, names what it found and what to do, and
@@ -18,13 +20,13 @@
  * while blob files exist: that is a lost database, not an old one.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SqliteMetadataStore, StoreIdentity } from './meta/sqlite/sqlite-metadata-store.ts';
 import { isDiskFull } from './util/s3-error.ts';
 import type { Logger } from './util/logger.ts';
 
-export const MARKER_NAME = 'talus-store.json';
+const MARKER_NAME = /^talus-store\.([0-9a-f-]{36})\.epoch-(\d+)$/;
 export const LOST_AND_FOUND = 'lost+found';
 const BLOB_NAME = /^[0-9a-z]{9}[0-9a-f]{20}$/;
 const FANOUT_NAME = /^[0-9a-f]{2}$/;
@@ -53,7 +55,7 @@ export async function checkBeforeOpen(dataDir: string, adopt: boolean): Promise<
   const marker = await readMarker(dataDir);
   if (marker !== undefined) {
     throw new DataDirectoryMismatchError(
-      `Refusing to start: ${databasePath} is missing or empty, but ${markerPath(dataDir)} says this directory holds store ${marker.id} (epoch ${marker.epoch}). ${recovery(dataDir)}`,
+      `Refusing to start: ${databasePath} is missing or empty, but ${marker.path} says this directory holds store ${marker.id} (epoch ${marker.epoch}). ${recovery(dataDir)}`,
     );
   }
   const blob = await firstBlobFile(dataDir);
@@ -80,7 +82,7 @@ export async function settleIdentity(dataDir: string, meta: SqliteMetadataStore,
       marker: marker ?? null,
       lostAndFound: join(dataDir, LOST_AND_FOUND),
     });
-    await record(dataDir, meta, identity);
+    await record(dataDir, meta, identity, marker);
     return 'set-aside';
   }
   if (stored === undefined) {
@@ -96,7 +98,7 @@ export async function settleIdentity(dataDir: string, meta: SqliteMetadataStore,
       );
     }
     // A new data directory, or one from before identities (upgrade).
-    await record(dataDir, meta, { id: randomUUID(), epoch: 1 });
+    await record(dataDir, meta, { id: randomUUID(), epoch: 1 }, undefined);
     return 'delete';
   }
   if (marker === undefined) {
@@ -106,7 +108,7 @@ export async function settleIdentity(dataDir: string, meta: SqliteMetadataStore,
     const blob = await firstBlobFile(dataDir);
     if (blob !== undefined && (await meta.holdsNothing())) {
       throw new DataDirectoryMismatchError(
-        `Refusing to start: ${databasePath} holds no bucket and no blob, but blob files exist (e.g. ${blob}) and ${markerPath(dataDir)} is missing. ${recovery(dataDir)}`,
+        `Refusing to start: ${databasePath} holds no bucket and no blob, but blob files exist (e.g. ${blob}) and the store marker in ${join(dataDir, 'blobs')} is missing. ${recovery(dataDir)}`,
       );
     }
   } else if (marker.id !== stored.id) {
@@ -119,7 +121,7 @@ export async function settleIdentity(dataDir: string, meta: SqliteMetadataStore,
         `Blobs written since would be deleted as debris. ${recovery(dataDir)}`,
     );
   }
-  await record(dataDir, meta, { id: stored.id, epoch: Math.max(stored.epoch, marker?.epoch ?? 0) + 1 }).catch((error: unknown) => {
+  await record(dataDir, meta, { id: stored.id, epoch: Math.max(stored.epoch, marker?.epoch ?? 0) + 1 }, marker).catch((error: unknown) => {
     // A full disk must not keep the server from starting and serving reads;
     // the check above already passed, and the next start-up bumps again.
     if (!isDiskFull(error)) throw error;
@@ -129,20 +131,14 @@ export async function settleIdentity(dataDir: string, meta: SqliteMetadataStore,
 }
 
 /** Database first, then the marker: a crash between leaves the database ahead, which the next start accepts. */
-async function record(dataDir: string, meta: SqliteMetadataStore, identity: StoreIdentity): Promise<void> {
+async function record(dataDir: string, meta: SqliteMetadataStore, identity: StoreIdentity, previous: Marker | undefined): Promise<void> {
   await meta.setStoreIdentity(identity);
-  const path = markerPath(dataDir);
-  const temporary = `${path}.tmp`;
-  await mkdir(join(dataDir, 'blobs'), { recursive: true });
-  const handle = await open(temporary, 'w');
-  try {
-    await handle.writeFile(`${JSON.stringify(identity)}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temporary, path);
-  const directory = await open(join(dataDir, 'blobs'), 'r');
+  const root = join(dataDir, 'blobs');
+  await mkdir(root, { recursive: true });
+  const path = join(root, `talus-store.${identity.id}.epoch-${identity.epoch}`);
+  if (previous === undefined) await mkdir(path);
+  else await rename(previous.path, path);
+  const directory = await open(root, 'r');
   try {
     await directory.sync();
   } finally {
@@ -150,23 +146,21 @@ async function record(dataDir: string, meta: SqliteMetadataStore, identity: Stor
   }
 }
 
-function markerPath(dataDir: string): string {
-  return join(dataDir, 'blobs', MARKER_NAME);
+interface Marker extends StoreIdentity {
+  path: string;
 }
 
-async function readMarker(dataDir: string): Promise<StoreIdentity | undefined> {
-  let text: string;
-  try {
-    text = await readFile(markerPath(dataDir), 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
+async function readMarker(dataDir: string): Promise<Marker | undefined> {
+  const root = join(dataDir, 'blobs');
+  const names = await readdir(root).catch(() => [] as string[]);
+  const markers = names.flatMap((name) => {
+    const match = MARKER_NAME.exec(name);
+    return match === null ? [] : [{ id: match[1]!, epoch: Number(match[2]), path: join(root, name) }];
+  });
+  if (markers.length > 1) {
+    throw new DataDirectoryMismatchError(`${root} holds more than one store marker (${markers.map((marker) => marker.path).join(', ')}): blobs of several stores mixed? Keep only the right one.`);
   }
-  const parsed = JSON.parse(text) as Partial<StoreIdentity>;
-  if (typeof parsed.id !== 'string' || typeof parsed.epoch !== 'number') {
-    throw new DataDirectoryMismatchError(`${markerPath(dataDir)} is not a store marker; move it away only if you know where it came from`);
-  }
-  return { id: parsed.id, epoch: parsed.epoch };
+  return markers[0];
 }
 
 /** Any blob file under `blobs/<xx>/`, without listing them all. */

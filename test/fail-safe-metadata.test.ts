@@ -69,8 +69,14 @@ async function populatedDirectory(): Promise<{ dataDir: string; blobs: string[] 
   await talus.client.send(new PutObjectCommand({ Bucket: 'fail-safe', Key: 'small', Body: SMALL }));
   await talus.stop();
   const blobs = await listBlobFiles(dataDir);
-  assert.ok(blobs.some((name) => !name.endsWith('.json')), 'the big object has a blob file');
+  assert.equal(blobs.length, 1, 'the big object has a blob file');
   return { dataDir, blobs };
+}
+
+/** The store marker beside the blobs (an empty directory named for the store's identity and epoch). */
+async function markerOf(dataDir: string): Promise<string | undefined> {
+  const name = (await readdir(join(dataDir, 'blobs'))).find((entry) => entry.startsWith('talus-store.'));
+  return name === undefined ? undefined : join(dataDir, 'blobs', name);
 }
 
 async function startRefused(dataDir: string, pattern: RegExp): Promise<void> {
@@ -151,7 +157,7 @@ test('restart on a missing database with blobs present refuses and deletes nothi
     await assert.rejects(stat(join(dataDir, 'meta.db')), 'no empty database was created');
 
     // Also without the marker (a data directory from before markers, its database lost).
-    await unlink(join(dataDir, 'blobs', 'talus-store.json'));
+    await rm((await markerOf(dataDir))!, { recursive: true });
     await startRefused(dataDir, /blob files exist/);
     assert.deepEqual(await listBlobFiles(dataDir), blobs, 'every blob file is still there');
   } finally {
@@ -211,8 +217,8 @@ test('--adopt-metadata accepts the database and sets unknown blobs aside instead
       adoptMetadata: true,
     });
     await talus.close();
-    const dataBlobs = blobs.filter((name) => !name.endsWith('.json'));
-    assert.deepEqual((await readdir(join(dataDir, 'lost+found'))).sort(), dataBlobs.map((name) => name.split('/')[1]).sort());
+    assert.deepEqual((await readdir(join(dataDir, 'lost+found'))).sort(), blobs.map((name) => name.split('/')[1]).sort());
+    assert.deepEqual(await listBlobFiles(dataDir), []);
     // The adopted database and the blobs agree from now on: a plain start works.
     await (await startTestTalus({ dataDir })).stop();
   } finally {
@@ -223,7 +229,7 @@ test('--adopt-metadata accepts the database and sets unknown blobs aside instead
 test('a data directory from before store identities (no marker) still starts, and gets one', async () => {
   const { dataDir } = await populatedDirectory();
   try {
-    await unlink(join(dataDir, 'blobs', 'talus-store.json'));
+    await rm((await markerOf(dataDir))!, { recursive: true });
     const db = new Database(join(dataDir, 'meta.db'));
     db.exec("DELETE FROM settings WHERE name IN ('store_id', 'store_epoch')");
     db.close();
@@ -234,7 +240,7 @@ test('a data directory from before store identities (no marker) still starts, an
     } finally {
       await talus.stop();
     }
-    await stat(join(dataDir, 'blobs', 'talus-store.json'));
+    assert.match((await markerOf(dataDir)) ?? '', /talus-store\.[0-9a-f-]{36}\.epoch-1$/, 'it got an identity');
   } finally {
     await rm(dataDir, { recursive: true, force: true });
   }
