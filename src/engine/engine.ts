@@ -116,8 +116,9 @@ export class Engine {
    * which the front decides; the existing bucket is left untouched either way.
    */
   async createBucket(name: string, ownerId: string): Promise<'created' | 'already-owned'> {
+    // Bad input answers as such, also while the disk is full.
+    if (!isValidBucketName(name)) throw new S3Error('InvalidBucketName', undefined, { BucketName: name });
     return this.#adding(async () => {
-      if (!isValidBucketName(name)) throw new S3Error('InvalidBucketName', undefined, { BucketName: name });
       const record: BucketRecord = { name, createdMs: Date.now(), ownerId, versioning: 'Unversioned', tags: null };
       if ((await this.#context.meta.createBucket(record)) === 'created') return 'created';
       const existing = await this.#context.meta.getBucket(name);
@@ -163,9 +164,7 @@ export class Engine {
   // Objects
 
   putObject(input: PutObjectInput): Promise<WriteResult> {
-    return this.#adding(async () => {
-      return objects.putObject(this.#context, input);
-    });
+    return this.#adding(() => objects.putObject(this.#context, input));
   }
 
   getObject(input: GetObjectInput): Promise<GetObjectResult> {
@@ -173,15 +172,11 @@ export class Engine {
   }
 
   deleteObject(bucket: string, key: string, versionId: string | undefined, ownerId: string): Promise<DeleteResult> {
-    return this.#removing(async () => {
-      return objects.deleteObject(this.#context, bucket, key, versionId, ownerId);
-    });
+    return this.#removing(() => objects.deleteObject(this.#context, bucket, key, versionId, ownerId));
   }
 
   copyObject(input: CopyObjectInput): Promise<CopyResult> {
-    return this.#adding(async () => {
-      return objects.copyObject(this.#context, input);
-    });
+    return this.#adding(() => objects.copyObject(this.#context, input));
   }
 
   async getObjectTags(bucket: string, key: string, versionId: string | undefined): Promise<{ tags: Tag[]; versionId: string | undefined }> {
@@ -214,33 +209,23 @@ export class Engine {
   // Multipart uploads
 
   createMultipartUpload(input: multipart.CreateUploadInput): Promise<UploadRecord> {
-    return this.#adding(async () => {
-      return multipart.createMultipartUpload(this.#context, input);
-    });
+    return this.#adding(() => multipart.createMultipartUpload(this.#context, input));
   }
 
   uploadPart(input: multipart.UploadPartInput): ReturnType<typeof multipart.uploadPart> {
-    return this.#adding(async () => {
-      return multipart.uploadPart(this.#context, input);
-    });
+    return this.#adding(() => multipart.uploadPart(this.#context, input));
   }
 
   uploadPartCopy(input: multipart.UploadPartCopyInput): Promise<{ part: PartRecord; sourceVersionId: string | undefined }> {
-    return this.#adding(async () => {
-      return multipart.uploadPartCopy(this.#context, input);
-    });
+    return this.#adding(() => multipart.uploadPartCopy(this.#context, input));
   }
 
   completeMultipartUpload(input: multipart.CompleteUploadInput): Promise<WriteResult> {
-    return this.#adding(async () => {
-      return multipart.completeMultipartUpload(this.#context, input);
-    });
+    return this.#adding(() => multipart.completeMultipartUpload(this.#context, input));
   }
 
   abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
-    return this.#removing(async () => {
-      return multipart.abortMultipartUpload(this.#context, bucket, key, uploadId);
-    });
+    return this.#removing(() => multipart.abortMultipartUpload(this.#context, bucket, key, uploadId));
   }
 
   async listParts(bucket: string, key: string, uploadId: string, afterPartNumber: number, limit: number): Promise<{ upload: UploadRecord; parts: PartRecord[]; isTruncated: boolean }> {
