@@ -22,10 +22,16 @@ import { join } from 'node:path';
 import { StorageFullError, isDiskFull } from './util/s3-error.ts';
 import type { Logger } from './util/logger.ts';
 
-/** The ballast: a fiftieth of the file system, at least 4 MiB (thousands of delete commits' WAL frames), at most 64 MiB. */
+/**
+ * The ballast: a fiftieth of the file system, at least 2 MiB, at most 16
+ * MiB. A delete commits 3-5 WAL pages (12-20 KiB), and the checkpointer
+ * lets the WAL start over every 100 ms: 16 MiB is about a thousand deletes
+ * between two checkpoints, and a small file system does not give a fiftieth
+ * of itself away.
+ */
 const RESERVE_SHARE = 50;
-const RESERVE_BYTES_MIN = 4 * 1024 * 1024;
-const RESERVE_BYTES_MAX = 64 * 1024 * 1024;
+const RESERVE_BYTES_MIN = 2 * 1024 * 1024;
+const RESERVE_BYTES_MAX = 16 * 1024 * 1024;
 /** How often a storage-full server looks whether space came back. */
 const RECOVERY_CHECK_MS = 1_000;
 const WRITE_CHUNK_BYTES = 1024 * 1024;
@@ -38,6 +44,8 @@ export class DiskReserve {
   #full = false;
   #timer: NodeJS.Timeout | undefined;
   #checking = false;
+  /** Writing the ballast at start-up happens in the background: start-up does not wait for it. */
+  #filling: Promise<void> = Promise.resolve();
 
   private constructor(dataDir: string, logger: Logger) {
     this.#dataDir = dataDir;
@@ -52,8 +60,13 @@ export class DiskReserve {
     reserve.#bytes = Math.min(RESERVE_BYTES_MAX, Math.max(RESERVE_BYTES_MIN, Math.floor((space.blocks * space.bsize) / RESERVE_SHARE)));
     if (space.bavail * space.bsize < reserve.#bytes) {
       await reserve.#enterFull('the disk is full at start-up', 0);
-    } else if (!(await reserve.#fill())) {
-      await reserve.#enterFull('the disk filled while the reserve was written', 0);
+    } else {
+      reserve.#filling = reserve.#fill().then(
+        async (filled) => {
+          if (!filled) await reserve.#enterFull('the disk filled while the reserve was written', 0);
+        },
+        (error: unknown) => logger.warn('could not write the disk reserve', { error: String(error), dataDir }),
+      );
     }
     return reserve;
   }
@@ -98,7 +111,12 @@ export class DiskReserve {
     }
   }
 
-  /** Writes the ballast (zeros, really allocated: not a sparse file); false if the disk filled meanwhile. */
+  /**
+   * Writes the ballast (zeros, really allocated: not a sparse file); false
+   * if the disk filled meanwhile. No fsync: file systems reserve the blocks
+   * when the write is accepted (delayed allocation included), and a ballast
+   * lost in a crash is written again at the next start-up.
+   */
   async #fill(): Promise<boolean> {
     const handle = await open(this.#path, 'a+');
     try {
@@ -108,7 +126,6 @@ export class DiskReserve {
       for (let at = size; at < this.#bytes; at += WRITE_CHUNK_BYTES) {
         await handle.write(zeros, 0, Math.min(WRITE_CHUNK_BYTES, this.#bytes - at), at);
       }
-      await handle.sync();
       return true;
     } catch (error) {
       if (!isDiskFull(error)) throw error;
@@ -120,7 +137,11 @@ export class DiskReserve {
     }
   }
 
-  stop(): void {
+  /** Stops watching for space; resolves once a ballast being written is written. */
+  async stop(): Promise<void> {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#filling;
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
   }

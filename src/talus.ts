@@ -74,8 +74,8 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   await mkdir(dataDir, { recursive: true });
   // First: on a full disk it releases its ballast, so the rest of start-up has room.
   const reserve = await DiskReserve.open(dataDir, logger);
-  const lock = await lockDataDirectory(dataDir).catch((error: unknown) => {
-    reserve.stop();
+  const lock = await lockDataDirectory(dataDir).catch(async (error: unknown) => {
+    await reserve.stop();
     throw error;
   });
   const adopt = options.adoptMetadata === true;
@@ -83,7 +83,7 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
     // Before opening: SQLite would create a missing database, empty.
     await checkBeforeOpen(dataDir, adopt);
   } catch (error) {
-    reserve.stop();
+    await reserve.stop();
     await lock.release();
     throw error;
   }
@@ -101,9 +101,12 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
     const close = running.close;
     let closing: Promise<void> | undefined;
     // After the stores: the last connection to close checkpoints and removes the WAL.
-    return { ...running, close: () => (closing ??= close().finally(() => (reserve.stop(), checkpointer.stop()))) };
+    return { ...running, close: () => (closing ??= close().finally(async () => {
+      await reserve.stop();
+      await checkpointer.stop();
+    })) };
   } catch (error) {
-    reserve.stop();
+    await reserve.stop();
     await checkpointer.stop();
     await meta.close();
     await lock.release();
