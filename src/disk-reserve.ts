@@ -17,6 +17,7 @@
  * deletes. A second restart while still full finds no ballast left and
  * depends on start-up writing nothing new.
  */
+import { constants } from 'node:fs';
 import { open, statfs, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StorageFullError, isDiskFull } from './util/s3-error.ts';
@@ -53,14 +54,18 @@ export class DiskReserve {
     this.#logger = logger;
   }
 
-  /** Releases the ballast at once if the disk is full already; otherwise writes it if missing. Never fails for lack of space. */
-  static async open(dataDir: string, logger: Logger): Promise<DiskReserve> {
+  /**
+   * Releases the ballast at once if the disk is full already; otherwise
+   * writes it if missing (`fill`; worker processes, which share the owner's
+   * ballast, do not). Never fails for lack of space.
+   */
+  static async open(dataDir: string, logger: Logger, options: { fill?: boolean } = {}): Promise<DiskReserve> {
     const reserve = new DiskReserve(dataDir, logger);
     const space = await statfs(dataDir);
     reserve.#bytes = Math.min(RESERVE_BYTES_MAX, Math.max(RESERVE_BYTES_MIN, Math.floor((space.blocks * space.bsize) / RESERVE_SHARE)));
     if (space.bavail * space.bsize < reserve.#bytes) {
       await reserve.#enterFull('the disk is full at start-up', 0);
-    } else {
+    } else if (options.fill ?? true) {
       reserve.#filling = reserve.#fill().then(
         async (filled) => {
           if (!filled) await reserve.#enterFull('the disk filled while the reserve was written', 0);
@@ -118,9 +123,10 @@ export class DiskReserve {
    * lost in a crash is written again at the next start-up.
    */
   async #fill(): Promise<boolean> {
-    const handle = await open(this.#path, 'a+');
+    // Positional writes up to the size, never appends: processes sharing the
+    // ballast (--workers) that write it at once write the same bytes.
+    const handle = await open(this.#path, constants.O_RDWR | constants.O_CREAT);
     try {
-      // Appends (O_APPEND): from what is there to the full size.
       const { size } = await handle.stat();
       const zeros = Buffer.alloc(WRITE_CHUNK_BYTES);
       for (let at = size; at < this.#bytes; at += WRITE_CHUNK_BYTES) {
