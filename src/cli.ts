@@ -6,7 +6,7 @@ import { loadConfig } from './config/config.ts';
 import { addAccessKey, listAccessKeyIds, startTalus } from './talus.ts';
 
 const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1] [--workers 1]
-                    [--config talus.toml]
+                    [--config talus.toml] [--adopt-metadata]
        talus heal [DATA_DIR] --config talus.toml [--deep] | --status
                                      repair shards of placed objects, or show what is queued
        talus backends --config talus.toml
@@ -23,7 +23,10 @@ TALUS_ROOT_USER / TALUS_ROOT_PASSWORD, or are generated on first start and
 kept in the data directory. --workers N serves from N processes (auto: one
 per core) sharing the data directory. --config declares backends (local
 directories, remote S3 endpoints) and placements (single, replica N, erasure
-k+m, hybrid) per bucket: see docs/PLACEMENT.md.`;
+k+m, hybrid) per bucket: see docs/PLACEMENT.md. The server refuses to start
+when its metadata database does not belong with its blobs (missing, empty,
+older, another store's); --adopt-metadata accepts the database as it is and
+moves blobs it does not know to DATA_DIR/lost+found (docs/ARCHITECTURE.md).`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -51,6 +54,7 @@ async function main(argv: string[]): Promise<number> {
       region: { type: 'string', default: 'us-east-1' },
       workers: { type: 'string', default: '1' },
       config: { type: 'string' },
+      'adopt-metadata': { type: 'boolean', default: false },
     },
   });
   const port = Number(values.port);
@@ -66,6 +70,7 @@ async function main(argv: string[]): Promise<number> {
     domain: values.domain,
     region: values.region,
     workers,
+    adoptMetadata: values['adopt-metadata'],
     rootAccessKeyId: process.env['TALUS_ROOT_USER'],
     rootSecretAccessKey: process.env['TALUS_ROOT_PASSWORD'],
   });

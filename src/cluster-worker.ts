@@ -10,6 +10,7 @@ import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
 import { openPlacement } from './placement/open-placement.ts';
 import { WORKER_SETTINGS_ENV, type ToPrimary, type ToWorker, type WorkerSettings } from './cluster.ts';
+import { DiskReserve } from './disk-reserve.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
@@ -34,7 +35,9 @@ async function runWorker(): Promise<void> {
   // Probes only: healing, reclaim and purges are the primary's.
   placement?.startBackground({ heal: false });
   const blobs: BlobStore = placement?.store ?? local;
-  const engine = new Engine(meta, blobs, { onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }) });
+  // The owner's ballast: a worker that meets a full disk releases it too and refuses writes that add data (disk-reserve.ts).
+  const reserve = await DiskReserve.open(settings.dataDir, logger, { fill: false });
+  const engine = new Engine(meta, blobs, { onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }), space: reserve });
   const secrets = await AccessKeyCache.load(meta);
   const server = createS3Server({
     engine,
@@ -53,6 +56,7 @@ async function runWorker(): Promise<void> {
     (stopping ??= (async () => {
       secrets.stop();
       await closeGracefully(server, SHUTDOWN_GRACE_MS);
+      await reserve.stop();
       await blobs.close();
       await meta.close();
       process.exit(0);

@@ -3,7 +3,7 @@
  * HTTP front are built and connected, and where start-up and shutdown happen.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rename } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -11,6 +11,8 @@ import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
 import { ConfigError, EMPTY_CONFIG, type TalusConfig } from './config/config.ts';
 import { lockDataDirectory, type DataDirectoryLock } from './data-dir-lock.ts';
+import { DiskReserve } from './disk-reserve.ts';
+import { checkBeforeOpen, LOST_AND_FOUND, settleIdentity, type ReclaimMode } from './data-dir-identity.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
 import { AccessKeyCache } from './access-key-cache.ts';
@@ -38,6 +40,12 @@ export interface TalusOptions {
   config?: TalusConfig;
   /** Default true: repair, scan and re-place in the background (tests that drive healing themselves turn it off). */
   healInBackground?: boolean;
+  /**
+   * Accept the metadata database as it is although it does not match the
+   * blobs (missing, empty, of another store, older): blobs it does not know
+   * are moved to DATA_DIR/lost+found instead of deleted (`--adopt-metadata`).
+   */
+  adoptMetadata?: boolean;
 }
 
 export interface Credentials {
@@ -64,18 +72,41 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   const dataDir = resolve(options.dataDir);
   const logger = options.logger ?? jsonLogger();
   await mkdir(dataDir, { recursive: true });
-  const lock = await lockDataDirectory(dataDir);
+  // First: on a full disk it releases its ballast, so the rest of start-up has room.
+  const reserve = await DiskReserve.open(dataDir, logger);
+  const lock = await lockDataDirectory(dataDir).catch(async (error: unknown) => {
+    await reserve.stop();
+    throw error;
+  });
+  const adopt = options.adoptMetadata === true;
+  try {
+    // Before opening: SQLite would create a missing database, empty.
+    await checkBeforeOpen(dataDir, adopt);
+  } catch (error) {
+    await reserve.stop();
+    await lock.release();
+    throw error;
+  }
   // With --workers the primary serves nothing and the workers write too: no cache of latest versions then.
-  const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'), { soleWriter: (options.workers ?? 1) === 1 });
+  const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'), {
+    soleWriter: (options.workers ?? 1) === 1,
+    onUnusable: (reason) => logger.error('the metadata store refuses writes; this server reports unready until restarted', { reason }),
+  });
   // One checkpointer per data directory, in the process that owns it (the primary with workers).
   const checkpointer = new WalCheckpointer(join(dataDir, 'meta.db'), (error) => logger.error('WAL checkpointer failed', { error: String(error) }));
   try {
-    const running = await startOnLockedDirectory(options, dataDir, logger, meta, lock);
+    // Before anything writes or reclaims: the database and the blobs must belong together.
+    const reclaim = await settleIdentity(dataDir, meta, adopt, logger);
+    const running = await startOnLockedDirectory(options, dataDir, logger, meta, lock, reclaim, reserve);
     const close = running.close;
     let closing: Promise<void> | undefined;
     // After the stores: the last connection to close checkpoints and removes the WAL.
-    return { ...running, close: () => (closing ??= close().finally(() => checkpointer.stop())) };
+    return { ...running, close: () => (closing ??= close().finally(async () => {
+      await reserve.stop();
+      await checkpointer.stop();
+    })) };
   } catch (error) {
+    await reserve.stop();
     await checkpointer.stop();
     await meta.close();
     await lock.release();
@@ -89,6 +120,8 @@ async function startOnLockedDirectory(
   logger: Logger,
   meta: SqliteMetadataStore,
   lock: DataDirectoryLock,
+  reclaim: ReclaimMode,
+  reserve: DiskReserve,
 ): Promise<RunningTalus> {
   const local = await FsBlobStore.open(join(dataDir, 'blobs'));
   const workers = options.workers ?? 1;
@@ -124,11 +157,18 @@ async function startOnLockedDirectory(
   const engine = new Engine(meta, blobs, {
     onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }),
     otherLeases: pool?.leasedByWorkers,
+    space: reserve,
   });
   const credentials = await ensureRootCredentials(meta, options);
   // Before any worker serves: then every unknown blob is debris of a crash.
-  const { reclaimedBlobs } = await engine.start();
-  if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
+  const lostAndFound = join(dataDir, LOST_AND_FOUND);
+  const setAside = async (blobId: string): Promise<void> => {
+    await mkdir(lostAndFound, { recursive: true });
+    await rename(local.path(blobId), join(lostAndFound, blobId));
+  };
+  const { reclaimedBlobs } = await engine.start(reclaim === 'set-aside' ? { setAside } : {});
+  if (reclaimedBlobs > 0 && reclaim === 'set-aside') logger.warn('moved blobs the adopted database does not know', { count: reclaimedBlobs, to: lostAndFound });
+  else if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
   placement?.startBackground({ heal: options.healInBackground ?? true });
   if (pool !== undefined) {
     const stopAll = async (graceMs: number): Promise<void> => {
@@ -231,7 +271,9 @@ export async function listAccessKeyIds(dataDir: string): Promise<string[]> {
 async function ensureRootCredentials(meta: SqliteMetadataStore, options: TalusOptions): Promise<Credentials> {
   if (options.rootAccessKeyId !== undefined && options.rootSecretAccessKey !== undefined) {
     const credentials = { accessKeyId: options.rootAccessKeyId, secretAccessKey: options.rootSecretAccessKey };
-    await meta.putAccessKey({ ...credentials, createdMs: Date.now() });
+    // Written only when new or changed: a start-up on a full disk must not need to write.
+    const stored = (await meta.listAccessKeys()).find((key) => key.accessKeyId === credentials.accessKeyId);
+    if (stored?.secretAccessKey !== credentials.secretAccessKey) await meta.putAccessKey({ ...credentials, createdMs: Date.now() });
     return credentials;
   }
   const existing = (await meta.listAccessKeys())[0];

@@ -59,7 +59,8 @@ describe('a failed fdatasync of the metadata WAL', () => {
       realFdatasync(fd, () => callback(eio()));
     }) as typeof fs.fdatasync;
     syncBuiltinESMExports();
-    assert.equal(await statusOf(talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: second }))), 500);
+    // 503: the outcome is unknown and the server refuses writes from now on; a client retries elsewhere.
+    assert.equal(await statusOf(talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: second }))), 503);
     assert.equal(injected, 1, 'the failure came from the WAL sync');
     (fs as { fdatasync: typeof fs.fdatasync }).fdatasync = realFdatasync;
     syncBuiltinESMExports();
@@ -71,7 +72,7 @@ describe('a failed fdatasync of the metadata WAL', () => {
 
     // The disk is fine again, but the kernel may have dropped WAL pages: no
     // later write may commit, let alone be acknowledged.
-    assert.equal(await statusOf(talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'k2', Body: Buffer.alloc(10, 3) }))), 500);
+    assert.equal(await statusOf(talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'k2', Body: Buffer.alloc(10, 3) }))), 503);
     assert.equal(await statusOf(talus.client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'k2' }))), 404);
     assert.ok((await bodyOf(talus, bucket, 'k')).equals(visible), 'reads keep working');
   });

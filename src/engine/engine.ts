@@ -37,15 +37,45 @@ export interface EngineOptions {
   onBackgroundError?: (error: unknown) => void;
   /** Leases held by other processes serving the same stores; the purger asks before removing. */
   otherLeases?: LeaseQuery;
+  /** The data directory's free-space guard (DiskReserve): refuses writes that add data while the disk is full. */
+  space?: SpaceGuard;
+}
+
+/** See src/disk-reserve.ts. */
+export interface SpaceGuard {
+  /** The error for a write that would add data, while that is refused. */
+  refusal(): S3Error | undefined;
+  /** Every failed write reports here: a full disk releases the reserve that keeps deletes working. */
+  noteError(error: unknown): void;
 }
 
 export class Engine {
   readonly #context: EngineContext;
   readonly #purger: Purger;
+  readonly #space: SpaceGuard | undefined;
 
   constructor(meta: MetadataStore, blobs: BlobStore, options: EngineOptions = {}) {
     this.#context = { meta, blobs, leases: new ReadLeases(), otherLeases: options.otherLeases };
     this.#purger = new Purger(this.#context, PURGE_INTERVAL_MS, options.onBackgroundError ?? (() => undefined));
+    this.#space = options.space;
+  }
+
+  /** A write that adds data: refused up front while the disk is full; a full disk it meets is reported. */
+  async #adding<T>(write: () => Promise<T>): Promise<T> {
+    const refusal = this.#space?.refusal();
+    if (refusal !== undefined) throw refusal;
+    return this.#removing(write);
+  }
+
+  /** A write that frees space (or needs only a little metadata): always tried, its failures reported. */
+  async #removing<T>(write: () => Promise<T>): Promise<T> {
+    if (this.#space === undefined) return write();
+    try {
+      return await write();
+    } catch (error) {
+      this.#space.noteError(error);
+      throw error;
+    }
   }
 
   /** Read leases held by this process's GETs (a cluster worker reports them to the purging process). */
@@ -57,9 +87,14 @@ export class Engine {
     return this.#context.meta;
   }
 
+  /** Why this engine should not take traffic (its metadata store refuses writes), or undefined when it is ready. */
+  unreadyReason(): string | undefined {
+    return this.#context.meta.unusableReason();
+  }
+
   /** Reclaims crash debris, then starts background purging. Call before serving. */
-  async start(): Promise<{ reclaimedBlobs: number }> {
-    const reclaimedBlobs = await reclaimOrphans(this.#context, Date.now());
+  async start(options: { setAside?: (blobId: string) => Promise<void> } = {}): Promise<{ reclaimedBlobs: number }> {
+    const reclaimedBlobs = await reclaimOrphans(this.#context, Date.now(), options.setAside);
     this.#purger.start();
     return { reclaimedBlobs };
   }
@@ -81,12 +116,15 @@ export class Engine {
    * which the front decides; the existing bucket is left untouched either way.
    */
   async createBucket(name: string, ownerId: string): Promise<'created' | 'already-owned'> {
+    // Bad input answers as such, also while the disk is full.
     if (!isValidBucketName(name)) throw new S3Error('InvalidBucketName', undefined, { BucketName: name });
-    const record: BucketRecord = { name, createdMs: Date.now(), ownerId, versioning: 'Unversioned', tags: null };
-    if ((await this.#context.meta.createBucket(record)) === 'created') return 'created';
-    const existing = await this.#context.meta.getBucket(name);
-    if (existing?.ownerId === ownerId) return 'already-owned';
-    throw new S3Error('BucketAlreadyExists', undefined, { BucketName: name });
+    return this.#adding(async () => {
+      const record: BucketRecord = { name, createdMs: Date.now(), ownerId, versioning: 'Unversioned', tags: null };
+      if ((await this.#context.meta.createBucket(record)) === 'created') return 'created';
+      const existing = await this.#context.meta.getBucket(name);
+      if (existing?.ownerId === ownerId) return 'already-owned';
+      throw new S3Error('BucketAlreadyExists', undefined, { BucketName: name });
+    });
   }
 
   getBucket(name: string): Promise<BucketRecord> {
@@ -98,13 +136,17 @@ export class Engine {
   }
 
   async deleteBucket(name: string): Promise<void> {
-    const outcome = await this.#context.meta.deleteBucket(name);
-    if (outcome === 'missing') throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
-    if (outcome === 'not-empty') throw new S3Error('BucketNotEmpty', undefined, { BucketName: name });
+    return this.#removing(async () => {
+      const outcome = await this.#context.meta.deleteBucket(name);
+      if (outcome === 'missing') throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+      if (outcome === 'not-empty') throw new S3Error('BucketNotEmpty', undefined, { BucketName: name });
+    });
   }
 
   async setBucketVersioning(name: string, state: Exclude<VersioningState, 'Unversioned'>): Promise<void> {
-    if (!(await this.#context.meta.setBucketVersioning(name, state))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+    return this.#adding(async () => {
+      if (!(await this.#context.meta.setBucketVersioning(name, state))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+    });
   }
 
   async getBucketTags(name: string): Promise<Tag[]> {
@@ -114,13 +156,15 @@ export class Engine {
   }
 
   async setBucketTags(name: string, tags: Tag[] | null): Promise<void> {
-    if (!(await this.#context.meta.setBucketTags(name, tags))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+    return this.#adding(async () => {
+      if (!(await this.#context.meta.setBucketTags(name, tags))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+    });
   }
 
   // Objects
 
   putObject(input: PutObjectInput): Promise<WriteResult> {
-    return objects.putObject(this.#context, input);
+    return this.#adding(() => objects.putObject(this.#context, input));
   }
 
   getObject(input: GetObjectInput): Promise<GetObjectResult> {
@@ -128,11 +172,11 @@ export class Engine {
   }
 
   deleteObject(bucket: string, key: string, versionId: string | undefined, ownerId: string): Promise<DeleteResult> {
-    return objects.deleteObject(this.#context, bucket, key, versionId, ownerId);
+    return this.#removing(() => objects.deleteObject(this.#context, bucket, key, versionId, ownerId));
   }
 
   copyObject(input: CopyObjectInput): Promise<CopyResult> {
-    return objects.copyObject(this.#context, input);
+    return this.#adding(() => objects.copyObject(this.#context, input));
   }
 
   async getObjectTags(bucket: string, key: string, versionId: string | undefined): Promise<{ tags: Tag[]; versionId: string | undefined }> {
@@ -142,12 +186,14 @@ export class Engine {
   }
 
   async setObjectTags(bucket: string, key: string, versionId: string | undefined, tags: Tag[]): Promise<string | undefined> {
-    const bucketRecord = await objects.requireBucket(this.#context, bucket);
-    const version = await objects.findVersion(this.#context, bucketRecord, key, versionId);
-    if (!(await this.#context.meta.setVersionTags(bucket, key, version.versionId, tags))) {
-      throw new S3Error('NoSuchKey', undefined, { Key: key });
-    }
-    return objects.shownVersionId(bucketRecord, version.versionId);
+    return this.#adding(async () => {
+      const bucketRecord = await objects.requireBucket(this.#context, bucket);
+      const version = await objects.findVersion(this.#context, bucketRecord, key, versionId);
+      if (!(await this.#context.meta.setVersionTags(bucket, key, version.versionId, tags))) {
+        throw new S3Error('NoSuchKey', undefined, { Key: key });
+      }
+      return objects.shownVersionId(bucketRecord, version.versionId);
+    });
   }
 
   async list(request: ListRequest): Promise<ListResult> {
@@ -163,23 +209,23 @@ export class Engine {
   // Multipart uploads
 
   createMultipartUpload(input: multipart.CreateUploadInput): Promise<UploadRecord> {
-    return multipart.createMultipartUpload(this.#context, input);
+    return this.#adding(() => multipart.createMultipartUpload(this.#context, input));
   }
 
   uploadPart(input: multipart.UploadPartInput): ReturnType<typeof multipart.uploadPart> {
-    return multipart.uploadPart(this.#context, input);
+    return this.#adding(() => multipart.uploadPart(this.#context, input));
   }
 
   uploadPartCopy(input: multipart.UploadPartCopyInput): Promise<{ part: PartRecord; sourceVersionId: string | undefined }> {
-    return multipart.uploadPartCopy(this.#context, input);
+    return this.#adding(() => multipart.uploadPartCopy(this.#context, input));
   }
 
   completeMultipartUpload(input: multipart.CompleteUploadInput): Promise<WriteResult> {
-    return multipart.completeMultipartUpload(this.#context, input);
+    return this.#adding(() => multipart.completeMultipartUpload(this.#context, input));
   }
 
   abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
-    return multipart.abortMultipartUpload(this.#context, bucket, key, uploadId);
+    return this.#removing(() => multipart.abortMultipartUpload(this.#context, bucket, key, uploadId));
   }
 
   async listParts(bucket: string, key: string, uploadId: string, afterPartNumber: number, limit: number): Promise<{ upload: UploadRecord; parts: PartRecord[]; isTruncated: boolean }> {

@@ -57,15 +57,20 @@ export async function purgeOnce(context: EngineContext, nowMs = Date.now(), onEr
 
 /**
  * Deletes blobs that no metadata references and that were created before
- * `beforeMs`. Run at start-up, before any request: then no upload is in
- * flight, so every unknown blob is debris of a crash.
+ * `beforeMs`. Run at start-up, before any request, and only once the
+ * composition root checked that the database is the one these blobs were
+ * written with (data-dir-identity.ts): then no upload is in flight, so
+ * every unknown blob is debris of a crash. With `setAside` (an operator
+ * adopting a database that may not know every blob) unknown blobs are
+ * moved there instead of deleted.
  */
-export async function reclaimOrphans(context: EngineContext, beforeMs: number): Promise<number> {
+export async function reclaimOrphans(context: EngineContext, beforeMs: number, setAside?: (blobId: string) => Promise<void>): Promise<number> {
   let removed = 0;
   for await (const blobId of context.blobs.list()) {
     if (blobIdTimeMs(blobId) >= beforeMs) continue;
     if (await context.meta.isBlobKnown(blobId)) continue;
-    await context.blobs.remove({ blobId });
+    if (setAside !== undefined) await setAside(blobId);
+    else await context.blobs.remove({ blobId });
     removed++;
   }
   return removed;

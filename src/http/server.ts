@@ -16,6 +16,7 @@ import { newRequestId } from '../util/ids.ts';
 import { CONNECTIONS_MAX, HEADER_BYTES_MAX, REQUEST_IDLE_TIMEOUT_MS } from '../util/limits.ts';
 import { S3Error, isS3Error } from '../util/s3-error.ts';
 import type { Logger } from '../util/logger.ts';
+import { answerHealthProbe } from './health.ts';
 import { parseQuery, resolveAddress, route } from './route.ts';
 import { element, escapeXml, XML_DECLARATION } from './xml.ts';
 
@@ -54,6 +55,7 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
   const rawPath = queryStart === -1 ? rawUrl : rawUrl.slice(0, queryStart);
   const rawQuery = queryStart === -1 ? '' : rawUrl.slice(queryStart + 1);
   const method = request.method ?? 'GET';
+  if (answerHealthProbe(request, response, rawPath, rawQuery, () => options.engine.unreadyReason())) return;
   try {
     const context = await buildContext(options, request, requestId, method, rawPath, rawQuery);
     if (expectsContinue) response.writeContinue();

@@ -15,18 +15,34 @@ import type {
   UploadRecord,
   VersioningState,
 } from './types.ts';
+import { S3Error } from '../util/s3-error.ts';
 
 /**
  * A mutation ran and its transaction committed, but the store could not
- * confirm it reached the disk (the WAL fdatasync failed). It may be visible
- * now and may or may not survive a crash: callers must not delete the bytes
- * it references (start-up reclaim decides from what the metadata kept), and
- * must not acknowledge it.
+ * confirm it reached the disk (the WAL fdatasync failed, or the database
+ * was deleted or replaced under it). It may be visible now and may or may
+ * not survive a restart: callers must not delete the bytes it references
+ * (start-up reclaim decides from what the metadata kept), and must not
+ * acknowledge it. Answered as 503: the store refuses writes from now on,
+ * and the client should retry (elsewhere, or after the operator acted).
  */
-export class CommitOutcomeUnknownError extends Error {
+export class CommitOutcomeUnknownError extends S3Error {
   constructor(cause: unknown) {
-    super(`the commit may not be durable: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super('ServiceUnavailable', `The write may not be durable and was not acknowledged; this server refuses writes until its metadata store is restored. (${cause instanceof Error ? cause.message : String(cause)})`);
     this.name = 'CommitOutcomeUnknownError';
+    this.cause = cause;
+  }
+}
+
+/**
+ * The store refuses every mutation: a WAL sync failed (the kernel may have
+ * dropped pages), or the database file it has open is no longer the one at
+ * its path. Nothing was committed. Reads keep working from what it has open.
+ */
+export class MetadataUnavailableError extends S3Error {
+  constructor(readonly reason: string) {
+    super('ServiceUnavailable', `The metadata store refuses writes: ${reason}`);
+    this.name = 'MetadataUnavailableError';
   }
 }
 
@@ -212,6 +228,13 @@ export interface MetadataStore {
   forgetRepairs(blobIds: readonly string[]): Promise<void>;
   /** Live placed blobs in blob ID order after `afterBlobId`. */
   listPlacedBlobs(afterBlobId: string, limit: number): Promise<PlacedBlob[]>;
+
+  /**
+   * Why the store refuses writes (a failed WAL sync, a database deleted or
+   * replaced under it), checked afresh; undefined while it is usable. What
+   * the readiness probe reports.
+   */
+  unusableReason(): string | undefined;
 
   close(): Promise<void>;
 }

@@ -48,6 +48,7 @@ export const S3_ERRORS = {
   RequestTimeTooSkewed: [403, 'The difference between the request time and the server\'s time is too large.'],
   RequestTimeout: [400, 'Your socket connection to the server was not read from or written to within the timeout period.'],
   ServiceUnavailable: [503, 'Please reduce your request rate.'],
+  SlowDown: [503, 'Please reduce your request rate.'],
   SignatureDoesNotMatch: [403, 'The request signature we calculated does not match the signature you provided. Check your key and signing method.'],
   XAmzContentSHA256Mismatch: [400, 'The provided \'x-amz-content-sha256\' header does not match what was computed.'],
   ConditionalRequestConflict: [409, 'A conflicting operation occurred. Retry the request.'],
@@ -76,4 +77,64 @@ export class S3Error extends Error {
 
 export function isS3Error(error: unknown): error is S3Error {
   return error instanceof S3Error;
+}
+
+/**
+ * The disk holding the data directory is full (ENOSPC, EDQUOT, SQLITE_FULL).
+ *
+ * 503 SlowDown, not MinIO's 507 XMinioStorageFull: the AWS SDKs (v3's
+ * TRANSIENT_ERROR_STATUS_CODES, botocore, the Go and Java SDKs) retry 500,
+ * 502, 503 and 504 and the SlowDown code with backoff, but not 507, which
+ * they fail at once; MinIO's own clients retry 503 too. Space returns
+ * without a restart (DELETE still works, see DiskReserve), so a retry later
+ * can succeed, and the message says why it failed.
+ */
+export class StorageFullError extends S3Error {
+  constructor(detail: string) {
+    super('SlowDown', `Insufficient storage: the server's disk is full (${detail}). Delete objects or free space, then retry.`);
+    this.name = 'StorageFullError';
+  }
+}
+
+/**
+ * The server cannot write where it keeps its data (EACCES, EPERM, EROFS):
+ * an operator's problem, not the request's, and one that a fix of
+ * permissions or a remount cures without a restart. 503 like MinIO's answer
+ * for a drive it cannot use; the full reason goes to the log, not the client.
+ */
+export class StorageUnwritableError extends S3Error {
+  constructor(readonly reason: string) {
+    super('ServiceUnavailable', 'The server cannot write to its storage right now; the operator has been told. Retry later.');
+    this.name = 'StorageUnwritableError';
+    // The log gets the stack (server.ts logs every 5xx): it names the path and errno.
+    this.stack = `${this.stack ?? ''}\nCaused by: ${reason}`;
+  }
+}
+
+const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+const UNWRITABLE_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'SQLITE_READONLY', 'SQLITE_CANTOPEN', 'SQLITE_PERM']);
+
+function codeOf(error: unknown): string | undefined {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** True for a full disk, whichever layer said so (node:fs, SQLite, or a StorageFullError already). */
+export function isDiskFull(error: unknown): boolean {
+  if (error instanceof StorageFullError) return true;
+  const code = codeOf(error);
+  return code !== undefined && DISK_FULL_CODES.has(code);
+}
+
+/**
+ * Turns a file-system or SQLite error about the storage itself into its
+ * precise S3 error; returns anything else unchanged.
+ */
+export function storageError(error: unknown): unknown {
+  if (error instanceof S3Error) return error;
+  const code = codeOf(error);
+  if (code === undefined) return error;
+  if (DISK_FULL_CODES.has(code)) return new StorageFullError(code);
+  if (UNWRITABLE_CODES.has(code)) return new StorageUnwritableError(`${code}: ${(error as Error).message}`);
+  return error;
 }

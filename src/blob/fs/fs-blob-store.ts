@@ -7,6 +7,7 @@ import { assert } from '../../util/assert.ts';
 import { ByteBudget } from '../../util/byte-budget.ts';
 import { WriteBehind, writevFully } from '../../util/file-writes.ts';
 import { newBlobId } from '../../util/ids.ts';
+import { storageError } from '../../util/s3-error.ts';
 import { BlobNotFoundError, type BlobRef, type BlobStore, type BlobWriter } from '../blob-store.ts';
 import { FileRangeStream } from './file-range-stream.ts';
 
@@ -182,7 +183,8 @@ class FsBlobWriter implements BlobWriter {
     this.#gathered = [];
     this.#gatheredBytes = 0;
     const write = this.#writeAt(chunks, position).catch((error: unknown) => {
-      this.#failure ??= error;
+      // ENOSPC, EACCES and the like answer as what they are (503), not as a 500.
+      this.#failure ??= storageError(error);
     });
     this.#inFlight.add(write);
     void write.finally(() => {
@@ -203,6 +205,14 @@ class FsBlobWriter implements BlobWriter {
   }
 
   async commit(): Promise<number> {
+    try {
+      return await this.#commit();
+    } catch (error) {
+      throw storageError(error);
+    }
+  }
+
+  async #commit(): Promise<number> {
     assert(this.#state === 'open', `commit of ${this.#state} blob`);
     await this.#flushGathered();
     await Promise.all(this.#inFlight);

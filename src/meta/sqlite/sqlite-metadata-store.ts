@@ -1,8 +1,10 @@
 import Database from 'better-sqlite3';
 import { assert } from '../../util/assert.ts';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
+import { storageError } from '../../util/s3-error.ts';
 import {
   CommitOutcomeUnknownError,
+  MetadataUnavailableError,
   type CommitOutcome,
   type CommitRequest,
   type ListRequest,
@@ -33,6 +35,7 @@ import { listKeys, listUploads, listVersions } from './listing.ts';
 import { MIGRATIONS, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 import { SERVING_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
 import { WalSync } from './wal-sync.ts';
+import { OpenFileIdentity } from './file-identity.ts';
 import { rowToUpload, rowToVersion, uploadMeta, versionMeta, type UploadRow, type VersionRow } from './rows.ts';
 
 export const LOCAL_BACKEND = 'local';
@@ -71,6 +74,11 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly #buckets = new Map<string, BucketRecord>();
   /** Absent for an in-memory database (tests), which has no WAL to sync. */
   readonly #wal: WalSync | undefined;
+  /** The database file and its WAL as opened (absent in memory): a store whose files left their paths refuses writes. */
+  readonly #files: OpenFileIdentity[] = [];
+  /** Set once for good: why this store refuses every mutation. */
+  #unusable: MetadataUnavailableError | undefined;
+  readonly #onUnusable: (reason: string) => void;
   /** Only when this store is its database's only writer (see LatestVersions). */
   readonly #latest: LatestVersions | undefined;
 
@@ -94,8 +102,9 @@ export class SqliteMetadataStore implements MetadataStore {
    *   (one server process owns the data directory): the store may then keep
    *   the latest versions of recently read keys in memory.
    */
-  constructor(path: string, options: { onBucketsChanged?: () => void; soleWriter?: boolean } = {}) {
+  constructor(path: string, options: { onBucketsChanged?: () => void; soleWriter?: boolean; onUnusable?: (reason: string) => void } = {}) {
     this.#onBucketsChanged = options.onBucketsChanged ?? (() => undefined);
+    this.#onUnusable = options.onUnusable ?? (() => undefined);
     this.#latest = options.soleWriter === true ? new LatestVersions() : undefined;
     this.#db = new Database(path);
     this.#db.pragma('journal_mode = WAL');
@@ -114,8 +123,14 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#commitStatement = this.#db.prepare('COMMIT');
       this.#rollbackStatement = this.#db.prepare('ROLLBACK');
       this.#busyTimeoutForReads = this.#db.prepare(`PRAGMA busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
-      this.#wal = path === ':memory:' ? undefined : new WalSync(`${path}-wal`);
+      if (path !== ':memory:') {
+        this.#files.push(new OpenFileIdentity(path), new OpenFileIdentity(`${path}-wal`));
+      }
+      // After every WAL sync, before any commit it covers is acknowledged: a
+      // sync into a deleted or replaced database made nothing durable.
+      this.#wal = path === ':memory:' ? undefined : new WalSync(`${path}-wal`, () => this.#filesProblem());
     } catch (error) {
+      for (const file of this.#files) file.close();
       this.#db.close();
       throw error;
     }
@@ -132,7 +147,8 @@ export class SqliteMetadataStore implements MetadataStore {
         throw new Error(`the metadata store has schema version ${row?.value}; this Talus knows up to ${SCHEMA_VERSION}`);
       }
       for (const migration of MIGRATIONS) if (migration.toVersion > found) this.#db.exec(migration.sql);
-      update.run(String(SCHEMA_VERSION));
+      // Only when it changes: opening must not need to write (a full disk must not stop a start-up).
+      if (row === undefined || found !== SCHEMA_VERSION) update.run(String(SCHEMA_VERSION));
     }).immediate();
   }
 
@@ -177,9 +193,13 @@ export class SqliteMetadataStore implements MetadataStore {
     // After a failed fdatasync the kernel may have dropped WAL pages: fail
     // closed, before any later mutation commits (and becomes visible)
     // without ever being durable.
-    const walFailure = this.#wal?.failure;
-    if (walFailure !== undefined) {
-      for (const entry of this.#pending.splice(0)) entry.reject(walFailure);
+    // Likewise once the database was found deleted or replaced under us:
+    // its commits would be lost on restart. The files are looked at after
+    // every WAL sync (WalSync's verify), before any commit it covers is
+    // acknowledged, not here: one look per sync, however many batches it covers.
+    const refusal = this.#refusal(false);
+    if (refusal !== undefined) {
+      for (const entry of this.#pending.splice(0)) entry.reject(refusal);
       return;
     }
     // BEGIN IMMEDIATE takes the write lock up front: a deferred transaction
@@ -202,7 +222,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }
       this.#lockWaitStartedMs = undefined;
       this.#lockWaitAttempts = 0;
-      for (const entry of this.#pending.splice(0)) entry.reject(error);
+      for (const entry of this.#pending.splice(0)) entry.reject(storageError(error));
       return;
     }
     this.#busyTimeoutForReads.run();
@@ -230,7 +250,8 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#commitStatement.run();
     } catch (error) {
       if (this.#db.inTransaction) this.#rollbackStatement.run();
-      for (const entry of batch) entry.reject(error);
+      // SQLITE_FULL rolled the batch back: a retryable 503, nothing committed.
+      for (const entry of batch) entry.reject(storageError(error));
       if (this.#pending.length > 0) this.#scheduleFlush(0);
       return;
     }
@@ -238,9 +259,43 @@ export class SqliteMetadataStore implements MetadataStore {
     for (const [i, entry] of batch.entries()) {
       const outcome = outcomes[i]!;
       if (outcome.ok) entry.resolve({ value: outcome.value, ticket });
-      else entry.reject(outcome.error);
+      else entry.reject(storageError(outcome.error));
     }
     if (this.#pending.length > 0) this.#scheduleFlush(0);
+  }
+
+  /** What the files at the store's paths say: undefined while they are the ones it has open. */
+  #filesProblem(): string | undefined {
+    for (const file of this.#files) {
+      const problem = file.problem();
+      if (problem !== undefined) return problem;
+    }
+    return undefined;
+  }
+
+  /**
+   * The standing refusal: a failed WAL sync, or files found gone (`look`:
+   * look at them now; the readiness probe and the purger's once-a-second
+   * pass do, so an idle server notices too). Sticky: a restart clears it.
+   */
+  #refusal(look = true): MetadataUnavailableError | undefined {
+    if (this.#unusable !== undefined) return this.#unusable;
+    const walFailure = this.#wal?.failure;
+    const reason = walFailure?.message ?? (look ? this.#filesProblem() : undefined);
+    if (reason === undefined) return undefined;
+    this.#unusable = new MetadataUnavailableError(reason);
+    this.#onUnusable(reason);
+    return this.#unusable;
+  }
+
+  /** For transactions outside the batched path (purge and repair bookkeeping). */
+  #assertUsable(): void {
+    const refusal = this.#refusal();
+    if (refusal !== undefined) throw refusal;
+  }
+
+  unusableReason(): string | undefined {
+    return this.#refusal()?.reason;
   }
 
   /** How many WAL fdatasyncs ran (group commit makes this lower than the commit count). */
@@ -251,6 +306,31 @@ export class SqliteMetadataStore implements MetadataStore {
   /** The database handle, for the listing helpers and tests. */
   get database(): Database.Database {
     return this.#db;
+  }
+
+  /**
+   * The store's identity and epoch (see data-dir-identity.ts), recorded in
+   * `settings`; undefined for a database created before they existed, or
+   * just now.
+   */
+  async storeIdentity(): Promise<StoreIdentity | undefined> {
+    const id = this.#statements.getSetting.get('store_id') as { value: string } | undefined;
+    const epoch = this.#statements.getSetting.get('store_epoch') as { value: string } | undefined;
+    if (id === undefined || epoch === undefined) return undefined;
+    return { id: id.value, epoch: Number(epoch.value) };
+  }
+
+  /** Records the identity and epoch, durably. */
+  async setStoreIdentity(identity: StoreIdentity): Promise<void> {
+    await this.#mutate(() => {
+      this.#statements.putSetting.run('store_id', identity.id);
+      this.#statements.putSetting.run('store_epoch', String(identity.epoch));
+    });
+  }
+
+  /** True when the database holds no bucket and no blob: a new database, or one that lost its contents. */
+  async holdsNothing(): Promise<boolean> {
+    return this.#statements.anyBucket.get() === undefined && this.#statements.anyBlob.get() === undefined;
   }
 
   async putAccessKey(record: AccessKeyRecord): Promise<void> {
@@ -501,11 +581,14 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async takePurgeBatch(nowMs: number, limit: number): Promise<PurgeEntry[]> {
+    // A store that lost its database deletes nothing: the blobs may be all a restore has left.
+    if (this.#refusal() !== undefined) return [];
     const rows = this.#statements.purgeDue.all(nowMs, limit) as { blob_id: string; backend: string }[];
     return rows.map((row) => (row.backend === LOCAL_BACKEND ? { blobId: row.blob_id } : { blobId: row.blob_id, location: row.backend }));
   }
 
   async completePurge(blobIds: string[]): Promise<void> {
+    this.#assertUsable();
     this.#db.transaction(() => {
       for (const blobId of blobIds) {
         // Repairs of a blob gone for good have nothing left to do.
@@ -515,6 +598,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async postponePurge(blobIds: string[], untilMs: number): Promise<void> {
+    this.#assertUsable();
     this.#db.transaction(() => {
       for (const blobId of blobIds) this.#statements.postponePurge.run(untilMs, blobId);
     }).immediate();
@@ -530,16 +614,19 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async takeRepairs(nowMs: number, limit: number): Promise<RepairEntry[]> {
+    if (this.#refusal() !== undefined) return [];
     return (this.#statements.repairsDue.all(nowMs, limit) as RepairRow[]).map(repairEntry);
   }
 
   async completeRepairs(entries: readonly { blobId: string; shard: number }[]): Promise<void> {
+    this.#assertUsable();
     this.#db.transaction(() => {
       for (const entry of entries) this.#statements.completeRepair.run(entry.blobId, entry.shard);
     }).immediate();
   }
 
   async postponeRepairs(entries: readonly { blobId: string; shard: number }[], untilMs: number): Promise<void> {
+    this.#assertUsable();
     this.#db.transaction(() => {
       for (const entry of entries) this.#statements.postponeRepair.run(untilMs, entry.blobId, entry.shard);
     }).immediate();
@@ -552,6 +639,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async forgetRepairs(blobIds: readonly string[]): Promise<void> {
+    this.#assertUsable();
     this.#db.transaction(() => {
       for (const blobId of blobIds) this.#statements.forgetRepairs.run(blobId);
     }).immediate();
@@ -566,6 +654,7 @@ export class SqliteMetadataStore implements MetadataStore {
     // Mutations already asked for still commit (a flush is scheduled while any wait).
     while (this.#pending.length > 0) await new Promise((resolve) => setTimeout(resolve, 1));
     await this.#wal?.close();
+    for (const file of this.#files) file.close();
     this.#db.close();
   }
 
@@ -596,6 +685,13 @@ export class SqliteMetadataStore implements MetadataStore {
       assert(changes <= 1, 'blob ids are unique');
     }
   }
+}
+
+export interface StoreIdentity {
+  /** Random, set when the store is created (or first opened by a Talus that records it). */
+  id: string;
+  /** Incremented by every start-up of the owning server. */
+  epoch: number;
 }
 
 interface BucketRow {
@@ -649,6 +745,10 @@ function serializeTags(tags: Tag[] | null): string | null {
 
 function prepareStatements(db: Database.Database) {
   return {
+    getSetting: db.prepare('SELECT value FROM settings WHERE name = ?'),
+    putSetting: db.prepare('INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)'),
+    anyBucket: db.prepare('SELECT 1 FROM buckets LIMIT 1'),
+    anyBlob: db.prepare('SELECT 1 FROM blobs LIMIT 1'),
     putAccessKey: db.prepare('INSERT OR REPLACE INTO access_keys (access_key_id, secret_access_key, created_ms) VALUES (?, ?, ?)'),
     listAccessKeys: db.prepare('SELECT * FROM access_keys ORDER BY created_ms'),
     insertBucket: db.prepare('INSERT OR IGNORE INTO buckets (name, created_ms, owner_id, versioning, tags) VALUES (?, ?, ?, ?, ?)'),

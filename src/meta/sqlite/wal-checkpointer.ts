@@ -15,37 +15,76 @@ import { Worker } from 'node:worker_threads';
  * every frame, the next writer starts the WAL over from its beginning.
  */
 export class WalCheckpointer {
-  readonly #worker: Worker;
-  /** Settles when the thread has ended, however it ended (a thread that died before stop() must not make stop() wait for ever). */
-  readonly #exited: Promise<void>;
+  readonly #databasePath: string;
+  readonly #driverPath: string;
+  readonly #onError: (error: unknown) => void;
+  #worker!: Worker;
+  /** Settles when the current thread has ended, however it ended (a thread that died before stop() must not make stop() wait for ever). */
+  #exited!: Promise<void>;
   #stopped = false;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #restarts = 0;
 
   constructor(databasePath: string, onError: (error: unknown) => void) {
     // The thread runs plain JavaScript (no TypeScript loader in threads); it
     // finds better-sqlite3 by the path this module resolves.
-    const driverPath = createRequire(import.meta.url).resolve('better-sqlite3');
-    this.#worker = new Worker(THREAD_SOURCE, {
+    this.#driverPath = createRequire(import.meta.url).resolve('better-sqlite3');
+    this.#databasePath = databasePath;
+    this.#onError = onError;
+    this.#spawn();
+  }
+
+  #spawn(): void {
+    const worker = new Worker(THREAD_SOURCE, {
       eval: true,
-      workerData: { driverPath, databasePath, intervalMs: CHECKPOINT_INTERVAL_MS },
+      workerData: { driverPath: this.#driverPath, databasePath: this.#databasePath, intervalMs: CHECKPOINT_INTERVAL_MS },
     });
-    this.#exited = new Promise<void>((resolve) => this.#worker.once('exit', () => resolve()));
-    this.#worker.on('error', (error) => {
-      if (!this.#stopped) onError(error);
+    this.#worker = worker;
+    this.#exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    worker.on('error', (error) => {
+      if (!this.#stopped) this.#onError(error);
     });
-    this.#worker.unref();
+    // A checkpoint that failed (a full disk: SQLITE_FULL) is reported and retried at the next interval.
+    worker.on('message', (message: { checkpointFailed?: string }) => {
+      if (!this.#stopped && message.checkpointFailed !== undefined) this.#onError(new Error(`WAL checkpoint failed: ${message.checkpointFailed}`));
+    });
+    // A thread that died anyway (it could not open its database, say) is
+    // started again with backoff: left dead, the WAL would grow until the
+    // serving connections' safety net checkpoints on the event loop.
+    void this.#exited.then(() => {
+      if (this.#stopped) return;
+      const delayMs = Math.min(RESTART_DELAY_MS_MAX, RESTART_DELAY_MS * 2 ** Math.min(this.#restarts, 10));
+      this.#restarts++;
+      this.#restartTimer = setTimeout(() => {
+        this.#restartTimer = undefined;
+        if (!this.#stopped) this.#spawn();
+      }, delayMs);
+      this.#restartTimer.unref();
+    });
+    worker.unref();
+  }
+
+  /** How many times the thread was started again after it died. */
+  get restarts(): number {
+    return this.#restarts;
   }
 
   /** Closes the thread's connection (so the server's own close can checkpoint and remove the WAL) and ends the thread. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    if (this.#restartTimer !== undefined) clearTimeout(this.#restartTimer);
     this.#worker.postMessage('stop');
-    const timer = setTimeout(() => void this.#worker.terminate(), STOP_TIMEOUT_MS);
+    const worker = this.#worker;
+    const timer = setTimeout(() => void worker.terminate(), STOP_TIMEOUT_MS);
     await this.#exited;
     clearTimeout(timer);
   }
 }
 
+/** Backoff for starting a dead checkpointer thread again: 1 s, doubling, at most a minute. */
+const RESTART_DELAY_MS = 1_000;
+const RESTART_DELAY_MS_MAX = 60_000;
 /** How often the thread looks at the WAL: it holds at most this long's worth of commits beyond the database. */
 const CHECKPOINT_INTERVAL_MS = 100;
 const STOP_TIMEOUT_MS = 5_000;
@@ -62,14 +101,25 @@ db.pragma('synchronous = NORMAL');
 db.pragma('wal_autocheckpoint = 0');
 const walPath = workerData.databasePath + '-wal';
 let lastChange = 0;
+let lastFailure = '';
 const timer = setInterval(() => {
   let changed = 0;
   try { changed = statSync(walPath).mtimeMs; } catch { return; }
   // Frames were appended since the last look: copy them. An idle database
   // costs one stat per interval and no checkpoint at all.
   if (changed === lastChange) return;
-  lastChange = changed;
-  db.pragma('wal_checkpoint(PASSIVE)');
+  try {
+    db.pragma('wal_checkpoint(PASSIVE)');
+    lastChange = changed;
+  } catch (error) {
+    // SQLITE_FULL on a full disk, say: uncaught, this would end the thread
+    // for good. Report it (once per kind) and try again next interval.
+    const text = String(error && error.message || error);
+    if (text !== lastFailure) parentPort.postMessage({ checkpointFailed: text });
+    lastFailure = text;
+    return;
+  }
+  lastFailure = '';
 }, workerData.intervalMs);
 parentPort.once('message', () => {
   clearInterval(timer);

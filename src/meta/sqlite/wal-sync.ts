@@ -42,7 +42,11 @@ export class WalSync {
   #closed = false;
   syncCount = 0;
 
-  constructor(walPath: string) {
+  /** Asked after every successful fdatasync: a reason here means the synced files are no longer the store's (see OpenFileIdentity). */
+  readonly #verify: () => string | undefined;
+
+  constructor(walPath: string, verify: () => string | undefined = () => undefined) {
+    this.#verify = verify;
     this.#fd = openSync(walPath, 'r');
     assert(fstatSync(this.#fd).isFile(), `${walPath} is not a file`);
   }
@@ -86,8 +90,12 @@ export class WalSync {
         this.#running = false;
         this.#runningPromise = undefined;
         this.syncCount++;
-        if (error === null) this.#durableThrough = Math.max(this.#durableThrough, covers);
+        // A sync into a file that is no longer at its path made nothing durable
+        // that a restart would find: as much a failure as an EIO.
+        const lost = error === null ? this.#verify() : undefined;
+        if (error === null && lost === undefined) this.#durableThrough = Math.max(this.#durableThrough, covers);
         if (error !== null) this.#failure = new Error(`fdatasync of the metadata WAL failed: ${error.message}`);
+        if (lost !== undefined) this.#failure = new Error(`the metadata database is gone: ${lost}`);
         const waiting = this.#next;
         this.#next = undefined;
         if (this.#failure !== undefined) {
