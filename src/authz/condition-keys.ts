@@ -1,0 +1,70 @@
+/**
+ * The request's condition keys: name → values. Names are case-insensitive
+ * in IAM, so they are stored lower-cased; a key may carry several values
+ * (multi-valued keys such as s3:RequestObjectTagKeys), each a string as IAM
+ * compares them.
+ */
+export interface ConditionKeys {
+  /** Values of a key, by its lower-cased name; undefined when the request has no such key. */
+  get(lowerCaseName: string): readonly string[] | undefined;
+}
+
+export type ConditionKeyInput = Record<string, string | number | boolean | readonly string[] | undefined>;
+
+/** Builds the map from any-case names; undefined values are left out (the key is absent). */
+export function conditionKeys(input: ConditionKeyInput): ConditionKeys {
+  const keys = new Map<string, readonly string[]>();
+  for (const [name, value] of Object.entries(input)) {
+    if (value === undefined) continue;
+    keys.set(name.toLowerCase(), typeof value === 'object' ? value : [String(value)]);
+  }
+  return keys;
+}
+
+export const NO_CONDITION_KEYS: ConditionKeys = new Map<string, readonly string[]>();
+
+/**
+ * Policy variables `${aws:username}` etc. in resources and condition values
+ * (IAM: `${*}`, `${?}` and `${$}` stand for the literal characters). A text
+ * without `${` is a constant and costs nothing per request.
+ */
+export type Template = { constant: string } | { parts: readonly TemplatePart[] };
+export type TemplatePart = { text: string } | { literal: string } | { variable: string };
+
+const VARIABLE = /\$\{([^}]*)\}/g;
+
+export function compileTemplate(text: string): Template {
+  if (!text.includes('${')) return { constant: text };
+  const parts: TemplatePart[] = [];
+  let last = 0;
+  for (const match of text.matchAll(VARIABLE)) {
+    const start = match.index ?? 0;
+    if (start > last) parts.push({ text: text.slice(last, start) });
+    const name = (match[1] ?? '').trim();
+    if (name === '*' || name === '?' || name === '$') parts.push({ literal: name });
+    else parts.push({ variable: name.toLowerCase() });
+    last = start + match[0].length;
+  }
+  if (last < text.length) parts.push({ text: text.slice(last) });
+  return { parts };
+}
+
+/**
+ * Resolves a template; undefined when a variable's key is absent or
+ * multi-valued (IAM: the statement then does not match). `escapeLiteral`
+ * lets wildcard users keep `${*}` literal.
+ */
+export function resolveTemplate(template: Template, keys: ConditionKeys, escapeLiteral: (char: string) => string = (char) => char, escapeValue: (value: string) => string = (value) => value): string | undefined {
+  if ('constant' in template) return template.constant;
+  let out = '';
+  for (const part of template.parts) {
+    if ('text' in part) out += part.text;
+    else if ('literal' in part) out += escapeLiteral(part.literal);
+    else {
+      const values = keys.get(part.variable);
+      if (values === undefined || values.length !== 1) return undefined;
+      out += escapeValue(values[0] ?? '');
+    }
+  }
+  return out;
+}
