@@ -68,3 +68,18 @@ export function resolveTemplate(template: Template, keys: ConditionKeys, escapeL
   }
   return out;
 }
+
+/**
+ * Condition keys built on first use: most requests meet no policy with a
+ * Condition (or no policy at all), so the wiring need not build the map for
+ * them.
+ */
+export function lazyConditionKeys(build: () => ConditionKeys): ConditionKeys {
+  let built: ConditionKeys | undefined;
+  return {
+    get(lowerCaseName: string): readonly string[] | undefined {
+      built ??= build();
+      return built.get(lowerCaseName);
+    },
+  };
+}
