@@ -160,7 +160,7 @@ export function authorize(input: AuthorizeInput): Decision {
     if (!restricted || isBucketOwner) return allow('bucket-policy', bucketPolicySid);
   }
 
-  if (principal.kind === 'anonymous') return aclAllows(input, undefined, false) ? allow('acl') : deny('no-grant');
+  if (principal.kind === 'anonymous') return aclAllows(input, undefined, false) === undefined ? deny('no-grant') : allow('acl');
   return aclOrOwnerAllows(input, principal.canonicalId, isBucketOwner);
 }
 
@@ -175,21 +175,26 @@ function aclOrOwnerAllows(input: AuthorizeInput, canonicalId: string, isBucketOw
     const owner = kind === 'object' ? (input.object?.owner ?? bucket.owner) : bucket.owner;
     if (owner === canonicalId) return allow('owner');
   }
-  return aclAllows(input, canonicalId, isBucketOwner) ? allow('acl') : deny('no-grant');
+  const granted = aclAllows(input, canonicalId, isBucketOwner);
+  return granted === undefined ? deny('no-grant') : allow(granted);
 }
 
-/** Does the bucket's or object's ACL grant the action? A missing ACL is private to its resource's owner. */
-function aclAllows(input: AuthorizeInput, canonicalId: string | undefined, isBucketOwner: boolean): boolean {
+/**
+ * Does the bucket's or object's ACL grant the action? A missing ACL is
+ * private to its resource's owner ('owner': the common case, decided without
+ * looking at any grant); undefined when nothing grants it.
+ */
+function aclAllows(input: AuthorizeInput, canonicalId: string | undefined, isBucketOwner: boolean): 'owner' | 'acl' | undefined {
   const bucket = input.bucket as BucketAccess;
-  if (!aclsEnabled(bucket.ownership)) return false;
+  if (!aclsEnabled(bucket.ownership)) return undefined;
   const rule = ACTION_ACL.get(input.action);
-  if (rule === undefined) return false;
-  if (rule.granteeMustOwnBucket === true && !isBucketOwner) return false;
+  if (rule === undefined) return undefined;
+  if (rule.granteeMustOwnBucket === true && !isBucketOwner) return undefined;
   const acl = rule.on === 'bucket' ? bucket.acl : input.object?.acl;
   if (acl === undefined) {
     const owner = rule.on === 'bucket' ? bucket.owner : (input.object?.owner ?? bucket.owner);
-    return canonicalId !== undefined && owner === canonicalId; // private: FULL_CONTROL to the owner only
+    return canonicalId !== undefined && owner === canonicalId ? 'owner' : undefined; // private: FULL_CONTROL to the owner only
   }
   const principal: AclPrincipal = canonicalId === undefined ? ANONYMOUS_ACL_PRINCIPAL : { anonymous: false, canonicalId };
-  return aclGrants(acl, principal, rule.permission, { ignorePublicGrants: bucket.publicAccessBlock?.ignorePublicAcls === true });
+  return aclGrants(acl, principal, rule.permission, { ignorePublicGrants: bucket.publicAccessBlock?.ignorePublicAcls === true }) ? 'acl' : undefined;
 }
