@@ -202,7 +202,12 @@ export interface OperationTarget {
   versionId?: string;
   /** DeleteObjects: every key of the request body (each checked as DeleteObject). */
   objects?: readonly { key: string; versionId?: string }[];
-  /** x-amz-acl or any x-amz-grant-* header is present (CreateBucket, PutObject, CopyObject, CreateMultipartUpload). */
+  /**
+   * CreateBucket: x-amz-acl or any x-amz-grant-* header is present (adds s3:PutBucketAcl, as AWS).
+   * Object writes with ACL headers need no s3:PutObjectAcl: AWS documents it, but ceph/s3-tests
+   * (test_bucket_policy_put_obj_grant) expects s3:PutObject alone to suffice; policies restrict
+   * such writes with the s3:x-amz-acl and s3:x-amz-grant-* condition keys instead.
+   */
   setsAcl?: boolean;
   /** x-amz-tagging is present (PutObject, CreateMultipartUpload; CopyObject with x-amz-tagging-directive REPLACE). */
   setsTagging?: boolean;
@@ -227,6 +232,16 @@ export interface PermissionCheck {
   versionId?: string;
 }
 
+/**
+ * The check that decides 404 or 403 for GetObject/HeadObject of a key that
+ * does not exist (AWS: 404 only to those who may list the bucket). The wiring
+ * sets s3:prefix to the key, as RGW does (ceph/s3-tests
+ * test_head_object_404_with_policy_prefix relies on it).
+ */
+export function missingObjectCheck(bucket: string, key: string): PermissionCheck {
+  return { action: 's3:ListBucket', resource: bucketArn(bucket), side: 'target', bucket, key };
+}
+
 /** Every check one request needs; all must be allowed. */
 export function requiredChecks(operation: AuthzOperation, target: OperationTarget): PermissionCheck[] {
   const rule = OPERATION_ACTIONS[operation];
@@ -245,7 +260,6 @@ export function requiredChecks(operation: AuthzOperation, target: OperationTarge
   const key = target.key ?? '';
   const checks = [objectCheck(rule, target.bucket, key, target.versionId, 'target')];
   const writesObject = operation === 'PutObject' || operation === 'CopyObject' || operation === 'CreateMultipartUpload';
-  if (writesObject && target.setsAcl === true) checks.push({ action: 's3:PutObjectAcl', resource: objectArn(target.bucket, key), side: 'target', bucket: target.bucket, key });
   if (writesObject && target.setsTagging === true) checks.push({ action: 's3:PutObjectTagging', resource: objectArn(target.bucket, key), side: 'target', bucket: target.bucket, key });
   if ((operation === 'CopyObject' || operation === 'UploadPartCopy') && target.copySource !== undefined) {
     const source = target.copySource;

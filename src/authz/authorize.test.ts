@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type Acl, expandCannedAcl } from './acl.ts';
-import { SERVICE_RESOURCE, type S3Action, bucketArn, objectArn } from './actions.ts';
+import { SERVICE_RESOURCE, type S3Action, bucketArn, missingObjectCheck, objectArn } from './actions.ts';
 import { type AuthorizeInput, type BucketAccess, type Decision, type ObjectAccess, type Principal, authorize } from './authorize.ts';
 import { type ConditionKeyInput, conditionKeys } from './condition-keys.ts';
 import { BUILT_IN_POLICIES, type CompiledPolicy, parsePolicy, principalIdentities } from './policy.ts';
@@ -175,4 +175,16 @@ for (const testCase of cases) {
 test('authorize names the deciding statement', () => {
   const decision = authorize({ principal: alice, action: 's3:GetObject', resource: OBJ, bucket: { ...aliceBucket, policy: lockedOutPolicy }, keys: conditionKeys({}) });
   assert.deepEqual(decision, { allowed: false, reason: 'bucket-policy-explicit-deny', sid: 'DenyAll' });
+});
+
+test('a missing key: 404 for those who may list it (s3:prefix = the key), 403 for others (test_head_object_404_with_policy_prefix)', () => {
+  const policy = bucketPolicy('alices', [{ Effect: 'Allow', Principal: { AWS: '*' }, Action: 's3:ListBucket', Resource: 'arn:aws:s3:::alices', Condition: { StringLike: { 's3:prefix': 'public/*' } } }]);
+  const answer = (principal: Principal, key: string) => {
+    const check = missingObjectCheck('alices', key);
+    return authorize({ principal, action: check.action, resource: check.resource, bucket: { ...aliceBucket, policy }, keys: conditionKeys({ 's3:prefix': key }) });
+  };
+  assert.equal(answer(bob, 'public/object').allowed, true);
+  assert.equal(answer(bob, 'private/object').allowed, false);
+  assert.equal(answer(anonymous, 'public/object').allowed, true);
+  assert.equal(answer(alice, 'private/object').reason, 'owner');
 });

@@ -77,8 +77,9 @@ export interface AuthorizeInput {
   /**
    * The object the action is on, when it exists (GetObject, Put/GetObjectAcl,
    * tagging, …). When absent, an object action is judged as if the object
-   * were the bucket owner's and private: the owner then gets its 404, others
-   * their 403.
+   * were the bucket owner's and private. (GetObject/HeadObject of a missing
+   * key are decided by missingObjectCheck() instead: 404 for those who may
+   * list the bucket, 403 for others.)
    */
   object?: ObjectAccess | undefined;
   keys: ConditionKeys;

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { expandCannedAcl } from './acl.ts';
+import { type CannedAcl, expandCannedAcl } from './acl.ts';
 import { AuthzError } from './errors.ts';
 import {
   checkAclAllowed, checkOwnershipChange, objectOwnerForWrite, parseObjectOwnershipHeader, parseOwnershipControls, renderOwnershipControls,
 } from './ownership.ts';
 import { parsePolicy } from './policy.ts';
-import { checkAclWrite, checkPolicyWrite, isPublicPolicy, parsePublicAccessBlock, renderPolicyStatus, renderPublicAccessBlock } from './public-access.ts';
+import { bucketIsPublic, checkAclWrite, checkPolicyWrite, isPublicPolicy, parsePublicAccessBlock, renderPolicyStatus, renderPublicAccessBlock } from './public-access.ts';
 
 const BUCKET_OWNER = { id: 'bucket-owner' };
 const WRITER = { id: 'writer' };
@@ -45,17 +45,23 @@ test('x-amz-object-ownership header', () => {
   assert.equal(code(() => parseObjectOwnershipHeader('bucketownerenforced')), 'InvalidArgument');
 });
 
-test('BucketOwnerEnforced: only no ACL or bucket-owner-full-control (or its equivalent) on writes', () => {
+test('BucketOwnerEnforced: only no ACL, bucket-owner-full-control or its XML equivalent (ceph/s3-tests ownership tests)', () => {
   const enforced = 'BucketOwnerEnforced';
-  // The object would be the bucket owner's, so the ACL is expanded for it.
+  const canned = (name: CannedAcl, owner = BUCKET_OWNER) => ({ canned: name, acl: expandCannedAcl(name, 'object', owner, BUCKET_OWNER) });
   assert.equal(code(() => checkAclAllowed(enforced, undefined, BUCKET_OWNER.id)), undefined);
-  assert.equal(code(() => checkAclAllowed(enforced, expandCannedAcl('bucket-owner-full-control', 'object', BUCKET_OWNER, BUCKET_OWNER), BUCKET_OWNER.id)), undefined);
-  assert.equal(code(() => checkAclAllowed(enforced, expandCannedAcl('private', 'bucket', BUCKET_OWNER), BUCKET_OWNER.id)), undefined);
-  assert.equal(code(() => checkAclAllowed(enforced, expandCannedAcl('public-read', 'object', BUCKET_OWNER), BUCKET_OWNER.id)), 'AccessControlListNotSupported');
-  assert.equal(code(() => checkAclAllowed(enforced, expandCannedAcl('bucket-owner-full-control', 'object', WRITER, BUCKET_OWNER), BUCKET_OWNER.id)), 'AccessControlListNotSupported');
+  assert.equal(code(() => checkAclAllowed(enforced, canned('bucket-owner-full-control', WRITER), BUCKET_OWNER.id)), undefined);
+  assert.equal(code(() => checkAclAllowed(enforced, canned('private'), BUCKET_OWNER.id)), 'AccessControlListNotSupported');
+  assert.equal(code(() => checkAclAllowed(enforced, canned('public-read'), BUCKET_OWNER.id)), 'AccessControlListNotSupported');
+  // Explicit grants: accepted only when they amount to bucket-owner-full-control.
+  assert.equal(code(() => checkAclAllowed(enforced, { acl: { owner: BUCKET_OWNER, grants: [{ grantee: { type: 'CanonicalUser', id: BUCKET_OWNER.id }, permission: 'FULL_CONTROL' }] } }, BUCKET_OWNER.id)), undefined);
+  assert.equal(code(() => checkAclAllowed(enforced, { acl: expandCannedAcl('bucket-owner-full-control', 'object', WRITER, BUCKET_OWNER) }, BUCKET_OWNER.id)), 'AccessControlListNotSupported');
+  // CreateBucket with x-amz-object-ownership BucketOwnerEnforced: private is fine, anything public is not.
+  assert.equal(code(() => checkAclAllowed(enforced, canned('private'), BUCKET_OWNER.id, 'CreateBucket')), undefined);
+  assert.equal(code(() => checkAclAllowed(enforced, canned('public-read'), BUCKET_OWNER.id, 'CreateBucket')), 'InvalidBucketAclWithObjectOwnership');
   // ACLs enabled: anything goes (the public access block is a separate check).
-  assert.equal(code(() => checkAclAllowed('ObjectWriter', expandCannedAcl('public-read', 'object', WRITER), BUCKET_OWNER.id)), undefined);
-  assert.equal(code(() => checkAclAllowed(undefined, expandCannedAcl('public-read', 'object', WRITER), BUCKET_OWNER.id)), undefined);
+  assert.equal(code(() => checkAclAllowed('ObjectWriter', canned('public-read', WRITER), BUCKET_OWNER.id)), undefined);
+  assert.equal(code(() => checkAclAllowed('BucketOwnerPreferred', canned('private', WRITER), BUCKET_OWNER.id)), undefined);
+  assert.equal(code(() => checkAclAllowed(undefined, canned('public-read', WRITER), BUCKET_OWNER.id)), undefined);
 });
 
 test('BucketOwnerEnforced cannot be set while the bucket ACL grants others', () => {
@@ -88,11 +94,13 @@ test('PublicAccessBlock refused: a value other than true/false, an unknown eleme
 
 test('BlockPublicAcls refuses public ACLs only', () => {
   const block = { blockPublicAcls: true, ignorePublicAcls: false, blockPublicPolicy: false, restrictPublicBuckets: false };
-  assert.equal(code(() => checkAclWrite(block, expandCannedAcl('public-read', 'object', WRITER))), 'AccessDenied');
-  assert.equal(code(() => checkAclWrite(block, expandCannedAcl('authenticated-read', 'bucket', WRITER))), 'AccessDenied');
-  assert.equal(code(() => checkAclWrite(block, expandCannedAcl('private', 'object', WRITER))), undefined);
+  const requested = (name: CannedAcl) => ({ canned: name, acl: expandCannedAcl(name, 'object', WRITER) });
+  assert.equal(code(() => checkAclWrite(block, requested('public-read'))), 'AccessDenied');
+  assert.equal(code(() => checkAclWrite(block, requested('public-read-write'))), 'AccessDenied');
+  assert.equal(code(() => checkAclWrite(block, requested('authenticated-read'))), 'AccessDenied');
+  assert.equal(code(() => checkAclWrite(block, requested('private'))), undefined);
   assert.equal(code(() => checkAclWrite(block, undefined)), undefined);
-  assert.equal(code(() => checkAclWrite(undefined, expandCannedAcl('public-read', 'object', WRITER))), undefined);
+  assert.equal(code(() => checkAclWrite(undefined, requested('public-read'))), undefined);
 });
 
 function policy(statement: Record<string, unknown>) {
@@ -104,7 +112,9 @@ const publicCases: [string, Record<string, unknown>, boolean][] = [
   ['Principal {"AWS":"*"}', { Principal: { AWS: '*' } }, true],
   ['a named principal', { Principal: { AWS: 'arn:aws:iam::alt-id:root' } }, false],
   ['a Deny for everyone', { Principal: '*', Effect: 'Deny' }, false],
-  ['NotPrincipal Allow', { NotPrincipal: { AWS: 'alt-id' } }, true],
+  ['a tenant ARN (ceph/s3-tests)', { Principal: { AWS: 'arn:aws:iam::s3tenant1:root' }, Action: 's3:ListBucket', Resource: ['arn:aws:s3:::b', 'arn:aws:s3:::b/*'] }, false],
+  ['a /32 range (ceph/s3-tests)', { Principal: { AWS: '*' }, Action: 's3:ListBucket', Resource: 'arn:aws:s3:::b', Condition: { IpAddress: { 'aws:SourceIp': '10.0.0.0/32' } } }, false],
+  ['ListBucket for everyone (ceph/s3-tests)', { Principal: { AWS: '*' }, Action: 's3:ListBucket', Resource: 'arn:aws:s3:::b' }, true],
   ['restricted to a CIDR', { Principal: '*', Condition: { IpAddress: { 'aws:SourceIp': '192.0.2.0/24' } } }, false],
   ['restricted to 0.0.0.0/0', { Principal: '*', Condition: { IpAddress: { 'aws:SourceIp': '0.0.0.0/0' } } }, true],
   ['a fixed aws:SourceArn', { Principal: '*', Condition: { ArnEquals: { 'aws:SourceArn': 'arn:aws:s3:::logs' } } }, false],
@@ -122,6 +132,15 @@ for (const [name, statement, expected] of publicCases) {
     assert.equal(code(() => checkPolicyWrite(block, compiled)), expected ? 'AccessDenied' : undefined);
   });
 }
+
+test('IsPublic counts a public bucket ACL too (ceph/s3-tests), unless IgnorePublicAcls', () => {
+  assert.equal(bucketIsPublic(undefined, undefined), false);
+  assert.equal(bucketIsPublic(undefined, expandCannedAcl('private', 'bucket', BUCKET_OWNER)), false);
+  assert.equal(bucketIsPublic(undefined, expandCannedAcl('public-read', 'bucket', BUCKET_OWNER)), true);
+  assert.equal(bucketIsPublic(undefined, expandCannedAcl('authenticated-read', 'bucket', BUCKET_OWNER)), true);
+  assert.equal(bucketIsPublic(undefined, expandCannedAcl('public-read', 'bucket', BUCKET_OWNER), { blockPublicAcls: false, ignorePublicAcls: true, blockPublicPolicy: false, restrictPublicBuckets: false }), false);
+  assert.equal(bucketIsPublic(policy({ Principal: '*' }), undefined), true);
+});
 
 test('GetBucketPolicyStatus body', () => {
   assert.equal(renderPolicyStatus(true), '<?xml version="1.0" encoding="UTF-8"?>\n<PolicyStatus xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><IsPublic>true</IsPublic></PolicyStatus>');

@@ -34,7 +34,7 @@ const malformed: [string, string, string][] = [
   ['resource of another bucket', bucketPolicy([{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: 'arn:aws:s3:::other/*' }]), 'Policy has invalid resource'],
   ['resource "*" in a bucket policy', bucketPolicy([{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: '*' }]), 'Policy has invalid resource'],
   ['resource not an ARN', bucketPolicy([{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: BUCKET }]), 'Policy has invalid resource'],
-  ['object action on the bucket ARN', bucketPolicy([{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}` }]), 'Action does not apply to any resource(s) in statement'],
+  ['Allow with NotPrincipal (ceph/s3-tests test_bucket_policy_allow_notprincipal)', bucketPolicy([{ Effect: 'Allow', NotPrincipal: { AWS: 'arn:aws:iam::s3tenant1:root' }, Action: 's3:ListBucket', Resource: `arn:aws:s3:::${BUCKET}` }]), 'NotPrincipal is not supported with Effect Allow'],
   ['unknown statement field', bucketPolicy([{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/*`, Foo: 1 }]), 'Unknown field Foo'],
   ['unknown condition operator', bucketPolicy([{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/*`, Condition: { StringSortOf: { 'aws:Referer': 'x' } } }]), 'Invalid Condition type : StringSortOf'],
   ['unknown condition key', bucketPolicy([{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/*`, Condition: { StringEquals: { 'aws:Moon': 'x' } } }]), 'Policy has an invalid condition key'],
@@ -72,6 +72,19 @@ test('accepted forms: a single Statement object, Version 2008-10-17, a wildcard 
   parsePolicy(JSON.stringify({ Version: '2008-10-17', Statement: [{ Effect: 'Allow', Principal: { AWS: ['*'] }, Action: ['s3:Get*', 's3:List*'], Resource: ['arn:aws:s3:::pho*'] }] }), { kind: 'bucket', bucket: BUCKET });
   const policy = parsePolicy(bucketPolicy([{ Effect: 'Allow', Principal: { AWS: ['arn:aws:iam::alice-id:root', 'bob-id'], CanonicalUser: 'carol-id' }, Action: 's3:*', Resource: [`arn:aws:s3:::${BUCKET}`, `arn:aws:s3:::${BUCKET}/*`] }]), { kind: 'bucket', bucket: BUCKET });
   assert.equal(policy.statements.length, 1);
+});
+
+test('ceph/s3-tests forms are accepted: object actions on the bucket ARN, a tenant ARN principal, "Action": "*", arn:aws:s3:::*', () => {
+  // AWS answers "Action does not apply to any resource(s) in statement" here; the suite (test_bucket_policy_multipart) expects acceptance.
+  parsePolicy(bucketPolicy([{ Effect: 'Allow', Principal: { AWS: '*' }, Action: 's3:PutObject', Resource: `arn:aws:s3:::${BUCKET}` }]), { kind: 'bucket', bucket: BUCKET });
+  parsePolicy(bucketPolicy([{ Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::s3tenant1:root' }, Action: 's3:ListBucket', Resource: [`arn:aws:s3:::${BUCKET}`, `arn:aws:s3:::${BUCKET}/*`] }]), { kind: 'bucket', bucket: BUCKET });
+  parsePolicy(bucketPolicy([{ Effect: 'Allow', Principal: { AWS: '*' }, Action: '*', Resource: [`arn:aws:s3:::${BUCKET}`, `arn:aws:s3:::${BUCKET}/*`] }]), { kind: 'bucket', bucket: BUCKET });
+  parsePolicy(bucketPolicy([{ Effect: 'Allow', Principal: { AWS: '*' }, Action: 's3:ListBucket', Resource: ['arn:aws:s3:::*', 'arn:aws:s3:::*/*'] }]), { kind: 'bucket', bucket: BUCKET });
+});
+
+test('a bucket-ARN-only PutObject grant does not reach objects (test_bucket_policy_multipart)', () => {
+  const policy = parsePolicy(bucketPolicy([{ Effect: 'Allow', Principal: { AWS: '*' }, Action: 's3:PutObject', Resource: `arn:aws:s3:::${BUCKET}` }]), { kind: 'bucket', bucket: BUCKET });
+  assert.equal(evaluatePolicy(policy, { action: 's3:PutObject', resource: `arn:aws:s3:::${BUCKET}/mpobj`, principal: BOB, keys: conditionKeys({}) }).effect, 'None');
 });
 
 test('the stored text is kept byte for byte (GetBucketPolicy gives it back)', () => {

@@ -6,7 +6,7 @@
  * Matching: actions case-insensitively, resources case-sensitively, both with
  * `*` and `?`; resources may use policy variables (`${aws:username}`).
  */
-import { ACTION_KINDS, ALL_ACTIONS, type ResourceKind, type S3Action } from './actions.ts';
+import { ALL_ACTIONS, type S3Action } from './actions.ts';
 import { type ConditionKeys, type Template, compileTemplate, resolveTemplate } from './condition-keys.ts';
 import { type CompiledConditionEntry, compileCondition, conditionsHold } from './conditions.ts';
 import { AuthzError } from './errors.ts';
@@ -173,12 +173,12 @@ function compileStatement(raw: unknown, options: ParsePolicyOptions, version: st
     if (!hasPrincipal) throw malformed('Missing required field Principal');
     if (fields['Principal'] !== undefined && fields['NotPrincipal'] !== undefined) throw malformed('Statement cannot have both Principal and NotPrincipal');
     notPrincipal = fields['NotPrincipal'] !== undefined;
+    // IAM does not support NotPrincipal with Allow (it would grant everyone but a few); S3 refuses it.
+    if (notPrincipal && effect === 'Allow') throw malformed('NotPrincipal is not supported with Effect Allow');
     principal = compilePrincipal(notPrincipal ? fields['NotPrincipal'] : fields['Principal'], options);
   }
 
   const conditions = fields['Condition'] === undefined ? [] : compileCondition(fields['Condition']);
-
-  if (!notAction && !notResource) checkActionsApplyToResources(actionPatterns, resourcePatterns);
 
   // Policy variables exist from version 2012-10-17 on; in older documents `${` is literal text.
   const variables = version === '2012-10-17';
@@ -223,30 +223,6 @@ function validateResource(pattern: string, options: ParsePolicyOptions): void {
     const couldNameBucket = new RegExp(`^${wildcardSource(bucketPart)}$`).test(options.bucket)
       || (slash === -1 && new RegExp(`^${wildcardSource(rest)}$`).test(`${options.bucket}/x`));
     if (!couldNameBucket) throw malformed('Policy has invalid resource');
-  }
-}
-
-/** Which kinds of resource a pattern can name. */
-function resourceKindsOf(pattern: string): Set<ResourceKind> {
-  if (pattern === '*') return new Set(['service', 'bucket', 'object']);
-  const rest = pattern.slice(ARN_PREFIX.length);
-  const kinds = new Set<ResourceKind>();
-  if (!rest.includes('/')) kinds.add('bucket');
-  if (rest.includes('/') || rest.includes('*')) kinds.add('object');
-  if (rest === '*') kinds.add('service');
-  return kinds;
-}
-
-/** S3: "Action does not apply to any resource(s) in statement" when an action pattern matches no action on the statement's resources. */
-function checkActionsApplyToResources(actionPatterns: readonly string[], resourcePatterns: readonly string[]): void {
-  const kinds = new Set<ResourceKind>();
-  for (const pattern of resourcePatterns) for (const kind of resourceKindsOf(pattern)) kinds.add(kind);
-  for (const pattern of actionPatterns) {
-    const matcher = compileWildcard(pattern, true);
-    const applies = ALL_ACTIONS.some((action) => matcher(action) && kinds.has(ACTION_KINDS.get(action) as ResourceKind));
-    // Service-level actions (ListAllMyBuckets) are accepted with any resource: MinIO's built-ins use arn:aws:s3:::*.
-    const serviceOnly = ALL_ACTIONS.every((action) => !matcher(action) || ACTION_KINDS.get(action) === 'service');
-    if (!applies && !serviceOnly) throw malformed('Action does not apply to any resource(s) in statement');
   }
 }
 
