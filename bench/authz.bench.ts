@@ -30,11 +30,12 @@ const bucketPolicy = parsePolicy(JSON.stringify({
 
 const keysFor = () => lazyConditionKeys(() => conditionKeys({ 'aws:SourceIp': '192.0.2.7', 'aws:SecureTransport': true, 'aws:username': 'alice' }));
 
+const ROOT_ID = 'root-canonical-id';
 const scenarios: [string, () => AuthorizeInput][] = [
-  ['owner GET, no policy, no ACL (hot path)', () => ({ principal: alice, action: 's3:GetObject', resource, bucket: { owner: 'alice-canonical-id' }, object: { owner: 'alice-canonical-id' }, keys: keysFor() })],
-  ['owner GET, 3-statement bucket policy with conditions', () => ({ principal: alice, action: 's3:GetObject', resource, bucket: { owner: 'alice-canonical-id', policy: bucketPolicy }, object: { owner: 'alice-canonical-id' }, keys: keysFor() })],
-  ['readonly user GET (identity policy)', () => ({ principal: owner('reader', BUILT_IN_POLICIES.readonly), action: 's3:GetObject', resource, bucket: { owner: 'root' }, object: { owner: 'root' }, keys: keysFor() })],
-  ['anonymous GET, public-read object ACL', () => ({ principal: { kind: 'anonymous' }, action: 's3:GetObject', resource, bucket: { owner: 'alice-canonical-id' }, object: { owner: 'alice-canonical-id', acl: expandCannedAcl('public-read', 'object', { id: 'alice-canonical-id' }) }, keys: keysFor() })],
+  ['owner GET, no policy, no ACL (hot path)', () => ({ principal: alice, action: 's3:GetObject', resource, bucket: { owner: 'alice-canonical-id' }, object: { owner: 'alice-canonical-id' }, keys: keysFor(), rootCanonicalId: ROOT_ID })],
+  ['owner GET, 3-statement bucket policy with conditions', () => ({ principal: alice, action: 's3:GetObject', resource, bucket: { owner: 'alice-canonical-id', policy: bucketPolicy }, object: { owner: 'alice-canonical-id' }, keys: keysFor(), rootCanonicalId: ROOT_ID })],
+  ['readonly user GET (identity policy)', () => ({ principal: owner('reader', BUILT_IN_POLICIES.readonly), action: 's3:GetObject', resource, bucket: { owner: 'root' }, object: { owner: 'root' }, keys: keysFor(), rootCanonicalId: ROOT_ID })],
+  ['anonymous GET, public-read object ACL', () => ({ principal: { kind: 'anonymous' }, action: 's3:GetObject', resource, bucket: { owner: 'alice-canonical-id' }, object: { owner: 'alice-canonical-id', acl: expandCannedAcl('public-read', 'object', { id: 'alice-canonical-id' }) }, keys: keysFor(), rootCanonicalId: ROOT_ID })],
 ];
 
 for (const [name, makeInput] of scenarios) {

@@ -173,7 +173,7 @@ for (const testCase of cases) {
 }
 
 test('authorize names the deciding statement', () => {
-  const decision = authorize({ principal: alice, action: 's3:GetObject', resource: OBJ, bucket: { ...aliceBucket, policy: lockedOutPolicy }, keys: conditionKeys({}) });
+  const decision = authorize({ principal: alice, action: 's3:GetObject', resource: OBJ, bucket: { ...aliceBucket, policy: lockedOutPolicy }, keys: conditionKeys({}), rootCanonicalId: ROOT_ID });
   assert.deepEqual(decision, { allowed: false, reason: 'bucket-policy-explicit-deny', sid: 'DenyAll' });
 });
 
@@ -181,7 +181,7 @@ test('a missing key: 404 for those who may list it (s3:prefix = the key), 403 fo
   const policy = bucketPolicy('alices', [{ Effect: 'Allow', Principal: { AWS: '*' }, Action: 's3:ListBucket', Resource: 'arn:aws:s3:::alices', Condition: { StringLike: { 's3:prefix': 'public/*' } } }]);
   const answer = (principal: Principal, key: string) => {
     const check = missingObjectCheck('alices', key);
-    return authorize({ principal, action: check.action, resource: check.resource, bucket: { ...aliceBucket, policy }, keys: conditionKeys({ 's3:prefix': key }) });
+    return authorize({ principal, action: check.action, resource: check.resource, bucket: { ...aliceBucket, policy }, keys: conditionKeys({ 's3:prefix': key }), rootCanonicalId: ROOT_ID });
   };
   assert.equal(answer(bob, 'public/object').allowed, true);
   assert.equal(answer(bob, 'private/object').allowed, false);

@@ -83,8 +83,8 @@ export interface AuthorizeInput {
    */
   object?: ObjectAccess | undefined;
   keys: ConditionKeys;
-  /** root's canonical ID: a user principal carrying it is refused. */
-  rootCanonicalId?: string | undefined;
+  /** root's canonical ID: a user principal carrying it is refused. Required, so no caller forgets the check. */
+  rootCanonicalId: string;
 }
 
 export type AllowReason = 'root' | 'identity-policy' | 'bucket-policy' | 'owner' | 'acl' | 'own-account' | 'anonymous-listing';
@@ -117,7 +117,7 @@ function deny(reason: DenyReason, sid?: string): Decision {
 export function authorize(input: AuthorizeInput): Decision {
   const { principal, action, resource, bucket, keys } = input;
 
-  if (principal.kind === 'user' && input.rootCanonicalId !== undefined && principal.canonicalId === input.rootCanonicalId) {
+  if (principal.kind === 'user' && principal.canonicalId === input.rootCanonicalId) {
     return deny('user-claims-root-id');
   }
 
