@@ -4,6 +4,8 @@
  * (multi-valued keys such as s3:RequestObjectTagKeys), each a string as IAM
  * compares them.
  */
+import { wildcardSource } from './wildcard.ts';
+
 export interface ConditionKeys {
   /** Values of a key, by its lower-cased name; undefined when the request has no such key. */
   get(lowerCaseName: string): readonly string[] | undefined;
@@ -50,23 +52,50 @@ export function compileTemplate(text: string): Template {
 }
 
 /**
- * Resolves a template; undefined when a variable's key is absent or
- * multi-valued (IAM: the statement then does not match). `escapeLiteral`
- * lets wildcard users keep `${*}` literal.
+ * Resolves a template to plain text; undefined when a variable's key is
+ * absent or multi-valued (IAM: the statement then does not match).
  */
-export function resolveTemplate(template: Template, keys: ConditionKeys, escapeLiteral: (char: string) => string = (char) => char, escapeValue: (value: string) => string = (value) => value): string | undefined {
+export function resolveTemplate(template: Template, keys: ConditionKeys): string | undefined {
   if ('constant' in template) return template.constant;
   let out = '';
   for (const part of template.parts) {
     if ('text' in part) out += part.text;
-    else if ('literal' in part) out += escapeLiteral(part.literal);
+    else if ('literal' in part) out += part.literal;
     else {
-      const values = keys.get(part.variable);
-      if (values === undefined || values.length !== 1) return undefined;
-      out += escapeValue(values[0] ?? '');
+      const value = singleValue(keys, part.variable);
+      if (value === undefined) return undefined;
+      out += value;
     }
   }
   return out;
+}
+
+function singleValue(keys: ConditionKeys, name: string): string | undefined {
+  const values = keys.get(name);
+  return values === undefined || values.length !== 1 ? undefined : values[0];
+}
+
+/** RegExp metacharacters, `*` and `?` included: escapes text that must match literally. */
+const REGEXP_SPECIALS = /[.+^${}()|[\]\\*?]/g;
+
+/**
+ * Resolves a template used as a wildcard pattern into an anchored RegExp:
+ * `*` and `?` of the policy's own text are wildcards; those of `${*}`/`${?}`
+ * and of variable values are literal (a user named `*` matches only `*`).
+ */
+export function resolveTemplatePattern(template: Template, keys: ConditionKeys): RegExp | undefined {
+  if ('constant' in template) return new RegExp(`^${wildcardSource(template.constant)}$`);
+  let source = '';
+  for (const part of template.parts) {
+    if ('text' in part) source += wildcardSource(part.text);
+    else if ('literal' in part) source += part.literal.replace(REGEXP_SPECIALS, '\\$&');
+    else {
+      const value = singleValue(keys, part.variable);
+      if (value === undefined) return undefined;
+      source += value.replace(REGEXP_SPECIALS, '\\$&');
+    }
+  }
+  return new RegExp(`^${source}$`);
 }
 
 /**

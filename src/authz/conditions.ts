@@ -11,7 +11,7 @@
  * absent key).
  */
 import { BlockList, isIP } from 'node:net';
-import { type ConditionKeys, type Template, compileTemplate, resolveTemplate } from './condition-keys.ts';
+import { type ConditionKeys, type Template, compileTemplate, resolveTemplate, resolveTemplatePattern } from './condition-keys.ts';
 import { AuthzError } from './errors.ts';
 import { wildcardSource } from './wildcard.ts';
 
@@ -50,26 +50,7 @@ function likeTest(values: readonly string[]): ValueTest {
     const regexps = values.map((value) => new RegExp(`^${wildcardSource(value)}$`));
     return (value) => regexps.some((regexp) => regexp.test(value));
   }
-  return (value, keys) => templates.some((template) => {
-    const source = resolveTemplate(template, keys, (char) => `\\${char}`, (text) => text.replace(/[.+^${}()|[\]\\*?]/g, '\\$&'));
-    if (source === undefined) return false;
-    return new RegExp(`^${'constant' in template ? wildcardSource(source) : templateWildcardSource(source)}$`).test(value);
-  });
-}
-
-/** A resolved template keeps escaped characters literal and turns bare `*`/`?` into wildcards. */
-function templateWildcardSource(text: string): string {
-  let source = '';
-  for (let i = 0; i < text.length; i++) {
-    const char = text[i] as string;
-    if (char === '\\' && i + 1 < text.length) {
-      source += `\\${text[i + 1]}`;
-      i++;
-    } else if (char === '*') source += '[\\s\\S]*';
-    else if (char === '?') source += '[\\s\\S]';
-    else source += char.replace(/[.+^${}()|[\]\\]/g, '\\$&');
-  }
-  return source;
+  return (value, keys) => templates.some((template) => resolveTemplatePattern(template, keys)?.test(value) === true);
 }
 
 function numericTest(compare: (a: number, b: number) => boolean): (values: readonly string[]) => ValueTest {

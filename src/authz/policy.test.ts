@@ -101,6 +101,7 @@ interface Case {
   resource: string;
   principal: PolicyPrincipal;
   keys?: ConditionKeyInput;
+  version?: string;
   expected: 'Allow' | 'Deny' | 'None';
 }
 
@@ -230,12 +231,19 @@ const evaluation: Case[] = [
     statements: [{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/home/\${aws:username}/*` }],
   })),
   { name: 'a variable value with * stays literal', action: 's3:GetObject', resource: `arn:aws:s3:::${BUCKET}/home/alice/x`, principal: ALICE, expected: 'None', keys: { 'aws:username': '*' }, statements: [{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/home/\${aws:username}/*` }] },
+  ...([[`arn:aws:s3:::${BUCKET}/*/alice`, 'Allow'], [`arn:aws:s3:::${BUCKET}/x/alice`, 'None']] as const).map(([resource, expected]): Case => ({
+    name: `\${*} is a literal star: ${resource}`, action: 's3:GetObject', resource, principal: ALICE, expected, keys: { 'aws:username': 'alice' },
+    statements: [{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/\${*}/\${aws:username}` }],
+  })),
+  { name: 'a variable value with * stays literal in StringLike', action: 's3:ListBucket', resource: BKT, principal: ALICE, expected: 'None', keys: { 'aws:username': '*', 's3:prefix': 'home/bob/x' }, statements: [{ Effect: 'Allow', Principal: '*', Action: 's3:ListBucket', Resource: BKT, Condition: { StringLike: { 's3:prefix': 'home/${aws:username}/*' } } }] },
+  { name: 'variables are literal text in a 2008-10-17 policy', action: 's3:GetObject', resource: `arn:aws:s3:::${BUCKET}/home/alice/x`, principal: ALICE, expected: 'None', keys: { 'aws:username': 'alice' }, version: '2008-10-17', statements: [{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/home/\${aws:username}/*` }] },
   { name: '${aws:username} in a condition value', action: 's3:ListBucket', resource: BKT, principal: ALICE, expected: 'Allow', keys: { 'aws:username': 'alice', 's3:prefix': 'home/alice/docs' }, statements: [{ Effect: 'Allow', Principal: '*', Action: 's3:ListBucket', Resource: BKT, Condition: { StringLike: { 's3:prefix': 'home/${aws:username}/*' } } }] },
 ];
 
 for (const testCase of evaluation) {
   test(`policy evaluation: ${testCase.name}`, () => {
-    const policy = parsePolicy(bucketPolicy(testCase.statements), { kind: 'bucket', bucket: BUCKET });
+    const text = testCase.version === undefined ? bucketPolicy(testCase.statements) : JSON.stringify({ Version: testCase.version, Statement: testCase.statements });
+    const policy = parsePolicy(text, { kind: 'bucket', bucket: BUCKET });
     const verdict = evaluatePolicy(policy, { action: testCase.action, resource: testCase.resource, principal: testCase.principal, keys: conditionKeys(testCase.keys ?? {}) });
     assert.equal(verdict.effect, testCase.expected);
   });

@@ -7,7 +7,7 @@
  * `*` and `?`; resources may use policy variables (`${aws:username}`).
  */
 import { ALL_ACTIONS, type S3Action } from './actions.ts';
-import { type ConditionKeys, type Template, compileTemplate, resolveTemplate } from './condition-keys.ts';
+import { type ConditionKeys, type Template, compileTemplate, resolveTemplatePattern } from './condition-keys.ts';
 import { type CompiledConditionEntry, compileCondition, conditionsHold } from './conditions.ts';
 import { AuthzError } from './errors.ts';
 import { type TextMatcher, anyMatches, compileWildcard, wildcardSource } from './wildcard.ts';
@@ -270,24 +270,12 @@ function principalMatches(statement: CompiledStatement, principal: PolicyPrincip
   if (!named && principal !== undefined && !principal.anonymous) {
     for (const id of principal.ids) if (compiled.ids.has(id)) { named = true; break; }
   }
-  if (principal === undefined) named = compiled.anyone;
   return statement.notPrincipal ? !named : named;
 }
 
 function resourceMatches(resource: CompiledResource, arn: string, keys: ConditionKeys): boolean {
   if (resource.matcher !== undefined) return resource.matcher(arn);
-  const template = resource.template as Template;
-  const source = resolveTemplate(template, keys, (char) => `\\${char}`, (value) => value.replace(/[\\*?]/g, '\\$&'));
-  if (source === undefined) return false;
-  let regexp = '';
-  for (let i = 0; i < source.length; i++) {
-    const char = source[i] as string;
-    if (char === '\\' && i + 1 < source.length) { regexp += (source[i + 1] as string).replace(/[.+^${}()|[\]\\*?]/g, '\\$&'); i++; }
-    else if (char === '*') regexp += '[\\s\\S]*';
-    else if (char === '?') regexp += '[\\s\\S]';
-    else regexp += char.replace(/[.+^${}()|[\]\\]/g, '\\$&');
-  }
-  return new RegExp(`^${regexp}$`).test(arn);
+  return resolveTemplatePattern(resource.template as Template, keys)?.test(arn) === true;
 }
 
 /** Does this statement apply to the request (action, resource, principal, conditions)? */
