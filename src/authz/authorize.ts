@@ -11,15 +11,17 @@
  * 4. An explicit Deny in the bucket policy or the identity policy denies,
  *    except that the bucket owner can never be locked out of
  *    Get/Put/DeleteBucketPolicy by its bucket policy (AWS's protection).
- * 5. A user with an identity policy is governed by it: it allows on any
- *    bucket (the administrator's grant, as in MinIO), and nothing else grants
- *    that user more.
- * 6. Anyone else (users without an identity policy, each an account of its
- *    own, and anonymous) is allowed by the bucket policy (unless
- *    RestrictPublicBuckets confines a public policy to the owner), by owning
- *    the resource, or by an ACL grant (unless ACLs are disabled; public grants
- *    count for nothing under IgnorePublicAcls).
- * 7. Otherwise: denied.
+ * 5. An Allow in the user's identity policy allows, on any bucket (the
+ *    administrator's grant, as in MinIO); a Deny denies.
+ * 6. Without a bucket (ListBuckets, CreateBucket): a user without an
+ *    identity policy is allowed (its own account); one with an identity
+ *    policy only by it; anonymous may list (nothing) and not create.
+ * 7. Otherwise the bucket policy's Allow (unless RestrictPublicBuckets
+ *    confines a public policy to the owner), owning the resource, or an ACL
+ *    grant (unless ACLs are disabled; public grants count for nothing under
+ *    IgnorePublicAcls) allows — the union of identity policy, bucket policy
+ *    and ACL the issue asks for.
+ * 8. Otherwise: denied.
  */
 import { type Acl, type AclPrincipal, aclGrants } from './acl.ts';
 import { ACTION_ACL, ACTION_KINDS, type S3Action, ownerAlwaysHas } from './actions.ts';
@@ -143,16 +145,18 @@ export function authorize(input: AuthorizeInput): Decision {
     }
   }
 
-  if (principal.kind === 'user' && principal.identityPolicy !== undefined) {
-    const verdict = evaluatePolicy(principal.identityPolicy, { action, resource, keys });
+  const identityPolicy = principal.kind === 'user' ? principal.identityPolicy : undefined;
+  if (identityPolicy !== undefined) {
+    const verdict = evaluatePolicy(identityPolicy, { action, resource, keys });
     if (verdict.effect === 'Deny') return deny('identity-policy-explicit-deny', verdict.sid);
-    if (verdict.effect === 'None') return deny('identity-policy-does-not-allow');
-    return allow('identity-policy', verdict.sid);
+    if (verdict.effect === 'Allow') return allow('identity-policy', verdict.sid);
   }
 
   if (bucket === undefined) {
-    // ListBuckets, or CreateBucket of a new bucket: an account may always list its own buckets and create new ones.
-    if (principal.kind === 'user') return allow('own-account');
+    // ListBuckets, or CreateBucket of a new bucket. A user with an identity policy is governed by it here
+    // (a readonly user creates no buckets); one without is an account of its own, which may always list its
+    // own buckets and create new ones.
+    if (principal.kind === 'user') return identityPolicy === undefined ? allow('own-account') : deny('identity-policy-does-not-allow');
     // Anonymous ListBuckets answers an empty list, as ceph/s3-tests expects (test_list_buckets_anonymous; AWS answers 403).
     return action === 's3:ListAllMyBuckets' ? allow('anonymous-listing') : deny('no-grant');
   }

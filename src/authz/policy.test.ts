@@ -163,7 +163,7 @@ const evaluation: Case[] = [
   },
   // IP ranges (AWS example: allow 192.0.2.0/24 except 192.0.2.188; IPv6 too).
   ...([
-    ['192.0.2.10', 'Allow'], ['192.0.2.188', 'None'], ['198.51.100.1', 'None'], ['2001:db8:1234:5678::1', 'Allow'], ['2001:db8:1234:5679::1', 'None'],
+    ['192.0.2.10', 'Allow'], ['::ffff:192.0.2.10', 'Allow'], ['192.0.2.188', 'None'], ['::ffff:192.0.2.188', 'None'], ['198.51.100.1', 'None'], ['not-an-ip', 'None'], ['2001:db8:1234:5678::1', 'Allow'], ['2001:db8:1234:5679::1', 'None'],
   ] as const).map(([ip, expected]): Case => ({
     name: `IpAddress/NotIpAddress: ${ip}`, action: 's3:GetObject', resource: OBJ, principal: ANON, expected, keys: { 'aws:SourceIp': ip },
     statements: [{
