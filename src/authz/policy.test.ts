@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { S3Action } from './actions.ts';
+import { type S3Action, objectArn } from './actions.ts';
 import { type ConditionKeyInput, conditionKeys } from './condition-keys.ts';
 import { AuthzError } from './errors.ts';
 import { BUCKET_POLICY_BYTES_MAX, BUILT_IN_POLICIES, type PolicyPrincipal, evaluatePolicy, parsePolicy, principalIdentities } from './policy.ts';
@@ -261,4 +261,18 @@ test('built-in identity policies are MinIO\'s', () => {
   assert.equal(on('readonly', 's3:DeleteObject', OBJ), 'None');
   assert.equal(on('writeonly', 's3:PutObject', OBJ), 'Allow');
   assert.equal(on('writeonly', 's3:GetObject', OBJ), 'None');
+});
+
+test('keys are opaque: "..", "\\", "%2e%2e" and NUL never reach another bucket\'s resource', () => {
+  const otherBucket = parsePolicy(JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: ['arn:aws:s3:::secret/*', 'arn:aws:s3:::other/*'] }] }), { kind: 'identity' });
+  const onlyPublic = parsePolicy(bucketPolicy([{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/public/*` }]), { kind: 'bucket', bucket: BUCKET });
+  const keys = conditionKeys({});
+  for (const key of ['../secret/x', '..\\secret\\x', '%2e%2e/secret/x', 'public\u0000/../../secret/x', '../../other/x', '/../other/x']) {
+    const resource = objectArn(BUCKET, key);
+    assert.ok(resource.startsWith(`arn:aws:s3:::${BUCKET}/`), resource);
+    assert.equal(evaluatePolicy(otherBucket, { action: 's3:GetObject', resource, keys }).effect, 'None', key);
+  }
+  // S3 keys are not paths: "public/../x" is a key under public/, and only there.
+  assert.equal(evaluatePolicy(onlyPublic, { action: 's3:GetObject', resource: objectArn(BUCKET, 'public/../x'), principal: ANON, keys }).effect, 'Allow');
+  assert.equal(evaluatePolicy(onlyPublic, { action: 's3:GetObject', resource: objectArn(BUCKET, '%2e%2e/public/x'), principal: ANON, keys }).effect, 'None');
 });
