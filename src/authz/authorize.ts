@@ -24,7 +24,7 @@
  * 8. Otherwise: denied.
  */
 import { type Acl, type AclPrincipal, aclGrants } from './acl.ts';
-import { ACTION_ACL, ACTION_KINDS, type S3Action, ownerAlwaysHas } from './actions.ts';
+import { ACTION_ACL, ACTION_KINDS, type PermissionCheck, type S3Action, ownerAlwaysHas } from './actions.ts';
 import type { ConditionKeys } from './condition-keys.ts';
 import { type ObjectOwnership, aclsEnabled } from './ownership.ts';
 import { type CompiledPolicy, type PolicyPrincipal, evaluatePolicy } from './policy.ts';
@@ -204,4 +204,30 @@ function aclAllows(input: AuthorizeInput, canonicalId: string | undefined, isBuc
   }
   const principal: AclPrincipal = canonicalId === undefined ? ANONYMOUS_ACL_PRINCIPAL : { anonymous: false, canonicalId };
   return aclGrants(acl, principal, rule.permission, { ignorePublicGrants: bucket.publicAccessBlock?.ignorePublicAcls === true }) ? 'acl' : undefined;
+}
+
+/** Where one check is judged: its bucket's and object's access settings. */
+export interface CheckTarget {
+  bucket?: BucketAccess | undefined;
+  object?: ObjectAccess | undefined;
+}
+
+/**
+ * All of a request's checks (requiredChecks()) must be allowed: the first
+ * denial decides, else the last allowance (for logs). DeleteObjects is the
+ * exception the wiring handles itself: each key is answered on its own
+ * (a denied key is an AccessDenied entry in the result, not a 403).
+ */
+export function authorizeAll(
+  checks: readonly PermissionCheck[],
+  common: Pick<AuthorizeInput, 'principal' | 'keys' | 'rootCanonicalId'>,
+  targetOf: (check: PermissionCheck) => CheckTarget,
+): Decision {
+  let last: Decision = deny('no-grant');
+  for (const check of checks) {
+    const target = targetOf(check);
+    last = authorize({ ...common, action: check.action, resource: check.resource, bucket: target.bucket, object: target.object });
+    if (!last.allowed) return last;
+  }
+  return last;
 }

@@ -8,3 +8,4 @@ export * from './errors.ts';
 export * from './ownership.ts';
 export * from './policy.ts';
 export * from './public-access.ts';
+export * from './request-keys.ts';
