@@ -7,8 +7,8 @@
 import { expandCannedAcl } from '../src/authz/acl.ts';
 import { objectArn, requiredChecks } from '../src/authz/actions.ts';
 import { type AuthorizeInput, type Principal, authorize } from '../src/authz/authorize.ts';
-import { conditionKeys, lazyConditionKeys } from '../src/authz/condition-keys.ts';
 import { BUILT_IN_POLICIES, type CompiledPolicy, parsePolicy, principalIdentities } from '../src/authz/policy.ts';
+import { requestConditionKeys } from '../src/authz/request-keys.ts';
 
 const ITERATIONS = 2_000_000;
 
@@ -28,7 +28,10 @@ const bucketPolicy = parsePolicy(JSON.stringify({
   ],
 }), { kind: 'bucket', bucket: 'photos' });
 
-const keysFor = () => lazyConditionKeys(() => conditionKeys({ 'aws:SourceIp': '192.0.2.7', 'aws:SecureTransport': true, 'aws:username': 'alice' }));
+const headers = { host: 'localhost', 'user-agent': 'aws-sdk-js/3', 'x-amz-date': '20261206T070000Z' };
+const query = new Map<string, string>();
+// What the wiring would build per request: the facts are at hand, the keys are built only if a condition asks.
+const keysFor = () => requestConditionKeys({ sourceIp: '192.0.2.7', secureTransport: true, nowMs: Date.now(), headers, query, principal: alice });
 
 const ROOT_ID = 'root-canonical-id';
 const scenarios: [string, () => AuthorizeInput][] = [

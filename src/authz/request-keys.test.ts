@@ -10,7 +10,7 @@ const alt: Principal = { kind: 'user', canonicalId: 'alt-id', name: 'alt', ident
 
 function facts(overrides: Partial<RequestFacts>): RequestFacts {
   return {
-    sourceIp: '192.0.2.7', secureTransport: false, now: new Date('2026-12-06T07:00:00Z'), headers: {}, query: new Map(), principal: alt, ...overrides,
+    sourceIp: '192.0.2.7', secureTransport: false, nowMs: Date.parse('2026-12-06T07:00:00Z'), headers: {}, query: new Map(), principal: alt, ...overrides,
   };
 }
 

@@ -1,14 +1,13 @@
 /**
  * The standard condition keys of one request, from plain facts the HTTP
- * front already has. Built lazily: a request that meets no policy condition
- * never builds them (see lazyConditionKeys).
+ * front already has, each computed only when a condition asks for it.
  *
  * Formats follow AWS: aws:CurrentTime is ISO 8601, aws:EpochTime seconds,
  * aws:SecureTransport "true"/"false", s3:x-amz-copy-source "bucket/key"
  * (decoded, no leading slash, no versionId), tag keys per tag.
  */
 import type { Principal } from './authorize.ts';
-import { type ConditionKeys, lazyConditionKeys } from './condition-keys.ts';
+import type { ConditionKeys } from './condition-keys.ts';
 
 export interface Tag {
   key: string;
@@ -19,7 +18,8 @@ export interface RequestFacts {
   /** The socket's remote address (a trusted proxy's X-Forwarded-For only if the operator configured one). */
   sourceIp: string;
   secureTransport: boolean;
-  now: Date;
+  /** The request's time, ms since the epoch (Date.now() when it arrived). */
+  nowMs: number;
   /** Node's lower-cased request headers. */
   headers: Readonly<Record<string, string | string[] | undefined>>;
   /** Decoded query parameters. */
@@ -42,9 +42,6 @@ const HEADER_KEYS = [
   'x-amz-storage-class', 'x-amz-content-sha256', 'x-amz-object-ownership',
 ] as const;
 
-/** Query parameters that are s3: condition keys of listings. */
-const QUERY_KEYS = ['prefix', 'delimiter', 'max-keys'] as const;
-
 function header(headers: RequestFacts['headers'], name: string): string | undefined {
   const value = headers[name];
   return Array.isArray(value) ? value.join(',') : value;
@@ -63,44 +60,62 @@ export function copySourceConditionValue(raw: string): string {
   return text.startsWith('/') ? text.slice(1) : text;
 }
 
-/** Every standard key of the request, built on first use. */
+/**
+ * The standard keys of the request. Each key is computed when a policy
+ * condition first asks for it (and remembered), so a request meeting no
+ * condition pays nothing, and one meeting a condition on aws:SourceIp pays
+ * for that key alone.
+ */
 export function requestConditionKeys(facts: RequestFacts): ConditionKeys {
-  return lazyConditionKeys(() => buildKeys(facts));
+  const cache = new Map<string, readonly string[] | undefined>();
+  return {
+    get(lowerCaseName: string): readonly string[] | undefined {
+      if (cache.has(lowerCaseName)) return cache.get(lowerCaseName);
+      const values = computeKey(facts, lowerCaseName);
+      cache.set(lowerCaseName, values);
+      return values;
+    },
+  };
 }
 
-function buildKeys(facts: RequestFacts): ConditionKeys {
-  const keys = new Map<string, readonly string[]>();
-  const set = (name: string, value: string | undefined) => {
-    if (value !== undefined) keys.set(name, [value]);
-  };
-  set('aws:sourceip', facts.sourceIp);
-  set('aws:securetransport', String(facts.secureTransport));
-  set('aws:currenttime', facts.now.toISOString());
-  set('aws:epochtime', String(Math.floor(facts.now.getTime() / 1000)));
-  set('aws:referer', header(facts.headers, 'referer'));
-  set('aws:useragent', header(facts.headers, 'user-agent'));
+function one(value: string | undefined): readonly string[] | undefined {
+  return value === undefined ? undefined : [value];
+}
+
+const HEADER_KEY_SET: ReadonlySet<string> = new Set(HEADER_KEYS.map((name) => `s3:${name}`));
+
+function computeKey(facts: RequestFacts, name: string): readonly string[] | undefined {
   const principal = facts.principal;
-  if (principal.kind === 'user') {
-    set('aws:username', principal.name);
-    set('aws:userid', principal.canonicalId);
-    set('aws:principaltype', 'User');
-  } else if (principal.kind === 'root') {
-    set('aws:principaltype', 'Account');
-  } else {
-    set('aws:principaltype', 'Anonymous');
+  switch (name) {
+    case 'aws:sourceip': return one(facts.sourceIp);
+    case 'aws:securetransport': return one(String(facts.secureTransport));
+    case 'aws:currenttime': return one(new Date(facts.nowMs).toISOString());
+    case 'aws:epochtime': return one(String(Math.floor(facts.nowMs / 1000)));
+    case 'aws:referer': return one(header(facts.headers, 'referer'));
+    case 'aws:useragent': return one(header(facts.headers, 'user-agent'));
+    case 'aws:username': return one(principal.kind === 'user' ? principal.name : undefined);
+    case 'aws:userid': return one(principal.kind === 'user' ? principal.canonicalId : undefined);
+    case 'aws:principaltype': return one(principal.kind === 'user' ? 'User' : principal.kind === 'root' ? 'Account' : 'Anonymous');
+    case 's3:x-amz-copy-source': {
+      const copySource = header(facts.headers, 'x-amz-copy-source');
+      return one(copySource === undefined ? undefined : copySourceConditionValue(copySource));
+    }
+    case 's3:prefix': case 's3:delimiter': case 's3:max-keys': return one(facts.query.get(name.slice(3)));
+    case 's3:versionid': return one(facts.query.get('versionId'));
+    case 's3:requestobjecttagkeys': return facts.requestObjectTags?.map((tag) => tag.key);
+    case 's3:authtype': return one(facts.authType);
+    case 's3:signatureversion': return one(facts.authType === undefined ? undefined : 'AWS4-HMAC-SHA256');
+    case 's3:signatureage': return one(facts.signatureAgeMs === undefined ? undefined : String(facts.signatureAgeMs));
+    default:
+      if (HEADER_KEY_SET.has(name)) return one(header(facts.headers, name.slice(3)));
+      if (name.startsWith('s3:existingobjecttag/')) return tagValue(facts.existingObjectTags, name.slice('s3:existingobjecttag/'.length));
+      if (name.startsWith('s3:requestobjecttag/')) return tagValue(facts.requestObjectTags, name.slice('s3:requestobjecttag/'.length));
+      return undefined;
   }
-  for (const name of HEADER_KEYS) set(`s3:${name}`, header(facts.headers, name));
-  const copySource = header(facts.headers, 'x-amz-copy-source');
-  if (copySource !== undefined) set('s3:x-amz-copy-source', copySourceConditionValue(copySource));
-  for (const name of QUERY_KEYS) set(`s3:${name}`, facts.query.get(name));
-  set('s3:versionid', facts.query.get('versionId'));
-  for (const tag of facts.existingObjectTags ?? []) set(`s3:existingobjecttag/${tag.key.toLowerCase()}`, tag.value);
-  if (facts.requestObjectTags !== undefined) {
-    for (const tag of facts.requestObjectTags) set(`s3:requestobjecttag/${tag.key.toLowerCase()}`, tag.value);
-    keys.set('s3:requestobjecttagkeys', facts.requestObjectTags.map((tag) => tag.key));
-  }
-  set('s3:authtype', facts.authType);
-  if (facts.authType !== undefined) set('s3:signatureversion', 'AWS4-HMAC-SHA256');
-  if (facts.signatureAgeMs !== undefined) set('s3:signatureage', String(facts.signatureAgeMs));
-  return keys;
+}
+
+/** Condition key names are lower-cased, so the tag key matches case-insensitively (docs/ACCESS.md). */
+function tagValue(tags: readonly Tag[] | undefined, lowerCaseKey: string): readonly string[] | undefined {
+  const tag = tags?.find((candidate) => candidate.key.toLowerCase() === lowerCaseKey);
+  return tag === undefined ? undefined : [tag.value];
 }
