@@ -22,16 +22,16 @@ type ValueTest = (value: string, keys: ConditionKeys) => boolean;
 
 interface OperatorDefinition {
   negated: boolean;
-  compile: (policyValues: readonly string[]) => ValueTest;
+  compile: (policyValues: readonly string[], variables: boolean) => ValueTest;
 }
 
 function malformed(message: string): AuthzError {
   return new AuthzError('MalformedPolicy', message);
 }
 
-function stringTest(ignoreCase: boolean): (values: readonly string[]) => ValueTest {
-  return (values) => {
-    const templates = values.map(compileTemplate);
+function stringTest(ignoreCase: boolean): (values: readonly string[], variables: boolean) => ValueTest {
+  return (values, variables) => {
+    const templates = values.map((value) => (variables ? compileTemplate(value) : { constant: value }));
     if (templates.every((template) => 'constant' in template)) {
       const set = new Set(values.map((value) => (ignoreCase ? value.toLowerCase() : value)));
       return ignoreCase ? (value) => set.has(value.toLowerCase()) : (value) => set.has(value);
@@ -44,8 +44,8 @@ function stringTest(ignoreCase: boolean): (values: readonly string[]) => ValueTe
   };
 }
 
-function likeTest(values: readonly string[]): ValueTest {
-  const templates: Template[] = values.map(compileTemplate);
+function likeTest(values: readonly string[], variables: boolean): ValueTest {
+  const templates: Template[] = values.map((value) => (variables ? compileTemplate(value) : { constant: value }));
   if (templates.every((template) => 'constant' in template)) {
     const regexps = values.map((value) => new RegExp(`^${wildcardSource(value)}$`));
     return (value) => regexps.some((regexp) => regexp.test(value));
@@ -140,7 +140,7 @@ function binaryTest(values: readonly string[]): ValueTest {
   return (value) => set.has(value);
 }
 
-const POSITIVE: Record<string, (values: readonly string[]) => ValueTest> = {
+const POSITIVE: Record<string, (values: readonly string[], variables: boolean) => ValueTest> = {
   StringEquals: stringTest(false),
   StringEqualsIgnoreCase: stringTest(true),
   StringLike: likeTest,
@@ -175,7 +175,7 @@ function operatorDefinition(name: string): OperatorDefinition | undefined {
   const positive = POSITIVE[name];
   if (positive !== undefined) return { negated: false, compile: positive };
   const base = NEGATED[name];
-  if (base !== undefined) return { negated: true, compile: POSITIVE[base] as (values: readonly string[]) => ValueTest };
+  if (base !== undefined) return { negated: true, compile: POSITIVE[base] as OperatorDefinition['compile'] };
   return undefined;
 }
 
@@ -209,8 +209,12 @@ export interface CompiledConditionEntry {
   test: ConditionPredicate;
 }
 
-/** Compiles a statement's Condition block; throws MalformedPolicy for anything IAM would refuse. */
-export function compileCondition(condition: unknown): CompiledConditionEntry[] {
+/**
+ * Compiles a statement's Condition block; throws MalformedPolicy for anything
+ * IAM would refuse. `variables`: policy variables in values are resolved
+ * (Version 2012-10-17), else `${…}` is literal text.
+ */
+export function compileCondition(condition: unknown, variables = true): CompiledConditionEntry[] {
   if (typeof condition !== 'object' || condition === null || Array.isArray(condition)) throw malformed('Condition must be an object');
   const entries: CompiledConditionEntry[] = [];
   for (const [operatorText, block] of Object.entries(condition as Record<string, unknown>)) {
@@ -225,7 +229,7 @@ export function compileCondition(condition: unknown): CompiledConditionEntry[] {
       const key = keyText.toLowerCase();
       if (!isKnownConditionKey(key)) throw malformed('Policy has an invalid condition key');
       const values = conditionValues(rawValues);
-      entries.push({ operator: name, key, values, ifExists, setOperator, test: compileEntry(operatorText, name, key, values, ifExists, setOperator) });
+      entries.push({ operator: name, key, values, ifExists, setOperator, test: compileEntry(operatorText, name, key, values, ifExists, setOperator, variables) });
     }
   }
   return entries;
@@ -241,7 +245,7 @@ function conditionValues(raw: unknown): string[] {
   });
 }
 
-function compileEntry(operatorText: string, name: string, key: string, values: readonly string[], ifExists: boolean, setOperator: 'ForAnyValue' | 'ForAllValues' | undefined): ConditionPredicate {
+function compileEntry(operatorText: string, name: string, key: string, values: readonly string[], ifExists: boolean, setOperator: 'ForAnyValue' | 'ForAllValues' | undefined, variables: boolean): ConditionPredicate {
   if (name === 'Null') {
     const expectAbsent = boolTest(values);
     return (keys) => {
@@ -251,7 +255,7 @@ function compileEntry(operatorText: string, name: string, key: string, values: r
   }
   const definition = operatorDefinition(name);
   if (definition === undefined) throw malformed(`Invalid Condition type : ${operatorText}`);
-  const test = definition.compile(values);
+  const test = definition.compile(values, variables);
   const { negated } = definition;
   // One request value against the policy's values, with the operator's polarity.
   const holdsFor = negated ? (value: string, keys: ConditionKeys) => !test(value, keys) : test;

@@ -178,10 +178,9 @@ function compileStatement(raw: unknown, options: ParsePolicyOptions, version: st
     principal = compilePrincipal(notPrincipal ? fields['NotPrincipal'] : fields['Principal'], options);
   }
 
-  const conditions = fields['Condition'] === undefined ? [] : compileCondition(fields['Condition']);
-
   // Policy variables exist from version 2012-10-17 on; in older documents `${` is literal text.
   const variables = version === '2012-10-17';
+  const conditions = fields['Condition'] === undefined ? [] : compileCondition(fields['Condition'], variables);
   return {
     sid: sid as string | undefined,
     effect,
