@@ -210,6 +210,8 @@ function aclAllows(input: AuthorizeInput, canonicalId: string | undefined, isBuc
 export interface CheckTarget {
   bucket?: BucketAccess | undefined;
   object?: ObjectAccess | undefined;
+  /** Keys for this check only (e.g. a copy source's s3:ExistingObjectTag/*); the request's otherwise. */
+  keys?: ConditionKeys | undefined;
 }
 
 /**
@@ -226,7 +228,7 @@ export function authorizeAll(
   let last: Decision = deny('no-grant');
   for (const check of checks) {
     const target = targetOf(check);
-    last = authorize({ ...common, action: check.action, resource: check.resource, bucket: target.bucket, object: target.object });
+    last = authorize({ ...common, keys: target.keys ?? common.keys, action: check.action, resource: check.resource, bucket: target.bucket, object: target.object });
     if (!last.allowed) return last;
   }
   return last;
