@@ -213,6 +213,20 @@ const evaluation: Case[] = [
     name: `Null s3:x-amz-server-side-encryption (${sse ?? 'absent'})`, action: 's3:PutObject', resource: OBJ, principal: BOB, expected, keys: { 's3:x-amz-server-side-encryption': sse },
     statements: [{ Effect: 'Allow', Principal: '*', Action: 's3:PutObject', Resource: `arn:aws:s3:::${BUCKET}/*`, Condition: { Null: { 's3:x-amz-server-side-encryption': 'true' } } }],
   })),
+  // AWS example: require MFA for /taxdocuments — Talus has no MFA, so the key is absent and the Deny applies.
+  {
+    name: 'Null aws:MultiFactorAuthAge: no MFA → denied', action: 's3:GetObject', resource: `arn:aws:s3:::${BUCKET}/taxdocuments/2024.pdf`, principal: BOB, expected: 'Deny',
+    statements: [{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/*` }, { Effect: 'Deny', Principal: '*', Action: 's3:*', Resource: `arn:aws:s3:::${BUCKET}/taxdocuments/*`, Condition: { Null: { 'aws:MultiFactorAuthAge': true } } }],
+  },
+  {
+    name: 'Null aws:MultiFactorAuthAge: outside the prefix → allowed', action: 's3:GetObject', resource: OBJ, principal: BOB, expected: 'Allow',
+    statements: [{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/*` }, { Effect: 'Deny', Principal: '*', Action: 's3:*', Resource: `arn:aws:s3:::${BUCKET}/taxdocuments/*`, Condition: { Null: { 'aws:MultiFactorAuthAge': true } } }],
+  },
+  // AWS example: list only the top level (s3:delimiter "/" and an empty prefix).
+  ...([[{ 's3:prefix': '', 's3:delimiter': '/' }, 'Allow'], [{ 's3:prefix': '', 's3:delimiter': '-' }, 'None'], [{ 's3:prefix': 'a/', 's3:delimiter': '/' }, 'None']] as const).map(([keys, expected]): Case => ({
+    name: `root-level listing ${JSON.stringify(keys)}`, action: 's3:ListBucket', resource: BKT, principal: BOB, expected, keys,
+    statements: [{ Effect: 'Allow', Principal: '*', Action: 's3:ListBucket', Resource: BKT, Condition: { StringEquals: { 's3:prefix': [''], 's3:delimiter': ['/'] } } }],
+  })),
   // Tags: ExistingObjectTag, and set operators over a multi-valued key.
   { name: 's3:ExistingObjectTag/<key>', action: 's3:GetObject', resource: OBJ, principal: BOB, expected: 'Allow', keys: { 's3:ExistingObjectTag/classification': 'public' }, statements: [{ ...publicRead, Condition: { StringEquals: { 's3:ExistingObjectTag/classification': 'public' } } }] },
   ...([[['project'], 'Allow'], [['project', 'cost'], 'Allow'], [['project', 'secret'], 'None'], [[], 'Allow']] as const).map(([tagKeys, expected]): Case => ({
