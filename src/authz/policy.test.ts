@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { type S3Action, objectArn } from './actions.ts';
 import { type ConditionKeyInput, conditionKeys } from './condition-keys.ts';
 import { AuthzError } from './errors.ts';
-import { BUCKET_POLICY_BYTES_MAX, BUILT_IN_POLICIES, type PolicyPrincipal, evaluatePolicy, parsePolicy, principalIdentities } from './policy.ts';
+import { BUCKET_POLICY_BYTES_MAX, BUILT_IN_POLICIES, POLICY_TEXT_BYTES_MAX, type PolicyPrincipal, evaluatePolicy, parsePolicy, principalIdentities } from './policy.ts';
 
 const BUCKET = 'photos';
 const ALICE: PolicyPrincipal = { anonymous: false, ids: principalIdentities('alice-id', 'alice') };
@@ -42,7 +42,8 @@ const malformed: [string, string, string][] = [
   ['duplicate Sid', bucketPolicy([
     { Sid: 'a', Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/*` },
     { Sid: 'a', Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/*` }]), 'Statement IDs (SID) in a single policy must be unique.'],
-  ['too large', `{"Version":"2012-10-17","Id":"${'x'.repeat(BUCKET_POLICY_BYTES_MAX)}","Statement":[]}`, `Policies cannot exceed ${BUCKET_POLICY_BYTES_MAX} bytes`],
+  ['too large', `{"Version":"2012-10-17","Id":"${'x'.repeat(BUCKET_POLICY_BYTES_MAX)}","Statement":[]}`, 'Policy exceeds the maximum allowed document size.'],
+  ['too large even before parsing', `{${' '.repeat(POLICY_TEXT_BYTES_MAX)}}`, 'Policy exceeds the maximum allowed document size.'],
 ];
 
 for (const [name, text, message] of malformed) {
@@ -85,6 +86,13 @@ test('ceph/s3-tests forms are accepted: object actions on the bucket ARN, a tena
 test('a bucket-ARN-only PutObject grant does not reach objects (test_bucket_policy_multipart)', () => {
   const policy = parsePolicy(bucketPolicy([{ Effect: 'Allow', Principal: { AWS: '*' }, Action: 's3:PutObject', Resource: `arn:aws:s3:::${BUCKET}` }]), { kind: 'bucket', bucket: BUCKET });
   assert.equal(evaluatePolicy(policy, { action: 's3:PutObject', resource: `arn:aws:s3:::${BUCKET}/mpobj`, principal: BOB, keys: conditionKeys({}) }).effect, 'None');
+});
+
+test('the size limit counts the compact document: whitespace does not count', () => {
+  const statements = Array.from({ length: 120 }, (_, i) => ({ Sid: `s${i}`, Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/prefix-${i}/*` }));
+  const pretty = JSON.stringify({ Version: '2012-10-17', Statement: statements }, null, 8);
+  assert.ok(Buffer.byteLength(pretty) > BUCKET_POLICY_BYTES_MAX && Buffer.byteLength(JSON.stringify(JSON.parse(pretty))) < BUCKET_POLICY_BYTES_MAX);
+  assert.equal(parsePolicy(pretty, { kind: 'bucket', bucket: BUCKET }).statements.length, 120);
 });
 
 test('the stored text is kept byte for byte (GetBucketPolicy gives it back)', () => {
