@@ -211,8 +211,10 @@ const S3_NAMESPACE = 'http://s3.amazonaws.com/doc/2006-03-01/';
 const XSI_NAMESPACE = 'http://www.w3.org/2001/XMLSchema-instance';
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
+/** As src/http/xml.ts escapes (kept here so this layer imports nothing above it), control characters included. */
 function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => ESCAPES[char] as string);
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[&<>"'\u0000-\u0008\u000b\u000c\u000e-\u001f\r]/g, (char) => ESCAPES[char] ?? `&#${char.charCodeAt(0)};`);
 }
 
 function ownerXml(owner: AclOwner): string {
