@@ -71,9 +71,9 @@ export const REQUEST_IDLE_TIMEOUT_MS = 120_000;
 export const FIRST_BYTE_TIMEOUT_MS = 10_000;
 /**
  * node:http's headersTimeout: a request's headers (at most HEADER_BYTES_MAX)
- * must be complete this long after the connection opened or the previous
- * request on it ended; else 408 and close. `requestTimeout: 0` (uploads may
- * take hours) would otherwise turn it off.
+ * must be complete this long after the connection opened (or, kept alive,
+ * after the request's first byte); else RequestTimeout and close.
+ * `requestTimeout: 0` (uploads may take hours) would otherwise turn it off.
  */
 export const HEADERS_TIMEOUT_MS = 20_000;
 /** How often node:http checks headersTimeout (its default, 30 s, would let headers linger up to 50 s) and the guard sweeps silent connections. */
