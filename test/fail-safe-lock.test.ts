@@ -4,7 +4,8 @@
  * - a second server in another PID namespace (a second container on the same
  *   volume) is refused, exits non-zero, and the first keeps serving;
  * - many processes racing for a lock whose holder was SIGKILLed: exactly one wins;
- * - a server SIGKILLed mid-life leaves a lock the next server takes over.
+ * - a server SIGKILLed mid-life leaves a lock the next server takes over;
+ * - a PID-file lock of an older Talus is refused with what to do.
  */
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
@@ -16,6 +17,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { CLI, freePort, PROJECT_ROOT, startServerProcess, withTimeout } from './helpers/process.ts';
 import { makeClient } from './helpers/talus.ts';
+import { lockDataDirectory } from '../src/data-dir-lock.ts';
 
 const RACER = join(PROJECT_ROOT, 'test', 'fixtures', 'lock-racer.ts');
 const RACERS = 20;
@@ -152,6 +154,21 @@ test('a server killed with SIGKILL leaves a lock the next server takes over', { 
     } finally {
       await next.stop();
     }
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('a PID-file talus.lock left by an older Talus is refused with what to do, never taken over by guess', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'talus-lock-old-'));
+  try {
+    await writeFile(join(dataDir, 'talus.lock'), '12345\n');
+    await assert.rejects(lockDataDirectory(dataDir), { name: 'DataDirectoryLockedError', message: /PID lock file of an older Talus: .*delete the file/ });
+    await rm(join(dataDir, 'talus.lock'));
+    const lock = await lockDataDirectory(dataDir);
+    await assert.rejects(lockDataDirectory(dataDir), { name: 'DataDirectoryLockedError', message: new RegExp(`in use by process ${process.pid} on host `) });
+    await lock.release();
+    await (await lockDataDirectory(dataDir)).release();
   } finally {
     await rm(dataDir, { recursive: true, force: true });
   }
