@@ -86,6 +86,11 @@ async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  // Non-zero, so a supervisor (systemd Restart=on-failure, Kubernetes) sees it and acts.
+  void talus.failed.then((error) => {
+    process.stderr.write(`talus: ${error.message}\n`);
+    talus.close().finally(() => process.exit(1));
+  });
   return -1;
 }
 

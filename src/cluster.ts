@@ -13,11 +13,16 @@
  *   each worker's memory).
  * - A worker that changed a bucket's settings says so; the primary tells
  *   the others to drop their cached bucket records.
- * - A worker that dies is replaced; on shutdown every worker drains its
+ * - A worker that dies is replaced, with backoff; its unfinished uploads
+ *   (its partial blobs) are removed at once. After WORKER_START_FAILURES_MAX
+ *   failed starts in a row the pool gives up, and the primary exits
+ *   non-zero so a supervisor sees it. On shutdown every worker drains its
  *   requests before the primary closes the stores.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { removePartialBlobs } from './blob/fs/partial-blobs.ts';
 import { assert } from './util/assert.ts';
 import type { TalusConfig } from './config/config.ts';
 import type { Logger } from './util/logger.ts';
@@ -48,8 +53,25 @@ export const WORKERS_MAX = 64;
 /** A worker that does not answer a lease query in time is assumed to stream every blob asked about. */
 const LEASE_QUERY_TIMEOUT_MS = 5_000;
 const WORKER_START_TIMEOUT_MS = 30_000;
-/** Replacing a crashed worker waits this long, so a worker that dies at start cannot spin the CPU. */
-const RESPAWN_DELAY_MS = 1_000;
+/**
+ * Replacing a dead worker waits RESPAWN_DELAY_MIN_MS, doubled for every
+ * failed start in a row up to RESPAWN_DELAY_MAX_MS, so a worker that dies at
+ * start cannot spin the CPU, yet workers killed together (OOM killer, a
+ * stray `kill`) are back within a second.
+ */
+export const RESPAWN_DELAY_MIN_MS = 250;
+export const RESPAWN_DELAY_MAX_MS = 15_000;
+/** ±this fraction of random jitter, so workers that died together do not restart (and fail) in lockstep. */
+const RESPAWN_JITTER = 0.25;
+/** A worker that has served this long started fine: the count of failed starts goes back to zero. */
+export const WORKER_STABLE_MS = 10_000;
+/**
+ * Failed starts in a row (exits before serving, or within WORKER_STABLE_MS
+ * of it) after which the pool gives up: the cause is not transient (a broken
+ * data directory, a bad configuration), and a primary that kept an empty pool
+ * alive would look healthy to its supervisor. About 16 s of backoff.
+ */
+export const WORKER_START_FAILURES_MAX = 6;
 /**
  * Young-generation semi-spaces of 4 MiB instead of V8's 16: request garbage
  * dies young either way, and the smaller nursery keeps ~20 MiB less resident
@@ -71,12 +93,23 @@ export class WorkerPool {
   #nextQueryId = 1;
   #stopping = false;
   #port = 0;
+  readonly #backoff = new RestartBackoff();
+  readonly #onGiveUp: (error: Error) => void;
+  /** Workers that served WORKER_STABLE_MS: their death is not a failed start. */
+  readonly #stable = new WeakSet<Worker>();
+  readonly #stableTimers = new Map<Worker, NodeJS.Timeout>();
+  readonly #respawnTimers = new Set<NodeJS.Timeout>();
+  readonly #cleanups = new Set<Promise<void>>();
+  /** Holds the event loop open while the pool runs: with every worker dead, nothing else would, and the primary would exit 0. */
+  #keepAlive: NodeJS.Timeout | undefined;
 
-  constructor(settings: WorkerSettings, count: number, logger: Logger) {
+  /** `onGiveUp` is called once if workers keep failing to start; the pool then replaces no more workers. */
+  constructor(settings: WorkerSettings, count: number, logger: Logger, onGiveUp: (error: Error) => void = () => undefined) {
     assert(Number.isInteger(count) && count >= 2 && count <= WORKERS_MAX, `workers must be 2..${WORKERS_MAX}`);
     this.#settings = settings;
     this.#count = count;
     this.#logger = logger;
+    this.#onGiveUp = onGiveUp;
   }
 
   get port(): number {
@@ -92,6 +125,7 @@ export class WorkerPool {
       exec: fileURLToPath(new URL(compiled ? './cluster-worker.js' : './cluster-worker.ts', import.meta.url)),
       execArgv: [...WORKER_V8_FLAGS, ...(compiled ? [] : ['--import', 'tsx'])],
     });
+    this.#keepAlive ??= setInterval(() => undefined, 1 << 30);
     const ports = await Promise.all(Array.from({ length: this.#count }, () => this.#fork()));
     assert(ports.every((port) => port === ports[0]), 'workers share one port');
     this.#port = ports[0]!;
@@ -114,6 +148,11 @@ export class WorkerPool {
         if (message.kind !== 'ready') return;
         clearTimeout(timer);
         this.#serving.add(worker);
+        this.#stableTimers.set(worker, setTimeout(() => {
+          this.#stableTimers.delete(worker);
+          this.#stable.add(worker);
+          this.#backoff.succeeded();
+        }, WORKER_STABLE_MS).unref());
         resolve(message.port);
       });
       worker.once('exit', (code) => {
@@ -142,11 +181,45 @@ export class WorkerPool {
     for (const [id, query] of this.#leaseQueries) {
       if (query.pending.delete(worker) && query.pending.size === 0) this.#finishQuery(id);
     }
+    clearTimeout(this.#stableTimers.get(worker));
+    this.#stableTimers.delete(worker);
+    const pid = worker.process.pid;
+    // Its uploads in flight can never finish: remove them now (they are named by its PID).
+    const cleanup = pid === undefined ? Promise.resolve() : this.#removePartialBlobsOf(pid);
+    this.#cleanups.add(cleanup);
+    void cleanup.finally(() => this.#cleanups.delete(cleanup));
     if (this.#stopping) return;
-    this.#logger.error('worker exited; starting another', { pid: worker.process.pid, code, signal });
-    setTimeout(() => {
-      if (!this.#stopping) this.#fork().catch((error: unknown) => this.#logger.error('worker restart failed', { error: String(error) }));
-    }, RESPAWN_DELAY_MS).unref();
+    const failures = this.#stable.has(worker) ? this.#backoff.failures : this.#backoff.failed();
+    if (failures >= WORKER_START_FAILURES_MAX) {
+      this.#stopping = true;
+      const error = new Error(`workers failed to start ${failures} times in a row (the last: pid ${pid}, code ${code}, signal ${signal}); giving up`);
+      this.#logger.error('giving up on workers', { error: error.message });
+      this.#onGiveUp(error);
+      return;
+    }
+    const delayMs = this.#backoff.delayMs();
+    this.#logger.error('worker exited; starting another', { pid, code, signal, failedStartsInARow: failures, delayMs: Math.round(delayMs) });
+    void cleanup.then(() => {
+      const timer = setTimeout(() => {
+        this.#respawnTimers.delete(timer);
+        // No fork while any dead worker's partial blobs are being removed: the new one could get its PID.
+        void Promise.all([...this.#cleanups]).then(() => {
+          // A failed start shows up as its exit (counted above); nothing more to do with the rejection.
+          if (!this.#stopping) this.#fork().catch(() => undefined);
+        });
+      }, delayMs);
+      this.#respawnTimers.add(timer);
+    });
+  }
+
+  async #removePartialBlobsOf(pid: number): Promise<void> {
+    try {
+      const removed = await removePartialBlobs(join(this.#settings.dataDir, 'blobs'), pid);
+      if (removed > 0) this.#logger.info('removed partial blobs of a dead worker', { pid, count: removed });
+    } catch (error) {
+      // Left for the next start-up, which removes every partial blob.
+      this.#logger.error('could not remove partial blobs of a dead worker', { pid, error: String(error) });
+    }
   }
 
   /** The blobs among `blobIds` that some worker is streaming now (a LeaseQuery for the purger). */
@@ -179,16 +252,53 @@ export class WorkerPool {
   /** Asks every worker to drain and exit; kills those still running after `graceMs`. */
   async stop(graceMs: number): Promise<void> {
     this.#stopping = true;
+    for (const timer of this.#respawnTimers) clearTimeout(timer);
+    this.#respawnTimers.clear();
     const exits = [...this.#workers].map((worker) => new Promise<void>((resolve) => {
       if (worker.isDead()) return resolve();
       worker.once('exit', () => resolve());
-      send(worker, { kind: 'shutdown' });
+      // A worker still starting has no request to drain and would not hear the message yet.
+      if (this.#serving.has(worker)) send(worker, { kind: 'shutdown' });
+      else worker.process.kill('SIGKILL');
     }));
     const timer = setTimeout(() => {
       for (const worker of this.#workers) worker.process.kill('SIGKILL');
     }, graceMs);
     await Promise.all(exits);
     clearTimeout(timer);
+    await Promise.all(this.#cleanups);
+    clearInterval(this.#keepAlive);
+    this.#keepAlive = undefined;
+  }
+}
+
+/** Consecutive failed starts and the delay they call for (see RESPAWN_DELAY_MIN_MS). */
+export class RestartBackoff {
+  #failures = 0;
+  readonly #random: () => number;
+
+  constructor(random: () => number = Math.random) {
+    this.#random = random;
+  }
+
+  get failures(): number {
+    return this.#failures;
+  }
+
+  /** Counts a failed start; returns the failures in a row. */
+  failed(): number {
+    return ++this.#failures;
+  }
+
+  /** A worker served long enough: starts are healthy again. */
+  succeeded(): void {
+    this.#failures = 0;
+  }
+
+  /** How long to wait before the next start. */
+  delayMs(): number {
+    const base = Math.min(RESPAWN_DELAY_MAX_MS, RESPAWN_DELAY_MIN_MS * 2 ** this.#failures);
+    return base * (1 + RESPAWN_JITTER * (2 * this.#random() - 1));
   }
 }
 

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
+import { removeAllPartialBlobs } from './blob/fs/partial-blobs.ts';
 import { ConfigError, EMPTY_CONFIG, type TalusConfig } from './config/config.ts';
 import { lockDataDirectory, type DataDirectoryLock } from './data-dir-lock.ts';
 import { DiskReserve } from './disk-reserve.ts';
@@ -64,6 +65,12 @@ export interface RunningTalus {
   /** The HTTP server when requests are served in this process; undefined with workers. */
   server: Server | undefined;
   workers: number;
+  /**
+   * Settles if the server can no longer serve and will not recover by
+   * itself: with workers, when they keep failing to start. Never settles
+   * otherwise. The caller should close() and exit non-zero.
+   */
+  failed: Promise<Error>;
   /** Stops accepting, lets in-flight requests finish (bounded), then closes the stores. */
   close(): Promise<void>;
 }
@@ -72,10 +79,11 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   const dataDir = resolve(options.dataDir);
   const logger = options.logger ?? jsonLogger();
   await mkdir(dataDir, { recursive: true });
-  // First: on a full disk it releases its ballast, so the rest of start-up has room.
-  const reserve = await DiskReserve.open(dataDir, logger);
-  const lock = await lockDataDirectory(dataDir).catch(async (error: unknown) => {
-    await reserve.stop();
+  // The lock first (it needs no space): a second server must not touch the owner's ballast.
+  const lock = await lockDataDirectory(dataDir);
+  // Then, before anything that writes: on a full disk it releases its ballast, so the rest of start-up has room.
+  const reserve = await DiskReserve.open(dataDir, logger).catch(async (error: unknown) => {
+    await lock.release();
     throw error;
   });
   const adopt = options.adoptMetadata === true;
@@ -123,6 +131,9 @@ async function startOnLockedDirectory(
   reclaim: ReclaimMode,
   reserve: DiskReserve,
 ): Promise<RunningTalus> {
+  // Under the lock, before any writer: every partial blob is an upload a dead process never finished.
+  const partialBlobs = await removeAllPartialBlobs(join(dataDir, 'blobs'));
+  if (partialBlobs > 0) logger.info('removed partial blobs of stopped processes', { count: partialBlobs });
   const local = await FsBlobStore.open(join(dataDir, 'blobs'));
   const workers = options.workers ?? 1;
   const config = options.config ?? EMPTY_CONFIG;
@@ -139,6 +150,8 @@ async function startOnLockedDirectory(
   const blobs: BlobStore = placement?.store ?? local;
   const host = options.address === undefined || options.address === '0.0.0.0' ? '127.0.0.1' : options.address;
   const urlOf = (port: number): string => `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  let reportFailure: (error: Error) => void = () => undefined;
+  const failed = new Promise<Error>((resolveFailed) => (reportFailure = resolveFailed));
   const pool = workers > 1
     ? new WorkerPool(
         {
@@ -152,6 +165,7 @@ async function startOnLockedDirectory(
         },
         workers,
         logger,
+        (error) => reportFailure(error),
       )
     : undefined;
   const engine = new Engine(meta, blobs, {
@@ -171,17 +185,21 @@ async function startOnLockedDirectory(
   else if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
   placement?.startBackground({ heal: options.healInBackground ?? true });
   if (pool !== undefined) {
-    const stopAll = async (graceMs: number): Promise<void> => {
+    const stopServing = async (graceMs: number): Promise<void> => {
       await pool.stop(graceMs);
       await placement?.stopBackground();
       await engine.stop();
       await blobs.close();
+    };
+    const stopAll = async (graceMs: number): Promise<void> => {
+      await stopServing(graceMs);
       await meta.close();
     };
     try {
       await pool.start();
     } catch (error) {
-      await stopAll(0);
+      // startTalus closes the metadata store (closing it twice fails with EBADF and hides this error).
+      await stopServing(0);
       throw error;
     }
     let closing: Promise<void> | undefined;
@@ -193,6 +211,7 @@ async function startOnLockedDirectory(
       placement,
       server: undefined,
       workers,
+      failed,
       // Workers drain within SHUTDOWN_GRACE_MS; a little more before they are killed.
       close: () => (closing ??= stopAll(SHUTDOWN_GRACE_MS + 5_000).finally(() => lock.release())),
     };
@@ -226,6 +245,7 @@ async function startOnLockedDirectory(
     placement,
     server,
     workers: 1,
+    failed,
     close: () => (closing ??= (secrets.stop(), shutdown(server, engine, meta, blobs, placement).finally(() => lock.release()))),
   };
 }

@@ -13,7 +13,15 @@ import { HANDLERS } from '../s3/operations.ts';
 import type { RequestContext, S3Response } from '../s3/context.ts';
 import { isDirectBody } from '../util/direct-body.ts';
 import { newRequestId } from '../util/ids.ts';
-import { CONNECTIONS_MAX, HEADER_BYTES_MAX, REQUEST_IDLE_TIMEOUT_MS } from '../util/limits.ts';
+import {
+  CONNECTIONS_MAX,
+  CONNECTIONS_SWEEP_INTERVAL_MS,
+  HEADER_BYTES_MAX,
+  HEADERS_TIMEOUT_MS,
+  KEEP_ALIVE_IDLE_TIMEOUT_MS,
+  REQUEST_IDLE_TIMEOUT_MS,
+} from '../util/limits.ts';
+import { ConnectionGuard } from './connection-guard.ts';
 import { S3Error, isS3Error } from '../util/s3-error.ts';
 import type { Logger } from '../util/logger.ts';
 import { answerHealthProbe } from './health.ts';
@@ -27,21 +35,39 @@ export interface FrontOptions {
   /** Base domain for virtual-host-style addressing (`<bucket>.<domain>`). */
   domain: string | undefined;
   logger: Logger;
+  /** Open connections before idle ones are shed (default CONNECTIONS_MAX). */
+  connectionsMax?: number;
 }
 
 export function createS3Server(options: FrontOptions): Server {
-  const server = createServer({ maxHeaderSize: HEADER_BYTES_MAX, requestTimeout: 0 }, (request, response) => {
-    void handleRequest(options, request, response);
-  });
+  const guard = new ConnectionGuard(options.connectionsMax ?? CONNECTIONS_MAX);
+  const server = createServer(
+    {
+      maxHeaderSize: HEADER_BYTES_MAX,
+      // No bound on a whole request: uploads of 5 GiB over slow links are fine
+      // while bytes keep coming (server.timeout below). Headers are bounded.
+      requestTimeout: 0,
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      connectionsCheckingInterval: CONNECTIONS_SWEEP_INTERVAL_MS,
+      keepAliveTimeout: KEEP_ALIVE_IDLE_TIMEOUT_MS,
+    },
+    (request, response) => {
+      guard.requestStarted(request, response);
+      void handleRequest(options, request, response);
+    },
+  );
   server.timeout = REQUEST_IDLE_TIMEOUT_MS;
-  server.maxConnections = CONNECTIONS_MAX;
+  // The cap is the guard's (it sheds idle connections at the cap instead of refusing new ones).
+  guard.attach(server);
   // Expect: 100-continue is answered only once the request is authorized and
   // routed, so a refused upload is refused before its body is sent.
   server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    guard.requestStarted(request, response);
     void handleRequest(options, request, response, true);
   });
   // Other Expect values are ignored, as S3 does, instead of node's 417.
   server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    guard.requestStarted(request, response);
     void handleRequest(options, request, response);
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => onClientError(error, socket));
@@ -167,7 +193,10 @@ function onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
     return;
   }
   const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
-  const s3Error = new S3Error(tooLarge ? 'RequestHeaderSectionTooLarge' : 'InvalidRequest', tooLarge ? undefined : 'Malformed HTTP request.');
+  // Headers not complete within HEADERS_TIMEOUT_MS: S3's own answer to a stalled socket.
+  const s3Error = error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    ? new S3Error('RequestTimeout')
+    : new S3Error(tooLarge ? 'RequestHeaderSectionTooLarge' : 'InvalidRequest', tooLarge ? undefined : 'Malformed HTTP request.');
   const body = `${XML_DECLARATION}<Error>${element('Code', s3Error.code)}${element('Message', s3Error.message)}</Error>`;
   socket.end(
     `HTTP/1.1 ${s3Error.status} Bad Request\r\nContent-Type: application/xml\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

@@ -55,13 +55,33 @@ export const PURGE_RETRY_MS = 1_000;
  * memory it may hold is bounded by this times the connection limit (64 MiB).
  */
 export const INLINE_BYTES_MAX = 16 * KiB;
-/** Open client connections; more wait in the kernel's accept queue. */
+/** Open client connections per process; see the connection block below for what happens at the cap. */
 export const CONNECTIONS_MAX = 4_096;
 /** Shutdown: how long in-flight requests may take to finish after SIGTERM. */
 export const SHUTDOWN_GRACE_MS = 30_000;
 /** Idle socket timeout for slow or stalled clients. */
 export const REQUEST_IDLE_TIMEOUT_MS = 120_000;
 
+// Connections (src/http/connection-guard.ts, src/http/server.ts). Idle and
+// slow-header sockets cost an attacker nothing and need no credentials, so
+// none of them may hold a slot for long, and at CONNECTIONS_MAX they are
+// shed (oldest first) to make room for a new connection; a connection with a
+// request in flight never is.
+/** A connection that has sent no byte by then is closed: clients send their request at once. */
+export const FIRST_BYTE_TIMEOUT_MS = 10_000;
+/**
+ * node:http's headersTimeout: a request's headers (at most HEADER_BYTES_MAX)
+ * must be complete this long after the connection opened (or, kept alive,
+ * after the request's first byte); else RequestTimeout and close.
+ * `requestTimeout: 0` (uploads may take hours) would otherwise turn it off.
+ */
+export const HEADERS_TIMEOUT_MS = 20_000;
+/** How often node:http checks headersTimeout (its default, 30 s, would let headers linger up to 50 s) and the guard sweeps silent connections. */
+export const CONNECTIONS_SWEEP_INTERVAL_MS = 1_000;
+/** Idle keep-alive between requests (node's default, stated): clients reuse a connection within milliseconds or not at all. */
+export const KEEP_ALIVE_IDLE_TIMEOUT_MS = 5_000;
+
+assert(FIRST_BYTE_TIMEOUT_MS < HEADERS_TIMEOUT_MS && HEADERS_TIMEOUT_MS < REQUEST_IDLE_TIMEOUT_MS, 'connection timeouts nest');
 assert(PART_BYTES_MIN < PART_BYTES_MAX, 'part bounds');
 assert(PUT_OBJECT_BYTES_MAX <= OBJECT_BYTES_MAX, 'object bounds');
 assert(DELETE_KEYS_MAX * (KEY_BYTES_MAX + 64) < XML_BODY_BYTES_MAX, 'a full DeleteObjects body fits the XML limit');

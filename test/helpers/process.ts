@@ -133,12 +133,13 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, message: s
   }
 }
 
-/** Every blob file under `<dataDir>/blobs/<xx>/`. */
+/** Every committed blob file under `<dataDir>/blobs/<xx>/`. */
 export async function listBlobFiles(dataDir: string): Promise<string[]> {
   const root = join(dataDir, 'blobs');
   const files: string[] = [];
   for (const fanout of await readdir(root, { withFileTypes: true })) {
-    if (!fanout.isDirectory()) continue;
+    // Only the fanout directories: partial/ holds uploads in flight.
+    if (!fanout.isDirectory() || !/^[0-9a-f]{2}$/.test(fanout.name)) continue;
     for (const entry of await readdir(join(root, fanout.name), { withFileTypes: true })) {
       files.push(join(fanout.name, entry.name));
     }

@@ -1,5 +1,5 @@
 import { closeSync, open as openCallback } from 'node:fs';
-import { mkdir, open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,6 +10,7 @@ import { newBlobId } from '../../util/ids.ts';
 import { storageError } from '../../util/s3-error.ts';
 import { BlobNotFoundError, type BlobRef, type BlobStore, type BlobWriter } from '../blob-store.ts';
 import { FileRangeStream } from './file-range-stream.ts';
+import { partialDirectory } from './partial-blobs.ts';
 
 const WRITE_BATCH_BYTES = 1024 * 1024;
 /** writev takes at most IOV_MAX (1024) buffers. */
@@ -29,16 +30,21 @@ const BLOB_ID_PATTERN = /^[0-9a-z]{9}[0-9a-f]{20}$/;
 /**
  * Blobs as files under `<root>/<xx>/<id>`, where xx is the blob ID's last two
  * hex digits (random), so no directory grows past ~1/256 of the blobs.
- * Durability: the file is fsynced and then its directory, so a committed blob
- * survives a crash before the metadata commit makes it visible.
+ * A blob is written under `<root>/partial/<pid>/` and renamed into place by
+ * its commit, so unfinished uploads name the process writing them
+ * (partial-blobs.ts). Durability: the file is fsynced, renamed, and then its
+ * directory fsynced, so a committed blob survives a crash before the
+ * metadata commit makes it visible.
  */
 export class FsBlobStore implements BlobStore {
   readonly #root: string;
   readonly #writeBudget: ByteBudget;
+  readonly #partialDirectory: string;
 
   private constructor(root: string, writeBudget: ByteBudget) {
     this.#root = root;
     this.#writeBudget = writeBudget;
+    this.#partialDirectory = partialDirectory(root, process.pid);
   }
 
   static async open(root: string, options: { writeBudget?: ByteBudget } = {}): Promise<FsBlobStore> {
@@ -46,6 +52,7 @@ export class FsBlobStore implements BlobStore {
     await Promise.all(
       Array.from({ length: FANOUT_DIRECTORIES }, (_, i) => mkdir(join(root, fanoutName(i)), { recursive: true })),
     );
+    await mkdir(partialDirectory(root, process.pid), { recursive: true });
     return new FsBlobStore(root, options.writeBudget ?? new ByteBudget(WRITE_BUFFER_BYTES_MAX));
   }
 
@@ -56,7 +63,7 @@ export class FsBlobStore implements BlobStore {
 
   create(): BlobWriter {
     const id = newBlobId();
-    return new FsBlobWriter(id, this.path(id), join(this.#root, id.slice(-2)), this.#writeBudget);
+    return new FsBlobWriter(id, join(this.#partialDirectory, id), this.path(id), join(this.#root, id.slice(-2)), this.#writeBudget);
   }
 
   async read(blob: BlobRef, start: number, end: number): Promise<Readable> {
@@ -114,6 +121,8 @@ export class FsBlobStore implements BlobStore {
 class FsBlobWriter implements BlobWriter {
   readonly id: string;
   readonly location = undefined;
+  /** Where the bytes are written; renamed to #path by the commit. */
+  readonly #partialPath: string;
   readonly #path: string;
   readonly #directory: string;
   readonly #budget: ByteBudget;
@@ -130,8 +139,9 @@ class FsBlobWriter implements BlobWriter {
   readonly #writeBehind = new WriteBehind(WRITE_BEHIND_BYTES);
   #state: 'open' | 'committed' | 'aborted' = 'open';
 
-  constructor(id: string, path: string, directory: string, budget: ByteBudget) {
+  constructor(id: string, partialPath: string, path: string, directory: string, budget: ByteBudget) {
     this.id = id;
+    this.#partialPath = partialPath;
     this.#path = path;
     this.#directory = directory;
     this.#budget = budget;
@@ -139,7 +149,7 @@ class FsBlobWriter implements BlobWriter {
 
   #file(): Promise<FileHandle> {
     // Opened lazily so a request that fails before its first byte creates no file.
-    this.#handle ??= open(this.#path, 'wx');
+    this.#handle ??= open(this.#partialPath, 'wx');
     return this.#handle;
   }
 
@@ -224,8 +234,9 @@ class FsBlobWriter implements BlobWriter {
     if (this.#failure !== undefined) throw this.#failure;
     await handle.sync();
     await handle.close();
-    await syncDirectory(this.#directory);
+    await rename(this.#partialPath, this.#path);
     this.#state = 'committed';
+    await syncDirectory(this.#directory);
     return this.#sizeBytes;
   }
 
@@ -245,6 +256,8 @@ class FsBlobWriter implements BlobWriter {
     } catch {
       // open itself failed: nothing to close
     }
+    // Wherever a commit (finished or still running) left it: the ID is fresh, so neither path is anyone else's.
+    await rm(this.#partialPath, { force: true });
     await rm(this.#path, { force: true });
   }
 }
