@@ -71,3 +71,17 @@ export class ByteBudget {
     return this.#heldBytes + bytes <= this.capacityBytes || this.#heldBytes === 0;
   }
 }
+
+/**
+ * Bytes every writer of the process together holds in memory: blob writers'
+ * gathered and in-flight batches (blob/fs) and the MD5 batches of long bodies
+ * (util/hash-thread.ts). Without it the sum grew with the connections (4096
+ * uploads: ~12 GiB in blob writers; 2000 stalled uploads: ~1 GiB in hash
+ * batches). 64 MiB keeps ~14 large uploads at full speed (each holds up to
+ * 3 MiB in its writer and 1.5 MiB in its hash); past that, uploads share the
+ * disk's rate anyway.
+ */
+export const WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
+
+/** The process's write budget (one per process: each worker of --workers has its own). */
+export const processWriteBudget = new ByteBudget(WRITE_BUFFER_BYTES_MAX);
