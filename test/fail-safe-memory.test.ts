@@ -26,7 +26,7 @@ const SENT_BYTES = 256 * 1024;
  * The issue's bound: under 300 MiB for a server that idles at 91 MB (the
  * compiled build), i.e. at most ~200 MiB of growth. Here the server runs
  * through tsx, whose compiler idles ~30 MiB larger, so the bound is on the
- * growth over the idle server. (Measured: ~180 MiB; the old code: ~660 MiB.)
+ * growth over the idle server. (Measured: 140-160 MiB; the old code: ~660 MiB.)
  */
 const RSS_GROWTH_BYTES_MAX = 200 * MiB;
 /** Connections opened at once: below node's listen backlog (511). */
