@@ -5,17 +5,19 @@
  *   Content-MD5 is right (the digest is over the bytes sent, not over a
  *   decoded string), and a wrong Content-MD5 is BadDigest;
  * - an upload the client abandons mid-body is logged once, at info level,
- *   without a stack, and no log line carries a secret.
+ *   without a stack, and no log line carries a secret; a real failure is
+ *   still logged at error level with its stack.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startTalus, type RunningTalus } from '../src/talus.ts';
 import { CONTENT_SHA256, docSigningKey, encode } from './helpers/aws-chunked.ts';
+import { listBlobFiles } from './helpers/process.ts';
 import { errorCode, signedRequest, signRequest } from './helpers/raw.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY } from './helpers/talus.ts';
 
@@ -166,5 +168,20 @@ describe('bad input and aborted uploads', () => {
     for (const line of lines) {
       for (const secret of secrets) assert.ok(!line.text.includes(secret), `a log line carries a secret: ${line.text}`);
     }
+  });
+
+  test('a failure that is not the client leaving is still logged at error level, with its stack', async () => {
+    const path = `/${BUCKET}/lost-blob`;
+    const before = new Set(await listBlobFiles(dataDir));
+    assert.equal((await signedRequest(talus.url, { method: 'PUT', path, body: randomBytes(100_000) })).status, 200);
+    const written = (await listBlobFiles(dataDir)).filter((file) => !before.has(file));
+    assert.equal(written.length, 1);
+    await unlink(join(dataDir, 'blobs', written[0]!));
+    const get = await signedRequest(talus.url, { method: 'GET', path });
+    assert.ok(get.status >= 500, `status ${get.status}`);
+    const about = await linesAbout(path);
+    assert.equal(about.length, 1, about.map((line) => line.text).join('\n'));
+    assert.equal(about[0]!.level, 'error');
+    assert.match(about[0]!.text, /\\n\s+at /, 'with its stack');
   });
 });
