@@ -79,7 +79,7 @@ test('many bodies at once, some discarded half-way, do not mix', async () => {
   assert.ok((await hashInChunks('md5', after, [MiB / 2])).digest.equals(createHash('md5').update(after).digest()));
 });
 
-test('a thread hash holds its bytes in the write budget until the thread has hashed them, and lets go of a partial batch under pressure', async () => {
+test('a thread hash holds its bytes in the write budget until the thread has hashed them, and lets go of a partial batch under pressure', { timeout: 30_000 }, async () => {
   const budget = new ByteBudget(4 * MiB);
   const data = randomBytes(2 * MiB);
   const hash = createStreamHash('md5', data.length, budget);
