@@ -160,9 +160,7 @@ async function sendResponse(request: IncomingMessage, response: ServerResponse, 
 
 function sendError(options: FrontOptions, request: IncomingMessage, response: ServerResponse, method: string, rawPath: string, requestId: string, error: unknown): void {
   const s3Error = isS3Error(error) ? error : new S3Error('InternalError');
-  if (!isS3Error(error) || s3Error.status >= 500) {
-    options.logger.error('request failed', { requestId, method, path: rawPath, error: String((error as Error)?.stack ?? error) });
-  }
+  logFailure(options.logger, request, method, rawPath, requestId, error, s3Error);
   if (response.headersSent) {
     response.destroy();
     return;
@@ -184,6 +182,39 @@ function sendError(options: FrontOptions, request: IncomingMessage, response: Se
   response.setHeader('content-length', Buffer.byteLength(body));
   response.end(body);
   if (!request.complete) drain(request);
+}
+
+/**
+ * A client that goes away mid-request is routine (a cancelled upload, a
+ * timeout on its side): one info line, no stack. Anything else the server
+ * answers with a 5xx is an error worth a stack. Never logs headers: they
+ * carry the signature.
+ */
+function logFailure(logger: Logger, request: IncomingMessage, method: string, rawPath: string, requestId: string, error: unknown, s3Error: S3Error): void {
+  if (isClientAbort(request, error)) {
+    logger.info('request aborted by client', { requestId, method, path: rawPath, reason: errorSummary(error) });
+  } else if (!isS3Error(error) || s3Error.status >= 500) {
+    logger.error('request failed', { requestId, method, path: rawPath, error: String((error as Error)?.stack ?? error) });
+  }
+}
+
+/**
+ * The request failed because its connection closed before the body ended:
+ * node destroys the request with an 'aborted' ECONNRESET that every stream
+ * reading the body passes on unchanged (hence the identity check), or the
+ * body verifier saw the request close early and answered IncompleteBody.
+ */
+function isClientAbort(request: IncomingMessage, error: unknown): boolean {
+  if (request.complete || !request.destroyed) return false;
+  if (error !== undefined && error === request.errored) return true;
+  return isS3Error(error) && error.code === 'IncompleteBody';
+}
+
+function errorSummary(error: unknown): string {
+  if (isS3Error(error)) return error.code;
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const message = (error as Error | undefined)?.message ?? String(error);
+  return code === undefined ? message : `${code}: ${message}`;
 }
 
 /** Errors node:http detects before a request exists, e.g. oversized headers; answered as S3 would. */

@@ -37,6 +37,11 @@ export function emptyResponse(status: number, headers: Record<string, string> = 
 
 /** Reads a small request body (XML documents), bounded; the verified stream checks signatures as it goes. */
 export async function readSmallBody(context: RequestContext, limitBytes = XML_BODY_BYTES_MAX): Promise<string> {
+  return (await readSmallBodyBytes(context, limitBytes)).toString('utf8');
+}
+
+/** The bytes of a small request body, as sent (for a Content-MD5 over them). */
+export async function readSmallBodyBytes(context: RequestContext, limitBytes = XML_BODY_BYTES_MAX): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of context.request.body) {
@@ -45,7 +50,7 @@ export async function readSmallBody(context: RequestContext, limitBytes = XML_BO
     if (total > limitBytes) throw new S3Error('MaxMessageLengthExceeded');
     chunks.push(buffer);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks, total);
 }
 
 export function queryValue(context: RequestContext, name: string): string | undefined {

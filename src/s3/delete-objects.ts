@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { DELETE_KEYS_MAX } from '../util/limits.ts';
 import { S3Error, isS3Error } from '../util/s3-error.ts';
 import { document, element, listOf, objectOf, parseXml, textOf } from '../http/xml.ts';
-import { readSmallBody, xmlResponse, type RequestContext, type S3Response } from './context.ts';
+import { readSmallBodyBytes, xmlResponse, type RequestContext, type S3Response } from './context.ts';
 import { header } from './headers.ts';
 import { checkKey } from './object.ts';
 
@@ -27,11 +27,23 @@ function parseDeleteRequest(body: string): { targets: DeleteTarget[]; quiet: boo
   return { targets, quiet: quietText === 'true' };
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** XML documents are UTF-8 here; anything else is refused rather than read with replacement characters. */
+function decodeUtf8(bytes: Buffer): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new S3Error('MalformedXML');
+  }
+}
+
 export async function handleDeleteObjects(context: RequestContext): Promise<S3Response> {
-  const body = await readSmallBody(context);
+  const body = await readSmallBodyBytes(context);
+  // Over the bytes as sent: a body that is not UTF-8 is malformed XML, not a digest mismatch.
   const md5 = header(context.headers, 'content-md5');
   if (md5 !== undefined && createHash('md5').update(body).digest('base64') !== md5) throw new S3Error('BadDigest');
-  const { targets, quiet } = parseDeleteRequest(body);
+  const { targets, quiet } = parseDeleteRequest(decodeUtf8(body));
   await context.engine.getBucket(context.route.bucket);
   let results = '';
   for (const target of targets) {

@@ -71,3 +71,21 @@ export class ByteBudget {
     return this.#heldBytes + bytes <= this.capacityBytes || this.#heldBytes === 0;
   }
 }
+
+/**
+ * Bytes every writer of the process together holds in memory: blob writers'
+ * gathered and in-flight batches (blob/fs) and the MD5 batches of long bodies
+ * (util/hash-thread.ts). Without it the sum grew with the connections (4096
+ * uploads: ~12 GiB in blob writers; 2000 stalled uploads: ~1 GiB in hash
+ * batches). A large upload at full speed holds up to ~5 MiB (3 in its writer,
+ * 2 in its hash), so 32 MiB keeps ~6 of them at full speed, more than one
+ * disk takes; past that, uploads share the disk's rate anyway. Not more:
+ * node holds about as much again in garbage not yet collected and in the
+ * stream buffers of uploads that wait, and 2000 stalled uploads must stay
+ * under 300 MiB of RSS (64 MiB measured 20-40 MiB more RSS for them than 32,
+ * and no faster 8 × 64 MiB PUTs on 2 cores).
+ */
+export const WRITE_BUFFER_BYTES_MAX = 32 * 1024 * 1024;
+
+/** The process's write budget (one per process: each worker of --workers has its own). */
+export const processWriteBudget = new ByteBudget(WRITE_BUFFER_BYTES_MAX);

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
+import { ByteBudget } from './byte-budget.ts';
 import { createStreamHash, INLINE_BELOW_BYTES, type ThreadHashAlgorithm } from './hash-thread.ts';
 
 const MiB = 1024 * 1024;
@@ -76,4 +77,31 @@ test('many bodies at once, some discarded half-way, do not mix', async () => {
   // Discarded sessions leave the thread usable.
   const after = randomBytes(2 * MiB);
   assert.ok((await hashInChunks('md5', after, [MiB / 2])).digest.equals(createHash('md5').update(after).digest()));
+});
+
+test('a thread hash holds its bytes in the write budget until the thread has hashed them, and lets go of a partial batch under pressure', { timeout: 30_000 }, async () => {
+  const budget = new ByteBudget(4 * MiB);
+  const data = randomBytes(2 * MiB);
+  const hash = createStreamHash('md5', data.length, budget);
+  assert.equal(hash.update(data.subarray(0, 100_000)), undefined, 'a chunk that fits the budget never waits');
+  assert.equal(budget.heldBytes, 100_000, 'a partial batch is held against the budget');
+  // Another holder fills the budget and a third has to wait: the hash sends its partial batch, and its bytes come back once hashed.
+  assert.ok(budget.tryAcquire(budget.capacityBytes - 100_000));
+  const waiter = budget.acquire(100_000);
+  await waiter;
+  budget.release(budget.capacityBytes);
+  assert.equal(budget.heldBytes, 0);
+  for (let offset = 100_000; offset < data.length; offset += 300_000) {
+    const pending = hash.update(data.subarray(offset, offset + 300_000));
+    if (pending !== undefined) await pending;
+    assert.ok(budget.heldBytes <= 512 * 1024 + 1024 * 1024 + 300_000, 'at most a batch pending and what the thread has not acknowledged');
+  }
+  assert.ok((await hash.digest()).equals(createHash('md5').update(data).digest()));
+  assert.equal(budget.heldBytes, 0, 'a digested hash holds nothing');
+
+  const discarded = createStreamHash('md5', data.length, budget);
+  await discarded.update(data.subarray(0, 700_000));
+  assert.ok(budget.heldBytes > 0);
+  discarded.discard();
+  assert.equal(budget.heldBytes, 0, 'a discarded hash holds nothing');
 });

@@ -2,18 +2,27 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { assert } from './assert.ts';
+import { processWriteBudget, type ByteBudget } from './byte-budget.ts';
 
 /**
  * Hashing of long bodies on worker threads, so the event loop's core is free
  * for sockets and every other request in flight. MD5 (every PUT's ETag) runs
  * at ~0.7 GB/s per core here and is inherently serial: on the event loop it
  * was the largest per-byte cost of a large PUT (~90 ms of a 64 MiB upload's
- * ~230 ms). A body's chunks are copied into 512 KiB batches whose memory is
- * transferred (not copied again) to the thread; the thread hashes them in
- * order and hands each batch's memory back with its acknowledgement, for the
- * next batch. A body waits once more than `UNACKED_BYTES_MAX` is with the
- * thread, so memory stays bounded per body, and batches are reused instead
- * of left for two garbage collectors to find.
+ * ~230 ms). A body's chunks are referenced (not copied) until 512 KiB have
+ * arrived, then copied into one batch whose memory is transferred (not copied
+ * again) to the thread; the thread hashes batches in order and hands each
+ * one's memory back with its acknowledgement, for the next batch. A body
+ * waits once more than `UNACKED_BYTES_MAX` is with the thread, so memory stays
+ * bounded per body, and batches are reused instead of left for two garbage
+ * collectors to find.
+ *
+ * Memory across bodies is bounded by the write budget (util/byte-budget.ts):
+ * every byte a hash references or has sent counts against it until the
+ * thread has hashed it, and a hash that holds a partial batch sends it as it
+ * is when someone has to wait for the budget. So a stalled upload holds no
+ * batch of its own: 2000 stalled uploads used to hold 512 KiB each, ~1 GiB,
+ * outside any bound.
  *
  * Short bodies hash inline: for them a thread round trip costs more than the
  * hash (`INLINE_BELOW_BYTES`).
@@ -32,16 +41,27 @@ export type ThreadHashAlgorithm = 'md5' | 'sha1' | 'sha256';
 export const INLINE_BELOW_BYTES = 1024 * 1024;
 const BATCH_BYTES = 512 * 1024;
 const UNACKED_BYTES_MAX = 1024 * 1024;
+/**
+ * Chunks referenced before they are copied into a batch. The budget counts
+ * their bytes, not their objects: a client that trickles tiny chunks gets
+ * them hashed in short batches instead of piling up references.
+ */
+const PENDING_CHUNKS_MAX = 128;
 /** Returned batches kept for reuse per thread. */
 const FREE_BATCHES_MAX = 8;
 /** Concurrent hashes per thread are bounded by the requests in flight; this guards the bookkeeping. */
 const SESSIONS_PER_THREAD_MAX = 4096;
 const THREADS_MAX = 4;
 
-/** A hash of a body expected to be `declaredBytes` long (undefined: unknown, hashed inline). */
-export function createStreamHash(algorithm: ThreadHashAlgorithm, declaredBytes: number | undefined): StreamHash {
+/**
+ * A hash of a body expected to be `declaredBytes` long (undefined: unknown,
+ * hashed inline). A hash on a thread holds its bytes, pending or with the
+ * thread, against `budget`: the write budget every blob writer of the process
+ * draws from too (a chunk both hold counts twice, which errs on the safe side).
+ */
+export function createStreamHash(algorithm: ThreadHashAlgorithm, declaredBytes: number | undefined, budget: ByteBudget = processWriteBudget): StreamHash {
   if (declaredBytes === undefined || declaredBytes < INLINE_BELOW_BYTES) return new InlineHash(algorithm);
-  return new ThreadHash(pickThread(), algorithm);
+  return new ThreadHash(pickThread(), algorithm, budget);
 }
 
 class InlineHash implements StreamHash {
@@ -124,11 +144,6 @@ class HashThread {
     return this.#freeBatches.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
   }
 
-  /** A batch that was taken but never sent. */
-  returnBatch(batch: Buffer): void {
-    if (this.#freeBatches.length < FREE_BATCHES_MAX) this.#freeBatches.push(batch);
-  }
-
   /** Hands `batch` to the thread; its memory moves there (the caller must not touch it again). */
   send(id: number, batch: Uint8Array): void {
     this.#worker.postMessage({ kind: 'update', session: id, data: batch }, [batch.buffer as ArrayBuffer]);
@@ -163,22 +178,29 @@ function pickThread(): HashThread {
 class ThreadHash implements StreamHash {
   readonly #thread: HashThread;
   readonly #session: number;
-  /** Undefined once the last batch went to the thread (or back to the free list). */
-  #batch: Buffer | undefined;
-  #batchBytes = 0;
+  readonly #budget: ByteBudget;
+  /** Chunks taken but not yet copied into a batch: references, not copies (see `createStreamHash`). */
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  /** Bytes sent to the thread and not yet acknowledged. */
   #unackedBytes = 0;
+  /** Budget held: #pendingBytes + #unackedBytes until the hash ends, then 0. */
+  #heldBytes = 0;
+  #unsubscribePressure: (() => void) | undefined;
+  readonly #onPressure = (): void => this.#sendPending();
   #waiting: { resolve(): void; reject(error: Error): void } | undefined;
   #result: { resolve(digest: Buffer): void; reject(error: Error): void } | undefined;
   #failure: Error | undefined;
   #done = false;
 
-  constructor(thread: HashThread, algorithm: ThreadHashAlgorithm) {
+  constructor(thread: HashThread, algorithm: ThreadHashAlgorithm, budget: ByteBudget) {
     this.#thread = thread;
-    this.#batch = thread.takeBatch();
+    this.#budget = budget;
     this.#session = thread.open(algorithm, {
       onAck: (bytes) => {
         this.#unackedBytes -= bytes;
         assert(this.#unackedBytes >= 0, 'acknowledged no more than was sent');
+        this.#release(bytes);
         if (this.#waiting !== undefined && this.#unackedBytes <= UNACKED_BYTES_MAX) {
           const waiting = this.#waiting;
           this.#waiting = undefined;
@@ -186,13 +208,13 @@ class ThreadHash implements StreamHash {
         }
       },
       onDigest: (digest) => {
-        this.#done = true;
+        this.#end();
         this.#thread.close(this.#session, false);
         this.#result?.resolve(digest);
       },
       onError: (error) => {
         this.#failure ??= error;
-        this.#done = true;
+        this.#end();
         this.#thread.close(this.#session, false);
         this.#waiting?.reject(error);
         this.#waiting = undefined;
@@ -204,34 +226,91 @@ class ThreadHash implements StreamHash {
   update(chunk: Buffer): void | Promise<void> {
     if (this.#failure !== undefined) throw this.#failure;
     assert(!this.#done && this.#result === undefined, 'update after digest');
-    let offset = 0;
-    while (offset < chunk.length) {
-      this.#batch ??= this.#thread.takeBatch();
-      const copied = chunk.copy(this.#batch, this.#batchBytes, offset);
-      this.#batchBytes += copied;
-      offset += copied;
-      if (this.#batchBytes === BATCH_BYTES) this.#sendBatch();
+    if (chunk.length === 0) return;
+    if (!this.#budget.tryAcquire(chunk.length)) return this.#updateWhenGranted(chunk);
+    this.#heldBytes += chunk.length;
+    return this.#take(chunk);
+  }
+
+  async #updateWhenGranted(chunk: Buffer): Promise<void> {
+    // Wait holding only bytes on their way to being released (see ByteBudget).
+    this.#sendPending();
+    await this.#budget.acquire(chunk.length);
+    if (this.#done || this.#failure !== undefined) {
+      this.#budget.release(chunk.length);
+      if (this.#failure !== undefined) throw this.#failure;
+      return;
     }
+    this.#heldBytes += chunk.length;
+    await this.#take(chunk);
+  }
+
+  /** Adds a chunk whose budget is held; sends every full batch; waits while the thread is too far behind. */
+  #take(chunk: Buffer): void | Promise<void> {
+    if (this.#pendingBytes === 0) this.#unsubscribePressure = this.#budget.onPressure(this.#onPressure);
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    while (this.#pendingBytes >= BATCH_BYTES) this.#sendBatch(this.#thread.takeBatch());
+    if (this.#pending.length >= PENDING_CHUNKS_MAX) this.#sendPending();
+    if (this.#pendingBytes === 0) this.#stopListening();
     if (this.#unackedBytes <= UNACKED_BYTES_MAX) return;
     return new Promise<void>((resolve, reject) => {
       this.#waiting = { resolve, reject };
     });
   }
 
-  #sendBatch(): void {
-    assert(this.#batch !== undefined && this.#batchBytes > 0, 'a batch holds bytes');
-    const batch = this.#batchBytes === BATCH_BYTES ? this.#batch : this.#batch.subarray(0, this.#batchBytes);
-    this.#unackedBytes += this.#batchBytes;
-    this.#thread.send(this.#session, batch);
-    this.#batch = undefined;
-    this.#batchBytes = 0;
+  /** Sends what is pending, however little: a writer is waiting for the budget, or the body ended. */
+  #sendPending(): void {
+    this.#stopListening();
+    if (this.#pendingBytes === 0 || this.#done) return;
+    // Exactly as large as its bytes: a short batch is not reused, and must not hold more memory than its budget.
+    this.#sendBatch(Buffer.allocUnsafeSlow(this.#pendingBytes));
+  }
+
+  /** Copies the first `batch.length` pending bytes (or all, if fewer) into `batch` and sends it; its budget is released on the acknowledgement. */
+  #sendBatch(batch: Buffer): void {
+    let filled = 0;
+    let used = 0;
+    while (filled < batch.length && used < this.#pending.length) {
+      const chunk = this.#pending[used]!;
+      const copied = chunk.copy(batch, filled);
+      filled += copied;
+      if (copied === chunk.length) used++;
+      else this.#pending[used] = chunk.subarray(copied);
+    }
+    this.#pending.splice(0, used);
+    assert(filled > 0, 'a batch holds bytes');
+    this.#pendingBytes -= filled;
+    this.#unackedBytes += filled;
+    this.#thread.send(this.#session, filled === batch.length ? batch : batch.subarray(0, filled));
+  }
+
+  #stopListening(): void {
+    this.#unsubscribePressure?.();
+    this.#unsubscribePressure = undefined;
+  }
+
+  #release(bytes: number): void {
+    if (this.#done) return; // everything was released when the hash ended
+    this.#heldBytes -= bytes;
+    this.#budget.release(bytes);
+  }
+
+  /** The hash is over: no more batches, and whatever budget is still held goes back. */
+  #end(): void {
+    this.#done = true;
+    this.#stopListening();
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    const held = this.#heldBytes;
+    this.#heldBytes = 0;
+    this.#budget.release(held);
   }
 
   digest(): Promise<Buffer> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     assert(!this.#done && this.#result === undefined, 'one digest per hash');
-    if (this.#batchBytes > 0) this.#sendBatch();
-    this.#releaseBatch();
+    this.#sendPending();
     const result = new Promise<Buffer>((resolve, reject) => {
       this.#result = { resolve, reject };
     });
@@ -240,16 +319,9 @@ class ThreadHash implements StreamHash {
   }
 
   discard(): void {
-    this.#releaseBatch();
     if (this.#done) return;
-    this.#done = true;
+    this.#end();
     this.#thread.close(this.#session, true);
-  }
-
-  #releaseBatch(): void {
-    if (this.#batch !== undefined) this.#thread.returnBatch(this.#batch);
-    this.#batch = undefined;
-    this.#batchBytes = 0;
   }
 }
 

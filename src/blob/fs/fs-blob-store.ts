@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { assert } from '../../util/assert.ts';
-import { ByteBudget } from '../../util/byte-budget.ts';
+import { processWriteBudget, type ByteBudget } from '../../util/byte-budget.ts';
 import { WriteBehind, writevFully } from '../../util/file-writes.ts';
 import { newBlobId } from '../../util/ids.ts';
 import { storageError } from '../../util/s3-error.ts';
@@ -18,13 +18,6 @@ const WRITE_BATCH_CHUNKS_MAX = 512;
 const WRITES_IN_FLIGHT_MAX = 2;
 const WRITE_BEHIND_BYTES = 8 * 1024 * 1024;
 const FANOUT_DIRECTORIES = 256;
-/**
- * Bytes of every writer together, gathered or being written. Each writer
- * holds at most (WRITES_IN_FLIGHT_MAX + 1) batches; without this the sum grew
- * with the connections (4096 uploads: ~12 GiB). 64 MiB keeps ~20 large
- * uploads at full speed; past that, uploads share the disk's rate anyway.
- */
-export const WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
 const BLOB_ID_PATTERN = /^[0-9a-z]{9}[0-9a-f]{20}$/;
 
 /**
@@ -53,7 +46,7 @@ export class FsBlobStore implements BlobStore {
       Array.from({ length: FANOUT_DIRECTORIES }, (_, i) => mkdir(join(root, fanoutName(i)), { recursive: true })),
     );
     await mkdir(partialDirectory(root, process.pid), { recursive: true });
-    return new FsBlobStore(root, options.writeBudget ?? new ByteBudget(WRITE_BUFFER_BYTES_MAX));
+    return new FsBlobStore(root, options.writeBudget ?? processWriteBudget);
   }
 
   path(id: string): string {
