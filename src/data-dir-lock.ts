@@ -44,6 +44,17 @@ export interface LockOwner {
   startedAt: string;
 }
 
+/**
+ * How long taking the lock may wait out another process that is only
+ * trying, too. BEGIN EXCLUSIVE takes SQLite's SHARED lock, then PENDING,
+ * then EXCLUSIVE: two processes that both got SHARED would each refuse the
+ * other with a busy timeout of 0, and nobody would win. With a short wait,
+ * SQLite returns BUSY at once to the one that would deadlock (it drops its
+ * SHARED lock when we close it) and lets the other wait for that. A real
+ * holder keeps EXCLUSIVE, so a refusal costs this much and no more.
+ */
+const LOCK_CONTENTION_WAIT_MS = 250;
+
 /** Locks held by this process, by path: a second lock of the same directory in-process is refused by SQLite too, this only keeps the connections reachable. */
 const held = new Map<string, Database.Database>();
 
@@ -54,8 +65,7 @@ export async function lockDataDirectory(dataDir: string): Promise<DataDirectoryL
   initializeLockFile(path);
   let connection: Database.Database;
   try {
-    // timeout 0: a held lock is an answer, not something to wait for.
-    connection = new Database(path, { timeout: 0 });
+    connection = new Database(path, { timeout: LOCK_CONTENTION_WAIT_MS });
   } catch (error) {
     throw new Error(`cannot open the data directory lock ${path}: ${String(error)}`);
   }
