@@ -6,7 +6,7 @@
 import { strict as assert } from 'node:assert';
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -117,6 +117,17 @@ describe('FileStorage', () => {
     await reader;
     assert.ok(reads > 0);
     assert.deepEqual(await readdir(join(root, '.talus-storage', 'tmp')), []);
+  });
+
+  test('temporary files a crash left behind (untouched for an hour) are swept by the next process; fresh ones are not', async () => {
+    const tmp = join(root, '.talus-storage', 'tmp');
+    await writeFile(join(tmp, 'crashed.tmp'), 'half an object');
+    await writeFile(join(tmp, 'in-progress.tmp'), 'being written');
+    const hourAgo = new Date(Date.now() - 2 * 60 * 60_000);
+    await utimes(join(tmp, 'crashed.tmp'), hourAgo, hourAgo);
+    await new FileStorage(root).put('sweep', 'x');
+    assert.deepEqual(await readdir(tmp), ['in-progress.tmp']);
+    await rm(join(tmp, 'in-progress.tmp'));
   });
 
   test('a failed condition leaves no temporary file and no lock', async () => {

@@ -16,7 +16,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, rm, rmdir, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -79,6 +79,8 @@ import {
 /** How long a change waits for a key's lock before giving up (a live holder holds it for milliseconds). */
 export const LOCK_WAIT_MS_DEFAULT = 30_000;
 const LOCK_RETRY_MS_MAX = 20;
+/** A temporary file untouched this long belongs to a write that died. */
+export const TEMP_FILE_ABANDONED_MS = 60 * 60_000;
 const UPLOAD_ID = /^[a-z0-9-]{1,64}$/;
 
 type Condition = { kind: 'none' } | { kind: 'absent' } | { kind: 'match'; etag: string };
@@ -113,7 +115,22 @@ export class FileStorage implements ObjectStorage {
     return (this.#ready ??= (async () => {
       await mkdir(this.#tmp, { recursive: true });
       await mkdir(this.#uploads, { recursive: true });
+      await this.#sweepAbandonedTemporaryFiles();
     })());
+  }
+
+  /**
+   * Temporary files of writes a crash interrupted are never renamed into
+   * place; the first write of each process removes those untouched for an
+   * hour (a live write touches its file with every chunk).
+   */
+  async #sweepAbandonedTemporaryFiles(): Promise<void> {
+    const cutoff = Date.now() - TEMP_FILE_ABANDONED_MS;
+    for (const name of await readdir(this.#tmp).catch(() => [] as string[])) {
+      const path = join(this.#tmp, name);
+      const info = await stat(path).catch(() => undefined);
+      if (info !== undefined && info.mtimeMs < cutoff) await unlink(path).catch(() => undefined);
+    }
   }
 
   async put(key: string, body: StorageBody, options: PutOptions = {}): Promise<PutResult> {
