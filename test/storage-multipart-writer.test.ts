@@ -6,6 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,6 +23,8 @@ import { BufferedMultipartWriter } from '../src/storage/multipart-writer.ts';
 import { AlreadyExistsError, NotFoundError, type MultipartUpload, type ObjectStorage } from '../src/storage/object-storage.ts';
 import { S3Storage } from '../src/storage/s3-storage.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, startTestTalus, type TestTalus } from './helpers/talus.ts';
+import { PROJECT_ROOT } from './helpers/process.ts';
+import { mebibyte } from './fixtures/writer-data.ts';
 
 const MiB = 1024 * 1024;
 
@@ -197,6 +200,39 @@ describe('BufferedMultipartWriter against Talus', () => {
     const info = await storage.head('streamed');
     assert.equal(info.contentType, 'application/x-log');
     assert.deepEqual(info.metadata, { origin: 'writer' });
+  });
+
+  test('resume after a crash: a writer killed mid-upload (SIGKILL) is continued by another process from its last recorded part', async () => {
+    const totalMiB = 23;
+    const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'test', 'fixtures', 'writer-crash.ts'), talus.url, 'writer', 'resumed', 'resumed.upload-state', String(totalMiB)], { cwd: PROJECT_ROOT, stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    // Wait until the side object records two parts, then kill the writer without warning.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      assert.ok(Date.now() < deadline, 'the writer recorded two parts in time');
+      const state = await storage.get('resumed.upload-state').then((got) => readAll(got.body)).catch(() => undefined);
+      if (state !== undefined && (JSON.parse(state.toString()) as { parts: unknown[] }).parts.length >= 2) break;
+      await sleep(50);
+    }
+    child.kill('SIGKILL');
+    await exited;
+    await assert.rejects(storage.head('resumed'), NotFoundError, 'no object yet');
+
+    const { writer, offset } = await BufferedMultipartWriter.resume(storage, 'resumed', { partSize: 5 * MiB, stateKey: 'resumed.upload-state' });
+    assert.ok(offset >= 10 * MiB && offset % (5 * MiB) === 0, `resumes at ${offset}`);
+    async function* rest(): AsyncIterable<Buffer> {
+      for (let i = offset / MiB; i < totalMiB; i++) yield mebibyte(i);
+    }
+    await pipeline(Readable.from(rest()), writer);
+    const { etag } = await writer.result;
+    assert.match(etag, /-5"$/, 'five parts of 5 MiB, the last 3 MiB');
+    assert.equal(writer.stats.parts, 5 - offset / (5 * MiB), 'parts already uploaded are not uploaded again');
+    const expected = createHash('sha256');
+    for (let i = 0; i < totalMiB; i++) expected.update(mebibyte(i));
+    assert.equal(await sha256Of(storage, 'resumed'), expected.digest('hex'));
+    await assert.rejects(storage.head('resumed.upload-state'), NotFoundError, 'the side object is gone');
+    const uploads = await talus.client.send(new ListMultipartUploadsCommand({ Bucket: 'writer' }));
+    assert.deepEqual(uploads.Uploads ?? [], []);
   });
 
   test('destroy() mid-upload leaves no object and no multipart upload on the server', async () => {

@@ -12,6 +12,11 @@
  * - `end()` completes the upload (with `ifNoneMatch: '*'` or `ifMatch` when
  *   asked, so the object appears only if the condition holds); an error or
  *   `destroy()` aborts it, leaving neither an object nor an upload behind.
+ * - With `stateKey`, the upload ID and the ETags of the parts uploaded so far
+ *   are kept in a small side object after each part, so that after a crash
+ *   `BufferedMultipartWriter.resume()` continues the same upload from the
+ *   first byte not yet in a part (the side object goes on completion or
+ *   abort).
  */
 import { Writable } from 'node:stream';
 import { PART_BYTES_MIN, PART_NUMBER_MAX } from './storage-rules.ts';
@@ -32,6 +37,23 @@ export interface BufferedMultipartWriterOptions {
   ifNoneMatch?: '*';
   /** The object replaces only the version with this ETag (PreconditionFailedError otherwise). */
   ifMatch?: string;
+  /** Keep the upload's state (ID, part ETags) in this side object, to resume after a restart. */
+  stateKey?: string;
+}
+
+/** The side object of a resumable upload. */
+interface UploadState {
+  version: 1;
+  key: string;
+  uploadId: string;
+  partSize: number;
+  parts: UploadedPart[];
+}
+
+export interface ResumedWriter {
+  writer: BufferedMultipartWriter;
+  /** Bytes of the stream already in parts: write the stream from here on. */
+  offset: number;
 }
 
 export interface WriterStats {
@@ -59,6 +81,8 @@ export class BufferedMultipartWriter extends Writable {
   #failure: Error | undefined;
   #completed = false;
   #bufferedBytes = 0;
+  /** Side-object writes, one after another so the last state written is the newest. */
+  #stateWrites: Promise<void> = Promise.resolve();
   readonly #stats: WriterStats = { parts: 0, partsInFlightPeak: 0, bufferedBytesPeak: 0 };
   readonly #result: Promise<PutResult>;
   #resolveResult!: (result: PutResult) => void;
@@ -79,6 +103,63 @@ export class BufferedMultipartWriter extends Writable {
       this.#rejectResult = reject;
     });
     this.#result.catch(() => undefined); // also reported as the stream's error
+  }
+
+  /**
+   * Continues the upload recorded in `options.stateKey` by a writer that did
+   * not finish (its process died). Parts the store confirms (ListParts) and
+   * the state recorded, numbered 1..n without a gap, are kept; write the
+   * stream from `offset` on. Without a state object, a fresh writer at 0.
+   */
+  static async resume(storage: ObjectStorage, key: string, options: BufferedMultipartWriterOptions & { stateKey: string }): Promise<ResumedWriter> {
+    let state: UploadState;
+    try {
+      const { body } = await storage.get(options.stateKey);
+      const chunks: Buffer[] = [];
+      for await (const chunk of body as AsyncIterable<Buffer>) chunks.push(chunk);
+      state = JSON.parse(Buffer.concat(chunks).toString('utf8')) as UploadState;
+    } catch (error) {
+      if ((error as { code?: string }).code === 'NoSuchKey') return { writer: new BufferedMultipartWriter(storage, key, options), offset: 0 };
+      throw error;
+    }
+    if (state.version !== 1 || state.key !== key) throw new Error(`${options.stateKey} records an upload of ${JSON.stringify(state.key)}, not ${JSON.stringify(key)}`);
+    const partSize = options.partSize ?? WRITER_PART_BYTES_DEFAULT;
+    if (state.partSize !== partSize) throw new Error(`${options.stateKey} was written with parts of ${state.partSize} bytes, not ${partSize}`);
+    const upload = storage.resumeMultipartUpload(key, state.uploadId);
+    const confirmed = new Map((await upload.listParts()).map((part) => [part.partNumber, part]));
+    const kept: UploadedPart[] = [];
+    for (const part of [...state.parts].sort((a, b) => a.partNumber - b.partNumber)) {
+      const stored = confirmed.get(part.partNumber);
+      if (part.partNumber !== kept.length + 1 || stored === undefined || stored.etag !== part.etag || stored.size !== partSize) break;
+      kept.push(part);
+    }
+    const writer = new BufferedMultipartWriter(storage, key, options);
+    writer.#upload = Promise.resolve(upload);
+    writer.#parts.push(...kept);
+    writer.#nextPartNumber = kept.length + 1;
+    return { writer, offset: kept.length * partSize };
+  }
+
+  #recordState(): void {
+    const stateKey = this.#options.stateKey;
+    const upload = this.#upload;
+    if (stateKey === undefined || upload === undefined) return;
+    const parts = [...this.#parts].sort((a, b) => a.partNumber - b.partNumber);
+    this.#stateWrites = this.#stateWrites.then(async () => {
+      const { uploadId } = await upload;
+      const state: UploadState = { version: 1, key: this.key, uploadId, partSize: this.#partSize, parts };
+      await this.#storage.put(stateKey, JSON.stringify(state), { contentType: 'application/json' });
+    }).catch((error: unknown) => {
+      // A state that cannot be kept makes the upload unresumable: fail it rather than promise what we cannot keep.
+      this.#failure ??= error instanceof Error ? error : new Error(String(error));
+    });
+  }
+
+  async #dropState(): Promise<void> {
+    const stateKey = this.#options.stateKey;
+    if (stateKey === undefined) return;
+    await this.#stateWrites.catch(() => undefined);
+    await this.#storage.delete(stateKey);
   }
 
   /** Settles when the object is written (with its ETag) or the stream failed. */
@@ -138,6 +219,7 @@ export class BufferedMultipartWriter extends Writable {
         const part = await (await upload).uploadPart(partNumber, bytes, { size: bytes.length });
         this.#parts.push(part);
         this.#stats.parts++;
+        this.#recordState();
       } catch (error) {
         this.#failure ??= error instanceof Error ? error : new Error(String(error));
       } finally {
@@ -175,7 +257,10 @@ export class BufferedMultipartWriter extends Writable {
     if (this.#failure !== undefined) throw this.#failure;
     const upload = await this.#upload;
     const parts = [...this.#parts].sort((a, b) => a.partNumber - b.partNumber);
-    return upload.complete(parts, { ...(this.#options.ifNoneMatch === undefined ? {} : { ifNoneMatch: this.#options.ifNoneMatch }), ...(this.#options.ifMatch === undefined ? {} : { ifMatch: this.#options.ifMatch }) });
+    const result = await upload.complete(parts, { ...(this.#options.ifNoneMatch === undefined ? {} : { ifNoneMatch: this.#options.ifNoneMatch }), ...(this.#options.ifMatch === undefined ? {} : { ifMatch: this.#options.ifMatch }) });
+    // The object is there: a side object left behind only makes a later resume fail with NoSuchUpload.
+    await this.#dropState().catch(() => undefined);
+    return result;
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
@@ -188,6 +273,7 @@ export class BufferedMultipartWriter extends Writable {
       await Promise.allSettled([...this.#inFlight]);
       const upload = await this.#upload.catch(() => undefined);
       await upload?.abort();
+      await this.#dropState().catch(() => undefined);
     })().then(
       () => {
         if (!this.#completed) this.#rejectResult(reason);
