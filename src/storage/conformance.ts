@@ -191,6 +191,13 @@ export const conformanceCases: readonly ConformanceCase[] = [
       const paged = await listAll(storage, `${scope}/p/`, { pageSize: 2 });
       assert.deepEqual(paged.keys, names.map((name) => `${scope}/p/${name}`));
       assert.deepEqual(paged.pages.map((page) => page.objects.length), [2, 2, 2, 1]);
+    },
+  },
+  {
+    name: 'list in pages: a common prefix counts as one entry of a page',
+    async run(storage, scope) {
+      const names = ['a', 'b', 'c', 'd', 'e/1', 'e/2', 'f'];
+      for (const name of names) await storage.put(`${scope}/p/${name}`, name);
       const rolled = await listAll(storage, `${scope}/p/`, { pageSize: 2, delimiter: '/' });
       assert.deepEqual(rolled.pages.map((page) => page.objects.length + page.commonPrefixes.length), [2, 2, 2]);
       assert.deepEqual(rolled.commonPrefixes, [`${scope}/p/e/`]);
