@@ -23,6 +23,12 @@ export interface OpenStorageOptions {
   credentials?: AwsCredentials | CredentialProvider;
   /** s3://: keep-alive connections at most; default 64. */
   connections?: number;
+  /** s3://: longest wait for a response's headers, ms; default 30 s. */
+  headersTimeoutMs?: number;
+  /** s3://: longest silence within a response body, ms; default 30 s. */
+  bodyTimeoutMs?: number;
+  /** s3://: longest wait for a connection, ms; default 10 s. */
+  connectTimeoutMs?: number;
   retry?: RetryPolicy;
 }
 
@@ -54,6 +60,9 @@ export function openStorage(url: string | URL, options: OpenStorageOptions = {})
         prefix,
         ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
         ...(options.connections === undefined ? {} : { connections: options.connections }),
+        ...(options.headersTimeoutMs === undefined ? {} : { headersTimeoutMs: options.headersTimeoutMs }),
+        ...(options.bodyTimeoutMs === undefined ? {} : { bodyTimeoutMs: options.bodyTimeoutMs }),
+        ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
         ...(options.retry === undefined ? {} : { retry: options.retry }),
       });
     }
