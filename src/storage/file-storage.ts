@@ -13,6 +13,15 @@
  * The body is written before the lock is taken, so the lock is held for a
  * few syscalls. A lock left by a process that died is recognised (its PID is
  * gone on this host) and broken. Readers take no lock.
+ *
+ * Why unconditional puts and deletes lock too: link(2) alone would make
+ * putIfAbsent atomic, but putIfMatch is a read-compare-rename, and a put or
+ * delete landing between its compare and its rename would be overwritten by
+ * a write whose condition was checked against an older version. With every
+ * change under the key's lock the changes of a key are totally ordered.
+ * Limits: stale locks are judged by PID on the same host name only (a lock
+ * from another host, or a PID reused since, is waited for up to lockWaitMs);
+ * keys differing only in case collide on case-insensitive filesystems.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
