@@ -15,11 +15,14 @@ import { Pool, type Dispatcher } from 'undici';
 import { assert } from '../util/assert.ts';
 import { LIST_RESPONSE_BYTES_MAX, listObjectsQuery, parseListObjectsPage, type ListObjectsOptions, type ListObjectsPage } from './list-objects.ts';
 import { xmlElementText } from './xml-text.ts';
+import { defaultCredentialChain } from './credentials/default-chain.ts';
+import { RefreshingCredentials, type AwsCredentials, type CredentialProvider } from './credentials/refreshing-credentials.ts';
+import { LISTED_OBJECTS_RESPONSE_BYTES_MAX, parseListedObjects, parseListParts, type ListedObjectsPage, type ListedPart } from './list-entries.ts';
 import { ERROR_BODY_BYTES_MAX, ResponseCollector, S3RequestError, errorFromResponse, flattenHeaders, type ReceivedResponse } from './response.ts';
 import { EMPTY_SHA256, SigV4Signer, UNSIGNED_PAYLOAD, canonicalQueryString, encodeComponent, encodeKeyPath } from './sigv4-signer.ts';
 
 export { S3RequestError };
-export type { ListObjectsOptions, ListObjectsPage };
+export type { AwsCredentials, CredentialProvider, ListObjectsOptions, ListObjectsPage, ListedObjectsPage, ListedPart };
 
 export const CONNECTIONS_DEFAULT = 64;
 export const CONNECTIONS_MAX = 4096;
@@ -33,8 +36,13 @@ export interface S3ClientOptions {
   endpoint: string;
   /** Default us-east-1. */
   region?: string;
-  accessKeyId: string;
-  secretAccessKey: string;
+  /** Fixed keys; or give `credentials`; with neither, the AWS SDKs' chain finds them (credentials/default-chain.ts). */
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  /** With fixed keys that are temporary. */
+  sessionToken?: string;
+  /** Keys, or a provider of expiring keys (refreshed before expiry, one refresh at a time). */
+  credentials?: AwsCredentials | CredentialProvider;
   /** Keep-alive connections at most (the pool size); default 64. */
   connections?: number;
   /** Longest wait for a response's headers once the request is sent; default 30 s. */
@@ -57,6 +65,19 @@ export interface PutObjectOptions {
   ifMatch?: string;
   /** Aborts the request, body and all (an upload given up before its answer came). */
   signal?: AbortSignal;
+}
+
+export interface CreateMultipartUploadOptions {
+  contentType?: string;
+  /** User metadata of the object the upload will make. */
+  metadata?: Record<string, string>;
+}
+
+export interface CompleteMultipartUploadOptions {
+  /** '*': complete only if the key does not exist (412 otherwise). */
+  ifNoneMatch?: string;
+  /** Complete only if the current object has this ETag. */
+  ifMatch?: string;
 }
 
 export interface RequestOptions {
@@ -116,7 +137,9 @@ export class S3Client {
   readonly endpoint: string;
   readonly region: string;
   readonly #pool: Pool;
-  readonly #signer: SigV4Signer;
+  readonly #credentials: RefreshingCredentials;
+  #signer: SigV4Signer | undefined;
+  #signerCredentials: AwsCredentials | undefined;
   readonly #host: string;
   readonly #headersTimeoutMs: number;
   readonly #bodyTimeoutMs: number;
@@ -133,7 +156,13 @@ export class S3Client {
     this.region = options.region ?? 'us-east-1';
     // URL.host drops a default port, as undici's own Host header does; we send ours explicitly anyway.
     this.#host = url.host;
-    this.#signer = new SigV4Signer({ accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey, region: this.region });
+    if (options.accessKeyId !== undefined || options.secretAccessKey !== undefined) {
+      if (options.accessKeyId === undefined || options.secretAccessKey === undefined) throw new TypeError('accessKeyId and secretAccessKey go together');
+      const fixed: AwsCredentials = { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey, ...(options.sessionToken === undefined ? {} : { sessionToken: options.sessionToken }) };
+      this.#credentials = new RefreshingCredentials(fixed);
+    } else {
+      this.#credentials = new RefreshingCredentials(options.credentials ?? defaultCredentialChain());
+    }
     this.#pool = new Pool(url.origin, { connections, pipelining: 1, connect: { timeout: connectTimeoutMs } });
   }
 
@@ -178,7 +207,8 @@ export class S3Client {
   /** GETs an object as a stream: the caller must consume or destroy `body`. */
   async getObjectStream(bucket: string, key: string, options: GetObjectOptions = {}): Promise<ObjectResponse & { body: Readable }> {
     const unsigned = options.range === undefined ? undefined : ['range', options.range];
-    const response = await this.#pool.request({ ...this.#dispatchOptions({ method: 'GET', bucket, key, unsigned }), signal: options.signal });
+    const credentials = await this.#credentials.get();
+    const response = await this.#pool.request({ ...this.#dispatchOptions({ method: 'GET', bucket, key, unsigned }, credentials), signal: options.signal });
     const headers = flattenHeaders(response.headers as IncomingHttpHeaders);
     if (response.statusCode >= 300) throw errorFromResponse(response.statusCode, headers, await readBounded(response.body, ERROR_BODY_BYTES_MAX));
     return { status: response.statusCode, headers, body: response.body };
@@ -190,8 +220,8 @@ export class S3Client {
     return { status: response.status, headers: response.headers };
   }
 
-  async deleteObject(bucket: string, key: string): Promise<void> {
-    this.#expectOk(await this.#send({ method: 'DELETE', bucket, key }, 0));
+  async deleteObject(bucket: string, key: string, options: RequestOptions = {}): Promise<void> {
+    this.#expectOk(await this.#send({ method: 'DELETE', bucket, key }, 0, options.signal));
   }
 
   /**
@@ -218,8 +248,10 @@ export class S3Client {
   }
 
   /** Starts a multipart upload; returns its upload ID. */
-  async createMultipartUpload(bucket: string, key: string): Promise<string> {
-    const response = await this.#send({ method: 'POST', bucket, key, query: 'uploads=' }, ERROR_BODY_BYTES_MAX);
+  async createMultipartUpload(bucket: string, key: string, options: CreateMultipartUploadOptions = {}): Promise<string> {
+    const unsigned = options.contentType === undefined ? undefined : ['content-type', options.contentType];
+    const signed = options.metadata === undefined ? undefined : metadataHeaders(options.metadata);
+    const response = await this.#send({ method: 'POST', bucket, key, query: 'uploads=', signed, unsigned }, ERROR_BODY_BYTES_MAX);
     this.#expectOk(response);
     const uploadId = xmlElementText(response.body.toString('utf8'), 'UploadId');
     if (uploadId === undefined || uploadId === '') throw new S3RequestError(response.status, 'InvalidResponse', 'CreateMultipartUpload answered without an UploadId');
@@ -241,15 +273,49 @@ export class S3Client {
    * Completes a multipart upload. S3 may answer 200 and then, in the body,
    * an <Error> (the request ran long): that is a failure, not a success.
    */
-  async completeMultipartUpload(bucket: string, key: string, uploadId: string, etags: readonly string[]): Promise<void> {
-    const parts = etags.map((etag, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`).join('');
+  async completeMultipartUpload(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    etags: readonly string[] | readonly { partNumber: number; etag: string }[],
+    options: CompleteMultipartUploadOptions = {},
+  ): Promise<{ etag: string }> {
+    const numbered = etags.map((part, i) => (typeof part === 'string' ? { partNumber: i + 1, etag: part } : part));
+    const parts = numbered.map(({ partNumber, etag }) => `<Part><PartNumber>${partNumber}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`).join('');
     const body = Buffer.from(`<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${parts}</CompleteMultipartUpload>`);
     const query = canonicalQueryString({ uploadId });
-    const response = await this.#send({ method: 'POST', bucket, key, query, body, unsigned: ['content-type', 'application/xml'] }, ERROR_BODY_BYTES_MAX);
+    const unsigned = ['content-type', 'application/xml'];
+    if (options.ifNoneMatch !== undefined) unsigned.push('if-none-match', options.ifNoneMatch);
+    if (options.ifMatch !== undefined) unsigned.push('if-match', options.ifMatch);
+    const response = await this.#send({ method: 'POST', bucket, key, query, body, unsigned }, ERROR_BODY_BYTES_MAX);
     this.#expectOk(response);
     const text = response.body.toString('utf8');
     if (/^\s*(<\?xml[^>]*>\s*)?<Error>/.test(text)) throw errorFromResponse(500, response.headers, response.body);
     if (!text.includes('CompleteMultipartUploadResult')) throw new S3RequestError(response.status, 'InvalidResponse', 'CompleteMultipartUpload answered without a result');
+    return { etag: xmlElementText(text, 'ETag') ?? response.headers['etag'] ?? '' };
+  }
+
+  /** The parts uploaded so far (all pages). */
+  async listParts(bucket: string, key: string, uploadId: string, options: RequestOptions = {}): Promise<ListedPart[]> {
+    const parts: ListedPart[] = [];
+    let marker: string | undefined;
+    for (;;) {
+      const query = canonicalQueryString({ uploadId, 'part-number-marker': marker });
+      const response = await this.#send({ method: 'GET', bucket, key, query }, LISTED_OBJECTS_RESPONSE_BYTES_MAX, options.signal);
+      this.#expectOk(response);
+      const page = parseListParts(response.body.toString('utf8'));
+      parts.push(...page.parts);
+      if (!page.isTruncated || page.nextPartNumberMarker === undefined) return parts;
+      marker = page.nextPartNumberMarker;
+    }
+  }
+
+  /** One page of ListObjectsV2 with each object's size, ETag and last-modified time. */
+  async listObjectsV2Entries(bucket: string, options: ListObjectsOptions & RequestOptions = {}): Promise<ListedObjectsPage> {
+    const query = canonicalQueryString(listObjectsQuery(options));
+    const response = await this.#send({ method: 'GET', bucket, query }, LISTED_OBJECTS_RESPONSE_BYTES_MAX, options.signal);
+    this.#expectOk(response);
+    return parseListedObjects(response.body.toString('utf8'));
   }
 
   async abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
@@ -277,16 +343,31 @@ export class S3Client {
   }
 
   #send(call: Call, keepBytesMax: number, signal?: AbortSignal): Promise<ReceivedResponse> {
+    // Fixed or fresh credentials sign at once; only a first fetch or an expired set waits.
+    const credentials = this.#credentials.peek();
+    if (credentials === undefined) return this.#credentials.get().then((fresh) => this.#dispatch(call, keepBytesMax, signal, fresh));
+    return this.#dispatch(call, keepBytesMax, signal, credentials);
+  }
+
+  #dispatch(call: Call, keepBytesMax: number, signal: AbortSignal | undefined, credentials: AwsCredentials): Promise<ReceivedResponse> {
     const collector = new ResponseCollector(keepBytesMax, signal);
-    this.#pool.dispatch(this.#dispatchOptions(call), collector);
+    this.#pool.dispatch(this.#dispatchOptions(call, credentials), collector);
     return collector.promise;
+  }
+
+  #signerFor(credentials: AwsCredentials): SigV4Signer {
+    if (this.#signerCredentials !== credentials || this.#signer === undefined) {
+      this.#signer = new SigV4Signer({ accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey, region: this.region });
+      this.#signerCredentials = credentials;
+    }
+    return this.#signer;
   }
 
   #expectOk(response: ReceivedResponse): void {
     if (response.status < 200 || response.status >= 300) throw errorFromResponse(response.status, response.headers, response.body);
   }
 
-  #dispatchOptions(call: Call): Dispatcher.DispatchOptions {
+  #dispatchOptions(call: Call, credentials: AwsCredentials): Dispatcher.DispatchOptions {
     assert(call.bucket !== '', 'client: empty bucket name');
     assert(call.key !== '', 'client: empty key');
     let path = `/${encodeComponent(call.bucket)}`;
@@ -294,9 +375,11 @@ export class S3Client {
     const query = call.query ?? '';
     const body = call.body ?? null;
     const payloadHash = body === null ? EMPTY_SHA256 : UNSIGNED_PAYLOAD;
-    const signature = this.#signer.sign({ method: call.method, path, query, host: this.#host, headers: call.signed, payloadHash });
+    const token = credentials.sessionToken;
+    const signed = token === undefined ? call.signed : [...(call.signed ?? []), ['x-amz-security-token', token] as const];
+    const signature = this.#signerFor(credentials).sign({ method: call.method, path, query, host: this.#host, headers: signed, payloadHash });
     const headers = ['host', this.#host, 'x-amz-date', signature.amzDate, 'x-amz-content-sha256', payloadHash, 'authorization', signature.authorization];
-    if (call.signed !== undefined) for (const [name, value] of call.signed) headers.push(name, value);
+    if (signed !== undefined) for (const [name, value] of signed) headers.push(name, value);
     if (call.unsigned !== undefined) headers.push(...call.unsigned);
     return {
       method: call.method,
