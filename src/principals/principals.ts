@@ -103,6 +103,10 @@ export class Principals {
     return { user, credentials };
   }
 
+  rootCanonicalId(): Promise<string> {
+    return this.#meta.rootCanonicalId();
+  }
+
   listUsers(): Promise<UserRecord[]> {
     return this.#meta.listUsers();
   }
