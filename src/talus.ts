@@ -240,7 +240,7 @@ async function shutdown(server: Server, engine: Engine, meta: SqliteMetadataStor
 
 /** Adds one of root's access keys to a data directory (the server may be running). */
 export function addAccessKey(dataDir: string): Promise<Credentials> {
-  return Principals.withDataDir(dataDir, (principals) => principals.addKey());
+  return Principals.withDataDir(dataDir, (principals) => principals.addKey(), { create: true });
 }
 
 /** The access key IDs of a data directory (root's and users'), oldest first. */

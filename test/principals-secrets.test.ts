@@ -68,6 +68,7 @@ function startExpectingRefusal(dataDir: string, env: NodeJS.ProcessEnv): Promise
 describe('secrets at rest', () => {
   let dataDir: string;
   let server: ServerProcess | undefined;
+  let rootCanonicalId: string | undefined;
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'talus-secrets-'));
   });
@@ -104,7 +105,10 @@ describe('secrets at rest', () => {
     for (const secret of [OLD_KEY.secretAccessKey, bob.secretAccessKey, bobKey.secretAccessKey, keyText, Buffer.from(keyText, 'base64').toString('hex')]) {
       assert.ok(!output.includes(secret), 'the server output holds a secret or the secret key');
     }
-    const listing = await talusCli(['keys', 'list', dataDir]) + await talusCli(['users', 'list', dataDir]);
+    const users = await talusCli(['users', 'list', dataDir]);
+    rootCanonicalId = /^root\t([0-9a-f]{64})\t/m.exec(users)?.[1];
+    assert.ok(rootCanonicalId !== undefined, users);
+    const listing = await talusCli(['keys', 'list', dataDir]) + users;
     for (const secret of [...secrets, keyText]) assert.ok(!listing.includes(secret), 'a listing shows a secret');
   });
 
@@ -146,5 +150,15 @@ describe('secrets at rest', () => {
     await old.send(new ListBucketsCommand({}));
     old.destroy();
     await server.stop();
+    const users = await talusCli(['users', 'list', dataDir], { TALUS_SECRET_KEY: rightKey });
+    assert.equal(/^root\t([0-9a-f]{64})\t/m.exec(users)?.[1], rootCanonicalId, "root's canonical ID is stable across restarts");
+  });
+
+  test('commands that only read or change refuse a path that is not a data directory', async () => {
+    const nowhere = join(dataDir, 'no-such-dir');
+    const result = await runTalusCli(['users', 'list', nowhere]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /is not a Talus data directory/);
+    assert.equal(await stat(nowhere).then(() => true, () => false), false, 'nothing created');
   });
 });

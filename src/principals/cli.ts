@@ -78,7 +78,7 @@ async function users(args: string[]): Promise<number> {
     const [name, dataDir = DEFAULT_DATA_DIR] = positionals;
     if (name === undefined) throw new UsageError('users add needs a NAME');
     const policyText = values['policy'] === undefined ? null : await readPolicyArgument(values['policy']);
-    const { credentials } = await Principals.withDataDir(dataDir, (principals) => principals.addUser(name, { policy: policyText, email: values['email'] ?? null }));
+    const { credentials } = await Principals.withDataDir(dataDir, (principals) => principals.addUser(name, { policy: policyText, email: values['email'] ?? null }), { create: true });
     process.stdout.write(credentialLines(credentials));
     return 0;
   }
@@ -113,7 +113,7 @@ async function keys(args: string[]): Promise<number> {
     const expiresMs = values['expires'] === undefined ? null : Date.now() + parseDuration(values['expires']);
     const policyText = values['policy'] === undefined ? null : await readPolicyArgument(values['policy']);
     const credentials = await Principals.withDataDir(positionals[0] ?? DEFAULT_DATA_DIR, (principals) =>
-      principals.addKey({ userName: values['user'], policy: policyText, expiresMs }));
+      principals.addKey({ userName: values['user'], policy: policyText, expiresMs }), { create: true });
     process.stdout.write(credentialLines(credentials));
     return 0;
   }

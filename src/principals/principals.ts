@@ -6,7 +6,7 @@
  * that created them.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { AccessKeyRecord, UserRecord } from '../meta/types.ts';
@@ -64,11 +64,18 @@ export class Principals {
     this.#box = box;
   }
 
-  /** Opens a data directory's store and secret key for one command; `use` runs with them, then the store closes. */
-  static async withDataDir<T>(dataDir: string, use: (principals: Principals) => Promise<T>): Promise<T> {
+  /**
+   * Opens a data directory's store and secret key for one command; `use`
+   * runs with them, then the store closes. Only commands that add (`create`)
+   * make a new data directory; the others refuse a path that is none (a typo
+   * must not leave an empty store behind).
+   */
+  static async withDataDir<T>(dataDir: string, use: (principals: Principals) => Promise<T>, options: { create?: boolean } = {}): Promise<T> {
     const directory = resolve(dataDir);
-    await mkdir(directory, { recursive: true });
-    const meta = new SqliteMetadataStore(join(directory, 'meta.db'));
+    const database = join(directory, 'meta.db');
+    if (options.create === true) await mkdir(directory, { recursive: true });
+    else if (!(await stat(database).then((stats) => stats.size > 0, () => false))) throw new PrincipalError(`${directory} is not a Talus data directory (no ${database})`);
+    const meta = new SqliteMetadataStore(database);
     try {
       return await use(new Principals(meta, await openSecretBox(directory, meta)));
     } finally {
