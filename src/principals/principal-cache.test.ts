@@ -45,6 +45,9 @@ test('lookupKey gives the secret and the authz principal of root\'s and users\' 
     assert.equal(cache.account(cache.rootCanonicalId)?.displayName, ROOT_DISPLAY_NAME);
     assert.equal(cache.canonicalIdByEmail('alice@example.COM'), user.canonicalId, 'emails match case-insensitively');
     assert.equal(cache.canonicalIdByEmail('nobody@example.com'), undefined);
+    assert.deepEqual(cache.grantees.userByEmail('ALICE@example.com'), { id: user.canonicalId, displayName: 'alice' });
+    assert.deepEqual(cache.grantees.userById(cache.rootCanonicalId), { id: cache.rootCanonicalId, displayName: ROOT_DISPLAY_NAME });
+    assert.equal(cache.grantees.userById('0'.repeat(64)), undefined);
     assert.equal(cache.canonicalIdOfKey(root.accessKeyId), cache.rootCanonicalId);
     assert.equal(cache.canonicalIdOfKey(credentials.accessKeyId), user.canonicalId);
     assert.equal(cache.lookupKey('TALUSUNKNOWN'), undefined);

@@ -9,7 +9,7 @@
  * does not open or compile are left out (fail closed); an expired key is
  * refused at lookup, against the clock, whenever the last reload was.
  */
-import { type CompiledPolicy, type Principal, principalIdentities } from '../authz/index.ts';
+import { type CompiledPolicy, type GranteeResolver, type KnownUser, type Principal, principalIdentities } from '../authz/index.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { AccessKeyRecord, UserRecord } from '../meta/types.ts';
 import { compileStoredPolicy } from './policy-source.ts';
@@ -106,6 +106,18 @@ export class PrincipalCache {
   canonicalIdByEmail(email: string): string | undefined {
     return this.#snapshot.byEmail.get(email.toLowerCase());
   }
+
+  /** ACL grantees by canonical ID or email, for aclFromHeaders / parseAccessControlPolicy (root and users). */
+  readonly grantees: GranteeResolver = {
+    userById: (id: string): KnownUser | undefined => {
+      const account = this.account(id);
+      return account === undefined ? undefined : { id: account.canonicalId, displayName: account.displayName };
+    },
+    userByEmail: (email: string): KnownUser | undefined => {
+      const id = this.canonicalIdByEmail(email);
+      return id === undefined ? undefined : this.grantees.userById(id);
+    },
+  };
 
   /** A user's canonical ID by name (root: ROOT_DISPLAY_NAME). */
   canonicalIdByName(name: string): string | undefined {
