@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { WORKERS_MAX } from './cluster.ts';
 import { loadConfig } from './config/config.ts';
-import { PRINCIPALS_USAGE } from './principals/cli.ts';
+import { PRINCIPALS_USAGE, principalsCommand } from './principals/cli.ts';
 import { startTalus } from './talus.ts';
 
 const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1] [--workers 1]
@@ -31,10 +31,7 @@ moves blobs it does not know to DATA_DIR/lost+found (docs/ARCHITECTURE.md).`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === 'users' || command === 'keys' || command === 'policy') {
-    const { principalsCommand } = await import('./principals/cli.ts');
-    return principalsCommand(command, rest);
-  }
+  if (command === 'users' || command === 'keys' || command === 'policy') return principalsCommand(command, rest);
   if (command === 'heal' || command === 'backends') {
     const { healCommand, backendsCommand } = await import('./placement/cli.ts');
     return command === 'heal' ? healCommand(rest) : backendsCommand(rest);
