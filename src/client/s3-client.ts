@@ -266,6 +266,14 @@ export class S3Client {
     return parseListObjectsPage(response.body.toString('utf8'));
   }
 
+  /** One page of ListObjectsV2 as the XML the server sent (for callers that read more than keys, e.g. metadata=true). */
+  async listObjectsV2Document(bucket: string, options: ListObjectsOptions = {}, requestOptions: RequestOptions = {}): Promise<string> {
+    const query = canonicalQueryString(listObjectsQuery(options));
+    const response = await this.#send({ method: 'GET', bucket, query }, LIST_RESPONSE_BYTES_MAX, requestOptions.signal);
+    this.#expectOk(response);
+    return response.body.toString('utf8');
+  }
+
   connectionStats(): ConnectionStats {
     const stats = this.#pool.stats;
     return { connected: stats.connected, free: stats.free, running: stats.running, pending: stats.pending };
