@@ -190,6 +190,17 @@ export class S3Client {
     return { status: response.status, headers: response.headers };
   }
 
+  /** GetObjectTagging: the object's tags, in the order the server lists them. */
+  async getObjectTagging(bucket: string, key: string, options: RequestOptions = {}): Promise<{ key: string; value: string }[]> {
+    const response = await this.#send({ method: 'GET', bucket, key, query: 'tagging=' }, ERROR_BODY_BYTES_MAX, options.signal);
+    this.#expectOk(response);
+    const tags: { key: string; value: string }[] = [];
+    for (const match of response.body.toString('utf8').matchAll(/<Tag>([\s\S]*?)<\/Tag>/g)) {
+      tags.push({ key: xmlElementText(match[1]!, 'Key') ?? '', value: xmlElementText(match[1]!, 'Value') ?? '' });
+    }
+    return tags;
+  }
+
   async deleteObject(bucket: string, key: string): Promise<void> {
     this.#expectOk(await this.#send({ method: 'DELETE', bucket, key }, 0));
   }

@@ -92,21 +92,32 @@ function metadataTagsOf(name: string): readonly [string, string] {
 function listedMetadataXml(version: ListedVersion): string {
   if (version.userMetadata === undefined || version.system === undefined) return '';
   // What HEAD answers for an object stored without a Content-Type.
-  let inner = element('content-type', version.system.contentType ?? 'binary/octet-stream');
+  let inner = element('content-type', headerText(version.system.contentType ?? 'binary/octet-stream'));
   for (const [field, name] of LISTED_SYSTEM_HEADERS) {
     const value = version.system[field];
-    if (value !== undefined) inner += element(name, value);
+    if (value !== undefined) inner += element(name, headerText(value));
   }
   const metadata = version.userMetadata;
   for (const name in metadata) {
     if (!XML_SAFE_METADATA_NAME.test(name)) continue;
     const [open, close] = metadataTagsOf(name);
-    inner += open + escapeXml(metadata[name]!) + close;
+    inner += open + escapeXml(headerText(metadata[name]!)) + close;
   }
   inner = `<UserMetadata>${inner}</UserMetadata>`;
   const tags = version.tags;
   if (tags === undefined || tags.length === 0) return inner;
   return inner + element('UserTags', tags.map((tag) => `${queryEscape(tag.key)}=${queryEscape(tag.value)}`).join('&'));
+}
+
+/**
+ * Header values are kept as node read them, one character per byte (latin1);
+ * HEAD sends those bytes back unchanged. A listing is UTF-8 XML, so the bytes
+ * are decoded as the UTF-8 clients sent (as MinIO, which keeps raw bytes and
+ * writes them into its XML).
+ */
+function headerText(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /^[\x00-\x7f]*$/.test(value) ? value : Buffer.from(value, 'latin1').toString('utf8');
 }
 
 /** Go's url.QueryEscape, which MinIO's UserTags use: a space is '+'. */
