@@ -29,7 +29,7 @@ function csvCell(text: string): string {
 export function formatProgress(progress: ScanProgress): string {
   const seconds = progress.elapsedMs / 1000;
   const rate = seconds > 0 ? progress.objects / seconds : 0;
-  let line = `scan: ${progress.objects} objects in ${seconds.toFixed(1)} s, ${Math.round(rate)} objects/s (metadata: ${progress.mode})`;
+  let line = `scan: ${progress.objects} objects in ${seconds.toFixed(seconds < 10 ? 3 : 1)} s, ${Math.round(rate)} objects/s (metadata: ${progress.mode})`;
   if (progress.done) return `${line}, done\n`;
   if (progress.listingDone && rate > 0) {
     const left = progress.listed - progress.objects;
