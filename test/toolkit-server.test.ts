@@ -7,19 +7,15 @@
  * installed).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { GetObjectCommand, PutObjectCommand, CreateBucketCommand } from '@aws-sdk/client-s3';
 import { startServer } from '../src/public/server.ts';
+import { EXAMPLES, PUBLIC_SOURCES, SHIMS, runExample, runNode } from './helpers/examples.ts';
 import { makeClient } from './helpers/talus.ts';
-import { PROJECT_ROOT } from './helpers/process.ts';
-
-const EXAMPLES = join(PROJECT_ROOT, 'docs', 'examples');
-const SHIMS = join(PROJECT_ROOT, 'test', 'fixtures', 'framework-shims');
 
 test('memory mode: a real S3 endpoint on an ephemeral port, its store gone after close', async () => {
   const s3 = await startServer({ memory: true, port: 0 });
@@ -76,52 +72,20 @@ test('bad options are refused before anything starts', async () => {
   await assert.rejects(startServer({ accessKeyId: 'only-half' }), TypeError);
 });
 
-function runNodeTest(file: string, imports: readonly string[] = []): { status: number | null; output: string } {
-  const args = ['--import', 'tsx', ...imports.flatMap((path) => ['--import', path]), '--test', '--test-reporter=tap', file];
-  // Without the parent's NODE_TEST_CONTEXT, or the child would report to this runner instead of running its file.
-  const { NODE_TEST_CONTEXT: _parent, ...env } = process.env;
-  const result = spawnSync(process.execPath, args, { cwd: PROJECT_ROOT, env, encoding: 'utf8', timeout: 120_000 });
-  return { status: result.status, output: `${result.stdout}\n${result.stderr}` };
-}
-
-test('the node:test example runs', () => {
-  const run = runNodeTest(join(EXAMPLES, 'server-node-test.test.ts'));
-  assert.equal(run.status, 0, run.output);
-  assert.match(run.output, /# pass 1/);
+test('the node:test example runs', async () => {
+  const run = await runNode(join(EXAMPLES, 'server-node-test.test.ts'), { test: true });
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  assert.match(run.stdout, /# pass 1/);
 });
 
-/** Copies an example next to the project's node_modules with its package imports pointed at the sources and shims. */
-async function runRewrittenExample(name: string, rewrites: Record<string, string>, imports: readonly string[] = []): Promise<{ status: number | null; output: string }> {
-  let source = await readFile(join(EXAMPLES, name), 'utf8');
-  for (const [from, to] of Object.entries(rewrites)) {
-    assert.ok(source.includes(`from '${from}'`), `${name} imports ${from}`);
-    source = source.replaceAll(`from '${from}'`, `from '${to}'`);
-  }
-  const scratch = await mkdtemp(join(PROJECT_ROOT, 'test', '.example-'));
-  try {
-    const file = join(scratch, name.replace('.example', ''));
-    await writeFile(file, source);
-    return runNodeTest(file, imports);
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
-  }
-}
-
 test('the Vitest example runs (vitest mapped onto node:test)', async () => {
-  const run = await runRewrittenExample('server-vitest.test.example.ts', {
-    vitest: join(SHIMS, 'vitest.ts'),
-    'talus/server': join(PROJECT_ROOT, 'src', 'public', 'server.ts'),
-  });
-  assert.equal(run.status, 0, run.output);
-  assert.match(run.output, /# pass 1/);
+  const run = await runExample('server-vitest.test.example.ts', { vitest: join(SHIMS, 'vitest.ts'), 'talus/server': PUBLIC_SOURCES['talus/server']! }, { test: true });
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  assert.match(run.stdout, /# pass 1/);
 });
 
 test('the Jest example runs (Jest globals mapped onto node:test)', async () => {
-  const run = await runRewrittenExample(
-    'server-jest.test.example.mjs',
-    { 'talus/server': join(PROJECT_ROOT, 'src', 'public', 'server.ts') },
-    [join(SHIMS, 'jest-globals.ts')],
-  );
-  assert.equal(run.status, 0, run.output);
-  assert.match(run.output, /# pass 1/);
+  const run = await runExample('server-jest.test.example.mjs', { 'talus/server': PUBLIC_SOURCES['talus/server']! }, { test: true, imports: [join(SHIMS, 'jest-globals.ts')] });
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  assert.match(run.stdout, /# pass 1/);
 });

@@ -48,23 +48,25 @@ function scanContents(xml: string, encoded: boolean): ListedObject[] {
   for (let start = xml.indexOf('<Contents>'); start !== -1; start = xml.indexOf('<Contents>', start)) {
     const end = xml.indexOf('</Contents>', start);
     if (end === -1) throw new Error('ListObjectsV2: a <Contents> is not closed');
-    const field = (name: string): string => xmlElementText(xml, name, start, end) ?? '';
+    // Searched within the entry only: a search for an element an entry lacks must not run to the end of the page.
+    const entry = xml.slice(start, end);
+    const field = (name: string): string => xmlElementText(entry, name) ?? '';
     const object: ListedObject = {
       key: decodeName(field('Key'), encoded),
       size: Number(field('Size')),
       etag: unquote(field('ETag')),
       lastModified: field('LastModified'),
     };
-    const metadataStart = xml.indexOf('<UserMetadata>', start);
-    if (metadataStart !== -1 && metadataStart < end) {
-      const metadataEnd = xml.indexOf('</UserMetadata>', metadataStart);
+    const metadataStart = entry.indexOf('<UserMetadata>');
+    if (metadataStart !== -1) {
+      const metadataEnd = entry.indexOf('</UserMetadata>', metadataStart);
       const children: [string, string][] = [];
-      for (const match of xml.slice(metadataStart + '<UserMetadata>'.length, metadataEnd).matchAll(/<([^\s/>]+)>([^<]*)<\/\1>/g)) {
+      for (const match of entry.slice(metadataStart + '<UserMetadata>'.length, metadataEnd).matchAll(/<([^\s/>]+)>([^<]*)<\/\1>/g)) {
         children.push([match[1]!, decodeXmlEntities(match[2]!)]);
       }
-      object.listedMetadata = metadataOf(children, xmlElementText(xml, 'UserTags', start, end));
-    } else if (xml.indexOf('<UserMetadata/>', start) !== -1 && xml.indexOf('<UserMetadata/>', start) < end) {
-      object.listedMetadata = metadataOf([], xmlElementText(xml, 'UserTags', start, end));
+      object.listedMetadata = metadataOf(children, xmlElementText(entry, 'UserTags'));
+    } else if (entry.includes('<UserMetadata/>')) {
+      object.listedMetadata = metadataOf([], xmlElementText(entry, 'UserTags'));
     }
     objects.push(object);
     start = end + '</Contents>'.length;
