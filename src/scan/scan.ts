@@ -70,6 +70,30 @@ export interface ScanProgress {
 }
 
 const PROGRESS_INTERVAL_MS = 1000;
+/** Finished HEADs kept waiting for an earlier, slower one, as a multiple of the concurrency (memory: a few KiB each). */
+const REORDER_WINDOW_FACTOR = 4;
+
+/** At most `limit` tasks running; the others wait their turn in order. */
+class Slots {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    this.#free = limit;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next !== undefined) next();
+      else this.#free++;
+    }
+  }
+}
 
 /** Scans a bucket (prefix) and yields each object in key order. */
 export async function* scanObjects(options: ScanOptions): AsyncGenerator<ScannedObject, void, undefined> {
@@ -92,8 +116,10 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
   timer?.unref();
   try {
     const pages = listPages(client, options, progress);
-    // Head mode's window: HEADs start in key order, at most `concurrency` in flight, and are yielded in that order.
+    // Head mode: HEADs are queued in key order and yielded in that order; at most `concurrency` are in flight,
+    // and up to REORDER_WINDOW_FACTOR x that many wait finished behind a slow one, so one slow HEAD does not idle the rest.
     const window: Promise<ScannedObject>[] = [];
+    const slots = new Slots(concurrency);
     for await (const page of pages) {
       for (const object of page.objects) {
         if (progress.mode === 'none') {
@@ -102,11 +128,11 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
           if (object.listedMetadata === undefined) throw new Error(`the server listed ${object.key} without its metadata: it does not support metadata=true listings (use --metadata head)`);
           yield countOf(progress, withListedMetadata(object));
         } else {
-          const pending = headObject(client, options, object);
+          const pending = slots.run(() => headObject(client, options, object));
           // Awaited in order later; a failure meanwhile must not count as unhandled.
           pending.catch(() => undefined);
           window.push(pending);
-          if (window.length >= concurrency) yield countOf(progress, await window.shift()!);
+          if (window.length >= concurrency * REORDER_WINDOW_FACTOR) yield countOf(progress, await window.shift()!);
         }
       }
     }
