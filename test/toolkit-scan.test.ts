@@ -93,6 +93,24 @@ describe('talus scan against Talus', () => {
     assert.equal(last.listed, OBJECTS);
   });
 
+  test('head mode skips an object deleted between the listing and its HEAD', async () => {
+    const live = 'scan-live';
+    const client = new S3Client({ endpoint: talus.url, ...CREDENTIALS });
+    try {
+      await client.createBucket(live);
+      for (let i = 0; i < 20; i++) await client.putObject(live, keyOf(i), Buffer.from('x'));
+      const seen: string[] = [];
+      for await (const object of scanObjects({ endpoint: talus.url, bucket: live, credentials: CREDENTIALS, metadata: 'head', concurrency: 1 })) {
+        // Listed already (one page); with one HEAD at a time, key 15 is HEADed well after this.
+        if (seen.length === 0) await client.deleteObject(live, keyOf(15));
+        seen.push(object.key);
+      }
+      assert.deepEqual(seen, Array.from({ length: 20 }, (_, i) => keyOf(i)).filter((key) => key !== keyOf(15)));
+    } finally {
+      await client.close();
+    }
+  });
+
   test('none lists only', async () => {
     const objects = await collect({ endpoint: talus.url, bucket, prefix: 'other/', credentials: CREDENTIALS, metadata: 'none' });
     assert.deepEqual(objects.map((object) => Object.keys(object).sort()), [['etag', 'key', 'lastModified', 'size']]);

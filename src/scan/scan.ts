@@ -13,8 +13,7 @@
  *   ignores the parameter (AWS, s3rver) in `head` mode, reusing that page.
  * - `none`: the listing only (key, size, ETag, last-modified).
  */
-import { S3Client } from '../client/s3-client.ts';
-import { userMetadata } from '../client/s3-client.ts';
+import { S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
 import { LIST_KEYS_MAX } from '../util/limits.ts';
 import { resolveScanCredentials, type StaticCredentials } from './credentials.ts';
 import { parseScannedPage, type ListedObject, type ScannedPage } from './listing-page.ts';
@@ -105,7 +104,13 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
   if (!METADATA_MODES.includes(requested)) throw new RangeError(`metadata must be one of ${METADATA_MODES.join(', ')}, not ${String(requested)}`);
   const credentials = options.credentials ?? resolveScanCredentials();
   // One connection per HEAD in flight, plus the listing's.
-  const client = new S3Client({ endpoint: options.endpoint, region: options.region, ...credentials, connections: concurrency + 1 });
+  const client = new S3Client({
+    endpoint: options.endpoint,
+    region: options.region,
+    accessKeyId: credentials.accessKeyId,
+    secretAccessKey: credentials.secretAccessKey,
+    connections: concurrency + 1,
+  });
   const progress: ScanProgress = { mode: requested, objects: 0, listed: 0, listingDone: false, elapsedMs: 0, done: false };
   const started = performance.now();
   const report = (): void => {
@@ -118,7 +123,7 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
     const pages = listPages(client, options, progress);
     // Head mode: HEADs are queued in key order and yielded in that order; at most `concurrency` are in flight,
     // and up to REORDER_WINDOW_FACTOR x that many wait finished behind a slow one, so one slow HEAD does not idle the rest.
-    const window: Promise<ScannedObject>[] = [];
+    const window: Promise<ScannedObject | undefined>[] = [];
     const slots = new Slots(concurrency);
     for await (const page of pages) {
       for (const object of page.objects) {
@@ -132,11 +137,17 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
           // Awaited in order later; a failure meanwhile must not count as unhandled.
           pending.catch(() => undefined);
           window.push(pending);
-          if (window.length >= concurrency * REORDER_WINDOW_FACTOR) yield countOf(progress, await window.shift()!);
+          if (window.length >= concurrency * REORDER_WINDOW_FACTOR) {
+            const done = await window.shift()!;
+            if (done !== undefined) yield countOf(progress, done);
+          }
         }
       }
     }
-    while (window.length > 0) yield countOf(progress, await window.shift()!);
+    while (window.length > 0) {
+      const done = await window.shift()!;
+      if (done !== undefined) yield countOf(progress, done);
+    }
   } finally {
     if (timer !== undefined) clearInterval(timer);
     progress.done = true;
@@ -185,10 +196,22 @@ function withListedMetadata(object: ListedObject): ScannedObject {
   return { ...listedOnly(object), contentType: metadata.contentType, userMetadata: metadata.userMetadata, tags: metadata.tags };
 }
 
-async function headObject(client: S3Client, options: ScanOptions, object: ListedObject): Promise<ScannedObject> {
-  const { headers } = await client.headObject(options.bucket, object.key, { signal: options.signal });
+/** The object's metadata by HEAD; undefined when it was deleted since it was listed (a live bucket's scan skips it, as a listing taken a moment later would). */
+async function headObject(client: S3Client, options: ScanOptions, object: ListedObject): Promise<ScannedObject | undefined> {
+  let headers: Record<string, string>;
+  try {
+    ({ headers } = await client.headObject(options.bucket, object.key, { signal: options.signal }));
+  } catch (error) {
+    if (error instanceof S3RequestError && error.status === 404) return undefined;
+    throw error;
+  }
   const tagCount = Number(headers['x-amz-tagging-count'] ?? '0');
   const tags: Record<string, string> = {};
-  if (tagCount > 0) for (const tag of await client.getObjectTagging(options.bucket, object.key, { signal: options.signal })) tags[tag.key] = tag.value;
+  try {
+    if (tagCount > 0) for (const tag of await client.getObjectTagging(options.bucket, object.key, { signal: options.signal })) tags[tag.key] = tag.value;
+  } catch (error) {
+    if (error instanceof S3RequestError && error.status === 404) return undefined;
+    throw error;
+  }
   return { ...listedOnly(object), contentType: headers['content-type'], userMetadata: userMetadata(headers), tags };
 }
