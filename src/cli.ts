@@ -18,6 +18,8 @@ ${PRINCIPALS_USAGE}
                    [--size 4KiB | --size 4KiB-10MiB] [--concurrency 64] [--duration 10s]
                    [--operations N] [--keys 1000] [--json] ...
                                      load-test any S3 endpoint (talus bench --help for all options)
+       talus scan s3://BUCKET[/PREFIX] --endpoint URL [--concurrency 64] [--format jsonl|csv] [--metadata auto|head|list|none]
+                                     every object with its metadata, to stdout (talus scan --help)
 
 Serves the S3 API from DATA_DIR (default ./data). Credentials come from
 TALUS_ROOT_USER / TALUS_ROOT_PASSWORD, or are generated on first start and
@@ -40,6 +42,11 @@ async function main(argv: string[]): Promise<number> {
     // Loaded on demand: the server never needs the client side.
     const { benchCommand } = await import('./loadgen/cli.ts');
     return benchCommand(rest);
+  }
+  if (command === 'scan') {
+    // Loaded on demand, as bench is.
+    const { scanCommand } = await import('./scan/cli.ts');
+    return scanCommand(rest);
   }
   if (command !== 'server') {
     process.stdout.write(`${USAGE}\n`);

@@ -67,6 +67,17 @@ function latencyRatio(slower: string, reference: string): TargetDefinition['eval
   };
 }
 
+/** One Talus workload's throughput ÷ another's (two clients of the same server, in the same run). */
+function workloadRatio(workload: string, baseline: string): TargetDefinition['evaluate'] {
+  return (rows) => {
+    const a = find(rows, workload, 'talus');
+    const b = find(rows, baseline, 'talus');
+    if (a === undefined || b === undefined) return `${workload} or ${baseline} not run`;
+    if (b.opsPerSecond <= 0) return `${baseline} measured nothing`;
+    return { value: a.opsPerSecond / b.opsPerSecond, rows: [a, b] };
+  };
+}
+
 export const TARGETS: readonly TargetDefinition[] = [
   ratioTarget('get-4k-vs-bare', '4 KiB GET, Talus ÷ bare node:http ceiling', 'get-4k', 'bare-http', 0.5, percent),
   ratioTarget('head-4k-vs-bare', '4 KiB HEAD, Talus ÷ bare node:http ceiling', 'head-4k', 'bare-http', 0.5, percent),
@@ -109,6 +120,22 @@ export const TARGETS: readonly TargetDefinition[] = [
     limit: 1.5,
     format: times,
     evaluate: latencyRatio('list-prefixes-many', 'list-prefixes-few'),
+  },
+  {
+    id: 'scan-head-vs-boto3',
+    description: 'talus scan --metadata head ÷ serial boto3 list-then-HEAD (issue 14), objects/s',
+    compare: 'at-least',
+    limit: 15,
+    format: times,
+    evaluate: workloadRatio('scan-talus-head', 'scan-boto3-serial'),
+  },
+  {
+    id: 'scan-list-vs-boto3',
+    description: 'talus scan --metadata list ÷ serial boto3 list-then-HEAD (issue 14), objects/s',
+    compare: 'at-least',
+    limit: 100,
+    format: times,
+    evaluate: workloadRatio('scan-talus-list', 'scan-boto3-serial'),
   },
   {
     id: 'server-rss',

@@ -19,6 +19,12 @@ export interface ListObjectsOptions {
   continuationToken?: string;
   /** 1..1000; the server's default (1000) when absent. */
   maxKeys?: number;
+  /**
+   * MinIO's extension (Talus has it too): each <Contents> also carries
+   * <UserMetadata> and <UserTags>. Servers without it ignore the parameter.
+   * Read them with `listObjectsV2Document` (parseListObjectsPage keeps keys only).
+   */
+  metadata?: boolean;
 }
 
 export interface ListObjectsPage {
@@ -44,6 +50,7 @@ export function listObjectsQuery(options: ListObjectsOptions): Record<string, st
     'start-after': options.startAfter,
     'continuation-token': options.continuationToken,
     'max-keys': maxKeys === undefined ? undefined : String(maxKeys),
+    metadata: options.metadata === true ? 'true' : undefined,
   };
 }
 

@@ -220,6 +220,17 @@ export class S3Client {
     return { status: response.status, headers: response.headers };
   }
 
+  /** GetObjectTagging: the object's tags, in the order the server lists them. */
+  async getObjectTagging(bucket: string, key: string, options: RequestOptions = {}): Promise<{ key: string; value: string }[]> {
+    const response = await this.#send({ method: 'GET', bucket, key, query: 'tagging=' }, ERROR_BODY_BYTES_MAX, options.signal);
+    this.#expectOk(response);
+    const tags: { key: string; value: string }[] = [];
+    for (const match of response.body.toString('utf8').matchAll(/<Tag>([\s\S]*?)<\/Tag>/g)) {
+      tags.push({ key: xmlElementText(match[1]!, 'Key') ?? '', value: xmlElementText(match[1]!, 'Value') ?? '' });
+    }
+    return tags;
+  }
+
   async deleteObject(bucket: string, key: string, options: RequestOptions = {}): Promise<void> {
     this.#expectOk(await this.#send({ method: 'DELETE', bucket, key }, 0, options.signal));
   }
@@ -330,6 +341,14 @@ export class S3Client {
     const response = await this.#send({ method: 'GET', bucket, query }, LIST_RESPONSE_BYTES_MAX);
     this.#expectOk(response);
     return parseListObjectsPage(response.body.toString('utf8'));
+  }
+
+  /** One page of ListObjectsV2 as the XML the server sent (for callers that read more than keys, e.g. metadata=true). */
+  async listObjectsV2Document(bucket: string, options: ListObjectsOptions = {}, requestOptions: RequestOptions = {}): Promise<string> {
+    const query = canonicalQueryString(listObjectsQuery(options));
+    const response = await this.#send({ method: 'GET', bucket, query }, LIST_RESPONSE_BYTES_MAX, requestOptions.signal);
+    this.#expectOk(response);
+    return response.body.toString('utf8');
   }
 
   connectionStats(): ConnectionStats {

@@ -77,6 +77,8 @@ export interface ListRequest {
   /** Return keys strictly after this one ('' for the start). */
   after: string;
   limit: number;
+  /** Also read each version's system and user metadata and tags (ListObjectsV2 `metadata=true`); costs a JSON cut per row. */
+  withMetadata?: boolean;
 }
 
 /**
@@ -84,7 +86,11 @@ export interface ListRequest {
  * rest of its metadata document (user metadata, tags, parts, segments),
  * which listings never need and would cost a JSON parse per row.
  */
-export type ListedVersion = Pick<ObjectVersion, 'bucket' | 'key' | 'versionId' | 'isDeleteMarker' | 'lastModifiedMs' | 'sizeBytes' | 'etag' | 'ownerId' | 'checksum'>;
+export type ListedVersion = Pick<ObjectVersion, 'bucket' | 'key' | 'versionId' | 'isDeleteMarker' | 'lastModifiedMs' | 'sizeBytes' | 'etag' | 'ownerId' | 'checksum'> &
+  Partial<ListedMetadata>;
+
+/** What a listing asked `withMetadata` adds to each version (all three present then). */
+export type ListedMetadata = Pick<ObjectVersion, 'system' | 'userMetadata' | 'tags'>;
 
 export interface ListEntry {
   key: string;
@@ -105,6 +111,8 @@ export interface ListVersionsRequest {
   keyMarker: string;
   versionIdMarker: string;
   limit: number;
+  /** As ListRequest.withMetadata. */
+  withMetadata?: boolean;
 }
 
 export interface VersionListEntry {

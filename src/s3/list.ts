@@ -1,8 +1,9 @@
 /** Listings: ListObjects (v1, v2), ListObjectVersions, ListMultipartUploads. */
 import type { ListedVersion } from '../meta/metadata-store.ts';
+import type { SystemMetadata } from '../meta/types.ts';
 import { LIST_KEYS_MAX, LIST_UPLOADS_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
-import { document, element, optionalElement } from '../http/xml.ts';
+import { document, element, escapeXml, optionalElement } from '../http/xml.ts';
 import { owner } from './bucket.ts';
 import { queryInteger, xmlResponse, type RequestContext, type S3Response } from './context.ts';
 import { formatEtag, isoDateOf } from './headers.ts';
@@ -26,7 +27,102 @@ function storageClass(): string {
 
 function contentsXml(version: ListedVersion, encode: (text: string) => string, withOwner: boolean): string {
   const checksum = version.checksum === null ? '' : element('ChecksumAlgorithm', version.checksum.algorithm) + element('ChecksumType', version.checksum.type);
-  return `<Contents>${element('Key', encode(version.key))}${element('LastModified', isoDateOf(version.lastModifiedMs))}${element('ETag', formatEtag(version.etag))}${checksum}${element('Size', version.sizeBytes)}${withOwner ? owner(version.ownerId) : ''}${storageClass()}</Contents>`;
+  return `<Contents>${element('Key', encode(version.key))}${element('LastModified', isoDateOf(version.lastModifiedMs))}${element('ETag', formatEtag(version.etag))}${checksum}${element('Size', version.sizeBytes)}${withOwner ? owner(version.ownerId) : ''}${storageClass()}${listedMetadataXml(version)}</Contents>`;
+}
+
+/**
+ * MinIO's listing extension: `metadata=true` on ListObjectsV2 and
+ * ListObjectVersions. Only `true` asks (MinIO reads it the same way); other
+ * values list plainly. When access control lands, metadata must be shown only
+ * for objects the caller may read (GetObject) and tags only where it may
+ * GetObjectTagging, as MinIO checks per object.
+ */
+function wantsMetadata(context: RequestContext): boolean {
+  return context.route.query.get('metadata') === 'true';
+}
+
+/** The system metadata a listing shows, under the names MinIO gives them (lower-case header names). */
+const LISTED_SYSTEM_HEADERS: readonly (readonly [keyof SystemMetadata, string])[] = [
+  ['cacheControl', 'cache-control'],
+  ['contentDisposition', 'content-disposition'],
+  ['contentEncoding', 'content-encoding'],
+  ['contentLanguage', 'content-language'],
+  ['expires', 'expires'],
+];
+
+/**
+ * A metadata name becomes an element name (`X-Amz-Meta-Color`): names with
+ * characters HTTP allows in a header name but XML forbids in an element name
+ * (!#$%&'*+^`|~) are left out of the listing, as MinIO would write an
+ * unparseable document for them; HEAD still shows them.
+ */
+const XML_SAFE_METADATA_NAME = /^[a-z0-9._-]+$/;
+
+/** Go's canonical header form, which MinIO's element names have: X-Amz-Meta-Foo-Bar. */
+function canonicalHeaderName(lowerName: string): string {
+  return lowerName.replace(/(^|-)([a-z])/g, (_match, dash: string, letter: string) => dash + letter.toUpperCase());
+}
+
+/**
+ * `<X-Amz-Meta-Name>` and its closing tag for each metadata name, memoized:
+ * a listing meets the same few names on every row, and building them was a
+ * tenth of a metadata page's time. Bounded, since names come from clients.
+ */
+const metadataTags = new Map<string, readonly [string, string]>();
+const METADATA_TAGS_CACHED_MAX = 4096;
+
+function metadataTagsOf(name: string): readonly [string, string] {
+  let tags = metadataTags.get(name);
+  if (tags === undefined) {
+    const element = `X-Amz-Meta-${canonicalHeaderName(name)}`;
+    tags = [`<${element}>`, `</${element}>`];
+    if (metadataTags.size >= METADATA_TAGS_CACHED_MAX) metadataTags.clear();
+    metadataTags.set(name, tags);
+  }
+  return tags;
+}
+
+/**
+ * `<UserMetadata>` (content-type, the other stored system headers, each
+ * x-amz-meta-* as `<X-Amz-Meta-Name>`) and `<UserTags>` (the tag set as a
+ * URL query string), after StorageClass, in MinIO's shape, so minio-go's
+ * ObjectInfo.UserMetadata / UserTags, mc and warp read them. Empty unless the
+ * listing read metadata.
+ */
+function listedMetadataXml(version: ListedVersion): string {
+  if (version.userMetadata === undefined || version.system === undefined) return '';
+  // What HEAD answers for an object stored without a Content-Type.
+  let inner = element('content-type', headerText(version.system.contentType ?? 'binary/octet-stream'));
+  for (const [field, name] of LISTED_SYSTEM_HEADERS) {
+    const value = version.system[field];
+    if (value !== undefined) inner += element(name, headerText(value));
+  }
+  const metadata = version.userMetadata;
+  for (const name in metadata) {
+    if (!XML_SAFE_METADATA_NAME.test(name)) continue;
+    const [open, close] = metadataTagsOf(name);
+    inner += open + escapeXml(headerText(metadata[name]!)) + close;
+  }
+  inner = `<UserMetadata>${inner}</UserMetadata>`;
+  const tags = version.tags;
+  if (tags === undefined || tags.length === 0) return inner;
+  return inner + element('UserTags', tags.map((tag) => `${queryEscape(tag.key)}=${queryEscape(tag.value)}`).join('&'));
+}
+
+/**
+ * Header values are kept as node read them, one character per byte (latin1);
+ * HEAD sends those bytes back unchanged. A listing is UTF-8 XML, so the bytes
+ * are decoded as the UTF-8 clients sent (as MinIO, which keeps raw bytes and
+ * writes them into its XML).
+ */
+function headerText(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /^[\x00-\x7f]*$/.test(value) ? value : Buffer.from(value, 'latin1').toString('utf8');
+}
+
+/** Go's url.QueryEscape, which MinIO's UserTags use: a space is '+'. */
+function queryEscape(text: string): string {
+  return encodeURIComponent(text).replace(/[!'()*]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`).replaceAll('%20', '+');
 }
 
 function commonPrefixXml(prefix: string, encode: (text: string) => string): string {
@@ -61,7 +157,7 @@ export async function handleListObjects(context: RequestContext): Promise<S3Resp
   const after = token !== undefined ? decodeToken(token) : startAfter;
   const result = maxKeys === 0
     ? await emptyPage(context)
-    : await context.engine.list({ bucket: context.route.bucket, prefix, delimiter, after, limit: maxKeys });
+    : await context.engine.list({ bucket: context.route.bucket, prefix, delimiter, after, limit: maxKeys, ...(v2 && wantsMetadata(context) ? { withMetadata: true } : {}) });
   const withOwner = !v2 || query.get('fetch-owner') === 'true';
   let body = '';
   for (const entry of result.entries) {
@@ -96,7 +192,7 @@ export async function handleListObjectVersions(context: RequestContext): Promise
   const maxKeys = queryInteger(context, 'max-keys', LIST_KEYS_MAX, 0, LIST_KEYS_MAX);
   const result = maxKeys === 0
     ? await emptyPage(context)
-    : await context.engine.listVersions({ bucket: context.route.bucket, prefix, delimiter, keyMarker, versionIdMarker, limit: maxKeys });
+    : await context.engine.listVersions({ bucket: context.route.bucket, prefix, delimiter, keyMarker, versionIdMarker, limit: maxKeys, ...(wantsMetadata(context) ? { withMetadata: true } : {}) });
   let body = '';
   for (const entry of result.entries) {
     const version = entry.version;
@@ -107,7 +203,7 @@ export async function handleListObjectVersions(context: RequestContext): Promise
     const common = element('Key', encode(version.key)) + element('VersionId', version.versionId) + element('IsLatest', entry.isLatest) + element('LastModified', isoDateOf(version.lastModifiedMs));
     body += version.isDeleteMarker
       ? `<DeleteMarker>${common}${owner(version.ownerId)}</DeleteMarker>`
-      : `<Version>${common}${element('ETag', formatEtag(version.etag))}${element('Size', version.sizeBytes)}${owner(version.ownerId)}${storageClass()}</Version>`;
+      : `<Version>${common}${element('ETag', formatEtag(version.etag))}${element('Size', version.sizeBytes)}${owner(version.ownerId)}${storageClass()}${listedMetadataXml(version)}</Version>`;
   }
   let head = element('Name', context.route.bucket) + element('Prefix', encode(prefix)) + element('KeyMarker', encode(keyMarker)) + element('VersionIdMarker', versionIdMarker);
   const last = result.entries.at(-1);

@@ -4,6 +4,7 @@ import { bulkParallel, bulkSerial } from './bulk-metadata.ts';
 import { get64mEight, get64mOne, put64mEight, put64mOne } from './large-objects.ts';
 import { listWorkloads } from './listing.ts';
 import { mixed } from './mixed.ts';
+import { scanWorkloads } from './scan.ts';
 import { delete4k, get4k, head4k, head4kOneConnection, put4k } from './small-objects.ts';
 import { get4kCores } from './workers.ts';
 
@@ -22,6 +23,7 @@ export const WORKLOADS: readonly Workload[] = [
   ...listWorkloads,
   bulkSerial,
   bulkParallel,
+  ...scanWorkloads,
 ];
 
 export const WORKLOAD_IDS: readonly string[] = WORKLOADS.map((workload) => workload.id);

@@ -6,6 +6,8 @@
  */
 import type Database from 'better-sqlite3';
 import type {
+  ListedMetadata,
+  ListedVersion,
   ListEntry,
   ListRequest,
   ListResult,
@@ -19,6 +21,34 @@ import { commonPrefixOf, compareKeys, prefixSuccessor } from '../key-order.ts';
 import { LISTED_VERSION_COLUMNS, rowToListedVersion, rowToUpload, type ListedVersionRow, type UploadRow } from './rows.ts';
 
 const BATCH_ROWS_MAX = 1000;
+
+/**
+ * A listing with metadata (`withMetadata`) reads three more fields out of the
+ * version's JSON document: json_extract with several paths parses the document
+ * once and hands back one small JSON array, so the cost is one parse in SQLite
+ * and one JSON.parse here per row, and the segments and parts never leave SQLite.
+ * Plain listings run the unchanged query.
+ */
+const LISTED_METADATA_COLUMN = "json_extract(meta, '$.system', '$.userMetadata', '$.tags') AS listed_metadata";
+
+interface ListedVersionWithMetadataRow extends ListedVersionRow {
+  listed_metadata?: string;
+}
+
+function columnsFor(withMetadata: boolean | undefined): string {
+  return withMetadata === true ? `${LISTED_VERSION_COLUMNS}, ${LISTED_METADATA_COLUMN}` : LISTED_VERSION_COLUMNS;
+}
+
+function listedVersionOf(row: ListedVersionWithMetadataRow): ListedVersion {
+  const version = rowToListedVersion(row);
+  if (row.listed_metadata === undefined) return version;
+  const [system, userMetadata, tags] = JSON.parse(row.listed_metadata) as [ListedMetadata['system'] | null, ListedMetadata['userMetadata'] | null, ListedMetadata['tags'] | null];
+  // Delete markers carry empty metadata; documents written before a field existed lack it.
+  version.system = system ?? {};
+  version.userMetadata = userMetadata ?? {};
+  version.tags = tags ?? [];
+  return version;
+}
 
 interface Cursor {
   key: string;
@@ -97,11 +127,12 @@ function clampToPrefix(start: Cursor, prefix: string, delimiter: string): Cursor
 }
 
 export function listKeys(db: Database.Database, request: ListRequest): ListResult {
+  const columns = columnsFor(request.withMetadata);
   const after = db.prepare(
-    `SELECT ${LISTED_VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key > ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?`,
+    `SELECT ${columns} FROM versions WHERE bucket = ? AND key > ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?`,
   );
   const from = db.prepare(
-    `SELECT ${LISTED_VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key >= ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?`,
+    `SELECT ${columns} FROM versions WHERE bucket = ? AND key >= ? AND is_latest = 1 AND is_delete_marker = 0 ORDER BY key LIMIT ?`,
   );
   const result = walk<ListedVersionRow, ListEntry>({
     prefix: request.prefix,
@@ -111,15 +142,16 @@ export function listKeys(db: Database.Database, request: ListRequest): ListResul
     limit: request.limit,
     fetch: (cursor, limit) => (cursor.inclusive ? from : after).iterate(request.bucket, cursor.key, limit) as Iterable<ListedVersionRow>,
     keyOf: (row) => row.key,
-    entryOf: (row) => ({ key: row.key, version: rowToListedVersion(row) }),
+    entryOf: (row) => ({ key: row.key, version: listedVersionOf(row) }),
     prefixEntry: (key) => ({ key }),
   });
   return result;
 }
 
 export function listVersions(db: Database.Database, request: ListVersionsRequest): ListVersionsResult {
-  const after = db.prepare(`SELECT ${LISTED_VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key > ? ORDER BY key, seq DESC LIMIT ?`);
-  const from = db.prepare(`SELECT ${LISTED_VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key >= ? ORDER BY key, seq DESC LIMIT ?`);
+  const columns = columnsFor(request.withMetadata);
+  const after = db.prepare(`SELECT ${columns} FROM versions WHERE bucket = ? AND key > ? ORDER BY key, seq DESC LIMIT ?`);
+  const from = db.prepare(`SELECT ${columns} FROM versions WHERE bucket = ? AND key >= ? ORDER BY key, seq DESC LIMIT ?`);
   let leading: ListedVersionRow[] = [];
   let start: Cursor = { key: request.keyMarker, inclusive: request.keyMarker === '' };
   if (request.keyMarker !== '' && request.versionIdMarker !== '') {
@@ -128,7 +160,7 @@ export function listVersions(db: Database.Database, request: ListVersionsRequest
       .get(request.bucket, request.keyMarker, request.versionIdMarker) as { seq: number } | undefined;
     if (marker !== undefined) {
       leading = db
-        .prepare(`SELECT ${LISTED_VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key = ? AND seq < ? ORDER BY seq DESC LIMIT ?`)
+        .prepare(`SELECT ${columns} FROM versions WHERE bucket = ? AND key = ? AND seq < ? ORDER BY seq DESC LIMIT ?`)
         .all(request.bucket, request.keyMarker, marker.seq, request.limit + 1) as ListedVersionRow[];
     }
   }
@@ -140,7 +172,7 @@ export function listVersions(db: Database.Database, request: ListVersionsRequest
     limit: request.limit,
     fetch: (cursor, limit) => (cursor.inclusive ? from : after).iterate(request.bucket, cursor.key, limit) as Iterable<ListedVersionRow>,
     keyOf: (row) => row.key,
-    entryOf: (row) => ({ key: row.key, version: rowToListedVersion(row), isLatest: row.is_latest === 1 }),
+    entryOf: (row) => ({ key: row.key, version: listedVersionOf(row), isLatest: row.is_latest === 1 }),
     prefixEntry: (key) => ({ key, isLatest: false }),
   });
   return result;

@@ -1,0 +1,91 @@
+/** `talus scan s3://bucket/prefix --endpoint URL ...`: every object with its metadata, to stdout. */
+import { once } from 'node:events';
+import { parseArgs } from 'node:util';
+import { CSV_HEADER, OUTPUT_FORMATS, formatObject, formatProgress, type OutputFormat } from './format.ts';
+import { METADATA_MODES, SCAN_CONCURRENCY_DEFAULT, scanObjects, type MetadataMode, type ScanProgress } from './scan.ts';
+import { resolveScanCredentials } from './credentials.ts';
+
+export const SCAN_USAGE = `Usage: talus scan s3://BUCKET[/PREFIX] --endpoint URL [--concurrency ${SCAN_CONCURRENCY_DEFAULT}] [--format jsonl|csv]
+                  [--metadata auto|head|list|none] [--region us-east-1] [--quiet]
+                  [--access-key-id ID --secret-access-key SECRET]
+
+Lists every object under the prefix with its size, ETag, last-modified time,
+content type, user metadata and tags, in key order, to stdout; progress on
+stderr. --metadata list reads metadata from the listing itself (metadata=true,
+MinIO's extension, which Talus serves): one request per 1000 objects. head
+lists, then HEADs each object, --concurrency at a time: works on any S3.
+auto (default) asks the listing and falls back to head when the server
+ignores it; none lists only. Credentials: the flags, else AWS_ACCESS_KEY_ID
+and AWS_SECRET_ACCESS_KEY.`;
+
+export async function scanCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      endpoint: { type: 'string' },
+      concurrency: { type: 'string', default: String(SCAN_CONCURRENCY_DEFAULT) },
+      format: { type: 'string', default: 'jsonl' },
+      metadata: { type: 'string', default: 'auto' },
+      region: { type: 'string', default: 'us-east-1' },
+      quiet: { type: 'boolean', default: false },
+      'access-key-id': { type: 'string' },
+      'secret-access-key': { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${SCAN_USAGE}\n`);
+    return 0;
+  }
+  const target = /^s3:\/\/([^/]+)\/?(.*)$/.exec(positionals[0] ?? '');
+  if (target === null || positionals.length !== 1 || values.endpoint === undefined) {
+    process.stderr.write(`${SCAN_USAGE}\n`);
+    return 2;
+  }
+  const format = values.format as OutputFormat;
+  if (!OUTPUT_FORMATS.includes(format)) throw new Error(`invalid --format ${values.format} (${OUTPUT_FORMATS.join(', ')})`);
+  const metadata = values.metadata as MetadataMode;
+  if (!METADATA_MODES.includes(metadata)) throw new Error(`invalid --metadata ${values.metadata} (${METADATA_MODES.join(', ')})`);
+  const concurrency = Number(values.concurrency);
+  const credentials = resolveScanCredentials({ accessKeyId: values['access-key-id'], secretAccessKey: values['secret-access-key'] });
+  const out = process.stdout;
+  if (format === 'csv') out.write(CSV_HEADER);
+  const objects = scanObjects({
+    endpoint: values.endpoint,
+    bucket: target[1]!,
+    prefix: target[2]!,
+    region: values.region,
+    credentials,
+    concurrency,
+    metadata,
+    ...(values.quiet ? {} : { onProgress: progressWriter(process.stderr) }),
+  });
+  // Batches writes: one write per object would cost more than the object.
+  let buffered = '';
+  for await (const object of objects) {
+    buffered += formatObject(object, format);
+    if (buffered.length >= 64 * 1024) {
+      if (!out.write(buffered)) await once(out, 'drain');
+      buffered = '';
+    }
+  }
+  if (buffered !== '') out.write(buffered);
+  return 0;
+}
+
+/** On a terminal, one line rewritten in place each second; otherwise a line every PROGRESS_LINE_INTERVAL_MS, and the last. */
+const PROGRESS_LINE_INTERVAL_MS = 10_000;
+
+function progressWriter(stream: NodeJS.WriteStream): (progress: ScanProgress) => void {
+  let lastLineMs = 0;
+  return (progress) => {
+    const line = formatProgress(progress);
+    if (stream.isTTY) {
+      stream.write(`\r\x1b[K${progress.done ? line : line.trimEnd()}`);
+    } else if (progress.done || progress.elapsedMs - lastLineMs >= PROGRESS_LINE_INTERVAL_MS) {
+      lastLineMs = progress.elapsedMs;
+      stream.write(line);
+    }
+  };
+}

@@ -1,0 +1,218 @@
+/**
+ * `talus scan`: every object under a prefix with its metadata, as an async
+ * iterator in key order. Two ways to get the metadata:
+ *
+ * - `list`: MinIO's one-call listing (`metadata=true`, Talus has it): a
+ *   ListObjectsV2 page of 1000 objects carries their metadata and tags, so
+ *   the scan costs one request per 1000 objects.
+ * - `head`: list, then HEAD every object (and GetObjectTagging for the ones
+ *   HEAD says have tags) with bounded concurrency over one keep-alive pool:
+ *   what works against any S3 server.
+ * - `auto` (the default) asks the first page with `metadata=true`: a server
+ *   that answers with <UserMetadata> is scanned in `list` mode; one that
+ *   ignores the parameter (AWS, s3rver) in `head` mode, reusing that page.
+ * - `none`: the listing only (key, size, ETag, last-modified).
+ */
+import { S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
+import { LIST_KEYS_MAX } from '../util/limits.ts';
+import { resolveScanCredentials, type StaticCredentials } from './credentials.ts';
+import { parseScannedPage, type ListedObject, type ScannedPage } from './listing-page.ts';
+
+export type MetadataMode = 'auto' | 'head' | 'list' | 'none';
+export const METADATA_MODES: readonly MetadataMode[] = ['auto', 'head', 'list', 'none'];
+
+export const SCAN_CONCURRENCY_DEFAULT = 64;
+/** More requests in flight than this only queue in the pool (and in the server). */
+export const SCAN_CONCURRENCY_MAX = 1024;
+
+export interface ScanOptions {
+  /** 'http://127.0.0.1:9000' (scheme, host, port). */
+  endpoint: string;
+  bucket: string;
+  prefix?: string;
+  region?: string;
+  /** Default: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (see credentials.ts for the chain to come). */
+  credentials?: StaticCredentials;
+  /** HEAD requests in flight at most (head mode); default 64. */
+  concurrency?: number;
+  /** Default 'auto'. */
+  metadata?: MetadataMode;
+  /** Called about once a second and at the end. */
+  onProgress?: (progress: ScanProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface ScannedObject {
+  key: string;
+  size: number;
+  /** Without quotes. */
+  etag: string;
+  /** ISO 8601. */
+  lastModified: string;
+  /** Absent in 'none' mode. */
+  contentType?: string;
+  /** x-amz-meta-* names without the prefix, lower-cased; absent in 'none' mode. */
+  userMetadata?: Record<string, string>;
+  /** Absent in 'none' mode. */
+  tags?: Record<string, string>;
+}
+
+export interface ScanProgress {
+  /** The mode in use ('auto' until the first object decides between 'list' and 'head'). */
+  mode: MetadataMode;
+  objects: number;
+  /** Objects listed so far; the total once `listingDone`. */
+  listed: number;
+  listingDone: boolean;
+  elapsedMs: number;
+  done: boolean;
+}
+
+const PROGRESS_INTERVAL_MS = 1000;
+/** Finished HEADs kept waiting for an earlier, slower one, as a multiple of the concurrency (memory: a few KiB each). */
+const REORDER_WINDOW_FACTOR = 4;
+
+/** At most `limit` tasks running; the others wait their turn in order. */
+class Slots {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    this.#free = limit;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next !== undefined) next();
+      else this.#free++;
+    }
+  }
+}
+
+/** Scans a bucket (prefix) and yields each object in key order. */
+export async function* scanObjects(options: ScanOptions): AsyncGenerator<ScannedObject, void, undefined> {
+  const concurrency = options.concurrency ?? SCAN_CONCURRENCY_DEFAULT;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > SCAN_CONCURRENCY_MAX) {
+    throw new RangeError(`concurrency must be an integer from 1 to ${SCAN_CONCURRENCY_MAX}, not ${concurrency}`);
+  }
+  const requested = options.metadata ?? 'auto';
+  if (!METADATA_MODES.includes(requested)) throw new RangeError(`metadata must be one of ${METADATA_MODES.join(', ')}, not ${String(requested)}`);
+  const credentials = options.credentials ?? resolveScanCredentials();
+  // One connection per HEAD in flight, plus the listing's.
+  const client = new S3Client({
+    endpoint: options.endpoint,
+    region: options.region,
+    accessKeyId: credentials.accessKeyId,
+    secretAccessKey: credentials.secretAccessKey,
+    connections: concurrency + 1,
+  });
+  const progress: ScanProgress = { mode: requested, objects: 0, listed: 0, listingDone: false, elapsedMs: 0, done: false };
+  const started = performance.now();
+  const report = (): void => {
+    progress.elapsedMs = performance.now() - started;
+    options.onProgress?.({ ...progress });
+  };
+  const timer = options.onProgress === undefined ? undefined : setInterval(report, PROGRESS_INTERVAL_MS);
+  timer?.unref();
+  try {
+    const pages = listPages(client, options, progress);
+    // Head mode: HEADs are queued in key order and yielded in that order; at most `concurrency` are in flight,
+    // and up to REORDER_WINDOW_FACTOR x that many wait finished behind a slow one, so one slow HEAD does not idle the rest.
+    const window: Promise<ScannedObject | undefined>[] = [];
+    const slots = new Slots(concurrency);
+    for await (const page of pages) {
+      for (const object of page.objects) {
+        if (progress.mode === 'none') {
+          yield countOf(progress, listedOnly(object));
+        } else if (progress.mode === 'list') {
+          if (object.listedMetadata === undefined) throw new Error(`the server listed ${object.key} without its metadata: it does not support metadata=true listings (use --metadata head)`);
+          yield countOf(progress, withListedMetadata(object));
+        } else {
+          const pending = slots.run(() => headObject(client, options, object));
+          // Awaited in order later; a failure meanwhile must not count as unhandled.
+          pending.catch(() => undefined);
+          window.push(pending);
+          if (window.length >= concurrency * REORDER_WINDOW_FACTOR) {
+            const done = await window.shift()!;
+            if (done !== undefined) yield countOf(progress, done);
+          }
+        }
+      }
+    }
+    while (window.length > 0) {
+      const done = await window.shift()!;
+      if (done !== undefined) yield countOf(progress, done);
+    }
+  } finally {
+    if (timer !== undefined) clearInterval(timer);
+    progress.done = true;
+    report();
+    await client.close();
+  }
+}
+
+function countOf(progress: ScanProgress, object: ScannedObject): ScannedObject {
+  progress.objects++;
+  return object;
+}
+
+/**
+ * The listing's pages, each next page requested before the current one is
+ * handed over (so listing overlaps the caller's work). Decides 'auto' from the
+ * first object listed, and asks for metadata while the mode is list or auto.
+ */
+async function* listPages(client: S3Client, options: ScanOptions, progress: ScanProgress): AsyncGenerator<ScannedPage> {
+  const fetchPage = async (continuationToken: string | undefined): Promise<ScannedPage> => {
+    const metadata = progress.mode === 'list' || progress.mode === 'auto';
+    const prefix = options.prefix === '' ? undefined : options.prefix;
+    const xml = await client.listObjectsV2Document(options.bucket, { prefix, continuationToken, maxKeys: LIST_KEYS_MAX, metadata }, { signal: options.signal });
+    return parseScannedPage(xml);
+  };
+  let next: Promise<ScannedPage> | undefined = fetchPage(undefined);
+  while (next !== undefined) {
+    const page: ScannedPage = await next;
+    if (progress.mode === 'auto' && page.objects.length > 0) progress.mode = page.objects[0]!.listedMetadata !== undefined ? 'list' : 'head';
+    progress.listed += page.objects.length;
+    if (page.isTruncated && page.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
+    next = page.isTruncated ? fetchPage(page.nextContinuationToken) : undefined;
+    // Not awaited until the next turn of this loop; a failure meanwhile must not count as unhandled.
+    next?.catch(() => undefined);
+    if (next === undefined) progress.listingDone = true;
+    yield page;
+  }
+}
+
+function listedOnly(object: ListedObject): ScannedObject {
+  return { key: object.key, size: object.size, etag: object.etag, lastModified: object.lastModified };
+}
+
+function withListedMetadata(object: ListedObject): ScannedObject {
+  const metadata = object.listedMetadata!;
+  // One literal, in the same field order as head mode's objects (one hidden class for both).
+  return { key: object.key, size: object.size, etag: object.etag, lastModified: object.lastModified, contentType: metadata.contentType, userMetadata: metadata.userMetadata, tags: metadata.tags };
+}
+
+/** The object's metadata by HEAD; undefined when it was deleted since it was listed (a live bucket's scan skips it, as a listing taken a moment later would). */
+async function headObject(client: S3Client, options: ScanOptions, object: ListedObject): Promise<ScannedObject | undefined> {
+  let headers: Record<string, string>;
+  try {
+    ({ headers } = await client.headObject(options.bucket, object.key, { signal: options.signal }));
+  } catch (error) {
+    if (error instanceof S3RequestError && error.status === 404) return undefined;
+    throw error;
+  }
+  const tagCount = Number(headers['x-amz-tagging-count'] ?? '0');
+  const tags: Record<string, string> = {};
+  try {
+    if (tagCount > 0) for (const tag of await client.getObjectTagging(options.bucket, object.key, { signal: options.signal })) tags[tag.key] = tag.value;
+  } catch (error) {
+    if (error instanceof S3RequestError && error.status === 404) return undefined;
+    throw error;
+  }
+  return { key: object.key, size: object.size, etag: object.etag, lastModified: object.lastModified, contentType: headers['content-type'], userMetadata: userMetadata(headers), tags };
+}
