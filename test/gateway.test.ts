@@ -117,7 +117,10 @@ describe('gateway on erasure 2+1 over three remote Talus servers', () => {
     const queued = await gateway.engine.meta.repairSummary(100);
     assert.ok(queued.pending >= 1, 'the missed shard is queued for repair');
     // While the region is still down a repair waits: no rebuild (which would read the whole object) is tried.
-    assert.deepEqual(await gateway.placement!.healer.repairDue({ includeNotDue: true }), { blobsChecked: queued.pending, shardsRebuilt: 0, failures: 0 });
+    // (Reads with region2 down may queue more repairs in the meantime: a read records the damage it met after answering.)
+    const waiting = await gateway.placement!.healer.repairDue({ includeNotDue: true });
+    assert.ok(waiting.blobsChecked >= queued.pending, JSON.stringify(waiting));
+    assert.deepEqual({ shardsRebuilt: waiting.shardsRebuilt, failures: waiting.failures }, { shardsRebuilt: 0, failures: 0 });
 
     await startRegion(2);
     const report = await gateway.placement!.healer.repairDue({ includeNotDue: true });
