@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { AlreadyExistsError, NotFoundError, PreconditionFailedError, type ObjectStorage } from '../storage/object-storage.ts';
 import { UnsupportedStorageError } from './errors.ts';
-import { checkpointKey, decodeEntry, encodeEntry, headKey, logKey, type CommitEntry } from './format.ts';
+import { checkpointKey, decodeEntry, encodeEntry, headKey, logKey, packKey, type CommitEntry } from './format.ts';
 import type { IndexSnapshot } from './mvcc-index.ts';
 
 export type CreateOutcome = 'created' | 'taken';
@@ -15,6 +15,13 @@ export interface HeadHint {
   tid: number;
   /** The TID of the newest checkpoint, if any. */
   checkpoint?: number;
+}
+
+/** Pack's durable state: the boundary (reads before it are gone) and how far its rewriting got. */
+export interface PackState {
+  beforeTid: number;
+  /** The next log entry to compact; at beforeTid, the pack is done. */
+  cursor: number;
 }
 
 export async function readAll(storage: ObjectStorage, key: string): Promise<Buffer | undefined> {
@@ -44,6 +51,55 @@ export class CommitLog {
   async read(tid: number): Promise<CommitEntry | undefined> {
     const bytes = await readAll(this.storage, logKey(this.prefix, tid));
     return bytes === undefined ? undefined : decodeEntry(bytes, tid);
+  }
+
+  /** The entry and its ETag, for a rewrite that must not overwrite another's. */
+  async readVersioned(tid: number): Promise<{ entry: CommitEntry; etag: string } | undefined> {
+    try {
+      const { body, info } = await this.storage.get(logKey(this.prefix, tid));
+      const chunks: Buffer[] = [];
+      for await (const chunk of body) chunks.push(chunk as Buffer);
+      return { entry: decodeEntry(Buffer.concat(chunks), tid), etag: info.etag };
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  /** Replaces an entry with its packed form, only if it is still the version read; false if it changed. */
+  async rewrite(entry: CommitEntry, etag: string): Promise<boolean> {
+    try {
+      await this.storage.putIfMatch(logKey(this.prefix, entry.tid), encodeEntry(entry), etag, { contentType: 'application/json' });
+      return true;
+    } catch (error) {
+      if (error instanceof PreconditionFailedError) return false;
+      throw error;
+    }
+  }
+
+  async readPackState(): Promise<{ state: PackState; etag: string } | undefined> {
+    try {
+      const { body, info } = await this.storage.get(packKey(this.prefix));
+      const chunks: Buffer[] = [];
+      for await (const chunk of body) chunks.push(chunk as Buffer);
+      return { state: JSON.parse(Buffer.concat(chunks).toString('utf8')) as PackState, etag: info.etag };
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  /** Writes pack's state if it is still the version read (undefined: absent); false if another pack changed it. */
+  async writePackState(state: PackState, etag: string | undefined): Promise<string | false> {
+    try {
+      const body = JSON.stringify(state);
+      const options = { contentType: 'application/json' };
+      const result = etag === undefined ? await this.storage.putIfAbsent(packKey(this.prefix), body, options) : await this.storage.putIfMatch(packKey(this.prefix), body, etag, options);
+      return result.etag;
+    } catch (error) {
+      if (error instanceof AlreadyExistsError || error instanceof PreconditionFailedError) return false;
+      throw error;
+    }
   }
 
   async exists(tid: number): Promise<boolean> {

@@ -10,6 +10,9 @@
  *   <prefix>checkpoint/<tid>       the index of every revision up to <tid>, so
  *                                  open reads a bounded number of entries
  *   <prefix>probe/<random>         the conditional-write probe of open
+ *   <prefix>pack                   pack's durable boundary and cursor,
+ *                                  {"beforeTid": b, "cursor": c}, written
+ *                                  before pack deletes anything
  *
  * Transaction IDs are 1, 2, 3, … with no holes: a writer only creates entry
  * n + 1 after reading entry n, so "n + 1 is missing" means n is the head.
@@ -37,6 +40,8 @@ export interface CommitEntry {
   tid: number;
   time: string;
   txns: EntryTransaction[];
+  /** Set when pack rewrote the entry without the revisions not current at this TID: reads before it are gone. */
+  packed?: number;
 }
 
 export function logKey(prefix: string, tid: number): string {
@@ -47,6 +52,9 @@ export function dataKey(prefix: string, writeId: string, n: number): string {
 }
 export function headKey(prefix: string): string {
   return `${prefix}head`;
+}
+export function packKey(prefix: string): string {
+  return `${prefix}pack`;
 }
 export function checkpointKey(prefix: string, tid: number): string {
   return `${prefix}checkpoint/${String(tid).padStart(TID_DIGITS, '0')}`;

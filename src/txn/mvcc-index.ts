@@ -14,6 +14,7 @@ export interface Revision {
 
 export interface IndexSnapshot {
   tid: number;
+  oldest?: number;
   records: [oid: string, revisions: Revision[]][];
   changes: [tid: number, oids: string[]][];
   writeIds: [writeId: string, tid: number][];
@@ -22,6 +23,8 @@ export interface IndexSnapshot {
 export class MvccIndex {
   /** The last TID applied: the head as far as this process knows. */
   head = 0;
+  /** The oldest TID whose state is still exact here: pack dropped what was older (0: nothing dropped). */
+  oldest = 0;
   readonly #records = new Map<string, Revision[]>();
   readonly #changes = new Map<number, string[]>();
   readonly #writeIds = new Map<string, number>();
@@ -30,6 +33,7 @@ export class MvccIndex {
   apply(entry: CommitEntry): boolean {
     if (entry.tid <= this.head) return false;
     assert(entry.tid === this.head + 1, `log entry ${entry.tid} applied after ${this.head}`);
+    if (entry.packed !== undefined) this.oldest = Math.max(this.oldest, entry.packed);
     const changed: string[] = [];
     for (const txn of entry.txns) {
       this.#writeIds.set(txn.id, entry.tid);
@@ -66,6 +70,18 @@ export class MvccIndex {
     return revisions?.find((revision) => revision.tid > tid);
   }
 
+  /**
+   * Whether pack(beforeTid) drops this revision: a deletion older than
+   * beforeTid (nothing at or after beforeTid can need it), or a revision
+   * replaced at or before beforeTid.
+   */
+  dropsAt(oid: string, revision: Revision, beforeTid: number): boolean {
+    if (revision.tid >= beforeTid) return false;
+    if ('x' in revision.stored) return true;
+    const next = this.nextRevisionAfter(oid, revision.tid);
+    return next !== undefined && next.tid <= beforeTid;
+  }
+
   revisions(oid: string): readonly Revision[] {
     return this.#records.get(oid) ?? [];
   }
@@ -91,6 +107,7 @@ export class MvccIndex {
   snapshot(): IndexSnapshot {
     return {
       tid: this.head,
+      oldest: this.oldest,
       records: [...this.#records].map(([oid, revisions]) => [oid, [...revisions]]),
       changes: [...this.#changes],
       writeIds: [...this.#writeIds],
@@ -100,6 +117,7 @@ export class MvccIndex {
   static fromSnapshot(snapshot: IndexSnapshot): MvccIndex {
     const index = new MvccIndex();
     index.head = snapshot.tid;
+    index.oldest = snapshot.oldest ?? 0;
     for (const [oid, revisions] of snapshot.records) index.#records.set(oid, revisions);
     for (const [tid, oids] of snapshot.changes) index.#changes.set(tid, oids);
     for (const [writeId, tid] of snapshot.writeIds) index.#writeIds.set(writeId, tid);

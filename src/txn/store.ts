@@ -4,7 +4,7 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ObjectStorage } from '../storage/object-storage.ts';
-import { CommitLog, readAll } from './commit-log.ts';
+import { CommitLog, readAll, type PackState } from './commit-log.ts';
 import { CommitOutcomeUnknownError, ConflictError, CorruptLogError, TooOldError } from './errors.ts';
 import { dataKey, FORMAT_VERSION, INLINE_LIMIT_BYTES, type CommitEntry, type StoredRevision } from './format.ts';
 import { MvccIndex, type Revision } from './mvcc-index.ts';
@@ -48,6 +48,17 @@ export interface TransactionRecord {
   txns: { writeId: string; meta: Record<string, string> | undefined; oids: string[] }[];
 }
 
+export interface PackProgress {
+  /** The boundary of the pack in progress (a larger one given earlier wins over a smaller one). */
+  beforeTid: number;
+  /** The next log entry to compact. */
+  cursor: number;
+  /** Whether every entry before the boundary is compacted; call pack again until it is. */
+  done: boolean;
+  /** Revisions dropped by this call. */
+  dropped: number;
+}
+
 export interface Snapshot {
   readonly tid: number;
   get(oid: string): Promise<Buffer | undefined>;
@@ -56,6 +67,8 @@ export interface Snapshot {
 /** Tries at settling an unknown outcome, or reading the log forward, before giving up. */
 const COMMIT_ATTEMPTS = 8;
 const RETRY_BASE_MS = 20;
+/** Log entries one pack() call compacts at most: a call's work (requests, time) is bounded. */
+const PACK_ENTRIES_PER_CALL = 256;
 
 interface Waiting {
   request: CommitRequest;
@@ -75,6 +88,9 @@ export async function openStore(storage: ObjectStorage, options: OpenStoreOption
     const snapshot = await log.readCheckpoint(checkpointTid);
     if (snapshot !== undefined) index = MvccIndex.fromSnapshot(snapshot);
   }
+  // A pack's boundary holds from the moment its state is written, before it dropped anything.
+  const pack = await log.readPackState();
+  if (pack !== undefined) index.oldest = Math.max(index.oldest, pack.state.beforeTid);
   const store = new TxnStore(log, index, options);
   await store.refresh();
   return store;
@@ -180,23 +196,28 @@ export class TxnStore {
   /** The revision current just before `tid` (ZODB's loadBefore); undefined if the record did not exist then. */
   async loadBefore(oid: string, tid: number): Promise<LoadedRevision | undefined> {
     if (tid - 1 > this.#index.head) await this.refresh();
+    this.#checkTid(tid - 1);
     const revision = this.#index.revisionAt(oid, tid - 1);
     if (revision === undefined) return undefined;
-    return { data: await this.#read(revision), tid: revision.tid, nextTid: this.#index.nextRevisionAfter(oid, revision.tid)?.tid };
+    return { data: await this.#read(revision, tid - 1), tid: revision.tid, nextTid: this.#index.nextRevisionAfter(oid, revision.tid)?.tid };
   }
 
   /** The revision written by exactly `tid` (ZODB's loadSerial); throws if there is none. */
   async loadSerial(oid: string, tid: number): Promise<Buffer | undefined> {
     if (tid > this.#index.head) await this.refresh();
     const revision = this.#index.revisions(oid).find((candidate) => candidate.tid === tid);
-    if (revision === undefined) throw new Error(`record ${JSON.stringify(oid)} has no revision at ${tid}`);
-    return this.#read(revision);
+    if (revision === undefined) {
+      if (tid < this.#index.oldest) throw new TooOldError(tid, this.#index.oldest);
+      throw new Error(`record ${JSON.stringify(oid)} has no revision at ${tid}`);
+    }
+    if (this.#index.dropsAt(oid, revision, this.#index.oldest)) throw new TooOldError(tid, this.#index.oldest);
+    return this.#read(revision, tid);
   }
 
   /** Every revision of `oid`, newest first (ZODB's history). */
   async history(oid: string): Promise<HistoryItem[]> {
     await this.refresh();
-    return [...this.#index.revisions(oid)].reverse().map(({ tid, stored }) => ({
+    return [...this.#index.revisions(oid)].filter((revision) => !this.#index.dropsAt(oid, revision, this.#index.oldest)).reverse().map(({ tid, stored }) => ({
       tid,
       deleted: 'x' in stored,
       size: 'd' in stored ? Buffer.from(stored.d, 'base64').length : 'k' in stored ? stored.n : undefined,
@@ -228,6 +249,83 @@ export class TxnStore {
     }
   }
 
+  /**
+   * Drops the revisions no state at or after `beforeTid` needs: those
+   * replaced at or before it, and deletions before it (with their data
+   * objects). Bounded: compacts at most `maxEntries` log entries per call;
+   * call again until `done`. Resumable: the boundary and a cursor are stored
+   * (`pack`) before anything is deleted, so a crashed pack is continued by the
+   * next call, in any process. Log entries are rewritten (with putIfMatch),
+   * never deleted, so no TID ever becomes free again for a stalled writer.
+   * Readers of states before the boundary get TooOldError, never other data;
+   * writers whose snapshot is before it get ConflictError.
+   */
+  async pack(beforeTid: number, options: { maxEntries?: number } = {}): Promise<PackProgress> {
+    const maxEntries = options.maxEntries ?? PACK_ENTRIES_PER_CALL;
+    const head = await this.refresh();
+    if (!Number.isSafeInteger(beforeTid) || beforeTid < 1 || beforeTid > head) throw new RangeError(`pack: ${beforeTid} is not a TID of this log (1 to ${head})`);
+    let state: PackState;
+    let stateEtag: string;
+    for (;;) {
+      const current = await this.#log.readPackState();
+      if (current !== undefined && current.state.beforeTid >= beforeTid) {
+        state = current.state;
+        stateEtag = current.etag;
+        break;
+      }
+      // A new, later boundary: durable before anything is dropped; compaction starts over from the first entry.
+      const next = { beforeTid, cursor: 1 };
+      const etag = await this.#log.writePackState(next, current?.etag);
+      if (etag !== false) {
+        state = next;
+        stateEtag = etag;
+        break;
+      }
+    }
+    this.#index.oldest = Math.max(this.#index.oldest, state.beforeTid);
+    let cursor = state.cursor;
+    const end = Math.min(state.beforeTid, cursor + maxEntries);
+    let dropped = 0;
+    for (; cursor < end; cursor++) {
+      for (;;) {
+        const read = await this.#log.readVersioned(cursor);
+        if (read === undefined) throw new CorruptLogError(`log entry ${cursor} is missing below the head ${head}`);
+        const { entry, etag } = read;
+        const dataKeys: string[] = [];
+        let count = 0;
+        const txns = entry.txns.map((txn) => ({
+          ...txn,
+          writes: txn.writes.filter(([oid, stored]) => {
+            const drop = this.#index.dropsAt(oid, { tid: entry.tid, stored }, state.beforeTid);
+            if (drop) {
+              count++;
+              if ('k' in stored) dataKeys.push(this.prefix + stored.k);
+            }
+            return !drop;
+          }),
+        }));
+        if (count === 0) break;
+        // The data first: a reader of the entry as it was who wants dropped data finds the boundary and gets TooOldError.
+        if (dataKeys.length > 0) {
+          const failed = await this.storage.deleteMany(dataKeys);
+          if (failed.length > 0) throw new Error(`pack: could not delete ${failed.length} data objects (${failed[0]!.code}); call pack again`);
+        }
+        if (await this.#log.rewrite({ ...entry, txns, packed: state.beforeTid }, etag)) {
+          dropped += count;
+          break;
+        }
+        // Another pack rewrote it meanwhile: look again.
+      }
+    }
+    if (cursor > state.cursor) await this.#log.writePackState({ beforeTid: state.beforeTid, cursor }, stateEtag); // lost to another pack: it got as far
+    return { beforeTid: state.beforeTid, cursor, done: cursor >= state.beforeTid, dropped };
+  }
+
+  /** The oldest TID whose state can still be read (pack's boundary, as far as this process knows). */
+  get oldestTid(): number {
+    return this.#index.oldest;
+  }
+
   /** Waits for background hint and checkpoint writes. The storage is the caller's to close. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.#background]);
@@ -235,23 +333,28 @@ export class TxnStore {
 
   #checkTid(tid: number): void {
     if (!Number.isSafeInteger(tid) || tid < 0) throw new RangeError(`not a TID: ${tid}`);
-    const oldest = 0; // pack is not implemented: every TID is kept
-    if (tid < oldest) throw new TooOldError(tid, oldest);
+    if (tid < this.#index.oldest) throw new TooOldError(tid, this.#index.oldest);
   }
 
   async #loadAt(oid: string, tid: number): Promise<Buffer | undefined> {
     if (tid > this.#index.head) await this.refresh();
+    this.#checkTid(tid);
     const revision = this.#index.revisionAt(oid, tid);
-    return revision === undefined ? undefined : this.#read(revision);
+    return revision === undefined ? undefined : this.#read(revision, tid);
   }
 
-  async #read(revision: Revision): Promise<Buffer | undefined> {
+  /** The bytes of a revision read for the state at `atTid`. */
+  async #read(revision: Revision, atTid: number): Promise<Buffer | undefined> {
     const stored = revision.stored;
     if ('x' in stored) return undefined;
     if ('d' in stored) return Buffer.from(stored.d, 'base64');
     const bytes = await readAll(this.storage, this.prefix + stored.k);
-    if (bytes === undefined) throw new CorruptLogError(`the data of a revision at ${revision.tid} (${stored.k}) is missing`);
-    return bytes;
+    if (bytes !== undefined) return bytes;
+    // Gone: a pack that began after this process last looked dropped it (never what a state at or after its boundary needs).
+    const pack = await this.#log.readPackState();
+    if (pack !== undefined) this.#index.oldest = Math.max(this.#index.oldest, pack.state.beforeTid);
+    if (atTid < this.#index.oldest) throw new TooOldError(atTid, this.#index.oldest);
+    throw new CorruptLogError(`the data of a revision at ${revision.tid} (${stored.k}) is missing`);
   }
 
   #changedSince(oids: Iterable<string>, tid: number, alsoWritten: ReadonlySet<string>): string[] {
@@ -323,7 +426,11 @@ export class TxnStore {
         const written = new Set<string>();
         for (const member of members) {
           const { request } = member;
-          const conflicts = this.#changedSince([...request.writes.keys(), ...request.mustBeCurrent], request.snapshotTid, written);
+          // A snapshot older than pack's boundary cannot be validated (pack dropped what it would compare with): fenced.
+          const conflicts =
+            request.snapshotTid < this.#index.oldest
+              ? [...new Set([...request.writes.keys(), ...request.mustBeCurrent])].sort()
+              : this.#changedSince([...request.writes.keys(), ...request.mustBeCurrent], request.snapshotTid, written);
           if (conflicts.length > 0) {
             member.reject(new ConflictError(conflicts, request.snapshotTid));
             continue;
