@@ -19,7 +19,7 @@ import { openStorage } from '../src/storage/open-storage.ts';
 import { openStore } from '../src/txn/store.ts';
 import { startTalus, type RunningTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
-import { checkHistory, readLogTruth, type TxnEvent } from './helpers/txn-history.ts';
+import { checkHistory, readLogTruth, type CounterValue, type TxnEvent } from './helpers/txn-history.ts';
 import { runCounterTransaction, spawnWriter, type WriterSpec } from './helpers/txn-workload.ts';
 
 const credentials = { accessKeyId: 'TALUSTXNKEY', secretAccessKey: 'talus-txn-secret-0123456789' };
@@ -80,6 +80,34 @@ describe('txn: writer processes on hot records, checked', { timeout: 180_000 }, 
     const truth = await readLogTruth(await openStore(storage, { prefix: 'db/' }));
     await storage.close();
     assert.deepEqual(checkHistory(events, truth), []);
+  });
+
+  test(`serializable, directory: ${WRITERS} processes that also read a record they do not write; checked for serializability, and the check catches a write skew`, async () => {
+    const dir = join(root, 'serializable');
+    const events = await runWriters({ url: pathToFileURL(dir).href, prefix: 'db/', isolation: 'serializable', readExtra: true });
+    const { commits, conflicts, errors } = summary(events);
+    console.log(`serializable: ${commits} commits, ${conflicts} conflicts`);
+    assert.deepEqual(errors, []);
+    const storage = new FileStorage(dir);
+    assert.deepEqual(checkHistory(events, await readLogTruth(await openStore(storage, { prefix: 'db/' })), { serializable: true }), []);
+    // A write skew, which snapshot isolation commits: the serializable check reports it, the SI check does not.
+    const skewStorage = new FileStorage(join(root, 'write-skew'));
+    const store = await openStore(skewStorage, { prefix: 'db/', isolation: 'snapshot' });
+    const setup = await runCounterTransaction(store, 'setup', 0, ['a', 'b']);
+    const one = await store.begin();
+    const two = await store.begin();
+    const skew: TxnEvent[] = [setup];
+    for (const [txn, writes, name] of [[one, 'a', 'one'], [two, 'b', 'two']] as const) {
+      const reads = Object.fromEntries(await Promise.all(['a', 'b'].map(async (oid) => [oid, JSON.parse((await txn.get(oid))?.toString() ?? 'null') as CounterValue | null] as const)));
+      const value = { n: (reads[writes]?.n ?? 0) + 1, by: name };
+      txn.put(writes, JSON.stringify(value));
+      skew.push({ writer: name, writeId: txn.writeId, snapshot: txn.snapshotTid, reads, writes: { [writes]: value }, outcome: { commit: 0 } });
+    }
+    for (const event of skew.slice(1)) event.outcome = { commit: await (event.writer === 'one' ? one : two).commit() };
+    const skewTruth = await readLogTruth(await openStore(skewStorage, { prefix: 'db/' }));
+    assert.deepEqual(checkHistory(skew, skewTruth), [], 'a correct snapshot-isolation history');
+    const problems = checkHistory(skew, skewTruth, { serializable: true });
+    assert.ok(problems.some((problem) => problem.includes('not serializable')), problems.join('\n'));
   });
 
   test('the checker catches a protocol that creates log entries without the condition (and passes the real one)', async () => {

@@ -61,11 +61,12 @@ function valueAt(truth: LogTruth, oid: string, tid: number): CounterValue | null
 
 /**
  * The violations of snapshot isolation with first-committer-wins in
- * `events` (empty when the history is correct). `complete`: every
+ * `events` (empty when the history is correct); with `serializable`, also
+ * of serializability in TID order. `complete`: every
  * transaction that reached the log is in `events` (false when a writer was
  * killed and its last commit may be unacknowledged).
  */
-export function checkHistory(events: readonly TxnEvent[], truth: LogTruth, options: { complete?: boolean } = {}): string[] {
+export function checkHistory(events: readonly TxnEvent[], truth: LogTruth, options: { complete?: boolean; serializable?: boolean } = {}): string[] {
   const problems: string[] = [];
   const known = new Set(events.map((event) => event.writeId));
   for (const event of events) {
@@ -86,6 +87,15 @@ export function checkHistory(events: readonly TxnEvent[], truth: LogTruth, optio
       if (logged.tid !== tid) problems.push(`${name} was acknowledged at ${tid} but the log has it at ${logged.tid}`);
       if (JSON.stringify(sorted(logged.writes)) !== JSON.stringify(sorted(event.writes))) problems.push(`${name}: the log's writes differ from the acknowledged ones`);
       if (tid <= event.snapshot) problems.push(`${name} committed at ${tid}, not after its snapshot`);
+      // Serializable: the history is equivalent to running the transactions one by one in TID order, so
+      // everything a committed transaction read was still current just before its TID (nothing in between
+      // changed it; members of one entry never read what an earlier member of it wrote).
+      if (options.serializable === true) {
+        for (const [oid, read] of Object.entries(event.reads)) {
+          const current = valueAt(truth, oid, tid - 1);
+          if (JSON.stringify(read) !== JSON.stringify(current)) problems.push(`${name} read ${oid} = ${JSON.stringify(read)}, but it was ${JSON.stringify(current)} before its commit at ${tid} (not serializable)`);
+        }
+      }
       // First committer wins: nobody else wrote its records between its snapshot and its commit.
       for (const oid of Object.keys(event.writes)) {
         for (const revision of truth.revisions.get(oid) ?? []) {

@@ -10,8 +10,12 @@ import type { TxnStore } from '../../src/txn/store.ts';
 import { PROJECT_ROOT } from './process.ts';
 import type { CounterValue, TxnEvent } from './txn-history.ts';
 
-/** Reads one or two of `oids` and writes each with n + 1. */
-export async function runCounterTransaction(store: TxnStore, writer: string, i: number, oids: readonly string[]): Promise<TxnEvent> {
+/**
+ * Reads one or two of `oids` and writes each with n + 1; with `readExtra`,
+ * also reads one more record it does not write (the shape of write skew,
+ * which only serializable isolation refuses).
+ */
+export async function runCounterTransaction(store: TxnStore, writer: string, i: number, oids: readonly string[], options: { readExtra?: boolean } = {}): Promise<TxnEvent> {
   const txn = await store.begin();
   const chosen = new Set<string>();
   const count = 1 + Math.floor(Math.random() * 2);
@@ -24,6 +28,13 @@ export async function runCounterTransaction(store: TxnStore, writer: string, i: 
     reads[oid] = value;
     writes[oid] = { n: (value?.n ?? 0) + 1, by: `${writer}:${i}` };
     txn.put(oid, JSON.stringify(writes[oid]));
+  }
+  if (options.readExtra === true) {
+    const extra = oids.find((oid) => !chosen.has(oid));
+    if (extra !== undefined) {
+      const bytes = await txn.get(extra);
+      reads[extra] = bytes === undefined ? null : (JSON.parse(bytes.toString('utf8')) as CounterValue);
+    }
   }
   const event = { writer, writeId: txn.writeId, snapshot: txn.snapshotTid, reads, writes };
   try {
@@ -44,6 +55,8 @@ export interface WriterSpec {
   count: number;
   oids: readonly string[];
   groupCommit?: boolean;
+  isolation?: 'snapshot' | 'serializable';
+  readExtra?: boolean;
 }
 
 /** A writer process: resolves with its events (one JSON line each, printed after the commit's answer). */

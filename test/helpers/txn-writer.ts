@@ -13,9 +13,9 @@ const storage = openStorage(spec.url, {
   ...(spec.endpoint === undefined ? {} : { endpoint: spec.endpoint }),
   ...(spec.credentials === undefined ? {} : { credentials: spec.credentials }),
 });
-const store = await openStore(storage, { prefix: spec.prefix, groupCommit: spec.groupCommit ?? true });
+const store = await openStore(storage, { prefix: spec.prefix, groupCommit: spec.groupCommit ?? true, isolation: spec.isolation ?? 'snapshot' });
 for (let i = 0; i < spec.count; i++) {
-  const event = await runCounterTransaction(store, spec.writer, i, spec.oids);
+  const event = await runCounterTransaction(store, spec.writer, i, spec.oids, { readExtra: spec.readExtra === true });
   // Synchronous: the line is out before the next commit starts (a kill -9 loses no acknowledged line).
   writeSync(1, `${JSON.stringify(event)}\n`);
 }
