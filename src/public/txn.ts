@@ -18,4 +18,5 @@ export {
   type HistoryItem,
   type TransactionRecord,
   type Snapshot,
+  type PackProgress,
 } from '../txn/index.ts';
