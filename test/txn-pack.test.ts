@@ -8,7 +8,11 @@ import { strict as assert } from 'node:assert';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
+import { CommitLog } from '../src/txn/commit-log.ts';
+import { PROJECT_ROOT } from './helpers/process.ts';
 import { FileStorage } from '../src/storage/file-storage.ts';
 import type { ObjectStorage } from '../src/storage/object-storage.ts';
 import { ConflictError, TooOldError } from '../src/txn/errors.ts';
@@ -163,4 +167,32 @@ test('a stalled writer whose snapshot pack passed is fenced: ConflictError, and 
   let tids = 0;
   for await (const record of fresh.transactions()) tids += record.tid > 0 ? 1 : 0;
   assert.equal(tids, head);
+});
+
+test('a pack killed with SIGKILL part-way is finished by the next call: exact after, TooOldError before, no data object leaked or lost', async () => {
+  const dir = join(root, 'killed-pack');
+  const storage = new FileStorage(dir);
+  const store = await openStore(storage, { prefix: 'db/' });
+  const states = await buildHistory(store);
+  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'test', 'helpers', 'txn-packer.ts'), dir, '22'], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  let lines = 0;
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (lines += chunk.split('\n').length - 1));
+  const exited = new Promise((resolve) => child.on('close', resolve));
+  const target = 3 + Math.floor(Math.random() * 10);
+  while (lines < target && child.exitCode === null) await delay(5);
+  await delay(Math.random() * 20);
+  child.kill('SIGKILL');
+  await exited;
+  assert.ok(lines < 21, 'the pack was killed before it finished');
+  const resumer = await openStore(storage, { prefix: 'db/' });
+  for (let progress = await resumer.pack(22); !progress.done; progress = await resumer.pack(22));
+  await assertExact(await openStore(storage, { prefix: 'db/' }), states, 22);
+  await assert.rejects(async () => resumer.at(21).get('r1'), TooOldError);
+  // Every data object left is named by an entry, and every one named is there.
+  const log = new CommitLog(storage, 'db/');
+  const named = new Set<string>();
+  for (let tid = 1; tid <= 30; tid++) for (const txn of (await log.read(tid))!.txns) for (const [, stored] of txn.writes) if ('k' in stored) named.add(`db/${stored.k}`);
+  const present = new Set<string>();
+  for await (const page of storage.list('db/data/')) for (const object of page.objects) present.add(object.key);
+  assert.deepEqual([...present].sort(), [...named].sort());
 });
