@@ -15,6 +15,9 @@ import { MemoryStorage } from '../src/storage/memory-storage.ts';
 import type { GetOptions, GetResult, ObjectStorage, PutOptions, PutResult, StorageBody } from '../src/storage/object-storage.ts';
 import { CommitOutcomeUnknownError, ConflictError, UnsupportedStorageError } from '../src/txn/errors.ts';
 import { openStore } from '../src/txn/store.ts';
+import { S3Client } from '../src/client/s3-client.ts';
+import { openStorage } from '../src/storage/open-storage.ts';
+import { startBaseline } from '../bench/suite/servers.ts';
 
 let root: string;
 before(async () => {
@@ -181,6 +184,20 @@ describe('txn: storages and answers that cannot be trusted', () => {
       }
     }
     await assert.rejects(openStore(new Ignoring(), { prefix: 'db/' }), (error: unknown) => error instanceof UnsupportedStorageError && /putIfAbsent/.test(error.message));
+  });
+
+  test('s3rver, which ignores If-None-Match, is refused', { timeout: 60_000 }, async () => {
+    const s3rver = await startBaseline({ kind: 's3rver' });
+    try {
+      const admin = new S3Client({ endpoint: s3rver.endpoint, ...s3rver.credentials });
+      await admin.createBucket('txn');
+      await admin.close();
+      const storage = openStorage('s3://txn/db', { endpoint: s3rver.endpoint, credentials: s3rver.credentials });
+      await assert.rejects(openStore(storage), UnsupportedStorageError);
+      await storage.close();
+    } finally {
+      await s3rver.stop();
+    }
   });
 
   test('a create whose answer is lost after it was applied is recognized as its own commit, not a conflict', async () => {
