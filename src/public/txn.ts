@@ -1,0 +1,22 @@
+/**
+ * talus/txn: a transactional record store (snapshot isolation or
+ * serializable, MVCC reads) whose only storage is an ObjectStorage: a
+ * directory, memory, Talus or AWS S3. See docs/TXN.md.
+ */
+export {
+  openStore,
+  TxnStore,
+  Transaction,
+  ConflictError,
+  CommitOutcomeUnknownError,
+  UnsupportedStorageError,
+  TooOldError,
+  CorruptLogError,
+  type OpenStoreOptions,
+  type Isolation,
+  type LoadedRevision,
+  type HistoryItem,
+  type TransactionRecord,
+  type Snapshot,
+  type PackProgress,
+} from '../txn/index.ts';

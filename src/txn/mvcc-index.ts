@@ -1,0 +1,126 @@
+/**
+ * The in-memory index of the log: for every record, its revisions in TID
+ * order; for every TID, the records it changed and the write IDs it holds.
+ * Built from the log (entries applied strictly in order) and never from
+ * anything else, so two processes that read the same log agree.
+ */
+import { assert } from '../util/assert.ts';
+import type { CommitEntry, StoredRevision } from './format.ts';
+
+export interface Revision {
+  tid: number;
+  stored: StoredRevision;
+}
+
+export interface IndexSnapshot {
+  tid: number;
+  oldest?: number;
+  records: [oid: string, revisions: Revision[]][];
+  changes: [tid: number, oids: string[]][];
+  writeIds: [writeId: string, tid: number][];
+}
+
+export class MvccIndex {
+  /** The last TID applied: the head as far as this process knows. */
+  head = 0;
+  /** The oldest TID whose state is still exact here: pack dropped what was older (0: nothing dropped). */
+  oldest = 0;
+  readonly #records = new Map<string, Revision[]>();
+  readonly #changes = new Map<number, string[]>();
+  readonly #writeIds = new Map<string, number>();
+
+  /** Applies the entry at head + 1; an entry at or below head was applied already and is ignored. */
+  apply(entry: CommitEntry): boolean {
+    if (entry.tid <= this.head) return false;
+    assert(entry.tid === this.head + 1, `log entry ${entry.tid} applied after ${this.head}`);
+    if (entry.packed !== undefined) this.oldest = Math.max(this.oldest, entry.packed);
+    const changed: string[] = [];
+    for (const txn of entry.txns) {
+      this.#writeIds.set(txn.id, entry.tid);
+      for (const [oid, stored] of txn.writes) {
+        let revisions = this.#records.get(oid);
+        if (revisions === undefined) this.#records.set(oid, (revisions = []));
+        revisions.push({ tid: entry.tid, stored });
+        changed.push(oid);
+      }
+    }
+    this.#changes.set(entry.tid, changed);
+    this.head = entry.tid;
+    return true;
+  }
+
+  /** The revision of `oid` current at `tid` (the last one at or before it), if any. */
+  revisionAt(oid: string, tid: number): Revision | undefined {
+    const revisions = this.#records.get(oid);
+    if (revisions === undefined) return undefined;
+    // Binary search for the last revision with revision.tid <= tid.
+    let low = 0;
+    let high = revisions.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (revisions[mid]!.tid <= tid) low = mid + 1;
+      else high = mid;
+    }
+    return low === 0 ? undefined : revisions[low - 1];
+  }
+
+  /** The revision after `tid` of `oid`, if any (ZODB's end of validity). */
+  nextRevisionAfter(oid: string, tid: number): Revision | undefined {
+    const revisions = this.#records.get(oid);
+    return revisions?.find((revision) => revision.tid > tid);
+  }
+
+  /**
+   * Whether pack(beforeTid) drops this revision: a deletion older than
+   * beforeTid (nothing at or after beforeTid can need it), or a revision
+   * replaced at or before beforeTid.
+   */
+  dropsAt(oid: string, revision: Revision, beforeTid: number): boolean {
+    if (revision.tid >= beforeTid) return false;
+    if ('x' in revision.stored) return true;
+    const next = this.nextRevisionAfter(oid, revision.tid);
+    return next !== undefined && next.tid <= beforeTid;
+  }
+
+  revisions(oid: string): readonly Revision[] {
+    return this.#records.get(oid) ?? [];
+  }
+
+  /** Whether `oid` changed in a transaction after `tid` (up to head). */
+  changedAfter(oid: string, tid: number): boolean {
+    const revisions = this.#records.get(oid);
+    return revisions !== undefined && revisions.length > 0 && revisions[revisions.length - 1]!.tid > tid;
+  }
+
+  changesOf(tid: number): readonly string[] | undefined {
+    return this.#changes.get(tid);
+  }
+
+  tidOfWrite(writeId: string): number | undefined {
+    return this.#writeIds.get(writeId);
+  }
+
+  oids(): IterableIterator<string> {
+    return this.#records.keys();
+  }
+
+  snapshot(): IndexSnapshot {
+    return {
+      tid: this.head,
+      oldest: this.oldest,
+      records: [...this.#records].map(([oid, revisions]) => [oid, [...revisions]]),
+      changes: [...this.#changes],
+      writeIds: [...this.#writeIds],
+    };
+  }
+
+  static fromSnapshot(snapshot: IndexSnapshot): MvccIndex {
+    const index = new MvccIndex();
+    index.head = snapshot.tid;
+    index.oldest = snapshot.oldest ?? 0;
+    for (const [oid, revisions] of snapshot.records) index.#records.set(oid, revisions);
+    for (const [tid, oids] of snapshot.changes) index.#changes.set(tid, oids);
+    for (const [writeId, tid] of snapshot.writeIds) index.#writeIds.set(writeId, tid);
+    return index;
+  }
+}
