@@ -50,7 +50,10 @@ async function killRounds(base: Omit<WriterSpec, 'writer' | 'count' | 'oids'>, r
     await Promise.all(
       writers.map(async (writer) => {
         const target = 2 + Math.floor(Math.random() * 10);
-        while (writer.lines.length < target) await delay(5);
+        // A writer that exits early (an error) fails the test with its stderr instead of hanging it.
+        let exited = false;
+        writer.events.then(() => (exited = true), () => (exited = true));
+        while (!exited && writer.lines.length < target) await delay(5);
         await delay(Math.random() * 30);
         writer.kill9();
         events.push(...(await writer.events));
