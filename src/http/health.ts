@@ -19,18 +19,20 @@ export const LIVE_PATH = '/minio/health/live';
 export const READY_PATH = '/minio/health/ready';
 
 /** What the readiness probe asks: why the server is not ready, or undefined when it is. */
-export type UnreadyReason = () => string | undefined;
+export interface Readiness {
+  unreadyReason(): string | undefined;
+}
 
 function isSigned(headers: IncomingHttpHeaders, rawQuery: string): boolean {
   return headers.authorization !== undefined || /(^|&)X-Amz-(Signature|Credential)=/i.test(rawQuery);
 }
 
 /** Answers a health probe and returns true; returns false, touching nothing, for every other request. */
-export function answerHealthProbe(request: IncomingMessage, response: ServerResponse, rawPath: string, rawQuery: string, unready: UnreadyReason): boolean {
+export function answerHealthProbe(request: IncomingMessage, response: ServerResponse, rawPath: string, rawQuery: string, readiness: Readiness): boolean {
   if (rawPath !== LIVE_PATH && rawPath !== READY_PATH) return false;
   const method = request.method ?? 'GET';
   if ((method !== 'GET' && method !== 'HEAD') || isSigned(request.headers, rawQuery)) return false;
-  const status = rawPath === READY_PATH && unready() !== undefined ? 503 : 200;
+  const status = rawPath === READY_PATH && readiness.unreadyReason() !== undefined ? 503 : 200;
   response.writeHead(status, { 'content-length': '0', 'cache-control': 'no-store', server: 'Talus' });
   response.end();
   // A probe with a body (there should be none) must not hold the connection.

@@ -81,7 +81,7 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
   const rawPath = queryStart === -1 ? rawUrl : rawUrl.slice(0, queryStart);
   const rawQuery = queryStart === -1 ? '' : rawUrl.slice(queryStart + 1);
   const method = request.method ?? 'GET';
-  if (answerHealthProbe(request, response, rawPath, rawQuery, () => options.engine.unreadyReason())) return;
+  if (answerHealthProbe(request, response, rawPath, rawQuery, options.engine)) return;
   try {
     const context = await buildContext(options, request, requestId, method, rawPath, rawQuery);
     if (expectsContinue) response.writeContinue();
