@@ -3,7 +3,8 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { WORKERS_MAX } from './cluster.ts';
 import { loadConfig } from './config/config.ts';
-import { addAccessKey, listAccessKeyIds, startTalus } from './talus.ts';
+import { PRINCIPALS_USAGE, principalsCommand } from './principals/cli.ts';
+import { startTalus } from './talus.ts';
 
 const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1] [--workers 1]
                     [--config talus.toml] [--adopt-metadata]
@@ -11,8 +12,8 @@ const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] 
                                      repair shards of placed objects, or show what is queued
        talus backends --config talus.toml
                                      each backend's state, latency, free space and S3 features
-       talus keys add [DATA_DIR]     create another access key (works while the server runs)
-       talus keys list [DATA_DIR]    list access key IDs
+${PRINCIPALS_USAGE}
+                                     (users, keys and policy work while the server runs: docs/ACCESS.md)
        talus bench --endpoint URL --bucket NAME [--workload put|get|head|delete|list|mixed]
                    [--size 4KiB | --size 4KiB-10MiB] [--concurrency 64] [--duration 10s]
                    [--operations N] [--keys 1000] [--json] ...
@@ -30,7 +31,7 @@ moves blobs it does not know to DATA_DIR/lost+found (docs/ARCHITECTURE.md).`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === 'keys') return keys(rest);
+  if (command === 'users' || command === 'keys' || command === 'policy') return principalsCommand(command, rest);
   if (command === 'heal' || command === 'backends') {
     const { healCommand, backendsCommand } = await import('./placement/cli.ts');
     return command === 'heal' ? healCommand(rest) : backendsCommand(rest);
@@ -92,21 +93,6 @@ async function main(argv: string[]): Promise<number> {
     talus.close().finally(() => process.exit(1));
   });
   return -1;
-}
-
-async function keys(args: string[]): Promise<number> {
-  const [action, dataDir = './data'] = args;
-  if (action === 'add') {
-    const credentials = await addAccessKey(dataDir);
-    process.stdout.write(`AccessKeyId:     ${credentials.accessKeyId}\nSecretAccessKey: ${credentials.secretAccessKey}\n`);
-    return 0;
-  }
-  if (action === 'list') {
-    for (const id of await listAccessKeyIds(dataDir)) process.stdout.write(`${id}\n`);
-    return 0;
-  }
-  process.stdout.write(`${USAGE}\n`);
-  return 2;
 }
 
 main(process.argv.slice(2)).then(

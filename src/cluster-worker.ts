@@ -5,7 +5,6 @@
  */
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { AccessKeyCache } from './access-key-cache.ts';
 import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
 import { openPlacement } from './placement/open-placement.ts';
@@ -14,6 +13,8 @@ import { DiskReserve } from './disk-reserve.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
+import { PrincipalCache } from './principals/principal-cache.ts';
+import { openSecretBox } from './principals/secret-key.ts';
 import { assert } from './util/assert.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger } from './util/logger.ts';
@@ -38,7 +39,8 @@ async function runWorker(): Promise<void> {
   // The owner's ballast: a worker that meets a full disk releases it too and refuses writes that add data (disk-reserve.ts).
   const reserve = await DiskReserve.open(settings.dataDir, logger, { fill: false });
   const engine = new Engine(meta, blobs, { onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }), space: reserve });
-  const secrets = await AccessKeyCache.load(meta);
+  // The primary found (or created) the key and sealed what needed it before forking.
+  const secrets = await PrincipalCache.load(meta, await openSecretBox(settings.dataDir, meta, { create: false }), { onProblem: (message) => logger.warn(message) });
   const server = createS3Server({
     engine,
     lookupSecret: (accessKeyId: string) => secrets.lookup(accessKeyId),

@@ -2,7 +2,6 @@
  * The composition root: the one place where the stores, the engine and the
  * HTTP front are built and connected, and where start-up and shutdown happen.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdir, rename } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,12 +15,14 @@ import { DiskReserve } from './disk-reserve.ts';
 import { checkBeforeOpen, LOST_AND_FOUND, settleIdentity, type ReclaimMode } from './data-dir-identity.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
-import { AccessKeyCache } from './access-key-cache.ts';
 import { WorkerPool } from './cluster.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
 import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { decodeLocation } from './placement/blob-location.ts';
 import { openPlacement, type OpenPlacement } from './placement/open-placement.ts';
+import { PrincipalCache } from './principals/principal-cache.ts';
+import { type Credentials, Principals } from './principals/principals.ts';
+import { openSecretBox } from './principals/secret-key.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger, type Logger } from './util/logger.ts';
 
@@ -49,10 +50,7 @@ export interface TalusOptions {
   adoptMetadata?: boolean;
 }
 
-export interface Credentials {
-  accessKeyId: string;
-  secretAccessKey: string;
-}
+export type { Credentials } from './principals/principals.ts';
 
 export interface RunningTalus {
   url: string;
@@ -173,7 +171,9 @@ async function startOnLockedDirectory(
     otherLeases: pool?.leasedByWorkers,
     space: reserve,
   });
-  const credentials = await ensureRootCredentials(meta, options);
+  // Fails closed on a missing or wrong secret key; seals plain-text secrets of older data directories.
+  const secretBox = await openSecretBox(dataDir, meta);
+  const credentials = await new Principals(meta, secretBox).ensureRootCredentials({ accessKeyId: options.rootAccessKeyId, secretAccessKey: options.rootSecretAccessKey });
   // Before any worker serves: then every unknown blob is debris of a crash.
   const lostAndFound = join(dataDir, LOST_AND_FOUND);
   const setAside = async (blobId: string): Promise<void> => {
@@ -216,7 +216,7 @@ async function startOnLockedDirectory(
       close: () => (closing ??= stopAll(SHUTDOWN_GRACE_MS + 5_000).finally(() => lock.release())),
     };
   }
-  const secrets = await AccessKeyCache.load(meta);
+  const secrets = await PrincipalCache.load(meta, secretBox, { onProblem: (message) => logger.warn(message) });
   const server = createS3Server({
     engine,
     lookupSecret: (accessKeyId: string) => secrets.lookup(accessKeyId),
@@ -258,47 +258,12 @@ async function shutdown(server: Server, engine: Engine, meta: SqliteMetadataStor
   await meta.close();
 }
 
-function generateCredentials(): Credentials {
-  return {
-    accessKeyId: `TALUS${randomBytes(8).toString('hex').toUpperCase()}`,
-    secretAccessKey: randomBytes(30).toString('base64url'),
-  };
+/** Adds one of root's access keys to a data directory (the server may be running). */
+export function addAccessKey(dataDir: string): Promise<Credentials> {
+  return Principals.withDataDir(dataDir, (principals) => principals.addKey(), { create: true });
 }
 
-/** Adds an access key to a data directory's metadata store (the server may be running). */
-export async function addAccessKey(dataDir: string): Promise<Credentials> {
-  await mkdir(resolve(dataDir), { recursive: true });
-  const meta = new SqliteMetadataStore(join(resolve(dataDir), 'meta.db'));
-  try {
-    const credentials = generateCredentials();
-    await meta.putAccessKey({ ...credentials, createdMs: Date.now() });
-    return credentials;
-  } finally {
-    await meta.close();
-  }
-}
-
-/** The access key IDs of a data directory, oldest first. */
-export async function listAccessKeyIds(dataDir: string): Promise<string[]> {
-  const meta = new SqliteMetadataStore(join(resolve(dataDir), 'meta.db'));
-  try {
-    return (await meta.listAccessKeys()).map((key) => key.accessKeyId);
-  } finally {
-    await meta.close();
-  }
-}
-
-async function ensureRootCredentials(meta: SqliteMetadataStore, options: TalusOptions): Promise<Credentials> {
-  if (options.rootAccessKeyId !== undefined && options.rootSecretAccessKey !== undefined) {
-    const credentials = { accessKeyId: options.rootAccessKeyId, secretAccessKey: options.rootSecretAccessKey };
-    // Written only when new or changed: a start-up on a full disk must not need to write.
-    const stored = (await meta.listAccessKeys()).find((key) => key.accessKeyId === credentials.accessKeyId);
-    if (stored?.secretAccessKey !== credentials.secretAccessKey) await meta.putAccessKey({ ...credentials, createdMs: Date.now() });
-    return credentials;
-  }
-  const existing = (await meta.listAccessKeys())[0];
-  if (existing !== undefined) return { accessKeyId: existing.accessKeyId, secretAccessKey: existing.secretAccessKey };
-  const credentials = generateCredentials();
-  await meta.putAccessKey({ ...credentials, createdMs: Date.now() });
-  return credentials;
+/** The access key IDs of a data directory (root's and users'), oldest first. */
+export function listAccessKeyIds(dataDir: string): Promise<string[]> {
+  return Principals.withDataDir(dataDir, async (principals) => (await principals.listKeys()).map((key) => key.accessKeyId));
 }

@@ -12,7 +12,9 @@ import type {
   PartRecord,
   Segment,
   Tag,
+  UnsealedAccessKey,
   UploadRecord,
+  UserRecord,
   VersioningState,
 } from './types.ts';
 import { S3Error } from '../util/s3-error.ts';
@@ -164,9 +166,33 @@ export interface PlacedBlob {
 }
 
 export interface MetadataStore {
-  // Access keys
+  // Principals (src/principals/ seals and opens the secrets; the store keeps ciphertext)
+  /** root's canonical ID: 64 hex characters chosen when the database was created (or upgraded), stable for its life. */
+  rootCanonicalId(): Promise<string>;
+  /** Inserts or replaces a key. */
   putAccessKey(record: AccessKeyRecord): Promise<void>;
+  /** Every key with a sealed secret, oldest first. */
   listAccessKeys(): Promise<AccessKeyRecord[]>;
+  /** Changes a key's state or policy; false if there is no such key. */
+  updateAccessKey(accessKeyId: string, changes: { enabled?: boolean; policy?: string | null }): Promise<boolean>;
+  deleteAccessKey(accessKeyId: string): Promise<boolean>;
+  /** Keys still holding a plain-text secret (written before secrets were sealed). */
+  listUnsealedAccessKeys(): Promise<UnsealedAccessKey[]>;
+  /** Replaces plain-text secrets by sealed ones, overwriting the plain text in the database file (secure_delete) and emptying the WAL. */
+  sealAccessKeySecrets(sealed: readonly { accessKeyId: string; sealedSecret: Uint8Array }[]): Promise<void>;
+  /** A value sealed under the secret key, to tell a wrong key at start-up before any secret is needed. */
+  secretKeyCheck(): Promise<Uint8Array | undefined>;
+  setSecretKeyCheck(check: Uint8Array): Promise<void>;
+  /** Creates a user with its first key, atomically. */
+  createUser(user: UserRecord, firstKey: AccessKeyRecord): Promise<'created' | 'name-taken' | 'email-taken'>;
+  listUsers(): Promise<UserRecord[]>;
+  setUserPolicy(canonicalId: string, policy: string | null): Promise<boolean>;
+  /**
+   * Removes a user and its keys, atomically; refused ('owns-buckets') while
+   * a bucket's owner is the user (by canonical ID, or by one of its access
+   * key IDs, as buckets were recorded before principals existed).
+   */
+  deleteUser(canonicalId: string): Promise<'deleted' | 'owns-buckets' | 'missing'>;
 
   // Buckets
   createBucket(record: BucketRecord): Promise<'created' | 'exists'>;

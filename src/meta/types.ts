@@ -111,8 +111,40 @@ export interface PartRecord {
   location?: string;
 }
 
+/**
+ * An access key. Its secret is kept sealed (AES-256-GCM, src/principals/
+ * secret-box.ts) under a key the store never sees: the store holds
+ * ciphertext only.
+ */
 export interface AccessKeyRecord {
   accessKeyId: string;
-  secretAccessKey: string;
+  /** Canonical ID of the user the key belongs to; null: one of root's keys. */
+  userId: string | null;
+  /** nonce ‖ ciphertext ‖ GCM tag, sealed with the access key ID as associated data. */
+  sealedSecret: Uint8Array;
+  /** The key's own policy: a built-in policy's name or IAM JSON text; null: none (the user's rights). */
+  policy: string | null;
+  /** The key stops working at this time; null: never. */
+  expiresMs: number | null;
+  enabled: boolean;
   createdMs: number;
+}
+
+/** A user (not root): an account of its own for ownership, named in ACLs by its canonical ID. */
+export interface UserRecord {
+  /** 64 lower-case hex characters, as AWS's canonical user IDs. */
+  canonicalId: string;
+  /** Unique; the display name in ListBuckets' <Owner> and ACL XML. */
+  name: string;
+  /** For ACL grants by emailAddress; unique (case-insensitively) when set. */
+  email: string | null;
+  /** Identity policy: a built-in policy's name or IAM JSON text; null: none (an account of its own). */
+  policy: string | null;
+  createdMs: number;
+}
+
+/** A key written by a Talus before secrets were sealed, still in plain text (sealed on the next start). */
+export interface UnsealedAccessKey {
+  accessKeyId: string;
+  secretAccessKey: string;
 }

@@ -9,8 +9,12 @@
  * a listing walks densely packed pages. `repairs` is the durable queue of
  * placed blobs' shards to rewrite (a write that missed them, a read that
  * found them missing or corrupt); a database without it gets it on open.
+ * `users` and `access_keys` are the principals (src/principals/): a key with
+ * a NULL user_id is root's; its secret is in `sealed_secret`, encrypted under
+ * a key kept outside the database. `secret_access_key` is the plain-text
+ * column of version 2 databases: empty once start-up has sealed it.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS settings (
@@ -21,6 +25,19 @@ CREATE TABLE IF NOT EXISTS settings (
 CREATE TABLE IF NOT EXISTS access_keys (
   access_key_id TEXT PRIMARY KEY,
   secret_access_key TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  sealed_secret BLOB,
+  user_id TEXT,
+  policy TEXT,
+  expires_ms INTEGER,
+  enabled INTEGER NOT NULL DEFAULT 1
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS users (
+  canonical_id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  email TEXT,
+  policy TEXT,
   created_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 
@@ -100,4 +117,19 @@ CREATE INDEX IF NOT EXISTS repairs_due ON repairs (due_ms);
  * added by a version are created by SCHEMA itself (IF NOT EXISTS); steps
  * here change existing tables.
  */
-export const MIGRATIONS: readonly { toVersion: number; sql: string }[] = [];
+export const MIGRATIONS: readonly { toVersion: number; sql: string }[] = [
+  {
+    // Principals: every existing key becomes one of root's (user_id NULL),
+    // enabled, without policy or expiry. Its plain-text secret stays in
+    // secret_access_key until start-up seals it (that needs the secret key,
+    // which SQL does not have: src/principals/secret-key.ts).
+    toVersion: 3,
+    sql: `
+      ALTER TABLE access_keys ADD COLUMN sealed_secret BLOB;
+      ALTER TABLE access_keys ADD COLUMN user_id TEXT;
+      ALTER TABLE access_keys ADD COLUMN policy TEXT;
+      ALTER TABLE access_keys ADD COLUMN expires_ms INTEGER;
+      ALTER TABLE access_keys ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1;
+    `,
+  },
+];

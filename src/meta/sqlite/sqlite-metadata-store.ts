@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { assert } from '../../util/assert.ts';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
@@ -27,7 +28,9 @@ import type {
   PartRecord,
   Segment,
   Tag,
+  UnsealedAccessKey,
   UploadRecord,
+  UserRecord,
   VersioningState,
 } from '../types.ts';
 import { NULL_VERSION_ID } from '../types.ts';
@@ -149,6 +152,10 @@ export class SqliteMetadataStore implements MetadataStore {
       for (const migration of MIGRATIONS) if (migration.toVersion > found) this.#db.exec(migration.sql);
       // Only when it changes: opening must not need to write (a full disk must not stop a start-up).
       if (row === undefined || found !== SCHEMA_VERSION) update.run(String(SCHEMA_VERSION));
+      // Chosen once, with the database (or its upgrade to principals): root's ID for ownership and ACLs.
+      if (this.#db.prepare(`SELECT 1 FROM settings WHERE name = '${ROOT_CANONICAL_ID_SETTING}'`).get() === undefined) {
+        this.#db.prepare('INSERT INTO settings (name, value) VALUES (?, ?)').run(ROOT_CANONICAL_ID_SETTING, randomBytes(32).toString('hex'));
+      }
     }).immediate();
   }
 
@@ -333,13 +340,110 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.#statements.anyBucket.get() === undefined && this.#statements.anyBlob.get() === undefined;
   }
 
+  async rootCanonicalId(): Promise<string> {
+    const row = this.#statements.getSetting.get(ROOT_CANONICAL_ID_SETTING) as { value: string } | undefined;
+    assert(row !== undefined, 'the root canonical ID is chosen when the store opens');
+    return row.value;
+  }
+
   async putAccessKey(record: AccessKeyRecord): Promise<void> {
-    await this.#mutate(() => this.#statements.putAccessKey.run(record.accessKeyId, record.secretAccessKey, record.createdMs));
+    await this.#mutate(() => this.#putAccessKeyNow(record));
+  }
+
+  #putAccessKeyNow(record: AccessKeyRecord): void {
+    this.#statements.putAccessKey.run(
+      record.accessKeyId,
+      record.createdMs,
+      Buffer.from(record.sealedSecret),
+      record.userId,
+      record.policy,
+      record.expiresMs,
+      record.enabled ? 1 : 0,
+    );
   }
 
   async listAccessKeys(): Promise<AccessKeyRecord[]> {
-    const rows = this.#statements.listAccessKeys.all() as { access_key_id: string; secret_access_key: string; created_ms: number }[];
-    return rows.map((row) => ({ accessKeyId: row.access_key_id, secretAccessKey: row.secret_access_key, createdMs: row.created_ms }));
+    return (this.#statements.listAccessKeys.all() as AccessKeyRow[]).map(rowToAccessKey);
+  }
+
+  async updateAccessKey(accessKeyId: string, changes: { enabled?: boolean; policy?: string | null }): Promise<boolean> {
+    return this.#mutate(() => {
+      if (this.#statements.getAccessKey.get(accessKeyId) === undefined) return false;
+      if (changes.enabled !== undefined) this.#statements.setAccessKeyEnabled.run(changes.enabled ? 1 : 0, accessKeyId);
+      if (changes.policy !== undefined) this.#statements.setAccessKeyPolicy.run(changes.policy, accessKeyId);
+      return true;
+    });
+  }
+
+  async deleteAccessKey(accessKeyId: string): Promise<boolean> {
+    return (await this.#mutate(() => this.#statements.deleteAccessKey.run(accessKeyId))).changes === 1;
+  }
+
+  async listUnsealedAccessKeys(): Promise<UnsealedAccessKey[]> {
+    const rows = this.#statements.unsealedAccessKeys.all() as { access_key_id: string; secret_access_key: string }[];
+    return rows.map((row) => ({ accessKeyId: row.access_key_id, secretAccessKey: row.secret_access_key }));
+  }
+
+  async sealAccessKeySecrets(sealed: readonly { accessKeyId: string; sealedSecret: Uint8Array }[]): Promise<void> {
+    if (sealed.length === 0) return;
+    // secure_delete: the cells that held plain text are overwritten with
+    // zeros instead of left in free space of the rewritten pages.
+    this.#db.pragma('secure_delete = ON');
+    try {
+      await this.#mutate(() => {
+        for (const entry of sealed) this.#statements.sealAccessKey.run(Buffer.from(entry.sealedSecret), entry.accessKeyId);
+      });
+    } finally {
+      this.#db.pragma('secure_delete = OFF');
+    }
+    // The WAL still holds the old page images until it starts over: copy the
+    // new ones into the database file and empty it. Best effort (another
+    // connection reading may hold it back); the next checkpoint that resets
+    // the WAL overwrites those frames anyway.
+    try {
+      this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // a busy database: see above
+    }
+  }
+
+  async secretKeyCheck(): Promise<Uint8Array | undefined> {
+    const row = this.#statements.getSetting.get(SECRET_KEY_CHECK_SETTING) as { value: string } | undefined;
+    return row === undefined ? undefined : Buffer.from(row.value, 'base64');
+  }
+
+  async setSecretKeyCheck(check: Uint8Array): Promise<void> {
+    await this.#mutate(() => this.#statements.putSetting.run(SECRET_KEY_CHECK_SETTING, Buffer.from(check).toString('base64')));
+  }
+
+  async createUser(user: UserRecord, firstKey: AccessKeyRecord): Promise<'created' | 'name-taken' | 'email-taken'> {
+    assert(firstKey.userId === user.canonicalId, 'a user\'s first key is its own');
+    return this.#mutate(() => {
+      if (this.#statements.userByName.get(user.name) !== undefined) return 'name-taken';
+      if (user.email !== null && this.#statements.userByEmail.get(user.email) !== undefined) return 'email-taken';
+      this.#statements.insertUser.run(user.canonicalId, user.name, user.email, user.policy, user.createdMs);
+      this.#putAccessKeyNow(firstKey);
+      return 'created';
+    });
+  }
+
+  async listUsers(): Promise<UserRecord[]> {
+    const rows = this.#statements.listUsers.all() as { canonical_id: string; name: string; email: string | null; policy: string | null; created_ms: number }[];
+    return rows.map((row) => ({ canonicalId: row.canonical_id, name: row.name, email: row.email, policy: row.policy, createdMs: row.created_ms }));
+  }
+
+  async setUserPolicy(canonicalId: string, policy: string | null): Promise<boolean> {
+    return (await this.#mutate(() => this.#statements.setUserPolicy.run(policy, canonicalId))).changes === 1;
+  }
+
+  async deleteUser(canonicalId: string): Promise<'deleted' | 'owns-buckets' | 'missing'> {
+    return this.#mutate(() => {
+      if (this.#statements.userById.get(canonicalId) === undefined) return 'missing';
+      if (this.#statements.bucketOwnedByUser.get(canonicalId, canonicalId) !== undefined) return 'owns-buckets';
+      this.#statements.deleteUserKeys.run(canonicalId);
+      this.#statements.deleteUser.run(canonicalId);
+      return 'deleted';
+    });
   }
 
   async createBucket(record: BucketRecord): Promise<'created' | 'exists'> {
@@ -728,6 +832,31 @@ interface PartRow {
   blob_id: string;
 }
 
+const ROOT_CANONICAL_ID_SETTING = 'root_canonical_id';
+const SECRET_KEY_CHECK_SETTING = 'secret_key_check';
+
+interface AccessKeyRow {
+  access_key_id: string;
+  created_ms: number;
+  sealed_secret: Buffer;
+  user_id: string | null;
+  policy: string | null;
+  expires_ms: number | null;
+  enabled: number;
+}
+
+function rowToAccessKey(row: AccessKeyRow): AccessKeyRecord {
+  return {
+    accessKeyId: row.access_key_id,
+    userId: row.user_id,
+    sealedSecret: row.sealed_secret,
+    policy: row.policy,
+    expiresMs: row.expires_ms,
+    enabled: row.enabled === 1,
+    createdMs: row.created_ms,
+  };
+}
+
 /** Frozen: records are shared through the bucket cache. */
 function rowToBucket(row: BucketRow): BucketRecord {
   return Object.freeze({
@@ -749,8 +878,31 @@ function prepareStatements(db: Database.Database) {
     putSetting: db.prepare('INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)'),
     anyBucket: db.prepare('SELECT 1 FROM buckets LIMIT 1'),
     anyBlob: db.prepare('SELECT 1 FROM blobs LIMIT 1'),
-    putAccessKey: db.prepare('INSERT OR REPLACE INTO access_keys (access_key_id, secret_access_key, created_ms) VALUES (?, ?, ?)'),
-    listAccessKeys: db.prepare('SELECT * FROM access_keys ORDER BY created_ms'),
+    // secret_access_key is the version 2 plain-text column: never written with a secret any more.
+    putAccessKey: db.prepare(
+      "INSERT OR REPLACE INTO access_keys (access_key_id, secret_access_key, created_ms, sealed_secret, user_id, policy, expires_ms, enabled) VALUES (?, '', ?, ?, ?, ?, ?, ?)",
+    ),
+    listAccessKeys: db.prepare(
+      'SELECT access_key_id, created_ms, sealed_secret, user_id, policy, expires_ms, enabled FROM access_keys WHERE sealed_secret IS NOT NULL ORDER BY created_ms, access_key_id',
+    ),
+    getAccessKey: db.prepare('SELECT 1 FROM access_keys WHERE access_key_id = ?'),
+    setAccessKeyEnabled: db.prepare('UPDATE access_keys SET enabled = ? WHERE access_key_id = ?'),
+    setAccessKeyPolicy: db.prepare('UPDATE access_keys SET policy = ? WHERE access_key_id = ?'),
+    deleteAccessKey: db.prepare('DELETE FROM access_keys WHERE access_key_id = ?'),
+    unsealedAccessKeys: db.prepare('SELECT access_key_id, secret_access_key FROM access_keys WHERE sealed_secret IS NULL ORDER BY created_ms'),
+    sealAccessKey: db.prepare("UPDATE access_keys SET sealed_secret = ?, secret_access_key = '' WHERE access_key_id = ?"),
+    insertUser: db.prepare('INSERT INTO users (canonical_id, name, email, policy, created_ms) VALUES (?, ?, ?, ?, ?)'),
+    userByName: db.prepare('SELECT 1 FROM users WHERE name = ?'),
+    userByEmail: db.prepare('SELECT 1 FROM users WHERE lower(email) = lower(?)'),
+    userById: db.prepare('SELECT 1 FROM users WHERE canonical_id = ?'),
+    listUsers: db.prepare('SELECT * FROM users ORDER BY name'),
+    setUserPolicy: db.prepare('UPDATE users SET policy = ? WHERE canonical_id = ?'),
+    deleteUser: db.prepare('DELETE FROM users WHERE canonical_id = ?'),
+    deleteUserKeys: db.prepare('DELETE FROM access_keys WHERE user_id = ?'),
+    // Buckets record their creator's canonical ID, or (before principals) the access key ID that created them.
+    bucketOwnedByUser: db.prepare(
+      'SELECT 1 FROM buckets WHERE owner_id = ? OR owner_id IN (SELECT access_key_id FROM access_keys WHERE user_id = ?) LIMIT 1',
+    ),
     insertBucket: db.prepare('INSERT OR IGNORE INTO buckets (name, created_ms, owner_id, versioning, tags) VALUES (?, ?, ?, ?, ?)'),
     getBucket: db.prepare('SELECT * FROM buckets WHERE name = ?'),
     listBuckets: db.prepare('SELECT * FROM buckets ORDER BY name'),
