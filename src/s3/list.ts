@@ -24,9 +24,9 @@ function storageClass(): string {
   return element('StorageClass', 'STANDARD');
 }
 
-function contentsXml(version: ListedVersion, encode: (text: string) => string, withOwner: boolean): string {
+function contentsXml(context: RequestContext, version: ListedVersion, encode: (text: string) => string, withOwner: boolean): string {
   const checksum = version.checksum === null ? '' : element('ChecksumAlgorithm', version.checksum.algorithm) + element('ChecksumType', version.checksum.type);
-  return `<Contents>${element('Key', encode(version.key))}${element('LastModified', isoDateOf(version.lastModifiedMs))}${element('ETag', formatEtag(version.etag))}${checksum}${element('Size', version.sizeBytes)}${withOwner ? owner(version.ownerId) : ''}${storageClass()}</Contents>`;
+  return `<Contents>${element('Key', encode(version.key))}${element('LastModified', isoDateOf(version.lastModifiedMs))}${element('ETag', formatEtag(version.etag))}${checksum}${element('Size', version.sizeBytes)}${withOwner ? owner(context, version.ownerId) : ''}${storageClass()}</Contents>`;
 }
 
 function commonPrefixXml(prefix: string, encode: (text: string) => string): string {
@@ -65,7 +65,7 @@ export async function handleListObjects(context: RequestContext): Promise<S3Resp
   const withOwner = !v2 || query.get('fetch-owner') === 'true';
   let body = '';
   for (const entry of result.entries) {
-    body += entry.version === undefined ? commonPrefixXml(entry.key, encode) : contentsXml(entry.version, encode, withOwner);
+    body += entry.version === undefined ? commonPrefixXml(entry.key, encode) : contentsXml(context, entry.version, encode, withOwner);
   }
   const last = result.entries.at(-1)?.key;
   // ListObjects v1 shows Prefix as sent even with encoding-type=url (clients decode only the other fields).
@@ -106,8 +106,8 @@ export async function handleListObjectVersions(context: RequestContext): Promise
     }
     const common = element('Key', encode(version.key)) + element('VersionId', version.versionId) + element('IsLatest', entry.isLatest) + element('LastModified', isoDateOf(version.lastModifiedMs));
     body += version.isDeleteMarker
-      ? `<DeleteMarker>${common}${owner(version.ownerId)}</DeleteMarker>`
-      : `<Version>${common}${element('ETag', formatEtag(version.etag))}${element('Size', version.sizeBytes)}${owner(version.ownerId)}${storageClass()}</Version>`;
+      ? `<DeleteMarker>${common}${owner(context, version.ownerId)}</DeleteMarker>`
+      : `<Version>${common}${element('ETag', formatEtag(version.etag))}${element('Size', version.sizeBytes)}${owner(context, version.ownerId)}${storageClass()}</Version>`;
   }
   let head = element('Name', context.route.bucket) + element('Prefix', encode(prefix)) + element('KeyMarker', encode(keyMarker)) + element('VersionIdMarker', versionIdMarker);
   const last = result.entries.at(-1);
@@ -137,7 +137,8 @@ export async function handleListMultipartUploads(context: RequestContext): Promi
       body += commonPrefixXml(entry.key, encode);
       continue;
     }
-    const person = element('ID', upload.ownerId) + element('DisplayName', upload.ownerId);
+    const shown = context.access.displayOwner(upload.ownerId);
+    const person = element('ID', shown.id) + element('DisplayName', shown.displayName);
     body += `<Upload>${element('Key', encode(upload.key))}${element('UploadId', upload.uploadId)}<Initiator>${person}</Initiator><Owner>${person}</Owner>${storageClass()}${element('Initiated', isoDateOf(upload.createdMs))}${upload.checksumAlgorithm === null ? '' : element('ChecksumAlgorithm', upload.checksumAlgorithm)}</Upload>`;
   }
   const last = result.entries.at(-1);
