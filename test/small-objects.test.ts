@@ -23,6 +23,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { SCHEMA_VERSION } from '../src/meta/sqlite/schema.ts';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import { INLINE_BYTES_MAX, MiB } from '../src/util/limits.ts';
 import { countBlobFiles } from './helpers/process.ts';
@@ -208,7 +209,7 @@ describe('metadata schema migration', () => {
       assert.equal(version?.inlineData, undefined);
       const tables = (store.database.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((table) => table.name);
       assert.ok(tables.includes('inline_data'));
-      assert.equal((store.database.prepare("SELECT value FROM settings WHERE name = 'schema_version'").get() as { value: string }).value, '2');
+      assert.equal((store.database.prepare("SELECT value FROM settings WHERE name = 'schema_version'").get() as { value: string }).value, String(SCHEMA_VERSION), 'brought up to the current version');
       await store.close();
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -120,13 +120,23 @@ CREATE INDEX IF NOT EXISTS repairs_due ON repairs (due_ms);
  * added by a version are created by SCHEMA itself (IF NOT EXISTS); steps
  * here change existing tables.
  */
-export const MIGRATIONS: readonly { toVersion: number; sql: string }[] = [
+export const MIGRATIONS: readonly {
+  toVersion: number;
+  sql: string;
+  /**
+   * A query that returns a row when the step's change is already there: the
+   * table did not exist, so SCHEMA just created it in its newest shape (an
+   * old database that never had it), and altering it again would fail.
+   */
+  alreadyApplied?: string;
+}[] = [
   {
     // Principals: every existing key becomes one of root's (user_id NULL),
     // enabled, without policy or expiry. Its plain-text secret stays in
     // secret_access_key until start-up seals it (that needs the secret key,
     // which SQL does not have: src/principals/secret-key.ts).
     toVersion: 3,
+    alreadyApplied: "SELECT 1 FROM pragma_table_info('access_keys') WHERE name = 'sealed_secret'",
     sql: `
       ALTER TABLE access_keys ADD COLUMN sealed_secret BLOB;
       ALTER TABLE access_keys ADD COLUMN user_id TEXT;

@@ -151,7 +151,11 @@ export class SqliteMetadataStore implements MetadataStore {
       if (!Number.isInteger(found) || found > SCHEMA_VERSION) {
         throw new Error(`the metadata store has schema version ${row?.value}; this Talus knows up to ${SCHEMA_VERSION}`);
       }
-      for (const migration of MIGRATIONS) if (migration.toVersion > found) this.#db.exec(migration.sql);
+      for (const migration of MIGRATIONS) {
+        if (migration.toVersion <= found) continue;
+        if (migration.alreadyApplied !== undefined && this.#db.prepare(migration.alreadyApplied).get() !== undefined) continue;
+        this.#db.exec(migration.sql);
+      }
       // Only when it changes: opening must not need to write (a full disk must not stop a start-up).
       if (row === undefined || found !== SCHEMA_VERSION) update.run(String(SCHEMA_VERSION));
       // Chosen once, with the database (or its upgrade to principals): root's ID for ownership and ACLs.
