@@ -152,6 +152,7 @@ export const MIGRATIONS: readonly {
     // they need no step. Owners recorded as access key IDs stay as they are:
     // the front maps them to the key's account (PrincipalCache.canonicalIdOfKey).
     toVersion: 4,
+    alreadyApplied: "SELECT 1 FROM pragma_table_info('buckets') WHERE name = 'access'",
     sql: `ALTER TABLE buckets ADD COLUMN access TEXT;`,
   },
 ];
