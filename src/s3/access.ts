@@ -18,6 +18,7 @@ import {
   type ConditionKeys,
   type GranteeResolver,
   type ObjectAccess,
+  type OperationTarget,
   type PermissionCheck,
   type Principal,
   type RequestFacts,
@@ -236,14 +237,15 @@ export async function authorizeRequest(
   if (authorization === 'none') return;
   const { operation } = authorization;
   const versionId = route.query.get('versionId');
-  const target = {
-    bucket: route.bucket,
-    key: route.key,
-    ...(versionId === undefined ? {} : { versionId }),
-    setsAcl: headers['x-amz-acl'] !== undefined || Object.keys(headers).some((name) => name.startsWith('x-amz-grant-')),
-    setsTagging: headers['x-amz-tagging'] !== undefined && (operation !== 'CopyObject' || headers['x-amz-tagging-directive'] === 'REPLACE'),
-    setsObjectOwnership: headers['x-amz-object-ownership'] !== undefined,
-  };
+  const target: OperationTarget = { bucket: route.bucket, key: route.key };
+  if (versionId !== undefined) target.versionId = versionId;
+  // Only the writes whose checks depend on them look at these headers (a hot GET scans nothing).
+  if (operation === 'CreateBucket') {
+    target.setsAcl = headers['x-amz-acl'] !== undefined || Object.keys(headers).some((name) => name.startsWith('x-amz-grant-'));
+    target.setsObjectOwnership = headers['x-amz-object-ownership'] !== undefined;
+  } else if (operation === 'PutObject' || operation === 'CopyObject' || operation === 'CreateMultipartUpload') {
+    target.setsTagging = headers['x-amz-tagging'] !== undefined && (operation !== 'CopyObject' || headers['x-amz-tagging-directive'] === 'REPLACE');
+  }
   if (operation === 'ListBuckets' || operation === 'CreateBucket') {
     // No bucket to judge against: creating is an account right (the engine answers BucketAlreadyExists).
     access.require(requiredChecks(operation, target), () => ({}));
