@@ -90,7 +90,8 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
     const context = await buildContext(options, request, requestId, method, rawPath, rawQuery);
     const operation = OPERATIONS[context.route.operation];
     // The one authorization of the request, before its handler (and before 100-continue: a refused upload sends no body).
-    await authorizeRequest(context.access, operation.authorization, context.route, request.headers, options.engine);
+    const authorizing = authorizeRequest(context.access, operation.authorization, context.route, request.headers, options.engine);
+    if (authorizing !== undefined) await authorizing;
     if (expectsContinue) response.writeContinue();
     const result = await operation.handler(context);
     await sendResponse(request, response, method, requestId, result);
