@@ -262,5 +262,21 @@ describe('authorization matrix', { timeout: 120_000 }, () => {
     assert.match(rootList.body, new RegExp(`<Name>${otherBucket}</Name>`));
     // Another user cannot take an existing bucket by creating it.
     assert.equal(errorCode(await call('other', 'header', { method: 'PUT', path: `/${fx.bucket}` })), 'BucketAlreadyExists');
+    // Re-creating one's own bucket with another ACL is refused, not ignored (ceph/s3-tests, as RGW).
+    assert.equal(errorCode(await call('owner', 'header', { method: 'PUT', path: `/${fx.bucket}`, headers: { 'x-amz-acl': 'public-read' } })), 'BucketAlreadyExists');
+    assert.equal((await call('owner', 'header', { method: 'PUT', path: `/${fx.bucket}` })).status, 200);
+  });
+
+  test('x-amz-expected-bucket-owner: a bucket owned by someone else than expected answers 403, even to its owner', async () => {
+    const fx = await makeFixture();
+    const wrong = { 'x-amz-expected-bucket-owner': `${ownerId}0` };
+    for (const who of ['owner', 'root', 'anonymous'] as const) {
+      assert.equal(errorCode(await call(who, 'header', { method: 'GET', path: `/${fx.bucket}`, headers: wrong })), 'AccessDenied', `${who} list`);
+      assert.equal(errorCode(await call(who, 'header', { method: 'GET', path: `/${fx.bucket}/${fx.key}`, headers: wrong })), 'AccessDenied', `${who} get`);
+    }
+    const before = await snapshot(fx);
+    assert.equal(errorCode(await call('owner', 'header', { method: 'PUT', path: `/${fx.bucket}/${fx.key}`, headers: wrong, body: 'changed' })), 'AccessDenied');
+    assert.equal(await snapshot(fx), before);
+    assert.equal((await call('owner', 'header', { method: 'GET', path: `/${fx.bucket}/${fx.key}`, headers: { 'x-amz-expected-bucket-owner': ownerId } })).status, 200);
   });
 });

@@ -85,6 +85,8 @@ export class RequestAccess {
   readonly #facts: RequestFacts;
   /** Set by authorizeRequest for operations judged later: the GET's read gate. */
   readGate: ReadGate | undefined;
+  /** x-amz-expected-bucket-owner: the request is refused unless the bucket's owner is this canonical ID. */
+  expectedBucketOwner: string | undefined;
 
   constructor(directory: PrincipalDirectory, principal: Principal, facts: Omit<RequestFacts, 'principal'>) {
     this.directory = directory;
@@ -106,7 +108,16 @@ export class RequestAccess {
     return { id, displayName: this.directory.account(id)?.displayName ?? id };
   }
 
+  /** The settings of the bucket the request addresses (x-amz-expected-bucket-owner applies). */
   bucketAccess(record: BucketRecord): BucketAccess {
+    const access = this.anyBucketAccess(record);
+    // AWS: a bucket whose owner is not the one the caller expects answers 403, whoever asks.
+    if (this.expectedBucketOwner !== undefined && this.expectedBucketOwner !== access.owner) throw new S3Error('AccessDenied');
+    return access;
+  }
+
+  /** Any bucket's settings, compiled once per cached record (a copy's source bucket too). */
+  anyBucketAccess(record: BucketRecord): BucketAccess {
     let access = compiled.get(record);
     if (access === undefined) {
       access = compileBucketAccess(record, this.ownerOf(record.ownerId));
@@ -147,9 +158,9 @@ export class RequestAccess {
    * with the version's owner and ACL; a missing key answers 404 only to those
    * who may list the bucket with s3:prefix = the key (AWS; docs/ACCESS.md).
    */
-  versionGate(readCheck: (bucket: BucketRecord) => PermissionCheck): ReadGate {
+  versionGate(readCheck: (bucket: BucketRecord) => PermissionCheck, side: 'target' | 'source' = 'target'): ReadGate {
     return (bucket, version) => {
-      const bucketAccess = this.bucketAccess(bucket);
+      const bucketAccess = side === 'target' ? this.bucketAccess(bucket) : this.anyBucketAccess(bucket);
       if (version !== undefined) {
         if (!this.allows(readCheck(bucket), { bucket: bucketAccess, object: this.objectAccess(version), keys: this.keysFor(version) })) throw new S3Error('AccessDenied');
         return;
@@ -166,7 +177,7 @@ export class RequestAccess {
   /** The source side of CopyObject / UploadPartCopy, judged with the caller's rights on the source bucket. */
   copySourceGate(source: { bucket: string; key: string; versionId: string | undefined }): ReadGate {
     const check = requiredChecks('GetObject', { bucket: source.bucket, key: source.key, ...(source.versionId === undefined ? {} : { versionId: source.versionId }) })[0] as PermissionCheck;
-    return this.versionGate(() => ({ ...check, side: 'source' }));
+    return this.versionGate(() => ({ ...check, side: 'source' }), 'source');
   }
 
   /**
@@ -237,6 +248,8 @@ export function authorizeRequest(
 ): Promise<void> | undefined {
   if (authorization === 'none') return undefined;
   const { operation } = authorization;
+  const expectedOwner = headers['x-amz-expected-bucket-owner'];
+  if (typeof expectedOwner === 'string') access.expectedBucketOwner = expectedOwner;
   const versionId = route.query.get('versionId');
   const target: OperationTarget = { bucket: route.bucket, key: route.key };
   if (versionId !== undefined) target.versionId = versionId;
@@ -271,8 +284,8 @@ async function authorizeOnBucket(
   engine: Parameters<typeof authorizeRequest>[4],
 ): Promise<void> {
   const bucket = await engine.getBucket(route.bucket);
-  if (object === 'per-key') return;
   const bucketAccess = access.bucketAccess(bucket);
+  if (object === 'per-key') return;
   // A copy's source side is judged when the handler has found the source (copySourceGate).
   const checks = requiredChecks(operation, target).filter((check) => check.side === 'target');
   if (object === 'lookup') {

@@ -44,6 +44,14 @@ export async function handleCreateBucket(context: RequestContext): Promise<S3Res
   }
   const access = bucketAccessFromHeaders(context);
   const outcome = await context.engine.createBucket(context.route.bucket, context.ownerId, access);
+  if (outcome === 'already-owned') {
+    // Re-creating one's bucket leaves it untouched; asking for another ACL than it has is refused rather
+    // than silently ignored (Ceph RGW; ceph/s3-tests test_bucket_recreate_new_acl / _overwrite_acl).
+    const existing = await context.engine.getBucket(context.route.bucket);
+    if (JSON.stringify(existing.access?.acl ?? null) !== JSON.stringify(access?.acl ?? null)) {
+      throw new S3Error('BucketAlreadyExists', undefined, { BucketName: context.route.bucket });
+    }
+  }
   if (outcome === 'already-owned' && context.region !== 'us-east-1') {
     throw new S3Error('BucketAlreadyOwnedByYou', undefined, { BucketName: context.route.bucket });
   }
