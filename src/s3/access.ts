@@ -65,7 +65,10 @@ export type Authorization =
   | { operation: AuthzOperation; object: 'gate' }
   /** DeleteObjects: each key on its own, in the handler (a denied key is an AccessDenied entry). */
   | { operation: AuthzOperation; object: 'per-key' }
-  /** Answered the same to everyone (NotImplemented). */
+  /**
+   * An operation Talus does not implement: 501 to a signed caller; anonymous is refused (no policy or ACL
+   * can grant what does not exist, and a stranger learns nothing of what is implemented).
+   */
   | 'none';
 
 /**
@@ -246,7 +249,10 @@ export function authorizeRequest(
   headers: IncomingHttpHeaders,
   engine: { getBucket(name: string): Promise<BucketRecord>; lookupVersion(bucket: BucketRecord, key: string, versionId: string | undefined): Promise<ObjectVersion | undefined> },
 ): Promise<void> | undefined {
-  if (authorization === 'none') return undefined;
+  if (authorization === 'none') {
+    if (access.principal.kind === 'anonymous') throw new S3Error('AccessDenied');
+    return undefined;
+  }
   const { operation } = authorization;
   const expectedOwner = headers['x-amz-expected-bucket-owner'];
   if (typeof expectedOwner === 'string') access.expectedBucketOwner = expectedOwner;
