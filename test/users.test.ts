@@ -2,8 +2,8 @@
  * Users and their keys, managed with the CLI as separate processes while a
  * server process runs on the same data directory: a new user's key signs
  * requests within seconds; disabled, expired and removed keys (and a removed
- * user's) are refused with 403 InvalidAccessKeyId within seconds. Only
- * authentication is observable here (authorization is wired separately).
+ * user's) are refused with 403 InvalidAccessKeyId within seconds. Mostly
+ * authentication is observed here; authorization has test/authz-*.test.ts.
  */
 import { CreateBucketCommand, DeleteBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
