@@ -265,6 +265,7 @@ describe('authorization matrix', { timeout: 120_000 }, () => {
     // Re-creating one's own bucket with another ACL is refused, not ignored (ceph/s3-tests, as RGW).
     assert.equal(errorCode(await call('owner', 'header', { method: 'PUT', path: `/${fx.bucket}`, headers: { 'x-amz-acl': 'public-read' } })), 'BucketAlreadyExists');
     assert.equal((await call('owner', 'header', { method: 'PUT', path: `/${fx.bucket}` })).status, 200);
+    assert.equal((await call('owner', 'header', { method: 'PUT', path: `/${fx.bucket}`, headers: { 'x-amz-acl': 'private' } })).status, 200, 'private is no change');
     // An operation Talus does not implement (POST Object): 501 to a signed caller, 403 to anonymous.
     assert.equal(errorCode(await call('owner', 'header', { method: 'POST', path: `/${fx.bucket}`, body: 'x' })), 'NotImplemented');
     assert.equal(errorCode(await call('anonymous', 'header', { method: 'POST', path: `/${fx.bucket}`, body: 'x' })), 'AccessDenied');

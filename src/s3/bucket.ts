@@ -2,7 +2,7 @@
 import { BUCKET_TAGS_MAX, LIST_BUCKETS_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
 import type { BucketAccessSettings, Tag } from '../meta/types.ts';
-import { aclFromHeaders, aclsEnabled, checkAclAllowed, parseObjectOwnershipHeader } from '../authz/index.ts';
+import { type Acl, aclFromHeaders, aclsEnabled, checkAclAllowed, parseObjectOwnershipHeader, privateAcl } from '../authz/index.ts';
 import { document, element, escapeXml, listOf, objectOf, parseXml, textOf } from '../http/xml.ts';
 import { emptyResponse, queryInteger, readSmallBody, xmlResponse, type RequestContext, type S3Response } from './context.ts';
 import { isoDateOf, validateTags } from './headers.ts';
@@ -47,8 +47,10 @@ export async function handleCreateBucket(context: RequestContext): Promise<S3Res
   if (outcome === 'already-owned') {
     // Re-creating one's bucket leaves it untouched; asking for another ACL than it has is refused rather
     // than silently ignored (Ceph RGW; ceph/s3-tests test_bucket_recreate_new_acl / _overwrite_acl).
+    // Compared as grants, a missing ACL being private: `x-amz-acl: private` (rclone sends it) changes nothing.
     const existing = await context.engine.getBucket(context.route.bucket);
-    if (JSON.stringify(existing.access?.acl ?? null) !== JSON.stringify(access?.acl ?? null)) {
+    const owner = { id: context.access.ownerOf(existing.ownerId) };
+    if (grantsKey(existing.access?.acl ?? privateAcl(owner)) !== grantsKey(access?.acl ?? privateAcl(owner))) {
       throw new S3Error('BucketAlreadyExists', undefined, { BucketName: context.route.bucket });
     }
   }
@@ -147,4 +149,9 @@ function bucketAccessFromHeaders(context: RequestContext): BucketAccessSettings 
   // Under BucketOwnerEnforced the accepted ACLs (private, bucket-owner-full-control) are the default: nothing to keep.
   if (requested !== undefined && aclsEnabled(ownership)) settings.acl = requested.acl;
   return Object.keys(settings).length === 0 ? null : settings;
+}
+
+/** An ACL's grants as comparable text (display names left out). */
+function grantsKey(acl: Acl): string {
+  return JSON.stringify(acl.grants.map((grant) => [grant.grantee.type === 'Group' ? grant.grantee.uri : grant.grantee.id, grant.permission]));
 }
