@@ -43,7 +43,7 @@ async function runWorker(): Promise<void> {
   const secrets = await PrincipalCache.load(meta, await openSecretBox(settings.dataDir, meta, { create: false }), { onProblem: (message) => logger.warn(message) });
   const server = createS3Server({
     engine,
-    lookupSecret: (accessKeyId: string) => secrets.lookup(accessKeyId),
+    principals: secrets,
     region: settings.region,
     domain: settings.domain,
     logger,

@@ -219,7 +219,7 @@ async function startOnLockedDirectory(
   const secrets = await PrincipalCache.load(meta, secretBox, { onProblem: (message) => logger.warn(message) });
   const server = createS3Server({
     engine,
-    lookupSecret: (accessKeyId: string) => secrets.lookup(accessKeyId),
+    principals: secrets,
     region: options.region ?? 'us-east-1',
     domain: options.domain,
     logger,

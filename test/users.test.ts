@@ -2,10 +2,10 @@
  * Users and their keys, managed with the CLI as separate processes while a
  * server process runs on the same data directory: a new user's key signs
  * requests within seconds; disabled, expired and removed keys (and a removed
- * user's) are refused with 403 InvalidAccessKeyId within seconds. Only
- * authentication is observable here (authorization is wired separately).
+ * user's) are refused with 403 InvalidAccessKeyId within seconds. Mostly
+ * authentication is observed here; authorization has test/authz-*.test.ts.
  */
-import { CreateBucketCommand, DeleteBucketCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -46,9 +46,11 @@ describe('users and keys through the CLI, while the server runs', () => {
     await talusCli(['keys', 'enable', alice.accessKeyId, dataDir]);
     assert.equal(await waitForAuth(client, 'accepted'), 'accepted', 'enabled again');
 
-    // A user owning a bucket cannot be removed (buckets are recorded with the key that made them until ownership is wired).
+    // A user owning a bucket cannot be removed. A readonly user creates no buckets: give alice readwrite first.
+    assert.equal(await createBucketOutcome(client, uniqueBucket('alice-readonly')), 'AccessDenied', 'a readonly user creates no bucket');
+    await talusCli(['policy', 'set', '--user', 'alice', 'readwrite', dataDir]);
     const bucket = uniqueBucket('alice');
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    assert.equal(await createBucketOutcome(client, bucket, 15_000), 'created', 'readwrite takes effect within seconds');
     const refused = await runTalusCli(['users', 'remove', 'alice', dataDir]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /user alice owns buckets/);
@@ -112,3 +114,17 @@ describe('users and keys through the CLI, while the server runs', () => {
     assert.match(lastRoot.stderr, /root's last enabled key/);
   });
 });
+
+/** 'created', or the error CreateBucket answered last; retried until created or `withinMs` passed (policy changes take up to 2 s). */
+async function createBucketOutcome(client: S3Client, bucket: string, withinMs = 0): Promise<string> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    try {
+      await client.send(new CreateBucketCommand({ Bucket: bucket }));
+      return 'created';
+    } catch (error) {
+      if (Date.now() >= deadline) return (error as Error).name;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}

@@ -13,7 +13,8 @@ import type {
   ListVersionsResult,
   MetadataStore,
 } from '../meta/metadata-store.ts';
-import type { BucketRecord, PartRecord, Tag, UploadRecord, VersioningState } from '../meta/types.ts';
+import type { Acl } from '../authz/index.ts';
+import type { BucketAccessSettings, BucketRecord, ObjectVersion, PartRecord, Tag, UploadRecord, VersioningState } from '../meta/types.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { isValidBucketName } from './bucket-name.ts';
 import type { EngineContext, LeaseQuery } from './context.ts';
@@ -115,11 +116,11 @@ export class Engine {
    * answers 200 for that in us-east-1 and BucketAlreadyOwnedByYou elsewhere,
    * which the front decides; the existing bucket is left untouched either way.
    */
-  async createBucket(name: string, ownerId: string): Promise<'created' | 'already-owned'> {
+  async createBucket(name: string, ownerId: string, access: BucketAccessSettings | null = null): Promise<'created' | 'already-owned'> {
     // Bad input answers as such, also while the disk is full.
     if (!isValidBucketName(name)) throw new S3Error('InvalidBucketName', undefined, { BucketName: name });
     return this.#adding(async () => {
-      const record: BucketRecord = { name, createdMs: Date.now(), ownerId, versioning: 'Unversioned', tags: null };
+      const record: BucketRecord = { name, createdMs: Date.now(), ownerId, versioning: 'Unversioned', tags: null, access };
       if ((await this.#context.meta.createBucket(record)) === 'created') return 'created';
       const existing = await this.#context.meta.getBucket(name);
       if (existing?.ownerId === ownerId) return 'already-owned';
@@ -146,6 +147,13 @@ export class Engine {
   async setBucketVersioning(name: string, state: Exclude<VersioningState, 'Unversioned'>): Promise<void> {
     return this.#adding(async () => {
       if (!(await this.#context.meta.setBucketVersioning(name, state))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+    });
+  }
+
+  /** Replaces the bucket's access settings (policy, ACL, ownership controls, public access block). */
+  async setBucketAccess(name: string, access: BucketAccessSettings | null): Promise<void> {
+    return this.#adding(async () => {
+      if (!(await this.#context.meta.setBucketAccess(name, access))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
     });
   }
 
@@ -177,6 +185,28 @@ export class Engine {
 
   copyObject(input: CopyObjectInput): Promise<CopyResult> {
     return this.#adding(() => objects.copyObject(this.#context, input));
+  }
+
+  /**
+   * The version a request addresses, for authorization: undefined when the
+   * key has none or its latest is a delete marker (never throws NoSuchKey:
+   * whether a stranger may learn that is authorization's to decide).
+   */
+  async lookupVersion(bucket: BucketRecord, key: string, versionId: string | undefined): Promise<ObjectVersion | undefined> {
+    const version = await this.#context.meta.getVersion(bucket.name, key, versionId);
+    return version === undefined || version.isDeleteMarker ? undefined : version;
+  }
+
+  /** Replaces the ACL of the addressed version; answers the version ID to show. */
+  async setObjectAcl(bucket: string, key: string, versionId: string | undefined, acl: Acl | undefined): Promise<string | undefined> {
+    return this.#adding(async () => {
+      const bucketRecord = await objects.requireBucket(this.#context, bucket);
+      const version = await objects.findVersion(this.#context, bucketRecord, key, versionId);
+      if (!(await this.#context.meta.setVersionAcl(bucket, key, version.versionId, acl))) {
+        throw new S3Error('NoSuchKey', undefined, { Key: key });
+      }
+      return objects.shownVersionId(bucketRecord, version.versionId);
+    });
   }
 
   async getObjectTags(bucket: string, key: string, versionId: string | undefined): Promise<{ tags: Tag[]; versionId: string | undefined }> {

@@ -4,6 +4,7 @@
  * the parts' blobs, in order, so no byte is copied again.
  */
 import { createHash } from 'node:crypto';
+import type { Acl } from '../authz/index.ts';
 import type { BucketRecord, ObjectChecksum, ObjectVersion, PartRecord, Segment, UploadRecord } from '../meta/types.ts';
 import type { ChecksumAlgorithm, ChecksumType } from '../util/checksum.ts';
 import { combineCrc, compositeChecksum, supportsFullObject } from '../util/checksum.ts';
@@ -23,6 +24,7 @@ export interface CreateUploadInput {
   bucket: string;
   key: string;
   ownerId: string;
+  acl?: Acl | undefined;
   attributes: ObjectAttributes;
   checksumAlgorithm: ChecksumAlgorithm | undefined;
   checksumType: ChecksumType | undefined;
@@ -55,6 +57,7 @@ export async function createMultipartUpload(context: EngineContext, input: Creat
     tags: input.attributes.tags,
     checksumAlgorithm: input.checksumAlgorithm ?? null,
     checksumType,
+    ...(input.acl === undefined ? {} : { acl: input.acl }),
   };
   await context.meta.createUpload(record);
   return record;
@@ -150,7 +153,7 @@ export async function uploadPartCopy(context: EngineContext, input: UploadPartCo
   checkPartNumber(input.partNumber);
   const upload = await requireUpload(context, input.bucket, input.key, input.uploadId);
   const sourceBucket = await requireBucket(context, input.source.bucket);
-  const source = await findCopySource(context, sourceBucket, input.source.key, input.source.versionId);
+  const source = await findCopySource(context, sourceBucket, input.source.key, input.source.versionId, input.source.gate);
   checkReadConditions(input.source.conditions, source.etag, source.lastModifiedMs, 'PreconditionFailed');
   let start = 0;
   let end = source.sizeBytes;
@@ -217,6 +220,7 @@ export async function completeMultipartUpload(context: EngineContext, input: Com
     sizeBytes: chosen.reduce((sum, part) => sum + part.sizeBytes, 0),
     etag: `${md5.digest('hex')}-${chosen.length}`,
     ownerId: upload.ownerId,
+    ...(upload.acl === undefined ? {} : { acl: upload.acl }),
     system: upload.system,
     userMetadata: upload.userMetadata,
     checksum,

@@ -23,6 +23,7 @@ import type {
   GetObjectInput,
   GetObjectResult,
   PutObjectInput,
+  ReadGate,
   WriteBody,
   WriteResult,
 } from './types.ts';
@@ -68,6 +69,7 @@ export async function putObject(context: EngineContext, input: PutObjectInput): 
       sizeBytes: written.sizeBytes,
       etag: written.md5.toString('hex'),
       ownerId: input.ownerId,
+      ...(input.acl === undefined ? {} : { acl: input.acl }),
       system: input.attributes.system,
       userMetadata: input.attributes.userMetadata,
       checksum,
@@ -120,9 +122,9 @@ export function throwUnlessCommitted(outcome: CommitOutcome, bucket: string, key
 }
 
 /** The version a copy reads from: a delete marker named by version ID cannot be a copy source (400, not 405). */
-export async function findCopySource(context: EngineContext, bucket: BucketRecord, key: string, versionId: string | undefined): Promise<ObjectVersion> {
+export async function findCopySource(context: EngineContext, bucket: BucketRecord, key: string, versionId: string | undefined, gate?: ReadGate): Promise<ObjectVersion> {
   try {
-    return await findVersion(context, bucket, key, versionId);
+    return await findVersion(context, bucket, key, versionId, gate);
   } catch (error) {
     if (error instanceof S3Error && error.code === 'MethodNotAllowed') {
       throw new S3Error('InvalidRequest', 'The source of a copy request may not specifically refer to a delete marker by version id.');
@@ -144,8 +146,11 @@ export async function findVersion(
   bucket: BucketRecord,
   key: string,
   versionId: string | undefined,
+  gate?: ReadGate,
 ): Promise<ObjectVersion> {
   const version = await context.meta.getVersion(bucket.name, key, versionId);
+  // The caller's right to read comes first: what follows (404, 405, conditions) would tell a stranger something.
+  if (gate !== undefined) gate(bucket, version === undefined || version.isDeleteMarker ? undefined : version);
   if (version === undefined) {
     if (versionId !== undefined) throw new S3Error('NoSuchVersion', undefined, { Key: key, VersionId: versionId });
     throw new S3Error('NoSuchKey', undefined, { Key: key }, { 'x-amz-delete-marker': 'false' });
@@ -160,7 +165,7 @@ export async function findVersion(
 
 export async function getObject(context: EngineContext, input: GetObjectInput): Promise<GetObjectResult> {
   const bucket = await requireBucket(context, input.bucket);
-  const version = await findVersion(context, bucket, input.key, input.versionId);
+  const version = await findVersion(context, bucket, input.key, input.versionId, input.gate);
   checkReadConditions(input.conditions, version.etag, version.lastModifiedMs);
   const range = input.partNumber === undefined ? resolveRange(input.range, version.sizeBytes) : partRange(version, input.partNumber);
   const start = range?.start ?? 0;
@@ -220,7 +225,7 @@ export async function deleteObject(context: EngineContext, bucketName: string, k
 
 export async function copyObject(context: EngineContext, input: CopyObjectInput): Promise<CopyResult> {
   const sourceBucket = await requireBucket(context, input.source.bucket);
-  const source = await findCopySource(context, sourceBucket, input.source.key, input.source.versionId);
+  const source = await findCopySource(context, sourceBucket, input.source.key, input.source.versionId, input.source.gate);
   checkReadConditions(input.source.conditions, source.etag, source.lastModifiedMs, 'PreconditionFailed');
   checkCopySize(source.sizeBytes, PUT_OBJECT_BYTES_MAX);
   const targetBucket = await requireBucket(context, input.bucket);
@@ -256,6 +261,7 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
       sizeBytes: written.sizeBytes,
       etag: written.md5.toString('hex'),
       ownerId: input.ownerId,
+      ...(input.acl === undefined ? {} : { acl: input.acl }),
       ...attributes,
       checksum,
       tags: input.taggingDirective === 'COPY' ? source.tags : input.attributes.tags,

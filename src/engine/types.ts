@@ -1,6 +1,7 @@
 /** Inputs and results of engine operations: S3 semantics, no HTTP. */
 import type { CommitConditions } from '../meta/metadata-store.ts';
-import type { ObjectChecksum, ObjectVersion, SystemMetadata, Tag } from '../meta/types.ts';
+import type { Acl } from '../authz/index.ts';
+import type { BucketRecord, ObjectChecksum, ObjectVersion, SystemMetadata, Tag } from '../meta/types.ts';
 import type { ChecksumAlgorithm } from '../util/checksum.ts';
 import type { ReadConditions } from './conditions.ts';
 import type { Readable } from 'node:stream';
@@ -30,6 +31,8 @@ export interface PutObjectInput {
   bucket: string;
   key: string;
   ownerId: string;
+  /** The new version's ACL; absent: private to its owner. */
+  acl?: Acl | undefined;
   body: WriteBody;
   attributes: ObjectAttributes;
   contentMd5: Buffer | undefined;
@@ -52,6 +55,7 @@ export interface GetObjectInput {
   range: string | undefined;
   partNumber: number | undefined;
   conditions: ReadConditions;
+  gate?: ReadGate;
 }
 
 export interface GetObjectResult {
@@ -70,12 +74,22 @@ export interface DeleteResult {
   deleteMarker: boolean;
 }
 
+/**
+ * Decides whether the caller may read a version, once it is found and before
+ * any conditional header is evaluated (a 304 or 412 must tell nothing to
+ * someone who may not read it). `version` is undefined when the key has no
+ * version (or its latest is a delete marker). Throws to refuse.
+ */
+export type ReadGate = (bucket: BucketRecord, version: ObjectVersion | undefined) => void;
+
 export interface CopySource {
   bucket: string;
   key: string;
   versionId: string | undefined;
   conditions: ReadConditions;
   range?: string;
+  /** The caller's right to read the source (src/s3/access.ts). */
+  gate?: ReadGate;
 }
 
 export interface CopyObjectInput {
@@ -83,6 +97,7 @@ export interface CopyObjectInput {
   bucket: string;
   key: string;
   ownerId: string;
+  acl?: Acl | undefined;
   metadataDirective: 'COPY' | 'REPLACE';
   taggingDirective: 'COPY' | 'REPLACE';
   /** Used when the directive is REPLACE. */

@@ -37,6 +37,20 @@ export type S3Operation =
   | 'CompleteMultipartUpload'
   | 'AbortMultipartUpload'
   | 'ListParts'
+  | 'GetBucketPolicy'
+  | 'PutBucketPolicy'
+  | 'DeleteBucketPolicy'
+  | 'GetBucketPolicyStatus'
+  | 'GetBucketAcl'
+  | 'PutBucketAcl'
+  | 'GetObjectAcl'
+  | 'PutObjectAcl'
+  | 'GetBucketOwnershipControls'
+  | 'PutBucketOwnershipControls'
+  | 'DeleteBucketOwnershipControls'
+  | 'GetPublicAccessBlock'
+  | 'PutPublicAccessBlock'
+  | 'DeletePublicAccessBlock'
   | 'NotImplemented';
 
 export interface S3Route {
@@ -51,11 +65,14 @@ export interface S3Route {
 
 /** Sub-resources Talus does not implement yet: they must answer NotImplemented, never a wrong success. */
 const UNSUPPORTED_SUBRESOURCES = new Set([
-  'acl', 'policy', 'policyStatus', 'cors', 'lifecycle', 'website', 'logging', 'notification', 'replication',
-  'encryption', 'object-lock', 'retention', 'legal-hold', 'ownershipControls', 'publicAccessBlock', 'accelerate',
+  'cors', 'lifecycle', 'website', 'logging', 'notification', 'replication',
+  'encryption', 'object-lock', 'retention', 'legal-hold', 'accelerate',
   'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering', 'restore', 'select',
   'torrent', 'session', 'renameObject',
 ]);
+
+/** Sub-resources of buckets only: on an object they are not implemented. */
+const BUCKET_ONLY_SUBRESOURCES = ['policy', 'policyStatus', 'ownershipControls', 'publicAccessBlock'];
 
 export function parseQuery(rawQuery: string): Map<string, string> {
   const query = new Map<string, string>();
@@ -116,12 +133,15 @@ function chooseOperation(method: string, bucket: string, key: string, query: Rea
   for (const name of query.keys()) if (UNSUPPORTED_SUBRESOURCES.has(name)) return 'NotImplemented';
   if (bucket === '') return method === 'GET' ? 'ListBuckets' : 'NotImplemented';
   if (key === '') return bucketOperation(method, query);
+  if (BUCKET_ONLY_SUBRESOURCES.some((name) => query.has(name))) return 'NotImplemented';
   switch (method) {
     case 'PUT':
+      if (query.has('acl')) return 'PutObjectAcl';
       if (query.has('uploadId') && query.has('partNumber')) return hasCopySource ? 'UploadPartCopy' : 'UploadPart';
       if (query.has('tagging')) return 'PutObjectTagging';
       return hasCopySource ? 'CopyObject' : 'PutObject';
     case 'GET':
+      if (query.has('acl')) return 'GetObjectAcl';
       if (query.has('uploadId')) return 'ListParts';
       if (query.has('tagging')) return 'GetObjectTagging';
       if (query.has('attributes')) return 'GetObjectAttributes';
@@ -129,6 +149,7 @@ function chooseOperation(method: string, bucket: string, key: string, query: Rea
     case 'HEAD':
       return 'HeadObject';
     case 'DELETE':
+      if (query.has('acl')) return 'NotImplemented';
       if (query.has('uploadId')) return 'AbortMultipartUpload';
       if (query.has('tagging')) return 'DeleteObjectTagging';
       return 'DeleteObject';
@@ -144,10 +165,20 @@ function chooseOperation(method: string, bucket: string, key: string, query: Rea
 function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3Operation {
   switch (method) {
     case 'PUT':
+      if (query.has('policy')) return 'PutBucketPolicy';
+      if (query.has('acl')) return 'PutBucketAcl';
+      if (query.has('ownershipControls')) return 'PutBucketOwnershipControls';
+      if (query.has('publicAccessBlock')) return 'PutPublicAccessBlock';
+      if (query.has('policyStatus')) return 'NotImplemented';
       if (query.has('versioning')) return 'PutBucketVersioning';
       if (query.has('tagging')) return 'PutBucketTagging';
       return 'CreateBucket';
     case 'GET':
+      if (query.has('policy')) return 'GetBucketPolicy';
+      if (query.has('policyStatus')) return 'GetBucketPolicyStatus';
+      if (query.has('acl')) return 'GetBucketAcl';
+      if (query.has('ownershipControls')) return 'GetBucketOwnershipControls';
+      if (query.has('publicAccessBlock')) return 'GetPublicAccessBlock';
       if (query.has('location')) return 'GetBucketLocation';
       if (query.has('versioning')) return 'GetBucketVersioning';
       if (query.has('tagging')) return 'GetBucketTagging';
@@ -158,6 +189,10 @@ function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3
     case 'HEAD':
       return 'HeadBucket';
     case 'DELETE':
+      if (query.has('policy')) return 'DeleteBucketPolicy';
+      if (query.has('ownershipControls')) return 'DeleteBucketOwnershipControls';
+      if (query.has('publicAccessBlock')) return 'DeletePublicAccessBlock';
+      if (query.has('acl') || query.has('policyStatus')) return 'NotImplemented';
       if (query.has('tagging')) return 'DeleteBucketTagging';
       return 'DeleteBucket';
     case 'POST':

@@ -1,15 +1,18 @@
 /**
  * The HTTP front: node:http with streaming bodies both ways. One request path,
- * top to bottom: address → route → verify signature → handler → response.
+ * top to bottom: address → route → verify signature → authorize → handler →
+ * response.
  * It is also the only place that turns an error into an HTTP response.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { verifyRequest, type SecretLookup } from '../auth/index.ts';
+import { verifyRequest } from '../auth/index.ts';
+import { type Principal, isAuthzError } from '../authz/index.ts';
 import type { Engine } from '../engine/engine.ts';
-import { HANDLERS } from '../s3/operations.ts';
+import { OPERATIONS } from '../s3/operations.ts';
+import { type PrincipalDirectory, RequestAccess, authorizeRequest, requestFacts } from '../s3/access.ts';
 import type { RequestContext, S3Response } from '../s3/context.ts';
 import { isDirectBody } from '../util/direct-body.ts';
 import { newRequestId } from '../util/ids.ts';
@@ -30,7 +33,8 @@ import { element, escapeXml, XML_DECLARATION } from './xml.ts';
 
 export interface FrontOptions {
   engine: Engine;
-  lookupSecret: SecretLookup;
+  /** Access keys and who they belong to (PrincipalCache). */
+  principals: PrincipalDirectory;
   region: string;
   /** Base domain for virtual-host-style addressing (`<bucket>.<domain>`). */
   domain: string | undefined;
@@ -84,8 +88,12 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
   if (answerHealthProbe(request, response, rawPath, rawQuery, options.engine)) return;
   try {
     const context = await buildContext(options, request, requestId, method, rawPath, rawQuery);
+    const operation = OPERATIONS[context.route.operation];
+    // The one authorization of the request, before its handler (and before 100-continue: a refused upload sends no body).
+    const authorizing = authorizeRequest(context.access, operation.authorization, context.route, request.headers, options.engine);
+    if (authorizing !== undefined) await authorizing;
     if (expectsContinue) response.writeContinue();
-    const result = await HANDLERS[context.route.operation](context);
+    const result = await operation.handler(context);
     await sendResponse(request, response, method, requestId, result);
   } catch (error) {
     sendError(options, request, response, method, rawPath, requestId, error);
@@ -95,23 +103,30 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
 async function buildContext(options: FrontOptions, request: IncomingMessage, requestId: string, method: string, rawPath: string, rawQuery: string): Promise<RequestContext> {
   const address = resolveAddress(rawPath, request.headers.host, options.domain);
   const routed = route(method, address, parseQuery(rawQuery), request.headers);
-  const verified = verifyRequest({ method, rawPath, rawQuery, headers: request.headers, body: request }, options.lookupSecret);
-  if (verified.accessKeyId === null) {
-    // S3 tells anonymous callers about a missing bucket before refusing them.
-    if (routed.bucket !== '') await options.engine.getBucket(routed.bucket);
-    throw new S3Error('AccessDenied');
+  const principals = options.principals;
+  const verified = verifyRequest({ method, rawPath, rawQuery, headers: request.headers, body: request }, (id) => principals.lookupKey(id)?.secretAccessKey);
+  // An unsigned request is the anonymous principal; a signed one is its key's (verification refused bad signatures already).
+  let principal: Principal = ANONYMOUS;
+  if (verified.accessKeyId !== null) {
+    const found = principals.lookupKey(verified.accessKeyId);
+    if (found === undefined) throw new S3Error('InvalidAccessKeyId');
+    principal = found.principal;
   }
+  const access = new RequestAccess(principals, principal, requestFacts(request, routed.query, Date.now()));
   return {
     requestId,
     method,
     route: routed,
     headers: request.headers,
     request: verified,
-    ownerId: verified.accessKeyId,
+    ownerId: access.canonicalId,
+    access,
     engine: options.engine,
     region: options.region,
   };
 }
+
+const ANONYMOUS: Principal = Object.freeze({ kind: 'anonymous' });
 
 /** Headers every response carries, errors included. */
 function baseHeaders(requestId: string): Record<string, string> {
@@ -159,7 +174,9 @@ async function sendResponse(request: IncomingMessage, response: ServerResponse, 
 }
 
 function sendError(options: FrontOptions, request: IncomingMessage, response: ServerResponse, method: string, rawPath: string, requestId: string, error: unknown): void {
-  const s3Error = isS3Error(error) ? error : new S3Error('InternalError');
+  const s3Error = isS3Error(error)
+    ? error
+    : isAuthzError(error) ? new S3Error(error.code, error.message, { ...error.details }) : new S3Error('InternalError');
   logFailure(options.logger, request, method, rawPath, requestId, error, s3Error);
   if (response.headersSent) {
     response.destroy();
@@ -193,7 +210,7 @@ function sendError(options: FrontOptions, request: IncomingMessage, response: Se
 function logFailure(logger: Logger, request: IncomingMessage, method: string, rawPath: string, requestId: string, error: unknown, s3Error: S3Error): void {
   if (isClientAbort(request, error)) {
     logger.info('request aborted by client', { requestId, method, path: rawPath, reason: errorSummary(error) });
-  } else if (!isS3Error(error) || s3Error.status >= 500) {
+  } else if ((!isS3Error(error) && !isAuthzError(error)) || s3Error.status >= 500) {
     logger.error('request failed', { requestId, method, path: rawPath, error: String((error as Error)?.stack ?? error) });
   }
 }

@@ -5,8 +5,10 @@
  * nowhere else. Methods are async so a PostgreSQL implementation fits the
  * same interface; the embedded SQLite one answers synchronously underneath.
  */
+import type { Acl } from '../authz/index.ts';
 import type {
   AccessKeyRecord,
+  BucketAccessSettings,
   BucketRecord,
   ObjectVersion,
   PartRecord,
@@ -210,6 +212,8 @@ export interface MetadataStore {
   deleteBucket(name: string): Promise<'deleted' | 'not-empty' | 'missing'>;
   setBucketVersioning(name: string, state: VersioningState): Promise<boolean>;
   setBucketTags(name: string, tags: Tag[] | null): Promise<boolean>;
+  /** Replaces the bucket's access settings (policy, ACL, ownership controls, public access block). */
+  setBucketAccess(name: string, access: BucketAccessSettings | null): Promise<boolean>;
 
   // Objects
   /** The given version, or the latest one (possibly a delete marker) when versionId is undefined. */
@@ -223,6 +227,8 @@ export interface MetadataStore {
   /** Removes one version for good; if it was the latest, the next newest becomes latest. */
   deleteVersion(bucket: string, key: string, versionId: string): Promise<ObjectVersion | undefined>;
   setVersionTags(bucket: string, key: string, versionId: string, tags: Tag[]): Promise<boolean>;
+  /** Replaces one version's ACL (undefined: private to its owner). */
+  setVersionAcl(bucket: string, key: string, versionId: string, acl: Acl | undefined): Promise<boolean>;
   list(request: ListRequest): Promise<ListResult>;
   listVersions(request: ListVersionsRequest): Promise<ListVersionsResult>;
 

@@ -5,6 +5,7 @@
  * placement need: every version has its own ID and its own list of segments,
  * and every blob is tracked with the backend that holds it.
  */
+import type { Acl, ObjectOwnership, PublicAccessBlock } from '../authz/index.ts';
 import type { ChecksumAlgorithm, ChecksumType } from '../util/checksum.ts';
 
 export type VersioningState = 'Unversioned' | 'Enabled' | 'Suspended';
@@ -23,6 +24,20 @@ export interface BucketRecord {
   ownerId: string;
   versioning: VersioningState;
   tags: Tag[] | null;
+  /** Who may do what with the bucket (docs/ACCESS.md); null: private to its owner, no policy, no controls. */
+  access?: BucketAccessSettings | null;
+}
+
+/**
+ * A bucket's access settings as stored (one JSON document in buckets.access).
+ * The policy is kept as the text that was sent (GetBucketPolicy returns it);
+ * the front compiles it once per cached record.
+ */
+export interface BucketAccessSettings {
+  policy?: string;
+  acl?: Acl;
+  ownership?: ObjectOwnership;
+  publicAccessBlock?: PublicAccessBlock;
 }
 
 /** A run of an object's bytes stored in one blob. An object's bytes are its segments in order. */
@@ -67,7 +82,10 @@ export interface ObjectVersion {
   sizeBytes: number;
   /** Hex MD5, or "<hex>-<parts>" for multipart; without quotes. */
   etag: string;
+  /** Canonical ID of the version's owner (the access key ID, for versions written before ownership was wired). */
   ownerId: string;
+  /** The version's ACL; absent: private to its owner. */
+  acl?: Acl;
   system: SystemMetadata;
   /** x-amz-meta-* without the prefix, names lower-cased. */
   userMetadata: Record<string, string>;
@@ -91,6 +109,8 @@ export interface UploadRecord {
   key: string;
   createdMs: number;
   ownerId: string;
+  /** The ACL the completed object gets (x-amz-acl / x-amz-grant-* of CreateMultipartUpload). */
+  acl?: Acl;
   system: SystemMetadata;
   userMetadata: Record<string, string>;
   tags: Tag[];

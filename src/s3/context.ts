@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { VerifiedRequest } from '../auth/index.ts';
 import type { Engine } from '../engine/engine.ts';
+import type { RequestAccess } from './access.ts';
 import type { S3Route } from '../http/route.ts';
 import { XML_BODY_BYTES_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
@@ -13,8 +14,10 @@ export interface RequestContext {
   readonly route: S3Route;
   readonly headers: IncomingHttpHeaders;
   readonly request: VerifiedRequest;
-  /** The authenticated access key, which is also the owner ID of what it creates. */
+  /** The caller's canonical ID (root's, a user's, or anonymous'): the owner of what it creates. */
   readonly ownerId: string;
+  /** Who the caller is and what it may do: the request's authorization (src/s3/access.ts). */
+  readonly access: RequestAccess;
   readonly engine: Engine;
   readonly region: string;
 }

@@ -1,4 +1,5 @@
 /** DeleteObjects: up to 1000 keys in one request, each deleted on its own, results reported per key. */
+import { type PermissionCheck, requiredChecks } from '../authz/index.ts';
 import { createHash } from 'node:crypto';
 import { DELETE_KEYS_MAX } from '../util/limits.ts';
 import { S3Error, isS3Error } from '../util/s3-error.ts';
@@ -44,10 +45,14 @@ export async function handleDeleteObjects(context: RequestContext): Promise<S3Re
   const md5 = header(context.headers, 'content-md5');
   if (md5 !== undefined && createHash('md5').update(body).digest('base64') !== md5) throw new S3Error('BadDigest');
   const { targets, quiet } = parseDeleteRequest(decodeUtf8(body));
-  await context.engine.getBucket(context.route.bucket);
+  const bucket = await context.engine.getBucket(context.route.bucket);
+  const bucketAccess = context.access.bucketAccess(bucket);
+  // Each key is authorized on its own (s3:DeleteObject / s3:DeleteObjectVersion): a denied key is an AccessDenied entry.
+  const checks = requiredChecks('DeleteObjects', { bucket: bucket.name, objects: targets });
   let results = '';
-  for (const target of targets) {
+  for (const [index, target] of targets.entries()) {
     try {
+      if (!context.access.allows(checks[index] as PermissionCheck, { bucket: bucketAccess })) throw new S3Error('AccessDenied');
       checkKey(target.key);
       const result = await context.engine.deleteObject(context.route.bucket, target.key, target.versionId, context.ownerId);
       if (quiet) continue;

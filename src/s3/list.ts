@@ -25,20 +25,24 @@ function storageClass(): string {
   return element('StorageClass', 'STANDARD');
 }
 
-function contentsXml(version: ListedVersion, encode: (text: string) => string, withOwner: boolean): string {
+function contentsXml(context: RequestContext, version: ListedVersion, encode: (text: string) => string, withOwner: boolean): string {
   const checksum = version.checksum === null ? '' : element('ChecksumAlgorithm', version.checksum.algorithm) + element('ChecksumType', version.checksum.type);
-  return `<Contents>${element('Key', encode(version.key))}${element('LastModified', isoDateOf(version.lastModifiedMs))}${element('ETag', formatEtag(version.etag))}${checksum}${element('Size', version.sizeBytes)}${withOwner ? owner(version.ownerId) : ''}${storageClass()}${listedMetadataXml(version)}</Contents>`;
+  return `<Contents>${element('Key', encode(version.key))}${element('LastModified', isoDateOf(version.lastModifiedMs))}${element('ETag', formatEtag(version.etag))}${checksum}${element('Size', version.sizeBytes)}${withOwner ? owner(context, version.ownerId) : ''}${storageClass()}${listedMetadataXml(version)}</Contents>`;
 }
 
 /**
  * MinIO's listing extension: `metadata=true` on ListObjectsV2 and
  * ListObjectVersions. Only `true` asks (MinIO reads it the same way); other
- * values list plainly. When access control lands, metadata must be shown only
- * for objects the caller may read (GetObject) and tags only where it may
- * GetObjectTagging, as MinIO checks per object.
+ * values list plainly. Metadata and tags are what GetObject and
+ * GetObjectTagging show, and a listing needs only s3:ListBucket: until they
+ * are judged per object (MinIO checks each), only root and the bucket's
+ * owner get them; anyone else who asks gets the plain listing.
  */
-function wantsMetadata(context: RequestContext): boolean {
-  return context.route.query.get('metadata') === 'true';
+async function wantsMetadata(context: RequestContext): Promise<boolean> {
+  if (context.route.query.get('metadata') !== 'true') return false;
+  if (context.access.principal.kind === 'root') return true;
+  const bucket = await context.engine.getBucket(context.route.bucket);
+  return context.access.anyBucketAccess(bucket).owner === context.access.canonicalId;
 }
 
 /** The system metadata a listing shows, under the names MinIO gives them (lower-case header names). */
@@ -157,11 +161,11 @@ export async function handleListObjects(context: RequestContext): Promise<S3Resp
   const after = token !== undefined ? decodeToken(token) : startAfter;
   const result = maxKeys === 0
     ? await emptyPage(context)
-    : await context.engine.list({ bucket: context.route.bucket, prefix, delimiter, after, limit: maxKeys, ...(v2 && wantsMetadata(context) ? { withMetadata: true } : {}) });
+    : await context.engine.list({ bucket: context.route.bucket, prefix, delimiter, after, limit: maxKeys, ...(v2 && (await wantsMetadata(context)) ? { withMetadata: true } : {}) });
   const withOwner = !v2 || query.get('fetch-owner') === 'true';
   let body = '';
   for (const entry of result.entries) {
-    body += entry.version === undefined ? commonPrefixXml(entry.key, encode) : contentsXml(entry.version, encode, withOwner);
+    body += entry.version === undefined ? commonPrefixXml(entry.key, encode) : contentsXml(context, entry.version, encode, withOwner);
   }
   const last = result.entries.at(-1)?.key;
   // ListObjects v1 shows Prefix as sent even with encoding-type=url (clients decode only the other fields).
@@ -192,7 +196,7 @@ export async function handleListObjectVersions(context: RequestContext): Promise
   const maxKeys = queryInteger(context, 'max-keys', LIST_KEYS_MAX, 0, LIST_KEYS_MAX);
   const result = maxKeys === 0
     ? await emptyPage(context)
-    : await context.engine.listVersions({ bucket: context.route.bucket, prefix, delimiter, keyMarker, versionIdMarker, limit: maxKeys, ...(wantsMetadata(context) ? { withMetadata: true } : {}) });
+    : await context.engine.listVersions({ bucket: context.route.bucket, prefix, delimiter, keyMarker, versionIdMarker, limit: maxKeys, ...((await wantsMetadata(context)) ? { withMetadata: true } : {}) });
   let body = '';
   for (const entry of result.entries) {
     const version = entry.version;
@@ -202,8 +206,8 @@ export async function handleListObjectVersions(context: RequestContext): Promise
     }
     const common = element('Key', encode(version.key)) + element('VersionId', version.versionId) + element('IsLatest', entry.isLatest) + element('LastModified', isoDateOf(version.lastModifiedMs));
     body += version.isDeleteMarker
-      ? `<DeleteMarker>${common}${owner(version.ownerId)}</DeleteMarker>`
-      : `<Version>${common}${element('ETag', formatEtag(version.etag))}${element('Size', version.sizeBytes)}${owner(version.ownerId)}${storageClass()}${listedMetadataXml(version)}</Version>`;
+      ? `<DeleteMarker>${common}${owner(context, version.ownerId)}</DeleteMarker>`
+      : `<Version>${common}${element('ETag', formatEtag(version.etag))}${element('Size', version.sizeBytes)}${owner(context, version.ownerId)}${storageClass()}${listedMetadataXml(version)}</Version>`;
   }
   let head = element('Name', context.route.bucket) + element('Prefix', encode(prefix)) + element('KeyMarker', encode(keyMarker)) + element('VersionIdMarker', versionIdMarker);
   const last = result.entries.at(-1);
@@ -233,7 +237,8 @@ export async function handleListMultipartUploads(context: RequestContext): Promi
       body += commonPrefixXml(entry.key, encode);
       continue;
     }
-    const person = element('ID', upload.ownerId) + element('DisplayName', upload.ownerId);
+    const shown = context.access.displayOwner(upload.ownerId);
+    const person = element('ID', shown.id) + element('DisplayName', shown.displayName);
     body += `<Upload>${element('Key', encode(upload.key))}${element('UploadId', upload.uploadId)}<Initiator>${person}</Initiator><Owner>${person}</Owner>${storageClass()}${element('Initiated', isoDateOf(upload.createdMs))}${upload.checksumAlgorithm === null ? '' : element('ChecksumAlgorithm', upload.checksumAlgorithm)}</Upload>`;
   }
   const last = result.entries.at(-1);

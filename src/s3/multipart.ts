@@ -35,10 +35,12 @@ function partNumberOf(context: RequestContext): number {
 
 export async function handleCreateMultipartUpload(context: RequestContext): Promise<S3Response> {
   checkKey(context.route.key);
+  const { ownerId, acl } = context.access.objectWrite(await context.engine.getBucket(context.route.bucket), context.headers);
   const upload = await context.engine.createMultipartUpload({
     bucket: context.route.bucket,
     key: context.route.key,
-    ownerId: context.ownerId,
+    ownerId,
+    acl,
     attributes: parseAttributes(context.headers),
     checksumAlgorithm: parseChecksumAlgorithmHeader(context.headers),
     checksumType: parseChecksumType(context.headers),
@@ -75,12 +77,15 @@ export async function handleUploadPart(context: RequestContext): Promise<S3Respo
 export async function handleUploadPartCopy(context: RequestContext): Promise<S3Response> {
   const partNumber = partNumberOf(context);
   await readSmallBody(context, 0);
+  const source = parseCopySource(context.headers);
+  // As CopyObject: the source is read with the caller's rights, judged before its conditional headers.
+  source.gate = context.access.copySourceGate(source);
   const { part, sourceVersionId } = await context.engine.uploadPartCopy({
     bucket: context.route.bucket,
     key: context.route.key,
     uploadId: uploadIdOf(context),
     partNumber,
-    source: parseCopySource(context.headers),
+    source,
   });
   return xmlResponse(
     document('CopyPartResult', element('LastModified', isoDateOf(part.lastModifiedMs)) + element('ETag', formatEtag(part.etag))),
@@ -150,7 +155,8 @@ export async function handleListParts(context: RequestContext): Promise<S3Respon
   const maxParts = queryInteger(context, 'max-parts', LIST_PARTS_MAX, 0, LIST_PARTS_MAX);
   const marker = queryInteger(context, 'part-number-marker', 0, 0, PART_NUMBER_MAX);
   const { upload, parts, isTruncated } = await context.engine.listParts(context.route.bucket, context.route.key, uploadId, marker, maxParts);
-  const person = element('ID', upload.ownerId) + element('DisplayName', upload.ownerId);
+  const shown = context.access.displayOwner(upload.ownerId);
+  const person = element('ID', shown.id) + element('DisplayName', shown.displayName);
   let body = element('Bucket', upload.bucket) + element('Key', upload.key) + element('UploadId', uploadId);
   body += `<Initiator>${person}</Initiator><Owner>${person}</Owner>${element('StorageClass', 'STANDARD')}`;
   body += element('PartNumberMarker', marker);

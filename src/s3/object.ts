@@ -48,10 +48,12 @@ export function versionIdParameter(context: RequestContext): string | undefined 
 export async function handlePutObject(context: RequestContext): Promise<S3Response> {
   checkKey(context.route.key);
   checkDeclaredLength(context, PUT_OBJECT_BYTES_MAX);
+  const { ownerId, acl } = context.access.objectWrite(await context.engine.getBucket(context.route.bucket), context.headers);
   const result = await context.engine.putObject({
     bucket: context.route.bucket,
     key: context.route.key,
-    ownerId: context.ownerId,
+    ownerId,
+    acl,
     body: { stream: context.request.body, trailers: context.request.trailers, declaredBytes: context.request.decodedContentLength },
     attributes: parseAttributes(context.headers),
     contentMd5: parseContentMd5(context.headers),
@@ -89,6 +91,7 @@ async function readObject(context: RequestContext): Promise<{ result: GetObjectR
     range: header(context.headers, 'range'),
     partNumber,
     conditions: parseReadConditions(context.headers),
+    gate: context.access.readGate,
   });
   return { result, headers: objectHeaders(context, result) };
 }
@@ -250,11 +253,16 @@ export async function handleCopyObject(context: RequestContext): Promise<S3Respo
   checkKey(context.route.key);
   const checksumAlgorithm = parseChecksumAlgorithmHeader(context.headers);
   await readSmallBody(context, 0);
+  const source = parseCopySource(context.headers);
+  // The source is read with the caller's rights: judged when found, before its conditional headers.
+  source.gate = context.access.copySourceGate(source);
+  const { ownerId, acl } = context.access.objectWrite(await context.engine.getBucket(context.route.bucket), context.headers);
   const result = await context.engine.copyObject({
-    source: parseCopySource(context.headers),
+    source,
     bucket: context.route.bucket,
     key: context.route.key,
-    ownerId: context.ownerId,
+    ownerId,
+    acl,
     metadataDirective: directive(context.headers, 'x-amz-metadata-directive'),
     taggingDirective: directive(context.headers, 'x-amz-tagging-directive'),
     attributes: parseAttributes(context.headers),

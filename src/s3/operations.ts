@@ -1,10 +1,12 @@
 /**
- * The operation table: every routed S3 operation → its handler. The
- * `satisfies` check makes a new operation without a handler a compile error;
- * 'NotImplemented' answers 501 rather than a wrong success.
+ * The operation table: every routed S3 operation → its handler and its
+ * authorization. The `satisfies` check makes a new operation without either
+ * a compile error; 'NotImplemented' answers 501 rather than a wrong success.
  */
 import type { S3Operation } from '../http/route.ts';
 import { S3Error } from '../util/s3-error.ts';
+import type { Authorization } from './access.ts';
+import * as acl from './access-control.ts';
 import * as bucket from './bucket.ts';
 import type { Handler } from './context.ts';
 import { handleDeleteObjects } from './delete-objects.ts';
@@ -16,36 +18,55 @@ async function notImplemented(): Promise<never> {
   throw new S3Error('NotImplemented');
 }
 
-export const HANDLERS = {
-  ListBuckets: bucket.handleListBuckets,
-  CreateBucket: bucket.handleCreateBucket,
-  HeadBucket: bucket.handleHeadBucket,
-  DeleteBucket: bucket.handleDeleteBucket,
-  GetBucketLocation: bucket.handleGetBucketLocation,
-  GetBucketVersioning: bucket.handleGetBucketVersioning,
-  PutBucketVersioning: bucket.handlePutBucketVersioning,
-  GetBucketTagging: bucket.handleGetBucketTagging,
-  PutBucketTagging: bucket.handlePutBucketTagging,
-  DeleteBucketTagging: bucket.handleDeleteBucketTagging,
-  ListObjects: list.handleListObjects,
-  ListObjectsV2: list.handleListObjects,
-  ListObjectVersions: list.handleListObjectVersions,
-  ListMultipartUploads: list.handleListMultipartUploads,
-  DeleteObjects: handleDeleteObjects,
-  PutObject: object.handlePutObject,
-  CopyObject: object.handleCopyObject,
-  GetObject: object.handleGetObject,
-  GetObjectAttributes: object.handleGetObjectAttributes,
-  HeadObject: object.handleHeadObject,
-  DeleteObject: object.handleDeleteObject,
-  GetObjectTagging: object.handleGetObjectTagging,
-  PutObjectTagging: object.handlePutObjectTagging,
-  DeleteObjectTagging: object.handleDeleteObjectTagging,
-  CreateMultipartUpload: multipart.handleCreateMultipartUpload,
-  UploadPart: multipart.handleUploadPart,
-  UploadPartCopy: multipart.handleUploadPartCopy,
-  CompleteMultipartUpload: multipart.handleCompleteMultipartUpload,
-  AbortMultipartUpload: multipart.handleAbortMultipartUpload,
-  ListParts: multipart.handleListParts,
-  NotImplemented: notImplemented,
-} as const satisfies Record<S3Operation, Handler>;
+/**
+ * Every routed operation: its handler and how it is authorized before the
+ * handler runs (src/s3/access.ts). An operation without an `authorization`
+ * is a compile error, so nothing new slips past the one authorization path.
+ */
+export const OPERATIONS = {
+  ListBuckets: { handler: bucket.handleListBuckets, authorization: { operation: 'ListBuckets' } },
+  CreateBucket: { handler: bucket.handleCreateBucket, authorization: { operation: 'CreateBucket' } },
+  HeadBucket: { handler: bucket.handleHeadBucket, authorization: { operation: 'HeadBucket' } },
+  DeleteBucket: { handler: bucket.handleDeleteBucket, authorization: { operation: 'DeleteBucket' } },
+  GetBucketLocation: { handler: bucket.handleGetBucketLocation, authorization: { operation: 'GetBucketLocation' } },
+  GetBucketVersioning: { handler: bucket.handleGetBucketVersioning, authorization: { operation: 'GetBucketVersioning' } },
+  PutBucketVersioning: { handler: bucket.handlePutBucketVersioning, authorization: { operation: 'PutBucketVersioning' } },
+  GetBucketTagging: { handler: bucket.handleGetBucketTagging, authorization: { operation: 'GetBucketTagging' } },
+  PutBucketTagging: { handler: bucket.handlePutBucketTagging, authorization: { operation: 'PutBucketTagging' } },
+  DeleteBucketTagging: { handler: bucket.handleDeleteBucketTagging, authorization: { operation: 'DeleteBucketTagging' } },
+  ListObjects: { handler: list.handleListObjects, authorization: { operation: 'ListObjects' } },
+  ListObjectsV2: { handler: list.handleListObjects, authorization: { operation: 'ListObjectsV2' } },
+  ListObjectVersions: { handler: list.handleListObjectVersions, authorization: { operation: 'ListObjectVersions' } },
+  ListMultipartUploads: { handler: list.handleListMultipartUploads, authorization: { operation: 'ListMultipartUploads' } },
+  DeleteObjects: { handler: handleDeleteObjects, authorization: { operation: 'DeleteObjects', object: 'per-key' } },
+  PutObject: { handler: object.handlePutObject, authorization: { operation: 'PutObject' } },
+  CopyObject: { handler: object.handleCopyObject, authorization: { operation: 'CopyObject' } },
+  GetObject: { handler: object.handleGetObject, authorization: { operation: 'GetObject', object: 'gate' } },
+  GetObjectAttributes: { handler: object.handleGetObjectAttributes, authorization: { operation: 'GetObjectAttributes', object: 'lookup' } },
+  HeadObject: { handler: object.handleHeadObject, authorization: { operation: 'HeadObject', object: 'gate' } },
+  DeleteObject: { handler: object.handleDeleteObject, authorization: { operation: 'DeleteObject' } },
+  GetObjectTagging: { handler: object.handleGetObjectTagging, authorization: { operation: 'GetObjectTagging', object: 'lookup' } },
+  PutObjectTagging: { handler: object.handlePutObjectTagging, authorization: { operation: 'PutObjectTagging', object: 'lookup' } },
+  DeleteObjectTagging: { handler: object.handleDeleteObjectTagging, authorization: { operation: 'DeleteObjectTagging', object: 'lookup' } },
+  CreateMultipartUpload: { handler: multipart.handleCreateMultipartUpload, authorization: { operation: 'CreateMultipartUpload' } },
+  UploadPart: { handler: multipart.handleUploadPart, authorization: { operation: 'UploadPart' } },
+  UploadPartCopy: { handler: multipart.handleUploadPartCopy, authorization: { operation: 'UploadPartCopy' } },
+  CompleteMultipartUpload: { handler: multipart.handleCompleteMultipartUpload, authorization: { operation: 'CompleteMultipartUpload' } },
+  AbortMultipartUpload: { handler: multipart.handleAbortMultipartUpload, authorization: { operation: 'AbortMultipartUpload' } },
+  ListParts: { handler: multipart.handleListParts, authorization: { operation: 'ListParts' } },
+  GetBucketPolicy: { handler: acl.handleGetBucketPolicy, authorization: { operation: 'GetBucketPolicy' } },
+  PutBucketPolicy: { handler: acl.handlePutBucketPolicy, authorization: { operation: 'PutBucketPolicy' } },
+  DeleteBucketPolicy: { handler: acl.handleDeleteBucketPolicy, authorization: { operation: 'DeleteBucketPolicy' } },
+  GetBucketPolicyStatus: { handler: acl.handleGetBucketPolicyStatus, authorization: { operation: 'GetBucketPolicyStatus' } },
+  GetBucketAcl: { handler: acl.handleGetBucketAcl, authorization: { operation: 'GetBucketAcl' } },
+  PutBucketAcl: { handler: acl.handlePutBucketAcl, authorization: { operation: 'PutBucketAcl' } },
+  GetObjectAcl: { handler: acl.handleGetObjectAcl, authorization: { operation: 'GetObjectAcl', object: 'lookup' } },
+  PutObjectAcl: { handler: acl.handlePutObjectAcl, authorization: { operation: 'PutObjectAcl', object: 'lookup' } },
+  GetBucketOwnershipControls: { handler: acl.handleGetBucketOwnershipControls, authorization: { operation: 'GetBucketOwnershipControls' } },
+  PutBucketOwnershipControls: { handler: acl.handlePutBucketOwnershipControls, authorization: { operation: 'PutBucketOwnershipControls' } },
+  DeleteBucketOwnershipControls: { handler: acl.handleDeleteBucketOwnershipControls, authorization: { operation: 'DeleteBucketOwnershipControls' } },
+  GetPublicAccessBlock: { handler: acl.handleGetPublicAccessBlock, authorization: { operation: 'GetPublicAccessBlock' } },
+  PutPublicAccessBlock: { handler: acl.handlePutPublicAccessBlock, authorization: { operation: 'PutPublicAccessBlock' } },
+  DeletePublicAccessBlock: { handler: acl.handleDeletePublicAccessBlock, authorization: { operation: 'DeletePublicAccessBlock' } },
+  NotImplemented: { handler: notImplemented, authorization: 'none' },
+} as const satisfies Record<S3Operation, { handler: Handler; authorization: Authorization }>;

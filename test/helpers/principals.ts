@@ -42,13 +42,18 @@ export function clientFor(url: string, credentials: { accessKeyId: string; secre
   return new S3Client({ endpoint: url, region: 'us-east-1', forcePathStyle: true, credentials, maxAttempts: 1 });
 }
 
-/** 'accepted', or the error code the server answered a signed ListBuckets with. */
+/**
+ * 'accepted' when the server authenticated the key (a signed ListBuckets
+ * answered, or refused with AccessDenied: a key whose policy does not allow
+ * listing, e.g. `readonly`, is still a known key), else the error code.
+ */
 export async function authOutcome(client: S3Client): Promise<string> {
   try {
     await client.send(new ListBucketsCommand({}));
     return 'accepted';
   } catch (error) {
-    return (error as Error).name;
+    const name = (error as Error).name;
+    return name === 'AccessDenied' ? 'accepted' : name;
   }
 }
 

@@ -1,4 +1,5 @@
 /** Row <-> record mapping for the SQLite store: hot columns are columns, the rest one JSON document. */
+import type { Acl } from '../../authz/index.ts';
 import type { ChecksumAlgorithm, ChecksumType } from '../../util/checksum.ts';
 import type { ListedVersion } from '../metadata-store.ts';
 import type { ObjectChecksum, ObjectVersion, PartSummary, Segment, SystemMetadata, Tag, UploadRecord } from '../types.ts';
@@ -58,6 +59,7 @@ interface VersionMeta {
   parts: PartSummary[] | null;
   segments: Segment[];
   completedUploadId?: string;
+  acl?: Acl;
 }
 
 export function versionMeta(version: ObjectVersion): string {
@@ -70,6 +72,7 @@ export function versionMeta(version: ObjectVersion): string {
     segments: version.segments,
   };
   if (version.completedUploadId !== undefined) meta.completedUploadId = version.completedUploadId;
+  if (version.acl !== undefined) meta.acl = version.acl;
   return JSON.stringify(meta);
 }
 
@@ -84,6 +87,7 @@ export function rowToVersion(row: VersionRow): ObjectVersion {
     parts: meta.parts,
     segments: meta.segments,
     ...(meta.completedUploadId === undefined ? {} : { completedUploadId: meta.completedUploadId }),
+    ...(meta.acl === undefined ? {} : { acl: meta.acl }),
     ...(row.inline_data === undefined || row.inline_data === null ? {} : { inlineData: row.inline_data }),
   };
 }
@@ -103,6 +107,7 @@ interface UploadMeta {
   tags: Tag[];
   checksumAlgorithm: ChecksumAlgorithm | null;
   checksumType: ChecksumType | null;
+  acl?: Acl;
 }
 
 export function uploadMeta(upload: UploadRecord): string {
@@ -113,6 +118,7 @@ export function uploadMeta(upload: UploadRecord): string {
     checksumAlgorithm: upload.checksumAlgorithm,
     checksumType: upload.checksumType,
   };
+  if (upload.acl !== undefined) meta.acl = upload.acl;
   return JSON.stringify(meta);
 }
 

@@ -13,8 +13,10 @@
  * a NULL user_id is root's; its secret is in `sealed_secret`, encrypted under
  * a key kept outside the database. `secret_access_key` is the plain-text
  * column of version 2 databases: empty once start-up has sealed it.
+ * `buckets.access` holds a bucket's access settings (policy text, ACL,
+ * ownership controls, public access block) as one JSON document.
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS settings (
@@ -46,7 +48,8 @@ CREATE TABLE IF NOT EXISTS buckets (
   created_ms INTEGER NOT NULL,
   owner_id TEXT NOT NULL,
   versioning TEXT NOT NULL DEFAULT 'Unversioned',
-  tags TEXT
+  tags TEXT,
+  access TEXT
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS versions (
@@ -141,5 +144,15 @@ export const MIGRATIONS: readonly {
       ALTER TABLE access_keys ADD COLUMN expires_ms INTEGER;
       ALTER TABLE access_keys ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1;
     `,
+  },
+  {
+    // Access control: a bucket's policy, ACL, ownership controls and public
+    // access block, one JSON document (NULL: private to its owner, nothing
+    // set). Versions and uploads keep their ACL in their meta document, so
+    // they need no step. Owners recorded as access key IDs stay as they are:
+    // the front maps them to the key's account (PrincipalCache.canonicalIdOfKey).
+    toVersion: 4,
+    alreadyApplied: "SELECT 1 FROM pragma_table_info('buckets') WHERE name = 'access'",
+    sql: `ALTER TABLE buckets ADD COLUMN access TEXT;`,
   },
 ];

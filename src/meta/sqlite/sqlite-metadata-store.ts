@@ -21,8 +21,10 @@ import {
   type RepairSummary,
 } from '../metadata-store.ts';
 import { LatestVersions } from './latest-versions.ts';
+import type { Acl } from '../../authz/index.ts';
 import type {
   AccessKeyRecord,
+  BucketAccessSettings,
   BucketRecord,
   ObjectVersion,
   PartRecord,
@@ -452,7 +454,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async createBucket(record: BucketRecord): Promise<'created' | 'exists'> {
     const result = await this.#mutate(() =>
-      this.#statements.insertBucket.run(record.name, record.createdMs, record.ownerId, record.versioning, serializeTags(record.tags)),
+      this.#statements.insertBucket.run(record.name, record.createdMs, record.ownerId, record.versioning, serializeTags(record.tags), serializeAccess(record.access ?? null)),
     );
     return result.changes === 1 ? 'created' : 'exists';
   }
@@ -498,6 +500,15 @@ export class SqliteMetadataStore implements MetadataStore {
     const changed = (await this.#mutate(() => {
       this.#buckets.delete(name);
       return this.#statements.setVersioning.run(state, name);
+    })).changes === 1;
+    if (changed) this.#onBucketsChanged();
+    return changed;
+  }
+
+  async setBucketAccess(name: string, access: BucketAccessSettings | null): Promise<boolean> {
+    const changed = (await this.#mutate(() => {
+      this.#buckets.delete(name);
+      return this.#statements.setBucketAccess.run(serializeAccess(access), name);
     })).changes === 1;
     if (changed) this.#onBucketsChanged();
     return changed;
@@ -590,6 +601,19 @@ export class SqliteMetadataStore implements MetadataStore {
         if (next !== undefined) s.promote.run(next.seq);
       }
       return version;
+    });
+  }
+
+  async setVersionAcl(bucket: string, key: string, versionId: string, acl: Acl | undefined): Promise<boolean> {
+    return this.#mutate((): boolean => {
+      this.#latest?.forget(bucket, key);
+      const row = this.#statements.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
+      if (row === undefined) return false;
+      const version = rowToVersion(row);
+      if (acl === undefined) delete version.acl;
+      else version.acl = acl;
+      this.#statements.updateVersionMeta.run(versionMeta(version), row.seq);
+      return true;
     });
   }
 
@@ -808,6 +832,7 @@ interface BucketRow {
   owner_id: string;
   versioning: VersioningState;
   tags: string | null;
+  access: string | null;
 }
 
 interface RepairRow {
@@ -869,7 +894,12 @@ function rowToBucket(row: BucketRow): BucketRecord {
     ownerId: row.owner_id,
     versioning: row.versioning,
     tags: row.tags === null ? null : Object.freeze(JSON.parse(row.tags) as Tag[]) as Tag[],
+    access: row.access === null ? null : Object.freeze(JSON.parse(row.access) as BucketAccessSettings),
   });
+}
+
+function serializeAccess(access: BucketAccessSettings | null): string | null {
+  return access === null ? null : JSON.stringify(access);
 }
 
 function serializeTags(tags: Tag[] | null): string | null {
@@ -907,7 +937,7 @@ function prepareStatements(db: Database.Database) {
     bucketOwnedByUser: db.prepare(
       'SELECT 1 FROM buckets WHERE owner_id = ? OR owner_id IN (SELECT access_key_id FROM access_keys WHERE user_id = ?) LIMIT 1',
     ),
-    insertBucket: db.prepare('INSERT OR IGNORE INTO buckets (name, created_ms, owner_id, versioning, tags) VALUES (?, ?, ?, ?, ?)'),
+    insertBucket: db.prepare('INSERT OR IGNORE INTO buckets (name, created_ms, owner_id, versioning, tags, access) VALUES (?, ?, ?, ?, ?, ?)'),
     getBucket: db.prepare('SELECT * FROM buckets WHERE name = ?'),
     listBuckets: db.prepare('SELECT * FROM buckets ORDER BY name'),
     deleteBucket: db.prepare('DELETE FROM buckets WHERE name = ?'),
@@ -915,6 +945,7 @@ function prepareStatements(db: Database.Database) {
     uploadIdsInBucket: db.prepare('SELECT upload_id FROM uploads WHERE bucket = ?'),
     setVersioning: db.prepare('UPDATE buckets SET versioning = ? WHERE name = ?'),
     setBucketTags: db.prepare('UPDATE buckets SET tags = ? WHERE name = ?'),
+    setBucketAccess: db.prepare('UPDATE buckets SET access = ? WHERE name = ?'),
     getLatest: db.prepare('SELECT * FROM versions WHERE bucket = ? AND key = ? AND is_latest = 1'),
     getVersionById: db.prepare('SELECT * FROM versions WHERE bucket = ? AND key = ? AND version_id = ?'),
     // What GET reads: the version and, for small objects, its bytes.
