@@ -221,20 +221,30 @@ export class FileStorage implements ObjectStorage {
     const directory = join(this.root, paths.directory);
     const token = `${process.pid} ${this.#host} ${randomBytes(8).toString('hex')}\n`;
     const deadline = Date.now() + this.#lockWaitMs;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await writeFile(lockPath, token, { flag: 'wx' });
-        break;
-      } catch (error) {
-        if (isCode(error, 'ENOENT')) {
-          await ensureDirectory(this.root, directory);
-          continue;
+    await this.#prepare();
+    // The lock appears whole: link(2) of a file that already holds the token.
+    // Creating the lock and then writing it would leave an empty lock behind a
+    // process killed in between, and an empty lock names no holder to judge.
+    const tokenPath = join(this.#tmp, `${randomId()}.tmp`);
+    await writeFile(tokenPath, token, { flag: 'wx' });
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await link(tokenPath, lockPath);
+          break;
+        } catch (error) {
+          if (isCode(error, 'ENOENT')) {
+            await ensureDirectory(this.root, directory);
+            continue;
+          }
+          if (!isCode(error, 'EEXIST')) throw error;
+          if (await this.#breakIfStale(lockPath)) continue;
+          if (Date.now() > deadline) throw new StorageError('SlowDown', `key ${JSON.stringify(key)} stayed locked for ${this.#lockWaitMs} ms (${lockPath})`, key);
+          await sleep(Math.random() * Math.min(LOCK_RETRY_MS_MAX, 1 + attempt));
         }
-        if (!isCode(error, 'EEXIST')) throw error;
-        if (await this.#breakIfStale(lockPath)) continue;
-        if (Date.now() > deadline) throw new StorageError('SlowDown', `key ${JSON.stringify(key)} stayed locked for ${this.#lockWaitMs} ms (${lockPath})`, key);
-        await sleep(Math.random() * Math.min(LOCK_RETRY_MS_MAX, 1 + attempt));
       }
+    } finally {
+      await unlink(tokenPath).catch(() => undefined);
     }
     try {
       return await action();
@@ -258,7 +268,7 @@ export class FileStorage implements ObjectStorage {
       throw error;
     }
     const [pid, host] = content.split(' ');
-    // A lock being written is empty for an instant; a lock from another host is never judged here.
+    // A lock from another host is never judged here (nor one left empty by an older version: waited for).
     if (pid === undefined || host !== this.#host || processAlive(Number(pid))) return false;
     const aside = `${lockPath}.${randomId()}.stale`;
     try {
