@@ -16,6 +16,7 @@ import { Principals } from '../src/principals/principals.ts';
 import { clientFor, waitForAuth } from './helpers/principals.ts';
 import { errorCode, signedRequest } from './helpers/raw.ts';
 import { ACCESS_KEY_ID, startTestTalus } from './helpers/talus.ts';
+import { SCHEMA_VERSION } from '../src/meta/sqlite/schema.ts';
 
 test('a schema 3 data directory: its buckets and objects are root\'s and private', { timeout: 60_000 }, async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'talus-authz-migration-'));
@@ -51,7 +52,7 @@ test('a schema 3 data directory: its buckets and objects are root\'s and private
       assert.equal(errorCode(await signedRequest(talus.url, { method: 'GET', path: '/legacy/old.txt', credentials: user.credentials })), 'AccessDenied');
       assert.equal(errorCode(await signedRequest(talus.url, { method: 'GET', path: '/legacy', credentials: user.credentials })), 'AccessDenied');
       const schema = new Database(join(dataDir, 'meta.db'), { readonly: true });
-      assert.equal((schema.prepare("SELECT value FROM settings WHERE name = 'schema_version'").get() as { value: string }).value, '4');
+      assert.equal((schema.prepare("SELECT value FROM settings WHERE name = 'schema_version'").get() as { value: string }).value, String(SCHEMA_VERSION));
       schema.close();
     } finally {
       await talus.stop();

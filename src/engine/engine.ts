@@ -14,7 +14,7 @@ import type {
   MetadataStore,
 } from '../meta/metadata-store.ts';
 import type { Acl } from '../authz/index.ts';
-import type { BucketAccessSettings, BucketRecord, ObjectVersion, PartRecord, Tag, UploadRecord, VersioningState } from '../meta/types.ts';
+import type { BucketAccessSettings, BucketConfigKind, BucketConfigs, BucketRecord, ObjectVersion, PartRecord, Tag, UploadRecord, VersioningState } from '../meta/types.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { isValidBucketName } from './bucket-name.ts';
 import type { EngineContext, LeaseQuery } from './context.ts';
@@ -116,11 +116,16 @@ export class Engine {
    * answers 200 for that in us-east-1 and BucketAlreadyOwnedByYou elsewhere,
    * which the front decides; the existing bucket is left untouched either way.
    */
-  async createBucket(name: string, ownerId: string, access: BucketAccessSettings | null = null): Promise<'created' | 'already-owned'> {
+  async createBucket(
+    name: string,
+    ownerId: string,
+    access: BucketAccessSettings | null = null,
+    configs: BucketConfigs = {},
+  ): Promise<'created' | 'already-owned'> {
     // Bad input answers as such, also while the disk is full.
     if (!isValidBucketName(name)) throw new S3Error('InvalidBucketName', undefined, { BucketName: name });
     return this.#adding(async () => {
-      const record: BucketRecord = { name, createdMs: Date.now(), ownerId, versioning: 'Unversioned', tags: null, access };
+      const record: BucketRecord = { name, createdMs: Date.now(), ownerId, versioning: 'Unversioned', tags: null, access, configs };
       if ((await this.#context.meta.createBucket(record)) === 'created') return 'created';
       const existing = await this.#context.meta.getBucket(name);
       if (existing?.ownerId === ownerId) return 'already-owned';
@@ -154,6 +159,13 @@ export class Engine {
   async setBucketAccess(name: string, access: BucketAccessSettings | null): Promise<void> {
     return this.#adding(async () => {
       if (!(await this.#context.meta.setBucketAccess(name, access))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+    });
+  }
+
+  /** Replaces one kind of the bucket's configuration documents (null removes it). */
+  async setBucketConfig(name: string, kind: BucketConfigKind, document: string | null): Promise<void> {
+    return this.#adding(async () => {
+      if (!(await this.#context.meta.setBucketConfig(name, kind, document))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
     });
   }
 

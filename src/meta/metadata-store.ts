@@ -9,6 +9,7 @@ import type { Acl } from '../authz/index.ts';
 import type {
   AccessKeyRecord,
   BucketAccessSettings,
+  BucketConfigKind,
   BucketRecord,
   ObjectVersion,
   PartRecord,
@@ -214,6 +215,8 @@ export interface MetadataStore {
   setBucketTags(name: string, tags: Tag[] | null): Promise<boolean>;
   /** Replaces the bucket's access settings (policy, ACL, ownership controls, public access block). */
   setBucketAccess(name: string, access: BucketAccessSettings | null): Promise<boolean>;
+  /** Replaces one kind of the bucket's configuration documents (null removes it); false when the bucket is missing. */
+  setBucketConfig(name: string, kind: BucketConfigKind, document: string | null): Promise<boolean>;
 
   // Objects
   /** The given version, or the latest one (possibly a delete marker) when versionId is undefined. */

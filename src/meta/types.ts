@@ -26,7 +26,19 @@ export interface BucketRecord {
   tags: Tag[] | null;
   /** Who may do what with the bucket (docs/ACCESS.md); null: private to its owner, no policy, no controls. */
   access?: BucketAccessSettings | null;
+  /**
+   * The bucket's sub-resource configurations (CORS, lifecycle, object lock),
+   * each the JSON document its S3 module wrote (src/s3/), absent when not set.
+   * Each kind is its own column, so concurrent Put* of different kinds never
+   * lose each other's change.
+   */
+  configs?: BucketConfigs;
 }
+
+/** The kinds of bucket configuration stored as documents, one column each. */
+export const BUCKET_CONFIG_KINDS = ['cors', 'lifecycle', 'objectLock'] as const;
+export type BucketConfigKind = (typeof BUCKET_CONFIG_KINDS)[number];
+export type BucketConfigs = Readonly<Partial<Record<BucketConfigKind, string>>>;
 
 /**
  * A bucket's access settings as stored (one JSON document in buckets.access).

@@ -14,9 +14,11 @@
  * a key kept outside the database. `secret_access_key` is the plain-text
  * column of version 2 databases: empty once start-up has sealed it.
  * `buckets.access` holds a bucket's access settings (policy text, ACL,
- * ownership controls, public access block) as one JSON document.
+ * ownership controls, public access block) as one JSON document;
+ * `cors`, `lifecycle` and `object_lock` its other configurations, one JSON
+ * document per column so that setting one never overwrites another.
  */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS settings (
@@ -49,7 +51,10 @@ CREATE TABLE IF NOT EXISTS buckets (
   owner_id TEXT NOT NULL,
   versioning TEXT NOT NULL DEFAULT 'Unversioned',
   tags TEXT,
-  access TEXT
+  access TEXT,
+  cors TEXT,
+  lifecycle TEXT,
+  object_lock TEXT
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS versions (
@@ -154,5 +159,15 @@ export const MIGRATIONS: readonly {
     toVersion: 4,
     alreadyApplied: "SELECT 1 FROM pragma_table_info('buckets') WHERE name = 'access'",
     sql: `ALTER TABLE buckets ADD COLUMN access TEXT;`,
+  },
+  {
+    // Bucket configurations: CORS, lifecycle and object lock (NULL: not set).
+    toVersion: 5,
+    alreadyApplied: "SELECT 1 FROM pragma_table_info('buckets') WHERE name = 'object_lock'",
+    sql: `
+      ALTER TABLE buckets ADD COLUMN cors TEXT;
+      ALTER TABLE buckets ADD COLUMN lifecycle TEXT;
+      ALTER TABLE buckets ADD COLUMN object_lock TEXT;
+    `,
   },
 ];

@@ -25,6 +25,8 @@ import type { Acl } from '../../authz/index.ts';
 import type {
   AccessKeyRecord,
   BucketAccessSettings,
+  BucketConfigKind,
+  BucketConfigs,
   BucketRecord,
   ObjectVersion,
   PartRecord,
@@ -454,7 +456,17 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async createBucket(record: BucketRecord): Promise<'created' | 'exists'> {
     const result = await this.#mutate(() =>
-      this.#statements.insertBucket.run(record.name, record.createdMs, record.ownerId, record.versioning, serializeTags(record.tags), serializeAccess(record.access ?? null)),
+      this.#statements.insertBucket.run(
+        record.name,
+        record.createdMs,
+        record.ownerId,
+        record.versioning,
+        serializeTags(record.tags),
+        serializeAccess(record.access ?? null),
+        record.configs?.cors ?? null,
+        record.configs?.lifecycle ?? null,
+        record.configs?.objectLock ?? null,
+      ),
     );
     return result.changes === 1 ? 'created' : 'exists';
   }
@@ -509,6 +521,16 @@ export class SqliteMetadataStore implements MetadataStore {
     const changed = (await this.#mutate(() => {
       this.#buckets.delete(name);
       return this.#statements.setBucketAccess.run(serializeAccess(access), name);
+    })).changes === 1;
+    if (changed) this.#onBucketsChanged();
+    return changed;
+  }
+
+  async setBucketConfig(name: string, kind: BucketConfigKind, document: string | null): Promise<boolean> {
+    const statement = this.#statements.setBucketConfig[kind];
+    const changed = (await this.#mutate(() => {
+      this.#buckets.delete(name);
+      return statement.run(document, name);
     })).changes === 1;
     if (changed) this.#onBucketsChanged();
     return changed;
@@ -833,6 +855,9 @@ interface BucketRow {
   versioning: VersioningState;
   tags: string | null;
   access: string | null;
+  cors: string | null;
+  lifecycle: string | null;
+  object_lock: string | null;
 }
 
 interface RepairRow {
@@ -895,7 +920,16 @@ function rowToBucket(row: BucketRow): BucketRecord {
     versioning: row.versioning,
     tags: row.tags === null ? null : Object.freeze(JSON.parse(row.tags) as Tag[]) as Tag[],
     access: row.access === null ? null : Object.freeze(JSON.parse(row.access) as BucketAccessSettings),
+    configs: rowToConfigs(row),
   });
+}
+
+function rowToConfigs(row: BucketRow): BucketConfigs {
+  const configs: { -readonly [kind in BucketConfigKind]?: string } = {};
+  if (row.cors !== null) configs.cors = row.cors;
+  if (row.lifecycle !== null) configs.lifecycle = row.lifecycle;
+  if (row.object_lock !== null) configs.objectLock = row.object_lock;
+  return Object.freeze(configs);
 }
 
 function serializeAccess(access: BucketAccessSettings | null): string | null {
@@ -937,7 +971,9 @@ function prepareStatements(db: Database.Database) {
     bucketOwnedByUser: db.prepare(
       'SELECT 1 FROM buckets WHERE owner_id = ? OR owner_id IN (SELECT access_key_id FROM access_keys WHERE user_id = ?) LIMIT 1',
     ),
-    insertBucket: db.prepare('INSERT OR IGNORE INTO buckets (name, created_ms, owner_id, versioning, tags, access) VALUES (?, ?, ?, ?, ?, ?)'),
+    insertBucket: db.prepare(
+      'INSERT OR IGNORE INTO buckets (name, created_ms, owner_id, versioning, tags, access, cors, lifecycle, object_lock) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
     getBucket: db.prepare('SELECT * FROM buckets WHERE name = ?'),
     listBuckets: db.prepare('SELECT * FROM buckets ORDER BY name'),
     deleteBucket: db.prepare('DELETE FROM buckets WHERE name = ?'),
@@ -946,6 +982,11 @@ function prepareStatements(db: Database.Database) {
     setVersioning: db.prepare('UPDATE buckets SET versioning = ? WHERE name = ?'),
     setBucketTags: db.prepare('UPDATE buckets SET tags = ? WHERE name = ?'),
     setBucketAccess: db.prepare('UPDATE buckets SET access = ? WHERE name = ?'),
+    setBucketConfig: {
+      cors: db.prepare('UPDATE buckets SET cors = ? WHERE name = ?'),
+      lifecycle: db.prepare('UPDATE buckets SET lifecycle = ? WHERE name = ?'),
+      objectLock: db.prepare('UPDATE buckets SET object_lock = ? WHERE name = ?'),
+    },
     getLatest: db.prepare('SELECT * FROM versions WHERE bucket = ? AND key = ? AND is_latest = 1'),
     getVersionById: db.prepare('SELECT * FROM versions WHERE bucket = ? AND key = ? AND version_id = ?'),
     // What GET reads: the version and, for small objects, its bytes.
