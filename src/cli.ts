@@ -82,8 +82,16 @@ async function main(argv: string[]): Promise<number> {
     rootAccessKeyId: process.env['TALUS_ROOT_USER'],
     rootSecretAccessKey: process.env['TALUS_ROOT_PASSWORD'],
   });
+  // The secret is printed once, when it was generated: logs of later starts
+  // (journald, container logs) never hold it.
+  const secretLine =
+    talus.credentialsSource === 'generated'
+      ? talus.credentials.secretAccessKey
+      : talus.credentialsSource === 'given'
+        ? '(from TALUS_ROOT_PASSWORD)'
+        : '(printed on first start only; `talus keys add` makes another root key)';
   process.stdout.write(
-    `Talus S3 server listening on ${talus.url}${talus.workers > 1 ? ` (${talus.workers} worker processes)` : ''}\n  AccessKeyId:     ${talus.credentials.accessKeyId}\n  SecretAccessKey: ${talus.credentials.secretAccessKey}\n`,
+    `Talus S3 server listening on ${talus.url}${talus.workers > 1 ? ` (${talus.workers} worker processes)` : ''}\n  AccessKeyId:     ${talus.credentials.accessKeyId}\n  SecretAccessKey: ${secretLine}\n`,
   );
   const stop = (signal: string): void => {
     process.stdout.write(`${signal}: finishing in-flight requests\n`);

@@ -56,6 +56,12 @@ export interface RunningTalus {
   url: string;
   port: number;
   credentials: Credentials;
+  /**
+   * Where the root credentials came from: generated at this start (the only
+   * time the CLI prints the secret), the options (TALUS_ROOT_USER /
+   * TALUS_ROOT_PASSWORD), or stored by an earlier start.
+   */
+  credentialsSource: 'generated' | 'given' | 'stored';
   /** This process's engine; with workers, the one that purges (workers have their own). */
   engine: Engine;
   /** The backends, placed blob store and healer when placements are configured. */
@@ -173,6 +179,10 @@ async function startOnLockedDirectory(
   });
   // Fails closed on a missing or wrong secret key; seals plain-text secrets of older data directories.
   const secretBox = await openSecretBox(dataDir, meta);
+  const credentialsSource: RunningTalus['credentialsSource'] =
+    options.rootAccessKeyId !== undefined && options.rootSecretAccessKey !== undefined
+      ? 'given'
+      : (await meta.listAccessKeys()).some((key) => key.userId === null) ? 'stored' : 'generated';
   const credentials = await new Principals(meta, secretBox).ensureRootCredentials({ accessKeyId: options.rootAccessKeyId, secretAccessKey: options.rootSecretAccessKey });
   // Before any worker serves: then every unknown blob is debris of a crash.
   const lostAndFound = join(dataDir, LOST_AND_FOUND);
@@ -207,6 +217,7 @@ async function startOnLockedDirectory(
       url: urlOf(pool.port),
       port: pool.port,
       credentials,
+      credentialsSource,
       engine,
       placement,
       server: undefined,
@@ -241,6 +252,7 @@ async function startOnLockedDirectory(
     url: urlOf(port),
     port,
     credentials,
+    credentialsSource,
     engine,
     placement,
     server,
