@@ -56,6 +56,24 @@ describe('bad input', () => {
     await assertHealthy();
   });
 
+  test('a document that is not UTF-8 is refused (MalformedXML, MalformedPolicy), never stored with replacement characters', async () => {
+    // "café" in Latin-1: the é is the lone byte 0xE9, not valid UTF-8.
+    const latin1 = (text: string) => Buffer.from(text, 'latin1');
+    const cases: [Record<string, string>, Buffer, string][] = [
+      [{ tagging: '' }, latin1('<Tagging><TagSet><Tag><Key>caf\u00e9</Key><Value>v</Value></Tag></TagSet></Tagging>'), 'MalformedXML'],
+      [{ policy: '' }, latin1(`{"Version":"2012-10-17","Statement":[{"Sid":"caf\u00e9","Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::${bucket}/*"}]}`), 'MalformedPolicy'],
+    ];
+    for (const [query, body, code] of cases) {
+      const headers = { 'content-md5': createHash('md5').update(body).digest('base64') };
+      const response = await signedRequest(talus.url, { method: 'PUT', path: `/${bucket}`, query, headers, body });
+      assert.equal(response.status, 400, JSON.stringify(query));
+      assert.equal(errorCode(response), code);
+    }
+    // Nothing was stored.
+    assert.equal(errorCode(await signedRequest(talus.url, { method: 'GET', path: `/${bucket}`, query: { tagging: '' } })), 'NoSuchTagSet');
+    assert.equal(errorCode(await signedRequest(talus.url, { method: 'GET', path: `/${bucket}`, query: { policy: '' } })), 'NoSuchBucketPolicy');
+  });
+
   test('a wrong secret answers SignatureDoesNotMatch; an unknown key InvalidAccessKeyId; anonymous AccessDenied', async () => {
     const wrongSecret = await signedRequest(talus.url, {
       method: 'PUT', path: `/${bucket}/sig`, body: 'x', credentials: { accessKeyId: 'TALUSTESTKEY', secretAccessKey: 'wrong' },

@@ -52,7 +52,7 @@ export async function handleGetBucketPolicy(context: RequestContext): Promise<S3
 }
 
 export async function handlePutBucketPolicy(context: RequestContext): Promise<S3Response> {
-  const text = await readSmallBody(context, BUCKET_POLICY_BYTES_MAX + 1);
+  const text = await readSmallBody(context, BUCKET_POLICY_BYTES_MAX + 1, 'MalformedPolicy');
   const policy = parsePolicy(text, { kind: 'bucket', bucket: context.route.bucket });
   const bucket = await context.engine.getBucket(context.route.bucket);
   checkPolicyWrite(context.access.bucketAccess(bucket).publicAccessBlock, policy);

@@ -6,7 +6,7 @@ import type { Engine } from '../engine/engine.ts';
 import type { RequestAccess } from './access.ts';
 import type { S3Route } from '../http/route.ts';
 import { XML_BODY_BYTES_MAX } from '../util/limits.ts';
-import { S3Error } from '../util/s3-error.ts';
+import { S3Error, type S3ErrorCode } from '../util/s3-error.ts';
 
 export interface RequestContext {
   readonly requestId: string;
@@ -38,9 +38,21 @@ export function emptyResponse(status: number, headers: Record<string, string> = 
   return { status, headers };
 }
 
-/** Reads a small request body (XML documents), bounded; the verified stream checks signatures as it goes. */
-export async function readSmallBody(context: RequestContext, limitBytes = XML_BODY_BYTES_MAX): Promise<string> {
-  return (await readSmallBodyBytes(context, limitBytes)).toString('utf8');
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Reads a small request body (XML or JSON documents), bounded; the verified
+ * stream checks signatures as it goes. Documents are UTF-8: a body that is not
+ * is refused with `malformed`, never read with replacement characters (which
+ * would store a different text than the one sent).
+ */
+export async function readSmallBody(context: RequestContext, limitBytes = XML_BODY_BYTES_MAX, malformed: S3ErrorCode = 'MalformedXML'): Promise<string> {
+  const bytes = await readSmallBodyBytes(context, limitBytes);
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new S3Error(malformed);
+  }
 }
 
 /** The bytes of a small request body, as sent (for a Content-MD5 over them). */
