@@ -4,6 +4,9 @@
  * and the blob reference set with its purge queue (what reclaim relies on).
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
 import type { ObjectVersion } from '../types.ts';
@@ -122,4 +125,16 @@ test('mutations asked for in one turn commit together, in order, and a failing o
   assert.equal((await store.getVersion('b', 'taken'))?.etag, 'old');
   assert.equal(await store.isBlobKnown('blob-clash'), false);
   await store.close();
+});
+
+test('close is idempotent: a second (or concurrent) close waits for the first instead of failing', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'talus-close-'));
+  try {
+    const store = new SqliteMetadataStore(join(dir, 'meta.db'));
+    await store.createBucket({ name: 'b', createdMs: 0, ownerId: 'o', versioning: 'Unversioned', tags: null });
+    await Promise.all([store.close(), store.close()]);
+    await store.close();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

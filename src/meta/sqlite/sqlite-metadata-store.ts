@@ -97,6 +97,7 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly #rollbackStatement: Database.Statement;
   /** Mutations waiting for the next batch commit, in arrival order. */
   #pending: { mutation: () => unknown; resolve(outcome: { value: unknown; ticket: number }): void; reject(error: unknown): void }[] = [];
+  #closing: Promise<void> | undefined;
   #flushTimer: NodeJS.Immediate | NodeJS.Timeout | undefined;
   #lockWaitStartedMs: number | undefined;
   #lockWaitAttempts = 0;
@@ -804,7 +805,12 @@ export class SqliteMetadataStore implements MetadataStore {
     return rows.map((row) => ({ blobId: row.blob_id, location: row.backend }));
   }
 
-  async close(): Promise<void> {
+  /** Idempotent: a second call waits for the first (closing the files twice would fail with EBADF). */
+  close(): Promise<void> {
+    return (this.#closing ??= this.#closeOnce());
+  }
+
+  async #closeOnce(): Promise<void> {
     // Mutations already asked for still commit (a flush is scheduled while any wait).
     while (this.#pending.length > 0) await new Promise((resolve) => setTimeout(resolve, 1));
     await this.#wal?.close();
