@@ -51,6 +51,9 @@ export type S3Operation =
   | 'GetPublicAccessBlock'
   | 'PutPublicAccessBlock'
   | 'DeletePublicAccessBlock'
+  | 'GetBucketCors'
+  | 'PutBucketCors'
+  | 'DeleteBucketCors'
   | 'NotImplemented';
 
 export interface S3Route {
@@ -65,14 +68,14 @@ export interface S3Route {
 
 /** Sub-resources Talus does not implement yet: they must answer NotImplemented, never a wrong success. */
 const UNSUPPORTED_SUBRESOURCES = new Set([
-  'cors', 'lifecycle', 'website', 'logging', 'notification', 'replication',
+  'lifecycle', 'website', 'logging', 'notification', 'replication',
   'encryption', 'object-lock', 'retention', 'legal-hold', 'accelerate',
   'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering', 'restore', 'select',
   'torrent', 'session', 'renameObject',
 ]);
 
 /** Sub-resources of buckets only: on an object they are not implemented. */
-const BUCKET_ONLY_SUBRESOURCES = ['policy', 'policyStatus', 'ownershipControls', 'publicAccessBlock'];
+const BUCKET_ONLY_SUBRESOURCES = ['cors', 'policy', 'policyStatus', 'ownershipControls', 'publicAccessBlock'];
 
 export function parseQuery(rawQuery: string): Map<string, string> {
   const query = new Map<string, string>();
@@ -172,6 +175,7 @@ function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3
       if (query.has('policyStatus')) return 'NotImplemented';
       if (query.has('versioning')) return 'PutBucketVersioning';
       if (query.has('tagging')) return 'PutBucketTagging';
+      if (query.has('cors')) return 'PutBucketCors';
       return 'CreateBucket';
     case 'GET':
       if (query.has('policy')) return 'GetBucketPolicy';
@@ -182,6 +186,7 @@ function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3
       if (query.has('location')) return 'GetBucketLocation';
       if (query.has('versioning')) return 'GetBucketVersioning';
       if (query.has('tagging')) return 'GetBucketTagging';
+      if (query.has('cors')) return 'GetBucketCors';
       if (query.has('versions')) return 'ListObjectVersions';
       if (query.has('uploads')) return 'ListMultipartUploads';
       if (query.get('list-type') === '2') return 'ListObjectsV2';
@@ -194,6 +199,7 @@ function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3
       if (query.has('publicAccessBlock')) return 'DeletePublicAccessBlock';
       if (query.has('acl') || query.has('policyStatus')) return 'NotImplemented';
       if (query.has('tagging')) return 'DeleteBucketTagging';
+      if (query.has('cors')) return 'DeleteBucketCors';
       return 'DeleteBucket';
     case 'POST':
       if (query.has('delete')) return 'DeleteObjects';
