@@ -54,6 +54,7 @@ export type S3Operation =
   | 'GetBucketCors'
   | 'PutBucketCors'
   | 'DeleteBucketCors'
+  | 'PostObject'
   | 'NotImplemented';
 
 export interface S3Route {
@@ -128,14 +129,20 @@ export function resolveAddress(rawPath: string, host: string | undefined, domain
 }
 
 export function route(method: string, address: { bucket: string; key: string }, query: ReadonlyMap<string, string>, headers: IncomingHttpHeaders): S3Route {
-  const operation = chooseOperation(method, address.bucket, address.key, query, headers['x-amz-copy-source'] !== undefined);
+  const operation = chooseOperation(method, address.bucket, address.key, query, headers['x-amz-copy-source'] !== undefined, method === 'POST' && isFormUpload(headers));
   return { operation, bucket: address.bucket, key: address.key, query };
 }
 
-function chooseOperation(method: string, bucket: string, key: string, query: ReadonlyMap<string, string>, hasCopySource: boolean): S3Operation {
+/** An HTML form upload (POST Object) is a POST of multipart/form-data to the bucket. */
+function isFormUpload(headers: IncomingHttpHeaders): boolean {
+  const type = headers['content-type'];
+  return type !== undefined && type.slice(0, 19).toLowerCase() === 'multipart/form-data';
+}
+
+function chooseOperation(method: string, bucket: string, key: string, query: ReadonlyMap<string, string>, hasCopySource: boolean, formUpload: boolean): S3Operation {
   for (const name of query.keys()) if (UNSUPPORTED_SUBRESOURCES.has(name)) return 'NotImplemented';
   if (bucket === '') return method === 'GET' ? 'ListBuckets' : 'NotImplemented';
-  if (key === '') return bucketOperation(method, query);
+  if (key === '') return formUpload ? 'PostObject' : bucketOperation(method, query);
   if (BUCKET_ONLY_SUBRESOURCES.some((name) => query.has(name))) return 'NotImplemented';
   switch (method) {
     case 'PUT':

@@ -14,6 +14,7 @@ import { handleDeleteObjects } from './delete-objects.ts';
 import * as list from './list.ts';
 import * as multipart from './multipart.ts';
 import * as object from './object.ts';
+import { handlePostObject } from './post-object.ts';
 
 async function notImplemented(): Promise<never> {
   throw new S3Error('NotImplemented');
@@ -72,5 +73,6 @@ export const OPERATIONS = {
   GetBucketCors: { handler: cors.handleGetBucketCors, authorization: { operation: 'GetBucketCors' } },
   PutBucketCors: { handler: cors.handlePutBucketCors, authorization: { operation: 'PutBucketCors' } },
   DeleteBucketCors: { handler: cors.handleDeleteBucketCors, authorization: { operation: 'DeleteBucketCors' } },
+  PostObject: { handler: handlePostObject, authorization: { operation: 'PostObject', object: 'form' } },
   NotImplemented: { handler: notImplemented, authorization: 'none' },
 } as const satisfies Record<S3Operation, { handler: Handler; authorization: Authorization }>;
