@@ -13,7 +13,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { checkPostPolicy, parsePostPolicy, verifyPostSignature } from '../auth/post-policy.ts';
 import type { Principal } from '../authz/index.ts';
-import { document, element } from '../http/xml.ts';
+import { XML_DECLARATION, element } from '../http/xml.ts';
 import { OBJECT_TAGS_MAX, POST_FORM_FIELD_BYTES_MAX, POST_FORM_FIELDS_MAX, PUT_OBJECT_BYTES_MAX } from '../util/limits.ts';
 import { S3Error, isS3Error } from '../util/s3-error.ts';
 import { authorizeFormUpload } from './access.ts';
@@ -49,6 +49,9 @@ async function uploadForm(context: RequestContext, form: FormUpload): Promise<S3
   if (keyTemplate === undefined || keyTemplate === '') {
     throw new S3Error('InvalidArgument', 'Bucket POST must contain a field named \'key\'.  If it is specified, please check the order of the fields.', { ArgumentName: 'key', ArgumentValue: '' });
   }
+  // The policy judges the key as it will be stored, ${filename} replaced (AWS, Ceph RGW).
+  const key = keyTemplate.replaceAll('${filename}', form.filename);
+  fields.set('key', key);
   const directory = context.access.directory;
   const accessKeyId = verifyPostSignature(fields, (id) => directory.lookupKey(id)?.secretAccessKey);
   // No policy and no signature: the request's own principal (anonymous for a browser form).
@@ -60,7 +63,6 @@ async function uploadForm(context: RequestContext, form: FormUpload): Promise<S3
     principal = found.principal;
     sizes = checkPostPolicy(parsePostPolicy(fields.get('policy') as string), fields, bucketName, Date.now());
   }
-  const key = keyTemplate.replaceAll('${filename}', form.filename);
   checkKey(key);
   const headers = headersOfForm(fields);
   const tagging = fields.get('tagging');
@@ -102,7 +104,8 @@ function successResponse(fields: ReadonlyMap<string, string>, bucket: string, ke
   if (status === '200') return emptyResponse(200, headers);
   if (status === '201') {
     const body = element('Location', location) + element('Bucket', bucket) + element('Key', key) + element('ETag', formatEtag(etag));
-    return xmlResponse(document('PostResponse', body), 201, headers);
+    // AWS's PostResponse carries no namespace (clients look up <Key> unqualified).
+    return xmlResponse(`${XML_DECLARATION}<PostResponse>${body}</PostResponse>`, 201, headers);
   }
   return emptyResponse(204, headers);
 }
