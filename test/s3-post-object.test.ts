@@ -215,11 +215,18 @@ describe('POST Object', { timeout: 180_000 }, () => {
     assert.equal(outside.status, 403);
   });
 
-  test('a signed form is judged as its signer: another user may not write the owner\'s bucket', async () => {
+  test('a signed form is judged as its signer: another user may not write the owner\'s bucket, only its own', async () => {
     const response = await postForm(talus.url, `/${bucket}`, [['key', 'uploads/intruder'], ['Content-Type', 'text/plain'], ...signedFields(basePolicy(), other)], { content: 'x' });
     assert.equal(response.status, 403);
     assert.equal(errorCode(response), 'AccessDenied');
     assert.equal(await exists('uploads/intruder'), false);
+    // The same user may write its own bucket; the object is its own.
+    const own = uniqueBucket('post-own');
+    assert.equal((await signedRequest(talus.url, { method: 'PUT', path: `/${own}`, credentials: other })).status, 200);
+    const stored = await postForm(talus.url, `/${own}`, [['key', 'uploads/mine'], ['Content-Type', 'text/plain'], ...signedFields(basePolicy([], own), other)], { content: 'mine' });
+    assert.equal(stored.status, 204, stored.body);
+    const read = await signedRequest(talus.url, { method: 'GET', path: `/${own}/uploads/mine`, query: { acl: '' }, credentials: other });
+    assert.equal(read.status, 200, 'the signer owns the object it posted');
   });
 
   test('a large file streams through; one over content-length-range stops and stores nothing', async () => {
