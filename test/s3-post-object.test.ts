@@ -183,6 +183,22 @@ describe('POST Object', { timeout: 180_000 }, () => {
     assert.match(extra.body, /Extra input fields: x-amz-meta-sneaky/);
   });
 
+  test('a form cut short, or not multipart at all, is MalformedPOSTRequest and stores nothing', async () => {
+    const fields: Fields = [['key', 'uploads/cut'], ['Content-Type', 'text/plain'], ...signedFields(basePolicy())];
+    const cut = Buffer.concat([...fields.map(([name, value]) => fieldPart(name, value)), fileHead('cut.txt'), Buffer.from('no closing boundary')]);
+    const headers = { 'content-type': `multipart/form-data; boundary=${BOUNDARY}`, 'content-length': String(cut.length) };
+    const response = await send(talus.url, 'POST', `/${bucket}`, headers, cut);
+    assert.equal(response.status, 400, response.body);
+    assert.equal(errorCode(response), 'MalformedPOSTRequest');
+    assert.equal(await exists('uploads/cut'), false);
+    const noBoundary = await send(talus.url, 'POST', `/${bucket}`, { 'content-type': 'multipart/form-data', 'content-length': '4' }, 'oops');
+    assert.equal(errorCode(noBoundary), 'MalformedPOSTRequest');
+    const noFile = Buffer.concat([fieldPart('key', 'uploads/nofile'), Buffer.from(`--${BOUNDARY}--\r\n`)]);
+    const withoutFile = await send(talus.url, 'POST', `/${bucket}`, { 'content-type': `multipart/form-data; boundary=${BOUNDARY}`, 'content-length': String(noFile.length) }, noFile);
+    assert.equal(withoutFile.status, 400);
+    assert.equal(errorCode(withoutFile), 'InvalidArgument');
+  });
+
   test('${filename}, success_action_status and success_action_redirect', async () => {
     const policy = basePolicy([['starts-with', '$success_action_status', ''], ['starts-with', '$success_action_redirect', '']]);
     const named = await postForm(talus.url, `/${bucket}`, [['key', 'uploads/${filename}'], ['Content-Type', 'text/csv'], ['success_action_status', '201'], ...signedFields(policy)], { filename: 'report.csv', content: 'a,b' });

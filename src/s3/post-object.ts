@@ -129,10 +129,15 @@ function headersOfForm(fields: ReadonlyMap<string, string>): IncomingHttpHeaders
 /** The file's bytes, failing (before the end, so nothing commits) outside [minBytes, maxBytes]. */
 async function* sizeChecked(file: Readable, minBytes: number, maxBytes: number): AsyncGenerator<Buffer> {
   let sizeBytes = 0;
-  for await (const chunk of file) {
-    sizeBytes += (chunk as Buffer).length;
-    if (sizeBytes > maxBytes) throw new S3Error('EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size', { MaxSizeAllowed: String(maxBytes) });
-    yield chunk as Buffer;
+  try {
+    for await (const chunk of file) {
+      sizeBytes += (chunk as Buffer).length;
+      if (sizeBytes > maxBytes) throw new S3Error('EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size', { MaxSizeAllowed: String(maxBytes) });
+      yield chunk as Buffer;
+    }
+  } catch (error) {
+    // busboy ends a file part cut short (no closing boundary) with a plain Error: the form was malformed.
+    throw isS3Error(error) ? error : new S3Error('MalformedPOSTRequest');
   }
   if (sizeBytes < minBytes) throw new S3Error('EntityTooSmall', 'Your proposed upload is smaller than the minimum allowed size', { MinSizeAllowed: String(minBytes), ProposedSize: String(sizeBytes) });
 }
