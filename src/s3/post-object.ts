@@ -52,17 +52,7 @@ async function uploadForm(context: RequestContext, form: FormUpload): Promise<S3
   // The policy judges the key as it will be stored, ${filename} replaced (AWS, Ceph RGW).
   const key = keyTemplate.replaceAll('${filename}', form.filename);
   fields.set('key', key);
-  const directory = context.access.directory;
-  const accessKeyId = verifyPostSignature(fields, (id) => directory.lookupKey(id)?.secretAccessKey);
-  // No policy and no signature: the request's own principal (anonymous for a browser form).
-  let principal: Principal = context.access.principal;
-  let sizes: { minBytes: number; maxBytes: number | undefined } = { minBytes: 0, maxBytes: undefined };
-  if (accessKeyId !== null) {
-    const found = directory.lookupKey(accessKeyId);
-    if (found === undefined) throw new S3Error('InvalidAccessKeyId', undefined, { AWSAccessKeyId: accessKeyId });
-    principal = found.principal;
-    sizes = checkPostPolicy(parsePostPolicy(fields.get('policy') as string), fields, bucketName, Date.now());
-  }
+  const { principal, minBytes, maxBytes } = formSigner(context, fields);
   checkKey(key);
   const headers = headersOfForm(fields);
   const tagging = fields.get('tagging');
@@ -77,7 +67,7 @@ async function uploadForm(context: RequestContext, form: FormUpload): Promise<S3
     key,
     ownerId,
     acl,
-    body: { stream: sizeChecked(form.file, sizes.minBytes, Math.min(sizes.maxBytes ?? PUT_OBJECT_BYTES_MAX, PUT_OBJECT_BYTES_MAX)), trailers: new Map() },
+    body: { stream: sizeChecked(form.file, minBytes, Math.min(maxBytes ?? PUT_OBJECT_BYTES_MAX, PUT_OBJECT_BYTES_MAX)), trailers: new Map() },
     attributes,
     contentMd5: undefined,
     checksum: parseChecksumRequest(headers, []),
@@ -87,6 +77,21 @@ async function uploadForm(context: RequestContext, form: FormUpload): Promise<S3
   const answer: Record<string, string> = { etag: formatEtag(result.etag), location, ...checksumHeaders(result.checksum, null) };
   if (result.versionId !== undefined) answer['x-amz-version-id'] = result.versionId;
   return successResponse(fields, bucketName, key, result.etag, location, answer);
+}
+
+/**
+ * Who signed the form, its policy checked (expiration, conditions, fields),
+ * and the file sizes the policy allows. A form with neither policy nor
+ * signature is the request's own principal: anonymous, for a browser form.
+ */
+function formSigner(context: RequestContext, fields: ReadonlyMap<string, string>): { principal: Principal; minBytes: number; maxBytes: number | undefined } {
+  const directory = context.access.directory;
+  const accessKeyId = verifyPostSignature(fields, (id) => directory.lookupKey(id)?.secretAccessKey);
+  if (accessKeyId === null) return { principal: context.access.principal, minBytes: 0, maxBytes: undefined };
+  const found = directory.lookupKey(accessKeyId);
+  if (found === undefined) throw new S3Error('InvalidAccessKeyId', undefined, { AWSAccessKeyId: accessKeyId });
+  const sizes = checkPostPolicy(parsePostPolicy(fields.get('policy') as string), fields, context.route.bucket, Date.now());
+  return { principal: found.principal, ...sizes };
 }
 
 /**
