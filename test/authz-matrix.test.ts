@@ -90,6 +90,9 @@ function routes(ownerId: string): [string, (fx: Fixture) => Call][] {
     ['GetPublicAccessBlock', (fx) => ({ method: 'GET', path: `/${fx.bucket}`, query: { publicAccessBlock: '' } })],
     ['PutPublicAccessBlock', (fx) => ({ method: 'PUT', path: `/${fx.bucket}`, query: { publicAccessBlock: '' }, body: '<PublicAccessBlockConfiguration><BlockPublicAcls>true</BlockPublicAcls></PublicAccessBlockConfiguration>' })],
     ['DeletePublicAccessBlock', (fx) => ({ method: 'DELETE', path: `/${fx.bucket}`, query: { publicAccessBlock: '' } })],
+    ['GetBucketCors', (fx) => ({ method: 'GET', path: `/${fx.bucket}`, query: { cors: '' } })],
+    ['PutBucketCors', (fx) => ({ method: 'PUT', path: `/${fx.bucket}`, query: { cors: '' }, body: '<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule></CORSConfiguration>' })],
+    ['DeleteBucketCors', (fx) => ({ method: 'DELETE', path: `/${fx.bucket}`, query: { cors: '' } })],
   ];
 }
 
@@ -266,7 +269,7 @@ describe('authorization matrix', { timeout: 120_000 }, () => {
     assert.equal(errorCode(await call('owner', 'header', { method: 'PUT', path: `/${fx.bucket}`, headers: { 'x-amz-acl': 'public-read' } })), 'BucketAlreadyExists');
     assert.equal((await call('owner', 'header', { method: 'PUT', path: `/${fx.bucket}` })).status, 200);
     assert.equal((await call('owner', 'header', { method: 'PUT', path: `/${fx.bucket}`, headers: { 'x-amz-acl': 'private' } })).status, 200, 'private is no change');
-    // An operation Talus does not implement (POST Object): 501 to a signed caller, 403 to anonymous.
+    // An operation Talus does not implement (a POST to a bucket that is neither a form nor ?delete): 501 to a signed caller, 403 to anonymous.
     assert.equal(errorCode(await call('owner', 'header', { method: 'POST', path: `/${fx.bucket}`, body: 'x' })), 'NotImplemented');
     assert.equal(errorCode(await call('anonymous', 'header', { method: 'POST', path: `/${fx.bucket}`, body: 'x' })), 'AccessDenied');
   });

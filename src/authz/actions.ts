@@ -135,7 +135,8 @@ export type AuthzOperation =
   | 'GetBucketPolicy' | 'PutBucketPolicy' | 'DeleteBucketPolicy' | 'GetBucketPolicyStatus'
   | 'GetBucketAcl' | 'PutBucketAcl' | 'GetObjectAcl' | 'PutObjectAcl'
   | 'GetBucketOwnershipControls' | 'PutBucketOwnershipControls' | 'DeleteBucketOwnershipControls'
-  | 'GetPublicAccessBlock' | 'PutPublicAccessBlock' | 'DeletePublicAccessBlock';
+  | 'GetPublicAccessBlock' | 'PutPublicAccessBlock' | 'DeletePublicAccessBlock'
+  | 'GetBucketCors' | 'PutBucketCors' | 'DeleteBucketCors' | 'PostObject';
 
 /**
  * The table. `versioned` is the action used instead when the request names a
@@ -193,6 +194,11 @@ export const OPERATION_ACTIONS: Readonly<Record<AuthzOperation, OperationRule>> 
   GetPublicAccessBlock: { kind: 'bucket', action: 's3:GetBucketPublicAccessBlock' },
   PutPublicAccessBlock: { kind: 'bucket', action: 's3:PutBucketPublicAccessBlock' },
   DeletePublicAccessBlock: { kind: 'bucket', action: 's3:PutBucketPublicAccessBlock' },
+  GetBucketCors: { kind: 'bucket', action: 's3:GetBucketCORS' },
+  PutBucketCors: { kind: 'bucket', action: 's3:PutBucketCORS' },
+  DeleteBucketCors: { kind: 'bucket', action: 's3:PutBucketCORS' },
+  // An HTML form upload writes an object as PutObject does (judged once the form names the key: s3/post-object.ts).
+  PostObject: { kind: 'object', action: 's3:PutObject' },
 };
 
 /** What the wiring knows about the request that changes which checks apply. */
@@ -259,7 +265,7 @@ export function requiredChecks(operation: AuthzOperation, target: OperationTarge
   }
   const key = target.key ?? '';
   const checks = [objectCheck(rule, target.bucket, key, target.versionId, 'target')];
-  const writesObject = operation === 'PutObject' || operation === 'CopyObject' || operation === 'CreateMultipartUpload';
+  const writesObject = operation === 'PutObject' || operation === 'CopyObject' || operation === 'CreateMultipartUpload' || operation === 'PostObject';
   if (writesObject && target.setsTagging === true) checks.push({ action: 's3:PutObjectTagging', resource: objectArn(target.bucket, key), side: 'target', bucket: target.bucket, key });
   if ((operation === 'CopyObject' || operation === 'UploadPartCopy') && target.copySource !== undefined) {
     const source = target.copySource;

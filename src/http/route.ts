@@ -51,6 +51,10 @@ export type S3Operation =
   | 'GetPublicAccessBlock'
   | 'PutPublicAccessBlock'
   | 'DeletePublicAccessBlock'
+  | 'GetBucketCors'
+  | 'PutBucketCors'
+  | 'DeleteBucketCors'
+  | 'PostObject'
   | 'NotImplemented';
 
 export interface S3Route {
@@ -65,14 +69,14 @@ export interface S3Route {
 
 /** Sub-resources Talus does not implement yet: they must answer NotImplemented, never a wrong success. */
 const UNSUPPORTED_SUBRESOURCES = new Set([
-  'cors', 'lifecycle', 'website', 'logging', 'notification', 'replication',
+  'lifecycle', 'website', 'logging', 'notification', 'replication',
   'encryption', 'object-lock', 'retention', 'legal-hold', 'accelerate',
   'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering', 'restore', 'select',
   'torrent', 'session', 'renameObject',
 ]);
 
 /** Sub-resources of buckets only: on an object they are not implemented. */
-const BUCKET_ONLY_SUBRESOURCES = ['policy', 'policyStatus', 'ownershipControls', 'publicAccessBlock'];
+const BUCKET_ONLY_SUBRESOURCES = ['cors', 'policy', 'policyStatus', 'ownershipControls', 'publicAccessBlock'];
 
 export function parseQuery(rawQuery: string): Map<string, string> {
   const query = new Map<string, string>();
@@ -125,14 +129,20 @@ export function resolveAddress(rawPath: string, host: string | undefined, domain
 }
 
 export function route(method: string, address: { bucket: string; key: string }, query: ReadonlyMap<string, string>, headers: IncomingHttpHeaders): S3Route {
-  const operation = chooseOperation(method, address.bucket, address.key, query, headers['x-amz-copy-source'] !== undefined);
+  const operation = chooseOperation(method, address.bucket, address.key, query, headers['x-amz-copy-source'] !== undefined, method === 'POST' && isFormUpload(headers));
   return { operation, bucket: address.bucket, key: address.key, query };
 }
 
-function chooseOperation(method: string, bucket: string, key: string, query: ReadonlyMap<string, string>, hasCopySource: boolean): S3Operation {
+/** An HTML form upload (POST Object) is a POST of multipart/form-data to the bucket. */
+function isFormUpload(headers: IncomingHttpHeaders): boolean {
+  const type = headers['content-type'];
+  return type !== undefined && type.slice(0, 19).toLowerCase() === 'multipart/form-data';
+}
+
+function chooseOperation(method: string, bucket: string, key: string, query: ReadonlyMap<string, string>, hasCopySource: boolean, formUpload: boolean): S3Operation {
   for (const name of query.keys()) if (UNSUPPORTED_SUBRESOURCES.has(name)) return 'NotImplemented';
   if (bucket === '') return method === 'GET' ? 'ListBuckets' : 'NotImplemented';
-  if (key === '') return bucketOperation(method, query);
+  if (key === '') return formUpload ? 'PostObject' : bucketOperation(method, query);
   if (BUCKET_ONLY_SUBRESOURCES.some((name) => query.has(name))) return 'NotImplemented';
   switch (method) {
     case 'PUT':
@@ -172,6 +182,7 @@ function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3
       if (query.has('policyStatus')) return 'NotImplemented';
       if (query.has('versioning')) return 'PutBucketVersioning';
       if (query.has('tagging')) return 'PutBucketTagging';
+      if (query.has('cors')) return 'PutBucketCors';
       return 'CreateBucket';
     case 'GET':
       if (query.has('policy')) return 'GetBucketPolicy';
@@ -182,6 +193,7 @@ function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3
       if (query.has('location')) return 'GetBucketLocation';
       if (query.has('versioning')) return 'GetBucketVersioning';
       if (query.has('tagging')) return 'GetBucketTagging';
+      if (query.has('cors')) return 'GetBucketCors';
       if (query.has('versions')) return 'ListObjectVersions';
       if (query.has('uploads')) return 'ListMultipartUploads';
       if (query.get('list-type') === '2') return 'ListObjectsV2';
@@ -194,6 +206,7 @@ function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3
       if (query.has('publicAccessBlock')) return 'DeletePublicAccessBlock';
       if (query.has('acl') || query.has('policyStatus')) return 'NotImplemented';
       if (query.has('tagging')) return 'DeleteBucketTagging';
+      if (query.has('cors')) return 'DeleteBucketCors';
       return 'DeleteBucket';
     case 'POST':
       if (query.has('delete')) return 'DeleteObjects';

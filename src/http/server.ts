@@ -27,6 +27,7 @@ import {
 import { ConnectionGuard } from './connection-guard.ts';
 import { S3Error, isS3Error } from '../util/s3-error.ts';
 import type { Logger } from '../util/logger.ts';
+import { answerPreflight, decorateCorsResponse } from './cors.ts';
 import { answerHealthProbe } from './health.ts';
 import { parseQuery, resolveAddress, route } from './route.ts';
 import { element, escapeXml, XML_DECLARATION } from './xml.ts';
@@ -87,6 +88,8 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
   const method = request.method ?? 'GET';
   if (answerHealthProbe(request, response, rawPath, rawQuery, options.engine)) return;
   try {
+    if (request.headers.origin !== undefined) await decorateCorsResponse(options.engine, options.domain, request, response, rawPath, method);
+    if (method === 'OPTIONS') return await sendResponse(request, response, method, requestId, await answerPreflight(options.engine, options.domain, request, rawPath));
     const context = await buildContext(options, request, requestId, method, rawPath, rawQuery);
     const operation = OPERATIONS[context.route.operation];
     // The one authorization of the request, before its handler (and before 100-continue: a refused upload sends no body).

@@ -65,6 +65,8 @@ export type Authorization =
   | { operation: AuthzOperation; object: 'gate' }
   /** DeleteObjects: each key on its own, in the handler (a denied key is an AccessDenied entry). */
   | { operation: AuthzOperation; object: 'per-key' }
+  /** PostObject: the form names its signer and key; the handler calls authorizeFormUpload before the file streams. */
+  | { operation: AuthzOperation; object: 'form' }
   /**
    * An operation Talus does not implement: 501 to a signed caller; anonymous is refused (no policy or ACL
    * can grant what does not exist, and a stranger learns nothing of what is implemented).
@@ -137,6 +139,16 @@ export class RequestAccess {
   keysFor(version: ObjectVersion | undefined): ConditionKeys {
     if (version === undefined || version.tags.length === 0) return this.keys;
     return requestConditionKeys({ ...this.#facts, existingObjectTags: version.tags });
+  }
+
+  /**
+   * The same request judged for another principal: a POST form's signer,
+   * with the form's fields as the headers condition keys read (s3:x-amz-acl…).
+   */
+  forFormSigner(principal: Principal, formHeaders: IncomingHttpHeaders): RequestAccess {
+    const access = new RequestAccess(this.directory, principal, { ...this.#facts, headers: formHeaders });
+    access.expectedBucketOwner = this.expectedBucketOwner;
+    return access;
   }
 
   /** Throws AccessDenied unless every check is allowed. */
@@ -280,9 +292,22 @@ export function authorizeRequest(
   return authorizeOnBucket(access, authorization.object, operation, target, route, versionId, engine);
 }
 
+/**
+ * POST Object, once the form's fields are read and before its file streams:
+ * PutObject on the key (plus PutObjectTagging with a tagging field) for the
+ * policy's signer, or for the anonymous principal of a form without one.
+ * Returns the signer's access, for the write's owner and ACL.
+ */
+export function authorizeFormUpload(access: RequestAccess, principal: Principal, bucket: BucketRecord, key: string, formHeaders: IncomingHttpHeaders, setsTagging: boolean): RequestAccess {
+  const signer = access.forFormSigner(principal, formHeaders);
+  const bucketAccess = signer.bucketAccess(bucket);
+  signer.require(requiredChecks('PostObject', { bucket: bucket.name, key, setsTagging }), () => ({ bucket: bucketAccess }));
+  return signer;
+}
+
 async function authorizeOnBucket(
   access: RequestAccess,
-  object: 'lookup' | 'per-key' | undefined,
+  object: 'lookup' | 'per-key' | 'form' | undefined,
   operation: AuthzOperation,
   target: OperationTarget,
   route: { bucket: string; key: string },
@@ -291,7 +316,7 @@ async function authorizeOnBucket(
 ): Promise<void> {
   const bucket = await engine.getBucket(route.bucket);
   const bucketAccess = access.bucketAccess(bucket);
-  if (object === 'per-key') return;
+  if (object === 'per-key' || object === 'form') return;
   // A copy's source side is judged when the handler has found the source (copySourceGate).
   const checks = requiredChecks(operation, target).filter((check) => check.side === 'target');
   if (object === 'lookup') {

@@ -8,11 +8,13 @@ import { S3Error } from '../util/s3-error.ts';
 import type { Authorization } from './access.ts';
 import * as acl from './access-control.ts';
 import * as bucket from './bucket.ts';
+import * as cors from './cors.ts';
 import type { Handler } from './context.ts';
 import { handleDeleteObjects } from './delete-objects.ts';
 import * as list from './list.ts';
 import * as multipart from './multipart.ts';
 import * as object from './object.ts';
+import { handlePostObject } from './post-object.ts';
 
 async function notImplemented(): Promise<never> {
   throw new S3Error('NotImplemented');
@@ -68,5 +70,9 @@ export const OPERATIONS = {
   GetPublicAccessBlock: { handler: acl.handleGetPublicAccessBlock, authorization: { operation: 'GetPublicAccessBlock' } },
   PutPublicAccessBlock: { handler: acl.handlePutPublicAccessBlock, authorization: { operation: 'PutPublicAccessBlock' } },
   DeletePublicAccessBlock: { handler: acl.handleDeletePublicAccessBlock, authorization: { operation: 'DeletePublicAccessBlock' } },
+  GetBucketCors: { handler: cors.handleGetBucketCors, authorization: { operation: 'GetBucketCors' } },
+  PutBucketCors: { handler: cors.handlePutBucketCors, authorization: { operation: 'PutBucketCors' } },
+  DeleteBucketCors: { handler: cors.handleDeleteBucketCors, authorization: { operation: 'DeleteBucketCors' } },
+  PostObject: { handler: handlePostObject, authorization: { operation: 'PostObject', object: 'form' } },
   NotImplemented: { handler: notImplemented, authorization: 'none' },
 } as const satisfies Record<S3Operation, { handler: Handler; authorization: Authorization }>;

@@ -28,12 +28,22 @@ export const OBJECT_TAGS_MAX = 10;
 export const BUCKET_TAGS_MAX = 50;
 export const TAG_KEY_LENGTH_MAX = 128;
 export const TAG_VALUE_LENGTH_MAX = 256;
+/** PutBucketCors: at most 100 rules, in a body of at most 64 KiB (AWS). */
+export const CORS_RULES_MAX = 100;
+export const CORS_CONFIG_BYTES_MAX = 64 * KiB;
 
 // Our own bounds.
 /** Total bytes of request headers node:http accepts (S3 allows 8 KiB of user metadata headers plus the rest). */
 export const HEADER_BYTES_MAX = 16 * KiB;
 /** XML request bodies (DeleteObjects with 1000 keys of 1024 bytes is ~1.1 MiB). */
 export const XML_BODY_BYTES_MAX = 2 * MiB;
+/**
+ * POST Object forms: the fields before the file are held in memory until it
+ * starts, so their number and sizes are bounded (AWS bounds the policy and
+ * the fields to about 20 KiB each; its SDKs send a dozen fields).
+ */
+export const POST_FORM_FIELDS_MAX = 64;
+export const POST_FORM_FIELD_BYTES_MAX = 20 * KiB;
 /** aws-chunked: one chunk header line, one trailer block. */
 export const CHUNK_HEADER_BYTES_MAX = 4 * KiB;
 export const TRAILER_BYTES_MAX = 4 * KiB;

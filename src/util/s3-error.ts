@@ -60,6 +60,11 @@ export const S3_ERRORS = {
   SignatureDoesNotMatch: [403, 'The request signature we calculated does not match the signature you provided. Check your key and signing method.'],
   XAmzContentSHA256Mismatch: [400, 'The provided \'x-amz-content-sha256\' header does not match what was computed.'],
   ConditionalRequestConflict: [409, 'A conflicting operation occurred. Retry the request.'],
+  NoSuchCORSConfiguration: [404, 'The CORS configuration does not exist'],
+  // AWS's answer to a refused CORS preflight: code AccessForbidden, message naming CORSResponse.
+  AccessForbidden: [403, 'CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource\'s CORS spec.'],
+  InvalidPolicyDocument: [400, 'Invalid Policy: Invalid JSON.'],
+  MalformedPOSTRequest: [400, 'The body of your POST request is not well-formed multipart/form-data.'],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type S3ErrorCode = keyof typeof S3_ERRORS;
