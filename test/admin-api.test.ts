@@ -4,7 +4,7 @@
  * one-permission-per-operation mapping, bad input, the OpenAPI document, the
  * `talus admin` CLI, and logs that never hold a secret.
  */
-import { GetObjectCommand, ListBucketsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, ListBucketsCommand, ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,7 +18,8 @@ import type { Logger } from '../src/util/logger.ts';
 import { TALUS_VERSION } from '../src/version.ts';
 import { clientFor, runTalusCli } from './helpers/principals.ts';
 import { send, signRequest } from './helpers/raw.ts';
-import { ACCESS_KEY_ID, SECRET_ACCESS_KEY } from './helpers/talus.ts';
+import { freePort, startServerProcess } from './helpers/process.ts';
+import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, makeClient } from './helpers/talus.ts';
 
 type Credentials = { accessKeyId: string; secretAccessKey: string };
 const ROOT: Credentials = { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY };
@@ -238,4 +239,27 @@ describe('admin API', () => {
     for (const line of logged) for (const secret of secrets) assert.ok(!line.includes(secret), `a secret in: ${line}`);
     for (const line of logged) assert.ok(!/Signature=|AWS4-HMAC-SHA256 Credential/.test(line), `a signature in: ${line}`);
   });
+});
+
+test('with --workers 2 the primary serves the admin API, and bucket changes reach every worker at once', { timeout: 120_000 }, async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'talus-admin-workers-'));
+  const adminPort = await freePort();
+  const server = await startServerProcess(dataDir, undefined, ['--workers', '2', '--console-address', `127.0.0.1:${adminPort}`]);
+  try {
+    assert.match(server.output(), new RegExp(`Admin API:\\s+http://127\\.0\\.0\\.1:${adminPort}/`));
+    const admin = new AdminClient({ endpoint: `http://127.0.0.1:${adminPort}`, ...ROOT });
+    assert.equal((await admin.call<{ workers: number }>('GetServerInfo')).workers, 2);
+    const s3 = makeClient(server.url);
+    await s3.send(new CreateBucketCommand({ Bucket: 'cached' }));
+    // Both workers read (and cache) the bucket record while it is unversioned.
+    for (let i = 0; i < 8; i++) await s3.send(new PutObjectCommand({ Bucket: 'cached', Key: `warm-${i}`, Body: 'x' }));
+    await admin.call('SetBucketVersioning', { name: 'cached', status: 'Enabled' });
+    for (let i = 0; i < 8; i++) await s3.send(new PutObjectCommand({ Bucket: 'cached', Key: 'k', Body: String(i) }));
+    const versions = await s3.send(new ListObjectVersionsCommand({ Bucket: 'cached', Prefix: 'k' }));
+    assert.equal(versions.Versions?.length, 8, 'every PUT after the change made a version, on either worker');
+    s3.destroy();
+  } finally {
+    await server.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
 });
