@@ -1,18 +1,21 @@
 /** The `talus` command. */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
+import { ADMIN_USAGE, adminCommand } from './admin/cli.ts';
+import { ADMIN_PORT_DEFAULT } from './admin/paths.ts';
 import { WORKERS_MAX } from './cluster.ts';
 import { loadConfig } from './config/config.ts';
 import { PRINCIPALS_USAGE, principalsCommand } from './principals/cli.ts';
 import { startTalus } from './talus.ts';
 
 const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1] [--workers 1]
-                    [--config talus.toml] [--adopt-metadata]
+                    [--config talus.toml] [--adopt-metadata] [--console-address [HOST]:PORT|none]
        talus heal [DATA_DIR] --config talus.toml [--deep] | --status
                                      repair shards of placed objects, or show what is queued
        talus backends --config talus.toml
                                      each backend's state, latency, free space and S3 features
 ${PRINCIPALS_USAGE}
+${ADMIN_USAGE}
                                      (users, keys and policy work while the server runs: docs/ACCESS.md)
        talus bench --endpoint URL --bucket NAME [--workload put|get|head|delete|list|mixed]
                    [--size 4KiB | --size 4KiB-10MiB] [--concurrency 64] [--duration 10s]
@@ -29,7 +32,25 @@ directories, remote S3 endpoints) and placements (single, replica N, erasure
 k+m, hybrid) per bucket: see docs/PLACEMENT.md. The server refuses to start
 when its metadata database does not belong with its blobs (missing, empty,
 older, another store's); --adopt-metadata accepts the database as it is and
-moves blobs it does not know to DATA_DIR/lost+found (docs/ARCHITECTURE.md).`;
+moves blobs it does not know to DATA_DIR/lost+found (docs/ARCHITECTURE.md).
+--console-address serves the JSON admin API (docs/ADMIN.md) on another
+listener: default port 9001 on the --address, skipped with a warning when that
+port is taken; none turns it off.`;
+
+/**
+ * `--console-address [HOST]:PORT` (MinIO's syntax: `:9001` listens on every
+ * address), `none`, or absent: port 9001 on the S3 listener's address, as a
+ * convenience that gives way (a warning) when the port is taken.
+ */
+function adminListener(value: string | undefined, s3Address: string): { admin?: { port: number; address: string; optional?: boolean } } {
+  if (value === 'none') return {};
+  if (value === undefined) return { admin: { port: ADMIN_PORT_DEFAULT, address: s3Address, optional: true } };
+  const colon = value.lastIndexOf(':');
+  const host = colon === -1 ? '' : value.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(colon === -1 ? value : value.slice(colon + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --console-address ${value}: [HOST]:PORT or none`);
+  return { admin: { port, address: host === '' ? '0.0.0.0' : host } };
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -38,6 +59,7 @@ async function main(argv: string[]): Promise<number> {
     const { healCommand, backendsCommand } = await import('./placement/cli.ts');
     return command === 'heal' ? healCommand(rest) : backendsCommand(rest);
   }
+  if (command === 'admin') return adminCommand(rest);
   if (command === 'bench') {
     // Loaded on demand: the server never needs the client side.
     const { benchCommand } = await import('./loadgen/cli.ts');
@@ -63,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
       workers: { type: 'string', default: '1' },
       config: { type: 'string' },
       'adopt-metadata': { type: 'boolean', default: false },
+      'console-address': { type: 'string' },
     },
   });
   const port = Number(values.port);
@@ -79,6 +102,7 @@ async function main(argv: string[]): Promise<number> {
     region: values.region,
     workers,
     adoptMetadata: values['adopt-metadata'],
+    ...adminListener(values['console-address'], values.address),
     rootAccessKeyId: process.env['TALUS_ROOT_USER'],
     rootSecretAccessKey: process.env['TALUS_ROOT_PASSWORD'],
   });
@@ -91,7 +115,8 @@ async function main(argv: string[]): Promise<number> {
         ? '(from TALUS_ROOT_PASSWORD)'
         : '(printed on first start only; `talus keys add` makes another root key)';
   process.stdout.write(
-    `Talus S3 server listening on ${talus.url}${talus.workers > 1 ? ` (${talus.workers} worker processes)` : ''}\n  AccessKeyId:     ${talus.credentials.accessKeyId}\n  SecretAccessKey: ${secretLine}\n`,
+    `Talus S3 server listening on ${talus.url}${talus.workers > 1 ? ` (${talus.workers} worker processes)` : ''}\n  AccessKeyId:     ${talus.credentials.accessKeyId}\n  SecretAccessKey: ${secretLine}\n`
+      + (talus.adminUrl === undefined ? '' : `  Admin API:       ${talus.adminUrl}/talus/admin/v1/\n`),
   );
   const stop = (signal: string): void => {
     process.stdout.write(`${signal}: finishing in-flight requests\n`);

@@ -162,6 +162,11 @@ export class WorkerPool {
     });
   }
 
+  /** The primary changed a bucket (the admin API): every worker drops its cached bucket records. */
+  forgetBuckets(): void {
+    for (const worker of this.#workers) send(worker, { kind: 'forget-buckets' });
+  }
+
   #onMessage(from: Worker, message: ToPrimary): void {
     if (message.kind === 'buckets-changed') {
       for (const worker of this.#workers) if (worker !== from) send(worker, { kind: 'forget-buckets' });

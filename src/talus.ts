@@ -23,6 +23,8 @@ import { openPlacement, type OpenPlacement } from './placement/open-placement.ts
 import { PrincipalCache } from './principals/principal-cache.ts';
 import { type Credentials, Principals } from './principals/principals.ts';
 import { openSecretBox } from './principals/secret-key.ts';
+import { type AdminListener, startAdminListener } from './admin/listener.ts';
+import { TALUS_VERSION } from './version.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger, type Logger } from './util/logger.ts';
 
@@ -48,6 +50,12 @@ export interface TalusOptions {
    * are moved to DATA_DIR/lost+found instead of deleted (`--adopt-metadata`).
    */
   adoptMetadata?: boolean;
+  /**
+   * The admin listener (`--console-address`): the JSON admin API
+   * (src/admin/). Absent: none. `optional` makes a taken port a warning
+   * instead of a start-up failure (the CLI's default port).
+   */
+  admin?: { port: number; address: string; optional?: boolean };
 }
 
 export type { Credentials } from './principals/principals.ts';
@@ -62,6 +70,8 @@ export interface RunningTalus {
    * TALUS_ROOT_PASSWORD), or stored by an earlier start.
    */
   credentialsSource: 'generated' | 'given' | 'stored';
+  /** The admin listener's URL, when one serves. */
+  adminUrl: string | undefined;
   /** This process's engine; with workers, the one that purges (workers have their own). */
   engine: Engine;
   /** The backends, placed blob store and healer when placements are configured. */
@@ -100,7 +110,10 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
     throw error;
   }
   // With --workers the primary serves nothing and the workers write too: no cache of latest versions then.
+  // With workers, bucket changes made in this process (the admin API) must reach their caches: set once they exist.
+  const bucketsChanged = { notify: (): void => undefined };
   const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'), {
+    onBucketsChanged: () => bucketsChanged.notify(),
     soleWriter: (options.workers ?? 1) === 1,
     onUnusable: (reason) => logger.error('the metadata store refuses writes; this server reports unready until restarted', { reason }),
   });
@@ -109,7 +122,7 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   try {
     // Before anything writes or reclaims: the database and the blobs must belong together.
     const reclaim = await settleIdentity(dataDir, meta, adopt, logger);
-    const running = await startOnLockedDirectory(options, dataDir, logger, meta, lock, reclaim, reserve);
+    const running = await startOnLockedDirectory(options, dataDir, logger, meta, lock, reclaim, reserve, bucketsChanged);
     const close = running.close;
     let closing: Promise<void> | undefined;
     // After the stores: the last connection to close checkpoints and removes the WAL.
@@ -134,6 +147,7 @@ async function startOnLockedDirectory(
   lock: DataDirectoryLock,
   reclaim: ReclaimMode,
   reserve: DiskReserve,
+  bucketsChanged: { notify: () => void },
 ): Promise<RunningTalus> {
   // Under the lock, before any writer: every partial blob is an upload a dead process never finished.
   const partialBlobs = await removeAllPartialBlobs(join(dataDir, 'blobs'));
@@ -183,7 +197,8 @@ async function startOnLockedDirectory(
     options.rootAccessKeyId !== undefined && options.rootSecretAccessKey !== undefined
       ? 'given'
       : (await meta.listAccessKeys()).some((key) => key.userId === null) ? 'stored' : 'generated';
-  const credentials = await new Principals(meta, secretBox).ensureRootCredentials({ accessKeyId: options.rootAccessKeyId, secretAccessKey: options.rootSecretAccessKey });
+  const principals = new Principals(meta, secretBox);
+  const credentials = await principals.ensureRootCredentials({ accessKeyId: options.rootAccessKeyId, secretAccessKey: options.rootSecretAccessKey });
   // Before any worker serves: then every unknown blob is debris of a crash.
   const lostAndFound = join(dataDir, LOST_AND_FOUND);
   const setAside = async (blobId: string): Promise<void> => {
@@ -194,8 +209,25 @@ async function startOnLockedDirectory(
   if (reclaimedBlobs > 0 && reclaim === 'set-aside') logger.warn('moved blobs the adopted database does not know', { count: reclaimedBlobs, to: lostAndFound });
   else if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
   placement?.startBackground({ heal: options.healInBackground ?? true });
+  // The keys the auth path checks: the S3 listener's (without workers) and the admin listener's.
+  const secrets = await PrincipalCache.load(meta, secretBox, { onProblem: (message) => logger.warn(message) });
+  const startAdmin = async (): Promise<AdminListener | undefined> => {
+    if (options.admin === undefined) return undefined;
+    return startAdminListener({
+      ...options.admin,
+      principals,
+      keys: secrets,
+      engine,
+      server: { version: TALUS_VERSION, startedMs: Date.now(), region: options.region ?? 'us-east-1', workers },
+      logger,
+    });
+  };
   if (pool !== undefined) {
+    bucketsChanged.notify = () => pool.forgetBuckets();
+    let admin: AdminListener | undefined;
     const stopServing = async (graceMs: number): Promise<void> => {
+      secrets.stop();
+      await admin?.close();
       await pool.stop(graceMs);
       await placement?.stopBackground();
       await engine.stop();
@@ -207,6 +239,7 @@ async function startOnLockedDirectory(
     };
     try {
       await pool.start();
+      admin = await startAdmin();
     } catch (error) {
       // startTalus closes the metadata store (closing it twice fails with EBADF and hides this error).
       await stopServing(0);
@@ -218,6 +251,7 @@ async function startOnLockedDirectory(
       port: pool.port,
       credentials,
       credentialsSource,
+      adminUrl: admin?.url,
       engine,
       placement,
       server: undefined,
@@ -227,7 +261,6 @@ async function startOnLockedDirectory(
       close: () => (closing ??= stopAll(SHUTDOWN_GRACE_MS + 5_000).finally(() => lock.release())),
     };
   }
-  const secrets = await PrincipalCache.load(meta, secretBox, { onProblem: (message) => logger.warn(message) });
   const server = createS3Server({
     engine,
     principals: secrets,
@@ -246,6 +279,16 @@ async function startOnLockedDirectory(
     await engine.stop();
     throw error;
   }
+  let admin: AdminListener | undefined;
+  try {
+    admin = await startAdmin();
+  } catch (error) {
+    await closeGracefully(server, 0);
+    secrets.stop();
+    await placement?.stopBackground();
+    await engine.stop();
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
   let closing: Promise<void> | undefined;
   return {
@@ -253,12 +296,13 @@ async function startOnLockedDirectory(
     port,
     credentials,
     credentialsSource,
+    adminUrl: admin?.url,
     engine,
     placement,
     server,
     workers: 1,
     failed,
-    close: () => (closing ??= (secrets.stop(), shutdown(server, engine, meta, blobs, placement).finally(() => lock.release()))),
+    close: () => (closing ??= (secrets.stop(), Promise.all([admin?.close(), shutdown(server, engine, meta, blobs, placement)]).then(() => undefined).finally(() => lock.release()))),
   };
 }
 

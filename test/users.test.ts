@@ -99,7 +99,7 @@ describe('users and keys through the CLI, while the server runs', () => {
       assert.doesNotMatch(malformedKey.stdout, /AccessKeyId/, 'no key made');
       const unknown = await runTalusCli(['users', 'add', 'dave', dataDir, '--policy', 'readonlyy']);
       assert.equal(unknown.code, 1);
-      assert.match(unknown.stderr, /not a built-in policy \(readwrite, readonly, writeonly\)/);
+      assert.match(unknown.stderr, /not a built-in policy \(readwrite, readonly, writeonly, consoleAdmin\)/);
 
       const key = parseCredentials(await talusCli(['keys', 'add', dataDir, '--user', 'carol', '--policy', 'readonly']));
       assert.match(await talusCli(['policy', 'show', '--key', key.accessKeyId, dataDir]), /s3:GetBucketLocation/);

@@ -1,6 +1,7 @@
 /** The access-control layer's public surface (docs/ACCESS.md). */
 export * from './actions.ts';
 export * from './acl.ts';
+export * from './admin.ts';
 export * from './authorize.ts';
 export * from './condition-keys.ts';
 export { isKnownConditionKey, parseCidr, parseDate } from './conditions.ts';

@@ -82,8 +82,15 @@ export interface CompiledPolicy {
 /** Who is asking, as policies see it: anonymous, or the list of identities a principal entry may name. */
 export type PolicyPrincipal = { anonymous: true } | { anonymous: false; ids: readonly string[] };
 
+/**
+ * An admin API operation's permission (`admin:<Operation>`, src/admin/).
+ * Only identity policies may name them, and only an explicit `admin:` pattern
+ * grants one: `"Action": "*"` does not (src/authz/admin.ts).
+ */
+export type AdminAction = `admin:${string}`;
+
 export interface PolicyRequest {
-  action: S3Action;
+  action: S3Action | AdminAction;
   resource: string;
   /** Required for bucket policies (statements name principals); ignored by identity policies. */
   principal?: PolicyPrincipal;
@@ -165,7 +172,7 @@ function compileStatement(raw: unknown, options: ParsePolicyOptions, version: st
     throw malformed(fields['Action'] === undefined ? 'Missing required field Action' : 'Statement cannot have both Action and NotAction');
   }
   const notAction = fields['NotAction'] !== undefined;
-  const actionPatterns = stringList(notAction ? fields['NotAction'] : fields['Action'], 'Action', 'Policy has invalid action').map(validateAction);
+  const actionPatterns = stringList(notAction ? fields['NotAction'] : fields['Action'], 'Action', 'Policy has invalid action').map((pattern) => validateAction(pattern, options.kind));
 
   if ((fields['Resource'] === undefined) === (fields['NotResource'] === undefined)) {
     throw malformed(fields['Resource'] === undefined ? 'Missing required field Resource' : 'Statement cannot have both Resource and NotResource');
@@ -206,10 +213,15 @@ function compileStatement(raw: unknown, options: ParsePolicyOptions, version: st
   };
 }
 
-/** `*`, or `s3:` followed by a pattern matching at least one S3 action. Returns it lower-cased. */
-function validateAction(pattern: string): string {
+/**
+ * `*`, or `s3:` followed by a pattern matching at least one S3 action, or (in
+ * identity policies) `admin:` followed by a pattern of operation names.
+ * Returns it lower-cased.
+ */
+function validateAction(pattern: string, kind: PolicyKind): string {
   if (pattern === '*') return '*';
   const lower = pattern.toLowerCase();
+  if (kind === 'identity' && /^admin:[a-z0-9*?]+$/.test(lower)) return lower;
   if (!lower.startsWith('s3:')) throw malformed('Policy has invalid action');
   const matcher = compileWildcard(lower, true);
   if (!ALL_ACTIONS.some((action) => matcher(action))) throw malformed('Policy has invalid action');
@@ -315,6 +327,8 @@ export const BUILT_IN_POLICY_TEXTS = {
   readwrite: '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::*"]}]}',
   readonly: '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetBucketLocation","s3:GetObject"],"Resource":["arn:aws:s3:::*"]}]}',
   writeonly: '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:PutObject"],"Resource":["arn:aws:s3:::*"]}]}',
+  // MinIO's name for the administrator: every S3 action and every admin API operation.
+  consoleAdmin: '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["admin:*","s3:*"],"Resource":["*"]}]}',
 } as const;
 export type BuiltInPolicyName = keyof typeof BUILT_IN_POLICY_TEXTS;
 
@@ -322,6 +336,7 @@ export const BUILT_IN_POLICIES: Readonly<Record<BuiltInPolicyName, CompiledPolic
   readwrite: parsePolicy(BUILT_IN_POLICY_TEXTS.readwrite, { kind: 'identity' }),
   readonly: parsePolicy(BUILT_IN_POLICY_TEXTS.readonly, { kind: 'identity' }),
   writeonly: parsePolicy(BUILT_IN_POLICY_TEXTS.writeonly, { kind: 'identity' }),
+  consoleAdmin: parsePolicy(BUILT_IN_POLICY_TEXTS.consoleAdmin, { kind: 'identity' }),
 };
 
 export function isBuiltInPolicyName(name: string): name is BuiltInPolicyName {

@@ -8,17 +8,17 @@ import { describePolicy, policyDocument, readPolicyArgument } from './policy-sou
 import { ROOT_DISPLAY_NAME } from './principal-cache.ts';
 import { type Credentials, PrincipalError, Principals } from './principals.ts';
 
-export const PRINCIPALS_USAGE = `       talus users add NAME [DATA_DIR] [--policy readwrite|readonly|writeonly|FILE.json] [--email ADDRESS]
+export const PRINCIPALS_USAGE = `       talus users add NAME [DATA_DIR] [--policy readwrite|readonly|writeonly|consoleAdmin|FILE.json] [--email ADDRESS]
                                      create a user with one access key (printed)
        talus users list [DATA_DIR]   users (and root) with canonical ID, policy, email, key count
        talus users remove NAME [DATA_DIR]
                                      remove a user and its keys (refused while it owns buckets)
-       talus keys add [DATA_DIR] [--user NAME] [--expires 30d] [--policy readwrite|readonly|writeonly|FILE.json]
+       talus keys add [DATA_DIR] [--user NAME] [--expires 30d] [--policy readwrite|readonly|writeonly|consoleAdmin|FILE.json]
                                      create an access key (root's without --user; printed)
        talus keys list [DATA_DIR] [--user NAME]
                                      access key ID, owner, state, expiry, policy
        talus keys disable|enable|remove ACCESS_KEY_ID [DATA_DIR]
-       talus policy set --user NAME | --key ACCESS_KEY_ID readwrite|readonly|writeonly|FILE.json|none [DATA_DIR]
+       talus policy set --user NAME | --key ACCESS_KEY_ID readwrite|readonly|writeonly|consoleAdmin|FILE.json|none [DATA_DIR]
        talus policy show --user NAME | --key ACCESS_KEY_ID [DATA_DIR]`;
 
 const DEFAULT_DATA_DIR = './data';

@@ -1,0 +1,77 @@
+/**
+ * A client of the admin API (`talus admin`, tests, scripts): signs each call
+ * with SigV4 over its JSON body, as any caller must.
+ */
+import { hash } from 'node:crypto';
+import { request } from 'undici';
+import { SigV4Signer } from '../client/sigv4-signer.ts';
+import { ADMIN_PATH_PREFIX } from './paths.ts';
+
+/** Answers larger than this are refused (a listing of every key of a big installation stays far below). */
+const ADMIN_ANSWER_BYTES_MAX = 64 * 1024 * 1024;
+
+export class AdminApiError extends Error {
+  override name = 'AdminApiError';
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(`${code}: ${message}`);
+  }
+}
+
+export interface AdminClientOptions {
+  /** The admin listener, e.g. http://127.0.0.1:9001 */
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  region?: string;
+}
+
+export class AdminClient {
+  readonly #url: URL;
+  readonly #signer: SigV4Signer;
+
+  constructor(options: AdminClientOptions) {
+    this.#url = new URL(options.endpoint);
+    this.#signer = new SigV4Signer({ accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey, region: options.region ?? 'us-east-1' });
+  }
+
+  /** Calls `operation` with `input`; answers its JSON, or throws AdminApiError with the server's code. */
+  async call<T = Record<string, unknown>>(operation: string, input: object = {}): Promise<T> {
+    const body = JSON.stringify(input);
+    const path = `${ADMIN_PATH_PREFIX}${encodeURIComponent(operation)}`;
+    const payloadHash = hash('sha256', body, 'hex');
+    const signature = this.#signer.sign({ method: 'POST', path, query: '', host: this.#url.host, headers: [['content-type', 'application/json']], payloadHash });
+    const response = await request(new URL(path, this.#url), {
+      method: 'POST',
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'x-amz-content-sha256': payloadHash,
+        'x-amz-date': signature.amzDate,
+        authorization: signature.authorization,
+      },
+    });
+    const text = await readBounded(response.body);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new AdminApiError(response.statusCode, 'InvalidResponse', `not JSON (HTTP ${response.statusCode})`);
+    }
+    if (response.statusCode !== 200) {
+      const error = parsed as { code?: string; message?: string };
+      throw new AdminApiError(response.statusCode, error.code ?? 'Unknown', error.message ?? '');
+    }
+    return parsed as T;
+  }
+}
+
+async function readBounded(body: AsyncIterable<Buffer>): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    total += chunk.length;
+    if (total > ADMIN_ANSWER_BYTES_MAX) throw new AdminApiError(0, 'InvalidResponse', 'answer too large');
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

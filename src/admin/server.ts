@@ -1,0 +1,164 @@
+/**
+ * The admin listener (`--console-address`, default port 9001): the JSON admin
+ * API at `POST /talus/admin/v1/<Operation>` and its OpenAPI document at
+ * `GET /talus/admin/v1/openapi.json`.
+ *
+ * A request passes the same gates as an S3 request: the SigV4 signature is
+ * verified by src/auth against the same keys (PrincipalCache), and the
+ * operation is authorized by src/authz (`admin:<Operation>`) before its body
+ * is even read. Every call is logged — operation, caller, status, never the
+ * body or the answer, which may hold a new secret.
+ */
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { Readable } from 'node:stream';
+import { verifyRequest } from '../auth/index.ts';
+import { type Principal, authorizeAdmin, requestConditionKeys } from '../authz/index.ts';
+import type { Engine } from '../engine/engine.ts';
+import type { PrincipalCache } from '../principals/principal-cache.ts';
+import type { Principals } from '../principals/principals.ts';
+import { requestFacts } from '../s3/access.ts';
+import { newRequestId } from '../util/ids.ts';
+import type { Logger } from '../util/logger.ts';
+import { S3Error } from '../util/s3-error.ts';
+import { AdminError, toAdminError } from './errors.ts';
+import { openApiDocument } from './openapi.ts';
+import { ADMIN_OPERATIONS, type AdminContext, type AdminServerInfo, isAdminOperationName } from './operations.ts';
+import { ADMIN_PATH_PREFIX, OPENAPI_PATH } from './paths.ts';
+
+/** A request body: policies (64 KiB) with room for the JSON around them. */
+export const ADMIN_BODY_BYTES_MAX = 128 * 1024;
+
+export interface AdminServerOptions {
+  principals: Principals;
+  /** The keys and principals the auth path uses (reloaded every 2 s, and at once after a change made here). */
+  keys: PrincipalCache;
+  engine: Engine;
+  server: AdminServerInfo;
+  logger: Logger;
+}
+
+export function createAdminServer(options: AdminServerOptions): Server {
+  const spec = JSON.stringify(openApiDocument(options.server.version));
+  const server = createServer((request, response) => {
+    const requestId = newRequestId();
+    handle(options, spec, request, response, requestId).catch((error: unknown) => {
+      // A body left unread (refused before it was needed) would stall the connection's next request.
+      if (!request.complete) response.setHeader('connection', 'close');
+      sendError(response, requestId, toAdminError(error));
+      if (!(error instanceof AdminError) && !(error instanceof S3Error)) options.logger.error('admin request failed', { requestId, error: String(error) });
+    });
+  });
+  // The same idle bounds as the S3 listener's defaults: nobody holds a socket for free.
+  server.headersTimeout = 20_000;
+  server.requestTimeout = 120_000;
+  server.keepAliveTimeout = 5_000;
+  return server;
+}
+
+async function handle(options: AdminServerOptions, spec: string, request: IncomingMessage, response: ServerResponse, requestId: string): Promise<void> {
+  const url = request.url ?? '/';
+  const queryAt = url.indexOf('?');
+  const rawPath = queryAt === -1 ? url : url.slice(0, queryAt);
+  const rawQuery = queryAt === -1 ? '' : url.slice(queryAt + 1);
+  if (rawPath === OPENAPI_PATH) {
+    if (request.method !== 'GET' && request.method !== 'HEAD') throw new AdminError('MethodNotAllowed', 'GET the OpenAPI document');
+    send(response, requestId, 200, spec);
+    request.resume();
+    return;
+  }
+  if (!rawPath.startsWith(ADMIN_PATH_PREFIX)) throw new AdminError('NotFound', `no such path; the admin API is under ${ADMIN_PATH_PREFIX}`);
+  const name = rawPath.slice(ADMIN_PATH_PREFIX.length);
+  if (!isAdminOperationName(name)) throw new AdminError('NoSuchOperation', `no admin operation ${JSON.stringify(name.slice(0, 64))}`);
+  if (request.method !== 'POST') throw new AdminError('MethodNotAllowed', 'admin operations are POST requests');
+
+  const { principal, body } = authenticate(options, request, rawPath, rawQuery);
+  const facts = requestFacts(request, new Map(), Date.now());
+  const decision = authorizeAdmin(principal, name, options.keys.rootCanonicalId, requestConditionKeys({ ...facts, principal }));
+  const caller = describeCaller(principal);
+  if (!decision.allowed) {
+    options.logger.warn('admin request denied', { requestId, operation: name, caller, reason: decision.reason, sourceIp: facts.sourceIp });
+    throw new AdminError('AccessDenied', `not allowed: admin:${name}`);
+  }
+  const input = await readJson(request, body);
+  const context: AdminContext = {
+    principals: options.principals,
+    engine: options.engine,
+    server: options.server,
+    callerCanonicalId: principal.kind === 'user' ? principal.canonicalId : options.keys.rootCanonicalId,
+  };
+  let answer: unknown;
+  try {
+    answer = await ADMIN_OPERATIONS[name].run(context, input);
+  } catch (error) {
+    const adminError = toAdminError(error);
+    options.logger.info('admin request', { requestId, operation: name, caller, status: adminError.status, code: adminError.code });
+    throw adminError;
+  }
+  // A change to users or keys is visible to the very next request (the cache would notice within 2 s anyway).
+  if (name.includes('User') || name.includes('Key')) await options.keys.reload();
+  options.logger.info('admin request', { requestId, operation: name, caller, status: 200 });
+  send(response, requestId, 200, JSON.stringify(answer));
+}
+
+/** The signed caller, or why not. An unsigned request is refused: the admin API has no anonymous operations. */
+function authenticate(options: AdminServerOptions, request: IncomingMessage, rawPath: string, rawQuery: string): { principal: Principal; body: Readable } {
+  let verified;
+  try {
+    verified = verifyRequest({ method: request.method ?? 'POST', rawPath, rawQuery, headers: request.headers, body: request }, (id) => options.keys.lookupKey(id)?.secretAccessKey);
+  } catch (error) {
+    if (error instanceof S3Error) throw new AdminError('InvalidSignature', `${error.code}: ${error.message}`);
+    throw error;
+  }
+  if (verified.accessKeyId === null) throw new AdminError('AuthenticationRequired', 'sign the request with AWS Signature Version 4');
+  const found = options.keys.lookupKey(verified.accessKeyId);
+  if (found === undefined) throw new AdminError('InvalidSignature', 'InvalidAccessKeyId: the access key is unknown, disabled or expired');
+  return { principal: found.principal, body: verified.body };
+}
+
+function describeCaller(principal: Principal): string {
+  return principal.kind === 'user' ? principal.name : principal.kind;
+}
+
+async function readJson(request: IncomingMessage, body: Readable): Promise<unknown> {
+  const type = request.headers['content-type'];
+  if (type !== undefined && !/^application\/json\b/i.test(type)) throw new AdminError('UnsupportedMediaType', 'send the input as application/json');
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of body) {
+      const bytes = chunk as Buffer;
+      total += bytes.length;
+      if (total > ADMIN_BODY_BYTES_MAX) throw new AdminError('RequestTooLarge', `the request body is larger than ${ADMIN_BODY_BYTES_MAX} bytes`);
+      chunks.push(bytes);
+    }
+  } catch (error) {
+    if (error instanceof S3Error) throw new AdminError('InvalidSignature', `${error.code}: ${error.message}`);
+    throw error;
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new AdminError('InvalidRequest', 'the request body is not valid JSON');
+  }
+}
+
+function send(response: ServerResponse, requestId: string, status: number, body: string): void {
+  response.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': requestId,
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+  });
+  response.end(body);
+}
+
+function sendError(response: ServerResponse, requestId: string, error: AdminError): void {
+  if (response.headersSent) {
+    response.destroy();
+    return;
+  }
+  send(response, requestId, error.status, JSON.stringify({ code: error.code, message: error.message, requestId }));
+}
