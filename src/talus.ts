@@ -16,6 +16,8 @@ import { checkBeforeOpen, LOST_AND_FOUND, settleIdentity, type ReclaimMode } fro
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
 import { WorkerPool } from './cluster.ts';
+import { lifecycleSchedule, lifecycleSettingsFromEnv, type LifecycleSettings } from './lifecycle/schedule.ts';
+import { LifecycleWorker } from './lifecycle/worker.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
 import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { decodeLocation } from './placement/blob-location.ts';
@@ -48,6 +50,8 @@ export interface TalusOptions {
    * are moved to DATA_DIR/lost+found instead of deleted (`--adopt-metadata`).
    */
   adoptMetadata?: boolean;
+  /** The lifecycle worker's day length and scan interval; absent: from TALUS_LIFECYCLE_DAY_SECONDS / TALUS_LIFECYCLE_INTERVAL_SECONDS. */
+  lifecycle?: LifecycleSettings;
 }
 
 export type { Credentials } from './principals/principals.ts';
@@ -58,6 +62,8 @@ export interface RunningTalus {
   credentials: Credentials;
   /** This process's engine; with workers, the one that purges (workers have their own). */
   engine: Engine;
+  /** Applies buckets' lifecycle rules; runs in this process only (the primary with workers). */
+  lifecycle: LifecycleWorker;
   /** The backends, placed blob store and healer when placements are configured. */
   placement: OpenPlacement | undefined;
   /** The HTTP server when requests are served in this process; undefined with workers. */
@@ -130,6 +136,8 @@ async function startOnLockedDirectory(
   reserve: DiskReserve,
 ): Promise<RunningTalus> {
   // Under the lock, before any writer: every partial blob is an upload a dead process never finished.
+  // Settings first: a malformed one fails start-up before anything runs.
+  const schedule = lifecycleSchedule(options.lifecycle ?? lifecycleSettingsFromEnv(process.env));
   const partialBlobs = await removeAllPartialBlobs(join(dataDir, 'blobs'));
   if (partialBlobs > 0) logger.info('removed partial blobs of stopped processes', { count: partialBlobs });
   const local = await FsBlobStore.open(join(dataDir, 'blobs'));
@@ -184,9 +192,17 @@ async function startOnLockedDirectory(
   if (reclaimedBlobs > 0 && reclaim === 'set-aside') logger.warn('moved blobs the adopted database does not know', { count: reclaimedBlobs, to: lostAndFound });
   else if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
   placement?.startBackground({ heal: options.healInBackground ?? true });
+  // One lifecycle worker per data directory, in the process that purges (never in --workers' workers).
+  const lifecycle = new LifecycleWorker(engine, {
+    scale: schedule.scale,
+    intervalMs: schedule.scanIntervalMs,
+    onError: (error) => logger.error('lifecycle worker failed', { error: String(error) }),
+  });
+  lifecycle.start();
   if (pool !== undefined) {
     const stopServing = async (graceMs: number): Promise<void> => {
       await pool.stop(graceMs);
+      await lifecycle.stop();
       await placement?.stopBackground();
       await engine.stop();
       await blobs.close();
@@ -208,6 +224,7 @@ async function startOnLockedDirectory(
       port: pool.port,
       credentials,
       engine,
+      lifecycle,
       placement,
       server: undefined,
       workers,
@@ -231,6 +248,7 @@ async function startOnLockedDirectory(
     });
   } catch (error) {
     secrets.stop();
+    await lifecycle.stop();
     await placement?.stopBackground();
     await engine.stop();
     throw error;
@@ -242,16 +260,18 @@ async function startOnLockedDirectory(
     port,
     credentials,
     engine,
+    lifecycle,
     placement,
     server,
     workers: 1,
     failed,
-    close: () => (closing ??= (secrets.stop(), shutdown(server, engine, meta, blobs, placement).finally(() => lock.release()))),
+    close: () => (closing ??= (secrets.stop(), shutdown(server, lifecycle, engine, meta, blobs, placement).finally(() => lock.release()))),
   };
 }
 
-async function shutdown(server: Server, engine: Engine, meta: SqliteMetadataStore, blobs: BlobStore, placement: OpenPlacement | undefined): Promise<void> {
+async function shutdown(server: Server, lifecycle: LifecycleWorker, engine: Engine, meta: SqliteMetadataStore, blobs: BlobStore, placement: OpenPlacement | undefined): Promise<void> {
   await closeGracefully(server, SHUTDOWN_GRACE_MS);
+  await lifecycle.stop();
   await placement?.stopBackground();
   await engine.stop();
   await blobs.close();

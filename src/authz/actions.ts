@@ -135,7 +135,8 @@ export type AuthzOperation =
   | 'GetBucketPolicy' | 'PutBucketPolicy' | 'DeleteBucketPolicy' | 'GetBucketPolicyStatus'
   | 'GetBucketAcl' | 'PutBucketAcl' | 'GetObjectAcl' | 'PutObjectAcl'
   | 'GetBucketOwnershipControls' | 'PutBucketOwnershipControls' | 'DeleteBucketOwnershipControls'
-  | 'GetPublicAccessBlock' | 'PutPublicAccessBlock' | 'DeletePublicAccessBlock';
+  | 'GetPublicAccessBlock' | 'PutPublicAccessBlock' | 'DeletePublicAccessBlock'
+  | 'GetBucketLifecycleConfiguration' | 'PutBucketLifecycleConfiguration' | 'DeleteBucketLifecycle';
 
 /**
  * The table. `versioned` is the action used instead when the request names a
@@ -193,6 +194,10 @@ export const OPERATION_ACTIONS: Readonly<Record<AuthzOperation, OperationRule>> 
   GetPublicAccessBlock: { kind: 'bucket', action: 's3:GetBucketPublicAccessBlock' },
   PutPublicAccessBlock: { kind: 'bucket', action: 's3:PutBucketPublicAccessBlock' },
   DeletePublicAccessBlock: { kind: 'bucket', action: 's3:PutBucketPublicAccessBlock' },
+  GetBucketLifecycleConfiguration: { kind: 'bucket', action: 's3:GetLifecycleConfiguration' },
+  PutBucketLifecycleConfiguration: { kind: 'bucket', action: 's3:PutLifecycleConfiguration' },
+  // AWS: DeleteBucketLifecycle needs s3:PutLifecycleConfiguration (there is no delete action).
+  DeleteBucketLifecycle: { kind: 'bucket', action: 's3:PutLifecycleConfiguration' },
 };
 
 /** What the wiring knows about the request that changes which checks apply. */

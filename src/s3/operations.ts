@@ -11,6 +11,7 @@ import * as bucket from './bucket.ts';
 import type { Handler } from './context.ts';
 import { handleDeleteObjects } from './delete-objects.ts';
 import * as list from './list.ts';
+import * as lifecycle from './lifecycle.ts';
 import * as multipart from './multipart.ts';
 import * as object from './object.ts';
 
@@ -68,5 +69,8 @@ export const OPERATIONS = {
   GetPublicAccessBlock: { handler: acl.handleGetPublicAccessBlock, authorization: { operation: 'GetPublicAccessBlock' } },
   PutPublicAccessBlock: { handler: acl.handlePutPublicAccessBlock, authorization: { operation: 'PutPublicAccessBlock' } },
   DeletePublicAccessBlock: { handler: acl.handleDeletePublicAccessBlock, authorization: { operation: 'DeletePublicAccessBlock' } },
+  GetBucketLifecycleConfiguration: { handler: lifecycle.handleGetBucketLifecycleConfiguration, authorization: { operation: 'GetBucketLifecycleConfiguration' } },
+  PutBucketLifecycleConfiguration: { handler: lifecycle.handlePutBucketLifecycleConfiguration, authorization: { operation: 'PutBucketLifecycleConfiguration' } },
+  DeleteBucketLifecycle: { handler: lifecycle.handleDeleteBucketLifecycle, authorization: { operation: 'DeleteBucketLifecycle' } },
   NotImplemented: { handler: notImplemented, authorization: 'none' },
 } as const satisfies Record<S3Operation, { handler: Handler; authorization: Authorization }>;
