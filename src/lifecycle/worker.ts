@@ -146,6 +146,8 @@ export class LifecycleWorker {
   async runPass(): Promise<PassReport> {
     const report: PassReport = { examined: 0, versionsDeleted: 0, markersAdded: 0, uploadsAborted: 0, skipped: 0, completedScan: false };
     const budget: Budget = { examined: this.#options.examinedPerPass, deletes: this.#options.deletesPerPass };
+    // A store that refuses writes would fail every delete: wait for the next scan instead (readiness reports it).
+    if (this.#engine.unreadyReason() !== undefined) return { ...report, completedScan: true };
     if (this.#cursor === undefined) this.#scanStartedMs = Date.now();
     const buckets = (await this.#engine.meta.listBuckets())
       .filter((bucket) => bucket.configs?.lifecycle !== undefined && (this.#cursor === undefined || bucket.name >= this.#cursor.bucket))
@@ -279,8 +281,9 @@ export class LifecycleWorker {
     return true;
   }
 
-  /** One delete through the engine; a refusal (object lock) or failure skips it. */
+  /** One delete through the engine; a refusal (object lock) or failure skips it, as does a spent budget (the next scan does it). */
   async #delete(bucket: BucketRecord, key: string, versionId: string | undefined, budget: Budget, report: PassReport): Promise<boolean> {
+    if (budget.deletes <= 0) return false;
     budget.deletes--;
     try {
       await this.#engine.deleteObject(bucket.name, key, versionId, bucket.ownerId);
