@@ -29,11 +29,12 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseConfig, type TalusConfig } from '../src/config/config.ts';
 import { LifecycleWorker } from '../src/lifecycle/worker.ts';
 import { dayScale } from '../src/lifecycle/rules.ts';
 import { Principals, type Credentials } from '../src/principals/principals.ts';
@@ -48,9 +49,10 @@ const DAY_SECONDS = 1;
 /** How long the worker may take to act on something due (scans run every 200 ms here; the machine is loaded). */
 const ACT_WITHIN_MS = 20_000;
 
-async function startLifecycleTalus(dataDir: string, daySeconds = DAY_SECONDS): Promise<RunningTalus & { client: S3Client }> {
+async function startLifecycleTalus(dataDir: string, daySeconds = DAY_SECONDS, config?: TalusConfig): Promise<RunningTalus & { client: S3Client }> {
   const talus = await startTalus({
     dataDir,
+    ...(config === undefined ? {} : { config }),
     port: 0,
     address: '127.0.0.1',
     rootAccessKeyId: ACCESS_KEY_ID,
@@ -348,6 +350,35 @@ describe('lifecycle across restarts and processes', { timeout: 180_000 }, () => 
       await talus.close();
     } finally {
       await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('with a placement, an expired object\'s shards are removed from the backends', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'talus-lifecycle-placed-'));
+    const filesUnder = async (directory: string): Promise<number> =>
+      (await readdir(directory, { recursive: true, withFileTypes: true }).catch(() => [])).filter((entry) => entry.isFile()).length;
+    try {
+      const toml = [
+        '[backends.disk0]', 'type = "directory"', 'path = "disk0"',
+        '[backends.disk1]', 'type = "directory"', 'path = "disk1"',
+        '[placements.mirror]', 'type = "replica"', 'copies = 2', 'backends = ["disk0", "disk1"]',
+        '[defaults]', 'placement = "mirror"',
+      ].join('\n');
+      const talus = await startLifecycleTalus(join(root, 'data'), DAY_SECONDS, parseConfig(toml, { source: 'test.toml', baseDirectory: root }));
+      try {
+        const bucket = uniqueBucket('lc-placed');
+        await talus.client.send(new CreateBucketCommand({ Bucket: bucket }));
+        await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'placed/big', Body: Buffer.alloc(200_000, 7) }));
+        assert.ok((await filesUnder(join(root, 'disk0'))) > 0 && (await filesUnder(join(root, 'disk1'))) > 0, 'the object is on both backends');
+        await putLifecycle(talus.client, bucket, [{ ID: 'placed', Filter: { Prefix: 'placed/' }, Status: 'Enabled', Expiration: { Days: 1 } }]);
+        await eventually('the object is gone and its shards purged', async () =>
+          (await keys(talus.client, bucket)).length === 0 && (await filesUnder(join(root, 'disk0'))) === 0 && (await filesUnder(join(root, 'disk1'))) === 0);
+      } finally {
+        talus.client.destroy();
+        await talus.close();
+      }
+    } finally {
+      await rm(root, { recursive: true, force: true });
     }
   });
 
