@@ -193,7 +193,7 @@ export class LifecycleWorker {
         budget.examined--;
         report.examined++;
         await this.#visitVersion(bucket, configuration, cursor.state, version, entry.isLatest, budget, report);
-        // Resume after the newest version still there; when none is (all removed), restart the key.
+        // Resume after the last version walked that is still there; when none is (all removed), after the previous key.
         cursor.keyMarker = cursor.state.lastKeptId === undefined ? cursor.state.previousKey : cursor.state.key;
         cursor.idMarker = cursor.state.lastKeptId ?? '';
       }
