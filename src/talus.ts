@@ -16,6 +16,8 @@ import { checkBeforeOpen, LOST_AND_FOUND, settleIdentity, type ReclaimMode } fro
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
 import { WorkerPool } from './cluster.ts';
+import { lifecycleSchedule, lifecycleSettingsFromEnv, type LifecycleSettings } from './lifecycle/schedule.ts';
+import { LifecycleWorker } from './lifecycle/worker.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
 import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { decodeLocation } from './placement/blob-location.ts';
@@ -56,6 +58,8 @@ export interface TalusOptions {
    * instead of a start-up failure (the CLI's default port).
    */
   admin?: { port: number; address: string; optional?: boolean };
+  /** The lifecycle worker's day length and scan interval; absent: from TALUS_LIFECYCLE_DAY_SECONDS / TALUS_LIFECYCLE_INTERVAL_SECONDS. */
+  lifecycle?: LifecycleSettings;
 }
 
 export type { Credentials } from './principals/principals.ts';
@@ -74,6 +78,8 @@ export interface RunningTalus {
   adminUrl: string | undefined;
   /** This process's engine; with workers, the one that purges (workers have their own). */
   engine: Engine;
+  /** Applies buckets' lifecycle rules; runs in this process only (the primary with workers). */
+  lifecycle: LifecycleWorker;
   /** The backends, placed blob store and healer when placements are configured. */
   placement: OpenPlacement | undefined;
   /** The HTTP server when requests are served in this process; undefined with workers. */
@@ -150,6 +156,8 @@ async function startOnLockedDirectory(
   bucketsChanged: { notify: () => void },
 ): Promise<RunningTalus> {
   // Under the lock, before any writer: every partial blob is an upload a dead process never finished.
+  // Settings first: a malformed one fails start-up before anything runs.
+  const schedule = lifecycleSchedule(options.lifecycle ?? lifecycleSettingsFromEnv(process.env));
   const partialBlobs = await removeAllPartialBlobs(join(dataDir, 'blobs'));
   if (partialBlobs > 0) logger.info('removed partial blobs of stopped processes', { count: partialBlobs });
   const local = await FsBlobStore.open(join(dataDir, 'blobs'));
@@ -222,6 +230,13 @@ async function startOnLockedDirectory(
       logger,
     });
   };
+  // One lifecycle worker per data directory, in the process that purges (never in --workers' workers).
+  const lifecycle = new LifecycleWorker(engine, {
+    scale: schedule.scale,
+    intervalMs: schedule.scanIntervalMs,
+    onError: (error) => logger.error('lifecycle worker failed', { error: String(error) }),
+  });
+  lifecycle.start();
   if (pool !== undefined) {
     bucketsChanged.notify = () => pool.forgetBuckets();
     let admin: AdminListener | undefined;
@@ -229,6 +244,7 @@ async function startOnLockedDirectory(
       secrets.stop();
       await admin?.close();
       await pool.stop(graceMs);
+      await lifecycle.stop();
       await placement?.stopBackground();
       await engine.stop();
       await blobs.close();
@@ -253,6 +269,7 @@ async function startOnLockedDirectory(
       credentialsSource,
       adminUrl: admin?.url,
       engine,
+      lifecycle,
       placement,
       server: undefined,
       workers,
@@ -275,6 +292,7 @@ async function startOnLockedDirectory(
     });
   } catch (error) {
     secrets.stop();
+    await lifecycle.stop();
     await placement?.stopBackground();
     await engine.stop();
     throw error;
@@ -285,6 +303,7 @@ async function startOnLockedDirectory(
   } catch (error) {
     await closeGracefully(server, 0);
     secrets.stop();
+    await lifecycle.stop();
     await placement?.stopBackground();
     await engine.stop();
     throw error;
@@ -298,16 +317,18 @@ async function startOnLockedDirectory(
     credentialsSource,
     adminUrl: admin?.url,
     engine,
+    lifecycle,
     placement,
     server,
     workers: 1,
     failed,
-    close: () => (closing ??= (secrets.stop(), Promise.all([admin?.close(), shutdown(server, engine, meta, blobs, placement)]).then(() => undefined).finally(() => lock.release()))),
+    close: () => (closing ??= (secrets.stop(), Promise.all([admin?.close(), shutdown(server, lifecycle, engine, meta, blobs, placement)]).then(() => undefined).finally(() => lock.release()))),
   };
 }
 
-async function shutdown(server: Server, engine: Engine, meta: SqliteMetadataStore, blobs: BlobStore, placement: OpenPlacement | undefined): Promise<void> {
+async function shutdown(server: Server, lifecycle: LifecycleWorker, engine: Engine, meta: SqliteMetadataStore, blobs: BlobStore, placement: OpenPlacement | undefined): Promise<void> {
   await closeGracefully(server, SHUTDOWN_GRACE_MS);
+  await lifecycle.stop();
   await placement?.stopBackground();
   await engine.stop();
   await blobs.close();

@@ -217,7 +217,7 @@ describe('bad input', () => {
   });
 
   test('unsupported operations answer 501 NotImplemented, never a wrong success', async () => {
-    for (const query of [{ lifecycle: '' }, { logging: '' }, { website: '' }, { replication: '' }] as Record<string, string>[]) {
+    for (const query of [{ logging: '' }, { website: '' }, { replication: '' }, { notification: '' }] as Record<string, string>[]) {
       const response = await signedRequest(talus.url, { method: 'GET', path: `/${bucket}`, query });
       assert.equal(response.status, 501, JSON.stringify(query));
       assert.equal(errorCode(response), 'NotImplemented');

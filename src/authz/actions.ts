@@ -136,7 +136,8 @@ export type AuthzOperation =
   | 'GetBucketAcl' | 'PutBucketAcl' | 'GetObjectAcl' | 'PutObjectAcl'
   | 'GetBucketOwnershipControls' | 'PutBucketOwnershipControls' | 'DeleteBucketOwnershipControls'
   | 'GetPublicAccessBlock' | 'PutPublicAccessBlock' | 'DeletePublicAccessBlock'
-  | 'GetBucketCors' | 'PutBucketCors' | 'DeleteBucketCors' | 'PostObject';
+  | 'GetBucketCors' | 'PutBucketCors' | 'DeleteBucketCors' | 'PostObject'
+  | 'GetBucketLifecycleConfiguration' | 'PutBucketLifecycleConfiguration' | 'DeleteBucketLifecycle';
 
 /**
  * The table. `versioned` is the action used instead when the request names a
@@ -199,6 +200,10 @@ export const OPERATION_ACTIONS: Readonly<Record<AuthzOperation, OperationRule>> 
   DeleteBucketCors: { kind: 'bucket', action: 's3:PutBucketCORS' },
   // An HTML form upload writes an object as PutObject does (judged once the form names the key: s3/post-object.ts).
   PostObject: { kind: 'object', action: 's3:PutObject' },
+  GetBucketLifecycleConfiguration: { kind: 'bucket', action: 's3:GetLifecycleConfiguration' },
+  PutBucketLifecycleConfiguration: { kind: 'bucket', action: 's3:PutLifecycleConfiguration' },
+  // AWS: DeleteBucketLifecycle needs s3:PutLifecycleConfiguration (there is no delete action).
+  DeleteBucketLifecycle: { kind: 'bucket', action: 's3:PutLifecycleConfiguration' },
 };
 
 /** What the wiring knows about the request that changes which checks apply. */

@@ -48,7 +48,10 @@ const CASES: [string, string, S3Operation, Record<string, string>?][] = [
   ['PUT', '/b/k?acl', 'PutObjectAcl'],
   ['GET', '/b/k?policy', 'NotImplemented'],
   ['DELETE', '/b/k?acl', 'NotImplemented'],
-  ['GET', '/b?lifecycle', 'NotImplemented'],
+  ['GET', '/b?lifecycle', 'GetBucketLifecycleConfiguration'],
+  ['PUT', '/b?lifecycle', 'PutBucketLifecycleConfiguration'],
+  ['DELETE', '/b?lifecycle', 'DeleteBucketLifecycle'],
+  ['GET', '/b/k?lifecycle', 'NotImplemented'],
   ['POST', '/b', 'NotImplemented'],
   ['PATCH', '/b/k', 'NotImplemented'],
 ];

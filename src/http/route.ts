@@ -55,6 +55,9 @@ export type S3Operation =
   | 'PutBucketCors'
   | 'DeleteBucketCors'
   | 'PostObject'
+  | 'GetBucketLifecycleConfiguration'
+  | 'PutBucketLifecycleConfiguration'
+  | 'DeleteBucketLifecycle'
   | 'NotImplemented';
 
 export interface S3Route {
@@ -69,14 +72,14 @@ export interface S3Route {
 
 /** Sub-resources Talus does not implement yet: they must answer NotImplemented, never a wrong success. */
 const UNSUPPORTED_SUBRESOURCES = new Set([
-  'lifecycle', 'website', 'logging', 'notification', 'replication',
+  'website', 'logging', 'notification', 'replication',
   'encryption', 'object-lock', 'retention', 'legal-hold', 'accelerate',
   'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering', 'restore', 'select',
   'torrent', 'session', 'renameObject',
 ]);
 
 /** Sub-resources of buckets only: on an object they are not implemented. */
-const BUCKET_ONLY_SUBRESOURCES = ['cors', 'policy', 'policyStatus', 'ownershipControls', 'publicAccessBlock'];
+const BUCKET_ONLY_SUBRESOURCES = ['cors', 'policy', 'policyStatus', 'ownershipControls', 'publicAccessBlock', 'lifecycle'];
 
 export function parseQuery(rawQuery: string): Map<string, string> {
   const query = new Map<string, string>();
@@ -175,6 +178,7 @@ function chooseOperation(method: string, bucket: string, key: string, query: Rea
 function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3Operation {
   switch (method) {
     case 'PUT':
+      if (query.has('lifecycle')) return 'PutBucketLifecycleConfiguration';
       if (query.has('policy')) return 'PutBucketPolicy';
       if (query.has('acl')) return 'PutBucketAcl';
       if (query.has('ownershipControls')) return 'PutBucketOwnershipControls';
@@ -185,6 +189,7 @@ function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3
       if (query.has('cors')) return 'PutBucketCors';
       return 'CreateBucket';
     case 'GET':
+      if (query.has('lifecycle')) return 'GetBucketLifecycleConfiguration';
       if (query.has('policy')) return 'GetBucketPolicy';
       if (query.has('policyStatus')) return 'GetBucketPolicyStatus';
       if (query.has('acl')) return 'GetBucketAcl';
@@ -201,6 +206,7 @@ function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3
     case 'HEAD':
       return 'HeadBucket';
     case 'DELETE':
+      if (query.has('lifecycle')) return 'DeleteBucketLifecycle';
       if (query.has('policy')) return 'DeleteBucketPolicy';
       if (query.has('ownershipControls')) return 'DeleteBucketOwnershipControls';
       if (query.has('publicAccessBlock')) return 'DeletePublicAccessBlock';

@@ -8,6 +8,7 @@ import { S3Error } from '../util/s3-error.ts';
 import { document, element } from '../http/xml.ts';
 import { parseTagging, tagSetXml } from './bucket.ts';
 import { emptyResponse, readSmallBody, xmlResponse, type RequestContext, type S3Response } from './context.ts';
+import { addExpirationHeader } from './lifecycle.ts';
 import {
   formatEtag,
   header,
@@ -62,6 +63,7 @@ export async function handlePutObject(context: RequestContext): Promise<S3Respon
   });
   const headers: Record<string, string> = { etag: formatEtag(result.etag), ...checksumHeaders(result.checksum, null) };
   if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
+  await addExpirationHeader(context, result.version, headers);
   return emptyResponse(200, headers);
 }
 
@@ -93,7 +95,9 @@ async function readObject(context: RequestContext): Promise<{ result: GetObjectR
     conditions: parseReadConditions(context.headers),
     gate: context.access.readGate,
   });
-  return { result, headers: objectHeaders(context, result) };
+  const headers = objectHeaders(context, result);
+  await addExpirationHeader(context, result.version, headers);
+  return { result, headers };
 }
 
 function objectHeaders(context: RequestContext, result: GetObjectResult): Record<string, string> {

@@ -12,6 +12,7 @@ import * as cors from './cors.ts';
 import type { Handler } from './context.ts';
 import { handleDeleteObjects } from './delete-objects.ts';
 import * as list from './list.ts';
+import * as lifecycle from './lifecycle.ts';
 import * as multipart from './multipart.ts';
 import * as object from './object.ts';
 import { handlePostObject } from './post-object.ts';
@@ -74,5 +75,8 @@ export const OPERATIONS = {
   PutBucketCors: { handler: cors.handlePutBucketCors, authorization: { operation: 'PutBucketCors' } },
   DeleteBucketCors: { handler: cors.handleDeleteBucketCors, authorization: { operation: 'DeleteBucketCors' } },
   PostObject: { handler: handlePostObject, authorization: { operation: 'PostObject', object: 'form' } },
+  GetBucketLifecycleConfiguration: { handler: lifecycle.handleGetBucketLifecycleConfiguration, authorization: { operation: 'GetBucketLifecycleConfiguration' } },
+  PutBucketLifecycleConfiguration: { handler: lifecycle.handlePutBucketLifecycleConfiguration, authorization: { operation: 'PutBucketLifecycleConfiguration' } },
+  DeleteBucketLifecycle: { handler: lifecycle.handleDeleteBucketLifecycle, authorization: { operation: 'DeleteBucketLifecycle' } },
   NotImplemented: { handler: notImplemented, authorization: 'none' },
 } as const satisfies Record<S3Operation, { handler: Handler; authorization: Authorization }>;

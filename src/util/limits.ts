@@ -67,6 +67,30 @@ export const PURGE_RETRY_MS = 1_000;
 export const INLINE_BYTES_MAX = 16 * KiB;
 /** Open client connections per process; see the connection block below for what happens at the cap. */
 export const CONNECTIONS_MAX = 4_096;
+/** Lifecycle configurations (AWS): rules per bucket, a rule ID's length, NewerNoncurrentVersions' bound. */
+export const LIFECYCLE_RULES_MAX = 1000;
+export const LIFECYCLE_RULE_ID_LENGTH_MAX = 255;
+export const LIFECYCLE_NEWER_NONCURRENT_MAX = 100;
+/**
+ * The lifecycle worker (src/lifecycle/worker.ts) does bounded work per pass,
+ * so one huge bucket never holds the event loop or the metadata store for
+ * long: at most this many versions and uploads examined, and this many
+ * deletes (each one metadata transaction), then it resumes there next pass.
+ */
+export const LIFECYCLE_EXAMINED_PER_PASS = 10_000;
+export const LIFECYCLE_DELETES_PER_PASS = 1_000;
+/** Versions or uploads read per listing page by the worker. */
+export const LIFECYCLE_PAGE_SIZE = 500;
+/**
+ * Time between the starts of two lifecycle scans of every bucket, with
+ * calendar days: due times fall on midnight UTC, so an hourly scan acts
+ * within the hour. Passes within a scan follow each other after a pause.
+ */
+export const LIFECYCLE_SCAN_INTERVAL_MS = 3_600_000;
+export const LIFECYCLE_PASS_PAUSE_MS = 250;
+/** With a test time scale: a scan every tenth of a lifecycle day, within these bounds. */
+export const LIFECYCLE_SCALED_SCAN_INTERVAL_MS_MIN = 200;
+export const LIFECYCLE_SCALED_SCAN_INTERVAL_MS_MAX = 60_000;
 /** Shutdown: how long in-flight requests may take to finish after SIGTERM. */
 export const SHUTDOWN_GRACE_MS = 30_000;
 /** Idle socket timeout for slow or stalled clients. */

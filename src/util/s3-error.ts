@@ -9,6 +9,7 @@ export const S3_ERRORS = {
   NoSuchPublicAccessBlockConfiguration: [404, 'The public access block configuration was not found'],
   OwnershipControlsNotFoundError: [404, 'The bucket ownership controls were not found'],
   NoSuchBucketPolicy: [404, 'The bucket policy does not exist'],
+  NoSuchLifecycleConfiguration: [404, 'The lifecycle configuration does not exist'],
   UnresolvableGrantByEmailAddress: [400, 'The e-mail address you provided does not match any account on record.'],
   MalformedPolicy: [400, 'Policies must be valid JSON and the first byte must be \'{\''],
   MalformedACLError: [400, 'The XML you provided was not well-formed or did not validate against our published schema'],
