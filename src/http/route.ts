@@ -51,6 +51,12 @@ export type S3Operation =
   | 'GetPublicAccessBlock'
   | 'PutPublicAccessBlock'
   | 'DeletePublicAccessBlock'
+  | 'GetObjectLockConfiguration'
+  | 'PutObjectLockConfiguration'
+  | 'GetObjectRetention'
+  | 'PutObjectRetention'
+  | 'GetObjectLegalHold'
+  | 'PutObjectLegalHold'
   | 'NotImplemented';
 
 export interface S3Route {
@@ -66,7 +72,7 @@ export interface S3Route {
 /** Sub-resources Talus does not implement yet: they must answer NotImplemented, never a wrong success. */
 const UNSUPPORTED_SUBRESOURCES = new Set([
   'cors', 'lifecycle', 'website', 'logging', 'notification', 'replication',
-  'encryption', 'object-lock', 'retention', 'legal-hold', 'accelerate',
+  'encryption', 'accelerate',
   'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering', 'restore', 'select',
   'torrent', 'session', 'renameObject',
 ]);
@@ -131,6 +137,8 @@ export function route(method: string, address: { bucket: string; key: string }, 
 
 function chooseOperation(method: string, bucket: string, key: string, query: ReadonlyMap<string, string>, hasCopySource: boolean): S3Operation {
   for (const name of query.keys()) if (UNSUPPORTED_SUBRESOURCES.has(name)) return 'NotImplemented';
+  const objectLock = objectLockOperation(method, key, query);
+  if (objectLock !== undefined) return objectLock;
   if (bucket === '') return method === 'GET' ? 'ListBuckets' : 'NotImplemented';
   if (key === '') return bucketOperation(method, query);
   if (BUCKET_ONLY_SUBRESOURCES.some((name) => query.has(name))) return 'NotImplemented';
@@ -201,4 +209,26 @@ function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3
     default:
       return 'NotImplemented';
   }
+}
+
+/**
+ * Object Lock's sub-resources: `object-lock` on a bucket, `retention` and
+ * `legal-hold` on an object, GET and PUT only. Any other combination is
+ * NotImplemented, so a DELETE ?object-lock never falls through to DeleteBucket.
+ * Undefined when the request names none of them.
+ */
+function objectLockOperation(method: string, key: string, query: ReadonlyMap<string, string>): S3Operation | undefined {
+  if (query.has('object-lock')) {
+    if (key !== '') return 'NotImplemented';
+    return method === 'PUT' ? 'PutObjectLockConfiguration' : method === 'GET' ? 'GetObjectLockConfiguration' : 'NotImplemented';
+  }
+  if (query.has('retention')) {
+    if (key === '') return 'NotImplemented';
+    return method === 'PUT' ? 'PutObjectRetention' : method === 'GET' ? 'GetObjectRetention' : 'NotImplemented';
+  }
+  if (query.has('legal-hold')) {
+    if (key === '') return 'NotImplemented';
+    return method === 'PUT' ? 'PutObjectLegalHold' : method === 'GET' ? 'GetObjectLegalHold' : 'NotImplemented';
+  }
+  return undefined;
 }

@@ -21,6 +21,7 @@ import {
   parseWriteConditions,
   systemMetadataHeaders,
 } from './headers.ts';
+import { governanceBypass, lockResponseHeaders, parseLockHeaders } from './object-lock.ts';
 
 export function checkKey(key: string): void {
   if (Buffer.byteLength(key) > KEY_BYTES_MAX) throw new S3Error('KeyTooLongError', undefined, { Size: String(Buffer.byteLength(key)), MaxSizeAllowed: String(KEY_BYTES_MAX) });
@@ -59,6 +60,7 @@ export async function handlePutObject(context: RequestContext): Promise<S3Respon
     contentMd5: parseContentMd5(context.headers),
     checksum: parseChecksumRequest(context.headers, context.request.announcedTrailers),
     conditions: parseWriteConditions(context.headers),
+    lock: parseLockHeaders(context.headers, Date.now()),
   });
   const headers: Record<string, string> = { etag: formatEtag(result.etag), ...checksumHeaders(result.checksum, null) };
   if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
@@ -112,6 +114,7 @@ function objectHeaders(context: RequestContext, result: GetObjectResult): Record
   if (result.showVersionId) headers['x-amz-version-id'] = version.versionId;
   if (version.tags.length > 0) headers['x-amz-tagging-count'] = String(version.tags.length);
   if (result.partsCount !== undefined) headers['x-amz-mp-parts-count'] = String(result.partsCount);
+  lockResponseHeaders(version, headers);
   if (header(context.headers, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED' && result.range === undefined) {
     Object.assign(headers, checksumHeaders(version.checksum, version.parts?.length ?? null));
   }
@@ -204,7 +207,9 @@ function objectPartsXml(context: RequestContext, version: ObjectVersion): string
 }
 
 export async function handleDeleteObject(context: RequestContext): Promise<S3Response> {
-  const result = await context.engine.deleteObject(context.route.bucket, context.route.key, versionIdParameter(context), context.ownerId);
+  const versionId = versionIdParameter(context);
+  const bypass = await governanceBypass(context, context.route.key);
+  const result = await context.engine.deleteObject(context.route.bucket, context.route.key, versionId, context.ownerId, bypass);
   const headers: Record<string, string> = {};
   if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
   if (result.deleteMarker) headers['x-amz-delete-marker'] = 'true';
@@ -268,6 +273,7 @@ export async function handleCopyObject(context: RequestContext): Promise<S3Respo
     attributes: parseAttributes(context.headers),
     checksumAlgorithm,
     conditions: parseWriteConditions(context.headers),
+    lock: parseLockHeaders(context.headers, Date.now()),
   });
   const headers: Record<string, string> = {};
   if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;

@@ -13,6 +13,7 @@ import { handleDeleteObjects } from './delete-objects.ts';
 import * as list from './list.ts';
 import * as multipart from './multipart.ts';
 import * as object from './object.ts';
+import * as objectLock from './object-lock.ts';
 
 async function notImplemented(): Promise<never> {
   throw new S3Error('NotImplemented');
@@ -68,5 +69,11 @@ export const OPERATIONS = {
   GetPublicAccessBlock: { handler: acl.handleGetPublicAccessBlock, authorization: { operation: 'GetPublicAccessBlock' } },
   PutPublicAccessBlock: { handler: acl.handlePutPublicAccessBlock, authorization: { operation: 'PutPublicAccessBlock' } },
   DeletePublicAccessBlock: { handler: acl.handleDeletePublicAccessBlock, authorization: { operation: 'DeletePublicAccessBlock' } },
+  GetObjectLockConfiguration: { handler: objectLock.handleGetObjectLockConfiguration, authorization: { operation: 'GetObjectLockConfiguration' } },
+  PutObjectLockConfiguration: { handler: objectLock.handlePutObjectLockConfiguration, authorization: { operation: 'PutObjectLockConfiguration' } },
+  GetObjectRetention: { handler: objectLock.handleGetObjectRetention, authorization: { operation: 'GetObjectRetention', object: 'lookup' } },
+  PutObjectRetention: { handler: objectLock.handlePutObjectRetention, authorization: { operation: 'PutObjectRetention', object: 'lookup' } },
+  GetObjectLegalHold: { handler: objectLock.handleGetObjectLegalHold, authorization: { operation: 'GetObjectLegalHold', object: 'lookup' } },
+  PutObjectLegalHold: { handler: objectLock.handlePutObjectLegalHold, authorization: { operation: 'PutObjectLegalHold', object: 'lookup' } },
   NotImplemented: { handler: notImplemented, authorization: 'none' },
 } as const satisfies Record<S3Operation, { handler: Handler; authorization: Authorization }>;
