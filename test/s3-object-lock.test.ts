@@ -337,8 +337,11 @@ describe('S3 Object Lock', { timeout: 120_000 }, () => {
     // root may read it; the hold stayed ON through all of that.
     assert.equal((await root.send(new GetObjectLegalHoldCommand({ Bucket: bucket, Key: 'k', VersionId: versionId }))).LegalHold?.Status, 'ON');
     // s3:PutObject alone does not let a write set a retention or a hold.
-    const policy = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { AWS: [otherId] }, Action: ['s3:PutObject'], Resource: [`arn:aws:s3:::${bucket}/*`] }] };
+    const policy = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { AWS: [otherId] }, Action: ['s3:PutObject', 's3:GetObject'], Resource: [`arn:aws:s3:::${bucket}/*`] }] };
     await owner.send(new PutBucketPolicyCommand({ Bucket: bucket, Policy: JSON.stringify(policy) }));
+    // GET/HEAD show a version's lock only to those who may read it (s3:GetObjectLegalHold here).
+    assert.equal((await other.send(new HeadObjectCommand({ Bucket: bucket, Key: 'k' }))).ObjectLockLegalHoldStatus, undefined);
+    assert.equal((await owner.send(new HeadObjectCommand({ Bucket: bucket, Key: 'k' }))).ObjectLockLegalHoldStatus, 'ON');
     await other.send(new PutObjectCommand({ Bucket: bucket, Key: 'by-other', Body: 'x' }));
     assert.equal(await refusal(other.send(new PutObjectCommand({ Bucket: bucket, Key: 'by-other', Body: 'x', ObjectLockMode: 'GOVERNANCE', ObjectLockRetainUntilDate: FAR_FUTURE })), 403), 'AccessDenied');
     assert.equal(await refusal(other.send(new PutObjectCommand({ Bucket: bucket, Key: 'by-other', Body: 'x', ObjectLockLegalHoldStatus: 'ON' })), 403), 'AccessDenied');

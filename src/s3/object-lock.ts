@@ -64,13 +64,26 @@ function futureDate(text: string, nowMs: number, argumentName: string): number {
   return ms;
 }
 
-/** GET/HEAD: the version's lock, as x-amz-object-lock-* headers (nothing for versions without one). */
-export function lockResponseHeaders(version: ObjectVersion, headers: Record<string, string>): void {
-  if (version.retention !== undefined) {
+/** Whether a version has any Object Lock state to show (the common GET pays this check only). */
+export function hasObjectLock(version: ObjectVersion): boolean {
+  return version.retention !== undefined || version.legalHold !== undefined;
+}
+
+/**
+ * GET/HEAD: the version's lock as x-amz-object-lock-* headers, each shown
+ * only to a caller allowed to read it (AWS: s3:GetObjectRetention for mode
+ * and date, s3:GetObjectLegalHold for the hold).
+ */
+export async function addLockHeaders(context: RequestContext, version: ObjectVersion, headers: Record<string, string>): Promise<void> {
+  const bucket = context.access.bucketAccess(await context.engine.getBucket(context.route.bucket));
+  const target = { bucket, object: context.access.objectAccess(version), keys: context.access.keysFor(version) };
+  const check = (action: 's3:GetObjectRetention' | 's3:GetObjectLegalHold') =>
+    context.access.allows({ action, resource: objectArn(context.route.bucket, version.key), side: 'target', bucket: context.route.bucket, key: version.key }, target);
+  if (version.retention !== undefined && check('s3:GetObjectRetention')) {
     headers['x-amz-object-lock-mode'] = version.retention.mode;
     headers['x-amz-object-lock-retain-until-date'] = isoDateOf(version.retention.retainUntilMs);
   }
-  if (version.legalHold !== undefined) headers['x-amz-object-lock-legal-hold'] = version.legalHold ? 'ON' : 'OFF';
+  if (version.legalHold !== undefined && check('s3:GetObjectLegalHold')) headers['x-amz-object-lock-legal-hold'] = version.legalHold ? 'ON' : 'OFF';
 }
 
 /**

@@ -21,7 +21,7 @@ import {
   parseWriteConditions,
   systemMetadataHeaders,
 } from './headers.ts';
-import { governanceBypass, lockResponseHeaders, parseLockHeaders } from './object-lock.ts';
+import { addLockHeaders, governanceBypass, hasObjectLock, parseLockHeaders } from './object-lock.ts';
 
 export function checkKey(key: string): void {
   if (Buffer.byteLength(key) > KEY_BYTES_MAX) throw new S3Error('KeyTooLongError', undefined, { Size: String(Buffer.byteLength(key)), MaxSizeAllowed: String(KEY_BYTES_MAX) });
@@ -95,7 +95,9 @@ async function readObject(context: RequestContext): Promise<{ result: GetObjectR
     conditions: parseReadConditions(context.headers),
     gate: context.access.readGate,
   });
-  return { result, headers: objectHeaders(context, result) };
+  const headers = objectHeaders(context, result);
+  if (hasObjectLock(result.version)) await addLockHeaders(context, result.version, headers);
+  return { result, headers };
 }
 
 function objectHeaders(context: RequestContext, result: GetObjectResult): Record<string, string> {
@@ -114,7 +116,6 @@ function objectHeaders(context: RequestContext, result: GetObjectResult): Record
   if (result.showVersionId) headers['x-amz-version-id'] = version.versionId;
   if (version.tags.length > 0) headers['x-amz-tagging-count'] = String(version.tags.length);
   if (result.partsCount !== undefined) headers['x-amz-mp-parts-count'] = String(result.partsCount);
-  lockResponseHeaders(version, headers);
   if (header(context.headers, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED' && result.range === undefined) {
     Object.assign(headers, checksumHeaders(version.checksum, version.parts?.length ?? null));
   }
