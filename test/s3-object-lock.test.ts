@@ -347,6 +347,27 @@ describe('S3 Object Lock', { timeout: 120_000 }, () => {
     assert.equal(await refusal(other.send(new PutObjectCommand({ Bucket: bucket, Key: 'by-other', Body: 'x', ObjectLockLegalHoldStatus: 'ON' })), 403), 'AccessDenied');
   });
 
+  test('a locked null version (from before versioning was enabled) is never overwritten nor deleted', async () => {
+    const bucket = uniqueBucket('lock-null');
+    await owner.send(new CreateBucketCommand({ Bucket: bucket }));
+    await owner.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Suspended' } }));
+    await owner.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'first' }));
+    await owner.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
+    await owner.send(new PutObjectLockConfigurationCommand({ Bucket: bucket, ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled' } }));
+    await owner.send(new PutObjectLegalHoldCommand({ Bucket: bucket, Key: 'k', VersionId: 'null', LegalHold: { Status: 'ON' } }));
+    assert.equal(await refusal(root.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'k', VersionId: 'null', BypassGovernanceRetention: true })), 403), 'AccessDenied');
+    // A write that began while versioning was suspended would commit a new null version: the store refuses to replace the locked one.
+    const stale = await talus.engine.meta.getVersion(bucket, 'k', 'null');
+    assert.ok(stale !== undefined);
+    const { legalHold: _hold, ...unlocked } = stale;
+    await assert.rejects(talus.engine.meta.commitVersion({ version: { ...unlocked, etag: 'f'.repeat(32), lastModifiedMs: Date.now() }, conditions: {} }), { code: 'AccessDenied' });
+    const kept = await owner.send(new HeadObjectCommand({ Bucket: bucket, Key: 'k', VersionId: 'null' }));
+    assert.equal(kept.ObjectLockLegalHoldStatus, 'ON');
+    assert.equal(kept.ETag, `"${stale.etag}"`);
+    await owner.send(new PutObjectLegalHoldCommand({ Bucket: bucket, Key: 'k', VersionId: 'null', LegalHold: { Status: 'OFF' } }));
+    await owner.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'k', VersionId: 'null' }));
+  });
+
   test('isVersionLocked: a hold, or a retention not yet expired', () => {
     const nowMs = Date.parse('2030-01-01T00:00:00Z');
     assert.equal(isVersionLocked({}, nowMs), false);

@@ -8,7 +8,7 @@
  * https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock.html
  */
 import type { BucketGuard, VersionGuard } from '../meta/metadata-store.ts';
-import type { BucketRecord, ObjectLockState, ObjectRetention, ObjectVersion, RetentionMode, VersioningState } from '../meta/types.ts';
+import { isLockedAt, type BucketRecord, type ObjectLockState, type ObjectRetention, type ObjectVersion, type RetentionMode, type VersioningState } from '../meta/types.ts';
 import { assert } from '../util/assert.ts';
 import { S3Error } from '../util/s3-error.ts';
 import type { EngineContext } from './context.ts';
@@ -65,7 +65,7 @@ export function objectLockDocument(config: BucketObjectLock): string {
 
 /** Locked: a legal hold is on, or a retention has not expired yet. What every delete path refuses. */
 export function isVersionLocked(version: Pick<ObjectVersion, 'retention' | 'legalHold'>, nowMs: number): boolean {
-  return version.legalHold === true || (version.retention !== undefined && version.retention.retainUntilMs > nowMs);
+  return isLockedAt(version, nowMs);
 }
 
 function lockedError(): S3Error {

@@ -37,6 +37,15 @@ export interface ObjectLockState {
   legalHold?: boolean | undefined;
 }
 
+/**
+ * Locked: a legal hold is on, or a retention has not expired. Here, below the
+ * engine, because the store holds one invariant of its own: a commit never
+ * replaces a locked version (src/engine/object-lock.ts has the rest).
+ */
+export function isLockedAt(lock: ObjectLockState, nowMs: number): boolean {
+  return lock.legalHold === true || (lock.retention !== undefined && lock.retention.retainUntilMs > nowMs);
+}
+
 export interface BucketRecord {
   name: string;
   createdMs: number;

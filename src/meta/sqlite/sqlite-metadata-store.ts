@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { assert } from '../../util/assert.ts';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
-import { storageError } from '../../util/s3-error.ts';
+import { S3Error, storageError } from '../../util/s3-error.ts';
 import {
   CommitOutcomeUnknownError,
   MetadataUnavailableError,
@@ -40,7 +40,7 @@ import type {
   UserRecord,
   VersioningState,
 } from '../types.ts';
-import { NULL_VERSION_ID } from '../types.ts';
+import { isLockedAt, NULL_VERSION_ID } from '../types.ts';
 import { listKeys, listUploads, listVersions } from './listing.ts';
 import { MIGRATIONS, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 import { SERVING_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
@@ -606,6 +606,8 @@ export class SqliteMetadataStore implements MetadataStore {
       const old = s.getVersionById.get(version.bucket, version.key, NULL_VERSION_ID) as VersionRow | undefined;
       if (old !== undefined) {
         replaced = rowToVersion(old);
+        // Object Lock: a locked version is never overwritten (versioning may have been suspended when this write began).
+        if (isLockedAt(replaced, nowMs)) throw new S3Error('AccessDenied', 'Access Denied because object protected by object lock.');
         this.#queuePurge(replaced.segments, nowMs, keep);
         this.#deleteVersionRow(old.seq);
       }
