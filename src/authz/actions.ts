@@ -137,7 +137,9 @@ export type AuthzOperation =
   | 'GetBucketOwnershipControls' | 'PutBucketOwnershipControls' | 'DeleteBucketOwnershipControls'
   | 'GetPublicAccessBlock' | 'PutPublicAccessBlock' | 'DeletePublicAccessBlock'
   | 'GetBucketCors' | 'PutBucketCors' | 'DeleteBucketCors' | 'PostObject'
-  | 'GetBucketLifecycleConfiguration' | 'PutBucketLifecycleConfiguration' | 'DeleteBucketLifecycle';
+  | 'GetBucketLifecycleConfiguration' | 'PutBucketLifecycleConfiguration' | 'DeleteBucketLifecycle'
+  | 'GetObjectLockConfiguration' | 'PutObjectLockConfiguration'
+  | 'GetObjectRetention' | 'PutObjectRetention' | 'GetObjectLegalHold' | 'PutObjectLegalHold';
 
 /**
  * The table. `versioned` is the action used instead when the request names a
@@ -204,6 +206,13 @@ export const OPERATION_ACTIONS: Readonly<Record<AuthzOperation, OperationRule>> 
   PutBucketLifecycleConfiguration: { kind: 'bucket', action: 's3:PutLifecycleConfiguration' },
   // AWS: DeleteBucketLifecycle needs s3:PutLifecycleConfiguration (there is no delete action).
   DeleteBucketLifecycle: { kind: 'bucket', action: 's3:PutLifecycleConfiguration' },
+  GetObjectLockConfiguration: { kind: 'bucket', action: 's3:GetBucketObjectLockConfiguration' },
+  PutObjectLockConfiguration: { kind: 'bucket', action: 's3:PutBucketObjectLockConfiguration' },
+  // AWS has no *Version* variants of these: the same action covers a versionId.
+  GetObjectRetention: { kind: 'object', action: 's3:GetObjectRetention' },
+  PutObjectRetention: { kind: 'object', action: 's3:PutObjectRetention' },
+  GetObjectLegalHold: { kind: 'object', action: 's3:GetObjectLegalHold' },
+  PutObjectLegalHold: { kind: 'object', action: 's3:PutObjectLegalHold' },
 };
 
 /** What the wiring knows about the request that changes which checks apply. */
@@ -224,6 +233,12 @@ export interface OperationTarget {
   setsTagging?: boolean;
   /** CreateBucket with x-amz-object-ownership. */
   setsObjectOwnership?: boolean;
+  /** CreateBucket with x-amz-bucket-object-lock-enabled: true (adds s3:PutBucketObjectLockConfiguration and s3:PutBucketVersioning, as AWS). */
+  setsObjectLock?: boolean;
+  /** x-amz-object-lock-mode / -retain-until-date on an object write (adds s3:PutObjectRetention, as AWS). */
+  setsRetention?: boolean;
+  /** x-amz-object-lock-legal-hold on an object write (adds s3:PutObjectLegalHold, as AWS). */
+  setsLegalHold?: boolean;
   /** CopyObject and UploadPartCopy: the parsed x-amz-copy-source. */
   copySource?: { bucket: string; key: string; versionId?: string };
 }
@@ -262,6 +277,10 @@ export function requiredChecks(operation: AuthzOperation, target: OperationTarge
     if (operation === 'CreateBucket') {
       if (target.setsAcl === true) checks.push({ action: 's3:PutBucketAcl', resource: bucketArn(target.bucket), side: 'target', bucket: target.bucket });
       if (target.setsObjectOwnership === true) checks.push({ action: 's3:PutBucketOwnershipControls', resource: bucketArn(target.bucket), side: 'target', bucket: target.bucket });
+      if (target.setsObjectLock === true) {
+        checks.push({ action: 's3:PutBucketObjectLockConfiguration', resource: bucketArn(target.bucket), side: 'target', bucket: target.bucket });
+        checks.push({ action: 's3:PutBucketVersioning', resource: bucketArn(target.bucket), side: 'target', bucket: target.bucket });
+      }
     }
     return checks;
   }
@@ -272,6 +291,8 @@ export function requiredChecks(operation: AuthzOperation, target: OperationTarge
   const checks = [objectCheck(rule, target.bucket, key, target.versionId, 'target')];
   const writesObject = operation === 'PutObject' || operation === 'CopyObject' || operation === 'CreateMultipartUpload' || operation === 'PostObject';
   if (writesObject && target.setsTagging === true) checks.push({ action: 's3:PutObjectTagging', resource: objectArn(target.bucket, key), side: 'target', bucket: target.bucket, key });
+  if (writesObject && target.setsRetention === true) checks.push({ action: 's3:PutObjectRetention', resource: objectArn(target.bucket, key), side: 'target', bucket: target.bucket, key });
+  if (writesObject && target.setsLegalHold === true) checks.push({ action: 's3:PutObjectLegalHold', resource: objectArn(target.bucket, key), side: 'target', bucket: target.bucket, key });
   if ((operation === 'CopyObject' || operation === 'UploadPartCopy') && target.copySource !== undefined) {
     const source = target.copySource;
     checks.push(objectCheck(OPERATION_ACTIONS.GetObject, source.bucket, source.key, source.versionId, 'source'));

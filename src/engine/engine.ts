@@ -14,12 +14,14 @@ import type {
   MetadataStore,
 } from '../meta/metadata-store.ts';
 import type { Acl } from '../authz/index.ts';
-import type { BucketAccessSettings, BucketConfigKind, BucketConfigs, BucketRecord, ObjectVersion, PartRecord, Tag, UploadRecord, VersioningState } from '../meta/types.ts';
+import type { BucketGuard } from '../meta/metadata-store.ts';
+import type { BucketAccessSettings, BucketConfigKind, BucketConfigs, BucketRecord, ObjectLockState, ObjectRetention, ObjectVersion, PartRecord, Tag, UploadRecord, VersioningState } from '../meta/types.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { isValidBucketName } from './bucket-name.ts';
 import type { EngineContext, LeaseQuery } from './context.ts';
 import { Purger, purgeOnce, reclaimOrphans } from './maintenance.ts';
 import * as multipart from './multipart.ts';
+import * as objectLock from './object-lock.ts';
 import * as objects from './objects.ts';
 import { ReadLeases } from './read-leases.ts';
 import type {
@@ -125,7 +127,9 @@ export class Engine {
     // Bad input answers as such, also while the disk is full.
     if (!isValidBucketName(name)) throw new S3Error('InvalidBucketName', undefined, { BucketName: name });
     return this.#adding(async () => {
-      const record: BucketRecord = { name, createdMs: Date.now(), ownerId, versioning: 'Unversioned', tags: null, access, configs };
+      // Object Lock needs versions to lock: a bucket created with it has versioning on from the start, for good.
+      const versioning = configs.objectLock === undefined ? 'Unversioned' : 'Enabled';
+      const record: BucketRecord = { name, createdMs: Date.now(), ownerId, versioning, tags: null, access, configs };
       if ((await this.#context.meta.createBucket(record)) === 'created') return 'created';
       const existing = await this.#context.meta.getBucket(name);
       if (existing?.ownerId === ownerId) return 'already-owned';
@@ -151,7 +155,7 @@ export class Engine {
 
   async setBucketVersioning(name: string, state: Exclude<VersioningState, 'Unversioned'>): Promise<void> {
     return this.#adding(async () => {
-      if (!(await this.#context.meta.setBucketVersioning(name, state))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+      if (!(await this.#context.meta.setBucketVersioning(name, state, objectLock.versioningGuard(state)))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
     });
   }
 
@@ -162,10 +166,10 @@ export class Engine {
     });
   }
 
-  /** Replaces one kind of the bucket's configuration documents (null removes it). */
-  async setBucketConfig(name: string, kind: BucketConfigKind, document: string | null): Promise<void> {
+  /** Replaces one kind of the bucket's configuration documents (null removes it); `guard` may refuse, in the same transaction. */
+  async setBucketConfig(name: string, kind: BucketConfigKind, document: string | null, guard?: BucketGuard): Promise<void> {
     return this.#adding(async () => {
-      if (!(await this.#context.meta.setBucketConfig(name, kind, document))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+      if (!(await this.#context.meta.setBucketConfig(name, kind, document, guard))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
     });
   }
 
@@ -191,8 +195,15 @@ export class Engine {
     return objects.getObject(this.#context, input);
   }
 
-  deleteObject(bucket: string, key: string, versionId: string | undefined, ownerId: string): Promise<DeleteResult> {
-    return this.#removing(() => objects.deleteObject(this.#context, bucket, key, versionId, ownerId));
+  /**
+   * Deletes a version (versionId given) or adds a delete marker / removes the
+   * null version. A version under Object Lock is refused (AccessDenied) on
+   * every caller's path; `bypassGovernance` lifts GOVERNANCE retention only,
+   * and only authorization may set it (x-amz-bypass-governance-retention
+   * with s3:BypassGovernanceRetention).
+   */
+  deleteObject(bucket: string, key: string, versionId: string | undefined, ownerId: string, bypassGovernance = false): Promise<DeleteResult> {
+    return this.#removing(() => objects.deleteObject(this.#context, bucket, key, versionId, ownerId, bypassGovernance));
   }
 
   copyObject(input: CopyObjectInput): Promise<CopyResult> {
@@ -236,6 +247,25 @@ export class Engine {
       }
       return objects.shownVersionId(bucketRecord, version.versionId);
     });
+  }
+
+  // Object Lock (src/engine/object-lock.ts)
+
+  /** Enables Object Lock on the bucket (versioning must be Enabled) or replaces its default retention. */
+  setObjectLockConfiguration(name: string, config: objectLock.BucketObjectLock): Promise<void> {
+    return this.setBucketConfig(name, 'objectLock', objectLock.objectLockDocument(config), objectLock.lockConfigurationGuard);
+  }
+
+  getObjectLock(bucket: string, key: string, versionId: string | undefined): Promise<ObjectLockState & { versionId: string | undefined }> {
+    return objectLock.getObjectLock(this.#context, bucket, key, versionId);
+  }
+
+  setObjectRetention(bucket: string, key: string, versionId: string | undefined, retention: ObjectRetention | undefined, bypassGovernance: boolean): Promise<string | undefined> {
+    return this.#removing(() => objectLock.setObjectRetention(this.#context, bucket, key, versionId, retention, bypassGovernance));
+  }
+
+  setObjectLegalHold(bucket: string, key: string, versionId: string | undefined, on: boolean): Promise<string | undefined> {
+    return this.#removing(() => objectLock.setObjectLegalHold(this.#context, bucket, key, versionId, on));
   }
 
   async list(request: ListRequest): Promise<ListResult> {

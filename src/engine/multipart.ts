@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Acl } from '../authz/index.ts';
-import type { BucketRecord, ObjectChecksum, ObjectVersion, PartRecord, Segment, UploadRecord } from '../meta/types.ts';
+import type { BucketRecord, ObjectChecksum, ObjectLockState, ObjectVersion, PartRecord, Segment, UploadRecord } from '../meta/types.ts';
 import type { ChecksumAlgorithm, ChecksumType } from '../util/checksum.ts';
 import { combineCrc, compositeChecksum, supportsFullObject } from '../util/checksum.ts';
 import { newUploadId } from '../util/ids.ts';
@@ -14,6 +14,7 @@ import { S3Error } from '../util/s3-error.ts';
 import { discardAfterFailedCommit, writeBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
+import { applyLock, checkWriteLock, newVersionLock } from './object-lock.ts';
 import { checkCopySize, findCopySource, requireBucket, shownVersionId, throwUnlessCommitted, verifyChecksum, versionIdFor, writtenVersionId } from './objects.ts';
 import { resolveRange } from './range.ts';
 import { versionChunks } from './segment-read.ts';
@@ -28,10 +29,13 @@ export interface CreateUploadInput {
   attributes: ObjectAttributes;
   checksumAlgorithm: ChecksumAlgorithm | undefined;
   checksumType: ChecksumType | undefined;
+  /** x-amz-object-lock-* for the completed object; undefined: none sent. */
+  lock?: ObjectLockState | undefined;
 }
 
 export async function createMultipartUpload(context: EngineContext, input: CreateUploadInput): Promise<UploadRecord> {
-  await requireBucket(context, input.bucket);
+  const bucket = await requireBucket(context, input.bucket);
+  checkWriteLock(bucket, { requested: input.lock, bodyChecked: undefined }, 'Create Multipart Upload');
   let checksumType = input.checksumType ?? null;
   if (input.checksumAlgorithm !== undefined && checksumType === null) {
     // S3's default: CRC64NVME exists only as a full-object checksum, the others default to composite.
@@ -58,6 +62,8 @@ export async function createMultipartUpload(context: EngineContext, input: Creat
     checksumAlgorithm: input.checksumAlgorithm ?? null,
     checksumType,
     ...(input.acl === undefined ? {} : { acl: input.acl }),
+    ...(input.lock?.retention === undefined ? {} : { retention: input.lock.retention }),
+    ...(input.lock?.legalHold === undefined ? {} : { legalHold: input.lock.legalHold }),
   };
   await context.meta.createUpload(record);
   return record;
@@ -93,6 +99,8 @@ export interface UploadPartInput {
 export async function uploadPart(context: EngineContext, input: UploadPartInput): Promise<{ part: PartRecord; checksumAlgorithm: ChecksumAlgorithm | undefined }> {
   checkPartNumber(input.partNumber);
   const upload = await requireUpload(context, input.bucket, input.key, input.uploadId);
+  const uploadLock = upload.retention === undefined && upload.legalHold === undefined ? undefined : { retention: upload.retention, legalHold: upload.legalHold };
+  checkWriteLock(await requireBucket(context, input.bucket), { requested: uploadLock, bodyChecked: input.contentMd5 !== undefined || input.checksum?.expected !== undefined || input.checksum?.fromTrailer === true }, 'Put Part');
   if (input.checksum !== undefined && upload.checksumAlgorithm !== null && input.checksum.algorithm !== upload.checksumAlgorithm) {
     throw new S3Error('InvalidRequest', `Checksum Type mismatch occurred, expected checksum Type: ${upload.checksumAlgorithm.toLowerCase()}, actual checksum Type: ${input.checksum.algorithm.toLowerCase()}`);
   }
@@ -234,6 +242,7 @@ export async function completeMultipartUpload(context: EngineContext, input: Com
     segments: chosen.filter((part) => part.sizeBytes > 0).map((part): Segment => (part.location === undefined ? { blobId: part.blobId, sizeBytes: part.sizeBytes } : { blobId: part.blobId, sizeBytes: part.sizeBytes, location: part.location })),
     completedUploadId: input.uploadId,
   };
+  applyLock(version, newVersionLock(bucket, { retention: upload.retention, legalHold: upload.legalHold }, version.lastModifiedMs));
   const outcome = await context.meta.commitVersion({ version, conditions: input.conditions, completesUploadId: input.uploadId });
   throwUnlessCommitted(outcome, input.bucket, input.key);
   return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version };

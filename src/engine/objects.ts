@@ -13,6 +13,7 @@ import { S3Error } from '../util/s3-error.ts';
 import { discardAfterFailedCommit, writeBlob, type WrittenBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
+import { applyLock, checkWriteLock, deletionGuard, newVersionLock } from './object-lock.ts';
 import { resolveRange } from './range.ts';
 import { openVersion, versionChunks } from './segment-read.ts';
 import type {
@@ -50,6 +51,7 @@ export function writtenVersionId(bucket: BucketRecord, versionId: string): strin
 
 export async function putObject(context: EngineContext, input: PutObjectInput): Promise<WriteResult> {
   const bucket = await requireBucket(context, input.bucket);
+  checkWriteLock(bucket, { requested: input.lock, bodyChecked: input.contentMd5 !== undefined || input.checksum?.expected !== undefined || input.checksum?.fromTrailer === true }, 'Put Object');
   const written = await writeBlob(context.blobs, input.body.stream, {
     bucket: input.bucket,
     checksumAlgorithm: input.checksum?.algorithm,
@@ -78,6 +80,7 @@ export async function putObject(context: EngineContext, input: PutObjectInput): 
       segments: written.segments,
       ...(written.inlineData === undefined ? {} : { inlineData: written.inlineData }),
     };
+    applyLock(version, newVersionLock(bucket, input.lock, version.lastModifiedMs));
     throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key);
     return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version };
   } catch (error) {
@@ -193,14 +196,15 @@ function partRange(version: ObjectVersion, partNumber: number): { start: number;
   throw new S3Error('InvalidPart', 'The requested partnumber is not satisfiable', { PartNumberRequested: String(partNumber) });
 }
 
-export async function deleteObject(context: EngineContext, bucketName: string, key: string, versionId: string | undefined, ownerId: string): Promise<DeleteResult> {
+/** `bypassGovernance`: the caller asked for x-amz-bypass-governance-retention and may use it (src/engine/object-lock.ts). */
+export async function deleteObject(context: EngineContext, bucketName: string, key: string, versionId: string | undefined, ownerId: string, bypassGovernance = false): Promise<DeleteResult> {
   const bucket = await requireBucket(context, bucketName);
   if (versionId !== undefined) {
-    const removed = await context.meta.deleteVersion(bucketName, key, versionId);
+    const removed = await context.meta.deleteVersion(bucketName, key, versionId, deletionGuard(bypassGovernance));
     return { versionId, deleteMarker: removed?.isDeleteMarker ?? false };
   }
   if (bucket.versioning === 'Unversioned') {
-    await context.meta.deleteVersion(bucketName, key, NULL_VERSION_ID);
+    await context.meta.deleteVersion(bucketName, key, NULL_VERSION_ID, deletionGuard(bypassGovernance));
     return { versionId: undefined, deleteMarker: false };
   }
   const marker: ObjectVersion = {
@@ -229,6 +233,7 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
   checkReadConditions(input.source.conditions, source.etag, source.lastModifiedMs, 'PreconditionFailed');
   checkCopySize(source.sizeBytes, PUT_OBJECT_BYTES_MAX);
   const targetBucket = await requireBucket(context, input.bucket);
+  checkWriteLock(targetBucket, { requested: input.lock, bodyChecked: undefined }, 'Copy Object');
   const sameObject = input.source.bucket === input.bucket && input.source.key === input.key;
   if (sameObject && input.metadataDirective === 'COPY' && input.source.versionId === undefined && input.checksumAlgorithm === undefined) {
     throw new S3Error(
@@ -269,6 +274,8 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
       segments: written.segments,
       ...(written.inlineData === undefined ? {} : { inlineData: written.inlineData }),
     };
+    // A copy takes the lock it asks for (or the target bucket's default), never the source's, as AWS.
+    applyLock(version, newVersionLock(targetBucket, input.lock, version.lastModifiedMs));
     throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key);
     return {
       etag: version.etag,

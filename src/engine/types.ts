@@ -1,7 +1,7 @@
 /** Inputs and results of engine operations: S3 semantics, no HTTP. */
 import type { CommitConditions } from '../meta/metadata-store.ts';
 import type { Acl } from '../authz/index.ts';
-import type { BucketRecord, ObjectChecksum, ObjectVersion, SystemMetadata, Tag } from '../meta/types.ts';
+import type { BucketRecord, ObjectChecksum, ObjectLockState, ObjectVersion, SystemMetadata, Tag } from '../meta/types.ts';
 import type { ChecksumAlgorithm } from '../util/checksum.ts';
 import type { ReadConditions } from './conditions.ts';
 import type { Readable } from 'node:stream';
@@ -38,6 +38,8 @@ export interface PutObjectInput {
   contentMd5: Buffer | undefined;
   checksum: ChecksumRequest | undefined;
   conditions: CommitConditions;
+  /** x-amz-object-lock-* of the request (src/engine/object-lock.ts); undefined: none sent. */
+  lock?: ObjectLockState | undefined;
 }
 
 export interface WriteResult {
@@ -104,6 +106,8 @@ export interface CopyObjectInput {
   attributes: ObjectAttributes;
   checksumAlgorithm: ChecksumAlgorithm | undefined;
   conditions: CommitConditions;
+  /** x-amz-object-lock-* for the new version; undefined: none sent. */
+  lock?: ObjectLockState | undefined;
 }
 
 export interface CopyResult extends WriteResult {

@@ -58,6 +58,12 @@ export type S3Operation =
   | 'GetBucketLifecycleConfiguration'
   | 'PutBucketLifecycleConfiguration'
   | 'DeleteBucketLifecycle'
+  | 'GetObjectLockConfiguration'
+  | 'PutObjectLockConfiguration'
+  | 'GetObjectRetention'
+  | 'PutObjectRetention'
+  | 'GetObjectLegalHold'
+  | 'PutObjectLegalHold'
   | 'NotImplemented';
 
 export interface S3Route {
@@ -73,7 +79,7 @@ export interface S3Route {
 /** Sub-resources Talus does not implement yet: they must answer NotImplemented, never a wrong success. */
 const UNSUPPORTED_SUBRESOURCES = new Set([
   'website', 'logging', 'notification', 'replication',
-  'encryption', 'object-lock', 'retention', 'legal-hold', 'accelerate',
+  'encryption', 'accelerate',
   'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering', 'restore', 'select',
   'torrent', 'session', 'renameObject',
 ]);
@@ -144,6 +150,8 @@ function isFormUpload(headers: IncomingHttpHeaders): boolean {
 
 function chooseOperation(method: string, bucket: string, key: string, query: ReadonlyMap<string, string>, hasCopySource: boolean, formUpload: boolean): S3Operation {
   for (const name of query.keys()) if (UNSUPPORTED_SUBRESOURCES.has(name)) return 'NotImplemented';
+  const objectLock = objectLockOperation(method, key, query);
+  if (objectLock !== undefined) return objectLock;
   if (bucket === '') return method === 'GET' ? 'ListBuckets' : 'NotImplemented';
   if (key === '') return formUpload ? 'PostObject' : bucketOperation(method, query);
   if (BUCKET_ONLY_SUBRESOURCES.some((name) => query.has(name))) return 'NotImplemented';
@@ -220,4 +228,26 @@ function bucketOperation(method: string, query: ReadonlyMap<string, string>): S3
     default:
       return 'NotImplemented';
   }
+}
+
+/**
+ * Object Lock's sub-resources: `object-lock` on a bucket, `retention` and
+ * `legal-hold` on an object, GET and PUT only. Any other combination is
+ * NotImplemented, so a DELETE ?object-lock never falls through to DeleteBucket.
+ * Undefined when the request names none of them.
+ */
+function objectLockOperation(method: string, key: string, query: ReadonlyMap<string, string>): S3Operation | undefined {
+  if (query.has('object-lock')) {
+    if (key !== '') return 'NotImplemented';
+    return method === 'PUT' ? 'PutObjectLockConfiguration' : method === 'GET' ? 'GetObjectLockConfiguration' : 'NotImplemented';
+  }
+  if (query.has('retention')) {
+    if (key === '') return 'NotImplemented';
+    return method === 'PUT' ? 'PutObjectRetention' : method === 'GET' ? 'GetObjectRetention' : 'NotImplemented';
+  }
+  if (query.has('legal-hold')) {
+    if (key === '') return 'NotImplemented';
+    return method === 'PUT' ? 'PutObjectLegalHold' : method === 'GET' ? 'GetObjectLegalHold' : 'NotImplemented';
+  }
+  return undefined;
 }

@@ -11,6 +11,7 @@ import type {
   BucketAccessSettings,
   BucketConfigKind,
   BucketRecord,
+  ObjectLockState,
   ObjectVersion,
   PartRecord,
   Segment,
@@ -50,6 +51,15 @@ export class MetadataUnavailableError extends S3Error {
     this.name = 'MetadataUnavailableError';
   }
 }
+
+/**
+ * A check run inside a mutation's transaction on the record it is about to
+ * change (S3 Object Lock: a locked version is never removed, a lock-enabled
+ * bucket never suspends versioning). It throws (an S3Error) to refuse: the
+ * transaction then changes nothing. Synchronous, and must not touch the store.
+ */
+export type VersionGuard = (version: ObjectVersion) => void;
+export type BucketGuard = (bucket: BucketRecord) => void;
 
 export interface CommitConditions {
   /** Commit only if the key has no current (non-delete-marker) version. */
@@ -211,12 +221,12 @@ export interface MetadataStore {
   listBuckets(): Promise<BucketRecord[]>;
   /** Deletes an empty bucket (no versions, no delete markers); aborts its in-progress uploads. */
   deleteBucket(name: string): Promise<'deleted' | 'not-empty' | 'missing'>;
-  setBucketVersioning(name: string, state: VersioningState): Promise<boolean>;
+  setBucketVersioning(name: string, state: VersioningState, guard?: BucketGuard): Promise<boolean>;
   setBucketTags(name: string, tags: Tag[] | null): Promise<boolean>;
   /** Replaces the bucket's access settings (policy, ACL, ownership controls, public access block). */
   setBucketAccess(name: string, access: BucketAccessSettings | null): Promise<boolean>;
   /** Replaces one kind of the bucket's configuration documents (null removes it); false when the bucket is missing. */
-  setBucketConfig(name: string, kind: BucketConfigKind, document: string | null): Promise<boolean>;
+  setBucketConfig(name: string, kind: BucketConfigKind, document: string | null, guard?: BucketGuard): Promise<boolean>;
 
   // Objects
   /** The given version, or the latest one (possibly a delete marker) when versionId is undefined. */
@@ -227,8 +237,15 @@ export interface MetadataStore {
    * previous latest, and queues the bytes nobody references any more for purge.
    */
   commitVersion(request: CommitRequest): Promise<CommitOutcome>;
-  /** Removes one version for good; if it was the latest, the next newest becomes latest. */
-  deleteVersion(bucket: string, key: string, versionId: string): Promise<ObjectVersion | undefined>;
+  /** Removes one version for good; if it was the latest, the next newest becomes latest. `guard` may refuse, in the same transaction. */
+  deleteVersion(bucket: string, key: string, versionId: string, guard?: VersionGuard): Promise<ObjectVersion | undefined>;
+  /**
+   * Replaces one version's Object Lock state with what `update` makes of the
+   * current version, read in the same transaction (so the check of the old
+   * lock and the change are one step); `update` throws to refuse. False when
+   * the version is gone.
+   */
+  updateVersionLock(bucket: string, key: string, versionId: string, update: (current: ObjectVersion) => ObjectLockState): Promise<boolean>;
   setVersionTags(bucket: string, key: string, versionId: string, tags: Tag[]): Promise<boolean>;
   /** Replaces one version's ACL (undefined: private to its owner). */
   setVersionAcl(bucket: string, key: string, versionId: string, acl: Acl | undefined): Promise<boolean>;

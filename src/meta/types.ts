@@ -18,6 +18,34 @@ export interface Tag {
   value: string;
 }
 
+/** S3 Object Lock retention modes: GOVERNANCE yields to a permitted bypass, COMPLIANCE to nobody. */
+export type RetentionMode = 'GOVERNANCE' | 'COMPLIANCE';
+
+/** A version's retention (S3 Object Lock): it may not be deleted before `retainUntilMs`. */
+export interface ObjectRetention {
+  mode: RetentionMode;
+  retainUntilMs: number;
+}
+
+/**
+ * A version's Object Lock state, kept in its metadata document. Absent
+ * fields: never set (GetObjectRetention / GetObjectLegalHold answer
+ * NoSuchObjectLockConfiguration); `legalHold: false` is a hold set to OFF.
+ */
+export interface ObjectLockState {
+  retention?: ObjectRetention | undefined;
+  legalHold?: boolean | undefined;
+}
+
+/**
+ * Locked: a legal hold is on, or a retention has not expired. Here, below the
+ * engine, because the store holds one invariant of its own: a commit never
+ * replaces a locked version (src/engine/object-lock.ts has the rest).
+ */
+export function isLockedAt(lock: ObjectLockState, nowMs: number): boolean {
+  return lock.legalHold === true || (lock.retention !== undefined && lock.retention.retainUntilMs > nowMs);
+}
+
 export interface BucketRecord {
   name: string;
   createdMs: number;
@@ -113,6 +141,10 @@ export interface ObjectVersion {
   inlineData?: Buffer;
   /** The multipart upload this version completed, so a retried CompleteMultipartUpload can answer again. */
   completedUploadId?: string;
+  /** S3 Object Lock retention (src/engine/object-lock.ts); absent: none. */
+  retention?: ObjectRetention;
+  /** S3 Object Lock legal hold; absent: never set. */
+  legalHold?: boolean;
 }
 
 export interface UploadRecord {
@@ -128,6 +160,9 @@ export interface UploadRecord {
   tags: Tag[];
   checksumAlgorithm: ChecksumAlgorithm | null;
   checksumType: ChecksumType | null;
+  /** The Object Lock settings the completed object gets (x-amz-object-lock-* of CreateMultipartUpload). */
+  retention?: ObjectRetention;
+  legalHold?: boolean;
 }
 
 export interface PartRecord {

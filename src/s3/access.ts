@@ -275,8 +275,11 @@ export function authorizeRequest(
   if (operation === 'CreateBucket') {
     target.setsAcl = headers['x-amz-acl'] !== undefined || Object.keys(headers).some((name) => name.startsWith('x-amz-grant-'));
     target.setsObjectOwnership = headers['x-amz-object-ownership'] !== undefined;
+    target.setsObjectLock = String(headers['x-amz-bucket-object-lock-enabled']).toLowerCase() === 'true';
   } else if (operation === 'PutObject' || operation === 'CopyObject' || operation === 'CreateMultipartUpload') {
     target.setsTagging = headers['x-amz-tagging'] !== undefined && (operation !== 'CopyObject' || headers['x-amz-tagging-directive'] === 'REPLACE');
+    target.setsRetention = headers['x-amz-object-lock-mode'] !== undefined || headers['x-amz-object-lock-retain-until-date'] !== undefined;
+    target.setsLegalHold = headers['x-amz-object-lock-legal-hold'] !== undefined;
   }
   if (operation === 'ListBuckets' || operation === 'CreateBucket') {
     // No bucket to judge against: creating is an account right (the engine answers BucketAlreadyExists).

@@ -6,6 +6,7 @@ import { type Acl, aclFromHeaders, aclsEnabled, checkAclAllowed, parseObjectOwne
 import { document, element, escapeXml, listOf, objectOf, parseXml, textOf } from '../http/xml.ts';
 import { emptyResponse, queryInteger, readSmallBody, xmlResponse, type RequestContext, type S3Response } from './context.ts';
 import { isoDateOf, validateTags } from './headers.ts';
+import { createBucketObjectLock } from './object-lock.ts';
 
 export async function handleListBuckets(context: RequestContext): Promise<S3Response> {
   const query = context.route.query;
@@ -43,7 +44,7 @@ export async function handleCreateBucket(context: RequestContext): Promise<S3Res
     }
   }
   const access = bucketAccessFromHeaders(context);
-  const outcome = await context.engine.createBucket(context.route.bucket, context.ownerId, access);
+  const outcome = await context.engine.createBucket(context.route.bucket, context.ownerId, access, createBucketObjectLock(context.headers));
   if (outcome === 'already-owned') {
     // Re-creating one's bucket leaves it untouched; asking for another ACL than it has is refused rather
     // than silently ignored (Ceph RGW; ceph/s3-tests test_bucket_recreate_new_acl / _overwrite_acl).

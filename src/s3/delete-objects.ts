@@ -7,6 +7,7 @@ import { document, element, listOf, objectOf, parseXml, textOf } from '../http/x
 import { readSmallBodyBytes, xmlResponse, type RequestContext, type S3Response } from './context.ts';
 import { header } from './headers.ts';
 import { checkKey } from './object.ts';
+import { governanceBypass } from './object-lock.ts';
 
 interface DeleteTarget {
   key: string;
@@ -54,7 +55,8 @@ export async function handleDeleteObjects(context: RequestContext): Promise<S3Re
     try {
       if (!context.access.allows(checks[index] as PermissionCheck, { bucket: bucketAccess })) throw new S3Error('AccessDenied');
       checkKey(target.key);
-      const result = await context.engine.deleteObject(context.route.bucket, target.key, target.versionId, context.ownerId);
+      const bypass = await governanceBypass(context, target.key);
+      const result = await context.engine.deleteObject(context.route.bucket, target.key, target.versionId, context.ownerId, bypass);
       if (quiet) continue;
       let inner = element('Key', target.key);
       if (target.versionId !== undefined) inner += element('VersionId', target.versionId);

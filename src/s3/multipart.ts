@@ -18,6 +18,7 @@ import {
   unquoteEtag,
 } from './headers.ts';
 import { checkDeclaredLength, checkKey, checksumHeaders, parseCopySource } from './object.ts';
+import { parseLockHeaders } from './object-lock.ts';
 
 function uploadIdOf(context: RequestContext): string {
   const uploadId = context.route.query.get('uploadId');
@@ -44,6 +45,7 @@ export async function handleCreateMultipartUpload(context: RequestContext): Prom
     attributes: parseAttributes(context.headers),
     checksumAlgorithm: parseChecksumAlgorithmHeader(context.headers),
     checksumType: parseChecksumType(context.headers),
+    lock: parseLockHeaders(context.headers, Date.now()),
   });
   const headers: Record<string, string> = {};
   if (upload.checksumAlgorithm !== null && upload.checksumType !== null) {

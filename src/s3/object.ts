@@ -22,6 +22,7 @@ import {
   parseWriteConditions,
   systemMetadataHeaders,
 } from './headers.ts';
+import { addLockHeaders, governanceBypass, hasObjectLock, parseLockHeaders } from './object-lock.ts';
 
 export function checkKey(key: string): void {
   if (Buffer.byteLength(key) > KEY_BYTES_MAX) throw new S3Error('KeyTooLongError', undefined, { Size: String(Buffer.byteLength(key)), MaxSizeAllowed: String(KEY_BYTES_MAX) });
@@ -60,6 +61,7 @@ export async function handlePutObject(context: RequestContext): Promise<S3Respon
     contentMd5: parseContentMd5(context.headers),
     checksum: parseChecksumRequest(context.headers, context.request.announcedTrailers),
     conditions: parseWriteConditions(context.headers),
+    lock: parseLockHeaders(context.headers, Date.now()),
   });
   const headers: Record<string, string> = { etag: formatEtag(result.etag), ...checksumHeaders(result.checksum, null) };
   if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
@@ -97,6 +99,7 @@ async function readObject(context: RequestContext): Promise<{ result: GetObjectR
   });
   const headers = objectHeaders(context, result);
   await addExpirationHeader(context, result.version, headers);
+  if (hasObjectLock(result.version)) await addLockHeaders(context, result.version, headers);
   return { result, headers };
 }
 
@@ -208,7 +211,9 @@ function objectPartsXml(context: RequestContext, version: ObjectVersion): string
 }
 
 export async function handleDeleteObject(context: RequestContext): Promise<S3Response> {
-  const result = await context.engine.deleteObject(context.route.bucket, context.route.key, versionIdParameter(context), context.ownerId);
+  const versionId = versionIdParameter(context);
+  const bypass = await governanceBypass(context, context.route.key);
+  const result = await context.engine.deleteObject(context.route.bucket, context.route.key, versionId, context.ownerId, bypass);
   const headers: Record<string, string> = {};
   if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
   if (result.deleteMarker) headers['x-amz-delete-marker'] = 'true';
@@ -272,6 +277,7 @@ export async function handleCopyObject(context: RequestContext): Promise<S3Respo
     attributes: parseAttributes(context.headers),
     checksumAlgorithm,
     conditions: parseWriteConditions(context.headers),
+    lock: parseLockHeaders(context.headers, Date.now()),
   });
   const headers: Record<string, string> = {};
   if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;

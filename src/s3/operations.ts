@@ -16,6 +16,7 @@ import * as lifecycle from './lifecycle.ts';
 import * as multipart from './multipart.ts';
 import * as object from './object.ts';
 import { handlePostObject } from './post-object.ts';
+import * as objectLock from './object-lock.ts';
 
 async function notImplemented(): Promise<never> {
   throw new S3Error('NotImplemented');
@@ -78,5 +79,11 @@ export const OPERATIONS = {
   GetBucketLifecycleConfiguration: { handler: lifecycle.handleGetBucketLifecycleConfiguration, authorization: { operation: 'GetBucketLifecycleConfiguration' } },
   PutBucketLifecycleConfiguration: { handler: lifecycle.handlePutBucketLifecycleConfiguration, authorization: { operation: 'PutBucketLifecycleConfiguration' } },
   DeleteBucketLifecycle: { handler: lifecycle.handleDeleteBucketLifecycle, authorization: { operation: 'DeleteBucketLifecycle' } },
+  GetObjectLockConfiguration: { handler: objectLock.handleGetObjectLockConfiguration, authorization: { operation: 'GetObjectLockConfiguration' } },
+  PutObjectLockConfiguration: { handler: objectLock.handlePutObjectLockConfiguration, authorization: { operation: 'PutObjectLockConfiguration' } },
+  GetObjectRetention: { handler: objectLock.handleGetObjectRetention, authorization: { operation: 'GetObjectRetention', object: 'lookup' } },
+  PutObjectRetention: { handler: objectLock.handlePutObjectRetention, authorization: { operation: 'PutObjectRetention', object: 'lookup' } },
+  GetObjectLegalHold: { handler: objectLock.handleGetObjectLegalHold, authorization: { operation: 'GetObjectLegalHold', object: 'lookup' } },
+  PutObjectLegalHold: { handler: objectLock.handlePutObjectLegalHold, authorization: { operation: 'PutObjectLegalHold', object: 'lookup' } },
   NotImplemented: { handler: notImplemented, authorization: 'none' },
 } as const satisfies Record<S3Operation, { handler: Handler; authorization: Authorization }>;

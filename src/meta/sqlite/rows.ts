@@ -2,7 +2,7 @@
 import type { Acl } from '../../authz/index.ts';
 import type { ChecksumAlgorithm, ChecksumType } from '../../util/checksum.ts';
 import type { ListedVersion } from '../metadata-store.ts';
-import type { ObjectChecksum, ObjectVersion, PartSummary, Segment, SystemMetadata, Tag, UploadRecord } from '../types.ts';
+import type { ObjectChecksum, ObjectRetention, ObjectVersion, PartSummary, Segment, SystemMetadata, Tag, UploadRecord } from '../types.ts';
 
 /** The columns of `versions` every query reads. */
 interface VersionColumns {
@@ -60,6 +60,8 @@ interface VersionMeta {
   segments: Segment[];
   completedUploadId?: string;
   acl?: Acl;
+  retention?: ObjectRetention;
+  legalHold?: boolean;
 }
 
 export function versionMeta(version: ObjectVersion): string {
@@ -73,6 +75,8 @@ export function versionMeta(version: ObjectVersion): string {
   };
   if (version.completedUploadId !== undefined) meta.completedUploadId = version.completedUploadId;
   if (version.acl !== undefined) meta.acl = version.acl;
+  if (version.retention !== undefined) meta.retention = version.retention;
+  if (version.legalHold !== undefined) meta.legalHold = version.legalHold;
   return JSON.stringify(meta);
 }
 
@@ -88,6 +92,8 @@ export function rowToVersion(row: VersionRow): ObjectVersion {
     segments: meta.segments,
     ...(meta.completedUploadId === undefined ? {} : { completedUploadId: meta.completedUploadId }),
     ...(meta.acl === undefined ? {} : { acl: meta.acl }),
+    ...(meta.retention === undefined ? {} : { retention: meta.retention }),
+    ...(meta.legalHold === undefined ? {} : { legalHold: meta.legalHold }),
     ...(row.inline_data === undefined || row.inline_data === null ? {} : { inlineData: row.inline_data }),
   };
 }
@@ -108,6 +114,8 @@ interface UploadMeta {
   checksumAlgorithm: ChecksumAlgorithm | null;
   checksumType: ChecksumType | null;
   acl?: Acl;
+  retention?: ObjectRetention;
+  legalHold?: boolean;
 }
 
 export function uploadMeta(upload: UploadRecord): string {
@@ -119,6 +127,8 @@ export function uploadMeta(upload: UploadRecord): string {
     checksumType: upload.checksumType,
   };
   if (upload.acl !== undefined) meta.acl = upload.acl;
+  if (upload.retention !== undefined) meta.retention = upload.retention;
+  if (upload.legalHold !== undefined) meta.legalHold = upload.legalHold;
   return JSON.stringify(meta);
 }
 

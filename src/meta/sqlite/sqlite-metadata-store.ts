@@ -2,10 +2,12 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { assert } from '../../util/assert.ts';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
-import { storageError } from '../../util/s3-error.ts';
+import { S3Error, storageError } from '../../util/s3-error.ts';
 import {
   CommitOutcomeUnknownError,
   MetadataUnavailableError,
+  type BucketGuard,
+  type VersionGuard,
   type CommitOutcome,
   type CommitRequest,
   type ListRequest,
@@ -28,6 +30,7 @@ import type {
   BucketConfigKind,
   BucketConfigs,
   BucketRecord,
+  ObjectLockState,
   ObjectVersion,
   PartRecord,
   Segment,
@@ -37,7 +40,7 @@ import type {
   UserRecord,
   VersioningState,
 } from '../types.ts';
-import { NULL_VERSION_ID } from '../types.ts';
+import { isLockedAt, NULL_VERSION_ID } from '../types.ts';
 import { listKeys, listUploads, listVersions } from './listing.ts';
 import { MIGRATIONS, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 import { SERVING_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
@@ -509,9 +512,10 @@ export class SqliteMetadataStore implements MetadataStore {
     return outcome;
   }
 
-  async setBucketVersioning(name: string, state: VersioningState): Promise<boolean> {
+  async setBucketVersioning(name: string, state: VersioningState, guard?: BucketGuard): Promise<boolean> {
     const changed = (await this.#mutate(() => {
       this.#buckets.delete(name);
+      if (guard !== undefined) this.#guardBucket(name, guard);
       return this.#statements.setVersioning.run(state, name);
     })).changes === 1;
     if (changed) this.#onBucketsChanged();
@@ -527,14 +531,21 @@ export class SqliteMetadataStore implements MetadataStore {
     return changed;
   }
 
-  async setBucketConfig(name: string, kind: BucketConfigKind, document: string | null): Promise<boolean> {
+  async setBucketConfig(name: string, kind: BucketConfigKind, document: string | null, guard?: BucketGuard): Promise<boolean> {
     const statement = this.#statements.setBucketConfig[kind];
     const changed = (await this.#mutate(() => {
       this.#buckets.delete(name);
+      if (guard !== undefined) this.#guardBucket(name, guard);
       return statement.run(document, name);
     })).changes === 1;
     if (changed) this.#onBucketsChanged();
     return changed;
+  }
+
+  /** Runs a bucket guard on the row as this transaction sees it (a missing bucket is left to the UPDATE: no change). */
+  #guardBucket(name: string, guard: BucketGuard): void {
+    const row = this.#statements.getBucket.get(name) as BucketRow | undefined;
+    if (row !== undefined) guard(rowToBucket(row));
   }
 
   async setBucketTags(name: string, tags: Tag[] | null): Promise<boolean> {
@@ -596,6 +607,8 @@ export class SqliteMetadataStore implements MetadataStore {
       const old = s.getVersionById.get(version.bucket, version.key, NULL_VERSION_ID) as VersionRow | undefined;
       if (old !== undefined) {
         replaced = rowToVersion(old);
+        // Object Lock: a locked version is never overwritten (versioning may have been suspended when this write began).
+        if (isLockedAt(replaced, nowMs)) throw new S3Error('AccessDenied', 'Access Denied because object protected by object lock.');
         this.#queuePurge(replaced.segments, nowMs, keep);
         this.#deleteVersionRow(old.seq);
       }
@@ -610,13 +623,15 @@ export class SqliteMetadataStore implements MetadataStore {
     return { status: 'committed', replaced };
   }
 
-  async deleteVersion(bucket: string, key: string, versionId: string): Promise<ObjectVersion | undefined> {
+  async deleteVersion(bucket: string, key: string, versionId: string, guard?: VersionGuard): Promise<ObjectVersion | undefined> {
     return this.#mutate((): ObjectVersion | undefined => {
       const s = this.#statements;
       this.#latest?.forget(bucket, key);
       const row = s.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
       if (row === undefined) return undefined;
       const version = rowToVersion(row);
+      // Before anything changes: a refusal throws and this savepoint is rolled back alone.
+      guard?.(version);
       this.#deleteVersionRow(row.seq);
       this.#queuePurge(version.segments, Date.now(), new Set());
       if (row.is_latest === 1) {
@@ -624,6 +639,22 @@ export class SqliteMetadataStore implements MetadataStore {
         if (next !== undefined) s.promote.run(next.seq);
       }
       return version;
+    });
+  }
+
+  async updateVersionLock(bucket: string, key: string, versionId: string, update: (current: ObjectVersion) => ObjectLockState): Promise<boolean> {
+    return this.#mutate((): boolean => {
+      this.#latest?.forget(bucket, key);
+      const row = this.#statements.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
+      if (row === undefined) return false;
+      const version = rowToVersion(row);
+      const next = update(version);
+      if (next.retention === undefined) delete version.retention;
+      else version.retention = next.retention;
+      if (next.legalHold === undefined) delete version.legalHold;
+      else version.legalHold = next.legalHold;
+      this.#statements.updateVersionMeta.run(versionMeta(version), row.seq);
+      return true;
     });
   }
 
