@@ -18,6 +18,10 @@ import { openSecretBox } from './principals/secret-key.ts';
 import { assert } from './util/assert.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger } from './util/logger.ts';
+import { AccessLog } from './metrics/access-log.ts';
+import { requestObserver } from './metrics/observer.ts';
+import { createServerMetrics } from './metrics/server-metrics.ts';
+import { TALUS_VERSION } from './version.ts';
 
 function tell(message: ToPrimary): void {
   if (process.connected) process.send?.(message);
@@ -41,12 +45,15 @@ async function runWorker(): Promise<void> {
   const engine = new Engine(meta, blobs, { onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }), space: reserve });
   // The primary found (or created) the key and sealed what needed it before forking.
   const secrets = await PrincipalCache.load(meta, await openSecretBox(settings.dataDir, meta, { create: false }), { onProblem: (message) => logger.warn(message) });
+  const metrics = createServerMetrics(TALUS_VERSION);
+  const accessLog = settings.accessLog === undefined ? undefined : new AccessLog(settings.accessLog);
   const server = createS3Server({
     engine,
     principals: secrets,
     region: settings.region,
     domain: settings.domain,
     logger,
+    observer: requestObserver(metrics.requests, accessLog),
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -58,6 +65,7 @@ async function runWorker(): Promise<void> {
     (stopping ??= (async () => {
       secrets.stop();
       await closeGracefully(server, SHUTDOWN_GRACE_MS);
+      await accessLog?.close();
       await reserve.stop();
       await blobs.close();
       await meta.close();
@@ -71,6 +79,9 @@ async function runWorker(): Promise<void> {
         break;
       case 'forget-buckets':
         meta.forgetBuckets();
+        break;
+      case 'metrics-query':
+        void metrics.registry.snapshot().then((snapshot) => tell({ kind: 'metrics-answer', id: message.id, metrics: snapshot }));
         break;
       case 'shutdown':
         void stop();

@@ -26,6 +26,7 @@ import { removePartialBlobs } from './blob/fs/partial-blobs.ts';
 import { assert } from './util/assert.ts';
 import type { TalusConfig } from './config/config.ts';
 import type { Logger } from './util/logger.ts';
+import type { MetricSnapshot } from './metrics/registry.ts';
 
 /** What a worker needs to serve; everything else it reads from the data directory. */
 export interface WorkerSettings {
@@ -36,22 +37,28 @@ export interface WorkerSettings {
   region: string;
   /** The primary's configuration (backends and placements), as JSON allows: the buckets map as entries. */
   config?: Omit<TalusConfig, 'buckets'> & { buckets: [string, string][] };
+  /** The access log every worker appends its lines to (`--access-log`); absent: none. */
+  accessLog?: string;
 }
 
 export type ToWorker =
   | { kind: 'lease-query'; id: number; blobIds: string[] }
   | { kind: 'forget-buckets' }
+  | { kind: 'metrics-query'; id: number }
   | { kind: 'shutdown' };
 
 export type ToPrimary =
   | { kind: 'ready'; port: number }
   | { kind: 'lease-answer'; id: number; leased: string[] }
-  | { kind: 'buckets-changed' };
+  | { kind: 'buckets-changed' }
+  | { kind: 'metrics-answer'; id: number; metrics: MetricSnapshot[] };
 
 export const WORKER_SETTINGS_ENV = 'TALUS_WORKER_SETTINGS';
 export const WORKERS_MAX = 64;
 /** A worker that does not answer a lease query in time is assumed to stream every blob asked about. */
 const LEASE_QUERY_TIMEOUT_MS = 5_000;
+/** A scrape waits this long for each worker's metrics (Prometheus's own scrape timeout is 10 s). */
+const METRICS_QUERY_TIMEOUT_MS = 2_000;
 const WORKER_START_TIMEOUT_MS = 30_000;
 /**
  * Replacing a dead worker waits RESPAWN_DELAY_MIN_MS, doubled for every
@@ -91,6 +98,7 @@ export class WorkerPool {
   readonly #serving = new Set<Worker>();
   readonly #leaseQueries = new Map<number, { pending: Set<Worker>; leased: Set<string>; resolve(leased: Set<string>): void; timer: NodeJS.Timeout }>();
   #nextQueryId = 1;
+  readonly #metricsQueries = new Map<number, (from: Worker, metrics: MetricSnapshot[]) => void>();
   #stopping = false;
   #port = 0;
   readonly #backoff = new RestartBackoff();
@@ -162,13 +170,41 @@ export class WorkerPool {
     });
   }
 
+  /**
+   * Every serving worker's metrics. A worker that does not answer within
+   * `timeoutMs` is left out of this scrape (its counters are not lost: the
+   * next scrape gets them).
+   */
+  collectMetrics(timeoutMs = METRICS_QUERY_TIMEOUT_MS): Promise<MetricSnapshot[][]> {
+    const pending = new Set(this.#serving);
+    if (pending.size === 0) return Promise.resolve([]);
+    const id = this.#nextQueryId++;
+    return new Promise((resolve) => {
+      const answers: MetricSnapshot[][] = [];
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.#metricsQueries.delete(id);
+        resolve(answers);
+      };
+      const timer = setTimeout(finish, timeoutMs);
+      this.#metricsQueries.set(id, (from, metrics) => {
+        if (!pending.delete(from)) return;
+        answers.push(metrics);
+        if (pending.size === 0) finish();
+      });
+      for (const worker of pending) send(worker, { kind: 'metrics-query', id });
+    });
+  }
+
   /** The primary changed a bucket (the admin API): every worker drops its cached bucket records. */
   forgetBuckets(): void {
     for (const worker of this.#workers) send(worker, { kind: 'forget-buckets' });
   }
 
   #onMessage(from: Worker, message: ToPrimary): void {
-    if (message.kind === 'buckets-changed') {
+    if (message.kind === 'metrics-answer') {
+      this.#metricsQueries.get(message.id)?.(from, message.metrics);
+    } else if (message.kind === 'buckets-changed') {
       for (const worker of this.#workers) if (worker !== from) send(worker, { kind: 'forget-buckets' });
     } else if (message.kind === 'lease-answer') {
       const query = this.#leaseQueries.get(message.id);

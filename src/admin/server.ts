@@ -9,6 +9,7 @@
  * is even read. Every call is logged — operation, caller, status, never the
  * body or the answer, which may hold a new secret.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { Readable } from 'node:stream';
 import { verifyRequest } from '../auth/index.ts';
@@ -23,12 +24,22 @@ import { S3Error } from '../util/s3-error.ts';
 import { AdminError, toAdminError } from './errors.ts';
 import { openApiDocument } from './openapi.ts';
 import { ADMIN_OPERATIONS, type AdminContext, type AdminServerInfo, isAdminOperationName } from './operations.ts';
-import { ADMIN_PATH_PREFIX, OPENAPI_PATH } from './paths.ts';
+import { ADMIN_PATH_PREFIX, LIVE_PATH, METRICS_PATH, OPENAPI_PATH, READY_PATH } from './paths.ts';
 
 /** A request body: policies (64 KiB) with room for the JSON around them. */
 export const ADMIN_BODY_BYTES_MAX = 128 * 1024;
 
+/** `GET /metrics` on the admin listener. */
+export interface MetricsEndpoint {
+  /** The Prometheus text of every serving process. */
+  render(): Promise<string>;
+  /** `Authorization: Bearer <token>` is required unless `public`. Absent and not public: the endpoint refuses everyone. */
+  token?: string | undefined;
+  public?: boolean | undefined;
+}
+
 export interface AdminServerOptions {
+  metrics?: MetricsEndpoint | undefined;
   principals: Principals;
   /** The keys and principals the auth path uses (reloaded every 2 s, and at once after a change made here). */
   keys: PrincipalCache;
@@ -60,6 +71,19 @@ async function handle(options: AdminServerOptions, spec: string, request: Incomi
   const queryAt = url.indexOf('?');
   const rawPath = queryAt === -1 ? url : url.slice(0, queryAt);
   const rawQuery = queryAt === -1 ? '' : url.slice(queryAt + 1);
+  if (rawPath === METRICS_PATH || rawPath === LIVE_PATH || rawPath === READY_PATH) {
+    if (request.method !== 'GET' && request.method !== 'HEAD') throw new AdminError('MethodNotAllowed', `GET ${rawPath}`);
+    request.resume();
+    if (rawPath === METRICS_PATH) {
+      checkMetricsAccess(options.metrics, request);
+      sendText(response, requestId, 200, await options.metrics!.render(), 'text/plain; version=0.0.4; charset=utf-8');
+    } else {
+      // Unauthenticated, as the S3 listener's /minio/health/*: ready is 503 while the metadata store refuses writes.
+      const ready = rawPath === LIVE_PATH || options.engine.unreadyReason() === undefined;
+      sendText(response, requestId, ready ? 200 : 503, ready ? 'ok\n' : 'not ready\n', 'text/plain; charset=utf-8');
+    }
+    return;
+  }
   if (rawPath === OPENAPI_PATH) {
     if (request.method !== 'GET' && request.method !== 'HEAD') throw new AdminError('MethodNotAllowed', 'GET the OpenAPI document');
     send(response, requestId, 200, spec);
@@ -142,6 +166,22 @@ async function readJson(request: IncomingMessage, body: Readable): Promise<unkno
   } catch {
     throw new AdminError('InvalidRequest', 'the request body is not valid JSON');
   }
+}
+
+/** Bearer token, compared in constant time; the endpoint is closed when neither a token nor public access was configured. */
+function checkMetricsAccess(metrics: MetricsEndpoint | undefined, request: IncomingMessage): void {
+  if (metrics === undefined) throw new AdminError('NotFound', 'no metrics in this process');
+  if (metrics.public === true) return;
+  if (metrics.token === undefined) throw new AdminError('AccessDenied', 'metrics are closed: set TALUS_METRICS_TOKEN (or --metrics-public)');
+  const given = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
+  if (given === undefined) throw new AdminError('AuthenticationRequired', 'send Authorization: Bearer <metrics token>');
+  const expected = createHash('sha256').update(metrics.token).digest();
+  if (!timingSafeEqual(createHash('sha256').update(given).digest(), expected)) throw new AdminError('AccessDenied', 'wrong metrics token');
+}
+
+function sendText(response: ServerResponse, requestId: string, status: number, body: string, type: string): void {
+  response.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'x-request-id': requestId, 'cache-control': 'no-store' });
+  response.end(body);
 }
 
 function send(response: ServerResponse, requestId: string, status: number, body: string): void {

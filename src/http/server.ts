@@ -29,6 +29,7 @@ import { S3Error, isS3Error } from '../util/s3-error.ts';
 import type { Logger } from '../util/logger.ts';
 import { answerPreflight, decorateCorsResponse } from './cors.ts';
 import { answerHealthProbe } from './health.ts';
+import type { ObservedRequest, RequestObserver } from '../metrics/observed-request.ts';
 import { parseQuery, resolveAddress, route } from './route.ts';
 import { element, escapeXml, XML_DECLARATION } from './xml.ts';
 
@@ -42,6 +43,13 @@ export interface FrontOptions {
   logger: Logger;
   /** Open connections before idle ones are shed (default CONNECTIONS_MAX). */
   connectionsMax?: number;
+  /** Told about every request (metrics, the access log); absent: nothing is measured. */
+  observer?: RequestObserver | undefined;
+}
+
+/** When a response's headers went out (performance.now()); filled by sendResponse/sendError. */
+interface Timing {
+  headersSentMs: number;
 }
 
 export function createS3Server(options: FrontOptions): Server {
@@ -87,20 +95,63 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
   const rawQuery = queryStart === -1 ? '' : rawUrl.slice(queryStart + 1);
   const method = request.method ?? 'GET';
   if (answerHealthProbe(request, response, rawPath, rawQuery, options.engine)) return;
+  const observer = options.observer;
+  const startedMs = observer === undefined ? 0 : performance.now();
+  observer?.started();
+  const timing: Timing = { headersSentMs: 0 };
+  let context: RequestContext | undefined;
+  let errorCode: string | undefined;
   try {
     if (request.headers.origin !== undefined) await decorateCorsResponse(options.engine, options.domain, request, response, rawPath, method);
-    if (method === 'OPTIONS') return await sendResponse(request, response, method, requestId, await answerPreflight(options.engine, options.domain, request, rawPath));
-    const context = await buildContext(options, request, requestId, method, rawPath, rawQuery);
+    if (method === 'OPTIONS') return await sendResponse(request, response, method, requestId, await answerPreflight(options.engine, options.domain, request, rawPath), timing);
+    context = await buildContext(options, request, requestId, method, rawPath, rawQuery);
     const operation = OPERATIONS[context.route.operation];
     // The one authorization of the request, before its handler (and before 100-continue: a refused upload sends no body).
     const authorizing = authorizeRequest(context.access, operation.authorization, context.route, request.headers, options.engine);
     if (authorizing !== undefined) await authorizing;
     if (expectsContinue) response.writeContinue();
     const result = await operation.handler(context);
-    await sendResponse(request, response, method, requestId, result);
+    await sendResponse(request, response, method, requestId, result, timing);
   } catch (error) {
-    sendError(options, request, response, method, rawPath, requestId, error);
+    errorCode = sendError(options, request, response, method, rawPath, requestId, error, timing);
+  } finally {
+    if (observer !== undefined) observer.finished(observed(request, response, requestId, method, context, startedMs, timing, errorCode));
   }
+}
+
+function observed(
+  request: IncomingMessage,
+  response: ServerResponse,
+  requestId: string,
+  method: string,
+  context: RequestContext | undefined,
+  startedMs: number,
+  timing: Timing,
+  errorCode: string | undefined,
+): ObservedRequest {
+  const finishedMs = performance.now();
+  const principal = context?.access.principal;
+  return {
+    requestId,
+    operation: context?.route.operation ?? (method === 'OPTIONS' ? 'Preflight' : 'Unrouted'),
+    bucket: context?.route.bucket ?? '',
+    key: context?.route.key ?? '',
+    status: response.statusCode,
+    startedMs,
+    headersSentMs: timing.headersSentMs === 0 ? finishedMs : timing.headersSentMs,
+    finishedMs,
+    bytesIn: contentLength(request.headers['content-length']),
+    bytesOut: contentLength(response.getHeader('content-length')),
+    errorCode,
+    principal: principal === undefined || principal.kind === 'anonymous' ? 'anonymous' : principal.kind === 'root' ? 'root' : principal.name,
+    accessKeyId: context?.request.accessKeyId ?? undefined,
+    remoteAddress: request.socket.remoteAddress ?? '',
+  };
+}
+
+function contentLength(value: string | number | string[] | undefined): number {
+  const bytes = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : 0;
+  return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : 0;
 }
 
 async function buildContext(options: FrontOptions, request: IncomingMessage, requestId: string, method: string, rawPath: string, rawQuery: string): Promise<RequestContext> {
@@ -136,7 +187,7 @@ function baseHeaders(requestId: string): Record<string, string> {
   return { 'x-amz-request-id': requestId, 'x-amz-id-2': requestId, server: 'Talus' };
 }
 
-async function sendResponse(request: IncomingMessage, response: ServerResponse, method: string, requestId: string, result: S3Response): Promise<void> {
+async function sendResponse(request: IncomingMessage, response: ServerResponse, method: string, requestId: string, result: S3Response, timing: Timing): Promise<void> {
   const body = result.body;
   // One header object and one writeHead: node validates and serializes it in
   // a single pass, cheaper than a setHeader per header on the small-object path.
@@ -154,6 +205,7 @@ async function sendResponse(request: IncomingMessage, response: ServerResponse, 
   else if (body === undefined && method !== 'HEAD') headers['content-length'] ??= '0';
   try {
     response.writeHead(result.status, headers);
+    timing.headersSentMs = performance.now();
   } catch (error) {
     // An open body holds read leases on its blobs: release them before answering with the error.
     if (body instanceof Readable) body.destroy();
@@ -176,14 +228,15 @@ async function sendResponse(request: IncomingMessage, response: ServerResponse, 
   }
 }
 
-function sendError(options: FrontOptions, request: IncomingMessage, response: ServerResponse, method: string, rawPath: string, requestId: string, error: unknown): void {
+/** Answers the error; returns its S3 code (for the observer). */
+function sendError(options: FrontOptions, request: IncomingMessage, response: ServerResponse, method: string, rawPath: string, requestId: string, error: unknown, timing: Timing): string {
   const s3Error = isS3Error(error)
     ? error
     : isAuthzError(error) ? new S3Error(error.code, error.message, { ...error.details }) : new S3Error('InternalError');
   logFailure(options.logger, request, method, rawPath, requestId, error, s3Error);
   if (response.headersSent) {
     response.destroy();
-    return;
+    return s3Error.code;
   }
   response.statusCode = s3Error.status;
   for (const [name, value] of Object.entries(baseHeaders(requestId))) response.setHeader(name, value);
@@ -192,8 +245,9 @@ function sendError(options: FrontOptions, request: IncomingMessage, response: Se
   if (!request.complete) response.setHeader('connection', 'close');
   if (method === 'HEAD' || s3Error.status === 304) {
     response.end();
+    timing.headersSentMs = performance.now();
     if (!request.complete) drain(request);
-    return;
+    return s3Error.code;
   }
   let details = '';
   for (const [name, value] of Object.entries(s3Error.details)) details += element(name, value);
@@ -201,7 +255,9 @@ function sendError(options: FrontOptions, request: IncomingMessage, response: Se
   response.setHeader('content-type', 'application/xml');
   response.setHeader('content-length', Buffer.byteLength(body));
   response.end(body);
+  timing.headersSentMs = performance.now();
   if (!request.complete) drain(request);
+  return s3Error.code;
 }
 
 /**

@@ -1,0 +1,67 @@
+/**
+ * A process's metrics: its requests (RequestMetrics) and, in the process
+ * that owns the data directory, the gauges read at scrape time — disk space,
+ * metadata size, the repair queue, each backend's state and latency, and
+ * build and process facts.
+ */
+import { statfs, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { MetadataStore } from '../meta/metadata-store.ts';
+import type { BackendStatus } from '../placement/backend-health.ts';
+import { Registry } from './registry.ts';
+import { RequestMetrics } from './request-metrics.ts';
+
+/** Gauges every process reports alike (the same disk seen twice): merged by taking one, not summing. */
+export const SHARED_GAUGES: ReadonlySet<string> = new Set([
+  'talus_disk_free_bytes', 'talus_disk_size_bytes', 'talus_metadata_bytes', 'talus_repair_queue_shards',
+  'talus_backend_up', 'talus_backend_latency_seconds', 'talus_build_info',
+]);
+
+export interface ServerMetrics {
+  registry: Registry;
+  requests: RequestMetrics;
+}
+
+export interface OwnerFacts {
+  dataDir: string;
+  meta: MetadataStore;
+  backends?: (() => BackendStatus[]) | undefined;
+}
+
+/** `owner`: the data directory's facts, for the process that owns it (the primary, or the only process). */
+export function createServerMetrics(version: string, owner?: OwnerFacts): ServerMetrics {
+  const registry = new Registry();
+  const requests = new RequestMetrics(registry);
+  registry.gauge('talus_build_info', 'Always 1; the labels name the build.', ['version', 'node']).labels(version, process.version).set(1);
+  const resident = registry.gauge('talus_process_resident_memory_bytes', 'Resident memory of the serving processes.').labels();
+  const cpu = registry.gauge('talus_process_cpu_seconds_total', 'CPU time (user and system) of the serving processes.').labels();
+  registry.onCollect(() => {
+    resident.set(process.memoryUsage.rss());
+    const usage = process.cpuUsage();
+    cpu.set((usage.user + usage.system) / 1e6);
+  });
+  if (owner !== undefined) addOwnerGauges(registry, owner);
+  return { registry, requests };
+}
+
+function addOwnerGauges(registry: Registry, owner: OwnerFacts): void {
+  const free = registry.gauge('talus_disk_free_bytes', 'Space available to Talus on the data directory\'s file system.').labels();
+  const size = registry.gauge('talus_disk_size_bytes', 'Size of the data directory\'s file system.').labels();
+  const metadata = registry.gauge('talus_metadata_bytes', 'Size of the metadata database with its write-ahead log.').labels();
+  const repairs = registry.gauge('talus_repair_queue_shards', 'Shards of placed objects waiting to be rewritten.').labels();
+  const up = registry.gauge('talus_backend_up', '1 when the backend answers its probes, 0 when it is down (absent: not yet probed).', ['backend']);
+  const latency = registry.gauge('talus_backend_latency_seconds', 'Smoothed latency of the backend\'s probes and reads.', ['backend']);
+  registry.onCollect(async () => {
+    const space = await statfs(owner.dataDir);
+    free.set(space.bavail * space.bsize);
+    size.set(space.blocks * space.bsize);
+    let bytes = 0;
+    for (const file of ['meta.db', 'meta.db-wal']) bytes += await stat(join(owner.dataDir, file)).then((found) => found.size, () => 0);
+    metadata.set(bytes);
+    repairs.set((await owner.meta.repairSummary(0)).pending);
+    for (const backend of owner.backends?.() ?? []) {
+      if (backend.state !== 'unknown') up.labels(backend.name).set(backend.state === 'up' ? 1 : 0);
+      if (backend.latencyMs !== undefined) latency.labels(backend.name).set(backend.latencyMs / 1000);
+    }
+  });
+}
