@@ -135,7 +135,8 @@ export type AuthzOperation =
   | 'GetBucketPolicy' | 'PutBucketPolicy' | 'DeleteBucketPolicy' | 'GetBucketPolicyStatus'
   | 'GetBucketAcl' | 'PutBucketAcl' | 'GetObjectAcl' | 'PutObjectAcl'
   | 'GetBucketOwnershipControls' | 'PutBucketOwnershipControls' | 'DeleteBucketOwnershipControls'
-  | 'GetPublicAccessBlock' | 'PutPublicAccessBlock' | 'DeletePublicAccessBlock';
+  | 'GetPublicAccessBlock' | 'PutPublicAccessBlock' | 'DeletePublicAccessBlock'
+  | 'GetObjectTorrent';
 
 /**
  * The table. `versioned` is the action used instead when the request names a
@@ -193,6 +194,7 @@ export const OPERATION_ACTIONS: Readonly<Record<AuthzOperation, OperationRule>> 
   GetPublicAccessBlock: { kind: 'bucket', action: 's3:GetBucketPublicAccessBlock' },
   PutPublicAccessBlock: { kind: 'bucket', action: 's3:PutBucketPublicAccessBlock' },
   DeletePublicAccessBlock: { kind: 'bucket', action: 's3:PutBucketPublicAccessBlock' },
+  GetObjectTorrent: { kind: 'object', action: 's3:GetObjectTorrent', versioned: 's3:GetObjectVersionTorrent' },
 };
 
 /** What the wiring knows about the request that changes which checks apply. */

@@ -5,6 +5,7 @@
  */
 import type { BlobStore } from '../blob/blob-store.ts';
 import type {
+  DeleteConditions,
   ListRequest,
   ListResult,
   ListUploadsRequest,
@@ -191,8 +192,8 @@ export class Engine {
     return objects.getObject(this.#context, input);
   }
 
-  deleteObject(bucket: string, key: string, versionId: string | undefined, ownerId: string): Promise<DeleteResult> {
-    return this.#removing(() => objects.deleteObject(this.#context, bucket, key, versionId, ownerId));
+  deleteObject(bucket: string, key: string, versionId: string | undefined, ownerId: string, conditions: DeleteConditions = {}): Promise<DeleteResult> {
+    return this.#removing(() => objects.deleteObject(this.#context, bucket, key, versionId, ownerId, conditions));
   }
 
   copyObject(input: CopyObjectInput): Promise<CopyResult> {

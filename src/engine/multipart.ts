@@ -201,7 +201,9 @@ export interface CompleteUploadInput {
   checksumType: ChecksumType | undefined;
 }
 
-export async function completeMultipartUpload(context: EngineContext, input: CompleteUploadInput): Promise<WriteResult> {
+export async function completeMultipartUpload(context: EngineContext, request: CompleteUploadInput): Promise<WriteResult> {
+  const startedMs = Date.now();
+  const input = { ...request, parts: lastListedParts(request.parts) };
   const bucket = await requireBucket(context, input.bucket);
   const upload = await context.meta.getUpload(input.bucket, input.key, input.uploadId);
   if (upload === undefined) return repeatedCompletion(context, bucket, input);
@@ -235,8 +237,24 @@ export async function completeMultipartUpload(context: EngineContext, input: Com
     completedUploadId: input.uploadId,
   };
   const outcome = await context.meta.commitVersion({ version, conditions: input.conditions, completesUploadId: input.uploadId });
-  throwUnlessCommitted(outcome, input.bucket, input.key);
+  throwUnlessCommitted(outcome, input.bucket, input.key, startedMs);
   return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version };
+}
+
+/**
+ * A part number listed several times in a row keeps its last entry, as Ceph
+ * RGW does (ceph/s3-tests test_multipart_resend_first_finishes_last: a part
+ * sent twice at once is listed once per answer, and the upload that finished
+ * last is the part the store kept, since putPart replaces in commit order).
+ * Part numbers that go down stay in the list: chooseParts refuses them.
+ */
+function lastListedParts(parts: CompletePartInput[]): CompletePartInput[] {
+  const kept: CompletePartInput[] = [];
+  for (const part of parts) {
+    if (kept.at(-1)?.partNumber === part.partNumber) kept[kept.length - 1] = part;
+    else kept.push(part);
+  }
+  return kept;
 }
 
 /**

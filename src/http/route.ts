@@ -26,6 +26,7 @@ export type S3Operation =
   | 'CopyObject'
   | 'GetObject'
   | 'GetObjectAttributes'
+  | 'GetObjectTorrent'
   | 'HeadObject'
   | 'DeleteObject'
   | 'GetObjectTagging'
@@ -130,6 +131,8 @@ export function route(method: string, address: { bucket: string; key: string }, 
 }
 
 function chooseOperation(method: string, bucket: string, key: string, query: ReadonlyMap<string, string>, hasCopySource: boolean): S3Operation {
+  // An object's torrent is answered (404, no torrents served); everything else ?torrent stays unsupported.
+  if (method === 'GET' && key !== '' && bucket !== '' && query.has('torrent')) return 'GetObjectTorrent';
   for (const name of query.keys()) if (UNSUPPORTED_SUBRESOURCES.has(name)) return 'NotImplemented';
   if (bucket === '') return method === 'GET' ? 'ListBuckets' : 'NotImplemented';
   if (key === '') return bucketOperation(method, query);
