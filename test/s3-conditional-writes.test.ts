@@ -364,7 +364,7 @@ describe('conditional writes across two worker processes', { timeout: 120_000 },
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  test(`${RACERS} If-None-Match: * creates and ${RACERS} If-Match writers: one winner each`, async () => {
+  test(`${RACERS} racers each: If-None-Match: * creates, If-Match writers, If-Match deletes and writes: one winner each`, async () => {
     const bucket = uniqueBucket('condw');
     await client.send(new CreateBucketCommand({ Bucket: bucket }));
     const creates = await outcomes(Array.from({ length: RACERS }, (_, index) =>
@@ -375,5 +375,11 @@ describe('conditional writes across two worker processes', { timeout: 120_000 },
       client.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: `writer ${index}`, IfMatch: etag }))));
     assertOneWinner(writes);
     assert.equal(await text(client, bucket, 'k'), `writer ${writes.indexOf('200')}`);
+    // Conditional deletes and writes of one ETag, spread over both processes.
+    const current = (await client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'k' }))).ETag!;
+    const mixed = await outcomes(Array.from({ length: RACERS }, (_, index) => index % 2 === 0
+      ? client.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'k', IfMatch: current }))
+      : client.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: `last ${index}`, IfMatch: current }))));
+    assertOneWinner(mixed, ['412 PreconditionFailed', '409 ConditionalRequestConflict', '404 NoSuchKey']);
   });
 });
