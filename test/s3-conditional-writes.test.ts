@@ -170,13 +170,16 @@ describe('conditional writes', { timeout: 120_000 }, () => {
     assert.equal(await text(client, bucket, 'k'), 'd'.repeat(BLOB_BYTES));
   });
 
-  test('a delete marker is no current version: If-Match fails 404, If-None-Match * writes', async () => {
+  test('only the current version counts: a delete marker is none (If-Match 404, If-None-Match * writes), an older ETag matches nothing', async () => {
     const bucket = await newBucket(true);
     const etag = unquote((await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'one' }))).ETag);
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'k' }));
     await failsChangingNothing(bucket, '404 NoSuchKey', () => client.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'two', IfMatch: etag })));
     await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'three', IfNoneMatch: '*' }));
     assert.equal(await text(client, bucket, 'k'), 'three');
+    // Only the current version counts: the first version's ETag no longer matches anything.
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'four', IfNoneMatch: etag }));
+    assert.equal(await text(client, bucket, 'k'), 'four');
   });
 
   test('CompleteMultipartUpload: conditions on the destination; a failed one keeps the upload', async () => {
@@ -200,6 +203,8 @@ describe('conditional writes', { timeout: 120_000 }, () => {
     assert.deepEqual(uploads.Uploads?.map((u) => u.UploadId), [refused.UploadId]);
     await complete(refused, { IfMatch: `"${first}"` });
     assert.equal(await text(client, bucket, 'k'), 'y'.repeat(BLOB_BYTES));
+    await complete(await upload('z'), { IfMatch: '*' });
+    assert.equal(await text(client, bucket, 'k'), 'z'.repeat(BLOB_BYTES));
   });
 
   test('CopyObject: the conditions apply to the destination', async () => {
@@ -214,6 +219,9 @@ describe('conditional writes', { timeout: 120_000 }, () => {
     const current = unquote((await client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'target' }))).ETag);
     await failsChangingNothing(bucket, '412 PreconditionFailed', () => copy({ IfMatch: '"0123"' }));
     await copy({ IfMatch: `"${current}"` });
+    assert.equal(await text(client, bucket, 'target'), 's'.repeat(BLOB_BYTES));
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'target', Body: 'changed again' }));
+    await copy({ IfMatch: '*' });
     assert.equal(await text(client, bucket, 'target'), 's'.repeat(BLOB_BYTES));
   });
 
