@@ -34,7 +34,9 @@ import { after, before, describe, test } from 'node:test';
 import { startTalus, type RunningTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
 import { countBlobFiles } from './helpers/process.ts';
-import { signedRequest, signRequest, type RawResponse } from './helpers/raw.ts';
+import { queryString, send, signedRequest, signRequest, type RawResponse } from './helpers/raw.ts';
+import { Principals } from '../src/principals/principals.ts';
+import { clientFor, waitForAuth } from './helpers/principals.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, startTestTalus, uniqueBucket, type TestTalus } from './helpers/talus.ts';
 
 /** Larger than INLINE_BYTES_MAX, so a body is a blob file whose fate can be counted. */
@@ -87,14 +89,22 @@ async function versionsOf(client: S3Client, bucket: string): Promise<string[]> {
 }
 
 /** A signed PUT whose body is sent in two halves: `started` once the first half was sent, `finish()` sends the rest. */
-function slowUpload(url: string, bucket: string, key: string, condition: Record<string, string>, data: Buffer): { started: Promise<void>; finish(): Promise<RawResponse> } {
+function slowUpload(
+  url: string,
+  bucket: string,
+  key: string,
+  extraHeaders: Record<string, string>,
+  data: Buffer,
+  query: Record<string, string> = {},
+): { started: Promise<void>; finish(): Promise<RawResponse> } {
   const target = new URL(url);
   let outgoing: ClientRequest | undefined;
   let answered: Promise<RawResponse> | undefined;
   const started = (async () => {
-    const headers = await signRequest(url, { method: 'PUT', path: `/${bucket}/${key}`, headers: { ...condition, 'content-length': String(data.length) }, unsignedPayload: true });
+    const path = `/${bucket}/${key}`;
+    const headers = await signRequest(url, { method: 'PUT', path, query, headers: { ...extraHeaders, 'content-length': String(data.length) }, unsignedPayload: true });
     answered = new Promise<RawResponse>((resolve, reject) => {
-      outgoing = httpRequest({ host: target.hostname, port: target.port, method: 'PUT', path: `/${bucket}/${key}`, headers, agent: false }, (response) => {
+      outgoing = httpRequest({ host: target.hostname, port: target.port, method: 'PUT', path: `${path}${queryString(query)}`, headers, agent: false }, (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') }));
@@ -389,5 +399,64 @@ describe('conditional writes across two worker processes', { timeout: 120_000 },
       ? client.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'k', IfMatch: current }))
       : client.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: `last ${index}`, IfMatch: current }))));
     assertOneWinner(mixed, ['412 PreconditionFailed', '409 ConditionalRequestConflict', '404 NoSuchKey']);
+  });
+});
+
+describe('what ceph/s3-tests expects besides: a part sent twice, and ?torrent', { timeout: 120_000 }, () => {
+  let talus: TestTalus;
+  let client: S3Client;
+
+  before(async () => {
+    talus = await startTestTalus();
+    client = talus.client;
+  });
+  after(async () => {
+    await talus.stop();
+  });
+
+  test('a part uploaded twice at once: the upload that finished last is the part, listed last wins', async () => {
+    const bucket = uniqueBucket('resend');
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'k' }));
+    // A starts first and finishes last; B starts during A's body and finishes first.
+    const first = slowUpload(talus.url, bucket, 'k', {}, body('A'), { partNumber: '1', uploadId: UploadId! });
+    await first.started;
+    const second = await client.send(new UploadPartCommand({ Bucket: bucket, Key: 'k', UploadId, PartNumber: 1, Body: body('B') }));
+    const answer = await first.finish();
+    assert.equal(answer.status, 200, answer.body);
+    const etagA = String(answer.headers['etag']);
+    // Listed in the order the answers came (B, then A), as test_multipart_resend_first_finishes_last does.
+    const complete = (etags: string[]) => client.send(new CompleteMultipartUploadCommand({
+      Bucket: bucket, Key: 'k', UploadId, MultipartUpload: { Parts: etags.map((ETag) => ({ PartNumber: 1, ETag })) },
+    }));
+    assert.equal(await failure(complete([etagA, second.ETag!])), '400 InvalidPart');
+    await complete([second.ETag!, etagA]);
+    assert.equal(await text(client, bucket, 'k'), 'A'.repeat(BLOB_BYTES));
+  });
+
+  test('GET ?torrent: 404 NoSuchKey to whoever may read the object, 403 to others; elsewhere 501', async () => {
+    const { owner, other } = await Principals.withDataDir(talus.dataDir, async (principals) => ({
+      owner: (await principals.addUser('torrent-owner')).credentials,
+      other: (await principals.addUser('torrent-other')).credentials,
+    }));
+    const ownerClient = clientFor(talus.url, owner);
+    assert.equal(await waitForAuth(ownerClient, 'accepted'), 'accepted');
+    const bucket = uniqueBucket('torrent');
+    await ownerClient.send(new CreateBucketCommand({ Bucket: bucket }));
+    await ownerClient.send(new PutObjectCommand({ Bucket: bucket, Key: 'movie', Body: 'frames' }));
+    const torrent = (credentials: { accessKeyId: string; secretAccessKey: string } | undefined, key = 'movie') => credentials === undefined
+      ? send(talus.url, 'GET', `/${bucket}/${key}?torrent`, {})
+      : signedRequest(talus.url, { method: 'GET', path: `/${bucket}/${key}`, query: { torrent: '' }, credentials });
+    const codeOf = (response: RawResponse) => `${response.status} ${/<Code>(\w+)<\/Code>/.exec(response.body)?.[1]}`;
+    assert.equal(codeOf(await torrent(undefined)), '403 AccessDenied');
+    assert.equal(codeOf(await torrent(other)), '403 AccessDenied');
+    assert.equal(codeOf(await torrent(owner)), '404 NoSuchKey');
+    assert.equal(codeOf(await torrent({ accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY })), '404 NoSuchKey');
+    assert.equal(codeOf(await torrent(owner, 'missing')), '404 NoSuchKey');
+    // A bucket's torrent, or a PUT of one, is not implemented (never a listing or a write).
+    assert.equal(codeOf(await signedRequest(talus.url, { method: 'GET', path: `/${bucket}`, query: { torrent: '' }, credentials: owner })), '501 NotImplemented');
+    assert.equal(codeOf(await signedRequest(talus.url, { method: 'PUT', path: `/${bucket}/movie`, query: { torrent: '' }, body: 'x', credentials: owner })), '501 NotImplemented');
+    assert.equal(await text(ownerClient, bucket, 'movie'), 'frames');
+    ownerClient.destroy();
   });
 });
