@@ -124,7 +124,8 @@ export function throwUnlessCommitted(
     case 'committed':
       return;
     case 'precondition-failed':
-      if (startedMs !== undefined && outcome.currentModifiedMs !== undefined && outcome.currentModifiedMs >= startedMs) {
+      // Strictly later: a version written in the millisecond this request began may have been acknowledged before it.
+      if (startedMs !== undefined && outcome.currentModifiedMs !== undefined && outcome.currentModifiedMs > startedMs) {
         throw new S3Error('ConditionalRequestConflict');
       }
       throw new S3Error('PreconditionFailed');
