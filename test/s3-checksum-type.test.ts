@@ -18,6 +18,7 @@ import {
   PutObjectCommand,
   S3ServiceException,
   UploadPartCommand,
+  UploadPartCopyCommand,
   type ChecksumAlgorithm as SdkChecksumAlgorithm,
   type ChecksumType,
 } from '@aws-sdk/client-s3';
@@ -123,6 +124,24 @@ describe('ChecksumType in every answer with a checksum', { timeout: 120_000 }, (
       assert.deepEqual(attributes.ObjectParts?.Parts?.map((part) => part[field(algorithm)]), digests.map((digest) => digest.toString('base64')));
     });
   }
+
+  test('UploadPartCopy answers the copied part\'s checksum, and the object gets its FULL_OBJECT CRC', async () => {
+    const client = talus.client;
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'copy-source', Body: parts[0] }));
+    const key = 'multi/part-copy';
+    const created = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ChecksumAlgorithm: 'CRC32C', ChecksumType: 'FULL_OBJECT' }));
+    const copied = await client.send(new UploadPartCopyCommand({ Bucket: bucket, Key: key, UploadId: created.UploadId, PartNumber: 1, CopySource: `${bucket}/copy-source` }));
+    assert.equal(copied.CopyPartResult?.ChecksumCRC32C, base64('CRC32C', parts[0]!));
+    const last = await client.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: created.UploadId, PartNumber: 2, Body: parts[1], ChecksumAlgorithm: 'CRC32C' }));
+    const completed = await client.send(new CompleteMultipartUploadCommand({
+      Bucket: bucket,
+      Key: key,
+      UploadId: created.UploadId,
+      MultipartUpload: { Parts: [{ PartNumber: 1, ETag: copied.CopyPartResult!.ETag! }, { PartNumber: 2, ETag: last.ETag! }] },
+    }));
+    assert.equal(completed.ChecksumType, 'FULL_OBJECT');
+    assert.equal(completed.ChecksumCRC32C, base64('CRC32C', whole));
+  });
 
   test('CreateMultipartUpload defaults and refusals', async () => {
     const client = talus.client;

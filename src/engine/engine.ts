@@ -259,7 +259,7 @@ export class Engine {
     return this.#adding(() => multipart.uploadPart(this.#context, input));
   }
 
-  uploadPartCopy(input: multipart.UploadPartCopyInput): Promise<{ part: PartRecord; sourceVersionId: string | undefined }> {
+  uploadPartCopy(input: multipart.UploadPartCopyInput): ReturnType<typeof multipart.uploadPartCopy> {
     return this.#adding(() => multipart.uploadPartCopy(this.#context, input));
   }
 

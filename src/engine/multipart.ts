@@ -149,7 +149,10 @@ export interface UploadPartCopyInput {
   source: CopySource;
 }
 
-export async function uploadPartCopy(context: EngineContext, input: UploadPartCopyInput): Promise<{ part: PartRecord; sourceVersionId: string | undefined }> {
+export async function uploadPartCopy(
+  context: EngineContext,
+  input: UploadPartCopyInput,
+): Promise<{ part: PartRecord; sourceVersionId: string | undefined; checksumAlgorithm: ChecksumAlgorithm | undefined }> {
   checkPartNumber(input.partNumber);
   const upload = await requireUpload(context, input.bucket, input.key, input.uploadId);
   const sourceBucket = await requireBucket(context, input.source.bucket);
@@ -177,7 +180,7 @@ export async function uploadPartCopy(context: EngineContext, input: UploadPartCo
       ? null
       : { algorithm, value: written.checksum.toString('base64'), type: 'FULL_OBJECT' as const };
     const part = await recordPart(context, input.uploadId, input.partNumber, written.segments, written.sizeBytes, written.md5, checksum);
-    return { part, sourceVersionId: shownVersionId(sourceBucket, source.versionId) };
+    return { part, sourceVersionId: shownVersionId(sourceBucket, source.versionId), checksumAlgorithm: algorithm };
   } catch (error) {
     await discardAfterFailedCommit(written, error);
     throw error;
