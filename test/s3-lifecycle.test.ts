@@ -24,11 +24,13 @@ import {
   PutBucketLifecycleConfigurationCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
+  type PutObjectCommandInput,
   UploadPartCommand,
   type LifecycleRule,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -265,6 +267,27 @@ describe('bucket lifecycle', { timeout: 240_000 }, () => {
     assert.deepEqual((listed.Versions ?? []).map((version) => version.Key).sort(), ['current/a', 'many', 'many', 'many']);
     const current = await client.send(new GetObjectCommand({ Bucket: bucket, Key: 'many' }));
     assert.equal(await current.Body?.transformToString(), 'v5');
+  });
+
+  test('object lock: noncurrent versions under retention or a legal hold are skipped; unlocked ones still expire', async () => {
+    const bucket = uniqueBucket('lclock');
+    await client.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: true }));
+    const put = (key: string, body: string, lock: Partial<PutObjectCommandInput> = {}) =>
+      client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentMD5: createHash('md5').update(body).digest('base64'), ...lock }));
+    // Retention in real days (object lock does not follow the lifecycle time scale): locked for the whole test.
+    const retainUntil = new Date(Date.now() + 24 * 3600 * 1000);
+    const retained = await put('retained', 'old', { ObjectLockMode: 'GOVERNANCE', ObjectLockRetainUntilDate: retainUntil });
+    const held = await put('held', 'old', { ObjectLockLegalHoldStatus: 'ON' });
+    const free = await put('free', 'old');
+    for (const key of ['retained', 'held', 'free']) await put(key, 'new');
+    await putLifecycle(client, bucket, [{ ID: 'noncurrent', Filter: { Prefix: '' }, Status: 'Enabled', NoncurrentVersionExpiration: { NoncurrentDays: 1 } }]);
+    const versionIds = async () => (await client.send(new ListObjectVersionsCommand({ Bucket: bucket }))).Versions?.map((version) => version.VersionId) ?? [];
+    await eventually('the unlocked noncurrent version expires', async () => !(await versionIds()).includes(free.VersionId));
+    await sleep(1500);
+    const left = await versionIds();
+    assert.ok(left.includes(retained.VersionId), 'a version under retention stays');
+    assert.ok(left.includes(held.VersionId), 'a version under a legal hold stays');
+    assert.equal(left.length, 5, 'three current versions and the two locked noncurrent ones');
   });
 
   test('an expired object delete marker (the only version left) is removed, after its noncurrent version expired', async () => {

@@ -214,7 +214,7 @@ describe('S3 Object Lock', { timeout: 120_000 }, () => {
       assert.equal(await refusal(client.send(new DeleteObjectCommand({ Bucket: locked, Key: 'held', VersionId: versionId, BypassGovernanceRetention: true })), 403), 'AccessDenied');
     }
     // The engine's own delete path (lifecycle's) refuses it as well.
-    await assert.rejects(talus.engine.deleteObject(locked, 'held', versionId, 'lifecycle', true), { code: 'AccessDenied' });
+    await assert.rejects(talus.engine.deleteObject(locked, 'held', versionId, 'lifecycle', {}, true), { code: 'AccessDenied' });
     await stillThere('held', versionId);
     await owner.send(new PutObjectLegalHoldCommand({ Bucket: locked, Key: 'held', VersionId: versionId, LegalHold: { Status: 'OFF' } }));
     assert.equal((await owner.send(new GetObjectLegalHoldCommand({ Bucket: locked, Key: 'held', VersionId: versionId }))).LegalHold?.Status, 'OFF');

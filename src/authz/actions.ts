@@ -139,7 +139,8 @@ export type AuthzOperation =
   | 'GetBucketCors' | 'PutBucketCors' | 'DeleteBucketCors' | 'PostObject'
   | 'GetBucketLifecycleConfiguration' | 'PutBucketLifecycleConfiguration' | 'DeleteBucketLifecycle'
   | 'GetObjectLockConfiguration' | 'PutObjectLockConfiguration'
-  | 'GetObjectRetention' | 'PutObjectRetention' | 'GetObjectLegalHold' | 'PutObjectLegalHold';
+  | 'GetObjectRetention' | 'PutObjectRetention' | 'GetObjectLegalHold' | 'PutObjectLegalHold'
+  | 'GetObjectTorrent';
 
 /**
  * The table. `versioned` is the action used instead when the request names a
@@ -213,6 +214,7 @@ export const OPERATION_ACTIONS: Readonly<Record<AuthzOperation, OperationRule>> 
   PutObjectRetention: { kind: 'object', action: 's3:PutObjectRetention' },
   GetObjectLegalHold: { kind: 'object', action: 's3:GetObjectLegalHold' },
   PutObjectLegalHold: { kind: 'object', action: 's3:PutObjectLegalHold' },
+  GetObjectTorrent: { kind: 'object', action: 's3:GetObjectTorrent', versioned: 's3:GetObjectVersionTorrent' },
 };
 
 /** What the wiring knows about the request that changes which checks apply. */

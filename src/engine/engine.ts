@@ -5,6 +5,7 @@
  */
 import type { BlobStore } from '../blob/blob-store.ts';
 import type {
+  DeleteConditions,
   ListRequest,
   ListResult,
   ListUploadsRequest,
@@ -197,13 +198,21 @@ export class Engine {
 
   /**
    * Deletes a version (versionId given) or adds a delete marker / removes the
-   * null version. A version under Object Lock is refused (AccessDenied) on
-   * every caller's path; `bypassGovernance` lifts GOVERNANCE retention only,
-   * and only authorization may set it (x-amz-bypass-governance-retention
-   * with s3:BypassGovernanceRetention).
+   * null version, when `conditions` hold (objects.deleteObject). A version
+   * under Object Lock is refused (AccessDenied) on every caller's path;
+   * `bypassGovernance` lifts GOVERNANCE retention only, and only
+   * authorization may set it (x-amz-bypass-governance-retention with
+   * s3:BypassGovernanceRetention).
    */
-  deleteObject(bucket: string, key: string, versionId: string | undefined, ownerId: string, bypassGovernance = false): Promise<DeleteResult> {
-    return this.#removing(() => objects.deleteObject(this.#context, bucket, key, versionId, ownerId, bypassGovernance));
+  deleteObject(
+    bucket: string,
+    key: string,
+    versionId: string | undefined,
+    ownerId: string,
+    conditions: DeleteConditions = {},
+    bypassGovernance = false,
+  ): Promise<DeleteResult> {
+    return this.#removing(() => objects.deleteObject(this.#context, bucket, key, versionId, ownerId, conditions, bypassGovernance));
   }
 
   copyObject(input: CopyObjectInput): Promise<CopyResult> {
@@ -288,7 +297,7 @@ export class Engine {
     return this.#adding(() => multipart.uploadPart(this.#context, input));
   }
 
-  uploadPartCopy(input: multipart.UploadPartCopyInput): Promise<{ part: PartRecord; sourceVersionId: string | undefined }> {
+  uploadPartCopy(input: multipart.UploadPartCopyInput): ReturnType<typeof multipart.uploadPartCopy> {
     return this.#adding(() => multipart.uploadPartCopy(this.#context, input));
   }
 

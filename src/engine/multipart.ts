@@ -157,7 +157,10 @@ export interface UploadPartCopyInput {
   source: CopySource;
 }
 
-export async function uploadPartCopy(context: EngineContext, input: UploadPartCopyInput): Promise<{ part: PartRecord; sourceVersionId: string | undefined }> {
+export async function uploadPartCopy(
+  context: EngineContext,
+  input: UploadPartCopyInput,
+): Promise<{ part: PartRecord; sourceVersionId: string | undefined; checksumAlgorithm: ChecksumAlgorithm | undefined }> {
   checkPartNumber(input.partNumber);
   const upload = await requireUpload(context, input.bucket, input.key, input.uploadId);
   const sourceBucket = await requireBucket(context, input.source.bucket);
@@ -185,7 +188,7 @@ export async function uploadPartCopy(context: EngineContext, input: UploadPartCo
       ? null
       : { algorithm, value: written.checksum.toString('base64'), type: 'FULL_OBJECT' as const };
     const part = await recordPart(context, input.uploadId, input.partNumber, written.segments, written.sizeBytes, written.md5, checksum);
-    return { part, sourceVersionId: shownVersionId(sourceBucket, source.versionId) };
+    return { part, sourceVersionId: shownVersionId(sourceBucket, source.versionId), checksumAlgorithm: algorithm };
   } catch (error) {
     await discardAfterFailedCommit(written, error);
     throw error;
@@ -209,7 +212,9 @@ export interface CompleteUploadInput {
   checksumType: ChecksumType | undefined;
 }
 
-export async function completeMultipartUpload(context: EngineContext, input: CompleteUploadInput): Promise<WriteResult> {
+export async function completeMultipartUpload(context: EngineContext, request: CompleteUploadInput): Promise<WriteResult> {
+  const startedMs = Date.now();
+  const input = { ...request, parts: lastListedParts(request.parts) };
   const bucket = await requireBucket(context, input.bucket);
   const upload = await context.meta.getUpload(input.bucket, input.key, input.uploadId);
   if (upload === undefined) return repeatedCompletion(context, bucket, input);
@@ -244,8 +249,24 @@ export async function completeMultipartUpload(context: EngineContext, input: Com
   };
   applyLock(version, newVersionLock(bucket, { retention: upload.retention, legalHold: upload.legalHold }, version.lastModifiedMs));
   const outcome = await context.meta.commitVersion({ version, conditions: input.conditions, completesUploadId: input.uploadId });
-  throwUnlessCommitted(outcome, input.bucket, input.key);
+  throwUnlessCommitted(outcome, input.bucket, input.key, startedMs);
   return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version };
+}
+
+/**
+ * A part number listed several times in a row keeps its last entry, as Ceph
+ * RGW does (ceph/s3-tests test_multipart_resend_first_finishes_last: a part
+ * sent twice at once is listed once per answer, and the upload that finished
+ * last is the part the store kept, since putPart replaces in commit order).
+ * Part numbers that go down stay in the list: chooseParts refuses them.
+ */
+function lastListedParts(parts: CompletePartInput[]): CompletePartInput[] {
+  const kept: CompletePartInput[] = [];
+  for (const part of parts) {
+    if (kept.at(-1)?.partNumber === part.partNumber) kept[kept.length - 1] = part;
+    else kept.push(part);
+  }
+  return kept;
 }
 
 /**

@@ -4,7 +4,8 @@
  * moment the new version becomes visible. A failure before the commit
  * discards the blob; a failed condition at the commit discards it too.
  */
-import type { CommitOutcome } from '../meta/metadata-store.ts';
+import { isUnconditional } from '../meta/conditions.ts';
+import type { CommitOutcome, DeleteConditions } from '../meta/metadata-store.ts';
 import { NULL_VERSION_ID, type BucketRecord, type ObjectChecksum, type ObjectVersion } from '../meta/types.ts';
 import { checksumHeaderName, isValidChecksumValue } from '../util/checksum.ts';
 import { newVersionId } from '../util/ids.ts';
@@ -50,6 +51,7 @@ export function writtenVersionId(bucket: BucketRecord, versionId: string): strin
 }
 
 export async function putObject(context: EngineContext, input: PutObjectInput): Promise<WriteResult> {
+  const startedMs = Date.now();
   const bucket = await requireBucket(context, input.bucket);
   checkWriteLock(bucket, { requested: input.lock, bodyChecked: input.contentMd5 !== undefined || input.checksum?.expected !== undefined || input.checksum?.fromTrailer === true }, 'Put Object');
   const written = await writeBlob(context.blobs, input.body.stream, {
@@ -81,7 +83,7 @@ export async function putObject(context: EngineContext, input: PutObjectInput): 
       ...(written.inlineData === undefined ? {} : { inlineData: written.inlineData }),
     };
     applyLock(version, newVersionLock(bucket, input.lock, version.lastModifiedMs));
-    throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key);
+    throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key, startedMs);
     return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version };
   } catch (error) {
     await discardAfterFailedCommit(written, error);
@@ -107,11 +109,28 @@ export function verifyChecksum(request: ChecksumRequest | undefined, written: Wr
   return { algorithm: request.algorithm, value: actual, type: 'FULL_OBJECT' };
 }
 
-export function throwUnlessCommitted(outcome: CommitOutcome, bucket: string, key: string): asserts outcome is Extract<CommitOutcome, { status: 'committed' }> {
+/**
+ * Commit outcomes as S3 errors. A precondition that failed because of a
+ * version written while this request was in flight (after `startedMs`) is
+ * S3's 409 ConditionalRequestConflict ("a conflicting operation occurred
+ * during the upload": fetch the ETag and retry); one that failed on what was
+ * already there when the request began is 412. Either way exactly one of
+ * concurrent conditional writers commits: the check is inside the commit.
+ */
+export function throwUnlessCommitted(
+  outcome: CommitOutcome,
+  bucket: string,
+  key: string,
+  startedMs?: number,
+): asserts outcome is Extract<CommitOutcome, { status: 'committed' }> {
   switch (outcome.status) {
     case 'committed':
       return;
     case 'precondition-failed':
+      // Strictly later: a version written in the millisecond this request began may have been acknowledged before it.
+      if (startedMs !== undefined && outcome.currentModifiedMs !== undefined && outcome.currentModifiedMs > startedMs) {
+        throw new S3Error('ConditionalRequestConflict');
+      }
       throw new S3Error('PreconditionFailed');
     case 'no-such-key':
       throw new S3Error('NoSuchKey', undefined, { Key: key });
@@ -196,15 +215,36 @@ function partRange(version: ObjectVersion, partNumber: number): { start: number;
   throw new S3Error('InvalidPart', 'The requested partnumber is not satisfiable', { PartNumberRequested: String(partNumber) });
 }
 
-/** `bypassGovernance`: the caller asked for x-amz-bypass-governance-retention and may use it (src/engine/object-lock.ts). */
-export async function deleteObject(context: EngineContext, bucketName: string, key: string, versionId: string | undefined, ownerId: string, bypassGovernance = false): Promise<DeleteResult> {
+/**
+ * Deletes a key (a delete marker when versioning is on) or one version.
+ * `conditions` (If-Match, x-amz-if-match-last-modified-time,
+ * x-amz-if-match-size) are judged in the delete's own transaction against
+ * the current version, or the named one: a mismatch is 412; a key with no
+ * current version is 404 NoSuchKey, as S3 answers conditional deletes; a
+ * named version that is already gone is deleted, whatever they say.
+ * A version under Object Lock is refused (AccessDenied) in the same
+ * transaction; `bypassGovernance` (x-amz-bypass-governance-retention from a
+ * caller allowed it, src/engine/object-lock.ts) lifts GOVERNANCE retention only.
+ */
+export async function deleteObject(
+  context: EngineContext,
+  bucketName: string,
+  key: string,
+  versionId: string | undefined,
+  ownerId: string,
+  conditions: DeleteConditions = {},
+  bypassGovernance = false,
+): Promise<DeleteResult> {
   const bucket = await requireBucket(context, bucketName);
   if (versionId !== undefined) {
-    const removed = await context.meta.deleteVersion(bucketName, key, versionId, deletionGuard(bypassGovernance));
-    return { versionId, deleteMarker: removed?.isDeleteMarker ?? false };
+    const outcome = await context.meta.deleteVersionIf(bucketName, key, versionId, conditions, deletionGuard(bypassGovernance));
+    if (outcome.status === 'precondition-failed') throw new S3Error('PreconditionFailed');
+    return { versionId, deleteMarker: outcome.status === 'deleted' && outcome.removed.isDeleteMarker };
   }
   if (bucket.versioning === 'Unversioned') {
-    await context.meta.deleteVersion(bucketName, key, NULL_VERSION_ID, deletionGuard(bypassGovernance));
+    const outcome = await context.meta.deleteVersionIf(bucketName, key, NULL_VERSION_ID, conditions, deletionGuard(bypassGovernance));
+    if (outcome.status === 'precondition-failed') throw new S3Error('PreconditionFailed');
+    if (outcome.status === 'no-such-key' && !isUnconditional(conditions)) throw new S3Error('NoSuchKey', undefined, { Key: key });
     return { versionId: undefined, deleteMarker: false };
   }
   const marker: ObjectVersion = {
@@ -223,11 +263,12 @@ export async function deleteObject(context: EngineContext, bucketName: string, k
     parts: null,
     segments: [],
   };
-  throwUnlessCommitted(await context.meta.commitVersion({ version: marker, conditions: {} }), bucketName, key);
+  throwUnlessCommitted(await context.meta.commitVersion({ version: marker, conditions }), bucketName, key);
   return { versionId: marker.versionId, deleteMarker: true };
 }
 
 export async function copyObject(context: EngineContext, input: CopyObjectInput): Promise<CopyResult> {
+  const startedMs = Date.now();
   const sourceBucket = await requireBucket(context, input.source.bucket);
   const source = await findCopySource(context, sourceBucket, input.source.key, input.source.versionId, input.source.gate);
   checkReadConditions(input.source.conditions, source.etag, source.lastModifiedMs, 'PreconditionFailed');
@@ -276,7 +317,7 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
     };
     // A copy takes the lock it asks for (or the target bucket's default), never the source's, as AWS.
     applyLock(version, newVersionLock(targetBucket, input.lock, version.lastModifiedMs));
-    throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key);
+    throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key, startedMs);
     return {
       etag: version.etag,
       versionId: writtenVersionId(targetBucket, version.versionId),

@@ -26,6 +26,7 @@ export type S3Operation =
   | 'CopyObject'
   | 'GetObject'
   | 'GetObjectAttributes'
+  | 'GetObjectTorrent'
   | 'HeadObject'
   | 'DeleteObject'
   | 'GetObjectTagging'
@@ -149,6 +150,8 @@ function isFormUpload(headers: IncomingHttpHeaders): boolean {
 }
 
 function chooseOperation(method: string, bucket: string, key: string, query: ReadonlyMap<string, string>, hasCopySource: boolean, formUpload: boolean): S3Operation {
+  // An object's torrent is answered (404, no torrents served); everything else ?torrent stays unsupported.
+  if (method === 'GET' && key !== '' && bucket !== '' && query.has('torrent')) return 'GetObjectTorrent';
   for (const name of query.keys()) if (UNSUPPORTED_SUBRESOURCES.has(name)) return 'NotImplemented';
   const objectLock = objectLockOperation(method, key, query);
   if (objectLock !== undefined) return objectLock;

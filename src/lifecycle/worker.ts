@@ -24,7 +24,7 @@
  * only (the primary with --workers), like the purger.
  */
 import type { Engine } from '../engine/engine.ts';
-import type { ListedVersion } from '../meta/metadata-store.ts';
+import type { DeleteConditions, ListedVersion } from '../meta/metadata-store.ts';
 import type { BucketRecord } from '../meta/types.ts';
 import { LIFECYCLE_DELETES_PER_PASS, LIFECYCLE_EXAMINED_PER_PASS, LIFECYCLE_PAGE_SIZE, LIFECYCLE_PASS_PAUSE_MS } from '../util/limits.ts';
 import {
@@ -263,7 +263,10 @@ export class LifecycleWorker {
     }
     // Versioning as it is now (the record listed may be a moment old): off deletes, on or suspended adds a marker.
     const current = await this.#engine.meta.getBucket(bucket.name);
-    if (current === undefined || !(await this.#delete(bucket, version.key, undefined, budget, report))) return 'skipped';
+    // Conditional on the version still being the one judged expired, in the delete's own transaction:
+    // a PUT that lands after the check above makes this a 412, skipped, not a delete of the new object.
+    const stillExpired = { ifMatch: version.etag, ifMatchLastModifiedMs: version.lastModifiedMs, ifMatchSizeBytes: version.sizeBytes };
+    if (current === undefined || !(await this.#delete(bucket, version.key, undefined, budget, report, stillExpired))) return 'skipped';
     if (current.versioning === 'Unversioned') {
       report.versionsDeleted++;
       return 'deleted';
@@ -282,11 +285,11 @@ export class LifecycleWorker {
   }
 
   /** One delete through the engine; a refusal (object lock) or failure skips it, as does a spent budget (the next scan does it). */
-  async #delete(bucket: BucketRecord, key: string, versionId: string | undefined, budget: Budget, report: PassReport): Promise<boolean> {
+  async #delete(bucket: BucketRecord, key: string, versionId: string | undefined, budget: Budget, report: PassReport, conditions: DeleteConditions = {}): Promise<boolean> {
     if (budget.deletes <= 0) return false;
     budget.deletes--;
     try {
-      await this.#engine.deleteObject(bucket.name, key, versionId, bucket.ownerId);
+      await this.#engine.deleteObject(bucket.name, key, versionId, bucket.ownerId, conditions);
       return true;
     } catch (error) {
       report.skipped++;
@@ -339,5 +342,6 @@ export class LifecycleWorker {
 /** S3 answers to a delete that the worker expects now and then: gone meanwhile, or refused (object lock). */
 function isRefusal(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
-  return code === 'AccessDenied' || code === 'NoSuchKey' || code === 'NoSuchVersion' || code === 'NoSuchUpload' || code === 'NoSuchBucket' || code === 'InvalidRequest';
+  return code === 'AccessDenied' || code === 'NoSuchKey' || code === 'NoSuchVersion' || code === 'NoSuchUpload' || code === 'NoSuchBucket' || code === 'InvalidRequest'
+    || code === 'PreconditionFailed';
 }

@@ -61,16 +61,37 @@ export class MetadataUnavailableError extends S3Error {
 export type VersionGuard = (version: ObjectVersion) => void;
 export type BucketGuard = (bucket: BucketRecord) => void;
 
+/**
+ * Preconditions judged inside the commit's transaction against the key's
+ * current version (its latest, unless that is a delete marker), so no other
+ * write can come between the check and the change. All given must hold.
+ */
 export interface CommitConditions {
   /** Commit only if the key has no current (non-delete-marker) version. */
   ifNoneMatchStar?: boolean;
-  /** Commit only if the current version's ETag equals this (unquoted). */
+  /** Commit only if the current version's ETag is none of these (unquoted; '*' is any). */
+  ifNoneMatch?: readonly string[];
+  /** Commit only if there is a current version and its ETag equals this (unquoted; '*' is any). */
   ifMatch?: string;
+  /** Commit only if there is a current version last modified in this second (x-amz-if-match-last-modified-time). */
+  ifMatchLastModifiedMs?: number;
+  /** Commit only if there is a current version of this size (x-amz-if-match-size). */
+  ifMatchSizeBytes?: number;
 }
+
+/** A conditional delete's preconditions (DeleteObject headers, DeleteObjects' <ETag>, <LastModifiedTime>, <Size>). */
+export type DeleteConditions = Pick<CommitConditions, 'ifMatch' | 'ifMatchLastModifiedMs' | 'ifMatchSizeBytes'>;
+
+export type DeleteOutcome =
+  | { status: 'deleted'; removed: ObjectVersion }
+  | { status: 'precondition-failed' }
+  /** Nothing to delete (no such version, or a condition named a key with no current version). */
+  | { status: 'no-such-key' };
 
 export type CommitOutcome =
   | { status: 'committed'; replaced: ObjectVersion | null }
-  | { status: 'precondition-failed' }
+  /** `currentModifiedMs`: when the version that failed the condition was written (undefined: no current version). */
+  | { status: 'precondition-failed'; currentModifiedMs?: number }
   | { status: 'no-such-key' }
   | { status: 'no-such-bucket' }
   | { status: 'no-such-upload' }
@@ -239,6 +260,11 @@ export interface MetadataStore {
   commitVersion(request: CommitRequest): Promise<CommitOutcome>;
   /** Removes one version for good; if it was the latest, the next newest becomes latest. `guard` may refuse, in the same transaction. */
   deleteVersion(bucket: string, key: string, versionId: string, guard?: VersionGuard): Promise<ObjectVersion | undefined>;
+  /**
+   * deleteVersion when `conditions` hold for that version (judged in the same
+   * transaction, before `guard`); 'no-such-key' when the version does not exist.
+   */
+  deleteVersionIf(bucket: string, key: string, versionId: string, conditions: DeleteConditions, guard?: VersionGuard): Promise<DeleteOutcome>;
   /**
    * Replaces one version's Object Lock state with what `update` makes of the
    * current version, read in the same transaction (so the check of the old

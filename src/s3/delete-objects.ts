@@ -5,14 +5,19 @@ import { DELETE_KEYS_MAX } from '../util/limits.ts';
 import { S3Error, isS3Error } from '../util/s3-error.ts';
 import { document, element, listOf, objectOf, parseXml, textOf } from '../http/xml.ts';
 import { readSmallBodyBytes, xmlResponse, type RequestContext, type S3Response } from './context.ts';
-import { header } from './headers.ts';
+import { deleteConditionsOf, header } from './headers.ts';
+import type { DeleteConditions } from '../meta/metadata-store.ts';
 import { checkKey } from './object.ts';
 import { governanceBypass } from './object-lock.ts';
 
 interface DeleteTarget {
   key: string;
   versionId: string | undefined;
+  /** <ETag>, <LastModifiedTime>, <Size>: the entry's conditional delete (none when absent). */
+  conditions: DeleteConditions;
 }
+
+const ENTRY_CONDITION_NAMES = ['ETag', 'LastModifiedTime', 'Size'] as const;
 
 function parseDeleteRequest(body: string): { targets: DeleteTarget[]; quiet: boolean } {
   const root = parseXml(body, 'Delete');
@@ -22,7 +27,8 @@ function parseDeleteRequest(body: string): { targets: DeleteTarget[]; quiet: boo
     const key = textOf(object['Key']);
     if (key === undefined) throw new S3Error('MalformedXML');
     const versionId = textOf(object['VersionId']);
-    targets.push({ key, versionId: versionId === '' ? undefined : versionId });
+    const conditions = deleteConditionsOf(textOf(object['ETag']), textOf(object['LastModifiedTime']), textOf(object['Size']), ENTRY_CONDITION_NAMES);
+    targets.push({ key, versionId: versionId === '' ? undefined : versionId, conditions });
   }
   if (targets.length === 0 || targets.length > DELETE_KEYS_MAX) throw new S3Error('MalformedXML');
   const quietText = textOf(root['Quiet'])?.toLowerCase();
@@ -56,7 +62,7 @@ export async function handleDeleteObjects(context: RequestContext): Promise<S3Re
       if (!context.access.allows(checks[index] as PermissionCheck, { bucket: bucketAccess })) throw new S3Error('AccessDenied');
       checkKey(target.key);
       const bypass = await governanceBypass(context, target.key);
-      const result = await context.engine.deleteObject(context.route.bucket, target.key, target.versionId, context.ownerId, bypass);
+      const result = await context.engine.deleteObject(context.route.bucket, target.key, target.versionId, context.ownerId, target.conditions, bypass);
       if (quiet) continue;
       let inner = element('Key', target.key);
       if (target.versionId !== undefined) inner += element('VersionId', target.versionId);

@@ -3,7 +3,7 @@
  * Every malformed value becomes a precise S3Error here, before any byte is stored.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { CommitConditions } from '../meta/metadata-store.ts';
+import type { CommitConditions, DeleteConditions } from '../meta/metadata-store.ts';
 import type { SystemMetadata, Tag } from '../meta/types.ts';
 import type { ReadConditions } from '../engine/conditions.ts';
 import type { ChecksumRequest, ObjectAttributes } from '../engine/types.ts';
@@ -133,17 +133,60 @@ export function parseReadConditions(headers: IncomingHttpHeaders, prefix = ''): 
   return conditions;
 }
 
-/** PutObject / CompleteMultipartUpload / CopyObject conditional writes: If-None-Match: * and If-Match. */
+/**
+ * PutObject / CompleteMultipartUpload / CopyObject conditional writes:
+ * If-None-Match (* as S3 documents it; ETags too, with HTTP's meaning, as
+ * Ceph RGW and ceph/s3-tests have it) and If-Match (an ETag, or * for "any
+ * current version"). The store judges them inside the commit.
+ */
 export function parseWriteConditions(headers: IncomingHttpHeaders): CommitConditions {
   const conditions: CommitConditions = {};
-  const ifNoneMatch = header(headers, 'if-none-match');
+  const ifNoneMatch = etagList(header(headers, 'if-none-match'));
   if (ifNoneMatch !== undefined) {
-    if (ifNoneMatch.trim() !== '*') throw new S3Error('NotImplemented', 'If-None-Match on writes supports only *.', { Header: 'If-None-Match' });
-    conditions.ifNoneMatchStar = true;
+    if (ifNoneMatch.length === 0) throw new S3Error('InvalidArgument', 'If-None-Match needs * or an ETag.', { ArgumentName: 'If-None-Match' });
+    if (ifNoneMatch.includes('*')) conditions.ifNoneMatchStar = true;
+    else conditions.ifNoneMatch = ifNoneMatch;
   }
   const ifMatch = header(headers, 'if-match');
-  if (ifMatch !== undefined) conditions.ifMatch = unquoteEtag(ifMatch);
+  if (ifMatch !== undefined) conditions.ifMatch = requiredEtag(ifMatch, 'If-Match');
   return conditions;
+}
+
+/** DeleteObject's conditions: If-Match, x-amz-if-match-last-modified-time, x-amz-if-match-size. */
+export function parseDeleteConditions(headers: IncomingHttpHeaders): DeleteConditions {
+  return deleteConditionsOf(
+    header(headers, 'if-match'),
+    header(headers, 'x-amz-if-match-last-modified-time'),
+    header(headers, 'x-amz-if-match-size'),
+    ['If-Match', 'x-amz-if-match-last-modified-time', 'x-amz-if-match-size'],
+  );
+}
+
+/** The same conditions from their text, wherever they came from (headers, or a DeleteObjects <Object>'s ETag, LastModifiedTime, Size). */
+export function deleteConditionsOf(
+  etag: string | undefined,
+  lastModified: string | undefined,
+  size: string | undefined,
+  names: readonly [string, string, string],
+): DeleteConditions {
+  const conditions: DeleteConditions = {};
+  if (etag !== undefined) conditions.ifMatch = requiredEtag(etag, names[0]);
+  if (lastModified !== undefined) {
+    const ms = Date.parse(lastModified.trim());
+    if (Number.isNaN(ms)) throw new S3Error('InvalidArgument', `Invalid ${names[1]}.`, { ArgumentName: names[1], ArgumentValue: lastModified });
+    conditions.ifMatchLastModifiedMs = ms;
+  }
+  if (size !== undefined) {
+    if (!/^\d{1,16}$/.test(size.trim())) throw new S3Error('InvalidArgument', `Invalid ${names[2]}.`, { ArgumentName: names[2], ArgumentValue: size });
+    conditions.ifMatchSizeBytes = Number(size.trim());
+  }
+  return conditions;
+}
+
+function requiredEtag(value: string, name: string): string {
+  const etag = unquoteEtag(value);
+  if (etag === '') throw new S3Error('InvalidArgument', `${name} needs * or an ETag.`, { ArgumentName: name });
+  return etag;
 }
 
 /**

@@ -82,7 +82,7 @@ export async function handleUploadPartCopy(context: RequestContext): Promise<S3R
   const source = parseCopySource(context.headers);
   // As CopyObject: the source is read with the caller's rights, judged before its conditional headers.
   source.gate = context.access.copySourceGate(source);
-  const { part, sourceVersionId } = await context.engine.uploadPartCopy({
+  const { part, sourceVersionId, checksumAlgorithm } = await context.engine.uploadPartCopy({
     bucket: context.route.bucket,
     key: context.route.key,
     uploadId: uploadIdOf(context),
@@ -90,7 +90,9 @@ export async function handleUploadPartCopy(context: RequestContext): Promise<S3R
     source,
   });
   return xmlResponse(
-    document('CopyPartResult', element('LastModified', isoDateOf(part.lastModifiedMs)) + element('ETag', formatEtag(part.etag))),
+    // The part's checksum in the upload's algorithm, as UploadPart answers it (S3's CopyPartResult has it too).
+    document('CopyPartResult', element('LastModified', isoDateOf(part.lastModifiedMs)) + element('ETag', formatEtag(part.etag)) +
+      (part.checksum === null || checksumAlgorithm === undefined ? '' : element(`Checksum${checksumAlgorithm}`, part.checksum))),
     200,
     sourceVersionId === undefined ? {} : { 'x-amz-copy-source-version-id': sourceVersionId },
   );

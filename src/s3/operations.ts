@@ -47,6 +47,7 @@ export const OPERATIONS = {
   CopyObject: { handler: object.handleCopyObject, authorization: { operation: 'CopyObject' } },
   GetObject: { handler: object.handleGetObject, authorization: { operation: 'GetObject', object: 'gate' } },
   GetObjectAttributes: { handler: object.handleGetObjectAttributes, authorization: { operation: 'GetObjectAttributes', object: 'lookup' } },
+  GetObjectTorrent: { handler: object.handleGetObjectTorrent, authorization: { operation: 'GetObjectTorrent', object: 'gate' } },
   HeadObject: { handler: object.handleHeadObject, authorization: { operation: 'HeadObject', object: 'gate' } },
   DeleteObject: { handler: object.handleDeleteObject, authorization: { operation: 'DeleteObject' } },
   GetObjectTagging: { handler: object.handleGetObjectTagging, authorization: { operation: 'GetObjectTagging', object: 'lookup' } },

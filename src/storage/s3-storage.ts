@@ -319,7 +319,8 @@ function mapError(error: unknown, key: string, condition: Condition): Error {
   // S3 answers a write with If-Match with 404 NoSuchKey when the key is not there: the condition failed.
   if (condition.kind === 'match' && error.status === 404 && error.code !== 'NoSuchBucket' && error.code !== 'NoSuchUpload') return new PreconditionFailedError(key, undefined, options);
   if (error.status === 404 && (error.code === 'NoSuchKey' || error.code === 'NotFound')) return new NotFoundError(key, options);
-  if (error.status === 412 || error.code === 'PreconditionFailed') {
+  // 409 ConditionalRequestConflict: S3 (and Talus) say the key changed while the conditional write was in flight; the condition lost.
+  if (error.status === 412 || error.code === 'PreconditionFailed' || error.code === 'ConditionalRequestConflict') {
     return condition.kind === 'absent' ? new AlreadyExistsError(key, options) : new PreconditionFailedError(key, undefined, options);
   }
   if (error.status === 416) return new InvalidRangeError(key, error.message, options);

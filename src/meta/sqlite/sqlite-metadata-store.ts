@@ -10,6 +10,8 @@ import {
   type VersionGuard,
   type CommitOutcome,
   type CommitRequest,
+  type DeleteConditions,
+  type DeleteOutcome,
   type ListRequest,
   type ListResult,
   type ListUploadsRequest,
@@ -47,6 +49,7 @@ import { SERVING_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
 import { WalSync } from './wal-sync.ts';
 import { OpenFileIdentity } from './file-identity.ts';
 import { rowToUpload, rowToVersion, uploadMeta, versionMeta, type UploadRow, type VersionRow } from './rows.ts';
+import { judgeConditions, type ConditionSubject } from '../conditions.ts';
 
 export const LOCAL_BACKEND = 'local';
 /** How long a write waits for another process's write lock before failing. */
@@ -587,11 +590,9 @@ export class SqliteMetadataStore implements MetadataStore {
     if (s.getBucket.get(version.bucket) === undefined) return { status: 'no-such-bucket' };
     const latest = s.getLatest.get(version.bucket, version.key) as VersionRow | undefined;
     const current = latest !== undefined && latest.is_delete_marker === 0 ? latest : undefined;
-    if (conditions.ifNoneMatchStar === true && current !== undefined) return { status: 'precondition-failed' };
-    if (conditions.ifMatch !== undefined) {
-      if (current === undefined) return { status: 'no-such-key' };
-      if (current.etag !== conditions.ifMatch) return { status: 'precondition-failed' };
-    }
+    const verdict = judgeConditions(conditions, current === undefined ? undefined : subjectOf(current));
+    if (verdict === 'no-such-key') return { status: 'no-such-key' };
+    if (verdict === 'precondition-failed') return { status: 'precondition-failed', ...(current === undefined ? {} : { currentModifiedMs: current.last_modified_ms }) };
     const keep = new Set(version.segments.map((segment) => segment.blobId));
     if (request.completesUploadId !== undefined) {
       if (s.getUploadById.get(request.completesUploadId) === undefined) return { status: 'no-such-upload' };
@@ -624,11 +625,18 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteVersion(bucket: string, key: string, versionId: string, guard?: VersionGuard): Promise<ObjectVersion | undefined> {
-    return this.#mutate((): ObjectVersion | undefined => {
+    const outcome = await this.deleteVersionIf(bucket, key, versionId, {}, guard);
+    return outcome.status === 'deleted' ? outcome.removed : undefined;
+  }
+
+  async deleteVersionIf(bucket: string, key: string, versionId: string, conditions: DeleteConditions, guard?: VersionGuard): Promise<DeleteOutcome> {
+    return this.#mutate((): DeleteOutcome => {
       const s = this.#statements;
       this.#latest?.forget(bucket, key);
       const row = s.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
-      if (row === undefined) return undefined;
+      if (row === undefined) return { status: 'no-such-key' };
+      // Judged in the transaction that deletes: nothing can change the version in between.
+      if (judgeConditions(conditions, subjectOf(row)) !== 'holds') return { status: 'precondition-failed' };
       const version = rowToVersion(row);
       // Before anything changes: a refusal throws and this savepoint is rolled back alone.
       guard?.(version);
@@ -638,7 +646,7 @@ export class SqliteMetadataStore implements MetadataStore {
         const next = s.newestRemaining.get(bucket, key) as { seq: number } | undefined;
         if (next !== undefined) s.promote.run(next.seq);
       }
-      return version;
+      return { status: 'deleted', removed: version };
     });
   }
 
@@ -905,6 +913,11 @@ interface RepairRow {
   attempts: number;
   backend: string | null;
   purge_after_ms: number | null;
+}
+
+/** What preconditions look at, read from the row's columns (no JSON parse). */
+function subjectOf(row: VersionRow): ConditionSubject {
+  return { etag: row.etag, sizeBytes: row.size_bytes, lastModifiedMs: row.last_modified_ms };
 }
 
 function repairEntry(row: RepairRow): RepairEntry {
