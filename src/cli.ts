@@ -10,6 +10,7 @@ import { startTalus } from './talus.ts';
 
 const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1] [--workers 1]
                     [--config talus.toml] [--adopt-metadata] [--console-address [HOST]:PORT|none]
+                    [--access-log FILE|-] [--metrics-public]
        talus heal [DATA_DIR] --config talus.toml [--deep] | --status
                                      repair shards of placed objects, or show what is queued
        talus backends --config talus.toml
@@ -35,7 +36,10 @@ older, another store's); --adopt-metadata accepts the database as it is and
 moves blobs it does not know to DATA_DIR/lost+found (docs/ARCHITECTURE.md).
 --console-address serves the JSON admin API (docs/ADMIN.md) on another
 listener: default port 9001 on the --address, skipped with a warning when that
-port is taken; none turns it off.`;
+port is taken; none turns it off. The same listener serves Prometheus metrics
+at /metrics (to a bearer token set in TALUS_METRICS_TOKEN, or to anyone with
+--metrics-public) and /health/live, /health/ready. --access-log writes one JSON
+line per S3 request to FILE (- for stdout).`;
 
 /**
  * `--console-address [HOST]:PORT` (MinIO's syntax: `:9001` listens on every
@@ -86,6 +90,8 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string' },
       'adopt-metadata': { type: 'boolean', default: false },
       'console-address': { type: 'string' },
+      'access-log': { type: 'string' },
+      'metrics-public': { type: 'boolean', default: false },
     },
   });
   const port = Number(values.port);
@@ -103,6 +109,8 @@ async function main(argv: string[]): Promise<number> {
     workers,
     adoptMetadata: values['adopt-metadata'],
     ...adminListener(values['console-address'], values.address),
+    metrics: { token: process.env['TALUS_METRICS_TOKEN'] || undefined, public: values['metrics-public'] },
+    accessLog: values['access-log'],
     rootAccessKeyId: process.env['TALUS_ROOT_USER'],
     rootSecretAccessKey: process.env['TALUS_ROOT_PASSWORD'],
   });

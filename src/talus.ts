@@ -27,6 +27,10 @@ import { type Credentials, Principals } from './principals/principals.ts';
 import { openSecretBox } from './principals/secret-key.ts';
 import { type AdminListener, startAdminListener } from './admin/listener.ts';
 import { TALUS_VERSION } from './version.ts';
+import { AccessLog } from './metrics/access-log.ts';
+import { requestObserver } from './metrics/observer.ts';
+import { merge as mergeMetrics, render as renderMetricsText } from './metrics/registry.ts';
+import { SHARED_GAUGES, createServerMetrics } from './metrics/server-metrics.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger, type Logger } from './util/logger.ts';
 
@@ -58,6 +62,13 @@ export interface TalusOptions {
    * instead of a start-up failure (the CLI's default port).
    */
   admin?: { port: number; address: string; optional?: boolean };
+  /**
+   * `GET /metrics` on the admin listener: a bearer token Prometheus sends
+   * (TALUS_METRICS_TOKEN), or public (--metrics-public). Neither: closed.
+   */
+  metrics?: { token?: string | undefined; public?: boolean | undefined };
+  /** `--access-log FILE` (`-`: stdout): one JSON line per S3 request. */
+  accessLog?: string | undefined;
   /** The lifecycle worker's day length and scan interval; absent: from TALUS_LIFECYCLE_DAY_SECONDS / TALUS_LIFECYCLE_INTERVAL_SECONDS. */
   lifecycle?: LifecycleSettings;
 }
@@ -188,6 +199,7 @@ async function startOnLockedDirectory(
           region: options.region ?? 'us-east-1',
           // Workers open the same backends; only the primary heals and purges.
           ...(placed ? { config: { ...config, buckets: [...config.buckets] } } : {}),
+          ...(options.accessLog === undefined ? {} : { accessLog: options.accessLog }),
         },
         workers,
         logger,
@@ -219,10 +231,17 @@ async function startOnLockedDirectory(
   placement?.startBackground({ heal: options.healInBackground ?? true });
   // The keys the auth path checks: the S3 listener's (without workers) and the admin listener's.
   const secrets = await PrincipalCache.load(meta, secretBox, { onProblem: (message) => logger.warn(message) });
+  // This process's metrics, with the data directory's gauges (it owns it); with workers, theirs are merged in at each scrape.
+  const serverMetrics = createServerMetrics(TALUS_VERSION, { dataDir, meta, backends: placement === undefined ? undefined : () => placement.backendStatus() });
+  const renderMetrics = async (): Promise<string> => {
+    const own = await serverMetrics.registry.snapshot();
+    return renderMetricsText(pool === undefined ? own : mergeMetrics([own, ...(await pool.collectMetrics())], SHARED_GAUGES));
+  };
   const startAdmin = async (): Promise<AdminListener | undefined> => {
     if (options.admin === undefined) return undefined;
     return startAdminListener({
       ...options.admin,
+      metrics: { render: renderMetrics, token: options.metrics?.token, public: options.metrics?.public },
       principals,
       keys: secrets,
       engine,
@@ -278,12 +297,14 @@ async function startOnLockedDirectory(
       close: () => (closing ??= stopAll(SHUTDOWN_GRACE_MS + 5_000).finally(() => lock.release())),
     };
   }
+  const accessLog = options.accessLog === undefined ? undefined : new AccessLog(options.accessLog);
   const server = createS3Server({
     engine,
     principals: secrets,
     region: options.region ?? 'us-east-1',
     domain: options.domain,
     logger,
+    observer: requestObserver(serverMetrics.requests, accessLog),
   });
   try {
     await new Promise<void>((resolveListen, reject) => {
@@ -322,7 +343,7 @@ async function startOnLockedDirectory(
     server,
     workers: 1,
     failed,
-    close: () => (closing ??= (secrets.stop(), Promise.all([admin?.close(), shutdown(server, lifecycle, engine, meta, blobs, placement)]).then(() => undefined).finally(() => lock.release()))),
+    close: () => (closing ??= (secrets.stop(), Promise.all([admin?.close(), shutdown(server, lifecycle, engine, meta, blobs, placement)]).then(() => accessLog?.close()).finally(() => lock.release()))),
   };
 }
 

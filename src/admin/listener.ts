@@ -9,7 +9,7 @@ import type { PrincipalCache } from '../principals/principal-cache.ts';
 import type { Principals } from '../principals/principals.ts';
 import type { Logger } from '../util/logger.ts';
 import type { AdminServerInfo } from './operations.ts';
-import { createAdminServer } from './server.ts';
+import { type MetricsEndpoint, createAdminServer } from './server.ts';
 
 export interface AdminListener {
   url: string;
@@ -21,6 +21,7 @@ export interface AdminListenOptions {
   address: string;
   /** A taken port is a warning and no listener, instead of an error (the CLI's default port). */
   optional?: boolean | undefined;
+  metrics?: MetricsEndpoint | undefined;
   principals: Principals;
   keys: PrincipalCache;
   engine: Engine;

@@ -47,9 +47,10 @@ export interface FrontOptions {
   observer?: RequestObserver | undefined;
 }
 
-/** When a response's headers went out (performance.now()); filled by sendResponse/sendError. */
+/** When a response's headers went out (performance.now()) and its Content-Length; filled by sendResponse/sendError. */
 interface Timing {
   headersSentMs: number;
+  bytesOut: number;
 }
 
 export function createS3Server(options: FrontOptions): Server {
@@ -98,7 +99,7 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
   const observer = options.observer;
   const startedMs = observer === undefined ? 0 : performance.now();
   observer?.started();
-  const timing: Timing = { headersSentMs: 0 };
+  const timing: Timing = { headersSentMs: 0, bytesOut: 0 };
   let context: RequestContext | undefined;
   let errorCode: string | undefined;
   try {
@@ -141,7 +142,7 @@ function observed(
     headersSentMs: timing.headersSentMs === 0 ? finishedMs : timing.headersSentMs,
     finishedMs,
     bytesIn: contentLength(request.headers['content-length']),
-    bytesOut: contentLength(response.getHeader('content-length')),
+    bytesOut: timing.bytesOut,
     errorCode,
     principal: principal === undefined || principal.kind === 'anonymous' ? 'anonymous' : principal.kind === 'root' ? 'root' : principal.name,
     accessKeyId: context?.request.accessKeyId ?? undefined,
@@ -149,7 +150,7 @@ function observed(
   };
 }
 
-function contentLength(value: string | number | string[] | undefined): number {
+function contentLength(value: string | number | string[] | undefined | null): number {
   const bytes = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : 0;
   return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : 0;
 }
@@ -206,6 +207,7 @@ async function sendResponse(request: IncomingMessage, response: ServerResponse, 
   try {
     response.writeHead(result.status, headers);
     timing.headersSentMs = performance.now();
+    if (method !== 'HEAD') timing.bytesOut = contentLength(headers['content-length']);
   } catch (error) {
     // An open body holds read leases on its blobs: release them before answering with the error.
     if (body instanceof Readable) body.destroy();
@@ -253,7 +255,8 @@ function sendError(options: FrontOptions, request: IncomingMessage, response: Se
   for (const [name, value] of Object.entries(s3Error.details)) details += element(name, value);
   const body = `${XML_DECLARATION}<Error>${element('Code', s3Error.code)}${element('Message', s3Error.message)}${details}<Resource>${escapeXml(rawPath)}</Resource>${element('RequestId', requestId)}</Error>`;
   response.setHeader('content-type', 'application/xml');
-  response.setHeader('content-length', Buffer.byteLength(body));
+  timing.bytesOut = Buffer.byteLength(body);
+  response.setHeader('content-length', timing.bytesOut);
   response.end(body);
   timing.headersSentMs = performance.now();
   if (!request.complete) drain(request);

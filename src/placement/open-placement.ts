@@ -5,7 +5,7 @@ import type { BlobStore } from '../blob/blob-store.ts';
 import { HEALTH_DEFAULT, type BackendConfig, type TalusConfig } from '../config/config.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { Logger } from '../util/logger.ts';
-import { BackendHealth } from './backend-health.ts';
+import { BackendHealth, type BackendStatus } from './backend-health.ts';
 import { Healer } from './healer.ts';
 import { PlacedBlobStore } from './placed-blob-store.ts';
 
@@ -16,6 +16,8 @@ const FIRST_SCAN_DELAY_MS = 60_000;
 export interface OpenPlacement {
   readonly store: PlacedBlobStore;
   readonly healer: Healer;
+  /** Each backend's state and latency (metrics, the admin API). */
+  backendStatus(): BackendStatus[];
   /** Starts probing backends (nothing waits for the first probes) and, unless `heal` is false (worker processes), healing in the background. */
   startBackground(options?: { heal?: boolean }): void;
   /** Stops the background work (waits for a pass in progress); the store closes with close(). */
@@ -71,6 +73,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
   return {
     store,
     healer,
+    backendStatus: () => health.snapshot(),
     startBackground: (options = {}) => {
       health.start();
       if (options.heal !== false) background.start();
