@@ -86,6 +86,10 @@ test('one process: /metrics holds exactly the workload, behind its token; the ac
     const again = series(await (await fetch(metricsUrl, { headers: { authorization: `Bearer ${TOKEN}` } })).text());
     assert.equal(again.get('talus_s3_requests_total{operation="GetObject",status="200"}'), 4, 'with the presigned GET');
     assert.equal((await fetch(`${talus.adminUrl}/health/ready`)).status, 200);
+    // Every metric the Grafana dashboard in docs/ queries is one the server exports.
+    const dashboard = await readFile(new URL('../docs/grafana-dashboard.json', import.meta.url), 'utf8');
+    const exported = new Set([...text.matchAll(/^# TYPE (\S+)/gm)].map((match) => match[1]));
+    for (const [name] of dashboard.matchAll(/talus_[a-z0-9_]+/g)) assert.ok(exported.has(name.replace(/_(bucket|sum|count)$/, '')), `${name} in the dashboard`);
   } finally {
     await talus.close();
   }
