@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { AlreadyExistsError, NotFoundError, PreconditionFailedError, type ObjectStorage } from '../storage/object-storage.ts';
 import { UnsupportedStorageError } from './errors.ts';
-import { checkpointKey, decodeEntry, encodeEntry, headKey, logKey, packKey, type CommitEntry } from './format.ts';
+import { checkpointKey, decodeEntry, encodeEntry, epochKey, headKey, logKey, packKey, type CommitEntry } from './format.ts';
 import type { IndexSnapshot } from './mvcc-index.ts';
 
 export type CreateOutcome = 'created' | 'taken';
@@ -22,6 +22,12 @@ export interface PackState {
   beforeTid: number;
   /** The next log entry to compact; at beforeTid, the pack is done. */
   cursor: number;
+  /**
+   * Records unreachable from the roots at beforeTid (a reachability pack):
+   * their revisions at or before beforeTid are dropped too. Computed once, by
+   * the call that wrote the boundary, so a resumed pack drops the same ones.
+   */
+  unreachable?: string[];
 }
 
 export async function readAll(storage: ObjectStorage, key: string): Promise<Buffer | undefined> {
@@ -99,6 +105,36 @@ export class CommitLog {
     } catch (error) {
       if (error instanceof AlreadyExistsError || error instanceof PreconditionFailedError) return false;
       throw error;
+    }
+  }
+
+  /**
+   * Claims a writer epoch no one else has: one above both the epoch object's
+   * and `atLeast` (the log's newest), moved with putIfAbsent / putIfMatch so
+   * two claimants never get the same number.
+   */
+  async claimEpoch(atLeast: number): Promise<number> {
+    for (;;) {
+      let current: { epoch: number; etag: string } | undefined;
+      try {
+        const { body, info } = await this.storage.get(epochKey(this.prefix));
+        const chunks: Buffer[] = [];
+        for await (const chunk of body) chunks.push(chunk as Buffer);
+        current = { epoch: (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { epoch: number }).epoch, etag: info.etag };
+      } catch (error) {
+        if (!(error instanceof NotFoundError)) throw error;
+      }
+      const epoch = Math.max(current?.epoch ?? 0, atLeast) + 1;
+      const body = JSON.stringify({ epoch });
+      const options = { contentType: 'application/json' };
+      try {
+        if (current === undefined) await this.storage.putIfAbsent(epochKey(this.prefix), body, options);
+        else await this.storage.putIfMatch(epochKey(this.prefix), body, current.etag, options);
+        return epoch;
+      } catch (error) {
+        if (error instanceof AlreadyExistsError || error instanceof PreconditionFailedError) continue; // another claimant: read again
+        throw error;
+      }
     }
   }
 

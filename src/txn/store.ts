@@ -2,11 +2,12 @@
  * TxnStore: a transactional record store whose only storage is an
  * ObjectStorage. See docs/TXN.md for the protocol and its guarantees.
  */
+import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ObjectStorage } from '../storage/object-storage.ts';
 import { CommitLog, readAll, type PackState } from './commit-log.ts';
-import { CommitOutcomeUnknownError, ConflictError, CorruptLogError, TooOldError } from './errors.ts';
-import { dataKey, FORMAT_VERSION, INLINE_LIMIT_BYTES, type CommitEntry, type StoredRevision } from './format.ts';
+import { CommitOutcomeUnknownError, ConflictError, CorruptLogError, FencedError, TooOldError } from './errors.ts';
+import { dataKey, dataPrefix, FORMAT_VERSION, INLINE_LIMIT_BYTES, parseDataKey, type CommitEntry, type StoredRevision } from './format.ts';
 import { MvccIndex, type Revision } from './mvcc-index.ts';
 import { Transaction, type CommitRequest, type Isolation, type TransactionHost } from './transaction.ts';
 
@@ -23,6 +24,14 @@ export interface OpenStoreOptions {
   checkpointEvery?: number;
   /** Move the head hint forward every this many TIDs; default 16. */
   hintEvery?: number;
+  /**
+   * Claim a new writer epoch on open and publish it in the log (SlateDB's
+   * writer fencing): every store opened before, in any process, can no longer
+   * publish work begun before; this store is fenced for good, in turn, by the
+   * next one opened with `fence: true` (its commits then throw FencedError).
+   * Default false: the store follows the log's newest epoch.
+   */
+  fence?: boolean;
   /** Tests only: create log entries with a plain put, as a broken protocol would. Never use. */
   unsafeUnconditionalCreate?: boolean;
 }
@@ -59,6 +68,28 @@ export interface PackProgress {
   dropped: number;
 }
 
+export interface GarbageReport {
+  /** The epoch collectGarbage published before looking: data of older epochs not in the log can never be published. */
+  epoch: number;
+  /** Orphaned data objects deleted. */
+  deleted: number;
+  /** Orphans left for a later run because they are younger than the grace period. */
+  young: number;
+}
+
+export interface PackOptions {
+  /** Log entries one call compacts at most; default 256. */
+  maxEntries?: number;
+  /**
+   * A reachability pack (ZODB's referencesf): the records a record's bytes
+   * refer to. With it, records that no root reaches at `beforeTid` (nor any
+   * revision after it) lose their revisions at or before `beforeTid`.
+   */
+  references?: (oid: string, data: Buffer) => Iterable<string>;
+  /** The roots of reachability; default ['root']. Records written after beforeTid are roots too. */
+  roots?: readonly string[];
+}
+
 export interface Snapshot {
   readonly tid: number;
   get(oid: string): Promise<Buffer | undefined>;
@@ -69,10 +100,23 @@ const COMMIT_ATTEMPTS = 8;
 const RETRY_BASE_MS = 20;
 /** Log entries one pack() call compacts at most: a call's work (requests, time) is bounded. */
 const PACK_ENTRIES_PER_CALL = 256;
+/**
+ * collectGarbage leaves orphaned data younger than this: fencing already
+ * guarantees no fenced writer publishes it, the grace period is defence in
+ * depth (a storage whose listing or clocks run behind) and keeps the data of
+ * a commit that just lost around for whoever debugs it.
+ */
+const GC_GRACE_MS = 10 * 60_000;
+/** Data objects deleted per deleteMany call. */
+const GC_DELETE_BATCH = 500;
 
 interface Waiting {
   request: CommitRequest;
   stored: [string, StoredRevision][];
+  /** The writer epoch the work began in (its data objects are keyed by it); refused if the log is past it. */
+  epoch: number;
+  /** The member that publishes a new epoch (an entry of its own, with no writes). */
+  fence?: true;
   resolve(tid: number): void;
   reject(error: unknown): void;
 }
@@ -93,6 +137,7 @@ export async function openStore(storage: ObjectStorage, options: OpenStoreOption
   if (pack !== undefined) index.oldest = Math.max(index.oldest, pack.state.beforeTid);
   const store = new TxnStore(log, index, options);
   await store.refresh();
+  if (options.fence === true) await store.fence({ exclusive: true });
   return store;
 }
 
@@ -112,6 +157,8 @@ export class TxnStore {
   #queued: Promise<number> | undefined;
   readonly #background = new Set<Promise<void>>();
   readonly #host: TransactionHost;
+  /** The epoch this store claimed with `fence: true`: it never follows a newer one. */
+  #claimed: number | undefined;
 
   constructor(log: CommitLog, index: MvccIndex, options: OpenStoreOptions) {
     this.#log = log;
@@ -321,6 +368,60 @@ export class TxnStore {
     return { beforeTid: state.beforeTid, cursor, done: cursor >= state.beforeTid, dropped };
   }
 
+  /** The writer epoch this store's commits begin in: the one it claimed, or the log's newest. */
+  get epoch(): number {
+    return this.#claimed ?? this.#index.epoch;
+  }
+
+  /**
+   * Claims a new writer epoch and publishes it as a log entry of its own;
+   * resolves with the epoch once the entry is in the log. From then on no
+   * commit begun in an older epoch, in any process, is published (it throws
+   * FencedError): a stalled writer that wakes up finds its TID taken, reads
+   * forward, meets the new epoch and stops. `exclusive` (what `fence: true`
+   * does at open): this store keeps the epoch and is fenced for good by the
+   * next one claimed; otherwise it follows the log's newest epoch.
+   */
+  async fence(options: { exclusive?: boolean } = {}): Promise<number> {
+    const head = await this.refresh();
+    const epoch = await this.#log.claimEpoch(Math.max(this.#index.epoch, this.#claimed ?? 0));
+    if (options.exclusive === true) this.#claimed = epoch;
+    const request: CommitRequest = { writeId: randomUUID(), snapshotTid: head, writes: new Map(), mustBeCurrent: new Set(), meta: { fence: String(epoch) } };
+    await this.#enqueue({ request, stored: [], epoch, fence: true });
+    return epoch;
+  }
+
+  /**
+   * Deletes orphaned data objects: those written by commits that lost, were
+   * fenced, or died before their entry. It first fences (a durable boundary:
+   * a new epoch published in the log), so a data object of an older epoch
+   * that no entry names can never be named by one; then it lists `data/` and
+   * deletes those orphans older than `graceMs` (default 10 minutes).
+   * Commits in flight in any process when it fences throw FencedError.
+   */
+  async collectGarbage(options: { graceMs?: number } = {}): Promise<GarbageReport> {
+    const graceMs = options.graceMs ?? GC_GRACE_MS;
+    const epoch = await this.fence();
+    await this.refresh();
+    const now = Date.now();
+    const root = dataPrefix(this.prefix);
+    const orphans: string[] = [];
+    let young = 0;
+    for await (const page of this.storage.list(root)) {
+      for (const object of page.objects) {
+        const parsed = parseDataKey(object.key.slice(root.length));
+        if (parsed === undefined || parsed.epoch >= epoch || this.#index.tidOfWrite(parsed.writeId) !== undefined) continue;
+        if (now - object.lastModified.getTime() < graceMs) young++;
+        else orphans.push(object.key);
+      }
+    }
+    for (let i = 0; i < orphans.length; i += GC_DELETE_BATCH) {
+      const failed = await this.storage.deleteMany(orphans.slice(i, i + GC_DELETE_BATCH));
+      if (failed.length > 0) throw new Error(`collectGarbage: could not delete ${failed.length} data objects (${failed[0]!.code}); run it again`);
+    }
+    return { epoch, deleted: orphans.length, young };
+  }
+
   /** The oldest TID whose state can still be read (pack's boundary, as far as this process knows). */
   get oldestTid(): number {
     return this.#index.oldest;
@@ -373,7 +474,9 @@ export class TxnStore {
       }
       return request.snapshotTid;
     }
-    // Record data before the entry that names it: large values are objects of their own, keyed by the write ID.
+    const epoch = this.epoch;
+    if (epoch < this.#index.epoch) throw new FencedError(epoch, this.#index.epoch);
+    // Record data before the entry that names it: large values are objects of their own, keyed by the epoch and write ID.
     const stored: [string, StoredRevision][] = [];
     const uploads: Promise<unknown>[] = [];
     let n = 0;
@@ -381,14 +484,18 @@ export class TxnStore {
       if (bytes === null) stored.push([oid, { x: 1 }]);
       else if (bytes.length <= INLINE_LIMIT_BYTES) stored.push([oid, { d: bytes.toString('base64') }]);
       else {
-        const relative = dataKey('', request.writeId, n++);
+        const relative = dataKey('', epoch, request.writeId, n++);
         uploads.push(this.storage.put(this.prefix + relative, bytes));
         stored.push([oid, { k: relative, n: bytes.length }]);
       }
     }
     await Promise.all(uploads);
+    return this.#enqueue({ request, stored, epoch });
+  }
+
+  #enqueue(member: Omit<Waiting, 'resolve' | 'reject'>): Promise<number> {
     return new Promise<number>((resolve, reject) => {
-      this.#queue.push({ request, stored, resolve, reject });
+      this.#queue.push({ ...member, resolve, reject });
       if (!this.#committing) void this.#drain();
     });
   }
@@ -397,7 +504,10 @@ export class TxnStore {
     this.#committing = true;
     try {
       while (this.#queue.length > 0) {
-        const group = this.#queue.splice(0, this.#groupCommit ? this.#maxGroup : 1);
+        // A fence goes alone, so the commits queued before it are published in their epoch, not refused by it.
+        const fenceAt = this.#queue.findIndex((member) => member.fence === true);
+        const size = fenceAt === 0 ? 1 : Math.min(fenceAt === -1 ? Infinity : fenceAt, this.#groupCommit ? this.#maxGroup : 1);
+        const group = this.#queue.splice(0, size);
         await this.#commitGroup(group);
       }
     } finally {
@@ -422,10 +532,16 @@ export class TxnStore {
       if (members.length === 0) return;
       if (entry === undefined) {
         // First committer wins: a member loses to any commit after its snapshot, and to earlier members of its group.
+        // Epochs never go back along the log: work begun before the newest epoch (a fence) is refused.
+        const logEpoch = Math.max(this.#index.epoch, ...members.map((member) => member.epoch));
         const accepted: Waiting[] = [];
         const written = new Set<string>();
         for (const member of members) {
           const { request } = member;
+          if (member.epoch < logEpoch) {
+            member.reject(new FencedError(member.epoch, logEpoch));
+            continue;
+          }
           // A snapshot older than pack's boundary cannot be validated (pack dropped what it would compare with): fenced.
           const conflicts =
             request.snapshotTid < this.#index.oldest
@@ -444,6 +560,8 @@ export class TxnStore {
           v: FORMAT_VERSION,
           tid: this.#index.head + 1,
           time: new Date().toISOString(),
+          ...(logEpoch === 0 ? {} : { epoch: logEpoch }),
+          ...(members.some((member) => member.fence === true) ? { fence: true as const } : {}),
           txns: members.map(({ request, stored }) => ({ id: request.writeId, ...(request.meta === undefined ? {} : { meta: request.meta }), writes: stored })),
         };
       }
