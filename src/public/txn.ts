@@ -8,6 +8,7 @@ export {
   TxnStore,
   Transaction,
   ConflictError,
+  FencedError,
   CommitOutcomeUnknownError,
   UnsupportedStorageError,
   TooOldError,
@@ -19,4 +20,6 @@ export {
   type TransactionRecord,
   type Snapshot,
   type PackProgress,
+  type PackOptions,
+  type GarbageReport,
 } from '../txn/index.ts';

@@ -307,7 +307,7 @@ export class TxnStore {
    * Readers of states before the boundary get TooOldError, never other data;
    * writers whose snapshot is before it get ConflictError.
    */
-  async pack(beforeTid: number, options: { maxEntries?: number } = {}): Promise<PackProgress> {
+  async pack(beforeTid: number, options: PackOptions = {}): Promise<PackProgress> {
     const maxEntries = options.maxEntries ?? PACK_ENTRIES_PER_CALL;
     const head = await this.refresh();
     if (!Number.isSafeInteger(beforeTid) || beforeTid < 1 || beforeTid > head) throw new RangeError(`pack: ${beforeTid} is not a TID of this log (1 to ${head})`);
@@ -321,7 +321,8 @@ export class TxnStore {
         break;
       }
       // A new, later boundary: durable before anything is dropped; compaction starts over from the first entry.
-      const next = { beforeTid, cursor: 1 };
+      const next: PackState = { beforeTid, cursor: 1 };
+      if (options.references !== undefined) next.unreachable = await this.#unreachable(beforeTid, options.references, options.roots ?? ['root']);
       const etag = await this.#log.writePackState(next, current?.etag);
       if (etag !== false) {
         state = next;
@@ -330,8 +331,13 @@ export class TxnStore {
       }
     }
     this.#index.oldest = Math.max(this.#index.oldest, state.beforeTid);
+    const unreachable = new Set(state.unreachable);
+    // This process reads what a process opening the packed log will: no revision of an unreachable record up to the boundary.
+    for (const oid of unreachable) this.#index.forget(oid, state.beforeTid);
+    // A reachability pack also rewrites the entry at the boundary (an unreachable record's revision current there goes).
+    const last = unreachable.size > 0 ? state.beforeTid : state.beforeTid - 1;
     let cursor = state.cursor;
-    const end = Math.min(state.beforeTid, cursor + maxEntries);
+    const end = Math.min(last + 1, cursor + maxEntries);
     let dropped = 0;
     for (; cursor < end; cursor++) {
       for (;;) {
@@ -343,7 +349,7 @@ export class TxnStore {
         const txns = entry.txns.map((txn) => ({
           ...txn,
           writes: txn.writes.filter(([oid, stored]) => {
-            const drop = this.#index.dropsAt(oid, { tid: entry.tid, stored }, state.beforeTid);
+            const drop = (unreachable.has(oid) && entry.tid <= state.beforeTid) || this.#index.dropsAt(oid, { tid: entry.tid, stored }, state.beforeTid);
             if (drop) {
               count++;
               if ('k' in stored) dataKeys.push(this.prefix + stored.k);
@@ -364,8 +370,36 @@ export class TxnStore {
         // Another pack rewrote it meanwhile: look again.
       }
     }
-    if (cursor > state.cursor) await this.#log.writePackState({ beforeTid: state.beforeTid, cursor }, stateEtag); // lost to another pack: it got as far
-    return { beforeTid: state.beforeTid, cursor, done: cursor >= state.beforeTid, dropped };
+    if (cursor > state.cursor) await this.#log.writePackState({ ...state, cursor }, stateEtag); // lost to another pack: it got as far
+    return { beforeTid: state.beforeTid, cursor, done: cursor > last, dropped };
+  }
+
+  /**
+   * The records no root reaches at `beforeTid` (ZODB's pack with
+   * referencesf). Records written after `beforeTid` are roots too, and every
+   * revision kept (the one current at `beforeTid` and all later ones) lends
+   * its references, so no state at or after the boundary reaches a dropped
+   * record. Reads every reached record once: the mark phase is the one part
+   * of pack whose work grows with the database, done by the call that sets
+   * the boundary.
+   */
+  async #unreachable(beforeTid: number, references: NonNullable<PackOptions['references']>, roots: readonly string[]): Promise<string[]> {
+    const pending = [...roots];
+    for (const oid of this.#index.oids()) if (this.#index.changedAfter(oid, beforeTid)) pending.push(oid);
+    const reached = new Set<string>();
+    while (pending.length > 0) {
+      const oid = pending.pop()!;
+      if (reached.has(oid)) continue;
+      reached.add(oid);
+      for (const revision of this.#index.revisions(oid)) {
+        const next = this.#index.nextRevisionAfter(oid, revision.tid);
+        if (next !== undefined && next.tid <= beforeTid) continue; // replaced by the boundary: no kept state has it
+        const data = await this.#read(revision, Math.max(revision.tid, beforeTid));
+        if (data === undefined) continue;
+        for (const target of references(oid, data)) if (!reached.has(target)) pending.push(target);
+      }
+    }
+    return [...this.#index.oids()].filter((oid) => !reached.has(oid)).sort();
   }
 
   /** The writer epoch this store's commits begin in: the one it claimed, or the log's newest. */
