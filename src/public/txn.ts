@@ -7,6 +7,7 @@ export {
   openStore,
   TxnStore,
   Transaction,
+  ReaderLease,
   ConflictError,
   FencedError,
   CommitOutcomeUnknownError,

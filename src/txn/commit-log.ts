@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { AlreadyExistsError, NotFoundError, PreconditionFailedError, type ObjectStorage } from '../storage/object-storage.ts';
 import { UnsupportedStorageError } from './errors.ts';
-import { checkpointKey, decodeEntry, encodeEntry, epochKey, headKey, logKey, packKey, type CommitEntry } from './format.ts';
+import { checkpointKey, decodeEntry, encodeEntry, epochKey, headKey, leaseKey, leasePrefix, logKey, packKey, type CommitEntry } from './format.ts';
 import type { IndexSnapshot } from './mvcc-index.ts';
 
 export type CreateOutcome = 'created' | 'taken';
@@ -28,6 +28,18 @@ export interface PackState {
    * the call that wrote the boundary, so a resumed pack drops the same ones.
    */
   unreachable?: string[];
+  /**
+   * Changed (to a fresh random value) by every reader lease taken, so a pack
+   * that listed the leases before it can only write its boundary if no lease
+   * was taken since (its putIfMatch fails otherwise, and it looks again).
+   */
+  leaseMark?: string;
+}
+
+/** A reader lease as stored: pack keeps every state from `tid` on while `expires` (ms since the epoch) is ahead. */
+export interface StoredLease {
+  tid: number;
+  expires: number;
 }
 
 export async function readAll(storage: ObjectStorage, key: string): Promise<Buffer | undefined> {
@@ -136,6 +148,31 @@ export class CommitLog {
         throw error;
       }
     }
+  }
+
+  async writeLease(id: string, lease: StoredLease): Promise<void> {
+    await this.storage.put(leaseKey(this.prefix, id), JSON.stringify(lease), { contentType: 'application/json' });
+  }
+
+  async deleteLease(id: string): Promise<void> {
+    await this.storage.delete(leaseKey(this.prefix, id));
+  }
+
+  /** The oldest TID an unexpired reader lease holds (expired leases are deleted on the way), if any. */
+  async oldestLeasedTid(now: number): Promise<number | undefined> {
+    let oldest: number | undefined;
+    const expired: string[] = [];
+    for await (const page of this.storage.list(leasePrefix(this.prefix))) {
+      for (const object of page.objects) {
+        const bytes = await readAll(this.storage, object.key);
+        if (bytes === undefined) continue; // released meanwhile
+        const lease = JSON.parse(bytes.toString('utf8')) as StoredLease;
+        if (lease.expires <= now) expired.push(object.key);
+        else oldest = Math.min(oldest ?? lease.tid, lease.tid);
+      }
+    }
+    if (expired.length > 0) await this.storage.deleteMany(expired).catch(() => undefined); // tidiness only
+    return oldest;
   }
 
   async exists(tid: number): Promise<boolean> {

@@ -13,6 +13,8 @@
  *                                  the log's head, moved forward with putIfMatch
  *   <prefix>checkpoint/<tid>       the index of every revision up to <tid>, so
  *                                  open reads a bounded number of entries
+ *   <prefix>lease/<random>         a reader lease, {"tid": t, "expires": ms}: pack
+ *                                  keeps every state from t on until it expires
  *   <prefix>probe/<random>         the conditional-write probe of open
  *   <prefix>pack                   pack's durable boundary and cursor,
  *                                  {"beforeTid": b, "cursor": c}, written
@@ -75,6 +77,12 @@ export function parseDataKey(relative: string): { epoch: number; writeId: string
   if (parts.length === 3 && /^\d+$/.test(parts[0]!)) return { epoch: Number(parts[0]), writeId: parts[1]! };
   if (parts.length === 2) return { epoch: 0, writeId: parts[0]! };
   return undefined;
+}
+export function leasePrefix(prefix: string): string {
+  return `${prefix}lease/`;
+}
+export function leaseKey(prefix: string, id: string): string {
+  return `${leasePrefix(prefix)}${id}`;
 }
 export function epochKey(prefix: string): string {
   return `${prefix}epoch`;

@@ -8,6 +8,7 @@ import type { ObjectStorage } from '../storage/object-storage.ts';
 import { CommitLog, readAll, type PackState } from './commit-log.ts';
 import { CommitOutcomeUnknownError, ConflictError, CorruptLogError, FencedError, TooOldError } from './errors.ts';
 import { dataKey, dataPrefix, FORMAT_VERSION, INLINE_LIMIT_BYTES, parseDataKey, type CommitEntry, type StoredRevision } from './format.ts';
+import { DEFAULT_LEASE_MS, ReaderLease } from './lease.ts';
 import { MvccIndex, type Revision } from './mvcc-index.ts';
 import { Transaction, type CommitRequest, type Isolation, type TransactionHost } from './transaction.ts';
 
@@ -320,9 +321,19 @@ export class TxnStore {
         stateEtag = current.etag;
         break;
       }
+      // Never past a reader's lease: the boundary stops at the oldest leased TID.
+      const leased = await this.#log.oldestLeasedTid(Date.now());
+      const boundary = Math.min(beforeTid, leased ?? beforeTid);
+      if (current !== undefined && current.state.beforeTid >= boundary) {
+        state = current.state;
+        stateEtag = current.etag;
+        break;
+      }
+      if (boundary < 1) return { beforeTid: boundary, cursor: 1, done: true, dropped: 0 };
       // A new, later boundary: durable before anything is dropped; compaction starts over from the first entry.
-      const next: PackState = { beforeTid, cursor: 1 };
-      if (options.references !== undefined) next.unreachable = await this.#unreachable(beforeTid, options.references, options.roots ?? ['root']);
+      // Written against the pack object as read before listing the leases: a lease taken since changed it, so this fails and looks again.
+      const next: PackState = { beforeTid: boundary, cursor: 1 };
+      if (options.references !== undefined) next.unreachable = await this.#unreachable(boundary, options.references, options.roots ?? ['root']);
       const etag = await this.#log.writePackState(next, current?.etag);
       if (etag !== false) {
         state = next;
@@ -370,8 +381,30 @@ export class TxnStore {
         // Another pack rewrote it meanwhile: look again.
       }
     }
-    if (cursor > state.cursor) await this.#log.writePackState({ ...state, cursor }, stateEtag); // lost to another pack: it got as far
+    if (cursor > state.cursor) await this.#saveCursor(state, stateEtag, cursor);
     return { beforeTid: state.beforeTid, cursor, done: cursor > last, dropped };
+  }
+
+  /** Stores how far this call got, unless another pack got as far or set a new boundary (a lease's mark is no reason to give up). */
+  async #saveCursor(state: PackState, etag: string, cursor: number): Promise<void> {
+    let expected: { state: PackState; etag: string } | undefined = { state, etag };
+    while (expected !== undefined && expected.state.beforeTid === state.beforeTid && expected.state.cursor < cursor) {
+      if ((await this.#log.writePackState({ ...expected.state, cursor }, expected.etag)) !== false) return;
+      expected = await this.#log.readPackState();
+    }
+  }
+
+  /**
+   * A lease on the state at `tid` (default: the head): pack keeps every state
+   * from `tid` on readable until the lease is released or lapses (renew() it
+   * within `ttlMs`, default 60 s). TooOldError if a pack already passed `tid`.
+   */
+  async lease(tid?: number, options: { ttlMs?: number } = {}): Promise<ReaderLease> {
+    const head = await this.refresh();
+    const leased = tid ?? head;
+    this.#checkTid(leased);
+    if (leased > head) throw new RangeError(`lease: ${leased} is past the head ${head}`);
+    return ReaderLease.acquire(this.#log, leased, options.ttlMs ?? DEFAULT_LEASE_MS);
   }
 
   /**
