@@ -175,7 +175,7 @@ const txnCommit: Workload = {
         await storage.close();
       }
     }
-    notes.push('txn-commit: "÷ ceiling" is commits/s ÷ raw putIfAbsent/s on the same backend in this run (one log without group commit cannot beat 100 %)');
+    notes.push('"÷ ceiling" is commits/s ÷ raw putIfAbsent/s on the same backend in this run (one log without group commit cannot beat 100 %)');
     return { rows, notes };
   },
 };
@@ -218,7 +218,7 @@ const txnRead: Workload = {
         await storage.close();
       }
     }
-    return { rows, notes: ['txn-read: "÷ ceiling" is snapshot loads/s ÷ raw GETs/s of the same size on the same backend in this run'] };
+    return { rows, notes: ['"÷ ceiling" is snapshot loads/s ÷ raw GETs/s of the same size on the same backend in this run'] };
   },
 };
 
