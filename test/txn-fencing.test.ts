@@ -126,9 +126,16 @@ test('a writer stalled mid-commit while another store opens with fence: true is 
   const late = await fencer.begin();
   late.put('a', 'from the old exclusive writer');
   await assert.rejects(late.commit(), (error: unknown) => error instanceof FencedError && error.epoch === 1 && error.fencedBy === 2);
+  await assert.rejects(fencer.collectGarbage({ graceMs: 0 }), FencedError, 'a fenced exclusive store does not come back through GC');
   const next = await successor.begin();
   next.put('a', 'successor');
   assert.equal(await next.commit(), 6);
+  // GC run by the exclusive writer keeps it the writer.
+  await successor.collectGarbage({ graceMs: 0 });
+  assert.equal(successor.epoch, 3);
+  const after = await successor.begin();
+  after.put('a', 'still the writer');
+  assert.equal(await after.commit(), 8);
 });
 
 test('a writer stalled past collectGarbage is fenced: GC fences first, then deletes its orphaned data, and the stalled entry never lands', async () => {

@@ -451,8 +451,10 @@ export class TxnStore {
    */
   async fence(options: { exclusive?: boolean } = {}): Promise<number> {
     const head = await this.refresh();
+    // A fenced exclusive store does not come back by itself (nor through collectGarbage): open a new one.
+    if (this.#claimed !== undefined && this.#claimed < this.#index.epoch) throw new FencedError(this.#claimed, this.#index.epoch);
     const epoch = await this.#log.claimEpoch(Math.max(this.#index.epoch, this.#claimed ?? 0));
-    if (options.exclusive === true) this.#claimed = epoch;
+    if (options.exclusive === true || this.#claimed !== undefined) this.#claimed = epoch; // an exclusive store keeps holding the newest epoch
     const request: CommitRequest = { writeId: randomUUID(), snapshotTid: head, writes: new Map(), mustBeCurrent: new Set(), meta: { fence: String(epoch) } };
     await this.#enqueue({ request, stored: [], epoch, fence: true });
     return epoch;
