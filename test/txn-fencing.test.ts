@@ -4,17 +4,23 @@
  * another store fences the log (opened with `fence: true`, or
  * collectGarbage) is refused with FencedError, and the log holds no entry of
  * it after the fence; collectGarbage deletes the data of commits that lost or
- * were fenced (after the grace period) and never data the log names.
+ * were fenced (after the grace period) and never data the log names; a
+ * writer process stopped with SIGSTOP at random points while GC runs never
+ * publishes an entry naming collected data.
  */
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { FileStorage } from '../src/storage/file-storage.ts';
 import type { ObjectStorage, PutOptions, PutResult, StorageBody } from '../src/storage/object-storage.ts';
+import { CommitLog } from '../src/txn/commit-log.ts';
 import { ConflictError, FencedError } from '../src/txn/errors.ts';
 import { openStore, type TxnStore } from '../src/txn/store.ts';
+import { PROJECT_ROOT } from './helpers/process.ts';
 
 let root: string;
 before(async () => {
@@ -201,4 +207,79 @@ test('collectGarbage removes the data of commits that lost, only after the grace
   assert.equal(left.length, 1);
   assert.ok(left[0]!.includes(one.writeId));
   assert.equal((await store.load('r'))?.data?.toString(), '1'.repeat(LARGE));
+});
+
+interface LargeWriterLine {
+  i: number;
+  writeId: string;
+  tid?: number;
+  fenced?: true;
+}
+
+test('a writer process stopped (SIGSTOP) at random points while collectGarbage runs: every entry’s data exists, no old-epoch entry after a fence, every acknowledged commit in the log', { timeout: 120_000 }, async () => {
+  const directory = join(root, 'sigstop');
+  const storage = new FileStorage(directory);
+  const lines: LargeWriterLine[] = [];
+  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'test', 'helpers', 'txn-large-writer.ts'), directory], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let buffer = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    buffer += chunk;
+    let newline: number;
+    while ((newline = buffer.indexOf('\n')) >= 0) {
+      lines.push(JSON.parse(buffer.slice(0, newline)) as LargeWriterLine);
+      buffer = buffer.slice(newline + 1);
+    }
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  const waitForLines = async (count: number): Promise<void> => {
+    const deadline = Date.now() + 60_000;
+    while (lines.length < count) {
+      assert.ok(child.exitCode === null, `the writer exited: ${stderr}`);
+      assert.ok(Date.now() < deadline, `the writer printed ${lines.length} of ${count} lines: ${stderr}`);
+      await delay(10);
+    }
+  };
+  const fences: number[] = [];
+  try {
+    const gc = await openStore(storage, { prefix: 'db/' });
+    for (let round = 0; round < 4; round++) {
+      await waitForLines(lines.length + 3);
+      await delay(Math.random() * 30); // somewhere in a commit: before, during or after its data, or with its create in flight
+      child.kill('SIGSTOP');
+      await gc.collectGarbage({ graceMs: 0 });
+      fences.push(await gc.lastTransaction());
+      const own = await gc.begin();
+      own.put(`gc${round}`, 'x'.repeat(LARGE));
+      await own.commit();
+      child.kill('SIGCONT');
+    }
+    await waitForLines(lines.length + 3);
+  } finally {
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  const log = new CommitLog(storage, 'db/');
+  const reader = await openStore(new FileStorage(directory), { prefix: 'db/' });
+  const head = await reader.lastTransaction();
+  let epoch = 0;
+  for (let tid = 1; tid <= head; tid++) {
+    const entry = (await log.read(tid))!;
+    assert.ok((entry.epoch ?? 0) >= epoch, `entry ${tid} has epoch ${entry.epoch ?? 0} after epoch ${epoch}: published by a fenced writer`);
+    epoch = entry.epoch ?? 0;
+    for (const txn of entry.txns) {
+      for (const [, stored] of txn.writes) {
+        if ('k' in stored) await storage.head(`db/${stored.k}`); // throws NotFoundError if GC deleted data an entry names
+      }
+    }
+  }
+  for (const fence of fences) assert.equal((await log.read(fence))?.fence, true);
+  for (const line of lines) {
+    if (line.tid !== undefined) assert.equal(await reader.findWrite(line.writeId), line.tid, `acknowledged commit ${line.i}`);
+    else assert.equal(await reader.findWrite(line.writeId), undefined, `fenced commit ${line.i} is not in the log`);
+  }
+  const fenced = lines.filter((line) => line.fenced === true).length;
+  process.stdout.write(`# ${lines.length} commits answered, ${fenced} fenced, ${fences.length} GC runs\n`);
 });
