@@ -135,11 +135,11 @@ const txnCommit: Workload = {
       const mine: Row[] = [];
       const storage = backend.open('commit/');
       try {
+        const warm = await openStore(storage, { prefix: 'warm/' });
+        await commitLoop(warm, 8, Math.min(context.settings.warmUpMs, 300), 'w'); // JIT and connections, not counted
         const body = Buffer.alloc(SMALL_BYTES, 1);
         const baseline = await row('txn-commit', backend, 'raw putIfAbsent, 1 in flight', () => timed(ms, 1, async (_, i) => void (await storage.putIfAbsent(`raw/${i}`, body))));
         mine.push(baseline);
-        const warm = await openStore(storage, { prefix: 'warm/' });
-        await commitLoop(warm, 8, Math.min(context.settings.warmUpMs, 300), 'w'); // JIT and connections, not counted
         let cell = 0;
         for (const [writers, groupCommit] of [[1, true], [8, true], [64, true], [64, false]] as const) {
           const store = await openStore(storage, { prefix: `c${cell++}/`, groupCommit });
