@@ -7,7 +7,9 @@
  * - txn-commit: raw putIfAbsent of fresh keys, one at a time (the rate one
  *   log could reach without group commit), then commits of W writers (1, 8,
  *   64) sharing one store, each putting a record of its own (no conflicts);
- *   64 writers also with group commit off; then contention: 8 stores doing
+ *   64 writers also with group commit off; 4 processes of 8 writers (their
+ *   timed loops start together after the processes have started); then
+ *   contention: 8 stores doing
  *   read-modify-write of 1 of 4 hot records, commits/s with the conflict
  *   rate in the notes. Latency is begin() to the commit's answer.
  * - txn-read: raw GET of a 20 KiB object, 8 in flight, then snapshot loads
@@ -15,9 +17,9 @@
  *   100-byte records (inline in the log, served from the index in memory).
  *
  * Each cell runs min(runMs, 1 s) so the pair stays at a few tens of seconds
- * in quick mode. bench/txn.bench.ts has the longer standalone table (and 4
- * writer processes).
+ * in quick mode. bench/txn.bench.ts has the longer standalone table.
  */
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { openStorage } from '../src/storage/open-storage.ts';
@@ -26,7 +28,7 @@ import { ConflictError } from '../src/txn/errors.ts';
 import { openStore, type TxnStore } from '../src/txn/store.ts';
 import type { SuiteContext, Workload, WorkloadOutcome } from './suite/context.ts';
 import { measure, type DriverResult, type Row } from './suite/measure.ts';
-import type { RunningServer } from './suite/servers.ts';
+import { ROOT, type RunningServer } from './suite/servers.ts';
 import { ensureBucket } from './suite/setup.ts';
 
 const BUCKET = 'txn-bench';
@@ -45,7 +47,14 @@ interface Backend {
   /** The suite's Talus for the S3 backend (its CPU and RSS are measured); none for a directory. */
   server: RunningServer | undefined;
   open(prefix: string): ObjectStorage;
+  /** What a writer process of bench/txn.bench.ts (--child) needs to open the storage open(prefix) opens. */
+  target(prefix: string): { name: string; url: string; endpoint?: string; credentials?: { accessKeyId: string; secretAccessKey: string } };
 }
+
+const PROCESSES = 4;
+const WRITERS_PER_PROCESS = 8;
+/** Time given to the writer processes to start (tsx) before their timed loops begin together. */
+const PROCESS_START_MS = 5000;
 
 function cellMs(context: SuiteContext): number {
   return Math.min(context.settings.runMs, CELL_MS_MAX);
@@ -57,8 +66,18 @@ async function backends(context: SuiteContext): Promise<Backend[]> {
   const runId = Date.now().toString(36);
   const directory = join(context.scratch, `txn-${runId}`);
   return [
-    { name: 'Talus', server, open: (prefix) => openStorage(`s3://${BUCKET}/${runId}/${prefix}`, { endpoint: server.endpoint, credentials: server.credentials }) },
-    { name: 'directory', server: undefined, open: (prefix) => openStorage(pathToFileURL(join(directory, prefix)).href) },
+    {
+      name: 'Talus',
+      server,
+      open: (prefix) => openStorage(`s3://${BUCKET}/${runId}/${prefix}`, { endpoint: server.endpoint, credentials: server.credentials }),
+      target: (prefix) => ({ name: 'Talus', url: `s3://${BUCKET}/${runId}/${prefix}`, endpoint: server.endpoint, credentials: server.credentials }),
+    },
+    {
+      name: 'directory',
+      server: undefined,
+      open: (prefix) => openStorage(pathToFileURL(join(directory, prefix)).href),
+      target: (prefix) => ({ name: 'directory', url: pathToFileURL(join(directory, prefix)).href }),
+    },
   ];
 }
 
@@ -124,6 +143,38 @@ async function commitLoop(store: TxnStore, writers: number, ms: number, tag: str
   });
 }
 
+interface ChildRun {
+  commits: number;
+  latencies: number[];
+  entries: number;
+}
+
+/** PROCESSES writer processes (bench/txn.bench.ts --child) of WRITERS_PER_PROCESS writers each, timed loops starting together. */
+async function processes(backend: Backend, storagePrefix: string, prefix: string, ms: number): Promise<DriverResult> {
+  const startAt = Date.now() + PROCESS_START_MS;
+  const runs = await Promise.all(
+    Array.from({ length: PROCESSES }, (_, p) => {
+      const spec = { target: backend.target(storagePrefix), prefix, writers: WRITERS_PER_PROCESS, durationS: ms / 1000, tag: `p${p}`, startAt };
+      const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'txn.bench.ts'), '--child', JSON.stringify(spec)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err = (err + chunk).slice(-4096)));
+      return new Promise<ChildRun>((resolve, reject) => child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as ChildRun) : reject(new Error(`writer process exited ${code}: ${err}`)))));
+    }),
+  );
+  const latencies = runs.flatMap((run) => run.latencies).sort((a, b) => a - b);
+  return {
+    operations: latencies.length,
+    errors: 0,
+    firstErrors: [],
+    durationMs: ms,
+    opsPerSecond: latencies.length / (ms / 1000),
+    mibPerSecond: 0,
+    latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
+  };
+}
+
 const txnCommit: Workload = {
   id: 'txn-commit',
   title: 'talus/txn commits (÷ raw putIfAbsent)',
@@ -149,6 +200,10 @@ const txnCommit: Workload = {
           notes.push(`${backend.name}, ${writers} writer${writers === 1 ? '' : 's'}${groupCommit ? '' : ' (group commit off)'}: ${(measured.operations / Math.max(1, entries)).toFixed(1)} transactions per log entry`);
           mine.push(measured);
         }
+        const multi = await row('txn-commit', backend, `commit, ${PROCESSES} processes × ${WRITERS_PER_PROCESS} writers`, () => processes(backend, 'commit/', `m${cell++}/`, ms));
+        const reader = await openStore(storage, { prefix: `m${cell - 1}/` });
+        notes.push(`${backend.name}, ${PROCESSES} processes × ${WRITERS_PER_PROCESS} writers: ${(multi.operations / Math.max(1, await reader.lastTransaction())).toFixed(1)} transactions per log entry (the processes race for TIDs; group commit works within each)`);
+        mine.push(multi);
         const stores = await Promise.all(Array.from({ length: CONTENDING_STORES }, () => openStore(storage, { prefix: 'hot/' })));
         let conflicts = 0;
         const contended = await row('txn-commit', backend, `read-modify-write, ${CONTENDING_STORES} stores on ${HOT_RECORDS} hot records`, () =>
