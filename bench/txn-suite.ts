@@ -16,7 +16,7 @@
  *   by 8 readers of 20 KiB records (data objects: one GET each) and of
  *   100-byte records (inline in the log, served from the index in memory).
  *
- * Each cell runs min(runMs, 1 s) so the pair stays at a few tens of seconds
+ * Each cell runs min(runMs, 1 s) so the pair stays at about 40 s
  * in quick mode. bench/txn.bench.ts has the longer standalone table.
  */
 import { spawn } from 'node:child_process';
