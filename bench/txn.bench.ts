@@ -59,9 +59,10 @@ interface CommitRun {
 }
 
 /** W writers on one store for `durationS`; each commits its own record in a loop. */
-async function commitLoop(target: Target, prefix: string, writers: number, groupCommit: boolean, durationS: number, tag: string): Promise<CommitRun> {
+async function commitLoop(target: Target, prefix: string, writers: number, groupCommit: boolean, durationS: number, tag: string, startAt?: number): Promise<CommitRun> {
   const storage = open(target);
   const store = await openStore(storage, { prefix, groupCommit });
+  if (startAt !== undefined && startAt > Date.now()) await new Promise((resolve) => setTimeout(resolve, startAt - Date.now()));
   const start = await store.lastTransaction();
   const deadline = performance.now() + durationS * 1000;
   const latencies: number[] = [];
@@ -84,8 +85,9 @@ async function commitLoop(target: Target, prefix: string, writers: number, group
 
 if (values.child !== undefined) {
   // A child process of the 4-process run: prints its CommitRun as JSON.
-  const spec = JSON.parse(values.child) as { target: Target; prefix: string; writers: number; durationS: number; tag: string };
-  const run = await commitLoop(spec.target, spec.prefix, spec.writers, true, spec.durationS, spec.tag);
+  // startAt (ms since the epoch), if given: the timed loop starts then, so children started one after another run together.
+  const spec = JSON.parse(values.child) as { target: Target; prefix: string; writers: number; durationS: number; tag: string; startAt?: number };
+  const run = await commitLoop(spec.target, spec.prefix, spec.writers, true, spec.durationS, spec.tag, spec.startAt);
   process.stdout.write(JSON.stringify(run));
   process.exit(0);
 }

@@ -7,7 +7,9 @@ export {
   openStore,
   TxnStore,
   Transaction,
+  ReaderLease,
   ConflictError,
+  FencedError,
   CommitOutcomeUnknownError,
   UnsupportedStorageError,
   TooOldError,
@@ -19,4 +21,6 @@ export {
   type TransactionRecord,
   type Snapshot,
   type PackProgress,
+  type PackOptions,
+  type GarbageReport,
 } from '../txn/index.ts';

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { AlreadyExistsError, NotFoundError, PreconditionFailedError, type ObjectStorage } from '../storage/object-storage.ts';
 import { UnsupportedStorageError } from './errors.ts';
-import { checkpointKey, decodeEntry, encodeEntry, headKey, logKey, packKey, type CommitEntry } from './format.ts';
+import { checkpointKey, decodeEntry, encodeEntry, epochKey, headKey, leaseKey, leasePrefix, logKey, packKey, type CommitEntry } from './format.ts';
 import type { IndexSnapshot } from './mvcc-index.ts';
 
 export type CreateOutcome = 'created' | 'taken';
@@ -22,6 +22,24 @@ export interface PackState {
   beforeTid: number;
   /** The next log entry to compact; at beforeTid, the pack is done. */
   cursor: number;
+  /**
+   * Records unreachable from the roots at beforeTid (a reachability pack):
+   * their revisions at or before beforeTid are dropped too. Computed once, by
+   * the call that wrote the boundary, so a resumed pack drops the same ones.
+   */
+  unreachable?: string[];
+  /**
+   * Changed (to a fresh random value) by every reader lease taken, so a pack
+   * that listed the leases before it can only write its boundary if no lease
+   * was taken since (its putIfMatch fails otherwise, and it looks again).
+   */
+  leaseMark?: string;
+}
+
+/** A reader lease as stored: pack keeps every state from `tid` on while `expires` (ms since the epoch) is ahead. */
+export interface StoredLease {
+  tid: number;
+  expires: number;
 }
 
 export async function readAll(storage: ObjectStorage, key: string): Promise<Buffer | undefined> {
@@ -100,6 +118,61 @@ export class CommitLog {
       if (error instanceof AlreadyExistsError || error instanceof PreconditionFailedError) return false;
       throw error;
     }
+  }
+
+  /**
+   * Claims a writer epoch no one else has: one above both the epoch object's
+   * and `atLeast` (the log's newest), moved with putIfAbsent / putIfMatch so
+   * two claimants never get the same number.
+   */
+  async claimEpoch(atLeast: number): Promise<number> {
+    for (;;) {
+      let current: { epoch: number; etag: string } | undefined;
+      try {
+        const { body, info } = await this.storage.get(epochKey(this.prefix));
+        const chunks: Buffer[] = [];
+        for await (const chunk of body) chunks.push(chunk as Buffer);
+        current = { epoch: (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { epoch: number }).epoch, etag: info.etag };
+      } catch (error) {
+        if (!(error instanceof NotFoundError)) throw error;
+      }
+      const epoch = Math.max(current?.epoch ?? 0, atLeast) + 1;
+      const body = JSON.stringify({ epoch });
+      const options = { contentType: 'application/json' };
+      try {
+        if (current === undefined) await this.storage.putIfAbsent(epochKey(this.prefix), body, options);
+        else await this.storage.putIfMatch(epochKey(this.prefix), body, current.etag, options);
+        return epoch;
+      } catch (error) {
+        if (error instanceof AlreadyExistsError || error instanceof PreconditionFailedError) continue; // another claimant: read again
+        throw error;
+      }
+    }
+  }
+
+  async writeLease(id: string, lease: StoredLease): Promise<void> {
+    await this.storage.put(leaseKey(this.prefix, id), JSON.stringify(lease), { contentType: 'application/json' });
+  }
+
+  async deleteLease(id: string): Promise<void> {
+    await this.storage.delete(leaseKey(this.prefix, id));
+  }
+
+  /** The oldest TID an unexpired reader lease holds (expired leases are deleted on the way), if any. */
+  async oldestLeasedTid(now: number): Promise<number | undefined> {
+    let oldest: number | undefined;
+    const expired: string[] = [];
+    for await (const page of this.storage.list(leasePrefix(this.prefix))) {
+      for (const object of page.objects) {
+        const bytes = await readAll(this.storage, object.key);
+        if (bytes === undefined) continue; // released meanwhile
+        const lease = JSON.parse(bytes.toString('utf8')) as StoredLease;
+        if (lease.expires <= now) expired.push(object.key);
+        else oldest = Math.min(oldest ?? lease.tid, lease.tid);
+      }
+    }
+    if (expired.length > 0) await this.storage.deleteMany(expired).catch(() => undefined); // tidiness only
+    return oldest;
   }
 
   async exists(tid: number): Promise<boolean> {

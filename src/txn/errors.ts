@@ -29,6 +29,26 @@ export class CommitOutcomeUnknownError extends Error {
   }
 }
 
+/**
+ * The writer was fenced: a newer writer epoch was published in the log (by a
+ * store opened with `fence: true`, by fence(), or by collectGarbage()) after
+ * this commit's work began, so it is not published; its data may already be
+ * collected. A store opened with `fence: true` stays fenced (open a new one);
+ * another store's next transaction runs in the new epoch.
+ */
+export class FencedError extends Error {
+  override name = 'FencedError';
+  /** The epoch the refused work began in. */
+  readonly epoch: number;
+  /** The newer epoch in the log that fenced it. */
+  readonly fencedBy: number;
+  constructor(epoch: number, fencedBy: number) {
+    super(`writer epoch ${epoch} is fenced: the log moved on to epoch ${fencedBy}`);
+    this.epoch = epoch;
+    this.fencedBy = fencedBy;
+  }
+}
+
 /** The storage does not honour conditional writes, so no log on it can be safe. */
 export class UnsupportedStorageError extends Error {
   override name = 'UnsupportedStorageError';

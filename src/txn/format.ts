@@ -3,12 +3,18 @@
  *
  *   <prefix>log/<tid, 16 digits>   one commit entry per transaction ID, created
  *                                  with putIfAbsent: one writer wins each number
- *   <prefix>data/<writeId>/<n>     a record too large to inline, written before
- *                                  the entry that names it
+ *   <prefix>data/<epoch>/<writeId>/<n>
+ *                                  a record too large to inline, written before
+ *                                  the entry that names it, under the writer's
+ *                                  epoch (so GC can tell fenced writers' orphans)
+ *   <prefix>epoch                  the newest writer epoch claimed, {"epoch": e},
+ *                                  moved forward with putIfAbsent / putIfMatch
  *   <prefix>head                   the head hint, {"tid": n}: a lower bound of
  *                                  the log's head, moved forward with putIfMatch
  *   <prefix>checkpoint/<tid>       the index of every revision up to <tid>, so
  *                                  open reads a bounded number of entries
+ *   <prefix>lease/<random>         a reader lease, {"tid": t, "expires": ms}: pack
+ *                                  keeps every state from t on until it expires
  *   <prefix>probe/<random>         the conditional-write probe of open
  *   <prefix>pack                   pack's durable boundary and cursor,
  *                                  {"beforeTid": b, "cursor": c}, written
@@ -40,6 +46,15 @@ export interface CommitEntry {
   tid: number;
   time: string;
   txns: EntryTransaction[];
+  /**
+   * The writer epoch of the entry (absent: 0). Epochs never decrease along the
+   * log: an entry is only built by a writer that has read every entry before
+   * it, and a writer refuses to publish work begun under an older epoch than
+   * the log's (FencedError).
+   */
+  epoch?: number;
+  /** Set on the entry that publishes a new epoch (fence()); it commits no transaction. */
+  fence?: true;
   /** Set when pack rewrote the entry without the revisions not current at this TID: reads before it are gone. */
   packed?: number;
 }
@@ -47,8 +62,30 @@ export interface CommitEntry {
 export function logKey(prefix: string, tid: number): string {
   return `${prefix}log/${String(tid).padStart(TID_DIGITS, '0')}`;
 }
-export function dataKey(prefix: string, writeId: string, n: number): string {
-  return `${prefix}data/${writeId}/${n}`;
+export function dataKey(prefix: string, epoch: number, writeId: string, n: number): string {
+  return `${prefix}data/${epoch}/${writeId}/${n}`;
+}
+export function dataPrefix(prefix: string): string {
+  return `${prefix}data/`;
+}
+/**
+ * The epoch and write ID of a data object's key relative to dataPrefix
+ * (`<epoch>/<writeId>/<n>`, or `<writeId>/<n>` from before epochs: epoch 0).
+ */
+export function parseDataKey(relative: string): { epoch: number; writeId: string } | undefined {
+  const parts = relative.split('/');
+  if (parts.length === 3 && /^\d+$/.test(parts[0]!)) return { epoch: Number(parts[0]), writeId: parts[1]! };
+  if (parts.length === 2) return { epoch: 0, writeId: parts[0]! };
+  return undefined;
+}
+export function leasePrefix(prefix: string): string {
+  return `${prefix}lease/`;
+}
+export function leaseKey(prefix: string, id: string): string {
+  return `${leasePrefix(prefix)}${id}`;
+}
+export function epochKey(prefix: string): string {
+  return `${prefix}epoch`;
 }
 export function headKey(prefix: string): string {
   return `${prefix}head`;

@@ -15,6 +15,7 @@ export interface Revision {
 export interface IndexSnapshot {
   tid: number;
   oldest?: number;
+  epoch?: number;
   records: [oid: string, revisions: Revision[]][];
   changes: [tid: number, oids: string[]][];
   writeIds: [writeId: string, tid: number][];
@@ -25,6 +26,8 @@ export class MvccIndex {
   head = 0;
   /** The oldest TID whose state is still exact here: pack dropped what was older (0: nothing dropped). */
   oldest = 0;
+  /** The newest writer epoch in the log up to head (entries without one: 0). */
+  epoch = 0;
   readonly #records = new Map<string, Revision[]>();
   readonly #changes = new Map<number, string[]>();
   readonly #writeIds = new Map<string, number>();
@@ -34,6 +37,7 @@ export class MvccIndex {
     if (entry.tid <= this.head) return false;
     assert(entry.tid === this.head + 1, `log entry ${entry.tid} applied after ${this.head}`);
     if (entry.packed !== undefined) this.oldest = Math.max(this.oldest, entry.packed);
+    this.epoch = Math.max(this.epoch, entry.epoch ?? 0);
     const changed: string[] = [];
     for (const txn of entry.txns) {
       this.#writeIds.set(txn.id, entry.tid);
@@ -82,6 +86,19 @@ export class MvccIndex {
     return next !== undefined && next.tid <= beforeTid;
   }
 
+  /**
+   * Forgets the revisions of `oid` at or before `tid` (a reachability pack
+   * dropped them from the log), so this process reads what a process that
+   * opens the packed log reads.
+   */
+  forget(oid: string, tid: number): void {
+    const revisions = this.#records.get(oid);
+    if (revisions === undefined) return;
+    const kept = revisions.filter((revision) => revision.tid > tid);
+    if (kept.length === 0) this.#records.delete(oid);
+    else this.#records.set(oid, kept);
+  }
+
   revisions(oid: string): readonly Revision[] {
     return this.#records.get(oid) ?? [];
   }
@@ -108,6 +125,7 @@ export class MvccIndex {
     return {
       tid: this.head,
       oldest: this.oldest,
+      epoch: this.epoch,
       records: [...this.#records].map(([oid, revisions]) => [oid, [...revisions]]),
       changes: [...this.#changes],
       writeIds: [...this.#writeIds],
@@ -118,6 +136,7 @@ export class MvccIndex {
     const index = new MvccIndex();
     index.head = snapshot.tid;
     index.oldest = snapshot.oldest ?? 0;
+    index.epoch = snapshot.epoch ?? 0;
     for (const [oid, revisions] of snapshot.records) index.#records.set(oid, revisions);
     for (const [tid, oids] of snapshot.changes) index.#changes.set(tid, oids);
     for (const [writeId, tid] of snapshot.writeIds) index.#writeIds.set(writeId, tid);

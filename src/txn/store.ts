@@ -2,11 +2,13 @@
  * TxnStore: a transactional record store whose only storage is an
  * ObjectStorage. See docs/TXN.md for the protocol and its guarantees.
  */
+import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ObjectStorage } from '../storage/object-storage.ts';
 import { CommitLog, readAll, type PackState } from './commit-log.ts';
-import { CommitOutcomeUnknownError, ConflictError, CorruptLogError, TooOldError } from './errors.ts';
-import { dataKey, FORMAT_VERSION, INLINE_LIMIT_BYTES, type CommitEntry, type StoredRevision } from './format.ts';
+import { CommitOutcomeUnknownError, ConflictError, CorruptLogError, FencedError, TooOldError } from './errors.ts';
+import { dataKey, dataPrefix, FORMAT_VERSION, INLINE_LIMIT_BYTES, parseDataKey, type CommitEntry, type StoredRevision } from './format.ts';
+import { DEFAULT_LEASE_MS, ReaderLease } from './lease.ts';
 import { MvccIndex, type Revision } from './mvcc-index.ts';
 import { Transaction, type CommitRequest, type Isolation, type TransactionHost } from './transaction.ts';
 
@@ -23,6 +25,14 @@ export interface OpenStoreOptions {
   checkpointEvery?: number;
   /** Move the head hint forward every this many TIDs; default 16. */
   hintEvery?: number;
+  /**
+   * Claim a new writer epoch on open and publish it in the log (SlateDB's
+   * writer fencing): every store opened before, in any process, can no longer
+   * publish work begun before; this store is fenced for good, in turn, by the
+   * next one opened with `fence: true` (its commits then throw FencedError).
+   * Default false: the store follows the log's newest epoch.
+   */
+  fence?: boolean;
   /** Tests only: create log entries with a plain put, as a broken protocol would. Never use. */
   unsafeUnconditionalCreate?: boolean;
 }
@@ -59,6 +69,28 @@ export interface PackProgress {
   dropped: number;
 }
 
+export interface GarbageReport {
+  /** The epoch collectGarbage published before looking: data of older epochs not in the log can never be published. */
+  epoch: number;
+  /** Orphaned data objects deleted. */
+  deleted: number;
+  /** Orphans left for a later run because they are younger than the grace period. */
+  young: number;
+}
+
+export interface PackOptions {
+  /** Log entries one call compacts at most; default 256. */
+  maxEntries?: number;
+  /**
+   * A reachability pack (ZODB's referencesf): the records a record's bytes
+   * refer to. With it, records that no root reaches at `beforeTid` (nor any
+   * revision after it) lose their revisions at or before `beforeTid`.
+   */
+  references?: (oid: string, data: Buffer) => Iterable<string>;
+  /** The roots of reachability; default ['root']. Records written after beforeTid are roots too. */
+  roots?: readonly string[];
+}
+
 export interface Snapshot {
   readonly tid: number;
   get(oid: string): Promise<Buffer | undefined>;
@@ -69,10 +101,23 @@ const COMMIT_ATTEMPTS = 8;
 const RETRY_BASE_MS = 20;
 /** Log entries one pack() call compacts at most: a call's work (requests, time) is bounded. */
 const PACK_ENTRIES_PER_CALL = 256;
+/**
+ * collectGarbage leaves orphaned data younger than this: fencing already
+ * guarantees no fenced writer publishes it, the grace period is defence in
+ * depth (a storage whose listing or clocks run behind) and keeps the data of
+ * a commit that just lost around for whoever debugs it.
+ */
+const GC_GRACE_MS = 10 * 60_000;
+/** Data objects deleted per deleteMany call. */
+const GC_DELETE_BATCH = 500;
 
 interface Waiting {
   request: CommitRequest;
   stored: [string, StoredRevision][];
+  /** The writer epoch the work began in (its data objects are keyed by it); refused if the log is past it. */
+  epoch: number;
+  /** The member that publishes a new epoch (an entry of its own, with no writes). */
+  fence?: true;
   resolve(tid: number): void;
   reject(error: unknown): void;
 }
@@ -93,6 +138,7 @@ export async function openStore(storage: ObjectStorage, options: OpenStoreOption
   if (pack !== undefined) index.oldest = Math.max(index.oldest, pack.state.beforeTid);
   const store = new TxnStore(log, index, options);
   await store.refresh();
+  if (options.fence === true) await store.fence({ exclusive: true });
   return store;
 }
 
@@ -112,6 +158,8 @@ export class TxnStore {
   #queued: Promise<number> | undefined;
   readonly #background = new Set<Promise<void>>();
   readonly #host: TransactionHost;
+  /** The epoch this store claimed with `fence: true`: it never follows a newer one. */
+  #claimed: number | undefined;
 
   constructor(log: CommitLog, index: MvccIndex, options: OpenStoreOptions) {
     this.#log = log;
@@ -260,7 +308,7 @@ export class TxnStore {
    * Readers of states before the boundary get TooOldError, never other data;
    * writers whose snapshot is before it get ConflictError.
    */
-  async pack(beforeTid: number, options: { maxEntries?: number } = {}): Promise<PackProgress> {
+  async pack(beforeTid: number, options: PackOptions = {}): Promise<PackProgress> {
     const maxEntries = options.maxEntries ?? PACK_ENTRIES_PER_CALL;
     const head = await this.refresh();
     if (!Number.isSafeInteger(beforeTid) || beforeTid < 1 || beforeTid > head) throw new RangeError(`pack: ${beforeTid} is not a TID of this log (1 to ${head})`);
@@ -273,8 +321,19 @@ export class TxnStore {
         stateEtag = current.etag;
         break;
       }
+      // Never past a reader's lease: the boundary stops at the oldest leased TID.
+      const leased = await this.#log.oldestLeasedTid(Date.now());
+      const boundary = Math.min(beforeTid, leased ?? beforeTid);
+      if (current !== undefined && current.state.beforeTid >= boundary) {
+        state = current.state;
+        stateEtag = current.etag;
+        break;
+      }
+      if (boundary < 1) return { beforeTid: boundary, cursor: 1, done: true, dropped: 0 };
       // A new, later boundary: durable before anything is dropped; compaction starts over from the first entry.
-      const next = { beforeTid, cursor: 1 };
+      // Written against the pack object as read before listing the leases: a lease taken since changed it, so this fails and looks again.
+      const next: PackState = { beforeTid: boundary, cursor: 1 };
+      if (options.references !== undefined) next.unreachable = await this.#unreachable(boundary, options.references, options.roots ?? ['root']);
       const etag = await this.#log.writePackState(next, current?.etag);
       if (etag !== false) {
         state = next;
@@ -283,8 +342,13 @@ export class TxnStore {
       }
     }
     this.#index.oldest = Math.max(this.#index.oldest, state.beforeTid);
+    const unreachable = new Set(state.unreachable);
+    // This process reads what a process opening the packed log will: no revision of an unreachable record up to the boundary.
+    for (const oid of unreachable) this.#index.forget(oid, state.beforeTid);
+    // A reachability pack also rewrites the entry at the boundary (an unreachable record's revision current there goes).
+    const last = unreachable.size > 0 ? state.beforeTid : state.beforeTid - 1;
     let cursor = state.cursor;
-    const end = Math.min(state.beforeTid, cursor + maxEntries);
+    const end = Math.min(last + 1, cursor + maxEntries);
     let dropped = 0;
     for (; cursor < end; cursor++) {
       for (;;) {
@@ -296,7 +360,7 @@ export class TxnStore {
         const txns = entry.txns.map((txn) => ({
           ...txn,
           writes: txn.writes.filter(([oid, stored]) => {
-            const drop = this.#index.dropsAt(oid, { tid: entry.tid, stored }, state.beforeTid);
+            const drop = (unreachable.has(oid) && entry.tid <= state.beforeTid) || this.#index.dropsAt(oid, { tid: entry.tid, stored }, state.beforeTid);
             if (drop) {
               count++;
               if ('k' in stored) dataKeys.push(this.prefix + stored.k);
@@ -317,8 +381,114 @@ export class TxnStore {
         // Another pack rewrote it meanwhile: look again.
       }
     }
-    if (cursor > state.cursor) await this.#log.writePackState({ beforeTid: state.beforeTid, cursor }, stateEtag); // lost to another pack: it got as far
-    return { beforeTid: state.beforeTid, cursor, done: cursor >= state.beforeTid, dropped };
+    if (cursor > state.cursor) await this.#saveCursor(state, stateEtag, cursor);
+    return { beforeTid: state.beforeTid, cursor, done: cursor > last, dropped };
+  }
+
+  /** Stores how far this call got, unless another pack got as far or set a new boundary (a lease's mark is no reason to give up). */
+  async #saveCursor(state: PackState, etag: string, cursor: number): Promise<void> {
+    let expected: { state: PackState; etag: string } | undefined = { state, etag };
+    while (expected !== undefined && expected.state.beforeTid === state.beforeTid && expected.state.cursor < cursor) {
+      if ((await this.#log.writePackState({ ...expected.state, cursor }, expected.etag)) !== false) return;
+      expected = await this.#log.readPackState();
+    }
+  }
+
+  /**
+   * A lease on the state at `tid` (default: the head): pack keeps every state
+   * from `tid` on readable until the lease is released or lapses (renew() it
+   * within `ttlMs`, default 60 s). TooOldError if a pack already passed `tid`.
+   */
+  async lease(tid?: number, options: { ttlMs?: number } = {}): Promise<ReaderLease> {
+    const head = await this.refresh();
+    const leased = tid ?? head;
+    this.#checkTid(leased);
+    if (leased > head) throw new RangeError(`lease: ${leased} is past the head ${head}`);
+    return ReaderLease.acquire(this.#log, leased, options.ttlMs ?? DEFAULT_LEASE_MS);
+  }
+
+  /**
+   * The records no root reaches at `beforeTid` (ZODB's pack with
+   * referencesf). Records written after `beforeTid` are roots too, and every
+   * revision kept (the one current at `beforeTid` and all later ones) lends
+   * its references, so no state at or after the boundary reaches a dropped
+   * record. Reads every reached record once: the mark phase is the one part
+   * of pack whose work grows with the database, done by the call that sets
+   * the boundary.
+   */
+  async #unreachable(beforeTid: number, references: NonNullable<PackOptions['references']>, roots: readonly string[]): Promise<string[]> {
+    const pending = [...roots];
+    for (const oid of this.#index.oids()) if (this.#index.changedAfter(oid, beforeTid)) pending.push(oid);
+    const reached = new Set<string>();
+    while (pending.length > 0) {
+      const oid = pending.pop()!;
+      if (reached.has(oid)) continue;
+      reached.add(oid);
+      for (const revision of this.#index.revisions(oid)) {
+        const next = this.#index.nextRevisionAfter(oid, revision.tid);
+        if (next !== undefined && next.tid <= beforeTid) continue; // replaced by the boundary: no kept state has it
+        const data = await this.#read(revision, Math.max(revision.tid, beforeTid));
+        if (data === undefined) continue;
+        for (const target of references(oid, data)) if (!reached.has(target)) pending.push(target);
+      }
+    }
+    return [...this.#index.oids()].filter((oid) => !reached.has(oid)).sort();
+  }
+
+  /** The writer epoch this store's commits begin in: the one it claimed, or the log's newest. */
+  get epoch(): number {
+    return this.#claimed ?? this.#index.epoch;
+  }
+
+  /**
+   * Claims a new writer epoch and publishes it as a log entry of its own;
+   * resolves with the epoch once the entry is in the log. From then on no
+   * commit begun in an older epoch, in any process, is published (it throws
+   * FencedError): a stalled writer that wakes up finds its TID taken, reads
+   * forward, meets the new epoch and stops. `exclusive` (what `fence: true`
+   * does at open): this store keeps the epoch and is fenced for good by the
+   * next one claimed; otherwise it follows the log's newest epoch.
+   */
+  async fence(options: { exclusive?: boolean } = {}): Promise<number> {
+    const head = await this.refresh();
+    // A fenced exclusive store does not come back by itself (nor through collectGarbage): open a new one.
+    if (this.#claimed !== undefined && this.#claimed < this.#index.epoch) throw new FencedError(this.#claimed, this.#index.epoch);
+    const epoch = await this.#log.claimEpoch(Math.max(this.#index.epoch, this.#claimed ?? 0));
+    if (options.exclusive === true || this.#claimed !== undefined) this.#claimed = epoch; // an exclusive store keeps holding the newest epoch
+    const request: CommitRequest = { writeId: randomUUID(), snapshotTid: head, writes: new Map(), mustBeCurrent: new Set(), meta: { fence: String(epoch) } };
+    await this.#enqueue({ request, stored: [], epoch, fence: true });
+    return epoch;
+  }
+
+  /**
+   * Deletes orphaned data objects: those written by commits that lost, were
+   * fenced, or died before their entry. It first fences (a durable boundary:
+   * a new epoch published in the log), so a data object of an older epoch
+   * that no entry names can never be named by one; then it lists `data/` and
+   * deletes those orphans older than `graceMs` (default 10 minutes).
+   * Commits in flight in any process when it fences throw FencedError.
+   */
+  async collectGarbage(options: { graceMs?: number } = {}): Promise<GarbageReport> {
+    const graceMs = options.graceMs ?? GC_GRACE_MS;
+    const epoch = await this.fence();
+    await this.refresh();
+    const now = Date.now();
+    const root = dataPrefix(this.prefix);
+    const orphans: string[] = [];
+    let young = 0;
+    for await (const page of this.storage.list(root)) {
+      for (const object of page.objects) {
+        const parsed = parseDataKey(object.key.slice(root.length));
+        if (parsed === undefined || parsed.epoch >= epoch || this.#index.tidOfWrite(parsed.writeId) !== undefined) continue;
+        if (now - object.lastModified.getTime() < graceMs) young++;
+        else orphans.push(object.key);
+      }
+    }
+    for (let i = 0; i < orphans.length; i += GC_DELETE_BATCH) {
+      const failed = await this.storage.deleteMany(orphans.slice(i, i + GC_DELETE_BATCH));
+      if (failed.length > 0) throw new Error(`collectGarbage: could not delete ${failed.length} data objects (${failed[0]!.code}); run it again`);
+    }
+    return { epoch, deleted: orphans.length, young };
   }
 
   /** The oldest TID whose state can still be read (pack's boundary, as far as this process knows). */
@@ -373,7 +543,9 @@ export class TxnStore {
       }
       return request.snapshotTid;
     }
-    // Record data before the entry that names it: large values are objects of their own, keyed by the write ID.
+    const epoch = this.epoch;
+    if (epoch < this.#index.epoch) throw new FencedError(epoch, this.#index.epoch);
+    // Record data before the entry that names it: large values are objects of their own, keyed by the epoch and write ID.
     const stored: [string, StoredRevision][] = [];
     const uploads: Promise<unknown>[] = [];
     let n = 0;
@@ -381,14 +553,18 @@ export class TxnStore {
       if (bytes === null) stored.push([oid, { x: 1 }]);
       else if (bytes.length <= INLINE_LIMIT_BYTES) stored.push([oid, { d: bytes.toString('base64') }]);
       else {
-        const relative = dataKey('', request.writeId, n++);
+        const relative = dataKey('', epoch, request.writeId, n++);
         uploads.push(this.storage.put(this.prefix + relative, bytes));
         stored.push([oid, { k: relative, n: bytes.length }]);
       }
     }
     await Promise.all(uploads);
+    return this.#enqueue({ request, stored, epoch });
+  }
+
+  #enqueue(member: Omit<Waiting, 'resolve' | 'reject'>): Promise<number> {
     return new Promise<number>((resolve, reject) => {
-      this.#queue.push({ request, stored, resolve, reject });
+      this.#queue.push({ ...member, resolve, reject });
       if (!this.#committing) void this.#drain();
     });
   }
@@ -397,7 +573,10 @@ export class TxnStore {
     this.#committing = true;
     try {
       while (this.#queue.length > 0) {
-        const group = this.#queue.splice(0, this.#groupCommit ? this.#maxGroup : 1);
+        // A fence goes alone, so the commits queued before it are published in their epoch, not refused by it.
+        const fenceAt = this.#queue.findIndex((member) => member.fence === true);
+        const size = fenceAt === 0 ? 1 : Math.min(fenceAt === -1 ? Infinity : fenceAt, this.#groupCommit ? this.#maxGroup : 1);
+        const group = this.#queue.splice(0, size);
         await this.#commitGroup(group);
       }
     } finally {
@@ -422,10 +601,16 @@ export class TxnStore {
       if (members.length === 0) return;
       if (entry === undefined) {
         // First committer wins: a member loses to any commit after its snapshot, and to earlier members of its group.
+        // Epochs never go back along the log: work begun before the newest epoch (a fence) is refused.
+        const logEpoch = Math.max(this.#index.epoch, ...members.map((member) => member.epoch));
         const accepted: Waiting[] = [];
         const written = new Set<string>();
         for (const member of members) {
           const { request } = member;
+          if (member.epoch < logEpoch) {
+            member.reject(new FencedError(member.epoch, logEpoch));
+            continue;
+          }
           // A snapshot older than pack's boundary cannot be validated (pack dropped what it would compare with): fenced.
           const conflicts =
             request.snapshotTid < this.#index.oldest
@@ -444,6 +629,8 @@ export class TxnStore {
           v: FORMAT_VERSION,
           tid: this.#index.head + 1,
           time: new Date().toISOString(),
+          ...(logEpoch === 0 ? {} : { epoch: logEpoch }),
+          ...(members.some((member) => member.fence === true) ? { fence: true as const } : {}),
           txns: members.map(({ request, stored }) => ({ id: request.writeId, ...(request.meta === undefined ? {} : { meta: request.meta }), writes: stored })),
         };
       }

@@ -7,6 +7,7 @@ import { mixed } from './mixed.ts';
 import { scanWorkloads } from './scan.ts';
 import { delete4k, get4k, head4k, head4kOneConnection, put4k } from './small-objects.ts';
 import { get4kCores } from './workers.ts';
+import { txnWorkloads } from '../../txn-suite.ts';
 
 export const WORKLOADS: readonly Workload[] = [
   get4k,
@@ -24,6 +25,7 @@ export const WORKLOADS: readonly Workload[] = [
   bulkSerial,
   bulkParallel,
   ...scanWorkloads,
+  ...txnWorkloads,
 ];
 
 export const WORKLOAD_IDS: readonly string[] = WORKLOADS.map((workload) => workload.id);
