@@ -19,6 +19,7 @@ import { assert } from './util/assert.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger } from './util/logger.ts';
 import { AccessLog } from './metrics/access-log.ts';
+import { refusedRequestEntry } from './audit/audit-log.ts';
 import { requestObserver } from './metrics/observer.ts';
 import { createServerMetrics } from './metrics/server-metrics.ts';
 import { TALUS_VERSION } from './version.ts';
@@ -53,7 +54,8 @@ async function runWorker(): Promise<void> {
     region: settings.region,
     domain: settings.domain,
     logger,
-    observer: requestObserver(metrics.requests, accessLog),
+    // Refused requests go to the primary's audit log (one writer rotates it).
+    observer: requestObserver(metrics.requests, accessLog, (request) => tell({ kind: 'audit', entry: refusedRequestEntry(request) })),
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

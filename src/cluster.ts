@@ -27,6 +27,7 @@ import { assert } from './util/assert.ts';
 import type { TalusConfig } from './config/config.ts';
 import type { Logger } from './util/logger.ts';
 import type { MetricSnapshot } from './metrics/registry.ts';
+import type { AuditEntry } from './audit/audit-log.ts';
 
 /** What a worker needs to serve; everything else it reads from the data directory. */
 export interface WorkerSettings {
@@ -51,7 +52,8 @@ export type ToPrimary =
   | { kind: 'ready'; port: number }
   | { kind: 'lease-answer'; id: number; leased: string[] }
   | { kind: 'buckets-changed' }
-  | { kind: 'metrics-answer'; id: number; metrics: MetricSnapshot[] };
+  | { kind: 'metrics-answer'; id: number; metrics: MetricSnapshot[] }
+  | { kind: 'audit'; entry: Omit<AuditEntry, 'timeMs'> };
 
 export const WORKER_SETTINGS_ENV = 'TALUS_WORKER_SETTINGS';
 export const WORKERS_MAX = 64;
@@ -99,6 +101,8 @@ export class WorkerPool {
   readonly #leaseQueries = new Map<number, { pending: Set<Worker>; leased: Set<string>; resolve(leased: Set<string>): void; timer: NodeJS.Timeout }>();
   #nextQueryId = 1;
   readonly #metricsQueries = new Map<number, (from: Worker, metrics: MetricSnapshot[]) => void>();
+  /** Where workers' audit entries go (the primary's audit log, set once it is open). */
+  onAuditEntry: (entry: Omit<AuditEntry, 'timeMs'>) => void = () => undefined;
   #stopping = false;
   #port = 0;
   readonly #backoff = new RestartBackoff();
@@ -202,7 +206,9 @@ export class WorkerPool {
   }
 
   #onMessage(from: Worker, message: ToPrimary): void {
-    if (message.kind === 'metrics-answer') {
+    if (message.kind === 'audit') {
+      this.onAuditEntry(message.entry);
+    } else if (message.kind === 'metrics-answer') {
       this.#metricsQueries.get(message.id)?.(from, message.metrics);
     } else if (message.kind === 'buckets-changed') {
       for (const worker of this.#workers) if (worker !== from) send(worker, { kind: 'forget-buckets' });

@@ -28,6 +28,7 @@ import { openSecretBox } from './principals/secret-key.ts';
 import { type AdminListener, startAdminListener } from './admin/listener.ts';
 import { TALUS_VERSION } from './version.ts';
 import { AccessLog } from './metrics/access-log.ts';
+import { AuditLog, refusedRequestEntry } from './audit/audit-log.ts';
 import { requestObserver } from './metrics/observer.ts';
 import { merge as mergeMetrics, render as renderMetricsText } from './metrics/registry.ts';
 import { SHARED_GAUGES, createServerMetrics } from './metrics/server-metrics.ts';
@@ -231,6 +232,9 @@ async function startOnLockedDirectory(
   placement?.startBackground({ heal: options.healInBackground ?? true });
   // The keys the auth path checks: the S3 listener's (without workers) and the admin listener's.
   const secrets = await PrincipalCache.load(meta, secretBox, { onProblem: (message) => logger.warn(message) });
+  // Admin calls and refused requests, always; written here only (workers send theirs).
+  const audit = await AuditLog.open(dataDir);
+  if (pool !== undefined) pool.onAuditEntry = (entry) => audit.record(entry);
   // This process's metrics, with the data directory's gauges (it owns it); with workers, theirs are merged in at each scrape.
   const serverMetrics = createServerMetrics(TALUS_VERSION, { dataDir, meta, backends: placement === undefined ? undefined : () => placement.backendStatus() });
   const renderMetrics = async (): Promise<string> => {
@@ -242,6 +246,7 @@ async function startOnLockedDirectory(
     return startAdminListener({
       ...options.admin,
       metrics: { render: renderMetrics, token: options.metrics?.token, public: options.metrics?.public },
+      audit,
       principals,
       keys: secrets,
       engine,
@@ -270,6 +275,7 @@ async function startOnLockedDirectory(
     };
     const stopAll = async (graceMs: number): Promise<void> => {
       await stopServing(graceMs);
+      await audit.close();
       await meta.close();
     };
     try {
@@ -304,7 +310,7 @@ async function startOnLockedDirectory(
     region: options.region ?? 'us-east-1',
     domain: options.domain,
     logger,
-    observer: requestObserver(serverMetrics.requests, accessLog),
+    observer: requestObserver(serverMetrics.requests, accessLog, (request) => audit.record(refusedRequestEntry(request))),
   });
   try {
     await new Promise<void>((resolveListen, reject) => {
@@ -343,7 +349,7 @@ async function startOnLockedDirectory(
     server,
     workers: 1,
     failed,
-    close: () => (closing ??= (secrets.stop(), Promise.all([admin?.close(), shutdown(server, lifecycle, engine, meta, blobs, placement)]).then(() => accessLog?.close()).finally(() => lock.release()))),
+    close: () => (closing ??= (secrets.stop(), Promise.all([admin?.close(), shutdown(server, lifecycle, engine, meta, blobs, placement)]).then(() => Promise.all([accessLog?.close(), audit.close()])).then(() => undefined).finally(() => lock.release()))),
   };
 }
 

@@ -6,7 +6,7 @@
  */
 import { CreateBucketCommand, GetObjectCommand, ListBucketsCommand, ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -50,6 +50,7 @@ const SAMPLE_INPUTS: Record<keyof typeof ADMIN_OPERATIONS, object> = {
   GetBucketPolicy: { name: 'no-such-bucket-here' },
   SetBucketPolicy: { name: 'no-such-bucket-here', policy: null },
   SetBucketPublicRead: { name: 'no-such-bucket-here', publicRead: false },
+  QueryAuditLog: { limit: 1 },
 };
 
 async function outcome(client: AdminClient, operation: string, input: object): Promise<string> {
@@ -213,6 +214,32 @@ describe('admin API', () => {
     const headers = await signRequest(adminUrl, { method: 'POST', path: `${ADMIN_PATH_PREFIX}ListUsers`, headers: { 'content-type': 'application/json' }, body: '{}' });
     const tampered = await send(adminUrl, 'POST', `${ADMIN_PATH_PREFIX}ListUsers`, headers, '{ }');
     assert.equal((JSON.parse(tampered.body) as { code: string }).code, 'InvalidSignature');
+  });
+
+  test('the audit log holds admin calls and refused requests, queryable by caller, operation, kind and time; no secret in it', async () => {
+    const since = Date.now();
+    const carol = await root.call<Credentials>('CreateUser', { name: 'carol' });
+    assert.equal(await outcome(as(carol), 'ListUsers', {}), 'AccessDenied');
+    // An S3 request refused for who sent it: carol may not read root's bucket; a wrong secret is refused too.
+    await root.call('CreateBucket', { name: 'roots-bucket' });
+    const carolS3 = clientFor(talus.url, carol);
+    await assert.rejects(carolS3.send(new ListObjectVersionsCommand({ Bucket: 'roots-bucket' })), { name: 'AccessDenied' });
+    carolS3.destroy();
+    const { entries } = await root.call<{ entries: { kind: string; operation: string; principal: string; status: number; code?: string; reason?: string; bucket?: string; timeMs: number }[] }>('QueryAuditLog', { sinceMs: since });
+    assert.ok(entries.every((entry, i) => i === 0 || entries[i - 1]!.timeMs >= entry.timeMs), 'newest first');
+    assert.ok(entries.some((entry) => entry.kind === 'admin' && entry.operation === 'CreateUser' && entry.principal === 'root' && entry.status === 200));
+    assert.ok(entries.some((entry) => entry.kind === 'admin' && entry.operation === 'ListUsers' && entry.principal === 'carol' && entry.code === 'AccessDenied' && entry.reason === 'no-identity-policy'));
+    assert.ok(entries.some((entry) => entry.kind === 's3-denied' && entry.operation === 'ListObjectVersions' && entry.principal === 'carol' && entry.bucket === 'roots-bucket' && entry.status === 403));
+    const carols = await root.call<{ entries: { principal: string }[] }>('QueryAuditLog', { sinceMs: since, principal: 'carol' });
+    assert.ok(carols.entries.length >= 2 && carols.entries.every((entry) => entry.principal === 'carol'));
+    const creates = await root.call<{ entries: { operation: string }[] }>('QueryAuditLog', { sinceMs: since, operation: 'CreateUser', limit: 1 });
+    assert.deepEqual(creates.entries.map((entry) => entry.operation), ['CreateUser']);
+    assert.deepEqual((await root.call<{ entries: unknown[] }>('QueryAuditLog', { sinceMs: Date.now() + 60_000 })).entries, []);
+    const files = await readdir(join(dataDir, 'audit'));
+    for (const file of files) {
+      const text = await readFile(join(dataDir, 'audit', file), 'utf8');
+      for (const secret of [ROOT.secretAccessKey, carol.secretAccessKey]) assert.ok(!text.includes(secret), `a secret in ${file}`);
+    }
   });
 
   test('talus admin is a client of the API', async () => {

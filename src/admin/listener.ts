@@ -4,6 +4,7 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { AuditLog } from '../audit/audit-log.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { PrincipalCache } from '../principals/principal-cache.ts';
 import type { Principals } from '../principals/principals.ts';
@@ -22,6 +23,7 @@ export interface AdminListenOptions {
   /** A taken port is a warning and no listener, instead of an error (the CLI's default port). */
   optional?: boolean | undefined;
   metrics?: MetricsEndpoint | undefined;
+  audit: AuditLog;
   principals: Principals;
   keys: PrincipalCache;
   engine: Engine;

@@ -14,6 +14,7 @@ import {
   isBuiltInPolicyName,
   parsePolicy,
 } from '../authz/index.ts';
+import { AUDIT_QUERY_LIMIT_MAX, type AuditLog } from '../audit/audit-log.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { BucketRecord } from '../meta/types.ts';
 import { validatePolicyText } from '../principals/policy-source.ts';
@@ -34,6 +35,7 @@ export interface AdminContext {
   principals: Principals;
   engine: Engine;
   server: AdminServerInfo;
+  audit: AuditLog;
   /** The caller's canonical ID: the owner of buckets it creates without naming one. */
   callerCanonicalId: string;
 }
@@ -312,6 +314,24 @@ export const ADMIN_OPERATIONS = {
       const policy = input.publicRead ? publicReadPolicy(input.name) : null;
       await setBucketPolicy(context, input.name, policy);
       return { policy };
+    },
+  }),
+
+  // Audit log
+
+  QueryAuditLog: operation({
+    summary: 'Admin calls and refused requests (authentication, authorization), newest first.',
+    input: {
+      sinceMs: { type: 'integer', description: 'Only entries at or after this time (ms since the epoch).', minimum: 0 },
+      untilMs: { type: 'integer', description: 'Only entries at or before this time.', minimum: 0 },
+      principal: { type: 'string', description: 'Only this caller (root, anonymous, or a user\'s name).', maxLength: 64 },
+      operation: { type: 'string', description: 'Only this operation (an admin or S3 operation name).', maxLength: 64 },
+      kind: { type: 'string', description: 'admin calls or refused S3 requests.', enum: ['admin', 's3-denied'] },
+      limit: { type: 'integer', description: `Entries at most (default 100).`, minimum: 1, maximum: AUDIT_QUERY_LIMIT_MAX },
+    },
+    output: '{ entries: [{ timeMs, kind, requestId, operation, principal, accessKeyId, status, code, reason, bucket, key, sourceIp }] }',
+    async handler(context, input) {
+      return { entries: await context.audit.query(input) };
     },
   }),
 } as const satisfies Record<string, AdminOperation>;

@@ -14,6 +14,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { Readable } from 'node:stream';
 import { verifyRequest } from '../auth/index.ts';
 import { type Principal, authorizeAdmin, requestConditionKeys } from '../authz/index.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { PrincipalCache } from '../principals/principal-cache.ts';
 import type { Principals } from '../principals/principals.ts';
@@ -40,6 +41,8 @@ export interface MetricsEndpoint {
 
 export interface AdminServerOptions {
   metrics?: MetricsEndpoint | undefined;
+  /** Every call and every refusal is recorded here (always on). */
+  audit: AuditLog;
   principals: Principals;
   /** The keys and principals the auth path uses (reloaded every 2 s, and at once after a change made here). */
   keys: PrincipalCache;
@@ -95,12 +98,23 @@ async function handle(options: AdminServerOptions, spec: string, request: Incomi
   if (!isAdminOperationName(name)) throw new AdminError('NoSuchOperation', `no admin operation ${JSON.stringify(name.slice(0, 64))}`);
   if (request.method !== 'POST') throw new AdminError('MethodNotAllowed', 'admin operations are POST requests');
 
-  const { principal, body } = authenticate(options, request, rawPath, rawQuery);
   const facts = requestFacts(request, new Map(), Date.now());
+  const audit = (entry: { principal: string; accessKeyId?: string | undefined; status: number; code?: string; reason?: string }): void =>
+    options.audit.record({ kind: 'admin', requestId, operation: name, sourceIp: facts.sourceIp, ...entry });
+  let authenticated: { principal: Principal; body: Readable; accessKeyId: string };
+  try {
+    authenticated = authenticate(options, request, rawPath, rawQuery);
+  } catch (error) {
+    const refusal = toAdminError(error);
+    audit({ principal: 'anonymous', status: refusal.status, code: refusal.code });
+    throw refusal;
+  }
+  const { principal, body, accessKeyId } = authenticated;
   const decision = authorizeAdmin(principal, name, options.keys.rootCanonicalId, requestConditionKeys({ ...facts, principal }));
   const caller = describeCaller(principal);
   if (!decision.allowed) {
     options.logger.warn('admin request denied', { requestId, operation: name, caller, reason: decision.reason, sourceIp: facts.sourceIp });
+    audit({ principal: caller, accessKeyId, status: 403, code: 'AccessDenied', reason: decision.reason });
     throw new AdminError('AccessDenied', `not allowed: admin:${name}`);
   }
   const input = await readJson(request, body);
@@ -108,6 +122,7 @@ async function handle(options: AdminServerOptions, spec: string, request: Incomi
     principals: options.principals,
     engine: options.engine,
     server: options.server,
+    audit: options.audit,
     callerCanonicalId: principal.kind === 'user' ? principal.canonicalId : options.keys.rootCanonicalId,
   };
   let answer: unknown;
@@ -116,16 +131,18 @@ async function handle(options: AdminServerOptions, spec: string, request: Incomi
   } catch (error) {
     const adminError = toAdminError(error);
     options.logger.info('admin request', { requestId, operation: name, caller, status: adminError.status, code: adminError.code });
+    audit({ principal: caller, accessKeyId, status: adminError.status, code: adminError.code });
     throw adminError;
   }
   // A change to users or keys is visible to the very next request (the cache would notice within 2 s anyway).
   if (name.includes('User') || name.includes('Key')) await options.keys.reload();
   options.logger.info('admin request', { requestId, operation: name, caller, status: 200 });
+  audit({ principal: caller, accessKeyId, status: 200 });
   send(response, requestId, 200, JSON.stringify(answer));
 }
 
 /** The signed caller, or why not. An unsigned request is refused: the admin API has no anonymous operations. */
-function authenticate(options: AdminServerOptions, request: IncomingMessage, rawPath: string, rawQuery: string): { principal: Principal; body: Readable } {
+function authenticate(options: AdminServerOptions, request: IncomingMessage, rawPath: string, rawQuery: string): { principal: Principal; body: Readable; accessKeyId: string } {
   let verified;
   try {
     verified = verifyRequest({ method: request.method ?? 'POST', rawPath, rawQuery, headers: request.headers, body: request }, (id) => options.keys.lookupKey(id)?.secretAccessKey);
@@ -136,7 +153,7 @@ function authenticate(options: AdminServerOptions, request: IncomingMessage, raw
   if (verified.accessKeyId === null) throw new AdminError('AuthenticationRequired', 'sign the request with AWS Signature Version 4');
   const found = options.keys.lookupKey(verified.accessKeyId);
   if (found === undefined) throw new AdminError('InvalidSignature', 'InvalidAccessKeyId: the access key is unknown, disabled or expired');
-  return { principal: found.principal, body: verified.body };
+  return { principal: found.principal, body: verified.body, accessKeyId: verified.accessKeyId };
 }
 
 function describeCaller(principal: Principal): string {

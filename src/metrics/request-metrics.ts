@@ -15,7 +15,7 @@ import type { Counter, Gauge } from './registry.ts';
 export const LATENCY_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 /** S3 error codes that mean the caller was not authenticated or not authorized (the auth-failure reasons). */
-const AUTH_FAILURES = new Set([
+export const AUTH_FAILURES: ReadonlySet<string> = new Set([
   'AccessDenied', 'SignatureDoesNotMatch', 'InvalidAccessKeyId', 'RequestTimeTooSkewed', 'ExpiredToken',
   'AuthorizationHeaderMalformed', 'AuthorizationQueryParametersError', 'XAmzContentSHA256Mismatch', 'MissingSecurityHeader',
 ]);
