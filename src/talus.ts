@@ -26,6 +26,7 @@ import { PrincipalCache } from './principals/principal-cache.ts';
 import { type Credentials, Principals } from './principals/principals.ts';
 import { openSecretBox } from './principals/secret-key.ts';
 import { type AdminListener, startAdminListener } from './admin/listener.ts';
+import { AdminTokens } from './admin/tokens.ts';
 import { TALUS_VERSION } from './version.ts';
 import { AccessLog } from './metrics/access-log.ts';
 import { AuditLog, refusedRequestEntry } from './audit/audit-log.ts';
@@ -252,6 +253,8 @@ async function startOnLockedDirectory(
       engine,
       server: { version: TALUS_VERSION, startedMs: Date.now(), region: options.region ?? 'us-east-1', workers },
       logger,
+      storage: { dataDir, meta, config, placement },
+      tokens: await AdminTokens.open(dataDir),
     });
   };
   // One lifecycle worker per data directory, in the process that purges (never in --workers' workers).

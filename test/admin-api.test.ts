@@ -51,6 +51,16 @@ const SAMPLE_INPUTS: Record<keyof typeof ADMIN_OPERATIONS, object> = {
   SetBucketPolicy: { name: 'no-such-bucket-here', policy: null },
   SetBucketPublicRead: { name: 'no-such-bucket-here', publicRead: false },
   QueryAuditLog: { limit: 1 },
+  GetStorageStats: { bucket: 'no-such-bucket-here' },
+  ListIncompleteUploads: { bucket: 'no-such-bucket-here' },
+  AbortIncompleteUploads: { bucket: 'no-such-bucket-here', olderThanSeconds: 86400 },
+  GetHealStatus: {},
+  StartHeal: {},
+  CancelHeal: {},
+  ListBackends: {},
+  CreateToken: { name: 'made-by-sample', scope: ['GetServerInfo'], expiresInSeconds: 60 },
+  ListTokens: {},
+  RevokeToken: { id: 'tok-nosuchtoken' },
 };
 
 async function outcome(client: AdminClient, operation: string, input: object): Promise<string> {

@@ -13,6 +13,8 @@ export const ADMIN_ERRORS = {
   MalformedPolicy: 400,
   AuthenticationRequired: 401,
   InvalidSignature: 403,
+  /** A bearer token unknown, revoked, expired, or whose creator's key is no longer valid. */
+  InvalidToken: 403,
   AccessDenied: 403,
   NoSuchOperation: 404,
   NotFound: 404,

@@ -10,6 +10,8 @@ import type { PrincipalCache } from '../principals/principal-cache.ts';
 import type { Principals } from '../principals/principals.ts';
 import type { Logger } from '../util/logger.ts';
 import type { AdminServerInfo } from './operations.ts';
+import type { AdminStorage } from './define.ts';
+import type { AdminTokens } from './tokens.ts';
 import { type MetricsEndpoint, createAdminServer } from './server.ts';
 
 export interface AdminListener {
@@ -29,6 +31,8 @@ export interface AdminListenOptions {
   engine: Engine;
   server: AdminServerInfo;
   logger: Logger;
+  storage?: AdminStorage | undefined;
+  tokens?: AdminTokens | undefined;
 }
 
 export async function startAdminListener(options: AdminListenOptions): Promise<AdminListener | undefined> {

@@ -14,57 +14,17 @@ import {
   isBuiltInPolicyName,
   parsePolicy,
 } from '../authz/index.ts';
-import { AUDIT_QUERY_LIMIT_MAX, type AuditLog } from '../audit/audit-log.ts';
-import type { Engine } from '../engine/engine.ts';
+import { AUDIT_QUERY_LIMIT_MAX } from '../audit/audit-log.ts';
 import type { BucketRecord } from '../meta/types.ts';
 import { validatePolicyText } from '../principals/policy-source.ts';
-import type { Principals } from '../principals/principals.ts';
 import { ROOT_DISPLAY_NAME } from '../principals/principal-cache.ts';
 import { AdminError } from './errors.ts';
-import { type InputOf, type InputSpec, validateInput } from './schema.ts';
+import { type AdminContext, type AdminOperation, operation } from './define.ts';
+import { PLACEMENT_OPERATIONS } from './placement-operations.ts';
+import { STORAGE_OPERATIONS } from './storage-operations.ts';
+import { TOKEN_OPERATIONS } from './token-operations.ts';
 
-export interface AdminServerInfo {
-  version: string;
-  startedMs: number;
-  region: string;
-  workers: number;
-}
-
-/** What every handler may use. */
-export interface AdminContext {
-  principals: Principals;
-  engine: Engine;
-  server: AdminServerInfo;
-  audit: AuditLog;
-  /** The caller's canonical ID: the owner of buckets it creates without naming one. */
-  callerCanonicalId: string;
-}
-
-interface OperationDefinition<S extends InputSpec> {
-  summary: string;
-  input: S;
-  /** What the answer holds, for the OpenAPI document. */
-  output: string;
-  handler(context: AdminContext, input: InputOf<S>): Promise<unknown>;
-}
-
-/** An operation as the server runs it: the body is validated against `input` before the handler sees it. */
-export interface AdminOperation {
-  summary: string;
-  input: InputSpec;
-  output: string;
-  run(context: AdminContext, body: unknown): Promise<unknown>;
-}
-
-/** Ties each entry's input shape to its handler's parameter type. */
-function operation<const S extends InputSpec>(definition: OperationDefinition<S>): AdminOperation {
-  return {
-    summary: definition.summary,
-    input: definition.input,
-    output: definition.output,
-    run: (context, body) => definition.handler(context, validateInput(definition.input, body)),
-  };
-}
+export type { AdminContext, AdminOperation, AdminServerInfo } from './define.ts';
 
 /** Longest policy text accepted (the identity-policy limit, with whitespace). */
 const POLICY_TEXT_MAX = 64 * 1024;
@@ -334,6 +294,12 @@ export const ADMIN_OPERATIONS = {
       return { entries: await context.audit.query(input) };
     },
   }),
+
+  // Storage, incomplete uploads, heal and purge queues, backends, tokens (the families' own modules)
+
+  ...STORAGE_OPERATIONS,
+  ...PLACEMENT_OPERATIONS,
+  ...TOKEN_OPERATIONS,
 } as const satisfies Record<string, AdminOperation>;
 
 export type AdminOperationName = keyof typeof ADMIN_OPERATIONS;

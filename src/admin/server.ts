@@ -25,6 +25,9 @@ import { S3Error } from '../util/s3-error.ts';
 import { AdminError, toAdminError } from './errors.ts';
 import { openApiDocument } from './openapi.ts';
 import { ADMIN_OPERATIONS, type AdminContext, type AdminServerInfo, isAdminOperationName } from './operations.ts';
+import type { AdminStorage } from './define.ts';
+import { authenticateBearer, isBearerRequest } from './bearer.ts';
+import { type AdminTokens, scopeCovers } from './tokens.ts';
 import { ADMIN_PATH_PREFIX, LIVE_PATH, METRICS_PATH, OPENAPI_PATH, READY_PATH } from './paths.ts';
 
 /** A request body: policies (64 KiB) with room for the JSON around them. */
@@ -49,6 +52,10 @@ export interface AdminServerOptions {
   engine: Engine;
   server: AdminServerInfo;
   logger: Logger;
+  /** The data directory's statistics, queues and backends (GetStorageStats, GetHealStatus, …). */
+  storage?: AdminStorage | undefined;
+  /** Bearer tokens (`Authorization: Bearer talus_at_…`); absent: only signed calls. */
+  tokens?: AdminTokens | undefined;
 }
 
 export function createAdminServer(options: AdminServerOptions): Server {
@@ -101,16 +108,21 @@ async function handle(options: AdminServerOptions, spec: string, request: Incomi
   const facts = requestFacts(request, new Map(), Date.now());
   const audit = (entry: { principal: string; accessKeyId?: string | undefined; status: number; code?: string; reason?: string }): void =>
     options.audit.record({ kind: 'admin', requestId, operation: name, sourceIp: facts.sourceIp, ...entry });
-  let authenticated: { principal: Principal; body: Readable; accessKeyId: string };
+  let authenticated: { principal: Principal; body: Readable; accessKeyId: string; tokenId?: string | undefined; tokenScope?: readonly string[] };
   try {
-    authenticated = authenticate(options, request, rawPath, rawQuery);
+    authenticated = isBearerRequest(request) ? authenticateBearer(options.tokens, options.keys, request) : authenticate(options, request, rawPath, rawQuery);
   } catch (error) {
     const refusal = toAdminError(error);
     audit({ principal: 'anonymous', status: refusal.status, code: refusal.code });
     throw refusal;
   }
-  const { principal, body, accessKeyId } = authenticated;
-  const decision = authorizeAdmin(principal, name, options.keys.rootCanonicalId, requestConditionKeys({ ...facts, principal }));
+  const { principal, body, tokenId } = authenticated;
+  // The audit names a token by its ID (never its text), a key by its ID.
+  const accessKeyId = tokenId === undefined ? authenticated.accessKeyId : `token:${tokenId}`;
+  // A token's scope first, then its creator's own rights, evaluated now.
+  const decision = authenticated.tokenScope !== undefined && !scopeCovers(authenticated.tokenScope, name)
+    ? { allowed: false as const, reason: 'token-scope' }
+    : authorizeAdmin(principal, name, options.keys.rootCanonicalId, requestConditionKeys({ ...facts, principal }));
   const caller = describeCaller(principal);
   if (!decision.allowed) {
     options.logger.warn('admin request denied', { requestId, operation: name, caller, reason: decision.reason, sourceIp: facts.sourceIp });
@@ -124,6 +136,9 @@ async function handle(options: AdminServerOptions, spec: string, request: Incomi
     server: options.server,
     audit: options.audit,
     callerCanonicalId: principal.kind === 'user' ? principal.canonicalId : options.keys.rootCanonicalId,
+    storage: options.storage,
+    tokens: options.tokens,
+    caller: { principal, accessKeyId: authenticated.accessKeyId, tokenId },
   };
   let answer: unknown;
   try {

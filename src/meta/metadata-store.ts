@@ -201,6 +201,31 @@ export interface RepairSummary {
   sample: RepairEntry[];
 }
 
+/**
+ * What one bucket holds (the admin API's GetStorageStats), counted by the
+ * store in one aggregate query over the bucket's index range: no row is
+ * loaded into memory, so its cost grows with the bucket's versions but its
+ * memory does not. A consistent snapshot of the moment it ran.
+ */
+export interface BucketUsage {
+  /** Keys whose latest version is an object, not a delete marker: what ListObjects shows. */
+  objects: number;
+  /** Every version that is not a delete marker, latest or not. */
+  versions: number;
+  deleteMarkers: number;
+  /** The sizes of those versions added up: bytes as clients wrote them, before placement's redundancy. */
+  bytes: number;
+  /** Multipart uploads begun and neither completed nor aborted (their parts not counted in bytes). */
+  incompleteUploads: number;
+}
+
+/** The durable purge queue: blobs nobody references any more, waiting for (or past) their grace period. */
+export interface PurgeQueueSummary {
+  blobs: number;
+  /** When the earliest-queued blob becomes (or became) due; undefined when the queue is empty. */
+  oldestDueMs: number | undefined;
+}
+
 /** A blob recorded with a placement location (for the healing scanner). */
 export interface PlacedBlob {
   blobId: string;
@@ -314,6 +339,12 @@ export interface MetadataStore {
   forgetRepairs(blobIds: readonly string[]): Promise<void>;
   /** Live placed blobs in blob ID order after `afterBlobId`. */
   listPlacedBlobs(afterBlobId: string, limit: number): Promise<PlacedBlob[]>;
+
+  // Statistics (the admin API)
+  /** One bucket's counts (all zero for a bucket that does not exist): one aggregate query, bounded memory. */
+  bucketUsage(bucket: string): Promise<BucketUsage>;
+  /** The purge queue's length, counted over its index. */
+  purgeQueueSummary(): Promise<PurgeQueueSummary>;
 
   /**
    * Why the store refuses writes (a failed WAL sync, a database deleted or

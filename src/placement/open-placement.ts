@@ -6,7 +6,7 @@ import { HEALTH_DEFAULT, type BackendConfig, type TalusConfig } from '../config/
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { BackendHealth, type BackendStatus } from './backend-health.ts';
-import { Healer } from './healer.ts';
+import { Healer, type HealProgress, type HealReport, type ReplaceReport } from './healer.ts';
 import { PlacedBlobStore } from './placed-blob-store.ts';
 
 const REPAIR_INTERVAL_MS = 5_000;
@@ -22,6 +22,30 @@ export interface OpenPlacement {
   startBackground(options?: { heal?: boolean }): void;
   /** Stops the background work (waits for a pass in progress); the store closes with close(). */
   stopBackground(): Promise<void>;
+  /**
+   * Starts a healing pass now (repairs, including those waiting out a
+   * backoff; a scan, deep if asked; re-placement), after the background pass
+   * in progress if any, never beside it. False when one asked for is still
+   * running. Only where healing runs in the background (not in workers).
+   */
+  healNow(options: { deep: boolean }): boolean;
+  /** Stops the pass healNow started, at its next blob (what was done stays done); false when none runs. */
+  cancelHeal(): boolean;
+  /** The pass healNow started: running, or the last one's outcome. */
+  healPassStatus(): HealPassStatus | undefined;
+}
+
+/** A pass asked for (the admin API's StartHeal), as GetHealStatus shows it. */
+export interface HealPassStatus {
+  readonly deep: boolean;
+  readonly startedMs: number;
+  readonly finishedMs: number | undefined;
+  readonly state: 'waiting' | 'running' | 'done' | 'cancelled' | 'failed';
+  readonly progress: HealProgress | undefined;
+  readonly repairs: HealReport | undefined;
+  readonly scan: HealReport | undefined;
+  readonly replaced: ReplaceReport | undefined;
+  readonly error: string | undefined;
 }
 
 export async function openBackend(config: BackendConfig): Promise<Backend> {
@@ -79,6 +103,9 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
       if (options.heal !== false) background.start();
     },
     stopBackground: () => background.stop(),
+    healNow: (options) => background.requestPass(options.deep),
+    cancelHeal: () => background.cancelRequested(),
+    healPassStatus: () => background.requestedStatus(),
   };
 }
 
@@ -92,6 +119,8 @@ class HealLoop {
   readonly #stopping = new AbortController();
   /** Shards of blobs begun before this start and never committed are crash debris. */
   #reclaimBeforeMs: number | undefined = Date.now();
+  /** The pass asked for on demand, and how to cancel it while it runs. */
+  #requested: { status: HealPassStatus; cancel: AbortController } | undefined;
 
   constructor(healer: Healer, logger: Logger) {
     this.#healer = healer;
@@ -113,11 +142,62 @@ class HealLoop {
 
   #tick(): void {
     if (this.#running !== undefined) return;
-    this.#running = this.#pass()
+    const running: Promise<void> = this.#pass()
       .catch((error: unknown) => this.#logger.error('healing pass failed', { error: String(error) }))
       .finally(() => {
-        this.#running = undefined;
+        // A requested pass may have queued behind this one: it owns #running now.
+        if (this.#running === running) this.#running = undefined;
       });
+    this.#running = running;
+  }
+
+  requestPass(deep: boolean): boolean {
+    const state = this.#requested?.status.state;
+    if (state === 'waiting' || state === 'running') return false;
+    if (this.#stopping.signal.aborted) return false;
+    const cancel = new AbortController();
+    const requested = { status: newPassStatus(deep), cancel };
+    this.#requested = requested;
+    const update = (changes: Partial<HealPassStatus>): void => {
+      requested.status = { ...requested.status, ...changes };
+    };
+    const previous = this.#running;
+    const running: Promise<void> = (async () => {
+      await previous; // never beside the background pass: both would rebuild the same shards
+      const signal = AbortSignal.any([cancel.signal, this.#stopping.signal]);
+      if (signal.aborted) return;
+      update({ state: 'running' });
+      const onProgress = (progress: HealProgress): void => update({ progress });
+      update({ repairs: await this.#healer.repairDue({ includeNotDue: true, signal, onProgress }) });
+      if (signal.aborted) return;
+      update({ scan: await this.#healer.scan({ deep, signal, onProgress }) });
+      if (signal.aborted) return;
+      update({ replaced: await this.#healer.replaceAll({ signal, onProgress }) });
+    })()
+      .then(
+        () => update({ state: cancel.signal.aborted || this.#stopping.signal.aborted ? 'cancelled' : 'done' }),
+        (error: unknown) => {
+          this.#logger.error('requested healing pass failed', { error: String(error) });
+          update({ state: 'failed', error: String(error) });
+        },
+      )
+      .finally(() => {
+        update({ finishedMs: Date.now() });
+        if (this.#running === running) this.#running = undefined;
+      });
+    this.#running = running;
+    return true;
+  }
+
+  cancelRequested(): boolean {
+    const requested = this.#requested;
+    if (requested === undefined || (requested.status.state !== 'waiting' && requested.status.state !== 'running')) return false;
+    requested.cancel.abort();
+    return true;
+  }
+
+  requestedStatus(): HealPassStatus | undefined {
+    return this.#requested?.status;
   }
 
   async #pass(): Promise<void> {
@@ -138,4 +218,8 @@ class HealLoop {
     const replaced = await this.#healer.replaceAll({ signal });
     if (replaced.blobsMoved > 0 || replaced.failures > 0) this.#logger.info('objects re-placed', { ...replaced });
   }
+}
+
+function newPassStatus(deep: boolean): HealPassStatus {
+  return { deep, startedMs: Date.now(), finishedMs: undefined, state: 'waiting', progress: undefined, repairs: undefined, scan: undefined, replaced: undefined, error: undefined };
 }

@@ -6,6 +6,8 @@ import { S3Error, storageError } from '../../util/s3-error.ts';
 import {
   CommitOutcomeUnknownError,
   MetadataUnavailableError,
+  type BucketUsage,
+  type PurgeQueueSummary,
   type BucketGuard,
   type VersionGuard,
   type CommitOutcome,
@@ -844,6 +846,16 @@ export class SqliteMetadataStore implements MetadataStore {
     return rows.map((row) => ({ blobId: row.blob_id, location: row.backend }));
   }
 
+  async bucketUsage(bucket: string): Promise<BucketUsage> {
+    const row = this.#statements.bucketUsage.get({ bucket }) as { objects: number; versions: number; delete_markers: number; bytes: number; uploads: number };
+    return { objects: row.objects, versions: row.versions, deleteMarkers: row.delete_markers, bytes: row.bytes, incompleteUploads: row.uploads };
+  }
+
+  async purgeQueueSummary(): Promise<PurgeQueueSummary> {
+    const row = this.#statements.purgeQueueSummary.get() as { blobs: number; oldest: number | null };
+    return { blobs: row.blobs, oldestDueMs: row.oldest ?? undefined };
+  }
+
   /** Idempotent: a second call waits for the first (closing the files twice would fail with EBADF). */
   close(): Promise<void> {
     return (this.#closing ??= this.#closeOnce());
@@ -1092,6 +1104,16 @@ function prepareStatements(db: Database.Database) {
     forgetRepairs: db.prepare('DELETE FROM repairs WHERE blob_id = ?'),
     completeRepair: db.prepare('DELETE FROM repairs WHERE blob_id = ? AND shard = ?'),
     postponeRepair: db.prepare('UPDATE repairs SET attempts = attempts + 1, due_ms = ? WHERE blob_id = ? AND shard = ?'),
+    // Walks versions_by_key's range for the bucket (and uploads_by_key's), summing as it goes: nothing is held but the totals.
+    bucketUsage: db.prepare(
+      `SELECT count(*) FILTER (WHERE is_latest = 1 AND is_delete_marker = 0) AS objects,
+              count(*) FILTER (WHERE is_delete_marker = 0) AS versions,
+              count(*) FILTER (WHERE is_delete_marker = 1) AS delete_markers,
+              coalesce(sum(size_bytes) FILTER (WHERE is_delete_marker = 0), 0) AS bytes,
+              (SELECT count(*) FROM uploads WHERE bucket = @bucket) AS uploads
+       FROM versions WHERE bucket = @bucket`,
+    ),
+    purgeQueueSummary: db.prepare('SELECT count(*) AS blobs, min(purge_after_ms) AS oldest FROM blobs WHERE purge_after_ms IS NOT NULL'),
     placedBlobs: db.prepare('SELECT blob_id, backend FROM blobs WHERE backend != ? AND purge_after_ms IS NULL AND blob_id > ? ORDER BY blob_id LIMIT ?'),
     forgetPurgedBlob: db.prepare('DELETE FROM blobs WHERE blob_id = ? AND purge_after_ms IS NOT NULL'),
   };

@@ -1,0 +1,84 @@
+/**
+ * How an admin operation is defined: its input shape (validated, typed and
+ * published in the OpenAPI document from the same object), what it answers,
+ * and its handler, with what every handler may use (AdminContext). The
+ * operation families (operations.ts and its siblings) build on this.
+ */
+import type { AuditLog } from '../audit/audit-log.ts';
+import type { TalusConfig } from '../config/config.ts';
+import type { Engine } from '../engine/engine.ts';
+import type { MetadataStore } from '../meta/metadata-store.ts';
+import type { OpenPlacement } from '../placement/open-placement.ts';
+import type { Principal } from '../authz/index.ts';
+import type { Principals } from '../principals/principals.ts';
+import type { AdminTokens } from './tokens.ts';
+import { type InputOf, type InputSpec, validateInput } from './schema.ts';
+
+export interface AdminServerInfo {
+  version: string;
+  startedMs: number;
+  region: string;
+  workers: number;
+}
+
+/**
+ * The data directory this process owns and what runs over it: statistics,
+ * queues, backends. Absent in servers built without it (then the operations
+ * that need it answer ServiceUnavailable).
+ */
+export interface AdminStorage {
+  dataDir: string;
+  meta: MetadataStore;
+  /** The configuration the server started with (backends, placements, buckets' placements). */
+  config: TalusConfig;
+  /** Backends, placed blob store and healer; undefined without placements. */
+  placement: OpenPlacement | undefined;
+}
+
+/** Who is calling: a signed key, or a bearer token acting for the key that created it. */
+export interface AdminCaller {
+  principal: Principal;
+  /** The signing key, or the creator's key of the token. */
+  accessKeyId: string;
+  /** The token's ID when the call came with a bearer token. */
+  tokenId: string | undefined;
+}
+
+/** What every handler may use. */
+export interface AdminContext {
+  principals: Principals;
+  engine: Engine;
+  server: AdminServerInfo;
+  audit: AuditLog;
+  /** The caller's canonical ID: the owner of buckets it creates without naming one. */
+  callerCanonicalId: string;
+  storage?: AdminStorage | undefined;
+  tokens?: AdminTokens | undefined;
+  caller?: AdminCaller | undefined;
+}
+
+interface OperationDefinition<S extends InputSpec> {
+  summary: string;
+  input: S;
+  /** What the answer holds, for the OpenAPI document. */
+  output: string;
+  handler(context: AdminContext, input: InputOf<S>): Promise<unknown>;
+}
+
+/** An operation as the server runs it: the body is validated against `input` before the handler sees it. */
+export interface AdminOperation {
+  summary: string;
+  input: InputSpec;
+  output: string;
+  run(context: AdminContext, body: unknown): Promise<unknown>;
+}
+
+/** Ties each entry's input shape to its handler's parameter type. */
+export function operation<const S extends InputSpec>(definition: OperationDefinition<S>): AdminOperation {
+  return {
+    summary: definition.summary,
+    input: definition.input,
+    output: definition.output,
+    run: (context, body) => definition.handler(context, validateInput(definition.input, body)),
+  };
+}
