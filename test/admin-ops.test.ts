@@ -1,0 +1,253 @@
+/**
+ * The admin API's operations on storage and its machinery, against a real
+ * server with a placement over two directory backends: storage statistics
+ * counted exactly after a known workload; incomplete uploads listed, paged
+ * and aborted through the engine (their bytes leave the disk); a healing
+ * pass on demand that restores deleted shards; backends with state and free
+ * space; and bearer tokens — scoped, expiring, revocable, never beyond
+ * their creator's rights at the moment of use, stored only hashed, and kept
+ * across a restart.
+ */
+import { AbortMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, DeleteObjectCommand, ListMultipartUploadsCommand, PutBucketVersioningCommand, PutObjectCommand, UploadPartCommand, type S3Client } from '@aws-sdk/client-s3';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { AdminApiError, AdminClient } from '../src/admin/client.ts';
+import { ADMIN_PATH_PREFIX } from '../src/admin/paths.ts';
+import { TOKENS_FILE } from '../src/admin/tokens.ts';
+import { parseConfig } from '../src/config/config.ts';
+import { startTalus, type RunningTalus } from '../src/talus.ts';
+import { silentLogger } from '../src/util/logger.ts';
+import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, makeClient } from './helpers/talus.ts';
+
+type Credentials = { accessKeyId: string; secretAccessKey: string };
+const ROOT: Credentials = { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY };
+
+async function outcome(call: Promise<unknown>): Promise<string> {
+  try {
+    await call;
+    return 'ok';
+  } catch (error) {
+    if (error instanceof AdminApiError) return error.code;
+    throw error;
+  }
+}
+
+/** Every file under `root`, recursively. */
+async function filesUnder(root: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await readdir(root, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) found.push(join(entry.parentPath, entry.name));
+  }
+  return found.sort();
+}
+
+async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('admin operations', () => {
+  let root: string;
+  let dataDir: string;
+  let disks: string[];
+  let talus: RunningTalus;
+  let admin: AdminClient;
+  let s3: S3Client;
+  const as = (credentials: Credentials): AdminClient => new AdminClient({ endpoint: talus.adminUrl!, ...credentials });
+  /** An admin call with `Authorization: Bearer <token>`: the answer's status and JSON. */
+  const withToken = async (token: string, operation: string, input: object = {}): Promise<{ status: number; body: Record<string, unknown> }> => {
+    const response = await fetch(`${talus.adminUrl}${ADMIN_PATH_PREFIX}${operation}`, {
+      method: 'POST',
+      body: JSON.stringify(input),
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    });
+    return { status: response.status, body: await response.json() as Record<string, unknown> };
+  };
+  const config = (): ReturnType<typeof parseConfig> => parseConfig(
+    `[backends.disk0]\ntype = "directory"\npath = "${disks[0]}"\n[backends.disk1]\ntype = "directory"\npath = "${disks[1]}"\n` +
+      `[placements.copies]\ntype = "replica"\ncopies = 2\nbackends = ["disk0", "disk1"]\n[buckets]\nplaced = "copies"\n`,
+    { source: 'test', baseDirectory: root },
+  );
+  const start = async (): Promise<void> => {
+    talus = await startTalus({
+      dataDir, port: 0, address: '127.0.0.1', rootAccessKeyId: ROOT.accessKeyId, rootSecretAccessKey: ROOT.secretAccessKey,
+      logger: silentLogger, admin: { port: 0, address: '127.0.0.1' }, config: config(), healInBackground: false,
+    });
+    admin = as(ROOT);
+    s3 = makeClient(talus.url);
+  };
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'talus-admin-ops-'));
+    dataDir = join(root, 'data');
+    disks = [join(root, 'disk0'), join(root, 'disk1')];
+    for (const disk of disks) await mkdir(disk);
+    await start();
+  });
+  after(async () => {
+    s3.destroy();
+    await talus.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test('GetStorageStats counts objects, versions, delete markers, bytes and uploads per bucket and per placement', async () => {
+    await s3.send(new CreateBucketCommand({ Bucket: 'plain' }));
+    await s3.send(new CreateBucketCommand({ Bucket: 'placed' }));
+    await s3.send(new PutBucketVersioningCommand({ Bucket: 'plain', VersioningConfiguration: { Status: 'Enabled' } }));
+    await s3.send(new PutObjectCommand({ Bucket: 'plain', Key: 'a', Body: Buffer.alloc(1000, 1) }));
+    await s3.send(new PutObjectCommand({ Bucket: 'plain', Key: 'a', Body: Buffer.alloc(300, 2) })); // a second version of a
+    await s3.send(new PutObjectCommand({ Bucket: 'plain', Key: 'b', Body: Buffer.alloc(50, 3) }));
+    await s3.send(new DeleteObjectCommand({ Bucket: 'plain', Key: 'b' })); // b: hidden by a delete marker, its version kept
+    await s3.send(new CreateMultipartUploadCommand({ Bucket: 'plain', Key: 'big' }));
+    await s3.send(new PutObjectCommand({ Bucket: 'placed', Key: 'x', Body: Buffer.alloc(70_000, 4) }));
+
+    const stats = await admin.call<{
+      buckets: { name: string; placement: string; objects: number; versions: number; deleteMarkers: number; bytes: number; incompleteUploads: number }[];
+      placements: { name: string; buckets: number; objects: number; versions: number; bytes: number }[];
+      disk: { freeBytes: number; sizeBytes: number };
+      metadataBytes: number;
+    }>('GetStorageStats');
+    const byName = new Map(stats.buckets.map((bucket) => [bucket.name, bucket]));
+    assert.deepEqual(byName.get('plain'), { name: 'plain', placement: 'local', objects: 1, versions: 3, deleteMarkers: 1, bytes: 1350, incompleteUploads: 1 });
+    assert.deepEqual(byName.get('placed'), { name: 'placed', placement: 'copies', objects: 1, versions: 1, deleteMarkers: 0, bytes: 70_000, incompleteUploads: 0 });
+    const copies = stats.placements.find((placement) => placement.name === 'copies');
+    assert.deepEqual(copies, { name: 'copies', buckets: 1, objects: 1, versions: 1, deleteMarkers: 0, bytes: 70_000 });
+    assert.ok(stats.disk.freeBytes > 0 && stats.disk.sizeBytes >= stats.disk.freeBytes);
+    assert.ok(stats.metadataBytes >= (await stat(join(dataDir, 'meta.db'))).size);
+
+    const one = await admin.call<{ buckets: { name: string }[] }>('GetStorageStats', { bucket: 'placed' });
+    assert.deepEqual(one.buckets.map((bucket) => bucket.name), ['placed']);
+    assert.equal(await outcome(admin.call('GetStorageStats', { bucket: 'nope-not-here' })), 'NotFound');
+  });
+
+  test('incomplete uploads: listed by age and paged; aborted in bounded batches through the engine, their parts\' bytes removed', async () => {
+    await s3.send(new CreateBucketCommand({ Bucket: 'uploads' }));
+    const blobsBefore = (await filesUnder(join(dataDir, 'blobs'))).length;
+    const ids: string[] = [];
+    for (const key of ['k1', 'k2', 'k3']) {
+      const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'uploads', Key: key }));
+      await s3.send(new UploadPartCommand({ Bucket: 'uploads', Key: key, UploadId, PartNumber: 1, Body: Buffer.alloc(40_000, 7) }));
+      ids.push(UploadId!);
+    }
+    assert.equal((await filesUnder(join(dataDir, 'blobs'))).length, blobsBefore + 3, 'each part is a blob on disk');
+
+    type Listing = { uploads: { key: string; uploadId: string; createdMs: number }[]; nextKeyMarker?: string; nextUploadIdMarker?: string };
+    assert.deepEqual((await admin.call<Listing>('ListIncompleteUploads', { bucket: 'uploads', olderThanSeconds: 3600 })).uploads, [], 'none is an hour old');
+    const first = await admin.call<Listing>('ListIncompleteUploads', { bucket: 'uploads', limit: 2 });
+    assert.deepEqual(first.uploads.map((upload) => [upload.key, upload.uploadId]), [['k1', ids[0]], ['k2', ids[1]]]);
+    assert.equal(first.nextKeyMarker, 'k2');
+    const rest = await admin.call<Listing>('ListIncompleteUploads', { bucket: 'uploads', keyMarker: first.nextKeyMarker, uploadIdMarker: first.nextUploadIdMarker });
+    assert.deepEqual(rest.uploads.map((upload) => upload.key), ['k3']);
+    assert.equal(rest.nextKeyMarker, undefined);
+
+    assert.deepEqual(await admin.call('AbortIncompleteUploads', { bucket: 'uploads', olderThanSeconds: 3600 }), { aborted: 0, more: false });
+    assert.deepEqual(await admin.call('AbortIncompleteUploads', { bucket: 'uploads', olderThanSeconds: 0, limit: 2 }), { aborted: 2, more: true });
+    const left = await s3.send(new ListMultipartUploadsCommand({ Bucket: 'uploads' }));
+    assert.deepEqual(left.Uploads?.map((upload) => upload.Key), ['k3']);
+    assert.deepEqual(await admin.call('AbortIncompleteUploads', { bucket: 'uploads', olderThanSeconds: 0 }), { aborted: 1, more: false });
+    // Through the engine's abort path: the parts' blobs are queued for purge and removed after the grace period.
+    await eventually('the aborted parts\' blobs to be purged', async () => (await filesUnder(join(dataDir, 'blobs'))).length === blobsBefore);
+    await assert.rejects(s3.send(new AbortMultipartUploadCommand({ Bucket: 'uploads', Key: 'k1', UploadId: ids[0] })), /NoSuchUpload|does not exist/);
+    assert.equal(await outcome(admin.call('AbortIncompleteUploads', { bucket: 'nope-not-here', olderThanSeconds: 0 })), 'NotFound');
+  });
+
+  test('ListBackends shows each backend\'s state, latency, free space and placements', async () => {
+    type Backends = { backends: { name: string; type: string; state: string; latencyMs: number | null; freeBytes: number | null; placements: string[] }[] };
+    await eventually('both backends probed up', async () => (await admin.call<Backends>('ListBackends')).backends.every((backend) => backend.state === 'up'));
+    const { backends } = await admin.call<Backends>('ListBackends');
+    assert.deepEqual(backends.map((backend) => [backend.name, backend.type, backend.placements]), [['disk0', 'directory', ['copies']], ['disk1', 'directory', ['copies']]]);
+    for (const backend of backends) {
+      assert.ok(backend.freeBytes !== null && backend.freeBytes > 0, backend.name);
+      assert.ok(backend.latencyMs !== null && backend.latencyMs >= 0, backend.name);
+    }
+  });
+
+  test('StartHeal runs a pass now that restores a backend\'s deleted shards; GetHealStatus reports it; CancelHeal with none running', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: 'placed', Key: 'heal-me', Body: Buffer.alloc(90_000, 9) }));
+    const shardsBefore = await filesUnder(disks[1]!);
+    const shards = shardsBefore.filter((path) => !path.includes('talus-probe'));
+    assert.ok(shards.length >= 2, 'the placed objects have shards on disk1');
+    for (const shard of shards) await rm(shard);
+
+    type Status = { placements: boolean; repairs: { pending: number }; purge: { blobs: number }; pass: { state: string; deep: boolean; scan?: { shardsRebuilt: number } } | null };
+    const before = await admin.call<Status>('GetHealStatus');
+    assert.equal(before.placements, true);
+    assert.equal(before.pass, null, 'no pass asked for yet');
+    assert.deepEqual(await admin.call('CancelHeal'), { cancelled: false });
+    assert.deepEqual(await admin.call('StartHeal', { deep: true }), { started: true });
+    let status = before;
+    await eventually('the pass to finish', async () => {
+      status = await admin.call<Status>('GetHealStatus');
+      return status.pass !== null && !['waiting', 'running'].includes(status.pass.state);
+    });
+    assert.equal(status.pass!.state, 'done');
+    assert.equal(status.pass!.deep, true);
+    assert.equal(status.pass!.scan!.shardsRebuilt, shards.length);
+    assert.deepEqual(await filesUnder(disks[1]!), shardsBefore, 'every deleted shard is back');
+    assert.equal(status.repairs.pending, 0);
+  });
+
+  test('bearer tokens: shown once, stored hashed, scoped, refused once expired or revoked', async () => {
+    const created = await admin.call<{ token: string; id: string; scope: string[]; expiresMs: number }>('CreateToken', { name: 'dashboard', scope: ['List*', 'GetStorageStats'], expiresInSeconds: 600 });
+    assert.match(created.token, /^talus_at_/);
+    assert.deepEqual(created.scope, ['List*', 'GetStorageStats']);
+    assert.equal((await withToken(created.token, 'ListBuckets')).status, 200);
+    assert.equal((await withToken(created.token, 'GetStorageStats')).status, 200);
+    const outOfScope = await withToken(created.token, 'CreateUser', { name: 'should-not-exist' });
+    assert.deepEqual([outOfScope.status, outOfScope.body['code']], [403, 'AccessDenied']);
+    assert.deepEqual([(await withToken('talus_at_not-a-token', 'ListBuckets')).body['code']], ['InvalidToken']);
+
+    // Listed without the token; the file on disk holds only its hash.
+    const listed = await admin.call<{ tokens: Record<string, unknown>[] }>('ListTokens');
+    const entry = listed.tokens.find((token) => token['id'] === created.id)!;
+    assert.deepEqual(Object.keys(entry).sort(), ['createdMs', 'creatorAccessKeyId', 'expiresMs', 'id', 'name', 'scope']);
+    assert.equal(entry['creatorAccessKeyId'], ROOT.accessKeyId);
+    const file = await readFile(join(dataDir, TOKENS_FILE), 'utf8');
+    assert.ok(!file.includes(created.token.slice('talus_at_'.length)), 'the token text is not stored');
+
+    // A token cannot mint tokens, even with every operation in scope.
+    const all = await admin.call<{ token: string }>('CreateToken', { name: 'all', scope: ['*'], expiresInSeconds: 600 });
+    assert.equal((await withToken(all.token, 'CreateToken', { name: 'x', scope: ['*'], expiresInSeconds: 60 })).body['code'], 'AccessDenied');
+    assert.equal((await withToken(all.token, 'ListUsers')).status, 200);
+
+    // Expired.
+    const brief = await admin.call<{ token: string }>('CreateToken', { name: 'brief', scope: ['*'], expiresInSeconds: 1 });
+    assert.equal((await withToken(brief.token, 'ListBuckets')).status, 200);
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    assert.deepEqual([(await withToken(brief.token, 'ListBuckets')).status, (await withToken(brief.token, 'ListBuckets')).body['code']], [403, 'InvalidToken']);
+
+    // Revoked.
+    assert.deepEqual(await admin.call('RevokeToken', { id: created.id }), {});
+    assert.equal((await withToken(created.token, 'ListBuckets')).body['code'], 'InvalidToken');
+    assert.equal(await outcome(admin.call('RevokeToken', { id: created.id })), 'NotFound');
+    assert.equal(await outcome(admin.call('CreateToken', { name: 'bad', scope: ['List Users'], expiresInSeconds: 60 })), 'InvalidRequest');
+  });
+
+  test('a token never reaches beyond its creator\'s rights at the moment of use, and dies with its key', async () => {
+    const policy = (actions: string[]): string => JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: actions, Resource: '*' }] });
+    const ops = await admin.call<Credentials>('CreateUser', { name: 'ops', policy: policy(['admin:ListBuckets', 'admin:CreateToken']) });
+    const { token } = await as(ops).call<{ token: string }>('CreateToken', { name: 'wide', scope: ['*'], expiresInSeconds: 600 });
+    assert.equal((await withToken(token, 'ListBuckets')).status, 200);
+    assert.equal((await withToken(token, 'ListUsers')).body['code'], 'AccessDenied', 'scope * does not exceed the creator');
+    await admin.call('SetUserPolicy', { name: 'ops', policy: policy(['admin:ListUsers']) });
+    assert.equal((await withToken(token, 'ListBuckets')).body['code'], 'AccessDenied', 'the creator lost the right: so did the token');
+    assert.equal((await withToken(token, 'ListUsers')).status, 200);
+    await admin.call('DeleteKey', { accessKeyId: ops.accessKeyId });
+    assert.equal((await withToken(token, 'ListUsers')).body['code'], 'InvalidToken', 'the creator\'s key is gone');
+  });
+
+  test('tokens survive a restart (kept hashed in the data directory)', async () => {
+    const { token } = await admin.call<{ token: string }>('CreateToken', { name: 'lasting', scope: ['GetServerInfo'], expiresInSeconds: 600 });
+    s3.destroy();
+    await talus.close();
+    await start();
+    assert.equal((await withToken(token, 'GetServerInfo')).status, 200);
+    assert.equal((await withToken(token, 'ListBuckets')).body['code'], 'AccessDenied');
+  });
+});
