@@ -10,6 +10,7 @@
  */
 import { AbortMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, DeleteObjectCommand, ListMultipartUploadsCommand, PutBucketVersioningCommand, PutObjectCommand, UploadPartCommand, type S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
+import { createServer, connect, type Server, type Socket } from 'node:net';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +21,7 @@ import { TOKENS_FILE } from '../src/admin/tokens.ts';
 import { parseConfig } from '../src/config/config.ts';
 import { startTalus, type RunningTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
+import { freePort } from './helpers/process.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, makeClient } from './helpers/talus.ts';
 
 type Credentials = { accessKeyId: string; secretAccessKey: string };
@@ -42,6 +44,37 @@ async function filesUnder(root: string): Promise<string[]> {
     if (entry.isFile()) found.push(join(entry.parentPath, entry.name));
   }
   return found.sort();
+}
+
+/**
+ * A TCP proxy to `target` that holds every chunk `delayMs` in each direction:
+ * a Talus server as seen from a region that far away (a round trip costs 2 × delayMs more).
+ */
+async function delayingProxy(target: URL, delayMs: number): Promise<{ url: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const relay = (from: Socket, to: Socket): void => {
+    from.on('data', (chunk) => setTimeout(() => to.writable && to.write(chunk), delayMs));
+    from.on('end', () => setTimeout(() => to.end(), delayMs));
+    from.on('error', () => to.destroy());
+  };
+  const server: Server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    }
+    relay(client, upstream);
+    relay(upstream, client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise((resolve) => {
+      for (const socket of sockets) socket.destroy();
+      server.close(() => resolve());
+    }),
+  };
 }
 
 async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
@@ -240,6 +273,43 @@ describe('admin operations', () => {
     assert.equal((await withToken(token, 'ListUsers')).status, 200);
     await admin.call('DeleteKey', { accessKeyId: ops.accessKeyId });
     assert.equal((await withToken(token, 'ListUsers')).body['code'], 'InvalidToken', 'the creator\'s key is gone');
+  });
+
+  test('region discovery: latency measured through delaying proxies ranks the endpoints; a placement is proposed over the best', async () => {
+    // The same Talus server behind three "regions" 0, 60 and 150 ms away (each way), and one that does not answer.
+    const near = await delayingProxy(new URL(talus.url), 0);
+    const middle = await delayingProxy(new URL(talus.url), 60);
+    const far = await delayingProxy(new URL(talus.url), 150);
+    const closedPort = await freePort();
+    try {
+      type Latency = { endpoint: string; region: string | null; answered: number; failed: number; p50Ms: number | null; p95Ms: number | null; p99Ms: number | null; jitterMs: number | null; error?: string };
+      const { endpoints } = await admin.call<{ endpoints: Latency[] }>('ProbeEndpoints', { endpoints: [far.url, `http://127.0.0.1:${closedPort}`, middle.url, near.url], probes: 3 });
+      assert.deepEqual(endpoints.map((result) => result.endpoint), [near.url, middle.url, far.url, `http://127.0.0.1:${closedPort}`], 'best first, the unreachable last');
+      for (const [result, delayMs] of [[endpoints[1]!, 60], [endpoints[2]!, 150]] as const) {
+        assert.equal(result.answered, 3);
+        assert.ok(result.p50Ms! >= 2 * delayMs, `${result.endpoint}: p50 ${result.p50Ms} ms includes the injected ${2 * delayMs} ms`);
+        assert.ok(result.p50Ms! <= result.p95Ms! && result.p95Ms! <= result.p99Ms!);
+        assert.ok(result.jitterMs! >= 0);
+      }
+      assert.deepEqual([endpoints[3]!.answered, endpoints[3]!.p50Ms, endpoints[3]!.error], [0, null, 'ECONNREFUSED']);
+
+      // A provider's template: here the "region" is the proxy's port.
+      const port = (url: string): string => new URL(url).port;
+      const recommended = await admin.call<{ placement: { type: string; backends: { name: string; endpoint: string; region: string }[] }; toml: string }>('RecommendPlacement', {
+        template: 'http://127.0.0.1:{region}', regions: [port(far.url), port(near.url), port(middle.url), String(closedPort)], probes: 3, k: 1, m: 1, name: 'nearby',
+      });
+      assert.equal(recommended.placement.type, 'replica');
+      assert.deepEqual(recommended.placement.backends.map((backend) => backend.region), [port(near.url), port(middle.url)]);
+      // The proposal is a configuration Talus accepts once credentials and a bucket are filled in.
+      const parsed = parseConfig(recommended.toml.replaceAll('FILL-IN', 'talus-data'), { source: 'recommendation', baseDirectory: root });
+      assert.deepEqual(parsed.placements.map((placement) => placement.name), ['nearby']);
+      assert.deepEqual(parsed.backends.map((backend) => backend.type === 's3' && backend.endpoint).sort(), [near.url, middle.url].sort());
+      assert.equal(await outcome(admin.call('RecommendPlacement', { endpoints: [near.url, `http://127.0.0.1:${closedPort}`], probes: 1, k: 2, m: 1 })), 'Conflict');
+      assert.equal(await outcome(admin.call('ProbeEndpoints', { endpoints: ['file:///etc/passwd'] })), 'InvalidRequest');
+      assert.equal(await outcome(admin.call('ProbeEndpoints', { template: 'http://no-placeholder', regions: ['a'] })), 'InvalidRequest');
+    } finally {
+      await Promise.all([near.close(), middle.close(), far.close()]);
+    }
   });
 
   test('tokens survive a restart (kept hashed in the data directory)', async () => {

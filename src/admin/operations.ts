@@ -21,6 +21,7 @@ import { ROOT_DISPLAY_NAME } from '../principals/principal-cache.ts';
 import { AdminError } from './errors.ts';
 import { type AdminContext, type AdminOperation, operation } from './define.ts';
 import { PLACEMENT_OPERATIONS } from './placement-operations.ts';
+import { REGION_OPERATIONS } from './region-operations.ts';
 import { STORAGE_OPERATIONS } from './storage-operations.ts';
 import { TOKEN_OPERATIONS } from './token-operations.ts';
 
@@ -295,11 +296,12 @@ export const ADMIN_OPERATIONS = {
     },
   }),
 
-  // Storage, incomplete uploads, heal and purge queues, backends, tokens (the families' own modules)
+  // Storage, incomplete uploads, heal and purge queues, backends, tokens, region discovery (the families' own modules)
 
   ...STORAGE_OPERATIONS,
   ...PLACEMENT_OPERATIONS,
   ...TOKEN_OPERATIONS,
+  ...REGION_OPERATIONS,
 } as const satisfies Record<string, AdminOperation>;
 
 export type AdminOperationName = keyof typeof ADMIN_OPERATIONS;
