@@ -22,6 +22,7 @@ import { parseConfig } from '../src/config/config.ts';
 import { startTalus, type RunningTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
 import { freePort } from './helpers/process.ts';
+import { runTalusCli } from './helpers/principals.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, makeClient } from './helpers/talus.ts';
 
 type Credentials = { accessKeyId: string; secretAccessKey: string };
@@ -319,5 +320,13 @@ describe('admin operations', () => {
     await start();
     assert.equal((await withToken(token, 'GetServerInfo')).status, 200);
     assert.equal((await withToken(token, 'ListBuckets')).body['code'], 'AccessDenied');
+    // AdminClient and `talus admin` (TALUS_ADMIN_TOKEN) send it.
+    assert.equal((await new AdminClient({ endpoint: talus.adminUrl!, token }).call<{ workers: number }>('GetServerInfo')).workers, 1);
+    const cli = await runTalusCli(['admin', 'GetServerInfo', '--endpoint', talus.adminUrl!], { TALUS_ADMIN_TOKEN: token, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' });
+    assert.equal(cli.code, 0, cli.stderr);
+    // Calls with tokens are audited by the token's ID, never its text.
+    const entries = await admin.call<{ entries: { accessKeyId?: string; operation: string }[] }>('QueryAuditLog', { operation: 'GetServerInfo', limit: 10 });
+    assert.ok(entries.entries.some((entry) => entry.accessKeyId?.startsWith('token:tok-') === true));
+    for (const file of await readdir(join(dataDir, 'audit'))) assert.ok(!(await readFile(join(dataDir, 'audit', file), 'utf8')).includes(token.slice('talus_at_'.length)));
   });
 });

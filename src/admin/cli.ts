@@ -9,7 +9,7 @@ import { ADMIN_OPERATIONS } from './operations.ts';
 import { ADMIN_PORT_DEFAULT } from './paths.ts';
 
 export const ADMIN_USAGE = `       talus admin OPERATION [--json '{...}'] [--endpoint http://127.0.0.1:${ADMIN_PORT_DEFAULT}]
-                                     call the admin API (keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; talus admin --help lists operations)`;
+                                     call the admin API (keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or a token from TALUS_ADMIN_TOKEN; talus admin --help lists operations)`;
 
 export async function adminCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -25,8 +25,9 @@ export async function adminCommand(args: string[]): Promise<number> {
   }
   const accessKeyId = process.env['AWS_ACCESS_KEY_ID'];
   const secretAccessKey = process.env['AWS_SECRET_ACCESS_KEY'];
-  if (accessKeyId === undefined || secretAccessKey === undefined) {
-    process.stderr.write('talus admin: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key allowed admin:<Operation>\n');
+  const token = process.env['TALUS_ADMIN_TOKEN'];
+  if (token === undefined && (accessKeyId === undefined || secretAccessKey === undefined)) {
+    process.stderr.write('talus admin: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key allowed admin:<Operation>, or TALUS_ADMIN_TOKEN to a token\n');
     return 2;
   }
   let input: unknown = {};
@@ -38,7 +39,8 @@ export async function adminCommand(args: string[]): Promise<number> {
       return 2;
     }
   }
-  const client = new AdminClient({ endpoint: values.endpoint, accessKeyId, secretAccessKey });
+  // A token, when given, is used instead of the keys (a script given a narrow token should not fall back to wider keys).
+  const client = new AdminClient(token !== undefined ? { endpoint: values.endpoint, token } : { endpoint: values.endpoint, accessKeyId: accessKeyId!, secretAccessKey: secretAccessKey! });
   try {
     const answer = await client.call(operation, input as object);
     process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);

@@ -17,39 +17,28 @@ export class AdminApiError extends Error {
   }
 }
 
-export interface AdminClientOptions {
+export type AdminClientOptions = {
   /** The admin listener, e.g. http://127.0.0.1:9001 */
   endpoint: string;
-  accessKeyId: string;
-  secretAccessKey: string;
   region?: string;
-}
+} & ({ accessKeyId: string; secretAccessKey: string } | { /** A bearer token (CreateToken): sent instead of a signature. */ token: string });
 
 export class AdminClient {
   readonly #url: URL;
-  readonly #signer: SigV4Signer;
+  readonly #signer: SigV4Signer | undefined;
+  readonly #token: string | undefined;
 
   constructor(options: AdminClientOptions) {
     this.#url = new URL(options.endpoint);
-    this.#signer = new SigV4Signer({ accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey, region: options.region ?? 'us-east-1' });
+    if ('token' in options) this.#token = options.token;
+    else this.#signer = new SigV4Signer({ accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey, region: options.region ?? 'us-east-1' });
   }
 
   /** Calls `operation` with `input`; answers its JSON, or throws AdminApiError with the server's code. */
   async call<T = Record<string, unknown>>(operation: string, input: object = {}): Promise<T> {
     const body = JSON.stringify(input);
     const path = `${ADMIN_PATH_PREFIX}${encodeURIComponent(operation)}`;
-    const payloadHash = hash('sha256', body, 'hex');
-    const signature = this.#signer.sign({ method: 'POST', path, query: '', host: this.#url.host, headers: [['content-type', 'application/json']], payloadHash });
-    const response = await request(new URL(path, this.#url), {
-      method: 'POST',
-      body,
-      headers: {
-        'content-type': 'application/json',
-        'x-amz-content-sha256': payloadHash,
-        'x-amz-date': signature.amzDate,
-        authorization: signature.authorization,
-      },
-    });
+    const response = await request(new URL(path, this.#url), { method: 'POST', body, headers: this.#headers(path, body) });
     const text = await readBounded(response.body);
     let parsed: unknown;
     try {
@@ -63,6 +52,17 @@ export class AdminClient {
     }
     return parsed as T;
   }
+
+  #headers(path: string, body: string): Record<string, string> {
+    if (this.#signer === undefined) return { 'content-type': 'application/json', authorization: `Bearer ${this.#token!}` };
+    return signedHeaders(this.#signer, this.#url.host, path, body);
+  }
+}
+
+function signedHeaders(signer: SigV4Signer, host: string, path: string, body: string): Record<string, string> {
+  const payloadHash = hash('sha256', body, 'hex');
+  const signature = signer.sign({ method: 'POST', path, query: '', host, headers: [['content-type', 'application/json']], payloadHash });
+  return { 'content-type': 'application/json', 'x-amz-content-sha256': payloadHash, 'x-amz-date': signature.amzDate, authorization: signature.authorization };
 }
 
 async function readBounded(body: AsyncIterable<Buffer>): Promise<string> {
