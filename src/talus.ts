@@ -22,6 +22,7 @@ import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
 import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { decodeLocation } from './placement/blob-location.ts';
 import { openPlacement, type OpenPlacement } from './placement/open-placement.ts';
+import { BUCKET_PLACEMENTS_FILE, readBucketPlacements, withBucketPlacements } from './placement/bucket-placements.ts';
 import { PrincipalCache } from './principals/principal-cache.ts';
 import { type Credentials, Principals } from './principals/principals.ts';
 import { openSecretBox } from './principals/secret-key.ts';
@@ -175,7 +176,8 @@ async function startOnLockedDirectory(
   if (partialBlobs > 0) logger.info('removed partial blobs of stopped processes', { count: partialBlobs });
   const local = await FsBlobStore.open(join(dataDir, 'blobs'));
   const workers = options.workers ?? 1;
-  const config = options.config ?? EMPTY_CONFIG;
+  // Buckets' placements chosen through the admin API win over talus.toml's [buckets].
+  const config = withBucketPlacements(options.config ?? EMPTY_CONFIG, await readBucketPlacements(dataDir), join(dataDir, BUCKET_PLACEMENTS_FILE));
   const placed = config.placements.length > 0 || config.defaultPlacement !== EMPTY_CONFIG.defaultPlacement;
   if (!placed) {
     // Fail closed: objects placed on backends cannot be served without the configuration that names them.

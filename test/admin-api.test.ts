@@ -61,6 +61,8 @@ const SAMPLE_INPUTS: Record<keyof typeof ADMIN_OPERATIONS, object> = {
   CreateToken: { name: 'made-by-sample', scope: ['GetServerInfo'], expiresInSeconds: 60 },
   ListTokens: {},
   RevokeToken: { id: 'tok-nosuchtoken' },
+  ListPlacements: {},
+  SetBucketPlacement: { bucket: 'no-such-bucket-here', placement: 'local' },
   ProbeEndpoints: { endpoints: ['http://127.0.0.1:9'], probes: 1 },
   RecommendPlacement: { endpoints: ['http://127.0.0.1:9'], probes: 1, k: 1, m: 0 },
 };

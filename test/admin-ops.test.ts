@@ -8,7 +8,7 @@
  * their creator's rights at the moment of use, stored only hashed, and kept
  * across a restart.
  */
-import { AbortMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, DeleteObjectCommand, ListMultipartUploadsCommand, PutBucketVersioningCommand, PutObjectCommand, UploadPartCommand, type S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, ListMultipartUploadsCommand, PutBucketVersioningCommand, PutObjectCommand, UploadPartCommand, type S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
@@ -313,13 +313,47 @@ describe('admin operations', () => {
     }
   });
 
-  test('tokens survive a restart (kept hashed in the data directory)', async () => {
+  test('SetBucketPlacement: new objects go to the new placement at once, existing ones are re-placed, and the choice is kept', async () => {
+    await s3.send(new CreateBucketCommand({ Bucket: 'movable' }));
+    const old = Buffer.alloc(80_000, 5);
+    await s3.send(new PutObjectCommand({ Bucket: 'movable', Key: 'old', Body: old }));
+    const shardsBefore = (await filesUnder(disks[0]!)).length;
+    assert.equal(await outcome(admin.call('SetBucketPlacement', { bucket: 'movable', placement: 'nowhere' })), 'NotFound');
+    assert.equal(await outcome(admin.call('SetBucketPlacement', { bucket: 'nope-not-here', placement: 'copies' })), 'NotFound');
+
+    assert.deepEqual(await admin.call('SetBucketPlacement', { bucket: 'movable', placement: 'copies' }), { bucket: 'movable', placement: 'copies', replacementStarted: true });
+    type Status = { pass: { state: string; replaced?: { blobsMoved: number } } };
+    let status: Status | undefined;
+    await eventually('the re-placement pass to finish', async () => {
+      status = await admin.call<Status>('GetHealStatus');
+      return !['waiting', 'running'].includes(status.pass.state);
+    });
+    assert.equal(status!.pass.state, 'done');
+    assert.equal(status!.pass.replaced!.blobsMoved, 1, 'the existing object moved');
+    assert.equal((await filesUnder(disks[0]!)).length, shardsBefore + 1, 'its shard is on disk0 now');
+    await s3.send(new PutObjectCommand({ Bucket: 'movable', Key: 'new', Body: Buffer.alloc(60_000, 6) }));
+    assert.equal((await filesUnder(disks[0]!)).length, shardsBefore + 2, 'a new object goes to the new placement at once');
+    const read = await s3.send(new GetObjectCommand({ Bucket: 'movable', Key: 'old' }));
+    assert.ok(Buffer.from(await read.Body!.transformToByteArray()).equals(old));
+
+    const listed = await admin.call<{ defaultPlacement: string; placements: { name: string; type: string; backends: string[] }[]; buckets: { name: string; placement: string }[] }>('ListPlacements');
+    assert.equal(listed.defaultPlacement, 'local');
+    assert.deepEqual(listed.placements.map((placement) => [placement.name, placement.type, placement.backends]), [['copies', 'replica', ['disk0', 'disk1']]]);
+    assert.equal(listed.buckets.find((bucket) => bucket.name === 'movable')?.placement, 'copies');
+    const stats = await admin.call<{ buckets: { name: string; placement: string }[] }>('GetStorageStats', { bucket: 'movable' });
+    assert.equal(stats.buckets[0]!.placement, 'copies');
+  });
+
+  test('after a restart: tokens (kept hashed) and buckets\' placements chosen at run time are still there', async () => {
     const { token } = await admin.call<{ token: string }>('CreateToken', { name: 'lasting', scope: ['GetServerInfo'], expiresInSeconds: 600 });
     s3.destroy();
     await talus.close();
     await start();
     assert.equal((await withToken(token, 'GetServerInfo')).status, 200);
     assert.equal((await withToken(token, 'ListBuckets')).body['code'], 'AccessDenied');
+    // So does a bucket's placement chosen at run time.
+    const listed = await admin.call<{ buckets: { name: string; placement: string }[] }>('ListPlacements');
+    assert.equal(listed.buckets.find((bucket) => bucket.name === 'movable')?.placement, 'copies');
     // AdminClient and `talus admin` (TALUS_ADMIN_TOKEN) send it.
     assert.equal((await new AdminClient({ endpoint: talus.adminUrl!, token }).call<{ workers: number }>('GetServerInfo')).workers, 1);
     const cli = await runTalusCli(['admin', 'GetServerInfo', '--endpoint', talus.adminUrl!], { TALUS_ADMIN_TOKEN: token, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' });

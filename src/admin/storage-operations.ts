@@ -88,7 +88,7 @@ export const STORAGE_OPERATIONS = {
       // One aggregate query per bucket, one after another: the metadata store is never asked for more than one at a time.
       for (const bucket of buckets) {
         const usage = await storage.meta.bucketUsage(bucket.name);
-        const placement = storage.config.buckets.get(bucket.name) ?? storage.config.defaultPlacement;
+        const placement = storage.placement?.store.bucketPlacementName(bucket.name) ?? storage.config.buckets.get(bucket.name) ?? storage.config.defaultPlacement;
         rows.push({ name: bucket.name, placement, ...usage });
         const sum = placements.get(placement) ?? { name: placement, buckets: 0, objects: 0, versions: 0, deleteMarkers: 0, bytes: 0 };
         placements.set(placement, {

@@ -16,8 +16,9 @@
  * The file is small (TOKENS_MAX) and read once at start.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { open, readFile, rename } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomically } from '../util/atomic-file.ts';
 import { AdminError } from './errors.ts';
 
 export const TOKENS_FILE = 'admin-tokens.json';
@@ -143,24 +144,7 @@ export class AdminTokens {
 
   /** The whole set, atomically: a crash leaves the old file or the new one, never a torn one. */
   #save(): Promise<void> {
-    const write = async (): Promise<void> => {
-      const contents: TokensFile = { version: 1, tokens: [...this.#byHash.values()] };
-      const temporary = `${this.#path}.tmp`;
-      const file = await open(temporary, 'w', 0o600);
-      try {
-        await file.writeFile(JSON.stringify(contents));
-        await file.sync();
-      } finally {
-        await file.close();
-      }
-      await rename(temporary, this.#path);
-      const directory = await open(join(this.#path, '..'), 'r');
-      try {
-        await directory.sync();
-      } finally {
-        await directory.close();
-      }
-    };
+    const write = (): Promise<void> => writeFileAtomically(this.#path, JSON.stringify({ version: 1, tokens: [...this.#byHash.values()] } satisfies TokensFile));
     const saved = this.#writing.then(write);
     this.#writing = saved.catch(() => undefined);
     return saved;

@@ -51,6 +51,8 @@ export class PlacedBlobStore implements BlobStore {
   readonly #backends: ReadonlyMap<string, Backend>;
   readonly #config: TalusConfig;
   readonly #placements: ReadonlyMap<string, PlacementConfig>;
+  /** Each bucket's placement: talus.toml's [buckets], changed at run time by setBucketPlacement. */
+  readonly #bucketPlacements: Map<string, string>;
   readonly #health: BackendHealth;
   readonly #repairs: RepairLog;
   readonly #codecs = new Map<string, ErasureCodec>();
@@ -65,6 +67,7 @@ export class PlacedBlobStore implements BlobStore {
     this.#backends = options.backends;
     this.#config = options.config;
     this.#placements = new Map(options.config.placements.map((placement) => [placement.name, placement]));
+    this.#bucketPlacements = new Map(options.config.buckets);
     this.#health = options.health;
     this.#repairs = options.repairs;
     this.#onError = options.onError ?? (() => undefined);
@@ -83,9 +86,24 @@ export class PlacedBlobStore implements BlobStore {
     return this.#health;
   }
 
+  /** The name of the placement `bucket`'s new blobs get: its own, else the default. */
+  bucketPlacementName(bucket: string): string {
+    return this.#bucketPlacements.get(bucket) ?? this.#config.defaultPlacement;
+  }
+
+  /**
+   * From now on, new blobs of `bucket` go to `placement` (a configured one,
+   * or "local"); blobs written before stay where they are until re-placement
+   * moves them (Healer.replaceAll compares each blob with placementFor).
+   */
+  setBucketPlacement(bucket: string, placement: string): void {
+    assert(placement === LOCAL_PLACEMENT || this.#placements.has(placement), `placement ${placement} is configured`);
+    this.#bucketPlacements.set(bucket, placement);
+  }
+
   /** The placement a new blob of `bucket` gets: per-bucket, else the default; a hybrid one resolved by size. */
   placementFor(bucket: string | undefined, sizeBytes: number | undefined): StripedPlacementConfig | undefined {
-    const name = (bucket === undefined ? undefined : this.#config.buckets.get(bucket)) ?? this.#config.defaultPlacement;
+    const name = bucket === undefined ? this.#config.defaultPlacement : this.bucketPlacementName(bucket);
     const placement = name === LOCAL_PLACEMENT ? undefined : this.#placements.get(name);
     if (placement === undefined) return undefined;
     if (placement.type !== 'hybrid') return placement;
