@@ -23,6 +23,7 @@ import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { decodeLocation } from './placement/blob-location.ts';
 import { openPlacement, type OpenPlacement } from './placement/open-placement.ts';
 import { BUCKET_PLACEMENTS_FILE, readBucketPlacements, withBucketPlacements } from './placement/bucket-placements.ts';
+import { RUNTIME_PLACEMENTS_FILE, readRuntimePlacements, withRuntimePlacements } from './placement/runtime-placements.ts';
 import { PrincipalCache } from './principals/principal-cache.ts';
 import { type Credentials, Principals } from './principals/principals.ts';
 import { openSecretBox } from './principals/secret-key.ts';
@@ -176,8 +177,9 @@ async function startOnLockedDirectory(
   if (partialBlobs > 0) logger.info('removed partial blobs of stopped processes', { count: partialBlobs });
   const local = await FsBlobStore.open(join(dataDir, 'blobs'));
   const workers = options.workers ?? 1;
-  // Buckets' placements chosen through the admin API win over talus.toml's [buckets].
-  const config = withBucketPlacements(options.config ?? EMPTY_CONFIG, await readBucketPlacements(dataDir), join(dataDir, BUCKET_PLACEMENTS_FILE));
+  // Backends and placements added through the admin API join talus.toml's; buckets' placements chosen there win over its [buckets].
+  const withAdditions = withRuntimePlacements(options.config ?? EMPTY_CONFIG, await readRuntimePlacements(dataDir), join(dataDir, RUNTIME_PLACEMENTS_FILE));
+  const config = withBucketPlacements(withAdditions, await readBucketPlacements(dataDir), join(dataDir, BUCKET_PLACEMENTS_FILE));
   const placed = config.placements.length > 0 || config.defaultPlacement !== EMPTY_CONFIG.defaultPlacement;
   if (!placed) {
     // Fail closed: objects placed on backends cannot be served without the configuration that names them.

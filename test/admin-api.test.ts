@@ -63,6 +63,9 @@ const SAMPLE_INPUTS: Record<keyof typeof ADMIN_OPERATIONS, object> = {
   RevokeToken: { id: 'tok-nosuchtoken' },
   ListPlacements: {},
   SetBucketPlacement: { bucket: 'no-such-bucket-here', placement: 'local' },
+  AddBackend: { name: 'sample-disk', type: 'directory', path: '/nonexistent-sample' },
+  AddPlacement: { name: 'sample-placement', type: 'single', backends: ['nowhere'] },
+  DeletePlacement: { name: 'no-such-placement' },
   ProbeEndpoints: { endpoints: ['http://127.0.0.1:9'], probes: 1 },
   RecommendPlacement: { endpoints: ['http://127.0.0.1:9'], probes: 1, k: 1, m: 0 },
 };

@@ -344,16 +344,55 @@ describe('admin operations', () => {
     assert.equal(stats.buckets[0]!.placement, 'copies');
   });
 
-  test('after a restart: tokens (kept hashed) and buckets\' placements chosen at run time are still there', async () => {
+  test('AddBackend and AddPlacement take effect without a restart; DeletePlacement only for an unused run-time placement', async () => {
+    const disk2 = join(root, 'disk2');
+    await mkdir(disk2);
+    assert.deepEqual(await admin.call('AddBackend', { name: 'disk2', type: 'directory', path: disk2 }), { name: 'disk2', type: 'directory' });
+    assert.equal(await outcome(admin.call('AddBackend', { name: 'disk2', type: 'directory', path: disk2 })), 'Conflict');
+    assert.equal(await outcome(admin.call('AddBackend', { name: 'Bad Name', type: 'directory', path: disk2 })), 'InvalidRequest');
+    assert.equal(await outcome(admin.call('AddBackend', { name: 'remote', type: 's3', endpoint: 'http://127.0.0.1:1/path', bucket: 'b', accessKeyId: 'a', secretAccessKey: 's' })), 'InvalidRequest');
+    type Backends = { backends: { name: string; state: string; placements: string[] }[] };
+    await eventually('disk2 probed up', async () => (await admin.call<Backends>('ListBackends')).backends.find((backend) => backend.name === 'disk2')?.state === 'up');
+
+    // Validated as talus.toml is: an unknown backend, too few backends for the shards.
+    assert.equal(await outcome(admin.call('AddPlacement', { name: 'bad', type: 'replica', parityShards: 1, backends: ['disk0', 'nowhere'] })), 'InvalidRequest');
+    assert.equal(await outcome(admin.call('AddPlacement', { name: 'bad', type: 'erasure', dataShards: 2, parityShards: 2, backends: ['disk0', 'disk1', 'disk2'] })), 'InvalidRequest');
+    const added = await admin.call<{ writeQuorum: number }>('AddPlacement', { name: 'three', type: 'replica', parityShards: 2, backends: ['disk0', 'disk1', 'disk2'] });
+    assert.equal(added.writeQuorum, 2, 'the default write quorum, filled in by the configuration parser');
+    assert.equal(await outcome(admin.call('AddPlacement', { name: 'three', type: 'single', backends: ['disk2'] })), 'Conflict');
+    await admin.call('AddPlacement', { name: 'kept', type: 'single', backends: ['disk2'] });
+
+    await s3.send(new CreateBucketCommand({ Bucket: 'widened' }));
+    await admin.call('SetBucketPlacement', { bucket: 'widened', placement: 'three' });
+    const before = (await filesUnder(disk2)).length;
+    await s3.send(new PutObjectCommand({ Bucket: 'widened', Key: 'k', Body: Buffer.alloc(50_000, 8) }));
+    assert.equal((await filesUnder(disk2)).length, before + 1, 'the new backend holds a copy');
+    assert.deepEqual((await admin.call<Backends>('ListBackends')).backends.find((backend) => backend.name === 'disk2')?.placements, ['three', 'kept']);
+
+    assert.equal(await outcome(admin.call('DeletePlacement', { name: 'three' })), 'Conflict', 'a bucket uses it');
+    assert.equal(await outcome(admin.call('DeletePlacement', { name: 'copies' })), 'Conflict', 'declared in talus.toml');
+    assert.equal(await outcome(admin.call('DeletePlacement', { name: 'nowhere' })), 'NotFound');
+    await admin.call('SetBucketPlacement', { bucket: 'widened', placement: 'copies' });
+    assert.deepEqual(await admin.call('DeletePlacement', { name: 'three' }), {});
+    const read = await s3.send(new GetObjectCommand({ Bucket: 'widened', Key: 'k' }));
+    assert.equal((await read.Body!.transformToByteArray()).length, 50_000, 'objects written under a removed placement still read');
+    const file = JSON.parse(await readFile(join(dataDir, 'runtime-placements.json'), 'utf8')) as { backends: { name: string }[]; placements: { name: string }[] };
+    assert.deepEqual([file.backends.map((backend) => backend.name), file.placements.map((placement) => placement.name)], [['disk2'], ['kept']]);
+  });
+
+  test('after a restart: tokens (kept hashed), backends and placements added, and buckets\' placements chosen at run time are still there', async () => {
     const { token } = await admin.call<{ token: string }>('CreateToken', { name: 'lasting', scope: ['GetServerInfo'], expiresInSeconds: 600 });
     s3.destroy();
     await talus.close();
     await start();
     assert.equal((await withToken(token, 'GetServerInfo')).status, 200);
     assert.equal((await withToken(token, 'ListBuckets')).body['code'], 'AccessDenied');
-    // So does a bucket's placement chosen at run time.
-    const listed = await admin.call<{ buckets: { name: string; placement: string }[] }>('ListPlacements');
+    // So do a bucket's placement chosen at run time, and backends and placements added at run time.
+    const listed = await admin.call<{ placements: { name: string }[]; buckets: { name: string; placement: string }[] }>('ListPlacements');
     assert.equal(listed.buckets.find((bucket) => bucket.name === 'movable')?.placement, 'copies');
+    assert.deepEqual(listed.placements.map((placement) => placement.name), ['copies', 'kept']);
+    const backends = await admin.call<{ backends: { name: string }[] }>('ListBackends');
+    assert.deepEqual(backends.backends.map((backend) => backend.name), ['disk0', 'disk1', 'disk2']);
     // AdminClient and `talus admin` (TALUS_ADMIN_TOKEN) send it.
     assert.equal((await new AdminClient({ endpoint: talus.adminUrl!, token }).call<{ workers: number }>('GetServerInfo')).workers, 1);
     const cli = await runTalusCli(['admin', 'GetServerInfo', '--endpoint', talus.adminUrl!], { TALUS_ADMIN_TOKEN: token, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' });

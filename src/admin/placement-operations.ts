@@ -8,11 +8,6 @@ import { S3Backend } from '../backend/s3-backend.ts';
 import { operation } from './define.ts';
 import { AdminError } from './errors.ts';
 import { requireStorage } from './storage-operations.ts';
-import { LOCAL_PLACEMENT } from '../config/config.ts';
-import { isKnownPlacement, readBucketPlacements, writeBucketPlacements } from '../placement/bucket-placements.ts';
-
-/** SetBucketPlacement calls, one at a time: each rewrites the file from what the one before left. */
-let placementChanges: Promise<unknown> = Promise.resolve();
 
 /** Queued repairs GetHealStatus shows, oldest first. */
 const REPAIR_SAMPLE_MAX = 20;
@@ -53,52 +48,6 @@ export const PLACEMENT_OPERATIONS = {
       return { cancelled: placement?.cancelHeal() ?? false };
     },
   }),
-  ListPlacements: operation({
-    summary: 'Every configured placement with its type, shards and backends, the default, and each bucket\'s placement.',
-    input: {},
-    output: '{ defaultPlacement, placements: [{ name, type, dataShards, parityShards, backends, writeQuorum, small, large, thresholdBytes }], buckets: [{ name, placement }] }',
-    async handler(context) {
-      const storage = requireStorage(context);
-      const store = storage.placement?.store;
-      const buckets = (await context.engine.listBuckets()).map((bucket) => ({
-        name: bucket.name,
-        placement: store?.bucketPlacementName(bucket.name) ?? storage.config.buckets.get(bucket.name) ?? storage.config.defaultPlacement,
-      }));
-      const placements = storage.config.placements.map((placement) => placement.type === 'hybrid'
-        ? { name: placement.name, type: placement.type, small: placement.small, large: placement.large, thresholdBytes: placement.thresholdBytes }
-        : { name: placement.name, type: placement.type, dataShards: placement.dataShards, parityShards: placement.parityShards, backends: placement.backends, writeQuorum: placement.writeQuorum });
-      return { defaultPlacement: storage.config.defaultPlacement, placements, buckets };
-    },
-  }),
-  SetBucketPlacement: operation({
-    summary: 'Moves a bucket to another configured placement (or local), at once and across restarts (kept in the data directory, over talus.toml\'s [buckets]); new objects go there, and a re-placement pass starts to move the existing ones.',
-    input: {
-      bucket: { type: 'string', description: 'The bucket.', required: true, maxLength: 63 },
-      placement: { type: 'string', description: `A placement of talus.toml, or ${LOCAL_PLACEMENT}.`, required: true, maxLength: 63 },
-    },
-    output: '{ bucket, placement, replacementStarted }',
-    async handler(context, input) {
-      const storage = requireStorage(context);
-      const placement = storage.placement;
-      if (placement === undefined) throw new AdminError('Conflict', 'no placements are configured (start the server with --config)');
-      // Workers write with the placements they were started with: a change here would not reach them.
-      if (context.server.workers > 1) throw new AdminError('Conflict', 'not with --workers: change talus.toml\'s [buckets] and restart');
-      if (!isKnownPlacement(storage.config, input.placement)) throw new AdminError('NotFound', `no placement ${input.placement} is configured`);
-      await context.engine.getBucket(input.bucket); // NotFound for a missing bucket
-      const change = placementChanges.then(async () => {
-        const chosen = await readBucketPlacements(storage.dataDir);
-        chosen.set(input.bucket, input.placement);
-        // Kept first, applied after: a failed write changes nothing, and a crash after it applies at the next start.
-        await writeBucketPlacements(storage.dataDir, chosen);
-        placement.store.setBucketPlacement(input.bucket, input.placement);
-      });
-      placementChanges = change.catch(() => undefined);
-      await change;
-      // Objects already written move with the re-placement of a healing pass (false: one asked for runs already; call StartHeal after it).
-      const replacementStarted = placement.healNow({ deep: false });
-      return { bucket: input.bucket, placement: input.placement, replacementStarted };
-    },
-  }),
   ListBackends: operation({
     summary: 'Every configured backend with its type, state, smoothed latency, last error, and free space where the backend can tell (directories).',
     input: {},
@@ -116,7 +65,7 @@ export const PLACEMENT_OPERATIONS = {
           const space = await statfs(backend.root).catch(() => undefined);
           freeBytes = space === undefined ? null : space.bavail * space.bsize;
         }
-        const placements = storage.config.placements
+        const placements = placement.placements()
           .filter((candidate) => candidate.type !== 'hybrid' && candidate.backends.includes(status.name))
           .map((candidate) => candidate.name);
         backends.push({

@@ -1,3 +1,4 @@
+import { assert } from '../util/assert.ts';
 import { BackendTimeoutError, type Backend } from '../backend/backend.ts';
 import { HEALTH_DEFAULT, type HealthConfig } from '../config/config.ts';
 
@@ -103,6 +104,12 @@ export class BackendHealth {
     for (const name of backends.keys()) {
       this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), prepared: false, probing: undefined });
     }
+  }
+
+  /** Watches a backend added to the map after construction (at run time): unknown until its first probe. */
+  track(name: string): void {
+    assert(this.#backends.has(name), `backend ${name} is in the map`);
+    if (!this.#entries.has(name)) this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), prepared: false, probing: undefined });
   }
 
   /** Probes now and every probe interval, in the background. */

@@ -39,7 +39,7 @@ export function writeBucketPlacements(dataDir: string, placements: ReadonlyMap<s
 }
 
 /** True when `name` is a placement a bucket may use under `config`. */
-export function isKnownPlacement(config: TalusConfig, name: string): boolean {
+function isKnownPlacement(config: TalusConfig, name: string): boolean {
   return name === LOCAL_PLACEMENT || config.placements.some((placement) => placement.name === name);
 }
 

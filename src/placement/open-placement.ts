@@ -2,7 +2,7 @@ import type { Backend } from '../backend/backend.ts';
 import { DirectoryBackend } from '../backend/directory-backend.ts';
 import { S3Backend } from '../backend/s3-backend.ts';
 import type { BlobStore } from '../blob/blob-store.ts';
-import { HEALTH_DEFAULT, type BackendConfig, type TalusConfig } from '../config/config.ts';
+import { HEALTH_DEFAULT, type BackendConfig, type PlacementConfig, type StripedPlacementConfig, type TalusConfig } from '../config/config.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { BackendHealth, type BackendStatus } from './backend-health.ts';
@@ -33,6 +33,14 @@ export interface OpenPlacement {
   cancelHeal(): boolean;
   /** The pass healNow started: running, or the last one's outcome. */
   healPassStatus(): HealPassStatus | undefined;
+  /** Every placement, configured or added at run time. */
+  placements(): PlacementConfig[];
+  /** Opens a backend (validated and kept by the caller) and starts probing it; placements may name it from now on. */
+  addBackend(config: BackendConfig): Promise<void>;
+  addPlacement(placement: StripedPlacementConfig): void;
+  /** Why the placement cannot be removed now, or undefined. */
+  placementInUse(name: string): string | undefined;
+  removePlacement(name: string): void;
 }
 
 /** A pass asked for (the admin API's StartHeal), as GetHealStatus shows it. */
@@ -73,6 +81,7 @@ export async function openBackend(config: BackendConfig): Promise<Backend> {
  * quorum allows.
  */
 export async function openPlacement(config: TalusConfig, local: BlobStore, meta: MetadataStore, logger: Logger): Promise<OpenPlacement> {
+  // Shared by the store and the health watcher: a backend added at run time is added here, once, for both.
   const backends = new Map<string, Backend>();
   for (const backendConfig of config.backends) backends.set(backendConfig.name, await openBackend(backendConfig));
   const warned = new Set<string>(); // once per backend, not at every probe
@@ -106,6 +115,17 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     healNow: (options) => background.requestPass(options.deep),
     cancelHeal: () => background.cancelRequested(),
     healPassStatus: () => background.requestedStatus(),
+    placements: () => store.placements(),
+    addBackend: async (backendConfig) => {
+      if (backends.has(backendConfig.name)) throw new Error(`backend ${backendConfig.name} is open already`);
+      const backend = await openBackend(backendConfig);
+      backends.set(backend.name, backend);
+      health.track(backend.name);
+      void health.probe(backend.name);
+    },
+    addPlacement: (placement) => store.addPlacement(placement),
+    placementInUse: (name) => store.placementInUse(name),
+    removePlacement: (name) => store.removePlacement(name),
   };
 }
 

@@ -50,7 +50,8 @@ export class PlacedBlobStore implements BlobStore {
   readonly #local: BlobStore;
   readonly #backends: ReadonlyMap<string, Backend>;
   readonly #config: TalusConfig;
-  readonly #placements: ReadonlyMap<string, PlacementConfig>;
+  /** talus.toml's placements, and those added at run time (addPlacement). */
+  readonly #placements: Map<string, PlacementConfig>;
   /** Each bucket's placement: talus.toml's [buckets], changed at run time by setBucketPlacement. */
   readonly #bucketPlacements: Map<string, string>;
   readonly #health: BackendHealth;
@@ -86,6 +87,41 @@ export class PlacedBlobStore implements BlobStore {
     return this.#health;
   }
 
+  /** Every placement, configured or added at run time. */
+  placements(): PlacementConfig[] {
+    return [...this.#placements.values()];
+  }
+
+  hasPlacement(name: string): boolean {
+    return name === LOCAL_PLACEMENT || this.#placements.has(name);
+  }
+
+  /** A new placement over open backends (the admin API's AddPlacement): usable by buckets from now on. */
+  addPlacement(placement: StripedPlacementConfig): void {
+    assert(!this.#placements.has(placement.name) && placement.name !== LOCAL_PLACEMENT, `placement ${placement.name} is new`);
+    for (const name of placement.backends) assert(this.#backends.has(name), `placement ${placement.name}: backend ${name} is open`);
+    this.#placements.set(placement.name, placement);
+  }
+
+  /**
+   * Why `name` cannot be removed now (a bucket, the default or a hybrid
+   * placement uses it), or undefined. Blobs written under it keep reading:
+   * each records its own backends.
+   */
+  placementInUse(name: string): string | undefined {
+    if (this.#config.defaultPlacement === name) return 'it is the default placement';
+    for (const [bucket, placement] of this.#bucketPlacements) if (placement === name) return `bucket ${bucket} uses it`;
+    for (const placement of this.#placements.values()) {
+      if (placement.type === 'hybrid' && (placement.small === name || placement.large === name)) return `placement ${placement.name} contains it`;
+    }
+    return undefined;
+  }
+
+  removePlacement(name: string): void {
+    assert(this.placementInUse(name) === undefined, `placement ${name} is unused`);
+    this.#placements.delete(name);
+  }
+
   /** The name of the placement `bucket`'s new blobs get: its own, else the default. */
   bucketPlacementName(bucket: string): string {
     return this.#bucketPlacements.get(bucket) ?? this.#config.defaultPlacement;
@@ -97,7 +133,7 @@ export class PlacedBlobStore implements BlobStore {
    * moves them (Healer.replaceAll compares each blob with placementFor).
    */
   setBucketPlacement(bucket: string, placement: string): void {
-    assert(placement === LOCAL_PLACEMENT || this.#placements.has(placement), `placement ${placement} is configured`);
+    assert(this.hasPlacement(placement), `placement ${placement} is configured`);
     this.#bucketPlacements.set(bucket, placement);
   }
 

@@ -1,0 +1,179 @@
+/**
+ * Backends and placements changed at run time, without a restart:
+ * AddBackend, AddPlacement, DeletePlacement, SetBucketPlacement (and
+ * ListPlacements to see them). Each change is validated by src/config's
+ * parser, kept in the data directory before it is applied (a failed write
+ * changes nothing; a crash after it applies at the next start), and then
+ * applied to the running placement. Objects follow a bucket's new placement
+ * through re-placement (a pass starts at once). Only in a server that runs
+ * placements (--config) and serves in one process: --workers' workers would
+ * keep their start-up configuration.
+ *
+ * Not offered: changing or removing a backend. Every blob records the
+ * backends of its shards; a backend may go only once no blob (live or queued
+ * for purge) names it, which is a talus.toml edit and a restart after the
+ * buckets moved off it.
+ */
+import { ConfigError, LOCAL_PLACEMENT, type BackendConfig } from '../config/config.ts';
+import { readBucketPlacements, writeBucketPlacements } from '../placement/bucket-placements.ts';
+import type { OpenPlacement } from '../placement/open-placement.ts';
+import { readRuntimePlacements, validateBackend, validatePlacement, writeRuntimePlacements } from '../placement/runtime-placements.ts';
+import { type AdminContext, type AdminStorage, operation } from './define.ts';
+import { AdminError } from './errors.ts';
+import { requireStorage } from './storage-operations.ts';
+
+/** Changes one at a time: each rewrites its file from what the one before left. */
+let changes: Promise<unknown> = Promise.resolve();
+function oneAtATime<T>(change: () => Promise<T>): Promise<T> {
+  const done = changes.then(change);
+  changes = done.catch(() => undefined);
+  return done;
+}
+
+const NAME = { type: 'string', description: 'Lower-case letters, digits, _ and - (as in talus.toml).', required: true, maxLength: 63 } as const;
+
+function requireRuntimePlacement(context: AdminContext): { storage: AdminStorage; placement: OpenPlacement } {
+  const storage = requireStorage(context);
+  if (storage.placement === undefined) throw new AdminError('Conflict', 'no placements are configured (start the server with --config)');
+  // Workers write with the placements they were started with: a change here would not reach them.
+  if (context.server.workers > 1) throw new AdminError('Conflict', 'not with --workers: change talus.toml and restart');
+  return { storage, placement: storage.placement };
+}
+
+function configured<T>(validate: () => T): T {
+  try {
+    return validate();
+  } catch (error) {
+    if (error instanceof ConfigError) throw new AdminError('InvalidRequest', error.message);
+    throw error;
+  }
+}
+
+export const RUNTIME_CONFIG_OPERATIONS = {
+  ListPlacements: operation({
+    summary: 'Every placement (talus.toml\'s and those added at run time) with its type, shards and backends, the default, and each bucket\'s placement.',
+    input: {},
+    output: '{ defaultPlacement, placements: [{ name, type, dataShards, parityShards, backends, writeQuorum | small, large, thresholdBytes }], buckets: [{ name, placement }] }',
+    async handler(context) {
+      const storage = requireStorage(context);
+      const store = storage.placement?.store;
+      const buckets = (await context.engine.listBuckets()).map((bucket) => ({
+        name: bucket.name,
+        placement: store?.bucketPlacementName(bucket.name) ?? storage.config.buckets.get(bucket.name) ?? storage.config.defaultPlacement,
+      }));
+      const placements = (storage.placement?.placements() ?? storage.config.placements).map((placement) => placement.type === 'hybrid'
+        ? { name: placement.name, type: placement.type, small: placement.small, large: placement.large, thresholdBytes: placement.thresholdBytes }
+        : { name: placement.name, type: placement.type, dataShards: placement.dataShards, parityShards: placement.parityShards, backends: placement.backends, writeQuorum: placement.writeQuorum });
+      return { defaultPlacement: storage.config.defaultPlacement, placements, buckets };
+    },
+  }),
+  AddBackend: operation({
+    summary: 'Adds a backend (a directory, or an S3 bucket) without a restart, kept in the data directory; it is probed at once and placements may use it.',
+    input: {
+      name: NAME,
+      type: { type: 'string', description: 'directory or s3.', required: true, enum: ['directory', 's3'] },
+      path: { type: 'string', description: 'directory: an absolute path.', maxLength: 4096 },
+      endpoint: { type: 'string', description: 's3: http(s)://host[:port]', maxLength: 512 },
+      bucket: { type: 'string', description: 's3: the bucket.', maxLength: 63 },
+      region: { type: 'string', description: 's3: the region (default us-east-1).', maxLength: 64 },
+      accessKeyId: { type: 'string', description: 's3: the access key ID.', maxLength: 256 },
+      secretAccessKey: { type: 'string', description: 's3: the secret (kept in the data directory, mode 0600, as talus.toml keeps it; never answered).', maxLength: 256 },
+      prefix: { type: 'string', description: 's3: a key prefix in the bucket.', maxLength: 512 },
+    },
+    output: '{ name, type }',
+    async handler(context, input) {
+      const { storage, placement } = requireRuntimePlacement(context);
+      if (input.type === 'directory' && (input.path === undefined || !input.path.startsWith('/'))) throw new AdminError('InvalidRequest', 'a directory backend needs an absolute path');
+      const requested: BackendConfig = input.type === 'directory'
+        ? { name: input.name, type: 'directory', path: input.path! }
+        : {
+            name: input.name, type: 's3', endpoint: input.endpoint ?? '', bucket: input.bucket ?? '', region: input.region ?? 'us-east-1',
+            accessKeyId: input.accessKeyId ?? '', secretAccessKey: input.secretAccessKey ?? '', prefix: input.prefix ?? '',
+            multipartThresholdBytes: undefined, partBytes: undefined,
+          };
+      const backend = configured(() => validateBackend(requested, 'AddBackend'));
+      if (backend.type === 's3' && (backend.bucket === '' || backend.accessKeyId === '' || backend.secretAccessKey === '')) throw new AdminError('InvalidRequest', 'an s3 backend needs bucket, accessKeyId and secretAccessKey');
+      return oneAtATime(async () => {
+        if (placement.store.backends().some((open) => open.name === backend.name)) throw new AdminError('Conflict', `backend ${backend.name} exists`);
+        const kept = await readRuntimePlacements(storage.dataDir);
+        const next = { ...kept, backends: [...kept.backends, backend] };
+        await writeRuntimePlacements(storage.dataDir, next);
+        try {
+          await placement.addBackend(backend);
+        } catch (error) {
+          await writeRuntimePlacements(storage.dataDir, kept); // not opened, so not kept
+          throw new AdminError('InvalidRequest', `backend ${backend.name} cannot be opened: ${error instanceof Error ? error.message : String(error)}`);
+        }
+        return { name: backend.name, type: backend.type };
+      });
+    },
+  }),
+  AddPlacement: operation({
+    summary: 'Adds a placement (erasure, replica or single) over existing backends without a restart, kept in the data directory; SetBucketPlacement puts buckets on it.',
+    input: {
+      name: NAME,
+      type: { type: 'string', description: 'erasure (k data + m parity shards), replica (k = 1, m + 1 copies) or single.', required: true, enum: ['erasure', 'replica', 'single'] },
+      dataShards: { type: 'integer', description: 'erasure: k.', minimum: 1, maximum: 64 },
+      parityShards: { type: 'integer', description: 'erasure: m; replica: copies − 1.', minimum: 0, maximum: 64 },
+      backends: { type: 'string[]', description: 'The candidate backends, in priority order.', required: true, maxLength: 64 },
+      writeQuorum: { type: 'integer', description: 'Shards a write waits for (default k + m − 1, at least k).', minimum: 1, maximum: 128 },
+      assignment: { type: 'string', description: 'shuffle (default) or priority.', enum: ['shuffle', 'priority'] },
+    },
+    output: '{ name, type, dataShards, parityShards, backends, writeQuorum }',
+    async handler(context, input) {
+      const { storage, placement } = requireRuntimePlacement(context);
+      const dataShards = input.type === 'erasure' ? input.dataShards ?? 0 : 1;
+      const parityShards = input.type === 'single' ? 0 : input.parityShards ?? 0;
+      return oneAtATime(async () => {
+        if (placement.store.hasPlacement(input.name)) throw new AdminError('Conflict', `placement ${input.name} exists`);
+        const backendNames = placement.store.backends().map((backend) => backend.name);
+        const validated = configured(() => validatePlacement({ ...input, dataShards, parityShards }, backendNames, 'AddPlacement'));
+        const kept = await readRuntimePlacements(storage.dataDir);
+        await writeRuntimePlacements(storage.dataDir, { ...kept, placements: [...kept.placements, validated] });
+        placement.addPlacement(validated);
+        return { name: validated.name, type: validated.type, dataShards: validated.dataShards, parityShards: validated.parityShards, backends: validated.backends, writeQuorum: validated.writeQuorum };
+      });
+    },
+  }),
+  DeletePlacement: operation({
+    summary: 'Removes a placement added at run time that no bucket uses (objects written under it keep reading: each records its own backends).',
+    input: { name: NAME },
+    output: '{}',
+    async handler(context, input) {
+      const { storage, placement } = requireRuntimePlacement(context);
+      return oneAtATime(async () => {
+        const kept = await readRuntimePlacements(storage.dataDir);
+        if (!kept.placements.some((candidate) => candidate.name === input.name)) {
+          throw placement.store.hasPlacement(input.name) ? new AdminError('Conflict', `placement ${input.name} is declared in talus.toml: remove it there`) : new AdminError('NotFound', `no placement ${input.name}`);
+        }
+        const inUse = placement.placementInUse(input.name);
+        if (inUse !== undefined) throw new AdminError('Conflict', `placement ${input.name} is in use: ${inUse}`);
+        await writeRuntimePlacements(storage.dataDir, { ...kept, placements: kept.placements.filter((candidate) => candidate.name !== input.name) });
+        placement.removePlacement(input.name);
+        return {};
+      });
+    },
+  }),
+  SetBucketPlacement: operation({
+    summary: 'Moves a bucket to another placement (or local), at once and across restarts (kept in the data directory, over talus.toml\'s [buckets]); new objects go there, and a re-placement pass starts to move the existing ones.',
+    input: {
+      bucket: { type: 'string', description: 'The bucket.', required: true, maxLength: 63 },
+      placement: { type: 'string', description: `A placement, or ${LOCAL_PLACEMENT}.`, required: true, maxLength: 63 },
+    },
+    output: '{ bucket, placement, replacementStarted }',
+    async handler(context, input) {
+      const { storage, placement } = requireRuntimePlacement(context);
+      await context.engine.getBucket(input.bucket); // NotFound for a missing bucket
+      await oneAtATime(async () => {
+        if (!placement.store.hasPlacement(input.placement)) throw new AdminError('NotFound', `no placement ${input.placement}`);
+        const chosen = await readBucketPlacements(storage.dataDir);
+        chosen.set(input.bucket, input.placement);
+        await writeBucketPlacements(storage.dataDir, chosen);
+        placement.store.setBucketPlacement(input.bucket, input.placement);
+      });
+      // Objects already written move with a healing pass's re-placement (false: one asked for runs already; StartHeal after it).
+      const replacementStarted = placement.healNow({ deep: false });
+      return { bucket: input.bucket, placement: input.placement, replacementStarted };
+    },
+  }),
+} as const;

@@ -1,0 +1,132 @@
+/**
+ * Backends and placements added at run time (the admin API's AddBackend and
+ * AddPlacement), kept in DATA_DIR/runtime-placements.json (mode 0600: an S3
+ * backend's secret is in it, as it is in talus.toml) and merged with
+ * talus.toml's at every start.
+ *
+ * Each is validated by src/config's own parser, not a second copy of its
+ * rules: the entry is written as the talus.toml table it would be, beside
+ * stand-ins for the backends it may name, and parsed. At start the file is
+ * validated again against the talus.toml of that start; a name declared in
+ * both, or a placement naming a backend neither has, fails the start naming
+ * this file (fail closed, as talus.toml itself does).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type BackendConfig, ConfigError, type PlacementConfig, type StripedPlacementConfig, type TalusConfig, parseConfig } from '../config/config.ts';
+import { writeFileAtomically } from '../util/atomic-file.ts';
+
+export const RUNTIME_PLACEMENTS_FILE = 'runtime-placements.json';
+
+export interface RuntimePlacements {
+  backends: BackendConfig[];
+  /** Striped placements only: a hybrid one is a talus.toml matter. */
+  placements: StripedPlacementConfig[];
+}
+
+interface RuntimePlacementsFile extends RuntimePlacements {
+  version: 1;
+}
+
+export const NO_RUNTIME_PLACEMENTS: RuntimePlacements = { backends: [], placements: [] };
+
+export async function readRuntimePlacements(dataDir: string): Promise<RuntimePlacements> {
+  const path = join(dataDir, RUNTIME_PLACEMENTS_FILE);
+  const text = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
+  if (text === undefined) return NO_RUNTIME_PLACEMENTS;
+  const parsed = JSON.parse(text) as Partial<RuntimePlacementsFile>;
+  if (parsed.version !== 1 || !Array.isArray(parsed.backends) || !Array.isArray(parsed.placements)) throw new ConfigError(`${path}: not a Talus runtime placements file`);
+  return { backends: parsed.backends, placements: parsed.placements };
+}
+
+export function writeRuntimePlacements(dataDir: string, additions: RuntimePlacements): Promise<void> {
+  const contents: RuntimePlacementsFile = { version: 1, ...additions };
+  return writeFileAtomically(join(dataDir, RUNTIME_PLACEMENTS_FILE), `${JSON.stringify(contents, null, 2)}\n`, 0o600);
+}
+
+/** A TOML basic string: JSON's escapes are a subset of TOML's. */
+function tomlString(value: string): string {
+  return JSON.stringify(value);
+}
+
+function backendTable(backend: BackendConfig): string {
+  const lines = [`[backends.${backend.name}]`, `type = ${tomlString(backend.type)}`];
+  if (backend.type === 'directory') {
+    lines.push(`path = ${tomlString(backend.path)}`);
+  } else {
+    lines.push(`endpoint = ${tomlString(backend.endpoint)}`, `bucket = ${tomlString(backend.bucket)}`, `region = ${tomlString(backend.region)}`);
+    lines.push(`access_key_id = ${tomlString(backend.accessKeyId)}`, `secret_access_key = ${tomlString(backend.secretAccessKey)}`, `prefix = ${tomlString(backend.prefix)}`);
+    if (backend.multipartThresholdBytes !== undefined) lines.push(`multipart_threshold = ${backend.multipartThresholdBytes}`);
+    if (backend.partBytes !== undefined) lines.push(`part_size = ${backend.partBytes}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function placementTable(placement: StripedPlacementConfig): string {
+  const lines = [`[placements.${placement.name}]`, `type = ${tomlString(placement.type)}`];
+  const list = `[${placement.backends.map(tomlString).join(', ')}]`;
+  if (placement.type === 'erasure') lines.push(`data_shards = ${placement.dataShards}`, `parity_shards = ${placement.parityShards}`, `backends = ${list}`);
+  else if (placement.type === 'replica') lines.push(`copies = ${placement.parityShards + 1}`, `backends = ${list}`);
+  else lines.push(`backend = ${tomlString(placement.backends[0]!)}`);
+  lines.push(`write_quorum = ${placement.writeQuorum}`, `assignment = ${tomlString(placement.assignment)}`, `block_size = ${placement.blockBytes}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** What a placement request becomes once parsed as talus.toml would parse it (defaults filled in). */
+export interface PlacementRequest {
+  name: string;
+  type: 'erasure' | 'replica' | 'single';
+  dataShards: number;
+  parityShards: number;
+  backends: readonly string[];
+  writeQuorum?: number | undefined;
+  assignment?: 'shuffle' | 'priority' | undefined;
+  blockBytes?: number | undefined;
+}
+
+/** Parses `request` as the [placements] table it would be, with `backendNames` declared; throws ConfigError. */
+export function validatePlacement(request: PlacementRequest, backendNames: readonly string[], source: string): StripedPlacementConfig {
+  const list = `[${request.backends.map(tomlString).join(', ')}]`;
+  const lines = [`[placements.${request.name}]`, `type = ${tomlString(request.type)}`];
+  if (request.type === 'erasure') lines.push(`data_shards = ${request.dataShards}`, `parity_shards = ${request.parityShards}`, `backends = ${list}`);
+  else if (request.type === 'replica') lines.push(`copies = ${request.parityShards + 1}`, `backends = ${list}`);
+  else lines.push(`backend = ${tomlString(request.backends[0] ?? '')}`);
+  if (request.writeQuorum !== undefined) lines.push(`write_quorum = ${request.writeQuorum}`);
+  if (request.assignment !== undefined) lines.push(`assignment = ${tomlString(request.assignment)}`);
+  if (request.blockBytes !== undefined) lines.push(`block_size = ${request.blockBytes}`);
+  // Stand-ins: only the names matter to a placement's validation.
+  const stubs = backendNames.map((name) => `[backends.${name}]\ntype = "directory"\npath = "/"\n`).join('');
+  const parsed = parseConfig(`${stubs}${lines.join('\n')}\n`, { source, baseDirectory: '/' });
+  const placement = parsed.placements[0];
+  if (placement === undefined || placement.type === 'hybrid') throw new ConfigError(`${source}: not a striped placement`);
+  return placement;
+}
+
+/** Parses `backend` as the [backends] table it would be; throws ConfigError. */
+export function validateBackend(backend: BackendConfig, source: string): BackendConfig {
+  const parsed = parseConfig(backendTable(backend), { source, baseDirectory: '/' });
+  return parsed.backends[0]!;
+}
+
+/** `config` with `additions`, each validated again; fails closed on a clash or a dangling name. */
+export function withRuntimePlacements(config: TalusConfig, additions: RuntimePlacements, source: string): TalusConfig {
+  if (additions.backends.length === 0 && additions.placements.length === 0) return config;
+  const backends = [...config.backends];
+  for (const backend of additions.backends) {
+    if (backends.some((known) => known.name === backend.name)) throw new ConfigError(`${source}: backend ${backend.name} is declared in the configuration too (remove one)`);
+    backends.push(validateBackend(backend, source));
+  }
+  const placements: PlacementConfig[] = [...config.placements];
+  for (const placement of additions.placements) {
+    if (placements.some((known) => known.name === placement.name)) throw new ConfigError(`${source}: placement ${placement.name} is declared in the configuration too (remove one)`);
+    // Parsed from the table it would be: the stored fields are checked by the same rules as talus.toml's.
+    const table = placementTable(placement);
+    const stubs = backends.map((backend) => `[backends.${backend.name}]\ntype = "directory"\npath = "/"\n`).join('');
+    const parsed = parseConfig(`${stubs}${table}`, { source, baseDirectory: '/' }).placements[0]!;
+    placements.push(parsed);
+  }
+  return { ...config, backends, placements };
+}
