@@ -93,6 +93,8 @@ describe('admin operations', () => {
   let talus: RunningTalus;
   let admin: AdminClient;
   let s3: S3Client;
+  /** Closed last: backends added through them stay up for the tests after. */
+  const proxies: { close(): Promise<void> }[] = [];
   const as = (credentials: Credentials): AdminClient => new AdminClient({ endpoint: talus.adminUrl!, ...credentials });
   /** An admin call with `Authorization: Bearer <token>`: the answer's status and JSON. */
   const withToken = async (token: string, operation: string, input: object = {}): Promise<{ status: number; body: Record<string, unknown> }> => {
@@ -127,6 +129,7 @@ describe('admin operations', () => {
   after(async () => {
     s3.destroy();
     await talus.close();
+    await Promise.all(proxies.map((proxy) => proxy.close()));
     await rm(root, { recursive: true, force: true });
   });
 
@@ -281,8 +284,9 @@ describe('admin operations', () => {
     const near = await delayingProxy(new URL(talus.url), 0);
     const middle = await delayingProxy(new URL(talus.url), 60);
     const far = await delayingProxy(new URL(talus.url), 150);
+    proxies.push(near, middle, far);
     const closedPort = await freePort();
-    try {
+    {
       type Latency = { endpoint: string; region: string | null; answered: number; failed: number; p50Ms: number | null; p95Ms: number | null; p99Ms: number | null; jitterMs: number | null; error?: string };
       const { endpoints } = await admin.call<{ endpoints: Latency[] }>('ProbeEndpoints', { endpoints: [far.url, `http://127.0.0.1:${closedPort}`, middle.url, near.url], probes: 3 });
       assert.deepEqual(endpoints.map((result) => result.endpoint), [near.url, middle.url, far.url, `http://127.0.0.1:${closedPort}`], 'best first, the unreachable last');
@@ -308,8 +312,25 @@ describe('admin operations', () => {
       assert.equal(await outcome(admin.call('RecommendPlacement', { endpoints: [near.url, `http://127.0.0.1:${closedPort}`], probes: 1, k: 2, m: 1 })), 'Conflict');
       assert.equal(await outcome(admin.call('ProbeEndpoints', { endpoints: ['file:///etc/passwd'] })), 'InvalidRequest');
       assert.equal(await outcome(admin.call('ProbeEndpoints', { template: 'http://no-placeholder', regions: ['a'] })), 'InvalidRequest');
-    } finally {
-      await Promise.all([near.close(), middle.close(), far.close()]);
+
+      // On request, the backends and the placement are created: here S3 backends on this very server, through the proxies.
+      const created = await admin.call<{ created: boolean; placement: { backends: { name: string }[] } }>('RecommendPlacement', {
+        endpoints: [far.url, near.url, middle.url], probes: 2, k: 1, m: 1, name: 'nearby', create: true, bucket: 'region-shards', ...ROOT,
+      });
+      assert.equal(created.created, true);
+      const names = created.placement.backends.map((backend) => backend.name);
+      await eventually('the created backends probed up', async () => {
+        const { backends } = await admin.call<{ backends: { name: string; state: string }[] }>('ListBackends');
+        return names.every((name) => backends.find((backend) => backend.name === name)?.state === 'up');
+      });
+      await s3.send(new CreateBucketCommand({ Bucket: 'far-away' }));
+      await admin.call('SetBucketPlacement', { bucket: 'far-away', placement: 'nearby' });
+      const body = Buffer.alloc(30_000, 3);
+      await s3.send(new PutObjectCommand({ Bucket: 'far-away', Key: 'k', Body: body }));
+      const read = await s3.send(new GetObjectCommand({ Bucket: 'far-away', Key: 'k' }));
+      assert.ok(Buffer.from(await read.Body!.transformToByteArray()).equals(body));
+      // One copy through each proxy, stored as objects of the backends' bucket (the second may settle after the acknowledgement: quorum 1 of 2).
+      await eventually('both copies stored', async () => (await admin.call<{ buckets: { objects: number }[] }>('GetStorageStats', { bucket: 'region-shards' })).buckets[0]!.objects === 2);
     }
   });
 
@@ -338,7 +359,7 @@ describe('admin operations', () => {
 
     const listed = await admin.call<{ defaultPlacement: string; placements: { name: string; type: string; backends: string[] }[]; buckets: { name: string; placement: string }[] }>('ListPlacements');
     assert.equal(listed.defaultPlacement, 'local');
-    assert.deepEqual(listed.placements.map((placement) => [placement.name, placement.type, placement.backends]), [['copies', 'replica', ['disk0', 'disk1']]]);
+    assert.deepEqual(listed.placements.filter((placement) => placement.name === 'copies').map((placement) => [placement.type, placement.backends]), [['replica', ['disk0', 'disk1']]]);
     assert.equal(listed.buckets.find((bucket) => bucket.name === 'movable')?.placement, 'copies');
     const stats = await admin.call<{ buckets: { name: string; placement: string }[] }>('GetStorageStats', { bucket: 'movable' });
     assert.equal(stats.buckets[0]!.placement, 'copies');
@@ -377,7 +398,7 @@ describe('admin operations', () => {
     const read = await s3.send(new GetObjectCommand({ Bucket: 'widened', Key: 'k' }));
     assert.equal((await read.Body!.transformToByteArray()).length, 50_000, 'objects written under a removed placement still read');
     const file = JSON.parse(await readFile(join(dataDir, 'runtime-placements.json'), 'utf8')) as { backends: { name: string }[]; placements: { name: string }[] };
-    assert.deepEqual([file.backends.map((backend) => backend.name), file.placements.map((placement) => placement.name)], [['disk2'], ['kept']]);
+    assert.deepEqual([file.backends.at(-1)!.name, file.placements.map((placement) => placement.name)], ['disk2', ['nearby', 'kept']]);
   });
 
   test('after a restart: tokens (kept hashed), backends and placements added, and buckets\' placements chosen at run time are still there', async () => {
@@ -390,9 +411,10 @@ describe('admin operations', () => {
     // So do a bucket's placement chosen at run time, and backends and placements added at run time.
     const listed = await admin.call<{ placements: { name: string }[]; buckets: { name: string; placement: string }[] }>('ListPlacements');
     assert.equal(listed.buckets.find((bucket) => bucket.name === 'movable')?.placement, 'copies');
-    assert.deepEqual(listed.placements.map((placement) => placement.name), ['copies', 'kept']);
+    assert.deepEqual(listed.placements.map((placement) => placement.name), ['copies', 'nearby', 'kept']);
     const backends = await admin.call<{ backends: { name: string }[] }>('ListBackends');
-    assert.deepEqual(backends.backends.map((backend) => backend.name), ['disk0', 'disk1', 'disk2']);
+    assert.deepEqual(backends.backends.map((backend) => backend.name).slice(0, 2), ['disk0', 'disk1']);
+    assert.equal(backends.backends.length, 5, 'disk0, disk1, two S3 backends and disk2');
     // AdminClient and `talus admin` (TALUS_ADMIN_TOKEN) send it.
     assert.equal((await new AdminClient({ endpoint: talus.adminUrl!, token }).call<{ workers: number }>('GetServerInfo')).workers, 1);
     const cli = await runTalusCli(['admin', 'GetServerInfo', '--endpoint', talus.adminUrl!], { TALUS_ADMIN_TOKEN: token, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' });

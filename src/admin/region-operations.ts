@@ -6,6 +6,7 @@
  */
 import { DATA_SHARDS_MAX, PARITY_SHARDS_MAX } from '../erasure/index.ts';
 import { operation } from './define.ts';
+import { addRuntimeBackend, addRuntimePlacement, checkRuntimeChanges } from './runtime-config-operations.ts';
 import { AdminError } from './errors.ts';
 import { ENDPOINTS_MAX, type EndpointLatency, PROBES_DEFAULT, PROBES_MAX, REGION_PLACEHOLDER, candidates, probeEndpoints } from './region-discovery.ts';
 
@@ -58,9 +59,18 @@ export const REGION_OPERATIONS = {
       k: { type: 'integer', description: 'Data shards (1: replicas or a single copy).', required: true, minimum: 1, maximum: DATA_SHARDS_MAX },
       m: { type: 'integer', description: 'Parity shards (replicas: copies − 1).', required: true, minimum: 0, maximum: PARITY_SHARDS_MAX },
       name: { type: 'string', description: 'The placement\'s name (default "discovered").', maxLength: 63 },
+      create: { type: 'boolean', description: 'Also add the backends and the placement now (AddBackend, AddPlacement), with bucket, accessKeyId and secretAccessKey.' },
+      bucket: { type: 'string', description: 'create: the bucket on every endpoint (created when missing).', maxLength: 63 },
+      accessKeyId: { type: 'string', description: 'create: the access key ID for every endpoint.', maxLength: 256 },
+      secretAccessKey: { type: 'string', description: 'create: its secret (kept as AddBackend keeps it; never answered).', maxLength: 256 },
     },
-    output: '{ placement: { name, type, dataShards, parityShards, backends: [{ name, endpoint, region, p50Ms, p99Ms }] }, toml, endpoints }',
-    async handler(_context, input) {
+    output: '{ placement: { name, type, dataShards, parityShards, backends: [{ name, endpoint, region, p50Ms, p99Ms }] }, toml, endpoints, created }',
+    async handler(context, input) {
+      const credentials = input.create === true ? { bucket: input.bucket, accessKeyId: input.accessKeyId, secretAccessKey: input.secretAccessKey } : undefined;
+      if (credentials !== undefined) {
+        if (credentials.bucket === undefined || credentials.accessKeyId === undefined || credentials.secretAccessKey === undefined) throw new AdminError('InvalidRequest', 'create needs bucket, accessKeyId and secretAccessKey');
+        checkRuntimeChanges(context); // before probing for a minute
+      }
       if (input.k > 1 && input.m === 0) throw new AdminError('InvalidRequest', 'erasure coding needs m ≥ 1 (k = 1, m = 0 is a single copy)');
       const name = input.name ?? 'discovered';
       if (!/^[a-z0-9][a-z0-9_-]{0,62}$/.test(name)) throw new AdminError('InvalidRequest', 'field name must be lower-case letters, digits, _ and -');
@@ -68,14 +78,24 @@ export const REGION_OPERATIONS = {
       const reliable = endpoints.filter((result) => result.failed === 0 && result.p50Ms !== null);
       const width = input.k + input.m;
       if (reliable.length < width) throw new AdminError('Conflict', `${reliable.length} endpoints answered every probe; k + m = ${width} are needed`);
-      const taken = new Set<string>();
+      const taken = new Set<string>(input.create === true ? context.storage?.placement?.store.backends().map((backend) => backend.name) ?? [] : []);
       const chosen = reliable.slice(0, width).map((result) => ({ name: backendName(result, taken), endpoint: new URL(result.endpoint).origin, region: result.region ?? null, p50Ms: result.p50Ms, p99Ms: result.p99Ms }));
       const type = input.k === 1 ? (input.m === 0 ? 'single' : 'replica') : 'erasure';
       const toml = chosen.map((backend) =>
         `[backends.${backend.name}]\ntype = "s3"\nendpoint = ${JSON.stringify(backend.endpoint)}\n` +
         `region = ${JSON.stringify(backend.region ?? 'us-east-1')}\nbucket = "FILL-IN"\naccess_key_id = "FILL-IN"\nsecret_access_key = "FILL-IN"\n`,
       ).join('') + placementToml(name, input.k, input.m, chosen.map((backend) => backend.name));
-      return { placement: { name, type, dataShards: input.k, parityShards: input.m, backends: chosen }, toml, endpoints };
+      if (credentials !== undefined) {
+        // One by one, each validated and kept as AddBackend keeps it; a failure leaves those added before (ListBackends shows them).
+        for (const backend of chosen) {
+          await addRuntimeBackend(context, {
+            name: backend.name, type: 's3', endpoint: backend.endpoint, region: backend.region ?? 'us-east-1', bucket: credentials.bucket!,
+            accessKeyId: credentials.accessKeyId!, secretAccessKey: credentials.secretAccessKey!, prefix: '', multipartThresholdBytes: undefined, partBytes: undefined,
+          });
+        }
+        await addRuntimePlacement(context, { name, type, dataShards: input.k, parityShards: input.m, backends: chosen.map((backend) => backend.name) });
+      }
+      return { placement: { name, type, dataShards: input.k, parityShards: input.m, backends: chosen }, toml, endpoints, created: credentials !== undefined };
     },
   }),
 } as const;

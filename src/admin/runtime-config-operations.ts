@@ -14,10 +14,10 @@
  * for purge) names it, which is a talus.toml edit and a restart after the
  * buckets moved off it.
  */
-import { ConfigError, LOCAL_PLACEMENT, type BackendConfig } from '../config/config.ts';
+import { ConfigError, LOCAL_PLACEMENT, type BackendConfig, type StripedPlacementConfig } from '../config/config.ts';
 import { readBucketPlacements, writeBucketPlacements } from '../placement/bucket-placements.ts';
 import type { OpenPlacement } from '../placement/open-placement.ts';
-import { readRuntimePlacements, validateBackend, validatePlacement, writeRuntimePlacements } from '../placement/runtime-placements.ts';
+import { type PlacementRequest, readRuntimePlacements, validateBackend, validatePlacement, writeRuntimePlacements } from '../placement/runtime-placements.ts';
 import { type AdminContext, type AdminStorage, operation } from './define.ts';
 import { AdminError } from './errors.ts';
 import { requireStorage } from './storage-operations.ts';
@@ -47,6 +47,44 @@ function configured<T>(validate: () => T): T {
     if (error instanceof ConfigError) throw new AdminError('InvalidRequest', error.message);
     throw error;
   }
+}
+
+/** Validates, keeps and opens a backend (AddBackend, RecommendPlacement with create). */
+export async function addRuntimeBackend(context: AdminContext, requested: BackendConfig): Promise<BackendConfig> {
+  const { storage, placement } = requireRuntimePlacement(context);
+  const backend = configured(() => validateBackend(requested, 'AddBackend'));
+  if (backend.type === 's3' && (backend.bucket === '' || backend.accessKeyId === '' || backend.secretAccessKey === '')) throw new AdminError('InvalidRequest', 'an s3 backend needs bucket, accessKeyId and secretAccessKey');
+  return oneAtATime(async () => {
+    if (placement.store.backends().some((open) => open.name === backend.name)) throw new AdminError('Conflict', `backend ${backend.name} exists`);
+    const kept = await readRuntimePlacements(storage.dataDir);
+    await writeRuntimePlacements(storage.dataDir, { ...kept, backends: [...kept.backends, backend] });
+    try {
+      await placement.addBackend(backend);
+    } catch (error) {
+      await writeRuntimePlacements(storage.dataDir, kept); // not opened, so not kept
+      throw new AdminError('InvalidRequest', `backend ${backend.name} cannot be opened: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    return backend;
+  });
+}
+
+/** Validates, keeps and applies a placement over open backends (AddPlacement, RecommendPlacement with create). */
+export async function addRuntimePlacement(context: AdminContext, request: PlacementRequest): Promise<StripedPlacementConfig> {
+  const { storage, placement } = requireRuntimePlacement(context);
+  return oneAtATime(async () => {
+    if (placement.store.hasPlacement(request.name)) throw new AdminError('Conflict', `placement ${request.name} exists`);
+    const backendNames = placement.store.backends().map((backend) => backend.name);
+    const validated = configured(() => validatePlacement(request, backendNames, 'AddPlacement'));
+    const kept = await readRuntimePlacements(storage.dataDir);
+    await writeRuntimePlacements(storage.dataDir, { ...kept, placements: [...kept.placements, validated] });
+    placement.addPlacement(validated);
+    return validated;
+  });
+}
+
+/** True when run-time changes can be made here, without changing anything (RecommendPlacement checks before it probes). */
+export function checkRuntimeChanges(context: AdminContext): void {
+  requireRuntimePlacement(context);
 }
 
 export const RUNTIME_CONFIG_OPERATIONS = {
@@ -82,7 +120,7 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     },
     output: '{ name, type }',
     async handler(context, input) {
-      const { storage, placement } = requireRuntimePlacement(context);
+      requireRuntimePlacement(context);
       if (input.type === 'directory' && (input.path === undefined || !input.path.startsWith('/'))) throw new AdminError('InvalidRequest', 'a directory backend needs an absolute path');
       const requested: BackendConfig = input.type === 'directory'
         ? { name: input.name, type: 'directory', path: input.path! }
@@ -91,21 +129,8 @@ export const RUNTIME_CONFIG_OPERATIONS = {
             accessKeyId: input.accessKeyId ?? '', secretAccessKey: input.secretAccessKey ?? '', prefix: input.prefix ?? '',
             multipartThresholdBytes: undefined, partBytes: undefined,
           };
-      const backend = configured(() => validateBackend(requested, 'AddBackend'));
-      if (backend.type === 's3' && (backend.bucket === '' || backend.accessKeyId === '' || backend.secretAccessKey === '')) throw new AdminError('InvalidRequest', 'an s3 backend needs bucket, accessKeyId and secretAccessKey');
-      return oneAtATime(async () => {
-        if (placement.store.backends().some((open) => open.name === backend.name)) throw new AdminError('Conflict', `backend ${backend.name} exists`);
-        const kept = await readRuntimePlacements(storage.dataDir);
-        const next = { ...kept, backends: [...kept.backends, backend] };
-        await writeRuntimePlacements(storage.dataDir, next);
-        try {
-          await placement.addBackend(backend);
-        } catch (error) {
-          await writeRuntimePlacements(storage.dataDir, kept); // not opened, so not kept
-          throw new AdminError('InvalidRequest', `backend ${backend.name} cannot be opened: ${error instanceof Error ? error.message : String(error)}`);
-        }
-        return { name: backend.name, type: backend.type };
-      });
+      const backend = await addRuntimeBackend(context, requested);
+      return { name: backend.name, type: backend.type };
     },
   }),
   AddPlacement: operation({
@@ -121,18 +146,10 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     },
     output: '{ name, type, dataShards, parityShards, backends, writeQuorum }',
     async handler(context, input) {
-      const { storage, placement } = requireRuntimePlacement(context);
       const dataShards = input.type === 'erasure' ? input.dataShards ?? 0 : 1;
       const parityShards = input.type === 'single' ? 0 : input.parityShards ?? 0;
-      return oneAtATime(async () => {
-        if (placement.store.hasPlacement(input.name)) throw new AdminError('Conflict', `placement ${input.name} exists`);
-        const backendNames = placement.store.backends().map((backend) => backend.name);
-        const validated = configured(() => validatePlacement({ ...input, dataShards, parityShards }, backendNames, 'AddPlacement'));
-        const kept = await readRuntimePlacements(storage.dataDir);
-        await writeRuntimePlacements(storage.dataDir, { ...kept, placements: [...kept.placements, validated] });
-        placement.addPlacement(validated);
-        return { name: validated.name, type: validated.type, dataShards: validated.dataShards, parityShards: validated.parityShards, backends: validated.backends, writeQuorum: validated.writeQuorum };
-      });
+      const validated = await addRuntimePlacement(context, { ...input, dataShards, parityShards });
+      return { name: validated.name, type: validated.type, dataShards: validated.dataShards, parityShards: validated.parityShards, backends: validated.backends, writeQuorum: validated.writeQuorum };
     },
   }),
   DeletePlacement: operation({

@@ -58,7 +58,8 @@ function backendTable(backend: BackendConfig): string {
     lines.push(`path = ${tomlString(backend.path)}`);
   } else {
     lines.push(`endpoint = ${tomlString(backend.endpoint)}`, `bucket = ${tomlString(backend.bucket)}`, `region = ${tomlString(backend.region)}`);
-    lines.push(`access_key_id = ${tomlString(backend.accessKeyId)}`, `secret_access_key = ${tomlString(backend.secretAccessKey)}`, `prefix = ${tomlString(backend.prefix)}`);
+    lines.push(`access_key_id = ${tomlString(backend.accessKeyId)}`, `secret_access_key = ${tomlString(backend.secretAccessKey)}`);
+    if (backend.prefix !== '') lines.push(`prefix = ${tomlString(backend.prefix)}`);
     if (backend.multipartThresholdBytes !== undefined) lines.push(`multipart_threshold = ${backend.multipartThresholdBytes}`);
     if (backend.partBytes !== undefined) lines.push(`part_size = ${backend.partBytes}`);
   }
