@@ -423,5 +423,15 @@ describe('admin operations', () => {
     const entries = await admin.call<{ entries: { accessKeyId?: string; operation: string }[] }>('QueryAuditLog', { operation: 'GetServerInfo', limit: 10 });
     assert.ok(entries.entries.some((entry) => entry.accessKeyId?.startsWith('token:tok-') === true));
     for (const file of await readdir(join(dataDir, 'audit'))) assert.ok(!(await readFile(join(dataDir, 'audit', file), 'utf8')).includes(token.slice('talus_at_'.length)));
+
+    // A talus.toml that now declares a backend added at run time too: the start fails, naming the file, rather than guess.
+    s3.destroy();
+    await talus.close();
+    const clashing = parseConfig(`[backends.disk2]\ntype = "directory"\npath = "${join(root, 'disk2')}"\n`, { source: 'test', baseDirectory: root });
+    await assert.rejects(
+      startTalus({ dataDir, port: 0, address: '127.0.0.1', rootAccessKeyId: ROOT.accessKeyId, rootSecretAccessKey: ROOT.secretAccessKey, logger: silentLogger, config: { ...config(), backends: [...config().backends, ...clashing.backends] } }),
+      /runtime-placements\.json: backend disk2 is declared in the configuration too/,
+    );
+    await start();
   });
 });

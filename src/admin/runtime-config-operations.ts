@@ -22,6 +22,9 @@ import { type AdminContext, type AdminStorage, operation } from './define.ts';
 import { AdminError } from './errors.ts';
 import { requireStorage } from './storage-operations.ts';
 
+/** talus.toml's limit on backends, kept with the ones added here. */
+const BACKENDS_MAX = 64;
+
 /** Changes one at a time: each rewrites its file from what the one before left. */
 let changes: Promise<unknown> = Promise.resolve();
 function oneAtATime<T>(change: () => Promise<T>): Promise<T> {
@@ -56,6 +59,7 @@ export async function addRuntimeBackend(context: AdminContext, requested: Backen
   if (backend.type === 's3' && (backend.bucket === '' || backend.accessKeyId === '' || backend.secretAccessKey === '')) throw new AdminError('InvalidRequest', 'an s3 backend needs bucket, accessKeyId and secretAccessKey');
   return oneAtATime(async () => {
     if (placement.store.backends().some((open) => open.name === backend.name)) throw new AdminError('Conflict', `backend ${backend.name} exists`);
+    if (placement.store.backends().length >= BACKENDS_MAX) throw new AdminError('Conflict', `at most ${BACKENDS_MAX} backends`);
     const kept = await readRuntimePlacements(storage.dataDir);
     await writeRuntimePlacements(storage.dataDir, { ...kept, backends: [...kept.backends, backend] });
     try {

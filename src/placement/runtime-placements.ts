@@ -28,6 +28,13 @@ interface RuntimePlacementsFile extends RuntimePlacements {
   version: 1;
 }
 
+/** talus.toml's rule for names; checked before a name becomes part of a table header. */
+const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+function checkName(kind: string, name: string, source: string): void {
+  if (!NAME.test(name)) throw new ConfigError(`${source}: ${kind} name ${JSON.stringify(name.slice(0, 64))}: lower-case letters, digits, _ and -, at most 63`);
+}
+
 export const NO_RUNTIME_PLACEMENTS: RuntimePlacements = { backends: [], placements: [] };
 
 export async function readRuntimePlacements(dataDir: string): Promise<RuntimePlacements> {
@@ -66,16 +73,6 @@ function backendTable(backend: BackendConfig): string {
   return `${lines.join('\n')}\n`;
 }
 
-function placementTable(placement: StripedPlacementConfig): string {
-  const lines = [`[placements.${placement.name}]`, `type = ${tomlString(placement.type)}`];
-  const list = `[${placement.backends.map(tomlString).join(', ')}]`;
-  if (placement.type === 'erasure') lines.push(`data_shards = ${placement.dataShards}`, `parity_shards = ${placement.parityShards}`, `backends = ${list}`);
-  else if (placement.type === 'replica') lines.push(`copies = ${placement.parityShards + 1}`, `backends = ${list}`);
-  else lines.push(`backend = ${tomlString(placement.backends[0]!)}`);
-  lines.push(`write_quorum = ${placement.writeQuorum}`, `assignment = ${tomlString(placement.assignment)}`, `block_size = ${placement.blockBytes}`);
-  return `${lines.join('\n')}\n`;
-}
-
 /** What a placement request becomes once parsed as talus.toml would parse it (defaults filled in). */
 export interface PlacementRequest {
   name: string;
@@ -88,8 +85,8 @@ export interface PlacementRequest {
   blockBytes?: number | undefined;
 }
 
-/** Parses `request` as the [placements] table it would be, with `backendNames` declared; throws ConfigError. */
-export function validatePlacement(request: PlacementRequest, backendNames: readonly string[], source: string): StripedPlacementConfig {
+/** The [placements] table `request` would be in talus.toml (fields left out get the parser's defaults). */
+function placementTable(request: PlacementRequest): string {
   const list = `[${request.backends.map(tomlString).join(', ')}]`;
   const lines = [`[placements.${request.name}]`, `type = ${tomlString(request.type)}`];
   if (request.type === 'erasure') lines.push(`data_shards = ${request.dataShards}`, `parity_shards = ${request.parityShards}`, `backends = ${list}`);
@@ -98,17 +95,26 @@ export function validatePlacement(request: PlacementRequest, backendNames: reado
   if (request.writeQuorum !== undefined) lines.push(`write_quorum = ${request.writeQuorum}`);
   if (request.assignment !== undefined) lines.push(`assignment = ${tomlString(request.assignment)}`);
   if (request.blockBytes !== undefined) lines.push(`block_size = ${request.blockBytes}`);
-  // Stand-ins: only the names matter to a placement's validation.
+  return `${lines.join('\n')}\n`;
+}
+
+/** Parses `request` as the [placements] table it would be, with `backendNames` declared; throws ConfigError. */
+export function validatePlacement(request: PlacementRequest, backendNames: readonly string[], source: string): StripedPlacementConfig {
+  checkName('placement', request.name, source);
+  const lines = placementTable(request);
+  // Stand-ins: only the names matter to a placement's validation (they were checked when declared).
   const stubs = backendNames.map((name) => `[backends.${name}]\ntype = "directory"\npath = "/"\n`).join('');
-  const parsed = parseConfig(`${stubs}${lines.join('\n')}\n`, { source, baseDirectory: '/' });
+  const parsed = parseConfig(`${stubs}${lines}`, { source, baseDirectory: '/' });
   const placement = parsed.placements[0];
-  if (placement === undefined || placement.type === 'hybrid') throw new ConfigError(`${source}: not a striped placement`);
+  if (parsed.placements.length !== 1 || placement === undefined || placement.type === 'hybrid') throw new ConfigError(`${source}: not one striped placement`);
   return placement;
 }
 
 /** Parses `backend` as the [backends] table it would be; throws ConfigError. */
 export function validateBackend(backend: BackendConfig, source: string): BackendConfig {
+  checkName('backend', backend.name, source);
   const parsed = parseConfig(backendTable(backend), { source, baseDirectory: '/' });
+  if (parsed.backends.length !== 1) throw new ConfigError(`${source}: not one backend`);
   return parsed.backends[0]!;
 }
 
@@ -124,10 +130,7 @@ export function withRuntimePlacements(config: TalusConfig, additions: RuntimePla
   for (const placement of additions.placements) {
     if (placements.some((known) => known.name === placement.name)) throw new ConfigError(`${source}: placement ${placement.name} is declared in the configuration too (remove one)`);
     // Parsed from the table it would be: the stored fields are checked by the same rules as talus.toml's.
-    const table = placementTable(placement);
-    const stubs = backends.map((backend) => `[backends.${backend.name}]\ntype = "directory"\npath = "/"\n`).join('');
-    const parsed = parseConfig(`${stubs}${table}`, { source, baseDirectory: '/' }).placements[0]!;
-    placements.push(parsed);
+    placements.push(validatePlacement(placement, backends.map((backend) => backend.name), source));
   }
   return { ...config, backends, placements };
 }
