@@ -257,7 +257,8 @@ async function startOnLockedDirectory(
       engine,
       server: { version: TALUS_VERSION, startedMs: Date.now(), region: options.region ?? 'us-east-1', workers },
       logger,
-      storage: { dataDir, meta, config, placement },
+      // Only the embedded store is this node's alone; another (PostgreSQL) may be shared with other nodes.
+      storage: { dataDir, meta, config, placement, sharedMetadata: !(meta instanceof SqliteMetadataStore) },
       tokens: await AdminTokens.open(dataDir),
     });
   };

@@ -33,6 +33,12 @@ export interface AdminStorage {
   config: TalusConfig;
   /** Backends, placed blob store and healer; undefined without placements. */
   placement: OpenPlacement | undefined;
+  /**
+   * Other nodes may serve the same metadata (a shared metadata store):
+   * changes kept in this node's data directory (backends, placements,
+   * buckets' placements) would not reach them, so they are refused.
+   */
+  sharedMetadata: boolean;
 }
 
 /** Who is calling: a signed key, or a bearer token acting for the key that created it. */

@@ -40,6 +40,7 @@ function requireRuntimePlacement(context: AdminContext): { storage: AdminStorage
   if (storage.placement === undefined) throw new AdminError('Conflict', 'no placements are configured (start the server with --config)');
   // Workers write with the placements they were started with: a change here would not reach them.
   if (context.server.workers > 1) throw new AdminError('Conflict', 'not with --workers: change talus.toml and restart');
+  if (storage.sharedMetadata) throw new AdminError('Conflict', 'not on a node sharing its metadata with others: change every node\'s talus.toml and restart them');
   return { storage, placement: storage.placement };
 }
 
