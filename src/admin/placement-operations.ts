@@ -70,7 +70,7 @@ export const PLACEMENT_OPERATIONS = {
           .map((candidate) => candidate.name);
         backends.push({
           name: status.name,
-          type: backend instanceof S3Backend ? 's3' : 'directory',
+          type: backend instanceof DirectoryBackend ? 'directory' : backend instanceof S3Backend ? 's3' : 'other',
           state: status.state,
           latencyMs: status.latencyMs ?? null,
           deadlineMs: status.deadlineMs,

@@ -80,7 +80,12 @@ export class AdminTokens {
       throw error;
     });
     if (text === undefined) return new AdminTokens(path, [], now);
-    const parsed = JSON.parse(text) as Partial<TokensFile>;
+    let parsed: Partial<TokensFile>;
+    try {
+      parsed = JSON.parse(text) as Partial<TokensFile>;
+    } catch {
+      throw new Error(`${path}: not valid JSON (restore it, or remove it to revoke every token)`);
+    }
     // Written by us: anything else is a damaged file, and guessing at it could widen a token.
     if (parsed.version !== 1 || !Array.isArray(parsed.tokens)) throw new Error(`${path}: not a Talus token file`);
     return new AdminTokens(path, parsed.tokens, now);

@@ -26,7 +26,12 @@ export async function readBucketPlacements(dataDir: string): Promise<Map<string,
     throw error;
   });
   if (text === undefined) return new Map();
-  const parsed = JSON.parse(text) as Partial<BucketPlacementsFile>;
+  let parsed: Partial<BucketPlacementsFile>;
+  try {
+    parsed = JSON.parse(text) as Partial<BucketPlacementsFile>;
+  } catch {
+    throw new ConfigError(`${path}: not valid JSON`);
+  }
   if (parsed.version !== 1 || typeof parsed.buckets !== 'object' || parsed.buckets === null) throw new ConfigError(`${path}: not a Talus bucket placements file`);
   const entries = Object.entries(parsed.buckets);
   if (!entries.every(([, placement]) => typeof placement === 'string')) throw new ConfigError(`${path}: not a Talus bucket placements file`);

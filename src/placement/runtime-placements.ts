@@ -44,7 +44,12 @@ export async function readRuntimePlacements(dataDir: string): Promise<RuntimePla
     throw error;
   });
   if (text === undefined) return NO_RUNTIME_PLACEMENTS;
-  const parsed = JSON.parse(text) as Partial<RuntimePlacementsFile>;
+  let parsed: Partial<RuntimePlacementsFile>;
+  try {
+    parsed = JSON.parse(text) as Partial<RuntimePlacementsFile>;
+  } catch {
+    throw new ConfigError(`${path}: not valid JSON`);
+  }
   if (parsed.version !== 1 || !Array.isArray(parsed.backends) || !Array.isArray(parsed.placements)) throw new ConfigError(`${path}: not a Talus runtime placements file`);
   return { backends: parsed.backends, placements: parsed.placements };
 }
