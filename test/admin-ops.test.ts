@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AdminApiError, AdminClient } from '../src/admin/client.ts';
+import { ADMIN_OPERATIONS } from '../src/admin/operations.ts';
 import { ADMIN_PATH_PREFIX } from '../src/admin/paths.ts';
 import { TOKENS_FILE } from '../src/admin/tokens.ts';
 import { parseConfig } from '../src/config/config.ts';
@@ -264,6 +265,26 @@ describe('admin operations', () => {
     assert.equal((await withToken(created.token, 'ListBuckets')).body['code'], 'InvalidToken');
     assert.equal(await outcome(admin.call('RevokeToken', { id: created.id })), 'NotFound');
     assert.equal(await outcome(admin.call('CreateToken', { name: 'bad', scope: ['List Users'], expiresInSeconds: 60 })), 'InvalidRequest');
+  });
+
+  test('every operation against tokens: scoped to one operation, expired, and created by a key without admin rights', async () => {
+    const scoped = await admin.call<{ token: string }>('CreateToken', { name: 'one', scope: ['GetServerInfo'], expiresInSeconds: 600 });
+    const expiring = await admin.call<{ token: string }>('CreateToken', { name: 'expiring', scope: ['*'], expiresInSeconds: 1 });
+    const plain = await admin.call<Credentials>('CreateUser', { name: 'plain-creator' });
+    // A user without admin rights may not create tokens; a root key's token given to it would be root's — so the user's own key signs here.
+    assert.equal(await outcome(as(plain).call('CreateToken', { name: 'x', scope: ['*'], expiresInSeconds: 60 })), 'AccessDenied');
+    await admin.call('SetUserPolicy', { name: 'plain-creator', policy: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'admin:CreateToken', Resource: '*' }] }) });
+    const powerless = await as(plain).call<{ token: string }>('CreateToken', { name: 'powerless', scope: ['*'], expiresInSeconds: 600 });
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    for (const name of Object.keys(ADMIN_OPERATIONS)) {
+      // Refused before the body is read, so an empty input serves every operation.
+      const viaScoped = await withToken(scoped.token, name);
+      if (name === 'GetServerInfo') assert.equal(viaScoped.status, 200);
+      else assert.deepEqual([viaScoped.status, viaScoped.body['code']], [403, 'AccessDenied'], name);
+      assert.deepEqual([(await withToken(expiring.token, name)).body['code']], ['InvalidToken'], name);
+      // Its creator may call CreateToken, but no token may.
+      assert.equal((await withToken(powerless.token, name)).body['code'], 'AccessDenied', name);
+    }
   });
 
   test('a token never reaches beyond its creator\'s rights at the moment of use, and dies with its key', async () => {

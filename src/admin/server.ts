@@ -119,8 +119,8 @@ async function handle(options: AdminServerOptions, spec: string, request: Incomi
   const { principal, body, tokenId } = authenticated;
   // The audit names a token by its ID (never its text), a key by its ID.
   const accessKeyId = tokenId === undefined ? authenticated.accessKeyId : `token:${tokenId}`;
-  // A token's scope first, then its creator's own rights, evaluated now.
-  const decision = authenticated.tokenScope !== undefined && !scopeCovers(authenticated.tokenScope, name)
+  // A token's scope first (never CreateToken: a token minting tokens could outlive itself), then its creator's own rights, evaluated now.
+  const decision = authenticated.tokenScope !== undefined && (name === 'CreateToken' || !scopeCovers(authenticated.tokenScope, name))
     ? { allowed: false as const, reason: 'token-scope' }
     : authorizeAdmin(principal, name, options.keys.rootCanonicalId, requestConditionKeys({ ...facts, principal }));
   const caller = describeCaller(principal);
