@@ -422,6 +422,35 @@ describe('admin operations', () => {
     assert.deepEqual([file.backends.at(-1)!.name, file.placements.map((placement) => placement.name)], ['disk2', ['nearby', 'kept']]);
   });
 
+  test('CancelHeal stops the pass StartHeal began, at its next blob', async () => {
+    // A backend 300 ms away each way: every shard the scan checks there takes at least 600 ms.
+    const slow = await delayingProxy(new URL(talus.url), 300);
+    proxies.push(slow);
+    await admin.call('AddBackend', { name: 'slow', type: 's3', endpoint: slow.url, bucket: 'slow-shards', ...ROOT });
+    await admin.call('AddPlacement', { name: 'slowone', type: 'single', backends: ['slow'] });
+    await s3.send(new CreateBucketCommand({ Bucket: 'slow-bucket' }));
+    await admin.call('SetBucketPlacement', { bucket: 'slow-bucket', placement: 'slowone' });
+    type Status = { pass: { state: string; replaced?: object } };
+    const settled = async (): Promise<Status> => {
+      let status: Status | undefined;
+      await eventually('the pass to end', async () => {
+        status = await admin.call<Status>('GetHealStatus');
+        return !['waiting', 'running'].includes(status.pass.state);
+      });
+      return status!;
+    };
+    await settled(); // the re-placement pass SetBucketPlacement started
+    for (let i = 0; i < 4; i++) await s3.send(new PutObjectCommand({ Bucket: 'slow-bucket', Key: `k${i}`, Body: Buffer.alloc(10_000, i) }));
+
+    assert.deepEqual(await admin.call('StartHeal', {}), { started: true });
+    assert.equal(await outcome(admin.call('StartHeal', {})), 'Conflict', 'one pass at a time');
+    assert.deepEqual(await admin.call('CancelHeal'), { cancelled: true });
+    const status = await settled();
+    assert.equal(status.pass.state, 'cancelled');
+    assert.equal(status.pass.replaced, undefined, 'stopped before its last phase');
+    assert.deepEqual(await admin.call('CancelHeal'), { cancelled: false }, 'nothing left to cancel');
+  });
+
   test('after a restart: tokens (kept hashed), backends and placements added, and buckets\' placements chosen at run time are still there', async () => {
     const { token } = await admin.call<{ token: string }>('CreateToken', { name: 'lasting', scope: ['GetServerInfo'], expiresInSeconds: 600 });
     s3.destroy();
@@ -432,10 +461,10 @@ describe('admin operations', () => {
     // So do a bucket's placement chosen at run time, and backends and placements added at run time.
     const listed = await admin.call<{ placements: { name: string }[]; buckets: { name: string; placement: string }[] }>('ListPlacements');
     assert.equal(listed.buckets.find((bucket) => bucket.name === 'movable')?.placement, 'copies');
-    assert.deepEqual(listed.placements.map((placement) => placement.name), ['copies', 'nearby', 'kept']);
+    assert.deepEqual(listed.placements.map((placement) => placement.name), ['copies', 'nearby', 'kept', 'slowone']);
     const backends = await admin.call<{ backends: { name: string }[] }>('ListBackends');
     assert.deepEqual(backends.backends.map((backend) => backend.name).slice(0, 2), ['disk0', 'disk1']);
-    assert.equal(backends.backends.length, 5, 'disk0, disk1, two S3 backends and disk2');
+    assert.equal(backends.backends.length, 6, 'disk0, disk1, two S3 backends, disk2 and slow');
     // AdminClient and `talus admin` (TALUS_ADMIN_TOKEN) send it.
     assert.equal((await new AdminClient({ endpoint: talus.adminUrl!, token }).call<{ workers: number }>('GetServerInfo')).workers, 1);
     const cli = await runTalusCli(['admin', 'GetServerInfo', '--endpoint', talus.adminUrl!], { TALUS_ADMIN_TOKEN: token, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' });
