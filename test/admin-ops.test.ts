@@ -440,7 +440,8 @@ describe('admin operations', () => {
       return status!;
     };
     await settled(); // the re-placement pass SetBucketPlacement started
-    for (let i = 0; i < 4; i++) await s3.send(new PutObjectCommand({ Bucket: 'slow-bucket', Key: `k${i}`, Body: Buffer.alloc(10_000, i) }));
+    // Above the inline limit (16 KiB), so each is a blob on the slow backend.
+    for (let i = 0; i < 3; i++) await s3.send(new PutObjectCommand({ Bucket: 'slow-bucket', Key: `k${i}`, Body: Buffer.alloc(40_000, i) }));
 
     assert.deepEqual(await admin.call('StartHeal', {}), { started: true });
     assert.equal(await outcome(admin.call('StartHeal', {})), 'Conflict', 'one pass at a time');
