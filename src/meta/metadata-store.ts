@@ -203,9 +203,11 @@ export interface RepairSummary {
 
 /**
  * What one bucket holds (the admin API's GetStorageStats), counted by the
- * store in one aggregate query over the bucket's index range: no row is
- * loaded into memory, so its cost grows with the bucket's versions but its
- * memory does not. A consistent snapshot of the moment it ran.
+ * store with aggregate queries over the bucket's index range: no row is
+ * loaded into memory, so its time grows with the bucket's versions but its
+ * memory does not. A store whose queries block the event loop (SQLite) may
+ * count in steps of whole keys; writes made meanwhile may or may not be
+ * counted. A store with asynchronous queries (PostgreSQL) can use one.
  */
 export interface BucketUsage {
   /** Keys whose latest version is an object, not a delete marker: what ListObjects shows. */
@@ -341,7 +343,7 @@ export interface MetadataStore {
   listPlacedBlobs(afterBlobId: string, limit: number): Promise<PlacedBlob[]>;
 
   // Statistics (the admin API)
-  /** One bucket's counts (all zero for a bucket that does not exist): one aggregate query, bounded memory. */
+  /** One bucket's counts (all zero for a bucket that does not exist): aggregate queries, bounded memory. */
   bucketUsage(bucket: string): Promise<BucketUsage>;
   /** The purge queue's length, counted over its index. */
   purgeQueueSummary(): Promise<PurgeQueueSummary>;

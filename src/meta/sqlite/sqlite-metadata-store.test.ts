@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import Database from 'better-sqlite3';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
 import type { ObjectVersion } from '../types.ts';
 import { SqliteMetadataStore } from './sqlite-metadata-store.ts';
@@ -136,5 +137,44 @@ test('close is idempotent: a second (or concurrent) close waits for the first in
     await store.close();
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('bucketUsage counts in steps of whole keys: a bucket over several steps, versions of one key across a step boundary', async () => {
+  const directory = await mkdtemp(join(tmpdir(), 'talus-usage-'));
+  const path = join(directory, 'meta.db');
+  try {
+    const store = new SqliteMetadataStore(path);
+    await store.createBucket({ name: 'b', createdMs: 0, ownerId: 'o', versioning: 'Enabled', tags: null });
+    await store.createBucket({ name: 'c', createdMs: 0, ownerId: 'o', versioning: 'Enabled', tags: null });
+    await store.close();
+    // Rows written directly (committing 120 000 versions one by one would take minutes): 3 versions per key, so steps cut through keys.
+    const db = new Database(path);
+    const insert = db.prepare(`INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta)
+                               VALUES (?, ?, ?, ?, ?, ?, 'e', 0, 'o', '{}')`);
+    const expected = { objects: 0, versions: 0, deleteMarkers: 0, bytes: 0, incompleteUploads: 0 };
+    const keys = 40_001;
+    db.transaction(() => {
+      for (let i = 0; i < 3 * keys; i++) {
+        const marker = i % 7 === 0;
+        const latest = i >= 2 * keys;
+        insert.run('b', `k${(i % keys).toString().padStart(6, '0')}`, `v${i}`, latest ? 1 : 0, marker ? 1 : 0, marker ? 0 : i % 100);
+        if (marker) expected.deleteMarkers++;
+        else {
+          expected.versions++;
+          expected.bytes += i % 100;
+          if (latest) expected.objects++;
+        }
+      }
+      insert.run('c', 'k000001', 'other', 1, 0, 5); // another bucket's version: not b's
+    })();
+    db.close();
+    const reopened = new SqliteMetadataStore(path);
+    assert.deepEqual(await reopened.bucketUsage('b'), expected);
+    assert.deepEqual(await reopened.bucketUsage('c'), { objects: 1, versions: 1, deleteMarkers: 0, bytes: 5, incompleteUploads: 0 });
+    assert.deepEqual(await reopened.bucketUsage('missing'), { objects: 0, versions: 0, deleteMarkers: 0, bytes: 0, incompleteUploads: 0 });
+    await reopened.close();
+  } finally {
+    await rm(directory, { recursive: true, force: true });
   }
 });

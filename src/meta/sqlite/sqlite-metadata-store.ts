@@ -64,6 +64,13 @@ const MUTATIONS_PENDING_MAX = 65_536;
 const READ_BUSY_TIMEOUT_MS = 5_000;
 
 const BUCKET_CACHE_MAX = 10_000;
+/** Versions bucketUsage counts per step (about 25 ms of one core): the longest it holds the event loop. */
+const USAGE_STEP_VERSIONS = 50_000;
+const USAGE_SUMS = `SELECT count(*) FILTER (WHERE is_latest = 1 AND is_delete_marker = 0) AS objects,
+        count(*) FILTER (WHERE is_delete_marker = 0) AS versions,
+        count(*) FILTER (WHERE is_delete_marker = 1) AS delete_markers,
+        coalesce(sum(size_bytes) FILTER (WHERE is_delete_marker = 0), 0) AS bytes
+   FROM versions WHERE bucket = @bucket AND key > @after`;
 
 function isBusy(error: unknown): boolean {
   return error instanceof Database.SqliteError && error.code.startsWith('SQLITE_BUSY');
@@ -846,9 +853,30 @@ export class SqliteMetadataStore implements MetadataStore {
     return rows.map((row) => ({ blobId: row.blob_id, location: row.backend }));
   }
 
+  /**
+   * In steps of about USAGE_STEP_VERSIONS versions (whole keys), yielding to
+   * the event loop between them: better-sqlite3 runs a query synchronously,
+   * about 0.5 µs per version, so one query over a bucket of ten million
+   * would hold every request for seconds. Each step is consistent; writes
+   * between steps may or may not be counted.
+   */
   async bucketUsage(bucket: string): Promise<BucketUsage> {
-    const row = this.#statements.bucketUsage.get({ bucket }) as { objects: number; versions: number; delete_markers: number; bytes: number; uploads: number };
-    return { objects: row.objects, versions: row.versions, deleteMarkers: row.delete_markers, bytes: row.bytes, incompleteUploads: row.uploads };
+    const usage: BucketUsage = { objects: 0, versions: 0, deleteMarkers: 0, bytes: 0, incompleteUploads: 0 };
+    let after = '';
+    for (;;) {
+      // The key USAGE_STEP_VERSIONS versions on: the step ends with it (all its versions), or runs to the bucket's end.
+      const boundary = this.#statements.usageStepEnd.get({ bucket, after, step: USAGE_STEP_VERSIONS }) as { key: string } | undefined;
+      const row = (boundary === undefined ? this.#statements.usageTail.get({ bucket, after }) : this.#statements.usageStep.get({ bucket, after, until: boundary.key })) as { objects: number; versions: number; delete_markers: number; bytes: number };
+      usage.objects += row.objects;
+      usage.versions += row.versions;
+      usage.deleteMarkers += row.delete_markers;
+      usage.bytes += row.bytes;
+      if (boundary === undefined) break;
+      after = boundary.key;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    usage.incompleteUploads = (this.#statements.uploadCount.get(bucket) as { uploads: number }).uploads;
+    return usage;
   }
 
   async purgeQueueSummary(): Promise<PurgeQueueSummary> {
@@ -1104,15 +1132,11 @@ function prepareStatements(db: Database.Database) {
     forgetRepairs: db.prepare('DELETE FROM repairs WHERE blob_id = ?'),
     completeRepair: db.prepare('DELETE FROM repairs WHERE blob_id = ? AND shard = ?'),
     postponeRepair: db.prepare('UPDATE repairs SET attempts = attempts + 1, due_ms = ? WHERE blob_id = ? AND shard = ?'),
-    // Walks versions_by_key's range for the bucket (and uploads_by_key's), summing as it goes: nothing is held but the totals.
-    bucketUsage: db.prepare(
-      `SELECT count(*) FILTER (WHERE is_latest = 1 AND is_delete_marker = 0) AS objects,
-              count(*) FILTER (WHERE is_delete_marker = 0) AS versions,
-              count(*) FILTER (WHERE is_delete_marker = 1) AS delete_markers,
-              coalesce(sum(size_bytes) FILTER (WHERE is_delete_marker = 0), 0) AS bytes,
-              (SELECT count(*) FROM uploads WHERE bucket = @bucket) AS uploads
-       FROM versions WHERE bucket = @bucket`,
-    ),
+    // bucketUsage's steps: ranges of versions_by_key, summed as they are walked (nothing held but the totals).
+    usageStepEnd: db.prepare('SELECT key FROM versions WHERE bucket = @bucket AND key > @after ORDER BY key LIMIT 1 OFFSET @step'),
+    usageStep: db.prepare(`${USAGE_SUMS} AND key <= @until`),
+    usageTail: db.prepare(USAGE_SUMS),
+    uploadCount: db.prepare('SELECT count(*) AS uploads FROM uploads WHERE bucket = ?'),
     purgeQueueSummary: db.prepare('SELECT count(*) AS blobs, min(purge_after_ms) AS oldest FROM blobs WHERE purge_after_ms IS NOT NULL'),
     placedBlobs: db.prepare('SELECT blob_id, backend FROM blobs WHERE backend != ? AND purge_after_ms IS NULL AND blob_id > ? ORDER BY blob_id LIMIT ?'),
     forgetPurgedBlob: db.prepare('DELETE FROM blobs WHERE blob_id = ? AND purge_after_ms IS NOT NULL'),
