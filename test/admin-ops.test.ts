@@ -412,6 +412,12 @@ describe('admin operations', () => {
     assert.deepEqual((await admin.call<Backends>('ListBackends')).backends.find((backend) => backend.name === 'disk2')?.placements, ['three', 'kept']);
 
     assert.equal(await outcome(admin.call('DeletePlacement', { name: 'three' })), 'Conflict', 'a bucket uses it');
+    // A bucket deleted while on a placement does not hold it for ever.
+    await s3.send(new CreateBucketCommand({ Bucket: 'short-lived' }));
+    await admin.call('SetBucketPlacement', { bucket: 'short-lived', placement: 'kept' });
+    await admin.call('DeleteBucket', { name: 'short-lived' });
+    assert.deepEqual(await admin.call('DeletePlacement', { name: 'kept' }), {});
+    await admin.call('AddPlacement', { name: 'kept', type: 'single', backends: ['disk2'] });
     assert.equal(await outcome(admin.call('DeletePlacement', { name: 'copies' })), 'Conflict', 'declared in talus.toml');
     assert.equal(await outcome(admin.call('DeletePlacement', { name: 'nowhere' })), 'NotFound');
     await admin.call('SetBucketPlacement', { bucket: 'widened', placement: 'copies' });

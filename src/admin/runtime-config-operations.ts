@@ -6,8 +6,9 @@
  * changes nothing; a crash after it applies at the next start), and then
  * applied to the running placement. Objects follow a bucket's new placement
  * through re-placement (a pass starts at once). Only in a server that runs
- * placements (--config) and serves in one process: --workers' workers would
- * keep their start-up configuration.
+ * placements (--config), serves in one process (--workers' workers would
+ * keep their start-up configuration) and owns its metadata store (other
+ * nodes sharing it would not see a change kept in this data directory).
  *
  * Not offered: changing or removing a backend. Every blob records the
  * backends of its shards; a backend may go only once no blob (live or queued
@@ -92,6 +93,21 @@ export function checkRuntimeChanges(context: AdminContext): void {
   requireRuntimePlacement(context);
 }
 
+/**
+ * Drops the choices of buckets deleted since they were set to `placementName`
+ * (an entry outlives its bucket, as a [buckets] line does): they would keep
+ * the placement in use with no way left to move them off it.
+ */
+async function forgetDeletedBuckets(context: AdminContext, storage: AdminStorage, placement: OpenPlacement, placementName: string): Promise<void> {
+  const chosen = await readBucketPlacements(storage.dataDir);
+  const existing = new Set((await context.engine.listBuckets()).map((bucket) => bucket.name));
+  const gone = [...chosen].filter(([bucket, name]) => name === placementName && !existing.has(bucket)).map(([bucket]) => bucket);
+  if (gone.length === 0) return;
+  for (const bucket of gone) chosen.delete(bucket);
+  await writeBucketPlacements(storage.dataDir, chosen);
+  for (const bucket of gone) placement.store.forgetBucketPlacement(bucket);
+}
+
 export const RUNTIME_CONFIG_OPERATIONS = {
   ListPlacements: operation({
     summary: 'Every placement (talus.toml\'s and those added at run time) with its type, shards and backends, the default, and each bucket\'s placement.',
@@ -168,6 +184,7 @@ export const RUNTIME_CONFIG_OPERATIONS = {
         if (!kept.placements.some((candidate) => candidate.name === input.name)) {
           throw placement.store.hasPlacement(input.name) ? new AdminError('Conflict', `placement ${input.name} is declared in talus.toml: remove it there`) : new AdminError('NotFound', `no placement ${input.name}`);
         }
+        await forgetDeletedBuckets(context, storage, placement, input.name);
         const inUse = placement.placementInUse(input.name);
         if (inUse !== undefined) throw new AdminError('Conflict', `placement ${input.name} is in use: ${inUse}`);
         await writeRuntimePlacements(storage.dataDir, { ...kept, placements: kept.placements.filter((candidate) => candidate.name !== input.name) });

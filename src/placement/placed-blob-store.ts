@@ -137,6 +137,11 @@ export class PlacedBlobStore implements BlobStore {
     this.#bucketPlacements.set(bucket, placement);
   }
 
+  /** `bucket` takes the default placement again (its choice was dropped: the bucket is gone). */
+  forgetBucketPlacement(bucket: string): void {
+    this.#bucketPlacements.delete(bucket);
+  }
+
   /** The placement a new blob of `bucket` gets: per-bucket, else the default; a hybrid one resolved by size. */
   placementFor(bucket: string | undefined, sizeBytes: number | undefined): StripedPlacementConfig | undefined {
     const name = bucket === undefined ? this.#config.defaultPlacement : this.bucketPlacementName(bucket);
