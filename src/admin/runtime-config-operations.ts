@@ -15,6 +15,7 @@
  * for purge) names it, which is a talus.toml edit and a restart after the
  * buckets moved off it.
  */
+import { isAbsolute, resolve, sep } from 'node:path';
 import { ConfigError, LOCAL_PLACEMENT, type BackendConfig, type StripedPlacementConfig } from '../config/config.ts';
 import { readBucketPlacements, writeBucketPlacements } from '../placement/bucket-placements.ts';
 import type { OpenPlacement } from '../placement/open-placement.ts';
@@ -22,6 +23,12 @@ import { type PlacementRequest, readRuntimePlacements, validateBackend, validate
 import { type AdminContext, type AdminStorage, operation } from './define.ts';
 import { AdminError } from './errors.ts';
 import { requireStorage } from './storage-operations.ts';
+
+/** True when one path is the other or inside it. */
+function overlaps(a: string, b: string): boolean {
+  const within = (inner: string, outer: string): boolean => inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : `${outer}${sep}`);
+  return within(a, b) || within(b, a);
+}
 
 /** talus.toml's limit on backends, kept with the ones added here. */
 const BACKENDS_MAX = 64;
@@ -142,7 +149,9 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     output: '{ name, type }',
     async handler(context, input) {
       requireRuntimePlacement(context);
-      if (input.type === 'directory' && (input.path === undefined || !input.path.startsWith('/'))) throw new AdminError('InvalidRequest', 'a directory backend needs an absolute path');
+      if (input.type === 'directory' && (input.path === undefined || !isAbsolute(input.path))) throw new AdminError('InvalidRequest', 'a directory backend needs an absolute path');
+      // Its orphan reclaim deletes files it does not know: never where the data directory's files are.
+      if (input.type === 'directory' && overlaps(resolve(input.path!), resolve(requireStorage(context).dataDir))) throw new AdminError('InvalidRequest', 'a directory backend may not be the data directory, inside it, or around it');
       const requested: BackendConfig = input.type === 'directory'
         ? { name: input.name, type: 'directory', path: input.path! }
         : {
