@@ -392,7 +392,7 @@ describe('admin operations', () => {
     assert.deepEqual(await admin.call('AddBackend', { name: 'disk2', type: 'directory', path: disk2 }), { name: 'disk2', type: 'directory' });
     assert.equal(await outcome(admin.call('AddBackend', { name: 'disk2', type: 'directory', path: disk2 })), 'Conflict');
     assert.equal(await outcome(admin.call('AddBackend', { name: 'Bad Name', type: 'directory', path: disk2 })), 'InvalidRequest');
-    for (const path of [dataDir, join(dataDir, 'blobs'), root]) assert.equal(await outcome(admin.call('AddBackend', { name: 'overlapping', type: 'directory', path })), 'InvalidRequest', path);
+    for (const path of [dataDir, join(dataDir, 'blobs'), root, disks[0]!, join(disk2, 'inner')]) assert.equal(await outcome(admin.call('AddBackend', { name: 'overlapping', type: 'directory', path })), 'InvalidRequest', path);
     assert.equal(await outcome(admin.call('AddBackend', { name: 'remote', type: 's3', endpoint: 'http://127.0.0.1:1/path', bucket: 'b', accessKeyId: 'a', secretAccessKey: 's' })), 'InvalidRequest');
     type Backends = { backends: { name: string; state: string; placements: string[] }[] };
     await eventually('disk2 probed up', async () => (await admin.call<Backends>('ListBackends')).backends.find((backend) => backend.name === 'disk2')?.state === 'up');

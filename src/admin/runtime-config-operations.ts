@@ -16,6 +16,7 @@
  * buckets moved off it.
  */
 import { isAbsolute, resolve, sep } from 'node:path';
+import { DirectoryBackend } from '../backend/directory-backend.ts';
 import { ConfigError, LOCAL_PLACEMENT, type BackendConfig, type StripedPlacementConfig } from '../config/config.ts';
 import { readBucketPlacements, writeBucketPlacements } from '../placement/bucket-placements.ts';
 import type { OpenPlacement } from '../placement/open-placement.ts';
@@ -148,10 +149,16 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     },
     output: '{ name, type }',
     async handler(context, input) {
-      requireRuntimePlacement(context);
       if (input.type === 'directory' && (input.path === undefined || !isAbsolute(input.path))) throw new AdminError('InvalidRequest', 'a directory backend needs an absolute path');
       // Its orphan reclaim deletes files it does not know: never where the data directory's files are.
       if (input.type === 'directory' && overlaps(resolve(input.path!), resolve(requireStorage(context).dataDir))) throw new AdminError('InvalidRequest', 'a directory backend may not be the data directory, inside it, or around it');
+      const open = requireRuntimePlacement(context).placement.store.backends();
+      if (open.some((backend) => backend.name === input.name)) throw new AdminError('Conflict', `backend ${input.name} exists`);
+      // Two backends in one directory would be one failure domain counted as two.
+      const sharing = input.type === 'directory'
+        ? open.find((backend) => backend instanceof DirectoryBackend && overlaps(resolve(input.path!), resolve(backend.root)))
+        : undefined;
+      if (sharing !== undefined) throw new AdminError('InvalidRequest', `backend ${sharing.name}'s directory is, holds, or is inside that path`);
       const requested: BackendConfig = input.type === 'directory'
         ? { name: input.name, type: 'directory', path: input.path! }
         : {
