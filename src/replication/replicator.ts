@@ -1,0 +1,226 @@
+/**
+ * Continuous metadata replication: the gateway's index of where every
+ * object's bytes are, shipped to the backends that hold those bytes, so a
+ * lost gateway disk loses at most the last lag's worth of changes
+ * (`talus restore`, restore.ts).
+ *
+ * Every `lagMs` the replicator cuts a segment of the changes committed since
+ * the last one (change-capture.ts, segment.ts), uploads it to every target
+ * backend at once, and forgets the changes locally once a write quorum holds
+ * it. Uploads are sequential (one segment in flight), so segments reach the
+ * backends in order and a slow backend slows shipping instead of piling up
+ * segments. At start-up and then every `snapshotIntervalMs` it uploads a
+ * snapshot (snapshot-copy.ts); once one is on a quorum, the replicas it
+ * supersedes (older snapshots, segments it covers, everything of earlier
+ * epochs) are deleted from every target.
+ *
+ * Runs in the process that owns the data directory (with --workers, the
+ * primary): the triggers capture every process's writes into the one log.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Backend } from '../backend/backend.ts';
+import type { ReplicationConfig } from '../config/config.ts';
+import type { Logger } from '../util/logger.ts';
+import { firstLoggedChange, installChangeCapture, lastChangeNumber, trimChanges } from './change-capture.ts';
+import { encodeSegmentObject, encodeSnapshotFile, uploadObject } from './replica-object.ts';
+import { parseReplicaKey, segmentKey, snapshotKey, storePrefix } from './replica-names.ts';
+import { cutSegment, encodeSegment } from './segment.ts';
+import { copyDatabase } from './snapshot-copy.ts';
+
+/** The trim waits this long at most for another process's write lock; it is retried at the next tick. */
+const TRIM_BUSY_TIMEOUT_MS = 50;
+/** A replica upload that has not finished by then counts as failed for this round. */
+const UPLOAD_TIMEOUT_MS = 60_000;
+
+export interface ReplicatorOptions {
+  readonly databasePath: string;
+  /** Scratch space for snapshots, on the data directory's file system. */
+  readonly scratchDirectory: string;
+  readonly targets: readonly Backend[];
+  readonly storeId: string;
+  readonly epoch: number;
+  readonly config: ReplicationConfig;
+  readonly logger: Logger;
+}
+
+export interface ReplicationStatus {
+  /** Every change up to this position is on a write quorum of backends. */
+  readonly shippedPosition: number;
+  /** The newest snapshot on a quorum, or undefined before this process made one. */
+  readonly snapshotPosition: number | undefined;
+  readonly segmentsShipped: number;
+  readonly failedRounds: number;
+}
+
+export class MetadataReplicator {
+  readonly #options: ReplicatorOptions;
+  readonly #db: Database.Database;
+  #shipped: number;
+  #snapshotPosition: number | undefined;
+  #lastSnapshotMs = 0;
+  #segmentsShipped = 0;
+  #failedRounds = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #round: Promise<void> | undefined;
+  #stopped = false;
+  /** Warn once per backend and kind of failure, not every second. */
+  readonly #warned = new Set<string>();
+
+  /** Installs change capture at once (synchronously): construct before the server writes. */
+  constructor(options: ReplicatorOptions) {
+    this.#options = options;
+    this.#db = new Database(options.databasePath);
+    this.#db.pragma(`busy_timeout = ${TRIM_BUSY_TIMEOUT_MS}`);
+    installChangeCapture(this.#db);
+    // Changes still logged were not on a quorum when the last run ended: ship them again.
+    this.#shipped = (firstLoggedChange(this.#db) ?? lastChangeNumber(this.#db) + 1) - 1;
+  }
+
+  get status(): ReplicationStatus {
+    return { shippedPosition: this.#shipped, snapshotPosition: this.#snapshotPosition, segmentsShipped: this.#segmentsShipped, failedRounds: this.#failedRounds };
+  }
+
+  /** The last change committed locally (shipped or not). */
+  get committedPosition(): number {
+    return lastChangeNumber(this.#db);
+  }
+
+  start(): void {
+    this.#schedule(0);
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      const started = Date.now();
+      this.#round = this.#runRound().finally(() => {
+        this.#round = undefined;
+        this.#schedule(Math.max(0, this.#options.config.lagMs - (Date.now() - started)));
+      });
+    }, delayMs);
+    this.#timer.unref();
+  }
+
+  async #runRound(): Promise<void> {
+    try {
+      await this.shipNow();
+      if (this.#snapshotPosition === undefined || Date.now() - this.#lastSnapshotMs >= this.#options.config.snapshotIntervalMs) await this.snapshotNow();
+    } catch (error) {
+      this.#failedRounds++;
+      this.#warnOnce('round', 'metadata replication round failed; retrying', error);
+    }
+  }
+
+  /** Ships every change committed so far (in segments); resolves when they are on a quorum, or rejects. */
+  async shipNow(): Promise<void> {
+    for (;;) {
+      const segment = cutSegment(this.#db, this.#shipped);
+      if (segment === undefined) return;
+      const { storeId, epoch, config } = this.#options;
+      const body = await encodeSegmentObject({ storeId, epoch, from: segment.from, to: segment.to, complete: segment.complete }, encodeSegment(segment), config.key);
+      await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to), body);
+      this.#shipped = segment.to;
+      this.#segmentsShipped++;
+      try {
+        trimChanges(this.#db, segment.to);
+      } catch (error) {
+        // Busy (another process writing): the next round trims; shipping again from #shipped is not needed.
+        this.#warnOnce('trim', 'could not trim the replication log; retrying', error);
+      }
+    }
+  }
+
+  /** Uploads a snapshot; once on a quorum, deletes what it supersedes. */
+  async snapshotNow(): Promise<number> {
+    const { scratchDirectory, storeId, epoch, config } = this.#options;
+    await mkdir(scratchDirectory, { recursive: true });
+    const copyPath = join(scratchDirectory, `snapshot-${process.pid}.db`);
+    const objectPath = `${copyPath}.replica`;
+    await rm(copyPath, { force: true });
+    try {
+      const startedMs = Date.now();
+      await copyDatabase(this.#options.databasePath, copyPath);
+      const copy = new Database(copyPath, { readonly: true });
+      let position: number;
+      try {
+        position = lastChangeNumber(copy);
+      } finally {
+        copy.close();
+      }
+      await encodeSnapshotFile({ storeId, epoch, from: position, to: position, complete: true }, copyPath, objectPath, config.key);
+      await this.#uploadToQuorum(snapshotKey(storeId, epoch, position), { path: objectPath });
+      this.#snapshotPosition = position;
+      this.#lastSnapshotMs = startedMs;
+      await this.#compact(position);
+      return position;
+    } finally {
+      await rm(copyPath, { force: true });
+      await rm(objectPath, { force: true });
+    }
+  }
+
+  async #uploadToQuorum(key: string, body: Buffer | { path: string }): Promise<void> {
+    const { targets, config } = this.#options;
+    const results = await Promise.allSettled(targets.map((backend) => withTimeout(uploadObject(backend, key, body), UPLOAD_TIMEOUT_MS, `${backend.name}: upload of ${key}`)));
+    let stored = 0;
+    for (const [i, result] of results.entries()) {
+      if (result.status === 'fulfilled') {
+        stored++;
+        this.#warned.delete(`upload:${targets[i]!.name}`);
+      } else {
+        this.#warnOnce(`upload:${targets[i]!.name}`, 'a metadata replica could not be stored on a backend', result.reason, { backend: targets[i]!.name });
+      }
+    }
+    if (stored < config.writeQuorum) throw new Error(`${key} is on ${stored} backends, fewer than the replication write quorum ${config.writeQuorum}`);
+  }
+
+  /** Deletes the replicas a snapshot at `position` of this epoch supersedes. Best effort: a failure leaves extra replicas, never too few. */
+  async #compact(position: number): Promise<void> {
+    const { targets, storeId, epoch } = this.#options;
+    await Promise.all(
+      targets.map(async (backend) => {
+        try {
+          const obsolete: string[] = [];
+          for await (const key of backend.list(storePrefix(storeId))) {
+            const name = parseReplicaKey(key);
+            if (name === undefined || name.storeId !== storeId) continue;
+            const superseded = name.epoch < epoch || (name.epoch === epoch && (name.kind === 'snapshot' ? name.to < position : name.to <= position));
+            if (superseded) obsolete.push(key);
+          }
+          if (obsolete.length > 0) await backend.remove(obsolete);
+        } catch (error) {
+          this.#warnOnce(`compact:${backend.name}`, 'could not delete superseded metadata replicas', error, { backend: backend.name });
+        }
+      }),
+    );
+  }
+
+  #warnOnce(kind: string, message: string, error: unknown, fields: Record<string, unknown> = {}): void {
+    if (this.#warned.has(kind)) return;
+    this.#warned.add(kind);
+    this.#options.logger.warn(message, { ...fields, error: error instanceof Error ? error.message : String(error) });
+  }
+
+  /** Stops the loop after one last round (bounded by `graceMs`), so a clean shutdown leaves nothing unshipped. */
+  async stop(graceMs = 5_000): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    await this.#round;
+    await withTimeout(this.shipNow(), graceMs, 'final metadata replication round').catch((error: unknown) =>
+      this.#options.logger.warn('metadata changes not shipped at shutdown; the next start ships them', { error: String(error) }),
+    );
+    this.#db.close();
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
