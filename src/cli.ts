@@ -12,6 +12,8 @@ const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] 
                                      repair shards of placed objects, or show what is queued
        talus backends --config talus.toml
                                      each backend's state, latency, free space and S3 features
+       talus restore DATA_DIR --config talus.toml [--store ID] [--partial] [--secret-key-file FILE]
+                                     rebuild a lost metadata database from its replicas on the backends
 ${PRINCIPALS_USAGE}
                                      (users, keys and policy work while the server runs: docs/ACCESS.md)
        talus bench --endpoint URL --bucket NAME [--workload put|get|head|delete|list|mixed]
@@ -37,6 +39,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'heal' || command === 'backends') {
     const { healCommand, backendsCommand } = await import('./placement/cli.ts');
     return command === 'heal' ? healCommand(rest) : backendsCommand(rest);
+  }
+  if (command === 'restore') {
+    const { restoreCommand } = await import('./replication/cli.ts');
+    return restoreCommand(rest);
   }
   if (command === 'bench') {
     // Loaded on demand: the server never needs the client side.

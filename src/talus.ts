@@ -23,6 +23,8 @@ import { openPlacement, type OpenPlacement } from './placement/open-placement.ts
 import { PrincipalCache } from './principals/principal-cache.ts';
 import { type Credentials, Principals } from './principals/principals.ts';
 import { openSecretBox } from './principals/secret-key.ts';
+import { openReplication } from './replication/cli.ts';
+import type { MetadataReplicator } from './replication/replicator.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger, type Logger } from './util/logger.ts';
 
@@ -60,6 +62,8 @@ export interface RunningTalus {
   engine: Engine;
   /** The backends, placed blob store and healer when placements are configured. */
   placement: OpenPlacement | undefined;
+  /** Metadata replication to the backends, when `[replication]` is configured. */
+  replication: MetadataReplicator | undefined;
   /** The HTTP server when requests are served in this process; undefined with workers. */
   server: Server | undefined;
   workers: number;
@@ -184,11 +188,15 @@ async function startOnLockedDirectory(
   if (reclaimedBlobs > 0 && reclaim === 'set-aside') logger.warn('moved blobs the adopted database does not know', { count: reclaimedBlobs, to: lostAndFound });
   else if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
   placement?.startBackground({ heal: options.healInBackground ?? true });
+  // Its first round snapshots the database as start-up left it; the triggers capture every write after.
+  const replication = await openReplication({ config, dataDir, meta, placedBackends: placement?.store.backends() ?? [], logger });
+  replication?.start();
   if (pool !== undefined) {
     const stopServing = async (graceMs: number): Promise<void> => {
       await pool.stop(graceMs);
       await placement?.stopBackground();
       await engine.stop();
+      await replication?.stop(graceMs === 0 ? 0 : undefined);
       await blobs.close();
     };
     const stopAll = async (graceMs: number): Promise<void> => {
@@ -209,6 +217,7 @@ async function startOnLockedDirectory(
       credentials,
       engine,
       placement,
+      replication,
       server: undefined,
       workers,
       failed,
@@ -231,6 +240,7 @@ async function startOnLockedDirectory(
     });
   } catch (error) {
     secrets.stop();
+    await replication?.stop(0);
     await placement?.stopBackground();
     await engine.stop();
     throw error;
@@ -243,17 +253,20 @@ async function startOnLockedDirectory(
     credentials,
     engine,
     placement,
+    replication,
     server,
     workers: 1,
     failed,
-    close: () => (closing ??= (secrets.stop(), shutdown(server, engine, meta, blobs, placement).finally(() => lock.release()))),
+    close: () => (closing ??= (secrets.stop(), shutdown(server, engine, meta, blobs, placement, replication).finally(() => lock.release()))),
   };
 }
 
-async function shutdown(server: Server, engine: Engine, meta: SqliteMetadataStore, blobs: BlobStore, placement: OpenPlacement | undefined): Promise<void> {
+async function shutdown(server: Server, engine: Engine, meta: SqliteMetadataStore, blobs: BlobStore, placement: OpenPlacement | undefined, replication: MetadataReplicator | undefined): Promise<void> {
   await closeGracefully(server, SHUTDOWN_GRACE_MS);
   await placement?.stopBackground();
   await engine.stop();
+  // After the last request, before the backends close: ships what the last requests changed.
+  await replication?.stop();
   await blobs.close();
   await meta.close();
 }

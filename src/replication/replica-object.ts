@@ -206,13 +206,12 @@ export async function downloadSegmentObject(backend: Backend, key: string, encry
 }
 
 export async function downloadSnapshotObject(backend: Backend, key: string, encryptionKey: Buffer | undefined, expect: Partial<ReplicaHeader>, databasePath: string): Promise<ReplicaHeader> {
-  const file = await open(databasePath, 'w');
+  const header = await decodeInto(backend, key, encryptionKey, { ...expect, kind: 'snapshot' }, createWriteStream(databasePath));
+  const file = await open(databasePath, 'r+');
   try {
-    const header = await decodeInto(backend, key, encryptionKey, { ...expect, kind: 'snapshot' }, file.createWriteStream({ autoClose: false }));
     await file.sync();
-    return header;
   } finally {
     await file.close();
   }
+  return header;
 }
-
