@@ -55,11 +55,10 @@ export function installChangeCapture(db: Database.Database): void {
       const name = (op: string): string => quote(`${TRIGGER_PREFIX}${table}_${op}`);
       db.exec(`CREATE TRIGGER IF NOT EXISTS ${name('insert')} AFTER INSERT ON ${quote(table)} BEGIN ${log('NEW')} END`);
       db.exec(`CREATE TRIGGER IF NOT EXISTS ${name('delete')} AFTER DELETE ON ${quote(table)} BEGIN ${log('OLD')} END`);
-      // An update that changes the key removes the old key: both are logged.
-      db.exec(
-        `CREATE TRIGGER IF NOT EXISTS ${name('update')} AFTER UPDATE ON ${quote(table)} BEGIN ${log('NEW')} ` +
-          `INSERT INTO ${CHANGES_TABLE} (tbl, pk) SELECT '${table}', ${keyExpression('OLD', columns)} WHERE ${keyExpression('OLD', columns)} IS NOT ${keyExpression('NEW', columns)}; END`,
-      );
+      db.exec(`CREATE TRIGGER IF NOT EXISTS ${name('update')} AFTER UPDATE ON ${quote(table)} BEGIN ${log('NEW')} END`);
+      // An update that changes the key removes the old key too (Talus never does; fires only if the SET names a key column).
+      const changed = columns.map((column) => `OLD.${quote(column)} IS NOT NEW.${quote(column)}`).join(' OR ');
+      db.exec(`CREATE TRIGGER IF NOT EXISTS ${name('rekey')} AFTER UPDATE OF ${columns.map(quote).join(', ')} ON ${quote(table)} WHEN ${changed} BEGIN ${log('OLD')} END`);
     }
   }).immediate();
 }
