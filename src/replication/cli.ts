@@ -106,5 +106,6 @@ export async function openReplication(options: {
     epoch: identity.epoch,
     config: replication,
     logger,
+    readConnection: meta.database,
   });
 }
