@@ -22,9 +22,10 @@
  *    starting a new range (POSITION_JUMP past every replica's): the
  *    restored server's segments can never be taken for a continuation of
  *    the old timeline, even by a later restore that reaches further into it
- *    (a backend unreachable now may hold more of it). The restored database
- *    is uploaded as a snapshot at once, so the new timeline has a base
- *    before the server's own first snapshot.
+ *    (a backend unreachable now may hold more of it). Restore writes nothing
+ *    to the backends: the restored server's first round uploads the new
+ *    timeline's snapshot. Until then a restore finds the new timeline's
+ *    segments unusable (no base) and refuses rather than ignore them.
  */
 import { chmod, copyFile, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -32,8 +33,8 @@ import Database from 'better-sqlite3';
 import type { Backend } from '../backend/backend.ts';
 import type { TalusConfig } from '../config/config.ts';
 import { CHANGES_TABLE, removeChangeCapture } from './change-capture.ts';
-import { downloadSegmentObject, downloadSnapshotObject, encodeSnapshotFile, uploadObject } from './replica-object.ts';
-import { parseReplicaKey, REPLICA_PREFIX, snapshotKey, type ReplicaName } from './replica-names.ts';
+import { downloadSegmentObject, downloadSnapshotObject } from './replica-object.ts';
+import { parseReplicaKey, REPLICA_PREFIX, type ReplicaName } from './replica-names.ts';
 import { applySegment, decodeSegment, type Segment } from './segment.ts';
 
 /** Each restore starts its change numbers this far past every replica's: no timeline reaches 2^40 changes. */
@@ -149,8 +150,6 @@ export async function restoreMetadata(options: RestoreOptions): Promise<RestoreR
       if (!Number.isSafeInteger(newPosition * 2)) throw new RestoreError(`change numbers exhausted (${maxPosition})`);
       const identity = finish(db, storeId, maxEpoch, newPosition);
       db.close();
-      const uploaded = await uploadBase(options.backends, databasePath, storeId, identity.epoch, newPosition, options.key, scratch);
-      log(`the restored state is stored as snapshot ${newPosition} of epoch ${identity.epoch} on ${uploaded.length} backend(s)${uploaded.length > 0 ? ` (${uploaded.join(', ')})` : ''}`);
       await install(options.dataDir, databasePath, identity, options.secretKeyFile);
       log(`restored store ${storeId} to position ${position}: ${segmentsApplied} segment(s) after the snapshot`);
       return { storeId, snapshot: { epoch: base.replica.epoch, position: base.replica.to, backend: base.backend }, segmentsApplied, position, unusedNewer, unreachableBackends: unreachable };
@@ -255,14 +254,6 @@ async function install(dataDir: string, databasePath: string, identity: { id: st
   await syncFile(dataDir);
   await mkdir(join(blobs, `talus-store.${identity.id}.epoch-${identity.epoch}`));
   await syncFile(blobs);
-}
-
-/** Best effort: the server's own first snapshot follows seconds after it starts. */
-async function uploadBase(backends: readonly Backend[], databasePath: string, storeId: string, epoch: number, position: number, key: Buffer | undefined, scratch: string): Promise<string[]> {
-  const objectPath = join(scratch, 'snapshot.replica');
-  await encodeSnapshotFile({ storeId, epoch, from: position, to: position, complete: true }, databasePath, objectPath, key);
-  const results = await Promise.allSettled(backends.map((backend) => uploadObject(backend, snapshotKey(storeId, epoch, position), { path: objectPath })));
-  return backends.filter((_backend, i) => results[i]!.status === 'fulfilled').map((backend) => backend.name);
 }
 
 async function syncFile(path: string): Promise<void> {
