@@ -189,7 +189,7 @@ async function startOnLockedDirectory(
   else if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
   placement?.startBackground({ heal: options.healInBackground ?? true });
   // Its first round snapshots the database as start-up left it; the triggers capture every write after.
-  const replication = await openReplication({ config, dataDir, meta, placedBackends: placement?.store.backends() ?? [], logger });
+  const replication = await openReplication({ config, dataDir, meta, placedBackends: placement?.store.backends() ?? [], workers, logger });
   replication?.start();
   if (pool !== undefined) {
     const stopServing = async (graceMs: number): Promise<void> => {

@@ -64,7 +64,7 @@ describe('segments: ordering and verification', () => {
   let root: string;
   const backends = [new MemoryBackend('m0'), new MemoryBackend('m1'), new MemoryBackend('m2')];
   const key = randomBytes(32);
-  const config: ReplicationConfig = { backends: ['m0', 'm1', 'm2'], lagMs: 60_000, snapshotIntervalMs: 3_600_000, writeQuorum: 2, key };
+  const config: ReplicationConfig = { backends: ['m0', 'm1', 'm2'], lagMs: 60_000, snapshotIntervalMs: 3_600_000, writeQuorum: 2, key, mode: 'async' };
   /** The database's rows after each shipped segment, by the segment's end position. */
   const states = new Map<number, string>();
   let segmentKeys: string[] = [];

@@ -18,7 +18,7 @@
  *   [buckets]                   photos = "copies"
  *   [replication]               backends? (every backend a placement uses), lag? (1s),
  *                               snapshot_interval? (1h), write_quorum? (majority),
- *                               key? (base64 of 32 bytes) | key_file?
+ *                               key? (base64 of 32 bytes) | key_file?, mode? ("async" | "quorum")
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -145,6 +145,12 @@ export interface ReplicationConfig {
   readonly writeQuorum: number;
   /** AES-256-GCM key for replicas; absent: stored unencrypted. */
   readonly key: Buffer | undefined;
+  /**
+   * "async" (default): writes are acknowledged once durable locally and
+   * shipped within `lagMs`. "quorum": a write is acknowledged only once its
+   * metadata change is on `writeQuorum` backends (503 when it cannot be).
+   */
+  readonly mode: 'async' | 'quorum';
 }
 
 export const REPLICATION_LAG_MS_DEFAULT = 1_000;
@@ -255,8 +261,10 @@ function readReplication(table: TableReader, backends: readonly BackendConfig[],
     key = Buffer.from(text!, 'base64');
     if (key.length !== REPLICATION_KEY_BYTES) throw table.error(keyFile === undefined ? 'key' : 'key_file', `must be the base64 of ${REPLICATION_KEY_BYTES} bytes (e.g. openssl rand -base64 32)`);
   }
+  const mode = table.optionalString('mode') ?? 'async';
+  if (mode !== 'async' && mode !== 'quorum') throw table.error('mode', `must be "async" or "quorum", not ${JSON.stringify(mode)}`);
   table.done();
-  return { backends: listed, lagMs, snapshotIntervalMs, writeQuorum, key };
+  return { backends: listed, lagMs, snapshotIntervalMs, writeQuorum, key, mode };
 }
 
 function readHealth(table: TableReader): HealthConfig {

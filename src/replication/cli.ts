@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Backend } from '../backend/backend.ts';
-import { loadConfig, type TalusConfig } from '../config/config.ts';
+import { ConfigError, loadConfig, type TalusConfig } from '../config/config.ts';
 import { lockDataDirectory } from '../data-dir-lock.ts';
 import { openBackend } from '../placement/open-placement.ts';
 import { restoreMetadata } from './restore.ts';
@@ -76,6 +76,7 @@ export async function openReplication(options: {
   dataDir: string;
   meta: SqliteMetadataStore;
   placedBackends: readonly Backend[];
+  workers: number;
   logger: Logger;
 }): Promise<MetadataReplicator | undefined> {
   const { config, dataDir, meta, logger } = options;
@@ -98,7 +99,7 @@ export async function openReplication(options: {
     if (backendConfig === undefined) throw new Error(`[replication] backend ${name} is not configured`);
     targets.push(await openBackend(backendConfig));
   }
-  return new MetadataReplicator({
+  const replicator = new MetadataReplicator({
     databasePath: join(dataDir, 'meta.db'),
     scratchDirectory: join(dataDir, 'replication-scratch'),
     targets,
@@ -108,4 +109,10 @@ export async function openReplication(options: {
     logger,
     readConnection: meta.database,
   });
+  if (replication.mode === 'quorum') {
+    // Worker processes commit on connections of their own, which this barrier cannot hold back.
+    if (options.workers > 1) throw new ConfigError('[replication] mode = "quorum" works with one server process only (not --workers)');
+    meta.setCommitBarrier(() => replicator.shipped());
+  }
+  return replicator;
 }

@@ -80,6 +80,9 @@ export class MetadataReplicator {
   #failedRounds = 0;
   #timer: NodeJS.Timeout | undefined;
   #round: Promise<void> | undefined;
+  #snapshotting: Promise<unknown> | undefined;
+  /** Quorum mode: commits waiting for their changes to be shipped, in commit order. */
+  #waiters: { position: number; resolve(): void; reject(error: unknown): void }[] = [];
   #stopped = false;
   /** Warn once per backend and kind of failure, not every second. */
   readonly #warned = new Set<string>();
@@ -109,6 +112,35 @@ export class MetadataReplicator {
     this.#schedule(0);
   }
 
+  /**
+   * Quorum mode: resolves once every change committed so far is on a write
+   * quorum of backends; rejects if the round shipping it fails. Called by
+   * the store right after each batch commits (setCommitBarrier): commits
+   * waiting together share one round, as they share one WAL sync.
+   */
+  shipped(): Promise<void> {
+    const position = lastChangeNumber(this.#reader);
+    if (position <= this.#shipped) return Promise.resolve();
+    if (this.#stopped) return Promise.reject(new Error('metadata replication has stopped'));
+    const promise = new Promise<void>((resolve, reject) => this.#waiters.push({ position, resolve, reject }));
+    // Now rather than at the next lag; a round in progress runs the next one as soon as it ends.
+    if (this.#round === undefined && this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#schedule(0);
+    }
+    return promise;
+  }
+
+  #settleWaiters(error?: unknown): void {
+    const waiting = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiting) {
+      if (waiter.position <= this.#shipped) waiter.resolve();
+      else if (error !== undefined) waiter.reject(error);
+      else this.#waiters.push(waiter);
+    }
+  }
+
   #schedule(delayMs: number): void {
     if (this.#stopped) return;
     this.#timer = setTimeout(() => {
@@ -116,7 +148,7 @@ export class MetadataReplicator {
       const started = Date.now();
       this.#round = this.#runRound().finally(() => {
         this.#round = undefined;
-        this.#schedule(Math.max(0, this.#options.config.lagMs - (Date.now() - started)));
+        this.#schedule(this.#waiters.length > 0 ? 0 : Math.max(0, this.#options.config.lagMs - (Date.now() - started)));
       });
     }, delayMs);
     this.#timer.unref();
@@ -124,8 +156,20 @@ export class MetadataReplicator {
 
   async #runRound(): Promise<void> {
     try {
-      await this.shipNow();
-      if (this.#snapshotPosition === undefined || Date.now() - this.#lastSnapshotMs >= this.#options.config.snapshotIntervalMs) await this.snapshotNow();
+      try {
+        await this.shipNow();
+        this.#settleWaiters();
+      } catch (error) {
+        this.#settleWaiters(error);
+        throw error;
+      }
+      // Beside the rounds, not inside one: commits waiting in quorum mode must not wait for a snapshot.
+      const due = this.#snapshotPosition === undefined || Date.now() - this.#lastSnapshotMs >= this.#options.config.snapshotIntervalMs;
+      if (due && this.#snapshotting === undefined && !this.#stopped) {
+        this.#snapshotting = this.snapshotNow()
+          .then(() => this.#warned.delete('snapshot'), (error: unknown) => this.#warnOnce('snapshot', 'metadata snapshot failed; retrying next round', error))
+          .finally(() => (this.#snapshotting = undefined));
+      }
     } catch (error) {
       this.#failedRounds++;
       this.#warnOnce('round', 'metadata replication round failed; retrying', error);
@@ -240,6 +284,8 @@ export class MetadataReplicator {
     this.#stopped = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     await this.#round;
+    await this.#snapshotting;
+    this.#settleWaiters(new Error('metadata replication has stopped'));
     await withTimeout(this.shipNow(), graceMs, 'final metadata replication round').catch((error: unknown) =>
       this.#options.logger.warn('metadata changes not shipped at shutdown; the next start ships them', { error: String(error) }),
     );
