@@ -29,6 +29,7 @@ const variants = [
   { name: 'no replication', toml: BASE },
   { name: 'replication (async, lag 1s)', toml: `${BASE}[replication]\nlag = "1s"\n` },
   { name: 'replication, encrypted', toml: `${BASE}[replication]\nlag = "1s"\nkey = "${Buffer.alloc(32, 7).toString('base64')}"\n` },
+  { name: 'replication, quorum mode', toml: `${BASE}[replication]\nmode = "quorum"\n` },
 ];
 
 interface Run {
