@@ -37,6 +37,8 @@ const TRIM_BUSY_TIMEOUT_MS = 50;
  * own, and deleting many rows at once costs little more than deleting a few.
  */
 const TRIM_CHANGES_MIN = 20_000;
+/** A failed snapshot is tried again after this long (a copy of the database each second would be a load of its own). */
+const SNAPSHOT_RETRY_MS = 30_000;
 /** A replica upload that has not finished by then counts as failed for this round. */
 const UPLOAD_TIMEOUT_MS = 60_000;
 
@@ -75,7 +77,8 @@ export class MetadataReplicator {
   #shipped: number;
   #trimmed: number;
   #snapshotPosition: number | undefined;
-  #lastSnapshotMs = 0;
+  /** When the next snapshot is due: at once at start-up, then every snapshotIntervalMs (sooner after a failure). */
+  #nextSnapshotMs = 0;
   #segmentsShipped = 0;
   #failedRounds = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -84,6 +87,8 @@ export class MetadataReplicator {
   /** Quorum mode: commits waiting for their changes to be shipped, in commit order. */
   #waiters: { position: number; resolve(): void; reject(error: unknown): void }[] = [];
   #stopped = false;
+  /** Backends with an upload in flight (see #uploadToQuorum). */
+  readonly #busy = new Set<string>();
   /** Warn once per backend and kind of failure, not every second. */
   readonly #warned = new Set<string>();
 
@@ -164,10 +169,19 @@ export class MetadataReplicator {
         throw error;
       }
       // Beside the rounds, not inside one: commits waiting in quorum mode must not wait for a snapshot.
-      const due = this.#snapshotPosition === undefined || Date.now() - this.#lastSnapshotMs >= this.#options.config.snapshotIntervalMs;
+      const due = Date.now() >= this.#nextSnapshotMs;
       if (due && this.#snapshotting === undefined && !this.#stopped) {
         this.#snapshotting = this.snapshotNow()
-          .then(() => this.#warned.delete('snapshot'), (error: unknown) => this.#warnOnce('snapshot', 'metadata snapshot failed; retrying next round', error))
+          .then(
+            () => {
+              this.#warned.delete('snapshot');
+              this.#nextSnapshotMs = Date.now() + this.#options.config.snapshotIntervalMs;
+            },
+            (error: unknown) => {
+              this.#warnOnce('snapshot', 'metadata snapshot failed; retrying', error);
+              this.#nextSnapshotMs = Date.now() + Math.min(this.#options.config.snapshotIntervalMs, SNAPSHOT_RETRY_MS);
+            },
+          )
           .finally(() => (this.#snapshotting = undefined));
       }
     } catch (error) {
@@ -215,7 +229,6 @@ export class MetadataReplicator {
     const objectPath = `${copyPath}.replica`;
     await rm(copyPath, { force: true });
     try {
-      const startedMs = Date.now();
       await copyDatabase(this.#options.databasePath, copyPath);
       const copy = new Database(copyPath, { readonly: true });
       let position: number;
@@ -227,7 +240,6 @@ export class MetadataReplicator {
       await encodeSnapshotFile({ storeId, epoch, from: position, to: position, complete: true }, copyPath, objectPath, config.key);
       await this.#uploadToQuorum(snapshotKey(storeId, epoch, position), { path: objectPath });
       this.#snapshotPosition = position;
-      this.#lastSnapshotMs = startedMs;
       await this.#compact(position);
       return position;
     } finally {
@@ -236,19 +248,56 @@ export class MetadataReplicator {
     }
   }
 
-  async #uploadToQuorum(key: string, body: Buffer | { path: string }): Promise<void> {
+  /**
+   * Uploads to every target at once; resolves as soon as a write quorum has
+   * the object (a segment: a commit in quorum mode waits for this, not for
+   * the slowest backend) or, for a file, once every upload has ended (the
+   * file is removed afterwards). A backend still busy with an earlier
+   * segment is skipped for the next, so a hung backend holds at most one
+   * segment upload: it misses segments, which restore reads from the others.
+   */
+  #uploadToQuorum(key: string, body: Buffer | { path: string }): Promise<void> {
     const { targets, config } = this.#options;
-    const results = await Promise.allSettled(targets.map((backend) => withTimeout(uploadObject(backend, key, body), UPLOAD_TIMEOUT_MS, `${backend.name}: upload of ${key}`)));
-    let stored = 0;
-    for (const [i, result] of results.entries()) {
-      if (result.status === 'fulfilled') {
-        stored++;
-        this.#warned.delete(`upload:${targets[i]!.name}`);
-      } else {
-        this.#warnOnce(`upload:${targets[i]!.name}`, 'a metadata replica could not be stored on a backend', result.reason, { backend: targets[i]!.name });
+    const waitForAll = !Buffer.isBuffer(body);
+    return new Promise<void>((resolve, reject) => {
+      let stored = 0;
+      let ended = 0;
+      let settled = false;
+      const settle = (): void => {
+        if (settled) return;
+        if (stored >= config.writeQuorum && (!waitForAll || ended === targets.length)) {
+          settled = true;
+          resolve();
+        } else if (ended === targets.length) {
+          settled = true;
+          reject(new Error(`${key} is on ${stored} backends, fewer than the replication write quorum ${config.writeQuorum}`));
+        }
+      };
+      for (const backend of targets) {
+        // Snapshots (hourly, waited for whole) are not held back by a segment in flight.
+        if (!waitForAll && this.#busy.has(backend.name)) {
+          this.#warnOnce(`busy:${backend.name}`, 'a backend is still busy with an earlier metadata replica; skipped', 'busy', { backend: backend.name });
+          ended++;
+          continue;
+        }
+        if (!waitForAll) this.#busy.add(backend.name);
+        void withTimeout(uploadObject(backend, key, body), UPLOAD_TIMEOUT_MS, `${backend.name}: upload of ${key}`)
+          .then(
+            () => {
+              stored++;
+              this.#warned.delete(`upload:${backend.name}`);
+              this.#warned.delete(`busy:${backend.name}`);
+            },
+            (error: unknown) => this.#warnOnce(`upload:${backend.name}`, 'a metadata replica could not be stored on a backend', error, { backend: backend.name }),
+          )
+          .finally(() => {
+            if (!waitForAll) this.#busy.delete(backend.name);
+            ended++;
+            settle();
+          });
       }
-    }
-    if (stored < config.writeQuorum) throw new Error(`${key} is on ${stored} backends, fewer than the replication write quorum ${config.writeQuorum}`);
+      settle();
+    });
   }
 
   /** Deletes the replicas a snapshot at `position` of this epoch supersedes. Best effort: a failure leaves extra replicas, never too few. */
