@@ -18,6 +18,8 @@ import type { ReplicationConfig } from '../src/config/config.ts';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import { REPLICA_PREFIX, parseReplicaKey } from '../src/replication/replica-names.ts';
 import { MetadataReplicator } from '../src/replication/replicator.ts';
+import { downloadSegmentObject } from '../src/replication/replica-object.ts';
+import { SEGMENT_CHANGES_MAX } from '../src/replication/segment.ts';
 import { restoreMetadata, RestoreError } from '../src/replication/restore.ts';
 import { silentLogger } from '../src/util/logger.ts';
 
@@ -195,5 +197,46 @@ describe('segments: ordering and verification', () => {
     const { dataDir, report } = await restoreInto('after-compaction');
     assert.equal(report.segmentsApplied, 0);
     assert.equal(dump(join(dataDir, 'meta.db')), dump(databasePath));
+  });
+});
+
+describe('segments cut short by a backlog', () => {
+  test('are marked partial, and a restore never ends on one', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'talus-repl-partial-'));
+    const backends = [new MemoryBackend('p0'), new MemoryBackend('p1')];
+    const config: ReplicationConfig = { backends: ['p0', 'p1'], lagMs: 60_000, snapshotIntervalMs: 3_600_000, writeQuorum: 2, key: undefined, mode: 'async' };
+    const databasePath = join(root, 'meta.db');
+    try {
+      const meta = new SqliteMetadataStore(databasePath);
+      await meta.setStoreIdentity({ id: STORE_ID, epoch: 1 });
+      const replicator = new MetadataReplicator({ databasePath, scratchDirectory: join(root, 'scratch'), targets: backends, storeId: STORE_ID, epoch: 1, config, logger: silentLogger });
+      await replicator.snapshotNow();
+      const atSnapshot = dump(databasePath);
+      // One transaction of more changes than a segment holds (SEGMENT_CHANGES_MAX).
+      const insert = meta.database.prepare('INSERT INTO settings (name, value) VALUES (?, ?)');
+      meta.database.transaction(() => {
+        for (let i = 0; i < SEGMENT_CHANGES_MAX + 500; i++) insert.run(`bulk-${i}`, String(i));
+      })();
+      await replicator.shipNow();
+      await replicator.stop(0);
+      await meta.close();
+      const segments = (await keysOf(backends[0]!)).map((name) => parseReplicaKey(name)!).filter((name) => name.kind === 'segment');
+      assert.equal(segments.length, 2);
+      const { header } = await downloadSegmentObject(backends[0]!, segments[0]!.key, undefined, {});
+      assert.equal(header.complete, false);
+
+      // Whole: exact.
+      const whole = await restoreMetadata({ dataDir: join(root, 'whole'), backends, key: undefined });
+      assert.equal(whole.segmentsApplied, 2);
+      assert.equal(dump(join(root, 'whole', 'meta.db')), dump(databasePath));
+      // Without the complete segment after it, the partial one is not applied: the snapshot's state, exactly.
+      for (const backend of backends) await backend.remove([segments[1]!.key]);
+      await assert.rejects(restoreMetadata({ dataDir: join(root, 'refused'), backends, key: undefined }), RestoreError);
+      const partial = await restoreMetadata({ dataDir: join(root, 'partial'), backends, key: undefined, partial: true });
+      assert.equal(partial.segmentsApplied, 0);
+      assert.equal(dump(join(root, 'partial', 'meta.db')), atSnapshot);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });
