@@ -163,6 +163,7 @@ export class MetadataReplicator {
     try {
       try {
         await this.shipNow();
+        this.#warned.delete('round');
         this.#settleWaiters();
       } catch (error) {
         this.#settleWaiters(error);
