@@ -15,6 +15,8 @@ const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] 
                                      repair shards of placed objects, or show what is queued
        talus backends --config talus.toml
                                      each backend's state, latency, free space and S3 features
+       talus restore DATA_DIR --config talus.toml [--store ID] [--partial] [--secret-key-file FILE]
+                                     rebuild a lost metadata database from its replicas on the backends
 ${PRINCIPALS_USAGE}
 ${ADMIN_USAGE}
                                      (users, keys and policy work while the server runs: docs/ACCESS.md)
@@ -64,6 +66,10 @@ async function main(argv: string[]): Promise<number> {
     return command === 'heal' ? healCommand(rest) : backendsCommand(rest);
   }
   if (command === 'admin') return adminCommand(rest);
+  if (command === 'restore') {
+    const { restoreCommand } = await import('./replication/cli.ts');
+    return restoreCommand(rest);
+  }
   if (command === 'bench') {
     // Loaded on demand: the server never needs the client side.
     const { benchCommand } = await import('./loadgen/cli.ts');

@@ -32,6 +32,8 @@ import { AuditLog, refusedRequestEntry } from './audit/audit-log.ts';
 import { requestObserver } from './metrics/observer.ts';
 import { merge as mergeMetrics, render as renderMetricsText } from './metrics/registry.ts';
 import { SHARED_GAUGES, createServerMetrics } from './metrics/server-metrics.ts';
+import { openReplication } from './replication/cli.ts';
+import type { MetadataReplicator } from './replication/replicator.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger, type Logger } from './util/logger.ts';
 
@@ -94,6 +96,8 @@ export interface RunningTalus {
   lifecycle: LifecycleWorker;
   /** The backends, placed blob store and healer when placements are configured. */
   placement: OpenPlacement | undefined;
+  /** Metadata replication to the backends, when `[replication]` is configured. */
+  replication: MetadataReplicator | undefined;
   /** The HTTP server when requests are served in this process; undefined with workers. */
   server: Server | undefined;
   workers: number;
@@ -261,6 +265,9 @@ async function startOnLockedDirectory(
     onError: (error) => logger.error('lifecycle worker failed', { error: String(error) }),
   });
   lifecycle.start();
+  // Its first round snapshots the database as start-up left it; the triggers capture every write after.
+  const replication = await openReplication({ config, dataDir, meta, placedBackends: placement?.store.backends() ?? [], workers, logger });
+  replication?.start();
   if (pool !== undefined) {
     bucketsChanged.notify = () => pool.forgetBuckets();
     let admin: AdminListener | undefined;
@@ -271,6 +278,7 @@ async function startOnLockedDirectory(
       await lifecycle.stop();
       await placement?.stopBackground();
       await engine.stop();
+      await replication?.stop(graceMs === 0 ? 0 : undefined);
       await blobs.close();
     };
     const stopAll = async (graceMs: number): Promise<void> => {
@@ -296,6 +304,7 @@ async function startOnLockedDirectory(
       engine,
       lifecycle,
       placement,
+      replication,
       server: undefined,
       workers,
       failed,
@@ -320,6 +329,7 @@ async function startOnLockedDirectory(
   } catch (error) {
     secrets.stop();
     await lifecycle.stop();
+    await replication?.stop(0);
     await placement?.stopBackground();
     await engine.stop();
     throw error;
@@ -331,6 +341,7 @@ async function startOnLockedDirectory(
     await closeGracefully(server, 0);
     secrets.stop();
     await lifecycle.stop();
+    await replication?.stop(0);
     await placement?.stopBackground();
     await engine.stop();
     throw error;
@@ -346,18 +357,29 @@ async function startOnLockedDirectory(
     engine,
     lifecycle,
     placement,
+    replication,
     server,
     workers: 1,
     failed,
-    close: () => (closing ??= (secrets.stop(), Promise.all([admin?.close(), shutdown(server, lifecycle, engine, meta, blobs, placement)]).then(() => Promise.all([accessLog?.close(), audit.close()])).then(() => undefined).finally(() => lock.release()))),
+    close: () => (closing ??= (secrets.stop(), Promise.all([admin?.close(), shutdown(server, lifecycle, engine, meta, blobs, placement, replication)]).then(() => Promise.all([accessLog?.close(), audit.close()])).then(() => undefined).finally(() => lock.release()))),
   };
 }
 
-async function shutdown(server: Server, lifecycle: LifecycleWorker, engine: Engine, meta: SqliteMetadataStore, blobs: BlobStore, placement: OpenPlacement | undefined): Promise<void> {
+async function shutdown(
+  server: Server,
+  lifecycle: LifecycleWorker,
+  engine: Engine,
+  meta: SqliteMetadataStore,
+  blobs: BlobStore,
+  placement: OpenPlacement | undefined,
+  replication: MetadataReplicator | undefined,
+): Promise<void> {
   await closeGracefully(server, SHUTDOWN_GRACE_MS);
   await lifecycle.stop();
   await placement?.stopBackground();
   await engine.stop();
+  // After the last request, before the backends close: ships what the last requests changed.
+  await replication?.stop();
   await blobs.close();
   await meta.close();
 }
