@@ -23,13 +23,13 @@ import { LISTED_VERSION_COLUMNS, rowToListedVersion, rowToUpload, type ListedVer
 const BATCH_ROWS_MAX = 1000;
 
 /**
- * A listing with metadata (`withMetadata`) reads three more fields out of the
+ * A listing with metadata (`withMetadata`) reads four more fields (system, user metadata, tags, ACL) out of the
  * version's JSON document: json_extract with several paths parses the document
  * once and hands back one small JSON array, so the cost is one parse in SQLite
  * and one JSON.parse here per row, and the segments and parts never leave SQLite.
  * Plain listings run the unchanged query.
  */
-const LISTED_METADATA_COLUMN = "json_extract(meta, '$.system', '$.userMetadata', '$.tags') AS listed_metadata";
+const LISTED_METADATA_COLUMN = "json_extract(meta, '$.system', '$.userMetadata', '$.tags', '$.acl') AS listed_metadata";
 
 interface ListedVersionWithMetadataRow extends ListedVersionRow {
   listed_metadata?: string;
@@ -42,11 +42,18 @@ function columnsFor(withMetadata: boolean | undefined): string {
 function listedVersionOf(row: ListedVersionWithMetadataRow): ListedVersion {
   const version = rowToListedVersion(row);
   if (row.listed_metadata === undefined) return version;
-  const [system, userMetadata, tags] = JSON.parse(row.listed_metadata) as [ListedMetadata['system'] | null, ListedMetadata['userMetadata'] | null, ListedMetadata['tags'] | null];
+  const [system, userMetadata, tags, acl] = JSON.parse(row.listed_metadata) as [
+    ListedMetadata['system'] | null,
+    ListedMetadata['userMetadata'] | null,
+    ListedMetadata['tags'] | null,
+    ListedMetadata['acl'] | null,
+  ];
   // Delete markers carry empty metadata; documents written before a field existed lack it.
   version.system = system ?? {};
   version.userMetadata = userMetadata ?? {};
   version.tags = tags ?? [];
+  // The ACL decides who may read the version, so who sees its metadata in the listing.
+  if (acl !== null) version.acl = acl;
   return version;
 }
 
