@@ -3,11 +3,11 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { CSV_HEADER, OUTPUT_FORMATS, formatObject, formatProgress, type OutputFormat } from './format.ts';
 import { METADATA_MODES, SCAN_CONCURRENCY_DEFAULT, scanObjects, type MetadataMode, type ScanProgress } from './scan.ts';
-import { resolveScanCredentials } from './credentials.ts';
+import { explicitScanCredentials } from './credentials.ts';
 
 export const SCAN_USAGE = `Usage: talus scan s3://BUCKET[/PREFIX] --endpoint URL [--concurrency ${SCAN_CONCURRENCY_DEFAULT}] [--format jsonl|csv]
                   [--metadata auto|head|list|none] [--region us-east-1] [--quiet]
-                  [--access-key-id ID --secret-access-key SECRET]
+                  [--access-key-id ID --secret-access-key SECRET [--session-token TOKEN]]
 
 Lists every object under the prefix with its size, ETag, last-modified time,
 content type, user metadata and tags, in key order, to stdout; progress on
@@ -15,8 +15,9 @@ stderr. --metadata list reads metadata from the listing itself (metadata=true,
 MinIO's extension, which Talus serves): one request per 1000 objects. head
 lists, then HEADs each object, --concurrency at a time: works on any S3.
 auto (default) asks the listing and falls back to head when the server
-ignores it; none lists only. Credentials: the flags, else AWS_ACCESS_KEY_ID
-and AWS_SECRET_ACCESS_KEY.`;
+ignores it; none lists only. Credentials: the flags, else the AWS SDKs' chain
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; AWS_PROFILE
+and ~/.aws files; web identity; ECS; IMDSv2).`;
 
 export async function scanCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -31,6 +32,7 @@ export async function scanCommand(args: string[]): Promise<number> {
       quiet: { type: 'boolean', default: false },
       'access-key-id': { type: 'string' },
       'secret-access-key': { type: 'string' },
+      'session-token': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -48,7 +50,7 @@ export async function scanCommand(args: string[]): Promise<number> {
   const metadata = values.metadata as MetadataMode;
   if (!METADATA_MODES.includes(metadata)) throw new Error(`invalid --metadata ${values.metadata} (${METADATA_MODES.join(', ')})`);
   const concurrency = Number(values.concurrency);
-  const credentials = resolveScanCredentials({ accessKeyId: values['access-key-id'], secretAccessKey: values['secret-access-key'] });
+  const credentials = explicitScanCredentials({ accessKeyId: values['access-key-id'], secretAccessKey: values['secret-access-key'], sessionToken: values['session-token'] });
   const out = process.stdout;
   if (format === 'csv') out.write(CSV_HEADER);
   const objects = scanObjects({
@@ -56,7 +58,7 @@ export async function scanCommand(args: string[]): Promise<number> {
     bucket: target[1]!,
     prefix: target[2]!,
     region: values.region,
-    credentials,
+    ...(credentials === undefined ? {} : { credentials }),
     concurrency,
     metadata,
     ...(values.quiet ? {} : { onProgress: progressWriter(process.stderr) }),

@@ -15,7 +15,7 @@
  */
 import { S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
 import { LIST_KEYS_MAX } from '../util/limits.ts';
-import { resolveScanCredentials, type StaticCredentials } from './credentials.ts';
+import { scanCredentialProvider, type StaticCredentials } from './credentials.ts';
 import { parseScannedPage, type ListedObject, type ScannedPage } from './listing-page.ts';
 
 export type MetadataMode = 'auto' | 'head' | 'list' | 'none';
@@ -31,7 +31,7 @@ export interface ScanOptions {
   bucket: string;
   prefix?: string;
   region?: string;
-  /** Default: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (see credentials.ts for the chain to come). */
+  /** Keys (a session token with temporary ones); default: the AWS SDKs' credential chain (environment, profiles, web identity, ECS, IMDSv2). */
   credentials?: StaticCredentials;
   /** HEAD requests in flight at most (head mode); default 64. */
   concurrency?: number;
@@ -102,13 +102,11 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
   }
   const requested = options.metadata ?? 'auto';
   if (!METADATA_MODES.includes(requested)) throw new RangeError(`metadata must be one of ${METADATA_MODES.join(', ')}, not ${String(requested)}`);
-  const credentials = options.credentials ?? resolveScanCredentials();
   // One connection per HEAD in flight, plus the listing's.
   const client = new S3Client({
     endpoint: options.endpoint,
     region: options.region,
-    accessKeyId: credentials.accessKeyId,
-    secretAccessKey: credentials.secretAccessKey,
+    credentials: scanCredentialProvider(options.credentials),
     connections: concurrency + 1,
   });
   const progress: ScanProgress = { mode: requested, objects: 0, listed: 0, listingDone: false, elapsedMs: 0, done: false };
