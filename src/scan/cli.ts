@@ -2,11 +2,11 @@
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { CSV_HEADER, OUTPUT_FORMATS, formatObject, formatProgress, type OutputFormat } from './format.ts';
-import { METADATA_MODES, SCAN_CONCURRENCY_DEFAULT, scanObjects, type MetadataMode, type ScanProgress } from './scan.ts';
+import { LIST_RANGES_DEFAULT, METADATA_MODES, SCAN_CONCURRENCY_DEFAULT, scanObjects, type MetadataMode, type ScanProgress } from './scan.ts';
 import { explicitScanCredentials } from './credentials.ts';
 
 export const SCAN_USAGE = `Usage: talus scan s3://BUCKET[/PREFIX] --endpoint URL [--concurrency ${SCAN_CONCURRENCY_DEFAULT}] [--format jsonl|csv]
-                  [--metadata auto|head|list|none] [--region us-east-1] [--quiet]
+                  [--metadata auto|head|list|none] [--list-ranges 4] [--region us-east-1] [--quiet]
                   [--access-key-id ID --secret-access-key SECRET [--session-token TOKEN]]
 
 Lists every object under the prefix with its size, ETag, last-modified time,
@@ -15,7 +15,9 @@ stderr. --metadata list reads metadata from the listing itself (metadata=true,
 MinIO's extension, which Talus serves): one request per 1000 objects. head
 lists, then HEADs each object, --concurrency at a time: works on any S3.
 auto (default) asks the listing and falls back to head when the server
-ignores it; none lists only. Credentials: the flags, else the AWS SDKs' chain
+ignores it; none lists only. In list and none modes the key space is split
+into up to --list-ranges ranges listed at once (found by probing), merged
+back in key order. Credentials: the flags, else the AWS SDKs' chain
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; AWS_PROFILE
 and ~/.aws files; web identity; ECS; IMDSv2).`;
 
@@ -28,6 +30,7 @@ export async function scanCommand(args: string[]): Promise<number> {
       concurrency: { type: 'string', default: String(SCAN_CONCURRENCY_DEFAULT) },
       format: { type: 'string', default: 'jsonl' },
       metadata: { type: 'string', default: 'auto' },
+      'list-ranges': { type: 'string', default: String(LIST_RANGES_DEFAULT) },
       region: { type: 'string', default: 'us-east-1' },
       quiet: { type: 'boolean', default: false },
       'access-key-id': { type: 'string' },
@@ -61,6 +64,7 @@ export async function scanCommand(args: string[]): Promise<number> {
     ...(credentials === undefined ? {} : { credentials }),
     concurrency,
     metadata,
+    listRanges: Number(values['list-ranges']),
     ...(values.quiet ? {} : { onProgress: progressWriter(process.stderr) }),
   });
   // Batches writes: one write per object would cost more than the object.

@@ -17,11 +17,15 @@ import { S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
 import { LIST_KEYS_MAX } from '../util/limits.ts';
 import { scanCredentialProvider, type StaticCredentials } from './credentials.ts';
 import { parseScannedPage, type ListedObject, type ScannedPage } from './listing-page.ts';
+import { listRemainingInParallel, type PageRequest } from './parallel-listing.ts';
 
 export type MetadataMode = 'auto' | 'head' | 'list' | 'none';
 export const METADATA_MODES: readonly MetadataMode[] = ['auto', 'head', 'list', 'none'];
 
 export const SCAN_CONCURRENCY_DEFAULT = 64;
+/** Key ranges listed at once in list and none modes (see parallel-listing.ts); 1 lists in sequence. */
+export const LIST_RANGES_DEFAULT = 4;
+export const LIST_RANGES_MAX = 64;
 /** More requests in flight than this only queue in the pool (and in the server). */
 export const SCAN_CONCURRENCY_MAX = 1024;
 
@@ -37,6 +41,8 @@ export interface ScanOptions {
   concurrency?: number;
   /** Default 'auto'. */
   metadata?: MetadataMode;
+  /** In list and none modes, key ranges listed at once (the key space split by probing, merged in key order); default 4, 1 lists in sequence. */
+  listRanges?: number;
   /** Called about once a second and at the end. */
   onProgress?: (progress: ScanProgress) => void;
   signal?: AbortSignal;
@@ -100,6 +106,10 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > SCAN_CONCURRENCY_MAX) {
     throw new RangeError(`concurrency must be an integer from 1 to ${SCAN_CONCURRENCY_MAX}, not ${concurrency}`);
   }
+  const listRanges = options.listRanges ?? LIST_RANGES_DEFAULT;
+  if (!Number.isInteger(listRanges) || listRanges < 1 || listRanges > LIST_RANGES_MAX) {
+    throw new RangeError(`listRanges must be an integer from 1 to ${LIST_RANGES_MAX}, not ${listRanges}`);
+  }
   const requested = options.metadata ?? 'auto';
   if (!METADATA_MODES.includes(requested)) throw new RangeError(`metadata must be one of ${METADATA_MODES.join(', ')}, not ${String(requested)}`);
   // One connection per HEAD in flight, plus the listing's.
@@ -160,28 +170,55 @@ function countOf(progress: ScanProgress, object: ScannedObject): ScannedObject {
 }
 
 /**
- * The listing's pages, each next page requested before the current one is
- * handed over (so listing overlaps the caller's work). Decides 'auto' from the
- * first object listed, and asks for metadata while the mode is list or auto.
+ * The listing's pages in key order. Decides 'auto' from the first object
+ * listed, and asks for metadata while the mode is list or auto. In list and
+ * none modes, where the listing is the whole scan, the keys after the first
+ * page are split into up to `listRanges` ranges listed at once
+ * (parallel-listing.ts); in head mode the HEADs are the work, and the pages
+ * come one at a time, each next one requested before the current one is
+ * handed over (so listing overlaps the caller's work).
  */
 async function* listPages(client: S3Client, options: ScanOptions, progress: ScanProgress): AsyncGenerator<ScannedPage> {
-  const fetchPage = async (continuationToken: string | undefined): Promise<ScannedPage> => {
+  const prefix = options.prefix ?? '';
+  const fetchPage = async (request: PageRequest): Promise<ScannedPage> => {
     const metadata = progress.mode === 'list' || progress.mode === 'auto';
-    const prefix = options.prefix === '' ? undefined : options.prefix;
-    const xml = await client.listObjectsV2Document(options.bucket, { prefix, continuationToken, maxKeys: LIST_KEYS_MAX, metadata }, { signal: options.signal });
+    const xml = await client.listObjectsV2Document(options.bucket, { prefix: prefix === '' ? undefined : prefix, ...request, metadata }, { signal: options.signal });
     return parseScannedPage(xml);
   };
-  let next: Promise<ScannedPage> | undefined = fetchPage(undefined);
-  while (next !== undefined) {
-    const page: ScannedPage = await next;
-    if (progress.mode === 'auto' && page.objects.length > 0) progress.mode = page.objects[0]!.listedMetadata !== undefined ? 'list' : 'head';
-    progress.listed += page.objects.length;
-    if (page.isTruncated && page.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
-    next = page.isTruncated ? fetchPage(page.nextContinuationToken) : undefined;
+  const first = await fetchPage({ maxKeys: LIST_KEYS_MAX });
+  if (progress.mode === 'auto' && first.objects.length > 0) progress.mode = first.objects[0]!.listedMetadata !== undefined ? 'list' : 'head';
+  progress.listed += first.objects.length;
+  if (first.isTruncated && first.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
+  const ranges = options.listRanges ?? LIST_RANGES_DEFAULT;
+  if (first.isTruncated && ranges > 1 && (progress.mode === 'list' || progress.mode === 'none')) {
+    const rest = listRemainingInParallel(first, {
+      ranges,
+      prefix,
+      pageKeysMax: LIST_KEYS_MAX,
+      fetch: fetchPage,
+      probe: async (startAfter) => {
+        const xml = await client.listObjectsV2Document(options.bucket, { prefix: prefix === '' ? undefined : prefix, startAfter, maxKeys: 1 }, { signal: options.signal });
+        return parseScannedPage(xml).objects[0]?.key;
+      },
+      onPage: (page) => (progress.listed += page.objects.length),
+      onListingDone: () => (progress.listingDone = true),
+    });
+    yield first;
+    yield* rest;
+    return;
+  }
+  let page = first;
+  for (;;) {
+    const next: Promise<ScannedPage> | undefined = page.isTruncated ? fetchPage({ continuationToken: page.nextContinuationToken!, maxKeys: LIST_KEYS_MAX }) : undefined;
     // Not awaited until the next turn of this loop; a failure meanwhile must not count as unhandled.
     next?.catch(() => undefined);
     if (next === undefined) progress.listingDone = true;
     yield page;
+    if (next === undefined) return;
+    page = await next;
+    if (progress.mode === 'auto' && page.objects.length > 0) progress.mode = page.objects[0]!.listedMetadata !== undefined ? 'list' : 'head';
+    progress.listed += page.objects.length;
+    if (page.isTruncated && page.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
   }
 }
 
