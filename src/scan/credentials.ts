@@ -37,7 +37,9 @@ export function explicitScanCredentials(explicit: Partial<StaticCredentials>): S
  * The provider a scan signs with: the given keys, or the credential chain,
  * whose failure (nothing configured anywhere) becomes a MissingCredentialsError.
  */
-export function scanCredentialProvider(given: StaticCredentials | undefined): CredentialProvider {
+export function scanCredentialProvider(given: StaticCredentials | undefined, env: NodeJS.ProcessEnv = process.env): CredentialProvider {
+  // The chain's first source, read here without loading the SDK's chain (~40 ms of imports before the first request).
+  given ??= environmentCredentials(env);
   if (given !== undefined) {
     const fixed: AwsCredentials = { accessKeyId: given.accessKeyId, secretAccessKey: given.secretAccessKey, ...(given.sessionToken === undefined ? {} : { sessionToken: given.sessionToken }) };
     return async () => fixed;
@@ -50,4 +52,13 @@ export function scanCredentialProvider(given: StaticCredentials | undefined): Cr
       throw new MissingCredentialsError(error);
     }
   };
+}
+
+/** AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, as the SDK's chain reads them first (not when AWS_PROFILE names a profile). */
+function environmentCredentials(env: NodeJS.ProcessEnv): StaticCredentials | undefined {
+  const accessKeyId = env['AWS_ACCESS_KEY_ID'];
+  const secretAccessKey = env['AWS_SECRET_ACCESS_KEY'];
+  if ((env['AWS_PROFILE'] ?? '') !== '' || accessKeyId === undefined || accessKeyId === '' || secretAccessKey === undefined || secretAccessKey === '') return undefined;
+  const sessionToken = env['AWS_SESSION_TOKEN'];
+  return { accessKeyId, secretAccessKey, ...(sessionToken === undefined || sessionToken === '' ? {} : { sessionToken }) };
 }
