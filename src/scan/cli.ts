@@ -76,7 +76,9 @@ export async function scanCommand(args: string[]): Promise<number> {
       buffered = '';
     }
   }
-  if (buffered !== '') out.write(buffered);
+  // The caller exits the process on return: wait until stdout has taken everything (a pipe to a busy reader
+  // takes it asynchronously, and process.exit() would drop the rest).
+  await new Promise<void>((resolve, reject) => out.write(buffered, (error) => (error === null || error === undefined ? resolve() : reject(error))));
   return 0;
 }
 
