@@ -128,7 +128,8 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
   const timer = options.onProgress === undefined ? undefined : setInterval(report, PROGRESS_INTERVAL_MS);
   timer?.unref();
   try {
-    const pages = listPages(client, options, progress);
+    const listing: ListingState = { metadataSeen: false };
+    const pages = listPages(client, options, progress, listing);
     // Head mode: HEADs are queued in key order and yielded in that order; at most `concurrency` are in flight,
     // and up to REORDER_WINDOW_FACTOR x that many wait finished behind a slow one, so one slow HEAD does not idle the rest.
     const window: Promise<ScannedObject | undefined>[] = [];
@@ -138,8 +139,15 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
         if (progress.mode === 'none') {
           yield countOf(progress, listedOnly(object));
         } else if (progress.mode === 'list') {
-          if (object.listedMetadata === undefined) throw new Error(`the server listed ${object.key} without its metadata: it does not support metadata=true listings (use --metadata head)`);
-          yield countOf(progress, withListedMetadata(object));
+          if (object.listedMetadata !== undefined) {
+            yield countOf(progress, withListedMetadata(object));
+          } else if (listing.metadataSeen) {
+            // The server lists metadata, just not this object's: the caller may list it but not read it (Talus
+            // judges each entry as a GetObject), so it comes as a listing shows it.
+            yield countOf(progress, listedOnly(object));
+          } else {
+            throw new Error(`the server listed ${object.key} without its metadata: it does not support metadata=true listings (use --metadata head)`);
+          }
         } else {
           const pending = slots.run(() => headObject(client, options, object));
           // Awaited in order later; a failure meanwhile must not count as unhandled.
@@ -178,7 +186,18 @@ function countOf(progress: ScanProgress, object: ScannedObject): ScannedObject {
  * come one at a time, each next one requested before the current one is
  * handed over (so listing overlaps the caller's work).
  */
-async function* listPages(client: S3Client, options: ScanOptions, progress: ScanProgress): AsyncGenerator<ScannedPage> {
+/** What the pages showed so far: whether any entry carried metadata (the server answers metadata=true). */
+interface ListingState {
+  metadataSeen: boolean;
+}
+
+/** Notes a page's metadata and decides 'auto': list if any entry carries metadata, head if none does. */
+function notePage(page: ScannedPage, progress: ScanProgress, listing: ListingState): void {
+  if (!listing.metadataSeen && page.objects.some((object) => object.listedMetadata !== undefined)) listing.metadataSeen = true;
+  if (progress.mode === 'auto' && page.objects.length > 0) progress.mode = listing.metadataSeen ? 'list' : 'head';
+}
+
+async function* listPages(client: S3Client, options: ScanOptions, progress: ScanProgress, listing: ListingState): AsyncGenerator<ScannedPage> {
   const prefix = options.prefix ?? '';
   const fetchPage = async (request: PageRequest): Promise<ScannedPage> => {
     const metadata = progress.mode === 'list' || progress.mode === 'auto';
@@ -186,7 +205,7 @@ async function* listPages(client: S3Client, options: ScanOptions, progress: Scan
     return parseScannedPage(xml);
   };
   const first = await fetchPage({ maxKeys: LIST_KEYS_MAX });
-  if (progress.mode === 'auto' && first.objects.length > 0) progress.mode = first.objects[0]!.listedMetadata !== undefined ? 'list' : 'head';
+  notePage(first, progress, listing);
   progress.listed += first.objects.length;
   if (first.isTruncated && first.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
   const ranges = options.listRanges ?? LIST_RANGES_DEFAULT;
@@ -200,7 +219,10 @@ async function* listPages(client: S3Client, options: ScanOptions, progress: Scan
         const xml = await client.listObjectsV2Document(options.bucket, { prefix: prefix === '' ? undefined : prefix, startAfter, maxKeys: 1 }, { signal: options.signal });
         return parseScannedPage(xml).objects[0]?.key;
       },
-      onPage: (page) => (progress.listed += page.objects.length),
+      onPage: (page) => {
+        progress.listed += page.objects.length;
+        notePage(page, progress, listing);
+      },
       onListingDone: () => (progress.listingDone = true),
     });
     yield first;
@@ -216,7 +238,7 @@ async function* listPages(client: S3Client, options: ScanOptions, progress: Scan
     yield page;
     if (next === undefined) return;
     page = await next;
-    if (progress.mode === 'auto' && page.objects.length > 0) progress.mode = page.objects[0]!.listedMetadata !== undefined ? 'list' : 'head';
+    notePage(page, progress, listing);
     progress.listed += page.objects.length;
     if (page.isTruncated && page.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
   }
