@@ -7,7 +7,9 @@ import { PRINCIPALS_USAGE, principalsCommand } from './principals/cli.ts';
 import { startTalus } from './talus.ts';
 
 const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1] [--workers 1]
-                    [--config talus.toml] [--adopt-metadata]
+                    [--config talus.toml] [--adopt-metadata] [--meta postgres://…]
+       talus migrate DATA_DIR --to postgres://…
+                                     copy a data directory's metadata into an empty PostgreSQL database
        talus heal [DATA_DIR] --config talus.toml [--deep] | --status
                                      repair shards of placed objects, or show what is queued
        talus backends --config talus.toml
@@ -29,7 +31,10 @@ directories, remote S3 endpoints) and placements (single, replica N, erasure
 k+m, hybrid) per bucket: see docs/PLACEMENT.md. The server refuses to start
 when its metadata database does not belong with its blobs (missing, empty,
 older, another store's); --adopt-metadata accepts the database as it is and
-moves blobs it does not know to DATA_DIR/lost+found (docs/ARCHITECTURE.md).`;
+moves blobs it does not know to DATA_DIR/lost+found (docs/ARCHITECTURE.md).
+--meta postgres://… (or TALUS_META) keeps the metadata in PostgreSQL, shared
+by several nodes; every placement must then be on shared backends, and
+TALUS_SECRET_KEY the same on every node (docs/SCALE-OUT.md).`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -37,6 +42,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'heal' || command === 'backends') {
     const { healCommand, backendsCommand } = await import('./placement/cli.ts');
     return command === 'heal' ? healCommand(rest) : backendsCommand(rest);
+  }
+  if (command === 'migrate') {
+    const { migrateCommand } = await import('./meta/postgres/migrate.ts');
+    return migrateCommand(rest);
   }
   if (command === 'bench') {
     // Loaded on demand: the server never needs the client side.
@@ -63,8 +72,12 @@ async function main(argv: string[]): Promise<number> {
       workers: { type: 'string', default: '1' },
       config: { type: 'string' },
       'adopt-metadata': { type: 'boolean', default: false },
+      meta: { type: 'string' },
     },
   });
+  const metaUrl = values.meta ?? process.env['TALUS_META'];
+  if (metaUrl !== undefined && !/^postgres(ql)?:\/\//.test(metaUrl)) throw new Error(`invalid --meta ${metaUrl}: a postgres:// URL`);
+  if (metaUrl !== undefined && values['adopt-metadata']) throw new Error('--adopt-metadata is for a data directory\'s own database, not --meta');
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${values.port}`);
   const workers = values.workers === 'auto' ? availableParallelism() : Number(values.workers);
@@ -79,6 +92,7 @@ async function main(argv: string[]): Promise<number> {
     region: values.region,
     workers,
     adoptMetadata: values['adopt-metadata'],
+    ...(metaUrl === undefined ? {} : { metaUrl }),
     rootAccessKeyId: process.env['TALUS_ROOT_USER'],
     rootSecretAccessKey: process.env['TALUS_ROOT_PASSWORD'],
   });

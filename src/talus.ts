@@ -16,7 +16,9 @@ import { checkBeforeOpen, LOST_AND_FOUND, settleIdentity, type ReclaimMode } fro
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
 import { WorkerPool } from './cluster.ts';
+import type { MetadataStore } from './meta/metadata-store.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
+import { checkSharedPlacement, openSharedMetadata, SHARED_ORPHAN_AGE_MS } from './meta/postgres/shared-node.ts';
 import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { decodeLocation } from './placement/blob-location.ts';
 import { openPlacement, type OpenPlacement } from './placement/open-placement.ts';
@@ -48,6 +50,12 @@ export interface TalusOptions {
    * are moved to DATA_DIR/lost+found instead of deleted (`--adopt-metadata`).
    */
   adoptMetadata?: boolean;
+  /**
+   * `--meta postgres://…`: the metadata lives in PostgreSQL, shared with other
+   * nodes (docs/SCALE-OUT.md). Every placement must then be on shared
+   * backends; DATA_DIR keeps only this node's lock, ballast and secret key.
+   */
+  metaUrl?: string;
 }
 
 export type { Credentials } from './principals/principals.ts';
@@ -84,6 +92,7 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
     await lock.release();
     throw error;
   });
+  if (options.metaUrl !== undefined) return startSharedNode(options, options.metaUrl, dataDir, logger, lock, reserve);
   const adopt = options.adoptMetadata === true;
   try {
     // Before opening: SQLite would create a missing database, empty.
@@ -120,11 +129,35 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   }
 }
 
+/**
+ * A node of a scale-out installation: metadata in PostgreSQL, bytes on
+ * shared backends. There is no local database to match with local blobs
+ * (no identity check); the local blob store must hold nothing, so every
+ * blob the local reclaim finds is debris. Fails closed, before opening the
+ * database, on a configuration that would put blobs in DATA_DIR.
+ */
+async function startSharedNode(options: TalusOptions, metaUrl: string, dataDir: string, logger: Logger, lock: DataDirectoryLock, reserve: DiskReserve): Promise<RunningTalus> {
+  let meta: MetadataStore | undefined;
+  try {
+    checkSharedPlacement(options.config ?? EMPTY_CONFIG, options.workers ?? 1);
+    meta = await openSharedMetadata(metaUrl);
+    const running = await startOnLockedDirectory({ ...options, sharedBackendsOrphanAgeMs: SHARED_ORPHAN_AGE_MS }, dataDir, logger, meta, lock, 'delete', reserve);
+    const close = running.close;
+    let closing: Promise<void> | undefined;
+    return { ...running, close: () => (closing ??= close().finally(() => reserve.stop())) };
+  } catch (error) {
+    await reserve.stop();
+    await meta?.close();
+    await lock.release();
+    throw error;
+  }
+}
+
 async function startOnLockedDirectory(
-  options: TalusOptions,
+  options: TalusOptions & { sharedBackendsOrphanAgeMs?: number },
   dataDir: string,
   logger: Logger,
-  meta: SqliteMetadataStore,
+  meta: MetadataStore,
   lock: DataDirectoryLock,
   reclaim: ReclaimMode,
   reserve: DiskReserve,
@@ -183,7 +216,11 @@ async function startOnLockedDirectory(
   const { reclaimedBlobs } = await engine.start(reclaim === 'set-aside' ? { setAside } : {});
   if (reclaimedBlobs > 0 && reclaim === 'set-aside') logger.warn('moved blobs the adopted database does not know', { count: reclaimedBlobs, to: lostAndFound });
   else if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
-  placement?.startBackground({ heal: options.healInBackground ?? true });
+  placement?.startBackground({
+    heal: options.healInBackground ?? true,
+    // Other nodes write to shared backends: a young unknown shard may be their upload in flight.
+    ...(options.sharedBackendsOrphanAgeMs === undefined ? {} : { orphansOlderThanMs: options.sharedBackendsOrphanAgeMs }),
+  });
   if (pool !== undefined) {
     const stopServing = async (graceMs: number): Promise<void> => {
       await pool.stop(graceMs);
@@ -250,7 +287,7 @@ async function startOnLockedDirectory(
   };
 }
 
-async function shutdown(server: Server, engine: Engine, meta: SqliteMetadataStore, blobs: BlobStore, placement: OpenPlacement | undefined): Promise<void> {
+async function shutdown(server: Server, engine: Engine, meta: MetadataStore, blobs: BlobStore, placement: OpenPlacement | undefined): Promise<void> {
   await closeGracefully(server, SHUTDOWN_GRACE_MS);
   await placement?.stopBackground();
   await engine.stop();

@@ -104,6 +104,8 @@ export interface PostgresStoreOptions {
   onBucketsChanged?: () => void;
   /** Connections in this process's pool. */
   connections?: number;
+  /** How long replaced and deleted blobs wait in the purge queue (default PURGE_GRACE_MS, as SQLite). */
+  purgeGraceMs?: number;
 }
 
 export class PostgresMetadataStore implements MetadataStore {
@@ -111,9 +113,11 @@ export class PostgresMetadataStore implements MetadataStore {
   readonly #onBucketsChanged: () => void;
   readonly #buckets = new Map<string, { record: BucketRecord; untilMs: number }>();
   #connectionProblem: { reason: string; atMs: number } | undefined;
+  readonly #purgeGraceMs: number;
 
   private constructor(sql: Sql, options: PostgresStoreOptions) {
     this.#sql = sql;
+    this.#purgeGraceMs = options.purgeGraceMs ?? PURGE_GRACE_MS;
     this.#onBucketsChanged = options.onBucketsChanged ?? (() => undefined);
   }
 
@@ -183,6 +187,11 @@ export class PostgresMetadataStore implements MetadataStore {
       }
       throw error;
     }
+  }
+
+  /** When a blob unreferenced now may be purged. */
+  #purgeDueMs(): number {
+    return Date.now() + this.#purgeGraceMs;
   }
 
   /** Serializes every check-then-write on one key, across all nodes, until the transaction ends. */
@@ -327,8 +336,7 @@ export class PostgresMetadataStore implements MetadataStore {
       if ((await tx`SELECT 1 FROM buckets WHERE name = ${name} FOR UPDATE`).length === 0) return 'missing';
       if ((await tx`SELECT 1 FROM versions WHERE bucket = ${name} LIMIT 1`).length > 0) return 'not-empty';
       const uploads = await tx<{ upload_id: string }[]>`SELECT upload_id FROM uploads WHERE bucket = ${name} FOR UPDATE`;
-      const nowMs = Date.now();
-      for (const { upload_id } of uploads) await dropUpload(tx, upload_id, nowMs, new Set());
+      for (const { upload_id } of uploads) await dropUpload(tx, upload_id, this.#purgeDueMs(), new Set());
       await tx`DELETE FROM buckets WHERE name = ${name}`;
       return 'deleted';
     });
@@ -371,10 +379,10 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async commitVersion(request: CommitRequest): Promise<CommitOutcome> {
-    return this.#mutate((tx) => this.#commit(tx, request, Date.now()));
+    return this.#mutate((tx) => this.#commit(tx, request));
   }
 
-  async #commit(tx: Tx, request: CommitRequest, nowMs: number): Promise<CommitOutcome> {
+  async #commit(tx: Tx, request: CommitRequest): Promise<CommitOutcome> {
     const { version, conditions } = request;
     const { bucket, key } = version;
     await this.#lockKey(tx, bucket, key);
@@ -394,14 +402,14 @@ export class PostgresMetadataStore implements MetadataStore {
         const [blob] = await tx<{ purge_after_ms: number | null }[]>`SELECT purge_after_ms FROM blobs WHERE blob_id = ${segment.blobId}`;
         if (blob === undefined || blob.purge_after_ms !== null) return { status: 'invalid-part' };
       }
-      await dropUpload(tx, request.completesUploadId, nowMs, keep);
+      await dropUpload(tx, request.completesUploadId, this.#purgeDueMs(), keep);
     }
     let replaced: ObjectVersion | null = null;
     if (version.versionId === NULL_VERSION_ID) {
       const [old] = await tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND version_id = ${NULL_VERSION_ID}`;
       if (old !== undefined) {
         replaced = rowToVersion(old);
-        await queuePurge(tx, replaced.segments, nowMs, keep);
+        await queuePurge(tx, replaced.segments, this.#purgeDueMs(), keep);
         await deleteVersionRow(tx, old.seq);
       }
     }
@@ -424,7 +432,7 @@ export class PostgresMetadataStore implements MetadataStore {
       if (row === undefined) return undefined;
       const version = rowToVersion(row);
       await deleteVersionRow(tx, row.seq);
-      await queuePurge(tx, version.segments, Date.now(), new Set());
+      await queuePurge(tx, version.segments, this.#purgeDueMs(), new Set());
       if (row.is_latest === 1) {
         await tx`UPDATE versions SET is_latest = 1 WHERE seq = (SELECT seq FROM versions WHERE bucket = ${bucket} AND key = ${key} ORDER BY seq DESC LIMIT 1)`;
       }
@@ -468,7 +476,7 @@ export class PostgresMetadataStore implements MetadataStore {
       assert(old.sizeBytes === replacement.sizeBytes, 'a replacement holds the same bytes');
       version.segments[index] = replacement;
       await recordBlob(tx, replacement.blobId, replacement.location);
-      await queuePurge(tx, [old], Date.now(), new Set([replacement.blobId]));
+      await queuePurge(tx, [old], this.#purgeDueMs(), new Set([replacement.blobId]));
       return true;
     });
   }
@@ -498,8 +506,7 @@ export class PostgresMetadataStore implements MetadataStore {
       // Locks the upload: a completion or abort on another node waits for this part, or this part for it.
       if ((await tx`SELECT 1 FROM uploads WHERE upload_id = ${part.uploadId} FOR UPDATE`).length === 0) return false;
       const [old] = await tx<{ blob_id: string }[]>`SELECT blob_id FROM parts WHERE upload_id = ${part.uploadId} AND part_number = ${part.partNumber}`;
-      const nowMs = Date.now();
-      if (old !== undefined) await queuePurge(tx, [{ blobId: old.blob_id, sizeBytes: 0 }], nowMs, new Set([part.blobId]));
+      if (old !== undefined) await queuePurge(tx, [{ blobId: old.blob_id, sizeBytes: 0 }], this.#purgeDueMs(), new Set([part.blobId]));
       if (part.blobId !== '') await recordBlob(tx, part.blobId, part.location);
       await tx`
         INSERT INTO parts (upload_id, part_number, size_bytes, etag, last_modified_ms, checksum, blob_id)
@@ -530,7 +537,7 @@ export class PostgresMetadataStore implements MetadataStore {
     return this.#mutate(async (tx) => {
       const [row] = await tx<UploadRow[]>`SELECT * FROM uploads WHERE upload_id = ${uploadId} FOR UPDATE`;
       if (row === undefined || row.bucket !== bucket || row.key !== key) return false;
-      await dropUpload(tx, uploadId, Date.now(), new Set());
+      await dropUpload(tx, uploadId, this.#purgeDueMs(), new Set());
       return true;
     });
   }
@@ -657,17 +664,17 @@ async function deleteVersionRow(tx: Tx, seq: number): Promise<void> {
 }
 
 /** Removes an upload and its parts (the caller holds the upload's row lock); queues every part blob not in `keep` for purge. */
-async function dropUpload(tx: Tx, uploadId: string, nowMs: number, keep: Set<string>): Promise<void> {
+async function dropUpload(tx: Tx, uploadId: string, purgeDueMs: number, keep: Set<string>): Promise<void> {
   const parts = await tx<{ blob_id: string }[]>`DELETE FROM parts WHERE upload_id = ${uploadId} RETURNING blob_id`;
-  await queuePurge(tx, parts.map((part) => ({ blobId: part.blob_id, sizeBytes: 0 })), nowMs, keep);
+  await queuePurge(tx, parts.map((part) => ({ blobId: part.blob_id, sizeBytes: 0 })), purgeDueMs, keep);
   await tx`DELETE FROM uploads WHERE upload_id = ${uploadId}`;
 }
 
 /** Queues blobs for removal after the grace period (a GET that looked the old version up a moment ago can still open its bytes). */
-async function queuePurge(tx: Tx, segments: readonly Segment[], nowMs: number, keep: Set<string>): Promise<void> {
+async function queuePurge(tx: Tx, segments: readonly Segment[], dueMs: number, keep: Set<string>): Promise<void> {
   const blobIds = segments.map((segment) => segment.blobId).filter((blobId) => blobId !== '' && !keep.has(blobId));
   if (blobIds.length === 0) return;
-  await tx`UPDATE blobs SET purge_after_ms = ${nowMs + PURGE_GRACE_MS} WHERE blob_id = ANY(${blobIds})`;
+  await tx`UPDATE blobs SET purge_after_ms = ${dueMs} WHERE blob_id = ANY(${blobIds})`;
 }
 
 interface BucketRow {
