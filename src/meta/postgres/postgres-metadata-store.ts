@@ -94,6 +94,15 @@ const CONNECTION_ERROR_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED',
 type Sql = postgres.Sql<{ bigint: number }>;
 type Tx = postgres.TransactionSql<{ bigint: number }>;
 
+/** deadlock_detected and serialization_failure: nothing was committed, and running the mutation again is safe. */
+const RETRYABLE_CODES = new Set(['40P01', '40001']);
+const MUTATION_ATTEMPTS_MAX = 3;
+
+function isRetryable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && RETRYABLE_CODES.has(code);
+}
+
 function isConnectionError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && CONNECTION_ERROR_CODES.has(code);
@@ -176,16 +185,20 @@ export class PostgresMetadataStore implements MetadataStore {
    * whose caller would delete bytes a committed version references.
    */
   async #mutate<T>(mutation: (tx: Tx) => Promise<T>): Promise<T> {
-    try {
-      const result = (await this.#sql.begin((tx) => mutation(tx))) as T;
-      this.#connectionProblem = undefined;
-      return result;
-    } catch (error) {
-      if (isConnectionError(error)) {
-        this.#connectionProblem = { reason: `lost the connection to PostgreSQL: ${String(error)}`, atMs: Date.now() };
-        throw new CommitOutcomeUnknownError(error);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = (await this.#sql.begin((tx) => mutation(tx))) as T;
+        this.#connectionProblem = undefined;
+        return result;
+      } catch (error) {
+        if (isConnectionError(error)) {
+          this.#connectionProblem = { reason: `lost the connection to PostgreSQL: ${String(error)}`, atMs: Date.now() };
+          throw new CommitOutcomeUnknownError(error);
+        }
+        // PostgreSQL rolled the transaction back whole (two mutations locked the same blob rows in opposite orders): run it again.
+        if (isRetryable(error) && attempt < MUTATION_ATTEMPTS_MAX) continue;
+        throw error;
       }
-      throw error;
     }
   }
 
