@@ -68,6 +68,7 @@ function clamp(start: Start, prefix: string, delimiter: string): Start | undefin
 export async function listKeys(sql: Sql, request: ListRequest): Promise<ListResult> {
   const start = clamp({ key: request.after, inclusive: request.after === '' }, request.prefix, request.delimiter);
   if (start === undefined || request.limit <= 0) return { entries: [], isTruncated: false };
+  if (request.delimiter === '') return listRange(sql, request, start);
   const rows = await sql.unsafe<ListedRow[]>(
     `SELECT e.entry_key, e.is_prefix, ${columnsFor(request.withMetadata)}
        FROM talus_entries_visible($1, $2, $3, $4, $5, $6) WITH ORDINALITY AS e (entry_key, is_prefix, ord)
@@ -77,6 +78,21 @@ export async function listKeys(sql: Sql, request: ListRequest): Promise<ListResu
     { prepare: true },
   );
   const entries: ListEntry[] = rows.map((row) => (row.is_prefix ? { key: row.entry_key } : { key: row.entry_key, version: listedVersionOf(row) }));
+  return { entries: entries.slice(0, request.limit), isTruncated: entries.length > request.limit };
+}
+
+/** Without a delimiter a page is one range scan of the visible keys under the prefix. */
+async function listRange(sql: Sql, request: ListRequest, start: Start): Promise<ListResult> {
+  const from = start.inclusive ? start.key : `${start.key}\u0001`;
+  const upper = request.prefix === '' ? undefined : prefixSuccessor(request.prefix);
+  const rows = await sql.unsafe<ListedRow[]>(
+    `SELECT ${columnsFor(request.withMetadata)} FROM versions v
+      WHERE v.bucket = $1 AND v.key >= $2 ${upper === undefined ? '' : 'AND v.key < $4'} AND v.is_latest = 1 AND v.is_delete_marker = 0
+      ORDER BY v.key LIMIT $3`,
+    upper === undefined ? [request.bucket, from, request.limit + 1] : [request.bucket, from, request.limit + 1, upper],
+    { prepare: true },
+  );
+  const entries: ListEntry[] = rows.map((row) => ({ key: row.key, version: listedVersionOf(row) }));
   return { entries: entries.slice(0, request.limit), isTruncated: entries.length > request.limit };
 }
 
