@@ -14,9 +14,11 @@
  *   current version" and both win. The unique index versions_one_latest is
  *   a second line: two latest versions of a key cannot commit.
  * - Rows that several statements of a mutation depend on are locked where
- *   they are read: an upload (FOR UPDATE) by its parts and its completion,
- *   a bucket (FOR KEY SHARE) by every commit into it, so that DeleteBucket
- *   (FOR UPDATE) cannot empty-check and drop it in between.
+ *   they are read: an upload (FOR UPDATE) by its parts and its completion;
+ *   a bucket by a transaction lock on its name, shared by every commit into
+ *   it and exclusive for DeleteBucket, so that DeleteBucket cannot
+ *   empty-check and drop it under a commit in flight (a lock in memory, not
+ *   a row lock every commit would write into the bucket's row).
  * - Background work is claimed, not just read: takePurgeBatch and
  *   takeRepairs lock due rows with FOR UPDATE SKIP LOCKED and move their due
  *   time a lease ahead in the same statement, so each entry goes to one node
@@ -209,8 +211,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   /** Serializes every check-then-write on one key, across all nodes, until the transaction ends. */
   async #lockKey(tx: Tx, bucket: string, key: string): Promise<void> {
-    // Bucket names hold no '/', so bucket/key names one key; a hash collision only serializes two keys.
-    await tx`SELECT pg_advisory_xact_lock(hashtextextended(${`${bucket}/${key}`}, 0))`;
+    await tx`SELECT pg_advisory_xact_lock(hashtextextended(${keyLockName(bucket, key)}, 0))`;
   }
 
   unusableReason(): string | undefined {
@@ -345,8 +346,9 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async deleteBucket(name: string): Promise<'deleted' | 'not-empty' | 'missing'> {
     const outcome = await this.#mutate(async (tx): Promise<'deleted' | 'not-empty' | 'missing'> => {
-      // FOR UPDATE waits for commits into the bucket (they hold FOR KEY SHARE) and keeps new ones out until we are done.
-      if ((await tx`SELECT 1 FROM buckets WHERE name = ${name} FOR UPDATE`).length === 0) return 'missing';
+      // Exclusive: waits for commits into the bucket in flight (they hold it shared) and keeps new ones out until we are done.
+      await tx`SELECT pg_advisory_xact_lock(hashtextextended(${bucketLockName(name)}, 0))`;
+      if ((await tx`SELECT 1 FROM buckets WHERE name = ${name}`).length === 0) return 'missing';
       if ((await tx`SELECT 1 FROM versions WHERE bucket = ${name} LIMIT 1`).length > 0) return 'not-empty';
       const uploads = await tx<{ upload_id: string }[]>`SELECT upload_id FROM uploads WHERE bucket = ${name} FOR UPDATE`;
       for (const { upload_id } of uploads) await dropUpload(tx, upload_id, this.#purgeDueMs(), new Set());
@@ -395,12 +397,26 @@ export class PostgresMetadataStore implements MetadataStore {
     return this.#mutate((tx) => this.#commit(tx, request));
   }
 
+  /**
+   * A commit is a few round trips, not one per statement: the driver
+   * pipelines what is sent together on the transaction's connection, and
+   * PostgreSQL runs it in order. First the locks and the reads (each read
+   * runs after the locks are granted, with a snapshot taken then, so it sees
+   * the previous holder's commit); then, the conditions checked, the writes.
+   */
   async #commit(tx: Tx, request: CommitRequest): Promise<CommitOutcome> {
     const { version, conditions } = request;
     const { bucket, key } = version;
-    await this.#lockKey(tx, bucket, key);
-    if ((await tx`SELECT 1 FROM buckets WHERE name = ${bucket} FOR KEY SHARE`).length === 0) return { status: 'no-such-bucket' };
-    const [latest] = await tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND is_latest = 1`;
+    const replacesNull = version.versionId === NULL_VERSION_ID;
+    const [, bucketRows, latestRows, nullRows] = await Promise.all([
+      // The bucket's shared lock keeps DeleteBucket (exclusive) from dropping it between our check and our commit.
+      tx`SELECT pg_advisory_xact_lock_shared(hashtextextended(${bucketLockName(bucket)}, 0)), pg_advisory_xact_lock(hashtextextended(${keyLockName(bucket, key)}, 0))`,
+      tx`SELECT 1 FROM buckets WHERE name = ${bucket}`,
+      tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND is_latest = 1`,
+      replacesNull ? tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND version_id = ${NULL_VERSION_ID}` : Promise.resolve([] as VersionRow[]),
+    ]);
+    if (bucketRows.length === 0) return { status: 'no-such-bucket' };
+    const latest = latestRows[0];
     const current = latest !== undefined && latest.is_delete_marker === 0 ? latest : undefined;
     if (conditions.ifNoneMatchStar === true && current !== undefined) return { status: 'precondition-failed' };
     if (conditions.ifMatch !== undefined) {
@@ -411,30 +427,32 @@ export class PostgresMetadataStore implements MetadataStore {
     if (request.completesUploadId !== undefined) {
       if ((await tx`SELECT 1 FROM uploads WHERE upload_id = ${request.completesUploadId} FOR UPDATE`).length === 0) return { status: 'no-such-upload' };
       // A part replaced after the caller listed the parts has its old blob queued for purge.
-      for (const segment of version.segments) {
-        const [blob] = await tx<{ purge_after_ms: number | null }[]>`SELECT purge_after_ms FROM blobs WHERE blob_id = ${segment.blobId}`;
-        if (blob === undefined || blob.purge_after_ms !== null) return { status: 'invalid-part' };
-      }
+      const blobIds = version.segments.map((segment) => segment.blobId);
+      const live = await tx<{ blob_id: string }[]>`SELECT blob_id FROM blobs WHERE blob_id = ANY(${blobIds}) AND purge_after_ms IS NULL`;
+      if (new Set(live.map((row) => row.blob_id)).size !== new Set(blobIds).size) return { status: 'invalid-part' };
       await dropUpload(tx, request.completesUploadId, this.#purgeDueMs(), keep);
     }
-    let replaced: ObjectVersion | null = null;
-    if (version.versionId === NULL_VERSION_ID) {
-      const [old] = await tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND version_id = ${NULL_VERSION_ID}`;
-      if (old !== undefined) {
-        replaced = rowToVersion(old);
-        await queuePurge(tx, replaced.segments, this.#purgeDueMs(), keep);
-        await deleteVersionRow(tx, old.seq);
-      }
-    }
-    await tx`UPDATE versions SET is_latest = 0 WHERE bucket = ${bucket} AND key = ${key} AND is_latest = 1`;
-    for (const segment of version.segments) await recordBlob(tx, segment.blobId, segment.location);
-    const [inserted] = await tx<{ seq: number }[]>`
-      INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta)
-      VALUES (${bucket}, ${key}, ${version.versionId}, 1, ${version.isDeleteMarker ? 1 : 0}, ${version.sizeBytes}, ${version.etag},
-              ${version.lastModifiedMs}, ${version.ownerId}, ${versionMeta(version)})
-      RETURNING seq`;
-    assert(inserted !== undefined, 'INSERT … RETURNING returns the row');
-    if (version.inlineData !== undefined) await tx`INSERT INTO inline_data (seq, data) VALUES (${inserted.seq}, ${version.inlineData})`;
+    const old = nullRows[0];
+    const replaced = old === undefined ? null : rowToVersion(old);
+    const insert = version.inlineData === undefined
+      ? tx`
+        INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta)
+        VALUES (${bucket}, ${key}, ${version.versionId}, 1, ${version.isDeleteMarker ? 1 : 0}, ${version.sizeBytes}, ${version.etag},
+                ${version.lastModifiedMs}, ${version.ownerId}, ${versionMeta(version)})`
+      : tx`
+        WITH inserted AS (
+          INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta)
+          VALUES (${bucket}, ${key}, ${version.versionId}, 1, ${version.isDeleteMarker ? 1 : 0}, ${version.sizeBytes}, ${version.etag},
+                  ${version.lastModifiedMs}, ${version.ownerId}, ${versionMeta(version)})
+          RETURNING seq)
+        INSERT INTO inline_data (seq, data) SELECT seq, ${version.inlineData} FROM inserted`;
+    // In this order (each call sends its one statement at once): the replaced null version goes before the new one arrives.
+    await Promise.all([
+      ...(replaced === null ? [] : [queuePurge(tx, replaced.segments, this.#purgeDueMs(), keep), deleteVersionRow(tx, old!.seq)]),
+      tx`UPDATE versions SET is_latest = 0 WHERE bucket = ${bucket} AND key = ${key} AND is_latest = 1`,
+      ...version.segments.map((segment) => recordBlob(tx, segment.blobId, segment.location)),
+      insert,
+    ]);
     return { status: 'committed', replaced };
   }
 
@@ -658,6 +676,16 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 }
 
+/** Bucket names hold no '/', so bucket/key names one key; a hash collision only serializes two keys. */
+function keyLockName(bucket: string, key: string): string {
+  return `${bucket}/${key}`;
+}
+
+/** Holds no '/': never a key's lock name. */
+function bucketLockName(bucket: string): string {
+  return `bucket:${bucket}`;
+}
+
 async function putAccessKey(tx: Tx, record: AccessKeyRecord): Promise<void> {
   // secret_access_key is the SQLite store's version 2 plain-text column: never written with a secret.
   await tx`
@@ -671,9 +699,9 @@ async function recordBlob(tx: Tx, blobId: string, location: string | undefined):
   await tx`INSERT INTO blobs (blob_id, backend, purge_after_ms) VALUES (${blobId}, ${location ?? LOCAL_BACKEND}, NULL) ON CONFLICT (blob_id) DO UPDATE SET purge_after_ms = NULL`;
 }
 
+/** One statement (a commit pipelines it with others, in order): a version and its inline bytes go together. */
 async function deleteVersionRow(tx: Tx, seq: number): Promise<void> {
-  await tx`DELETE FROM versions WHERE seq = ${seq}`;
-  await tx`DELETE FROM inline_data WHERE seq = ${seq}`;
+  await tx`WITH version AS (DELETE FROM versions WHERE seq = ${seq}) DELETE FROM inline_data WHERE seq = ${seq}`;
 }
 
 /** Removes an upload and its parts (the caller holds the upload's row lock); queues every part blob not in `keep` for purge. */
