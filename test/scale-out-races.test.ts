@@ -5,7 +5,8 @@
  * over the nodes, give exactly one 200 and 31 412s, and the winner's bytes
  * are what every node serves; the same for If-Match. Any node serves what
  * another wrote (small objects inline in the database, large ones placed on
- * the shared backend), and a node refuses to start on the local placement.
+ * the shared backend), a user added by the CLI against the database signs
+ * in on every node, and a node refuses to start on the local placement.
  * Then kill -9 of a node in the middle of writes: every acknowledged write
  * is served by the surviving nodes.
  */
@@ -19,6 +20,7 @@ import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { postgresUnavailable, startTestPostgres, type TestPostgres } from './helpers/postgres.ts';
 import { CLI, PROJECT_ROOT, startServerProcess, type ServerProcess } from './helpers/process.ts';
+import { clientFor, parseCredentials, talusCli, waitForAuth } from './helpers/principals.ts';
 import { signedRequest } from './helpers/raw.ts';
 
 const run = promisify(execFile);
@@ -78,6 +80,18 @@ test('any node serves what another wrote; bucket creation is seen everywhere', {
     const listing = (await signedRequest(node.url, { method: 'GET', path: '/shared', query: { 'list-type': '2', delimiter: '/' } })).body;
     assert.match(listing, /<Key>small<\/Key>/);
     assert.match(listing, /<Prefix>dir\/<\/Prefix>/);
+  }
+});
+
+test('a user added with TALUS_META=postgres://… talus users add works on every node', { skip }, async () => {
+  const credentials = parseCredentials(await talusCli(['users', 'add', 'carol', join(root, 'cli')], { TALUS_META: pg!.url }));
+  for (const node of nodes) {
+    const client = clientFor(node.url, credentials);
+    try {
+      assert.equal(await waitForAuth(client, 'accepted'), 'accepted');
+    } finally {
+      client.destroy();
+    }
   }
 });
 
