@@ -8,7 +8,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, chmod, chown, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -54,7 +54,8 @@ export async function postgresUnavailable(): Promise<string | undefined> {
   return typeof as === 'string' ? as : undefined;
 }
 
-export async function startTestPostgres(): Promise<TestPostgres> {
+/** listenAddresses: besides 127.0.0.1 (e.g. a veth's address, for a node in a network namespace); clients on those subnets are trusted. */
+export async function startTestPostgres(options: { listenAddresses?: readonly string[] } = {}): Promise<TestPostgres> {
   const as = await runAs();
   if (typeof as === 'string') throw new Error(as);
   const root = await mkdtemp(join(tmpdir(), 'talus-pg-'));
@@ -77,10 +78,11 @@ export async function startTestPostgres(): Promise<TestPostgres> {
   };
   try {
     await exec('initdb', ['-D', dataDir, '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--auth=trust', '--no-sync']);
+    if (options.listenAddresses !== undefined) await appendFile(join(dataDir, 'pg_hba.conf'), 'host all all samenet trust\n');
     const port = await freePort();
     // fsync off: the tests kill Talus nodes, never PostgreSQL, and a loaded machine should not wait on its disk.
     server = spawn(join(PG_BIN, 'postgres'), [
-      '-D', dataDir, '-p', String(port), '-k', root, '-c', 'listen_addresses=127.0.0.1',
+      '-D', dataDir, '-p', String(port), '-k', root, '-c', `listen_addresses=${['127.0.0.1', ...(options.listenAddresses ?? [])].join(',')}`,
       '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200', '-c', 'shared_buffers=32MB',
     ], { cwd: root, uid: as.uid, gid: as.gid, env: { ...process.env, HOME: root }, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';

@@ -87,6 +87,8 @@ const BUCKET_CACHE_MAX = 10_000;
 export const CLAIM_LEASE_MS = 60_000;
 /** Principals change rarely: one lock serializes their check-then-write (unique names, emails, bucket ownership). */
 const PRINCIPALS_LOCK_ID = 0x7461_6c75_7300_0002n;
+/** A session idle inside a transaction this long is ended by PostgreSQL, releasing its locks (see open()). */
+export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 5_000;
 /** How long after a lost connection the readiness probe reports the store unusable (unless a query succeeded since). */
 const CONNECTION_PROBLEM_REPORT_MS = 5_000;
 
@@ -137,7 +139,13 @@ export class PostgresMetadataStore implements MetadataStore {
     const sql: Sql = postgres(url, {
       max: options.connections ?? POOL_CONNECTIONS_MAX,
       onnotice: () => undefined,
-      connection: { application_name: 'talus' },
+      connection: {
+        application_name: 'talus',
+        // A node cut off in the middle of a transaction (a partition, a frozen process) holds its key locks until
+        // PostgreSQL ends the session: this bounds how long the other nodes wait for that key. Talus's
+        // transactions are milliseconds long and never wait on anything but the database inside.
+        idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
+      },
       // Milliseconds and byte counts are far below 2^53.
       types: { bigint: { to: 20, from: [20], serialize: (value: number) => String(value), parse: (text: string) => Number(text) } },
     });
