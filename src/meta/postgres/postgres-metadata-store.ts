@@ -35,6 +35,7 @@
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { assert } from '../../util/assert.ts';
+import { S3Error } from '../../util/s3-error.ts';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
 import {
   CommitOutcomeUnknownError,
@@ -74,6 +75,51 @@ import { listKeys, listUploads, listVersions } from './listing.ts';
 import { SCHEMA, SCHEMA_LOCK_ID, SCHEMA_VERSION } from './schema.ts';
 
 export const LOCAL_BACKEND = 'local';
+
+/*
+ * Object Lock and the extended conditions (If-None-Match with ETags,
+ * x-amz-if-match-size, x-amz-if-match-last-modified-time) as the interface
+ * on main has them (src/meta/conditions.ts, src/meta/types.ts' ObjectLockState
+ * and isLockedAt, metadata-store.ts' VersionGuard, BucketGuard,
+ * DeleteConditions, DeleteOutcome), declared here structurally so this store
+ * fits both the interface this branch started from and main's. After the
+ * merge these local copies should give way to main's imports.
+ */
+type VersionGuard = (version: ObjectVersion) => void;
+type BucketGuard = (bucket: BucketRecord) => void;
+interface Conditions {
+  ifNoneMatchStar?: boolean;
+  ifNoneMatch?: readonly string[];
+  ifMatch?: string;
+  ifMatchLastModifiedMs?: number;
+  ifMatchSizeBytes?: number;
+}
+type DeleteOutcome = { status: 'deleted'; removed: ObjectVersion } | { status: 'precondition-failed' } | { status: 'no-such-key' };
+interface LockState {
+  retention?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; retainUntilMs: number } | undefined;
+  legalHold?: boolean | undefined;
+}
+
+function isLockedAt(version: ObjectVersion, nowMs: number): boolean {
+  const lock = version as ObjectVersion & LockState;
+  return lock.legalHold === true || (lock.retention !== undefined && lock.retention.retainUntilMs > nowMs);
+}
+
+/** As main's judgeConditions, on the current version's row (undefined: none, or a delete marker). */
+function judgeConditions(conditions: Conditions, current: VersionRow | undefined): 'holds' | 'precondition-failed' | 'no-such-key' {
+  if (current === undefined) {
+    const needsCurrent = conditions.ifMatch !== undefined || conditions.ifMatchLastModifiedMs !== undefined || conditions.ifMatchSizeBytes !== undefined;
+    return needsCurrent ? 'no-such-key' : 'holds';
+  }
+  if (conditions.ifNoneMatchStar === true) return 'precondition-failed';
+  if (conditions.ifNoneMatch !== undefined && conditions.ifNoneMatch.some((etag) => etag === '*' || etag === current.etag)) return 'precondition-failed';
+  if (conditions.ifMatch !== undefined && conditions.ifMatch !== '*' && conditions.ifMatch !== current.etag) return 'precondition-failed';
+  if (conditions.ifMatchSizeBytes !== undefined && conditions.ifMatchSizeBytes !== current.size_bytes) return 'precondition-failed';
+  if (conditions.ifMatchLastModifiedMs !== undefined && Math.floor(conditions.ifMatchLastModifiedMs / 1000) !== Math.floor(current.last_modified_ms / 1000)) {
+    return 'precondition-failed';
+  }
+  return 'holds';
+}
 /** Connections per node: enough to keep a node's requests pipelined, few enough for many nodes on one server (max_connections 100 by default). */
 const POOL_CONNECTIONS_MAX = 16;
 /** How long another node's change to a bucket's settings may go unseen here. */
@@ -127,6 +173,7 @@ export class PostgresMetadataStore implements MetadataStore {
   readonly #buckets = new Map<string, { record: BucketRecord; untilMs: number }>();
   #connectionProblem: { reason: string; atMs: number } | undefined;
   readonly #purgeGraceMs: number;
+  #closing: Promise<void> | undefined;
 
   private constructor(sql: Sql, options: PostgresStoreOptions) {
     this.#sql = sql;
@@ -368,15 +415,22 @@ export class PostgresMetadataStore implements MetadataStore {
     return outcome;
   }
 
-  async #updateBucket(name: string, update: (tx: Tx) => Promise<postgres.RowList<postgres.Row[]>>): Promise<boolean> {
-    const changed = (await this.#mutate(update)).count === 1;
+  /** `guard` runs on the bucket as this transaction sees it (locked against other changes until the end), and may refuse by throwing. */
+  async #updateBucket(name: string, update: (tx: Tx) => Promise<postgres.RowList<postgres.Row[]>>, guard?: BucketGuard): Promise<boolean> {
+    const changed = (await this.#mutate(async (tx) => {
+      if (guard !== undefined) {
+        const [row] = await tx<BucketRow[]>`SELECT * FROM buckets WHERE name = ${name} FOR UPDATE`;
+        if (row !== undefined) guard(rowToBucket(row));
+      }
+      return update(tx);
+    })).count === 1;
     this.#buckets.delete(name);
     if (changed) this.#onBucketsChanged();
     return changed;
   }
 
-  setBucketVersioning(name: string, state: VersioningState): Promise<boolean> {
-    return this.#updateBucket(name, (tx) => tx`UPDATE buckets SET versioning = ${state} WHERE name = ${name}`);
+  setBucketVersioning(name: string, state: VersioningState, guard?: BucketGuard): Promise<boolean> {
+    return this.#updateBucket(name, (tx) => tx`UPDATE buckets SET versioning = ${state} WHERE name = ${name}`, guard);
   }
 
   setBucketTags(name: string, tags: Tag[] | null): Promise<boolean> {
@@ -387,9 +441,9 @@ export class PostgresMetadataStore implements MetadataStore {
     return this.#updateBucket(name, (tx) => tx`UPDATE buckets SET access = ${serializeAccess(access)} WHERE name = ${name}`);
   }
 
-  setBucketConfig(name: string, kind: BucketConfigKind, document: string | null): Promise<boolean> {
+  setBucketConfig(name: string, kind: BucketConfigKind, document: string | null, guard?: BucketGuard): Promise<boolean> {
     const column = { cors: 'cors', lifecycle: 'lifecycle', objectLock: 'object_lock' }[kind];
-    return this.#updateBucket(name, (tx) => tx`UPDATE buckets SET ${tx(column)} = ${document} WHERE name = ${name}`);
+    return this.#updateBucket(name, (tx) => tx`UPDATE buckets SET ${tx(column)} = ${document} WHERE name = ${name}`, guard);
   }
 
   async getVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined> {
@@ -426,10 +480,12 @@ export class PostgresMetadataStore implements MetadataStore {
     if (bucketRows.length === 0) return { status: 'no-such-bucket' };
     const latest = latestRows[0];
     const current = latest !== undefined && latest.is_delete_marker === 0 ? latest : undefined;
-    if (conditions.ifNoneMatchStar === true && current !== undefined) return { status: 'precondition-failed' };
-    if (conditions.ifMatch !== undefined) {
-      if (current === undefined) return { status: 'no-such-key' };
-      if (current.etag !== conditions.ifMatch) return { status: 'precondition-failed' };
+    const verdict = judgeConditions(conditions, current);
+    if (verdict === 'no-such-key') return { status: 'no-such-key' };
+    if (verdict === 'precondition-failed') {
+      // When the version that failed the condition was written (the S3 front may answer with it).
+      const failed = { status: 'precondition-failed' as const, ...(current === undefined ? {} : { currentModifiedMs: current.last_modified_ms }) };
+      return failed;
     }
     const keep = new Set(version.segments.map((segment) => segment.blobId));
     if (request.completesUploadId !== undefined) {
@@ -442,6 +498,8 @@ export class PostgresMetadataStore implements MetadataStore {
     }
     const old = nullRows[0];
     const replaced = old === undefined ? null : rowToVersion(old);
+    // Object Lock: a locked version is never overwritten (versioning may have been suspended when this write began).
+    if (replaced !== null && isLockedAt(replaced, Date.now())) throw new S3Error('AccessDenied', 'Access Denied because object protected by object lock.');
     const insert = version.inlineData === undefined
       ? tx`
         INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta)
@@ -464,18 +522,39 @@ export class PostgresMetadataStore implements MetadataStore {
     return { status: 'committed', replaced };
   }
 
-  async deleteVersion(bucket: string, key: string, versionId: string): Promise<ObjectVersion | undefined> {
-    return this.#mutate(async (tx): Promise<ObjectVersion | undefined> => {
+  async deleteVersion(bucket: string, key: string, versionId: string, guard?: VersionGuard): Promise<ObjectVersion | undefined> {
+    const outcome = await this.deleteVersionIf(bucket, key, versionId, {}, guard);
+    return outcome.status === 'deleted' ? outcome.removed : undefined;
+  }
+
+  /** deleteVersion when `conditions` hold for that version, judged under the key's lock (before `guard`, which may refuse by throwing). */
+  async deleteVersionIf(bucket: string, key: string, versionId: string, conditions: Conditions, guard?: VersionGuard): Promise<DeleteOutcome> {
+    return this.#mutate(async (tx): Promise<DeleteOutcome> => {
       await this.#lockKey(tx, bucket, key);
       const [row] = await tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND version_id = ${versionId}`;
-      if (row === undefined) return undefined;
+      if (row === undefined) return { status: 'no-such-key' };
+      if (judgeConditions(conditions, row) !== 'holds') return { status: 'precondition-failed' };
       const version = rowToVersion(row);
+      guard?.(version);
       await deleteVersionRow(tx, row.seq);
       await queuePurge(tx, version.segments, this.#purgeDueMs(), new Set());
       if (row.is_latest === 1) {
         await tx`UPDATE versions SET is_latest = 1 WHERE seq = (SELECT seq FROM versions WHERE bucket = ${bucket} AND key = ${key} ORDER BY seq DESC LIMIT 1)`;
       }
-      return version;
+      return { status: 'deleted', removed: version };
+    });
+  }
+
+  /** Replaces a version's Object Lock state with what `update` makes of it, read under the key's lock; `update` throws to refuse. */
+  updateVersionLock(bucket: string, key: string, versionId: string, update: (current: ObjectVersion) => LockState): Promise<boolean> {
+    return this.#editVersion(bucket, key, versionId, async (_tx, version) => {
+      const next = update(version);
+      const locked = version as ObjectVersion & LockState;
+      if (next.retention === undefined) delete locked.retention;
+      else locked.retention = next.retention;
+      if (next.legalHold === undefined) delete locked.legalHold;
+      else locked.legalHold = next.legalHold;
+      return true;
     });
   }
 
@@ -679,8 +758,9 @@ export class PostgresMetadataStore implements MetadataStore {
     return rows.map((row) => ({ blobId: row.blob_id, location: row.backend }));
   }
 
-  async close(): Promise<void> {
-    await this.#sql.end({ timeout: 5 });
+  /** Idempotent: a second call waits for the first. */
+  close(): Promise<void> {
+    return (this.#closing ??= this.#sql.end({ timeout: 5 }));
   }
 }
 
