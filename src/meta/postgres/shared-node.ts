@@ -31,12 +31,17 @@ export function isPostgresUrl(url: string): boolean {
 /**
  * Refuses a configuration under which a node would keep blobs of its own:
  * the built-in local placement (the data directory), as default, for a
- * bucket or inside a hybrid placement; and --workers (run more nodes).
+ * bucket or inside a hybrid placement; --workers (run more nodes); and
+ * metadata replication, which belongs to the SQLite store.
  * Directory backends must be shared storage mounted at the same path on
  * every node: Talus cannot tell, the operator must (docs/SCALE-OUT.md).
  */
 export function checkSharedPlacement(config: TalusConfig, workers: number): void {
   if (workers !== 1) throw new ConfigError('--meta postgres://… runs one process per node: start more nodes instead of --workers');
+  // Metadata replication (src/replication/) captures the embedded SQLite store's changes; PostgreSQL replicates itself.
+  if ((config as { replication?: unknown }).replication !== undefined) {
+    throw new ConfigError('[replication] is for the embedded SQLite store: with --meta postgres://…, replicate PostgreSQL instead (docs/SCALE-OUT.md)');
+  }
   const uses: string[] = [];
   if (config.defaultPlacement === LOCAL_PLACEMENT) uses.push('[defaults] placement (give --config a placement on shared backends as the default)');
   for (const [bucket, placement] of config.buckets) if (placement === LOCAL_PLACEMENT) uses.push(`[buckets] ${bucket}`);
