@@ -18,7 +18,9 @@ import { closeGracefully, createS3Server } from './http/server.ts';
 import { WorkerPool } from './cluster.ts';
 import { lifecycleSchedule, lifecycleSettingsFromEnv, type LifecycleSettings } from './lifecycle/schedule.ts';
 import { LifecycleWorker } from './lifecycle/worker.ts';
+import type { MetadataStore } from './meta/metadata-store.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
+import { checkSharedPlacement, openSharedMetadata, SHARED_ORPHAN_AGE_MS } from './meta/postgres/shared-node.ts';
 import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { decodeLocation } from './placement/blob-location.ts';
 import { openPlacement, type OpenPlacement } from './placement/open-placement.ts';
@@ -74,6 +76,12 @@ export interface TalusOptions {
   accessLog?: string | undefined;
   /** The lifecycle worker's day length and scan interval; absent: from TALUS_LIFECYCLE_DAY_SECONDS / TALUS_LIFECYCLE_INTERVAL_SECONDS. */
   lifecycle?: LifecycleSettings;
+  /**
+   * `--meta postgres://…`: the metadata lives in PostgreSQL, shared with other
+   * nodes (docs/SCALE-OUT.md). Every placement must then be on shared
+   * backends; DATA_DIR keeps only this node's lock, ballast and secret key.
+   */
+  metaUrl?: string;
 }
 
 export type { Credentials } from './principals/principals.ts';
@@ -122,6 +130,7 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
     await lock.release();
     throw error;
   });
+  if (options.metaUrl !== undefined) return startSharedNode(options, options.metaUrl, dataDir, logger, lock, reserve);
   const adopt = options.adoptMetadata === true;
   try {
     // Before opening: SQLite would create a missing database, empty.
@@ -161,11 +170,36 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   }
 }
 
+/**
+ * A node of a scale-out installation: metadata in PostgreSQL, bytes on
+ * shared backends. There is no local database to match with local blobs
+ * (no identity check); the local blob store must hold nothing, so every
+ * blob the local reclaim finds is debris. Fails closed, before opening the
+ * database, on a configuration that would put blobs in DATA_DIR.
+ */
+async function startSharedNode(options: TalusOptions, metaUrl: string, dataDir: string, logger: Logger, lock: DataDirectoryLock, reserve: DiskReserve): Promise<RunningTalus> {
+  let meta: MetadataStore | undefined;
+  try {
+    checkSharedPlacement(options.config ?? EMPTY_CONFIG, options.workers ?? 1);
+    meta = await openSharedMetadata(metaUrl);
+    // No --workers on a shared node (refused above): no other process's bucket cache to tell.
+    const running = await startOnLockedDirectory({ ...options, sharedBackendsOrphanAgeMs: SHARED_ORPHAN_AGE_MS }, dataDir, logger, meta, lock, 'delete', reserve, { notify: () => undefined });
+    const close = running.close;
+    let closing: Promise<void> | undefined;
+    return { ...running, close: () => (closing ??= close().finally(() => reserve.stop())) };
+  } catch (error) {
+    await reserve.stop();
+    await meta?.close();
+    await lock.release();
+    throw error;
+  }
+}
+
 async function startOnLockedDirectory(
-  options: TalusOptions,
+  options: TalusOptions & { sharedBackendsOrphanAgeMs?: number },
   dataDir: string,
   logger: Logger,
-  meta: SqliteMetadataStore,
+  meta: MetadataStore,
   lock: DataDirectoryLock,
   reclaim: ReclaimMode,
   reserve: DiskReserve,
@@ -233,7 +267,11 @@ async function startOnLockedDirectory(
   const { reclaimedBlobs } = await engine.start(reclaim === 'set-aside' ? { setAside } : {});
   if (reclaimedBlobs > 0 && reclaim === 'set-aside') logger.warn('moved blobs the adopted database does not know', { count: reclaimedBlobs, to: lostAndFound });
   else if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
-  placement?.startBackground({ heal: options.healInBackground ?? true });
+  placement?.startBackground({
+    heal: options.healInBackground ?? true,
+    // Other nodes write to shared backends: a young unknown shard may be their upload in flight.
+    ...(options.sharedBackendsOrphanAgeMs === undefined ? {} : { orphansOlderThanMs: options.sharedBackendsOrphanAgeMs }),
+  });
   // The keys the auth path checks: the S3 listener's (without workers) and the admin listener's.
   const secrets = await PrincipalCache.load(meta, secretBox, { onProblem: (message) => logger.warn(message) });
   // Admin calls and refused requests, always; written here only (workers send theirs).
@@ -266,7 +304,10 @@ async function startOnLockedDirectory(
   });
   lifecycle.start();
   // Its first round snapshots the database as start-up left it; the triggers capture every write after.
-  const replication = await openReplication({ config, dataDir, meta, placedBackends: placement?.store.backends() ?? [], workers, logger });
+  // SQLite only: a --meta node's metadata is PostgreSQL's to replicate (the configuration refuses [replication] there).
+  const replication = meta instanceof SqliteMetadataStore
+    ? await openReplication({ config, dataDir, meta, placedBackends: placement?.store.backends() ?? [], workers, logger })
+    : undefined;
   replication?.start();
   if (pool !== undefined) {
     bucketsChanged.notify = () => pool.forgetBuckets();
@@ -369,7 +410,7 @@ async function shutdown(
   server: Server,
   lifecycle: LifecycleWorker,
   engine: Engine,
-  meta: SqliteMetadataStore,
+  meta: MetadataStore,
   blobs: BlobStore,
   placement: OpenPlacement | undefined,
   replication: MetadataReplicator | undefined,
