@@ -101,7 +101,8 @@ test(`${RACERS} concurrent If-None-Match: * PUTs of one key over ${NODES} nodes:
     signedRequest(nodes[i % NODES]!.url, { method: 'PUT', path: '/shared/race', headers: { 'if-none-match': '*' }, body })));
   const statuses = created.map((response) => response.status);
   assert.equal(statuses.filter((status) => status === 200).length, 1, `statuses: ${statuses.join(' ')}`);
-  assert.equal(statuses.filter((status) => status === 412).length, RACERS - 1, `statuses: ${statuses.join(' ')}`);
+  // Losers get 412, or 409 ConditionalRequestConflict when the winner committed while they were in flight (AWS's answer).
+  assert.equal(statuses.filter((status) => status === 412 || status === 409).length, RACERS - 1, `statuses: ${statuses.join(' ')}`);
   const winner = bodies[statuses.indexOf(200)]!;
   for (const node of nodes) assert.equal((await signedRequest(node.url, { method: 'GET', path: '/shared/race' })).body, winner);
 
@@ -111,7 +112,7 @@ test(`${RACERS} concurrent If-None-Match: * PUTs of one key over ${NODES} nodes:
     signedRequest(nodes[(i + 1) % NODES]!.url, { method: 'PUT', path: '/shared/race', headers: { 'if-match': etag }, body: `${body} again` })));
   const again = replaced.map((response) => response.status);
   assert.equal(again.filter((status) => status === 200).length, 1, `statuses: ${again.join(' ')}`);
-  assert.equal(again.filter((status) => status === 412).length, RACERS - 1, `statuses: ${again.join(' ')}`);
+  assert.equal(again.filter((status) => status === 412 || status === 409).length, RACERS - 1, `statuses: ${again.join(' ')}`);
   const second = `${bodies[again.indexOf(200)]!} again`;
   for (const node of nodes) assert.equal((await signedRequest(node.url, { method: 'GET', path: '/shared/race' })).body, second);
 });

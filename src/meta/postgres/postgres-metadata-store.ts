@@ -39,8 +39,12 @@ import { S3Error } from '../../util/s3-error.ts';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
 import {
   CommitOutcomeUnknownError,
+  type BucketGuard,
+  type CommitConditions,
   type CommitOutcome,
   type CommitRequest,
+  type DeleteConditions,
+  type DeleteOutcome,
   type ListRequest,
   type ListResult,
   type ListUploadsRequest,
@@ -52,7 +56,9 @@ import {
   type PurgeEntry,
   type RepairEntry,
   type RepairSummary,
+  type VersionGuard,
 } from '../metadata-store.ts';
+import { type ConditionVerdict, judgeConditions } from '../conditions.ts';
 import type { Acl } from '../../authz/index.ts';
 import type {
   AccessKeyRecord,
@@ -68,58 +74,20 @@ import type {
   UploadRecord,
   UserRecord,
   VersioningState,
+  ObjectLockState,
 } from '../types.ts';
-import { NULL_VERSION_ID } from '../types.ts';
+import { NULL_VERSION_ID, isLockedAt } from '../types.ts';
 import { rowToUpload, rowToVersion, uploadMeta, versionMeta, type UploadRow, type VersionRow } from '../sqlite/rows.ts';
 import { listKeys, listUploads, listVersions } from './listing.ts';
 import { SCHEMA, SCHEMA_LOCK_ID, SCHEMA_VERSION } from './schema.ts';
 
 export const LOCAL_BACKEND = 'local';
 
-/*
- * Object Lock and the extended conditions (If-None-Match with ETags,
- * x-amz-if-match-size, x-amz-if-match-last-modified-time) as the interface
- * on main has them (src/meta/conditions.ts, src/meta/types.ts' ObjectLockState
- * and isLockedAt, metadata-store.ts' VersionGuard, BucketGuard,
- * DeleteConditions, DeleteOutcome), declared here structurally so this store
- * fits both the interface this branch started from and main's. After the
- * merge these local copies should give way to main's imports.
- */
-type VersionGuard = (version: ObjectVersion) => void;
-type BucketGuard = (bucket: BucketRecord) => void;
-interface Conditions {
-  ifNoneMatchStar?: boolean;
-  ifNoneMatch?: readonly string[];
-  ifMatch?: string;
-  ifMatchLastModifiedMs?: number;
-  ifMatchSizeBytes?: number;
-}
-type DeleteOutcome = { status: 'deleted'; removed: ObjectVersion } | { status: 'precondition-failed' } | { status: 'no-such-key' };
-interface LockState {
-  retention?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; retainUntilMs: number } | undefined;
-  legalHold?: boolean | undefined;
+/** The conditions judged on a version row (undefined: none, or a delete marker). */
+function judgeRow(conditions: CommitConditions, current: VersionRow | undefined): ConditionVerdict {
+  return judgeConditions(conditions, current === undefined ? undefined : { etag: current.etag, sizeBytes: current.size_bytes, lastModifiedMs: current.last_modified_ms });
 }
 
-function isLockedAt(version: ObjectVersion, nowMs: number): boolean {
-  const lock = version as ObjectVersion & LockState;
-  return lock.legalHold === true || (lock.retention !== undefined && lock.retention.retainUntilMs > nowMs);
-}
-
-/** As main's judgeConditions, on the current version's row (undefined: none, or a delete marker). */
-function judgeConditions(conditions: Conditions, current: VersionRow | undefined): 'holds' | 'precondition-failed' | 'no-such-key' {
-  if (current === undefined) {
-    const needsCurrent = conditions.ifMatch !== undefined || conditions.ifMatchLastModifiedMs !== undefined || conditions.ifMatchSizeBytes !== undefined;
-    return needsCurrent ? 'no-such-key' : 'holds';
-  }
-  if (conditions.ifNoneMatchStar === true) return 'precondition-failed';
-  if (conditions.ifNoneMatch !== undefined && conditions.ifNoneMatch.some((etag) => etag === '*' || etag === current.etag)) return 'precondition-failed';
-  if (conditions.ifMatch !== undefined && conditions.ifMatch !== '*' && conditions.ifMatch !== current.etag) return 'precondition-failed';
-  if (conditions.ifMatchSizeBytes !== undefined && conditions.ifMatchSizeBytes !== current.size_bytes) return 'precondition-failed';
-  if (conditions.ifMatchLastModifiedMs !== undefined && Math.floor(conditions.ifMatchLastModifiedMs / 1000) !== Math.floor(current.last_modified_ms / 1000)) {
-    return 'precondition-failed';
-  }
-  return 'holds';
-}
 /** Connections per node: enough to keep a node's requests pipelined, few enough for many nodes on one server (max_connections 100 by default). */
 const POOL_CONNECTIONS_MAX = 16;
 /** How long another node's change to a bucket's settings may go unseen here. */
@@ -480,7 +448,7 @@ export class PostgresMetadataStore implements MetadataStore {
     if (bucketRows.length === 0) return { status: 'no-such-bucket' };
     const latest = latestRows[0];
     const current = latest !== undefined && latest.is_delete_marker === 0 ? latest : undefined;
-    const verdict = judgeConditions(conditions, current);
+    const verdict = judgeRow(conditions, current);
     if (verdict === 'no-such-key') return { status: 'no-such-key' };
     if (verdict === 'precondition-failed') {
       // When the version that failed the condition was written (the S3 front may answer with it).
@@ -528,12 +496,12 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   /** deleteVersion when `conditions` hold for that version, judged under the key's lock (before `guard`, which may refuse by throwing). */
-  async deleteVersionIf(bucket: string, key: string, versionId: string, conditions: Conditions, guard?: VersionGuard): Promise<DeleteOutcome> {
+  async deleteVersionIf(bucket: string, key: string, versionId: string, conditions: DeleteConditions, guard?: VersionGuard): Promise<DeleteOutcome> {
     return this.#mutate(async (tx): Promise<DeleteOutcome> => {
       await this.#lockKey(tx, bucket, key);
       const [row] = await tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND version_id = ${versionId}`;
       if (row === undefined) return { status: 'no-such-key' };
-      if (judgeConditions(conditions, row) !== 'holds') return { status: 'precondition-failed' };
+      if (judgeRow(conditions, row) !== 'holds') return { status: 'precondition-failed' };
       const version = rowToVersion(row);
       guard?.(version);
       await deleteVersionRow(tx, row.seq);
@@ -546,14 +514,13 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   /** Replaces a version's Object Lock state with what `update` makes of it, read under the key's lock; `update` throws to refuse. */
-  updateVersionLock(bucket: string, key: string, versionId: string, update: (current: ObjectVersion) => LockState): Promise<boolean> {
+  updateVersionLock(bucket: string, key: string, versionId: string, update: (current: ObjectVersion) => ObjectLockState): Promise<boolean> {
     return this.#editVersion(bucket, key, versionId, async (_tx, version) => {
       const next = update(version);
-      const locked = version as ObjectVersion & LockState;
-      if (next.retention === undefined) delete locked.retention;
-      else locked.retention = next.retention;
-      if (next.legalHold === undefined) delete locked.legalHold;
-      else locked.legalHold = next.legalHold;
+      if (next.retention === undefined) delete version.retention;
+      else version.retention = next.retention;
+      if (next.legalHold === undefined) delete version.legalHold;
+      else version.legalHold = next.legalHold;
       return true;
     });
   }
