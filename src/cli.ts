@@ -9,12 +9,16 @@ import { PRINCIPALS_USAGE, principalsCommand } from './principals/cli.ts';
 import { startTalus } from './talus.ts';
 
 const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1] [--workers 1]
-                    [--config talus.toml] [--adopt-metadata] [--console-address [HOST]:PORT|none]
+                    [--config talus.toml] [--adopt-metadata] [--meta postgres://…] [--console-address [HOST]:PORT|none]
                     [--access-log FILE|-] [--metrics-public]
+       talus migrate DATA_DIR --to postgres://…
+                                     copy a data directory's metadata into an empty PostgreSQL database
        talus heal [DATA_DIR] --config talus.toml [--deep] | --status
                                      repair shards of placed objects, or show what is queued
        talus backends --config talus.toml
                                      each backend's state, latency, free space and S3 features
+       talus restore DATA_DIR --config talus.toml [--store ID] [--partial] [--secret-key-file FILE]
+                                     rebuild a lost metadata database from its replicas on the backends
 ${PRINCIPALS_USAGE}
 ${ADMIN_USAGE}
                                      (users, keys and policy work while the server runs: docs/ACCESS.md)
@@ -39,7 +43,10 @@ listener: default port 9001 on the --address, skipped with a warning when that
 port is taken; none turns it off. The same listener serves Prometheus metrics
 at /metrics (to a bearer token set in TALUS_METRICS_TOKEN, or to anyone with
 --metrics-public) and /health/live, /health/ready. --access-log writes one JSON
-line per S3 request to FILE (- for stdout).`;
+line per S3 request to FILE (- for stdout).
+--meta postgres://… (or TALUS_META) keeps the metadata in PostgreSQL, shared
+by several nodes; every placement must then be on shared backends, and
+TALUS_SECRET_KEY the same on every node (docs/SCALE-OUT.md).`;
 
 /**
  * `--console-address [HOST]:PORT` (MinIO's syntax: `:9001` listens on every
@@ -64,6 +71,14 @@ async function main(argv: string[]): Promise<number> {
     return command === 'heal' ? healCommand(rest) : backendsCommand(rest);
   }
   if (command === 'admin') return adminCommand(rest);
+  if (command === 'migrate') {
+    const { migrateCommand } = await import('./meta/postgres/migrate.ts');
+    return migrateCommand(rest);
+  }
+  if (command === 'restore') {
+    const { restoreCommand } = await import('./replication/cli.ts');
+    return restoreCommand(rest);
+  }
   if (command === 'bench') {
     // Loaded on demand: the server never needs the client side.
     const { benchCommand } = await import('./loadgen/cli.ts');
@@ -92,8 +107,12 @@ async function main(argv: string[]): Promise<number> {
       'console-address': { type: 'string' },
       'access-log': { type: 'string' },
       'metrics-public': { type: 'boolean', default: false },
+      meta: { type: 'string' },
     },
   });
+  const metaUrl = values.meta ?? process.env['TALUS_META'];
+  if (metaUrl !== undefined && !/^postgres(ql)?:\/\//.test(metaUrl)) throw new Error(`invalid --meta ${metaUrl}: a postgres:// URL`);
+  if (metaUrl !== undefined && values['adopt-metadata']) throw new Error('--adopt-metadata is for a data directory\'s own database, not --meta');
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${values.port}`);
   const workers = values.workers === 'auto' ? availableParallelism() : Number(values.workers);
@@ -111,6 +130,7 @@ async function main(argv: string[]): Promise<number> {
     ...adminListener(values['console-address'], values.address),
     metrics: { token: process.env['TALUS_METRICS_TOKEN'] || undefined, public: values['metrics-public'] },
     accessLog: values['access-log'],
+    ...(metaUrl === undefined ? {} : { metaUrl }),
     rootAccessKeyId: process.env['TALUS_ROOT_USER'],
     rootSecretAccessKey: process.env['TALUS_ROOT_PASSWORD'],
   });

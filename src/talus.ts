@@ -18,7 +18,9 @@ import { closeGracefully, createS3Server } from './http/server.ts';
 import { WorkerPool } from './cluster.ts';
 import { lifecycleSchedule, lifecycleSettingsFromEnv, type LifecycleSettings } from './lifecycle/schedule.ts';
 import { LifecycleWorker } from './lifecycle/worker.ts';
+import type { MetadataStore } from './meta/metadata-store.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
+import { checkSharedPlacement, openSharedMetadata, SHARED_ORPHAN_AGE_MS } from './meta/postgres/shared-node.ts';
 import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { decodeLocation } from './placement/blob-location.ts';
 import { openPlacement, type OpenPlacement } from './placement/open-placement.ts';
@@ -35,6 +37,8 @@ import { AuditLog, refusedRequestEntry } from './audit/audit-log.ts';
 import { requestObserver } from './metrics/observer.ts';
 import { merge as mergeMetrics, render as renderMetricsText } from './metrics/registry.ts';
 import { SHARED_GAUGES, createServerMetrics } from './metrics/server-metrics.ts';
+import { openReplication } from './replication/cli.ts';
+import type { MetadataReplicator } from './replication/replicator.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger, type Logger } from './util/logger.ts';
 
@@ -75,6 +79,12 @@ export interface TalusOptions {
   accessLog?: string | undefined;
   /** The lifecycle worker's day length and scan interval; absent: from TALUS_LIFECYCLE_DAY_SECONDS / TALUS_LIFECYCLE_INTERVAL_SECONDS. */
   lifecycle?: LifecycleSettings;
+  /**
+   * `--meta postgres://…`: the metadata lives in PostgreSQL, shared with other
+   * nodes (docs/SCALE-OUT.md). Every placement must then be on shared
+   * backends; DATA_DIR keeps only this node's lock, ballast and secret key.
+   */
+  metaUrl?: string;
 }
 
 export type { Credentials } from './principals/principals.ts';
@@ -97,6 +107,8 @@ export interface RunningTalus {
   lifecycle: LifecycleWorker;
   /** The backends, placed blob store and healer when placements are configured. */
   placement: OpenPlacement | undefined;
+  /** Metadata replication to the backends, when `[replication]` is configured. */
+  replication: MetadataReplicator | undefined;
   /** The HTTP server when requests are served in this process; undefined with workers. */
   server: Server | undefined;
   workers: number;
@@ -121,6 +133,7 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
     await lock.release();
     throw error;
   });
+  if (options.metaUrl !== undefined) return startSharedNode(options, options.metaUrl, dataDir, logger, lock, reserve);
   const adopt = options.adoptMetadata === true;
   try {
     // Before opening: SQLite would create a missing database, empty.
@@ -160,11 +173,36 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   }
 }
 
+/**
+ * A node of a scale-out installation: metadata in PostgreSQL, bytes on
+ * shared backends. There is no local database to match with local blobs
+ * (no identity check); the local blob store must hold nothing, so every
+ * blob the local reclaim finds is debris. Fails closed, before opening the
+ * database, on a configuration that would put blobs in DATA_DIR.
+ */
+async function startSharedNode(options: TalusOptions, metaUrl: string, dataDir: string, logger: Logger, lock: DataDirectoryLock, reserve: DiskReserve): Promise<RunningTalus> {
+  let meta: MetadataStore | undefined;
+  try {
+    checkSharedPlacement(options.config ?? EMPTY_CONFIG, options.workers ?? 1);
+    meta = await openSharedMetadata(metaUrl);
+    // No --workers on a shared node (refused above): no other process's bucket cache to tell.
+    const running = await startOnLockedDirectory({ ...options, sharedBackendsOrphanAgeMs: SHARED_ORPHAN_AGE_MS }, dataDir, logger, meta, lock, 'delete', reserve, { notify: () => undefined });
+    const close = running.close;
+    let closing: Promise<void> | undefined;
+    return { ...running, close: () => (closing ??= close().finally(() => reserve.stop())) };
+  } catch (error) {
+    await reserve.stop();
+    await meta?.close();
+    await lock.release();
+    throw error;
+  }
+}
+
 async function startOnLockedDirectory(
-  options: TalusOptions,
+  options: TalusOptions & { sharedBackendsOrphanAgeMs?: number },
   dataDir: string,
   logger: Logger,
-  meta: SqliteMetadataStore,
+  meta: MetadataStore,
   lock: DataDirectoryLock,
   reclaim: ReclaimMode,
   reserve: DiskReserve,
@@ -234,7 +272,11 @@ async function startOnLockedDirectory(
   const { reclaimedBlobs } = await engine.start(reclaim === 'set-aside' ? { setAside } : {});
   if (reclaimedBlobs > 0 && reclaim === 'set-aside') logger.warn('moved blobs the adopted database does not know', { count: reclaimedBlobs, to: lostAndFound });
   else if (reclaimedBlobs > 0) logger.info('reclaimed uncommitted blobs', { count: reclaimedBlobs });
-  placement?.startBackground({ heal: options.healInBackground ?? true });
+  placement?.startBackground({
+    heal: options.healInBackground ?? true,
+    // Other nodes write to shared backends: a young unknown shard may be their upload in flight.
+    ...(options.sharedBackendsOrphanAgeMs === undefined ? {} : { orphansOlderThanMs: options.sharedBackendsOrphanAgeMs }),
+  });
   // The keys the auth path checks: the S3 listener's (without workers) and the admin listener's.
   const secrets = await PrincipalCache.load(meta, secretBox, { onProblem: (message) => logger.warn(message) });
   // Admin calls and refused requests, always; written here only (workers send theirs).
@@ -269,6 +311,12 @@ async function startOnLockedDirectory(
     onError: (error) => logger.error('lifecycle worker failed', { error: String(error) }),
   });
   lifecycle.start();
+  // Its first round snapshots the database as start-up left it; the triggers capture every write after.
+  // SQLite only: a --meta node's metadata is PostgreSQL's to replicate (the configuration refuses [replication] there).
+  const replication = meta instanceof SqliteMetadataStore
+    ? await openReplication({ config, dataDir, meta, placedBackends: placement?.store.backends() ?? [], workers, logger })
+    : undefined;
+  replication?.start();
   if (pool !== undefined) {
     bucketsChanged.notify = () => pool.forgetBuckets();
     let admin: AdminListener | undefined;
@@ -279,6 +327,7 @@ async function startOnLockedDirectory(
       await lifecycle.stop();
       await placement?.stopBackground();
       await engine.stop();
+      await replication?.stop(graceMs === 0 ? 0 : undefined);
       await blobs.close();
     };
     const stopAll = async (graceMs: number): Promise<void> => {
@@ -304,6 +353,7 @@ async function startOnLockedDirectory(
       engine,
       lifecycle,
       placement,
+      replication,
       server: undefined,
       workers,
       failed,
@@ -328,6 +378,7 @@ async function startOnLockedDirectory(
   } catch (error) {
     secrets.stop();
     await lifecycle.stop();
+    await replication?.stop(0);
     await placement?.stopBackground();
     await engine.stop();
     throw error;
@@ -339,6 +390,7 @@ async function startOnLockedDirectory(
     await closeGracefully(server, 0);
     secrets.stop();
     await lifecycle.stop();
+    await replication?.stop(0);
     await placement?.stopBackground();
     await engine.stop();
     throw error;
@@ -354,18 +406,29 @@ async function startOnLockedDirectory(
     engine,
     lifecycle,
     placement,
+    replication,
     server,
     workers: 1,
     failed,
-    close: () => (closing ??= (secrets.stop(), Promise.all([admin?.close(), shutdown(server, lifecycle, engine, meta, blobs, placement)]).then(() => Promise.all([accessLog?.close(), audit.close()])).then(() => undefined).finally(() => lock.release()))),
+    close: () => (closing ??= (secrets.stop(), Promise.all([admin?.close(), shutdown(server, lifecycle, engine, meta, blobs, placement, replication)]).then(() => Promise.all([accessLog?.close(), audit.close()])).then(() => undefined).finally(() => lock.release()))),
   };
 }
 
-async function shutdown(server: Server, lifecycle: LifecycleWorker, engine: Engine, meta: SqliteMetadataStore, blobs: BlobStore, placement: OpenPlacement | undefined): Promise<void> {
+async function shutdown(
+  server: Server,
+  lifecycle: LifecycleWorker,
+  engine: Engine,
+  meta: MetadataStore,
+  blobs: BlobStore,
+  placement: OpenPlacement | undefined,
+  replication: MetadataReplicator | undefined,
+): Promise<void> {
   await closeGracefully(server, SHUTDOWN_GRACE_MS);
   await lifecycle.stop();
   await placement?.stopBackground();
   await engine.stop();
+  // After the last request, before the backends close: ships what the last requests changed.
+  await replication?.stop();
   await blobs.close();
   await meta.close();
 }

@@ -11,6 +11,8 @@
  */
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteBucketLifecycleCommand,
@@ -223,6 +225,15 @@ describe('bucket lifecycle', { timeout: 240_000 }, () => {
     for (const [what, header] of [['PUT', put.Expiration], ['HEAD', head.Expiration], ['GET', get.Expiration]] as const) {
       assert.equal(header, `expiry-date="${expected}", rule-id="rule-h"`, what);
     }
+    // CopyObject and CompleteMultipartUpload answer it too (AWS does), for the version they wrote.
+    const copied = await client.send(new CopyObjectCommand({ Bucket: bucket, Key: 'h/copy', CopySource: `${bucket}/h/one` }));
+    assert.match(copied.Expiration ?? '', /^expiry-date=".+", rule-id="rule-h"$/);
+    const upload = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'h/parts' }));
+    const part = await client.send(new UploadPartCommand({ Bucket: bucket, Key: 'h/parts', UploadId: upload.UploadId, PartNumber: 1, Body: 'p' }));
+    const completed = await client.send(new CompleteMultipartUploadCommand({
+      Bucket: bucket, Key: 'h/parts', UploadId: upload.UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+    }));
+    assert.match(completed.Expiration ?? '', /^expiry-date=".+", rule-id="rule-h"$/);
     const other = await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'other', Body: 'x' }));
     assert.equal(other.Expiration, undefined, 'a key no rule selects');
     assert.equal((await client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'other' }))).Expiration, undefined);

@@ -16,7 +16,11 @@
  *   [health]                    probe_interval? (10s), deadline_min? (2s), deadline_max? (30s)
  *   [defaults]                  placement = "ec"   (built in: "local", the data directory)
  *   [buckets]                   photos = "copies"
+ *   [replication]               backends? (every backend a placement uses), lag? (1s),
+ *                               snapshot_interval? (1h), write_quorum? (majority),
+ *                               key? (base64 of 32 bytes) | key_file?, mode? ("async" | "quorum")
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve, dirname } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -121,7 +125,37 @@ export interface TalusConfig {
   readonly buckets: ReadonlyMap<string, string>;
   /** Default HEALTH_DEFAULT. */
   readonly health?: HealthConfig;
+  /** Metadata replication to backends (src/replication/); absent: none. */
+  readonly replication?: ReplicationConfig;
 }
+
+/**
+ * `[replication]`: the metadata database shipped to backends as a snapshot
+ * plus segments of committed changes (docs/PLACEMENT.md, "Metadata
+ * replication"). Present: on.
+ */
+export interface ReplicationConfig {
+  /** Where replicas go; default every backend some placement uses. */
+  readonly backends: readonly string[];
+  /** How often committed changes are shipped: the bound on what a lost gateway loses (plus one upload). */
+  readonly lagMs: number;
+  /** A new snapshot (and the compaction of older replicas) at least this often. */
+  readonly snapshotIntervalMs: number;
+  /** Backends that must hold a segment before its changes are forgotten locally; default a majority. */
+  readonly writeQuorum: number;
+  /** AES-256-GCM key for replicas; absent: stored unencrypted. */
+  readonly key: Buffer | undefined;
+  /**
+   * "async" (default): writes are acknowledged once durable locally and
+   * shipped within `lagMs`. "quorum": a write is acknowledged only once its
+   * metadata change is on `writeQuorum` backends (503 when it cannot be).
+   */
+  readonly mode: 'async' | 'quorum';
+}
+
+export const REPLICATION_LAG_MS_DEFAULT = 1_000;
+export const SNAPSHOT_INTERVAL_MS_DEFAULT = 3_600_000;
+const REPLICATION_KEY_BYTES = 32;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -155,6 +189,7 @@ export function parseConfig(text: string, options: { source: string; baseDirecto
   const defaults = reader.table('defaults');
   const buckets = reader.table('buckets');
   const healthTable = reader.table('health');
+  const replicationTable = reader.has('replication') ? reader.table('replication') : undefined;
   reader.done();
   const health = readHealth(healthTable);
 
@@ -195,7 +230,41 @@ export function parseConfig(text: string, options: { source: string; baseDirecto
     bucketPlacements.set(bucket, placement);
   }
   buckets.done();
-  return { backends, placements, defaultPlacement, buckets: bucketPlacements, health };
+  const replication = replicationTable === undefined ? undefined : readReplication(replicationTable, backends, placements, options.baseDirectory);
+  return { backends, placements, defaultPlacement, buckets: bucketPlacements, health, ...(replication === undefined ? {} : { replication }) };
+}
+
+function readReplication(table: TableReader, backends: readonly BackendConfig[], placements: readonly PlacementConfig[], baseDirectory: string): ReplicationConfig {
+  const known = new Set(backends.map((backend) => backend.name));
+  const used = placements.flatMap((placement) => (placement.type === 'hybrid' ? [] : placement.backends));
+  const listed = table.has('backends') ? table.strings('backends') : [...new Set(used)];
+  for (const name of listed) if (!known.has(name)) throw table.error('backends', `no backend "${name}"`);
+  if (new Set(listed).size !== listed.length) throw table.error('backends', 'lists a backend twice');
+  if (listed.length === 0) throw table.error('backends', 'no placement uses a backend: name the backends to replicate to');
+  const lagMs = table.optionalDuration('lag', DURATION_MS_MIN, DURATION_MS_MAX) ?? REPLICATION_LAG_MS_DEFAULT;
+  const snapshotIntervalMs = table.optionalDuration('snapshot_interval', 1_000, 7 * 24 * 3_600_000) ?? SNAPSHOT_INTERVAL_MS_DEFAULT;
+  const writeQuorum = table.optionalInteger('write_quorum', 1, listed.length) ?? Math.floor(listed.length / 2) + 1;
+  const keyText = table.optionalString('key');
+  const keyFile = table.optionalString('key_file');
+  if (keyText !== undefined && keyFile !== undefined) throw table.error('key_file', 'give key or key_file, not both');
+  let key: Buffer | undefined;
+  if (keyText !== undefined || keyFile !== undefined) {
+    let text = keyText;
+    if (keyFile !== undefined) {
+      const path = isAbsolute(keyFile) ? keyFile : resolve(baseDirectory, keyFile);
+      try {
+        text = readFileSync(path, 'utf8').trim();
+      } catch (error) {
+        throw table.error('key_file', `cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    key = Buffer.from(text!, 'base64');
+    if (key.length !== REPLICATION_KEY_BYTES) throw table.error(keyFile === undefined ? 'key' : 'key_file', `must be the base64 of ${REPLICATION_KEY_BYTES} bytes (e.g. openssl rand -base64 32)`);
+  }
+  const mode = table.optionalString('mode') ?? 'async';
+  if (mode !== 'async' && mode !== 'quorum') throw table.error('mode', `must be "async" or "quorum", not ${JSON.stringify(mode)}`);
+  table.done();
+  return { backends: listed, lagMs, snapshotIntervalMs, writeQuorum, key, mode };
 }
 
 function readHealth(table: TableReader): HealthConfig {
@@ -321,6 +390,10 @@ class TableReader {
 
   keys(): string[] {
     return Object.keys(this.#values);
+  }
+
+  has(key: string): boolean {
+    return this.#values[key] !== undefined;
   }
 
   error(key: string, message: string): ConfigError {

@@ -123,8 +123,12 @@ export interface ListRequest {
 export type ListedVersion = Pick<ObjectVersion, 'bucket' | 'key' | 'versionId' | 'isDeleteMarker' | 'lastModifiedMs' | 'sizeBytes' | 'etag' | 'ownerId' | 'checksum'> &
   Partial<ListedMetadata>;
 
-/** What a listing asked `withMetadata` adds to each version (all three present then). */
-export type ListedMetadata = Pick<ObjectVersion, 'system' | 'userMetadata' | 'tags'>;
+/**
+ * What a listing asked `withMetadata` adds to each version (system, user
+ * metadata and tags present then; the ACL when the version has one, so the
+ * listing can judge per object who may see them).
+ */
+export type ListedMetadata = Pick<ObjectVersion, 'system' | 'userMetadata' | 'tags' | 'acl'>;
 
 export interface ListEntry {
   key: string;

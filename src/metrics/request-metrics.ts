@@ -8,6 +8,7 @@
  * Each operation's children are resolved once and kept, so a request costs a
  * Map lookup and a handful of additions.
  */
+import type { ObservedRequest } from './observed-request.ts';
 import type { CounterChild, HistogramChild, Registry } from './registry.ts';
 import type { Counter, Gauge } from './registry.ts';
 
@@ -28,18 +29,8 @@ interface OperationChildren {
   byStatus: Map<number, CounterChild>;
 }
 
-export interface FinishedRequest {
-  operation: string;
-  status: number;
-  /** performance.now() values (ms). */
-  startedMs: number;
-  headersSentMs: number;
-  finishedMs: number;
-  bytesIn: number;
-  bytesOut: number;
-  /** The S3 error code when the answer was an error. */
-  errorCode?: string | undefined;
-}
+/** What the metrics need of an observed request. */
+export type FinishedRequest = Pick<ObservedRequest, 'operation' | 'status' | 'startedMs' | 'headersSentMs' | 'finishedMs' | 'bytesIn' | 'bytesOut' | 'errorCode'>;
 
 export class RequestMetrics {
   readonly #requests: Counter;

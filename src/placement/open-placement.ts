@@ -19,7 +19,12 @@ export interface OpenPlacement {
   /** Each backend's state and latency (metrics, the admin API). */
   backendStatus(): BackendStatus[];
   /** Starts probing backends (nothing waits for the first probes) and, unless `heal` is false (worker processes), healing in the background. */
-  startBackground(options?: { heal?: boolean }): void;
+  /**
+   * orphansOlderThanMs: reclaim only unknown shards at least this old (with
+   * several nodes on shared backends a younger one may be another node's
+   * upload in flight); default 0, every shard begun before this start.
+   */
+  startBackground(options?: { heal?: boolean; orphansOlderThanMs?: number }): void;
   /** Stops the background work (waits for a pass in progress); the store closes with close(). */
   stopBackground(): Promise<void>;
   /**
@@ -109,7 +114,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     backendStatus: () => health.snapshot(),
     startBackground: (options = {}) => {
       health.start();
-      if (options.heal !== false) background.start();
+      if (options.heal !== false) background.start(options.orphansOlderThanMs ?? 0);
     },
     stopBackground: () => background.stop(),
     healNow: (options) => background.requestPass(options.deep),
@@ -147,7 +152,8 @@ class HealLoop {
     this.#logger = logger;
   }
 
-  start(): void {
+  start(orphansOlderThanMs = 0): void {
+    if (orphansOlderThanMs > 0) this.#reclaimBeforeMs = Date.now() - orphansOlderThanMs;
     this.#nextScanMs = Date.now() + FIRST_SCAN_DELAY_MS;
     this.#timer = setInterval(() => this.#tick(), REPAIR_INTERVAL_MS);
     this.#timer.unref();

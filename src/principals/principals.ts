@@ -73,6 +73,18 @@ export class Principals {
   static async withDataDir<T>(dataDir: string, use: (principals: Principals) => Promise<T>, options: { create?: boolean } = {}): Promise<T> {
     const directory = resolve(dataDir);
     const database = join(directory, 'meta.db');
+    // A scale-out node's principals live in PostgreSQL (docs/SCALE-OUT.md); DATA_DIR still holds the secret key file.
+    const shared = process.env['TALUS_META'];
+    if (shared !== undefined) {
+      // Loaded on demand: single-node installations never need the driver.
+      const { PostgresMetadataStore } = await import('../meta/postgres/postgres-metadata-store.ts');
+      const meta = await PostgresMetadataStore.open(shared);
+      try {
+        return await use(new Principals(meta, await openSecretBox(directory, meta)));
+      } finally {
+        await meta.close();
+      }
+    }
     if (options.create === true) await mkdir(directory, { recursive: true });
     else if (!(await stat(database).then((stats) => stats.size > 0, () => false))) throw new PrincipalError(`${directory} is not a Talus data directory (no ${database})`);
     const meta = new SqliteMetadataStore(database);

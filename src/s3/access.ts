@@ -136,7 +136,7 @@ export class RequestAccess {
   }
 
   /** Keys for a check on an existing version: the request's, plus the version's tags as s3:ExistingObjectTag/*. */
-  keysFor(version: ObjectVersion | undefined): ConditionKeys {
+  keysFor(version: Pick<ObjectVersion, 'tags'> | undefined): ConditionKeys {
     if (version === undefined || version.tags.length === 0) return this.keys;
     return requestConditionKeys({ ...this.#facts, existingObjectTags: version.tags });
   }

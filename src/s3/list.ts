@@ -3,6 +3,7 @@ import type { ListedVersion } from '../meta/metadata-store.ts';
 import type { SystemMetadata } from '../meta/types.ts';
 import { LIST_KEYS_MAX, LIST_UPLOADS_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
+import { requiredChecks, type OperationTarget, type PermissionCheck } from '../authz/index.ts';
 import { document, element, escapeXml, optionalElement } from '../http/xml.ts';
 import { owner } from './bucket.ts';
 import { queryInteger, xmlResponse, type RequestContext, type S3Response } from './context.ts';
@@ -25,24 +26,38 @@ function storageClass(): string {
   return element('StorageClass', 'STANDARD');
 }
 
-function contentsXml(context: RequestContext, version: ListedVersion, encode: (text: string) => string, withOwner: boolean): string {
+function contentsXml(context: RequestContext, version: ListedVersion, encode: (text: string) => string, withOwner: boolean, metadata: MetadataFilter | undefined): string {
   const checksum = version.checksum === null ? '' : element('ChecksumAlgorithm', version.checksum.algorithm) + element('ChecksumType', version.checksum.type);
-  return `<Contents>${element('Key', encode(version.key))}${element('LastModified', isoDateOf(version.lastModifiedMs))}${element('ETag', formatEtag(version.etag))}${checksum}${element('Size', version.sizeBytes)}${withOwner ? owner(context, version.ownerId) : ''}${storageClass()}${listedMetadataXml(version)}</Contents>`;
+  return `<Contents>${element('Key', encode(version.key))}${element('LastModified', isoDateOf(version.lastModifiedMs))}${element('ETag', formatEtag(version.etag))}${checksum}${element('Size', version.sizeBytes)}${withOwner ? owner(context, version.ownerId) : ''}${storageClass()}${metadata !== undefined && metadata(version, true) ? listedMetadataXml(version) : ''}</Contents>`;
 }
+
+/** Whether the caller may see this listed version's metadata and tags; `latest`: it is the key's current version. */
+type MetadataFilter = (version: ListedVersion, latest: boolean) => boolean;
 
 /**
  * MinIO's listing extension: `metadata=true` on ListObjectsV2 and
  * ListObjectVersions. Only `true` asks (MinIO reads it the same way); other
- * values list plainly. Metadata and tags are what GetObject and
- * GetObjectTagging show, and a listing needs only s3:ListBucket: until they
- * are judged per object (MinIO checks each), only root and the bucket's
- * owner get them; anyone else who asks gets the plain listing.
+ * values list plainly (undefined). Metadata and tags are what GetObject and
+ * HeadObject show, while a listing needs only s3:ListBucket: so each entry
+ * shows them only if the caller may read that version (s3:GetObject on the
+ * current version, s3:GetObjectVersion on older ones), judged as the read
+ * itself is (bucket policy, identity and key policies, the version's owner
+ * and ACL, its tags as s3:ExistingObjectTag), and is listed plainly
+ * otherwise (MinIO checks each object the same way).
  */
-async function wantsMetadata(context: RequestContext): Promise<boolean> {
-  if (context.route.query.get('metadata') !== 'true') return false;
-  if (context.access.principal.kind === 'root') return true;
+async function metadataFilter(context: RequestContext): Promise<MetadataFilter | undefined> {
+  if (context.route.query.get('metadata') !== 'true') return undefined;
+  const access = context.access;
   const bucket = await context.engine.getBucket(context.route.bucket);
-  return context.access.anyBucketAccess(bucket).owner === context.access.canonicalId;
+  const bucketAccess = access.bucketAccess(bucket);
+  const noTags = access.keysFor(undefined);
+  return (version, latest) => {
+    const target: OperationTarget = latest ? { bucket: bucket.name, key: version.key } : { bucket: bucket.name, key: version.key, versionId: version.versionId };
+    const check = requiredChecks('GetObject', target)[0] as PermissionCheck;
+    const object = { owner: access.ownerOf(version.ownerId), acl: version.acl };
+    const keys = version.tags === undefined || version.tags.length === 0 ? noTags : access.keysFor({ tags: version.tags });
+    return access.allows(check, { bucket: bucketAccess, object, keys });
+  };
 }
 
 /** The system metadata a listing shows, under the names MinIO gives them (lower-case header names). */
@@ -159,13 +174,14 @@ export async function handleListObjects(context: RequestContext): Promise<S3Resp
   const token = v2 ? query.get('continuation-token') : undefined;
   const startAfter = v2 ? (query.get('start-after') ?? '') : (query.get('marker') ?? '');
   const after = token !== undefined ? decodeToken(token) : startAfter;
+  const metadata = v2 ? await metadataFilter(context) : undefined;
   const result = maxKeys === 0
     ? await emptyPage(context)
-    : await context.engine.list({ bucket: context.route.bucket, prefix, delimiter, after, limit: maxKeys, ...(v2 && (await wantsMetadata(context)) ? { withMetadata: true } : {}) });
+    : await context.engine.list({ bucket: context.route.bucket, prefix, delimiter, after, limit: maxKeys, ...(metadata === undefined ? {} : { withMetadata: true }) });
   const withOwner = !v2 || query.get('fetch-owner') === 'true';
   let body = '';
   for (const entry of result.entries) {
-    body += entry.version === undefined ? commonPrefixXml(entry.key, encode) : contentsXml(context, entry.version, encode, withOwner);
+    body += entry.version === undefined ? commonPrefixXml(entry.key, encode) : contentsXml(context, entry.version, encode, withOwner, metadata);
   }
   const last = result.entries.at(-1)?.key;
   // ListObjects v1 shows Prefix as sent even with encoding-type=url (clients decode only the other fields).
@@ -194,9 +210,10 @@ export async function handleListObjectVersions(context: RequestContext): Promise
     throw new S3Error('InvalidArgument', 'A version-id marker cannot be specified without a key marker.', { ArgumentName: 'version-id-marker' });
   }
   const maxKeys = queryInteger(context, 'max-keys', LIST_KEYS_MAX, 0, LIST_KEYS_MAX);
+  const metadata = await metadataFilter(context);
   const result = maxKeys === 0
     ? await emptyPage(context)
-    : await context.engine.listVersions({ bucket: context.route.bucket, prefix, delimiter, keyMarker, versionIdMarker, limit: maxKeys, ...((await wantsMetadata(context)) ? { withMetadata: true } : {}) });
+    : await context.engine.listVersions({ bucket: context.route.bucket, prefix, delimiter, keyMarker, versionIdMarker, limit: maxKeys, ...(metadata === undefined ? {} : { withMetadata: true }) });
   let body = '';
   for (const entry of result.entries) {
     const version = entry.version;
@@ -207,7 +224,7 @@ export async function handleListObjectVersions(context: RequestContext): Promise
     const common = element('Key', encode(version.key)) + element('VersionId', version.versionId) + element('IsLatest', entry.isLatest) + element('LastModified', isoDateOf(version.lastModifiedMs));
     body += version.isDeleteMarker
       ? `<DeleteMarker>${common}${owner(context, version.ownerId)}</DeleteMarker>`
-      : `<Version>${common}${element('ETag', formatEtag(version.etag))}${element('Size', version.sizeBytes)}${owner(context, version.ownerId)}${storageClass()}${listedMetadataXml(version)}</Version>`;
+      : `<Version>${common}${element('ETag', formatEtag(version.etag))}${element('Size', version.sizeBytes)}${owner(context, version.ownerId)}${storageClass()}${metadata !== undefined && metadata(version, entry.isLatest) ? listedMetadataXml(version) : ''}</Version>`;
   }
   let head = element('Name', context.route.bucket) + element('Prefix', encode(prefix)) + element('KeyMarker', encode(keyMarker)) + element('VersionIdMarker', versionIdMarker);
   const last = result.entries.at(-1);

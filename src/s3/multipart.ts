@@ -1,4 +1,5 @@
 /** Multipart upload operations. */
+import { addExpirationHeader } from './lifecycle.ts';
 import { type ChecksumAlgorithm, CHECKSUM_ALGORITHMS, checksumHeaderName } from '../util/checksum.ts';
 import { LIST_PARTS_MAX, PART_BYTES_MAX, PART_NUMBER_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
@@ -133,6 +134,7 @@ export async function handleCompleteMultipartUpload(context: RequestContext): Pr
   });
   const headers: Record<string, string> = {};
   if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
+  await addExpirationHeader(context, result.version, headers);
   const partsCount = result.version.parts?.length ?? null;
   const checksum = checksumHeaders(result.checksum, partsCount);
   const checksumXml = Object.entries(checksum)

@@ -298,6 +298,7 @@ export async function handleCopyObject(context: RequestContext): Promise<S3Respo
   const headers: Record<string, string> = {};
   if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
   if (result.sourceVersionId !== undefined) headers['x-amz-copy-source-version-id'] = result.sourceVersionId;
+  await addExpirationHeader(context, result.version, headers);
   const checksum = result.checksum === null ? '' : element(`Checksum${result.checksum.algorithm}`, result.checksum.value) + element('ChecksumType', result.checksum.type);
   return xmlResponse(
     document('CopyObjectResult', element('ETag', formatEtag(result.etag)) + element('LastModified', isoDateOf(result.version.lastModifiedMs)) + checksum),

@@ -2,12 +2,12 @@
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { CSV_HEADER, OUTPUT_FORMATS, formatObject, formatProgress, type OutputFormat } from './format.ts';
-import { METADATA_MODES, SCAN_CONCURRENCY_DEFAULT, scanObjects, type MetadataMode, type ScanProgress } from './scan.ts';
-import { resolveScanCredentials } from './credentials.ts';
+import { LIST_RANGES_DEFAULT, METADATA_MODES, SCAN_CONCURRENCY_DEFAULT, scanObjects, type MetadataMode, type ScanProgress } from './scan.ts';
+import { explicitScanCredentials } from './credentials.ts';
 
 export const SCAN_USAGE = `Usage: talus scan s3://BUCKET[/PREFIX] --endpoint URL [--concurrency ${SCAN_CONCURRENCY_DEFAULT}] [--format jsonl|csv]
-                  [--metadata auto|head|list|none] [--region us-east-1] [--quiet]
-                  [--access-key-id ID --secret-access-key SECRET]
+                  [--metadata auto|head|list|none] [--list-ranges 4] [--region us-east-1] [--quiet]
+                  [--access-key-id ID --secret-access-key SECRET [--session-token TOKEN]]
 
 Lists every object under the prefix with its size, ETag, last-modified time,
 content type, user metadata and tags, in key order, to stdout; progress on
@@ -15,8 +15,11 @@ stderr. --metadata list reads metadata from the listing itself (metadata=true,
 MinIO's extension, which Talus serves): one request per 1000 objects. head
 lists, then HEADs each object, --concurrency at a time: works on any S3.
 auto (default) asks the listing and falls back to head when the server
-ignores it; none lists only. Credentials: the flags, else AWS_ACCESS_KEY_ID
-and AWS_SECRET_ACCESS_KEY.`;
+ignores it; none lists only. In list and none modes the key space is split
+into up to --list-ranges ranges listed at once (found by probing), merged
+back in key order. Credentials: the flags, else the AWS SDKs' chain
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; AWS_PROFILE
+and ~/.aws files; web identity; ECS; IMDSv2).`;
 
 export async function scanCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -27,10 +30,12 @@ export async function scanCommand(args: string[]): Promise<number> {
       concurrency: { type: 'string', default: String(SCAN_CONCURRENCY_DEFAULT) },
       format: { type: 'string', default: 'jsonl' },
       metadata: { type: 'string', default: 'auto' },
+      'list-ranges': { type: 'string', default: String(LIST_RANGES_DEFAULT) },
       region: { type: 'string', default: 'us-east-1' },
       quiet: { type: 'boolean', default: false },
       'access-key-id': { type: 'string' },
       'secret-access-key': { type: 'string' },
+      'session-token': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -48,7 +53,7 @@ export async function scanCommand(args: string[]): Promise<number> {
   const metadata = values.metadata as MetadataMode;
   if (!METADATA_MODES.includes(metadata)) throw new Error(`invalid --metadata ${values.metadata} (${METADATA_MODES.join(', ')})`);
   const concurrency = Number(values.concurrency);
-  const credentials = resolveScanCredentials({ accessKeyId: values['access-key-id'], secretAccessKey: values['secret-access-key'] });
+  const credentials = explicitScanCredentials({ accessKeyId: values['access-key-id'], secretAccessKey: values['secret-access-key'], sessionToken: values['session-token'] });
   const out = process.stdout;
   if (format === 'csv') out.write(CSV_HEADER);
   const objects = scanObjects({
@@ -56,9 +61,10 @@ export async function scanCommand(args: string[]): Promise<number> {
     bucket: target[1]!,
     prefix: target[2]!,
     region: values.region,
-    credentials,
+    ...(credentials === undefined ? {} : { credentials }),
     concurrency,
     metadata,
+    listRanges: Number(values['list-ranges']),
     ...(values.quiet ? {} : { onProgress: progressWriter(process.stderr) }),
   });
   // Batches writes: one write per object would cost more than the object.
@@ -70,7 +76,9 @@ export async function scanCommand(args: string[]): Promise<number> {
       buffered = '';
     }
   }
-  if (buffered !== '') out.write(buffered);
+  // The caller exits the process on return: wait until stdout has taken everything (a pipe to a busy reader
+  // takes it asynchronously, and process.exit() would drop the rest).
+  await new Promise<void>((resolve, reject) => out.write(buffered, (error) => (error === null || error === undefined ? resolve() : reject(error))));
   return 0;
 }
 

@@ -15,13 +15,17 @@
  */
 import { S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
 import { LIST_KEYS_MAX } from '../util/limits.ts';
-import { resolveScanCredentials, type StaticCredentials } from './credentials.ts';
+import { scanCredentialProvider, type StaticCredentials } from './credentials.ts';
 import { parseScannedPage, type ListedObject, type ScannedPage } from './listing-page.ts';
+import { listRemainingInParallel, type PageRequest } from './parallel-listing.ts';
 
 export type MetadataMode = 'auto' | 'head' | 'list' | 'none';
 export const METADATA_MODES: readonly MetadataMode[] = ['auto', 'head', 'list', 'none'];
 
 export const SCAN_CONCURRENCY_DEFAULT = 64;
+/** Key ranges listed at once in list and none modes (see parallel-listing.ts); 1 lists in sequence. */
+export const LIST_RANGES_DEFAULT = 4;
+export const LIST_RANGES_MAX = 64;
 /** More requests in flight than this only queue in the pool (and in the server). */
 export const SCAN_CONCURRENCY_MAX = 1024;
 
@@ -31,12 +35,14 @@ export interface ScanOptions {
   bucket: string;
   prefix?: string;
   region?: string;
-  /** Default: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (see credentials.ts for the chain to come). */
+  /** Keys (a session token with temporary ones); default: the AWS SDKs' credential chain (environment, profiles, web identity, ECS, IMDSv2). */
   credentials?: StaticCredentials;
   /** HEAD requests in flight at most (head mode); default 64. */
   concurrency?: number;
   /** Default 'auto'. */
   metadata?: MetadataMode;
+  /** In list and none modes, key ranges listed at once (the key space split by probing, merged in key order); default 4, 1 lists in sequence. */
+  listRanges?: number;
   /** Called about once a second and at the end. */
   onProgress?: (progress: ScanProgress) => void;
   signal?: AbortSignal;
@@ -100,15 +106,17 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > SCAN_CONCURRENCY_MAX) {
     throw new RangeError(`concurrency must be an integer from 1 to ${SCAN_CONCURRENCY_MAX}, not ${concurrency}`);
   }
+  const listRanges = options.listRanges ?? LIST_RANGES_DEFAULT;
+  if (!Number.isInteger(listRanges) || listRanges < 1 || listRanges > LIST_RANGES_MAX) {
+    throw new RangeError(`listRanges must be an integer from 1 to ${LIST_RANGES_MAX}, not ${listRanges}`);
+  }
   const requested = options.metadata ?? 'auto';
   if (!METADATA_MODES.includes(requested)) throw new RangeError(`metadata must be one of ${METADATA_MODES.join(', ')}, not ${String(requested)}`);
-  const credentials = options.credentials ?? resolveScanCredentials();
   // One connection per HEAD in flight, plus the listing's.
   const client = new S3Client({
     endpoint: options.endpoint,
     region: options.region,
-    accessKeyId: credentials.accessKeyId,
-    secretAccessKey: credentials.secretAccessKey,
+    credentials: scanCredentialProvider(options.credentials),
     connections: concurrency + 1,
   });
   const progress: ScanProgress = { mode: requested, objects: 0, listed: 0, listingDone: false, elapsedMs: 0, done: false };
@@ -120,7 +128,8 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
   const timer = options.onProgress === undefined ? undefined : setInterval(report, PROGRESS_INTERVAL_MS);
   timer?.unref();
   try {
-    const pages = listPages(client, options, progress);
+    const listing: ListingState = { metadataSeen: false };
+    const pages = listPages(client, options, progress, listing);
     // Head mode: HEADs are queued in key order and yielded in that order; at most `concurrency` are in flight,
     // and up to REORDER_WINDOW_FACTOR x that many wait finished behind a slow one, so one slow HEAD does not idle the rest.
     const window: Promise<ScannedObject | undefined>[] = [];
@@ -130,8 +139,15 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
         if (progress.mode === 'none') {
           yield countOf(progress, listedOnly(object));
         } else if (progress.mode === 'list') {
-          if (object.listedMetadata === undefined) throw new Error(`the server listed ${object.key} without its metadata: it does not support metadata=true listings (use --metadata head)`);
-          yield countOf(progress, withListedMetadata(object));
+          if (object.listedMetadata !== undefined) {
+            yield countOf(progress, withListedMetadata(object));
+          } else if (listing.metadataSeen) {
+            // The server lists metadata, just not this object's: the caller may list it but not read it (Talus
+            // judges each entry as a GetObject), so it comes as a listing shows it.
+            yield countOf(progress, listedOnly(object));
+          } else {
+            throw new Error(`the server listed ${object.key} without its metadata: it does not support metadata=true listings (use --metadata head)`);
+          }
         } else {
           const pending = slots.run(() => headObject(client, options, object));
           // Awaited in order later; a failure meanwhile must not count as unhandled.
@@ -162,28 +178,69 @@ function countOf(progress: ScanProgress, object: ScannedObject): ScannedObject {
 }
 
 /**
- * The listing's pages, each next page requested before the current one is
- * handed over (so listing overlaps the caller's work). Decides 'auto' from the
- * first object listed, and asks for metadata while the mode is list or auto.
+ * The listing's pages in key order. Decides 'auto' from the first object
+ * listed, and asks for metadata while the mode is list or auto. In list and
+ * none modes, where the listing is the whole scan, the keys after the first
+ * page are split into up to `listRanges` ranges listed at once
+ * (parallel-listing.ts); in head mode the HEADs are the work, and the pages
+ * come one at a time, each next one requested before the current one is
+ * handed over (so listing overlaps the caller's work).
  */
-async function* listPages(client: S3Client, options: ScanOptions, progress: ScanProgress): AsyncGenerator<ScannedPage> {
-  const fetchPage = async (continuationToken: string | undefined): Promise<ScannedPage> => {
+/** What the pages showed so far: whether any entry carried metadata (the server answers metadata=true). */
+interface ListingState {
+  metadataSeen: boolean;
+}
+
+/** Notes a page's metadata and decides 'auto': list if any entry carries metadata, head if none does. */
+function notePage(page: ScannedPage, progress: ScanProgress, listing: ListingState): void {
+  if (!listing.metadataSeen && page.objects.some((object) => object.listedMetadata !== undefined)) listing.metadataSeen = true;
+  if (progress.mode === 'auto' && page.objects.length > 0) progress.mode = listing.metadataSeen ? 'list' : 'head';
+}
+
+async function* listPages(client: S3Client, options: ScanOptions, progress: ScanProgress, listing: ListingState): AsyncGenerator<ScannedPage> {
+  const prefix = options.prefix ?? '';
+  const fetchPage = async (request: PageRequest): Promise<ScannedPage> => {
     const metadata = progress.mode === 'list' || progress.mode === 'auto';
-    const prefix = options.prefix === '' ? undefined : options.prefix;
-    const xml = await client.listObjectsV2Document(options.bucket, { prefix, continuationToken, maxKeys: LIST_KEYS_MAX, metadata }, { signal: options.signal });
+    const xml = await client.listObjectsV2Document(options.bucket, { prefix: prefix === '' ? undefined : prefix, ...request, metadata }, { signal: options.signal });
     return parseScannedPage(xml);
   };
-  let next: Promise<ScannedPage> | undefined = fetchPage(undefined);
-  while (next !== undefined) {
-    const page: ScannedPage = await next;
-    if (progress.mode === 'auto' && page.objects.length > 0) progress.mode = page.objects[0]!.listedMetadata !== undefined ? 'list' : 'head';
-    progress.listed += page.objects.length;
-    if (page.isTruncated && page.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
-    next = page.isTruncated ? fetchPage(page.nextContinuationToken) : undefined;
+  const first = await fetchPage({ maxKeys: LIST_KEYS_MAX });
+  notePage(first, progress, listing);
+  progress.listed += first.objects.length;
+  if (first.isTruncated && first.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
+  const ranges = options.listRanges ?? LIST_RANGES_DEFAULT;
+  if (first.isTruncated && ranges > 1 && (progress.mode === 'list' || progress.mode === 'none')) {
+    const rest = listRemainingInParallel(first, {
+      ranges,
+      prefix,
+      pageKeysMax: LIST_KEYS_MAX,
+      fetch: fetchPage,
+      probe: async (startAfter) => {
+        const xml = await client.listObjectsV2Document(options.bucket, { prefix: prefix === '' ? undefined : prefix, startAfter, maxKeys: 1 }, { signal: options.signal });
+        return parseScannedPage(xml).objects[0]?.key;
+      },
+      onPage: (page) => {
+        progress.listed += page.objects.length;
+        notePage(page, progress, listing);
+      },
+      onListingDone: () => (progress.listingDone = true),
+    });
+    yield first;
+    yield* rest;
+    return;
+  }
+  let page = first;
+  for (;;) {
+    const next: Promise<ScannedPage> | undefined = page.isTruncated ? fetchPage({ continuationToken: page.nextContinuationToken!, maxKeys: LIST_KEYS_MAX }) : undefined;
     // Not awaited until the next turn of this loop; a failure meanwhile must not count as unhandled.
     next?.catch(() => undefined);
     if (next === undefined) progress.listingDone = true;
     yield page;
+    if (next === undefined) return;
+    page = await next;
+    notePage(page, progress, listing);
+    progress.listed += page.objects.length;
+    if (page.isTruncated && page.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
   }
 }
 

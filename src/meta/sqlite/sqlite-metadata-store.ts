@@ -111,8 +111,15 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly #commitStatement: Database.Statement;
   readonly #rollbackStatement: Database.Statement;
   /** Mutations waiting for the next batch commit, in arrival order. */
-  #pending: { mutation: () => unknown; resolve(outcome: { value: unknown; ticket: number }): void; reject(error: unknown): void }[] = [];
+  #pending: { mutation: () => unknown; resolve(outcome: { value: unknown; ticket: number; replicated: Promise<void> | undefined }): void; reject(error: unknown): void }[] = [];
   #closing: Promise<void> | undefined;
+  /**
+   * Metadata replication's quorum mode (src/replication/replicator.ts):
+   * called right after each batch commits; the batch's mutations are
+   * acknowledged only once its promise resolves (their changes are on a
+   * write quorum of backends). Absent: acknowledged once durable locally.
+   */
+  #commitBarrier: (() => Promise<void>) | undefined;
   #flushTimer: NodeJS.Immediate | NodeJS.Timeout | undefined;
   #lockWaitStartedMs: number | undefined;
   #lockWaitAttempts = 0;
@@ -137,6 +144,11 @@ export class SqliteMetadataStore implements MetadataStore {
     // Checkpoints belong to WalCheckpointer's thread; this is only a safety net.
     this.#db.pragma(`wal_autocheckpoint = ${SERVING_AUTOCHECKPOINT_PAGES}`);
     this.#db.pragma('foreign_keys = OFF');
+    // A statement that fires triggers (metadata replication's change capture,
+    // src/replication/change-capture.ts) needs a statement journal; in a temp
+    // file it cost ~45 us per mutation here, in memory ~7 us. Talus makes no
+    // other use of temporary storage worth a file (its queries sort by index).
+    this.#db.pragma('temp_store = MEMORY');
     try {
       this.#db.exec(SCHEMA);
       this.#migrate();
@@ -196,18 +208,25 @@ export class SqliteMetadataStore implements MetadataStore {
    */
   #mutate<T>(mutation: () => T): Promise<T> {
     assert(this.#pending.length < MUTATIONS_PENDING_MAX, 'pending mutations are bounded by the requests in flight');
-    const committed = new Promise<{ value: T; ticket: number }>((resolve, reject) => {
-      this.#pending.push({ mutation, resolve: resolve as (outcome: { value: unknown; ticket: number }) => void, reject });
+    const committed = new Promise<{ value: T; ticket: number; replicated: Promise<void> | undefined }>((resolve, reject) => {
+      this.#pending.push({ mutation, resolve: resolve as (outcome: { value: unknown; ticket: number; replicated: Promise<void> | undefined }) => void, reject });
     });
     this.#scheduleFlush(0);
-    return committed.then(async ({ value, ticket }) => {
+    return committed.then(async ({ value, ticket, replicated }) => {
       try {
         await this.#wal?.durable(ticket);
+        // Committed and visible here, but not acknowledged until replicated: a failure is an unknown outcome (503).
+        await replicated;
       } catch (error) {
         throw new CommitOutcomeUnknownError(error);
       }
       return value;
     });
+  }
+
+  /** See #commitBarrier; set by the process that replicates this database. */
+  setCommitBarrier(barrier: (() => Promise<void>) | undefined): void {
+    this.#commitBarrier = barrier;
   }
 
   #scheduleFlush(delayMs: number): void {
@@ -287,9 +306,12 @@ export class SqliteMetadataStore implements MetadataStore {
       return;
     }
     const ticket = this.#wal?.commitWritten() ?? 0;
+    const replicated = this.#commitBarrier?.();
+    // Handled here too: a batch whose mutations all failed awaits it nowhere.
+    replicated?.catch(() => undefined);
     for (const [i, entry] of batch.entries()) {
       const outcome = outcomes[i]!;
-      if (outcome.ok) entry.resolve({ value: outcome.value, ticket });
+      if (outcome.ok) entry.resolve({ value: outcome.value, ticket, replicated });
       else entry.reject(storageError(outcome.error));
     }
     if (this.#pending.length > 0) this.#scheduleFlush(0);

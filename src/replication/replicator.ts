@@ -1,0 +1,353 @@
+/**
+ * Continuous metadata replication: the gateway's index of where every
+ * object's bytes are, shipped to the backends that hold those bytes, so a
+ * lost gateway disk loses at most the last lag's worth of changes
+ * (`talus restore`, restore.ts).
+ *
+ * Every `lagMs` the replicator cuts a segment of the changes committed since
+ * the last one (change-capture.ts, segment.ts), uploads it to every target
+ * backend at once, and forgets the changes locally once a write quorum holds
+ * it. Uploads are sequential (one segment in flight), so segments reach the
+ * backends in order and a slow backend slows shipping instead of piling up
+ * segments. At start-up and then every `snapshotIntervalMs` it uploads a
+ * snapshot (snapshot-copy.ts); once one is on a quorum, the replicas it
+ * supersedes (older snapshots, segments it covers, everything of earlier
+ * epochs) are deleted from every target.
+ *
+ * Runs in the process that owns the data directory (with --workers, the
+ * primary): the triggers capture every process's writes into the one log.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Backend } from '../backend/backend.ts';
+import type { ReplicationConfig } from '../config/config.ts';
+import type { Logger } from '../util/logger.ts';
+import { firstLoggedChange, installChangeCapture, lastChangeNumber, trimChanges } from './change-capture.ts';
+import { encodeSegmentObject, encodeSnapshotFile, uploadObject } from './replica-object.ts';
+import { parseReplicaKey, segmentKey, snapshotKey, storePrefix } from './replica-names.ts';
+import { cutSegment, encodeSegment } from './segment.ts';
+import { copyDatabase } from './snapshot-copy.ts';
+
+/** The trim waits this long at most for another process's write lock; it is retried at the next tick. */
+const TRIM_BUSY_TIMEOUT_MS = 50;
+/**
+ * The log is trimmed once this many shipped changes are in it, not after
+ * every segment: a trim reads the log's pages back on a connection of its
+ * own, and deleting many rows at once costs little more than deleting a few.
+ */
+const TRIM_CHANGES_MIN = 20_000;
+/** A failed snapshot is tried again after this long (a copy of the database each second would be a load of its own). */
+const SNAPSHOT_RETRY_MS = 30_000;
+/** A replica upload that has not finished by then counts as failed for this round. */
+const UPLOAD_TIMEOUT_MS = 60_000;
+
+export interface ReplicatorOptions {
+  readonly databasePath: string;
+  /** Scratch space for snapshots, on the data directory's file system. */
+  readonly scratchDirectory: string;
+  readonly targets: readonly Backend[];
+  readonly storeId: string;
+  readonly epoch: number;
+  readonly config: ReplicationConfig;
+  readonly logger: Logger;
+  /**
+   * The serving store's own connection, to cut segments on: its page cache
+   * already holds the pages just written, where a connection of our own
+   * would read each changed page back from the WAL (measured: most of the
+   * shipping cost). Reads only, synchronous, so never inside the store's
+   * batches. Absent: our own connection.
+   */
+  readonly readConnection?: Database.Database;
+}
+
+export interface ReplicationStatus {
+  /** Every change up to this position is on a write quorum of backends. */
+  readonly shippedPosition: number;
+  /** The newest snapshot on a quorum, or undefined before this process made one. */
+  readonly snapshotPosition: number | undefined;
+  readonly segmentsShipped: number;
+  readonly failedRounds: number;
+}
+
+export class MetadataReplicator {
+  readonly #options: ReplicatorOptions;
+  readonly #db: Database.Database;
+  readonly #reader: Database.Database;
+  #shipped: number;
+  #trimmed: number;
+  #snapshotPosition: number | undefined;
+  /** When the next snapshot is due: at once at start-up, then every snapshotIntervalMs (sooner after a failure). */
+  #nextSnapshotMs = 0;
+  #segmentsShipped = 0;
+  #failedRounds = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #round: Promise<void> | undefined;
+  #snapshotting: Promise<unknown> | undefined;
+  /** Quorum mode: commits waiting for their changes to be shipped, in commit order. */
+  #waiters: { position: number; resolve(): void; reject(error: unknown): void }[] = [];
+  #stopped = false;
+  /** Backends with an upload in flight (see #uploadToQuorum). */
+  readonly #busy = new Set<string>();
+  /** Warn once per backend and kind of failure, not every second. */
+  readonly #warned = new Set<string>();
+
+  /** Installs change capture at once (synchronously): construct before the server writes. */
+  constructor(options: ReplicatorOptions) {
+    this.#options = options;
+    this.#db = new Database(options.databasePath);
+    this.#db.pragma(`busy_timeout = ${TRIM_BUSY_TIMEOUT_MS}`);
+    installChangeCapture(this.#db);
+    this.#reader = options.readConnection ?? this.#db;
+    // Changes still logged were not on a quorum when the last run ended: ship them again.
+    this.#shipped = (firstLoggedChange(this.#db) ?? lastChangeNumber(this.#db) + 1) - 1;
+    this.#trimmed = this.#shipped;
+  }
+
+  get status(): ReplicationStatus {
+    return { shippedPosition: this.#shipped, snapshotPosition: this.#snapshotPosition, segmentsShipped: this.#segmentsShipped, failedRounds: this.#failedRounds };
+  }
+
+  /** The last change committed locally (shipped or not). */
+  get committedPosition(): number {
+    return lastChangeNumber(this.#db);
+  }
+
+  start(): void {
+    this.#schedule(0);
+  }
+
+  /**
+   * Quorum mode: resolves once every change committed so far is on a write
+   * quorum of backends; rejects if the round shipping it fails. Called by
+   * the store right after each batch commits (setCommitBarrier): commits
+   * waiting together share one round, as they share one WAL sync.
+   */
+  shipped(): Promise<void> {
+    const position = lastChangeNumber(this.#reader);
+    if (position <= this.#shipped) return Promise.resolve();
+    if (this.#stopped) return Promise.reject(new Error('metadata replication has stopped'));
+    const promise = new Promise<void>((resolve, reject) => this.#waiters.push({ position, resolve, reject }));
+    // Now rather than at the next lag; a round in progress runs the next one as soon as it ends.
+    if (this.#round === undefined && this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#schedule(0);
+    }
+    return promise;
+  }
+
+  #settleWaiters(error?: unknown): void {
+    const waiting = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiting) {
+      if (waiter.position <= this.#shipped) waiter.resolve();
+      else if (error !== undefined) waiter.reject(error);
+      else this.#waiters.push(waiter);
+    }
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      const started = Date.now();
+      this.#round = this.#runRound().finally(() => {
+        this.#round = undefined;
+        this.#schedule(this.#waiters.length > 0 ? 0 : Math.max(0, this.#options.config.lagMs - (Date.now() - started)));
+      });
+    }, delayMs);
+    this.#timer.unref();
+  }
+
+  async #runRound(): Promise<void> {
+    try {
+      try {
+        await this.shipNow();
+        this.#warned.delete('round');
+        this.#settleWaiters();
+      } catch (error) {
+        this.#settleWaiters(error);
+        throw error;
+      }
+      // Beside the rounds, not inside one: commits waiting in quorum mode must not wait for a snapshot.
+      const due = Date.now() >= this.#nextSnapshotMs;
+      if (due && this.#snapshotting === undefined && !this.#stopped) {
+        this.#snapshotting = this.snapshotNow()
+          .then(
+            () => {
+              this.#warned.delete('snapshot');
+              this.#nextSnapshotMs = Date.now() + this.#options.config.snapshotIntervalMs;
+            },
+            (error: unknown) => {
+              this.#warnOnce('snapshot', 'metadata snapshot failed; retrying', error);
+              this.#nextSnapshotMs = Date.now() + Math.min(this.#options.config.snapshotIntervalMs, SNAPSHOT_RETRY_MS);
+            },
+          )
+          .finally(() => (this.#snapshotting = undefined));
+      }
+    } catch (error) {
+      this.#failedRounds++;
+      this.#warnOnce('round', 'metadata replication round failed; retrying', error);
+    }
+  }
+
+  /**
+   * Ships every change committed so far (in segments); resolves when they
+   * are on a quorum, or rejects. Only those committed before the call: under
+   * steady writes, looping until the log is empty would ship back to back
+   * in tiny segments (measured: several times the CPU of one per lag).
+   */
+  async shipNow(): Promise<void> {
+    const target = lastChangeNumber(this.#reader);
+    while (this.#shipped < target) {
+      const segment = cutSegment(this.#reader, this.#shipped);
+      if (segment === undefined) return;
+      const { storeId, epoch, config } = this.#options;
+      const body = await encodeSegmentObject({ storeId, epoch, from: segment.from, to: segment.to, complete: segment.complete }, encodeSegment(segment), config.key);
+      await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to), body);
+      this.#shipped = segment.to;
+      this.#segmentsShipped++;
+    }
+    if (this.#shipped - this.#trimmed >= TRIM_CHANGES_MIN) this.#trim();
+  }
+
+  /** Forgets the shipped part of the log (cutting reads only what is past #shipped, so this may lag). */
+  #trim(): void {
+    try {
+      trimChanges(this.#db, this.#shipped);
+      this.#trimmed = this.#shipped;
+    } catch (error) {
+      // Busy (another process writing): the next round trims.
+      this.#warnOnce('trim', 'could not trim the replication log; retrying', error);
+    }
+  }
+
+  /** Uploads a snapshot; once on a quorum, deletes what it supersedes. */
+  async snapshotNow(): Promise<number> {
+    const { scratchDirectory, storeId, epoch, config } = this.#options;
+    await mkdir(scratchDirectory, { recursive: true });
+    const copyPath = join(scratchDirectory, `snapshot-${process.pid}.db`);
+    const objectPath = `${copyPath}.replica`;
+    await rm(copyPath, { force: true });
+    try {
+      await copyDatabase(this.#options.databasePath, copyPath);
+      const copy = new Database(copyPath, { readonly: true });
+      let position: number;
+      try {
+        position = lastChangeNumber(copy);
+      } finally {
+        copy.close();
+      }
+      await encodeSnapshotFile({ storeId, epoch, from: position, to: position, complete: true }, copyPath, objectPath, config.key);
+      await this.#uploadToQuorum(snapshotKey(storeId, epoch, position), { path: objectPath });
+      this.#snapshotPosition = position;
+      await this.#compact(position);
+      return position;
+    } finally {
+      await rm(copyPath, { force: true });
+      await rm(objectPath, { force: true });
+    }
+  }
+
+  /**
+   * Uploads to every target at once; resolves as soon as a write quorum has
+   * the object (a segment: a commit in quorum mode waits for this, not for
+   * the slowest backend) or, for a file, once every upload has ended (the
+   * file is removed afterwards). A backend still busy with an earlier
+   * segment is skipped for the next, so a hung backend holds at most one
+   * segment upload: it misses segments, which restore reads from the others.
+   */
+  #uploadToQuorum(key: string, body: Buffer | { path: string }): Promise<void> {
+    const { targets, config } = this.#options;
+    const waitForAll = !Buffer.isBuffer(body);
+    return new Promise<void>((resolve, reject) => {
+      let stored = 0;
+      let ended = 0;
+      let settled = false;
+      const settle = (): void => {
+        if (settled) return;
+        if (stored >= config.writeQuorum && (!waitForAll || ended === targets.length)) {
+          settled = true;
+          resolve();
+        } else if (ended === targets.length) {
+          settled = true;
+          reject(new Error(`${key} is on ${stored} backends, fewer than the replication write quorum ${config.writeQuorum}`));
+        }
+      };
+      for (const backend of targets) {
+        // Snapshots (hourly, waited for whole) are not held back by a segment in flight.
+        if (!waitForAll && this.#busy.has(backend.name)) {
+          this.#warnOnce(`busy:${backend.name}`, 'a backend is still busy with an earlier metadata replica; skipped', 'busy', { backend: backend.name });
+          ended++;
+          continue;
+        }
+        if (!waitForAll) this.#busy.add(backend.name);
+        void withTimeout(uploadObject(backend, key, body), UPLOAD_TIMEOUT_MS, `${backend.name}: upload of ${key}`)
+          .then(
+            () => {
+              stored++;
+              this.#warned.delete(`upload:${backend.name}`);
+              this.#warned.delete(`busy:${backend.name}`);
+            },
+            (error: unknown) => this.#warnOnce(`upload:${backend.name}`, 'a metadata replica could not be stored on a backend', error, { backend: backend.name }),
+          )
+          .finally(() => {
+            if (!waitForAll) this.#busy.delete(backend.name);
+            ended++;
+            settle();
+          });
+      }
+      settle();
+    });
+  }
+
+  /** Deletes the replicas a snapshot at `position` of this epoch supersedes. Best effort: a failure leaves extra replicas, never too few. */
+  async #compact(position: number): Promise<void> {
+    const { targets, storeId, epoch } = this.#options;
+    await Promise.all(
+      targets.map(async (backend) => {
+        try {
+          const obsolete: string[] = [];
+          for await (const key of backend.list(storePrefix(storeId))) {
+            const name = parseReplicaKey(key);
+            if (name === undefined || name.storeId !== storeId) continue;
+            const superseded = name.epoch < epoch || (name.epoch === epoch && (name.kind === 'snapshot' ? name.to < position : name.to <= position));
+            if (superseded) obsolete.push(key);
+          }
+          if (obsolete.length > 0) await backend.remove(obsolete);
+        } catch (error) {
+          this.#warnOnce(`compact:${backend.name}`, 'could not delete superseded metadata replicas', error, { backend: backend.name });
+        }
+      }),
+    );
+  }
+
+  #warnOnce(kind: string, message: string, error: unknown, fields: Record<string, unknown> = {}): void {
+    if (this.#warned.has(kind)) return;
+    this.#warned.add(kind);
+    this.#options.logger.warn(message, { ...fields, error: error instanceof Error ? error.message : String(error) });
+  }
+
+  /** Stops the loop after one last round (bounded by `graceMs`), so a clean shutdown leaves nothing unshipped. */
+  async stop(graceMs = 5_000): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    await this.#round;
+    await this.#snapshotting;
+    this.#settleWaiters(new Error('metadata replication has stopped'));
+    await withTimeout(this.shipNow(), graceMs, 'final metadata replication round').catch((error: unknown) =>
+      this.#options.logger.warn('metadata changes not shipped at shutdown; the next start ships them', { error: String(error) }),
+    );
+    this.#trim();
+    this.#db.close();
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
