@@ -126,6 +126,23 @@ for (const backend of backends) {
       await store.close();
     });
 
+    test('bucketUsage and purgeQueueSummary count the same on every store', async () => {
+      const store = await freshStore(backend);
+      await store.setBucketVersioning('b', 'Enabled');
+      await store.commitVersion({ version: version('a', 'v1', 'a1'), conditions: {} });
+      await store.commitVersion({ version: version('a', 'v2', 'a2'), conditions: {} });
+      await store.commitVersion({ version: version('gone', 'v3', 'g1'), conditions: {} });
+      await store.commitVersion({ version: version('gone', 'm1', null, ''), conditions: {} });
+      // Each non-marker version is one byte (version() above); the marker is none.
+      assert.deepEqual(await store.bucketUsage('b'), { objects: 1, versions: 3, deleteMarkers: 1, bytes: 3, incompleteUploads: 0 });
+      assert.deepEqual(await store.bucketUsage('nope'), { objects: 0, versions: 0, deleteMarkers: 0, bytes: 0, incompleteUploads: 0 });
+      await store.deleteVersion('b', 'a', 'v1');
+      const purge = await store.purgeQueueSummary();
+      assert.equal(purge.blobs, 1, 'the deleted version\'s blob waits for purge');
+      assert.ok(purge.oldestDueMs !== undefined && purge.oldestDueMs > Date.now());
+      await store.close();
+    });
+
     test('replacing the null version queues its blob for purge after the grace period', async () => {
       const store = await freshStore(backend);
       await store.commitVersion({ version: version('k', 'null', 'old'), conditions: {} });

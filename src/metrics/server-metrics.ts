@@ -13,7 +13,7 @@ import { RequestMetrics } from './request-metrics.ts';
 
 /** Gauges every process reports alike (the same disk seen twice): merged by taking one, not summing. */
 export const SHARED_GAUGES: ReadonlySet<string> = new Set([
-  'talus_disk_free_bytes', 'talus_disk_size_bytes', 'talus_metadata_bytes', 'talus_repair_queue_shards',
+  'talus_disk_free_bytes', 'talus_disk_size_bytes', 'talus_metadata_bytes', 'talus_repair_queue_shards', 'talus_purge_queue_blobs',
   'talus_backend_up', 'talus_backend_latency_seconds', 'talus_build_info',
 ]);
 
@@ -49,6 +49,7 @@ function addOwnerGauges(registry: Registry, owner: OwnerFacts): void {
   const size = registry.gauge('talus_disk_size_bytes', 'Size of the data directory\'s file system.').labels();
   const metadata = registry.gauge('talus_metadata_bytes', 'Size of the metadata database with its write-ahead log.').labels();
   const repairs = registry.gauge('talus_repair_queue_shards', 'Shards of placed objects waiting to be rewritten.').labels();
+  const purges = registry.gauge('talus_purge_queue_blobs', 'Blobs nobody references any more, waiting to be removed.').labels();
   const up = registry.gauge('talus_backend_up', '1 when the backend answers its probes, 0 when it is down (absent: not yet probed).', ['backend']);
   const latency = registry.gauge('talus_backend_latency_seconds', 'Smoothed latency of the backend\'s probes and reads.', ['backend']);
   registry.onCollect(async () => {
@@ -59,6 +60,7 @@ function addOwnerGauges(registry: Registry, owner: OwnerFacts): void {
     for (const file of ['meta.db', 'meta.db-wal']) bytes += await stat(join(owner.dataDir, file)).then((found) => found.size, () => 0);
     metadata.set(bytes);
     repairs.set((await owner.meta.repairSummary(0)).pending);
+    purges.set((await owner.meta.purgeQueueSummary()).blobs);
     for (const backend of owner.backends?.() ?? []) {
       if (backend.state !== 'unknown') up.labels(backend.name).set(backend.state === 'up' ? 1 : 0);
       if (backend.latencyMs !== undefined) latency.labels(backend.name).set(backend.latencyMs / 1000);

@@ -40,6 +40,7 @@ import { PURGE_GRACE_MS } from '../../util/limits.ts';
 import {
   CommitOutcomeUnknownError,
   type BucketGuard,
+  type BucketUsage,
   type CommitConditions,
   type CommitOutcome,
   type CommitRequest,
@@ -54,6 +55,7 @@ import {
   type MetadataStore,
   type PlacedBlob,
   type PurgeEntry,
+  type PurgeQueueSummary,
   type RepairEntry,
   type RepairSummary,
   type VersionGuard,
@@ -701,6 +703,26 @@ export class PostgresMetadataStore implements MetadataStore {
     await this.#mutate(async (tx) => {
       for (const entry of entries) await tx`UPDATE repairs SET attempts = attempts + 1, due_ms = ${untilMs} WHERE blob_id = ${entry.blobId} AND shard = ${entry.shard}`;
     });
+  }
+
+  /** One aggregate over the bucket's versions (PostgreSQL runs it off the event loop; sum(bigint) is numeric, hence the cast). */
+  async bucketUsage(bucket: string): Promise<BucketUsage> {
+    const [row] = await this.#read((sql) => sql<{ objects: number; versions: number; delete_markers: number; bytes: number; uploads: number }[]>`
+      SELECT count(*) FILTER (WHERE is_latest = 1 AND is_delete_marker = 0) AS objects,
+             count(*) FILTER (WHERE is_delete_marker = 0) AS versions,
+             count(*) FILTER (WHERE is_delete_marker = 1) AS delete_markers,
+             coalesce(sum(size_bytes) FILTER (WHERE is_delete_marker = 0), 0)::bigint AS bytes,
+             (SELECT count(*) FROM uploads WHERE bucket = ${bucket}) AS uploads
+        FROM versions WHERE bucket = ${bucket}`);
+    assert(row !== undefined, 'an aggregate returns one row');
+    return { objects: row.objects, versions: row.versions, deleteMarkers: row.delete_markers, bytes: row.bytes, incompleteUploads: row.uploads };
+  }
+
+  async purgeQueueSummary(): Promise<PurgeQueueSummary> {
+    const [row] = await this.#read((sql) => sql<{ blobs: number; oldest: number | null }[]>`
+      SELECT count(*) AS blobs, min(purge_after_ms) AS oldest FROM blobs WHERE purge_after_ms IS NOT NULL`);
+    assert(row !== undefined, 'an aggregate returns one row');
+    return { blobs: row.blobs, oldestDueMs: row.oldest ?? undefined };
   }
 
   async repairSummary(sampleMax: number): Promise<RepairSummary> {
