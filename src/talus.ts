@@ -241,10 +241,11 @@ async function startOnLockedDirectory(
     const own = await serverMetrics.registry.snapshot();
     return renderMetricsText(pool === undefined ? own : mergeMetrics([own, ...(await pool.collectMetrics())], SHARED_GAUGES));
   };
-  const startAdmin = async (): Promise<AdminListener | undefined> => {
+  const startAdmin = async (s3Url: string): Promise<AdminListener | undefined> => {
     if (options.admin === undefined) return undefined;
     return startAdminListener({
       ...options.admin,
+      s3Url,
       metrics: { render: renderMetrics, token: options.metrics?.token, public: options.metrics?.public },
       audit,
       principals,
@@ -280,7 +281,7 @@ async function startOnLockedDirectory(
     };
     try {
       await pool.start();
-      admin = await startAdmin();
+      admin = await startAdmin(urlOf(pool.port));
     } catch (error) {
       // startTalus closes the metadata store (closing it twice fails with EBADF and hides this error).
       await stopServing(0);
@@ -326,7 +327,7 @@ async function startOnLockedDirectory(
   }
   let admin: AdminListener | undefined;
   try {
-    admin = await startAdmin();
+    admin = await startAdmin(urlOf((server.address() as AddressInfo).port));
   } catch (error) {
     await closeGracefully(server, 0);
     secrets.stop();

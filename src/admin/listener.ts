@@ -29,6 +29,8 @@ export interface AdminListenOptions {
   engine: Engine;
   server: AdminServerInfo;
   logger: Logger;
+  /** The S3 listener's URL: the console is served when it is given. */
+  s3Url?: string | undefined;
 }
 
 export async function startAdminListener(options: AdminListenOptions): Promise<AdminListener | undefined> {
