@@ -38,11 +38,11 @@ const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
 };
 
-/** The libraries, as the import map names them, and their ES module files. */
+/** The libraries, as the import map names them, and their ES module files (beside each package's main file, dist/). */
 const VENDOR = [
-  { name: 'preact', path: 'vendor/preact.js', file: ['preact', 'dist/preact.module.js'] },
-  { name: 'preact/hooks', path: 'vendor/preact-hooks.js', file: ['preact', 'hooks/dist/hooks.module.js'] },
-  { name: 'htm', path: 'vendor/htm.js', file: ['htm', 'dist/htm.module.js'] },
+  { name: 'preact', path: 'vendor/preact.js', file: ['preact', 'preact.module.js'] },
+  { name: 'preact/hooks', path: 'vendor/preact-hooks.js', file: ['preact', '../hooks/dist/hooks.module.js'] },
+  { name: 'htm', path: 'vendor/htm.js', file: ['htm', 'htm.module.js'] },
 ] as const;
 
 let loaded: ConsoleAssets | undefined;
@@ -62,8 +62,9 @@ function loadAssets(): ConsoleAssets {
   }
   const imports: Record<string, string> = {};
   for (const vendor of VENDOR) {
-    const root = dirname(require.resolve(`${vendor.file[0]}/package.json`));
-    files.set(vendor.path, asset(TYPES['.js']!, readFileSync(join(root, vendor.file[1]))));
+    // htm's exports hide its package.json: start from its main file.
+    const dist = dirname(require.resolve(vendor.file[0]));
+    files.set(vendor.path, asset(TYPES['.js']!, readFileSync(join(dist, vendor.file[1]))));
     imports[vendor.name] = `/console/${vendor.path}`;
   }
   const importMap = JSON.stringify({ imports });

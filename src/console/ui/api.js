@@ -1,0 +1,242 @@
+// The console's calls to its server: sessions, the admin API and S3, all
+// under /console/. The session lives in an HttpOnly cookie this code cannot
+// read; the CSRF token is kept in this module's memory only (never in
+// storage) and sent with every change.
+
+let csrfToken = '';
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(`${code}: ${message}`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Called when the server says the session is gone (the app shows the login). */
+let onSessionLost = () => {};
+export function whenSessionLost(callback) {
+  onSessionLost = callback;
+}
+
+function changeHeaders(extra = {}) {
+  return { 'x-talus-csrf': csrfToken, ...extra };
+}
+
+async function jsonAnswer(response) {
+  const text = await response.text();
+  let value;
+  try {
+    value = text === '' ? {} : JSON.parse(text);
+  } catch {
+    throw new ApiError(response.status, 'InvalidResponse', `HTTP ${response.status}`);
+  }
+  if (response.status === 401) onSessionLost();
+  if (!response.ok) throw new ApiError(response.status, value.code ?? 'Error', value.message ?? '');
+  return value;
+}
+
+/** The current session ({ principal, accessKeyId, csrfToken }) or null. */
+export async function currentSession() {
+  const response = await fetch('/console/api/session', { credentials: 'same-origin' });
+  if (response.status === 401) return null;
+  const session = await jsonAnswer(response);
+  csrfToken = session.csrfToken;
+  return session;
+}
+
+export async function login(accessKeyId, secretAccessKey) {
+  const response = await fetch('/console/api/login', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ accessKeyId, secretAccessKey }),
+  });
+  const session = await jsonAnswer(response);
+  csrfToken = session.csrfToken;
+  return session;
+}
+
+export async function logout() {
+  await fetch('/console/api/logout', { method: 'POST', credentials: 'same-origin', headers: changeHeaders() });
+  csrfToken = '';
+}
+
+/** POST /console/api/<name> with a JSON body. */
+export async function call(name, input = {}) {
+  const response = await fetch(`/console/api/${name}`, {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: changeHeaders({ 'content-type': 'application/json' }),
+    body: JSON.stringify(input),
+  });
+  return jsonAnswer(response);
+}
+
+/** An admin API operation, run as the session's key. */
+export const admin = (operation, input = {}) => call(`admin/${operation}`, input);
+
+export async function metrics() {
+  return jsonAnswer(await fetch('/console/api/metrics', { credentials: 'same-origin' }));
+}
+
+// --- S3, through /console/s3/ (the server signs each request with the session's key) ---
+
+export function encodeKey(key) {
+  return key.split('/').map(encodeURIComponent).join('/');
+}
+
+/** The console URL of an S3 request: /console/s3/<bucket>/<key>?<query>. */
+export function s3Url(bucket = '', key = '', query = {}) {
+  let url = '/console/s3/';
+  if (bucket !== '') url += encodeURIComponent(bucket);
+  if (key !== '') url += `/${encodeKey(key)}`;
+  const pairs = Object.entries(query).filter(([, value]) => value !== undefined).map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`);
+  return pairs.length === 0 ? url : `${url}?${pairs.join('&')}`;
+}
+
+async function s3Error(response) {
+  if (response.status === 401) onSessionLost();
+  const text = await response.text();
+  const doc = new DOMParser().parseFromString(text, 'application/xml');
+  const code = doc.querySelector('Code')?.textContent ?? (() => {
+    try {
+      return JSON.parse(text).code;
+    } catch {
+      return undefined;
+    }
+  })();
+  const message = doc.querySelector('Message')?.textContent ?? '';
+  return new ApiError(response.status, code ?? `HTTP ${response.status}`, message);
+}
+
+/** An S3 request; answers the Response, or throws ApiError with S3's code. */
+export async function s3(method, bucket, key = '', query = {}, { headers = {}, body } = {}) {
+  const reading = method === 'GET' || method === 'HEAD';
+  const response = await fetch(s3Url(bucket, key, query), {
+    method,
+    credentials: 'same-origin',
+    headers: reading ? headers : changeHeaders(headers),
+    body,
+  });
+  if (!response.ok) throw await s3Error(response);
+  return response;
+}
+
+export async function s3Xml(method, bucket, key, query, init) {
+  const response = await s3(method, bucket, key, query, init);
+  return new DOMParser().parseFromString(await response.text(), 'application/xml');
+}
+
+const text = (node, name) => node.getElementsByTagName(name)[0]?.textContent ?? '';
+
+export async function listBuckets() {
+  const doc = await s3Xml('GET', '');
+  return [...doc.getElementsByTagName('Bucket')].map((node) => ({ name: text(node, 'Name'), created: text(node, 'CreationDate') }));
+}
+
+/** One page of a bucket's listing under a prefix, folders first. */
+export async function listObjects(bucket, prefix, { token, pageSize = 100 } = {}) {
+  const doc = await s3Xml('GET', bucket, '', { 'list-type': '2', delimiter: '/', prefix, 'max-keys': String(pageSize), 'continuation-token': token });
+  return {
+    folders: [...doc.getElementsByTagName('CommonPrefixes')].map((node) => text(node, 'Prefix')),
+    objects: [...doc.getElementsByTagName('Contents')].map((node) => ({ key: text(node, 'Key'), size: Number(text(node, 'Size')), modified: text(node, 'LastModified') })),
+    next: text(doc, 'IsTruncated') === 'true' ? text(doc, 'NextContinuationToken') : undefined,
+  };
+}
+
+export async function listVersions(bucket, key) {
+  const doc = await s3Xml('GET', bucket, '', { versions: '', prefix: key });
+  const entries = [];
+  for (const node of doc.documentElement.children) {
+    if ((node.tagName !== 'Version' && node.tagName !== 'DeleteMarker') || text(node, 'Key') !== key) continue;
+    entries.push({ versionId: text(node, 'VersionId'), latest: text(node, 'IsLatest') === 'true', modified: text(node, 'LastModified'), size: Number(text(node, 'Size') || 0), deleteMarker: node.tagName === 'DeleteMarker' });
+  }
+  return entries;
+}
+
+export async function getVersioning(bucket) {
+  return text(await s3Xml('GET', bucket, '', { versioning: '' }), 'Status') || 'Off';
+}
+
+export async function setVersioning(bucket, status) {
+  const body = `<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>${status}</Status></VersioningConfiguration>`;
+  await s3('PUT', bucket, '', { versioning: '' }, { body, headers: { 'content-type': 'application/xml' } });
+}
+
+/** The public-read preset: anyone may GET every object (the admin API's SetBucketPublicRead writes the same policy). */
+export function publicReadPolicy(bucket) {
+  return JSON.stringify({ Version: '2012-10-17', Statement: [{ Sid: 'TalusPublicRead', Effect: 'Allow', Principal: '*', Action: ['s3:GetObject'], Resource: [`arn:aws:s3:::${bucket}/*`] }] });
+}
+
+export async function getPublicRead(bucket) {
+  try {
+    const policy = await (await s3('GET', bucket, '', { policy: '' })).text();
+    return policy.includes('TalusPublicRead');
+  } catch (error) {
+    if (error.code === 'NoSuchBucketPolicy') return false;
+    throw error;
+  }
+}
+
+export async function setPublicRead(bucket, on) {
+  if (on) await s3('PUT', bucket, '', { policy: '' }, { body: publicReadPolicy(bucket), headers: { 'content-type': 'application/json' } });
+  else await s3('DELETE', bucket, '', { policy: '' });
+}
+
+/** Restores an old version: copies it over the key, making it the latest. */
+export async function restoreVersion(bucket, key, versionId) {
+  await s3('PUT', bucket, key, {}, { headers: { 'x-amz-copy-source': `/${encodeURIComponent(bucket)}/${encodeKey(key)}?versionId=${encodeURIComponent(versionId)}` } });
+}
+
+// --- Uploads: one PUT up to SINGLE_PUT_MAX, else a multipart upload part by part, with progress ---
+
+const SINGLE_PUT_MAX = 8 * 1024 * 1024;
+const PART_SIZE = 8 * 1024 * 1024;
+
+function xhrPut(url, body, contentType, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('PUT', url);
+    xhr.setRequestHeader('x-talus-csrf', csrfToken);
+    if (contentType) xhr.setRequestHeader('content-type', contentType);
+    xhr.upload.onprogress = (event) => onProgress(event.loaded);
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        onProgress(body.size);
+        resolve(xhr.getResponseHeader('etag'));
+        return;
+      }
+      const doc = new DOMParser().parseFromString(xhr.responseText, 'application/xml');
+      if (xhr.status === 401) onSessionLost();
+      reject(new ApiError(xhr.status, doc.querySelector('Code')?.textContent ?? `HTTP ${xhr.status}`, doc.querySelector('Message')?.textContent ?? ''));
+    };
+    xhr.onerror = () => reject(new ApiError(0, 'NetworkError', 'the upload failed'));
+    xhr.send(body);
+  });
+}
+
+/** Uploads a File to bucket/key; onProgress(bytesSent, total). */
+export async function upload(bucket, key, file, onProgress) {
+  const type = file.type || 'application/octet-stream';
+  if (file.size <= SINGLE_PUT_MAX) {
+    await xhrPut(s3Url(bucket, key), file, type, (sent) => onProgress(sent, file.size));
+    return;
+  }
+  const created = await s3Xml('POST', bucket, key, { uploads: '' }, { headers: { 'content-type': type } });
+  const uploadId = text(created, 'UploadId');
+  const parts = [];
+  let done = 0;
+  try {
+    for (let offset = 0, number = 1; offset < file.size; offset += PART_SIZE, number++) {
+      const part = file.slice(offset, Math.min(offset + PART_SIZE, file.size));
+      const etag = await xhrPut(s3Url(bucket, key, { partNumber: String(number), uploadId }), part, undefined, (sent) => onProgress(done + sent, file.size));
+      done += part.size;
+      parts.push(`<Part><PartNumber>${number}</PartNumber><ETag>${etag}</ETag></Part>`);
+    }
+    await s3('POST', bucket, key, { uploadId }, { body: `<CompleteMultipartUpload>${parts.join('')}</CompleteMultipartUpload>`, headers: { 'content-type': 'application/xml' } });
+  } catch (error) {
+    await s3('DELETE', bucket, key, { uploadId }).catch(() => undefined);
+    throw error;
+  }
+}
