@@ -245,7 +245,7 @@ async function startOnLockedDirectory(
     if (options.admin === undefined) return undefined;
     return startAdminListener({
       ...options.admin,
-      s3Url,
+      console: { s3Url, s3OnEveryAddress: options.address === '0.0.0.0' || options.address === '::' },
       metrics: { render: renderMetrics, token: options.metrics?.token, public: options.metrics?.public },
       audit,
       principals,

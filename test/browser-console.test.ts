@@ -3,14 +3,15 @@
  * driven by playwright-core, against a real Talus with its admin listener.
  * Log in; create a bucket; upload a 20 MiB file watching its progress reach
  * 100 % (a multipart upload from the browser) and check its bytes with the
- * AWS SDK; navigate prefixes and search by prefix; download and compare;
+ * AWS SDK; navigate prefixes, pages and search by prefix; public read on and
+ * off; delete a bucket; download and compare;
  * make a share link and fetch it; restore an old version; an object key and
  * metadata holding markup, and an HTML object previewed, run no script;
  * create a read-only user, log in as it and see the upload refused; log out
  * and see the session refused afterwards. Screenshots go to docs/console-*.png.
  * Skipped only where /usr/bin/chromium is missing.
  */
-import { GetObjectCommand, ListObjectVersionsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadBucketCommand, ListObjectVersionsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -77,6 +78,16 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     const [rootCookie] = (await context.cookies()).filter((cookie) => cookie.name === 'talus_console');
     assert.ok(rootCookie !== undefined && rootCookie.httpOnly && rootCookie.sameSite === 'Strict');
 
+    // Create a bucket and delete it again.
+    await page.getByLabel('New bucket name').fill('scratch');
+    await page.getByRole('button', { name: 'Create bucket' }).click();
+    await page.getByRole('link', { name: 'scratch', exact: true }).click();
+    await s3.send(new HeadBucketCommand({ Bucket: 'scratch' }));
+    await page.getByRole('button', { name: 'Delete bucket' }).click();
+    await page.getByRole('button', { name: 'Really delete bucket scratch' }).click();
+    await page.getByRole('button', { name: 'Create bucket' }).waitFor();
+    await assert.rejects(s3.send(new HeadBucketCommand({ Bucket: 'scratch' })), { name: 'NotFound' });
+
     // Create a bucket, open it, turn versioning on.
     const bucket = 'photos';
     await page.getByLabel('New bucket name').fill(bucket);
@@ -119,6 +130,30 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     await page.getByTestId('folder').waitFor({ state: 'detached' });
     await page.getByLabel('Search by prefix').fill('');
     await page.getByTestId('folder').first().waitFor();
+
+    // Paging: 50 entries a page.
+    for (let index = 0; index < 51; index++) await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `many/${String(index).padStart(3, '0')}`, Body: 'x' }));
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await page.getByTestId('folder').filter({ hasText: 'many/' }).click();
+    await objectRow(page, 'many/049').waitFor();
+    assert.equal(await page.getByTestId('object-name').count(), 50);
+    await page.getByRole('button', { name: 'Next page' }).click();
+    await objectRow(page, 'many/050').waitFor();
+    assert.equal(await page.getByTestId('object-name').count(), 1);
+    await page.getByRole('button', { name: 'Previous page' }).click();
+    await objectRow(page, 'many/000').waitFor();
+    await page.locator('h1.crumbs').getByRole('link', { name: bucket }).click();
+    await objectRow(page, 'big.bin').waitFor();
+
+    // Public read on and off: anonymous GETs follow.
+    const anonymousGet = async (): Promise<number> => (await fetch(`${talus.url}/${bucket}/docs/readme.txt`)).status;
+    assert.equal(await anonymousGet(), 403);
+    await page.getByRole('button', { name: 'Make public' }).click();
+    await page.getByTestId('public-read').filter({ hasText: 'on' }).waitFor();
+    assert.equal(await anonymousGet(), 200);
+    await page.getByRole('button', { name: 'Make private' }).click();
+    await page.getByTestId('public-read').filter({ hasText: 'off' }).waitFor();
+    assert.equal(await anonymousGet(), 403);
 
     // Download and compare.
     const [download] = await Promise.all([page.waitForEvent('download'), objectRow(page, 'big.bin').getByRole('link', { name: 'Download' }).click()]);

@@ -5,6 +5,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AuditLog } from '../audit/audit-log.ts';
+import type { ConsoleS3Listener } from '../console/console.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { PrincipalCache } from '../principals/principal-cache.ts';
 import type { Principals } from '../principals/principals.ts';
@@ -29,8 +30,8 @@ export interface AdminListenOptions {
   engine: Engine;
   server: AdminServerInfo;
   logger: Logger;
-  /** The S3 listener's URL: the console is served when it is given. */
-  s3Url?: string | undefined;
+  /** The S3 listener the console is a client of; absent: no console. */
+  console?: ConsoleS3Listener | undefined;
 }
 
 export async function startAdminListener(options: AdminListenOptions): Promise<AdminListener | undefined> {

@@ -26,7 +26,7 @@ import { AdminError, toAdminError } from './errors.ts';
 import { openApiDocument } from './openapi.ts';
 import { ADMIN_OPERATIONS, type AdminContext, type AdminServerInfo, isAdminOperationName } from './operations.ts';
 import { ADMIN_PATH_PREFIX, LIVE_PATH, METRICS_PATH, OPENAPI_PATH, READY_PATH } from './paths.ts';
-import { type Console, createConsole, isConsolePath } from '../console/console.ts';
+import { type Console, type ConsoleS3Listener, createConsole, isConsolePath } from '../console/console.ts';
 
 /** A request body: policies (64 KiB) with room for the JSON around them. */
 export const ADMIN_BODY_BYTES_MAX = 128 * 1024;
@@ -50,8 +50,8 @@ export interface AdminServerOptions {
   engine: Engine;
   server: AdminServerInfo;
   logger: Logger;
-  /** The S3 listener's URL: the console (/console/, src/console/) is served when it is given. */
-  s3Url?: string | undefined;
+  /** The S3 listener the console (/console/, src/console/) is a client of; absent: no console. */
+  console?: ConsoleS3Listener | undefined;
 }
 
 export function createAdminServer(options: AdminServerOptions): Server {
@@ -149,8 +149,8 @@ async function handle(options: AdminServerOptions, spec: string, webConsole: Con
 
 /** The console, when the S3 listener it is a client of is known. */
 function consoleOf(options: AdminServerOptions): Console | undefined {
-  if (options.s3Url === undefined) return undefined;
-  return createConsole({ s3Url: options.s3Url, region: options.server.region, keys: options.keys, audit: options.audit, logger: options.logger, renderMetrics: options.metrics?.render });
+  if (options.console === undefined) return undefined;
+  return createConsole({ ...options.console, region: options.server.region, keys: options.keys, audit: options.audit, logger: options.logger, renderMetrics: options.metrics?.render });
 }
 
 /** The signed caller, or why not. An unsigned request is refused: the admin API has no anonymous operations. */

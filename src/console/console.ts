@@ -63,9 +63,19 @@ const SIGNATURE_HEADERS = new Set(['x-amz-date', 'x-amz-content-sha256', 'x-amz-
 /** S3 answer headers not passed back: hop-by-hop ones, and those the console decides. */
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'set-cookie', 'content-security-policy', 'x-frame-options', 'referrer-policy', 'x-content-type-options']);
 
-export interface ConsoleOptions {
-  /** The S3 listener the console's S3 requests go to. */
+/** The S3 listener, as the console sees it. */
+export interface ConsoleS3Listener {
+  /** Where the console's S3 requests go (http://127.0.0.1:9000 for a listener on every address). */
   s3Url: string;
+  /**
+   * The S3 listener listens on every address: share links name the host the
+   * browser reached the console at (with the S3 port), since s3Url's
+   * loopback address is of no use to whoever receives the link.
+   */
+  s3OnEveryAddress: boolean;
+}
+
+export interface ConsoleOptions extends ConsoleS3Listener {
   region: string;
   keys: PrincipalCache;
   audit: AuditLog;
@@ -186,7 +196,7 @@ export function createConsole(options: ConsoleOptions): Console {
       }
       const versionId = (input as { versionId?: unknown }).versionId;
       const url = presignGet({
-        endpoint: options.s3Url,
+        endpoint: shareEndpoint(request),
         region: options.region,
         accessKeyId: session.accessKeyId,
         secretAccessKey: session.secretAccessKey,
@@ -208,6 +218,19 @@ export function createConsole(options: ConsoleOptions): Console {
       return;
     }
     throw new ConsoleError(404, 'NotFound', 'no such console call');
+  }
+
+  /** The S3 listener as whoever receives a share link reaches it. */
+  function shareEndpoint(request: IncomingMessage): string {
+    const host = singleHeader(request, 'host');
+    if (!options.s3OnEveryAddress || host === undefined) return options.s3Url;
+    try {
+      const endpoint = new URL(`http://${host}`);
+      endpoint.port = s3.port;
+      return endpoint.origin;
+    } catch {
+      return options.s3Url;
+    }
   }
 
   /** The live session of this request; a state change must also carry its CSRF token. */
