@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import { AdminClient } from '../src/admin/client.ts';
 import { startTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
 
@@ -204,14 +205,12 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     assert.ok(previewFrame !== undefined);
     assert.equal(await previewFrame.evaluate(() => (window as unknown as { __xss?: number }).__xss), undefined, 'the HTML object\'s own script did not run');
     // Opened on its own, in the console's origin, the object still runs nothing (CSP sandbox).
-    const direct = await context.newPage();
-    await direct.goto(`${talus.adminUrl}/console/s3/${bucket}/evil.html`);
-    await direct.locator('h1').waitFor();
-    assert.equal(await direct.evaluate(() => (window as unknown as { __xss?: number }).__xss), undefined, 'no script ran when opened directly');
-    assert.equal(await direct.evaluate(() => window.origin), 'null', 'an opaque origin, not the console\'s');
-    await direct.close();
-    // A background tab gets no animation frames, which Preact's effects wait for.
-    await page.bringToFront();
+    await page.goto(`${talus.adminUrl}/console/s3/${bucket}/evil.html`);
+    await page.locator('h1').waitFor();
+    assert.equal(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss), undefined, 'no script ran when opened directly');
+    assert.equal(await page.evaluate(() => window.origin), 'null', 'an opaque origin, not the console\'s');
+    await page.goto(consoleUrl);
+    await page.getByTestId('principal').waitFor();
 
     // Dashboard (the /metrics counters).
     await page.getByRole('link', { name: 'Dashboard' }).click();
@@ -229,8 +228,23 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     await page.locator('tr[data-user="reader"]').waitFor();
     await page.screenshot({ path: new URL('console-users.png', SCREENSHOTS).pathname });
     await page.getByRole('button', { name: 'I have copied it' }).click();
-    await page.getByRole('link', { name: 'Users' }).click();
     assert.equal(await page.getByTestId('new-secret').count(), 0, 'the secret is gone from the page');
+    // Disable and enable the key, make and delete another user: each through the admin API.
+    const adminApi = new AdminClient({ endpoint: talus.adminUrl!, ...ROOT });
+    const readerRow = page.locator('tr[data-user="reader"]');
+    const readerEnabled = async (): Promise<boolean | undefined> => (await adminApi.call<{ keys: { enabled: boolean }[] }>('ListKeys', { user: 'reader' })).keys[0]?.enabled;
+    await readerRow.getByRole('button', { name: 'Disable' }).click();
+    await readerRow.getByRole('button', { name: 'Enable' }).waitFor();
+    assert.equal(await readerEnabled(), false);
+    await readerRow.getByRole('button', { name: 'Enable' }).click();
+    await readerRow.getByRole('button', { name: 'Disable' }).waitFor();
+    assert.equal(await readerEnabled(), true);
+    await page.getByLabel('New user name').fill('temporary');
+    await page.getByRole('button', { name: 'Create user' }).click();
+    await page.getByRole('button', { name: 'I have copied it' }).click();
+    await page.locator('tr[data-user="temporary"]').getByRole('button', { name: 'Delete user' }).click();
+    await page.locator('tr[data-user="temporary"]').waitFor({ state: 'detached' });
+    assert.deepEqual((await adminApi.call<{ users: { name: string }[] }>('ListUsers')).users.map((user) => user.name), ['reader']);
 
     // Log out: the old session cookie is refused from then on.
     await page.getByRole('button', { name: 'Log out' }).click();

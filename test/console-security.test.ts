@@ -4,8 +4,8 @@
  * SameSite=Strict and random; every change needs the session's own CSRF
  * token (and no foreign Origin); logout and a disabled key end sessions;
  * objects come back sandboxed (an HTML object cannot run script in the
- * console's origin); every answer carries the security headers; and no
- * secret reaches a log line, the audit log, or any answer after the login.
+ * console's origin); every answer carries the security headers; failed
+ * logins are throttled; and no secret reaches a log line, the audit log, or any answer after the login.
  */
 import { CreateBucketCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { AdminClient } from '../src/admin/client.ts';
+import { LOGIN_FAILURES_MAX, LOGIN_WINDOW_MS, LoginThrottle } from '../src/console/login-throttle.ts';
 import { CONSOLE_SESSION_IDLE_MS, CONSOLE_SESSION_LIFETIME_MS, CONSOLE_SESSIONS_MAX, ConsoleSessions } from '../src/console/sessions.ts';
 import { type RunningTalus, startTalus } from '../src/talus.ts';
 import type { Logger } from '../src/util/logger.ts';
@@ -212,6 +213,14 @@ test('console sessions, CSRF, sandboxed objects, security headers, and no secret
     await assert.rejects(s3.send(new HeadBucketCommand({ Bucket: 'after-logout' })), { name: 'NotFound' });
     assert.equal((await other.send('GET', '/console/api/session')).status, 200);
 
+    // Guessing is throttled: after 10 failures from one address in a minute, even the right secret is refused for a while.
+    const guesser = new ConsoleCaller(talus.adminUrl!);
+    for (let attempt = 2; attempt < LOGIN_FAILURES_MAX; attempt++) assert.equal((await guesser.login(ROOT.accessKeyId, WRONG_SECRET)).status, 403);
+    const throttled = await guesser.login(ROOT.accessKeyId, ROOT.secretAccessKey);
+    assert.equal(throttled.status, 429);
+    assert.equal(JSON.parse(throttled.text).code, 'TooManyLoginFailures');
+    assert.equal(throttled.headers.get('set-cookie'), null);
+
     // No secret (keys' secrets, the wrong secret tried, session IDs, CSRF tokens) in a log line or the audit log;
     // no answer after a login holds the logged-in key's secret.
     const auditFiles = await readdir(join(dataDir, 'audit'));
@@ -260,4 +269,17 @@ test('console sessions are bounded and expire when idle and at their absolute li
   assert.equal(sessions.find('not-a-session'), undefined);
   sessions.end(first.id);
   assert.equal(sessions.find(first.id), undefined);
+});
+
+test('failed console logins are throttled per source address, for one window', () => {
+  let now = 5_000_000;
+  const throttle = new LoginThrottle(() => now);
+  for (let index = 0; index < LOGIN_FAILURES_MAX; index++) {
+    assert.ok(throttle.allows('10.0.0.1'));
+    throttle.failed('10.0.0.1');
+  }
+  assert.equal(throttle.allows('10.0.0.1'), false);
+  assert.ok(throttle.allows('10.0.0.2'), 'other addresses are not held back');
+  now += LOGIN_WINDOW_MS;
+  assert.ok(throttle.allows('10.0.0.1'), 'the window ended');
 });

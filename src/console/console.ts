@@ -30,6 +30,7 @@ import { SigV4Signer, UNSIGNED_PAYLOAD, canonicalQueryString, encodeComponent, e
 import type { PrincipalCache } from '../principals/principal-cache.ts';
 import type { Logger } from '../util/logger.ts';
 import { consoleAssets } from './assets.ts';
+import { LoginThrottle } from './login-throttle.ts';
 import { PRESIGN_EXPIRES_SECONDS_MAX, presignGet } from './presign.ts';
 import { type ConsoleSession, ConsoleSessions, csrfTokenMatches } from './sessions.ts';
 
@@ -102,6 +103,7 @@ export function isConsolePath(rawPath: string): boolean {
 
 export function createConsole(options: ConsoleOptions): Console {
   const sessions = new ConsoleSessions();
+  const throttle = new LoginThrottle();
   const s3 = new URL(options.s3Url);
 
   async function handle(request: IncomingMessage, response: ServerResponse, requestId: string, rawPath: string, rawQuery: string): Promise<void> {
@@ -148,8 +150,14 @@ export function createConsole(options: ConsoleOptions): Console {
       const input = await readJson(request);
       const accessKeyId = stringField(input, 'accessKeyId');
       const secretAccessKey = stringField(input, 'secretAccessKey');
+      const source = sourceIp ?? 'unknown';
+      if (!throttle.allows(source)) {
+        options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogin', principal: 'anonymous', status: 429, code: 'TooManyLoginFailures', sourceIp });
+        throw new ConsoleError(429, 'TooManyLoginFailures', 'too many failed logins from this address: wait a minute');
+      }
       const found = options.keys.lookupKey(accessKeyId);
       if (found === undefined || !sameSecret(found.secretAccessKey, secretAccessKey)) {
+        throttle.failed(source);
         // A known key's ID is worth recording; an unknown "ID" might be a secret typed in the wrong field.
         const knownId = found === undefined ? undefined : accessKeyId;
         options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogin', principal: 'anonymous', accessKeyId: knownId, status: 403, code: 'LoginFailed', reason: found === undefined ? 'unknown, disabled or expired access key' : 'wrong secret', sourceIp });
