@@ -182,6 +182,14 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     assert.equal((await bodyOf(s3, bucket, 'notes.txt')).toString(), 'first draft', 'the old version is the latest again');
     const versions = await s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: 'notes.txt' }));
     assert.equal(versions.Versions?.length, 3, 'restoring added a version and lost none');
+    // Download the middle version ('second draft'), then delete the oldest.
+    const versionRows = page.getByTestId('versions').locator('tbody tr');
+    const [versionDownload] = await Promise.all([page.waitForEvent('download'), versionRows.nth(1).getByRole('link', { name: 'Download' }).click()]);
+    assert.equal((await readFile((await versionDownload.path())!)).toString(), 'second draft');
+    await versionRows.nth(2).getByRole('button', { name: 'Delete version' }).click();
+    await versionRows.nth(2).waitFor({ state: 'detached' });
+    const remaining = await s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: 'notes.txt' }));
+    assert.deepEqual(remaining.Versions?.map((one) => one.VersionId), versions.Versions?.slice(0, 2).map((one) => one.VersionId), 'the oldest version is gone');
     await page.screenshot({ path: new URL('console-versions.png', SCREENSHOTS).pathname });
 
     // Markup in a key, in metadata and in an HTML object runs nowhere.
@@ -193,6 +201,7 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     await page.getByTestId('metadata').waitFor();
     assert.equal(await page.getByTestId('metadata').locator('td').textContent(), '<script>window.__xss=2</script><img src=x onerror="window.__xss=2">', 'metadata shown as text');
     assert.equal(await objectRow(page, xssKey).getByTestId('object-name').textContent(), xssKey, 'the key shown as text');
+    await page.getByTestId('object-panel').getByRole('button', { name: 'Close' }).click();
     await objectRow(page, 'evil.html').getByRole('button', { name: 'Preview' }).click();
     const frame = page.getByTestId('preview-frame');
     await frame.waitFor();

@@ -58,7 +58,8 @@ export async function login(accessKeyId, secretAccessKey) {
 }
 
 export async function logout() {
-  await fetch('/console/api/logout', { method: 'POST', credentials: 'same-origin', headers: changeHeaders() });
+  const response = await fetch('/console/api/logout', { method: 'POST', credentials: 'same-origin', headers: changeHeaders() });
+  await response.text();
   csrfToken = '';
 }
 
@@ -95,22 +96,25 @@ export function s3Url(bucket = '', key = '', query = {}) {
   return pairs.length === 0 ? url : `${url}?${pairs.join('&')}`;
 }
 
-async function s3Error(response) {
-  if (response.status === 401) onSessionLost();
-  const text = await response.text();
-  const doc = new DOMParser().parseFromString(text, 'application/xml');
-  const code = doc.querySelector('Code')?.textContent ?? (() => {
+function errorOf(status, body) {
+  const doc = new DOMParser().parseFromString(body, 'application/xml');
+  let code = doc.querySelector('Error > Code')?.textContent;
+  if (code === undefined) {
     try {
-      return JSON.parse(text).code;
+      code = JSON.parse(body).code;
     } catch {
-      return undefined;
+      code = undefined;
     }
-  })();
-  const message = doc.querySelector('Message')?.textContent ?? '';
-  return new ApiError(response.status, code ?? `HTTP ${response.status}`, message);
+  }
+  return new ApiError(status, code ?? `HTTP ${status}`, doc.querySelector('Error > Message')?.textContent ?? '');
 }
 
-/** An S3 request; answers the Response, or throws ApiError with S3's code. */
+/**
+ * An S3 request; answers { status, headers, body } with the body read whole
+ * (every answer fetched this way is small: listings, policies, XML), so no
+ * connection is held by an unread answer. Throws ApiError with S3's code,
+ * also for an error inside a 200 (CompleteMultipartUpload, CopyObject).
+ */
 export async function s3(method, bucket, key = '', query = {}, { headers = {}, body } = {}) {
   const reading = method === 'GET' || method === 'HEAD';
   const response = await fetch(s3Url(bucket, key, query), {
@@ -119,13 +123,15 @@ export async function s3(method, bucket, key = '', query = {}, { headers = {}, b
     headers: reading ? headers : changeHeaders(headers),
     body,
   });
-  if (!response.ok) throw await s3Error(response);
-  return response;
+  const text = await response.text();
+  if (response.status === 401) onSessionLost();
+  if (!response.ok || /^(<\?xml[^>]*>\s*)?<Error>/.test(text)) throw errorOf(response.status, text);
+  return { status: response.status, headers: response.headers, body: text };
 }
 
 export async function s3Xml(method, bucket, key, query, init) {
-  const response = await s3(method, bucket, key, query, init);
-  return new DOMParser().parseFromString(await response.text(), 'application/xml');
+  const answer = await s3(method, bucket, key, query, init);
+  return new DOMParser().parseFromString(answer.body, 'application/xml');
 }
 
 const text = (node, name) => node.getElementsByTagName(name)[0]?.textContent ?? '';
@@ -171,7 +177,7 @@ export function publicReadPolicy(bucket) {
 
 export async function getPublicRead(bucket) {
   try {
-    const policy = await (await s3('GET', bucket, '', { policy: '' })).text();
+    const policy = (await s3('GET', bucket, '', { policy: '' })).body;
     return policy.includes('TalusPublicRead');
   } catch (error) {
     if (error.code === 'NoSuchBucketPolicy') return false;
@@ -207,9 +213,8 @@ function xhrPut(url, body, contentType, onProgress) {
         resolve(xhr.getResponseHeader('etag'));
         return;
       }
-      const doc = new DOMParser().parseFromString(xhr.responseText, 'application/xml');
       if (xhr.status === 401) onSessionLost();
-      reject(new ApiError(xhr.status, doc.querySelector('Code')?.textContent ?? `HTTP ${xhr.status}`, doc.querySelector('Message')?.textContent ?? ''));
+      reject(errorOf(xhr.status, xhr.responseText));
     };
     xhr.onerror = () => reject(new ApiError(0, 'NetworkError', 'the upload failed'));
     xhr.send(body);

@@ -100,7 +100,7 @@ function Preview({ bucket, objectKey }) {
   const [head, setHead] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
-    s3('HEAD', bucket, objectKey).then((response) => setHead(response.headers), setError);
+    s3('HEAD', bucket, objectKey).then((answer) => setHead(answer.headers), setError);
   }, [bucket, objectKey]);
   if (error) return html`<${ErrorBox} error=${error} />`;
   if (!head) return html`<p class="note">Loading…</p>`;
