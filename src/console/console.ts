@@ -312,7 +312,10 @@ export function createConsole(options: ConsoleOptions): Console {
         });
       });
       upstream.once('error', (error) => (response.headersSent ? (response.destroy(), resolve()) : reject(new ConsoleError(502, 'BadGateway', `the S3 listener did not answer: ${error.message}`))));
-      request.once('aborted', () => upstream.destroy());
+      // The browser went away mid-upload: stop the upload too (the S3 listener then commits nothing).
+      request.once('close', () => {
+        if (!request.complete) upstream.destroy();
+      });
       request.pipe(upstream);
     });
   }
