@@ -40,6 +40,8 @@ const CSRF_HEADER = 'x-talus-csrf';
 /** JSON bodies of console calls (admin inputs are at most 128 KiB; the admin listener bounds them again). */
 const CONSOLE_JSON_BYTES_MAX = 160 * 1024;
 const CREDENTIAL_LENGTH_MAX = 256;
+/** S3's key length limit (1024 bytes; characters are at most that). */
+const OBJECT_KEY_LENGTH_MAX = 1024;
 
 /** Headers every console answer carries. */
 const COMMON_HEADERS = {
@@ -144,88 +146,91 @@ export function createConsole(options: ConsoleOptions): Console {
   }
 
   async function api(request: IncomingMessage, response: ServerResponse, requestId: string, name: string, method: string): Promise<void> {
-    const sourceIp = request.socket.remoteAddress;
+    const expect = (wanted: 'GET' | 'POST', what: string): void => {
+      if (method !== wanted && !(wanted === 'GET' && method === 'HEAD')) throw new ConsoleError(405, 'MethodNotAllowed', `${wanted} ${what}`);
+    };
     if (name === 'login') {
-      if (method !== 'POST') throw new ConsoleError(405, 'MethodNotAllowed', 'POST to log in');
-      const input = await readJson(request);
-      const accessKeyId = stringField(input, 'accessKeyId');
-      const secretAccessKey = stringField(input, 'secretAccessKey');
-      const source = sourceIp ?? 'unknown';
-      if (!throttle.allows(source)) {
-        options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogin', principal: 'anonymous', status: 429, code: 'TooManyLoginFailures', sourceIp });
-        throw new ConsoleError(429, 'TooManyLoginFailures', 'too many failed logins from this address: wait a minute');
-      }
-      const found = options.keys.lookupKey(accessKeyId);
-      if (found === undefined || !sameSecret(found.secretAccessKey, secretAccessKey)) {
-        throttle.failed(source);
-        // A known key's ID is worth recording; an unknown "ID" might be a secret typed in the wrong field.
-        const knownId = found === undefined ? undefined : accessKeyId;
-        options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogin', principal: 'anonymous', accessKeyId: knownId, status: 403, code: 'LoginFailed', reason: found === undefined ? 'unknown, disabled or expired access key' : 'wrong secret', sourceIp });
-        options.logger.warn('console login refused', { requestId, accessKeyId: knownId, sourceIp });
-        throw new ConsoleError(403, 'LoginFailed', 'wrong access key or secret (or the key is disabled or expired)');
-      }
-      const principal = found.principal.kind === 'user' ? found.principal.name : found.principal.kind;
-      const { id, session } = sessions.start(accessKeyId, secretAccessKey, principal);
-      options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogin', principal, accessKeyId, status: 200, sourceIp });
-      options.logger.info('console login', { requestId, principal, accessKeyId });
-      const secure = 'encrypted' in request.socket ? '; Secure' : '';
-      response.setHeader('set-cookie', `${SESSION_COOKIE}=${id}; Path=${CONSOLE_PATH}/; HttpOnly; SameSite=Strict${secure}`);
-      sendJson(response, requestId, 200, sessionView(session));
+      expect('POST', 'to log in');
+      await login(request, response, requestId);
       return;
     }
-    const reading = method === 'GET' || method === 'HEAD';
-    const session = sessionOf(request, !reading);
+    const session = sessionOf(request, method !== 'GET' && method !== 'HEAD');
     if (name === 'session') {
+      expect('GET', 'the session');
       request.resume();
       sendJson(response, requestId, 200, sessionView(session));
-      return;
-    }
-    if (name === 'logout') {
-      if (method !== 'POST') throw new ConsoleError(405, 'MethodNotAllowed', 'POST to log out');
+    } else if (name === 'logout') {
+      expect('POST', 'to log out');
       request.resume();
       sessions.end(cookieOf(request));
-      options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogout', principal: session.principal, accessKeyId: session.accessKeyId, status: 200, sourceIp });
+      options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogout', principal: session.principal, accessKeyId: session.accessKeyId, status: 200, sourceIp: request.socket.remoteAddress });
       response.setHeader('set-cookie', `${SESSION_COOKIE}=; Path=${CONSOLE_PATH}/; HttpOnly; SameSite=Strict; Max-Age=0`);
       sendJson(response, requestId, 200, {});
-      return;
-    }
-    if (name.startsWith('admin/')) {
-      if (method !== 'POST') throw new ConsoleError(405, 'MethodNotAllowed', 'admin operations are POST requests');
+    } else if (name.startsWith('admin/')) {
+      expect('POST', 'admin operations');
       const input = await readJson(request);
       sendJson(response, requestId, 200, await adminCall(request, session, name.slice('admin/'.length), input));
-      return;
-    }
-    if (name === 'share') {
-      if (method !== 'POST') throw new ConsoleError(405, 'MethodNotAllowed', 'POST to make a share link');
-      const input = await readJson(request);
-      const expiresSeconds = (input as { expiresSeconds?: unknown }).expiresSeconds;
-      if (typeof expiresSeconds !== 'number' || !Number.isInteger(expiresSeconds) || expiresSeconds < 1 || expiresSeconds > PRESIGN_EXPIRES_SECONDS_MAX) {
-        throw new ConsoleError(400, 'InvalidRequest', `expiresSeconds: an integer from 1 to ${PRESIGN_EXPIRES_SECONDS_MAX}`);
-      }
-      const versionId = (input as { versionId?: unknown }).versionId;
-      const url = presignGet({
-        endpoint: shareEndpoint(request),
-        region: options.region,
-        accessKeyId: session.accessKeyId,
-        secretAccessKey: session.secretAccessKey,
-        bucket: stringField(input, 'bucket'),
-        key: stringField(input, 'key', 1024),
-        versionId: typeof versionId === 'string' && versionId !== '' ? versionId : undefined,
-        expiresSeconds,
-      });
-      sendJson(response, requestId, 200, { url, expiresMs: Date.now() + expiresSeconds * 1000 });
-      return;
-    }
-    if (name === 'metrics') {
-      if (!reading) throw new ConsoleError(405, 'MethodNotAllowed', 'GET the metrics');
+    } else if (name === 'share') {
+      expect('POST', 'to make a share link');
+      sendJson(response, requestId, 200, shareLink(request, session, await readJson(request)));
+    } else if (name === 'metrics') {
+      expect('GET', 'the metrics');
       request.resume();
       if (options.renderMetrics === undefined) throw new ConsoleError(404, 'NotFound', 'no metrics in this process');
       // The admin API decides who may watch the server: admin:GetServerInfo.
       const server = await adminCall(request, session, 'GetServerInfo', {});
       sendJson(response, requestId, 200, { server, metrics: await options.renderMetrics() });
-      return;
+    } else {
+      throw new ConsoleError(404, 'NotFound', 'no such console call');
     }
-    throw new ConsoleError(404, 'NotFound', 'no such console call');
+  }
+
+  /** Checks the key and secret as the signature check would (the same keys), and starts a session. */
+  async function login(request: IncomingMessage, response: ServerResponse, requestId: string): Promise<void> {
+    const sourceIp = request.socket.remoteAddress;
+    const input = await readJson(request);
+    const accessKeyId = stringField(input, 'accessKeyId');
+    const secretAccessKey = stringField(input, 'secretAccessKey');
+    const source = sourceIp ?? 'unknown';
+    if (!throttle.allows(source)) {
+      options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogin', principal: 'anonymous', status: 429, code: 'TooManyLoginFailures', sourceIp });
+      throw new ConsoleError(429, 'TooManyLoginFailures', 'too many failed logins from this address: wait a minute');
+    }
+    const found = options.keys.lookupKey(accessKeyId);
+    if (found === undefined || !sameSecret(found.secretAccessKey, secretAccessKey)) {
+      throttle.failed(source);
+      // A known key's ID is worth recording; an unknown "ID" might be a secret typed in the wrong field.
+      const knownId = found === undefined ? undefined : accessKeyId;
+      options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogin', principal: 'anonymous', accessKeyId: knownId, status: 403, code: 'LoginFailed', reason: found === undefined ? 'unknown, disabled or expired access key' : 'wrong secret', sourceIp });
+      options.logger.warn('console login refused', { requestId, accessKeyId: knownId, sourceIp });
+      throw new ConsoleError(403, 'LoginFailed', 'wrong access key or secret (or the key is disabled or expired)');
+    }
+    const principal = found.principal.kind === 'user' ? found.principal.name : found.principal.kind;
+    const { id, session } = sessions.start(accessKeyId, secretAccessKey, principal);
+    options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogin', principal, accessKeyId, status: 200, sourceIp });
+    options.logger.info('console login', { requestId, principal, accessKeyId });
+    const secure = 'encrypted' in request.socket ? '; Secure' : '';
+    response.setHeader('set-cookie', `${SESSION_COOKIE}=${id}; Path=${CONSOLE_PATH}/; HttpOnly; SameSite=Strict${secure}`);
+    sendJson(response, requestId, 200, sessionView(session));
+  }
+
+  /** A presigned GET on the S3 listener, signed with the session's key. */
+  function shareLink(request: IncomingMessage, session: ConsoleSession, input: unknown): { url: string; expiresMs: number } {
+    const { expiresSeconds, versionId } = input as { expiresSeconds?: unknown; versionId?: unknown };
+    if (typeof expiresSeconds !== 'number' || !Number.isInteger(expiresSeconds) || expiresSeconds < 1 || expiresSeconds > PRESIGN_EXPIRES_SECONDS_MAX) {
+      throw new ConsoleError(400, 'InvalidRequest', `expiresSeconds: an integer from 1 to ${PRESIGN_EXPIRES_SECONDS_MAX}`);
+    }
+    const url = presignGet({
+      endpoint: shareEndpoint(request),
+      region: options.region,
+      accessKeyId: session.accessKeyId,
+      secretAccessKey: session.secretAccessKey,
+      bucket: stringField(input, 'bucket'),
+      key: stringField(input, 'key', OBJECT_KEY_LENGTH_MAX),
+      versionId: typeof versionId === 'string' && versionId !== '' ? versionId : undefined,
+      expiresSeconds,
+    });
+    return { url, expiresMs: Date.now() + expiresSeconds * 1000 };
   }
 
   /** The S3 listener as whoever receives a share link reaches it. */
