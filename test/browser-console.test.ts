@@ -113,7 +113,6 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     assert.ok([...seen].some((text) => text !== '100 %'), `progress was seen before the end: ${[...seen].join(', ')}`);
     assert.equal(sha256(await bodyOf(s3, bucket, 'big.bin')), sha256(big), 'the stored object holds the file\'s bytes');
     await objectRow(page, 'big.bin').waitFor();
-    await page.screenshot({ path: new URL('console-objects.png', SCREENSHOTS).pathname });
 
     // Prefixes: folders lead down, the crumbs back up; search narrows by prefix.
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'docs/readme.txt', Body: 'read me', ContentType: 'text/plain' }));
@@ -155,6 +154,7 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     await page.getByRole('button', { name: 'Make private' }).click();
     await page.getByTestId('public-read').filter({ hasText: 'off' }).waitFor();
     assert.equal(await anonymousGet(), 403);
+    await page.screenshot({ path: new URL('console-objects.png', SCREENSHOTS).pathname });
 
     // Download and compare.
     const [download] = await Promise.all([page.waitForEvent('download'), objectRow(page, 'big.bin').getByRole('link', { name: 'Download' }).click()]);
