@@ -198,7 +198,9 @@ export async function restoreVersion(bucket, key, versionId) {
 // --- Uploads: one PUT up to SINGLE_PUT_MAX, else a multipart upload part by part, with progress ---
 
 const SINGLE_PUT_MAX = 8 * 1024 * 1024;
-const PART_SIZE = 8 * 1024 * 1024;
+const PART_SIZE_MIN = 8 * 1024 * 1024;
+/** S3's limit of parts per upload: larger files get larger parts. */
+const PARTS_MAX = 10000;
 
 function xhrPut(url, body, contentType, onProgress) {
   return new Promise((resolve, reject) => {
@@ -231,10 +233,11 @@ export async function upload(bucket, key, file, onProgress) {
   const created = await s3Xml('POST', bucket, key, { uploads: '' }, { headers: { 'content-type': type } });
   const uploadId = text(created, 'UploadId');
   const parts = [];
+  const partSize = Math.max(PART_SIZE_MIN, Math.ceil(file.size / PARTS_MAX));
   let done = 0;
   try {
-    for (let offset = 0, number = 1; offset < file.size; offset += PART_SIZE, number++) {
-      const part = file.slice(offset, Math.min(offset + PART_SIZE, file.size));
+    for (let offset = 0, number = 1; offset < file.size; offset += partSize, number++) {
+      const part = file.slice(offset, Math.min(offset + partSize, file.size));
       const etag = await xhrPut(s3Url(bucket, key, { partNumber: String(number), uploadId }), part, undefined, (sent) => onProgress(done + sent, file.size));
       done += part.size;
       parts.push(`<Part><PartNumber>${number}</PartNumber><ETag>${etag}</ETag></Part>`);

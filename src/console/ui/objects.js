@@ -184,18 +184,18 @@ function ObjectPanel({ bucket, objectKey, mode, onClose, onChange }) {
 
 export function ObjectsPage({ bucket, prefix }) {
   const [listing, setListing] = useState({ folders: [], objects: [], next: undefined });
-  const [tokens, setTokens] = useState([undefined]);
-  const [search, setSearch] = useState('');
   const [error, setError] = useState(null);
   const [version, setVersion] = useState(0);
-  const [panel, setPanel] = useState(null);
   const [deleting, setDeleting] = useState(null);
+  // Paging, search and the open panel belong to one place (bucket and prefix): derived at render, so
+  // navigating resets them at once, and a search typed right after navigating is not wiped by a late reset.
+  const place = `${bucket}\n${prefix}`;
+  const [browse, setBrowse] = useState({ place, tokens: [undefined], search: '', panel: null });
+  const { tokens, search, panel } = browse.place === place ? browse : { place, tokens: [undefined], search: '', panel: null };
+  const update = (change) => setBrowse({ place, tokens, search, panel, ...change });
+  const setTokens = (next) => update({ tokens: next });
+  const setPanel = (next) => update({ panel: next });
   const token = tokens[tokens.length - 1];
-  useEffect(() => {
-    setTokens([undefined]);
-    setSearch('');
-    setPanel(null);
-  }, [bucket, prefix]);
   useEffect(() => {
     let current = true;
     listObjects(bucket, prefix + search, { token, pageSize: PAGE_SIZE }).then((found) => {
@@ -227,7 +227,7 @@ export function ObjectsPage({ bucket, prefix }) {
     <${BucketSettings} bucket=${bucket} />
     <${Uploader} bucket=${bucket} prefix=${prefix} onDone=${refresh} />
     <div class="row">
-      <input type="search" placeholder="Search by prefix" aria-label="Search by prefix" value=${search} onInput=${(event) => { setSearch(event.currentTarget.value); setTokens([undefined]); }} />
+      <input type="search" placeholder="Search by prefix" aria-label="Search by prefix" value=${search} onInput=${(event) => update({ search: event.currentTarget.value, tokens: [undefined] })} />
       <form class="row" onSubmit=${newFolder}><input name="folder" placeholder="folder" aria-label="New folder name" /><button type="submit">Open folder</button></form>
       <button onClick=${refresh}>Refresh</button>
     </div>
