@@ -148,6 +148,8 @@ test('console sessions, CSRF, sandboxed objects, security headers, and no secret
     assert.equal(JSON.parse(noToken.text).code, 'InvalidCsrfToken');
     assert.equal((await root.send('PUT', '/console/s3/csrf-bucket', { csrf: other.csrf })).status, 403);
     assert.equal((await root.send('PUT', '/console/s3/csrf-bucket', { headers: { origin: 'http://evil.example' } })).status, 403);
+    // The S3 listener is the same site (another port) and serves objects as they are: its origin is foreign too.
+    assert.equal((await root.send('PUT', '/console/s3/csrf-bucket', { headers: { origin: talus.url } })).status, 403);
     assert.equal((await root.send('POST', '/console/api/admin/CreateUser', { json: { name: 'mallory' }, csrf: false })).status, 403);
     assert.equal((await root.send('POST', '/console/api/share', { json: { bucket: 'csrf-bucket', key: 'k', expiresSeconds: 60 }, csrf: other.csrf })).status, 403);
     assert.equal((await root.send('POST', '/console/api/logout', { csrf: false })).status, 403);
