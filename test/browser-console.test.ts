@@ -4,14 +4,14 @@
  * Log in; create a bucket; upload a 20 MiB file watching its progress reach
  * 100 % (a multipart upload from the browser) and check its bytes with the
  * AWS SDK; navigate prefixes, pages and search by prefix; public read on and
- * off; delete a bucket; download and compare;
+ * off, and a hand-written bucket policy; delete a bucket; tag an object; download and compare;
  * make a share link and fetch it; restore an old version; an object key and
  * metadata holding markup, and an HTML object previewed, run no script;
  * create a read-only user, log in as it and see the upload refused; log out
  * and see the session refused afterwards. Screenshots go to docs/console-*.png.
  * Skipped only where /usr/bin/chromium is missing.
  */
-import { GetObjectCommand, HeadBucketCommand, ListObjectVersionsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, GetObjectTaggingCommand, HeadBucketCommand, ListObjectVersionsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -154,6 +154,24 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     await page.getByRole('button', { name: 'Make private' }).click();
     await page.getByTestId('public-read').filter({ hasText: 'off' }).waitFor();
     assert.equal(await anonymousGet(), 403);
+    // The policy editor: a policy written by hand (S3 validates it), then removed.
+    await page.getByRole('button', { name: 'Edit policy' }).click();
+    assert.equal(await page.getByLabel('Bucket policy').inputValue(), '');
+    const docsPublic = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${bucket}/docs/*` }] };
+    await page.getByLabel('Bucket policy').fill(JSON.stringify(docsPublic));
+    await page.getByRole('button', { name: 'Save policy' }).click();
+    await page.getByLabel('Bucket policy').waitFor({ state: 'detached' });
+    assert.equal(await anonymousGet(), 200);
+    assert.equal((await fetch(`${talus.url}/${bucket}/big.bin`, { method: 'HEAD' })).status, 403, 'only docs/ is public');
+    await page.getByRole('button', { name: 'Edit policy' }).click();
+    assert.match(await page.getByLabel('Bucket policy').inputValue(), /docs\/\*/);
+    await page.getByLabel('Bucket policy').fill('{ not json');
+    await page.getByRole('button', { name: 'Save policy' }).click();
+    await page.getByRole('alert').filter({ hasText: 'MalformedPolicy' }).waitFor();
+    await page.getByLabel('Bucket policy').fill('');
+    await page.getByRole('button', { name: 'Save policy' }).click();
+    await page.getByLabel('Bucket policy').waitFor({ state: 'detached' });
+    assert.equal(await anonymousGet(), 403);
     await page.screenshot({ path: new URL('console-objects.png', SCREENSHOTS).pathname });
 
     // Download and compare.
@@ -191,6 +209,14 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     const remaining = await s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: 'notes.txt' }));
     assert.deepEqual(remaining.Versions?.map((one) => one.VersionId), versions.Versions?.slice(0, 2).map((one) => one.VersionId), 'the oldest version is gone');
     await page.screenshot({ path: new URL('console-versions.png', SCREENSHOTS).pathname });
+
+    // Tags: written as key=value lines, markup kept as text.
+    await objectRow(page, 'notes.txt').getByRole('button', { name: 'Tags' }).click();
+    await page.getByLabel('Tags').fill('project=apollo\nnote=<b>bold</b> & more');
+    await page.getByRole('button', { name: 'Save tags' }).click();
+    await page.getByTestId('tags-saved').waitFor();
+    const tagging = await s3.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'notes.txt' }));
+    assert.deepEqual(tagging.TagSet?.map((tag) => [tag.Key, tag.Value]).sort(), [['note', '<b>bold</b> & more'], ['project', 'apollo']]);
 
     // Markup in a key, in metadata and in an HTML object runs nowhere.
     const xssKey = '<img src=x onerror="window.__xss=1">.txt';

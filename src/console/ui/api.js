@@ -190,6 +190,34 @@ export async function setPublicRead(bucket, on) {
   else await s3('DELETE', bucket, '', { policy: '' });
 }
 
+export async function getBucketPolicy(bucket) {
+  try {
+    return (await s3('GET', bucket, '', { policy: '' })).body;
+  } catch (error) {
+    if (error.code === 'NoSuchBucketPolicy') return '';
+    throw error;
+  }
+}
+
+/** Sets the bucket policy as written (empty: removes it); S3 validates it. */
+export async function setBucketPolicy(bucket, text) {
+  if (text.trim() === '') await s3('DELETE', bucket, '', { policy: '' });
+  else await s3('PUT', bucket, '', { policy: '' }, { body: text, headers: { 'content-type': 'application/json' } });
+}
+
+const escapeXml = (value) => value.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
+
+/** An object's tags as [[key, value]]. */
+export async function getTags(bucket, key) {
+  const doc = await s3Xml('GET', bucket, key, { tagging: '' });
+  return [...doc.getElementsByTagName('Tag')].map((node) => [text(node, 'Key'), text(node, 'Value')]);
+}
+
+export async function setTags(bucket, key, tags) {
+  const body = `<Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TagSet>${tags.map(([name, value]) => `<Tag><Key>${escapeXml(name)}</Key><Value>${escapeXml(value)}</Value></Tag>`).join('')}</TagSet></Tagging>`;
+  await s3('PUT', bucket, key, { tagging: '' }, { body, headers: { 'content-type': 'application/xml' } });
+}
+
 /** Restores an old version: copies it over the key, making it the latest. */
 export async function restoreVersion(bucket, key, versionId) {
   await s3('PUT', bucket, key, {}, { headers: { 'x-amz-copy-source': `/${encodeURIComponent(bucket)}/${encodeKey(key)}?versionId=${encodeURIComponent(versionId)}` } });

@@ -2,7 +2,7 @@
 // progress, download, preview (sandboxed), versions, share links, and the
 // bucket's settings (versioning, public read, delete).
 import { useEffect, useState } from 'preact/hooks';
-import { call, getPublicRead, getVersioning, listObjects, listVersions, restoreVersion, s3, s3Url, setPublicRead, setVersioning, upload } from './api.js';
+import { call, getBucketPolicy, getPublicRead, getTags, getVersioning, listObjects, listVersions, restoreVersion, s3, s3Url, setBucketPolicy, setPublicRead, setTags, setVersioning, upload } from './api.js';
 import { ErrorBox, formatBytes, formatTime, html } from './html.js';
 
 const PAGE_SIZE = 50;
@@ -49,6 +49,17 @@ function BucketSettings({ bucket }) {
     await s3('DELETE', bucket);
     location.hash = '#/';
   });
+  const [policy, setPolicy] = useState(null);
+  const editPolicy = () => act(async () => setPolicy(policy === null ? await getBucketPolicy(bucket) : null));
+  const savePolicy = (event) => {
+    event.preventDefault();
+    const written = event.currentTarget.policy.value;
+    return act(async () => {
+      await setBucketPolicy(bucket, written);
+      setPolicy(null);
+      setPublicReadState(await getPublicRead(bucket));
+    });
+  };
   return html`<div class="card">
     <div class="row">
       <span>Versioning: <b data-testid="versioning">${versioning ?? '?'}</b></span>
@@ -58,7 +69,12 @@ function BucketSettings({ bucket }) {
       ${confirmDelete
         ? html`<button class="danger" onClick=${remove}>Really delete bucket ${bucket}</button><button onClick=${() => setConfirmDelete(false)}>Cancel</button>`
         : html`<button class="danger" onClick=${() => setConfirmDelete(true)}>Delete bucket</button>`}
+      <button onClick=${editPolicy}>${policy === null ? 'Edit policy' : 'Close policy'}</button>
     </div>
+    ${policy === null ? null : html`<form onSubmit=${savePolicy}>
+      <textarea name="policy" rows="10" cols="90" aria-label="Bucket policy" spellcheck="false" value=${policy}></textarea>
+      <div class="row"><button class="primary" type="submit">Save policy</button><span class="note">Empty removes the policy. S3 checks it as PutBucketPolicy does.</span></div>
+    </form>`}
     <${ErrorBox} error=${error} />
   </div>`;
 }
@@ -171,13 +187,46 @@ function Share({ bucket, objectKey }) {
     ${link ? html`<p>Anyone with this link can download the object until ${new Date(link.expiresMs).toLocaleString()}:</p><input readonly size="80" value=${link.url} data-testid="share-url" onFocus=${(event) => event.currentTarget.select()} />` : null}`;
 }
 
+function Tags({ bucket, objectKey }) {
+  const [tags, setTagsState] = useState(null);
+  const [error, setError] = useState(null);
+  const [saved, setSaved] = useState(false);
+  useEffect(() => {
+    getTags(bucket, objectKey).then(setTagsState, setError);
+  }, [bucket, objectKey]);
+  async function save(event) {
+    event.preventDefault();
+    setError(null);
+    setSaved(false);
+    const lines = event.currentTarget.tags.value.split('\n').map((line) => line.trim()).filter((line) => line !== '');
+    const parsed = lines.map((line) => {
+      const at = line.indexOf('=');
+      return at === -1 ? [line, ''] : [line.slice(0, at).trim(), line.slice(at + 1).trim()];
+    });
+    try {
+      await setTags(bucket, objectKey, parsed);
+      setTagsState(parsed);
+      setSaved(true);
+    } catch (failure) {
+      setError(failure);
+    }
+  }
+  if (tags === null) return html`<${ErrorBox} error=${error} />`;
+  return html`<form onSubmit=${save}>
+    <textarea name="tags" rows="5" cols="60" aria-label="Tags" spellcheck="false" value=${tags.map(([name, value]) => `${name}=${value}`).join('\n')}></textarea>
+    <div class="row"><button class="primary" type="submit">Save tags</button><span class="note">One key=value a line (at most 10).</span>${saved ? html`<span data-testid="tags-saved">Saved.</span>` : null}</div>
+    <${ErrorBox} error=${error} />
+  </form>`;
+}
+
 function ObjectPanel({ bucket, objectKey, mode, onClose, onChange }) {
   let body;
   if (mode === 'preview') body = html`<${Preview} bucket=${bucket} objectKey=${objectKey} />`;
   else if (mode === 'versions') body = html`<${Versions} bucket=${bucket} objectKey=${objectKey} onChange=${onChange} />`;
+  else if (mode === 'tags') body = html`<${Tags} bucket=${bucket} objectKey=${objectKey} />`;
   else body = html`<${Share} bucket=${bucket} objectKey=${objectKey} />`;
   return html`<div class="card" data-testid="object-panel">
-    <div class="row"><b>${mode === 'preview' ? 'Preview' : mode === 'versions' ? 'Versions' : 'Share'}</b> <code>${objectKey}</code><button onClick=${onClose}>Close</button></div>
+    <div class="row"><b>${{ preview: 'Preview', versions: 'Versions', tags: 'Tags', share: 'Share' }[mode]}</b> <code>${objectKey}</code><button onClick=${onClose}>Close</button></div>
     ${body}
   </div>`;
 }
@@ -245,6 +294,7 @@ export function ObjectsPage({ bucket, prefix }) {
             <a class="button" href=${s3Url(bucket, object.key, { 'response-content-disposition': 'attachment' })} download=${object.key.split('/').pop()}>Download</a>
             <button onClick=${() => setPanel({ objectKey: object.key, mode: 'preview' })}>Preview</button>
             <button onClick=${() => setPanel({ objectKey: object.key, mode: 'versions' })}>Versions</button>
+            <button onClick=${() => setPanel({ objectKey: object.key, mode: 'tags' })}>Tags</button>
             <button onClick=${() => setPanel({ objectKey: object.key, mode: 'share' })}>Share</button>
             ${deleting === object.key ? html`<button class="danger" onClick=${() => remove(object.key)}>Really delete</button>` : html`<button class="danger" onClick=${() => setDeleting(object.key)}>Delete</button>`}
           </td>
