@@ -7,7 +7,7 @@
  * console's origin); every answer carries the security headers; failed
  * logins are throttled; and no secret reaches a log line, the audit log, or any answer after the login.
  */
-import { CreateBucketCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -158,6 +158,17 @@ test('console sessions, CSRF, sandboxed objects, security headers, and no secret
     // With its own token, the same requests work.
     assert.equal((await root.send('PUT', '/console/s3/csrf-bucket', { headers: { origin: talus.adminUrl! } })).status, 200);
     await s3.send(new HeadBucketCommand({ Bucket: 'csrf-bucket' }));
+
+    // Keys and queries with spaces, '+', '%', non-ASCII and slashes reach S3 as written (the console re-encodes what it signs).
+    const oddKey = 'odd dir/a+b%20c é/ü?.txt';
+    const encodedOddKey = oddKey.split('/').map(encodeURIComponent).join('/');
+    assert.equal((await root.send('PUT', `/console/s3/csrf-bucket/${encodedOddKey}`, { body: 'odd', headers: { 'x-amz-meta-note': 'plain' } })).status, 200);
+    const oddObject = await s3.send(new GetObjectCommand({ Bucket: 'csrf-bucket', Key: oddKey }));
+    assert.equal(await oddObject.Body!.transformToString(), 'odd');
+    assert.equal(oddObject.Metadata?.['note'], 'plain', 'x-amz-* headers are passed on (and signed)');
+    const oddListing = await root.send('GET', `/console/s3/csrf-bucket?list-type=2&prefix=${encodeURIComponent('odd dir/a+b%20')}`);
+    assert.equal(oddListing.status, 200);
+    assert.match(oddListing.text, /<KeyCount>1<\/KeyCount>/);
 
     // An admin operation through the console is an admin API call by the session's key (audited as such).
     const created = await root.send('POST', '/console/api/admin/CreateUser', { json: { name: 'reader', policy: 'readonly' } });
