@@ -3,7 +3,7 @@
  * driven by playwright-core, against a real Talus with its admin listener.
  * Log in; create a bucket; upload a 20 MiB file watching its progress reach
  * 100 % (a multipart upload from the browser) and check its bytes with the
- * AWS SDK; navigate prefixes, pages and search by prefix; public read on and
+ * AWS SDK; resume and cancel a failed multipart upload; navigate prefixes, pages and search by prefix; public read on and
  * off, and a hand-written bucket policy; delete a bucket; tag an object; download and compare;
  * make a share link and fetch it; restore an old version; an object key and
  * metadata holding markup, and an HTML object previewed, run no script;
@@ -11,7 +11,7 @@
  * and see the session refused afterwards. Screenshots go to docs/console-*.png.
  * Skipped only where /usr/bin/chromium is missing.
  */
-import { GetObjectCommand, GetObjectTaggingCommand, HeadBucketCommand, ListObjectVersionsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, GetObjectTaggingCommand, HeadBucketCommand, ListMultipartUploadsCommand, ListObjectVersionsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -113,6 +113,22 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     assert.ok([...seen].some((text) => text !== '100 %'), `progress was seen before the end: ${[...seen].join(', ')}`);
     assert.equal(sha256(await bodyOf(s3, bucket, 'big.bin')), sha256(big), 'the stored object holds the file\'s bytes');
     await objectRow(page, 'big.bin').waitFor();
+
+    // A multipart upload whose second part fails resumes from there, or is cancelled (its parts deleted).
+    const partTwo = (url: URL): boolean => url.searchParams.get('partNumber') === '2';
+    const resumable = randomBytes(9 * 1024 * 1024);
+    for (const [name, finish] of [['resumed.bin', 'Resume'], ['cancelled.bin', 'Cancel upload']] as const) {
+      await page.route(partTwo, (route) => route.abort());
+      await page.getByTestId('upload-input').setInputFiles({ name, mimeType: 'application/octet-stream', buffer: resumable });
+      const entry = page.getByTestId('upload').filter({ hasText: name });
+      await entry.getByTestId('upload-state').filter({ hasText: 'failed' }).waitFor();
+      await page.unroute(partTwo);
+      await entry.getByRole('button', { name: finish }).click();
+      await entry.getByTestId('upload-state').filter({ hasText: finish === 'Resume' ? 'done' : 'cancelled' }).waitFor();
+    }
+    assert.equal(sha256(await bodyOf(s3, bucket, 'resumed.bin')), sha256(resumable), 'the resumed upload holds the file\'s bytes');
+    await assert.rejects(s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'cancelled.bin' })), { name: 'NoSuchKey' });
+    assert.equal((await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads, undefined, 'no upload left behind');
 
     // Prefixes: folders lead down, the crumbs back up; search narrows by prefix.
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'docs/readme.txt', Body: 'read me', ContentType: 'text/plain' }));

@@ -251,28 +251,34 @@ function xhrPut(url, body, contentType, onProgress) {
   });
 }
 
-/** Uploads a File to bucket/key; onProgress(bytesSent, total). */
-export async function upload(bucket, key, file, onProgress) {
+/**
+ * Uploads a File to bucket/key; onProgress(bytesSent, total). A multipart
+ * upload keeps its progress in `state` ({ uploadId, etags }): after a failure
+ * (the network, a part refused) calling upload again with the same state sends
+ * only the parts not yet stored; abortUpload gives the upload up.
+ */
+export async function upload(bucket, key, file, onProgress, state = { uploadId: undefined, etags: [] }) {
   const type = file.type || 'application/octet-stream';
   if (file.size <= SINGLE_PUT_MAX) {
     await xhrPut(s3Url(bucket, key), file, type, (sent) => onProgress(sent, file.size));
     return;
   }
-  const created = await s3Xml('POST', bucket, key, { uploads: '' }, { headers: { 'content-type': type } });
-  const uploadId = text(created, 'UploadId');
-  const parts = [];
+  if (state.uploadId === undefined) state.uploadId = text(await s3Xml('POST', bucket, key, { uploads: '' }, { headers: { 'content-type': type } }), 'UploadId');
+  const uploadId = state.uploadId;
   const partSize = Math.max(PART_SIZE_MIN, Math.ceil(file.size / PARTS_MAX));
-  let done = 0;
-  try {
-    for (let offset = 0, number = 1; offset < file.size; offset += partSize, number++) {
-      const part = file.slice(offset, Math.min(offset + partSize, file.size));
-      const etag = await xhrPut(s3Url(bucket, key, { partNumber: String(number), uploadId }), part, undefined, (sent) => onProgress(done + sent, file.size));
-      done += part.size;
-      parts.push(`<Part><PartNumber>${number}</PartNumber><ETag>${etag}</ETag></Part>`);
-    }
-    await s3('POST', bucket, key, { uploadId }, { body: `<CompleteMultipartUpload>${parts.join('')}</CompleteMultipartUpload>`, headers: { 'content-type': 'application/xml' } });
-  } catch (error) {
-    await s3('DELETE', bucket, key, { uploadId }).catch(() => undefined);
-    throw error;
+  // The parts stored so far are the first ones, in order.
+  let done = state.etags.length * partSize;
+  for (let offset = done, number = state.etags.length + 1; offset < file.size; offset += partSize, number++) {
+    const part = file.slice(offset, Math.min(offset + partSize, file.size));
+    const etag = await xhrPut(s3Url(bucket, key, { partNumber: String(number), uploadId }), part, undefined, (sent) => onProgress(done + sent, file.size));
+    done += part.size;
+    state.etags.push(etag);
   }
+  const parts = state.etags.map((etag, index) => `<Part><PartNumber>${index + 1}</PartNumber><ETag>${etag}</ETag></Part>`).join('');
+  await s3('POST', bucket, key, { uploadId }, { body: `<CompleteMultipartUpload>${parts}</CompleteMultipartUpload>`, headers: { 'content-type': 'application/xml' } });
+}
+
+/** Gives up a multipart upload: its stored parts are deleted. */
+export async function abortUpload(bucket, key, state) {
+  if (state.uploadId !== undefined) await s3('DELETE', bucket, key, { uploadId: state.uploadId });
 }

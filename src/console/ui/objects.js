@@ -2,7 +2,7 @@
 // progress, download, preview (sandboxed), versions, share links, and the
 // bucket's settings (versioning, public read, delete).
 import { useEffect, useState } from 'preact/hooks';
-import { call, getBucketPolicy, getPublicRead, getTags, getVersioning, listObjects, listVersions, restoreVersion, s3, s3Url, setBucketPolicy, setPublicRead, setTags, setVersioning, upload } from './api.js';
+import { abortUpload, call, getBucketPolicy, getPublicRead, getTags, getVersioning, listObjects, listVersions, restoreVersion, s3, s3Url, setBucketPolicy, setPublicRead, setTags, setVersioning, upload } from './api.js';
 import { ErrorBox, formatBytes, formatTime, html } from './html.js';
 
 const PAGE_SIZE = 50;
@@ -82,17 +82,27 @@ function BucketSettings({ bucket }) {
 function Uploader({ bucket, prefix, onDone }) {
   const [uploads, setUploads] = useState([]);
   const [over, setOver] = useState(false);
+  // A failed upload can be resumed (the parts already stored are kept) or cancelled.
+  function run(entry, file, state) {
+    const update = (change) => setUploads((all) => all.map((one) => (one.id === entry.id ? { ...one, ...change } : one)));
+    update({ state: 'uploading', error: null });
+    upload(bucket, entry.key, file, (sent, total) => update({ percent: total === 0 ? 100 : Math.floor((sent * 100) / total) }), state)
+      .then(() => {
+        update({ percent: 100, state: 'done', resume: null, cancel: null });
+        onDone();
+      }, (error) => update({
+        state: 'failed',
+        error,
+        resume: () => run(entry, file, state),
+        cancel: () => abortUpload(bucket, entry.key, state).then(() => update({ state: 'cancelled', error: null, resume: null, cancel: null }), (failure) => update({ error: failure })),
+      }));
+  }
   function start(files) {
     for (const file of files) {
       const key = prefix + file.name;
-      const entry = { id: `${key}:${Date.now()}:${Math.random()}`, key, percent: 0, state: 'uploading', error: null };
-      const update = (change) => setUploads((all) => all.map((one) => (one.id === entry.id ? { ...one, ...change } : one)));
+      const entry = { id: `${key}:${Date.now()}:${Math.random()}`, key, percent: 0, state: 'uploading', error: null, resume: null, cancel: null };
       setUploads((all) => [entry, ...all]);
-      upload(bucket, key, file, (sent, total) => update({ percent: total === 0 ? 100 : Math.floor((sent * 100) / total) }))
-        .then(() => {
-          update({ percent: 100, state: 'done' });
-          onDone();
-        }, (error) => update({ state: 'failed', error }));
+      run(entry, file, { uploadId: undefined, etags: [] });
     }
   }
   const drop = (event) => {
@@ -107,6 +117,8 @@ function Uploader({ bucket, prefix, onDone }) {
       <progress max="100" value=${one.percent}></progress>
       <span data-testid="upload-percent">${one.percent} %</span>
       <span data-testid="upload-state">${one.state}</span>
+      ${one.resume ? html`<button onClick=${one.resume}>Resume</button>` : null}
+      ${one.cancel ? html`<button onClick=${one.cancel}>Cancel upload</button>` : null}
       <${ErrorBox} error=${one.error} />
     </div>`)}
   </div>`;
