@@ -218,6 +218,36 @@ export async function setTags(bucket, key, tags) {
   await s3('PUT', bucket, key, { tagging: '' }, { body, headers: { 'content-type': 'application/xml' } });
 }
 
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const HEADER_VALUE = /^[\x20-\x7e]*$/;
+
+/**
+ * Replaces an object's content type and user metadata: a copy onto itself
+ * with x-amz-metadata-directive REPLACE (a new version where versioning is on).
+ * Names must be HTTP tokens and values printable ASCII (what a header carries as is).
+ */
+export async function replaceMetadata(bucket, key, contentType, entries) {
+  const headers = {
+    'x-amz-copy-source': `/${encodeURIComponent(bucket)}/${encodeKey(key)}`,
+    'x-amz-metadata-directive': 'REPLACE',
+    'content-type': contentType || 'application/octet-stream',
+  };
+  for (const [name, value] of entries) {
+    if (!HEADER_NAME.test(name)) throw new ApiError(400, 'InvalidMetadata', `metadata name ${JSON.stringify(name)}: letters, digits and - _ . only`);
+    if (!HEADER_VALUE.test(value)) throw new ApiError(400, 'InvalidMetadata', `metadata ${name}: printable ASCII only here`);
+    headers[`x-amz-meta-${name.toLowerCase()}`] = value;
+  }
+  await s3('PUT', bucket, key, {}, { headers });
+}
+
+/** 'key=value' lines → [[key, value]] (blank lines skipped). */
+export function parsePairs(textValue) {
+  return textValue.split('\n').map((line) => line.trim()).filter((line) => line !== '').map((line) => {
+    const at = line.indexOf('=');
+    return at === -1 ? [line, ''] : [line.slice(0, at).trim(), line.slice(at + 1).trim()];
+  });
+}
+
 /** Restores an old version: copies it over the key, making it the latest. */
 export async function restoreVersion(bucket, key, versionId) {
   await s3('PUT', bucket, key, {}, { headers: { 'x-amz-copy-source': `/${encodeURIComponent(bucket)}/${encodeKey(key)}?versionId=${encodeURIComponent(versionId)}` } });

@@ -2,7 +2,7 @@
 // progress, download, preview (sandboxed), versions, share links, and the
 // bucket's settings (versioning, public read, delete).
 import { useEffect, useState } from 'preact/hooks';
-import { abortUpload, call, getBucketPolicy, getPublicRead, getTags, getVersioning, listObjects, listVersions, restoreVersion, s3, s3Url, setBucketPolicy, setPublicRead, setTags, setVersioning, upload } from './api.js';
+import { abortUpload, call, getBucketPolicy, getPublicRead, getTags, getVersioning, listObjects, listVersions, parsePairs, replaceMetadata, restoreVersion, s3, s3Url, setBucketPolicy, setPublicRead, setTags, setVersioning, upload } from './api.js';
 import { ErrorBox, formatBytes, formatTime, html } from './html.js';
 
 const PAGE_SIZE = 50;
@@ -124,23 +124,52 @@ function Uploader({ bucket, prefix, onDone }) {
   </div>`;
 }
 
-function Preview({ bucket, objectKey }) {
+function MetadataForm({ bucket, objectKey, type, metadata, onSaved }) {
+  const [error, setError] = useState(null);
+  async function save(event) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    setError(null);
+    try {
+      await replaceMetadata(bucket, objectKey, form.contentType.value.trim(), parsePairs(form.metadata.value));
+      onSaved();
+    } catch (failure) {
+      setError(failure);
+    }
+  }
+  return html`<form class="card" onSubmit=${save}>
+    <label>Content type <input name="contentType" size="40" value=${type} aria-label="Content type" /></label>
+    <textarea name="metadata" rows="4" cols="60" aria-label="Metadata" spellcheck="false" value=${metadata.map(([name, value]) => `${name.slice('x-amz-meta-'.length)}=${value}`).join('\n')}></textarea>
+    <div class="row"><button class="primary" type="submit">Save metadata</button><span class="note">One name=value a line; saving copies the object onto itself (a new version where versioning is on).</span></div>
+    <${ErrorBox} error=${error} />
+  </form>`;
+}
+
+function Preview({ bucket, objectKey, onChange }) {
   const [head, setHead] = useState(null);
   const [error, setError] = useState(null);
+  const [editing, setEditing] = useState(false);
+  const [version, setVersion] = useState(0);
   useEffect(() => {
     s3('HEAD', bucket, objectKey).then((answer) => setHead(answer.headers), setError);
-  }, [bucket, objectKey]);
+  }, [bucket, objectKey, version]);
   if (error) return html`<${ErrorBox} error=${error} />`;
   if (!head) return html`<p class="note">Loading…</p>`;
   const type = head.get('content-type') ?? '';
   const metadata = [...head.entries()].filter(([name]) => name.startsWith('x-amz-meta-'));
   const url = s3Url(bucket, objectKey);
-  let view = html`<p class="note">No preview for ${type}.</p>`;
+  let view = html`<p class="note">No preview for ${type}: download it.</p>`;
   if (/^image\//.test(type)) view = html`<img src=${url} alt=${objectKey} />`;
   // A frame with no permissions (an opaque origin, no script); the answer also carries CSP sandbox and nosniff.
-  else if (/^(text\/|application\/(json|xml|pdf)\b)|\+xml\b/.test(type)) view = html`<iframe sandbox="" src=${url} title=${objectKey} data-testid="preview-frame"></iframe>`;
+  else if (/^(text\/|application\/(json|xml)\b)|\+xml\b/.test(type)) view = html`<iframe sandbox="" src=${url} title=${objectKey} data-testid="preview-frame"></iframe>`;
+  const saved = () => {
+    setEditing(false);
+    setVersion((n) => n + 1);
+    onChange();
+  };
   return html`<div class="preview">
-    <p>Type <code>${type}</code>, ${formatBytes(Number(head.get('content-length')))}</p>
+    <div class="row">Type <code>${type}</code>, ${formatBytes(Number(head.get('content-length')))} <button onClick=${() => setEditing(!editing)}>${editing ? 'Close metadata' : 'Edit metadata'}</button></div>
+    ${editing ? html`<${MetadataForm} bucket=${bucket} objectKey=${objectKey} type=${type} metadata=${metadata} onSaved=${saved} />` : null}
     ${metadata.length > 0 ? html`<table data-testid="metadata"><tbody>${metadata.map(([name, value]) => html`<tr key=${name}><th>${name.slice('x-amz-meta-'.length)}</th><td>${value}</td></tr>`)}</tbody></table>` : null}
     ${view}
   </div>`;
@@ -210,11 +239,7 @@ function Tags({ bucket, objectKey }) {
     event.preventDefault();
     setError(null);
     setSaved(false);
-    const lines = event.currentTarget.tags.value.split('\n').map((line) => line.trim()).filter((line) => line !== '');
-    const parsed = lines.map((line) => {
-      const at = line.indexOf('=');
-      return at === -1 ? [line, ''] : [line.slice(0, at).trim(), line.slice(at + 1).trim()];
-    });
+    const parsed = parsePairs(event.currentTarget.tags.value);
     try {
       await setTags(bucket, objectKey, parsed);
       setTagsState(parsed);
@@ -233,7 +258,7 @@ function Tags({ bucket, objectKey }) {
 
 function ObjectPanel({ bucket, objectKey, mode, onClose, onChange }) {
   let body;
-  if (mode === 'preview') body = html`<${Preview} bucket=${bucket} objectKey=${objectKey} />`;
+  if (mode === 'preview') body = html`<${Preview} bucket=${bucket} objectKey=${objectKey} onChange=${onChange} />`;
   else if (mode === 'versions') body = html`<${Versions} bucket=${bucket} objectKey=${objectKey} onChange=${onChange} />`;
   else if (mode === 'tags') body = html`<${Tags} bucket=${bucket} objectKey=${objectKey} />`;
   else body = html`<${Share} bucket=${bucket} objectKey=${objectKey} />`;
