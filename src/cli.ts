@@ -144,7 +144,8 @@ async function main(argv: string[]): Promise<number> {
         : '(printed on first start only; `talus keys add` makes another root key)';
   process.stdout.write(
     `Talus S3 server listening on ${talus.url}${talus.workers > 1 ? ` (${talus.workers} worker processes)` : ''}\n  AccessKeyId:     ${talus.credentials.accessKeyId}\n  SecretAccessKey: ${secretLine}\n`
-      + (talus.adminUrl === undefined ? '' : `  Admin API:       ${talus.adminUrl}/talus/admin/v1/\n`),
+      + (talus.adminUrl === undefined ? '' : `  Admin API:       ${talus.adminUrl}/talus/admin/v1/\n`)
+      + (talus.adminUrl === undefined ? '' : `  Console:         ${talus.adminUrl}/console/\n`),
   );
   const stop = (signal: string): void => {
     process.stdout.write(`${signal}: finishing in-flight requests\n`);

@@ -288,10 +288,11 @@ async function startOnLockedDirectory(
     const own = await serverMetrics.registry.snapshot();
     return renderMetricsText(pool === undefined ? own : mergeMetrics([own, ...(await pool.collectMetrics())], SHARED_GAUGES));
   };
-  const startAdmin = async (): Promise<AdminListener | undefined> => {
+  const startAdmin = async (s3Url: string): Promise<AdminListener | undefined> => {
     if (options.admin === undefined) return undefined;
     return startAdminListener({
       ...options.admin,
+      console: { s3Url, s3OnEveryAddress: options.address === '0.0.0.0' || options.address === '::' },
       metrics: { render: renderMetrics, token: options.metrics?.token, public: options.metrics?.public },
       audit,
       principals,
@@ -337,7 +338,7 @@ async function startOnLockedDirectory(
     };
     try {
       await pool.start();
-      admin = await startAdmin();
+      admin = await startAdmin(urlOf(pool.port));
     } catch (error) {
       // startTalus closes the metadata store (closing it twice fails with EBADF and hides this error).
       await stopServing(0);
@@ -385,7 +386,7 @@ async function startOnLockedDirectory(
   }
   let admin: AdminListener | undefined;
   try {
-    admin = await startAdmin();
+    admin = await startAdmin(urlOf((server.address() as AddressInfo).port));
   } catch (error) {
     await closeGracefully(server, 0);
     secrets.stop();

@@ -5,6 +5,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AuditLog } from '../audit/audit-log.ts';
+import type { ConsoleS3Listener } from '../console/console.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { PrincipalCache } from '../principals/principal-cache.ts';
 import type { Principals } from '../principals/principals.ts';
@@ -33,6 +34,8 @@ export interface AdminListenOptions {
   logger: Logger;
   storage?: AdminStorage | undefined;
   tokens?: AdminTokens | undefined;
+  /** The S3 listener the console is a client of; absent: no console. */
+  console?: ConsoleS3Listener | undefined;
 }
 
 export async function startAdminListener(options: AdminListenOptions): Promise<AdminListener | undefined> {

@@ -29,6 +29,7 @@ import type { AdminStorage } from './define.ts';
 import { authenticateBearer, isBearerRequest } from './bearer.ts';
 import { type AdminTokens, scopeCovers } from './tokens.ts';
 import { ADMIN_PATH_PREFIX, LIVE_PATH, METRICS_PATH, OPENAPI_PATH, READY_PATH } from './paths.ts';
+import { type Console, type ConsoleS3Listener, createConsole, isConsolePath } from '../console/console.ts';
 
 /** A request body: policies (64 KiB) with room for the JSON around them. */
 export const ADMIN_BODY_BYTES_MAX = 128 * 1024;
@@ -56,13 +57,16 @@ export interface AdminServerOptions {
   storage?: AdminStorage | undefined;
   /** Bearer tokens (`Authorization: Bearer talus_at_…`); absent: only signed calls. */
   tokens?: AdminTokens | undefined;
+  /** The S3 listener the console (/console/, src/console/) is a client of; absent: no console. */
+  console?: ConsoleS3Listener | undefined;
 }
 
 export function createAdminServer(options: AdminServerOptions): Server {
   const spec = JSON.stringify(openApiDocument(options.server.version));
+  const webConsole = consoleOf(options);
   const server = createServer((request, response) => {
     const requestId = newRequestId();
-    handle(options, spec, request, response, requestId).catch((error: unknown) => {
+    handle(options, spec, webConsole, request, response, requestId).catch((error: unknown) => {
       // A body left unread (refused before it was needed) would stall the connection's next request.
       if (!request.complete) response.setHeader('connection', 'close');
       sendError(response, requestId, toAdminError(error));
@@ -76,11 +80,13 @@ export function createAdminServer(options: AdminServerOptions): Server {
   return server;
 }
 
-async function handle(options: AdminServerOptions, spec: string, request: IncomingMessage, response: ServerResponse, requestId: string): Promise<void> {
+async function handle(options: AdminServerOptions, spec: string, webConsole: Console | undefined, request: IncomingMessage, response: ServerResponse, requestId: string): Promise<void> {
   const url = request.url ?? '/';
   const queryAt = url.indexOf('?');
   const rawPath = queryAt === -1 ? url : url.slice(0, queryAt);
   const rawQuery = queryAt === -1 ? '' : url.slice(queryAt + 1);
+  // The console: a client of this API and the S3 one, with its own sessions (src/console/).
+  if (webConsole !== undefined && isConsolePath(rawPath)) return webConsole.handle(request, response, requestId, rawPath, rawQuery);
   if (rawPath === METRICS_PATH || rawPath === LIVE_PATH || rawPath === READY_PATH) {
     if (request.method !== 'GET' && request.method !== 'HEAD') throw new AdminError('MethodNotAllowed', `GET ${rawPath}`);
     request.resume();
@@ -154,6 +160,12 @@ async function handle(options: AdminServerOptions, spec: string, request: Incomi
   options.logger.info('admin request', { requestId, operation: name, caller, status: 200 });
   audit({ principal: caller, accessKeyId, status: 200 });
   send(response, requestId, 200, JSON.stringify(answer));
+}
+
+/** The console, when the S3 listener it is a client of is known. */
+function consoleOf(options: AdminServerOptions): Console | undefined {
+  if (options.console === undefined) return undefined;
+  return createConsole({ ...options.console, region: options.server.region, keys: options.keys, audit: options.audit, logger: options.logger, renderMetrics: options.metrics?.render });
 }
 
 /** The signed caller, or why not. An unsigned request is refused: the admin API has no anonymous operations. */

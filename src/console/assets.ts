@@ -1,0 +1,99 @@
+/**
+ * The console's static files: the page, its style, its ES modules
+ * (src/console/ui/*.js, plain JavaScript: there is no build step for the
+ * browser) and the two libraries they import (preact, htm) from
+ * node_modules. All are read once, at the first request, and kept in memory
+ * with their gzip form: the whole set is about 60 KB uncompressed.
+ *
+ * The page's import map is the one inline script; the Content-Security-Policy
+ * admits it by its SHA-256 and nothing else inline.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+
+export interface ConsoleAsset {
+  readonly type: string;
+  readonly body: Buffer;
+  readonly gzipped: Buffer;
+  readonly etag: string;
+}
+
+export interface ConsoleAssets {
+  /** By path below /console/ ('' is the page). */
+  readonly files: ReadonlyMap<string, ConsoleAsset>;
+  /** The page's Content-Security-Policy (with the import map's hash). */
+  readonly pageCsp: string;
+}
+
+/** Where the browser modules are: two levels below the package root, from src/console/ and from dist/console/ alike. */
+const UI_DIRECTORY = fileURLToPath(new URL('../../src/console/ui/', import.meta.url));
+
+const TYPES: Record<string, string> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.html': 'text/html; charset=utf-8',
+};
+
+/** The libraries, as the import map names them, and their ES module files (beside each package's main file, dist/). */
+const VENDOR = [
+  { name: 'preact', path: 'vendor/preact.js', file: ['preact', 'preact.module.js'] },
+  { name: 'preact/hooks', path: 'vendor/preact-hooks.js', file: ['preact', '../hooks/dist/hooks.module.js'] },
+  { name: 'htm', path: 'vendor/htm.js', file: ['htm', 'htm.module.js'] },
+] as const;
+
+let loaded: ConsoleAssets | undefined;
+
+export function consoleAssets(): ConsoleAssets {
+  loaded ??= loadAssets();
+  return loaded;
+}
+
+function loadAssets(): ConsoleAssets {
+  const files = new Map<string, ConsoleAsset>();
+  const require = createRequire(import.meta.url);
+  for (const name of readdirSync(UI_DIRECTORY)) {
+    const type = TYPES[name.slice(name.lastIndexOf('.'))];
+    if (type === undefined || name === 'index.html') continue;
+    files.set(`ui/${name}`, asset(type, readFileSync(join(UI_DIRECTORY, name))));
+  }
+  const imports: Record<string, string> = {};
+  for (const vendor of VENDOR) {
+    // htm's exports hide its package.json: start from its main file.
+    const dist = dirname(require.resolve(vendor.file[0]));
+    files.set(vendor.path, asset(TYPES['.js']!, readFileSync(join(dist, vendor.file[1]))));
+    imports[vendor.name] = `/console/${vendor.path}`;
+  }
+  const importMap = JSON.stringify({ imports });
+  const page = readFileSync(join(UI_DIRECTORY, 'index.html'), 'utf8').replace('<!--import-map-->', `<script type="importmap">${importMap}</script>`);
+  files.set('', asset(TYPES['.html']!, Buffer.from(page)));
+  const importMapHash = createHash('sha256').update(importMap).digest('base64');
+  return { files, pageCsp: consolePageCsp(`'sha256-${importMapHash}'`) };
+}
+
+/**
+ * The console's own pages: scripts only from this origin (and the import
+ * map by hash), no plugins, no framing by anyone, forms and fetches only to
+ * this origin; images may be blob:/data: (previews of the user's objects).
+ */
+export function consolePageCsp(importMapSource: string): string {
+  return [
+    "default-src 'self'",
+    `script-src 'self' ${importMapSource}`,
+    "style-src 'self'",
+    "img-src 'self' data: blob:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+    "frame-src 'self'",
+    "connect-src 'self'",
+  ].join('; ');
+}
+
+function asset(type: string, body: Buffer): ConsoleAsset {
+  return { type, body, gzipped: gzipSync(body, { level: 9 }), etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` };
+}

@@ -1,0 +1,30 @@
+// htm bound to Preact: JSX-like templates as tagged template literals, with
+// no build step. Every ${value} in text or an attribute is set as data
+// (text nodes, properties), never parsed as HTML: an object key or a
+// metadata value cannot become markup.
+import { h } from 'preact';
+import htm from 'htm';
+
+export const html = htm.bind(h);
+
+export function formatBytes(bytes) {
+  if (!Number.isFinite(bytes)) return '';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+export function formatTime(iso) {
+  if (!iso) return '';
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
+}
+
+export function ErrorBox({ error }) {
+  return error ? html`<div class="error" role="alert">${error.message ?? String(error)}</div>` : null;
+}
