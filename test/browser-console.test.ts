@@ -8,17 +8,19 @@
  * make a share link and fetch it; restore an old version; an object key and
  * metadata holding markup, and an HTML object previewed, run no script;
  * create a read-only user, log in as it and see the upload refused; log out
- * and see the session refused afterwards. Screenshots go to docs/console-*.png.
+ * and see the session refused afterwards. Screenshots go to docs/console-*.png
+ * with TALUS_UPDATE_SCREENSHOTS=1.
  * Skipped only where /usr/bin/chromium is missing.
  */
 import { GetObjectCommand, GetObjectTaggingCommand, HeadBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectVersionsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { AdminClient } from '../src/admin/client.ts';
 import { startTalus } from '../src/talus.ts';
@@ -26,7 +28,14 @@ import { silentLogger } from '../src/util/logger.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ROOT = { accessKeyId: 'CONSOLEROOTKEY', secretAccessKey: 'console-root-secret-0123456789abcdef' };
-const SCREENSHOTS = new URL('../docs/', import.meta.url);
+/**
+ * Screenshots are taken on every run; they replace docs/console-*.png (the
+ * README's) only with TALUS_UPDATE_SCREENSHOTS=1, so a test run leaves the
+ * checkout as it was.
+ */
+const SCREENSHOTS = process.env['TALUS_UPDATE_SCREENSHOTS'] === '1'
+  ? new URL('../docs/', import.meta.url)
+  : pathToFileURL(`${mkdtempSync(join(tmpdir(), 'talus-console-shots-'))}/`);
 const BIG_BYTES = 20 * 1024 * 1024;
 
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
