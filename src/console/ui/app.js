@@ -2,10 +2,13 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { currentSession, login, logout, whenSessionLost } from './api.js';
+import { AuditPage } from './audit.js';
+import { BackendsPage } from './backends.js';
 import { BucketsPage } from './buckets.js';
 import { DashboardPage } from './dashboard.js';
 import { ErrorBox, html } from './html.js';
 import { ObjectsPage } from './objects.js';
+import { QueuesPage } from './queues.js';
 import { UsersPage } from './users.js';
 
 function LoginPage({ onLogin }) {
@@ -45,6 +48,9 @@ function parseRoute(hash) {
   if (parts[0] === 'b' && parts[1]) return { page: 'objects', bucket: decodeURIComponent(parts[1]), prefix: decodeURIComponent(parts.slice(2).join('/')) };
   if (parts[0] === 'users') return { page: 'users' };
   if (parts[0] === 'dashboard') return { page: 'dashboard' };
+  if (parts[0] === 'backends') return { page: 'backends' };
+  if (parts[0] === 'queues') return { page: 'queues' };
+  if (parts[0] === 'audit') return { page: 'audit' };
   return { page: 'buckets' };
 }
 
@@ -76,10 +82,13 @@ function App() {
   if (route.page === 'objects') page = html`<${ObjectsPage} bucket=${route.bucket} prefix=${route.prefix} />`;
   else if (route.page === 'users') page = html`<${UsersPage} />`;
   else if (route.page === 'dashboard') page = html`<${DashboardPage} />`;
+  else if (route.page === 'backends') page = html`<${BackendsPage} />`;
+  else if (route.page === 'queues') page = html`<${QueuesPage} />`;
+  else if (route.page === 'audit') page = html`<${AuditPage} />`;
   else page = html`<${BucketsPage} />`;
   return html`<header>
       <span class="brand">Talus</span>
-      <nav>${link('#/', 'buckets', 'Buckets')}${link('#/users', 'users', 'Users')}${link('#/dashboard', 'dashboard', 'Dashboard')}</nav>
+      <nav>${link('#/', 'buckets', 'Buckets')}${link('#/users', 'users', 'Users')}${link('#/dashboard', 'dashboard', 'Dashboard')}${link('#/backends', 'backends', 'Backends')}${link('#/queues', 'queues', 'Queues')}${link('#/audit', 'audit', 'Audit log')}</nav>
       <span class="who">Signed in as <b data-testid="principal">${session.principal}</b> (${session.accessKeyId})</span>
       <button onClick=${signOut}>Log out</button>
     </header>
