@@ -1,6 +1,6 @@
 import { assert } from '../util/assert.ts';
 import { BackendTimeoutError, type Backend } from '../backend/backend.ts';
-import { HEALTH_DEFAULT, type HealthConfig } from '../config/config.ts';
+import { HEALTH_DEFAULT, type HealthConfig, type PlacementConfig } from '../config/config.ts';
 
 export type BackendState = 'up' | 'down' | 'unknown';
 
@@ -252,6 +252,28 @@ export class BackendHealth {
 export function healthiestFirst(health: BackendHealth, names: readonly string[]): string[] {
   const rank = (name: string): number => (health.state(name) === 'down' ? 1 : 0);
   return names.map((name, index) => ({ name, index })).sort((a, b) => rank(a.name) - rank(b.name) || a.index - b.index).map((entry) => entry.name);
+}
+
+/**
+ * Why the server should not take traffic for lack of backends: the first
+ * placement (erasure, replica or single; a hybrid is its parts) with fewer
+ * backends not down than its write quorum — every write to it would be
+ * refused with 503 (PlacedBlobStore refuses them up front). Unknown counts
+ * as up, as for writes: at start-up nothing waits for the first probes.
+ * Undefined while every placement can take writes. The readiness probes
+ * (/health/ready, /minio/health/ready) ask this, so a balancer sends writes
+ * to a node whose backends can take them.
+ */
+export function missingWriteQuorum(placements: readonly PlacementConfig[], statuses: readonly BackendStatus[]): string | undefined {
+  const down = new Set(statuses.filter((status) => status.state === 'down').map((status) => status.name));
+  for (const placement of placements) {
+    if (placement.type === 'hybrid') continue;
+    const reachable = placement.backends.filter((name) => !down.has(name)).length;
+    if (reachable < placement.writeQuorum) {
+      return `placement ${placement.name}: ${reachable} of its backends reachable, its write quorum is ${placement.writeQuorum} (down: ${placement.backends.filter((name) => down.has(name)).join(', ')})`;
+    }
+  }
+  return undefined;
 }
 
 /**
