@@ -51,7 +51,7 @@ async function runWorker(): Promise<void> {
   });
   // The primary found (or created) the key and sealed what needed it before forking.
   const secrets = await PrincipalCache.load(meta, await openSecretBox(settings.dataDir, meta, { create: false }), { onProblem: (message) => logger.warn(message) });
-  const metrics = createServerMetrics(TALUS_VERSION);
+  const metrics = createServerMetrics(TALUS_VERSION, undefined, { backends: placement === undefined ? undefined : () => placement.backendStatus() });
   const accessLog = settings.accessLog === undefined ? undefined : new AccessLog(settings.accessLog);
   const server = createS3Server({
     engine,

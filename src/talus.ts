@@ -285,7 +285,8 @@ async function startOnLockedDirectory(
   const audit = await AuditLog.open(dataDir);
   if (pool !== undefined) pool.onAuditEntry = (entry) => audit.record(entry);
   // This process's metrics, with the data directory's gauges (it owns it); with workers, theirs are merged in at each scrape.
-  const serverMetrics = createServerMetrics(TALUS_VERSION, { dataDir, meta, backends: placement === undefined ? undefined : () => placement.backendStatus() });
+  const backendStatus = placement === undefined ? undefined : () => placement.backendStatus();
+  const serverMetrics = createServerMetrics(TALUS_VERSION, { dataDir, meta, backends: backendStatus }, { backends: backendStatus });
   const renderMetrics = async (): Promise<string> => {
     const own = await serverMetrics.registry.snapshot();
     return renderMetricsText(pool === undefined ? own : mergeMetrics([own, ...(await pool.collectMetrics())], SHARED_GAUGES));

@@ -12,52 +12,14 @@
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseConfig } from '../src/config/config.ts';
 import { startTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
+import { switchableProxy } from './helpers/switchable-proxy.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, startTestTalus } from './helpers/talus.ts';
-
-/** A TCP proxy to `targetPort` that can be switched off (every connection, open or new, is dropped) and on again. */
-async function switchableProxy(targetPort: number): Promise<{ port: number; on: boolean; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const state = { on: true };
-  const server: Server = createServer((client) => {
-    if (!state.on) {
-      client.destroy();
-      return;
-    }
-    const upstream = connect(targetPort, '127.0.0.1');
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-      socket.on('error', () => undefined);
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    get on() {
-      return state.on;
-    },
-    set on(value: boolean) {
-      state.on = value;
-      if (!value) for (const socket of sockets) socket.destroy();
-    },
-    close: () => new Promise((resolve) => {
-      for (const socket of sockets) socket.destroy();
-      server.close(() => resolve());
-    }),
-  };
-}
 
 async function until(what: string, condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
