@@ -73,7 +73,7 @@ function AddPlacementForm({ act, backends }) {
     ${type === 'erasure' ? html`<input name="dataShards" type="number" min="1" placeholder="data" required aria-label="Data shards" class="narrow" />` : null}
     ${type !== 'single' ? html`<input name="parityShards" type="number" min="0" placeholder=${type === 'replica' ? 'copies − 1' : 'parity'} required aria-label="Parity shards" class="narrow" />` : null}
     <input name="backends" placeholder=${backends.slice(0, 3).join(', ') || 'backend names'} required aria-label="Placement backends" />
-    <input name="writeQuorum" type="number" min="1" placeholder="write quorum" aria-label="Write quorum" class="narrow" />
+    <input name="writeQuorum" type="number" min="1" placeholder="quorum" aria-label="Write quorum" class="narrow" />
     <button class="primary" type="submit">Add placement</button>
   </form>`;
 }
