@@ -42,7 +42,7 @@ test('talus_backend_errors_total and talus_degraded_reads_total count failed bac
         '[placements.geo]\ntype = "erasure"\ndata_shards = 2\nparity_shards = 1\nbackends = ["remote", "d0", "d1"]\nassignment = "priority"\nblock_size = "64KiB"\n[buckets]\nplaced = "geo"\n',
       { source: 'test', baseDirectory: root },
     ),
-    health: { probeIntervalMs: 100, deadlineMinMs: 300, deadlineMaxMs: 2_000 },
+    health: { probeIntervalMs: 100, deadlineMinMs: 2_000, deadlineMaxMs: 5_000 },
   };
   const talus = await startTalus({
     dataDir: join(root, 'data'), port: 0, address: '127.0.0.1', rootAccessKeyId: ACCESS_KEY_ID, rootSecretAccessKey: SECRET_ACCESS_KEY,

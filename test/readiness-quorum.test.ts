@@ -43,8 +43,8 @@ test('ready answers 503 while a placement\'s write quorum is missing, and 200 ag
         '[placements.geo]\ntype = "erasure"\ndata_shards = 2\nparity_shards = 1\nwrite_quorum = 2\nbackends = ["ra", "rb", "d0"]\n[buckets]\nplaced = "geo"\n',
       { source: 'test', baseDirectory: root },
     ),
-    // Probed often, given up on soon: the test waits for probes, never for default timeouts.
-    health: { probeIntervalMs: 100, deadlineMinMs: 300, deadlineMaxMs: 2_000 },
+    // Probed often: the test waits for probes. A switched-off proxy refuses at once, so no deadline is waited out; the deadlines are generous so a loaded machine marks no backend down by mistake.
+    health: { probeIntervalMs: 100, deadlineMinMs: 2_000, deadlineMaxMs: 5_000 },
   };
   const talus = await startTalus({
     dataDir: join(root, 'data'), port: 0, address: '127.0.0.1', rootAccessKeyId: ACCESS_KEY_ID, rootSecretAccessKey: SECRET_ACCESS_KEY,
