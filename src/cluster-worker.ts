@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
+import { missingWriteQuorum } from './placement/backend-health.ts';
 import { openPlacement } from './placement/open-placement.ts';
 import { WORKER_SETTINGS_ENV, type ToPrimary, type ToWorker, type WorkerSettings } from './cluster.ts';
 import { DiskReserve } from './disk-reserve.ts';
@@ -43,10 +44,14 @@ async function runWorker(): Promise<void> {
   const blobs: BlobStore = placement?.store ?? local;
   // The owner's ballast: a worker that meets a full disk releases it too and refuses writes that add data (disk-reserve.ts).
   const reserve = await DiskReserve.open(settings.dataDir, logger, { fill: false });
-  const engine = new Engine(meta, blobs, { onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }), space: reserve });
+  const engine = new Engine(meta, blobs, {
+    onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }),
+    space: reserve,
+    ...(placement === undefined ? {} : { unreadyReason: () => missingWriteQuorum(placement.placements(), placement.backendStatus()) }),
+  });
   // The primary found (or created) the key and sealed what needed it before forking.
   const secrets = await PrincipalCache.load(meta, await openSecretBox(settings.dataDir, meta, { create: false }), { onProblem: (message) => logger.warn(message) });
-  const metrics = createServerMetrics(TALUS_VERSION);
+  const metrics = createServerMetrics(TALUS_VERSION, undefined, { backends: placement === undefined ? undefined : () => placement.backendStatus() });
   const accessLog = settings.accessLog === undefined ? undefined : new AccessLog(settings.accessLog);
   const server = createS3Server({
     engine,

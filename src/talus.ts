@@ -22,6 +22,7 @@ import type { MetadataStore } from './meta/metadata-store.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
 import { checkSharedPlacement, openSharedMetadata, SHARED_ORPHAN_AGE_MS } from './meta/postgres/shared-node.ts';
 import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
+import { missingWriteQuorum } from './placement/backend-health.ts';
 import { decodeLocation } from './placement/blob-location.ts';
 import { openPlacement, type OpenPlacement } from './placement/open-placement.ts';
 import { BUCKET_PLACEMENTS_FILE, readBucketPlacements, withBucketPlacements } from './placement/bucket-placements.ts';
@@ -254,6 +255,7 @@ async function startOnLockedDirectory(
     onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }),
     otherLeases: pool?.leasedByWorkers,
     space: reserve,
+    ...(placement === undefined ? {} : { unreadyReason: () => missingWriteQuorum(placement.placements(), placement.backendStatus()) }),
   });
   // Fails closed on a missing or wrong secret key; seals plain-text secrets of older data directories.
   const secretBox = await openSecretBox(dataDir, meta);
@@ -283,7 +285,8 @@ async function startOnLockedDirectory(
   const audit = await AuditLog.open(dataDir);
   if (pool !== undefined) pool.onAuditEntry = (entry) => audit.record(entry);
   // This process's metrics, with the data directory's gauges (it owns it); with workers, theirs are merged in at each scrape.
-  const serverMetrics = createServerMetrics(TALUS_VERSION, { dataDir, meta, backends: placement === undefined ? undefined : () => placement.backendStatus() });
+  const backendStatus = placement === undefined ? undefined : () => placement.backendStatus();
+  const serverMetrics = createServerMetrics(TALUS_VERSION, { dataDir, meta, backends: backendStatus }, { backends: backendStatus });
   const renderMetrics = async (): Promise<string> => {
     const own = await serverMetrics.registry.snapshot();
     return renderMetricsText(pool === undefined ? own : mergeMetrics([own, ...(await pool.collectMetrics())], SHARED_GAUGES));

@@ -8,7 +8,8 @@
  * make a share link and fetch it; restore an old version; an object key and
  * metadata holding markup, and an HTML object previewed, run no script;
  * create a read-only user, log in as it and see the upload refused; log out
- * and see the session refused afterwards. Screenshots go to docs/console-*.png
+ * and see the session refused afterwards; see a backend's state on the
+ * backends page and add a backend there. Screenshots go to docs/console-*.png
  * with TALUS_UPDATE_SCREENSHOTS=1.
  * Skipped only where /usr/bin/chromium is missing.
  */
@@ -16,13 +17,14 @@ import { GetObjectCommand, GetObjectTaggingCommand, HeadBucketCommand, HeadObjec
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { AdminClient } from '../src/admin/client.ts';
+import { parseConfig } from '../src/config/config.ts';
 import { startTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
 
@@ -60,7 +62,11 @@ function objectRow(page: Page, key: string) {
 test('the console in a real browser: log in, buckets, upload, prefixes, download, share, versions, users, log out', { timeout: 300_000, skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (Debian's chromium package)` }, async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'talus-console-'));
   const userDataDir = await mkdtemp(join(tmpdir(), 'talus-chromium-'));
-  const talus = await startTalus({ dataDir, port: 0, address: '127.0.0.1', rootAccessKeyId: ROOT.accessKeyId, rootSecretAccessKey: ROOT.secretAccessKey, admin: { port: 0, address: '127.0.0.1' }, logger: silentLogger });
+  // One directory backend and a placement over it (no bucket uses it): the backends page has something to show and to add to.
+  const disks = await mkdtemp(join(tmpdir(), 'talus-console-disks-'));
+  for (const disk of ['disk0', 'disk1']) await mkdir(join(disks, disk));
+  const config = parseConfig(`[backends.disk0]\ntype = "directory"\npath = "${join(disks, 'disk0')}"\n[placements.one]\ntype = "single"\nbackend = "disk0"\n`, { source: 'test', baseDirectory: disks });
+  const talus = await startTalus({ dataDir, port: 0, address: '127.0.0.1', rootAccessKeyId: ROOT.accessKeyId, rootSecretAccessKey: ROOT.secretAccessKey, admin: { port: 0, address: '127.0.0.1' }, config, healInBackground: false, logger: silentLogger });
   const s3 = new S3Client({ endpoint: talus.url, region: 'us-east-1', forcePathStyle: true, credentials: ROOT });
   const consoleUrl = `${talus.adminUrl}/console/`;
   let context: BrowserContext | undefined;
@@ -294,6 +300,16 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     assert.ok(Number(await page.getByTestId('requests').textContent()) > 5);
     await page.screenshot({ path: new URL('console-dashboard.png', SCREENSHOTS).pathname });
 
+    // Backends: the configured one's state (probed: up); add another, and see its state too.
+    await page.getByRole('link', { name: 'Backends' }).click();
+    await page.locator('tr[data-backend="disk0"]').getByTestId('backend-state').filter({ hasText: 'up' }).waitFor({ timeout: 30_000 });
+    await page.getByLabel('Backend name').fill('disk1');
+    await page.getByLabel('Backend path').fill(join(disks, 'disk1'));
+    await page.getByRole('button', { name: 'Add backend' }).click();
+    await page.locator('tr[data-backend="disk1"]').getByTestId('backend-state').filter({ hasText: /^(up|unknown)$/ }).waitFor();
+    assert.ok((await new AdminClient({ endpoint: talus.adminUrl!, ...ROOT }).call<{ backends: { name: string }[] }>('ListBackends')).backends.some((backend) => backend.name === 'disk1'));
+    await page.screenshot({ path: new URL('console-backends.png', SCREENSHOTS).pathname });
+
     // A read-only user, created in the console; its secret is shown once.
     await page.getByRole('link', { name: 'Users' }).click();
     await page.getByLabel('New user name').fill('reader');
@@ -345,6 +361,7 @@ test('the console in a real browser: log in, buckets, upload, prefixes, download
     s3.destroy();
     await talus.close();
     await rm(dataDir, { recursive: true, force: true });
+    await rm(disks, { recursive: true, force: true });
     await rm(userDataDir, { recursive: true, force: true });
   }
 });

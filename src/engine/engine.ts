@@ -43,6 +43,12 @@ export interface EngineOptions {
   otherLeases?: LeaseQuery;
   /** The data directory's free-space guard (DiskReserve): refuses writes that add data while the disk is full. */
   space?: SpaceGuard;
+  /**
+   * Another reason not to take traffic, asked at each readiness probe (a
+   * placement whose write quorum is out of reach: placement/backend-health.ts's
+   * missingWriteQuorum), or undefined while there is none.
+   */
+  unreadyReason?: () => string | undefined;
 }
 
 /** See src/disk-reserve.ts. */
@@ -57,11 +63,13 @@ export class Engine {
   readonly #context: EngineContext;
   readonly #purger: Purger;
   readonly #space: SpaceGuard | undefined;
+  readonly #otherUnreadyReason: (() => string | undefined) | undefined;
 
   constructor(meta: MetadataStore, blobs: BlobStore, options: EngineOptions = {}) {
     this.#context = { meta, blobs, leases: new ReadLeases(), otherLeases: options.otherLeases };
     this.#purger = new Purger(this.#context, PURGE_INTERVAL_MS, options.onBackgroundError ?? (() => undefined));
     this.#space = options.space;
+    this.#otherUnreadyReason = options.unreadyReason;
   }
 
   /** A write that adds data: refused up front while the disk is full; a full disk it meets is reported. */
@@ -91,9 +99,9 @@ export class Engine {
     return this.#context.meta;
   }
 
-  /** Why this engine should not take traffic (its metadata store refuses writes), or undefined when it is ready. */
+  /** Why this engine should not take traffic (its metadata store refuses writes, a placement's write quorum is out of reach), or undefined when it is ready. */
   unreadyReason(): string | undefined {
-    return this.#context.meta.unusableReason();
+    return this.#context.meta.unusableReason() ?? this.#otherUnreadyReason?.();
   }
 
   /** Reclaims crash debris, then starts background purging. Call before serving. */

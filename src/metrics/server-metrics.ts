@@ -8,6 +8,7 @@ import { statfs, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { BackendStatus } from '../placement/backend-health.ts';
+import { degradedReadCount } from '../placement/striped-reader.ts';
 import { Registry } from './registry.ts';
 import { RequestMetrics } from './request-metrics.ts';
 
@@ -28,10 +29,19 @@ export interface OwnerFacts {
   backends?: (() => BackendStatus[]) | undefined;
 }
 
-/** `owner`: the data directory's facts, for the process that owns it (the primary, or the only process). */
-export function createServerMetrics(version: string, owner?: OwnerFacts): ServerMetrics {
+/** What every serving process counts of its own placed reads and writes (summed over the processes). */
+export interface PlacementFacts {
+  backends?: (() => BackendStatus[]) | undefined;
+}
+
+/**
+ * `owner`: the data directory's facts, for the process that owns it (the
+ * primary, or the only process); `placement`: this process's backends.
+ */
+export function createServerMetrics(version: string, owner?: OwnerFacts, placement: PlacementFacts = {}): ServerMetrics {
   const registry = new Registry();
   const requests = new RequestMetrics(registry);
+  addPlacementCounters(registry, placement);
   registry.gauge('talus_build_info', 'Always 1; the labels name the build.', ['version', 'node']).labels(version, process.version).set(1);
   const resident = registry.gauge('talus_process_resident_memory_bytes', 'Resident memory of the serving processes.').labels();
   const cpu = registry.gauge('talus_process_cpu_seconds_total', 'CPU time (user and system) of the serving processes.').labels();
@@ -42,6 +52,32 @@ export function createServerMetrics(version: string, owner?: OwnerFacts): Server
   });
   if (owner !== undefined) addOwnerGauges(registry, owner);
   return { registry, requests };
+}
+
+/**
+ * talus_backend_errors_total and talus_degraded_reads_total: counted where
+ * they happen (BackendHealth per backend, the striped reader per process) and
+ * brought into the registry at each scrape as the increase since the last
+ * one, so the request path pays nothing for them. Degraded reads count from
+ * this server's start (another server in the same process, as in tests,
+ * started from its own count).
+ */
+function addPlacementCounters(registry: Registry, placement: PlacementFacts): void {
+  const errors = registry.counter('talus_backend_errors_total', 'Requests and probes to the backend that failed or timed out.', ['backend']);
+  const degraded = registry.counter('talus_degraded_reads_total', 'Reads served without one of their data shards (failed, or its backend down): rebuilt from parity or read from another copy.').labels();
+  const errorsSeen = new Map<string, number>();
+  let degradedSeen = degradedReadCount();
+  registry.onCollect(() => {
+    for (const backend of placement.backends?.() ?? []) {
+      const increase = backend.errors - (errorsSeen.get(backend.name) ?? 0);
+      // A backend's child is created at its first scrape, so every backend shows, 0 while it never failed.
+      errors.labels(backend.name).inc(Math.max(0, increase));
+      errorsSeen.set(backend.name, backend.errors);
+    }
+    const reads = degradedReadCount();
+    degraded.inc(reads - degradedSeen);
+    degradedSeen = reads;
+  });
 }
 
 function addOwnerGauges(registry: Registry, owner: OwnerFacts): void {

@@ -1,6 +1,6 @@
 import { assert } from '../util/assert.ts';
 import { BackendTimeoutError, type Backend } from '../backend/backend.ts';
-import { HEALTH_DEFAULT, type HealthConfig } from '../config/config.ts';
+import { HEALTH_DEFAULT, type HealthConfig, type PlacementConfig } from '../config/config.ts';
 
 export type BackendState = 'up' | 'down' | 'unknown';
 
@@ -14,6 +14,8 @@ export interface BackendStatus {
   readonly lastError: string | undefined;
   /** When the state last changed (ms since the epoch). */
   readonly sinceMs: number;
+  /** Requests and probes to it that failed or timed out since this process opened it (talus_backend_errors_total). */
+  readonly errors: number;
 }
 
 const PROBE_KEY = 'talus-probe';
@@ -60,6 +62,8 @@ interface Entry {
   deviationMs: number;
   lastError: string | undefined;
   sinceMs: number;
+  /** Failed or timed-out requests and probes, counted for the metrics. */
+  errors: number;
   /** The backend's prepare() succeeded (an S3 backend's bucket exists). */
   prepared: boolean;
   probing: Promise<void> | undefined;
@@ -102,14 +106,14 @@ export class BackendHealth {
     this.#deadlineMaxMs = Math.max(this.#deadlineMinMs, options.deadlineMaxMs ?? HEALTH_DEFAULT.deadlineMaxMs);
     this.#prepare = options.prepare;
     for (const name of backends.keys()) {
-      this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), prepared: false, probing: undefined });
+      this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), errors: 0, prepared: false, probing: undefined });
     }
   }
 
   /** Watches a backend added to the map after construction (at run time): unknown until its first probe. */
   track(name: string): void {
     assert(this.#backends.has(name), `backend ${name} is in the map`);
-    if (!this.#entries.has(name)) this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), prepared: false, probing: undefined });
+    if (!this.#entries.has(name)) this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), errors: 0, prepared: false, probing: undefined });
   }
 
   /** Probes now and every probe interval, in the background. */
@@ -178,6 +182,7 @@ export class BackendHealth {
   reportFailure(name: string, error: unknown): void {
     const entry = this.#entries.get(name);
     if (entry === undefined) return;
+    entry.errors++;
     if (entry.state !== 'down') this.#set(entry, 'down');
     entry.lastError = error instanceof Error ? error.message : String(error);
   }
@@ -240,6 +245,7 @@ export class BackendHealth {
       deadlineMs: this.deadlineMs(name),
       lastError: entry.lastError,
       sinceMs: entry.sinceMs,
+      errors: entry.errors,
     }));
   }
 }
@@ -252,6 +258,28 @@ export class BackendHealth {
 export function healthiestFirst(health: BackendHealth, names: readonly string[]): string[] {
   const rank = (name: string): number => (health.state(name) === 'down' ? 1 : 0);
   return names.map((name, index) => ({ name, index })).sort((a, b) => rank(a.name) - rank(b.name) || a.index - b.index).map((entry) => entry.name);
+}
+
+/**
+ * Why the server should not take traffic for lack of backends: the first
+ * placement (erasure, replica or single; a hybrid is its parts) with fewer
+ * backends not down than its write quorum — every write to it would be
+ * refused with 503 (PlacedBlobStore refuses them up front). Unknown counts
+ * as up, as for writes: at start-up nothing waits for the first probes.
+ * Undefined while every placement can take writes. The readiness probes
+ * (/health/ready, /minio/health/ready) ask this, so a balancer sends writes
+ * to a node whose backends can take them.
+ */
+export function missingWriteQuorum(placements: readonly PlacementConfig[], statuses: readonly BackendStatus[]): string | undefined {
+  const down = new Set(statuses.filter((status) => status.state === 'down').map((status) => status.name));
+  for (const placement of placements) {
+    if (placement.type === 'hybrid') continue;
+    const reachable = placement.backends.filter((name) => !down.has(name)).length;
+    if (reachable < placement.writeQuorum) {
+      return `placement ${placement.name}: ${reachable} of its backends reachable, its write quorum is ${placement.writeQuorum} (down: ${placement.backends.filter((name) => down.has(name)).join(', ')})`;
+    }
+  }
+  return undefined;
 }
 
 /**

@@ -86,6 +86,19 @@ class ShardDamageError extends Error {
 }
 
 /**
+ * Reads served without one of their data shards — missing, unreadable,
+ * corrupt, late, or on a backend known to be down — rebuilt from parity (or
+ * read from another copy): counted once per read, in this process, for the
+ * metrics (talus_degraded_reads_total). A read that fails for want of shards
+ * is not one of them.
+ */
+let degradedReads = 0;
+
+export function degradedReadCount(): number {
+  return degradedReads;
+}
+
+/**
  * Opens a read of bytes [start, end) of a striped blob. Only the stripes
  * covering the range are fetched: from k shards, preferring the order given,
  * each frame's checksum verified. A shard that is missing, unreadable, short
@@ -205,6 +218,8 @@ class StripedRead {
   readonly #active = new Map<number, ShardCursor>();
   readonly #spare: number[];
   readonly #damage: ShardDamage[] = [];
+  /** This read is counted in degradedReads (once, at its first stripe served despite damage). */
+  #countedDegraded = false;
   /** Set by close(): the consumer went away; nothing read after is damage, and no cursor opens. */
   #closed = false;
 
@@ -224,6 +239,10 @@ class StripedRead {
     const layout = this.#layout;
     const blocks = await this.#blocks(stripe);
     const data = await this.#decode(stripe, blocks);
+    if (!this.#countedDegraded && this.#missesDataShard(blocks)) {
+      this.#countedDegraded = true;
+      degradedReads++;
+    }
     const stripeStart = stripe * layout.stripeDataBytes;
     const from = Math.max(this.#options.start, stripeStart) - stripeStart;
     const to = Math.min(this.#options.end, stripeStart + layout.dataBytesOf(stripe)) - stripeStart;
@@ -362,6 +381,20 @@ class StripedRead {
       if (result === 'late') this.#report(read.shard, stripe, new ShardTimeoutError(read.shard, stripe, read.deadlineMs));
       else if (read.outcome !== undefined && 'error' in read.outcome) this.#report(read.shard, stripe, read.outcome.error);
     });
+  }
+
+  /**
+   * A data shard of this stripe is not among the blocks because it failed
+   * (damage reported) or its backend is known to be down: the stripe is served
+   * degraded. A data shard merely passed over for a faster parity shard or copy
+   * (read preference by latency) is not.
+   */
+  #missesDataShard(blocks: Map<number, Uint8Array>): boolean {
+    for (let shard = 0; shard < this.#layout.dataShards; shard++) {
+      if (blocks.has(shard)) continue;
+      if (this.#options.hedgeTo?.(shard) === false || this.#damage.some((damage) => damage.shard === shard)) return true;
+    }
+    return false;
   }
 
   /** The k data blocks of a stripe: as read when every data shard answered, else rebuilt. */

@@ -8,6 +8,28 @@ import { ErrorBox, html } from './html.js';
 import { ObjectsPage } from './objects.js';
 import { UsersPage } from './users.js';
 
+/**
+ * A page whose module loads when first shown (a dynamic import, allowed by
+ * the page's script-src 'self'): the operators' pages stay out of the first
+ * load, which every user pays.
+ */
+function lazyPage(load) {
+  let loaded;
+  return function LazyPage(props) {
+    const [Page, setPage] = useState(() => loaded);
+    const [error, setError] = useState(null);
+    useEffect(() => {
+      if (Page === undefined) load().then((component) => setPage(() => (loaded = component)), setError);
+    }, []);
+    if (error) return html`<${ErrorBox} error=${error} />`;
+    return Page === undefined ? html`<p class="note">Loading…</p>` : html`<${Page} ...${props} />`;
+  };
+}
+
+const BackendsPage = lazyPage(() => import('./backends.js').then((module) => module.BackendsPage));
+const QueuesPage = lazyPage(() => import('./queues.js').then((module) => module.QueuesPage));
+const AuditPage = lazyPage(() => import('./audit.js').then((module) => module.AuditPage));
+
 function LoginPage({ onLogin }) {
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
@@ -45,6 +67,9 @@ function parseRoute(hash) {
   if (parts[0] === 'b' && parts[1]) return { page: 'objects', bucket: decodeURIComponent(parts[1]), prefix: decodeURIComponent(parts.slice(2).join('/')) };
   if (parts[0] === 'users') return { page: 'users' };
   if (parts[0] === 'dashboard') return { page: 'dashboard' };
+  if (parts[0] === 'backends') return { page: 'backends' };
+  if (parts[0] === 'queues') return { page: 'queues' };
+  if (parts[0] === 'audit') return { page: 'audit' };
   return { page: 'buckets' };
 }
 
@@ -76,10 +101,13 @@ function App() {
   if (route.page === 'objects') page = html`<${ObjectsPage} bucket=${route.bucket} prefix=${route.prefix} />`;
   else if (route.page === 'users') page = html`<${UsersPage} />`;
   else if (route.page === 'dashboard') page = html`<${DashboardPage} />`;
+  else if (route.page === 'backends') page = html`<${BackendsPage} />`;
+  else if (route.page === 'queues') page = html`<${QueuesPage} />`;
+  else if (route.page === 'audit') page = html`<${AuditPage} />`;
   else page = html`<${BucketsPage} />`;
   return html`<header>
       <span class="brand">Talus</span>
-      <nav>${link('#/', 'buckets', 'Buckets')}${link('#/users', 'users', 'Users')}${link('#/dashboard', 'dashboard', 'Dashboard')}</nav>
+      <nav>${link('#/', 'buckets', 'Buckets')}${link('#/users', 'users', 'Users')}${link('#/dashboard', 'dashboard', 'Dashboard')}${link('#/backends', 'backends', 'Backends')}${link('#/queues', 'queues', 'Queues')}${link('#/audit', 'audit', 'Audit log')}</nav>
       <span class="who">Signed in as <b data-testid="principal">${session.principal}</b> (${session.accessKeyId})</span>
       <button onClick=${signOut}>Log out</button>
     </header>

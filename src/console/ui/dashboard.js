@@ -33,6 +33,8 @@ function summarize(samples) {
     diskFree: sum('talus_disk_free_bytes'),
     diskSize: sum('talus_disk_size_bytes'),
     metadata: sum('talus_metadata_bytes'),
+    backendErrors: sum('talus_backend_errors_total'),
+    degradedReads: sum('talus_degraded_reads_total'),
   };
 }
 
@@ -82,5 +84,7 @@ export function DashboardPage() {
       ${stat('Refused (auth)', summary.authFailures, 'auth-failures')}
       ${stat('Disk free', `${formatBytes(summary.diskFree)} of ${formatBytes(summary.diskSize)}`, 'disk')}
       ${stat('Metadata', formatBytes(summary.metadata), 'metadata')}
+      ${stat('Backend errors', summary.backendErrors, 'backend-errors')}
+      ${stat('Degraded reads', summary.degradedReads, 'degraded-reads')}
     </div>`;
 }
