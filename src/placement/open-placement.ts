@@ -118,8 +118,8 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     startBackground: (options = {}) => {
       health.start();
       if (options.heal !== false) background.start(options.orphansOlderThanMs ?? 0);
-      // Object records for `talus recover --scan`, in the process that heals (one per data directory); SQLite only.
-      if (options.heal !== false && meta instanceof SqliteMetadataStore) (records = new ObjectRecordWriter({ databasePath: meta.database.name, backends, logger })).start();
+      // Object records for `talus recover --scan`, with metadata replication, in the process that heals (one per data directory); SQLite only.
+      if (options.heal !== false && config.replication !== undefined && meta instanceof SqliteMetadataStore) (records = new ObjectRecordWriter({ databasePath: meta.database.name, backends, logger })).start();
     },
     stopBackground: async () => {
       await background.stop();
