@@ -35,6 +35,10 @@ export const RECORD_INTERVAL_MS_DEFAULT = 1_000;
 /** After a failed round (a backend down), the batch is tried again this much later. */
 const RECORD_RETRY_MS = 5_000;
 const POSITION_FILE = 'object-records.position';
+/** A record upload not done by then counts as failed (a hung backend must not hold the writer, or shutdown). */
+const RECORD_UPLOAD_TIMEOUT_MS = 30_000;
+/** Shutdown waits this long at most for a round in flight; what it did not finish is written after the next start. */
+const STOP_WAIT_MS = 5_000;
 
 export interface ObjectRecordWriterOptions {
   readonly databasePath: string;
@@ -90,7 +94,9 @@ export class ObjectRecordWriter {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    await this.#round;
+    let waited: NodeJS.Timeout | undefined;
+    await Promise.race([this.#round, new Promise((resolve) => (waited = setTimeout(resolve, STOP_WAIT_MS)))]);
+    clearTimeout(waited);
     this.#db?.close();
     this.#db = undefined;
   }
@@ -171,12 +177,22 @@ export class ObjectRecordWriter {
             const backend = this.#options.backends.get(name);
             if (backend === undefined) throw new Error(`backend ${name} is not configured`);
             const writer = backend.create(objectRecordKey(segment.blobId), body.length);
+            let timer: NodeJS.Timeout | undefined;
             try {
-              await writer.write(body);
-              await writer.commit();
+              const upload = (async () => {
+                await writer.write(body);
+                await writer.commit();
+              })();
+              const timeout = new Promise<never>((_, reject) => {
+                timer = setTimeout(() => reject(new Error(`${name}: record upload timed out after ${RECORD_UPLOAD_TIMEOUT_MS} ms`)), RECORD_UPLOAD_TIMEOUT_MS);
+              });
+              upload.catch(() => undefined); // a late failure after the timeout is not unhandled
+              await Promise.race([upload, timeout]);
             } catch (error) {
               await writer.abort();
               throw error;
+            } finally {
+              clearTimeout(timer);
             }
           }),
         );
