@@ -9,12 +9,12 @@
  * `talus recover --scan` rebuilds the metadata from the records and the
  * shards: the server starts on it without --adopt-metadata and every object
  * reads back bit-exact, versions in their order. A blob whose record is gone
- * is reported, not invented.
+ * is reported, not invented. The recovered store purges and heals as before.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -23,6 +23,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   ListObjectVersionsCommand,
   PutBucketVersioningCommand,
@@ -31,6 +32,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { DirectoryBackend } from '../src/backend/directory-backend.ts';
+import { decodeObjectRecord } from '../src/replication/object-record.ts';
 import { CLI, PROJECT_ROOT, startServerProcess, type ServerProcess } from './helpers/process.ts';
 import { makeClient } from './helpers/talus.ts';
 
@@ -148,8 +150,23 @@ test('no replica left: talus recover --scan rebuilds every recorded object from 
     await assert.rejects(get(client, 'plain', 'unrecorded'), { name: 'NoSuchKey' });
     // A new write works on the recovered store.
     await put('plain', 'after', randomBytes(20_000));
+    // Purges go on: a deleted object's shards and record leave every backend.
+    const d0 = await DirectoryBackend.open('d0', join(root, 'd0'));
+    let stripedRecord: string | undefined;
+    for (const key of await keysUnder(join(root, 'd0'), 'talus-records/')) {
+      if (decodeObjectRecord(await readFile(d0.path(key))).version.key === 'striped') stripedRecord = key;
+    }
+    assert.ok(stripedRecord !== undefined, 'the recovered object kept its record');
+    await client.send(new DeleteObjectCommand({ Bucket: 'plain', Key: 'striped' }));
+    await waitFor('the deleted object\'s record to be purged', 30_000, async () => !(await keysUnder(join(root, 'd0'), 'talus-records/')).includes(stripedRecord!));
     await gateway.stop();
     gateway = undefined;
+    // Healing goes on: a lost shard is rebuilt by `talus heal` against the recovered metadata.
+    const d1 = await DirectoryBackend.open('d1', join(root, 'd1'));
+    const victims = (await keysUnder(join(root, 'd1'), '')).filter((key) => /^[0-9a-z]{29}\.\d+$/.test(key));
+    await d1.remove(victims);
+    const heal = await run(process.execPath, ['--import', 'tsx', CLI, 'heal', dataDir, '--config', configPath], { cwd: PROJECT_ROOT });
+    assert.match(heal.stdout, /scan: \d+ blobs checked, [1-9]\d* shards rebuilt, 0 failed/);
   } finally {
     await gateway?.kill9();
     await rm(root, { recursive: true, force: true });
