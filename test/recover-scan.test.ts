@@ -9,7 +9,7 @@
  * `talus recover --scan` rebuilds the metadata from the records and the
  * shards: the server starts on it without --adopt-metadata and every object
  * reads back bit-exact, versions in their order. A blob whose record is gone
- * is reported, not invented. The recovered store purges and heals as before.
+ * is reported, not invented, and so is one whose shards are gone. The recovered store purges and heals as before.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -105,28 +105,36 @@ test('no replica left: talus recover --scan rebuilds every recorded object from 
       versionIds.push(versionId);
       expected.push({ bucket: 'history', key: 'doc', versionId, sha256: sha256(body) });
     }
+    await put('plain', 'broken', randomBytes(100_000));
     await put('plain', 'unrecorded', randomBytes(100_000));
 
-    // 8 blobs (two, two parts, three versions, one more), each with a record on all three backends.
-    await waitFor('the object records', 60_000, async () => (await Promise.all(['d0', 'd1', 'd2'].map((d) => keysUnder(join(root, d), 'talus-records/')))).every((keys) => keys.length === 8));
+    // 9 blobs (two, two parts, three versions, two more), each with a record on all three backends.
+    await waitFor('the object records', 60_000, async () => (await Promise.all(['d0', 'd1', 'd2'].map((d) => keysUnder(join(root, d), 'talus-records/')))).every((keys) => keys.length === 9));
     await gateway.kill9();
     gateway = undefined;
     client.destroy();
     await rm(dataDir, { recursive: true, force: true });
     // Nothing for `talus restore`: every metadata replica is gone; and one blob loses its record everywhere.
-    const newest = (await keysUnder(join(root, 'd0'), 'talus-records/')).sort().at(-1)!;
+    const records = (await keysUnder(join(root, 'd0'), 'talus-records/')).sort();
+    const newest = records.at(-1)!;
+    // 'broken' loses two of its three shards: its record survives, its bytes do not.
+    const brokenBlob = records.at(-2)!.slice('talus-records/'.length);
     for (const d of ['d0', 'd1', 'd2']) {
       const backend = await DirectoryBackend.open(d, join(root, d));
-      await backend.remove([...(await keysUnder(join(root, d), 'talus-meta/')), newest]);
+      const brokenShards = d === 'd2' ? [] : (await keysUnder(join(root, d), brokenBlob));
+      await backend.remove([...(await keysUnder(join(root, d), 'talus-meta/')), newest, ...brokenShards]);
     }
     await assert.rejects(run(process.execPath, ['--import', 'tsx', CLI, 'restore', dataDir, '--config', configPath], { cwd: PROJECT_ROOT }));
     await rm(dataDir, { recursive: true, force: true });
 
     const recovered = await run(process.execPath, ['--import', 'tsx', CLI, 'recover', '--scan', dataDir, '--config', configPath], { cwd: PROJECT_ROOT });
-    const report = JSON.parse(recovered.stdout) as { versionsRecovered: number; buckets: number; unrecordedBlobs: number; unrecordedBlobIds: string[]; versionsUnrecoverable: unknown[] };
+    const report = JSON.parse(recovered.stdout) as { versionsRecovered: number; buckets: number; unrecordedBlobs: number; unrecordedBlobIds: string[]; versionsUnrecoverable: { bucket: string; key: string; reason: string }[] };
     assert.equal(report.versionsRecovered, 6, recovered.stderr);
     assert.equal(report.buckets, 2);
-    assert.deepEqual(report.versionsUnrecoverable, []);
+    assert.deepEqual(
+      report.versionsUnrecoverable.map((version) => [version.bucket, version.key, version.reason]),
+      [['plain', 'broken', `blob ${brokenBlob}: 1 sound shard(s) of the 2 needed`]],
+    );
     assert.deepEqual(report.unrecordedBlobIds, [newest.slice('talus-records/'.length)]);
 
     gateway = await startServerProcess(dataDir, undefined, ['--config', configPath]);
@@ -148,6 +156,7 @@ test('no replica left: talus recover --scan rebuilds every recorded object from 
       [versionIds[0], false],
     ]);
     await assert.rejects(get(client, 'plain', 'unrecorded'), { name: 'NoSuchKey' });
+    await assert.rejects(get(client, 'plain', 'broken'), { name: 'NoSuchKey' });
     // A new write works on the recovered store.
     await put('plain', 'after', randomBytes(20_000));
     // Purges go on: a deleted object's shards and record leave every backend.
