@@ -19,6 +19,8 @@ const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] 
                                      each backend's state, latency, free space and S3 features
        talus restore DATA_DIR --config talus.toml [--store ID] [--partial] [--secret-key-file FILE]
                                      rebuild a lost metadata database from its replicas on the backends
+       talus recover --scan DATA_DIR --config talus.toml
+                                     last resort: rebuild placed objects' metadata from their records and shards
 ${PRINCIPALS_USAGE}
 ${ADMIN_USAGE}
                                      (users, keys and policy work while the server runs: docs/ACCESS.md)
@@ -78,6 +80,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'restore') {
     const { restoreCommand } = await import('./replication/cli.ts');
     return restoreCommand(rest);
+  }
+  if (command === 'recover') {
+    const { recoverCommand } = await import('./replication/cli.ts');
+    return recoverCommand(rest);
   }
   if (command === 'bench') {
     // Loaded on demand: the server never needs the client side.

@@ -57,7 +57,7 @@ async function waitFor(what: string, timeoutMs: number, probe: () => Promise<boo
 async function shardKeysOf(root: string): Promise<string[]> {
   const backend = await DirectoryBackend.open('probe', root);
   const keys: string[] = [];
-  for await (const key of backend.list('')) if (!key.startsWith('talus-meta/')) keys.push(key);
+  for await (const key of backend.list('')) if (!key.startsWith('talus-meta/') && !key.startsWith('talus-records/')) keys.push(key);
   return keys;
 }
 

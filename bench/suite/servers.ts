@@ -64,14 +64,15 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-export async function startTalus(workers: number): Promise<RunningServer> {
+/** extra: more server arguments (--config, --meta…) and the table label they deserve (the scale-out workloads). */
+export async function startTalus(workers: number, extra: { args?: readonly string[]; label?: string; env?: Record<string, string> } = {}): Promise<RunningServer> {
   const directory = await temporaryDirectory('talus-bench-');
   try {
     const port = await freePort();
-    const args = [join(ROOT, 'bin', 'talus.js'), 'server', join(directory.path, 'data'), '--port', String(port), '--address', '127.0.0.1'];
+    const args = [join(ROOT, 'bin', 'talus.js'), 'server', join(directory.path, 'data'), '--port', String(port), '--address', '127.0.0.1', ...(extra.args ?? [])];
     if (workers > 1) args.push('--workers', String(workers));
-    const env = { ...process.env, TALUS_ROOT_USER: TALUS_CREDENTIALS.accessKeyId, TALUS_ROOT_PASSWORD: TALUS_CREDENTIALS.secretAccessKey };
-    const label = workers > 1 ? `Talus, ${workers} workers` : 'Talus';
+    const env = { ...process.env, ...extra.env, TALUS_ROOT_USER: TALUS_CREDENTIALS.accessKeyId, TALUS_ROOT_PASSWORD: TALUS_CREDENTIALS.secretAccessKey };
+    const label = extra.label ?? (workers > 1 ? `Talus, ${workers} workers` : 'Talus');
     return await launch({ kind: 'talus', label, args, env, credentials: TALUS_CREDENTIALS, workers, directory, watchStdin: false });
   } catch (error) {
     await directory.remove();

@@ -79,3 +79,10 @@ export function stripeLayoutOf(blobId: string, location: BlobLocation): StripeLa
 export function shardKey(blobId: string, shard: number): string {
   return `${blobId}.${shard}`;
 }
+
+/** Where the object record of blob `blobId` lives on each backend holding its shards (src/replication/object-record.ts). */
+export const OBJECT_RECORD_PREFIX = 'talus-records/';
+
+export function objectRecordKey(blobId: string): string {
+  return `${OBJECT_RECORD_PREFIX}${blobId}`;
+}

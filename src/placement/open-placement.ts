@@ -4,6 +4,8 @@ import { S3Backend } from '../backend/s3-backend.ts';
 import type { BlobStore } from '../blob/blob-store.ts';
 import { HEALTH_DEFAULT, type BackendConfig, type PlacementConfig, type StripedPlacementConfig, type TalusConfig } from '../config/config.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
+import { SqliteMetadataStore } from '../meta/sqlite/sqlite-metadata-store.ts';
+import { ObjectRecordWriter } from '../replication/record-writer.ts';
 import type { Logger } from '../util/logger.ts';
 import { BackendHealth, type BackendStatus } from './backend-health.ts';
 import { Healer, type HealProgress, type HealReport, type ReplaceReport } from './healer.ts';
@@ -108,6 +110,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
   const store = new PlacedBlobStore({ local, backends, config, health, repairs: meta, onError });
   const healer = new Healer(meta, store, onError);
   const background = new HealLoop(healer, logger);
+  let records: ObjectRecordWriter | undefined;
   return {
     store,
     healer,
@@ -115,8 +118,13 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     startBackground: (options = {}) => {
       health.start();
       if (options.heal !== false) background.start(options.orphansOlderThanMs ?? 0);
+      // Object records for `talus recover --scan`, with metadata replication, in the process that heals (one per data directory); SQLite only.
+      if (options.heal !== false && config.replication !== undefined && meta instanceof SqliteMetadataStore) (records = new ObjectRecordWriter({ databasePath: meta.database.name, backends, logger })).start();
     },
-    stopBackground: () => background.stop(),
+    stopBackground: async () => {
+      await background.stop();
+      await records?.stop();
+    },
     healNow: (options) => background.requestPass(options.deep),
     cancelHeal: () => background.cancelRequested(),
     healPassStatus: () => background.requestedStatus(),

@@ -8,7 +8,7 @@ import { assert } from '../util/assert.ts';
 import { newBlobId } from '../util/ids.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { BackendHealth, healthiestFirst, withDeadline } from './backend-health.ts';
-import { decodeLocation, encodeLocation, newBlobLocation, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
+import { decodeLocation, encodeLocation, newBlobLocation, objectRecordKey, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
 import { openStripedRead, ShardsUnavailableError, type ShardDamage, type StripedReadOptions } from './striped-reader.ts';
 import { SHARD_LAG_MS_DEFAULT, ShardSkippedError, StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
 
@@ -233,6 +233,8 @@ export class PlacedBlobStore implements BlobStore {
       for (const [shard, name] of location.backends.entries()) {
         const batch = keysByBackend.get(name) ?? { keys: [], blobIds: [] };
         batch.keys.push(shardKey(blob.blobId, shard));
+        // Its object record (if one was written) goes with its shards: recover --scan must not find a purged blob's.
+        if (location.backends.indexOf(name) === shard) batch.keys.push(objectRecordKey(blob.blobId));
         batch.blobIds.push(blob.blobId);
         keysByBackend.set(name, batch);
       }

@@ -7,6 +7,7 @@ import { ConfigError, loadConfig, type TalusConfig } from '../config/config.ts';
 import { lockDataDirectory } from '../data-dir-lock.ts';
 import { openBackend } from '../placement/open-placement.ts';
 import { restoreMetadata } from './restore.ts';
+import { recoverFromScan } from './recover.ts';
 import { MetadataReplicator } from './replicator.ts';
 import { removeChangeCapture } from './change-capture.ts';
 import type { SqliteMetadataStore } from '../meta/sqlite/sqlite-metadata-store.ts';
@@ -57,6 +58,38 @@ export async function restoreCommand(args: string[]): Promise<number> {
       ...(values['secret-key-file'] === undefined ? {} : { secretKeyFile: values['secret-key-file'] }),
       log: (line) => process.stderr.write(`${line}\n`),
     });
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    return 0;
+  } finally {
+    await lock.release();
+    await Promise.all(backends.map((backend) => backend.close()));
+  }
+}
+
+export const RECOVER_USAGE = `Usage: talus recover --scan DATA_DIR --config talus.toml
+  The last resort when no metadata replica survives: rebuilds DATA_DIR/meta.db (DATA_DIR without a
+  database) from the object records and shards on every configured backend. Recovers each placed
+  object version whose record survives and whose shards can still be read; reports the rest.
+  Users, keys and bucket settings are not recovered: buckets get default settings, owned by root.`;
+
+export async function recoverCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { scan: { type: 'boolean', default: false }, config: { type: 'string' }, help: { type: 'boolean', default: false } },
+  });
+  if (values.help || !values.scan || positionals[0] === undefined || values.config === undefined) {
+    process.stdout.write(`${RECOVER_USAGE}\n`);
+    return values.help ? 0 : 2;
+  }
+  const dataDir = resolve(positionals[0]);
+  const config = await loadConfig(values.config);
+  const backends: Backend[] = [];
+  for (const backendConfig of config.backends) backends.push(await openBackend(backendConfig));
+  await mkdir(dataDir, { recursive: true });
+  const lock = await lockDataDirectory(dataDir);
+  try {
+    const report = await recoverFromScan({ dataDir, backends, log: (line) => process.stderr.write(`${line}\n`) });
     process.stdout.write(`${JSON.stringify(report)}\n`);
     return 0;
   } finally {

@@ -162,7 +162,7 @@ export async function restoreMetadata(options: RestoreOptions): Promise<RestoreR
 }
 
 /** Restore writes into a data directory that holds no database and no blobs: it never overwrites anything. */
-async function checkEmpty(dataDir: string): Promise<void> {
+export async function checkEmpty(dataDir: string): Promise<void> {
   const size = await stat(join(dataDir, 'meta.db')).then((stats) => stats.size, () => 0);
   if (size > 0) throw new RestoreError(`${join(dataDir, 'meta.db')} exists: restore writes only into a data directory without a database (move it away first)`);
   const blobs = await readdir(join(dataDir, 'blobs')).catch(() => [] as string[]);
@@ -242,7 +242,7 @@ function finish(db: Database.Database, storeId: string, maxEpoch: number, maxPos
  * blobs (the name data-dir-identity.ts reads), so the server starts on it
  * without --adopt-metadata.
  */
-async function install(dataDir: string, databasePath: string, identity: { id: string; epoch: number }, secretKeyFile: string | undefined): Promise<void> {
+export async function install(dataDir: string, databasePath: string, identity: { id: string; epoch: number }, secretKeyFile: string | undefined): Promise<void> {
   const blobs = join(dataDir, 'blobs');
   await mkdir(blobs, { recursive: true });
   if (secretKeyFile !== undefined) {

@@ -8,6 +8,7 @@ import { scanWorkloads } from './scan.ts';
 import { delete4k, get4k, head4k, head4kOneConnection, put4k } from './small-objects.ts';
 import { get4kCores } from './workers.ts';
 import { txnWorkloads } from '../../txn-suite.ts';
+import { scaleOutWorkloads } from './scale-out.ts';
 
 export const WORKLOADS: readonly Workload[] = [
   get4k,
@@ -26,6 +27,7 @@ export const WORKLOADS: readonly Workload[] = [
   bulkParallel,
   ...scanWorkloads,
   ...txnWorkloads,
+  ...scaleOutWorkloads,
 ];
 
 export const WORKLOAD_IDS: readonly string[] = WORKLOADS.map((workload) => workload.id);
