@@ -250,7 +250,7 @@ export async function completeMultipartUpload(context: EngineContext, request: C
   applyLock(version, newVersionLock(bucket, { retention: upload.retention, legalHold: upload.legalHold }, version.lastModifiedMs));
   const outcome = await context.meta.commitVersion({ version, conditions: input.conditions, completesUploadId: input.uploadId });
   throwUnlessCommitted(outcome, input.bucket, input.key, startedMs);
-  return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version };
+  return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version, bucket };
 }
 
 /**
@@ -281,7 +281,7 @@ async function repeatedCompletion(context: EngineContext, bucket: BucketRecord, 
   if (current === undefined || current.isDeleteMarker || current.completedUploadId !== input.uploadId || !sameParts) {
     throw new S3Error('NoSuchUpload', undefined, { UploadId: input.uploadId });
   }
-  return { etag: current.etag, versionId: writtenVersionId(bucket, current.versionId), checksum: current.checksum, version: current };
+  return { etag: current.etag, versionId: writtenVersionId(bucket, current.versionId), checksum: current.checksum, version: current, bucket };
 }
 
 /** Validates the client's part list against what was uploaded (order, existence, ETags, sizes). */

@@ -84,7 +84,7 @@ export async function putObject(context: EngineContext, input: PutObjectInput): 
     };
     applyLock(version, newVersionLock(bucket, input.lock, version.lastModifiedMs));
     throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key, startedMs);
-    return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version };
+    return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version, bucket };
   } catch (error) {
     await discardAfterFailedCommit(written, error);
     throw error;
@@ -194,6 +194,7 @@ export async function getObject(context: EngineContext, input: GetObjectInput): 
   const end = range?.end ?? version.sizeBytes;
   return {
     version,
+    bucket,
     range,
     showVersionId: bucket.versioning !== 'Unversioned',
     partsCount: input.partNumber === undefined ? undefined : (version.parts?.length ?? 1),
@@ -324,6 +325,7 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
       sourceVersionId: shownVersionId(sourceBucket, source.versionId),
       checksum,
       version,
+      bucket: targetBucket,
     };
   } catch (error) {
     await discardAfterFailedCommit(written, error);

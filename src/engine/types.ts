@@ -48,6 +48,8 @@ export interface WriteResult {
   versionId: string | undefined;
   checksum: ObjectChecksum | null;
   version: ObjectVersion;
+  /** The bucket as the write found it: its configurations answer response headers (x-amz-expiration) without another lookup. */
+  bucket: BucketRecord;
 }
 
 export interface GetObjectInput {
@@ -62,6 +64,8 @@ export interface GetObjectInput {
 
 export interface GetObjectResult {
   version: ObjectVersion;
+  /** The bucket as the read found it (see WriteResult.bucket). */
+  bucket: BucketRecord;
   /** Present when a Range or partNumber selected part of the object. */
   range: { start: number; end: number } | undefined;
   /** Whether the bucket has (ever had) versioning, so the version ID is shown. */

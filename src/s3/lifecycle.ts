@@ -4,7 +4,7 @@
  * XML is validated as AWS does and stored as the bucket's `lifecycle`
  * document; src/lifecycle/ evaluates it and its worker acts on it.
  */
-import type { ObjectVersion, Tag } from '../meta/types.ts';
+import type { BucketRecord, ObjectVersion, Tag } from '../meta/types.ts';
 import {
   CALENDAR_DAYS,
   currentExpiration,
@@ -50,14 +50,16 @@ export async function handleDeleteBucketLifecycle(context: RequestContext): Prom
 
 /**
  * Adds `x-amz-expiration` when an Expiration rule applies to the current
- * version. Nothing but a cached lookup and a property read when the bucket
- * has no lifecycle configuration. The date is AWS's (days counted in
- * calendar days from the last modification, rounded up to midnight UTC),
- * also under the test time scale, as Ceph RGW reports it.
+ * version. `bucket` is the record the engine already read for the request
+ * (WriteResult.bucket, GetObjectResult.bucket): synchronous, and only a
+ * property read when the bucket has no lifecycle configuration, so the
+ * small-object path pays no extra lookup or await for it. The date is AWS's
+ * (days counted in calendar days from the last modification, rounded up to
+ * midnight UTC), also under the test time scale, as Ceph RGW reports it.
  */
-export async function addExpirationHeader(context: RequestContext, version: ObjectVersion, headers: Record<string, string>): Promise<void> {
+export function addExpirationHeader(context: RequestContext, bucket: BucketRecord, version: ObjectVersion, headers: Record<string, string>): void {
   if (context.route.query.has('versionId')) return;
-  const configuration = lifecycleOf(await context.engine.getBucket(context.route.bucket));
+  const configuration = lifecycleOf(bucket);
   if (configuration === undefined) return;
   const expiration = currentExpiration(configuration, version, CALENDAR_DAYS);
   if (expiration === undefined) return;

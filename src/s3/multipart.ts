@@ -134,7 +134,7 @@ export async function handleCompleteMultipartUpload(context: RequestContext): Pr
   });
   const headers: Record<string, string> = {};
   if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
-  await addExpirationHeader(context, result.version, headers);
+  addExpirationHeader(context, result.bucket, result.version, headers);
   const partsCount = result.version.parts?.length ?? null;
   const checksum = checksumHeaders(result.checksum, partsCount);
   const checksumXml = Object.entries(checksum)

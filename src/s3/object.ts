@@ -66,7 +66,7 @@ export async function handlePutObject(context: RequestContext): Promise<S3Respon
   });
   const headers: Record<string, string> = { etag: formatEtag(result.etag), ...checksumHeaders(result.checksum, null) };
   if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
-  await addExpirationHeader(context, result.version, headers);
+  addExpirationHeader(context, result.bucket, result.version, headers);
   return emptyResponse(200, headers);
 }
 
@@ -99,7 +99,7 @@ async function readObject(context: RequestContext): Promise<{ result: GetObjectR
     gate: context.access.readGate,
   });
   const headers = objectHeaders(context, result);
-  await addExpirationHeader(context, result.version, headers);
+  addExpirationHeader(context, result.bucket, result.version, headers);
   if (hasObjectLock(result.version)) await addLockHeaders(context, result.version, headers);
   return { result, headers };
 }
@@ -298,7 +298,7 @@ export async function handleCopyObject(context: RequestContext): Promise<S3Respo
   const headers: Record<string, string> = {};
   if (result.versionId !== undefined) headers['x-amz-version-id'] = result.versionId;
   if (result.sourceVersionId !== undefined) headers['x-amz-copy-source-version-id'] = result.sourceVersionId;
-  await addExpirationHeader(context, result.version, headers);
+  addExpirationHeader(context, result.bucket, result.version, headers);
   const checksum = result.checksum === null ? '' : element(`Checksum${result.checksum.algorithm}`, result.checksum.value) + element('ChecksumType', result.checksum.type);
   return xmlResponse(
     document('CopyObjectResult', element('ETag', formatEtag(result.etag)) + element('LastModified', isoDateOf(result.version.lastModifiedMs)) + checksum),

@@ -216,7 +216,8 @@ export class SqliteMetadataStore implements MetadataStore {
       try {
         await this.#wal?.durable(ticket);
         // Committed and visible here, but not acknowledged until replicated: a failure is an unknown outcome (503).
-        await replicated;
+        // Without replication there is nothing to wait for: no extra turn of the microtask queue per mutation.
+        if (replicated !== undefined) await replicated;
       } catch (error) {
         throw new CommitOutcomeUnknownError(error);
       }
