@@ -94,7 +94,7 @@ async function handle(options: AdminServerOptions, spec: string, webConsole: Con
       checkMetricsAccess(options.metrics, request);
       sendText(response, requestId, 200, await options.metrics!.render(), 'text/plain; version=0.0.4; charset=utf-8');
     } else {
-      // Unauthenticated, as the S3 listener's /minio/health/*: ready is 503 while the metadata store refuses writes.
+      // Unauthenticated, as the S3 listener's /minio/health/*: ready is 503 while the metadata store refuses writes or a placement lacks its write quorum.
       const ready = rawPath === LIVE_PATH || options.engine.unreadyReason() === undefined;
       sendText(response, requestId, ready ? 200 : 503, ready ? 'ok\n' : 'not ready\n', 'text/plain; charset=utf-8');
     }
