@@ -385,6 +385,7 @@ async function startOnLockedDirectory(
     await replication?.stop(0);
     await placement?.stopBackground();
     await engine.stop();
+    await Promise.all([accessLog?.close(), audit.close()]);
     throw error;
   }
   let admin: AdminListener | undefined;
@@ -397,6 +398,7 @@ async function startOnLockedDirectory(
     await replication?.stop(0);
     await placement?.stopBackground();
     await engine.stop();
+    await Promise.all([accessLog?.close(), audit.close()]);
     throw error;
   }
   const port = (server.address() as AddressInfo).port;
@@ -414,7 +416,12 @@ async function startOnLockedDirectory(
     server,
     workers: 1,
     failed,
-    close: () => (closing ??= (secrets.stop(), Promise.all([admin?.close(), shutdown(server, lifecycle, engine, meta, blobs, placement, replication)]).then(() => Promise.all([accessLog?.close(), audit.close()])).then(() => undefined).finally(() => lock.release()))),
+    // The admin listener first (its requests use the stores), then the S3 front and the stores, then the logs.
+    close: () => (closing ??= (secrets.stop(), (admin?.close() ?? Promise.resolve())
+      .then(() => shutdown(server, lifecycle, engine, meta, blobs, placement, replication))
+      .then(() => Promise.all([accessLog?.close(), audit.close()]))
+      .then(() => undefined)
+      .finally(() => lock.release()))),
   };
 }
 

@@ -252,6 +252,11 @@ describe('admin operations', () => {
     // A token cannot mint tokens, even with every operation in scope.
     const all = await admin.call<{ token: string }>('CreateToken', { name: 'all', scope: ['*'], expiresInSeconds: 600 });
     assert.equal((await withToken(all.token, 'CreateToken', { name: 'x', scope: ['*'], expiresInSeconds: 60 })).body['code'], 'AccessDenied');
+    // Nor leave a credential or a wider right behind that would outlive it.
+    assert.equal((await withToken(all.token, 'CreateUser', { name: 'made-by-token' })).body['code'], 'AccessDenied');
+    assert.equal((await withToken(all.token, 'CreateKey', {})).body['code'], 'AccessDenied');
+    assert.equal((await withToken(all.token, 'SetUserPolicy', { name: 'nobody', policy: 'consoleAdmin' })).body['code'], 'AccessDenied');
+    assert.equal((await withToken(all.token, 'UpdateKey', { accessKeyId: 'TALUSNOSUCHKEY', enabled: true })).body['code'], 'AccessDenied');
     assert.equal((await withToken(all.token, 'ListUsers')).status, 200);
 
     // Expired.

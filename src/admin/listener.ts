@@ -2,7 +2,6 @@
  * Starts the admin listener beside the S3 one (src/talus.ts calls this once
  * the stores and principals are open).
  */
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { ConsoleS3Listener } from '../console/console.ts';
@@ -10,6 +9,8 @@ import type { Engine } from '../engine/engine.ts';
 import type { PrincipalCache } from '../principals/principal-cache.ts';
 import type { Principals } from '../principals/principals.ts';
 import type { Logger } from '../util/logger.ts';
+import { closeGracefully } from '../http/server.ts';
+import { SHUTDOWN_GRACE_MS } from '../util/limits.ts';
 import type { AdminServerInfo } from './operations.ts';
 import type { AdminStorage } from './define.ts';
 import type { AdminTokens } from './tokens.ts';
@@ -54,12 +55,6 @@ export async function startAdminListener(options: AdminListenOptions): Promise<A
   }
   const port = (server.address() as AddressInfo).port;
   const host = options.address === '0.0.0.0' || options.address === '::' ? '127.0.0.1' : options.address;
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, close: () => closeServer(server) };
+  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, close: () => closeGracefully(server, SHUTDOWN_GRACE_MS) };
 }
 
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeIdleConnections();
-  });
-}

@@ -31,6 +31,14 @@ import { type AdminTokens, scopeCovers } from './tokens.ts';
 import { ADMIN_PATH_PREFIX, LIVE_PATH, METRICS_PATH, OPENAPI_PATH, READY_PATH } from './paths.ts';
 import { type Console, type ConsoleS3Listener, createConsole, isConsolePath } from '../console/console.ts';
 
+/**
+ * Operations a bearer token may never call, whatever its scope: each makes
+ * or revives a credential, or widens someone's rights, and what it made would
+ * outlive the token (an expiring token must not be able to leave a 10-year
+ * key behind).
+ */
+const TOKEN_REFUSED_OPERATIONS: ReadonlySet<string> = new Set(['CreateToken', 'CreateUser', 'CreateKey', 'UpdateKey', 'SetUserPolicy']);
+
 /** A request body: policies (64 KiB) with room for the JSON around them. */
 export const ADMIN_BODY_BYTES_MAX = 128 * 1024;
 
@@ -125,8 +133,9 @@ async function handle(options: AdminServerOptions, spec: string, webConsole: Con
   const { principal, body, tokenId } = authenticated;
   // The audit names a token by its ID (never its text), a key by its ID.
   const accessKeyId = tokenId === undefined ? authenticated.accessKeyId : `token:${tokenId}`;
-  // A token's scope first (never CreateToken: a token minting tokens could outlive itself), then its creator's own rights, evaluated now.
-  const decision = authenticated.tokenScope !== undefined && (name === 'CreateToken' || !scopeCovers(authenticated.tokenScope, name))
+  // A token's scope first (never an operation that mints credentials or widens rights: what it made would outlive the
+  // token), then its creator's own rights, evaluated now.
+  const decision = authenticated.tokenScope !== undefined && (TOKEN_REFUSED_OPERATIONS.has(name) || !scopeCovers(authenticated.tokenScope, name))
     ? { allowed: false as const, reason: 'token-scope' }
     : authorizeAdmin(principal, name, options.keys.rootCanonicalId, requestConditionKeys({ ...facts, principal }));
   const caller = describeCaller(principal);

@@ -106,6 +106,7 @@ export class AuditLog {
         continue;
       }
       const lines = text.split('\n');
+      let reachedSince = false;
       for (let line = lines.length - 1; line >= 0 && found.length < limit; line--) {
         if (lines[line] === '') continue;
         let entry: AuditEntry;
@@ -114,10 +115,14 @@ export class AuditLog {
         } catch {
           continue; // a line cut by a crash
         }
+        // Entries are in time order: past sinceMs, this file and the older ones hold nothing wanted.
+        if (query.sinceMs !== undefined && entry.timeMs < query.sinceMs) {
+          reachedSince = true;
+          break;
+        }
         if (matches(entry, query)) found.push(entry);
       }
-      // Files are in time order: once an older file starts before sinceMs, older ones hold nothing newer.
-      if (query.sinceMs !== undefined && found.length > 0 && found[found.length - 1]!.timeMs < query.sinceMs) break;
+      if (reachedSince) break;
     }
     return found;
   }
