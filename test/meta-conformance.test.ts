@@ -126,6 +126,17 @@ for (const backend of backends) {
       await store.close();
     });
 
+    test('deleteVersionIf with ifNoncurrent spares the latest version and deletes a noncurrent one', async () => {
+      const store = await freshStore(backend);
+      await store.setBucketVersioning('b', 'Enabled');
+      await store.commitVersion({ version: version('k', 'v1', 'b1'), conditions: {} });
+      await store.commitVersion({ version: version('k', 'v2', 'b2'), conditions: {} });
+      assert.deepEqual(await store.deleteVersionIf('b', 'k', 'v2', { ifNoncurrent: true }), { status: 'precondition-failed' });
+      assert.equal((await store.deleteVersionIf('b', 'k', 'v1', { ifNoncurrent: true })).status, 'deleted');
+      assert.equal((await store.getVersion('b', 'k'))?.versionId, 'v2', 'the latest stays');
+      await store.close();
+    });
+
     test('bucketUsage and purgeQueueSummary count the same on every store', async () => {
       const store = await freshStore(backend);
       await store.setBucketVersioning('b', 'Enabled');

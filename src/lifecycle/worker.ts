@@ -279,7 +279,8 @@ export class LifecycleWorker {
     // Still noncurrent? (A delete of the current version may have made it current again.)
     const latest = await this.#engine.meta.getVersion(bucket.name, version.key);
     if (latest === undefined || latest.versionId === version.versionId) return false;
-    if (!(await this.#delete(bucket, version.key, version.versionId, budget, report))) return false;
+    // Checked again in the delete's transaction: a concurrent delete of the version above may have promoted this one.
+    if (!(await this.#delete(bucket, version.key, version.versionId, budget, report, { ifNoncurrent: true }))) return false;
     report.versionsDeleted++;
     return true;
   }

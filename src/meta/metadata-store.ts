@@ -80,7 +80,14 @@ export interface CommitConditions {
 }
 
 /** A conditional delete's preconditions (DeleteObject headers, DeleteObjects' <ETag>, <LastModifiedTime>, <Size>). */
-export type DeleteConditions = Pick<CommitConditions, 'ifMatch' | 'ifMatchLastModifiedMs' | 'ifMatchSizeBytes'>;
+export type DeleteConditions = Pick<CommitConditions, 'ifMatch' | 'ifMatchLastModifiedMs' | 'ifMatchSizeBytes'> & {
+  /**
+   * Delete the named version only while it is not its key's latest (lifecycle's
+   * noncurrent expiry: a version promoted to current by a concurrent delete
+   * of the one above it is no longer noncurrent, so it stays).
+   */
+  ifNoncurrent?: boolean;
+};
 
 export type DeleteOutcome =
   | { status: 'deleted'; removed: ObjectVersion }

@@ -504,6 +504,7 @@ export class PostgresMetadataStore implements MetadataStore {
       const [row] = await tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND version_id = ${versionId}`;
       if (row === undefined) return { status: 'no-such-key' };
       if (judgeRow(conditions, row) !== 'holds') return { status: 'precondition-failed' };
+      if (conditions.ifNoncurrent === true && row.is_latest === 1) return { status: 'precondition-failed' };
       const version = rowToVersion(row);
       guard?.(version);
       await deleteVersionRow(tx, row.seq);

@@ -669,6 +669,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (row === undefined) return { status: 'no-such-key' };
       // Judged in the transaction that deletes: nothing can change the version in between.
       if (judgeConditions(conditions, subjectOf(row)) !== 'holds') return { status: 'precondition-failed' };
+      if (conditions.ifNoncurrent === true && row.is_latest === 1) return { status: 'precondition-failed' };
       const version = rowToVersion(row);
       // Before anything changes: a refusal throws and this savepoint is rolled back alone.
       guard?.(version);
