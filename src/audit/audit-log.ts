@@ -7,6 +7,11 @@
  * the oldest past AUDIT_FILES_KEPT is removed). Queried newest first by time,
  * caller and operation (the admin API's QueryAuditLog).
  *
+ * Refusals (requests refused for who sent them: 401, 403, 429, and every
+ * refused S3 request) go to their own files, refused.log…, rotated on their
+ * own budget: anyone can send refused requests, and a flood of them must not
+ * rotate away the record of what authenticated callers did.
+ *
  * Entries never hold a secret, a signature or a request body. Writing never
  * holds a request back: at most AUDIT_BUFFER_BYTES_MAX wait for the disk;
  * past that, entries are dropped and counted in the next one written.
@@ -17,6 +22,7 @@ import { join } from 'node:path';
 
 export const AUDIT_DIRECTORY = 'audit';
 export const AUDIT_FILE = 'audit.log';
+export const REFUSALS_FILE = 'refused.log';
 /** One file's size before rotation, and how many rotated files are kept: at most ~136 MiB of audit log. */
 export const AUDIT_FILE_BYTES_MAX = 16 * 1024 * 1024;
 export const AUDIT_FILES_KEPT = 8;
@@ -55,24 +61,25 @@ export interface AuditQuery {
   limit?: number | undefined;
 }
 
-export class AuditLog {
+/** One rotated series of JSON-lines files. */
+class AuditFile {
   readonly #directory: string;
+  readonly #file: string;
   #stream: WriteStream | undefined;
   #bytes = 0;
   #dropped = 0;
   /** Streams of rotated files still writing what they were given (their fd follows the renamed file). */
   readonly #closing = new Set<Promise<void>>();
 
-  private constructor(directory: string, bytes: number) {
+  private constructor(directory: string, file: string, bytes: number) {
     this.#directory = directory;
+    this.#file = file;
     this.#bytes = bytes;
   }
 
-  static async open(dataDir: string): Promise<AuditLog> {
-    const directory = join(dataDir, AUDIT_DIRECTORY);
-    await mkdir(directory, { recursive: true, mode: 0o750 });
-    const bytes = await stat(join(directory, AUDIT_FILE)).then((found) => found.size, () => 0);
-    return new AuditLog(directory, bytes);
+  static async open(directory: string, file: string): Promise<AuditFile> {
+    const bytes = await stat(join(directory, file)).then((found) => found.size, () => 0);
+    return new AuditFile(directory, file, bytes);
   }
 
   record(entry: Omit<AuditEntry, 'timeMs'>): void {
@@ -98,7 +105,7 @@ export class AuditLog {
     await this.flush();
     const found: AuditEntry[] = [];
     for (let index = 0; index <= AUDIT_FILES_KEPT && found.length < limit; index++) {
-      const name = index === 0 ? AUDIT_FILE : `${AUDIT_FILE}.${index}`;
+      const name = index === 0 ? this.#file : `${this.#file}.${index}`;
       let text: string;
       try {
         text = await readFile(join(this.#directory, name), 'utf8');
@@ -143,7 +150,7 @@ export class AuditLog {
   }
 
   #current(): WriteStream {
-    this.#stream ??= createWriteStream(join(this.#directory, AUDIT_FILE), { flags: 'a', mode: 0o640 });
+    this.#stream ??= createWriteStream(join(this.#directory, this.#file), { flags: 'a', mode: 0o640 });
     return this.#stream;
   }
 
@@ -160,16 +167,63 @@ export class AuditLog {
       this.#closing.add(closed);
       void closed.then(() => this.#closing.delete(closed));
     }
-    rmSync(join(this.#directory, `${AUDIT_FILE}.${AUDIT_FILES_KEPT}`), { force: true });
+    rmSync(join(this.#directory, `${this.#file}.${AUDIT_FILES_KEPT}`), { force: true });
     for (let index = AUDIT_FILES_KEPT - 1; index >= 0; index--) {
-      const from = join(this.#directory, index === 0 ? AUDIT_FILE : `${AUDIT_FILE}.${index}`);
+      const from = join(this.#directory, index === 0 ? this.#file : `${this.#file}.${index}`);
       try {
-        renameSync(from, join(this.#directory, `${AUDIT_FILE}.${index + 1}`));
+        renameSync(from, join(this.#directory, `${this.#file}.${index + 1}`));
       } catch {
         // Not there yet (fewer rotations so far).
       }
     }
     this.#bytes = 0;
+  }
+}
+
+/** A refusal: an S3 request refused for who sent it, or an admin or console call refused before or at authorization. */
+function isRefusal(entry: Omit<AuditEntry, 'timeMs'>): boolean {
+  return entry.kind === 's3-denied' || entry.status === 401 || entry.status === 403 || entry.status === 429;
+}
+
+export class AuditLog {
+  readonly #calls: AuditFile;
+  readonly #refusals: AuditFile;
+
+  private constructor(calls: AuditFile, refusals: AuditFile) {
+    this.#calls = calls;
+    this.#refusals = refusals;
+  }
+
+  static async open(dataDir: string): Promise<AuditLog> {
+    const directory = join(dataDir, AUDIT_DIRECTORY);
+    await mkdir(directory, { recursive: true, mode: 0o750 });
+    return new AuditLog(await AuditFile.open(directory, AUDIT_FILE), await AuditFile.open(directory, REFUSALS_FILE));
+  }
+
+  record(entry: Omit<AuditEntry, 'timeMs'>): void {
+    (isRefusal(entry) ? this.#refusals : this.#calls).record(entry);
+  }
+
+  /** Entries matching `query` from both series, newest first, at most `limit` (default 100, AUDIT_QUERY_LIMIT_MAX at most). */
+  async query(query: AuditQuery = {}): Promise<AuditEntry[]> {
+    const limit = Math.min(query.limit ?? 100, AUDIT_QUERY_LIMIT_MAX);
+    const [calls, refusals] = await Promise.all([this.#calls.query({ ...query, limit }), this.#refusals.query({ ...query, limit })]);
+    const merged: AuditEntry[] = [];
+    let a = 0;
+    let b = 0;
+    while (merged.length < limit && (a < calls.length || b < refusals.length)) {
+      const takeCall = b >= refusals.length || (a < calls.length && calls[a]!.timeMs >= refusals[b]!.timeMs);
+      merged.push(takeCall ? calls[a++]! : refusals[b++]!);
+    }
+    return merged;
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all([this.#calls.flush(), this.#refusals.flush()]);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.#calls.close(), this.#refusals.close()]);
   }
 }
 
