@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { AdminClient } from '../src/admin/client.ts';
 import { LOGIN_FAILURES_MAX, LOGIN_WINDOW_MS, LoginThrottle } from '../src/console/login-throttle.ts';
-import { CONSOLE_SESSION_IDLE_MS, CONSOLE_SESSION_LIFETIME_MS, CONSOLE_SESSIONS_MAX, ConsoleSessions } from '../src/console/sessions.ts';
+import { CONSOLE_SESSION_IDLE_MS, CONSOLE_SESSION_LIFETIME_MS, CONSOLE_SESSIONS_MAX, CONSOLE_SESSIONS_PER_KEY_MAX, ConsoleSessions } from '../src/console/sessions.ts';
 import { type RunningTalus, startTalus } from '../src/talus.ts';
 import type { Logger } from '../src/util/logger.ts';
 
@@ -275,10 +275,14 @@ test('console sessions are bounded and expire when idle and at their absolute li
   const first = sessions.start('K1', 'secret-1', 'root');
   const second = sessions.start('K1', 'secret-1', 'root');
   sessions.find(first.id);
-  for (let index = 0; index < CONSOLE_SESSIONS_MAX - 1; index++) sessions.start('K2', 'secret-2', 'alice');
+  for (let index = 0; index < CONSOLE_SESSIONS_MAX - 1; index++) sessions.start(`K${index + 2}`, 'secret-2', 'alice');
   assert.equal(sessions.size, CONSOLE_SESSIONS_MAX);
   assert.equal(sessions.find(second.id), undefined, 'the least recently used session went');
   assert.ok(sessions.find(first.id) !== undefined, 'a recently used one stays');
+  // One key logging in over and over ends only its own oldest sessions, never another key's.
+  const flood = Array.from({ length: CONSOLE_SESSIONS_PER_KEY_MAX + 4 }, () => sessions.start('K-flood', 'secret-f', 'mallory'));
+  assert.deepEqual(flood.map((started) => sessions.find(started.id) !== undefined), flood.map((_, index) => index >= 4));
+  assert.ok(sessions.find(first.id) !== undefined, 'another key\'s session survives the flood');
   assert.equal(sessions.find('not-a-session'), undefined);
   sessions.end(first.id);
   assert.equal(sessions.find(first.id), undefined);

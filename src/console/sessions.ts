@@ -10,6 +10,12 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** Sessions kept at once; past it the least recently used one ends (a login never fails for lack of room). */
 export const CONSOLE_SESSIONS_MAX = 1024;
+/**
+ * Sessions of one access key at once; a new login past it ends that key's
+ * least recently used session, never another key's: one key logging in over
+ * and over cannot push everyone else out of CONSOLE_SESSIONS_MAX.
+ */
+export const CONSOLE_SESSIONS_PER_KEY_MAX = 16;
 /** A session unused this long ends (as an unattended browser tab should). */
 export const CONSOLE_SESSION_IDLE_MS = 30 * 60 * 1000;
 /** No session outlives this, however busy: a stolen cookie is worth a working day at most. */
@@ -45,6 +51,14 @@ export class ConsoleSessions {
   /** A new session; answers its ID (for the cookie) and the session. */
   start(accessKeyId: string, secretAccessKey: string, principal: string): { id: string; session: ConsoleSession } {
     this.#sweep();
+    let ofKey = 0;
+    let oldestOfKey: string | undefined;
+    for (const [key, session] of this.#sessions) {
+      if (session.accessKeyId !== accessKeyId) continue;
+      oldestOfKey ??= key;
+      ofKey++;
+    }
+    if (ofKey >= CONSOLE_SESSIONS_PER_KEY_MAX && oldestOfKey !== undefined) this.#sessions.delete(oldestOfKey);
     while (this.#sessions.size >= CONSOLE_SESSIONS_MAX) {
       const oldest = this.#sessions.keys().next();
       if (oldest.done === true) break;
