@@ -67,20 +67,25 @@ test('talus_backend_errors_total and talus_degraded_reads_total count failed bac
     await s3.send(new PutObjectCommand({ Bucket: 'placed', Key: 'striped', Body: body }));
     for (let i = 0; i < 3; i++) assert.ok((await get()).equals(body));
     let metrics = await scrape();
-    for (const name of ['remote', 'd0', 'd1']) assert.equal(metrics.get(`talus_backend_errors_total{backend="${name}"}`), 0, name);
-    assert.equal(metrics.get('talus_degraded_reads_total'), 0);
+    // Every series is there from the start. A loaded machine can make a healthy backend miss a probe's deadline,
+    // so what follows is judged as growth from here, not from zero.
+    const errorsBefore = new Map(['remote', 'd0', 'd1'].map((name) => [name, metrics.get(`talus_backend_errors_total{backend="${name}"}`)]));
+    for (const [name, errors] of errorsBefore) assert.ok(errors !== undefined, `${name}'s series`);
+    const degradedBefore = metrics.get('talus_degraded_reads_total');
+    assert.ok(degradedBefore !== undefined);
 
     // The remote backend (data shard 0) goes down: its probes fail, the read is rebuilt from parity.
     proxy.on = false;
     await until('remote down', () => state('remote') === 'down');
     assert.ok((await get()).equals(body), 'the bytes, rebuilt from d0 and d1');
     metrics = await scrape();
-    assert.ok(metrics.get('talus_backend_errors_total{backend="remote"}')! >= 1, `remote's errors: ${metrics.get('talus_backend_errors_total{backend="remote"}')}`);
-    assert.equal(metrics.get('talus_backend_errors_total{backend="d0"}'), 0);
-    assert.equal(metrics.get('talus_backend_errors_total{backend="d1"}'), 0);
-    assert.equal(metrics.get('talus_degraded_reads_total'), 1, 'one read, counted once however many stripes it rebuilt');
+    const remoteErrors = metrics.get('talus_backend_errors_total{backend="remote"}')!;
+    assert.ok(remoteErrors > errorsBefore.get('remote')!, `remote's errors grew: ${errorsBefore.get('remote')} -> ${remoteErrors}`);
+    assert.equal(metrics.get('talus_backend_errors_total{backend="d0"}'), errorsBefore.get('d0'), 'd0 had no new error');
+    assert.equal(metrics.get('talus_backend_errors_total{backend="d1"}'), errorsBefore.get('d1'), 'd1 had no new error');
+    assert.equal(metrics.get('talus_degraded_reads_total'), degradedBefore + 1, 'one read, counted once however many stripes it rebuilt');
     // Counters only grow: a later scrape keeps the read.
-    assert.equal((await scrape()).get('talus_degraded_reads_total'), 1);
+    assert.equal((await scrape()).get('talus_degraded_reads_total'), degradedBefore + 1);
   } finally {
     s3.destroy();
     await talus.close();
