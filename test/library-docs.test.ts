@@ -4,105 +4,19 @@
  * imports pointed at src/public/ — so the documentation cannot rot.
  */
 import { strict as assert } from 'node:assert';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
-import { S3Client } from '../src/client/s3-client.ts';
+import { describeMarkdownExamples } from './helpers/markdown-examples.ts';
 import { PROJECT_ROOT } from './helpers/process.ts';
-import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, startTestTalus, type TestTalus } from './helpers/talus.ts';
 
-const run = promisify(execFile);
-const EXPORTS: Readonly<Record<string, string>> = {
-  'talus/storage': join(PROJECT_ROOT, 'src', 'public', 'storage.ts'),
-  'talus/client': join(PROJECT_ROOT, 'src', 'public', 'client.ts'),
-};
-
-async function examples(): Promise<{ section: string; code: string }[]> {
-  const markdown = await readFile(join(PROJECT_ROOT, 'docs', 'LIBRARY.md'), 'utf8');
-  const found: { section: string; code: string }[] = [];
-  let section = '';
-  const lines = markdown.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (line.startsWith('#')) section = line.replace(/^#+\s*/, '');
-    if (line.trim() !== '```ts example') continue;
-    const code: string[] = [];
-    for (i++; i < lines.length && lines[i]!.trim() !== '```'; i++) code.push(lines[i]!);
-    found.push({ section, code: code.join('\n') });
-  }
-  return found;
-}
-
-describe('docs/LIBRARY.md examples', async () => {
-  const blocks = await examples();
-  let talus: TestTalus;
-  let directory: string;
-
-  before(async () => {
-    directory = await mkdtemp(join(tmpdir(), 'talus-docs-'));
-    talus = await startTestTalus();
-    const admin = new S3Client({ endpoint: talus.url, accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY });
-    await admin.createBucket('examples');
-    await admin.close();
-    for (const [index, block] of blocks.entries()) {
-      let code = block.code;
-      for (const [name, path] of Object.entries(EXPORTS)) code = code.replaceAll(`'${name}'`, `'${path}'`);
-      await writeFile(join(directory, `example-${index}.mts`), `${code}\nexport {};\n`);
-    }
-  });
-  after(async () => {
-    await talus?.stop();
-    await rm(directory, { recursive: true, force: true });
-  });
-
-  test('the document has examples for both exports', () => {
+await describeMarkdownExamples({
+  document: 'LIBRARY.md',
+  exports: {
+    'talus/storage': join(PROJECT_ROOT, 'src', 'public', 'storage.ts'),
+    'talus/client': join(PROJECT_ROOT, 'src', 'public', 'client.ts'),
+  },
+  checkBlocks(blocks) {
     assert.ok(blocks.length >= 6, `${blocks.length} examples`);
     assert.ok(blocks.some((block) => block.code.includes("from 'talus/storage'")));
     assert.ok(blocks.some((block) => block.code.includes("from 'talus/client'")));
-  });
-
-  test('they type-check (strict)', async () => {
-    const tsconfig = {
-      compilerOptions: {
-        target: 'ES2022',
-        module: 'NodeNext',
-        moduleResolution: 'NodeNext',
-        strict: true,
-        noEmit: true,
-        allowImportingTsExtensions: true,
-        skipLibCheck: true,
-        types: ['node'],
-        typeRoots: [join(PROJECT_ROOT, 'node_modules', '@types')],
-      },
-      include: ['*.mts'],
-    };
-    await writeFile(join(directory, 'tsconfig.json'), JSON.stringify(tsconfig));
-    await writeFile(join(directory, 'package.json'), '{"type":"module"}');
-    const tsc = join(PROJECT_ROOT, 'node_modules', 'typescript', createRequire(import.meta.url)('typescript/package.json').bin.tsc);
-    const result = await run(process.execPath, [tsc, '-p', directory], { cwd: directory, timeout: 120_000 }).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? String(error) }));
-    assert.equal(result.stdout.trim(), '', result.stdout);
-  });
-
-  for (const [index, block] of blocks.entries()) {
-    test(`example ${index + 1} (${block.section}) runs`, async () => {
-      const home = join(directory, `home-${index}`);
-      await run(process.execPath, ['--import', 'tsx', join(directory, `example-${index}.mts`)], {
-        cwd: PROJECT_ROOT,
-        timeout: 120_000,
-        env: {
-          PATH: process.env['PATH'] ?? '',
-          HOME: home,
-          AWS_ENDPOINT_URL: talus.url,
-          AWS_ACCESS_KEY_ID: ACCESS_KEY_ID,
-          AWS_SECRET_ACCESS_KEY: SECRET_ACCESS_KEY,
-          AWS_REGION: 'us-east-1',
-          AWS_EC2_METADATA_DISABLED: 'true',
-        },
-      });
-    });
-  }
+  },
 });
