@@ -68,6 +68,14 @@ interface OperationDefinition<S extends InputSpec> {
   input: S;
   /** What the answer holds, for the OpenAPI document. */
   output: string;
+  /** It changes users or keys: the server reloads its key cache after it, so the very next request sees the change. */
+  changesCredentials?: true;
+  /**
+   * It makes or revives a credential, or widens someone's rights, and what it
+   * made would outlive a bearer token: tokens may never call it, whatever
+   * their scope (an expiring token must not leave a 10-year key behind).
+   */
+  refusedToTokens?: true;
   handler(context: AdminContext, input: InputOf<S>): Promise<unknown>;
 }
 
@@ -76,6 +84,8 @@ export interface AdminOperation {
   summary: string;
   input: InputSpec;
   output: string;
+  changesCredentials: boolean;
+  refusedToTokens: boolean;
   run(context: AdminContext, body: unknown): Promise<unknown>;
 }
 
@@ -85,6 +95,8 @@ export function operation<const S extends InputSpec>(definition: OperationDefini
     summary: definition.summary,
     input: definition.input,
     output: definition.output,
+    changesCredentials: definition.changesCredentials === true,
+    refusedToTokens: definition.refusedToTokens === true,
     run: (context, body) => definition.handler(context, validateInput(definition.input, body)),
   };
 }

@@ -138,6 +138,8 @@ export const ADMIN_OPERATIONS = {
       policy: POLICY_FIELD,
     },
     output: '{ name, canonicalId, accessKeyId, secretAccessKey }',
+    changesCredentials: true,
+    refusedToTokens: true,
     async handler(context, input) {
       const { user, credentials } = await context.principals.addUser(input.name, { policy: storedPolicy(input.policy), email: input.email ?? null });
       return { name: user.name, canonicalId: user.canonicalId, ...credentials };
@@ -147,6 +149,7 @@ export const ADMIN_OPERATIONS = {
     summary: 'Deletes a user and its keys (refused while it owns buckets).',
     input: { name: USER_NAME },
     output: '{}',
+    changesCredentials: true,
     async handler(context, input) {
       await context.principals.removeUser(input.name);
       return {};
@@ -156,6 +159,8 @@ export const ADMIN_OPERATIONS = {
     summary: 'Sets (or with null, removes) a user\'s identity policy.',
     input: { name: USER_NAME, policy: { ...POLICY_FIELD, required: true } },
     output: '{}',
+    changesCredentials: true,
+    refusedToTokens: true,
     async handler(context, input) {
       await context.principals.setUserPolicy(input.name, storedPolicy(input.policy));
       return {};
@@ -178,6 +183,8 @@ export const ADMIN_OPERATIONS = {
       expiresInSeconds: { type: 'integer', description: 'Lifetime of the key.', minimum: 1, maximum: KEY_LIFETIME_SECONDS_MAX },
     },
     output: '{ accessKeyId, secretAccessKey, expiresMs }',
+    changesCredentials: true,
+    refusedToTokens: true,
     async handler(context, input) {
       const expiresMs = input.expiresInSeconds === undefined ? null : Date.now() + input.expiresInSeconds * 1000;
       const credentials = await context.principals.addKey({ userName: input.user, policy: storedPolicy(input.policy), expiresMs });
@@ -192,6 +199,8 @@ export const ADMIN_OPERATIONS = {
       policy: POLICY_FIELD,
     },
     output: '{}',
+    changesCredentials: true,
+    refusedToTokens: true,
     async handler(context, input) {
       if (input.enabled === undefined && input.policy === undefined) throw new AdminError('InvalidRequest', 'nothing to change: give enabled or policy');
       if (input.policy !== undefined) await context.principals.setKeyPolicy(input.accessKeyId, storedPolicy(input.policy));
@@ -203,6 +212,7 @@ export const ADMIN_OPERATIONS = {
     summary: 'Deletes an access key (root\'s last enabled key cannot be).',
     input: { accessKeyId: ACCESS_KEY_ID },
     output: '{}',
+    changesCredentials: true,
     async handler(context, input) {
       await context.principals.removeKey(input.accessKeyId);
       return {};

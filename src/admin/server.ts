@@ -31,14 +31,6 @@ import { type AdminTokens, scopeCovers } from './tokens.ts';
 import { ADMIN_PATH_PREFIX, LIVE_PATH, METRICS_PATH, OPENAPI_PATH, READY_PATH } from './paths.ts';
 import { type Console, type ConsoleS3Listener, createConsole, isConsolePath } from '../console/console.ts';
 
-/**
- * Operations a bearer token may never call, whatever its scope: each makes
- * or revives a credential, or widens someone's rights, and what it made would
- * outlive the token (an expiring token must not be able to leave a 10-year
- * key behind).
- */
-const TOKEN_REFUSED_OPERATIONS: ReadonlySet<string> = new Set(['CreateToken', 'CreateUser', 'CreateKey', 'UpdateKey', 'SetUserPolicy']);
-
 /** A request body: policies (64 KiB) with room for the JSON around them. */
 export const ADMIN_BODY_BYTES_MAX = 128 * 1024;
 
@@ -135,7 +127,7 @@ async function handle(options: AdminServerOptions, spec: string, webConsole: Con
   const accessKeyId = tokenId === undefined ? authenticated.accessKeyId : `token:${tokenId}`;
   // A token's scope first (never an operation that mints credentials or widens rights: what it made would outlive the
   // token), then its creator's own rights, evaluated now.
-  const decision = authenticated.tokenScope !== undefined && (TOKEN_REFUSED_OPERATIONS.has(name) || !scopeCovers(authenticated.tokenScope, name))
+  const decision = authenticated.tokenScope !== undefined && (ADMIN_OPERATIONS[name].refusedToTokens || !scopeCovers(authenticated.tokenScope, name))
     ? { allowed: false as const, reason: 'token-scope' }
     : authorizeAdmin(principal, name, options.keys.rootCanonicalId, requestConditionKeys({ ...facts, principal }));
   const caller = describeCaller(principal);
@@ -165,7 +157,7 @@ async function handle(options: AdminServerOptions, spec: string, webConsole: Con
     throw adminError;
   }
   // A change to users or keys is visible to the very next request (the cache would notice within 2 s anyway).
-  if (name.includes('User') || name.includes('Key')) await options.keys.reload();
+  if (ADMIN_OPERATIONS[name].changesCredentials) await options.keys.reload();
   options.logger.info('admin request', { requestId, operation: name, caller, status: 200 });
   audit({ principal: caller, accessKeyId, status: 200 });
   send(response, requestId, 200, JSON.stringify(answer));

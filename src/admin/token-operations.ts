@@ -17,6 +17,7 @@ export const TOKEN_OPERATIONS = {
       expiresInSeconds: { type: 'integer', description: 'Lifetime of the token.', required: true, minimum: 1, maximum: TOKEN_LIFETIME_SECONDS_MAX },
     },
     output: '{ token, id, name, scope, creatorAccessKeyId, createdMs, expiresMs }',
+    refusedToTokens: true,
     async handler(context, input) {
       const tokens = requireTokens(context);
       const caller = context.caller;
