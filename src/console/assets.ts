@@ -5,6 +5,9 @@
  * node_modules. All are read once, at the first request, and kept in memory
  * with their gzip form: the whole set is about 60 KB uncompressed.
  *
+ * pdf.js (the PDF preview's, 1.7 MB) is read and compressed only when first
+ * asked for (onDemandAsset): most consoles never preview a PDF.
+ *
  * The page's import map is the one inline script; the Content-Security-Policy
  * admits it by its SHA-256 and nothing else inline.
  */
@@ -45,11 +48,30 @@ const VENDOR = [
   { name: 'htm', path: 'vendor/htm.js', file: ['htm', 'htm.module.js'] },
 ] as const;
 
+/** Files read when first asked for, by path below /console/: pdf.js's module and its worker (pdfjs-dist's build/). */
+const ON_DEMAND: ReadonlyMap<string, string> = new Map([
+  ['vendor/pdf.min.mjs', 'pdfjs-dist/build/pdf.min.mjs'],
+  ['vendor/pdf.worker.min.mjs', 'pdfjs-dist/build/pdf.worker.min.mjs'],
+]);
+
 let loaded: ConsoleAssets | undefined;
+const loadedOnDemand = new Map<string, ConsoleAsset>();
 
 export function consoleAssets(): ConsoleAssets {
   loaded ??= loadAssets();
   return loaded;
+}
+
+/** A file of ON_DEMAND, read and compressed at its first request (undefined: no such file). */
+export function onDemandAsset(path: string): ConsoleAsset | undefined {
+  const module = ON_DEMAND.get(path);
+  if (module === undefined) return undefined;
+  let found = loadedOnDemand.get(path);
+  if (found === undefined) {
+    found = asset(TYPES['.js']!, readFileSync(createRequire(import.meta.url).resolve(module)));
+    loadedOnDemand.set(path, found);
+  }
+  return found;
 }
 
 function loadAssets(): ConsoleAssets {

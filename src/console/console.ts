@@ -37,7 +37,7 @@ import { SigV4Signer, UNSIGNED_PAYLOAD, canonicalQueryString, encodeComponent, e
 import type { PrincipalCache } from '../principals/principal-cache.ts';
 import type { Logger } from '../util/logger.ts';
 import { CONSOLE_SOURCE_HEADER, sealConsoleSource, socketSource } from '../http/console-source.ts';
-import { consoleAssets } from './assets.ts';
+import { consoleAssets, onDemandAsset } from './assets.ts';
 import { LoginThrottle } from './login-throttle.ts';
 import { PRESIGN_EXPIRES_SECONDS_MAX, presignGet } from './presign.ts';
 import { type ConsoleSession, ConsoleSessions, csrfTokenMatches } from './sessions.ts';
@@ -354,7 +354,7 @@ export function createConsole(options: ConsoleOptions): Console {
 
   function serveAsset(request: IncomingMessage, response: ServerResponse, path: string): void {
     const assets = consoleAssets();
-    const file = assets.files.get(path);
+    const file = assets.files.get(path) ?? onDemandAsset(path);
     if (file === undefined) throw new ConsoleError(404, 'NotFound', 'no such console file');
     const gzip = /\bgzip\b/.test(singleHeader(request, 'accept-encoding') ?? '');
     const headers = {
