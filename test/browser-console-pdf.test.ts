@@ -9,12 +9,14 @@
  * request to a listener of this test). Preview each: the canvas holds dark
  * pixels, pdf.js was fetched only then, and the script ran nothing (no
  * dialog, no request, no page error, no CSP violation).
+ * The backends page in the same session: each backend's latency chart (an
+ * SVG line over its last probes, ListBackends' latencyHistory) is drawn.
  * Skipped only where /usr/bin/chromium is missing.
  */
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { AdminClient } from '../src/admin/client.ts';
+import { parseConfig } from '../src/config/config.ts';
 import { startTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
 
@@ -73,10 +76,14 @@ async function previewDarkPixels(page: Page, key: string): Promise<number> {
   });
 }
 
-test('PDF preview: pdf.js draws the first page on a canvas, loaded only then, and a PDF\'s JavaScript runs nothing', { timeout: 120_000, skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (Debian's chromium package)` }, async () => {
+test('PDF preview: pdf.js draws the first page on a canvas, loaded only then, and a PDF\'s JavaScript runs nothing; the backends\' latency chart', { timeout: 120_000, skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (Debian's chromium package)` }, async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'talus-console-pdf-'));
   const userDataDir = await mkdtemp(join(tmpdir(), 'talus-chromium-pdf-'));
-  const talus = await startTalus({ dataDir, port: 0, address: '127.0.0.1', rootAccessKeyId: ROOT.accessKeyId, rootSecretAccessKey: ROOT.secretAccessKey, admin: { port: 0, address: '127.0.0.1' }, logger: silentLogger });
+  // A directory backend probed often, for the backends page's latency chart.
+  const disks = await mkdtemp(join(tmpdir(), 'talus-console-pdf-disks-'));
+  await mkdir(join(disks, 'disk0'));
+  const config = parseConfig(`[health]\nprobe_interval = "100ms"\n[backends.disk0]\ntype = "directory"\npath = "${join(disks, 'disk0')}"\n[placements.one]\ntype = "single"\nbackend = "disk0"\n`, { source: 'test', baseDirectory: disks });
+  const talus = await startTalus({ dataDir, port: 0, address: '127.0.0.1', rootAccessKeyId: ROOT.accessKeyId, rootSecretAccessKey: ROOT.secretAccessKey, admin: { port: 0, address: '127.0.0.1' }, config, healInBackground: false, logger: silentLogger });
   const s3 = new S3Client({ endpoint: talus.url, region: 'us-east-1', forcePathStyle: true, credentials: ROOT });
   // Whatever the PDF's script would reach: a request here, or a dialog, is the script running.
   const reached: string[] = [];
@@ -136,6 +143,13 @@ test('PDF preview: pdf.js draws the first page on a canvas, loaded only then, an
     await page.waitForTimeout(1_000);
     assert.deepEqual(reached, [], 'the PDF\'s script sent no request');
     assert.ok(!fetched.some((url) => url.includes('pdf-script-ran')));
+
+    // The backends page: a latency chart per backend, a line through its probes.
+    await page.getByRole('link', { name: 'Backends' }).click();
+    const chartPath = page.locator('tr[data-backend="disk0"]').getByTestId('latency-chart').locator('path');
+    await chartPath.waitFor({ timeout: 30_000 });
+    const points = ((await chartPath.getAttribute('d')) ?? '').match(/[ML]/g) ?? [];
+    assert.ok(points.length >= 2 && points[0] === 'M', `a line through the probes: ${points.length} points`);
     assert.deepEqual(problems, []);
   } finally {
     await context?.close();
@@ -144,5 +158,6 @@ test('PDF preview: pdf.js draws the first page on a canvas, loaded only then, an
     await talus.close();
     await rm(dataDir, { recursive: true, force: true });
     await rm(userDataDir, { recursive: true, force: true });
+    await rm(disks, { recursive: true, force: true });
   }
 });
