@@ -11,7 +11,8 @@
  * every action through the console (it still logs in, as AWS's sign-in does);
  * the same user allowed 127.0.0.2/32 works; a SecureTransport:true policy is
  * refused over plain http; a forged header on the S3 port gains nothing; and
- * the audit log names the browser's address.
+ * the audit log names the browser's address. With --workers, the worker
+ * processes that serve S3 believe the seal as well (the key reaches them).
  */
 import { ListBucketsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
@@ -122,6 +123,36 @@ test('console calls are authorized with the browser\'s address and transport, wh
     // aws:SecureTransport: the browser's plain http counts, whatever the hop.
     await admin.call('SetUserPolicy', { name: 'netuser', policy: ONLY_TLS });
     assert.deepEqual(await browser.tryAll(), [403, 403, 403]);
+  } finally {
+    await browser.close();
+    await talus.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('with --workers, the S3 listener\'s worker processes believe the console\'s seal too', { timeout: 90_000 }, async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'talus-console-source-ip-workers-'));
+  const talus = await startTalus({ dataDir, port: 0, address: '127.0.0.1', workers: 2, rootAccessKeyId: ROOT.accessKeyId, rootSecretAccessKey: ROOT.secretAccessKey, admin: { port: 0, address: '127.0.0.1' }, logger: silent });
+  const admin = new AdminClient({ endpoint: talus.adminUrl!, ...ROOT });
+  const browser = new Browser(talus.adminUrl!);
+  try {
+    const user = await admin.call<{ accessKeyId: string; secretAccessKey: string }>('CreateUser', { name: 'netuser', policy: onlyFrom(`${BROWSER_ADDRESS}/32`) });
+    await browser.login(user);
+    // Workers reload keys on their own schedule: wait for the new user to be known there.
+    const deadline = Date.now() + 30_000;
+    let status = (await browser.send('GET', '/console/s3/')).status;
+    while (status !== 200 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      status = (await browser.send('GET', '/console/s3/')).status;
+    }
+    assert.equal(status, 200, 'allowed from the browser\'s address, judged in a worker');
+    await admin.call('SetUserPolicy', { name: 'netuser', policy: onlyFrom('127.0.0.1/32') });
+    let refused = (await browser.send('GET', '/console/s3/')).status;
+    while (refused !== 403 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      refused = (await browser.send('GET', '/console/s3/')).status;
+    }
+    assert.equal(refused, 403, 'the console\'s hop (127.0.0.1) does not count in a worker either');
   } finally {
     await browser.close();
     await talus.close();
