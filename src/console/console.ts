@@ -177,7 +177,7 @@ export function createConsole(options: ConsoleOptions): Console {
       expect('POST', 'to log out');
       request.resume();
       sessions.end(cookieOf(request));
-      options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogout', principal: session.principal, accessKeyId: session.accessKeyId, status: 200, sourceIp: request.socket.remoteAddress });
+      options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogout', principal: session.principal, accessKeyId: session.accessKeyId, status: 200, sourceIp: socketSource(request).sourceIp });
       response.setHeader('set-cookie', `${SESSION_COOKIE}=; Path=${CONSOLE_PATH}/; HttpOnly; SameSite=Strict; Max-Age=0`);
       sendJson(response, requestId, 200, {});
     } else if (name.startsWith('admin/')) {
@@ -201,7 +201,7 @@ export function createConsole(options: ConsoleOptions): Console {
 
   /** Checks the key and secret as the signature check would (the same keys), and starts a session. */
   async function login(request: IncomingMessage, response: ServerResponse, requestId: string): Promise<void> {
-    const sourceIp = request.socket.remoteAddress;
+    const sourceIp = socketSource(request).sourceIp || undefined;
     const input = await readJson(request);
     const accessKeyId = stringField(input, 'accessKeyId');
     const secretAccessKey = stringField(input, 'secretAccessKey');
