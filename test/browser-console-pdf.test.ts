@@ -6,8 +6,8 @@
  *
  * Method: two PDFs written by hand (a page with a big black rectangle; the
  * same with an /OpenAction JavaScript that would open a dialog and send a
- * request to a listener of this test). Preview each: the canvas holds dark
- * pixels, pdf.js was fetched only then, and the script ran nothing (no
+ * request to a listener of this test), and text in Helvetica, a standard
+ * font it does not embed. Preview each: the canvas holds dark pixels, pdf.js was fetched only then, and the script ran nothing (no
  * dialog, no request, no page error, no CSP violation).
  * The backends page in the same session: each backend's latency chart (an
  * SVG line over its last probes, ListBackends' latencyHistory) is drawn.
@@ -32,13 +32,17 @@ const CHROMIUM = '/usr/bin/chromium';
 const ROOT = { accessKeyId: 'PDFROOTKEY', secretAccessKey: 'pdf-root-secret-0123456789abcdef' };
 const BUCKET = 'papers';
 
-/** A one-page PDF (200 × 200 points) filled with a black rectangle; `catalogExtra` and `extraObjects` add to it. */
-function handWrittenPdf(catalogExtra = '', extraObjects: string[] = []): Buffer {
-  const drawing = '0 0 0 rg 20 20 160 160 re f\n';
+const BLACK_SQUARE = '0 0 0 rg 20 20 160 160 re f\n';
+/** Text in Helvetica, one of the 14 standard fonts a PDF may use without embedding it. */
+const STANDARD_FONT_TEXT = 'BT /F1 120 Tf 10 60 Td (WW) Tj ET\n';
+const STANDARD_FONT_RESOURCES = '/Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold >> >> >> ';
+
+/** A one-page PDF (200 × 200 points) of `drawing`; `catalogExtra` and `extraObjects` add to it. */
+function handWrittenPdf({ drawing = BLACK_SQUARE, resources = '', catalogExtra = '', extraObjects = [] as string[] } = {}): Buffer {
   const objects = [
     `<< /Type /Catalog /Pages 2 0 R ${catalogExtra}>>`,
     '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
-    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R >>',
+    `<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R ${resources}>>`,
     `<< /Length ${drawing.length} >>\nstream\n${drawing}endstream`,
     ...extraObjects,
   ];
@@ -98,8 +102,12 @@ test('PDF preview: pdf.js draws the first page on a canvas, loaded only then, an
     await new AdminClient({ endpoint: talus.adminUrl!, ...ROOT }).call('CreateBucket', { name: BUCKET });
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'plain.pdf', Body: handWrittenPdf(), ContentType: 'application/pdf' }));
     const script = `app.alert("pdf script ran"); this.submitForm("${trap}"); app.launchURL("${trap}", true);`;
-    const scripted = handWrittenPdf('/OpenAction 5 0 R /Names << /JavaScript << /Names [(run) 5 0 R] >> >> ', [`<< /Type /Action /S /JavaScript /JS (${script.replaceAll('(', '\\(').replaceAll(')', '\\)')}) >>`]);
+    const scripted = handWrittenPdf({
+      catalogExtra: '/OpenAction 5 0 R /Names << /JavaScript << /Names [(run) 5 0 R] >> >> ',
+      extraObjects: [`<< /Type /Action /S /JavaScript /JS (${script.replaceAll('(', '\\(').replaceAll(')', '\\)')}) >>`],
+    });
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'scripted.pdf', Body: scripted, ContentType: 'application/pdf' }));
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'text.pdf', Body: handWrittenPdf({ drawing: STANDARD_FONT_TEXT, resources: STANDARD_FONT_RESOURCES }), ContentType: 'application/pdf' }));
 
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
@@ -136,6 +144,11 @@ test('PDF preview: pdf.js draws the first page on a canvas, loaded only then, an
     assert.ok(fetched.some((url) => url.endsWith('/console/vendor/pdf.min.mjs')), 'pdf.js loaded for the preview');
     assert.ok(page.workers().some((worker) => worker.url().endsWith('/console/vendor/pdf.worker.min.mjs')), 'its worker, a real one (the page\'s CSP allows it)');
     assert.ok(fetched.some((url) => url.includes(`/console/s3/${BUCKET}/plain.pdf`)), 'the bytes came through the console\'s download path');
+    await page.getByRole('button', { name: 'Close' }).click();
+
+    // Text in a standard font is drawn: its glyphs come from pdf.js's fonts, served on demand.
+    assert.ok(await previewDarkPixels(page, 'text.pdf') > 0.05, 'text in Helvetica is drawn');
+    assert.ok(fetched.some((url) => url.includes('/console/vendor/pdf-fonts/')), 'with a standard font fetched by the page');
     await page.getByRole('button', { name: 'Close' }).click();
 
     assert.ok(await previewDarkPixels(page, 'scripted.pdf') > 0.4, 'the scripted PDF is drawn too');

@@ -7,16 +7,19 @@
 // What a PDF cannot do here: run its JavaScript (pdf.js's core has no
 // scripting; the viewer's sandbox, which would run it, is not loaded),
 // compile code (isEvalSupported: false, and the page's CSP has no
-// 'unsafe-eval'), or fetch anything (its bytes are given to pdf.js, which
-// then needs no URL; the worker runs under the vendor files' CSP,
-// default-src 'none'). Its bytes come through the console's own download
-// path (/console/s3/…), authorized as the session's key.
+// 'unsafe-eval'), or reach the network (its bytes are handed to pdf.js; the
+// worker runs under its own file's CSP, default-src 'none'; the only fetches
+// are the page's own, of pdf.js's standard fonts on this origin). Its bytes
+// come through the console's own download path (/console/s3/…), authorized
+// as the session's key.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { s3Url } from './api.js';
 import { ErrorBox, html } from './html.js';
 
 const PDFJS_URL = '/console/vendor/pdf.min.mjs';
 const PDFJS_WORKER_URL = '/console/vendor/pdf.worker.min.mjs';
+/** The 14 standard fonts' glyphs (assets.ts's PDF_FONTS_PATH), for PDFs that use them without embedding them. */
+const STANDARD_FONTS_URL = '/console/vendor/pdf-fonts/';
 /** The pages drawn: a preview, not a reader (download the whole document). */
 const PREVIEW_PAGES_MAX = 3;
 /** CSS pixels across a page's canvas. */
@@ -42,7 +45,16 @@ export function PdfPreview({ bucket, objectKey }) {
       if (!response.ok) throw new Error(`the download answered HTTP ${response.status}`);
       const data = new Uint8Array(await response.arrayBuffer());
       const { getDocument } = await loadPdfjs();
-      task = getDocument({ data, isEvalSupported: false, enableXfa: false, disableFontFace: true, stopAtErrors: false });
+      task = getDocument({
+        data,
+        isEvalSupported: false,
+        enableXfa: false,
+        // Glyphs drawn as paths: no font is installed in the page.
+        disableFontFace: true,
+        standardFontDataUrl: STANDARD_FONTS_URL,
+        // The page fetches the fonts (its connect-src 'self'); the worker stays without any network access.
+        useWorkerFetch: false,
+      });
       const document = await task.promise;
       const shown = Math.min(document.numPages, PREVIEW_PAGES_MAX);
       for (let number = 1; number <= shown && !cancelled; number++) {
