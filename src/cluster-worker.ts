@@ -59,6 +59,7 @@ async function runWorker(): Promise<void> {
     region: settings.region,
     domain: settings.domain,
     logger,
+    consoleSourceKey: Buffer.from(settings.consoleSourceKey, 'base64'),
     // Refused requests go to the primary's audit log (one writer rotates it).
     observer: requestObserver(metrics.requests, accessLog, (request) => tell({ kind: 'audit', entry: refusedRequestEntry(request) })),
   });

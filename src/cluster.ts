@@ -40,6 +40,8 @@ export interface WorkerSettings {
   config?: Omit<TalusConfig, 'buckets'> & { buckets: [string, string][] };
   /** The access log every worker appends its lines to (`--access-log`); absent: none. */
   accessLog?: string;
+  /** The key that seals the console's calls (http/console-source.ts), base64. */
+  consoleSourceKey: string;
 }
 
 export type ToWorker =

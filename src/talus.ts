@@ -15,6 +15,7 @@ import { DiskReserve } from './disk-reserve.ts';
 import { checkBeforeOpen, LOST_AND_FOUND, settleIdentity, type ReclaimMode } from './data-dir-identity.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
+import { newConsoleSourceKey } from './http/console-source.ts';
 import { WorkerPool } from './cluster.ts';
 import { lifecycleSchedule, lifecycleSettingsFromEnv, type LifecycleSettings } from './lifecycle/schedule.ts';
 import { LifecycleWorker } from './lifecycle/worker.ts';
@@ -232,6 +233,8 @@ async function startOnLockedDirectory(
   const blobs: BlobStore = placement?.store ?? local;
   const host = options.address === undefined || options.address === '0.0.0.0' ? '127.0.0.1' : options.address;
   const urlOf = (port: number): string => `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  // Seals the console's calls with its browser's address (http/console-source.ts): this run's processes only.
+  const consoleSourceKey = newConsoleSourceKey();
   let reportFailure: (error: Error) => void = () => undefined;
   const failed = new Promise<Error>((resolveFailed) => (reportFailure = resolveFailed));
   const pool = workers > 1
@@ -245,6 +248,7 @@ async function startOnLockedDirectory(
           // Workers open the same backends; only the primary heals and purges.
           ...(placed ? { config: { ...config, buckets: [...config.buckets] } } : {}),
           ...(options.accessLog === undefined ? {} : { accessLog: options.accessLog }),
+          consoleSourceKey: consoleSourceKey.toString('base64'),
         },
         workers,
         logger,
@@ -295,7 +299,7 @@ async function startOnLockedDirectory(
     if (options.admin === undefined) return undefined;
     return startAdminListener({
       ...options.admin,
-      console: { s3Url, s3OnEveryAddress: options.address === '0.0.0.0' || options.address === '::' },
+      console: { s3Url, s3OnEveryAddress: options.address === '0.0.0.0' || options.address === '::', sourceKey: consoleSourceKey },
       metrics: { render: renderMetrics, token: options.metrics?.token, public: options.metrics?.public },
       audit,
       principals,
@@ -372,6 +376,7 @@ async function startOnLockedDirectory(
     region: options.region ?? 'us-east-1',
     domain: options.domain,
     logger,
+    consoleSourceKey,
     observer: requestObserver(serverMetrics.requests, accessLog, (request) => audit.record(refusedRequestEntry(request))),
   });
   try {

@@ -21,15 +21,19 @@ export type AdminClientOptions = {
   /** The admin listener, e.g. http://127.0.0.1:9001 */
   endpoint: string;
   region?: string;
+  /** Headers added to each signed call, given its Authorization header (the console seals its browser's address with them). */
+  addHeaders?: ((authorization: string) => Record<string, string>) | undefined;
 } & ({ accessKeyId: string; secretAccessKey: string } | { /** A bearer token (CreateToken): sent instead of a signature. */ token: string });
 
 export class AdminClient {
   readonly #url: URL;
   readonly #signer: SigV4Signer | undefined;
   readonly #token: string | undefined;
+  readonly #addHeaders: ((authorization: string) => Record<string, string>) | undefined;
 
   constructor(options: AdminClientOptions) {
     this.#url = new URL(options.endpoint);
+    this.#addHeaders = options.addHeaders;
     if ('token' in options) this.#token = options.token;
     else this.#signer = new SigV4Signer({ accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey, region: options.region ?? 'us-east-1' });
   }
@@ -55,7 +59,8 @@ export class AdminClient {
 
   #headers(path: string, body: string): Record<string, string> {
     if (this.#signer === undefined) return { 'content-type': 'application/json', authorization: `Bearer ${this.#token!}` };
-    return signedHeaders(this.#signer, this.#url.host, path, body);
+    const headers = signedHeaders(this.#signer, this.#url.host, path, body);
+    return this.#addHeaders === undefined ? headers : { ...this.#addHeaders(headers.authorization!), ...headers };
   }
 }
 

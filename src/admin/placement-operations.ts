@@ -49,9 +49,9 @@ export const PLACEMENT_OPERATIONS = {
     },
   }),
   ListBackends: operation({
-    summary: 'Every configured backend with its type, state, smoothed latency, last error, and free space where the backend can tell (directories).',
+    summary: 'Every configured backend with its type, state, smoothed latency, its last probes\' latencies (oldest first, latencyMs null for a failed probe), last error, and free space where the backend can tell (directories).',
     input: {},
-    output: '{ backends: [{ name, type, state, latencyMs, deadlineMs, lastError, sinceMs, freeBytes, placements }] }',
+    output: '{ backends: [{ name, type, state, latencyMs, deadlineMs, lastError, sinceMs, freeBytes, placements, latencyHistory: [{ atMs, latencyMs }] }] }',
     async handler(context) {
       const storage = requireStorage(context);
       const placement = storage.placement;
@@ -78,6 +78,7 @@ export const PLACEMENT_OPERATIONS = {
           sinceMs: status.sinceMs,
           freeBytes,
           placements,
+          latencyHistory: placement.store.health.latencyHistory(status.name),
         });
       }
       return { backends };

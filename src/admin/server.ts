@@ -19,6 +19,7 @@ import type { Engine } from '../engine/engine.ts';
 import type { PrincipalCache } from '../principals/principal-cache.ts';
 import type { Principals } from '../principals/principals.ts';
 import { requestFacts } from '../s3/access.ts';
+import { openConsoleSource } from '../http/console-source.ts';
 import { newRequestId } from '../util/ids.ts';
 import type { Logger } from '../util/logger.ts';
 import { S3Error } from '../util/s3-error.ts';
@@ -112,6 +113,9 @@ async function handle(options: AdminServerOptions, spec: string, webConsole: Con
   if (request.method !== 'POST') throw new AdminError('MethodNotAllowed', 'admin operations are POST requests');
 
   const facts = requestFacts(request, new Map(), Date.now());
+  // The console's call on a browser's behalf is judged and audited with the browser's address and transport.
+  const browser = openConsoleSource(options.console?.sourceKey, request.headers);
+  if (browser !== undefined) Object.assign(facts, browser);
   const audit = (entry: { principal: string; accessKeyId?: string | undefined; status: number; code?: string; reason?: string }): void =>
     options.audit.record({ kind: 'admin', requestId, operation: name, sourceIp: facts.sourceIp, ...entry });
   let authenticated: { principal: Principal; body: Readable; accessKeyId: string; tokenId?: string | undefined; tokenScope?: readonly string[] };

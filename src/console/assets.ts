@@ -5,6 +5,10 @@
  * node_modules. All are read once, at the first request, and kept in memory
  * with their gzip form: the whole set is about 60 KB uncompressed.
  *
+ * pdf.js (the PDF preview's, 1.7 MB, and its standard fonts) is read and
+ * compressed only when first asked for (onDemandAsset): most consoles never
+ * preview a PDF.
+ *
  * The page's import map is the one inline script; the Content-Security-Policy
  * admits it by its SHA-256 and nothing else inline.
  */
@@ -45,11 +49,48 @@ const VENDOR = [
   { name: 'htm', path: 'vendor/htm.js', file: ['htm', 'htm.module.js'] },
 ] as const;
 
+/** Files read when first asked for, by path below /console/: pdf.js's module and its worker (pdfjs-dist's build/). */
+const ON_DEMAND: ReadonlyMap<string, string> = new Map([
+  ['vendor/pdf.min.mjs', 'pdfjs-dist/build/pdf.min.mjs'],
+  ['vendor/pdf.worker.min.mjs', 'pdfjs-dist/build/pdf.worker.min.mjs'],
+]);
+/**
+ * pdf.js's standard fonts (pdfjs-dist's standard_fonts/, 0.8 MB): the glyphs
+ * of the 14 fonts a PDF may use without embedding them (Helvetica, Times…),
+ * without which their text is not drawn. Fetched by the page, one file at a
+ * time, only for a PDF that uses one.
+ */
+export const PDF_FONTS_PATH = 'vendor/pdf-fonts/';
+const PDF_FONT_FILE = /^[A-Za-z0-9-]{1,64}\.(?:pfb|ttf)$/;
+const FONT_TYPE = 'application/octet-stream';
+
 let loaded: ConsoleAssets | undefined;
+const loadedOnDemand = new Map<string, ConsoleAsset>();
 
 export function consoleAssets(): ConsoleAssets {
   loaded ??= loadAssets();
   return loaded;
+}
+
+/** A file of ON_DEMAND or a standard font, read and compressed at its first request (undefined: no such file). */
+export function onDemandAsset(path: string): ConsoleAsset | undefined {
+  const cached = loadedOnDemand.get(path);
+  if (cached !== undefined) return cached;
+  const require = createRequire(import.meta.url);
+  let found: ConsoleAsset | undefined;
+  const module = ON_DEMAND.get(path);
+  if (module !== undefined) {
+    found = asset(TYPES['.js']!, readFileSync(require.resolve(module)));
+  } else if (path.startsWith(PDF_FONTS_PATH)) {
+    // The name has no slash or dot but its extension's: nothing outside standard_fonts/ can be named.
+    const name = path.slice(PDF_FONTS_PATH.length);
+    if (!PDF_FONT_FILE.test(name)) return undefined;
+    const fonts = join(dirname(require.resolve('pdfjs-dist/build/pdf.min.mjs')), '../standard_fonts');
+    if (!readdirSync(fonts).includes(name)) return undefined;
+    found = asset(FONT_TYPE, readFileSync(join(fonts, name)));
+  }
+  if (found !== undefined) loadedOnDemand.set(path, found);
+  return found;
 }
 
 function loadAssets(): ConsoleAssets {

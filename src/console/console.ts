@@ -18,6 +18,13 @@
  * - `/console/api/metrics`: the /metrics text, to callers allowed
  *   admin:GetServerInfo (asked of the admin API, as above).
  *
+ * Every call made for a browser carries its address and transport, sealed
+ * (src/http/console-source.ts): policies' aws:SourceIp and
+ * aws:SecureTransport judge the browser, as AWS judges a console user's
+ * calls. Login itself checks only the key and secret, as AWS's sign-in does:
+ * a key whose policy refuses the browser's address logs in and is then
+ * refused every action.
+ *
  * Every request needs a live session (but the page and login); every
  * state-changing one also its CSRF token, and a same-origin Origin when the
  * browser sends one. Every answer carries the security headers.
@@ -29,7 +36,8 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import { SigV4Signer, UNSIGNED_PAYLOAD, canonicalQueryString, encodeComponent, encodeKeyPath } from '../client/sigv4-signer.ts';
 import type { PrincipalCache } from '../principals/principal-cache.ts';
 import type { Logger } from '../util/logger.ts';
-import { consoleAssets } from './assets.ts';
+import { CONSOLE_SOURCE_HEADER, sealConsoleSource, socketSource } from '../http/console-source.ts';
+import { consoleAssets, onDemandAsset } from './assets.ts';
 import { LoginThrottle } from './login-throttle.ts';
 import { PRESIGN_EXPIRES_SECONDS_MAX, presignGet } from './presign.ts';
 import { type ConsoleSession, ConsoleSessions, csrfTokenMatches } from './sessions.ts';
@@ -76,6 +84,12 @@ export interface ConsoleS3Listener {
    * loopback address is of no use to whoever receives the link.
    */
   s3OnEveryAddress: boolean;
+  /**
+   * Seals the browser's address and transport onto each call the console
+   * makes for it (src/http/console-source.ts), so the listeners judge
+   * aws:SourceIp and aws:SecureTransport by the browser, not by this loopback hop.
+   */
+  sourceKey: Buffer;
 }
 
 export interface ConsoleOptions extends ConsoleS3Listener {
@@ -163,7 +177,7 @@ export function createConsole(options: ConsoleOptions): Console {
       expect('POST', 'to log out');
       request.resume();
       sessions.end(cookieOf(request));
-      options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogout', principal: session.principal, accessKeyId: session.accessKeyId, status: 200, sourceIp: request.socket.remoteAddress });
+      options.audit.record({ kind: 'admin', requestId, operation: 'ConsoleLogout', principal: session.principal, accessKeyId: session.accessKeyId, status: 200, sourceIp: socketSource(request).sourceIp });
       response.setHeader('set-cookie', `${SESSION_COOKIE}=; Path=${CONSOLE_PATH}/; HttpOnly; SameSite=Strict; Max-Age=0`);
       sendJson(response, requestId, 200, {});
     } else if (name.startsWith('admin/')) {
@@ -187,7 +201,7 @@ export function createConsole(options: ConsoleOptions): Console {
 
   /** Checks the key and secret as the signature check would (the same keys), and starts a session. */
   async function login(request: IncomingMessage, response: ServerResponse, requestId: string): Promise<void> {
-    const sourceIp = request.socket.remoteAddress;
+    const sourceIp = socketSource(request).sourceIp || undefined;
     const input = await readJson(request);
     const accessKeyId = stringField(input, 'accessKeyId');
     const secretAccessKey = stringField(input, 'secretAccessKey');
@@ -265,7 +279,14 @@ export function createConsole(options: ConsoleOptions): Console {
     if (!/^[A-Za-z]{1,64}$/.test(operation)) throw new ConsoleError(404, 'NoSuchOperation', 'no such admin operation');
     const local = request.socket.localAddress ?? '127.0.0.1';
     const host = local.includes(':') ? (local.startsWith('::ffff:') ? local.slice(7) : `[${local}]`) : local;
-    const client = new AdminClient({ endpoint: `http://${host}:${request.socket.localPort}`, accessKeyId: session.accessKeyId, secretAccessKey: session.secretAccessKey, region: options.region });
+    const browser = socketSource(request);
+    const client = new AdminClient({
+      endpoint: `http://${host}:${request.socket.localPort}`,
+      accessKeyId: session.accessKeyId,
+      secretAccessKey: session.secretAccessKey,
+      region: options.region,
+      addHeaders: (authorization) => ({ [CONSOLE_SOURCE_HEADER]: sealConsoleSource(options.sourceKey, browser, authorization) }),
+    });
     return client.call(operation, typeof input === 'object' && input !== null ? input : {});
   }
 
@@ -303,7 +324,13 @@ export function createConsole(options: ConsoleOptions): Console {
     }
     const signer = new SigV4Signer({ accessKeyId: session.accessKeyId, secretAccessKey: session.secretAccessKey, region: options.region });
     const signature = signer.sign({ method, path, query, host: s3.host, headers: signed, payloadHash: UNSIGNED_PAYLOAD });
-    Object.assign(headers, { host: s3.host, 'x-amz-date': signature.amzDate, 'x-amz-content-sha256': UNSIGNED_PAYLOAD, authorization: signature.authorization });
+    Object.assign(headers, {
+      host: s3.host,
+      'x-amz-date': signature.amzDate,
+      'x-amz-content-sha256': UNSIGNED_PAYLOAD,
+      authorization: signature.authorization,
+      [CONSOLE_SOURCE_HEADER]: sealConsoleSource(options.sourceKey, socketSource(request), signature.authorization),
+    });
     await new Promise<void>((resolve, reject) => {
       const upstream = httpRequest({ hostname: s3.hostname.replace(/^\[|\]$/g, ''), port: s3.port, method, path: query === '' ? path : `${path}?${query}`, headers }, (answer) => {
         const passed: Record<string, string | string[]> = {};
@@ -327,7 +354,7 @@ export function createConsole(options: ConsoleOptions): Console {
 
   function serveAsset(request: IncomingMessage, response: ServerResponse, path: string): void {
     const assets = consoleAssets();
-    const file = assets.files.get(path);
+    const file = assets.files.get(path) ?? onDemandAsset(path);
     if (file === undefined) throw new ConsoleError(404, 'NotFound', 'no such console file');
     const gzip = /\bgzip\b/.test(singleHeader(request, 'accept-encoding') ?? '');
     const headers = {

@@ -29,6 +29,7 @@ import { S3Error, isS3Error } from '../util/s3-error.ts';
 import type { Logger } from '../util/logger.ts';
 import { answerPreflight, decorateCorsResponse } from './cors.ts';
 import { answerHealthProbe } from './health.ts';
+import { CONSOLE_SOURCE_HEADER, openConsoleSource } from './console-source.ts';
 import type { ObservedRequest, RequestObserver } from '../metrics/observed-request.ts';
 import { parseQuery, resolveAddress, route } from './route.ts';
 import { element, escapeXml, XML_DECLARATION } from './xml.ts';
@@ -45,6 +46,8 @@ export interface FrontOptions {
   connectionsMax?: number;
   /** Told about every request (metrics, the access log); absent: nothing is measured. */
   observer?: RequestObserver | undefined;
+  /** The key that seals the console's calls with its browser's address (console-source.ts); absent: no console's header is believed. */
+  consoleSourceKey?: Buffer | undefined;
 }
 
 /** When a response's headers went out (performance.now()) and its Content-Length; filled by sendResponse/sendError. */
@@ -146,7 +149,7 @@ function observed(
     errorCode,
     principal: principal === undefined || principal.kind === 'anonymous' ? 'anonymous' : principal.kind === 'root' ? 'root' : principal.name,
     accessKeyId: context?.request.accessKeyId ?? undefined,
-    remoteAddress: request.socket.remoteAddress ?? '',
+    remoteAddress: consoleCallers.get(request) ?? request.socket.remoteAddress ?? '',
   };
 }
 
@@ -167,7 +170,17 @@ async function buildContext(options: FrontOptions, request: IncomingMessage, req
     if (found === undefined) throw new S3Error('InvalidAccessKeyId');
     principal = found.principal;
   }
-  const access = new RequestAccess(principals, principal, requestFacts(request, routed.query, Date.now()));
+  const facts = requestFacts(request, routed.query, Date.now());
+  // The console's call on a browser's behalf is judged (and logged) with the browser's address and transport.
+  if (request.headers[CONSOLE_SOURCE_HEADER] !== undefined) {
+    const browser = openConsoleSource(options.consoleSourceKey, request.headers);
+    if (browser !== undefined) {
+      facts.sourceIp = browser.sourceIp;
+      facts.secureTransport = browser.secureTransport;
+      consoleCallers.set(request, browser.sourceIp);
+    }
+  }
+  const access = new RequestAccess(principals, principal, facts);
   return {
     requestId,
     method,
@@ -182,6 +195,8 @@ async function buildContext(options: FrontOptions, request: IncomingMessage, req
 }
 
 const ANONYMOUS: Principal = Object.freeze({ kind: 'anonymous' });
+/** The browser behind each console call (its sealed address), for the access log and the audit of refusals. */
+const consoleCallers = new WeakMap<IncomingMessage, string>();
 
 /** Headers every response carries, errors included. */
 function baseHeaders(requestId: string): Record<string, string> {

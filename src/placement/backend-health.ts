@@ -1,6 +1,7 @@
 import { assert } from '../util/assert.ts';
 import { BackendTimeoutError, type Backend } from '../backend/backend.ts';
 import { HEALTH_DEFAULT, type HealthConfig, type PlacementConfig } from '../config/config.ts';
+import { type LatencySample, LatencyHistory } from './latency-history.ts';
 
 export type BackendState = 'up' | 'down' | 'unknown';
 
@@ -67,6 +68,8 @@ interface Entry {
   /** The backend's prepare() succeeded (an S3 backend's bucket exists). */
   prepared: boolean;
   probing: Promise<void> | undefined;
+  /** The last probes' answer times (the console's latency chart). */
+  history: LatencyHistory;
 }
 
 export interface BackendHealthOptions extends Partial<HealthConfig> {
@@ -106,14 +109,14 @@ export class BackendHealth {
     this.#deadlineMaxMs = Math.max(this.#deadlineMinMs, options.deadlineMaxMs ?? HEALTH_DEFAULT.deadlineMaxMs);
     this.#prepare = options.prepare;
     for (const name of backends.keys()) {
-      this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), errors: 0, prepared: false, probing: undefined });
+      this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), errors: 0, prepared: false, probing: undefined, history: new LatencyHistory() });
     }
   }
 
   /** Watches a backend added to the map after construction (at run time): unknown until its first probe. */
   track(name: string): void {
     assert(this.#backends.has(name), `backend ${name} is in the map`);
-    if (!this.#entries.has(name)) this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), errors: 0, prepared: false, probing: undefined });
+    if (!this.#entries.has(name)) this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), errors: 0, prepared: false, probing: undefined, history: new LatencyHistory() });
   }
 
   /** Probes now and every probe interval, in the background. */
@@ -155,10 +158,13 @@ export class BackendHealth {
         }
         const started = performance.now();
         await backend.stat(PROBE_KEY, { signal });
-        this.reportSuccess(name, performance.now() - started);
+        const latencyMs = performance.now() - started;
+        this.reportSuccess(name, latencyMs);
+        entry.history.record(Date.now(), latencyMs);
       });
     } catch (error) {
       this.reportFailure(name, error);
+      entry.history.record(Date.now(), undefined);
     }
   }
 
@@ -235,6 +241,11 @@ export class BackendHealth {
     const entry = this.#entries.get(name);
     if (entry?.latencyMs === undefined) return undefined;
     return entry.latencyMs + DEVIATIONS_IN_ESTIMATE * entry.deviationMs;
+  }
+
+  /** The last probes of `name`, oldest first (a failed one without latency); empty for an unknown backend. */
+  latencyHistory(name: string): LatencySample[] {
+    return this.#entries.get(name)?.history.samples() ?? [];
   }
 
   snapshot(): BackendStatus[] {

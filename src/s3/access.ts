@@ -8,7 +8,7 @@
  * Every denial is 403 AccessDenied and happens before anything changes.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import { socketSource } from '../http/console-source.ts';
 import {
   type Acl,
   type AclOwner,
@@ -233,12 +233,9 @@ function compileBucketAccess(record: BucketRecord, owner: string): BucketAccess 
 
 /** The request's facts for condition keys, from the socket and the request line. */
 export function requestFacts(request: IncomingMessage, query: ReadonlyMap<string, string>, nowMs: number): Omit<RequestFacts, 'principal'> {
-  const remote = request.socket.remoteAddress ?? '';
   const presigned = query.has('X-Amz-Signature');
   const facts: Omit<RequestFacts, 'principal'> = {
-    // IPv4 clients of a dual-stack socket show as ::ffff:a.b.c.d; policies name them as a.b.c.d.
-    sourceIp: remote.startsWith('::ffff:') && remote.includes('.') ? remote.slice(7) : remote,
-    secureTransport: (request.socket as Partial<TLSSocket>).encrypted === true,
+    ...socketSource(request),
     nowMs,
     headers: request.headers,
     query,

@@ -4,31 +4,13 @@ import { useEffect, useState } from 'preact/hooks';
 import { currentSession, login, logout, whenSessionLost } from './api.js';
 import { BucketsPage } from './buckets.js';
 import { DashboardPage } from './dashboard.js';
-import { ErrorBox, html } from './html.js';
+import { ErrorBox, html, lazyComponent } from './html.js';
 import { ObjectsPage } from './objects.js';
 import { UsersPage } from './users.js';
 
-/**
- * A page whose module loads when first shown (a dynamic import, allowed by
- * the page's script-src 'self'): the operators' pages stay out of the first
- * load, which every user pays.
- */
-function lazyPage(load) {
-  let loaded;
-  return function LazyPage(props) {
-    const [Page, setPage] = useState(() => loaded);
-    const [error, setError] = useState(null);
-    useEffect(() => {
-      if (Page === undefined) load().then((component) => setPage(() => (loaded = component)), setError);
-    }, []);
-    if (error) return html`<${ErrorBox} error=${error} />`;
-    return Page === undefined ? html`<p class="note">Loading…</p>` : html`<${Page} ...${props} />`;
-  };
-}
-
-const BackendsPage = lazyPage(() => import('./backends.js').then((module) => module.BackendsPage));
-const QueuesPage = lazyPage(() => import('./queues.js').then((module) => module.QueuesPage));
-const AuditPage = lazyPage(() => import('./audit.js').then((module) => module.AuditPage));
+const BackendsPage = lazyComponent(() => import('./backends.js').then((module) => module.BackendsPage));
+const QueuesPage = lazyComponent(() => import('./queues.js').then((module) => module.QueuesPage));
+const AuditPage = lazyComponent(() => import('./audit.js').then((module) => module.AuditPage));
 
 function LoginPage({ onLogin }) {
   const [error, setError] = useState(null);

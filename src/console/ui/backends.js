@@ -15,6 +15,40 @@ function LatencyBar({ value, max }) {
   return html`<span class="bar" style=${{ width: `${Math.max(2, Math.round((value / max) * 100))}%` }}></span>`;
 }
 
+const CHART_WIDTH = 160;
+const CHART_HEIGHT = 32;
+
+/**
+ * The last probes' latencies (ListBackends' latencyHistory, oldest first) as
+ * an SVG line, scaled from 0 to the highest: a failed probe breaks the line.
+ * The x axis is time, so a pause in probing shows as a longer segment.
+ */
+function LatencyChart({ samples }) {
+  const measured = samples.filter((sample) => sample.latencyMs !== null);
+  if (measured.length === 0) return null;
+  const highest = Math.max(...measured.map((sample) => sample.latencyMs)) || 1;
+  const firstMs = samples[0].atMs;
+  const spanMs = samples[samples.length - 1].atMs - firstMs || 1;
+  let path = '';
+  let drawing = false;
+  for (const sample of samples) {
+    if (sample.latencyMs === null) {
+      drawing = false;
+      continue;
+    }
+    const x = ((sample.atMs - firstMs) / spanMs) * CHART_WIDTH;
+    const y = CHART_HEIGHT - 1 - (sample.latencyMs / highest) * (CHART_HEIGHT - 2);
+    path += `${drawing ? 'L' : 'M'}${x.toFixed(1)} ${y.toFixed(1)}`;
+    drawing = true;
+  }
+  const failed = samples.length - measured.length;
+  const label = `last ${samples.length} probes: ${ms(Math.min(...measured.map((sample) => sample.latencyMs)))} to ${ms(highest)}${failed > 0 ? `, ${failed} failed` : ''}`;
+  return html`<svg class="latency-chart" data-testid="latency-chart" width=${CHART_WIDTH} height=${CHART_HEIGHT} viewBox=${`0 0 ${CHART_WIDTH} ${CHART_HEIGHT}`} role="img" aria-label=${label}>
+    <title>${label}</title>
+    <path d=${path} />
+  </svg>`;
+}
+
 function useAction(setError, refresh) {
   return async (action) => {
     setError(null);
@@ -115,16 +149,17 @@ export function BackendsPage() {
   return html`<h1>Backends and placements</h1>
     <${ErrorBox} error=${error} />
     <table data-testid="backends">
-      <thead><tr><th>Backend</th><th>Type</th><th>State</th><th>Latency</th><th></th><th>Free</th><th>Placements</th><th>Last error</th></tr></thead>
+      <thead><tr><th>Backend</th><th>Type</th><th>State</th><th>Latency</th><th></th><th>Last probes</th><th>Free</th><th>Placements</th><th>Last error</th></tr></thead>
       <tbody>
         ${backends.map((backend) => html`<tr key=${backend.name} data-backend=${backend.name}>
           <td><b>${backend.name}</b></td><td>${backend.type}</td>
           <td data-testid="backend-state" class=${`state-${backend.state}`}>${backend.state}</td>
           <td class="num">${ms(backend.latencyMs)}</td><td class="chart"><${LatencyBar} value=${backend.latencyMs} max=${slowest} /></td>
+          <td><${LatencyChart} samples=${backend.latencyHistory ?? []} /></td>
           <td class="num">${backend.freeBytes === null ? '–' : formatBytes(backend.freeBytes)}</td>
           <td>${backend.placements.join(', ')}</td><td class="note">${backend.lastError ?? ''}</td>
         </tr>`)}
-        ${backends.length === 0 ? html`<tr><td colspan="8" class="note">No backends (objects are stored in the data directory; placements need talus.toml, --config).</td></tr>` : null}
+        ${backends.length === 0 ? html`<tr><td colspan="9" class="note">No backends (objects are stored in the data directory; placements need talus.toml, --config).</td></tr>` : null}
       </tbody>
     </table>
     <h2>Add a backend</h2>

@@ -3,6 +3,7 @@
 // (text nodes, properties), never parsed as HTML: an object key or a
 // metadata value cannot become markup.
 import { h } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
 
 export const html = htm.bind(h);
@@ -27,4 +28,22 @@ export function formatTime(iso) {
 
 export function ErrorBox({ error }) {
   return error ? html`<div class="error" role="alert">${error.message ?? String(error)}</div>` : null;
+}
+
+/**
+ * A component whose module loads when first shown (a dynamic import, allowed by
+ * the page's script-src 'self'): the operators' pages and the PDF preview stay
+ * out of the first load, which every user pays.
+ */
+export function lazyComponent(load) {
+  let loaded;
+  return function LazyComponent(props) {
+    const [Page, setPage] = useState(() => loaded);
+    const [error, setError] = useState(null);
+    useEffect(() => {
+      if (Page === undefined) load().then((component) => setPage(() => (loaded = component)), setError);
+    }, []);
+    if (error) return html`<${ErrorBox} error=${error} />`;
+    return Page === undefined ? html`<p class="note">Loading…</p>` : html`<${Page} ...${props} />`;
+  };
 }

@@ -3,9 +3,13 @@
 // bucket's settings (versioning, public read, delete).
 import { useEffect, useState } from 'preact/hooks';
 import { abortUpload, call, getBucketPolicy, getPublicRead, getTags, getVersioning, listObjects, listVersions, parsePairs, replaceMetadata, restoreVersion, s3, s3Url, setBucketPolicy, setPublicRead, setTags, setVersioning, upload } from './api.js';
-import { ErrorBox, formatBytes, formatTime, html } from './html.js';
+import { ErrorBox, formatBytes, formatTime, html, lazyComponent } from './html.js';
 
 const PAGE_SIZE = 50;
+/** pdf.js draws PDFs (browsers show none in a CSP sandbox); it loads only when a PDF is previewed. */
+const PdfPreview = lazyComponent(() => import('./pdf-preview.js').then((module) => module.PdfPreview));
+/** Larger PDFs are not previewed: pdf.js holds the whole file in the page's memory. */
+const PREVIEW_PDF_BYTES_MAX = 32 * 1024 * 1024;
 const SHARE_EXPIRIES = [
   [3600, '1 hour'],
   [86400, '1 day'],
@@ -162,6 +166,7 @@ function Preview({ bucket, objectKey, onChange }) {
   if (/^image\//.test(type)) view = html`<img src=${url} alt=${objectKey} />`;
   // A frame with no permissions (an opaque origin, no script); the answer also carries CSP sandbox and nosniff.
   else if (/^(text\/|application\/(json|xml)\b)|\+xml\b/.test(type)) view = html`<iframe sandbox="" src=${url} title=${objectKey} data-testid="preview-frame"></iframe>`;
+  else if (/^application\/pdf\b/.test(type) && Number(head.get('content-length')) <= PREVIEW_PDF_BYTES_MAX) view = html`<${PdfPreview} bucket=${bucket} objectKey=${objectKey} key=${version} />`;
   const saved = () => {
     setEditing(false);
     setVersion((n) => n + 1);
