@@ -77,10 +77,18 @@ export interface CommitConditions {
   ifMatchLastModifiedMs?: number;
   /** Commit only if there is a current version of this size (x-amz-if-match-size). */
   ifMatchSizeBytes?: number;
+  /**
+   * Commit only if there is a current version and this holds for the whole
+   * version (tags and metadata included). Lifecycle re-judges its rule here:
+   * PutObjectTagging changes a version's tags but not its ETag, size or time,
+   * so the other conditions cannot tell a version re-tagged out of a rule.
+   * Pure and synchronous; must not touch the store.
+   */
+  ifSelected?: (version: ObjectVersion) => boolean;
 }
 
 /** A conditional delete's preconditions (DeleteObject headers, DeleteObjects' <ETag>, <LastModifiedTime>, <Size>). */
-export type DeleteConditions = Pick<CommitConditions, 'ifMatch' | 'ifMatchLastModifiedMs' | 'ifMatchSizeBytes'> & {
+export type DeleteConditions = Pick<CommitConditions, 'ifMatch' | 'ifMatchLastModifiedMs' | 'ifMatchSizeBytes' | 'ifSelected'> & {
   /**
    * Delete the named version only while it is not its key's latest (lifecycle's
    * noncurrent expiry: a version promoted to current by a concurrent delete

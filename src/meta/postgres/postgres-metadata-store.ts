@@ -87,7 +87,9 @@ export const LOCAL_BACKEND = 'local';
 
 /** The conditions judged on a version row (undefined: none, or a delete marker). */
 function judgeRow(conditions: CommitConditions, current: VersionRow | undefined): ConditionVerdict {
-  return judgeConditions(conditions, current === undefined ? undefined : { etag: current.etag, sizeBytes: current.size_bytes, lastModifiedMs: current.last_modified_ms });
+  return judgeConditions(conditions, current === undefined ? undefined : {
+    etag: current.etag, sizeBytes: current.size_bytes, lastModifiedMs: current.last_modified_ms, readVersion: () => rowToVersion(current),
+  });
 }
 
 /** Connections per node: enough to keep a node's requests pipelined, few enough for many nodes on one server (max_connections 100 by default). */

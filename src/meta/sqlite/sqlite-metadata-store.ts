@@ -979,9 +979,9 @@ interface RepairRow {
   purge_after_ms: number | null;
 }
 
-/** What preconditions look at, read from the row's columns (no JSON parse). */
+/** What preconditions look at, read from the row's columns (the JSON document only parsed if `ifSelected` asks for it). */
 function subjectOf(row: VersionRow): ConditionSubject {
-  return { etag: row.etag, sizeBytes: row.size_bytes, lastModifiedMs: row.last_modified_ms };
+  return { etag: row.etag, sizeBytes: row.size_bytes, lastModifiedMs: row.last_modified_ms, readVersion: () => rowToVersion(row) };
 }
 
 function repairEntry(row: RepairRow): RepairEntry {
