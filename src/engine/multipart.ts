@@ -14,7 +14,7 @@ import { S3Error } from '../util/s3-error.ts';
 import { discardAfterFailedCommit, writeBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
-import { applyLock, checkWriteLock, newVersionLock } from './object-lock.ts';
+import { checkWriteLock, lockAtCommit } from './object-lock.ts';
 import { checkCopySize, findCopySource, requireBucket, shownVersionId, throwUnlessCommitted, verifyChecksum, versionIdFor, writtenVersionId } from './objects.ts';
 import { resolveRange } from './range.ts';
 import { versionChunks } from './segment-read.ts';
@@ -247,8 +247,8 @@ export async function completeMultipartUpload(context: EngineContext, request: C
     segments: chosen.filter((part) => part.sizeBytes > 0).map((part): Segment => (part.location === undefined ? { blobId: part.blobId, sizeBytes: part.sizeBytes } : { blobId: part.blobId, sizeBytes: part.sizeBytes, location: part.location })),
     completedUploadId: input.uploadId,
   };
-  applyLock(version, newVersionLock(bucket, { retention: upload.retention, legalHold: upload.legalHold }, version.lastModifiedMs));
-  const outcome = await context.meta.commitVersion({ version, conditions: input.conditions, completesUploadId: input.uploadId });
+  const lockFor = lockAtCommit(bucket, { retention: upload.retention, legalHold: upload.legalHold }, version.lastModifiedMs);
+  const outcome = await context.meta.commitVersion({ version, conditions: input.conditions, completesUploadId: input.uploadId, lockFor });
   throwUnlessCommitted(outcome, input.bucket, input.key, startedMs);
   return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version, bucket };
 }

@@ -117,6 +117,16 @@ export interface CommitRequest {
   conditions: CommitConditions;
   /** Completing a multipart upload: the upload and its parts are consumed in the same transaction. */
   completesUploadId?: string;
+  /**
+   * The version's Object Lock state, decided in the commit's transaction from
+   * the bucket's `objectLock` document as it is then (undefined: none). The
+   * engine read the bucket when the request began; a
+   * PutObjectLockConfiguration may have set a default retention while the
+   * body was streaming, and the version must get it. The store replaces the
+   * version's retention and legal hold with what this returns. Pure and
+   * synchronous; must not touch the store.
+   */
+  lockFor?: (objectLockDocument: string | undefined) => ObjectLockState;
 }
 
 export interface ListRequest {
