@@ -5,7 +5,8 @@
  * change no ETag, size or time, so only re-judging the rule inside the
  * delete's transaction can tell); and a lone delete marker is judged by the
  * rule's whole filter (a marker has no tags: a tag-filtered Days rule never
- * removes one).
+ * removes one); and a configuration removed while the worker is at a
+ * delete is honoured.
  *
  * Method: a real server whose own worker has nothing due (a 1000-second
  * lifecycle day), and a second LifecycleWorker on the same engine with a
@@ -15,6 +16,7 @@
  */
 import {
   CreateBucketCommand,
+  DeleteBucketLifecycleCommand,
   DeleteObjectCommand,
   HeadObjectCommand,
   ListObjectVersionsCommand,
@@ -113,6 +115,19 @@ describe('lifecycle fixes', { timeout: 120_000 }, () => {
       assert.equal(listed.DeleteMarkers?.length ?? 0, 0, 'no delete marker hides it');
     });
   }
+
+  test('a configuration removed while the worker is at a delete is honoured: the object stays', async () => {
+    const bucket = await bucketWithRules([scratchRule], false);
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'doc', Body: 'precious', Tagging: 'class=scratch' }));
+    await sleep(20);
+    let removed = 0;
+    await scan(engineWithHook(talus.engine, async () => {
+      if (removed++ > 0) return;
+      await client.send(new DeleteBucketLifecycleCommand({ Bucket: bucket }));
+    }));
+    assert.ok(removed > 0, 'the worker reached its delete');
+    assert.equal((await client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'doc' }))).ContentLength, 8);
+  });
 
   test('a tag-filtered Days rule removes no lone delete marker; a prefix rule does', async () => {
     const bucket = await bucketWithRules([

@@ -225,7 +225,7 @@ export class LifecycleWorker {
       } else {
         const expiration = currentExpiration(configuration, version, this.#options.scale);
         if (expiration !== undefined && expiration.atMs <= nowMs) {
-          const outcome = await this.#expireCurrent(bucket, configuration, version, budget, report);
+          const outcome = await this.#expireCurrent(bucket, version, budget, report);
           // Unversioned: the object is gone. Versioned: a marker now hides it and it stays as a noncurrent version.
           removed = outcome === 'deleted';
         }
@@ -261,13 +261,16 @@ export class LifecycleWorker {
     }
   }
 
-  async #expireCurrent(bucket: BucketRecord, configuration: LifecycleConfiguration, version: ListedVersion, budget: Budget, report: PassReport): Promise<'deleted' | 'hidden' | 'skipped'> {
+  async #expireCurrent(bucket: BucketRecord, version: ListedVersion, budget: Budget, report: PassReport): Promise<'deleted' | 'hidden' | 'skipped'> {
     const latest = await this.#engine.meta.getVersion(bucket.name, version.key);
     if (latest === undefined || latest.isDeleteMarker || latest.versionId !== version.versionId || latest.lastModifiedMs !== version.lastModifiedMs || latest.etag !== version.etag) {
       return 'skipped';
     }
     // Versioning as it is now (the record listed may be a moment old): off deletes, on or suspended adds a marker.
     const current = await this.#engine.meta.getBucket(bucket.name);
+    // The rules as they are now too: a configuration changed since the pass began judges the delete.
+    const rules = current === undefined ? undefined : lifecycleOf(current);
+    if (current === undefined || rules === undefined) return 'skipped';
     // Conditional on the version still being the one judged expired, in the delete's own transaction:
     // a PUT that lands after the check above makes this a 412, skipped, not a delete of the new object;
     // so does a PutObjectTagging that took it out of the rule (tags change no ETag, size or time).
@@ -276,9 +279,9 @@ export class LifecycleWorker {
       ifMatch: version.etag,
       ifMatchLastModifiedMs: version.lastModifiedMs,
       ifMatchSizeBytes: version.sizeBytes,
-      ifSelected: (subject) => (currentExpiration(configuration, subject, scale)?.atMs ?? Infinity) <= Date.now(),
+      ifSelected: (subject) => (currentExpiration(rules, subject, scale)?.atMs ?? Infinity) <= Date.now(),
     };
-    if (current === undefined || !(await this.#delete(bucket, version.key, undefined, budget, report, stillExpired))) return 'skipped';
+    if (!(await this.#delete(bucket, version.key, undefined, budget, report, stillExpired))) return 'skipped';
     if (current.versioning === 'Unversioned') {
       report.versionsDeleted++;
       return 'deleted';
