@@ -137,6 +137,46 @@ for (const backend of backends) {
       await store.close();
     });
 
+    test('ifSelected is judged on the whole version in the transaction: tags changed without the ETag fail it', async () => {
+      const store = await freshStore(backend);
+      await store.setBucketVersioning('b', 'Enabled');
+      await store.commitVersion({ version: { ...version('k', 'v1', 'b1'), tags: [{ key: 'class', value: 'scratch' }] }, conditions: {} });
+      await store.commitVersion({ version: { ...version('k', 'v2', 'b2'), tags: [{ key: 'class', value: 'scratch' }] }, conditions: {} });
+      const scratch = (subject: ObjectVersion): boolean => subject.tags.some((tag) => tag.value === 'scratch');
+      await store.setVersionTags('b', 'k', 'v1', [{ key: 'class', value: 'gold' }]);
+      await store.setVersionTags('b', 'k', 'v2', [{ key: 'class', value: 'gold' }]);
+      assert.deepEqual(await store.deleteVersionIf('b', 'k', 'v1', { ifSelected: scratch }), { status: 'precondition-failed' });
+      const marker = version('k', 'm1', null, '');
+      assert.equal((await store.commitVersion({ version: marker, conditions: { ifMatch: 'e', ifSelected: scratch } })).status, 'precondition-failed');
+      assert.equal((await store.getVersion('b', 'k'))?.versionId, 'v2', 'no marker was added');
+      await store.setVersionTags('b', 'k', 'v1', [{ key: 'class', value: 'scratch' }]);
+      assert.equal((await store.deleteVersionIf('b', 'k', 'v1', { ifSelected: scratch })).status, 'deleted');
+      assert.equal((await store.commitVersion({ version: version('none', 'v3', 'b3'), conditions: { ifSelected: () => true } })).status, 'no-such-key');
+      await store.close();
+    });
+
+    test('lockFor decides the version\'s lock from the bucket\'s objectLock document as the commit sees it', async () => {
+      const store = await freshStore(backend);
+      await store.setBucketVersioning('b', 'Enabled');
+      const seen: (string | undefined)[] = [];
+      const retention = { mode: 'GOVERNANCE' as const, retainUntilMs: Date.now() + 60_000 };
+      const lockFor = (document: string | undefined) => {
+        seen.push(document);
+        return document === undefined ? { legalHold: false } : { retention };
+      };
+      await store.commitVersion({ version: version('k', 'v1', 'b1'), conditions: {}, lockFor });
+      await store.setBucketConfig('b', 'objectLock', '{"enabled":true}');
+      await store.commitVersion({ version: { ...version('k', 'v2', 'b2'), legalHold: true }, conditions: {}, lockFor });
+      assert.deepEqual(seen, [undefined, '{"enabled":true}']);
+      const first = await store.getVersion('b', 'k', 'v1');
+      assert.equal(first?.legalHold, false);
+      assert.equal(first?.retention, undefined);
+      const second = await store.getVersion('b', 'k', 'v2');
+      assert.deepEqual(second?.retention, retention);
+      assert.equal(second?.legalHold, undefined, 'what lockFor returns replaces the lock the version came with');
+      await store.close();
+    });
+
     test('bucketUsage and purgeQueueSummary count the same on every store', async () => {
       const store = await freshStore(backend);
       await store.setBucketVersioning('b', 'Enabled');

@@ -164,6 +164,17 @@ describe('CORS', { timeout: 120_000 }, () => {
     assert.equal(plain.headers['access-control-allow-origin'], undefined);
   });
 
+  test('an actual request is matched by its own method, not by an Access-Control-Request-Method it carries (as AWS)', async () => {
+    // DELETE is allowed to no origin; PUT only to https://app.example.
+    const deleteAsGet = await raw('DELETE', `/${bucket}/object`, { origin: 'https://app.example', 'access-control-request-method': 'GET' });
+    assert.equal(deleteAsGet.headers['access-control-allow-origin'], undefined, 'no rule allows DELETE');
+    const putAsGet = await raw('PUT', `/${bucket}/object`, { origin: 'https://cdn.example.org', 'access-control-request-method': 'GET', 'content-length': '0' });
+    assert.equal(putAsGet.headers['access-control-allow-origin'], undefined, 'the *.example.org rule allows GET only');
+    const getAsDelete = await raw('GET', `/${bucket}/object`, { origin: 'https://cdn.example.org', 'access-control-request-method': 'DELETE' });
+    assert.equal(getAsDelete.headers['access-control-allow-origin'], 'https://cdn.example.org', 'GET is what the rule allows');
+    assert.equal(getAsDelete.headers['access-control-allow-methods'], 'GET');
+  });
+
   test('Put/Get/DeleteBucketCors: the owner and root may, another user and anonymous may not', async () => {
     const other = await Principals.withDataDir(talus.dataDir, async (principals) => (await principals.addUser('cors-other')).credentials);
     const otherClient = clientFor(talus.url, other);

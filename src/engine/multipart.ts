@@ -14,7 +14,7 @@ import { S3Error } from '../util/s3-error.ts';
 import { discardAfterFailedCommit, writeBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
-import { applyLock, checkWriteLock, newVersionLock } from './object-lock.ts';
+import { checkWriteLock, lockAtCommit } from './object-lock.ts';
 import { checkCopySize, findCopySource, requireBucket, shownVersionId, throwUnlessCommitted, verifyChecksum, versionIdFor, writtenVersionId } from './objects.ts';
 import { resolveRange } from './range.ts';
 import { versionChunks } from './segment-read.ts';
@@ -70,10 +70,15 @@ export async function createMultipartUpload(context: EngineContext, input: Creat
 }
 
 export async function requireUpload(context: EngineContext, bucket: string, key: string, uploadId: string): Promise<UploadRecord> {
-  await requireBucket(context, bucket);
-  const upload = await context.meta.getUpload(bucket, key, uploadId);
+  return (await requireBucketAndUpload(context, bucket, key, uploadId)).upload;
+}
+
+/** The bucket (NoSuchBucket) and the upload in it (NoSuchUpload), each read once. */
+async function requireBucketAndUpload(context: EngineContext, bucketName: string, key: string, uploadId: string): Promise<{ bucket: BucketRecord; upload: UploadRecord }> {
+  const bucket = await requireBucket(context, bucketName);
+  const upload = await context.meta.getUpload(bucketName, key, uploadId);
   if (upload === undefined) throw new S3Error('NoSuchUpload', undefined, { UploadId: uploadId });
-  return upload;
+  return { bucket, upload };
 }
 
 export function checkPartNumber(partNumber: number): void {
@@ -98,9 +103,9 @@ export interface UploadPartInput {
 /** Stores one part; returns it with the algorithm its checksum was computed with (the request's, else the upload's). */
 export async function uploadPart(context: EngineContext, input: UploadPartInput): Promise<{ part: PartRecord; checksumAlgorithm: ChecksumAlgorithm | undefined }> {
   checkPartNumber(input.partNumber);
-  const upload = await requireUpload(context, input.bucket, input.key, input.uploadId);
+  const { bucket, upload } = await requireBucketAndUpload(context, input.bucket, input.key, input.uploadId);
   const uploadLock = upload.retention === undefined && upload.legalHold === undefined ? undefined : { retention: upload.retention, legalHold: upload.legalHold };
-  checkWriteLock(await requireBucket(context, input.bucket), { requested: uploadLock, bodyChecked: input.contentMd5 !== undefined || input.checksum?.expected !== undefined || input.checksum?.fromTrailer === true }, 'Put Part');
+  checkWriteLock(bucket, { requested: uploadLock, bodyChecked: input.contentMd5 !== undefined || input.checksum?.expected !== undefined || input.checksum?.fromTrailer === true }, 'Put Part');
   if (input.checksum !== undefined && upload.checksumAlgorithm !== null && input.checksum.algorithm !== upload.checksumAlgorithm) {
     throw new S3Error('InvalidRequest', `Checksum Type mismatch occurred, expected checksum Type: ${upload.checksumAlgorithm.toLowerCase()}, actual checksum Type: ${input.checksum.algorithm.toLowerCase()}`);
   }
@@ -247,8 +252,8 @@ export async function completeMultipartUpload(context: EngineContext, request: C
     segments: chosen.filter((part) => part.sizeBytes > 0).map((part): Segment => (part.location === undefined ? { blobId: part.blobId, sizeBytes: part.sizeBytes } : { blobId: part.blobId, sizeBytes: part.sizeBytes, location: part.location })),
     completedUploadId: input.uploadId,
   };
-  applyLock(version, newVersionLock(bucket, { retention: upload.retention, legalHold: upload.legalHold }, version.lastModifiedMs));
-  const outcome = await context.meta.commitVersion({ version, conditions: input.conditions, completesUploadId: input.uploadId });
+  const lockFor = lockAtCommit(bucket, { retention: upload.retention, legalHold: upload.legalHold }, version.lastModifiedMs);
+  const outcome = await context.meta.commitVersion({ version, conditions: input.conditions, completesUploadId: input.uploadId, lockFor });
   throwUnlessCommitted(outcome, input.bucket, input.key, startedMs);
   return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version, bucket };
 }

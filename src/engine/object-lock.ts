@@ -147,7 +147,24 @@ export function checkWriteLock(bucket: BucketRecord, request: WriteLockRequest, 
  * Empty for buckets without Object Lock.
  */
 export function newVersionLock(bucket: BucketRecord, requested: ObjectLockState | undefined, createdMs: number): ObjectLockState {
-  const config = bucketObjectLock(bucket);
+  return lockUnder(bucketObjectLock(bucket), requested, createdMs);
+}
+
+/**
+ * A commit's `lockFor` (CommitRequest): the new version's lock, decided again
+ * in the commit's transaction from the bucket's lock document as it is then.
+ * Unchanged since `bucket` was read (nearly always), it is the lock computed
+ * now, for the cost of a string compare; changed (a default retention set or
+ * removed, or lock enabled on a versioned bucket, while the body streamed), it
+ * is computed from the new document.
+ */
+export function lockAtCommit(bucket: BucketRecord, requested: ObjectLockState | undefined, createdMs: number): (objectLockDocument: string | undefined) => ObjectLockState {
+  const known = bucket.configs?.objectLock;
+  const atStart = newVersionLock(bucket, requested, createdMs);
+  return (document) => (document === known ? atStart : lockUnder(document === undefined ? undefined : parseDocument(document), requested, createdMs));
+}
+
+function lockUnder(config: BucketObjectLock | undefined, requested: ObjectLockState | undefined, createdMs: number): ObjectLockState {
   if (config === undefined) return {};
   const lock: ObjectLockState = {};
   if (requested?.legalHold !== undefined) lock.legalHold = requested.legalHold;
@@ -161,12 +178,6 @@ function defaultRetentionFrom(rule: DefaultRetention, createdMs: number): Object
   const until = new Date(createdMs);
   until.setUTCFullYear(until.getUTCFullYear() + (rule.years ?? 0));
   return { mode: rule.mode, retainUntilMs: until.getTime() };
-}
-
-/** Sets `lock`'s fields on a version being built (absent fields stay absent). */
-export function applyLock(version: ObjectVersion, lock: ObjectLockState): void {
-  if (lock.retention !== undefined) version.retention = lock.retention;
-  if (lock.legalHold !== undefined) version.legalHold = lock.legalHold;
 }
 
 // Put/GetObjectRetention and Put/GetObjectLegalHold

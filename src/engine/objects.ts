@@ -14,7 +14,7 @@ import { S3Error } from '../util/s3-error.ts';
 import { discardAfterFailedCommit, writeBlob, type WrittenBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
-import { applyLock, checkWriteLock, deletionGuard, newVersionLock } from './object-lock.ts';
+import { checkWriteLock, deletionGuard, lockAtCommit } from './object-lock.ts';
 import { resolveRange } from './range.ts';
 import { openVersion, versionChunks } from './segment-read.ts';
 import type {
@@ -82,8 +82,8 @@ export async function putObject(context: EngineContext, input: PutObjectInput): 
       segments: written.segments,
       ...(written.inlineData === undefined ? {} : { inlineData: written.inlineData }),
     };
-    applyLock(version, newVersionLock(bucket, input.lock, version.lastModifiedMs));
-    throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key, startedMs);
+    const lockFor = lockAtCommit(bucket, input.lock, version.lastModifiedMs);
+    throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions, lockFor }), input.bucket, input.key, startedMs);
     return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version, bucket };
   } catch (error) {
     await discardAfterFailedCommit(written, error);
@@ -317,8 +317,8 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
       ...(written.inlineData === undefined ? {} : { inlineData: written.inlineData }),
     };
     // A copy takes the lock it asks for (or the target bucket's default), never the source's, as AWS.
-    applyLock(version, newVersionLock(targetBucket, input.lock, version.lastModifiedMs));
-    throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions }), input.bucket, input.key, startedMs);
+    const lockFor = lockAtCommit(targetBucket, input.lock, version.lastModifiedMs);
+    throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions, lockFor }), input.bucket, input.key, startedMs);
     return {
       etag: version.etag,
       versionId: writtenVersionId(targetBucket, version.versionId),

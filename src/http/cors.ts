@@ -45,10 +45,15 @@ export async function answerPreflight(engine: Engine, domain: string | undefined
  * An actual request with an Origin header: the Access-Control-* headers of
  * the first rule allowing it, set on the response before anything is
  * written, so answers and errors (403, 404) alike carry them, as AWS's do.
- * The method matched is Access-Control-Request-Method when sent, else the
- * request's own (as Ceph RGW and ceph/s3-tests expect). Never fails the
- * request: a missing bucket or a bad path gets no CORS headers, and the
- * request then fails on its own terms.
+ * The method matched is the request's own: Access-Control-Request-Method
+ * belongs to preflights, and AWS ignores it on an actual request ("the
+ * request method (for example, GET or PUT) or the Access-Control-Request-Method
+ * header in case of a preflight OPTIONS request", How Amazon S3 evaluates
+ * the CORS configuration). Ceph RGW matches it when sent, and ceph/s3-tests'
+ * test_cors_origin_response expects that; browsers never send it on an
+ * actual request (a forbidden header), so only that test sees a difference.
+ * Never fails the request: a missing bucket or a bad path gets no CORS
+ * headers, and the request then fails on its own terms.
  */
 export async function decorateCorsResponse(engine: Engine, domain: string | undefined, request: IncomingMessage, response: ServerResponse, rawPath: string, method: string): Promise<void> {
   if (method === 'OPTIONS') return;
@@ -65,7 +70,7 @@ export async function decorateCorsResponse(engine: Engine, domain: string | unde
   const rules = record === undefined ? undefined : corsRulesOf(record);
   if (rules === undefined) return;
   response.setHeader('vary', VARY);
-  const match = matchCorsRule(rules, origin, singleHeader(request, 'access-control-request-method') ?? method, []);
+  const match = matchCorsRule(rules, origin, method, []);
   if (match === undefined) return;
   for (const [name, value] of Object.entries(matchHeaders(match, origin))) response.setHeader(name, value);
 }
@@ -77,6 +82,10 @@ function matchHeaders(match: CorsMatch, origin: string): Record<string, string> 
     vary: VARY,
   };
   // Credentials only for an origin the rule names: `*` with credentials would let any site act as the user.
+  // A rule's wildcard pattern (https://*.example.org) names origins too: the matching origin is echoed with
+  // credentials allowed, as AWS answers. So every origin such a pattern matches (any subdomain, whoever
+  // controls it) may send the user's cookies along; S3 authenticates by signature, not cookies, so this
+  // only matters to a bucket behind a cookie-authenticating proxy, whose owner should then name origins exactly.
   if (!match.anyOrigin) headers['access-control-allow-credentials'] = 'true';
   if (match.rule.exposeHeaders.length > 0) headers['access-control-expose-headers'] = match.rule.exposeHeaders.join(', ');
   return headers;

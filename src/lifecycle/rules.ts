@@ -172,14 +172,19 @@ export function noncurrentExpired(
 
 /**
  * Whether a delete marker that is its key's only version goes: a rule with
- * ExpiredObjectDeleteMarker selects its key, or an Expiration Days rule does
- * and the marker is that old (AWS removes expired object delete markers
- * under Days rules too). Tags and sizes are objects' and play no part.
+ * ExpiredObjectDeleteMarker selects it, or an Expiration Days rule does and
+ * the marker is that old (AWS removes expired object delete markers under
+ * Days rules too). A marker is judged by the whole filter as a version with
+ * no tags and no bytes: a tag filter never selects one (AWS refuses
+ * ExpiredObjectDeleteMarker beside tags; a tag-filtered Days rule expires
+ * tagged objects, not the markers of deleted ones), ObjectSizeGreaterThan
+ * never does.
  */
 export function deleteMarkerExpired(configuration: LifecycleConfiguration, key: string, lastModifiedMs: number, nowMs: number, scale: DayScale): boolean {
+  const marker: FilterSubject = { key, tags: [], sizeBytes: 0 };
   return configuration.rules.some((rule) => {
     const expiration = rule.expiration;
-    if (!rule.enabled || expiration === undefined || !matchesPrefix(rule.filter, key)) return false;
+    if (!rule.enabled || expiration === undefined || !matchesObject(rule.filter, marker)) return false;
     if (expiration.expiredObjectDeleteMarker === true) return true;
     return expiration.days !== undefined && dueMs(lastModifiedMs, expiration.days, scale) <= nowMs;
   });

@@ -19,8 +19,10 @@
  * restart the walk starts over. Every decision is re-checked against the
  * key's state right before it is acted on (a version that became current
  * again, a new PUT, a marker that is no longer alone), so walking a key
- * twice never deletes twice. The residual window is the few milliseconds
- * between that check and the delete's own transaction. Runs in one process
+ * twice never deletes twice. The delete itself is conditional, judged in its
+ * own transaction: on the version being the one judged (ETag, size, time),
+ * and on the rule still selecting it (its tags may have changed since the
+ * listing without changing anything else). Runs in one process
  * only (the primary with --workers), like the purger.
  */
 import type { Engine } from '../engine/engine.ts';
@@ -37,6 +39,7 @@ import {
   noncurrentExpired,
   uploadExpired,
   type DayScale,
+  type FilterSubject,
   type LifecycleConfiguration,
 } from './rules.ts';
 
@@ -229,8 +232,10 @@ export class LifecycleWorker {
       }
     } else {
       const since = state.successorMs ?? version.lastModifiedMs;
-      if (noncurrentExpired(configuration, version, since, state.newerNoncurrent, nowMs, this.#options.scale)) {
-        removed = await this.#removeNoncurrent(bucket, version, budget, report);
+      const newerNoncurrent = state.newerNoncurrent;
+      const stillExpired = (subject: FilterSubject): boolean => noncurrentExpired(configuration, subject, since, newerNoncurrent, Date.now(), this.#options.scale);
+      if (stillExpired(version)) {
+        removed = await this.#removeNoncurrent(bucket, version, stillExpired, budget, report);
       }
       if (!removed) state.newerNoncurrent++;
     }
@@ -263,10 +268,20 @@ export class LifecycleWorker {
     }
     // Versioning as it is now (the record listed may be a moment old): off deletes, on or suspended adds a marker.
     const current = await this.#engine.meta.getBucket(bucket.name);
+    // The rules as they are now too: a configuration changed since the pass began judges the delete.
+    const rules = current === undefined ? undefined : lifecycleOf(current);
+    if (current === undefined || rules === undefined) return 'skipped';
     // Conditional on the version still being the one judged expired, in the delete's own transaction:
-    // a PUT that lands after the check above makes this a 412, skipped, not a delete of the new object.
-    const stillExpired = { ifMatch: version.etag, ifMatchLastModifiedMs: version.lastModifiedMs, ifMatchSizeBytes: version.sizeBytes };
-    if (current === undefined || !(await this.#delete(bucket, version.key, undefined, budget, report, stillExpired))) return 'skipped';
+    // a PUT that lands after the check above makes this a 412, skipped, not a delete of the new object;
+    // so does a PutObjectTagging that took it out of the rule (tags change no ETag, size or time).
+    const scale = this.#options.scale;
+    const stillExpired: DeleteConditions = {
+      ifMatch: version.etag,
+      ifMatchLastModifiedMs: version.lastModifiedMs,
+      ifMatchSizeBytes: version.sizeBytes,
+      ifSelected: (subject) => (currentExpiration(rules, subject, scale)?.atMs ?? Infinity) <= Date.now(),
+    };
+    if (!(await this.#delete(bucket, version.key, undefined, budget, report, stillExpired))) return 'skipped';
     if (current.versioning === 'Unversioned') {
       report.versionsDeleted++;
       return 'deleted';
@@ -275,12 +290,13 @@ export class LifecycleWorker {
     return 'hidden';
   }
 
-  async #removeNoncurrent(bucket: BucketRecord, version: ListedVersion, budget: Budget, report: PassReport): Promise<boolean> {
+  async #removeNoncurrent(bucket: BucketRecord, version: ListedVersion, stillExpired: (subject: FilterSubject) => boolean, budget: Budget, report: PassReport): Promise<boolean> {
     // Still noncurrent? (A delete of the current version may have made it current again.)
     const latest = await this.#engine.meta.getVersion(bucket.name, version.key);
     if (latest === undefined || latest.versionId === version.versionId) return false;
-    // Checked again in the delete's transaction: a concurrent delete of the version above may have promoted this one.
-    if (!(await this.#delete(bucket, version.key, version.versionId, budget, report, { ifNoncurrent: true }))) return false;
+    // Checked again in the delete's transaction: a concurrent delete of the version above may have promoted this
+    // one, or a PutObjectTagging may have taken it out of the rule.
+    if (!(await this.#delete(bucket, version.key, version.versionId, budget, report, { ifNoncurrent: true, ifSelected: stillExpired }))) return false;
     report.versionsDeleted++;
     return true;
   }

@@ -4,12 +4,15 @@
  * that makes the change: the check and the change are one atomic step.
  */
 import type { CommitConditions } from './metadata-store.ts';
+import type { ObjectVersion } from './types.ts';
 
 /** What the conditions look at: the current (non-delete-marker) version, if any. */
 export interface ConditionSubject {
   etag: string;
   sizeBytes: number;
   lastModifiedMs: number;
+  /** The whole version (its document parsed): read only when `ifSelected` is given. */
+  readVersion: () => ObjectVersion;
 }
 
 export type ConditionVerdict = 'holds' | 'precondition-failed' | 'no-such-key';
@@ -21,7 +24,8 @@ export type ConditionVerdict = 'holds' | 'precondition-failed' | 'no-such-key';
  */
 export function judgeConditions(conditions: CommitConditions, current: ConditionSubject | undefined): ConditionVerdict {
   if (current === undefined) {
-    const needsCurrent = conditions.ifMatch !== undefined || conditions.ifMatchLastModifiedMs !== undefined || conditions.ifMatchSizeBytes !== undefined;
+    const needsCurrent = conditions.ifMatch !== undefined || conditions.ifMatchLastModifiedMs !== undefined || conditions.ifMatchSizeBytes !== undefined ||
+      conditions.ifSelected !== undefined;
     return needsCurrent ? 'no-such-key' : 'holds';
   }
   if (conditions.ifNoneMatchStar === true) return 'precondition-failed';
@@ -31,11 +35,12 @@ export function judgeConditions(conditions: CommitConditions, current: Condition
   if (conditions.ifMatchLastModifiedMs !== undefined && Math.floor(conditions.ifMatchLastModifiedMs / 1000) !== Math.floor(current.lastModifiedMs / 1000)) {
     return 'precondition-failed';
   }
+  if (conditions.ifSelected !== undefined && !conditions.ifSelected(current.readVersion())) return 'precondition-failed';
   return 'holds';
 }
 
 /** True when no condition is given (the common, unconditional write). */
 export function isUnconditional(conditions: CommitConditions): boolean {
   return conditions.ifNoneMatchStar !== true && conditions.ifNoneMatch === undefined && conditions.ifMatch === undefined &&
-    conditions.ifMatchLastModifiedMs === undefined && conditions.ifMatchSizeBytes === undefined;
+    conditions.ifMatchLastModifiedMs === undefined && conditions.ifMatchSizeBytes === undefined && conditions.ifSelected === undefined;
 }

@@ -77,10 +77,18 @@ export interface CommitConditions {
   ifMatchLastModifiedMs?: number;
   /** Commit only if there is a current version of this size (x-amz-if-match-size). */
   ifMatchSizeBytes?: number;
+  /**
+   * Commit only if there is a current version and this holds for the whole
+   * version (tags and metadata included). Lifecycle re-judges its rule here:
+   * PutObjectTagging changes a version's tags but not its ETag, size or time,
+   * so the other conditions cannot tell a version re-tagged out of a rule.
+   * Pure and synchronous; must not touch the store.
+   */
+  ifSelected?: (version: ObjectVersion) => boolean;
 }
 
 /** A conditional delete's preconditions (DeleteObject headers, DeleteObjects' <ETag>, <LastModifiedTime>, <Size>). */
-export type DeleteConditions = Pick<CommitConditions, 'ifMatch' | 'ifMatchLastModifiedMs' | 'ifMatchSizeBytes'> & {
+export type DeleteConditions = Pick<CommitConditions, 'ifMatch' | 'ifMatchLastModifiedMs' | 'ifMatchSizeBytes' | 'ifSelected'> & {
   /**
    * Delete the named version only while it is not its key's latest (lifecycle's
    * noncurrent expiry: a version promoted to current by a concurrent delete
@@ -109,6 +117,16 @@ export interface CommitRequest {
   conditions: CommitConditions;
   /** Completing a multipart upload: the upload and its parts are consumed in the same transaction. */
   completesUploadId?: string;
+  /**
+   * The version's Object Lock state, decided in the commit's transaction from
+   * the bucket's `objectLock` document as it is then (undefined: none). The
+   * engine read the bucket when the request began; a
+   * PutObjectLockConfiguration may have set a default retention while the
+   * body was streaming, and the version must get it. The store replaces the
+   * version's retention and legal hold with what this returns. Pure and
+   * synchronous; must not touch the store.
+   */
+  lockFor?: (objectLockDocument: string | undefined) => ObjectLockState;
 }
 
 export interface ListRequest {

@@ -46,6 +46,14 @@ export function isLockedAt(lock: ObjectLockState, nowMs: number): boolean {
   return lock.legalHold === true || (lock.retention !== undefined && lock.retention.retainUntilMs > nowMs);
 }
 
+/** Replaces a version's lock fields with `lock`'s (absent ones removed). */
+export function setLockState(version: ObjectLockState, lock: ObjectLockState): void {
+  if (lock.retention === undefined) delete version.retention;
+  else version.retention = lock.retention;
+  if (lock.legalHold === undefined) delete version.legalHold;
+  else version.legalHold = lock.legalHold;
+}
+
 export interface BucketRecord {
   name: string;
   createdMs: number;

@@ -301,7 +301,9 @@ export function authorizeRequest(
 export function authorizeFormUpload(access: RequestAccess, principal: Principal, bucket: BucketRecord, key: string, formHeaders: IncomingHttpHeaders, setsTagging: boolean): RequestAccess {
   const signer = access.forFormSigner(principal, formHeaders);
   const bucketAccess = signer.bucketAccess(bucket);
-  signer.require(requiredChecks('PostObject', { bucket: bucket.name, key, setsTagging }), () => ({ bucket: bucketAccess }));
+  const setsRetention = formHeaders['x-amz-object-lock-mode'] !== undefined || formHeaders['x-amz-object-lock-retain-until-date'] !== undefined;
+  const setsLegalHold = formHeaders['x-amz-object-lock-legal-hold'] !== undefined;
+  signer.require(requiredChecks('PostObject', { bucket: bucket.name, key, setsTagging, setsRetention, setsLegalHold }), () => ({ bucket: bucketAccess }));
   return signer;
 }
 

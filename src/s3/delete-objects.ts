@@ -8,7 +8,7 @@ import { readSmallBodyBytes, xmlResponse, type RequestContext, type S3Response }
 import { deleteConditionsOf, header } from './headers.ts';
 import type { DeleteConditions } from '../meta/metadata-store.ts';
 import { checkKey } from './object.ts';
-import { governanceBypass } from './object-lock.ts';
+import { asksGovernanceBypass, mayBypassGovernance } from './object-lock.ts';
 
 interface DeleteTarget {
   key: string;
@@ -56,12 +56,13 @@ export async function handleDeleteObjects(context: RequestContext): Promise<S3Re
   const bucketAccess = context.access.bucketAccess(bucket);
   // Each key is authorized on its own (s3:DeleteObject / s3:DeleteObjectVersion): a denied key is an AccessDenied entry.
   const checks = requiredChecks('DeleteObjects', { bucket: bucket.name, objects: targets });
+  const asksBypass = asksGovernanceBypass(context);
   let results = '';
   for (const [index, target] of targets.entries()) {
     try {
       if (!context.access.allows(checks[index] as PermissionCheck, { bucket: bucketAccess })) throw new S3Error('AccessDenied');
       checkKey(target.key);
-      const bypass = await governanceBypass(context, target.key);
+      const bypass = asksBypass && mayBypassGovernance(context, bucketAccess, target.key);
       const result = await context.engine.deleteObject(context.route.bucket, target.key, target.versionId, context.ownerId, target.conditions, bypass);
       if (quiet) continue;
       let inner = element('Key', target.key);

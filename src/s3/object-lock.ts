@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { objectArn } from '../authz/index.ts';
+import { objectArn, type BucketAccess } from '../authz/index.ts';
 import {
   type BucketObjectLock,
   type DefaultRetention,
@@ -18,7 +18,7 @@ import {
   objectLockDocument,
 } from '../engine/object-lock.ts';
 import { document, element, objectOf, parseXml, textOf, type XmlNode } from '../http/xml.ts';
-import type { BucketConfigs, ObjectLockState, ObjectRetention, ObjectVersion, RetentionMode } from '../meta/types.ts';
+import type { BucketConfigs, BucketRecord, ObjectLockState, ObjectRetention, ObjectVersion, RetentionMode } from '../meta/types.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { emptyResponse, readSmallBodyBytes, xmlResponse, type RequestContext, type S3Response } from './context.ts';
 import { header, isoDateOf } from './headers.ts';
@@ -74,8 +74,8 @@ export function hasObjectLock(version: ObjectVersion): boolean {
  * only to a caller allowed to read it (AWS: s3:GetObjectRetention for mode
  * and date, s3:GetObjectLegalHold for the hold).
  */
-export async function addLockHeaders(context: RequestContext, version: ObjectVersion, headers: Record<string, string>): Promise<void> {
-  const bucket = context.access.bucketAccess(await context.engine.getBucket(context.route.bucket));
+export function addLockHeaders(context: RequestContext, bucketRecord: BucketRecord, version: ObjectVersion, headers: Record<string, string>): void {
+  const bucket = context.access.bucketAccess(bucketRecord);
   const target = { bucket, object: context.access.objectAccess(version), keys: context.access.keysFor(version) };
   const check = (action: 's3:GetObjectRetention' | 's3:GetObjectLegalHold') =>
     context.access.allows({ action, resource: objectArn(context.route.bucket, version.key), side: 'target', bucket: context.route.bucket, key: version.key }, target);
@@ -93,8 +93,16 @@ export async function addLockHeaders(context: RequestContext, version: ObjectVer
  * as without it, and an unlocked one is unaffected (AWS).
  */
 export async function governanceBypass(context: RequestContext, key: string): Promise<boolean> {
-  if (header(context.headers, 'x-amz-bypass-governance-retention')?.toLowerCase() !== 'true') return false;
-  const bucket = context.access.bucketAccess(await context.engine.getBucket(context.route.bucket));
+  if (!asksGovernanceBypass(context)) return false;
+  return mayBypassGovernance(context, context.access.bucketAccess(await context.engine.getBucket(context.route.bucket)), key);
+}
+
+export function asksGovernanceBypass(context: RequestContext): boolean {
+  return header(context.headers, 'x-amz-bypass-governance-retention')?.toLowerCase() === 'true';
+}
+
+/** Whether the caller has s3:BypassGovernanceRetention on `key` (DeleteObjects judges it per key, on the bucket it loaded once). */
+export function mayBypassGovernance(context: RequestContext, bucket: BucketAccess, key: string): boolean {
   const check = { action: 's3:BypassGovernanceRetention' as const, resource: objectArn(context.route.bucket, key), side: 'target' as const, bucket: context.route.bucket, key };
   return context.access.allows(check, { bucket });
 }

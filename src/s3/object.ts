@@ -100,7 +100,7 @@ async function readObject(context: RequestContext): Promise<{ result: GetObjectR
   });
   const headers = objectHeaders(context, result);
   addExpirationHeader(context, result.bucket, result.version, headers);
-  if (hasObjectLock(result.version)) await addLockHeaders(context, result.version, headers);
+  if (hasObjectLock(result.version)) addLockHeaders(context, result.bucket, result.version, headers);
   return { result, headers };
 }
 

@@ -5,7 +5,9 @@
  * authorized for the form's signer, and the file part streams straight into
  * the engine's put, its size checked against content-length-range as bytes
  * arrive (too big stops the upload; nothing is committed). Fields after the
- * file are ignored, as AWS ignores them.
+ * file are ignored, as AWS ignores them. Lock fields (x-amz-object-lock-*)
+ * and Content-MD5 mean what PutObject's headers mean, permissions and the
+ * rule that a locked upload carries Content-MD5 or a checksum included.
  * https://docs.aws.amazon.com/AmazonS3/latest/API/RESTObjectPOST.html
  */
 import busboy from 'busboy';
@@ -19,7 +21,8 @@ import { S3Error, isS3Error } from '../util/s3-error.ts';
 import { authorizeFormUpload } from './access.ts';
 import { parseTagging } from './bucket.ts';
 import { emptyResponse, xmlResponse, type RequestContext, type S3Response } from './context.ts';
-import { formatEtag, parseAttributes, parseChecksumRequest } from './headers.ts';
+import { formatEtag, parseAttributes, parseChecksumRequest, parseContentMd5 } from './headers.ts';
+import { parseLockHeaders } from './object-lock.ts';
 import { checkKey, checksumHeaders } from './object.ts';
 
 interface FormUpload {
@@ -34,7 +37,9 @@ export async function handlePostObject(context: RequestContext): Promise<S3Respo
   try {
     return await uploadForm(context, form);
   } finally {
-    // On refusal the file was never read: let it flow away (the front closes the connection if the request is not complete).
+    // On refusal the file was never read (or read in part): let it flow away only until the answer is out. The
+    // front sees the request incomplete, answers with Connection: close, and node closes the socket once the
+    // answer is written, so the rest of a large form is never read (test/fixes-post-object.test.ts).
     form.file.resume();
   }
 }
@@ -58,6 +63,8 @@ async function uploadForm(context: RequestContext, form: FormUpload): Promise<S3
   const tagging = fields.get('tagging');
   const tags = tagging === undefined || tagging === '' ? [] : parseTagging(tagging, OBJECT_TAGS_MAX);
   const bucket = await context.engine.getBucket(bucketName);
+  // Lock fields as PutObject's headers: validated, and (by authorizeFormUpload) s3:PutObjectRetention / s3:PutObjectLegalHold.
+  const lock = parseLockHeaders(headers, Date.now());
   const writer = authorizeFormUpload(context.access, principal, bucket, key, headers, tags.length > 0);
   const { ownerId, acl } = writer.objectWrite(bucket, headers);
   const attributes = parseAttributes(headers);
@@ -69,9 +76,11 @@ async function uploadForm(context: RequestContext, form: FormUpload): Promise<S3
     acl,
     body: { stream: sizeChecked(form.file, minBytes, Math.min(maxBytes ?? PUT_OBJECT_BYTES_MAX, PUT_OBJECT_BYTES_MAX)), trailers: new Map() },
     attributes,
-    contentMd5: undefined,
+    // A locked upload needs Content-MD5 or a checksum (the engine's rule for PutObject): as form fields here.
+    contentMd5: parseContentMd5(headers),
     checksum: parseChecksumRequest(headers, []),
     conditions: {},
+    lock,
   });
   const location = `http://${context.headers.host ?? 'localhost'}/${encodePath(bucketName)}/${encodePath(key)}`;
   const answer: Record<string, string> = { etag: formatEtag(result.etag), location, ...checksumHeaders(result.checksum, null) };
@@ -120,7 +129,10 @@ function encodePath(text: string): string {
 }
 
 /** Form fields that mean what the same-named headers mean on PutObject. */
-const HEADER_FIELDS = new Set(['content-type', 'cache-control', 'content-disposition', 'content-encoding', 'content-language', 'expires']);
+const HEADER_FIELDS = new Set([
+  'content-type', 'cache-control', 'content-disposition', 'content-encoding', 'content-language', 'expires', 'content-md5',
+  'x-amz-object-lock-mode', 'x-amz-object-lock-retain-until-date', 'x-amz-object-lock-legal-hold',
+]);
 
 function headersOfForm(fields: ReadonlyMap<string, string>): IncomingHttpHeaders {
   const headers: IncomingHttpHeaders = {};

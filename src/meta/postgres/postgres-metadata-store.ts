@@ -78,7 +78,7 @@ import type {
   VersioningState,
   ObjectLockState,
 } from '../types.ts';
-import { NULL_VERSION_ID, isLockedAt } from '../types.ts';
+import { NULL_VERSION_ID, isLockedAt, setLockState } from '../types.ts';
 import { rowToUpload, rowToVersion, uploadMeta, versionMeta, type UploadRow, type VersionRow } from '../sqlite/rows.ts';
 import { listKeys, listUploads, listVersions } from './listing.ts';
 import { SCHEMA, SCHEMA_LOCK_ID, SCHEMA_VERSION } from './schema.ts';
@@ -87,7 +87,9 @@ export const LOCAL_BACKEND = 'local';
 
 /** The conditions judged on a version row (undefined: none, or a delete marker). */
 function judgeRow(conditions: CommitConditions, current: VersionRow | undefined): ConditionVerdict {
-  return judgeConditions(conditions, current === undefined ? undefined : { etag: current.etag, sizeBytes: current.size_bytes, lastModifiedMs: current.last_modified_ms });
+  return judgeConditions(conditions, current === undefined ? undefined : {
+    etag: current.etag, sizeBytes: current.size_bytes, lastModifiedMs: current.last_modified_ms, readVersion: () => rowToVersion(current),
+  });
 }
 
 /** Connections per node: enough to keep a node's requests pipelined, few enough for many nodes on one server (max_connections 100 by default). */
@@ -443,7 +445,7 @@ export class PostgresMetadataStore implements MetadataStore {
     const [, bucketRows, latestRows, nullRows] = await Promise.all([
       // The bucket's shared lock keeps DeleteBucket (exclusive) from dropping it between our check and our commit.
       tx`SELECT pg_advisory_xact_lock_shared(hashtextextended(${bucketLockName(bucket)}, 0)), pg_advisory_xact_lock(hashtextextended(${keyLockName(bucket, key)}, 0))`,
-      tx`SELECT 1 FROM buckets WHERE name = ${bucket}`,
+      tx<{ object_lock: string | null }[]>`SELECT object_lock FROM buckets WHERE name = ${bucket}`,
       tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND is_latest = 1`,
       replacesNull ? tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND version_id = ${NULL_VERSION_ID}` : Promise.resolve([] as VersionRow[]),
     ]);
@@ -457,6 +459,7 @@ export class PostgresMetadataStore implements MetadataStore {
       const failed = { status: 'precondition-failed' as const, ...(current === undefined ? {} : { currentModifiedMs: current.last_modified_ms }) };
       return failed;
     }
+    if (request.lockFor !== undefined) setLockState(version, request.lockFor(bucketRows[0]?.object_lock ?? undefined));
     const keep = new Set(version.segments.map((segment) => segment.blobId));
     if (request.completesUploadId !== undefined) {
       if ((await tx`SELECT 1 FROM uploads WHERE upload_id = ${request.completesUploadId} FOR UPDATE`).length === 0) return { status: 'no-such-upload' };

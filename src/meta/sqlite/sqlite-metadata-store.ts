@@ -44,7 +44,7 @@ import type {
   UserRecord,
   VersioningState,
 } from '../types.ts';
-import { isLockedAt, NULL_VERSION_ID } from '../types.ts';
+import { isLockedAt, NULL_VERSION_ID, setLockState } from '../types.ts';
 import { listKeys, listUploads, listVersions } from './listing.ts';
 import { MIGRATIONS, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 import { SERVING_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
@@ -619,12 +619,14 @@ export class SqliteMetadataStore implements MetadataStore {
     const s = this.#statements;
     // Inside the transaction that changes the key: no read can come between.
     this.#latest?.forget(version.bucket, version.key);
-    if (s.getBucket.get(version.bucket) === undefined) return { status: 'no-such-bucket' };
+    const bucket = s.getBucket.get(version.bucket) as BucketRow | undefined;
+    if (bucket === undefined) return { status: 'no-such-bucket' };
     const latest = s.getLatest.get(version.bucket, version.key) as VersionRow | undefined;
     const current = latest !== undefined && latest.is_delete_marker === 0 ? latest : undefined;
     const verdict = judgeConditions(conditions, current === undefined ? undefined : subjectOf(current));
     if (verdict === 'no-such-key') return { status: 'no-such-key' };
     if (verdict === 'precondition-failed') return { status: 'precondition-failed', ...(current === undefined ? {} : { currentModifiedMs: current.last_modified_ms }) };
+    if (request.lockFor !== undefined) setLockState(version, request.lockFor(bucket.object_lock ?? undefined));
     const keep = new Set(version.segments.map((segment) => segment.blobId));
     if (request.completesUploadId !== undefined) {
       if (s.getUploadById.get(request.completesUploadId) === undefined) return { status: 'no-such-upload' };
@@ -979,9 +981,9 @@ interface RepairRow {
   purge_after_ms: number | null;
 }
 
-/** What preconditions look at, read from the row's columns (no JSON parse). */
+/** What preconditions look at, read from the row's columns (the JSON document only parsed if `ifSelected` asks for it). */
 function subjectOf(row: VersionRow): ConditionSubject {
-  return { etag: row.etag, sizeBytes: row.size_bytes, lastModifiedMs: row.last_modified_ms };
+  return { etag: row.etag, sizeBytes: row.size_bytes, lastModifiedMs: row.last_modified_ms, readVersion: () => rowToVersion(row) };
 }
 
 function repairEntry(row: RepairRow): RepairEntry {
