@@ -50,6 +50,8 @@ const SAMPLE_INPUTS: Record<keyof typeof ADMIN_OPERATIONS, object> = {
   GetBucketPolicy: { name: 'no-such-bucket-here' },
   SetBucketPolicy: { name: 'no-such-bucket-here', policy: null },
   SetBucketPublicRead: { name: 'no-such-bucket-here', publicRead: false },
+  SetBucketQuota: { bucket: 'no-such-bucket-here', maxBytes: null },
+  GetBucketQuota: { bucket: 'no-such-bucket-here' },
   QueryAuditLog: { limit: 1 },
   GetStorageStats: { bucket: 'no-such-bucket-here' },
   ListIncompleteUploads: { bucket: 'no-such-bucket-here' },
