@@ -205,6 +205,27 @@ describe('bucket quotas', () => {
     assert.deepEqual(await quotaOf(bucket), { maxBytes: 9 * MiB, maxObjects: null, usedBytes: 9 * MiB, usedObjects: 2 });
   });
 
+  test('the console: the bucket page reads and sets the quota through a session, as the browser does', async () => {
+    const source = await (await fetch(`${talus.adminUrl!}/console/ui/objects.js`)).text();
+    for (const operation of ['GetBucketQuota', 'SetBucketQuota']) assert.ok(source.includes(`'${operation}'`), `objects.js calls ${operation}`);
+    await s3.send(new CreateBucketCommand({ Bucket: 'console-quota' }));
+    const login = await fetch(`${talus.adminUrl!}/console/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ROOT) });
+    assert.equal(login.status, 200);
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const { csrfToken } = await login.json() as { csrfToken: string };
+    const viaConsole = async (operation: string, input: object, csrf = csrfToken): Promise<{ status: number; body: unknown }> => {
+      const response = await fetch(`${talus.adminUrl!}/console/api/admin/${operation}`, {
+        method: 'POST', headers: { 'content-type': 'application/json', cookie, 'x-talus-csrf': csrf }, body: JSON.stringify(input),
+      });
+      return { status: response.status, body: await response.json() };
+    };
+    assert.equal((await viaConsole('SetBucketQuota', { bucket: 'console-quota', maxBytes: 5 }, 'not-the-token')).status, 403, 'a change needs the CSRF token');
+    assert.deepEqual(await viaConsole('SetBucketQuota', { bucket: 'console-quota', maxBytes: 5, maxObjects: null }), { status: 200, body: { maxBytes: 5, maxObjects: null, usedBytes: 0, usedObjects: 0 } });
+    assert.equal(await put('console-quota', 'six', 6), refused);
+    assert.deepEqual(await viaConsole('SetBucketQuota', { bucket: 'console-quota' }), { status: 200, body: { maxBytes: null, maxObjects: null, usedBytes: null, usedObjects: null } });
+    assert.equal(await put('console-quota', 'six', 6), 'ok');
+  });
+
   test('20 concurrent PUTs of which 10 fit: exactly 10 succeed, the rest are refused, the total never exceeds', async () => {
     const bucket = 'race-quota';
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
