@@ -24,6 +24,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +53,22 @@ async function outcome(call: Promise<unknown>): Promise<string> {
 }
 
 const refused = `400 ${QUOTA_CODE}`;
+
+/** A POST Object form signed by root (SigV4 policy), its file last, as a browser sends it. */
+async function postObject(url: string, bucket: string, key: string, bytes: number): Promise<{ status: number; body: string }> {
+  const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  const credential = `${ROOT.accessKeyId}/${amzDate.slice(0, 8)}/us-east-1/s3/aws4_request`;
+  const conditions = [{ bucket }, ['starts-with', '$key', ''], { 'x-amz-algorithm': 'AWS4-HMAC-SHA256' }, { 'x-amz-credential': credential }, { 'x-amz-date': amzDate }];
+  const policy = Buffer.from(JSON.stringify({ expiration: new Date(Date.now() + 3_600_000).toISOString(), conditions })).toString('base64');
+  let signingKey: Buffer | string = `AWS4${ROOT.secretAccessKey}`;
+  for (const part of [amzDate.slice(0, 8), 'us-east-1', 's3', 'aws4_request']) signingKey = createHmac('sha256', signingKey).update(part).digest();
+  const form = new FormData();
+  for (const [name, value] of [['key', key], ['x-amz-algorithm', 'AWS4-HMAC-SHA256'], ['x-amz-credential', credential], ['x-amz-date', amzDate], ['policy', policy],
+    ['x-amz-signature', createHmac('sha256', signingKey).update(policy).digest('hex')]]) form.append(name!, value!);
+  form.append('file', new Blob([Buffer.alloc(bytes, 5)]), 'upload.bin');
+  const response = await fetch(`${url}/${bucket}`, { method: 'POST', body: form });
+  return { status: response.status, body: await response.text() };
+}
 
 describe('bucket quotas', () => {
   let dataDir: string;
@@ -136,22 +153,27 @@ describe('bucket quotas', () => {
     assert.equal((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'a' }))).ContentLength, 5000, 'the refused overwrite kept the old object');
     assert.equal(await put(bucket, 'a', 6000), 'ok');
     assert.equal(await put(bucket, 'too-big', 10_001), refused, 'larger than the whole quota: refused up front');
+    const posted = await postObject(talus.url, bucket, 'posted', 1);
+    assert.equal(posted.status, 400, posted.body);
+    assert.match(posted.body, new RegExp(`<Code>${QUOTA_CODE}</Code>`));
+    assert.equal(await exists(bucket, 'posted'), false, 'a POST Object form past the quota stored nothing');
     assert.deepEqual(await quotaOf(bucket), { maxBytes: 10_000, maxObjects: null, usedBytes: 10_000, usedObjects: 3 });
 
     await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'a' }));
     assert.deepEqual(await quotaOf(bucket), { maxBytes: 10_000, maxObjects: null, usedBytes: 4000, usedObjects: 2 });
-    assert.equal(await put(bucket, 'c', 6000), 'ok', 'the delete freed its bytes');
+    assert.equal(await put(bucket, 'c', 5000), 'ok', 'the delete freed its bytes');
+    assert.equal((await postObject(talus.url, bucket, 'posted', 1000)).status, 204, 'a form that fits is stored');
 
     // Lowered below what the bucket holds: writes that grow it are refused, deletes still work.
     await root.call('SetBucketQuota', { bucket, maxBytes: 100 });
     assert.equal(await put(bucket, 'd', 1), refused);
     await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'c' }));
-    assert.equal((await quotaOf(bucket)).usedBytes, 4000);
+    assert.equal((await quotaOf(bucket)).usedBytes, 5000, 'before, b and posted');
 
     assert.deepEqual(await root.call('SetBucketQuota', { bucket }), { maxBytes: null, maxObjects: null, usedBytes: null, usedObjects: null }, 'no limit given clears the quota');
     assert.equal(await put(bucket, 'd', 20_000), 'ok');
     const keys = (await s3.send(new ListObjectsV2Command({ Bucket: bucket }))).Contents?.map((entry) => entry.Key);
-    assert.deepEqual(keys, ['b', 'before', 'd']);
+    assert.deepEqual(keys, ['b', 'before', 'd', 'posted']);
   });
 
   test('the object-count quota; a versioned bucket counts every version, delete markers none', async () => {
