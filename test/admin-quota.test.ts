@@ -25,10 +25,12 @@ import {
 } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
 import { AdminApiError, AdminClient } from '../src/admin/client.ts';
 import { ADMIN_PATH_PREFIX } from '../src/admin/paths.ts';
 import { startTalus, type RunningTalus } from '../src/talus.ts';
@@ -40,6 +42,7 @@ type QuotaAnswer = { maxBytes: number | null; maxObjects: number | null; usedByt
 const ROOT: Credentials = { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY };
 const QUOTA_CODE = 'XMinioAdminBucketQuotaExceeded';
 const MiB = 1024 * 1024;
+const CHROMIUM = '/usr/bin/chromium';
 
 async function outcome(call: Promise<unknown>): Promise<string> {
   try {
@@ -246,6 +249,42 @@ describe('bucket quotas', () => {
     assert.equal(await put('console-quota', 'six', 6), refused);
     assert.deepEqual(await viaConsole('SetBucketQuota', { bucket: 'console-quota' }), { status: 200, body: { maxBytes: null, maxObjects: null, usedBytes: null, usedObjects: null } });
     assert.equal(await put('console-quota', 'six', 6), 'ok');
+  });
+
+  test('the console in a real browser: the bucket page sets, shows and clears the quota', { timeout: 120_000, skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing` }, async () => {
+    await s3.send(new CreateBucketCommand({ Bucket: 'browser-quota' }));
+    assert.equal(await put('browser-quota', 'first', 100), 'ok');
+    const userDataDir = await mkdtemp(join(tmpdir(), 'talus-quota-chromium-'));
+    const context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM, headless: true, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+    try {
+      const page = context.pages()[0] ?? (await context.newPage());
+      const pageErrors: string[] = [];
+      page.on('pageerror', (error) => pageErrors.push(String(error)));
+      await page.goto(`${talus.adminUrl!}/console/`);
+      await page.getByLabel('Access key').fill(ROOT.accessKeyId);
+      await page.getByLabel('Secret key').fill(ROOT.secretAccessKey);
+      await page.getByRole('button', { name: 'Log in' }).click();
+      await page.getByTestId('principal').waitFor();
+      await page.goto(`${talus.adminUrl!}/console/#/b/browser-quota/`);
+      const state = page.getByTestId('quota-state');
+      await state.waitFor();
+      assert.equal(await state.textContent(), 'none');
+      await page.getByLabel('Quota: maximum bytes').fill('150');
+      await page.getByRole('button', { name: 'Set quota' }).click();
+      await page.getByRole('button', { name: 'Clear quota' }).waitFor();
+      assert.equal(await state.textContent(), '100 B of 150 B, 1 of unlimited versions');
+      assert.equal(await put('browser-quota', 'second', 100), refused);
+      await page.getByRole('button', { name: 'Clear quota' }).click();
+      await page.getByRole('button', { name: 'Clear quota' }).waitFor({ state: 'detached' });
+      assert.equal(await state.textContent(), 'none');
+      assert.equal(await put('browser-quota', 'second', 100), 'ok');
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await context.close();
+      await rm(userDataDir, { recursive: true, force: true });
+    }
   });
 
   test('20 concurrent PUTs of which 10 fit: exactly 10 succeed, the rest are refused, the total never exceeds', async () => {
