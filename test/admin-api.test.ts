@@ -50,6 +50,8 @@ const SAMPLE_INPUTS: Record<keyof typeof ADMIN_OPERATIONS, object> = {
   GetBucketPolicy: { name: 'no-such-bucket-here' },
   SetBucketPolicy: { name: 'no-such-bucket-here', policy: null },
   SetBucketPublicRead: { name: 'no-such-bucket-here', publicRead: false },
+  SetBucketQuota: { bucket: 'no-such-bucket-here', maxBytes: null },
+  GetBucketQuota: { bucket: 'no-such-bucket-here' },
   QueryAuditLog: { limit: 1 },
   GetStorageStats: { bucket: 'no-such-bucket-here' },
   ListIncompleteUploads: { bucket: 'no-such-bucket-here' },
@@ -205,7 +207,7 @@ describe('admin API', () => {
     const listed = await root.call<{ buckets: { name: string; owner: string; versioning: string; hasPolicy: boolean; createdMs: number }[] }>('ListBuckets');
     const listedBucket = listed.buckets.find((bucket) => bucket.name === 'bobs-bucket');
     assert.ok(listedBucket !== undefined);
-    assert.deepEqual(listedBucket, { name: 'bobs-bucket', createdMs: listedBucket.createdMs, owner: 'bob', versioning: 'Enabled', hasPolicy: false });
+    assert.deepEqual(listedBucket, { name: 'bobs-bucket', createdMs: listedBucket.createdMs, owner: 'bob', versioning: 'Enabled', hasPolicy: false, quota: null });
     assert.equal(await outcome(root, 'DeleteBucket', { name: 'bobs-bucket' }), 'Conflict', 'not empty');
     assert.equal(await outcome(root, 'DeleteUser', { name: 'bob' }), 'Conflict', 'owns a bucket');
     assert.equal((await s3.send(new GetObjectCommand({ Bucket: 'bobs-bucket', Key: 'hello.txt' }))).ContentLength, 2, 'nothing refused changed the object');

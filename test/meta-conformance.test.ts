@@ -6,10 +6,17 @@
  * listings — keys in mixed case, punctuation and non-ASCII (including
  * characters beyond U+FFFF, where UTF-16 order and byte order differ) list
  * identically on both, in S3's byte order, page by page.
+ * Bucket quotas: counted when set, judged and kept by every commit and
+ * delete; a schema 5 database opens and gains them.
  * PostgreSQL only: several stores on one database (several nodes) give a
- * conditional commit exactly one winner and hand each purge entry to one.
+ * conditional commit exactly one winner and hand each purge entry to one,
+ * and let exactly the commits that fit a quota through.
  */
+import Database from 'better-sqlite3';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import postgres from 'postgres';
 import { compareKeys } from '../src/meta/key-order.ts';
@@ -18,6 +25,7 @@ import { PostgresMetadataStore } from '../src/meta/postgres/postgres-metadata-st
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import type { ObjectVersion, UploadRecord } from '../src/meta/types.ts';
 import { PURGE_GRACE_MS } from '../src/util/limits.ts';
+import { isS3Error } from '../src/util/s3-error.ts';
 import { postgresUnavailable, startTestPostgres, type TestPostgres } from './helpers/postgres.ts';
 
 function version(key: string, versionId: string, blobId: string | null, etag = 'e'): ObjectVersion {
@@ -26,6 +34,15 @@ function version(key: string, versionId: string, blobId: string | null, etag = '
     etag, ownerId: 'o', system: {}, userMetadata: {}, checksum: null, tags: [], parts: null,
     segments: blobId === null ? [] : [{ blobId, sizeBytes: 1 }],
   };
+}
+
+function sized(key: string, versionId: string, blobId: string, sizeBytes: number): ObjectVersion {
+  return { ...version(key, versionId, blobId), sizeBytes, segments: [{ blobId, sizeBytes }] };
+}
+
+/** A refusal for the quota, and nothing else. */
+function isQuotaRefusal(error: unknown): boolean {
+  return isS3Error(error) && error.code === 'XMinioAdminBucketQuotaExceeded';
 }
 
 function upload(uploadId: string, key: string, createdMs = 0): UploadRecord {
@@ -322,6 +339,47 @@ for (const backend of backends) {
       await store.close();
     });
 
+    test('bucket quotas: counted when set, judged and kept by commits and deletes, refusals change nothing, cleared to nothing', async () => {
+      const store = await freshStore(backend);
+      await store.commitVersion({ version: sized('k1', 'null', 'blob-k1', 10), conditions: {} });
+      assert.equal(await store.setBucketQuota('missing', { maxBytes: 1, maxObjects: null }), false);
+      assert.equal(await store.bucketQuota('b'), undefined);
+      assert.ok(await store.setBucketQuota('b', { maxBytes: 30, maxObjects: 3 }));
+      assert.deepEqual(await store.bucketQuota('b'), { maxBytes: 30, maxObjects: 3, usedBytes: 10, usedObjects: 1 });
+      assert.deepEqual((await store.getBucket('b'))?.quota, { maxBytes: 30, maxObjects: 3 });
+
+      assert.equal((await store.commitVersion({ version: sized('k2', 'null', 'blob-k2', 20), conditions: {} })).status, 'committed');
+      await assert.rejects(store.commitVersion({ version: sized('k3', 'null', 'blob-k3', 1), conditions: {} }), isQuotaRefusal);
+      assert.equal(await store.getVersion('b', 'k3'), undefined);
+      assert.equal(await store.isBlobKnown('blob-k3'), false);
+      // An overwrite counts its difference; a delete frees what it removes.
+      assert.equal((await store.commitVersion({ version: sized('k2', 'null', 'blob-k2b', 5), conditions: {} })).status, 'committed');
+      assert.deepEqual(await store.bucketQuota('b'), { maxBytes: 30, maxObjects: 3, usedBytes: 15, usedObjects: 2 });
+      await store.deleteVersion('b', 'k1', 'null');
+      assert.deepEqual(await store.bucketQuota('b'), { maxBytes: 30, maxObjects: 3, usedBytes: 5, usedObjects: 1 });
+
+      // A completion past the quota leaves the upload as it was.
+      await store.createUpload(upload('u1', 'big'));
+      assert.ok(await store.putPart({ uploadId: 'u1', partNumber: 1, sizeBytes: 26, etag: 'p1', lastModifiedMs: 0, checksum: null, blobId: 'part-1' }));
+      const completion = { ...sized('big', 'null', 'part-1', 26), completedUploadId: 'u1' };
+      await assert.rejects(store.commitVersion({ version: completion, conditions: {}, completesUploadId: 'u1' }), isQuotaRefusal);
+      assert.equal((await store.getUpload('b', 'big', 'u1'))?.uploadId, 'u1');
+      assert.equal((await store.listParts('u1', 0, 10)).length, 1);
+      // Raising a limit keeps the counters.
+      assert.ok(await store.setBucketQuota('b', { maxBytes: 31, maxObjects: null }));
+      assert.equal((await store.commitVersion({ version: completion, conditions: {}, completesUploadId: 'u1' })).status, 'committed');
+      assert.deepEqual(await store.bucketQuota('b'), { maxBytes: 31, maxObjects: null, usedBytes: 31, usedObjects: 2 });
+
+      assert.ok(await store.setBucketQuota('b', null));
+      assert.equal(await store.bucketQuota('b'), undefined);
+      assert.equal((await store.getBucket('b'))?.quota, undefined);
+      assert.equal((await store.commitVersion({ version: sized('k4', 'null', 'blob-k4', 1000), conditions: {} })).status, 'committed');
+      // Set again: counted afresh from what the bucket holds.
+      assert.ok(await store.setBucketQuota('b', { maxBytes: null, maxObjects: 10 }));
+      assert.deepEqual(await store.bucketQuota('b'), { maxBytes: null, maxObjects: 10, usedBytes: 1031, usedObjects: 3 });
+      await store.close();
+    });
+
     test('keys in mixed case, punctuation and non-ASCII list in byte order, page by page, with and without a delimiter', async () => {
       const store = await freshStore(backend);
       for (const [i, key] of TRICKY_KEYS.entries()) await store.commitVersion({ version: version(key, 'null', `blob-${i}`), conditions: {} });
@@ -374,7 +432,73 @@ for (const backend of backends) {
   });
 }
 
+test('a schema 5 SQLite database opens at the current schema and takes quotas', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'talus-meta-v5-'));
+  try {
+    const path = join(dir, 'meta.db');
+    let store = new SqliteMetadataStore(path);
+    await store.createBucket({ name: 'b', createdMs: 0, ownerId: 'o', versioning: 'Unversioned', tags: null });
+    await store.commitVersion({ version: sized('old', 'null', 'blob-old', 7), conditions: {} });
+    await store.close();
+    const db = new Database(path);
+    for (const column of ['quota_bytes_max', 'quota_objects_max', 'quota_bytes_used', 'quota_objects_used']) db.exec(`ALTER TABLE buckets DROP COLUMN ${column}`);
+    db.exec("UPDATE settings SET value = '5' WHERE name = 'schema_version'");
+    db.close();
+    store = new SqliteMetadataStore(path);
+    assert.ok(await store.setBucketQuota('b', { maxBytes: 10, maxObjects: null }));
+    assert.deepEqual(await store.bucketQuota('b'), { maxBytes: 10, maxObjects: null, usedBytes: 7, usedObjects: 1 });
+    await assert.rejects(store.commitVersion({ version: sized('new', 'null', 'blob-new', 4), conditions: {} }), isQuotaRefusal);
+    await store.close();
+    const check = new Database(path, { readonly: true });
+    assert.equal((check.prepare("SELECT value FROM settings WHERE name = 'schema_version'").get() as { value: string }).value, '6');
+    check.close();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 describe('several PostgreSQL stores on one database (several nodes)', { skip: pgSkip }, () => {
+  test('a schema 5 database opens at the current schema and takes quotas', async () => {
+    const url = await freshDatabaseUrl();
+    let store = await PostgresMetadataStore.open(url, { connections: 2 });
+    await store.createBucket({ name: 'b', createdMs: 0, ownerId: 'o', versioning: 'Unversioned', tags: null });
+    await store.commitVersion({ version: sized('old', 'null', 'blob-old', 7), conditions: {} });
+    await store.sql.unsafe(`ALTER TABLE buckets DROP COLUMN quota_bytes_max, DROP COLUMN quota_objects_max, DROP COLUMN quota_bytes_used, DROP COLUMN quota_objects_used;
+                            UPDATE settings SET value = '5' WHERE name = 'schema_version'`);
+    await store.close();
+    store = await PostgresMetadataStore.open(url, { connections: 2 });
+    assert.ok(await store.setBucketQuota('b', { maxBytes: 10, maxObjects: null }));
+    assert.deepEqual(await store.bucketQuota('b'), { maxBytes: 10, maxObjects: null, usedBytes: 7, usedObjects: 1 });
+    const [row] = await store.sql<{ value: string }[]>`SELECT value FROM settings WHERE name = 'schema_version'`;
+    assert.equal(row?.value, '6');
+    await store.close();
+  });
+
+  test('20 concurrent commits over 4 stores into a quota that fits 10: exactly 10 commit; counters stay exact while a quota is set during writes', async () => {
+    const url = await freshDatabaseUrl();
+    const stores = await Promise.all([0, 1, 2, 3].map(() => PostgresMetadataStore.open(url, { connections: 8 })));
+    await stores[0]!.createBucket({ name: 'b', createdMs: 0, ownerId: 'o', versioning: 'Unversioned', tags: null });
+    await stores[0]!.setBucketQuota('b', { maxBytes: 100, maxObjects: null });
+    const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) =>
+      stores[i % 4]!.commitVersion({ version: sized(`k${i}`, 'null', `blob-${i}`, 10), conditions: {} })));
+    assert.equal(results.filter((result) => result.status === 'fulfilled').length, 10);
+    assert.ok(results.every((result) => result.status === 'fulfilled' || isQuotaRefusal(result.reason)));
+    assert.deepEqual(await stores[1]!.bucketQuota('b'), { maxBytes: 100, maxObjects: null, usedBytes: 100, usedObjects: 10 });
+    assert.equal((await stores[2]!.bucketUsage('b')).bytes, 100);
+
+    // Cleared, then set again while commits and deletes run on every store: the count and the commits never miss each other.
+    await stores[0]!.setBucketQuota('b', null);
+    const writes = Array.from({ length: 40 }, (_, i) => i % 4 === 0
+      ? stores[i % 4]!.deleteVersion('b', `k${i % 20}`, 'null')
+      : stores[i % 4]!.commitVersion({ version: sized(`w${i}`, 'null', `wblob-${i}`, i), conditions: {} }));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await stores[3]!.setBucketQuota('b', { maxBytes: null, maxObjects: 1000 });
+    await Promise.all(writes);
+    const usage = await stores[0]!.bucketUsage('b');
+    assert.deepEqual(await stores[0]!.bucketQuota('b'), { maxBytes: null, maxObjects: 1000, usedBytes: usage.bytes, usedObjects: usage.versions });
+    await Promise.all(stores.map((store) => store.close()));
+  });
+
   test('32 concurrent If-None-Match: * commits of one key over 4 stores: exactly one wins; the same for If-Match', async () => {
     const url = await freshDatabaseUrl();
     const stores = await Promise.all([0, 1, 2, 3].map(() => PostgresMetadataStore.open(url, { connections: 8 })));

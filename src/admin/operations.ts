@@ -21,6 +21,7 @@ import { ROOT_DISPLAY_NAME } from '../principals/principal-cache.ts';
 import { AdminError } from './errors.ts';
 import { type AdminContext, type AdminOperation, operation } from './define.ts';
 import { PLACEMENT_OPERATIONS } from './placement-operations.ts';
+import { QUOTA_OPERATIONS } from './quota-operations.ts';
 import { REGION_OPERATIONS } from './region-operations.ts';
 import { RUNTIME_CONFIG_OPERATIONS } from './runtime-config-operations.ts';
 import { STORAGE_OPERATIONS } from './storage-operations.ts';
@@ -57,6 +58,7 @@ function bucketView(bucket: BucketRecord, ownerName: (canonicalId: string) => st
     owner: ownerName(bucket.ownerId),
     versioning: bucket.versioning,
     hasPolicy: bucket.access?.policy !== undefined,
+    quota: bucket.quota ?? null,
   };
 }
 
@@ -224,7 +226,7 @@ export const ADMIN_OPERATIONS = {
   ListBuckets: operation({
     summary: 'Every bucket with owner, creation time, versioning and whether it has a policy.',
     input: {},
-    output: '{ buckets: [{ name, createdMs, owner, versioning, hasPolicy }] }',
+    output: '{ buckets: [{ name, createdMs, owner, versioning, hasPolicy, quota: { maxBytes, maxObjects } | null }] }',
     async handler(context) {
       const names = await ownerNames(context);
       return { buckets: (await context.engine.listBuckets()).map((bucket) => bucketView(bucket, names)) };
@@ -288,6 +290,8 @@ export const ADMIN_OPERATIONS = {
       return { policy };
     },
   }),
+
+  ...QUOTA_OPERATIONS,
 
   // Audit log
 

@@ -10,7 +10,7 @@
 import { AdminError } from './errors.ts';
 
 export interface FieldSpec {
-  type: 'string' | 'integer' | 'boolean' | 'string[]' | 'string|null';
+  type: 'string' | 'integer' | 'boolean' | 'string[]' | 'string|null' | 'integer|null';
   description: string;
   required?: boolean;
   /** Allowed values of a string field. */
@@ -28,6 +28,7 @@ type ValueOf<F extends FieldSpec> = F['type'] extends 'string'
   : F['type'] extends 'integer' ? number
   : F['type'] extends 'boolean' ? boolean
   : F['type'] extends 'string[]' ? string[]
+  : F['type'] extends 'integer|null' ? number | null
   : string | null;
 
 type RequiredKeys<S extends InputSpec> = { [K in keyof S]: S[K]['required'] extends true ? K : never }[keyof S];
@@ -68,10 +69,12 @@ function checkField(name: string, field: FieldSpec, value: unknown): void {
     case 'string':
       checkString(value, field, invalid);
       return;
+    case 'integer|null':
+      if (value === null) return;
+      checkInteger(value, field, invalid);
+      return;
     case 'integer':
-      if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw invalid('must be an integer');
-      if (field.minimum !== undefined && value < field.minimum) throw invalid(`must be at least ${field.minimum}`);
-      if (field.maximum !== undefined && value > field.maximum) throw invalid(`must be at most ${field.maximum}`);
+      checkInteger(value, field, invalid);
       return;
     case 'boolean':
       if (typeof value !== 'boolean') throw invalid('must be true or false');
@@ -82,6 +85,12 @@ function checkField(name: string, field: FieldSpec, value: unknown): void {
       for (const item of value) checkString(item, { ...field, enum: undefined, maxLength: STRING_LENGTH_DEFAULT_MAX }, invalid);
       return;
   }
+}
+
+function checkInteger(value: unknown, field: FieldSpec, invalid: (why: string) => AdminError): void {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw invalid('must be an integer');
+  if (field.minimum !== undefined && value < field.minimum) throw invalid(`must be at least ${field.minimum}`);
+  if (field.maximum !== undefined && value > field.maximum) throw invalid(`must be at most ${field.maximum}`);
 }
 
 function checkString(value: unknown, field: FieldSpec, invalid: (why: string) => AdminError): void {
@@ -108,6 +117,8 @@ function fieldSchema(field: FieldSpec): Record<string, unknown> {
       return { ...common, type: 'string', ...(field.enum !== undefined ? { enum: [...field.enum] } : {}), maxLength: field.maxLength ?? STRING_LENGTH_DEFAULT_MAX };
     case 'string|null':
       return { ...common, type: ['string', 'null'], maxLength: field.maxLength ?? STRING_LENGTH_DEFAULT_MAX };
+    case 'integer|null':
+      return { ...common, type: ['integer', 'null'], ...(field.minimum !== undefined ? { minimum: field.minimum } : {}), ...(field.maximum !== undefined ? { maximum: field.maximum } : {}) };
     case 'integer':
       return { ...common, type: 'integer', ...(field.minimum !== undefined ? { minimum: field.minimum } : {}), ...(field.maximum !== undefined ? { maximum: field.maximum } : {}) };
     case 'boolean':

@@ -16,7 +16,8 @@ import type {
 } from '../meta/metadata-store.ts';
 import type { Acl } from '../authz/index.ts';
 import type { BucketGuard } from '../meta/metadata-store.ts';
-import type { BucketAccessSettings, BucketConfigKind, BucketConfigs, BucketRecord, ObjectLockState, ObjectRetention, ObjectVersion, PartRecord, Tag, UploadRecord, VersioningState } from '../meta/types.ts';
+import type { BucketAccessSettings, BucketConfigKind, BucketConfigs, BucketQuota, BucketQuotaUsage, BucketRecord, ObjectLockState, ObjectRetention, ObjectVersion, PartRecord, Tag, UploadRecord, VersioningState } from '../meta/types.ts';
+import { assert } from '../util/assert.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { isValidBucketName } from './bucket-name.ts';
 import type { EngineContext, LeaseQuery } from './context.ts';
@@ -180,6 +181,28 @@ export class Engine {
     return this.#adding(async () => {
       if (!(await this.#context.meta.setBucketConfig(name, kind, document, guard))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
     });
+  }
+
+  /**
+   * Sets the bucket's hard quota, or clears it (null). Limits are byte and
+   * object counts (null: that one unlimited); a quota with neither is none.
+   * Not refused while the disk is full: it only limits writes.
+   */
+  async setBucketQuota(name: string, quota: BucketQuota | null): Promise<void> {
+    const effective = quota === null || (quota.maxBytes === null && quota.maxObjects === null) ? null : quota;
+    if (effective !== null) {
+      for (const limit of [effective.maxBytes, effective.maxObjects]) assert(limit === null || (Number.isSafeInteger(limit) && limit >= 0), 'quota limits are validated by the caller');
+    }
+    return this.#removing(async () => {
+      if (!(await this.#context.meta.setBucketQuota(name, effective))) throw new S3Error('NoSuchBucket', undefined, { BucketName: name });
+    });
+  }
+
+  /** The bucket's quota and what it holds; null when it has none. */
+  async getBucketQuota(name: string): Promise<BucketQuotaUsage | null> {
+    await objects.requireBucket(this.#context, name);
+    // From the row, not the cached record: the counters change with every write.
+    return (await this.#context.meta.bucketQuota(name)) ?? null;
   }
 
   async getBucketTags(name: string): Promise<Tag[]> {

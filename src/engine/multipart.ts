@@ -20,6 +20,7 @@ import { resolveRange } from './range.ts';
 import { versionChunks } from './segment-read.ts';
 import type { ChecksumRequest, CopySource, ObjectAttributes, WriteBody, WriteResult } from './types.ts';
 import type { CommitConditions } from '../meta/metadata-store.ts';
+import { judgeQuotaUpFront } from '../meta/quota.ts';
 
 export interface CreateUploadInput {
   bucket: string;
@@ -105,6 +106,8 @@ export async function uploadPart(context: EngineContext, input: UploadPartInput)
   checkPartNumber(input.partNumber);
   const { bucket, upload } = await requireBucketAndUpload(context, input.bucket, input.key, input.uploadId);
   const uploadLock = upload.retention === undefined && upload.legalHold === undefined ? undefined : { retention: upload.retention, legalHold: upload.legalHold };
+  // A part larger than the whole quota can never be completed: refused before it is read (CompleteMultipartUpload judges the object).
+  judgeQuotaUpFront(input.bucket, bucket.quota, input.body.declaredBytes);
   checkWriteLock(bucket, { requested: uploadLock, bodyChecked: input.contentMd5 !== undefined || input.checksum?.expected !== undefined || input.checksum?.fromTrailer === true }, 'Put Part');
   if (input.checksum !== undefined && upload.checksumAlgorithm !== null && input.checksum.algorithm !== upload.checksumAlgorithm) {
     throw new S3Error('InvalidRequest', `Checksum Type mismatch occurred, expected checksum Type: ${upload.checksumAlgorithm.toLowerCase()}, actual checksum Type: ${input.checksum.algorithm.toLowerCase()}`);

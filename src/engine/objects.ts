@@ -6,6 +6,7 @@
  */
 import { isUnconditional } from '../meta/conditions.ts';
 import type { CommitOutcome, DeleteConditions } from '../meta/metadata-store.ts';
+import { judgeQuotaUpFront } from '../meta/quota.ts';
 import { NULL_VERSION_ID, type BucketRecord, type ObjectChecksum, type ObjectVersion } from '../meta/types.ts';
 import { checksumHeaderName, isValidChecksumValue } from '../util/checksum.ts';
 import { newVersionId } from '../util/ids.ts';
@@ -54,6 +55,8 @@ export async function putObject(context: EngineContext, input: PutObjectInput): 
   const startedMs = Date.now();
   const bucket = await requireBucket(context, input.bucket);
   checkWriteLock(bucket, { requested: input.lock, bodyChecked: input.contentMd5 !== undefined || input.checksum?.expected !== undefined || input.checksum?.fromTrailer === true }, 'Put Object');
+  // A body no state of the bucket could hold is refused before it is read; the commit judges the rest.
+  judgeQuotaUpFront(input.bucket, bucket.quota, input.body.declaredBytes);
   const written = await writeBlob(context.blobs, input.body.stream, {
     bucket: input.bucket,
     checksumAlgorithm: input.checksum?.algorithm,
@@ -276,6 +279,7 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
   checkCopySize(source.sizeBytes, PUT_OBJECT_BYTES_MAX);
   const targetBucket = await requireBucket(context, input.bucket);
   checkWriteLock(targetBucket, { requested: input.lock, bodyChecked: undefined }, 'Copy Object');
+  judgeQuotaUpFront(input.bucket, targetBucket.quota, source.sizeBytes);
   const sameObject = input.source.bucket === input.bucket && input.source.key === input.key;
   if (sameObject && input.metadataDirective === 'COPY' && input.source.versionId === undefined && input.checksumAlgorithm === undefined) {
     throw new S3Error(

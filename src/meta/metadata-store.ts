@@ -10,6 +10,8 @@ import type {
   AccessKeyRecord,
   BucketAccessSettings,
   BucketConfigKind,
+  BucketQuota,
+  BucketQuotaUsage,
   BucketRecord,
   ObjectLockState,
   ObjectVersion,
@@ -304,6 +306,16 @@ export interface MetadataStore {
   setBucketAccess(name: string, access: BucketAccessSettings | null): Promise<boolean>;
   /** Replaces one kind of the bucket's configuration documents (null removes it); false when the bucket is missing. */
   setBucketConfig(name: string, kind: BucketConfigKind, document: string | null, guard?: BucketGuard): Promise<boolean>;
+  /**
+   * Sets the bucket's hard quota (null clears it); false when the bucket is
+   * missing. Where the bucket had none, what it holds is counted in the same
+   * transaction (excluding every commit and delete into it meanwhile), and
+   * from then on every commit and delete keeps the counters and commits
+   * judge them (src/meta/quota.ts).
+   */
+  setBucketQuota(name: string, quota: BucketQuota | null): Promise<boolean>;
+  /** The bucket's quota and its counters; undefined when it has none or is missing. */
+  bucketQuota(name: string): Promise<BucketQuotaUsage | undefined>;
 
   // Objects
   /** The given version, or the latest one (possibly a delete marker) when versionId is undefined. */
@@ -312,6 +324,8 @@ export interface MetadataStore {
    * Makes a version visible: checks conditions, consumes the upload if any,
    * replaces the existing null version when the new one is 'null', demotes the
    * previous latest, and queues the bytes nobody references any more for purge.
+   * In a bucket with a quota, refuses (QuotaExceededError, nothing changed)
+   * what would grow it past the quota, judged in the same transaction.
    */
   commitVersion(request: CommitRequest): Promise<CommitOutcome>;
   /** Removes one version for good; if it was the latest, the next newest becomes latest. `guard` may refuse, in the same transaction. */

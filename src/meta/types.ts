@@ -69,6 +69,26 @@ export interface BucketRecord {
    * lose each other's change.
    */
   configs?: BucketConfigs;
+  /** The bucket's hard quota (admin API SetBucketQuota); absent: none. */
+  quota?: BucketQuota;
+}
+
+/**
+ * A bucket's hard quota: limits on what its versions hold, each null when
+ * not limited (at least one is set). Counted as Garage and MinIO count
+ * stored data: every version that is not a delete marker, current or not,
+ * at the size clients wrote; incomplete multipart uploads' parts are not
+ * counted until their completion.
+ */
+export interface BucketQuota {
+  maxBytes: number | null;
+  maxObjects: number | null;
+}
+
+/** A quota with what the bucket holds now (the store keeps these counters while a quota is set). */
+export interface BucketQuotaUsage extends BucketQuota {
+  usedBytes: number;
+  usedObjects: number;
 }
 
 /** The kinds of bucket configuration stored as documents, one column each. */

@@ -70,6 +70,8 @@ export const S3_ERRORS = {
   AccessForbidden: [403, 'CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource\'s CORS spec.'],
   InvalidPolicyDocument: [400, 'Invalid Policy: Invalid JSON.'],
   MalformedPOSTRequest: [400, 'The body of your POST request is not well-formed multipart/form-data.'],
+  // MinIO's code for a write past a bucket's hard quota (src/meta/quota.ts).
+  XMinioAdminBucketQuotaExceeded: [400, 'Bucket quota exceeded'],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type S3ErrorCode = keyof typeof S3_ERRORS;

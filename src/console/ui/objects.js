@@ -1,8 +1,8 @@
 // A bucket's objects: prefix navigation, paging, search by prefix, upload with
 // progress, download, preview (sandboxed), versions, share links, and the
-// bucket's settings (versioning, public read, delete).
+// bucket's settings (versioning, public read, quota, delete).
 import { useEffect, useState } from 'preact/hooks';
-import { abortUpload, call, getBucketPolicy, getPublicRead, getTags, getVersioning, listObjects, listVersions, parsePairs, replaceMetadata, restoreVersion, s3, s3Url, setBucketPolicy, setPublicRead, setTags, setVersioning, upload } from './api.js';
+import { abortUpload, admin, call, getBucketPolicy, getPublicRead, getTags, getVersioning, listObjects, listVersions, parsePairs, replaceMetadata, restoreVersion, s3, s3Url, setBucketPolicy, setPublicRead, setTags, setVersioning, upload } from './api.js';
 import { ErrorBox, formatBytes, formatTime, html, lazyComponent } from './html.js';
 
 const PAGE_SIZE = 50;
@@ -75,12 +75,57 @@ function BucketSettings({ bucket }) {
         : html`<button class="danger" onClick=${() => setConfirmDelete(true)}>Delete bucket</button>`}
       <button onClick=${editPolicy}>${policy === null ? 'Edit policy' : 'Close policy'}</button>
     </div>
+    <${BucketQuota} bucket=${bucket} />
     ${policy === null ? null : html`<form onSubmit=${savePolicy}>
       <textarea name="policy" rows="10" cols="90" aria-label="Bucket policy" spellcheck="false" value=${policy}></textarea>
       <div class="row"><button class="primary" type="submit">Save policy</button><span class="note">Empty removes the policy. S3 checks it as PutBucketPolicy does.</span></div>
     </form>`}
     <${ErrorBox} error=${error} />
   </div>`;
+}
+
+/** A limit field's value: a whole number, or null when left empty (unlimited). */
+function limitValue(field) {
+  const text = field.value.trim();
+  return text === '' ? null : Number(text);
+}
+
+/**
+ * The bucket's hard quota (admin:GetBucketQuota, admin:SetBucketQuota): what
+ * it holds against its limits, and a form to change or clear them. Hidden
+ * when the key may not read quotas.
+ */
+function BucketQuota({ bucket }) {
+  const [quota, setQuota] = useState(undefined);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    admin('GetBucketQuota', { bucket }).then(setQuota, () => setQuota(null));
+  }, [bucket]);
+  if (quota === undefined || quota === null) return null;
+  async function change(limits) {
+    setError(null);
+    try {
+      setQuota(await admin('SetBucketQuota', { bucket, ...limits }));
+    } catch (failure) {
+      setError(failure);
+    }
+  }
+  function save(event) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    return change({ maxBytes: limitValue(form.maxBytes), maxObjects: limitValue(form.maxObjects) });
+  }
+  const limited = quota.usedBytes !== null;
+  return html`<form class="row" data-testid="quota" onSubmit=${save}>
+    <span>Quota: <b data-testid="quota-state">${limited
+      ? `${formatBytes(quota.usedBytes)} of ${quota.maxBytes === null ? 'unlimited' : formatBytes(quota.maxBytes)}, ${quota.usedObjects} of ${quota.maxObjects ?? 'unlimited'} versions`
+      : 'none'}</b></span>
+    <input name="maxBytes" type="number" min="0" step="1" placeholder="max bytes" aria-label="Quota: maximum bytes" value=${quota.maxBytes ?? ''} />
+    <input name="maxObjects" type="number" min="0" step="1" placeholder="max versions" aria-label="Quota: maximum versions" value=${quota.maxObjects ?? ''} />
+    <button type="submit">Set quota</button>
+    ${limited ? html`<button type="button" onClick=${() => change({})}>Clear quota</button>` : null}
+    <${ErrorBox} error=${error} />
+  </form>`;
 }
 
 function Uploader({ bucket, prefix, onDone }) {

@@ -67,6 +67,8 @@ import type {
   BucketAccessSettings,
   BucketConfigKind,
   BucketConfigs,
+  BucketQuota,
+  BucketQuotaUsage,
   BucketRecord,
   ObjectVersion,
   PartRecord,
@@ -81,7 +83,8 @@ import type {
 import { NULL_VERSION_ID, isLockedAt, setLockState } from '../types.ts';
 import { rowToUpload, rowToVersion, uploadMeta, versionMeta, type UploadRow, type VersionRow } from '../sqlite/rows.ts';
 import { listKeys, listUploads, listVersions } from './listing.ts';
-import { SCHEMA, SCHEMA_LOCK_ID, SCHEMA_VERSION } from './schema.ts';
+import { commitDelta, judgeQuota, rowQuota, rowQuotaUsage, usageOf, type QuotaColumns } from '../quota.ts';
+import { MIGRATIONS, SCHEMA, SCHEMA_LOCK_ID, SCHEMA_VERSION, SCHEMA_VERSION_MIGRATABLE_MIN } from './schema.ts';
 
 export const LOCAL_BACKEND = 'local';
 
@@ -178,9 +181,12 @@ export class PostgresMetadataStore implements MetadataStore {
         const [table] = await tx`SELECT to_regclass('settings') IS NOT NULL AS exists`;
         const found = table?.['exists'] === true ? await tx<{ value: string }[]>`SELECT value FROM settings WHERE name = 'schema_version'` : [];
         const version = found[0] === undefined ? SCHEMA_VERSION : Number(found[0].value);
-        if (version !== SCHEMA_VERSION) throw new Error(`the PostgreSQL metadata store has schema version ${found[0]?.value}; this Talus knows ${SCHEMA_VERSION}`);
+        if (!Number.isInteger(version) || version < SCHEMA_VERSION_MIGRATABLE_MIN || version > SCHEMA_VERSION) {
+          throw new Error(`the PostgreSQL metadata store has schema version ${found[0]?.value}; this Talus knows ${SCHEMA_VERSION_MIGRATABLE_MIN} to ${SCHEMA_VERSION}`);
+        }
         await tx.unsafe(SCHEMA);
-        await tx`INSERT INTO settings (name, value) VALUES ('schema_version', ${String(SCHEMA_VERSION)}) ON CONFLICT (name) DO NOTHING`;
+        for (const migration of MIGRATIONS) if (migration.toVersion > version) await tx.unsafe(migration.sql);
+        await tx`INSERT INTO settings (name, value) VALUES ('schema_version', ${String(SCHEMA_VERSION)}) ON CONFLICT (name) DO UPDATE SET value = excluded.value WHERE settings.value <> excluded.value`;
         await tx`INSERT INTO settings (name, value) VALUES (${ROOT_CANONICAL_ID_SETTING}, ${randomBytes(32).toString('hex')}) ON CONFLICT (name) DO NOTHING`;
       });
     } catch (error) {
@@ -445,7 +451,7 @@ export class PostgresMetadataStore implements MetadataStore {
     const [, bucketRows, latestRows, nullRows] = await Promise.all([
       // The bucket's shared lock keeps DeleteBucket (exclusive) from dropping it between our check and our commit.
       tx`SELECT pg_advisory_xact_lock_shared(hashtextextended(${bucketLockName(bucket)}, 0)), pg_advisory_xact_lock(hashtextextended(${keyLockName(bucket, key)}, 0))`,
-      tx<{ object_lock: string | null }[]>`SELECT object_lock FROM buckets WHERE name = ${bucket}`,
+      tx<(QuotaColumns & { object_lock: string | null })[]>`SELECT ${tx(COMMIT_BUCKET_COLUMNS)} FROM buckets WHERE name = ${bucket}`,
       tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND is_latest = 1`,
       replacesNull ? tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND version_id = ${NULL_VERSION_ID}` : Promise.resolve([] as VersionRow[]),
     ]);
@@ -473,6 +479,8 @@ export class PostgresMetadataStore implements MetadataStore {
     const replaced = old === undefined ? null : rowToVersion(old);
     // Object Lock: a locked version is never overwritten (versioning may have been suspended when this write began).
     if (replaced !== null && isLockedAt(replaced, Date.now())) throw new S3Error('AccessDenied', 'Access Denied because object protected by object lock.');
+    // Only a bucket with a quota counts (its row read above; no statement for the others).
+    if (rowQuotaUsage(bucketRows[0]!) !== undefined) await this.#chargeQuota(tx, bucket, commitDelta(version, replaced));
     const insert = version.inlineData === undefined
       ? tx`
         INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta)
@@ -495,6 +503,50 @@ export class PostgresMetadataStore implements MetadataStore {
     return { status: 'committed', replaced };
   }
 
+  /**
+   * Judges and moves a bucket's quota counters under its row lock: a
+   * concurrent commit into the bucket waits here for this transaction and
+   * then reads what it counted, so two writes that each fit cannot both pass.
+   */
+  async #chargeQuota(tx: Tx, bucket: string, delta: { bytes: number; objects: number }): Promise<void> {
+    if (delta.bytes === 0 && delta.objects === 0) return;
+    const [row] = await tx<QuotaColumns[]>`SELECT ${tx(QUOTA_COLUMNS)} FROM buckets WHERE name = ${bucket} FOR UPDATE`;
+    const usage = row === undefined ? undefined : rowQuotaUsage(row);
+    if (usage === undefined) return;
+    judgeQuota(bucket, usage, delta);
+    await tx`UPDATE buckets SET quota_bytes_used = quota_bytes_used + ${delta.bytes}, quota_objects_used = quota_objects_used + ${delta.objects} WHERE name = ${bucket}`;
+  }
+
+  async setBucketQuota(name: string, quota: BucketQuota | null): Promise<boolean> {
+    const changed = await this.#mutate(async (tx): Promise<boolean> => {
+      // Exclusive: waits for the commits and deletes into the bucket in flight (they hold it shared), so the
+      // count below sees every one of them, and every later one sees the quota and keeps the counters.
+      await tx`SELECT pg_advisory_xact_lock(hashtextextended(${bucketLockName(name)}, 0))`;
+      const [row] = await tx<QuotaColumns[]>`SELECT ${tx(QUOTA_COLUMNS)} FROM buckets WHERE name = ${name} FOR UPDATE`;
+      if (row === undefined) return false;
+      if (quota === null) {
+        await tx`UPDATE buckets SET quota_bytes_max = NULL, quota_objects_max = NULL, quota_bytes_used = NULL, quota_objects_used = NULL WHERE name = ${name}`;
+      } else if (row.quota_bytes_used !== null) {
+        await tx`UPDATE buckets SET quota_bytes_max = ${quota.maxBytes}, quota_objects_max = ${quota.maxObjects} WHERE name = ${name}`;
+      } else {
+        await tx`
+          UPDATE buckets SET quota_bytes_max = ${quota.maxBytes}, quota_objects_max = ${quota.maxObjects},
+                 quota_bytes_used = held.bytes, quota_objects_used = held.objects
+            FROM (SELECT count(*) AS objects, coalesce(sum(size_bytes), 0) AS bytes FROM versions WHERE bucket = ${name} AND is_delete_marker = 0) held
+           WHERE name = ${name}`;
+      }
+      return true;
+    });
+    this.#buckets.delete(name);
+    if (changed) this.#onBucketsChanged();
+    return changed;
+  }
+
+  async bucketQuota(name: string): Promise<BucketQuotaUsage | undefined> {
+    const [row] = await this.#read((sql) => sql<QuotaColumns[]>`SELECT ${sql(QUOTA_COLUMNS)} FROM buckets WHERE name = ${name}`);
+    return row === undefined ? undefined : rowQuotaUsage(row);
+  }
+
   async deleteVersion(bucket: string, key: string, versionId: string, guard?: VersionGuard): Promise<ObjectVersion | undefined> {
     const outcome = await this.deleteVersionIf(bucket, key, versionId, {}, guard);
     return outcome.status === 'deleted' ? outcome.removed : undefined;
@@ -503,14 +555,22 @@ export class PostgresMetadataStore implements MetadataStore {
   /** deleteVersion when `conditions` hold for that version, judged under the key's lock (before `guard`, which may refuse by throwing). */
   async deleteVersionIf(bucket: string, key: string, versionId: string, conditions: DeleteConditions, guard?: VersionGuard): Promise<DeleteOutcome> {
     return this.#mutate(async (tx): Promise<DeleteOutcome> => {
-      await this.#lockKey(tx, bucket, key);
+      // The bucket's shared lock (as a commit's): SetBucketQuota's count cannot fall between this delete and its counters.
+      await tx`SELECT pg_advisory_xact_lock_shared(hashtextextended(${bucketLockName(bucket)}, 0)), pg_advisory_xact_lock(hashtextextended(${keyLockName(bucket, key)}, 0))`;
       const [row] = await tx<VersionRow[]>`SELECT * FROM versions WHERE bucket = ${bucket} AND key = ${key} AND version_id = ${versionId}`;
       if (row === undefined) return { status: 'no-such-key' };
       if (judgeRow(conditions, row) !== 'holds') return { status: 'precondition-failed' };
       if (conditions.ifNoncurrent === true && row.is_latest === 1) return { status: 'precondition-failed' };
       const version = rowToVersion(row);
       guard?.(version);
-      await deleteVersionRow(tx, row.seq);
+      const freed = usageOf(version);
+      await Promise.all([
+        deleteVersionRow(tx, row.seq),
+        // Sent with the delete, one round trip; it changes no row in a bucket without a quota.
+        ...(freed.objects === 0 ? [] : [tx`
+          UPDATE buckets SET quota_bytes_used = quota_bytes_used - ${freed.bytes}, quota_objects_used = quota_objects_used - ${freed.objects}
+           WHERE name = ${bucket} AND quota_bytes_used IS NOT NULL`]),
+      ]);
       await queuePurge(tx, version.segments, this.#purgeDueMs(), new Set());
       if (row.is_latest === 1) {
         await tx`UPDATE versions SET is_latest = 1 WHERE seq = (SELECT seq FROM versions WHERE bucket = ${bucket} AND key = ${key} ORDER BY seq DESC LIMIT 1)`;
@@ -799,7 +859,12 @@ async function queuePurge(tx: Tx, segments: readonly Segment[], dueMs: number, k
   await tx`UPDATE blobs SET purge_after_ms = ${dueMs} WHERE blob_id = ANY(${blobIds})`;
 }
 
-interface BucketRow {
+/** The quota columns of a bucket row (src/meta/quota.ts). */
+const QUOTA_COLUMNS = ['quota_bytes_max', 'quota_objects_max', 'quota_bytes_used', 'quota_objects_used'] as const;
+/** The bucket row's columns a commit reads: its quota and its object lock configuration (default retention is applied in the commit). */
+const COMMIT_BUCKET_COLUMNS = [...QUOTA_COLUMNS, 'object_lock'] as const;
+
+interface BucketRow extends QuotaColumns {
   name: string;
   created_ms: number;
   owner_id: string;
@@ -876,7 +941,13 @@ function rowToBucket(row: BucketRow): BucketRecord {
     tags: row.tags === null ? null : (Object.freeze(JSON.parse(row.tags) as Tag[]) as Tag[]),
     access: row.access === null ? null : Object.freeze(JSON.parse(row.access) as BucketAccessSettings),
     configs: rowToConfigs(row),
+    ...quotaField(row),
   });
+}
+
+function quotaField(row: BucketRow): { quota?: BucketRecord['quota'] } {
+  const quota = rowQuota(row);
+  return quota === undefined ? {} : { quota };
 }
 
 function rowToConfigs(row: BucketRow): BucketConfigs {

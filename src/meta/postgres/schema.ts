@@ -14,7 +14,27 @@
  *   is one round trip however many prefixes it rolls up.
  * - Booleans stay smallint and times bigint milliseconds, as in SQLite.
  */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
+
+/**
+ * Steps from an older schema, run on open under the schema lock (the tables
+ * SCHEMA creates are already in their newest shape). 6: bucket quotas
+ * (src/meta/quota.ts; NULL: no quota, nothing counted).
+ */
+export const MIGRATIONS: readonly { toVersion: number; sql: string }[] = [
+  {
+    toVersion: 6,
+    sql: `
+      ALTER TABLE buckets ADD COLUMN IF NOT EXISTS quota_bytes_max bigint;
+      ALTER TABLE buckets ADD COLUMN IF NOT EXISTS quota_objects_max bigint;
+      ALTER TABLE buckets ADD COLUMN IF NOT EXISTS quota_bytes_used bigint;
+      ALTER TABLE buckets ADD COLUMN IF NOT EXISTS quota_objects_used bigint;
+    `,
+  },
+];
+
+/** The oldest schema open() brings up to SCHEMA_VERSION. */
+export const SCHEMA_VERSION_MIGRATABLE_MIN = 5;
 
 /** Serializes schema creation between nodes starting at once (any constant; key locks use hashes of bucket/key). */
 export const SCHEMA_LOCK_ID = 0x7461_6c75_7300_0001n; // "talus\0\0\1"
@@ -53,7 +73,11 @@ CREATE TABLE IF NOT EXISTS buckets (
   access text,
   cors text,
   lifecycle text,
-  object_lock text
+  object_lock text,
+  quota_bytes_max bigint,
+  quota_objects_max bigint,
+  quota_bytes_used bigint,
+  quota_objects_used bigint
 );
 
 CREATE TABLE IF NOT EXISTS versions (

@@ -17,8 +17,11 @@
  * ownership controls, public access block) as one JSON document;
  * `cors`, `lifecycle` and `object_lock` its other configurations, one JSON
  * document per column so that setting one never overwrites another.
+ * `quota_*` are a bucket's hard quota (src/meta/quota.ts): its limits and,
+ * only while it has one, the usage counters every commit and delete of its
+ * versions keeps in the same transaction (NULL: no quota, nothing counted).
  */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS settings (
@@ -54,7 +57,11 @@ CREATE TABLE IF NOT EXISTS buckets (
   access TEXT,
   cors TEXT,
   lifecycle TEXT,
-  object_lock TEXT
+  object_lock TEXT,
+  quota_bytes_max INTEGER,
+  quota_objects_max INTEGER,
+  quota_bytes_used INTEGER,
+  quota_objects_used INTEGER
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS versions (
@@ -168,6 +175,18 @@ export const MIGRATIONS: readonly {
       ALTER TABLE buckets ADD COLUMN cors TEXT;
       ALTER TABLE buckets ADD COLUMN lifecycle TEXT;
       ALTER TABLE buckets ADD COLUMN object_lock TEXT;
+    `,
+  },
+  {
+    // Bucket quotas: no bucket has one yet, so no counter needs counting (NULL: no quota).
+    // A version bump, not just columns: a Talus that does not keep the counters must not write here.
+    toVersion: 6,
+    alreadyApplied: "SELECT 1 FROM pragma_table_info('buckets') WHERE name = 'quota_bytes_used'",
+    sql: `
+      ALTER TABLE buckets ADD COLUMN quota_bytes_max INTEGER;
+      ALTER TABLE buckets ADD COLUMN quota_objects_max INTEGER;
+      ALTER TABLE buckets ADD COLUMN quota_bytes_used INTEGER;
+      ALTER TABLE buckets ADD COLUMN quota_objects_used INTEGER;
     `,
   },
 ];

@@ -33,6 +33,8 @@ import type {
   BucketAccessSettings,
   BucketConfigKind,
   BucketConfigs,
+  BucketQuota,
+  BucketQuotaUsage,
   BucketRecord,
   ObjectLockState,
   ObjectVersion,
@@ -52,6 +54,7 @@ import { WalSync } from './wal-sync.ts';
 import { OpenFileIdentity } from './file-identity.ts';
 import { rowToUpload, rowToVersion, uploadMeta, versionMeta, type UploadRow, type VersionRow } from './rows.ts';
 import { judgeConditions, type ConditionSubject } from '../conditions.ts';
+import { commitDelta, judgeQuota, rowQuota, rowQuotaUsage, usageOf, type QuotaColumns, type UsageDelta } from '../quota.ts';
 
 export const LOCAL_BACKEND = 'local';
 /** How long a write waits for another process's write lock before failing. */
@@ -577,6 +580,31 @@ export class SqliteMetadataStore implements MetadataStore {
     return changed;
   }
 
+  async setBucketQuota(name: string, quota: BucketQuota | null): Promise<boolean> {
+    const s = this.#statements;
+    const changed = await this.#mutate((): boolean => {
+      this.#buckets.delete(name);
+      const row = s.getBucket.get(name) as BucketRow | undefined;
+      if (row === undefined) return false;
+      if (quota === null) s.setQuota.run(null, null, null, null, name);
+      else if (row.quota_bytes_used !== null) s.setQuotaLimits.run(quota.maxBytes, quota.maxObjects, name);
+      else {
+        // Counted in this transaction, so no commit or delete can fall between the count and the first one counted.
+        // One aggregate over the bucket's versions (~0.5 µs each) on the event loop: paid once, when a quota is first set.
+        const held = s.quotaUsageCount.get(name) as { objects: number; bytes: number };
+        s.setQuota.run(quota.maxBytes, quota.maxObjects, held.bytes, held.objects, name);
+      }
+      return true;
+    });
+    if (changed) this.#onBucketsChanged();
+    return changed;
+  }
+
+  async bucketQuota(name: string): Promise<BucketQuotaUsage | undefined> {
+    const row = this.#statements.getQuota.get(name) as QuotaColumns | undefined;
+    return row === undefined ? undefined : rowQuotaUsage(row);
+  }
+
   /** Runs a bucket guard on the row as this transaction sees it (a missing bucket is left to the UPDATE: no change). */
   #guardBucket(name: string, guard: BucketGuard): void {
     const row = this.#statements.getBucket.get(name) as BucketRow | undefined;
@@ -619,14 +647,14 @@ export class SqliteMetadataStore implements MetadataStore {
     const s = this.#statements;
     // Inside the transaction that changes the key: no read can come between.
     this.#latest?.forget(version.bucket, version.key);
-    const bucket = s.getBucket.get(version.bucket) as BucketRow | undefined;
-    if (bucket === undefined) return { status: 'no-such-bucket' };
+    const bucketRow = s.getBucket.get(version.bucket) as BucketRow | undefined;
+    if (bucketRow === undefined) return { status: 'no-such-bucket' };
     const latest = s.getLatest.get(version.bucket, version.key) as VersionRow | undefined;
     const current = latest !== undefined && latest.is_delete_marker === 0 ? latest : undefined;
     const verdict = judgeConditions(conditions, current === undefined ? undefined : subjectOf(current));
     if (verdict === 'no-such-key') return { status: 'no-such-key' };
     if (verdict === 'precondition-failed') return { status: 'precondition-failed', ...(current === undefined ? {} : { currentModifiedMs: current.last_modified_ms }) };
-    if (request.lockFor !== undefined) setLockState(version, request.lockFor(bucket.object_lock ?? undefined));
+    if (request.lockFor !== undefined) setLockState(version, request.lockFor(bucketRow.object_lock ?? undefined));
     const keep = new Set(version.segments.map((segment) => segment.blobId));
     if (request.completesUploadId !== undefined) {
       if (s.getUploadById.get(request.completesUploadId) === undefined) return { status: 'no-such-upload' };
@@ -647,6 +675,13 @@ export class SqliteMetadataStore implements MetadataStore {
         this.#queuePurge(replaced.segments, nowMs, keep);
         this.#deleteVersionRow(old.seq);
       }
+    }
+    // Only a bucket with a quota counts (no statement for the others); a refusal rolls this savepoint back whole.
+    const usage = rowQuotaUsage(bucketRow);
+    if (usage !== undefined) {
+      const delta = commitDelta(version, replaced);
+      judgeQuota(version.bucket, usage, delta);
+      this.#chargeQuota(version.bucket, delta);
     }
     s.demoteLatest.run(version.bucket, version.key);
     for (const segment of version.segments) s.recordBlob.run(segment.blobId, segment.location ?? LOCAL_BACKEND);
@@ -676,6 +711,9 @@ export class SqliteMetadataStore implements MetadataStore {
       // Before anything changes: a refusal throws and this savepoint is rolled back alone.
       guard?.(version);
       this.#deleteVersionRow(row.seq);
+      const freed = usageOf(version);
+      // One UPDATE that changes no row in a bucket without a quota (the cached record could be another process's stale one).
+      if (freed.objects > 0) this.#chargeQuota(bucket, { bytes: -freed.bytes, objects: -freed.objects });
       this.#queuePurge(version.segments, Date.now(), new Set());
       if (row.is_latest === 1) {
         const next = s.newestRemaining.get(bucket, key) as { seq: number } | undefined;
@@ -923,6 +961,12 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#db.close();
   }
 
+  /** Moves a bucket's quota counters by `delta`; changes nothing in a bucket without a quota. */
+  #chargeQuota(bucket: string, delta: UsageDelta): void {
+    if (delta.bytes === 0 && delta.objects === 0) return;
+    this.#statements.chargeQuota.run(delta.bytes, delta.objects, bucket);
+  }
+
   /** A version and its inline bytes go together. */
   #deleteVersionRow(seq: number): void {
     this.#statements.deleteVersionBySeq.run(seq);
@@ -959,7 +1003,7 @@ export interface StoreIdentity {
   epoch: number;
 }
 
-interface BucketRow {
+interface BucketRow extends QuotaColumns {
   name: string;
   created_ms: number;
   owner_id: string;
@@ -1037,7 +1081,13 @@ function rowToBucket(row: BucketRow): BucketRecord {
     tags: row.tags === null ? null : Object.freeze(JSON.parse(row.tags) as Tag[]) as Tag[],
     access: row.access === null ? null : Object.freeze(JSON.parse(row.access) as BucketAccessSettings),
     configs: rowToConfigs(row),
+    ...quotaField(row),
   });
+}
+
+function quotaField(row: BucketRow): { quota?: BucketRecord['quota'] } {
+  const quota = rowQuota(row);
+  return quota === undefined ? {} : { quota };
 }
 
 function rowToConfigs(row: BucketRow): BucketConfigs {
@@ -1163,6 +1213,16 @@ function prepareStatements(db: Database.Database) {
     usageStep: db.prepare(`${USAGE_SUMS} AND key <= @until`),
     usageTail: db.prepare(USAGE_SUMS),
     uploadCount: db.prepare('SELECT count(*) AS uploads FROM uploads WHERE bucket = ?'),
+    // Bucket quotas (src/meta/quota.ts): counters exist only while a quota is set.
+    quotaUsageCount: db.prepare(
+      'SELECT count(*) AS objects, coalesce(sum(size_bytes), 0) AS bytes FROM versions WHERE bucket = ? AND is_delete_marker = 0',
+    ),
+    setQuota: db.prepare('UPDATE buckets SET quota_bytes_max = ?, quota_objects_max = ?, quota_bytes_used = ?, quota_objects_used = ? WHERE name = ?'),
+    setQuotaLimits: db.prepare('UPDATE buckets SET quota_bytes_max = ?, quota_objects_max = ? WHERE name = ?'),
+    getQuota: db.prepare('SELECT quota_bytes_max, quota_objects_max, quota_bytes_used, quota_objects_used FROM buckets WHERE name = ?'),
+    chargeQuota: db.prepare(
+      'UPDATE buckets SET quota_bytes_used = quota_bytes_used + ?, quota_objects_used = quota_objects_used + ? WHERE name = ? AND quota_bytes_used IS NOT NULL',
+    ),
     purgeQueueSummary: db.prepare('SELECT count(*) AS blobs, min(purge_after_ms) AS oldest FROM blobs WHERE purge_after_ms IS NOT NULL'),
     placedBlobs: db.prepare('SELECT blob_id, backend FROM blobs WHERE backend != ? AND purge_after_ms IS NULL AND blob_id > ? ORDER BY blob_id LIMIT ?'),
     forgetPurgedBlob: db.prepare('DELETE FROM blobs WHERE blob_id = ? AND purge_after_ms IS NOT NULL'),
