@@ -145,7 +145,7 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
     await lock.release();
     throw error;
   }
-  // With --workers the primary serves nothing and the workers write too: no cache of latest versions then.
+  // With --workers the workers write too: their cached latest versions are checked against SQLite's data_version.
   // With workers, bucket changes made in this process (the admin API) must reach their caches: set once they exist.
   const bucketsChanged = { notify: (): void => undefined };
   const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'), {

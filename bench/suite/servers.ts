@@ -70,7 +70,8 @@ export async function startTalus(workers: number, extra: { args?: readonly strin
   try {
     const port = await freePort();
     const args = [join(ROOT, 'bin', 'talus.js'), 'server', join(directory.path, 'data'), '--port', String(port), '--address', '127.0.0.1', ...(extra.args ?? [])];
-    if (workers > 1) args.push('--workers', String(workers));
+    // Always explicit: the server's own default may be several workers (`--workers auto`).
+    args.push('--workers', String(workers));
     const env = { ...process.env, ...extra.env, TALUS_ROOT_USER: TALUS_CREDENTIALS.accessKeyId, TALUS_ROOT_PASSWORD: TALUS_CREDENTIALS.secretAccessKey };
     const label = extra.label ?? (workers > 1 ? `Talus, ${workers} workers` : 'Talus');
     return await launch({ kind: 'talus', label, args, env, credentials: TALUS_CREDENTIALS, workers, directory, watchStdin: false });

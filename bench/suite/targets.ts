@@ -57,6 +57,38 @@ function ratioTarget(id: string, description: string, workload: string, baseline
   return { id, description, compare: 'at-least', limit, format, evaluate: ratio(workload, baseline, throughput) };
 }
 
+/**
+ * A server's throughput with several processes ÷ with one, in a cores
+ * workload (workers.ts): Talus's alone, or Talus's ÷ the bare server's own
+ * (wrk shares the cores, so the bare server's scaling is the most there is).
+ */
+function coresTarget(id: string, description: string, workload: string, judged: 'alone' | 'against-bare', limit: number): TargetDefinition {
+  return {
+    id,
+    description,
+    compare: 'at-least',
+    limit,
+    format: times,
+    evaluate: (rows) => {
+      const scaling = (server: ServerKind): { value: number; rows: Row[] } | undefined => {
+        const of = rows.filter((row) => row.workload === workload && row.server === server);
+        // Labels: 'Talus' / 'Talus, 2 workers', 'bare node:http' / 'bare node:http, 2 processes' (servers.ts).
+        const several = (row: Row): boolean => /\d (workers|processes)$/.test(row.label);
+        const one = of.find((row) => !several(row));
+        const more = of.find(several);
+        if (one === undefined || more === undefined || one.opsPerSecond <= 0) return undefined;
+        return { value: more.opsPerSecond / one.opsPerSecond, rows: [more, one] };
+      };
+      const talus = scaling('talus');
+      if (talus === undefined) return `${workload} not run`;
+      if (judged === 'alone') return talus;
+      const bare = scaling('bare-http');
+      if (bare === undefined || bare.value <= 0) return `${workload} has no bare node:http rows`;
+      return { value: talus.value / bare.value, rows: [...talus.rows, ...bare.rows], note: `Talus ${times(talus.value)}, bare node:http ${times(bare.value)}` };
+    },
+  };
+}
+
 /** p50 of one Talus listing ÷ p50 of another. */
 function latencyRatio(slower: string, reference: string): TargetDefinition['evaluate'] {
   return (rows) => {
@@ -88,19 +120,9 @@ export const TARGETS: readonly TargetDefinition[] = [
   ratioTarget('put-64m-c8-vs-bytes', '64 MiB PUT, 8 in flight, Talus ÷ bytes ceiling with fsync', 'put-64m-c8', 'bytes-fsync', 0.7, percent, 'mibPerSecond'),
   ratioTarget('get-64m-c1-vs-bytes', '64 MiB GET, 1 in flight, Talus ÷ bytes ceiling', 'get-64m-c1', 'bytes-fsync', 0.7, percent, 'mibPerSecond'),
   ratioTarget('get-64m-c8-vs-bytes', '64 MiB GET, 8 in flight, Talus ÷ bytes ceiling', 'get-64m-c8', 'bytes-fsync', 0.7, percent, 'mibPerSecond'),
-  {
-    id: 'get-4k-two-cores',
-    description: '4 KiB GET, Talus with 2 workers ÷ 1 worker',
-    compare: 'at-least',
-    limit: 1.6,
-    format: times,
-    evaluate: (rows) => {
-      const one = find(rows, 'get-4k-cores', 'talus', 'Talus');
-      const two = rows.find((row) => row.workload === 'get-4k-cores' && row.server === 'talus' && row.label !== 'Talus');
-      if (one === undefined || two === undefined) return 'get-4k-cores not run';
-      return { value: two.opsPerSecond / one.opsPerSecond, rows: [two, one] };
-    },
-  },
+  coresTarget('get-4k-two-cores', '4 KiB GET, Talus 2 workers ÷ 1, over the bare server\'s own 2 processes ÷ 1', 'get-4k-cores', 'against-bare', 0.9),
+  coresTarget('get-4k-two-cores-floor', '4 KiB GET, Talus 2 workers ÷ 1 (never slower)', 'get-4k-cores', 'alone', 1),
+  coresTarget('put-4k-two-cores-floor', '4 KiB PUT, Talus 2 workers ÷ 1 (never slower)', 'put-4k-cores', 'alone', 1),
   {
     id: 'head-p50-c1',
     description: 'HEAD p50 at 1 connection',

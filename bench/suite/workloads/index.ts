@@ -6,7 +6,7 @@ import { listWorkloads } from './listing.ts';
 import { mixed } from './mixed.ts';
 import { scanWorkloads } from './scan.ts';
 import { delete4k, get4k, head4k, head4kOneConnection, put4k } from './small-objects.ts';
-import { get4kCores } from './workers.ts';
+import { get4kCores, put4kCores } from './workers.ts';
 import { txnWorkloads } from '../../txn-suite.ts';
 import { scaleOutWorkloads } from './scale-out.ts';
 
@@ -17,6 +17,7 @@ export const WORKLOADS: readonly Workload[] = [
   put4k,
   delete4k,
   get4kCores,
+  put4kCores,
   put64mOne,
   put64mEight,
   get64mOne,

@@ -1,7 +1,8 @@
 /**
- * The sole-writer store's memory of latest versions: every way a key's
- * latest version changes is seen by the next read, what it hands out cannot
- * be changed by a reader, and it stays within its bounds.
+ * The store's memory of latest versions: every way a key's latest version
+ * changes is seen by the next read, also when another connection (another
+ * worker process) made the change; what it hands out cannot be changed by a
+ * reader, and it stays within its bounds.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -99,13 +100,30 @@ test('versions handed out are frozen, so no reader can change what the next one 
   });
 });
 
-test('a store that is not the sole writer keeps nothing', async () => {
-  const store = new SqliteMetadataStore(':memory:');
-  await store.createBucket({ name: 'b', createdMs: 0, ownerId: 'o', versioning: 'Enabled', tags: null });
-  await store.commitVersion({ version: version('k', 'v1', 'e1'), conditions: {} });
-  await store.getVersion('b', 'k');
-  assert.equal(store.cachedLatestVersions, 0);
-  await store.close();
+test('stores sharing a database (--workers) see each other\'s commits through their caches', async () => {
+  const directory = await mkdtemp(join(tmpdir(), 'talus-latest-'));
+  // Two connections to one file, as two worker processes have.
+  const first = new SqliteMetadataStore(join(directory, 'meta.db'));
+  const second = new SqliteMetadataStore(join(directory, 'meta.db'));
+  try {
+    await first.createBucket({ name: 'b', createdMs: 0, ownerId: 'o', versioning: 'Enabled', tags: null });
+    await first.commitVersion({ version: version('k', 'v1', 'e1'), conditions: {} });
+    assert.equal((await second.getVersion('b', 'k'))?.etag, 'e1');
+    assert.equal((await second.getVersion('b', 'k'))?.etag, 'e1');
+    assert.equal(second.cachedLatestVersions, 1, 'a store that shares its database still keeps latest versions');
+    await first.commitVersion({ version: version('k', 'v2', 'e2'), conditions: {} });
+    assert.equal((await second.getVersion('b', 'k'))?.etag, 'e2', 'the other connection\'s commit empties the cache');
+    await first.deleteVersionIf('b', 'k', 'v2', {});
+    assert.equal((await second.getVersion('b', 'k'))?.etag, 'e1', 'and so does its delete');
+    // Its own commits it forgets in their transaction, as a sole writer does.
+    await second.commitVersion({ version: version('k', 'v3', 'e3'), conditions: {} });
+    assert.equal((await second.getVersion('b', 'k'))?.etag, 'e3');
+    assert.equal((await first.getVersion('b', 'k'))?.etag, 'e3');
+  } finally {
+    await first.close();
+    await second.close();
+    await rm(directory, { recursive: true, force: true });
+  }
 });
 
 test('the memory is bounded by entries and by inline bytes', () => {

@@ -12,18 +12,18 @@ export const LATEST_VERSIONS_MAX = 4096;
 export const LATEST_VERSIONS_INLINE_BYTES_MAX = 8 * 1024 * 1024;
 
 /**
- * The latest version of recently read keys, for a store that is the only
- * writer of its database. A GET or HEAD reads the latest version of its key;
- * from SQLite that is ~15 µs (the WAL-index read lock is two fcntl calls and
- * a getpid per statement in this VM, then the row's JSON document), from
- * here well under one.
+ * The latest version of recently read keys. A GET or HEAD reads the latest
+ * version of its key; from SQLite that is ~15 µs (the WAL-index read lock is
+ * two fcntl calls and a getpid per statement in this VM, then the row's JSON
+ * document), from here well under one.
  *
- * Correct only because every change to a key's versions goes through the
- * owning store, which forgets the key inside the same synchronous
- * transaction that changes it: no read can run in between, so a read after
- * the change misses and fetches the new state. With several processes on one
- * database (`--workers`) nothing would tell this process about another's
- * writes, so the store enables this only when it is the only writer.
+ * Correct because every change this process makes to a key's versions goes
+ * through the owning store, which forgets the key inside the same
+ * synchronous transaction that changes it: no read can run in between, so a
+ * read after the change misses and fetches the new state. With several
+ * processes on one database (`--workers`), the store also asks SQLite before
+ * every lookup whether another connection committed since the last one
+ * (`PRAGMA data_version`) and empties this cache if so.
  *
  * Cached versions are frozen: they are shared by every reader.
  */

@@ -104,8 +104,17 @@ export class SqliteMetadataStore implements MetadataStore {
   /** Set once for good: why this store refuses every mutation. */
   #unusable: MetadataUnavailableError | undefined;
   readonly #onUnusable: (reason: string) => void;
-  /** Only when this store is its database's only writer (see LatestVersions). */
-  readonly #latest: LatestVersions | undefined;
+  /** Latest versions of recently read keys (see LatestVersions). */
+  readonly #latest: LatestVersions;
+  /**
+   * With other processes writing the same database (`--workers`): SQLite's
+   * `PRAGMA data_version`, which changes when another connection committed.
+   * Read before every cached lookup (~4 us, the WAL-index read lock; a row
+   * read with its JSON is ~15); a change empties #latest. Absent when this
+   * store is the only writer.
+   */
+  readonly #dataVersion: Database.Statement | undefined;
+  #seenDataVersion = -1;
 
   readonly #onBucketsChanged: () => void;
   readonly #busyTimeoutNone: Database.Statement;
@@ -132,13 +141,14 @@ export class SqliteMetadataStore implements MetadataStore {
    *   its settings, so other processes on the same database can drop their
    *   cached copies (S3 too lets bucket settings take a moment to propagate).
    * @param soleWriter no other connection writes versions to this database
-   *   (one server process owns the data directory): the store may then keep
-   *   the latest versions of recently read keys in memory.
+   *   (one server process owns the data directory): the latest versions kept
+   *   in memory are then trusted without asking SQLite whether another
+   *   connection committed since.
    */
   constructor(path: string, options: { onBucketsChanged?: () => void; soleWriter?: boolean; onUnusable?: (reason: string) => void } = {}) {
     this.#onBucketsChanged = options.onBucketsChanged ?? (() => undefined);
     this.#onUnusable = options.onUnusable ?? (() => undefined);
-    this.#latest = options.soleWriter === true ? new LatestVersions() : undefined;
+    this.#latest = new LatestVersions();
     this.#db = new Database(path);
     this.#db.pragma('journal_mode = WAL');
     // Durability comes from WalSync, which does FULL's fsync off the event loop.
@@ -161,6 +171,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#commitStatement = this.#db.prepare('COMMIT');
       this.#rollbackStatement = this.#db.prepare('ROLLBACK');
       this.#busyTimeoutForReads = this.#db.prepare(`PRAGMA busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
+      this.#dataVersion = options.soleWriter !== true && path !== ':memory:' ? this.#db.prepare('PRAGMA data_version').pluck() : undefined;
       if (path !== ':memory:') {
         this.#files.push(new OpenFileIdentity(path), new OpenFileIdentity(`${path}-wal`));
       }
@@ -537,7 +548,7 @@ export class SqliteMetadataStore implements MetadataStore {
     const outcome = await this.#mutate((): 'deleted' | 'not-empty' | 'missing' => {
       // Forgotten when the row changes, not before: a lookup in between would cache it again.
       this.#buckets.delete(name);
-      this.#latest?.clear();
+      this.#latest.clear();
       if (this.#statements.getBucket.get(name) === undefined) return 'missing';
       if (this.#statements.anyVersionInBucket.get(name) !== undefined) return 'not-empty';
       const uploads = this.#statements.uploadIdsInBucket.all(name) as { upload_id: string }[];
@@ -625,17 +636,30 @@ export class SqliteMetadataStore implements MetadataStore {
       const row = this.#statements.readVersionById.get(bucket, key, versionId) as VersionRow | undefined;
       return row === undefined ? undefined : rowToVersion(row);
     }
-    const cached = this.#latest?.get(bucket, key);
+    if (this.#dataVersion !== undefined) this.#forgetIfOthersCommitted(this.#dataVersion);
+    const cached = this.#latest.get(bucket, key);
     if (cached !== undefined) return cached;
     const row = this.#statements.readLatest.get(bucket, key) as VersionRow | undefined;
-    if (row === undefined) return undefined;
-    const version = rowToVersion(row);
-    return this.#latest === undefined ? version : this.#latest.remember(version);
+    return row === undefined ? undefined : this.#latest.remember(rowToVersion(row));
+  }
+
+  /**
+   * Empties the latest versions if another connection committed since the
+   * last look. A row read after this check is at least as new as the check,
+   * and a commit after it changes the version seen by the next check: a
+   * cached version is never older than the last commit any process
+   * acknowledged before the lookup began (read-after-write across workers).
+   */
+  #forgetIfOthersCommitted(dataVersion: Database.Statement): void {
+    const version = dataVersion.get() as number;
+    if (version === this.#seenDataVersion) return;
+    this.#seenDataVersion = version;
+    this.#latest.clear();
   }
 
   /** How many latest versions are held in memory (0 when the store does not cache them). */
   get cachedLatestVersions(): number {
-    return this.#latest?.size ?? 0;
+    return this.#latest.size;
   }
 
   async commitVersion(request: CommitRequest): Promise<CommitOutcome> {
@@ -646,7 +670,7 @@ export class SqliteMetadataStore implements MetadataStore {
     const { version, conditions } = request;
     const s = this.#statements;
     // Inside the transaction that changes the key: no read can come between.
-    this.#latest?.forget(version.bucket, version.key);
+    this.#latest.forget(version.bucket, version.key);
     const bucketRow = s.getBucket.get(version.bucket) as BucketRow | undefined;
     if (bucketRow === undefined) return { status: 'no-such-bucket' };
     const latest = s.getLatest.get(version.bucket, version.key) as VersionRow | undefined;
@@ -701,7 +725,7 @@ export class SqliteMetadataStore implements MetadataStore {
   async deleteVersionIf(bucket: string, key: string, versionId: string, conditions: DeleteConditions, guard?: VersionGuard): Promise<DeleteOutcome> {
     return this.#mutate((): DeleteOutcome => {
       const s = this.#statements;
-      this.#latest?.forget(bucket, key);
+      this.#latest.forget(bucket, key);
       const row = s.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
       if (row === undefined) return { status: 'no-such-key' };
       // Judged in the transaction that deletes: nothing can change the version in between.
@@ -725,7 +749,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async updateVersionLock(bucket: string, key: string, versionId: string, update: (current: ObjectVersion) => ObjectLockState): Promise<boolean> {
     return this.#mutate((): boolean => {
-      this.#latest?.forget(bucket, key);
+      this.#latest.forget(bucket, key);
       const row = this.#statements.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
       if (row === undefined) return false;
       const version = rowToVersion(row);
@@ -741,7 +765,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async setVersionAcl(bucket: string, key: string, versionId: string, acl: Acl | undefined): Promise<boolean> {
     return this.#mutate((): boolean => {
-      this.#latest?.forget(bucket, key);
+      this.#latest.forget(bucket, key);
       const row = this.#statements.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
       if (row === undefined) return false;
       const version = rowToVersion(row);
@@ -754,7 +778,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async setVersionTags(bucket: string, key: string, versionId: string, tags: Tag[]): Promise<boolean> {
     return this.#mutate((): boolean => {
-      this.#latest?.forget(bucket, key);
+      this.#latest.forget(bucket, key);
       const row = this.#statements.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
       if (row === undefined) return false;
       const version = rowToVersion(row);
@@ -766,7 +790,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async replaceSegment(bucket: string, key: string, versionId: string, oldBlobId: string, replacement: Segment): Promise<boolean> {
     return this.#mutate((): boolean => {
-      this.#latest?.forget(bucket, key);
+      this.#latest.forget(bucket, key);
       const s = this.#statements;
       const row = s.getVersionById.get(bucket, key, versionId) as VersionRow | undefined;
       if (row === undefined) return false;
