@@ -11,13 +11,16 @@
  *             batches them as the server's requests are batched)
  *   captured  the same on a store with change capture installed (the
  *             triggers that log each changed row in the commit), and then
- *             shipping what they logged as the replicator does: cut the
- *             segments on the store's connection, encode them, and make
- *             the replica objects (SHA-256, brotli on libuv's threads; no
- *             key: no AES), the trim of the shipped log included
- * Prints the process CPU per PUT of each (medians over the rounds) and what
- * capture and shipping add. Uploads are left out: three small file writes
- * per second on directory backends, a few per thousand PUTs.
+ *             shipping what they logged as the event loop did before
+ *             segment-cutter.ts: cut the segments on the store's
+ *             connection, encode them, and make the replica objects
+ *             (SHA-256, brotli when it pays; no key: no AES), step by step
+ *   thread    the same changes shipped again as the replicator ships them:
+ *             cut and encoded on the SegmentCutter's thread, with its own
+ *             connection (process CPU of both threads), then the trim of the log
+ * Prints the process CPU per PUT of each (medians over the rounds). Uploads
+ * are left out: three small file writes per second on directory backends,
+ * a few per thousand PUTs.
  *
  *   node --import tsx bench/replication-cost.bench.ts [--puts 4000] [--rounds 5]
  */
@@ -32,6 +35,7 @@ import type { ObjectVersion } from '../src/meta/types.ts';
 import { installChangeCapture, lastChangeNumber, trimChanges } from '../src/replication/change-capture.ts';
 import { encodeSegmentObject } from '../src/replication/replica-object.ts';
 import { cutSegment, encodeSegment } from '../src/replication/segment.ts';
+import { SegmentCutter } from '../src/replication/segment-cutter.ts';
 
 const OBJECT_BYTES = 4096;
 const IN_FLIGHT = 16;
@@ -68,7 +72,23 @@ async function commitAll(store: SqliteMetadataStore, tag: string, payload: Buffe
   return cpuMicros(started) / puts;
 }
 
-/** CPU per PUT of shipping everything logged after `from`, as MetadataReplicator.shipNow does (one segment per call at most SEGMENT_CHANGES_MAX). */
+/** Process CPU per PUT (both threads) of shipping everything logged after `from` through the replicator's SegmentCutter thread. */
+async function shipOnThread(cutter: SegmentCutter, db: Database.Database, from: number): Promise<number> {
+  const started = process.cpuUsage();
+  let shipped = from;
+  const target = lastChangeNumber(db);
+  while (shipped < target) {
+    const segment = await cutter.cut(shipped);
+    if (segment === undefined) break;
+    shipped = segment.to;
+  }
+  const step = process.cpuUsage();
+  trimChanges(db, shipped);
+  parts.trim += cpuMicros(step);
+  return cpuMicros(started) / puts;
+}
+
+/** CPU per PUT of shipping everything logged after `from` on the store's connection, step by step (what MetadataReplicator.shipNow did on the event loop before segment-cutter.ts) (one segment per call at most SEGMENT_CHANGES_MAX). */
 async function shipAll(db: Database.Database, from: number): Promise<number> {
   const started = process.cpuUsage();
   let shipped = from;
@@ -86,9 +106,7 @@ async function shipAll(db: Database.Database, from: number): Promise<number> {
     parts.object += cpuMicros(step);
     shipped = segment.to;
   }
-  const step = process.cpuUsage();
-  trimChanges(db, shipped);
-  parts.trim += cpuMicros(step);
+  // The log is trimmed after the cutter thread shipped the same changes again (shipOnThread).
   return cpuMicros(started) / puts;
 }
 
@@ -110,23 +128,31 @@ const root = await mkdtemp(join(tmpdir(), 'talus-replication-cost-'));
 const payload = randomBytes(puts * OBJECT_BYTES);
 /** Shipping's CPU by step, summed over the measured rounds. */
 const parts = { cut: 0, encode: 0, object: 0, trim: 0 };
-const samples = { plain: [] as number[], captured: [] as number[], shipping: [] as number[] };
+const samples = { plain: [] as number[], captured: [] as number[], shipping: [] as number[], thread: [] as number[] };
 try {
   const plain = await openStore(join(root, 'plain.db'), false);
   const captured = await openStore(join(root, 'captured.db'), true);
+  const cutter = new SegmentCutter({ databasePath: join(root, 'captured.db'), storeId: 'bench', epoch: 1, key: undefined });
   try {
     await commitAll(plain, 'warm', payload);
     await commitAll(captured, 'warm', payload);
     await shipAll(captured.database, 0);
+    await shipOnThread(cutter, captured.database, 0);
     for (const step of Object.keys(parts) as (keyof typeof parts)[]) parts[step] = 0;
     for (let round = 0; round < rounds; round++) {
       samples.plain.push(await commitAll(plain, `r${round}`, payload));
       const from = lastChangeNumber(captured.database);
       samples.captured.push(await commitAll(captured, `r${round}`, payload));
       samples.shipping.push(await shipAll(captured.database, from));
-      process.stderr.write(`round ${round + 1}: commit ${samples.plain.at(-1)!.toFixed(1)} µs, with capture ${samples.captured.at(-1)!.toFixed(1)} µs, shipping ${samples.shipping.at(-1)!.toFixed(1)} µs per PUT\n`);
+      // The same changes again, as the replicator now ships them: cut and encoded on the cutter's thread.
+      samples.thread.push(await shipOnThread(cutter, captured.database, from));
+      process.stderr.write(
+        `round ${round + 1}: commit ${samples.plain.at(-1)!.toFixed(1)} µs, with capture ${samples.captured.at(-1)!.toFixed(1)} µs, ` +
+          `shipping ${samples.shipping.at(-1)!.toFixed(1)} µs in process, ${samples.thread.at(-1)!.toFixed(1)} µs on the cutter thread, per PUT\n`,
+      );
     }
   } finally {
+    await cutter.stop();
     await plain.close();
     await captured.close();
   }
@@ -134,9 +160,10 @@ try {
   await rm(root, { recursive: true, force: true });
 }
 const median = (numbers: number[]): number => [...numbers].sort((a, b) => a - b)[Math.floor(numbers.length / 2)]!;
-const [commit, withCapture, shipping] = [median(samples.plain), median(samples.captured), median(samples.shipping)];
+const [commit, withCapture, shipping, thread] = [median(samples.plain), median(samples.captured), median(samples.shipping), median(samples.thread)];
 process.stdout.write(
   `${puts} inline 4 KiB PUTs per round, ${rounds} rounds, process CPU per PUT (medians): commit ${commit.toFixed(1)} µs; with change capture ${withCapture.toFixed(1)} µs ` +
-    `(+${(withCapture - commit).toFixed(1)}); shipping ${shipping.toFixed(1)} µs; replication adds ${(withCapture - commit + shipping).toFixed(1)} µs per PUT\n` +
-    `shipping by step (means): ${Object.entries(parts).map(([step, micros]) => `${step} ${(micros / (puts * rounds)).toFixed(1)} µs`).join(', ')}\n`,
+    `(+${(withCapture - commit).toFixed(1)}, on the event loop); shipping through the cutter thread ${thread.toFixed(1)} µs (both threads; the event loop only waits and uploads), ` +
+    `the same on the store's connection in process ${shipping.toFixed(1)} µs (as the event loop did before segment-cutter.ts)\n` +
+    `in-process shipping by step (means): ${Object.entries(parts).map(([step, micros]) => `${step} ${(micros / (puts * rounds)).toFixed(1)} µs`).join(', ')}\n`,
 );
