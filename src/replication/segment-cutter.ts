@@ -56,6 +56,8 @@ export class SegmentCutter {
   cut(from: number): Promise<(CutObject & { body: Buffer }) | undefined> {
     const worker = this.#worker ?? this.#spawn();
     const id = this.#nextId++;
+    // Referenced while a request is out: the final round at shutdown must finish even after the listeners closed.
+    worker.ref();
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       worker.postMessage({ id, from } satisfies CutRequest);
@@ -68,12 +70,13 @@ export class SegmentCutter {
     const worker = import.meta.url.endsWith('.ts')
       ? new Worker(new URL('../util/typescript-thread.mjs', import.meta.url), { workerData: { ...this.#data, threadModule: threadModule.href } })
       : new Worker(threadModule, { workerData: this.#data });
-    // The server's listeners keep the process alive; a replicator nobody stopped must not.
+    // Idle, it does not keep the process alive: a replicator nobody stopped must not.
     worker.unref();
     worker.on('message', (reply: CutReply) => {
       const pending = this.#pending.get(reply.id);
       if (pending === undefined) return;
       this.#pending.delete(reply.id);
+      if (this.#pending.size === 0) worker.unref();
       if ('error' in reply) pending.reject(new Error(`cutting a metadata segment failed: ${reply.error}`));
       else if (reply.segment === undefined) pending.resolve(undefined);
       else {
