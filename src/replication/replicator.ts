@@ -6,8 +6,9 @@
  *
  * Every `lagMs` the replicator cuts a segment of the changes committed since
  * the last one (change-capture.ts, segment.ts; on a thread of its own,
- * segment-cutter.ts), uploads it to every target backend at once, and forgets the changes locally once a write quorum holds
- * it. Uploads are sequential (one segment in flight), so segments reach the
+ * segment-cutter.ts), uploads it to every target backend at once, and
+ * forgets the changes locally once a write quorum holds it. Uploads are
+ * sequential (one segment in flight), so segments reach the
  * backends in order and a slow backend slows shipping instead of piling up
  * segments. At start-up and then every `snapshotIntervalMs` it uploads a
  * snapshot (snapshot-copy.ts); once one is on a quorum, the replicas it
