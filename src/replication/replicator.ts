@@ -5,9 +5,10 @@
  * (`talus restore`, restore.ts).
  *
  * Every `lagMs` the replicator cuts a segment of the changes committed since
- * the last one (change-capture.ts, segment.ts), uploads it to every target
- * backend at once, and forgets the changes locally once a write quorum holds
- * it. Uploads are sequential (one segment in flight), so segments reach the
+ * the last one (change-capture.ts, segment.ts; on a thread of its own,
+ * segment-cutter.ts), uploads it to every target backend at once, and
+ * forgets the changes locally once a write quorum holds it. Uploads are
+ * sequential (one segment in flight), so segments reach the
  * backends in order and a slow backend slows shipping instead of piling up
  * segments. At start-up and then every `snapshotIntervalMs` it uploads a
  * snapshot (snapshot-copy.ts); once one is on a quorum, the replicas it
@@ -24,9 +25,9 @@ import type { Backend } from '../backend/backend.ts';
 import type { ReplicationConfig } from '../config/config.ts';
 import type { Logger } from '../util/logger.ts';
 import { firstLoggedChange, installChangeCapture, lastChangeNumber, trimChanges } from './change-capture.ts';
-import { encodeSegmentObject, encodeSnapshotFile, uploadObject } from './replica-object.ts';
+import { encodeSnapshotFile, uploadObject } from './replica-object.ts';
 import { parseReplicaKey, segmentKey, snapshotKey, storePrefix } from './replica-names.ts';
-import { cutSegment, encodeSegment } from './segment.ts';
+import { SegmentCutter } from './segment-cutter.ts';
 import { copyDatabase } from './snapshot-copy.ts';
 
 /** The trim waits this long at most for another process's write lock; it is retried at the next tick. */
@@ -52,11 +53,9 @@ export interface ReplicatorOptions {
   readonly config: ReplicationConfig;
   readonly logger: Logger;
   /**
-   * The serving store's own connection, to cut segments on: its page cache
-   * already holds the pages just written, where a connection of our own
-   * would read each changed page back from the WAL (measured: most of the
-   * shipping cost). Reads only, synchronous, so never inside the store's
-   * batches. Absent: our own connection.
+   * The serving store's own connection, to read the last change number on
+   * (one row; segments are cut on a thread of their own, segment-cutter.ts).
+   * Absent: our own connection.
    */
   readonly readConnection?: Database.Database;
 }
@@ -74,6 +73,7 @@ export class MetadataReplicator {
   readonly #options: ReplicatorOptions;
   readonly #db: Database.Database;
   readonly #reader: Database.Database;
+  readonly #cutter: SegmentCutter;
   #shipped: number;
   #trimmed: number;
   #snapshotPosition: number | undefined;
@@ -99,6 +99,7 @@ export class MetadataReplicator {
     this.#db.pragma(`busy_timeout = ${TRIM_BUSY_TIMEOUT_MS}`);
     installChangeCapture(this.#db);
     this.#reader = options.readConnection ?? this.#db;
+    this.#cutter = new SegmentCutter({ databasePath: options.databasePath, storeId: options.storeId, epoch: options.epoch, key: options.config.key });
     // Changes still logged were not on a quorum when the last run ended: ship them again.
     this.#shipped = (firstLoggedChange(this.#db) ?? lastChangeNumber(this.#db) + 1) - 1;
     this.#trimmed = this.#shipped;
@@ -200,11 +201,10 @@ export class MetadataReplicator {
   async shipNow(): Promise<void> {
     const target = lastChangeNumber(this.#reader);
     while (this.#shipped < target) {
-      const segment = cutSegment(this.#reader, this.#shipped);
+      const segment = await this.#cutter.cut(this.#shipped);
       if (segment === undefined) return;
-      const { storeId, epoch, config } = this.#options;
-      const body = await encodeSegmentObject({ storeId, epoch, from: segment.from, to: segment.to, complete: segment.complete }, encodeSegment(segment), config.key);
-      await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to), body);
+      const { storeId, epoch } = this.#options;
+      await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to), segment.body);
       this.#shipped = segment.to;
       this.#segmentsShipped++;
     }
@@ -339,6 +339,7 @@ export class MetadataReplicator {
     await withTimeout(this.shipNow(), graceMs, 'final metadata replication round').catch((error: unknown) =>
       this.#options.logger.warn('metadata changes not shipped at shutdown; the next start ships them', { error: String(error) }),
     );
+    await this.#cutter.stop();
     this.#trim();
     this.#db.close();
   }

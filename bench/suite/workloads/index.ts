@@ -9,6 +9,7 @@ import { delete4k, get4k, head4k, head4kOneConnection, put4k } from './small-obj
 import { get4kCores, put4kCores } from './workers.ts';
 import { txnWorkloads } from '../../txn-suite.ts';
 import { scaleOutWorkloads } from './scale-out.ts';
+import { scaleOutList1m } from './scale-out-list.ts';
 
 export const WORKLOADS: readonly Workload[] = [
   get4k,
@@ -29,6 +30,7 @@ export const WORKLOADS: readonly Workload[] = [
   ...scanWorkloads,
   ...txnWorkloads,
   ...scaleOutWorkloads,
+  scaleOutList1m,
 ];
 
 export const WORKLOAD_IDS: readonly string[] = WORKLOADS.map((workload) => workload.id);

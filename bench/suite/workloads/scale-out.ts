@@ -136,7 +136,7 @@ export const scaleOut4k: Workload = {
       } finally {
         await stopAll([first]);
       }
-      notes.push('PostgreSQL 15, private (test/helpers/postgres.ts: initdb into a temporary directory, fsync on), on the same machine as the servers and the load generator');
+      notes.push('PostgreSQL 15, private (test/helpers/postgres.ts: initdb into a temporary directory, shared_buffers 32 MB, fsync off), on the same machine as the servers and the load generator');
     } finally {
       await postgres?.stop();
     }

@@ -1,0 +1,104 @@
+/**
+ * Cuts and encodes the replicator's segments on a worker thread, off the
+ * event loop: reading each changed row (a small PUT's body included),
+ * encoding the rows and making the replica object cost ~45 µs of CPU per
+ * inline 4 KiB PUT on the event loop, most of metadata replication's cost
+ * (bench/replication-cost.bench.ts). The thread has a read-only connection
+ * of its own, so it reads the pages just written back from the WAL (more
+ * CPU than the serving connection's warm cache, but on another core) and
+ * never holds the store's connection. Upload, quorum and trimming stay
+ * with the replicator.
+ *
+ * One request at a time (the replicator has one round in flight). A thread
+ * that dies fails the requests it held and is started again on the next.
+ */
+import { Worker } from 'node:worker_threads';
+
+/** What the thread is started with. */
+export interface CutterData {
+  readonly databasePath: string;
+  readonly storeId: string;
+  readonly epoch: number;
+  /** The AES-256-GCM key, if replicas are encrypted. */
+  readonly key: Uint8Array | undefined;
+  readonly busyTimeoutMs: number;
+}
+
+export interface CutRequest {
+  readonly id: number;
+  /** The segment after this position. */
+  readonly from: number;
+}
+
+export interface CutObject {
+  readonly from: number;
+  readonly to: number;
+  readonly complete: boolean;
+  /** The replica object's bytes, ready to upload. */
+  readonly body: Uint8Array;
+}
+
+export type CutReply = { readonly id: number; readonly segment: CutObject | undefined } | { readonly id: number; readonly error: string };
+
+const THREAD_BUSY_TIMEOUT_MS = 5_000;
+
+export class SegmentCutter {
+  readonly #data: CutterData;
+  #worker: Worker | undefined;
+  readonly #pending = new Map<number, { resolve(segment: (CutObject & { body: Buffer }) | undefined): void; reject(error: Error): void }>();
+  #nextId = 1;
+
+  constructor(data: Omit<CutterData, 'busyTimeoutMs'>) {
+    this.#data = { ...data, busyTimeoutMs: THREAD_BUSY_TIMEOUT_MS };
+  }
+
+  /** The replica object of the segment after `from`, or undefined when nothing is logged after it. */
+  cut(from: number): Promise<(CutObject & { body: Buffer }) | undefined> {
+    const worker = this.#worker ?? this.#spawn();
+    const id = this.#nextId++;
+    // Referenced while a request is out: the final round at shutdown must finish even after the listeners closed.
+    worker.ref();
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      worker.postMessage({ id, from } satisfies CutRequest);
+    });
+  }
+
+  #spawn(): Worker {
+    const threadModule = new URL(`./segment-cutter-thread${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+    // From the TypeScript sources (tests, bin/talus.js without a current dist/), a bootstrap registers tsx in the thread first.
+    const worker = import.meta.url.endsWith('.ts')
+      ? new Worker(new URL('../util/typescript-thread.mjs', import.meta.url), { workerData: { ...this.#data, threadModule: threadModule.href } })
+      : new Worker(threadModule, { workerData: this.#data });
+    // Idle, it does not keep the process alive: a replicator nobody stopped must not.
+    worker.unref();
+    worker.on('message', (reply: CutReply) => {
+      const pending = this.#pending.get(reply.id);
+      if (pending === undefined) return;
+      this.#pending.delete(reply.id);
+      if (this.#pending.size === 0) worker.unref();
+      if ('error' in reply) pending.reject(new Error(`cutting a metadata segment failed: ${reply.error}`));
+      else if (reply.segment === undefined) pending.resolve(undefined);
+      else {
+        const { body } = reply.segment;
+        pending.resolve({ ...reply.segment, body: Buffer.from(body.buffer, body.byteOffset, body.byteLength) });
+      }
+    });
+    const fail = (error: Error): void => {
+      if (this.#worker === worker) this.#worker = undefined;
+      const pending = [...this.#pending.values()];
+      this.#pending.clear();
+      for (const { reject } of pending) reject(error);
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`the segment cutter thread exited with ${code}`)));
+    this.#worker = worker;
+    return worker;
+  }
+
+  async stop(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    if (worker !== undefined) await worker.terminate();
+  }
+}
