@@ -121,12 +121,23 @@ export class MvccIndex {
     return this.#records.keys();
   }
 
-  snapshot(): IndexSnapshot {
+  /**
+   * The index as a checkpoint. With `packedBefore` (a finished pack's
+   * boundary), without the revisions that pack dropped from the log: the
+   * index a store replaying the packed log builds, not this process's, which
+   * may still hold them.
+   */
+  snapshot(packedBefore?: number): IndexSnapshot {
+    const records: [string, Revision[]][] = [];
+    for (const [oid, revisions] of this.#records) {
+      const kept = packedBefore === undefined ? [...revisions] : revisions.filter((revision) => !this.dropsAt(oid, revision, packedBefore));
+      if (kept.length > 0) records.push([oid, kept]);
+    }
     return {
       tid: this.head,
-      oldest: this.oldest,
+      oldest: Math.max(this.oldest, packedBefore ?? 0),
       epoch: this.epoch,
-      records: [...this.#records].map(([oid, revisions]) => [oid, [...revisions]]),
+      records,
       changes: [...this.#changes],
       writeIds: [...this.#writeIds],
     };
