@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -27,7 +27,8 @@ import {
 } from '@aws-sdk/client-s3';
 import postgres from 'postgres';
 import { parseConfig } from '../src/config/config.ts';
-import { migrateToPostgres } from '../src/meta/postgres/migrate.ts';
+import { migrateToPostgres, VERIFY_BATCH_ROWS } from '../src/meta/postgres/migrate.ts';
+import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import { Principals } from '../src/principals/principals.ts';
 import { startTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
@@ -119,6 +120,35 @@ test('a data directory with blobs of its own (the local placement) is refused, a
     await assert.rejects(migrateToPostgres(join(root, 'local'), url), /blobs in its data directory/);
     const target = postgres(url, { max: 1, onnotice: () => undefined });
     assert.equal((await target`SELECT to_regclass('versions') AS t`)[0]?.['t'], null, 'no schema was created');
+    await target.end();
+  } finally {
+    await admin.end();
+  }
+});
+
+test('tables with more rows than one verification batch migrate and verify (read back by cursor, a batch at a time)', { skip }, async () => {
+  const dataDir = join(root, 'many-rows');
+  await mkdir(dataDir, { recursive: true });
+  const rows = VERIFY_BATCH_ROWS * 2 + 500;
+  const source = new SqliteMetadataStore(join(dataDir, 'meta.db'));
+  const insertBlob = source.database.prepare("INSERT INTO blobs (blob_id, backend, purge_after_ms) VALUES (?, 'shared', ?)");
+  const insertRepair = source.database.prepare('INSERT INTO repairs (blob_id, shard, reason, recorded_ms, attempts, due_ms) VALUES (?, ?, ?, ?, 0, ?)');
+  source.database.transaction(() => {
+    for (let i = 0; i < rows; i++) {
+      insertBlob.run(`blob-${i}`, i % 3 === 0 ? i : null);
+      insertRepair.run(`blob-${i}`, i % 6, 'missing', i, i + 1);
+    }
+  })();
+  await source.close();
+  const admin = postgres(pg!.url, { max: 1, onnotice: () => undefined });
+  try {
+    await admin`CREATE DATABASE many_rows`;
+    const url = pg!.url.replace(/\/talus$/, '/many_rows');
+    const reports = Object.fromEntries((await migrateToPostgres(dataDir, url)).map((report) => [report.table, report.rows]));
+    assert.equal(reports['blobs'], rows);
+    assert.equal(reports['repairs'], rows);
+    const target = postgres(url, { max: 1, onnotice: () => undefined });
+    assert.deepEqual((await target`SELECT count(*)::int AS n, count(purge_after_ms)::int AS purging FROM blobs`)[0], { n: rows, purging: Math.ceil(rows / 3) });
     await target.end();
   } finally {
     await admin.end();
