@@ -8,6 +8,7 @@
  * (the local placement), are refused and nothing is copied.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -33,6 +34,7 @@ import { Principals } from '../src/principals/principals.ts';
 import { startTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
 import { postgresUnavailable, startTestPostgres, type TestPostgres } from './helpers/postgres.ts';
+import { CLI, PROJECT_ROOT } from './helpers/process.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, makeClient, startTestTalus } from './helpers/talus.ts';
 
 const skip = await postgresUnavailable();
@@ -150,6 +152,35 @@ test('tables with more rows than one verification batch migrate and verify (read
     const target = postgres(url, { max: 1, onnotice: () => undefined });
     assert.deepEqual((await target`SELECT count(*)::int AS n, count(purge_after_ms)::int AS purging FROM blobs`)[0], { n: rows, purging: Math.ceil(rows / 3) });
     await target.end();
+  } finally {
+    await admin.end();
+  }
+});
+
+test('talus migrate of a table larger than its heap: the copy and its verification stream, the process never holds the table', { skip, timeout: 180_000 }, async () => {
+  const dataDir = join(root, 'large-table');
+  await mkdir(dataDir, { recursive: true });
+  // 80 MB of text in one table, for a process whose heap is limited to 48 MB.
+  const rows = 16_000;
+  const reason = 'r'.repeat(5_000);
+  const source = new SqliteMetadataStore(join(dataDir, 'meta.db'));
+  const insertRepair = source.database.prepare('INSERT INTO repairs (blob_id, shard, reason, recorded_ms, attempts, due_ms) VALUES (?, 0, ?, 0, 0, 0)');
+  source.database.transaction(() => {
+    for (let i = 0; i < rows; i++) insertRepair.run(`blob-${i}`, `${i}:${reason}`);
+  })();
+  await source.close();
+  const admin = postgres(pg!.url, { max: 1, onnotice: () => undefined });
+  try {
+    await admin`CREATE DATABASE large_table`;
+    const url = pg!.url.replace(/\/talus$/, '/large_table');
+    const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--max-old-space-size=48', '--import', 'tsx', CLI, 'migrate', dataDir, '--to', url], { cwd: PROJECT_ROOT, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+        resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stdout, stderr: stderr.slice(-2000) });
+      });
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, new RegExp(`repairs\\s+${rows} rows`));
+    assert.match(result.stdout, /verified/);
   } finally {
     await admin.end();
   }
