@@ -6,6 +6,8 @@
  * corruption). Pack finishes by writing a checkpoint at or after its
  * boundary. A pack interrupted between any two of its steps (each call,
  * the checkpoint write, the hint move) leaves a log every store opens right.
+ * A store that lagged behind the pack (it read the record before pack
+ * rewrote the entry of its deletion) forgets the record as it reads on.
  */
 import { strict as assert } from 'node:assert';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -103,6 +105,22 @@ describe('txn: pack and older checkpoints', { timeout: 120_000 }, () => {
         await storage.close();
       });
     }
+
+    test(`${kind}: a store that lagged behind the pack (it read x before the deletion, the deletion after the pack dropped it) sees x deleted`, async () => {
+      const storage = open();
+      const writer = await openStore(storage, { prefix: 'db/', checkpointEvery: 1000, groupCommit: false });
+      await write(writer, 'x', 'L'.repeat(LARGE));
+      for (const oid of ['a', 'b', 'c']) await write(writer, oid, oid);
+      const lagging = await openStore(storage, { prefix: 'db/' });
+      assert.equal(await lagging.lastTransaction(), 4);
+      assert.equal(await write(writer, 'x', null), 5);
+      await write(writer, 'd', 'd');
+      await write(writer, 'e', 'e');
+      for (let progress = await writer.pack(7); !progress.done; progress = await writer.pack(7));
+      assert.equal((await lagging.load('x'))?.data, undefined, 'the lagging store reads forward over the packed deletion');
+      assert.equal((await lagging.load('e'))?.data?.toString(), 'e');
+      await storage.close();
+    });
 
     test(`${kind}: a pack stopped between any two of its steps never lets an opened store see a deleted record`, async () => {
       const storage = open();

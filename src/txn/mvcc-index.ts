@@ -38,6 +38,8 @@ export class MvccIndex {
     assert(entry.tid === this.head + 1, `log entry ${entry.tid} applied after ${this.head}`);
     if (entry.packed !== undefined) this.oldest = Math.max(this.oldest, entry.packed);
     this.epoch = Math.max(this.epoch, entry.epoch ?? 0);
+    // Revisions this index may hold from entries read before pack rewrote them: their record is gone here.
+    for (const oid of entry.gone ?? []) this.forget(oid, entry.tid);
     const changed: string[] = [];
     for (const txn of entry.txns) {
       this.#writeIds.set(txn.id, entry.tid);

@@ -365,14 +365,18 @@ export class TxnStore {
         if (read === undefined) throw new CorruptLogError(`log entry ${cursor} is missing below the head ${head}`);
         const { entry, etag } = read;
         const dataKeys: string[] = [];
+        const gone = new Set(entry.gone);
         let count = 0;
         const txns = entry.txns.map((txn) => ({
           ...txn,
           writes: txn.writes.filter(([oid, stored]) => {
-            const drop = (unreachable.has(oid) && entry.tid <= state.beforeTid) || this.#index.dropsAt(oid, { tid: entry.tid, stored }, state.beforeTid);
+            const unreached = unreachable.has(oid) && entry.tid <= state.beforeTid;
+            const drop = unreached || this.#index.dropsAt(oid, { tid: entry.tid, stored }, state.beforeTid);
             if (drop) {
               count++;
               if ('k' in stored) dataKeys.push(this.prefix + stored.k);
+              // A dropped deletion (or unreachable record) stays known as an end: see CommitEntry.gone.
+              if (unreached || 'x' in stored) gone.add(oid);
             }
             return !drop;
           }),
@@ -383,7 +387,7 @@ export class TxnStore {
           const failed = await this.storage.deleteMany(dataKeys);
           if (failed.length > 0) throw new Error(`pack: could not delete ${failed.length} data objects (${failed[0]!.code}); call pack again`);
         }
-        if (await this.#log.rewrite({ ...entry, txns, packed: state.beforeTid }, etag)) {
+        if (await this.#log.rewrite({ ...entry, txns, packed: state.beforeTid, ...(gone.size === 0 ? {} : { gone: [...gone].sort() }) }, etag)) {
           dropped += count;
           break;
         }
