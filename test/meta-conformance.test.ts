@@ -78,11 +78,15 @@ after(async () => {
   await pg?.stop();
 });
 
-/** A fresh, empty database on the private server: one per case, so cases never see each other's rows. */
+/**
+ * A fresh, empty database on the private server: one per case, so cases never see each other's rows. Its
+ * default collation is ICU's en-US and its character class C.UTF-8, as in most deployments (not the
+ * server's C): whatever must order or fold as SQLite does has to say so (COLLATE "C"), or a case shows it.
+ */
 async function freshDatabaseUrl(): Promise<string> {
   assert.ok(pg !== undefined && admin !== undefined);
   const name = `case_${++databases}`;
-  await admin.unsafe(`CREATE DATABASE ${name}`);
+  await admin.unsafe(`CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C.UTF-8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US'`);
   return pg.url.replace(/\/talus$/, `/${name}`);
 }
 
@@ -300,6 +304,17 @@ for (const backend of backends) {
       await store.close();
     });
 
+    test('emails are unique with ASCII letters folded only (SQLite\'s lower()), whatever PostgreSQL\'s locale', async () => {
+      const store = await backend.open();
+      const key = (id: string, userId: string) => ({ accessKeyId: id, userId, sealedSecret: Buffer.from(`sealed-${id}`), policy: null, expiresMs: null, enabled: true, createdMs: Date.now() });
+      const user = (n: number, email: string) => ({ canonicalId: String(n).repeat(64), name: `user${n}`, email, policy: null, createdMs: Date.now() });
+      assert.equal(await store.createUser(user(1, 'ÉLODIE@example.com'), key('K1', user(1, '').canonicalId)), 'created');
+      assert.equal(await store.createUser(user(2, 'élodie@example.com'), key('K2', user(2, '').canonicalId)), 'created');
+      assert.equal(await store.createUser(user(3, 'Élodie@EXAMPLE.COM'), key('K3', user(3, '').canonicalId)), 'email-taken');
+      assert.deepEqual((await store.listUsers()).map((record) => record.email).sort(), ['ÉLODIE@example.com', 'élodie@example.com']);
+      await store.close();
+    });
+
     test('principals: users, keys and the secret key check', async () => {
       const store = await backend.open();
       const root = await store.rootCanonicalId();
@@ -395,6 +410,38 @@ for (const backend of backends) {
       // Listing with metadata reads the documents' fields.
       const withMetadata = await store.list({ bucket: 'b', prefix: 'a', delimiter: '', after: '', limit: 2, withMetadata: true });
       assert.deepEqual(withMetadata.entries.map((entry) => [entry.key, entry.version?.userMetadata, entry.version?.checksum]), [['a', {}, null], ['a b', {}, null]]);
+      await store.close();
+    });
+
+    test('listings with metadata carry each version\'s ACL (the listing judges who may see its metadata)', async () => {
+      const store = await freshStore(backend);
+      const acl = { owner: { id: 'o' }, grants: [{ grantee: { type: 'Group' as const, uri: 'http://acs.amazonaws.com/groups/global/AllUsers' }, permission: 'READ' as const }] };
+      await store.setBucketVersioning('b', 'Enabled');
+      await store.commitVersion({ version: { ...version('k', 'v1', 'blob-acl'), userMetadata: { a: '1' }, acl } as ObjectVersion, conditions: {} });
+      await store.commitVersion({ version: version('plain', 'v1', 'blob-plain'), conditions: {} });
+      const keys = await store.list({ bucket: 'b', prefix: '', delimiter: '', after: '', limit: 10, withMetadata: true });
+      assert.deepEqual(keys.entries.map((entry) => [entry.key, entry.version?.acl]), [['k', acl], ['plain', undefined]]);
+      const rolled = await store.list({ bucket: 'b', prefix: '', delimiter: '/', after: '', limit: 10, withMetadata: true });
+      assert.deepEqual(rolled.entries.map((entry) => [entry.key, entry.version?.acl]), [['k', acl], ['plain', undefined]]);
+      const versions = await store.listVersions({ bucket: 'b', prefix: '', delimiter: '/', keyMarker: '', versionIdMarker: '', limit: 10, withMetadata: true });
+      assert.deepEqual(versions.entries.map((entry) => [entry.key, entry.version?.acl]), [['k', acl], ['plain', undefined]]);
+      await store.close();
+    });
+
+    test('uploads of one key started in the same millisecond list in byte order of their IDs, page by page', async () => {
+      const store = await freshStore(backend);
+      const ids = ['B', 'a', 'Z', '_x', '-y', 'b', 'A-1', 'a_0'];
+      for (const id of ids) await store.createUpload(upload(id, 'k', 5));
+      const expected = [...ids].sort(compareKeys);
+      const seen: string[] = [];
+      let uploadIdMarker = '';
+      for (let pages = 0; pages < ids.length + 1; pages++) {
+        const page = await store.listUploads({ bucket: 'b', prefix: '', delimiter: '', keyMarker: uploadIdMarker === '' ? '' : 'k', uploadIdMarker, limit: 3 });
+        seen.push(...page.entries.map((entry) => entry.upload!.uploadId));
+        if (!page.isTruncated) break;
+        uploadIdMarker = seen.at(-1)!;
+      }
+      assert.deepEqual(seen, expected);
       await store.close();
     });
 

@@ -8,8 +8,9 @@
  * (the local placement), are refused and nothing is copied.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -27,11 +28,13 @@ import {
 } from '@aws-sdk/client-s3';
 import postgres from 'postgres';
 import { parseConfig } from '../src/config/config.ts';
-import { migrateToPostgres } from '../src/meta/postgres/migrate.ts';
+import { migrateToPostgres, VERIFY_BATCH_ROWS } from '../src/meta/postgres/migrate.ts';
+import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import { Principals } from '../src/principals/principals.ts';
 import { startTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
 import { postgresUnavailable, startTestPostgres, type TestPostgres } from './helpers/postgres.ts';
+import { CLI, PROJECT_ROOT } from './helpers/process.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, makeClient, startTestTalus } from './helpers/talus.ts';
 
 const skip = await postgresUnavailable();
@@ -120,6 +123,64 @@ test('a data directory with blobs of its own (the local placement) is refused, a
     const target = postgres(url, { max: 1, onnotice: () => undefined });
     assert.equal((await target`SELECT to_regclass('versions') AS t`)[0]?.['t'], null, 'no schema was created');
     await target.end();
+  } finally {
+    await admin.end();
+  }
+});
+
+test('tables with more rows than one verification batch migrate and verify (read back by cursor, a batch at a time)', { skip }, async () => {
+  const dataDir = join(root, 'many-rows');
+  await mkdir(dataDir, { recursive: true });
+  const rows = VERIFY_BATCH_ROWS * 2 + 500;
+  const source = new SqliteMetadataStore(join(dataDir, 'meta.db'));
+  const insertBlob = source.database.prepare("INSERT INTO blobs (blob_id, backend, purge_after_ms) VALUES (?, 'shared', ?)");
+  const insertRepair = source.database.prepare('INSERT INTO repairs (blob_id, shard, reason, recorded_ms, attempts, due_ms) VALUES (?, ?, ?, ?, 0, ?)');
+  source.database.transaction(() => {
+    for (let i = 0; i < rows; i++) {
+      insertBlob.run(`blob-${i}`, i % 3 === 0 ? i : null);
+      insertRepair.run(`blob-${i}`, i % 6, 'missing', i, i + 1);
+    }
+  })();
+  await source.close();
+  const admin = postgres(pg!.url, { max: 1, onnotice: () => undefined });
+  try {
+    await admin`CREATE DATABASE many_rows`;
+    const url = pg!.url.replace(/\/talus$/, '/many_rows');
+    const reports = Object.fromEntries((await migrateToPostgres(dataDir, url)).map((report) => [report.table, report.rows]));
+    assert.equal(reports['blobs'], rows);
+    assert.equal(reports['repairs'], rows);
+    const target = postgres(url, { max: 1, onnotice: () => undefined });
+    assert.deepEqual((await target`SELECT count(*)::int AS n, count(purge_after_ms)::int AS purging FROM blobs`)[0], { n: rows, purging: Math.ceil(rows / 3) });
+    await target.end();
+  } finally {
+    await admin.end();
+  }
+});
+
+test('talus migrate of a table larger than its heap: the copy and its verification stream, the process never holds the table', { skip, timeout: 180_000 }, async () => {
+  const dataDir = join(root, 'large-table');
+  await mkdir(dataDir, { recursive: true });
+  // 80 MB of text in one table, for a process whose heap is limited to 48 MB.
+  const rows = 16_000;
+  const reason = 'r'.repeat(5_000);
+  const source = new SqliteMetadataStore(join(dataDir, 'meta.db'));
+  const insertRepair = source.database.prepare('INSERT INTO repairs (blob_id, shard, reason, recorded_ms, attempts, due_ms) VALUES (?, 0, ?, 0, 0, 0)');
+  source.database.transaction(() => {
+    for (let i = 0; i < rows; i++) insertRepair.run(`blob-${i}`, `${i}:${reason}`);
+  })();
+  await source.close();
+  const admin = postgres(pg!.url, { max: 1, onnotice: () => undefined });
+  try {
+    await admin`CREATE DATABASE large_table`;
+    const url = pg!.url.replace(/\/talus$/, '/large_table');
+    const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--max-old-space-size=48', '--import', 'tsx', CLI, 'migrate', dataDir, '--to', url], { cwd: PROJECT_ROOT, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+        resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stdout, stderr: stderr.slice(-2000) });
+      });
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, new RegExp(`repairs\\s+${rows} rows`));
+    assert.match(result.stdout, /verified/);
   } finally {
     await admin.end();
   }

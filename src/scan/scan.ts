@@ -8,9 +8,13 @@
  * - `head`: list, then HEAD every object (and GetObjectTagging for the ones
  *   HEAD says have tags) with bounded concurrency over one keep-alive pool:
  *   what works against any S3 server.
- * - `auto` (the default) asks the first page with `metadata=true`: a server
- *   that answers with <UserMetadata> is scanned in `list` mode; one that
- *   ignores the parameter (AWS, s3rver) in `head` mode, reusing that page.
+ * - `auto` (the default) lists with `metadata=true`: a server that answers
+ *   with <UserMetadata> is scanned in `list` mode. Entries listed without it
+ *   are HEADed: a HEAD that succeeds shows a server that ignores the
+ *   parameter (AWS, s3rver), scanned in `head` mode from then on; one denied
+ *   (403: the caller may list the object but not read it, which Talus lists
+ *   plainly) decides nothing. In head mode too, a denied object is yielded
+ *   as listed (key, size, ETag, last-modified), as list mode yields it.
  * - `none`: the listing only (key, size, ETag, last-modified).
  */
 import { S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
@@ -64,7 +68,7 @@ export interface ScannedObject {
 }
 
 export interface ScanProgress {
-  /** The mode in use ('auto' until the first object decides between 'list' and 'head'). */
+  /** The mode in use ('auto' until an entry listed with metadata decides 'list', or a readable one listed without decides 'head'). */
   mode: MetadataMode;
   objects: number;
   /** Objects listed so far; the total once `listingDone`. */
@@ -136,6 +140,13 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
     const slots = new Slots(concurrency);
     for await (const page of pages) {
       for (const object of page.objects) {
+        // 'auto' turned 'list' behind HEADs still in flight: those come first, in key order.
+        if ((progress.mode === 'list' || progress.mode === 'none') && window.length > 0) {
+          while (window.length > 0) {
+            const done = await window.shift()!;
+            if (done !== undefined) yield countOf(progress, done);
+          }
+        }
         if (progress.mode === 'none') {
           yield countOf(progress, listedOnly(object));
         } else if (progress.mode === 'list') {
@@ -149,7 +160,12 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
             throw new Error(`the server listed ${object.key} without its metadata: it does not support metadata=true listings (use --metadata head)`);
           }
         } else {
-          const pending = slots.run(() => headObject(client, options, object));
+          // Head mode, or 'auto' undecided: a HEAD that succeeds on an entry listed without metadata decides 'head'.
+          const pending = slots.run(async () => {
+            const headed = await headObject(client, options, object);
+            if (progress.mode === 'auto' && headed?.userMetadata !== undefined) progress.mode = 'head'; // read, not listed-only
+            return headed;
+          });
           // Awaited in order later; a failure meanwhile must not count as unhandled.
           pending.catch(() => undefined);
           window.push(pending);
@@ -191,10 +207,16 @@ interface ListingState {
   metadataSeen: boolean;
 }
 
-/** Notes a page's metadata and decides 'auto': list if any entry carries metadata, head if none does. */
+/**
+ * Notes a page's metadata and decides 'auto' for list if any entry carries
+ * metadata. A page without any does not decide 'head' by itself: Talus lists
+ * an entry plainly when the caller may list it but not read it, so 'auto'
+ * HEADs those entries and decides 'head' only when a HEAD succeeds (a
+ * readable object listed without metadata: the server ignores metadata=true).
+ */
 function notePage(page: ScannedPage, progress: ScanProgress, listing: ListingState): void {
   if (!listing.metadataSeen && page.objects.some((object) => object.listedMetadata !== undefined)) listing.metadataSeen = true;
-  if (progress.mode === 'auto' && page.objects.length > 0) progress.mode = listing.metadataSeen ? 'list' : 'head';
+  if (progress.mode === 'auto' && listing.metadataSeen) progress.mode = 'list';
 }
 
 async function* listPages(client: S3Client, options: ScanOptions, progress: ScanProgress, listing: ListingState): AsyncGenerator<ScannedPage> {
@@ -254,13 +276,20 @@ function withListedMetadata(object: ListedObject): ScannedObject {
   return { key: object.key, size: object.size, etag: object.etag, lastModified: object.lastModified, contentType: metadata.contentType, userMetadata: metadata.userMetadata, tags: metadata.tags };
 }
 
-/** The object's metadata by HEAD; undefined when it was deleted since it was listed (a live bucket's scan skips it, as a listing taken a moment later would). */
+/**
+ * The object's metadata by HEAD; undefined when it was deleted since it was
+ * listed (a live bucket's scan skips it, as a listing taken a moment later
+ * would). An object the caller may list but not read (403) comes as the
+ * listing shows it, as list mode gives it; one whose HEAD is allowed but
+ * whose tags are not comes without tags.
+ */
 async function headObject(client: S3Client, options: ScanOptions, object: ListedObject): Promise<ScannedObject | undefined> {
   let headers: Record<string, string>;
   try {
     ({ headers } = await client.headObject(options.bucket, object.key, { signal: options.signal }));
   } catch (error) {
     if (error instanceof S3RequestError && error.status === 404) return undefined;
+    if (error instanceof S3RequestError && error.status === 403) return listedOnly(object);
     throw error;
   }
   const tagCount = Number(headers['x-amz-tagging-count'] ?? '0');
@@ -269,6 +298,9 @@ async function headObject(client: S3Client, options: ScanOptions, object: Listed
     if (tagCount > 0) for (const tag of await client.getObjectTagging(options.bucket, object.key, { signal: options.signal })) tags[tag.key] = tag.value;
   } catch (error) {
     if (error instanceof S3RequestError && error.status === 404) return undefined;
+    if (error instanceof S3RequestError && error.status === 403) {
+      return { key: object.key, size: object.size, etag: object.etag, lastModified: object.lastModified, contentType: headers['content-type'], userMetadata: userMetadata(headers) };
+    }
     throw error;
   }
   return { key: object.key, size: object.size, etag: object.etag, lastModified: object.lastModified, contentType: headers['content-type'], userMetadata: userMetadata(headers), tags };

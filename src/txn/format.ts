@@ -57,6 +57,15 @@ export interface CommitEntry {
   fence?: true;
   /** Set when pack rewrote the entry without the revisions not current at this TID: reads before it are gone. */
   packed?: number;
+  /**
+   * Set by pack: records whose revision here it dropped and that no longer
+   * exist as of this TID (a deletion before the boundary, or a record no root
+   * reaches). A reader that read an earlier entry of such a record before pack
+   * rewrote that entry (a lagging store, or one that started from an older
+   * checkpoint) forgets its revisions up to this TID on applying this entry,
+   * rather than keep a revision the dropped deletion had ended.
+   */
+  gone?: string[];
 }
 
 export function logKey(prefix: string, tid: number): string {

@@ -38,6 +38,8 @@ export class MvccIndex {
     assert(entry.tid === this.head + 1, `log entry ${entry.tid} applied after ${this.head}`);
     if (entry.packed !== undefined) this.oldest = Math.max(this.oldest, entry.packed);
     this.epoch = Math.max(this.epoch, entry.epoch ?? 0);
+    // Revisions this index may hold from entries read before pack rewrote them: their record is gone here.
+    for (const oid of entry.gone ?? []) this.forget(oid, entry.tid);
     const changed: string[] = [];
     for (const txn of entry.txns) {
       this.#writeIds.set(txn.id, entry.tid);
@@ -121,12 +123,23 @@ export class MvccIndex {
     return this.#records.keys();
   }
 
-  snapshot(): IndexSnapshot {
+  /**
+   * The index as a checkpoint. With `packedBefore` (a finished pack's
+   * boundary), without the revisions that pack dropped from the log: the
+   * index a store replaying the packed log builds, not this process's, which
+   * may still hold them.
+   */
+  snapshot(packedBefore?: number): IndexSnapshot {
+    const records: [string, Revision[]][] = [];
+    for (const [oid, revisions] of this.#records) {
+      const kept = packedBefore === undefined ? [...revisions] : revisions.filter((revision) => !this.dropsAt(oid, revision, packedBefore));
+      if (kept.length > 0) records.push([oid, kept]);
+    }
     return {
       tid: this.head,
-      oldest: this.oldest,
+      oldest: Math.max(this.oldest, packedBefore ?? 0),
       epoch: this.epoch,
-      records: [...this.#records].map(([oid, revisions]) => [oid, [...revisions]]),
+      records,
       changes: [...this.#changes],
       writeIds: [...this.#writeIds],
     };

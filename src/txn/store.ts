@@ -10,6 +10,7 @@ import { CommitOutcomeUnknownError, ConflictError, CorruptLogError, FencedError,
 import { dataKey, dataPrefix, FORMAT_VERSION, INLINE_LIMIT_BYTES, parseDataKey, type CommitEntry, type StoredRevision } from './format.ts';
 import { DEFAULT_LEASE_MS, ReaderLease } from './lease.ts';
 import { MvccIndex, type Revision } from './mvcc-index.ts';
+import { assert } from '../util/assert.ts';
 import { Transaction, type CommitRequest, type Isolation, type TransactionHost } from './transaction.ts';
 
 export interface OpenStoreOptions {
@@ -127,15 +128,23 @@ export async function openStore(storage: ObjectStorage, options: OpenStoreOption
   const log = new CommitLog(storage, prefix, { unsafeUnconditionalCreate: options.unsafeUnconditionalCreate === true });
   await log.probeConditionalWrites();
   let index = new MvccIndex();
+  // The pack state first: it says which checkpoints still describe the log.
+  const pack = await log.readPackState();
   const hint = await log.readHint();
   const checkpointTid = hint?.hint.checkpoint;
-  if (checkpointTid !== undefined) {
+  // A checkpoint older than pack's boundary holds revisions whose later deletion pack may have dropped from the
+  // log: starting from it would bring deleted records back. Replay from entry 1 instead (pack rewrites entries in
+  // TID order, so every prefix of a packed log is consistent) until a checkpoint at or after the boundary exists.
+  if (checkpointTid !== undefined && (pack === undefined || checkpointTid >= pack.state.beforeTid)) {
     const snapshot = await log.readCheckpoint(checkpointTid);
     if (snapshot !== undefined) index = MvccIndex.fromSnapshot(snapshot);
   }
-  // A pack's boundary holds from the moment its state is written, before it dropped anything.
-  const pack = await log.readPackState();
-  if (pack !== undefined) index.oldest = Math.max(index.oldest, pack.state.beforeTid);
+  if (pack !== undefined) {
+    // A pack's boundary holds from the moment its state is written, before it dropped anything.
+    index.oldest = Math.max(index.oldest, pack.state.beforeTid);
+    // A checkpoint written before a reachability pack still has the unreachable records it drops.
+    for (const oid of pack.state.unreachable ?? []) index.forget(oid, pack.state.beforeTid);
+  }
   const store = new TxnStore(log, index, options);
   await store.refresh();
   if (options.fence === true) await store.fence({ exclusive: true });
@@ -356,14 +365,18 @@ export class TxnStore {
         if (read === undefined) throw new CorruptLogError(`log entry ${cursor} is missing below the head ${head}`);
         const { entry, etag } = read;
         const dataKeys: string[] = [];
+        const gone = new Set(entry.gone);
         let count = 0;
         const txns = entry.txns.map((txn) => ({
           ...txn,
           writes: txn.writes.filter(([oid, stored]) => {
-            const drop = (unreachable.has(oid) && entry.tid <= state.beforeTid) || this.#index.dropsAt(oid, { tid: entry.tid, stored }, state.beforeTid);
+            const unreached = unreachable.has(oid) && entry.tid <= state.beforeTid;
+            const drop = unreached || this.#index.dropsAt(oid, { tid: entry.tid, stored }, state.beforeTid);
             if (drop) {
               count++;
               if ('k' in stored) dataKeys.push(this.prefix + stored.k);
+              // A dropped deletion (or unreachable record) stays known as an end: see CommitEntry.gone.
+              if (unreached || 'x' in stored) gone.add(oid);
             }
             return !drop;
           }),
@@ -374,7 +387,7 @@ export class TxnStore {
           const failed = await this.storage.deleteMany(dataKeys);
           if (failed.length > 0) throw new Error(`pack: could not delete ${failed.length} data objects (${failed[0]!.code}); call pack again`);
         }
-        if (await this.#log.rewrite({ ...entry, txns, packed: state.beforeTid }, etag)) {
+        if (await this.#log.rewrite({ ...entry, txns, packed: state.beforeTid, ...(gone.size === 0 ? {} : { gone: [...gone].sort() }) }, etag)) {
           dropped += count;
           break;
         }
@@ -382,7 +395,26 @@ export class TxnStore {
       }
     }
     if (cursor > state.cursor) await this.#saveCursor(state, stateEtag, cursor);
-    return { beforeTid: state.beforeTid, cursor, done: cursor > last, dropped };
+    const done = cursor > last;
+    if (done) await this.#checkpointAfterPack(state.beforeTid);
+    return { beforeTid: state.beforeTid, cursor, done, dropped };
+  }
+
+  /**
+   * Stores a checkpoint at or after a finished pack's boundary and points the
+   * hint at it: stores opened later start from it rather than replaying the
+   * whole log (openStore ignores checkpoints older than the boundary). Written
+   * only after every entry is rewritten, and of the packed log's index (without
+   * the dropped revisions; forget() took the unreachable records out), so a
+   * crash at any step leaves either no usable checkpoint (replay) or an exact one.
+   */
+  async #checkpointAfterPack(beforeTid: number): Promise<void> {
+    const hint = await this.#log.readHint();
+    if ((hint?.hint.checkpoint ?? 0) >= beforeTid) return;
+    const snapshot = this.#index.snapshot(beforeTid);
+    assert(snapshot.tid >= beforeTid, `pack's checkpoint at ${snapshot.tid} is before its boundary ${beforeTid}`);
+    await this.#log.writeCheckpoint(snapshot);
+    await this.#log.advanceHint({ tid: snapshot.tid, checkpoint: snapshot.tid });
   }
 
   /** Stores how far this call got, unless another pack got as far or set a new boundary (a lease's mark is no reason to give up). */

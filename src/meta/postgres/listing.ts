@@ -27,7 +27,9 @@ type Sql = postgres.Sql<{ bigint: number }>;
 /** The listing columns of `versions` (aliased v); the checksum is cut out of the document by the server. */
 const LISTED_COLUMNS =
   "v.seq, v.bucket, v.key, v.version_id, v.is_latest, v.is_delete_marker, v.size_bytes, v.etag, v.last_modified_ms, v.owner_id, (v.meta::json -> 'checksum')::text AS checksum";
-const LISTED_METADATA_COLUMN = "json_build_array(v.meta::json -> 'system', v.meta::json -> 'userMetadata', v.meta::json -> 'tags')::text AS listed_metadata";
+/** As SQLite's: system, user metadata, tags and the ACL (the listing judges per version who may see its metadata). */
+const LISTED_METADATA_COLUMN =
+  "json_build_array(v.meta::json -> 'system', v.meta::json -> 'userMetadata', v.meta::json -> 'tags', v.meta::json -> 'acl')::text AS listed_metadata";
 
 interface EntryRow {
   entry_key: string;
@@ -43,10 +45,16 @@ function columnsFor(withMetadata: boolean | undefined): string {
 function listedVersionOf(row: ListedVersionRow & { listed_metadata?: string | null }): ListedVersion {
   const version = rowToListedVersion(row);
   if (row.listed_metadata === undefined || row.listed_metadata === null) return version;
-  const [system, userMetadata, tags] = JSON.parse(row.listed_metadata) as [ListedMetadata['system'] | null, ListedMetadata['userMetadata'] | null, ListedMetadata['tags'] | null];
+  const [system, userMetadata, tags, acl] = JSON.parse(row.listed_metadata) as [
+    ListedMetadata['system'] | null,
+    ListedMetadata['userMetadata'] | null,
+    ListedMetadata['tags'] | null,
+    ListedMetadata['acl'] | null,
+  ];
   version.system = system ?? {};
   version.userMetadata = userMetadata ?? {};
   version.tags = tags ?? [];
+  version.acl = acl ?? undefined;
   return version;
 }
 

@@ -23,6 +23,12 @@ import { PostgresMetadataStore } from './postgres-metadata-store.ts';
 /** Tables in the order they are copied, with the columns that identify a row. */
 const TABLES = ['settings', 'access_keys', 'users', 'buckets', 'versions', 'inline_data', 'uploads', 'parts', 'blobs', 'repairs'] as const;
 const COPY_BATCH_ROWS = 500;
+/**
+ * Rows the verification reads back from PostgreSQL per cursor fetch: the
+ * copied table is checksummed a batch at a time (a table may be far larger
+ * than memory), as the SQLite side is read a row at a time.
+ */
+export const VERIFY_BATCH_ROWS = 1000;
 
 export interface TableReport {
   table: string;
@@ -101,7 +107,9 @@ export async function migrateToPostgres(dataDir: string, url: string): Promise<T
         }
         await flush();
         const copied = new TableChecksum();
-        for (const row of await tx.unsafe<Row[]>(`SELECT ${columns.map((column) => `"${column}"`).join(', ')} FROM ${table}`)) copied.add(row, columns);
+        await tx.unsafe<Row[]>(`SELECT ${columns.map((column) => `"${column}"`).join(', ')} FROM ${table}`).cursor(VERIFY_BATCH_ROWS, (rows) => {
+          for (const row of rows) copied.add(row, columns);
+        });
         if (copied.rows !== expected.rows || copied.value !== expected.value) {
           throw new MigrationError(`verification failed for ${table}: ${expected.rows} rows (checksum ${expected.value}) in SQLite, ${copied.rows} (${copied.value}) in PostgreSQL; nothing was kept`);
         }

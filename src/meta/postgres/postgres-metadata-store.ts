@@ -312,7 +312,8 @@ export class PostgresMetadataStore implements MetadataStore {
     return this.#mutate(async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(${PRINCIPALS_LOCK_ID.toString()}::bigint)`;
       if ((await tx`SELECT 1 FROM users WHERE name = ${user.name}`).length > 0) return 'name-taken';
-      if (user.email !== null && (await tx`SELECT 1 FROM users WHERE lower(email) = lower(${user.email})`).length > 0) return 'email-taken';
+      // lower() under the C collation folds ASCII letters only, as SQLite's lower() does: both stores judge the same emails equal, whatever the database's locale.
+      if (user.email !== null && (await tx`SELECT 1 FROM users WHERE lower(email COLLATE "C") = lower(${user.email} COLLATE "C")`).length > 0) return 'email-taken';
       await tx`INSERT INTO users (canonical_id, name, email, policy, created_ms) VALUES (${user.canonicalId}, ${user.name}, ${user.email}, ${user.policy}, ${user.createdMs})`;
       await putAccessKey(tx, firstKey);
       return 'created';

@@ -3,7 +3,7 @@
  * with the same columns and meanings, so rows map to records through the same
  * code (../sqlite/rows.ts). Differences that matter:
  *
- * - Keys (and bucket names) are `text COLLATE "C"` in a UTF8 database: C
+ * - Keys, bucket names and upload IDs are `text COLLATE "C"` in a UTF8 database: C
  *   collation compares the UTF-8 bytes, which is S3's key order and what
  *   SQLite's BINARY collation gives (key-order.ts). The store refuses a
  *   database whose encoding is not UTF8.
@@ -104,7 +104,7 @@ CREATE TABLE IF NOT EXISTS inline_data (
 );
 
 CREATE TABLE IF NOT EXISTS uploads (
-  upload_id text PRIMARY KEY,
+  upload_id text COLLATE "C" PRIMARY KEY,
   bucket text COLLATE "C" NOT NULL,
   key text COLLATE "C" NOT NULL,
   created_ms bigint NOT NULL,
@@ -112,6 +112,15 @@ CREATE TABLE IF NOT EXISTS uploads (
   meta text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, created_ms, upload_id);
+-- Upload listings order (and page past a marker) by upload_id as SQLite does, by bytes: a database created
+-- before upload_id had COLLATE "C" gets it here, once (the ALTER rebuilds the uploads indexes, so not every start).
+DO $alter$
+BEGIN
+  IF (SELECT attcollation FROM pg_attribute WHERE attrelid = to_regclass('uploads') AND attname = 'upload_id') <> '"C"'::regcollation THEN
+    ALTER TABLE uploads ALTER COLUMN upload_id TYPE text COLLATE "C";
+  END IF;
+END
+$alter$;
 
 CREATE TABLE IF NOT EXISTS parts (
   upload_id text NOT NULL,
