@@ -180,15 +180,16 @@ interface PresignFields {
   contentSha256?: string;
 }
 
-const PRESIGN_FIELDS: Readonly<Record<string, keyof PresignFields>> = {
-  'X-Amz-Algorithm': 'algorithm',
-  'X-Amz-Credential': 'credential',
-  'X-Amz-Date': 'date',
-  'X-Amz-Expires': 'expires',
-  'X-Amz-SignedHeaders': 'signedHeaders',
-  'X-Amz-Signature': 'signature',
-  'X-Amz-Content-Sha256': 'contentSha256',
-};
+/** A Map, not an object: a parameter named 'constructor' or 'toString' must find nothing. */
+const PRESIGN_FIELDS: ReadonlyMap<string, keyof PresignFields> = new Map([
+  ['X-Amz-Algorithm', 'algorithm'],
+  ['X-Amz-Credential', 'credential'],
+  ['X-Amz-Date', 'date'],
+  ['X-Amz-Expires', 'expires'],
+  ['X-Amz-SignedHeaders', 'signedHeaders'],
+  ['X-Amz-Signature', 'signature'],
+  ['X-Amz-Content-Sha256', 'contentSha256'],
+]);
 
 /** Whether the query carries a SigV4 presign (any of its defining parameters) or a SigV2 one. */
 export function presignVersion(params: readonly RawQueryParam[]): 4 | 2 | null {
@@ -207,9 +208,10 @@ const AMZ_DATE = /^\d{8}T\d{6}Z$/;
 
 /** Reads and validates the presign parameters (names are matched exactly, as AWS does). */
 export function parsePresignQuery(params: readonly RawQueryParam[]): PresignParams {
-  const fields: PresignFields = {};
+  // Every field present from the start: one object shape for every request.
+  const fields: PresignFields = { algorithm: undefined, credential: undefined, date: undefined, expires: undefined, signedHeaders: undefined, signature: undefined, contentSha256: undefined };
   for (const param of params) {
-    const field = PRESIGN_FIELDS[param.name];
+    const field = PRESIGN_FIELDS.get(param.name);
     if (field === undefined) continue;
     if (fields[field] !== undefined) {
       throw new S3Error('AuthorizationQueryParametersError', `Query-string authentication parameter ${param.name} is repeated.`);
