@@ -116,6 +116,12 @@ interface CredentialParts {
  * error); the entries are frozen and bounded, oldest out first.
  */
 const PARSED_TEXTS_MAX = 256;
+/**
+ * Longer texts are parsed every time, not kept: real ones are a few hundred
+ * characters, and anyone can send texts that parse (they are kept before the
+ * signature is checked), so this bounds the memory to 256 KiB per map.
+ */
+const PARSED_TEXT_CHARS_MAX = 1024;
 
 class ParsedTexts<T> {
   readonly #entries = new Map<string, T>();
@@ -125,6 +131,7 @@ class ParsedTexts<T> {
   }
 
   remember(text: string, value: T): T {
+    if (text.length > PARSED_TEXT_CHARS_MAX) return value;
     if (this.#entries.size >= PARSED_TEXTS_MAX) this.#entries.delete(this.#entries.keys().next().value as string);
     this.#entries.set(text, Object.freeze(value));
     return value;
