@@ -50,8 +50,31 @@ export function unsupportedMechanism(): S3Error {
   return new S3Error('InvalidRequest', UNSUPPORTED_MECHANISM);
 }
 
-/** Parses 'AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...'. */
+/** Hex characters of a SHA-256 signature. */
+const SIGNATURE_HEX_CHARS = 64;
+const HEX_TAIL = /^[0-9a-fA-F]{64}$/;
+
+/**
+ * Parses 'AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...'.
+ * A client sends the same text before its signature request after request:
+ * when the value ends with 'Signature=' and 64 hex digits, what comes before
+ * is parsed once and kept, and the signature is taken as it is (the parse of
+ * such a value cannot depend on which 64 hex digits end it).
+ */
 export function parseAuthorizationHeader(value: string): SignatureParams {
+  const split = value.length - SIGNATURE_HEX_CHARS;
+  const signatureLast = split > 0 && value.endsWith('Signature=', split) && HEX_TAIL.test(value.slice(split));
+  if (!signatureLast) return parseAuthorizationText(value);
+  const prefix = value.slice(0, split);
+  const signature = value.slice(split);
+  const known = authorizationPrefixes.get(prefix);
+  if (known !== undefined) return { ...known, signature };
+  const params = parseAuthorizationText(value);
+  authorizationPrefixes.remember(prefix, { ...params, signature: '' });
+  return params;
+}
+
+function parseAuthorizationText(value: string): SignatureParams {
   if (!value.startsWith(`${ALGORITHM} `)) {
     // SigV2 ('AWS AKID:sig') and SigV4a ('AWS4-ECDSA-P256-SHA256 ...') are real schemes we do not implement.
     if (value.startsWith('AWS ') || value.startsWith('AWS4-')) throw unsupportedMechanism();
@@ -84,8 +107,48 @@ interface CredentialParts {
   scope: string;
 }
 
+/**
+ * The Credential and SignedHeaders texts repeat from request to request (one
+ * key, one day, one client), while only the signature and the date change:
+ * what parsed once is kept, so a request costs a Map lookup instead of the
+ * splits and regular expressions (profiled, issue 17). Only successful parses
+ * are kept (a malformed text throws again every time, with the kind's
+ * error); the entries are frozen and bounded, oldest out first.
+ */
+const PARSED_TEXTS_MAX = 256;
+/**
+ * Longer texts are parsed every time, not kept: real ones are a few hundred
+ * characters, and anyone can send texts that parse (they are kept before the
+ * signature is checked), so this bounds the memory to 256 KiB per map.
+ */
+const PARSED_TEXT_CHARS_MAX = 1024;
+
+class ParsedTexts<T> {
+  readonly #entries = new Map<string, T>();
+
+  get(text: string): T | undefined {
+    return this.#entries.get(text);
+  }
+
+  remember(text: string, value: T): T {
+    if (text.length > PARSED_TEXT_CHARS_MAX) return value;
+    if (this.#entries.size >= PARSED_TEXTS_MAX) this.#entries.delete(this.#entries.keys().next().value as string);
+    this.#entries.set(text, Object.freeze(value));
+    return value;
+  }
+}
+
+const credentials = new ParsedTexts<CredentialParts>();
+const signedHeaderLists = new ParsedTexts<readonly string[]>();
+/** Authorization values up to their signature; entries hold an empty signature. */
+const authorizationPrefixes = new ParsedTexts<SignatureParams>();
+
 /** 'AKID/yyyymmdd/region/s3/aws4_request'. Any region is accepted: clients are configured with all sorts. */
 function parseCredential(text: string, kind: AuthKind): CredentialParts {
+  return credentials.get(text) ?? credentials.remember(text, parseCredentialText(text, kind));
+}
+
+function parseCredentialText(text: string, kind: AuthKind): CredentialParts {
   const parts = text.split('/');
   const count = parts.length;
   const expecting = 'the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".';
@@ -101,7 +164,11 @@ function parseCredential(text: string, kind: AuthKind): CredentialParts {
   return { accessKeyId, scopeDate, region, scope: `${scopeDate}/${region}/${SERVICE}/${SCOPE_TERMINATOR}` };
 }
 
-function parseSignedHeaders(text: string, kind: AuthKind): string[] {
+function parseSignedHeaders(text: string, kind: AuthKind): readonly string[] {
+  return signedHeaderLists.get(text) ?? signedHeaderLists.remember(text, parseSignedHeadersText(text, kind));
+}
+
+function parseSignedHeadersText(text: string, kind: AuthKind): string[] {
   const names = text.split(';');
   for (const name of names) {
     if (!HEADER_NAME.test(name)) throw malformed(kind, 'the SignedHeaders component is mal-formed.');
@@ -120,15 +187,16 @@ interface PresignFields {
   contentSha256?: string;
 }
 
-const PRESIGN_FIELDS: Readonly<Record<string, keyof PresignFields>> = {
-  'X-Amz-Algorithm': 'algorithm',
-  'X-Amz-Credential': 'credential',
-  'X-Amz-Date': 'date',
-  'X-Amz-Expires': 'expires',
-  'X-Amz-SignedHeaders': 'signedHeaders',
-  'X-Amz-Signature': 'signature',
-  'X-Amz-Content-Sha256': 'contentSha256',
-};
+/** A Map, not an object: a parameter named 'constructor' or 'toString' must find nothing. */
+const PRESIGN_FIELDS: ReadonlyMap<string, keyof PresignFields> = new Map([
+  ['X-Amz-Algorithm', 'algorithm'],
+  ['X-Amz-Credential', 'credential'],
+  ['X-Amz-Date', 'date'],
+  ['X-Amz-Expires', 'expires'],
+  ['X-Amz-SignedHeaders', 'signedHeaders'],
+  ['X-Amz-Signature', 'signature'],
+  ['X-Amz-Content-Sha256', 'contentSha256'],
+]);
 
 /** Whether the query carries a SigV4 presign (any of its defining parameters) or a SigV2 one. */
 export function presignVersion(params: readonly RawQueryParam[]): 4 | 2 | null {
@@ -147,9 +215,10 @@ const AMZ_DATE = /^\d{8}T\d{6}Z$/;
 
 /** Reads and validates the presign parameters (names are matched exactly, as AWS does). */
 export function parsePresignQuery(params: readonly RawQueryParam[]): PresignParams {
-  const fields: PresignFields = {};
+  // Every field present from the start: one object shape for every request.
+  const fields: PresignFields = { algorithm: undefined, credential: undefined, date: undefined, expires: undefined, signedHeaders: undefined, signature: undefined, contentSha256: undefined };
   for (const param of params) {
-    const field = PRESIGN_FIELDS[param.name];
+    const field = PRESIGN_FIELDS.get(param.name);
     if (field === undefined) continue;
     if (fields[field] !== undefined) {
       throw new S3Error('AuthorizationQueryParametersError', `Query-string authentication parameter ${param.name} is repeated.`);

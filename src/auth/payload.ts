@@ -5,6 +5,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { S3Error } from '../util/s3-error.ts';
+import { EMPTY_SHA256 } from './signing.ts';
 
 export const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
 export const STREAMING_SIGNED = 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD';
@@ -21,6 +22,9 @@ const CHUNKED_SIGNED: PayloadMode = { kind: 'chunked', signed: true, trailer: fa
 const CHUNKED_SIGNED_TRAILER: PayloadMode = { kind: 'chunked', signed: true, trailer: true };
 const CHUNKED_UNSIGNED_TRAILER: PayloadMode = { kind: 'chunked', signed: false, trailer: true };
 
+/** What every header-signed GET, HEAD and DELETE declares: made once, not matched and lower-cased per request. */
+const EMPTY_BODY: PayloadMode = Object.freeze({ kind: 'sha256', expectedHex: EMPTY_SHA256 });
+
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 
 /** Classifies an x-amz-content-sha256 value; anything else is InvalidArgument, as on AWS. */
@@ -34,6 +38,8 @@ export function payloadMode(value: string): PayloadMode {
       return CHUNKED_SIGNED_TRAILER;
     case STREAMING_UNSIGNED_TRAILER:
       return CHUNKED_UNSIGNED_TRAILER;
+    case EMPTY_SHA256:
+      return EMPTY_BODY;
   }
   if (SHA256_HEX.test(value)) return { kind: 'sha256', expectedHex: value.toLowerCase() };
   throw new S3Error(

@@ -28,6 +28,23 @@ const PERCENT = 0x25;
 /** Paths made of unreserved characters and '/' only are already canonical (the common case). */
 const CANONICAL_PATH = /^[A-Za-z0-9\-._~/]*$/;
 const CANONICAL_COMPONENT = /^[A-Za-z0-9\-._~]*$/;
+/** Already percent-encoded the canonical way, except perhaps for escapes of unreserved bytes (checked apart). */
+const ESCAPED_PATH = /^(?:[A-Za-z0-9\-._~/]|%[0-9A-F]{2})*$/;
+const ESCAPED_COMPONENT = /^(?:[A-Za-z0-9\-._~]|%[0-9A-F]{2})*$/;
+
+/**
+ * Whether text matching ESCAPED_PATH/ESCAPED_COMPONENT is its own canonical
+ * form: true unless an escape stands for an unreserved byte (canonical form
+ * leaves those bare). What SDKs send (a presigned credential's '%2F', a key's
+ * '%20'): canonicalEncode's character-by-character rebuild of it is skipped.
+ */
+function escapesAreCanonical(raw: string): boolean {
+  for (let i = raw.indexOf('%'); i !== -1; i = raw.indexOf('%', i + 3)) {
+    const byte = hexValue(raw.charCodeAt(i + 1)) * 16 + hexValue(raw.charCodeAt(i + 2));
+    if (byte < 128 && UNRESERVED[byte] === 1) return false;
+  }
+  return true;
+}
 
 function hexValue(code: number): number {
   if (code >= 0x30 && code <= 0x39) return code - 0x30;
@@ -74,7 +91,8 @@ function canonicalEncode(raw: string, keepSlash: boolean): string {
 /** The canonical URI for S3: the path as sent, re-encoded, not normalised. */
 export function canonicalUri(rawPath: string): string {
   if (rawPath === '') return '/';
-  return CANONICAL_PATH.test(rawPath) ? rawPath : canonicalEncode(rawPath, true);
+  if (CANONICAL_PATH.test(rawPath)) return rawPath;
+  return ESCAPED_PATH.test(rawPath) && escapesAreCanonical(rawPath) ? rawPath : canonicalEncode(rawPath, true);
 }
 
 /** One query parameter as sent ('+' is a literal plus: SigV4 clients encode a space as %20). */
@@ -96,7 +114,8 @@ export function splitQuery(rawQuery: string): RawQueryParam[] {
 }
 
 function encodeComponent(raw: string): string {
-  return CANONICAL_COMPONENT.test(raw) ? raw : canonicalEncode(raw, false);
+  if (CANONICAL_COMPONENT.test(raw)) return raw;
+  return ESCAPED_COMPONENT.test(raw) && escapesAreCanonical(raw) ? raw : canonicalEncode(raw, false);
 }
 
 /**

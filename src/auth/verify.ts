@@ -125,18 +125,27 @@ function singleHeader(headers: IncomingHttpHeaders, name: string): string | unde
 
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 
-/** The last timestamp parsed: concurrent requests mostly share their second (and a presigned URL its X-Amz-Date). */
-let lastAmzDate = { text: '', ms: NaN };
+/**
+ * Timestamps parsed lately: concurrent header-signed requests mostly share
+ * their second, and presigned URLs handed out together their X-Amz-Date,
+ * though requests using several of them interleave (one remembered
+ * timestamp missed for most presigned GETs: profiled, issue 17). Bounded;
+ * emptied when full.
+ */
+const AMZ_DATES_KEPT = 64;
+const amzDates = new Map<string, number>();
 
 /** Milliseconds of an ISO 8601 basic timestamp (20130524T000000Z); NaN unless it is a real date and time. */
 function parseAmzDate(text: string): number {
-  if (text === lastAmzDate.text) return lastAmzDate.ms;
+  const known = amzDates.get(text);
+  if (known !== undefined) return known;
   const match = AMZ_DATE.exec(text);
   if (match === null) return NaN;
   const ms = Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3]), Number(match[4]), Number(match[5]), Number(match[6]));
   // Date.UTC rolls 20130231 over into March; a real timestamp formats back to itself.
   const parsed = toAmzDate(ms) === text ? ms : NaN;
-  lastAmzDate = { text, ms: parsed };
+  if (amzDates.size >= AMZ_DATES_KEPT) amzDates.clear();
+  amzDates.set(text, parsed);
   return parsed;
 }
 

@@ -108,14 +108,16 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
   try {
     if (request.headers.origin !== undefined) await decorateCorsResponse(options.engine, options.domain, request, response, rawPath, method);
     if (method === 'OPTIONS') return await sendResponse(request, response, method, requestId, await answerPreflight(options.engine, options.domain, request, rawPath), timing);
-    context = await buildContext(options, request, requestId, method, rawPath, rawQuery);
+    context = buildContext(options, request, requestId, method, rawPath, rawQuery);
     const operation = OPERATIONS[context.route.operation];
     // The one authorization of the request, before its handler (and before 100-continue: a refused upload sends no body).
     const authorizing = authorizeRequest(context.access, operation.authorization, context.route, request.headers, options.engine);
     if (authorizing !== undefined) await authorizing;
     if (expectsContinue) response.writeContinue();
     const result = await operation.handler(context);
-    await sendResponse(request, response, method, requestId, result, timing);
+    // Small bodies are written synchronously; only a streamed body returns a promise.
+    const streaming = sendResponse(request, response, method, requestId, result, timing);
+    if (streaming !== undefined) await streaming;
   } catch (error) {
     errorCode = sendError(options, request, response, method, rawPath, requestId, error, timing);
   } finally {
@@ -158,7 +160,8 @@ function contentLength(value: string | number | string[] | undefined | null): nu
   return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : 0;
 }
 
-async function buildContext(options: FrontOptions, request: IncomingMessage, requestId: string, method: string, rawPath: string, rawQuery: string): Promise<RequestContext> {
+/** Synchronous (no await on the request path for what needs no I/O): route, signature, principal. */
+function buildContext(options: FrontOptions, request: IncomingMessage, requestId: string, method: string, rawPath: string, rawQuery: string): RequestContext {
   const address = resolveAddress(rawPath, request.headers.host, options.domain);
   const routed = route(method, address, parseQuery(rawQuery), request.headers);
   const principals = options.principals;
@@ -203,7 +206,8 @@ function baseHeaders(requestId: string): Record<string, string> {
   return { 'x-amz-request-id': requestId, 'x-amz-id-2': requestId, server: 'Talus' };
 }
 
-async function sendResponse(request: IncomingMessage, response: ServerResponse, method: string, requestId: string, result: S3Response, timing: Timing): Promise<void> {
+/** Writes the response; a promise only while a streamed body is still flowing (undefined once a small body was written). */
+function sendResponse(request: IncomingMessage, response: ServerResponse, method: string, requestId: string, result: S3Response, timing: Timing): Promise<void> | undefined {
   const body = result.body;
   // One header object and one writeHead: node validates and serializes it in
   // a single pass, cheaper than a setHeader per header on the small-object path.
@@ -232,8 +236,12 @@ async function sendResponse(request: IncomingMessage, response: ServerResponse, 
     if (body instanceof Readable) body.destroy();
     // Small bodies (XML, inline objects) go out with the headers in one write.
     response.end(bytes);
-    return;
+    return undefined;
   }
+  return streamBody(request, response, body);
+}
+
+async function streamBody(request: IncomingMessage, response: ServerResponse, body: Readable): Promise<void> {
   try {
     if (isDirectBody(body)) await body.pipeInto(response);
     else await pipeline(body, response);

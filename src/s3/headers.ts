@@ -247,12 +247,25 @@ export function formatEtag(etag: string): string {
   return `"${etag}"`;
 }
 
-/** The last date formatted: GETs of one object, or of objects written in one second, repeat it. */
-let lastHttpDate = { ms: NaN, text: '' };
+/**
+ * Dates formatted, by second (an HTTP date has no milliseconds): every GET and
+ * HEAD formats its object's Last-Modified, and objects written in the same
+ * second share it. A few seconds' worth is kept, so reads spread over objects
+ * written in several seconds find theirs too (one remembered date missed
+ * for most of them: profiled, issue 17).
+ */
+const HTTP_DATES_KEPT = 64;
+const httpDates = new Map<number, string>();
 
 export function httpDateOf(ms: number): string {
-  if (ms !== lastHttpDate.ms) lastHttpDate = { ms, text: new Date(ms).toUTCString() };
-  return lastHttpDate.text;
+  const second = Math.floor(ms / 1000);
+  let text = httpDates.get(second);
+  if (text === undefined) {
+    if (httpDates.size >= HTTP_DATES_KEPT) httpDates.clear();
+    text = new Date(second * 1000).toUTCString();
+    httpDates.set(second, text);
+  }
+  return text;
 }
 
 export function isoDateOf(ms: number): string {

@@ -690,14 +690,21 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#dropUpload(request.completesUploadId, nowMs, keep);
     }
     let replaced: ObjectVersion | null = null;
-    if (version.versionId === NULL_VERSION_ID) {
-      const old = s.getVersionById.get(version.bucket, version.key, NULL_VERSION_ID) as VersionRow | undefined;
+    // Every key with versions has exactly one latest (each insert demotes it first, each delete of it
+    // promotes the next), so the latest row already answers the common cases without another statement:
+    // none means the key has no versions at all, and a latest null version is the row being replaced.
+    // (Were a null version ever found without a latest, the insert below would fail on versions_by_id,
+    // never commit two.) Two statements fewer for an unversioned PUT (profiled, issue 17).
+    let stillLatest = latest;
+    if (version.versionId === NULL_VERSION_ID && latest !== undefined) {
+      const old = latest.version_id === NULL_VERSION_ID ? latest : s.getVersionById.get(version.bucket, version.key, NULL_VERSION_ID) as VersionRow | undefined;
       if (old !== undefined) {
         replaced = rowToVersion(old);
         // Object Lock: a locked version is never overwritten (versioning may have been suspended when this write began).
         if (isLockedAt(replaced, nowMs)) throw new S3Error('AccessDenied', 'Access Denied because object protected by object lock.');
         this.#queuePurge(replaced.segments, nowMs, keep);
         this.#deleteVersionRow(old.seq);
+        if (old.seq === latest.seq) stillLatest = undefined;
       }
     }
     // Only a bucket with a quota counts (no statement for the others); a refusal rolls this savepoint back whole.
@@ -707,7 +714,7 @@ export class SqliteMetadataStore implements MetadataStore {
       judgeQuota(version.bucket, usage, delta);
       this.#chargeQuota(version.bucket, delta);
     }
-    s.demoteLatest.run(version.bucket, version.key);
+    if (stillLatest !== undefined) s.demoteLatest.run(version.bucket, version.key);
     for (const segment of version.segments) s.recordBlob.run(segment.blobId, segment.location ?? LOCAL_BACKEND);
     const inserted = s.insertVersion.run(
       version.bucket, version.key, version.versionId, 1, version.isDeleteMarker ? 1 : 0,
