@@ -309,7 +309,7 @@ async function startOnLockedDirectory(
       logger,
       // Only the embedded store is this node's alone; another (PostgreSQL) may be shared with other nodes.
       storage: { dataDir, meta, config, placement, sharedMetadata: !(meta instanceof SqliteMetadataStore) },
-      tokens: await AdminTokens.open(dataDir),
+      tokens: await AdminTokens.open(meta, dataDir),
     });
   };
   // One lifecycle worker per data directory, in the process that purges (never in --workers' workers).

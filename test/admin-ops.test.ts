@@ -10,6 +10,8 @@
  */
 import { AbortMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, ListMultipartUploadsCommand, PutBucketVersioningCommand, PutObjectCommand, UploadPartCommand, type S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,7 +20,7 @@ import { after, before, describe, test } from 'node:test';
 import { AdminApiError, AdminClient } from '../src/admin/client.ts';
 import { ADMIN_OPERATIONS } from '../src/admin/operations.ts';
 import { ADMIN_PATH_PREFIX } from '../src/admin/paths.ts';
-import { TOKENS_FILE } from '../src/admin/tokens.ts';
+import { TOKEN_SETTING_PREFIX } from '../src/admin/tokens.ts';
 import { parseConfig } from '../src/config/config.ts';
 import { startTalus, type RunningTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
@@ -241,13 +243,19 @@ describe('admin operations', () => {
     assert.deepEqual([outOfScope.status, outOfScope.body['code']], [403, 'AccessDenied']);
     assert.deepEqual([(await withToken('talus_at_not-a-token', 'ListBuckets')).body['code']], ['InvalidToken']);
 
-    // Listed without the token; the file on disk holds only its hash.
+    // Listed without the token; the metadata store holds only its hash.
     const listed = await admin.call<{ tokens: Record<string, unknown>[] }>('ListTokens');
     const entry = listed.tokens.find((token) => token['id'] === created.id)!;
     assert.deepEqual(Object.keys(entry).sort(), ['createdMs', 'creatorAccessKeyId', 'expiresMs', 'id', 'name', 'scope']);
     assert.equal(entry['creatorAccessKeyId'], ROOT.accessKeyId);
-    const file = await readFile(join(dataDir, TOKENS_FILE), 'utf8');
-    assert.ok(!file.includes(created.token.slice('talus_at_'.length)), 'the token text is not stored');
+    const database = new Database(join(dataDir, 'meta.db'), { readonly: true });
+    try {
+      const rows = database.prepare('SELECT name, value FROM settings').all() as { name: string; value: string }[];
+      assert.ok(rows.every((row) => !`${row.name} ${row.value}`.includes(created.token.slice('talus_at_'.length))), 'the token text is not stored');
+      assert.ok(rows.some((row) => row.name === `${TOKEN_SETTING_PREFIX}${createHash('sha256').update(created.token).digest('hex')}`), 'its hash is');
+    } finally {
+      database.close();
+    }
 
     // A token cannot mint tokens, even with every operation in scope.
     const all = await admin.call<{ token: string }>('CreateToken', { name: 'all', scope: ['*'], expiresInSeconds: 600 });

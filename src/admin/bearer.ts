@@ -28,10 +28,10 @@ export interface BearerCaller {
 }
 
 /** Who the token acts for, or why not (InvalidToken: unknown, revoked, expired, malformed, or its creator's key is gone). */
-export function authenticateBearer(tokens: AdminTokens | undefined, keys: PrincipalCache, request: IncomingMessage): BearerCaller {
+export async function authenticateBearer(tokens: AdminTokens | undefined, keys: PrincipalCache, request: IncomingMessage): Promise<BearerCaller> {
   const token = BEARER.exec(request.headers.authorization ?? '')?.[1];
   if (tokens === undefined || token === undefined) throw new AdminError('InvalidToken', 'the bearer token is not valid');
-  const record = tokens.lookup(token);
+  const record = await tokens.lookup(token);
   if (record === undefined) throw new AdminError('InvalidToken', 'the bearer token is unknown, revoked or expired');
   const creator = keys.lookupKey(record.creatorAccessKeyId);
   if (creator === undefined) throw new AdminError('InvalidToken', 'the key that created this token is deleted, disabled or expired');

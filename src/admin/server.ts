@@ -120,7 +120,7 @@ async function handle(options: AdminServerOptions, spec: string, webConsole: Con
     options.audit.record({ kind: 'admin', requestId, operation: name, sourceIp: facts.sourceIp, ...entry });
   let authenticated: { principal: Principal; body: Readable; accessKeyId: string; tokenId?: string | undefined; tokenScope?: readonly string[] };
   try {
-    authenticated = isBearerRequest(request) ? authenticateBearer(options.tokens, options.keys, request) : authenticate(options, request, rawPath, rawQuery);
+    authenticated = isBearerRequest(request) ? await authenticateBearer(options.tokens, options.keys, request) : authenticate(options, request, rawPath, rawQuery);
   } catch (error) {
     const refusal = toAdminError(error);
     audit({ principal: 'anonymous', status: refusal.status, code: refusal.code });

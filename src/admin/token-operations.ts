@@ -33,7 +33,7 @@ export const TOKEN_OPERATIONS = {
     input: {},
     output: '{ tokens: [{ id, name, scope, creatorAccessKeyId, createdMs, expiresMs }] }',
     async handler(context) {
-      return { tokens: requireTokens(context).list() };
+      return { tokens: await requireTokens(context).list() };
     },
   }),
   RevokeToken: operation({

@@ -7,28 +7,35 @@
  * its SHA-256 is kept (a token is 256 random bits: no salt or slow hash is
  * needed against guessing).
  *
- * Kept in DATA_DIR/admin-tokens.json, rewritten whole and atomically
- * (temporary file, fsync, rename, fsync of the directory) on every change,
- * rather than in the metadata store: only the admin listener reads them, and
- * it runs in the one process that owns the data directory (never in
- * --workers' workers), so there is no cross-process cache to keep fresh, no
- * schema version to add, and the PostgreSQL metadata store needs nothing.
- * The file is small (TOKENS_MAX) and read once at start.
+ * Kept in the metadata store, one row of its `settings` table per token
+ * (`admin-token:<sha256>` → the record as JSON, without the hash), so every
+ * node sharing a PostgreSQL store sees the same tokens: one created on a
+ * node works on every other, and `talus migrate` carries them along. Each
+ * use reads its row by that name, with no cache: a revocation or expiry is
+ * seen by every node from the next request on. A token costs one primary-key
+ * read per admin call, which admin traffic affords. Tokens that an older
+ * Talus kept in DATA_DIR/admin-tokens.json are imported once at start (the
+ * file is then renamed admin-tokens.json.imported), so an upgrade keeps them.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { writeFileAtomically } from '../util/atomic-file.ts';
+import { open, readFile, rename } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { MetadataStore } from '../meta/metadata-store.ts';
 import { AdminError } from './errors.ts';
 
+/** Where Talus before shared tokens kept them; imported once, then renamed (TOKENS_FILE_IMPORTED). */
 export const TOKENS_FILE = 'admin-tokens.json';
-/** Live tokens at most: each is a line in a file rewritten whole. */
+export const TOKENS_FILE_IMPORTED = `${TOKENS_FILE}.imported`;
+/** The `settings` rows holding tokens: this prefix, then the token's SHA-256 (hex). */
+export const TOKEN_SETTING_PREFIX = 'admin-token:';
+/** Live tokens at most: each is a settings row that ListTokens, CreateToken and RevokeToken read all of. */
 export const TOKENS_MAX = 1000;
 /** A token lives at most a year: a long-lived credential should be an access key, which can be listed and disabled by its user. */
 export const TOKEN_LIFETIME_SECONDS_MAX = 365 * 24 * 3600;
 /** Bearer tokens start with this, so they are told from keys (and found by secret scanners). */
 export const TOKEN_PREFIX = 'talus_at_';
 const SCOPE_PATTERN = /^[A-Za-z*]{1,64}$/;
+const HASH_PATTERN = /^[0-9a-f]{64}$/;
 
 export interface TokenRecord {
   id: string;
@@ -43,9 +50,10 @@ export interface TokenRecord {
   expiresMs: number;
 }
 
-/** A token as ListTokens shows it: never its hash. */
+/** A token as ListTokens shows it (and as its settings row holds it): never its hash. */
 export type TokenView = Omit<TokenRecord, 'hash'>;
 
+/** The file of Talus versions before tokens moved into the metadata store. */
 interface TokensFile {
   version: 1;
   tokens: TokenRecord[];
@@ -60,41 +68,52 @@ export function scopeCovers(scope: readonly string[], operation: string): boolea
   return scope.some((pattern) => new RegExp(`^${pattern.replaceAll('*', '.*')}$`).test(operation));
 }
 
-export class AdminTokens {
-  readonly #path: string;
-  readonly #byHash = new Map<string, TokenRecord>();
-  readonly #now: () => number;
-  /** Writes one at a time, each of the whole current set. */
-  #writing: Promise<void> = Promise.resolve();
+/**
+ * A settings row back into a record; undefined when it is not one we wrote
+ * (a damaged row must never widen a token: it is refused, as unknown).
+ */
+function parseRow(name: string, value: string): TokenRecord | undefined {
+  const hash = name.slice(TOKEN_SETTING_PREFIX.length);
+  if (!name.startsWith(TOKEN_SETTING_PREFIX) || !HASH_PATTERN.test(hash)) return undefined;
+  let parsed: Partial<TokenView>;
+  try {
+    parsed = JSON.parse(value) as Partial<TokenView>;
+  } catch {
+    return undefined;
+  }
+  const { id, name: tokenName, scope, creatorAccessKeyId, createdMs, expiresMs } = parsed;
+  if (typeof id !== 'string' || typeof tokenName !== 'string' || typeof creatorAccessKeyId !== 'string') return undefined;
+  if (typeof createdMs !== 'number' || typeof expiresMs !== 'number') return undefined;
+  if (!Array.isArray(scope) || !scope.every((pattern) => typeof pattern === 'string' && SCOPE_PATTERN.test(pattern))) return undefined;
+  return { id, name: tokenName, hash, scope, creatorAccessKeyId, createdMs, expiresMs };
+}
 
-  private constructor(path: string, records: TokenRecord[], now: () => number) {
-    this.#path = path;
+function rowOf(record: TokenRecord): { name: string; value: string } {
+  return { name: `${TOKEN_SETTING_PREFIX}${record.hash}`, value: JSON.stringify(view(record)) };
+}
+
+export class AdminTokens {
+  readonly #meta: MetadataStore;
+  readonly #now: () => number;
+
+  private constructor(meta: MetadataStore, now: () => number) {
+    this.#meta = meta;
     this.#now = now;
-    for (const record of records) this.#byHash.set(record.hash, record);
   }
 
-  static async open(dataDir: string, now: () => number = Date.now): Promise<AdminTokens> {
-    const path = join(dataDir, TOKENS_FILE);
-    const text = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return undefined;
-      throw error;
-    });
-    if (text === undefined) return new AdminTokens(path, [], now);
-    let parsed: Partial<TokensFile>;
-    try {
-      parsed = JSON.parse(text) as Partial<TokensFile>;
-    } catch {
-      throw new Error(`${path}: not valid JSON (restore it, or remove it to revoke every token)`);
-    }
-    // Written by us: anything else is a damaged file, and guessing at it could widen a token.
-    if (parsed.version !== 1 || !Array.isArray(parsed.tokens)) throw new Error(`${path}: not a Talus token file`);
-    return new AdminTokens(path, parsed.tokens, now);
+  /** The tokens of `meta`, after importing DATA_DIR/admin-tokens.json if an older Talus left one. */
+  static async open(meta: MetadataStore, dataDir: string, now: () => number = Date.now): Promise<AdminTokens> {
+    const tokens = new AdminTokens(meta, now);
+    await tokens.#importFile(join(dataDir, TOKENS_FILE));
+    return tokens;
   }
 
   /** The token's record when it is known and not expired; undefined otherwise (revoked, expired, never issued). */
-  lookup(token: string): TokenRecord | undefined {
+  async lookup(token: string): Promise<TokenRecord | undefined> {
     if (!token.startsWith(TOKEN_PREFIX)) return undefined;
-    const record = this.#byHash.get(hashOf(token));
+    const name = `${TOKEN_SETTING_PREFIX}${hashOf(token)}`;
+    const value = await this.#meta.getSetting(name);
+    const record = value === undefined ? undefined : parseRow(name, value);
     if (record === undefined || this.#now() >= record.expiresMs) return undefined;
     return record;
   }
@@ -104,8 +123,8 @@ export class AdminTokens {
     for (const pattern of request.scope) {
       if (!SCOPE_PATTERN.test(pattern)) throw new AdminError('InvalidRequest', `field scope: ${JSON.stringify(pattern.slice(0, 64))} is not an operation name or pattern (letters and *)`);
     }
-    this.#dropExpired();
-    if (this.#byHash.size >= TOKENS_MAX) throw new AdminError('Conflict', `there are ${TOKENS_MAX} live tokens: revoke some first`);
+    // Counted, then written: nodes creating tokens at the same moment may together pass the limit by one each.
+    if ((await this.#live()).length >= TOKENS_MAX) throw new AdminError('Conflict', `there are ${TOKENS_MAX} live tokens: revoke some first`);
     const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
     const nowMs = this.#now();
     const record: TokenRecord = {
@@ -117,42 +136,69 @@ export class AdminTokens {
       createdMs: nowMs,
       expiresMs: nowMs + request.expiresInSeconds * 1000,
     };
-    this.#byHash.set(record.hash, record);
-    try {
-      await this.#save();
-    } catch (error) {
-      // Not kept, so not valid: a token must not work until a restart forgets it.
-      this.#byHash.delete(record.hash);
-      throw error;
-    }
+    // Durable before the token is shown: if this fails, nobody ever learns a token that might exist.
+    const row = rowOf(record);
+    await this.#meta.putSetting(row.name, row.value);
     return { token, record: view(record) };
   }
 
-  list(): TokenView[] {
-    this.#dropExpired();
-    return [...this.#byHash.values()].map(view);
+  async list(): Promise<TokenView[]> {
+    return (await this.#live()).map(view);
   }
 
   /** False when there is no such (live) token. */
   async revoke(id: string): Promise<boolean> {
-    const found = [...this.#byHash.values()].find((record) => record.id === id);
+    const found = (await this.#live()).find((record) => record.id === id);
     if (found === undefined) return false;
-    this.#byHash.delete(found.hash);
-    await this.#save();
-    return true;
+    return this.#meta.deleteSetting(rowOf(found).name);
   }
 
-  #dropExpired(): void {
+  /** Every live token; expired rows are deleted on the way (lookup refuses them anyway). */
+  async #live(): Promise<TokenRecord[]> {
     const nowMs = this.#now();
-    for (const [hash, record] of this.#byHash) if (nowMs >= record.expiresMs) this.#byHash.delete(hash);
+    const live: TokenRecord[] = [];
+    for (const row of await this.#meta.listSettings(TOKEN_SETTING_PREFIX)) {
+      const record = parseRow(row.name, row.value);
+      if (record === undefined) continue; // damaged: refused by lookup, kept for an operator to look at
+      if (nowMs >= record.expiresMs) await this.#meta.deleteSetting(row.name);
+      else live.push(record);
+    }
+    return live;
   }
 
-  /** The whole set, atomically: a crash leaves the old file or the new one, never a torn one. */
-  #save(): Promise<void> {
-    const write = (): Promise<void> => writeFileAtomically(this.#path, JSON.stringify({ version: 1, tokens: [...this.#byHash.values()] } satisfies TokensFile));
-    const saved = this.#writing.then(write);
-    this.#writing = saved.catch(() => undefined);
-    return saved;
+  /**
+   * Copies the live tokens of an older Talus's file into the store, then
+   * renames the file, so it is imported once. Idempotent up to the rename: a
+   * crash in between imports the same rows again at the next start.
+   */
+  async #importFile(path: string): Promise<void> {
+    const text = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw error;
+    });
+    if (text === undefined) return;
+    let parsed: Partial<TokensFile>;
+    try {
+      parsed = JSON.parse(text) as Partial<TokensFile>;
+    } catch {
+      throw new Error(`${path}: not valid JSON (restore it, or remove it to revoke every token it holds)`);
+    }
+    // Written by us: anything else is a damaged file, and guessing at it could widen a token.
+    if (parsed.version !== 1 || !Array.isArray(parsed.tokens)) throw new Error(`${path}: not a Talus token file`);
+    const nowMs = this.#now();
+    for (const record of parsed.tokens) {
+      const row = rowOf(record);
+      if (parseRow(row.name, row.value) === undefined) throw new Error(`${path}: token ${JSON.stringify(String(record.id).slice(0, 64))} is damaged (restore the file, or remove it to revoke every token it holds)`);
+      if (nowMs < record.expiresMs) await this.#meta.putSetting(row.name, row.value);
+    }
+    await rename(path, join(dirname(path), TOKENS_FILE_IMPORTED));
+    // The rename survives power loss before the server answers: otherwise a revoked token could be imported again.
+    const directory = await open(dirname(path), 'r');
+    try {
+      await directory.sync();
+    } finally {
+      await directory.close();
+    }
   }
 }
 

@@ -283,6 +283,17 @@ export interface MetadataStore {
   /** A value sealed under the secret key, to tell a wrong key at start-up before any secret is needed. */
   secretKeyCheck(): Promise<Uint8Array | undefined>;
   setSecretKeyCheck(check: Uint8Array): Promise<void>;
+  /**
+   * Rows of the `settings` table whose name starts with `prefix`, by name:
+   * small operator records every node sharing the store must see alike
+   * (admin bearer tokens: src/admin/tokens.ts). Few rows per prefix.
+   */
+  listSettings(prefix: string): Promise<{ name: string; value: string }[]>;
+  getSetting(name: string): Promise<string | undefined>;
+  /** Creates or replaces one row. */
+  putSetting(name: string, value: string): Promise<void>;
+  /** False if there was no such row. */
+  deleteSetting(name: string): Promise<boolean>;
   /** Creates a user with its first key, atomically. */
   createUser(user: UserRecord, firstKey: AccessKeyRecord): Promise<'created' | 'name-taken' | 'email-taken'>;
   listUsers(): Promise<UserRecord[]>;

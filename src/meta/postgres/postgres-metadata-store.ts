@@ -307,6 +307,23 @@ export class PostgresMetadataStore implements MetadataStore {
     await this.#mutate((tx) => tx`INSERT INTO settings (name, value) VALUES (${SECRET_KEY_CHECK_SETTING}, ${value}) ON CONFLICT (name) DO UPDATE SET value = excluded.value`);
   }
 
+  async listSettings(prefix: string): Promise<{ name: string; value: string }[]> {
+    return this.#read((sql) => sql<{ name: string; value: string }[]>`SELECT name, value FROM settings WHERE starts_with(name, ${prefix}) ORDER BY name COLLATE "C"`);
+  }
+
+  async getSetting(name: string): Promise<string | undefined> {
+    const [row] = await this.#read((sql) => sql<{ value: string }[]>`SELECT value FROM settings WHERE name = ${name}`);
+    return row?.value;
+  }
+
+  async putSetting(name: string, value: string): Promise<void> {
+    await this.#mutate((tx) => tx`INSERT INTO settings (name, value) VALUES (${name}, ${value}) ON CONFLICT (name) DO UPDATE SET value = excluded.value`);
+  }
+
+  async deleteSetting(name: string): Promise<boolean> {
+    return (await this.#mutate((tx) => tx`DELETE FROM settings WHERE name = ${name}`)).count === 1;
+  }
+
   async createUser(user: UserRecord, firstKey: AccessKeyRecord): Promise<'created' | 'name-taken' | 'email-taken'> {
     assert(firstKey.userId === user.canonicalId, 'a user\'s first key is its own');
     return this.#mutate(async (tx) => {

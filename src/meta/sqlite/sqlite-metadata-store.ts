@@ -477,6 +477,22 @@ export class SqliteMetadataStore implements MetadataStore {
     await this.#mutate(() => this.#statements.putSetting.run(SECRET_KEY_CHECK_SETTING, Buffer.from(check).toString('base64')));
   }
 
+  async listSettings(prefix: string): Promise<{ name: string; value: string }[]> {
+    return this.#statements.listSettings.all(prefix, prefix) as { name: string; value: string }[];
+  }
+
+  async getSetting(name: string): Promise<string | undefined> {
+    return (this.#statements.getSetting.get(name) as { value: string } | undefined)?.value;
+  }
+
+  async putSetting(name: string, value: string): Promise<void> {
+    await this.#mutate(() => this.#statements.putSetting.run(name, value));
+  }
+
+  async deleteSetting(name: string): Promise<boolean> {
+    return (await this.#mutate(() => this.#statements.deleteSetting.run(name))).changes === 1;
+  }
+
   async createUser(user: UserRecord, firstKey: AccessKeyRecord): Promise<'created' | 'name-taken' | 'email-taken'> {
     assert(firstKey.userId === user.canonicalId, 'a user\'s first key is its own');
     return this.#mutate(() => {
@@ -1141,6 +1157,9 @@ function prepareStatements(db: Database.Database) {
   return {
     getSetting: db.prepare('SELECT value FROM settings WHERE name = ?'),
     putSetting: db.prepare('INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)'),
+    // substr, not LIKE: a prefix's _ and % are plain characters.
+    listSettings: db.prepare('SELECT name, value FROM settings WHERE substr(name, 1, length(?)) = ? ORDER BY name'),
+    deleteSetting: db.prepare('DELETE FROM settings WHERE name = ?'),
     anyBucket: db.prepare('SELECT 1 FROM buckets LIMIT 1'),
     anyBlob: db.prepare('SELECT 1 FROM blobs LIMIT 1'),
     // secret_access_key is the version 2 plain-text column: never written with a secret any more.
