@@ -7,8 +7,11 @@
  *
  * 1. List `talus-records/` on every reachable backend; read each record
  *    (a damaged copy is replaced by another backend's).
- * 2. Group the records by version (a multipart object has one per part
- *    blob, each naming the whole version). For each blob of a version,
+ * 2. Group the records by version (a multipart object has one full record
+ *    and a pointer record per other part blob; Talus before pointer
+ *    records wrote a full one per blob). A pointer whose version has no
+ *    readable full record makes the version unrecoverable, reported. For
+ *    each blob of a version,
  *    read every shard's header and check it against the recorded location
  *    (blob, shard number, geometry; version 1 shards, without a header, by
  *    their size): a blob with fewer sound shards than its data shards makes
@@ -34,7 +37,7 @@ import { NULL_VERSION_ID } from '../meta/types.ts';
 import { SqliteMetadataStore } from '../meta/sqlite/sqlite-metadata-store.ts';
 import { decodeLocation, OBJECT_RECORD_PREFIX, shardKey, stripeLayoutOf, type BlobLocation } from '../placement/blob-location.ts';
 import { checkEmpty, install, RestoreError } from './restore.ts';
-import { decodeObjectRecord, OBJECT_RECORD_BYTES_MAX, segmentsOf, type RecordedVersion } from './object-record.ts';
+import { decodeObjectRecord, OBJECT_RECORD_BYTES_MAX, segmentsOf, type ObjectRecordPointer, type RecordedVersion, type RecordedVersionName } from './object-record.ts';
 
 /** Blob IDs of unrecorded blobs named in the report (the count is always complete). */
 const UNRECORDED_LISTED_MAX = 100;
@@ -62,10 +65,18 @@ export async function recoverFromScan(options: RecoverOptions): Promise<RecoverR
   const log = options.log ?? (() => undefined);
   await checkEmpty(options.dataDir);
   const byName = new Map(options.backends.map((backend) => [backend.name, backend]));
-  const { versions, shardBlobs, unreachable } = await catalogue(options.backends, log);
+  const { versions, pointers, shardBlobs, unreachable } = await catalogue(options.backends, log);
   const recovered: RecordedVersion[] = [];
   const unrecoverable: { bucket: string; key: string; versionId: string; reason: string }[] = [];
   const recordedBlobs = new Set<string>();
+  for (const [id, pointer] of pointers) {
+    if (versions.has(id)) continue;
+    const { bucket, key, versionId } = pointer.version;
+    const reason = `its full record (blob ${pointer.versionBlobId}) is on no reachable backend`;
+    unrecoverable.push({ bucket, key, versionId, reason });
+    recordedBlobs.add(pointer.blobId);
+    log(`${bucket}/${key} (version ${versionId}) not recoverable: ${reason}`);
+  }
   for (const version of versions.values()) {
     for (const segment of segmentsOf(version)) recordedBlobs.add(segment.blobId);
     const reason = await unreadableBecause(version, byName);
@@ -104,8 +115,10 @@ export async function recoverFromScan(options: RecoverOptions): Promise<RecoverR
 async function catalogue(
   backends: readonly Backend[],
   log: (line: string) => void,
-): Promise<{ versions: Map<string, RecordedVersion>; shardBlobs: Set<string>; unreachable: string[] }> {
+): Promise<{ versions: Map<string, RecordedVersion>; pointers: Map<string, ObjectRecordPointer>; shardBlobs: Set<string>; unreachable: string[] }> {
   const versions = new Map<string, RecordedVersion>();
+  /** One pointer record per version (any one): reports a version whose full record is gone. */
+  const pointers = new Map<string, ObjectRecordPointer>();
   const shardBlobs = new Set<string>();
   const unreachable: string[] = [];
   const readRecords = new Set<string>();
@@ -122,6 +135,10 @@ async function catalogue(
           if (record.blobId !== blobId) throw new Error(`it names blob ${record.blobId}`);
           readRecords.add(blobId);
           const id = versionKey(record.version);
+          if (record.kind === 'pointer') {
+            pointers.set(id, record);
+            continue;
+          }
           const known = versions.get(id);
           // Records of one version's blobs are written from the same row; a newer one wins if they ever differ.
           if (known === undefined || known.seq < record.version.seq) versions.set(id, record.version);
@@ -134,10 +151,10 @@ async function catalogue(
       log(`backend ${backend.name} unreachable: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
-  return { versions, shardBlobs, unreachable };
+  return { versions, pointers, shardBlobs, unreachable };
 }
 
-function versionKey(version: RecordedVersion): string {
+function versionKey(version: RecordedVersionName): string {
   return JSON.stringify([version.bucket, version.key, version.versionId]);
 }
 
