@@ -15,7 +15,8 @@
  *    a missing one. Partial segments (segment.ts) are applied only together
  *    with the complete one after them, so the result is always the exact
  *    state of one moment.
- * 4. Refuse if replicas newer than the point reached exist but could not be
+ * 4. Refuse if replicas newer than the point reached (past its position,
+ *    or of a newer epoch than the last applied) exist but could not be
  *    used (say so; `--partial` accepts the older state), then write the
  *    database into the empty data directory with the store's identity, an
  *    epoch at the newest seen (start-up bumps it past), and change numbers
@@ -103,6 +104,8 @@ export async function restoreMetadata(options: RestoreOptions): Promise<RestoreR
     try {
       removeChangeCapture(db);
       let epoch = base.replica.epoch;
+      /** The epoch of the last replica applied: replicas of a newer one were not (see unusedNewer). */
+      let appliedEpoch = epoch;
       const tried = new Set<string>();
       /** Partial segments read but not applied yet: they go in with the next complete one. */
       let held: Segment[] = [];
@@ -135,9 +138,12 @@ export async function restoreMetadata(options: RestoreOptions): Promise<RestoreR
         segmentsApplied += held.length;
         held = [];
         position = heldPosition;
+        appliedEpoch = epoch;
       }
       if (held.length > 0) log(`${held.length} partial segment(s) after position ${position} not applied: the complete one after them is missing`);
-      const unusedNewer = mine.filter((replica) => replica.to > position).length;
+      // Newer than the point reached: past its position, or of a newer epoch whatever its numbers (a timeline
+      // numbered from 1 again, as Talus before monotonic change numbers did after replication was off a while).
+      const unusedNewer = mine.filter((replica) => replica.to > position || replica.epoch > appliedEpoch).length;
       if (unusedNewer > 0 && options.partial !== true) {
         throw new RestoreError(
           `the replicas end at position ${position}, but ${unusedNewer} replica(s) past it exist and could not be used (missing, damaged or out of order; see above). ` +
@@ -228,7 +234,8 @@ function finish(db: Database.Database, storeId: string, maxEpoch: number, maxPos
   const epoch = Math.max(recorded, maxEpoch);
   db.transaction(() => {
     db.prepare("INSERT OR REPLACE INTO settings (name, value) VALUES ('store_epoch', ?)").run(String(epoch));
-    db.exec(`CREATE TABLE ${CHANGES_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, pk TEXT NOT NULL)`);
+    db.exec(`CREATE TABLE IF NOT EXISTS ${CHANGES_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, pk TEXT NOT NULL)`);
+    db.exec(`DELETE FROM ${CHANGES_TABLE}`);
     db.prepare('DELETE FROM sqlite_sequence WHERE name = ?').run(CHANGES_TABLE);
     db.prepare('INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)').run(CHANGES_TABLE, maxPosition);
   })();
