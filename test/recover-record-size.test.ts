@@ -98,23 +98,38 @@ test('a version of 200 parts gets records growing linearly; recover --scan rebui
         await created.commit();
       }
     }
+    // Two versions of one key with the same seq (records of two databases, before and after a restore): the later
+    // by the clock is latest. Blob IDs sort by creation, so the listing meets the later version first.
+    const tie = [await placedVersion(1), await placedVersion(1)];
+    for (const [i, { segments, meta: document }] of tie.entries()) {
+      const version: RecordedVersion = { bucket: 'b', key: 'tie', versionId: `v${i}`, sizeBytes: PART_BYTES, etag: '"t"', lastModifiedMs: 20 - i, ownerId: 'o', meta: document, seq: 5 };
+      for (const backend of backends) {
+        const body = encodeObjectRecord({ blobId: segments[0]!.blobId, version });
+        const created = backend.create(objectRecordKey(segments[0]!.blobId), body.length);
+        await created.write(body);
+        await created.commit();
+      }
+    }
     // 'orphaned' loses its full record everywhere: its pointers remain.
     for (const backend of backends) await backend.remove([objectRecordKey(orphaned.segments[0]!.blobId)]);
 
     const dataDir = join(root, 'recovered');
     const report = await recoverFromScan({ dataDir, backends });
-    assert.equal(report.versionsRecovered, 3);
+    assert.equal(report.versionsRecovered, 5);
     assert.deepEqual(
       report.versionsUnrecoverable.map((version) => [version.key, version.reason]),
       [['orphaned', `its full record (blob ${orphaned.segments[0]!.blobId}) is on no reachable backend`]],
     );
     const recovered = new Database(join(dataDir, 'meta.db'), { readonly: true });
     try {
-      const rows = recovered.prepare('SELECT key, size_bytes AS size, meta FROM versions ORDER BY key').all() as { key: string; size: number; meta: string }[];
+      const rows = recovered.prepare("SELECT key, size_bytes AS size, meta FROM versions WHERE key != 'tie' ORDER BY key").all() as { key: string; size: number; meta: string }[];
       assert.deepEqual(rows.map((row) => [row.key, row.size]), [['many', PARTS * PART_BYTES], ['old-form', 4 * PART_BYTES], ['single', PART_BYTES]]);
+      assert.equal(recovered.prepare("SELECT version_id FROM versions WHERE key = 'tie' AND is_latest = 1").pluck().get(), 'v0', 'the later of two versions with one seq is latest');
+      // Versions are numbered past every recorded seq: the records written again for them sort after any left from before.
+      assert.ok((recovered.prepare('SELECT min(seq) FROM versions').pluck().get() as number) > 9);
       assert.equal(rows[0]!.meta, many.meta, 'the many-part version comes back whole, every segment and part');
       assert.equal(rows[1]!.meta, old.meta);
-      assert.equal(recovered.prepare('SELECT count(*) FROM blobs').pluck().get(), PARTS + 4 + 1);
+      assert.equal(recovered.prepare('SELECT count(*) FROM blobs').pluck().get(), PARTS + 4 + 1 + 2);
     } finally {
       recovered.close();
     }

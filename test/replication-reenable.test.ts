@@ -57,6 +57,8 @@ async function restoredBuckets(backends: MemoryBackend[]): Promise<string[]> {
     await restoreMetadata({ dataDir: target, backends, key: undefined });
     const restored = new Database(join(target, 'meta.db'), { readonly: true });
     try {
+      // Versions committed after the restore are numbered past any the old server committed (recover --scan orders by them).
+      assert.ok((restored.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'versions'").pluck().get() as number) >= 2 ** 40);
       return restored.prepare('SELECT name FROM buckets ORDER BY name').pluck().all() as string[];
     } finally {
       restored.close();

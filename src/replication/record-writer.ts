@@ -38,7 +38,8 @@ const RECORD_UPLOADS_IN_FLIGHT = 32;
 export const RECORD_INTERVAL_MS_DEFAULT = 1_000;
 /** After a failed round (a backend down), the batch is tried again this much later. */
 const RECORD_RETRY_MS = 5_000;
-const POSITION_FILE = 'object-records.position';
+/** Beside the database; removed when a restore or recover installs another database there (restore.ts, install). */
+export const OBJECT_RECORDS_POSITION_FILE = 'object-records.position';
 /** A record upload not done by then counts as failed (a hung backend must not hold the writer, or shutdown). */
 const RECORD_UPLOAD_TIMEOUT_MS = 30_000;
 /** Shutdown waits this long at most for a round in flight; what it did not finish is written after the next start. */
@@ -78,7 +79,7 @@ export class ObjectRecordWriter {
 
   constructor(options: ObjectRecordWriterOptions) {
     this.#options = options;
-    this.#positionPath = join(dirname(options.databasePath), POSITION_FILE);
+    this.#positionPath = join(dirname(options.databasePath), OBJECT_RECORDS_POSITION_FILE);
   }
 
   /** Versions whose records this process wrote. */

@@ -208,7 +208,9 @@ async function writeDatabase(databasePath: string, identity: { id: string; epoch
   await store.close();
   const db = new Database(databasePath);
   try {
-    const ordered = [...versions].sort((a, b) => compare(a.bucket, b.bucket) || compare(a.key, b.key) || a.seq - b.seq);
+    // Seqs of records written by different databases (before and after an earlier restore or recover) can meet;
+    // restore and recover number new versions past every earlier one, and the clock breaks what ties remain.
+    const ordered = [...versions].sort((a, b) => compare(a.bucket, b.bucket) || compare(a.key, b.key) || a.seq - b.seq || a.lastModifiedMs - b.lastModifiedMs);
     const buckets = new Map<string, { createdMs: number; versioned: boolean }>();
     for (const version of ordered) {
       const bucket = buckets.get(version.bucket) ?? { createdMs: version.lastModifiedMs, versioned: false };
@@ -222,6 +224,11 @@ async function writeDatabase(databasePath: string, identity: { id: string; epoch
     );
     const insertBlob = db.prepare('INSERT OR IGNORE INTO blobs (blob_id, backend, purge_after_ms) VALUES (?, ?, NULL)');
     db.transaction(() => {
+      // New versions (these and the recovered server's) are numbered past every recorded one: their records,
+      // written again under the new numbers, then sort after any record left from an older database.
+      const recordedMax = versions.reduce((max, version) => Math.max(max, version.seq), 0);
+      db.prepare("DELETE FROM sqlite_sequence WHERE name = 'versions'").run();
+      db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('versions', ?)").run(recordedMax);
       for (const [name, bucket] of buckets) insertBucket.run(name, bucket.createdMs, root, bucket.versioned ? 'Enabled' : 'Unversioned');
       ordered.forEach((version, i) => {
         const next = ordered[i + 1];
