@@ -157,12 +157,21 @@ export class ObjectRecordWriter {
         )
         .all(this.#position, RECORD_BATCH_MAX) as VersionRow[],
     }))();
+    // Workers share one generator. After a failed upload none takes another; the round ends once those in flight
+    // have, and fails (the whole batch is tried again: records written twice change nothing).
     const uploads = this.#uploadsOf(rows);
+    let failure: { error: unknown } | undefined;
     const worker = async (): Promise<void> => {
-      for (let next = uploads.next(); next.done !== true; next = uploads.next()) await next.value();
+      for (let next = uploads.next(); failure === undefined && next.done !== true; next = uploads.next()) {
+        try {
+          await next.value();
+        } catch (error) {
+          failure ??= { error };
+        }
+      }
     };
-    // Workers share one generator: a failed upload stops its worker, the others finish theirs, and the round fails.
     await Promise.all(Array.from({ length: RECORD_UPLOADS_IN_FLIGHT }, worker));
+    if (failure !== undefined) throw failure.error;
     const position = rows.length === RECORD_BATCH_MAX ? rows.at(-1)!.seq : Math.max(this.#position, newest);
     if (position !== this.#position) {
       this.#position = position;
@@ -196,9 +205,14 @@ export class ObjectRecordWriter {
       const placed = segments.filter((segment) => segment.location !== undefined);
       if (placed.length === 0) continue;
       const [first, ...others] = placed;
-      yield () => this.#upload(first!, encodeObjectRecord({ blobId: first!.blobId, version }, segments));
-      for (const segment of others) yield () => this.#upload(segment, encodeObjectRecordPointer({ blobId: segment.blobId, versionBlobId: first!.blobId, version }));
-      this.#recorded++;
+      let pending = placed.length;
+      const uploaded = (): void => {
+        if (--pending === 0) this.#recorded++;
+      };
+      yield () => this.#upload(first!, encodeObjectRecord({ blobId: first!.blobId, version }, segments)).then(uploaded);
+      for (const segment of others) {
+        yield () => this.#upload(segment, encodeObjectRecordPointer({ blobId: segment.blobId, versionBlobId: first!.blobId, version })).then(uploaded);
+      }
     }
   }
 
