@@ -75,9 +75,30 @@ test('a version of 200 parts gets records growing linearly; recover --scan rebui
     insert.run('b', 'orphaned', 'null', 3 * PART_BYTES, '"e-3"', 'o', orphaned.meta);
     db.close();
 
+    // Record uploads in flight are bounded, whatever the part count (before: every blob of up to 16 versions at once).
+    let inFlight = 0;
+    let inFlightMax = 0;
+    for (const backend of backends) {
+      const create = backend.create.bind(backend);
+      backend.create = (key, sizeBytes) => {
+        const created = create(key, sizeBytes);
+        if (!key.startsWith('talus-records/')) return created;
+        inFlightMax = Math.max(inFlightMax, ++inFlight);
+        return {
+          write: (chunk) => created.write(chunk),
+          commit: async () => {
+            await new Promise((resolve) => setImmediate(resolve));
+            await created.commit();
+            inFlight--;
+          },
+          abort: async () => created.abort(),
+        };
+      };
+    }
     writer = new ObjectRecordWriter({ databasePath, backends: byName, logger: silentLogger });
     await writer.flush();
     assert.equal(writer.recorded, 3);
+    assert.ok(inFlightMax <= 32 * backends.length, `${inFlightMax} record uploads in flight at once`);
     const recordBytes = (blobIds: readonly string[]): number =>
       backends.reduce((sum, backend) => sum + blobIds.reduce((bytes, blobId) => bytes + (backend.objects().get(objectRecordKey(blobId))?.length ?? 0), 0), 0);
     const manyBytes = recordBytes(many.segments.map((segment) => segment.blobId));
