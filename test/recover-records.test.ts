@@ -25,6 +25,7 @@ const FIXTURE = new URL('./fixtures/object-record-v1.json', import.meta.url);
 test('object record format 1 is pinned: the fixture decodes, and encodes back byte for byte', async () => {
   const bytes = await readFile(FIXTURE);
   const record = decodeObjectRecord(bytes);
+  assert.ok(record.kind !== 'pointer');
   assert.equal(record.blobId, '0mhx2k3b7fedcba9876543210fedc');
   assert.equal(record.version.bucket, 'photos');
   assert.equal(record.version.key, 'año/2026 ☃.jpg');
@@ -86,6 +87,7 @@ test('the writer records placed versions on every backend of their shards; a pur
       const keys = [...backend.objects().keys()].filter((key) => key.startsWith('talus-records/'));
       assert.deepEqual(keys, [objectRecordKey(blob.id)], backend.name);
       const record = decodeObjectRecord(Buffer.from(backend.objects().get(objectRecordKey(blob.id))!));
+      assert.ok(record.kind !== 'pointer');
       assert.equal(record.version.key, 'placed');
       assert.equal(record.version.etag, '"e2"');
     }

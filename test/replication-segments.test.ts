@@ -224,6 +224,15 @@ describe('segments cut short by a backlog', () => {
       assert.equal(segments.length, 2);
       const { header } = await downloadSegmentObject(backends[0]!, segments[0]!.key, undefined, {});
       assert.equal(header.complete, false);
+      // The name says so too: a complete segment of the same range (a later round's) never overwrites it, nor it the complete one.
+      assert.match(segments[0]!.key, /-partial$/);
+      assert.equal(segments[0]!.partial, true);
+      assert.equal(segments[1]!.partial, undefined);
+      const completeBody = await readObject(backends[0]!, segments[1]!.key);
+      const misnamed = segments[1]!.key + '-partial';
+      await replaceObject(backends[0]!, misnamed, completeBody);
+      await assert.rejects(downloadSegmentObject(backends[0]!, misnamed, undefined, { complete: false }), /header says complete = true/);
+      await backends[0]!.remove([misnamed]);
 
       // Whole: exact.
       const whole = await restoreMetadata({ dataDir: join(root, 'whole'), backends, key: undefined });

@@ -13,8 +13,14 @@
  * keys only; the shipper reads the rows' current values when it cuts a
  * segment (see segment.ts for why that is exact).
  *
- * Installed when replication is configured, removed (with the log) when it
- * is not, so an installation without replication pays nothing.
+ * Installed when replication is configured, removed when it is not, so an
+ * installation without replication pays nothing. Removal empties the log
+ * but keeps its table, and with it SQLite's AUTOINCREMENT high-water mark:
+ * change numbers never go back. And an install where capture was off (the
+ * first, or after a spell without replication, whose changes no segment
+ * holds) skips one number: the new timeline's first segment starts past the
+ * last replica of the old one, so a restore never chains it onto the old
+ * timeline across the changes made meanwhile; it needs the new snapshot.
  */
 import type Database from 'better-sqlite3';
 import { assert } from '../util/assert.ts';
@@ -49,7 +55,14 @@ function keyExpression(row: 'NEW' | 'OLD', columns: readonly string[]): string {
 /** Creates the log and the triggers (idempotent; tables added since the last start get theirs). */
 export function installChangeCapture(db: Database.Database): void {
   db.transaction(() => {
+    const wasCapturing = capturedTriggers(db).length > 0;
     db.exec(`CREATE TABLE IF NOT EXISTS ${CHANGES_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, pk TEXT NOT NULL)`);
+    if (!wasCapturing) {
+      // A break in the timeline: see the module comment. (The row exists once the table has had an AUTOINCREMENT insert.)
+      const last = lastChangeNumber(db);
+      db.prepare('DELETE FROM sqlite_sequence WHERE name = ?').run(CHANGES_TABLE);
+      db.prepare('INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)').run(CHANGES_TABLE, last + 1);
+    }
     for (const [table, columns] of replicatedTables(db)) {
       const log = (row: 'NEW' | 'OLD'): string => `INSERT INTO ${CHANGES_TABLE} (tbl, pk) VALUES ('${table}', ${keyExpression(row, columns)});`;
       const name = (op: string): string => quote(`${TRIGGER_PREFIX}${table}_${op}`);
@@ -63,14 +76,22 @@ export function installChangeCapture(db: Database.Database): void {
   }).immediate();
 }
 
-/** Drops the triggers and the log: nothing is captured any more. Does nothing where capture was never installed. */
+function capturedTriggers(db: Database.Database): string[] {
+  return db.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE ? ESCAPE '\\'").pluck().all(`${TRIGGER_PREFIX.replaceAll('_', '\\_')}%`) as string[];
+}
+
+/**
+ * Drops the triggers and empties the log: nothing is captured any more.
+ * The (empty) table stays: dropping it would drop its sqlite_sequence row,
+ * and the next install would number changes from 1 again, under names a
+ * restore takes for the old timeline's. Does nothing where capture is off.
+ */
 export function removeChangeCapture(db: Database.Database): void {
-  const triggers = db.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE ? ESCAPE '\\'").pluck().all(`${TRIGGER_PREFIX.replaceAll('_', '\\_')}%`) as string[];
-  const hasLog = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(CHANGES_TABLE) !== undefined;
-  if (triggers.length === 0 && !hasLog) return;
+  const triggers = capturedTriggers(db);
+  if (triggers.length === 0) return;
   db.transaction(() => {
     for (const trigger of triggers) db.exec(`DROP TRIGGER IF EXISTS ${quote(trigger)}`);
-    db.exec(`DROP TABLE IF EXISTS ${CHANGES_TABLE}`);
+    db.exec(`DELETE FROM ${CHANGES_TABLE}`);
   }).immediate();
 }
 

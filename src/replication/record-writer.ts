@@ -10,7 +10,11 @@
  * reached, up to RECORD_BATCH_MAX (the bounded queue: a backlog is worked
  * off a batch at a time, never held in memory), and uploads a record for
  * each blob of each placed version to every backend holding one of the
- * blob's shards. The position moves past a batch once every blob's record
+ * blob's shards: the full record under the version's first placed blob, a
+ * pointer record under every other (object-record.ts), so a version's
+ * records grow with its part count, not its square. Each version's
+ * document is parsed once, and at most RECORD_UPLOADS_IN_FLIGHT blobs'
+ * records upload at once, however many parts the batch's versions have. The position moves past a batch once every blob's record
  * is on at least one of its backends; it is kept beside the database (lost:
  * the records are written again, which changes nothing). A version deleted
  * before its record was written gets none; one purged just after may leave
@@ -24,17 +28,18 @@ import Database from 'better-sqlite3';
 import type { Backend } from '../backend/backend.ts';
 import { decodeLocation, objectRecordKey } from '../placement/blob-location.ts';
 import type { Logger } from '../util/logger.ts';
-import { encodeObjectRecord, segmentsOf, type RecordedVersion } from './object-record.ts';
+import { encodeObjectRecord, encodeObjectRecordPointer, segmentsOf, type RecordedSegment, type RecordedVersion } from './object-record.ts';
 
 /** Versions read per tick at most: bounds the memory and the time of one synchronous read. */
 export const RECORD_BATCH_MAX = 256;
-/** Versions whose records upload at once. */
-const RECORD_UPLOADS_IN_FLIGHT = 16;
+/** Blobs whose records upload at once (each to every backend of its shards): bounds the requests and bodies in flight. */
+const RECORD_UPLOADS_IN_FLIGHT = 32;
 /** How often new commits are looked for (a backlog is worked off without waiting). */
 export const RECORD_INTERVAL_MS_DEFAULT = 1_000;
 /** After a failed round (a backend down), the batch is tried again this much later. */
 const RECORD_RETRY_MS = 5_000;
-const POSITION_FILE = 'object-records.position';
+/** Beside the database; removed when a restore or recover installs another database there (restore.ts, install). */
+export const OBJECT_RECORDS_POSITION_FILE = 'object-records.position';
 /** A record upload not done by then counts as failed (a hung backend must not hold the writer, or shutdown). */
 const RECORD_UPLOAD_TIMEOUT_MS = 30_000;
 /** Shutdown waits this long at most for a round in flight; what it did not finish is written after the next start. */
@@ -74,7 +79,7 @@ export class ObjectRecordWriter {
 
   constructor(options: ObjectRecordWriterOptions) {
     this.#options = options;
-    this.#positionPath = join(dirname(options.databasePath), POSITION_FILE);
+    this.#positionPath = join(dirname(options.databasePath), OBJECT_RECORDS_POSITION_FILE);
   }
 
   /** Versions whose records this process wrote. */
@@ -152,9 +157,21 @@ export class ObjectRecordWriter {
         )
         .all(this.#position, RECORD_BATCH_MAX) as VersionRow[],
     }))();
-    for (let i = 0; i < rows.length; i += RECORD_UPLOADS_IN_FLIGHT) {
-      await Promise.all(rows.slice(i, i + RECORD_UPLOADS_IN_FLIGHT).map((row) => this.#recordVersion(row)));
-    }
+    // Workers share one generator. After a failed upload none takes another; the round ends once those in flight
+    // have, and fails (the whole batch is tried again: records written twice change nothing).
+    const uploads = this.#uploadsOf(rows);
+    let failure: { error: unknown } | undefined;
+    const worker = async (): Promise<void> => {
+      for (let next = uploads.next(); failure === undefined && next.done !== true; next = uploads.next()) {
+        try {
+          await next.value();
+        } catch (error) {
+          failure ??= { error };
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: RECORD_UPLOADS_IN_FLIGHT }, worker));
+    if (failure !== undefined) throw failure.error;
     const position = rows.length === RECORD_BATCH_MAX ? rows.at(-1)!.seq : Math.max(this.#position, newest);
     if (position !== this.#position) {
       this.#position = position;
@@ -166,53 +183,67 @@ export class ObjectRecordWriter {
     return rows.length;
   }
 
-  /** Every placed blob of the version gets its record on each backend of its shards; at least one copy each, or the round fails. */
-  async #recordVersion(row: VersionRow): Promise<void> {
-    const version: RecordedVersion = {
-      bucket: row.bucket,
-      key: row.key,
-      versionId: row.version_id,
-      sizeBytes: row.size_bytes,
-      etag: row.etag,
-      lastModifiedMs: row.last_modified_ms,
-      ownerId: row.owner_id,
-      meta: row.meta,
-      seq: row.seq,
-    };
-    const placed = segmentsOf(version).filter((segment) => segment.location !== undefined);
-    if (placed.length === 0) return;
-    await Promise.all(
-      placed.map(async (segment) => {
-        const body = encodeObjectRecord({ blobId: segment.blobId, version });
-        const names = [...new Set(decodeLocation(segment.location!).backends)];
-        const outcomes = await Promise.allSettled(
-          names.map(async (name) => {
-            const backend = this.#options.backends.get(name);
-            if (backend === undefined) throw new Error(`backend ${name} is not configured`);
-            const writer = backend.create(objectRecordKey(segment.blobId), body.length);
-            let timer: NodeJS.Timeout | undefined;
-            try {
-              const upload = (async () => {
-                await writer.write(body);
-                await writer.commit();
-              })();
-              const timeout = new Promise<never>((_, reject) => {
-                timer = setTimeout(() => reject(new Error(`${name}: record upload timed out after ${RECORD_UPLOAD_TIMEOUT_MS} ms`)), RECORD_UPLOAD_TIMEOUT_MS);
-              });
-              upload.catch(() => undefined); // a late failure after the timeout is not unhandled
-              await Promise.race([upload, timeout]);
-            } catch (error) {
-              await writer.abort();
-              throw error;
-            } finally {
-              clearTimeout(timer);
-            }
-          }),
-        );
-        const failures = outcomes.filter((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
-        if (failures.length === names.length) throw failures[0]!.reason;
+  /**
+   * One upload per placed blob of the batch's versions, made lazily: a
+   * version's document is parsed when its first upload is taken, and its
+   * full record encoded only then.
+   */
+  *#uploadsOf(rows: readonly VersionRow[]): Generator<() => Promise<void>> {
+    for (const row of rows) {
+      const version: RecordedVersion = {
+        bucket: row.bucket,
+        key: row.key,
+        versionId: row.version_id,
+        sizeBytes: row.size_bytes,
+        etag: row.etag,
+        lastModifiedMs: row.last_modified_ms,
+        ownerId: row.owner_id,
+        meta: row.meta,
+        seq: row.seq,
+      };
+      const segments = segmentsOf(version);
+      const placed = segments.filter((segment) => segment.location !== undefined);
+      if (placed.length === 0) continue;
+      const [first, ...others] = placed;
+      let pending = placed.length;
+      const uploaded = (): void => {
+        if (--pending === 0) this.#recorded++;
+      };
+      yield () => this.#upload(first!, encodeObjectRecord({ blobId: first!.blobId, version }, segments)).then(uploaded);
+      for (const segment of others) {
+        yield () => this.#upload(segment, encodeObjectRecordPointer({ blobId: segment.blobId, versionBlobId: first!.blobId, version })).then(uploaded);
+      }
+    }
+  }
+
+  /** The blob's record goes to each backend of its shards; at least one copy, or the round fails. */
+  async #upload(segment: RecordedSegment, body: Buffer): Promise<void> {
+    const names = [...new Set(decodeLocation(segment.location!).backends)];
+    const outcomes = await Promise.allSettled(
+      names.map(async (name) => {
+        const backend = this.#options.backends.get(name);
+        if (backend === undefined) throw new Error(`backend ${name} is not configured`);
+        const writer = backend.create(objectRecordKey(segment.blobId), body.length);
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          const upload = (async () => {
+            await writer.write(body);
+            await writer.commit();
+          })();
+          const timeout = new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`${name}: record upload timed out after ${RECORD_UPLOAD_TIMEOUT_MS} ms`)), RECORD_UPLOAD_TIMEOUT_MS);
+          });
+          upload.catch(() => undefined); // a late failure after the timeout is not unhandled
+          await Promise.race([upload, timeout]);
+        } catch (error) {
+          await writer.abort();
+          throw error;
+        } finally {
+          clearTimeout(timer);
+        }
       }),
     );
-    this.#recorded++;
+    const failures = outcomes.filter((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+    if (failures.length === names.length) throw failures[0]!.reason;
   }
 }

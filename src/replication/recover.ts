@@ -6,9 +6,14 @@
  * enough sound shards to be read.
  *
  * 1. List `talus-records/` on every reachable backend; read each record
- *    (a damaged copy is replaced by another backend's).
- * 2. Group the records by version (a multipart object has one per part
- *    blob, each naming the whole version). For each blob of a version,
+ *    (a damaged copy is replaced by another backend's). What is found is
+ *    staged in a scratch SQLite database beside the new one, not held in
+ *    memory: a store of millions of versions recovers in bounded memory.
+ * 2. Group the records by version (a multipart object has one full record
+ *    and a pointer record per other part blob; Talus before pointer
+ *    records wrote a full one per blob). A pointer whose version has no
+ *    readable full record makes the version unrecoverable, reported. For
+ *    each blob of a version,
  *    read every shard's header and check it against the recorded location
  *    (blob, shard number, geometry; version 1 shards, without a header, by
  *    their size): a blob with fewer sound shards than its data shards makes
@@ -34,7 +39,7 @@ import { NULL_VERSION_ID } from '../meta/types.ts';
 import { SqliteMetadataStore } from '../meta/sqlite/sqlite-metadata-store.ts';
 import { decodeLocation, OBJECT_RECORD_PREFIX, shardKey, stripeLayoutOf, type BlobLocation } from '../placement/blob-location.ts';
 import { checkEmpty, install, RestoreError } from './restore.ts';
-import { decodeObjectRecord, OBJECT_RECORD_BYTES_MAX, segmentsOf, type RecordedVersion } from './object-record.ts';
+import { decodeObjectRecord, OBJECT_RECORD_BYTES_MAX, segmentsOf, type ObjectRecordPointer, type RecordedSegment, type RecordedVersion } from './object-record.ts';
 
 /** Blob IDs of unrecorded blobs named in the report (the count is always complete). */
 const UNRECORDED_LISTED_MAX = 100;
@@ -62,69 +67,174 @@ export async function recoverFromScan(options: RecoverOptions): Promise<RecoverR
   const log = options.log ?? (() => undefined);
   await checkEmpty(options.dataDir);
   const byName = new Map(options.backends.map((backend) => [backend.name, backend]));
-  const { versions, shardBlobs, unreachable } = await catalogue(options.backends, log);
-  const recovered: RecordedVersion[] = [];
-  const unrecoverable: { bucket: string; key: string; versionId: string; reason: string }[] = [];
-  const recordedBlobs = new Set<string>();
-  for (const version of versions.values()) {
-    for (const segment of segmentsOf(version)) recordedBlobs.add(segment.blobId);
-    const reason = await unreadableBecause(version, byName);
-    if (reason === undefined) recovered.push(version);
-    else {
-      unrecoverable.push({ bucket: version.bucket, key: version.key, versionId: version.versionId, reason });
-      log(`${version.bucket}/${version.key} (version ${version.versionId}) not recoverable: ${reason}`);
-    }
-  }
-  const unrecorded = [...shardBlobs].filter((blobId) => !recordedBlobs.has(blobId)).sort();
-  if (unrecorded.length > 0) log(`${unrecorded.length} blob(s) have shards on the backends but no object record: not recovered`);
   const scratch = join(options.dataDir, 'recover-scratch');
   await rm(scratch, { recursive: true, force: true });
   await mkdir(scratch, { recursive: true });
+  const staging = new Staging(join(scratch, 'staging.db'));
   try {
+    const { unreachable } = await catalogue(options.backends, staging, log);
+    const unrecoverable: { bucket: string; key: string; versionId: string; reason: string }[] = [];
+    for (const pointer of staging.orphanedPointers()) {
+      const reason = `its full record (blob ${pointer.versionBlobId}) is on no reachable backend`;
+      unrecoverable.push({ bucket: pointer.bucket, key: pointer.key, versionId: pointer.versionId, reason });
+      log(`${pointer.bucket}/${pointer.key} (version ${pointer.versionId}) not recoverable: ${reason}`);
+    }
+    let recovered = 0;
+    for (let page = staging.versionsAfter(0); page.length > 0; page = staging.versionsAfter(page.at(-1)!.id)) {
+      for (const { id, version } of page) {
+        const reason = await unreadableBecause(version, byName);
+        if (reason === undefined) {
+          staging.markReadable(id);
+          recovered++;
+        } else {
+          unrecoverable.push({ bucket: version.bucket, key: version.key, versionId: version.versionId, reason });
+          log(`${version.bucket}/${version.key} (version ${version.versionId}) not recoverable: ${reason}`);
+        }
+      }
+    }
+    const unrecorded = staging.unrecordedBlobs(UNRECORDED_LISTED_MAX);
+    if (unrecorded.count > 0) log(`${unrecorded.count} blob(s) have shards on the backends but no object record: not recovered`);
     const databasePath = join(scratch, 'meta.db');
     const identity = { id: randomUUID(), epoch: 1 };
-    const buckets = await writeDatabase(databasePath, identity, recovered);
+    const buckets = await writeDatabase(databasePath, identity, staging);
+    staging.close();
     await install(options.dataDir, databasePath, identity, undefined);
-    log(`recovered ${recovered.length} version(s) in ${buckets} bucket(s) as store ${identity.id}`);
+    log(`recovered ${recovered} version(s) in ${buckets} bucket(s) as store ${identity.id}`);
     return {
       storeId: identity.id,
       buckets,
-      versionsRecovered: recovered.length,
+      versionsRecovered: recovered,
       versionsUnrecoverable: unrecoverable,
-      unrecordedBlobs: unrecorded.length,
-      unrecordedBlobIds: unrecorded.slice(0, UNRECORDED_LISTED_MAX),
+      unrecordedBlobs: unrecorded.count,
+      unrecordedBlobIds: unrecorded.listed,
       unreachableBackends: unreachable,
     };
   } finally {
+    staging.close();
     await rm(scratch, { recursive: true, force: true });
   }
 }
 
-/** Every version named by a readable record, and every blob with a shard, on the reachable backends. */
-async function catalogue(
-  backends: readonly Backend[],
-  log: (line: string) => void,
-): Promise<{ versions: Map<string, RecordedVersion>; shardBlobs: Set<string>; unreachable: string[] }> {
-  const versions = new Map<string, RecordedVersion>();
-  const shardBlobs = new Set<string>();
+/** Versions checked per page: bounds what the check holds in memory. */
+const STAGING_PAGE = 256;
+
+/**
+ * What the scan found, staged in a scratch SQLite database rather than in
+ * memory: a store of millions of versions is recovered in bounded memory,
+ * and the new database is written from it in SQL (order, latest flags,
+ * blobs, buckets).
+ */
+class Staging {
+  readonly db: Database.Database;
+  readonly #path: string;
+
+  constructor(path: string) {
+    this.#path = path;
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = OFF');
+    this.db.pragma('synchronous = OFF');
+    this.db.exec(`
+      CREATE TABLE versions (id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, version_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        last_modified_ms INTEGER NOT NULL, size_bytes INTEGER NOT NULL, etag TEXT NOT NULL, owner_id TEXT NOT NULL, meta TEXT NOT NULL,
+        readable INTEGER NOT NULL DEFAULT 0, UNIQUE (bucket, key, version_id));
+      CREATE TABLE pointers (bucket TEXT NOT NULL, key TEXT NOT NULL, version_id TEXT NOT NULL, blob_id TEXT NOT NULL, version_blob_id TEXT NOT NULL,
+        PRIMARY KEY (bucket, key, version_id)) WITHOUT ROWID;
+      CREATE TABLE records (blob_id TEXT PRIMARY KEY) WITHOUT ROWID;
+      CREATE TABLE shard_blobs (blob_id TEXT PRIMARY KEY) WITHOUT ROWID;
+      CREATE TABLE recorded_blobs (blob_id TEXT PRIMARY KEY) WITHOUT ROWID;`);
+  }
+
+  get path(): string {
+    return this.#path;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  hasRecord(blobId: string): boolean {
+    return this.db.prepare('SELECT 1 FROM records WHERE blob_id = ?').get(blobId) !== undefined;
+  }
+
+  addShardBlob(blobId: string): void {
+    this.db.prepare('INSERT OR IGNORE INTO shard_blobs (blob_id) VALUES (?)').run(blobId);
+  }
+
+  /** A full record: the version, unless one with a higher seq is staged (records of one version's blobs are written from the same row). */
+  addVersion(blobId: string, version: RecordedVersion, segments: readonly RecordedSegment[]): void {
+    this.db.transaction(() => {
+      this.db.prepare('INSERT OR IGNORE INTO records (blob_id) VALUES (?)').run(blobId);
+      this.db
+        .prepare(
+          'INSERT INTO versions (bucket, key, version_id, seq, last_modified_ms, size_bytes, etag, owner_id, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ' +
+            'ON CONFLICT (bucket, key, version_id) DO UPDATE SET seq = excluded.seq, last_modified_ms = excluded.last_modified_ms, size_bytes = excluded.size_bytes, ' +
+            'etag = excluded.etag, owner_id = excluded.owner_id, meta = excluded.meta WHERE excluded.seq > versions.seq',
+        )
+        .run(version.bucket, version.key, version.versionId, version.seq, version.lastModifiedMs, version.sizeBytes, version.etag, version.ownerId, version.meta);
+      const recorded = this.db.prepare('INSERT OR IGNORE INTO recorded_blobs (blob_id) VALUES (?)');
+      for (const segment of segments) recorded.run(segment.blobId);
+    })();
+  }
+
+  addPointer(pointer: ObjectRecordPointer): void {
+    const { bucket, key, versionId } = pointer.version;
+    this.db.transaction(() => {
+      this.db.prepare('INSERT OR IGNORE INTO records (blob_id) VALUES (?)').run(pointer.blobId);
+      this.db.prepare('INSERT OR IGNORE INTO pointers (bucket, key, version_id, blob_id, version_blob_id) VALUES (?, ?, ?, ?, ?)').run(bucket, key, versionId, pointer.blobId, pointer.versionBlobId);
+      this.db.prepare('INSERT OR IGNORE INTO recorded_blobs (blob_id) VALUES (?)').run(pointer.blobId);
+    })();
+  }
+
+  /** Versions named by pointer records only: their full record was read from no backend. */
+  orphanedPointers(): { bucket: string; key: string; versionId: string; versionBlobId: string }[] {
+    return this.db
+      .prepare(
+        'SELECT bucket, key, version_id AS versionId, version_blob_id AS versionBlobId FROM pointers p ' +
+          'WHERE NOT EXISTS (SELECT 1 FROM versions v WHERE v.bucket = p.bucket AND v.key = p.key AND v.version_id = p.version_id) ORDER BY bucket, key, version_id',
+      )
+      .all() as { bucket: string; key: string; versionId: string; versionBlobId: string }[];
+  }
+
+  versionsAfter(id: number): { id: number; version: RecordedVersion }[] {
+    const rows = this.db
+      .prepare('SELECT id, bucket, key, version_id, seq, last_modified_ms, size_bytes, etag, owner_id, meta FROM versions WHERE id > ? ORDER BY id LIMIT ?')
+      .all(id, STAGING_PAGE) as { id: number; bucket: string; key: string; version_id: string; seq: number; last_modified_ms: number; size_bytes: number; etag: string; owner_id: string; meta: string }[];
+    return rows.map((row) => ({
+      id: row.id,
+      version: { bucket: row.bucket, key: row.key, versionId: row.version_id, seq: row.seq, lastModifiedMs: row.last_modified_ms, sizeBytes: row.size_bytes, etag: row.etag, ownerId: row.owner_id, meta: row.meta },
+    }));
+  }
+
+  markReadable(id: number): void {
+    this.db.prepare('UPDATE versions SET readable = 1 WHERE id = ?').run(id);
+  }
+
+  /** Blobs with shards but no record: the count, and the first `listed` IDs in order. */
+  unrecordedBlobs(listed: number): { count: number; listed: string[] } {
+    const where = 'FROM shard_blobs s WHERE NOT EXISTS (SELECT 1 FROM recorded_blobs r WHERE r.blob_id = s.blob_id)';
+    return {
+      count: this.db.prepare(`SELECT count(*) ${where}`).pluck().get() as number,
+      listed: this.db.prepare(`SELECT blob_id ${where} ORDER BY blob_id LIMIT ?`).pluck().all(listed) as string[],
+    };
+  }
+}
+
+/** Every version named by a readable record, and every blob with a shard, on the reachable backends, into the staging database. */
+async function catalogue(backends: readonly Backend[], staging: Staging, log: (line: string) => void): Promise<{ unreachable: string[] }> {
   const unreachable: string[] = [];
-  const readRecords = new Set<string>();
   for (const backend of backends) {
     try {
       for await (const key of backend.list('')) {
         const shard = SHARD_KEY.exec(key);
-        if (shard !== null) shardBlobs.add(shard[1]!);
+        if (shard !== null) staging.addShardBlob(shard[1]!);
         if (!key.startsWith(OBJECT_RECORD_PREFIX)) continue;
         const blobId = key.slice(OBJECT_RECORD_PREFIX.length);
-        if (readRecords.has(blobId)) continue; // another backend's copy was read already
+        if (staging.hasRecord(blobId)) continue; // another backend's copy was read already
         try {
           const record = decodeObjectRecord(await readWhole(backend, key));
           if (record.blobId !== blobId) throw new Error(`it names blob ${record.blobId}`);
-          readRecords.add(blobId);
-          const id = versionKey(record.version);
-          const known = versions.get(id);
-          // Records of one version's blobs are written from the same row; a newer one wins if they ever differ.
-          if (known === undefined || known.seq < record.version.seq) versions.set(id, record.version);
+          if (record.kind === 'pointer') staging.addPointer(record);
+          else staging.addVersion(blobId, record.version, segmentsOf(record.version));
         } catch (error) {
           log(`${backend.name}: record ${key} unusable: ${error instanceof Error ? error.message : String(error)}`);
         }
@@ -134,11 +244,7 @@ async function catalogue(
       log(`backend ${backend.name} unreachable: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
-  return { versions, shardBlobs, unreachable };
-}
-
-function versionKey(version: RecordedVersion): string {
-  return JSON.stringify([version.bucket, version.key, version.versionId]);
+  return { unreachable };
 }
 
 async function readWhole(backend: Backend, key: string, bytes?: number): Promise<Buffer> {
@@ -182,8 +288,8 @@ async function soundShards(blobId: string, location: BlobLocation, backends: Rea
   return (await Promise.all(checks)).filter(Boolean).length;
 }
 
-/** The new database: recovered versions (commit order per key), their blobs and buckets, owned by root. Returns the bucket count. */
-async function writeDatabase(databasePath: string, identity: { id: string; epoch: number }, versions: readonly RecordedVersion[]): Promise<number> {
+/** The new database: the readable staged versions (commit order per key), their blobs and buckets, owned by root. Returns the bucket count. */
+async function writeDatabase(databasePath: string, identity: { id: string; epoch: number }, staging: Staging): Promise<number> {
   // The store's own constructor creates the schema and chooses root's canonical ID.
   const store = new SqliteMetadataStore(databasePath);
   await store.setStoreIdentity(identity);
@@ -191,38 +297,39 @@ async function writeDatabase(databasePath: string, identity: { id: string; epoch
   await store.close();
   const db = new Database(databasePath);
   try {
-    const ordered = [...versions].sort((a, b) => compare(a.bucket, b.bucket) || compare(a.key, b.key) || a.seq - b.seq);
-    const buckets = new Map<string, { createdMs: number; versioned: boolean }>();
-    for (const version of ordered) {
-      const bucket = buckets.get(version.bucket) ?? { createdMs: version.lastModifiedMs, versioned: false };
-      bucket.createdMs = Math.min(bucket.createdMs, version.lastModifiedMs);
-      bucket.versioned ||= version.versionId !== NULL_VERSION_ID;
-      buckets.set(version.bucket, bucket);
-    }
-    const insertBucket = db.prepare('INSERT INTO buckets (name, created_ms, owner_id, versioning) VALUES (?, ?, ?, ?)');
-    const insertVersion = db.prepare(
-      'INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?)',
-    );
-    const insertBlob = db.prepare('INSERT OR IGNORE INTO blobs (blob_id, backend, purge_after_ms) VALUES (?, ?, NULL)');
-    db.transaction(() => {
-      for (const [name, bucket] of buckets) insertBucket.run(name, bucket.createdMs, root, bucket.versioned ? 'Enabled' : 'Unversioned');
-      ordered.forEach((version, i) => {
-        const next = ordered[i + 1];
-        const latest = next === undefined || next.bucket !== version.bucket || next.key !== version.key;
-        insertVersion.run(version.bucket, version.key, version.versionId, latest ? 1 : 0, version.sizeBytes, version.etag, version.lastModifiedMs, root, version.meta);
-        for (const segment of segmentsOf(version)) insertBlob.run(segment.blobId, segment.location!);
-      });
+    db.prepare('ATTACH DATABASE ? AS staging').run(staging.path);
+    const buckets = db.transaction(() => {
+      // New versions (these and the recovered server's) are numbered past every recorded one: their records,
+      // written again under the new numbers, then sort after any record left from an older database.
+      const recordedMax = (db.prepare('SELECT max(seq) FROM staging.versions').pluck().get() as number | null) ?? 0;
+      db.prepare("DELETE FROM sqlite_sequence WHERE name = 'versions'").run();
+      db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('versions', ?)").run(recordedMax);
+      const created = db
+        .prepare(
+          'INSERT INTO buckets (name, created_ms, owner_id, versioning) ' +
+            "SELECT bucket, min(last_modified_ms), ?, CASE WHEN max(version_id != ?) THEN 'Enabled' ELSE 'Unversioned' END FROM staging.versions WHERE readable = 1 GROUP BY bucket ORDER BY bucket",
+        )
+        .run(root, NULL_VERSION_ID).changes;
+      // In recorded commit order per key (text compares as UTF-8 bytes: S3's key order); seqs of records written by
+      // different databases can meet (restore and recover number new versions past every earlier one), and the
+      // clock breaks what ties remain. The last of a key is latest.
+      db.prepare(
+        'INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta) ' +
+          'SELECT bucket, key, version_id, row_number() OVER (PARTITION BY bucket, key ORDER BY seq DESC, last_modified_ms DESC) = 1, 0, size_bytes, etag, last_modified_ms, ?, meta ' +
+          'FROM staging.versions WHERE readable = 1 ORDER BY bucket, key, seq, last_modified_ms',
+      ).run(root);
+      db.prepare(
+        'INSERT OR IGNORE INTO blobs (blob_id, backend, purge_after_ms) ' +
+          "SELECT json_extract(segment.value, '$.blobId'), json_extract(segment.value, '$.location'), NULL FROM staging.versions v, json_each(v.meta, '$.segments') AS segment WHERE v.readable = 1",
+      ).run();
+      return created;
     })();
+    db.exec('DETACH DATABASE staging');
     const check = db.pragma('integrity_check', { simple: true });
     if (check !== 'ok') throw new RestoreError(`the recovered database fails SQLite's integrity check: ${String(check)}`);
     db.pragma('wal_checkpoint(TRUNCATE)');
-    return buckets.size;
+    return buckets;
   } finally {
     db.close();
   }
-}
-
-/** S3's key order: bytes of UTF-8, not UTF-16 code units. */
-function compare(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }

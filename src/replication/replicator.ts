@@ -204,7 +204,7 @@ export class MetadataReplicator {
       const segment = await this.#cutter.cut(this.#shipped);
       if (segment === undefined) return;
       const { storeId, epoch } = this.#options;
-      await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to), segment.body);
+      await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to, segment.complete), segment.body);
       this.#shipped = segment.to;
       this.#segmentsShipped++;
     }

@@ -15,7 +15,8 @@
  *    a missing one. Partial segments (segment.ts) are applied only together
  *    with the complete one after them, so the result is always the exact
  *    state of one moment.
- * 4. Refuse if replicas newer than the point reached exist but could not be
+ * 4. Refuse if replicas newer than the point reached (past its position,
+ *    or of a newer epoch than the last applied) exist but could not be
  *    used (say so; `--partial` accepts the older state), then write the
  *    database into the empty data directory with the store's identity, an
  *    epoch at the newest seen (start-up bumps it past), and change numbers
@@ -27,14 +28,15 @@
  *    timeline's snapshot. Until then a restore finds the new timeline's
  *    segments unusable (no base) and refuses rather than ignore them.
  */
-import { chmod, copyFile, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Backend } from '../backend/backend.ts';
 import type { TalusConfig } from '../config/config.ts';
 import { CHANGES_TABLE, removeChangeCapture } from './change-capture.ts';
 import { downloadSegmentObject, downloadSnapshotObject } from './replica-object.ts';
 import { parseReplicaKey, REPLICA_PREFIX, type ReplicaName } from './replica-names.ts';
+import { OBJECT_RECORDS_POSITION_FILE } from './record-writer.ts';
 import { applySegment, decodeSegment, type Segment } from './segment.ts';
 
 /** Each restore starts its change numbers this far past every replica's: no timeline reaches 2^40 changes. */
@@ -103,6 +105,8 @@ export async function restoreMetadata(options: RestoreOptions): Promise<RestoreR
     try {
       removeChangeCapture(db);
       let epoch = base.replica.epoch;
+      /** The epoch of the last replica applied: replicas of a newer one were not (see unusedNewer). */
+      let appliedEpoch = epoch;
       const tried = new Set<string>();
       /** Partial segments read but not applied yet: they go in with the next complete one. */
       let held: Segment[] = [];
@@ -110,13 +114,15 @@ export async function restoreMetadata(options: RestoreOptions): Promise<RestoreR
       for (;;) {
         const candidates = mine
           .filter((replica) => replica.kind === 'segment' && replica.epoch >= epoch && replica.from <= heldPosition && replica.to > heldPosition && !tried.has(replica.key))
-          .sort((a, b) => b.epoch - a.epoch || b.to - a.to);
+          // Of one range, the complete segment first (a partial one under the same range is an earlier, failed round's cut).
+          .sort((a, b) => b.epoch - a.epoch || b.to - a.to || Number(a.partial === true) - Number(b.partial === true));
         let next: { replica: Catalogued; segment: Segment } | undefined;
         for (const candidate of candidates) {
           tried.add(candidate.key);
           let segment: Segment | undefined;
           await firstThatVerifies(candidate, log, async (holder) => {
-            const { plain } = await downloadSegmentObject(holder, candidate.key, options.key, { storeId, epoch: candidate.epoch, from: candidate.from, to: candidate.to });
+            const expect = { storeId, epoch: candidate.epoch, from: candidate.from, to: candidate.to, ...(candidate.partial === true ? { complete: false } : {}) };
+            const { plain } = await downloadSegmentObject(holder, candidate.key, options.key, expect);
             const decoded = decodeSegment(plain);
             if (decoded.from !== candidate.from || decoded.to !== candidate.to) throw new RestoreError(`${candidate.key}: its content covers ${decoded.from}-${decoded.to}`);
             segment = decoded;
@@ -135,9 +141,12 @@ export async function restoreMetadata(options: RestoreOptions): Promise<RestoreR
         segmentsApplied += held.length;
         held = [];
         position = heldPosition;
+        appliedEpoch = epoch;
       }
       if (held.length > 0) log(`${held.length} partial segment(s) after position ${position} not applied: the complete one after them is missing`);
-      const unusedNewer = mine.filter((replica) => replica.to > position).length;
+      // Newer than the point reached: past its position, or of a newer epoch whatever its numbers (a timeline
+      // numbered from 1 again, as Talus before monotonic change numbers did after replication was off a while).
+      const unusedNewer = mine.filter((replica) => replica.to > position || replica.epoch > appliedEpoch).length;
       if (unusedNewer > 0 && options.partial !== true) {
         throw new RestoreError(
           `the replicas end at position ${position}, but ${unusedNewer} replica(s) past it exist and could not be used (missing, damaged or out of order; see above). ` +
@@ -218,7 +227,8 @@ async function firstThatVerifies(replica: Catalogued, log: (line: string) => voi
 
 /**
  * Makes the restored database a store's next state: no trace of the change
- * log's content, change numbers continuing after every replica's, the epoch
+ * log's content, change numbers continuing after every replica's, version
+ * numbers a new range past the old server's, the epoch
  * at the newest seen (start-up bumps it past), and a clean integrity check.
  */
 function finish(db: Database.Database, storeId: string, maxEpoch: number, maxPosition: number): { id: string; epoch: number } {
@@ -228,9 +238,15 @@ function finish(db: Database.Database, storeId: string, maxEpoch: number, maxPos
   const epoch = Math.max(recorded, maxEpoch);
   db.transaction(() => {
     db.prepare("INSERT OR REPLACE INTO settings (name, value) VALUES ('store_epoch', ?)").run(String(epoch));
-    db.exec(`CREATE TABLE ${CHANGES_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, pk TEXT NOT NULL)`);
+    db.exec(`CREATE TABLE IF NOT EXISTS ${CHANGES_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, pk TEXT NOT NULL)`);
+    db.exec(`DELETE FROM ${CHANGES_TABLE}`);
     db.prepare('DELETE FROM sqlite_sequence WHERE name = ?').run(CHANGES_TABLE);
     db.prepare('INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)').run(CHANGES_TABLE, maxPosition);
+    // Versions committed from now on are numbered past any the old server committed after the restore point: the
+    // object records of both timelines may meet in a later recover --scan, which orders a key's versions by seq.
+    const versions = (db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'versions'").pluck().get() as number | undefined) ?? 0;
+    db.prepare("DELETE FROM sqlite_sequence WHERE name = 'versions'").run();
+    db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('versions', ?)").run(versions + POSITION_JUMP);
   })();
   const check = db.pragma('integrity_check', { simple: true });
   if (check !== 'ok') throw new RestoreError(`the restored database fails SQLite's integrity check: ${String(check)}`);
@@ -245,15 +261,38 @@ function finish(db: Database.Database, storeId: string, maxEpoch: number, maxPos
 export async function install(dataDir: string, databasePath: string, identity: { id: string; epoch: number }, secretKeyFile: string | undefined): Promise<void> {
   const blobs = join(dataDir, 'blobs');
   await mkdir(blobs, { recursive: true });
-  if (secretKeyFile !== undefined) {
-    await copyFile(secretKeyFile, join(dataDir, 'talus.secret-key'));
-    await chmod(join(dataDir, 'talus.secret-key'), 0o600);
-  }
+  if (secretKeyFile !== undefined) await copySecretKey(secretKeyFile, join(dataDir, 'talus.secret-key'));
+  // A restore keeps the store's ID, so the record writer would take a position left here for the old database as
+  // its own and skip the restored database's versions up to it: their records are written again instead.
+  await rm(join(dataDir, OBJECT_RECORDS_POSITION_FILE), { force: true });
   await syncFile(databasePath);
   await rename(databasePath, join(dataDir, 'meta.db'));
   await syncFile(dataDir);
   await mkdir(join(blobs, `talus-store.${identity.id}.epoch-${identity.epoch}`));
   await syncFile(blobs);
+}
+
+/**
+ * The copy is created owner-only from its first byte (a copy then chmod
+ * left it world-readable for a moment) and never replaces a key already
+ * there (that one may seal secrets of its own: refuse, do not guess).
+ */
+async function copySecretKey(source: string, target: string): Promise<void> {
+  if (resolve(source) === resolve(target)) return; // already in place
+  const key = await readFile(source);
+  let handle;
+  try {
+    handle = await open(target, 'wx', 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new RestoreError(`${target} exists: restore does not replace a secret key (move it away first)`);
+    throw error;
+  }
+  try {
+    await handle.writeFile(key);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 async function syncFile(path: string): Promise<void> {
