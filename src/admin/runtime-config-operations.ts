@@ -36,15 +36,15 @@ const BACKENDS_MAX = 64;
 
 /** Changes one at a time: each rewrites its file from what the one before left. */
 let changes: Promise<unknown> = Promise.resolve();
-function oneAtATime<T>(change: () => Promise<T>): Promise<T> {
+export function oneAtATime<T>(change: () => Promise<T>): Promise<T> {
   const done = changes.then(change);
   changes = done.catch(() => undefined);
   return done;
 }
 
-const NAME = { type: 'string', description: 'Lower-case letters, digits, _ and - (as in talus.toml).', required: true, maxLength: 63 } as const;
+export const NAME = { type: 'string', description: 'Lower-case letters, digits, _ and - (as in talus.toml).', required: true, maxLength: 63 } as const;
 
-function requireRuntimePlacement(context: AdminContext): { storage: AdminStorage; placement: OpenPlacement } {
+export function requireRuntimePlacement(context: AdminContext): { storage: AdminStorage; placement: OpenPlacement } {
   const storage = requireStorage(context);
   if (storage.placement === undefined) throw new AdminError('Conflict', 'no placements are configured (start the server with --config)');
   // Workers write with the placements they were started with: a change here would not reach them.
@@ -53,13 +53,24 @@ function requireRuntimePlacement(context: AdminContext): { storage: AdminStorage
   return { storage, placement: storage.placement };
 }
 
-function configured<T>(validate: () => T): T {
+export function configured<T>(validate: () => T): T {
   try {
     return validate();
   } catch (error) {
     if (error instanceof ConfigError) throw new AdminError('InvalidRequest', error.message);
     throw error;
   }
+}
+
+/** A directory backend's path: absolute, apart from the data directory and from every other backend's directory (`name`'s own is not another's). */
+export function checkDirectoryPath(context: AdminContext, path: string | undefined, name: string): asserts path is string {
+  if (path === undefined || !isAbsolute(path)) throw new AdminError('InvalidRequest', 'a directory backend needs an absolute path');
+  // Its orphan reclaim deletes files it does not know: never where the data directory's files are.
+  if (overlaps(resolve(path), resolve(requireStorage(context).dataDir))) throw new AdminError('InvalidRequest', 'a directory backend may not be the data directory, inside it, or around it');
+  // Two backends in one directory would be one failure domain counted as two.
+  const sharing = requireRuntimePlacement(context).placement.store.backends()
+    .find((backend) => backend.name !== name && backend instanceof DirectoryBackend && overlaps(resolve(path), resolve(backend.root)));
+  if (sharing !== undefined) throw new AdminError('InvalidRequest', `backend ${sharing.name}'s directory is, holds, or is inside that path`);
 }
 
 /** Validates, keeps and opens a backend (AddBackend, RecommendPlacement with create). */
@@ -149,16 +160,9 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     },
     output: '{ name, type }',
     async handler(context, input) {
-      if (input.type === 'directory' && (input.path === undefined || !isAbsolute(input.path))) throw new AdminError('InvalidRequest', 'a directory backend needs an absolute path');
-      // Its orphan reclaim deletes files it does not know: never where the data directory's files are.
-      if (input.type === 'directory' && overlaps(resolve(input.path!), resolve(requireStorage(context).dataDir))) throw new AdminError('InvalidRequest', 'a directory backend may not be the data directory, inside it, or around it');
       const open = requireRuntimePlacement(context).placement.store.backends();
       if (open.some((backend) => backend.name === input.name)) throw new AdminError('Conflict', `backend ${input.name} exists`);
-      // Two backends in one directory would be one failure domain counted as two.
-      const sharing = input.type === 'directory'
-        ? open.find((backend) => backend instanceof DirectoryBackend && overlaps(resolve(input.path!), resolve(backend.root)))
-        : undefined;
-      if (sharing !== undefined) throw new AdminError('InvalidRequest', `backend ${sharing.name}'s directory is, holds, or is inside that path`);
+      if (input.type === 'directory') checkDirectoryPath(context, input.path, input.name);
       const requested: BackendConfig = input.type === 'directory'
         ? { name: input.name, type: 'directory', path: input.path! }
         : {

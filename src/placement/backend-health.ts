@@ -116,6 +116,23 @@ export class BackendHealth {
     if (!this.#entries.has(name)) this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), errors: 0, prepared: false, probing: undefined });
   }
 
+  /**
+   * Starts over for a backend whose map entry was replaced (the admin API's
+   * UpdateBackend: another endpoint or keys): unknown, and prepared again,
+   * until its next probe. The error count stays (a counter never goes back).
+   */
+  reset(name: string): void {
+    assert(this.#backends.has(name), `backend ${name} is in the map`);
+    const errors = this.#entries.get(name)?.errors ?? 0;
+    this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), errors, prepared: false, probing: undefined });
+  }
+
+  /** Stops watching a backend removed from the map (the admin API's RemoveBackend). */
+  untrack(name: string): void {
+    assert(!this.#backends.has(name), `backend ${name} left the map`);
+    this.#entries.delete(name);
+  }
+
   /** Probes now and every probe interval, in the background. */
   start(): void {
     if (this.#timer !== undefined) return;
