@@ -11,7 +11,8 @@
  *   incomplete upload's part is on it, accepted once that part is purged;
  *   every object reads back bit-exact, also after a restart.
  * - UpdatePlacement changes a placement's geometry and the objects follow.
- * - Each new operation against every kind of caller, and its one permission.
+ * - Each new operation against every kind of caller, and its one permission;
+ *   the console's backends page calls them.
  */
 import { AbortMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, UploadPartCommand, type S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
@@ -253,6 +254,11 @@ describe('backends and placements changed and removed at run time', () => {
     assert.deepEqual(listed.placements.filter((placement) => placement.name === 'changing').map((placement) => [placement.type, placement.backends]), [['replica', ['b', 'd']]]);
     const file = JSON.parse(await readFile(join(dataDir, 'runtime-placements.json'), 'utf8')) as { placements: { name: string; backends: string[] }[] };
     assert.deepEqual(file.placements.find((placement) => placement.name === 'changing')?.backends, ['b', 'd']);
+  });
+
+  test('the console\'s backends page calls the new operations', async () => {
+    const source = await (await fetch(`${talus.adminUrl}/console/ui/backends.js`)).text();
+    for (const operation of NEW_OPERATIONS) assert.ok(source.includes(`'${operation}'`), operation);
   });
 
   test('each new operation against anonymous, a plain key, scoped and expired tokens, and admin; each is exactly its own permission', async () => {
