@@ -10,10 +10,9 @@
  * keep their start-up configuration) and owns its metadata store (other
  * nodes sharing it would not see a change kept in this data directory).
  *
- * Not offered: changing or removing a backend. Every blob records the
- * backends of its shards; a backend may go only once no blob (live or queued
- * for purge) names it, which is a talus.toml edit and a restart after the
- * buckets moved off it.
+ * Changing and removing backends and placements (UpdateBackend,
+ * RemoveBackend, UpdatePlacement) are backend-change-operations.ts, built on
+ * the helpers exported here (one change at a time, the same conditions).
  */
 import { isAbsolute, resolve, sep } from 'node:path';
 import { DirectoryBackend } from '../backend/directory-backend.ts';

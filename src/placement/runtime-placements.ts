@@ -1,6 +1,7 @@
 /**
  * Backends and placements added at run time (the admin API's AddBackend and
- * AddPlacement), kept in DATA_DIR/runtime-placements.json (mode 0600: an S3
+ * AddPlacement; changed by UpdateBackend and UpdatePlacement, dropped by
+ * RemoveBackend and DeletePlacement), kept in DATA_DIR/runtime-placements.json (mode 0600: an S3
  * backend's secret is in it, as it is in talus.toml) and merged with
  * talus.toml's at every start.
  *
