@@ -57,7 +57,7 @@ function keptEntry<T extends { name: string }>(entries: readonly T[], name: stri
 
 async function updateBackend(context: AdminContext, name: string, changes: BackendChanges): Promise<BackendConfig> {
   const { storage, placement } = requireRuntimePlacement(context);
-  return oneAtATime(async () => {
+  return oneAtATime(storage, async () => {
     const kept = await readRuntimePlacements(storage.dataDir);
     const isOpen = placement.store.backends().some((backend) => backend.name === name);
     const current = keptEntry(kept.backends, name, isOpen, 'backend', 'edit');
@@ -78,7 +78,7 @@ async function updateBackend(context: AdminContext, name: string, changes: Backe
 
 async function removeBackend(context: AdminContext, name: string): Promise<void> {
   const { storage, placement } = requireRuntimePlacement(context);
-  await oneAtATime(async () => {
+  await oneAtATime(storage, async () => {
     const kept = await readRuntimePlacements(storage.dataDir);
     const isOpen = placement.store.backends().some((backend) => backend.name === name);
     keptEntry(kept.backends, name, isOpen, 'backend', 'remove');
@@ -95,7 +95,7 @@ async function removeBackend(context: AdminContext, name: string): Promise<void>
 
 async function updatePlacement(context: AdminContext, request: Parameters<typeof validatePlacement>[0]): Promise<StripedPlacementConfig> {
   const { storage, placement } = requireRuntimePlacement(context);
-  return oneAtATime(async () => {
+  return oneAtATime(storage, async () => {
     const kept = await readRuntimePlacements(storage.dataDir);
     keptEntry(kept.placements, request.name, placement.store.hasPlacement(request.name), 'placement', 'change');
     const backendNames = placement.store.backends().map((backend) => backend.name);

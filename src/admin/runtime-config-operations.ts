@@ -33,10 +33,21 @@ function overlaps(a: string, b: string): boolean {
 /** talus.toml's limit on backends, kept with the ones added here. */
 const BACKENDS_MAX = 64;
 
-/** Changes one at a time: each rewrites its file from what the one before left. */
+/**
+ * Changes one at a time: each rewrites its file from what the one before
+ * left. With --workers each is then applied by every worker before the
+ * answer (a refused change too: it may have kept something, such as
+ * forgetting deleted buckets' choices, and applying is idempotent).
+ */
 let changes: Promise<unknown> = Promise.resolve();
-export function oneAtATime<T>(change: () => Promise<T>): Promise<T> {
-  const done = changes.then(change);
+export function oneAtATime<T>(storage: AdminStorage, change: () => Promise<T>): Promise<T> {
+  const done = changes.then(async () => {
+    const outcome = await change().then((value) => ({ value }), (error: unknown) => ({ error }));
+    const propagated = await storage.placementsChanged?.().then(() => undefined, (error: unknown) => error);
+    if ('error' in outcome) throw outcome.error;
+    if (propagated !== undefined) throw new AdminError('ServiceUnavailable', `kept and applied in this process, but ${propagated instanceof Error ? propagated.message : String(propagated)}`);
+    return outcome.value;
+  });
   changes = done.catch(() => undefined);
   return done;
 }
@@ -46,8 +57,8 @@ export const NAME = { type: 'string', description: 'Lower-case letters, digits, 
 export function requireRuntimePlacement(context: AdminContext): { storage: AdminStorage; placement: OpenPlacement } {
   const storage = requireStorage(context);
   if (storage.placement === undefined) throw new AdminError('Conflict', 'no placements are configured (start the server with --config)');
-  // Workers write with the placements they were started with: a change here would not reach them.
-  if (context.server.workers > 1) throw new AdminError('Conflict', 'not with --workers: change talus.toml and restart');
+  // Workers apply each change when told (placementsChanged); a server that cannot tell them refuses.
+  if (context.server.workers > 1 && storage.placementsChanged === undefined) throw new AdminError('Conflict', 'not with --workers: change talus.toml and restart');
   if (storage.sharedMetadata) throw new AdminError('Conflict', 'not on a node sharing its metadata with others: change every node\'s talus.toml and restart them');
   return { storage, placement: storage.placement };
 }
@@ -77,7 +88,7 @@ export async function addRuntimeBackend(context: AdminContext, requested: Backen
   const { storage, placement } = requireRuntimePlacement(context);
   const backend = configured(() => validateBackend(requested, 'AddBackend'));
   if (backend.type === 's3' && (backend.bucket === '' || backend.accessKeyId === '' || backend.secretAccessKey === '')) throw new AdminError('InvalidRequest', 'an s3 backend needs bucket, accessKeyId and secretAccessKey');
-  return oneAtATime(async () => {
+  return oneAtATime(storage, async () => {
     if (placement.store.backends().some((open) => open.name === backend.name)) throw new AdminError('Conflict', `backend ${backend.name} exists`);
     if (placement.store.backends().length >= BACKENDS_MAX) throw new AdminError('Conflict', `at most ${BACKENDS_MAX} backends`);
     const kept = await readRuntimePlacements(storage.dataDir);
@@ -95,7 +106,7 @@ export async function addRuntimeBackend(context: AdminContext, requested: Backen
 /** Validates, keeps and applies a placement over open backends (AddPlacement, RecommendPlacement with create). */
 export async function addRuntimePlacement(context: AdminContext, request: PlacementRequest): Promise<StripedPlacementConfig> {
   const { storage, placement } = requireRuntimePlacement(context);
-  return oneAtATime(async () => {
+  return oneAtATime(storage, async () => {
     if (placement.store.hasPlacement(request.name)) throw new AdminError('Conflict', `placement ${request.name} exists`);
     const backendNames = placement.store.backends().map((backend) => backend.name);
     const validated = configured(() => validatePlacement(request, backendNames, 'AddPlacement'));
@@ -198,7 +209,7 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     output: '{}',
     async handler(context, input) {
       const { storage, placement } = requireRuntimePlacement(context);
-      return oneAtATime(async () => {
+      return oneAtATime(storage, async () => {
         const kept = await readRuntimePlacements(storage.dataDir);
         if (!kept.placements.some((candidate) => candidate.name === input.name)) {
           throw placement.store.hasPlacement(input.name) ? new AdminError('Conflict', `placement ${input.name} is declared in talus.toml: remove it there`) : new AdminError('NotFound', `no placement ${input.name}`);
@@ -222,7 +233,7 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     async handler(context, input) {
       const { storage, placement } = requireRuntimePlacement(context);
       await context.engine.getBucket(input.bucket); // NotFound for a missing bucket
-      await oneAtATime(async () => {
+      await oneAtATime(storage, async () => {
         if (!placement.store.hasPlacement(input.placement)) throw new AdminError('NotFound', `no placement ${input.placement}`);
         const chosen = await readBucketPlacements(storage.dataDir);
         chosen.set(input.bucket, input.placement);

@@ -66,6 +66,15 @@ export interface OpenPlacement {
   addPlacement(placement: StripedPlacementConfig): void;
   /** A placement of the same name with other backends or geometry (validated and kept by the caller). */
   replacePlacement(placement: StripedPlacementConfig): void;
+  /**
+   * Makes the open backends, placements and buckets' placements those of
+   * `target` (talus.toml's with the run-time changes another process of
+   * this data directory made and kept): what is new is opened or added, what
+   * changed is replaced, what is gone is dropped — a placement only while
+   * unused, a backend only while no placement names it. How --workers'
+   * workers follow the primary's admin API.
+   */
+  applyConfig(target: TalusConfig): Promise<void>;
   /** Why the placement cannot be removed now, or undefined. */
   placementInUse(name: string): string | undefined;
   removePlacement(name: string): void;
@@ -133,6 +142,8 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
   const background = new HealLoop(healer, logger);
   let records: ObjectRecordWriter | undefined;
   const retired = new Set<Backend>();
+  /** What each open backend was opened from: applyConfig replaces those whose configuration changed. */
+  const opened = new Map(config.backends.map((backendConfig) => [backendConfig.name, JSON.stringify(backendConfig)]));
   const retire = (backend: Backend): void => {
     retired.add(backend);
     const closeLater = setTimeout(() => {
@@ -141,7 +152,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     }, RETIRED_BACKEND_CLOSE_DELAY_MS);
     closeLater.unref();
   };
-  return {
+  const open: OpenPlacement = {
     store,
     healer,
     backendStatus: () => health.snapshot(),
@@ -166,6 +177,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
       if (backends.has(backendConfig.name)) throw new Error(`backend ${backendConfig.name} is open already`);
       const backend = await openBackend(backendConfig);
       backends.set(backend.name, backend);
+      opened.set(backend.name, JSON.stringify(backendConfig));
       health.track(backend.name);
       void health.probe(backend.name);
     },
@@ -175,6 +187,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
       const backend = await openBackend(backendConfig);
       // One assignment: every request from here on (shardTargets looks the name up per request) gets the new one.
       backends.set(backend.name, backend);
+      opened.set(backend.name, JSON.stringify(backendConfig));
       health.reset(backend.name);
       void health.probe(backend.name);
       retire(previous);
@@ -184,6 +197,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
       assert(previous !== undefined, `backend ${name} is open`);
       assert(store.placementsNaming(name).length === 0, `no placement names backend ${name}`);
       backends.delete(name);
+      opened.delete(name);
       health.untrack(name);
       retire(previous);
     },
@@ -191,7 +205,30 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     replacePlacement: (placement) => store.replacePlacement(placement),
     placementInUse: (name) => store.placementInUse(name),
     removePlacement: (name) => store.removePlacement(name),
+    applyConfig: async (target) => {
+      for (const backendConfig of target.backends) {
+        if (!opened.has(backendConfig.name)) await open.addBackend(backendConfig);
+        else if (opened.get(backendConfig.name) !== JSON.stringify(backendConfig)) await open.replaceBackend(backendConfig);
+      }
+      for (const placement of target.placements) {
+        if (placement.type === 'hybrid') continue; // talus.toml's alone: never changed at run time
+        const current = store.placements().find((candidate) => candidate.name === placement.name);
+        if (current === undefined) store.addPlacement(placement);
+        else if (JSON.stringify(current) !== JSON.stringify(placement)) store.replacePlacement(placement);
+      }
+      for (const [bucket, name] of target.buckets) if (store.bucketPlacements().get(bucket) !== name) store.setBucketPlacement(bucket, name);
+      for (const bucket of [...store.bucketPlacements().keys()]) if (!target.buckets.has(bucket)) store.forgetBucketPlacement(bucket);
+      const placementNames = new Set(target.placements.map((placement) => placement.name));
+      for (const placement of store.placements()) {
+        if (!placementNames.has(placement.name) && store.placementInUse(placement.name) === undefined) store.removePlacement(placement.name);
+      }
+      const backendNames = new Set(target.backends.map((backendConfig) => backendConfig.name));
+      for (const name of [...opened.keys()]) {
+        if (!backendNames.has(name) && store.placementsNaming(name).length === 0) open.removeBackend(name);
+      }
+    },
   };
+  return open;
 }
 
 /** Repairs every few seconds, a full scan every few hours; never overlapping, never busy. */

@@ -156,6 +156,11 @@ export class PlacedBlobStore implements BlobStore {
     this.#bucketPlacements.set(bucket, placement);
   }
 
+  /** Each bucket's own placement (talus.toml's [buckets] and run-time choices); buckets not in it take the default. */
+  bucketPlacements(): ReadonlyMap<string, string> {
+    return this.#bucketPlacements;
+  }
+
   /** `bucket` takes the default placement again (its choice was dropped: the bucket is gone). */
   forgetBucketPlacement(bucket: string): void {
     this.#bucketPlacements.delete(bucket);
