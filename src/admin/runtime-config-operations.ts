@@ -6,9 +6,9 @@
  * changes nothing; a crash after it applies at the next start), and then
  * applied to the running placement. Objects follow a bucket's new placement
  * through re-placement (a pass starts at once). Only in a server that runs
- * placements (--config), serves in one process (--workers' workers would
- * keep their start-up configuration) and owns its metadata store (other
- * nodes sharing it would not see a change kept in this data directory).
+ * placements (--config) and owns its metadata store (other nodes sharing it
+ * would not see a change kept in this data directory); with --workers every
+ * worker applies each change before the call answers (placementsChanged).
  *
  * Changing and removing backends and placements (UpdateBackend,
  * RemoveBackend, UpdatePlacement) are backend-change-operations.ts, built on
