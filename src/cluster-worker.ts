@@ -9,6 +9,7 @@ import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
 import { missingWriteQuorum } from './placement/backend-health.ts';
 import { openPlacement } from './placement/open-placement.ts';
+import { withRuntimeChanges } from './placement/runtime-placements.ts';
 import { WORKER_SETTINGS_ENV, type ToPrimary, type ToWorker, type WorkerSettings } from './cluster.ts';
 import { DiskReserve } from './disk-reserve.ts';
 import { Engine } from './engine/engine.ts';
@@ -36,9 +37,24 @@ async function runWorker(): Promise<void> {
   const logger = jsonLogger();
   const meta = new SqliteMetadataStore(join(settings.dataDir, 'meta.db'), { onBucketsChanged: () => tell({ kind: 'buckets-changed' }) });
   const local = await FsBlobStore.open(join(settings.dataDir, 'blobs'));
-  const placement = settings.config === undefined
-    ? undefined
-    : await openPlacement({ ...settings.config, buckets: new Map(settings.config.buckets) }, local, meta, logger);
+  const base = settings.config === undefined ? undefined : { ...settings.config, buckets: new Map(settings.config.buckets) };
+  // talus.toml's with the admin API's run-time changes, read afresh: a worker started after a change serves it.
+  const placement = base === undefined ? undefined : await openPlacement(await withRuntimeChanges(base, settings.dataDir), local, meta, logger);
+  /** Changes applied one after another, in the order the primary made them. */
+  let applying: Promise<void> = Promise.resolve();
+  const applyPlacements = (id: number): void => {
+    applying = applying.then(async () => {
+      let error: string | undefined;
+      try {
+        assert(placement !== undefined && base !== undefined, 'run-time changes need placements');
+        await placement.applyConfig(await withRuntimeChanges(base, settings.dataDir));
+      } catch (failure) {
+        error = failure instanceof Error ? failure.message : String(failure);
+        logger.error('applying run-time placement changes failed', { error });
+      }
+      tell({ kind: 'placements-applied', id, error });
+    });
+  };
   // Probes only: healing, reclaim and purges are the primary's.
   placement?.startBackground({ heal: false });
   const blobs: BlobStore = placement?.store ?? local;
@@ -90,6 +106,9 @@ async function runWorker(): Promise<void> {
         break;
       case 'metrics-query':
         void metrics.registry.snapshot().then((snapshot) => tell({ kind: 'metrics-answer', id: message.id, metrics: snapshot }));
+        break;
+      case 'placements-changed':
+        applyPlacements(message.id);
         break;
       case 'shutdown':
         void stop();

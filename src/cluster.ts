@@ -36,7 +36,7 @@ export interface WorkerSettings {
   address: string;
   domain: string | undefined;
   region: string;
-  /** The primary's configuration (backends and placements), as JSON allows: the buckets map as entries. */
+  /** talus.toml's configuration (backends and placements), as JSON allows: the buckets map as entries; the worker adds the data directory's run-time changes. */
   config?: Omit<TalusConfig, 'buckets'> & { buckets: [string, string][] };
   /** The access log every worker appends its lines to (`--access-log`); absent: none. */
   accessLog?: string;
@@ -48,6 +48,8 @@ export type ToWorker =
   | { kind: 'lease-query'; id: number; blobIds: string[] }
   | { kind: 'forget-buckets' }
   | { kind: 'metrics-query'; id: number }
+  /** The admin API changed backends or placements (kept in the data directory): apply them, then answer placements-applied. */
+  | { kind: 'placements-changed'; id: number }
   | { kind: 'shutdown' };
 
 export type ToPrimary =
@@ -55,7 +57,8 @@ export type ToPrimary =
   | { kind: 'lease-answer'; id: number; leased: string[] }
   | { kind: 'buckets-changed' }
   | { kind: 'metrics-answer'; id: number; metrics: MetricSnapshot[] }
-  | { kind: 'audit'; entry: Omit<AuditEntry, 'timeMs'> };
+  | { kind: 'audit'; entry: Omit<AuditEntry, 'timeMs'> }
+  | { kind: 'placements-applied'; id: number; error: string | undefined };
 
 export const WORKER_SETTINGS_ENV = 'TALUS_WORKER_SETTINGS';
 export const WORKERS_MAX = 64;
@@ -63,6 +66,8 @@ export const WORKERS_MAX = 64;
 const LEASE_QUERY_TIMEOUT_MS = 5_000;
 /** A scrape waits this long for each worker's metrics (Prometheus's own scrape timeout is 10 s). */
 const METRICS_QUERY_TIMEOUT_MS = 2_000;
+/** Applying a change opens at most one backend (no network: probes run after): seconds at the very most. */
+const PLACEMENTS_APPLY_TIMEOUT_MS = 10_000;
 const WORKER_START_TIMEOUT_MS = 30_000;
 /**
  * Replacing a dead worker waits RESPAWN_DELAY_MIN_MS, doubled for every
@@ -103,6 +108,7 @@ export class WorkerPool {
   readonly #leaseQueries = new Map<number, { pending: Set<Worker>; leased: Set<string>; resolve(leased: Set<string>): void; timer: NodeJS.Timeout }>();
   #nextQueryId = 1;
   readonly #metricsQueries = new Map<number, (from: Worker, metrics: MetricSnapshot[]) => void>();
+  readonly #placementQueries = new Map<number, (from: Worker, error: string | undefined) => void>();
   /** Where workers' audit entries go (the primary's audit log, set once it is open). */
   onAuditEntry: (entry: Omit<AuditEntry, 'timeMs'>) => void = () => undefined;
   #stopping = false;
@@ -202,6 +208,37 @@ export class WorkerPool {
     });
   }
 
+  /**
+   * The admin API changed backends or placements: every serving worker
+   * applies the data directory's run-time changes, and this resolves once
+   * all did, so writes they serve after the answer follow the change. A
+   * worker started later reads them at its start. Rejects naming the
+   * workers that failed or did not answer in time (the change is kept: a
+   * worker that missed it gets it with the next change or its restart).
+   */
+  placementsChanged(timeoutMs = PLACEMENTS_APPLY_TIMEOUT_MS): Promise<void> {
+    const pending = new Set(this.#serving);
+    if (pending.size === 0) return Promise.resolve();
+    const id = this.#nextQueryId++;
+    const failures: string[] = [];
+    return new Promise((resolve, reject) => {
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.#placementQueries.delete(id);
+        for (const worker of pending) failures.push(`worker ${worker.process.pid}: no answer within ${timeoutMs} ms`);
+        if (failures.length === 0) resolve();
+        else reject(new Error(`not every worker applied the change: ${failures.join('; ')}`));
+      };
+      const timer = setTimeout(finish, timeoutMs);
+      this.#placementQueries.set(id, (from, error) => {
+        if (!pending.delete(from)) return;
+        if (error !== undefined) failures.push(`worker ${from.process.pid}: ${error}`);
+        if (pending.size === 0) finish();
+      });
+      for (const worker of pending) send(worker, { kind: 'placements-changed', id });
+    });
+  }
+
   /** The primary changed a bucket (the admin API): every worker drops its cached bucket records. */
   forgetBuckets(): void {
     for (const worker of this.#workers) send(worker, { kind: 'forget-buckets' });
@@ -210,6 +247,8 @@ export class WorkerPool {
   #onMessage(from: Worker, message: ToPrimary): void {
     if (message.kind === 'audit') {
       this.onAuditEntry(message.entry);
+    } else if (message.kind === 'placements-applied') {
+      this.#placementQueries.get(message.id)?.(from, message.error);
     } else if (message.kind === 'metrics-answer') {
       this.#metricsQueries.get(message.id)?.(from, message.metrics);
     } else if (message.kind === 'buckets-changed') {

@@ -26,8 +26,7 @@ import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { missingWriteQuorum } from './placement/backend-health.ts';
 import { decodeLocation } from './placement/blob-location.ts';
 import { openPlacement, type OpenPlacement } from './placement/open-placement.ts';
-import { BUCKET_PLACEMENTS_FILE, readBucketPlacements, withBucketPlacements } from './placement/bucket-placements.ts';
-import { RUNTIME_PLACEMENTS_FILE, readRuntimePlacements, withRuntimePlacements } from './placement/runtime-placements.ts';
+import { withRuntimeChanges } from './placement/runtime-placements.ts';
 import { PrincipalCache } from './principals/principal-cache.ts';
 import { type Credentials, Principals } from './principals/principals.ts';
 import { openSecretBox } from './principals/secret-key.ts';
@@ -218,8 +217,7 @@ async function startOnLockedDirectory(
   const local = await FsBlobStore.open(join(dataDir, 'blobs'));
   const workers = options.workers ?? 1;
   // Backends and placements added through the admin API join talus.toml's; buckets' placements chosen there win over its [buckets].
-  const withAdditions = withRuntimePlacements(options.config ?? EMPTY_CONFIG, await readRuntimePlacements(dataDir), join(dataDir, RUNTIME_PLACEMENTS_FILE));
-  const config = withBucketPlacements(withAdditions, await readBucketPlacements(dataDir), join(dataDir, BUCKET_PLACEMENTS_FILE));
+  const config = await withRuntimeChanges(options.config ?? EMPTY_CONFIG, dataDir);
   const placed = config.placements.length > 0 || config.defaultPlacement !== EMPTY_CONFIG.defaultPlacement;
   if (!placed) {
     // Fail closed: objects placed on backends cannot be served without the configuration that names them.
@@ -245,8 +243,8 @@ async function startOnLockedDirectory(
           address: options.address ?? '127.0.0.1',
           domain: options.domain,
           region: options.region ?? 'us-east-1',
-          // Workers open the same backends; only the primary heals and purges.
-          ...(placed ? { config: { ...config, buckets: [...config.buckets] } } : {}),
+          // Workers open the same backends; only the primary heals and purges. They add the data directory's run-time changes to talus.toml's themselves, at start and when told.
+          ...(placed ? { config: { ...(options.config ?? EMPTY_CONFIG), buckets: [...(options.config ?? EMPTY_CONFIG).buckets] } } : {}),
           ...(options.accessLog === undefined ? {} : { accessLog: options.accessLog }),
           consoleSourceKey: consoleSourceKey.toString('base64'),
         },
@@ -308,7 +306,10 @@ async function startOnLockedDirectory(
       server: { version: TALUS_VERSION, startedMs: Date.now(), region: options.region ?? 'us-east-1', workers },
       logger,
       // Only the embedded store is this node's alone; another (PostgreSQL) may be shared with other nodes.
-      storage: { dataDir, meta, config, placement, sharedMetadata: !(meta instanceof SqliteMetadataStore) },
+      storage: {
+        dataDir, meta, config, placement, sharedMetadata: !(meta instanceof SqliteMetadataStore),
+        ...(pool === undefined ? {} : { placementsChanged: () => pool.placementsChanged() }),
+      },
       tokens: await AdminTokens.open(meta, dataDir),
     });
   };

@@ -68,6 +68,9 @@ const SAMPLE_INPUTS: Record<keyof typeof ADMIN_OPERATIONS, object> = {
   AddBackend: { name: 'sample-disk', type: 'directory', path: '/nonexistent-sample' },
   AddPlacement: { name: 'sample-placement', type: 'single', backends: ['nowhere'] },
   DeletePlacement: { name: 'no-such-placement' },
+  UpdateBackend: { name: 'no-such-backend', path: '/nonexistent-sample' },
+  RemoveBackend: { name: 'no-such-backend' },
+  UpdatePlacement: { name: 'no-such-placement', type: 'single', backends: ['nowhere'] },
   ProbeEndpoints: { endpoints: ['http://127.0.0.1:9'], probes: 1 },
   RecommendPlacement: { endpoints: ['http://127.0.0.1:9'], probes: 1, k: 1, m: 0 },
 };

@@ -215,6 +215,26 @@ for (const backend of backends) {
       await store.close();
     });
 
+    test('countBlobsOnBackend counts blobs whose location names the backend, live or queued for purge, on every store', async () => {
+      const store = await freshStore(backend);
+      await store.setBucketVersioning('b', 'Enabled');
+      const placed = (key: string, versionId: string, blobId: string, backends: string[]): ObjectVersion => {
+        const location = JSON.stringify({ v: 2, k: 2, m: backends.length - 2, b: 65536, n: 1, h: 40, on: backends });
+        return { ...version(key, versionId, blobId), segments: [{ blobId, sizeBytes: 1, location }] };
+      };
+      await store.commitVersion({ version: placed('x', 'v1', 'p1', ['a', 'b', 'c']), conditions: {} });
+      await store.commitVersion({ version: placed('y', 'v2', 'p2', ['b', 'a', 'd']), conditions: {} });
+      await store.commitVersion({ version: version('z', 'v3', 'local1'), conditions: {} });
+      assert.deepEqual(await Promise.all(['a', 'b', 'c', 'd', 'cc', 'local'].map((name) => store.countBlobsOnBackend(name))), [2, 2, 1, 1, 0, 0]);
+      await store.deleteVersion('b', 'x', 'v1');
+      assert.equal(await store.countBlobsOnBackend('c'), 1, 'queued for purge: its shards are still there');
+      const due = await store.takePurgeBatch(Date.now() + PURGE_GRACE_MS + 1, 10);
+      await store.completePurge(due.map((entry) => entry.blobId));
+      assert.equal(await store.countBlobsOnBackend('c'), 0);
+      assert.equal(await store.countBlobsOnBackend('a'), 1);
+      await store.close();
+    });
+
     test('replacing the null version queues its blob for purge after the grace period', async () => {
       const store = await freshStore(backend);
       await store.commitVersion({ version: version('k', 'null', 'old'), conditions: {} });

@@ -39,6 +39,11 @@ export interface AdminStorage {
    * buckets' placements) would not reach them, so they are refused.
    */
   sharedMetadata: boolean;
+  /**
+   * With --workers: tells every worker to apply the run-time changes just
+   * kept, resolving once they did. Absent in a single process.
+   */
+  placementsChanged?: () => Promise<void>;
 }
 
 /** Who is calling: a signed key, or a bearer token acting for the key that created it. */

@@ -24,6 +24,7 @@ import { PLACEMENT_OPERATIONS } from './placement-operations.ts';
 import { QUOTA_OPERATIONS } from './quota-operations.ts';
 import { REGION_OPERATIONS } from './region-operations.ts';
 import { RUNTIME_CONFIG_OPERATIONS } from './runtime-config-operations.ts';
+import { BACKEND_CHANGE_OPERATIONS } from './backend-change-operations.ts';
 import { STORAGE_OPERATIONS } from './storage-operations.ts';
 import { TOKEN_OPERATIONS } from './token-operations.ts';
 
@@ -316,6 +317,7 @@ export const ADMIN_OPERATIONS = {
   ...STORAGE_OPERATIONS,
   ...PLACEMENT_OPERATIONS,
   ...RUNTIME_CONFIG_OPERATIONS,
+  ...BACKEND_CHANGE_OPERATIONS,
   ...TOKEN_OPERATIONS,
   ...REGION_OPERATIONS,
 } as const satisfies Record<string, AdminOperation>;

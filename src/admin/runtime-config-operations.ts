@@ -6,14 +6,13 @@
  * changes nothing; a crash after it applies at the next start), and then
  * applied to the running placement. Objects follow a bucket's new placement
  * through re-placement (a pass starts at once). Only in a server that runs
- * placements (--config), serves in one process (--workers' workers would
- * keep their start-up configuration) and owns its metadata store (other
- * nodes sharing it would not see a change kept in this data directory).
+ * placements (--config) and owns its metadata store (other nodes sharing it
+ * would not see a change kept in this data directory); with --workers every
+ * worker applies each change before the call answers (placementsChanged).
  *
- * Not offered: changing or removing a backend. Every blob records the
- * backends of its shards; a backend may go only once no blob (live or queued
- * for purge) names it, which is a talus.toml edit and a restart after the
- * buckets moved off it.
+ * Changing and removing backends and placements (UpdateBackend,
+ * RemoveBackend, UpdatePlacement) are backend-change-operations.ts, built on
+ * the helpers exported here (one change at a time, the same conditions).
  */
 import { isAbsolute, resolve, sep } from 'node:path';
 import { DirectoryBackend } from '../backend/directory-backend.ts';
@@ -34,26 +33,37 @@ function overlaps(a: string, b: string): boolean {
 /** talus.toml's limit on backends, kept with the ones added here. */
 const BACKENDS_MAX = 64;
 
-/** Changes one at a time: each rewrites its file from what the one before left. */
+/**
+ * Changes one at a time: each rewrites its file from what the one before
+ * left. With --workers each is then applied by every worker before the
+ * answer (a refused change too: it may have kept something, such as
+ * forgetting deleted buckets' choices, and applying is idempotent).
+ */
 let changes: Promise<unknown> = Promise.resolve();
-function oneAtATime<T>(change: () => Promise<T>): Promise<T> {
-  const done = changes.then(change);
+export function oneAtATime<T>(storage: AdminStorage, change: () => Promise<T>): Promise<T> {
+  const done = changes.then(async () => {
+    const outcome = await change().then((value) => ({ value }), (error: unknown) => ({ error }));
+    const propagated = await storage.placementsChanged?.().then(() => undefined, (error: unknown) => error);
+    if ('error' in outcome) throw outcome.error;
+    if (propagated !== undefined) throw new AdminError('ServiceUnavailable', `kept and applied in this process, but ${propagated instanceof Error ? propagated.message : String(propagated)}`);
+    return outcome.value;
+  });
   changes = done.catch(() => undefined);
   return done;
 }
 
-const NAME = { type: 'string', description: 'Lower-case letters, digits, _ and - (as in talus.toml).', required: true, maxLength: 63 } as const;
+export const NAME = { type: 'string', description: 'Lower-case letters, digits, _ and - (as in talus.toml).', required: true, maxLength: 63 } as const;
 
-function requireRuntimePlacement(context: AdminContext): { storage: AdminStorage; placement: OpenPlacement } {
+export function requireRuntimePlacement(context: AdminContext): { storage: AdminStorage; placement: OpenPlacement } {
   const storage = requireStorage(context);
   if (storage.placement === undefined) throw new AdminError('Conflict', 'no placements are configured (start the server with --config)');
-  // Workers write with the placements they were started with: a change here would not reach them.
-  if (context.server.workers > 1) throw new AdminError('Conflict', 'not with --workers: change talus.toml and restart');
+  // Workers apply each change when told (placementsChanged); a server that cannot tell them refuses.
+  if (context.server.workers > 1 && storage.placementsChanged === undefined) throw new AdminError('Conflict', 'not with --workers: change talus.toml and restart');
   if (storage.sharedMetadata) throw new AdminError('Conflict', 'not on a node sharing its metadata with others: change every node\'s talus.toml and restart them');
   return { storage, placement: storage.placement };
 }
 
-function configured<T>(validate: () => T): T {
+export function configured<T>(validate: () => T): T {
   try {
     return validate();
   } catch (error) {
@@ -62,12 +72,23 @@ function configured<T>(validate: () => T): T {
   }
 }
 
+/** A directory backend's path: absolute, apart from the data directory and from every other backend's directory (`name`'s own is not another's). */
+export function checkDirectoryPath(context: AdminContext, path: string | undefined, name: string): asserts path is string {
+  if (path === undefined || !isAbsolute(path)) throw new AdminError('InvalidRequest', 'a directory backend needs an absolute path');
+  // Its orphan reclaim deletes files it does not know: never where the data directory's files are.
+  if (overlaps(resolve(path), resolve(requireStorage(context).dataDir))) throw new AdminError('InvalidRequest', 'a directory backend may not be the data directory, inside it, or around it');
+  // Two backends in one directory would be one failure domain counted as two.
+  const sharing = requireRuntimePlacement(context).placement.store.backends()
+    .find((backend) => backend.name !== name && backend instanceof DirectoryBackend && overlaps(resolve(path), resolve(backend.root)));
+  if (sharing !== undefined) throw new AdminError('InvalidRequest', `backend ${sharing.name}'s directory is, holds, or is inside that path`);
+}
+
 /** Validates, keeps and opens a backend (AddBackend, RecommendPlacement with create). */
 export async function addRuntimeBackend(context: AdminContext, requested: BackendConfig): Promise<BackendConfig> {
   const { storage, placement } = requireRuntimePlacement(context);
   const backend = configured(() => validateBackend(requested, 'AddBackend'));
   if (backend.type === 's3' && (backend.bucket === '' || backend.accessKeyId === '' || backend.secretAccessKey === '')) throw new AdminError('InvalidRequest', 'an s3 backend needs bucket, accessKeyId and secretAccessKey');
-  return oneAtATime(async () => {
+  return oneAtATime(storage, async () => {
     if (placement.store.backends().some((open) => open.name === backend.name)) throw new AdminError('Conflict', `backend ${backend.name} exists`);
     if (placement.store.backends().length >= BACKENDS_MAX) throw new AdminError('Conflict', `at most ${BACKENDS_MAX} backends`);
     const kept = await readRuntimePlacements(storage.dataDir);
@@ -85,7 +106,7 @@ export async function addRuntimeBackend(context: AdminContext, requested: Backen
 /** Validates, keeps and applies a placement over open backends (AddPlacement, RecommendPlacement with create). */
 export async function addRuntimePlacement(context: AdminContext, request: PlacementRequest): Promise<StripedPlacementConfig> {
   const { storage, placement } = requireRuntimePlacement(context);
-  return oneAtATime(async () => {
+  return oneAtATime(storage, async () => {
     if (placement.store.hasPlacement(request.name)) throw new AdminError('Conflict', `placement ${request.name} exists`);
     const backendNames = placement.store.backends().map((backend) => backend.name);
     const validated = configured(() => validatePlacement(request, backendNames, 'AddPlacement'));
@@ -149,16 +170,9 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     },
     output: '{ name, type }',
     async handler(context, input) {
-      if (input.type === 'directory' && (input.path === undefined || !isAbsolute(input.path))) throw new AdminError('InvalidRequest', 'a directory backend needs an absolute path');
-      // Its orphan reclaim deletes files it does not know: never where the data directory's files are.
-      if (input.type === 'directory' && overlaps(resolve(input.path!), resolve(requireStorage(context).dataDir))) throw new AdminError('InvalidRequest', 'a directory backend may not be the data directory, inside it, or around it');
       const open = requireRuntimePlacement(context).placement.store.backends();
       if (open.some((backend) => backend.name === input.name)) throw new AdminError('Conflict', `backend ${input.name} exists`);
-      // Two backends in one directory would be one failure domain counted as two.
-      const sharing = input.type === 'directory'
-        ? open.find((backend) => backend instanceof DirectoryBackend && overlaps(resolve(input.path!), resolve(backend.root)))
-        : undefined;
-      if (sharing !== undefined) throw new AdminError('InvalidRequest', `backend ${sharing.name}'s directory is, holds, or is inside that path`);
+      if (input.type === 'directory') checkDirectoryPath(context, input.path, input.name);
       const requested: BackendConfig = input.type === 'directory'
         ? { name: input.name, type: 'directory', path: input.path! }
         : {
@@ -195,7 +209,7 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     output: '{}',
     async handler(context, input) {
       const { storage, placement } = requireRuntimePlacement(context);
-      return oneAtATime(async () => {
+      return oneAtATime(storage, async () => {
         const kept = await readRuntimePlacements(storage.dataDir);
         if (!kept.placements.some((candidate) => candidate.name === input.name)) {
           throw placement.store.hasPlacement(input.name) ? new AdminError('Conflict', `placement ${input.name} is declared in talus.toml: remove it there`) : new AdminError('NotFound', `no placement ${input.name}`);
@@ -219,7 +233,7 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     async handler(context, input) {
       const { storage, placement } = requireRuntimePlacement(context);
       await context.engine.getBucket(input.bucket); // NotFound for a missing bucket
-      await oneAtATime(async () => {
+      await oneAtATime(storage, async () => {
         if (!placement.store.hasPlacement(input.placement)) throw new AdminError('NotFound', `no placement ${input.placement}`);
         const chosen = await readBucketPlacements(storage.dataDir);
         chosen.set(input.bucket, input.placement);

@@ -401,6 +401,13 @@ export interface MetadataStore {
   bucketUsage(bucket: string): Promise<BucketUsage>;
   /** The purge queue's length, counted over its index. */
   purgeQueueSummary(): Promise<PurgeQueueSummary>;
+  /**
+   * Blobs with a shard on `backend` (their recorded location names it):
+   * live ones, parts of incomplete uploads, and those queued for purge
+   * (repairs are of such blobs). The admin API's RemoveBackend refuses
+   * while any remain. A scan of every blob: bounded memory, not time.
+   */
+  countBlobsOnBackend(backend: string): Promise<number>;
 
   /**
    * Why the store refuses writes (a failed WAL sync, a database deleted or

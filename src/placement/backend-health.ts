@@ -81,6 +81,11 @@ export interface BackendHealthOptions extends Partial<HealthConfig> {
   readonly prepare?: (backend: Backend, signal: AbortSignal) => Promise<void>;
 }
 
+/** A backend not yet probed (or probed no more since its endpoint changed). */
+function unknownEntry(errors: number, history: LatencyHistory): Entry {
+  return { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), errors, prepared: false, probing: undefined, history };
+}
+
 /**
  * What Talus knows of each backend's health: probed periodically (a stat of
  * a key that does not exist: cheap everywhere, and it proves credentials and
@@ -109,14 +114,32 @@ export class BackendHealth {
     this.#deadlineMaxMs = Math.max(this.#deadlineMinMs, options.deadlineMaxMs ?? HEALTH_DEFAULT.deadlineMaxMs);
     this.#prepare = options.prepare;
     for (const name of backends.keys()) {
-      this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), errors: 0, prepared: false, probing: undefined, history: new LatencyHistory() });
+      this.#entries.set(name, unknownEntry(0, new LatencyHistory()));
     }
   }
 
   /** Watches a backend added to the map after construction (at run time): unknown until its first probe. */
   track(name: string): void {
     assert(this.#backends.has(name), `backend ${name} is in the map`);
-    if (!this.#entries.has(name)) this.#entries.set(name, { state: 'unknown', latencyMs: undefined, deviationMs: 0, lastError: undefined, sinceMs: Date.now(), errors: 0, prepared: false, probing: undefined, history: new LatencyHistory() });
+    if (!this.#entries.has(name)) this.#entries.set(name, unknownEntry(0, new LatencyHistory()));
+  }
+
+  /**
+   * Starts over for a backend whose map entry was replaced (the admin API's
+   * UpdateBackend: another endpoint or keys): unknown, and prepared again,
+   * until its next probe. The error count stays (a counter never goes back).
+   */
+  reset(name: string): void {
+    assert(this.#backends.has(name), `backend ${name} is in the map`);
+    const entry = this.#entries.get(name);
+    // The latency chart goes on through the change (it shows what the new endpoint costs).
+    this.#entries.set(name, unknownEntry(entry?.errors ?? 0, entry?.history ?? new LatencyHistory()));
+  }
+
+  /** Stops watching a backend removed from the map (the admin API's RemoveBackend). */
+  untrack(name: string): void {
+    assert(!this.#backends.has(name), `backend ${name} left the map`);
+    this.#entries.delete(name);
   }
 
   /** Probes now and every probe interval, in the background. */

@@ -6,6 +6,7 @@ import { HEALTH_DEFAULT, type BackendConfig, type PlacementConfig, type StripedP
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import { SqliteMetadataStore } from '../meta/sqlite/sqlite-metadata-store.ts';
 import { ObjectRecordWriter } from '../replication/record-writer.ts';
+import { assert } from '../util/assert.ts';
 import type { Logger } from '../util/logger.ts';
 import { BackendHealth, type BackendStatus } from './backend-health.ts';
 import { Healer, type HealProgress, type HealReport, type ReplaceReport } from './healer.ts';
@@ -14,6 +15,14 @@ import { PlacedBlobStore } from './placed-blob-store.ts';
 const REPAIR_INTERVAL_MS = 5_000;
 const SCAN_INTERVAL_MS = 6 * 3_600_000;
 const FIRST_SCAN_DELAY_MS = 60_000;
+/**
+ * How long a backend replaced or removed at run time stays open for the
+ * requests that began on it: a GET streams from the backend it started with
+ * to its end (closing the pool would cut it). Long enough for any one
+ * request at the slowest transfer rate the deadlines tolerate; at shutdown
+ * it closes after the last request anyway.
+ */
+const RETIRED_BACKEND_CLOSE_DELAY_MS = 10 * 60_000;
 
 export interface OpenPlacement {
   readonly store: PlacedBlobStore;
@@ -44,7 +53,28 @@ export interface OpenPlacement {
   placements(): PlacementConfig[];
   /** Opens a backend (validated and kept by the caller) and starts probing it; placements may name it from now on. */
   addBackend(config: BackendConfig): Promise<void>;
+  /**
+   * Opens `config` in place of the open backend of its name (another
+   * endpoint or keys for the same data): new requests use the new one at
+   * once; requests in flight finish on the old one, which closes
+   * RETIRED_BACKEND_CLOSE_DELAY_MS later (or at stopBackground). Rejects,
+   * changing nothing, when the new one cannot be opened.
+   */
+  replaceBackend(config: BackendConfig): Promise<void>;
+  /** Drops a backend no placement names and no blob uses (checked by the caller); it closes as a replaced one does. */
+  removeBackend(name: string): void;
   addPlacement(placement: StripedPlacementConfig): void;
+  /** A placement of the same name with other backends or geometry (validated and kept by the caller). */
+  replacePlacement(placement: StripedPlacementConfig): void;
+  /**
+   * Makes the open backends, placements and buckets' placements those of
+   * `target` (talus.toml's with the run-time changes another process of
+   * this data directory made and kept): what is new is opened or added, what
+   * changed is replaced, what is gone is dropped — a placement only while
+   * unused, a backend only while no placement names it. How --workers'
+   * workers follow the primary's admin API.
+   */
+  applyConfig(target: TalusConfig): Promise<void>;
   /** Why the placement cannot be removed now, or undefined. */
   placementInUse(name: string): string | undefined;
   removePlacement(name: string): void;
@@ -111,7 +141,18 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
   const healer = new Healer(meta, store, onError);
   const background = new HealLoop(healer, logger);
   let records: ObjectRecordWriter | undefined;
-  return {
+  const retired = new Set<Backend>();
+  /** What each open backend was opened from: applyConfig replaces those whose configuration changed. */
+  const opened = new Map(config.backends.map((backendConfig) => [backendConfig.name, JSON.stringify(backendConfig)]));
+  const retire = (backend: Backend): void => {
+    retired.add(backend);
+    const closeLater = setTimeout(() => {
+      retired.delete(backend);
+      backend.close().catch((error: unknown) => onError(`closing the retired backend ${backend.name}`, error));
+    }, RETIRED_BACKEND_CLOSE_DELAY_MS);
+    closeLater.unref();
+  };
+  const open: OpenPlacement = {
     store,
     healer,
     backendStatus: () => health.snapshot(),
@@ -124,6 +165,9 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     stopBackground: async () => {
       await background.stop();
       await records?.stop();
+      // After the listeners closed (shutdown's order): no request is left on them.
+      await Promise.all([...retired].map((backend) => backend.close().catch(() => undefined)));
+      retired.clear();
     },
     healNow: (options) => background.requestPass(options.deep),
     cancelHeal: () => background.cancelRequested(),
@@ -133,13 +177,58 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
       if (backends.has(backendConfig.name)) throw new Error(`backend ${backendConfig.name} is open already`);
       const backend = await openBackend(backendConfig);
       backends.set(backend.name, backend);
+      opened.set(backend.name, JSON.stringify(backendConfig));
       health.track(backend.name);
       void health.probe(backend.name);
     },
+    replaceBackend: async (backendConfig) => {
+      const previous = backends.get(backendConfig.name);
+      if (previous === undefined) throw new Error(`backend ${backendConfig.name} is not open`);
+      const backend = await openBackend(backendConfig);
+      // One assignment: every request from here on (shardTargets looks the name up per request) gets the new one.
+      backends.set(backend.name, backend);
+      opened.set(backend.name, JSON.stringify(backendConfig));
+      health.reset(backend.name);
+      void health.probe(backend.name);
+      retire(previous);
+    },
+    removeBackend: (name) => {
+      const previous = backends.get(name);
+      assert(previous !== undefined, `backend ${name} is open`);
+      assert(store.placementsNaming(name).length === 0, `no placement names backend ${name}`);
+      backends.delete(name);
+      opened.delete(name);
+      health.untrack(name);
+      retire(previous);
+    },
     addPlacement: (placement) => store.addPlacement(placement),
+    replacePlacement: (placement) => store.replacePlacement(placement),
     placementInUse: (name) => store.placementInUse(name),
     removePlacement: (name) => store.removePlacement(name),
+    applyConfig: async (target) => {
+      for (const backendConfig of target.backends) {
+        if (!opened.has(backendConfig.name)) await open.addBackend(backendConfig);
+        else if (opened.get(backendConfig.name) !== JSON.stringify(backendConfig)) await open.replaceBackend(backendConfig);
+      }
+      for (const placement of target.placements) {
+        if (placement.type === 'hybrid') continue; // talus.toml's alone: never changed at run time
+        const current = store.placements().find((candidate) => candidate.name === placement.name);
+        if (current === undefined) store.addPlacement(placement);
+        else if (JSON.stringify(current) !== JSON.stringify(placement)) store.replacePlacement(placement);
+      }
+      for (const [bucket, name] of target.buckets) if (store.bucketPlacements().get(bucket) !== name) store.setBucketPlacement(bucket, name);
+      for (const bucket of [...store.bucketPlacements().keys()]) if (!target.buckets.has(bucket)) store.forgetBucketPlacement(bucket);
+      const placementNames = new Set(target.placements.map((placement) => placement.name));
+      for (const placement of store.placements()) {
+        if (!placementNames.has(placement.name) && store.placementInUse(placement.name) === undefined) store.removePlacement(placement.name);
+      }
+      const backendNames = new Set(target.backends.map((backendConfig) => backendConfig.name));
+      for (const name of [...opened.keys()]) {
+        if (!backendNames.has(name) && store.placementsNaming(name).length === 0) open.removeBackend(name);
+      }
+    },
   };
+  return open;
 }
 
 /** Repairs every few seconds, a full scan every few hours; never overlapping, never busy. */

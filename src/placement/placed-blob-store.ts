@@ -104,6 +104,25 @@ export class PlacedBlobStore implements BlobStore {
   }
 
   /**
+   * Replaces a placement of the same name (the admin API's UpdatePlacement):
+   * new blobs take the new backends or geometry at once; blobs written before
+   * keep their recorded location until re-placement moves them (it compares
+   * each with placementFor).
+   */
+  replacePlacement(placement: StripedPlacementConfig): void {
+    const current = this.#placements.get(placement.name);
+    assert(current !== undefined, `placement ${placement.name} exists`);
+    assert(current.type !== 'hybrid', `placement ${placement.name} is striped`);
+    for (const name of placement.backends) assert(this.#backends.has(name), `placement ${placement.name}: backend ${name} is open`);
+    this.#placements.set(placement.name, placement);
+  }
+
+  /** The striped placements that name `backend` among their candidates. */
+  placementsNaming(backend: string): string[] {
+    return [...this.#placements.values()].filter((placement) => placement.type !== 'hybrid' && placement.backends.includes(backend)).map((placement) => placement.name);
+  }
+
+  /**
    * Why `name` cannot be removed now (a bucket, the default or a hybrid
    * placement uses it), or undefined. Blobs written under it keep reading:
    * each records its own backends.
@@ -135,6 +154,11 @@ export class PlacedBlobStore implements BlobStore {
   setBucketPlacement(bucket: string, placement: string): void {
     assert(this.hasPlacement(placement), `placement ${placement} is configured`);
     this.#bucketPlacements.set(bucket, placement);
+  }
+
+  /** Each bucket's own placement (talus.toml's [buckets] and run-time choices); buckets not in it take the default. */
+  bucketPlacements(): ReadonlyMap<string, string> {
+    return this.#bucketPlacements;
   }
 
   /** `bucket` takes the default placement again (its choice was dropped: the bucket is gone). */

@@ -1,6 +1,7 @@
 /**
  * Backends and placements added at run time (the admin API's AddBackend and
- * AddPlacement), kept in DATA_DIR/runtime-placements.json (mode 0600: an S3
+ * AddPlacement; changed by UpdateBackend and UpdatePlacement, dropped by
+ * RemoveBackend and DeletePlacement), kept in DATA_DIR/runtime-placements.json (mode 0600: an S3
  * backend's secret is in it, as it is in talus.toml) and merged with
  * talus.toml's at every start.
  *
@@ -15,6 +16,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type BackendConfig, ConfigError, type PlacementConfig, type StripedPlacementConfig, type TalusConfig, parseConfig } from '../config/config.ts';
 import { writeFileAtomically } from '../util/atomic-file.ts';
+import { BUCKET_PLACEMENTS_FILE, readBucketPlacements, withBucketPlacements } from './bucket-placements.ts';
 
 export const RUNTIME_PLACEMENTS_FILE = 'runtime-placements.json';
 
@@ -138,4 +140,16 @@ export function withRuntimePlacements(config: TalusConfig, additions: RuntimePla
     placements.push(validatePlacement(placement, backends.map((backend) => backend.name), source));
   }
   return { ...config, backends, placements };
+}
+
+/**
+ * talus.toml's configuration (`base`) with what the admin API kept in
+ * `dataDir`: backends and placements added or changed at run time, and
+ * buckets' placements chosen there (over talus.toml's [buckets]). What every
+ * process of the data directory serves: the primary at start, a worker at
+ * start and whenever the primary tells it the files changed.
+ */
+export async function withRuntimeChanges(base: TalusConfig, dataDir: string): Promise<TalusConfig> {
+  const withAdditions = withRuntimePlacements(base, await readRuntimePlacements(dataDir), join(dataDir, RUNTIME_PLACEMENTS_FILE));
+  return withBucketPlacements(withAdditions, await readBucketPlacements(dataDir), join(dataDir, BUCKET_PLACEMENTS_FILE));
 }

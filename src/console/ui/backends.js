@@ -1,5 +1,6 @@
 // Backends and placements, region discovery: thin client of the admin API's
-// ListBackends, ListPlacements, AddBackend, AddPlacement, SetBucketPlacement,
+// ListBackends, ListPlacements, AddBackend, UpdateBackend, RemoveBackend,
+// AddPlacement, UpdatePlacement, DeletePlacement, SetBucketPlacement,
 // ProbeEndpoints and RecommendPlacement (each run as the session's key).
 import { useEffect, useState } from 'preact/hooks';
 import { admin } from './api.js';
@@ -90,6 +91,31 @@ function AddBackendForm({ act }) {
   </form>`;
 }
 
+/** Another endpoint, keys or path for the same data (UpdateBackend); empty fields stay as they are. */
+function EditBackendForm({ act, backend, done }) {
+  async function submit(event) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const fields = backend.type === 'directory' ? ['path'] : ['endpoint', 'bucket', 'region', 'accessKeyId', 'secretAccessKey'];
+    const input = { name: backend.name };
+    for (const field of fields) if (form[field].value.trim() !== '') input[field] = form[field].value.trim();
+    if (await act(() => admin('UpdateBackend', input))) done();
+  }
+  return html`<form class="row card" onSubmit=${submit} autocomplete="off" data-testid="edit-backend">
+    <b>${backend.name}</b>
+    ${backend.type === 'directory'
+      ? html`<input name="path" placeholder="/new/absolute/path" required aria-label="New backend path" size="30" />`
+      : html`<input name="endpoint" placeholder="endpoint" aria-label="New backend endpoint" />
+        <input name="bucket" placeholder="bucket" aria-label="New backend bucket" />
+        <input name="region" placeholder="region" aria-label="New backend region" />
+        <input name="accessKeyId" placeholder="access key" aria-label="New backend access key" />
+        <input name="secretAccessKey" type="password" placeholder="secret" aria-label="New backend secret key" autocomplete="new-password" />`}
+    <button class="primary" type="submit">Save</button>
+    <button type="button" onClick=${done}>Cancel</button>
+    <span class="note">It must reach the same data: objects name their backends.</span>
+  </form>`;
+}
+
 function AddPlacementForm({ act, backends }) {
   const [type, setType] = useState('erasure');
   async function submit(event) {
@@ -99,7 +125,8 @@ function AddPlacementForm({ act, backends }) {
     if (type === 'erasure') input.dataShards = Number(form.dataShards.value);
     if (type !== 'single') input.parityShards = Number(form.parityShards.value);
     if (form.writeQuorum.value !== '') input.writeQuorum = Number(form.writeQuorum.value);
-    if (await act(() => admin('AddPlacement', input))) form.reset();
+    // A run-time placement's new definition (UpdatePlacement): its objects follow through re-placement.
+    if (await act(() => admin(form.replace.checked ? 'UpdatePlacement' : 'AddPlacement', input))) form.reset();
   }
   return html`<form class="row card" onSubmit=${submit}>
     <input name="placementName" placeholder="name" required aria-label="Placement name" />
@@ -108,7 +135,8 @@ function AddPlacementForm({ act, backends }) {
     ${type !== 'single' ? html`<input name="parityShards" type="number" min="0" placeholder=${type === 'replica' ? 'copies − 1' : 'parity'} required aria-label="Parity shards" class="narrow" />` : null}
     <input name="backends" placeholder=${backends.slice(0, 3).join(', ') || 'backend names'} required aria-label="Placement backends" />
     <input name="writeQuorum" type="number" min="1" placeholder="quorum" aria-label="Write quorum" class="narrow" />
-    <button class="primary" type="submit">Add placement</button>
+    <label class="note"><input name="replace" type="checkbox" aria-label="Replace the placement of this name" /> replace the one of this name</label>
+    <button class="primary" type="submit">Add or replace placement</button>
   </form>`;
 }
 
@@ -130,6 +158,7 @@ export function BackendsPage() {
   const [layout, setLayout] = useState({ defaultPlacement: null, placements: [], buckets: [] });
   const [error, setError] = useState(null);
   const [version, setVersion] = useState(0);
+  const [editing, setEditing] = useState(null);
   useEffect(() => {
     let stopped = false;
     const load = () => Promise.all([admin('ListBackends'), admin('ListPlacements')]).then(([listed, placed]) => {
@@ -149,7 +178,7 @@ export function BackendsPage() {
   return html`<h1>Backends and placements</h1>
     <${ErrorBox} error=${error} />
     <table data-testid="backends">
-      <thead><tr><th>Backend</th><th>Type</th><th>State</th><th>Latency</th><th></th><th>Last probes</th><th>Free</th><th>Placements</th><th>Last error</th></tr></thead>
+      <thead><tr><th>Backend</th><th>Type</th><th>State</th><th>Latency</th><th></th><th>Last probes</th><th>Free</th><th>Placements</th><th>Last error</th><th></th></tr></thead>
       <tbody>
         ${backends.map((backend) => html`<tr key=${backend.name} data-backend=${backend.name}>
           <td><b>${backend.name}</b></td><td>${backend.type}</td>
@@ -158,10 +187,13 @@ export function BackendsPage() {
           <td><${LatencyChart} samples=${backend.latencyHistory ?? []} /></td>
           <td class="num">${backend.freeBytes === null ? '–' : formatBytes(backend.freeBytes)}</td>
           <td>${backend.placements.join(', ')}</td><td class="note">${backend.lastError ?? ''}</td>
+          <td><button onClick=${() => setEditing(backend)}>Edit</button>
+            <button class="danger" onClick=${() => confirm(`Remove backend ${backend.name}?`) && act(() => admin('RemoveBackend', { name: backend.name }))}>Remove</button></td>
         </tr>`)}
-        ${backends.length === 0 ? html`<tr><td colspan="9" class="note">No backends (objects are stored in the data directory; placements need talus.toml, --config).</td></tr>` : null}
+        ${backends.length === 0 ? html`<tr><td colspan="10" class="note">No backends (objects are stored in the data directory; placements need talus.toml, --config).</td></tr>` : null}
       </tbody>
     </table>
+    ${editing === null ? null : html`<${EditBackendForm} key=${editing.name} act=${act} backend=${editing} done=${() => setEditing(null)} />`}
     <h2>Add a backend</h2>
     <${AddBackendForm} act=${act} />
     <h2>Placements</h2>
@@ -175,7 +207,7 @@ export function BackendsPage() {
         <td><button class="danger" onClick=${() => act(() => admin('DeletePlacement', { name: placement.name }))}>Delete</button></td>
       </tr>`)}</tbody>
     </table>
-    <h2>Add a placement</h2>
+    <h2>Add or change a placement</h2>
     <${AddPlacementForm} act=${act} backends=${backends.map((backend) => backend.name)} />
     <h2>Buckets' placements</h2>
     <table data-testid="bucket-placements">

@@ -829,6 +829,14 @@ export class PostgresMetadataStore implements MetadataStore {
     return rows.map((row) => ({ blobId: row.blob_id, location: row.backend }));
   }
 
+  async countBlobsOnBackend(backend: string): Promise<number> {
+    // A location is JSON text (placement/blob-location.ts) with the shards' backends under "on".
+    const [row] = await this.#read((sql) => sql<{ blobs: number }[]>`
+      SELECT count(*) AS blobs FROM blobs WHERE backend != ${LOCAL_BACKEND} AND jsonb_exists(backend::jsonb -> 'on', ${backend})`);
+    assert(row !== undefined, 'an aggregate returns one row');
+    return row.blobs;
+  }
+
   /** Idempotent: a second call waits for the first. */
   close(): Promise<void> {
     return (this.#closing ??= this.#sql.end({ timeout: 5 }));

@@ -69,6 +69,10 @@ const READ_BUSY_TIMEOUT_MS = 5_000;
 const BUCKET_CACHE_MAX = 10_000;
 /** Versions bucketUsage counts per step (about 25 ms of one core): the longest it holds the event loop. */
 const USAGE_STEP_VERSIONS = 50_000;
+/** countBlobsOnBackend's step: each blob's location is parsed (json_each), about 1 µs, so a step holds requests some 50 ms. */
+const BLOB_SCAN_STEP = 50_000;
+/** A blob whose recorded location (JSON, placement/blob-location.ts: shard backends under "on") names @backend. */
+const BLOBS_ON_BACKEND = "SELECT count(*) AS blobs FROM blobs WHERE blob_id > @after AND backend != @local AND EXISTS (SELECT 1 FROM json_each(blobs.backend, '$.on') WHERE value = @backend)";
 const USAGE_SUMS = `SELECT count(*) FILTER (WHERE is_latest = 1 AND is_delete_marker = 0) AS objects,
         count(*) FILTER (WHERE is_delete_marker = 0) AS versions,
         count(*) FILTER (WHERE is_delete_marker = 1) AS delete_markers,
@@ -995,6 +999,22 @@ export class SqliteMetadataStore implements MetadataStore {
     return { blobs: row.blobs, oldestDueMs: row.oldest ?? undefined };
   }
 
+  /** In steps of BLOB_SCAN_STEP blobs, yielding to the event loop between them, as bucketUsage does. */
+  async countBlobsOnBackend(backend: string): Promise<number> {
+    let count = 0;
+    let after = '';
+    for (;;) {
+      const boundary = this.#statements.blobScanStepEnd.get({ after, step: BLOB_SCAN_STEP }) as { blob_id: string } | undefined;
+      const row = (boundary === undefined
+        ? this.#statements.blobsOnBackendTail.get({ after, backend, local: LOCAL_BACKEND })
+        : this.#statements.blobsOnBackendStep.get({ after, until: boundary.blob_id, backend, local: LOCAL_BACKEND })) as { blobs: number };
+      count += row.blobs;
+      if (boundary === undefined) return count;
+      after = boundary.blob_id;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
   /** Idempotent: a second call waits for the first (closing the files twice would fail with EBADF). */
   close(): Promise<void> {
     return (this.#closing ??= this.#closeOnce());
@@ -1275,6 +1295,9 @@ function prepareStatements(db: Database.Database) {
     ),
     purgeQueueSummary: db.prepare('SELECT count(*) AS blobs, min(purge_after_ms) AS oldest FROM blobs WHERE purge_after_ms IS NOT NULL'),
     placedBlobs: db.prepare('SELECT blob_id, backend FROM blobs WHERE backend != ? AND purge_after_ms IS NULL AND blob_id > ? ORDER BY blob_id LIMIT ?'),
+    blobScanStepEnd: db.prepare('SELECT blob_id FROM blobs WHERE blob_id > @after ORDER BY blob_id LIMIT 1 OFFSET @step'),
+    blobsOnBackendStep: db.prepare(`${BLOBS_ON_BACKEND} AND blob_id <= @until`),
+    blobsOnBackendTail: db.prepare(BLOBS_ON_BACKEND),
     forgetPurgedBlob: db.prepare('DELETE FROM blobs WHERE blob_id = ? AND purge_after_ms IS NOT NULL'),
   };
 }

@@ -1,0 +1,159 @@
+/**
+ * Backends and placements changed or removed at run time, without a restart:
+ * UpdateBackend, RemoveBackend and UpdatePlacement, beside the additions of
+ * runtime-config-operations.ts and under the same rules — only entries kept
+ * in DATA_DIR/runtime-placements.json (a talus.toml entry is changed in
+ * talus.toml), validated by src/config's parser, kept before applied, one
+ * change at a time, in a server that may make run-time changes at all.
+ *
+ * A backend's name is its identity: every placed blob records the backends
+ * of its shards by name. So UpdateBackend changes how the same data is
+ * reached (endpoint, keys, region, bucket, prefix, a directory's path), never
+ * which data it is; RemoveBackend waits until no placement names it and no
+ * blob has a shard on it (counted in the metadata store); and a placement's
+ * new backends or geometry reach the objects already written through
+ * re-placement, which a change starts at once.
+ */
+import type { BackendConfig, StripedPlacementConfig } from '../config/config.ts';
+import { readRuntimePlacements, validateBackend, validatePlacement, writeRuntimePlacements } from '../placement/runtime-placements.ts';
+import { type AdminContext, operation } from './define.ts';
+import { AdminError } from './errors.ts';
+import { NAME, checkDirectoryPath, configured, oneAtATime, requireRuntimePlacement } from './runtime-config-operations.ts';
+
+/** What UpdateBackend may change: how the data is reached, not which data (the name and type stay). */
+interface BackendChanges {
+  path?: string | undefined;
+  endpoint?: string | undefined;
+  bucket?: string | undefined;
+  region?: string | undefined;
+  accessKeyId?: string | undefined;
+  secretAccessKey?: string | undefined;
+  prefix?: string | undefined;
+}
+
+/** `current` with `changes` over it; a field that does not fit the backend's type is refused, not ignored. */
+function changedBackend(current: BackendConfig, changes: BackendChanges): BackendConfig {
+  const given = (Object.keys(changes) as (keyof BackendChanges)[]).filter((field) => changes[field] !== undefined);
+  if (given.length === 0) throw new AdminError('InvalidRequest', 'nothing to change: give at least one field');
+  if (current.type === 'directory') {
+    const foreign = given.filter((field) => field !== 'path');
+    if (foreign.length > 0) throw new AdminError('InvalidRequest', `backend ${current.name} is a directory: ${foreign.join(', ')} do not apply`);
+    return { ...current, path: changes.path! };
+  }
+  if (given.includes('path')) throw new AdminError('InvalidRequest', `backend ${current.name} is s3: path does not apply`);
+  const next = { ...current };
+  for (const field of given) next[field as Exclude<keyof BackendChanges, 'path'>] = changes[field]!;
+  if (next.bucket === '' || next.accessKeyId === '' || next.secretAccessKey === '') throw new AdminError('InvalidRequest', 'an s3 backend needs bucket, accessKeyId and secretAccessKey');
+  return next;
+}
+
+/** The run-time entry of `name`; a talus.toml backend gets the answer that says where to change it. */
+function keptEntry<T extends { name: string }>(entries: readonly T[], name: string, open: boolean, kind: string, change: string): T {
+  const entry = entries.find((candidate) => candidate.name === name);
+  if (entry !== undefined) return entry;
+  if (open) throw new AdminError('Conflict', `${kind} ${name} is declared in talus.toml: ${change} it there and restart`);
+  throw new AdminError('NotFound', `no ${kind} ${name}`);
+}
+
+async function updateBackend(context: AdminContext, name: string, changes: BackendChanges): Promise<BackendConfig> {
+  const { storage, placement } = requireRuntimePlacement(context);
+  return oneAtATime(storage, async () => {
+    const kept = await readRuntimePlacements(storage.dataDir);
+    const isOpen = placement.store.backends().some((backend) => backend.name === name);
+    const current = keptEntry(kept.backends, name, isOpen, 'backend', 'edit');
+    const requested = changedBackend(current, changes);
+    if (requested.type === 'directory') checkDirectoryPath(context, requested.path, name);
+    const backend = configured(() => validateBackend(requested, 'UpdateBackend'));
+    const backends = kept.backends.map((candidate) => (candidate.name === name ? backend : candidate));
+    await writeRuntimePlacements(storage.dataDir, { ...kept, backends });
+    try {
+      await placement.replaceBackend(backend);
+    } catch (error) {
+      await writeRuntimePlacements(storage.dataDir, kept); // not opened, so not kept
+      throw new AdminError('InvalidRequest', `backend ${name} cannot be opened so: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    return backend;
+  });
+}
+
+async function removeBackend(context: AdminContext, name: string): Promise<void> {
+  const { storage, placement } = requireRuntimePlacement(context);
+  await oneAtATime(storage, async () => {
+    const kept = await readRuntimePlacements(storage.dataDir);
+    const isOpen = placement.store.backends().some((backend) => backend.name === name);
+    keptEntry(kept.backends, name, isOpen, 'backend', 'remove');
+    const naming = placement.store.placementsNaming(name);
+    if (naming.length > 0) throw new AdminError('Conflict', `backend ${name} is in use by placements ${naming.join(', ')}: UpdatePlacement or DeletePlacement them first`);
+    const blobs = await storage.meta.countBlobsOnBackend(name);
+    if (blobs > 0) {
+      throw new AdminError('Conflict', `backend ${name} still holds shards of ${blobs} blob${blobs === 1 ? '' : 's'} (objects, parts of incomplete uploads, or blobs waiting in the purge queue): let re-placement and the purge queue finish (GetHealStatus), then try again`);
+    }
+    await writeRuntimePlacements(storage.dataDir, { ...kept, backends: kept.backends.filter((candidate) => candidate.name !== name) });
+    placement.removeBackend(name);
+  });
+}
+
+async function updatePlacement(context: AdminContext, request: Parameters<typeof validatePlacement>[0]): Promise<StripedPlacementConfig> {
+  const { storage, placement } = requireRuntimePlacement(context);
+  return oneAtATime(storage, async () => {
+    const kept = await readRuntimePlacements(storage.dataDir);
+    keptEntry(kept.placements, request.name, placement.store.hasPlacement(request.name), 'placement', 'change');
+    const backendNames = placement.store.backends().map((backend) => backend.name);
+    const validated = configured(() => validatePlacement(request, backendNames, 'UpdatePlacement'));
+    await writeRuntimePlacements(storage.dataDir, { ...kept, placements: kept.placements.map((candidate) => (candidate.name === request.name ? validated : candidate)) });
+    placement.replacePlacement(validated);
+    return validated;
+  });
+}
+
+export const BACKEND_CHANGE_OPERATIONS = {
+  UpdateBackend: operation({
+    summary: 'Changes how a backend added at run time is reached — endpoint, keys, region, bucket, prefix, or a directory\'s path — without a restart, kept in the data directory. It must reach the same data: blobs name their backends, so a backend\'s name and type never change. Requests in flight finish on the old connection; new ones use the new.',
+    input: {
+      name: NAME,
+      path: { type: 'string', description: 'directory: the absolute path its files are at now.', maxLength: 4096 },
+      endpoint: { type: 'string', description: 's3: http(s)://host[:port]', maxLength: 512 },
+      bucket: { type: 'string', description: 's3: the bucket.', maxLength: 63 },
+      region: { type: 'string', description: 's3: the region.', maxLength: 64 },
+      accessKeyId: { type: 'string', description: 's3: the access key ID.', maxLength: 256 },
+      secretAccessKey: { type: 'string', description: 's3: the secret (kept in the data directory, mode 0600; never answered).', maxLength: 256 },
+      prefix: { type: 'string', description: 's3: the key prefix in the bucket.', maxLength: 512 },
+    },
+    output: '{ name, type }',
+    async handler(context, input) {
+      const { name, ...changes } = input;
+      const backend = await updateBackend(context, name, changes);
+      return { name: backend.name, type: backend.type };
+    },
+  }),
+  RemoveBackend: operation({
+    summary: 'Removes a backend added at run time once no placement names it and no blob (live, part of an upload, or queued for purge) has a shard on it.',
+    input: { name: NAME },
+    output: '{}',
+    async handler(context, input) {
+      await removeBackend(context, input.name);
+      return {};
+    },
+  }),
+  UpdatePlacement: operation({
+    summary: 'Replaces a run-time placement\'s definition (type, shards, backends, write quorum) without a restart, kept in the data directory; new objects follow it at once, and a re-placement pass starts to move the existing ones.',
+    input: {
+      name: NAME,
+      type: { type: 'string', description: 'erasure (k data + m parity shards), replica (k = 1, m + 1 copies) or single.', required: true, enum: ['erasure', 'replica', 'single'] },
+      dataShards: { type: 'integer', description: 'erasure: k.', minimum: 1, maximum: 64 },
+      parityShards: { type: 'integer', description: 'erasure: m; replica: copies − 1.', minimum: 0, maximum: 64 },
+      backends: { type: 'string[]', description: 'The candidate backends, in priority order.', required: true, maxLength: 64 },
+      writeQuorum: { type: 'integer', description: 'Shards a write waits for (default k + m − 1, at least k).', minimum: 1, maximum: 128 },
+      assignment: { type: 'string', description: 'shuffle (default) or priority.', enum: ['shuffle', 'priority'] },
+    },
+    output: '{ name, type, dataShards, parityShards, backends, writeQuorum, replacementStarted }',
+    async handler(context, input) {
+      const dataShards = input.type === 'erasure' ? input.dataShards ?? 0 : 1;
+      const parityShards = input.type === 'single' ? 0 : input.parityShards ?? 0;
+      const validated = await updatePlacement(context, { ...input, dataShards, parityShards });
+      // Objects already written move with a healing pass's re-placement (false: one asked for runs already; StartHeal after it).
+      const replacementStarted = requireRuntimePlacement(context).placement.healNow({ deep: false });
+      return { name: validated.name, type: validated.type, dataShards: validated.dataShards, parityShards: validated.parityShards, backends: validated.backends, writeQuorum: validated.writeQuorum, replacementStarted };
+    },
+  }),
+} as const;
