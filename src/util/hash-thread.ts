@@ -59,8 +59,12 @@ export const UNACKED_BYTES_MAX = 4 * 1024 * 1024;
  * them hashed in short batches instead of piling up references.
  */
 const PENDING_CHUNKS_MAX = 128;
-/** Returned batches kept for reuse per thread: one body's batches in flight plus the one it fills, and a few to spare. */
-const FREE_BATCHES_MAX = 8;
+/**
+ * Returned batches kept for reuse per thread: one body at full speed (four
+ * with the thread, one filling) never allocates. Kept for the process's
+ * life, so not more: 5 MiB per thread (it was 8 x 512 KiB = 4 MiB).
+ */
+const FREE_BATCHES_MAX = 5;
 /** Concurrent hashes per thread are bounded by the requests in flight; this guards the bookkeeping. */
 const SESSIONS_PER_THREAD_MAX = 4096;
 const THREADS_MAX = 4;
