@@ -65,11 +65,14 @@ export interface RunningServer {
 }
 
 /** extra: more server arguments (--config, --meta…) and the table label they deserve (the scale-out workloads). */
+/** What bin/talus.js's `#!` line gives `talus server` (4 MiB semi-spaces); `node bin/talus.js` needs it spelled out. */
+const TALUS_V8_FLAGS = ['--max-semi-space-size=4'];
+
 export async function startTalus(workers: number, extra: { args?: readonly string[]; label?: string; env?: Record<string, string> } = {}): Promise<RunningServer> {
   const directory = await temporaryDirectory('talus-bench-');
   try {
     const port = await freePort();
-    const args = [join(ROOT, 'bin', 'talus.js'), 'server', join(directory.path, 'data'), '--port', String(port), '--address', '127.0.0.1', ...(extra.args ?? [])];
+    const args = [...TALUS_V8_FLAGS, join(ROOT, 'bin', 'talus.js'), 'server', join(directory.path, 'data'), '--port', String(port), '--address', '127.0.0.1', ...(extra.args ?? [])];
     if (workers > 1) args.push('--workers', String(workers));
     const env = { ...process.env, ...extra.env, TALUS_ROOT_USER: TALUS_CREDENTIALS.accessKeyId, TALUS_ROOT_PASSWORD: TALUS_CREDENTIALS.secretAccessKey };
     const label = extra.label ?? (workers > 1 ? `Talus, ${workers} workers` : 'Talus');
