@@ -60,9 +60,10 @@ export const UNACKED_BYTES_MAX = 4 * 1024 * 1024;
  */
 const PENDING_CHUNKS_MAX = 128;
 /**
- * Returned batches kept for reuse per thread: one body at full speed (four
- * with the thread, one filling) never allocates. Kept for the process's
- * life, so not more: 5 MiB per thread (it was 8 x 512 KiB = 4 MiB).
+ * Returned batches kept for reuse per thread: one body at full speed has at
+ * most five with the thread (it waits while more than four are), so it never
+ * allocates. Kept for the process's life, so not more: 5 MiB per thread (it
+ * was 8 x 512 KiB = 4 MiB).
  */
 const FREE_BATCHES_MAX = 5;
 /** Concurrent hashes per thread are bounded by the requests in flight; this guards the bookkeeping. */
