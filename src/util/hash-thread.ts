@@ -9,7 +9,7 @@ import { processWriteBudget, type ByteBudget } from './byte-budget.ts';
  * for sockets and every other request in flight. MD5 (every PUT's ETag) runs
  * at ~0.7 GB/s per core here and is inherently serial: on the event loop it
  * was the largest per-byte cost of a large PUT (~90 ms of a 64 MiB upload's
- * ~230 ms). A body's chunks are referenced (not copied) until 1 MiB has
+ * ~230 ms). A body's chunks are referenced (not copied) until 512 KiB have
  * arrived, then copied into one batch whose memory is transferred (not copied
  * again) to the thread; the thread hashes batches in order and hands each
  * one's memory back with its acknowledgement, for the next batch. A body
@@ -40,16 +40,19 @@ export type ThreadHashAlgorithm = 'md5' | 'sha1' | 'sha256';
 /** Bodies declared shorter than this hash on the event loop. */
 export const INLINE_BELOW_BYTES = 1024 * 1024;
 /**
- * Bytes per message to the thread: each costs a postMessage each way on the
- * event loop, so fewer, larger batches (64 per 64 MiB body, not 128).
+ * Bytes per message to the thread. 1 MiB would halve the postMessages, but
+ * 512 KiB keeps the process's buffer sizes as they were: glibc raises its
+ * mmap threshold to the largest buffer freed, and every smaller buffer then
+ * comes from (and stays in) its arenas.
  */
-export const BATCH_BYTES = 1024 * 1024;
+export const BATCH_BYTES = 512 * 1024;
 /**
- * How far the thread may fall behind a body before the body waits: four
- * batches. With 1 MiB (two 512 KiB batches) a 64 MiB PUT on the loaded 2-core
+ * How far the thread may fall behind a body before the body waits. With
+ * 1 MiB (two batches) a 64 MiB PUT on the loaded 2-core
  * machine spent 0.5-0.9 s of its 1.3-2.5 s body phase waiting for the hash
  * thread, which the scheduler had simply not run yet (threads wait several
- * ms for a core there); with four it waits 0.1-0.2 s. Memory across bodies
+ * ms for a core there); with 4 MiB it waits 0.1-0.2 s (measured with 1 MiB
+ * batches). Memory across bodies
  * stays bounded by the write budget, which these bytes count against.
  */
 export const UNACKED_BYTES_MAX = 4 * 1024 * 1024;
@@ -61,11 +64,11 @@ export const UNACKED_BYTES_MAX = 4 * 1024 * 1024;
 const PENDING_CHUNKS_MAX = 128;
 /**
  * Returned batches kept for reuse per thread: one body at full speed has at
- * most five with the thread (it waits while more than four are), so it never
- * allocates. Kept for the process's life, so not more: 5 MiB per thread (it
- * was 8 x 512 KiB = 4 MiB).
+ * most nine with the thread (it waits while more than UNACKED_BYTES_MAX
+ * are), so it never allocates. Kept for the process's life: 4.5 MiB per
+ * thread (it was 8 x 512 KiB).
  */
-const FREE_BATCHES_MAX = 5;
+const FREE_BATCHES_MAX = UNACKED_BYTES_MAX / BATCH_BYTES + 1;
 /** Concurrent hashes per thread are bounded by the requests in flight; this guards the bookkeeping. */
 const SESSIONS_PER_THREAD_MAX = 4096;
 const THREADS_MAX = 4;
