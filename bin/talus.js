@@ -1,4 +1,8 @@
 #!/usr/bin/env node
+// A plain `env node` line: `env -S` (to pass V8 flags here) is missing from
+// BusyBox, so Alpine images could not start Talus. A single server's smaller
+// nursery (src/cluster.ts gives workers --max-semi-space-size=4, ~20 MiB less
+// resident) is for NODE_OPTIONS=--max-semi-space-size=4 (docs/PERFORMANCE.md).
 // Runs the compiled dist/ when it was built from exactly the sources now in
 // src/ (see source-fingerprint.js), and the TypeScript sources through tsx
 // otherwise, so an edit is never served stale. dist/ saves the loader: ~40 MiB

@@ -65,6 +65,7 @@ export interface RunningServer {
 }
 
 /** extra: more server arguments (--config, --meta…) and the table label they deserve (the scale-out workloads). */
+
 export async function startTalus(workers: number, extra: { args?: readonly string[]; label?: string; env?: Record<string, string> } = {}): Promise<RunningServer> {
   const directory = await temporaryDirectory('talus-bench-');
   try {

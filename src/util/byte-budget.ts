@@ -77,8 +77,8 @@ export class ByteBudget {
  * gathered and in-flight batches (blob/fs) and the MD5 batches of long bodies
  * (util/hash-thread.ts). Without it the sum grew with the connections (4096
  * uploads: ~12 GiB in blob writers; 2000 stalled uploads: ~1 GiB in hash
- * batches). A large upload at full speed holds up to ~5 MiB (3 in its writer,
- * 2 in its hash), so 32 MiB keeps ~6 of them at full speed, more than one
+ * batches). A large upload at full speed holds up to ~8 MiB (3 in its writer,
+ * 5 in its hash), so 32 MiB keeps ~4 of them at full speed, more than one
  * disk takes; past that, uploads share the disk's rate anyway. Not more:
  * node holds about as much again in garbage not yet collected and in the
  * stream buffers of uploads that wait, and 2000 stalled uploads must stay

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { ByteBudget } from './byte-budget.ts';
-import { createStreamHash, INLINE_BELOW_BYTES, type ThreadHashAlgorithm } from './hash-thread.ts';
+import { BATCH_BYTES, createStreamHash, INLINE_BELOW_BYTES, UNACKED_BYTES_MAX, type ThreadHashAlgorithm } from './hash-thread.ts';
 
 const MiB = 1024 * 1024;
 
@@ -80,8 +80,8 @@ test('many bodies at once, some discarded half-way, do not mix', async () => {
 });
 
 test('a thread hash holds its bytes in the write budget until the thread has hashed them, and lets go of a partial batch under pressure', { timeout: 30_000 }, async () => {
-  const budget = new ByteBudget(4 * MiB);
-  const data = randomBytes(2 * MiB);
+  const budget = new ByteBudget(2 * (BATCH_BYTES + UNACKED_BYTES_MAX));
+  const data = randomBytes(2 * (BATCH_BYTES + UNACKED_BYTES_MAX));
   const hash = createStreamHash('md5', data.length, budget);
   assert.equal(hash.update(data.subarray(0, 100_000)), undefined, 'a chunk that fits the budget never waits');
   assert.equal(budget.heldBytes, 100_000, 'a partial batch is held against the budget');
@@ -94,7 +94,7 @@ test('a thread hash holds its bytes in the write budget until the thread has has
   for (let offset = 100_000; offset < data.length; offset += 300_000) {
     const pending = hash.update(data.subarray(offset, offset + 300_000));
     if (pending !== undefined) await pending;
-    assert.ok(budget.heldBytes <= 512 * 1024 + 1024 * 1024 + 300_000, 'at most a batch pending and what the thread has not acknowledged');
+    assert.ok(budget.heldBytes <= BATCH_BYTES + UNACKED_BYTES_MAX + 300_000, 'at most a batch pending and what the thread has not acknowledged');
   }
   assert.ok((await hash.digest()).equals(createHash('md5').update(data).digest()));
   assert.equal(budget.heldBytes, 0, 'a digested hash holds nothing');
