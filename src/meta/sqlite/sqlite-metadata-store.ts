@@ -46,6 +46,7 @@ import type {
 } from '../types.ts';
 import { isLockedAt, NULL_VERSION_ID } from '../types.ts';
 import { listKeys, listUploads, listVersions } from './listing.ts';
+import { ListingThreads } from './listing-threads.ts';
 import { MIGRATIONS, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 import { SERVING_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
 import { WalSync } from './wal-sync.ts';
@@ -103,6 +104,8 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly #onUnusable: (reason: string) => void;
   /** Only when this store is its database's only writer (see LatestVersions). */
   readonly #latest: LatestVersions | undefined;
+  /** Listings off the event loop (listing-threads.ts); absent: listed on this connection. */
+  readonly #listingThreads: ListingThreads | undefined;
 
   readonly #onBucketsChanged: () => void;
   readonly #busyTimeoutNone: Database.Statement;
@@ -131,8 +134,14 @@ export class SqliteMetadataStore implements MetadataStore {
    * @param soleWriter no other connection writes versions to this database
    *   (one server process owns the data directory): the store may then keep
    *   the latest versions of recently read keys in memory.
+   * @param listingThreads list on this many threads with their own read-only
+   *   connections (a server; LISTING_THREADS_DEFAULT), not on the event loop.
+   *   Ignored for an in-memory database, which no other connection can open.
    */
-  constructor(path: string, options: { onBucketsChanged?: () => void; soleWriter?: boolean; onUnusable?: (reason: string) => void } = {}) {
+  constructor(
+    path: string,
+    options: { onBucketsChanged?: () => void; soleWriter?: boolean; onUnusable?: (reason: string) => void; listingThreads?: number; onListingThreadError?: (error: unknown) => void } = {},
+  ) {
     this.#onBucketsChanged = options.onBucketsChanged ?? (() => undefined);
     this.#onUnusable = options.onUnusable ?? (() => undefined);
     this.#latest = options.soleWriter === true ? new LatestVersions() : undefined;
@@ -164,6 +173,9 @@ export class SqliteMetadataStore implements MetadataStore {
       // After every WAL sync, before any commit it covers is acknowledged: a
       // sync into a deleted or replaced database made nothing durable.
       this.#wal = path === ':memory:' ? undefined : new WalSync(`${path}-wal`, () => this.#filesProblem());
+      // After the schema exists: the threads open the database read-only.
+      const threads = options.listingThreads ?? 0;
+      this.#listingThreads = path === ':memory:' || threads === 0 ? undefined : new ListingThreads(path, threads, options.onListingThreadError ?? (() => undefined));
     } catch (error) {
       for (const file of this.#files) file.close();
       this.#db.close();
@@ -744,11 +756,11 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async list(request: ListRequest): Promise<ListResult> {
-    return listKeys(this.#db, request);
+    return (await this.#listingThreads?.run('keys', request)) ?? listKeys(this.#db, request);
   }
 
   async listVersions(request: ListVersionsRequest): Promise<ListVersionsResult> {
-    return listVersions(this.#db, request);
+    return (await this.#listingThreads?.run('versions', request)) ?? listVersions(this.#db, request);
   }
 
   async createUpload(record: UploadRecord): Promise<void> {
@@ -800,7 +812,12 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listUploads(request: ListUploadsRequest): Promise<ListUploadsResult> {
-    return listUploads(this.#db, request);
+    return (await this.#listingThreads?.run('uploads', request)) ?? listUploads(this.#db, request);
+  }
+
+  /** The listing threads, for tests; undefined when this store lists on its own connection. */
+  get listingThreads(): ListingThreads | undefined {
+    return this.#listingThreads;
   }
 
   async isBlobKnown(blobId: string): Promise<boolean> {
@@ -916,6 +933,8 @@ export class SqliteMetadataStore implements MetadataStore {
   async #closeOnce(): Promise<void> {
     // Mutations already asked for still commit (a flush is scheduled while any wait).
     while (this.#pending.length > 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    // Their connections first: the last connection to close checkpoints and removes the WAL.
+    await this.#listingThreads?.stop();
     await this.#wal?.close();
     for (const file of this.#files) file.close();
     this.#db.close();
