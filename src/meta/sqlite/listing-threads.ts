@@ -96,6 +96,7 @@ export class ListingThreads {
   readonly #restartTimers = new Set<NodeJS.Timeout>();
   #nextId = 1;
   #restarts = 0;
+  #answered = 0;
   #stopped = false;
 
   constructor(databasePath: string, count: number, onError: (error: unknown) => void) {
@@ -109,6 +110,11 @@ export class ListingThreads {
   /** How many times a thread was started again after it died. */
   get restarts(): number {
     return this.#restarts;
+  }
+
+  /** Listings the threads answered (not those listed on the store's connection instead). */
+  get answered(): number {
+    return this.#answered;
   }
 
   /** Threads that are ready to take listings. */
@@ -189,7 +195,10 @@ export class ListingThreads {
     thread.inFlight.delete(reply.id);
     if (thread.inFlight.size === 0) thread.worker.unref();
     if ('error' in reply) waiting.reject(new Error(`listing failed on its thread: ${reply.error}`));
-    else waiting.resolve(reply.result);
+    else {
+      this.#answered++;
+      waiting.resolve(reply.result);
+    }
   }
 
   /** A thread ended: what it had in flight is listed on the store's connection instead; it is started again unless stopping. */
