@@ -11,7 +11,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { listKeys, listUploads, listVersions } from './listing.ts';
+import { listKeysPage, listUploads, listVersionsPage } from './listing.ts';
 import type { ListingThreadData, ListingThreadReply, ListingThreadRequest } from './listing-threads.ts';
 
 const data = workerData as ListingThreadData;
@@ -26,9 +26,9 @@ function answer(request: ListingThreadRequest): ListingThreadReply {
   if (db.inTransaction) throw new Error('a listing thread began a request inside a read transaction');
   switch (request.kind) {
     case 'keys':
-      return { id: request.id, result: listKeys(db, request.request) };
+      return { id: request.id, result: listKeysPage(db, request.request) };
     case 'versions':
-      return { id: request.id, result: listVersions(db, request.request) };
+      return { id: request.id, result: listVersionsPage(db, request.request) };
     case 'uploads':
       return { id: request.id, result: listUploads(db, request.request) };
   }

@@ -1,7 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { assert } from '../../util/assert.ts';
-import type { ListRequest, ListResult, ListUploadsRequest, ListUploadsResult, ListVersionsRequest, ListVersionsResult } from '../metadata-store.ts';
+import type { ListRequest, ListUploadsRequest, ListUploadsResult, ListVersionsRequest } from '../metadata-store.ts';
+import type { ListingPage } from './listing.ts';
 
 /**
  * Listings on worker threads, each with its own read-only connection
@@ -46,12 +47,13 @@ export type ListingThreadRequest =
 
 export type ListingThreadReply =
   | { ready: true }
-  | { id: number; result: ListResult | ListVersionsResult | ListUploadsResult }
+  | { id: number; result: ListingPage | ListUploadsResult }
   | { id: number; error: string };
 
+/** Keys and versions come back as the walk found them (listing.ts's ListingPage); uploads, rare, as entries. */
 interface Results {
-  keys: ListResult;
-  versions: ListVersionsResult;
+  keys: ListingPage;
+  versions: ListingPage;
   uploads: ListUploadsResult;
 }
 interface Requests {

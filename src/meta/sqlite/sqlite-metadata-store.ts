@@ -45,7 +45,7 @@ import type {
   VersioningState,
 } from '../types.ts';
 import { isLockedAt, NULL_VERSION_ID } from '../types.ts';
-import { listKeys, listUploads, listVersions } from './listing.ts';
+import { keysResult, listKeys, listUploads, listVersions, versionsResult } from './listing.ts';
 import { ListingThreads } from './listing-threads.ts';
 import { MIGRATIONS, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 import { SERVING_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
@@ -756,11 +756,13 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async list(request: ListRequest): Promise<ListResult> {
-    return (await this.#listingThreads?.run('keys', request)) ?? listKeys(this.#db, request);
+    const page = await this.#listingThreads?.run('keys', request);
+    return page === undefined ? listKeys(this.#db, request) : keysResult(request, page);
   }
 
   async listVersions(request: ListVersionsRequest): Promise<ListVersionsResult> {
-    return (await this.#listingThreads?.run('versions', request)) ?? listVersions(this.#db, request);
+    const page = await this.#listingThreads?.run('versions', request);
+    return page === undefined ? listVersions(this.#db, request) : versionsResult(request, page);
   }
 
   async createUpload(record: UploadRecord): Promise<void> {
