@@ -25,15 +25,25 @@ import type { ListingPage } from './listing.ts';
 /** One thread beside the event loop on two cores; at most two: listing is not the only work the cores have. */
 export const LISTING_THREADS_DEFAULT = Math.max(1, Math.min(2, availableParallelism() - 1));
 export const LISTING_THREADS_MAX = 8;
+/**
+ * Listings posted to one thread at a time: one it works on and one waiting,
+ * so it never idles. The rest wait here: a thread that ran ahead would hand
+ * the event loop a burst of pages at once, and node renders every message
+ * waiting on a port before it polls for I/O again, so a GET could wait
+ * behind all of them.
+ */
+const POSTED_PER_THREAD_MAX = 2;
 /** Far above what the server's connection limit lets be in flight. */
-const REQUESTS_IN_FLIGHT_MAX = 65_536;
+const REQUESTS_WAITING_MAX = 65_536;
 const BUSY_TIMEOUT_MS = 5_000;
 /** A thread that died is started again after 1 s, doubling, at most a minute. */
 const RESTART_DELAY_MS = 1_000;
 const RESTART_DELAY_MS_MAX = 60_000;
 const STOP_TIMEOUT_MS = 5_000;
-/** A page is a few hundred KiB of objects: a small heap bounds what a runaway thread could hold. */
-const THREAD_HEAP_MIB_MAX = 128;
+/** A page is a few hundred KiB of rows: a small heap bounds what a runaway thread could hold. */
+const THREAD_HEAP_MIB_MAX = 64;
+/** As the workers' --max-semi-space-size=4: a page's rows die young, and a large nursery is only resident memory. */
+const THREAD_YOUNG_HEAP_MIB_MAX = 4;
 
 export interface ListingThreadData {
   databasePath: string;
@@ -67,6 +77,10 @@ interface Waiting {
   reject(error: Error): void;
 }
 
+interface Queued extends Waiting {
+  message: ListingThreadRequest;
+}
+
 class ListingThread {
   readonly worker: Worker;
   ready = false;
@@ -96,6 +110,8 @@ export class ListingThreads {
   readonly #onError: (error: unknown) => void;
   readonly #threads: (ListingThread | undefined)[];
   readonly #restartTimers = new Set<NodeJS.Timeout>();
+  /** Listings waiting for a thread to have room, in arrival order (a ring would do; this stays short). */
+  #queue: Queued[] = [];
   #nextId = 1;
   #restarts = 0;
   #answered = 0;
@@ -126,15 +142,30 @@ export class ListingThreads {
 
   /** The listing from a thread; undefined when none is ready or its thread died (then list on the store's connection). */
   run<K extends keyof Requests>(kind: K, request: Requests[K]): Promise<Results[K] | undefined> {
-    const thread = this.#leastBusy();
-    if (thread === undefined) return Promise.resolve(undefined);
-    assert(thread.inFlight.size < REQUESTS_IN_FLIGHT_MAX, 'listings in flight are bounded by the connections');
-    const id = this.#nextId++;
+    if (this.readyCount === 0) return Promise.resolve(undefined);
+    assert(this.#queue.length < REQUESTS_WAITING_MAX, 'listings waiting are bounded by the connections');
+    const message = { id: this.#nextId++, kind, request } as ListingThreadRequest;
     return new Promise<Results[K] | undefined>((resolve, reject) => {
-      if (thread.inFlight.size === 0) thread.worker.ref();
-      thread.inFlight.set(id, { resolve: resolve as Waiting['resolve'], reject });
-      thread.worker.postMessage({ id, kind, request } as ListingThreadRequest);
+      this.#queue.push({ message, resolve: resolve as Waiting['resolve'], reject });
+      this.#dispatch();
     });
+  }
+
+  /** Posts waiting listings to ready threads with room, least busy first. */
+  #dispatch(): void {
+    while (this.#queue.length > 0) {
+      const thread = this.#leastBusy();
+      if (thread === undefined) {
+        // No thread is ready any more (it died): what waits is listed on the store's connection.
+        if (this.readyCount === 0) for (const queued of this.#queue.splice(0)) queued.resolve(undefined);
+        return;
+      }
+      if (thread.inFlight.size >= POSTED_PER_THREAD_MAX) return;
+      const queued = this.#queue.shift()!;
+      if (thread.inFlight.size === 0) thread.worker.ref();
+      thread.inFlight.set(queued.message.id, queued);
+      thread.worker.postMessage(queued.message);
+    }
   }
 
   async stop(): Promise<void> {
@@ -142,9 +173,11 @@ export class ListingThreads {
     this.#stopped = true;
     for (const timer of this.#restartTimers) clearTimeout(timer);
     const threads = this.#threads.filter((thread): thread is ListingThread => thread !== undefined);
+    for (const thread of threads) thread.ready = false;
+    // Listings not posted yet are listed on the store's connection, before it closes.
+    this.#dispatch();
     await Promise.all(
       threads.map(async (thread) => {
-        thread.ready = false;
         // Listings already posted are answered first: the thread takes messages in order.
         thread.worker.postMessage('stop');
         const timer = setTimeout(() => void thread.worker.terminate(), STOP_TIMEOUT_MS);
@@ -174,7 +207,7 @@ export class ListingThreads {
         moduleUrl: new URL(`./listing-thread${extension}`, source).href,
         tsxApi: extension === '.ts' ? import.meta.resolve('tsx/esm/api') : undefined,
       },
-      resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MIB_MAX },
+      resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MIB_MAX, maxYoungGenerationSizeMb: THREAD_YOUNG_HEAP_MIB_MAX },
     });
     const thread = new ListingThread(worker);
     this.#threads[slot] = thread;
@@ -190,12 +223,14 @@ export class ListingThreads {
   #receive(thread: ListingThread, reply: ListingThreadReply): void {
     if ('ready' in reply) {
       thread.ready = !this.#stopped;
+      this.#dispatch();
       return;
     }
     const waiting = thread.inFlight.get(reply.id);
     assert(waiting !== undefined, 'a listing thread answers only what it was asked, once');
     thread.inFlight.delete(reply.id);
     if (thread.inFlight.size === 0) thread.worker.unref();
+    this.#dispatch();
     if ('error' in reply) waiting.reject(new Error(`listing failed on its thread: ${reply.error}`));
     else {
       this.#answered++;
@@ -208,6 +243,7 @@ export class ListingThreads {
     thread.ready = false;
     for (const waiting of thread.inFlight.values()) waiting.resolve(undefined);
     thread.inFlight.clear();
+    this.#dispatch();
     if (this.#stopped) return;
     this.#threads[slot] = undefined;
     const delayMs = Math.min(RESTART_DELAY_MS_MAX, RESTART_DELAY_MS * 2 ** Math.min(this.#restarts, 10));
