@@ -14,6 +14,7 @@ import { WORKER_SETTINGS_ENV, type ToPrimary, type ToWorker, type WorkerSettings
 import { DiskReserve } from './disk-reserve.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
+import { LISTING_THREADS_DEFAULT } from './meta/sqlite/listing-threads.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
 import { PrincipalCache } from './principals/principal-cache.ts';
 import { openSecretBox } from './principals/secret-key.ts';
@@ -35,7 +36,11 @@ async function runWorker(): Promise<void> {
   assert(raw !== undefined && process.send !== undefined, 'cluster-worker.ts runs only as a forked worker');
   const settings = JSON.parse(raw) as WorkerSettings;
   const logger = jsonLogger();
-  const meta = new SqliteMetadataStore(join(settings.dataDir, 'meta.db'), { onBucketsChanged: () => tell({ kind: 'buckets-changed' }) });
+  const meta = new SqliteMetadataStore(join(settings.dataDir, 'meta.db'), {
+    onBucketsChanged: () => tell({ kind: 'buckets-changed' }),
+    listingThreads: LISTING_THREADS_DEFAULT,
+    onListingThreadError: (error) => logger.error('listing thread failed', { error: String(error) }),
+  });
   const local = await FsBlobStore.open(join(settings.dataDir, 'blobs'));
   const base = settings.config === undefined ? undefined : { ...settings.config, buckets: new Map(settings.config.buckets) };
   // talus.toml's with the admin API's run-time changes, read afresh: a worker started after a change serves it.

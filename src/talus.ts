@@ -22,6 +22,7 @@ import { LifecycleWorker } from './lifecycle/worker.ts';
 import type { MetadataStore } from './meta/metadata-store.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
 import { checkSharedPlacement, openSharedMetadata, SHARED_ORPHAN_AGE_MS } from './meta/postgres/shared-node.ts';
+import { LISTING_THREADS_DEFAULT } from './meta/sqlite/listing-threads.ts';
 import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { missingWriteQuorum } from './placement/backend-health.ts';
 import { decodeLocation } from './placement/blob-location.ts';
@@ -150,6 +151,9 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'), {
     onBucketsChanged: () => bucketsChanged.notify(),
     soleWriter: (options.workers ?? 1) === 1,
+    // Workers list on their own threads; the primary of --workers serves no listings.
+    listingThreads: (options.workers ?? 1) === 1 ? LISTING_THREADS_DEFAULT : 0,
+    onListingThreadError: (error) => logger.error('listing thread failed', { error: String(error) }),
     onUnusable: (reason) => logger.error('the metadata store refuses writes; this server reports unready until restarted', { reason }),
   });
   // One checkpointer per data directory, in the process that owns it (the primary with workers).

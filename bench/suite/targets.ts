@@ -144,6 +144,17 @@ export const TARGETS: readonly TargetDefinition[] = [
     evaluate: latencyRatio('list-prefixes-many', 'list-prefixes-few'),
   },
   {
+    id: 'list-stall-probe-p99',
+    description: 'probe GET p99 under 32 concurrent 1000-key listers (issue 17)',
+    compare: 'at-most',
+    limit: 50,
+    format: ms,
+    evaluate: (rows) => {
+      const talus = find(rows, 'list-stall', 'talus');
+      return talus === undefined ? 'list-stall not run' : { value: talus.latencyMs.p99, rows: [talus] };
+    },
+  },
+  {
     id: 'scan-head-vs-boto3',
     description: 'talus scan --metadata head ÷ serial boto3 list-then-HEAD (issue 14), objects/s',
     compare: 'at-least',

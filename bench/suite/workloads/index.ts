@@ -3,6 +3,7 @@ import type { Workload } from '../context.ts';
 import { bulkParallel, bulkSerial } from './bulk-metadata.ts';
 import { get64mEight, get64mOne, put64mEight, put64mOne } from './large-objects.ts';
 import { listWorkloads } from './listing.ts';
+import { listStall } from './list-stall.ts';
 import { mixed } from './mixed.ts';
 import { scanWorkloads } from './scan.ts';
 import { delete4k, get4k, head4k, head4kOneConnection, put4k } from './small-objects.ts';
@@ -25,6 +26,7 @@ export const WORKLOADS: readonly Workload[] = [
   get64mEight,
   mixed,
   ...listWorkloads,
+  listStall,
   bulkSerial,
   bulkParallel,
   ...scanWorkloads,

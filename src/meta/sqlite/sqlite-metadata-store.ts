@@ -47,8 +47,9 @@ import type {
   VersioningState,
 } from '../types.ts';
 import { isLockedAt, NULL_VERSION_ID, setLockState } from '../types.ts';
-import { listKeys, listUploads, listVersions } from './listing.ts';
-import { MIGRATIONS, SCHEMA, SCHEMA_VERSION } from './schema.ts';
+import { keysResult, listKeys, listUploads, listVersions, versionsResult } from './listing.ts';
+import { ListingThreads } from './listing-threads.ts';
+import { MIGRATIONS, PAGE_CACHE_KIB_MAX, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 import { SERVING_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
 import { WalSync } from './wal-sync.ts';
 import { OpenFileIdentity } from './file-identity.ts';
@@ -67,16 +68,6 @@ const MUTATIONS_PENDING_MAX = 65_536;
 const READ_BUSY_TIMEOUT_MS = 5_000;
 
 const BUCKET_CACHE_MAX = 10_000;
-/**
- * SQLite's own page cache for the serving connection, in KiB. better-sqlite3
- * builds SQLite with 16 MB (SQLITE_DEFAULT_CACHE_SIZE=-16000), which listings
- * of a large bucket fill and then keep for the process's life: scanning a
- * 200k-key table three times in 1000-key pages grew RSS by 33 MiB at the
- * default and by 20 MiB at 4 MiB, in the same time (the kernel's page cache
- * still holds the file; a miss is one pread of a 4 KiB page, ~40 per page of
- * 1000 keys). Hot keys are served from LatestVersions anyway.
- */
-const PAGE_CACHE_KIB_MAX = 4096;
 /** Versions bucketUsage counts per step (about 25 ms of one core): the longest it holds the event loop. */
 const USAGE_STEP_VERSIONS = 50_000;
 /** countBlobsOnBackend's step: each blob's location is parsed (json_each), about 1 µs, so a step holds requests some 50 ms. */
@@ -129,6 +120,8 @@ export class SqliteMetadataStore implements MetadataStore {
    */
   readonly #dataVersion: Database.Statement | undefined;
   #seenDataVersion = -1;
+  /** Listings off the event loop (listing-threads.ts); absent: listed on this connection. */
+  readonly #listingThreads: ListingThreads | undefined;
 
   readonly #onBucketsChanged: () => void;
   readonly #busyTimeoutNone: Database.Statement;
@@ -158,8 +151,14 @@ export class SqliteMetadataStore implements MetadataStore {
    *   (one server process owns the data directory): the latest versions kept
    *   in memory are then trusted without asking SQLite whether another
    *   connection committed since.
+   * @param listingThreads list on this many threads with their own read-only
+   *   connections (a server; LISTING_THREADS_DEFAULT), not on the event loop.
+   *   Ignored for an in-memory database, which no other connection can open.
    */
-  constructor(path: string, options: { onBucketsChanged?: () => void; soleWriter?: boolean; onUnusable?: (reason: string) => void } = {}) {
+  constructor(
+    path: string,
+    options: { onBucketsChanged?: () => void; soleWriter?: boolean; onUnusable?: (reason: string) => void; listingThreads?: number; onListingThreadError?: (error: unknown) => void } = {},
+  ) {
     this.#onBucketsChanged = options.onBucketsChanged ?? (() => undefined);
     this.#onUnusable = options.onUnusable ?? (() => undefined);
     this.#latest = new LatestVersions();
@@ -193,6 +192,9 @@ export class SqliteMetadataStore implements MetadataStore {
       // After every WAL sync, before any commit it covers is acknowledged: a
       // sync into a deleted or replaced database made nothing durable.
       this.#wal = path === ':memory:' ? undefined : new WalSync(`${path}-wal`, () => this.#filesProblem());
+      // After the schema exists: the threads open the database read-only.
+      const threads = options.listingThreads ?? 0;
+      this.#listingThreads = path === ':memory:' || threads === 0 ? undefined : new ListingThreads(path, threads, options.onListingThreadError ?? (() => undefined));
     } catch (error) {
       for (const file of this.#files) file.close();
       this.#db.close();
@@ -846,11 +848,13 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async list(request: ListRequest): Promise<ListResult> {
-    return listKeys(this.#db, request);
+    const page = await this.#listingThreads?.run('keys', request);
+    return page === undefined ? listKeys(this.#db, request) : keysResult(request, page);
   }
 
   async listVersions(request: ListVersionsRequest): Promise<ListVersionsResult> {
-    return listVersions(this.#db, request);
+    const page = await this.#listingThreads?.run('versions', request);
+    return page === undefined ? listVersions(this.#db, request) : versionsResult(request, page);
   }
 
   async createUpload(record: UploadRecord): Promise<void> {
@@ -902,7 +906,12 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listUploads(request: ListUploadsRequest): Promise<ListUploadsResult> {
-    return listUploads(this.#db, request);
+    return (await this.#listingThreads?.run('uploads', request)) ?? listUploads(this.#db, request);
+  }
+
+  /** The listing threads, for tests; undefined when this store lists on its own connection. */
+  get listingThreads(): ListingThreads | undefined {
+    return this.#listingThreads;
   }
 
   async isBlobKnown(blobId: string): Promise<boolean> {
@@ -1034,6 +1043,8 @@ export class SqliteMetadataStore implements MetadataStore {
   async #closeOnce(): Promise<void> {
     // Mutations already asked for still commit (a flush is scheduled while any wait).
     while (this.#pending.length > 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    // Their connections first: the last connection to close checkpoints and removes the WAL.
+    await this.#listingThreads?.stop();
     await this.#wal?.close();
     for (const file of this.#files) file.close();
     this.#db.close();

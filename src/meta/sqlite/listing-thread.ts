@@ -1,0 +1,53 @@
+/**
+ * A listing thread (see listing-threads.ts): its own read-only connection to
+ * the store's database, running the same listing code as the store, one
+ * request at a time, each in its own read transaction.
+ *
+ * Read-your-writes: a request is posted after everything the caller was told
+ * is committed, and its read transaction begins when the thread takes it up,
+ * so its WAL snapshot holds every such commit. The thread never keeps a read
+ * transaction open between requests (asserted), which would pin an older
+ * snapshot.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import { listKeysPage, listUploads, listVersionsPage } from './listing.ts';
+import type { ListingThreadData, ListingThreadReply, ListingThreadRequest } from './listing-threads.ts';
+
+const data = workerData as ListingThreadData;
+const port = parentPort;
+if (port === null) throw new Error('listing-thread.ts runs only as a worker thread');
+
+const db = new Database(data.databasePath, { readonly: true, fileMustExist: true });
+// Readers in WAL mode wait only while another connection recovers the WAL; this thread may wait, the event loop does not.
+db.pragma(`busy_timeout = ${data.busyTimeoutMs}`);
+// The serving connection's page-cache bound (sqlite-metadata-store.ts), so a listing thread holds no more than it.
+db.pragma(`cache_size = -${data.pageCacheKib}`);
+
+function answer(request: ListingThreadRequest): ListingThreadReply {
+  if (db.inTransaction) throw new Error('a listing thread began a request inside a read transaction');
+  switch (request.kind) {
+    case 'keys':
+      return { id: request.id, result: listKeysPage(db, request.request) };
+    case 'versions':
+      return { id: request.id, result: listVersionsPage(db, request.request) };
+    case 'uploads':
+      return { id: request.id, result: listUploads(db, request.request) };
+  }
+}
+
+port.on('message', (message: ListingThreadRequest | 'stop') => {
+  if (message === 'stop') {
+    db.close();
+    port.close();
+    return;
+  }
+  let reply: ListingThreadReply;
+  try {
+    reply = answer(message);
+  } catch (error) {
+    reply = { id: message.id, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
+  }
+  port.postMessage(reply);
+});
+port.postMessage({ ready: true } satisfies ListingThreadReply);

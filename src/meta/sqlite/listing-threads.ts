@@ -1,0 +1,261 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { assert } from '../../util/assert.ts';
+import type { ListRequest, ListUploadsRequest, ListUploadsResult, ListVersionsRequest } from '../metadata-store.ts';
+import type { ListingPage } from './listing.ts';
+import { PAGE_CACHE_KIB_MAX } from './schema.ts';
+
+/**
+ * Listings on worker threads, each with its own read-only connection
+ * (listing-thread.ts). A 1000-key page costs several milliseconds of SQLite
+ * reads; on the event loop, 32 clients listing at once made every other
+ * request wait behind their pages (a GET waited 0.5–0.9 s at the median,
+ * issue 17). WAL lets readers run beside the writer, so here the event loop
+ * only posts the request and receives the entries.
+ *
+ * Read-your-writes holds: a listing is posted after the commits its caller
+ * saw acknowledged, and the thread's read transaction begins after it takes
+ * the request up (see listing-thread.ts), so its snapshot holds them.
+ *
+ * A listing never fails for want of a thread: while none is ready (starting,
+ * or started again after it died) `run` answers undefined and the store
+ * lists on its own connection, as before; a request in flight on a thread
+ * that dies is answered undefined too (a read is safe to run again).
+ */
+
+/** One thread beside the event loop on two cores; at most two: listing is not the only work the cores have. */
+export const LISTING_THREADS_DEFAULT = Math.max(1, Math.min(2, availableParallelism() - 1));
+export const LISTING_THREADS_MAX = 8;
+/**
+ * Listings posted to one thread at a time: one it works on and one waiting,
+ * so it never idles. The rest wait here: a thread that ran ahead would hand
+ * the event loop a burst of pages at once, and node renders every message
+ * waiting on a port before it polls for I/O again, so a GET could wait
+ * behind all of them.
+ */
+const POSTED_PER_THREAD_MAX = 2;
+/** Far above what the server's connection limit lets be in flight. */
+const REQUESTS_WAITING_MAX = 65_536;
+const BUSY_TIMEOUT_MS = 5_000;
+/** A thread that died is started again after 1 s, doubling, at most a minute. */
+const RESTART_DELAY_MS = 1_000;
+const RESTART_DELAY_MS_MAX = 60_000;
+const STOP_TIMEOUT_MS = 5_000;
+/** A page is a few hundred KiB of rows: a small heap bounds what a runaway thread could hold. */
+const THREAD_HEAP_MIB_MAX = 64;
+/** As the workers' --max-semi-space-size=4: a page's rows die young, and a large nursery is only resident memory. */
+const THREAD_YOUNG_HEAP_MIB_MAX = 4;
+
+export interface ListingThreadData {
+  databasePath: string;
+  busyTimeoutMs: number;
+  pageCacheKib: number;
+}
+
+export type ListingThreadRequest =
+  | { id: number; kind: 'keys'; request: ListRequest }
+  | { id: number; kind: 'versions'; request: ListVersionsRequest }
+  | { id: number; kind: 'uploads'; request: ListUploadsRequest };
+
+export type ListingThreadReply =
+  | { ready: true }
+  | { id: number; result: ListingPage | ListUploadsResult }
+  | { id: number; error: string };
+
+/** Keys and versions come back as the walk found them (listing.ts's ListingPage); uploads, rare, as entries. */
+interface Results {
+  keys: ListingPage;
+  versions: ListingPage;
+  uploads: ListUploadsResult;
+}
+interface Requests {
+  keys: ListRequest;
+  versions: ListVersionsRequest;
+  uploads: ListUploadsRequest;
+}
+
+interface Waiting {
+  resolve(result: Results[keyof Results] | undefined): void;
+  reject(error: Error): void;
+}
+
+interface Queued extends Waiting {
+  message: ListingThreadRequest;
+}
+
+class ListingThread {
+  readonly worker: Worker;
+  ready = false;
+  readonly inFlight = new Map<number, Waiting>();
+  readonly exited: Promise<void>;
+
+  constructor(worker: Worker) {
+    this.worker = worker;
+    this.exited = new Promise((resolve) => worker.once('exit', () => resolve()));
+  }
+}
+
+/**
+ * The thread runs the TypeScript sources when the server does (no build):
+ * a thread does not inherit the tsx loader, so it registers it first.
+ */
+const BOOTSTRAP = `
+const { workerData } = require('node:worker_threads');
+(async () => {
+  if (workerData.tsxApi !== undefined) (await import(workerData.tsxApi)).register();
+  await import(workerData.moduleUrl);
+})().catch((error) => { setImmediate(() => { throw error; }); });
+`;
+
+export class ListingThreads {
+  readonly #databasePath: string;
+  readonly #onError: (error: unknown) => void;
+  readonly #threads: (ListingThread | undefined)[];
+  readonly #restartTimers = new Set<NodeJS.Timeout>();
+  /** Listings waiting for a thread to have room, in arrival order (a ring would do; this stays short). */
+  #queue: Queued[] = [];
+  #nextId = 1;
+  #restarts = 0;
+  #answered = 0;
+  #stopped = false;
+
+  constructor(databasePath: string, count: number, onError: (error: unknown) => void) {
+    assert(Number.isInteger(count) && count >= 1 && count <= LISTING_THREADS_MAX, `listing threads: 1 to ${LISTING_THREADS_MAX}`);
+    this.#databasePath = databasePath;
+    this.#onError = onError;
+    this.#threads = Array.from({ length: count }, () => undefined);
+    for (let slot = 0; slot < count; slot++) this.#spawn(slot);
+  }
+
+  /** How many times a thread was started again after it died. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /** Listings the threads answered (not those listed on the store's connection instead). */
+  get answered(): number {
+    return this.#answered;
+  }
+
+  /** Threads that are ready to take listings. */
+  get readyCount(): number {
+    return this.#threads.filter((thread) => thread?.ready === true).length;
+  }
+
+  /** The listing from a thread; undefined when none is ready or its thread died (then list on the store's connection). */
+  run<K extends keyof Requests>(kind: K, request: Requests[K]): Promise<Results[K] | undefined> {
+    if (this.readyCount === 0) return Promise.resolve(undefined);
+    assert(this.#queue.length < REQUESTS_WAITING_MAX, 'listings waiting are bounded by the connections');
+    const message = { id: this.#nextId++, kind, request } as ListingThreadRequest;
+    return new Promise<Results[K] | undefined>((resolve, reject) => {
+      this.#queue.push({ message, resolve: resolve as Waiting['resolve'], reject });
+      this.#dispatch();
+    });
+  }
+
+  /** Posts waiting listings to ready threads with room, least busy first. */
+  #dispatch(): void {
+    while (this.#queue.length > 0) {
+      const thread = this.#leastBusy();
+      if (thread === undefined) {
+        // No thread is ready any more (it died): what waits is listed on the store's connection.
+        if (this.readyCount === 0) for (const queued of this.#queue.splice(0)) queued.resolve(undefined);
+        return;
+      }
+      if (thread.inFlight.size >= POSTED_PER_THREAD_MAX) return;
+      const queued = this.#queue.shift()!;
+      if (thread.inFlight.size === 0) thread.worker.ref();
+      thread.inFlight.set(queued.message.id, queued);
+      thread.worker.postMessage(queued.message);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const timer of this.#restartTimers) clearTimeout(timer);
+    const threads = this.#threads.filter((thread): thread is ListingThread => thread !== undefined);
+    for (const thread of threads) thread.ready = false;
+    // Listings not posted yet are listed on the store's connection, before it closes.
+    this.#dispatch();
+    await Promise.all(
+      threads.map(async (thread) => {
+        // Listings already posted are answered first: the thread takes messages in order.
+        thread.worker.postMessage('stop');
+        const timer = setTimeout(() => void thread.worker.terminate(), STOP_TIMEOUT_MS);
+        await thread.exited;
+        clearTimeout(timer);
+      }),
+    );
+  }
+
+  #leastBusy(): ListingThread | undefined {
+    let best: ListingThread | undefined;
+    for (const thread of this.#threads) {
+      if (thread?.ready !== true) continue;
+      if (best === undefined || thread.inFlight.size < best.inFlight.size) best = thread;
+    }
+    return best;
+  }
+
+  #spawn(slot: number): void {
+    const source = import.meta.url;
+    const extension = source.endsWith('.ts') ? '.ts' : '.js';
+    const worker = new Worker(BOOTSTRAP, {
+      eval: true,
+      workerData: {
+        databasePath: this.#databasePath,
+        busyTimeoutMs: BUSY_TIMEOUT_MS,
+        pageCacheKib: PAGE_CACHE_KIB_MAX,
+        moduleUrl: new URL(`./listing-thread${extension}`, source).href,
+        tsxApi: extension === '.ts' ? import.meta.resolve('tsx/esm/api') : undefined,
+      },
+      resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MIB_MAX, maxYoungGenerationSizeMb: THREAD_YOUNG_HEAP_MIB_MAX },
+    });
+    const thread = new ListingThread(worker);
+    this.#threads[slot] = thread;
+    worker.on('message', (reply: ListingThreadReply) => this.#receive(thread, reply));
+    worker.on('error', (error) => {
+      if (!this.#stopped) this.#onError(error);
+    });
+    void thread.exited.then(() => this.#exited(slot, thread));
+    // An idle thread never keeps the process alive; one with a listing in flight does (see run).
+    worker.unref();
+  }
+
+  #receive(thread: ListingThread, reply: ListingThreadReply): void {
+    if ('ready' in reply) {
+      thread.ready = !this.#stopped;
+      this.#dispatch();
+      return;
+    }
+    const waiting = thread.inFlight.get(reply.id);
+    assert(waiting !== undefined, 'a listing thread answers only what it was asked, once');
+    thread.inFlight.delete(reply.id);
+    if (thread.inFlight.size === 0) thread.worker.unref();
+    this.#dispatch();
+    if ('error' in reply) waiting.reject(new Error(`listing failed on its thread: ${reply.error}`));
+    else {
+      this.#answered++;
+      waiting.resolve(reply.result);
+    }
+  }
+
+  /** A thread ended: what it had in flight is listed on the store's connection instead; it is started again unless stopping. */
+  #exited(slot: number, thread: ListingThread): void {
+    thread.ready = false;
+    for (const waiting of thread.inFlight.values()) waiting.resolve(undefined);
+    thread.inFlight.clear();
+    this.#dispatch();
+    if (this.#stopped) return;
+    this.#threads[slot] = undefined;
+    const delayMs = Math.min(RESTART_DELAY_MS_MAX, RESTART_DELAY_MS * 2 ** Math.min(this.#restarts, 10));
+    this.#restarts++;
+    const timer = setTimeout(() => {
+      this.#restartTimers.delete(timer);
+      if (!this.#stopped) this.#spawn(slot);
+    }, delayMs);
+    timer.unref();
+    this.#restartTimers.add(timer);
+  }
+}
