@@ -12,7 +12,8 @@
  * One request at a time (the replicator has one round in flight). A thread
  * that dies fails the requests it held and is started again on the next.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startModuleThread } from '../util/module-thread.ts';
 
 /** What the thread is started with. */
 export interface CutterData {
@@ -65,11 +66,7 @@ export class SegmentCutter {
   }
 
   #spawn(): Worker {
-    const threadModule = new URL(`./segment-cutter-thread${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
-    // From the TypeScript sources (tests, bin/talus.js without a current dist/), a bootstrap registers tsx in the thread first.
-    const worker = import.meta.url.endsWith('.ts')
-      ? new Worker(new URL('../util/typescript-thread.mjs', import.meta.url), { workerData: { ...this.#data, threadModule: threadModule.href } })
-      : new Worker(threadModule, { workerData: this.#data });
+    const worker = startModuleThread(import.meta.url, 'segment-cutter-thread', { ...this.#data });
     // Idle, it does not keep the process alive: a replicator nobody stopped must not.
     worker.unref();
     worker.on('message', (reply: CutReply) => {

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { assert } from '../../util/assert.ts';
+import { startModuleThread } from '../../util/module-thread.ts';
 import type { ListRequest, ListUploadsRequest, ListUploadsResult, ListVersionsRequest } from '../metadata-store.ts';
 import type { ListingPage } from './listing.ts';
 import { PAGE_CACHE_KIB_MAX } from './schema.ts';
@@ -99,14 +100,6 @@ class ListingThread {
  * The thread runs the TypeScript sources when the server does (no build):
  * a thread does not inherit the tsx loader, so it registers it first.
  */
-const BOOTSTRAP = `
-const { workerData } = require('node:worker_threads');
-(async () => {
-  if (workerData.tsxApi !== undefined) (await import(workerData.tsxApi)).register();
-  await import(workerData.moduleUrl);
-})().catch((error) => { setImmediate(() => { throw error; }); });
-`;
-
 export class ListingThreads {
   readonly #databasePath: string;
   readonly #onError: (error: unknown) => void;
@@ -199,17 +192,7 @@ export class ListingThreads {
   }
 
   #spawn(slot: number): void {
-    const source = import.meta.url;
-    const extension = source.endsWith('.ts') ? '.ts' : '.js';
-    const worker = new Worker(BOOTSTRAP, {
-      eval: true,
-      workerData: {
-        databasePath: this.#databasePath,
-        busyTimeoutMs: BUSY_TIMEOUT_MS,
-        pageCacheKib: PAGE_CACHE_KIB_MAX,
-        moduleUrl: new URL(`./listing-thread${extension}`, source).href,
-        tsxApi: extension === '.ts' ? import.meta.resolve('tsx/esm/api') : undefined,
-      },
+    const worker = startModuleThread(import.meta.url, 'listing-thread', { databasePath: this.#databasePath, busyTimeoutMs: BUSY_TIMEOUT_MS, pageCacheKib: PAGE_CACHE_KIB_MAX }, {
       resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MIB_MAX, maxYoungGenerationSizeMb: THREAD_YOUNG_HEAP_MIB_MAX },
     });
     const thread = new ListingThread(worker);
