@@ -13,7 +13,10 @@ if (new Uint8Array(Uint32Array.of(1).buffer)[0] !== 1) throw new Error('md5.js r
 
 /** Mixes one 64-byte block (16 little-endian words) into state. */
 function mixBlock(state, words) {
-  let [a, b, c, d] = state;
+  let a = state[0];
+  let b = state[1];
+  let c = state[2];
+  let d = state[3];
   for (let round = 0; round < 64; round++) {
     let f;
     let word;
