@@ -60,6 +60,8 @@ export interface TalusOptions {
   config?: TalusConfig;
   /** Default true: repair, scan and re-place in the background (tests that drive healing themselves turn it off). */
   healInBackground?: boolean;
+  /** When the background healing's first scan begins after the start (default one minute; tests shorten it). */
+  healFirstScanDelayMs?: number;
   /**
    * Accept the metadata database as it is although it does not match the
    * blobs (missing, empty, of another store, older): blobs it does not know
@@ -284,6 +286,7 @@ async function startOnLockedDirectory(
     heal: options.healInBackground ?? true,
     // Other nodes write to shared backends: a young unknown shard may be their upload in flight.
     ...(options.sharedBackendsOrphanAgeMs === undefined ? {} : { orphansOlderThanMs: options.sharedBackendsOrphanAgeMs }),
+    ...(options.healFirstScanDelayMs === undefined ? {} : { firstScanDelayMs: options.healFirstScanDelayMs }),
   });
   // The keys the auth path checks: the S3 listener's (without workers) and the admin listener's.
   const secrets = await PrincipalCache.load(meta, secretBox, { onProblem: (message) => logger.warn(message) });

@@ -14,9 +14,9 @@ const REPAIR_SAMPLE_MAX = 20;
 
 export const PLACEMENT_OPERATIONS = {
   GetHealStatus: operation({
-    summary: 'The repair queue (shards of placed objects to rewrite), the purge queue, and the healing pass StartHeal began.',
+    summary: 'The repair queue (shards of placed objects to rewrite), the purge queue, the healing pass StartHeal began, and the background healing.',
     input: {},
-    output: '{ placements, repairs: { pending, unreferenced, oldestRecordedMs, sample }, purge: { blobs, oldestDueMs }, pass }',
+    output: '{ placements, repairs: { pending, unreferenced, oldestRecordedMs, sample }, purge: { blobs, oldestDueMs }, pass, background: { running, phase, progress, nextScanMs, cancelledMs } }',
     async handler(context) {
       const storage = requireStorage(context);
       const repairs = await storage.meta.repairSummary(REPAIR_SAMPLE_MAX);
@@ -25,6 +25,7 @@ export const PLACEMENT_OPERATIONS = {
         repairs: { ...repairs, sample: repairs.sample.map(({ location: _location, ...entry }) => entry) },
         purge: await storage.meta.purgeQueueSummary(),
         pass: storage.placement?.healPassStatus() ?? null,
+        background: storage.placement?.backgroundHealStatus() ?? null,
       };
     },
   }),
@@ -40,7 +41,7 @@ export const PLACEMENT_OPERATIONS = {
     },
   }),
   CancelHeal: operation({
-    summary: 'Stops the pass StartHeal began, at its next blob (what it did stays done). The background repairs and scans go on.',
+    summary: 'Stops the healing passes in progress at their next blob (what they did stays done): the one StartHeal began, and the background one once it has work in hand, whose repairs then wait for the next tick and whose scan and re-placement for the next scan interval (or StartHeal).',
     input: {},
     output: '{ cancelled }',
     async handler(context) {

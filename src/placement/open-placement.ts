@@ -35,7 +35,7 @@ export interface OpenPlacement {
    * several nodes on shared backends a younger one may be another node's
    * upload in flight); default 0, every shard begun before this start.
    */
-  startBackground(options?: { heal?: boolean; orphansOlderThanMs?: number }): void;
+  startBackground(options?: { heal?: boolean; orphansOlderThanMs?: number; firstScanDelayMs?: number }): void;
   /** Stops the background work (waits for a pass in progress); the store closes with close(). */
   stopBackground(): Promise<void>;
   /**
@@ -45,8 +45,14 @@ export interface OpenPlacement {
    * running. Only where healing runs in the background (not in workers).
    */
   healNow(options: { deep: boolean }): boolean;
-  /** Stops the pass healNow started, at its next blob (what was done stays done); false when none runs. */
+  /**
+   * Stops, at its next blob (what was done stays done), the pass healNow
+   * started and the background pass in progress (see HealLoop.cancel); false
+   * when none was stopped.
+   */
   cancelHeal(): boolean;
+  /** The background healing of this process (undefined where it does not heal: workers, or not started). */
+  backgroundHealStatus(): BackgroundHealStatus | undefined;
   /** The pass healNow started: running, or the last one's outcome. */
   healPassStatus(): HealPassStatus | undefined;
   /** Every placement, configured or added at run time. */
@@ -78,6 +84,20 @@ export interface OpenPlacement {
   /** Why the placement cannot be removed now, or undefined. */
   placementInUse(name: string): string | undefined;
   removePlacement(name: string): void;
+}
+
+export type BackgroundHealPhase = 'reclaim' | 'repairs' | 'scan' | 'replace';
+
+/** The background healing, as GetHealStatus shows it. */
+export interface BackgroundHealStatus {
+  /** A pass runs now (repairs every few seconds; a scan and re-placement every SCAN_INTERVAL_MS). */
+  readonly running: boolean;
+  readonly phase: BackgroundHealPhase | undefined;
+  readonly progress: HealProgress | undefined;
+  /** When the next scan and re-placement begin. */
+  readonly nextScanMs: number;
+  /** When CancelHeal last stopped a background pass. */
+  readonly cancelledMs: number | undefined;
 }
 
 /** A pass asked for (the admin API's StartHeal), as GetHealStatus shows it. */
@@ -140,6 +160,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
   const store = new PlacedBlobStore({ local, backends, config, health, repairs: meta, onError });
   const healer = new Healer(meta, store, onError);
   const background = new HealLoop(healer, logger);
+  let backgroundStarted = false;
   let records: ObjectRecordWriter | undefined;
   const retired = new Set<Backend>();
   /** What each open backend was opened from: applyConfig replaces those whose configuration changed. */
@@ -158,7 +179,10 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     backendStatus: () => health.snapshot(),
     startBackground: (options = {}) => {
       health.start();
-      if (options.heal !== false) background.start(options.orphansOlderThanMs ?? 0);
+      if (options.heal !== false) {
+        background.start(options.orphansOlderThanMs ?? 0, options.firstScanDelayMs);
+        backgroundStarted = true;
+      }
       // Object records for `talus recover --scan`, with metadata replication, in the process that heals (one per data directory); SQLite only.
       if (options.heal !== false && config.replication !== undefined && meta instanceof SqliteMetadataStore) (records = new ObjectRecordWriter({ databasePath: meta.database.name, backends, logger })).start();
     },
@@ -170,7 +194,8 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
       retired.clear();
     },
     healNow: (options) => background.requestPass(options.deep),
-    cancelHeal: () => background.cancelRequested(),
+    cancelHeal: () => background.cancel(),
+    backgroundHealStatus: () => (backgroundStarted ? background.backgroundStatus() : undefined),
     healPassStatus: () => background.requestedStatus(),
     placements: () => store.placements(),
     addBackend: async (backendConfig) => {
@@ -243,15 +268,19 @@ class HealLoop {
   #reclaimBeforeMs: number | undefined = Date.now();
   /** The pass asked for on demand, and how to cancel it while it runs. */
   #requested: { status: HealPassStatus; cancel: AbortController } | undefined;
+  /** The background pass in progress: its phase, progress, and how CancelHeal stops it. */
+  #background: { phase: BackgroundHealPhase; progress: HealProgress | undefined; cancel: AbortController } | undefined;
+  /** When CancelHeal last stopped a background pass. */
+  #cancelledMs: number | undefined;
 
   constructor(healer: Healer, logger: Logger) {
     this.#healer = healer;
     this.#logger = logger;
   }
 
-  start(orphansOlderThanMs = 0): void {
+  start(orphansOlderThanMs = 0, firstScanDelayMs = FIRST_SCAN_DELAY_MS): void {
     if (orphansOlderThanMs > 0) this.#reclaimBeforeMs = Date.now() - orphansOlderThanMs;
-    this.#nextScanMs = Date.now() + FIRST_SCAN_DELAY_MS;
+    this.#nextScanMs = Date.now() + firstScanDelayMs;
     this.#timer = setInterval(() => this.#tick(), REPAIR_INTERVAL_MS);
     this.#timer.unref();
   }
@@ -312,11 +341,34 @@ class HealLoop {
     return true;
   }
 
-  cancelRequested(): boolean {
+  /**
+   * Stops every healing pass in progress at its next blob: the one asked for
+   * (waiting or running) and the background one once it has work in hand (a
+   * repair done, or its scan or re-placement begun; not its reclaim of crash
+   * debris at start, nor a tick that finds the queue empty). A background
+   * pass stopped is not run again before its time: its repairs at the next
+   * tick, its scan and re-placement at the next scan interval — or now, by
+   * StartHeal. False when nothing was stopped.
+   */
+  cancel(): boolean {
+    let cancelled = false;
     const requested = this.#requested;
-    if (requested === undefined || (requested.status.state !== 'waiting' && requested.status.state !== 'running')) return false;
-    requested.cancel.abort();
-    return true;
+    if (requested !== undefined && (requested.status.state === 'waiting' || requested.status.state === 'running')) {
+      requested.cancel.abort();
+      cancelled = true;
+    }
+    const background = this.#background;
+    if (background !== undefined && !background.cancel.signal.aborted && (background.phase !== 'repairs' || background.progress !== undefined)) {
+      background.cancel.abort();
+      this.#cancelledMs = Date.now();
+      cancelled = true;
+    }
+    return cancelled;
+  }
+
+  backgroundStatus(): BackgroundHealStatus {
+    const background = this.#background;
+    return { running: background !== undefined, phase: background?.phase, progress: background?.progress, nextScanMs: this.#nextScanMs, cancelledMs: this.#cancelledMs };
   }
 
   requestedStatus(): HealPassStatus | undefined {
@@ -324,22 +376,36 @@ class HealLoop {
   }
 
   async #pass(): Promise<void> {
-    if (this.#reclaimBeforeMs !== undefined) {
-      const removed = await this.#healer.reclaimOrphans(this.#reclaimBeforeMs, this.#stopping.signal);
-      this.#reclaimBeforeMs = undefined;
-      if (removed > 0) this.#logger.info('reclaimed orphan shards', { count: removed });
+    const cancel = new AbortController();
+    const current: { phase: BackgroundHealPhase; progress: HealProgress | undefined; cancel: AbortController } = { phase: 'reclaim', progress: undefined, cancel };
+    this.#background = current;
+    try {
+      if (this.#reclaimBeforeMs !== undefined) {
+        const removed = await this.#healer.reclaimOrphans(this.#reclaimBeforeMs, this.#stopping.signal);
+        this.#reclaimBeforeMs = undefined;
+        if (removed > 0) this.#logger.info('reclaimed orphan shards', { count: removed });
+      }
+      const signal = AbortSignal.any([cancel.signal, this.#stopping.signal]);
+      const onProgress = (progress: HealProgress): void => {
+        current.progress = progress;
+      };
+      current.phase = 'repairs';
+      const repaired = await this.#healer.repairDue({ signal, onProgress });
+      if (repaired.shardsRebuilt > 0) this.#logger.info('shards repaired', { ...repaired });
+      if (Date.now() < this.#nextScanMs) return;
+      // Set before the scan: a scan stopped (CancelHeal, shutdown) waits for its next interval.
+      this.#nextScanMs = Date.now() + SCAN_INTERVAL_MS;
+      if (signal.aborted) return;
+      current.phase = 'scan';
+      const scanned = await this.#healer.scan({ signal, onProgress });
+      this.#logger.info(cancel.signal.aborted ? 'healing scan cancelled' : 'healing scan done', { ...scanned });
+      if (signal.aborted) return;
+      current.phase = 'replace';
+      const replaced = await this.#healer.replaceAll({ signal, onProgress });
+      if (replaced.blobsMoved > 0 || replaced.failures > 0) this.#logger.info('objects re-placed', { ...replaced });
+    } finally {
+      this.#background = undefined;
     }
-    const signal = this.#stopping.signal;
-    const repaired = await this.#healer.repairDue({ signal });
-    if (repaired.shardsRebuilt > 0) this.#logger.info('shards repaired', { ...repaired });
-    if (Date.now() < this.#nextScanMs) return;
-    this.#nextScanMs = Date.now() + SCAN_INTERVAL_MS;
-    if (signal.aborted) return;
-    const scanned = await this.#healer.scan({ signal });
-    this.#logger.info('healing scan done', { ...scanned });
-    if (signal.aborted) return;
-    const replaced = await this.#healer.replaceAll({ signal });
-    if (replaced.blobsMoved > 0 || replaced.failures > 0) this.#logger.info('objects re-placed', { ...replaced });
   }
 }
 

@@ -2,6 +2,7 @@
 // under /console/. The session lives in an HttpOnly cookie this code cannot
 // read; the CSRF token is kept in this module's memory only (never in
 // storage) and sent with every change.
+import { forgetUpload, rememberUpload } from './upload-memory.js';
 
 let csrfToken = '';
 
@@ -281,34 +282,112 @@ function xhrPut(url, body, contentType, onProgress) {
   });
 }
 
+/** An upload's state: its uploadId, its part size, and the ETags of the parts stored (index: part number - 1; holes: not stored). */
+export function newUploadState() {
+  return { uploadId: undefined, partSize: undefined, etags: [] };
+}
+
+/** The part size of a file: PART_SIZE_MIN, larger where the file would need more than PARTS_MAX parts. */
+const partSizeOf = (size) => Math.max(PART_SIZE_MIN, Math.ceil(size / PARTS_MAX));
+
+/** Bytes of part `number` (from 1) of a file cut in partSize parts. */
+const partBytes = (size, partSize, number) => Math.min(partSize, size - (number - 1) * partSize);
+
 /**
  * Uploads a File to bucket/key; onProgress(bytesSent, total). A multipart
- * upload keeps its progress in `state` ({ uploadId, etags }): after a failure
- * (the network, a part refused) calling upload again with the same state sends
- * only the parts not yet stored; abortUpload gives the upload up.
+ * upload keeps its progress in `state` (newUploadState, or resumeState after
+ * a reload): after a failure (the network, a part refused) calling upload
+ * again with the same state sends only the parts not yet stored;
+ * abortUpload gives the upload up. Each multipart upload is remembered in
+ * the browser (upload-memory.js) until it completes or is aborted.
  */
-export async function upload(bucket, key, file, onProgress, state = { uploadId: undefined, etags: [] }) {
+export async function upload(bucket, key, file, onProgress, state = newUploadState()) {
   const type = file.type || 'application/octet-stream';
   if (file.size <= SINGLE_PUT_MAX) {
     await xhrPut(s3Url(bucket, key), file, type, (sent) => onProgress(sent, file.size));
     return;
   }
-  if (state.uploadId === undefined) state.uploadId = text(await s3Xml('POST', bucket, key, { uploads: '' }, { headers: { 'content-type': type } }), 'UploadId');
-  const uploadId = state.uploadId;
-  const partSize = Math.max(PART_SIZE_MIN, Math.ceil(file.size / PARTS_MAX));
-  // The parts stored so far are the first ones, in order.
-  let done = state.etags.length * partSize;
-  for (let offset = done, number = state.etags.length + 1; offset < file.size; offset += partSize, number++) {
-    const part = file.slice(offset, Math.min(offset + partSize, file.size));
-    const etag = await xhrPut(s3Url(bucket, key, { partNumber: String(number), uploadId }), part, undefined, (sent) => onProgress(done + sent, file.size));
-    done += part.size;
-    state.etags.push(etag);
+  if (state.uploadId === undefined) {
+    state.partSize = partSizeOf(file.size);
+    state.uploadId = text(await s3Xml('POST', bucket, key, { uploads: '' }, { headers: { 'content-type': type } }), 'UploadId');
+    rememberUpload({ bucket, key, uploadId: state.uploadId, name: file.name, size: file.size, lastModified: file.lastModified, partSize: state.partSize });
   }
-  const parts = state.etags.map((etag, index) => `<Part><PartNumber>${index + 1}</PartNumber><ETag>${etag}</ETag></Part>`).join('');
+  const { uploadId, partSize } = state;
+  const partCount = Math.ceil(file.size / partSize);
+  let done = 0;
+  for (let number = 1; number <= partCount; number++) if (state.etags[number - 1] !== undefined) done += partBytes(file.size, partSize, number);
+  onProgress(done, file.size);
+  for (let number = 1; number <= partCount; number++) {
+    if (state.etags[number - 1] !== undefined) continue;
+    const offset = (number - 1) * partSize;
+    const part = file.slice(offset, offset + partBytes(file.size, partSize, number));
+    const sentBefore = done;
+    state.etags[number - 1] = await xhrPut(s3Url(bucket, key, { partNumber: String(number), uploadId }), part, undefined, (sent) => onProgress(sentBefore + sent, file.size));
+    done += part.size;
+  }
+  const parts = state.etags.map((etag, index) => `<Part><PartNumber>${index + 1}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`).join('');
   await s3('POST', bucket, key, { uploadId }, { body: `<CompleteMultipartUpload>${parts}</CompleteMultipartUpload>`, headers: { 'content-type': 'application/xml' } });
+  forgetUpload(uploadId);
 }
 
-/** Gives up a multipart upload: its stored parts are deleted. */
+/** Every part the server holds of an upload (ListParts, page by page): [{ number, etag, size }]. */
+async function listParts(bucket, key, uploadId) {
+  const parts = [];
+  let marker;
+  for (;;) {
+    const doc = await s3Xml('GET', bucket, key, { uploadId, 'part-number-marker': marker });
+    for (const node of doc.getElementsByTagName('Part')) parts.push({ number: Number(text(node, 'PartNumber')), etag: text(node, 'ETag'), size: Number(text(node, 'Size')) });
+    if (text(doc, 'IsTruncated') !== 'true') return parts;
+    const next = text(doc, 'NextPartNumberMarker');
+    if (next === '' || next === marker) return parts;
+    marker = next;
+  }
+}
+
+/**
+ * The state of a remembered upload (upload-memory.js) resumed with `file`,
+ * picked again: the parts the server holds (ListParts) that are what this
+ * file's slice would be — the same size and an ETag equal to the slice's MD5
+ * — count as stored; any other is sent again. The MD5 is what makes resuming
+ * safe: a different file with the same name, size and modification time, or
+ * one changed in place, would otherwise complete into an object mixing both,
+ * as CompleteMultipartUpload checks only that the ETags given are the ones
+ * stored. Throws ApiError NoSuchUpload when the upload is gone (completed,
+ * aborted, expired by a lifecycle rule): the caller forgets it.
+ */
+export async function resumeState(bucket, remembered, file) {
+  const { md5Hex } = await import('./md5.js');
+  const { key, uploadId, partSize } = remembered;
+  const partCount = Math.ceil(file.size / partSize);
+  const state = { uploadId, partSize, etags: [] };
+  for (const part of await listParts(bucket, key, uploadId)) {
+    if (!Number.isInteger(part.number) || part.number < 1 || part.number > partCount) continue;
+    if (part.size !== partBytes(file.size, partSize, part.number)) continue;
+    const offset = (part.number - 1) * partSize;
+    const bytes = new Uint8Array(await file.slice(offset, offset + part.size).arrayBuffer());
+    if (part.etag.replaceAll('"', '') === md5Hex(bytes)) state.etags[part.number - 1] = part.etag;
+  }
+  return state;
+}
+
+/** Whether a remembered upload still exists on the server (a ListParts of one part; false on NoSuchUpload). */
+export async function uploadExists(bucket, key, uploadId) {
+  try {
+    await s3('GET', bucket, key, { uploadId, 'max-parts': '1' });
+    return true;
+  } catch (error) {
+    if (error.code === 'NoSuchUpload') return false;
+    throw error;
+  }
+}
+
+/** Gives up a multipart upload: its stored parts are deleted, and the browser forgets it. */
 export async function abortUpload(bucket, key, state) {
-  if (state.uploadId !== undefined) await s3('DELETE', bucket, key, { uploadId: state.uploadId });
+  if (state.uploadId === undefined) return;
+  try {
+    await s3('DELETE', bucket, key, { uploadId: state.uploadId });
+  } catch (error) {
+    if (error.code !== 'NoSuchUpload') throw error;
+  }
+  forgetUpload(state.uploadId);
 }

@@ -2,8 +2,9 @@
 // progress, download, preview (sandboxed), versions, share links, and the
 // bucket's settings (versioning, public read, quota, delete).
 import { useEffect, useState } from 'preact/hooks';
-import { abortUpload, admin, call, getBucketPolicy, getPublicRead, getTags, getVersioning, listObjects, listVersions, parsePairs, replaceMetadata, restoreVersion, s3, s3Url, setBucketPolicy, setPublicRead, setTags, setVersioning, upload } from './api.js';
+import { abortUpload, admin, call, getBucketPolicy, getPublicRead, getTags, getVersioning, listObjects, listVersions, newUploadState, parsePairs, replaceMetadata, restoreVersion, resumeState, s3, s3Url, setBucketPolicy, setPublicRead, setTags, setVersioning, upload, uploadExists } from './api.js';
 import { ErrorBox, formatBytes, formatTime, html, lazyComponent } from './html.js';
+import { forgetUpload, isSameFile, rememberedUploadOf, rememberedUploads } from './upload-memory.js';
 
 const PAGE_SIZE = 50;
 /** pdf.js draws PDFs (browsers show none in a CSP sandbox); it loads only when a PDF is previewed. */
@@ -128,37 +129,109 @@ function BucketQuota({ bucket }) {
   </form>`;
 }
 
+/**
+ * Uploads: drag and drop or pick files. A failed multipart upload can be
+ * resumed (the parts already stored are kept) or cancelled. Each multipart
+ * upload is remembered in the browser until it completes or is aborted, so
+ * after the page was closed or reloaded, picking the same file again (same
+ * name, size and modification time) for the same key offers to resume it,
+ * and the bucket's remembered uploads are listed with Resume (pick the file)
+ * and Abort.
+ */
 function Uploader({ bucket, prefix, onDone }) {
   const [uploads, setUploads] = useState([]);
   const [over, setOver] = useState(false);
-  // A failed upload can be resumed (the parts already stored are kept) or cancelled.
+  const [remembered, setRemembered] = useState([]);
+  const [rememberedError, setRememberedError] = useState(null);
+  const recall = () => setRemembered(rememberedUploads(bucket));
+  useEffect(() => {
+    let current = true;
+    const entries = rememberedUploads(bucket);
+    setRemembered(entries);
+    // Forget what the server no longer has (completed or aborted elsewhere, expired by a lifecycle rule).
+    Promise.all(entries.map(async (one) => {
+      if (!(await uploadExists(bucket, one.key, one.uploadId))) forgetUpload(one.uploadId);
+    })).then(() => current && setRemembered(rememberedUploads(bucket)), (failure) => current && setRememberedError(failure));
+    return () => {
+      current = false;
+    };
+  }, [bucket]);
+  const updateEntry = (id, change) => setUploads((all) => all.map((one) => (one.id === id ? { ...one, ...change } : one)));
   function run(entry, file, state) {
-    const update = (change) => setUploads((all) => all.map((one) => (one.id === entry.id ? { ...one, ...change } : one)));
-    update({ state: 'uploading', error: null });
+    const update = (change) => updateEntry(entry.id, change);
+    update({ state: 'uploading', error: null, resume: null, cancel: null, startOver: null, uploadState: state });
     upload(bucket, entry.key, file, (sent, total) => update({ percent: total === 0 ? 100 : Math.floor((sent * 100) / total) }), state)
       .then(() => {
-        update({ percent: 100, state: 'done', resume: null, cancel: null });
+        update({ percent: 100, state: 'done' });
+        recall();
         onDone();
       }, (error) => update({
         state: 'failed',
         error,
         resume: () => run(entry, file, state),
-        cancel: () => abortUpload(bucket, entry.key, state).then(() => update({ state: 'cancelled', error: null, resume: null, cancel: null }), (failure) => update({ error: failure })),
+        cancel: () => abortUpload(bucket, entry.key, state).then(() => {
+          update({ state: 'cancelled', error: null, resume: null, cancel: null });
+          recall();
+        }, (failure) => update({ error: failure })),
       }));
+  }
+  /** Resumes a remembered upload with the file picked again: only the parts the server lacks (or holds wrong) are sent. */
+  function resume(entry, file, known) {
+    const update = (change) => updateEntry(entry.id, change);
+    update({ state: 'checking', error: null, resume: null, startOver: null, uploadState: { uploadId: known.uploadId } });
+    resumeState(bucket, known, file).then((state) => run(entry, file, state), (error) => {
+      if (error.code !== 'NoSuchUpload') {
+        update({ state: 'failed', error, resume: () => resume(entry, file, known) });
+        return;
+      }
+      // The upload is gone (aborted, expired): forget it and upload the file afresh.
+      forgetUpload(known.uploadId);
+      recall();
+      run(entry, file, newUploadState());
+    });
+  }
+  function startOver(entry, file, known) {
+    updateEntry(entry.id, { state: 'uploading', resume: null, startOver: null });
+    abortUpload(bucket, known.key, { uploadId: known.uploadId }).then(() => {
+      recall();
+      run(entry, file, newUploadState());
+    }, (error) => updateEntry(entry.id, { state: 'failed', error, startOver: () => startOver(entry, file, known) }));
+  }
+  function add(key, file) {
+    const entry = { id: `${key}:${Date.now()}:${Math.random()}`, key, percent: 0, state: 'uploading', error: null, resume: null, cancel: null, startOver: null, uploadState: null };
+    setUploads((all) => [entry, ...all]);
+    return entry;
   }
   function start(files) {
     for (const file of files) {
       const key = prefix + file.name;
-      const entry = { id: `${key}:${Date.now()}:${Math.random()}`, key, percent: 0, state: 'uploading', error: null, resume: null, cancel: null };
-      setUploads((all) => [entry, ...all]);
-      run(entry, file, { uploadId: undefined, etags: [] });
+      const entry = add(key, file);
+      const known = rememberedUploadOf(bucket, key, file);
+      if (known === undefined) run(entry, file, newUploadState());
+      else updateEntry(entry.id, { state: 'resumable', uploadState: { uploadId: known.uploadId }, resume: () => resume(entry, file, known), startOver: () => startOver(entry, file, known) });
     }
+  }
+  /** Resume from the list of remembered uploads: the file picked must be the one the upload was sending. */
+  function resumePicked(known, file) {
+    setRememberedError(null);
+    if (file === undefined) return;
+    if (!isSameFile(known, file)) {
+      setRememberedError(new Error(`That is not the file this upload was sending: pick ${known.name} (${formatBytes(known.size)}, modified ${formatTime(new Date(known.lastModified).toISOString())}).`));
+      return;
+    }
+    resume(add(known.key, file), file, known);
+  }
+  function abortRemembered(known) {
+    setRememberedError(null);
+    abortUpload(bucket, known.key, { uploadId: known.uploadId }).then(recall, setRememberedError);
   }
   const drop = (event) => {
     event.preventDefault();
     setOver(false);
     start([...event.dataTransfer.files]);
   };
+  const active = new Set(uploads.map((one) => one.uploadState?.uploadId).filter((uploadId) => uploadId !== undefined));
+  const waiting = remembered.filter((one) => !active.has(one.uploadId));
   return html`<div class=${over ? 'drop over' : 'drop'} onDragOver=${(event) => { event.preventDefault(); setOver(true); }} onDragLeave=${() => setOver(false)} onDrop=${drop}>
     Drop files here to upload them to <code>${prefix || '/'}</code>, or <input type="file" multiple aria-label="Choose files to upload" data-testid="upload-input" onChange=${(event) => { start([...event.currentTarget.files]); event.currentTarget.value = ''; }} />
     ${uploads.map((one) => html`<div class="row" key=${one.id} data-testid="upload">
@@ -166,10 +239,22 @@ function Uploader({ bucket, prefix, onDone }) {
       <progress max="100" value=${one.percent}></progress>
       <span data-testid="upload-percent">${one.percent} %</span>
       <span data-testid="upload-state">${one.state}</span>
+      ${one.state === 'resumable' ? html`<span class="note">An earlier upload of this file was not finished.</span>` : null}
       ${one.resume ? html`<button onClick=${one.resume}>Resume</button>` : null}
+      ${one.startOver ? html`<button onClick=${one.startOver}>Start over</button>` : null}
       ${one.cancel ? html`<button onClick=${one.cancel}>Cancel upload</button>` : null}
       <${ErrorBox} error=${one.error} />
     </div>`)}
+    ${waiting.length === 0 ? null : html`<div data-testid="remembered-uploads">
+      <p class="note">Unfinished uploads begun in this browser: pick the same file to resume one.</p>
+      ${waiting.map((one) => html`<div class="row" key=${one.uploadId} data-testid="remembered-upload" data-key=${one.key}>
+        <code>${one.key}</code>
+        <span>${one.name}, ${formatBytes(one.size)}, begun ${formatTime(new Date(one.startedMs).toISOString())}</span>
+        <label class="button">Resume <input type="file" hidden aria-label=${`Pick ${one.name} to resume`} onChange=${(event) => { resumePicked(one, event.currentTarget.files[0]); event.currentTarget.value = ''; }} /></label>
+        <button class="danger" onClick=${() => abortRemembered(one)}>Abort</button>
+      </div>`)}
+    </div>`}
+    <${ErrorBox} error=${rememberedError} />
   </div>`;
 }
 

@@ -33,6 +33,9 @@ function HealQueues() {
     setVersion((n) => n + 1);
   }
   const pass = status?.pass;
+  // CancelHeal also stops the background pass once it has work in hand (its scan or re-placement, or repairs under way).
+  const background = status?.background;
+  const backgroundBusy = background?.running === true && (background.phase === 'scan' || background.phase === 'replace' || (background.phase === 'repairs' && background.progress));
   return html`<h1>Heal and purge queues</h1>
     <${ErrorBox} error=${error} />
     ${status ? html`<div class="stats">
@@ -41,12 +44,14 @@ function HealQueues() {
       <div class="stat"><span class="note">Blobs to purge</span><b data-testid="purge-blobs">${status.purge.blobs}</b></div>
       <div class="stat"><span class="note">Next purge due</span><b>${when(status.purge.oldestDueMs)}</b></div>
       <div class="stat"><span class="note">Healing pass</span><b data-testid="heal-pass">${pass ? pass.state : 'none'}</b></div>
+      ${background ? html`<div class="stat"><span class="note">Background healing</span><b data-testid="heal-background">${background.running ? background.phase : 'idle'}</b></div>` : null}
     </div>
+    ${background ? html`<p class="note">Next background scan ${when(background.nextScanMs)}${background.cancelledMs ? `; last cancelled ${when(background.cancelledMs)}` : ''}.</p>` : null}
     ${pass ? html`<p class="note">Pass begun ${when(pass.startedMs)}${pass.deep ? ' (deep)' : ''}${pass.finishedMs ? `, ended ${when(pass.finishedMs)}` : ''}.</p>` : null}
     <div class="row">
       <button class="primary" disabled=${!status.placements} onClick=${() => act('StartHeal', {})}>Start heal</button>
       <button disabled=${!status.placements} onClick=${() => act('StartHeal', { deep: true })}>Start deep heal</button>
-      <button disabled=${pass?.state !== 'running' && pass?.state !== 'waiting'} onClick=${() => act('CancelHeal', {})}>Cancel heal</button>
+      <button disabled=${pass?.state !== 'running' && pass?.state !== 'waiting' && !backgroundBusy} onClick=${() => act('CancelHeal', {})}>Cancel heal</button>
       ${status.placements ? null : html`<span class="note">No placements are configured: nothing to heal.</span>`}
     </div>
     ${status.repairs.sample.length > 0 ? html`<table data-testid="repair-sample"><thead><tr><th>Queued repair (blob)</th><th>Shard</th><th>Reason</th><th>Attempts</th><th>Recorded</th></tr></thead><tbody>
