@@ -19,6 +19,9 @@ import { after, before, describe, test } from 'node:test';
 import postgres from 'postgres';
 import { AdminClient } from '../src/admin/client.ts';
 import { parseConfig } from '../src/config/config.ts';
+import type { MetadataStore } from '../src/meta/metadata-store.ts';
+import { PostgresMetadataStore } from '../src/meta/postgres/postgres-metadata-store.ts';
+import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import { RUNTIME_DOCUMENT_SETTING } from '../src/placement/runtime-document.ts';
 import { RUNTIME_POLL_INTERVAL_MS } from '../src/placement/runtime-sync.ts';
 import { startTalus, type RunningTalus } from '../src/talus.ts';
@@ -117,6 +120,23 @@ describe('run-time placement changes on two nodes sharing PostgreSQL', { skip },
     await pg?.stop();
     delete process.env['TALUS_SECRET_KEY'];
     if (root !== undefined) await rm(root, { recursive: true, force: true });
+  });
+
+  test('putSettingIf: writes only over what it expects, on both stores', async () => {
+    const stores: MetadataStore[] = [await PostgresMetadataStore.open(pg.url), new SqliteMetadataStore(join(root, 'conditional.db'))];
+    for (const store of stores) {
+      try {
+        assert.equal(await store.putSettingIf('cas-test', 'v1', undefined), true, 'created when absent');
+        assert.equal(await store.putSettingIf('cas-test', 'other', undefined), false, 'not over an existing row');
+        assert.equal(await store.putSettingIf('cas-test', 'v2', 'stale'), false, 'not over another value');
+        assert.equal(await store.getSetting('cas-test'), 'v1');
+        assert.equal(await store.putSettingIf('cas-test', 'v2', 'v1'), true, 'over the value it read');
+        assert.equal(await store.getSetting('cas-test'), 'v2');
+        assert.equal(await store.deleteSetting('cas-test'), true);
+      } finally {
+        await store.close();
+      }
+    }
   });
 
   test('added on A: B writes to the new backend within the bound, both read back; the secret is sealed in the row and never answered', async () => {

@@ -97,7 +97,7 @@ export class RuntimeChanges {
     this.#timer = setInterval(() => {
       if (this.#pollQueued) return; // a slow change or poll: one waiting is enough
       this.#pollQueued = true;
-      void this.serially(() => this.#poll(store)).finally(() => (this.#pollQueued = false));
+      void this.#poll(store).finally(() => (this.#pollQueued = false));
     }, RUNTIME_POLL_INTERVAL_MS);
     this.#timer.unref();
   }
@@ -128,11 +128,21 @@ export class RuntimeChanges {
     this.#applied = kept;
   }
 
+  /**
+   * Reads the row outside the queue: when it is the applied one (nearly
+   * always) the node is up to date even while a long change of its own
+   * (RemoveBackend's count) holds the queue. Only a new one waits its turn.
+   */
   async #poll(store: SettingsRuntimeDocuments): Promise<void> {
     let stamp: string | undefined;
     try {
       stamp = await store.readStamp();
-      if (stamp !== this.#applied.stamp) await this.#apply(store.parseKept(stamp));
+      if (stamp !== this.#applied.stamp) {
+        await this.serially(async () => {
+          stamp = await store.readStamp(); // a change of this node's may have written it meanwhile
+          if (stamp !== this.#applied.stamp) await this.#apply(store.parseKept(stamp));
+        });
+      }
       this.#freshMs = Date.now();
       this.#failedStamp = undefined;
     } catch (error) {
