@@ -3,7 +3,9 @@
  * (src/placement/runtime-document.ts, runtime-sync.ts): the document lives in
  * the store's `settings`, so a change made on node A is served by node B
  * within the poll bound, and one made on B by A; two nodes changing at the
- * same moment both keep their change (compare-and-set); an S3 backend's
+ * same moment both keep their change (compare-and-set); a node that cannot
+ * apply the document refuses writes once it is behind for the stale bound,
+ * and writes again once it can; an S3 backend's
  * secret is sealed in the row (and in a single node's file), never in clear
  * and never answered; a restarted node starts with every change. Two
  * in-process nodes on a private PostgreSQL, a plain Talus server as the S3
@@ -23,7 +25,7 @@ import type { MetadataStore } from '../src/meta/metadata-store.ts';
 import { PostgresMetadataStore } from '../src/meta/postgres/postgres-metadata-store.ts';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import { RUNTIME_DOCUMENT_SETTING } from '../src/placement/runtime-document.ts';
-import { RUNTIME_POLL_INTERVAL_MS } from '../src/placement/runtime-sync.ts';
+import { RUNTIME_POLL_INTERVAL_MS, RUNTIME_STALE_MAX_MS } from '../src/placement/runtime-sync.ts';
 import { startTalus, type RunningTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
 import { makeClient } from './helpers/talus.ts';
@@ -211,6 +213,43 @@ describe('run-time placement changes on two nodes sharing PostgreSQL', { skip },
     assert.ok(layout.buckets.some((bucket) => bucket.name === 'far-bucket' && bucket.placement === 'far'));
     assert.equal((await bodyOf(clients[1], 'far-bucket', 'from-b')).length, 100_000);
     assert.equal((await bodyOf(clients[1], 'far-bucket', 'from-a')).length, 50_000);
+  });
+
+  test('a node that cannot apply the shared document refuses writes after the stale bound, reads on, and writes again once it can', async () => {
+    // C declares in its own talus.toml a backend that A then adds at run time: C cannot apply that document.
+    const clashing = parseConfig(
+      `[backends.shared]\ntype = "directory"\npath = "${join(root, 'shared')}"\n[backends.clash]\ntype = "directory"\npath = "${join(root, 'clash-c')}"\n` +
+      `[placements.one]\ntype = "single"\nbackend = "shared"\n[defaults]\nplacement = "one"\n`,
+      { source: 'test', baseDirectory: root },
+    );
+    const c = await startTalus({
+      dataDir: join(root, 'c'), port: 0, address: '127.0.0.1', rootAccessKeyId: ROOT.accessKeyId, rootSecretAccessKey: ROOT.secretAccessKey,
+      logger: silentLogger, admin: { port: 0, address: '127.0.0.1' }, config: clashing, healInBackground: false, metaUrl: pg.url,
+    });
+    const s3C = makeClient(c.url, ROOT);
+    const put = async (key: string): Promise<number> => {
+      try {
+        await s3C.send(new PutObjectCommand({ Bucket: 'far-bucket', Key: key, Body: randomBytes(30_000) }));
+        return 200;
+      } catch (error) {
+        return (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? 0;
+      }
+    };
+    try {
+      assert.equal(await put('before'), 200);
+      await adminOf(nodes[0]!).call('AddBackend', { name: 'clash', type: 'directory', path: join(root, 'clash-a') });
+      await eventually('C refuses writes once it has been behind for the bound', async () => (await put('behind')) === 503, FOLLOW_TIMEOUT_MS + RUNTIME_STALE_MAX_MS);
+      assert.match(c.engine.unreadyReason() ?? '', /not been up to date with the shared run-time placements/);
+      assert.equal((await bodyOf(s3C, 'far-bucket', 'before')).length, 30_000, 'reads go on');
+      await clients[0]!.send(new PutObjectCommand({ Bucket: 'far-bucket', Key: 'on-a', Body: randomBytes(30_000) })); // the nodes up to date write on
+
+      await adminOf(nodes[0]!).call('RemoveBackend', { name: 'clash' });
+      await eventually('C writes again once it could apply the document', async () => (await put('after')) === 200);
+      assert.equal(c.engine.unreadyReason(), undefined);
+    } finally {
+      s3C.destroy();
+      await c.close();
+    }
   });
 });
 
