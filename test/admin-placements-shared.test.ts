@@ -14,7 +14,7 @@
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -24,7 +24,8 @@ import { parseConfig } from '../src/config/config.ts';
 import type { MetadataStore } from '../src/meta/metadata-store.ts';
 import { PostgresMetadataStore } from '../src/meta/postgres/postgres-metadata-store.ts';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
-import { RUNTIME_DOCUMENT_SETTING } from '../src/placement/runtime-document.ts';
+import { FileRuntimeDocuments, IMPORTED_SUFFIX, RUNTIME_DOCUMENT_SETTING, SettingsRuntimeDocuments } from '../src/placement/runtime-document.ts';
+import { SecretBox } from '../src/principals/secret-box.ts';
 import { RUNTIME_POLL_INTERVAL_MS, RUNTIME_STALE_MAX_MS } from '../src/placement/runtime-sync.ts';
 import { startTalus, type RunningTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
@@ -280,6 +281,41 @@ test('a single node keeps S3 backends\' secrets sealed in runtime-placements.jso
     remoteS3.destroy();
     await node.close();
     await remote.close();
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a single node\'s run-time files are imported once into a store without a document (a migrated node\'s first start with --meta), then renamed', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'talus-placements-import-'));
+  const dataDir = join(root, 'data');
+  await mkdir(dataDir);
+  const box = new SecretBox(randomBytes(32));
+  const meta = new SqliteMetadataStore(join(root, 'store.db'));
+  try {
+    const files = new FileRuntimeDocuments(dataDir, box);
+    const document = {
+      backends: [{ name: 'remote', type: 's3' as const, endpoint: 'http://127.0.0.1:9', bucket: 'b', region: 'us-east-1', accessKeyId: 'AKIDIMPORT', secretAccessKey: 'import-secret-in-clear', prefix: '', multipartThresholdBytes: 1 << 30, partBytes: 1 << 27 }],
+      placements: [{ name: 'far', type: 'single' as const, dataShards: 1, parityShards: 0, backends: ['remote'], writeQuorum: 1, assignment: 'priority' as const, blockBytes: 1 << 20 }],
+      buckets: new Map([['photos', 'far']]),
+    };
+    await files.write(document, await files.read());
+    const shared = await SettingsRuntimeDocuments.open(meta, box, dataDir, silentLogger);
+    const kept = await shared.read();
+    assert.equal(kept.version, 1);
+    assert.deepEqual(kept.document, document);
+    const text = (await meta.getSetting(RUNTIME_DOCUMENT_SETTING))!;
+    assert.ok(text.includes('AKIDIMPORT') && !text.includes('import-secret-in-clear'), 'imported, its secret sealed');
+    await assert.rejects(access(join(dataDir, 'runtime-placements.json')), 'renamed');
+    await access(join(dataDir, `runtime-placements.json${IMPORTED_SUFFIX}`));
+    await access(join(dataDir, `bucket-placements.json${IMPORTED_SUFFIX}`));
+
+    // Files found again beside a document: the shared one wins, the files stay as they are.
+    await files.write({ ...document, buckets: new Map() }, await files.read());
+    await SettingsRuntimeDocuments.open(meta, box, dataDir, silentLogger);
+    assert.equal(await meta.getSetting(RUNTIME_DOCUMENT_SETTING), text);
+    await access(join(dataDir, 'runtime-placements.json'));
+  } finally {
+    await meta.close();
     await rm(root, { recursive: true, force: true });
   }
 });
