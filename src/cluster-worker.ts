@@ -9,6 +9,7 @@ import type { BlobStore } from './blob/blob-store.ts';
 import { FsBlobStore } from './blob/fs/fs-blob-store.ts';
 import { missingWriteQuorum } from './placement/backend-health.ts';
 import { openPlacement } from './placement/open-placement.ts';
+import { FileRuntimeDocuments } from './placement/runtime-document.ts';
 import { withRuntimeChanges } from './placement/runtime-placements.ts';
 import { WORKER_SETTINGS_ENV, type ToPrimary, type ToWorker, type WorkerSettings } from './cluster.ts';
 import { DiskReserve } from './disk-reserve.ts';
@@ -43,8 +44,12 @@ async function runWorker(): Promise<void> {
   });
   const local = await FsBlobStore.open(join(settings.dataDir, 'blobs'));
   const base = settings.config === undefined ? undefined : { ...settings.config, buckets: new Map(settings.config.buckets) };
+  // The primary found (or created) the key and sealed what needed it before forking; run-time S3 backends' secrets are sealed under it.
+  const secretBox = await openSecretBox(settings.dataDir, meta, { create: false });
   // talus.toml's with the admin API's run-time changes, read afresh: a worker started after a change serves it.
-  const placement = base === undefined ? undefined : await openPlacement(await withRuntimeChanges(base, settings.dataDir), local, meta, logger);
+  const runtimeFiles = new FileRuntimeDocuments(settings.dataDir, secretBox);
+  const withKept = async (config: NonNullable<typeof base>) => withRuntimeChanges(config, (await runtimeFiles.read()).document, runtimeFiles.sources);
+  const placement = base === undefined ? undefined : await openPlacement(await withKept(base), local, meta, logger);
   /** Changes applied one after another, in the order the primary made them. */
   let applying: Promise<void> = Promise.resolve();
   const applyPlacements = (id: number): void => {
@@ -52,7 +57,7 @@ async function runWorker(): Promise<void> {
       let error: string | undefined;
       try {
         assert(placement !== undefined && base !== undefined, 'run-time changes need placements');
-        await placement.applyConfig(await withRuntimeChanges(base, settings.dataDir));
+        await placement.applyConfig(await withKept(base));
       } catch (failure) {
         error = failure instanceof Error ? failure.message : String(failure);
         logger.error('applying run-time placement changes failed', { error });
@@ -70,8 +75,7 @@ async function runWorker(): Promise<void> {
     space: reserve,
     ...(placement === undefined ? {} : { unreadyReason: () => missingWriteQuorum(placement.placements(), placement.backendStatus()) }),
   });
-  // The primary found (or created) the key and sealed what needed it before forking.
-  const secrets = await PrincipalCache.load(meta, await openSecretBox(settings.dataDir, meta, { create: false }), { onProblem: (message) => logger.warn(message) });
+  const secrets = await PrincipalCache.load(meta, secretBox, { onProblem: (message) => logger.warn(message) });
   const metrics = createServerMetrics(TALUS_VERSION, undefined, { backends: placement === undefined ? undefined : () => placement.backendStatus() });
   const accessLog = settings.accessLog === undefined ? undefined : new AccessLog(settings.accessLog);
   const server = createS3Server({

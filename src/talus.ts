@@ -27,7 +27,9 @@ import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { missingWriteQuorum } from './placement/backend-health.ts';
 import { decodeLocation } from './placement/blob-location.ts';
 import { openPlacement, type OpenPlacement } from './placement/open-placement.ts';
+import { FileRuntimeDocuments, SettingsRuntimeDocuments, type RuntimeDocumentStore } from './placement/runtime-document.ts';
 import { withRuntimeChanges } from './placement/runtime-placements.ts';
+import { RuntimeChanges } from './placement/runtime-sync.ts';
 import { PrincipalCache } from './principals/principal-cache.ts';
 import { type Credentials, Principals } from './principals/principals.ts';
 import { openSecretBox } from './principals/secret-key.ts';
@@ -222,8 +224,14 @@ async function startOnLockedDirectory(
   if (partialBlobs > 0) logger.info('removed partial blobs of stopped processes', { count: partialBlobs });
   const local = await FsBlobStore.open(join(dataDir, 'blobs'));
   const workers = options.workers ?? 1;
+  // Fails closed on a missing or wrong secret key; seals plain-text secrets of older data directories.
+  // Before the run-time placements: S3 backends' secrets are sealed in them.
+  const secretBox = await openSecretBox(dataDir, meta);
   // Backends and placements added through the admin API join talus.toml's; buckets' placements chosen there win over its [buckets].
-  const config = await withRuntimeChanges(options.config ?? EMPTY_CONFIG, dataDir);
+  // Kept in the data directory, or, for nodes sharing a store, in its settings (src/placement/runtime-document.ts).
+  const runtimeStore: RuntimeDocumentStore = meta instanceof SqliteMetadataStore ? new FileRuntimeDocuments(dataDir, secretBox) : await SettingsRuntimeDocuments.open(meta, secretBox, dataDir, logger);
+  const keptAtStart = await runtimeStore.read();
+  const config = withRuntimeChanges(options.config ?? EMPTY_CONFIG, keptAtStart.document, runtimeStore.sources);
   const placed = config.placements.length > 0 || config.defaultPlacement !== EMPTY_CONFIG.defaultPlacement;
   if (!placed) {
     // Fail closed: objects placed on backends cannot be served without the configuration that names them.
@@ -234,6 +242,12 @@ async function startOnLockedDirectory(
     }
   }
   const placement = placed ? await openPlacement(config, local, meta, logger) : undefined;
+  const runtime = placement === undefined ? undefined : new RuntimeChanges({ store: runtimeStore, base: options.config ?? EMPTY_CONFIG, placement, applied: keptAtStart, logger });
+  // Nodes sharing a store: one that fell behind the others' placement changes stops adding data (runtime-sync.ts).
+  const space = runtime === undefined || !runtimeStore.shared ? reserve : {
+    refusal: () => runtime.staleRefusal() ?? reserve.refusal(),
+    noteError: (error: unknown) => reserve.noteError(error),
+  };
   const blobs: BlobStore = placement?.store ?? local;
   const host = options.address === undefined || options.address === '0.0.0.0' ? '127.0.0.1' : options.address;
   const urlOf = (port: number): string => `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -262,11 +276,9 @@ async function startOnLockedDirectory(
   const engine = new Engine(meta, blobs, {
     onBackgroundError: (error) => logger.error('background task failed', { error: String(error) }),
     otherLeases: pool?.leasedByWorkers,
-    space: reserve,
-    ...(placement === undefined ? {} : { unreadyReason: () => missingWriteQuorum(placement.placements(), placement.backendStatus()) }),
+    space,
+    ...(placement === undefined ? {} : { unreadyReason: () => runtime?.staleReason() ?? missingWriteQuorum(placement.placements(), placement.backendStatus()) }),
   });
-  // Fails closed on a missing or wrong secret key; seals plain-text secrets of older data directories.
-  const secretBox = await openSecretBox(dataDir, meta);
   const credentialsSource: RunningTalus['credentialsSource'] =
     options.rootAccessKeyId !== undefined && options.rootSecretAccessKey !== undefined
       ? 'given'
@@ -314,7 +326,7 @@ async function startOnLockedDirectory(
       logger,
       // Only the embedded store is this node's alone; another (PostgreSQL) may be shared with other nodes.
       storage: {
-        dataDir, meta, config, placement, sharedMetadata: !(meta instanceof SqliteMetadataStore),
+        dataDir, meta, config, placement, sharedMetadata: !(meta instanceof SqliteMetadataStore), runtime,
         ...(pool === undefined ? {} : { placementsChanged: () => pool.placementsChanged() }),
       },
       tokens: await AdminTokens.open(meta, dataDir),
@@ -338,6 +350,7 @@ async function startOnLockedDirectory(
     let admin: AdminListener | undefined;
     const stopServing = async (graceMs: number): Promise<void> => {
       secrets.stop();
+      await runtime?.stop();
       await admin?.close();
       await pool.stop(graceMs);
       await lifecycle.stop();
@@ -359,6 +372,7 @@ async function startOnLockedDirectory(
       await stopServing(0);
       throw error;
     }
+    runtime?.start();
     let closing: Promise<void> | undefined;
     return {
       url: urlOf(pool.port),
@@ -415,6 +429,7 @@ async function startOnLockedDirectory(
     throw error;
   }
   const port = (server.address() as AddressInfo).port;
+  runtime?.start();
   let closing: Promise<void> | undefined;
   return {
     url: urlOf(port),
@@ -431,6 +446,7 @@ async function startOnLockedDirectory(
     failed,
     // The admin listener first (its requests use the stores), then the S3 front and the stores, then the logs.
     close: () => (closing ??= (secrets.stop(), (admin?.close() ?? Promise.resolve())
+      .then(() => runtime?.stop())
       .then(() => shutdown(server, lifecycle, engine, meta, blobs, placement, replication))
       .then(() => Promise.all([accessLog?.close(), audit.close()]))
       .then(() => undefined)

@@ -2,20 +2,22 @@
  * Backends and placements changed or removed at run time, without a restart:
  * UpdateBackend, RemoveBackend and UpdatePlacement, beside the additions of
  * runtime-config-operations.ts and under the same rules — only entries kept
- * in DATA_DIR/runtime-placements.json (a talus.toml entry is changed in
- * talus.toml), validated by src/config's parser, kept before applied, one
- * change at a time, in a server that may make run-time changes at all.
+ * at run time (a talus.toml entry is changed in talus.toml), validated by
+ * src/config's parser, kept before applied, one change at a time (on nodes
+ * sharing PostgreSQL, by compare-and-set), in a server that may make
+ * run-time changes at all.
  *
  * A backend's name is its identity: every placed blob records the backends
  * of its shards by name. So UpdateBackend changes how the same data is
  * reached (endpoint, keys, region, bucket, prefix, a directory's path), never
  * which data it is; RemoveBackend waits until no placement names it and no
- * blob has a shard on it (counted in the metadata store); and a placement's
+ * blob has a shard on it (counted in the metadata store: every node's
+ * blobs, when nodes share it); and a placement's
  * new backends or geometry reach the objects already written through
  * re-placement, which a change starts at once.
  */
 import type { BackendConfig, StripedPlacementConfig } from '../config/config.ts';
-import { readRuntimePlacements, validateBackend, validatePlacement, writeRuntimePlacements } from '../placement/runtime-placements.ts';
+import { validateBackend, validatePlacement } from '../placement/runtime-placements.ts';
 import { type AdminContext, operation } from './define.ts';
 import { AdminError } from './errors.ts';
 import { NAME, checkDirectoryPath, configured, oneAtATime, requireRuntimePlacement } from './runtime-config-operations.ts';
@@ -56,20 +58,20 @@ function keptEntry<T extends { name: string }>(entries: readonly T[], name: stri
 }
 
 async function updateBackend(context: AdminContext, name: string, changes: BackendChanges): Promise<BackendConfig> {
-  const { storage, placement } = requireRuntimePlacement(context);
+  const { storage, placement, runtime } = requireRuntimePlacement(context);
   return oneAtATime(storage, async () => {
-    const kept = await readRuntimePlacements(storage.dataDir);
+    const kept = await runtime.read();
     const isOpen = placement.store.backends().some((backend) => backend.name === name);
-    const current = keptEntry(kept.backends, name, isOpen, 'backend', 'edit');
+    const current = keptEntry(kept.document.backends, name, isOpen, 'backend', 'edit');
     const requested = changedBackend(current, changes);
     if (requested.type === 'directory') checkDirectoryPath(context, requested.path, name);
     const backend = configured(() => validateBackend(requested, 'UpdateBackend'));
-    const backends = kept.backends.map((candidate) => (candidate.name === name ? backend : candidate));
-    await writeRuntimePlacements(storage.dataDir, { ...kept, backends });
+    const backends = kept.document.backends.map((candidate) => (candidate.name === name ? backend : candidate));
+    const written = await runtime.write({ ...kept.document, backends }, kept);
     try {
       await placement.replaceBackend(backend);
     } catch (error) {
-      await writeRuntimePlacements(storage.dataDir, kept); // not opened, so not kept
+      await runtime.write(kept.document, written); // not opened, so not kept
       throw new AdminError('InvalidRequest', `backend ${name} cannot be opened so: ${error instanceof Error ? error.message : String(error)}`);
     }
     return backend;
@@ -77,30 +79,32 @@ async function updateBackend(context: AdminContext, name: string, changes: Backe
 }
 
 async function removeBackend(context: AdminContext, name: string): Promise<void> {
-  const { storage, placement } = requireRuntimePlacement(context);
+  const { storage, placement, runtime } = requireRuntimePlacement(context);
   await oneAtATime(storage, async () => {
-    const kept = await readRuntimePlacements(storage.dataDir);
+    const kept = await runtime.read();
     const isOpen = placement.store.backends().some((backend) => backend.name === name);
-    keptEntry(kept.backends, name, isOpen, 'backend', 'remove');
+    keptEntry(kept.document.backends, name, isOpen, 'backend', 'remove');
     const naming = placement.store.placementsNaming(name);
     if (naming.length > 0) throw new AdminError('Conflict', `backend ${name} is in use by placements ${naming.join(', ')}: UpdatePlacement or DeletePlacement them first`);
     const blobs = await storage.meta.countBlobsOnBackend(name);
     if (blobs > 0) {
       throw new AdminError('Conflict', `backend ${name} still holds shards of ${blobs} blob${blobs === 1 ? '' : 's'} (objects, parts of incomplete uploads, or blobs waiting in the purge queue): let re-placement and the purge queue finish (GetHealStatus), then try again`);
     }
-    await writeRuntimePlacements(storage.dataDir, { ...kept, backends: kept.backends.filter((candidate) => candidate.name !== name) });
+    // Nodes sharing the store: one that has not applied the change that took the backend out of its last placement
+    // may still write to it, for at most RUNTIME_STALE_MAX_MS (runtime-sync.ts); docs/SCALE-OUT.md says to wait that out.
+    await runtime.write({ ...kept.document, backends: kept.document.backends.filter((candidate) => candidate.name !== name) }, kept);
     placement.removeBackend(name);
   });
 }
 
 async function updatePlacement(context: AdminContext, request: Parameters<typeof validatePlacement>[0]): Promise<StripedPlacementConfig> {
-  const { storage, placement } = requireRuntimePlacement(context);
+  const { storage, placement, runtime } = requireRuntimePlacement(context);
   return oneAtATime(storage, async () => {
-    const kept = await readRuntimePlacements(storage.dataDir);
-    keptEntry(kept.placements, request.name, placement.store.hasPlacement(request.name), 'placement', 'change');
+    const kept = await runtime.read();
+    keptEntry(kept.document.placements, request.name, placement.store.hasPlacement(request.name), 'placement', 'change');
     const backendNames = placement.store.backends().map((backend) => backend.name);
     const validated = configured(() => validatePlacement(request, backendNames, 'UpdatePlacement'));
-    await writeRuntimePlacements(storage.dataDir, { ...kept, placements: kept.placements.map((candidate) => (candidate.name === request.name ? validated : candidate)) });
+    await runtime.write({ ...kept.document, placements: kept.document.placements.map((candidate) => (candidate.name === request.name ? validated : candidate)) }, kept);
     placement.replacePlacement(validated);
     return validated;
   });
@@ -108,7 +112,7 @@ async function updatePlacement(context: AdminContext, request: Parameters<typeof
 
 export const BACKEND_CHANGE_OPERATIONS = {
   UpdateBackend: operation({
-    summary: 'Changes how a backend added at run time is reached — endpoint, keys, region, bucket, prefix, or a directory\'s path — without a restart, kept in the data directory. It must reach the same data: blobs name their backends, so a backend\'s name and type never change. Requests in flight finish on the old connection; new ones use the new.',
+    summary: 'Changes how a backend added at run time is reached — endpoint, keys, region, bucket, prefix, or a directory\'s path — without a restart, kept (in the data directory, or the shared metadata store). It must reach the same data: blobs name their backends, so a backend\'s name and type never change. Requests in flight finish on the old connection; new ones use the new.',
     input: {
       name: NAME,
       path: { type: 'string', description: 'directory: the absolute path its files are at now.', maxLength: 4096 },
@@ -116,7 +120,7 @@ export const BACKEND_CHANGE_OPERATIONS = {
       bucket: { type: 'string', description: 's3: the bucket.', maxLength: 63 },
       region: { type: 'string', description: 's3: the region.', maxLength: 64 },
       accessKeyId: { type: 'string', description: 's3: the access key ID.', maxLength: 256 },
-      secretAccessKey: { type: 'string', description: 's3: the secret (kept in the data directory, mode 0600; never answered).', maxLength: 256 },
+      secretAccessKey: { type: 'string', description: 's3: the secret (kept sealed under the server\'s secret key; never answered or logged).', maxLength: 256 },
       prefix: { type: 'string', description: 's3: the key prefix in the bucket.', maxLength: 512 },
     },
     output: '{ name, type }',
@@ -136,7 +140,7 @@ export const BACKEND_CHANGE_OPERATIONS = {
     },
   }),
   UpdatePlacement: operation({
-    summary: 'Replaces a run-time placement\'s definition (type, shards, backends, write quorum) without a restart, kept in the data directory; new objects follow it at once, and a re-placement pass starts to move the existing ones.',
+    summary: 'Replaces a run-time placement\'s definition (type, shards, backends, write quorum) without a restart, kept (in the data directory, or the shared metadata store); new objects follow it at once, and a re-placement pass starts to move the existing ones.',
     input: {
       name: NAME,
       type: { type: 'string', description: 'erasure (k data + m parity shards), replica (k = 1, m + 1 copies) or single.', required: true, enum: ['erasure', 'replica', 'single'] },

@@ -9,6 +9,7 @@ import type { TalusConfig } from '../config/config.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { OpenPlacement } from '../placement/open-placement.ts';
+import type { RuntimeChanges } from '../placement/runtime-sync.ts';
 import type { Principal } from '../authz/index.ts';
 import type { Principals } from '../principals/principals.ts';
 import type { AdminTokens } from './tokens.ts';
@@ -34,11 +35,17 @@ export interface AdminStorage {
   /** Backends, placed blob store and healer; undefined without placements. */
   placement: OpenPlacement | undefined;
   /**
-   * Other nodes may serve the same metadata (a shared metadata store):
-   * changes kept in this node's data directory (backends, placements,
-   * buckets' placements) would not reach them, so they are refused.
+   * Other nodes may serve the same metadata (a shared metadata store): they
+   * must be able to read every blob, so nothing may go to this node's data
+   * directory (the local placement).
    */
   sharedMetadata: boolean;
+  /**
+   * Where run-time changes of backends, placements and buckets' placements
+   * are kept, and the queue they are made in (src/placement/runtime-sync.ts);
+   * undefined without placements.
+   */
+  runtime?: RuntimeChanges | undefined;
   /**
    * With --workers: tells every worker to apply the run-time changes just
    * kept, resolving once they did. Absent in a single process.

@@ -2,13 +2,18 @@
  * Backends and placements changed at run time, without a restart:
  * AddBackend, AddPlacement, DeletePlacement, SetBucketPlacement (and
  * ListPlacements to see them). Each change is validated by src/config's
- * parser, kept in the data directory before it is applied (a failed write
- * changes nothing; a crash after it applies at the next start), and then
- * applied to the running placement. Objects follow a bucket's new placement
- * through re-placement (a pass starts at once). Only in a server that runs
- * placements (--config) and owns its metadata store (other nodes sharing it
- * would not see a change kept in this data directory); with --workers every
- * worker applies each change before the call answers (placementsChanged).
+ * parser, kept before it is applied (a failed write changes nothing; a
+ * crash after it applies at the next start), and then applied to the running
+ * placement. Objects follow a bucket's new placement through re-placement (a
+ * pass starts at once). Only in a server that runs placements (--config).
+ * Where changes are kept (src/placement/runtime-document.ts): a single
+ * node's data directory, where with --workers every worker applies each
+ * change before the call answers (placementsChanged); or, on nodes sharing a
+ * PostgreSQL store, its `settings` table, changed by compare-and-set (a
+ * change that lost to another node's catches up with it and is decided
+ * again), which the other nodes poll (src/placement/runtime-sync.ts): a
+ * change answers once this node applied it, and every other node serves it
+ * within RUNTIME_POLL_INTERVAL_MS (plus opening a new backend).
  *
  * Changing and removing backends and placements (UpdateBackend,
  * RemoveBackend, UpdatePlacement) are backend-change-operations.ts, built on
@@ -17,9 +22,10 @@
 import { isAbsolute, resolve, sep } from 'node:path';
 import { DirectoryBackend } from '../backend/directory-backend.ts';
 import { ConfigError, LOCAL_PLACEMENT, type BackendConfig, type StripedPlacementConfig } from '../config/config.ts';
-import { readBucketPlacements, writeBucketPlacements } from '../placement/bucket-placements.ts';
 import type { OpenPlacement } from '../placement/open-placement.ts';
-import { type PlacementRequest, readRuntimePlacements, validateBackend, validatePlacement, writeRuntimePlacements } from '../placement/runtime-placements.ts';
+import { type KeptDocument, StaleDocumentError } from '../placement/runtime-document.ts';
+import { type PlacementRequest, validateBackend, validatePlacement } from '../placement/runtime-placements.ts';
+import type { RuntimeChanges } from '../placement/runtime-sync.ts';
 import { type AdminContext, type AdminStorage, operation } from './define.ts';
 import { AdminError } from './errors.ts';
 import { requireStorage } from './storage-operations.ts';
@@ -34,33 +40,50 @@ function overlaps(a: string, b: string): boolean {
 const BACKENDS_MAX = 64;
 
 /**
- * Changes one at a time: each rewrites its file from what the one before
- * left. With --workers each is then applied by every worker before the
- * answer (a refused change too: it may have kept something, such as
- * forgetting deleted buckets' choices, and applying is idempotent).
+ * How often a change that lost the compare-and-set to another node's is
+ * decided again (after catching up with the winner): only nodes changing
+ * placements at the very same moment lose, so a few suffice.
  */
-let changes: Promise<unknown> = Promise.resolve();
+const CHANGE_ATTEMPTS_MAX = 5;
+
+/**
+ * Changes one at a time (RuntimeChanges.serially, with the applying of
+ * other nodes' changes): each reads the kept document, decides, and writes
+ * the next one. One that lost to another node's write is decided again
+ * against the winner's document. With --workers each is then applied by
+ * every worker before the answer (a refused change too: it may have kept
+ * something, such as forgetting deleted buckets' choices, and applying is
+ * idempotent).
+ */
 export function oneAtATime<T>(storage: AdminStorage, change: () => Promise<T>): Promise<T> {
-  const done = changes.then(async () => {
-    const outcome = await change().then((value) => ({ value }), (error: unknown) => ({ error }));
+  const runtime = requireRuntimeChanges(storage);
+  return runtime.serially(async () => {
+    let outcome: { value: T } | { error: unknown } = { error: undefined };
+    for (let attempt = 1; attempt <= CHANGE_ATTEMPTS_MAX; attempt += 1) {
+      outcome = await change().then((value) => ({ value }), (error: unknown) => ({ error }));
+      if (!('error' in outcome) || !(outcome.error instanceof StaleDocumentError)) break;
+      if (attempt === CHANGE_ATTEMPTS_MAX) outcome = { error: new AdminError('Conflict', 'other nodes kept changing backends and placements at the same moment: try again') };
+    }
     const propagated = await storage.placementsChanged?.().then(() => undefined, (error: unknown) => error);
     if ('error' in outcome) throw outcome.error;
     if (propagated !== undefined) throw new AdminError('ServiceUnavailable', `kept and applied in this process, but ${propagated instanceof Error ? propagated.message : String(propagated)}`);
     return outcome.value;
   });
-  changes = done.catch(() => undefined);
-  return done;
+}
+
+function requireRuntimeChanges(storage: AdminStorage): RuntimeChanges {
+  if (storage.runtime === undefined) throw new AdminError('Conflict', 'no placements are configured (start the server with --config)');
+  return storage.runtime;
 }
 
 export const NAME = { type: 'string', description: 'Lower-case letters, digits, _ and - (as in talus.toml).', required: true, maxLength: 63 } as const;
 
-export function requireRuntimePlacement(context: AdminContext): { storage: AdminStorage; placement: OpenPlacement } {
+export function requireRuntimePlacement(context: AdminContext): { storage: AdminStorage; placement: OpenPlacement; runtime: RuntimeChanges } {
   const storage = requireStorage(context);
   if (storage.placement === undefined) throw new AdminError('Conflict', 'no placements are configured (start the server with --config)');
   // Workers apply each change when told (placementsChanged); a server that cannot tell them refuses.
   if (context.server.workers > 1 && storage.placementsChanged === undefined) throw new AdminError('Conflict', 'not with --workers: change talus.toml and restart');
-  if (storage.sharedMetadata) throw new AdminError('Conflict', 'not on a node sharing its metadata with others: change every node\'s talus.toml and restart them');
-  return { storage, placement: storage.placement };
+  return { storage, placement: storage.placement, runtime: requireRuntimeChanges(storage) };
 }
 
 export function configured<T>(validate: () => T): T {
@@ -85,18 +108,18 @@ export function checkDirectoryPath(context: AdminContext, path: string | undefin
 
 /** Validates, keeps and opens a backend (AddBackend, RecommendPlacement with create). */
 export async function addRuntimeBackend(context: AdminContext, requested: BackendConfig): Promise<BackendConfig> {
-  const { storage, placement } = requireRuntimePlacement(context);
+  const { storage, placement, runtime } = requireRuntimePlacement(context);
   const backend = configured(() => validateBackend(requested, 'AddBackend'));
   if (backend.type === 's3' && (backend.bucket === '' || backend.accessKeyId === '' || backend.secretAccessKey === '')) throw new AdminError('InvalidRequest', 'an s3 backend needs bucket, accessKeyId and secretAccessKey');
   return oneAtATime(storage, async () => {
+    const kept = await runtime.read(); // first: another node's change may have added it
     if (placement.store.backends().some((open) => open.name === backend.name)) throw new AdminError('Conflict', `backend ${backend.name} exists`);
     if (placement.store.backends().length >= BACKENDS_MAX) throw new AdminError('Conflict', `at most ${BACKENDS_MAX} backends`);
-    const kept = await readRuntimePlacements(storage.dataDir);
-    await writeRuntimePlacements(storage.dataDir, { ...kept, backends: [...kept.backends, backend] });
+    const written = await runtime.write({ ...kept.document, backends: [...kept.document.backends, backend] }, kept);
     try {
       await placement.addBackend(backend);
     } catch (error) {
-      await writeRuntimePlacements(storage.dataDir, kept); // not opened, so not kept
+      await runtime.write(kept.document, written); // not opened, so not kept
       throw new AdminError('InvalidRequest', `backend ${backend.name} cannot be opened: ${error instanceof Error ? error.message : String(error)}`);
     }
     return backend;
@@ -105,13 +128,13 @@ export async function addRuntimeBackend(context: AdminContext, requested: Backen
 
 /** Validates, keeps and applies a placement over open backends (AddPlacement, RecommendPlacement with create). */
 export async function addRuntimePlacement(context: AdminContext, request: PlacementRequest): Promise<StripedPlacementConfig> {
-  const { storage, placement } = requireRuntimePlacement(context);
+  const { storage, placement, runtime } = requireRuntimePlacement(context);
   return oneAtATime(storage, async () => {
+    const kept = await runtime.read();
     if (placement.store.hasPlacement(request.name)) throw new AdminError('Conflict', `placement ${request.name} exists`);
     const backendNames = placement.store.backends().map((backend) => backend.name);
     const validated = configured(() => validatePlacement(request, backendNames, 'AddPlacement'));
-    const kept = await readRuntimePlacements(storage.dataDir);
-    await writeRuntimePlacements(storage.dataDir, { ...kept, placements: [...kept.placements, validated] });
+    await runtime.write({ ...kept.document, placements: [...kept.document.placements, validated] }, kept);
     placement.addPlacement(validated);
     return validated;
   });
@@ -127,14 +150,15 @@ export function checkRuntimeChanges(context: AdminContext): void {
  * (an entry outlives its bucket, as a [buckets] line does): they would keep
  * the placement in use with no way left to move them off it.
  */
-async function forgetDeletedBuckets(context: AdminContext, storage: AdminStorage, placement: OpenPlacement, placementName: string): Promise<void> {
-  const chosen = await readBucketPlacements(storage.dataDir);
+async function forgetDeletedBuckets(context: AdminContext, runtime: RuntimeChanges, placement: OpenPlacement, kept: KeptDocument, placementName: string): Promise<KeptDocument> {
   const existing = new Set((await context.engine.listBuckets()).map((bucket) => bucket.name));
-  const gone = [...chosen].filter(([bucket, name]) => name === placementName && !existing.has(bucket)).map(([bucket]) => bucket);
-  if (gone.length === 0) return;
-  for (const bucket of gone) chosen.delete(bucket);
-  await writeBucketPlacements(storage.dataDir, chosen);
+  const gone = [...kept.document.buckets].filter(([bucket, name]) => name === placementName && !existing.has(bucket)).map(([bucket]) => bucket);
+  if (gone.length === 0) return kept;
+  const buckets = new Map(kept.document.buckets);
+  for (const bucket of gone) buckets.delete(bucket);
+  const written = await runtime.write({ ...kept.document, buckets }, kept);
   for (const bucket of gone) placement.store.forgetBucketPlacement(bucket);
+  return written;
 }
 
 export const RUNTIME_CONFIG_OPERATIONS = {
@@ -156,7 +180,7 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     },
   }),
   AddBackend: operation({
-    summary: 'Adds a backend (a directory, or an S3 bucket) without a restart, kept in the data directory; it is probed at once and placements may use it.',
+    summary: 'Adds a backend (a directory, or an S3 bucket) without a restart, kept (in the data directory, or the shared metadata store); it is probed at once and placements may use it.',
     input: {
       name: NAME,
       type: { type: 'string', description: 'directory or s3.', required: true, enum: ['directory', 's3'] },
@@ -165,7 +189,7 @@ export const RUNTIME_CONFIG_OPERATIONS = {
       bucket: { type: 'string', description: 's3: the bucket.', maxLength: 63 },
       region: { type: 'string', description: 's3: the region (default us-east-1).', maxLength: 64 },
       accessKeyId: { type: 'string', description: 's3: the access key ID.', maxLength: 256 },
-      secretAccessKey: { type: 'string', description: 's3: the secret (kept in the data directory, mode 0600, as talus.toml keeps it; never answered).', maxLength: 256 },
+      secretAccessKey: { type: 'string', description: 's3: the secret (kept sealed under the server\'s secret key; never answered or logged).', maxLength: 256 },
       prefix: { type: 'string', description: 's3: a key prefix in the bucket.', maxLength: 512 },
     },
     output: '{ name, type }',
@@ -185,7 +209,7 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     },
   }),
   AddPlacement: operation({
-    summary: 'Adds a placement (erasure, replica or single) over existing backends without a restart, kept in the data directory; SetBucketPlacement puts buckets on it.',
+    summary: 'Adds a placement (erasure, replica or single) over existing backends without a restart, kept (in the data directory, or the shared metadata store); SetBucketPlacement puts buckets on it.',
     input: {
       name: NAME,
       type: { type: 'string', description: 'erasure (k data + m parity shards), replica (k = 1, m + 1 copies) or single.', required: true, enum: ['erasure', 'replica', 'single'] },
@@ -208,36 +232,39 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     input: { name: NAME },
     output: '{}',
     async handler(context, input) {
-      const { storage, placement } = requireRuntimePlacement(context);
+      const { storage, placement, runtime } = requireRuntimePlacement(context);
       return oneAtATime(storage, async () => {
-        const kept = await readRuntimePlacements(storage.dataDir);
-        if (!kept.placements.some((candidate) => candidate.name === input.name)) {
+        const read = await runtime.read();
+        if (!read.document.placements.some((candidate) => candidate.name === input.name)) {
           throw placement.store.hasPlacement(input.name) ? new AdminError('Conflict', `placement ${input.name} is declared in talus.toml: remove it there`) : new AdminError('NotFound', `no placement ${input.name}`);
         }
-        await forgetDeletedBuckets(context, storage, placement, input.name);
+        const kept = await forgetDeletedBuckets(context, runtime, placement, read, input.name);
         const inUse = placement.placementInUse(input.name);
         if (inUse !== undefined) throw new AdminError('Conflict', `placement ${input.name} is in use: ${inUse}`);
-        await writeRuntimePlacements(storage.dataDir, { ...kept, placements: kept.placements.filter((candidate) => candidate.name !== input.name) });
+        await runtime.write({ ...kept.document, placements: kept.document.placements.filter((candidate) => candidate.name !== input.name) }, kept);
         placement.removePlacement(input.name);
         return {};
       });
     },
   }),
   SetBucketPlacement: operation({
-    summary: 'Moves a bucket to another placement (or local), at once and across restarts (kept in the data directory, over talus.toml\'s [buckets]); new objects go there, and a re-placement pass starts to move the existing ones.',
+    summary: 'Moves a bucket to another placement (or local), at once and across restarts (kept in the data directory, or the shared metadata store, over talus.toml\'s [buckets]); new objects go there, and a re-placement pass starts to move the existing ones.',
     input: {
       bucket: { type: 'string', description: 'The bucket.', required: true, maxLength: 63 },
       placement: { type: 'string', description: `A placement, or ${LOCAL_PLACEMENT}.`, required: true, maxLength: 63 },
     },
     output: '{ bucket, placement, replacementStarted }',
     async handler(context, input) {
-      const { storage, placement } = requireRuntimePlacement(context);
+      const { storage, placement, runtime } = requireRuntimePlacement(context);
+      // Every node must read what any node writes: never one node's data directory.
+      if (storage.sharedMetadata && input.placement === LOCAL_PLACEMENT) throw new AdminError('InvalidRequest', `not on nodes sharing their metadata: ${LOCAL_PLACEMENT} is this node's data directory`);
       await context.engine.getBucket(input.bucket); // NotFound for a missing bucket
       await oneAtATime(storage, async () => {
+        const kept = await runtime.read();
         if (!placement.store.hasPlacement(input.placement)) throw new AdminError('NotFound', `no placement ${input.placement}`);
-        const chosen = await readBucketPlacements(storage.dataDir);
-        chosen.set(input.bucket, input.placement);
-        await writeBucketPlacements(storage.dataDir, chosen);
+        const buckets = new Map(kept.document.buckets);
+        buckets.set(input.bucket, input.placement);
+        await runtime.write({ ...kept.document, buckets }, kept);
         placement.store.setBucketPlacement(input.bucket, input.placement);
       });
       // Objects already written move with a healing pass's re-placement (false: one asked for runs already; StartHeal after it).

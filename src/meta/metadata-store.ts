@@ -292,6 +292,13 @@ export interface MetadataStore {
   getSetting(name: string): Promise<string | undefined>;
   /** Creates or replaces one row. */
   putSetting(name: string, value: string): Promise<void>;
+  /**
+   * Compare-and-set of one row: writes `value` only while the row holds
+   * `expected` (undefined: only while there is no row), in one statement, so
+   * of two nodes replacing the same value at once one wins and the other is
+   * told (false) instead of overwriting it. (src/placement/runtime-document.ts)
+   */
+  putSettingIf(name: string, value: string, expected: string | undefined): Promise<boolean>;
   /** False if there was no such row. */
   deleteSetting(name: string): Promise<boolean>;
   /** Creates a user with its first key, atomically. */

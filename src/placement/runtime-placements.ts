@@ -1,22 +1,26 @@
 /**
  * Backends and placements added at run time (the admin API's AddBackend and
  * AddPlacement; changed by UpdateBackend and UpdatePlacement, dropped by
- * RemoveBackend and DeletePlacement), kept in DATA_DIR/runtime-placements.json (mode 0600: an S3
- * backend's secret is in it, as it is in talus.toml) and merged with
- * talus.toml's at every start.
+ * RemoveBackend and DeletePlacement), and how they are merged with
+ * talus.toml's at every start. On a node with its own (SQLite) metadata they
+ * are kept in DATA_DIR/runtime-placements.json (mode 0600); on nodes sharing
+ * a PostgreSQL store, in one row of its `settings` table
+ * (runtime-document.ts). Either way an S3 backend's secret is kept sealed
+ * under the server's secret key (sealBackends), never in clear.
  *
  * Each is validated by src/config's own parser, not a second copy of its
  * rules: the entry is written as the talus.toml table it would be, beside
- * stand-ins for the backends it may name, and parsed. At start the file is
- * validated again against the talus.toml of that start; a name declared in
- * both, or a placement naming a backend neither has, fails the start naming
- * this file (fail closed, as talus.toml itself does).
+ * stand-ins for the backends it may name, and parsed. At start the kept
+ * entries are validated again against the talus.toml of that start; a name
+ * declared in both, or a placement naming a backend neither has, fails the
+ * start naming where they are kept (fail closed, as talus.toml itself does).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type BackendConfig, ConfigError, type PlacementConfig, type StripedPlacementConfig, type TalusConfig, parseConfig } from '../config/config.ts';
+import type { SecretBox } from '../principals/secret-box.ts';
 import { writeFileAtomically } from '../util/atomic-file.ts';
-import { BUCKET_PLACEMENTS_FILE, readBucketPlacements, withBucketPlacements } from './bucket-placements.ts';
+import { withBucketPlacements } from './bucket-placements.ts';
 
 export const RUNTIME_PLACEMENTS_FILE = 'runtime-placements.json';
 
@@ -26,8 +30,15 @@ export interface RuntimePlacements {
   placements: StripedPlacementConfig[];
 }
 
-interface RuntimePlacementsFile extends RuntimePlacements {
+/** An S3 backend as kept: its secret sealed (base64), never in clear. */
+type KeptS3Backend = Omit<Extract<BackendConfig, { type: 's3' }>, 'secretAccessKey'> & { secretAccessKeySealed: string };
+export type KeptBackend = Extract<BackendConfig, { type: 'directory' }> | KeptS3Backend;
+
+interface RuntimePlacementsFile {
   version: 1;
+  /** Older files hold an S3 backend's secretAccessKey in clear: read as such, sealed at the next write. */
+  backends: (KeptBackend | BackendConfig)[];
+  placements: StripedPlacementConfig[];
 }
 
 /** talus.toml's rule for names; checked before a name becomes part of a table header. */
@@ -39,7 +50,35 @@ function checkName(kind: string, name: string, source: string): void {
 
 export const NO_RUNTIME_PLACEMENTS: RuntimePlacements = { backends: [], placements: [] };
 
-export async function readRuntimePlacements(dataDir: string): Promise<RuntimePlacements> {
+/**
+ * The associated data of a backend's sealed secret: the backend's name, so
+ * a sealed secret copied onto another backend's entry does not open (and
+ * cannot be taken for an access key's, whose data is its key ID).
+ */
+function sealedFor(name: string): string {
+  return `backend:${name}`;
+}
+
+/** `backends` as kept: S3 secrets sealed under `box`. */
+export function sealBackends(backends: readonly BackendConfig[], box: SecretBox): KeptBackend[] {
+  return backends.map((backend) => {
+    if (backend.type === 'directory') return backend;
+    const { secretAccessKey, ...rest } = backend;
+    return { ...rest, secretAccessKeySealed: box.seal(sealedFor(backend.name), secretAccessKey).toString('base64') };
+  });
+}
+
+/** Kept backends with their secrets opened; SecretKeyMismatchError (naming the backend only) when one does not open. */
+export function openBackends(kept: readonly (KeptBackend | BackendConfig)[], box: SecretBox, source: string): BackendConfig[] {
+  return kept.map((backend) => {
+    if (typeof backend !== 'object' || backend === null || typeof backend.name !== 'string') throw new ConfigError(`${source}: a backend entry is damaged`);
+    if (backend.type !== 's3' || !('secretAccessKeySealed' in backend)) return backend;
+    const { secretAccessKeySealed, ...rest } = backend;
+    return { ...rest, secretAccessKey: box.open(sealedFor(backend.name), Buffer.from(secretAccessKeySealed, 'base64')) };
+  });
+}
+
+export async function readRuntimePlacements(dataDir: string, box: SecretBox): Promise<RuntimePlacements> {
   const path = join(dataDir, RUNTIME_PLACEMENTS_FILE);
   const text = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined;
@@ -53,11 +92,11 @@ export async function readRuntimePlacements(dataDir: string): Promise<RuntimePla
     throw new ConfigError(`${path}: not valid JSON`);
   }
   if (parsed.version !== 1 || !Array.isArray(parsed.backends) || !Array.isArray(parsed.placements)) throw new ConfigError(`${path}: not a Talus runtime placements file`);
-  return { backends: parsed.backends, placements: parsed.placements };
+  return { backends: openBackends(parsed.backends, box, path), placements: parsed.placements };
 }
 
-export function writeRuntimePlacements(dataDir: string, additions: RuntimePlacements): Promise<void> {
-  const contents: RuntimePlacementsFile = { version: 1, ...additions };
+export function writeRuntimePlacements(dataDir: string, additions: RuntimePlacements, box: SecretBox): Promise<void> {
+  const contents: RuntimePlacementsFile = { version: 1, backends: sealBackends(additions.backends, box), placements: additions.placements };
   return writeFileAtomically(join(dataDir, RUNTIME_PLACEMENTS_FILE), `${JSON.stringify(contents, null, 2)}\n`, 0o600);
 }
 
@@ -142,14 +181,19 @@ export function withRuntimePlacements(config: TalusConfig, additions: RuntimePla
   return { ...config, backends, placements };
 }
 
+/** Where run-time changes are kept, for the messages of a start they fail. */
+export interface RuntimeSources {
+  backends: string;
+  buckets: string;
+}
+
 /**
- * talus.toml's configuration (`base`) with what the admin API kept in
- * `dataDir`: backends and placements added or changed at run time, and
- * buckets' placements chosen there (over talus.toml's [buckets]). What every
- * process of the data directory serves: the primary at start, a worker at
- * start and whenever the primary tells it the files changed.
+ * talus.toml's configuration (`base`) with what the admin API kept:
+ * backends and placements added or changed at run time, and buckets'
+ * placements chosen there (over talus.toml's [buckets]). What every process
+ * serves: at start, a --workers worker whenever the primary tells it, a
+ * node sharing PostgreSQL whenever it sees a newer document.
  */
-export async function withRuntimeChanges(base: TalusConfig, dataDir: string): Promise<TalusConfig> {
-  const withAdditions = withRuntimePlacements(base, await readRuntimePlacements(dataDir), join(dataDir, RUNTIME_PLACEMENTS_FILE));
-  return withBucketPlacements(withAdditions, await readBucketPlacements(dataDir), join(dataDir, BUCKET_PLACEMENTS_FILE));
+export function withRuntimeChanges(base: TalusConfig, kept: RuntimePlacements & { buckets: ReadonlyMap<string, string> }, sources: RuntimeSources): TalusConfig {
+  return withBucketPlacements(withRuntimePlacements(base, kept, sources.backends), kept.buckets, sources.buckets);
 }

@@ -320,6 +320,14 @@ export class PostgresMetadataStore implements MetadataStore {
     await this.#mutate((tx) => tx`INSERT INTO settings (name, value) VALUES (${name}, ${value}) ON CONFLICT (name) DO UPDATE SET value = excluded.value`);
   }
 
+  async putSettingIf(name: string, value: string, expected: string | undefined): Promise<boolean> {
+    // One statement each: the row lock of the UPDATE (or the unique index of the INSERT) decides between two nodes.
+    const result = expected === undefined
+      ? await this.#mutate((tx) => tx`INSERT INTO settings (name, value) VALUES (${name}, ${value}) ON CONFLICT (name) DO NOTHING`)
+      : await this.#mutate((tx) => tx`UPDATE settings SET value = ${value} WHERE name = ${name} AND value = ${expected}`);
+    return result.count === 1;
+  }
+
   async deleteSetting(name: string): Promise<boolean> {
     return (await this.#mutate((tx) => tx`DELETE FROM settings WHERE name = ${name}`)).count === 1;
   }

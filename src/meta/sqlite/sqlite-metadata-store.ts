@@ -506,6 +506,13 @@ export class SqliteMetadataStore implements MetadataStore {
     await this.#mutate(() => this.#statements.putSetting.run(name, value));
   }
 
+  async putSettingIf(name: string, value: string, expected: string | undefined): Promise<boolean> {
+    const result = await this.#mutate(() => (expected === undefined
+      ? this.#statements.insertSettingIfAbsent.run(name, value)
+      : this.#statements.replaceSettingIf.run(value, name, expected)));
+    return result.changes === 1;
+  }
+
   async deleteSetting(name: string): Promise<boolean> {
     return (await this.#mutate(() => this.#statements.deleteSetting.run(name))).changes === 1;
   }
@@ -1202,6 +1209,8 @@ function prepareStatements(db: Database.Database) {
     // substr, not LIKE: a prefix's _ and % are plain characters.
     listSettings: db.prepare('SELECT name, value FROM settings WHERE substr(name, 1, length(?)) = ? ORDER BY name'),
     deleteSetting: db.prepare('DELETE FROM settings WHERE name = ?'),
+    insertSettingIfAbsent: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
+    replaceSettingIf: db.prepare('UPDATE settings SET value = ? WHERE name = ? AND value = ?'),
     anyBucket: db.prepare('SELECT 1 FROM buckets LIMIT 1'),
     anyBlob: db.prepare('SELECT 1 FROM blobs LIMIT 1'),
     // secret_access_key is the version 2 plain-text column: never written with a secret any more.
