@@ -19,9 +19,9 @@
  * restart the walk starts over. Every decision is re-checked against the
  * key's state right before it is acted on (a version that became current
  * again, a new PUT, a marker that is no longer alone) and against the
- * bucket's rules as stored then (a configuration removed or changed since the
- * pass began decides), so walking a key twice never deletes twice. The delete itself is conditional, judged in its
- * own transaction: on the version being the one judged (ETag, size, time),
+ * bucket's rules as stored then (a configuration removed or changed since
+ * the pass began decides), so walking a key twice never deletes twice. The
+ * delete itself is conditional, judged in its own transaction: on the version being the one judged (ETag, size, time),
  * and on the rule still selecting it (its tags may have changed since the
  * listing without changing anything else). Runs in one process
  * only (the primary with --workers), like the purger.

@@ -687,6 +687,7 @@ export class PostgresMetadataStore implements MetadataStore {
       // cannot fall between this part and its counters, and DeleteBucket's lock order is kept: bucket, then upload),
       // then the upload, locked: a completion or abort on another node waits for this part, or this part for it.
       const [, [upload]] = await Promise.all([
+        // bucketLockName(the upload's bucket), built in SQL: the bucket is known only from the upload's row.
         tx`SELECT pg_advisory_xact_lock_shared(hashtextextended(${bucketLockName('')} || bucket, 0)) FROM uploads WHERE upload_id = ${part.uploadId}`,
         tx<(QuotaColumns & { bucket: string })[]>`
           SELECT u.bucket, ${tx(QUOTA_COLUMNS.map((column) => `b.${column}`))} FROM uploads u JOIN buckets b ON b.name = u.bucket
