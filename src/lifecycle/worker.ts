@@ -21,10 +21,11 @@
  * again, a new PUT, a marker that is no longer alone) and against the
  * bucket's rules as stored then (a configuration removed or changed since
  * the pass began decides), so walking a key twice never deletes twice. The
- * delete itself is conditional, judged in its own transaction: on the version being the one judged (ETag, size, time),
- * and on the rule still selecting it (its tags may have changed since the
- * listing without changing anything else). Runs in one process
- * only (the primary with --workers), like the purger.
+ * delete itself is conditional, judged in its own transaction: on the
+ * version being the one judged (ETag, size, time), and on the rule still
+ * selecting it (its tags may have changed since the listing without
+ * changing anything else). Runs in one process only (the primary with
+ * --workers), like the purger.
  */
 import type { Engine } from '../engine/engine.ts';
 import type { DeleteConditions, ListedVersion } from '../meta/metadata-store.ts';
