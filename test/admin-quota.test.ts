@@ -2,7 +2,7 @@
  * Bucket quotas as their users meet them: SetBucketQuota / GetBucketQuota
  * on the admin API with their authorization matrix (anonymous, a plain key,
  * a scoped token, an expired token, root), and the S3 writes a quota
- * refuses — PutObject, CompleteMultipartUpload, CopyObject, POST Object —
+ * refuses — PutObject, UploadPart, CompleteMultipartUpload, CopyObject, POST Object —
  * each answered 400 XMinioAdminBucketQuotaExceeded with nothing changed;
  * overwrites counted by their difference, deletes and versions counted as
  * Garage and MinIO count them, and 20 concurrent PUTs of which exactly those
@@ -199,22 +199,29 @@ describe('bucket quotas', () => {
     assert.deepEqual(await quotaOf(bucket), { maxBytes: null, maxObjects: 3, usedBytes: 40, usedObjects: 3 });
   });
 
-  test('CompleteMultipartUpload past the quota is refused and the upload stays completable; CopyObject into the bucket too', async () => {
+  test('UploadPart past the byte quota and CompleteMultipartUpload past the object quota are refused, the upload stays completable; CopyObject into the bucket too', async () => {
     const bucket = 'multipart-quota';
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-    await root.call('SetBucketQuota', { bucket, maxBytes: 6 * MiB });
+    await root.call('SetBucketQuota', { bucket, maxBytes: 6 * MiB, maxObjects: 1 });
+    assert.equal(await put(bucket, 'first', 1 * MiB), 'ok');
     const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'big' }));
-    const part1 = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'big', UploadId, PartNumber: 1, Body: Buffer.alloc(5 * MiB, 1) }));
-    const part2 = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'big', UploadId, PartNumber: 2, Body: Buffer.alloc(2 * MiB, 2) }));
-    const parts = { Parts: [{ PartNumber: 1, ETag: part1.ETag }, { PartNumber: 2, ETag: part2.ETag }] };
-    const complete = (): Promise<string> => outcome(s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'big', UploadId, MultipartUpload: parts })));
-    assert.equal(await complete(), refused, '7 MiB > 6 MiB');
+    const uploadPart = (partNumber: number, bytes: number) => s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'big', UploadId, PartNumber: partNumber, Body: Buffer.alloc(bytes, partNumber) }));
+    const part1 = await uploadPart(1, 5 * MiB);
+    // Parts count as they arrive: the one that passes the limit is refused.
+    assert.equal(await outcome(uploadPart(2, 1)), refused, '1 MiB + 5 MiB + 1 byte > 6 MiB');
+    assert.deepEqual(await quotaOf(bucket), { maxBytes: 6 * MiB, maxObjects: 1, usedBytes: 6 * MiB, usedObjects: 1 });
+    const complete = (parts: { PartNumber: number; ETag: string | undefined }[]): Promise<string> =>
+      outcome(s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'big', UploadId, MultipartUpload: { Parts: parts } })));
+    assert.equal(await complete([{ PartNumber: 1, ETag: part1.ETag }]), refused, 'a second object > 1 object');
     assert.equal(await exists(bucket, 'big'), false);
-    assert.equal((await s3.send(new ListPartsCommand({ Bucket: bucket, Key: 'big', UploadId }))).Parts?.length, 2, 'the refused completion consumed nothing');
-    assert.deepEqual(await quotaOf(bucket), { maxBytes: 6 * MiB, maxObjects: null, usedBytes: 0, usedObjects: 0 });
+    assert.equal((await s3.send(new ListPartsCommand({ Bucket: bucket, Key: 'big', UploadId }))).Parts?.length, 1, 'the refused completion consumed nothing');
+    assert.deepEqual(await quotaOf(bucket), { maxBytes: 6 * MiB, maxObjects: 1, usedBytes: 6 * MiB, usedObjects: 1 });
     await root.call('SetBucketQuota', { bucket, maxBytes: 8 * MiB });
-    assert.equal(await complete(), 'ok');
+    const part2 = await uploadPart(2, 2 * MiB);
+    assert.equal(await complete([{ PartNumber: 1, ETag: part1.ETag }, { PartNumber: 2, ETag: part2.ETag }]), 'ok');
     assert.equal((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'big' }))).ContentLength, 7 * MiB);
+    assert.deepEqual(await quotaOf(bucket), { maxBytes: 8 * MiB, maxObjects: null, usedBytes: 8 * MiB, usedObjects: 2 }, 'the parts became the object, counted once');
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'first' }));
     const other = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'other' }));
     assert.equal(await outcome(s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'other', UploadId: other.UploadId, PartNumber: 1, Body: Buffer.alloc(8 * MiB + 1) }))), refused,
       'a part larger than the whole quota is refused before it is read');

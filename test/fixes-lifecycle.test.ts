@@ -6,7 +6,8 @@
  * delete's transaction can tell); and a lone delete marker is judged by the
  * rule's whole filter (a marker has no tags: a tag-filtered Days rule never
  * removes one); and a configuration removed while the worker is at a
- * delete is honoured.
+ * delete (of a current version, a noncurrent one, a lone delete marker) or
+ * an upload's abort is honoured.
  *
  * Method: a real server whose own worker has nothing due (a 1000-second
  * lifecycle day), and a second LifecycleWorker on the same engine with a
@@ -16,9 +17,11 @@
  */
 import {
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
   DeleteBucketLifecycleCommand,
   DeleteObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectVersionsCommand,
   PutBucketLifecycleConfigurationCommand,
   PutBucketVersioningCommand,
@@ -41,18 +44,21 @@ import { startTalus, type RunningTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, makeClient, uniqueBucket } from './helpers/talus.ts';
 
-/** The engine as the worker sees it, with `beforeGetBucket` run each time the worker reads a bucket record. */
-function engineWithHook(engine: Engine, beforeGetBucket: () => Promise<void>): Engine {
+/**
+ * The engine as the worker sees it, with `before` run each time the worker
+ * calls the store's `method` (getBucket unless named), given the call's arguments.
+ */
+function engineWithHook(engine: Engine, before: (...args: unknown[]) => Promise<void>, method: keyof MetadataStore = 'getBucket'): Engine {
   const meta = new Proxy(engine.meta, {
     get(target, property) {
       const value = Reflect.get(target, property, target) as unknown;
-      if (property === 'getBucket') {
-        return async (name: string) => {
-          await beforeGetBucket();
-          return target.getBucket(name);
-        };
-      }
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      if (typeof value !== 'function') return value;
+      const bound = (value as (...args: unknown[]) => unknown).bind(target);
+      if (property !== method) return bound;
+      return async (...args: unknown[]) => {
+        await before(...args);
+        return bound(...args);
+      };
     },
   }) as MetadataStore;
   return {
@@ -127,6 +133,53 @@ describe('lifecycle fixes', { timeout: 120_000 }, () => {
     }));
     assert.ok(removed > 0, 'the worker reached its delete');
     assert.equal((await client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'doc' }))).ContentLength, 8);
+  });
+
+  test('a configuration removed while the worker is at a noncurrent version\'s delete is honoured: the version stays', async () => {
+    const bucket = await bucketWithRules([{ ID: 'old', Filter: { Prefix: '' }, Status: 'Enabled', NoncurrentVersionExpiration: { NoncurrentDays: 1 } }], true);
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'doc', Body: 'first' }));
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'doc', Body: 'second' }));
+    await sleep(20);
+    let removed = 0;
+    // The worker's last look before the delete: is the version still noncurrent?
+    await scan(engineWithHook(talus.engine, async (name, key) => {
+      if (name !== bucket || key !== 'doc' || removed++ > 0) return;
+      await client.send(new DeleteBucketLifecycleCommand({ Bucket: bucket }));
+    }, 'getVersion'));
+    assert.ok(removed > 0, 'the worker reached its delete');
+    const listed = await client.send(new ListObjectVersionsCommand({ Bucket: bucket }));
+    assert.equal(listed.Versions?.length, 2, 'the noncurrent version is still there');
+  });
+
+  test('a configuration removed while the worker is at an expired delete marker is honoured: the marker stays', async () => {
+    const bucket = await bucketWithRules([{ ID: 'markers', Filter: { Prefix: '' }, Status: 'Enabled', Expiration: { ExpiredObjectDeleteMarker: true } }], true);
+    await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'lone' }));
+    await sleep(20);
+    let removed = 0;
+    // The worker's re-check that the marker is still alone, right before its delete.
+    await scan(engineWithHook(talus.engine, async (query) => {
+      const { bucket: name, prefix } = query as { bucket: string; prefix: string };
+      if (name !== bucket || prefix !== 'lone' || removed++ > 0) return;
+      await client.send(new DeleteBucketLifecycleCommand({ Bucket: bucket }));
+    }, 'listVersions'));
+    assert.ok(removed > 0, 'the worker reached its delete');
+    const listed = await client.send(new ListObjectVersionsCommand({ Bucket: bucket }));
+    assert.deepEqual((listed.DeleteMarkers ?? []).map((marker) => marker.Key), ['lone']);
+  });
+
+  test('a configuration removed while the worker is at an upload\'s abort is honoured: the upload stays', async () => {
+    const bucket = await bucketWithRules([{ ID: 'uploads', Filter: { Prefix: '' }, Status: 'Enabled', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }], false);
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'pending' }));
+    await sleep(20);
+    let removed = 0;
+    // Between the worker's judgement and its abort: its read of the bucket's rules (made nowhere else for uploads).
+    await scan(engineWithHook(talus.engine, async (name) => {
+      if (name !== bucket || removed++ > 0) return;
+      await client.send(new DeleteBucketLifecycleCommand({ Bucket: bucket }));
+    }));
+    assert.ok(removed > 0, 'the worker reached its abort');
+    const uploads = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+    assert.deepEqual((uploads.Uploads ?? []).map((upload) => upload.UploadId), [UploadId]);
   });
 
   test('a tag-filtered Days rule removes no lone delete marker; a prefix rule does', async () => {

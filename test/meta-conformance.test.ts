@@ -393,14 +393,20 @@ for (const backend of backends) {
       await store.deleteVersion('b', 'k1', 'null');
       assert.deepEqual(await store.bucketQuota('b'), { maxBytes: 30, maxObjects: 3, usedBytes: 5, usedObjects: 1 });
 
-      // A completion past the quota leaves the upload as it was.
+      // A part past the quota is refused as it is recorded; a completion past it leaves the upload as it was.
       await store.createUpload(upload('u1', 'big'));
-      assert.ok(await store.putPart({ uploadId: 'u1', partNumber: 1, sizeBytes: 26, etag: 'p1', lastModifiedMs: 0, checksum: null, blobId: 'part-1' }));
+      const part1 = { uploadId: 'u1', partNumber: 1, sizeBytes: 26, etag: 'p1', lastModifiedMs: 0, checksum: null, blobId: 'part-1' };
+      await assert.rejects(store.putPart(part1), isQuotaRefusal);
+      assert.equal((await store.listParts('u1', 0, 10)).length, 0);
+      assert.ok(await store.setBucketQuota('b', { maxBytes: 31, maxObjects: 1 }));
+      assert.ok(await store.putPart(part1));
+      assert.deepEqual(await store.bucketQuota('b'), { maxBytes: 31, maxObjects: 1, usedBytes: 31, usedObjects: 1 });
       const completion = { ...sized('big', 'null', 'part-1', 26), completedUploadId: 'u1' };
       await assert.rejects(store.commitVersion({ version: completion, conditions: {}, completesUploadId: 'u1' }), isQuotaRefusal);
       assert.equal((await store.getUpload('b', 'big', 'u1'))?.uploadId, 'u1');
       assert.equal((await store.listParts('u1', 0, 10)).length, 1);
-      // Raising a limit keeps the counters.
+      assert.deepEqual(await store.bucketQuota('b'), { maxBytes: 31, maxObjects: 1, usedBytes: 31, usedObjects: 1 });
+      // Raising a limit keeps the counters; the completed upload's part turns into the object's bytes.
       assert.ok(await store.setBucketQuota('b', { maxBytes: 31, maxObjects: null }));
       assert.equal((await store.commitVersion({ version: completion, conditions: {}, completesUploadId: 'u1' })).status, 'committed');
       assert.deepEqual(await store.bucketQuota('b'), { maxBytes: 31, maxObjects: null, usedBytes: 31, usedObjects: 2 });
@@ -412,6 +418,52 @@ for (const backend of backends) {
       // Set again: counted afresh from what the bucket holds.
       assert.ok(await store.setBucketQuota('b', { maxBytes: null, maxObjects: 10 }));
       assert.deepEqual(await store.bucketQuota('b'), { maxBytes: null, maxObjects: 10, usedBytes: 1031, usedObjects: 3 });
+      await store.close();
+    });
+
+    test('bucket quotas count parts as they arrive: replaced, aborted, completed (unused ones released), counted when set, judged under concurrency', async () => {
+      const store = await freshStore(backend);
+      const part = (uploadId: string, partNumber: number, sizeBytes: number, blobId: string) =>
+        ({ uploadId, partNumber, sizeBytes, etag: `e-${blobId}`, lastModifiedMs: 0, checksum: null, blobId });
+      const used = async () => (await store.bucketQuota('b'))?.usedBytes;
+      assert.ok(await store.setBucketQuota('b', { maxBytes: 10, maxObjects: null }));
+      await store.createUpload(upload('u', 'k'));
+      assert.ok(await store.putPart(part('u', 1, 4, 'p1')));
+      assert.ok(await store.putPart(part('u', 2, 4, 'p2')));
+      assert.equal(await used(), 8);
+      // A replacement counts its difference: up to the limit, not past it.
+      assert.ok(await store.putPart(part('u', 2, 6, 'p2b')));
+      assert.equal(await used(), 10);
+      await assert.rejects(store.putPart(part('u', 3, 1, 'p3')), isQuotaRefusal);
+      assert.deepEqual((await store.listParts('u', 0, 10)).map((listed) => listed.blobId), ['p1', 'p2b']);
+      assert.ok(await store.putPart(part('u', 2, 2, 'p2c')));
+      assert.ok(await store.putPart(part('u', 3, 1, 'p3')));
+      assert.equal(await used(), 7);
+      // Completed with parts 1 and 2: the object's 6 bytes stay counted, part 3 (unused) is released.
+      const object = { ...sized('k', 'null', 'p1', 6), segments: [{ blobId: 'p1', sizeBytes: 4 }, { blobId: 'p2c', sizeBytes: 2 }], completedUploadId: 'u' };
+      assert.equal((await store.commitVersion({ version: object, conditions: {}, completesUploadId: 'u' })).status, 'committed');
+      assert.deepEqual(await store.bucketQuota('b'), { maxBytes: 10, maxObjects: null, usedBytes: 6, usedObjects: 1 });
+      // An abort frees its parts.
+      await store.createUpload(upload('u2', 'k2'));
+      assert.ok(await store.putPart(part('u2', 1, 3, 'q1')));
+      assert.equal(await used(), 9);
+      assert.ok(await store.abortUpload('b', 'k2', 'u2'));
+      assert.equal(await used(), 6);
+      // A quota set while parts are in flight counts them, and their abort then frees what was counted.
+      assert.ok(await store.setBucketQuota('b', null));
+      await store.createUpload(upload('u3', 'k3'));
+      assert.ok(await store.putPart(part('u3', 1, 5, 'r1')));
+      assert.ok(await store.setBucketQuota('b', { maxBytes: 16, maxObjects: null }));
+      assert.equal(await used(), 11);
+      assert.ok(await store.abortUpload('b', 'k3', 'u3'));
+      assert.equal(await used(), 6);
+      // Concurrent parts that each fit but together do not: exactly as many pass as fit.
+      await store.createUpload(upload('u4', 'k4'));
+      const outcomes = await Promise.allSettled([1, 2, 3, 4, 5].map((n) => store.putPart(part('u4', n, 3, `s${n}`))));
+      assert.equal(outcomes.filter((outcome) => outcome.status === 'fulfilled').length, 3);
+      for (const outcome of outcomes) if (outcome.status === 'rejected') assert.ok(isQuotaRefusal(outcome.reason));
+      assert.equal(await used(), 15);
+      assert.equal((await store.listParts('u4', 0, 10)).length, 3);
       await store.close();
     });
 

@@ -39,3 +39,14 @@ test('a signature that is not 64 hex digits is parsed in full, as before', () =>
   const nonHex = parseAuthorizationHeader(`${PREFIX}${'z'.repeat(64)}`);
   assert.equal(nonHex.signature, 'z'.repeat(64));
 });
+
+test('a value whose full parse does not end in the cached signature parses the same every time', () => {
+  // The full parse takes everything after the first 'Signature=' as the
+  // signature; a cached prefix would hand out only the 64 hex digits.
+  const hex = 'e'.repeat(64);
+  const value = `AWS4-HMAC-SHA256 Credential=AKIDCACHE/20240501/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=junk Signature=${hex}`;
+  for (let i = 0; i < 3; i++) assert.equal(parseAuthorizationHeader(value).signature, `junk Signature=${hex}`);
+  // Another 64 hex digits behind the same prefix: still the full parse's answer.
+  const other = 'f'.repeat(64);
+  assert.equal(parseAuthorizationHeader(value.slice(0, -64) + other).signature, `junk Signature=${other}`);
+});

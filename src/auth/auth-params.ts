@@ -59,7 +59,9 @@ const HEX_TAIL = /^[0-9a-fA-F]{64}$/;
  * A client sends the same text before its signature request after request:
  * when the value ends with 'Signature=' and 64 hex digits, what comes before
  * is parsed once and kept, and the signature is taken as it is (the parse of
- * such a value cannot depend on which 64 hex digits end it).
+ * such a value cannot depend on which 64 hex digits end it). A prefix is kept
+ * only when the full parse's signature is exactly those 64 digits, so a
+ * lookup gives what a full parse would.
  */
 export function parseAuthorizationHeader(value: string): SignatureParams {
   const split = value.length - SIGNATURE_HEX_CHARS;
@@ -70,7 +72,11 @@ export function parseAuthorizationHeader(value: string): SignatureParams {
   const known = authorizationPrefixes.get(prefix);
   if (known !== undefined) return { ...known, signature };
   const params = parseAuthorizationText(value);
-  authorizationPrefixes.remember(prefix, { ...params, signature: '' });
+  // Kept only when the full parse found the same signature the cached path
+  // would hand out: a value such as '..., Signature=junk Signature=<hex>'
+  // parses as the signature 'junk Signature=<hex>', and a later lookup must
+  // not turn it into '<hex>'.
+  if (params.signature === signature) authorizationPrefixes.remember(prefix, { ...params, signature: '' });
   return params;
 }
 

@@ -106,7 +106,8 @@ export async function uploadPart(context: EngineContext, input: UploadPartInput)
   checkPartNumber(input.partNumber);
   const { bucket, upload } = await requireBucketAndUpload(context, input.bucket, input.key, input.uploadId);
   const uploadLock = upload.retention === undefined && upload.legalHold === undefined ? undefined : { retention: upload.retention, legalHold: upload.legalHold };
-  // A part larger than the whole quota can never be completed: refused before it is read (CompleteMultipartUpload judges the object).
+  // A part larger than the whole quota can never fit: refused before it is read. Others are judged as they are
+  // recorded (putPart counts parts against the bucket's quota, in its transaction).
   judgeQuotaUpFront(input.bucket, bucket.quota, input.body.declaredBytes);
   checkWriteLock(bucket, { requested: uploadLock, bodyChecked: input.contentMd5 !== undefined || input.checksum?.expected !== undefined || input.checksum?.fromTrailer === true }, 'Put Part');
   if (input.checksum !== undefined && upload.checksumAlgorithm !== null && input.checksum.algorithm !== upload.checksumAlgorithm) {

@@ -18,12 +18,14 @@
  * Crash-safe without stored state: the cursor lives in memory, and after a
  * restart the walk starts over. Every decision is re-checked against the
  * key's state right before it is acted on (a version that became current
- * again, a new PUT, a marker that is no longer alone), so walking a key
- * twice never deletes twice. The delete itself is conditional, judged in its
- * own transaction: on the version being the one judged (ETag, size, time),
- * and on the rule still selecting it (its tags may have changed since the
- * listing without changing anything else). Runs in one process
- * only (the primary with --workers), like the purger.
+ * again, a new PUT, a marker that is no longer alone) and against the
+ * bucket's rules as stored then (a configuration removed or changed since
+ * the pass began decides), so walking a key twice never deletes twice. The
+ * delete itself is conditional, judged in its own transaction: on the
+ * version being the one judged (ETag, size, time), and on the rule still
+ * selecting it (its tags may have changed since the listing without
+ * changing anything else). Runs in one process only (the primary with
+ * --workers), like the purger.
  */
 import type { Engine } from '../engine/engine.ts';
 import type { DeleteConditions, ListedVersion } from '../meta/metadata-store.ts';
@@ -233,9 +235,10 @@ export class LifecycleWorker {
     } else {
       const since = state.successorMs ?? version.lastModifiedMs;
       const newerNoncurrent = state.newerNoncurrent;
-      const stillExpired = (subject: FilterSubject): boolean => noncurrentExpired(configuration, subject, since, newerNoncurrent, Date.now(), this.#options.scale);
-      if (stillExpired(version)) {
-        removed = await this.#removeNoncurrent(bucket, version, stillExpired, budget, report);
+      const expiredUnder = (rules: LifecycleConfiguration) => (subject: FilterSubject): boolean =>
+        noncurrentExpired(rules, subject, since, newerNoncurrent, Date.now(), this.#options.scale);
+      if (expiredUnder(configuration)(version)) {
+        removed = await this.#removeNoncurrent(bucket, version, expiredUnder, budget, report);
       }
       if (!removed) state.newerNoncurrent++;
     }
@@ -254,6 +257,9 @@ export class LifecycleWorker {
     const versions = await this.#engine.meta.listVersions({ bucket: bucket.name, prefix: state.key, delimiter: '', keyMarker: '', versionIdMarker: '', limit: 2 });
     const ofKey = versions.entries.filter((entry) => entry.key === state.key && entry.version !== undefined);
     if (ofKey.length !== 1 || ofKey[0]?.version?.versionId !== marker.versionId) return;
+    // Judged again on the rules as they are now: a configuration removed or changed since the pass began decides.
+    const rules = await this.#rulesNow(bucket);
+    if (rules === undefined || !deleteMarkerExpired(rules, state.key, marker.lastModifiedMs, Date.now(), this.#options.scale)) return;
     if (await this.#delete(bucket, state.key, marker.versionId, budget, report)) {
       report.versionsDeleted++;
       state.removed++;
@@ -290,15 +296,36 @@ export class LifecycleWorker {
     return 'hidden';
   }
 
-  async #removeNoncurrent(bucket: BucketRecord, version: ListedVersion, stillExpired: (subject: FilterSubject) => boolean, budget: Budget, report: PassReport): Promise<boolean> {
+  async #removeNoncurrent(
+    bucket: BucketRecord,
+    version: ListedVersion,
+    expiredUnder: (rules: LifecycleConfiguration) => (subject: FilterSubject) => boolean,
+    budget: Budget,
+    report: PassReport,
+  ): Promise<boolean> {
     // Still noncurrent? (A delete of the current version may have made it current again.)
     const latest = await this.#engine.meta.getVersion(bucket.name, version.key);
     if (latest === undefined || latest.versionId === version.versionId) return false;
+    // The rules as they are now, not the pass's: a configuration removed or changed meanwhile judges the delete.
+    const rules = await this.#rulesNow(bucket);
+    if (rules === undefined) return false;
+    const stillExpired = expiredUnder(rules);
     // Checked again in the delete's transaction: a concurrent delete of the version above may have promoted this
     // one, or a PutObjectTagging may have taken it out of the rule.
     if (!(await this.#delete(bucket, version.key, version.versionId, budget, report, { ifNoncurrent: true, ifSelected: stillExpired }))) return false;
     report.versionsDeleted++;
     return true;
+  }
+
+  /** The bucket's lifecycle rules as stored now (undefined: the bucket or its configuration is gone). */
+  async #rulesNow(bucket: BucketRecord): Promise<LifecycleConfiguration | undefined> {
+    const current = await this.#engine.meta.getBucket(bucket.name);
+    return current === undefined ? undefined : lifecycleOf(current);
+  }
+
+  async #uploadStillExpired(bucket: BucketRecord, key: string, createdMs: number): Promise<boolean> {
+    const rules = await this.#rulesNow(bucket);
+    return rules !== undefined && uploadExpired(rules, key, createdMs, Date.now(), this.#options.scale);
   }
 
   /** One delete through the engine; a refusal (object lock) or failure skips it, as does a spent budget (the next scan does it). */
@@ -336,7 +363,8 @@ export class LifecycleWorker {
         budget.examined--;
         report.examined++;
         let aborted = false;
-        if (uploadExpired(configuration, upload.key, upload.createdMs, Date.now(), this.#options.scale)) {
+        // Judged on the pass's rules, then again on the rules as they are now (read only for an upload that is due).
+        if (uploadExpired(configuration, upload.key, upload.createdMs, Date.now(), this.#options.scale) && (await this.#uploadStillExpired(bucket, upload.key, upload.createdMs))) {
           budget.deletes--;
           try {
             await this.#engine.abortMultipartUpload(bucket.name, upload.key, upload.uploadId);

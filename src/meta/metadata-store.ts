@@ -369,7 +369,11 @@ export interface MetadataStore {
   // Multipart uploads
   createUpload(record: UploadRecord): Promise<void>;
   getUpload(bucket: string, key: string, uploadId: string): Promise<UploadRecord | undefined>;
-  /** Records a part (replacing an earlier one with the same number); false if the upload is gone. */
+  /**
+   * Records a part (replacing an earlier one with the same number); false if the upload is gone. In a bucket with a
+   * quota the part's bytes (less the replaced part's) count from this transaction on, and a part past the quota
+   * throws QuotaExceededError, recording nothing; abortUpload and the completing commit release them.
+   */
   putPart(part: PartRecord): Promise<boolean>;
   listParts(uploadId: string, afterPartNumber: number, limit: number): Promise<PartRecord[]>;
   abortUpload(bucket: string, key: string, uploadId: string): Promise<boolean>;

@@ -8,7 +8,12 @@
  * same transaction as every commit and delete of its versions; a bucket
  * without one keeps none (its counters are NULL), so its writes pay nothing.
  * What counts is what Garage and MinIO count: every version that is not a
- * delete marker, current or not, at the size clients wrote.
+ * delete marker, current or not, at the size clients wrote; and, for bytes,
+ * the parts of incomplete multipart uploads as they are recorded (MinIO
+ * checks each part), released when their upload is aborted or replaced by a
+ * part of the same number, and turned into the object's bytes at
+ * completion (the commit's delta is the object's growth less every part of
+ * the upload, so unused parts are released and nothing counts twice).
  */
 import type { BucketQuota, BucketQuotaUsage } from './types.ts';
 import { S3Error } from '../util/s3-error.ts';

@@ -493,20 +493,27 @@ export class PostgresMetadataStore implements MetadataStore {
     }
     if (request.lockFor !== undefined) setLockState(version, request.lockFor(bucketRows[0]?.object_lock ?? undefined));
     const keep = new Set(version.segments.map((segment) => segment.blobId));
+    /** What the completed upload's parts held, every one (those left out of the object are released with it). */
+    let partsBytes = 0;
     if (request.completesUploadId !== undefined) {
       if ((await tx`SELECT 1 FROM uploads WHERE upload_id = ${request.completesUploadId} FOR UPDATE`).length === 0) return { status: 'no-such-upload' };
       // A part replaced after the caller listed the parts has its old blob queued for purge.
       const blobIds = version.segments.map((segment) => segment.blobId);
       const live = await tx<{ blob_id: string }[]>`SELECT blob_id FROM blobs WHERE blob_id = ANY(${blobIds}) AND purge_after_ms IS NULL`;
       if (new Set(live.map((row) => row.blob_id)).size !== new Set(blobIds).size) return { status: 'invalid-part' };
-      await dropUpload(tx, request.completesUploadId, this.#purgeDueMs(), keep);
+      partsBytes = await dropUpload(tx, request.completesUploadId, this.#purgeDueMs(), keep);
     }
     const old = nullRows[0];
     const replaced = old === undefined ? null : rowToVersion(old);
     // Object Lock: a locked version is never overwritten (versioning may have been suspended when this write began).
     if (replaced !== null && isLockedAt(replaced, Date.now())) throw new S3Error('AccessDenied', 'Access Denied because object protected by object lock.');
     // Only a bucket with a quota counts (its row read above; no statement for the others).
-    if (rowQuotaUsage(bucketRows[0]!) !== undefined) await this.#chargeQuota(tx, bucket, commitDelta(version, replaced));
+    // A completion's parts were counted as they arrived: their bytes become the object's, net.
+    if (rowQuotaUsage(bucketRows[0]!) !== undefined) {
+      const delta = commitDelta(version, replaced);
+      delta.bytes -= partsBytes;
+      await this.#chargeQuota(tx, bucket, delta);
+    }
     const insert = version.inlineData === undefined
       ? tx`
         INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta)
@@ -558,7 +565,11 @@ export class PostgresMetadataStore implements MetadataStore {
         await tx`
           UPDATE buckets SET quota_bytes_max = ${quota.maxBytes}, quota_objects_max = ${quota.maxObjects},
                  quota_bytes_used = held.bytes, quota_objects_used = held.objects
-            FROM (SELECT count(*) AS objects, coalesce(sum(size_bytes), 0) AS bytes FROM versions WHERE bucket = ${name} AND is_delete_marker = 0) held
+            FROM (SELECT count(*) AS objects,
+                         coalesce(sum(size_bytes), 0)
+                         -- Parts of incomplete uploads count too (released when their upload ends).
+                         + (SELECT coalesce(sum(p.size_bytes), 0) FROM parts p JOIN uploads u ON u.upload_id = p.upload_id WHERE u.bucket = ${name}) AS bytes
+                    FROM versions WHERE bucket = ${name} AND is_delete_marker = 0) held
            WHERE name = ${name}`;
       }
       return true;
@@ -680,9 +691,21 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async putPart(part: PartRecord): Promise<boolean> {
     return this.#mutate(async (tx) => {
-      // Locks the upload: a completion or abort on another node waits for this part, or this part for it.
-      if ((await tx`SELECT 1 FROM uploads WHERE upload_id = ${part.uploadId} FOR UPDATE`).length === 0) return false;
-      const [old] = await tx<{ blob_id: string }[]>`SELECT blob_id FROM parts WHERE upload_id = ${part.uploadId} AND part_number = ${part.partNumber}`;
+      // Sent together (one round trip): the bucket's shared lock first (as a commit's, so SetBucketQuota's count
+      // cannot fall between this part and its counters, and DeleteBucket's lock order is kept: bucket, then upload),
+      // then the upload, locked: a completion or abort on another node waits for this part, or this part for it.
+      const [, [upload]] = await Promise.all([
+        // bucketLockName(the upload's bucket), built in SQL: the bucket is known only from the upload's row.
+        tx`SELECT pg_advisory_xact_lock_shared(hashtextextended(${bucketLockName('')} || bucket, 0)) FROM uploads WHERE upload_id = ${part.uploadId}`,
+        tx<(QuotaColumns & { bucket: string })[]>`
+          SELECT u.bucket, ${tx(QUOTA_COLUMNS.map((column) => `b.${column}`))} FROM uploads u JOIN buckets b ON b.name = u.bucket
+           WHERE u.upload_id = ${part.uploadId} FOR UPDATE OF u`,
+      ]);
+      if (upload === undefined) return false;
+      const [old] = await tx<{ blob_id: string; size_bytes: number }[]>`SELECT blob_id, size_bytes FROM parts WHERE upload_id = ${part.uploadId} AND part_number = ${part.partNumber}`;
+      // Parts count as they arrive (as MinIO checks each part), judged under the bucket row's lock so concurrent parts
+      // cannot both pass; a replaced part's bytes are released by the same change. Nothing more for a bucket without a quota.
+      if (rowQuotaUsage(upload) !== undefined) await this.#chargeQuota(tx, upload.bucket, { bytes: part.sizeBytes - (old?.size_bytes ?? 0), objects: 0 });
       if (old !== undefined) await queuePurge(tx, [{ blobId: old.blob_id, sizeBytes: 0 }], this.#purgeDueMs(), new Set([part.blobId]));
       if (part.blobId !== '') await recordBlob(tx, part.blobId, part.location);
       await tx`
@@ -712,9 +735,19 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async abortUpload(bucket: string, key: string, uploadId: string): Promise<boolean> {
     return this.#mutate(async (tx) => {
-      const [row] = await tx<UploadRow[]>`SELECT * FROM uploads WHERE upload_id = ${uploadId} FOR UPDATE`;
+      // The bucket's shared lock first (see putPart), then the upload, locked, with its bucket's quota columns.
+      const [, [row]] = await Promise.all([
+        tx`SELECT pg_advisory_xact_lock_shared(hashtextextended(${bucketLockName(bucket)}, 0))`,
+        tx<(UploadRow & QuotaColumns)[]>`
+          SELECT u.*, ${tx(QUOTA_COLUMNS.map((column) => `b.${column}`))} FROM uploads u JOIN buckets b ON b.name = u.bucket
+           WHERE u.upload_id = ${uploadId} FOR UPDATE OF u`,
+      ]);
       if (row === undefined || row.bucket !== bucket || row.key !== key) return false;
-      await dropUpload(tx, uploadId, this.#purgeDueMs(), new Set());
+      const partsBytes = await dropUpload(tx, uploadId, this.#purgeDueMs(), new Set());
+      // Its parts' bytes were counted as they arrived.
+      if (rowQuotaUsage(row) !== undefined && partsBytes > 0) {
+        await tx`UPDATE buckets SET quota_bytes_used = quota_bytes_used - ${partsBytes} WHERE name = ${bucket} AND quota_bytes_used IS NOT NULL`;
+      }
       return true;
     });
   }
@@ -879,11 +912,15 @@ async function deleteVersionRow(tx: Tx, seq: number): Promise<void> {
   await tx`WITH version AS (DELETE FROM versions WHERE seq = ${seq}) DELETE FROM inline_data WHERE seq = ${seq}`;
 }
 
-/** Removes an upload and its parts (the caller holds the upload's row lock); queues every part blob not in `keep` for purge. */
-async function dropUpload(tx: Tx, uploadId: string, purgeDueMs: number, keep: Set<string>): Promise<void> {
-  const parts = await tx<{ blob_id: string }[]>`DELETE FROM parts WHERE upload_id = ${uploadId} RETURNING blob_id`;
+/**
+ * Removes an upload and its parts (the caller holds the upload's row lock); queues every part blob not in `keep` for
+ * purge. Returns the parts' bytes.
+ */
+async function dropUpload(tx: Tx, uploadId: string, purgeDueMs: number, keep: Set<string>): Promise<number> {
+  const parts = await tx<{ blob_id: string; size_bytes: number }[]>`DELETE FROM parts WHERE upload_id = ${uploadId} RETURNING blob_id, size_bytes`;
   await queuePurge(tx, parts.map((part) => ({ blobId: part.blob_id, sizeBytes: 0 })), purgeDueMs, keep);
   await tx`DELETE FROM uploads WHERE upload_id = ${uploadId}`;
+  return parts.reduce((sum, part) => sum + Number(part.size_bytes), 0);
 }
 
 /** Queues blobs for removal after the grace period (a GET that looked the old version up a moment ago can still open its bytes). */

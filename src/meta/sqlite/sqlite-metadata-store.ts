@@ -643,7 +643,9 @@ export class SqliteMetadataStore implements MetadataStore {
         // Counted in this transaction, so no commit or delete can fall between the count and the first one counted.
         // One aggregate over the bucket's versions (~0.5 µs each) on the event loop: paid once, when a quota is first set.
         const held = s.quotaUsageCount.get(name) as { objects: number; bytes: number };
-        s.setQuota.run(quota.maxBytes, quota.maxObjects, held.bytes, held.objects, name);
+        // Parts of incomplete uploads count too (released when their upload ends).
+        const parts = s.quotaPartsCount.get(name) as { bytes: number };
+        s.setQuota.run(quota.maxBytes, quota.maxObjects, held.bytes + parts.bytes, held.objects, name);
       }
       return true;
     });
@@ -720,6 +722,8 @@ export class SqliteMetadataStore implements MetadataStore {
     if (verdict === 'precondition-failed') return { status: 'precondition-failed', ...(current === undefined ? {} : { currentModifiedMs: current.last_modified_ms }) };
     if (request.lockFor !== undefined) setLockState(version, request.lockFor(bucketRow.object_lock ?? undefined));
     const keep = new Set(version.segments.map((segment) => segment.blobId));
+    /** What the completed upload's parts held, every one (those left out of the object are released with it). */
+    let partsBytes = 0;
     if (request.completesUploadId !== undefined) {
       if (s.getUploadById.get(request.completesUploadId) === undefined) return { status: 'no-such-upload' };
       // A part replaced after the caller listed the parts has its old blob queued for purge.
@@ -727,7 +731,7 @@ export class SqliteMetadataStore implements MetadataStore {
         const blob = s.getBlobState.get(segment.blobId) as { purge_after_ms: number | null } | undefined;
         if (blob === undefined || blob.purge_after_ms !== null) return { status: 'invalid-part' };
       }
-      this.#dropUpload(request.completesUploadId, nowMs, keep);
+      partsBytes = this.#dropUpload(request.completesUploadId, nowMs, keep);
     }
     let replaced: ObjectVersion | null = null;
     // Every key with versions has exactly one latest (each insert demotes it first, each delete of it
@@ -750,7 +754,9 @@ export class SqliteMetadataStore implements MetadataStore {
     // Only a bucket with a quota counts (no statement for the others); a refusal rolls this savepoint back whole.
     const usage = rowQuotaUsage(bucketRow);
     if (usage !== undefined) {
+      // A completion's parts were counted as they arrived: their bytes become the object's, net.
       const delta = commitDelta(version, replaced);
+      delta.bytes -= partsBytes;
       judgeQuota(version.bucket, usage, delta);
       this.#chargeQuota(version.bucket, delta);
     }
@@ -879,8 +885,18 @@ export class SqliteMetadataStore implements MetadataStore {
   async putPart(part: PartRecord): Promise<boolean> {
     return this.#mutate((): boolean => {
       const s = this.#statements;
-      if (s.getUploadById.get(part.uploadId) === undefined) return false;
-      const old = s.getPart.get(part.uploadId, part.partNumber) as { blob_id: string } | undefined;
+      // The upload and its bucket's quota in one statement: a bucket without a quota pays nothing more.
+      const upload = s.getUploadAndQuota.get(part.uploadId) as (UploadRow & QuotaColumns) | undefined;
+      if (upload === undefined) return false;
+      const old = s.getPart.get(part.uploadId, part.partNumber) as { blob_id: string; size_bytes: number } | undefined;
+      const usage = rowQuotaUsage(upload);
+      if (usage !== undefined) {
+        // Parts count as they arrive (as MinIO checks each part), judged here so concurrent parts cannot both pass;
+        // a replaced part's bytes are released by the same change.
+        const delta = { bytes: part.sizeBytes - (old?.size_bytes ?? 0), objects: 0 };
+        judgeQuota(upload.bucket, usage, delta);
+        this.#chargeQuota(upload.bucket, delta);
+      }
       const nowMs = Date.now();
       if (old !== undefined) this.#queuePurge([{ blobId: old.blob_id, sizeBytes: 0 }], nowMs, new Set([part.blobId]));
       if (part.blobId !== '') s.recordBlob.run(part.blobId, part.location ?? LOCAL_BACKEND);
@@ -905,9 +921,11 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async abortUpload(bucket: string, key: string, uploadId: string): Promise<boolean> {
     return this.#mutate((): boolean => {
-      const row = this.#statements.getUploadById.get(uploadId) as UploadRow | undefined;
+      const row = this.#statements.getUploadAndQuota.get(uploadId) as (UploadRow & QuotaColumns) | undefined;
       if (row === undefined || row.bucket !== bucket || row.key !== key) return false;
-      this.#dropUpload(uploadId, Date.now(), new Set());
+      const partsBytes = this.#dropUpload(uploadId, Date.now(), new Set());
+      // Its parts' bytes were counted as they arrived.
+      if (rowQuotaUsage(row) !== undefined) this.#chargeQuota(bucket, { bytes: -partsBytes, objects: 0 });
       return true;
     });
   }
@@ -1069,13 +1087,14 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#statements.deleteInlineData.run(seq);
   }
 
-  /** Removes an upload and its parts; queues every part blob not in `keep` for purge. */
-  #dropUpload(uploadId: string, nowMs: number, keep: Set<string>): void {
+  /** Removes an upload and its parts; queues every part blob not in `keep` for purge. Returns the parts' bytes. */
+  #dropUpload(uploadId: string, nowMs: number, keep: Set<string>): number {
     const s = this.#statements;
-    const parts = s.partBlobs.all(uploadId) as { blob_id: string }[];
+    const parts = s.partBlobs.all(uploadId) as { blob_id: string; size_bytes: number }[];
     this.#queuePurge(parts.map((part) => ({ blobId: part.blob_id, sizeBytes: 0 })), nowMs, keep);
     s.deleteParts.run(uploadId);
     s.deleteUpload.run(uploadId);
+    return parts.reduce((sum, part) => sum + part.size_bytes, 0);
   }
 
   /**
@@ -1276,7 +1295,11 @@ function prepareStatements(db: Database.Database) {
     insertUpload: db.prepare('INSERT INTO uploads (upload_id, bucket, key, created_ms, owner_id, meta) VALUES (?, ?, ?, ?, ?, ?)'),
     getUploadById: db.prepare('SELECT * FROM uploads WHERE upload_id = ?'),
     deleteUpload: db.prepare('DELETE FROM uploads WHERE upload_id = ?'),
-    getPart: db.prepare('SELECT blob_id FROM parts WHERE upload_id = ? AND part_number = ?'),
+    getPart: db.prepare('SELECT blob_id, size_bytes FROM parts WHERE upload_id = ? AND part_number = ?'),
+    // An upload with its bucket's quota columns (parts count against the quota).
+    getUploadAndQuota: db.prepare(
+      'SELECT u.*, b.quota_bytes_max, b.quota_objects_max, b.quota_bytes_used, b.quota_objects_used FROM uploads u JOIN buckets b ON b.name = u.bucket WHERE u.upload_id = ?',
+    ),
     upsertPart: db.prepare(
       'INSERT OR REPLACE INTO parts (upload_id, part_number, size_bytes, etag, last_modified_ms, checksum, blob_id) VALUES (?, ?, ?, ?, ?, ?, ?)',
     ),
@@ -1284,7 +1307,7 @@ function prepareStatements(db: Database.Database) {
     listParts: db.prepare(
       'SELECT parts.*, blobs.backend FROM parts LEFT JOIN blobs ON blobs.blob_id = parts.blob_id WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?',
     ),
-    partBlobs: db.prepare('SELECT blob_id FROM parts WHERE upload_id = ?'),
+    partBlobs: db.prepare('SELECT blob_id, size_bytes FROM parts WHERE upload_id = ?'),
     deleteParts: db.prepare('DELETE FROM parts WHERE upload_id = ?'),
     recordBlob: db.prepare('INSERT INTO blobs (blob_id, backend, purge_after_ms) VALUES (?, ?, NULL) ON CONFLICT (blob_id) DO UPDATE SET purge_after_ms = NULL'),
     getBlob: db.prepare('SELECT 1 FROM blobs WHERE blob_id = ?'),
@@ -1317,6 +1340,9 @@ function prepareStatements(db: Database.Database) {
     // Bucket quotas (src/meta/quota.ts): counters exist only while a quota is set.
     quotaUsageCount: db.prepare(
       'SELECT count(*) AS objects, coalesce(sum(size_bytes), 0) AS bytes FROM versions WHERE bucket = ? AND is_delete_marker = 0',
+    ),
+    quotaPartsCount: db.prepare(
+      'SELECT coalesce(sum(p.size_bytes), 0) AS bytes FROM parts p JOIN uploads u ON u.upload_id = p.upload_id WHERE u.bucket = ?',
     ),
     setQuota: db.prepare('UPDATE buckets SET quota_bytes_max = ?, quota_objects_max = ?, quota_bytes_used = ?, quota_objects_used = ? WHERE name = ?'),
     setQuotaLimits: db.prepare('UPDATE buckets SET quota_bytes_max = ?, quota_objects_max = ? WHERE name = ?'),
