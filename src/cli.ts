@@ -125,7 +125,7 @@ async function main(argv: string[]): Promise<number> {
   if (!Number.isInteger(workers) || workers < 1 || workers > WORKERS_MAX) throw new Error(`invalid --workers ${values.workers} (1..${WORKERS_MAX} or auto)`);
   const config = values.config === undefined ? undefined : await loadConfig(values.config);
   const talus = await startTalus({
-    ...(config === undefined ? {} : { config }),
+    ...(config === undefined || values.config === undefined ? {} : { config, configPath: values.config }),
     dataDir: positionals[0] ?? './data',
     port,
     address: values.address,
@@ -162,6 +162,11 @@ async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  // As nginx and HAProxy do: talus.toml read again and applied, or nothing changed (the server logs which, and why).
+  process.on('SIGHUP', () => {
+    if (talus.reloadConfig === undefined) process.stderr.write('SIGHUP: nothing to reload (started without --config)\n');
+    else talus.reloadConfig().catch(() => undefined); // logged by the server
+  });
   // Non-zero, so a supervisor (systemd Restart=on-failure, Kubernetes) sees it and acts.
   void talus.failed.then((error) => {
     process.stderr.write(`talus: ${error.message}\n`);

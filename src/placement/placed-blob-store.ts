@@ -54,6 +54,8 @@ export class PlacedBlobStore implements BlobStore {
   readonly #placements: Map<string, PlacementConfig>;
   /** Each bucket's placement: talus.toml's [buckets], changed at run time by setBucketPlacement. */
   readonly #bucketPlacements: Map<string, string>;
+  /** Where buckets without their own placement go: talus.toml's [defaults], changed by a reload (setDefaultPlacement). */
+  #defaultPlacement: string;
   readonly #health: BackendHealth;
   readonly #repairs: RepairLog;
   readonly #codecs = new Map<string, ErasureCodec>();
@@ -69,6 +71,7 @@ export class PlacedBlobStore implements BlobStore {
     this.#config = options.config;
     this.#placements = new Map(options.config.placements.map((placement) => [placement.name, placement]));
     this.#bucketPlacements = new Map(options.config.buckets);
+    this.#defaultPlacement = options.config.defaultPlacement;
     this.#health = options.health;
     this.#repairs = options.repairs;
     this.#onError = options.onError ?? (() => undefined);
@@ -128,7 +131,7 @@ export class PlacedBlobStore implements BlobStore {
    * each records its own backends.
    */
   placementInUse(name: string): string | undefined {
-    if (this.#config.defaultPlacement === name) return 'it is the default placement';
+    if (this.#defaultPlacement === name) return 'it is the default placement';
     for (const [bucket, placement] of this.#bucketPlacements) if (placement === name) return `bucket ${bucket} uses it`;
     for (const placement of this.#placements.values()) {
       if (placement.type === 'hybrid' && (placement.small === name || placement.large === name)) return `placement ${placement.name} contains it`;
@@ -143,7 +146,7 @@ export class PlacedBlobStore implements BlobStore {
 
   /** The name of the placement `bucket`'s new blobs get: its own, else the default. */
   bucketPlacementName(bucket: string): string {
-    return this.#bucketPlacements.get(bucket) ?? this.#config.defaultPlacement;
+    return this.#bucketPlacements.get(bucket) ?? this.#defaultPlacement;
   }
 
   /**
@@ -161,6 +164,16 @@ export class PlacedBlobStore implements BlobStore {
     return this.#bucketPlacements;
   }
 
+  defaultPlacementName(): string {
+    return this.#defaultPlacement;
+  }
+
+  /** From now on, buckets without their own placement get `name` (a configured placement, or "local"): a reload of talus.toml. */
+  setDefaultPlacement(name: string): void {
+    assert(name === LOCAL_PLACEMENT || this.#placements.has(name), `placement ${name} is configured`);
+    this.#defaultPlacement = name;
+  }
+
   /** `bucket` takes the default placement again (its choice was dropped: the bucket is gone). */
   forgetBucketPlacement(bucket: string): void {
     this.#bucketPlacements.delete(bucket);
@@ -168,7 +181,7 @@ export class PlacedBlobStore implements BlobStore {
 
   /** The placement a new blob of `bucket` gets: per-bucket, else the default; a hybrid one resolved by size. */
   placementFor(bucket: string | undefined, sizeBytes: number | undefined): StripedPlacementConfig | undefined {
-    const name = bucket === undefined ? this.#config.defaultPlacement : this.bucketPlacementName(bucket);
+    const name = bucket === undefined ? this.#defaultPlacement : this.bucketPlacementName(bucket);
     const placement = name === LOCAL_PLACEMENT ? undefined : this.#placements.get(name);
     if (placement === undefined) return undefined;
     if (placement.type !== 'hybrid') return placement;
