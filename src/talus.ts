@@ -30,7 +30,7 @@ import { openPlacement, type OpenPlacement } from './placement/open-placement.ts
 import { FileRuntimeDocuments, SettingsRuntimeDocuments, type RuntimeDocumentStore } from './placement/runtime-document.ts';
 import { withRuntimeChanges } from './placement/runtime-placements.ts';
 import { RuntimeChanges } from './placement/runtime-sync.ts';
-import { reloadConfig, type ReloadReport } from './placement/reload-config.ts';
+import { ReloadRefusedError, reloadConfig, type ReloadReport } from './placement/reload-config.ts';
 import { PrincipalCache } from './principals/principal-cache.ts';
 import { type Credentials, Principals } from './principals/principals.ts';
 import { openSecretBox } from './principals/secret-key.ts';
@@ -328,8 +328,10 @@ async function startOnLockedDirectory(
     ...(pool === undefined ? {} : { placementsChanged: () => pool.placementsChanged() }),
   };
   const configPath = options.configPath;
-  const reload = configPath === undefined || runtime === undefined || placement === undefined ? undefined : async (): Promise<ReloadReport> => {
+  const reload = configPath === undefined ? undefined : async (): Promise<ReloadReport> => {
     try {
+      // Placements are opened at a start only: a server that started with none gets them by a restart.
+      if (runtime === undefined || placement === undefined) throw new ReloadRefusedError(`${configPath} declared no placements when the server started: restart it to use placements`);
       const report = await reloadConfig({
         path: configPath, runtime, placement, meta,
         ...(storage.sharedMetadata ? { check: (file: TalusConfig) => checkSharedPlacement(file, workers) } : {}),

@@ -9,7 +9,7 @@ import { ConfigError } from '../config/config.ts';
 import { ReloadRefusedError } from '../placement/reload-config.ts';
 import { operation } from './define.ts';
 import { AdminError } from './errors.ts';
-import { requireRuntimePlacement } from './runtime-config-operations.ts';
+import { requireStorage } from './storage-operations.ts';
 
 export const RELOAD_OPERATIONS = {
   ReloadConfig: operation({
@@ -17,7 +17,7 @@ export const RELOAD_OPERATIONS = {
     input: {},
     output: '{ path, backends: { added, changed, removed }, placements: { added, changed, removed }, buckets: ["bucket: before → after"], defaultPlacement, needsRestart, replacementStarted, workersFailed }',
     async handler(context) {
-      const { storage } = requireRuntimePlacement(context);
+      const storage = requireStorage(context);
       if (storage.reloadConfig === undefined) throw new AdminError('Conflict', 'the server was started without --config: there is no talus.toml to reload');
       try {
         return await storage.reloadConfig();
