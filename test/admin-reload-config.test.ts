@@ -128,10 +128,32 @@ describe('ReloadConfig: talus.toml applied without a restart', () => {
     assert.match(await outcome(admin.call('ReloadConfig')), /^InvalidRequest: talus.toml not reloaded, nothing changed: .*nowhere/);
     assert.deepEqual(await placements(), before);
 
-    // The file as it was: a reload changes nothing and says so.
-    await writeFile(configPath, toml(root, ['a', 'b'], 'pa', { moving: 'pb' }));
+    // The file as it was but for [health], read only at a start: named as needing a restart, nothing else changed.
+    await writeFile(configPath, `${toml(root, ['a', 'b'], 'pa', { moving: 'pb' })}[health]\nprobe_interval = "7s"\n`);
     const report = await admin.call<Record<string, unknown>>('ReloadConfig');
     assert.deepEqual([report['backends'], report['placements'], report['buckets'], report['defaultPlacement']], [{ added: [], changed: [], removed: [] }, { added: [], changed: [], removed: [] }, [], undefined]);
+    assert.deepEqual(report['needsRestart'], ['[health]']);
+    assert.deepEqual(await placements(), before);
+  });
+
+  test('the default placement changed: buckets without a line of their own write to it and their objects follow; then backend a, empty, leaves', async () => {
+    await writeFile(configPath, toml(root, ['a', 'b'], 'pb', { moving: 'pb' }));
+    const report = await admin.call<Record<string, unknown>>('ReloadConfig');
+    assert.equal(report['defaultPlacement'], 'pa → pb');
+    assert.equal((await admin.call<{ defaultPlacement: string }>('ListPlacements')).defaultPlacement, 'pb');
+    // The other bucket's objects follow the default to b.
+    await eventually('every object to leave a', async () => (await fileCount(join(root, 'a'))) === 0);
+    const onB = await fileCount(join(root, 'b'));
+    await s3.send(new CreateBucketCommand({ Bucket: 'fresh' }));
+    await s3.send(new PutObjectCommand({ Bucket: 'fresh', Key: 'first', Body: randomBytes(40_000) }));
+    assert.equal(await fileCount(join(root, 'b')), onB + 1, 'a new bucket\'s object is written to b');
+    for (const [key, body] of objects) assert.ok((await bodyOf(s3, 'staying', key)).equals(body), `staying/${key}`);
+
+    // With nothing left on it, backend a (and its placement) leave with the file.
+    await writeFile(configPath, toml(root, ['b'], 'pb', { moving: 'pb' }));
+    const removal = await admin.call<Record<string, unknown>>('ReloadConfig');
+    assert.deepEqual([removal['backends'], removal['placements']], [{ added: [], changed: [], removed: ['a'] }, { added: [], changed: [], removed: ['pa'] }]);
+    assert.deepEqual((await admin.call<{ backends: { name: string }[] }>('ListBackends')).backends.map((backend) => backend.name), ['b']);
   });
 
   test('anonymous, a plain key, a token of another scope and an expired token are refused; a token scoped to it and admin reload', async () => {
