@@ -36,7 +36,9 @@ TALUS_ROOT_USER / TALUS_ROOT_PASSWORD, or are generated on first start and
 kept in the data directory. --workers N serves from N processes (auto: one
 per core) sharing the data directory. --config declares backends (local
 directories, remote S3 endpoints) and placements (single, replica N, erasure
-k+m, hybrid) per bucket: see docs/PLACEMENT.md. The server refuses to start
+k+m, hybrid) per bucket: see docs/PLACEMENT.md; SIGHUP (or the admin API's
+ReloadConfig) reads it again and applies it, or changes nothing and logs
+why (docs/ADMIN.md). The server refuses to start
 when its metadata database does not belong with its blobs (missing, empty,
 older, another store's); --adopt-metadata accepts the database as it is and
 moves blobs it does not know to DATA_DIR/lost+found (docs/ARCHITECTURE.md).
