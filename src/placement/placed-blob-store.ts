@@ -49,7 +49,6 @@ export interface PlacedBlobStoreOptions {
 export class PlacedBlobStore implements BlobStore {
   readonly #local: BlobStore;
   readonly #backends: ReadonlyMap<string, Backend>;
-  readonly #config: TalusConfig;
   /** talus.toml's placements, and those added at run time (addPlacement). */
   readonly #placements: Map<string, PlacementConfig>;
   /** Each bucket's placement: talus.toml's [buckets], changed at run time by setBucketPlacement. */
@@ -68,7 +67,6 @@ export class PlacedBlobStore implements BlobStore {
   constructor(options: PlacedBlobStoreOptions) {
     this.#local = options.local;
     this.#backends = options.backends;
-    this.#config = options.config;
     this.#placements = new Map(options.config.placements.map((placement) => [placement.name, placement]));
     this.#bucketPlacements = new Map(options.config.buckets);
     this.#defaultPlacement = options.config.defaultPlacement;
