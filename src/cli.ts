@@ -36,7 +36,9 @@ TALUS_ROOT_USER / TALUS_ROOT_PASSWORD, or are generated on first start and
 kept in the data directory. --workers N serves from N processes (auto: one
 per core) sharing the data directory. --config declares backends (local
 directories, remote S3 endpoints) and placements (single, replica N, erasure
-k+m, hybrid) per bucket: see docs/PLACEMENT.md. The server refuses to start
+k+m, hybrid) per bucket: see docs/PLACEMENT.md; SIGHUP (or the admin API's
+ReloadConfig) reads it again and applies it, or changes nothing and logs
+why (docs/ADMIN.md). The server refuses to start
 when its metadata database does not belong with its blobs (missing, empty,
 older, another store's); --adopt-metadata accepts the database as it is and
 moves blobs it does not know to DATA_DIR/lost+found (docs/ARCHITECTURE.md).
@@ -125,7 +127,7 @@ async function main(argv: string[]): Promise<number> {
   if (!Number.isInteger(workers) || workers < 1 || workers > WORKERS_MAX) throw new Error(`invalid --workers ${values.workers} (1..${WORKERS_MAX} or auto)`);
   const config = values.config === undefined ? undefined : await loadConfig(values.config);
   const talus = await startTalus({
-    ...(config === undefined ? {} : { config }),
+    ...(config === undefined || values.config === undefined ? {} : { config, configPath: values.config }),
     dataDir: positionals[0] ?? './data',
     port,
     address: values.address,
@@ -162,6 +164,11 @@ async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  // As nginx and HAProxy do: talus.toml read again and applied, or nothing changed (the server logs which, and why).
+  process.on('SIGHUP', () => {
+    if (talus.reloadConfig === undefined) process.stderr.write('SIGHUP: nothing to reload (started without --config)\n');
+    else talus.reloadConfig().catch(() => undefined); // logged by the server
+  });
   // Non-zero, so a supervisor (systemd Restart=on-failure, Kubernetes) sees it and acts.
   void talus.failed.then((error) => {
     process.stderr.write(`talus: ${error.message}\n`);

@@ -43,7 +43,8 @@ async function runWorker(): Promise<void> {
     onListingThreadError: (error) => logger.error('listing thread failed', { error: String(error) }),
   });
   const local = await FsBlobStore.open(join(settings.dataDir, 'blobs'));
-  const base = settings.config === undefined ? undefined : { ...settings.config, buckets: new Map(settings.config.buckets) };
+  // talus.toml's configuration; a reload replaces it (placements-changed with a config).
+  let base = settings.config === undefined ? undefined : { ...settings.config, buckets: new Map(settings.config.buckets) };
   // The primary found (or created) the key and sealed what needed it before forking; run-time S3 backends' secrets are sealed under it.
   const secretBox = await openSecretBox(settings.dataDir, meta, { create: false });
   // talus.toml's with the admin API's run-time changes, read afresh: a worker started after a change serves it.
@@ -52,10 +53,11 @@ async function runWorker(): Promise<void> {
   const placement = base === undefined ? undefined : await openPlacement(await withKept(base), local, meta, logger);
   /** Changes applied one after another, in the order the primary made them. */
   let applying: Promise<void> = Promise.resolve();
-  const applyPlacements = (id: number): void => {
+  const applyPlacements = (id: number, reloaded: WorkerSettings['config']): void => {
     applying = applying.then(async () => {
       let error: string | undefined;
       try {
+        if (reloaded !== undefined) base = { ...reloaded, buckets: new Map(reloaded.buckets) };
         assert(placement !== undefined && base !== undefined, 'run-time changes need placements');
         await placement.applyConfig(await withKept(base));
       } catch (failure) {
@@ -117,7 +119,7 @@ async function runWorker(): Promise<void> {
         void metrics.registry.snapshot().then((snapshot) => tell({ kind: 'metrics-answer', id: message.id, metrics: snapshot }));
         break;
       case 'placements-changed':
-        applyPlacements(message.id);
+        applyPlacements(message.id, message.config);
         break;
       case 'shutdown':
         void stop();
@@ -130,6 +132,7 @@ async function runWorker(): Promise<void> {
   // Signals go to the whole process group; the primary decides when workers stop.
   process.on('SIGINT', () => undefined);
   process.on('SIGTERM', () => undefined);
+  process.on('SIGHUP', () => undefined); // the primary reloads talus.toml and tells the workers
   tell({ kind: 'ready', port: (server.address() as AddressInfo).port });
 }
 

@@ -48,8 +48,8 @@ export type ToWorker =
   | { kind: 'lease-query'; id: number; blobIds: string[] }
   | { kind: 'forget-buckets' }
   | { kind: 'metrics-query'; id: number }
-  /** The admin API changed backends or placements (kept in the data directory): apply them, then answer placements-applied. */
-  | { kind: 'placements-changed'; id: number }
+  /** The admin API changed backends or placements (kept in the data directory), or talus.toml was reloaded (`config`, its new configuration): apply them, then answer placements-applied. */
+  | { kind: 'placements-changed'; id: number; config?: WorkerSettings['config'] }
   | { kind: 'shutdown' };
 
 export type ToPrimary =
@@ -216,7 +216,10 @@ export class WorkerPool {
    * workers that failed or did not answer in time (the change is kept: a
    * worker that missed it gets it with the next change or its restart).
    */
-  placementsChanged(timeoutMs = PLACEMENTS_APPLY_TIMEOUT_MS): Promise<void> {
+  placementsChanged(timeoutMs = PLACEMENTS_APPLY_TIMEOUT_MS, reloaded?: TalusConfig): Promise<void> {
+    // A reload of talus.toml: workers started from now on get the new configuration too.
+    const config = reloaded === undefined ? undefined : { ...reloaded, buckets: [...reloaded.buckets] };
+    if (config !== undefined) this.#settings.config = config;
     const pending = new Set(this.#serving);
     if (pending.size === 0) return Promise.resolve();
     const id = this.#nextQueryId++;
@@ -235,7 +238,7 @@ export class WorkerPool {
         if (error !== undefined) failures.push(`worker ${from.process.pid}: ${error}`);
         if (pending.size === 0) finish();
       });
-      for (const worker of pending) send(worker, { kind: 'placements-changed', id });
+      for (const worker of pending) send(worker, { kind: 'placements-changed', id, ...(config === undefined ? {} : { config }) });
     });
   }
 

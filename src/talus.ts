@@ -30,10 +30,12 @@ import { openPlacement, type OpenPlacement } from './placement/open-placement.ts
 import { FileRuntimeDocuments, SettingsRuntimeDocuments, type RuntimeDocumentStore } from './placement/runtime-document.ts';
 import { withRuntimeChanges } from './placement/runtime-placements.ts';
 import { RuntimeChanges } from './placement/runtime-sync.ts';
+import { ReloadRefusedError, reloadConfig, type ReloadReport } from './placement/reload-config.ts';
 import { PrincipalCache } from './principals/principal-cache.ts';
 import { type Credentials, Principals } from './principals/principals.ts';
 import { openSecretBox } from './principals/secret-key.ts';
 import { type AdminListener, startAdminListener } from './admin/listener.ts';
+import type { AdminStorage } from './admin/define.ts';
 import { AdminTokens } from './admin/tokens.ts';
 import { TALUS_VERSION } from './version.ts';
 import { AccessLog } from './metrics/access-log.ts';
@@ -60,6 +62,8 @@ export interface TalusOptions {
   workers?: number;
   /** Backends and placements (`--config`); without it every bucket is stored in the data directory. */
   config?: TalusConfig;
+  /** Where `config` was read from: ReloadConfig and SIGHUP read it again (src/placement/reload-config.ts). Absent: no reload. */
+  configPath?: string;
   /** Default true: repair, scan and re-place in the background (tests that drive healing themselves turn it off). */
   healInBackground?: boolean;
   /** When the background healing's first scan begins after the start (default one minute; tests shorten it). */
@@ -126,6 +130,12 @@ export interface RunningTalus {
   failed: Promise<Error>;
   /** Stops accepting, lets in-flight requests finish (bounded), then closes the stores. */
   close(): Promise<void>;
+  /**
+   * Reads talus.toml (`configPath`) again and applies what changed, or
+   * changes nothing and rejects saying why (SIGHUP, the admin API's
+   * ReloadConfig). Undefined without `configPath` and placements.
+   */
+  reloadConfig: (() => Promise<ReloadReport>) | undefined;
 }
 
 export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
@@ -312,6 +322,30 @@ async function startOnLockedDirectory(
     const own = await serverMetrics.registry.snapshot();
     return renderMetricsText(pool === undefined ? own : mergeMetrics([own, ...(await pool.collectMetrics())], SHARED_GAUGES));
   };
+  // Only the embedded store is this node's alone; another (PostgreSQL) may be shared with other nodes.
+  const storage: AdminStorage = {
+    dataDir, meta, config, placement, sharedMetadata: !(meta instanceof SqliteMetadataStore), runtime,
+    ...(pool === undefined ? {} : { placementsChanged: () => pool.placementsChanged() }),
+  };
+  const configPath = options.configPath;
+  const reload = configPath === undefined ? undefined : async (): Promise<ReloadReport> => {
+    try {
+      // Placements are opened at a start only: a server that started with none gets them by a restart.
+      if (runtime === undefined || placement === undefined) throw new ReloadRefusedError(`${configPath} declared no placements when the server started: restart it to use placements`);
+      const report = await reloadConfig({
+        path: configPath, runtime, placement, meta,
+        ...(storage.sharedMetadata ? { check: (file: TalusConfig) => checkSharedPlacement(file, workers) } : {}),
+        ...(pool === undefined ? {} : { tellWorkers: (base: TalusConfig) => pool.placementsChanged(undefined, base) }),
+        onApplied: (served) => (storage.config = served),
+      });
+      logger.info('talus.toml reloaded', { ...report });
+      return report;
+    } catch (error) {
+      logger.warn('talus.toml not reloaded: nothing changed', { path: configPath, error: error instanceof Error ? error.message : String(error) });
+      throw error;
+    }
+  };
+  if (reload !== undefined) storage.reloadConfig = reload;
   const startAdmin = async (s3Url: string): Promise<AdminListener | undefined> => {
     if (options.admin === undefined) return undefined;
     return startAdminListener({
@@ -324,11 +358,7 @@ async function startOnLockedDirectory(
       engine,
       server: { version: TALUS_VERSION, startedMs: Date.now(), region: options.region ?? 'us-east-1', workers },
       logger,
-      // Only the embedded store is this node's alone; another (PostgreSQL) may be shared with other nodes.
-      storage: {
-        dataDir, meta, config, placement, sharedMetadata: !(meta instanceof SqliteMetadataStore), runtime,
-        ...(pool === undefined ? {} : { placementsChanged: () => pool.placementsChanged() }),
-      },
+      storage,
       tokens: await AdminTokens.open(meta, dataDir),
     });
   };
@@ -387,6 +417,7 @@ async function startOnLockedDirectory(
       server: undefined,
       workers,
       failed,
+      reloadConfig: reload,
       // Workers drain within SHUTDOWN_GRACE_MS; a little more before they are killed.
       close: () => (closing ??= stopAll(SHUTDOWN_GRACE_MS + 5_000).finally(() => lock.release())),
     };
@@ -444,6 +475,7 @@ async function startOnLockedDirectory(
     server,
     workers: 1,
     failed,
+    reloadConfig: reload,
     // The admin listener first (its requests use the stores), then the S3 front and the stores, then the logs.
     close: () => (closing ??= (secrets.stop(), (admin?.close() ?? Promise.resolve())
       .then(() => runtime?.stop())

@@ -71,6 +71,7 @@ const SAMPLE_INPUTS: Record<keyof typeof ADMIN_OPERATIONS, object> = {
   UpdateBackend: { name: 'no-such-backend', path: '/nonexistent-sample' },
   RemoveBackend: { name: 'no-such-backend' },
   UpdatePlacement: { name: 'no-such-placement', type: 'single', backends: ['nowhere'] },
+  ReloadConfig: {},
   ProbeEndpoints: { endpoints: ['http://127.0.0.1:9'], probes: 1 },
   RecommendPlacement: { endpoints: ['http://127.0.0.1:9'], probes: 1, k: 1, m: 0 },
 };

@@ -10,6 +10,7 @@ import type { Engine } from '../engine/engine.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { OpenPlacement } from '../placement/open-placement.ts';
 import type { RuntimeChanges } from '../placement/runtime-sync.ts';
+import type { ReloadReport } from '../placement/reload-config.ts';
 import type { Principal } from '../authz/index.ts';
 import type { Principals } from '../principals/principals.ts';
 import type { AdminTokens } from './tokens.ts';
@@ -51,6 +52,8 @@ export interface AdminStorage {
    * kept, resolving once they did. Absent in a single process.
    */
   placementsChanged?: () => Promise<void>;
+  /** Reads talus.toml again and applies it (src/placement/reload-config.ts); absent without --config. */
+  reloadConfig?: () => Promise<ReloadReport>;
 }
 
 /** Who is calling: a signed key, or a bearer token acting for the key that created it. */

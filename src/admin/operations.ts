@@ -25,6 +25,7 @@ import { QUOTA_OPERATIONS } from './quota-operations.ts';
 import { REGION_OPERATIONS } from './region-operations.ts';
 import { RUNTIME_CONFIG_OPERATIONS } from './runtime-config-operations.ts';
 import { BACKEND_CHANGE_OPERATIONS } from './backend-change-operations.ts';
+import { RELOAD_OPERATIONS } from './reload-operations.ts';
 import { STORAGE_OPERATIONS } from './storage-operations.ts';
 import { TOKEN_OPERATIONS } from './token-operations.ts';
 
@@ -318,6 +319,7 @@ export const ADMIN_OPERATIONS = {
   ...PLACEMENT_OPERATIONS,
   ...RUNTIME_CONFIG_OPERATIONS,
   ...BACKEND_CHANGE_OPERATIONS,
+  ...RELOAD_OPERATIONS,
   ...TOKEN_OPERATIONS,
   ...REGION_OPERATIONS,
 } as const satisfies Record<string, AdminOperation>;

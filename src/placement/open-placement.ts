@@ -243,6 +243,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
       }
       for (const [bucket, name] of target.buckets) if (store.bucketPlacements().get(bucket) !== name) store.setBucketPlacement(bucket, name);
       for (const bucket of [...store.bucketPlacements().keys()]) if (!target.buckets.has(bucket)) store.forgetBucketPlacement(bucket);
+      if (store.defaultPlacementName() !== target.defaultPlacement) store.setDefaultPlacement(target.defaultPlacement); // a reload of talus.toml
       const placementNames = new Set(target.placements.map((placement) => placement.name));
       for (const placement of store.placements()) {
         if (!placementNames.has(placement.name) && store.placementInUse(placement.name) === undefined) store.removePlacement(placement.name);

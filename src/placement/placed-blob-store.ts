@@ -49,11 +49,12 @@ export interface PlacedBlobStoreOptions {
 export class PlacedBlobStore implements BlobStore {
   readonly #local: BlobStore;
   readonly #backends: ReadonlyMap<string, Backend>;
-  readonly #config: TalusConfig;
   /** talus.toml's placements, and those added at run time (addPlacement). */
   readonly #placements: Map<string, PlacementConfig>;
   /** Each bucket's placement: talus.toml's [buckets], changed at run time by setBucketPlacement. */
   readonly #bucketPlacements: Map<string, string>;
+  /** Where buckets without their own placement go: talus.toml's [defaults], changed by a reload (setDefaultPlacement). */
+  #defaultPlacement: string;
   readonly #health: BackendHealth;
   readonly #repairs: RepairLog;
   readonly #codecs = new Map<string, ErasureCodec>();
@@ -66,9 +67,9 @@ export class PlacedBlobStore implements BlobStore {
   constructor(options: PlacedBlobStoreOptions) {
     this.#local = options.local;
     this.#backends = options.backends;
-    this.#config = options.config;
     this.#placements = new Map(options.config.placements.map((placement) => [placement.name, placement]));
     this.#bucketPlacements = new Map(options.config.buckets);
+    this.#defaultPlacement = options.config.defaultPlacement;
     this.#health = options.health;
     this.#repairs = options.repairs;
     this.#onError = options.onError ?? (() => undefined);
@@ -128,7 +129,7 @@ export class PlacedBlobStore implements BlobStore {
    * each records its own backends.
    */
   placementInUse(name: string): string | undefined {
-    if (this.#config.defaultPlacement === name) return 'it is the default placement';
+    if (this.#defaultPlacement === name) return 'it is the default placement';
     for (const [bucket, placement] of this.#bucketPlacements) if (placement === name) return `bucket ${bucket} uses it`;
     for (const placement of this.#placements.values()) {
       if (placement.type === 'hybrid' && (placement.small === name || placement.large === name)) return `placement ${placement.name} contains it`;
@@ -143,7 +144,7 @@ export class PlacedBlobStore implements BlobStore {
 
   /** The name of the placement `bucket`'s new blobs get: its own, else the default. */
   bucketPlacementName(bucket: string): string {
-    return this.#bucketPlacements.get(bucket) ?? this.#config.defaultPlacement;
+    return this.#bucketPlacements.get(bucket) ?? this.#defaultPlacement;
   }
 
   /**
@@ -161,6 +162,16 @@ export class PlacedBlobStore implements BlobStore {
     return this.#bucketPlacements;
   }
 
+  defaultPlacementName(): string {
+    return this.#defaultPlacement;
+  }
+
+  /** From now on, buckets without their own placement get `name` (a configured placement, or "local"): a reload of talus.toml. */
+  setDefaultPlacement(name: string): void {
+    assert(name === LOCAL_PLACEMENT || this.#placements.has(name), `placement ${name} is configured`);
+    this.#defaultPlacement = name;
+  }
+
   /** `bucket` takes the default placement again (its choice was dropped: the bucket is gone). */
   forgetBucketPlacement(bucket: string): void {
     this.#bucketPlacements.delete(bucket);
@@ -168,7 +179,7 @@ export class PlacedBlobStore implements BlobStore {
 
   /** The placement a new blob of `bucket` gets: per-bucket, else the default; a hybrid one resolved by size. */
   placementFor(bucket: string | undefined, sizeBytes: number | undefined): StripedPlacementConfig | undefined {
-    const name = bucket === undefined ? this.#config.defaultPlacement : this.bucketPlacementName(bucket);
+    const name = bucket === undefined ? this.#defaultPlacement : this.bucketPlacementName(bucket);
     const placement = name === LOCAL_PLACEMENT ? undefined : this.#placements.get(name);
     if (placement === undefined) return undefined;
     if (placement.type !== 'hybrid') return placement;

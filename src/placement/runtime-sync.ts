@@ -41,7 +41,8 @@ export const RUNTIME_STALE_MAX_MS = 10 * RUNTIME_POLL_INTERVAL_MS;
 
 export class RuntimeChanges {
   readonly store: RuntimeDocumentStore;
-  readonly #base: TalusConfig;
+  /** talus.toml's configuration: the one the process started with, or the last one a reload applied. */
+  #base: TalusConfig;
   readonly #placement: OpenPlacement | undefined;
   readonly #logger: Logger;
   #applied: KeptDocument;
@@ -65,6 +66,16 @@ export class RuntimeChanges {
   /** What this process serves: talus.toml's configuration with `document`. */
   configWith(document: RuntimeDocument): TalusConfig {
     return withRuntimeChanges(this.#base, document, this.store.sources);
+  }
+
+  /** talus.toml's configuration as this process serves it now. */
+  base(): TalusConfig {
+    return this.#base;
+  }
+
+  /** Inside serially: talus.toml was reloaded (src/placement/reload-config.ts), and its new configuration is applied. */
+  rebase(base: TalusConfig): void {
+    this.#base = base;
   }
 
   /** Runs `work` after every change and poll queued before it, never beside one. */
