@@ -59,9 +59,9 @@ export class SuiteContext {
     }
   }
 
-  /** Runs `use` on a Talus of its own (fresh data directory), stopped afterwards. */
-  async withOwnTalus<T>(workers: number, use: (server: RunningServer) => Promise<T>): Promise<T> {
-    const server = await startTalus(workers);
+  /** Runs `use` on a Talus of its own (fresh data directory; `extra` server arguments), stopped afterwards. */
+  async withOwnTalus<T>(workers: number, use: (server: RunningServer) => Promise<T>, extra?: Parameters<typeof startTalus>[1]): Promise<T> {
+    const server = await startTalus(workers, extra);
     try {
       return await use(server);
     } finally {

@@ -69,6 +69,8 @@ export interface ModeSettings {
   peerListLayout: ListLayout;
   bulkObjectCount: number;
   peerBulkObjectCount: number;
+  /** Measured runs of each side (observers off, on) in the observability workloads, alternated: even, so each side goes first as often. */
+  observabilityRounds: number;
 }
 
 const KiB = 1024;
@@ -94,6 +96,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     peerListLayout: { flatKeys: 300, prefixes: 10, keysPerPrefixFew: 3, keysPerPrefixMany: 20 },
     bulkObjectCount: 200,
     peerBulkObjectCount: 200,
+    observabilityRounds: 1,
   },
   quick: {
     mode: 'quick',
@@ -114,6 +117,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     peerListLayout: { flatKeys: 2000, prefixes: 20, keysPerPrefixFew: 5, keysPerPrefixMany: 50 },
     bulkObjectCount: 10_000,
     peerBulkObjectCount: 10_000,
+    observabilityRounds: 4,
   },
   full: {
     mode: 'full',
@@ -134,6 +138,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     peerListLayout: { flatKeys: 10_000, prefixes: 50, keysPerPrefixFew: 10, keysPerPrefixMany: 100 },
     bulkObjectCount: 100_000,
     peerBulkObjectCount: 20_000,
+    observabilityRounds: 6,
   },
 };
 

@@ -6,6 +6,7 @@
  */
 import type { Row } from './measure.ts';
 import type { ServerKind } from './servers.ts';
+import { OBSERVERS_OFF_LABEL, OBSERVERS_ON_LABEL } from './workloads/observability.ts';
 
 export interface TargetResult {
   id: string;
@@ -110,6 +111,18 @@ function workloadRatio(workload: string, baseline: string): TargetDefinition['ev
   };
 }
 
+/** The same workload on two Talus servers told apart by label: `label` ÷ `baselineLabel` throughput. */
+function labelRatio(workload: string, label: string, baselineLabel: string): TargetDefinition['evaluate'] {
+  return (rows) => {
+    const a = find(rows, workload, 'talus', label);
+    const b = find(rows, workload, 'talus', baselineLabel);
+    if (a === undefined || b === undefined) return `${workload} not run`;
+    if (b.opsPerSecond <= 0) return `${baselineLabel} measured nothing`;
+    const cpu = `server CPU ${a.serverCpuMicrosPerOperation.toFixed(1)} vs ${b.serverCpuMicrosPerOperation.toFixed(1)} µs/op`;
+    return { value: a.opsPerSecond / b.opsPerSecond, rows: [a, b], note: cpu };
+  };
+}
+
 export const TARGETS: readonly TargetDefinition[] = [
   ratioTarget('get-4k-vs-bare', '4 KiB GET, Talus ÷ bare node:http ceiling', 'get-4k', 'bare-http', 0.5, percent),
   ratioTarget('head-4k-vs-bare', '4 KiB HEAD, Talus ÷ bare node:http ceiling', 'head-4k', 'bare-http', 0.5, percent),
@@ -123,6 +136,14 @@ export const TARGETS: readonly TargetDefinition[] = [
   coresTarget('get-4k-two-cores', '4 KiB GET, Talus 2 workers ÷ 1, over the bare server\'s own 2 processes ÷ 1', 'get-4k-cores', 'against-bare', 0.9),
   coresTarget('get-4k-two-cores-floor', '4 KiB GET, Talus 2 workers ÷ 1 (never slower)', 'get-4k-cores', 'alone', 1),
   coresTarget('put-4k-two-cores-floor', '4 KiB PUT, Talus 2 workers ÷ 1 (never slower)', 'put-4k-cores', 'alone', 1),
+  {
+    id: 'get-4k-observers-on-vs-off',
+    description: '4 KiB GET, metrics (scraped 1/s) + access log + audit log on ÷ off (issue 13)',
+    compare: 'at-least',
+    limit: 0.97,
+    format: percent,
+    evaluate: labelRatio('observability-4k-get', OBSERVERS_ON_LABEL, OBSERVERS_OFF_LABEL),
+  },
   {
     id: 'head-p50-c1',
     description: 'HEAD p50 at 1 connection',

@@ -5,6 +5,7 @@ import { get64mEight, get64mOne, put64mEight, put64mOne } from './large-objects.
 import { listWorkloads } from './listing.ts';
 import { listStall } from './list-stall.ts';
 import { mixed } from './mixed.ts';
+import { observability4kGet, observability4kPut } from './observability.ts';
 import { scanWorkloads } from './scan.ts';
 import { delete4k, get4k, head4k, head4kOneConnection, put4k } from './small-objects.ts';
 import { get4kCores, put4kCores } from './workers.ts';
@@ -20,6 +21,8 @@ export const WORKLOADS: readonly Workload[] = [
   delete4k,
   get4kCores,
   put4kCores,
+  observability4kGet,
+  observability4kPut,
   put64mOne,
   put64mEight,
   get64mOne,
