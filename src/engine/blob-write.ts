@@ -1,6 +1,8 @@
 import type { BlobStore, BlobWriter } from '../blob/blob-store.ts';
 import { CommitOutcomeUnknownError } from '../meta/metadata-store.ts';
 import type { Segment } from '../meta/types.ts';
+import { Readable } from 'node:stream';
+import { gatherBody } from '../util/gather-body.ts';
 import { createChecksumHasher, type ChecksumAlgorithm, type ChecksumHasher } from '../util/checksum.ts';
 import { createStreamHash } from '../util/hash-thread.ts';
 import { S3Error } from '../util/s3-error.ts';
@@ -43,11 +45,28 @@ export async function writeBlob(blobs: BlobStore, body: AsyncIterable<Buffer> | 
   // Last before the try: a hash on a thread holds a session until digested or discarded.
   const md5 = createStreamHash('md5', options.declaredBytes);
   let held: Buffer[] = [];
+  /** The whole body when gathered in one buffer of its own: kept inline as it is, no copy. */
+  let gathered: Buffer | undefined;
   let writer: BlobWriter | undefined;
   let sizeBytes = 0;
   let digest: Buffer;
   try {
-    for await (const chunk of body) {
+    if (body instanceof Readable && options.declaredBytes !== undefined && options.declaredBytes <= options.inlineBytesMax) {
+      // A small body of known length: one buffer filled from 'data' events, no async iterator (see gather-body.ts).
+      const bytes = await gatherBody(body, options.declaredBytes);
+      sizeBytes = bytes.length;
+      if (sizeBytes > options.sizeBytesMax) throw new S3Error('EntityTooLarge');
+      const hashed = md5.update(bytes);
+      if (hashed !== undefined) await hashed;
+      checksum?.update(bytes);
+      if (sizeBytes <= options.inlineBytesMax) {
+        gathered = bytes;
+      } else {
+        // Longer than it declared (only if a verifier let it through): a blob, as a streamed body would get.
+        writer = blobs.create({ bucket: options.bucket, sizeBytes: options.declaredBytes });
+        await writer.write(bytes);
+      }
+    } else for await (const chunk of body) {
       sizeBytes += chunk.length;
       if (sizeBytes > options.sizeBytesMax) throw new S3Error('EntityTooLarge');
       const hashed = md5.update(chunk);
@@ -77,7 +96,7 @@ export async function writeBlob(blobs: BlobStore, body: AsyncIterable<Buffer> | 
   const committed = writer;
   return {
     segments: committed === undefined ? [] : [committed.location === undefined ? { blobId: committed.id, sizeBytes } : { blobId: committed.id, sizeBytes, location: committed.location }],
-    inlineData: committed === undefined && sizeBytes > 0 ? Buffer.concat(held, sizeBytes) : undefined,
+    inlineData: committed === undefined && sizeBytes > 0 ? (gathered ?? Buffer.concat(held, sizeBytes)) : undefined,
     sizeBytes,
     md5: digest,
     checksum: checksum?.digest(),

@@ -22,7 +22,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
 export const CONSOLE_SOURCE_HEADER = 'x-talus-console-source';
@@ -40,14 +40,24 @@ export function newConsoleSourceKey(): Buffer {
   return randomBytes(CONSOLE_SOURCE_KEY_BYTES);
 }
 
-/** The request's own socket: its remote address and whether it is TLS. */
-export function socketSource(request: IncomingMessage): RequestSource {
-  const remote = request.socket.remoteAddress ?? '';
-  return {
-    // IPv4 clients of a dual-stack socket show as ::ffff:a.b.c.d; policies name them as a.b.c.d.
-    sourceIp: remote.startsWith('::ffff:') && remote.includes('.') ? remote.slice(7) : remote,
-    secureTransport: (request.socket as Partial<TLSSocket>).encrypted === true,
-  };
+/** Each connection's source, worked out at its first request: a socket's peer and transport never change. */
+const socketSources = new WeakMap<Socket, Readonly<RequestSource>>();
+
+/** The request's own socket: its remote address and whether it is TLS. Shared per connection: do not modify. */
+export function socketSource(request: IncomingMessage): Readonly<RequestSource> {
+  const socket = request.socket;
+  let source = socketSources.get(socket);
+  if (source === undefined) {
+    const remote = socket.remoteAddress ?? '';
+    source = Object.freeze({
+      // IPv4 clients of a dual-stack socket show as ::ffff:a.b.c.d; policies name them as a.b.c.d.
+      sourceIp: remote.startsWith('::ffff:') && remote.includes('.') ? remote.slice(7) : remote,
+      secureTransport: (socket as Partial<TLSSocket>).encrypted === true,
+    });
+    // Not before the peer is known: a socket already closed has no address to keep.
+    if (remote !== '') socketSources.set(socket, source);
+  }
+  return source;
 }
 
 /** The header's value for a request signed with `authorization`, on behalf of a browser at `source`. */

@@ -234,8 +234,10 @@ function compileBucketAccess(record: BucketRecord, owner: string): BucketAccess 
 /** The request's facts for condition keys, from the socket and the request line. */
 export function requestFacts(request: IncomingMessage, query: ReadonlyMap<string, string>, nowMs: number): Omit<RequestFacts, 'principal'> {
   const presigned = query.has('X-Amz-Signature');
+  const source = socketSource(request);
   const facts: Omit<RequestFacts, 'principal'> = {
-    ...socketSource(request),
+    sourceIp: source.sourceIp,
+    secureTransport: source.secureTransport,
     nowMs,
     headers: request.headers,
     query,
