@@ -62,7 +62,7 @@ async function updateBackend(context: AdminContext, name: string, changes: Backe
     const isOpen = placement.store.backends().some((backend) => backend.name === name);
     const current = keptEntry(kept.backends, name, isOpen, 'backend', 'edit');
     const requested = changedBackend(current, changes);
-    if (requested.type === 'directory') checkDirectoryPath(context, requested.path, name);
+    if (requested.type === 'directory') await checkDirectoryPath(context, requested.path, name);
     const backend = configured(() => validateBackend(requested, 'UpdateBackend'));
     const backends = kept.backends.map((candidate) => (candidate.name === name ? backend : candidate));
     await writeRuntimePlacements(storage.dataDir, { ...kept, backends });
@@ -84,12 +84,18 @@ async function removeBackend(context: AdminContext, name: string): Promise<void>
     keptEntry(kept.backends, name, isOpen, 'backend', 'remove');
     const naming = placement.store.placementsNaming(name);
     if (naming.length > 0) throw new AdminError('Conflict', `backend ${name} is in use by placements ${naming.join(', ')}: UpdatePlacement or DeletePlacement them first`);
-    const blobs = await storage.meta.countBlobsOnBackend(name);
-    if (blobs > 0) {
-      throw new AdminError('Conflict', `backend ${name} still holds shards of ${blobs} blob${blobs === 1 ? '' : 's'} (objects, parts of incomplete uploads, or blobs waiting in the purge queue): let re-placement and the purge queue finish (GetHealStatus), then try again`);
+    // Writes that chose their backends under an earlier placement may still be committing: refused from here on, waited for, then counted.
+    await placement.store.withdraw(name);
+    try {
+      const blobs = await storage.meta.countBlobsOnBackend(name);
+      if (blobs > 0) {
+        throw new AdminError('Conflict', `backend ${name} still holds shards of ${blobs} blob${blobs === 1 ? '' : 's'} (objects, parts of incomplete uploads, or blobs waiting in the purge queue): let re-placement and the purge queue finish (GetHealStatus), then try again`);
+      }
+      await writeRuntimePlacements(storage.dataDir, { ...kept, backends: kept.backends.filter((candidate) => candidate.name !== name) });
+      placement.removeBackend(name);
+    } finally {
+      placement.store.restore(name);
     }
-    await writeRuntimePlacements(storage.dataDir, { ...kept, backends: kept.backends.filter((candidate) => candidate.name !== name) });
-    placement.removeBackend(name);
   });
 }
 

@@ -61,6 +61,10 @@ export class PlacedBlobStore implements BlobStore {
   /** Acknowledged writes whose last shards are still settling, and the repairs they record. */
   readonly #settling = new Set<Promise<void>>();
   #closed = false;
+  /** Backends a RemoveBackend is taking away: commits of blobs with a shard on one are refused from now on. */
+  readonly #withdrawn = new Set<string>();
+  /** Metadata commits of placed blobs under way (guardCommit): a removal waits for them before it counts blobs. */
+  readonly #commitsInFlight = new Set<Promise<unknown>>();
   readonly #onError: (message: string, error: unknown) => void;
 
   constructor(options: PlacedBlobStoreOptions) {
@@ -178,6 +182,47 @@ export class PlacedBlobStore implements BlobStore {
     if (resolved === undefined) return undefined;
     assert(resolved.type !== 'hybrid', 'hybrid placements hold striped ones');
     return resolved;
+  }
+
+  /**
+   * Runs the metadata commit of a version or part made of `blobs`, unless a
+   * blob has a shard on a backend that is not open here (removed, or being
+   * removed): a write that chose its backends under an earlier placement
+   * must not commit a shard a RemoveBackend already counted out — refused
+   * with a retryable 503, and the caller's abort removes its shards. A Set
+   * lookup per shard of each placed blob (locations are parsed once, cached).
+   */
+  async guardCommit<T>(blobs: readonly BlobRef[], commit: () => Promise<T>): Promise<T> {
+    for (const blob of blobs) {
+      if (blob.location === undefined) continue;
+      for (const name of decodeLocation(blob.location).backends) {
+        if (!this.#backends.has(name) || this.#withdrawn.has(name)) {
+          throw new S3Error('ServiceUnavailable', `Backend ${name} was removed while this write was in flight; try again.`);
+        }
+      }
+    }
+    const committing = commit();
+    this.#commitsInFlight.add(committing);
+    try {
+      return await committing;
+    } finally {
+      this.#commitsInFlight.delete(committing);
+    }
+  }
+
+  /**
+   * Refuses commits naming `backend` from now on (guardCommit), and resolves
+   * once every commit already past that check has ended: after it, a count
+   * of the blobs on `backend` misses no write in flight. restore() undoes it.
+   */
+  async withdraw(backend: string): Promise<void> {
+    this.#withdrawn.add(backend);
+    await Promise.allSettled([...this.#commitsInFlight]);
+  }
+
+  /** `backend` takes commits again (its removal was refused), or was removed (its name may be added anew). */
+  restore(backend: string): void {
+    this.#withdrawn.delete(backend);
   }
 
   create(request: BlobRequest = {}): BlobWriter {
