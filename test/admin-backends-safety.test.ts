@@ -12,11 +12,11 @@
  *   unless forced; orphan reclaim leaves a backend without this store's
  *   identity marker alone.
  */
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand, UploadPartCommand, type S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -43,6 +43,14 @@ async function filesUnder(root: string): Promise<string[]> {
   const found: string[] = [];
   for (const entry of await readdir(root, { withFileTypes: true, recursive: true })) if (entry.isFile()) found.push(join(entry.parentPath, entry.name));
   return found;
+}
+
+async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** A PUT whose body is sent in two halves, the second when `finish` is called; resolves to the status. */
@@ -137,5 +145,41 @@ describe('run-time backend changes keep data safe', () => {
     assert.match(await outcome(admin.call('AddBackend', { name: 'twice', type: 'directory', path: join(root, 'real-parent', 'new') })), /^InvalidRequest: backend elsewhere's directory/);
     const kept = (await admin.call<{ backends: { name: string }[] }>('ListBackends')).backends.map((backend) => backend.name);
     for (const refused of ['direct', 'vialink', 'vialink2', 'sharing', 'twice']) assert.ok(!kept.includes(refused), `${refused} was not added`);
+  });
+  test('RemoveBackend with force: refused while a live part uses the backend, then drops what only the purge queue still names there', async () => {
+    await mkdir(join(root, 'e'));
+    await admin.call('AddBackend', { name: 'e', type: 'directory', path: join(root, 'e') });
+    await admin.call('AddPlacement', { name: 'on-e', type: 'single', backends: ['e'] });
+    await s3.send(new CreateBucketCommand({ Bucket: 'dying' }));
+    await admin.call('SetBucketPlacement', { bucket: 'dying', placement: 'on-e' });
+    const kept = randomBytes(300_000);
+    await s3.send(new PutObjectCommand({ Bucket: 'dying', Key: 'kept', Body: kept }));
+    await s3.send(new PutObjectCommand({ Bucket: 'dying', Key: 'deleted', Body: randomBytes(300_000) }));
+    await s3.send(new DeleteObjectCommand({ Bucket: 'dying', Key: 'deleted' })); // its blob waits in the purge queue (grace period)
+    const upload = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'dying', Key: 'unfinished' }));
+    await s3.send(new UploadPartCommand({ Bucket: 'dying', Key: 'unfinished', UploadId: upload.UploadId, PartNumber: 1, Body: randomBytes(200_000) }));
+
+    // Objects move off e; the part of the incomplete upload stays there (live).
+    await admin.call('UpdatePlacement', { name: 'on-e', type: 'single', backends: ['base'] });
+    await eventually('re-placement to end', async () => {
+      const pass = (await admin.call<{ pass?: { state: string } | null }>('GetHealStatus')).pass;
+      return pass !== undefined && pass !== null && !['waiting', 'running'].includes(pass.state);
+    });
+    // The backend dies: its shards can never be deleted.
+    await rm(join(root, 'e'), { recursive: true, force: true });
+    await writeFile(join(root, 'e'), 'not a directory any more');
+
+    assert.match(await outcome(admin.call('RemoveBackend', { name: 'e' })), /^Conflict: backend e still holds shards of \d+ blobs? \(objects, parts of incomplete uploads, or blobs waiting in the purge queue\)/);
+    assert.match(await outcome(admin.call('RemoveBackend', { name: 'e', force: true })), /^Conflict: backend e still holds shards of 1 live blob/);
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: 'dying', Key: 'unfinished', UploadId: upload.UploadId }));
+    assert.match(await outcome(admin.call('RemoveBackend', { name: 'e' })), /^Conflict/, 'without force the purge queue still holds it');
+    assert.equal(await outcome(admin.call('RemoveBackend', { name: 'e', force: true })), 'ok');
+    const names = (await admin.call<{ backends: { name: string }[] }>('ListBackends')).backends.map((backend) => backend.name);
+    assert.ok(!names.includes('e'));
+    const read = await s3.send(new GetObjectCommand({ Bucket: 'dying', Key: 'kept' }));
+    assert.ok(Buffer.from(await read.Body!.transformToByteArray()).equals(kept));
+    // The name is free again, and a new e is a new backend.
+    await mkdir(join(root, 'e2'));
+    assert.equal(await outcome(admin.call('AddBackend', { name: 'e', type: 'directory', path: join(root, 'e2') })), 'ok');
   });
 });

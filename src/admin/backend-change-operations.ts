@@ -16,6 +16,7 @@
  */
 import type { BackendConfig, StripedPlacementConfig } from '../config/config.ts';
 import { readRuntimePlacements, validateBackend, validatePlacement, writeRuntimePlacements } from '../placement/runtime-placements.ts';
+import { REMOVED_BACKEND } from '../placement/blob-location.ts';
 import { type AdminContext, operation } from './define.ts';
 import { AdminError } from './errors.ts';
 import { NAME, checkDirectoryPath, configured, oneAtATime, requireRuntimePlacement } from './runtime-config-operations.ts';
@@ -76,7 +77,7 @@ async function updateBackend(context: AdminContext, name: string, changes: Backe
   });
 }
 
-async function removeBackend(context: AdminContext, name: string): Promise<void> {
+async function removeBackend(context: AdminContext, name: string, force: boolean): Promise<void> {
   const { storage, placement } = requireRuntimePlacement(context);
   await oneAtATime(storage, async () => {
     const kept = await readRuntimePlacements(storage.dataDir);
@@ -87,7 +88,12 @@ async function removeBackend(context: AdminContext, name: string): Promise<void>
     // Writes that chose their backends under an earlier placement may still be committing: refused from here on, waited for, then counted.
     await placement.store.withdraw(name);
     try {
-      const blobs = await storage.meta.countBlobsOnBackend(name);
+      // Forced (a dead backend, whose queued shards can never be deleted): only while no live object or part blob uses it.
+      const released = force ? await storage.meta.releaseBackendFromPurgeQueue(name, REMOVED_BACKEND) : undefined;
+      if (released !== undefined && released.live > 0) {
+        throw new AdminError('Conflict', `backend ${name} still holds shards of ${released.live} live blob${released.live === 1 ? '' : 's'} (objects or parts of incomplete uploads), even with force: let re-placement move them (GetHealStatus) or abort the uploads, then try again`);
+      }
+      const blobs = released !== undefined ? 0 : await storage.meta.countBlobsOnBackend(name);
       if (blobs > 0) {
         throw new AdminError('Conflict', `backend ${name} still holds shards of ${blobs} blob${blobs === 1 ? '' : 's'} (objects, parts of incomplete uploads, or blobs waiting in the purge queue): let re-placement and the purge queue finish (GetHealStatus), then try again`);
       }
@@ -133,11 +139,14 @@ export const BACKEND_CHANGE_OPERATIONS = {
     },
   }),
   RemoveBackend: operation({
-    summary: 'Removes a backend added at run time once no placement names it and no blob (live, part of an upload, or queued for purge) has a shard on it.',
-    input: { name: NAME },
+    summary: 'Removes a backend added at run time once no placement names it and no blob (live, part of an upload, or queued for purge) has a shard on it; with force, also while blobs queued for purge still do (a dead backend: their shards there are forgotten, not deleted).',
+    input: {
+      name: NAME,
+      force: { type: 'boolean', description: 'Remove it although blobs queued for purge have shards on it (they are left there); never while a live object or part does.' },
+    },
     output: '{}',
     async handler(context, input) {
-      await removeBackend(context, input.name);
+      await removeBackend(context, input.name, input.force === true);
       return {};
     },
   }),

@@ -408,6 +408,14 @@ export interface MetadataStore {
    * while any remain. A scan of every blob: bounded memory, not time.
    */
   countBlobsOnBackend(backend: string): Promise<number>;
+  /**
+   * RemoveBackend with force: unless a live blob (an object's or a part's)
+   * has a shard on `backend`, every blob queued for purge that names it
+   * names `gone` in its place (the purger removes no shard there), in one
+   * transaction. Answers the live blobs found (then nothing changed) and
+   * the purge-queue entries rewritten.
+   */
+  releaseBackendFromPurgeQueue(backend: string, gone: string): Promise<{ live: number; released: number }>;
 
   /**
    * Why the store refuses writes (a failed WAL sync, a database deleted or

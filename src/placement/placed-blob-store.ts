@@ -8,7 +8,7 @@ import { assert } from '../util/assert.ts';
 import { newBlobId } from '../util/ids.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { BackendHealth, healthiestFirst, withDeadline } from './backend-health.ts';
-import { decodeLocation, encodeLocation, newBlobLocation, objectRecordKey, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
+import { decodeLocation, encodeLocation, newBlobLocation, objectRecordKey, REMOVED_BACKEND, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
 import { openStripedRead, ShardsUnavailableError, type ShardDamage, type StripedReadOptions } from './striped-reader.ts';
 import { SHARD_LAG_MS_DEFAULT, ShardSkippedError, StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
 
@@ -300,6 +300,7 @@ export class PlacedBlobStore implements BlobStore {
       if (blob.location === undefined) continue;
       const location = decodeLocation(blob.location);
       for (const [shard, name] of location.backends.entries()) {
+        if (name === REMOVED_BACKEND) continue; // taken away by a forced RemoveBackend: nothing to remove there
         const batch = keysByBackend.get(name) ?? { keys: [], blobIds: [] };
         batch.keys.push(shardKey(blob.blobId, shard));
         // Its object record (if one was written) goes with its shards: recover --scan must not find a purged blob's.
