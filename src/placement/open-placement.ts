@@ -72,7 +72,9 @@ export interface OpenPlacement {
    * this data directory made and kept): what is new is opened or added, what
    * changed is replaced, what is gone is dropped — a placement only while
    * unused, a backend only while no placement names it. How --workers'
-   * workers follow the primary's admin API.
+   * workers follow the primary's admin API. Each item is applied on its
+   * own: one that fails (a backend that cannot be opened here) is named in
+   * the rejection, and the others are applied all the same.
    */
   applyConfig(target: TalusConfig): Promise<void>;
   /** Why the placement cannot be removed now, or undefined. */
@@ -206,17 +208,28 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     placementInUse: (name) => store.placementInUse(name),
     removePlacement: (name) => store.removePlacement(name),
     applyConfig: async (target) => {
+      // Each item on its own: one backend that fails to open must not leave the rest of the change unapplied.
+      const failures: string[] = [];
+      const attempt = async (item: string, apply: () => unknown): Promise<void> => {
+        try {
+          await apply();
+        } catch (error) {
+          failures.push(`${item}: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      };
       for (const backendConfig of target.backends) {
-        if (!opened.has(backendConfig.name)) await open.addBackend(backendConfig);
-        else if (opened.get(backendConfig.name) !== JSON.stringify(backendConfig)) await open.replaceBackend(backendConfig);
+        if (!opened.has(backendConfig.name)) await attempt(`backend ${backendConfig.name}`, () => open.addBackend(backendConfig));
+        else if (opened.get(backendConfig.name) !== JSON.stringify(backendConfig)) await attempt(`backend ${backendConfig.name}`, () => open.replaceBackend(backendConfig));
       }
       for (const placement of target.placements) {
         if (placement.type === 'hybrid') continue; // talus.toml's alone: never changed at run time
         const current = store.placements().find((candidate) => candidate.name === placement.name);
-        if (current === undefined) store.addPlacement(placement);
-        else if (JSON.stringify(current) !== JSON.stringify(placement)) store.replacePlacement(placement);
+        if (current === undefined) await attempt(`placement ${placement.name}`, () => store.addPlacement(placement));
+        else if (JSON.stringify(current) !== JSON.stringify(placement)) await attempt(`placement ${placement.name}`, () => store.replacePlacement(placement));
       }
-      for (const [bucket, name] of target.buckets) if (store.bucketPlacements().get(bucket) !== name) store.setBucketPlacement(bucket, name);
+      for (const [bucket, name] of target.buckets) {
+        if (store.bucketPlacements().get(bucket) !== name) await attempt(`bucket ${bucket}`, () => store.setBucketPlacement(bucket, name));
+      }
       for (const bucket of [...store.bucketPlacements().keys()]) if (!target.buckets.has(bucket)) store.forgetBucketPlacement(bucket);
       const placementNames = new Set(target.placements.map((placement) => placement.name));
       for (const placement of store.placements()) {
@@ -226,6 +239,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
       for (const name of [...opened.keys()]) {
         if (!backendNames.has(name) && store.placementsNaming(name).length === 0) open.removeBackend(name);
       }
+      if (failures.length > 0) throw new Error(`not applied: ${failures.join('; ')} (the rest was)`);
     },
   };
   return open;
