@@ -309,7 +309,7 @@ export class Healer {
       start: 0,
       end: layout.sizeBytes,
       preference: [...preference, ...shards],
-      ...this.#store.readTiming(location),
+      ...this.#store.readTiming(location, targets),
     });
     const writeTargets: ShardTarget[] = targets.map((target, shard) => (rebuilding.has(shard) ? target : { backend: DISCARD, key: target.key }));
     let writer: StripedBlobWriter | undefined;

@@ -233,29 +233,31 @@ export class PlacedBlobStore implements BlobStore {
     this.#refuseWithoutQuorum(placement, chosen);
     const blobId = newBlobId();
     const location = newBlobLocation(blobId, { ...placement, sizeBytes: request.sizeBytes }, chosen);
+    const targets = this.shardTargets(blobId, location);
     return new PlacedBlobWriter(blobId, location, new StripedBlobWriter({
       layout: stripeLayoutOf(blobId, location),
-      targets: this.shardTargets(blobId, location),
+      targets,
       codec: this.codecFor(location),
       writeQuorum: placement.writeQuorum,
       skipShards: this.#shardsToSkip(location, placement.writeQuorum),
       shardLagMs: (shard) => this.#lagAllowanceMs(location.backends[shard]!),
-      onShardOutcome: (outcome) => this.#reportShardOutcome(location, outcome),
+      onShardOutcome: (outcome) => this.#reportShardOutcome(location, targets, outcome),
     }), (settled) => this.#track(settled.then((outcomes) => this.#afterWrite(blobId, location, outcomes))), (blob) => this.remove(blob));
   }
 
   async read(blob: BlobRef, start: number, end: number): Promise<Readable> {
     if (blob.location === undefined) return this.#local.read(blob, start, end);
     const location = decodeLocation(blob.location);
+    const targets = this.shardTargets(blob.blobId, location);
     const body = await openStripedRead({
       layout: stripeLayoutOf(blob.blobId, location),
-      targets: this.shardTargets(blob.blobId, location),
+      targets,
       codec: this.codecFor(location),
       start,
       end,
       preference: this.readPreference(location),
-      onDamage: (damage) => this.#onDamage(blob.blobId, location, damage),
-      ...this.readTiming(location),
+      onDamage: (damage) => this.#onDamage(blob.blobId, location, damage, targets),
+      ...this.readTiming(location, targets),
     }).catch((error: unknown) => {
       // The bytes are not lost, only out of reach until enough backends answer: 503, which clients retry.
       if (error instanceof ShardsUnavailableError) {
@@ -322,11 +324,11 @@ export class PlacedBlobStore implements BlobStore {
             const deadlineMs = this.#health.deadlineMaxMs;
             await withDeadline(deadlineMs, () => new BackendTimeoutError(name, `removal of ${batch.keys.length} shards`, deadlineMs), (signal) => backend!.remove(batch.keys, { signal }));
             this.#removalBackoff.delete(name);
-            this.#health.reportSuccess(name);
+            this.#health.reportSuccess(name, undefined, backend);
           } catch (error) {
             const delayMs = Math.min(REMOVAL_BACKOFF_MS_MAX, backoff === undefined ? REMOVAL_BACKOFF_MS_MIN : backoff.delayMs * 2);
             this.#removalBackoff.set(name, { untilMs: nowMs + delayMs, delayMs });
-            this.#health.reportFailure(name, error);
+            this.#health.reportFailure(name, error, backend);
             this.#onError(`removing ${batch.keys.length} shards from ${name} failed; retrying in ${delayMs} ms`, error);
             retryAtMs = nowMs + delayMs;
           }
@@ -428,14 +430,15 @@ export class PlacedBlobStore implements BlobStore {
    * latency samples: a shard lagging its backend's usual answer gets
    * another read beside it, one past its deadline counts as a timeout.
    */
-  readTiming(location: BlobLocation): Pick<StripedReadOptions, 'timing' | 'hedgeTo' | 'onAnswer'> {
+  readTiming(location: BlobLocation, targets?: readonly ShardTarget[]): Pick<StripedReadOptions, 'timing' | 'hedgeTo' | 'onAnswer'> {
     return {
       timing: (shard, frameBytes) => {
         const name = location.backends[shard]!;
         return { hedgeAfterMs: this.#health.hedgeAfterMs(name, frameBytes), deadlineMs: this.#health.deadlineMs(name, frameBytes) };
       },
       hedgeTo: (shard) => this.#health.state(location.backends[shard]!) !== 'down',
-      onAnswer: (shard, latencyMs) => this.#health.reportSuccess(location.backends[shard]!, latencyMs),
+      // Through the connection it used (targets): an answer of one UpdateBackend retired says nothing of the new one.
+      onAnswer: (shard, latencyMs) => this.#health.reportSuccess(location.backends[shard]!, latencyMs, targets?.[shard]?.backend),
     };
   }
 
@@ -451,10 +454,11 @@ export class PlacedBlobStore implements BlobStore {
   }
 
   /** Each shard's fate as soon as it is known, even when the write fails: a timeout marks its backend down at once. */
-  #reportShardOutcome(location: BlobLocation, outcome: ShardOutcome): void {
+  #reportShardOutcome(location: BlobLocation, targets: readonly ShardTarget[], outcome: ShardOutcome): void {
     const name = location.backends[outcome.shard]!;
-    if (outcome.committed) this.#health.reportSuccess(name);
-    else if (!(outcome.error instanceof ShardSkippedError)) this.#health.reportFailure(name, outcome.error);
+    const via = targets[outcome.shard]?.backend;
+    if (outcome.committed) this.#health.reportSuccess(name, undefined, via);
+    else if (!(outcome.error instanceof ShardSkippedError)) this.#health.reportFailure(name, outcome.error, via);
   }
 
   #afterWrite(blobId: string, location: BlobLocation, outcomes: readonly ShardOutcome[]): Promise<void> {
@@ -463,9 +467,9 @@ export class PlacedBlobStore implements BlobStore {
     return this.#record(failed.map((outcome) => ({ blobId, shard: outcome.shard, reason: `write failed: ${describe(outcome.error)}` })));
   }
 
-  #onDamage(blobId: string, location: BlobLocation, damage: ShardDamage): void {
+  #onDamage(blobId: string, location: BlobLocation, damage: ShardDamage, targets: readonly ShardTarget[]): void {
     const name = location.backends[damage.shard]!;
-    if (damage.reason === 'unreadable' || damage.reason === 'timeout') this.#health.reportFailure(name, damage.error);
+    if (damage.reason === 'unreadable' || damage.reason === 'timeout') this.#health.reportFailure(name, damage.error, targets[damage.shard]?.backend);
     this.#onError(`shard ${damage.shard} of blob ${blobId} on ${name} is ${damage.reason}`, damage.error);
     void this.#record([{ blobId, shard: damage.shard, reason: `${damage.reason} on read` }]);
   }
