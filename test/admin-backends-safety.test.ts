@@ -16,7 +16,7 @@ import { AbortMultipartUploadCommand, CreateBucketCommand, CreateMultipartUpload
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -181,5 +181,24 @@ describe('run-time backend changes keep data safe', () => {
     // The name is free again, and a new e is a new backend.
     await mkdir(join(root, 'e2'));
     assert.equal(await outcome(admin.call('AddBackend', { name: 'e', type: 'directory', path: join(root, 'e2') })), 'ok');
+  });
+  test('UpdateBackend to a location without the backend\'s blobs is refused unless forced; the same data elsewhere is accepted', async () => {
+    await mkdir(join(root, 'f'));
+    await admin.call('AddBackend', { name: 'f', type: 'directory', path: join(root, 'f') });
+    await admin.call('AddPlacement', { name: 'on-f', type: 'single', backends: ['f'] });
+    await s3.send(new CreateBucketCommand({ Bucket: 'moved' }));
+    await admin.call('SetBucketPlacement', { bucket: 'moved', placement: 'on-f' });
+    const body = randomBytes(100_000);
+    await s3.send(new PutObjectCommand({ Bucket: 'moved', Key: 'object', Body: body }));
+
+    assert.match(await outcome(admin.call('UpdateBackend', { name: 'f', path: join(root, 'f-typo') })), /^Conflict: the new location of backend f does not hold 1 of 1 shards recorded on it/);
+    assert.ok((await admin.call<{ backends: { name: string }[] }>('ListBackends')).backends.some((backend) => backend.name === 'f'));
+    const read = async (): Promise<Buffer> => Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: 'moved', Key: 'object' }))).Body!.transformToByteArray());
+    assert.ok((await read()).equals(body), 'the refused change changed nothing');
+
+    await cp(join(root, 'f'), join(root, 'f-copy'), { recursive: true });
+    assert.equal(await outcome(admin.call('UpdateBackend', { name: 'f', path: join(root, 'f-copy') })), 'ok');
+    assert.ok((await read()).equals(body));
+    assert.equal(await outcome(admin.call('UpdateBackend', { name: 'f', path: join(root, 'f-empty'), force: true })), 'ok', 'force takes it anyway');
   });
 });

@@ -17,6 +17,10 @@ import { FsBlobStore } from '../src/blob/fs/fs-blob-store.ts';
 import { parseConfig } from '../src/config/config.ts';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import { BackendHealth } from '../src/placement/backend-health.ts';
+import { IDENTITY_PREFIX, claimBackend } from '../src/placement/backend-identity.ts';
+import { Healer, isShardKey } from '../src/placement/healer.ts';
+import { PlacedBlobStore } from '../src/placement/placed-blob-store.ts';
+import { newBlobId } from '../src/util/ids.ts';
 import { openPlacement } from '../src/placement/open-placement.ts';
 import { silentLogger } from '../src/util/logger.ts';
 
@@ -85,3 +89,39 @@ test('after a backend is replaced, the retired connection\'s late outcomes do no
   health.reportFailure('x', new Error('the new one failed'), replacement);
   assert.equal(health.state('x'), 'down');
 });
+
+test('orphan reclaim deletes unknown shards only on a backend carrying this store\'s identity marker', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'talus-identity-'));
+  const meta = new SqliteMetadataStore(':memory:');
+  try {
+    const backends = new Map<string, Backend>(['ours', 'foreign', 'unmarked'].map((name) => [name, new MemoryBackend(name)]));
+    const store = new PlacedBlobStore({
+      local: await FsBlobStore.open(join(root, 'local')),
+      backends,
+      config: { backends: [], placements: [], defaultPlacement: 'local', buckets: new Map() },
+      health: new BackendHealth(backends),
+      repairs: { recordRepairs: async () => undefined },
+    });
+    assert.deepEqual(await claimBackend(meta, backends.get('ours')!, isShardKey), { ours: true }, 'an empty backend is claimed');
+    await put(backends.get('foreign')!, `${IDENTITY_PREFIX}0b7c9a52-2d7e-4f0e-9b43-5f1c2b7d1e11`, '{}');
+    const orphan = `${newBlobId()}.0`;
+    for (const backend of backends.values()) await put(backend, orphan, 'a shard nobody here knows');
+
+    const removed = await new Healer(meta, store).reclaimOrphans(Date.now() + 60_000);
+    assert.equal(removed, 1);
+    assert.equal(await backends.get('ours')!.stat(orphan), undefined, 'this store\'s debris is reclaimed');
+    assert.notEqual(await backends.get('foreign')!.stat(orphan), undefined, 'another store\'s shards are left alone');
+    assert.notEqual(await backends.get('unmarked')!.stat(orphan), undefined, 'shards no marker vouches for are left alone');
+    await store.close();
+  } finally {
+    await meta.close();
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+async function put(backend: Backend, key: string, text: string): Promise<void> {
+  const body = Buffer.from(text);
+  const writer = backend.create(key, body.length);
+  await writer.write(body);
+  await writer.commit();
+}

@@ -17,7 +17,9 @@
 import type { BackendConfig, StripedPlacementConfig } from '../config/config.ts';
 import { readRuntimePlacements, validateBackend, validatePlacement, writeRuntimePlacements } from '../placement/runtime-placements.ts';
 import { REMOVED_BACKEND } from '../placement/blob-location.ts';
-import { type AdminContext, operation } from './define.ts';
+import { missingSampleBlobs } from '../placement/backend-identity.ts';
+import { openBackend } from '../placement/open-placement.ts';
+import { type AdminContext, type AdminStorage, operation } from './define.ts';
 import { AdminError } from './errors.ts';
 import { NAME, checkDirectoryPath, configured, oneAtATime, requireRuntimePlacement } from './runtime-config-operations.ts';
 
@@ -56,7 +58,30 @@ function keptEntry<T extends { name: string }>(entries: readonly T[], name: stri
   throw new AdminError('NotFound', `no ${kind} ${name}`);
 }
 
-async function updateBackend(context: AdminContext, name: string, changes: BackendChanges): Promise<BackendConfig> {
+/** How long UpdateBackend looks for the sample blobs at the new location before it gives up (and refuses). */
+const SAMPLE_CHECK_TIMEOUT_MS = 30_000;
+
+/**
+ * Refuses a new location for backend `name` that does not hold the blobs
+ * the metadata records there (a sample of them): a mistyped bucket, prefix
+ * or path would make every object on it unreadable — and the location may
+ * be another deployment's.
+ */
+async function checkSameData(storage: AdminStorage, name: string, backendConfig: BackendConfig): Promise<void> {
+  const candidate = await openBackend(backendConfig).catch((error: unknown) => {
+    throw new AdminError('InvalidRequest', `backend ${name} cannot be opened so: ${error instanceof Error ? error.message : String(error)}`);
+  });
+  try {
+    const { checked, missing } = await missingSampleBlobs(storage.meta, name, candidate, AbortSignal.timeout(SAMPLE_CHECK_TIMEOUT_MS));
+    if (missing.length > 0) {
+      throw new AdminError('Conflict', `the new location of backend ${name} does not hold ${missing.length} of ${checked} shards recorded on it (${missing.join(', ')}): not the same data, or not reachable; check the ${backendConfig.type === 'directory' ? 'path' : 'endpoint, bucket and prefix'}, or give force: true if the data is to follow (the healer rebuilds what it can)`);
+    }
+  } finally {
+    await candidate.close().catch(() => undefined);
+  }
+}
+
+async function updateBackend(context: AdminContext, name: string, changes: BackendChanges, force: boolean): Promise<BackendConfig> {
   const { storage, placement } = requireRuntimePlacement(context);
   return oneAtATime(storage, async () => {
     const kept = await readRuntimePlacements(storage.dataDir);
@@ -65,6 +90,7 @@ async function updateBackend(context: AdminContext, name: string, changes: Backe
     const requested = changedBackend(current, changes);
     if (requested.type === 'directory') await checkDirectoryPath(context, requested.path, name);
     const backend = configured(() => validateBackend(requested, 'UpdateBackend'));
+    if (!force) await checkSameData(storage, name, backend);
     const backends = kept.backends.map((candidate) => (candidate.name === name ? backend : candidate));
     await writeRuntimePlacements(storage.dataDir, { ...kept, backends });
     try {
@@ -120,7 +146,7 @@ async function updatePlacement(context: AdminContext, request: Parameters<typeof
 
 export const BACKEND_CHANGE_OPERATIONS = {
   UpdateBackend: operation({
-    summary: 'Changes how a backend added at run time is reached — endpoint, keys, region, bucket, prefix, or a directory\'s path — without a restart, kept in the data directory. It must reach the same data: blobs name their backends, so a backend\'s name and type never change. Requests in flight finish on the old connection; new ones use the new.',
+    summary: 'Changes how a backend added at run time is reached — endpoint, keys, region, bucket, prefix, or a directory\'s path — without a restart, kept in the data directory. It must reach the same data: blobs name their backends, so a backend\'s name and type never change, and a new location without a sample of the blobs recorded there is refused unless forced. Requests in flight finish on the old connection; new ones use the new.',
     input: {
       name: NAME,
       path: { type: 'string', description: 'directory: the absolute path its files are at now.', maxLength: 4096 },
@@ -130,11 +156,12 @@ export const BACKEND_CHANGE_OPERATIONS = {
       accessKeyId: { type: 'string', description: 's3: the access key ID.', maxLength: 256 },
       secretAccessKey: { type: 'string', description: 's3: the secret (kept in the data directory, mode 0600; never answered).', maxLength: 256 },
       prefix: { type: 'string', description: 's3: the key prefix in the bucket.', maxLength: 512 },
+      force: { type: 'boolean', description: 'Change it although the new location does not hold a sample of the blobs recorded on the backend (up to 3 are looked for first).' },
     },
     output: '{ name, type }',
     async handler(context, input) {
-      const { name, ...changes } = input;
-      const backend = await updateBackend(context, name, changes);
+      const { name, force, ...changes } = input;
+      const backend = await updateBackend(context, name, changes, force === true);
       return { name: backend.name, type: backend.type };
     },
   }),

@@ -416,6 +416,8 @@ export interface MetadataStore {
    * the purge-queue entries rewritten.
    */
   releaseBackendFromPurgeQueue(backend: string, gone: string): Promise<{ live: number; released: number }>;
+  /** Up to `limit` live blobs (objects' or parts') with a shard on `backend`: what UpdateBackend and orphan reclaim look for there. */
+  sampleBlobsOnBackend(backend: string, limit: number): Promise<PlacedBlob[]>;
 
   /**
    * Why the store refuses writes (a failed WAL sync, a database deleted or

@@ -9,7 +9,8 @@ import { ObjectRecordWriter } from '../replication/record-writer.ts';
 import { assert } from '../util/assert.ts';
 import type { Logger } from '../util/logger.ts';
 import { BackendHealth, type BackendStatus } from './backend-health.ts';
-import { Healer, type HealProgress, type HealReport, type ReplaceReport } from './healer.ts';
+import { claimBackend } from './backend-identity.ts';
+import { Healer, isShardKey, type HealProgress, type HealReport, type ReplaceReport } from './healer.ts';
 import { PlacedBlobStore } from './placed-blob-store.ts';
 
 const REPAIR_INTERVAL_MS = 5_000;
@@ -122,20 +123,30 @@ export async function openBackend(config: BackendConfig): Promise<Backend> {
 export async function openPlacement(config: TalusConfig, local: BlobStore, meta: MetadataStore, logger: Logger): Promise<OpenPlacement> {
   // Shared by the store and the health watcher: a backend added at run time is added here, once, for both.
   const backends = new Map<string, Backend>();
+  /** Identity markers are written by the process that heals and reclaims (one per data directory), not by workers. */
+  let claimsBackends = false;
   for (const backendConfig of config.backends) backends.set(backendConfig.name, await openBackend(backendConfig));
   const warned = new Set<string>(); // once per backend, not at every probe
   const health = new BackendHealth(backends, {
     ...(config.health ?? HEALTH_DEFAULT),
     prepare: async (backend, signal) => {
-      if (!(backend instanceof S3Backend)) return;
-      try {
-        await backend.ensureBucket({ signal });
-        warned.delete(backend.name);
-      } catch (error) {
-        if (!warned.has(backend.name)) logger.warn('backend bucket could not be checked; the backend is down until it can be', { backend: backend.name, error: String(error) });
-        warned.add(backend.name);
-        throw error;
+      if (backend instanceof S3Backend) {
+        try {
+          await backend.ensureBucket({ signal });
+          warned.delete(backend.name);
+        } catch (error) {
+          if (!warned.has(backend.name)) logger.warn('backend bucket could not be checked; the backend is down until it can be', { backend: backend.name, error: String(error) });
+          warned.add(backend.name);
+          throw error;
+        }
       }
+      // First use by this store: its identity marker, so orphan reclaim may run there later. Beside the probe, never
+      // failing it (a listing may take long): reclaim asks again before it deletes anything. In the healing process only.
+      if (claimsBackends) void claimBackend(meta, backend, isShardKey)
+        .catch((error: unknown) => ({ ours: false as const, why: String(error) }))
+        .then((claim) => {
+          if (!claim.ours) logger.warn('backend is not marked as this store\'s: orphan shards there will not be reclaimed', { backend: backend.name, why: claim.why });
+        });
     },
   });
   const onError = (message: string, error: unknown): void => logger.warn(message, { error: String(error) });
@@ -159,6 +170,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     healer,
     backendStatus: () => health.snapshot(),
     startBackground: (options = {}) => {
+      claimsBackends = options.heal !== false;
       health.start();
       if (options.heal !== false) background.start(options.orphansOlderThanMs ?? 0);
       // Object records for `talus recover --scan`, with metadata replication, in the process that heals (one per data directory); SQLite only.

@@ -838,6 +838,12 @@ export class PostgresMetadataStore implements MetadataStore {
     return row.blobs;
   }
 
+  async sampleBlobsOnBackend(backend: string, limit: number): Promise<PlacedBlob[]> {
+    const rows = await this.#read((sql) => sql<{ blob_id: string; backend: string }[]>`
+      SELECT blob_id, backend FROM blobs WHERE backend != ${LOCAL_BACKEND} AND purge_after_ms IS NULL AND jsonb_exists(backend::jsonb -> 'on', ${backend}) LIMIT ${limit}`);
+    return rows.map((row) => ({ blobId: row.blob_id, location: row.backend }));
+  }
+
   async releaseBackendFromPurgeQueue(backend: string, gone: string): Promise<{ live: number; released: number }> {
     return this.#mutate(async (tx) => {
       const [row] = await tx<{ blobs: number }[]>`

@@ -1036,6 +1036,11 @@ export class SqliteMetadataStore implements MetadataStore {
     }
   }
 
+  async sampleBlobsOnBackend(backend: string, limit: number): Promise<PlacedBlob[]> {
+    const rows = this.#statements.liveBlobsOnBackendSample.all({ backend, local: LOCAL_BACKEND, limit }) as { blob_id: string; backend: string }[];
+    return rows.map((row) => ({ blobId: row.blob_id, location: row.backend }));
+  }
+
   /** One transaction: a scan of every placed blob's location (rare, forced: not stepped as countBlobsOnBackend is). */
   async releaseBackendFromPurgeQueue(backend: string, gone: string): Promise<{ live: number; released: number }> {
     this.#assertUsable();
@@ -1336,6 +1341,7 @@ function prepareStatements(db: Database.Database) {
     blobsOnBackendTail: db.prepare(BLOBS_ON_BACKEND),
     liveBlobsOnBackend: db.prepare("SELECT count(*) AS blobs FROM blobs WHERE backend != @local AND purge_after_ms IS NULL AND EXISTS (SELECT 1 FROM json_each(blobs.backend, '$.on') WHERE value = @backend)"),
     purgeQueuedOnBackend: db.prepare("SELECT blob_id, backend FROM blobs WHERE backend != @local AND purge_after_ms IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(blobs.backend, '$.on') WHERE value = @backend)"),
+    liveBlobsOnBackendSample: db.prepare("SELECT blob_id, backend FROM blobs WHERE backend != @local AND purge_after_ms IS NULL AND EXISTS (SELECT 1 FROM json_each(blobs.backend, '$.on') WHERE value = @backend) LIMIT @limit"),
     setBlobLocation: db.prepare('UPDATE blobs SET backend = ? WHERE blob_id = ?'),
     forgetPurgedBlob: db.prepare('DELETE FROM blobs WHERE blob_id = ? AND purge_after_ms IS NOT NULL'),
   };
