@@ -298,7 +298,12 @@ export class Healer {
       throw error;
     }
     const replacement: Segment = writer.location === undefined ? { blobId: writer.id, sizeBytes: segment.sizeBytes } : { blobId: writer.id, sizeBytes: segment.sizeBytes, location: writer.location };
-    if (await this.#meta.replaceSegment(bucket, key, versionId, segment.blobId, replacement)) return true;
+    // Guarded as a client's write is: a backend removed while the copy streamed must not get a shard recorded.
+    const swapped = await this.#store.guardCommit([replacement], () => this.#meta.replaceSegment(bucket, key, versionId, segment.blobId, replacement)).catch(async (error: unknown) => {
+      await writer!.abort();
+      throw error;
+    });
+    if (swapped) return true;
     await writer.abort();
     return false;
   }
