@@ -111,9 +111,18 @@ async function removeBackend(context: AdminContext, name: string, force: boolean
     keptEntry(kept.backends, name, isOpen, 'backend', 'remove');
     const naming = placement.store.placementsNaming(name);
     if (naming.length > 0) throw new AdminError('Conflict', `backend ${name} is in use by placements ${naming.join(', ')}: UpdatePlacement or DeletePlacement them first`);
+    const without = { ...kept, backends: kept.backends.filter((candidate) => candidate.name !== name) };
     // Writes that chose their backends under an earlier placement may still be committing: refused from here on, waited for, then counted.
     await placement.store.withdraw(name);
     try {
+      if (storage.placementsChanged !== undefined) {
+        // With --workers, every worker drops it first (refusing commits that name it once those under way ended), so the
+        // count misses no worker's write either; a refusal below keeps the file as it was, and the workers open it again.
+        await writeRuntimePlacements(storage.dataDir, without);
+        await storage.placementsChanged().catch((error: unknown) => {
+          throw new AdminError('ServiceUnavailable', `backend ${name} was not removed: ${error instanceof Error ? error.message : String(error)}`);
+        });
+      }
       // Forced (a dead backend, whose queued shards can never be deleted): only while no live object or part blob uses it.
       const released = force ? await storage.meta.releaseBackendFromPurgeQueue(name, REMOVED_BACKEND) : undefined;
       if (released !== undefined && released.live > 0) {
@@ -123,8 +132,11 @@ async function removeBackend(context: AdminContext, name: string, force: boolean
       if (blobs > 0) {
         throw new AdminError('Conflict', `backend ${name} still holds shards of ${blobs} blob${blobs === 1 ? '' : 's'} (objects, parts of incomplete uploads, or blobs waiting in the purge queue): let re-placement and the purge queue finish (GetHealStatus), then try again`);
       }
-      await writeRuntimePlacements(storage.dataDir, { ...kept, backends: kept.backends.filter((candidate) => candidate.name !== name) });
+      await writeRuntimePlacements(storage.dataDir, without);
       placement.removeBackend(name);
+    } catch (error) {
+      if (storage.placementsChanged !== undefined) await writeRuntimePlacements(storage.dataDir, kept); // oneAtATime tells the workers
+      throw error;
     } finally {
       placement.store.restore(name);
     }

@@ -249,7 +249,11 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
       }
       const backendNames = new Set(target.backends.map((backendConfig) => backendConfig.name));
       for (const name of [...opened.keys()]) {
-        if (!backendNames.has(name) && store.placementsNaming(name).length === 0) open.removeBackend(name);
+        if (backendNames.has(name) || store.placementsNaming(name).length > 0) continue;
+        // As in the primary's RemoveBackend: commits naming it are refused from now on, and those under way end first.
+        await store.withdraw(name);
+        open.removeBackend(name);
+        store.restore(name);
       }
       if (failures.length > 0) throw new Error(`not applied: ${failures.join('; ')} (the rest was)`);
     },
