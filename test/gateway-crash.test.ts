@@ -134,7 +134,7 @@ test('kill -9 of the gateway during writes: nothing acknowledged is lost; repair
           return names;
         };
         const farKeys = new Set<string>();
-        for await (const key of far.list('')) farKeys.add(key);
+        for await (const key of far.list('')) if (!key.startsWith('talus-identity/')) farKeys.add(key); // the store's identity marker is no shard
         const actual = [await onDisk('d0'), await onDisk('d1'), farKeys];
         const same = actual.every((names, i) => names.size === expected[i]!.size && [...names].every((name) => expected[i]!.has(name)));
         return same && queuedPurges() === 0 ? true : undefined;

@@ -235,6 +235,28 @@ for (const backend of backends) {
       await store.close();
     });
 
+    test('sampleBlobsOnBackend and releaseBackendFromPurgeQueue (RemoveBackend force): live blobs block, purge-queue entries stop naming the backend', async () => {
+      const store = await freshStore(backend);
+      await store.setBucketVersioning('b', 'Enabled');
+      const placed = (key: string, versionId: string, blobId: string, backends: string[]): ObjectVersion => {
+        const location = JSON.stringify({ v: 2, k: 2, m: backends.length - 2, b: 65536, n: 1, h: 40, on: backends });
+        return { ...version(key, versionId, blobId), segments: [{ blobId, sizeBytes: 1, location }] };
+      };
+      await store.commitVersion({ version: placed('x', 'v1', 'p1', ['a', 'b', 'c']), conditions: {} });
+      await store.commitVersion({ version: placed('y', 'v2', 'p2', ['b', 'a', 'd']), conditions: {} });
+      assert.deepEqual((await store.sampleBlobsOnBackend('c', 3)).map((blob) => blob.blobId), ['p1']);
+      assert.equal((await store.sampleBlobsOnBackend('a', 1)).length, 1);
+      assert.deepEqual(await store.releaseBackendFromPurgeQueue('c', '-'), { live: 1, released: 0 });
+      await store.deleteVersion('b', 'x', 'v1');
+      assert.deepEqual(await store.sampleBlobsOnBackend('c', 3), [], 'queued for purge: not live');
+      assert.deepEqual(await store.releaseBackendFromPurgeQueue('c', '-'), { live: 0, released: 1 });
+      assert.equal(await store.countBlobsOnBackend('c'), 0);
+      assert.equal(await store.countBlobsOnBackend('a'), 2, 'the other backends of the entry stay named');
+      const due = await store.takePurgeBatch(Date.now() + PURGE_GRACE_MS + 1, 10);
+      assert.deepEqual(due.map((entry) => JSON.parse(entry.location ?? '{}').on), [['a', 'b', '-']]);
+      await store.close();
+    });
+
     test('replacing the null version queues its blob for purge after the grace period', async () => {
       const store = await freshStore(backend);
       await store.commitVersion({ version: version('k', 'null', 'old'), conditions: {} });

@@ -19,7 +19,8 @@
  * RemoveBackend, UpdatePlacement) are backend-change-operations.ts, built on
  * the helpers exported here (one change at a time, the same conditions).
  */
-import { isAbsolute, resolve, sep } from 'node:path';
+import { realpath, stat } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { DirectoryBackend } from '../backend/directory-backend.ts';
 import { ConfigError, LOCAL_PLACEMENT, type BackendConfig, type StripedPlacementConfig } from '../config/config.ts';
 import type { OpenPlacement } from '../placement/open-placement.ts';
@@ -95,15 +96,51 @@ export function configured<T>(validate: () => T): T {
   }
 }
 
-/** A directory backend's path: absolute, apart from the data directory and from every other backend's directory (`name`'s own is not another's). */
-export function checkDirectoryPath(context: AdminContext, path: string | undefined, name: string): asserts path is string {
+/**
+ * Where `path` really is: the real path of its nearest existing ancestor
+ * (symlinks resolved) with the rest of it appended, as DirectoryBackend.open's
+ * mkdir would create it. Compared, not the path as given: a symlink to the
+ * data directory is the data directory.
+ */
+async function realDirectory(path: string): Promise<string> {
+  let existing = resolve(path);
+  const missing: string[] = [];
+  for (;;) {
+    try {
+      return join(await realpath(existing), ...missing.reverse());
+    } catch (error) {
+      const parent = dirname(existing);
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || parent === existing) throw error;
+      missing.push(basename(existing));
+      existing = parent;
+    }
+  }
+}
+
+/** Device and inode of an existing directory (undefined when it is not there): one directory under two real paths (a bind mount) is still one. */
+async function identityOf(path: string): Promise<string | undefined> {
+  const found = await stat(path).catch(() => undefined);
+  return found === undefined ? undefined : `${found.dev}:${found.ino}`;
+}
+
+/** A directory backend's path: absolute, apart from the data directory and from every other backend's directory (`name`'s own is not another's), symlinks resolved. */
+export async function checkDirectoryPath(context: AdminContext, path: string | undefined, name: string): Promise<string> {
   if (path === undefined || !isAbsolute(path)) throw new AdminError('InvalidRequest', 'a directory backend needs an absolute path');
+  const real = await realDirectory(path);
+  const identity = await identityOf(real);
+  const dataDir = requireStorage(context).dataDir;
   // Its orphan reclaim deletes files it does not know: never where the data directory's files are.
-  if (overlaps(resolve(path), resolve(requireStorage(context).dataDir))) throw new AdminError('InvalidRequest', 'a directory backend may not be the data directory, inside it, or around it');
+  if (overlaps(real, await realDirectory(dataDir)) || (identity !== undefined && identity === (await identityOf(dataDir)))) {
+    throw new AdminError('InvalidRequest', 'a directory backend may not be the data directory, inside it, or around it');
+  }
   // Two backends in one directory would be one failure domain counted as two.
-  const sharing = requireRuntimePlacement(context).placement.store.backends()
-    .find((backend) => backend.name !== name && backend instanceof DirectoryBackend && overlaps(resolve(path), resolve(backend.root)));
-  if (sharing !== undefined) throw new AdminError('InvalidRequest', `backend ${sharing.name}'s directory is, holds, or is inside that path`);
+  for (const backend of requireRuntimePlacement(context).placement.store.backends()) {
+    if (backend.name === name || !(backend instanceof DirectoryBackend)) continue;
+    if (overlaps(real, await realDirectory(backend.root)) || (identity !== undefined && identity === (await identityOf(backend.root)))) {
+      throw new AdminError('InvalidRequest', `backend ${backend.name}'s directory is, holds, or is inside that path`);
+    }
+  }
+  return path;
 }
 
 /** Validates, keeps and opens a backend (AddBackend, RecommendPlacement with create). */
@@ -196,7 +233,7 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     async handler(context, input) {
       const open = requireRuntimePlacement(context).placement.store.backends();
       if (open.some((backend) => backend.name === input.name)) throw new AdminError('Conflict', `backend ${input.name} exists`);
-      if (input.type === 'directory') checkDirectoryPath(context, input.path, input.name);
+      if (input.type === 'directory') await checkDirectoryPath(context, input.path, input.name);
       const requested: BackendConfig = input.type === 'directory'
         ? { name: input.name, type: 'directory', path: input.path! }
         : {

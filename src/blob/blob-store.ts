@@ -20,6 +20,12 @@ export interface BlobStore {
   removeMany?(blobs: readonly BlobRef[]): Promise<Map<string, number>>;
   /** Every blob ID present, for reclaiming blobs that were written but never committed. */
   list(): AsyncIterable<string>;
+  /**
+   * Runs `commit` (the metadata commit referencing `blobs`) if the blobs may
+   * still be committed; throws otherwise (a placed blob with a shard on a
+   * backend removed meanwhile). Optional: without it every commit runs.
+   */
+  guardCommit?<T>(blobs: readonly BlobRef[], commit: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 

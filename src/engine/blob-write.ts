@@ -114,3 +114,9 @@ export async function discardAfterFailedCommit(written: WrittenBlob, error: unkn
   if (error instanceof CommitOutcomeUnknownError) return;
   await written.abort();
 }
+
+/** Runs the metadata commit of `segments` through the blob store's guard (placed blobs on a removed backend are refused). */
+export function guardedCommit<T>(blobs: BlobStore, segments: readonly Segment[], commit: () => Promise<T>): Promise<T> {
+  if (blobs.guardCommit === undefined || segments.length === 0) return commit();
+  return blobs.guardCommit(segments, commit);
+}

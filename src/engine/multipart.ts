@@ -11,7 +11,7 @@ import { combineCrc, compositeChecksum, supportsFullObject } from '../util/check
 import { newUploadId } from '../util/ids.ts';
 import { PART_BYTES_MAX, PART_BYTES_MIN, PART_NUMBER_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
-import { discardAfterFailedCommit, writeBlob } from './blob-write.ts';
+import { discardAfterFailedCommit, guardedCommit, writeBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
 import { checkWriteLock, lockAtCommit } from './object-lock.ts';
@@ -154,7 +154,7 @@ async function recordPart(
     blobId,
     ...(segments[0]?.location === undefined ? {} : { location: segments[0].location }),
   };
-  if (!(await context.meta.putPart(part))) throw new S3Error('NoSuchUpload', undefined, { UploadId: uploadId });
+  if (!(await guardedCommit(context.blobs, segments, () => context.meta.putPart(part)))) throw new S3Error('NoSuchUpload', undefined, { UploadId: uploadId });
   return part;
 }
 

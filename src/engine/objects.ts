@@ -12,7 +12,7 @@ import { checksumHeaderName, isValidChecksumValue } from '../util/checksum.ts';
 import { newVersionId } from '../util/ids.ts';
 import { INLINE_BYTES_MAX, PUT_OBJECT_BYTES_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
-import { discardAfterFailedCommit, writeBlob, type WrittenBlob } from './blob-write.ts';
+import { discardAfterFailedCommit, guardedCommit, writeBlob, type WrittenBlob } from './blob-write.ts';
 import { checkReadConditions } from './conditions.ts';
 import type { EngineContext } from './context.ts';
 import { checkWriteLock, deletionGuard, lockAtCommit } from './object-lock.ts';
@@ -86,7 +86,7 @@ export async function putObject(context: EngineContext, input: PutObjectInput): 
       ...(written.inlineData === undefined ? {} : { inlineData: written.inlineData }),
     };
     const lockFor = lockAtCommit(bucket, input.lock, version.lastModifiedMs);
-    throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions, lockFor }), input.bucket, input.key, startedMs);
+    throwUnlessCommitted(await guardedCommit(context.blobs, version.segments, () => context.meta.commitVersion({ version, conditions: input.conditions, lockFor })), input.bucket, input.key, startedMs);
     return { etag: version.etag, versionId: writtenVersionId(bucket, version.versionId), checksum, version, bucket };
   } catch (error) {
     await discardAfterFailedCommit(written, error);
@@ -322,7 +322,7 @@ export async function copyObject(context: EngineContext, input: CopyObjectInput)
     };
     // A copy takes the lock it asks for (or the target bucket's default), never the source's, as AWS.
     const lockFor = lockAtCommit(targetBucket, input.lock, version.lastModifiedMs);
-    throwUnlessCommitted(await context.meta.commitVersion({ version, conditions: input.conditions, lockFor }), input.bucket, input.key, startedMs);
+    throwUnlessCommitted(await guardedCommit(context.blobs, version.segments, () => context.meta.commitVersion({ version, conditions: input.conditions, lockFor })), input.bucket, input.key, startedMs);
     return {
       etag: version.etag,
       versionId: writtenVersionId(targetBucket, version.versionId),

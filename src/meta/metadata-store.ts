@@ -419,6 +419,16 @@ export interface MetadataStore {
    * while any remain. A scan of every blob: bounded memory, not time.
    */
   countBlobsOnBackend(backend: string): Promise<number>;
+  /**
+   * RemoveBackend with force: unless a live blob (an object's or a part's)
+   * has a shard on `backend`, every blob queued for purge that names it
+   * names `gone` in its place (the purger removes no shard there), in one
+   * transaction. Answers the live blobs found (then nothing changed) and
+   * the purge-queue entries rewritten.
+   */
+  releaseBackendFromPurgeQueue(backend: string, gone: string): Promise<{ live: number; released: number }>;
+  /** Up to `limit` live blobs (objects' or parts') with a shard on `backend`: what UpdateBackend and orphan reclaim look for there. */
+  sampleBlobsOnBackend(backend: string, limit: number): Promise<PlacedBlob[]>;
 
   /**
    * Why the store refuses writes (a failed WAL sync, a database deleted or

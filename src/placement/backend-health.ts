@@ -182,19 +182,29 @@ export class BackendHealth {
         const started = performance.now();
         await backend.stat(PROBE_KEY, { signal });
         const latencyMs = performance.now() - started;
-        this.reportSuccess(name, latencyMs);
-        entry.history.record(Date.now(), latencyMs);
+        this.reportSuccess(name, latencyMs, backend);
+        if (this.#current(name, backend)) entry.history.record(Date.now(), latencyMs);
       });
     } catch (error) {
-      this.reportFailure(name, error);
-      entry.history.record(Date.now(), undefined);
+      this.reportFailure(name, error, backend);
+      if (this.#current(name, backend)) entry.history.record(Date.now(), undefined);
     }
   }
 
-  /** A request to `name` answered (in `latencyMs`, when it measured an answer time). */
-  reportSuccess(name: string, latencyMs?: number): void {
+  /**
+   * True when a report made through `via` (the backend object a request or
+   * probe used) is about `name` as it is now: one UpdateBackend retired
+   * still finishes its requests, and their outcomes say nothing of the new
+   * endpoint. Without `via` the report is taken.
+   */
+  #current(name: string, via: Backend | undefined): boolean {
+    return via === undefined || this.#backends.get(name) === via;
+  }
+
+  /** A request to `name` (through `via`) answered (in `latencyMs`, when it measured an answer time). */
+  reportSuccess(name: string, latencyMs?: number, via?: Backend): void {
     const entry = this.#entries.get(name);
-    if (entry === undefined) return;
+    if (entry === undefined || !this.#current(name, via)) return;
     if (entry.state !== 'up') this.#set(entry, 'up');
     entry.lastError = undefined;
     if (latencyMs === undefined || !Number.isFinite(latencyMs) || latencyMs < 0) return;
@@ -208,9 +218,9 @@ export class BackendHealth {
   }
 
   /** A request to `name` failed or timed out: it is down until a probe (or a request) answers. */
-  reportFailure(name: string, error: unknown): void {
+  reportFailure(name: string, error: unknown, via?: Backend): void {
     const entry = this.#entries.get(name);
-    if (entry === undefined) return;
+    if (entry === undefined || !this.#current(name, via)) return;
     entry.errors++;
     if (entry.state !== 'down') this.#set(entry, 'down');
     entry.lastError = error instanceof Error ? error.message : String(error);

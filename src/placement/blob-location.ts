@@ -81,6 +81,13 @@ export function shardKey(blobId: string, shard: number): string {
 }
 
 /** Where the object record of blob `blobId` lives on each backend holding its shards (src/replication/object-record.ts). */
+/**
+ * What a purge-queue entry names in place of a backend RemoveBackend took
+ * away by force (it was unreachable): no shard is removed there. Never a
+ * backend's name (those start with a letter or digit).
+ */
+export const REMOVED_BACKEND = '-';
+
 export const OBJECT_RECORD_PREFIX = 'talus-records/';
 
 export function objectRecordKey(blobId: string): string {

@@ -4,6 +4,7 @@ import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { Segment } from '../meta/types.ts';
 import { blobIdTimeMs } from '../util/ids.ts';
 import { withDeadline } from './backend-health.ts';
+import { claimBackend } from './backend-identity.ts';
 import { decodeLocation, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
 import type { PlacedBlobStore } from './placed-blob-store.ts';
 import { openStripedRead, verifyShard, type ShardDamage } from './striped-reader.ts';
@@ -130,7 +131,9 @@ export class Healer {
    * Removes shards on the backends that belong to no blob the metadata knows
    * and were created before `beforeMs`: uploads a crash cut short. Safe for
    * blobs created before this process started (it is the only writer of its
-   * backends' buckets and directories), as reclaim is for local blobs.
+   * backends' buckets and directories), as reclaim is for local blobs —
+   * and only on a backend carrying this store's identity marker
+   * (backend-identity.ts): elsewhere the shards may be another store's.
    */
   async reclaimOrphans(beforeMs: number, signal?: AbortSignal): Promise<number> {
     const stopped = (): boolean => signal?.aborted === true;
@@ -140,6 +143,11 @@ export class Healer {
       const orphans: string[] = [];
       const known = new Map<string, boolean>();
       try {
+        const claim = await claimBackend(this.#meta, backend, isShardKey, signal);
+        if (!claim.ours) {
+          this.#onError(`orphan shards on ${backend.name} are left alone: ${claim.why}`, new Error('no identity marker of this store'));
+          continue;
+        }
         removed += (await backend.discardIncomplete?.(beforeMs)) ?? 0;
         for await (const key of backend.list('')) {
           if (stopped()) break;
@@ -290,7 +298,12 @@ export class Healer {
       throw error;
     }
     const replacement: Segment = writer.location === undefined ? { blobId: writer.id, sizeBytes: segment.sizeBytes } : { blobId: writer.id, sizeBytes: segment.sizeBytes, location: writer.location };
-    if (await this.#meta.replaceSegment(bucket, key, versionId, segment.blobId, replacement)) return true;
+    // Guarded as a client's write is: a backend removed while the copy streamed must not get a shard recorded.
+    const swapped = await this.#store.guardCommit([replacement], () => this.#meta.replaceSegment(bucket, key, versionId, segment.blobId, replacement)).catch(async (error: unknown) => {
+      await writer!.abort();
+      throw error;
+    });
+    if (swapped) return true;
     await writer.abort();
     return false;
   }
@@ -309,7 +322,7 @@ export class Healer {
       start: 0,
       end: layout.sizeBytes,
       preference: [...preference, ...shards],
-      ...this.#store.readTiming(location),
+      ...this.#store.readTiming(location, targets),
     });
     const writeTargets: ShardTarget[] = targets.map((target, shard) => (rebuilding.has(shard) ? target : { backend: DISCARD, key: target.key }));
     let writer: StripedBlobWriter | undefined;
@@ -333,6 +346,11 @@ const ORPHAN_BATCH_MAX = 1000;
 const KNOWN_CACHE_MAX = 100_000;
 
 /** 'B.3' → 'B' for keys that look like shard keys; undefined for anything else. */
+/** A key a shard of some blob would have (backend-identity.ts tells a backend of shards from an empty one by it). */
+export function isShardKey(key: string): boolean {
+  return blobIdOfShardKey(key) !== undefined;
+}
+
 function blobIdOfShardKey(key: string): string | undefined {
   const match = /^([0-9a-z]{9}[0-9a-f]{20})\.\d{1,2}$/.exec(key);
   return match === null ? undefined : match[1];

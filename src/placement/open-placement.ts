@@ -9,7 +9,8 @@ import { ObjectRecordWriter } from '../replication/record-writer.ts';
 import { assert } from '../util/assert.ts';
 import type { Logger } from '../util/logger.ts';
 import { BackendHealth, type BackendStatus } from './backend-health.ts';
-import { Healer, type HealProgress, type HealReport, type ReplaceReport } from './healer.ts';
+import { claimBackend } from './backend-identity.ts';
+import { Healer, isShardKey, type HealProgress, type HealReport, type ReplaceReport } from './healer.ts';
 import { PlacedBlobStore } from './placed-blob-store.ts';
 
 const REPAIR_INTERVAL_MS = 5_000;
@@ -78,7 +79,9 @@ export interface OpenPlacement {
    * this data directory made and kept): what is new is opened or added, what
    * changed is replaced, what is gone is dropped — a placement only while
    * unused, a backend only while no placement names it. How --workers'
-   * workers follow the primary's admin API.
+   * workers follow the primary's admin API. Each item is applied on its
+   * own: one that fails (a backend that cannot be opened here) is named in
+   * the rejection, and the others are applied all the same.
    */
   applyConfig(target: TalusConfig): Promise<void>;
   /** Why the placement cannot be removed now, or undefined. */
@@ -140,20 +143,30 @@ export async function openBackend(config: BackendConfig): Promise<Backend> {
 export async function openPlacement(config: TalusConfig, local: BlobStore, meta: MetadataStore, logger: Logger): Promise<OpenPlacement> {
   // Shared by the store and the health watcher: a backend added at run time is added here, once, for both.
   const backends = new Map<string, Backend>();
+  /** Identity markers are written by the process that heals and reclaims (one per data directory), not by workers. */
+  let claimsBackends = false;
   for (const backendConfig of config.backends) backends.set(backendConfig.name, await openBackend(backendConfig));
   const warned = new Set<string>(); // once per backend, not at every probe
   const health = new BackendHealth(backends, {
     ...(config.health ?? HEALTH_DEFAULT),
     prepare: async (backend, signal) => {
-      if (!(backend instanceof S3Backend)) return;
-      try {
-        await backend.ensureBucket({ signal });
-        warned.delete(backend.name);
-      } catch (error) {
-        if (!warned.has(backend.name)) logger.warn('backend bucket could not be checked; the backend is down until it can be', { backend: backend.name, error: String(error) });
-        warned.add(backend.name);
-        throw error;
+      if (backend instanceof S3Backend) {
+        try {
+          await backend.ensureBucket({ signal });
+          warned.delete(backend.name);
+        } catch (error) {
+          if (!warned.has(backend.name)) logger.warn('backend bucket could not be checked; the backend is down until it can be', { backend: backend.name, error: String(error) });
+          warned.add(backend.name);
+          throw error;
+        }
       }
+      // First use by this store: its identity marker, so orphan reclaim may run there later. Beside the probe, never
+      // failing it (a listing may take long): reclaim asks again before it deletes anything. In the healing process only.
+      if (claimsBackends) void claimBackend(meta, backend, isShardKey)
+        .catch((error: unknown) => ({ ours: false as const, why: String(error) }))
+        .then((claim) => {
+          if (!claim.ours) logger.warn('backend is not marked as this store\'s: orphan shards there will not be reclaimed', { backend: backend.name, why: claim.why });
+        });
     },
   });
   const onError = (message: string, error: unknown): void => logger.warn(message, { error: String(error) });
@@ -178,6 +191,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     healer,
     backendStatus: () => health.snapshot(),
     startBackground: (options = {}) => {
+      claimsBackends = options.heal !== false;
       health.start();
       if (options.heal !== false) {
         background.start(options.orphansOlderThanMs ?? 0, options.firstScanDelayMs);
@@ -231,17 +245,28 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     placementInUse: (name) => store.placementInUse(name),
     removePlacement: (name) => store.removePlacement(name),
     applyConfig: async (target) => {
+      // Each item on its own: one backend that fails to open must not leave the rest of the change unapplied.
+      const failures: string[] = [];
+      const attempt = async (item: string, apply: () => unknown): Promise<void> => {
+        try {
+          await apply();
+        } catch (error) {
+          failures.push(`${item}: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      };
       for (const backendConfig of target.backends) {
-        if (!opened.has(backendConfig.name)) await open.addBackend(backendConfig);
-        else if (opened.get(backendConfig.name) !== JSON.stringify(backendConfig)) await open.replaceBackend(backendConfig);
+        if (!opened.has(backendConfig.name)) await attempt(`backend ${backendConfig.name}`, () => open.addBackend(backendConfig));
+        else if (opened.get(backendConfig.name) !== JSON.stringify(backendConfig)) await attempt(`backend ${backendConfig.name}`, () => open.replaceBackend(backendConfig));
       }
       for (const placement of target.placements) {
         if (placement.type === 'hybrid') continue; // talus.toml's alone: never changed at run time
         const current = store.placements().find((candidate) => candidate.name === placement.name);
-        if (current === undefined) store.addPlacement(placement);
-        else if (JSON.stringify(current) !== JSON.stringify(placement)) store.replacePlacement(placement);
+        if (current === undefined) await attempt(`placement ${placement.name}`, () => store.addPlacement(placement));
+        else if (JSON.stringify(current) !== JSON.stringify(placement)) await attempt(`placement ${placement.name}`, () => store.replacePlacement(placement));
       }
-      for (const [bucket, name] of target.buckets) if (store.bucketPlacements().get(bucket) !== name) store.setBucketPlacement(bucket, name);
+      for (const [bucket, name] of target.buckets) {
+        if (store.bucketPlacements().get(bucket) !== name) await attempt(`bucket ${bucket}`, () => store.setBucketPlacement(bucket, name));
+      }
       for (const bucket of [...store.bucketPlacements().keys()]) if (!target.buckets.has(bucket)) store.forgetBucketPlacement(bucket);
       if (store.defaultPlacementName() !== target.defaultPlacement) store.setDefaultPlacement(target.defaultPlacement); // a reload of talus.toml
       const placementNames = new Set(target.placements.map((placement) => placement.name));
@@ -250,8 +275,13 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
       }
       const backendNames = new Set(target.backends.map((backendConfig) => backendConfig.name));
       for (const name of [...opened.keys()]) {
-        if (!backendNames.has(name) && store.placementsNaming(name).length === 0) open.removeBackend(name);
+        if (backendNames.has(name) || store.placementsNaming(name).length > 0) continue;
+        // As in the primary's RemoveBackend: commits naming it are refused from now on, and those under way end first.
+        await store.withdraw(name);
+        open.removeBackend(name);
+        store.restore(name);
       }
+      if (failures.length > 0) throw new Error(`not applied: ${failures.join('; ')} (the rest was)`);
     },
   };
   return open;

@@ -8,7 +8,7 @@ import { assert } from '../util/assert.ts';
 import { newBlobId } from '../util/ids.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { BackendHealth, healthiestFirst, withDeadline } from './backend-health.ts';
-import { decodeLocation, encodeLocation, newBlobLocation, objectRecordKey, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
+import { decodeLocation, encodeLocation, newBlobLocation, objectRecordKey, REMOVED_BACKEND, shardKey, stripeLayoutOf, type BlobLocation } from './blob-location.ts';
 import { openStripedRead, ShardsUnavailableError, type ShardDamage, type StripedReadOptions } from './striped-reader.ts';
 import { SHARD_LAG_MS_DEFAULT, ShardSkippedError, StripedBlobWriter, WriteQuorumError, type ShardOutcome, type ShardTarget } from './striped-writer.ts';
 
@@ -62,6 +62,10 @@ export class PlacedBlobStore implements BlobStore {
   /** Acknowledged writes whose last shards are still settling, and the repairs they record. */
   readonly #settling = new Set<Promise<void>>();
   #closed = false;
+  /** Backends a RemoveBackend is taking away: commits of blobs with a shard on one are refused from now on. */
+  readonly #withdrawn = new Set<string>();
+  /** Metadata commits of placed blobs under way (guardCommit): a removal waits for them before it counts blobs. */
+  readonly #commitsInFlight = new Set<Promise<unknown>>();
   readonly #onError: (message: string, error: unknown) => void;
 
   constructor(options: PlacedBlobStoreOptions) {
@@ -191,6 +195,47 @@ export class PlacedBlobStore implements BlobStore {
     return resolved;
   }
 
+  /**
+   * Runs the metadata commit of a version or part made of `blobs`, unless a
+   * blob has a shard on a backend that is not open here (removed, or being
+   * removed): a write that chose its backends under an earlier placement
+   * must not commit a shard a RemoveBackend already counted out — refused
+   * with a retryable 503, and the caller's abort removes its shards. A Set
+   * lookup per shard of each placed blob (locations are parsed once, cached).
+   */
+  async guardCommit<T>(blobs: readonly BlobRef[], commit: () => Promise<T>): Promise<T> {
+    for (const blob of blobs) {
+      if (blob.location === undefined) continue;
+      for (const name of decodeLocation(blob.location).backends) {
+        if (!this.#backends.has(name) || this.#withdrawn.has(name)) {
+          throw new S3Error('ServiceUnavailable', `Backend ${name} was removed while this write was in flight; try again.`);
+        }
+      }
+    }
+    const committing = commit();
+    this.#commitsInFlight.add(committing);
+    try {
+      return await committing;
+    } finally {
+      this.#commitsInFlight.delete(committing);
+    }
+  }
+
+  /**
+   * Refuses commits naming `backend` from now on (guardCommit), and resolves
+   * once every commit already past that check has ended: after it, a count
+   * of the blobs on `backend` misses no write in flight. restore() undoes it.
+   */
+  async withdraw(backend: string): Promise<void> {
+    this.#withdrawn.add(backend);
+    await Promise.allSettled([...this.#commitsInFlight]);
+  }
+
+  /** `backend` takes commits again (its removal was refused), or was removed (its name may be added anew). */
+  restore(backend: string): void {
+    this.#withdrawn.delete(backend);
+  }
+
   create(request: BlobRequest = {}): BlobWriter {
     const placement = this.placementFor(request.bucket, request.sizeBytes);
     if (placement === undefined) return this.#local.create(request);
@@ -199,29 +244,31 @@ export class PlacedBlobStore implements BlobStore {
     this.#refuseWithoutQuorum(placement, chosen);
     const blobId = newBlobId();
     const location = newBlobLocation(blobId, { ...placement, sizeBytes: request.sizeBytes }, chosen);
+    const targets = this.shardTargets(blobId, location);
     return new PlacedBlobWriter(blobId, location, new StripedBlobWriter({
       layout: stripeLayoutOf(blobId, location),
-      targets: this.shardTargets(blobId, location),
+      targets,
       codec: this.codecFor(location),
       writeQuorum: placement.writeQuorum,
       skipShards: this.#shardsToSkip(location, placement.writeQuorum),
       shardLagMs: (shard) => this.#lagAllowanceMs(location.backends[shard]!),
-      onShardOutcome: (outcome) => this.#reportShardOutcome(location, outcome),
+      onShardOutcome: (outcome) => this.#reportShardOutcome(location, targets, outcome),
     }), (settled) => this.#track(settled.then((outcomes) => this.#afterWrite(blobId, location, outcomes))), (blob) => this.remove(blob));
   }
 
   async read(blob: BlobRef, start: number, end: number): Promise<Readable> {
     if (blob.location === undefined) return this.#local.read(blob, start, end);
     const location = decodeLocation(blob.location);
+    const targets = this.shardTargets(blob.blobId, location);
     const body = await openStripedRead({
       layout: stripeLayoutOf(blob.blobId, location),
-      targets: this.shardTargets(blob.blobId, location),
+      targets,
       codec: this.codecFor(location),
       start,
       end,
       preference: this.readPreference(location),
-      onDamage: (damage) => this.#onDamage(blob.blobId, location, damage),
-      ...this.readTiming(location),
+      onDamage: (damage) => this.#onDamage(blob.blobId, location, damage, targets),
+      ...this.readTiming(location, targets),
     }).catch((error: unknown) => {
       // The bytes are not lost, only out of reach until enough backends answer: 503, which clients retry.
       if (error instanceof ShardsUnavailableError) {
@@ -266,6 +313,7 @@ export class PlacedBlobStore implements BlobStore {
       if (blob.location === undefined) continue;
       const location = decodeLocation(blob.location);
       for (const [shard, name] of location.backends.entries()) {
+        if (name === REMOVED_BACKEND) continue; // taken away by a forced RemoveBackend: nothing to remove there
         const batch = keysByBackend.get(name) ?? { keys: [], blobIds: [] };
         batch.keys.push(shardKey(blob.blobId, shard));
         // Its object record (if one was written) goes with its shards: recover --scan must not find a purged blob's.
@@ -287,11 +335,11 @@ export class PlacedBlobStore implements BlobStore {
             const deadlineMs = this.#health.deadlineMaxMs;
             await withDeadline(deadlineMs, () => new BackendTimeoutError(name, `removal of ${batch.keys.length} shards`, deadlineMs), (signal) => backend!.remove(batch.keys, { signal }));
             this.#removalBackoff.delete(name);
-            this.#health.reportSuccess(name);
+            this.#health.reportSuccess(name, undefined, backend);
           } catch (error) {
             const delayMs = Math.min(REMOVAL_BACKOFF_MS_MAX, backoff === undefined ? REMOVAL_BACKOFF_MS_MIN : backoff.delayMs * 2);
             this.#removalBackoff.set(name, { untilMs: nowMs + delayMs, delayMs });
-            this.#health.reportFailure(name, error);
+            this.#health.reportFailure(name, error, backend);
             this.#onError(`removing ${batch.keys.length} shards from ${name} failed; retrying in ${delayMs} ms`, error);
             retryAtMs = nowMs + delayMs;
           }
@@ -393,14 +441,15 @@ export class PlacedBlobStore implements BlobStore {
    * latency samples: a shard lagging its backend's usual answer gets
    * another read beside it, one past its deadline counts as a timeout.
    */
-  readTiming(location: BlobLocation): Pick<StripedReadOptions, 'timing' | 'hedgeTo' | 'onAnswer'> {
+  readTiming(location: BlobLocation, targets?: readonly ShardTarget[]): Pick<StripedReadOptions, 'timing' | 'hedgeTo' | 'onAnswer'> {
     return {
       timing: (shard, frameBytes) => {
         const name = location.backends[shard]!;
         return { hedgeAfterMs: this.#health.hedgeAfterMs(name, frameBytes), deadlineMs: this.#health.deadlineMs(name, frameBytes) };
       },
       hedgeTo: (shard) => this.#health.state(location.backends[shard]!) !== 'down',
-      onAnswer: (shard, latencyMs) => this.#health.reportSuccess(location.backends[shard]!, latencyMs),
+      // Through the connection it used (targets): an answer of one UpdateBackend retired says nothing of the new one.
+      onAnswer: (shard, latencyMs) => this.#health.reportSuccess(location.backends[shard]!, latencyMs, targets?.[shard]?.backend),
     };
   }
 
@@ -416,10 +465,11 @@ export class PlacedBlobStore implements BlobStore {
   }
 
   /** Each shard's fate as soon as it is known, even when the write fails: a timeout marks its backend down at once. */
-  #reportShardOutcome(location: BlobLocation, outcome: ShardOutcome): void {
+  #reportShardOutcome(location: BlobLocation, targets: readonly ShardTarget[], outcome: ShardOutcome): void {
     const name = location.backends[outcome.shard]!;
-    if (outcome.committed) this.#health.reportSuccess(name);
-    else if (!(outcome.error instanceof ShardSkippedError)) this.#health.reportFailure(name, outcome.error);
+    const via = targets[outcome.shard]?.backend;
+    if (outcome.committed) this.#health.reportSuccess(name, undefined, via);
+    else if (!(outcome.error instanceof ShardSkippedError)) this.#health.reportFailure(name, outcome.error, via);
   }
 
   #afterWrite(blobId: string, location: BlobLocation, outcomes: readonly ShardOutcome[]): Promise<void> {
@@ -428,9 +478,9 @@ export class PlacedBlobStore implements BlobStore {
     return this.#record(failed.map((outcome) => ({ blobId, shard: outcome.shard, reason: `write failed: ${describe(outcome.error)}` })));
   }
 
-  #onDamage(blobId: string, location: BlobLocation, damage: ShardDamage): void {
+  #onDamage(blobId: string, location: BlobLocation, damage: ShardDamage, targets: readonly ShardTarget[]): void {
     const name = location.backends[damage.shard]!;
-    if (damage.reason === 'unreadable' || damage.reason === 'timeout') this.#health.reportFailure(name, damage.error);
+    if (damage.reason === 'unreadable' || damage.reason === 'timeout') this.#health.reportFailure(name, damage.error, targets[damage.shard]?.backend);
     this.#onError(`shard ${damage.shard} of blob ${blobId} on ${name} is ${damage.reason}`, damage.error);
     void this.#record([{ blobId, shard: damage.shard, reason: `${damage.reason} on read` }]);
   }

@@ -36,6 +36,7 @@ import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { assert } from '../../util/assert.ts';
 import { S3Error } from '../../util/s3-error.ts';
+import { withoutBackend } from '../released-backend.ts';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
 import {
   CommitOutcomeUnknownError,
@@ -876,6 +877,25 @@ export class PostgresMetadataStore implements MetadataStore {
       SELECT count(*) AS blobs FROM blobs WHERE backend != ${LOCAL_BACKEND} AND jsonb_exists(backend::jsonb -> 'on', ${backend})`);
     assert(row !== undefined, 'an aggregate returns one row');
     return row.blobs;
+  }
+
+  async sampleBlobsOnBackend(backend: string, limit: number): Promise<PlacedBlob[]> {
+    const rows = await this.#read((sql) => sql<{ blob_id: string; backend: string }[]>`
+      SELECT blob_id, backend FROM blobs WHERE backend != ${LOCAL_BACKEND} AND purge_after_ms IS NULL AND jsonb_exists(backend::jsonb -> 'on', ${backend}) LIMIT ${limit}`);
+    return rows.map((row) => ({ blobId: row.blob_id, location: row.backend }));
+  }
+
+  async releaseBackendFromPurgeQueue(backend: string, gone: string): Promise<{ live: number; released: number }> {
+    return this.#mutate(async (tx) => {
+      const [row] = await tx<{ blobs: number }[]>`
+        SELECT count(*)::int AS blobs FROM blobs WHERE backend != ${LOCAL_BACKEND} AND purge_after_ms IS NULL AND jsonb_exists(backend::jsonb -> 'on', ${backend})`;
+      assert(row !== undefined, 'an aggregate returns one row');
+      if (row.blobs > 0) return { live: row.blobs, released: 0 };
+      const queued = await tx<{ blob_id: string; backend: string }[]>`
+        SELECT blob_id, backend FROM blobs WHERE backend != ${LOCAL_BACKEND} AND purge_after_ms IS NOT NULL AND jsonb_exists(backend::jsonb -> 'on', ${backend}) FOR UPDATE`;
+      for (const blob of queued) await tx`UPDATE blobs SET backend = ${withoutBackend(blob.backend, backend, gone)} WHERE blob_id = ${blob.blob_id}`;
+      return { live: 0, released: queued.length };
+    });
   }
 
   /** Idempotent: a second call waits for the first. */

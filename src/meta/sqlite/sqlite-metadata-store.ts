@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { assert } from '../../util/assert.ts';
 import { PURGE_GRACE_MS } from '../../util/limits.ts';
+import { withoutBackend } from '../released-backend.ts';
 import { S3Error, storageError } from '../../util/s3-error.ts';
 import {
   CommitOutcomeUnknownError,
@@ -1060,6 +1061,24 @@ export class SqliteMetadataStore implements MetadataStore {
     }
   }
 
+  async sampleBlobsOnBackend(backend: string, limit: number): Promise<PlacedBlob[]> {
+    const rows = this.#statements.liveBlobsOnBackendSample.all({ backend, local: LOCAL_BACKEND, limit }) as { blob_id: string; backend: string }[];
+    return rows.map((row) => ({ blobId: row.blob_id, location: row.backend }));
+  }
+
+  /** One transaction: a scan of every placed blob's location (rare, forced: not stepped as countBlobsOnBackend is). */
+  async releaseBackendFromPurgeQueue(backend: string, gone: string): Promise<{ live: number; released: number }> {
+    this.#assertUsable();
+    return this.#db.transaction(() => {
+      const s = this.#statements;
+      const live = (s.liveBlobsOnBackend.get({ backend, local: LOCAL_BACKEND }) as { blobs: number }).blobs;
+      if (live > 0) return { live, released: 0 };
+      const queued = s.purgeQueuedOnBackend.all({ backend, local: LOCAL_BACKEND }) as { blob_id: string; backend: string }[];
+      for (const row of queued) s.setBlobLocation.run(withoutBackend(row.backend, backend, gone), row.blob_id);
+      return { live: 0, released: queued.length };
+    }).immediate();
+  }
+
   /** Idempotent: a second call waits for the first (closing the files twice would fail with EBADF). */
   close(): Promise<void> {
     return (this.#closing ??= this.#closeOnce());
@@ -1355,6 +1374,10 @@ function prepareStatements(db: Database.Database) {
     blobScanStepEnd: db.prepare('SELECT blob_id FROM blobs WHERE blob_id > @after ORDER BY blob_id LIMIT 1 OFFSET @step'),
     blobsOnBackendStep: db.prepare(`${BLOBS_ON_BACKEND} AND blob_id <= @until`),
     blobsOnBackendTail: db.prepare(BLOBS_ON_BACKEND),
+    liveBlobsOnBackend: db.prepare("SELECT count(*) AS blobs FROM blobs WHERE backend != @local AND purge_after_ms IS NULL AND EXISTS (SELECT 1 FROM json_each(blobs.backend, '$.on') WHERE value = @backend)"),
+    purgeQueuedOnBackend: db.prepare("SELECT blob_id, backend FROM blobs WHERE backend != @local AND purge_after_ms IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(blobs.backend, '$.on') WHERE value = @backend)"),
+    liveBlobsOnBackendSample: db.prepare("SELECT blob_id, backend FROM blobs WHERE backend != @local AND purge_after_ms IS NULL AND EXISTS (SELECT 1 FROM json_each(blobs.backend, '$.on') WHERE value = @backend) LIMIT @limit"),
+    setBlobLocation: db.prepare('UPDATE blobs SET backend = ? WHERE blob_id = ?'),
     forgetPurgedBlob: db.prepare('DELETE FROM blobs WHERE blob_id = ? AND purge_after_ms IS NOT NULL'),
   };
 }
