@@ -15,6 +15,11 @@
  * change answers once this node applied it, and every other node serves it
  * within RUNTIME_POLL_INTERVAL_MS (plus opening a new backend).
  *
+ * A placement is striped (erasure, replica, single over backends) or hybrid
+ * (by size over two striped placements, talus.toml's or run-time ones, or
+ * local): both are added, changed and removed alike; a striped one a hybrid
+ * holds stays until the hybrid lets go of it (placementInUse).
+ *
  * Changing and removing backends and placements (UpdateBackend,
  * RemoveBackend, UpdatePlacement) are backend-change-operations.ts, built on
  * the helpers exported here (one change at a time, the same conditions).
