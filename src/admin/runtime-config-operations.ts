@@ -32,8 +32,8 @@ import { type KeptDocument, StaleDocumentError } from '../placement/runtime-docu
 import { type HybridPlacementRequest, type PlacementRequest, validateBackend, validateHybridPlacement, validatePlacement } from '../placement/runtime-placements.ts';
 import type { RuntimeChanges } from '../placement/runtime-sync.ts';
 import { type AdminContext, type AdminStorage, operation } from './define.ts';
-import type { InputOf } from './schema.ts';
 import { AdminError } from './errors.ts';
+import type { InputOf } from './schema.ts';
 import { requireStorage } from './storage-operations.ts';
 
 /** True when one path is the other or inside it. */
