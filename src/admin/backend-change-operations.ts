@@ -16,15 +16,15 @@
  * new backends or geometry reach the objects already written through
  * re-placement, which a change starts at once.
  */
-import type { BackendConfig, StripedPlacementConfig } from '../config/config.ts';
+import type { BackendConfig, PlacementConfig } from '../config/config.ts';
 import { type KeptDocument } from '../placement/runtime-document.ts';
-import { validateBackend, validatePlacement } from '../placement/runtime-placements.ts';
+import { validateBackend } from '../placement/runtime-placements.ts';
 import { REMOVED_BACKEND } from '../placement/blob-location.ts';
 import { missingSampleBlobs } from '../placement/backend-identity.ts';
 import { openBackend } from '../placement/open-placement.ts';
 import { type AdminContext, type AdminStorage, operation } from './define.ts';
 import { AdminError } from './errors.ts';
-import { NAME, checkDirectoryPath, configured, oneAtATime, requireRuntimePlacement } from './runtime-config-operations.ts';
+import { type AnyPlacementRequest, NAME, PLACEMENT_FIELDS, checkDirectoryPath, configured, oneAtATime, placementRequestOf, placementView, requireRuntimePlacement, validateRequestedPlacement } from './runtime-config-operations.ts';
 
 /** What UpdateBackend may change: how the data is reached, not which data (the name and type stay). */
 interface BackendChanges {
@@ -149,13 +149,12 @@ async function removeBackend(context: AdminContext, name: string, force: boolean
   });
 }
 
-async function updatePlacement(context: AdminContext, request: Parameters<typeof validatePlacement>[0]): Promise<StripedPlacementConfig> {
+async function updatePlacement(context: AdminContext, request: AnyPlacementRequest): Promise<PlacementConfig> {
   const { storage, placement, runtime } = requireRuntimePlacement(context);
   return oneAtATime(storage, async () => {
     const kept = await runtime.read();
     keptEntry(kept.document.placements, request.name, placement.store.hasPlacement(request.name), 'placement', 'change');
-    const backendNames = placement.store.backends().map((backend) => backend.name);
-    const validated = configured(() => validatePlacement(request, backendNames, 'UpdatePlacement'));
+    const validated = validateRequestedPlacement(storage, placement, request, 'UpdatePlacement');
     await runtime.write({ ...kept.document, placements: kept.document.placements.map((candidate) => (candidate.name === request.name ? validated : candidate)) }, kept);
     placement.replacePlacement(validated);
     return validated;
@@ -196,24 +195,14 @@ export const BACKEND_CHANGE_OPERATIONS = {
     },
   }),
   UpdatePlacement: operation({
-    summary: 'Replaces a run-time placement\'s definition (type, shards, backends, write quorum) without a restart, kept (in the data directory, or the shared metadata store); new objects follow it at once, and a re-placement pass starts to move the existing ones.',
-    input: {
-      name: NAME,
-      type: { type: 'string', description: 'erasure (k data + m parity shards), replica (k = 1, m + 1 copies) or single.', required: true, enum: ['erasure', 'replica', 'single'] },
-      dataShards: { type: 'integer', description: 'erasure: k.', minimum: 1, maximum: 64 },
-      parityShards: { type: 'integer', description: 'erasure: m; replica: copies − 1.', minimum: 0, maximum: 64 },
-      backends: { type: 'string[]', description: 'The candidate backends, in priority order.', required: true, maxLength: 64 },
-      writeQuorum: { type: 'integer', description: 'Shards a write waits for (default k + m − 1, at least k).', minimum: 1, maximum: 128 },
-      assignment: { type: 'string', description: 'shuffle (default) or priority.', enum: ['shuffle', 'priority'] },
-    },
-    output: '{ name, type, dataShards, parityShards, backends, writeQuorum, replacementStarted }',
+    summary: 'Replaces a run-time placement\'s definition (type, shards, backends, write quorum; a hybrid\'s small, large and thresholdBytes) without a restart, kept (in the data directory, or the shared metadata store); new objects follow it at once, and a re-placement pass starts to move the existing ones.',
+    input: { name: NAME, ...PLACEMENT_FIELDS },
+    output: '{ name, type, dataShards, parityShards, backends, writeQuorum | small, large, thresholdBytes, replacementStarted }',
     async handler(context, input) {
-      const dataShards = input.type === 'erasure' ? input.dataShards ?? 0 : 1;
-      const parityShards = input.type === 'single' ? 0 : input.parityShards ?? 0;
-      const validated = await updatePlacement(context, { ...input, dataShards, parityShards });
+      const validated = await updatePlacement(context, placementRequestOf(input));
       // Objects already written move with a healing pass's re-placement (false: one asked for runs already; StartHeal after it).
       const replacementStarted = requireRuntimePlacement(context).placement.healNow({ deep: false });
-      return { name: validated.name, type: validated.type, dataShards: validated.dataShards, parityShards: validated.parityShards, backends: validated.backends, writeQuorum: validated.writeQuorum, replacementStarted };
+      return { ...placementView(validated), replacementStarted };
     },
   }),
 } as const;

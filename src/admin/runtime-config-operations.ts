@@ -15,6 +15,11 @@
  * change answers once this node applied it, and every other node serves it
  * within RUNTIME_POLL_INTERVAL_MS (plus opening a new backend).
  *
+ * A placement is striped (erasure, replica, single over backends) or hybrid
+ * (by size over two striped placements, talus.toml's or run-time ones, or
+ * local): both are added, changed and removed alike; a striped one a hybrid
+ * holds stays until the hybrid lets go of it (placementInUse).
+ *
  * Changing and removing backends and placements (UpdateBackend,
  * RemoveBackend, UpdatePlacement) are backend-change-operations.ts, built on
  * the helpers exported here (one change at a time, the same conditions).
@@ -22,13 +27,14 @@
 import { realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { DirectoryBackend } from '../backend/directory-backend.ts';
-import { ConfigError, LOCAL_PLACEMENT, type BackendConfig, type StripedPlacementConfig } from '../config/config.ts';
+import { ConfigError, LOCAL_PLACEMENT, type BackendConfig, type PlacementConfig } from '../config/config.ts';
 import type { OpenPlacement } from '../placement/open-placement.ts';
 import { type KeptDocument, StaleDocumentError } from '../placement/runtime-document.ts';
-import { type PlacementRequest, validateBackend, validatePlacement } from '../placement/runtime-placements.ts';
+import { type HybridPlacementRequest, type PlacementRequest, validateBackend, validateHybridPlacement, validatePlacement } from '../placement/runtime-placements.ts';
 import type { RuntimeChanges } from '../placement/runtime-sync.ts';
 import { type AdminContext, type AdminStorage, operation } from './define.ts';
 import { AdminError } from './errors.ts';
+import type { InputOf } from './schema.ts';
 import { requireStorage } from './storage-operations.ts';
 
 /** True when one path is the other or inside it. */
@@ -163,14 +169,72 @@ export async function addRuntimeBackend(context: AdminContext, requested: Backen
   });
 }
 
-/** Validates, keeps and applies a placement over open backends (AddPlacement, RecommendPlacement with create). */
-export async function addRuntimePlacement(context: AdminContext, request: PlacementRequest): Promise<StripedPlacementConfig> {
+/** The fields that define a placement (AddPlacement, UpdatePlacement): a striped one's, or a hybrid one's. */
+export const PLACEMENT_FIELDS = {
+  type: { type: 'string', description: 'erasure (k data + m parity shards), replica (k = 1, m + 1 copies), single, or hybrid (by size, over two other placements).', required: true, enum: ['erasure', 'replica', 'single', 'hybrid'] },
+  dataShards: { type: 'integer', description: 'erasure: k.', minimum: 1, maximum: 64 },
+  parityShards: { type: 'integer', description: 'erasure: m; replica: copies − 1.', minimum: 0, maximum: 64 },
+  backends: { type: 'string[]', description: 'erasure, replica, single: the candidate backends, in priority order.', maxLength: 64 },
+  writeQuorum: { type: 'integer', description: 'Shards a write waits for (default k + m − 1, at least k).', minimum: 1, maximum: 128 },
+  assignment: { type: 'string', description: 'shuffle (default) or priority.', enum: ['shuffle', 'priority'] },
+  small: { type: 'string', description: `hybrid: where blobs smaller than thresholdBytes go (a striped placement, or ${LOCAL_PLACEMENT}).`, maxLength: 63 },
+  large: { type: 'string', description: `hybrid: where the other blobs go (a striped placement, or ${LOCAL_PLACEMENT}).`, maxLength: 63 },
+  thresholdBytes: { type: 'integer', description: 'hybrid: the size from which a blob goes to large.', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+} as const;
+
+export type PlacementInput = InputOf<typeof PLACEMENT_FIELDS> & { name: string };
+export type AnyPlacementRequest = PlacementRequest | HybridPlacementRequest;
+
+const STRIPED_FIELDS = ['dataShards', 'parityShards', 'backends', 'writeQuorum', 'assignment'] as const;
+const HYBRID_FIELDS = ['small', 'large', 'thresholdBytes'] as const;
+
+/** The request `input` makes; a field that does not fit its type is refused, not ignored. */
+export function placementRequestOf(input: PlacementInput): AnyPlacementRequest {
+  if (input.type === 'hybrid') {
+    const foreign = STRIPED_FIELDS.filter((field) => input[field] !== undefined);
+    if (foreign.length > 0) throw new AdminError('InvalidRequest', `a hybrid placement names placements, not shards or backends: ${foreign.join(', ')} do not apply`);
+    if (input.small === undefined || input.large === undefined || input.thresholdBytes === undefined) throw new AdminError('InvalidRequest', 'a hybrid placement needs small, large and thresholdBytes');
+    return { name: input.name, type: 'hybrid', small: input.small, large: input.large, thresholdBytes: input.thresholdBytes };
+  }
+  const foreign = HYBRID_FIELDS.filter((field) => input[field] !== undefined);
+  if (foreign.length > 0) throw new AdminError('InvalidRequest', `${foreign.join(', ')} apply to hybrid placements only`);
+  const dataShards = input.type === 'erasure' ? input.dataShards ?? 0 : 1;
+  const parityShards = input.type === 'single' ? 0 : input.parityShards ?? 0;
+  return { name: input.name, type: input.type, dataShards, parityShards, backends: input.backends ?? [], writeQuorum: input.writeQuorum, assignment: input.assignment };
+}
+
+/**
+ * `request` parsed as talus.toml would parse it: a striped placement over
+ * the open backends, a hybrid over the placements there are now (never
+ * another hybrid, nor one that a hybrid holds: a hybrid holds striped ones).
+ */
+export function validateRequestedPlacement(storage: AdminStorage, placement: OpenPlacement, request: AnyPlacementRequest, source: string): PlacementConfig {
+  if (request.type !== 'hybrid') return configured(() => validatePlacement(request, placement.store.backends().map((backend) => backend.name), source));
+  const known = placement.placements();
+  const validated = configured(() => validateHybridPlacement(request, known, source));
+  // Every node must read what any node writes: never one node's data directory (SetBucketPlacement's rule).
+  if (storage.sharedMetadata && (validated.small === LOCAL_PLACEMENT || validated.large === LOCAL_PLACEMENT)) {
+    throw new AdminError('InvalidRequest', `not on nodes sharing their metadata: ${LOCAL_PLACEMENT} is this node's data directory`);
+  }
+  const holder = known.find((candidate) => candidate.type === 'hybrid' && candidate.name !== request.name && (candidate.small === request.name || candidate.large === request.name));
+  if (holder !== undefined) throw new AdminError('Conflict', `placement ${request.name} is held by hybrid placement ${holder.name}, and a hybrid placement cannot contain another hybrid`);
+  return validated;
+}
+
+/** A placement as ListPlacements, AddPlacement and UpdatePlacement answer it. */
+export function placementView(placement: PlacementConfig): Record<string, unknown> {
+  return placement.type === 'hybrid'
+    ? { name: placement.name, type: placement.type, small: placement.small, large: placement.large, thresholdBytes: placement.thresholdBytes }
+    : { name: placement.name, type: placement.type, dataShards: placement.dataShards, parityShards: placement.parityShards, backends: placement.backends, writeQuorum: placement.writeQuorum };
+}
+
+/** Validates, keeps and applies a placement over open backends, or a hybrid over existing placements (AddPlacement, RecommendPlacement with create). */
+export async function addRuntimePlacement(context: AdminContext, request: AnyPlacementRequest): Promise<PlacementConfig> {
   const { storage, placement, runtime } = requireRuntimePlacement(context);
   return oneAtATime(storage, async () => {
     const kept = await runtime.read();
     if (placement.store.hasPlacement(request.name)) throw new AdminError('Conflict', `placement ${request.name} exists`);
-    const backendNames = placement.store.backends().map((backend) => backend.name);
-    const validated = configured(() => validatePlacement(request, backendNames, 'AddPlacement'));
+    const validated = validateRequestedPlacement(storage, placement, request, 'AddPlacement');
     await runtime.write({ ...kept.document, placements: [...kept.document.placements, validated] }, kept);
     placement.addPlacement(validated);
     return validated;
@@ -210,9 +274,7 @@ export const RUNTIME_CONFIG_OPERATIONS = {
         name: bucket.name,
         placement: store?.bucketPlacementName(bucket.name) ?? storage.config.buckets.get(bucket.name) ?? storage.config.defaultPlacement,
       }));
-      const placements = (storage.placement?.placements() ?? storage.config.placements).map((placement) => placement.type === 'hybrid'
-        ? { name: placement.name, type: placement.type, small: placement.small, large: placement.large, thresholdBytes: placement.thresholdBytes }
-        : { name: placement.name, type: placement.type, dataShards: placement.dataShards, parityShards: placement.parityShards, backends: placement.backends, writeQuorum: placement.writeQuorum });
+      const placements = (storage.placement?.placements() ?? storage.config.placements).map(placementView);
       return { defaultPlacement: storage.config.defaultPlacement, placements, buckets };
     },
   }),
@@ -246,26 +308,15 @@ export const RUNTIME_CONFIG_OPERATIONS = {
     },
   }),
   AddPlacement: operation({
-    summary: 'Adds a placement (erasure, replica or single) over existing backends without a restart, kept (in the data directory, or the shared metadata store); SetBucketPlacement puts buckets on it.',
-    input: {
-      name: NAME,
-      type: { type: 'string', description: 'erasure (k data + m parity shards), replica (k = 1, m + 1 copies) or single.', required: true, enum: ['erasure', 'replica', 'single'] },
-      dataShards: { type: 'integer', description: 'erasure: k.', minimum: 1, maximum: 64 },
-      parityShards: { type: 'integer', description: 'erasure: m; replica: copies − 1.', minimum: 0, maximum: 64 },
-      backends: { type: 'string[]', description: 'The candidate backends, in priority order.', required: true, maxLength: 64 },
-      writeQuorum: { type: 'integer', description: 'Shards a write waits for (default k + m − 1, at least k).', minimum: 1, maximum: 128 },
-      assignment: { type: 'string', description: 'shuffle (default) or priority.', enum: ['shuffle', 'priority'] },
-    },
-    output: '{ name, type, dataShards, parityShards, backends, writeQuorum }',
+    summary: 'Adds a placement without a restart, kept (in the data directory, or the shared metadata store): erasure, replica or single over existing backends, or hybrid over two existing placements (blobs under thresholdBytes to small, the others to large). SetBucketPlacement puts buckets on it.',
+    input: { name: NAME, ...PLACEMENT_FIELDS },
+    output: '{ name, type, dataShards, parityShards, backends, writeQuorum | small, large, thresholdBytes }',
     async handler(context, input) {
-      const dataShards = input.type === 'erasure' ? input.dataShards ?? 0 : 1;
-      const parityShards = input.type === 'single' ? 0 : input.parityShards ?? 0;
-      const validated = await addRuntimePlacement(context, { ...input, dataShards, parityShards });
-      return { name: validated.name, type: validated.type, dataShards: validated.dataShards, parityShards: validated.parityShards, backends: validated.backends, writeQuorum: validated.writeQuorum };
+      return placementView(await addRuntimePlacement(context, placementRequestOf(input)));
     },
   }),
   DeletePlacement: operation({
-    summary: 'Removes a placement added at run time that no bucket uses (objects written under it keep reading: each records its own backends).',
+    summary: 'Removes a placement added at run time that no bucket, the default, or a hybrid placement uses (objects written under it keep reading: each records its own backends).',
     input: { name: NAME },
     output: '{}',
     async handler(context, input) {

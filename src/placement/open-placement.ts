@@ -2,7 +2,7 @@ import type { Backend } from '../backend/backend.ts';
 import { DirectoryBackend } from '../backend/directory-backend.ts';
 import { S3Backend } from '../backend/s3-backend.ts';
 import type { BlobStore } from '../blob/blob-store.ts';
-import { HEALTH_DEFAULT, type BackendConfig, type PlacementConfig, type StripedPlacementConfig, type TalusConfig } from '../config/config.ts';
+import { HEALTH_DEFAULT, type BackendConfig, type PlacementConfig, type TalusConfig } from '../config/config.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import { SqliteMetadataStore } from '../meta/sqlite/sqlite-metadata-store.ts';
 import { ObjectRecordWriter } from '../replication/record-writer.ts';
@@ -70,9 +70,9 @@ export interface OpenPlacement {
   replaceBackend(config: BackendConfig): Promise<void>;
   /** Drops a backend no placement names and no blob uses (checked by the caller); it closes as a replaced one does. */
   removeBackend(name: string): void;
-  addPlacement(placement: StripedPlacementConfig): void;
-  /** A placement of the same name with other backends or geometry (validated and kept by the caller). */
-  replacePlacement(placement: StripedPlacementConfig): void;
+  addPlacement(placement: PlacementConfig): void;
+  /** A placement of the same name with other backends or geometry, or another threshold or parts (validated and kept by the caller). */
+  replacePlacement(placement: PlacementConfig): void;
   /**
    * Makes the open backends, placements and buckets' placements those of
    * `target` (talus.toml's with the run-time changes another process of
@@ -258,8 +258,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
         if (!opened.has(backendConfig.name)) await attempt(`backend ${backendConfig.name}`, () => open.addBackend(backendConfig));
         else if (opened.get(backendConfig.name) !== JSON.stringify(backendConfig)) await attempt(`backend ${backendConfig.name}`, () => open.replaceBackend(backendConfig));
       }
-      for (const placement of target.placements) {
-        if (placement.type === 'hybrid') continue; // talus.toml's alone: never changed at run time
+      for (const placement of inPartsOrder(target.placements)) {
         const current = store.placements().find((candidate) => candidate.name === placement.name);
         if (current === undefined) await attempt(`placement ${placement.name}`, () => store.addPlacement(placement));
         else if (JSON.stringify(current) !== JSON.stringify(placement)) await attempt(`placement ${placement.name}`, () => store.replacePlacement(placement));
@@ -270,7 +269,7 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
       for (const bucket of [...store.bucketPlacements().keys()]) if (!target.buckets.has(bucket)) store.forgetBucketPlacement(bucket);
       if (store.defaultPlacementName() !== target.defaultPlacement) store.setDefaultPlacement(target.defaultPlacement); // a reload of talus.toml
       const placementNames = new Set(target.placements.map((placement) => placement.name));
-      for (const placement of store.placements()) {
+      for (const placement of inPartsOrder(store.placements()).reverse()) {
         if (!placementNames.has(placement.name) && store.placementInUse(placement.name) === undefined) store.removePlacement(placement.name);
       }
       const backendNames = new Set(target.backends.map((backendConfig) => backendConfig.name));
@@ -285,6 +284,15 @@ export async function openPlacement(config: TalusConfig, local: BlobStore, meta:
     },
   };
   return open;
+}
+
+/**
+ * Striped placements before hybrid ones: a hybrid is added after the
+ * placements it names, and (reversed) removed before them, so a striped
+ * placement a removed hybrid held is free to go in the same pass.
+ */
+function inPartsOrder(placements: readonly PlacementConfig[]): PlacementConfig[] {
+  return [...placements.filter((placement) => placement.type !== 'hybrid'), ...placements.filter((placement) => placement.type === 'hybrid')];
 }
 
 /** Repairs every few seconds, a full scan every few hours; never overlapping, never busy. */

@@ -101,11 +101,23 @@ export class PlacedBlobStore implements BlobStore {
     return name === LOCAL_PLACEMENT || this.#placements.has(name);
   }
 
-  /** A new placement over open backends (the admin API's AddPlacement): usable by buckets from now on. */
-  addPlacement(placement: StripedPlacementConfig): void {
+  /** A new placement over open backends, or a hybrid over known striped ones (the admin API's AddPlacement): usable by buckets from now on. */
+  addPlacement(placement: PlacementConfig): void {
     assert(!this.#placements.has(placement.name) && placement.name !== LOCAL_PLACEMENT, `placement ${placement.name} is new`);
-    for (const name of placement.backends) assert(this.#backends.has(name), `placement ${placement.name}: backend ${name} is open`);
+    this.#checkParts(placement);
     this.#placements.set(placement.name, placement);
+  }
+
+  /** A striped placement's backends are open; a hybrid's parts are local or known striped placements. */
+  #checkParts(placement: PlacementConfig): void {
+    if (placement.type !== 'hybrid') {
+      for (const name of placement.backends) assert(this.#backends.has(name), `placement ${placement.name}: backend ${name} is open`);
+      return;
+    }
+    for (const part of [placement.small, placement.large]) {
+      assert(part === LOCAL_PLACEMENT || this.#placements.has(part), `placement ${placement.name}: placement ${part} exists`);
+      assert(part !== placement.name && this.#placements.get(part)?.type !== 'hybrid', `placement ${placement.name}: ${part} is striped`);
+    }
   }
 
   /**
@@ -114,11 +126,10 @@ export class PlacedBlobStore implements BlobStore {
    * keep their recorded location until re-placement moves them (it compares
    * each with placementFor).
    */
-  replacePlacement(placement: StripedPlacementConfig): void {
+  replacePlacement(placement: PlacementConfig): void {
     const current = this.#placements.get(placement.name);
     assert(current !== undefined, `placement ${placement.name} exists`);
-    assert(current.type !== 'hybrid', `placement ${placement.name} is striped`);
-    for (const name of placement.backends) assert(this.#backends.has(name), `placement ${placement.name}: backend ${name} is open`);
+    this.#checkParts(placement);
     this.#placements.set(placement.name, placement);
   }
 
@@ -136,7 +147,9 @@ export class PlacedBlobStore implements BlobStore {
     if (this.#defaultPlacement === name) return 'it is the default placement';
     for (const [bucket, placement] of this.#bucketPlacements) if (placement === name) return `bucket ${bucket} uses it`;
     for (const placement of this.#placements.values()) {
-      if (placement.type === 'hybrid' && (placement.small === name || placement.large === name)) return `placement ${placement.name} contains it`;
+      if (placement.type === 'hybrid' && (placement.small === name || placement.large === name)) {
+        return `hybrid placement ${placement.name} holds it as its ${placement.small === name ? 'small' : 'large'} placement (UpdatePlacement or DeletePlacement ${placement.name} first)`;
+      }
     }
     return undefined;
   }

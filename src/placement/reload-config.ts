@@ -11,22 +11,22 @@
  *   changes nothing (ConfigError, saying why);
  * - a backend whose type changed, or that is gone from the file while blobs
  *   are recorded on it (countBlobsOnBackend: objects, upload parts, the purge
- *   queue), and a changed hybrid placement (run-time changes never touch
- *   hybrid ones) are refused (ReloadRefusedError), changing nothing;
+ *   queue), is refused (ReloadRefusedError), changing nothing;
  * - a backend that cannot be opened as the file now says puts the previous
  *   configuration back (and is refused).
  *
  * What only a start reads ([health], [replication]) is left as it was and
  * named in the answer's `needsRestart`. Objects follow a bucket's new
- * placement through re-placement: a pass starts once the reload applied.
+ * placement, and a placement's new definition (a hybrid's threshold or
+ * parts too), through re-placement: a pass starts once the reload applied.
  */
-import { type BackendConfig, type PlacementConfig, type TalusConfig, loadConfig } from '../config/config.ts';
+import { type BackendConfig, type TalusConfig, loadConfig } from '../config/config.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { OpenPlacement } from './open-placement.ts';
 import { withRuntimeChanges } from './runtime-placements.ts';
 import type { RuntimeChanges } from './runtime-sync.ts';
 
-/** The reload changes nothing: a removed backend still holds blobs, a backend's type changed, a hybrid placement changed. */
+/** The reload changes nothing: a removed backend still holds blobs, or a backend's type changed. */
 export class ReloadRefusedError extends Error {
   override name = 'ReloadRefusedError';
 }
@@ -76,8 +76,6 @@ function differences<T extends { name: string }>(before: readonly T[], after: re
     removed: [...old.keys()].filter((name) => !next.has(name)),
   };
 }
-
-const isHybrid = (placement: PlacementConfig): boolean => placement.type === 'hybrid';
 
 /** Reads, validates and applies talus.toml; the report says what changed. Runs in the run-time changes' queue. */
 export function reloadConfig(target: ReloadTarget): Promise<ReloadReport> {
@@ -131,7 +129,4 @@ async function checkReloadable(target: ReloadTarget, before: TalusConfig, after:
     const blobs = await target.meta.countBlobsOnBackend(name);
     if (blobs > 0) throw new ReloadRefusedError(`backend ${name} is gone from talus.toml but still holds shards of ${blobs} blob${blobs === 1 ? '' : 's'} (objects, parts of incomplete uploads, or blobs waiting in the purge queue): move its placements off it, let re-placement and the purge queue finish (GetHealStatus), then reload`);
   }
-  const hybrids = differences(before.placements.filter(isHybrid), after.placements.filter(isHybrid));
-  const hybridChanged = [...hybrids.added, ...hybrids.changed, ...hybrids.removed];
-  if (hybridChanged.length > 0) throw new ReloadRefusedError(`hybrid placements change only with a restart: ${hybridChanged.join(', ')}`);
 }

@@ -24,7 +24,7 @@
  */
 import { open as openFile, readFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { ConfigError, type BackendConfig, type StripedPlacementConfig } from '../config/config.ts';
+import { ConfigError, type BackendConfig, type PlacementConfig } from '../config/config.ts';
 import type { MetadataStore } from '../meta/metadata-store.ts';
 import type { SecretBox } from '../principals/secret-box.ts';
 import type { Logger } from '../util/logger.ts';
@@ -38,8 +38,8 @@ export const IMPORTED_SUFFIX = '.imported';
 
 export interface RuntimeDocument {
   backends: BackendConfig[];
-  /** Striped placements only: a hybrid one is a talus.toml matter. */
-  placements: StripedPlacementConfig[];
+  /** Striped and hybrid placements (a hybrid names striped ones, or local). */
+  placements: PlacementConfig[];
   /** Buckets' placements chosen at run time, over talus.toml's [buckets]. */
   buckets: Map<string, string>;
 }
@@ -105,7 +105,7 @@ interface DocumentRow {
   format: 1;
   version: number;
   backends: KeptBackend[];
-  placements: StripedPlacementConfig[];
+  placements: PlacementConfig[];
   buckets: Record<string, string>;
 }
 

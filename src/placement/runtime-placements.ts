@@ -10,14 +10,16 @@
  *
  * Each is validated by src/config's own parser, not a second copy of its
  * rules: the entry is written as the talus.toml table it would be, beside
- * stand-ins for the backends it may name, and parsed. At start the kept
+ * stand-ins for the backends it may name (a hybrid placement: for the
+ * placements it names), and parsed. At start the kept
  * entries are validated again against the talus.toml of that start; a name
- * declared in both, or a placement naming a backend neither has, fails the
+ * declared in both, or a placement naming a backend (a hybrid: a placement)
+ * neither has, fails the
  * start naming where they are kept (fail closed, as talus.toml itself does).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type BackendConfig, ConfigError, type PlacementConfig, type StripedPlacementConfig, type TalusConfig, parseConfig } from '../config/config.ts';
+import { type BackendConfig, ConfigError, type HybridPlacementConfig, LOCAL_PLACEMENT, type PlacementConfig, type StripedPlacementConfig, type TalusConfig, parseConfig } from '../config/config.ts';
 import type { SecretBox } from '../principals/secret-box.ts';
 import { writeFileAtomically } from '../util/atomic-file.ts';
 import { withBucketPlacements } from './bucket-placements.ts';
@@ -26,8 +28,8 @@ export const RUNTIME_PLACEMENTS_FILE = 'runtime-placements.json';
 
 export interface RuntimePlacements {
   backends: BackendConfig[];
-  /** Striped placements only: a hybrid one is a talus.toml matter. */
-  placements: StripedPlacementConfig[];
+  /** Striped and hybrid placements; a hybrid names striped ones (talus.toml's, run-time ones) or local. */
+  placements: PlacementConfig[];
 }
 
 /** An S3 backend as kept: its secret sealed (base64), never in clear. */
@@ -38,7 +40,7 @@ interface RuntimePlacementsFile {
   version: 1;
   /** Older files hold an S3 backend's secretAccessKey in clear: read as such, sealed at the next write. */
   backends: (KeptBackend | BackendConfig)[];
-  placements: StripedPlacementConfig[];
+  placements: PlacementConfig[];
 }
 
 /** talus.toml's rule for names; checked before a name becomes part of a table header. */
@@ -156,6 +158,35 @@ export function validatePlacement(request: PlacementRequest, backendNames: reado
   return placement;
 }
 
+/** A hybrid placement as requested: blobs smaller than thresholdBytes go to `small`, the others to `large`. */
+export interface HybridPlacementRequest {
+  name: string;
+  type: 'hybrid';
+  small: string;
+  large: string;
+  thresholdBytes: number;
+}
+
+/**
+ * Parses `request` as the [placements] table it would be, beside stand-ins
+ * for the placements it may name (`known`: a striped one as a single
+ * placement, a hybrid one as a hybrid, so the parser's rule that a hybrid
+ * holds no hybrid applies); throws ConfigError.
+ */
+export function validateHybridPlacement(request: HybridPlacementRequest, known: readonly PlacementConfig[], source: string): HybridPlacementConfig {
+  checkName('placement', request.name, source);
+  for (const part of [request.small, request.large]) checkName('placement', part, source);
+  const stub = 'stand-in';
+  const stubs = known.filter((placement) => placement.name !== request.name && placement.name !== LOCAL_PLACEMENT).map((placement) => (placement.type === 'hybrid'
+    ? `[placements.${placement.name}]\ntype = "hybrid"\nthreshold = 0\nsmall = "${LOCAL_PLACEMENT}"\nlarge = "${LOCAL_PLACEMENT}"\n`
+    : `[placements.${placement.name}]\ntype = "single"\nbackend = "${stub}"\n`)).join('');
+  const table = [`[placements.${request.name}]`, 'type = "hybrid"', `threshold = ${request.thresholdBytes}`, `small = ${tomlString(request.small)}`, `large = ${tomlString(request.large)}`].join('\n');
+  const parsed = parseConfig(`[backends.${stub}]\ntype = "directory"\npath = "/"\n${stubs}${table}\n`, { source, baseDirectory: '/' });
+  const placement = parsed.placements.find((candidate) => candidate.name === request.name);
+  if (placement === undefined || placement.type !== 'hybrid') throw new ConfigError(`${source}: not one hybrid placement`);
+  return placement;
+}
+
 /** Parses `backend` as the [backends] table it would be; throws ConfigError. */
 export function validateBackend(backend: BackendConfig, source: string): BackendConfig {
   checkName('backend', backend.name, source);
@@ -176,7 +207,14 @@ export function withRuntimePlacements(config: TalusConfig, additions: RuntimePla
   for (const placement of additions.placements) {
     if (placements.some((known) => known.name === placement.name)) throw new ConfigError(`${source}: placement ${placement.name} is declared in the configuration too (remove one)`);
     // Parsed from the table it would be: the stored fields are checked by the same rules as talus.toml's.
-    placements.push(validatePlacement(placement, backends.map((backend) => backend.name), source));
+    if (placement.type !== 'hybrid') placements.push(validatePlacement(placement, backends.map((backend) => backend.name), source));
+  }
+  // Hybrids after every striped one: an UpdatePlacement may have made one name a placement kept after it.
+  const striped = [...placements];
+  for (const placement of additions.placements) {
+    if (placement.type !== 'hybrid') continue;
+    if (placements.some((known) => known.name === placement.name)) throw new ConfigError(`${source}: placement ${placement.name} is declared twice (remove one)`);
+    placements.push(validateHybridPlacement(placement, striped, source));
   }
   return { ...config, backends, placements };
 }

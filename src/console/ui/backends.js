@@ -121,20 +121,30 @@ function AddPlacementForm({ act, backends }) {
   async function submit(event) {
     event.preventDefault();
     const form = event.currentTarget;
-    const input = { name: form.placementName.value.trim(), type, backends: lines(form.backends.value) };
-    if (type === 'erasure') input.dataShards = Number(form.dataShards.value);
-    if (type !== 'single') input.parityShards = Number(form.parityShards.value);
-    if (form.writeQuorum.value !== '') input.writeQuorum = Number(form.writeQuorum.value);
+    const input = { name: form.placementName.value.trim(), type };
+    if (type === 'hybrid') {
+      // By size over two existing placements: blobs under the threshold go to small.
+      Object.assign(input, { small: form.small.value.trim(), large: form.large.value.trim(), thresholdBytes: Number(form.thresholdBytes.value) });
+    } else {
+      input.backends = lines(form.backends.value);
+      if (type === 'erasure') input.dataShards = Number(form.dataShards.value);
+      if (type !== 'single') input.parityShards = Number(form.parityShards.value);
+      if (form.writeQuorum.value !== '') input.writeQuorum = Number(form.writeQuorum.value);
+    }
     // A run-time placement's new definition (UpdatePlacement): its objects follow through re-placement.
     if (await act(() => admin(form.replace.checked ? 'UpdatePlacement' : 'AddPlacement', input))) form.reset();
   }
   return html`<form class="row card" onSubmit=${submit}>
     <input name="placementName" placeholder="name" required aria-label="Placement name" />
-    <select aria-label="Placement type" value=${type} onChange=${(event) => setType(event.currentTarget.value)}><option value="erasure">erasure</option><option value="replica">replica</option><option value="single">single</option></select>
+    <select aria-label="Placement type" value=${type} onChange=${(event) => setType(event.currentTarget.value)}><option value="erasure">erasure</option><option value="replica">replica</option><option value="single">single</option><option value="hybrid">hybrid</option></select>
     ${type === 'erasure' ? html`<input name="dataShards" type="number" min="1" placeholder="data" required aria-label="Data shards" class="narrow" />` : null}
-    ${type !== 'single' ? html`<input name="parityShards" type="number" min="0" placeholder=${type === 'replica' ? 'copies − 1' : 'parity'} required aria-label="Parity shards" class="narrow" />` : null}
-    <input name="backends" placeholder=${backends.slice(0, 3).join(', ') || 'backend names'} required aria-label="Placement backends" />
-    <input name="writeQuorum" type="number" min="1" placeholder="quorum" aria-label="Write quorum" class="narrow" />
+    ${type === 'erasure' || type === 'replica' ? html`<input name="parityShards" type="number" min="0" placeholder=${type === 'replica' ? 'copies − 1' : 'parity'} required aria-label="Parity shards" class="narrow" />` : null}
+    ${type === 'hybrid'
+      ? html`<input name="small" placeholder="small placement" required aria-label="Placement for small objects" />
+        <input name="thresholdBytes" type="number" min="0" placeholder="threshold (bytes)" required aria-label="Threshold in bytes" />
+        <input name="large" placeholder="large placement" required aria-label="Placement for large objects" />`
+      : html`<input name="backends" placeholder=${backends.slice(0, 3).join(', ') || 'backend names'} required aria-label="Placement backends" />
+        <input name="writeQuorum" type="number" min="1" placeholder="quorum" aria-label="Write quorum" class="narrow" />`}
     <label class="note"><input name="replace" type="checkbox" aria-label="Replace the placement of this name" /> replace the one of this name</label>
     <button class="primary" type="submit">Add or replace placement</button>
   </form>`;
