@@ -54,6 +54,7 @@ test('a listing on the thread sees every write acknowledged before it was asked 
   try {
     const threads = store.listingThreads;
     assert.ok(threads !== undefined, 'a file database lists on threads when asked to');
+    threads.start();
     await eventually(() => threads.readyCount === 1, 'the listing thread is ready');
     await store.createBucket({ name: 'b', createdMs: 0, ownerId: 'o', versioning: 'Unversioned', tags: null });
     const list = async (): Promise<string[]> => (await store.list({ bucket: 'b', prefix: '', delimiter: '', after: '', limit: 1000 })).entries.map((entry) => entry.key);

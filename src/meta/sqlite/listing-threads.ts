@@ -111,13 +111,26 @@ export class ListingThreads {
   #restarts = 0;
   #answered = 0;
   #stopped = false;
+  #started = false;
 
   constructor(databasePath: string, count: number, onError: (error: unknown) => void) {
     assert(Number.isInteger(count) && count >= 1 && count <= LISTING_THREADS_MAX, `listing threads: 1 to ${LISTING_THREADS_MAX}`);
     this.#databasePath = databasePath;
     this.#onError = onError;
     this.#threads = Array.from({ length: count }, () => undefined);
-    for (let slot = 0; slot < count; slot++) this.#spawn(slot);
+  }
+
+  /**
+   * Starts the threads (idempotent). The first listing does it: a server that
+   * never lists never pays for them (each is a V8 isolate and a connection,
+   * ~10 MiB resident from dist/ and ~30 MiB from the TypeScript sources, which
+   * took the 2 GiB streaming test past its 200 MiB bound). Listings before a
+   * thread is ready are listed on the store's connection.
+   */
+  start(): void {
+    if (this.#started || this.#stopped) return;
+    this.#started = true;
+    for (let slot = 0; slot < this.#threads.length; slot++) this.#spawn(slot);
   }
 
   /** How many times a thread was started again after it died. */
@@ -137,6 +150,7 @@ export class ListingThreads {
 
   /** The listing from a thread; undefined when none is ready or its thread died (then list on the store's connection). */
   run<K extends keyof Requests>(kind: K, request: Requests[K]): Promise<Results[K] | undefined> {
+    this.start();
     if (this.readyCount === 0) return Promise.resolve(undefined);
     assert(this.#queue.length < REQUESTS_WAITING_MAX, 'listings waiting are bounded by the connections');
     const message = { id: this.#nextId++, kind, request } as ListingThreadRequest;
