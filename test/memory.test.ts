@@ -1,8 +1,14 @@
 /**
- * Streaming end to end: a 2 GiB PUT and its GET must keep the server's peak
- * RSS well under 200 MiB. The server runs as its own process so its memory is
- * its own; the body is generated and hashed on the fly on the client side, so
- * no side holds the object. Peak RSS is the kernel's high-water mark (VmHWM).
+ * Streaming end to end: a 2 GiB PUT and its GET must grow the server's
+ * resident memory by a bounded amount, far below the object's size. The
+ * server runs as its own process so its memory is its own; the body is
+ * generated and hashed on the fly on the client side, so no side holds the
+ * object. Peak RSS is the kernel's high-water mark (VmHWM), judged against
+ * its value just before the transfer: the idle process (code, the
+ * TypeScript loader the tests run it with, caches) grows with every feature
+ * and says nothing about streaming — it was an absolute 200 MiB bound until
+ * the idle server from the sources reached 144 MiB. The suite's peak-RSS
+ * target (npm run bench) is where the absolute figure is judged.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -19,12 +25,17 @@ import { makeClient } from './helpers/talus.ts';
 
 const MiB = 1024 * 1024;
 const OBJECT_BYTES = 2048 * MiB;
-const RSS_BYTES_MAX = 200 * MiB;
+/**
+ * What the transfer may add: the write budget (32 MiB of upload bytes), GET's
+ * read buffers (8 MiB), the hash pipeline, socket buffers and garbage not yet
+ * collected — measured ~55 MiB; buffering the object would be gigabytes.
+ */
+const RSS_GROWTH_BYTES_MAX = 96 * MiB;
 
-async function peakRssBytes(pid: number): Promise<number> {
+async function rssBytes(pid: number, field: 'VmHWM' | 'VmRSS'): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const match = /VmHWM:\s+(\d+) kB/.exec(status);
-  assert.ok(match, 'VmHWM in /proc status');
+  const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status);
+  assert.ok(match, `${field} in /proc status`);
   return Number(match[1]) * 1024;
 }
 
@@ -45,6 +56,7 @@ test('a 2 GiB PUT and GET stream through the server in bounded memory', { timeou
     const client = makeClient(server.url);
     await client.send(new CreateBucketCommand({ Bucket: 'big' }));
     client.destroy();
+    const before = await rssBytes(server.child.pid!, 'VmHWM');
     const url = new URL(server.url);
     const sent = createHash('sha256');
     const putHeaders = await signRequest(server.url, {
@@ -79,9 +91,9 @@ test('a 2 GiB PUT and GET stream through the server in bounded memory', { timeou
     assert.equal(getStatus, 200);
     assert.equal(receivedBytes, OBJECT_BYTES);
     assert.equal(received.digest('hex'), sent.digest('hex'));
-    const peak = await peakRssBytes(server.child.pid!);
-    t.diagnostic(`server peak RSS ${(peak / MiB).toFixed(1)} MiB for a 2 GiB PUT and GET`);
-    assert.ok(peak < RSS_BYTES_MAX, `server peak RSS ${(peak / MiB).toFixed(1)} MiB`);
+    const peak = await rssBytes(server.child.pid!, 'VmHWM');
+    t.diagnostic(`server peak RSS ${(peak / MiB).toFixed(1)} MiB for a 2 GiB PUT and GET, ${(before / MiB).toFixed(1)} MiB before it`);
+    assert.ok(peak - before < RSS_GROWTH_BYTES_MAX, `server peak RSS grew by ${((peak - before) / MiB).toFixed(1)} MiB (${(before / MiB).toFixed(1)} → ${(peak / MiB).toFixed(1)})`);
   } finally {
     await server.stop();
     await rm(dataDir, { recursive: true, force: true });

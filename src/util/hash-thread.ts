@@ -47,15 +47,15 @@ export const INLINE_BELOW_BYTES = 1024 * 1024;
  */
 export const BATCH_BYTES = 512 * 1024;
 /**
- * How far the thread may fall behind a body before the body waits. With
- * 1 MiB (two batches) a 64 MiB PUT on the loaded 2-core
- * machine spent 0.5-0.9 s of its 1.3-2.5 s body phase waiting for the hash
- * thread, which the scheduler had simply not run yet (threads wait several
- * ms for a core there); with 4 MiB it waits 0.1-0.2 s (measured with 1 MiB
- * batches). Memory across bodies
- * stays bounded by the write budget, which these bytes count against.
+ * How far the thread may fall behind a body before the body waits: 1 MiB
+ * (two batches). 4 MiB was tried: on the loaded 2-core machine a 64 MiB PUT
+ * then waited 0.1-0.2 s for the hash thread instead of 0.5-0.9 s (the
+ * scheduler had not run it yet), but with it and its reuse pool the 2 GiB
+ * streaming test's server peaked at 201 MiB on a quiet machine, past its
+ * 200 MiB bound; a quiet machine runs the thread at once. Memory across
+ * bodies stays bounded by the write budget, which these bytes count against.
  */
-export const UNACKED_BYTES_MAX = 4 * 1024 * 1024;
+export const UNACKED_BYTES_MAX = 1 * 1024 * 1024;
 /**
  * Chunks referenced before they are copied into a batch. The budget counts
  * their bytes, not their objects: a client that trickles tiny chunks gets
