@@ -67,7 +67,7 @@ async function main(argv: string[]): Promise<number> {
     await scratch.remove();
   }
   const report = buildReport(options, machine, startedAt, records);
-  process.stdout.write(`\n${formatRowsTable(records)}\n\nTargets (issue 3; ratios within this run):\n\n${formatTargets(report.targets)}\n\nNotes:\n${formatNotes(records, populations)}\n`);
+  process.stdout.write(`\n${formatRowsTable(records)}\n\nTargets (issues 3, 13, 14, 17; ratios within this run):\n\n${formatTargets(report.targets)}\n\nNotes:\n${formatNotes(records, populations)}\n`);
   for (const path of await writeReport(report, options)) process.stdout.write(`\nJSON: ${path}`);
   process.stdout.write('\n');
   return records.some((record) => record.failed !== undefined) ? 1 : 0;
