@@ -1,21 +1,27 @@
 /** `talus heal` and `talus backends`: healing and backend health from the command line. */
+import { existsSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DirectoryBackend } from '../backend/directory-backend.ts';
 import { S3Backend } from '../backend/s3-backend.ts';
 import { FsBlobStore } from '../blob/fs/fs-blob-store.ts';
-import { loadConfig } from '../config/config.ts';
+import { loadConfig, type TalusConfig } from '../config/config.ts';
 import { lockDataDirectory } from '../data-dir-lock.ts';
 import { SqliteMetadataStore } from '../meta/sqlite/sqlite-metadata-store.ts';
+import { openSecretBox } from '../principals/secret-key.ts';
 import { silentLogger } from '../util/logger.ts';
 import { BackendHealth } from './backend-health.ts';
 import type { HealProgress } from './healer.ts';
+import { BUCKET_PLACEMENTS_FILE } from './bucket-placements.ts';
 import { openBackend, openPlacement } from './open-placement.ts';
+import { FileRuntimeDocuments } from './runtime-document.ts';
+import { RUNTIME_PLACEMENTS_FILE, withRuntimeChanges } from './runtime-placements.ts';
 
 export const HEAL_USAGE = `Usage: talus heal [DATA_DIR] --config talus.toml [--deep]   repair queued shards, then scan every placed blob
        talus heal [DATA_DIR] --status                        what is queued for repair
-       talus backends --config talus.toml                    each backend's state, latency, space and features`;
+       talus backends [DATA_DIR] --config talus.toml         each backend's state, latency, space and features
+Backends and placements added through the admin API (kept in DATA_DIR) count as the server counts them.`;
 
 const SAMPLE_MAX = 20;
 
@@ -45,7 +51,7 @@ export async function healCommand(args: string[]): Promise<number> {
       return 0;
     }
     if (values.config === undefined) throw new Error('talus heal needs --config (the backends to heal on)');
-    const config = await loadConfig(values.config);
+    const config = await withDataDirectoryChanges(await loadConfig(values.config), dataDir, meta);
     const local = await FsBlobStore.open(join(dataDir, 'blobs'));
     const placement = await openPlacement(config, local, meta, silentLogger);
     try {
@@ -74,9 +80,20 @@ export async function healCommand(args: string[]): Promise<number> {
 }
 
 export async function backendsCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { config: { type: 'string' } } });
   if (values.config === undefined) throw new Error('talus backends needs --config');
-  const config = await loadConfig(values.config);
+  if (positionals.length > 1) throw new Error('talus backends takes at most one DATA_DIR');
+  let config = await loadConfig(values.config);
+  const dataDir = positionals[0] === undefined ? undefined : resolve(positionals[0]);
+  if (dataDir !== undefined) {
+    if (!existsSync(join(dataDir, 'meta.db'))) throw new Error(`${dataDir} is not a Talus data directory (no meta.db)`);
+    const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'));
+    try {
+      config = await withDataDirectoryChanges(config, dataDir, meta);
+    } finally {
+      await meta.close();
+    }
+  }
   const backends = new Map(await Promise.all(config.backends.map(async (backendConfig) => [backendConfig.name, await openBackend(backendConfig)] as const)));
   const health = new BackendHealth(backends, config.health);
   try {
@@ -112,6 +129,22 @@ export async function backendsCommand(args: string[]): Promise<number> {
   } finally {
     await Promise.all([...backends.values()].map((backend) => backend.close()));
   }
+}
+
+/**
+ * talus.toml's backends and placements joined by those the admin API added at
+ * run time (DATA_DIR/runtime-placements.json, bucket-placements.json), as the
+ * server on DATA_DIR joins them: without this a heal would not know a backend
+ * added at run time, and would count its shards as lost. Opening the secret
+ * box only to read: it is never created here (an S3 backend's secret in the
+ * file was sealed under the server's key).
+ */
+async function withDataDirectoryChanges(config: TalusConfig, dataDir: string, meta: SqliteMetadataStore): Promise<TalusConfig> {
+  if (!existsSync(join(dataDir, RUNTIME_PLACEMENTS_FILE)) && !existsSync(join(dataDir, BUCKET_PLACEMENTS_FILE))) return config;
+  const box = await openSecretBox(dataDir, meta, { create: false });
+  const documents = new FileRuntimeDocuments(dataDir, box);
+  const kept = await documents.read();
+  return withRuntimeChanges(config, kept.document, documents.sources);
 }
 
 /** Progress on one line of a terminal, or a line every 1000 blobs elsewhere. */
