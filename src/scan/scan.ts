@@ -17,10 +17,11 @@
  *   as listed (key, size, ETag, last-modified), as list mode yields it.
  * - `none`: the listing only (key, size, ETag, last-modified).
  */
-import { S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
+import { PIPELINING_MAX, S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
 import { LIST_KEYS_MAX } from '../util/limits.ts';
 import { scanCredentialProvider, type StaticCredentials } from './credentials.ts';
 import { parseScannedPage, type ListedObject, type ScannedPage } from './listing-page.ts';
+import { PROBES_IN_FLIGHT_MAX } from './key-space.ts';
 import { listRemainingInParallel, type PageRequest } from './parallel-listing.ts';
 
 export type MetadataMode = 'auto' | 'head' | 'list' | 'none';
@@ -32,6 +33,16 @@ export const LIST_RANGES_DEFAULT = 4;
 export const LIST_RANGES_MAX = 64;
 /** More requests in flight than this only queue in the pool (and in the server). */
 export const SCAN_CONCURRENCY_MAX = 1024;
+/**
+ * HEADs pipelined per connection by default when the endpoint is on this
+ * host (loopback): the scanner and the server then share the cores, and
+ * what a HEAD costs each is mostly reading and writing its few hundred
+ * bytes; 8 per connection halved it (10 000 HEADs from 64 in flight, 2
+ * shared cores: scanner 73–84 → 43–54 µs, Talus 131–153 → 81–96 µs CPU per
+ * HEAD). Elsewhere 1: a remote server answers a connection's requests one
+ * after the other, so a HEAD waiting on its disk would hold up the 7 behind it.
+ */
+export const LOOPBACK_PIPELINING_DEFAULT = 8;
 
 export interface ScanOptions {
   /** 'http://127.0.0.1:9000' (scheme, host, port). */
@@ -43,6 +54,8 @@ export interface ScanOptions {
   credentials?: StaticCredentials;
   /** HEAD requests in flight at most (head mode); default 64. */
   concurrency?: number;
+  /** HEADs sent on one connection before the earlier ones are answered (HTTP/1.1 pipelining); default LOOPBACK_PIPELINING_DEFAULT on a loopback endpoint, else 1. */
+  pipelining?: number;
   /** Default 'auto'. */
   metadata?: MetadataMode;
   /** In list and none modes, key ranges listed at once (the key space split by probing, merged in key order); default 4, 1 lists in sequence. */
@@ -116,13 +129,16 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
   }
   const requested = options.metadata ?? 'auto';
   if (!METADATA_MODES.includes(requested)) throw new RangeError(`metadata must be one of ${METADATA_MODES.join(', ')}, not ${String(requested)}`);
-  // One connection per HEAD in flight, plus the listing's.
-  const client = new S3Client({
-    endpoint: options.endpoint,
-    region: options.region,
-    credentials: scanCredentialProvider(options.credentials),
-    connections: concurrency + 1,
-  });
+  const pipelining = options.pipelining ?? (isLoopback(options.endpoint) ? LOOPBACK_PIPELINING_DEFAULT : 1);
+  if (!Number.isInteger(pipelining) || pipelining < 1 || pipelining > PIPELINING_MAX) {
+    throw new RangeError(`pipelining must be an integer from 1 to ${PIPELINING_MAX}, not ${pipelining}`);
+  }
+  // Two pools. The listing's: a range or a probe per connection, a page never queued behind HEADs. The HEADs':
+  // `pipelining` to a connection (a pool opens a connection for every request dispatched while the others are
+  // still connecting, so the cap, not the pipelining alone, keeps the first burst of HEADs on a few connections).
+  const credentials = scanCredentialProvider(options.credentials);
+  const listingClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: listRanges + PROBES_IN_FLIGHT_MAX });
+  const headClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: Math.ceil(concurrency / pipelining), pipelining });
   const progress: ScanProgress = { mode: requested, objects: 0, listed: 0, listingDone: false, elapsedMs: 0, done: false };
   const started = performance.now();
   const report = (): void => {
@@ -133,7 +149,7 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
   timer?.unref();
   try {
     const listing: ListingState = { metadataSeen: false };
-    const pages = listPages(client, options, progress, listing);
+    const pages = listPages(listingClient, options, progress, listing);
     // Head mode: HEADs are queued in key order and yielded in that order; at most `concurrency` are in flight,
     // and up to REORDER_WINDOW_FACTOR x that many wait finished behind a slow one, so one slow HEAD does not idle the rest.
     const window: Promise<ScannedObject | undefined>[] = [];
@@ -162,7 +178,7 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
         } else {
           // Head mode, or 'auto' undecided: a HEAD that succeeds on an entry listed without metadata decides 'head'.
           const pending = slots.run(async () => {
-            const headed = await headObject(client, options, object);
+            const headed = await headObject(headClient, options, object);
             if (progress.mode === 'auto' && headed?.userMetadata !== undefined) progress.mode = 'head'; // read, not listed-only
             return headed;
           });
@@ -184,8 +200,14 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
     if (timer !== undefined) clearInterval(timer);
     progress.done = true;
     report();
-    await client.close();
+    await Promise.all([listingClient.close(), headClient.close()]);
   }
+}
+
+/** 127.0.0.0/8, ::1 or localhost: the server runs on this host. */
+export function isLoopback(endpoint: string): boolean {
+  const host = new URL(endpoint).hostname;
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 function countOf(progress: ScanProgress, object: ScannedObject): ScannedObject {
