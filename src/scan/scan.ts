@@ -119,6 +119,17 @@ class Slots {
 
 /** Scans a bucket (prefix) and yields each object in key order. */
 export async function* scanObjects(options: ScanOptions): AsyncGenerator<ScannedObject, void, undefined> {
+  for await (const batch of scanBatches(options)) yield* batch;
+}
+
+/**
+ * Scans a bucket (prefix) and yields its objects in key order, a batch at a
+ * time: a listing page's in list and none modes; in head mode each object
+ * as its HEAD (and those before it) is done. One await per page instead of one per
+ * object, and a small hot loop per mode: a 10 000-object walk is over
+ * before V8 has optimized a large one.
+ */
+export async function* scanBatches(options: ScanOptions): AsyncGenerator<ScannedObject[], void, undefined> {
   const concurrency = options.concurrency ?? SCAN_CONCURRENCY_DEFAULT;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > SCAN_CONCURRENCY_MAX) {
     throw new RangeError(`concurrency must be an integer from 1 to ${SCAN_CONCURRENCY_MAX}, not ${concurrency}`);
@@ -155,46 +166,49 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
     const window: Promise<ScannedObject | undefined>[] = [];
     const slots = new Slots(concurrency);
     for await (const page of pages) {
-      for (const object of page.objects) {
-        // 'auto' turned 'list' behind HEADs still in flight: those come first, in key order.
-        if ((progress.mode === 'list' || progress.mode === 'none') && window.length > 0) {
-          while (window.length > 0) {
-            const done = await window.shift()!;
-            if (done !== undefined) yield countOf(progress, done);
+      const batch: ScannedObject[] = [];
+      if (progress.mode === 'list' && window.length === 0) {
+        listedBatch(page, listing, batch);
+      } else {
+        for (const object of page.objects) {
+          // 'auto' turned 'list' behind HEADs still in flight: those come first, in key order.
+          if ((progress.mode === 'list' || progress.mode === 'none') && window.length > 0) {
+            while (window.length > 0) {
+              const done = await window.shift()!;
+              if (done !== undefined) batch.push(done);
+            }
           }
-        }
-        if (progress.mode === 'none') {
-          yield countOf(progress, listedOnly(object));
-        } else if (progress.mode === 'list') {
-          if (object.listedMetadata !== undefined) {
-            yield countOf(progress, withListedMetadata(object));
-          } else if (listing.metadataSeen) {
-            // The server lists metadata, just not this object's: the caller may list it but not read it (Talus
-            // judges each entry as a GetObject), so it comes as a listing shows it.
-            yield countOf(progress, listedOnly(object));
+          if (progress.mode === 'none') {
+            batch.push(listedOnly(object));
+          } else if (progress.mode === 'list') {
+            batch.push(listedObject(object, listing));
           } else {
-            throw new Error(`the server listed ${object.key} without its metadata: it does not support metadata=true listings (use --metadata head)`);
-          }
-        } else {
-          // Head mode, or 'auto' undecided: a HEAD that succeeds on an entry listed without metadata decides 'head'.
-          const pending = slots.run(async () => {
-            const headed = await headObject(headClient, options, object);
-            if (progress.mode === 'auto' && headed?.userMetadata !== undefined) progress.mode = 'head'; // read, not listed-only
-            return headed;
-          });
-          // Awaited in order later; a failure meanwhile must not count as unhandled.
-          pending.catch(() => undefined);
-          window.push(pending);
-          if (window.length >= concurrency * REORDER_WINDOW_FACTOR) {
-            const done = await window.shift()!;
-            if (done !== undefined) yield countOf(progress, done);
+            // Head mode, or 'auto' undecided: a HEAD that succeeds on an entry listed without metadata decides 'head'.
+            const pending = slots.run(async () => {
+              const headed = await headObject(headClient, options, object);
+              if (progress.mode === 'auto' && headed?.userMetadata !== undefined) progress.mode = 'head'; // read, not listed-only
+              return headed;
+            });
+            // Awaited in order later; a failure meanwhile must not count as unhandled.
+            pending.catch(() => undefined);
+            window.push(pending);
+            if (window.length >= concurrency * REORDER_WINDOW_FACTOR) {
+              const done = await window.shift()!;
+              // Handed over at once, as it comes: a HEAD costs far more than a yield, and a caller acting on
+              // each object (or a person watching) should not wait for the rest of the page.
+              if (done !== undefined) {
+                batch.push(done);
+                yield countOf(progress, batch.splice(0));
+              }
+            }
           }
         }
       }
+      if (batch.length > 0) yield countOf(progress, batch);
     }
     while (window.length > 0) {
       const done = await window.shift()!;
-      if (done !== undefined) yield countOf(progress, done);
+      if (done !== undefined) yield countOf(progress, [done]);
     }
   } finally {
     if (timer !== undefined) clearInterval(timer);
@@ -210,9 +224,22 @@ export function isLoopback(endpoint: string): boolean {
   return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
-function countOf(progress: ScanProgress, object: ScannedObject): ScannedObject {
-  progress.objects++;
-  return object;
+function countOf(progress: ScanProgress, batch: ScannedObject[]): ScannedObject[] {
+  progress.objects += batch.length;
+  return batch;
+}
+
+/** A list-mode page's objects, appended to `batch`: a small loop of its own, the hot path of a list-mode scan. */
+function listedBatch(page: ScannedPage, listing: ListingState, batch: ScannedObject[]): void {
+  for (const object of page.objects) batch.push(listedObject(object, listing));
+}
+
+function listedObject(object: ListedObject, listing: ListingState): ScannedObject {
+  if (object.listedMetadata !== undefined) return withListedMetadata(object);
+  // The server lists metadata, just not this object's: the caller may list it but not read it (Talus judges
+  // each entry as a GetObject), so it comes as a listing shows it.
+  if (listing.metadataSeen) return listedOnly(object);
+  throw new Error(`the server listed ${object.key} without its metadata: it does not support metadata=true listings (use --metadata head)`);
 }
 
 /**
