@@ -18,9 +18,10 @@ auto (default) asks the listing and falls back to head when the server
 ignores it; none lists only. In list and none modes the key space is split
 into up to --list-ranges ranges listed at once (found by probing), merged
 back in key order. --pipelining sends up to N HEADs on one connection before
-their answers (default ${LOOPBACK_PIPELINING_DEFAULT} when the endpoint is on this host, else 1). Credentials: the flags, else the AWS SDKs' chain
-(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; AWS_PROFILE
-and ~/.aws files; web identity; ECS; IMDSv2).`;
+their answers (default ${LOOPBACK_PIPELINING_DEFAULT} when the endpoint is on this host, else 1).
+Credentials: the flags, else the AWS SDKs' chain (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; AWS_PROFILE and ~/.aws files;
+web identity; ECS; IMDSv2).`;
 
 /** Output is written in pieces of at least this many characters (the last one excepted). */
 const WRITE_CHARS_MIN = 64 * 1024;
