@@ -26,6 +26,8 @@ export type { AwsCredentials, CredentialProvider, ListObjectsOptions, ListObject
 
 export const CONNECTIONS_DEFAULT = 64;
 export const CONNECTIONS_MAX = 4096;
+/** HTTP/1.1 pipelining depth at most: a deeper queue on one connection only waits behind its head. */
+export const PIPELINING_MAX = 64;
 export const HEADERS_TIMEOUT_MS_DEFAULT = 30_000;
 export const BODY_TIMEOUT_MS_DEFAULT = 30_000;
 export const CONNECT_TIMEOUT_MS_DEFAULT = 10_000;
@@ -45,6 +47,15 @@ export interface S3ClientOptions {
   credentials?: AwsCredentials | CredentialProvider;
   /** Keep-alive connections at most (the pool size); default 64. */
   connections?: number;
+  /**
+   * HTTP/1.1 pipelining: idempotent bodiless requests (HEAD) sent on one
+   * connection before the answers to earlier ones arrive, at most this many;
+   * default 1 (none). Both sides then read and write several requests per
+   * system call. A server answers a connection's requests one after the
+   * other, so this pays on a server that answers in microseconds (on the
+   * same host), not on one whose requests wait on I/O far away.
+   */
+  pipelining?: number;
   /** Longest wait for a response's headers once the request is sent; default 30 s. */
   headersTimeoutMs?: number;
   /** Longest silence between two chunks of a response body; default 30 s. */
@@ -152,6 +163,7 @@ export class S3Client {
     this.#headersTimeoutMs = checkedInteger('headersTimeoutMs', options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS_DEFAULT, 1, TIMEOUT_MS_MAX);
     this.#bodyTimeoutMs = checkedInteger('bodyTimeoutMs', options.bodyTimeoutMs ?? BODY_TIMEOUT_MS_DEFAULT, 1, TIMEOUT_MS_MAX);
     const connectTimeoutMs = checkedInteger('connectTimeoutMs', options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS_DEFAULT, 1, TIMEOUT_MS_MAX);
+    const pipelining = checkedInteger('pipelining', options.pipelining ?? 1, 1, PIPELINING_MAX);
     this.endpoint = url.origin;
     this.region = options.region ?? 'us-east-1';
     // URL.host drops a default port, as undici's own Host header does; we send ours explicitly anyway.
@@ -163,7 +175,7 @@ export class S3Client {
     } else {
       this.#credentials = new RefreshingCredentials(options.credentials ?? defaultCredentialChain());
     }
-    this.#pool = new Pool(url.origin, { connections, pipelining: 1, connect: { timeout: connectTimeoutMs } });
+    this.#pool = new Pool(url.origin, { connections, pipelining, connect: { timeout: connectTimeoutMs } });
   }
 
   /** Creates a bucket; one this key already owns counts as created. */

@@ -2,11 +2,11 @@
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { CSV_HEADER, OUTPUT_FORMATS, formatObject, formatProgress, type OutputFormat } from './format.ts';
-import { LIST_RANGES_DEFAULT, METADATA_MODES, SCAN_CONCURRENCY_DEFAULT, scanObjects, type MetadataMode, type ScanProgress } from './scan.ts';
+import { LIST_RANGES_DEFAULT, LOOPBACK_PIPELINING_DEFAULT, METADATA_MODES, SCAN_CONCURRENCY_DEFAULT, scanBatches, type MetadataMode, type ScanProgress } from './scan.ts';
 import { explicitScanCredentials } from './credentials.ts';
 
 export const SCAN_USAGE = `Usage: talus scan s3://BUCKET[/PREFIX] --endpoint URL [--concurrency ${SCAN_CONCURRENCY_DEFAULT}] [--format jsonl|csv]
-                  [--metadata auto|head|list|none] [--list-ranges 4] [--region us-east-1] [--quiet]
+                  [--metadata auto|head|list|none] [--list-ranges 4] [--pipelining N] [--region us-east-1] [--quiet]
                   [--access-key-id ID --secret-access-key SECRET [--session-token TOKEN]]
 
 Lists every object under the prefix with its size, ETag, last-modified time,
@@ -17,9 +17,14 @@ lists, then HEADs each object, --concurrency at a time: works on any S3.
 auto (default) asks the listing and falls back to head when the server
 ignores it; none lists only. In list and none modes the key space is split
 into up to --list-ranges ranges listed at once (found by probing), merged
-back in key order. Credentials: the flags, else the AWS SDKs' chain
-(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; AWS_PROFILE
-and ~/.aws files; web identity; ECS; IMDSv2).`;
+back in key order. --pipelining sends up to N HEADs on one connection before
+their answers (default ${LOOPBACK_PIPELINING_DEFAULT} when the endpoint is on this host, else 1).
+Credentials: the flags, else the AWS SDKs' chain (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; AWS_PROFILE and ~/.aws files;
+web identity; ECS; IMDSv2).`;
+
+/** Output is written in pieces of at least this many characters (the last one excepted). */
+const WRITE_CHARS_MIN = 64 * 1024;
 
 export async function scanCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -31,6 +36,7 @@ export async function scanCommand(args: string[]): Promise<number> {
       format: { type: 'string', default: 'jsonl' },
       metadata: { type: 'string', default: 'auto' },
       'list-ranges': { type: 'string', default: String(LIST_RANGES_DEFAULT) },
+      pipelining: { type: 'string' },
       region: { type: 'string', default: 'us-east-1' },
       quiet: { type: 'boolean', default: false },
       'access-key-id': { type: 'string' },
@@ -56,22 +62,24 @@ export async function scanCommand(args: string[]): Promise<number> {
   const credentials = explicitScanCredentials({ accessKeyId: values['access-key-id'], secretAccessKey: values['secret-access-key'], sessionToken: values['session-token'] });
   const out = process.stdout;
   if (format === 'csv') out.write(CSV_HEADER);
-  const objects = scanObjects({
+  const objects = scanBatches({
     endpoint: values.endpoint,
     bucket: target[1]!,
     prefix: target[2]!,
     region: values.region,
     ...(credentials === undefined ? {} : { credentials }),
     concurrency,
+    ...(values.pipelining === undefined ? {} : { pipelining: Number(values.pipelining) }),
     metadata,
     listRanges: Number(values['list-ranges']),
     ...(values.quiet ? {} : { onProgress: progressWriter(process.stderr) }),
   });
-  // Batches writes: one write per object would cost more than the object.
+  // Batches writes (a list-mode batch is a page; a head-mode one often a single object): one write per object
+  // would cost more than the object.
   let buffered = '';
-  for await (const object of objects) {
-    buffered += formatObject(object, format);
-    if (buffered.length >= 64 * 1024) {
+  for await (const batch of objects) {
+    for (const object of batch) buffered += formatObject(object, format);
+    if (buffered.length >= WRITE_CHARS_MIN) {
       if (!out.write(buffered)) await once(out, 'drain');
       buffered = '';
     }

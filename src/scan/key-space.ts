@@ -30,6 +30,8 @@ const GEOMETRIC_PROBES = 24;
 /** Rounds of geometric probes at most: 4 x 48 bits tell apart keys sharing runs of ~40 characters. */
 const GEOMETRIC_ROUNDS_MAX = 4;
 const REFINING_PROBES = 8;
+/** Probes in flight at once at most (a round's). */
+export const PROBES_IN_FLIGHT_MAX = Math.max(GEOMETRIC_PROBES, REFINING_PROBES - 1);
 /** Digits kept beyond the sample's longest key: room to interpolate between neighbours. */
 const EXTRA_DIGITS = 4;
 /** Longest start-after string made (S3 keys are at most 1024 bytes). */

@@ -17,10 +17,11 @@
  *   as listed (key, size, ETag, last-modified), as list mode yields it.
  * - `none`: the listing only (key, size, ETag, last-modified).
  */
-import { S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
+import { PIPELINING_MAX, S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
 import { LIST_KEYS_MAX } from '../util/limits.ts';
 import { scanCredentialProvider, type StaticCredentials } from './credentials.ts';
 import { parseScannedPage, type ListedObject, type ScannedPage } from './listing-page.ts';
+import { PROBES_IN_FLIGHT_MAX } from './key-space.ts';
 import { listRemainingInParallel, type PageRequest } from './parallel-listing.ts';
 
 export type MetadataMode = 'auto' | 'head' | 'list' | 'none';
@@ -32,6 +33,16 @@ export const LIST_RANGES_DEFAULT = 4;
 export const LIST_RANGES_MAX = 64;
 /** More requests in flight than this only queue in the pool (and in the server). */
 export const SCAN_CONCURRENCY_MAX = 1024;
+/**
+ * HEADs pipelined per connection by default when the endpoint is on this
+ * host (loopback): the scanner and the server then share the cores, and
+ * what a HEAD costs each is mostly reading and writing its few hundred
+ * bytes; 8 per connection halved it (10 000 HEADs from 64 in flight, 2
+ * shared cores: scanner 73–84 → 43–54 µs, Talus 131–153 → 81–96 µs CPU per
+ * HEAD). Elsewhere 1: a remote server answers a connection's requests one
+ * after the other, so a HEAD waiting on its disk would hold up the 7 behind it.
+ */
+export const LOOPBACK_PIPELINING_DEFAULT = 8;
 
 export interface ScanOptions {
   /** 'http://127.0.0.1:9000' (scheme, host, port). */
@@ -43,6 +54,8 @@ export interface ScanOptions {
   credentials?: StaticCredentials;
   /** HEAD requests in flight at most (head mode); default 64. */
   concurrency?: number;
+  /** HEADs sent on one connection before the earlier ones are answered (HTTP/1.1 pipelining); default LOOPBACK_PIPELINING_DEFAULT on a loopback endpoint, else 1. */
+  pipelining?: number;
   /** Default 'auto'. */
   metadata?: MetadataMode;
   /** In list and none modes, key ranges listed at once (the key space split by probing, merged in key order); default 4, 1 lists in sequence. */
@@ -106,6 +119,17 @@ class Slots {
 
 /** Scans a bucket (prefix) and yields each object in key order. */
 export async function* scanObjects(options: ScanOptions): AsyncGenerator<ScannedObject, void, undefined> {
+  for await (const batch of scanBatches(options)) yield* batch;
+}
+
+/**
+ * Scans a bucket (prefix) and yields its objects in key order, a batch at a
+ * time: a listing page's in list and none modes; in head mode each object
+ * as its HEAD (and those before it) is done. One await per page instead of one per
+ * object, and a small hot loop per mode: a 10 000-object walk is over
+ * before V8 has optimized a large one.
+ */
+export async function* scanBatches(options: ScanOptions): AsyncGenerator<ScannedObject[], void, undefined> {
   const concurrency = options.concurrency ?? SCAN_CONCURRENCY_DEFAULT;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > SCAN_CONCURRENCY_MAX) {
     throw new RangeError(`concurrency must be an integer from 1 to ${SCAN_CONCURRENCY_MAX}, not ${concurrency}`);
@@ -116,13 +140,16 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
   }
   const requested = options.metadata ?? 'auto';
   if (!METADATA_MODES.includes(requested)) throw new RangeError(`metadata must be one of ${METADATA_MODES.join(', ')}, not ${String(requested)}`);
-  // One connection per HEAD in flight, plus the listing's.
-  const client = new S3Client({
-    endpoint: options.endpoint,
-    region: options.region,
-    credentials: scanCredentialProvider(options.credentials),
-    connections: concurrency + 1,
-  });
+  const pipelining = options.pipelining ?? (isLoopback(options.endpoint) ? LOOPBACK_PIPELINING_DEFAULT : 1);
+  if (!Number.isInteger(pipelining) || pipelining < 1 || pipelining > PIPELINING_MAX) {
+    throw new RangeError(`pipelining must be an integer from 1 to ${PIPELINING_MAX}, not ${pipelining}`);
+  }
+  // Two pools. The listing's: a range or a probe per connection, a page never queued behind HEADs. The HEADs':
+  // `pipelining` to a connection (a pool opens a connection for every request dispatched while the others are
+  // still connecting, so the cap, not the pipelining alone, keeps the first burst of HEADs on a few connections).
+  const credentials = scanCredentialProvider(options.credentials);
+  const listingClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: listRanges + PROBES_IN_FLIGHT_MAX });
+  const headClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: Math.ceil(concurrency / pipelining), pipelining });
   const progress: ScanProgress = { mode: requested, objects: 0, listed: 0, listingDone: false, elapsedMs: 0, done: false };
   const started = performance.now();
   const report = (): void => {
@@ -133,64 +160,86 @@ export async function* scanObjects(options: ScanOptions): AsyncGenerator<Scanned
   timer?.unref();
   try {
     const listing: ListingState = { metadataSeen: false };
-    const pages = listPages(client, options, progress, listing);
+    const pages = listPages(listingClient, options, progress, listing);
     // Head mode: HEADs are queued in key order and yielded in that order; at most `concurrency` are in flight,
     // and up to REORDER_WINDOW_FACTOR x that many wait finished behind a slow one, so one slow HEAD does not idle the rest.
     const window: Promise<ScannedObject | undefined>[] = [];
     const slots = new Slots(concurrency);
     for await (const page of pages) {
-      for (const object of page.objects) {
-        // 'auto' turned 'list' behind HEADs still in flight: those come first, in key order.
-        if ((progress.mode === 'list' || progress.mode === 'none') && window.length > 0) {
-          while (window.length > 0) {
-            const done = await window.shift()!;
-            if (done !== undefined) yield countOf(progress, done);
+      const batch: ScannedObject[] = [];
+      if (progress.mode === 'list' && window.length === 0) {
+        listedBatch(page, listing, batch);
+      } else {
+        for (const object of page.objects) {
+          // 'auto' turned 'list' behind HEADs still in flight: those come first, in key order.
+          if ((progress.mode === 'list' || progress.mode === 'none') && window.length > 0) {
+            while (window.length > 0) {
+              const done = await window.shift()!;
+              if (done !== undefined) batch.push(done);
+            }
           }
-        }
-        if (progress.mode === 'none') {
-          yield countOf(progress, listedOnly(object));
-        } else if (progress.mode === 'list') {
-          if (object.listedMetadata !== undefined) {
-            yield countOf(progress, withListedMetadata(object));
-          } else if (listing.metadataSeen) {
-            // The server lists metadata, just not this object's: the caller may list it but not read it (Talus
-            // judges each entry as a GetObject), so it comes as a listing shows it.
-            yield countOf(progress, listedOnly(object));
+          if (progress.mode === 'none') {
+            batch.push(listedOnly(object));
+          } else if (progress.mode === 'list') {
+            batch.push(listedObject(object, listing));
           } else {
-            throw new Error(`the server listed ${object.key} without its metadata: it does not support metadata=true listings (use --metadata head)`);
-          }
-        } else {
-          // Head mode, or 'auto' undecided: a HEAD that succeeds on an entry listed without metadata decides 'head'.
-          const pending = slots.run(async () => {
-            const headed = await headObject(client, options, object);
-            if (progress.mode === 'auto' && headed?.userMetadata !== undefined) progress.mode = 'head'; // read, not listed-only
-            return headed;
-          });
-          // Awaited in order later; a failure meanwhile must not count as unhandled.
-          pending.catch(() => undefined);
-          window.push(pending);
-          if (window.length >= concurrency * REORDER_WINDOW_FACTOR) {
-            const done = await window.shift()!;
-            if (done !== undefined) yield countOf(progress, done);
+            // Head mode, or 'auto' undecided: a HEAD that succeeds on an entry listed without metadata decides 'head'.
+            const pending = slots.run(async () => {
+              const headed = await headObject(headClient, options, object);
+              if (progress.mode === 'auto' && headed?.userMetadata !== undefined) progress.mode = 'head'; // read, not listed-only
+              return headed;
+            });
+            // Awaited in order later; a failure meanwhile must not count as unhandled.
+            pending.catch(() => undefined);
+            window.push(pending);
+            if (window.length >= concurrency * REORDER_WINDOW_FACTOR) {
+              const done = await window.shift()!;
+              // Handed over at once, as it comes: a HEAD costs far more than a yield, and a caller acting on
+              // each object (or a person watching) should not wait for the rest of the page.
+              if (done !== undefined) {
+                batch.push(done);
+                yield countOf(progress, batch.splice(0));
+              }
+            }
           }
         }
       }
+      if (batch.length > 0) yield countOf(progress, batch);
     }
     while (window.length > 0) {
       const done = await window.shift()!;
-      if (done !== undefined) yield countOf(progress, done);
+      if (done !== undefined) yield countOf(progress, [done]);
     }
   } finally {
     if (timer !== undefined) clearInterval(timer);
     progress.done = true;
     report();
-    await client.close();
+    await Promise.all([listingClient.close(), headClient.close()]);
   }
 }
 
-function countOf(progress: ScanProgress, object: ScannedObject): ScannedObject {
-  progress.objects++;
-  return object;
+/** 127.0.0.0/8, ::1 or localhost: the server runs on this host. */
+export function isLoopback(endpoint: string): boolean {
+  const host = new URL(endpoint).hostname;
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+function countOf(progress: ScanProgress, batch: ScannedObject[]): ScannedObject[] {
+  progress.objects += batch.length;
+  return batch;
+}
+
+/** A list-mode page's objects, appended to `batch`: a small loop of its own, the hot path of a list-mode scan. */
+function listedBatch(page: ScannedPage, listing: ListingState, batch: ScannedObject[]): void {
+  for (const object of page.objects) batch.push(listedObject(object, listing));
+}
+
+function listedObject(object: ListedObject, listing: ListingState): ScannedObject {
+  if (object.listedMetadata !== undefined) return withListedMetadata(object);
+  // The server lists metadata, just not this object's: the caller may list it but not read it (Talus judges
+  // each entry as a GetObject), so it comes as a listing shows it.
+  if (listing.metadataSeen) return listedOnly(object);
+  throw new Error(`the server listed ${object.key} without its metadata: it does not support metadata=true listings (use --metadata head)`);
 }
 
 /**
