@@ -11,7 +11,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { listKeysPage, listUploads, listVersionsPage } from './listing.ts';
+import type { PageRenderer, RenderedPage } from '../metadata-store.ts';
+import { keysResult, listKeysPage, listUploads, listVersionsPage, versionsResult } from './listing.ts';
 import type { ListingThreadData, ListingThreadReply, ListingThreadRequest } from './listing-threads.ts';
 
 const data = workerData as ListingThreadData;
@@ -23,17 +24,33 @@ const db = new Database(data.databasePath, { readonly: true, fileMustExist: true
 db.pragma(`busy_timeout = ${data.busyTimeoutMs}`);
 // The serving connection's page-cache bound (sqlite-metadata-store.ts), so a listing thread holds no more than it.
 db.pragma(`cache_size = -${data.pageCacheKib}`);
+// The caller's page renderer (the S3 front's XML), imported by URL: the store never imports the layers above it.
+const renderPage = data.rendererUrl === undefined ? undefined : ((await import(data.rendererUrl)) as { renderPage: PageRenderer }).renderPage;
 
 function answer(request: ListingThreadRequest): ListingThreadReply {
   if (db.inTransaction) throw new Error('a listing thread began a request inside a read transaction');
   switch (request.kind) {
     case 'keys':
+      if (request.rendering !== undefined) return { id: request.id, result: rendered(() => renderPage!({ kind: 'keys', result: keysResult(request.request, listKeysPage(db, request.request)) }, request.rendering!)) };
       return { id: request.id, result: listKeysPage(db, request.request) };
     case 'versions':
+      if (request.rendering !== undefined) return { id: request.id, result: rendered(() => renderPage!({ kind: 'versions', result: versionsResult(request.request, listVersionsPage(db, request.request)) }, request.rendering!)) };
       return { id: request.id, result: listVersionsPage(db, request.request) };
     case 'uploads':
       return { id: request.id, result: listUploads(db, request.request) };
   }
+}
+
+function rendered(render: () => RenderedPage): RenderedPage {
+  if (renderPage === undefined) throw new Error('a listing thread was asked to render without a renderer');
+  return render();
+}
+
+/** A rendered page's arrays move to the event loop (transferred, not copied). */
+function transferOf(reply: ListingThreadReply): ArrayBuffer[] {
+  if (!('result' in reply) || !('bytes' in reply.result)) return [];
+  const page = reply.result;
+  return [page.bytes.buffer as ArrayBuffer, page.ownerAt.buffer as ArrayBuffer, page.ownerIndex.buffer as ArrayBuffer];
 }
 
 port.on('message', (message: ListingThreadRequest | 'stop') => {
@@ -48,6 +65,6 @@ port.on('message', (message: ListingThreadRequest | 'stop') => {
   } catch (error) {
     reply = { id: message.id, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
   }
-  port.postMessage(reply);
+  port.postMessage(reply, transferOf(reply));
 });
 port.postMessage({ ready: true } satisfies ListingThreadReply);
