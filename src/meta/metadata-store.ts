@@ -218,8 +218,20 @@ export interface RenderedPage {
   lastVersionId: string | undefined;
 }
 
+/**
+ * What a ListObjects entry shows of a key: a page rendered on a listing
+ * thread reads only these columns (each column read costs ~0.25 ms per
+ * 1000 rows in better-sqlite3); `ownerId` is '' when the page shows no owners.
+ */
+export type ListedContents = Pick<ListedVersion, 'key' | 'lastModifiedMs' | 'sizeBytes' | 'etag' | 'ownerId' | 'checksum'>;
+
+export interface ListedContentsResult {
+  entries: { key: string; version?: ListedContents }[];
+  isTruncated: boolean;
+}
+
 /** What renders a page from entries: the same function on the event loop and on a listing thread, so both give the same bytes. */
-export type PageRenderer = (listing: { kind: 'keys'; result: ListResult } | { kind: 'versions'; result: ListVersionsResult }, rendering: PageRendering) => RenderedPage;
+export type PageRenderer = (listing: { kind: 'keys'; result: ListedContentsResult } | { kind: 'versions'; result: ListVersionsResult }, rendering: PageRendering) => RenderedPage;
 
 export interface ListUploadsRequest {
   bucket: string;

@@ -14,7 +14,7 @@
  * `metadata=true` entry's metadata (judged per object by authorization) is
  * rendered by a callback, only on the event loop.
  */
-import type { ListedVersion, PageRenderer, PageRendering, RenderedPage } from '../meta/metadata-store.ts';
+import type { ListedContents, ListedVersion, ListResult, ListVersionsResult, PageRenderer, PageRendering, RenderedPage } from '../meta/metadata-store.ts';
 import { escapeXml } from '../http/xml.ts';
 
 /** This module's own URL (.ts from the sources, .js from dist/), for the listing threads to import. */
@@ -23,8 +23,12 @@ export const LISTING_RENDERER_URL = import.meta.url;
 /** `metadata=true`: the metadata a caller may see of a listed version ('' when none or not allowed); `latest`: it is the key's current version. */
 export type ListedMetadataXml = (version: ListedVersion, latest: boolean) => string;
 
+/** What encodeURIComponent leaves as it is, and '/': most keys are made of these alone. */
+const URL_SAFE_NAME = /^[A-Za-z0-9\-_.!~*'()/]*$/;
+
 /** encoding-type=url: names percent-encoded so keys with characters XML cannot carry survive; S3 leaves '/' readable. */
 export function urlEncodeName(text: string): string {
+  if (URL_SAFE_NAME.test(text)) return text;
   return encodeURIComponent(text).replaceAll('%2F', '/');
 }
 
@@ -91,13 +95,14 @@ class PageWriter {
       if (index < ownerAt.length) ownerAt[index] = total;
       return length;
     });
-    const bytes = Buffer.allocUnsafeSlow(total);
+    const buffer = Buffer.allocUnsafeSlow(total);
     let offset = 0;
     for (let index = 0; index < segments.length; index++) {
-      bytes.write(segments[index]!, offset, 'utf8');
+      buffer.write(segments[index]!, offset, 'utf8');
       offset += lengths[index]!;
     }
-    return { bytes, ownerAt, ownerIndex: Uint32Array.from(this.#holeOwners), owners: this.#owners };
+    // A plain Uint8Array: postMessage transfers a Buffer's memory several times slower than a plain view's (measured 333 vs 60 µs for 200 KB).
+    return { bytes: new Uint8Array(buffer.buffer, 0, total), ownerAt, ownerIndex: Uint32Array.from(this.#holeOwners), owners: this.#owners };
   }
 }
 
@@ -110,7 +115,7 @@ function commonPrefixXml(prefix: string, encode: (text: string) => string): stri
  * and the quoted ETag need no escaping pass of their own (an ETag is hex,
  * escaped once for safety, its quotes written as entities).
  */
-function writeContents(out: PageWriter, version: ListedVersion, encode: (text: string) => string, owners: boolean, metadataXml: ListedMetadataXml | undefined): void {
+function writeContents(out: PageWriter, version: ListedContents, encode: (text: string) => string, owners: boolean, metadataXml: ((version: ListedContents, latest: boolean) => string) | undefined): void {
   const checksum = version.checksum === null ? '' : `<ChecksumAlgorithm>${escapeXml(version.checksum.algorithm)}</ChecksumAlgorithm><ChecksumType>${escapeXml(version.checksum.type)}</ChecksumType>`;
   out.write(
     `<Contents><Key>${escapeXml(encode(version.key))}</Key><LastModified>${listingDateOf(version.lastModifiedMs)}</LastModified><ETag>&quot;${escapeXml(version.etag)}&quot;</ETag>${checksum}<Size>${version.sizeBytes}</Size>`,
@@ -134,7 +139,11 @@ function writeVersion(out: PageWriter, version: ListedVersion, isLatest: boolean
 }
 
 /** Renders a page's entries; `metadataXml` only on the event loop (metadata=true listings are not rendered on threads). */
+export function renderListingPage(listing: Parameters<PageRenderer>[0], rendering: PageRendering): RenderedPage;
+export function renderListingPage(listing: { kind: 'keys'; result: ListResult } | { kind: 'versions'; result: ListVersionsResult }, rendering: PageRendering, metadataXml: ListedMetadataXml | undefined): RenderedPage;
 export function renderListingPage(listing: Parameters<PageRenderer>[0], rendering: PageRendering, metadataXml?: ListedMetadataXml): RenderedPage {
+  // With metadata the entries are whole ListedVersions (the overload above): the callback reads their metadata.
+  const contentsMetadataXml = metadataXml as ((version: ListedContents, latest: boolean) => string) | undefined;
   const encode = rendering.encodeUrl ? urlEncodeName : identity;
   const out = new PageWriter();
   let lastKey: string | undefined;
@@ -142,7 +151,7 @@ export function renderListingPage(listing: Parameters<PageRenderer>[0], renderin
   if (listing.kind === 'keys') {
     for (const entry of listing.result.entries) {
       if (entry.version === undefined) out.write(commonPrefixXml(entry.key, encode));
-      else writeContents(out, entry.version, encode, rendering.owners, metadataXml);
+      else writeContents(out, entry.version, encode, rendering.owners, contentsMetadataXml);
     }
     lastKey = listing.result.entries.at(-1)?.key;
   } else {

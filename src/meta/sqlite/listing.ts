@@ -15,6 +15,8 @@
  */
 import type Database from 'better-sqlite3';
 import type {
+  ListedContents,
+  ListedContentsResult,
   ListedMetadata,
   ListedVersion,
   ListRequest,
@@ -27,6 +29,7 @@ import type {
 } from '../metadata-store.ts';
 import { commonPrefixOf, compareKeys, prefixSuccessor } from '../key-order.ts';
 import type { ObjectChecksum } from '../types.ts';
+import { assert } from '../../util/assert.ts';
 import { rowToUpload, type UploadRow } from './rows.ts';
 
 /** Rows one statement reads at most: a full page and the one row that tells whether it is truncated. */
@@ -320,6 +323,70 @@ export function listKeysPage(db: Database.Database, request: ListRequest): Listi
 export function keysResult(request: ListRequest, page: ListingPage): ListResult {
   return {
     entries: page.entries.map((entry) => (typeof entry === 'string' ? { key: entry } : { key: entry[0], version: listedVersionOf(request.bucket, entry, request.withMetadata) })),
+    isTruncated: page.isTruncated,
+  };
+}
+
+/**
+ * A key listing to be rendered (listing-thread.ts): only the columns a
+ * ListObjects entry shows, the owner only when the page shows owners. Rows
+ * are [key, size, etag, last-modified, checksum JSON, owner?].
+ */
+type ShownRow = [key: string, sizeBytes: number, etag: string, lastModifiedMs: number, checksum: string | null, ownerId?: string];
+
+interface ShownStatements {
+  readonly after: Database.Statement;
+  readonly from: Database.Statement;
+}
+
+const shownStatementCache = new WeakMap<Database.Database, { plain?: ShownStatements; withOwners?: ShownStatements }>();
+
+function shownStatementsFor(db: Database.Database, owners: boolean): ShownStatements {
+  let cached = shownStatementCache.get(db);
+  if (cached === undefined) {
+    cached = {};
+    shownStatementCache.set(db, cached);
+  }
+  const columns = `key, size_bytes, etag, last_modified_ms, json_extract(meta, '$.checksum')${owners ? ', owner_id' : ''}`;
+  const visible = 'bucket = ? AND is_latest = 1 AND is_delete_marker = 0';
+  const prepare = (): ShownStatements => ({
+    after: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? ORDER BY key LIMIT ?`).raw(true),
+    from: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key >= ? ORDER BY key LIMIT ?`).raw(true),
+  });
+  return owners ? (cached.withOwners ??= prepare()) : (cached.plain ??= prepare());
+}
+
+export function listShownKeys(db: Database.Database, request: ListRequest, owners: boolean): ListedContentsResult {
+  assert(request.withMetadata !== true, 'a listing with metadata is not rendered where it is read');
+  const s = statementsFor(db, false);
+  const shown = shownStatementsFor(db, owners);
+  const page = inReadTransaction(db, s, () =>
+    walk<ShownRow, ShownRow | string>({
+      prefix: request.prefix,
+      delimiter: request.delimiter,
+      start: { key: request.after, inclusive: request.after === '' },
+      leading: [],
+      limit: request.limit,
+      fetch: (cursor, limit) => (cursor.inclusive ? shown.from : shown.after).iterate(request.bucket, cursor.key, limit) as Iterable<ShownRow>,
+      seek: (key) => s.visibleKeyFrom.get(request.bucket, key) as string | undefined,
+      keyOf: (row) => row[0],
+      entryOf: (row) => row,
+      prefixEntry: (key) => key,
+    }),
+  );
+  return {
+    entries: page.entries.map((entry) => {
+      if (typeof entry === 'string') return { key: entry };
+      const version: ListedContents = {
+        key: entry[0],
+        sizeBytes: entry[1],
+        etag: entry[2],
+        lastModifiedMs: entry[3],
+        checksum: entry[4] === null ? null : (JSON.parse(entry[4]) as ObjectChecksum),
+        ownerId: entry[5] ?? '',
+      };
+      return { key: entry[0], version };
+    }),
     isTruncated: page.isTruncated,
   };
 }
