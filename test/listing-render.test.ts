@@ -1,0 +1,100 @@
+/**
+ * Listing pages rendered on the listing thread (issue 17) are the bytes the
+ * event loop renders from the same entries.
+ *
+ * A store with one listing thread and the S3 front's renderer holds keys
+ * that exercise escaping and URL encoding (XML specials, a space, '%',
+ * non-ASCII, a key above U+FFFF, a control character), checksums and none,
+ * two owners, several versions and delete markers under versioning, and a
+ * few common prefixes. For each shape (keys and versions; delimiter or not;
+ * encoding-type=url or not; owners shown or not; truncated pages of 1 and 3
+ * entries and a whole page) the page the thread rendered, its owners filled
+ * in, must equal renderListingPage over store.list()/listVersions() (the
+ * event loop's path, also PostgreSQL's), and its markers (count, truncation,
+ * last key and version) must agree with the entries.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { PageRendering } from '../src/meta/metadata-store.ts';
+import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
+import type { ObjectVersion } from '../src/meta/types.ts';
+import { LISTING_RENDERER_URL, fillOwners, renderListingPage } from '../src/s3/list-render.ts';
+
+const KEYS = ['a&b<c>"d\'e', 'dir/one', 'dir/two', 'dir2/x', 'plain', 'sp ace', 'per%2Fcent', 'é-ü', 'emoji-😀', 'ctl\u0001x', 'z/last'];
+
+function version(key: string, versionId: string, index: number, isDeleteMarker = false): ObjectVersion {
+  return {
+    bucket: 'b', key, versionId, isDeleteMarker, lastModifiedMs: 1_765_000_000_000 + index * 37, sizeBytes: index, etag: `e${index}`, ownerId: index % 2 === 0 ? 'owner-a' : 'owner-b',
+    system: {}, userMetadata: {}, checksum: index % 3 === 0 ? { algorithm: 'CRC32', value: 'AAAAAA==', type: 'FULL_OBJECT' } : null, tags: [], parts: null, segments: [],
+  };
+}
+
+async function eventually(condition: () => boolean, what: string): Promise<void> {
+  for (let attempt = 0; attempt < 600; attempt++) {
+    if (condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.fail(`timed out waiting until ${what}`);
+}
+
+const ownerXml = (ownerId: string): string => `<Owner><ID>${ownerId}</ID><DisplayName>name of ${ownerId}</DisplayName></Owner>`;
+
+test('a page rendered on the listing thread is the page the event loop renders', async () => {
+  const directory = await mkdtemp(join(tmpdir(), 'talus-render-'));
+  const store = new SqliteMetadataStore(join(directory, 'meta.db'), { listingThreads: 1, soleWriter: true, listingRendererUrl: LISTING_RENDERER_URL });
+  try {
+    const threads = store.listingThreads!;
+    threads.start();
+    await eventually(() => threads.readyCount === 1, 'the listing thread is ready');
+    await store.createBucket({ name: 'b', createdMs: 0, ownerId: 'owner-a', versioning: 'Enabled', tags: null });
+    let index = 0;
+    for (const key of KEYS) {
+      for (let copy = 0; copy < 2; copy++) await store.commitVersion({ version: version(key, `v${index}`, index++), conditions: {} });
+    }
+    await store.commitVersion({ version: version('plain', `v${index}`, index++, true), conditions: {} });
+
+    const answeredBefore = threads.answered;
+    let pages = 0;
+    for (const delimiter of ['', '/']) {
+      for (const limit of [1, 3, 1000]) {
+        for (const encodeUrl of [false, true]) {
+          for (const owners of [false, true]) {
+            const rendering: PageRendering = { encodeUrl, owners };
+            const keysRequest = { bucket: 'b', prefix: '', delimiter, after: '', limit };
+            const onThread = await store.listRendered(keysRequest, rendering);
+            assert.ok(onThread !== undefined, 'the thread renders key pages');
+            const entries = await store.list(keysRequest);
+            const onLoop = renderListingPage({ kind: 'keys', result: entries }, rendering, undefined);
+            assert.equal(fillOwners(onThread, ownerXml).toString('utf8'), fillOwners(onLoop, ownerXml).toString('utf8'), `keys ${JSON.stringify({ delimiter, limit, rendering })}`);
+            assert.deepEqual([onThread.entries, onThread.isTruncated, onThread.lastKey], [entries.entries.length, entries.isTruncated, entries.entries.at(-1)?.key]);
+
+            const versionsRequest = { bucket: 'b', prefix: '', delimiter, keyMarker: '', versionIdMarker: '', limit };
+            const versionsOnThread = await store.listVersionsRendered(versionsRequest, rendering);
+            assert.ok(versionsOnThread !== undefined, 'the thread renders version pages');
+            const versions = await store.listVersions(versionsRequest);
+            const versionsOnLoop = renderListingPage({ kind: 'versions', result: versions }, rendering, undefined);
+            assert.equal(fillOwners(versionsOnThread, ownerXml).toString('utf8'), fillOwners(versionsOnLoop, ownerXml).toString('utf8'), `versions ${JSON.stringify({ delimiter, limit, rendering })}`);
+            assert.deepEqual(
+              [versionsOnThread.entries, versionsOnThread.isTruncated, versionsOnThread.lastKey, versionsOnThread.lastVersionId],
+              [versions.entries.length, versions.isTruncated, versions.entries.at(-1)?.key, versions.entries.at(-1)?.version?.versionId],
+            );
+            pages += 4;
+          }
+        }
+      }
+    }
+    // Every page, rendered or not, came from the thread: the comparison is thread against event-loop rendering.
+    assert.equal(threads.answered - answeredBefore, pages);
+    const whole = fillOwners((await store.listRendered({ bucket: 'b', prefix: '', delimiter: '', after: '', limit: 1000 }, { encodeUrl: true, owners: true }))!, ownerXml).toString('utf8');
+    assert.match(whole, /<Key>a%26b%3Cc%3E%22d&apos;e<\/Key>/);
+    assert.match(whole, /<Key>ctl%01x<\/Key>/);
+    assert.match(whole, /<ChecksumAlgorithm>CRC32<\/ChecksumAlgorithm><ChecksumType>FULL_OBJECT<\/ChecksumType>/);
+    assert.match(whole, /<DisplayName>name of owner-b<\/DisplayName>/);
+  } finally {
+    await store.close();
+    await rm(directory, { recursive: true, force: true });
+  }
+});
