@@ -13,6 +13,7 @@ import type {
   BucketQuota,
   BucketQuotaUsage,
   BucketRecord,
+  ObjectChecksum,
   ObjectLockState,
   ObjectVersion,
   PartRecord,
@@ -223,7 +224,7 @@ export interface RenderedPage {
  * thread reads only these columns (each column read costs ~0.25 ms per
  * 1000 rows in better-sqlite3); `ownerId` is '' when the page shows no owners.
  */
-export type ListedContents = Pick<ListedVersion, 'key' | 'lastModifiedMs' | 'sizeBytes' | 'etag' | 'ownerId' | 'checksum'>;
+export type ListedContents = Pick<ListedVersion, 'key' | 'lastModifiedMs' | 'sizeBytes' | 'etag' | 'ownerId'> & { checksum: Pick<ObjectChecksum, 'algorithm' | 'type'> | null };
 
 export interface ListedContentsResult {
   entries: { key: string; version?: ListedContents }[];

@@ -29,6 +29,7 @@ import type {
 } from '../metadata-store.ts';
 import { commonPrefixOf, compareKeys, prefixSuccessor } from '../key-order.ts';
 import type { ObjectChecksum } from '../types.ts';
+import type { ChecksumAlgorithm, ChecksumType } from '../../util/checksum.ts';
 import { assert } from '../../util/assert.ts';
 import { rowToUpload, type UploadRow } from './rows.ts';
 
@@ -334,6 +335,19 @@ export function keysResult(request: ListRequest, page: ListingPage): ListResult 
  */
 type ShownRow = [key: string, sizeBytes: number, etag: string, lastModifiedMs: number, checksum: string | null, ownerId?: string];
 
+/**
+ * The checksum's algorithm and type, space-separated, or NULL without one: a
+ * listing shows only these two, and splitting them costs a fraction of a
+ * JSON.parse of the whole checksum per row (~1 µs, 1 ms a page).
+ */
+const SHOWN_CHECKSUM = "(meta ->> '$.checksum.algorithm') || ' ' || (meta ->> '$.checksum.type')";
+
+function shownChecksumOf(text: string | null): ListedContents['checksum'] {
+  if (text === null) return null;
+  const space = text.indexOf(' ');
+  return { algorithm: text.slice(0, space) as ChecksumAlgorithm, type: text.slice(space + 1) as ChecksumType };
+}
+
 interface ShownStatements {
   readonly after: Database.Statement;
   readonly from: Database.Statement;
@@ -347,7 +361,7 @@ function shownStatementsFor(db: Database.Database, owners: boolean): ShownStatem
     cached = {};
     shownStatementCache.set(db, cached);
   }
-  const columns = `key, size_bytes, etag, last_modified_ms, json_extract(meta, '$.checksum')${owners ? ', owner_id' : ''}`;
+  const columns = `key, size_bytes, etag, last_modified_ms, ${SHOWN_CHECKSUM}${owners ? ', owner_id' : ''}`;
   const visible = 'bucket = ? AND is_latest = 1 AND is_delete_marker = 0';
   const prepare = (): ShownStatements => ({
     after: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? ORDER BY key LIMIT ?`).raw(true),
@@ -382,7 +396,7 @@ export function listShownKeys(db: Database.Database, request: ListRequest, owner
         sizeBytes: entry[1],
         etag: entry[2],
         lastModifiedMs: entry[3],
-        checksum: entry[4] === null ? null : (JSON.parse(entry[4]) as ObjectChecksum),
+        checksum: shownChecksumOf(entry[4]),
         ownerId: entry[5] ?? '',
       };
       return { key: entry[0], version };
