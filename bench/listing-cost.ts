@@ -20,7 +20,7 @@
  *   node --import tsx bench/listing-cost.ts DATA_DIR [--talus PATH/bin/talus.js] [--pages N] [--stall SECONDS] [--cpu-prof DIR]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
@@ -36,6 +36,7 @@ const { values, positionals } = parseArgs({
     pages: { type: 'string', default: '200' },
     stall: { type: 'string', default: '0' },
     'cpu-prof': { type: 'string' },
+    'trace-gc': { type: 'boolean', default: false },
   },
 });
 const dataDir = resolve(positionals[0] ?? '/tmp/talus-listing-cost');
@@ -49,11 +50,14 @@ const CLOCK_TICK_MICROS = 10_000;
 interface Server {
   child: ChildProcess;
   endpoint: string;
+  /** What the server wrote to stdout (its --trace-gc lines). */
+  output(): string;
 }
 
 async function startServer(): Promise<Server> {
   const port = await freePort();
   const nodeArgs = values['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']];
+  if (values['trace-gc']) nodeArgs.push('--trace-gc');
   const child = spawn(process.execPath, [...nodeArgs, values.talus, 'server', dataDir, '--port', String(port), '--address', '127.0.0.1', '--workers', '1', '--console-address', 'none'], {
     env: { ...process.env, TALUS_ROOT_USER: TALUS_CREDENTIALS.accessKeyId, TALUS_ROOT_PASSWORD: TALUS_CREDENTIALS.secretAccessKey },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -66,7 +70,7 @@ async function startServer(): Promise<Server> {
     });
     child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${output}`)));
   });
-  return { child, endpoint: `http://127.0.0.1:${port}` };
+  return { child, endpoint: `http://127.0.0.1:${port}`, output: () => output };
 }
 
 /** utime + stime of each thread of the process, in µs: the event loop's (tid = pid) and the rest. */
@@ -162,6 +166,21 @@ async function stall(server: Server, client: S3Client): Promise<void> {
   );
 }
 
+/** --trace-gc: how many collections of each kind and their pauses (all isolates: event loop and threads). */
+function gcSummary(output: string): void {
+  const pauses = new Map<string, number[]>();
+  for (const match of output.matchAll(/\[\d+:(0x[0-9a-f]+)\][^\n]*?(Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Compact)[^,\n]*?, ([0-9.]+) \/ [0-9.]+ ms/g)) {
+    const kind = `${match[2]!} (isolate ${match[1]!})`;
+    const list = pauses.get(kind) ?? [];
+    list.push(Number(match[3]));
+    pauses.set(kind, list);
+  }
+  for (const [kind, list] of pauses) {
+    list.sort((a, b) => a - b);
+    console.log(`GC ${kind}: ${list.length}, total ${list.reduce((a, b) => a + b, 0).toFixed(0)} ms, max ${list.at(-1)!.toFixed(1)} ms, p99 ${quantile(list, 0.99).toFixed(1)} ms`);
+  }
+}
+
 const fresh = !existsSync(join(dataDir, 'meta.db')) && !existsSync(dataDir);
 const server = await startServer();
 const client = new S3Client({ endpoint: server.endpoint, ...TALUS_CREDENTIALS, connections: 64 });
@@ -170,6 +189,10 @@ try {
   console.log(`${values.talus} on ${dataDir}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   for (const shape of SHAPES) await measureShape(server, client, shape);
   if (stallSeconds > 0) await stall(server, client);
+  if (values['trace-gc']) {
+    gcSummary(server.output());
+    writeFileSync(join(dataDir, '..', 'listing-cost-gc.log'), server.output());
+  }
 } finally {
   await client.close();
   server.child.kill('SIGTERM');
