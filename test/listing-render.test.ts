@@ -11,9 +11,11 @@
  * entries and a whole page) the page the thread rendered, its owners filled
  * in, must equal renderListingPage over store.list()/listVersions() (the
  * event loop's path, also PostgreSQL's), and its markers (count, truncation,
- * last key and version) must agree with the entries.
+ * last key and version) must agree with the entries. On Linux the listing
+ * thread runs at nice 5 and the event loop at 0.
  */
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +42,16 @@ async function eventually(condition: () => boolean, what: string): Promise<void>
   assert.fail(`timed out waiting until ${what}`);
 }
 
+/** The nice value of one of this process's threads (field 19 of its stat). */
+function niceOf(tid: string): number {
+  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+}
+
+function threadNices(): number[] {
+  return readdirSync('/proc/self/task').map(niceOf);
+}
+
 const ownerXml = (ownerId: string): string => `<Owner><ID>${ownerId}</ID><DisplayName>name of ${ownerId}</DisplayName></Owner>`;
 
 test('a page rendered on the listing thread is the page the event loop renders', async () => {
@@ -49,6 +61,11 @@ test('a page rendered on the listing thread is the page the event loop renders',
     const threads = store.listingThreads!;
     threads.start();
     await eventually(() => threads.readyCount === 1, 'the listing thread is ready');
+    if (process.platform === 'linux') {
+      // The thread yields to the event loop when both want a core: it runs at nice 5, the process's other threads do not.
+      assert.ok(threadNices().includes(5), `a thread at nice 5 among ${threadNices().join(', ')}`);
+      assert.equal(niceOf(String(process.pid)), 0);
+    }
     await store.createBucket({ name: 'b', createdMs: 0, ownerId: 'owner-a', versioning: 'Enabled', tags: null });
     let index = 0;
     for (const key of KEYS) {
