@@ -6,7 +6,8 @@
  * that exercise escaping and URL encoding (XML specials, a space, '%',
  * non-ASCII, a key above U+FFFF, a control character), checksums and none,
  * two owners, several versions and delete markers under versioning, and a
- * few common prefixes. For each shape (keys and versions; delimiter or not;
+ * few common prefixes. For each shape (keys and versions; prefixes, among
+ * one of them only U+10FFFF, which has no successor; delimiter or not;
  * encoding-type=url or not; owners shown or not; truncated pages of 1 and 3
  * entries and a whole page) the page the thread rendered, its owners filled
  * in, must equal renderListingPage over store.list()/listVersions() (the
@@ -75,25 +76,25 @@ test('a page rendered on the listing thread is the page the event loop renders',
 
     const answeredBefore = threads.answered;
     let pages = 0;
-    for (const delimiter of ['', '/']) {
+    for (const [prefix, delimiter] of [['', ''], ['', '/'], ['dir', ''], ['dir/', ''], ['emoji', ''], ['\u{10FFFF}', ''], ['d', '/']] as const) {
       for (const limit of [1, 3, 1000]) {
         for (const encodeUrl of [false, true]) {
           for (const owners of [false, true]) {
             const rendering: PageRendering = { encodeUrl, owners };
-            const keysRequest = { bucket: 'b', prefix: '', delimiter, after: '', limit };
+            const keysRequest = { bucket: 'b', prefix, delimiter, after: '', limit };
             const onThread = await store.listRendered(keysRequest, rendering);
             assert.ok(onThread !== undefined, 'the thread renders key pages');
             const entries = await store.list(keysRequest);
             const onLoop = renderListingPage({ kind: 'keys', result: entries }, rendering, undefined);
-            assert.equal(fillOwners(onThread, ownerXml).toString('utf8'), fillOwners(onLoop, ownerXml).toString('utf8'), `keys ${JSON.stringify({ delimiter, limit, rendering })}`);
+            assert.equal(fillOwners(onThread, ownerXml).toString('utf8'), fillOwners(onLoop, ownerXml).toString('utf8'), `keys ${JSON.stringify({ prefix, delimiter, limit, rendering })}`);
             assert.deepEqual([onThread.entries, onThread.isTruncated, onThread.lastKey], [entries.entries.length, entries.isTruncated, entries.entries.at(-1)?.key]);
 
-            const versionsRequest = { bucket: 'b', prefix: '', delimiter, keyMarker: '', versionIdMarker: '', limit };
+            const versionsRequest = { bucket: 'b', prefix, delimiter, keyMarker: '', versionIdMarker: '', limit };
             const versionsOnThread = await store.listVersionsRendered(versionsRequest, rendering);
             assert.ok(versionsOnThread !== undefined, 'the thread renders version pages');
             const versions = await store.listVersions(versionsRequest);
             const versionsOnLoop = renderListingPage({ kind: 'versions', result: versions }, rendering, undefined);
-            assert.equal(fillOwners(versionsOnThread, ownerXml).toString('utf8'), fillOwners(versionsOnLoop, ownerXml).toString('utf8'), `versions ${JSON.stringify({ delimiter, limit, rendering })}`);
+            assert.equal(fillOwners(versionsOnThread, ownerXml).toString('utf8'), fillOwners(versionsOnLoop, ownerXml).toString('utf8'), `versions ${JSON.stringify({ prefix, delimiter, limit, rendering })}`);
             assert.deepEqual(
               [versionsOnThread.entries, versionsOnThread.isTruncated, versionsOnThread.lastKey, versionsOnThread.lastVersionId],
               [versions.entries.length, versions.isTruncated, versions.entries.at(-1)?.key, versions.entries.at(-1)?.version?.versionId],

@@ -351,6 +351,9 @@ function shownChecksumOf(text: string | null): ListedContents['checksum'] {
 interface ShownStatements {
   readonly after: Database.Statement;
   readonly from: Database.Statement;
+  /** As after/from, below an upper bound (the prefix's successor): read whole with all(), never past the prefix. */
+  readonly afterBelow: Database.Statement;
+  readonly fromBelow: Database.Statement;
 }
 
 const shownStatementCache = new WeakMap<Database.Database, { plain?: ShownStatements; withOwners?: ShownStatements }>();
@@ -366,6 +369,8 @@ function shownStatementsFor(db: Database.Database, owners: boolean): ShownStatem
   const prepare = (): ShownStatements => ({
     after: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? ORDER BY key LIMIT ?`).raw(true),
     from: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key >= ? ORDER BY key LIMIT ?`).raw(true),
+    afterBelow: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? AND key < ? ORDER BY key LIMIT ?`).raw(true),
+    fromBelow: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key >= ? AND key < ? ORDER BY key LIMIT ?`).raw(true),
   });
   return owners ? (cached.withOwners ??= prepare()) : (cached.plain ??= prepare());
 }
@@ -374,6 +379,18 @@ export function listShownKeys(db: Database.Database, request: ListRequest, owner
   assert(request.withMetadata !== true, 'a listing with metadata is not rendered where it is read');
   const s = statementsFor(db, false);
   const shown = shownStatementsFor(db, owners);
+  // Without a delimiter nothing ends a batch early but the prefix's end, so a
+  // batch is read whole (all() costs ~0.3-0.8 ms less per 1000 rows than
+  // stepping an iterator), bounded by the prefix's successor so it never reads
+  // keys past it. With a delimiter, rows are read lazily: a common prefix
+  // stops the batch.
+  const below = request.prefix === '' ? undefined : prefixSuccessor(request.prefix);
+  const readWhole = request.delimiter === '' && (request.prefix === '' || below !== undefined);
+  const fetch: FetchRows<ShownRow> = (cursor, limit) => {
+    if (!readWhole) return (cursor.inclusive ? shown.from : shown.after).iterate(request.bucket, cursor.key, limit) as Iterable<ShownRow>;
+    if (below === undefined) return (cursor.inclusive ? shown.from : shown.after).all(request.bucket, cursor.key, limit) as ShownRow[];
+    return (cursor.inclusive ? shown.fromBelow : shown.afterBelow).all(request.bucket, cursor.key, below, limit) as ShownRow[];
+  };
   const page = inReadTransaction(db, s, () =>
     walk<ShownRow, ShownRow | string>({
       prefix: request.prefix,
@@ -381,7 +398,7 @@ export function listShownKeys(db: Database.Database, request: ListRequest, owner
       start: { key: request.after, inclusive: request.after === '' },
       leading: [],
       limit: request.limit,
-      fetch: (cursor, limit) => (cursor.inclusive ? shown.from : shown.after).iterate(request.bucket, cursor.key, limit) as Iterable<ShownRow>,
+      fetch,
       seek: (key) => s.visibleKeyFrom.get(request.bucket, key) as string | undefined,
       keyOf: (row) => row[0],
       entryOf: (row) => row,
