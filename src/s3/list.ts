@@ -4,7 +4,7 @@ import type { SystemMetadata } from '../meta/types.ts';
 import { LIST_KEYS_MAX, LIST_UPLOADS_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { requiredChecks, type OperationTarget, type PermissionCheck } from '../authz/index.ts';
-import { S3_NAMESPACE, XML_DECLARATION, element, escapeXml, optionalElement, document } from '../http/xml.ts';
+import { S3_NAMESPACE, XML_DECLARATION, document, element, escapeXml, optionalElement } from '../http/xml.ts';
 import { owner } from './bucket.ts';
 import { queryInteger, xmlResponse, type RequestContext, type S3Response } from './context.ts';
 import { isoDateOf } from './headers.ts';
