@@ -26,6 +26,7 @@ import { AccessLog } from './metrics/access-log.ts';
 import { refusedRequestEntry } from './audit/audit-log.ts';
 import { requestObserver } from './metrics/observer.ts';
 import { createServerMetrics } from './metrics/server-metrics.ts';
+import { LISTING_RENDERER_URL } from './s3/list-render.ts';
 import { TALUS_VERSION } from './version.ts';
 
 function tell(message: ToPrimary): void {
@@ -41,6 +42,7 @@ async function runWorker(): Promise<void> {
     onBucketsChanged: () => tell({ kind: 'buckets-changed' }),
     listingThreads: LISTING_THREADS_DEFAULT,
     onListingThreadError: (error) => logger.error('listing thread failed', { error: String(error) }),
+    listingRendererUrl: LISTING_RENDERER_URL,
   });
   const local = await FsBlobStore.open(join(settings.dataDir, 'blobs'));
   // talus.toml's configuration; a reload replaces it (placements-changed with a config).

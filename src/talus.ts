@@ -44,6 +44,7 @@ import { requestObserver } from './metrics/observer.ts';
 import { merge as mergeMetrics, render as renderMetricsText } from './metrics/registry.ts';
 import { SHARED_GAUGES, createServerMetrics } from './metrics/server-metrics.ts';
 import { openReplication } from './replication/cli.ts';
+import { LISTING_RENDERER_URL } from './s3/list-render.ts';
 import type { MetadataReplicator } from './replication/replicator.ts';
 import { SHUTDOWN_GRACE_MS } from './util/limits.ts';
 import { jsonLogger, type Logger } from './util/logger.ts';
@@ -168,6 +169,7 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
     // Workers list on their own threads; the primary of --workers serves no listings.
     listingThreads: (options.workers ?? 1) === 1 ? LISTING_THREADS_DEFAULT : 0,
     onListingThreadError: (error) => logger.error('listing thread failed', { error: String(error) }),
+    listingRendererUrl: LISTING_RENDERER_URL,
     onUnusable: (reason) => logger.error('the metadata store refuses writes; this server reports unready until restarted', { reason }),
   });
   // One checkpointer per data directory, in the process that owns it (the primary with workers).

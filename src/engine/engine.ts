@@ -15,7 +15,7 @@ import type {
   MetadataStore,
 } from '../meta/metadata-store.ts';
 import type { Acl } from '../authz/index.ts';
-import type { BucketGuard } from '../meta/metadata-store.ts';
+import type { BucketGuard, PageRendering, RenderedPage } from '../meta/metadata-store.ts';
 import type { BucketAccessSettings, BucketConfigKind, BucketConfigs, BucketQuota, BucketQuotaUsage, BucketRecord, ObjectLockState, ObjectRetention, ObjectVersion, PartRecord, Tag, UploadRecord, VersioningState } from '../meta/types.ts';
 import { assert } from '../util/assert.ts';
 import { S3Error } from '../util/s3-error.ts';
@@ -316,6 +316,17 @@ export class Engine {
   async listVersions(request: ListVersionsRequest): Promise<ListVersionsResult> {
     await objects.requireBucket(this.#context, request.bucket);
     return this.#context.meta.listVersions(request);
+  }
+
+  /** A page rendered where the store reads it (see MetadataStore.listRendered); undefined: list() and render. */
+  async listRendered(request: ListRequest, rendering: PageRendering): Promise<RenderedPage | undefined> {
+    await objects.requireBucket(this.#context, request.bucket);
+    return this.#context.meta.listRendered?.(request, rendering);
+  }
+
+  async listVersionsRendered(request: ListVersionsRequest, rendering: PageRendering): Promise<RenderedPage | undefined> {
+    await objects.requireBucket(this.#context, request.bucket);
+    return this.#context.meta.listVersionsRendered?.(request, rendering);
   }
 
   // Multipart uploads

@@ -30,7 +30,7 @@ export interface S3Response {
 
 export type Handler = (context: RequestContext) => Promise<S3Response>;
 
-export function xmlResponse(body: string, status = 200, headers: Record<string, string> = {}): S3Response {
+export function xmlResponse(body: string | Buffer, status = 200, headers: Record<string, string> = {}): S3Response {
   return { status, headers: { 'content-type': 'application/xml', ...headers }, body };
 }
 

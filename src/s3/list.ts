@@ -1,21 +1,25 @@
 /** Listings: ListObjects (v1, v2), ListObjectVersions, ListMultipartUploads. */
-import type { ListedVersion } from '../meta/metadata-store.ts';
+import type { ListedVersion, ListRequest, ListVersionsRequest, PageRendering, RenderedPage } from '../meta/metadata-store.ts';
 import type { SystemMetadata } from '../meta/types.ts';
 import { LIST_KEYS_MAX, LIST_UPLOADS_MAX } from '../util/limits.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { requiredChecks, type OperationTarget, type PermissionCheck } from '../authz/index.ts';
-import { document, element, escapeXml, optionalElement } from '../http/xml.ts';
+import { S3_NAMESPACE, XML_DECLARATION, document, element, escapeXml, optionalElement } from '../http/xml.ts';
 import { owner } from './bucket.ts';
 import { queryInteger, xmlResponse, type RequestContext, type S3Response } from './context.ts';
-import { formatEtag, isoDateOf } from './headers.ts';
+import { isoDateOf } from './headers.ts';
+import { fillOwners, renderListingPage, urlEncodeName, type ListedMetadataXml } from './list-render.ts';
 
-/** encoding-type=url: names are percent-encoded so keys with characters XML cannot carry survive. */
-function encoder(context: RequestContext): (text: string) => string {
+/** encoding-type=url: names are percent-encoded so keys with characters XML cannot carry survive (list-render.ts). */
+function encodesUrl(context: RequestContext): boolean {
   const encodingType = context.route.query.get('encoding-type');
-  if (encodingType === undefined) return (text) => text;
+  if (encodingType === undefined) return false;
   if (encodingType.toLowerCase() !== 'url') throw new S3Error('InvalidArgument', 'Invalid Encoding Method specified in Request', { ArgumentName: 'encoding-type', ArgumentValue: encodingType });
-  // S3's URL encoding leaves '/' readable.
-  return (text) => encodeURIComponent(text).replaceAll('%2F', '/');
+  return true;
+}
+
+function encoder(encodeUrl: boolean): (text: string) => string {
+  return encodeUrl ? urlEncodeName : (text) => text;
 }
 
 function encodingTypeElement(context: RequestContext): string {
@@ -26,49 +30,9 @@ function storageClass(): string {
   return element('StorageClass', 'STANDARD');
 }
 
-/**
- * One `<Contents>`, on the hot path of a 1000-key page: the date, the size
- * and the quoted ETag need no escaping pass of their own (an ETag is hex,
- * escaped once for safety, its quotes written as entities), and the owner
- * element is built once per owner per page.
- */
-function contentsXml(version: ListedVersion, encode: (text: string) => string, owners: OwnerXml | undefined, metadata: MetadataFilter | undefined): string {
-  const checksum = version.checksum === null ? '' : element('ChecksumAlgorithm', version.checksum.algorithm) + element('ChecksumType', version.checksum.type);
-  return `<Contents><Key>${escapeXml(encode(version.key))}</Key><LastModified>${listingDateOf(version.lastModifiedMs)}</LastModified><ETag>&quot;${escapeXml(version.etag)}&quot;</ETag>${checksum}<Size>${version.sizeBytes}</Size>${owners === undefined ? '' : owners(version.ownerId)}${STORAGE_CLASS_XML}${metadata !== undefined && metadata(version, true) ? listedMetadataXml(version) : ''}</Contents>`;
-}
-
-const STORAGE_CLASS_XML = element('StorageClass', 'STANDARD');
-
-/** `<Owner>` of an owner ID, memoized for one page (a page's keys mostly share one owner). */
-type OwnerXml = (ownerId: string) => string;
-
-function ownerXmlFor(context: RequestContext): OwnerXml {
-  const built = new Map<string, string>();
-  return (ownerId) => {
-    let xml = built.get(ownerId);
-    if (xml === undefined) {
-      xml = owner(context, ownerId);
-      built.set(ownerId, xml);
-    }
-    return xml;
-  };
-}
-
-/**
- * ISO 8601 with milliseconds, as `Date.toISOString` writes it, from a cache of
- * the text up to the second: the keys of a page were mostly written within a
- * few seconds, and formatting a Date per key was a tenth of a page's time.
- */
-let listingSecond = { second: NaN, text: '' };
-
-function listingDateOf(ms: number): string {
-  const second = Math.floor(ms / 1000);
-  if (second !== listingSecond.second) {
-    const iso = isoDateOf(second * 1000);
-    listingSecond = { second, text: iso.slice(0, iso.length - 4) };
-  }
-  const millis = ms - second * 1000;
-  return `${listingSecond.text}${millis < 10 ? '00' : millis < 100 ? '0' : ''}${millis}Z`;
+/** `<Owner>` of an owner ID (list-render.ts leaves a hole for it: display names live in the principal directory). */
+function ownerXml(context: RequestContext): (ownerId: string) => string {
+  return (ownerId) => owner(context, ownerId);
 }
 
 /** Whether the caller may see this listed version's metadata and tags; `latest`: it is the key's current version. */
@@ -204,10 +168,48 @@ function decodeToken(token: string): string {
   return Buffer.from(token, 'base64url').toString('utf8');
 }
 
+/**
+ * What a metadata=true listing shows of each entry: its metadata when the
+ * caller may read that version, else nothing (metadataFilter).
+ */
+function metadataXmlOf(filter: MetadataFilter | undefined): ListedMetadataXml | undefined {
+  return filter === undefined ? undefined : (version, latest) => (filter(version, latest) ? listedMetadataXml(version) : '');
+}
+
+/** The document: declaration, root with namespace, head elements, then the page's entries (bytes). */
+function listingDocument(root: string, head: string, entries: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${XML_DECLARATION}<${root} xmlns="${S3_NAMESPACE}">${head}`, 'utf8'), entries, Buffer.from(`</${root}>`, 'utf8')]);
+}
+
+/**
+ * The page's entries rendered: by the store where it reads them (a SQLite
+ * listing thread) when it can, else here from the entries it lists.
+ * metadata=true pages are always rendered here: each entry's metadata is
+ * judged by authorization.
+ */
+async function renderedKeys(context: RequestContext, request: ListRequest, rendering: PageRendering, metadata: MetadataFilter | undefined): Promise<RenderedPage> {
+  if (request.limit === 0) return renderListingPage({ kind: 'keys', result: await emptyPage(context) }, rendering);
+  if (metadata === undefined) {
+    const page = await context.engine.listRendered(request, rendering);
+    if (page !== undefined) return page;
+  }
+  return renderListingPage({ kind: 'keys', result: await context.engine.list(request) }, rendering, metadataXmlOf(metadata));
+}
+
+async function renderedVersions(context: RequestContext, request: ListVersionsRequest, rendering: PageRendering, metadata: MetadataFilter | undefined): Promise<RenderedPage> {
+  if (request.limit === 0) return renderListingPage({ kind: 'versions', result: await emptyPage(context) }, rendering);
+  if (metadata === undefined) {
+    const page = await context.engine.listVersionsRendered(request, rendering);
+    if (page !== undefined) return page;
+  }
+  return renderListingPage({ kind: 'versions', result: await context.engine.listVersions(request) }, rendering, metadataXmlOf(metadata));
+}
+
 export async function handleListObjects(context: RequestContext): Promise<S3Response> {
   const v2 = context.route.operation === 'ListObjectsV2';
   const query = context.route.query;
-  const encode = encoder(context);
+  const encodeUrl = encodesUrl(context);
+  const encode = encoder(encodeUrl);
   const prefix = query.get('prefix') ?? '';
   const delimiter = query.get('delimiter') ?? '';
   const maxKeys = queryInteger(context, 'max-keys', LIST_KEYS_MAX, 0, LIST_KEYS_MAX);
@@ -215,33 +217,29 @@ export async function handleListObjects(context: RequestContext): Promise<S3Resp
   const startAfter = v2 ? (query.get('start-after') ?? '') : (query.get('marker') ?? '');
   const after = token !== undefined ? decodeToken(token) : startAfter;
   const metadata = v2 ? await metadataFilter(context) : undefined;
-  const result = maxKeys === 0
-    ? await emptyPage(context)
-    : await context.engine.list({ bucket: context.route.bucket, prefix, delimiter, after, limit: maxKeys, ...(metadata === undefined ? {} : { withMetadata: true }) });
-  const owners = !v2 || query.get('fetch-owner') === 'true' ? ownerXmlFor(context) : undefined;
-  let body = '';
-  for (const entry of result.entries) {
-    body += entry.version === undefined ? commonPrefixXml(entry.key, encode) : contentsXml(entry.version, encode, owners, metadata);
-  }
-  const last = result.entries.at(-1)?.key;
+  const rendering: PageRendering = { encodeUrl, owners: !v2 || query.get('fetch-owner') === 'true' };
+  const request: ListRequest = { bucket: context.route.bucket, prefix, delimiter, after, limit: maxKeys, ...(metadata === undefined ? {} : { withMetadata: true }) };
+  const page = await renderedKeys(context, request, rendering, metadata);
+  const last = page.lastKey;
   // ListObjects v1 shows Prefix as sent even with encoding-type=url (clients decode only the other fields).
   let head = element('Name', context.route.bucket) + element('Prefix', v2 ? encode(prefix) : prefix);
   if (v2) {
     head += optionalElement('ContinuationToken', token) + (query.has('start-after') ? element('StartAfter', encode(startAfter)) : '');
-    head += element('KeyCount', result.entries.length);
-    if (result.isTruncated && last !== undefined) head += element('NextContinuationToken', encodeToken(last));
+    head += element('KeyCount', page.entries);
+    if (page.isTruncated && last !== undefined) head += element('NextContinuationToken', encodeToken(last));
   } else {
     head += element('Marker', encode(startAfter));
-    if (result.isTruncated && last !== undefined && delimiter !== '') head += element('NextMarker', encode(last));
+    if (page.isTruncated && last !== undefined && delimiter !== '') head += element('NextMarker', encode(last));
   }
   head += element('MaxKeys', maxKeys) + (delimiter === '' ? '' : element('Delimiter', encode(delimiter)));
-  head += encodingTypeElement(context) + element('IsTruncated', result.isTruncated);
-  return xmlResponse(document('ListBucketResult', head + body));
+  head += encodingTypeElement(context) + element('IsTruncated', page.isTruncated);
+  return xmlResponse(listingDocument('ListBucketResult', head, fillOwners(page, ownerXml(context))));
 }
 
 export async function handleListObjectVersions(context: RequestContext): Promise<S3Response> {
   const query = context.route.query;
-  const encode = encoder(context);
+  const encodeUrl = encodesUrl(context);
+  const encode = encoder(encodeUrl);
   const prefix = query.get('prefix') ?? '';
   const delimiter = query.get('delimiter') ?? '';
   const keyMarker = query.get('key-marker') ?? '';
@@ -251,34 +249,21 @@ export async function handleListObjectVersions(context: RequestContext): Promise
   }
   const maxKeys = queryInteger(context, 'max-keys', LIST_KEYS_MAX, 0, LIST_KEYS_MAX);
   const metadata = await metadataFilter(context);
-  const result = maxKeys === 0
-    ? await emptyPage(context)
-    : await context.engine.listVersions({ bucket: context.route.bucket, prefix, delimiter, keyMarker, versionIdMarker, limit: maxKeys, ...(metadata === undefined ? {} : { withMetadata: true }) });
-  let body = '';
-  for (const entry of result.entries) {
-    const version = entry.version;
-    if (version === undefined) {
-      body += commonPrefixXml(entry.key, encode);
-      continue;
-    }
-    const common = element('Key', encode(version.key)) + element('VersionId', version.versionId) + element('IsLatest', entry.isLatest) + element('LastModified', isoDateOf(version.lastModifiedMs));
-    body += version.isDeleteMarker
-      ? `<DeleteMarker>${common}${owner(context, version.ownerId)}</DeleteMarker>`
-      : `<Version>${common}${element('ETag', formatEtag(version.etag))}${element('Size', version.sizeBytes)}${owner(context, version.ownerId)}${storageClass()}${metadata !== undefined && metadata(version, entry.isLatest) ? listedMetadataXml(version) : ''}</Version>`;
-  }
+  const rendering: PageRendering = { encodeUrl, owners: true };
+  const request: ListVersionsRequest = { bucket: context.route.bucket, prefix, delimiter, keyMarker, versionIdMarker, limit: maxKeys, ...(metadata === undefined ? {} : { withMetadata: true }) };
+  const page = await renderedVersions(context, request, rendering, metadata);
   let head = element('Name', context.route.bucket) + element('Prefix', encode(prefix)) + element('KeyMarker', encode(keyMarker)) + element('VersionIdMarker', versionIdMarker);
-  const last = result.entries.at(-1);
-  if (result.isTruncated && last !== undefined) {
-    head += element('NextKeyMarker', encode(last.key));
-    if (last.version !== undefined) head += element('NextVersionIdMarker', last.version.versionId);
+  if (page.isTruncated && page.lastKey !== undefined) {
+    head += element('NextKeyMarker', encode(page.lastKey));
+    if (page.lastVersionId !== undefined) head += element('NextVersionIdMarker', page.lastVersionId);
   }
-  head += element('MaxKeys', maxKeys) + (delimiter === '' ? '' : element('Delimiter', encode(delimiter))) + encodingTypeElement(context) + element('IsTruncated', result.isTruncated);
-  return xmlResponse(document('ListVersionsResult', head + body));
+  head += element('MaxKeys', maxKeys) + (delimiter === '' ? '' : element('Delimiter', encode(delimiter))) + encodingTypeElement(context) + element('IsTruncated', page.isTruncated);
+  return xmlResponse(listingDocument('ListVersionsResult', head, fillOwners(page, ownerXml(context))));
 }
 
 export async function handleListMultipartUploads(context: RequestContext): Promise<S3Response> {
   const query = context.route.query;
-  const encode = encoder(context);
+  const encode = encoder(encodesUrl(context));
   const prefix = query.get('prefix') ?? '';
   const delimiter = query.get('delimiter') ?? '';
   const keyMarker = query.get('key-marker') ?? '';

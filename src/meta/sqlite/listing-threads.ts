@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { assert } from '../../util/assert.ts';
 import { startModuleThread } from '../../util/module-thread.ts';
-import type { ListRequest, ListUploadsRequest, ListUploadsResult, ListVersionsRequest } from '../metadata-store.ts';
+import type { ListRequest, ListUploadsRequest, ListUploadsResult, ListVersionsRequest, PageRendering, RenderedPage } from '../metadata-store.ts';
 import type { ListingPage } from './listing.ts';
 import { PAGE_CACHE_KIB_MAX } from './schema.ts';
 
@@ -51,16 +51,18 @@ export interface ListingThreadData {
   databasePath: string;
   busyTimeoutMs: number;
   pageCacheKib: number;
+  /** The module whose `renderPage` (a PageRenderer) renders pages asked `rendering`; absent: pages are never rendered here. */
+  rendererUrl: string | undefined;
 }
 
 export type ListingThreadRequest =
-  | { id: number; kind: 'keys'; request: ListRequest }
-  | { id: number; kind: 'versions'; request: ListVersionsRequest }
+  | { id: number; kind: 'keys'; request: ListRequest; rendering?: PageRendering }
+  | { id: number; kind: 'versions'; request: ListVersionsRequest; rendering?: PageRendering }
   | { id: number; kind: 'uploads'; request: ListUploadsRequest };
 
 export type ListingThreadReply =
   | { ready: true }
-  | { id: number; result: ListingPage | ListUploadsResult }
+  | { id: number; result: ListingPage | ListUploadsResult | RenderedPage }
   | { id: number; error: string };
 
 /** Keys and versions come back as the walk found them (listing.ts's ListingPage); uploads, rare, as entries. */
@@ -76,7 +78,7 @@ interface Requests {
 }
 
 interface Waiting {
-  resolve(result: Results[keyof Results] | undefined): void;
+  resolve(result: Results[keyof Results] | RenderedPage | undefined): void;
   reject(error: Error): void;
 }
 
@@ -102,6 +104,7 @@ class ListingThread {
  */
 export class ListingThreads {
   readonly #databasePath: string;
+  readonly #rendererUrl: string | undefined;
   readonly #onError: (error: unknown) => void;
   readonly #threads: (ListingThread | undefined)[];
   readonly #restartTimers = new Set<NodeJS.Timeout>();
@@ -113,9 +116,10 @@ export class ListingThreads {
   #stopped = false;
   #started = false;
 
-  constructor(databasePath: string, count: number, onError: (error: unknown) => void) {
+  constructor(databasePath: string, count: number, onError: (error: unknown) => void, rendererUrl?: string) {
     assert(Number.isInteger(count) && count >= 1 && count <= LISTING_THREADS_MAX, `listing threads: 1 to ${LISTING_THREADS_MAX}`);
     this.#databasePath = databasePath;
+    this.#rendererUrl = rendererUrl;
     this.#onError = onError;
     this.#threads = Array.from({ length: count }, () => undefined);
   }
@@ -150,11 +154,24 @@ export class ListingThreads {
 
   /** The listing from a thread; undefined when none is ready or its thread died (then list on the store's connection). */
   run<K extends keyof Requests>(kind: K, request: Requests[K]): Promise<Results[K] | undefined> {
+    return this.#post<Results[K]>({ id: this.#nextId++, kind, request } as ListingThreadRequest);
+  }
+
+  /**
+   * The page rendered on a thread (the renderer named at construction), its
+   * bytes transferred, not copied; undefined as for run, or when this store
+   * was given no renderer.
+   */
+  runRendered(kind: 'keys' | 'versions', request: Requests[typeof kind], rendering: PageRendering): Promise<RenderedPage | undefined> {
+    if (this.#rendererUrl === undefined) return Promise.resolve(undefined);
+    return this.#post<RenderedPage>({ id: this.#nextId++, kind, request, rendering } as ListingThreadRequest);
+  }
+
+  #post<T>(message: ListingThreadRequest): Promise<T | undefined> {
     this.start();
     if (this.readyCount === 0) return Promise.resolve(undefined);
     assert(this.#queue.length < REQUESTS_WAITING_MAX, 'listings waiting are bounded by the connections');
-    const message = { id: this.#nextId++, kind, request } as ListingThreadRequest;
-    return new Promise<Results[K] | undefined>((resolve, reject) => {
+    return new Promise<T | undefined>((resolve, reject) => {
       this.#queue.push({ message, resolve: resolve as Waiting['resolve'], reject });
       this.#dispatch();
     });
@@ -206,7 +223,7 @@ export class ListingThreads {
   }
 
   #spawn(slot: number): void {
-    const worker = startModuleThread(import.meta.url, 'listing-thread', { databasePath: this.#databasePath, busyTimeoutMs: BUSY_TIMEOUT_MS, pageCacheKib: PAGE_CACHE_KIB_MAX }, {
+    const worker = startModuleThread(import.meta.url, 'listing-thread', { databasePath: this.#databasePath, busyTimeoutMs: BUSY_TIMEOUT_MS, pageCacheKib: PAGE_CACHE_KIB_MAX, rendererUrl: this.#rendererUrl } satisfies ListingThreadData, {
       resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MIB_MAX, maxYoungGenerationSizeMb: THREAD_YOUNG_HEAP_MIB_MAX },
     });
     const thread = new ListingThread(worker);

@@ -15,6 +15,8 @@
  */
 import type Database from 'better-sqlite3';
 import type {
+  ListedContents,
+  ListedContentsResult,
   ListedMetadata,
   ListedVersion,
   ListRequest,
@@ -27,6 +29,8 @@ import type {
 } from '../metadata-store.ts';
 import { commonPrefixOf, compareKeys, prefixSuccessor } from '../key-order.ts';
 import type { ObjectChecksum } from '../types.ts';
+import type { ChecksumAlgorithm, ChecksumType } from '../../util/checksum.ts';
+import { assert } from '../../util/assert.ts';
 import { rowToUpload, type UploadRow } from './rows.ts';
 
 /** Rows one statement reads at most: a full page and the one row that tells whether it is truncated. */
@@ -320,6 +324,100 @@ export function listKeysPage(db: Database.Database, request: ListRequest): Listi
 export function keysResult(request: ListRequest, page: ListingPage): ListResult {
   return {
     entries: page.entries.map((entry) => (typeof entry === 'string' ? { key: entry } : { key: entry[0], version: listedVersionOf(request.bucket, entry, request.withMetadata) })),
+    isTruncated: page.isTruncated,
+  };
+}
+
+/**
+ * A key listing to be rendered (listing-thread.ts): only the columns a
+ * ListObjects entry shows, the owner only when the page shows owners. Rows
+ * are [key, size, etag, last-modified, checksum JSON, owner?].
+ */
+type ShownRow = [key: string, sizeBytes: number, etag: string, lastModifiedMs: number, checksum: string | null, ownerId?: string];
+
+/**
+ * The checksum's algorithm and type, space-separated, or NULL without one: a
+ * listing shows only these two, and splitting them costs a fraction of a
+ * JSON.parse of the whole checksum per row (~1 µs, 1 ms a page).
+ */
+const SHOWN_CHECKSUM = "(meta ->> '$.checksum.algorithm') || ' ' || (meta ->> '$.checksum.type')";
+
+function shownChecksumOf(text: string | null): ListedContents['checksum'] {
+  if (text === null) return null;
+  const space = text.indexOf(' ');
+  return { algorithm: text.slice(0, space) as ChecksumAlgorithm, type: text.slice(space + 1) as ChecksumType };
+}
+
+interface ShownStatements {
+  readonly after: Database.Statement;
+  readonly from: Database.Statement;
+  /** As after/from, below an upper bound (the prefix's successor): read whole with all(), never past the prefix. */
+  readonly afterBelow: Database.Statement;
+  readonly fromBelow: Database.Statement;
+}
+
+const shownStatementCache = new WeakMap<Database.Database, { plain?: ShownStatements; withOwners?: ShownStatements }>();
+
+function shownStatementsFor(db: Database.Database, owners: boolean): ShownStatements {
+  let cached = shownStatementCache.get(db);
+  if (cached === undefined) {
+    cached = {};
+    shownStatementCache.set(db, cached);
+  }
+  const columns = `key, size_bytes, etag, last_modified_ms, ${SHOWN_CHECKSUM}${owners ? ', owner_id' : ''}`;
+  const visible = 'bucket = ? AND is_latest = 1 AND is_delete_marker = 0';
+  const prepare = (): ShownStatements => ({
+    after: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? ORDER BY key LIMIT ?`).raw(true),
+    from: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key >= ? ORDER BY key LIMIT ?`).raw(true),
+    afterBelow: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? AND key < ? ORDER BY key LIMIT ?`).raw(true),
+    fromBelow: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key >= ? AND key < ? ORDER BY key LIMIT ?`).raw(true),
+  });
+  return owners ? (cached.withOwners ??= prepare()) : (cached.plain ??= prepare());
+}
+
+export function listShownKeys(db: Database.Database, request: ListRequest, owners: boolean): ListedContentsResult {
+  assert(request.withMetadata !== true, 'a listing with metadata is not rendered where it is read');
+  const s = statementsFor(db, false);
+  const shown = shownStatementsFor(db, owners);
+  // Without a delimiter nothing ends a batch early but the prefix's end, so a
+  // batch is read whole (all() costs ~0.3-0.8 ms less per 1000 rows than
+  // stepping an iterator), bounded by the prefix's successor so it never reads
+  // keys past it. With a delimiter, rows are read lazily: a common prefix
+  // stops the batch.
+  const below = request.prefix === '' ? undefined : prefixSuccessor(request.prefix);
+  const readWhole = request.delimiter === '' && (request.prefix === '' || below !== undefined);
+  const fetch: FetchRows<ShownRow> = (cursor, limit) => {
+    if (!readWhole) return (cursor.inclusive ? shown.from : shown.after).iterate(request.bucket, cursor.key, limit) as Iterable<ShownRow>;
+    if (below === undefined) return (cursor.inclusive ? shown.from : shown.after).all(request.bucket, cursor.key, limit) as ShownRow[];
+    return (cursor.inclusive ? shown.fromBelow : shown.afterBelow).all(request.bucket, cursor.key, below, limit) as ShownRow[];
+  };
+  const page = inReadTransaction(db, s, () =>
+    walk<ShownRow, ShownRow | string>({
+      prefix: request.prefix,
+      delimiter: request.delimiter,
+      start: { key: request.after, inclusive: request.after === '' },
+      leading: [],
+      limit: request.limit,
+      fetch,
+      seek: (key) => s.visibleKeyFrom.get(request.bucket, key) as string | undefined,
+      keyOf: (row) => row[0],
+      entryOf: (row) => row,
+      prefixEntry: (key) => key,
+    }),
+  );
+  return {
+    entries: page.entries.map((entry) => {
+      if (typeof entry === 'string') return { key: entry };
+      const version: ListedContents = {
+        key: entry[0],
+        sizeBytes: entry[1],
+        etag: entry[2],
+        lastModifiedMs: entry[3],
+        checksum: shownChecksumOf(entry[4]),
+        ownerId: entry[5] ?? '',
+      };
+      return { key: entry[0], version };
+    }),
     isTruncated: page.isTruncated,
   };
 }

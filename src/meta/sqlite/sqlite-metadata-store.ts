@@ -21,6 +21,8 @@ import {
   type ListUploadsResult,
   type ListVersionsRequest,
   type ListVersionsResult,
+  type PageRendering,
+  type RenderedPage,
   type MetadataStore,
   type PlacedBlob,
   type PurgeEntry,
@@ -155,10 +157,13 @@ export class SqliteMetadataStore implements MetadataStore {
    * @param listingThreads list on this many threads with their own read-only
    *   connections (a server; LISTING_THREADS_DEFAULT), not on the event loop.
    *   Ignored for an in-memory database, which no other connection can open.
+   * @param listingRendererUrl the module whose `renderPage` renders pages on
+   *   the listing threads (the S3 front's LISTING_RENDERER_URL); without it
+   *   listRendered answers undefined and callers render.
    */
   constructor(
     path: string,
-    options: { onBucketsChanged?: () => void; soleWriter?: boolean; onUnusable?: (reason: string) => void; listingThreads?: number; onListingThreadError?: (error: unknown) => void } = {},
+    options: { onBucketsChanged?: () => void; soleWriter?: boolean; onUnusable?: (reason: string) => void; listingThreads?: number; onListingThreadError?: (error: unknown) => void; listingRendererUrl?: string } = {},
   ) {
     this.#onBucketsChanged = options.onBucketsChanged ?? (() => undefined);
     this.#onUnusable = options.onUnusable ?? (() => undefined);
@@ -195,7 +200,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#wal = path === ':memory:' ? undefined : new WalSync(`${path}-wal`, () => this.#filesProblem());
       // After the schema exists: the threads open the database read-only.
       const threads = options.listingThreads ?? 0;
-      this.#listingThreads = path === ':memory:' || threads === 0 ? undefined : new ListingThreads(path, threads, options.onListingThreadError ?? (() => undefined));
+      this.#listingThreads = path === ':memory:' || threads === 0 ? undefined : new ListingThreads(path, threads, options.onListingThreadError ?? (() => undefined), options.listingRendererUrl);
     } catch (error) {
       for (const file of this.#files) file.close();
       this.#db.close();
@@ -869,6 +874,15 @@ export class SqliteMetadataStore implements MetadataStore {
   async listVersions(request: ListVersionsRequest): Promise<ListVersionsResult> {
     const page = await this.#listingThreads?.run('versions', request);
     return page === undefined ? listVersions(this.#db, request) : versionsResult(request, page);
+  }
+
+  /** Rendered on a listing thread when one is ready (listing-threads.ts); on the event loop the caller renders. */
+  async listRendered(request: ListRequest, rendering: PageRendering): Promise<RenderedPage | undefined> {
+    return this.#listingThreads?.runRendered('keys', request, rendering);
+  }
+
+  async listVersionsRendered(request: ListVersionsRequest, rendering: PageRendering): Promise<RenderedPage | undefined> {
+    return this.#listingThreads?.runRendered('versions', request, rendering);
   }
 
   async createUpload(record: UploadRecord): Promise<void> {
