@@ -7,6 +7,7 @@ import { WORKERS_MAX } from './cluster.ts';
 import { loadConfig } from './config/config.ts';
 import { PRINCIPALS_USAGE, principalsCommand } from './principals/cli.ts';
 import { startTalus } from './talus.ts';
+import { applyServerHeapPolicy } from './util/heap-policy.ts';
 
 const USAGE = `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1] [--workers 1]
                     [--config talus.toml] [--adopt-metadata] [--meta postgres://…] [--console-address [HOST]:PORT|none]
@@ -101,6 +102,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined || command === 'help' || command === '--help' ? 0 : 2;
   }
+  // Before the server allocates: bounds what V8 keeps of its garbage (util/heap-policy.ts).
+  applyServerHeapPolicy();
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,

@@ -28,6 +28,7 @@ import type { TalusConfig } from './config/config.ts';
 import type { Logger } from './util/logger.ts';
 import type { MetricSnapshot } from './metrics/registry.ts';
 import type { AuditEntry } from './audit/audit-log.ts';
+import { HEAP_GROWING_PERCENT } from './util/heap-policy.ts';
 
 /** What a worker needs to serve; everything else it reads from the data directory. */
 export interface WorkerSettings {
@@ -94,9 +95,10 @@ export const WORKER_START_FAILURES_MAX = 6;
  * per process at the same CPU per request (measured: 4 KiB PUT 127-140 vs
  * 130-152 us, peak RSS 139 vs 160 MiB after 100k PUTs). Only processes Talus
  * starts itself get it; a server started as `node bin/talus.js` can be given
- * it in NODE_OPTIONS.
+ * it in NODE_OPTIONS. The old generation's growth is the server's heap policy
+ * (util/heap-policy.ts), given here on the command line.
  */
-const WORKER_V8_FLAGS = ['--max-semi-space-size=4'];
+const WORKER_V8_FLAGS = ['--max-semi-space-size=4', `--heap-growing-percent=${HEAP_GROWING_PERCENT}`];
 
 export class WorkerPool {
   readonly #settings: WorkerSettings;

@@ -206,6 +206,15 @@ function baseHeaders(requestId: string): Record<string, string> {
   return { 'x-amz-request-id': requestId, 'x-amz-id-2': requestId, server: 'Talus' };
 }
 
+/**
+ * A string body longer than this (a listing page: ~200 KB of XML) is written
+ * as a Buffer. V8 keeps strings over ~128 KiB in its large-object space,
+ * freed only by a full mark-compact; node:http would flatten such a body twice
+ * (its length, then headers + body as one string), leaving two dead copies
+ * in the old generation per response (docs/PERFORMANCE.md, "Memory, round 3").
+ */
+const FLAT_STRING_BODY_CHARS_MAX = 16 * 1024;
+
 /** Writes the response; a promise only while a streamed body is still flowing (undefined once a small body was written). */
 function sendResponse(request: IncomingMessage, response: ServerResponse, method: string, requestId: string, result: S3Response, timing: Timing): Promise<void> | undefined {
   const body = result.body;
@@ -220,7 +229,7 @@ function sendResponse(request: IncomingMessage, response: ServerResponse, method
     headers['connection'] = 'close';
     response.once('finish', () => drain(request));
   }
-  const bytes = body === undefined || body instanceof Readable || method === 'HEAD' ? undefined : body;
+  const bytes = body === undefined || body instanceof Readable || method === 'HEAD' ? undefined : typeof body === 'string' && body.length > FLAT_STRING_BODY_CHARS_MAX ? Buffer.from(body) : body;
   if (bytes !== undefined) headers['content-length'] = String(Buffer.byteLength(bytes));
   else if (body === undefined && method !== 'HEAD') headers['content-length'] ??= '0';
   try {
