@@ -233,6 +233,7 @@ describe('objects', () => {
 
   test('CopyObject onto itself needs REPLACE; copy-source conditions answer 412', async () => {
     const put = await talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'copy/self', Body: 'self', Metadata: { v: '1' } }));
+    assert.deepEqual((await talus.client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'copy/self' }))).Metadata, { v: '1' });
     const source = `${bucket}/copy/self`;
     await assert.rejects(talus.client.send(new CopyObjectCommand({ Bucket: bucket, Key: 'copy/self', CopySource: source })), { name: 'InvalidRequest' });
     await talus.client.send(new CopyObjectCommand({ Bucket: bucket, Key: 'copy/self', CopySource: source, MetadataDirective: 'REPLACE', Metadata: { v: '2' } }));
@@ -253,8 +254,11 @@ describe('objects', () => {
     assert.equal(got.TagCount, 2);
     await talus.client.send(new PutObjectTaggingCommand({ Bucket: bucket, Key: 'tagged', Tagging: { TagSet: [{ Key: 'c', Value: '3' }] } }));
     assert.deepEqual((await talus.client.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'tagged' }))).TagSet, [{ Key: 'c', Value: '3' }]);
+    // GET/HEAD headers are kept per cached version: a tagging change must show at once.
+    assert.equal((await talus.client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'tagged' }))).TagCount, 1);
     await talus.client.send(new DeleteObjectTaggingCommand({ Bucket: bucket, Key: 'tagged' }));
     assert.deepEqual((await talus.client.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'tagged' }))).TagSet, []);
+    assert.equal((await talus.client.send(new GetObjectCommand({ Bucket: bucket, Key: 'tagged' }))).TagCount, undefined);
     const eleven = Array.from({ length: 11 }, (_, i) => ({ Key: `k${i}`, Value: 'v' }));
     await assert.rejects(talus.client.send(new PutObjectTaggingCommand({ Bucket: bucket, Key: 'tagged', Tagging: { TagSet: eleven } })), { name: 'InvalidTag' });
     await assert.rejects(talus.client.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'untagged-missing' })), { name: 'NoSuchKey' });

@@ -71,8 +71,8 @@ export interface GetObjectResult {
   /** Whether the bucket has (ever had) versioning, so the version ID is shown. */
   showVersionId: boolean;
   partsCount: number | undefined;
-  /** Opens the body (the bytes themselves for small objects); HEAD never calls it. */
-  open(): Promise<Buffer | Readable>;
+  /** Opens the body: the bytes themselves, synchronously, for small (inline) objects, else a stream; HEAD never calls it. */
+  open(): Buffer | Promise<Readable>;
 }
 
 export interface DeleteResult {

@@ -97,7 +97,9 @@ export class RequestAccess {
     this.directory = directory;
     this.principal = principal;
     this.canonicalId = principal.kind === 'user' ? principal.canonicalId : principal.kind === 'root' ? directory.rootCanonicalId : ANONYMOUS_CANONICAL_ID;
-    this.#facts = { ...facts, principal };
+    // Not `{ ...facts, principal }`: V8 leaves its fast clone path when a property follows the spread,
+    // and that literal alone cost 1.5-3 µs of every request (issue 17, round 3); this copy ~0.3 µs.
+    this.#facts = Object.assign({}, facts, { principal });
     this.keys = requestConditionKeys(this.#facts);
   }
 
@@ -235,16 +237,15 @@ function compileBucketAccess(record: BucketRecord, owner: string): BucketAccess 
 export function requestFacts(request: IncomingMessage, query: ReadonlyMap<string, string>, nowMs: number): Omit<RequestFacts, 'principal'> {
   const presigned = query.has('X-Amz-Signature');
   const source = socketSource(request);
-  const facts: Omit<RequestFacts, 'principal'> = {
+  // One literal with every field, so every request's facts share one shape (cheap to copy).
+  return {
     sourceIp: source.sourceIp,
     secureTransport: source.secureTransport,
     nowMs,
     headers: request.headers,
     query,
+    authType: presigned ? 'REST-QUERY-STRING' : request.headers.authorization !== undefined ? 'REST-HEADER' : undefined,
   };
-  if (presigned) facts.authType = 'REST-QUERY-STRING';
-  else if (request.headers.authorization !== undefined) facts.authType = 'REST-HEADER';
-  return facts;
 }
 
 /**
