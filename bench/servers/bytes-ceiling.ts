@@ -63,10 +63,16 @@ async function createGetFile(): Promise<void> {
 async function put(request: IncomingMessage, response: ServerResponse): Promise<void> {
   const path = join(config.directory, `put-${process.pid}-${putCounter++}`);
   // flush: fsync before close (Node ≥ 20.10), so the answer comes after the bytes are durable.
-  await pipeline(request, createWriteStream(path, { flush: true, highWaterMark: WRITE_CHUNK_BYTES }));
+  const file = createWriteStream(path, { flush: true, highWaterMark: WRITE_CHUNK_BYTES });
+  try {
+    await pipeline(request, file);
+  } catch (error) {
+    void unlink(path).catch(() => undefined);
+    throw error;
+  }
   response.writeHead(config.put.status, config.put.headers);
   response.end();
-  keep(path, Number(request.headers['content-length'] ?? 0));
+  keep(path, file.bytesWritten);
 }
 
 /** Keeps a written file, removing the oldest beyond KEPT_BYTES_MAX. */
