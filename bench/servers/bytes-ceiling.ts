@@ -27,10 +27,25 @@ export interface BytesCeilingConfig extends BaselineConfig {
 /** Talus reads blobs in 256 KiB chunks (src/blob/fs/fs-blob-store.ts): the same here. */
 const READ_CHUNK_BYTES = 256 * 1024;
 const WRITE_CHUNK_BYTES = 1024 * 1024;
+/**
+ * PUT bytes kept on disk. Not unlinking each file at once is what makes the
+ * ceiling fair: a file removed right after its fsync frees its page-cache
+ * pages, and the next PUT's writes land in those very pages, already mapped.
+ * Talus keeps every object, so its writes take fresh pages, and on this
+ * kind of VM (free pages reported to the host, virtio-balloon
+ * page_reporting) a fresh page faults on the host on first touch: 64 MiB
+ * written into kept files cost 150-180 ms of CPU, into files unlinked after
+ * each write 23-31 ms (/tmp measurement in docs/PERFORMANCE.md, "64 MiB
+ * PUT, round 3"). 8 GiB outlasts any run of the suite (4 s at < 1 GiB/s)
+ * and still bounds the disk a long run can fill.
+ */
+const KEPT_BYTES_MAX = 8 * 1024 * 1024 * 1024;
 
 const config = readConfig<BytesCeilingConfig>();
 const getFile = join(config.directory, 'get-object');
 let putCounter = 0;
+const keptFiles: { path: string; bytes: number }[] = [];
+let keptBytes = 0;
 
 async function createGetFile(): Promise<void> {
   const chunk = randomBytes(WRITE_CHUNK_BYTES);
@@ -48,10 +63,27 @@ async function createGetFile(): Promise<void> {
 async function put(request: IncomingMessage, response: ServerResponse): Promise<void> {
   const path = join(config.directory, `put-${process.pid}-${putCounter++}`);
   // flush: fsync before close (Node ≥ 20.10), so the answer comes after the bytes are durable.
-  await pipeline(request, createWriteStream(path, { flush: true, highWaterMark: WRITE_CHUNK_BYTES }));
+  const file = createWriteStream(path, { flush: true, highWaterMark: WRITE_CHUNK_BYTES });
+  try {
+    await pipeline(request, file);
+  } catch (error) {
+    void unlink(path).catch(() => undefined);
+    throw error;
+  }
   response.writeHead(config.put.status, config.put.headers);
   response.end();
-  response.once('finish', () => void unlink(path).catch(() => undefined));
+  keep(path, file.bytesWritten);
+}
+
+/** Keeps a written file, removing the oldest beyond KEPT_BYTES_MAX. */
+function keep(path: string, bytes: number): void {
+  keptFiles.push({ path, bytes });
+  keptBytes += bytes;
+  while (keptBytes > KEPT_BYTES_MAX && keptFiles.length > 1) {
+    const oldest = keptFiles.shift()!;
+    keptBytes -= oldest.bytes;
+    void unlink(oldest.path).catch(() => undefined);
+  }
 }
 
 async function get(response: ServerResponse): Promise<void> {

@@ -41,20 +41,35 @@ export interface ComparisonResult {
 export async function compare(context: SuiteContext, comparison: Comparison): Promise<ComparisonResult> {
   const result: ComparisonResult = { rows: [], notes: [] };
   const talus = await context.talus();
-  await runOn(context, talus, comparison, result);
-  for (const settings of await comparison.baselines(talus)) {
-    await context.withBaseline(settings, (baseline) => runOn(context, baseline, comparison, result));
+  // Talus's clean-up waits until the baselines have run: deleting what its
+  // run wrote frees that many page-cache pages, and a baseline run right
+  // after would write into them, already mapped, while Talus's run had to
+  // take fresh ones, which on this kind of VM fault on the host at first
+  // touch (docs/PERFORMANCE.md, "64 MiB PUT, round 3": ~100 ms of CPU per
+  // 64 MiB written).
+  await runOn(context, talus, comparison, result, false);
+  try {
+    for (const settings of await comparison.baselines(talus)) {
+      await context.withBaseline(settings, (baseline) => runOn(context, baseline, comparison, result));
+    }
+  } finally {
+    await cleanUp(talus, comparison, result);
   }
   if (comparison.skipPeer !== true) await runOn(context, await context.s3rver(), comparison, result);
   return result;
 }
 
-async function runOn(context: SuiteContext, server: RunningServer, comparison: Comparison, result: ComparisonResult): Promise<void> {
+async function runOn(context: SuiteContext, server: RunningServer, comparison: Comparison, result: ComparisonResult, cleanUpAfter = true): Promise<void> {
   // Baselines store nothing: only the S3 servers have data to make or remove.
   const stores = server.kind === 'talus' || server.kind === 's3rver';
   if (stores) await comparison.prepare(server);
   if (comparison.warmUp !== false && context.settings.warmUpMs > 0) await comparison.drive(server, context.settings.warmUpMs);
   result.rows.push(await measure(comparison.workload, server, comparison.driver, () => comparison.drive(server, comparison.durationMs)));
+  if (cleanUpAfter) await cleanUp(server, comparison, result);
+}
+
+async function cleanUp(server: RunningServer, comparison: Comparison, result: ComparisonResult): Promise<void> {
+  const stores = server.kind === 'talus' || server.kind === 's3rver';
   if (!stores || comparison.afterRun === undefined) return;
   try {
     await comparison.afterRun(server);
