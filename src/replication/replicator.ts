@@ -25,7 +25,7 @@ import type { Backend } from '../backend/backend.ts';
 import type { ReplicationConfig } from '../config/config.ts';
 import type { Logger } from '../util/logger.ts';
 import { firstLoggedChange, installChangeCapture, lastChangeNumber, trimChanges } from './change-capture.ts';
-import { encodeSnapshotFile, uploadObject } from './replica-object.ts';
+import { encodeSnapshotFile, uploadObject, type ReplicaBody } from './replica-object.ts';
 import { parseReplicaKey, segmentKey, snapshotKey, storePrefix } from './replica-names.ts';
 import { SegmentCutter } from './segment-cutter.ts';
 import { copyDatabase } from './snapshot-copy.ts';
@@ -89,6 +89,8 @@ export class MetadataReplicator {
   #stopped = false;
   /** Backends with an upload in flight (see #uploadToQuorum). */
   readonly #busy = new Set<string>();
+  /** Every upload in flight, the ones past their quorum included: stop() lets them end. */
+  readonly #uploads = new Set<Promise<unknown>>();
   /** Warn once per backend and kind of failure, not every second. */
   readonly #warned = new Set<string>();
 
@@ -204,7 +206,7 @@ export class MetadataReplicator {
       const segment = await this.#cutter.cut(this.#shipped);
       if (segment === undefined) return;
       const { storeId, epoch } = this.#options;
-      await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to, segment.complete), segment.body);
+      await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to, segment.complete), segment.parts);
       this.#shipped = segment.to;
       this.#segmentsShipped++;
     }
@@ -257,9 +259,9 @@ export class MetadataReplicator {
    * segment is skipped for the next, so a hung backend holds at most one
    * segment upload: it misses segments, which restore reads from the others.
    */
-  #uploadToQuorum(key: string, body: Buffer | { path: string }): Promise<void> {
+  #uploadToQuorum(key: string, body: ReplicaBody): Promise<void> {
     const { targets, config } = this.#options;
-    const waitForAll = !Buffer.isBuffer(body);
+    const waitForAll = 'path' in body;
     return new Promise<void>((resolve, reject) => {
       let stored = 0;
       let ended = 0;
@@ -282,7 +284,9 @@ export class MetadataReplicator {
           continue;
         }
         if (!waitForAll) this.#busy.add(backend.name);
-        void withTimeout(uploadObject(backend, key, body), UPLOAD_TIMEOUT_MS, `${backend.name}: upload of ${key}`)
+        const upload = withTimeout(uploadObject(backend, key, body), UPLOAD_TIMEOUT_MS, `${backend.name}: upload of ${key}`);
+        this.#uploads.add(upload);
+        void upload
           .then(
             () => {
               stored++;
@@ -292,6 +296,7 @@ export class MetadataReplicator {
             (error: unknown) => this.#warnOnce(`upload:${backend.name}`, 'a metadata replica could not be stored on a backend', error, { backend: backend.name }),
           )
           .finally(() => {
+            this.#uploads.delete(upload);
             if (!waitForAll) this.#busy.delete(backend.name);
             ended++;
             settle();
@@ -339,6 +344,8 @@ export class MetadataReplicator {
     await withTimeout(this.shipNow(), graceMs, 'final metadata replication round').catch((error: unknown) =>
       this.#options.logger.warn('metadata changes not shipped at shutdown; the next start ships them', { error: String(error) }),
     );
+    // A segment's round ends at its quorum; the uploads to the other backends end here, so none writes after stop().
+    await withTimeout(Promise.allSettled([...this.#uploads]), graceMs, 'metadata replica uploads in flight').catch(() => undefined);
     await this.#cutter.stop();
     this.#trim();
     this.#db.close();
