@@ -100,6 +100,11 @@ export class MetadataReplicator {
     this.#db = new Database(options.databasePath);
     this.#db.pragma(`busy_timeout = ${TRIM_BUSY_TIMEOUT_MS}`);
     installChangeCapture(this.#db);
+    // The trims are this connection's only writes, on the event loop: no fsync of the WAL there (a trim lost
+    // to a power cut leaves shipped changes logged, which the next start ships again: harmless), and no
+    // checkpoint inside one either (the WAL checkpointer's thread does them).
+    this.#db.pragma('synchronous = NORMAL');
+    this.#db.pragma('wal_autocheckpoint = 0');
     this.#reader = options.readConnection ?? this.#db;
     this.#cutter = new SegmentCutter({ databasePath: options.databasePath, storeId: options.storeId, epoch: options.epoch, key: options.config.key });
     // Changes still logged were not on a quorum when the last run ended: ship them again.
