@@ -104,12 +104,21 @@ type HeaderFields = Omit<ReplicaHeader, 'kind' | 'compression' | 'cipher' | 'non
 
 /** A segment's object bytes. */
 export async function encodeSegmentObject(fields: HeaderFields, plain: Buffer, key: Buffer | undefined): Promise<Buffer> {
+  return Buffer.concat(await encodeSegmentObjectParts(fields, plain, key));
+}
+
+/**
+ * A segment's object as parts to store one after the other: the header,
+ * then the body (the payload itself when it does not compress), not copied
+ * into one buffer with the header (~3 µs of CPU per 4 KiB PUT shipped).
+ */
+export async function encodeSegmentObjectParts(fields: HeaderFields, plain: Buffer, key: Buffer | undefined): Promise<Buffer[]> {
   const { compression, body: compressed } = await compressSegment(plain);
   const header = headerFields('segment', fields, { bytes: plain.length, sha256: createHash('sha256').update(plain).digest('hex') }, key, compression);
   const head = prefix(header);
   const cipher = cipherFor(header, key, head);
-  if (cipher === undefined) return Buffer.concat([head, compressed]);
-  return Buffer.concat([head, cipher.update(compressed), cipher.final(), cipher.getAuthTag()]);
+  if (cipher === undefined) return [head, compressed];
+  return [head, cipher.update(compressed), cipher.final(), cipher.getAuthTag()];
 }
 
 /** Brotli when it is worth its CPU on this payload (judged on its tail), else the payload as it is. */
@@ -143,13 +152,17 @@ export async function encodeSnapshotFile(fields: HeaderFields, databasePath: str
   return header;
 }
 
-/** Uploads a file or buffer as `key`, replacing any object there. */
-export async function uploadObject(backend: Backend, key: string, body: Buffer | { path: string }): Promise<void> {
-  const sizeBytes = Buffer.isBuffer(body) ? body.length : (await stat(body.path)).size;
+/** What uploadObject stores: bytes in memory (one buffer, or parts one after the other) or a file's. */
+export type ReplicaBody = Buffer | readonly Buffer[] | { path: string };
+
+/** Uploads a file or buffer(s) as `key`, replacing any object there. */
+export async function uploadObject(backend: Backend, key: string, body: ReplicaBody): Promise<void> {
+  const inMemory = Buffer.isBuffer(body) || Array.isArray(body);
+  const sizeBytes = Buffer.isBuffer(body) ? body.length : Array.isArray(body) ? body.reduce((sum, part) => sum + part.length, 0) : (await stat((body as { path: string }).path)).size;
   const writer = backend.create(key, sizeBytes);
   try {
-    if (Buffer.isBuffer(body)) await writer.write(body);
-    else for await (const chunk of createReadStream(body.path, { highWaterMark: 1024 * 1024 })) await writer.write(chunk as Buffer);
+    if (inMemory) await writer.write(body as Buffer | readonly Buffer[]);
+    else for await (const chunk of createReadStream((body as { path: string }).path, { highWaterMark: 1024 * 1024 })) await writer.write(chunk as Buffer);
     await writer.commit();
   } catch (error) {
     await writer.abort();

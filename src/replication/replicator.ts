@@ -25,7 +25,7 @@ import type { Backend } from '../backend/backend.ts';
 import type { ReplicationConfig } from '../config/config.ts';
 import type { Logger } from '../util/logger.ts';
 import { firstLoggedChange, installChangeCapture, lastChangeNumber, trimChanges } from './change-capture.ts';
-import { encodeSnapshotFile, uploadObject } from './replica-object.ts';
+import { encodeSnapshotFile, uploadObject, type ReplicaBody } from './replica-object.ts';
 import { parseReplicaKey, segmentKey, snapshotKey, storePrefix } from './replica-names.ts';
 import { SegmentCutter } from './segment-cutter.ts';
 import { copyDatabase } from './snapshot-copy.ts';
@@ -89,6 +89,8 @@ export class MetadataReplicator {
   #stopped = false;
   /** Backends with an upload in flight (see #uploadToQuorum). */
   readonly #busy = new Set<string>();
+  /** Every upload in flight, the ones past their quorum included: stop() lets them end. */
+  readonly #uploads = new Set<Promise<unknown>>();
   /** Warn once per backend and kind of failure, not every second. */
   readonly #warned = new Set<string>();
 
@@ -98,6 +100,11 @@ export class MetadataReplicator {
     this.#db = new Database(options.databasePath);
     this.#db.pragma(`busy_timeout = ${TRIM_BUSY_TIMEOUT_MS}`);
     installChangeCapture(this.#db);
+    // The trims are this connection's only writes, on the event loop: no fsync of the WAL there (a trim lost
+    // to a power cut leaves shipped changes logged, which the next start ships again: harmless), and no
+    // checkpoint inside one either (the WAL checkpointer's thread does them).
+    this.#db.pragma('synchronous = NORMAL');
+    this.#db.pragma('wal_autocheckpoint = 0');
     this.#reader = options.readConnection ?? this.#db;
     this.#cutter = new SegmentCutter({ databasePath: options.databasePath, storeId: options.storeId, epoch: options.epoch, key: options.config.key });
     // Changes still logged were not on a quorum when the last run ended: ship them again.
@@ -204,7 +211,7 @@ export class MetadataReplicator {
       const segment = await this.#cutter.cut(this.#shipped);
       if (segment === undefined) return;
       const { storeId, epoch } = this.#options;
-      await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to, segment.complete), segment.body);
+      await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to, segment.complete), segment.parts);
       this.#shipped = segment.to;
       this.#segmentsShipped++;
     }
@@ -257,9 +264,9 @@ export class MetadataReplicator {
    * segment is skipped for the next, so a hung backend holds at most one
    * segment upload: it misses segments, which restore reads from the others.
    */
-  #uploadToQuorum(key: string, body: Buffer | { path: string }): Promise<void> {
+  #uploadToQuorum(key: string, body: ReplicaBody): Promise<void> {
     const { targets, config } = this.#options;
-    const waitForAll = !Buffer.isBuffer(body);
+    const waitForAll = 'path' in body;
     return new Promise<void>((resolve, reject) => {
       let stored = 0;
       let ended = 0;
@@ -282,7 +289,9 @@ export class MetadataReplicator {
           continue;
         }
         if (!waitForAll) this.#busy.add(backend.name);
-        void withTimeout(uploadObject(backend, key, body), UPLOAD_TIMEOUT_MS, `${backend.name}: upload of ${key}`)
+        const upload = withTimeout(uploadObject(backend, key, body), UPLOAD_TIMEOUT_MS, `${backend.name}: upload of ${key}`);
+        this.#uploads.add(upload);
+        void upload
           .then(
             () => {
               stored++;
@@ -292,6 +301,7 @@ export class MetadataReplicator {
             (error: unknown) => this.#warnOnce(`upload:${backend.name}`, 'a metadata replica could not be stored on a backend', error, { backend: backend.name }),
           )
           .finally(() => {
+            this.#uploads.delete(upload);
             if (!waitForAll) this.#busy.delete(backend.name);
             ended++;
             settle();
@@ -339,6 +349,8 @@ export class MetadataReplicator {
     await withTimeout(this.shipNow(), graceMs, 'final metadata replication round').catch((error: unknown) =>
       this.#options.logger.warn('metadata changes not shipped at shutdown; the next start ships them', { error: String(error) }),
     );
+    // A segment's round ends at its quorum; the uploads to the other backends end here, so none writes after stop().
+    await withTimeout(Promise.allSettled([...this.#uploads]), graceMs, 'metadata replica uploads in flight').catch(() => undefined);
     await this.#cutter.stop();
     this.#trim();
     this.#db.close();

@@ -9,8 +9,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { assert } from '../util/assert.ts';
-import { encodeSegmentObject } from './replica-object.ts';
-import { cutSegment, encodeSegment } from './segment.ts';
+import { encodeSegmentObjectParts } from './replica-object.ts';
+import { cutEncodedSegment } from './segment.ts';
 import type { CutReply, CutRequest, CutterData } from './segment-cutter.ts';
 
 const data = workerData as CutterData;
@@ -18,16 +18,22 @@ const port = parentPort;
 assert(port !== null, 'segment-cutter-thread runs as a worker thread');
 const db = new Database(data.databasePath, { readonly: true, fileMustExist: true });
 db.pragma(`busy_timeout = ${data.busyTimeoutMs}`);
+// The DISTINCT of each cut's keys sorts in memory, never in a temporary file.
+db.pragma('temp_store = MEMORY');
 const key = data.key === undefined ? undefined : Buffer.from(data.key);
 
 async function answer(request: CutRequest): Promise<{ reply: CutReply; transfer: ArrayBuffer[] }> {
-  const segment = cutSegment(db, request.from);
+  const segment = cutEncodedSegment(db, request.from);
   if (segment === undefined) return { reply: { id: request.id, segment: undefined }, transfer: [] };
   const fields = { storeId: data.storeId, epoch: data.epoch, from: segment.from, to: segment.to, complete: segment.complete };
-  const body = await encodeSegmentObject(fields, encodeSegment(segment), key);
-  // Moved, not copied, when the object owns its memory (it does past Buffer's pool size).
-  const owns = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength && body.buffer instanceof ArrayBuffer;
-  return { reply: { id: request.id, segment: { from: segment.from, to: segment.to, complete: segment.complete, body } }, transfer: owns ? [body.buffer as ArrayBuffer] : [] };
+  const parts = await encodeSegmentObjectParts(fields, segment.payload, key);
+  // Moved, not copied, where a part owns its memory (the payload and brotli's output do; small parts share Buffer's pool).
+  const transfer = new Set<ArrayBuffer>();
+  for (const part of parts) {
+    const owns = part.byteOffset === 0 && part.byteLength === part.buffer.byteLength && part.buffer instanceof ArrayBuffer;
+    if (owns) transfer.add(part.buffer as ArrayBuffer);
+  }
+  return { reply: { id: request.id, segment: { from: segment.from, to: segment.to, complete: segment.complete, parts } }, transfer: [...transfer] };
 }
 
 port.on('message', (request: CutRequest) => {

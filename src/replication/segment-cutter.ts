@@ -35,9 +35,12 @@ export interface CutObject {
   readonly from: number;
   readonly to: number;
   readonly complete: boolean;
-  /** The replica object's bytes, ready to upload. */
-  readonly body: Uint8Array;
+  /** The replica object's bytes, ready to upload: parts to store one after the other. */
+  readonly parts: readonly Uint8Array[];
 }
+
+/** A cut segment on the event loop's side. */
+export type CutSegment = Omit<CutObject, 'parts'> & { readonly parts: readonly Buffer[] };
 
 export type CutReply = { readonly id: number; readonly segment: CutObject | undefined } | { readonly id: number; readonly error: string };
 
@@ -46,7 +49,7 @@ const THREAD_BUSY_TIMEOUT_MS = 5_000;
 export class SegmentCutter {
   readonly #data: CutterData;
   #worker: Worker | undefined;
-  readonly #pending = new Map<number, { resolve(segment: (CutObject & { body: Buffer }) | undefined): void; reject(error: Error): void }>();
+  readonly #pending = new Map<number, { resolve(segment: CutSegment | undefined): void; reject(error: Error): void }>();
   #nextId = 1;
 
   constructor(data: Omit<CutterData, 'busyTimeoutMs'>) {
@@ -54,7 +57,7 @@ export class SegmentCutter {
   }
 
   /** The replica object of the segment after `from`, or undefined when nothing is logged after it. */
-  cut(from: number): Promise<(CutObject & { body: Buffer }) | undefined> {
+  cut(from: number): Promise<CutSegment | undefined> {
     const worker = this.#worker ?? this.#spawn();
     const id = this.#nextId++;
     // Referenced while a request is out: the final round at shutdown must finish even after the listeners closed.
@@ -76,10 +79,7 @@ export class SegmentCutter {
       if (this.#pending.size === 0) worker.unref();
       if ('error' in reply) pending.reject(new Error(`cutting a metadata segment failed: ${reply.error}`));
       else if (reply.segment === undefined) pending.resolve(undefined);
-      else {
-        const { body } = reply.segment;
-        pending.resolve({ ...reply.segment, body: Buffer.from(body.buffer, body.byteOffset, body.byteLength) });
-      }
+      else pending.resolve({ ...reply.segment, parts: reply.segment.parts.map((part) => Buffer.from(part.buffer, part.byteOffset, part.byteLength)) });
     });
     const fail = (error: Error): void => {
       if (this.#worker === worker) this.#worker = undefined;

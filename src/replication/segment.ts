@@ -104,6 +104,155 @@ export function cutSegment(db: Database.Database, from: number): Segment | undef
   })();
 }
 
+/** A segment already in encodeSegment's format: what the cutter thread ships. */
+export interface EncodedSegment {
+  readonly from: number;
+  readonly to: number;
+  readonly complete: boolean;
+  readonly payload: Buffer;
+  /** How it was cut (cutEncodedSegment): joined per table by SQLite, or row by row in log order (cutSegment). */
+  readonly cut: 'joined' | 'in log order';
+}
+
+/** What cutting needs to know of one replicated table, and its statement (see cutEncodedSegment). */
+interface TablePlan {
+  readonly columns: readonly string[];
+  /** Columns declared BLOB, in column order: their bytes follow the document. */
+  readonly blobColumns: number;
+  /**
+   * [pk, the row as JSON text or null (deleted), then each BLOB column's value]. In the JSON, a BLOB
+   * column's bytes are BLOB_PLACEHOLDER; a blob in a column not declared BLOB makes json_array fail.
+   */
+  readonly rows: Database.Statement;
+}
+
+interface CutPlan {
+  readonly bounds: Database.Statement;
+  readonly tablesIn: Database.Statement;
+  readonly tables: Map<string, TablePlan>;
+}
+
+/**
+ * Stands for a blob cell in SQLite's JSON of a row, replaced by its
+ * `{"blob":index}` in order. Never part of a string value: inside a JSON
+ * string its quotes would be escaped.
+ */
+const BLOB_PLACEHOLDER = '{"blob":-1}';
+
+/** Plans per connection (a table added since is planned on its first change). */
+const plans = new WeakMap<Database.Database, CutPlan>();
+
+function cutPlan(db: Database.Database): CutPlan {
+  let plan = plans.get(db);
+  if (plan === undefined) {
+    plan = {
+      // The segment's end: at most SEGMENT_CHANGES_MAX changes after `from`; and the last change there is.
+      bounds: db.prepare(`SELECT (SELECT max(seq) FROM (SELECT seq FROM ${CHANGES_TABLE} WHERE seq > ? ORDER BY seq LIMIT ?)) AS "to", (SELECT max(seq) FROM ${CHANGES_TABLE}) AS "last"`),
+      tablesIn: db.prepare(`SELECT DISTINCT tbl FROM ${CHANGES_TABLE} WHERE seq > ? AND seq <= ?`).pluck(),
+      tables: new Map(),
+    };
+    plans.set(db, plan);
+  }
+  return plan;
+}
+
+function tablePlan(db: Database.Database, plan: CutPlan, table: string): TablePlan {
+  let planned = plan.tables.get(table);
+  if (planned !== undefined) return planned;
+  const key = replicatedTables(db).get(table);
+  assert(key !== undefined, `logged change of unknown table ${table}`);
+  const info = db.prepare('SELECT name, upper(type) AS type FROM pragma_table_info(?) ORDER BY cid').all(table) as { name: string; type: string }[];
+  const quoted = (column: string): string => `t."${column.replaceAll('"', '""')}"`;
+  const blobs = info.filter((column) => column.type === 'BLOB').map((column) => quoted(column.name));
+  const cells = info.map((column) => (column.type === 'BLOB' ? `CASE WHEN typeof(${quoted(column.name)}) = 'blob' THEN json('${BLOB_PLACEHOLDER}') ELSE ${quoted(column.name)} END` : quoted(column.name)));
+  // The logged keys of the range, each once, and the row each names now (LEFT JOIN: none when deleted). The
+  // match is the one cutSegment's selectRow makes, `column = value` per key column, the key read from the log's JSON.
+  const keys = `(SELECT DISTINCT pk FROM ${CHANGES_TABLE} WHERE seq > ? AND seq <= ? AND tbl = ?) AS c`;
+  const match = key.map((column, index) => `${quoted(column)} = json_extract(c.pk, '$[${index}]')`).join(' AND ');
+  const row = `CASE WHEN ${quoted(key[0]!)} IS NOT NULL THEN json_array(${cells.join(', ')}) END`;
+  const rows = db.prepare(`SELECT c.pk, ${[row, ...blobs].join(', ')} FROM ${keys} LEFT JOIN "${table.replaceAll('"', '""')}" AS t ON ${match}`).raw(true);
+  planned = { columns: info.map((column) => column.name), blobColumns: blobs.length, rows };
+  plan.tables.set(table, planned);
+  return planned;
+}
+
+/** A segment past SEGMENT_BYTES_MAX: left to cutSegment, which cuts it short in log order. */
+class SegmentTooLargeError extends Error {}
+
+/**
+ * The segment after `from`, cut and encoded at once: the same segment as
+ * encodeSegment(cutSegment(db, from)), its changes grouped by table
+ * (applySegment does not depend on their order). Per table, one statement
+ * joins the keys logged in the range with their rows and has SQLite write
+ * each row as JSON, so JavaScript handles a string per change instead of a
+ * parsed key, a lookup and a value per column (measured on 4 KiB inline
+ * PUTs: ~10 µs of CPU per PUT instead of ~25 for cutting and encoding).
+ * A backlog past SEGMENT_BYTES_MAX (cut short in log order) or a blob in
+ * a column not declared BLOB goes the general way, cutSegment.
+ */
+export function cutEncodedSegment(db: Database.Database, from: number): EncodedSegment | undefined {
+  try {
+    return db.transaction(() => cutFast(db, from))();
+  } catch (error) {
+    const unfit = error instanceof SegmentTooLargeError || (error instanceof Error && /JSON cannot hold BLOB values/.test(error.message));
+    if (!unfit) throw error;
+  }
+  const segment = cutSegment(db, from);
+  return segment === undefined ? undefined : { from: segment.from, to: segment.to, complete: segment.complete, payload: encodeSegment(segment), cut: 'in log order' };
+}
+
+function cutFast(db: Database.Database, from: number): EncodedSegment | undefined {
+  const plan = cutPlan(db);
+  const bounds = plan.bounds.get(from, SEGMENT_CHANGES_MAX) as { to: number | null; last: number | null };
+  if (bounds.to === null || bounds.last === null) return undefined;
+  const to = bounds.to;
+  const columns: Record<string, readonly string[]> = {};
+  const changes: string[] = [];
+  const blobs: Buffer[] = [];
+  let bytes = 0;
+  for (const table of plan.tablesIn.all(from, to) as string[]) {
+    const { columns: names, blobColumns, rows } = tablePlan(db, plan, table);
+    columns[table] = names;
+    const prefix = `[${JSON.stringify(table)},`;
+    for (const row of rows.all(from, to, table) as [string, string | null, ...unknown[]][]) {
+      let encoded = row[1] ?? 'null';
+      if (row[1] !== null && blobColumns > 0) {
+        // The placeholders stand for the BLOB columns' blobs, in column order; a NULL or text there is in the JSON itself.
+        let column = 2;
+        encoded = encoded.replaceAll(BLOB_PLACEHOLDER, () => {
+          let value = row[column++];
+          while (!Buffer.isBuffer(value)) value = row[column++];
+          assert(column <= row.length, 'a blob for every placeholder');
+          bytes += value.length;
+          blobs.push(value);
+          return `{"blob":${blobs.length - 1}}`;
+        });
+      }
+      bytes += encoded.length + row[0].length;
+      if (bytes >= SEGMENT_BYTES_MAX) throw new SegmentTooLargeError();
+      changes.push(`${prefix}${row[0]},${encoded}]`);
+    }
+  }
+  const json = `{"format":1,"from":${from},"to":${to},"complete":${to === bounds.last},"columns":${JSON.stringify(columns)},"changes":[${changes.join(',')}]}`;
+  return { from, to, complete: to === bounds.last, payload: payloadOf(json, blobs), cut: 'joined' };
+}
+/** u32 JSON length | JSON | per blob: u32 length | bytes, written once into a buffer of its own (transferable to another thread). */
+function payloadOf(json: string, blobs: readonly Buffer[]): Buffer {
+  const jsonBytes = Buffer.byteLength(json);
+  let size = 4 + jsonBytes;
+  for (const blob of blobs) size += 4 + blob.length;
+  const payload = Buffer.allocUnsafeSlow(size);
+  payload.writeUInt32BE(jsonBytes, 0);
+  let at = 4 + payload.write(json, 4);
+  assert(at === 4 + jsonBytes, 'the document fills its bytes');
+  for (const blob of blobs) {
+    at = payload.writeUInt32BE(blob.length, at);
+    at += blob.copy(payload, at);
+  }
+  assert(at === size, 'the payload fills its buffer');
+  return payload;
+}
+
 /**
  * Applies a segment to a database at a position p, from <= p <= to, in one
  * transaction. Deletions first: a row that takes over another's unique key

@@ -116,6 +116,23 @@ const CONNECTION_PROBLEM_REPORT_MS = 5_000;
 
 /** Connection-level failures: the server may or may not have committed what was in flight. */
 const CONNECTION_ERROR_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', '57P01', '57P02', '57P03']);
+/** SQLSTATE class 08, connection exception (08000, 08003 connection_does_not_exist, 08006 connection_failure, …). */
+const CONNECTION_EXCEPTION_CLASS = '08';
+
+/**
+ * A read outside a transaction lost its connection (a terminated backend,
+ * a failover, a network cut): nothing changed, and the same read on the
+ * next connection may well succeed. 503 ServiceUnavailable, as a write cut
+ * the same way answers (CommitOutcomeUnknownError), so the AWS SDKs retry
+ * it with backoff instead of failing on a 500 InternalError.
+ */
+export class MetadataConnectionLostError extends S3Error {
+  constructor(cause: unknown) {
+    super('ServiceUnavailable', `The metadata store lost its connection to PostgreSQL during the read; retry. (${cause instanceof Error ? cause.message : String(cause)})`);
+    this.name = 'MetadataConnectionLostError';
+    this.cause = cause;
+  }
+}
 
 type Sql = postgres.Sql<{ bigint: number }>;
 type Tx = postgres.TransactionSql<{ bigint: number }>;
@@ -131,7 +148,7 @@ function isRetryable(error: unknown): boolean {
 
 function isConnectionError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && CONNECTION_ERROR_CODES.has(code);
+  return typeof code === 'string' && (CONNECTION_ERROR_CODES.has(code) || code.startsWith(CONNECTION_EXCEPTION_CLASS));
 }
 
 export interface PostgresStoreOptions {
@@ -202,15 +219,20 @@ export class PostgresMetadataStore implements MetadataStore {
     return this.#sql;
   }
 
-  /** Runs a query outside a transaction, noting a lost connection for the readiness probe. */
+  /**
+   * Runs a query outside a transaction, noting a lost connection for the
+   * readiness probe. A lost connection is a MetadataConnectionLostError
+   * (503): nothing was written, and the request may be retried.
+   */
   async #read<T>(query: (sql: Sql) => Promise<T>): Promise<T> {
     try {
       const result = await query(this.#sql);
       this.#connectionProblem = undefined;
       return result;
     } catch (error) {
-      if (isConnectionError(error)) this.#connectionProblem = { reason: `lost the connection to PostgreSQL: ${String(error)}`, atMs: Date.now() };
-      throw error;
+      if (!isConnectionError(error)) throw error;
+      this.#connectionProblem = { reason: `lost the connection to PostgreSQL: ${String(error)}`, atMs: Date.now() };
+      throw new MetadataConnectionLostError(error);
     }
   }
 
