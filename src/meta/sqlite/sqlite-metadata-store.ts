@@ -128,6 +128,18 @@ export class SqliteMetadataStore implements MetadataStore {
    */
   readonly #dataVersion: Database.Statement | undefined;
   #seenDataVersion = -1;
+  /**
+   * The cached bucket records are as fresh as the database: this store is
+   * its only writer (`soleWriter`), and every change to a bucket row forgets
+   * the cached record inside the transaction that makes it, so no read can
+   * come between (a batch rolled back leaves at most a record forgotten,
+   * never a stale one: records are cached only from committed rows, by
+   * getBucket, which never runs inside a batch). Commits then take what they
+   * need of a cached bucket from the record instead of reading its row
+   * (#bucketForCommit). With --workers another process may have changed
+   * the bucket a moment ago: its row is read, as always.
+   */
+  readonly #bucketCacheFresh: boolean;
   /** Listings off the event loop (listing-threads.ts); absent: listed on this connection. */
   readonly #listingThreads: ListingThreads | undefined;
 
@@ -201,6 +213,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#rollbackToSavepoint = this.#db.prepare('ROLLBACK TO mutation');
       this.#busyTimeoutForReads = this.#db.prepare(`PRAGMA busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
       this.#dataVersion = options.soleWriter !== true && path !== ':memory:' ? this.#db.prepare('PRAGMA data_version').pluck() : undefined;
+      this.#bucketCacheFresh = options.soleWriter === true;
       if (path !== ':memory:') {
         this.#files.push(new OpenFileIdentity(path), new OpenFileIdentity(`${path}-wal`));
       }
@@ -772,14 +785,14 @@ export class SqliteMetadataStore implements MetadataStore {
     const s = this.#statements;
     // Inside the transaction that changes the key: no read can come between.
     this.#latest.forget(version.bucket, version.key);
-    const bucketRow = s.getBucket.get(version.bucket) as BucketRow | undefined;
-    if (bucketRow === undefined) return { status: 'no-such-bucket' };
+    const bucket = this.#bucketForCommit(version.bucket);
+    if (bucket === undefined) return { status: 'no-such-bucket' };
     const latest = s.getLatest.get(version.bucket, version.key) as VersionRow | undefined;
     const current = latest !== undefined && latest.is_delete_marker === 0 ? latest : undefined;
     const verdict = judgeConditions(conditions, current === undefined ? undefined : subjectOf(current));
     if (verdict === 'no-such-key') return { status: 'no-such-key' };
     if (verdict === 'precondition-failed') return { status: 'precondition-failed', ...(current === undefined ? {} : { currentModifiedMs: current.last_modified_ms }) };
-    if (request.lockFor !== undefined) setLockState(version, request.lockFor(bucketRow.object_lock ?? undefined));
+    if (request.lockFor !== undefined) setLockState(version, request.lockFor(bucket.objectLock));
     const keep = new Set(version.segments.map((segment) => segment.blobId));
     /** What the completed upload's parts held, every one (those left out of the object are released with it). */
     let partsBytes = 0;
@@ -811,7 +824,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }
     }
     // Only a bucket with a quota counts (no statement for the others); a refusal rolls this savepoint back whole.
-    const usage = rowQuotaUsage(bucketRow);
+    const usage = bucket.usage;
     if (usage !== undefined) {
       // A completion's parts were counted as they arrived: their bytes become the object's, net.
       const delta = commitDelta(version, replaced);
@@ -827,6 +840,20 @@ export class SqliteMetadataStore implements MetadataStore {
     );
     if (version.inlineData !== undefined) s.insertInlineData.run(inserted.lastInsertRowid, version.inlineData);
     return { status: 'committed', replaced };
+  }
+
+  /**
+   * What a commit needs of its bucket, as this transaction sees it: its
+   * Object Lock configuration and its quota with the usage counted so far.
+   * A fresh cached record of a bucket without a quota answers without a
+   * statement (see #bucketCacheFresh; the usage counters of a bucket with a
+   * quota change with every commit and live only in its row).
+   */
+  #bucketForCommit(name: string): { objectLock: string | undefined; usage: BucketQuotaUsage | undefined } | undefined {
+    const cached = this.#bucketCacheFresh ? this.#buckets.get(name) : undefined;
+    if (cached !== undefined && cached.quota === undefined) return { objectLock: cached.configs?.objectLock, usage: undefined };
+    const row = this.#statements.getBucket.get(name) as BucketRow | undefined;
+    return row === undefined ? undefined : { objectLock: row.object_lock ?? undefined, usage: rowQuotaUsage(row) };
   }
 
   async deleteVersion(bucket: string, key: string, versionId: string, guard?: VersionGuard): Promise<ObjectVersion | undefined> {
@@ -848,7 +875,8 @@ export class SqliteMetadataStore implements MetadataStore {
       guard?.(version);
       this.#deleteVersionRow(row.seq);
       const freed = usageOf(version);
-      // One UPDATE that changes no row in a bucket without a quota (the cached record could be another process's stale one).
+      // One UPDATE that changes no row in a bucket without a quota. Skipping it (and newestRemaining) for a
+      // fresh cached record of an unversioned bucket without a quota saved nothing measurable (issue 17).
       if (freed.objects > 0) this.#chargeQuota(bucket, { bytes: -freed.bytes, objects: -freed.objects });
       this.#queuePurge(version.segments, Date.now(), new Set());
       if (row.is_latest === 1) {
