@@ -812,6 +812,8 @@ export class SqliteMetadataStore implements MetadataStore {
     // (Were a null version ever found without a latest, the insert below would fail on versions_by_id,
     // never commit two.) Two statements fewer for an unversioned PUT (profiled, issue 17).
     let stillLatest = latest;
+    /** The latest row when it is the null version this one replaces: rewritten in place (see below). */
+    let rewrite: number | undefined;
     if (version.versionId === NULL_VERSION_ID && latest !== undefined) {
       const old = latest.version_id === NULL_VERSION_ID ? latest : s.getVersionById.get(version.bucket, version.key, NULL_VERSION_ID) as VersionRow | undefined;
       if (old !== undefined) {
@@ -819,8 +821,12 @@ export class SqliteMetadataStore implements MetadataStore {
         // Object Lock: a locked version is never overwritten (versioning may have been suspended when this write began).
         if (isLockedAt(replaced, nowMs)) throw new S3Error('AccessDenied', 'Access Denied because object protected by object lock.');
         this.#queuePurge(replaced.segments, nowMs, keep);
-        this.#deleteVersionRow(old.seq);
-        if (old.seq === latest.seq) stillLatest = undefined;
+        if (old.seq === latest.seq) {
+          rewrite = old.seq;
+          stillLatest = undefined;
+        } else {
+          this.#deleteVersionRow(old.seq);
+        }
       }
     }
     // Only a bucket with a quota counts (no statement for the others); a refusal rolls this savepoint back whole.
@@ -834,6 +840,16 @@ export class SqliteMetadataStore implements MetadataStore {
     }
     if (stillLatest !== undefined) s.demoteLatest.run(version.bucket, version.key);
     for (const segment of version.segments) s.recordBlob.run(segment.blobId, segment.location ?? LOCAL_BACKEND);
+    if (rewrite !== undefined) {
+      // The overwrite of a latest null version (every PUT to an unversioned bucket's existing key): its row keeps
+      // its place (bucket, key, version ID and seq, the newest of the key's, as a latest's always is) and takes
+      // the new columns; no index changes. A delete and an insert moved every index entry and the inline bytes'
+      // overflow pages (profiled, issue 17).
+      const changes = s.rewriteVersion.run(version.isDeleteMarker ? 1 : 0, version.sizeBytes, version.etag, version.lastModifiedMs, version.ownerId, versionMeta(version), rewrite).changes;
+      assert(changes === 1, 'the latest row read in this transaction is there');
+      this.#replaceInlineData(rewrite, version.inlineData);
+      return { status: 'committed', replaced };
+    }
     const inserted = s.insertVersion.run(
       version.bucket, version.key, version.versionId, 1, version.isDeleteMarker ? 1 : 0,
       version.sizeBytes, version.etag, version.lastModifiedMs, version.ownerId, versionMeta(version),
@@ -1186,6 +1202,13 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#statements.chargeQuota.run(delta.bytes, delta.objects, bucket);
   }
 
+  /** Sets (or, with none, removes) the inline bytes of the version row `seq`. */
+  #replaceInlineData(seq: number, data: Buffer | undefined): void {
+    const s = this.#statements;
+    if (data === undefined) s.deleteInlineData.run(seq);
+    else if (s.updateInlineData.run(data, seq).changes === 0) s.insertInlineData.run(seq, data);
+  }
+
   /** A version and its inline bytes go together. */
   #deleteVersionRow(seq: number): void {
     this.#statements.deleteVersionBySeq.run(seq);
@@ -1388,6 +1411,8 @@ function prepareStatements(db: Database.Database) {
       'SELECT v.*, d.data AS inline_data FROM versions v LEFT JOIN inline_data d ON d.seq = v.seq WHERE v.bucket = ? AND v.key = ? AND v.version_id = ?',
     ),
     insertInlineData: db.prepare('INSERT INTO inline_data (seq, data) VALUES (?, ?)'),
+    updateInlineData: db.prepare('UPDATE inline_data SET data = ? WHERE seq = ?'),
+    rewriteVersion: db.prepare('UPDATE versions SET is_delete_marker = ?, size_bytes = ?, etag = ?, last_modified_ms = ?, owner_id = ?, meta = ? WHERE seq = ?'),
     demoteLatest: db.prepare('UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1'),
     insertVersion: db.prepare(
       'INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
