@@ -260,10 +260,10 @@ export class SqliteMetadataStore implements MetadataStore {
    * Mutations requested during one turn of the event loop commit together:
    * one BEGIN IMMEDIATE ... COMMIT holds them in arrival order, each inside
    * its own savepoint (#runInSavepoint), so one that throws is rolled back
-   * alone. A COMMIT writes every page it touched
-   * to the WAL; shared pages (index leaves, the sequence table) are written
-   * once per batch instead of once per request. Then WalSync makes them
-   * durable with one fdatasync for all.
+   * alone. A COMMIT writes every page it touched to the WAL; shared pages
+   * (index leaves, the sequence table) are written once per batch instead
+   * of once per request. Then WalSync makes them durable with one fdatasync
+   * for all, and the batch answers its mutations (#acknowledge).
    */
   #mutate<T>(mutation: () => T): Promise<T> {
     assert(this.#pending.length < MUTATIONS_PENDING_MAX, 'pending mutations are bounded by the requests in flight');
