@@ -4,15 +4,18 @@
  * principal, access key ID, remote address. Never headers, never a query
  * string (presigned URLs carry signatures), never a secret.
  *
- * Writing never holds a request back: lines gather in memory and go to the
- * stream in batches (at ACCESS_LOG_BATCH_BYTES, or ACCESS_LOG_FLUSH_MS after
- * the first line of a batch): a write per request costs a thread-pool write
- * and a system call each, which at thousands of requests a second was most of
- * the log's cost (the bench suite's observability-4k-get). The last
- * ACCESS_LOG_FLUSH_MS of lines can be lost in a crash, as a buffered log's
- * are. While more than ACCESS_LOG_BUFFER_BYTES_MAX wait for the disk, lines
- * are dropped and counted (the next line written says how many), so a slow
- * disk cannot grow memory without bound.
+ * Writing never holds a request back: each line is encoded at once into a
+ * batch buffer, which goes to the stream when full (ACCESS_LOG_BATCH_BYTES)
+ * or ACCESS_LOG_FLUSH_MS after its first line: a stream write per request
+ * costs a thread-pool write and a system call each. The batch is bytes
+ * outside the JavaScript heap, not strings: lines kept as strings until the
+ * write survived the young generation's collections and were copied by them
+ * (~7 µs more CPU per GET with the log on, measured by thread, 2026-12-06;
+ * docs/PERFORMANCE.md). The last ACCESS_LOG_FLUSH_MS of lines can be lost in
+ * a crash, as a buffered log's are. While more than
+ * ACCESS_LOG_BUFFER_BYTES_MAX wait for the disk, lines are dropped and
+ * counted (the next line written says how many), so a slow disk cannot grow
+ * memory without bound.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { ObservedRequest } from './observed-request.ts';
@@ -22,13 +25,15 @@ export const ACCESS_LOG_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
 export const ACCESS_LOG_BATCH_BYTES = 64 * 1024;
 /** ... or this long after its first line, so a quiet server's lines still reach the file promptly. */
 export const ACCESS_LOG_FLUSH_MS = 100;
+/** UTF-8 takes at most 3 bytes per UTF-16 code unit (a surrogate pair: 4 bytes for 2 units). */
+const UTF8_BYTES_PER_UNIT_MAX = 3;
 
 export class AccessLog {
   readonly #stream: NodeJS.WritableStream & { writableLength: number };
   readonly #owned: WriteStream | undefined;
   #dropped = 0;
-  /** Lines waiting for the next write, concatenated as they come (V8 joins them once, at the write). */
-  #batch = '';
+  /** The batch being filled: a new buffer after each write, as the stream keeps the one it was given. */
+  #batch = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
   #batchBytes = 0;
   #flushTimer: NodeJS.Timeout | undefined;
 
@@ -48,24 +53,26 @@ export class AccessLog {
       this.#dropped++;
       return;
     }
-    // One template instead of an entry object and JSON.stringify: the same
-    // text, field for field (formatLine's comment says why it is cheaper).
-    const line = formatLine(request, this.#dropped);
+    const line = `${formatLine(request, this.#dropped)}\n`;
     this.#dropped = 0;
-    this.#batch += `${line}\n`;
-    this.#batchBytes += line.length + 1;
-    if (this.#batchBytes >= ACCESS_LOG_BATCH_BYTES) this.#flush();
-    else if (this.#flushTimer === undefined) this.#flushTimer = setTimeout(() => this.#flush(), ACCESS_LOG_FLUSH_MS).unref();
+    if (this.#batchBytes + line.length * UTF8_BYTES_PER_UNIT_MAX > this.#batch.length) this.#flush();
+    if (line.length * UTF8_BYTES_PER_UNIT_MAX > this.#batch.length) {
+      // A line longer than a batch (a key of thousands of characters): a write of its own.
+      this.#stream.write(line);
+      return;
+    }
+    this.#batchBytes += this.#batch.write(line, this.#batchBytes);
+    if (this.#flushTimer === undefined) this.#flushTimer = setTimeout(() => this.#flush(), ACCESS_LOG_FLUSH_MS).unref();
   }
 
   #flush(): void {
     if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
-    if (this.#batch === '') return;
-    const text = this.#batch;
-    this.#batch = '';
+    if (this.#batchBytes === 0) return;
+    const full = this.#batch.subarray(0, this.#batchBytes);
+    this.#batch = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
     this.#batchBytes = 0;
-    this.#stream.write(text);
+    this.#stream.write(full);
   }
 
   close(): Promise<void> {
