@@ -1,7 +1,8 @@
 /**
- * The access log's lines are built by hand (src/metrics/access-log.ts,
- * formatLine) instead of by JSON.stringify of an entry object, and batched
- * as bytes: these tests hold them to exactly the text JSON.stringify gives
+ * The access log's lines are written by hand, byte by byte into the batch
+ * (src/metrics/access-log.ts: encodeLine, and formatLine for the rare line
+ * too long for a batch), instead of by JSON.stringify of an entry object:
+ * these tests hold both to exactly the text JSON.stringify gives
  * for the documented fields (docs/ADMIN.md), whatever the strings hold, and
  * check that a real server's log stays whole, one line per request, across
  * batches with multi-byte keys.
@@ -12,7 +13,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mock, test } from 'node:test';
-import { ACCESS_LOG_BATCH_BYTES, formatLine } from '../src/metrics/access-log.ts';
+import { ACCESS_LOG_BATCH_BYTES, encodeLine, formatLine, lineBytesMax } from '../src/metrics/access-log.ts';
 import type { ObservedRequest } from '../src/metrics/observed-request.ts';
 import { startTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
@@ -24,6 +25,23 @@ function request(overrides: Partial<ObservedRequest> = {}): ObservedRequest {
     startedMs: 1000.25, headersSentMs: 1000.5, finishedMs: 1001.3754, bytesIn: 0, bytesOut: 4096, errorCode: undefined,
     principal: 'root', accessKeyId: ACCESS_KEY_ID, remoteAddress: '127.0.0.1', ...overrides,
   };
+}
+
+/** encodeLine's bytes as text, checked to end with the newline and to stay within lineBytesMax; without the newline. */
+function encoded(entry: ObservedRequest, droppedBefore = 0): string {
+  const room = lineBytesMax(entry);
+  const target = Buffer.alloc(room + 16, 0xff);
+  const end = encodeLine(target, 8, entry, droppedBefore);
+  assert.ok(end - 8 <= room, `${end - 8} bytes within ${room}`);
+  assert.ok(target.subarray(end).every((byte) => byte === 0xff) && target.subarray(0, 8).every((byte) => byte === 0xff), 'nothing written outside the line');
+  const text = target.subarray(8, end).toString('utf8');
+  assert.ok(text.endsWith('\n'));
+  return text.slice(0, -1);
+}
+
+/** Both ways of writing a line. */
+function lines(entry: ObservedRequest, droppedBefore = 0): string[] {
+  return [formatLine(entry, droppedBefore), encoded(entry, droppedBefore)];
 }
 
 /** The line as documented: JSON.stringify of the fields in this order, optional ones only when present. */
@@ -52,23 +70,24 @@ test('a line is exactly JSON.stringify of its documented fields, whatever the st
         request({ key: text }), request({ bucket: text }), request({ principal: text }), request({ requestId: text }),
         request({ remoteAddress: text }), request({ accessKeyId: text }), request({ errorCode: text, status: 403 }),
       ]) {
-        const line = formatLine(entry);
-        assert.equal(line, expectedLine(entry, nowMs), `for ${JSON.stringify(text)}`);
-        assert.deepEqual(Object.keys(JSON.parse(line) as object), Object.keys(JSON.parse(expectedLine(entry, nowMs)) as object));
+        for (const line of lines(entry)) assert.equal(line, expectedLine(entry, nowMs), `for ${JSON.stringify(text)}`);
       }
     }
     // Optional fields: no access key (anonymous), an error code, dropped lines before this one.
     for (const entry of [request({ accessKeyId: undefined, principal: 'anonymous' }), request({ errorCode: 'NoSuchKey', status: 404 })]) {
-      assert.equal(formatLine(entry), expectedLine(entry, nowMs));
+      for (const line of lines(entry)) assert.equal(line, expectedLine(entry, nowMs));
     }
-    assert.equal(formatLine(request(), 17), expectedLine(request(), nowMs, 17));
+    for (const line of lines(request(), 17)) assert.equal(line, expectedLine(request(), nowMs, 17));
     // Numbers as JSON writes them: fractions, zero, large byte counts; no NaN or Infinity (JSON has neither).
-    for (const entry of [
+    const numbers = [
       request({ startedMs: 5, finishedMs: 5 }), request({ startedMs: 0.1, finishedMs: 0.3 }), request({ bytesOut: 5 * 2 ** 40, bytesIn: 2 ** 53 - 1 }),
-      request({ finishedMs: Number.NaN }), request({ finishedMs: Number.POSITIVE_INFINITY }),
-    ]) {
-      assert.equal(formatLine(entry), expectedLine(entry, nowMs));
-    }
+      request({ finishedMs: Number.NaN }), request({ finishedMs: Number.POSITIVE_INFINITY }), request({ startedMs: 10, finishedMs: 9.5 }),
+      request({ status: 0, bytesIn: 10, bytesOut: 100_000 }), request({ startedMs: 0, finishedMs: 3.6e13 }), request({ bytesOut: 2 ** 60 }),
+    ];
+    // Durations across the range a server sees: every microsecond of the first 20 ms, then spread up to hours.
+    for (let microseconds = 0; microseconds < 20_000; microseconds++) numbers.push(request({ startedMs: 1000, finishedMs: 1000 + microseconds / 1000 }));
+    for (let step = 0; step < 2000; step++) numbers.push(request({ startedMs: 123.4567, finishedMs: 123.4567 + 1.37 ** (step / 40) }));
+    for (const entry of numbers) for (const line of lines(entry)) assert.equal(line, expectedLine(entry, nowMs));
   } finally {
     mock.timers.reset();
   }
@@ -81,13 +100,12 @@ test('the time is the ISO time of the write, across milliseconds, seconds, days 
     try {
       for (let step = 0; step < 25; step++) {
         const nowMs = startMs + step;
-        assert.equal((JSON.parse(formatLine(request())) as { time: string }).time, new Date(nowMs).toISOString());
-        assert.equal((JSON.parse(formatLine(request())) as { time: string }).time, new Date(nowMs).toISOString(), 'the same millisecond again');
+        for (const line of [...lines(request()), ...lines(request())]) assert.equal((JSON.parse(line) as { time: string }).time, new Date(nowMs).toISOString());
         mock.timers.tick(1);
       }
       // Back in time (the clock was set back): still the clock's time, not the last one formatted.
       mock.timers.setTime(startMs - 1500);
-      assert.equal((JSON.parse(formatLine(request())) as { time: string }).time, new Date(startMs - 1500).toISOString());
+      for (const line of lines(request())) assert.equal((JSON.parse(line) as { time: string }).time, new Date(startMs - 1500).toISOString());
     } finally {
       mock.timers.reset();
     }
