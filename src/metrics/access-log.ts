@@ -4,15 +4,18 @@
  * principal, access key ID, remote address. Never headers, never a query
  * string (presigned URLs carry signatures), never a secret.
  *
- * Writing never holds a request back: lines gather in memory and go to the
- * stream in batches (at ACCESS_LOG_BATCH_BYTES, or ACCESS_LOG_FLUSH_MS after
- * the first line of a batch): a write per request costs a thread-pool write
- * and a system call each, which at thousands of requests a second was most of
- * the log's cost (the bench suite's observability-4k-get). The last
- * ACCESS_LOG_FLUSH_MS of lines can be lost in a crash, as a buffered log's
- * are. While more than ACCESS_LOG_BUFFER_BYTES_MAX wait for the disk, lines
- * are dropped and counted (the next line written says how many), so a slow
- * disk cannot grow memory without bound.
+ * Writing never holds a request back: each line is encoded at once into a
+ * batch buffer, which goes to the stream when full (ACCESS_LOG_BATCH_BYTES)
+ * or ACCESS_LOG_FLUSH_MS after its first line: a stream write per request
+ * costs a thread-pool write and a system call each. The batch is bytes
+ * outside the JavaScript heap, not strings: lines kept as strings until the
+ * write survived the young generation's collections and were copied by them
+ * (the GC helper threads' CPU went from 3.2 to 7.2 µs per GET with the log
+ * on, 2026-12-06; docs/PERFORMANCE.md). The last ACCESS_LOG_FLUSH_MS of lines can be lost in
+ * a crash, as a buffered log's are. While more than
+ * ACCESS_LOG_BUFFER_BYTES_MAX wait for the disk, lines are dropped and
+ * counted (the next line written says how many), so a slow disk cannot grow
+ * memory without bound.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { ObservedRequest } from './observed-request.ts';
@@ -22,12 +25,17 @@ export const ACCESS_LOG_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
 export const ACCESS_LOG_BATCH_BYTES = 64 * 1024;
 /** ... or this long after its first line, so a quiet server's lines still reach the file promptly. */
 export const ACCESS_LOG_FLUSH_MS = 100;
+/** A string field takes at most 6 bytes per UTF-16 code unit (\u001f), plus its quotes. */
+const JSON_BYTES_PER_UNIT_MAX = 6;
+/** Everything of a line but its string fields: names, punctuation, time, numbers (each at most ~24 characters). */
+const LINE_FIXED_BYTES_MAX = 512;
 
 export class AccessLog {
   readonly #stream: NodeJS.WritableStream & { writableLength: number };
   readonly #owned: WriteStream | undefined;
   #dropped = 0;
-  #batch: string[] = [];
+  /** The batch being filled: a new buffer after each write, as the stream keeps the one it was given. */
+  #batch = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
   #batchBytes = 0;
   #flushTimer: NodeJS.Timeout | undefined;
 
@@ -47,40 +55,27 @@ export class AccessLog {
       this.#dropped++;
       return;
     }
-    const entry: Record<string, unknown> = {
-      time: new Date().toISOString(),
-      requestId: request.requestId,
-      operation: request.operation,
-      bucket: request.bucket,
-      key: request.key,
-      status: request.status,
-      bytesIn: request.bytesIn,
-      bytesOut: request.bytesOut,
-      durationMs: Math.round((request.finishedMs - request.startedMs) * 1000) / 1000,
-      principal: request.principal,
-      remoteAddress: request.remoteAddress,
-    };
-    if (request.accessKeyId !== undefined) entry['accessKeyId'] = request.accessKeyId;
-    if (request.errorCode !== undefined) entry['errorCode'] = request.errorCode;
-    if (this.#dropped > 0) {
-      entry['droppedBefore'] = this.#dropped;
-      this.#dropped = 0;
+    const dropped = this.#dropped;
+    this.#dropped = 0;
+    const bytesMax = lineBytesMax(request);
+    if (this.#batchBytes + bytesMax > this.#batch.length) this.#flush();
+    if (bytesMax > this.#batch.length) {
+      // A line that might not fit a batch (a key of thousands of characters to escape): a write of its own.
+      this.#stream.write(`${formatLine(request, dropped)}\n`);
+      return;
     }
-    const line = `${JSON.stringify(entry)}\n`;
-    this.#batch.push(line);
-    this.#batchBytes += line.length;
-    if (this.#batchBytes >= ACCESS_LOG_BATCH_BYTES) this.#flush();
-    else if (this.#flushTimer === undefined) this.#flushTimer = setTimeout(() => this.#flush(), ACCESS_LOG_FLUSH_MS).unref();
+    this.#batchBytes = encodeLine(this.#batch, this.#batchBytes, request, dropped);
+    if (this.#flushTimer === undefined) this.#flushTimer = setTimeout(() => this.#flush(), ACCESS_LOG_FLUSH_MS).unref();
   }
 
   #flush(): void {
     if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
-    if (this.#batch.length === 0) return;
-    const text = this.#batch.join('');
-    this.#batch = [];
+    if (this.#batchBytes === 0) return;
+    const full = this.#batch.subarray(0, this.#batchBytes);
+    this.#batch = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
     this.#batchBytes = 0;
-    this.#stream.write(text);
+    this.#stream.write(full);
   }
 
   close(): Promise<void> {
@@ -89,4 +84,188 @@ export class AccessLog {
     if (owned === undefined) return Promise.resolve();
     return new Promise((resolve) => owned.end(() => resolve()));
   }
+}
+
+/**
+ * One request's line without its newline: exactly what JSON.stringify gives
+ * for the entry object { time, requestId, operation, bucket, key, status,
+ * bytesIn, bytesOut, durationMs, principal, remoteAddress, accessKeyId?,
+ * errorCode?, droppedBefore? } (test/observability-access-log.test.ts
+ * compares the two), without building that object. What encodeLine writes
+ * byte by byte; used for the rare line that may not fit a batch.
+ */
+export function formatLine(request: ObservedRequest, droppedBefore = 0): string {
+  let line = `{"time":"${isoTime(Date.now())}","requestId":${jsonString(request.requestId)},"operation":${jsonString(request.operation)},` +
+    `"bucket":${jsonString(request.bucket)},"key":${jsonString(request.key)},"status":${jsonNumber(request.status)},` +
+    `"bytesIn":${jsonNumber(request.bytesIn)},"bytesOut":${jsonNumber(request.bytesOut)},` +
+    `"durationMs":${jsonNumber(Math.round((request.finishedMs - request.startedMs) * 1000) / 1000)},` +
+    `"principal":${jsonString(request.principal)},"remoteAddress":${jsonString(request.remoteAddress)}`;
+  if (request.accessKeyId !== undefined) line += `,"accessKeyId":${jsonString(request.accessKeyId)}`;
+  if (request.errorCode !== undefined) line += `,"errorCode":${jsonString(request.errorCode)}`;
+  if (droppedBefore > 0) line += `,"droppedBefore":${droppedBefore}`;
+  return `${line}}`;
+}
+
+/**
+ * Writes the line of formatLine, with its newline, into `target` at `offset`
+ * and returns where it ends; `target` has lineBytesMax(request) bytes free
+ * there. Byte by byte, without a string per line: strings built per line and
+ * turned into bytes were most of the log's cost that remained (their
+ * allocation and the collections it brought). Plain ASCII strings and whole
+ * numbers are copied digit by digit; anything else (a character to escape,
+ * non-ASCII) goes through JSON.stringify and UTF-8, as formatLine does.
+ */
+export function encodeLine(target: Buffer, offset: number, request: ObservedRequest, droppedBefore = 0): number {
+  let at = putAscii(target, offset, '{"time":"');
+  const nowMs = Date.now();
+  at = putAscii(target, at, isoSecondPrefix(nowMs));
+  at = putAscii(target, at, ISO_MILLISECONDS[nowMs - isoSecondStartMs]!);
+  at = putAscii(target, at, '","requestId":');
+  at = putJsonString(target, at, request.requestId);
+  at = putAscii(target, at, ',"operation":');
+  at = putJsonString(target, at, request.operation);
+  at = putAscii(target, at, ',"bucket":');
+  at = putJsonString(target, at, request.bucket);
+  at = putAscii(target, at, ',"key":');
+  at = putJsonString(target, at, request.key);
+  at = putAscii(target, at, ',"status":');
+  at = putNumber(target, at, request.status);
+  at = putAscii(target, at, ',"bytesIn":');
+  at = putNumber(target, at, request.bytesIn);
+  at = putAscii(target, at, ',"bytesOut":');
+  at = putNumber(target, at, request.bytesOut);
+  at = putAscii(target, at, ',"durationMs":');
+  at = putMilliseconds(target, at, request.finishedMs - request.startedMs);
+  at = putAscii(target, at, ',"principal":');
+  at = putJsonString(target, at, request.principal);
+  at = putAscii(target, at, ',"remoteAddress":');
+  at = putJsonString(target, at, request.remoteAddress);
+  if (request.accessKeyId !== undefined) {
+    at = putAscii(target, at, ',"accessKeyId":');
+    at = putJsonString(target, at, request.accessKeyId);
+  }
+  if (request.errorCode !== undefined) {
+    at = putAscii(target, at, ',"errorCode":');
+    at = putJsonString(target, at, request.errorCode);
+  }
+  if (droppedBefore > 0) {
+    at = putAscii(target, at, ',"droppedBefore":');
+    at = putNumber(target, at, droppedBefore);
+  }
+  target[at] = CLOSE_BRACE;
+  target[at + 1] = NEWLINE;
+  return at + 2;
+}
+
+/** The most bytes encodeLine can write for `request`. */
+export function lineBytesMax(request: ObservedRequest): number {
+  const units = request.requestId.length + request.operation.length + request.bucket.length + request.key.length + request.principal.length +
+    request.remoteAddress.length + (request.accessKeyId?.length ?? 0) + (request.errorCode?.length ?? 0);
+  return LINE_FIXED_BYTES_MAX + JSON_BYTES_PER_UNIT_MAX * units;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const CLOSE_BRACE = 0x7d;
+const NEWLINE = 0x0a;
+const DOT = 0x2e;
+const DIGIT_ZERO = 0x30;
+/** Durations are written digit by digit below this many microseconds (31 years); larger ones as JavaScript writes them. */
+const MICROSECONDS_DIGITS_MAX = 1e15;
+
+/** Text known to be plain ASCII (names, punctuation, digits). */
+function putAscii(target: Buffer, offset: number, text: string): number {
+  for (let i = 0; i < text.length; i++) target[offset + i] = text.charCodeAt(i);
+  return offset + text.length;
+}
+
+/** `text` as a JSON string: printable ASCII without quote or backslash byte by byte; anything else as JSON.stringify writes it, in UTF-8. */
+function putJsonString(target: Buffer, offset: number, text: string): number {
+  target[offset] = QUOTE;
+  let at = offset + 1;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code > 0x7e || code === QUOTE || code === BACKSLASH) return offset + target.write(JSON.stringify(text), offset);
+    target[at++] = code;
+  }
+  target[at] = QUOTE;
+  return at + 1;
+}
+
+/** A number as JSON.stringify writes it: whole non-negative ones digit by digit. */
+function putNumber(target: Buffer, offset: number, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 0) return putAscii(target, offset, jsonNumber(value));
+  return putDigits(target, offset, value);
+}
+
+function putDigits(target: Buffer, offset: number, value: number): number {
+  let digits = 1;
+  for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+  let rest = value;
+  for (let i = digits - 1; i >= 0; i--) {
+    const quotient = Math.floor(rest / 10);
+    target[offset + i] = DIGIT_ZERO + (rest - quotient * 10);
+    rest = quotient;
+  }
+  return offset + digits;
+}
+
+/**
+ * `milliseconds` rounded to the microsecond, as formatLine writes
+ * Math.round(ms * 1000) / 1000: the whole part, and the fraction's digits
+ * without trailing zeros (the shortest decimal that reads back as that
+ * double, which is what JavaScript writes).
+ */
+function putMilliseconds(target: Buffer, offset: number, milliseconds: number): number {
+  const microseconds = Math.round(milliseconds * 1000);
+  if (!(microseconds >= 0 && microseconds < MICROSECONDS_DIGITS_MAX)) return putAscii(target, offset, jsonNumber(microseconds / 1000));
+  const whole = Math.floor(microseconds / 1000);
+  let fraction = microseconds - whole * 1000;
+  let at = putDigits(target, offset, whole);
+  if (fraction === 0) return at;
+  target[at++] = DOT;
+  for (let place = 100; fraction > 0; place /= 10) {
+    const digit = Math.floor(fraction / place);
+    target[at++] = DIGIT_ZERO + digit;
+    fraction -= digit * place;
+  }
+  return at;
+}
+
+/** What JSON.stringify escapes in a string: quote, backslash, control characters, and (unpaired) surrogates. */
+const NEEDS_ESCAPING = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** JSON.stringify(text), without its work for the common string that needs no escaping. */
+function jsonString(text: string): string {
+  return NEEDS_ESCAPING.test(text) ? JSON.stringify(text) : `"${text}"`;
+}
+
+/** JSON.stringify(value) for a number (null for NaN and the infinities, as JSON has neither). */
+function jsonNumber(value: number): string {
+  return Number.isFinite(value) ? `${value}` : 'null';
+}
+
+/** Where the second isoSecondPrefix last formatted starts (ms), and its "YYYY-MM-DDTHH:mm:ss.". */
+let isoSecondStartMs = Number.NaN;
+let isoSecondText = '';
+/** "000Z" … "999Z": the milliseconds' part of an ISO time. */
+const ISO_MILLISECONDS = Array.from({ length: 1000 }, (_, ms) => `${String(ms).padStart(3, '0')}Z`);
+
+/**
+ * The first 20 characters of new Date(ms).toISOString() for an integer ms,
+ * made once a second instead of once a line; the rest is
+ * ISO_MILLISECONDS[ms - isoSecondStartMs] (isoSecondStartMs is ms's second after this call).
+ */
+function isoSecondPrefix(ms: number): string {
+  const secondStartMs = Math.floor(ms / 1000) * 1000;
+  if (secondStartMs !== isoSecondStartMs) {
+    isoSecondText = new Date(secondStartMs).toISOString().slice(0, 20);
+    isoSecondStartMs = secondStartMs;
+  }
+  return isoSecondText;
+}
+
+/** new Date(ms).toISOString() for an integer ms. */
+function isoTime(ms: number): string {
+  return isoSecondPrefix(ms) + ISO_MILLISECONDS[ms - isoSecondStartMs]!;
 }
