@@ -39,13 +39,39 @@ export interface ScannedPage {
 
 const USER_METADATA_PREFIX = 'x-amz-meta-';
 
+/**
+ * A page as it arrived: what a listing needs to ask for the next page, read
+ * with a few indexOf before the entries are, so the next request can be on
+ * its way (and the server rendering it) while this page is read.
+ */
+export interface ReceivedPage {
+  readonly isTruncated: boolean;
+  readonly nextContinuationToken: string | undefined;
+  /** The last entry's key; undefined on a page without entries. */
+  readonly lastKey: string | undefined;
+  /** The entries: the costly part (~2 ms per 1000 entries in a warm process). */
+  read(): ScannedPage;
+}
+
 export function parseScannedPage(document: string): ScannedPage {
+  return receivePage(document).read();
+}
+
+export function receivePage(document: string): ReceivedPage {
   if (!document.includes('<ListBucketResult')) throw new Error('ListObjectsV2: the response is no ListBucketResult');
   const xml = needsFullParser(document) ? withoutCommentsOrCdata(document) : document;
   const encoded = xmlElementText(xml, 'EncodingType') === 'url';
-  const objects = scanContents(xml, encoded) ?? parseContentsFully(xml, encoded);
   const token = xmlElementText(xml, 'NextContinuationToken');
-  return { objects, isTruncated: xmlElementText(xml, 'IsTruncated') === 'true', nextContinuationToken: token === '' ? undefined : token };
+  const isTruncated = xmlElementText(xml, 'IsTruncated') === 'true';
+  const nextContinuationToken = token === '' ? undefined : token;
+  const lastEntry = xml.lastIndexOf('<Contents>');
+  const lastKey = lastEntry === -1 ? undefined : xmlElementText(xml, 'Key', lastEntry);
+  return {
+    isTruncated,
+    nextContinuationToken,
+    lastKey: lastKey === undefined ? undefined : decodeName(lastKey, encoded),
+    read: () => ({ objects: scanContents(xml, encoded) ?? parseContentsFully(xml, encoded), isTruncated, nextContinuationToken }),
+  };
 }
 
 /**
