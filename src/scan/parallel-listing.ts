@@ -41,6 +41,8 @@ export interface ParallelListingOptions {
   onPage?: (page: ScannedPage) => void;
   /** Called once every range has listed its last page. */
   onListingDone?: () => void;
+  /** Keys ahead of the first page (at its density) below which the listing stays one range; default SPLIT_KEYS_MIN_DEFAULT (key-space.ts). */
+  splitKeysMin?: number;
   /** The page after `first`, already asked for (with its continuation token and pageKeysMax keys). */
   second?: Promise<ReceivedPage | ScannedPage>;
 }
@@ -191,7 +193,7 @@ export function listRemainingInParallel(first: ScannedPage, options: ParallelLis
   const rest = new RangeListing(options.fetch, { continuationToken: first.nextContinuationToken, maxKeys: options.pageKeysMax }, undefined, undefined, options.pageKeysMax, options.onPage, firstKeys.at(-1), options.second);
   const ranges: RangeListing[] = [rest];
   // The probes run while the first range goes on listing; a failed split only means no split.
-  const splitting = splitKeySpace(options.prefix, firstKeys, options.ranges, options.probe)
+  const splitting = splitKeySpace(options.prefix, firstKeys, options.ranges, options.probe, options.splitKeysMin)
     .catch(() => undefined)
     .then((split) => {
       if (split === undefined) return;
