@@ -78,7 +78,7 @@ test('a listing too short to split costs one probe', async () => {
   assert.ok(listing.requests.every((request) => request.startAfter === undefined), 'one range');
 });
 
-test('the scan splits from splitKeysMin keys ahead: 10 000 keys stay one range, 40 000 split with fewer probes than before', async () => {
+test('splitKeysMin 16 000: 10 000 keys stay one range (one probe), 40 000 split into four with fewer probes than before', async () => {
   const short = new FakeListing(sequential(10_000));
   assert.deepEqual(await listAll(short, 16_000), short.keys);
   assert.equal(short.probes, 1);

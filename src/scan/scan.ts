@@ -31,17 +31,6 @@ export const SCAN_CONCURRENCY_DEFAULT = 64;
 /** Key ranges listed at once in list and none modes (see parallel-listing.ts); 1 lists in sequence. */
 export const LIST_RANGES_DEFAULT = 4;
 export const LIST_RANGES_MAX = 64;
-/**
- * Keys ahead of the first page (at its density) from which list and none
- * modes split the listing into ranges; below, one range (one probe spent to
- * find out). A split costs ~14 probes in three round trips and a range's
- * overshoot; with each range asking for its next page before reading the
- * current one, a single listing keeps the server busy while the scan reads,
- * and the two processes share two cores: on 10 000 objects four ranges cost
- * the scanner ~3–5 and the server ~2–3 µs more CPU per object than one
- * (cold walks, loaded machine, see docs/PERFORMANCE.md).
- */
-export const LIST_SPLIT_KEYS_MIN = 16_000;
 /** More requests in flight than this only queue in the pool (and in the server). */
 export const SCAN_CONCURRENCY_MAX = 1024;
 /**
@@ -308,7 +297,6 @@ async function* listPages(client: S3Client, options: ScanOptions, progress: Scan
       pageKeysMax: LIST_KEYS_MAX,
       fetch: fetchPage,
       second: next,
-      splitKeysMin: LIST_SPLIT_KEYS_MIN,
       probe: async (startAfter) => {
         const xml = await client.listObjectsV2Document(options.bucket, { prefix: prefix === '' ? undefined : prefix, startAfter, maxKeys: 1 }, { signal: options.signal });
         return receivePage(xml).lastKey;
