@@ -16,8 +16,8 @@ MinIO's extension, which Talus serves): one request per 1000 objects. head
 lists, then HEADs each object, --concurrency at a time: works on any S3.
 auto (default) asks the listing and falls back to head when the server
 ignores it; none lists only. In list and none modes the key space is split
-into up to --list-ranges ranges listed at once (found by probing), merged
-back in key order. --pipelining sends up to N HEADs on one connection before
+into up to --list-ranges ranges listed at once (found by probing, when
+4 000 keys or more lie ahead), merged back in key order. --pipelining sends up to N HEADs on one connection before
 their answers (default ${LOOPBACK_PIPELINING_DEFAULT} when the endpoint is on this host, else 1).
 Credentials: the flags, else the AWS SDKs' chain (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; AWS_PROFILE and ~/.aws files;

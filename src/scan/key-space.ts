@@ -8,14 +8,18 @@
  *    use, sorted), so that fraction order is key order and a fraction maps
  *    back to a start-after string. Exact (BigInt), so keys sharing a long
  *    run (logs/2026/12/06/000…) stay apart.
- * 2. Where does the key space end? A round of probes (ListObjectsV2,
- *    max-keys=1, start-after = a fraction's string) at geometrically closer
- *    points above the last key listed (each a quarter of the one before),
- *    all in flight at once: the lowest probe that finds nothing above it
- *    bounds the end within a factor 4 (a round that finds nothing at all
- *    zooms in and probes again). A round of uniform probes narrows that to
- *    an eighth.
- * 3. Boundaries at equal fractions between the last key listed and the end:
+ * 2. Is a split worth it? One probe (ListObjectsV2, max-keys=1,
+ *    start-after = a fraction's string) as many keys above the last key
+ *    listed as the split needs at least, at the first page's density: if
+ *    nothing lies there, the listing stays one range (one probe spent, not
+ *    31: a short listing is over before parallel ranges repay their probes).
+ * 3. Where does the key space end? A round of probes at geometrically
+ *    closer points above the last key listed (each a quarter of the one
+ *    before), down to that first probe, all in flight at once: the lowest
+ *    probe that finds nothing above it bounds the end within a factor 4 (a
+ *    round that finds nothing at all zooms in and probes again). A round of
+ *    uniform probes narrows that to an eighth.
+ * 4. Boundaries at equal fractions between the last key listed and the end:
  *    range i lists keys in (boundary i, boundary i+1].
  *
  * The density of the first page (keys per unit of fraction) decides how many
@@ -38,6 +42,8 @@ const EXTRA_DIGITS = 4;
 const DIGITS_MAX = 256;
 /** A range shorter than this is not worth its probes and its last page's overshoot. */
 export const RANGE_KEYS_MIN = 2000;
+/** Keys ahead of the first page (at its density) below which the listing stays one range, by default: the least that makes two ranges. */
+export const SPLIT_KEYS_MIN_DEFAULT = 2 * RANGE_KEYS_MIN;
 
 /**
  * Keys as fractions over an alphabet, exactly: a fraction is an integer
@@ -132,10 +138,11 @@ function estimate(keys: number, gap: bigint, span: bigint): number {
 
 /**
  * Boundaries for up to `ranges` ranges of the keys after the first page
- * (`pageKeys`, in order). Undefined when one range is best (too few keys
- * ahead, or a key space the probes cannot tell apart).
+ * (`pageKeys`, in order). Undefined when one range is best (fewer than
+ * `splitKeysMin` keys ahead at the first page's density, or a key space the
+ * probes cannot tell apart).
  */
-export async function splitKeySpace(prefix: string, pageKeys: readonly string[], ranges: number, probe: Probe): Promise<KeySpaceSplit | undefined> {
+export async function splitKeySpace(prefix: string, pageKeys: readonly string[], ranges: number, probe: Probe, splitKeysMin = SPLIT_KEYS_MIN_DEFAULT): Promise<KeySpaceSplit | undefined> {
   if (ranges < 2 || pageKeys.length < 2) return undefined;
   const fractions = new KeyFractions(prefix, pageKeys);
   const lastKey = pageKeys.at(-1)!;
@@ -146,27 +153,37 @@ export async function splitKeySpace(prefix: string, pageKeys: readonly string[],
     const startAfter = fractions.stringOf(fraction);
     return startAfter > lastKey && (await probe(startAfter)) !== undefined;
   };
-  // Geometric rounds: found[i] says whether a key lies above low + 4^-(i+1) of the rest. A round that finds
-  // none (keys sharing a run longer than its 48 bits tell apart) zooms into the lowest quarter-power and goes on.
+  // Enough keys ahead to split at all? One probe says; the rounds below probe only above it.
+  const least = low + (BigInt(Math.max(1, Math.ceil(splitKeysMin))) * span + BigInt(pageKeys.length) - 1n) / BigInt(pageKeys.length);
+  if (least >= fractions.one || !(await probeAt(least))) return undefined;
+  // Geometric rounds: found[i] says whether a key lies above low + 4^-(i+1) of the rest, down to `least`. A round
+  // that finds none (keys sharing a run longer than its 48 bits tell apart) zooms into the lowest quarter-power and goes on.
   let high = fractions.one;
-  for (let round = 0; ; round++) {
-    const geometric = Array.from({ length: GEOMETRIC_PROBES }, (_, i) => low + (high - low) / 4n ** BigInt(i + 1));
+  let from = least;
+  for (let round = 0; round < GEOMETRIC_ROUNDS_MAX; round++) {
+    const geometric: bigint[] = [];
+    for (let i = 0; i < GEOMETRIC_PROBES; i++) {
+      const point = low + (high - low) / 4n ** BigInt(i + 1);
+      if (point <= least) break;
+      geometric.push(point);
+    }
+    if (geometric.length === 0) break;
     const found = await Promise.all(geometric.map(probeAt));
     const highestFound = found.indexOf(true);
     if (highestFound === -1) {
       high = geometric.at(-1)!;
-      if (round + 1 < GEOMETRIC_ROUNDS_MAX && high - low > 1n) continue;
+      if (geometric.length === GEOMETRIC_PROBES) continue;
       break;
     }
     if (highestFound > 0) high = geometric[highestFound - 1]!;
-    // Refining: the end lies in (geometric[highestFound], high]; narrow it to an eighth.
-    const from = geometric[highestFound]!;
-    const refining = Array.from({ length: REFINING_PROBES - 1 }, (_, i) => from + ((high - from) * BigInt(i + 1)) / BigInt(REFINING_PROBES));
-    const refined = await Promise.all(refining.map(probeAt));
-    const firstEmpty = refined.indexOf(false);
-    if (firstEmpty !== -1) high = refining[firstEmpty]!;
+    from = geometric[highestFound]!;
     break;
   }
+  // Refining: the end lies in (from, high]; narrow it to an eighth.
+  const refining = Array.from({ length: REFINING_PROBES - 1 }, (_, i) => from + ((high - from) * BigInt(i + 1)) / BigInt(REFINING_PROBES));
+  const refined = await Promise.all(refining.map(probeAt));
+  const firstEmpty = refined.indexOf(false);
+  if (firstEmpty !== -1) high = refining[firstEmpty]!;
   const expectedKeys = estimate(pageKeys.length, high - low, span);
   const count = Math.min(ranges, Math.floor(expectedKeys / RANGE_KEYS_MIN));
   if (count < 2) return undefined;

@@ -12,7 +12,7 @@
  * 4 ranges fills the later ranges' buffers early and is back to one
  * request in flight for much of the walk).
  */
-import type { ScannedPage } from './listing-page.ts';
+import type { ReceivedPage, ScannedPage } from './listing-page.ts';
 import { splitKeySpace, type KeySpaceSplit, type Probe } from './key-space.ts';
 
 /** Pages a range lists ahead of the caller at most. */
@@ -27,7 +27,8 @@ export interface PageRequest {
   maxKeys: number;
 }
 
-export type FetchPage = (request: PageRequest) => Promise<ScannedPage>;
+/** A page as received (its entries read after the next page is asked for), or one already read. */
+export type FetchPage = (request: PageRequest) => Promise<ReceivedPage | ScannedPage>;
 
 export interface ParallelListingOptions {
   /** Ranges listed at once at most (1: one listing, in sequence). */
@@ -40,6 +41,15 @@ export interface ParallelListingOptions {
   onPage?: (page: ScannedPage) => void;
   /** Called once every range has listed its last page. */
   onListingDone?: () => void;
+  /** Keys ahead of the first page (at its density) below which the listing stays one range; default SPLIT_KEYS_MIN_DEFAULT (key-space.ts). */
+  splitKeysMin?: number;
+  /** The page after `first`, already asked for (with its continuation token and pageKeysMax keys). */
+  second?: Promise<ReceivedPage | ScannedPage>;
+}
+
+function received(page: ReceivedPage | ScannedPage): ReceivedPage {
+  if ('read' in page) return page;
+  return { isTruncated: page.isTruncated, nextContinuationToken: page.nextContinuationToken, lastKey: page.objects.at(-1)?.key, read: () => page };
 }
 
 class RangeListing {
@@ -59,7 +69,8 @@ class RangeListing {
   #wakeWriter: (() => void) | undefined;
   readonly done: Promise<void>;
 
-  constructor(fetch: FetchPage, start: PageRequest, end: string | undefined, split: KeySpaceSplit | undefined, pageKeysMax: number, onPage: ((page: ScannedPage) => void) | undefined, lastKey?: string) {
+  /** `first`: this range's first page, already asked for (`start` then says what comes after nothing: it is not asked for again). */
+  constructor(fetch: FetchPage, start: PageRequest, end: string | undefined, split: KeySpaceSplit | undefined, pageKeysMax: number, onPage: ((page: ScannedPage) => void) | undefined, lastKey?: string, first?: Promise<ReceivedPage | ScannedPage>) {
     this.#fetch = fetch;
     this.#next = start;
     this.#end = end;
@@ -67,7 +78,7 @@ class RangeListing {
     this.#pageKeysMax = pageKeysMax;
     this.#onPage = onPage;
     this.#lastKey = lastKey;
-    this.done = this.#run();
+    this.done = this.#run(first);
   }
 
   get finished(): boolean {
@@ -89,16 +100,31 @@ class RangeListing {
     this.#wakeWriter?.();
   }
 
-  async #run(): Promise<void> {
+  /**
+   * Each next page is asked for the moment the one before arrives, before
+   * that one is read (its continuation token and last key are read without
+   * reading its entries): the server renders page n+1 while page n is read.
+   */
+  async #run(first: Promise<ReceivedPage | ScannedPage> | undefined): Promise<void> {
+    let pending = first;
     try {
-      while (this.#next !== undefined && !this.#stopped) {
-        if (this.#pages.length >= RANGE_PAGES_AHEAD) {
-          await new Promise<void>((resolve) => (this.#wakeWriter = resolve));
-          continue;
+      for (;;) {
+        if (pending === undefined) {
+          while (this.#next !== undefined && !this.#stopped && this.#pages.length >= RANGE_PAGES_AHEAD) {
+            await new Promise<void>((resolve) => (this.#wakeWriter = resolve));
+          }
+          if (this.#next === undefined || this.#stopped) break;
+          pending = this.#request();
         }
-        const request: PageRequest = { ...this.#next, maxKeys: this.#maxKeysFor() };
-        const page = await this.#fetch(request);
-        this.#accept(page);
+        const page = received(await pending);
+        pending = undefined;
+        this.#follow(page);
+        if (this.#next !== undefined && !this.#stopped && this.#pages.length + 1 < RANGE_PAGES_AHEAD) {
+          pending = this.#request();
+          // Awaited on the next turn; a failure while this page is read must not count as unhandled.
+          pending.catch(() => undefined);
+        }
+        this.#accept(page.read());
       }
     } catch (error) {
       this.#error = error;
@@ -108,6 +134,19 @@ class RangeListing {
     }
   }
 
+  #request(): Promise<ReceivedPage | ScannedPage> {
+    return this.#fetch({ ...this.#next!, maxKeys: this.#maxKeysFor() });
+  }
+
+  /** Where the listing goes on after this page: from its continuation token, unless it is the last or passes this range's end. */
+  #follow(page: ReceivedPage): void {
+    if (page.isTruncated && page.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
+    const end = this.#end;
+    const pastEnd = end !== undefined && page.lastKey !== undefined && page.lastKey > end;
+    if (page.lastKey !== undefined && !pastEnd) this.#lastKey = page.lastKey;
+    this.#next = !pastEnd && page.isTruncated ? { continuationToken: page.nextContinuationToken!, maxKeys: this.#pageKeysMax } : undefined;
+  }
+
   /** A full page, or on the last page of a bounded range the keys it probably has left (with a margin). */
   #maxKeysFor(): number {
     if (this.#end === undefined || this.#split === undefined || this.#lastKey === undefined) return this.#pageKeysMax;
@@ -115,18 +154,13 @@ class RangeListing {
     return Math.max(1, Math.min(this.#pageKeysMax, Math.ceil(left * LAST_PAGE_MARGIN_FACTOR) + LAST_PAGE_MARGIN_KEYS));
   }
 
+  /** The page's entries up to this range's end (#follow decided from its last key whether the listing goes on). */
   #accept(page: ScannedPage): void {
-    let objects = page.objects;
-    let pastEnd = false;
     const end = this.#end;
-    if (end !== undefined && objects.length > 0 && objects.at(-1)!.key > end) {
-      objects = objects.filter((object) => object.key <= end);
-      pastEnd = true;
-    }
-    if (objects.length > 0) this.#lastKey = objects.at(-1)!.key;
-    const kept: ScannedPage = pastEnd ? { objects, isTruncated: false, nextContinuationToken: undefined } : page;
-    if (page.isTruncated && page.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
-    this.#next = !pastEnd && page.isTruncated ? { continuationToken: page.nextContinuationToken!, maxKeys: this.#pageKeysMax } : undefined;
+    const pastEnd = end !== undefined && page.objects.length > 0 && page.objects.at(-1)!.key > end;
+    // Only a page whose last <Contents> reads differently from its entries (a malformed one) could disagree with #follow.
+    if (pastEnd && this.#next !== undefined) throw new Error('ListObjectsV2: a page\'s last key is not its last entry\'s');
+    const kept: ScannedPage = pastEnd ? { objects: page.objects.filter((object) => object.key <= end), isTruncated: false, nextContinuationToken: undefined } : page;
     this.#pages.push(kept);
     this.#onPage?.(kept);
     this.#wakeReader?.();
@@ -156,10 +190,10 @@ class RangeListing {
 export function listRemainingInParallel(first: ScannedPage, options: ParallelListingOptions): AsyncGenerator<ScannedPage> {
   if (!first.isTruncated || first.nextContinuationToken === undefined) throw new Error('listRemainingInParallel: the first page must be truncated, with a continuation token');
   const firstKeys = first.objects.map((object) => object.key);
-  const rest = new RangeListing(options.fetch, { continuationToken: first.nextContinuationToken, maxKeys: options.pageKeysMax }, undefined, undefined, options.pageKeysMax, options.onPage, firstKeys.at(-1));
+  const rest = new RangeListing(options.fetch, { continuationToken: first.nextContinuationToken, maxKeys: options.pageKeysMax }, undefined, undefined, options.pageKeysMax, options.onPage, firstKeys.at(-1), options.second);
   const ranges: RangeListing[] = [rest];
   // The probes run while the first range goes on listing; a failed split only means no split.
-  const splitting = splitKeySpace(options.prefix, firstKeys, options.ranges, options.probe)
+  const splitting = splitKeySpace(options.prefix, firstKeys, options.ranges, options.probe, options.splitKeysMin)
     .catch(() => undefined)
     .then((split) => {
       if (split === undefined) return;

@@ -20,7 +20,7 @@
 import { PIPELINING_MAX, S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
 import { LIST_KEYS_MAX } from '../util/limits.ts';
 import { scanCredentialProvider, type StaticCredentials } from './credentials.ts';
-import { parseScannedPage, type ListedObject, type ScannedPage } from './listing-page.ts';
+import { receivePage, type ListedObject, type ReceivedPage, type ScannedPage } from './listing-page.ts';
 import { PROBES_IN_FLIGHT_MAX } from './key-space.ts';
 import { listRemainingInParallel, type PageRequest } from './parallel-listing.ts';
 
@@ -270,25 +270,36 @@ function notePage(page: ScannedPage, progress: ScanProgress, listing: ListingSta
 
 async function* listPages(client: S3Client, options: ScanOptions, progress: ScanProgress, listing: ListingState): AsyncGenerator<ScannedPage> {
   const prefix = options.prefix ?? '';
-  const fetchPage = async (request: PageRequest): Promise<ScannedPage> => {
+  const fetchPage = async (request: PageRequest): Promise<ReceivedPage> => {
     const metadata = progress.mode === 'list' || progress.mode === 'auto';
     const xml = await client.listObjectsV2Document(options.bucket, { prefix: prefix === '' ? undefined : prefix, ...request, metadata }, { signal: options.signal });
-    return parseScannedPage(xml);
+    return receivePage(xml);
   };
-  const first = await fetchPage({ maxKeys: LIST_KEYS_MAX });
+  /** The page after `page`, asked for the moment `page` arrives (before it is read, so the server renders one while the scan reads the other). */
+  const pageAfter = (page: ReceivedPage): Promise<ReceivedPage> | undefined => {
+    if (page.isTruncated && page.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
+    if (!page.isTruncated) return undefined;
+    const next = fetchPage({ continuationToken: page.nextContinuationToken!, maxKeys: LIST_KEYS_MAX });
+    // Not awaited until the page before is handed over; a failure meanwhile must not count as unhandled.
+    next.catch(() => undefined);
+    return next;
+  };
+  const firstReceived = await fetchPage({ maxKeys: LIST_KEYS_MAX });
+  let next = pageAfter(firstReceived);
+  const first = firstReceived.read();
   notePage(first, progress, listing);
   progress.listed += first.objects.length;
-  if (first.isTruncated && first.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
   const ranges = options.listRanges ?? LIST_RANGES_DEFAULT;
-  if (first.isTruncated && ranges > 1 && (progress.mode === 'list' || progress.mode === 'none')) {
+  if (next !== undefined && ranges > 1 && (progress.mode === 'list' || progress.mode === 'none')) {
     const rest = listRemainingInParallel(first, {
       ranges,
       prefix,
       pageKeysMax: LIST_KEYS_MAX,
       fetch: fetchPage,
+      second: next,
       probe: async (startAfter) => {
         const xml = await client.listObjectsV2Document(options.bucket, { prefix: prefix === '' ? undefined : prefix, startAfter, maxKeys: 1 }, { signal: options.signal });
-        return parseScannedPage(xml).objects[0]?.key;
+        return receivePage(xml).lastKey;
       },
       onPage: (page) => {
         progress.listed += page.objects.length;
@@ -302,16 +313,14 @@ async function* listPages(client: S3Client, options: ScanOptions, progress: Scan
   }
   let page = first;
   for (;;) {
-    const next: Promise<ScannedPage> | undefined = page.isTruncated ? fetchPage({ continuationToken: page.nextContinuationToken!, maxKeys: LIST_KEYS_MAX }) : undefined;
-    // Not awaited until the next turn of this loop; a failure meanwhile must not count as unhandled.
-    next?.catch(() => undefined);
     if (next === undefined) progress.listingDone = true;
     yield page;
     if (next === undefined) return;
-    page = await next;
+    const received = await next;
+    next = pageAfter(received);
+    page = received.read();
     notePage(page, progress, listing);
     progress.listed += page.objects.length;
-    if (page.isTruncated && page.nextContinuationToken === undefined) throw new Error('ListObjectsV2: a truncated page without a NextContinuationToken');
   }
 }
 
