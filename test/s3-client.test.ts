@@ -267,4 +267,11 @@ describe('listing parser', () => {
     assert.deepEqual(parseListObjectsPage(withComment).keys, ['real']);
     assert.throws(() => parseListObjectsPage('<Error><Code>x</Code></Error>'));
   });
+
+  test('numeric character references decode alike on both paths', () => {
+    const entries = '<Contents><Key>&#252;ber&#x1F600;&amp;</Key></Contents>';
+    assert.deepEqual(scanListObjectsPage(document(entries))?.keys, ['über😀&']);
+    assert.deepEqual(parseListObjectsPage(document(`<!-- a comment sends the page to the full parser -->${entries}`)).keys, ['über😀&']);
+    assert.deepEqual(parseListObjectsPageFully(document(entries)).keys, ['über😀&']);
+  });
 });

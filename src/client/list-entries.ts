@@ -35,6 +35,8 @@ const parser = new XMLParser({
   ignoreAttributes: true,
   parseTagValue: false,
   trimValues: false,
+  // Numeric character references (&#252;, &#x1F600;) decode as the fast path's decodeXmlEntities decodes them.
+  htmlEntities: true,
   isArray: (name) => name === 'Contents' || name === 'CommonPrefixes' || name === 'Part',
 });
 
