@@ -113,7 +113,7 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined || command === 'help' || command === '--help' ? 0 : 2;
   }
   // Before the server allocates (its modules included): bounds what V8 keeps of its garbage (util/heap-policy.ts).
-  const { applyServerHeapPolicy } = await import('./util/heap-policy.ts');
+  const { applyServerHeapPolicy, applyPrimaryNurseryPolicy } = await import('./util/heap-policy.ts');
   applyServerHeapPolicy();
   const { WORKERS_MAX } = await import('./cluster.ts');
   const { values, positionals } = parseArgs({
@@ -140,6 +140,8 @@ async function main(argv: string[]): Promise<number> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${values.port}`);
   const workers = values.workers === 'auto' ? availableParallelism() : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > WORKERS_MAX) throw new Error(`invalid --workers ${values.workers} (1..${WORKERS_MAX} or auto)`);
+  // Before the primary loads the server's modules, and again once its threads started.
+  if (workers > 1) applyPrimaryNurseryPolicy();
   const config = values.config === undefined ? undefined : await (await import('./config/config.ts')).loadConfig(values.config);
   const [{ startTalus }, { ADMIN_PORT_DEFAULT }] = await Promise.all([import('./talus.ts'), import('./admin/paths.ts')]);
   const talus = await startTalus({
@@ -158,6 +160,7 @@ async function main(argv: string[]): Promise<number> {
     rootAccessKeyId: process.env['TALUS_ROOT_USER'],
     rootSecretAccessKey: process.env['TALUS_ROOT_PASSWORD'],
   });
+  if (workers > 1) applyPrimaryNurseryPolicy();
   // The secret is printed once, when it was generated: logs of later starts
   // (journald, container logs) never hold it.
   const secretLine =
