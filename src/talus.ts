@@ -14,14 +14,14 @@ import { lockDataDirectory, type DataDirectoryLock } from './data-dir-lock.ts';
 import { DiskReserve } from './disk-reserve.ts';
 import { checkBeforeOpen, LOST_AND_FOUND, settleIdentity, type ReclaimMode } from './data-dir-identity.ts';
 import { Engine } from './engine/engine.ts';
-import { closeGracefully, createS3Server } from './http/server.ts';
+// The S3 server (http/server.ts) is imported where this process serves S3: --workers' primary never does (issue 17).
+import { closeGracefully } from './http/close-gracefully.ts';
 import { newConsoleSourceKey } from './http/console-source.ts';
 import { WorkerPool } from './cluster.ts';
 import { lifecycleSchedule, lifecycleSettingsFromEnv, type LifecycleSettings } from './lifecycle/schedule.ts';
 import { LifecycleWorker } from './lifecycle/worker.ts';
 import type { MetadataStore } from './meta/metadata-store.ts';
 import { SqliteMetadataStore } from './meta/sqlite/sqlite-metadata-store.ts';
-import { checkSharedPlacement, openSharedMetadata, SHARED_ORPHAN_AGE_MS } from './meta/postgres/shared-node.ts';
 import { LISTING_THREADS_DEFAULT } from './meta/sqlite/listing-threads.ts';
 import { WalCheckpointer } from './meta/sqlite/wal-checkpointer.ts';
 import { missingWriteQuorum } from './placement/backend-health.ts';
@@ -204,6 +204,8 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
 async function startSharedNode(options: TalusOptions, metaUrl: string, dataDir: string, logger: Logger, lock: DataDirectoryLock, reserve: DiskReserve): Promise<RunningTalus> {
   let meta: MetadataStore | undefined;
   try {
+    // On demand: the PostgreSQL client is for --meta nodes only.
+    const { checkSharedPlacement, openSharedMetadata, SHARED_ORPHAN_AGE_MS } = await import('./meta/postgres/shared-node.ts');
     checkSharedPlacement(options.config ?? EMPTY_CONFIG, options.workers ?? 1);
     meta = await openSharedMetadata(metaUrl);
     // No --workers on a shared node (refused above): no other process's bucket cache to tell.
@@ -330,13 +332,14 @@ async function startOnLockedDirectory(
     ...(pool === undefined ? {} : { placementsChanged: () => pool.placementsChanged() }),
   };
   const configPath = options.configPath;
+  const checkSharedPlacement = storage.sharedMetadata ? (await import('./meta/postgres/shared-node.ts')).checkSharedPlacement : undefined;
   const reload = configPath === undefined ? undefined : async (): Promise<ReloadReport> => {
     try {
       // Placements are opened at a start only: a server that started with none gets them by a restart.
       if (runtime === undefined || placement === undefined) throw new ReloadRefusedError(`${configPath} declared no placements when the server started: restart it to use placements`);
       const report = await reloadConfig({
         path: configPath, runtime, placement, meta,
-        ...(storage.sharedMetadata ? { check: (file: TalusConfig) => checkSharedPlacement(file, workers) } : {}),
+        ...(checkSharedPlacement === undefined ? {} : { check: (file: TalusConfig) => checkSharedPlacement(file, workers) }),
         ...(pool === undefined ? {} : { tellWorkers: (base: TalusConfig) => pool.placementsChanged(undefined, base) }),
         onApplied: (served) => (storage.config = served),
       });
@@ -424,6 +427,7 @@ async function startOnLockedDirectory(
       close: () => (closing ??= stopAll(SHUTDOWN_GRACE_MS + 5_000).finally(() => lock.release())),
     };
   }
+  const { createS3Server } = await import('./http/server.ts');
   const accessLog = options.accessLog === undefined ? undefined : new AccessLog(options.accessLog);
   const server = createS3Server({
     engine,

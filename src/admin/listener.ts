@@ -9,7 +9,7 @@ import type { Engine } from '../engine/engine.ts';
 import type { PrincipalCache } from '../principals/principal-cache.ts';
 import type { Principals } from '../principals/principals.ts';
 import type { Logger } from '../util/logger.ts';
-import { closeGracefully } from '../http/server.ts';
+import { closeGracefully } from '../http/close-gracefully.ts';
 import { SHUTDOWN_GRACE_MS } from '../util/limits.ts';
 import type { AdminServerInfo } from './operations.ts';
 import type { AdminStorage } from './define.ts';

@@ -351,14 +351,5 @@ function drain(request: IncomingMessage): void {
   request.resume();
 }
 
-/**
- * Stops accepting connections, closes idle keep-alive ones, lets requests in
- * flight finish, and cuts whatever is still open after `graceMs`.
- */
-export async function closeGracefully(server: Server, graceMs: number): Promise<void> {
-  const closed = new Promise<void>((resolveClose) => server.close(() => resolveClose()));
-  server.closeIdleConnections();
-  const timer = setTimeout(() => server.closeAllConnections(), graceMs);
-  await closed;
-  clearTimeout(timer);
-}
+// In its own module, so the admin listener closes the same way without loading the S3 server.
+export { closeGracefully } from './close-gracefully.ts';
