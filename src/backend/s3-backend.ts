@@ -5,12 +5,12 @@ import { assert } from '../util/assert.ts';
 import { ShortReadError } from '../util/short-read-error.ts';
 import { BackendObjectMissingError, BackendSizeMismatchError, isBackendKey, type Backend, type BackendReadOptions, type BackendWriter } from './backend.ts';
 import { RETRY_POLICY_DEFAULT, withRetries, type RetryPolicy } from './retry.ts';
+import { MULTIPART_THRESHOLD_BYTES_DEFAULT, PART_BYTES_DEFAULT } from './s3-backend-defaults.ts';
+
+export { MULTIPART_THRESHOLD_BYTES_DEFAULT, PART_BYTES_DEFAULT };
 
 /** Bytes queued for the socket per upload before write() waits. */
 const UPLOAD_BUFFER_BYTES = 256 * 1024;
-/** Objects larger than this go up as multipart uploads (one PUT takes at most 5 GiB). */
-export const MULTIPART_THRESHOLD_BYTES_DEFAULT = 1024 * 1024 * 1024;
-export const PART_BYTES_DEFAULT = 128 * 1024 * 1024;
 const PART_BYTES_MIN = 5 * 1024 * 1024;
 const PARTS_MAX = 10_000;
 

@@ -25,7 +25,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve, dirname } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { DATA_SHARDS_MAX, PARITY_SHARDS_MAX, SHARD_BYTES_MULTIPLE } from '../erasure/index.ts';
-import { MULTIPART_THRESHOLD_BYTES_DEFAULT, PART_BYTES_DEFAULT } from '../backend/s3-backend.ts';
+import { MULTIPART_THRESHOLD_BYTES_DEFAULT, PART_BYTES_DEFAULT } from '../backend/s3-backend-defaults.ts';
 import { parseSize } from '../util/byte-size.ts';
 import { KiB, MiB } from '../util/limits.ts';
 
