@@ -292,6 +292,8 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#savepoint.run();
     try {
       const value = mutation();
+      // What better-sqlite3's transaction() refused: statements after an await would run outside the batch and its durability wait.
+      assert(typeof (value as { then?: unknown } | null | undefined)?.then !== 'function', 'a batched mutation is synchronous');
       this.#releaseSavepoint.run();
       return value;
     } catch (error) {
@@ -817,7 +819,7 @@ export class SqliteMetadataStore implements MetadataStore {
     // (Were a null version ever found without a latest, the insert below would fail on versions_by_id,
     // never commit two.) Two statements fewer for an unversioned PUT (profiled, issue 17).
     let stillLatest = latest;
-    /** The latest row when it is the null version this one replaces: rewritten in place (see below). */
+    /** The latest row when it is the null version this one (without blobs) replaces: rewritten in place (see below). */
     let rewrite: number | undefined;
     if (version.versionId === NULL_VERSION_ID && latest !== undefined) {
       const old = latest.version_id === NULL_VERSION_ID ? latest : s.getVersionById.get(version.bucket, version.key, NULL_VERSION_ID) as VersionRow | undefined;
@@ -826,12 +828,13 @@ export class SqliteMetadataStore implements MetadataStore {
         // Object Lock: a locked version is never overwritten (versioning may have been suspended when this write began).
         if (isLockedAt(replaced, nowMs)) throw new S3Error('AccessDenied', 'Access Denied because object protected by object lock.');
         this.#queuePurge(replaced.segments, nowMs, keep);
-        if (old.seq === latest.seq) {
-          rewrite = old.seq;
-          stillLatest = undefined;
-        } else {
-          this.#deleteVersionRow(old.seq);
-        }
+        // In place only for a version without blobs (inline bytes, a delete marker): the object-record writer
+        // (src/replication/record-writer.ts) records versions with blobs by seq order, past its last position,
+        // so one that kept an old seq would never get a record, and `talus recover --scan` would bring back the
+        // replaced content (review finding). Versions with blobs take a new seq, as before.
+        if (old.seq === latest.seq && version.segments.length === 0) rewrite = old.seq;
+        else this.#deleteVersionRow(old.seq);
+        if (old.seq === latest.seq) stillLatest = undefined;
       }
     }
     // Only a bucket with a quota counts (no statement for the others); a refusal rolls this savepoint back whole.
