@@ -9,16 +9,23 @@
  * code decides.
  *
  *   npm run build   # the servers run from dist/ (tsx's output of some constructs is slower)
- *   node --import tsx bench/request-path.bench.ts get|head [--compare OTHER_CHECKOUT] [--bare] [--rounds N] [--requests N]
+ *   node --import tsx bench/request-path.bench.ts get|head|delete [--compare OTHER_CHECKOUT] [--bare] [--rounds N] [--requests N]
  *
  * get: presigned 4 KiB GETs (as wrk sends them in the suite); head:
- * header-signed HEADs. --compare: a second checkout (built) run in the same
+ * header-signed HEADs; delete: header-signed DELETEs (as the load generator
+ * sends them in the suite's delete-4k), each of a 4 KiB object that exists:
+ * every round (and the warm-up) first PUTs its own keys, unmeasured, and
+ * deletes each once. The CPU per DELETE includes the commit and its WAL
+ * fdatasync (a syscall, the one the durability wait needs). --compare: a second checkout (built) run in the same
  * process, blocks alternated, paired ratios printed. --bare: node:http
  * answering every request with the same headers and body, as the suite's
- * ceiling does.
+ * ceiling does. --profile PREFIX: a CPU profile of each measured block only
+ * (not the warm-up, not a DELETE block's PUTs), sampled every 100 µs, written
+ * to PREFIX-<subject>-<round>.cpuprofile.
  */
 import { createServer, type Server } from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Duplex } from 'node:stream';
@@ -38,20 +45,28 @@ const OBJECT_BYTES = 4096;
 /** Connections in flight at once: several requests per turn of the event loop, as under load. */
 const CONNECTIONS = 16;
 const WARM_UP_REQUESTS = 20_000;
+const DELETE_WARM_UP_REQUESTS = 6_000;
+const DELETE_PUT_CONNECTIONS = 32;
 const CREDENTIALS = { accessKeyId: 'BENCHACCESSKEY', secretAccessKey: 'bench-secret-key-0123456789' };
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { compare: { type: 'string' }, bare: { type: 'boolean' }, rounds: { type: 'string', default: '12' }, requests: { type: 'string', default: '5000' } },
+  options: { compare: { type: 'string' }, bare: { type: 'boolean' }, rounds: { type: 'string', default: '12' }, requests: { type: 'string', default: '5000' }, profile: { type: 'string' } },
 });
-const workload = positionals[0] === 'head' ? 'head' : 'get';
+const workload = positionals[0] === 'head' ? 'head' : positionals[0] === 'delete' ? 'delete' : 'get';
 const rounds = Number(values.rounds);
 const requestsPerRound = Number(values.requests);
+/** DELETE consumes its keys: each block PUTs that many objects first, so the warm-up is smaller. */
+const warmUpRequests = workload === 'delete' ? DELETE_WARM_UP_REQUESTS : WARM_UP_REQUESTS;
+/** The status every answer must have. */
+const expectedStatus = workload === 'delete' ? '204' : '200';
 
 interface Subject {
   name: string;
   server: Server;
   requests: string[];
+  /** delete: makes `count` objects to delete and returns the requests that delete them, each once (unmeasured). */
+  prepareDeletes?(count: number): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -67,6 +82,25 @@ async function talusSubject(checkout: string): Promise<Subject> {
   for (let i = 0; i < KEYS; i++) await client.putObject('bench', keyOf(i), body);
   await client.close();
   const requests: string[] = [];
+  let block = 0;
+  const prepareDeletes = async (count: number): Promise<string[]> => {
+    const prefix = `delete-${block++}/`;
+    const writer = new S3Client({ endpoint: talus.url, ...CREDENTIALS, connections: DELETE_PUT_CONNECTIONS });
+    let next = 0;
+    const put = async (): Promise<void> => {
+      while (next < count) await writer.putObject('bench', `${prefix}${String(next++).padStart(8, '0')}`, body);
+    };
+    await Promise.all(Array.from({ length: DELETE_PUT_CONNECTIONS }, put));
+    await writer.close();
+    const signer = new SigV4Signer({ ...CREDENTIALS, region: 'us-east-1' });
+    const deletes: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const path = `/bench/${prefix}${String(i).padStart(8, '0')}`;
+      const { amzDate, authorization } = signer.sign({ method: 'DELETE', path, query: '', host: endpoint.host, payloadHash: EMPTY_SHA256 });
+      deletes.push(`DELETE ${path} HTTP/1.1\r\nHost: ${endpoint.host}\r\nx-amz-content-sha256: ${EMPTY_SHA256}\r\nx-amz-date: ${amzDate}\r\nAuthorization: ${authorization}\r\n\r\n`);
+    }
+    return deletes;
+  };
   if (workload === 'get') {
     const sdk = new SdkClient({ endpoint: talus.url, region: 'us-east-1', forcePathStyle: true, credentials: CREDENTIALS });
     for (let i = 0; i < KEYS; i++) {
@@ -76,17 +110,20 @@ async function talusSubject(checkout: string): Promise<Subject> {
     sdk.destroy();
   } else {
     // Signed now, sent for a minute at most: well within the allowed clock skew.
+    // delete: what the bare server is sent (Talus's DELETEs come from prepareDeletes, one block at a time).
+    const method = workload === 'delete' ? 'DELETE' : 'HEAD';
     const signer = new SigV4Signer({ ...CREDENTIALS, region: 'us-east-1' });
     for (let i = 0; i < KEYS; i++) {
       const path = `/bench/${keyOf(i)}`;
-      const { amzDate, authorization } = signer.sign({ method: 'HEAD', path, query: '', host: endpoint.host, payloadHash: EMPTY_SHA256 });
-      requests.push(`HEAD ${path} HTTP/1.1\r\nHost: ${endpoint.host}\r\nx-amz-content-sha256: ${EMPTY_SHA256}\r\nx-amz-date: ${amzDate}\r\nAuthorization: ${authorization}\r\n\r\n`);
+      const { amzDate, authorization } = signer.sign({ method, path, query: '', host: endpoint.host, payloadHash: EMPTY_SHA256 });
+      requests.push(`${method} ${path} HTTP/1.1\r\nHost: ${endpoint.host}\r\nx-amz-content-sha256: ${EMPTY_SHA256}\r\nx-amz-date: ${amzDate}\r\nAuthorization: ${authorization}\r\n\r\n`);
     }
   }
   return {
     name: checkout,
     server: talus.server!,
     requests,
+    prepareDeletes: workload === 'delete' ? prepareDeletes : undefined,
     close: async () => {
       await talus.close();
       await rm(dataDir, { recursive: true, force: true });
@@ -101,10 +138,18 @@ function bareSubject(requests: string[]): Subject {
     'x-amz-request-id': '6A2C1F0000000001', 'x-amz-id-2': '6A2C1F0000000001', server: 'Talus', 'last-modified': 'Sun, 06 Dec 2026 16:00:04 GMT',
     etag: '"8b9f0ad0bbc93d3d8cc0c3a4d9fe4ec1"', 'accept-ranges': 'bytes', 'content-type': 'binary/octet-stream', 'content-length': String(OBJECT_BYTES),
   };
+  // What Talus answers a DELETE: 204 and no body.
+  const deleteHeaders = { 'x-amz-request-id': '6A2C1F0000000001', 'x-amz-id-2': '6A2C1F0000000001', server: 'Talus', 'content-length': '0' };
   const server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => {
+    if (request.method === 'DELETE') {
+      response.writeHead(204, deleteHeaders);
+      response.end();
+      return;
+    }
     response.writeHead(200, headers);
     response.end(request.method === 'HEAD' ? undefined : payload);
   });
+  // It deletes nothing: the same requests serve every block.
   return { name: 'bare node:http', server, requests, close: async () => undefined };
 }
 
@@ -136,7 +181,7 @@ class MemorySocket extends Duplex {
     if (chunk.length === 0) return;
     if (this.#expected < 0) {
       const text = chunk.toString('latin1');
-      if (text.slice(9, 12) !== '200') throw new Error(`unexpected response: ${text.slice(0, 400)}`);
+      if (text.slice(9, 12) !== expectedStatus) throw new Error(`unexpected response: ${text.slice(0, 400)}`);
       const length = /content-length: (\d+)/i.exec(text);
       const bodyBytes = workload === 'get' && length !== null ? Number(length[1]) : 0;
       this.#expected = text.indexOf('\r\n\r\n') + 4 + bodyBytes;
@@ -160,10 +205,21 @@ class MemorySocket extends Duplex {
   }
 }
 
-/** µs of this process's CPU per request over `count` requests on CONNECTIONS connections. */
-async function run(subject: Subject, count: number): Promise<number> {
+const profiler = values.profile === undefined ? undefined : new Session();
+if (profiler !== undefined) {
+  profiler.connect();
+  await profiler.post('Profiler.enable');
+  await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+}
+
+/** µs of this process's CPU per request over `count` requests on CONNECTIONS connections; `profileName`: profile this block. */
+async function run(subject: Subject, count: number, profileName?: string): Promise<number> {
+  // DELETE: this block's own keys, each deleted once, made before the CPU is counted.
+  const requests = subject.prepareDeletes === undefined ? subject.requests : await subject.prepareDeletes(count);
+  const pick = (i: number, c: number): string => (subject.prepareDeletes === undefined ? requests[(i * 7 + c) % KEYS]! : requests[i]!);
   let sent = 0;
   let answered = 0;
+  if (profileName !== undefined) await profiler?.post('Profiler.start');
   const start = process.cpuUsage();
   const sockets: MemorySocket[] = [];
   await new Promise<void>((resolveRun) => {
@@ -172,7 +228,7 @@ async function run(subject: Subject, count: number): Promise<number> {
       sockets.push(socket);
       const next = (): void => {
         if (sent >= count) return;
-        socket.push(subject.requests[(sent++ * 7 + c) % KEYS]!);
+        socket.push(pick(sent++, c));
       };
       socket.onResponse = () => {
         answered++;
@@ -184,6 +240,10 @@ async function run(subject: Subject, count: number): Promise<number> {
     }
   });
   const used = process.cpuUsage(start);
+  if (profileName !== undefined && profiler !== undefined) {
+    const { profile } = await profiler.post('Profiler.stop');
+    await writeFile(`${values.profile}-${profileName}.cpuprofile`, JSON.stringify(profile));
+  }
   for (const socket of sockets) socket.destroy();
   return (used.user + used.system) / count;
 }
@@ -197,14 +257,15 @@ const here = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const subjects = [await talusSubject(here)];
 if (values.compare !== undefined) subjects.push(await talusSubject(resolve(values.compare)));
 if (values.bare === true) subjects.push(bareSubject(subjects[0]!.requests));
-for (const subject of subjects) await run(subject, WARM_UP_REQUESTS);
+for (const subject of subjects) await run(subject, warmUpRequests);
 const measured = subjects.map((): number[] => []);
 for (let round = 0; round < rounds; round++) {
   const order = subjects.map((_, i) => i);
   if (round % 2 === 1) order.reverse();
-  for (const i of order) measured[i]!.push(await run(subjects[i]!, requestsPerRound));
+  for (const i of order) measured[i]!.push(await run(subjects[i]!, requestsPerRound, values.profile === undefined ? undefined : `${i}-${round}`));
 }
-console.log(`${workload === 'get' ? 'presigned GET' : 'header-signed HEAD'} of 4 KiB objects, ${CONNECTIONS} in-memory connections, ${rounds} rounds of ${requestsPerRound}:`);
+const described = { get: 'presigned GET', head: 'header-signed HEAD', delete: 'header-signed DELETE' }[workload];
+console.log(`${described} of 4 KiB objects, ${CONNECTIONS} in-memory connections, ${rounds} rounds of ${requestsPerRound}:`);
 subjects.forEach((subject, i) => console.log(`  ${subject.name}: ${summary(measured[i]!)}`));
 for (let i = 1; i < subjects.length; i++) {
   const ratios = measured[i]!.map((value, round) => value / measured[0]![round]!);
