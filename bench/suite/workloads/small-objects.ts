@@ -189,7 +189,7 @@ export const delete4k: Workload = {
       },
     });
     const counts = `${deleteKeyCount} objects (s3rver: ${peerDeleteKeyCount})`;
-    const warmUpNote = warmUpMs > 0 ? `; first ${DELETE_WARM_UP_SHARE * 100} % as many other keys deleted unmeasured to warm up (bare node:http: ${warmUpMs / 1000} s)` : '';
+    const warmUpNote = warmUpMs > 0 ? `; first ${Math.round(DELETE_WARM_UP_SHARE * 100)} % as many other keys deleted unmeasured to warm up (bare node:http: ${warmUpMs / 1000} s)` : '';
     return { rows, notes: [`${counts}, each deleted once, 64 in flight (the run ends when none is left; bare node:http runs ${context.settings.runMs / 1000} s)${warmUpNote}`, ...cleanupNotes] };
   },
 };
