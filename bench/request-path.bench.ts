@@ -16,8 +16,9 @@
  * sends them in the suite's delete-4k), each of a 4 KiB object that exists:
  * every round (and the warm-up) first PUTs its own keys, unmeasured, and
  * deletes each once. The CPU per DELETE includes the commit and its WAL
- * fdatasync (a syscall, the one the durability wait needs). --compare: a second checkout (built) run in the same
- * process, blocks alternated, paired ratios printed. --bare: node:http
+ * fdatasync (a syscall, the one the durability wait needs). --compare: a
+ * second checkout (built) run in the same process, blocks alternated, paired
+ * ratios printed. --bare: node:http
  * answering every request with the same headers and body, as the suite's
  * ceiling does. --profile PREFIX: a CPU profile of each measured block only
  * (not the warm-up, not a DELETE block's PUTs), sampled every 100 µs, written
