@@ -21,7 +21,7 @@ export interface Comparison {
   drive(server: RunningServer, durationMs: number): Promise<DriverResult>;
   /** The measured run's duration. */
   durationMs: number;
-  /** Default true; false for runs that consume or change their data set (DELETE, the mix, the bulk walk). */
+  /** Default true; false for runs that consume or change their data set (DELETE, the mix, the bulk walk): DELETE warms up on keys of its own instead (small-objects.ts). */
   warmUp?: boolean;
   /** s3rver is left out (with a note) when it cannot do the workload in reasonable time. */
   skipPeer?: boolean;
