@@ -35,6 +35,8 @@ export interface CutObject {
   readonly from: number;
   readonly to: number;
   readonly complete: boolean;
+  /** How it was cut (segment.ts, cutEncodedSegment): counted in the replicator's status. */
+  readonly cut: 'joined' | 'in log order';
   /** The replica object's bytes, ready to upload: parts to store one after the other. */
   readonly parts: readonly Uint8Array[];
 }
