@@ -1,0 +1,108 @@
+/**
+ * Metadata replication, round 4 (docs/PERFORMANCE.md "Metadata replication,
+ * round 4"): a backlog of inline PUTs past SEGMENT_BYTES_MAX (what a second
+ * of 4 KiB PUTs becomes at a high rate, or any stall) is cut the joined way
+ * over shorter ranges, not row by row in log order, and the partial
+ * segments it gives restore the exact database.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { MemoryBackend } from '../src/backend/memory-backend.ts';
+import type { ReplicationConfig } from '../src/config/config.ts';
+import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
+import { parseReplicaKey, REPLICA_PREFIX } from '../src/replication/replica-names.ts';
+import { MetadataReplicator } from '../src/replication/replicator.ts';
+import { restoreMetadata } from '../src/replication/restore.ts';
+import { SEGMENT_BYTES_MAX } from '../src/replication/segment.ts';
+import { silentLogger } from '../src/util/logger.ts';
+
+const STORE_ID = '1f0e0d0c-0b0a-4900-8800-070605040302';
+/** Inline bodies larger than a PUT's 4 KiB, so the backlog passes the byte bound in a few hundred commits. */
+const BODY_BYTES = 64 * 1024;
+
+let root: string;
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'talus-repl-round4-'));
+});
+
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** Every replicated table's rows, comparable (the change log and the epoch aside). */
+function dump(path: string): string {
+  const db = new Database(path, { readonly: true });
+  try {
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != 'talus_replication_changes' ORDER BY name").pluck().all() as string[];
+    const out: Record<string, unknown[]> = {};
+    for (const table of tables) {
+      const rows = db.prepare(`SELECT * FROM "${table}" ORDER BY 1, 2`).all() as Record<string, unknown>[];
+      out[table] = rows
+        .filter((row) => !(table === 'settings' && row['name'] === 'store_epoch'))
+        .map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Buffer.isBuffer(v) ? v.toString('base64') : v])));
+    }
+    return JSON.stringify(out);
+  } finally {
+    db.close();
+  }
+}
+
+test('a backlog past SEGMENT_BYTES_MAX ships in joined partial segments, and they restore the exact database', async () => {
+  const backends = [new MemoryBackend('m0'), new MemoryBackend('m1'), new MemoryBackend('m2')];
+  const config: ReplicationConfig = { backends: ['m0', 'm1', 'm2'], lagMs: 60_000, snapshotIntervalMs: 3_600_000, writeQuorum: 2, key: randomBytes(32), mode: 'async' };
+  const databasePath = join(root, 'meta.db');
+  const meta = new SqliteMetadataStore(databasePath);
+  await meta.setStoreIdentity({ id: STORE_ID, epoch: 1 });
+  await meta.createBucket({ name: 'b', createdMs: 1, ownerId: 'o', versioning: 'Enabled', tags: null });
+  const replicator = new MetadataReplicator({ databasePath, scratchDirectory: join(root, 'scratch'), targets: backends, storeId: STORE_ID, epoch: 1, config, logger: silentLogger });
+  try {
+    await replicator.snapshotNow();
+    const put = async (key: string, versionId: string): Promise<void> => {
+      const outcome = await meta.commitVersion({
+        version: {
+          bucket: 'b', key, versionId, isDeleteMarker: false, lastModifiedMs: 2, sizeBytes: BODY_BYTES, etag: '"e"', ownerId: 'o',
+          system: { contentType: 'application/octet-stream' }, userMetadata: {}, checksum: null, tags: [], parts: null, segments: [], inlineData: randomBytes(BODY_BYTES),
+        },
+        conditions: {},
+      });
+      assert.equal(outcome.status, 'committed');
+    };
+    // ~1.5 times what one segment may hold, logged before the replicator's first round.
+    const puts = Math.ceil((SEGMENT_BYTES_MAX * 1.5) / BODY_BYTES);
+    for (let i = 0; i < puts; i++) await put(`k/${i}`, `v${i}`);
+    await meta.deleteVersion('b', 'k/3', 'v3');
+    await replicator.shipNow();
+    const status = replicator.status;
+    assert.equal(status.shippedPosition, replicator.committedPosition);
+    assert.ok(status.segmentsShipped >= 2, `the backlog is cut into several segments (${status.segmentsShipped})`);
+    // Main cut the first of them row by row in log order (segment.ts, cutSegment).
+    assert.equal(status.segmentsCutInLogOrder, 0);
+    const segments = [];
+    for await (const key of backends[0]!.list(REPLICA_PREFIX)) {
+      const name = parseReplicaKey(key);
+      if (name?.kind === 'segment') segments.push(name);
+    }
+    segments.sort((a, b) => a.from - b.from);
+    assert.ok(segments.slice(0, -1).every((segment) => segment.partial === true), 'all but the last are partial');
+    assert.equal(segments.at(-1)!.partial, undefined);
+
+    // After the backlog, a small round is one complete segment again.
+    await put('after', 'v-after');
+    await replicator.shipNow();
+    assert.equal(replicator.status.segmentsShipped, status.segmentsShipped + 1);
+
+    const dataDir = join(root, 'restored');
+    const report = await restoreMetadata({ dataDir, backends, key: config.key, partial: false });
+    assert.equal(report.segmentsApplied, status.segmentsShipped + 1);
+    assert.equal(dump(join(dataDir, 'meta.db')), dump(databasePath));
+  } finally {
+    await replicator.stop(0);
+    await meta.close();
+  }
+});
