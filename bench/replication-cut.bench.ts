@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import { installChangeCapture, lastChangeNumber } from '../src/replication/change-capture.ts';
-import { cutEncodedSegment } from '../src/replication/segment.ts';
+import { cutEncodedSegment, PayloadScratch } from '../src/replication/segment.ts';
 
 const OBJECT_BYTES = 4096;
 const IN_FLIGHT = 16;
@@ -58,10 +58,12 @@ try {
   const reader = new Database(path, { readonly: true, fileMustExist: true });
   reader.pragma('temp_store = MEMORY');
   const perPut: number[] = [];
+  // As the cutter thread cuts: each payload in the last one's memory.
+  const scratch = new PayloadScratch();
   let cut = '';
   for (let round = 0; round < cuts; round++) {
     const started = process.cpuUsage();
-    const segment = cutEncodedSegment(reader, from);
+    const segment = cutEncodedSegment(reader, from, scratch);
     const used = process.cpuUsage(started);
     if (segment === undefined) throw new Error('nothing to cut');
     cut = `${segment.cut}, ${segment.to - segment.from} changes, ${segment.payload.length} bytes`;

@@ -3,7 +3,9 @@
  * round 4"): a backlog of inline PUTs past SEGMENT_BYTES_MAX (what a second
  * of 4 KiB PUTs becomes at a high rate, or any stall) is cut the joined way
  * over shorter ranges, not row by row in log order, and the partial
- * segments it gives restore the exact database.
+ * segments it gives restore the exact database; and the cutter thread
+ * writes each payload into the last one's memory (PayloadScratch), which
+ * changes no byte of any segment.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -18,7 +20,8 @@ import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts
 import { parseReplicaKey, REPLICA_PREFIX } from '../src/replication/replica-names.ts';
 import { MetadataReplicator } from '../src/replication/replicator.ts';
 import { restoreMetadata } from '../src/replication/restore.ts';
-import { SEGMENT_BYTES_MAX } from '../src/replication/segment.ts';
+import { installChangeCapture, lastChangeNumber } from '../src/replication/change-capture.ts';
+import { cutEncodedSegment, decodeSegment, PayloadScratch, SEGMENT_BYTES_MAX } from '../src/replication/segment.ts';
 import { silentLogger } from '../src/util/logger.ts';
 
 const STORE_ID = '1f0e0d0c-0b0a-4900-8800-070605040302';
@@ -103,6 +106,49 @@ test('a backlog past SEGMENT_BYTES_MAX ships in joined partial segments, and the
     assert.equal(dump(join(dataDir, 'meta.db')), dump(databasePath));
   } finally {
     await replicator.stop(0);
+    await meta.close();
+  }
+});
+
+test('payloads cut with a scratch reuse its memory and are the segments cut without it', async () => {
+  const path = join(root, 'scratch.db');
+  const meta = new SqliteMetadataStore(path, { soleWriter: true });
+  const installer = new Database(path);
+  installChangeCapture(installer);
+  installer.close();
+  const reader = new Database(path, { readonly: true });
+  try {
+    await meta.createBucket({ name: 'b', createdMs: 1, ownerId: 'o', versioning: 'Enabled', tags: null });
+    const put = async (key: string, bytes: number): Promise<void> => {
+      const outcome = await meta.commitVersion({
+        version: {
+          bucket: 'b', key, versionId: 'null', isDeleteMarker: false, lastModifiedMs: 2, sizeBytes: bytes, etag: '"e"', ownerId: 'o',
+          system: { contentType: 'application/octet-stream' }, userMetadata: {}, checksum: null, tags: [], parts: null, segments: [], inlineData: randomBytes(bytes),
+        },
+        conditions: {},
+      });
+      assert.equal(outcome.status, 'committed');
+    };
+    const scratch = new PayloadScratch();
+    const from = lastChangeNumber(reader);
+    for (let i = 0; i < 40; i++) await put(`a/${i}`, 4096);
+    const first = cutEncodedSegment(reader, from, scratch)!;
+    assert.deepEqual(first.payload, cutEncodedSegment(reader, from)!.payload);
+    const firstDecoded = decodeSegment(first.payload);
+    assert.equal(firstDecoded.changes.filter((change) => change.table === 'inline_data').length, 40);
+    // A smaller segment next: written over the first one's bytes, in the same memory.
+    for (let i = 0; i < 30; i++) await put(`b/${i}`, 4096);
+    const second = cutEncodedSegment(reader, first.to, scratch)!;
+    assert.equal(second.payload.buffer, first.payload.buffer);
+    assert.deepEqual(second.payload, cutEncodedSegment(reader, first.to)!.payload);
+    assert.deepEqual(decodeSegment(second.payload).changes.map((change) => change.key), decodeSegment(cutEncodedSegment(reader, first.to)!.payload).changes.map((change) => change.key));
+    // A larger one than the memory holds gets memory of its own.
+    for (let i = 0; i < 200; i++) await put(`c/${i}`, 4096);
+    const third = cutEncodedSegment(reader, second.to, scratch)!;
+    assert.notEqual(third.payload.buffer, first.payload.buffer);
+    assert.deepEqual(third.payload, cutEncodedSegment(reader, second.to)!.payload);
+  } finally {
+    reader.close();
     await meta.close();
   }
 });

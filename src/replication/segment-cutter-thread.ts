@@ -10,7 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { assert } from '../util/assert.ts';
 import { encodeSegmentObjectParts } from './replica-object.ts';
-import { cutEncodedSegment } from './segment.ts';
+import { cutEncodedSegment, PayloadScratch } from './segment.ts';
 import type { CutReply, CutRequest, CutterData } from './segment-cutter.ts';
 
 const data = workerData as CutterData;
@@ -21,17 +21,20 @@ db.pragma(`busy_timeout = ${data.busyTimeoutMs}`);
 // The DISTINCT of each cut's keys sorts in memory, never in a temporary file.
 db.pragma('temp_store = MEMORY');
 const key = data.key === undefined ? undefined : Buffer.from(data.key);
+/** Each payload is written into the last one's memory while it fits (segment.ts, PayloadScratch): one request at a time. */
+const scratch = new PayloadScratch();
 
 async function answer(request: CutRequest): Promise<{ reply: CutReply; transfer: ArrayBuffer[] }> {
-  const segment = cutEncodedSegment(db, request.from);
+  const segment = cutEncodedSegment(db, request.from, scratch);
   if (segment === undefined) return { reply: { id: request.id, segment: undefined }, transfer: [] };
   const fields = { storeId: data.storeId, epoch: data.epoch, from: segment.from, to: segment.to, complete: segment.complete };
   const parts = await encodeSegmentObjectParts(fields, segment.payload, key);
-  // Moved, not copied, where a part owns its memory (the payload and brotli's output do; small parts share Buffer's pool).
+  // Moved, not copied, where a part owns its memory (brotli's output does; small parts share Buffer's pool) or is
+  // the payload stored as it is (the scratch then allocates anew). A compressed payload's memory stays for the next cut.
   const transfer = new Set<ArrayBuffer>();
   for (const part of parts) {
     const owns = part.byteOffset === 0 && part.byteLength === part.buffer.byteLength && part.buffer instanceof ArrayBuffer;
-    if (owns) transfer.add(part.buffer as ArrayBuffer);
+    if (owns || part.buffer === segment.payload.buffer) transfer.add(part.buffer as ArrayBuffer);
   }
   return { reply: { id: request.id, segment: { from: segment.from, to: segment.to, complete: segment.complete, cut: segment.cut, parts } }, transfer: [...transfer] };
 }
