@@ -5,16 +5,20 @@
  * over shorter ranges, not row by row in log order, and the partial
  * segments it gives restore the exact database; and the cutter thread
  * writes each payload into the last one's memory (PayloadScratch), which
- * changes no byte of any segment.
+ * changes no byte of any segment. A segment's header carries the SHA-256
+ * of its compressed body instead of its payload's (fewer bytes to hash);
+ * damage is refused either way, and segments written before still read.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { createHash, randomBytes } from 'node:crypto';
+import { brotliCompressSync } from 'node:zlib';
 import { MemoryBackend } from '../src/backend/memory-backend.ts';
+import { downloadSegmentObject, encodeSegmentObject, ReplicaObjectError, uploadObject } from '../src/replication/replica-object.ts';
 import type { ReplicationConfig } from '../src/config/config.ts';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import { parseReplicaKey, REPLICA_PREFIX } from '../src/replication/replica-names.ts';
@@ -151,4 +155,51 @@ test('payloads cut with a scratch reuse its memory and are the segments cut with
     reader.close();
     await meta.close();
   }
+});
+
+/** A replica object's header (the JSON after the magic and its length). */
+function headerOf(object: Buffer): Record<string, unknown> {
+  const length = object.readUInt32BE(8);
+  return JSON.parse(object.subarray(12, 12 + length).toString('utf8')) as Record<string, unknown>;
+}
+
+test("a segment's header carries its compressed body's SHA-256; damage is refused; segments with the payload's SHA-256 still read", async () => {
+  const fields = { storeId: STORE_ID, epoch: 1, from: 0, to: 5, complete: true };
+  // Compressible: JSON rows, as a segment of small PUTs with the load generator's bodies is.
+  const plain = Buffer.from(JSON.stringify(Array.from({ length: 2000 }, (_, i) => ['versions', ['b', `k/${i}`, 'null'], ['b', `k/${i}`, 'null', 4096, '"etag"']])));
+  const backend = new MemoryBackend('m');
+  for (const key of [undefined, randomBytes(32)]) {
+    const object = await encodeSegmentObject(fields, plain, key);
+    const header = headerOf(object);
+    assert.equal(header['compression'], 'brotli');
+    assert.equal(header['plainSha256'], undefined);
+    assert.equal(header['plainBytes'], plain.length);
+    assert.match(String(header['bodySha256']), /^[0-9a-f]{64}$/);
+    if (key === undefined) {
+      // Without encryption the body follows the header: its hash is the stored bytes'.
+      const body = object.subarray(12 + object.readUInt32BE(8));
+      assert.equal(header['bodySha256'], createHash('sha256').update(body).digest('hex'));
+    }
+    await uploadObject(backend, 'good', object);
+    assert.ok((await downloadSegmentObject(backend, 'good', key, {})).plain.equals(plain));
+    // One flipped bit in the middle of the compressed body: refused, never returned.
+    const damaged = Buffer.from(object);
+    const at = 12 + object.readUInt32BE(8) + Math.floor((object.length - 12 - object.readUInt32BE(8)) / 2);
+    damaged[at]! ^= 0x10;
+    await uploadObject(backend, 'damaged', damaged);
+    await assert.rejects(downloadSegmentObject(backend, 'damaged', key, {}), ReplicaObjectError);
+  }
+  // As segments were written before (the payload's SHA-256, brotli): read and checked as before.
+  const old = { kind: 'segment', ...fields, plainBytes: plain.length, plainSha256: createHash('sha256').update(plain).digest('hex'), compression: 'brotli', cipher: null, nonce: null };
+  const json = Buffer.from(JSON.stringify(old));
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(json.length);
+  const compressed = brotliCompressSync(plain);
+  await uploadObject(backend, 'old', Buffer.concat([Buffer.from('TALUSRM1'), length, json, compressed]));
+  assert.ok((await downloadSegmentObject(backend, 'old', undefined, {})).plain.equals(plain));
+  // Its payload's hash is still checked: another payload under the same header is refused.
+  const other = Buffer.from(plain);
+  other[10] = 0x41;
+  await uploadObject(backend, 'old-other', Buffer.concat([Buffer.from('TALUSRM1'), length, json, brotliCompressSync(other)]));
+  await assert.rejects(downloadSegmentObject(backend, 'old-other', undefined, {}), (error: unknown) => error instanceof ReplicaObjectError && /checksum mismatch/.test(error.message));
 });
