@@ -8,9 +8,12 @@
  * changes no byte of any segment. A segment's header carries the SHA-256
  * of its compressed body instead of its payload's (fewer bytes to hash);
  * damage is refused either way, and segments written before still read.
+ * The cutter thread starts with the replicator, not at the first write.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -202,4 +205,36 @@ test("a segment's header carries its compressed body's SHA-256; damage is refuse
   other[10] = 0x41;
   await uploadObject(backend, 'old-other', Buffer.concat([Buffer.from('TALUSRM1'), length, json, brotliCompressSync(other)]));
   await assert.rejects(downloadSegmentObject(backend, 'old-other', undefined, {}), (error: unknown) => error instanceof ReplicaObjectError && /checksum mismatch/.test(error.message));
+});
+
+/** This process's threads (Linux). */
+async function threadCount(): Promise<number> {
+  return (await promisify(readdir)('/proc/self/task')).length;
+}
+
+test('the segment cutter thread starts with the replicator, before any write to ship', { skip: process.platform !== 'linux' }, async () => {
+  // libuv's pool starts all its threads at its first job: have it running before counting.
+  await stat(root);
+  brotliCompressSync(Buffer.from('warm'));
+  const backends = [new MemoryBackend('m0'), new MemoryBackend('m1'), new MemoryBackend('m2')];
+  const config: ReplicationConfig = { backends: ['m0', 'm1', 'm2'], lagMs: 60_000, snapshotIntervalMs: 3_600_000, writeQuorum: 2, key: undefined, mode: 'async' };
+  const databasePath = join(root, 'prepare.db');
+  const meta = new SqliteMetadataStore(databasePath);
+  await meta.setStoreIdentity({ id: STORE_ID, epoch: 1 });
+  const replicator = new MetadataReplicator({ databasePath, scratchDirectory: join(root, 'prepare-scratch'), targets: backends, storeId: STORE_ID, epoch: 1, config, logger: silentLogger });
+  try {
+    const before = await threadCount();
+    replicator.start();
+    // The start-up snapshot's round ends; nothing was written, so no segment was cut.
+    const deadline = Date.now() + 30_000;
+    while (replicator.status.snapshotPosition === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.notEqual(replicator.status.snapshotPosition, undefined);
+    assert.equal(replicator.status.segmentsShipped, 0);
+    // The thread (and whatever Node starts with it): more threads than before, with nothing to cut yet.
+    const after = await threadCount();
+    assert.ok(after > before, `threads: ${before} before start(), ${after} after`);
+  } finally {
+    await replicator.stop(0);
+    await meta.close();
+  }
 });

@@ -125,6 +125,7 @@ export class MetadataReplicator {
   }
 
   start(): void {
+    this.#cutter.prepare();
     this.#schedule(0);
   }
 
