@@ -4,9 +4,9 @@
  * after a position, encoded into its replica object (SHA-256, brotli when
  * it pays, AES-GCM with a key), which goes back to the event loop for
  * upload. Requests come one at a time (the replicator has one round in
- * flight).
+ * flight), and are answered one at a time in any case.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { assert } from '../util/assert.ts';
 import { encodeSegmentObjectParts } from './replica-object.ts';
@@ -16,6 +16,7 @@ import type { CutReply, CutRequest, CutterData } from './segment-cutter.ts';
 const data = workerData as CutterData;
 const port = parentPort;
 assert(port !== null, 'segment-cutter-thread runs as a worker thread');
+const replies: MessagePort = port;
 const db = new Database(data.databasePath, { readonly: true, fileMustExist: true });
 db.pragma(`busy_timeout = ${data.busyTimeoutMs}`);
 // The DISTINCT of each cut's keys sorts in memory, never in a temporary file.
@@ -39,9 +40,19 @@ async function answer(request: CutRequest): Promise<{ reply: CutReply; transfer:
   return { reply: { id: request.id, segment: { from: segment.from, to: segment.to, complete: segment.complete, cut: segment.cut, parts } }, transfer: [...transfer] };
 }
 
+/**
+ * Requests are answered one after the other, whatever the caller sends: a payload lives in the scratch's
+ * memory until its object is encoded (brotli reads it on libuv's pool), so a second cut must not begin before.
+ */
+let answering: Promise<void> = Promise.resolve();
+async function reply(request: CutRequest): Promise<void> {
+  try {
+    const { reply: message, transfer } = await answer(request);
+    replies.postMessage(message, transfer);
+  } catch (error) {
+    replies.postMessage({ id: request.id, error: error instanceof Error ? error.message : String(error) } satisfies CutReply);
+  }
+}
 port.on('message', (request: CutRequest) => {
-  answer(request).then(
-    ({ reply, transfer }) => port.postMessage(reply, transfer),
-    (error: unknown) => port.postMessage({ id: request.id, error: error instanceof Error ? error.message : String(error) } satisfies CutReply),
-  );
+  answering = answering.then(() => reply(request));
 });
