@@ -61,6 +61,8 @@ interface ChildResult {
   /** Segments shipped while measured, and how many of them were cut row by row (a backlog past one joined cut). */
   segments?: number;
   segmentsCutInLogOrder?: number;
+  /** The process's peak resident memory (getrusage maxrss). */
+  peakRssMiB: number;
 }
 
 
@@ -189,7 +191,7 @@ async function runChild(variant: string, puts: number, bodies: string): Promise<
     await replicator?.stop();
     await checkpointer.stop();
     await store.close();
-    return { variant, puts, seconds, threads, total, ...segments };
+    return { variant, puts, seconds, threads, total, ...segments, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
   } finally {
     await rm(root, { recursive: true, force: true, maxRetries: 5 });
   }
@@ -208,7 +210,7 @@ async function runParent(): Promise<void> {
       const result = JSON.parse(output) as ChildResult;
       results.set(variant, [...(results.get(variant) ?? []), result]);
       const threads = Object.entries(result.threads).filter(([, micros]) => micros >= 0.5).sort((a, b) => b[1] - a[1]).map(([name, micros]) => `${name} ${micros.toFixed(1)}`).join(', ');
-      process.stderr.write(`round ${round + 1} ${variant}: ${result.total.toFixed(1)} µs/PUT (${(result.puts / result.seconds).toFixed(0)} PUT/s${result.segments === undefined ? '' : `, ${result.segments} segments, ${result.segmentsCutInLogOrder} cut in log order`}): ${threads}\n`);
+      process.stderr.write(`round ${round + 1} ${variant}: ${result.total.toFixed(1)} µs/PUT (${(result.puts / result.seconds).toFixed(0)} PUT/s${result.segments === undefined ? '' : `, ${result.segments} segments, ${result.segmentsCutInLogOrder} cut in log order`}, peak RSS ${result.peakRssMiB.toFixed(0)} MiB): ${threads}\n`);
     }
   }
   const median = (numbers: number[]): number => [...numbers].sort((a, b) => a - b)[Math.floor(numbers.length / 2)]!;
