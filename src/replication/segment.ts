@@ -118,13 +118,14 @@ export class PayloadScratch {
 
   /** `size` bytes, in the kept buffer when it fits and is not far too large (then it is replaced, so a burst's size is not kept for ever). */
   take(size: number): Buffer {
-    const kept = this.#buffer;
+    let buffer = this.#buffer;
     // byteLength 0: its memory was transferred to another thread.
-    const capacity = kept === undefined ? 0 : kept.buffer.byteLength;
-    if (kept === undefined || capacity < size || capacity > size * SCRATCH_SHRINK_RATIO) {
-      this.#buffer = Buffer.allocUnsafeSlow(Math.ceil(size * SCRATCH_HEADROOM));
+    const capacity = buffer === undefined ? 0 : buffer.buffer.byteLength;
+    if (buffer === undefined || capacity < size || capacity > size * SCRATCH_SHRINK_RATIO) {
+      buffer = Buffer.allocUnsafeSlow(Math.ceil(size * SCRATCH_HEADROOM));
+      this.#buffer = buffer;
     }
-    return this.#buffer!.subarray(0, size);
+    return buffer.subarray(0, size);
   }
 }
 
