@@ -8,8 +8,11 @@
  *
  * Commits PUTS inline versions (16 at a time) to a store with change capture,
  * then cuts the same segment CUTS times; prints the median and the minimum.
+ * With --encode, each cut is also made into its replica object as the
+ * cutter thread does (SHA-256, brotli on libuv's pool: the process's CPU,
+ * every thread's, is counted).
  *
- *   node --import tsx bench/replication-cut.bench.ts [--puts 6000] [--cuts 15]
+ *   node --import tsx bench/replication-cut.bench.ts [--puts 6000] [--cuts 15] [--encode]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -19,11 +22,12 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import { installChangeCapture, lastChangeNumber } from '../src/replication/change-capture.ts';
-import { cutEncodedSegment } from '../src/replication/segment.ts';
+import { encodeSegmentObjectParts } from '../src/replication/replica-object.ts';
+import { cutEncodedSegment, PayloadScratch } from '../src/replication/segment.ts';
 
 const OBJECT_BYTES = 4096;
 const IN_FLIGHT = 16;
-const { values } = parseArgs({ options: { puts: { type: 'string', default: '6000' }, cuts: { type: 'string', default: '15' } } });
+const { values } = parseArgs({ options: { puts: { type: 'string', default: '6000' }, cuts: { type: 'string', default: '15' }, encode: { type: 'boolean', default: false } } });
 const puts = Number(values.puts);
 const cuts = Number(values.cuts);
 
@@ -58,13 +62,20 @@ try {
   const reader = new Database(path, { readonly: true, fileMustExist: true });
   reader.pragma('temp_store = MEMORY');
   const perPut: number[] = [];
+  // As the cutter thread cuts: each payload in the last one's memory.
+  const scratch = new PayloadScratch();
   let cut = '';
   for (let round = 0; round < cuts; round++) {
     const started = process.cpuUsage();
-    const segment = cutEncodedSegment(reader, from);
-    const used = process.cpuUsage(started);
+    const segment = cutEncodedSegment(reader, from, scratch);
     if (segment === undefined) throw new Error('nothing to cut');
-    cut = `${segment.cut}, ${segment.to - segment.from} changes, ${segment.payload.length} bytes`;
+    let stored = '';
+    if (values.encode) {
+      const parts = await encodeSegmentObjectParts({ storeId: 'bench', epoch: 1, from: segment.from, to: segment.to, complete: segment.complete }, segment.payload, undefined);
+      stored = `, ${parts.reduce((sum, part) => sum + part.length, 0)} bytes stored`;
+    }
+    const used = process.cpuUsage(started);
+    cut = `${segment.cut}${values.encode ? ' and encoded' : ''}, ${segment.to - segment.from} changes, ${segment.payload.length} bytes${stored}`;
     perPut.push((used.user + used.system) / puts);
   }
   reader.close();

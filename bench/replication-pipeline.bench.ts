@@ -20,7 +20,7 @@
  * and the suite send: brotli compresses a segment of them ~7×) or `random`
  * (distinct random bytes: nothing compresses).
  *
- *   node --import tsx bench/replication-pipeline.bench.ts [--puts 20000] [--rounds 3] [--bodies loadgen|random]
+ *   node --import tsx bench/replication-pipeline.bench.ts [--puts 20000] [--rounds 3] [--bodies loadgen|random] [--lag 1000]
  *
  * VARIANTS=off,on,on-norecords (environment) chooses the variants; on-norecords is "on" without the
  * ObjectRecordWriter.
@@ -39,13 +39,14 @@ const IN_FLIGHT = 16;
 const WARM_PUTS = 2000;
 /** After the warm-up: the first rounds, the cutter thread's start and the start-up snapshot are behind us. */
 const SETTLE_MS = 2500;
-const LAG_MS = 1000;
 
 const { values } = parseArgs({
   options: {
     puts: { type: 'string', default: '20000' },
     rounds: { type: 'string', default: '3' },
     bodies: { type: 'string', default: 'loadgen' },
+    /** The replication lag: a longer one makes larger segments (past SEGMENT_BYTES_MAX at a few thousand PUT/s from ~2 s). */
+    lag: { type: 'string', default: '1000' },
     child: { type: 'string' },
   },
 });
@@ -57,6 +58,11 @@ interface ChildResult {
   /** CPU µs per PUT by thread name (unnamed threads: libuv's pool, V8's platform threads). */
   threads: Record<string, number>;
   total: number;
+  /** Segments shipped while measured, and how many of them were cut row by row (a backlog past one joined cut). */
+  segments?: number;
+  segmentsCutInLogOrder?: number;
+  /** The process's peak resident memory (getrusage maxrss). */
+  peakRssMiB: number;
 }
 
 
@@ -130,7 +136,7 @@ async function runChild(variant: string, puts: number, bodies: string): Promise<
         targets: backends,
         storeId: 'bench-store',
         epoch: 1,
-        config: { backends: backends.map((backend) => backend.name), lagMs: LAG_MS, snapshotIntervalMs: 3_600_000, writeQuorum: 2, key: undefined, mode: 'async' },
+        config: { backends: backends.map((backend) => backend.name), lagMs: Number(values.lag), snapshotIntervalMs: 3_600_000, writeQuorum: 2, key: undefined, mode: 'async' },
         logger,
         readConnection: store.database,
       });
@@ -160,6 +166,7 @@ async function runChild(variant: string, puts: number, bodies: string): Promise<
     await commitAll(0, WARM_PUTS);
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
     const before = await threadTimes();
+    const shippedBefore = replicator?.status;
     const started = performance.now();
     await commitAll(WARM_PUTS, puts);
     // Until what they logged is shipped (by the replicator's own rounds): its cost is theirs.
@@ -178,11 +185,13 @@ async function runChild(variant: string, puts: number, bodies: string): Promise<
       threads[name] = (threads[name] ?? 0) + spent / puts;
       total += spent / puts;
     }
+    const shippedAfter = replicator?.status;
+    const segments = shippedAfter === undefined || shippedBefore === undefined ? {} : { segments: shippedAfter.segmentsShipped - shippedBefore.segmentsShipped, segmentsCutInLogOrder: shippedAfter.segmentsCutInLogOrder - shippedBefore.segmentsCutInLogOrder };
     await records?.stop();
     await replicator?.stop();
     await checkpointer.stop();
     await store.close();
-    return { variant, puts, seconds, threads, total };
+    return { variant, puts, seconds, threads, total, ...segments, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
   } finally {
     await rm(root, { recursive: true, force: true, maxRetries: 5 });
   }
@@ -193,7 +202,7 @@ async function runParent(): Promise<void> {
   const results = new Map<string, ChildResult[]>();
   for (let round = 0; round < rounds; round++) {
     for (const variant of (process.env['VARIANTS'] ?? 'off,on').split(',')) {
-      const output = execFileSync(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname, '--child', variant, '--puts', values.puts!, '--bodies', values.bodies!], {
+      const output = execFileSync(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname, '--child', variant, '--puts', values.puts!, '--bodies', values.bodies!, '--lag', values.lag!], {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'inherit'],
         maxBuffer: 1 << 20,
@@ -201,7 +210,7 @@ async function runParent(): Promise<void> {
       const result = JSON.parse(output) as ChildResult;
       results.set(variant, [...(results.get(variant) ?? []), result]);
       const threads = Object.entries(result.threads).filter(([, micros]) => micros >= 0.5).sort((a, b) => b[1] - a[1]).map(([name, micros]) => `${name} ${micros.toFixed(1)}`).join(', ');
-      process.stderr.write(`round ${round + 1} ${variant}: ${result.total.toFixed(1)} µs/PUT (${(result.puts / result.seconds).toFixed(0)} PUT/s): ${threads}\n`);
+      process.stderr.write(`round ${round + 1} ${variant}: ${result.total.toFixed(1)} µs/PUT (${(result.puts / result.seconds).toFixed(0)} PUT/s${result.segments === undefined ? '' : `, ${result.segments} segments, ${result.segmentsCutInLogOrder} cut in log order`}, peak RSS ${result.peakRssMiB.toFixed(0)} MiB): ${threads}\n`);
     }
   }
   const median = (numbers: number[]): number => [...numbers].sort((a, b) => a - b)[Math.floor(numbers.length / 2)]!;

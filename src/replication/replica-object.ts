@@ -10,10 +10,15 @@
  * when the configuration gives a key, encrypted with AES-256-GCM under a
  * fresh nonce with the header as associated data: the header (what the
  * object claims to be: store, epoch, positions) cannot be swapped or edited
- * without failing the tag. The header also carries the payload's SHA-256
- * and size, checked after decompression, so a damaged object is refused
- * with or without encryption. Snapshots stream through files (a database
- * can be large); segments are small and stay in memory.
+ * without failing the tag. The header also carries the payload's size and a
+ * SHA-256, so a damaged object is refused with or without encryption: a
+ * snapshot's of its payload, checked after decompression; a segment's of
+ * its body as compressed (before encryption), checked before
+ * decompression: ~7 times fewer bytes to hash than the payload on the load
+ * generator's bodies (~2.3 µs of CPU per 4 KiB PUT on the cutter thread).
+ * Segments written before that carry the payload's SHA-256 instead, and
+ * are read as before. Snapshots stream through files (a database can be
+ * large); segments are small and stay in memory.
  *
  * A segment whose payload would not compress (its tail, where the inline
  * object bytes are, is sampled: media and encrypted objects, random load
@@ -57,7 +62,10 @@ export interface ReplicaHeader {
   /** Segments only: false when cut short (segment.ts). */
   readonly complete: boolean;
   readonly plainBytes: number;
-  readonly plainSha256: string;
+  /** SHA-256 of the payload (snapshots, and segments written before bodySha256). */
+  readonly plainSha256?: string;
+  /** Segments: SHA-256 of the body as compressed, before encryption (the body itself when `compression` is "none"). */
+  readonly bodySha256?: string;
   /** Snapshots always brotli; segments "none" when their payload does not compress. */
   readonly compression: 'brotli' | 'none';
   readonly cipher: 'aes-256-gcm' | null;
@@ -84,23 +92,22 @@ function cipherFor(header: ReplicaHeader, key: Buffer | undefined, headerBytes: 
 
 function headerFields(
   kind: ReplicaHeader['kind'],
-  fields: Omit<ReplicaHeader, 'kind' | 'compression' | 'cipher' | 'nonce' | 'plainBytes' | 'plainSha256'>,
-  plain: { bytes: number; sha256: string },
+  fields: HeaderFields,
+  checks: { plainBytes: number; plainSha256: string } | { plainBytes: number; bodySha256: string },
   key: Buffer | undefined,
   compression: ReplicaHeader['compression'] = 'brotli',
 ): ReplicaHeader {
   return {
     ...fields,
     kind,
-    plainBytes: plain.bytes,
-    plainSha256: plain.sha256,
+    ...checks,
     compression,
     cipher: key === undefined ? null : 'aes-256-gcm',
     nonce: key === undefined ? null : randomBytes(NONCE_BYTES).toString('base64'),
   };
 }
 
-type HeaderFields = Omit<ReplicaHeader, 'kind' | 'compression' | 'cipher' | 'nonce' | 'plainBytes' | 'plainSha256'>;
+type HeaderFields = Omit<ReplicaHeader, 'kind' | 'compression' | 'cipher' | 'nonce' | 'plainBytes' | 'plainSha256' | 'bodySha256'>;
 
 /** A segment's object bytes. */
 export async function encodeSegmentObject(fields: HeaderFields, plain: Buffer, key: Buffer | undefined): Promise<Buffer> {
@@ -114,7 +121,7 @@ export async function encodeSegmentObject(fields: HeaderFields, plain: Buffer, k
  */
 export async function encodeSegmentObjectParts(fields: HeaderFields, plain: Buffer, key: Buffer | undefined): Promise<Buffer[]> {
   const { compression, body: compressed } = await compressSegment(plain);
-  const header = headerFields('segment', fields, { bytes: plain.length, sha256: createHash('sha256').update(plain).digest('hex') }, key, compression);
+  const header = headerFields('segment', fields, { plainBytes: plain.length, bodySha256: createHash('sha256').update(compressed).digest('hex') }, key, compression);
   const head = prefix(header);
   const cipher = cipherFor(header, key, head);
   if (cipher === undefined) return [head, compressed];
@@ -139,7 +146,7 @@ export async function encodeSnapshotFile(fields: HeaderFields, databasePath: str
     hash.update(chunk as Buffer);
     bytes += (chunk as Buffer).length;
   }
-  const header = headerFields('snapshot', fields, { bytes, sha256: hash.digest('hex') }, key);
+  const header = headerFields('snapshot', fields, { plainBytes: bytes, plainSha256: hash.digest('hex') }, key);
   const head = prefix(header);
   const out = createWriteStream(objectPath);
   out.write(head);
@@ -218,11 +225,14 @@ async function decodeInto(backend: Backend, key: string, encryptionKey: Buffer |
     // A key is configured, so every replica written is encrypted: a plain one was not written by us.
     throw new ReplicaObjectError(`${backend.name}: ${key} is not encrypted although the configuration gives a key`);
   }
-  const hash = createHash('sha256');
+  // Which SHA-256 the header carries: the payload's (checked after decompression) or the body's (before it).
+  const plainHash = typeof header.plainSha256 === 'string' ? createHash('sha256') : undefined;
+  const bodyHash = typeof header.bodySha256 === 'string' ? createHash('sha256') : undefined;
+  if (plainHash === undefined && bodyHash === undefined) throw new ReplicaObjectError(`${backend.name}: ${key}: header damaged (no checksum)`);
   let bytes = 0;
   const verify = new Transform({
     transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
+      plainHash?.update(chunk);
       bytes += chunk.length;
       if (bytes > header.plainBytes) done(new ReplicaObjectError(`${backend.name}: ${key}: longer than its header says`));
       else done(null, chunk);
@@ -230,6 +240,16 @@ async function decodeInto(backend: Backend, key: string, encryptionKey: Buffer |
   });
   const stages: (NodeJS.ReadableStream | NodeJS.ReadWriteStream | Writable)[] = [Readable.from(await backend.read(key, head.length, bodyEnd))];
   if (decipher !== undefined) stages.push(decipher);
+  if (bodyHash !== undefined) {
+    stages.push(
+      new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          bodyHash.update(chunk);
+          done(null, chunk);
+        },
+      }),
+    );
+  }
   if (header.compression === 'brotli') stages.push(createBrotliDecompress());
   else if (header.compression !== 'none') throw new ReplicaObjectError(`${backend.name}: ${key}: compression ${JSON.stringify(header.compression)} is not known to this Talus`);
   stages.push(verify, sink);
@@ -239,8 +259,8 @@ async function decodeInto(backend: Backend, key: string, encryptionKey: Buffer |
     if (error instanceof ReplicaObjectError) throw error;
     throw new ReplicaObjectError(`${backend.name}: ${key}: damaged or wrong key (${error instanceof Error ? error.message : String(error)})`);
   }
-  const sha256 = hash.digest('hex');
-  if (bytes !== header.plainBytes || sha256 !== header.plainSha256) throw new ReplicaObjectError(`${backend.name}: ${key}: checksum mismatch`);
+  const matches = bytes === header.plainBytes && (plainHash === undefined || plainHash.digest('hex') === header.plainSha256) && (bodyHash === undefined || bodyHash.digest('hex') === header.bodySha256);
+  if (!matches) throw new ReplicaObjectError(`${backend.name}: ${key}: checksum mismatch`);
   return header;
 }
 

@@ -66,6 +66,8 @@ export interface ReplicationStatus {
   /** The newest snapshot on a quorum, or undefined before this process made one. */
   readonly snapshotPosition: number | undefined;
   readonly segmentsShipped: number;
+  /** Of those, cut the general way, row by row (segment.ts: a backlog past what one joined cut holds). */
+  readonly segmentsCutInLogOrder: number;
   readonly failedRounds: number;
 }
 
@@ -80,6 +82,7 @@ export class MetadataReplicator {
   /** When the next snapshot is due: at once at start-up, then every snapshotIntervalMs (sooner after a failure). */
   #nextSnapshotMs = 0;
   #segmentsShipped = 0;
+  #segmentsCutInLogOrder = 0;
   #failedRounds = 0;
   #timer: NodeJS.Timeout | undefined;
   #round: Promise<void> | undefined;
@@ -113,7 +116,7 @@ export class MetadataReplicator {
   }
 
   get status(): ReplicationStatus {
-    return { shippedPosition: this.#shipped, snapshotPosition: this.#snapshotPosition, segmentsShipped: this.#segmentsShipped, failedRounds: this.#failedRounds };
+    return { shippedPosition: this.#shipped, snapshotPosition: this.#snapshotPosition, segmentsShipped: this.#segmentsShipped, segmentsCutInLogOrder: this.#segmentsCutInLogOrder, failedRounds: this.#failedRounds };
   }
 
   /** The last change committed locally (shipped or not). */
@@ -122,6 +125,7 @@ export class MetadataReplicator {
   }
 
   start(): void {
+    this.#cutter.prepare();
     this.#schedule(0);
   }
 
@@ -214,6 +218,7 @@ export class MetadataReplicator {
       await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to, segment.complete), segment.parts);
       this.#shipped = segment.to;
       this.#segmentsShipped++;
+      if (segment.cut === 'in log order') this.#segmentsCutInLogOrder++;
     }
     if (this.#shipped - this.#trimmed >= TRIM_CHANGES_MIN) this.#trim();
   }

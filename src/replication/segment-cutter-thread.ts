@@ -4,41 +4,55 @@
  * after a position, encoded into its replica object (SHA-256, brotli when
  * it pays, AES-GCM with a key), which goes back to the event loop for
  * upload. Requests come one at a time (the replicator has one round in
- * flight).
+ * flight), and are answered one at a time in any case.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { assert } from '../util/assert.ts';
 import { encodeSegmentObjectParts } from './replica-object.ts';
-import { cutEncodedSegment } from './segment.ts';
+import { cutEncodedSegment, PayloadScratch } from './segment.ts';
 import type { CutReply, CutRequest, CutterData } from './segment-cutter.ts';
 
 const data = workerData as CutterData;
 const port = parentPort;
 assert(port !== null, 'segment-cutter-thread runs as a worker thread');
+const replies: MessagePort = port;
 const db = new Database(data.databasePath, { readonly: true, fileMustExist: true });
 db.pragma(`busy_timeout = ${data.busyTimeoutMs}`);
 // The DISTINCT of each cut's keys sorts in memory, never in a temporary file.
 db.pragma('temp_store = MEMORY');
 const key = data.key === undefined ? undefined : Buffer.from(data.key);
+/** Each payload is written into the last one's memory while it fits (segment.ts, PayloadScratch): one request at a time. */
+const scratch = new PayloadScratch();
 
 async function answer(request: CutRequest): Promise<{ reply: CutReply; transfer: ArrayBuffer[] }> {
-  const segment = cutEncodedSegment(db, request.from);
+  const segment = cutEncodedSegment(db, request.from, scratch);
   if (segment === undefined) return { reply: { id: request.id, segment: undefined }, transfer: [] };
   const fields = { storeId: data.storeId, epoch: data.epoch, from: segment.from, to: segment.to, complete: segment.complete };
   const parts = await encodeSegmentObjectParts(fields, segment.payload, key);
-  // Moved, not copied, where a part owns its memory (the payload and brotli's output do; small parts share Buffer's pool).
+  // Moved, not copied, where a part owns its memory (brotli's output does; small parts share Buffer's pool) or is
+  // the payload stored as it is (the scratch then allocates anew). A compressed payload's memory stays for the next cut.
   const transfer = new Set<ArrayBuffer>();
   for (const part of parts) {
     const owns = part.byteOffset === 0 && part.byteLength === part.buffer.byteLength && part.buffer instanceof ArrayBuffer;
-    if (owns) transfer.add(part.buffer as ArrayBuffer);
+    if (owns || part.buffer === segment.payload.buffer) transfer.add(part.buffer as ArrayBuffer);
   }
-  return { reply: { id: request.id, segment: { from: segment.from, to: segment.to, complete: segment.complete, parts } }, transfer: [...transfer] };
+  return { reply: { id: request.id, segment: { from: segment.from, to: segment.to, complete: segment.complete, cut: segment.cut, parts } }, transfer: [...transfer] };
 }
 
+/**
+ * Requests are answered one after the other, whatever the caller sends: a payload lives in the scratch's
+ * memory until its object is encoded (brotli reads it on libuv's pool), so a second cut must not begin before.
+ */
+let answering: Promise<void> = Promise.resolve();
+async function reply(request: CutRequest): Promise<void> {
+  try {
+    const { reply: message, transfer } = await answer(request);
+    replies.postMessage(message, transfer);
+  } catch (error) {
+    replies.postMessage({ id: request.id, error: error instanceof Error ? error.message : String(error) } satisfies CutReply);
+  }
+}
 port.on('message', (request: CutRequest) => {
-  answer(request).then(
-    ({ reply, transfer }) => port.postMessage(reply, transfer),
-    (error: unknown) => port.postMessage({ id: request.id, error: error instanceof Error ? error.message : String(error) } satisfies CutReply),
-  );
+  answering = answering.then(() => reply(request));
 });

@@ -62,7 +62,7 @@ function whereKey(columns: readonly string[]): string {
  * after it). Runs in one read transaction: the rows read are those of the
  * last position visible to it.
  */
-export function cutSegment(db: Database.Database, from: number): Segment | undefined {
+export function cutSegment(db: Database.Database, from: number, changesMax = SEGMENT_CHANGES_MAX): Segment | undefined {
   const tables = replicatedTables(db);
   const selects = new Map<string, Database.Statement>();
   const columns: Record<string, readonly string[]> = {};
@@ -78,7 +78,7 @@ export function cutSegment(db: Database.Database, from: number): Segment | undef
     return statement;
   };
   return db.transaction((): Segment | undefined => {
-    const logged = db.prepare(`SELECT seq, tbl, pk FROM ${CHANGES_TABLE} WHERE seq > ? ORDER BY seq LIMIT ?`).raw(true).all(from, SEGMENT_CHANGES_MAX) as [number, string, string][];
+    const logged = db.prepare(`SELECT seq, tbl, pk FROM ${CHANGES_TABLE} WHERE seq > ? ORDER BY seq LIMIT ?`).raw(true).all(from, changesMax) as [number, string, string][];
     if (logged.length === 0) return undefined;
     const last = db.prepare(`SELECT max(seq) FROM ${CHANGES_TABLE}`).pluck().get() as number;
     let to = from;
@@ -103,6 +103,36 @@ export function cutSegment(db: Database.Database, from: number): Segment | undef
     return { from, to, complete: to === last, columns, changes };
   })();
 }
+
+/**
+ * A payload buffer kept from one cut to the next (the cutter thread's): a
+ * fresh ~20 MB buffer per segment costs its page faults and zeroing by the
+ * kernel, ~2.5 µs of CPU per 4 KiB PUT against ~0.6 for copying into memory
+ * already mapped, and adds to V8's external memory, which brings on
+ * mark-compact collections. A payload cut with a scratch is valid until the
+ * next cut with it, or until its memory is moved to another thread (then
+ * the next cut allocates anew).
+ */
+export class PayloadScratch {
+  #buffer: Buffer | undefined;
+
+  /** `size` bytes, in the kept buffer when it fits and is not far too large (then it is replaced, so a burst's size is not kept for ever). */
+  take(size: number): Buffer {
+    let buffer = this.#buffer;
+    // byteLength 0: its memory was transferred to another thread.
+    const capacity = buffer === undefined ? 0 : buffer.buffer.byteLength;
+    if (buffer === undefined || capacity < size || capacity > size * SCRATCH_SHRINK_RATIO) {
+      buffer = Buffer.allocUnsafeSlow(Math.ceil(size * SCRATCH_HEADROOM));
+      this.#buffer = buffer;
+    }
+    return buffer.subarray(0, size);
+  }
+}
+
+/** Room a new scratch buffer leaves for the next segments, which grow with the PUT rate. */
+const SCRATCH_HEADROOM = 1.25;
+/** A kept buffer more than this many times what a cut needs is let go. */
+const SCRATCH_SHRINK_RATIO = 4;
 
 /** A segment already in encodeSegment's format: what the cutter thread ships. */
 export interface EncodedSegment {
@@ -137,6 +167,13 @@ interface CutPlan {
   readonly bounds: Database.Statement;
   readonly tablesIn: Database.Statement;
   readonly tables: Map<string, TablePlan>;
+  /**
+   * How many changes the next joined cut may span: SEGMENT_CHANGES_MAX, or fewer after a range whose rows
+   * passed SEGMENT_BYTES_MAX (a backlog, or a high rate of inline PUTs: ~4.6 KB per change at 4 KiB), so a
+   * sustained backlog is cut the joined way in shorter ranges instead of failing each time and going the
+   * general way at ~2-3 times the CPU. Grows back once ranges fit easily.
+   */
+  changesLimit: number;
 }
 
 /**
@@ -157,6 +194,7 @@ function cutPlan(db: Database.Database): CutPlan {
       bounds: db.prepare(`SELECT (SELECT max(seq) FROM (SELECT seq FROM ${CHANGES_TABLE} WHERE seq > ? ORDER BY seq LIMIT ?)) AS "to", (SELECT max(seq) FROM ${CHANGES_TABLE}) AS "last"`),
       tablesIn: db.prepare(`SELECT DISTINCT tbl FROM ${CHANGES_TABLE} WHERE seq > ? AND seq <= ?`).pluck(),
       tables: new Map(),
+      changesLimit: SEGMENT_CHANGES_MAX,
     };
     plans.set(db, plan);
   }
@@ -192,8 +230,18 @@ function changePrefix(table: string): string {
   return `[${JSON.stringify(table)},`;
 }
 
-/** A segment past SEGMENT_BYTES_MAX: left to cutSegment, which cuts it short in log order. */
-class SegmentTooLargeError extends Error {}
+/** A range whose rows pass SEGMENT_BYTES_MAX: cut again over fewer changes (cutEncodedSegment). */
+class SegmentTooLargeError extends Error {
+  /** The positions the range spanned. */
+  readonly changes: number;
+  constructor(changes: number) {
+    super(`a segment of ${changes} changes passes ${SEGMENT_BYTES_MAX} bytes`);
+    this.changes = changes;
+  }
+}
+
+/** A joined range that stays under this share of SEGMENT_BYTES_MAX lets the next one span twice the changes. */
+const CHANGES_LIMIT_GROW_BELOW = 0.4;
 
 /**
  * The segment after `from`, cut and encoded at once: the same segment as
@@ -203,12 +251,33 @@ class SegmentTooLargeError extends Error {}
  * each row as JSON, so JavaScript handles a string per change instead of a
  * parsed key, a lookup and a value per column (measured on 4 KiB inline
  * PUTs: ~10 µs of CPU per PUT instead of ~25 for cutting and encoding).
- * A backlog past SEGMENT_BYTES_MAX (cut short in log order) or a blob in
- * a column not declared BLOB goes the general way, cutSegment.
+ * A range whose rows pass SEGMENT_BYTES_MAX (a backlog, or a second of
+ * inline PUTs at a high rate) is cut again over half the changes, in the
+ * same read transaction, and the next cuts start from that shorter span
+ * (CutPlan.changesLimit): a partial segment, like the general way's, but
+ * joined. A single change past the bound or a blob in a column not declared
+ * BLOB goes the general way, cutSegment.
  */
-export function cutEncodedSegment(db: Database.Database, from: number): EncodedSegment | undefined {
+export function cutEncodedSegment(db: Database.Database, from: number, scratch?: PayloadScratch): EncodedSegment | undefined {
+  const plan = cutPlan(db);
   try {
-    return db.transaction(() => cutFast(db, from))();
+    // One read transaction for every attempt: the shorter range is a prefix of the same snapshot's log.
+    return db.transaction(() => {
+      for (;;) {
+        try {
+          const segment = cutFast(db, plan, from, scratch);
+          if (segment !== undefined && segment.payload.length < SEGMENT_BYTES_MAX * CHANGES_LIMIT_GROW_BELOW) {
+            plan.changesLimit = Math.min(SEGMENT_CHANGES_MAX, plan.changesLimit * 2);
+          }
+          return segment;
+        } catch (error) {
+          // A single change past the bound (no table row is near it) is left to cutSegment, which ships it alone.
+          if (!(error instanceof SegmentTooLargeError) || plan.changesLimit === 1) throw error;
+          // Positions, not rows (a position may have no row: the change skipped at an install), so at most the limit.
+          plan.changesLimit = Math.max(1, Math.floor(Math.min(plan.changesLimit, error.changes) / 2));
+        }
+      }
+    })();
   } catch (error) {
     // SQLite's limit on a string (SQLITE_MAX_LENGTH) is far past SEGMENT_BYTES_MAX: a table's joined changes beyond it are a backlog too.
     const unfit = error instanceof SegmentTooLargeError || (error instanceof Error && /JSON cannot hold BLOB values|string or blob too big/.test(error.message));
@@ -218,9 +287,8 @@ export function cutEncodedSegment(db: Database.Database, from: number): EncodedS
   return segment === undefined ? undefined : { from: segment.from, to: segment.to, complete: segment.complete, payload: encodeSegment(segment), cut: 'in log order' };
 }
 
-function cutFast(db: Database.Database, from: number): EncodedSegment | undefined {
-  const plan = cutPlan(db);
-  const bounds = plan.bounds.get(from, SEGMENT_CHANGES_MAX) as { to: number | null; last: number | null };
+function cutFast(db: Database.Database, plan: CutPlan, from: number, scratch: PayloadScratch | undefined): EncodedSegment | undefined {
+  const bounds = plan.bounds.get(from, plan.changesLimit) as { to: number | null; last: number | null };
   if (bounds.to === null || bounds.last === null) return undefined;
   const to = bounds.to;
   const columns: Record<string, readonly string[]> = {};
@@ -236,7 +304,7 @@ function cutFast(db: Database.Database, from: number): EncodedSegment | undefine
       const text = joined.get(range) as string | null;
       assert(text !== null, `a logged change of ${table} in the range`);
       bytes += text.length;
-      if (bytes >= SEGMENT_BYTES_MAX) throw new SegmentTooLargeError();
+      if (bytes >= SEGMENT_BYTES_MAX) throw new SegmentTooLargeError(to - from);
       changes.push(text);
       continue;
     }
@@ -255,19 +323,23 @@ function cutFast(db: Database.Database, from: number): EncodedSegment | undefine
         });
       }
       bytes += encoded.length + row[0].length;
-      if (bytes >= SEGMENT_BYTES_MAX) throw new SegmentTooLargeError();
+      if (bytes >= SEGMENT_BYTES_MAX) throw new SegmentTooLargeError(to - from);
       changes.push(`${prefix}${row[0]},${encoded}]`);
     }
   }
   const json = `{"format":1,"from":${from},"to":${to},"complete":${to === bounds.last},"columns":${JSON.stringify(columns)},"changes":[${changes.join(',')}]}`;
-  return { from, to, complete: to === bounds.last, payload: payloadOf(json, blobs), cut: 'joined' };
+  return { from, to, complete: to === bounds.last, payload: payloadOf(json, blobs, scratch), cut: 'joined' };
 }
-/** u32 JSON length | JSON | per blob: u32 length | bytes, written once into a buffer of its own (transferable to another thread). */
-function payloadOf(json: string, blobs: readonly Buffer[]): Buffer {
+
+/**
+ * u32 JSON length | JSON | per blob: u32 length | bytes, written once into a buffer of its own (transferable to
+ * another thread), or into the scratch's.
+ */
+function payloadOf(json: string, blobs: readonly Buffer[], scratch: PayloadScratch | undefined): Buffer {
   const jsonBytes = Buffer.byteLength(json);
   let size = 4 + jsonBytes;
   for (const blob of blobs) size += 4 + blob.length;
-  const payload = Buffer.allocUnsafeSlow(size);
+  const payload = scratch === undefined ? Buffer.allocUnsafeSlow(size) : scratch.take(size);
   payload.writeUInt32BE(jsonBytes, 0);
   let at = 4 + payload.write(json, 4);
   assert(at === 4 + jsonBytes, 'the document fills its bytes');
