@@ -2,8 +2,8 @@
  * What x-amz-content-sha256 promises about the body, and the stream that holds
  * a plain (not aws-chunked) body to that promise and to its declared length.
  */
-import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { createStreamHash, type StreamHash } from '../util/hash-thread.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { EMPTY_SHA256 } from './signing.ts';
 
@@ -64,10 +64,12 @@ export function incompleteBody(message?: string): S3Error {
 /**
  * Passes a plain body through, counting it against its declared length and
  * hashing it when a SHA-256 was signed; the verdict is given in flush, so a
- * bad body errors instead of ending.
+ * bad body errors instead of ending. A long body's SHA-256 (~37 ms per 64 MiB)
+ * is computed on the hash thread (util/hash-thread.ts), overlapping the
+ * receive and the writes instead of adding to the event loop's work.
  */
 export class PlainBodyVerifier extends Transform {
-  readonly #hash: Hash | null;
+  readonly #hash: StreamHash | null;
   readonly #expectedHex: string | undefined;
   readonly #expectedLength: number | undefined;
   #length = 0;
@@ -75,7 +77,7 @@ export class PlainBodyVerifier extends Transform {
   constructor(expectedHex: string | undefined, expectedLength: number | undefined) {
     super();
     this.#expectedHex = expectedHex;
-    this.#hash = expectedHex === undefined ? null : createHash('sha256');
+    this.#hash = expectedHex === undefined ? null : createStreamHash('sha256', expectedLength);
     this.#expectedLength = expectedLength;
   }
 
@@ -85,8 +87,15 @@ export class PlainBodyVerifier extends Transform {
       callback(incompleteBody('The request body is longer than its declared Content-Length.'));
       return;
     }
-    this.#hash?.update(chunk);
-    callback(null, chunk);
+    let behind: void | Promise<void>;
+    try {
+      behind = this.#hash?.update(chunk);
+    } catch (error) {
+      callback(error as Error); // the hash thread failed
+      return;
+    }
+    if (behind === undefined) callback(null, chunk);
+    else behind.then(() => callback(null, chunk), callback);
   }
 
   override _flush(callback: TransformCallback): void {
@@ -94,14 +103,24 @@ export class PlainBodyVerifier extends Transform {
       callback(incompleteBody());
       return;
     }
-    if (this.#hash !== null) {
-      const computed = this.#hash.digest('hex');
+    if (this.#hash === null) {
+      callback();
+      return;
+    }
+    this.#hash.digest().then((digest) => {
+      const computed = digest.toString('hex');
       if (computed !== this.#expectedHex) {
         callback(new S3Error('XAmzContentSHA256Mismatch', undefined, { ClientComputedContentSHA256: this.#expectedHex ?? '', S3ComputedContentSHA256: computed }));
         return;
       }
-    }
-    callback();
+      callback();
+    }, callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // A body that failed half-way gives its hash's session and budget back.
+    this.#hash?.discard();
+    callback(error);
   }
 }
 
