@@ -1,7 +1,7 @@
 /**
  * The hashes of a PUT body, above and below the size at which they move to
- * the hash thread (util/hash-thread.ts): the ETag (MD5), a SHA-1/SHA-256
- * additional checksum computed in the same thread session, and the signed
+ * the hash thread (util/hash-thread.ts): the ETag (MD5), a SHA-1/SHA-256/
+ * CRC64NVME additional checksum computed in the same thread session, and the signed
  * payload's SHA-256. Each is right, and each refusal (Content-MD5,
  * x-amz-checksum-*, x-amz-content-sha256) answers its S3 error and leaves
  * neither an object nor a blob file behind. Multipart parts take the same
@@ -18,6 +18,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
+import { computeChecksum } from '../src/util/checksum.ts';
 import { createStreamHashes, INLINE_BELOW_BYTES } from '../src/util/hash-thread.ts';
 import { errorCode, type RawResponse, send, signedRequest, signRequest } from './helpers/raw.ts';
 import { startTestTalus, uniqueBucket, type TestTalus } from './helpers/talus.ts';
@@ -27,8 +28,10 @@ const KiB = 1024;
 const SIZES = [4 * KiB, INLINE_BELOW_BYTES + 2 * 512 * KiB + 12_345] as const;
 const BLOB_ID = /^[0-9a-z]{9}[0-9a-f]{20}$/;
 
-function digest(algorithm: 'md5' | 'sha1' | 'sha256', data: Buffer): Buffer {
-  return createHash(algorithm).update(data).digest();
+type Algorithm = 'md5' | 'sha1' | 'sha256' | 'crc64nvme';
+
+function digest(algorithm: Algorithm, data: Buffer): Buffer {
+  return algorithm === 'crc64nvme' ? computeChecksum('CRC64NVME', data) : createHash(algorithm).update(data).digest();
 }
 
 async function blobFiles(root: string): Promise<number> {
@@ -37,18 +40,23 @@ async function blobFiles(root: string): Promise<number> {
   return count;
 }
 
-test('one thread session computes several digests of the same bytes, however chunked', async () => {
-  const data = randomBytes(3 * INLINE_BELOW_BYTES + 777);
-  for (const declared of [data.length, 100]) {
-    const hashes = createStreamHashes(['md5', 'sha256', 'sha1'], declared);
-    for (let offset = 0; offset < data.length; offset += 65_537) {
-      const behind = hashes.update(data.subarray(offset, offset + 65_537));
-      if (behind !== undefined) await behind;
+test('one thread session computes several digests of the same bytes, however chunked; CRC64 sessions interleave', async () => {
+  const algorithms: Algorithm[] = ['md5', 'sha256', 'sha1', 'crc64nvme'];
+  const bodies = [randomBytes(3 * INLINE_BELOW_BYTES + 777), randomBytes(2 * INLINE_BELOW_BYTES + 5)];
+  for (const declared of ['exact', 'short'] as const) {
+    // Two bodies at once, chunk by chunk in turn: the thread's one CRC64 instance switches between their states.
+    const sessions = bodies.map((body) => createStreamHashes(algorithms, declared === 'exact' ? body.length : 100));
+    for (let offset = 0; offset < bodies[0]!.length; offset += 65_537) {
+      for (const [index, body] of bodies.entries()) {
+        if (offset >= body.length) continue;
+        const behind = sessions[index]!.update(body.subarray(offset, offset + 65_537));
+        if (behind !== undefined) await behind;
+      }
     }
-    const [md5, sha256, sha1] = await hashes.digest();
-    assert.ok(md5!.equals(digest('md5', data)), `md5, declared ${declared}`);
-    assert.ok(sha256!.equals(digest('sha256', data)), `sha256, declared ${declared}`);
-    assert.ok(sha1!.equals(digest('sha1', data)), `sha1, declared ${declared}`);
+    for (const [index, body] of bodies.entries()) {
+      const digests = await sessions[index]!.digest();
+      for (const [position, algorithm] of algorithms.entries()) assert.ok(digests[position]!.equals(digest(algorithm, body)), `${algorithm}, body ${index}, declared ${declared}`);
+    }
   }
 });
 
@@ -66,7 +74,7 @@ describe('PUT hashes on and off the hash thread', () => {
 
   for (const size of SIZES) {
     test(`${size} bytes: ETag, Content-MD5, SHA-256 payload and SHA-1/SHA-256 checksums are right`, async () => {
-      for (const algorithm of ['sha1', 'sha256'] as const) {
+      for (const algorithm of ['sha1', 'sha256', 'crc64nvme'] as const) {
         const body = randomBytes(size);
         const key = `right/${size}/${algorithm}`;
         const checksum = digest(algorithm, body).toString('base64');
@@ -82,7 +90,7 @@ describe('PUT hashes on and off the hash thread', () => {
         assert.equal(response.headers[`x-amz-checksum-${algorithm}`], checksum);
         const head = await talus.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key, ChecksumMode: 'ENABLED' }));
         assert.equal(head.ContentLength, size);
-        assert.equal(algorithm === 'sha1' ? head.ChecksumSHA1 : head.ChecksumSHA256, checksum);
+        assert.equal({ sha1: head.ChecksumSHA1, sha256: head.ChecksumSHA256, crc64nvme: head.ChecksumCRC64NVME }[algorithm], checksum);
       }
     });
 
@@ -108,6 +116,11 @@ describe('PUT hashes on and off the hash thread', () => {
           response: () => signedRequest(talus.url, { method: 'PUT', path: `/${bucket}/wrong/${size}/checksum-sha1`, body, headers: { 'x-amz-checksum-sha1': digest('sha1', other).toString('base64') } }),
         },
         {
+          name: 'checksum-crc64nvme',
+          code: 'BadDigest',
+          response: () => signedRequest(talus.url, { method: 'PUT', path: `/${bucket}/wrong/${size}/checksum-crc64nvme`, body, unsignedPayload: true, headers: { 'x-amz-checksum-crc64nvme': digest('crc64nvme', other).toString('base64') } }),
+        },
+        {
           name: 'payload-sha256',
           code: 'XAmzContentSHA256Mismatch',
           // Signed over `body`, then `other` (same length, one byte changed) is sent.
@@ -126,6 +139,23 @@ describe('PUT hashes on and off the hash thread', () => {
       assert.equal(await blobFiles(talus.dataDir), filesBefore, 'no blob file is left by a refused body');
     });
   }
+
+  test('multipart, CRC64NVME FULL_OBJECT: part checksums on the thread combine into the whole object\'s', async () => {
+    const key = 'multipart/crc64nvme';
+    const created = await talus.client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ChecksumAlgorithm: 'CRC64NVME', ChecksumType: 'FULL_OBJECT' }));
+    const parts = [randomBytes(5 * 1024 * KiB), randomBytes(SIZES[1])];
+    const completed: { PartNumber: number; ETag: string; ChecksumCRC64NVME: string }[] = [];
+    for (const [index, body] of parts.entries()) {
+      const part = await talus.client.send(
+        new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: created.UploadId, PartNumber: index + 1, Body: body, ChecksumCRC64NVME: digest('crc64nvme', body).toString('base64') }),
+      );
+      assert.equal(part.ChecksumCRC64NVME, digest('crc64nvme', body).toString('base64'));
+      completed.push({ PartNumber: index + 1, ETag: part.ETag!, ChecksumCRC64NVME: part.ChecksumCRC64NVME! });
+    }
+    await talus.client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: created.UploadId, MultipartUpload: { Parts: completed } }));
+    const head = await talus.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key, ChecksumMode: 'ENABLED' }));
+    assert.equal(head.ChecksumCRC64NVME, digest('crc64nvme', Buffer.concat(parts)).toString('base64'));
+  });
 
   test('multipart parts above the threshold: SHA-256 part checksums right, a wrong one refused', async () => {
     const key = 'multipart/sha256';

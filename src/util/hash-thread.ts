@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { assert } from './assert.ts';
 import { processWriteBudget, type ByteBudget } from './byte-budget.ts';
+import { createChecksumHasher, CRC64_NVME_POLY_HEX } from './checksum.ts';
 
 /**
  * Hashing of long bodies on worker threads, so the event loop's core is free
@@ -51,7 +53,7 @@ export interface StreamHashes {
   discard(): void;
 }
 
-export type ThreadHashAlgorithm = 'md5' | 'sha1' | 'sha256';
+export type ThreadHashAlgorithm = 'md5' | 'sha1' | 'sha256' | 'crc64nvme';
 
 /** Bodies declared shorter than this hash on the event loop. */
 export const INLINE_BELOW_BYTES = 1024 * 1024;
@@ -114,7 +116,7 @@ export function createStreamHashes(algorithms: readonly ThreadHashAlgorithm[], d
 class InlineHashes implements StreamHashes {
   readonly #hashes;
   constructor(algorithms: readonly ThreadHashAlgorithm[]) {
-    this.#hashes = algorithms.map((algorithm) => createHash(algorithm));
+    this.#hashes = algorithms.map((algorithm) => (algorithm === 'crc64nvme' ? createChecksumHasher('CRC64NVME') : createHash(algorithm)));
   }
   update(chunk: Buffer): void {
     for (const hash of this.#hashes) hash.update(chunk);
@@ -145,7 +147,7 @@ class HashThread {
   #failure: Error | undefined;
 
   constructor() {
-    this.#worker = new Worker(THREAD_SOURCE, { eval: true });
+    this.#worker = new Worker(THREAD_SOURCE, { eval: true, workerData: { hashWasm: createRequire(import.meta.url).resolve('hash-wasm'), crc64Poly: CRC64_NVME_POLY_HEX } });
     this.#worker.unref();
     this.#worker.on('message', (message: FromThread) => {
       if (message.kind === 'ack' && message.batch.byteLength === BATCH_BYTES && this.#freeBatches.length < FREE_BATCHES_MAX) {
@@ -372,17 +374,51 @@ class ThreadHash implements StreamHashes {
   }
 }
 
-// Plain JavaScript: threads get no TypeScript loader.
+// Plain JavaScript: threads get no TypeScript loader. CRC-64/NVME comes from
+// hash-wasm (as in checksum.ts), whose instances are made asynchronously: it
+// is loaded on the first session that asks for it, and messages wait in order
+// meanwhile; one instance is shared, each session saving its own state.
 const THREAD_SOURCE = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const hashes = new Map();
+let crc64Engine;
+let crc64Failure;
+let crc64Loading;
+let crc64Owner;
+const backlog = [];
+function crc64Hash() {
+  if (crc64Engine === undefined) throw crc64Failure;
+  const slot = { saved: undefined };
+  const acquire = () => {
+    if (crc64Owner === slot) return;
+    if (crc64Owner !== undefined) crc64Owner.saved = crc64Engine.save();
+    if (slot.saved === undefined) crc64Engine.init();
+    else crc64Engine.load(slot.saved);
+    crc64Owner = slot;
+  };
+  return {
+    update(data) { acquire(); crc64Engine.update(data); },
+    digest() { acquire(); crc64Owner = undefined; return crc64Engine.digest('binary'); },
+  };
+}
 parentPort.on('message', (message) => {
+  if (backlog.length > 0 || (crc64Engine === undefined && crc64Failure === undefined && message.kind === 'open' && message.algorithms.includes('crc64nvme'))) {
+    backlog.push(message);
+    crc64Loading ??= Promise.resolve()
+      .then(() => require(workerData.hashWasm).createCRC64(workerData.crc64Poly))
+      .then((engine) => { crc64Engine = engine; }, (error) => { crc64Failure = error; })
+      .then(() => { for (const waiting of backlog.splice(0)) handle(waiting); });
+    return;
+  }
+  handle(message);
+});
+function handle(message) {
   const session = message.session;
   try {
     switch (message.kind) {
       case 'open':
-        hashes.set(session, message.algorithms.map((algorithm) => createHash(algorithm)));
+        hashes.set(session, message.algorithms.map((algorithm) => (algorithm === 'crc64nvme' ? crc64Hash() : createHash(algorithm))));
         break;
       case 'update': {
         const sessionHashes = hashes.get(session);
@@ -408,5 +444,5 @@ parentPort.on('message', (message) => {
     hashes.delete(session);
     parentPort.postMessage({ kind: 'error', session, message: String(error && error.message || error) });
   }
-});
+}
 `;
