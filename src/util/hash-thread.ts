@@ -114,15 +114,18 @@ export function createStreamHashes(algorithms: readonly ThreadHashAlgorithm[], d
 }
 
 class InlineHashes implements StreamHashes {
-  readonly #hashes;
+  readonly #hashes: { update(chunk: Buffer): unknown; digest(): Buffer }[] = [];
   constructor(algorithms: readonly ThreadHashAlgorithm[]) {
-    this.#hashes = algorithms.map((algorithm) => (algorithm === 'crc64nvme' ? createChecksumHasher('CRC64NVME') : createHash(algorithm)));
+    // Plain loops: every small PUT comes through here.
+    for (const algorithm of algorithms) this.#hashes.push(algorithm === 'crc64nvme' ? createChecksumHasher('CRC64NVME') : createHash(algorithm));
   }
   update(chunk: Buffer): void {
     for (const hash of this.#hashes) hash.update(chunk);
   }
   async digest(): Promise<Buffer[]> {
-    return this.#hashes.map((hash) => hash.digest());
+    const digests: Buffer[] = [];
+    for (const hash of this.#hashes) digests.push(hash.digest());
+    return digests;
   }
   discard(): void {}
 }
