@@ -4,6 +4,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { createStreamHash, INLINE_BELOW_BYTES, type StreamHash } from '../util/hash-thread.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { EMPTY_SHA256 } from './signing.ts';
 
@@ -64,10 +65,14 @@ export function incompleteBody(message?: string): S3Error {
 /**
  * Passes a plain body through, counting it against its declared length and
  * hashing it when a SHA-256 was signed; the verdict is given in flush, so a
- * bad body errors instead of ending.
+ * bad body errors instead of ending. A long body's SHA-256 (~37 ms per 64 MiB)
+ * is computed on the hash thread (util/hash-thread.ts), overlapping the
+ * receive and the writes instead of adding to the event loop's work; a short
+ * one is hashed here, synchronously, as it always was.
  */
 export class PlainBodyVerifier extends Transform {
   readonly #hash: Hash | null;
+  readonly #threadHash: StreamHash | null;
   readonly #expectedHex: string | undefined;
   readonly #expectedLength: number | undefined;
   #length = 0;
@@ -75,7 +80,9 @@ export class PlainBodyVerifier extends Transform {
   constructor(expectedHex: string | undefined, expectedLength: number | undefined) {
     super();
     this.#expectedHex = expectedHex;
-    this.#hash = expectedHex === undefined ? null : createHash('sha256');
+    const long = expectedLength !== undefined && expectedLength >= INLINE_BELOW_BYTES;
+    this.#hash = expectedHex === undefined || long ? null : createHash('sha256');
+    this.#threadHash = expectedHex === undefined || !long ? null : createStreamHash('sha256', expectedLength);
     this.#expectedLength = expectedLength;
   }
 
@@ -85,8 +92,20 @@ export class PlainBodyVerifier extends Transform {
       callback(incompleteBody('The request body is longer than its declared Content-Length.'));
       return;
     }
-    this.#hash?.update(chunk);
-    callback(null, chunk);
+    if (this.#threadHash === null) {
+      this.#hash?.update(chunk);
+      callback(null, chunk);
+      return;
+    }
+    let behind: void | Promise<void>;
+    try {
+      behind = this.#threadHash.update(chunk);
+    } catch (error) {
+      callback(error as Error); // the hash thread failed
+      return;
+    }
+    if (behind === undefined) callback(null, chunk);
+    else behind.then(() => callback(null, chunk), callback);
   }
 
   override _flush(callback: TransformCallback): void {
@@ -94,14 +113,22 @@ export class PlainBodyVerifier extends Transform {
       callback(incompleteBody());
       return;
     }
-    if (this.#hash !== null) {
-      const computed = this.#hash.digest('hex');
-      if (computed !== this.#expectedHex) {
-        callback(new S3Error('XAmzContentSHA256Mismatch', undefined, { ClientComputedContentSHA256: this.#expectedHex ?? '', S3ComputedContentSHA256: computed }));
-        return;
-      }
+    if (this.#threadHash !== null) {
+      this.#threadHash.digest().then((digest) => callback(this.#verdict(digest.toString('hex'))), callback);
+      return;
     }
-    callback();
+    callback(this.#hash === null ? null : this.#verdict(this.#hash.digest('hex')));
+  }
+
+  #verdict(computed: string): S3Error | null {
+    if (computed === this.#expectedHex) return null;
+    return new S3Error('XAmzContentSHA256Mismatch', undefined, { ClientComputedContentSHA256: this.#expectedHex ?? '', S3ComputedContentSHA256: computed });
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // A body that failed half-way gives its hash thread session and budget back.
+    this.#threadHash?.discard();
+    callback(error);
   }
 }
 

@@ -42,7 +42,7 @@ const DIGEST_BYTES: Readonly<Record<ChecksumAlgorithm, number>> = {
 };
 
 /** CRC-64/NVME polynomial 0xAD93D23594C93659, reflected, as hash-wasm wants it. */
-const CRC64_NVME_POLY_HEX = '9a6c9329ac4bc9b5';
+export const CRC64_NVME_POLY_HEX = '9a6c9329ac4bc9b5';
 
 // Reflected polynomials; all three CRCs have init == xorout == ~0, which the
 // combine identity relies on.

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { assert } from './assert.ts';
 import { processWriteBudget, type ByteBudget } from './byte-budget.ts';
+import { createChecksumHasher, CRC64_NVME_POLY_HEX } from './checksum.ts';
 
 /**
  * Hashing of long bodies on worker threads, so the event loop's core is free
@@ -26,6 +28,13 @@ import { processWriteBudget, type ByteBudget } from './byte-budget.ts';
  *
  * Short bodies hash inline: for them a thread round trip costs more than the
  * hash (`INLINE_BELOW_BYTES`).
+ *
+ * One session can compute several digests of the same bytes (the ETag's MD5
+ * and a SHA-1/SHA-256 additional checksum, say): each batch is copied and
+ * sent once, and the thread runs every hash over it. On the event loop a
+ * SHA-256 or SHA-1 of 64 MiB costs ~37 ms (SHA-NI), as much as the rest of
+ * the body's stream work; on the thread it overlaps the receive and the
+ * writes.
  */
 export interface StreamHash {
   /** Returns a promise only when the caller must wait (the thread is behind). */
@@ -35,7 +44,16 @@ export interface StreamHash {
   discard(): void;
 }
 
-export type ThreadHashAlgorithm = 'md5' | 'sha1' | 'sha256';
+/** Several digests of one body, in the order their algorithms were given. */
+export interface StreamHashes {
+  /** Returns a promise only when the caller must wait (the thread is behind). */
+  update(chunk: Buffer): void | Promise<void>;
+  digest(): Promise<Buffer[]>;
+  /** Drops the hashes (the body failed); safe to call at any time. */
+  discard(): void;
+}
+
+export type ThreadHashAlgorithm = 'md5' | 'sha1' | 'sha256' | 'crc64nvme';
 
 /** Bodies declared shorter than this hash on the event loop. */
 export const INLINE_BELOW_BYTES = 1024 * 1024;
@@ -80,32 +98,46 @@ const THREADS_MAX = 4;
  * draws from too (a chunk both hold counts twice, which errs on the safe side).
  */
 export function createStreamHash(algorithm: ThreadHashAlgorithm, declaredBytes: number | undefined, budget: ByteBudget = processWriteBudget): StreamHash {
-  if (declaredBytes === undefined || declaredBytes < INLINE_BELOW_BYTES) return new InlineHash(algorithm);
-  return new ThreadHash(pickThread(), algorithm, budget);
+  const hashes = createStreamHashes([algorithm], declaredBytes, budget);
+  return {
+    update: (chunk) => hashes.update(chunk),
+    digest: async () => (await hashes.digest())[0]!,
+    discard: () => hashes.discard(),
+  };
 }
 
-class InlineHash implements StreamHash {
-  readonly #hash;
-  constructor(algorithm: ThreadHashAlgorithm) {
-    this.#hash = createHash(algorithm);
+/** Like `createStreamHash`, for several algorithms over the same bytes (one copy, one message per batch for all). */
+export function createStreamHashes(algorithms: readonly ThreadHashAlgorithm[], declaredBytes: number | undefined, budget: ByteBudget = processWriteBudget): StreamHashes {
+  assert(algorithms.length > 0, 'at least one algorithm');
+  if (declaredBytes === undefined || declaredBytes < INLINE_BELOW_BYTES) return new InlineHashes(algorithms);
+  return new ThreadHash(pickThread(), algorithms, budget);
+}
+
+class InlineHashes implements StreamHashes {
+  readonly #hashes: { update(chunk: Buffer): unknown; digest(): Buffer }[] = [];
+  constructor(algorithms: readonly ThreadHashAlgorithm[]) {
+    // Plain loops: every small PUT comes through here.
+    for (const algorithm of algorithms) this.#hashes.push(algorithm === 'crc64nvme' ? createChecksumHasher('CRC64NVME') : createHash(algorithm));
   }
   update(chunk: Buffer): void {
-    this.#hash.update(chunk);
+    for (const hash of this.#hashes) hash.update(chunk);
   }
-  async digest(): Promise<Buffer> {
-    return this.#hash.digest();
+  async digest(): Promise<Buffer[]> {
+    const digests: Buffer[] = [];
+    for (const hash of this.#hashes) digests.push(hash.digest());
+    return digests;
   }
   discard(): void {}
 }
 
 type FromThread =
   | { kind: 'ack'; session: number; bytes: number; batch: ArrayBuffer }
-  | { kind: 'digest'; session: number; digest: Uint8Array }
+  | { kind: 'digest'; session: number; digests: Uint8Array[] }
   | { kind: 'error'; session: number; message: string };
 
 interface Session {
   onAck(bytes: number): void;
-  onDigest(digest: Buffer): void;
+  onDigest(digests: Buffer[]): void;
   onError(error: Error): void;
 }
 
@@ -118,7 +150,7 @@ class HashThread {
   #failure: Error | undefined;
 
   constructor() {
-    this.#worker = new Worker(THREAD_SOURCE, { eval: true });
+    this.#worker = new Worker(THREAD_SOURCE, { eval: true, workerData: { hashWasm: createRequire(import.meta.url).resolve('hash-wasm'), crc64Poly: CRC64_NVME_POLY_HEX } });
     this.#worker.unref();
     this.#worker.on('message', (message: FromThread) => {
       if (message.kind === 'ack' && message.batch.byteLength === BATCH_BYTES && this.#freeBatches.length < FREE_BATCHES_MAX) {
@@ -127,7 +159,7 @@ class HashThread {
       const session = this.#sessions.get(message.session);
       if (session === undefined) return;
       if (message.kind === 'ack') session.onAck(message.bytes);
-      else if (message.kind === 'digest') session.onDigest(Buffer.from(message.digest.buffer, message.digest.byteOffset, message.digest.byteLength));
+      else if (message.kind === 'digest') session.onDigest(message.digests.map((digest) => Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength)));
       else session.onError(new Error(`hash thread: ${message.message}`));
     });
     const fail = (error: Error): void => {
@@ -148,14 +180,14 @@ class HashThread {
     return this.#sessions.size;
   }
 
-  open(algorithm: ThreadHashAlgorithm, session: Session): number {
+  open(algorithms: readonly ThreadHashAlgorithm[], session: Session): number {
     if (this.#failure !== undefined) throw this.#failure;
     assert(this.#sessions.size < SESSIONS_PER_THREAD_MAX, 'hash sessions are bounded by the requests in flight');
     const id = this.#nextSession++;
     this.#sessions.set(id, session);
     // Referenced only while it hashes something: an idle thread never keeps the process alive.
     if (this.#sessions.size === 1) this.#worker.ref();
-    this.#worker.postMessage({ kind: 'open', session: id, algorithm });
+    this.#worker.postMessage({ kind: 'open', session: id, algorithms });
     return id;
   }
 
@@ -195,7 +227,7 @@ function pickThread(): HashThread {
   return best;
 }
 
-class ThreadHash implements StreamHash {
+class ThreadHash implements StreamHashes {
   readonly #thread: HashThread;
   readonly #session: number;
   readonly #budget: ByteBudget;
@@ -209,14 +241,14 @@ class ThreadHash implements StreamHash {
   #unsubscribePressure: (() => void) | undefined;
   readonly #onPressure = (): void => this.#sendPending();
   #waiting: { resolve(): void; reject(error: Error): void } | undefined;
-  #result: { resolve(digest: Buffer): void; reject(error: Error): void } | undefined;
+  #result: { resolve(digests: Buffer[]): void; reject(error: Error): void } | undefined;
   #failure: Error | undefined;
   #done = false;
 
-  constructor(thread: HashThread, algorithm: ThreadHashAlgorithm, budget: ByteBudget) {
+  constructor(thread: HashThread, algorithms: readonly ThreadHashAlgorithm[], budget: ByteBudget) {
     this.#thread = thread;
     this.#budget = budget;
-    this.#session = thread.open(algorithm, {
+    this.#session = thread.open(algorithms, {
       onAck: (bytes) => {
         this.#unackedBytes -= bytes;
         assert(this.#unackedBytes >= 0, 'acknowledged no more than was sent');
@@ -227,10 +259,10 @@ class ThreadHash implements StreamHash {
           waiting.resolve();
         }
       },
-      onDigest: (digest) => {
+      onDigest: (digests) => {
         this.#end();
         this.#thread.close(this.#session, false);
-        this.#result?.resolve(digest);
+        this.#result?.resolve(digests);
       },
       onError: (error) => {
         this.#failure ??= error;
@@ -327,11 +359,11 @@ class ThreadHash implements StreamHash {
     this.#budget.release(held);
   }
 
-  digest(): Promise<Buffer> {
+  digest(): Promise<Buffer[]> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     assert(!this.#done && this.#result === undefined, 'one digest per hash');
     this.#sendPending();
-    const result = new Promise<Buffer>((resolve, reject) => {
+    const result = new Promise<Buffer[]>((resolve, reject) => {
       this.#result = { resolve, reject };
     });
     this.#thread.finish(this.#session);
@@ -345,32 +377,66 @@ class ThreadHash implements StreamHash {
   }
 }
 
-// Plain JavaScript: threads get no TypeScript loader.
+// Plain JavaScript: threads get no TypeScript loader. CRC-64/NVME comes from
+// hash-wasm (as in checksum.ts), whose instances are made asynchronously: it
+// is loaded on the first session that asks for it, and messages wait in order
+// meanwhile; one instance is shared, each session saving its own state.
 const THREAD_SOURCE = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const hashes = new Map();
+let crc64Engine;
+let crc64Failure;
+let crc64Loading;
+let crc64Owner;
+const backlog = [];
+function crc64Hash() {
+  if (crc64Engine === undefined) throw crc64Failure;
+  const slot = { saved: undefined };
+  const acquire = () => {
+    if (crc64Owner === slot) return;
+    if (crc64Owner !== undefined) crc64Owner.saved = crc64Engine.save();
+    if (slot.saved === undefined) crc64Engine.init();
+    else crc64Engine.load(slot.saved);
+    crc64Owner = slot;
+  };
+  return {
+    update(data) { acquire(); crc64Engine.update(data); },
+    digest() { acquire(); crc64Owner = undefined; return crc64Engine.digest('binary'); },
+  };
+}
 parentPort.on('message', (message) => {
+  if (backlog.length > 0 || (crc64Engine === undefined && crc64Failure === undefined && message.kind === 'open' && message.algorithms.includes('crc64nvme'))) {
+    backlog.push(message);
+    crc64Loading ??= Promise.resolve()
+      .then(() => require(workerData.hashWasm).createCRC64(workerData.crc64Poly))
+      .then((engine) => { crc64Engine = engine; }, (error) => { crc64Failure = error; })
+      .then(() => { for (const waiting of backlog.splice(0)) handle(waiting); });
+    return;
+  }
+  handle(message);
+});
+function handle(message) {
   const session = message.session;
   try {
     switch (message.kind) {
       case 'open':
-        hashes.set(session, createHash(message.algorithm));
+        hashes.set(session, message.algorithms.map((algorithm) => (algorithm === 'crc64nvme' ? crc64Hash() : createHash(algorithm))));
         break;
       case 'update': {
-        const hash = hashes.get(session);
-        if (hash === undefined) return;
-        hash.update(message.data);
+        const sessionHashes = hashes.get(session);
+        if (sessionHashes === undefined) return;
+        for (const hash of sessionHashes) hash.update(message.data);
         // The batch's memory goes back for reuse.
         parentPort.postMessage({ kind: 'ack', session, bytes: message.data.byteLength, batch: message.data.buffer }, [message.data.buffer]);
         break;
       }
       case 'digest': {
-        const hash = hashes.get(session);
-        if (hash === undefined) return;
+        const sessionHashes = hashes.get(session);
+        if (sessionHashes === undefined) return;
         hashes.delete(session);
-        const digest = hash.digest();
-        parentPort.postMessage({ kind: 'digest', session, digest });
+        const digests = sessionHashes.map((hash) => hash.digest());
+        parentPort.postMessage({ kind: 'digest', session, digests });
         break;
       }
       case 'discard':
@@ -381,5 +447,5 @@ parentPort.on('message', (message) => {
     hashes.delete(session);
     parentPort.postMessage({ kind: 'error', session, message: String(error && error.message || error) });
   }
-});
+}
 `;
