@@ -12,6 +12,7 @@
  *   exactly the per-object lines, whatever the keys, metadata and tags hold
  *   (`},{"key":` and quotes included), and the CLI's output over a live
  *   Talus must be the library's objects, one line each.
+ * - The server renders an all-ASCII listing page in one pass (below).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -21,6 +22,8 @@ import { parseScannedPage } from '../src/scan/listing-page.ts';
 import { scanObjects, type ScannedObject } from '../src/scan/scan.ts';
 import { CLI, PROJECT_ROOT } from './helpers/process.ts';
 import { S3Client } from '../src/client/s3-client.ts';
+import type { ListedContents } from '../src/meta/metadata-store.ts';
+import { fillOwners, renderListingPage } from '../src/s3/list-render.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, startTestTalus } from './helpers/talus.ts';
 
 function runScanCli(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -127,4 +130,37 @@ test('talus scan --metadata list writes, line for line, the objects the library 
       .sort(([a], [b]) => (Buffer.from(a) < Buffer.from(b) ? -1 : 1))
       .map(([, index]) => ({ index: String(index), 'odd-value': '},{"key":"v"' })),
   );
+});
+
+/**
+ * The listing renderer writes an all-ASCII page in one pass into a buffer of
+ * as many bytes as the text has units, and any other page as before: in both
+ * the bytes are the page's UTF-8 and each owner goes where its entry's owner
+ * belongs (the holes are byte offsets, which units would misplace after a
+ * non-ASCII key).
+ */
+test('listing pages, ASCII or not, are their UTF-8 with each owner in its entry', () => {
+  const contents = (key: string, ownerId: string): ListedContents => ({ key, lastModifiedMs: Date.UTC(2026, 11, 6, 15, 41, 21, 789), sizeBytes: key.length, etag: 'd41d8cd98f00b204e9800998ecf8427e', ownerId, checksum: null });
+  const pages = [
+    ['a', 'b&c', 'plain/key'],
+    ['a', 'é-ü', 'emoji-😀', 'z'],
+    ['😀', 'x'],
+  ];
+  for (const keys of pages) {
+    for (const owners of [true, false]) {
+      const entries = keys.map((key, index) => ({ key, version: contents(key, `owner-${index}`) }));
+      const page = renderListingPage({ kind: 'keys', result: { entries, isTruncated: false } }, { encodeUrl: false, owners });
+      const text = fillOwners(page, (ownerId) => `<Owner><ID>${ownerId}</ID></Owner>`).toString('utf8');
+      const expected = keys
+        .map((key, index) => {
+          const escaped = key.replaceAll('&', '&amp;');
+          const owner = owners ? `<Owner><ID>owner-${index}</ID></Owner>` : '';
+          return `<Contents><Key>${escaped}</Key><LastModified>2026-12-06T15:41:21.789Z</LastModified><ETag>&quot;d41d8cd98f00b204e9800998ecf8427e&quot;</ETag><Size>${key.length}</Size>${owner}<StorageClass>STANDARD</StorageClass></Contents>`;
+        })
+        .join('');
+      assert.equal(text, expected, JSON.stringify({ keys, owners }));
+      assert.equal(page.bytes.byteOffset, 0);
+      assert.equal(page.bytes.buffer.byteLength, page.bytes.byteLength, 'a buffer of its own, to transfer');
+    }
+  }
 });

@@ -55,10 +55,17 @@ async function metadataFilter(context: RequestContext): Promise<MetadataFilter |
   const bucket = await context.engine.getBucket(context.route.bucket);
   const bucketAccess = access.bucketAccess(bucket);
   const noTags = access.keysFor(undefined);
+  // The entries of a page mostly share one owner: compared, not hashed again (a Map lookup per entry on a fresh string).
+  let storedOwner: string | undefined;
+  let owner = '';
   return (version, latest) => {
     const target: OperationTarget = latest ? { bucket: bucket.name, key: version.key } : { bucket: bucket.name, key: version.key, versionId: version.versionId };
     const check = requiredChecks('GetObject', target)[0] as PermissionCheck;
-    const object = { owner: access.ownerOf(version.ownerId), acl: version.acl };
+    if (version.ownerId !== storedOwner) {
+      storedOwner = version.ownerId;
+      owner = access.ownerOf(storedOwner);
+    }
+    const object = { owner, acl: version.acl };
     const keys = version.tags === undefined || version.tags.length === 0 ? noTags : access.keysFor({ tags: version.tags });
     return access.allows(check, { bucket: bucketAccess, object, keys });
   };
