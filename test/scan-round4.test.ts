@@ -164,3 +164,32 @@ test('listing pages, ASCII or not, are their UTF-8 with each owner in its entry'
     }
   }
 });
+
+/**
+ * A listing writes a metadata value that is printable ASCII without XML's
+ * specials as it is, and any other through headerText and escapeXml: either
+ * way list mode must read what HEAD answers.
+ */
+test('metadata values with XML specials, tabs and non-ASCII list as HEAD shows them', async (t) => {
+  const talus = await startTestTalus();
+  t.after(() => talus.stop());
+  const client = new S3Client({ endpoint: talus.url, accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY });
+  t.after(() => client.close());
+  await client.createBucket('round4-values');
+  const values = ['plain value', `a&b<c>"d'e`, 'tab\there', 'Zürich', '~!#$%()*+,-./:;=?@[\\]^_`{|}', ''];
+  for (const [index, value] of values.entries()) {
+    await client.putObject('round4-values', `k${index}`, Buffer.from('x'), { contentType: index === 1 ? 'text/x;a="b&c"' : 'text/plain', metadata: { value, 'second-name': value } });
+  }
+  const base = { endpoint: talus.url, bucket: 'round4-values', credentials: { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY } };
+  const listed: ScannedObject[] = [];
+  for await (const scanned of scanObjects({ ...base, metadata: 'list' })) listed.push(scanned);
+  const headed: ScannedObject[] = [];
+  for await (const scanned of scanObjects({ ...base, metadata: 'head' })) headed.push(scanned);
+  assert.equal(listed.length, values.length);
+  assert.deepEqual(listed, headed);
+  assert.deepEqual(
+    listed.map((scanned) => scanned.userMetadata?.['value']),
+    values.map((value) => (value === 'Zürich' ? headed[3]!.userMetadata!['value'] : value)),
+  );
+  assert.equal(listed[1]!.contentType, 'text/x;a="b&c"');
+});
