@@ -12,7 +12,8 @@
  *   exactly the per-object lines, whatever the keys, metadata and tags hold
  *   (`},{"key":` and quotes included), and the CLI's output over a live
  *   Talus must be the library's objects, one line each.
- * - The server renders an all-ASCII listing page in one pass (below).
+ * - The server writes plain metadata values after one test (below), and
+ *   its listing pages must stay their UTF-8 with owners in place.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -133,11 +134,9 @@ test('talus scan --metadata list writes, line for line, the objects the library 
 });
 
 /**
- * The listing renderer writes an all-ASCII page in one pass into a buffer of
- * as many bytes as the text has units, and any other page as before: in both
- * the bytes are the page's UTF-8 and each owner goes where its entry's owner
- * belongs (the holes are byte offsets, which units would misplace after a
- * non-ASCII key).
+ * A listing page's bytes are its UTF-8 and each owner goes where its
+ * entry's owner belongs (the holes are byte offsets, which UTF-16 units
+ * would misplace after a non-ASCII key), whether the page is ASCII or not.
  */
 test('listing pages, ASCII or not, are their UTF-8 with each owner in its entry', () => {
   const contents = (key: string, ownerId: string): ListedContents => ({ key, lastModifiedMs: Date.UTC(2026, 11, 6, 15, 41, 21, 789), sizeBytes: key.length, etag: 'd41d8cd98f00b204e9800998ecf8427e', ownerId, checksum: null });

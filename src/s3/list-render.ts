@@ -88,53 +88,22 @@ class PageWriter {
     const segments = this.#segments;
     segments.push(this.#text);
     const ownerAt = new Uint32Array(this.#holeOwners.length);
-    const bytes = asciiBytes(segments, ownerAt) ?? utf8Bytes(segments, ownerAt);
-    return { bytes, ownerAt, ownerIndex: Uint32Array.from(this.#holeOwners), owners: this.#owners };
+    let total = 0;
+    const lengths = segments.map((segment, index) => {
+      const length = Buffer.byteLength(segment, 'utf8');
+      total += length;
+      if (index < ownerAt.length) ownerAt[index] = total;
+      return length;
+    });
+    const buffer = Buffer.allocUnsafeSlow(total);
+    let offset = 0;
+    for (let index = 0; index < segments.length; index++) {
+      buffer.write(segments[index]!, offset, 'utf8');
+      offset += lengths[index]!;
+    }
+    // A plain Uint8Array: postMessage transfers a Buffer's memory several times slower than a plain view's (measured 333 vs 60 µs for 200 KB).
+    return { bytes: new Uint8Array(buffer.buffer, 0, total), ownerAt, ownerIndex: Uint32Array.from(this.#holeOwners), owners: this.#owners };
   }
-}
-
-const encoder = new TextEncoder();
-
-/**
- * A page all ASCII (most are: keys, dates, hex ETags, markup) is as many
- * bytes as UTF-16 units: encoded straight into a buffer of that size, one
- * pass, where measuring the UTF-8 length first made two (a metadata page is
- * rendered on the event loop, where finish() had ~20 % of its profile's
- * samples under load; ~5 % of a page's rendering in-process). Undefined
- * as soon as a segment does not fit, i.e. holds a character above U+007F.
- */
-function asciiBytes(segments: readonly string[], ownerAt: Uint32Array): Uint8Array | undefined {
-  let units = 0;
-  for (const segment of segments) units += segment.length;
-  const bytes = new Uint8Array(new ArrayBuffer(units));
-  let offset = 0;
-  for (let index = 0; index < segments.length; index++) {
-    const segment = segments[index]!;
-    const { read, written } = encoder.encodeInto(segment, bytes.subarray(offset));
-    if (read !== segment.length || written !== segment.length) return undefined;
-    offset += written;
-    if (index < ownerAt.length) ownerAt[index] = offset;
-  }
-  return bytes;
-}
-
-/** Any page: each segment's UTF-8 length measured, then written. */
-function utf8Bytes(segments: readonly string[], ownerAt: Uint32Array): Uint8Array {
-  let total = 0;
-  const lengths = segments.map((segment, index) => {
-    const length = Buffer.byteLength(segment, 'utf8');
-    total += length;
-    if (index < ownerAt.length) ownerAt[index] = total;
-    return length;
-  });
-  const buffer = Buffer.allocUnsafeSlow(total);
-  let offset = 0;
-  for (let index = 0; index < segments.length; index++) {
-    buffer.write(segments[index]!, offset, 'utf8');
-    offset += lengths[index]!;
-  }
-  // A plain Uint8Array: postMessage transfers a Buffer's memory several times slower than a plain view's (measured 333 vs 60 µs for 200 KB).
-  return new Uint8Array(buffer.buffer, 0, total);
 }
 
 function commonPrefixXml(prefix: string, encode: (text: string) => string): string {
