@@ -193,7 +193,7 @@ export const TARGETS: readonly TargetDefinition[] = [
   },
   {
     id: 'scan-list-vs-boto3',
-    description: "talus scan --metadata list over the issue's 100 000 objects ÷ serial boto3 list-then-HEAD over 10 000 (issue 14), objects/s",
+    description: "talus scan --metadata list over the issue's 100 000 objects ÷ serial boto3 list-then-HEAD over the bulk objects (quick: 10 000) (issue 14), objects/s",
     compare: 'at-least',
     limit: 100,
     format: times,
