@@ -33,6 +33,8 @@ export function formatObject(object: ScannedObject, format: OutputFormat): strin
 export function formatObjects(objects: readonly ScannedObject[], format: OutputFormat): string {
   if (format !== 'jsonl') return objects.map((object) => formatObject(object, format)).join('');
   if (objects.length === 0) return '';
+  // Head mode hands over an object at a time: no array around it.
+  if (objects.length === 1) return formatObject(objects[0]!, format);
   const json = JSON.stringify(objects);
   return `${json.slice(1, -1).replaceAll(OBJECTS_JOINED, OBJECTS_ON_LINES)}\n`;
 }
