@@ -69,6 +69,11 @@ export interface ModeSettings {
   peerListLayout: ListLayout;
   bulkObjectCount: number;
   peerBulkObjectCount: number;
+  /**
+   * Objects the judged `talus scan --metadata list` walk reads (scan-talus-list-100k): issue 14 names 100 000
+   * with user metadata. A walk of 10 000 is over in a fraction of a second, much of it V8 warming up.
+   */
+  scanListObjectCount: number;
   /** Measured runs of each side (observers off, on) in the observability workloads, alternated: even, so each side goes first as often. */
   observabilityRounds: number;
 }
@@ -96,6 +101,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     peerListLayout: { flatKeys: 300, prefixes: 10, keysPerPrefixFew: 3, keysPerPrefixMany: 20 },
     bulkObjectCount: 200,
     peerBulkObjectCount: 200,
+    scanListObjectCount: 1000,
     observabilityRounds: 1,
   },
   quick: {
@@ -117,6 +123,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     peerListLayout: { flatKeys: 2000, prefixes: 20, keysPerPrefixFew: 5, keysPerPrefixMany: 50 },
     bulkObjectCount: 10_000,
     peerBulkObjectCount: 10_000,
+    scanListObjectCount: 100_000,
     observabilityRounds: 4,
   },
   full: {
@@ -138,6 +145,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     peerListLayout: { flatKeys: 10_000, prefixes: 50, keysPerPrefixFew: 10, keysPerPrefixMany: 100 },
     bulkObjectCount: 100_000,
     peerBulkObjectCount: 20_000,
+    scanListObjectCount: 100_000,
     observabilityRounds: 6,
   },
 };

@@ -143,6 +143,15 @@ export function ensureBulkObjects(server: RunningServer, count: number): Promise
   );
 }
 
+/** The judged `talus scan --metadata list` walk's own objects (issue 14's 100 000), beside the bulk ones: same bucket and metadata. */
+export const SCAN_LIST_PREFIX = 'scan-list/';
+
+export function ensureScanListObjects(server: RunningServer, count: number): Promise<void> {
+  return once(server, 'scan-list objects', () =>
+    populate(server, 'objects with user metadata for the list walk', BULK_BUCKET, [{ prefix: SCAN_LIST_PREFIX, count }], { min: 0, max: 0 }, { ...BULK_METADATA }),
+  );
+}
+
 const DELETE_PAGES_MAX = 10_000;
 
 /** Removes everything under `prefix` (after runs that only add, such as 64 MiB PUTs), so the disk does not fill up. */

@@ -193,11 +193,17 @@ export const TARGETS: readonly TargetDefinition[] = [
   },
   {
     id: 'scan-list-vs-boto3',
-    description: 'talus scan --metadata list ÷ serial boto3 list-then-HEAD (issue 14), objects/s',
+    description: "talus scan --metadata list over the issue's 100 000 objects ÷ serial boto3 list-then-HEAD over the bulk objects (quick: 10 000) (issue 14), objects/s",
     compare: 'at-least',
     limit: 100,
     format: times,
-    evaluate: workloadRatio('scan-talus-list', 'scan-boto3-serial'),
+    // The 100 000-object walk is the issue's data set; the 10 000-object walk's ratio is shown beside it.
+    evaluate: (rows) => {
+      const judged = workloadRatio('scan-talus-list-100k', 'scan-boto3-serial')(rows);
+      const short = workloadRatio('scan-talus-list', 'scan-boto3-serial')(rows);
+      if (typeof judged === 'string' || typeof short === 'string') return judged;
+      return { ...judged, note: `10 000-object walk ${times(short.value)}` };
+    },
   },
   {
     id: 'server-rss',

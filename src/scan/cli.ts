@@ -1,7 +1,7 @@
 /** `talus scan s3://bucket/prefix --endpoint URL ...`: every object with its metadata, to stdout. */
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { CSV_HEADER, OUTPUT_FORMATS, formatObject, formatProgress, type OutputFormat } from './format.ts';
+import { CSV_HEADER, OUTPUT_FORMATS, formatObjects, formatProgress, type OutputFormat } from './format.ts';
 import { LIST_RANGES_DEFAULT, LOOPBACK_PIPELINING_DEFAULT, METADATA_MODES, SCAN_CONCURRENCY_DEFAULT, scanBatches, type MetadataMode, type ScanProgress } from './scan.ts';
 import { explicitScanCredentials } from './credentials.ts';
 
@@ -78,7 +78,7 @@ export async function scanCommand(args: string[]): Promise<number> {
   // would cost more than the object.
   let buffered = '';
   for await (const batch of objects) {
-    for (const object of batch) buffered += formatObject(object, format);
+    buffered += formatObjects(batch, format);
     if (buffered.length >= WRITE_CHARS_MIN) {
       if (!out.write(buffered)) await once(out, 'drain');
       buffered = '';

@@ -20,6 +20,28 @@ export function formatObject(object: ScannedObject, format: OutputFormat): strin
   return `${cells.map(csvCell).join(',')}\n`;
 }
 
+/**
+ * Several objects' lines at once, as formatObject writes each. JSON lines:
+ * one JSON.stringify of the whole array, cut into lines where one object
+ * ends and the next begins (one flat string; per object, a string and two
+ * concatenations cost ~15 % more CPU). Each object's JSON begins `{"key":`
+ * (every ScannedObject is made with its key first), and `},{"key":` occurs
+ * nowhere else: inside a JSON string every `"` is written `\"`, and outside
+ * one `,{` only separates an array's elements (the metadata and tags are
+ * objects of strings).
+ */
+export function formatObjects(objects: readonly ScannedObject[], format: OutputFormat): string {
+  if (format !== 'jsonl') return objects.map((object) => formatObject(object, format)).join('');
+  if (objects.length === 0) return '';
+  // Head mode hands over an object at a time: no array around it.
+  if (objects.length === 1) return formatObject(objects[0]!, format);
+  const json = JSON.stringify(objects);
+  return `${json.slice(1, -1).replaceAll(OBJECTS_JOINED, OBJECTS_ON_LINES)}\n`;
+}
+
+const OBJECTS_JOINED = '},{"key":';
+const OBJECTS_ON_LINES = '}\n{"key":';
+
 /** RFC 4180: quoted when it holds a comma, quote or line break; quotes doubled. */
 function csvCell(text: string): string {
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
