@@ -1,0 +1,125 @@
+/**
+ * Hands memory that glibc's allocator keeps after heavy traffic back to the
+ * kernel (issue 17: one process under 200 MiB resident across the suite,
+ * "heap and allocator retention after heavy rows counts").
+ *
+ * Why: socket chunks (64 KiB, node:http allocates one per read), hash
+ * batches and other Buffers are malloc'ed outside V8's heap. After the 64 MiB
+ * PUT rows and the mixed row the process's brk heap held 60–78 MiB while only
+ * 7–24 MiB of Buffers were alive, and it never shrank: glibc returns the top
+ * of its heap only, and a few small allocations still alive above the freed
+ * chunks pin everything below them (docs/PERFORMANCE.md, "Memory and 64 MiB
+ * GET, round 4"). malloc_trim() also returns the free pages inside the heap
+ * (madvise MADV_DONTNEED): 200 → 148 MiB resident in 11 ms in one measured
+ * process.
+ *
+ * How, without a native addon of our own: SQLite (better-sqlite3, already a
+ * dependency) loads extensions by file name and entry point, and calls the
+ * entry point as `int entry(sqlite3 *db, char **error, const void *api)`.
+ * Naming glibc's `malloc_trim` as the entry point calls `malloc_trim(pad)`
+ * with the connection's address as `pad`: on the SysV calling conventions
+ * (x86-64, AArch64) a function of one integer argument reads it from the
+ * first argument register and ignores the others. The large `pad` only means
+ * the top of the main heap is not cut (free() already trims it beyond the
+ * trim threshold); the free pages inside every arena are still released.
+ * malloc_trim answers 1 when it released memory, which SQLite reports as
+ * "error during initialization" (and unloads the library again); 0 loads
+ * cleanly. Any other failure — not glibc (musl has no libc.so.6), no
+ * extension loading — turns the release off for the process: it is an
+ * optimisation, never a requirement.
+ *
+ * When: at most once per RELEASE_CHECK_INTERVAL_MS, and only once resident
+ * memory grew RELEASE_AFTER_GROWTH_BYTES over its lowest point since the last
+ * release. A release runs on the event loop and takes 0.3–1 ms when there is
+ * little to give back, ~10 ms for ~50 MiB (measured); memory that is still in
+ * use gives nothing back, and the growth rule then waits for more growth
+ * rather than trying again each second.
+ */
+import { createRequire } from 'node:module';
+import { assert } from './assert.ts';
+
+/** How often resident memory is looked at (one read of /proc/self/stat by libuv: microseconds). */
+export const RELEASE_CHECK_INTERVAL_MS = 1_000;
+/**
+ * Growth over the lowest resident size since the last release that triggers
+ * one. Smaller than what one heavy burst leaves behind (40–60 MiB measured
+ * after the 64 MiB PUT and mixed rows), large enough that the ordinary
+ * breathing of V8's new space (up to 32 MiB, but it grows and stays) rarely
+ * triggers a release that finds nothing.
+ */
+export const RELEASE_AFTER_GROWTH_BYTES = 16 * 1024 * 1024;
+
+type TrimConnection = { loadExtension(path: string, entryPoint?: string): unknown; close(): unknown };
+type TrimDatabase = new (filename: string) => TrimConnection;
+
+const GLIBC = 'libc.so.6';
+/** What SQLite says when the entry point answered non-zero: malloc_trim released something. */
+const RELEASED_MESSAGE = 'error during initialization';
+
+let database: TrimDatabase | undefined;
+let supported = process.platform === 'linux' && (process.arch === 'x64' || process.arch === 'arm64');
+
+/**
+ * Returns the allocator's free pages to the kernel now; false if this
+ * process cannot (not glibc on x86-64/AArch64 Linux, or extension loading
+ * unavailable), after which it never tries again.
+ */
+export function releaseFreedMemory(): boolean {
+  if (!supported) return false;
+  let connection: TrimConnection | undefined;
+  try {
+    database ??= createRequire(import.meta.url)('better-sqlite3') as TrimDatabase;
+    // A connection of its own, closed at once: closing unloads whatever a clean load kept loaded.
+    connection = new database(':memory:');
+    connection.loadExtension(GLIBC, 'malloc_trim');
+    return true;
+  } catch (error) {
+    if (error instanceof Error && error.message.startsWith(RELEASED_MESSAGE)) return true;
+    supported = false;
+    return false;
+  } finally {
+    connection?.close();
+  }
+}
+
+/** Releases freed memory when resident memory grew enough (see the module comment); unref'd, so it never holds the process open. */
+export class FreedMemoryReleaser {
+  readonly #timer: NodeJS.Timeout;
+  readonly #growthBytes: number;
+  #lowestRssBytes = process.memoryUsage.rss();
+  #releases = 0;
+
+  constructor(intervalMs = RELEASE_CHECK_INTERVAL_MS, growthBytes = RELEASE_AFTER_GROWTH_BYTES) {
+    assert(Number.isInteger(intervalMs) && intervalMs > 0, 'freed memory: a check interval');
+    assert(Number.isInteger(growthBytes) && growthBytes > 0, 'freed memory: a growth threshold');
+    this.#growthBytes = growthBytes;
+    this.#timer = setInterval(() => this.#check(), intervalMs);
+    this.#timer.unref();
+  }
+
+  /** Releases done so far (diagnostics and tests). */
+  get releases(): number {
+    return this.#releases;
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  #check(): void {
+    const rssBytes = process.memoryUsage.rss();
+    if (rssBytes < this.#lowestRssBytes) this.#lowestRssBytes = rssBytes;
+    if (rssBytes - this.#lowestRssBytes < this.#growthBytes) return;
+    if (!releaseFreedMemory()) return this.stop();
+    this.#releases++;
+    // Growth is measured from here on: what is still in use stays counted, and is not released again and again.
+    this.#lowestRssBytes = process.memoryUsage.rss();
+  }
+}
+
+let processReleaser: FreedMemoryReleaser | undefined;
+
+/** Starts the process's releaser once (a server process, a --workers worker). */
+export function startFreedMemoryRelease(): void {
+  processReleaser ??= new FreedMemoryReleaser();
+}
