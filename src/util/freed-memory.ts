@@ -29,7 +29,7 @@
  * optimisation, never a requirement.
  *
  * When: at most once per RELEASE_CHECK_INTERVAL_MS, and only once resident
- * memory grew RELEASE_AFTER_GROWTH_BYTES over its lowest point since the last
+ * memory grew, or Buffers shrank, by RELEASE_THRESHOLD_BYTES since the last
  * release. A release runs on the event loop and takes 0.3–1 ms when there is
  * little to give back, ~10 ms for ~50 MiB (measured); memory that is still in
  * use gives nothing back, and the growth rule then waits for more growth
@@ -38,16 +38,20 @@
 import { createRequire } from 'node:module';
 import { assert } from './assert.ts';
 
-/** How often resident memory is looked at (one read of /proc/self/stat by libuv: microseconds). */
+/** How often memory is looked at (process.memoryUsage(): one read of /proc/self/stat and V8's heap statistics, tens of µs). */
 export const RELEASE_CHECK_INTERVAL_MS = 1_000;
 /**
- * Growth over the lowest resident size since the last release that triggers
- * one. Smaller than what one heavy burst leaves behind (40–60 MiB measured
- * after the 64 MiB PUT and mixed rows), large enough that the ordinary
- * breathing of V8's new space (up to 32 MiB, but it grows and stays) rarely
+ * What triggers a release: resident memory grown this much over its lowest
+ * point since the last release, or Buffers (V8's "external" memory) this
+ * much below their highest point since then — the second catches a release
+ * made during a burst, when the Buffers were still alive and freed only
+ * after it (measured: the first rule alone left 65 MiB of freed brk heap
+ * resident for 150 s after the mixed row). Smaller than what one heavy
+ * burst leaves behind (40–60 MiB measured after the 64 MiB PUT and mixed
+ * rows), large enough that the ordinary breathing of V8's heap rarely
  * triggers a release that finds nothing.
  */
-export const RELEASE_AFTER_GROWTH_BYTES = 16 * 1024 * 1024;
+export const RELEASE_THRESHOLD_BYTES = 16 * 1024 * 1024;
 
 type TrimConnection = { loadExtension(path: string, entryPoint?: string): unknown; close(): unknown };
 type TrimDatabase = new (filename: string) => TrimConnection;
@@ -82,17 +86,21 @@ export function releaseFreedMemory(): boolean {
   }
 }
 
-/** Releases freed memory when resident memory grew enough (see the module comment); unref'd, so it never holds the process open. */
+/** Releases freed memory when it is likely there is some (see the module comment); unref'd, so it never holds the process open. */
 export class FreedMemoryReleaser {
   readonly #timer: NodeJS.Timeout;
-  readonly #growthBytes: number;
-  #lowestRssBytes = process.memoryUsage.rss();
+  readonly #thresholdBytes: number;
+  #lowestRssBytes: number;
+  #highestExternalBytes: number;
   #releases = 0;
 
-  constructor(intervalMs = RELEASE_CHECK_INTERVAL_MS, growthBytes = RELEASE_AFTER_GROWTH_BYTES) {
+  constructor(intervalMs = RELEASE_CHECK_INTERVAL_MS, thresholdBytes = RELEASE_THRESHOLD_BYTES) {
     assert(Number.isInteger(intervalMs) && intervalMs > 0, 'freed memory: a check interval');
-    assert(Number.isInteger(growthBytes) && growthBytes > 0, 'freed memory: a growth threshold');
-    this.#growthBytes = growthBytes;
+    assert(Number.isInteger(thresholdBytes) && thresholdBytes > 0, 'freed memory: a threshold');
+    this.#thresholdBytes = thresholdBytes;
+    const usage = process.memoryUsage();
+    this.#lowestRssBytes = usage.rss;
+    this.#highestExternalBytes = usage.external;
     this.#timer = setInterval(() => this.#check(), intervalMs);
     this.#timer.unref();
   }
@@ -107,13 +115,19 @@ export class FreedMemoryReleaser {
   }
 
   #check(): void {
-    const rssBytes = process.memoryUsage.rss();
-    if (rssBytes < this.#lowestRssBytes) this.#lowestRssBytes = rssBytes;
-    if (rssBytes - this.#lowestRssBytes < this.#growthBytes) return;
+    const { rss, external } = process.memoryUsage();
+    this.#lowestRssBytes = Math.min(this.#lowestRssBytes, rss);
+    this.#highestExternalBytes = Math.max(this.#highestExternalBytes, external);
+    // Grown since the last release (what it grew by may be free again by now), or Buffers freed since their peak.
+    const grown = rss - this.#lowestRssBytes >= this.#thresholdBytes;
+    const buffersFreed = this.#highestExternalBytes - external >= this.#thresholdBytes;
+    if (!grown && !buffersFreed) return;
     if (!releaseFreedMemory()) return this.stop();
     this.#releases++;
-    // Growth is measured from here on: what is still in use stays counted, and is not released again and again.
-    this.#lowestRssBytes = process.memoryUsage.rss();
+    // Measured from here on: what is still in use stays counted, and is not released again and again.
+    const after = process.memoryUsage();
+    this.#lowestRssBytes = after.rss;
+    this.#highestExternalBytes = after.external;
   }
 }
 
