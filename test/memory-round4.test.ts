@@ -36,8 +36,8 @@ function brkResidentBytes() {
   return Number(/Rss:\\s+(\\d+) kB/.exec(smaps.slice(start))[1]) * 1024;
 }
 const releasing = process.env.RELEASER_MODULE ? await import(process.env.RELEASER_MODULE) : undefined;
-// Started before the churn, as a server starts it: its baseline is the process's size then. Checks every 200 ms, not every second.
-const releaser = releasing === undefined ? undefined : new releasing.FreedMemoryReleaser(200, 16 * 1024 * 1024);
+// Started before the churn, as a server starts it: its baseline is the process's size then. Checks every 200 ms and releases at most every 300 ms, not every 1 s and 10 s.
+const releaser = releasing === undefined ? undefined : new releasing.FreedMemoryReleaser(200, 16 * 1024 * 1024, 300);
 const pins = [];
 let chunks = [];
 for (let i = 0; i < 1200; i++) {
