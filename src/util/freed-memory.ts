@@ -30,10 +30,11 @@
  *
  * When: looked at every RELEASE_CHECK_INTERVAL_MS, released once resident
  * memory grew, or Buffers shrank, by RELEASE_THRESHOLD_BYTES since the last
- * release, and at most once per RELEASE_SPACING_MS. A release runs on the event loop and takes 0.3–1 ms when there is
- * little to give back, ~10 ms for ~50 MiB (measured); memory that is still in
- * use gives nothing back, and the growth rule then waits for more growth
- * rather than trying again each second.
+ * release, and at most once per RELEASE_SPACING_MS. A release runs on the
+ * event loop and takes 0.2–0.6 ms when there is little to give back, ~11 ms
+ * for ~50 MiB (measured); memory still in use gives nothing back, and both
+ * rules are measured from the last release, so it is not tried again and
+ * again.
  */
 import { createRequire } from 'node:module';
 import { assert } from './assert.ts';
@@ -57,7 +58,7 @@ export const RELEASE_THRESHOLD_BYTES = 16 * 1024 * 1024;
  * (and zeroed by the kernel) when the allocator reuses them, ~10–20 ms of CPU
  * per 40 MiB: under a sustained load of large bodies (the mixed workload:
  * Buffers swing by more than the threshold every second) a release each
- * second cost ~0.5 ms per request in one paired run. Every 10 s bounds that
+ * second cost ~0.7 ms per request in one paired run. Every 10 s bounds that
  * to ~0.2 % of a core and still releases within seconds of a burst's end.
  */
 export const RELEASE_SPACING_MS = 10_000;
