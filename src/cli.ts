@@ -115,6 +115,8 @@ async function main(argv: string[]): Promise<number> {
   // Before the server allocates (its modules included): bounds what V8 keeps of its garbage (util/heap-policy.ts).
   const { applyServerHeapPolicy, applyPrimaryNurseryPolicy } = await import('./util/heap-policy.ts');
   applyServerHeapPolicy();
+  // Gives back what glibc keeps of freed Buffers after heavy traffic (util/freed-memory.ts).
+  (await import('./util/freed-memory.ts')).startFreedMemoryRelease();
   const { WORKERS_MAX } = await import('./cluster.ts');
   const { values, positionals } = parseArgs({
     args: rest,

@@ -28,6 +28,7 @@ import { requestObserver } from './metrics/observer.ts';
 import { createServerMetrics } from './metrics/server-metrics.ts';
 import { LISTING_RENDERER_URL } from './s3/list-render.ts';
 import { TALUS_VERSION } from './version.ts';
+import { startFreedMemoryRelease } from './util/freed-memory.ts';
 
 function tell(message: ToPrimary): void {
   if (process.connected) process.send?.(message);
@@ -37,6 +38,7 @@ async function runWorker(): Promise<void> {
   const raw = process.env[WORKER_SETTINGS_ENV];
   assert(raw !== undefined && process.send !== undefined, 'cluster-worker.ts runs only as a forked worker');
   const settings = JSON.parse(raw) as WorkerSettings;
+  startFreedMemoryRelease();
   const logger = jsonLogger();
   const meta = new SqliteMetadataStore(join(settings.dataDir, 'meta.db'), {
     onBucketsChanged: () => tell({ kind: 'buckets-changed' }),

@@ -16,21 +16,71 @@
  *
  * Not a bound on live memory: a heap that needs more still gets it.
  *
- * Tried and left out: capping the new space at run time the same way
- * (`--semi-space-growth-factor=1` once it reached 8 MiB). V8 resets that flag
- * to 2 whenever an isolate starts, and the first listing's thread start let
- * the new space double to 32 MiB before the next collection could set it
- * again. The new space stays NODE_OPTIONS=--max-semi-space-size=4's (worker
- * processes get it from cluster.ts).
+ * The new space (young generation) is capped at NEW_SPACE_BYTES_MAX, as
+ * `--workers` children are on their command line (cluster.ts): V8 doubles it
+ * up to 32 MiB under load and keeps it resident (29–32 MiB in every row of
+ * the suite after the first heavy one). The cap cannot be a start-up flag
+ * (bin/talus.js's `#!` line), so it stops the doubling at run time: after
+ * each collection, once the new space has reached the cap,
+ * `--semi-space-growth-factor=1`. V8 sets that factor back to 2 whenever a
+ * thread's isolate starts, so it is set again when any thread comes online
+ * (process 'worker' event). Round 3 tried the same from the next collection
+ * only, and the first listing's thread start let the new space double to
+ * 32 MiB before it: the 'online' hook closes that window.
  */
+import { PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
+import type { Worker } from 'node:worker_threads';
 
 /** Old-generation growth between full collections, in percent of the live heap. */
 export const HEAP_GROWING_PERCENT = 25;
+/**
+ * The single server's young generation, what `--max-semi-space-size=4`
+ * gives the `--workers` children (measured there at the same CPU per
+ * request, cluster.ts): V8 grows it to 32 MiB otherwise.
+ */
+export const NEW_SPACE_BYTES_MAX = 8 * 1024 * 1024;
+
+/** The new space grows (V8's factor of 2) while below this, and not at all from it on; the primary's is 0. */
+let newSpaceBytesMax = Number.POSITIVE_INFINITY;
+/** Whether the growth factor is 1 now: set again after every thread start, which resets it. */
+let nurseryGrowthStopped = false;
+let nurseryWatched = false;
 
 /** Applies the policy to this process (V8's flags are per process: every thread's isolate too). */
 export function applyServerHeapPolicy(): void {
   v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
+  capNewSpace(NEW_SPACE_BYTES_MAX);
+}
+
+/**
+ * Lets the new space grow as V8 likes up to `bytesMax`, and no further (see
+ * the module comment). Looked at after every collection, not once: a new
+ * space V8 shrank while the process idled must be able to grow back.
+ */
+function capNewSpace(bytesMax: number): void {
+  newSpaceBytesMax = bytesMax;
+  setNurseryGrowth(newSpaceBytes() < newSpaceBytesMax);
+  if (nurseryWatched) return;
+  nurseryWatched = true;
+  new PerformanceObserver(() => setNurseryGrowth(newSpaceBytes() < newSpaceBytesMax)).observe({ entryTypes: ['gc'] });
+  // A thread's isolate start sets the factor back to V8's default: set it again once the thread runs.
+  process.on('worker', (worker: Worker) => {
+    worker.once('online', () => {
+      if (nurseryGrowthStopped) v8.setFlagsFromString('--semi-space-growth-factor=1');
+    });
+  });
+}
+
+function setNurseryGrowth(grows: boolean): void {
+  if (grows === !nurseryGrowthStopped) return;
+  nurseryGrowthStopped = !grows;
+  v8.setFlagsFromString(`--semi-space-growth-factor=${grows ? 2 : 1}`);
+}
+
+function newSpaceBytes(): number {
+  for (const space of v8.getHeapSpaceStatistics()) if (space.space_name === 'new_space') return space.space_size;
+  return 0;
 }
 
 /**
@@ -44,5 +94,6 @@ export function applyServerHeapPolicy(): void {
  * again once the primary's threads run; at worst the nursery grows as before.
  */
 export function applyPrimaryNurseryPolicy(): void {
-  v8.setFlagsFromString('--semi-space-growth-factor=1');
+  nurseryGrowthStopped = false;
+  capNewSpace(0);
 }
