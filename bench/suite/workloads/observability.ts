@@ -12,10 +12,19 @@
  *        audit log (always on; it records admin calls and refusals, so a
  *        clean GET run adds nothing to it).
  *
- * The sides alternate, a few rounds each (off, on | on, off | off, on …),
- * so load drift on a shared machine falls on both alike; each side's row
- * adds up its rounds (ops/s over the summed time, CPU µs/op over the summed
- * operations). The target is on ÷ off (targets.ts).
+ * The sides alternate strictly, in short runs: off, on, off, on, …, on,
+ * off (2 × observabilityRounds runs of the "on" side, each half the mode's
+ * run time, bracketed by runs of "off"), so no side runs twice in a row and
+ * a drift in the machine's load falls on both alike. Each side's row is its
+ * median run (ops/s and CPU µs/op): on a machine shared with other work a
+ * single run swings by ±20 % (another process's burst), and a median shrugs
+ * off a few such runs where a sum over the runs does not. The target is
+ * on ÷ off of those medians (targets.ts); the notes add each "on" run's
+ * ratio to the mean of the two "off" runs around it.
+ *
+ * The scraper runs from the warm-up to the end at its interval, as
+ * Prometheus would, not restarted with each run (which would scrape more
+ * often than once a second in short runs).
  */
 import { open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,6 +32,7 @@ import type { SuiteContext, Workload, WorkloadOutcome } from '../context.ts';
 import { measure, type Row } from '../measure.ts';
 import { freePort, type RunningServer } from '../servers.ts';
 import { BENCH_BUCKET, ensureBucket, ensureSmallObjects } from '../setup.ts';
+import { WRK_SECONDS_MIN } from '../wrk.ts';
 import { wrkOn } from './small-objects.ts';
 
 export const OBSERVERS_OFF_LABEL = 'Talus, observers off';
@@ -70,67 +80,78 @@ async function alternate(context: SuiteContext, id: string, method: 'GET' | 'PUT
   const scraper = new Scraper(metricsUrl);
   // Proves the "on" side is on before anything is measured.
   await scraper.scrapeOnce();
-  if (context.settings.warmUpMs > 0) {
-    await drive(off, context.settings.warmUpMs);
-    await drive(on, context.settings.warmUpMs);
-  }
+  scraper.start();
+  const onRuns = 2 * context.settings.observabilityRounds;
+  const runMs = Math.max(WRK_SECONDS_MIN * 1000, context.settings.runMs / 2);
   const offRounds: Row[] = [];
   const onRounds: Row[] = [];
-  const measureOff = async (): Promise<void> => {
-    offRounds.push(await measure(id, off, 'wrk', () => drive(off, context.settings.runMs)));
-  };
-  const measureOn = async (): Promise<void> => {
-    scraper.start();
-    try {
-      onRounds.push(await measure(id, on, 'wrk', () => drive(on, context.settings.runMs)));
-    } finally {
-      await scraper.stop();
+  try {
+    // Twice each, alternated: the JIT's first seconds cost ~2× a warm server's (docs/PERFORMANCE.md), and each side gets as much.
+    for (let warmUp = 0; warmUp < 2 && context.settings.warmUpMs > 0; warmUp++) {
+      await drive(off, context.settings.warmUpMs);
+      await drive(on, context.settings.warmUpMs);
     }
-  };
-  for (let round = 0; round < context.settings.observabilityRounds; round++) {
-    // off, on | on, off | …: a steady drift in the machine's load lands on both sides alike.
-    if (round % 2 === 0) {
-      await measureOff();
-      await measureOn();
-    } else {
-      await measureOn();
-      await measureOff();
+    // off, on, off, …, on, off: every "on" run between two "off" runs.
+    for (let run = 0; run < onRuns; run++) {
+      offRounds.push(await measure(id, off, 'wrk', () => drive(off, runMs)));
+      onRounds.push(await measure(id, on, 'wrk', () => drive(on, runMs)));
     }
+    offRounds.push(await measure(id, off, 'wrk', () => drive(off, runMs)));
+  } finally {
+    await scraper.stop();
   }
-  const offRow = combineRounds(offRounds);
-  const onRow = combineRounds(onRounds);
+  const offRow = medianRow(offRounds);
+  const onRow = medianRow(onRounds);
   const accessLog = await countLines(accessLogPath);
-  const perRound = offRounds.map((row, index) => `${((onRounds[index]!.opsPerSecond / row.opsPerSecond) * 100).toFixed(1)} %`).join(', ');
+  const bracketed = onRounds.map((row, index) => {
+    const before = offRounds[index]!;
+    const after = offRounds[index + 1]!;
+    return {
+      ratio: row.opsPerSecond / ((before.opsPerSecond + after.opsPerSecond) / 2),
+      cpuMicros: row.serverCpuMicrosPerOperation - (before.serverCpuMicrosPerOperation + after.serverCpuMicrosPerOperation) / 2,
+    };
+  });
+  const perRun = bracketed.map(({ ratio }) => `${(ratio * 100).toFixed(1)} %`).join(', ');
+  const signed = (micros: number): string => `${micros >= 0 ? '+' : ''}${micros.toFixed(1)}`;
   return {
     rows: [offRow, onRow],
     notes: [
-      `two Talus servers side by side, the same wrk ${method} as ${method === 'GET' ? 'get-4k' : 'put-4k'}; ${context.settings.observabilityRounds} alternated rounds of ${context.settings.runMs / 1000} s on each, summed into one row each`,
+      `two Talus servers side by side, the same wrk ${method} as ${method === 'GET' ? 'get-4k' : 'put-4k'}; ${onRuns} runs of "on" between ${onRuns + 1} of "off" ` +
+        `(off, on, off, …, off), ${wrkSecondsOf(runMs)} s each; each row is its side's median run (ops/s, CPU µs/op)`,
       'off: --console-address none, no access log (the request counters are always kept: Talus has no switch for them); ' +
         `on: /metrics scraped every ${SCRAPE_INTERVAL_MS / 1000} s with the metrics token (${scraper.scrapes} scrapes, last ${scraper.lastBytes} bytes), --access-log FILE (${accessLog.lines} lines, ${(accessLog.bytes / 2 ** 20).toFixed(1)} MiB), audit log`,
-      `on ÷ off: ${((onRow.opsPerSecond / offRow.opsPerSecond) * 100).toFixed(1)} % of ops/s (rounds: ${perRound}); server CPU ${onRow.serverCpuMicrosPerOperation.toFixed(1)} vs ${offRow.serverCpuMicrosPerOperation.toFixed(1)} µs/op`,
+      `on ÷ off: ${((onRow.opsPerSecond / offRow.opsPerSecond) * 100).toFixed(1)} % of ops/s (median runs); server CPU ${onRow.serverCpuMicrosPerOperation.toFixed(1)} vs ${offRow.serverCpuMicrosPerOperation.toFixed(1)} µs/op`,
+      `each "on" run ÷ the mean of the "off" runs around it: ${perRun} (median ${(median(bracketed.map(({ ratio }) => ratio)) * 100).toFixed(1)} %); ` +
+        `its server CPU µs/op minus theirs: median ${signed(median(bracketed.map(({ cpuMicros }) => cpuMicros)))} (${bracketed.map(({ cpuMicros }) => signed(cpuMicros)).join(', ')})`,
     ],
   };
 }
 
-/** One row for a side: throughput over the summed time, CPU over the summed operations, latency percentiles as the rounds' medians. */
-export function combineRounds(rounds: readonly Row[]): Row {
+/** wrk's whole seconds for a run of `durationMs` (as wrkOn rounds them). */
+function wrkSecondsOf(durationMs: number): number {
+  return Math.max(WRK_SECONDS_MIN, Math.round(durationMs / 1000));
+}
+
+/**
+ * One row for a side: its median run. Ops/s, MiB/s, CPU % and CPU µs/op are
+ * each the median over the runs, latency percentiles the runs' medians;
+ * operations, errors and time are summed (the errors of every run count).
+ */
+export function medianRow(rounds: readonly Row[]): Row {
   if (rounds.length === 0) throw new Error('no round to combine');
   const sum = (of: (row: Row) => number): number => rounds.reduce((total, row) => total + of(row), 0);
-  const operations = sum((row) => row.operations);
-  const durationMs = sum((row) => row.durationMs);
-  const seconds = durationMs / 1000;
-  const first = rounds[0]!;
+  const middle = (of: (row: Row) => number): number => median(rounds.map(of));
   return {
-    ...first,
-    operations,
+    ...rounds[0]!,
+    operations: sum((row) => row.operations),
     errors: sum((row) => row.errors),
     firstErrors: [...new Set(rounds.flatMap((row) => row.firstErrors))].slice(0, 5),
-    durationMs,
-    opsPerSecond: seconds > 0 ? operations / seconds : 0,
-    mibPerSecond: seconds > 0 ? sum((row) => row.mibPerSecond * (row.durationMs / 1000)) / seconds : 0,
-    latencyMs: { p50: median(rounds.map((row) => row.latencyMs.p50)), p99: median(rounds.map((row) => row.latencyMs.p99)) },
-    serverCpuPercentOfOneCore: durationMs > 0 ? sum((row) => row.serverCpuPercentOfOneCore * row.durationMs) / durationMs : 0,
-    serverCpuMicrosPerOperation: operations > 0 ? sum((row) => row.serverCpuMicrosPerOperation * row.operations) / operations : 0,
+    durationMs: sum((row) => row.durationMs),
+    opsPerSecond: middle((row) => row.opsPerSecond),
+    mibPerSecond: middle((row) => row.mibPerSecond),
+    latencyMs: { p50: middle((row) => row.latencyMs.p50), p99: middle((row) => row.latencyMs.p99) },
+    serverCpuPercentOfOneCore: middle((row) => row.serverCpuPercentOfOneCore),
+    serverCpuMicrosPerOperation: middle((row) => row.serverCpuMicrosPerOperation),
     serverPeakRssMiB: Math.max(...rounds.map((row) => row.serverPeakRssMiB)),
     serverStderrLines: sum((row) => row.serverStderrLines),
   };
