@@ -5,19 +5,26 @@
  * string (presigned URLs carry signatures), never a secret.
  *
  * Writing never holds a request back: each line is encoded at once into a
- * batch buffer, which goes to the stream when full (ACCESS_LOG_BATCH_BYTES)
- * or ACCESS_LOG_FLUSH_MS after its first line: a stream write per request
- * costs a thread-pool write and a system call each. The batch is bytes
- * outside the JavaScript heap, not strings: lines kept as strings until the
- * write survived the young generation's collections and were copied by them
- * (the GC helper threads' CPU went from 3.2 to 7.2 µs per GET with the log
- * on, 2026-12-06; docs/PERFORMANCE.md). The last ACCESS_LOG_FLUSH_MS of lines can be lost in
- * a crash, as a buffered log's are. While more than
+ * batch buffer, which is written when full (ACCESS_LOG_BATCH_BYTES) or
+ * ACCESS_LOG_FLUSH_MS after its first line: a write per request costs a
+ * thread-pool write and a system call each. The batch is bytes outside the
+ * JavaScript heap, not strings: lines kept as strings until the write
+ * survived the young generation's collections and were copied by them (the
+ * GC helper threads' CPU went from 3.2 to 7.2 µs per GET with the log on,
+ * 2026-12-06; docs/PERFORMANCE.md). The last ACCESS_LOG_FLUSH_MS of lines can
+ * be lost in a crash, as a buffered log's are. While more than
  * ACCESS_LOG_BUFFER_BYTES_MAX wait for the disk, lines are dropped and
  * counted (the next line written says how many), so a slow disk cannot grow
- * memory without bound.
+ * memory without bound; a batch the file refuses (a full disk) is dropped
+ * and counted the same way.
+ *
+ * A file is written with fs.write on its descriptor, one batch at a time
+ * (FileSink), not through a fs.WriteStream: node's Writable code is the
+ * code every HTTP response's socket goes through, and the log's stream was
+ * a second kind of stream in it (its optimized code saw both;
+ * docs/PERFORMANCE.md, "Metrics and logs, round 4").
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { close as closeFile, openSync, write as writeFile } from 'node:fs';
 import type { ObservedRequest } from './observed-request.ts';
 
 export const ACCESS_LOG_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
@@ -25,64 +32,186 @@ export const ACCESS_LOG_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
 export const ACCESS_LOG_BATCH_BYTES = 64 * 1024;
 /** ... or this long after its first line, so a quiet server's lines still reach the file promptly. */
 export const ACCESS_LOG_FLUSH_MS = 100;
+/**
+ * Requests are kept (the front's ObservedRequest, its time and drop count)
+ * and their lines encoded this many at a time, in one loop: one line
+ * encoded between two requests ran ~4× slower than in a loop (2.5 against
+ * 0.6 µs, its code and constants out of the caches by then;
+ * docs/PERFORMANCE.md, "Metrics and logs, round 4"). Few enough that the
+ * requests kept stay young (~8 ms at 8 000 GET/s).
+ */
+export const ACCESS_LOG_ENCODE_LINES = 64;
 /** A string field takes at most 6 bytes per UTF-16 code unit (\u001f), plus its quotes. */
 const JSON_BYTES_PER_UNIT_MAX = 6;
 /** Everything of a line but its string fields: names, punctuation, time, numbers (each at most ~24 characters). */
 const LINE_FIXED_BYTES_MAX = 512;
 
+/** Where batches go: a file by its descriptor, or a stream (stdout). */
+interface BatchSink {
+  /** Bytes handed over and not yet written. */
+  readonly pendingBytes: number;
+  /** Takes `batch` (not copied: the caller lets go of it), holding `lines` lines. */
+  write(batch: Buffer, lines: number): void;
+  close(): Promise<void>;
+}
+
 export class AccessLog {
-  readonly #stream: NodeJS.WritableStream & { writableLength: number };
-  readonly #owned: WriteStream | undefined;
+  readonly #sink: BatchSink;
   #dropped = 0;
-  /** The batch being filled: a new buffer after each write, as the stream keeps the one it was given. */
+  /** The batch being filled: a new buffer after each write, as the sink keeps the one it was given. */
   #batch = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
   #batchBytes = 0;
+  #batchLines = 0;
   #flushTimer: NodeJS.Timeout | undefined;
+  /** Requests whose lines are not encoded yet, with the time of their write (ms) and the lines dropped before each. */
+  readonly #pending: (ObservedRequest | undefined)[] = new Array<ObservedRequest | undefined>(ACCESS_LOG_ENCODE_LINES).fill(undefined);
+  readonly #pendingTimesMs = new Float64Array(ACCESS_LOG_ENCODE_LINES);
+  readonly #pendingDropped = new Float64Array(ACCESS_LOG_ENCODE_LINES);
+  #pendingCount = 0;
 
-  /** `-` writes to stdout; anything else is a file, appended to. */
+  /** `-` writes to stdout; anything else is a file, appended to (created 0640), opened now so a bad path fails the start. */
   constructor(destination: string) {
-    if (destination === '-') {
-      this.#stream = process.stdout;
-      this.#owned = undefined;
-    } else {
-      this.#owned = createWriteStream(destination, { flags: 'a', mode: 0o640 });
-      this.#stream = this.#owned;
-    }
+    this.#sink = destination === '-'
+      ? new StreamSink(process.stdout)
+      : new FileSink(openSync(destination, 'a', 0o640), (lines) => (this.#dropped += lines));
   }
 
+  /** Keeps `request` (which nobody changes after: the front builds one per request) until its line is encoded, at most ACCESS_LOG_FLUSH_MS. */
   write(request: ObservedRequest): void {
-    if (this.#stream.writableLength + this.#batchBytes > ACCESS_LOG_BUFFER_BYTES_MAX) {
+    if (this.#sink.pendingBytes + this.#batchBytes > ACCESS_LOG_BUFFER_BYTES_MAX) {
       this.#dropped++;
       return;
     }
-    const dropped = this.#dropped;
+    const index = this.#pendingCount++;
+    this.#pending[index] = request;
+    this.#pendingTimesMs[index] = Date.now();
+    this.#pendingDropped[index] = this.#dropped;
     this.#dropped = 0;
-    const bytesMax = lineBytesMax(request);
-    if (this.#batchBytes + bytesMax > this.#batch.length) this.#flush();
-    if (bytesMax > this.#batch.length) {
-      // A line that might not fit a batch (a key of thousands of characters to escape): a write of its own.
-      this.#stream.write(`${formatLine(request, dropped)}\n`);
-      return;
-    }
-    this.#batchBytes = encodeLine(this.#batch, this.#batchBytes, request, dropped);
+    if (this.#pendingCount === ACCESS_LOG_ENCODE_LINES) this.#encodePending();
     if (this.#flushTimer === undefined) this.#flushTimer = setTimeout(() => this.#flush(), ACCESS_LOG_FLUSH_MS).unref();
+  }
+
+  /** The pending requests' lines into the batch (a full batch goes to the sink first), in their order. */
+  #encodePending(): void {
+    const count = this.#pendingCount;
+    this.#pendingCount = 0;
+    for (let index = 0; index < count; index++) {
+      const request = this.#pending[index]!;
+      this.#pending[index] = undefined;
+      const dropped = this.#pendingDropped[index]!;
+      const bytesMax = lineBytesMax(request);
+      if (this.#batchBytes + bytesMax > this.#batch.length) this.#writeBatch();
+      if (bytesMax > this.#batch.length) {
+        // A line that might not fit a batch (a key of thousands of characters to escape): a write of its own.
+        this.#sink.write(Buffer.from(`${formatLine(request, dropped, this.#pendingTimesMs[index])}\n`), 1);
+        continue;
+      }
+      this.#batchBytes = encodeLine(this.#batch, this.#batchBytes, request, dropped, this.#pendingTimesMs[index]);
+      this.#batchLines++;
+    }
   }
 
   #flush(): void {
     if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
+    this.#encodePending();
+    this.#writeBatch();
+  }
+
+  #writeBatch(): void {
     if (this.#batchBytes === 0) return;
     const full = this.#batch.subarray(0, this.#batchBytes);
+    const lines = this.#batchLines;
     this.#batch = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
     this.#batchBytes = 0;
-    this.#stream.write(full);
+    this.#batchLines = 0;
+    this.#sink.write(full, lines);
   }
 
   close(): Promise<void> {
     this.#flush();
-    const owned = this.#owned;
-    if (owned === undefined) return Promise.resolve();
-    return new Promise((resolve) => owned.end(() => resolve()));
+    return this.#sink.close();
+  }
+}
+
+/**
+ * Appends batches to a file descriptor with fs.write, one write in flight at
+ * a time, in order. A failed write (ENOSPC, EIO) gives up its batch's lines
+ * and counts them (the next line says how many); the rest carry on.
+ */
+class FileSink implements BatchSink {
+  readonly #fd: number;
+  readonly #queue: { batch: Buffer; lines: number }[] = [];
+  #pendingBytes = 0;
+  #writing = false;
+  readonly #onLost: (lines: number) => void;
+  #closing: Promise<void> | undefined;
+  #drained: (() => void) | undefined;
+
+  /** onLost: told how many lines a failed write gave up. */
+  constructor(fd: number, onLost: (lines: number) => void) {
+    this.#fd = fd;
+    this.#onLost = onLost;
+  }
+
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  write(batch: Buffer, lines: number): void {
+    this.#pendingBytes += batch.length;
+    this.#queue.push({ batch, lines });
+    if (!this.#writing) this.#next();
+  }
+
+  #next(): void {
+    const head = this.#queue[0];
+    if (head === undefined) {
+      this.#writing = false;
+      this.#drained?.();
+      return;
+    }
+    this.#writing = true;
+    writeFile(this.#fd, head.batch, 0, head.batch.length, null, (error, written) => {
+      if (error === null && written < head.batch.length) {
+        // A short write to a regular file (rare: a signal, a nearly full disk): the rest goes next.
+        this.#pendingBytes -= written;
+        head.batch = head.batch.subarray(written);
+      } else {
+        this.#queue.shift();
+        this.#pendingBytes -= head.batch.length;
+        if (error !== null) this.#onLost(head.lines);
+      }
+      this.#next();
+    });
+  }
+
+  close(): Promise<void> {
+    return (this.#closing ??= new Promise<void>((resolve) => {
+      if (!this.#writing) resolve();
+      else this.#drained = resolve;
+    }).then(() => new Promise<void>((resolve) => closeFile(this.#fd, () => resolve()))));
+  }
+}
+
+/** Stdout: a stream of node's (a pipe, a terminal or a file, as the process was given). */
+class StreamSink implements BatchSink {
+  readonly #stream: NodeJS.WritableStream & { writableLength: number };
+
+  constructor(stream: NodeJS.WritableStream & { writableLength: number }) {
+    this.#stream = stream;
+  }
+
+  get pendingBytes(): number {
+    return this.#stream.writableLength;
+  }
+
+  write(batch: Buffer): void {
+    this.#stream.write(batch);
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
   }
 }
 
@@ -94,8 +223,8 @@ export class AccessLog {
  * compares the two), without building that object. What encodeLine writes
  * byte by byte; used for the rare line that may not fit a batch.
  */
-export function formatLine(request: ObservedRequest, droppedBefore = 0): string {
-  let line = `{"time":"${isoTime(Date.now())}","requestId":${jsonString(request.requestId)},"operation":${jsonString(request.operation)},` +
+export function formatLine(request: ObservedRequest, droppedBefore = 0, nowMs = Date.now()): string {
+  let line = `{"time":"${isoTime(nowMs)}","requestId":${jsonString(request.requestId)},"operation":${jsonString(request.operation)},` +
     `"bucket":${jsonString(request.bucket)},"key":${jsonString(request.key)},"status":${jsonNumber(request.status)},` +
     `"bytesIn":${jsonNumber(request.bytesIn)},"bytesOut":${jsonNumber(request.bytesOut)},` +
     `"durationMs":${jsonNumber(Math.round((request.finishedMs - request.startedMs) * 1000) / 1000)},` +
@@ -114,10 +243,10 @@ export function formatLine(request: ObservedRequest, droppedBefore = 0): string 
  * allocation and the collections it brought). Plain ASCII strings and whole
  * numbers are copied digit by digit; anything else (a character to escape,
  * non-ASCII) goes through JSON.stringify and UTF-8, as formatLine does.
+ * `nowMs` is the time of the line (Date.now() when the request was written).
  */
-export function encodeLine(target: Buffer, offset: number, request: ObservedRequest, droppedBefore = 0): number {
+export function encodeLine(target: Buffer, offset: number, request: ObservedRequest, droppedBefore = 0, nowMs = Date.now()): number {
   let at = putAscii(target, offset, '{"time":"');
-  const nowMs = Date.now();
   at = putAscii(target, at, isoSecondPrefix(nowMs));
   at = putAscii(target, at, ISO_MILLISECONDS[nowMs - isoSecondStartMs]!);
   at = putAscii(target, at, '","requestId":');

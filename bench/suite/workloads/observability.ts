@@ -12,10 +12,21 @@
  *        audit log (always on; it records admin calls and refusals, so a
  *        clean GET run adds nothing to it).
  *
- * The sides alternate, a few rounds each (off, on | on, off | off, on …),
- * so load drift on a shared machine falls on both alike; each side's row
- * adds up its rounds (ops/s over the summed time, CPU µs/op over the summed
- * operations). The target is on ÷ off (targets.ts).
+ * SERVER_PAIRS fresh pairs are measured in turn (a process keeps its own
+ * speed for life, ±5 %). Within a pair the sides alternate strictly, in
+ * short runs: off, on, off, on, …, on, off (2 × observabilityRounds runs of
+ * the "on" side over all pairs, each half the mode's run time, bracketed by
+ * runs of "off"), so no side runs twice in a row and a drift in the
+ * machine's load falls on both alike. Each side's row is its
+ * median run (ops/s and CPU µs/op): on a machine shared with other work a
+ * single run swings by ±20 % (another process's burst), and a median shrugs
+ * off a few such runs where a sum over the runs does not. The target is
+ * on ÷ off of those medians (targets.ts); the notes add each "on" run's
+ * ratio to the mean of the two "off" runs around it.
+ *
+ * The scraper runs from the warm-up to the end at its interval, as
+ * Prometheus would, not restarted with each run (which would scrape more
+ * often than once a second in short runs).
  */
 import { open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,6 +34,7 @@ import type { SuiteContext, Workload, WorkloadOutcome } from '../context.ts';
 import { measure, type Row } from '../measure.ts';
 import { freePort, type RunningServer } from '../servers.ts';
 import { BENCH_BUCKET, ensureBucket, ensureSmallObjects } from '../setup.ts';
+import { WRK_SECONDS_MIN } from '../wrk.ts';
 import { wrkOn } from './small-objects.ts';
 
 export const OBSERVERS_OFF_LABEL = 'Talus, observers off';
@@ -33,35 +45,86 @@ const SCRAPE_INTERVAL_MS = 1000;
 const SCRAPE_TIMEOUT_MS = 10_000;
 const METRICS_TOKEN = 'bench-metrics-token-0123456789';
 
+/**
+ * Fresh pairs of servers per row, each pair measured in turn: two identical
+ * servers differed by 1–11 µs per GET for their whole life (off 73–77, its
+ * twin 76–91 µs over five rounds, 2026-12-06; JIT decisions are made once
+ * per process), as much as what is measured. More pairs average that out;
+ * each costs two starts and populations.
+ */
+const SERVER_PAIRS = 2;
+
+/** Every measured run of a row, over its pairs, and what the notes report. */
+interface Runs {
+  off: Row[];
+  on: Row[];
+  /** Each "on" run ÷ the mean of the two "off" runs around it, and its CPU µs/op minus theirs. */
+  bracketed: { ratio: number; cpuMicros: number }[];
+  scrapes: number;
+  lastScrapeBytes: number;
+  logLines: number;
+  logBytes: number;
+}
+
 function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT'): Workload {
   return {
     id,
     title,
     async run(context): Promise<WorkloadOutcome> {
       const workers = context.options.workers;
-      const accessLogPath = join(context.scratch, `${id}-access.log`);
-      const adminPort = await freePort();
-      const onArgs = ['--console-address', `127.0.0.1:${adminPort}`, '--access-log', accessLogPath];
-      const offArgs = ['--console-address', 'none'];
-      try {
-        return await context.withOwnTalus(
-          workers,
-          (off) =>
-            context.withOwnTalus(
-              workers,
-              (on) => alternate(context, id, method, off, on, `http://127.0.0.1:${adminPort}/metrics`, accessLogPath),
-              { args: onArgs, env: { TALUS_METRICS_TOKEN: METRICS_TOKEN }, label: OBSERVERS_ON_LABEL },
-            ),
-          { args: offArgs, label: OBSERVERS_OFF_LABEL },
-        );
-      } finally {
-        await rm(accessLogPath, { force: true });
+      const onRuns = 2 * context.settings.observabilityRounds;
+      const pairs = Math.min(SERVER_PAIRS, onRuns);
+      const runs: Runs = { off: [], on: [], bracketed: [], scrapes: 0, lastScrapeBytes: 0, logLines: 0, logBytes: 0 };
+      for (let pair = 0; pair < pairs; pair++) {
+        const accessLogPath = join(context.scratch, `${id}-${pair}-access.log`);
+        const adminPort = await freePort();
+        const on = { args: ['--console-address', `127.0.0.1:${adminPort}`, '--access-log', accessLogPath], env: { TALUS_METRICS_TOKEN: METRICS_TOKEN }, label: OBSERVERS_ON_LABEL };
+        const off = { args: ['--console-address', 'none'], label: OBSERVERS_OFF_LABEL };
+        // Started (and populated) first by turns.
+        const [first, second] = pair % 2 === 0 ? [off, on] : [on, off];
+        const measurePair = (a: RunningServer, b: RunningServer): Promise<void> => {
+          const [offServer, onServer] = pair % 2 === 0 ? [a, b] : [b, a];
+          // The pairs share the runs out; the first ones take any remainder.
+          const pairRuns = Math.floor(onRuns / pairs) + (pair < onRuns % pairs ? 1 : 0);
+          return alternate(context, id, method, offServer, onServer, `http://127.0.0.1:${adminPort}/metrics`, accessLogPath, pairRuns, runs);
+        };
+        try {
+          await context.withOwnTalus(workers, (a) => context.withOwnTalus(workers, (b) => measurePair(a, b), second), first);
+        } finally {
+          await rm(accessLogPath, { force: true });
+        }
       }
+      const offRow = medianRow(runs.off);
+      const onRow = medianRow(runs.on);
+      const perRun = runs.bracketed.map(({ ratio }) => `${(ratio * 100).toFixed(1)} %`).join(', ');
+      const signed = (micros: number): string => `${micros >= 0 ? '+' : ''}${micros.toFixed(1)}`;
+      const runSeconds = wrkSecondsOf(observabilityRunMs(context));
+      return {
+        rows: [offRow, onRow],
+        notes: [
+          `${pairs} fresh pair${pairs === 1 ? '' : 's'} of Talus servers in turn, the same wrk ${method} as ${method === 'GET' ? 'get-4k' : 'put-4k'}; ` +
+            `per pair, runs of "on" each between two of "off" (off, on, off, …, off), ${onRuns} of "on" and ${runs.off.length} of "off" in all, ${runSeconds} s each; ` +
+            'each row is its side\'s median run (ops/s, CPU µs/op)',
+          'off: --console-address none, no access log (the request counters are always kept: Talus has no switch for them); ' +
+            `on: /metrics scraped every ${SCRAPE_INTERVAL_MS / 1000} s with the metrics token (${runs.scrapes} scrapes, last ${runs.lastScrapeBytes} bytes), --access-log FILE (${runs.logLines} lines, ${(runs.logBytes / 2 ** 20).toFixed(1)} MiB), audit log`,
+          `on ÷ off: ${((onRow.opsPerSecond / offRow.opsPerSecond) * 100).toFixed(1)} % of ops/s (median runs); server CPU ${onRow.serverCpuMicrosPerOperation.toFixed(1)} vs ${offRow.serverCpuMicrosPerOperation.toFixed(1)} µs/op`,
+          `each "on" run ÷ the mean of the "off" runs around it: ${perRun} (median ${(median(runs.bracketed.map(({ ratio }) => ratio)) * 100).toFixed(1)} %); ` +
+            `its server CPU µs/op minus theirs: median ${signed(median(runs.bracketed.map(({ cpuMicros }) => cpuMicros)))} (${runs.bracketed.map(({ cpuMicros }) => signed(cpuMicros)).join(', ')})`,
+        ],
+      };
     },
   };
 }
 
-async function alternate(context: SuiteContext, id: string, method: 'GET' | 'PUT', off: RunningServer, on: RunningServer, metricsUrl: string, accessLogPath: string): Promise<WorkloadOutcome> {
+/** Half the mode's run time (at least wrk's second): shorter runs, more of them. */
+function observabilityRunMs(context: SuiteContext): number {
+  return Math.max(WRK_SECONDS_MIN * 1000, context.settings.runMs / 2);
+}
+
+/** One pair: populated, warmed up, then off, on, off, …, on, off with `onRuns` runs of "on"; its runs go into `runs`. */
+async function alternate(
+  context: SuiteContext, id: string, method: 'GET' | 'PUT', off: RunningServer, on: RunningServer, metricsUrl: string, accessLogPath: string, onRuns: number, runs: Runs,
+): Promise<void> {
   const prepare = (server: RunningServer): Promise<void> =>
     method === 'GET' ? ensureSmallObjects(server, context.settings.smallObjectCount) : ensureBucket(server, BENCH_BUCKET);
   await prepare(off);
@@ -70,67 +133,66 @@ async function alternate(context: SuiteContext, id: string, method: 'GET' | 'PUT
   const scraper = new Scraper(metricsUrl);
   // Proves the "on" side is on before anything is measured.
   await scraper.scrapeOnce();
-  if (context.settings.warmUpMs > 0) {
-    await drive(off, context.settings.warmUpMs);
-    await drive(on, context.settings.warmUpMs);
-  }
-  const offRounds: Row[] = [];
-  const onRounds: Row[] = [];
-  const measureOff = async (): Promise<void> => {
-    offRounds.push(await measure(id, off, 'wrk', () => drive(off, context.settings.runMs)));
-  };
-  const measureOn = async (): Promise<void> => {
-    scraper.start();
-    try {
-      onRounds.push(await measure(id, on, 'wrk', () => drive(on, context.settings.runMs)));
-    } finally {
-      await scraper.stop();
+  scraper.start();
+  const runMs = observabilityRunMs(context);
+  const offRuns: Row[] = [];
+  const onRunsMeasured: Row[] = [];
+  try {
+    // Twice each, alternated: the JIT's first seconds cost ~2× a warm server's (docs/PERFORMANCE.md), and each side gets as much.
+    for (let warmUp = 0; warmUp < 2 && context.settings.warmUpMs > 0; warmUp++) {
+      await drive(off, context.settings.warmUpMs);
+      await drive(on, context.settings.warmUpMs);
     }
-  };
-  for (let round = 0; round < context.settings.observabilityRounds; round++) {
-    // off, on | on, off | …: a steady drift in the machine's load lands on both sides alike.
-    if (round % 2 === 0) {
-      await measureOff();
-      await measureOn();
-    } else {
-      await measureOn();
-      await measureOff();
+    for (let run = 0; run < onRuns; run++) {
+      offRuns.push(await measure(id, off, 'wrk', () => drive(off, runMs)));
+      onRunsMeasured.push(await measure(id, on, 'wrk', () => drive(on, runMs)));
     }
+    offRuns.push(await measure(id, off, 'wrk', () => drive(off, runMs)));
+  } finally {
+    await scraper.stop();
   }
-  const offRow = combineRounds(offRounds);
-  const onRow = combineRounds(onRounds);
+  onRunsMeasured.forEach((row, index) => {
+    const before = offRuns[index]!;
+    const after = offRuns[index + 1]!;
+    runs.bracketed.push({
+      ratio: row.opsPerSecond / ((before.opsPerSecond + after.opsPerSecond) / 2),
+      cpuMicros: row.serverCpuMicrosPerOperation - (before.serverCpuMicrosPerOperation + after.serverCpuMicrosPerOperation) / 2,
+    });
+  });
+  runs.off.push(...offRuns);
+  runs.on.push(...onRunsMeasured);
+  runs.scrapes += scraper.scrapes;
+  runs.lastScrapeBytes = scraper.lastBytes;
   const accessLog = await countLines(accessLogPath);
-  const perRound = offRounds.map((row, index) => `${((onRounds[index]!.opsPerSecond / row.opsPerSecond) * 100).toFixed(1)} %`).join(', ');
-  return {
-    rows: [offRow, onRow],
-    notes: [
-      `two Talus servers side by side, the same wrk ${method} as ${method === 'GET' ? 'get-4k' : 'put-4k'}; ${context.settings.observabilityRounds} alternated rounds of ${context.settings.runMs / 1000} s on each, summed into one row each`,
-      'off: --console-address none, no access log (the request counters are always kept: Talus has no switch for them); ' +
-        `on: /metrics scraped every ${SCRAPE_INTERVAL_MS / 1000} s with the metrics token (${scraper.scrapes} scrapes, last ${scraper.lastBytes} bytes), --access-log FILE (${accessLog.lines} lines, ${(accessLog.bytes / 2 ** 20).toFixed(1)} MiB), audit log`,
-      `on ÷ off: ${((onRow.opsPerSecond / offRow.opsPerSecond) * 100).toFixed(1)} % of ops/s (rounds: ${perRound}); server CPU ${onRow.serverCpuMicrosPerOperation.toFixed(1)} vs ${offRow.serverCpuMicrosPerOperation.toFixed(1)} µs/op`,
-    ],
-  };
+  runs.logLines += accessLog.lines;
+  runs.logBytes += accessLog.bytes;
 }
 
-/** One row for a side: throughput over the summed time, CPU over the summed operations, latency percentiles as the rounds' medians. */
-export function combineRounds(rounds: readonly Row[]): Row {
+/** wrk's whole seconds for a run of `durationMs` (as wrkOn rounds them). */
+function wrkSecondsOf(durationMs: number): number {
+  return Math.max(WRK_SECONDS_MIN, Math.round(durationMs / 1000));
+}
+
+/**
+ * One row for a side: its median run. Ops/s, MiB/s, CPU % and CPU µs/op are
+ * each the median over the runs, latency percentiles the runs' medians;
+ * operations, errors and time are summed (the errors of every run count).
+ */
+export function medianRow(rounds: readonly Row[]): Row {
   if (rounds.length === 0) throw new Error('no round to combine');
   const sum = (of: (row: Row) => number): number => rounds.reduce((total, row) => total + of(row), 0);
-  const operations = sum((row) => row.operations);
-  const durationMs = sum((row) => row.durationMs);
-  const seconds = durationMs / 1000;
-  const first = rounds[0]!;
+  const middle = (of: (row: Row) => number): number => median(rounds.map(of));
   return {
-    ...first,
-    operations,
+    ...rounds[0]!,
+    operations: sum((row) => row.operations),
     errors: sum((row) => row.errors),
     firstErrors: [...new Set(rounds.flatMap((row) => row.firstErrors))].slice(0, 5),
-    durationMs,
-    opsPerSecond: seconds > 0 ? operations / seconds : 0,
-    mibPerSecond: seconds > 0 ? sum((row) => row.mibPerSecond * (row.durationMs / 1000)) / seconds : 0,
-    latencyMs: { p50: median(rounds.map((row) => row.latencyMs.p50)), p99: median(rounds.map((row) => row.latencyMs.p99)) },
-    serverCpuPercentOfOneCore: durationMs > 0 ? sum((row) => row.serverCpuPercentOfOneCore * row.durationMs) / durationMs : 0,
-    serverCpuMicrosPerOperation: operations > 0 ? sum((row) => row.serverCpuMicrosPerOperation * row.operations) / operations : 0,
+    durationMs: sum((row) => row.durationMs),
+    opsPerSecond: middle((row) => row.opsPerSecond),
+    mibPerSecond: middle((row) => row.mibPerSecond),
+    latencyMs: { p50: middle((row) => row.latencyMs.p50), p99: middle((row) => row.latencyMs.p99) },
+    serverCpuPercentOfOneCore: middle((row) => row.serverCpuPercentOfOneCore),
+    serverCpuMicrosPerOperation: middle((row) => row.serverCpuMicrosPerOperation),
     serverPeakRssMiB: Math.max(...rounds.map((row) => row.serverPeakRssMiB)),
     serverStderrLines: sum((row) => row.serverStderrLines),
   };
