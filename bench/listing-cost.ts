@@ -17,7 +17,10 @@
  * every page, as list-stall does) while this process GETs a 4 KiB object
  * every 10 ms: the probe's p50/p99/max.
  *
- *   node --import tsx bench/listing-cost.ts DATA_DIR [--talus PATH/bin/talus.js] [--pages N] [--stall SECONDS] [--cpu-prof DIR]
+ * `--only a,b`: only the shapes whose ids contain one of these (e.g.
+ * `--only few` for the few-key prefix page, with `--cpu-prof` to profile it).
+ *
+ *   node --import tsx bench/listing-cost.ts DATA_DIR [--talus PATH/bin/talus.js] [--pages N] [--only IDS] [--stall SECONDS] [--cpu-prof DIR]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -35,6 +38,7 @@ const { values, positionals } = parseArgs({
     talus: { type: 'string', default: join(ROOT, 'bin', 'talus.js') },
     pages: { type: 'string', default: '200' },
     stall: { type: 'string', default: '0' },
+    only: { type: 'string' },
     'cpu-prof': { type: 'string' },
     'trace-gc': { type: 'boolean', default: false },
   },
@@ -187,7 +191,8 @@ const client = new S3Client({ endpoint: server.endpoint, ...TALUS_CREDENTIALS, c
 try {
   if (fresh) await populate(client);
   console.log(`${values.talus} on ${dataDir}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
-  for (const shape of SHAPES) await measureShape(server, client, shape);
+  const only = values.only?.split(',').filter((id) => id !== '');
+  for (const shape of SHAPES) if (only === undefined || only.some((id) => shape.id.includes(id))) await measureShape(server, client, shape);
   if (stallSeconds > 0) await stall(server, client);
   if (values['trace-gc']) {
     gcSummary(server.output());
