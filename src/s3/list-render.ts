@@ -14,7 +14,7 @@
  * `metadata=true` entry's metadata (judged per object by authorization) is
  * rendered by a callback, only on the event loop.
  */
-import type { ListedContents, ListedVersion, ListResult, ListVersionsResult, PageRenderer, PageRendering, RenderedPage } from '../meta/metadata-store.ts';
+import type { KeysPageRenderer, ListedContents, ListedVersion, ListResult, ListVersionsResult, PageRenderer, PageRendering, RenderedPage } from '../meta/metadata-store.ts';
 import { escapeXml } from '../http/xml.ts';
 
 /** This module's own URL (.ts from the sources, .js from dist/), for the listing threads to import. */
@@ -184,6 +184,23 @@ export function renderListingPage(listing: Parameters<PageRenderer>[0], renderin
 
 /** What a listing thread runs (see listing-thread.ts). */
 export const renderPage: PageRenderer = (listing, rendering) => renderListingPage(listing, rendering);
+
+/** renderListingPage of a key page without metadata, entry by entry: what a listing thread runs for ListObjects pages. */
+export const renderKeysPage: KeysPageRenderer = (rendering) => {
+  const encode = rendering.encodeUrl ? urlEncodeName : identity;
+  const out = new PageWriter();
+  let entries = 0;
+  let lastKey: string | undefined;
+  return {
+    add(entry) {
+      if (entry.version === undefined) out.write(commonPrefixXml(entry.key, encode));
+      else writeContents(out, entry.version, encode, rendering.owners, undefined);
+      entries++;
+      lastKey = entry.key;
+    },
+    finish: (isTruncated) => ({ ...out.finish(), entries, isTruncated, lastKey, lastVersionId: undefined }),
+  };
+};
 
 /** The page's bytes with each owner hole filled by `ownerXml` (called once per distinct owner). */
 export function fillOwners(page: RenderedPage, ownerXml: (ownerId: string) => string): Buffer {

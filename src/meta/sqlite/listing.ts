@@ -35,6 +35,12 @@ import { rowToUpload, type UploadRow } from './rows.ts';
 
 /** Rows one statement reads at most: a full page and the one row that tells whether it is truncated. */
 const BATCH_ROWS_MAX = 1001;
+/**
+ * Rows one statement reads at most when the entries go to a sink (rendered
+ * as they are read): so a page's rows never all live at once either. A
+ * batch costs a statement start (a few µs) more than one read of the lot.
+ */
+const SINK_BATCH_ROWS_MAX = 128;
 
 /**
  * A listed version as SQLite hands it over: an array (better-sqlite3's raw
@@ -151,6 +157,30 @@ interface WalkOptions<Row, Entry> {
    * steps are its rows give up before it reads them.
    */
   holdsMoreThan(from: string, rows: number): boolean;
+  /** Where the page's entries go as they are found (rendered at once); absent: the walk returns them. */
+  sink?: (entry: Entry) => void;
+}
+
+/**
+ * The entries a walk found: up to `limit` are kept (or handed to the sink),
+ * and one more is counted, never kept: it only says the page is truncated.
+ */
+class PageEntries<Entry> {
+  readonly kept: Entry[] = [];
+  count = 0;
+  readonly #limit: number;
+  readonly #sink: ((entry: Entry) => void) | undefined;
+
+  constructor(limit: number, sink: ((entry: Entry) => void) | undefined) {
+    this.#limit = limit;
+    this.#sink = sink;
+  }
+
+  push(entry: Entry): void {
+    if (++this.count > this.#limit) return;
+    if (this.#sink === undefined) this.kept.push(entry);
+    else this.#sink(entry);
+  }
 }
 
 /** The steps a walk took so far, and how many it may take. */
@@ -164,9 +194,9 @@ function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[];
   const { prefix, delimiter, limit } = options;
   const steps: Steps = { taken: options.leading.length, max: options.stepsMax };
   if (steps.taken > steps.max) return undefined;
-  const entries: Entry[] = [];
+  const entries = new PageEntries<Entry>(limit, options.sink);
   for (const row of options.leading) {
-    if (entries.length > limit) break;
+    if (entries.count > limit) break;
     entries.push(options.entryOf(row));
   }
   let cursor: Cursor | undefined = clampToPrefix(options.start, prefix, delimiter);
@@ -175,7 +205,7 @@ function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[];
   // shows it ended): one that would take more steps than are left is known
   // before any row is read. (The count includes the cursor's own key,
   // inclusive or not: one row too many at most, only ever towards giving up.)
-  const rowsNeeded = limit + 1 - entries.length;
+  const rowsNeeded = limit + 1 - entries.count;
   const stepsLeft = steps.max - steps.taken;
   if (delimiter === '' && cursor !== undefined && rowsNeeded > stepsLeft && stepsLeft >= 1 && options.holdsMoreThan(cursor.key, stepsLeft - 1)) return undefined;
   // A delimiter listing whose first row is a key listed itself is most
@@ -185,9 +215,9 @@ function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[];
   // cost of the hand-off.)
   let checkFirstRow = delimiter !== '' && steps.max !== Infinity;
   const successorOf = commonPrefixSuccessor(delimiter);
-  while (cursor !== undefined && entries.length <= limit) {
+  while (cursor !== undefined && entries.count <= limit) {
     // Never more rows in one batch than the steps left (+1, to know it ran out): a whole-batch read stays within them too.
-    const batchRows = Math.min(BATCH_ROWS_MAX, limit + 2 - entries.length, steps.max - steps.taken + 1);
+    const batchRows = Math.min(options.sink === undefined ? BATCH_ROWS_MAX : SINK_BATCH_ROWS_MAX, limit + 2 - entries.count, steps.max - steps.taken + 1);
     let next: Cursor | undefined;
     let rowsSeen = 0;
     let done = false;
@@ -208,7 +238,7 @@ function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[];
       }
       if (common !== undefined) break;
       entries.push(options.entryOf(row));
-      if (entries.length > limit) break;
+      if (entries.count > limit) break;
       next = { key, inclusive: false };
     }
     if (common !== undefined) {
@@ -219,11 +249,11 @@ function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[];
       next = skipped;
       done = next === undefined;
     }
-    if (done || entries.length > limit || next === undefined) break;
+    if (done || entries.count > limit || next === undefined) break;
     if (!next.inclusive && rowsSeen < batchRows) break;
     cursor = next;
   }
-  return { entries: entries.slice(0, limit), isTruncated: entries.length > limit };
+  return { entries: entries.kept, isTruncated: entries.count > limit };
 }
 
 const OUT_OF_STEPS = Symbol('out of steps');
@@ -236,7 +266,7 @@ const OUT_OF_STEPS = Symbol('out of steps');
  */
 function skipCommonPrefixes<Row, Entry>(
   options: WalkOptions<Row, Entry>,
-  entries: Entry[],
+  entries: PageEntries<Entry>,
   first: string,
   successorOf: (common: string) => string | undefined,
   steps: Steps,
@@ -245,7 +275,7 @@ function skipCommonPrefixes<Row, Entry>(
   let common: string | undefined = first;
   while (common !== undefined) {
     entries.push(options.prefixEntry(common));
-    if (entries.length > limit) return undefined;
+    if (entries.count > limit) return undefined;
     const after = successorOf(common);
     if (after === undefined) return undefined;
     if (++steps.taken > steps.max) return OUT_OF_STEPS;
@@ -481,15 +511,26 @@ function shownStatementsFor(db: Database.Database, owners: boolean): ShownStatem
   return owners ? (cached.withOwners ??= prepare()) : (cached.plain ??= prepare());
 }
 
-export function listShownKeys(db: Database.Database, request: ListRequest, owners: boolean): ListedContentsResult {
-  const result = listShownKeysWithin(db, request, owners, Infinity);
-  assert(result !== undefined, 'a walk without a step limit always ends');
-  return result;
+/**
+ * A key listing to be rendered, each entry handed to `add` as it is read (a
+ * page rendered as it is read: KeysPageRenderer); whether the page is
+ * truncated, or undefined once it would take more than `stepsMax` rows and
+ * seeks (see WalkOptions.stepsMax: then what `add` got is to be thrown away).
+ */
+export function listShownKeysInto(db: Database.Database, request: ListRequest, owners: boolean, stepsMax: number, add: (entry: ShownEntry) => void): { isTruncated: boolean } | undefined {
+  assert(request.withMetadata !== true, 'a listing with metadata is not rendered where it is read');
+  const page = walkShownKeys(db, request, owners, stepsMax, add);
+  return page === undefined ? undefined : { isTruncated: page.isTruncated };
 }
 
-/** listShownKeys, or undefined once it would take more than `stepsMax` rows and seeks (see WalkOptions.stepsMax). */
-export function listShownKeysWithin(db: Database.Database, request: ListRequest, owners: boolean, stepsMax: number): ListedContentsResult | undefined {
-  assert(request.withMetadata !== true, 'a listing with metadata is not rendered where it is read');
+type ShownEntry = ListedContentsResult['entries'][number];
+
+function shownEntryOf(row: ShownRow): ShownEntry {
+  const version: ListedContents = { key: row[0], sizeBytes: row[1], etag: row[2], lastModifiedMs: row[3], checksum: shownChecksumOf(row[4]), ownerId: row[5] ?? '' };
+  return { key: row[0], version };
+}
+
+function walkShownKeys(db: Database.Database, request: ListRequest, owners: boolean, stepsMax: number, sink: (entry: ShownEntry) => void): ListedContentsResult | undefined {
   const s = statementsFor(db, false);
   const shown = shownStatementsFor(db, owners);
   // Without a delimiter nothing ends a batch early but the prefix's end, so a
@@ -504,8 +545,8 @@ export function listShownKeysWithin(db: Database.Database, request: ListRequest,
     if (below === undefined) return (cursor.inclusive ? shown.from : shown.after).all(request.bucket, cursor.key, limit) as ShownRow[];
     return (cursor.inclusive ? shown.fromBelow : shown.afterBelow).all(request.bucket, cursor.key, below, limit) as ShownRow[];
   };
-  const page = inReadTransaction(db, s, () =>
-    walk<ShownRow, ShownRow | string>({
+  return inReadTransaction(db, s, () =>
+    walk<ShownRow, ShownEntry>({
       prefix: request.prefix,
       delimiter: request.delimiter,
       start: { key: request.after, inclusive: request.after === '' },
@@ -514,28 +555,13 @@ export function listShownKeysWithin(db: Database.Database, request: ListRequest,
       fetch,
       seek: (key) => s.visibleKeyFrom.get(request.bucket, key) as string | undefined,
       keyOf: (row) => row[0],
-      entryOf: (row) => row,
-      prefixEntry: (key) => key,
+      entryOf: shownEntryOf,
+      prefixEntry: (key) => ({ key }),
       stepsMax,
       holdsMoreThan: holdsMoreThan(s, 'keys', request.bucket, request.prefix),
+      sink,
     }),
   );
-  if (page === undefined) return undefined;
-  return {
-    entries: page.entries.map((entry) => {
-      if (typeof entry === 'string') return { key: entry };
-      const version: ListedContents = {
-        key: entry[0],
-        sizeBytes: entry[1],
-        etag: entry[2],
-        lastModifiedMs: entry[3],
-        checksum: shownChecksumOf(entry[4]),
-        ownerId: entry[5] ?? '',
-      };
-      return { key: entry[0], version };
-    }),
-    isTruncated: page.isTruncated,
-  };
 }
 
 export function listKeys(db: Database.Database, request: ListRequest): ListResult {

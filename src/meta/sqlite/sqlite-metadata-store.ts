@@ -21,6 +21,7 @@ import {
   type ListUploadsResult,
   type ListVersionsRequest,
   type ListVersionsResult,
+  type KeysPageRenderer,
   type PageRenderer,
   type PageRendering,
   type RenderedPage,
@@ -51,7 +52,7 @@ import type {
   VersioningState,
 } from '../types.ts';
 import { isLockedAt, NULL_VERSION_ID, setLockState } from '../types.ts';
-import { keysResult, listKeys, listKeysPageWithin, listShownKeysWithin, listUploads, listVersions, listVersionsPageWithin, versionsResult } from './listing.ts';
+import { keysResult, listKeys, listKeysPageWithin, listShownKeysInto, listUploads, listVersions, listVersionsPageWithin, versionsResult } from './listing.ts';
 import { LISTING_ON_EVENT_LOOP_STEPS_MAX, ListingThreads } from './listing-threads.ts';
 import { MIGRATIONS, PAGE_CACHE_KIB_MAX, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 import { SERVING_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
@@ -151,8 +152,8 @@ export class SqliteMetadataStore implements MetadataStore {
    * every listing goes to a thread.
    */
   readonly #eventLoopListingStepsMax: number;
-  /** The listing threads' page renderer, loaded here too for the pages listed on the event loop. */
-  #eventLoopRenderer: PageRenderer | undefined;
+  /** The listing threads' page renderers, loaded here too for the pages listed on the event loop. */
+  #eventLoopRenderer: { renderPage: PageRenderer; renderKeysPage: KeysPageRenderer } | undefined;
 
   readonly #onBucketsChanged: () => void;
   readonly #busyTimeoutNone: Database.Statement;
@@ -254,7 +255,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (this.#eventLoopListingStepsMax > 0 && rendererUrl !== undefined) {
         // Already loaded by the S3 front that named it: this resolves at once, from the module cache.
         void import(rendererUrl).then(
-          (module: { renderPage: PageRenderer }) => (this.#eventLoopRenderer = module.renderPage),
+          (module: { renderPage: PageRenderer; renderKeysPage: KeysPageRenderer }) => (this.#eventLoopRenderer = module),
           (error: unknown) => (options.onListingThreadError ?? (() => undefined))(error),
         );
       }
@@ -1027,19 +1028,20 @@ export class SqliteMetadataStore implements MetadataStore {
    * the caller lists and renders.
    */
   async listRendered(request: ListRequest, rendering: PageRendering): Promise<RenderedPage | undefined> {
-    const renderPage = this.#eventLoopRenderer;
-    if (renderPage !== undefined) {
-      const result = this.#listedOnEventLoop((stepsMax) => listShownKeysWithin(this.#db, request, rendering.owners, stepsMax));
-      if (result !== undefined) return renderPage({ kind: 'keys', result }, rendering);
+    const renderer = this.#eventLoopRenderer;
+    if (renderer !== undefined) {
+      const page = renderer.renderKeysPage(rendering);
+      const walked = this.#listedOnEventLoop((stepsMax) => listShownKeysInto(this.#db, request, rendering.owners, stepsMax, (entry) => page.add(entry)));
+      if (walked !== undefined) return page.finish(walked.isTruncated);
     }
     return this.#listingThreads?.runRendered('keys', request, rendering);
   }
 
   async listVersionsRendered(request: ListVersionsRequest, rendering: PageRendering): Promise<RenderedPage | undefined> {
-    const renderPage = this.#eventLoopRenderer;
-    if (renderPage !== undefined) {
+    const renderer = this.#eventLoopRenderer;
+    if (renderer !== undefined) {
       const page = this.#listedOnEventLoop((stepsMax) => listVersionsPageWithin(this.#db, request, stepsMax));
-      if (page !== undefined) return renderPage({ kind: 'versions', result: versionsResult(request, page) }, rendering);
+      if (page !== undefined) return renderer.renderPage({ kind: 'versions', result: versionsResult(request, page) }, rendering);
     }
     return this.#listingThreads?.runRendered('versions', request, rendering);
   }
