@@ -8,9 +8,11 @@
  *   page is never put together from two snapshots): at the limit's edge, a
  *   page of limit rows is answered on the event loop and one more goes to
  *   the thread; a page of 100 common prefixes stays on the event loop, one
- *   of 200 goes to the thread. Every page, paged through to its end, is the
- *   page a thread lists and renders (a second store on the same database
- *   that sends every listing to its thread): keys and versions, with and
+ *   of 200 goes to the thread, and so does one holding a version whose
+ *   metadata document is large (SQLite parses it whole). Every page, paged
+ *   through to its end, is the page a thread lists and renders (a second
+ *   store on the same database that sends every listing to its thread):
+ *   keys and versions, with and
  *   without a delimiter, URL-encoded or not, owners shown or not, page sizes
  *   around the limit, and the markers from each page to the next.
  * - Through a server: a few-key prefix listing (v1 with markers, v2 with
@@ -98,6 +100,9 @@ test('small listings are answered on the event loop, larger ones on the thread, 
       await store.commitVersion({ version: version(key, `v${index}`, index++), conditions: {} });
       if (key.startsWith('flat/')) await store.commitVersion({ version: version(key, `v${index}`, index++, index % 7 === 0), conditions: {} });
     }
+    // A version whose document is large (SQLite parses all of it for the checksum): never parsed on the event loop.
+    await store.commitVersion({ version: { ...version('big/0', `v${index}`, index++), userMetadata: { note: 'x'.repeat(4000) } }, conditions: {} });
+    await store.commitVersion({ version: version('big/1', `v${index}`, index++), conditions: {} });
     // The reference: every listing on its thread (started here, so it is ready before the first).
     const onThread = new SqliteMetadataStore(path, { listingThreads: 1, listingRendererUrl: LISTING_RENDERER_URL, listingOnEventLoopStepsMax: 0 });
     reference = onThread;
@@ -125,6 +130,8 @@ test('small listings are answered on the event loop, larger ones on the thread, 
     assert.equal(await where(keys('few/', '/', 1000)), 'event loop');
     assert.equal(await where(keys('wide/', '/', 1000)), 'thread');
     assert.equal(await where(keys('few/p-05', '', 1000)), 'event loop');
+    assert.equal(await where(keys('big/', '', 1000)), 'thread');
+    assert.equal(await where(keys('big/1', '', 1000)), 'event loop');
     const versionsBefore = threads.answered;
     await store.listVersionsRendered({ bucket: 'b', prefix: 'few/', delimiter: '/', keyMarker: '', versionIdMarker: '', limit: 1000 }, rendering);
     await store.listVersions({ bucket: 'b', prefix: 'few/p-01', delimiter: '', keyMarker: '', versionIdMarker: '', limit: 1000 });
@@ -135,7 +142,7 @@ test('small listings are answered on the event loop, larger ones on the thread, 
 
     // Every page, paged through: the bytes and markers of the thread's page.
     let pages = 0;
-    for (const prefix of ['', 'flat/', 'few/', 'wide/', 'mix/', 'few/p-05']) {
+    for (const prefix of ['', 'flat/', 'few/', 'wide/', 'mix/', 'few/p-05', 'big/']) {
       for (const delimiter of ['', '/']) {
         for (const limit of [7, STEPS - 1, STEPS, STEPS + 1, 1000]) {
           if (limit === 7 && prefix === '') continue; // ~180 pages each, and nothing another prefix does not show

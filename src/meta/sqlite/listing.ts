@@ -71,10 +71,31 @@ const LISTED_COLUMNS = 'key, version_id, is_latest, is_delete_marker, size_bytes
  * hand back one small JSON array, so the cost is one parse in SQLite and one
  * JSON.parse here per row, and the segments and parts never leave SQLite.
  */
-function columnsFor(withMetadata: boolean | undefined): string {
+function columnsFor(withMetadata: boolean | undefined, guarded: boolean): string {
   return withMetadata === true
-    ? `${LISTED_COLUMNS}, json_extract(meta, '$.checksum', '$.system', '$.userMetadata', '$.tags', '$.acl')`
-    : `${LISTED_COLUMNS}, json_extract(meta, '$.checksum')`;
+    ? `${LISTED_COLUMNS}, ${guardedDocument(`json_extract(meta, '$.checksum', '$.system', '$.userMetadata', '$.tags', '$.acl')`, guarded)}`
+    : `${LISTED_COLUMNS}, ${guardedDocument(`json_extract(meta, '$.checksum')`, guarded)}`;
+}
+
+/**
+ * A listing tried on the event loop (a finite stepsMax) never parses a large
+ * version document there: SQLite parses the whole JSON document to extract
+ * the checksum, ~27 ms for a 10 000-part object's ~1 MB (measured), and a
+ * walk counts rows, not bytes. Its statements answer OVERSIZED_DOCUMENT
+ * instead for a document longer than this (octet_length reads the record's
+ * header, not the text), and the walk gives up: a thread lists it. Small
+ * objects' documents are a few hundred bytes (user metadata, up to 2 KiB,
+ * makes some longer: those list on the thread too).
+ */
+const EVENT_LOOP_DOCUMENT_BYTES_MAX = 1024;
+const OVERSIZED_DOCUMENT = -1;
+
+function listedRowOversized(row: ListedRow): boolean {
+  return (row[8] as unknown) === OVERSIZED_DOCUMENT;
+}
+
+function guardedDocument(expression: string, guarded: boolean): string {
+  return guarded ? `CASE WHEN octet_length(meta) > ${EVENT_LOOP_DOCUMENT_BYTES_MAX} THEN ${OVERSIZED_DOCUMENT} ELSE ${expression} END` : expression;
 }
 
 function listedVersionOf(bucket: string, row: ListedRow, withMetadata: boolean | undefined): ListedVersion {
@@ -159,6 +180,8 @@ interface WalkOptions<Row, Entry> {
   holdsMoreThan(from: string, rows: number): boolean;
   /** Where the page's entries go as they are found (rendered at once); absent: the walk returns them. */
   sink?: (entry: Entry) => void;
+  /** A row the walk must not take (a guarded statement's OVERSIZED_DOCUMENT): it gives up, as when out of steps. */
+  oversized?: (row: Row) => boolean;
 }
 
 /**
@@ -193,7 +216,7 @@ interface Steps {
 function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[]; isTruncated: boolean } | undefined {
   const { prefix, delimiter, limit } = options;
   const steps: Steps = { taken: options.leading.length, max: options.stepsMax };
-  if (steps.taken > steps.max) return undefined;
+  if (steps.taken > steps.max || (options.oversized !== undefined && options.leading.some(options.oversized))) return undefined;
   const entries = new PageEntries<Entry>(limit, options.sink);
   for (const row of options.leading) {
     if (entries.count > limit) break;
@@ -224,7 +247,7 @@ function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[];
     let common: string | undefined;
     for (const row of options.fetch(cursor, batchRows)) {
       // Returning ends the iteration: the statement is reset, the read transaction ends with the walk.
-      if (++steps.taken > steps.max) return undefined;
+      if (++steps.taken > steps.max || options.oversized?.(row) === true) return undefined;
       rowsSeen++;
       const key = options.keyOf(row);
       if (!key.startsWith(prefix)) {
@@ -354,17 +377,22 @@ interface ListingStatements {
   readonly commit: Database.Statement;
 }
 
-/** Per connection, for plain listings and for listings with metadata. */
-const statementCache = new WeakMap<Database.Database, { plain?: ListingStatements; withMetadata?: ListingStatements }>();
+/** Per connection, for plain listings and for listings with metadata, each also guarded (see guardedDocument). */
+const statementCache = new WeakMap<Database.Database, Map<string, ListingStatements>>();
 
-function statementsFor(db: Database.Database, withMetadata: boolean | undefined): ListingStatements {
+function statementsFor(db: Database.Database, withMetadata: boolean | undefined, guarded = false): ListingStatements {
   let cached = statementCache.get(db);
   if (cached === undefined) {
-    cached = {};
+    cached = new Map();
     statementCache.set(db, cached);
   }
-  const kind = withMetadata === true ? 'withMetadata' : 'plain';
-  return (cached[kind] ??= prepareListingStatements(db, columnsFor(withMetadata)));
+  const kind = `${withMetadata === true ? 'withMetadata' : 'plain'}${guarded ? ', guarded' : ''}`;
+  let statements = cached.get(kind);
+  if (statements === undefined) {
+    statements = prepareListingStatements(db, columnsFor(withMetadata, guarded));
+    cached.set(kind, statements);
+  }
+  return statements;
 }
 
 function prepareListingStatements(db: Database.Database, columns: string): ListingStatements {
@@ -438,7 +466,7 @@ export function listKeysPage(db: Database.Database, request: ListRequest): Listi
 
 /** listKeysPage, or undefined once it would take more than `stepsMax` rows and seeks (see WalkOptions.stepsMax). */
 export function listKeysPageWithin(db: Database.Database, request: ListRequest, stepsMax: number): ListingPage | undefined {
-  const s = statementsFor(db, request.withMetadata);
+  const s = statementsFor(db, request.withMetadata, stepsMax !== Infinity);
   return inReadTransaction(db, s, () =>
     walk<ListedRow, ListedRow | string>({
       prefix: request.prefix,
@@ -453,6 +481,7 @@ export function listKeysPageWithin(db: Database.Database, request: ListRequest, 
       prefixEntry: (key) => key,
       stepsMax,
       holdsMoreThan: holdsMoreThan(s, 'keys', request.bucket, request.prefix),
+      oversized: listedRowOversized,
     }),
   );
 }
@@ -492,15 +521,18 @@ interface ShownStatements {
   readonly fromBelow: Database.Statement;
 }
 
-const shownStatementCache = new WeakMap<Database.Database, { plain?: ShownStatements; withOwners?: ShownStatements }>();
+const shownStatementCache = new WeakMap<Database.Database, Map<string, ShownStatements>>();
 
-function shownStatementsFor(db: Database.Database, owners: boolean): ShownStatements {
+function shownStatementsFor(db: Database.Database, owners: boolean, guarded: boolean): ShownStatements {
   let cached = shownStatementCache.get(db);
   if (cached === undefined) {
-    cached = {};
+    cached = new Map();
     shownStatementCache.set(db, cached);
   }
-  const columns = `key, size_bytes, etag, last_modified_ms, ${SHOWN_CHECKSUM}${owners ? ', owner_id' : ''}`;
+  const kind = `${owners ? 'withOwners' : 'plain'}${guarded ? ', guarded' : ''}`;
+  const found = cached.get(kind);
+  if (found !== undefined) return found;
+  const columns = `key, size_bytes, etag, last_modified_ms, ${guardedDocument(SHOWN_CHECKSUM, guarded)}${owners ? ', owner_id' : ''}`;
   const visible = 'bucket = ? AND is_latest = 1 AND is_delete_marker = 0';
   const prepare = (): ShownStatements => ({
     after: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? ORDER BY key LIMIT ?`).raw(true),
@@ -508,7 +540,9 @@ function shownStatementsFor(db: Database.Database, owners: boolean): ShownStatem
     afterBelow: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? AND key < ? ORDER BY key LIMIT ?`).raw(true),
     fromBelow: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key >= ? AND key < ? ORDER BY key LIMIT ?`).raw(true),
   });
-  return owners ? (cached.withOwners ??= prepare()) : (cached.plain ??= prepare());
+  const statements = prepare();
+  cached.set(kind, statements);
+  return statements;
 }
 
 /**
@@ -532,7 +566,7 @@ function shownEntryOf(row: ShownRow): ShownEntry {
 
 function walkShownKeys(db: Database.Database, request: ListRequest, owners: boolean, stepsMax: number, sink: (entry: ShownEntry) => void): ListedContentsResult | undefined {
   const s = statementsFor(db, false);
-  const shown = shownStatementsFor(db, owners);
+  const shown = shownStatementsFor(db, owners, stepsMax !== Infinity);
   // Without a delimiter nothing ends a batch early but the prefix's end, so a
   // batch is read whole (all() costs ~0.3-0.8 ms less per 1000 rows than
   // stepping an iterator), bounded by the prefix's successor so it never reads
@@ -559,6 +593,7 @@ function walkShownKeys(db: Database.Database, request: ListRequest, owners: bool
       prefixEntry: (key) => ({ key }),
       stepsMax,
       holdsMoreThan: holdsMoreThan(s, 'keys', request.bucket, request.prefix),
+      oversized: (row) => (row[4] as unknown) === OVERSIZED_DOCUMENT,
       sink,
     }),
   );
@@ -576,7 +611,7 @@ export function listVersionsPage(db: Database.Database, request: ListVersionsReq
 
 /** listVersionsPage, or undefined once it would take more than `stepsMax` rows and seeks (see WalkOptions.stepsMax). */
 export function listVersionsPageWithin(db: Database.Database, request: ListVersionsRequest, stepsMax: number): ListingPage | undefined {
-  const s = statementsFor(db, request.withMetadata);
+  const s = statementsFor(db, request.withMetadata, stepsMax !== Infinity);
   return inReadTransaction(db, s, () => {
     let leading: ListedRow[] = [];
     const start: Cursor = { key: request.keyMarker, inclusive: request.keyMarker === '' };
@@ -598,6 +633,7 @@ export function listVersionsPageWithin(db: Database.Database, request: ListVersi
       prefixEntry: (key) => key,
       stepsMax,
       holdsMoreThan: holdsMoreThan(s, 'versions', request.bucket, request.prefix),
+      oversized: listedRowOversized,
     });
   });
 }
