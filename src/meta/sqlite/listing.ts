@@ -82,8 +82,8 @@ function columnsFor(withMetadata: boolean | undefined, guarded: boolean): string
  * version document there: SQLite parses the whole JSON document to extract
  * the checksum, ~27 ms for a 10 000-part object's ~1 MB (measured), and a
  * walk counts rows, not bytes. Its statements answer OVERSIZED_DOCUMENT
- * instead for a document longer than this (octet_length reads the record's
- * header, not the text), and the walk gives up: a thread lists it. Small
+ * instead for a document longer than this (octet_length: no parse), and
+ * the walk gives up: a thread lists it. Small
  * objects' documents are a few hundred bytes (user metadata, up to 2 KiB,
  * makes some longer: those list on the thread too).
  */
