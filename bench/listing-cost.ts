@@ -10,17 +10,25 @@
  * a-flat/, 100 prefixes × 5 under b-few/, 100 × 200 under c-many/) and
  * 1000 4 KiB objects for the probe, later runs reuse it. Then, per shape, 1
  * page in flight: the client's median page time (wall) and the server's CPU
- * per page from /proc, split into the event loop's thread and all others
- * (the listing threads; libuv's pool is idle on a listing). The client reads
+ * per page from /proc, split into the event loop's thread, the listing
+ * threads (told apart by their nice value, 5) and all others (V8's GC
+ * helpers; libuv's pool is idle on a listing). The client reads
  * the body as text and does not parse it. `--stall S`: 32 listers of the
  * start page in a child process (`talus bench --workload list`, which parses
  * every page, as list-stall does) while this process GETs a 4 KiB object
  * every 10 ms: the probe's p50/p99/max.
  *
- *   node --import tsx bench/listing-cost.ts DATA_DIR [--talus PATH/bin/talus.js] [--pages N] [--stall SECONDS] [--cpu-prof DIR]
+ * `--only a,b`: only the shapes whose ids contain one of these (e.g.
+ * `--only few` for the few-key prefix page, with `--cpu-prof` to profile it).
+ * `--versus PATH/bin/talus.js`: a second server, that checkout's, on a copy
+ * of DATA_DIR (DATA_DIR-versus, copied once), measured page by page in turn
+ * with the first (A, B, A, B …): on a machine other work keeps busy, both
+ * see the same load, which runs one after the other do not.
+ *
+ *   node --import tsx bench/listing-cost.ts DATA_DIR [--talus PATH/bin/talus.js] [--versus PATH/bin/talus.js] [--pages N] [--only IDS] [--stall SECONDS] [--cpu-prof DIR]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
@@ -35,6 +43,8 @@ const { values, positionals } = parseArgs({
     talus: { type: 'string', default: join(ROOT, 'bin', 'talus.js') },
     pages: { type: 'string', default: '200' },
     stall: { type: 'string', default: '0' },
+    only: { type: 'string' },
+    versus: { type: 'string' },
     'cpu-prof': { type: 'string' },
     'trace-gc': { type: 'boolean', default: false },
   },
@@ -46,6 +56,8 @@ const LAYOUT = { flatKeys: 79_500, prefixes: 100, keysPerPrefixFew: 5, keysPerPr
 const PROBE_OBJECTS = 1000;
 const WARMUP_PAGES = 20;
 const CLOCK_TICK_MICROS = 10_000;
+/** How the listing threads are told apart (src/meta/sqlite/listing-thread.ts). */
+const LISTING_THREAD_NICE = 5;
 
 interface Server {
   child: ChildProcess;
@@ -54,11 +66,11 @@ interface Server {
   output(): string;
 }
 
-async function startServer(): Promise<Server> {
+async function startServer(talus: string, dataDir: string): Promise<Server> {
   const port = await freePort();
   const nodeArgs = values['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']];
   if (values['trace-gc']) nodeArgs.push('--trace-gc');
-  const child = spawn(process.execPath, [...nodeArgs, values.talus, 'server', dataDir, '--port', String(port), '--address', '127.0.0.1', '--workers', '1', '--console-address', 'none'], {
+  const child = spawn(process.execPath, [...nodeArgs, talus, 'server', dataDir, '--port', String(port), '--address', '127.0.0.1', '--workers', '1', '--console-address', 'none'], {
     env: { ...process.env, TALUS_ROOT_USER: TALUS_CREDENTIALS.accessKeyId, TALUS_ROOT_PASSWORD: TALUS_CREDENTIALS.secretAccessKey },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -73,9 +85,10 @@ async function startServer(): Promise<Server> {
   return { child, endpoint: `http://127.0.0.1:${port}`, output: () => output };
 }
 
-/** utime + stime of each thread of the process, in µs: the event loop's (tid = pid) and the rest. */
-function threadCpu(pid: number): { loop: number; others: number } {
+/** utime + stime of each thread of the process, in µs: the event loop's (tid = pid), the listing threads' (nice 5) and the rest. */
+function threadCpu(pid: number): { loop: number; listing: number; others: number } {
   let loop = 0;
+  let listing = 0;
   let others = 0;
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     let text: string;
@@ -87,9 +100,10 @@ function threadCpu(pid: number): { loop: number; others: number } {
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
     const micros = (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_MICROS;
     if (Number(tid) === pid) loop += micros;
+    else if (Number(fields[16]) === LISTING_THREAD_NICE) listing += micros;
     else others += micros;
   }
-  return { loop, others };
+  return { loop, listing, others };
 }
 
 async function populate(client: S3Client): Promise<void> {
@@ -114,24 +128,37 @@ function quantile(sorted: readonly number[], q: number): number {
   return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]!;
 }
 
-async function measureShape(server: Server, client: S3Client, shape: (typeof SHAPES)[number]): Promise<void> {
-  for (let page = 0; page < WARMUP_PAGES; page++) await client.listObjectsV2Document(LIST_BUCKET, { ...shape.query, maxKeys: 1000 });
-  const before = threadCpu(server.child.pid!);
-  const latencies: number[] = [];
-  let bytes = 0;
+interface Measured {
+  label: string;
+  server: Server;
+  client: S3Client;
+}
+
+/** Pages of one shape from each server in turn, one page in flight; per server its p50 and CPU per page by thread. */
+async function measureShape(servers: readonly Measured[], shape: (typeof SHAPES)[number]): Promise<void> {
+  const list = (client: S3Client): Promise<string> => client.listObjectsV2Document(LIST_BUCKET, { ...shape.query, maxKeys: 1000 });
+  for (let page = 0; page < WARMUP_PAGES; page++) for (const { client } of servers) await list(client);
+  const before = servers.map(({ server }) => threadCpu(server.child.pid!));
+  const latencies = servers.map((): number[] => []);
+  const bytes = servers.map(() => 0);
   for (let page = 0; page < pages; page++) {
-    const startMs = performance.now();
-    bytes += (await client.listObjectsV2Document(LIST_BUCKET, { ...shape.query, maxKeys: 1000 })).length;
-    latencies.push(performance.now() - startMs);
+    for (const [index, { client }] of servers.entries()) {
+      const startMs = performance.now();
+      bytes[index]! += (await list(client)).length;
+      latencies[index]!.push(performance.now() - startMs);
+    }
   }
-  const after = threadCpu(server.child.pid!);
-  latencies.sort((a, b) => a - b);
-  const loop = (after.loop - before.loop) / pages;
-  const others = (after.others - before.others) / pages;
-  console.log(
-    `${shape.id.padEnd(18)} p50 ${quantile(latencies, 0.5).toFixed(2).padStart(6)} ms  server CPU/page ${(loop + others).toFixed(0).padStart(6)} µs ` +
-      `(event loop ${loop.toFixed(0).padStart(5)}, other threads ${others.toFixed(0).padStart(5)})  ${(bytes / pages / 1024).toFixed(0)} KiB/page`,
-  );
+  for (const [index, { label, server }] of servers.entries()) {
+    const after = threadCpu(server.child.pid!);
+    const sorted = latencies[index]!.sort((a, b) => a - b);
+    const loop = (after.loop - before[index]!.loop) / pages;
+    const listing = (after.listing - before[index]!.listing) / pages;
+    const others = (after.others - before[index]!.others) / pages;
+    console.log(
+      `${shape.id.padEnd(18)}${label} p50 ${quantile(sorted, 0.5).toFixed(2).padStart(6)} ms  server CPU/page ${(loop + listing + others).toFixed(0).padStart(6)} µs ` +
+        `(event loop ${loop.toFixed(0).padStart(5)}, listing thread ${listing.toFixed(0).padStart(5)}, others ${others.toFixed(0).padStart(5)})  ${(bytes[index]! / pages / 1024).toFixed(0)} KiB/page`,
+    );
+  }
 }
 
 async function stall(server: Server, client: S3Client): Promise<void> {
@@ -162,7 +189,7 @@ async function stall(server: Server, client: S3Client): Promise<void> {
   const count = report.total.count;
   console.log(
     `list-stall         probe GET p50 ${quantile(latencies, 0.5).toFixed(1)} ms, p99 ${quantile(latencies, 0.99).toFixed(1)} ms, max ${quantile(latencies, 1).toFixed(1)} ms (${latencies.length} probes); ` +
-      `${report.total.opsPerSecond.toFixed(0)} pages/s, server CPU/page ${(((after.loop - before.loop) + (after.others - before.others)) / count).toFixed(0)} µs (event loop ${((after.loop - before.loop) / count).toFixed(0)})`,
+      `${report.total.opsPerSecond.toFixed(0)} pages/s, server CPU/page ${((after.loop - before.loop + (after.listing - before.listing) + (after.others - before.others)) / count).toFixed(0)} µs (event loop ${((after.loop - before.loop) / count).toFixed(0)}, listing thread ${((after.listing - before.listing) / count).toFixed(0)})`,
   );
 }
 
@@ -182,19 +209,34 @@ function gcSummary(output: string): void {
 }
 
 const fresh = !existsSync(join(dataDir, 'meta.db')) && !existsSync(dataDir);
-const server = await startServer();
+const server = await startServer(values.talus, dataDir);
 const client = new S3Client({ endpoint: server.endpoint, ...TALUS_CREDENTIALS, connections: 64 });
+let versus: Measured | undefined;
 try {
   if (fresh) await populate(client);
+  if (values.versus !== undefined) {
+    const versusDir = `${dataDir}-versus`;
+    if (!existsSync(versusDir)) {
+      // A copy made while the first server is idle (its last commit is durable in the WAL, which is copied too).
+      cpSync(dataDir, versusDir, { recursive: true, filter: (source) => !source.endsWith('talus.lock') });
+    }
+    const versusServer = await startServer(values.versus, versusDir);
+    versus = { label: ' B', server: versusServer, client: new S3Client({ endpoint: versusServer.endpoint, ...TALUS_CREDENTIALS, connections: 64 }) };
+    console.log(`A: ${values.talus} on ${dataDir}; B: ${values.versus} on ${versusDir}`);
+  }
   console.log(`${values.talus} on ${dataDir}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
-  for (const shape of SHAPES) await measureShape(server, client, shape);
+  const only = values.only?.split(',').filter((id) => id !== '');
+  const measured: Measured[] = [{ label: versus === undefined ? '' : ' A', server, client }, ...(versus === undefined ? [] : [versus])];
+  for (const shape of SHAPES) if (only === undefined || only.some((id) => shape.id.includes(id))) await measureShape(measured, shape);
   if (stallSeconds > 0) await stall(server, client);
   if (values['trace-gc']) {
     gcSummary(server.output());
     writeFileSync(join(dataDir, '..', 'listing-cost-gc.log'), server.output());
   }
 } finally {
-  await client.close();
-  server.child.kill('SIGTERM');
-  await new Promise((resolveExit) => server.child.once('exit', resolveExit));
+  for (const { client: each, server: running } of [{ client, server }, ...(versus === undefined ? [] : [versus])]) {
+    await each.close();
+    running.child.kill('SIGTERM');
+    await new Promise((resolveExit) => running.child.once('exit', resolveExit));
+  }
 }

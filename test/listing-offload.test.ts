@@ -50,7 +50,7 @@ async function eventually(condition: () => boolean, what: string): Promise<void>
 
 test('a listing on the thread sees every write acknowledged before it was asked for', async () => {
   const directory = await mkdtemp(join(tmpdir(), 'talus-offload-'));
-  const store = new SqliteMetadataStore(join(directory, 'meta.db'), { listingThreads: 1, soleWriter: true });
+  const store = new SqliteMetadataStore(join(directory, 'meta.db'), { listingThreads: 1, soleWriter: true, listingOnEventLoopStepsMax: 0 }); // every listing on the thread, small ones too
   try {
     const threads = store.listingThreads;
     assert.ok(threads !== undefined, 'a file database lists on threads when asked to');

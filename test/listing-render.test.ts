@@ -57,7 +57,7 @@ const ownerXml = (ownerId: string): string => `<Owner><ID>${ownerId}</ID><Displa
 
 test('a page rendered on the listing thread is the page the event loop renders', async () => {
   const directory = await mkdtemp(join(tmpdir(), 'talus-render-'));
-  const store = new SqliteMetadataStore(join(directory, 'meta.db'), { listingThreads: 1, soleWriter: true, listingRendererUrl: LISTING_RENDERER_URL });
+  const store = new SqliteMetadataStore(join(directory, 'meta.db'), { listingThreads: 1, soleWriter: true, listingRendererUrl: LISTING_RENDERER_URL, listingOnEventLoopStepsMax: 0 }); // every page from the thread, small ones too
   try {
     const threads = store.listingThreads!;
     threads.start();

@@ -234,6 +234,14 @@ export interface ListedContentsResult {
 /** What renders a page from entries: the same function on the event loop and on a listing thread, so both give the same bytes. */
 export type PageRenderer = (listing: { kind: 'keys'; result: ListedContentsResult } | { kind: 'versions'; result: ListVersionsResult }, rendering: PageRendering) => RenderedPage;
 
+/**
+ * A key page rendered entry by entry, as it is read, with the same bytes as
+ * PageRenderer's: a page's entries then never all live at once (a listing
+ * thread's small young generation spent ~0.6 ms a 1000-key page copying
+ * them when it held them all, issue 17).
+ */
+export type KeysPageRenderer = (rendering: PageRendering) => { add(entry: ListedContentsResult['entries'][number]): void; finish(isTruncated: boolean): RenderedPage };
+
 export interface ListUploadsRequest {
   bucket: string;
   prefix: string;

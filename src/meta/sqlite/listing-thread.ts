@@ -13,8 +13,9 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import type { PageRenderer, RenderedPage } from '../metadata-store.ts';
-import { listKeysPage, listShownKeys, listUploads, listVersionsPage, versionsResult } from './listing.ts';
+import { assert } from '../../util/assert.ts';
+import type { KeysPageRenderer, ListRequest, PageRenderer, PageRendering, RenderedPage } from '../metadata-store.ts';
+import { listKeysPage, listShownKeysInto, listUploads, listVersionsPage, versionsResult } from './listing.ts';
 import type { ListingThreadData, ListingThreadReply, ListingThreadRequest } from './listing-threads.ts';
 
 const data = workerData as ListingThreadData;
@@ -42,13 +43,22 @@ db.pragma(`busy_timeout = ${data.busyTimeoutMs}`);
 // The serving connection's page-cache bound (sqlite-metadata-store.ts), so a listing thread holds no more than it.
 db.pragma(`cache_size = -${data.pageCacheKib}`);
 // The caller's page renderer (the S3 front's XML), imported by URL: the store never imports the layers above it.
-const renderPage = data.rendererUrl === undefined ? undefined : ((await import(data.rendererUrl)) as { renderPage: PageRenderer }).renderPage;
+const renderer = data.rendererUrl === undefined ? undefined : ((await import(data.rendererUrl)) as { renderPage: PageRenderer; renderKeysPage: KeysPageRenderer });
+const renderPage = renderer?.renderPage;
+
+/** A key page rendered as it is read (KeysPageRenderer: the page's rows never all live at once). */
+function renderedKeys(request: ListRequest, rendering: PageRendering): RenderedPage {
+  const page = renderer!.renderKeysPage(rendering);
+  const walked = listShownKeysInto(db, request, rendering.owners, Infinity, (entry) => page.add(entry));
+  assert(walked !== undefined, 'a walk without a step limit always ends');
+  return page.finish(walked.isTruncated);
+}
 
 function answer(request: ListingThreadRequest): ListingThreadReply {
   if (db.inTransaction) throw new Error('a listing thread began a request inside a read transaction');
   switch (request.kind) {
     case 'keys':
-      if (request.rendering !== undefined) return { id: request.id, result: rendered(() => renderPage!({ kind: 'keys', result: listShownKeys(db, request.request, request.rendering!.owners) }, request.rendering!)) };
+      if (request.rendering !== undefined) return { id: request.id, result: rendered(() => renderedKeys(request.request, request.rendering!)) };
       return { id: request.id, result: listKeysPage(db, request.request) };
     case 'versions':
       if (request.rendering !== undefined) return { id: request.id, result: rendered(() => renderPage!({ kind: 'versions', result: versionsResult(request.request, listVersionsPage(db, request.request)) }, request.rendering!)) };

@@ -28,6 +28,18 @@ import { PAGE_CACHE_KIB_MAX } from './schema.ts';
 export const LISTING_THREADS_DEFAULT = Math.max(1, Math.min(2, availableParallelism() - 1));
 export const LISTING_THREADS_MAX = 8;
 /**
+ * Listings that take at most this many rows and seeks are answered on the
+ * event loop, on the store's own connection (SqliteMetadataStore): ~0.1-0.2
+ * ms of SQLite reads and rendering, about what the hand-off to a thread and
+ * back costs by itself (two wake-ups and ~0.1 ms of CPU: a page of 100
+ * common prefixes took ~0.5 ms of server CPU through the thread, ~0.4 ms
+ * without, issue 17). A listing found to need more gives up there (no page
+ * mixes two snapshots) and goes to a thread: the event loop spends at most
+ * this many steps on any listing. Without a delimiter that is known before
+ * any row is read (a key-only count on the index); with one, only by walking.
+ */
+export const LISTING_ON_EVENT_LOOP_STEPS_MAX = 128;
+/**
  * Listings posted to one thread at a time: one it works on and one waiting,
  * so it never idles. The rest wait here: a thread that ran ahead would hand
  * the event loop a burst of pages at once, and node renders every message

@@ -35,6 +35,12 @@ import { rowToUpload, type UploadRow } from './rows.ts';
 
 /** Rows one statement reads at most: a full page and the one row that tells whether it is truncated. */
 const BATCH_ROWS_MAX = 1001;
+/**
+ * Rows one statement reads at most when the entries go to a sink (rendered
+ * as they are read): so a page's rows never all live at once either. A
+ * batch costs a statement start (a few µs) more than one read of the lot.
+ */
+const SINK_BATCH_ROWS_MAX = 128;
 
 /**
  * A listed version as SQLite hands it over: an array (better-sqlite3's raw
@@ -65,10 +71,31 @@ const LISTED_COLUMNS = 'key, version_id, is_latest, is_delete_marker, size_bytes
  * hand back one small JSON array, so the cost is one parse in SQLite and one
  * JSON.parse here per row, and the segments and parts never leave SQLite.
  */
-function columnsFor(withMetadata: boolean | undefined): string {
+function columnsFor(withMetadata: boolean | undefined, guarded: boolean): string {
   return withMetadata === true
-    ? `${LISTED_COLUMNS}, json_extract(meta, '$.checksum', '$.system', '$.userMetadata', '$.tags', '$.acl')`
-    : `${LISTED_COLUMNS}, json_extract(meta, '$.checksum')`;
+    ? `${LISTED_COLUMNS}, ${guardedDocument(`json_extract(meta, '$.checksum', '$.system', '$.userMetadata', '$.tags', '$.acl')`, guarded)}`
+    : `${LISTED_COLUMNS}, ${guardedDocument(`json_extract(meta, '$.checksum')`, guarded)}`;
+}
+
+/**
+ * A listing tried on the event loop (a finite stepsMax) never parses a large
+ * version document there: SQLite parses the whole JSON document to extract
+ * the checksum, ~27 ms for a 10 000-part object's ~1 MB (measured), and a
+ * walk counts rows, not bytes. Its statements answer OVERSIZED_DOCUMENT
+ * instead for a document longer than this (octet_length: no parse), and
+ * the walk gives up: a thread lists it. Small
+ * objects' documents are a few hundred bytes (user metadata, up to 2 KiB,
+ * makes some longer: those list on the thread too).
+ */
+const EVENT_LOOP_DOCUMENT_BYTES_MAX = 1024;
+const OVERSIZED_DOCUMENT = -1;
+
+function listedRowOversized(row: ListedRow): boolean {
+  return (row[8] as unknown) === OVERSIZED_DOCUMENT;
+}
+
+function guardedDocument(expression: string, guarded: boolean): string {
+  return guarded ? `CASE WHEN octet_length(meta) > ${EVENT_LOOP_DOCUMENT_BYTES_MAX} THEN ${OVERSIZED_DOCUMENT} ELSE ${expression} END` : expression;
 }
 
 function listedVersionOf(bucket: string, row: ListedRow, withMetadata: boolean | undefined): ListedVersion {
@@ -139,24 +166,88 @@ interface WalkOptions<Row, Entry> {
   keyOf(row: Row): string;
   entryOf(row: Row): Entry;
   prefixEntry(prefix: string): Entry;
+  /**
+   * Rows read and seeks made (leading rows included) after which the walk
+   * gives up and answers undefined: a listing tried on the event loop
+   * (LISTING_ON_EVENT_LOOP_STEPS_MAX). Infinity: never.
+   */
+  stepsMax: number;
+  /**
+   * Whether more than `rows` rows of this source lie under the prefix from
+   * the key `from` on (key-only, on a covering index): lets a walk whose
+   * steps are its rows give up before it reads them.
+   */
+  holdsMoreThan(from: string, rows: number): boolean;
+  /** Where the page's entries go as they are found (rendered at once); absent: the walk returns them. */
+  sink?: (entry: Entry) => void;
+  /** A row the walk must not take (a guarded statement's OVERSIZED_DOCUMENT): it gives up, as when out of steps. */
+  oversized?: (row: Row) => boolean;
 }
 
-/** Returns up to limit entries, plus whether more exist. */
-function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[]; isTruncated: boolean } {
+/**
+ * The entries a walk found: up to `limit` are kept (or handed to the sink),
+ * and one more is counted, never kept: it only says the page is truncated.
+ */
+class PageEntries<Entry> {
+  readonly kept: Entry[] = [];
+  count = 0;
+  readonly #limit: number;
+  readonly #sink: ((entry: Entry) => void) | undefined;
+
+  constructor(limit: number, sink: ((entry: Entry) => void) | undefined) {
+    this.#limit = limit;
+    this.#sink = sink;
+  }
+
+  push(entry: Entry): void {
+    if (++this.count > this.#limit) return;
+    if (this.#sink === undefined) this.kept.push(entry);
+    else this.#sink(entry);
+  }
+}
+
+/** The steps a walk took so far, and how many it may take. */
+interface Steps {
+  taken: number;
+  readonly max: number;
+}
+
+/** Returns up to limit entries, plus whether more exist; undefined when it would take more than stepsMax steps. */
+function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[]; isTruncated: boolean } | undefined {
   const { prefix, delimiter, limit } = options;
-  const entries: Entry[] = [];
+  const steps: Steps = { taken: options.leading.length, max: options.stepsMax };
+  if (steps.taken > steps.max || (options.oversized !== undefined && options.leading.some(options.oversized))) return undefined;
+  const entries = new PageEntries<Entry>(limit, options.sink);
   for (const row of options.leading) {
-    if (entries.length > limit) break;
+    if (entries.count > limit) break;
     entries.push(options.entryOf(row));
   }
   let cursor: Cursor | undefined = clampToPrefix(options.start, prefix, delimiter);
-  while (cursor !== undefined && entries.length <= limit) {
-    const batchRows = Math.min(BATCH_ROWS_MAX, limit + 2 - entries.length);
+  // Without a delimiter every row read is an entry, and such a walk takes
+  // min(rows needed, rows there + 1) steps (+1: the row past the prefix that
+  // shows it ended): one that would take more steps than are left is known
+  // before any row is read. (The count includes the cursor's own key,
+  // inclusive or not: one row too many at most, only ever towards giving up.)
+  const rowsNeeded = limit + 1 - entries.count;
+  const stepsLeft = steps.max - steps.taken;
+  if (delimiter === '' && cursor !== undefined && rowsNeeded > stepsLeft && stepsLeft >= 1 && options.holdsMoreThan(cursor.key, stepsLeft - 1)) return undefined;
+  // A delimiter listing whose first row is a key listed itself is most
+  // likely made of such rows: it gives up at once when more keys lie ahead
+  // than steps are left, rather than after reading them. (Common prefixes
+  // further on could have kept it small: then a thread lists it, for the
+  // cost of the hand-off.)
+  let checkFirstRow = delimiter !== '' && steps.max !== Infinity;
+  const successorOf = commonPrefixSuccessor(delimiter);
+  while (cursor !== undefined && entries.count <= limit) {
+    // Never more rows in one batch than the steps left (+1, to know it ran out): a whole-batch read stays within them too.
+    const batchRows = Math.min(options.sink === undefined ? BATCH_ROWS_MAX : SINK_BATCH_ROWS_MAX, limit + 2 - entries.count, steps.max - steps.taken + 1);
     let next: Cursor | undefined;
     let rowsSeen = 0;
     let done = false;
     let common: string | undefined;
     for (const row of options.fetch(cursor, batchRows)) {
+      // Returning ends the iteration: the statement is reset, the read transaction ends with the walk.
+      if (++steps.taken > steps.max || options.oversized?.(row) === true) return undefined;
       rowsSeen++;
       const key = options.keyOf(row);
       if (!key.startsWith(prefix)) {
@@ -164,43 +255,85 @@ function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[];
         break;
       }
       common = commonPrefixOf(key, prefix, delimiter);
+      if (checkFirstRow) {
+        checkFirstRow = false;
+        if (common === undefined && options.holdsMoreThan(key, steps.max - steps.taken)) return undefined;
+      }
       if (common !== undefined) break;
       entries.push(options.entryOf(row));
-      if (entries.length > limit) break;
+      if (entries.count > limit) break;
       next = { key, inclusive: false };
     }
     if (common !== undefined) {
       // A common prefix: emit it and every one right after it from key-only
       // seeks, and go back to reading rows at the first key that is listed itself.
-      next = skipCommonPrefixes(options, entries, common);
+      const skipped = skipCommonPrefixes(options, entries, common, successorOf, steps);
+      if (skipped === OUT_OF_STEPS) return undefined;
+      next = skipped;
       done = next === undefined;
     }
-    if (done || entries.length > limit || next === undefined) break;
+    if (done || entries.count > limit || next === undefined) break;
     if (!next.inclusive && rowsSeen < batchRows) break;
     cursor = next;
   }
-  return { entries: entries.slice(0, limit), isTruncated: entries.length > limit };
+  return { entries: entries.kept, isTruncated: entries.count > limit };
 }
+
+const OUT_OF_STEPS = Symbol('out of steps');
 
 /**
  * Emits `common` and the common prefixes that follow it, one key-only seek
  * each; returns the cursor at the next key that is not under a common prefix,
- * or undefined when the prefix's keys are exhausted (or the page is full).
+ * or undefined when the prefix's keys are exhausted (or the page is full);
+ * OUT_OF_STEPS when the walk's steps ran out.
  */
-function skipCommonPrefixes<Row, Entry>(options: WalkOptions<Row, Entry>, entries: Entry[], first: string): Cursor | undefined {
+function skipCommonPrefixes<Row, Entry>(
+  options: WalkOptions<Row, Entry>,
+  entries: PageEntries<Entry>,
+  first: string,
+  successorOf: (common: string) => string | undefined,
+  steps: Steps,
+): Cursor | undefined | typeof OUT_OF_STEPS {
   const { prefix, delimiter, limit } = options;
   let common: string | undefined = first;
   while (common !== undefined) {
     entries.push(options.prefixEntry(common));
-    if (entries.length > limit) return undefined;
-    const after = prefixSuccessor(common);
+    if (entries.count > limit) return undefined;
+    const after = successorOf(common);
     if (after === undefined) return undefined;
+    if (++steps.taken > steps.max) return OUT_OF_STEPS;
     const key = options.seek(after);
     if (key === undefined || !key.startsWith(prefix)) return undefined;
     common = commonPrefixOf(key, prefix, delimiter);
     if (common === undefined) return { key, inclusive: true };
   }
   return undefined;
+}
+
+/**
+ * prefixSuccessor of the common prefixes of one walk, which all end with the
+ * delimiter: the prefix without the delimiter's last code point, then that
+ * code point's successor, computed once per walk (prefixSuccessor splits
+ * each prefix into code points: a fifth of a seek's cost, ~0.2 µs). A
+ * delimiter ending with U+10FFFF, which has no successor, takes
+ * prefixSuccessor itself.
+ */
+export function commonPrefixSuccessor(delimiter: string): (common: string) => string | undefined {
+  if (delimiter === '') return prefixSuccessor;
+  const lastUnit = delimiter.charCodeAt(delimiter.length - 1);
+  const units = delimiter.length >= 2 && lastUnit >= 0xdc00 && lastUnit <= 0xdfff && isHighSurrogate(delimiter.charCodeAt(delimiter.length - 2)) ? 2 : 1;
+  const last = delimiter.codePointAt(delimiter.length - units)!;
+  if (last === 0x10ffff) return prefixSuccessor;
+  // As prefixSuccessor: the surrogate range cannot appear in valid UTF-8.
+  const next = String.fromCodePoint(last === 0xd7ff ? 0xe000 : last + 1);
+  return (common) => {
+    assert(common.endsWith(delimiter), 'a common prefix ends with its delimiter');
+    return common.slice(0, common.length - units) + next;
+  };
+}
+
+function isHighSurrogate(unit: number): boolean {
+  return unit >= 0xd800 && unit <= 0xdbff;
 }
 
 /**
@@ -235,21 +368,31 @@ interface ListingStatements {
   readonly uploadKeyFrom: Database.Statement;
   readonly uploadMarker: Database.Statement;
   readonly uploadsLeading: Database.Statement;
+  /** A row beyond the first N (OFFSET N) under an upper bound, or with none: see WalkOptions.holdsMoreThan. */
+  readonly visibleKeysBeyond: Database.Statement;
+  readonly visibleKeysBeyondUnbounded: Database.Statement;
+  readonly versionKeysBeyond: Database.Statement;
+  readonly versionKeysBeyondUnbounded: Database.Statement;
   readonly begin: Database.Statement;
   readonly commit: Database.Statement;
 }
 
-/** Per connection, for plain listings and for listings with metadata. */
-const statementCache = new WeakMap<Database.Database, { plain?: ListingStatements; withMetadata?: ListingStatements }>();
+/** Per connection, for plain listings and for listings with metadata, each also guarded (see guardedDocument). */
+const statementCache = new WeakMap<Database.Database, Map<string, ListingStatements>>();
 
-function statementsFor(db: Database.Database, withMetadata: boolean | undefined): ListingStatements {
+function statementsFor(db: Database.Database, withMetadata: boolean | undefined, guarded = false): ListingStatements {
   let cached = statementCache.get(db);
   if (cached === undefined) {
-    cached = {};
+    cached = new Map();
     statementCache.set(db, cached);
   }
-  const kind = withMetadata === true ? 'withMetadata' : 'plain';
-  return (cached[kind] ??= prepareListingStatements(db, columnsFor(withMetadata)));
+  const kind = `${withMetadata === true ? 'withMetadata' : 'plain'}${guarded ? ', guarded' : ''}`;
+  let statements = cached.get(kind);
+  if (statements === undefined) {
+    statements = prepareListingStatements(db, columnsFor(withMetadata, guarded));
+    cached.set(kind, statements);
+  }
+  return statements;
 }
 
 function prepareListingStatements(db: Database.Database, columns: string): ListingStatements {
@@ -271,6 +414,11 @@ function prepareListingStatements(db: Database.Database, columns: string): Listi
     uploadsLeading: db.prepare(
       'SELECT * FROM uploads WHERE bucket = ? AND key = ? AND (created_ms > ? OR (created_ms = ? AND upload_id > ?)) ORDER BY created_ms, upload_id LIMIT ?',
     ),
+    // Key-only: they step through the covering index (versions_visible, versions_by_key) without reading rows.
+    visibleKeysBeyond: db.prepare(`SELECT 1 FROM versions WHERE ${visible} AND key >= ? AND key < ? ORDER BY key LIMIT 1 OFFSET ?`).pluck(),
+    visibleKeysBeyondUnbounded: db.prepare(`SELECT 1 FROM versions WHERE ${visible} AND key >= ? ORDER BY key LIMIT 1 OFFSET ?`).pluck(),
+    versionKeysBeyond: db.prepare('SELECT 1 FROM versions WHERE bucket = ? AND key >= ? AND key < ? ORDER BY key, seq DESC LIMIT 1 OFFSET ?').pluck(),
+    versionKeysBeyondUnbounded: db.prepare('SELECT 1 FROM versions WHERE bucket = ? AND key >= ? ORDER BY key, seq DESC LIMIT 1 OFFSET ?').pluck(),
     begin: db.prepare('BEGIN'),
     commit: db.prepare('COMMIT'),
   };
@@ -303,8 +451,22 @@ export interface ListingPage {
   isTruncated: boolean;
 }
 
+/** holdsMoreThan over the visible keys (ListObjects) or all versions (ListObjectVersions) under the prefix. */
+function holdsMoreThan(s: ListingStatements, kind: 'keys' | 'versions', bucket: string, prefix: string): (from: string, rows: number) => boolean {
+  const below = prefix === '' ? undefined : prefixSuccessor(prefix);
+  const [bounded, unbounded] = kind === 'keys' ? [s.visibleKeysBeyond, s.visibleKeysBeyondUnbounded] : [s.versionKeysBeyond, s.versionKeysBeyondUnbounded];
+  return (from, rows) => (below === undefined ? unbounded.get(bucket, from, rows) : bounded.get(bucket, from, below, rows)) !== undefined;
+}
+
 export function listKeysPage(db: Database.Database, request: ListRequest): ListingPage {
-  const s = statementsFor(db, request.withMetadata);
+  const page = listKeysPageWithin(db, request, Infinity);
+  assert(page !== undefined, 'a walk without a step limit always ends');
+  return page;
+}
+
+/** listKeysPage, or undefined once it would take more than `stepsMax` rows and seeks (see WalkOptions.stepsMax). */
+export function listKeysPageWithin(db: Database.Database, request: ListRequest, stepsMax: number): ListingPage | undefined {
+  const s = statementsFor(db, request.withMetadata, stepsMax !== Infinity);
   return inReadTransaction(db, s, () =>
     walk<ListedRow, ListedRow | string>({
       prefix: request.prefix,
@@ -317,6 +479,9 @@ export function listKeysPage(db: Database.Database, request: ListRequest): Listi
       keyOf: (row) => row[0],
       entryOf: (row) => row,
       prefixEntry: (key) => key,
+      stepsMax,
+      holdsMoreThan: holdsMoreThan(s, 'keys', request.bucket, request.prefix),
+      oversized: listedRowOversized,
     }),
   );
 }
@@ -356,15 +521,18 @@ interface ShownStatements {
   readonly fromBelow: Database.Statement;
 }
 
-const shownStatementCache = new WeakMap<Database.Database, { plain?: ShownStatements; withOwners?: ShownStatements }>();
+const shownStatementCache = new WeakMap<Database.Database, Map<string, ShownStatements>>();
 
-function shownStatementsFor(db: Database.Database, owners: boolean): ShownStatements {
+function shownStatementsFor(db: Database.Database, owners: boolean, guarded: boolean): ShownStatements {
   let cached = shownStatementCache.get(db);
   if (cached === undefined) {
-    cached = {};
+    cached = new Map();
     shownStatementCache.set(db, cached);
   }
-  const columns = `key, size_bytes, etag, last_modified_ms, ${SHOWN_CHECKSUM}${owners ? ', owner_id' : ''}`;
+  const kind = `${owners ? 'withOwners' : 'plain'}${guarded ? ', guarded' : ''}`;
+  const found = cached.get(kind);
+  if (found !== undefined) return found;
+  const columns = `key, size_bytes, etag, last_modified_ms, ${guardedDocument(SHOWN_CHECKSUM, guarded)}${owners ? ', owner_id' : ''}`;
   const visible = 'bucket = ? AND is_latest = 1 AND is_delete_marker = 0';
   const prepare = (): ShownStatements => ({
     after: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? ORDER BY key LIMIT ?`).raw(true),
@@ -372,13 +540,33 @@ function shownStatementsFor(db: Database.Database, owners: boolean): ShownStatem
     afterBelow: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? AND key < ? ORDER BY key LIMIT ?`).raw(true),
     fromBelow: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key >= ? AND key < ? ORDER BY key LIMIT ?`).raw(true),
   });
-  return owners ? (cached.withOwners ??= prepare()) : (cached.plain ??= prepare());
+  const statements = prepare();
+  cached.set(kind, statements);
+  return statements;
 }
 
-export function listShownKeys(db: Database.Database, request: ListRequest, owners: boolean): ListedContentsResult {
+/**
+ * A key listing to be rendered, each entry handed to `add` as it is read (a
+ * page rendered as it is read: KeysPageRenderer); whether the page is
+ * truncated, or undefined once it would take more than `stepsMax` rows and
+ * seeks (see WalkOptions.stepsMax: then what `add` got is to be thrown away).
+ */
+export function listShownKeysInto(db: Database.Database, request: ListRequest, owners: boolean, stepsMax: number, add: (entry: ShownEntry) => void): { isTruncated: boolean } | undefined {
   assert(request.withMetadata !== true, 'a listing with metadata is not rendered where it is read');
+  const page = walkShownKeys(db, request, owners, stepsMax, add);
+  return page === undefined ? undefined : { isTruncated: page.isTruncated };
+}
+
+type ShownEntry = ListedContentsResult['entries'][number];
+
+function shownEntryOf(row: ShownRow): ShownEntry {
+  const version: ListedContents = { key: row[0], sizeBytes: row[1], etag: row[2], lastModifiedMs: row[3], checksum: shownChecksumOf(row[4]), ownerId: row[5] ?? '' };
+  return { key: row[0], version };
+}
+
+function walkShownKeys(db: Database.Database, request: ListRequest, owners: boolean, stepsMax: number, sink: (entry: ShownEntry) => void): ListedContentsResult | undefined {
   const s = statementsFor(db, false);
-  const shown = shownStatementsFor(db, owners);
+  const shown = shownStatementsFor(db, owners, stepsMax !== Infinity);
   // Without a delimiter nothing ends a batch early but the prefix's end, so a
   // batch is read whole (all() costs ~0.3-0.8 ms less per 1000 rows than
   // stepping an iterator), bounded by the prefix's successor so it never reads
@@ -391,8 +579,8 @@ export function listShownKeys(db: Database.Database, request: ListRequest, owner
     if (below === undefined) return (cursor.inclusive ? shown.from : shown.after).all(request.bucket, cursor.key, limit) as ShownRow[];
     return (cursor.inclusive ? shown.fromBelow : shown.afterBelow).all(request.bucket, cursor.key, below, limit) as ShownRow[];
   };
-  const page = inReadTransaction(db, s, () =>
-    walk<ShownRow, ShownRow | string>({
+  return inReadTransaction(db, s, () =>
+    walk<ShownRow, ShownEntry>({
       prefix: request.prefix,
       delimiter: request.delimiter,
       start: { key: request.after, inclusive: request.after === '' },
@@ -401,25 +589,14 @@ export function listShownKeys(db: Database.Database, request: ListRequest, owner
       fetch,
       seek: (key) => s.visibleKeyFrom.get(request.bucket, key) as string | undefined,
       keyOf: (row) => row[0],
-      entryOf: (row) => row,
-      prefixEntry: (key) => key,
+      entryOf: shownEntryOf,
+      prefixEntry: (key) => ({ key }),
+      stepsMax,
+      holdsMoreThan: holdsMoreThan(s, 'keys', request.bucket, request.prefix),
+      oversized: (row) => (row[4] as unknown) === OVERSIZED_DOCUMENT,
+      sink,
     }),
   );
-  return {
-    entries: page.entries.map((entry) => {
-      if (typeof entry === 'string') return { key: entry };
-      const version: ListedContents = {
-        key: entry[0],
-        sizeBytes: entry[1],
-        etag: entry[2],
-        lastModifiedMs: entry[3],
-        checksum: shownChecksumOf(entry[4]),
-        ownerId: entry[5] ?? '',
-      };
-      return { key: entry[0], version };
-    }),
-    isTruncated: page.isTruncated,
-  };
 }
 
 export function listKeys(db: Database.Database, request: ListRequest): ListResult {
@@ -427,13 +604,21 @@ export function listKeys(db: Database.Database, request: ListRequest): ListResul
 }
 
 export function listVersionsPage(db: Database.Database, request: ListVersionsRequest): ListingPage {
-  const s = statementsFor(db, request.withMetadata);
+  const page = listVersionsPageWithin(db, request, Infinity);
+  assert(page !== undefined, 'a walk without a step limit always ends');
+  return page;
+}
+
+/** listVersionsPage, or undefined once it would take more than `stepsMax` rows and seeks (see WalkOptions.stepsMax). */
+export function listVersionsPageWithin(db: Database.Database, request: ListVersionsRequest, stepsMax: number): ListingPage | undefined {
+  const s = statementsFor(db, request.withMetadata, stepsMax !== Infinity);
   return inReadTransaction(db, s, () => {
     let leading: ListedRow[] = [];
     const start: Cursor = { key: request.keyMarker, inclusive: request.keyMarker === '' };
     if (request.keyMarker !== '' && request.versionIdMarker !== '') {
       const marker = s.versionMarker.get(request.bucket, request.keyMarker, request.versionIdMarker) as { seq: number } | undefined;
-      if (marker !== undefined) leading = s.versionsLeading.all(request.bucket, request.keyMarker, marker.seq, request.limit + 1) as ListedRow[];
+      // Never more than the steps allow (+1, to know they would not do).
+      if (marker !== undefined) leading = s.versionsLeading.all(request.bucket, request.keyMarker, marker.seq, Math.min(request.limit + 1, stepsMax + 1)) as ListedRow[];
     }
     return walk<ListedRow, ListedRow | string>({
       prefix: request.prefix,
@@ -446,6 +631,9 @@ export function listVersionsPage(db: Database.Database, request: ListVersionsReq
       keyOf: (row) => row[0],
       entryOf: (row) => row,
       prefixEntry: (key) => key,
+      stepsMax,
+      holdsMoreThan: holdsMoreThan(s, 'versions', request.bucket, request.prefix),
+      oversized: listedRowOversized,
     });
   });
 }
@@ -475,7 +663,7 @@ export function listUploads(db: Database.Database, request: ListUploadsRequest):
         leading = s.uploadsLeading.all(request.bucket, request.keyMarker, marker.created_ms, marker.created_ms, marker.upload_id, request.limit + 1) as UploadRow[];
       }
     }
-    return walk<UploadRow, { key: string; upload?: ReturnType<typeof rowToUpload> }>({
+    const page = walk<UploadRow, { key: string; upload?: ReturnType<typeof rowToUpload> }>({
       prefix: request.prefix,
       delimiter: request.delimiter,
       start: { key: request.keyMarker, inclusive: request.keyMarker === '' },
@@ -486,6 +674,10 @@ export function listUploads(db: Database.Database, request: ListUploadsRequest):
       keyOf: (row) => row.key,
       entryOf: (row) => ({ key: row.key, upload: rowToUpload(row) }),
       prefixEntry: (key) => ({ key }),
+      stepsMax: Infinity,
+      holdsMoreThan: () => true,
     });
+    assert(page !== undefined, 'a walk without a step limit always ends');
+    return page;
   });
 }

@@ -21,6 +21,8 @@ import {
   type ListUploadsResult,
   type ListVersionsRequest,
   type ListVersionsResult,
+  type KeysPageRenderer,
+  type PageRenderer,
   type PageRendering,
   type RenderedPage,
   type MetadataStore,
@@ -50,8 +52,8 @@ import type {
   VersioningState,
 } from '../types.ts';
 import { isLockedAt, NULL_VERSION_ID, setLockState } from '../types.ts';
-import { keysResult, listKeys, listUploads, listVersions, versionsResult } from './listing.ts';
-import { ListingThreads } from './listing-threads.ts';
+import { keysResult, listKeys, listKeysPageWithin, listShownKeysInto, listUploads, listVersions, listVersionsPageWithin, versionsResult } from './listing.ts';
+import { LISTING_ON_EVENT_LOOP_STEPS_MAX, ListingThreads } from './listing-threads.ts';
 import { MIGRATIONS, PAGE_CACHE_KIB_MAX, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 import { SERVING_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
 import { WalSync } from './wal-sync.ts';
@@ -144,6 +146,14 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly #bucketCacheFresh: boolean;
   /** Listings off the event loop (listing-threads.ts); absent: listed on this connection. */
   readonly #listingThreads: ListingThreads | undefined;
+  /**
+   * With listing threads, a listing is first tried here, on the event loop,
+   * within this many rows and seeks (LISTING_ON_EVENT_LOOP_STEPS_MAX); 0:
+   * every listing goes to a thread.
+   */
+  readonly #eventLoopListingStepsMax: number;
+  /** The listing threads' page renderers, loaded here too for the pages listed on the event loop. */
+  #eventLoopRenderer: { renderPage: PageRenderer; renderKeysPage: KeysPageRenderer } | undefined;
 
   readonly #onBucketsChanged: () => void;
   readonly #busyTimeoutNone: Database.Statement;
@@ -183,10 +193,21 @@ export class SqliteMetadataStore implements MetadataStore {
    * @param listingRendererUrl the module whose `renderPage` renders pages on
    *   the listing threads (the S3 front's LISTING_RENDERER_URL); without it
    *   listRendered answers undefined and callers render.
+   * @param listingOnEventLoopStepsMax with listing threads, listings of at
+   *   most this many rows and seeks are answered on the event loop
+   *   (default LISTING_ON_EVENT_LOOP_STEPS_MAX; 0: all on the threads).
    */
   constructor(
     path: string,
-    options: { onBucketsChanged?: () => void; soleWriter?: boolean; onUnusable?: (reason: string) => void; listingThreads?: number; onListingThreadError?: (error: unknown) => void; listingRendererUrl?: string } = {},
+    options: {
+      onBucketsChanged?: () => void;
+      soleWriter?: boolean;
+      onUnusable?: (reason: string) => void;
+      listingThreads?: number;
+      onListingThreadError?: (error: unknown) => void;
+      listingRendererUrl?: string;
+      listingOnEventLoopStepsMax?: number;
+    } = {},
   ) {
     this.#onBucketsChanged = options.onBucketsChanged ?? (() => undefined);
     this.#onUnusable = options.onUnusable ?? (() => undefined);
@@ -228,6 +249,16 @@ export class SqliteMetadataStore implements MetadataStore {
       // After the schema exists: the threads open the database read-only.
       const threads = options.listingThreads ?? 0;
       this.#listingThreads = path === ':memory:' || threads === 0 ? undefined : new ListingThreads(path, threads, options.onListingThreadError ?? (() => undefined), options.listingRendererUrl);
+      this.#eventLoopListingStepsMax = this.#listingThreads === undefined ? 0 : (options.listingOnEventLoopStepsMax ?? LISTING_ON_EVENT_LOOP_STEPS_MAX);
+      assert(Number.isInteger(this.#eventLoopListingStepsMax) && this.#eventLoopListingStepsMax >= 0, 'listing steps on the event loop: an integer, 0 or more');
+      const rendererUrl = options.listingRendererUrl;
+      if (this.#eventLoopListingStepsMax > 0 && rendererUrl !== undefined) {
+        // Already loaded by the S3 front that named it: this resolves at once, from the module cache.
+        void import(rendererUrl).then(
+          (module: { renderPage: PageRenderer; renderKeysPage: KeysPageRenderer }) => (this.#eventLoopRenderer = module),
+          (error: unknown) => (options.onListingThreadError ?? (() => undefined))(error),
+        );
+      }
     } catch (error) {
       for (const file of this.#files) file.close();
       this.#db.close();
@@ -971,22 +1002,47 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
+  /**
+   * A listing answered here on the event loop when it takes at most
+   * #eventLoopListingStepsMax rows and seeks, else undefined (and it goes to
+   * a thread): a small page costs less than the hand-off to a thread and
+   * back (see LISTING_ON_EVENT_LOOP_STEPS_MAX).
+   */
+  #listedOnEventLoop<T>(list: (stepsMax: number) => T | undefined): T | undefined {
+    return this.#eventLoopListingStepsMax === 0 ? undefined : list(this.#eventLoopListingStepsMax);
+  }
+
   async list(request: ListRequest): Promise<ListResult> {
-    const page = await this.#listingThreads?.run('keys', request);
+    const page = this.#listedOnEventLoop((stepsMax) => listKeysPageWithin(this.#db, request, stepsMax)) ?? (await this.#listingThreads?.run('keys', request));
     return page === undefined ? listKeys(this.#db, request) : keysResult(request, page);
   }
 
   async listVersions(request: ListVersionsRequest): Promise<ListVersionsResult> {
-    const page = await this.#listingThreads?.run('versions', request);
+    const page = this.#listedOnEventLoop((stepsMax) => listVersionsPageWithin(this.#db, request, stepsMax)) ?? (await this.#listingThreads?.run('versions', request));
     return page === undefined ? listVersions(this.#db, request) : versionsResult(request, page);
   }
 
-  /** Rendered on a listing thread when one is ready (listing-threads.ts); on the event loop the caller renders. */
+  /**
+   * Rendered where it is read: here when small (#listedOnEventLoop), else
+   * on a listing thread when one is ready (listing-threads.ts); undefined:
+   * the caller lists and renders.
+   */
   async listRendered(request: ListRequest, rendering: PageRendering): Promise<RenderedPage | undefined> {
+    const renderer = this.#eventLoopRenderer;
+    if (renderer !== undefined) {
+      const page = renderer.renderKeysPage(rendering);
+      const walked = this.#listedOnEventLoop((stepsMax) => listShownKeysInto(this.#db, request, rendering.owners, stepsMax, (entry) => page.add(entry)));
+      if (walked !== undefined) return page.finish(walked.isTruncated);
+    }
     return this.#listingThreads?.runRendered('keys', request, rendering);
   }
 
   async listVersionsRendered(request: ListVersionsRequest, rendering: PageRendering): Promise<RenderedPage | undefined> {
+    const renderer = this.#eventLoopRenderer;
+    if (renderer !== undefined) {
+      const page = this.#listedOnEventLoop((stepsMax) => listVersionsPageWithin(this.#db, request, stepsMax));
+      if (page !== undefined) return renderer.renderPage({ kind: 'versions', result: versionsResult(request, page) }, rendering);
+    }
     return this.#listingThreads?.runRendered('versions', request, rendering);
   }
 
