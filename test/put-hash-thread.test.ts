@@ -188,3 +188,39 @@ describe('PUT hashes on and off the hash thread', () => {
     assert.equal(head.ContentLength, parts[0]!.length + parts[1]!.length);
   });
 });
+
+/**
+ * A request refused before its body is read (a quota, a condition) leaves
+ * its payload verifier unread and undestroyed: that must neither keep the
+ * hash thread referenced (the process would never exit: test/admin-quota
+ * hung this way) nor hold a thread session. The verifier opens its session
+ * at the first byte.
+ */
+test('an unread long signed body holds no hash thread session: the process exits', async () => {
+  const { execFile } = await import('node:child_process');
+  const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const src = (path: string): string => JSON.stringify(new URL(path, import.meta.url).href);
+  const dir = await mkdtemp(join(tmpdir(), 'talus-unread-body-'));
+  const scriptPath = join(dir, 'unread.mts');
+  await writeFile(
+    scriptPath,
+    `import { PlainBodyVerifier } from ${src('../src/auth/payload.ts')};
+import { createStreamHash } from ${src('../src/util/hash-thread.ts')};
+const long = ${INLINE_BELOW_BYTES} * 2;
+for (let i = 0; i < 3; i++) new PlainBodyVerifier('ab'.repeat(32), long);
+// One used and finished session, so the thread exists and must be unreferenced again.
+const hash = createStreamHash('sha256', long);
+await hash.update(Buffer.alloc(long));
+await hash.digest();
+console.log('done');
+`,
+  );
+  const started = Date.now();
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', scriptPath], { timeout: 60_000 }, (error, out) => (error ? reject(error) : resolve(out)));
+  }).finally(() => rm(dir, { recursive: true, force: true }));
+  assert.equal(stdout.trim(), 'done');
+  assert.ok(Date.now() - started < 60_000, 'the process exited on its own');
+});

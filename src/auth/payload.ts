@@ -4,6 +4,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { assert } from '../util/assert.ts';
 import { createStreamHash, INLINE_BELOW_BYTES, type StreamHash } from '../util/hash-thread.ts';
 import { S3Error } from '../util/s3-error.ts';
 import { EMPTY_SHA256 } from './signing.ts';
@@ -72,7 +73,15 @@ export function incompleteBody(message?: string): S3Error {
  */
 export class PlainBodyVerifier extends Transform {
   readonly #hash: Hash | null;
-  readonly #threadHash: StreamHash | null;
+  /** Whether the SHA-256 is computed on the hash thread (a long signed body). */
+  readonly #threaded: boolean;
+  /**
+   * Opened at the first byte, not in the constructor: a verifier built for a
+   * request that is refused before its body is read (a quota, a condition)
+   * is never destroyed, and an open session keeps the hash thread referenced
+   * (the process cannot exit) and holds one of its bounded session slots.
+   */
+  #threadHash: StreamHash | null = null;
   readonly #expectedHex: string | undefined;
   readonly #expectedLength: number | undefined;
   #length = 0;
@@ -82,7 +91,7 @@ export class PlainBodyVerifier extends Transform {
     this.#expectedHex = expectedHex;
     const long = expectedLength !== undefined && expectedLength >= INLINE_BELOW_BYTES;
     this.#hash = expectedHex === undefined || long ? null : createHash('sha256');
-    this.#threadHash = expectedHex === undefined || !long ? null : createStreamHash('sha256', expectedLength);
+    this.#threaded = expectedHex !== undefined && long;
     this.#expectedLength = expectedLength;
   }
 
@@ -92,13 +101,14 @@ export class PlainBodyVerifier extends Transform {
       callback(incompleteBody('The request body is longer than its declared Content-Length.'));
       return;
     }
-    if (this.#threadHash === null) {
+    if (!this.#threaded) {
       this.#hash?.update(chunk);
       callback(null, chunk);
       return;
     }
     let behind: void | Promise<void>;
     try {
+      this.#threadHash ??= createStreamHash('sha256', this.#expectedLength);
       behind = this.#threadHash.update(chunk);
     } catch (error) {
       callback(error as Error); // the hash thread failed
@@ -113,7 +123,9 @@ export class PlainBodyVerifier extends Transform {
       callback(incompleteBody());
       return;
     }
-    if (this.#threadHash !== null) {
+    if (this.#threaded) {
+      // A long body had bytes, so its session was opened: never an unverified pass.
+      assert(this.#threadHash !== null, 'a threaded payload hash saw its body');
       this.#threadHash.digest().then((digest) => callback(this.#verdict(digest.toString('hex'))), callback);
       return;
     }
