@@ -224,3 +224,37 @@ console.log('done');
   assert.equal(stdout.trim(), 'done');
   assert.ok(Date.now() - started < 60_000, 'the process exited on its own');
 });
+
+/**
+ * A long signed PUT refused before its handler reads the body (anonymous →
+ * AccessDenied): node has already pushed its first chunks into the payload
+ * verifier, so the verifier's hash thread session is open. The answered
+ * request must give it back (src/auth/payload.ts releaseFeed): an open
+ * session holds write budget and the hash thread's reference, and 4096 of
+ * them would exhaust the thread's sessions for every later large PUT.
+ * Found by review (s6-put).
+ */
+test('a refused long signed PUT gives its hash session and write budget back', async () => {
+  const { processWriteBudget } = await import('../src/util/byte-budget.ts');
+  const { send } = await import('./helpers/raw.ts');
+  const talus = await startTestTalus();
+  try {
+    const bucket = uniqueBucket('refused');
+    await talus.client.send(new CreateBucketCommand({ Bucket: bucket }));
+    const body = Buffer.alloc(2 * INLINE_BELOW_BYTES, 7);
+    const sha = createHash('sha256').update(body).digest('hex');
+    const before = processWriteBudget.heldBytes;
+    for (let i = 0; i < 5; i++) {
+      const response = await send(talus.url, 'PUT', `/${bucket}/key-${i}`, { 'content-length': String(body.length), 'x-amz-content-sha256': sha }, body);
+      assert.equal(response.status, 403);
+    }
+    let held = processWriteBudget.heldBytes;
+    for (let waited = 0; held !== before && waited < 5_000; waited += 100) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      held = processWriteBudget.heldBytes;
+    }
+    assert.equal(held, before, 'no write budget held by refused requests');
+  } finally {
+    await talus.stop();
+  }
+});

@@ -177,3 +177,18 @@ function onSourceClose(this: Readable): void {
 }
 
 function ignoreError(): void {}
+
+/**
+ * The request is answered: whatever the handler left of its fed body is
+ * thrown away. A handler that refuses a request before reading its body (a
+ * quota, a missing bucket, a denied write) leaves the target unread: a
+ * complete body sits in its buffers, never flushed, and a target that holds
+ * resources (PlainBodyVerifier's hash thread session and write budget)
+ * would hold them for ever. One WeakMap lookup for a request without a feed.
+ */
+export function releaseFeed(source: Readable): void {
+  const target = feedTargets.get(source);
+  if (target === undefined) return;
+  feedTargets.delete(source);
+  if (!target.destroyed && !target.readableEnded) target.destroy();
+}

@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { verifyRequest } from '../auth/index.ts';
+import { releaseFeed } from '../auth/payload.ts';
 import { type Principal, isAuthzError } from '../authz/index.ts';
 import type { Engine } from '../engine/engine.ts';
 import { OPERATIONS } from '../s3/operations.ts';
@@ -121,6 +122,7 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
   } catch (error) {
     errorCode = sendError(options, request, response, method, rawPath, requestId, error, timing);
   } finally {
+    releaseFeed(request);
     if (observer !== undefined) observer.finished(observed(request, response, requestId, method, context, startedMs, timing, errorCode));
   }
 }
