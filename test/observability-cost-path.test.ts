@@ -10,7 +10,7 @@
  * within ACCESS_LOG_FLUSH_MS.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,4 +74,20 @@ test('lines kept for encoding carry their request\'s time, keep their order, and
     await log.close();
     await rm(directory, { recursive: true, force: true });
   }
+});
+
+/** A handler that outlives the shutdown writes its line after close(): it must go nowhere, not into whatever file got the log's descriptor. */
+test('a line written after close never lands in the file that reuses its descriptor (review finding)', async () => {
+  const directory = await mkdtemp(join(tmpdir(), 'rev-al-'));
+  const log = new AccessLog(join(directory, 'access.log'));
+  await log.close();
+  // Another part of the process opens a file: it gets the descriptor the log closed.
+  const other = openSync(join(directory, 'other.db'), 'w+');
+  writeSync(other, 'DATABASE-CONTENT');
+  // A request that finished after shutdown began (the handler's finally ran late).
+  log.write({ requestId: 'R', operation: 'PutObject', bucket: 'b', key: 'late', status: 500, startedMs: 0, headersSentMs: 0, finishedMs: 1, bytesIn: 0, bytesOut: 0, errorCode: 'InternalError', principal: 'root', accessKeyId: undefined, remoteAddress: '127.0.0.1' });
+  await sleep(300);
+  closeSync(other);
+  const content = readFileSync(join(directory, 'other.db'), 'utf8');
+  assert.equal(content, 'DATABASE-CONTENT');
 });

@@ -68,6 +68,8 @@ export class AccessLog {
   readonly #pendingTimesMs = new Float64Array(ACCESS_LOG_ENCODE_LINES);
   readonly #pendingDropped = new Float64Array(ACCESS_LOG_ENCODE_LINES);
   #pendingCount = 0;
+  /** After close(): a late request (a handler that outlived the shutdown) writes nothing; its descriptor may already be another file's. */
+  #closed = false;
 
   /** `-` writes to stdout; anything else is a file, appended to (created 0640), opened now so a bad path fails the start. */
   constructor(destination: string) {
@@ -78,6 +80,7 @@ export class AccessLog {
 
   /** Keeps `request` (which nobody changes after: the front builds one per request) until its line is encoded, at most ACCESS_LOG_FLUSH_MS. */
   write(request: ObservedRequest): void {
+    if (this.#closed) return;
     if (this.#sink.pendingBytes + this.#batchBytes > ACCESS_LOG_BUFFER_BYTES_MAX) {
       this.#dropped++;
       return;
@@ -130,6 +133,7 @@ export class AccessLog {
 
   close(): Promise<void> {
     this.#flush();
+    this.#closed = true;
     return this.#sink.close();
   }
 }
@@ -159,6 +163,8 @@ class FileSink implements BatchSink {
   }
 
   write(batch: Buffer, lines: number): void {
+    // Closed (or closing): the descriptor is, or soon will be, reused by another file.
+    if (this.#closing !== undefined) return;
     this.#pendingBytes += batch.length;
     this.#queue.push({ batch, lines });
     if (!this.#writing) this.#next();
