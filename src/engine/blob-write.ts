@@ -1,3 +1,4 @@
+import { assert } from '../util/assert.ts';
 import type { BlobStore, BlobWriter } from '../blob/blob-store.ts';
 import { CommitOutcomeUnknownError } from '../meta/metadata-store.ts';
 import type { Segment } from '../meta/types.ts';
@@ -106,6 +107,8 @@ export async function writeBlob(blobs: BlobStore, body: AsyncIterable<Buffer> | 
     await writer?.abort();
     throw error;
   }
+  // One digest per algorithm asked for: a missing checksum digest would skip its verification silently.
+  assert(digests.length === (threadedChecksum === undefined ? 1 : 2), 'the hash thread answered every digest asked for');
   const committed = writer;
   return {
     segments: committed === undefined ? [] : [committed.location === undefined ? { blobId: committed.id, sizeBytes } : { blobId: committed.id, sizeBytes, location: committed.location }],

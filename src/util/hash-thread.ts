@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { assert } from './assert.ts';
 import { processWriteBudget, type ByteBudget } from './byte-budget.ts';
+import { CONNECTIONS_MAX } from './limits.ts';
 import { createChecksumHasher, CRC64_NVME_POLY_HEX } from './checksum.ts';
 
 /**
@@ -87,8 +88,14 @@ const PENDING_CHUNKS_MAX = 128;
  * thread (it was 8 x 512 KiB).
  */
 const FREE_BATCHES_MAX = UNACKED_BYTES_MAX / BATCH_BYTES + 1;
-/** Concurrent hashes per thread are bounded by the requests in flight; this guards the bookkeeping. */
-const SESSIONS_PER_THREAD_MAX = 4096;
+/**
+ * Concurrent hashes per thread are bounded by the requests in flight; this
+ * guards the bookkeeping. A request body can hold two sessions at once (a
+ * long signed payload's SHA-256 in auth/payload.ts, and its blob's MD5 and
+ * checksums), and with one hash thread (2 cores) every request's sessions
+ * share it: twice the connections the front admits, with room to spare.
+ */
+const SESSIONS_PER_THREAD_MAX = 4 * CONNECTIONS_MAX;
 const THREADS_MAX = 4;
 
 /**
