@@ -76,6 +76,12 @@ export interface ModeSettings {
   scanListObjectCount: number;
   /** Measured runs of each side (observers off, on) in the observability workloads, alternated: even, so each side goes first as often. */
   observabilityRounds: number;
+  /**
+   * Measured runs of each side in the rows whose target is a ratio of two sides (Talus ÷ bare node:http,
+   * ÷ s3rver, ÷ the bytes ceiling, 2 workers ÷ 1), alternated A, B, A, B, … (alternate.ts): 3, so a median shrugs off
+   * one spoiled run. Smoke mode takes 2, to keep the alternation working without doubling its time.
+   */
+  ratioRounds: number;
 }
 
 const KiB = 1024;
@@ -103,6 +109,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     peerBulkObjectCount: 200,
     scanListObjectCount: 1000,
     observabilityRounds: 1,
+    ratioRounds: 2,
   },
   quick: {
     mode: 'quick',
@@ -125,6 +132,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     peerBulkObjectCount: 10_000,
     scanListObjectCount: 100_000,
     observabilityRounds: 4,
+    ratioRounds: 3,
   },
   full: {
     mode: 'full',
@@ -147,6 +155,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     peerBulkObjectCount: 20_000,
     scanListObjectCount: 100_000,
     observabilityRounds: 6,
+    ratioRounds: 3,
   },
 };
 
