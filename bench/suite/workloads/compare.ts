@@ -106,7 +106,7 @@ export function alternatedRunMs(durationMs: number, rounds: number): number {
 }
 
 async function compareAlternated(context: SuiteContext, comparison: Comparison, rounds: number): Promise<ComparisonResult> {
-  const notes: string[] = [];
+  const cleanUpNotes: ComparisonResult = { rows: [], notes: [] };
   const talus = await context.talus();
   const peer = comparison.skipPeer === true ? undefined : await context.s3rver();
   const stores = [talus, ...(peer === undefined ? [] : [peer])];
@@ -135,8 +135,7 @@ async function compareAlternated(context: SuiteContext, comparison: Comparison, 
   } finally {
     // After every run, not between them: deleting what a PUT run wrote frees page-cache pages that
     // the next run would write into already mapped (see compare above), on one side and not the other.
-    const result: ComparisonResult = { rows: [], notes };
-    for (const server of stores) await cleanUp(server, comparison, result);
+    for (const server of stores) await cleanUp(server, comparison, cleanUpNotes);
   }
-  return { rows, notes: [...alternationNotes(plan, rows, comparison.judgedThroughput), ...notes] };
+  return { rows, notes: [...alternationNotes(plan, rows, comparison.judgedThroughput), ...cleanUpNotes.notes] };
 }

@@ -5,9 +5,13 @@
  * what Talus answered. wrk shares the machine's cores with the server, so a
  * second server process cannot double anything: the bare server's own 2 ÷ 1
  * is what "scales as well as it can here" means, and Talus's 2 ÷ 1 is judged
- * against it (targets.ts). PUT is where a second process meets the first on
- * the metadata's write lock. A Talus without --workers fails to start with
- * the option: the workload is then skipped with a note, not failed.
+ * against it (targets.ts), round by round. The four servers are alive side
+ * by side and take turns (alternate.ts): Talus 1, Talus 2, bare 1, bare 2,
+ * Talus 1, … so a change in the host's speed falls on all four alike; each
+ * pair ratio (2 ÷ the runs of 1 around it) is taken within a round. PUT is
+ * where a second process meets the first on the metadata's write lock. A
+ * Talus without --workers fails to start with the option: the workload is
+ * then skipped with a note, not failed.
  */
 import { alternationNotes, runAlternation, summarizeAlternation } from '../alternate.ts';
 import type { Workload, WorkloadOutcome } from '../context.ts';
