@@ -15,14 +15,14 @@ import { addRatios, type WorkloadRecord } from '../bench/suite/report.ts';
 import type { RunningServer, ServerKind } from '../bench/suite/servers.ts';
 import { evaluateTargets } from '../bench/suite/targets.ts';
 
-function fakeServer(kind: ServerKind, label: string): RunningServer {
+function fakeServer(kind: ServerKind, label: string, workers = 1): RunningServer {
   return {
     kind,
     label,
     endpoint: 'http://127.0.0.1:1',
     credentials: { accessKeyId: 'fake', secretAccessKey: 'fake' },
     pid: process.pid,
-    workers: 1,
+    workers,
     directory: '/nonexistent',
     output: () => '',
     stderrLines: () => ({ count: 0, first: [] }),
@@ -70,8 +70,8 @@ test('bracketedRatios divides each A run by the B runs just before and after it,
 
 test('a fake workload on a drifting host: alternated runs, and the median pair ratio cancels the drift', async () => {
   const talus = fakeServer('talus', 'Talus');
-  const bare = fakeServer('bare-http', 'bare node:http');
-  // Talus does 40 % of the bare server's work on any host; the host slows down by 10 % of its first speed with every run.
+  const bare = fakeServer('bare-http', 'bare node:http', 2);
+  // Talus does 40 % of the bare server's work on any host; the host slows down by 5 % of its first speed with every run.
   const capacity = new Map([
     [talus, 4000],
     [bare, 10_000],
@@ -81,15 +81,18 @@ test('a fake workload on a drifting host: alternated runs, and the median pair r
   const prepared: string[] = [];
   const drive = async (server: RunningServer, durationMs: number, phase: RunPhase): Promise<DriverResult> => {
     calls.push(`${server.label} ${phase} ${durationMs}`);
-    const hostSpeed = 1 - 0.1 * runsSoFar++;
+    const hostSpeed = 1 - 0.05 * runsSoFar++;
     return result(capacity.get(server)! * hostSpeed);
   };
   const plan = { workload: 'fake-ratio', driver: 'loadgen' as const, sides: [talus, bare], rounds: 3, runMs: 1000, warmUpMs: 500, drive, beforeRun: async (server: RunningServer) => void prepared.push(server.label) };
   const runs = await runAlternation(plan);
 
   assert.deepEqual(calls, [
+    // Two warm-up passes, in turn, of 500 ms per server process (the bare server has 2).
     'Talus warm-up 500',
-    'bare node:http warm-up 500',
+    'bare node:http warm-up 1000',
+    'Talus warm-up 500',
+    'bare node:http warm-up 1000',
     'Talus measured 1000',
     'bare node:http measured 1000',
     'Talus measured 1000',
@@ -103,20 +106,20 @@ test('a fake workload on a drifting host: alternated runs, and the median pair r
   const rows = summarizeAlternation(plan, runs);
   assert.deepEqual(rows.map((row) => row.label), ['Talus', 'bare node:http']);
   const [talusRow, bareRow] = rows as [Row, Row];
-  // Host speeds of the measured runs: 0.8, 0.7, 0.6, 0.5, 0.4, 0.3 (after two warm-ups at 1.0 and 0.9).
-  assert.deepEqual(talusRow.runs!.map((run) => Math.round(run.opsPerSecond)), [3200, 2400, 1600]);
-  assert.deepEqual(bareRow.runs!.map((run) => Math.round(run.opsPerSecond)), [7000, 5000, 3000]);
+  // Host speeds of the measured runs: 0.8, 0.75, 0.7, 0.65, 0.6, 0.55 (after four warm-ups at 1.0 to 0.85).
+  assert.deepEqual(talusRow.runs!.map((run) => Math.round(run.opsPerSecond)), [3200, 2800, 2400]);
+  assert.deepEqual(bareRow.runs!.map((run) => Math.round(run.opsPerSecond)), [7500, 6500, 5500]);
   assert.deepEqual(talusRow.runs!.map((run) => run.sequence), [0, 2, 4]);
   // Each row is its side's median run.
-  assert.equal(Math.round(talusRow.opsPerSecond), 2400);
-  assert.equal(Math.round(bareRow.opsPerSecond), 5000);
-  assert.equal(talusRow.operations, 3200 + 2400 + 1600);
+  assert.equal(Math.round(talusRow.opsPerSecond), 2800);
+  assert.equal(Math.round(bareRow.opsPerSecond), 6500);
+  assert.equal(talusRow.operations, 3200 + 2800 + 2400);
 
   const pairs = talusRow.pairRatios!;
   assert.equal(pairs.length, 1);
   assert.equal(pairs[0]!.server, 'bare-http');
-  // 3200 ÷ 7000, 2400 ÷ mean(7000, 5000), 1600 ÷ mean(5000, 3000): the two bracketed ones are exact on a linear drift.
-  assert.deepEqual(pairs[0]!.opsPerSecond.map((ratio) => ratio.toFixed(4)), [(3200 / 7000).toFixed(4), '0.4000', '0.4000']);
+  // 3200 ÷ 7500, 2800 ÷ mean(7500, 6500), 2400 ÷ mean(6500, 5500): the two bracketed ones are exact on a linear drift.
+  assert.deepEqual(pairs[0]!.opsPerSecond.map((ratio) => ratio.toFixed(4)), [(3200 / 7500).toFixed(4), '0.4000', '0.4000']);
   assert.equal(median(pairs[0]!.opsPerSecond).toFixed(4), '0.4000', 'the median pair ratio is the true ratio');
   assert.notEqual((talusRow.opsPerSecond / bareRow.opsPerSecond).toFixed(4), '0.4000', 'the rows\' ratio carries the drift (the run after is slower)');
   assert.equal(bareRow.pairRatios, undefined, 'only the judged side carries pair ratios');
@@ -132,7 +135,7 @@ test('a fake workload on a drifting host: alternated runs, and the median pair r
 
   // The notes show every run's figure and every pair ratio, so the spread is visible.
   const notes = alternationNotes(plan, rows).join('\n');
-  for (const figure of ['3 200, 2 400, 1 600', '7 000, 5 000, 3 000', '45.7 %, 40.0 %, 40.0 % (median 40.0 %)']) assert.ok(notes.includes(figure), `notes show ${figure}:\n${notes}`);
+  for (const figure of ['3 200, 2 800, 2 400', '7 500, 6 500, 5 500', '42.7 %, 40.0 %, 40.0 % (median 40.0 %)']) assert.ok(notes.includes(figure), `notes show ${figure}:\n${notes}`);
 });
 
 test('two workers ÷ one is judged round by round against the bare server\'s own 2 ÷ 1', async () => {

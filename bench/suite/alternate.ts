@@ -9,8 +9,8 @@
  * the baseline), a speed change between the two moves the ratio: DELETE ÷
  * bare read 38.5 / 55.1 / 42.3 % over three runs of the suite. So the sides
  * take turns instead, in short runs, A, B, A, B, … (every side once per
- * round, `rounds` rounds), on the same servers, each warmed up once before
- * the first measured run. Each run of the judged side is divided by the
+ * round, `rounds` rounds), on the same servers, each warmed up (twice, in
+ * turn) before the first measured run. Each run of the judged side is divided by the
  * baseline runs just before and after it (interpolated to its place: their
  * mean with two sides), so a drift in host speed falls on both alike; the target is the median of those pair ratios, and
  * each side's row is its median run (a burst of another process spoils one
@@ -25,6 +25,14 @@ import type { RunningServer } from './servers.ts';
 
 /** Alternated runs are this long at least: wrk counts whole seconds, and a shorter run is mostly its ramp. */
 export const ALTERNATED_RUN_MS_MIN = 1000;
+/**
+ * Unmeasured passes over the sides before the first measured run, each run
+ * warmUpMs per server process (every process has its own JIT to warm). With
+ * one pass of 1 s, a Talus with 2 workers still cost 235, then 123, then
+ * 106 µs per GET in its three measured runs (get-4k-cores, 2026-12-06 21:37,
+ * loaded machine), and the suite's Talus 6.0, 5.3, 4.7 ms per listing page.
+ */
+export const WARM_UP_PASSES = 2;
 
 /** The order of the measured runs: every side once per round, in the given order, `rounds` times (A, B, A, B, …). */
 export function alternationOrder<T>(sides: readonly T[], rounds: number): T[] {
@@ -106,8 +114,10 @@ export interface Alternation {
   rounds: number;
   /** Each measured run. */
   runMs: number;
-  /** One unmeasured run of each side before the first measured one (0: none). */
+  /** Unmeasured runs of each side before the first measured one, this long per server process (0: none). */
   warmUpMs: number;
+  /** Default WARM_UP_PASSES; DELETE takes 1 (its warm-up deletes a set of keys, once). */
+  warmUpPasses?: number;
   drive(server: RunningServer, durationMs: number, phase: RunPhase): Promise<DriverResult>;
   /** Untimed, before each measured run of a side (DELETE makes the keys the run deletes). */
   beforeRun?(server: RunningServer): Promise<void>;
@@ -121,11 +131,11 @@ export interface AlternatedRun {
   row: Row;
 }
 
-/** Warms every side up (in round order), then measures them in alternation. */
+/** Warms every side up (in round order, WARM_UP_PASSES times), then measures them in alternation. */
 export async function runAlternation(plan: Alternation): Promise<AlternatedRun[]> {
   const indexes = plan.sides.map((_, index) => index);
-  if (plan.warmUpMs > 0) {
-    for (const side of indexes) await plan.drive(plan.sides[side]!, plan.warmUpMs, 'warm-up');
+  for (let pass = 0; pass < (plan.warmUpPasses ?? WARM_UP_PASSES) && plan.warmUpMs > 0; pass++) {
+    for (const server of plan.sides) await plan.drive(server, plan.warmUpMs * Math.max(1, server.workers), 'warm-up');
   }
   const runs: AlternatedRun[] = [];
   for (const side of alternationOrder(indexes, plan.rounds)) {
@@ -183,9 +193,10 @@ function figuresOf(run: AlternatedRun, sequence: number): RunFigures {
  * Notes that show the spread: how the sides alternated, every run's
  * throughput and CPU per operation, and every pair ratio with its median.
  */
-export function alternationNotes(plan: Pick<Alternation, 'rounds' | 'runMs' | 'warmUpMs'>, rows: readonly Row[], throughput: 'opsPerSecond' | 'mibPerSecond' = 'opsPerSecond'): string[] {
+export function alternationNotes(plan: Pick<Alternation, 'rounds' | 'runMs' | 'warmUpMs' | 'warmUpPasses'>, rows: readonly Row[], throughput: 'opsPerSecond' | 'mibPerSecond' = 'opsPerSecond'): string[] {
   const unit = throughput === 'opsPerSecond' ? 'ops/s' : 'MiB/s';
-  const warmUp = plan.warmUpMs > 0 ? `, after one unmeasured ${seconds(plan.warmUpMs)} run of each` : '';
+  const passes = plan.warmUpPasses ?? WARM_UP_PASSES;
+  const warmUp = plan.warmUpMs > 0 ? `, after ${passes === 1 ? 'one unmeasured run' : `${passes} unmeasured runs`} of each (${seconds(plan.warmUpMs)} per server process)` : '';
   const notes = [
     `alternated: ${plan.rounds} round${plan.rounds === 1 ? '' : 's'} of ${rows.map((row) => row.label).join(' → ')}, ${seconds(plan.runMs)} each on the same servers${warmUp}; ` +
       "each row is its side's median run; ratios are the median of each judged run ÷ the baseline runs around it (interpolated to its place)",

@@ -8,8 +8,8 @@
  * With `rounds` (the rows whose target is a ratio to a baseline, issue 17),
  * the sides take turns instead (alternate.ts): Talus, each baseline, s3rver,
  * Talus, … in runs of half the duration, every server alive for the whole
- * alternation and warmed up once before it. The same servers are reused
- * rather than started fresh per run, because a fresh node process spends its
+ * alternation and warmed up before it (WARM_UP_PASSES). The same servers are
+ * reused rather than started fresh per run, because a fresh node process spends its
  * first seconds in the JIT at ~2× a warm one's CPU: fresh servers would
  * measure start-up in every run, and the suite's Talus, running since the
  * first workload, would meet a cold baseline each time. Without `rounds`,
@@ -37,6 +37,8 @@ export interface Comparison {
   beforeRun?(server: RunningServer): Promise<void>;
   /** Which throughput the target judges (notes print it per run); default ops/s. */
   judgedThroughput?: 'opsPerSecond' | 'mibPerSecond';
+  /** Alternated only: unmeasured passes over the sides before the first measured run (default WARM_UP_PASSES). */
+  warmUpPasses?: number;
   /** Default true; false for runs that consume or change their data set (DELETE, the mix, the bulk walk): DELETE warms up on keys of its own instead (small-objects.ts). */
   warmUp?: boolean;
   /** s3rver is left out (with a note) when it cannot do the workload in reasonable time. */
@@ -118,6 +120,7 @@ async function compareAlternated(context: SuiteContext, comparison: Comparison, 
     rounds,
     runMs: alternatedRunMs(comparison.durationMs, rounds),
     warmUpMs: comparison.warmUp === false ? 0 : context.settings.warmUpMs,
+    ...(comparison.warmUpPasses === undefined ? {} : { warmUpPasses: comparison.warmUpPasses }),
     drive: comparison.drive,
     beforeRun: async (server: RunningServer): Promise<void> => {
       if (server.kind === 'talus' || server.kind === 's3rver') await comparison.beforeRun?.(server);
