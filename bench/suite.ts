@@ -19,6 +19,7 @@ import { dirname, join } from 'node:path';
 import { exitCleanlyOnSignals, isShuttingDown, runCleanups, temporaryDirectory } from './suite/cleanup.ts';
 import { SuiteContext, type Workload } from './suite/context.ts';
 import { MODE_SETTINGS, USAGE, UsageError, parseSuiteOptions, type SuiteOptions } from './suite/options.ts';
+import { formatHostProbe, probeHost } from './suite/host-probe.ts';
 import { procAvailable } from './suite/process-stats.ts';
 import { addRatios, formatHeader, formatNotes, formatRowsTable, formatTargets, machineFacts, type SuiteReport, type WorkloadRecord } from './suite/report.ts';
 import { ROOT } from './suite/servers.ts';
@@ -59,8 +60,12 @@ async function main(argv: string[]): Promise<number> {
   try {
     for (const [index, workload] of selected.entries()) {
       if (isShuttingDown()) break;
-      process.stderr.write(`[${index + 1}/${selected.length}] ${workload.id}: ${workload.title}\n`);
-      records.push(await runWorkload(context, workload));
+      // Before each row: how fast the host is now, so a slow host is not read as a slow Talus.
+      const hostProbe = await probeHost();
+      process.stderr.write(`[${index + 1}/${selected.length}] ${workload.id}: ${workload.title} (${formatHostProbe(hostProbe)})\n`);
+      const record = await runWorkload(context, workload);
+      if (hostProbe !== undefined) record.hostProbe = hostProbe;
+      records.push(record);
     }
   } finally {
     await context.stopSharedServers();

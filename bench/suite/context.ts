@@ -59,6 +59,24 @@ export class SuiteContext {
     }
   }
 
+  /**
+   * Starts servers one after another, runs `use` on them all (alive side by
+   * side: an alternated workload takes turns on them), and stops every one
+   * started, in reverse order, whatever happens.
+   */
+  async withServers<T>(starts: readonly (() => Promise<RunningServer>)[], use: (servers: RunningServer[]) => Promise<T>): Promise<T> {
+    const started: RunningServer[] = [];
+    try {
+      for (const start of starts) started.push(await start());
+      return await use(started);
+    } finally {
+      for (const server of started.reverse()) {
+        closePresigner(server);
+        await server.stop();
+      }
+    }
+  }
+
   /** Runs `use` on a Talus of its own (fresh data directory; `extra` server arguments), stopped afterwards. */
   async withOwnTalus<T>(workers: number, use: (server: RunningServer) => Promise<T>, extra?: Parameters<typeof startTalus>[1]): Promise<T> {
     const server = await startTalus(workers, extra);

@@ -9,6 +9,8 @@ import { ResourceWindow, type ResourceUsage } from './process-stats.ts';
 import type { RunningServer, ServerKind } from './servers.ts';
 
 export type Driver = 'wrk' | 'loadgen' | 'bulk';
+/** An unmeasured run that warms a server up, or a measured one. */
+export type RunPhase = 'warm-up' | 'measured';
 
 /** What a driver reports; latencies of successful operations only. */
 export interface DriverResult {
@@ -40,6 +42,41 @@ export interface Row extends DriverResult {
   ratioToCeiling?: number;
   /** On Talus rows: Talus ops/s ÷ s3rver's. */
   ratioToPeer?: number;
+  /**
+   * Alternated workloads (alternate.ts): every measured run of this side, in
+   * the order run. The row's own figures are then their medians.
+   */
+  runs?: RunFigures[];
+  /** Alternated workloads, on a judged side's row: each of its runs against the runs of a baseline side around it. */
+  pairRatios?: PairRatios[];
+}
+
+/** One measured run of an alternated workload. */
+export interface RunFigures {
+  /** Its place in the workload's alternation, from 0, over all sides. */
+  sequence: number;
+  operations: number;
+  errors: number;
+  durationMs: number;
+  opsPerSecond: number;
+  mibPerSecond: number;
+  latencyMs: { p50: number; p99: number };
+  serverCpuPercentOfOneCore: number;
+  serverCpuMicrosPerOperation: number;
+  serverPeakRssMiB: number;
+}
+
+/**
+ * Each run of the judged side ÷ the baseline side's runs just before and
+ * just after it in the alternation, interpolated to its place (their mean
+ * with two sides; the one there is at either end), in the order run. Targets judge the median of these (targets.ts).
+ */
+export interface PairRatios {
+  /** The baseline side. */
+  server: ServerKind;
+  label: string;
+  opsPerSecond: number[];
+  mibPerSecond: number[];
 }
 
 export async function measure(workload: string, server: RunningServer, driver: Driver, drive: () => Promise<DriverResult>): Promise<Row> {

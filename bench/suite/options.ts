@@ -76,6 +76,13 @@ export interface ModeSettings {
   scanListObjectCount: number;
   /** Measured runs of each side (observers off, on) in the observability workloads, alternated: even, so each side goes first as often. */
   observabilityRounds: number;
+  /**
+   * Measured runs of each side in the rows whose target is a ratio of two sides (Talus ÷ bare node:http,
+   * ÷ s3rver, ÷ the bytes ceiling, 2 workers ÷ 1), alternated A, B, A, B, … (alternate.ts): 3, so a median shrugs off
+   * one spoiled run. Smoke mode takes 1 (A, B: the same path, one pair each), to stay lean in CI;
+   * test/bench-alternation.test.ts checks the order and the arithmetic of several rounds.
+   */
+  ratioRounds: number;
 }
 
 const KiB = 1024;
@@ -103,6 +110,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     peerBulkObjectCount: 200,
     scanListObjectCount: 1000,
     observabilityRounds: 1,
+    ratioRounds: 1,
   },
   quick: {
     mode: 'quick',
@@ -125,6 +133,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     peerBulkObjectCount: 10_000,
     scanListObjectCount: 100_000,
     observabilityRounds: 4,
+    ratioRounds: 3,
   },
   full: {
     mode: 'full',
@@ -147,6 +156,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     peerBulkObjectCount: 20_000,
     scanListObjectCount: 100_000,
     observabilityRounds: 6,
+    ratioRounds: 3,
   },
 };
 

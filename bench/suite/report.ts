@@ -5,6 +5,8 @@
  * a terminal and paste into docs/PERFORMANCE.md as they are.
  */
 import { cpus, freemem, release, totalmem } from 'node:os';
+import { median } from './alternate.ts';
+import type { HostProbe } from './host-probe.ts';
 import type { Row } from './measure.ts';
 import type { ModeSettings, SuiteOptions } from './options.ts';
 import type { Population } from './setup.ts';
@@ -19,6 +21,8 @@ export interface WorkloadRecord {
   skipped?: string;
   /** The workload threw: its message. */
   failed?: string;
+  /** The host's speed just before the row (host-probe.ts); absent if the probe failed. */
+  hostProbe?: HostProbe;
 }
 
 export interface MachineFacts {
@@ -56,14 +60,23 @@ export function machineFacts(wrk: string): MachineFacts {
   };
 }
 
-/** Sets ratioToCeiling and ratioToPeer on each workload's (first) Talus row. */
+/**
+ * Sets ratioToCeiling and ratioToPeer on each workload's (first) Talus row:
+ * for an alternated workload the median of its pair ratios (as the targets
+ * judge it, targets.ts), else the ratio of the two rows.
+ */
 export function addRatios(record: WorkloadRecord): void {
   const talus = record.rows.find((row) => row.server === 'talus');
   if (talus === undefined) return;
-  const ceiling = record.rows.find((row) => row.server === record.ceiling);
-  const peer = record.rows.find((row) => row.server === 's3rver');
-  if (ceiling !== undefined && ceiling.opsPerSecond > 0) talus.ratioToCeiling = talus.opsPerSecond / ceiling.opsPerSecond;
-  if (peer !== undefined && peer.opsPerSecond > 0) talus.ratioToPeer = talus.opsPerSecond / peer.opsPerSecond;
+  const ratioTo = (other: Row | undefined): number | undefined => {
+    if (other === undefined || other.opsPerSecond <= 0) return undefined;
+    const pairs = talus.pairRatios?.find((pair) => pair.server === other.server)?.opsPerSecond;
+    return pairs !== undefined && pairs.length > 0 ? median(pairs) : talus.opsPerSecond / other.opsPerSecond;
+  };
+  const toCeiling = ratioTo(record.rows.find((row) => row.server === record.ceiling));
+  const toPeer = ratioTo(record.rows.find((row) => row.server === 's3rver'));
+  if (toCeiling !== undefined) talus.ratioToCeiling = toCeiling;
+  if (toPeer !== undefined) talus.ratioToPeer = toPeer;
 }
 
 export function formatHeader(options: SuiteOptions, machine: MachineFacts, startedAt: string): string {
@@ -76,7 +89,7 @@ export function formatHeader(options: SuiteOptions, machine: MachineFacts, start
   ].join('\n');
 }
 
-const ROW_COLUMNS = ['workload', 'server', 'ops/s', 'MiB/s', 'p50 ms', 'p99 ms', 'CPU %', 'CPU µs/op', 'RSS MiB', 'Talus ÷ ceiling', 'Talus ÷ s3rver', 'errors'];
+const ROW_COLUMNS = ['workload', 'server', 'ops/s', 'MiB/s', 'p50 ms', 'p99 ms', 'CPU %', 'CPU µs/op', 'RSS MiB', 'Talus ÷ ceiling', 'Talus ÷ s3rver', 'errors', 'runs', 'host ms'];
 /** Text columns align left, numbers right. */
 const LEFT_COLUMNS = 2;
 
@@ -87,7 +100,7 @@ export function formatRowsTable(records: readonly WorkloadRecord[]): string {
       lines.push([record.title, record.skipped !== undefined ? `skipped: ${record.skipped}` : `FAILED: ${firstLine(record.failed ?? 'no rows')}`, ...ROW_COLUMNS.slice(2).map(() => '')]);
       continue;
     }
-    record.rows.forEach((row, index) => lines.push(rowCells(index === 0 ? record.title : '', row, record.ceiling !== undefined)));
+    record.rows.forEach((row, index) => lines.push([...rowCells(index === 0 ? record.title : '', row, record.ceiling !== undefined), index === 0 ? hostCell(record.hostProbe) : '']));
     if (record.failed !== undefined) lines.push(['', `FAILED: ${firstLine(record.failed)}`, ...ROW_COLUMNS.slice(2).map(() => '')]);
   }
   return markdownTable(ROW_COLUMNS, lines, LEFT_COLUMNS);
@@ -109,7 +122,14 @@ function rowCells(title: string, row: Row, hasCeiling: boolean): string[] {
     ceilingRatio,
     peerRatio,
     String(row.errors),
+    // Alternated rows are medians of their runs; other rows (one run, or observability's medians) leave it blank.
+    row.runs === undefined ? '' : String(row.runs.length),
   ];
+}
+
+/** The host probe before the row (host-probe.ts): its time for a fixed job, longer on a slower host. */
+function hostCell(probe: HostProbe | undefined): string {
+  return probe === undefined ? '' : probe.ms.toFixed(1);
 }
 
 export function formatTargets(targets: readonly TargetResult[]): string {

@@ -5,8 +5,14 @@
  * one connection, peak RSS), the suite judges the raised one. A target whose rows are missing (--only,
  * a skipped workload) is "not measured"; one whose rows had errors is not
  * met, whatever the numbers.
+ *
+ * A ratio of two sides of one alternated workload (alternate.ts) is judged
+ * by the median of its pair ratios (each run of Talus against the baseline
+ * runs around it), not by the ratio of the two rows: the host's speed drifts
+ * between runs, and a pair of neighbouring runs sees the same host.
  */
-import type { Row } from './measure.ts';
+import { median } from './alternate.ts';
+import type { PairRatios, Row } from './measure.ts';
 import type { ServerKind } from './servers.ts';
 import { OBSERVERS_OFF_LABEL, OBSERVERS_ON_LABEL } from './workloads/observability.ts';
 
@@ -21,6 +27,8 @@ export interface TargetResult {
   /** null: not measured in this run. */
   met: boolean | null;
   note?: string;
+  /** Alternated rows: the pair ratios whose median is `value`, in the order run. */
+  pairRatios?: number[];
 }
 
 type Compare = 'at-least' | 'at-most' | 'below';
@@ -32,7 +40,20 @@ interface TargetDefinition {
   limit: number;
   format: (value: number) => string;
   /** The value and the rows it came from (their errors make the target not met), or why it cannot be computed. */
-  evaluate(rows: readonly Row[]): { value: number; rows: Row[]; note?: string } | string;
+  evaluate(rows: readonly Row[]): Evaluation | string;
+}
+
+interface Evaluation {
+  value: number;
+  rows: Row[];
+  note?: string;
+  pairRatios?: number[];
+}
+
+/** The pair ratios `row` carries against the side `against` (a server kind, or a label), if it was alternated. */
+function pairRatiosOf(row: Row, against: (pair: PairRatios) => boolean, throughput: 'opsPerSecond' | 'mibPerSecond'): number[] | undefined {
+  const values = row.pairRatios?.find(against)?.[throughput];
+  return values === undefined || values.length === 0 ? undefined : values;
 }
 
 const percent = (value: number): string => `${(value * 100).toFixed(1)} %`;
@@ -49,18 +70,26 @@ function find(rows: readonly Row[], workload: string, server: ServerKind, label?
 }
 
 /** Talus's throughput ÷ a baseline's, in the same workload. */
-function ratio(workload: string, baseline: ServerKind, throughput: 'opsPerSecond' | 'mibPerSecond' = 'opsPerSecond'): TargetDefinition['evaluate'] {
+function ratio(workload: string, baseline: ServerKind, format: (value: number) => string, throughput: 'opsPerSecond' | 'mibPerSecond' = 'opsPerSecond'): TargetDefinition['evaluate'] {
   return (rows) => {
     const talus = find(rows, workload, 'talus');
     const other = find(rows, workload, baseline);
     if (talus === undefined || other === undefined) return `${workload} not run`;
     if (other[throughput] <= 0) return `${baseline} measured nothing`;
-    return { value: talus[throughput] / other[throughput], rows: [talus, other] };
+    const rowRatio = talus[throughput] / other[throughput];
+    const pairs = pairRatiosOf(talus, (pair) => pair.server === baseline, throughput);
+    if (pairs === undefined) return { value: rowRatio, rows: [talus, other] };
+    return { value: median(pairs), rows: [talus, other], pairRatios: pairs, note: pairNote(pairs, rowRatio, format) };
   };
 }
 
+/** 'pairs 38.5, 41.0, 42.3 % (median rows' ratio 40.1 %)'. */
+function pairNote(pairs: readonly number[], rowRatio: number, format: (value: number) => string): string {
+  return `pairs ${pairs.map(format).join(', ')} (median rows' ratio ${format(rowRatio)})`;
+}
+
 function ratioTarget(id: string, description: string, workload: string, baseline: ServerKind, limit: number, format: (value: number) => string, throughput?: 'mibPerSecond'): TargetDefinition {
-  return { id, description, compare: 'at-least', limit, format, evaluate: ratio(workload, baseline, throughput) };
+  return { id, description, compare: 'at-least', limit, format, evaluate: ratio(workload, baseline, format, throughput) };
 }
 
 /**
@@ -76,21 +105,37 @@ function coresTarget(id: string, description: string, workload: string, judged: 
     limit,
     format: times,
     evaluate: (rows) => {
-      const scaling = (server: ServerKind): { value: number; rows: Row[] } | undefined => {
+      const scaling = (server: ServerKind): { value: number; rows: Row[]; pairs?: number[] } | undefined => {
         const of = rows.filter((row) => row.workload === workload && row.server === server);
         // Labels: 'Talus' / 'Talus, 2 workers', 'bare node:http' / 'bare node:http, 2 processes' (servers.ts).
         const several = (row: Row): boolean => /\d (workers|processes)$/.test(row.label);
         const one = of.find((row) => !several(row));
         const more = of.find(several);
         if (one === undefined || more === undefined || one.opsPerSecond <= 0) return undefined;
-        return { value: more.opsPerSecond / one.opsPerSecond, rows: [more, one] };
+        const pairs = pairRatiosOf(more, (pair) => pair.label === one.label, 'opsPerSecond');
+        if (pairs === undefined) return { value: more.opsPerSecond / one.opsPerSecond, rows: [more, one] };
+        return { value: median(pairs), rows: [more, one], pairs };
       };
       const talus = scaling('talus');
       if (talus === undefined) return `${workload} not run`;
-      if (judged === 'alone') return talus;
+      if (judged === 'alone') {
+        if (talus.pairs === undefined) return talus;
+        return { ...talus, pairRatios: talus.pairs, note: `pairs ${talus.pairs.map(times).join(', ')}` };
+      }
       const bare = scaling('bare-http');
       if (bare === undefined || bare.value <= 0) return `${workload} has no bare node:http rows`;
-      return { value: talus.value / bare.value, rows: [...talus.rows, ...bare.rows], note: `Talus ${times(talus.value)}, bare node:http ${times(bare.value)}` };
+      const both = [...talus.rows, ...bare.rows];
+      // Round by round: each round's four runs are close in time, so both scalings see the same host.
+      if (talus.pairs !== undefined && bare.pairs !== undefined && talus.pairs.length === bare.pairs.length) {
+        const quotients = talus.pairs.map((value, index) => value / bare.pairs![index]!);
+        return {
+          value: median(quotients),
+          rows: both,
+          pairRatios: quotients,
+          note: `per round ${quotients.map(times).join(', ')}; Talus ${talus.pairs.map(times).join(', ')}, bare node:http ${bare.pairs.map(times).join(', ')}`,
+        };
+      }
+      return { value: talus.value / bare.value, rows: both, note: `Talus ${times(talus.value)}, bare node:http ${times(bare.value)}` };
     },
   };
 }
@@ -252,6 +297,7 @@ export function evaluateTargets(rows: readonly Row[]): TargetResult[] {
     const erroneous = outcome.rows.filter((row) => row.errors > 0);
     const result: TargetResult = { id: target.id, description: target.description, threshold, value: outcome.value, measured: target.format(outcome.value), met: withinLimit && erroneous.length === 0 };
     if (outcome.note !== undefined) result.note = outcome.note;
+    if (outcome.pairRatios !== undefined) result.pairRatios = outcome.pairRatios;
     if (erroneous.length > 0) result.note = `errors in ${erroneous.map((row) => `${row.workload} on ${row.label}`).join(', ')}`;
     return result;
   });

@@ -1,14 +1,24 @@
 /**
  * The shape most workloads share: run on Talus, capture what Talus answered,
  * run on the baselines replaying it (each started for this workload and
- * stopped after it), then run on s3rver. Baselines run right after Talus so
- * that both see the machine in the same state. Each server gets a short
- * unmeasured warm-up run first: a baseline started a moment ago must not be
- * measured while its JIT is cold against a Talus that has been running.
+ * stopped after it), then run on s3rver. Each server gets a short unmeasured
+ * warm-up run first: a baseline started a moment ago must not be measured
+ * while its JIT is cold against a Talus that has been running.
+ *
+ * With `rounds` (the rows whose target is a ratio to a baseline, issue 17),
+ * the sides take turns instead (alternate.ts): Talus, each baseline, s3rver,
+ * Talus, … in runs of half the duration, every server alive for the whole
+ * alternation and warmed up before it (WARM_UP_PASSES). The same servers are
+ * reused rather than started fresh per run, because a fresh node process spends its
+ * first seconds in the JIT at ~2× a warm one's CPU: fresh servers would
+ * measure start-up in every run, and the suite's Talus, running since the
+ * first workload, would meet a cold baseline each time. Without `rounds`,
+ * one run per server, one after another (the mix, the bulk walks).
  */
+import { ALTERNATED_RUN_MS_MIN, alternationNotes, runAlternation, summarizeAlternation } from '../alternate.ts';
 import type { SuiteContext } from '../context.ts';
-import { measure, type Driver, type DriverResult, type Row } from '../measure.ts';
-import type { BaselineSettings, RunningServer } from '../servers.ts';
+import { measure, type Driver, type DriverResult, type Row, type RunPhase } from '../measure.ts';
+import { startBaseline, type BaselineSettings, type RunningServer } from '../servers.ts';
 
 export interface Comparison {
   workload: string;
@@ -18,9 +28,17 @@ export interface Comparison {
   /** The baselines to compare with, configured from Talus's answers. */
   baselines(talus: RunningServer): Promise<BaselineSettings[]>;
   /** One run of `durationMs` (ignored by drivers that stop on their own: deleting every key, walking every object). */
-  drive(server: RunningServer, durationMs: number): Promise<DriverResult>;
-  /** The measured run's duration. */
+  drive(server: RunningServer, durationMs: number, phase: RunPhase): Promise<DriverResult>;
+  /** The measured run's duration (alternated: each run takes half of it, see alternatedRunMs). */
   durationMs: number;
+  /** Measure the sides alternately, this many runs each (see above); the rows are then medians. */
+  rounds?: number;
+  /** Alternated only: untimed, before each measured run on Talus and s3rver (DELETE makes the keys the run deletes). */
+  beforeRun?(server: RunningServer): Promise<void>;
+  /** Which throughput the target judges (notes print it per run); default ops/s. */
+  judgedThroughput?: 'opsPerSecond' | 'mibPerSecond';
+  /** Alternated only: unmeasured passes over the sides before the first measured run (default WARM_UP_PASSES). */
+  warmUpPasses?: number;
   /** Default true; false for runs that consume or change their data set (DELETE, the mix, the bulk walk): DELETE warms up on keys of its own instead (small-objects.ts). */
   warmUp?: boolean;
   /** s3rver is left out (with a note) when it cannot do the workload in reasonable time. */
@@ -39,6 +57,7 @@ export interface ComparisonResult {
 }
 
 export async function compare(context: SuiteContext, comparison: Comparison): Promise<ComparisonResult> {
+  if (comparison.rounds !== undefined) return compareAlternated(context, comparison, comparison.rounds);
   const result: ComparisonResult = { rows: [], notes: [] };
   const talus = await context.talus();
   // Talus's clean-up waits until the baselines have run: deleting what its
@@ -63,8 +82,8 @@ async function runOn(context: SuiteContext, server: RunningServer, comparison: C
   // Baselines store nothing: only the S3 servers have data to make or remove.
   const stores = server.kind === 'talus' || server.kind === 's3rver';
   if (stores) await comparison.prepare(server);
-  if (comparison.warmUp !== false && context.settings.warmUpMs > 0) await comparison.drive(server, context.settings.warmUpMs);
-  result.rows.push(await measure(comparison.workload, server, comparison.driver, () => comparison.drive(server, comparison.durationMs)));
+  if (comparison.warmUp !== false && context.settings.warmUpMs > 0) await comparison.drive(server, context.settings.warmUpMs, 'warm-up');
+  result.rows.push(await measure(comparison.workload, server, comparison.driver, () => comparison.drive(server, comparison.durationMs, 'measured')));
   if (cleanUpAfter) await cleanUp(server, comparison, result);
 }
 
@@ -76,4 +95,50 @@ async function cleanUp(server: RunningServer, comparison: Comparison, result: Co
   } catch (error) {
     result.notes.push(`cleaning up after the run on ${server.label} failed: ${error instanceof Error ? error.message : String(error)}`);
   }
+}
+
+/**
+ * Each alternated run: half the mode's run (more, shorter runs; whole
+ * seconds, as wrk counts them), at least ALTERNATED_RUN_MS_MIN; a single
+ * round keeps the whole run.
+ */
+export function alternatedRunMs(durationMs: number, rounds: number): number {
+  if (rounds <= 1) return durationMs;
+  return Math.max(ALTERNATED_RUN_MS_MIN, Math.round(durationMs / 2 / 1000) * 1000);
+}
+
+async function compareAlternated(context: SuiteContext, comparison: Comparison, rounds: number): Promise<ComparisonResult> {
+  const cleanUpNotes: ComparisonResult = { rows: [], notes: [] };
+  const talus = await context.talus();
+  const peer = comparison.skipPeer === true ? undefined : await context.s3rver();
+  const stores = [talus, ...(peer === undefined ? [] : [peer])];
+  for (const server of stores) await comparison.prepare(server);
+  const baselines = await comparison.baselines(talus);
+  const plan = {
+    workload: comparison.workload,
+    driver: comparison.driver,
+    rounds,
+    runMs: alternatedRunMs(comparison.durationMs, rounds),
+    warmUpMs: comparison.warmUp === false ? 0 : context.settings.warmUpMs,
+    ...(comparison.warmUpPasses === undefined ? {} : { warmUpPasses: comparison.warmUpPasses }),
+    drive: comparison.drive,
+    beforeRun: async (server: RunningServer): Promise<void> => {
+      if (server.kind === 'talus' || server.kind === 's3rver') await comparison.beforeRun?.(server);
+    },
+  };
+  let rows: Row[];
+  try {
+    rows = await context.withServers(
+      baselines.map((settings) => () => startBaseline(settings)),
+      async (started) => {
+        const sides = [talus, ...started, ...(peer === undefined ? [] : [peer])];
+        return summarizeAlternation({ sides }, await runAlternation({ ...plan, sides }));
+      },
+    );
+  } finally {
+    // After every run, not between them: deleting what a PUT run wrote frees page-cache pages that
+    // the next run would write into already mapped (see compare above), on one side and not the other.
+    for (const server of stores) await cleanUp(server, comparison, cleanUpNotes);
+  }
+  return { rows, notes: [...alternationNotes(plan, rows, comparison.judgedThroughput), ...cleanUpNotes.notes] };
 }

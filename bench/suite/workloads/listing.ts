@@ -18,7 +18,7 @@ import { listLayoutKeys, type ListLayout } from '../options.ts';
 import { capture } from '../presign.ts';
 import type { RunningServer } from '../servers.ts';
 import { LIST_BUCKET, LIST_FEW_PREFIX, LIST_FLAT_PREFIX, LIST_MANY_PREFIX, ensureListBucket, preparedKey } from '../setup.ts';
-import { compare } from './compare.ts';
+import { alternatedRunMs, compare } from './compare.ts';
 
 const PAGE_KEYS = 1000;
 /** The deep page starts this many keys before the end of a-flat/, so it is a full page. */
@@ -123,6 +123,7 @@ function listWorkload(shape: ListShape): Workload {
           },
         ],
         durationMs: context.settings.listRunMs,
+        rounds: context.settings.ratioRounds,
         drive: (server, durationMs) => {
           const request = shape.request(layoutOf(context, server));
           assert(request.prefix !== '', 'listing: every shape lists under a prefix');
@@ -138,7 +139,7 @@ function listWorkload(shape: ListShape): Workload {
           });
         },
       });
-      const notes = [`1 request at a time for ${context.settings.listRunMs / 1000} s; Talus bucket ${layoutText(context.settings.listLayout)}`];
+      const notes = [`1 request at a time for ${alternatedRunMs(context.settings.listRunMs, context.settings.ratioRounds) / 1000} s a run; Talus bucket ${layoutText(context.settings.listLayout)}`];
       if (shape.id === 'list-start') notes.push(`s3rver bucket (smaller: it walks its directory tree on every listing) ${layoutText(context.settings.peerListLayout)}`);
       return { rows, notes: [...notes, ...cleanupNotes] };
     },

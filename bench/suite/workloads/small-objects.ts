@@ -11,7 +11,7 @@ import { capture, presign } from '../presign.ts';
 import type { RunningServer } from '../servers.ts';
 import { BENCH_BUCKET, SMALL_OBJECT_BYTES, SMALL_PREFIX, ensureBucket, ensureSmallObjects, populate, preparedKey } from '../setup.ts';
 import { WRK_SECONDS_MIN, runWrk } from '../wrk.ts';
-import { compare } from './compare.ts';
+import { alternatedRunMs, compare } from './compare.ts';
 
 export const CONNECTIONS = 64;
 /** wrk threads: one per core of the machine this suite was written for (2). */
@@ -49,7 +49,12 @@ function wrkSeconds(durationMs: number): number {
 
 function wrkNote(context: SuiteContext, method: 'GET' | 'PUT'): string {
   const keys = method === 'GET' ? Math.min(context.settings.wrkKeyCount, context.settings.smallObjectCount) : context.settings.wrkKeyCount;
-  return `wrk -t${WRK_THREADS} -c${CONNECTIONS} for ${wrkSeconds(context.settings.runMs)} s, presigned ${method}s cycling over ${keys} keys`;
+  return `wrk -t${WRK_THREADS} -c${CONNECTIONS} for ${wrkSeconds(runMsOf(context))} s a run, presigned ${method}s cycling over ${keys} keys`;
+}
+
+/** Each alternated run of these rows (compare.ts). */
+function runMsOf(context: SuiteContext): number {
+  return alternatedRunMs(context.settings.runMs, context.settings.ratioRounds);
 }
 
 export const get4k: Workload = {
@@ -66,6 +71,7 @@ export const get4k: Workload = {
       ],
       drive: (server, durationMs) => wrkOn(context, server, 'GET', durationMs),
       durationMs: context.settings.runMs,
+      rounds: context.settings.ratioRounds,
     });
     return { rows, notes: [wrkNote(context, 'GET'), ...cleanupNotes] };
   },
@@ -85,6 +91,7 @@ function headWorkload(id: string, title: string, concurrency: number): Workload 
           { kind: 'bare-http', workers: context.options.workers, responses: { HEAD: await capture(talus, { method: 'HEAD', bucket: BENCH_BUCKET, key: smallKey(0) }) } },
         ],
         durationMs: context.settings.runMs,
+        rounds: context.settings.ratioRounds,
         drive: (server, durationMs) =>
           loadOn(server, {
             bucket: BENCH_BUCKET,
@@ -97,7 +104,7 @@ function headWorkload(id: string, title: string, concurrency: number): Workload 
             prepare: false,
           }),
       });
-      return { rows, notes: [`load generator (src/loadgen), ${concurrency} in flight for ${context.settings.runMs / 1000} s, random keys of ${context.settings.smallObjectCount}`, ...cleanupNotes] };
+      return { rows, notes: [`load generator (src/loadgen), ${concurrency} in flight for ${runMsOf(context) / 1000} s a run, random keys of ${context.settings.smallObjectCount}`, ...cleanupNotes] };
     },
   };
 }
@@ -123,6 +130,7 @@ export const put4k: Workload = {
       },
       drive: (server, durationMs) => wrkOn(context, server, 'PUT', durationMs),
       durationMs: context.settings.runMs,
+      rounds: context.settings.ratioRounds,
     });
     return {
       rows,
@@ -140,42 +148,40 @@ export const delete4k: Workload = {
   title: 'DELETE 4 KiB, 64 conn',
   ceiling: 'bare-http',
   async run(context): Promise<WorkloadOutcome> {
-    const { deleteKeyCount, peerDeleteKeyCount, warmUpMs } = context.settings;
+    const { deleteKeyCount, peerDeleteKeyCount, warmUpMs, ratioRounds } = context.settings;
     const countOn = (server: RunningServer): number => (server.kind === 's3rver' ? peerDeleteKeyCount : deleteKeyCount);
     // Like every other workload, each server is warmed up before it is measured (compare.ts): the
     // bare server by a run of warmUpMs, Talus and s3rver by deleting keys of their own that the
-    // measured run does not use. Without it Talus's measured run (~1 s in quick mode) began with its
-    // DELETE path cold, while the bare server's 3 s were nearly all warm (docs/PERFORMANCE.md,
-    // "4 KiB DELETE, round 4").
+    // measured runs do not use. Without it Talus's first measured run (~1 s in quick mode) began with
+    // its DELETE path cold, while the bare server's were warm (docs/PERFORMANCE.md, "4 KiB DELETE, round 4").
     const warmUpCountOn = (server: RunningServer): number => (warmUpMs > 0 ? Math.ceil(countOn(server) * DELETE_WARM_UP_SHARE) : 0);
-    const warmUpPending = new Set<RunningServer>();
     const { rows, notes: cleanupNotes } = await compare(context, {
       workload: this.id,
       driver: 'loadgen',
-      // Each run deletes them all: made again for every run.
+      // Once per server: the keys its warm-up deletes.
       prepare: async (server) => {
-        const groups = [{ prefix: DELETE_PREFIX, count: countOn(server) }];
-        if (warmUpCountOn(server) > 0) {
-          groups.push({ prefix: DELETE_WARM_UP_PREFIX, count: warmUpCountOn(server) });
-          warmUpPending.add(server);
-        }
-        await populate(server, 'objects to delete', BENCH_BUCKET, groups, SMALL_SIZE);
+        if (warmUpCountOn(server) === 0) return;
+        await populate(server, 'objects to delete (warm-up)', BENCH_BUCKET, [{ prefix: DELETE_WARM_UP_PREFIX, count: warmUpCountOn(server) }], SMALL_SIZE);
+        if (server.kind === 's3rver') await putOne(server, BENCH_BUCKET, `${DELETE_WARM_UP_PREFIX}~keep`);
+      },
+      // Each run deletes them all: made again before every run.
+      beforeRun: async (server) => {
+        await populate(server, 'objects to delete', BENCH_BUCKET, [{ prefix: DELETE_PREFIX, count: countOn(server) }], SMALL_SIZE);
         // s3rver removes a directory once it is empty, and concurrent DELETEs of its last files race
         // on that (500 ENOENT): a key that stays keeps the directory.
-        if (server.kind === 's3rver') {
-          await putOne(server, BENCH_BUCKET, `${DELETE_PREFIX}~keep`);
-          if (warmUpCountOn(server) > 0) await putOne(server, BENCH_BUCKET, `${DELETE_WARM_UP_PREFIX}~keep`);
-        }
+        if (server.kind === 's3rver') await putOne(server, BENCH_BUCKET, `${DELETE_PREFIX}~keep`);
       },
       baselines: async (talus) => [
         { kind: 'bare-http', workers: context.options.workers, responses: { DELETE: await capture(talus, { method: 'DELETE', bucket: BENCH_BUCKET, key: 'capture/delete' }) } },
       ],
       durationMs: context.settings.runMs,
-      drive: (server, durationMs) => {
+      rounds: ratioRounds,
+      // One pass: the warm-up keys are deleted once (enough for V8, see DELETE_WARM_UP_SHARE).
+      warmUpPasses: 1,
+      drive: (server, durationMs, phase) => {
         // The bare server deletes nothing: it runs for the usual duration instead of running out of keys.
         const bare = server.kind === 'bare-http';
-        // compare() drives a server once to warm it up, right after prepare, then measures.
-        const warmUp = warmUpPending.delete(server);
+        const warmUp = phase === 'warm-up';
         return loadOn(server, {
           bucket: BENCH_BUCKET,
           workload: 'delete',
@@ -188,9 +194,12 @@ export const delete4k: Workload = {
         });
       },
     });
-    const counts = `${deleteKeyCount} objects (s3rver: ${peerDeleteKeyCount})`;
+    const counts = `${deleteKeyCount} objects per run (s3rver: ${peerDeleteKeyCount})`;
     const warmUpNote = warmUpMs > 0 ? `; first ${Math.round(DELETE_WARM_UP_SHARE * 100)} % as many other keys deleted unmeasured to warm up (bare node:http: ${warmUpMs / 1000} s)` : '';
-    return { rows, notes: [`${counts}, each deleted once, 64 in flight (the run ends when none is left; bare node:http runs ${context.settings.runMs / 1000} s)${warmUpNote}`, ...cleanupNotes] };
+    return {
+      rows,
+      notes: [`${counts}, each deleted once, 64 in flight (a run ends when none is left; bare node:http runs ${runMsOf(context) / 1000} s)${warmUpNote}`, ...cleanupNotes],
+    };
   },
 };
 

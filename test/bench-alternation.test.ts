@@ -1,0 +1,164 @@
+/**
+ * The benchmark suite's alternated ratio rows (issue 17, bench/suite/alternate.ts):
+ * the sides of a workload take turns, A, B, A, B, …, and a ratio target is
+ * judged by the median of each A run ÷ the B runs around it. A fake workload
+ * on a host whose speed drifts from run to run (as this VM's does) shows the
+ * method cancelling the drift where the ratio of two rows does not. No
+ * server is started: the "servers" are this process (its CPU is what
+ * measure() reads from /proc), and the driver makes its figures up.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { alternationNotes, alternationOrder, bracketedRatios, median, runAlternation, summarizeAlternation } from '../bench/suite/alternate.ts';
+import type { DriverResult, Row, RunPhase } from '../bench/suite/measure.ts';
+import { addRatios, type WorkloadRecord } from '../bench/suite/report.ts';
+import type { RunningServer, ServerKind } from '../bench/suite/servers.ts';
+import { evaluateTargets } from '../bench/suite/targets.ts';
+
+function fakeServer(kind: ServerKind, label: string, workers = 1): RunningServer {
+  return {
+    kind,
+    label,
+    endpoint: 'http://127.0.0.1:1',
+    credentials: { accessKeyId: 'fake', secretAccessKey: 'fake' },
+    pid: process.pid,
+    workers,
+    directory: '/nonexistent',
+    output: () => '',
+    stderrLines: () => ({ count: 0, first: [] }),
+    prepared: new Map(),
+    stop: async () => {},
+  };
+}
+
+function result(opsPerSecond: number): DriverResult {
+  return { operations: Math.round(opsPerSecond), errors: 0, firstErrors: [], durationMs: 1000, opsPerSecond, mibPerSecond: opsPerSecond / 256, latencyMs: { p50: 1, p99: 2 } };
+}
+
+test('alternationOrder takes every side once per round: A, B, A, B, …', () => {
+  assert.deepEqual(alternationOrder(['A', 'B'], 3), ['A', 'B', 'A', 'B', 'A', 'B']);
+  assert.deepEqual(alternationOrder(['T', 'bare', 's3rver'], 2), ['T', 'bare', 's3rver', 'T', 'bare', 's3rver']);
+  assert.deepEqual(alternationOrder(['A', 'B'], 1), ['A', 'B']);
+  assert.throws(() => alternationOrder(['A'], 0));
+});
+
+test('bracketedRatios divides each A run by the B runs just before and after it, interpolated to its place', () => {
+  const sequence = [
+    { side: 'A', value: 40 },
+    { side: 'B', value: 100 },
+    { side: 'A', value: 30 },
+    { side: 'B', value: 50 },
+    { side: 'A', value: 20 },
+  ];
+  // 40 ÷ 100 (no B before it), 30 ÷ mean(100, 50), 20 ÷ 50 (no B after it).
+  assert.deepEqual(bracketedRatios(sequence, 'A', 'B'), [0.4, 0.4, 0.4]);
+  // Other sides in between are skipped over; the B runs at 1 and 4 are interpolated to 3: 20 + (29 - 20) × 2/3 = 26.
+  const three = [
+    { side: 'T', value: 10 },
+    { side: 'B', value: 20 },
+    { side: 'S', value: 1 },
+    { side: 'T', value: 13 },
+    { side: 'B', value: 29 },
+    { side: 'S', value: 2 },
+  ];
+  assert.deepEqual(bracketedRatios(three, 'T', 'B'), [10 / 20, 13 / 26]);
+  assert.deepEqual(bracketedRatios(three, 'T', 'S'), [10, 13 / (1 + (2 - 1) * (1 / 3))]);
+  assert.deepEqual(bracketedRatios([{ side: 'A', value: 1 }], 'A', 'B'), [], 'no baseline run, no ratio');
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+});
+
+test('a fake workload on a drifting host: alternated runs, and the median pair ratio cancels the drift', async () => {
+  const talus = fakeServer('talus', 'Talus');
+  const bare = fakeServer('bare-http', 'bare node:http', 2);
+  // Talus does 40 % of the bare server's work on any host; the host slows down by 5 % of its first speed with every run.
+  const capacity = new Map([
+    [talus, 4000],
+    [bare, 10_000],
+  ]);
+  let runsSoFar = 0;
+  const calls: string[] = [];
+  const prepared: string[] = [];
+  const drive = async (server: RunningServer, durationMs: number, phase: RunPhase): Promise<DriverResult> => {
+    calls.push(`${server.label} ${phase} ${durationMs}`);
+    const hostSpeed = 1 - 0.05 * runsSoFar++;
+    return result(capacity.get(server)! * hostSpeed);
+  };
+  const plan = { workload: 'fake-ratio', driver: 'loadgen' as const, sides: [talus, bare], rounds: 3, runMs: 1000, warmUpMs: 500, drive, beforeRun: async (server: RunningServer) => void prepared.push(server.label) };
+  const runs = await runAlternation(plan);
+
+  assert.deepEqual(calls, [
+    // Two warm-up passes, in turn, of 500 ms per server process (the bare server has 2).
+    'Talus warm-up 500',
+    'bare node:http warm-up 1000',
+    'Talus warm-up 500',
+    'bare node:http warm-up 1000',
+    'Talus measured 1000',
+    'bare node:http measured 1000',
+    'Talus measured 1000',
+    'bare node:http measured 1000',
+    'Talus measured 1000',
+    'bare node:http measured 1000',
+  ]);
+  assert.deepEqual(prepared, ['Talus', 'bare node:http', 'Talus', 'bare node:http', 'Talus', 'bare node:http'], 'beforeRun before every measured run, not the warm-ups');
+  assert.deepEqual(runs.map((run) => run.side), [0, 1, 0, 1, 0, 1]);
+
+  const rows = summarizeAlternation(plan, runs);
+  assert.deepEqual(rows.map((row) => row.label), ['Talus', 'bare node:http']);
+  const [talusRow, bareRow] = rows as [Row, Row];
+  // Host speeds of the measured runs: 0.8, 0.75, 0.7, 0.65, 0.6, 0.55 (after four warm-ups at 1.0 to 0.85).
+  assert.deepEqual(talusRow.runs!.map((run) => Math.round(run.opsPerSecond)), [3200, 2800, 2400]);
+  assert.deepEqual(bareRow.runs!.map((run) => Math.round(run.opsPerSecond)), [7500, 6500, 5500]);
+  assert.deepEqual(talusRow.runs!.map((run) => run.sequence), [0, 2, 4]);
+  // Each row is its side's median run.
+  assert.equal(Math.round(talusRow.opsPerSecond), 2800);
+  assert.equal(Math.round(bareRow.opsPerSecond), 6500);
+  assert.equal(talusRow.operations, 3200 + 2800 + 2400);
+
+  const pairs = talusRow.pairRatios!;
+  assert.equal(pairs.length, 1);
+  assert.equal(pairs[0]!.server, 'bare-http');
+  // 3200 ÷ 7500, 2800 ÷ mean(7500, 6500), 2400 ÷ mean(6500, 5500): the two bracketed ones are exact on a linear drift.
+  assert.deepEqual(pairs[0]!.opsPerSecond.map((ratio) => ratio.toFixed(4)), [(3200 / 7500).toFixed(4), '0.4000', '0.4000']);
+  assert.equal(median(pairs[0]!.opsPerSecond).toFixed(4), '0.4000', 'the median pair ratio is the true ratio');
+  assert.notEqual((talusRow.opsPerSecond / bareRow.opsPerSecond).toFixed(4), '0.4000', 'the rows\' ratio carries the drift (the run after is slower)');
+  assert.equal(bareRow.pairRatios, undefined, 'only the judged side carries pair ratios');
+
+  // The table's ratio and the target both take the median of the pair ratios.
+  const record: WorkloadRecord = { id: 'delete-4k', title: 'fake', ceiling: 'bare-http', rows: rows.map((row) => ({ ...row, workload: 'delete-4k' })), notes: [] };
+  addRatios(record);
+  assert.equal(record.rows[0]!.ratioToCeiling!.toFixed(4), '0.4000');
+  const target = evaluateTargets(record.rows).find((each) => each.id === 'delete-4k-vs-bare')!;
+  assert.equal(target.value!.toFixed(4), '0.4000');
+  assert.equal(target.met, false, '40 % < the 45 % wanted');
+  assert.equal(target.pairRatios!.length, 3);
+
+  // The notes show every run's figure and every pair ratio, so the spread is visible.
+  const notes = alternationNotes(plan, rows).join('\n');
+  for (const figure of ['3 200, 2 800, 2 400', '7 500, 6 500, 5 500', '42.7 %, 40.0 %, 40.0 % (median 40.0 %)']) assert.ok(notes.includes(figure), `notes show ${figure}:\n${notes}`);
+});
+
+test('two workers ÷ one is judged round by round against the bare server\'s own 2 ÷ 1', async () => {
+  const sides = [fakeServer('talus', 'Talus'), fakeServer('talus', 'Talus, 2 workers'), fakeServer('bare-http', 'bare node:http'), fakeServer('bare-http', 'bare node:http, 2 processes')];
+  const capacity = [1000, 1500, 3000, 5000];
+  let runsSoFar = 0;
+  const plan = {
+    workload: 'get-4k-cores',
+    driver: 'wrk' as const,
+    sides,
+    rounds: 3,
+    runMs: 1000,
+    warmUpMs: 0,
+    pairs: [[1, 0], [3, 2]] as const,
+    drive: async (server: RunningServer): Promise<DriverResult> => result(capacity[sides.indexOf(server)]! * (1 + 0.05 * runsSoFar++)),
+  };
+  const rows = summarizeAlternation(plan, await runAlternation(plan));
+  assert.equal(rows[1]!.pairRatios![0]!.label, 'Talus');
+  assert.equal(rows[3]!.pairRatios![0]!.label, 'bare node:http');
+  const [scaling, floor] = ['get-4k-two-cores', 'get-4k-two-cores-floor'].map((id) => evaluateTargets(rows).find((target) => target.id === id)!);
+  // Talus 1.5× ÷ bare 1.667× = 0.9: the steady drift (+5 % a run) cancels in every round but the last, whose
+  // runs of "2" have no run of "1" after them; the median is exact.
+  assert.deepEqual(scaling!.pairRatios!.slice(0, 2).map((value) => value.toFixed(4)), ['0.9000', '0.9000']);
+  assert.equal(scaling!.value!.toFixed(4), '0.9000');
+  assert.equal(floor!.value!.toFixed(4), '1.5000');
+});
