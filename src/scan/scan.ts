@@ -21,6 +21,7 @@ import { PIPELINING_MAX, S3Client, S3RequestError, userMetadata } from '../clien
 import { LIST_KEYS_MAX } from '../util/limits.ts';
 import { scanCredentialProvider, type StaticCredentials } from './credentials.ts';
 import { receivePage, type ListedObject, type ReceivedPage, type ScannedPage } from './listing-page.ts';
+import { HeadPool } from './head-pool.ts';
 import { PROBES_IN_FLIGHT_MAX } from './key-space.ts';
 import { listRemainingInParallel, type PageRequest } from './parallel-listing.ts';
 
@@ -149,7 +150,11 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
   // still connecting, so the cap, not the pipelining alone, keeps the first burst of HEADs on a few connections).
   const credentials = scanCredentialProvider(options.credentials);
   const listingClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: listRanges + PROBES_IN_FLIGHT_MAX });
-  const headClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: Math.ceil(concurrency / pipelining), pipelining });
+  // HEADs on connections of their own (head-pool.ts: one write per connection per turn of the event loop, answers
+  // read with a few indexOf); GetObjectTagging, for the few objects with tags, through the S3Client.
+  const headConnections = Math.ceil(concurrency / pipelining);
+  const headPool = new HeadPool({ endpoint: options.endpoint, region: options.region ?? 'us-east-1', credentials, connections: headConnections, pipelining, signal: options.signal });
+  const headClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: headConnections, pipelining });
   const progress: ScanProgress = { mode: requested, objects: 0, listed: 0, listingDone: false, elapsedMs: 0, done: false };
   const started = performance.now();
   const report = (): void => {
@@ -185,7 +190,7 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
           } else {
             // Head mode, or 'auto' undecided: a HEAD that succeeds on an entry listed without metadata decides 'head'.
             const pending = slots.run(async () => {
-              const headed = await headObject(headClient, options, object);
+              const headed = await headObject(headPool, headClient, options, object);
               if (progress.mode === 'auto' && headed?.userMetadata !== undefined) progress.mode = 'head'; // read, not listed-only
               return headed;
             });
@@ -214,7 +219,7 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
     if (timer !== undefined) clearInterval(timer);
     progress.done = true;
     report();
-    await Promise.all([listingClient.close(), headClient.close()]);
+    await Promise.all([listingClient.close(), headClient.close(), headPool.close()]);
   }
 }
 
@@ -341,10 +346,10 @@ function withListedMetadata(object: ListedObject): ScannedObject {
  * listing shows it, as list mode gives it; one whose HEAD is allowed but
  * whose tags are not comes without tags.
  */
-async function headObject(client: S3Client, options: ScanOptions, object: ListedObject): Promise<ScannedObject | undefined> {
+async function headObject(heads: HeadPool, client: S3Client, options: ScanOptions, object: ListedObject): Promise<ScannedObject | undefined> {
   let headers: Record<string, string>;
   try {
-    ({ headers } = await client.headObject(options.bucket, object.key, { signal: options.signal }));
+    ({ headers } = await heads.headObject(options.bucket, object.key));
   } catch (error) {
     if (error instanceof S3RequestError && error.status === 404) return undefined;
     if (error instanceof S3RequestError && error.status === 403) return listedOnly(object);
