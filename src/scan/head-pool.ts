@@ -19,14 +19,14 @@
  * `Connection: close`, a reset) sends its unanswered HEADs again on another
  * (HEAD is idempotent), each at most HEAD_ATTEMPTS_MAX times in all. A
  * connection silent for `timeoutMs` with requests outstanding fails them.
- * Requests are signed (SigV4, header auth) when they are written.
+ * Requests are signed (SigV4, header auth, request-signer.ts) when they are written.
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { RefreshingCredentials, type AwsCredentials, type CredentialProvider } from '../client/credentials/refreshing-credentials.ts';
 import { errorFromResponse } from '../client/response.ts';
 import type { ObjectResponse } from '../client/s3-client.ts';
-import { EMPTY_SHA256, SigV4Signer, encodeComponent, encodeKeyPath } from '../client/sigv4-signer.ts';
+import { encodeComponent, encodeKeyPath } from '../client/sigv4-signer.ts';
+import { EMPTY_SHA256, type ScanRequestSigner } from './request-signer.ts';
 import { assert } from '../util/assert.ts';
 
 /** Tries per HEAD when connections close under it (a server's keep-alive limit, a restart). */
@@ -40,8 +40,8 @@ const EMPTY = Buffer.alloc(0);
 export interface HeadPoolOptions {
   /** 'http://127.0.0.1:9000' or https (scheme, host, port). */
   endpoint: string;
-  region: string;
-  credentials: CredentialProvider;
+  /** Signs for the endpoint's host. */
+  signer: ScanRequestSigner;
   /** Connections at most. */
   connections: number;
   /** HEADs on one connection before the earlier ones are answered. */
@@ -65,10 +65,7 @@ export class HeadPool {
   readonly #hostname: string;
   readonly #port: number;
   readonly #tls: boolean;
-  readonly #region: string;
-  readonly #credentials: RefreshingCredentials;
-  #signer: SigV4Signer | undefined;
-  #signerCredentials: AwsCredentials | undefined;
+  readonly #signer: ScanRequestSigner;
   readonly #connectionsMax: number;
   readonly #pipelining: number;
   readonly #timeoutMs: number;
@@ -87,8 +84,8 @@ export class HeadPool {
     this.#hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
     this.#tls = url.protocol === 'https:';
     this.#port = url.port === '' ? (this.#tls ? 443 : 80) : Number(url.port);
-    this.#region = options.region;
-    this.#credentials = new RefreshingCredentials(options.credentials);
+    this.#signer = options.signer;
+    assert(this.#signer.host === this.#host, 'head pool: the signer signs for the endpoint');
     this.#connectionsMax = options.connections;
     this.#pipelining = options.pipelining;
     this.#timeoutMs = options.timeoutMs ?? HEAD_TIMEOUT_MS_DEFAULT;
@@ -104,8 +101,8 @@ export class HeadPool {
       if (this.#closed) return reject(new Error('head pool: closed'));
       const head: Head = { path: `/${encodeComponent(bucket)}/${encodeKeyPath(key)}`, resolve, reject, attempts: 0 };
       // Fixed or fresh keys: at once; a first fetch or an expired set is waited for before the HEAD takes a place in line.
-      if (this.#credentials.peek() !== undefined) this.#dispatch(head);
-      else this.#credentials.get().then(() => (this.#closed ? reject(new Error('head pool: closed')) : this.#dispatch(head)), reject);
+      if (this.#signer.ready) this.#dispatch(head);
+      else this.#signer.keys().then(() => (this.#closed ? reject(new Error('head pool: closed')) : this.#dispatch(head)), reject);
     });
   }
 
@@ -132,17 +129,9 @@ export class HeadPool {
   }
 
   #requestText(head: Head): string {
-    // headObject waited for keys when there were none; a HEAD sent again after they expired signs with the last ones.
-    const credentials = this.#credentials.peek() ?? this.#signerCredentials!;
-    if (this.#signerCredentials !== credentials || this.#signer === undefined) {
-      this.#signer = new SigV4Signer({ accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey, region: this.#region });
-      this.#signerCredentials = credentials;
-    }
-    const token = credentials.sessionToken;
-    const signed = token === undefined ? undefined : [['x-amz-security-token', token] as const];
-    const signature = this.#signer.sign({ method: 'HEAD', path: head.path, query: '', host: this.#host, headers: signed, payloadHash: EMPTY_SHA256 });
-    const tokenLine = token === undefined ? '' : `x-amz-security-token: ${token}\r\n`;
-    return `HEAD ${head.path} HTTP/1.1\r\nhost: ${this.#host}\r\nx-amz-date: ${signature.amzDate}\r\nx-amz-content-sha256: ${EMPTY_SHA256}\r\nauthorization: ${signature.authorization}\r\n${tokenLine}\r\n`;
+    const signed = this.#signer.sign('HEAD', head.path, '');
+    const tokenLine = signed.sessionToken === undefined ? '' : `x-amz-security-token: ${signed.sessionToken}\r\n`;
+    return `HEAD ${head.path} HTTP/1.1\r\nhost: ${this.#host}\r\nx-amz-date: ${signed.amzDate}\r\nx-amz-content-sha256: ${EMPTY_SHA256}\r\nauthorization: ${signed.authorization}\r\n${tokenLine}\r\n`;
   }
 
   #open(): HeadConnection {

@@ -22,6 +22,8 @@ import { LIST_KEYS_MAX } from '../util/limits.ts';
 import { scanCredentialProvider, type StaticCredentials } from './credentials.ts';
 import { receivePage, type ListedObject, type ReceivedPage, type ScannedPage } from './listing-page.ts';
 import { HeadPool } from './head-pool.ts';
+import { ListingClient } from './listing-client.ts';
+import { ScanRequestSigner } from './request-signer.ts';
 import { PROBES_IN_FLIGHT_MAX } from './key-space.ts';
 import { listRemainingInParallel, type PageRequest } from './parallel-listing.ts';
 
@@ -145,16 +147,18 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
   if (!Number.isInteger(pipelining) || pipelining < 1 || pipelining > PIPELINING_MAX) {
     throw new RangeError(`pipelining must be an integer from 1 to ${PIPELINING_MAX}, not ${pipelining}`);
   }
-  // Two pools. The listing's: a range or a probe per connection, a page never queued behind HEADs. The HEADs':
-  // `pipelining` to a connection (a pool opens a connection for every request dispatched while the others are
-  // still connecting, so the cap, not the pipelining alone, keeps the first burst of HEADs on a few connections).
+  // Three pools. The listing's: a range or a probe per connection, a page never queued behind HEADs. The HEADs':
+  // `pipelining` to a connection, on connections of their own (head-pool.ts: one write per connection per turn
+  // of the event loop, answers read with a few indexOf). The listing goes over node:http (listing-client.ts:
+  // undici's WebAssembly parser costs a fresh process ~0.1 s of CPU to compile). GetObjectTagging, for the
+  // objects HEAD says have tags, through the S3Client.
   const credentials = scanCredentialProvider(options.credentials);
-  const listingClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: listRanges + PROBES_IN_FLIGHT_MAX });
-  // HEADs on connections of their own (head-pool.ts: one write per connection per turn of the event loop, answers
-  // read with a few indexOf); GetObjectTagging, for the few objects with tags, through the S3Client.
   const headConnections = Math.ceil(concurrency / pipelining);
-  const headPool = new HeadPool({ endpoint: options.endpoint, region: options.region ?? 'us-east-1', credentials, connections: headConnections, pipelining, signal: options.signal });
-  const headClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: headConnections, pipelining });
+  // First: it checks the endpoint (http(s), no path) and says what is wrong with it.
+  const taggingClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: headConnections });
+  const signer = new ScanRequestSigner(new URL(options.endpoint).host, options.region ?? 'us-east-1', credentials);
+  const listingClient = new ListingClient({ endpoint: options.endpoint, signer, connections: listRanges + PROBES_IN_FLIGHT_MAX });
+  const headPool = new HeadPool({ endpoint: options.endpoint, signer, connections: headConnections, pipelining, signal: options.signal });
   const progress: ScanProgress = { mode: requested, objects: 0, listed: 0, listingDone: false, elapsedMs: 0, done: false };
   const started = performance.now();
   const report = (): void => {
@@ -190,7 +194,7 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
           } else {
             // Head mode, or 'auto' undecided: a HEAD that succeeds on an entry listed without metadata decides 'head'.
             const pending = slots.run(async () => {
-              const headed = await headObject(headPool, headClient, options, object);
+              const headed = await headObject(headPool, taggingClient, options, object);
               if (progress.mode === 'auto' && headed?.userMetadata !== undefined) progress.mode = 'head'; // read, not listed-only
               return headed;
             });
@@ -219,7 +223,7 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
     if (timer !== undefined) clearInterval(timer);
     progress.done = true;
     report();
-    await Promise.all([listingClient.close(), headClient.close(), headPool.close()]);
+    await Promise.all([listingClient.close(), taggingClient.close(), headPool.close()]);
   }
 }
 
@@ -273,7 +277,7 @@ function notePage(page: ScannedPage, progress: ScanProgress, listing: ListingSta
   if (progress.mode === 'auto' && listing.metadataSeen) progress.mode = 'list';
 }
 
-async function* listPages(client: S3Client, options: ScanOptions, progress: ScanProgress, listing: ListingState): AsyncGenerator<ScannedPage> {
+async function* listPages(client: ListingClient, options: ScanOptions, progress: ScanProgress, listing: ListingState): AsyncGenerator<ScannedPage> {
   const prefix = options.prefix ?? '';
   const fetchPage = async (request: PageRequest): Promise<ReceivedPage> => {
     const metadata = progress.mode === 'list' || progress.mode === 'auto';
