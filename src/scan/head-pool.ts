@@ -17,7 +17,8 @@
  * connections at most, `pipelining` requests on each; requests beyond that
  * wait in order. A connection that closes (the server's keep-alive timeout,
  * `Connection: close`, a reset) sends its unanswered HEADs again on another
- * (HEAD is idempotent), each at most HEAD_ATTEMPTS_MAX times in all. A
+ * (HEAD is idempotent); a HEAD that was the first unanswered one on
+ * HEAD_ATTEMPTS_MAX connections lost without `Connection: close` fails. A
  * connection silent for `timeoutMs` with requests outstanding fails them.
  * Requests are signed (SigV4, header auth, request-signer.ts) when they are written.
  */
@@ -29,7 +30,7 @@ import { encodeComponent, encodeKeyPath } from '../client/sigv4-signer.ts';
 import { EMPTY_SHA256, type ScanRequestSigner } from './request-signer.ts';
 import { assert } from '../util/assert.ts';
 
-/** Tries per HEAD when connections close under it (a server's keep-alive limit, a restart). */
+/** Connections a HEAD may be first in line on when they are lost (a server's keep-alive timeout, a restart). */
 export const HEAD_ATTEMPTS_MAX = 3;
 /** Longest silence on a connection with HEADs outstanding (connecting included). */
 export const HEAD_TIMEOUT_MS_DEFAULT = 30_000;
@@ -57,6 +58,7 @@ interface Head {
   readonly path: string;
   readonly resolve: (response: ObjectResponse) => void;
   readonly reject: (error: Error) => void;
+  /** Connections lost while this HEAD was the first unanswered one on them (it may be what the server choked on). */
   attempts: number;
 }
 
@@ -124,7 +126,6 @@ export class HeadPool {
   }
 
   #send(connection: HeadConnection, head: Head): void {
-    head.attempts++;
     connection.send(head, this.#requestText(head));
   }
 
@@ -140,7 +141,7 @@ export class HeadPool {
       : netConnect({ host: this.#hostname, port: this.#port, noDelay: true });
     const connection = new HeadConnection(socket, this.#timeoutMs, {
       answered: (done) => this.#fill(done),
-      closed: (done, unanswered, error) => this.#closedConnection(done, unanswered, error),
+      closed: (done, unanswered, error, announced) => this.#closedConnection(done, unanswered, error, announced),
     });
     this.#connections.push(connection);
     return connection;
@@ -151,13 +152,16 @@ export class HeadPool {
     while (this.#waiting.length > 0 && connection.accepting && connection.outstanding < this.#pipelining) this.#send(connection, this.#waiting.shift()!);
   }
 
-  #closedConnection(connection: HeadConnection, unanswered: Head[], error: Error): void {
+  #closedConnection(connection: HeadConnection, unanswered: Head[], error: Error, announced: boolean): void {
     const index = this.#connections.indexOf(connection);
     if (index >= 0) this.#connections.splice(index, 1);
+    // After `Connection: close` the server reads no further request: those behind it lose nothing. A connection lost
+    // otherwise counts against the first unanswered HEAD only (the server may have read it; not those behind it).
+    if (!announced && unanswered.length > 0) unanswered[0]!.attempts++;
     // Unanswered HEADs go again, first in line (they were dispatched before the waiting ones).
     const again: Head[] = [];
     for (const head of unanswered) {
-      if (this.#closed || this.#signal?.aborted === true) head.reject(error);
+      if (this.#closed || this.#signal?.aborted === true || error instanceof HeadTimeoutError) head.reject(error);
       else if (head.attempts >= HEAD_ATTEMPTS_MAX) head.reject(error);
       else again.push(head);
     }
@@ -178,8 +182,8 @@ export class HeadPool {
 interface ConnectionEvents {
   /** An answer came: the connection may take another HEAD. */
   answered(connection: HeadConnection): void;
-  /** The connection is gone; `unanswered` were sent (or about to be) and got no answer. */
-  closed(connection: HeadConnection, unanswered: Head[], error: Error): void;
+  /** The connection is gone; `unanswered` were sent (or about to be) and got no answer; `announced`: by `Connection: close`. */
+  closed(connection: HeadConnection, unanswered: Head[], error: Error, announced: boolean): void;
 }
 
 /** One HTTP/1.1 connection carrying pipelined HEADs; answers come in the order the requests went. */
@@ -196,13 +200,15 @@ class HeadConnection {
   /** False once the server said it closes, or the socket went. */
   accepting = true;
   #gone = false;
+  /** The server's last answer said `Connection: close`. */
+  #announcedClose = false;
   #error: Error | undefined;
 
   constructor(socket: Socket, timeoutMs: number, events: ConnectionEvents) {
     this.#socket = socket;
     this.#events = events;
     socket.setTimeout(timeoutMs);
-    socket.on('timeout', () => this.destroy(new Error(`HEAD: no answer for ${timeoutMs} ms`)));
+    socket.on('timeout', () => this.destroy(new HeadTimeoutError(`HEAD: no answer for ${timeoutMs} ms`)));
     socket.on('data', (chunk: Buffer) => this.#receive(chunk));
     socket.on('error', (error) => (this.#error ??= error));
     socket.on('end', () => socket.end());
@@ -249,7 +255,10 @@ class HeadConnection {
       if (answer.status < 200) continue; // 1xx: the real answer follows
       const head = this.#sent.shift();
       if (head === undefined) return this.destroy(new Error('HEAD: an answer to no request'));
-      if (answer.closes) this.accepting = false;
+      if (answer.closes) {
+        this.accepting = false;
+        this.#announcedClose = true;
+      }
       if (answer.status >= 300) head.reject(errorFromResponse(answer.status, answer.headers, EMPTY));
       else head.resolve({ status: answer.status, headers: answer.headers });
       if (!this.accepting) {
@@ -269,8 +278,13 @@ class HeadConnection {
     this.#gone = true;
     this.accepting = false;
     this.#socket.destroy();
-    this.#events.closed(this, this.#sent.splice(0), error);
+    this.#events.closed(this, this.#sent.splice(0), error, this.#announcedClose);
   }
+}
+
+/** A connection silent too long: its HEADs fail, not sent again (the server is stuck, not gone). */
+class HeadTimeoutError extends Error {
+  override name = 'HeadTimeoutError';
 }
 
 interface ResponseHead {

@@ -17,7 +17,9 @@
  *   as listed (key, size, ETag, last-modified), as list mode yields it.
  * - `none`: the listing only (key, size, ETag, last-modified).
  */
-import { PIPELINING_MAX, S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
+import { S3RequestError } from '../client/response.ts';
+import type { S3Client } from '../client/s3-client.ts';
+import { userMetadata } from '../client/user-metadata.ts';
 import { LIST_KEYS_MAX } from '../util/limits.ts';
 import { scanCredentialProvider, type StaticCredentials } from './credentials.ts';
 import { receivePage, type ListedObject, type ReceivedPage, type ScannedPage } from './listing-page.ts';
@@ -52,6 +54,8 @@ export const SCAN_CONCURRENCY_MAX = 1024;
  * HEAD waiting on its disk would hold up those behind it.
  */
 export const LOOPBACK_PIPELINING_DEFAULT = 16;
+/** As the S3Client's PIPELINING_MAX (not imported: see TaggingClient): a deeper queue on one connection only waits behind its head. */
+const PIPELINING_MAX = 64;
 
 export interface ScanOptions {
   /** 'http://127.0.0.1:9000' (scheme, host, port). */
@@ -157,11 +161,11 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
   // `pipelining` to a connection, on connections of their own (head-pool.ts: one write per connection per turn
   // of the event loop, answers read with a few indexOf). The listing goes over node:http (listing-client.ts:
   // undici's WebAssembly parser costs a fresh process ~0.1 s of CPU to compile). GetObjectTagging, for the
-  // objects HEAD says have tags, through the S3Client.
+  // objects HEAD says have tags, through the S3Client, loaded on the first of them (TaggingClient).
+  checkEndpoint(options.endpoint);
   const credentials = scanCredentialProvider(options.credentials);
   const headConnections = Math.ceil(concurrency / pipelining);
-  // First: it checks the endpoint (http(s), no path) and says what is wrong with it.
-  const taggingClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: headConnections });
+  const taggingClient = new TaggingClient({ endpoint: options.endpoint, region: options.region, credentials, connections: headConnections });
   const signer = new ScanRequestSigner(new URL(options.endpoint).host, options.region ?? 'us-east-1', credentials);
   const listingClient = new ListingClient({ endpoint: options.endpoint, signer, connections: listRanges + PROBES_IN_FLIGHT_MAX });
   const headPool = new HeadPool({ endpoint: options.endpoint, signer, connections: headConnections, pipelining, signal: options.signal });
@@ -230,6 +234,38 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
     progress.done = true;
     report();
     await Promise.all([listingClient.close(), taggingClient.close(), headPool.close()]);
+  }
+}
+
+/** The S3Client's rule (http or https; scheme, host and port only), checked before any request. */
+function checkEndpoint(endpoint: string): void {
+  const url = new URL(endpoint);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`endpoint must be http(s): ${endpoint}`);
+  if (url.pathname !== '/' || url.search !== '' || url.username !== '') throw new TypeError(`endpoint takes no path, query or user: ${endpoint}`);
+}
+
+/**
+ * GetObjectTagging, for the objects HEAD says have tags, through an S3Client
+ * made on the first one. Not before: importing the S3Client loads undici,
+ * which touches the global Headers and so has node load its own undici and
+ * compile that one's WebAssembly HTTP parser (~0.1 s of CPU on background
+ * threads), which a walk without tags never needs.
+ */
+class TaggingClient {
+  readonly #options: ConstructorParameters<typeof S3Client>[0];
+  #client: Promise<S3Client> | undefined;
+
+  constructor(options: ConstructorParameters<typeof S3Client>[0]) {
+    this.#options = options;
+  }
+
+  async getObjectTagging(bucket: string, key: string, options: { signal?: AbortSignal }): Promise<{ key: string; value: string }[]> {
+    this.#client ??= import('../client/s3-client.ts').then(({ S3Client }) => new S3Client(this.#options));
+    return (await this.#client).getObjectTagging(bucket, key, options);
+  }
+
+  async close(): Promise<void> {
+    if (this.#client !== undefined) await (await this.#client).close();
   }
 }
 
@@ -356,7 +392,7 @@ function withListedMetadata(object: ListedObject): ScannedObject {
  * listing shows it, as list mode gives it; one whose HEAD is allowed but
  * whose tags are not comes without tags.
  */
-async function headObject(heads: HeadPool, client: S3Client, options: ScanOptions, object: ListedObject): Promise<ScannedObject | undefined> {
+async function headObject(heads: HeadPool, client: TaggingClient, options: ScanOptions, object: ListedObject): Promise<ScannedObject | undefined> {
   let headers: Record<string, string>;
   try {
     ({ headers } = await heads.headObject(options.bucket, object.key));
