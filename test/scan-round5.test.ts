@@ -11,8 +11,9 @@
  * - The pool against a server that closes connections under pipelined HEADs
  *   (`Connection: close` after every few answers, the rest of the pipeline
  *   dropped): every object, once, in order, with its metadata read as
- *   before (values trimmed, a repeated header joined with ", ", UTF-8
- *   decoded). This part guards the new transport; the undici pool passed it too.
+ *   the undici pool read it (leading spaces dropped, trailing ones kept, a
+ *   repeated header joined with ", ", UTF-8 decoded). This part guards the
+ *   new transport; the undici pool passed it too.
  *
  * The output itself is unchanged: scan-pipelining.test.ts compares head and
  * list walks object for object, toolkit-scan.test.ts the CLI's lines.
@@ -180,8 +181,8 @@ describe('the HEAD pool when the server closes connections', () => {
         size: 3,
         etag: 'e0123',
         lastModified: '2026-12-06T00:00:00.000Z',
-        contentType: 'text/plain',
-        userMetadata: { index: '123', place: 'Zürich', twice: 'a, b' },
+        contentType: 'text/plain ',
+        userMetadata: { index: '123', place: 'Zürich', twice: 'a, b\t' },
         tags: {},
       });
       // Pipelined HEADs behind a closing answer were sent again on other connections.

@@ -298,8 +298,10 @@ const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: |$)/;
 
 /**
  * An answer's status line and headers, text[start, end) (latin1). Names
- * lower-cased; values trimmed of spaces and tabs; a repeated header's values
- * joined with ', ' (as the undici pool's answers were, flattenHeaders).
+ * lower-cased; values without leading spaces and tabs (trailing ones kept, as
+ * llhttp keeps them: the scan's output is what it was over undici, and what
+ * a listing of the same metadata shows); a repeated header's values joined
+ * with ', ' (as flattenHeaders joined undici's).
  * Undefined when it is not HTTP/1.x.
  */
 function parseResponseHead(text: string, start: number, end: number): ResponseHead | undefined {
@@ -316,7 +318,7 @@ function parseResponseHead(text: string, start: number, end: number): ResponseHe
     const colon = text.indexOf(':', position);
     if (colon <= position || colon > next) return undefined;
     const name = text.slice(position, colon).toLowerCase();
-    const value = trimmed(text, colon + 1, next);
+    const value = withoutLeadingSpace(text, colon + 1, next);
     if (name === 'connection') closes = /(?:^|,)\s*close\s*(?:,|$)/i.test(value) || (status[1] === '0' && !/keep-alive/i.test(value));
     if (name === '__proto__') {
       // As undici gave it: an own property, not the prototype.
@@ -330,9 +332,8 @@ function parseResponseHead(text: string, start: number, end: number): ResponseHe
   return { status: Number(status[2]), headers, closes };
 }
 
-function trimmed(text: string, from: number, to: number): string {
+function withoutLeadingSpace(text: string, from: number, to: number): string {
   while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
-  while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to--;
   return text.slice(from, to);
 }
 
