@@ -72,6 +72,7 @@ export class HeadPool {
   readonly #pipelining: number;
   readonly #timeoutMs: number;
   readonly #signal: AbortSignal | undefined;
+  readonly #onAbort = (): void => this.#abortAll(abortReason(this.#signal!));
   readonly #connections: HeadConnection[] = [];
   /** HEADs waiting for room on a connection, in dispatch order. */
   readonly #waiting: Head[] = [];
@@ -92,7 +93,7 @@ export class HeadPool {
     this.#pipelining = options.pipelining;
     this.#timeoutMs = options.timeoutMs ?? HEAD_TIMEOUT_MS_DEFAULT;
     this.#signal = options.signal;
-    this.#signal?.addEventListener('abort', () => this.#abortAll(abortReason(this.#signal!)), { once: true });
+    this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
 
   /** HEAD /bucket/key: status and headers (lower-case names, latin1 values as on the wire); a non-2xx answer rejects with S3RequestError. */
@@ -111,18 +112,24 @@ export class HeadPool {
   /** Closes every connection (call when no HEAD is outstanding; any still waiting fails). */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#abortAll(new Error('head pool: closed'));
   }
 
   #dispatch(head: Head): void {
-    // The connection with the fewest outstanding; a new one while all are full and the cap allows.
+    const connection = this.#withRoom();
+    if (connection === undefined) this.#waiting.push(head);
+    else this.#send(connection, head);
+  }
+
+  /** The connection with the fewest outstanding HEADs below the pipelining depth; a new one while all are full and the cap allows. */
+  #withRoom(): HeadConnection | undefined {
     let best: HeadConnection | undefined;
     for (const connection of this.#connections) {
       if (connection.accepting && connection.outstanding < this.#pipelining && (best === undefined || connection.outstanding < best.outstanding)) best = connection;
     }
     if (best === undefined && this.#connections.length < this.#connectionsMax) best = this.#open();
-    if (best === undefined) this.#waiting.push(head);
-    else this.#send(best, head);
+    return best;
   }
 
   #send(connection: HeadConnection, head: Head): void {
@@ -167,9 +174,9 @@ export class HeadPool {
     }
     this.#waiting.unshift(...again);
     while (this.#waiting.length > 0 && !this.#closed) {
-      const before = this.#waiting.length;
-      this.#dispatch(this.#waiting.shift()!);
-      if (this.#waiting.length === before) break; // it went back to waiting: every connection is full
+      const roomy = this.#withRoom();
+      if (roomy === undefined) break;
+      this.#send(roomy, this.#waiting.shift()!);
     }
   }
 
