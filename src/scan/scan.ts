@@ -182,7 +182,7 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
     const pages = listPages(listingClient, options, progress, listing);
     // Head mode: HEADs are queued in key order and yielded in that order; at most `concurrency` are in flight,
     // and up to REORDER_WINDOW_FACTOR x that many wait finished behind a slow one, so one slow HEAD does not idle the rest.
-    const window: Promise<ScannedObject | undefined>[] = [];
+    const window: WindowEntry[] = [];
     const slots = new Slots(concurrency);
     for await (const page of pages) {
       const batch: ScannedObject[] = [];
@@ -193,7 +193,7 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
           // 'auto' turned 'list' behind HEADs still in flight: those come first, in key order.
           if ((progress.mode === 'list' || progress.mode === 'none') && window.length > 0) {
             while (window.length > 0) {
-              const done = await window.shift()!;
+              const done = await window.shift()!.promise;
               if (done !== undefined) batch.push(done);
             }
           }
@@ -203,22 +203,25 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
             batch.push(listedObject(object, listing));
           } else {
             // Head mode, or 'auto' undecided: a HEAD that succeeds on an entry listed without metadata decides 'head'.
-            const pending = slots.run(async () => {
+            const entry: WindowEntry = { promise: undefined!, answered: false, object: undefined };
+            entry.promise = slots.run(async () => {
               const headed = await headObject(headPool, taggingClient, options, object);
               if (progress.mode === 'auto' && headed?.userMetadata !== undefined) progress.mode = 'head'; // read, not listed-only
+              entry.object = headed;
+              entry.answered = true;
               return headed;
             });
             // Awaited in order later; a failure meanwhile must not count as unhandled.
-            pending.catch(() => undefined);
-            window.push(pending);
+            entry.promise.catch(() => undefined);
+            window.push(entry);
             if (window.length >= concurrency * REORDER_WINDOW_FACTOR) {
-              const done = await window.shift()!;
-              // Handed over at once, as it comes: a HEAD costs far more than a yield, and a caller acting on
-              // each object (or a person watching) should not wait for the rest of the page.
-              if (done !== undefined) {
-                batch.push(done);
-                yield countOf(progress, batch.splice(0));
-              }
+              const done = await window.shift()!.promise;
+              if (done !== undefined) batch.push(done);
+              // Handed over at once, as it comes, with those behind it already answered (answers arrive several
+              // to a read): a caller acting on each object (or a person watching) should not wait for the rest
+              // of the page, and a yield (and the CLI's write) per object cost more than one per run of them.
+              takeAnswered(window, batch);
+              if (batch.length > 0) yield countOf(progress, batch.splice(0));
             }
           }
         }
@@ -226,8 +229,11 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
       if (batch.length > 0) yield countOf(progress, batch);
     }
     while (window.length > 0) {
-      const done = await window.shift()!;
-      if (done !== undefined) yield countOf(progress, [done]);
+      const batch: ScannedObject[] = [];
+      const done = await window.shift()!.promise;
+      if (done !== undefined) batch.push(done);
+      takeAnswered(window, batch);
+      if (batch.length > 0) yield countOf(progress, batch);
     }
   } finally {
     if (timer !== undefined) clearInterval(timer);
@@ -273,6 +279,22 @@ class TaggingClient {
 export function isLoopback(endpoint: string): boolean {
   const host = new URL(endpoint).hostname;
   return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** A HEAD in head mode's reorder window: awaited in key order; `object` set once answered, to be taken without an await. */
+interface WindowEntry {
+  promise: Promise<ScannedObject | undefined>;
+  answered: boolean;
+  /** Undefined when answered too: the object was deleted since it was listed. */
+  object: ScannedObject | undefined;
+}
+
+/** Moves the HEADs at the front of the window that are answered already into `batch`, in order. */
+function takeAnswered(window: WindowEntry[], batch: ScannedObject[]): void {
+  while (window.length > 0 && window[0]!.answered) {
+    const { object } = window.shift()!;
+    if (object !== undefined) batch.push(object);
+  }
 }
 
 function countOf(progress: ScanProgress, batch: ScannedObject[]): ScannedObject[] {
