@@ -22,6 +22,8 @@ import { ERROR_BODY_BYTES_MAX, ResponseCollector, S3RequestError, errorFromRespo
 import { EMPTY_SHA256, SigV4Signer, UNSIGNED_PAYLOAD, canonicalQueryString, encodeComponent, encodeKeyPath } from './sigv4-signer.ts';
 
 export { S3RequestError };
+// In a module of its own so that `talus scan` can read HEAD answers without loading undici (src/scan/scan.ts).
+export { userMetadata } from './user-metadata.ts';
 export type { AwsCredentials, CredentialProvider, ListObjectsOptions, ListObjectsPage, ListedObjectsPage, ListedPart };
 
 export const CONNECTIONS_DEFAULT = 64;
@@ -446,17 +448,6 @@ function metadataHeaders(metadata: Record<string, string>): [string, string][] {
     headers.push([`x-amz-meta-${lower}`, ASCII.test(value) ? value : Buffer.from(value, 'utf8').toString('latin1')]);
   }
   return headers;
-}
-
-/** User metadata of a GET or HEAD response, names without the prefix, values decoded as UTF-8. */
-export function userMetadata(headers: Record<string, string>): Record<string, string> {
-  const metadata: Record<string, string> = {};
-  for (const name in headers) {
-    if (!name.startsWith('x-amz-meta-')) continue;
-    const value = headers[name]!;
-    metadata[name.slice('x-amz-meta-'.length)] = ASCII.test(value) ? value : Buffer.from(value, 'latin1').toString('utf8');
-  }
-  return metadata;
 }
 
 function checkedInteger(name: string, value: number, min: number, max: number): number {

@@ -17,10 +17,15 @@
  *   as listed (key, size, ETag, last-modified), as list mode yields it.
  * - `none`: the listing only (key, size, ETag, last-modified).
  */
-import { PIPELINING_MAX, S3Client, S3RequestError, userMetadata } from '../client/s3-client.ts';
+import { S3RequestError } from '../client/response.ts';
+import type { S3Client } from '../client/s3-client.ts';
+import { userMetadata } from '../client/user-metadata.ts';
 import { LIST_KEYS_MAX } from '../util/limits.ts';
 import { scanCredentialProvider, type StaticCredentials } from './credentials.ts';
 import { receivePage, type ListedObject, type ReceivedPage, type ScannedPage } from './listing-page.ts';
+import { HeadPool } from './head-pool.ts';
+import { ListingClient } from './listing-client.ts';
+import { ScanRequestSigner } from './request-signer.ts';
 import { PROBES_IN_FLIGHT_MAX } from './key-space.ts';
 import { listRemainingInParallel, type PageRequest } from './parallel-listing.ts';
 
@@ -39,10 +44,18 @@ export const SCAN_CONCURRENCY_MAX = 1024;
  * what a HEAD costs each is mostly reading and writing its few hundred
  * bytes; 8 per connection halved it (10 000 HEADs from 64 in flight, 2
  * shared cores: scanner 73–84 → 43–54 µs, Talus 131–153 → 81–96 µs CPU per
- * HEAD). Elsewhere 1: a remote server answers a connection's requests one
- * after the other, so a HEAD waiting on its disk would hold up the 7 behind it.
+ * HEAD). Since the HEAD pool writes a connection's requests of one turn in
+ * one write (head-pool.ts), deeper pipelining saves a little more (cold
+ * 10 000-object walks, alternated, medians of 4–6: 8 per connection,
+ * scanner 61 and Talus 72 µs per HEAD; 16: 58 and 71; 32: 54 and 66). 16,
+ * not 32: 64 in flight would then use 2 connections, 2 of a multi-worker
+ * server's workers. Elsewhere 1: a
+ * remote server answers a connection's requests one after the other, so a
+ * HEAD waiting on its disk would hold up those behind it.
  */
-export const LOOPBACK_PIPELINING_DEFAULT = 8;
+export const LOOPBACK_PIPELINING_DEFAULT = 16;
+/** As the S3Client's PIPELINING_MAX (not imported: see TaggingClient): a deeper queue on one connection only waits behind its head. */
+const PIPELINING_MAX = 64;
 
 export interface ScanOptions {
   /** 'http://127.0.0.1:9000' (scheme, host, port). */
@@ -144,12 +157,18 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
   if (!Number.isInteger(pipelining) || pipelining < 1 || pipelining > PIPELINING_MAX) {
     throw new RangeError(`pipelining must be an integer from 1 to ${PIPELINING_MAX}, not ${pipelining}`);
   }
-  // Two pools. The listing's: a range or a probe per connection, a page never queued behind HEADs. The HEADs':
-  // `pipelining` to a connection (a pool opens a connection for every request dispatched while the others are
-  // still connecting, so the cap, not the pipelining alone, keeps the first burst of HEADs on a few connections).
+  // Three pools. The listing's: a range or a probe per connection, a page never queued behind HEADs. The HEADs':
+  // `pipelining` to a connection, on connections of their own (head-pool.ts: one write per connection per turn
+  // of the event loop, answers read with a few indexOf). The listing goes over node:http (listing-client.ts:
+  // undici's WebAssembly parser costs a fresh process ~0.1 s of CPU to compile). GetObjectTagging, for the
+  // objects HEAD says have tags, through the S3Client, loaded on the first of them (TaggingClient).
+  checkEndpoint(options.endpoint);
   const credentials = scanCredentialProvider(options.credentials);
-  const listingClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: listRanges + PROBES_IN_FLIGHT_MAX });
-  const headClient = new S3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: Math.ceil(concurrency / pipelining), pipelining });
+  const headConnections = Math.ceil(concurrency / pipelining);
+  const taggingClient = new TaggingClient({ endpoint: options.endpoint, region: options.region, credentials, connections: headConnections });
+  const signer = new ScanRequestSigner(new URL(options.endpoint).host, options.region ?? 'us-east-1', credentials);
+  const listingClient = new ListingClient({ endpoint: options.endpoint, signer, connections: listRanges + PROBES_IN_FLIGHT_MAX });
+  const headPool = new HeadPool({ endpoint: options.endpoint, signer, connections: headConnections, pipelining, signal: options.signal });
   const progress: ScanProgress = { mode: requested, objects: 0, listed: 0, listingDone: false, elapsedMs: 0, done: false };
   const started = performance.now();
   const report = (): void => {
@@ -163,7 +182,7 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
     const pages = listPages(listingClient, options, progress, listing);
     // Head mode: HEADs are queued in key order and yielded in that order; at most `concurrency` are in flight,
     // and up to REORDER_WINDOW_FACTOR x that many wait finished behind a slow one, so one slow HEAD does not idle the rest.
-    const window: Promise<ScannedObject | undefined>[] = [];
+    const window: WindowEntry[] = [];
     const slots = new Slots(concurrency);
     for await (const page of pages) {
       const batch: ScannedObject[] = [];
@@ -174,7 +193,7 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
           // 'auto' turned 'list' behind HEADs still in flight: those come first, in key order.
           if ((progress.mode === 'list' || progress.mode === 'none') && window.length > 0) {
             while (window.length > 0) {
-              const done = await window.shift()!;
+              const done = await window.shift()!.promise;
               if (done !== undefined) batch.push(done);
             }
           }
@@ -184,22 +203,25 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
             batch.push(listedObject(object, listing));
           } else {
             // Head mode, or 'auto' undecided: a HEAD that succeeds on an entry listed without metadata decides 'head'.
-            const pending = slots.run(async () => {
-              const headed = await headObject(headClient, options, object);
+            const entry: WindowEntry = { promise: undefined!, answered: false, object: undefined };
+            entry.promise = slots.run(async () => {
+              const headed = await headObject(headPool, taggingClient, options, object);
               if (progress.mode === 'auto' && headed?.userMetadata !== undefined) progress.mode = 'head'; // read, not listed-only
+              entry.object = headed;
+              entry.answered = true;
               return headed;
             });
             // Awaited in order later; a failure meanwhile must not count as unhandled.
-            pending.catch(() => undefined);
-            window.push(pending);
+            entry.promise.catch(() => undefined);
+            window.push(entry);
             if (window.length >= concurrency * REORDER_WINDOW_FACTOR) {
-              const done = await window.shift()!;
-              // Handed over at once, as it comes: a HEAD costs far more than a yield, and a caller acting on
-              // each object (or a person watching) should not wait for the rest of the page.
-              if (done !== undefined) {
-                batch.push(done);
-                yield countOf(progress, batch.splice(0));
-              }
+              const done = await window.shift()!.promise;
+              if (done !== undefined) batch.push(done);
+              // Handed over at once, as it comes, with those behind it already answered (answers arrive several
+              // to a read): a caller acting on each object (or a person watching) should not wait for the rest
+              // of the page, and a yield (and the CLI's write) per object cost more than one per run of them.
+              takeAnswered(window, batch);
+              if (batch.length > 0) yield countOf(progress, batch.splice(0));
             }
           }
         }
@@ -207,14 +229,49 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
       if (batch.length > 0) yield countOf(progress, batch);
     }
     while (window.length > 0) {
-      const done = await window.shift()!;
-      if (done !== undefined) yield countOf(progress, [done]);
+      const batch: ScannedObject[] = [];
+      const done = await window.shift()!.promise;
+      if (done !== undefined) batch.push(done);
+      takeAnswered(window, batch);
+      if (batch.length > 0) yield countOf(progress, batch);
     }
   } finally {
     if (timer !== undefined) clearInterval(timer);
     progress.done = true;
     report();
-    await Promise.all([listingClient.close(), headClient.close()]);
+    await Promise.all([listingClient.close(), taggingClient.close(), headPool.close()]);
+  }
+}
+
+/** The S3Client's rule (http or https; scheme, host and port only), checked before any request. */
+function checkEndpoint(endpoint: string): void {
+  const url = new URL(endpoint);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`endpoint must be http(s): ${endpoint}`);
+  if (url.pathname !== '/' || url.search !== '' || url.username !== '') throw new TypeError(`endpoint takes no path, query or user: ${endpoint}`);
+}
+
+/**
+ * GetObjectTagging, for the objects HEAD says have tags, through an S3Client
+ * made on the first one. Not before: importing the S3Client loads undici,
+ * which touches the global Headers and so has node load its own undici and
+ * compile that one's WebAssembly HTTP parser (~0.1 s of CPU on background
+ * threads), which a walk without tags never needs.
+ */
+class TaggingClient {
+  readonly #options: ConstructorParameters<typeof S3Client>[0];
+  #client: Promise<S3Client> | undefined;
+
+  constructor(options: ConstructorParameters<typeof S3Client>[0]) {
+    this.#options = options;
+  }
+
+  async getObjectTagging(bucket: string, key: string, options: { signal?: AbortSignal }): Promise<{ key: string; value: string }[]> {
+    this.#client ??= import('../client/s3-client.ts').then(({ S3Client }) => new S3Client(this.#options));
+    return (await this.#client).getObjectTagging(bucket, key, options);
+  }
+
+  async close(): Promise<void> {
+    if (this.#client !== undefined) await (await this.#client).close();
   }
 }
 
@@ -222,6 +279,22 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
 export function isLoopback(endpoint: string): boolean {
   const host = new URL(endpoint).hostname;
   return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** A HEAD in head mode's reorder window: awaited in key order; `object` set once answered, to be taken without an await. */
+interface WindowEntry {
+  promise: Promise<ScannedObject | undefined>;
+  answered: boolean;
+  /** Undefined when answered too: the object was deleted since it was listed. */
+  object: ScannedObject | undefined;
+}
+
+/** Moves the HEADs at the front of the window that are answered already into `batch`, in order. */
+function takeAnswered(window: WindowEntry[], batch: ScannedObject[]): void {
+  while (window.length > 0 && window[0]!.answered) {
+    const { object } = window.shift()!;
+    if (object !== undefined) batch.push(object);
+  }
 }
 
 function countOf(progress: ScanProgress, batch: ScannedObject[]): ScannedObject[] {
@@ -268,7 +341,7 @@ function notePage(page: ScannedPage, progress: ScanProgress, listing: ListingSta
   if (progress.mode === 'auto' && listing.metadataSeen) progress.mode = 'list';
 }
 
-async function* listPages(client: S3Client, options: ScanOptions, progress: ScanProgress, listing: ListingState): AsyncGenerator<ScannedPage> {
+async function* listPages(client: ListingClient, options: ScanOptions, progress: ScanProgress, listing: ListingState): AsyncGenerator<ScannedPage> {
   const prefix = options.prefix ?? '';
   const fetchPage = async (request: PageRequest): Promise<ReceivedPage> => {
     const metadata = progress.mode === 'list' || progress.mode === 'auto';
@@ -341,10 +414,10 @@ function withListedMetadata(object: ListedObject): ScannedObject {
  * listing shows it, as list mode gives it; one whose HEAD is allowed but
  * whose tags are not comes without tags.
  */
-async function headObject(client: S3Client, options: ScanOptions, object: ListedObject): Promise<ScannedObject | undefined> {
+async function headObject(heads: HeadPool, client: TaggingClient, options: ScanOptions, object: ListedObject): Promise<ScannedObject | undefined> {
   let headers: Record<string, string>;
   try {
-    ({ headers } = await client.headObject(options.bucket, object.key, { signal: options.signal }));
+    ({ headers } = await heads.headObject(options.bucket, object.key));
   } catch (error) {
     if (error instanceof S3RequestError && error.status === 404) return undefined;
     if (error instanceof S3RequestError && error.status === 403) return listedOnly(object);

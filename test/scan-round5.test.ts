@@ -1,0 +1,195 @@
+/**
+ * talus scan's head walk, round 5 (issue 14): what a HEAD costs the scanner.
+ *
+ * - HEADs dispatched in one turn of the event loop go out in one write per
+ *   connection (src/scan/head-pool.ts), not one write per request as the
+ *   undici pool wrote them: counted at the sockets' write().
+ * - A head walk compiles no WebAssembly: the listing goes over node:http
+ *   (src/scan/listing-client.ts), not undici, whose llhttp module cost a
+ *   fresh process ~0.1 s of CPU to compile. Run in a child process, which
+ *   imports nothing else.
+ * - The pool against a server that closes connections under pipelined HEADs
+ *   (`Connection: close` after every few answers, the rest of the pipeline
+ *   dropped): every object, once, in order, with its metadata read as
+ *   the undici pool read it (leading spaces dropped, trailing ones kept, a
+ *   repeated header joined with ", ", UTF-8 decoded). This part guards the
+ *   new transport; the undici pool passed it too.
+ *
+ * The output itself is unchanged: scan-pipelining.test.ts compares head and
+ * list walks object for object, toolkit-scan.test.ts the CLI's lines.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Socket, createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { S3Client } from '../src/client/s3-client.ts';
+import { scanObjects, type ScannedObject, type ScanOptions } from '../src/public/scan.ts';
+import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, startTestTalus, type TestTalus } from './helpers/talus.ts';
+
+const CREDENTIALS = { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY };
+const OBJECTS = 64;
+const REPO = join(import.meta.dirname, '..');
+
+async function collect(options: ScanOptions): Promise<ScannedObject[]> {
+  const objects: ScannedObject[] = [];
+  for await (const object of scanObjects(options)) objects.push(object);
+  return objects;
+}
+
+describe('talus scan head walk, round 5', () => {
+  let talus: TestTalus;
+  const bucket = 'scan-round5';
+
+  before(async () => {
+    talus = await startTestTalus();
+    const client = new S3Client({ endpoint: talus.url, ...CREDENTIALS, connections: 16 });
+    await client.createBucket(bucket);
+    await Promise.all(
+      Array.from({ length: OBJECTS }, (_, i) => client.putObject(bucket, `k/${String(i).padStart(4, '0')}`, Buffer.from(`body ${i}`), { contentType: 'text/plain', metadata: { index: String(i) } })),
+    );
+    await client.close();
+  });
+
+  after(async () => {
+    await talus?.close();
+  });
+
+  test('HEADs dispatched together go out in one write per connection', async () => {
+    let headWrites = 0;
+    let headRequests = 0;
+    const write = Socket.prototype.write;
+    Socket.prototype.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
+      const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('latin1') : '';
+      if (text.startsWith('HEAD ')) {
+        headWrites++;
+        headRequests += text.split('\r\n\r\n').length - 1;
+      }
+      return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+    } as typeof Socket.prototype.write;
+    let objects: ScannedObject[];
+    try {
+      // All 64 HEADs are dispatched in one turn, 8 to each of 8 connections.
+      objects = await collect({ endpoint: talus.url, bucket, prefix: 'k/', credentials: CREDENTIALS, metadata: 'head', concurrency: OBJECTS, pipelining: 8 });
+    } finally {
+      Socket.prototype.write = write;
+    }
+    assert.equal(objects.length, OBJECTS);
+    assert.deepEqual(objects[5]!.userMetadata, { index: '5' });
+    assert.equal(headRequests, OBJECTS);
+    assert.equal(headWrites, 8, `${headRequests} HEADs in ${headWrites} writes`);
+  });
+
+  test('a head walk compiles no WebAssembly', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'talus-scan-round5-'));
+    try {
+      const script = join(directory, 'walk.mjs');
+      await writeFile(
+        script,
+        `let compiled = 0;
+const Module = WebAssembly.Module;
+WebAssembly.Module = class extends Module { constructor(...args) { compiled++; super(...args); } };
+for (const name of ['compile', 'instantiate', 'compileStreaming', 'instantiateStreaming']) {
+  const original = WebAssembly[name];
+  if (original !== undefined) WebAssembly[name] = function (...args) { compiled++; return original.apply(this, args); };
+}
+const { scanObjects } = await import(${JSON.stringify(pathToFileURL(join(REPO, 'src/public/scan.ts')).href)});
+// Loading modules compiles some (tsx's and node's module lexers): only the walk counts.
+compiled = 0;
+let objects = 0;
+for await (const object of scanObjects(${JSON.stringify({ endpoint: talus.url, bucket, prefix: 'k/', credentials: CREDENTIALS, metadata: 'head' })})) if (object.userMetadata?.index !== undefined) objects++;
+process.stdout.write(JSON.stringify({ objects, compiled }));
+`,
+      );
+      const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+      assert.equal(code, 0, stderr);
+      assert.deepEqual(JSON.parse(stdout), { objects: OBJECTS, compiled: 0 });
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
+  });
+});
+
+/**
+ * Just enough S3 for a head walk: one ListObjectsV2 page of `count` keys and
+ * HEADs, answered in order; after every `closeEvery` answers on a connection
+ * it says `Connection: close` and closes, dropping what was pipelined behind.
+ */
+async function closingServer(count: number, closeEvery: number): Promise<{ server: Server; url: string; dropped: () => number; connections: () => number }> {
+  let dropped = 0;
+  let connections = 0;
+  const keys = Array.from({ length: count }, (_, i) => `k/${String(i).padStart(4, '0')}`);
+  const server = createServer((socket) => {
+    connections++;
+    let received = '';
+    let answered = 0;
+    let closed = false;
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk) => {
+      received += chunk.toString('latin1');
+      for (let end = received.indexOf('\r\n\r\n'); end >= 0; end = received.indexOf('\r\n\r\n')) {
+        const [method, target] = received.slice(0, received.indexOf('\r\n')).split(' ');
+        received = received.slice(end + 4);
+        if (closed) {
+          dropped++;
+          continue;
+        }
+        if (method === 'GET') {
+          const contents = keys.map((key) => `<Contents><Key>${key}</Key><LastModified>2026-12-06T00:00:00.000Z</LastModified><ETag>&quot;e${key.slice(2)}&quot;</ETag><Size>3</Size></Contents>`).join('');
+          const body = `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name><Prefix>k/</Prefix><KeyCount>${count}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${contents}</ListBucketResult>`;
+          socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+          continue;
+        }
+        const index = Number(target!.slice(target!.lastIndexOf('/') + 1));
+        const closing = ++answered === closeEvery;
+        // Odd but legal spacing, a repeated header, and UTF-8 bytes ('Zürich') as latin1 on the wire.
+        socket.write(
+          `HTTP/1.1 200 OK\r\nContent-Type:  text/plain \r\nX-Amz-Meta-Index:${index}\r\nx-amz-meta-place: ${Buffer.from('Zürich').toString('latin1')}\r\nx-amz-meta-twice: a\r\nx-amz-meta-twice: b\t\r\ncontent-length: 3\r\n${closing ? 'connection: close\r\n' : ''}\r\n`,
+          'latin1',
+        );
+        if (closing) {
+          closed = true;
+          socket.end();
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, dropped: () => dropped, connections: () => connections };
+}
+
+describe('the HEAD pool when the server closes connections', () => {
+  test('every object once, in order, with its metadata', async () => {
+    const count = 300;
+    const fake = await closingServer(count, 5);
+    try {
+      const objects = await collect({ endpoint: fake.url, bucket: 'b', prefix: 'k/', credentials: CREDENTIALS, metadata: 'head', concurrency: 64, pipelining: 8 });
+      assert.deepEqual(
+        objects.map((object) => object.key),
+        Array.from({ length: count }, (_, i) => `k/${String(i).padStart(4, '0')}`),
+      );
+      assert.deepEqual(objects[123], {
+        key: 'k/0123',
+        size: 3,
+        etag: 'e0123',
+        lastModified: '2026-12-06T00:00:00.000Z',
+        contentType: 'text/plain ',
+        userMetadata: { index: '123', place: 'Zürich', twice: 'a, b\t' },
+        tags: {},
+      });
+      // Pipelined HEADs behind a closing answer were sent again on other connections.
+      assert.ok(fake.dropped() > 0, 'no HEAD was pipelined behind a closing answer');
+      assert.ok(fake.connections() >= count / 5, `${fake.connections()} connections`);
+    } finally {
+      await new Promise<void>((resolve) => fake.server.close(() => resolve()));
+    }
+  });
+});
