@@ -17,7 +17,7 @@
  * after it (each tree needs a current dist/: `npm run build` in it, or
  * bin/talus.js runs the sources through tsx, ~40 MiB more resident).
  *
- *   node --import tsx bench/replication-server.bench.ts [--trees /work/wt-before,.] [--runs 3] [--ms 2000] [--warm-ms 1500] [--smaps]
+ *   node --import tsx bench/replication-server.bench.ts [--trees /work/wt-before,.] [--runs 3] [--ms 2000] [--warm-ms 2500] [--smaps]
  *
  * CPU per PUT depends on the PUT rate (fewer PUTs per group commit, and a
  * thread's per-second work spread over fewer PUTs, when the machine is
@@ -43,7 +43,7 @@ const { values } = parseArgs({
     trees: { type: 'string', default: '.' },
     runs: { type: 'string', default: '3' },
     ms: { type: 'string', default: '2000' },
-    'warm-ms': { type: 'string', default: '1500' },
+    'warm-ms': { type: 'string', default: '2500' },
     smaps: { type: 'boolean', default: false },
   },
 });
