@@ -67,6 +67,8 @@ q['pass1 lengths'] = () => pass1.all(range);
 q['pass2 iterate copy'] = () => { let at = 0; for (const b of pass2.iterate(range) as IterableIterator<Buffer>) { sink.writeUInt32BE(b.length, at); at += 4 + b.copy(sink, at + 4); } return at; };
 q['pass2 all copy'] = () => { let at = 0; for (const b of pass2.all(range) as Buffer[]) { sink.writeUInt32BE(b.length, at); at += 4 + b.copy(sink, at + 4); } return at; };
 q['current + copy'] = () => { let at = 0; for (const r of cur.all(range) as [string, string | null, Buffer | null][]) { const b = r[2]; if (b) { sink.writeUInt32BE(b.length, at); at += 4 + b.copy(sink, at + 4); } } return at; };
+const curSub = db.prepare(`SELECT c.pk, CASE WHEN t."seq" IS NOT NULL THEN json_array(t."seq", CASE WHEN typeof(t."data") = 'blob' THEN json(${P}) ELSE t."data" END) END, t."data" FROM ${keys} LEFT JOIN inline_data AS t ON t."seq" = CAST(substr(c.pk, 2, length(c.pk) - 2) AS INTEGER)`).raw(true);
+q['current, keys by substr'] = () => curSub.all(range);
 const scratch = new PayloadScratch();
 q['cutEncodedSegment total'] = () => cutEncodedSegment(db, from, scratch);
 const vr = { from, to, table: 'versions' };
