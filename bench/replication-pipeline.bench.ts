@@ -214,6 +214,8 @@ async function runParent(): Promise<void> {
     }
   }
   const median = (numbers: number[]): number => [...numbers].sort((a, b) => a - b)[Math.floor(numbers.length / 2)]!;
+  // The comparison needs both variants (VARIANTS=on alone, e.g. under perf, prints the rounds only).
+  if (!results.has('off') || !results.has('on')) return;
   const off = median(results.get('off')!.map((result) => result.total));
   const on = median(results.get('on')!.map((result) => result.total));
   const names = new Set([...results.values()].flat().flatMap((result) => Object.keys(result.threads)));

@@ -150,11 +150,14 @@ const ERASURE_2_1 = (directory: string): string =>
 /** Alternating runs per variant in replication-put-4k; the median run of each is shown (the shared machine moves single runs by 2×). */
 const REPLICATION_ROUNDS = 3;
 /**
- * Warm-up PUTs before each replication-put-4k run, both variants alike: longer than the lag (1 s), so the
- * timed run starts with replication in its steady state (a segment cut, compressed and shipped, the code of
- * the cutter thread optimized) and measures what each second of PUTs costs, not the first round's one-time work.
+ * Warm-up PUTs before each replication-put-4k run, both variants alike: past the lag's second round (rounds
+ * at ~1 s and ~2 s after start-up), so the timed run starts with replication in its steady state and measures
+ * what each second of PUTs costs, not one-time work. The first two cuts on the cutter thread's fresh
+ * connection cost ~2 and ~1.5 times a later one (statements prepared, code not yet optimized:
+ * `bench/replication-cut.bench.ts --each`, docs/PERFORMANCE.md "Metadata replication, round 5"); at 1.5 s
+ * the second fell in the timed window, ~4 µs per timed PUT that a running server never pays again.
  */
-const REPLICATION_WARM_MS = 1500;
+const REPLICATION_WARM_MS = 2500;
 
 export const replicationPut4k: Workload = {
   id: 'replication-put-4k',
