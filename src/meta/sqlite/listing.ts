@@ -180,6 +180,8 @@ interface WalkOptions<Row, Entry> {
   holdsMoreThan(from: string, rows: number): boolean;
   /** Where the page's entries go as they are found (rendered at once); absent: the walk returns them. */
   sink?: (entry: Entry) => void;
+  /** Rows one statement reads at most; default BATCH_ROWS_MAX, or SINK_BATCH_ROWS_MAX with a sink. */
+  batchRowsMax?: number;
   /** A row the walk must not take (a guarded statement's OVERSIZED_DOCUMENT): it gives up, as when out of steps. */
   oversized?: (row: Row) => boolean;
 }
@@ -240,7 +242,7 @@ function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[];
   const successorOf = commonPrefixSuccessor(delimiter);
   while (cursor !== undefined && entries.count <= limit) {
     // Never more rows in one batch than the steps left (+1, to know it ran out): a whole-batch read stays within them too.
-    const batchRows = Math.min(options.sink === undefined ? BATCH_ROWS_MAX : SINK_BATCH_ROWS_MAX, limit + 2 - entries.count, steps.max - steps.taken + 1);
+    const batchRows = Math.min(options.batchRowsMax ?? (options.sink === undefined ? BATCH_ROWS_MAX : SINK_BATCH_ROWS_MAX), limit + 2 - entries.count, steps.max - steps.taken + 1);
     let next: Cursor | undefined;
     let rowsSeen = 0;
     let done = false;
@@ -495,8 +497,9 @@ export function keysResult(request: ListRequest, page: ListingPage): ListResult 
 
 /**
  * A key listing to be rendered (listing-thread.ts): only the columns a
- * ListObjects entry shows, the owner only when the page shows owners. Rows
- * are [key, size, etag, last-modified, checksum JSON, owner?].
+ * ListObjects entry shows, the owner only when the page shows owners, as
+ * [key, size, etag, last-modified, checksum, owner?]: the shape of a packed
+ * row's fallback (PACKED_FALLBACK).
  */
 type ShownRow = [key: string, sizeBytes: number, etag: string, lastModifiedMs: number, checksum: string | null, ownerId?: string];
 
@@ -507,10 +510,62 @@ type ShownRow = [key: string, sizeBytes: number, etag: string, lastModifiedMs: n
  */
 const SHOWN_CHECKSUM = "(meta ->> '$.checksum.algorithm') || ' ' || (meta ->> '$.checksum.type')";
 
+/**
+ * SHOWN_CHECKSUM, '' without one, for a packed row. A document in which no
+ * "checksum" key holds an object has no checksum to show: documents are
+ * JSON.stringify's text (rows.ts versionMeta: no whitespace, so an object
+ * value is written `"checksum":{`), and instr() finds that out without
+ * SQLite parsing the document (~70 µs of a 1000-key page of objects without
+ * checksums). Any other document, a part's checksum included, is parsed as
+ * before.
+ */
+const PACKED_CHECKSUM = `CASE WHEN instr(meta, '"checksum":{') = 0 THEN '' ELSE ifnull(${SHOWN_CHECKSUM}, '') END`;
+
+/**
+ * A rendered key listing reads each row as one string that SQLite builds,
+ * `size,last-modified,checksum,etag,[owner,]key`, with pluck(), not as an
+ * array of five or six values: better-sqlite3 spends ~0.1 µs per value and
+ * per row array, and SQLite's own concatenation a fraction of that (a page of
+ * 1000 rows: ~880 → ~530 µs, bench/listing-cost.ts in docs/PERFORMANCE.md,
+ * "Listing, round 5"). The key comes last, so it may hold any character;
+ * size and last-modified are integers, the checksum's algorithm and type
+ * names without commas. An ETag or owner that holds a comma (Talus writes
+ * neither: hex ETags, canonical IDs) comes as PACKED_FALLBACK instead: a JSON
+ * array, ShownRow, which begins with '[' where a packed row begins with a digit.
+ */
+function packedShownColumn(owners: boolean): string {
+  const packed = `size_bytes || ',' || last_modified_ms || ',' || ${PACKED_CHECKSUM} || ',' || etag || ','${owners ? " || owner_id || ','" : ''} || key`;
+  const plain = owners ? "instr(etag, ',') = 0 AND instr(owner_id, ',') = 0" : "instr(etag, ',') = 0";
+  return `CASE WHEN ${plain} THEN ${packed} ELSE json_array(key, size_bytes, etag, last_modified_ms, ${SHOWN_CHECKSUM}${owners ? ', owner_id' : ''}) END`;
+}
+
+const PACKED_FALLBACK = 0x5b; // '['
+
 function shownChecksumOf(text: string | null): ListedContents['checksum'] {
-  if (text === null) return null;
+  if (text === null || text === '') return null;
   const space = text.indexOf(' ');
   return { algorithm: text.slice(0, space) as ChecksumAlgorithm, type: text.slice(space + 1) as ChecksumType };
+}
+
+/** A packed row (packedShownColumn) as the entry it lists. */
+function shownEntryOfPacked(packed: string, owners: boolean): ShownEntry {
+  if (packed.charCodeAt(0) === PACKED_FALLBACK) return shownEntryOf(JSON.parse(packed) as ShownRow);
+  const sizeEnd = packed.indexOf(',');
+  const modifiedEnd = packed.indexOf(',', sizeEnd + 1);
+  const checksumEnd = packed.indexOf(',', modifiedEnd + 1);
+  const etagEnd = packed.indexOf(',', checksumEnd + 1);
+  const ownerEnd = owners ? packed.indexOf(',', etagEnd + 1) : etagEnd;
+  assert(sizeEnd > 0 && modifiedEnd > sizeEnd && checksumEnd > modifiedEnd && etagEnd > checksumEnd && ownerEnd >= etagEnd, 'a packed listing row has its fields');
+  const key = packed.slice(ownerEnd + 1);
+  const version: ListedContents = {
+    key,
+    sizeBytes: Number(packed.slice(0, sizeEnd)),
+    etag: packed.slice(checksumEnd + 1, etagEnd),
+    lastModifiedMs: Number(packed.slice(sizeEnd + 1, modifiedEnd)),
+    checksum: checksumEnd === modifiedEnd + 1 ? null : shownChecksumOf(packed.slice(modifiedEnd + 1, checksumEnd)),
+    ownerId: owners ? packed.slice(etagEnd + 1, ownerEnd) : '',
+  };
+  return { key, version };
 }
 
 interface ShownStatements {
@@ -532,13 +587,13 @@ function shownStatementsFor(db: Database.Database, owners: boolean, guarded: boo
   const kind = `${owners ? 'withOwners' : 'plain'}${guarded ? ', guarded' : ''}`;
   const found = cached.get(kind);
   if (found !== undefined) return found;
-  const columns = `key, size_bytes, etag, last_modified_ms, ${guardedDocument(SHOWN_CHECKSUM, guarded)}${owners ? ', owner_id' : ''}`;
+  const column = guardedDocument(packedShownColumn(owners), guarded);
   const visible = 'bucket = ? AND is_latest = 1 AND is_delete_marker = 0';
   const prepare = (): ShownStatements => ({
-    after: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? ORDER BY key LIMIT ?`).raw(true),
-    from: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key >= ? ORDER BY key LIMIT ?`).raw(true),
-    afterBelow: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? AND key < ? ORDER BY key LIMIT ?`).raw(true),
-    fromBelow: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key >= ? AND key < ? ORDER BY key LIMIT ?`).raw(true),
+    after: db.prepare(`SELECT ${column} FROM versions WHERE ${visible} AND key > ? ORDER BY key LIMIT ?`).pluck(),
+    from: db.prepare(`SELECT ${column} FROM versions WHERE ${visible} AND key >= ? ORDER BY key LIMIT ?`).pluck(),
+    afterBelow: db.prepare(`SELECT ${column} FROM versions WHERE ${visible} AND key > ? AND key < ? ORDER BY key LIMIT ?`).pluck(),
+    fromBelow: db.prepare(`SELECT ${column} FROM versions WHERE ${visible} AND key >= ? AND key < ? ORDER BY key LIMIT ?`).pluck(),
   });
   const statements = prepare();
   cached.set(kind, statements);
@@ -564,6 +619,30 @@ function shownEntryOf(row: ShownRow): ShownEntry {
   return { key: row[0], version };
 }
 
+/**
+ * Packed rows (or OVERSIZED_DOCUMENT) as entries, each parsed once: the walk
+ * asks for a row's key, then for its entry. A batch's rows stay strings
+ * until then (~100 bytes each), so a whole page's batch costs the thread's
+ * small young generation little, and an entry lives only until it is rendered.
+ */
+class PackedRows {
+  #row: string | number | undefined;
+  #entry: ShownEntry | undefined;
+  readonly #owners: boolean;
+
+  constructor(owners: boolean) {
+    this.#owners = owners;
+  }
+
+  entryOf(row: string | number): ShownEntry {
+    if (row !== this.#row) {
+      this.#row = row;
+      this.#entry = shownEntryOfPacked(row as string, this.#owners);
+    }
+    return this.#entry!;
+  }
+}
+
 function walkShownKeys(db: Database.Database, request: ListRequest, owners: boolean, stepsMax: number, sink: (entry: ShownEntry) => void): ListedContentsResult | undefined {
   const s = statementsFor(db, false);
   const shown = shownStatementsFor(db, owners, stepsMax !== Infinity);
@@ -574,13 +653,14 @@ function walkShownKeys(db: Database.Database, request: ListRequest, owners: bool
   // stops the batch.
   const below = request.prefix === '' ? undefined : prefixSuccessor(request.prefix);
   const readWhole = request.delimiter === '' && (request.prefix === '' || below !== undefined);
-  const fetch: FetchRows<ShownRow> = (cursor, limit) => {
-    if (!readWhole) return (cursor.inclusive ? shown.from : shown.after).iterate(request.bucket, cursor.key, limit) as Iterable<ShownRow>;
-    if (below === undefined) return (cursor.inclusive ? shown.from : shown.after).all(request.bucket, cursor.key, limit) as ShownRow[];
-    return (cursor.inclusive ? shown.fromBelow : shown.afterBelow).all(request.bucket, cursor.key, below, limit) as ShownRow[];
+  const fetch: FetchRows<string | number> = (cursor, limit) => {
+    if (!readWhole) return (cursor.inclusive ? shown.from : shown.after).iterate(request.bucket, cursor.key, limit) as Iterable<string | number>;
+    if (below === undefined) return (cursor.inclusive ? shown.from : shown.after).all(request.bucket, cursor.key, limit) as (string | number)[];
+    return (cursor.inclusive ? shown.fromBelow : shown.afterBelow).all(request.bucket, cursor.key, below, limit) as (string | number)[];
   };
+  const rows = new PackedRows(owners);
   return inReadTransaction(db, s, () =>
-    walk<ShownRow, ShownEntry>({
+    walk<string | number, ShownEntry>({
       prefix: request.prefix,
       delimiter: request.delimiter,
       start: { key: request.after, inclusive: request.after === '' },
@@ -588,13 +668,14 @@ function walkShownKeys(db: Database.Database, request: ListRequest, owners: bool
       limit: request.limit,
       fetch,
       seek: (key) => s.visibleKeyFrom.get(request.bucket, key) as string | undefined,
-      keyOf: (row) => row[0],
-      entryOf: shownEntryOf,
+      keyOf: (row) => rows.entryOf(row).key,
+      entryOf: (row) => rows.entryOf(row),
       prefixEntry: (key) => ({ key }),
       stepsMax,
       holdsMoreThan: holdsMoreThan(s, 'keys', request.bucket, request.prefix),
-      oversized: (row) => (row[4] as unknown) === OVERSIZED_DOCUMENT,
+      oversized: (row) => row === OVERSIZED_DOCUMENT,
       sink,
+      batchRowsMax: BATCH_ROWS_MAX,
     }),
   );
 }
