@@ -69,6 +69,16 @@ const SEGMENT_CHARS = 8 * 1024;
 const PAGE_BYTES_INITIAL = 16 * 1024;
 /** The most UTF-8 bytes one UTF-16 code unit encodes to (a surrogate pair: 4 bytes for 2 units). */
 const UTF8_BYTES_PER_UNIT_MAX = 3;
+/**
+ * Bytes a page's buffer leaves free before its entries and after them, so
+ * the event loop writes the document's head and end around the entries in
+ * place (listingDocument) instead of copying a ~200 KB page into a new
+ * buffer: the copy and its garbage, external memory that brought V8's
+ * mark-compacts every ~30 pages on the event loop. A head is a few hundred
+ * bytes; a longer one (a long prefix or token) takes the copy.
+ */
+const PAGE_HEADROOM_BYTES = 1024;
+const PAGE_TAILROOM_BYTES = 64;
 
 /**
  * The page's bytes, with a hole at each owner's place: the owner
@@ -77,8 +87,9 @@ const UTF8_BYTES_PER_UNIT_MAX = 3;
  */
 class PageWriter {
   #text = '';
-  #buffer = Buffer.allocUnsafeSlow(PAGE_BYTES_INITIAL);
-  #length = 0;
+  // Never node's shared pool (allocUnsafe): a listing thread transfers the memory, and listingDocument writes around the page.
+  #buffer = Buffer.allocUnsafeSlow(PAGE_HEADROOM_BYTES + PAGE_BYTES_INITIAL);
+  #length = PAGE_HEADROOM_BYTES;
   readonly #holeAt: number[] = [];
   readonly #holeOwners: number[] = [];
   readonly #owners: string[] = [];
@@ -97,7 +108,7 @@ class PageWriter {
       this.#owners.push(ownerId);
       this.#ownerIndex.set(ownerId, index);
     }
-    this.#holeAt.push(this.#length);
+    this.#holeAt.push(this.#length - PAGE_HEADROOM_BYTES);
     this.#holeOwners.push(index);
   }
 
@@ -105,20 +116,28 @@ class PageWriter {
     const text = this.#text;
     if (text === '') return;
     this.#text = '';
-    const needed = this.#length + text.length * UTF8_BYTES_PER_UNIT_MAX;
-    if (needed > this.#buffer.length) {
-      const grown = Buffer.allocUnsafeSlow(Math.max(needed, this.#buffer.length * 2));
-      this.#buffer.copy(grown, 0, 0, this.#length);
-      this.#buffer = grown;
-    }
+    this.#reserve(text.length * UTF8_BYTES_PER_UNIT_MAX);
     this.#length += this.#buffer.write(text, this.#length, 'utf8');
   }
 
-  /** The UTF-8 bytes in a buffer of their own (never node's shared pool: a listing thread transfers it) and the holes' byte offsets. */
+  #reserve(bytes: number): void {
+    const needed = this.#length + bytes;
+    if (needed <= this.#buffer.length) return;
+    const grown = Buffer.allocUnsafeSlow(Math.max(needed, this.#buffer.length * 2));
+    this.#buffer.copy(grown, 0, 0, this.#length);
+    this.#buffer = grown;
+  }
+
+  /**
+   * The UTF-8 bytes, PAGE_HEADROOM_BYTES into a buffer of their own with at
+   * least PAGE_TAILROOM_BYTES free after them, and the holes' byte offsets.
+   */
   finish(): Pick<RenderedPage, 'bytes' | 'ownerAt' | 'ownerIndex' | 'owners'> {
     this.#encode();
+    this.#reserve(PAGE_TAILROOM_BYTES);
     // A plain Uint8Array: postMessage transfers a Buffer's memory several times slower than a plain view's (measured 333 vs 60 µs for 200 KB).
-    return { bytes: new Uint8Array(this.#buffer.buffer, 0, this.#length), ownerAt: Uint32Array.from(this.#holeAt), ownerIndex: Uint32Array.from(this.#holeOwners), owners: this.#owners };
+    const bytes = new Uint8Array(this.#buffer.buffer, PAGE_HEADROOM_BYTES, this.#length - PAGE_HEADROOM_BYTES);
+    return { bytes, ownerAt: Uint32Array.from(this.#holeAt), ownerIndex: Uint32Array.from(this.#holeOwners), owners: this.#owners };
   }
 }
 
@@ -201,6 +220,33 @@ export const renderKeysPage: KeysPageRenderer = (rendering) => {
     finish: (isTruncated) => ({ ...out.finish(), entries, isTruncated, lastKey, lastVersionId: undefined }),
   };
 };
+
+/**
+ * The whole document: `head`, the page's entries with each owner hole filled
+ * by `ownerXml` (called once per distinct owner), then `tail`. Without owners
+ * the head and tail are written into the room PageWriter left around the
+ * entries, when they fit: no copy of the page (every RenderedPage comes from
+ * a PageWriter, whose buffer is its own, transferred or not).
+ */
+export function listingDocumentBytes(page: RenderedPage, ownerXml: (ownerId: string) => string, head: string, tail: string): Buffer {
+  const headBytes = Buffer.byteLength(head, 'utf8');
+  const tailBytes = Buffer.byteLength(tail, 'utf8');
+  const { bytes } = page;
+  const whole = Buffer.from(bytes.buffer, 0, bytes.buffer.byteLength);
+  const end = bytes.byteOffset + bytes.byteLength;
+  if (page.ownerAt.length === 0 && bytes.byteOffset === PAGE_HEADROOM_BYTES && headBytes <= bytes.byteOffset && whole.length - end >= tailBytes) {
+    const start = bytes.byteOffset - headBytes;
+    whole.write(head, start, 'utf8');
+    whole.write(tail, end, 'utf8');
+    return whole.subarray(start, end + tailBytes);
+  }
+  const entries = fillOwners(page, ownerXml);
+  const document = Buffer.allocUnsafe(headBytes + entries.length + tailBytes);
+  document.write(head, 0, 'utf8');
+  entries.copy(document, headBytes);
+  document.write(tail, headBytes + entries.length, 'utf8');
+  return document;
+}
 
 /** The page's bytes with each owner hole filled by `ownerXml` (called once per distinct owner). */
 export function fillOwners(page: RenderedPage, ownerXml: (ownerId: string) => string): Buffer {
