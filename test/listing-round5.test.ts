@@ -25,7 +25,7 @@ import { test } from 'node:test';
 import type { PageRendering } from '../src/meta/metadata-store.ts';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import type { ObjectVersion } from '../src/meta/types.ts';
-import { LISTING_RENDERER_URL, fillOwners, renderListingPage } from '../src/s3/list-render.ts';
+import { LISTING_RENDERER_URL, fillOwners, listingDocumentBytes, renderListingPage } from '../src/s3/list-render.ts';
 
 const HEX_ETAG = 'd41d8cd98f00b204e9800998ecf8427e';
 
@@ -142,5 +142,20 @@ test('rendered key pages read as packed rows are the pages rendered from whole r
   } finally {
     await store.close();
     await rm(directory, { recursive: true, force: true });
+  }
+});
+
+test('a listing document is written around its page in place when its head fits, and copied otherwise, with the same bytes', () => {
+  const entries = ['a', 'é,ü', 'z'].map((key, index) => ({ key, version: { key, lastModifiedMs: 1_765_000_000_123, sizeBytes: index, etag: HEX_ETAG, ownerId: `owner-${index}`, checksum: null } }));
+  const tail = '</ListBucketResult>';
+  for (const owners of [false, true]) {
+    for (const head of ['<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name>', `<ListBucketResult><Prefix>${'é'.repeat(2000)}</Prefix>`]) {
+      const page = renderListingPage({ kind: 'keys', result: { entries, isTruncated: false } }, { encodeUrl: false, owners });
+      const expected = head + fillOwners(page, ownerXml).toString('utf8') + tail;
+      const document = listingDocumentBytes(page, ownerXml, head, tail);
+      assert.equal(document.toString('utf8'), expected, JSON.stringify({ owners, headBytes: Buffer.byteLength(head) }));
+      const inPlace = !owners && Buffer.byteLength(head) <= 1024;
+      assert.equal(document.buffer === page.bytes.buffer, inPlace, `written in place: ${inPlace}`);
+    }
   }
 });
