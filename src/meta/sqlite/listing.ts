@@ -530,9 +530,9 @@ const PACKED_CHECKSUM = `CASE WHEN instr(meta, '"checksum":{') = 0 THEN '' ELSE 
  * A rendered key listing reads each row as one string that SQLite builds,
  * `size,last-modified,checksum,etag,[owner,]key`, with pluck(), not as an
  * array of five or six values: better-sqlite3 spends ~0.1 µs per value and
- * per row array, and SQLite's own concatenation a fraction of that (a page of
- * 1000 rows: ~880 → ~530 µs, bench/listing-cost.ts in docs/PERFORMANCE.md,
- * "Listing, round 5"). The key comes last, so it may hold any character;
+ * per row array, and SQLite's own concatenation a fraction of that (the SQL
+ * of a page of 1000 rows: ~880 → ~530 µs, docs/PERFORMANCE.md "Listing,
+ * round 5"). The key comes last, so it may hold any character;
  * size and last-modified are integers, the checksum's algorithm and type
  * names without commas. An ETag or owner that holds a comma (Talus writes
  * neither: hex ETags, canonical IDs) comes as PACKED_FALLBACK instead: a JSON
