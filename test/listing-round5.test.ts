@@ -47,6 +47,7 @@ const ROWS: { key: string; change?: (version: ObjectVersion) => void }[] = [
   { key: 'é,ü' },
   { key: 'emoji-😀,' },
   { key: 'ctl\u0001,x' },
+  { key: 'nul\u0000,x' },
   { key: 'sp ace,%2F' },
   { key: 'z' },
 ];
