@@ -209,13 +209,18 @@ function gcSummary(output: string): void {
 }
 
 const fresh = !existsSync(join(dataDir, 'meta.db')) && !existsSync(dataDir);
+const versusDir = `${dataDir}-versus`;
+if (values.versus !== undefined && !fresh && !existsSync(versusDir)) {
+  // Copied before either server starts: a copy taken while the first one runs can hold a meta.db older
+  // than its blobs' epoch (the server bumps it on start), which the second then refuses to open.
+  cpSync(dataDir, versusDir, { recursive: true, filter: (source) => !source.endsWith('talus.lock') });
+}
 const server = await startServer(values.talus, dataDir);
 const client = new S3Client({ endpoint: server.endpoint, ...TALUS_CREDENTIALS, connections: 64 });
 let versus: Measured | undefined;
 try {
   if (fresh) await populate(client);
   if (values.versus !== undefined) {
-    const versusDir = `${dataDir}-versus`;
     if (!existsSync(versusDir)) {
       // A copy made while the first server is idle (its last commit is durable in the WAL, which is copied too).
       cpSync(dataDir, versusDir, { recursive: true, filter: (source) => !source.endsWith('talus.lock') });

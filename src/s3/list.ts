@@ -8,7 +8,7 @@ import { S3_NAMESPACE, XML_DECLARATION, document, element, escapeXml, optionalEl
 import { owner } from './bucket.ts';
 import { queryInteger, xmlResponse, type RequestContext, type S3Response } from './context.ts';
 import { isoDateOf } from './headers.ts';
-import { fillOwners, renderListingPage, urlEncodeName, type ListedMetadataXml } from './list-render.ts';
+import { listingDocumentBytes, renderListingPage, urlEncodeName, type ListedMetadataXml } from './list-render.ts';
 
 /** encoding-type=url: names are percent-encoded so keys with characters XML cannot carry survive (list-render.ts). */
 function encodesUrl(context: RequestContext): boolean {
@@ -196,9 +196,9 @@ function metadataXmlOf(filter: MetadataFilter | undefined): ListedMetadataXml | 
   return filter === undefined ? undefined : (version, latest) => (filter(version, latest) ? listedMetadataXml(version) : '');
 }
 
-/** The document: declaration, root with namespace, head elements, then the page's entries (bytes). */
-function listingDocument(root: string, head: string, entries: Buffer): Buffer {
-  return Buffer.concat([Buffer.from(`${XML_DECLARATION}<${root} xmlns="${S3_NAMESPACE}">${head}`, 'utf8'), entries, Buffer.from(`</${root}>`, 'utf8')]);
+/** The document: declaration, root with namespace, head elements, then the page's entries (bytes) with their owners. */
+function listingDocument(root: string, head: string, page: RenderedPage, ownerXml: (ownerId: string) => string): Buffer {
+  return listingDocumentBytes(page, ownerXml, `${XML_DECLARATION}<${root} xmlns="${S3_NAMESPACE}">${head}`, `</${root}>`);
 }
 
 /**
@@ -253,7 +253,7 @@ export async function handleListObjects(context: RequestContext): Promise<S3Resp
   }
   head += element('MaxKeys', maxKeys) + (delimiter === '' ? '' : element('Delimiter', encode(delimiter)));
   head += encodingTypeElement(context) + element('IsTruncated', page.isTruncated);
-  return xmlResponse(listingDocument('ListBucketResult', head, fillOwners(page, ownerXml(context))));
+  return xmlResponse(listingDocument('ListBucketResult', head, page, ownerXml(context)));
 }
 
 export async function handleListObjectVersions(context: RequestContext): Promise<S3Response> {
@@ -278,7 +278,7 @@ export async function handleListObjectVersions(context: RequestContext): Promise
     if (page.lastVersionId !== undefined) head += element('NextVersionIdMarker', page.lastVersionId);
   }
   head += element('MaxKeys', maxKeys) + (delimiter === '' ? '' : element('Delimiter', encode(delimiter))) + encodingTypeElement(context) + element('IsTruncated', page.isTruncated);
-  return xmlResponse(listingDocument('ListVersionsResult', head, fillOwners(page, ownerXml(context))));
+  return xmlResponse(listingDocument('ListVersionsResult', head, page, ownerXml(context)));
 }
 
 export async function handleListMultipartUploads(context: RequestContext): Promise<S3Response> {

@@ -46,7 +46,7 @@ db.pragma(`cache_size = -${data.pageCacheKib}`);
 const renderer = data.rendererUrl === undefined ? undefined : ((await import(data.rendererUrl)) as { renderPage: PageRenderer; renderKeysPage: KeysPageRenderer });
 const renderPage = renderer?.renderPage;
 
-/** A key page rendered as it is read (KeysPageRenderer: the page's rows never all live at once). */
+/** A key page rendered as it is read (KeysPageRenderer: the page's entries never all live at once; its rows, packed strings, do). */
 function renderedKeys(request: ListRequest, rendering: PageRendering): RenderedPage {
   const page = renderer!.renderKeysPage(rendering);
   const walked = listShownKeysInto(db, request, rendering.owners, Infinity, (entry) => page.add(entry));

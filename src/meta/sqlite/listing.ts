@@ -35,12 +35,8 @@ import { rowToUpload, type UploadRow } from './rows.ts';
 
 /** Rows one statement reads at most: a full page and the one row that tells whether it is truncated. */
 const BATCH_ROWS_MAX = 1001;
-/**
- * Rows one statement reads at most when the entries go to a sink (rendered
- * as they are read): so a page's rows never all live at once either. A
- * batch costs a statement start (a few µs) more than one read of the lot.
- */
-const SINK_BATCH_ROWS_MAX = 128;
+/** A delimiter listing's first batch of packed rows, and its first after each common prefix (see walkShownKeys). */
+const DELIMITER_BATCH_ROWS_FIRST = 8;
 
 /**
  * A listed version as SQLite hands it over: an array (better-sqlite3's raw
@@ -180,6 +176,15 @@ interface WalkOptions<Row, Entry> {
   holdsMoreThan(from: string, rows: number): boolean;
   /** Where the page's entries go as they are found (rendered at once); absent: the walk returns them. */
   sink?: (entry: Entry) => void;
+  /**
+   * Rows one statement reads at most: `first`, doubled after each batch read
+   * through without meeting a common prefix, up to `max`, and `first` again
+   * after one (whose batch's remaining rows were read for nothing). Default:
+   * BATCH_ROWS_MAX throughout. (Rendered pages' rows are packed strings, ~100
+   * bytes each: a whole page's batch costs the listing thread's small young
+   * generation little, where arrays of columns made it read 128 at a time.)
+   */
+  batchRows?: { first: number; max: number };
   /** A row the walk must not take (a guarded statement's OVERSIZED_DOCUMENT): it gives up, as when out of steps. */
   oversized?: (row: Row) => boolean;
 }
@@ -238,9 +243,10 @@ function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[];
   // cost of the hand-off.)
   let checkFirstRow = delimiter !== '' && steps.max !== Infinity;
   const successorOf = commonPrefixSuccessor(delimiter);
+  let batchRowsNext = options.batchRows?.first ?? BATCH_ROWS_MAX;
   while (cursor !== undefined && entries.count <= limit) {
     // Never more rows in one batch than the steps left (+1, to know it ran out): a whole-batch read stays within them too.
-    const batchRows = Math.min(options.sink === undefined ? BATCH_ROWS_MAX : SINK_BATCH_ROWS_MAX, limit + 2 - entries.count, steps.max - steps.taken + 1);
+    const batchRows = Math.min(batchRowsNext, limit + 2 - entries.count, steps.max - steps.taken + 1);
     let next: Cursor | undefined;
     let rowsSeen = 0;
     let done = false;
@@ -264,6 +270,7 @@ function walk<Row, Entry>(options: WalkOptions<Row, Entry>): { entries: Entry[];
       if (entries.count > limit) break;
       next = { key, inclusive: false };
     }
+    if (options.batchRows !== undefined) batchRowsNext = common === undefined ? Math.min(batchRowsNext * 2, options.batchRows.max) : options.batchRows.first;
     if (common !== undefined) {
       // A common prefix: emit it and every one right after it from key-only
       // seeks, and go back to reading rows at the first key that is listed itself.
@@ -495,8 +502,9 @@ export function keysResult(request: ListRequest, page: ListingPage): ListResult 
 
 /**
  * A key listing to be rendered (listing-thread.ts): only the columns a
- * ListObjects entry shows, the owner only when the page shows owners. Rows
- * are [key, size, etag, last-modified, checksum JSON, owner?].
+ * ListObjects entry shows, the owner only when the page shows owners, as
+ * [key, size, etag, last-modified, checksum, owner?]: the shape of a packed
+ * row's fallback (PACKED_FALLBACK).
  */
 type ShownRow = [key: string, sizeBytes: number, etag: string, lastModifiedMs: number, checksum: string | null, ownerId?: string];
 
@@ -507,10 +515,62 @@ type ShownRow = [key: string, sizeBytes: number, etag: string, lastModifiedMs: n
  */
 const SHOWN_CHECKSUM = "(meta ->> '$.checksum.algorithm') || ' ' || (meta ->> '$.checksum.type')";
 
+/**
+ * SHOWN_CHECKSUM, '' without one, for a packed row. A document in which no
+ * "checksum" key holds an object has no checksum to show: documents are
+ * JSON.stringify's text (rows.ts versionMeta: no whitespace, so an object
+ * value is written `"checksum":{`), and instr() finds that out without
+ * SQLite parsing the document (~70 µs of a 1000-key page of objects without
+ * checksums). Any other document, a part's checksum included, is parsed as
+ * before.
+ */
+const PACKED_CHECKSUM = `CASE WHEN instr(meta, '"checksum":{') = 0 THEN '' ELSE ifnull(${SHOWN_CHECKSUM}, '') END`;
+
+/**
+ * A rendered key listing reads each row as one string that SQLite builds,
+ * `size,last-modified,checksum,etag,[owner,]key`, with pluck(), not as an
+ * array of five or six values: better-sqlite3 spends ~0.1 µs per value and
+ * per row array, and SQLite's own concatenation a fraction of that (the SQL
+ * of a page of 1000 rows: ~880 → ~530 µs, docs/PERFORMANCE.md "Listing,
+ * round 5"). The key comes last, so it may hold any character;
+ * size and last-modified are integers, the checksum's algorithm and type
+ * names without commas. An ETag or owner that holds a comma (Talus writes
+ * neither: hex ETags, canonical IDs) comes as PACKED_FALLBACK instead: a JSON
+ * array, ShownRow, which begins with '[' where a packed row begins with a digit.
+ */
+function packedShownColumn(owners: boolean): string {
+  const packed = `size_bytes || ',' || last_modified_ms || ',' || ${PACKED_CHECKSUM} || ',' || etag || ','${owners ? " || owner_id || ','" : ''} || key`;
+  const plain = owners ? "instr(etag, ',') = 0 AND instr(owner_id, ',') = 0" : "instr(etag, ',') = 0";
+  return `CASE WHEN ${plain} THEN ${packed} ELSE json_array(key, size_bytes, etag, last_modified_ms, ${SHOWN_CHECKSUM}${owners ? ', owner_id' : ''}) END`;
+}
+
+const PACKED_FALLBACK = 0x5b; // '['
+
 function shownChecksumOf(text: string | null): ListedContents['checksum'] {
-  if (text === null) return null;
+  if (text === null || text === '') return null;
   const space = text.indexOf(' ');
   return { algorithm: text.slice(0, space) as ChecksumAlgorithm, type: text.slice(space + 1) as ChecksumType };
+}
+
+/** A packed row (packedShownColumn) as the entry it lists. */
+function shownEntryOfPacked(packed: string, owners: boolean): ShownEntry {
+  if (packed.charCodeAt(0) === PACKED_FALLBACK) return shownEntryOf(JSON.parse(packed) as ShownRow);
+  const sizeEnd = packed.indexOf(',');
+  const modifiedEnd = packed.indexOf(',', sizeEnd + 1);
+  const checksumEnd = packed.indexOf(',', modifiedEnd + 1);
+  const etagEnd = packed.indexOf(',', checksumEnd + 1);
+  const ownerEnd = owners ? packed.indexOf(',', etagEnd + 1) : etagEnd;
+  assert(sizeEnd > 0 && modifiedEnd > sizeEnd && checksumEnd > modifiedEnd && etagEnd > checksumEnd && ownerEnd >= etagEnd, 'a packed listing row has its fields');
+  const key = packed.slice(ownerEnd + 1);
+  const version: ListedContents = {
+    key,
+    sizeBytes: Number(packed.slice(0, sizeEnd)),
+    etag: packed.slice(checksumEnd + 1, etagEnd),
+    lastModifiedMs: Number(packed.slice(sizeEnd + 1, modifiedEnd)),
+    checksum: checksumEnd === modifiedEnd + 1 ? null : shownChecksumOf(packed.slice(modifiedEnd + 1, checksumEnd)),
+    ownerId: owners ? packed.slice(etagEnd + 1, ownerEnd) : '',
+  };
+  return { key, version };
 }
 
 interface ShownStatements {
@@ -532,13 +592,13 @@ function shownStatementsFor(db: Database.Database, owners: boolean, guarded: boo
   const kind = `${owners ? 'withOwners' : 'plain'}${guarded ? ', guarded' : ''}`;
   const found = cached.get(kind);
   if (found !== undefined) return found;
-  const columns = `key, size_bytes, etag, last_modified_ms, ${guardedDocument(SHOWN_CHECKSUM, guarded)}${owners ? ', owner_id' : ''}`;
+  const column = guardedDocument(packedShownColumn(owners), guarded);
   const visible = 'bucket = ? AND is_latest = 1 AND is_delete_marker = 0';
   const prepare = (): ShownStatements => ({
-    after: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? ORDER BY key LIMIT ?`).raw(true),
-    from: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key >= ? ORDER BY key LIMIT ?`).raw(true),
-    afterBelow: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key > ? AND key < ? ORDER BY key LIMIT ?`).raw(true),
-    fromBelow: db.prepare(`SELECT ${columns} FROM versions WHERE ${visible} AND key >= ? AND key < ? ORDER BY key LIMIT ?`).raw(true),
+    after: db.prepare(`SELECT ${column} FROM versions WHERE ${visible} AND key > ? ORDER BY key LIMIT ?`).pluck(),
+    from: db.prepare(`SELECT ${column} FROM versions WHERE ${visible} AND key >= ? ORDER BY key LIMIT ?`).pluck(),
+    afterBelow: db.prepare(`SELECT ${column} FROM versions WHERE ${visible} AND key > ? AND key < ? ORDER BY key LIMIT ?`).pluck(),
+    fromBelow: db.prepare(`SELECT ${column} FROM versions WHERE ${visible} AND key >= ? AND key < ? ORDER BY key LIMIT ?`).pluck(),
   });
   const statements = prepare();
   cached.set(kind, statements);
@@ -564,23 +624,49 @@ function shownEntryOf(row: ShownRow): ShownEntry {
   return { key: row[0], version };
 }
 
+/**
+ * Packed rows (or OVERSIZED_DOCUMENT) as entries, each parsed once: the walk
+ * asks for a row's key, then for its entry. A batch's rows stay strings
+ * until then (~100 bytes each), so a whole page's batch costs the thread's
+ * small young generation little, and an entry lives only until it is rendered.
+ */
+class PackedRows {
+  #row: string | number | undefined;
+  #entry: ShownEntry | undefined;
+  readonly #owners: boolean;
+
+  constructor(owners: boolean) {
+    this.#owners = owners;
+  }
+
+  entryOf(row: string | number): ShownEntry {
+    if (row !== this.#row) {
+      this.#row = row;
+      this.#entry = shownEntryOfPacked(row as string, this.#owners);
+    }
+    return this.#entry!;
+  }
+}
+
 function walkShownKeys(db: Database.Database, request: ListRequest, owners: boolean, stepsMax: number, sink: (entry: ShownEntry) => void): ListedContentsResult | undefined {
   const s = statementsFor(db, false);
   const shown = shownStatementsFor(db, owners, stepsMax !== Infinity);
-  // Without a delimiter nothing ends a batch early but the prefix's end, so a
-  // batch is read whole (all() costs ~0.3-0.8 ms less per 1000 rows than
-  // stepping an iterator), bounded by the prefix's successor so it never reads
-  // keys past it. With a delimiter, rows are read lazily: a common prefix
-  // stops the batch.
+  // Batches are read whole (all() costs ~0.3 ms less per 1000 rows than
+  // stepping an iterator), bounded by the prefix's successor so they never
+  // read keys past it. Without a delimiter nothing ends a batch early but the
+  // prefix's end: one batch holds the page. With one, a common prefix ends a
+  // batch and the rest of it was read for nothing, so batches start small and
+  // grow while none is met (a 1000-key page in 8 statements, ~0.2 ms less
+  // than stepping an iterator; a run of common prefixes reads one batch of
+  // DELIMITER_BATCH_ROWS_FIRST before its key-only seeks).
   const below = request.prefix === '' ? undefined : prefixSuccessor(request.prefix);
-  const readWhole = request.delimiter === '' && (request.prefix === '' || below !== undefined);
-  const fetch: FetchRows<ShownRow> = (cursor, limit) => {
-    if (!readWhole) return (cursor.inclusive ? shown.from : shown.after).iterate(request.bucket, cursor.key, limit) as Iterable<ShownRow>;
-    if (below === undefined) return (cursor.inclusive ? shown.from : shown.after).all(request.bucket, cursor.key, limit) as ShownRow[];
-    return (cursor.inclusive ? shown.fromBelow : shown.afterBelow).all(request.bucket, cursor.key, below, limit) as ShownRow[];
+  const fetch: FetchRows<string | number> = (cursor, limit) => {
+    if (below === undefined) return (cursor.inclusive ? shown.from : shown.after).all(request.bucket, cursor.key, limit) as (string | number)[];
+    return (cursor.inclusive ? shown.fromBelow : shown.afterBelow).all(request.bucket, cursor.key, below, limit) as (string | number)[];
   };
+  const rows = new PackedRows(owners);
   return inReadTransaction(db, s, () =>
-    walk<ShownRow, ShownEntry>({
+    walk<string | number, ShownEntry>({
       prefix: request.prefix,
       delimiter: request.delimiter,
       start: { key: request.after, inclusive: request.after === '' },
@@ -588,13 +674,14 @@ function walkShownKeys(db: Database.Database, request: ListRequest, owners: bool
       limit: request.limit,
       fetch,
       seek: (key) => s.visibleKeyFrom.get(request.bucket, key) as string | undefined,
-      keyOf: (row) => row[0],
-      entryOf: shownEntryOf,
+      keyOf: (row) => rows.entryOf(row).key,
+      entryOf: (row) => rows.entryOf(row),
       prefixEntry: (key) => ({ key }),
       stepsMax,
       holdsMoreThan: holdsMoreThan(s, 'keys', request.bucket, request.prefix),
-      oversized: (row) => (row[4] as unknown) === OVERSIZED_DOCUMENT,
+      oversized: (row) => row === OVERSIZED_DOCUMENT,
       sink,
+      batchRows: request.delimiter === '' ? undefined : { first: DELIMITER_BATCH_ROWS_FIRST, max: BATCH_ROWS_MAX },
     }),
   );
 }
