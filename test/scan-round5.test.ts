@@ -193,3 +193,118 @@ describe('the HEAD pool when the server closes connections', () => {
     }
   });
 });
+
+/**
+ * A fake S3 for the HEAD pool's parser: one ListObjectsV2 page of `count`
+ * keys, and HEADs answered with the bytes `answer` makes (latin1; undefined:
+ * no answer), all the answers to one read of requests in one write, so that
+ * pipelined answers arrive together. `host` '0.0.0.0' listens on every
+ * interface.
+ */
+async function craftedServer(
+  count: number,
+  answer: (index: number, seen: number) => string | undefined,
+  host = '127.0.0.1',
+): Promise<{ server: Server; port: number; heads: () => number; requests: string[]; close: () => Promise<void> }> {
+  let heads = 0;
+  const requests: string[] = [];
+  const seen = new Map<number, number>();
+  const keys = Array.from({ length: count }, (_, i) => `k/${String(i).padStart(4, '0')}`);
+  const sockets = new Set<import('node:net').Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    let received = '';
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk) => {
+      received += chunk.toString('latin1');
+      let out = '';
+      for (let end = received.indexOf('\r\n\r\n'); end >= 0; end = received.indexOf('\r\n\r\n')) {
+        const request = received.slice(0, end + 4);
+        const [method, target] = request.slice(0, request.indexOf('\r\n')).split(' ');
+        received = received.slice(end + 4);
+        if (method === 'GET') {
+          const contents = keys.map((key) => `<Contents><Key>${key}</Key><LastModified>2026-12-06T00:00:00.000Z</LastModified><ETag>&quot;e${key.slice(2)}&quot;</ETag><Size>3</Size></Contents>`).join('');
+          const body = `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name><Prefix>k/</Prefix><KeyCount>${count}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${contents}</ListBucketResult>`;
+          out += `HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+          continue;
+        }
+        heads++;
+        requests.push(request);
+        const index = Number(target!.slice(target!.lastIndexOf('/') + 1));
+        const times = (seen.get(index) ?? 0) + 1;
+        seen.set(index, times);
+        out += answer(index, times) ?? '';
+      }
+      if (out !== '') socket.write(out, 'latin1');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  const close = async (): Promise<void> => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return { server, port: (server.address() as { port: number }).port, heads: () => heads, requests, close };
+}
+
+/** An S3 HEAD answer for object `index`, lines ended with `eol`. */
+function headAnswer(index: number, eol = '\r\n', extra = ''): string {
+  return `HTTP/1.1 200 OK${eol}content-type: text/plain${eol}x-amz-meta-index: ${index}${eol}${extra}content-length: 3${eol}${eol}`;
+}
+
+describe('the HEAD pool reads answers as strictly as llhttp', () => {
+  const count = 8;
+  const walk = (port: number): Promise<ScannedObject[]> =>
+    collect({ endpoint: `http://127.0.0.1:${port}`, bucket: 'b', prefix: 'k/', credentials: CREDENTIALS, metadata: 'head', concurrency: count, pipelining: count });
+
+  test('an answer whose head ends in bare LFs is malformed, not read into the next one', async () => {
+    // The first answer to k/0000 ends its lines with bare LFs: read as one answer with the next, k/0000 got
+    // k/0001's metadata. Malformed, the connection goes and its HEADs are sent again (answered properly then).
+    const fake = await craftedServer(count, (index, seen) => headAnswer(index, index === 0 && seen === 1 ? '\n' : '\r\n'));
+    try {
+      const objects = await walk(fake.port);
+      assert.deepEqual(
+        objects.map((object) => object.userMetadata?.index),
+        Array.from({ length: count }, (_, i) => String(i)),
+      );
+    } finally {
+      await fake.close();
+    }
+  });
+
+  for (const [what, extra] of [
+    ['a control byte in a value', 'x-amz-meta-a: v\x01w\r\n'],
+    ['a space before the colon', 'x-amz-meta-a : v\r\n'],
+    ['an obsolete folded line', 'x-amz-meta-a: v\r\n\tx-amz-meta-b: w\r\n'],
+    ['a bare CR in a value', 'x-amz-meta-a: v\rw\r\n'],
+  ] as const) {
+    test(`${what} fails the walk, as undici failed it`, async () => {
+      const fake = await craftedServer(count, (index) => headAnswer(index, '\r\n', index === 0 ? extra : ''));
+      try {
+        await assert.rejects(walk(fake.port), /malformed/);
+      } finally {
+        await fake.close();
+      }
+    });
+  }
+
+  test('a status of 600 or more fails the walk', async () => {
+    const fake = await craftedServer(count, (index) => (index === 0 ? 'HTTP/1.1 600 Odd\r\ncontent-length: 0\r\n\r\n' : headAnswer(index)));
+    try {
+      await assert.rejects(walk(fake.port), /status/);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  test('empty lines between answers are tolerated, as llhttp tolerates them', async () => {
+    const fake = await craftedServer(count, (index) => `\r\n${headAnswer(index)}`);
+    try {
+      const objects = await walk(fake.port);
+      assert.equal(objects.length, count);
+      assert.equal(fake.heads(), count, 'no HEAD was sent again');
+    } finally {
+      await fake.close();
+    }
+  });
+});

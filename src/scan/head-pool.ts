@@ -254,11 +254,13 @@ class HeadConnection {
     this.#received = this.#received === '' ? chunk.toString('latin1') : this.#received + chunk.toString('latin1');
     let start = 0;
     for (;;) {
+      // Empty lines before a status line are skipped, as llhttp skips them.
+      while (this.#received.startsWith('\r\n', start)) start += 2;
       const end = this.#received.indexOf('\r\n\r\n', start);
       if (end < 0) break;
       const answer = parseResponseHead(this.#received, start, end);
       start = end + 4;
-      if (answer === undefined) return this.destroy(new Error('HEAD: a malformed HTTP response'));
+      if (typeof answer === 'string') return this.destroy(new Error(`HEAD: a malformed HTTP response (${answer})`));
       if (answer.status < 200) continue; // 1xx: the real answer follows
       const head = this.#sent.shift();
       if (head === undefined) return this.destroy(new Error('HEAD: an answer to no request'));
@@ -277,6 +279,8 @@ class HeadConnection {
       this.#events.answered(this);
     }
     this.#received = start === 0 ? this.#received : this.#received.slice(start);
+    // A head ended by bare LFs never ends for us: malformed at once rather than read into the next answer.
+    if (this.#received.includes('\n\n')) return this.destroy(new Error('HEAD: a malformed HTTP response (a line not ended by CRLF)'));
     if (this.#received.length > RESPONSE_HEAD_CHARS_MAX) this.destroy(new Error(`HEAD: a response head over ${RESPONSE_HEAD_CHARS_MAX} bytes`));
   }
 
@@ -301,21 +305,33 @@ interface ResponseHead {
   closes: boolean;
 }
 
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: |$)/;
+/** The whole status line: a reason phrase, if any, without CR or LF (lines are split on CRLF only, as llhttp splits them). */
+const STATUS_LINE = /^HTTP\/1\.([01]) (\d\d\d)(?: [^\r\n]*)?$/;
+/** A header name: an RFC 9110 token (so no space before the colon, no folded line, no CR or LF). */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Bytes llhttp rejects in a header value or a reason phrase: controls other than HTAB (CR and LF included), and DEL. */
+const CONTROL_BYTE = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 /**
- * An answer's status line and headers, text[start, end) (latin1). Names
- * lower-cased; values without leading spaces and tabs (trailing ones kept, as
- * llhttp keeps them: the scan's output is what it was over undici, and what
- * a listing of the same metadata shows); a repeated header's values joined
- * with ', ' (as flattenHeaders joined undici's).
- * Undefined when it is not HTTP/1.x.
+ * An answer's status line and headers, text[start, end) (latin1), read as
+ * strictly as llhttp (undici) reads them: a line is ended by CRLF, and a CR
+ * or LF anywhere else, a name that is not a token, a control byte in a value
+ * or a status outside 100–599 make the answer malformed (the reason is
+ * returned): what a lenient read would do with such bytes — take them into
+ * a name, or run into the next pipelined answer — could hand one object
+ * another's metadata. Names lower-cased; values without leading spaces and
+ * tabs (trailing ones kept, as llhttp keeps them: the scan's output is what
+ * it was over undici, and what a listing of the same metadata shows); a
+ * repeated header's values joined with ', ' (as flattenHeaders joined undici's).
  */
-function parseResponseHead(text: string, start: number, end: number): ResponseHead | undefined {
+function parseResponseHead(text: string, start: number, end: number): ResponseHead | string {
   let lineEnd = text.indexOf('\r\n', start);
   if (lineEnd < 0 || lineEnd > end) lineEnd = end;
-  const status = STATUS_LINE.exec(text.slice(start, lineEnd));
-  if (status === null) return undefined;
+  const statusLine = text.slice(start, lineEnd);
+  const status = STATUS_LINE.exec(statusLine);
+  if (status === null || CONTROL_BYTE.test(statusLine)) return 'not an HTTP/1.x status line';
+  const code = Number(status[2]);
+  if (code < 100 || code > 599) return `status ${code}`;
   const headers: Record<string, string> = {};
   let closes = status[1] === '0';
   let position = lineEnd + 2;
@@ -323,9 +339,12 @@ function parseResponseHead(text: string, start: number, end: number): ResponseHe
     let next = text.indexOf('\r\n', position);
     if (next < 0 || next > end) next = end;
     const colon = text.indexOf(':', position);
-    if (colon <= position || colon > next) return undefined;
-    const name = text.slice(position, colon).toLowerCase();
+    if (colon <= position || colon > next) return 'a header line without a name';
+    const rawName = text.slice(position, colon);
+    if (!HEADER_NAME.test(rawName)) return 'a header name that is not a token';
+    const name = rawName.toLowerCase();
     const value = withoutLeadingSpace(text, colon + 1, next);
+    if (CONTROL_BYTE.test(value)) return 'a control byte in a header value';
     if (name === 'connection') closes = /(?:^|,)\s*close\s*(?:,|$)/i.test(value) || (status[1] === '0' && !/keep-alive/i.test(value));
     if (name === '__proto__') {
       // As undici gave it: an own property, not the prototype.
@@ -336,7 +355,7 @@ function parseResponseHead(text: string, start: number, end: number): ResponseHe
     }
     position = next + 2;
   }
-  return { status: Number(status[2]), headers, closes };
+  return { status: code, headers, closes };
 }
 
 function withoutLeadingSpace(text: string, from: number, to: number): string {
