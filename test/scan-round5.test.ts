@@ -26,7 +26,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
+import { EXPIRY_MARGIN_MS } from '../src/client/credentials/refreshing-credentials.ts';
 import { S3Client } from '../src/client/s3-client.ts';
+import { HeadPool } from '../src/scan/head-pool.ts';
+import { ScanRequestSigner } from '../src/scan/request-signer.ts';
 import { scanObjects, type ScannedObject, type ScanOptions } from '../src/public/scan.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, startTestTalus, type TestTalus } from './helpers/talus.ts';
 
@@ -304,6 +307,118 @@ describe('the HEAD pool reads answers as strictly as llhttp', () => {
       assert.equal(objects.length, count);
       assert.equal(fake.heads(), count, 'no HEAD was sent again');
     } finally {
+      await fake.close();
+    }
+  });
+});
+
+/** A raw server for the HEAD pool alone: `onHead` gets each HEAD request (in order, per connection) and its socket. */
+async function rawHeadServer(onHead: (socket: import('node:net').Socket, request: string) => void): Promise<{ endpoint: string; heads: () => number; close: () => Promise<void> }> {
+  let heads = 0;
+  const sockets = new Set<import('node:net').Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let received = '';
+    socket.on('data', (chunk) => {
+      received += chunk.toString('latin1');
+      for (let end = received.indexOf('\r\n\r\n'); end >= 0; end = received.indexOf('\r\n\r\n')) {
+        heads++;
+        onHead(socket, received.slice(0, end + 4));
+        received = received.slice(end + 4);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const endpoint = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const close = async (): Promise<void> => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return { endpoint, heads: () => heads, close };
+}
+
+/** Settles as `promise` does, or rejects after `ms` (a test that would otherwise hang for the pool's 30 s). */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still pending after ${ms} ms`)), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+describe('the HEAD pool: deadlines and keys', () => {
+  const poolFor = (endpoint: string, options: Partial<ConstructorParameters<typeof HeadPool>[0]> & { credentials?: ConstructorParameters<typeof ScanRequestSigner>[2] } = {}): HeadPool => {
+    const signer = new ScanRequestSigner(new URL(endpoint).host, 'us-east-1', options.credentials ?? (async () => CREDENTIALS));
+    return new HeadPool({ endpoint, signer, connections: 1, pipelining: 1, timeoutMs: 20_000, ...options });
+  };
+
+  test('a server trickling the head of an answer is given up after the answer deadline', async () => {
+    const timers: NodeJS.Timeout[] = [];
+    const fake = await rawHeadServer((socket) => {
+      socket.write('HTTP/1.1 200 OK\r\n');
+      timers.push(setInterval(() => socket.write('x-amz-meta-drip: 1\r\n'), 50));
+    });
+    const pool = poolFor(fake.endpoint, { answerDeadlineMs: 500 });
+    try {
+      await assert.rejects(within(pool.headObject('b', 'k'), 10_000), /no whole answer within 500 ms/);
+    } finally {
+      for (const timer of timers) clearInterval(timer);
+      await pool.close();
+      await fake.close();
+    }
+  });
+
+  test('1xx answers without end fail the HEAD', async () => {
+    const fake = await rawHeadServer((socket) => socket.write('HTTP/1.1 100 Continue\r\n\r\n'.repeat(1000)));
+    const pool = poolFor(fake.endpoint);
+    try {
+      await assert.rejects(within(pool.headObject('b', 'k'), 10_000), /1xx/);
+    } finally {
+      await pool.close();
+      await fake.close();
+    }
+  });
+
+  test('a HEAD aborted while the keys are fetched is never sent', async () => {
+    const fake = await rawHeadServer((socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n'));
+    const controller = new AbortController();
+    const pool = poolFor(fake.endpoint, { signal: controller.signal, credentials: () => new Promise((resolve) => setTimeout(() => resolve(CREDENTIALS), 200)) });
+    try {
+      const head = pool.headObject('b', 'k');
+      controller.abort(new Error('stop'));
+      await assert.rejects(within(head, 10_000), /stop/);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      assert.equal(fake.heads(), 0);
+    } finally {
+      await pool.close();
+      await fake.close();
+    }
+  });
+
+  test('a queued HEAD is not signed with expired keys: the failed refresh fails it', async () => {
+    // Keys usable for 400 ms, then every refresh fails. The first HEAD is answered after 800 ms; the second waits
+    // behind it (one connection, no pipelining) and would have gone out signed with the expired keys.
+    let calls = 0;
+    const credentials = async (): Promise<typeof CREDENTIALS & { expiration: Date }> => {
+      if (++calls > 1) throw new Error('refresh refused');
+      return { ...CREDENTIALS, expiration: new Date(Date.now() + EXPIRY_MARGIN_MS + 400) };
+    };
+    let answered = 0;
+    const fake = await rawHeadServer((socket) => {
+      const answer = 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n';
+      if (answered++ === 0) setTimeout(() => socket.write(answer), 800);
+      else socket.write(answer);
+    });
+    const pool = poolFor(fake.endpoint, { credentials });
+    try {
+      const first = pool.headObject('b', 'k/0');
+      await new Promise((resolve) => setImmediate(resolve)); // the first fetch of keys
+      const second = pool.headObject('b', 'k/1');
+      assert.equal((await within(first, 10_000)).status, 200);
+      await assert.rejects(within(second, 10_000), /refresh refused/);
+      assert.equal(fake.heads(), 1);
+    } finally {
+      await pool.close();
       await fake.close();
     }
   });

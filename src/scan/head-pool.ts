@@ -34,6 +34,15 @@ import { assert } from '../util/assert.ts';
 export const HEAD_ATTEMPTS_MAX = 3;
 /** Longest silence on a connection with HEADs outstanding (connecting included). */
 export const HEAD_TIMEOUT_MS_DEFAULT = 30_000;
+/**
+ * Longest wait for the whole head of an answer, from the write of the oldest
+ * HEAD unanswered on a connection: a server trickling bytes is never silent
+ * for HEAD_TIMEOUT_MS but may hold a HEAD for hours. 300 s, undici's
+ * headersTimeout (what held the HEADs before this pool).
+ */
+export const HEAD_ANSWER_DEADLINE_MS_DEFAULT = 300_000;
+/** 1xx answers before one request's final answer at most (S3 sends none to a HEAD; a server sending them without end is broken). */
+const INFORMATIONAL_ANSWERS_MAX = 16;
 /** An answer's head longer than this is no S3 server's (node's own limit is 16 KiB): the connection is dropped. */
 const RESPONSE_HEAD_CHARS_MAX = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
@@ -48,6 +57,8 @@ export interface HeadPoolOptions {
   /** HEADs on one connection before the earlier ones are answered. */
   pipelining: number;
   timeoutMs?: number;
+  /** Longest wait for an answer's head, counted from the write of the oldest unanswered HEAD; default HEAD_ANSWER_DEADLINE_MS_DEFAULT. */
+  answerDeadlineMs?: number;
   /** Aborts every HEAD outstanding and any later one. */
   signal?: AbortSignal;
 }
@@ -60,6 +71,8 @@ interface Head {
   readonly reject: (error: Error) => void;
   /** Connections lost while this HEAD was the first unanswered one on them (it may be what the server choked on). */
   attempts: number;
+  /** performance.now() when it was last handed to a connection (its deadline counts from there). */
+  sentAt: number;
 }
 
 export class HeadPool {
@@ -71,12 +84,15 @@ export class HeadPool {
   readonly #connectionsMax: number;
   readonly #pipelining: number;
   readonly #timeoutMs: number;
+  readonly #answerDeadlineMs: number;
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort = (): void => this.#abortAll(abortReason(this.#signal!));
   readonly #connections: HeadConnection[] = [];
   /** HEADs waiting for room on a connection, in dispatch order. */
   readonly #waiting: Head[] = [];
   #closed = false;
+  /** The signer has no usable keys and a fetch is under way; HEADs wait in #waiting meanwhile. */
+  #awaitingKeys = false;
 
   constructor(options: HeadPoolOptions) {
     const url = new URL(options.endpoint);
@@ -92,6 +108,7 @@ export class HeadPool {
     this.#connectionsMax = options.connections;
     this.#pipelining = options.pipelining;
     this.#timeoutMs = options.timeoutMs ?? HEAD_TIMEOUT_MS_DEFAULT;
+    this.#answerDeadlineMs = options.answerDeadlineMs ?? HEAD_ANSWER_DEADLINE_MS_DEFAULT;
     this.#signal = options.signal;
     this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
@@ -102,10 +119,7 @@ export class HeadPool {
     return new Promise<ObjectResponse>((resolve, reject) => {
       if (this.#signal?.aborted === true) return reject(abortReason(this.#signal));
       if (this.#closed) return reject(new Error('head pool: closed'));
-      const head: Head = { path: `/${encodeComponent(bucket)}/${encodeKeyPath(key)}`, resolve, reject, attempts: 0 };
-      // Fixed or fresh keys: at once; a first fetch or an expired set is waited for before the HEAD takes a place in line.
-      if (this.#signer.ready) this.#dispatch(head);
-      else this.#signer.keys().then(() => (this.#closed ? reject(new Error('head pool: closed')) : this.#dispatch(head)), reject);
+      this.#dispatch({ path: `/${encodeComponent(bucket)}/${encodeKeyPath(key)}`, resolve, reject, attempts: 0, sentAt: 0 });
     });
   }
 
@@ -117,9 +131,44 @@ export class HeadPool {
   }
 
   #dispatch(head: Head): void {
-    const connection = this.#withRoom();
-    if (connection === undefined) this.#waiting.push(head);
-    else this.#send(connection, head);
+    const connection = this.#signer.ready ? this.#withRoom() : undefined;
+    if (connection === undefined) {
+      this.#waiting.push(head);
+      this.#drain();
+    } else {
+      this.#send(connection, head);
+    }
+  }
+
+  /**
+   * Sends waiting HEADs while connections have room. A HEAD is signed when it
+   * is written, a resent or queued one too: without usable keys (a first
+   * fetch, an expired set) they all wait for `keys()`, and fail with its
+   * error (an expired credential fails the scan rather than a 403 per object).
+   */
+  #drain(): void {
+    if (!this.#signer.ready) return this.#awaitKeys();
+    while (this.#waiting.length > 0 && !this.#closed) {
+      const roomy = this.#withRoom();
+      if (roomy === undefined) break;
+      this.#send(roomy, this.#waiting.shift()!);
+    }
+  }
+
+  #awaitKeys(): void {
+    if (this.#awaitingKeys) return;
+    this.#awaitingKeys = true;
+    this.#signer.keys().then(
+      () => {
+        this.#awaitingKeys = false;
+        // Closed or aborted meanwhile: #abortAll has failed the waiting HEADs already.
+        if (!this.#closed && this.#signal?.aborted !== true) this.#drain();
+      },
+      (error: Error) => {
+        this.#awaitingKeys = false;
+        for (const head of this.#waiting.splice(0)) head.reject(error);
+      },
+    );
   }
 
   /** The connection with the fewest outstanding HEADs below the pipelining depth; a new one while all are full and the cap allows. */
@@ -146,7 +195,7 @@ export class HeadPool {
     const socket = this.#tls
       ? tlsConnect({ host: this.#hostname, port: this.#port, servername: isIp(this.#hostname) ? undefined : this.#hostname, ALPNProtocols: ['http/1.1'] })
       : netConnect({ host: this.#hostname, port: this.#port, noDelay: true });
-    const connection = new HeadConnection(socket, this.#timeoutMs, {
+    const connection = new HeadConnection(socket, this.#timeoutMs, this.#answerDeadlineMs, {
       answered: (done) => this.#fill(done),
       closed: (done, unanswered, error, announced) => this.#closedConnection(done, unanswered, error, announced),
     });
@@ -156,6 +205,7 @@ export class HeadPool {
 
   /** A connection has room: give it the next waiting HEADs. */
   #fill(connection: HeadConnection): void {
+    if (this.#waiting.length > 0 && !this.#signer.ready) return this.#awaitKeys();
     while (this.#waiting.length > 0 && connection.accepting && connection.outstanding < this.#pipelining) this.#send(connection, this.#waiting.shift()!);
   }
 
@@ -173,11 +223,7 @@ export class HeadPool {
       else again.push(head);
     }
     this.#waiting.unshift(...again);
-    while (this.#waiting.length > 0 && !this.#closed) {
-      const roomy = this.#withRoom();
-      if (roomy === undefined) break;
-      this.#send(roomy, this.#waiting.shift()!);
-    }
+    if (this.#waiting.length > 0 && !this.#closed) this.#drain();
   }
 
   #abortAll(error: Error): void {
@@ -210,10 +256,16 @@ class HeadConnection {
   /** The server's last answer said `Connection: close`. */
   #announcedClose = false;
   #error: Error | undefined;
+  readonly #answerDeadlineMs: number;
+  /** Armed while HEADs are outstanding; when it fires it checks the oldest one's deadline (no re-arming per answer). */
+  #deadlineTimer: NodeJS.Timeout | undefined;
+  /** 1xx answers since the last final one. */
+  #informational = 0;
 
-  constructor(socket: Socket, timeoutMs: number, events: ConnectionEvents) {
+  constructor(socket: Socket, timeoutMs: number, answerDeadlineMs: number, events: ConnectionEvents) {
     this.#socket = socket;
     this.#events = events;
+    this.#answerDeadlineMs = answerDeadlineMs;
     socket.setTimeout(timeoutMs);
     socket.on('timeout', () => this.destroy(new HeadTimeoutError(`HEAD: no answer for ${timeoutMs} ms`)));
     socket.on('data', (chunk: Buffer) => this.#receive(chunk));
@@ -227,8 +279,23 @@ class HeadConnection {
   }
 
   send(head: Head, text: string): void {
+    head.sentAt = performance.now();
     this.#sent.push(head);
+    this.#deadlineTimer ??= this.#armDeadline(this.#answerDeadlineMs);
     this.#write(text);
+  }
+
+  #armDeadline(ms: number): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      this.#deadlineTimer = undefined;
+      const oldest = this.#sent[0];
+      if (oldest === undefined || this.#gone) return;
+      const left = oldest.sentAt + this.#answerDeadlineMs - performance.now();
+      if (left <= 0) this.destroy(new HeadTimeoutError(`HEAD: no whole answer within ${this.#answerDeadlineMs} ms`));
+      else this.#deadlineTimer = this.#armDeadline(left);
+    }, ms);
+    timer.unref();
+    return timer;
   }
 
   destroy(error: Error): void {
@@ -261,7 +328,12 @@ class HeadConnection {
       const answer = parseResponseHead(this.#received, start, end);
       start = end + 4;
       if (typeof answer === 'string') return this.destroy(new Error(`HEAD: a malformed HTTP response (${answer})`));
-      if (answer.status < 200) continue; // 1xx: the real answer follows
+      if (answer.status < 200) {
+        // 1xx: the real answer follows (a few at most).
+        if (++this.#informational > INFORMATIONAL_ANSWERS_MAX) return this.destroy(new Error(`HEAD: a malformed HTTP response (over ${INFORMATIONAL_ANSWERS_MAX} 1xx answers)`));
+        continue;
+      }
+      this.#informational = 0;
       const head = this.#sent.shift();
       if (head === undefined) return this.destroy(new Error('HEAD: an answer to no request'));
       if (answer.closes) {
@@ -288,6 +360,7 @@ class HeadConnection {
     if (this.#gone) return;
     this.#gone = true;
     this.accepting = false;
+    if (this.#deadlineTimer !== undefined) clearTimeout(this.#deadlineTimer);
     this.#socket.destroy();
     this.#events.closed(this, this.#sent.splice(0), error, this.#announcedClose);
   }
