@@ -22,7 +22,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Socket, createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -419,6 +419,37 @@ describe('the HEAD pool: deadlines and keys', () => {
       assert.equal(fake.heads(), 1);
     } finally {
       await pool.close();
+      await fake.close();
+    }
+  });
+});
+
+describe('HEADs to an endpoint not on this host', () => {
+  const address = Object.values(networkInterfaces())
+    .flat()
+    .find((entry) => entry !== undefined && entry.family === 'IPv4' && !entry.internal)?.address;
+
+  test('go through the S3Client (undici), not the hand-written HEAD pool', { skip: address === undefined ? 'no non-loopback IPv4 address' : false }, async () => {
+    // Pipelined 8 deep, the HEAD pool writes a connection's 8 HEADs of one turn in one write; undici writes each.
+    const count = 8;
+    const fake = await craftedServer(count, (index) => headAnswer(index), '0.0.0.0');
+    let headWrites = 0;
+    const write = Socket.prototype.write;
+    Socket.prototype.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
+      const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('latin1') : '';
+      if (text.startsWith('HEAD ')) headWrites++;
+      return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+    } as typeof Socket.prototype.write;
+    try {
+      const objects = await collect({ endpoint: `http://${address}:${fake.port}`, bucket: 'b', prefix: 'k/', credentials: CREDENTIALS, metadata: 'head', concurrency: count, pipelining: count });
+      assert.deepEqual(
+        objects.map((object) => object.userMetadata?.index),
+        Array.from({ length: count }, (_, i) => String(i)),
+      );
+      assert.equal(fake.heads(), count);
+      assert.equal(headWrites, count, `${count} HEADs in ${headWrites} writes`);
+    } finally {
+      Socket.prototype.write = write;
       await fake.close();
     }
   });

@@ -11,7 +11,9 @@
  * §9.3.2, whatever its Content-Length says), a status and a few headers.
  * Here every request dispatched in one turn of the event loop goes out in one
  * `write` per connection, and an answer's head is read with a few indexOf.
- * docs/PERFORMANCE.md, "talus scan head, round 5", has the figures.
+ * docs/PERFORMANCE.md, "talus scan head, round 5", has the figures. It
+ * serves plain-http endpoints on this host only (scan.ts): the case measured;
+ * elsewhere HEADs go through the S3Client.
  *
  * What it keeps from the pool it replaces: `connections` keep-alive
  * connections at most, `pipelining` requests on each; requests beyond that
@@ -23,7 +25,6 @@
  * Requests are signed (SigV4, header auth, request-signer.ts) when they are written.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import { errorFromResponse } from '../client/response.ts';
 import type { ObjectResponse } from '../client/s3-client.ts';
 import { encodeComponent, encodeKeyPath } from '../client/sigv4-signer.ts';
@@ -48,7 +49,7 @@ const RESPONSE_HEAD_CHARS_MAX = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 export interface HeadPoolOptions {
-  /** 'http://127.0.0.1:9000' or https (scheme, host, port). */
+  /** 'http://127.0.0.1:9000' (plain http: scheme, host, port). */
   endpoint: string;
   /** Signs for the endpoint's host. */
   signer: ScanRequestSigner;
@@ -79,7 +80,6 @@ export class HeadPool {
   readonly #host: string;
   readonly #hostname: string;
   readonly #port: number;
-  readonly #tls: boolean;
   readonly #signer: ScanRequestSigner;
   readonly #connectionsMax: number;
   readonly #pipelining: number;
@@ -96,13 +96,12 @@ export class HeadPool {
 
   constructor(options: HeadPoolOptions) {
     const url = new URL(options.endpoint);
-    assert(url.protocol === 'http:' || url.protocol === 'https:', 'head pool: http(s) endpoint');
+    assert(url.protocol === 'http:', 'head pool: a plain-http endpoint');
     assert(Number.isInteger(options.connections) && options.connections >= 1, 'head pool: connections ≥ 1');
     assert(Number.isInteger(options.pipelining) && options.pipelining >= 1, 'head pool: pipelining ≥ 1');
     this.#host = url.host;
     this.#hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    this.#tls = url.protocol === 'https:';
-    this.#port = url.port === '' ? (this.#tls ? 443 : 80) : Number(url.port);
+    this.#port = url.port === '' ? 80 : Number(url.port);
     this.#signer = options.signer;
     assert(this.#signer.host === this.#host, 'head pool: the signer signs for the endpoint');
     this.#connectionsMax = options.connections;
@@ -192,9 +191,7 @@ export class HeadPool {
   }
 
   #open(): HeadConnection {
-    const socket = this.#tls
-      ? tlsConnect({ host: this.#hostname, port: this.#port, servername: isIp(this.#hostname) ? undefined : this.#hostname, ALPNProtocols: ['http/1.1'] })
-      : netConnect({ host: this.#hostname, port: this.#port, noDelay: true });
+    const socket = netConnect({ host: this.#hostname, port: this.#port, noDelay: true });
     const connection = new HeadConnection(socket, this.#timeoutMs, this.#answerDeadlineMs, {
       answered: (done) => this.#fill(done),
       closed: (done, unanswered, error, announced) => this.#closedConnection(done, unanswered, error, announced),
@@ -434,10 +431,6 @@ function parseResponseHead(text: string, start: number, end: number): ResponseHe
 function withoutLeadingSpace(text: string, from: number, to: number): string {
   while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
   return text.slice(from, to);
-}
-
-function isIp(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(':');
 }
 
 function abortReason(signal: AbortSignal): Error {
