@@ -11,7 +11,9 @@
  * §9.3.2, whatever its Content-Length says), a status and a few headers.
  * Here every request dispatched in one turn of the event loop goes out in one
  * `write` per connection, and an answer's head is read with a few indexOf.
- * docs/PERFORMANCE.md, "talus scan head, round 5", has the figures.
+ * docs/PERFORMANCE.md, "talus scan head, round 5", has the figures. It
+ * serves plain-http endpoints on this host only (scan.ts): the case measured;
+ * elsewhere HEADs go through the S3Client.
  *
  * What it keeps from the pool it replaces: `connections` keep-alive
  * connections at most, `pipelining` requests on each; requests beyond that
@@ -23,7 +25,6 @@
  * Requests are signed (SigV4, header auth, request-signer.ts) when they are written.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import { errorFromResponse } from '../client/response.ts';
 import type { ObjectResponse } from '../client/s3-client.ts';
 import { encodeComponent, encodeKeyPath } from '../client/sigv4-signer.ts';
@@ -34,12 +35,21 @@ import { assert } from '../util/assert.ts';
 export const HEAD_ATTEMPTS_MAX = 3;
 /** Longest silence on a connection with HEADs outstanding (connecting included). */
 export const HEAD_TIMEOUT_MS_DEFAULT = 30_000;
+/**
+ * Longest wait for the whole head of an answer, from the write of the oldest
+ * HEAD unanswered on a connection: a server trickling bytes is never silent
+ * for HEAD_TIMEOUT_MS but may hold a HEAD for hours. 300 s, undici's
+ * headersTimeout (what held the HEADs before this pool).
+ */
+export const HEAD_ANSWER_DEADLINE_MS_DEFAULT = 300_000;
+/** 1xx answers before one request's final answer at most (S3 sends none to a HEAD; a server sending them without end is broken). */
+const INFORMATIONAL_ANSWERS_MAX = 16;
 /** An answer's head longer than this is no S3 server's (node's own limit is 16 KiB): the connection is dropped. */
 const RESPONSE_HEAD_CHARS_MAX = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 export interface HeadPoolOptions {
-  /** 'http://127.0.0.1:9000' or https (scheme, host, port). */
+  /** 'http://127.0.0.1:9000' (plain http: scheme, host, port). */
   endpoint: string;
   /** Signs for the endpoint's host. */
   signer: ScanRequestSigner;
@@ -48,6 +58,8 @@ export interface HeadPoolOptions {
   /** HEADs on one connection before the earlier ones are answered. */
   pipelining: number;
   timeoutMs?: number;
+  /** Longest wait for an answer's head, counted from the write of the oldest unanswered HEAD; default HEAD_ANSWER_DEADLINE_MS_DEFAULT. */
+  answerDeadlineMs?: number;
   /** Aborts every HEAD outstanding and any later one. */
   signal?: AbortSignal;
 }
@@ -60,38 +72,42 @@ interface Head {
   readonly reject: (error: Error) => void;
   /** Connections lost while this HEAD was the first unanswered one on them (it may be what the server choked on). */
   attempts: number;
+  /** performance.now() when it was last handed to a connection (its deadline counts from there). */
+  sentAt: number;
 }
 
 export class HeadPool {
   readonly #host: string;
   readonly #hostname: string;
   readonly #port: number;
-  readonly #tls: boolean;
   readonly #signer: ScanRequestSigner;
   readonly #connectionsMax: number;
   readonly #pipelining: number;
   readonly #timeoutMs: number;
+  readonly #answerDeadlineMs: number;
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort = (): void => this.#abortAll(abortReason(this.#signal!));
   readonly #connections: HeadConnection[] = [];
   /** HEADs waiting for room on a connection, in dispatch order. */
   readonly #waiting: Head[] = [];
   #closed = false;
+  /** The signer has no usable keys and a fetch is under way; HEADs wait in #waiting meanwhile. */
+  #awaitingKeys = false;
 
   constructor(options: HeadPoolOptions) {
     const url = new URL(options.endpoint);
-    assert(url.protocol === 'http:' || url.protocol === 'https:', 'head pool: http(s) endpoint');
+    assert(url.protocol === 'http:', 'head pool: a plain-http endpoint');
     assert(Number.isInteger(options.connections) && options.connections >= 1, 'head pool: connections ≥ 1');
     assert(Number.isInteger(options.pipelining) && options.pipelining >= 1, 'head pool: pipelining ≥ 1');
     this.#host = url.host;
     this.#hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    this.#tls = url.protocol === 'https:';
-    this.#port = url.port === '' ? (this.#tls ? 443 : 80) : Number(url.port);
+    this.#port = url.port === '' ? 80 : Number(url.port);
     this.#signer = options.signer;
     assert(this.#signer.host === this.#host, 'head pool: the signer signs for the endpoint');
     this.#connectionsMax = options.connections;
     this.#pipelining = options.pipelining;
     this.#timeoutMs = options.timeoutMs ?? HEAD_TIMEOUT_MS_DEFAULT;
+    this.#answerDeadlineMs = options.answerDeadlineMs ?? HEAD_ANSWER_DEADLINE_MS_DEFAULT;
     this.#signal = options.signal;
     this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
@@ -102,10 +118,7 @@ export class HeadPool {
     return new Promise<ObjectResponse>((resolve, reject) => {
       if (this.#signal?.aborted === true) return reject(abortReason(this.#signal));
       if (this.#closed) return reject(new Error('head pool: closed'));
-      const head: Head = { path: `/${encodeComponent(bucket)}/${encodeKeyPath(key)}`, resolve, reject, attempts: 0 };
-      // Fixed or fresh keys: at once; a first fetch or an expired set is waited for before the HEAD takes a place in line.
-      if (this.#signer.ready) this.#dispatch(head);
-      else this.#signer.keys().then(() => (this.#closed ? reject(new Error('head pool: closed')) : this.#dispatch(head)), reject);
+      this.#dispatch({ path: `/${encodeComponent(bucket)}/${encodeKeyPath(key)}`, resolve, reject, attempts: 0, sentAt: 0 });
     });
   }
 
@@ -117,9 +130,44 @@ export class HeadPool {
   }
 
   #dispatch(head: Head): void {
-    const connection = this.#withRoom();
-    if (connection === undefined) this.#waiting.push(head);
-    else this.#send(connection, head);
+    const connection = this.#signer.ready ? this.#withRoom() : undefined;
+    if (connection === undefined) {
+      this.#waiting.push(head);
+      this.#drain();
+    } else {
+      this.#send(connection, head);
+    }
+  }
+
+  /**
+   * Sends waiting HEADs while connections have room. A HEAD is signed when it
+   * is written, a resent or queued one too: without usable keys (a first
+   * fetch, an expired set) they all wait for `keys()`, and fail with its
+   * error (an expired credential fails the scan rather than a 403 per object).
+   */
+  #drain(): void {
+    if (!this.#signer.ready) return this.#awaitKeys();
+    while (this.#waiting.length > 0 && !this.#closed) {
+      const roomy = this.#withRoom();
+      if (roomy === undefined) break;
+      this.#send(roomy, this.#waiting.shift()!);
+    }
+  }
+
+  #awaitKeys(): void {
+    if (this.#awaitingKeys) return;
+    this.#awaitingKeys = true;
+    this.#signer.keys().then(
+      () => {
+        this.#awaitingKeys = false;
+        // Closed or aborted meanwhile: #abortAll has failed the waiting HEADs already.
+        if (!this.#closed && this.#signal?.aborted !== true) this.#drain();
+      },
+      (error: Error) => {
+        this.#awaitingKeys = false;
+        for (const head of this.#waiting.splice(0)) head.reject(error);
+      },
+    );
   }
 
   /** The connection with the fewest outstanding HEADs below the pipelining depth; a new one while all are full and the cap allows. */
@@ -143,10 +191,8 @@ export class HeadPool {
   }
 
   #open(): HeadConnection {
-    const socket = this.#tls
-      ? tlsConnect({ host: this.#hostname, port: this.#port, servername: isIp(this.#hostname) ? undefined : this.#hostname, ALPNProtocols: ['http/1.1'] })
-      : netConnect({ host: this.#hostname, port: this.#port, noDelay: true });
-    const connection = new HeadConnection(socket, this.#timeoutMs, {
+    const socket = netConnect({ host: this.#hostname, port: this.#port, noDelay: true });
+    const connection = new HeadConnection(socket, this.#timeoutMs, this.#answerDeadlineMs, {
       answered: (done) => this.#fill(done),
       closed: (done, unanswered, error, announced) => this.#closedConnection(done, unanswered, error, announced),
     });
@@ -156,6 +202,7 @@ export class HeadPool {
 
   /** A connection has room: give it the next waiting HEADs. */
   #fill(connection: HeadConnection): void {
+    if (this.#waiting.length > 0 && !this.#signer.ready) return this.#awaitKeys();
     while (this.#waiting.length > 0 && connection.accepting && connection.outstanding < this.#pipelining) this.#send(connection, this.#waiting.shift()!);
   }
 
@@ -173,11 +220,7 @@ export class HeadPool {
       else again.push(head);
     }
     this.#waiting.unshift(...again);
-    while (this.#waiting.length > 0 && !this.#closed) {
-      const roomy = this.#withRoom();
-      if (roomy === undefined) break;
-      this.#send(roomy, this.#waiting.shift()!);
-    }
+    if (this.#waiting.length > 0 && !this.#closed) this.#drain();
   }
 
   #abortAll(error: Error): void {
@@ -210,10 +253,16 @@ class HeadConnection {
   /** The server's last answer said `Connection: close`. */
   #announcedClose = false;
   #error: Error | undefined;
+  readonly #answerDeadlineMs: number;
+  /** Armed while HEADs are outstanding; when it fires it checks the oldest one's deadline (no re-arming per answer). */
+  #deadlineTimer: NodeJS.Timeout | undefined;
+  /** 1xx answers since the last final one. */
+  #informational = 0;
 
-  constructor(socket: Socket, timeoutMs: number, events: ConnectionEvents) {
+  constructor(socket: Socket, timeoutMs: number, answerDeadlineMs: number, events: ConnectionEvents) {
     this.#socket = socket;
     this.#events = events;
+    this.#answerDeadlineMs = answerDeadlineMs;
     socket.setTimeout(timeoutMs);
     socket.on('timeout', () => this.destroy(new HeadTimeoutError(`HEAD: no answer for ${timeoutMs} ms`)));
     socket.on('data', (chunk: Buffer) => this.#receive(chunk));
@@ -227,8 +276,23 @@ class HeadConnection {
   }
 
   send(head: Head, text: string): void {
+    head.sentAt = performance.now();
     this.#sent.push(head);
+    this.#deadlineTimer ??= this.#armDeadline(this.#answerDeadlineMs);
     this.#write(text);
+  }
+
+  #armDeadline(ms: number): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      this.#deadlineTimer = undefined;
+      const oldest = this.#sent[0];
+      if (oldest === undefined || this.#gone) return;
+      const left = oldest.sentAt + this.#answerDeadlineMs - performance.now();
+      if (left <= 0) this.destroy(new HeadTimeoutError(`HEAD: no whole answer within ${this.#answerDeadlineMs} ms`));
+      else this.#deadlineTimer = this.#armDeadline(left);
+    }, ms);
+    timer.unref();
+    return timer;
   }
 
   destroy(error: Error): void {
@@ -254,12 +318,19 @@ class HeadConnection {
     this.#received = this.#received === '' ? chunk.toString('latin1') : this.#received + chunk.toString('latin1');
     let start = 0;
     for (;;) {
+      // Empty lines before a status line are skipped, as llhttp skips them.
+      while (this.#received.startsWith('\r\n', start)) start += 2;
       const end = this.#received.indexOf('\r\n\r\n', start);
       if (end < 0) break;
       const answer = parseResponseHead(this.#received, start, end);
       start = end + 4;
-      if (answer === undefined) return this.destroy(new Error('HEAD: a malformed HTTP response'));
-      if (answer.status < 200) continue; // 1xx: the real answer follows
+      if (typeof answer === 'string') return this.destroy(new Error(`HEAD: a malformed HTTP response (${answer})`));
+      if (answer.status < 200) {
+        // 1xx: the real answer follows (a few at most).
+        if (++this.#informational > INFORMATIONAL_ANSWERS_MAX) return this.destroy(new Error(`HEAD: a malformed HTTP response (over ${INFORMATIONAL_ANSWERS_MAX} 1xx answers)`));
+        continue;
+      }
+      this.#informational = 0;
       const head = this.#sent.shift();
       if (head === undefined) return this.destroy(new Error('HEAD: an answer to no request'));
       if (answer.closes) {
@@ -277,6 +348,8 @@ class HeadConnection {
       this.#events.answered(this);
     }
     this.#received = start === 0 ? this.#received : this.#received.slice(start);
+    // A head ended by bare LFs never ends for us: malformed at once rather than read into the next answer.
+    if (this.#received.includes('\n\n')) return this.destroy(new Error('HEAD: a malformed HTTP response (a line not ended by CRLF)'));
     if (this.#received.length > RESPONSE_HEAD_CHARS_MAX) this.destroy(new Error(`HEAD: a response head over ${RESPONSE_HEAD_CHARS_MAX} bytes`));
   }
 
@@ -284,6 +357,7 @@ class HeadConnection {
     if (this.#gone) return;
     this.#gone = true;
     this.accepting = false;
+    if (this.#deadlineTimer !== undefined) clearTimeout(this.#deadlineTimer);
     this.#socket.destroy();
     this.#events.closed(this, this.#sent.splice(0), error, this.#announcedClose);
   }
@@ -301,21 +375,33 @@ interface ResponseHead {
   closes: boolean;
 }
 
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: |$)/;
+/** The whole status line: a reason phrase, if any, without CR or LF (lines are split on CRLF only, as llhttp splits them). */
+const STATUS_LINE = /^HTTP\/1\.([01]) (\d\d\d)(?: [^\r\n]*)?$/;
+/** A header name: an RFC 9110 token (so no space before the colon, no folded line, no CR or LF). */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Bytes llhttp rejects in a header value or a reason phrase: controls other than HTAB (CR and LF included), and DEL. */
+const CONTROL_BYTE = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 /**
- * An answer's status line and headers, text[start, end) (latin1). Names
- * lower-cased; values without leading spaces and tabs (trailing ones kept, as
- * llhttp keeps them: the scan's output is what it was over undici, and what
- * a listing of the same metadata shows); a repeated header's values joined
- * with ', ' (as flattenHeaders joined undici's).
- * Undefined when it is not HTTP/1.x.
+ * An answer's status line and headers, text[start, end) (latin1), read as
+ * strictly as llhttp (undici) reads them: a line is ended by CRLF, and a CR
+ * or LF anywhere else, a name that is not a token, a control byte in a value
+ * or a status outside 100–599 make the answer malformed (the reason is
+ * returned): what a lenient read would do with such bytes — take them into
+ * a name, or run into the next pipelined answer — could hand one object
+ * another's metadata. Names lower-cased; values without leading spaces and
+ * tabs (trailing ones kept, as llhttp keeps them: the scan's output is what
+ * it was over undici, and what a listing of the same metadata shows); a
+ * repeated header's values joined with ', ' (as flattenHeaders joined undici's).
  */
-function parseResponseHead(text: string, start: number, end: number): ResponseHead | undefined {
+function parseResponseHead(text: string, start: number, end: number): ResponseHead | string {
   let lineEnd = text.indexOf('\r\n', start);
   if (lineEnd < 0 || lineEnd > end) lineEnd = end;
-  const status = STATUS_LINE.exec(text.slice(start, lineEnd));
-  if (status === null) return undefined;
+  const statusLine = text.slice(start, lineEnd);
+  const status = STATUS_LINE.exec(statusLine);
+  if (status === null || CONTROL_BYTE.test(statusLine)) return 'not an HTTP/1.x status line';
+  const code = Number(status[2]);
+  if (code < 100 || code > 599) return `status ${code}`;
   const headers: Record<string, string> = {};
   let closes = status[1] === '0';
   let position = lineEnd + 2;
@@ -323,9 +409,12 @@ function parseResponseHead(text: string, start: number, end: number): ResponseHe
     let next = text.indexOf('\r\n', position);
     if (next < 0 || next > end) next = end;
     const colon = text.indexOf(':', position);
-    if (colon <= position || colon > next) return undefined;
-    const name = text.slice(position, colon).toLowerCase();
+    if (colon <= position || colon > next) return 'a header line without a name';
+    const rawName = text.slice(position, colon);
+    if (!HEADER_NAME.test(rawName)) return 'a header name that is not a token';
+    const name = rawName.toLowerCase();
     const value = withoutLeadingSpace(text, colon + 1, next);
+    if (CONTROL_BYTE.test(value)) return 'a control byte in a header value';
     if (name === 'connection') closes = /(?:^|,)\s*close\s*(?:,|$)/i.test(value) || (status[1] === '0' && !/keep-alive/i.test(value));
     if (name === '__proto__') {
       // As undici gave it: an own property, not the prototype.
@@ -336,16 +425,12 @@ function parseResponseHead(text: string, start: number, end: number): ResponseHe
     }
     position = next + 2;
   }
-  return { status: Number(status[2]), headers, closes };
+  return { status: code, headers, closes };
 }
 
 function withoutLeadingSpace(text: string, from: number, to: number): string {
   while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
   return text.slice(from, to);
-}
-
-function isIp(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(':');
 }
 
 function abortReason(signal: AbortSignal): Error {

@@ -42,7 +42,7 @@ export class ScanRequestSigner {
 
   /** Signs a bodiless request; `path` and `query` exactly as sent, in canonical encoding. */
   sign(method: 'GET' | 'HEAD', path: string, query: string): SignedRequest {
-    // Callers wait for keys when there are none; a request sent again after they expired signs with the last ones.
+    // Callers check `ready` (else await `keys()`) just before: the last keys serve only should they lapse in between.
     const credentials = this.#credentials.peek() ?? this.#signerCredentials;
     if (credentials === undefined) throw new Error('scan: signing before the credentials are known');
     if (this.#signerCredentials !== credentials || this.#signer === undefined) {

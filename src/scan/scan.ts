@@ -18,7 +18,7 @@
  * - `none`: the listing only (key, size, ETag, last-modified).
  */
 import { S3RequestError } from '../client/response.ts';
-import type { S3Client } from '../client/s3-client.ts';
+import type { ObjectResponse, S3Client } from '../client/s3-client.ts';
 import { userMetadata } from '../client/user-metadata.ts';
 import { LIST_KEYS_MAX } from '../util/limits.ts';
 import { scanCredentialProvider, type StaticCredentials } from './credentials.ts';
@@ -54,7 +54,7 @@ export const SCAN_CONCURRENCY_MAX = 1024;
  * HEAD waiting on its disk would hold up those behind it.
  */
 export const LOOPBACK_PIPELINING_DEFAULT = 16;
-/** As the S3Client's PIPELINING_MAX (not imported: see TaggingClient): a deeper queue on one connection only waits behind its head. */
+/** As the S3Client's PIPELINING_MAX (not imported: see LazyS3Client): a deeper queue on one connection only waits behind its head. */
 const PIPELINING_MAX = 64;
 
 export interface ScanOptions {
@@ -158,17 +158,23 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
     throw new RangeError(`pipelining must be an integer from 1 to ${PIPELINING_MAX}, not ${pipelining}`);
   }
   // Three pools. The listing's: a range or a probe per connection, a page never queued behind HEADs. The HEADs':
-  // `pipelining` to a connection, on connections of their own (head-pool.ts: one write per connection per turn
-  // of the event loop, answers read with a few indexOf). The listing goes over node:http (listing-client.ts:
+  // `pipelining` to a connection, on connections of their own. The listing goes over node:http (listing-client.ts:
   // undici's WebAssembly parser costs a fresh process ~0.1 s of CPU to compile). GetObjectTagging, for the
-  // objects HEAD says have tags, through the S3Client, loaded on the first of them (TaggingClient).
+  // objects HEAD says have tags, through the S3Client, loaded on the first of them (LazyS3Client).
+  // HEADs to a plain-http endpoint on this host go over head-pool.ts (one write per connection per turn of the
+  // event loop, answers read with a few indexOf: the case measured, where scanner and server share the cores);
+  // to any other, through the S3Client as before (pipelining 1 by default, a walk bound by the network, and
+  // proxies and load balancers in between, where a hand-written HTTP parser is the riskier one).
   checkEndpoint(options.endpoint);
   const credentials = scanCredentialProvider(options.credentials);
   const headConnections = Math.ceil(concurrency / pipelining);
-  const taggingClient = new TaggingClient({ endpoint: options.endpoint, region: options.region, credentials, connections: headConnections });
+  const s3Client = new LazyS3Client({ endpoint: options.endpoint, region: options.region, credentials, connections: headConnections, pipelining });
   const signer = new ScanRequestSigner(new URL(options.endpoint).host, options.region ?? 'us-east-1', credentials);
   const listingClient = new ListingClient({ endpoint: options.endpoint, signer, connections: listRanges + PROBES_IN_FLIGHT_MAX });
-  const headPool = new HeadPool({ endpoint: options.endpoint, signer, connections: headConnections, pipelining, signal: options.signal });
+  const headPool: HeadSource =
+    new URL(options.endpoint).protocol === 'http:' && isLoopback(options.endpoint)
+      ? new HeadPool({ endpoint: options.endpoint, signer, connections: headConnections, pipelining, signal: options.signal })
+      : { headObject: (bucket, key) => s3Client.headObject(bucket, key, { signal: options.signal }), close: async () => undefined };
   const progress: ScanProgress = { mode: requested, objects: 0, listed: 0, listingDone: false, elapsedMs: 0, done: false };
   const started = performance.now();
   const report = (): void => {
@@ -205,7 +211,7 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
             // Head mode, or 'auto' undecided: a HEAD that succeeds on an entry listed without metadata decides 'head'.
             const entry: WindowEntry = { promise: undefined!, answered: false, object: undefined };
             entry.promise = slots.run(async () => {
-              const headed = await headObject(headPool, taggingClient, options, object);
+              const headed = await headObject(headPool, s3Client, options, object);
               if (progress.mode === 'auto' && headed?.userMetadata !== undefined) progress.mode = 'head'; // read, not listed-only
               entry.object = headed;
               entry.answered = true;
@@ -239,7 +245,7 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
     if (timer !== undefined) clearInterval(timer);
     progress.done = true;
     report();
-    await Promise.all([listingClient.close(), taggingClient.close(), headPool.close()]);
+    await Promise.all([listingClient.close(), s3Client.close(), headPool.close()]);
   }
 }
 
@@ -250,14 +256,21 @@ function checkEndpoint(endpoint: string): void {
   if (url.pathname !== '/' || url.search !== '' || url.username !== '') throw new TypeError(`endpoint takes no path, query or user: ${endpoint}`);
 }
 
+/** Where a head walk's HEADs go: head-pool.ts, or the S3Client. */
+interface HeadSource {
+  headObject(bucket: string, key: string): Promise<ObjectResponse>;
+  close(): Promise<void>;
+}
+
 /**
- * GetObjectTagging, for the objects HEAD says have tags, through an S3Client
- * made on the first one. Not before: importing the S3Client loads undici,
+ * GetObjectTagging, for the objects HEAD says have tags, and HEADs to an
+ * endpoint the HEAD pool does not serve, through an S3Client made on the
+ * first of them. Not before: importing the S3Client loads undici,
  * which touches the global Headers and so has node load its own undici and
  * compile that one's WebAssembly HTTP parser (~0.1 s of CPU on background
  * threads), which a walk without tags never needs.
  */
-class TaggingClient {
+class LazyS3Client {
   readonly #options: ConstructorParameters<typeof S3Client>[0];
   #client: Promise<S3Client> | undefined;
 
@@ -265,9 +278,17 @@ class TaggingClient {
     this.#options = options;
   }
 
+  async headObject(bucket: string, key: string, options: { signal?: AbortSignal }): Promise<ObjectResponse> {
+    return (await this.#loaded()).headObject(bucket, key, options);
+  }
+
   async getObjectTagging(bucket: string, key: string, options: { signal?: AbortSignal }): Promise<{ key: string; value: string }[]> {
+    return (await this.#loaded()).getObjectTagging(bucket, key, options);
+  }
+
+  #loaded(): Promise<S3Client> {
     this.#client ??= import('../client/s3-client.ts').then(({ S3Client }) => new S3Client(this.#options));
-    return (await this.#client).getObjectTagging(bucket, key, options);
+    return this.#client;
   }
 
   async close(): Promise<void> {
@@ -414,7 +435,7 @@ function withListedMetadata(object: ListedObject): ScannedObject {
  * listing shows it, as list mode gives it; one whose HEAD is allowed but
  * whose tags are not comes without tags.
  */
-async function headObject(heads: HeadPool, client: TaggingClient, options: ScanOptions, object: ListedObject): Promise<ScannedObject | undefined> {
+async function headObject(heads: HeadSource, client: LazyS3Client, options: ScanOptions, object: ListedObject): Promise<ScannedObject | undefined> {
   let headers: Record<string, string>;
   try {
     ({ headers } = await heads.headObject(options.bucket, object.key));
