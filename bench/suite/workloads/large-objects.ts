@@ -39,6 +39,7 @@ function putLarge(concurrency: number): Workload {
         },
         durationMs: context.settings.largeRunMs,
         rounds: context.settings.ratioRounds,
+        writes: true,
         judgedThroughput: 'mibPerSecond',
         drive: (server, durationMs) => loadOn(server, { bucket: BENCH_BUCKET, workload: 'put', size, concurrency, durationMs, keyPrefix: prefix }),
         afterRun: async (server) => {
