@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { alternationNotes, alternationOrder, bracketedRatios, flushDirtyPages, median, runAlternation, summarizeAlternation } from '../bench/suite/alternate.ts';
-import type { DriverResult, Row, RunPhase } from '../bench/suite/measure.ts';
+import { NO_OPERATION_ERROR, type DriverResult, type Row, type RunPhase } from '../bench/suite/measure.ts';
 import { addRatios, type WorkloadRecord } from '../bench/suite/report.ts';
 import type { RunningServer, ServerKind } from '../bench/suite/servers.ts';
 import { evaluateTargets } from '../bench/suite/targets.ts';
@@ -216,4 +216,34 @@ test('two workers ÷ one is judged round by round against the bare server\'s own
   assert.deepEqual(scaling!.pairRatios!.slice(0, 2).map((value) => value.toFixed(4)), ['0.9000', '0.9000']);
   assert.equal(scaling!.value!.toFixed(4), '0.9000');
   assert.equal(floor!.value!.toFixed(4), '1.5000');
+});
+
+test('a baseline run that measured nothing gives no pair ratio, and a run with no operation is an error: the target is not met', async () => {
+  // The reviewer's case, in the old fixed order: Talus 500, 500, 500 vs bare 1000, 0, 1000 gave pairs 0.5, 1, 1 (median 1.0).
+  const fixed = [500, 1000, 500, 0, 500, 1000].map((value, index) => ({ side: index % 2 === 0 ? 'T' : 'B', value }));
+  assert.deepEqual(bracketedRatios(fixed, 'T', 'B'), [0.5], 'no ratio next to the run of 0, not even averaged with a good one');
+  assert.deepEqual(bracketedRatios([{ side: 'T', value: 1 }, { side: 'B', value: Number.NaN }], 'T', 'B'), []);
+  assert.deepEqual(bracketedRatios([{ side: 'T', value: 1 }, { side: 'B', value: Number.POSITIVE_INFINITY }], 'T', 'B'), []);
+
+  const talus = fakeServer('talus', 'Talus');
+  const bare = fakeServer('bare-http', 'bare node:http');
+  const bareRuns = [1000, 0, 1000];
+  const plan = {
+    workload: 'delete-4k',
+    driver: 'loadgen' as const,
+    sides: [talus, bare],
+    rounds: 3,
+    runMs: 1000,
+    warmUpMs: 0,
+    drive: async (server: RunningServer): Promise<DriverResult> => result(server === talus ? 500 : bareRuns.shift()!),
+  };
+  const runs = await runAlternation(plan);
+  const failed = runs.find((run) => run.row.operations === 0)!;
+  assert.equal(failed.row.errors, 1, 'measure() counts a run with no operation as an error');
+  assert.ok(failed.row.firstErrors.includes(NO_OPERATION_ERROR));
+  const rows = summarizeAlternation(plan, runs);
+  assert.deepEqual(rows[0]!.pairRatios![0]!.opsPerSecond, [0.5], 'only the Talus run whose baseline neighbours both did work');
+  assert.equal(rows[1]!.errors, 1);
+  const target = evaluateTargets(rows).find((each) => each.id === 'delete-4k-vs-bare')!;
+  assert.equal(target.met, false, '50 % ≥ 45 %, but a baseline run measured nothing');
 });

@@ -77,7 +77,8 @@ export function flushDirtyPages(): void {
  * linearly between the baseline's nearest runs before and after it (the
  * mean of the two when it sits halfway, as with two sides; the one there is
  * at either end). A host speed that drifts steadily cancels out whatever the
- * spacing. Runs with no baseline run at all, or a baseline of 0, give no ratio.
+ * spacing. A run with no baseline run at all, or next to a baseline run
+ * that is not positive and finite, gives no ratio.
  */
 export function bracketedRatios<K>(sequence: readonly { side: K; value: number }[], judged: K, baseline: K): number[] {
   const ratios: number[] = [];
@@ -87,19 +88,23 @@ export function bracketedRatios<K>(sequence: readonly { side: K; value: number }
     let after: number | undefined;
     for (let at = index - 1; at >= 0 && before === undefined; at--) if (sequence[at]!.side === baseline) before = at;
     for (let at = index + 1; at < sequence.length && after === undefined; at++) if (sequence[at]!.side === baseline) after = at;
+    const neighbours = [before, after].filter((at): at is number => at !== undefined);
+    // A baseline run that measured nothing (0 ops/s: it failed) is no reference, not even averaged with a good one.
+    if (neighbours.length === 0 || !neighbours.every((at) => usable(sequence[at]!.value))) return;
     let expected: number;
     if (before !== undefined && after !== undefined) {
       const share = (index - before) / (after - before);
       expected = sequence[before]!.value + (sequence[after]!.value - sequence[before]!.value) * share;
-    } else if (before !== undefined || after !== undefined) {
-      expected = sequence[(before ?? after)!]!.value;
     } else {
-      return;
+      expected = sequence[neighbours[0]!]!.value;
     }
-    if (expected > 0) ratios.push(run.value / expected);
+    const ratio = run.value / expected;
+    if (Number.isFinite(ratio)) ratios.push(ratio);
   });
   return ratios;
 }
+
+const usable = (value: number): boolean => Number.isFinite(value) && value > 0;
 
 /** The median (the mean of the middle two for an even count). */
 export function median(values: readonly number[]): number {
