@@ -94,6 +94,8 @@ test('runAlternation flushes dirty pages before each measured run (after beforeR
   flushDirtyPages(); // the real one: sync(1) exists and succeeds
 });
 
+const ratiosOnly = <K>(sequence: readonly { side: K; value: number }[], judged: K, baseline: K): number[] => bracketedRatios(sequence, judged, baseline).map(({ ratio }) => ratio);
+
 test('bracketedRatios divides each A run by the B runs just before and after it, interpolated to its place', () => {
   const sequence = [
     { side: 'A', value: 40 },
@@ -103,7 +105,7 @@ test('bracketedRatios divides each A run by the B runs just before and after it,
     { side: 'A', value: 20 },
   ];
   // 40 ÷ 100 (no B before it), 30 ÷ mean(100, 50), 20 ÷ 50 (no B after it).
-  assert.deepEqual(bracketedRatios(sequence, 'A', 'B'), [0.4, 0.4, 0.4]);
+  assert.deepEqual(bracketedRatios(sequence, 'A', 'B'), [{ at: 0, ratio: 0.4 }, { at: 2, ratio: 0.4 }, { at: 4, ratio: 0.4 }]);
   // Other sides in between are skipped over; the B runs at 1 and 4 are interpolated to 3: 20 + (29 - 20) × 2/3 = 26.
   const three = [
     { side: 'T', value: 10 },
@@ -113,12 +115,12 @@ test('bracketedRatios divides each A run by the B runs just before and after it,
     { side: 'B', value: 29 },
     { side: 'S', value: 2 },
   ];
-  assert.deepEqual(bracketedRatios(three, 'T', 'B'), [10 / 20, 13 / 26]);
-  assert.deepEqual(bracketedRatios(three, 'T', 'S'), [10, 13 / (1 + (2 - 1) * (1 / 3))]);
+  assert.deepEqual(ratiosOnly(three, 'T', 'B'), [10 / 20, 13 / 26]);
+  assert.deepEqual(ratiosOnly(three, 'T', 'S'), [10, 13 / (1 + (2 - 1) * (1 / 3))]);
   assert.deepEqual(bracketedRatios([{ side: 'A', value: 1 }], 'A', 'B'), [], 'no baseline run, no ratio');
   // Rounds in changing order (A B | B A | A B): two runs of a side in a row, each interpolated to its own place.
   const rotated = ['A', 'B', 'B', 'A', 'A', 'B'].map((side, index) => ({ side, value: (side === 'A' ? 40 : 100) * (1 - 0.1 * index) }));
-  assert.deepEqual(bracketedRatios(rotated, 'A', 'B').map((ratio) => ratio.toFixed(4)), [(40 / 90).toFixed(4), '0.4000', '0.4000']);
+  assert.deepEqual(bracketedRatios(rotated, 'A', 'B').map(({ ratio }) => ratio.toFixed(4)), [(40 / 90).toFixed(4), '0.4000', '0.4000']);
   assert.equal(median([3, 1, 2]), 2);
   assert.equal(median([4, 1, 3, 2]), 2.5);
 });
@@ -221,7 +223,7 @@ test('two workers ÷ one is judged round by round against the bare server\'s own
 test('a baseline run that measured nothing gives no pair ratio, and a run with no operation is an error: the target is not met', async () => {
   // The reviewer's case, in the old fixed order: Talus 500, 500, 500 vs bare 1000, 0, 1000 gave pairs 0.5, 1, 1 (median 1.0).
   const fixed = [500, 1000, 500, 0, 500, 1000].map((value, index) => ({ side: index % 2 === 0 ? 'T' : 'B', value }));
-  assert.deepEqual(bracketedRatios(fixed, 'T', 'B'), [0.5], 'no ratio next to the run of 0, not even averaged with a good one');
+  assert.deepEqual(bracketedRatios(fixed, 'T', 'B'), [{ at: 0, ratio: 0.5 }], 'no ratio next to the run of 0, not even averaged with a good one');
   assert.deepEqual(bracketedRatios([{ side: 'T', value: 1 }, { side: 'B', value: Number.NaN }], 'T', 'B'), []);
   assert.deepEqual(bracketedRatios([{ side: 'T', value: 1 }, { side: 'B', value: Number.POSITIVE_INFINITY }], 'T', 'B'), []);
 
@@ -246,4 +248,39 @@ test('a baseline run that measured nothing gives no pair ratio, and a run with n
   assert.equal(rows[1]!.errors, 1);
   const target = evaluateTargets(rows).find((each) => each.id === 'delete-4k-vs-bare')!;
   assert.equal(target.met, false, '50 % ≥ 45 %, but a baseline run measured nothing');
+});
+
+test('the cores target joins Talus\'s and the bare server\'s 2 ÷ 1 on the round, and keeps only quotients that are figures', () => {
+  const row = (label: string, server: ServerKind, pairs?: { label: string; values: number[]; rounds: number[] }): Row => ({
+    ...result(1000),
+    workload: 'get-4k-cores',
+    server,
+    label,
+    driver: 'wrk',
+    serverProcesses: 1,
+    serverCpuPercentOfOneCore: 100,
+    serverCpuMicrosPerOperation: 100,
+    serverPeakRssMiB: 100,
+    serverStderrLines: 0,
+    ...(pairs === undefined
+      ? {}
+      : { pairRatios: [{ server, label: pairs.label, opsPerSecond: pairs.values, mibPerSecond: pairs.values, opsPerSecondRounds: pairs.rounds, mibPerSecondRounds: pairs.rounds }] }),
+  });
+  const judge = (talus: { values: number[]; rounds: number[] }, bare: { values: number[]; rounds: number[] }): ReturnType<typeof evaluateTargets>[number] =>
+    evaluateTargets([
+      row('Talus', 'talus'),
+      row('Talus, 2 workers', 'talus', { label: 'Talus', ...talus }),
+      row('bare node:http', 'bare-http'),
+      row('bare node:http, 2 processes', 'bare-http', { label: 'bare node:http', ...bare }),
+    ]).find((target) => target.id === 'get-4k-two-cores')!;
+  // Different rounds dropped on each side (a failed baseline run gives no ratio): by position, 2 ÷ 1 and 1 ÷ 1
+  // (median 1.5); by round, only round 2 is on both sides: 1 ÷ 1.
+  const misaligned = judge({ values: [2, 1], rounds: [0, 2] }, { values: [1, 1], rounds: [1, 2] });
+  assert.deepEqual(misaligned.pairRatios, [1]);
+  assert.equal(misaligned.value, 1);
+  // A bare pair ratio of 0 would make an infinite quotient (the median then leans high: 1.0, met); it is left out.
+  const zero = judge({ values: [1, 1, 0.7], rounds: [0, 1, 2] }, { values: [0, 1, 1], rounds: [0, 1, 2] });
+  assert.deepEqual(zero.pairRatios, [1, 0.7]);
+  assert.equal(zero.value!.toFixed(2), '0.85');
+  assert.equal(zero.met, false, '0.85× < 0.9×');
 });

@@ -80,8 +80,8 @@ export function flushDirtyPages(): void {
  * spacing. A run with no baseline run at all, or next to a baseline run
  * that is not positive and finite, gives no ratio.
  */
-export function bracketedRatios<K>(sequence: readonly { side: K; value: number }[], judged: K, baseline: K): number[] {
-  const ratios: number[] = [];
+export function bracketedRatios<K>(sequence: readonly { side: K; value: number }[], judged: K, baseline: K): BracketedRatio[] {
+  const ratios: BracketedRatio[] = [];
   sequence.forEach((run, index) => {
     if (run.side !== judged) return;
     let before: number | undefined;
@@ -99,9 +99,15 @@ export function bracketedRatios<K>(sequence: readonly { side: K; value: number }
       expected = sequence[neighbours[0]!]!.value;
     }
     const ratio = run.value / expected;
-    if (Number.isFinite(ratio)) ratios.push(ratio);
+    if (Number.isFinite(ratio)) ratios.push({ at: index, ratio });
   });
   return ratios;
+}
+
+/** A judged run's ratio, and its place in the sequence. */
+export interface BracketedRatio {
+  at: number;
+  ratio: number;
 }
 
 const usable = (value: number): boolean => Number.isFinite(value) && value > 0;
@@ -200,12 +206,21 @@ export function summarizeAlternation(plan: Pick<Alternation, 'sides' | 'pairs'>,
     return { ...medianRow(own.map((run) => run.row)), runs: own.map((run) => figuresOf(run, runs.indexOf(run))) };
   });
   for (const [judged, baseline] of plan.pairs ?? defaultPairs(plan.sides.length)) {
-    const sequence = (of: (row: Row) => number): { side: number; value: number }[] => runs.map((run) => ({ side: run.side, value: of(run.row) }));
+    const ratiosOf = (of: (row: Row) => number): BracketedRatio[] =>
+      bracketedRatios(
+        runs.map((run) => ({ side: run.side, value: of(run.row) })),
+        judged,
+        baseline,
+      );
+    const ops = ratiosOf((row) => row.opsPerSecond);
+    const mib = ratiosOf((row) => row.mibPerSecond);
     const ratios: PairRatios = {
       server: plan.sides[baseline]!.kind,
       label: plan.sides[baseline]!.label,
-      opsPerSecond: bracketedRatios(sequence((row) => row.opsPerSecond), judged, baseline),
-      mibPerSecond: bracketedRatios(sequence((row) => row.mibPerSecond), judged, baseline),
+      opsPerSecond: ops.map(({ ratio }) => ratio),
+      mibPerSecond: mib.map(({ ratio }) => ratio),
+      opsPerSecondRounds: ops.map(({ at }) => runs[at]!.round),
+      mibPerSecondRounds: mib.map(({ at }) => runs[at]!.round),
     };
     (rows[judged]!.pairRatios ??= []).push(ratios);
   }

@@ -77,6 +77,9 @@ export interface PairRatios {
   label: string;
   opsPerSecond: number[];
   mibPerSecond: number[];
+  /** The round (from 0) of each ratio above, in the same order: a run next to a failed baseline run has no ratio, so places differ. */
+  opsPerSecondRounds: number[];
+  mibPerSecondRounds: number[];
 }
 
 /** The error a measured run that completed no operation counts. */
