@@ -13,7 +13,10 @@ import { alternationNotes, alternationOrder, bracketedRatios, flushDirtyPages, m
 import { NO_OPERATION_ERROR, type DriverResult, type Row, type RunPhase } from '../bench/suite/measure.ts';
 import { addRatios, type WorkloadRecord } from '../bench/suite/report.ts';
 import type { RunningServer, ServerKind } from '../bench/suite/servers.ts';
+import { SuiteContext } from '../bench/suite/context.ts';
+import { MODE_SETTINGS } from '../bench/suite/options.ts';
 import { evaluateTargets } from '../bench/suite/targets.ts';
+import { largePutDiskNeed, put64mOne } from '../bench/suite/workloads/large-objects.ts';
 
 function fakeServer(kind: ServerKind, label: string, workers = 1): RunningServer {
   return {
@@ -283,4 +286,32 @@ test('the cores target joins Talus\'s and the bare server\'s 2 ÷ 1 on the round
   assert.deepEqual(zero.pairRatios, [1, 0.7]);
   assert.equal(zero.value!.toFixed(2), '0.85');
   assert.equal(zero.met, false, '0.85× < 0.9×');
+});
+
+test('a 64 MiB PUT row checks the free disk space first, and is skipped with the reason when it is short', async () => {
+  const quick = largePutDiskNeed(MODE_SETTINGS.quick, 1);
+  // Quick mode: 2 warm-ups of 1 s + 3 runs of 2 s, 8 s per side at 512 MiB/s: 4 GiB each for Talus, s3rver and the
+  // bytes ceiling (which keeps up to 8 GiB, so deletes nothing), 2 GiB spare.
+  assert.equal(quick.perStoreBytes, 4 * 1024 ** 3);
+  assert.equal(quick.totalBytes, 14 * 1024 ** 3);
+  assert.equal(quick.ceilingRecycles, false, 'quick mode: no run writes into pages another freed');
+  const full = largePutDiskNeed(MODE_SETTINGS.full, 1);
+  assert.equal(full.ceilingRecycles, true, 'full mode: the bytes ceiling writes more than it keeps');
+  assert.equal(full.ceilingBytes, 8 * 1024 ** 3);
+  assert.ok(largePutDiskNeed(MODE_SETTINGS.quick, 2).perStoreBytes > quick.perStoreBytes, 'each server process warms up on its own');
+
+  class NoServers extends SuiteContext {
+    override talus(): Promise<RunningServer> {
+      throw new Error('the row started a server');
+    }
+    override s3rver(): Promise<RunningServer> {
+      throw new Error('the row started a server');
+    }
+  }
+  // A mode whose runs would write far more than any disk holds.
+  const settings = { ...MODE_SETTINGS.quick, largeRunMs: 1e9 };
+  const options = { mode: 'quick' as const, only: [], workers: 1, jsonPath: undefined, commandLine: 'test' };
+  const outcome = await put64mOne.run(new NoServers(settings, options, '/nonexistent'));
+  assert.deepEqual(outcome.rows, []);
+  assert.match(outcome.skipped ?? '', /^needs [\d.]+ GiB free in .+, has [\d.]+ GiB: what its runs write stays until the last one/);
 });
