@@ -256,7 +256,8 @@ export function alternationNotes(plan: Pick<Alternation, 'rounds' | 'runMs' | 'w
   const flush = plan.flushBeforeRun === undefined ? '' : '; sync before each measured run (no side pays for another\'s writeback)';
   const notes = [
     `alternated: ${plan.rounds} round${plan.rounds === 1 ? '' : 's'}, ${order}, ${seconds(plan.runMs)} each on the same servers${warmUp}${flush}; ` +
-      "each row is its side's median run; ratios are the median of each judged run ÷ the baseline runs around it (interpolated to its place)",
+      "each row is its side's median run (ops/s, MiB/s, CPU, p50 and p99 each the median over its runs; operations and time summed); " +
+      'ratios (the table\'s too) are the median of each judged run ÷ the baseline runs around it (interpolated to its place), not the rows\' quotient',
   ];
   for (const row of rows) {
     if (row.runs === undefined) continue;
