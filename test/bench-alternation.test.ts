@@ -1,6 +1,6 @@
 /**
  * The benchmark suite's alternated ratio rows (issue 17, bench/suite/alternate.ts):
- * the sides of a workload take turns, A, B, A, B, …, and a ratio target is
+ * the sides of a workload take turns, A, B | B, A | A, B …, and a ratio target is
  * judged by the median of each A run ÷ the B runs around it. A fake workload
  * on a host whose speed drifts from run to run (as this VM's does) shows the
  * method cancelling the drift where the ratio of two rows does not. No
