@@ -3,8 +3,9 @@
  * and fsyncs it before answering (the durability Talus promises, minus its
  * directory fsync and metadata commit), and streams one prepared file to the
  * socket for a GET, with Talus's read size. Headers are the ones Talus sent
- * for the same request. The PUT file is removed after the answer, so runs of
- * any length do not fill the disk. Run by the suite:
+ * for the same request. PUT files are kept, up to BYTES_CEILING_KEPT_BYTES_MAX
+ * per process (common.ts says why), so runs of any length do not fill the
+ * disk. Run by the suite:
  *   node --import tsx bench/servers/bytes-ceiling.ts CONFIG.json
  */
 import { randomBytes } from 'node:crypto';
@@ -13,7 +14,7 @@ import { open, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { readConfig, serve, type BaselineConfig, type CapturedResponse } from './common.ts';
+import { BYTES_CEILING_KEPT_BYTES_MAX as KEPT_BYTES_MAX, readConfig, serve, type BaselineConfig, type CapturedResponse } from './common.ts';
 
 export interface BytesCeilingConfig extends BaselineConfig {
   /** Where PUT bodies and the GET file go. */
@@ -27,19 +28,6 @@ export interface BytesCeilingConfig extends BaselineConfig {
 /** Talus reads blobs in 256 KiB chunks (src/blob/fs/fs-blob-store.ts): the same here. */
 const READ_CHUNK_BYTES = 256 * 1024;
 const WRITE_CHUNK_BYTES = 1024 * 1024;
-/**
- * PUT bytes kept on disk. Not unlinking each file at once is what makes the
- * ceiling fair: a file removed right after its fsync frees its page-cache
- * pages, and the next PUT's writes land in those very pages, already mapped.
- * Talus keeps every object, so its writes take fresh pages, and on this
- * kind of VM (free pages reported to the host, virtio-balloon
- * page_reporting) a fresh page faults on the host on first touch: 64 MiB
- * written into kept files cost 150-180 ms of CPU, into files unlinked after
- * each write 23-31 ms (/tmp measurement in docs/PERFORMANCE.md, "64 MiB
- * PUT, round 3"). 8 GiB outlasts any run of the suite (4 s at < 1 GiB/s)
- * and still bounds the disk a long run can fill.
- */
-const KEPT_BYTES_MAX = 8 * 1024 * 1024 * 1024;
 
 const config = readConfig<BytesCeilingConfig>();
 const getFile = join(config.directory, 'get-object');

@@ -15,6 +15,23 @@ export const READY_PREFIX = 'listening on ';
 /** More processes than this is a mistake, not a benchmark on this kind of machine. */
 export const WORKERS_MAX = 64;
 
+/**
+ * PUT bytes the bytes ceiling (bytes-ceiling.ts) keeps on disk, per
+ * process; beyond it, it deletes its oldest files. Here so the suite can
+ * count it in the free space a 64 MiB PUT row needs (large-objects.ts).
+ * Not unlinking each file at once is what makes the ceiling fair: a file removed right after its fsync frees its page-cache
+ * pages, and the next PUT's writes land in those very pages, already mapped.
+ * Talus keeps every object, so its writes take fresh pages, and on this
+ * kind of VM (free pages reported to the host, virtio-balloon
+ * page_reporting) a fresh page faults on the host on first touch: 64 MiB
+ * written into kept files cost 150-180 ms of CPU, into files unlinked after
+ * each write 23-31 ms (/tmp measurement in docs/PERFORMANCE.md, "64 MiB
+ * PUT, round 3"). 8 GiB outlasts a quick run's 8 s of writing per side at
+ * ~500 MiB/s, not a full run's 36 s (the row's note says so), and still
+ * bounds the disk a long run can fill.
+ */
+export const BYTES_CEILING_KEPT_BYTES_MAX = 8 * 1024 * 1024 * 1024;
+
 /** A response to replay: what Talus answered to the same request. */
 export interface CapturedResponse {
   status: number;

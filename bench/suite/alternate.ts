@@ -8,9 +8,10 @@
  * 33 µs in another minutes later. Measured one after the other (Talus, then
  * the baseline), a speed change between the two moves the ratio: DELETE ÷
  * bare read 38.5 / 55.1 / 42.3 % over three runs of the suite. So the sides
- * take turns instead, in short runs, A, B, A, B, … (every side once per
- * round, `rounds` rounds), on the same servers, each warmed up (twice, in
- * turn) before the first measured run. Each run of the judged side is divided by the
+ * take turns instead, in short runs (every side once per round, `rounds`
+ * rounds, the order within a round changing from round to round: see
+ * alternationOrder), on the same servers, each warmed up (twice, in turn)
+ * before the first measured run. Each run of the judged side is divided by the
  * baseline runs just before and after it (interpolated to its place: their
  * mean with two sides), so a drift in host speed falls on both alike; the target is the median of those pair ratios, and
  * each side's row is its median run (a burst of another process spoils one
@@ -19,6 +20,7 @@
  * The pure parts (order, pair ratios, medians) are exported for
  * test/bench-alternation.test.ts.
  */
+import { spawnSync } from 'node:child_process';
 import { assert } from '../../src/util/assert.ts';
 import { measure, type Driver, type DriverResult, type PairRatios, type Row, type RunFigures, type RunPhase } from './measure.ts';
 import type { RunningServer } from './servers.ts';
@@ -34,12 +36,39 @@ export const ALTERNATED_RUN_MS_MIN = 1000;
  */
 export const WARM_UP_PASSES = 2;
 
-/** The order of the measured runs: every side once per round, in the given order, `rounds` times (A, B, A, B, …). */
+/**
+ * The order of the measured runs: every side once per round, `rounds` times.
+ * Round r starts at side r mod n and runs forward in even rounds, backward in
+ * odd ones: A B | B A | A B with two sides; T b s | b T s | s T b with three.
+ * A fixed order would always put the same side just before another (Talus
+ * right after s3rver, whose unsynced writes the kernel writes back during
+ * Talus's fsync-heavy run; the bytes ceiling right after Talus), and plain
+ * rotation keeps every side's cyclic predecessor (T b s | b s T | s T b:
+ * Talus after s3rver in every round but the first); reversing every other
+ * round gives each side different predecessors.
+ */
 export function alternationOrder<T>(sides: readonly T[], rounds: number): T[] {
   assert(sides.length > 0 && Number.isInteger(rounds) && rounds >= 1, 'alternationOrder: at least one side and one round');
+  const count = sides.length;
   const order: T[] = [];
-  for (let round = 0; round < rounds; round++) order.push(...sides);
+  for (let round = 0; round < rounds; round++) {
+    const start = round % count;
+    const step = round % 2 === 0 ? 1 : count - 1;
+    for (let place = 0; place < count; place++) order.push(sides[(start + place * step) % count]!);
+  }
   return order;
+}
+
+/**
+ * Writes every dirty page of every file system to disk (sync(1)), untimed,
+ * before each measured run of a workload that writes: a side that does not
+ * fsync (s3rver) leaves its writes in the page cache, and the kernel would
+ * write them back during whichever run comes next, on that run's time.
+ */
+export function flushDirtyPages(): void {
+  const result = spawnSync('sync', { stdio: 'ignore' });
+  if (result.error !== undefined) throw result.error;
+  assert(result.status === 0, `sync exited with ${result.status ?? result.signal}`);
 }
 
 /**
@@ -48,29 +77,40 @@ export function alternationOrder<T>(sides: readonly T[], rounds: number): T[] {
  * linearly between the baseline's nearest runs before and after it (the
  * mean of the two when it sits halfway, as with two sides; the one there is
  * at either end). A host speed that drifts steadily cancels out whatever the
- * spacing. Runs with no baseline run at all, or a baseline of 0, give no ratio.
+ * spacing. A run with no baseline run at all, or next to a baseline run
+ * that is not positive and finite, gives no ratio.
  */
-export function bracketedRatios<K>(sequence: readonly { side: K; value: number }[], judged: K, baseline: K): number[] {
-  const ratios: number[] = [];
+export function bracketedRatios<K>(sequence: readonly { side: K; value: number }[], judged: K, baseline: K): BracketedRatio[] {
+  const ratios: BracketedRatio[] = [];
   sequence.forEach((run, index) => {
     if (run.side !== judged) return;
     let before: number | undefined;
     let after: number | undefined;
     for (let at = index - 1; at >= 0 && before === undefined; at--) if (sequence[at]!.side === baseline) before = at;
     for (let at = index + 1; at < sequence.length && after === undefined; at++) if (sequence[at]!.side === baseline) after = at;
+    const neighbours = [before, after].filter((at): at is number => at !== undefined);
+    // A baseline run that measured nothing (0 ops/s: it failed) is no reference, not even averaged with a good one.
+    if (neighbours.length === 0 || !neighbours.every((at) => usable(sequence[at]!.value))) return;
     let expected: number;
     if (before !== undefined && after !== undefined) {
       const share = (index - before) / (after - before);
       expected = sequence[before]!.value + (sequence[after]!.value - sequence[before]!.value) * share;
-    } else if (before !== undefined || after !== undefined) {
-      expected = sequence[(before ?? after)!]!.value;
     } else {
-      return;
+      expected = sequence[neighbours[0]!]!.value;
     }
-    if (expected > 0) ratios.push(run.value / expected);
+    const ratio = run.value / expected;
+    if (Number.isFinite(ratio)) ratios.push({ at: index, ratio });
   });
   return ratios;
 }
+
+/** A judged run's ratio, and its place in the sequence. */
+export interface BracketedRatio {
+  at: number;
+  ratio: number;
+}
+
+const usable = (value: number): boolean => Number.isFinite(value) && value > 0;
 
 /** The median (the mean of the middle two for an even count). */
 export function median(values: readonly number[]): number {
@@ -84,7 +124,7 @@ export function median(values: readonly number[]): number {
  * One row for a side: its median run. Ops/s, MiB/s, CPU % and CPU µs/op are
  * each the median over the runs, latency percentiles the runs' medians;
  * operations, errors, time and stderr lines are summed (every run's errors
- * count), peak RSS is the largest. (observability.ts has its own copy.)
+ * count), peak RSS is the largest. Observability's pairs use it too.
  */
 export function medianRow(runs: readonly Row[]): Row {
   assert(runs.length > 0, 'medianRow: no run to combine');
@@ -121,13 +161,16 @@ export interface Alternation {
   drive(server: RunningServer, durationMs: number, phase: RunPhase): Promise<DriverResult>;
   /** Untimed, before each measured run of a side (DELETE makes the keys the run deletes). */
   beforeRun?(server: RunningServer): Promise<void>;
+  /** Untimed, just before each measured run, after beforeRun: flushDirtyPages for the workloads that write. */
+  flushBeforeRun?(): void;
   /** [judged, baseline] side indexes whose pair ratios the judged side's row carries; default every side against the first. */
   pairs?: readonly (readonly [number, number])[];
 }
 
-/** A measured run: which side (index into Alternation.sides) and its row. */
+/** A measured run: which side (index into Alternation.sides), in which round (from 0), and its row. */
 export interface AlternatedRun {
   side: number;
+  round: number;
   row: Row;
 }
 
@@ -138,10 +181,12 @@ export async function runAlternation(plan: Alternation): Promise<AlternatedRun[]
     for (const server of plan.sides) await plan.drive(server, plan.warmUpMs * Math.max(1, server.workers), 'warm-up');
   }
   const runs: AlternatedRun[] = [];
-  for (const side of alternationOrder(indexes, plan.rounds)) {
+  for (const [place, side] of alternationOrder(indexes, plan.rounds).entries()) {
     const server = plan.sides[side]!;
     await plan.beforeRun?.(server);
-    runs.push({ side, row: await measure(plan.workload, server, plan.driver, () => plan.drive(server, plan.runMs, 'measured')) });
+    plan.flushBeforeRun?.();
+    const row = await measure(plan.workload, server, plan.driver, () => plan.drive(server, plan.runMs, 'measured'));
+    runs.push({ side, round: Math.floor(place / plan.sides.length), row });
   }
   return runs;
 }
@@ -161,12 +206,21 @@ export function summarizeAlternation(plan: Pick<Alternation, 'sides' | 'pairs'>,
     return { ...medianRow(own.map((run) => run.row)), runs: own.map((run) => figuresOf(run, runs.indexOf(run))) };
   });
   for (const [judged, baseline] of plan.pairs ?? defaultPairs(plan.sides.length)) {
-    const sequence = (of: (row: Row) => number): { side: number; value: number }[] => runs.map((run) => ({ side: run.side, value: of(run.row) }));
+    const ratiosOf = (of: (row: Row) => number): BracketedRatio[] =>
+      bracketedRatios(
+        runs.map((run) => ({ side: run.side, value: of(run.row) })),
+        judged,
+        baseline,
+      );
+    const ops = ratiosOf((row) => row.opsPerSecond);
+    const mib = ratiosOf((row) => row.mibPerSecond);
     const ratios: PairRatios = {
       server: plan.sides[baseline]!.kind,
       label: plan.sides[baseline]!.label,
-      opsPerSecond: bracketedRatios(sequence((row) => row.opsPerSecond), judged, baseline),
-      mibPerSecond: bracketedRatios(sequence((row) => row.mibPerSecond), judged, baseline),
+      opsPerSecond: ops.map(({ ratio }) => ratio),
+      mibPerSecond: mib.map(({ ratio }) => ratio),
+      opsPerSecondRounds: ops.map(({ at }) => runs[at]!.round),
+      mibPerSecondRounds: mib.map(({ at }) => runs[at]!.round),
     };
     (rows[judged]!.pairRatios ??= []).push(ratios);
   }
@@ -193,13 +247,17 @@ function figuresOf(run: AlternatedRun, sequence: number): RunFigures {
  * Notes that show the spread: how the sides alternated, every run's
  * throughput and CPU per operation, and every pair ratio with its median.
  */
-export function alternationNotes(plan: Pick<Alternation, 'rounds' | 'runMs' | 'warmUpMs' | 'warmUpPasses'>, rows: readonly Row[], throughput: 'opsPerSecond' | 'mibPerSecond' = 'opsPerSecond'): string[] {
+export function alternationNotes(plan: Pick<Alternation, 'rounds' | 'runMs' | 'warmUpMs' | 'warmUpPasses' | 'flushBeforeRun'>, rows: readonly Row[], throughput: 'opsPerSecond' | 'mibPerSecond' = 'opsPerSecond'): string[] {
   const unit = throughput === 'opsPerSecond' ? 'ops/s' : 'MiB/s';
   const passes = plan.warmUpPasses ?? WARM_UP_PASSES;
   const warmUp = plan.warmUpMs > 0 ? `, after ${passes === 1 ? 'one unmeasured run' : `${passes} unmeasured runs`} of each (${seconds(plan.warmUpMs)} per server process)` : '';
+  const labels = rows.map((row) => row.label);
+  const order = plan.rounds === 1 ? labels.join(' → ') : alternationOrder(labels, Math.min(plan.rounds, 3)).join(' → ') + (plan.rounds > 3 ? ' …' : '');
+  const flush = plan.flushBeforeRun === undefined ? '' : '; sync before each measured run (no side pays for another\'s writeback)';
   const notes = [
-    `alternated: ${plan.rounds} round${plan.rounds === 1 ? '' : 's'} of ${rows.map((row) => row.label).join(' → ')}, ${seconds(plan.runMs)} each on the same servers${warmUp}; ` +
-      "each row is its side's median run; ratios are the median of each judged run ÷ the baseline runs around it (interpolated to its place)",
+    `alternated: ${plan.rounds} round${plan.rounds === 1 ? '' : 's'}, ${order}, ${seconds(plan.runMs)} each on the same servers${warmUp}${flush}; ` +
+      "each row is its side's median run (ops/s, MiB/s, CPU, p50 and p99 each the median over its runs; operations and time summed); " +
+      'ratios (the table\'s too) are the median of each judged run ÷ the baseline runs around it (interpolated to its place), not the rows\' quotient',
   ];
   for (const row of rows) {
     if (row.runs === undefined) continue;

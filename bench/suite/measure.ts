@@ -77,7 +77,13 @@ export interface PairRatios {
   label: string;
   opsPerSecond: number[];
   mibPerSecond: number[];
+  /** The round (from 0) of each ratio above, in the same order: a run next to a failed baseline run has no ratio, so places differ. */
+  opsPerSecondRounds: number[];
+  mibPerSecondRounds: number[];
 }
+
+/** The error a measured run that completed no operation counts. */
+export const NO_OPERATION_ERROR = 'the run completed no operation';
 
 export async function measure(workload: string, server: RunningServer, driver: Driver, drive: () => Promise<DriverResult>): Promise<Row> {
   const stderrBefore = server.stderrLines().count;
@@ -90,6 +96,9 @@ export async function measure(workload: string, server: RunningServer, driver: D
     usage = window.end();
   }
   const serverStderrLines = server.stderrLines().count - stderrBefore;
+  // A run that completed no operation measured nothing: an error, so no target is met on it (its 0 ops/s would
+  // otherwise sit in a median, or next to a good run in a pair ratio, as if it were a figure).
+  if (result.operations <= 0) result = { ...result, errors: Math.max(1, result.errors), firstErrors: [...result.firstErrors, NO_OPERATION_ERROR].slice(0, 5) };
   process.stderr.write(
     `  ${server.label}: ${result.opsPerSecond.toFixed(result.opsPerSecond < 10 ? 1 : 0)} ops/s, ${result.mibPerSecond.toFixed(0)} MiB/s, p50 ${result.latencyMs.p50.toFixed(2)} ms, ${result.errors} errors, ` +
       `server CPU ${usage.cpuPercentOfOneCore.toFixed(0)} %, RSS ${(usage.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`,

@@ -78,7 +78,7 @@ export interface ModeSettings {
   observabilityRounds: number;
   /**
    * Measured runs of each side in the rows whose target is a ratio of two sides (Talus ÷ bare node:http,
-   * ÷ s3rver, ÷ the bytes ceiling, 2 workers ÷ 1), alternated A, B, A, B, … (alternate.ts): 3, so a median shrugs off
+   * ÷ s3rver, ÷ the bytes ceiling, 2 workers ÷ 1), alternated A, B | B, A | A, B … (alternate.ts): 3, so a median shrugs off
    * one spoiled run. Smoke mode takes 1 (A, B: the same path, one pair each), to stay lean in CI;
    * test/bench-alternation.test.ts checks the order and the arithmetic of several rounds.
    */

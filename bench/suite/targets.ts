@@ -52,8 +52,15 @@ interface Evaluation {
 
 /** The pair ratios `row` carries against the side `against` (a server kind, or a label), if it was alternated. */
 function pairRatiosOf(row: Row, against: (pair: PairRatios) => boolean, throughput: 'opsPerSecond' | 'mibPerSecond'): number[] | undefined {
-  const values = row.pairRatios?.find(against)?.[throughput];
-  return values === undefined || values.length === 0 ? undefined : values;
+  return roundRatiosOf(row, against, throughput)?.map(({ value }) => value);
+}
+
+/** The same, each with the round it was measured in. */
+function roundRatiosOf(row: Row, against: (pair: PairRatios) => boolean, throughput: 'opsPerSecond' | 'mibPerSecond'): { round: number; value: number }[] | undefined {
+  const pair = row.pairRatios?.find(against);
+  if (pair === undefined || pair[throughput].length === 0) return undefined;
+  const rounds = throughput === 'opsPerSecond' ? pair.opsPerSecondRounds : pair.mibPerSecondRounds;
+  return pair[throughput].map((value, index) => ({ round: rounds[index]!, value }));
 }
 
 const percent = (value: number): string => `${(value * 100).toFixed(1)} %`;
@@ -105,34 +112,42 @@ function coresTarget(id: string, description: string, workload: string, judged: 
     limit,
     format: times,
     evaluate: (rows) => {
-      const scaling = (server: ServerKind): { value: number; rows: Row[]; pairs?: number[] } | undefined => {
+      const scaling = (server: ServerKind): { value: number; rows: Row[]; pairs?: { round: number; value: number }[] } | undefined => {
         const of = rows.filter((row) => row.workload === workload && row.server === server);
         // Labels: 'Talus' / 'Talus, 2 workers', 'bare node:http' / 'bare node:http, 2 processes' (servers.ts).
         const several = (row: Row): boolean => /\d (workers|processes)$/.test(row.label);
         const one = of.find((row) => !several(row));
         const more = of.find(several);
         if (one === undefined || more === undefined || one.opsPerSecond <= 0) return undefined;
-        const pairs = pairRatiosOf(more, (pair) => pair.label === one.label, 'opsPerSecond');
+        const pairs = roundRatiosOf(more, (pair) => pair.label === one.label, 'opsPerSecond');
         if (pairs === undefined) return { value: more.opsPerSecond / one.opsPerSecond, rows: [more, one] };
-        return { value: median(pairs), rows: [more, one], pairs };
+        return { value: median(pairs.map(({ value }) => value)), rows: [more, one], pairs };
       };
       const talus = scaling('talus');
       if (talus === undefined) return `${workload} not run`;
       if (judged === 'alone') {
-        if (talus.pairs === undefined) return talus;
-        return { ...talus, pairRatios: talus.pairs, note: `pairs ${talus.pairs.map(times).join(', ')}` };
+        if (talus.pairs === undefined) return { value: talus.value, rows: talus.rows };
+        const values = talus.pairs.map(({ value }) => value);
+        return { value: talus.value, rows: talus.rows, pairRatios: values, note: `pairs ${values.map(times).join(', ')}` };
       }
       const bare = scaling('bare-http');
       if (bare === undefined || bare.value <= 0) return `${workload} has no bare node:http rows`;
       const both = [...talus.rows, ...bare.rows];
-      // Round by round: each round's four runs are close in time, so both scalings see the same host.
-      if (talus.pairs !== undefined && bare.pairs !== undefined && talus.pairs.length === bare.pairs.length) {
-        const quotients = talus.pairs.map((value, index) => value / bare.pairs![index]!);
+      // Round by round: each round's four runs are close in time, so both scalings see the same host. Joined on
+      // the round (a round whose pair ratio is missing on one side is left out), only quotients that are figures.
+      const bareByRound = new Map((bare.pairs ?? []).map(({ round, value }) => [round, value]));
+      const quotients = (talus.pairs ?? []).flatMap(({ round, value }) => {
+        const quotient = value / (bareByRound.get(round) ?? Number.NaN);
+        return Number.isFinite(quotient) && quotient > 0 ? [{ round, value: quotient }] : [];
+      });
+      if (quotients.length > 0) {
+        const values = quotients.map(({ value }) => value);
+        const list = (pairs: readonly { round: number; value: number }[]): string => pairs.map(({ round, value }) => `${times(value)} (${round + 1})`).join(', ');
         return {
-          value: median(quotients),
+          value: median(values),
           rows: both,
-          pairRatios: quotients,
-          note: `per round ${quotients.map(times).join(', ')}; Talus ${talus.pairs.map(times).join(', ')}, bare node:http ${bare.pairs.map(times).join(', ')}`,
+          pairRatios: values,
+          note: `per round ${list(quotients)}; Talus ${list(talus.pairs!)}, bare node:http ${list(bare.pairs!)}`,
         };
       }
       return { value: talus.value / bare.value, rows: both, note: `Talus ${times(talus.value)}, bare node:http ${times(bare.value)}` };

@@ -7,7 +7,7 @@
  *
  * With `rounds` (the rows whose target is a ratio to a baseline, issue 17),
  * the sides take turns instead (alternate.ts): Talus, each baseline, s3rver,
- * Talus, … in runs of half the duration, every server alive for the whole
+ * then the next round in another order, … in runs of half the duration, every server alive for the whole
  * alternation and warmed up before it (WARM_UP_PASSES). The same servers are
  * reused rather than started fresh per run, because a fresh node process spends its
  * first seconds in the JIT at ~2× a warm one's CPU: fresh servers would
@@ -15,7 +15,7 @@
  * first workload, would meet a cold baseline each time. Without `rounds`,
  * one run per server, one after another (the mix, the bulk walks).
  */
-import { ALTERNATED_RUN_MS_MIN, alternationNotes, runAlternation, summarizeAlternation } from '../alternate.ts';
+import { ALTERNATED_RUN_MS_MIN, alternationNotes, flushDirtyPages, runAlternation, summarizeAlternation } from '../alternate.ts';
 import type { SuiteContext } from '../context.ts';
 import { measure, type Driver, type DriverResult, type Row, type RunPhase } from '../measure.ts';
 import { startBaseline, type BaselineSettings, type RunningServer } from '../servers.ts';
@@ -35,6 +35,8 @@ export interface Comparison {
   rounds?: number;
   /** Alternated only: untimed, before each measured run on Talus and s3rver (DELETE makes the keys the run deletes). */
   beforeRun?(server: RunningServer): Promise<void>;
+  /** Alternated only: the workload writes to disk (PUT, DELETE): sync before each measured run (alternate.ts, flushDirtyPages). */
+  writes?: boolean;
   /** Which throughput the target judges (notes print it per run); default ops/s. */
   judgedThroughput?: 'opsPerSecond' | 'mibPerSecond';
   /** Alternated only: unmeasured passes over the sides before the first measured run (default WARM_UP_PASSES). */
@@ -125,6 +127,7 @@ async function compareAlternated(context: SuiteContext, comparison: Comparison, 
     beforeRun: async (server: RunningServer): Promise<void> => {
       if (server.kind === 'talus' || server.kind === 's3rver') await comparison.beforeRun?.(server);
     },
+    ...(comparison.writes === true ? { flushBeforeRun: flushDirtyPages } : {}),
   };
   let rows: Row[];
   try {

@@ -30,6 +30,7 @@
  */
 import { open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { median, medianRow } from '../alternate.ts';
 import type { SuiteContext, Workload, WorkloadOutcome } from '../context.ts';
 import { measure, type Row } from '../measure.ts';
 import { freePort, type RunningServer } from '../servers.ts';
@@ -171,37 +172,6 @@ async function alternate(
 /** wrk's whole seconds for a run of `durationMs` (as wrkOn rounds them). */
 function wrkSecondsOf(durationMs: number): number {
   return Math.max(WRK_SECONDS_MIN, Math.round(durationMs / 1000));
-}
-
-/**
- * One row for a side: its median run. Ops/s, MiB/s, CPU % and CPU µs/op are
- * each the median over the runs, latency percentiles the runs' medians;
- * operations, errors and time are summed (the errors of every run count).
- */
-export function medianRow(rounds: readonly Row[]): Row {
-  if (rounds.length === 0) throw new Error('no round to combine');
-  const sum = (of: (row: Row) => number): number => rounds.reduce((total, row) => total + of(row), 0);
-  const middle = (of: (row: Row) => number): number => median(rounds.map(of));
-  return {
-    ...rounds[0]!,
-    operations: sum((row) => row.operations),
-    errors: sum((row) => row.errors),
-    firstErrors: [...new Set(rounds.flatMap((row) => row.firstErrors))].slice(0, 5),
-    durationMs: sum((row) => row.durationMs),
-    opsPerSecond: middle((row) => row.opsPerSecond),
-    mibPerSecond: middle((row) => row.mibPerSecond),
-    latencyMs: { p50: middle((row) => row.latencyMs.p50), p99: middle((row) => row.latencyMs.p99) },
-    serverCpuPercentOfOneCore: middle((row) => row.serverCpuPercentOfOneCore),
-    serverCpuMicrosPerOperation: middle((row) => row.serverCpuMicrosPerOperation),
-    serverPeakRssMiB: Math.max(...rounds.map((row) => row.serverPeakRssMiB)),
-    serverStderrLines: sum((row) => row.serverStderrLines),
-  };
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 /** GET /metrics with the token, now and then every SCRAPE_INTERVAL_MS while started, reading each answer whole. */

@@ -131,6 +131,7 @@ export const put4k: Workload = {
       drive: (server, durationMs) => wrkOn(context, server, 'PUT', durationMs),
       durationMs: context.settings.runMs,
       rounds: context.settings.ratioRounds,
+      writes: true,
     });
     return {
       rows,
@@ -176,6 +177,7 @@ export const delete4k: Workload = {
       ],
       durationMs: context.settings.runMs,
       rounds: ratioRounds,
+      writes: true,
       // One pass: the warm-up keys are deleted once (enough for V8, see DELETE_WARM_UP_SHARE).
       warmUpPasses: 1,
       drive: (server, durationMs, phase) => {

@@ -7,13 +7,13 @@
  * is what "scales as well as it can here" means, and Talus's 2 ÷ 1 is judged
  * against it (targets.ts), round by round. The four servers are alive side
  * by side and take turns (alternate.ts): Talus 1, Talus 2, bare 1, bare 2,
- * Talus 1, … so a change in the host's speed falls on all four alike; each
+ * then Talus 2, Talus 1, bare 2, bare 1, … so a change in the host's speed falls on all four alike; each
  * pair ratio (2 ÷ the runs of 1 around it) is taken within a round. PUT is
  * where a second process meets the first on the metadata's write lock. A
  * Talus without --workers fails to start with the option: the workload is
  * then skipped with a note, not failed.
  */
-import { alternationNotes, runAlternation, summarizeAlternation } from '../alternate.ts';
+import { alternationNotes, flushDirtyPages, runAlternation, summarizeAlternation } from '../alternate.ts';
 import type { Workload, WorkloadOutcome } from '../context.ts';
 import type { Row } from '../measure.ts';
 import { capture } from '../presign.ts';
@@ -42,7 +42,8 @@ function coresWorkload(id: string, title: string, method: 'GET' | 'PUT'): Worklo
       const prepare = (server: RunningServer): Promise<void> =>
         method === 'GET' ? ensureSmallObjects(server, context.settings.smallObjectCount) : ensureBucket(server, BENCH_BUCKET);
       const { ratioRounds: rounds, warmUpMs } = context.settings;
-      const plan = { rounds, runMs: alternatedRunMs(context.settings.runMs, rounds), warmUpMs };
+      // PUT writes: sync before each measured run, as the other rows that write do (alternate.ts, flushDirtyPages).
+      const plan = { rounds, runMs: alternatedRunMs(context.settings.runMs, rounds), warmUpMs, ...(method === 'PUT' ? { flushBeforeRun: flushDirtyPages } : {}) };
       let rows: Row[];
       try {
         // All four alive side by side (an idle server costs nothing), the Talus with several workers started first:
