@@ -46,20 +46,41 @@ const JSON_BYTES_PER_UNIT_MAX = 6;
 /** Everything of a line but its string fields: names, punctuation, time, numbers (each at most ~24 characters). */
 const LINE_FIXED_BYTES_MAX = 512;
 
+/**
+ * Written batch buffers kept for the next batches: a new 64 KiB buffer per
+ * batch (~40 a second at 10 000 GET/s) outlived young-generation
+ * collections while it filled and was written, and its promoted ArrayBuffer
+ * held its 64 KiB until a full collection: the log's server ran a
+ * mark-compact every 3–10 s where the same server without it ran one in
+ * 30 s (docs/PERFORMANCE.md, "Metrics and logs, round 5"). Two are in use
+ * in the steady state (one filling, one being written); more wait only
+ * behind a slow disk, and those beyond this many are left to the GC.
+ */
+export const ACCESS_LOG_SPARE_BATCHES = 4;
+
 /** Where batches go: a file by its descriptor, or a stream (stdout). */
 interface BatchSink {
   /** Bytes handed over and not yet written. */
   readonly pendingBytes: number;
-  /** Takes `batch` (not copied: the caller lets go of it), holding `lines` lines. */
-  write(batch: Buffer, lines: number): void;
+  /**
+   * Writes the first `length` bytes of `batch` (not copied: the caller lets
+   * go of it until `written`), holding `lines` lines; then calls
+   * `written(batch)`, whether the write succeeded or not.
+   */
+  write(batch: Buffer, length: number, lines: number, written?: (batch: Buffer) => void): void;
   close(): Promise<void>;
 }
 
 export class AccessLog {
   readonly #sink: BatchSink;
   #dropped = 0;
-  /** The batch being filled: a new buffer after each write, as the sink keeps the one it was given. */
-  #batch = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
+  /** The batch being filled; after each write, a spare one (or a new one), as the sink keeps the one it was given until written. */
+  #batch: Buffer = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
+  /** Batches written and free again, at most ACCESS_LOG_SPARE_BATCHES. */
+  readonly #spareBatches: Buffer[] = [];
+  readonly #recycle = (batch: Buffer): void => {
+    if (this.#spareBatches.length < ACCESS_LOG_SPARE_BATCHES) this.#spareBatches.push(batch);
+  };
   #batchBytes = 0;
   #batchLines = 0;
   #flushTimer: NodeJS.Timeout | undefined;
@@ -106,7 +127,8 @@ export class AccessLog {
       if (this.#batchBytes + bytesMax > this.#batch.length) this.#writeBatch();
       if (bytesMax > this.#batch.length) {
         // A line that might not fit a batch (a key of thousands of characters to escape): a write of its own.
-        this.#sink.write(Buffer.from(`${formatLine(request, dropped, this.#pendingTimesMs[index])}\n`), 1);
+        const line = Buffer.from(`${formatLine(request, dropped, this.#pendingTimesMs[index])}\n`);
+        this.#sink.write(line, line.length, 1);
         continue;
       }
       this.#batchBytes = encodeLine(this.#batch, this.#batchBytes, request, dropped, this.#pendingTimesMs[index]);
@@ -123,12 +145,13 @@ export class AccessLog {
 
   #writeBatch(): void {
     if (this.#batchBytes === 0) return;
-    const full = this.#batch.subarray(0, this.#batchBytes);
+    const full = this.#batch;
+    const length = this.#batchBytes;
     const lines = this.#batchLines;
-    this.#batch = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
+    this.#batch = this.#spareBatches.pop() ?? Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
     this.#batchBytes = 0;
     this.#batchLines = 0;
-    this.#sink.write(full, lines);
+    this.#sink.write(full, length, lines, this.#recycle);
   }
 
   close(): Promise<void> {
@@ -145,7 +168,8 @@ export class AccessLog {
  */
 class FileSink implements BatchSink {
   readonly #fd: number;
-  readonly #queue: { batch: Buffer; lines: number }[] = [];
+  /** Batches to write, in order: `offset` moves past what a short write wrote. */
+  readonly #queue: { batch: Buffer; offset: number; length: number; lines: number; written: ((batch: Buffer) => void) | undefined }[] = [];
   #pendingBytes = 0;
   #writing = false;
   readonly #onLost: (lines: number) => void;
@@ -162,11 +186,11 @@ class FileSink implements BatchSink {
     return this.#pendingBytes;
   }
 
-  write(batch: Buffer, lines: number): void {
+  write(batch: Buffer, length: number, lines: number, written?: (batch: Buffer) => void): void {
     // Closed (or closing): the descriptor is, or soon will be, reused by another file.
     if (this.#closing !== undefined) return;
-    this.#pendingBytes += batch.length;
-    this.#queue.push({ batch, lines });
+    this.#pendingBytes += length;
+    this.#queue.push({ batch, offset: 0, length, lines, written });
     if (!this.#writing) this.#next();
   }
 
@@ -178,15 +202,16 @@ class FileSink implements BatchSink {
       return;
     }
     this.#writing = true;
-    writeFile(this.#fd, head.batch, 0, head.batch.length, null, (error, written) => {
-      if (error === null && written < head.batch.length) {
+    writeFile(this.#fd, head.batch, head.offset, head.length - head.offset, null, (error, written) => {
+      if (error === null && head.offset + written < head.length) {
         // A short write to a regular file (rare: a signal, a nearly full disk): the rest goes next.
         this.#pendingBytes -= written;
-        head.batch = head.batch.subarray(written);
+        head.offset += written;
       } else {
         this.#queue.shift();
-        this.#pendingBytes -= head.batch.length;
+        this.#pendingBytes -= head.length - head.offset;
         if (error !== null) this.#onLost(head.lines);
+        head.written?.(head.batch);
       }
       this.#next();
     });
@@ -212,8 +237,9 @@ class StreamSink implements BatchSink {
     return this.#stream.writableLength;
   }
 
-  write(batch: Buffer): void {
-    this.#stream.write(batch);
+  write(batch: Buffer, length: number, _lines: number, written?: (batch: Buffer) => void): void {
+    // The stream keeps the bytes it was given until they are written: the batch is free again only then.
+    this.#stream.write(batch.subarray(0, length), () => written?.(batch));
   }
 
   close(): Promise<void> {
