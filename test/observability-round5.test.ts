@@ -5,16 +5,22 @@
  * the caller) as bytes and copies them while their values stay equal, and
  * written batch buffers are reused. Neither may change a byte of the log:
  * these tests drive every kept part through changes and back, and a log
- * through many reused batches of lines of very different lengths.
+ * through many reused batches of lines of very different lengths. And the
+ * admin listener hands node:http string header values only, as the S3
+ * front does: a number there (the scrape's Content-Length) deoptimized
+ * node's header code shared with every S3 response.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ACCESS_LOG_BATCH_BYTES, ACCESS_LOG_SPARE_BATCHES, AccessLog, LineEncoder, lineBytesMax } from '../src/metrics/access-log.ts';
 import type { ObservedRequest } from '../src/metrics/observed-request.ts';
+import { startTalus } from '../src/talus.ts';
+import { silentLogger } from '../src/util/logger.ts';
 
 function request(overrides: Partial<ObservedRequest> = {}): ObservedRequest {
   return {
@@ -112,5 +118,33 @@ test('reused batch buffers never let an earlier, longer batch\'s bytes into the 
   } finally {
     await log.close();
     await rm(directory, { recursive: true, force: true });
+  }
+});
+
+test('the admin listener gives node:http string header values only, as the S3 front does (metrics, health, OpenAPI, errors)', { timeout: 60_000 }, async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'talus-round5-'));
+  const token = 'metrics-token-for-round5-0123456789';
+  const talus = await startTalus({ dataDir, port: 0, logger: silentLogger, admin: { port: 0, address: '127.0.0.1' }, metrics: { token } });
+  // Every header value any response of this process hands writeHead, by header name.
+  const numbers: string[] = [];
+  const writeHead = ServerResponse.prototype.writeHead;
+  ServerResponse.prototype.writeHead = function (this: ServerResponse, status: number, ...rest: unknown[]) {
+    const headers = rest.find((argument): argument is OutgoingHttpHeaders => typeof argument === 'object' && argument !== null && !Array.isArray(argument));
+    for (const [name, value] of Object.entries(headers ?? {})) if (typeof value === 'number') numbers.push(`${this.req?.url ?? '?'}: ${name}`);
+    return (writeHead as (...args: unknown[]) => ServerResponse).call(this, status, ...rest);
+  } as typeof writeHead;
+  try {
+    const admin = talus.adminUrl!;
+    const metrics = await fetch(`${admin}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /talus_s3_requests_total|talus_build_info/);
+    assert.equal(Number(metrics.headers.get('content-length')) > 0, true);
+    for (const path of ['/health/live', '/health/ready', '/talus/admin/v1/openapi.json', '/no-such-path']) await (await fetch(`${admin}${path}`)).arrayBuffer();
+    assert.equal((await fetch(`${admin}/metrics`, { headers: { authorization: 'Bearer wrong' } })).status, 403);
+    assert.deepEqual(numbers, []);
+  } finally {
+    ServerResponse.prototype.writeHead = writeHead;
+    await talus.close();
+    await rm(dataDir, { recursive: true, force: true });
   }
 });
