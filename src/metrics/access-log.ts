@@ -51,8 +51,8 @@ const LINE_FIXED_BYTES_MAX = 512;
  * batch (~40 a second at 10 000 GET/s) outlived young-generation
  * collections while it filled and was written, and its promoted ArrayBuffer
  * held its 64 KiB until a full collection: the log's server ran a
- * mark-compact every 3–10 s where the same server without it ran one in
- * 30 s (docs/PERFORMANCE.md, "Metrics and logs, round 5"). Two are in use
+ * mark-compact every 3–10 s where a server without a log ran one in the
+ * minute measured (docs/PERFORMANCE.md, "Metrics and logs, round 5"). Two are in use
  * in the steady state (one filling, one being written); more wait only
  * behind a slow disk, and those beyond this many are left to the GC.
  */
