@@ -228,15 +228,22 @@ function checkMetricsAccess(metrics: MetricsEndpoint | undefined, request: Incom
   if (!timingSafeEqual(createHash('sha256').update(given).digest(), expected)) throw new AdminError('AccessDenied', 'wrong metrics token');
 }
 
+/**
+ * Header values are strings, as the S3 front's are: node:http's header code
+ * is shared by both listeners, and one number in it (a scrape's
+ * Content-Length) deoptimized it for every S3 response after ("Smi" in
+ * _storeHeader) and left it slower (docs/PERFORMANCE.md, "Metrics and logs,
+ * round 5").
+ */
 function sendText(response: ServerResponse, requestId: string, status: number, body: string, type: string): void {
-  response.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'x-request-id': requestId, 'cache-control': 'no-store' });
+  response.writeHead(status, { 'content-type': type, 'content-length': String(Buffer.byteLength(body)), 'x-request-id': requestId, 'cache-control': 'no-store' });
   response.end(body);
 }
 
 function send(response: ServerResponse, requestId: string, status: number, body: string): void {
   response.writeHead(status, {
     'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
+    'content-length': String(Buffer.byteLength(body)),
     'x-request-id': requestId,
     'cache-control': 'no-store',
     'x-content-type-options': 'nosniff',

@@ -46,22 +46,44 @@ const JSON_BYTES_PER_UNIT_MAX = 6;
 /** Everything of a line but its string fields: names, punctuation, time, numbers (each at most ~24 characters). */
 const LINE_FIXED_BYTES_MAX = 512;
 
+/**
+ * Written batch buffers kept for the next batches: a new 64 KiB buffer per
+ * batch (~40 a second at 10 000 GET/s) outlived young-generation
+ * collections while it filled and was written, and its promoted ArrayBuffer
+ * held its 64 KiB until a full collection: the log's server ran a
+ * mark-compact every 3–10 s where a server without a log ran one in the
+ * minute measured (docs/PERFORMANCE.md, "Metrics and logs, round 5"). Two are in use
+ * in the steady state (one filling, one being written); more wait only
+ * behind a slow disk, and those beyond this many are left to the GC.
+ */
+export const ACCESS_LOG_SPARE_BATCHES = 4;
+
 /** Where batches go: a file by its descriptor, or a stream (stdout). */
 interface BatchSink {
   /** Bytes handed over and not yet written. */
   readonly pendingBytes: number;
-  /** Takes `batch` (not copied: the caller lets go of it), holding `lines` lines. */
-  write(batch: Buffer, lines: number): void;
+  /**
+   * Writes the first `length` bytes of `batch` (not copied: the caller lets
+   * go of it until `written`), holding `lines` lines; then calls
+   * `written(batch)`, whether the write succeeded or not.
+   */
+  write(batch: Buffer, length: number, lines: number, written?: (batch: Buffer) => void): void;
   close(): Promise<void>;
 }
 
 export class AccessLog {
   readonly #sink: BatchSink;
   #dropped = 0;
-  /** The batch being filled: a new buffer after each write, as the sink keeps the one it was given. */
-  #batch = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
+  /** The batch being filled; after each write, a spare one (or a new one), as the sink keeps the one it was given until written. */
+  #batch: Buffer = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
+  /** Batches written and free again, at most ACCESS_LOG_SPARE_BATCHES. */
+  readonly #spareBatches: Buffer[] = [];
+  readonly #recycle = (batch: Buffer): void => {
+    if (this.#spareBatches.length < ACCESS_LOG_SPARE_BATCHES) this.#spareBatches.push(batch);
+  };
   #batchBytes = 0;
   #batchLines = 0;
+  readonly #encoder = new LineEncoder();
   #flushTimer: NodeJS.Timeout | undefined;
   /** Requests whose lines are not encoded yet, with the time of their write (ms) and the lines dropped before each. */
   readonly #pending: (ObservedRequest | undefined)[] = new Array<ObservedRequest | undefined>(ACCESS_LOG_ENCODE_LINES).fill(undefined);
@@ -106,10 +128,11 @@ export class AccessLog {
       if (this.#batchBytes + bytesMax > this.#batch.length) this.#writeBatch();
       if (bytesMax > this.#batch.length) {
         // A line that might not fit a batch (a key of thousands of characters to escape): a write of its own.
-        this.#sink.write(Buffer.from(`${formatLine(request, dropped, this.#pendingTimesMs[index])}\n`), 1);
+        const line = Buffer.from(`${formatLine(request, dropped, this.#pendingTimesMs[index])}\n`);
+        this.#sink.write(line, line.length, 1);
         continue;
       }
-      this.#batchBytes = encodeLine(this.#batch, this.#batchBytes, request, dropped, this.#pendingTimesMs[index]);
+      this.#batchBytes = this.#encoder.encode(this.#batch, this.#batchBytes, request, dropped, this.#pendingTimesMs[index]!);
       this.#batchLines++;
     }
   }
@@ -123,12 +146,13 @@ export class AccessLog {
 
   #writeBatch(): void {
     if (this.#batchBytes === 0) return;
-    const full = this.#batch.subarray(0, this.#batchBytes);
+    const full = this.#batch;
+    const length = this.#batchBytes;
     const lines = this.#batchLines;
-    this.#batch = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
+    this.#batch = this.#spareBatches.pop() ?? Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
     this.#batchBytes = 0;
     this.#batchLines = 0;
-    this.#sink.write(full, lines);
+    this.#sink.write(full, length, lines, this.#recycle);
   }
 
   close(): Promise<void> {
@@ -145,7 +169,8 @@ export class AccessLog {
  */
 class FileSink implements BatchSink {
   readonly #fd: number;
-  readonly #queue: { batch: Buffer; lines: number }[] = [];
+  /** Batches to write, in order: `offset` moves past what a short write wrote. */
+  readonly #queue: { batch: Buffer; offset: number; length: number; lines: number; written: ((batch: Buffer) => void) | undefined }[] = [];
   #pendingBytes = 0;
   #writing = false;
   readonly #onLost: (lines: number) => void;
@@ -162,11 +187,11 @@ class FileSink implements BatchSink {
     return this.#pendingBytes;
   }
 
-  write(batch: Buffer, lines: number): void {
+  write(batch: Buffer, length: number, lines: number, written?: (batch: Buffer) => void): void {
     // Closed (or closing): the descriptor is, or soon will be, reused by another file.
     if (this.#closing !== undefined) return;
-    this.#pendingBytes += batch.length;
-    this.#queue.push({ batch, lines });
+    this.#pendingBytes += length;
+    this.#queue.push({ batch, offset: 0, length, lines, written });
     if (!this.#writing) this.#next();
   }
 
@@ -178,15 +203,16 @@ class FileSink implements BatchSink {
       return;
     }
     this.#writing = true;
-    writeFile(this.#fd, head.batch, 0, head.batch.length, null, (error, written) => {
-      if (error === null && written < head.batch.length) {
+    writeFile(this.#fd, head.batch, head.offset, head.length - head.offset, null, (error, written) => {
+      if (error === null && head.offset + written < head.length) {
         // A short write to a regular file (rare: a signal, a nearly full disk): the rest goes next.
         this.#pendingBytes -= written;
-        head.batch = head.batch.subarray(written);
+        head.offset += written;
       } else {
         this.#queue.shift();
-        this.#pendingBytes -= head.batch.length;
+        this.#pendingBytes -= head.length - head.offset;
         if (error !== null) this.#onLost(head.lines);
+        head.written?.(head.batch);
       }
       this.#next();
     });
@@ -212,8 +238,9 @@ class StreamSink implements BatchSink {
     return this.#stream.writableLength;
   }
 
-  write(batch: Buffer): void {
-    this.#stream.write(batch);
+  write(batch: Buffer, length: number, _lines: number, written?: (batch: Buffer) => void): void {
+    // The stream keeps the bytes it was given until they are written: the batch is free again only then.
+    this.#stream.write(batch.subarray(0, length), () => written?.(batch));
   }
 
   close(): Promise<void> {
@@ -244,52 +271,153 @@ export function formatLine(request: ObservedRequest, droppedBefore = 0, nowMs = 
 /**
  * Writes the line of formatLine, with its newline, into `target` at `offset`
  * and returns where it ends; `target` has lineBytesMax(request) bytes free
- * there. Byte by byte, without a string per line: strings built per line and
- * turned into bytes were most of the log's cost that remained (their
- * allocation and the collections it brought). Plain ASCII strings and whole
- * numbers are copied digit by digit; anything else (a character to escape,
- * non-ASCII) goes through JSON.stringify and UTF-8, as formatLine does.
- * `nowMs` is the time of the line (Date.now() when the request was written).
+ * there. `nowMs` is the time of the line (Date.now() when the request was
+ * written). The module's LineEncoder (AccessLog has its own).
  */
 export function encodeLine(target: Buffer, offset: number, request: ObservedRequest, droppedBefore = 0, nowMs = Date.now()): number {
-  let at = putAscii(target, offset, '{"time":"');
-  at = putAscii(target, at, isoSecondPrefix(nowMs));
-  at = putAscii(target, at, ISO_MILLISECONDS[nowMs - isoSecondStartMs]!);
-  at = putAscii(target, at, '","requestId":');
-  at = putJsonString(target, at, request.requestId);
-  at = putAscii(target, at, ',"operation":');
-  at = putJsonString(target, at, request.operation);
-  at = putAscii(target, at, ',"bucket":');
-  at = putJsonString(target, at, request.bucket);
-  at = putAscii(target, at, ',"key":');
-  at = putJsonString(target, at, request.key);
-  at = putAscii(target, at, ',"status":');
-  at = putNumber(target, at, request.status);
-  at = putAscii(target, at, ',"bytesIn":');
-  at = putNumber(target, at, request.bytesIn);
-  at = putAscii(target, at, ',"bytesOut":');
-  at = putNumber(target, at, request.bytesOut);
-  at = putAscii(target, at, ',"durationMs":');
-  at = putMilliseconds(target, at, request.finishedMs - request.startedMs);
-  at = putAscii(target, at, ',"principal":');
-  at = putJsonString(target, at, request.principal);
-  at = putAscii(target, at, ',"remoteAddress":');
-  at = putJsonString(target, at, request.remoteAddress);
-  if (request.accessKeyId !== undefined) {
-    at = putAscii(target, at, ',"accessKeyId":');
-    at = putJsonString(target, at, request.accessKeyId);
+  return sharedEncoder.encode(target, offset, request, droppedBefore, nowMs);
+}
+
+/**
+ * Encodes lines byte by byte, without a string per line (strings built per
+ * line and turned into bytes were most of the log's cost: their allocation
+ * and the collections it brought). Plain ASCII strings and whole numbers are
+ * copied digit by digit; anything else (a character to escape, non-ASCII)
+ * goes through JSON.stringify and UTF-8, as formatLine does.
+ *
+ * Most of a line repeats the line before: its names and punctuation, the
+ * time's second, the operation, the bucket, and the caller (principal,
+ * address, access key). Those parts are kept as bytes, each with the values
+ * it was encoded from, and copied whole (one TypedArray set, a memmove)
+ * while the next line's values are equal; a part whose values changed is
+ * encoded in place and kept again. What varies per request (request ID,
+ * key, milliseconds, numbers) is encoded each time. A line costs ~0.25 µs
+ * in a loop this way against ~0.7 byte by byte (docs/PERFORMANCE.md,
+ * "Metrics and logs, round 5"); the bytes are the same
+ * (test/observability-access-log.test.ts).
+ */
+export class LineEncoder {
+  /** `{"time":"YYYY-MM-DDTHH:mm:ss.` of the second starting at #secondStartMs. */
+  #secondStartMs = Number.NaN;
+  #secondPart: Uint8Array = EMPTY_PART;
+  /** `,"operation":…,"bucket":…,"key":` of the last operation and bucket. */
+  #routeOperation = '';
+  #routeBucket = '';
+  #routePart: Uint8Array = EMPTY_PART;
+  /** `,"status":…,"bytesIn":…,"bytesOut":…,"durationMs":` of the last three numbers. */
+  #status = Number.NaN;
+  #bytesIn = Number.NaN;
+  #bytesOut = Number.NaN;
+  #numbersPart: Uint8Array = EMPTY_PART;
+  /** `,"principal":…,"remoteAddress":…[,"accessKeyId":…]` of the last caller. */
+  #principal = '';
+  #remoteAddress = '';
+  #accessKeyId: string | undefined = '';
+  #callerPart: Uint8Array = EMPTY_PART;
+
+  /** What encodeLine does. */
+  encode(target: Buffer, offset: number, request: ObservedRequest, droppedBefore: number, nowMs: number): number {
+    const secondStartMs = Math.floor(nowMs / 1000) * 1000;
+    if (secondStartMs !== this.#secondStartMs) {
+      this.#secondPart = asciiBytes(`{"time":"${new Date(secondStartMs).toISOString().slice(0, 20)}`);
+      this.#secondStartMs = secondStartMs;
+    }
+    target.set(this.#secondPart, offset);
+    let at = offset + this.#secondPart.length;
+    at = putThreeDigits(target, at, nowMs - secondStartMs);
+    target.set(AFTER_MILLISECONDS, at);
+    at = putJsonString(target, at + AFTER_MILLISECONDS.length, request.requestId);
+    if (request.operation === this.#routeOperation && request.bucket === this.#routeBucket) {
+      target.set(this.#routePart, at);
+      at += this.#routePart.length;
+    } else {
+      const start = at;
+      at = putAscii(target, at, ',"operation":');
+      at = putJsonString(target, at, request.operation);
+      at = putAscii(target, at, ',"bucket":');
+      at = putJsonString(target, at, request.bucket);
+      at = putAscii(target, at, ',"key":');
+      this.#routePart = copyOf(target, start, at);
+      this.#routeOperation = request.operation;
+      this.#routeBucket = request.bucket;
+    }
+    at = putJsonString(target, at, request.key);
+    if (request.status === this.#status && request.bytesIn === this.#bytesIn && request.bytesOut === this.#bytesOut) {
+      target.set(this.#numbersPart, at);
+      at += this.#numbersPart.length;
+    } else {
+      const start = at;
+      at = putAscii(target, at, ',"status":');
+      at = putNumber(target, at, request.status);
+      at = putAscii(target, at, ',"bytesIn":');
+      at = putNumber(target, at, request.bytesIn);
+      at = putAscii(target, at, ',"bytesOut":');
+      at = putNumber(target, at, request.bytesOut);
+      at = putAscii(target, at, ',"durationMs":');
+      this.#numbersPart = copyOf(target, start, at);
+      this.#status = request.status;
+      this.#bytesIn = request.bytesIn;
+      this.#bytesOut = request.bytesOut;
+    }
+    at = putMilliseconds(target, at, request.finishedMs - request.startedMs);
+    if (request.principal === this.#principal && request.remoteAddress === this.#remoteAddress && request.accessKeyId === this.#accessKeyId) {
+      target.set(this.#callerPart, at);
+      at += this.#callerPart.length;
+    } else {
+      const start = at;
+      at = putAscii(target, at, ',"principal":');
+      at = putJsonString(target, at, request.principal);
+      at = putAscii(target, at, ',"remoteAddress":');
+      at = putJsonString(target, at, request.remoteAddress);
+      if (request.accessKeyId !== undefined) {
+        at = putAscii(target, at, ',"accessKeyId":');
+        at = putJsonString(target, at, request.accessKeyId);
+      }
+      this.#callerPart = copyOf(target, start, at);
+      this.#principal = request.principal;
+      this.#remoteAddress = request.remoteAddress;
+      this.#accessKeyId = request.accessKeyId;
+    }
+    if (request.errorCode !== undefined) {
+      at = putAscii(target, at, ',"errorCode":');
+      at = putJsonString(target, at, request.errorCode);
+    }
+    if (droppedBefore > 0) {
+      at = putAscii(target, at, ',"droppedBefore":');
+      at = putNumber(target, at, droppedBefore);
+    }
+    target[at] = CLOSE_BRACE;
+    target[at + 1] = NEWLINE;
+    return at + 2;
   }
-  if (request.errorCode !== undefined) {
-    at = putAscii(target, at, ',"errorCode":');
-    at = putJsonString(target, at, request.errorCode);
-  }
-  if (droppedBefore > 0) {
-    at = putAscii(target, at, ',"droppedBefore":');
-    at = putNumber(target, at, droppedBefore);
-  }
-  target[at] = CLOSE_BRACE;
-  target[at + 1] = NEWLINE;
-  return at + 2;
+}
+
+const EMPTY_PART = new Uint8Array(0);
+/** What follows the milliseconds of the time, up to the request ID's value. */
+const AFTER_MILLISECONDS = asciiBytes('Z","requestId":');
+const sharedEncoder = new LineEncoder();
+
+function asciiBytes(text: string): Uint8Array {
+  const bytes = new Uint8Array(text.length);
+  putAscii(bytes, 0, text);
+  return bytes;
+}
+
+/** A copy of target's bytes from start to end (not a view, as Buffer's slice gives: the batch they were encoded into is reused). */
+function copyOf(target: Uint8Array, start: number, end: number): Uint8Array {
+  const part = new Uint8Array(end - start);
+  part.set(target.subarray(start, end));
+  return part;
+}
+
+/** 0–999 as three digits (the milliseconds of an ISO time). */
+function putThreeDigits(target: Uint8Array, offset: number, value: number): number {
+  const hundreds = Math.floor(value / 100);
+  const tens = Math.floor(value / 10) - hundreds * 10;
+  target[offset] = DIGIT_ZERO + hundreds;
+  target[offset + 1] = DIGIT_ZERO + tens;
+  target[offset + 2] = DIGIT_ZERO + (value - hundreds * 100 - tens * 10);
+  return offset + 3;
 }
 
 /** The most bytes encodeLine can write for `request`. */
@@ -309,7 +437,7 @@ const DIGIT_ZERO = 0x30;
 const MICROSECONDS_DIGITS_MAX = 1e15;
 
 /** Text known to be plain ASCII (names, punctuation, digits). */
-function putAscii(target: Buffer, offset: number, text: string): number {
+function putAscii(target: Uint8Array, offset: number, text: string): number {
   for (let i = 0; i < text.length; i++) target[offset + i] = text.charCodeAt(i);
   return offset + text.length;
 }

@@ -1,0 +1,150 @@
+/**
+ * The access log's fifth round (issue 13, docs/PERFORMANCE.md "Metrics and
+ * logs, round 5"): a LineEncoder keeps the parts of a line that repeat the
+ * line before (the time's second, operation and bucket, the three numbers,
+ * the caller) as bytes and copies them while their values stay equal, and
+ * written batch buffers are reused. Neither may change a byte of the log:
+ * these tests drive every kept part through changes and back, and a log
+ * through many reused batches of lines of very different lengths. And the
+ * admin listener hands node:http string header values only, as the S3
+ * front does: a number there (the scrape's Content-Length) deoptimized
+ * node's header code shared with every S3 response.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { ServerResponse, type OutgoingHttpHeaders } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ACCESS_LOG_BATCH_BYTES, ACCESS_LOG_SPARE_BATCHES, AccessLog, LineEncoder, lineBytesMax } from '../src/metrics/access-log.ts';
+import type { ObservedRequest } from '../src/metrics/observed-request.ts';
+import { startTalus } from '../src/talus.ts';
+import { silentLogger } from '../src/util/logger.ts';
+
+function request(overrides: Partial<ObservedRequest> = {}): ObservedRequest {
+  return {
+    requestId: '3B01A10000124F80', operation: 'GetObject', bucket: 'photos', key: 'small/00000999', status: 200,
+    startedMs: 1000.25, headersSentMs: 1000.5, finishedMs: 1001.3754, bytesIn: 0, bytesOut: 4096, errorCode: undefined,
+    principal: 'root', accessKeyId: 'AKIAROUND5EXAMPLE', remoteAddress: '127.0.0.1', ...overrides,
+  };
+}
+
+/** The documented line: JSON.stringify of the fields in this order, optional ones only when present. */
+function expectedLine(entry: ObservedRequest, timeMs: number, droppedBefore = 0): string {
+  const fields: Record<string, unknown> = {
+    time: new Date(timeMs).toISOString(), requestId: entry.requestId, operation: entry.operation, bucket: entry.bucket, key: entry.key,
+    status: entry.status, bytesIn: entry.bytesIn, bytesOut: entry.bytesOut,
+    durationMs: Math.round((entry.finishedMs - entry.startedMs) * 1000) / 1000, principal: entry.principal, remoteAddress: entry.remoteAddress,
+  };
+  if (entry.accessKeyId !== undefined) fields['accessKeyId'] = entry.accessKeyId;
+  if (entry.errorCode !== undefined) fields['errorCode'] = entry.errorCode;
+  if (droppedBefore > 0) fields['droppedBefore'] = droppedBefore;
+  return JSON.stringify(fields);
+}
+
+/** The same string's characters in a new string object (as each request's slices of its URL are). */
+function fresh(text: string): string {
+  return [...text].join('');
+}
+
+test('parts kept from the line before are encoded again as soon as one of their values changes, and kept again', () => {
+  const encoder = new LineEncoder();
+  // One buffer for the whole sequence, written line after line as a batch is, so a stale byte would show.
+  const batch = Buffer.alloc(ACCESS_LOG_BATCH_BYTES, 0xff);
+  let at = 0;
+  const expected: string[] = [];
+  const write = (entry: ObservedRequest, timeMs: number, droppedBefore = 0): void => {
+    assert.ok(at + lineBytesMax(entry) <= batch.length);
+    const end = encoder.encode(batch, at, entry, droppedBefore, timeMs);
+    assert.ok(end - at <= lineBytesMax(entry));
+    at = end;
+    expected.push(expectedLine(entry, timeMs, droppedBefore));
+  };
+  const base = Date.UTC(2026, 11, 6, 21, 59, 59, 998);
+  const variations: Partial<ObservedRequest>[] = [
+    {}, { requestId: 'OTHER-ID' }, { key: fresh('small/00000999') }, { key: 'ключ "quoted"' },
+    // The route part: operation, bucket, each alone, back, and to strings that need escaping.
+    { operation: 'PutObject' }, {}, { bucket: 'photos2' }, { bucket: fresh('photos') }, { bucket: 'ph"otos' }, { operation: 'Get\u0001' }, {},
+    // The numbers part: each of status, bytes in and out alone; equal values from other computations; large and odd ones.
+    { status: 404 }, { status: 200 }, { bytesIn: 7 }, { bytesIn: 0 }, { bytesOut: 4097 }, { bytesOut: 2 * 2048 }, { bytesOut: 2 ** 60 },
+    { status: 0, bytesIn: -0, bytesOut: Number.NaN }, { status: 0, bytesIn: 0, bytesOut: Number.NaN }, {},
+    // Durations vary on every line and are never kept.
+    { finishedMs: 1000.25 }, { finishedMs: 1001.3755 }, { startedMs: 5, finishedMs: 3.6e13 },
+    // The caller part: principal, address, access key each alone, the same text in a new string, absent, and escaped.
+    { principal: 'alice' }, { principal: fresh('root') }, { remoteAddress: '::1' }, { remoteAddress: fresh('127.0.0.1') },
+    { accessKeyId: undefined }, { accessKeyId: undefined, principal: 'anonymous' }, { accessKeyId: 'AKIAROUND5EXAMPLE' },
+    { accessKeyId: fresh('AKIAROUND5EXAMPLE') }, { remoteAddress: 'lone \ud800' }, { principal: 'x'.repeat(300) }, {},
+    // Fields after the kept parts.
+    { errorCode: 'NoSuchKey', status: 404 }, { errorCode: 'AccessDenied', status: 403, accessKeyId: undefined, principal: 'anonymous' }, {},
+  ];
+  variations.forEach((overrides, index) => {
+    // Across a second (the time's kept part) every few lines, and back in time once (the clock set back).
+    const timeMs = index === 20 ? base - 3000 : base + index;
+    write(request(overrides), timeMs, index % 9 === 4 ? index : 0);
+  });
+  // The same sequence again from the other end: every part changes from a different line before.
+  [...variations].reverse().forEach((overrides, index) => write(request(overrides), base + 1000 * index + 999));
+  const text = batch.subarray(0, at).toString('utf8');
+  assert.ok(batch.subarray(at).every((byte) => byte === 0xff), 'nothing written past the last line');
+  assert.deepEqual(text.split('\n'), [...expected, '']);
+});
+
+test('reused batch buffers never let an earlier, longer batch\'s bytes into the file', { timeout: 30_000 }, async () => {
+  const directory = await mkdtemp(join(tmpdir(), 'talus-access-log-round5-'));
+  const path = join(directory, 'access.log');
+  const log = new AccessLog(path);
+  try {
+    // Batches of long lines, then of short ones, then long again: each buffer is reused several times, for shorter and longer contents.
+    const keys: string[] = [];
+    const longKey = (n: number): string => `long/${String(n).padStart(6, '0')}/${'k'.repeat(1500)}`;
+    const batchesEach = 3 * (ACCESS_LOG_SPARE_BATCHES + 2);
+    for (const [kind, perBatch] of [['long', 40], ['short', 300], ['long', 40], ['short', 300]] as const) {
+      for (let batch = 0; batch < batchesEach; batch++) {
+        for (let line = 0; line < perBatch; line++) {
+          const key = kind === 'long' ? longKey(keys.length) : `short/${keys.length}`;
+          keys.push(key);
+          log.write(request({ key }));
+        }
+        // The batches written so far come back for reuse.
+        await sleep(5);
+      }
+    }
+    await log.close();
+    const written = (await readFile(path, 'utf8')).split('\n');
+    assert.equal(written.pop(), '', 'the file ends with a newline');
+    assert.equal(written.length, keys.length);
+    written.forEach((line, index) => assert.equal((JSON.parse(line) as { key: string }).key, keys[index]));
+  } finally {
+    await log.close();
+    await rm(directory, { recursive: true, force: true });
+  }
+});
+
+test('the admin listener gives node:http string header values only, as the S3 front does (metrics, health, OpenAPI, errors)', { timeout: 60_000 }, async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'talus-round5-'));
+  const token = 'metrics-token-for-round5-0123456789';
+  const talus = await startTalus({ dataDir, port: 0, logger: silentLogger, admin: { port: 0, address: '127.0.0.1' }, metrics: { token } });
+  // Every header value any response of this process hands writeHead, by header name.
+  const numbers: string[] = [];
+  const writeHead = ServerResponse.prototype.writeHead;
+  ServerResponse.prototype.writeHead = function (this: ServerResponse, status: number, ...rest: unknown[]) {
+    const headers = rest.find((argument): argument is OutgoingHttpHeaders => typeof argument === 'object' && argument !== null && !Array.isArray(argument));
+    for (const [name, value] of Object.entries(headers ?? {})) if (typeof value === 'number') numbers.push(`${this.req?.url ?? '?'}: ${name}`);
+    return (writeHead as (...args: unknown[]) => ServerResponse).call(this, status, ...rest);
+  } as typeof writeHead;
+  try {
+    const admin = talus.adminUrl!;
+    const metrics = await fetch(`${admin}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /talus_s3_requests_total|talus_build_info/);
+    assert.equal(Number(metrics.headers.get('content-length')) > 0, true);
+    for (const path of ['/health/live', '/health/ready', '/talus/admin/v1/openapi.json', '/no-such-path']) await (await fetch(`${admin}${path}`)).arrayBuffer();
+    assert.equal((await fetch(`${admin}/metrics`, { headers: { authorization: 'Bearer wrong' } })).status, 403);
+    assert.deepEqual(numbers, []);
+  } finally {
+    ServerResponse.prototype.writeHead = writeHead;
+    await talus.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
