@@ -121,7 +121,7 @@ test('reused batch buffers never let an earlier, longer batch\'s bytes into the 
   }
 });
 
-test('the admin listener gives node:http string header values only, as the S3 front does (metrics, health, OpenAPI, errors)', { timeout: 60_000 }, async () => {
+test('the admin listener, the console and S3 error answers give node:http string header values only (metrics, health, OpenAPI, console, errors)', { timeout: 60_000 }, async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'talus-round5-'));
   const token = 'metrics-token-for-round5-0123456789';
   const talus = await startTalus({ dataDir, port: 0, logger: silentLogger, admin: { port: 0, address: '127.0.0.1' }, metrics: { token } });
@@ -133,6 +133,11 @@ test('the admin listener gives node:http string header values only, as the S3 fr
     for (const [name, value] of Object.entries(headers ?? {})) if (typeof value === 'number') numbers.push(`${this.req?.url ?? '?'}: ${name}`);
     return (writeHead as (...args: unknown[]) => ServerResponse).call(this, status, ...rest);
   } as typeof writeHead;
+  const setHeader = ServerResponse.prototype.setHeader;
+  ServerResponse.prototype.setHeader = function (this: ServerResponse, name: string, value: number | string | readonly string[]) {
+    if (typeof value === 'number') numbers.push(`${this.req?.url ?? '?'}: ${name}`);
+    return setHeader.call(this, name, value);
+  } as typeof setHeader;
   try {
     const admin = talus.adminUrl!;
     const metrics = await fetch(`${admin}/metrics`, { headers: { authorization: `Bearer ${token}` } });
@@ -141,9 +146,19 @@ test('the admin listener gives node:http string header values only, as the S3 fr
     assert.equal(Number(metrics.headers.get('content-length')) > 0, true);
     for (const path of ['/health/live', '/health/ready', '/talus/admin/v1/openapi.json', '/no-such-path']) await (await fetch(`${admin}${path}`)).arrayBuffer();
     assert.equal((await fetch(`${admin}/metrics`, { headers: { authorization: 'Bearer wrong' } })).status, 403);
+    // The console on the same listener (its redirect, a page, a refused API call), and an S3 error answer with a body.
+    assert.equal((await fetch(`${admin}/console`, { redirect: 'manual' })).status, 302);
+    const page = await fetch(`${admin}/console/`);
+    assert.equal(page.status, 200);
+    await page.arrayBuffer();
+    await (await fetch(`${admin}/console/api/session`)).arrayBuffer();
+    const denied = await fetch(`${talus.url}/some-bucket/some-key`);
+    assert.equal(denied.status, 404);
+    assert.match(await denied.text(), /<Code>NoSuchBucket<\/Code>/);
     assert.deepEqual(numbers, []);
   } finally {
     ServerResponse.prototype.writeHead = writeHead;
+    ServerResponse.prototype.setHeader = setHeader;
     await talus.close();
     await rm(dataDir, { recursive: true, force: true });
   }

@@ -140,7 +140,7 @@ export function createConsole(options: ConsoleOptions): Console {
     if (!reading) checkOrigin(request);
     if (rawPath === CONSOLE_PATH) {
       request.resume();
-      response.writeHead(302, { ...COMMON_HEADERS, location: `${CONSOLE_PATH}/`, 'content-security-policy': API_CSP, 'content-length': 0 });
+      response.writeHead(302, { ...COMMON_HEADERS, location: `${CONSOLE_PATH}/`, 'content-security-policy': API_CSP, 'content-length': '0' });
       response.end();
       return;
     }
@@ -373,7 +373,7 @@ export function createConsole(options: ConsoleOptions): Console {
       return;
     }
     const body = gzip ? file.gzipped : file.body;
-    response.writeHead(200, { ...headers, 'content-length': body.length, ...(gzip ? { 'content-encoding': 'gzip' } : {}) });
+    response.writeHead(200, { ...headers, 'content-length': String(body.length), ...(gzip ? { 'content-encoding': 'gzip' } : {}) });
     response.end(request.method === 'HEAD' ? undefined : body);
   }
 
@@ -446,7 +446,7 @@ function sendJson(response: ServerResponse, requestId: string, status: number, v
   response.writeHead(status, {
     ...COMMON_HEADERS,
     'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
+    'content-length': String(Buffer.byteLength(body)),
     'content-security-policy': API_CSP,
     'x-frame-options': 'DENY',
     'cache-control': 'no-store',

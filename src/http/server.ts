@@ -290,7 +290,7 @@ function sendError(options: FrontOptions, request: IncomingMessage, response: Se
   const body = `${XML_DECLARATION}<Error>${element('Code', s3Error.code)}${element('Message', s3Error.message)}${details}<Resource>${escapeXml(rawPath)}</Resource>${element('RequestId', requestId)}</Error>`;
   response.setHeader('content-type', 'application/xml');
   timing.bytesOut = Buffer.byteLength(body);
-  response.setHeader('content-length', timing.bytesOut);
+  response.setHeader('content-length', String(timing.bytesOut));
   response.end(body);
   timing.headersSentMs = performance.now();
   if (!request.complete) drain(request);
