@@ -11,10 +11,13 @@
  * node's header code shared with every S3 response.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ACCESS_LOG_BATCH_BYTES, ACCESS_LOG_SPARE_BATCHES, AccessLog, LineEncoder, lineBytesMax } from '../src/metrics/access-log.ts';
@@ -90,6 +93,13 @@ test('parts kept from the line before are encoded again as soon as one of their 
   assert.deepEqual(text.split('\n'), [...expected, '']);
 });
 
+test('a new encoder\'s first line is encoded whole, even when its kept parts hold empty strings', () => {
+  const empty = request({ operation: '', bucket: '', principal: '', remoteAddress: '', accessKeyId: '' });
+  const batch = Buffer.alloc(lineBytesMax(empty) + 1, 0xff);
+  const end = new LineEncoder().encode(batch, 0, empty, 0, Date.UTC(2026, 11, 6, 22, 0, 0, 5));
+  assert.equal(batch.subarray(0, end).toString('utf8'), `${expectedLine(empty, Date.UTC(2026, 11, 6, 22, 0, 0, 5))}\n`);
+});
+
 test('reused batch buffers never let an earlier, longer batch\'s bytes into the file', { timeout: 30_000 }, async () => {
   const directory = await mkdtemp(join(tmpdir(), 'talus-access-log-round5-'));
   const path = join(directory, 'access.log');
@@ -117,6 +127,59 @@ test('reused batch buffers never let an earlier, longer batch\'s bytes into the 
     written.forEach((line, index) => assert.equal((JSON.parse(line) as { key: string }).key, keys[index]));
   } finally {
     await log.close();
+    await rm(directory, { recursive: true, force: true });
+  }
+});
+
+test('reused batch buffers never let an earlier batch\'s bytes onto a slow stdout pipe', { timeout: 60_000 }, async () => {
+  const directory = await mkdtemp(join(tmpdir(), 'talus-access-log-stdout-'));
+  const script = join(directory, 'writer.mts');
+  // The child logs to '-' (stdout): long lines, then short ones, again, in batches a few ms apart, so the
+  // stream holds several batches at once while this side does not read.
+  await writeFile(script, `
+    import { setTimeout as sleep } from 'node:timers/promises';
+    import { AccessLog } from ${JSON.stringify(pathToFileURL(join(process.cwd(), 'src/metrics/access-log.ts')).href)};
+    const log = new AccessLog('-');
+    let n = 0;
+    for (const [kind, perBatch] of [['long', 40], ['short', 300], ['long', 40], ['short', 300]]) {
+      for (let batch = 0; batch < 18; batch++) {
+        for (let line = 0; line < perBatch; line++) {
+          const key = kind === 'long' ? 'long/' + String(n).padStart(6, '0') + '/' + 'k'.repeat(1500) : 'short/' + n;
+          n++;
+          log.write({ requestId: 'R', operation: 'GetObject', bucket: 'b', key, status: 200, startedMs: 1, headersSentMs: 1, finishedMs: 2,
+            bytesIn: 0, bytesOut: 1, errorCode: undefined, principal: 'root', accessKeyId: undefined, remoteAddress: '127.0.0.1' });
+        }
+        await sleep(5);
+      }
+    }
+    await log.close();
+  `);
+  try {
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+    child.stdout.pause();
+    await sleep(1500);
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      // Read slowly: a pause after each chunk keeps the pipe full.
+      child.stdout.pause();
+      setTimeout(() => child.stdout.resume(), 2);
+    });
+    child.stdout.resume();
+    const [code] = (await once(child, 'close')) as [number];
+    assert.equal(code, 0);
+    const lines = Buffer.concat(chunks).toString('utf8').split('\n');
+    assert.equal(lines.pop(), '');
+    const expectedKeys: string[] = [];
+    let n = 0;
+    for (const [kind, perBatch] of [['long', 40], ['short', 300], ['long', 40], ['short', 300]] as const) {
+      for (let batch = 0; batch < 18; batch++) {
+        for (let line = 0; line < perBatch; line++, n++) expectedKeys.push(kind === 'long' ? `long/${String(n).padStart(6, '0')}/${'k'.repeat(1500)}` : `short/${n}`);
+      }
+    }
+    assert.equal(lines.length, expectedKeys.length);
+    lines.forEach((line, index) => assert.equal((JSON.parse(line) as { key: string }).key, expectedKeys[index]));
+  } finally {
     await rm(directory, { recursive: true, force: true });
   }
 });

@@ -188,8 +188,12 @@ class FileSink implements BatchSink {
   }
 
   write(batch: Buffer, length: number, lines: number, written?: (batch: Buffer) => void): void {
-    // Closed (or closing): the descriptor is, or soon will be, reused by another file.
-    if (this.#closing !== undefined) return;
+    // Closed (or closing): the descriptor is, or soon will be, reused by another file. The batch is
+    // handed back all the same, as the interface promises (the closed log never fills it again).
+    if (this.#closing !== undefined) {
+      written?.(batch);
+      return;
+    }
     this.#pendingBytes += length;
     this.#queue.push({ batch, offset: 0, length, lines, written });
     if (!this.#writing) this.#next();
@@ -301,8 +305,9 @@ export class LineEncoder {
   #secondStartMs = Number.NaN;
   #secondPart: Uint8Array = EMPTY_PART;
   /** `,"operation":…,"bucket":…,"key":` of the last operation and bucket. */
-  #routeOperation = '';
-  #routeBucket = '';
+  // null until the first line: no request's values equal it, so an empty first part is never copied.
+  #routeOperation: string | null = null;
+  #routeBucket: string | null = null;
   #routePart: Uint8Array = EMPTY_PART;
   /** `,"status":…,"bytesIn":…,"bytesOut":…,"durationMs":` of the last three numbers. */
   #status = Number.NaN;
@@ -310,9 +315,9 @@ export class LineEncoder {
   #bytesOut = Number.NaN;
   #numbersPart: Uint8Array = EMPTY_PART;
   /** `,"principal":…,"remoteAddress":…[,"accessKeyId":…]` of the last caller. */
-  #principal = '';
-  #remoteAddress = '';
-  #accessKeyId: string | undefined = '';
+  #principal: string | null = null;
+  #remoteAddress: string | null = null;
+  #accessKeyId: string | undefined | null = null;
   #callerPart: Uint8Array = EMPTY_PART;
 
   /** What encodeLine does. */
