@@ -69,7 +69,8 @@ interface Server {
 async function startServer(talus: string, dataDir: string): Promise<Server> {
   const port = await freePort();
   const nodeArgs = values['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']];
-  if (values['trace-gc']) nodeArgs.push('--trace-gc');
+  // What started each incremental marking (its reason and the heap's size against its limit), in the saved log.
+  if (values['trace-gc']) nodeArgs.push('--trace-gc', '--trace-incremental-marking');
   const child = spawn(process.execPath, [...nodeArgs, talus, 'server', dataDir, '--port', String(port), '--address', '127.0.0.1', '--workers', '1', '--console-address', 'none'], {
     env: { ...process.env, TALUS_ROOT_USER: TALUS_CREDENTIALS.accessKeyId, TALUS_ROOT_PASSWORD: TALUS_CREDENTIALS.secretAccessKey },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -247,9 +247,33 @@ function sendResponse(request: IncomingMessage, response: ServerResponse, method
     if (body instanceof Readable) body.destroy();
     // Small bodies (XML, inline objects) go out with the headers in one write.
     response.end(bytes);
+    if (result.sent !== undefined) afterBody(response, result.sent);
     return undefined;
   }
   return streamBody(request, response, body);
+}
+
+/**
+ * Tells `sent` when node lets go of a body given to end(): 'finish' comes
+ * from the socket's write callback, after the bytes were handed to the
+ * kernel; 'close' first means the connection ended while they may still
+ * have been queued (a listing page's buffer is then dropped, not reused).
+ */
+function afterBody(response: ServerResponse, sent: (written: boolean) => void): void {
+  if (response.destroyed) {
+    sent(false);
+    return;
+  }
+  const onFinish = (): void => {
+    response.off('close', onClose);
+    sent(true);
+  };
+  const onClose = (): void => {
+    response.off('finish', onFinish);
+    sent(false);
+  };
+  response.once('finish', onFinish);
+  response.once('close', onClose);
 }
 
 async function streamBody(request: IncomingMessage, response: ServerResponse, body: Readable): Promise<void> {

@@ -217,6 +217,13 @@ export interface RenderedPage {
   /** The last entry's key (or common prefix), and its version ID when it is a version: the next page's markers. */
   lastKey: string | undefined;
   lastVersionId: string | undefined;
+  /**
+   * Hands `bytes.buffer` back to the listing thread that rendered the page,
+   * for its next page: called at most once, and only when nothing reads
+   * the buffer any more (its bytes written to the socket, or copied).
+   * Absent on pages rendered on the event loop; never called: garbage.
+   */
+  recycle?: () => void;
 }
 
 /**

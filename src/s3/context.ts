@@ -26,6 +26,13 @@ export interface S3Response {
   status: number;
   headers: Record<string, string>;
   body?: string | Buffer | Readable;
+  /**
+   * Called once when node holds the body no more: `true` once its bytes
+   * were handed to the socket (the response's 'finish'), `false` when the
+   * response closed first (node may still have held them then). Not called
+   * when the response failed before its headers were sent.
+   */
+  sent?: (written: boolean) => void;
 }
 
 export type Handler = (context: RequestContext) => Promise<S3Response>;

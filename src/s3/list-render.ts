@@ -94,14 +94,46 @@ const PAGE_HEADROOM_BYTES = 1024;
 const PAGE_TAILROOM_BYTES = 64;
 
 /**
+ * Page buffers a listing thread keeps for its next pages, handed back by the
+ * event loop once a page's bytes were written to its socket
+ * (RenderedPage.recycle, listing-threads.ts). Without them every page was a
+ * new ~272 KiB buffer transferred to the event loop: external memory that
+ * brought V8's mark-compacts there every ~100 pages (docs/PERFORMANCE.md,
+ * "Listing, round 5b"). A thread renders one page at a time and has at most
+ * POSTED_PER_THREAD_MAX (2) posted: a few cover the pages being written
+ * meanwhile; more would only be resident memory.
+ */
+const SPARE_PAGE_BUFFERS_MAX = 4;
+/**
+ * A spare is kept only up to this size (a 1000-key page of 1 KiB keys fits):
+ * the pool bounds what a thread holds, at most SPARE_PAGE_BUFFERS_MAX × this.
+ */
+export const SPARE_PAGE_BUFFER_BYTES_MAX = PAGE_HEADROOM_BYTES + 2 * 1024 * 1024 + 128 * 1024;
+const sparePageBuffers: ArrayBuffer[] = [];
+
+/** Takes page buffers back (see SPARE_PAGE_BUFFERS_MAX); those beyond the pool's bounds are left to the garbage collector. */
+export function reusePageBuffers(buffers: readonly ArrayBuffer[]): void {
+  for (const buffer of buffers) {
+    if (sparePageBuffers.length >= SPARE_PAGE_BUFFERS_MAX) return;
+    // A detached buffer (byteLength 0) or one not from a PageWriter would be a bug upstream: never pooled.
+    if (buffer.byteLength >= PAGE_HEADROOM_BYTES + PAGE_BYTES_INITIAL && buffer.byteLength <= SPARE_PAGE_BUFFER_BYTES_MAX) sparePageBuffers.push(buffer);
+  }
+}
+
+/** A spare page buffer, else a new one (never node's shared pool: a listing thread transfers the memory, and listingDocument writes around the page). */
+function pageBuffer(): Buffer {
+  const spare = sparePageBuffers.pop();
+  return spare === undefined ? Buffer.allocUnsafeSlow(PAGE_HEADROOM_BYTES + PAGE_BYTES_INITIAL) : Buffer.from(spare);
+}
+
+/**
  * The page's bytes, with a hole at each owner's place: the owner
  * holeOwners[i] goes at byte holeAt[i]. Text is appended to a string and
  * encoded into the buffer every SEGMENT_CHARS and at each hole.
  */
 class PageWriter {
   #text = '';
-  // Never node's shared pool (allocUnsafe): a listing thread transfers the memory, and listingDocument writes around the page.
-  #buffer = Buffer.allocUnsafeSlow(PAGE_HEADROOM_BYTES + PAGE_BYTES_INITIAL);
+  #buffer = pageBuffer();
   #length = PAGE_HEADROOM_BYTES;
   readonly #holeAt: number[] = [];
   readonly #holeOwners: number[] = [];

@@ -196,9 +196,24 @@ function metadataXmlOf(filter: MetadataFilter | undefined): ListedMetadataXml | 
   return filter === undefined ? undefined : (version, latest) => (filter(version, latest) ? listedMetadataXml(version) : '');
 }
 
-/** The document: declaration, root with namespace, head elements, then the page's entries (bytes) with their owners. */
-function listingDocument(root: string, head: string, page: RenderedPage, ownerXml: (ownerId: string) => string): Buffer {
-  return listingDocumentBytes(page, ownerXml, `${XML_DECLARATION}<${root} xmlns="${S3_NAMESPACE}">${head}`, `</${root}>`);
+/**
+ * The response: declaration, root with namespace, head elements, then the
+ * page's entries (bytes) with their owners. A page's buffer goes back to
+ * its listing thread (RenderedPage.recycle) once nothing reads it: at once
+ * when the document is a copy, else only after the socket took its bytes
+ * (S3Response.sent: reused while a write of it is queued, it would send
+ * another page's bytes); a response that closes first drops it.
+ */
+function listingResponse(root: string, head: string, page: RenderedPage, ownerXml: (ownerId: string) => string): S3Response {
+  const document = listingDocumentBytes(page, ownerXml, `${XML_DECLARATION}<${root} xmlns="${S3_NAMESPACE}">${head}`, `</${root}>`);
+  const response = xmlResponse(document);
+  const recycle = page.recycle;
+  if (recycle === undefined) return response;
+  if (document.buffer !== page.bytes.buffer) recycle();
+  else response.sent = (written) => {
+    if (written) recycle();
+  };
+  return response;
 }
 
 /**
@@ -253,7 +268,7 @@ export async function handleListObjects(context: RequestContext): Promise<S3Resp
   }
   head += element('MaxKeys', maxKeys) + (delimiter === '' ? '' : element('Delimiter', encode(delimiter)));
   head += encodingTypeElement(context) + element('IsTruncated', page.isTruncated);
-  return xmlResponse(listingDocument('ListBucketResult', head, page, ownerXml(context)));
+  return listingResponse('ListBucketResult', head, page, ownerXml(context));
 }
 
 export async function handleListObjectVersions(context: RequestContext): Promise<S3Response> {
@@ -278,7 +293,7 @@ export async function handleListObjectVersions(context: RequestContext): Promise
     if (page.lastVersionId !== undefined) head += element('NextVersionIdMarker', page.lastVersionId);
   }
   head += element('MaxKeys', maxKeys) + (delimiter === '' ? '' : element('Delimiter', encode(delimiter))) + encodingTypeElement(context) + element('IsTruncated', page.isTruncated);
-  return xmlResponse(listingDocument('ListVersionsResult', head, page, ownerXml(context)));
+  return listingResponse('ListVersionsResult', head, page, ownerXml(context));
 }
 
 export async function handleListMultipartUploads(context: RequestContext): Promise<S3Response> {

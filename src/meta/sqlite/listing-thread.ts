@@ -43,7 +43,7 @@ db.pragma(`busy_timeout = ${data.busyTimeoutMs}`);
 // The serving connection's page-cache bound (sqlite-metadata-store.ts), so a listing thread holds no more than it.
 db.pragma(`cache_size = -${data.pageCacheKib}`);
 // The caller's page renderer (the S3 front's XML), imported by URL: the store never imports the layers above it.
-const renderer = data.rendererUrl === undefined ? undefined : ((await import(data.rendererUrl)) as { renderPage: PageRenderer; renderKeysPage: KeysPageRenderer });
+const renderer = data.rendererUrl === undefined ? undefined : ((await import(data.rendererUrl)) as { renderPage: PageRenderer; renderKeysPage: KeysPageRenderer; reusePageBuffers(buffers: readonly ArrayBuffer[]): void });
 const renderPage = renderer?.renderPage;
 
 /** A key page rendered as it is read (KeysPageRenderer: the page's entries never all live at once; its rows, packed strings, do). */
@@ -86,6 +86,8 @@ port.on('message', (message: ListingThreadRequest | 'stop') => {
     port.close();
     return;
   }
+  // Buffers of pages already written, for this and later pages (the renderer's pool).
+  if (message.spare !== undefined) renderer?.reusePageBuffers(message.spare);
   let reply: ListingThreadReply;
   try {
     reply = answer(message);

@@ -47,6 +47,12 @@ export const LISTING_ON_EVENT_LOOP_STEPS_MAX = 128;
  * behind all of them.
  */
 const POSTED_PER_THREAD_MAX = 2;
+/**
+ * Written pages' buffers held here until the next request to a thread carries
+ * them back (no message of their own), per thread: as many as a thread keeps
+ * (list-render.ts's SPARE_PAGE_BUFFERS_MAX); more are left to the collector.
+ */
+const SPARE_PAGE_BUFFERS_PER_THREAD_MAX = 4;
 /** Far above what the server's connection limit lets be in flight. */
 const REQUESTS_WAITING_MAX = 65_536;
 const BUSY_TIMEOUT_MS = 5_000;
@@ -67,10 +73,12 @@ export interface ListingThreadData {
   rendererUrl: string | undefined;
 }
 
-export type ListingThreadRequest =
+/** `spare`: page buffers the event loop is done with, transferred back with the request for the thread's next pages. */
+export type ListingThreadRequest = (
   | { id: number; kind: 'keys'; request: ListRequest; rendering?: PageRendering }
   | { id: number; kind: 'versions'; request: ListVersionsRequest; rendering?: PageRendering }
-  | { id: number; kind: 'uploads'; request: ListUploadsRequest };
+  | { id: number; kind: 'uploads'; request: ListUploadsRequest }
+) & { spare?: ArrayBuffer[] };
 
 export type ListingThreadReply =
   | { ready: true }
@@ -122,9 +130,12 @@ export class ListingThreads {
   readonly #restartTimers = new Set<NodeJS.Timeout>();
   /** Listings waiting for a thread to have room, in arrival order (a ring would do; this stays short). */
   #queue: Queued[] = [];
+  /** Page buffers handed back (RenderedPage.recycle), on their way to a thread with its next request. */
+  #spare: ArrayBuffer[] = [];
   #nextId = 1;
   #restarts = 0;
   #answered = 0;
+  #buffersReturned = 0;
   #stopped = false;
   #started = false;
 
@@ -157,6 +168,11 @@ export class ListingThreads {
   /** Listings the threads answered (not those listed on the store's connection instead). */
   get answered(): number {
     return this.#answered;
+  }
+
+  /** Page buffers carried back to the threads for reuse (RenderedPage.recycle). */
+  get pageBuffersReturned(): number {
+    return this.#buffersReturned;
   }
 
   /** Threads that are ready to take listings. */
@@ -202,7 +218,13 @@ export class ListingThreads {
       const queued = this.#queue.shift()!;
       if (thread.inFlight.size === 0) thread.worker.ref();
       thread.inFlight.set(queued.message.id, queued);
-      thread.worker.postMessage(queued.message);
+      const message = queued.message;
+      if (this.#spare.length > 0 && message.kind !== 'uploads') {
+        message.spare = this.#spare;
+        this.#spare = [];
+        this.#buffersReturned += message.spare.length;
+        thread.worker.postMessage(message, message.spare);
+      } else thread.worker.postMessage(message);
     }
   }
 
@@ -263,8 +285,23 @@ export class ListingThreads {
     if ('error' in reply) waiting.reject(new Error(`listing failed on its thread: ${reply.error}`));
     else {
       this.#answered++;
+      if ('bytes' in reply.result) this.#recyclable(reply.result);
       waiting.resolve(reply.result);
     }
+  }
+
+  /** A rendered page whose buffer may come back (RenderedPage.recycle): once, and only while the pool has room. */
+  #recyclable(page: RenderedPage): void {
+    const buffer = page.bytes.buffer as ArrayBuffer;
+    let recycled = false;
+    page.recycle = () => {
+      assert(!recycled, 'a page buffer is handed back once');
+      recycled = true;
+      // Transferred away already would be a bug: a detached buffer has no bytes.
+      assert(buffer.byteLength > 0, 'a page buffer handed back is still attached');
+      if (this.#stopped || this.#spare.length >= SPARE_PAGE_BUFFERS_PER_THREAD_MAX * this.#threads.length) return;
+      this.#spare.push(buffer);
+    };
   }
 
   /** A thread ended: what it had in flight is listed on the store's connection instead; it is started again unless stopping. */
