@@ -64,6 +64,14 @@ interface VersionMeta {
   legalHold?: boolean;
 }
 
+/**
+ * The meta document as stored: JSON.stringify's output, without whitespace.
+ * Rendered listings rely on that — a document without the text
+ * `"checksum":{` is taken to have no checksum, unparsed
+ * (sqlite/listing.ts) — so any other writer of this column (a migration, a
+ * restore, another engine's text form such as PostgreSQL's jsonb::text)
+ * must produce the same compact text.
+ */
 export function versionMeta(version: ObjectVersion): string {
   const meta: VersionMeta = {
     system: version.system,
