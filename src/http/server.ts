@@ -255,9 +255,11 @@ function sendResponse(request: IncomingMessage, response: ServerResponse, method
 
 /**
  * Tells `sent` when node lets go of a body given to end(): 'finish' comes
- * from the socket's write callback, after the bytes were handed to the
- * kernel; 'close' first means the connection ended while they may still
- * have been queued (a listing page's buffer is then dropped, not reused).
+ * from the socket's write callback, when neither node nor libuv references
+ * the bytes any more (written, or the connection torn down mid-write: so
+ * `true` does not mean delivered); 'close' first means the connection ended
+ * while they may still have been queued (a listing page's buffer is then
+ * dropped, not reused).
  */
 function afterBody(response: ServerResponse, sent: (written: boolean) => void): void {
   if (response.destroyed) {

@@ -206,6 +206,14 @@ export interface PageRendering {
   owners: boolean;
 }
 
+/**
+ * A rendered page's buffer is kept for reuse only up to this size (a
+ * 1000-key page of 1 KiB keys fits, with list-render.ts's 1 KiB of
+ * headroom): the listing threads' spare pools, on the event loop and on each
+ * thread, hold at most a few of these.
+ */
+export const SPARE_PAGE_BUFFER_BYTES_MAX = 1024 + 2 * 1024 * 1024 + 128 * 1024;
+
 export interface RenderedPage {
   /** UTF-8 of the page's entries, in order, owners left out (see PageRendering). */
   bytes: Uint8Array;
@@ -218,8 +226,8 @@ export interface RenderedPage {
   lastKey: string | undefined;
   lastVersionId: string | undefined;
   /**
-   * Hands `bytes.buffer` back to the listing thread that rendered the page,
-   * for its next page: called at most once, and only when nothing reads
+   * Hands `bytes.buffer` back to the listing threads (whichever takes the
+   * next request; the buffers are interchangeable), for a next page: called at most once, and only when nothing reads
    * the buffer any more (its bytes written to the socket, or copied).
    * Absent on pages rendered on the event loop; never called: garbage.
    */

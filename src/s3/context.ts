@@ -27,8 +27,9 @@ export interface S3Response {
   headers: Record<string, string>;
   body?: string | Buffer | Readable;
   /**
-   * Called once when node holds the body no more: `true` once its bytes
-   * were handed to the socket (the response's 'finish'), `false` when the
+   * Called once when node holds the body no more: `true` once node and
+   * libuv no longer reference its bytes (the response's 'finish': written,
+   * or the connection torn down mid-write; not proof of delivery), `false` when the
    * response closed first (node may still have held them then). Not called
    * when the response failed before its headers were sent.
    */

@@ -14,8 +14,10 @@
  * `metadata=true` entry's metadata (judged per object by authorization) is
  * rendered by a callback, only on the event loop.
  */
+import { SPARE_PAGE_BUFFER_BYTES_MAX } from '../meta/metadata-store.ts';
 import type { KeysPageRenderer, ListedContents, ListedVersion, ListResult, ListVersionsResult, PageRenderer, PageRendering, RenderedPage } from '../meta/metadata-store.ts';
 import { escapeXml } from '../http/xml.ts';
+import { assert } from '../util/assert.ts';
 
 /** This module's own URL (.ts from the sources, .js from dist/), for the listing threads to import. */
 export const LISTING_RENDERER_URL = import.meta.url;
@@ -104,11 +106,7 @@ const PAGE_TAILROOM_BYTES = 64;
  * meanwhile; more would only be resident memory.
  */
 const SPARE_PAGE_BUFFERS_MAX = 4;
-/**
- * A spare is kept only up to this size (a 1000-key page of 1 KiB keys fits):
- * the pool bounds what a thread holds, at most SPARE_PAGE_BUFFERS_MAX × this.
- */
-export const SPARE_PAGE_BUFFER_BYTES_MAX = PAGE_HEADROOM_BYTES + 2 * 1024 * 1024 + 128 * 1024;
+assert(SPARE_PAGE_BUFFER_BYTES_MAX > PAGE_HEADROOM_BYTES + 2 * 1024 * 1024, 'a 1000-key page of 1 KiB keys fits a spare');
 const sparePageBuffers: ArrayBuffer[] = [];
 
 /** Takes page buffers back (see SPARE_PAGE_BUFFERS_MAX); those beyond the pool's bounds are left to the garbage collector. */

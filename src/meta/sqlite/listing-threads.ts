@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { assert } from '../../util/assert.ts';
 import { startModuleThread } from '../../util/module-thread.ts';
-import type { ListRequest, ListUploadsRequest, ListUploadsResult, ListVersionsRequest, PageRendering, RenderedPage } from '../metadata-store.ts';
+import { SPARE_PAGE_BUFFER_BYTES_MAX, type ListRequest, type ListUploadsRequest, type ListUploadsResult, type ListVersionsRequest, type PageRendering, type RenderedPage } from '../metadata-store.ts';
 import type { ListingPage } from './listing.ts';
 import { PAGE_CACHE_KIB_MAX } from './schema.ts';
 
@@ -220,8 +220,8 @@ export class ListingThreads {
       thread.inFlight.set(queued.message.id, queued);
       const message = queued.message;
       if (this.#spare.length > 0 && message.kind !== 'uploads') {
-        message.spare = this.#spare;
-        this.#spare = [];
+        // No more than one thread's pool keeps: the rest would be transferred only to be dropped there.
+        message.spare = this.#spare.splice(0, SPARE_PAGE_BUFFERS_PER_THREAD_MAX);
         this.#buffersReturned += message.spare.length;
         thread.worker.postMessage(message, message.spare);
       } else thread.worker.postMessage(message);
@@ -300,6 +300,8 @@ export class ListingThreads {
       // Transferred away already would be a bug: a detached buffer has no bytes.
       assert(buffer.byteLength > 0, 'a page buffer handed back is still attached');
       if (this.#stopped || this.#spare.length >= SPARE_PAGE_BUFFERS_PER_THREAD_MAX * this.#threads.length) return;
+      // A buffer the thread's pool would refuse is not worth a transfer (nor the memory held until then).
+      if (buffer.byteLength > SPARE_PAGE_BUFFER_BYTES_MAX) return;
       this.#spare.push(buffer);
     };
   }
