@@ -17,7 +17,8 @@
  *
  * What it keeps from the pool it replaces: `connections` keep-alive
  * connections at most, `pipelining` requests on each; requests beyond that
- * wait in order. A connection that closes (the server's keep-alive timeout,
+ * wait in order. Unlike it, a request goes to a new connection (while fewer
+ * than `connections` are open) rather than behind another on a busy one. A connection that closes (the server's keep-alive timeout,
  * `Connection: close`, a reset) sends its unanswered HEADs again on another
  * (HEAD is idempotent); a HEAD that was the first unanswered one on
  * HEAD_ATTEMPTS_MAX connections lost without `Connection: close` fails. A
@@ -53,7 +54,7 @@ export interface HeadPoolOptions {
   endpoint: string;
   /** Signs for the endpoint's host. */
   signer: ScanRequestSigner;
-  /** Connections at most. */
+  /** Connections at most; each is opened when every open one is busy, so `connections` HEADs in flight use them all. */
   connections: number;
   /** HEADs on one connection before the earlier ones are answered. */
   pipelining: number;
@@ -170,13 +171,19 @@ export class HeadPool {
     );
   }
 
-  /** The connection with the fewest outstanding HEADs below the pipelining depth; a new one while all are full and the cap allows. */
+  /**
+   * An idle connection; else a new one while the cap allows; else the one with
+   * the fewest outstanding HEADs below the pipelining depth. HEADs are spread
+   * over every connection allowed before any is pipelined behind another: on
+   * a multi-worker server each connection is one worker's (filling one to the
+   * depth first left the rest of the cap, and the other workers, unused).
+   */
   #withRoom(): HeadConnection | undefined {
     let best: HeadConnection | undefined;
     for (const connection of this.#connections) {
       if (connection.accepting && connection.outstanding < this.#pipelining && (best === undefined || connection.outstanding < best.outstanding)) best = connection;
     }
-    if (best === undefined && this.#connections.length < this.#connectionsMax) best = this.#open();
+    if ((best === undefined || best.outstanding > 0) && this.#connections.length < this.#connectionsMax) best = this.#open();
     return best;
   }
 

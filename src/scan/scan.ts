@@ -17,6 +17,7 @@
  *   as listed (key, size, ETag, last-modified), as list mode yields it.
  * - `none`: the listing only (key, size, ETag, last-modified).
  */
+import { availableParallelism } from 'node:os';
 import { S3RequestError } from '../client/response.ts';
 import type { ObjectResponse, S3Client } from '../client/s3-client.ts';
 import { userMetadata } from '../client/user-metadata.ts';
@@ -49,11 +50,25 @@ export const SCAN_CONCURRENCY_MAX = 1024;
  * 10 000-object walks, alternated, medians of 4–6: 8 per connection,
  * scanner 61 and Talus 72 µs per HEAD; 16: 58 and 71; 32: 54 and 66). 16,
  * not 32: 64 in flight would then use 2 connections, 2 of a multi-worker
- * server's workers. Elsewhere 1: a
+ * server's workers (since round 6, one per core at least whatever the depth:
+ * loopbackHeadConnections). Elsewhere 1: a
  * remote server answers a connection's requests one after the other, so a
  * HEAD waiting on its disk would hold up those behind it.
  */
 export const LOOPBACK_PIPELINING_DEFAULT = 16;
+/**
+ * Connections for the HEADs to an endpoint on this host: enough for
+ * `concurrency` HEADs at `pipelining` each, and no fewer than this host's
+ * cores (the most a server here runs usefully, `talus server --workers
+ * auto`), but never more than one per HEAD in flight. A multi-worker
+ * server gives each connection to one worker: 64 in flight at 16 deep on 4
+ * connections left a fifth worker and beyond idle. `concurrency` bounds the
+ * HEADs in flight either way; the HEAD pool spreads them over these
+ * connections before it pipelines (head-pool.ts).
+ */
+export function loopbackHeadConnections(concurrency: number, pipelining: number, cores: number = availableParallelism()): number {
+  return Math.min(concurrency, Math.max(Math.ceil(concurrency / pipelining), cores));
+}
 /** As the S3Client's PIPELINING_MAX (not imported: see LazyS3Client): a deeper queue on one connection only waits behind its head. */
 const PIPELINING_MAX = 64;
 
@@ -173,7 +188,7 @@ export async function* scanBatches(options: ScanOptions): AsyncGenerator<Scanned
   const listingClient = new ListingClient({ endpoint: options.endpoint, signer, connections: listRanges + PROBES_IN_FLIGHT_MAX });
   const headPool: HeadSource =
     new URL(options.endpoint).protocol === 'http:' && isLoopback(options.endpoint)
-      ? new HeadPool({ endpoint: options.endpoint, signer, connections: headConnections, pipelining, signal: options.signal })
+      ? new HeadPool({ endpoint: options.endpoint, signer, connections: loopbackHeadConnections(concurrency, pipelining), pipelining, signal: options.signal })
       : { headObject: (bucket, key) => s3Client.headObject(bucket, key, { signal: options.signal }), close: async () => undefined };
   const progress: ScanProgress = { mode: requested, objects: 0, listed: 0, listingDone: false, elapsedMs: 0, done: false };
   const started = performance.now();
