@@ -107,21 +107,66 @@ const PAGE_TAILROOM_BYTES = 64;
  */
 const SPARE_PAGE_BUFFERS_MAX = 4;
 assert(SPARE_PAGE_BUFFER_BYTES_MAX > PAGE_HEADROOM_BYTES + 2 * 1024 * 1024, 'a 1000-key page of 1 KiB keys fits a spare');
-const sparePageBuffers: ArrayBuffer[] = [];
 
-/** Takes page buffers back (see SPARE_PAGE_BUFFERS_MAX); those beyond the pool's bounds are left to the garbage collector. */
-export function reusePageBuffers(buffers: readonly ArrayBuffer[]): void {
-  for (const buffer of buffers) {
-    if (sparePageBuffers.length >= SPARE_PAGE_BUFFERS_MAX) return;
+/**
+ * A thread's spare page buffers, `capacity` at most. A page's size is known
+ * only once it is rendered, so `take` gives the largest spare: it fits every
+ * page a smaller one fits (taking the last one back, whatever its size, had
+ * a large page outgrow a small spare and drop it, while a larger one waited).
+ * When full, a larger buffer offered replaces the smallest spare. A spare a
+ * page outgrew is offered back (PageWriter): never dropped for being small.
+ */
+export class PageBufferPool {
+  readonly #spares: ArrayBuffer[] = [];
+  readonly #capacity: number;
+
+  constructor(capacity: number) {
+    assert(Number.isInteger(capacity) && capacity >= 1, 'a page buffer pool holds one buffer or more');
+    this.#capacity = capacity;
+  }
+
+  get size(): number {
+    return this.#spares.length;
+  }
+
+  /** Keeps `buffer` if it is a page buffer's size and the pool has room, or it is larger than the smallest spare (then dropped); whether kept. */
+  offer(buffer: ArrayBuffer): boolean {
     // A detached buffer (byteLength 0) or one not from a PageWriter would be a bug upstream: never pooled.
-    if (buffer.byteLength >= PAGE_HEADROOM_BYTES + PAGE_BYTES_INITIAL && buffer.byteLength <= SPARE_PAGE_BUFFER_BYTES_MAX) sparePageBuffers.push(buffer);
+    if (buffer.byteLength < PAGE_HEADROOM_BYTES + PAGE_BYTES_INITIAL || buffer.byteLength > SPARE_PAGE_BUFFER_BYTES_MAX) return false;
+    if (this.#spares.length < this.#capacity) {
+      this.#spares.push(buffer);
+      return true;
+    }
+    const smallest = this.#indexBy((a, b) => a < b);
+    if (this.#spares[smallest]!.byteLength >= buffer.byteLength) return false;
+    this.#spares[smallest] = buffer;
+    return true;
+  }
+
+  /** The largest spare, removed from the pool; undefined when empty. */
+  take(): ArrayBuffer | undefined {
+    if (this.#spares.length === 0) return undefined;
+    const largest = this.#indexBy((a, b) => a > b);
+    const buffer = this.#spares[largest]!;
+    this.#spares[largest] = this.#spares.at(-1)!;
+    this.#spares.pop();
+    return buffer;
+  }
+
+  /** The index of the spare whose size beats every other's by `better` (the first of equals). */
+  #indexBy(better: (a: number, b: number) => boolean): number {
+    let best = 0;
+    for (let index = 1; index < this.#spares.length; index++) if (better(this.#spares[index]!.byteLength, this.#spares[best]!.byteLength)) best = index;
+    return best;
   }
 }
 
-/** A spare page buffer, else a new one (never node's shared pool: a listing thread transfers the memory, and listingDocument writes around the page). */
-function pageBuffer(): Buffer {
-  const spare = sparePageBuffers.pop();
-  return spare === undefined ? Buffer.allocUnsafeSlow(PAGE_HEADROOM_BYTES + PAGE_BYTES_INITIAL) : Buffer.from(spare);
+/** This thread's pool (a listing thread's; on the event loop it stays empty: pages rendered there are never handed back). */
+export const sparePageBuffers = new PageBufferPool(SPARE_PAGE_BUFFERS_MAX);
+
+/** Takes page buffers back (see SPARE_PAGE_BUFFERS_MAX); those the pool does not keep are left to the garbage collector. */
+export function reusePageBuffers(buffers: readonly ArrayBuffer[]): void {
+  for (const buffer of buffers) sparePageBuffers.offer(buffer);
 }
 
 /**
@@ -131,7 +176,9 @@ function pageBuffer(): Buffer {
  */
 class PageWriter {
   #text = '';
-  #buffer = pageBuffer();
+  /** A spare page buffer, else a new one (never node's shared pool: a listing thread transfers the memory, and listingDocument writes around the page). */
+  #spare = sparePageBuffers.take();
+  #buffer = this.#spare === undefined ? Buffer.allocUnsafeSlow(PAGE_HEADROOM_BYTES + PAGE_BYTES_INITIAL) : Buffer.from(this.#spare);
   #length = PAGE_HEADROOM_BYTES;
   readonly #holeAt: number[] = [];
   readonly #holeOwners: number[] = [];
@@ -169,6 +216,9 @@ class PageWriter {
     const grown = Buffer.allocUnsafeSlow(Math.max(needed, this.#buffer.length * 2));
     this.#buffer.copy(grown, 0, 0, this.#length);
     this.#buffer = grown;
+    // An outgrown spare goes back for a smaller page (nothing else holds it: this page's bytes are in `grown` now).
+    if (this.#spare !== undefined) sparePageBuffers.offer(this.#spare);
+    this.#spare = undefined;
   }
 
   /**
