@@ -15,10 +15,14 @@
  *   back (test/listing-round5b.test.ts counted transfers only, for V2
  *   without owners).
  */
+import { CreateBucketCommand, PutBucketVersioningCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import type { RenderedPage } from '../src/meta/metadata-store.ts';
+import type { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import { PageBufferPool, renderPage, reusePageBuffers, sparePageBuffers } from '../src/s3/list-render.ts';
+import { signedRequest } from './helpers/raw.ts';
+import { startTestTalus, uniqueBucket, type TestTalus } from './helpers/talus.ts';
 
 const KIB = 1024;
 
@@ -81,16 +85,118 @@ describe('the page buffer pool', () => {
     reusePageBuffers([large, small]);
     const largePage = prefixPage(1500, 200, 'L');
     assert.equal(largePage.bytes.buffer, large, 'the large page was rendered into the large spare, not the last one handed back');
+    assert.equal(largePage.bufferReused, true);
     assert.ok(Buffer.from(largePage.bytes).equals(largeFresh));
 
     // Only the small spare left: a large page outgrows it, and it goes back rather than to the collector.
     const grown = prefixPage(1500, 200, 'L');
     assert.notEqual(grown.bytes.buffer, small);
+    assert.equal(grown.bufferReused, undefined, 'rendered into a buffer of its own in the end');
     assert.ok(Buffer.from(grown.bytes).equals(largeFresh));
     assert.equal(sparePageBuffers.size, 1);
     const smallPage = prefixPage(100, 20, 'S');
     assert.equal(smallPage.bytes.buffer, small);
+    assert.equal(smallPage.bufferReused, true);
     assert.ok(Buffer.from(smallPage.bytes).equals(smallFresh));
     assert.equal(sparePageBuffers.size, 0);
+  });
+});
+
+describe('listing page buffers are reused through the server, and pages stay byte-identical', () => {
+  let talus: TestTalus;
+  let bucket: string;
+  const LONG = 'l'.repeat(700);
+  const GROUP = 300;
+
+  before(async () => {
+    talus = await startTestTalus();
+    bucket = uniqueBucket('reuse');
+    await talus.client.send(new CreateBucketCommand({ Bucket: bucket }));
+    await talus.client.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
+    // Long keys under long/ (large pages, ~300 KiB), short ones under short/ (small pages, ~50 KiB); 300 each, so a page is past the event loop's 128 steps and rendered on a listing thread.
+    const keys = [...Array.from({ length: GROUP }, (_, index) => `long/${String(index).padStart(4, '0')}-${LONG}`), ...Array.from({ length: GROUP }, (_, index) => `short/${String(index).padStart(4, '0')}`)];
+    for (let start = 0; start < keys.length; start += 16) {
+      await Promise.all(keys.slice(start, start + 16).map((key) => talus.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: 'x' }))));
+    }
+  });
+
+  after(async () => {
+    await talus?.stop();
+  });
+
+  const OPERATIONS: Record<string, Record<string, string>> = {
+    'ListObjects (V1)': {},
+    'ListObjectsV2': { 'list-type': '2' },
+    'ListObjectsV2 with FetchOwner': { 'list-type': '2', 'fetch-owner': 'true' },
+    'ListObjectVersions': { versions: '' },
+  };
+  /** Per operation: a large page, a small one, and the same with url encoding (alternated below). */
+  const queries = (operation: Record<string, string>): Record<string, string>[] =>
+    (
+      [
+      { prefix: 'long/', 'max-keys': '1000' },
+      { prefix: 'short/', 'max-keys': '1000' },
+      { prefix: 'long/', 'max-keys': '250', 'encoding-type': 'url' },
+      { prefix: 'short/', 'max-keys': '200', 'encoding-type': 'url' },
+      ] as Record<string, string>[]
+    ).map((query) => ({ ...operation, ...query }));
+
+  async function list(query: Record<string, string>): Promise<string> {
+    const response = await signedRequest(talus.url, { method: 'GET', path: `/${bucket}`, query });
+    assert.equal(response.status, 200, response.body.slice(0, 200));
+    return response.body;
+  }
+
+  test('every operation, large and small pages alternating, concurrently too: reused buffers, the unpooled bytes', { timeout: 120_000 }, async () => {
+    const threads = (talus.engine.meta as SqliteMetadataStore).listingThreads!;
+    assert.ok(threads !== undefined, 'the server lists on threads');
+    // Threads start with the first listing; until one is ready, pages are rendered on the event loop (never handed back).
+    threads.start();
+    const deadline = Date.now() + 60_000;
+    while (threads.readyCount === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(threads.readyCount > 0, 'a listing thread is ready');
+    // Unpooled: no page hands its buffer back, so every page is rendered into a new one.
+    const runRendered = threads.runRendered.bind(threads);
+    threads.runRendered = async (...args: Parameters<typeof threads.runRendered>) => {
+      const page = await runRendered(...args);
+      if (page !== undefined) delete page.recycle;
+      return page;
+    };
+    const expected = new Map<string, string>();
+    try {
+      for (const operation of Object.values(OPERATIONS)) {
+        for (const query of queries(operation)) expected.set(JSON.stringify(query), await list(query));
+      }
+    } finally {
+      delete (threads as { runRendered?: unknown }).runRendered;
+    }
+    assert.equal(threads.pageBuffersReturned, 0);
+    assert.equal(threads.pageBuffersReused, 0);
+    const answeredBefore = threads.answered;
+    assert.ok(answeredBefore >= expected.size, `${answeredBefore} pages rendered on threads`);
+    for (const [key, body] of expected) {
+      const query = JSON.parse(key) as Record<string, string>;
+      const count = body.match(/<Key>/g)?.length ?? 0;
+      assert.ok(count >= 200, `${key}: ${count} entries, a page a thread renders`);
+      // ListObjects V1 and ListObjectVersions always show owners, V2 only with FetchOwner.
+      if (query['list-type'] !== '2' || 'fetch-owner' in query) assert.match(body, /<Owner><ID>/, `${key} shows owners`);
+      else assert.doesNotMatch(body, /<Owner>/, `${key} shows no owners`);
+    }
+
+    for (const [name, operation] of Object.entries(OPERATIONS)) {
+      const reusedBefore = threads.pageBuffersReused;
+      const pages = queries(operation);
+      // In sequence, large and small alternating: each request carries the buffers written before it back to a thread.
+      for (let round = 0; round < 3; round++) {
+        for (const query of pages) assert.equal(await list(query), expected.get(JSON.stringify(query)), `${name} ${JSON.stringify(query)}, round ${round}`);
+      }
+      // Four at once, twice: several buffers of different sizes come back together.
+      for (let round = 0; round < 2; round++) {
+        const bodies = await Promise.all(pages.map((query) => list(query)));
+        for (const [index, body] of bodies.entries()) assert.equal(body, expected.get(JSON.stringify(pages[index])), `${name} ${JSON.stringify(pages[index])}, concurrent round ${round}`);
+      }
+      assert.ok(threads.pageBuffersReused > reusedBefore, `${name}: pages rendered into buffers handed back (${threads.pageBuffersReused - reusedBefore})`);
+    }
+    assert.ok(threads.answered >= answeredBefore + Object.keys(OPERATIONS).length * 20);
   });
 });

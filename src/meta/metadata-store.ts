@@ -232,6 +232,8 @@ export interface RenderedPage {
    * Absent on pages rendered on the event loop; never called: garbage.
    */
   recycle?: () => void;
+  /** Rendered into a spare buffer, one an earlier page handed back (recycle): counted by the listing threads. */
+  bufferReused?: true;
 }
 
 /**

@@ -136,6 +136,7 @@ export class ListingThreads {
   #restarts = 0;
   #answered = 0;
   #buffersReturned = 0;
+  #buffersReused = 0;
   #stopped = false;
   #started = false;
 
@@ -173,6 +174,11 @@ export class ListingThreads {
   /** Page buffers carried back to the threads for reuse (RenderedPage.recycle). */
   get pageBuffersReturned(): number {
     return this.#buffersReturned;
+  }
+
+  /** Pages a thread rendered into a buffer an earlier page handed back (RenderedPage.bufferReused). */
+  get pageBuffersReused(): number {
+    return this.#buffersReused;
   }
 
   /** Threads that are ready to take listings. */
@@ -285,7 +291,10 @@ export class ListingThreads {
     if ('error' in reply) waiting.reject(new Error(`listing failed on its thread: ${reply.error}`));
     else {
       this.#answered++;
-      if ('bytes' in reply.result) this.#recyclable(reply.result);
+      if ('bytes' in reply.result) {
+        if (reply.result.bufferReused === true) this.#buffersReused++;
+        this.#recyclable(reply.result);
+      }
       waiting.resolve(reply.result);
     }
   }
