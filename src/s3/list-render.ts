@@ -129,10 +129,11 @@ export class PageBufferPool {
     return this.#spares.length;
   }
 
-  /** Keeps `buffer` if it is a page buffer's size and the pool has room, or it is larger than the smallest spare (then dropped); whether kept. */
+  /** Keeps `buffer` if it is a page buffer's size and the pool has room, or it is larger than the smallest spare (that spare is then dropped); whether kept. */
   offer(buffer: ArrayBuffer): boolean {
     // A detached buffer (byteLength 0) or one not from a PageWriter would be a bug upstream: never pooled.
     if (buffer.byteLength < PAGE_HEADROOM_BYTES + PAGE_BYTES_INITIAL || buffer.byteLength > SPARE_PAGE_BUFFER_BYTES_MAX) return false;
+    if (this.#spares.includes(buffer)) return false; // offered twice would hand one buffer to two pages
     if (this.#spares.length < this.#capacity) {
       this.#spares.push(buffer);
       return true;

@@ -19,7 +19,8 @@ ignores it; none lists only. In list and none modes the key space is split
 into up to --list-ranges ranges listed at once (found by probing, when
 4 000 keys or more lie ahead), merged back in key order. --pipelining sends up to N HEADs on one connection before
 their answers (default ${LOOPBACK_PIPELINING_DEFAULT} when the endpoint is on this host, else 1). --concurrency bounds
-the HEADs in flight; on this host they are spread over one connection per core at least (one per HEAD at most).
+the HEADs in flight; to a plain-http endpoint on this host they are spread over one connection per core at least
+(one per HEAD at most).
 Credentials: the flags, else the AWS SDKs' chain (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; AWS_PROFILE and ~/.aws files;
 web identity; ECS; IMDSv2).`;

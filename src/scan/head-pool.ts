@@ -274,7 +274,11 @@ class HeadConnection {
     socket.on('timeout', () => this.destroy(new HeadTimeoutError(`HEAD: no answer for ${timeoutMs} ms`)));
     socket.on('data', (chunk: Buffer) => this.#receive(chunk));
     socket.on('error', (error) => (this.#error ??= error));
-    socket.on('end', () => socket.end());
+    socket.on('end', () => {
+      // The server is closing this connection (its keep-alive ran out): send nothing more on it.
+      this.accepting = false;
+      socket.end();
+    });
     socket.on('close', () => this.#close(this.#error ?? new Error('HEAD: the server closed the connection')));
   }
 
