@@ -19,6 +19,7 @@ import { ALTERNATED_RUN_MS_MIN, alternationNotes, flushDirtyPages, runAlternatio
 import type { SuiteContext } from '../context.ts';
 import { measure, type Driver, type DriverResult, type Row, type RunPhase } from '../measure.ts';
 import { startBaseline, type BaselineSettings, type RunningServer } from '../servers.ts';
+import { assert } from '../../../src/util/assert.ts';
 
 export interface Comparison {
   workload: string;
@@ -37,6 +38,8 @@ export interface Comparison {
   beforeRun?(server: RunningServer): Promise<void>;
   /** Alternated only: the workload writes to disk (PUT, DELETE): sync before each measured run (alternate.ts, flushDirtyPages). */
   writes?: boolean;
+  /** Alternated, writing workloads only: untimed, just before each measured run of every side, after the sync (the 64 MiB PUT rows recycle pages: page-pool.ts). */
+  beforeMeasuredRun?(): void;
   /** Which throughput the target judges (notes print it per run); default ops/s. */
   judgedThroughput?: 'opsPerSecond' | 'mibPerSecond';
   /** Alternated only: unmeasured passes over the sides before the first measured run (default WARM_UP_PASSES). */
@@ -110,6 +113,7 @@ export function alternatedRunMs(durationMs: number, rounds: number): number {
 }
 
 async function compareAlternated(context: SuiteContext, comparison: Comparison, rounds: number): Promise<ComparisonResult> {
+  assert(comparison.beforeMeasuredRun === undefined || comparison.writes === true, 'compare: beforeMeasuredRun is for workloads that write');
   const cleanUpNotes: ComparisonResult = { rows: [], notes: [] };
   const talus = await context.talus();
   const peer = comparison.skipPeer === true ? undefined : await context.s3rver();
@@ -127,7 +131,14 @@ async function compareAlternated(context: SuiteContext, comparison: Comparison, 
     beforeRun: async (server: RunningServer): Promise<void> => {
       if (server.kind === 'talus' || server.kind === 's3rver') await comparison.beforeRun?.(server);
     },
-    ...(comparison.writes === true ? { flushBeforeRun: flushDirtyPages } : {}),
+    ...(comparison.writes === true
+      ? {
+          flushBeforeRun: (): void => {
+            flushDirtyPages();
+            comparison.beforeMeasuredRun?.();
+          },
+        }
+      : {}),
   };
   let rows: Row[];
   try {

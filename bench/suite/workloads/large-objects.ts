@@ -4,7 +4,10 @@
  * fsyncs it, GET against the one that streams a file to the socket. What
  * the PUT runs wrote is deleted after the row's last run (untimed); a PUT row
  * checks first that the disk has room for it (largePutDiskNeed) and is
- * skipped, saying so, when it does not.
+ * skipped, saying so, when it does not. Before each measured PUT run of every
+ * side, a pool of just-freed pages is made (page-pool.ts): the rows measure a
+ * storage server whose page cache recycles pages, not this VM's first touch of
+ * memory its host took back.
  */
 import { statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,6 +16,7 @@ import { WARM_UP_PASSES } from '../alternate.ts';
 import type { SuiteContext, Workload, WorkloadOutcome } from '../context.ts';
 import type { ModeSettings } from '../options.ts';
 import { loadOn } from '../measure.ts';
+import { availableMemoryBytes, pagePoolNeed, recyclePages, type PoolTouch } from '../page-pool.ts';
 import { capture } from '../presign.ts';
 import { BENCH_BUCKET, LARGE_PREFIX, deletePrefix, ensureBucket, ensureLargeObjects, preparedKey } from '../setup.ts';
 import { alternatedRunMs, compare } from './compare.ts';
@@ -80,6 +84,14 @@ function putLarge(concurrency: number): Workload {
       if (shortfall !== undefined) return { rows: [], skipped: shortfall, notes: [] };
       const size = { min: context.settings.largeObjectBytes, max: context.settings.largeObjectBytes };
       const prefix = `put-large-c${concurrency}/`;
+      const pool = pagePoolNeed({
+        runMs: alternatedRunMs(context.settings.largeRunMs, context.settings.ratioRounds),
+        concurrency,
+        objectBytes: context.settings.largeObjectBytes,
+        bytesPerSecondMax: LARGE_PUT_BYTES_PER_SECOND_MAX,
+        availableBytes: availableMemoryBytes(),
+      });
+      const touches: PoolTouch[] = [];
       const { rows, notes: cleanupNotes } = await compare(context, {
         workload: id,
         driver: 'loadgen',
@@ -91,6 +103,9 @@ function putLarge(concurrency: number): Workload {
         durationMs: context.settings.largeRunMs,
         rounds: context.settings.ratioRounds,
         writes: true,
+        beforeMeasuredRun: () => {
+          if (pool.bytes > 0) touches.push(recyclePages(pool.bytes));
+        },
         judgedThroughput: 'mibPerSecond',
         drive: (server, durationMs) => loadOn(server, { bucket: BENCH_BUCKET, workload: 'put', size, concurrency, durationMs, keyPrefix: prefix }),
         afterRun: async (server) => {
@@ -103,10 +118,21 @@ function putLarge(concurrency: number): Workload {
           ? `what the runs wrote stays until the last run (Talus and s3rver keep their objects), except the bytes ceiling's beyond its newest ${BYTES_CEILING_KEPT_BYTES_MAX / GiB} GiB per process: ` +
             'in a mode this long it deletes its oldest files as it goes, and its later runs write into page-cache pages it freed (cheaper than the fresh pages Talus writes into)'
           : 'what the runs wrote stays until the last run (Talus and s3rver keep their objects, the bytes ceiling its files), so no run writes into pages another freed',
+        poolNote(pool, touches),
       ];
       return { rows, notes: [...notes, ...cleanupNotes] };
     },
   };
+}
+
+function poolNote(pool: ReturnType<typeof pagePoolNeed>, touches: readonly PoolTouch[]): string {
+  const mib = (bytes: number): string => `${Math.round(bytes / 1024 ** 2)} MiB`;
+  if (pool.bytes === 0) return `no page pool before the runs: too little memory available for ${mib(pool.wantedBytes)} (runs may write into pages the host took back, each side alike)`;
+  const cpu = touches.map((touch) => touch.cpuMs.toFixed(0)).join(', ');
+  return (
+    `before each measured run (untimed, after the sync) a child touched and freed ${mib(pool.bytes)}${pool.short ? ` (wanted ${mib(pool.wantedBytes)}: memory short)` : ''}, ` +
+    `so every side's run wrote into recycled pages as a storage server's full page cache does (page-pool.ts); the child's CPU ms per run: ${cpu}`
+  );
 }
 
 function getLarge(concurrency: number): Workload {
