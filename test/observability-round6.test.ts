@@ -129,3 +129,47 @@ test('lines dropped on a slow stdout are counted as dropped, and told by a line 
     await rm(directory, { recursive: true, force: true });
   }
 });
+
+test('a scrape\'s socket on the admin listener has the hidden class of an S3 request\'s socket (node\'s shared stream code stays monomorphic)', { timeout: 60_000 }, async () => {
+  const directory = await mkdtemp(join(tmpdir(), 'talus-socket-shape-'));
+  const script = join(directory, 'shape.mts');
+  // %HaveSameMap through the Function constructor (esbuild does not parse V8's natives syntax).
+  await writeFile(script, `
+    import { Server } from 'node:net';
+    import { startTalus } from ${JSON.stringify(pathToFileURL(join(process.cwd(), 'src/talus.ts')).href)};
+    import { silentLogger } from ${JSON.stringify(pathToFileURL(join(process.cwd(), 'src/util/logger.ts')).href)};
+    const haveSameMap = new Function('a', 'b', 'return %HaveSameMap(a, b)');
+    const sockets = new Map();
+    const emit = Server.prototype.emit;
+    Server.prototype.emit = function (event, ...rest) {
+      if (event === 'connection') sockets.set(this.address().port, rest[0]);
+      return emit.call(this, event, ...rest);
+    };
+    const token = 'metrics-token-for-round6-0123456789';
+    const talus = await startTalus({ dataDir: ${JSON.stringify(join(directory, 'data'))}, port: 0, logger: silentLogger, admin: { port: 0, address: '127.0.0.1' }, metrics: { token } });
+    try {
+      const s3 = await fetch(talus.url + '/');
+      await s3.arrayBuffer();
+      const metrics = await fetch(talus.adminUrl + '/metrics', { headers: { authorization: 'Bearer ' + token } });
+      await metrics.arrayBuffer();
+      const s3Socket = sockets.get(Number(new URL(talus.url).port));
+      const adminSocket = sockets.get(Number(new URL(talus.adminUrl).port));
+      console.log(JSON.stringify({ s3: s3.status, metrics: metrics.status, seen: s3Socket !== undefined && adminSocket !== undefined, sameMap: haveSameMap(s3Socket, adminSocket) }));
+    } finally {
+      await talus.close();
+    }
+  `);
+  try {
+    const child = spawn(process.execPath, ['--allow-natives-syntax', '--import', 'tsx', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    const [code] = (await once(child, 'close')) as [number];
+    assert.equal(code, 0);
+    const shape = JSON.parse(stdout.trim().split('\n').at(-1)!) as { s3: number; metrics: number; seen: boolean; sameMap: boolean };
+    assert.equal(shape.metrics, 200);
+    assert.ok(shape.s3 > 0 && shape.seen);
+    assert.equal(shape.sameMap, true);
+  } finally {
+    await rm(directory, { recursive: true, force: true });
+  }
+});
