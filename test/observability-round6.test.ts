@@ -15,6 +15,9 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
+import type { Row } from '../bench/suite/measure.ts';
+import { evaluateTargets } from '../bench/suite/targets.ts';
+import { OBSERVERS_OFF_LABEL, OBSERVERS_ON_LABEL, SERVER_PAIRS, judgePairs, type PairRuns } from '../bench/suite/workloads/observability.ts';
 
 const ACCESS_LOG_MODULE = JSON.stringify(pathToFileURL(join(process.cwd(), 'src/metrics/access-log.ts')).href);
 /** The child's request: keys `k/<n>` padded so each line is ~300 bytes. */
@@ -172,4 +175,49 @@ test('a scrape\'s socket on the admin listener has the hidden class of an S3 req
   } finally {
     await rm(directory, { recursive: true, force: true });
   }
+});
+
+/** A measured run of the observability row: ops/s and CPU µs/op, the rest plausible. */
+function run(label: string, opsPerSecond: number, cpuMicros: number): Row {
+  return {
+    workload: 'observability-4k-get', server: 'talus', label, driver: 'wrk', operations: opsPerSecond * 2, errors: 0, firstErrors: [], durationMs: 2000,
+    opsPerSecond, mibPerSecond: (opsPerSecond * 4096) / 2 ** 20, latencyMs: { p50: 5, p99: 20 }, serverProcesses: 1,
+    serverCpuPercentOfOneCore: 90, serverCpuMicrosPerOperation: cpuMicros, serverPeakRssMiB: 100, serverStderrLines: 0,
+  };
+}
+
+/** A pair: its "off" process's runs (off, on, off, …, off: one more) and its "on" process's, from their ops/s. */
+function pair(off: number[], on: number[]): PairRuns {
+  return { off: off.map((ops) => run(OBSERVERS_OFF_LABEL, ops, 1e6 / ops)), on: on.map((ops) => run(OBSERVERS_ON_LABEL, ops, 1e6 / ops)) };
+}
+
+test('the observability row is judged by its median pair: one lucky or unlucky process moves its own pair only', () => {
+  assert.equal(SERVER_PAIRS % 2, 1, 'an odd count of pairs: the median pair is a pair');
+  // Pairs whose "on" costs 2 %, 4 %, 3 %, the middle one's processes both 10 % faster than the others (as fresh processes are):
+  const pairs = [
+    pair([10_000, 10_100, 9_900, 10_000], [9_800, 9_800, 9_790]),
+    pair([11_000, 11_200, 10_900, 11_000], [10_560, 10_500, 10_600]),
+    pair([10_000, 9_950, 10_050], [9_700, 9_700]),
+  ];
+  const judged = judgePairs(pairs);
+  assert.deepEqual(judged.ratios.map((ratio) => ratio.toFixed(3)), ['0.980', '0.960', '0.970']);
+  assert.equal(judged.medianPair, 2);
+  // The rows are that pair's median runs: the target reads its ratio, the median of the pairs'.
+  assert.equal(judged.off.opsPerSecond, 10_000);
+  assert.equal(judged.on.opsPerSecond, 9_700);
+  const target = evaluateTargets([judged.off, judged.on]).find((candidate) => candidate.id === 'get-4k-observers-on-vs-off')!;
+  assert.equal(target.value!.toFixed(3), '0.970');
+  // One process far off either way (an "on" as fast as its "off", or three times slower) changes which pair is the median, not
+  // the judgement beyond the other pairs' ratios.
+  for (const stray of [[10_000, 10_000], [3_300, 3_300]]) {
+    const strayed = judgePairs([pairs[0]!, pairs[1]!, pair([10_000, 9_950, 10_050], stray)]);
+    assert.ok(strayed.ratios[strayed.medianPair]! >= 0.96 && strayed.ratios[strayed.medianPair]! <= 0.98);
+  }
+  // CPU per operation: each pair's on minus off, and the rows' own.
+  assert.equal(judged.cpuMicros.length, 3);
+  assert.equal((judged.on.serverCpuMicrosPerOperation - judged.off.serverCpuMicrosPerOperation).toFixed(2), judged.cpuMicros[2]!.toFixed(2));
+});
+
+test('an even count of pairs has no median pair: refused', () => {
+  assert.throws(() => judgePairs([pair([1, 1], [1]), pair([1, 1], [1])]), /odd/);
 });
