@@ -13,6 +13,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { linesTold } from '../src/metrics/access-log.ts';
 import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 import type { Row } from '../bench/suite/measure.ts';
@@ -220,4 +221,15 @@ test('the observability row is judged by its median pair: one lucky or unlucky p
 
 test('an even count of pairs has no median pair: refused', () => {
   assert.throws(() => judgePairs([pair([1, 1], [1]), pair([1, 1], [1])]), /odd/);
+});
+
+test('lost lines are counted as their requests and the drops they told of (told again), a stray line as one', () => {
+  const lines = [
+    '{"time":"2026-12-07T00:00:00.000Z","requestId":"A","key":"a"}',
+    '{"time":"2026-12-07T00:00:00.001Z","requestId":"B","key":"b","droppedBefore":5}',
+    '{"time":"2026-12-07T00:00:00.002Z","droppedBefore":3}',
+    'not json',
+  ];
+  assert.deepEqual(linesTold(Buffer.from(`${lines.join('\n')}\n`)), { requests: 3, told: 11 });
+  assert.deepEqual(linesTold(Buffer.alloc(0)), { requests: 0, told: 0 });
 });

@@ -359,7 +359,13 @@ export function linesTold(bytes: Buffer): { requests: number; told: number } {
   let told = 0;
   for (const line of bytes.toString('utf8').split('\n')) {
     if (line === '') continue;
-    const entry = JSON.parse(line) as { requestId?: unknown; droppedBefore?: unknown };
+    let entry: { requestId?: unknown; droppedBefore?: unknown };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      // Not a line this log wrote (it writes only JSON): counted as one request's, never thrown in a write's callback.
+      entry = { requestId: '' };
+    }
     if (entry.requestId !== undefined) requests++;
     told += (entry.requestId === undefined ? 0 : 1) + (typeof entry.droppedBefore === 'number' ? entry.droppedBefore : 0);
   }
