@@ -162,7 +162,7 @@ export class AccessLog {
         continue;
       }
       this.#batchBytes = this.#encoder.encode(this.#batch, this.#batchBytes, request, dropped, this.#pendingTimesMs[index]!);
-      }
+    }
   }
 
   #flush(closing = false): void {
