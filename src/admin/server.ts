@@ -31,6 +31,7 @@ import { authenticateBearer, isBearerRequest } from './bearer.ts';
 import { type AdminTokens, scopeCovers } from './tokens.ts';
 import { ADMIN_PATH_PREFIX, LIVE_PATH, METRICS_PATH, OPENAPI_PATH, READY_PATH } from './paths.ts';
 import { type Console, type ConsoleS3Listener, createConsole, isConsolePath } from '../console/console.ts';
+import { REQUEST_IDLE_TIMEOUT_MS } from '../util/limits.ts';
 
 /** A request body: policies (64 KiB) with room for the JSON around them. */
 export const ADMIN_BODY_BYTES_MAX = 128 * 1024;
@@ -66,6 +67,12 @@ export function createAdminServer(options: AdminServerOptions): Server {
   const spec = JSON.stringify(openApiDocument(options.server.version));
   const webConsole = consoleOf(options);
   const server = createServer((request, response) => {
+    // Read as the S3 front reads it for each request (its observer): node caches the peer address on the socket
+    // (`_peername`), a property that gives the socket another hidden class. Read here too, at the same point (after
+    // node assigned the response), the two listeners' sockets keep one class, and node's stream and HTTP code shared
+    // with every S3 request stays monomorphic; a scrape's socket without it deoptimized that code ("wrong map";
+    // docs/PERFORMANCE.md, "Metrics and logs, round 6").
+    void request.socket.remoteAddress;
     const requestId = newRequestId();
     handle(options, spec, webConsole, request, response, requestId).catch((error: unknown) => {
       // A body left unread (refused before it was needed) would stall the connection's next request.
@@ -78,6 +85,9 @@ export function createAdminServer(options: AdminServerOptions): Server {
   server.headersTimeout = 20_000;
   server.requestTimeout = 120_000;
   server.keepAliveTimeout = 5_000;
+  // And the S3 listener's socket idle timeout: node calls socket.setTimeout on each connection of a server that has
+  // one, which gives its sockets another hidden class (see `remoteAddress` above for why that matters).
+  server.timeout = REQUEST_IDLE_TIMEOUT_MS;
   return server;
 }
 
@@ -236,19 +246,23 @@ function checkMetricsAccess(metrics: MetricsEndpoint | undefined, request: Incom
  * round 5").
  */
 function sendText(response: ServerResponse, requestId: string, status: number, body: string, type: string): void {
-  response.writeHead(status, { 'content-type': type, 'content-length': String(Buffer.byteLength(body)), 'x-request-id': requestId, 'cache-control': 'no-store' });
-  response.end(body);
+  const bytes = Buffer.from(body);
+  response.writeHead(status, { 'content-type': type, 'content-length': String(bytes.length), 'x-request-id': requestId, 'cache-control': 'no-store' });
+  // Bytes, as the S3 front ends its responses: a string took node's other path in the code both share (a "wrong
+  // instance type" deopt of OutgoingMessage._send in a scraped server; docs/PERFORMANCE.md, "Metrics and logs, round 6").
+  response.end(bytes);
 }
 
 function send(response: ServerResponse, requestId: string, status: number, body: string): void {
+  const bytes = Buffer.from(body);
   response.writeHead(status, {
     'content-type': 'application/json',
-    'content-length': String(Buffer.byteLength(body)),
+    'content-length': String(bytes.length),
     'x-request-id': requestId,
     'cache-control': 'no-store',
     'x-content-type-options': 'nosniff',
   });
-  response.end(body);
+  response.end(bytes);
 }
 
 function sendError(response: ServerResponse, requestId: string, error: AdminError): void {

@@ -14,9 +14,12 @@
  * 2026-12-06; docs/PERFORMANCE.md). The last ACCESS_LOG_FLUSH_MS of lines can
  * be lost in a crash, as a buffered log's are. While more than
  * ACCESS_LOG_BUFFER_BYTES_MAX wait for the disk, lines are dropped and
- * counted (the next line written says how many), so a slow disk cannot grow
- * memory without bound; a batch the file refuses (a full disk) is dropped
- * and counted the same way.
+ * counted as they are (the next line written says how many, or a line of its
+ * own once the buffer has room again or the log closes), so a slow disk
+ * cannot grow memory without bound; a batch the file or stream refuses (a
+ * full disk) is dropped and counted the same way. The file always ends on a
+ * line boundary: a line cut by a short write that is not completed is taken
+ * back out (or, failing that, the next write starts with a newline).
  *
  * A file is written with fs.write on its descriptor, one batch at a time
  * (FileSink), not through a fs.WriteStream: node's Writable code is the
@@ -24,7 +27,7 @@
  * a second kind of stream in it (its optimized code saw both;
  * docs/PERFORMANCE.md, "Metrics and logs, round 4").
  */
-import { close as closeFile, openSync, write as writeFile } from 'node:fs';
+import { close as closeFile, fstat, ftruncate, openSync, write as writeFile } from 'node:fs';
 import type { ObservedRequest } from './observed-request.ts';
 
 export const ACCESS_LOG_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
@@ -41,6 +44,8 @@ export const ACCESS_LOG_FLUSH_MS = 100;
  * requests kept stay young (~8 ms at 8 000 GET/s).
  */
 export const ACCESS_LOG_ENCODE_LINES = 64;
+/** A newline alone: what ends a line cut in the file when it cannot be taken back. */
+const NEWLINE_ALONE = Buffer.from('\n');
 /** A string field takes at most 6 bytes per UTF-16 code unit (\u001f), plus its quotes. */
 const JSON_BYTES_PER_UNIT_MAX = 6;
 /** Everything of a line but its string fields: names, punctuation, time, numbers (each at most ~24 characters). */
@@ -64,16 +69,19 @@ interface BatchSink {
   readonly pendingBytes: number;
   /**
    * Writes the first `length` bytes of `batch` (not copied: the caller lets
-   * go of it until `written`), holding `lines` lines; then calls
-   * `written(batch)`, whether the write succeeded or not.
+   * go of it until `written`), whole lines; then calls `written(batch)`,
+   * whether the write succeeded or not. Bytes it could not write are handed
+   * to the sink's `onLost` (read at once: the batch is reused) before that.
    */
-  write(batch: Buffer, length: number, lines: number, written?: (batch: Buffer) => void): void;
+  write(batch: Buffer, length: number, written?: (batch: Buffer) => void): void;
   close(): Promise<void>;
 }
 
 export class AccessLog {
   readonly #sink: BatchSink;
+  /** Lines dropped and not yet told by a line written. */
   #dropped = 0;
+  #droppedLines = 0;
   /** The batch being filled; after each write, a spare one (or a new one), as the sink keeps the one it was given until written. */
   #batch: Buffer = Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
   /** Batches written and free again, at most ACCESS_LOG_SPARE_BATCHES. */
@@ -82,7 +90,6 @@ export class AccessLog {
     if (this.#spareBatches.length < ACCESS_LOG_SPARE_BATCHES) this.#spareBatches.push(batch);
   };
   #batchBytes = 0;
-  #batchLines = 0;
   readonly #encoder = new LineEncoder();
   #flushTimer: NodeJS.Timeout | undefined;
   /** Requests whose lines are not encoded yet, with the time of their write (ms) and the lines dropped before each. */
@@ -95,16 +102,38 @@ export class AccessLog {
 
   /** `-` writes to stdout; anything else is a file, appended to (created 0640), opened now so a bad path fails the start. */
   constructor(destination: string) {
+    const lost = (bytes: Buffer): void => {
+      const { requests, told } = linesTold(bytes);
+      this.#countDropped(requests, told);
+    };
     this.#sink = destination === '-'
-      ? new StreamSink(process.stdout)
-      : new FileSink(openSync(destination, 'a', 0o640), (lines) => (this.#dropped += lines));
+      ? new StreamSink(process.stdout, lost)
+      : new FileSink(openSync(destination, 'a', 0o640), lost);
+  }
+
+  /** Lines dropped since the log was opened (a full buffer, a write the file or stream refused), counted as they are dropped. */
+  get droppedLines(): number {
+    return this.#droppedLines;
+  }
+
+  /**
+   * Counts lines dropped now. The next request's line says how many
+   * (`droppedBefore`); if none is written within ACCESS_LOG_FLUSH_MS of the
+   * buffer having room again (or before close), a line of its own does:
+   * `{"time":…,"droppedBefore":N}`. `untold`: what is to be told again (a
+   * lost line's own request and the drops it told of, counted before).
+   */
+  #countDropped(lines: number, untold = lines): void {
+    this.#dropped += untold;
+    this.#droppedLines += lines;
+    if (this.#flushTimer === undefined && !this.#closed) this.#flushTimer = setTimeout(() => this.#flush(), ACCESS_LOG_FLUSH_MS).unref();
   }
 
   /** Keeps `request` (which nobody changes after: the front builds one per request) until its line is encoded, at most ACCESS_LOG_FLUSH_MS. */
   write(request: ObservedRequest): void {
     if (this.#closed) return;
     if (this.#sink.pendingBytes + this.#batchBytes > ACCESS_LOG_BUFFER_BYTES_MAX) {
-      this.#dropped++;
+      this.#countDropped(1);
       return;
     }
     const index = this.#pendingCount++;
@@ -129,34 +158,45 @@ export class AccessLog {
       if (bytesMax > this.#batch.length) {
         // A line that might not fit a batch (a key of thousands of characters to escape): a write of its own.
         const line = Buffer.from(`${formatLine(request, dropped, this.#pendingTimesMs[index])}\n`);
-        this.#sink.write(line, line.length, 1);
+        this.#sink.write(line, line.length);
         continue;
       }
       this.#batchBytes = this.#encoder.encode(this.#batch, this.#batchBytes, request, dropped, this.#pendingTimesMs[index]!);
-      this.#batchLines++;
     }
   }
 
-  #flush(): void {
+  #flush(closing = false): void {
     if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
     this.#encodePending();
+    if (this.#dropped > 0) {
+      // Lines dropped after the last line written, and no request since to tell: told now if the buffer has room
+      // again (or the log closes), or looked at again later (while it is full, more may be dropped: one count).
+      if (closing || this.#sink.pendingBytes + this.#batchBytes <= ACCESS_LOG_BUFFER_BYTES_MAX) this.#writeDroppedLine();
+      else this.#flushTimer = setTimeout(() => this.#flush(), ACCESS_LOG_FLUSH_MS).unref();
+    }
     this.#writeBatch();
+  }
+
+  /** `{"time":…,"droppedBefore":N}`: the count of lines dropped with no request line after them to tell it. */
+  #writeDroppedLine(): void {
+    const line = Buffer.from(`${JSON.stringify({ time: new Date().toISOString(), droppedBefore: this.#dropped })}\n`);
+    this.#dropped = 0;
+    if (this.#batchBytes + line.length > this.#batch.length) this.#writeBatch();
+    this.#batchBytes += line.copy(this.#batch, this.#batchBytes);
   }
 
   #writeBatch(): void {
     if (this.#batchBytes === 0) return;
     const full = this.#batch;
     const length = this.#batchBytes;
-    const lines = this.#batchLines;
     this.#batch = this.#spareBatches.pop() ?? Buffer.allocUnsafeSlow(ACCESS_LOG_BATCH_BYTES);
     this.#batchBytes = 0;
-    this.#batchLines = 0;
-    this.#sink.write(full, length, lines, this.#recycle);
+    this.#sink.write(full, length, this.#recycle);
   }
 
   close(): Promise<void> {
-    this.#flush();
+    this.#flush(true);
     this.#closed = true;
     return this.#sink.close();
   }
@@ -165,20 +205,24 @@ export class AccessLog {
 /**
  * Appends batches to a file descriptor with fs.write, one write in flight at
  * a time, in order. A failed write (ENOSPC, EIO) gives up its batch's lines
- * and counts them (the next line says how many); the rest carry on.
+ * not yet in the file and counts them (the next line says how many); the
+ * rest carry on. A short write's rest is written next; if that fails, the
+ * line it cut is truncated away, so no later line is glued to half of it.
  */
 class FileSink implements BatchSink {
   readonly #fd: number;
   /** Batches to write, in order: `offset` moves past what a short write wrote. */
-  readonly #queue: { batch: Buffer; offset: number; length: number; lines: number; written: ((batch: Buffer) => void) | undefined }[] = [];
+  readonly #queue: { batch: Buffer; offset: number; length: number; written: ((batch: Buffer) => void) | undefined }[] = [];
   #pendingBytes = 0;
   #writing = false;
-  readonly #onLost: (lines: number) => void;
+  readonly #onLost: (bytes: Buffer) => void;
+  /** The file ends in part of a line (a cut write that could not be taken back): the next write is a newline first. */
+  #lineCut = false;
   #closing: Promise<void> | undefined;
   #drained: (() => void) | undefined;
 
-  /** onLost: told how many lines a failed write gave up. */
-  constructor(fd: number, onLost: (lines: number) => void) {
+  /** onLost: given the lines a failed write gave up. */
+  constructor(fd: number, onLost: (bytes: Buffer) => void) {
     this.#fd = fd;
     this.#onLost = onLost;
   }
@@ -187,7 +231,7 @@ class FileSink implements BatchSink {
     return this.#pendingBytes;
   }
 
-  write(batch: Buffer, length: number, lines: number, written?: (batch: Buffer) => void): void {
+  write(batch: Buffer, length: number, written?: (batch: Buffer) => void): void {
     // Closed (or closing): the descriptor is, or soon will be, reused by another file. The batch is
     // handed back all the same, as the interface promises (the closed log never fills it again).
     if (this.#closing !== undefined) {
@@ -195,7 +239,7 @@ class FileSink implements BatchSink {
       return;
     }
     this.#pendingBytes += length;
-    this.#queue.push({ batch, offset: 0, length, lines, written });
+    this.#queue.push({ batch, offset: 0, length, written });
     if (!this.#writing) this.#next();
   }
 
@@ -207,18 +251,61 @@ class FileSink implements BatchSink {
       return;
     }
     this.#writing = true;
+    if (this.#lineCut) {
+      // The file ends in part of a line that could not be taken back: this batch starts on a line of its own.
+      writeFile(this.#fd, NEWLINE_ALONE, 0, 1, null, (error) => {
+        if (error === null) this.#lineCut = false;
+        else this.#give(head, 0);
+        this.#next();
+      });
+      return;
+    }
     writeFile(this.#fd, head.batch, head.offset, head.length - head.offset, null, (error, written) => {
       if (error === null && head.offset + written < head.length) {
         // A short write to a regular file (rare: a signal, a nearly full disk): the rest goes next.
         this.#pendingBytes -= written;
         head.offset += written;
+        this.#next();
+      } else if (error === null) {
+        this.#give(head, head.length);
+        this.#next();
+      } else if (head.offset === 0) {
+        this.#give(head, 0);
+        this.#next();
       } else {
-        this.#queue.shift();
-        this.#pendingBytes -= head.length - head.offset;
-        if (error !== null) this.#onLost(head.lines);
-        head.written?.(head.batch);
+        // A short write, then a failed one: the lines written whole stay; the rest are lost, and the one
+        // cut in two is taken back out of the file, so no later line is glued to half of it.
+        const whole = head.batch.lastIndexOf(NEWLINE, head.offset - 1) + 1;
+        this.#give(head, whole);
+        this.#takeBack(head.offset - whole, () => this.#next());
       }
-      this.#next();
+    });
+  }
+
+  /** Done with `head`: its first `kept` bytes are in the file (whole lines), the rest lost (told now). */
+  #give(head: { batch: Buffer; offset: number; length: number; written: ((batch: Buffer) => void) | undefined }, kept: number): void {
+    this.#queue.shift();
+    this.#pendingBytes -= head.length - head.offset;
+    if (kept < head.length) this.#onLost(head.batch.subarray(kept, head.length));
+    head.written?.(head.batch);
+  }
+
+  /**
+   * Cuts the last `bytes` bytes (part of a line) off the file; if the file
+   * will not be truncated, the next write starts with a newline instead.
+   * The descriptor is this log's alone (a log file has one writer).
+   */
+  #takeBack(bytes: number, then: () => void): void {
+    if (bytes === 0) return then();
+    fstat(this.#fd, (statError, stats) => {
+      if (statError !== null || stats.size < bytes) {
+        this.#lineCut = true;
+        return then();
+      }
+      ftruncate(this.#fd, stats.size - bytes, (truncateError) => {
+        if (truncateError !== null) this.#lineCut = true;
+        then();
+      });
     });
   }
 
@@ -226,30 +313,63 @@ class FileSink implements BatchSink {
     return (this.#closing ??= new Promise<void>((resolve) => {
       if (!this.#writing) resolve();
       else this.#drained = resolve;
-    }).then(() => new Promise<void>((resolve) => closeFile(this.#fd, () => resolve()))));
+    })
+      // Still ending in part of a line (nothing came after the cut): one last try to end it.
+      .then(() => new Promise<void>((resolve) => (this.#lineCut ? writeFile(this.#fd, NEWLINE_ALONE, 0, 1, null, () => resolve()) : resolve())))
+      .then(() => new Promise<void>((resolve) => closeFile(this.#fd, () => resolve()))));
   }
 }
 
 /** Stdout: a stream of node's (a pipe, a terminal or a file, as the process was given). */
 class StreamSink implements BatchSink {
   readonly #stream: NodeJS.WritableStream & { writableLength: number };
+  readonly #onLost: (bytes: Buffer) => void;
 
-  constructor(stream: NodeJS.WritableStream & { writableLength: number }) {
+  /** onLost: given the lines of a write the stream failed. */
+  constructor(stream: NodeJS.WritableStream & { writableLength: number }, onLost: (bytes: Buffer) => void) {
     this.#stream = stream;
+    this.#onLost = onLost;
   }
 
   get pendingBytes(): number {
     return this.#stream.writableLength;
   }
 
-  write(batch: Buffer, length: number, _lines: number, written?: (batch: Buffer) => void): void {
+  write(batch: Buffer, length: number, written?: (batch: Buffer) => void): void {
     // The stream keeps the bytes it was given until they are written: the batch is free again only then.
-    this.#stream.write(batch.subarray(0, length), () => written?.(batch));
+    this.#stream.write(batch.subarray(0, length), (error) => {
+      if (error !== null && error !== undefined) this.#onLost(batch.subarray(0, length));
+      written?.(batch);
+    });
   }
 
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/**
+ * What lost `bytes` (whole lines of the log) held: `requests`, the requests'
+ * lines, and `told`, those plus the lines dropped before them
+ * (`droppedBefore`), untold again once their line is lost. Read only when a
+ * write failed.
+ */
+export function linesTold(bytes: Buffer): { requests: number; told: number } {
+  let requests = 0;
+  let told = 0;
+  for (const line of bytes.toString('utf8').split('\n')) {
+    if (line === '') continue;
+    let entry: { requestId?: unknown; droppedBefore?: unknown };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      // Not a line this log wrote (it writes only JSON): counted as one request's, never thrown in a write's callback.
+      entry = { requestId: '' };
+    }
+    if (entry.requestId !== undefined) requests++;
+    told += (entry.requestId === undefined ? 0 : 1) + (typeof entry.droppedBefore === 'number' ? entry.droppedBefore : 0);
+  }
+  return { requests, told };
 }
 
 /**

@@ -17,17 +17,21 @@
  * short runs: off, on, off, on, …, on, off (2 × observabilityRounds runs of
  * the "on" side over all pairs, each half the mode's run time, bracketed by
  * runs of "off"), so no side runs twice in a row and a drift in the
- * machine's load falls on both alike. Each side's row is its
- * median run (ops/s and CPU µs/op): on a machine shared with other work a
- * single run swings by ±20 % (another process's burst), and a median shrugs
- * off a few such runs where a sum over the runs does not. The target is
- * on ÷ off of those medians (targets.ts); the notes add each "on" run's
- * ratio to the mean of the two "off" runs around it.
+ * machine's load falls on both alike. Each pair's sides are their median
+ * runs (ops/s and CPU µs/op): on a machine shared with other work a single
+ * run swings by ±20 % (another process's burst), and a median shrugs off a
+ * few such runs where a sum over the runs does not. The rows are the pair
+ * whose on ÷ off is the median of the pairs' (judgePairs): the target
+ * (targets.ts, on ÷ off of the rows) is then that median, which no single
+ * process decides — a lucky or unlucky one moves its own pair only, and
+ * the median pair is one of the others. The notes give every pair's ratio
+ * and each "on" run's ratio to the mean of the two "off" runs around it.
  *
  * The scraper runs from the warm-up to the end at its interval, as
  * Prometheus would, not restarted with each run (which would scrape more
  * often than once a second in short runs).
  */
+import assert from 'node:assert/strict';
 import { open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { median, medianRow } from '../alternate.ts';
@@ -50,15 +54,51 @@ const METRICS_TOKEN = 'bench-metrics-token-0123456789';
  * Fresh pairs of servers per row, each pair measured in turn: two identical
  * servers differed by 1–11 µs per GET for their whole life (off 73–77, its
  * twin 76–91 µs over five rounds, 2026-12-06; JIT decisions are made once
- * per process), as much as what is measured. More pairs average that out;
- * each costs two starts and populations.
+ * per process), as much as what is measured. Odd, so the median pair is a
+ * pair (judgePairs); three, so one process's luck is outvoted. Each costs
+ * two starts, populations and warm-ups (~10 s); the runs are shared out,
+ * not added.
  */
-const SERVER_PAIRS = 2;
+export const SERVER_PAIRS = 3;
+
+/** One pair's measured runs, in the order run. */
+export interface PairRuns {
+  off: readonly Row[];
+  on: readonly Row[];
+}
+
+/** How a row's pairs were judged: each pair's on ÷ off of its sides' median runs, and the median pair's rows. */
+export interface PairJudgement {
+  /** Each pair's on ÷ off (ops/s of its sides' median runs), in the order the pairs ran. */
+  ratios: number[];
+  /** Each pair's "on" CPU µs/op minus its "off" (median runs). */
+  cpuMicros: number[];
+  /** The pair whose ratio is the median: the rows are its sides' median runs. */
+  medianPair: number;
+  off: Row;
+  on: Row;
+}
+
+/**
+ * The rows of a row of pairs: the median runs of the pair whose on ÷ off is
+ * the median of the pairs'. An odd count of pairs, so that pair exists
+ * (ties: the one that ran first).
+ */
+export function judgePairs(pairs: readonly PairRuns[]): PairJudgement {
+  assert(pairs.length % 2 === 1, 'judgePairs: an odd count of pairs');
+  const sides = pairs.map((pair) => ({ off: medianRow(pair.off), on: medianRow(pair.on) }));
+  const ratios = sides.map(({ off, on }) => on.opsPerSecond / off.opsPerSecond);
+  const cpuMicros = sides.map(({ off, on }) => on.serverCpuMicrosPerOperation - off.serverCpuMicrosPerOperation);
+  const byRatio = ratios.map((ratio, index) => ({ ratio, index })).sort((a, b) => a.ratio - b.ratio || a.index - b.index);
+  const medianPair = byRatio[(byRatio.length - 1) / 2]!.index;
+  return { ratios, cpuMicros, medianPair, off: sides[medianPair]!.off, on: sides[medianPair]!.on };
+}
 
 /** Every measured run of a row, over its pairs, and what the notes report. */
 interface Runs {
   off: Row[];
   on: Row[];
+  pairs: PairRuns[];
   /** Each "on" run ÷ the mean of the two "off" runs around it, and its CPU µs/op minus theirs. */
   bracketed: { ratio: number; cpuMicros: number }[];
   scrapes: number;
@@ -74,8 +114,9 @@ function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT')
     async run(context): Promise<WorkloadOutcome> {
       const workers = context.options.workers;
       const onRuns = 2 * context.settings.observabilityRounds;
-      const pairs = Math.min(SERVER_PAIRS, onRuns);
-      const runs: Runs = { off: [], on: [], bracketed: [], scrapes: 0, lastScrapeBytes: 0, logLines: 0, logBytes: 0 };
+      // Odd (judgePairs), and no pair without a run of "on" (smoke mode has two runs: one pair).
+      const pairs = Math.min(SERVER_PAIRS, onRuns) - (Math.min(SERVER_PAIRS, onRuns) % 2 === 0 ? 1 : 0);
+      const runs: Runs = { off: [], on: [], pairs: [], bracketed: [], scrapes: 0, lastScrapeBytes: 0, logLines: 0, logBytes: 0 };
       for (let pair = 0; pair < pairs; pair++) {
         const accessLogPath = join(context.scratch, `${id}-${pair}-access.log`);
         const adminPort = await freePort();
@@ -95,8 +136,10 @@ function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT')
           await rm(accessLogPath, { force: true });
         }
       }
-      const offRow = medianRow(runs.off);
-      const onRow = medianRow(runs.on);
+      const judged = judgePairs(runs.pairs);
+      const offRow = judged.off;
+      const onRow = judged.on;
+      const perPair = judged.ratios.map((ratio, pair) => `${(ratio * 100).toFixed(1)} %${pair === judged.medianPair ? ' (median)' : ''}`).join(', ');
       const perRun = runs.bracketed.map(({ ratio }) => `${(ratio * 100).toFixed(1)} %`).join(', ');
       const signed = (micros: number): string => `${micros >= 0 ? '+' : ''}${micros.toFixed(1)}`;
       const runSeconds = wrkSecondsOf(observabilityRunMs(context));
@@ -105,10 +148,11 @@ function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT')
         notes: [
           `${pairs} fresh pair${pairs === 1 ? '' : 's'} of Talus servers in turn, the same wrk ${method} as ${method === 'GET' ? 'get-4k' : 'put-4k'}; ` +
             `per pair, runs of "on" each between two of "off" (off, on, off, …, off), ${onRuns} of "on" and ${runs.off.length} of "off" in all, ${runSeconds} s each; ` +
-            'each row is its side\'s median run (ops/s, CPU µs/op)',
+            'each pair\'s sides are their median runs (ops/s, CPU µs/op); the rows are the pair whose on ÷ off is the median of the pairs\'',
           'off: --console-address none, no access log (the request counters are always kept: Talus has no switch for them); ' +
             `on: /metrics scraped every ${SCRAPE_INTERVAL_MS / 1000} s with the metrics token (${runs.scrapes} scrapes, last ${runs.lastScrapeBytes} bytes), --access-log FILE (${runs.logLines} lines, ${(runs.logBytes / 2 ** 20).toFixed(1)} MiB), audit log`,
-          `on ÷ off: ${((onRow.opsPerSecond / offRow.opsPerSecond) * 100).toFixed(1)} % of ops/s (median runs); server CPU ${onRow.serverCpuMicrosPerOperation.toFixed(1)} vs ${offRow.serverCpuMicrosPerOperation.toFixed(1)} µs/op`,
+          `on ÷ off per pair: ${perPair}; the median pair's server CPU ${onRow.serverCpuMicrosPerOperation.toFixed(1)} vs ${offRow.serverCpuMicrosPerOperation.toFixed(1)} µs/op; ` +
+            `each pair's on minus off: ${judged.cpuMicros.map(signed).join(', ')} µs/op; all runs pooled (not judged): ${((medianRow(runs.on).opsPerSecond / medianRow(runs.off).opsPerSecond) * 100).toFixed(1)} %`,
           `each "on" run ÷ the mean of the "off" runs around it: ${perRun} (median ${(median(runs.bracketed.map(({ ratio }) => ratio)) * 100).toFixed(1)} %); ` +
             `its server CPU µs/op minus theirs: median ${signed(median(runs.bracketed.map(({ cpuMicros }) => cpuMicros)))} (${runs.bracketed.map(({ cpuMicros }) => signed(cpuMicros)).join(', ')})`,
         ],
@@ -162,6 +206,7 @@ async function alternate(
   });
   runs.off.push(...offRuns);
   runs.on.push(...onRunsMeasured);
+  runs.pairs.push({ off: offRuns, on: onRunsMeasured });
   runs.scrapes += scraper.scrapes;
   runs.lastScrapeBytes = scraper.lastBytes;
   const accessLog = await countLines(accessLogPath);
