@@ -83,7 +83,7 @@ async function runWorker(): Promise<void> {
   });
   const secrets = await PrincipalCache.load(meta, secretBox, { onProblem: (message) => logger.warn(message) });
   const metrics = createServerMetrics(TALUS_VERSION, undefined, { backends: placement === undefined ? undefined : () => placement.backendStatus() });
-  const accessLog = settings.accessLog === undefined ? undefined : new AccessLog(settings.accessLog);
+  const accessLog = settings.accessLog === undefined ? undefined : new AccessLog(settings.accessLog, { sharedFile: true });
   const server = createS3Server({
     engine,
     principals: secrets,

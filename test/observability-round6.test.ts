@@ -47,7 +47,11 @@ function account(lines: Line[], keys: string[]): { written: number; told: number
 
 const hasPrlimit = spawnSync('prlimit', ['--version']).status === 0;
 
-test('a short write then a failed one (file size limit) leaves no cut line: later lines start on a line of their own, and every lost line is told', { skip: !hasPrlimit && 'prlimit is missing', timeout: 60_000 }, async () => {
+test('a short write then a failed one (file size limit) leaves no cut line: later lines start on a line of their own, and every lost line is told', { skip: !hasPrlimit && 'prlimit is missing', timeout: 60_000 }, () => cutWrite(false));
+
+test('a log file shared with other processes (--workers) is never truncated: the cut line stays, the next line starts on a line of its own', { skip: !hasPrlimit && 'prlimit is missing', timeout: 60_000 }, () => cutWrite(true));
+
+async function cutWrite(sharedFile: boolean): Promise<void> {
   const directory = await mkdtemp(join(tmpdir(), 'talus-access-log-cut-'));
   const logPath = join(directory, 'access.log');
   const script = join(directory, 'writer.mts');
@@ -59,7 +63,7 @@ test('a short write then a failed one (file size limit) leaves no cut line: late
     import { createInterface } from 'node:readline';
     import { AccessLog } from ${ACCESS_LOG_MODULE};
     const request = ${CHILD_REQUEST};
-    const log = new AccessLog(${JSON.stringify(logPath)});
+    const log = new AccessLog(${JSON.stringify(logPath)}, { sharedFile: ${sharedFile} });
     for (let n = 0; n < 1000; n++) log.write(request('k/' + String(n).padStart(6, '0') + '/' + 'x'.repeat(120)));
     await sleep(500);
     console.log('full ' + log.droppedLines);
@@ -79,7 +83,13 @@ test('a short write then a failed one (file size limit) leaves no cut line: late
     const closed = (await said.next()).value as string;
     const [code] = (await once(child, 'close')) as [number];
     assert.equal(code, 0);
-    const text = await readFile(logPath, 'utf8');
+    let text = await readFile(logPath, 'utf8');
+    if (sharedFile) {
+      // Not taken back (another process's lines could follow it): the cut line is alone on its line, the rest whole.
+      const cut = text.split('\n').filter((line) => line !== '' && !line.startsWith('{"time"') || (line.startsWith('{"time"') && !line.endsWith('}')));
+      assert.equal(cut.length, 1, 'exactly one cut line');
+      text = text.replace(`${cut[0]}\n`, '');
+    }
     const lines = parseLines(text);
     const keys = [...Array.from({ length: 1000 }, (_, n) => `k/${String(n).padStart(6, '0')}/${'x'.repeat(120)}`), 'after'];
     const { written, told } = account(lines, keys);
@@ -90,6 +100,42 @@ test('a short write then a failed one (file size limit) leaves no cut line: late
     assert.equal(Number(closed.split(' ')[1]), droppedAtFull);
     assert.equal(written + told, 1001);
     assert.equal(lines.at(-1)!.key, 'after');
+  } finally {
+    await rm(directory, { recursive: true, force: true });
+  }
+}
+
+test('a stdout log whose reader goes away (EPIPE) counts its lines as lost and does not end the process', { timeout: 60_000 }, async () => {
+  const directory = await mkdtemp(join(tmpdir(), 'talus-access-log-epipe-'));
+  const script = join(directory, 'writer.mts');
+  await writeFile(script, `
+    import { setTimeout as sleep } from 'node:timers/promises';
+    import { AccessLog } from ${ACCESS_LOG_MODULE};
+    const request = ${CHILD_REQUEST};
+    const log = new AccessLog('-');
+    log.write(request('first'));
+    await sleep(300);
+    process.stderr.write('ready\\n');
+    for await (const _ of process.stdin) break;
+    for (let n = 0; n < 200; n++) {
+      log.write(request('k' + n));
+      await sleep(5);
+    }
+    await log.close();
+    process.stderr.write('alive ' + log.droppedLines + '\\n');
+  `);
+  try {
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: process.cwd(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    while (!stderr.includes('ready')) await new Promise((resolve) => setTimeout(resolve, 50));
+    child.stdout.destroy(); // the reader goes away: the child's next writes fail with EPIPE
+    child.stdin.end('go\n');
+    const [code] = (await once(child, 'close')) as [number];
+    assert.equal(code, 0, stderr);
+    const alive = /alive (\d+)/.exec(stderr);
+    assert.ok(alive !== null, stderr);
+    assert.ok(Number(alive[1]) > 0, `lines written after the reader left are counted lost (${alive[1]})`);
   } finally {
     await rm(directory, { recursive: true, force: true });
   }
@@ -219,6 +265,18 @@ test('the observability row is judged by its median pair: one lucky or unlucky p
   assert.equal((judged.on.serverCpuMicrosPerOperation - judged.off.serverCpuMicrosPerOperation).toFixed(2), judged.cpuMicros[2]!.toFixed(2));
 });
 
+test('errors in a pair the median leaves out still fail the observability target', () => {
+  const failing = pair([10_000, 10_000, 10_000], [30_000, 30_000]);
+  failing.on = failing.on.map((row) => ({ ...row, errors: 50_000, firstErrors: ['503 SlowDown'], serverPeakRssMiB: 250 }));
+  const judged = judgePairs([pair([10_000, 10_000, 10_000], [9_800, 9_800]), failing, pair([10_000, 10_000, 10_000], [9_750, 9_750])]);
+  assert.notEqual(judged.medianPair, 1, 'the failing pair is an extreme, not the median');
+  assert.equal(judged.on.errors, 100_000);
+  assert.deepEqual(judged.on.firstErrors, ['503 SlowDown']);
+  assert.equal(judged.on.serverPeakRssMiB, 250);
+  const target = evaluateTargets([judged.off, judged.on]).find((candidate) => candidate.id === 'get-4k-observers-on-vs-off')!;
+  assert.equal(target.met, false);
+});
+
 test('an even count of pairs has no median pair: refused', () => {
   assert.throws(() => judgePairs([pair([1, 1], [1]), pair([1, 1], [1])]), /odd/);
 });
@@ -232,4 +290,56 @@ test('lost lines are counted as their requests and the drops they told of (told 
   ];
   assert.deepEqual(linesTold(Buffer.from(`${lines.join('\n')}\n`)), { requests: 3, told: 11 });
   assert.deepEqual(linesTold(Buffer.alloc(0)), { requests: 0, told: 0 });
+});
+
+test('the admin listener closes an idle socket when its idle timeout fires, never one whose operation is still running', { timeout: 60_000 }, async () => {
+  const { Server, connect } = await import('node:net');
+  const { startTalus } = await import('../src/talus.ts');
+  const { silentLogger } = await import('../src/util/logger.ts');
+  const { AdminClient } = await import('../src/admin/client.ts');
+  const { ADMIN_OPERATIONS } = await import('../src/admin/operations.ts');
+  const directory = await mkdtemp(join(tmpdir(), 'talus-admin-idle-'));
+  const root = { accessKeyId: 'ROOTIDLETEST0000000', secretAccessKey: 'root-idle-test-secret-0123456789abcdef' };
+  const serverSockets: import('node:net').Socket[] = [];
+  let adminPort = -1;
+  const emit = Server.prototype.emit as (this: import('node:net').Server, event: string | symbol, ...rest: unknown[]) => boolean;
+  Server.prototype.emit = function (this: import('node:net').Server, event: string | symbol, ...rest: unknown[]): boolean {
+    if (event === 'connection' && (this.address() as { port: number }).port === adminPort) serverSockets.push(rest[0] as import('node:net').Socket);
+    return emit.call(this, event, ...rest);
+  } as typeof Server.prototype.emit;
+  // An operation that takes its time (as storage stats over a large store): answered only when released.
+  const operation = ADMIN_OPERATIONS.GetServerInfo as unknown as { run: (...args: unknown[]) => Promise<unknown> };
+  const run = operation.run;
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let started: () => void = () => {};
+  const running = new Promise<void>((resolve) => (started = resolve));
+  operation.run = async function (this: unknown, ...args: unknown[]) {
+    started();
+    await released;
+    return run.apply(this, args);
+  };
+  const talus = await startTalus({ dataDir: join(directory, 'data'), port: 0, address: '127.0.0.1', rootAccessKeyId: root.accessKeyId, rootSecretAccessKey: root.secretAccessKey, logger: silentLogger, admin: { port: 0, address: '127.0.0.1' } });
+  try {
+    adminPort = Number(new URL(talus.adminUrl!).port);
+    const answer = new AdminClient({ endpoint: talus.adminUrl!, ...root }).call<{ version: string }>('GetServerInfo').then((info) => info, (error: unknown) => error);
+    await running;
+    const idle = connect(adminPort, '127.0.0.1');
+    await once(idle, 'connect');
+    while (serverSockets.length < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+    // What node does when REQUEST_IDLE_TIMEOUT_MS passes in silence on a socket.
+    for (const socket of serverSockets) socket.emit('timeout');
+    const idleClosed = await Promise.race([once(idle, 'close').then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2_000))]);
+    assert.equal(idleClosed, true, 'an idle socket is closed');
+    release();
+    const info = await answer;
+    assert.ok(!(info instanceof Error), `the running operation is answered, not cut: ${String(info)}`);
+    assert.equal(typeof (info as { version: string }).version, 'string');
+  } finally {
+    release();
+    operation.run = run;
+    Server.prototype.emit = emit as typeof Server.prototype.emit;
+    await talus.close();
+    await rm(directory, { recursive: true, force: true });
+  }
 });

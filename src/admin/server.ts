@@ -11,6 +11,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { verifyRequest } from '../auth/index.ts';
 import { type Principal, authorizeAdmin, requestConditionKeys } from '../authz/index.ts';
@@ -32,6 +33,9 @@ import { type AdminTokens, scopeCovers } from './tokens.ts';
 import { ADMIN_PATH_PREFIX, LIVE_PATH, METRICS_PATH, OPENAPI_PATH, READY_PATH } from './paths.ts';
 import { type Console, type ConsoleS3Listener, createConsole, isConsolePath } from '../console/console.ts';
 import { REQUEST_IDLE_TIMEOUT_MS } from '../util/limits.ts';
+
+/** Sockets of this listener with a request in progress (not closed when idle: see the 'timeout' listener). */
+const socketsAnswering = new WeakSet<Socket>();
 
 /** A request body: policies (64 KiB) with room for the JSON around them. */
 export const ADMIN_BODY_BYTES_MAX = 128 * 1024;
@@ -73,6 +77,9 @@ export function createAdminServer(options: AdminServerOptions): Server {
     // with every S3 request stays monomorphic; a scrape's socket without it deoptimized that code ("wrong map";
     // docs/PERFORMANCE.md, "Metrics and logs, round 6").
     void request.socket.remoteAddress;
+    const socket = request.socket;
+    socketsAnswering.add(socket);
+    response.once('close', () => socketsAnswering.delete(socket));
     const requestId = newRequestId();
     handle(options, spec, webConsole, request, response, requestId).catch((error: unknown) => {
       // A body left unread (refused before it was needed) would stall the connection's next request.
@@ -88,6 +95,12 @@ export function createAdminServer(options: AdminServerOptions): Server {
   // And the S3 listener's socket idle timeout: node calls socket.setTimeout on each connection of a server that has
   // one, which gives its sockets another hidden class (see `remoteAddress` above for why that matters).
   server.timeout = REQUEST_IDLE_TIMEOUT_MS;
+  // An admin operation answers in one piece when it is done (storage stats over a large store, removing a backend):
+  // its socket is silent meanwhile, and must not be cut, or a client retries an operation that went on and committed.
+  // Only a socket with no request in progress is closed when idle.
+  server.on('timeout', (socket: Socket) => {
+    if (!socketsAnswering.has(socket)) socket.destroy();
+  });
   return server;
 }
 

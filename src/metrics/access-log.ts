@@ -100,15 +100,18 @@ export class AccessLog {
   /** After close(): a late request (a handler that outlived the shutdown) writes nothing; its descriptor may already be another file's. */
   #closed = false;
 
-  /** `-` writes to stdout; anything else is a file, appended to (created 0640), opened now so a bad path fails the start. */
-  constructor(destination: string) {
+  /**
+   * `-` writes to stdout; anything else is a file, appended to (created 0640), opened now so a bad path fails the start.
+   * sharedFile: other processes append to the same file (`--workers`), so a cut line is never truncated away (it could cut theirs).
+   */
+  constructor(destination: string, options: { sharedFile?: boolean } = {}) {
     const lost = (bytes: Buffer): void => {
       const { requests, told } = linesTold(bytes);
       this.#countDropped(requests, told);
     };
     this.#sink = destination === '-'
       ? new StreamSink(process.stdout, lost)
-      : new FileSink(openSync(destination, 'a', 0o640), lost);
+      : new FileSink(openSync(destination, 'a', 0o640), lost, options.sharedFile === true);
   }
 
   /** Lines dropped since the log was opened (a full buffer, a write the file or stream refused), counted as they are dropped. */
@@ -221,10 +224,14 @@ class FileSink implements BatchSink {
   #closing: Promise<void> | undefined;
   #drained: (() => void) | undefined;
 
+  /** Other processes append to this file: its end may be theirs, never truncated. */
+  readonly #shared: boolean;
+
   /** onLost: given the lines a failed write gave up. */
-  constructor(fd: number, onLost: (bytes: Buffer) => void) {
+  constructor(fd: number, onLost: (bytes: Buffer) => void, shared: boolean) {
     this.#fd = fd;
     this.#onLost = onLost;
+    this.#shared = shared;
   }
 
   get pendingBytes(): number {
@@ -292,11 +299,15 @@ class FileSink implements BatchSink {
 
   /**
    * Cuts the last `bytes` bytes (part of a line) off the file; if the file
-   * will not be truncated, the next write starts with a newline instead.
-   * The descriptor is this log's alone (a log file has one writer).
+   * will not be truncated, or other processes append to it too (their
+   * lines may follow the cut), the next write starts with a newline instead.
    */
   #takeBack(bytes: number, then: () => void): void {
     if (bytes === 0) return then();
+    if (this.#shared) {
+      this.#lineCut = true;
+      return then();
+    }
     fstat(this.#fd, (statError, stats) => {
       if (statError !== null || stats.size < bytes) {
         this.#lineCut = true;
@@ -329,6 +340,13 @@ class StreamSink implements BatchSink {
   constructor(stream: NodeJS.WritableStream & { writableLength: number }, onLost: (bytes: Buffer) => void) {
     this.#stream = stream;
     this.#onLost = onLost;
+    // Without a listener a write error (EPIPE when the reader exits, ENOSPC) would be thrown and end the server;
+    // each failed write's callback still gets the error, and counts its lines as lost.
+    // (Not only when it has none: a listener a pipe() put there removes itself on the first error.)
+    if (!streamsWithErrorListener.has(stream)) {
+      streamsWithErrorListener.add(stream);
+      stream.on('error', () => {});
+    }
   }
 
   get pendingBytes(): number {
@@ -343,10 +361,26 @@ class StreamSink implements BatchSink {
     });
   }
 
+  /** Waits (at most STREAM_CLOSE_WAIT_MS) for what the stream still holds to be written: the process may exit right after. */
   close(): Promise<void> {
-    return Promise.resolve();
+    if (this.#stream.writableLength === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(done, STREAM_CLOSE_WAIT_MS);
+      // Writes complete in order: this empty one's callback runs once everything before it is written (or failed).
+      this.#stream.write(Buffer.alloc(0), done);
+    });
   }
 }
+
+/** Streams StreamSink has given its error listener (one each, however many logs write to them). */
+const streamsWithErrorListener = new WeakSet<NodeJS.WritableStream>();
+
+/** How long closing a stdout log waits for a slow reader before the process may exit and lose the rest. */
+const STREAM_CLOSE_WAIT_MS = 2_000;
 
 /**
  * What lost `bytes` (whole lines of the log) held: `requests`, the requests'

@@ -91,7 +91,17 @@ export function judgePairs(pairs: readonly PairRuns[]): PairJudgement {
   const cpuMicros = sides.map(({ off, on }) => on.serverCpuMicrosPerOperation - off.serverCpuMicrosPerOperation);
   const byRatio = ratios.map((ratio, index) => ({ ratio, index })).sort((a, b) => a.ratio - b.ratio || a.index - b.index);
   const medianPair = byRatio[(byRatio.length - 1) / 2]!.index;
-  return { ratios, cpuMicros, medianPair, off: sides[medianPair]!.off, on: sides[medianPair]!.on };
+  return { ratios, cpuMicros, medianPair, off: withEveryPairsFaults(sides[medianPair]!.off, pairs.flatMap((pair) => pair.off)), on: withEveryPairsFaults(sides[medianPair]!.on, pairs.flatMap((pair) => pair.on)) };
+}
+
+/**
+ * The median pair's row with the errors, stderr lines and peak RSS of every
+ * pair's runs: a pair whose side failed is the one most likely to be left
+ * out by the median, and its failure must still fail the target.
+ */
+function withEveryPairsFaults(row: Row, everyRun: readonly Row[]): Row {
+  const all = medianRow(everyRun);
+  return { ...row, errors: all.errors, firstErrors: all.firstErrors, serverStderrLines: all.serverStderrLines, serverPeakRssMiB: all.serverPeakRssMiB };
 }
 
 /** Every measured run of a row, over its pairs, and what the notes report. */
