@@ -140,6 +140,8 @@ async function runChild(variant: string, puts: number, bodies: string): Promise<
         logger,
         readConnection: store.database,
       });
+      // As cli.ts does: the cutter takes the serving thread's inline bodies (inline-body-ring.ts). RING=off leaves it out.
+      if (process.env.RING !== 'off') store.setInlineDataTap(replicator.inlineDataTap);
       replicator.start();
       if (variant !== 'on-norecords') records = new ObjectRecordWriter({ databasePath, backends: new Map(backends.map((backend) => [backend.name, backend])), logger });
       records?.start();

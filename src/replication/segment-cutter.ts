@@ -14,6 +14,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { startModuleThread } from '../util/module-thread.ts';
+import type { BodyChunks } from './inline-body-ring.ts';
 
 /** What the thread is started with. */
 export interface CutterData {
@@ -29,6 +30,13 @@ export interface CutRequest {
   readonly id: number;
   /** The segment after this position. */
   readonly from: number;
+  /** Inline bodies the serving thread wrote since the last request (inline-body-ring.ts), transferred. */
+  readonly bodies?: BodyChunks;
+}
+
+/** The chunks of a request's bodies, transferred back for reuse once the cut no longer reads them. */
+export interface ChunksReturned {
+  readonly chunks: ArrayBuffer[];
 }
 
 export interface CutObject {
@@ -54,8 +62,12 @@ export class SegmentCutter {
   readonly #pending = new Map<number, { resolve(segment: CutSegment | undefined): void; reject(error: Error): void }>();
   #nextId = 1;
 
-  constructor(data: Omit<CutterData, 'busyTimeoutMs'>) {
+  readonly #chunksReturned: ((chunks: ArrayBuffer[]) => void) | undefined;
+
+  /** `chunksReturned` gets the chunks of the bodies sent with cut() once the thread is done with them. */
+  constructor(data: Omit<CutterData, 'busyTimeoutMs'>, chunksReturned?: (chunks: ArrayBuffer[]) => void) {
     this.#data = { ...data, busyTimeoutMs: THREAD_BUSY_TIMEOUT_MS };
+    this.#chunksReturned = chunksReturned;
   }
 
   /**
@@ -67,15 +79,18 @@ export class SegmentCutter {
     this.#worker ??= this.#spawn();
   }
 
-  /** The replica object of the segment after `from`, or undefined when nothing is logged after it. */
-  cut(from: number): Promise<CutSegment | undefined> {
+  /**
+   * The replica object of the segment after `from`, or undefined when nothing is logged after it. `bodies`
+   * (inline-body-ring.ts) are transferred to the thread: the caller no longer has them.
+   */
+  cut(from: number, bodies?: BodyChunks): Promise<CutSegment | undefined> {
     const worker = this.#worker ?? this.#spawn();
     const id = this.#nextId++;
     // Referenced while a request is out: the final round at shutdown must finish even after the listeners closed.
     worker.ref();
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ id, from } satisfies CutRequest);
+      worker.postMessage({ id, from, bodies } satisfies CutRequest, bodies?.buffers ?? []);
     });
   }
 
@@ -83,7 +98,11 @@ export class SegmentCutter {
     const worker = startModuleThread(import.meta.url, 'segment-cutter-thread', { ...this.#data });
     // Idle, it does not keep the process alive: a replicator nobody stopped must not.
     worker.unref();
-    worker.on('message', (reply: CutReply) => {
+    worker.on('message', (reply: CutReply | ChunksReturned) => {
+      if ('chunks' in reply) {
+        this.#chunksReturned?.(reply.chunks);
+        return;
+      }
       const pending = this.#pending.get(reply.id);
       if (pending === undefined) return;
       this.#pending.delete(reply.id);
