@@ -70,6 +70,8 @@ export interface ReplicationStatus {
   /** Of those, cut the general way, row by row (segment.ts: a backlog past what one joined cut holds). */
   readonly segmentsCutInLogOrder: number;
   readonly failedRounds: number;
+  /** Inline bodies shipped as the serving thread handed them over, not read back from SQLite (inline-body-ring.ts). */
+  readonly bodiesFromServingThread: number;
 }
 
 export class MetadataReplicator {
@@ -91,6 +93,7 @@ export class MetadataReplicator {
   #segmentsShipped = 0;
   #segmentsCutInLogOrder = 0;
   #failedRounds = 0;
+  #bodiesFromServingThread = 0;
   #timer: NodeJS.Timeout | undefined;
   #round: Promise<void> | undefined;
   #snapshotting: Promise<unknown> | undefined;
@@ -130,7 +133,7 @@ export class MetadataReplicator {
   }
 
   get status(): ReplicationStatus {
-    return { shippedPosition: this.#shipped, snapshotPosition: this.#snapshotPosition, segmentsShipped: this.#segmentsShipped, segmentsCutInLogOrder: this.#segmentsCutInLogOrder, failedRounds: this.#failedRounds };
+    return { shippedPosition: this.#shipped, snapshotPosition: this.#snapshotPosition, segmentsShipped: this.#segmentsShipped, segmentsCutInLogOrder: this.#segmentsCutInLogOrder, failedRounds: this.#failedRounds, bodiesFromServingThread: this.#bodiesFromServingThread };
   }
 
   /** The last change committed locally (shipped or not). */
@@ -234,6 +237,7 @@ export class MetadataReplicator {
       this.#shipped = segment.to;
       this.#segmentsShipped++;
       if (segment.cut === 'in log order') this.#segmentsCutInLogOrder++;
+      this.#bodiesFromServingThread += segment.bodiesFromRecords;
     }
     if (this.#shipped - this.#trimmed >= TRIM_CHANGES_MIN) this.#trim();
   }

@@ -45,7 +45,7 @@ async function answer(request: CutRequest): Promise<{ reply: CutReply; transfer:
     const owns = part.byteOffset === 0 && part.byteLength === part.buffer.byteLength && part.buffer instanceof ArrayBuffer;
     if (owns || part.buffer === segment.payload.buffer) transfer.add(part.buffer as ArrayBuffer);
   }
-  return { reply: { id: request.id, segment: { from: segment.from, to: segment.to, complete: segment.complete, cut: segment.cut, parts } }, transfer: [...transfer] };
+  return { reply: { id: request.id, segment: { from: segment.from, to: segment.to, complete: segment.complete, cut: segment.cut, bodiesFromRecords: segment.bodiesFromRecords, parts } }, transfer: [...transfer] };
 }
 
 /**

@@ -45,6 +45,8 @@ export interface CutObject {
   readonly complete: boolean;
   /** How it was cut (segment.ts, cutEncodedSegment): counted in the replicator's status. */
   readonly cut: 'joined' | 'in log order';
+  /** Inline bodies taken from the serving thread's records, not read back (segment.ts). */
+  readonly bodiesFromRecords: number;
   /** The replica object's bytes, ready to upload: parts to store one after the other. */
   readonly parts: readonly Uint8Array[];
 }

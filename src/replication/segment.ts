@@ -143,6 +143,8 @@ export interface EncodedSegment {
   readonly payload: Buffer;
   /** How it was cut (cutEncodedSegment): joined per table by SQLite, or row by row in log order (cutSegment). */
   readonly cut: 'joined' | 'in log order';
+  /** Inline bodies shipped from the serving thread's records, not read back from SQLite (inline-body-ring.ts). */
+  readonly bodiesFromRecords: number;
 }
 
 /** What cutting needs to know of one replicated table, and its statement (see cutEncodedSegment). */
@@ -305,7 +307,7 @@ export function cutEncodedSegment(db: Database.Database, from: number, scratch?:
     if (!unfit) throw error;
   }
   const segment = cutSegment(db, from);
-  return segment === undefined ? undefined : { from: segment.from, to: segment.to, complete: segment.complete, payload: encodeSegment(segment), cut: 'in log order' };
+  return segment === undefined ? undefined : { from: segment.from, to: segment.to, complete: segment.complete, payload: encodeSegment(segment), cut: 'in log order', bodiesFromRecords: 0 };
 }
 
 function cutFast(db: Database.Database, plan: CutPlan, from: number, scratch: PayloadScratch | undefined, records: Map<number, BodyRecord> | undefined): EncodedSegment | undefined {
@@ -318,6 +320,7 @@ function cutFast(db: Database.Database, plan: CutPlan, from: number, scratch: Pa
   const changes: string[] = [];
   const blobs: Buffer[] = [];
   let bytes = 0;
+  let bodiesFromRecords = 0;
   for (const table of plan.tablesIn.all(from, to) as string[]) {
     const { columns: names, blobColumns, rows, joined, ringKeys, rowByKey } = tablePlan(db, plan, table);
     columns[table] = names;
@@ -335,6 +338,7 @@ function cutFast(db: Database.Database, plan: CutPlan, from: number, scratch: Pa
           // is [seq, data], as SQLite's json_array writes it, without reading it back.
           bytes += record.body.length;
           blobs.push(record.body);
+          bodiesFromRecords++;
           encoded = `[${key},{"blob":${blobs.length - 1}}]`;
         } else {
           const found = rowByKey.get(key) as [string, unknown] | undefined;
@@ -380,7 +384,7 @@ function cutFast(db: Database.Database, plan: CutPlan, from: number, scratch: Pa
     }
   }
   const json = `{"format":1,"from":${from},"to":${to},"complete":${to === bounds.last},"columns":${JSON.stringify(columns)},"changes":[${changes.join(',')}]}`;
-  return { from, to, complete: to === bounds.last, payload: payloadOf(json, blobs, scratch), cut: 'joined' };
+  return { from, to, complete: to === bounds.last, payload: payloadOf(json, blobs, scratch), cut: 'joined', bodiesFromRecords };
 }
 
 /**
