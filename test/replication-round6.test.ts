@@ -219,3 +219,64 @@ test('the collector keeps a committed batch, takes back an aborted one, bounds w
   assert.deepEqual([...records.keys()], [1, 2]);
   assert.deepEqual(records.get(2)?.body, body(9, 10));
 });
+
+test('random writes by the serving thread and another connection: every cut with handed-over bodies is the cut read from SQLite', async () => {
+  const path = join(root, 'random.db');
+  const meta = new SqliteMetadataStore(path);
+  const installer = new Database(path);
+  installChangeCapture(installer);
+  installer.close();
+  const reader = new Database(path, { readonly: true });
+  const other = new Database(path);
+  try {
+    await meta.createBucket({ name: 'p', createdMs: 1, ownerId: 'o', versioning: 'Unversioned', tags: null });
+    await meta.createBucket({ name: 'v', createdMs: 1, ownerId: 'o', versioning: 'Enabled', tags: null });
+    const changeNumber = meta.database.prepare('SELECT seq FROM sqlite_sequence WHERE name = ?').pluck().bind(CHANGES_TABLE);
+    const collector = new InlineBodyCollector(() => changeNumber.get() as number);
+    meta.setInlineDataTap(collector);
+    const plain = putter(meta, 'p');
+    const versioned = putter(meta, 'v');
+    let seed = 6;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    let from = lastChangeNumber(reader);
+    let fromRecords = 0;
+    for (let round = 0; round < 8; round++) {
+      // A few batches of concurrent writes, and the other connection's between them.
+      for (let batch = 0; batch < 6; batch++) {
+        const writes: Promise<unknown>[] = [];
+        for (let i = 0; i < 8; i++) {
+          const pick = random(10);
+          const body = randomBytes(random(5000));
+          if (pick < 5) writes.push(plain(`k${random(30)}`, body));
+          else if (pick < 8) writes.push(versioned(`k${random(5)}`, body, `r${round}b${batch}i${i}`));
+          else {
+            // A version and its inline bytes deleted (of those committed before this batch).
+            const row = meta.database.prepare("SELECT key, version_id FROM versions WHERE bucket = 'v' ORDER BY seq LIMIT 1 OFFSET ?").get(random(20)) as { key: string; version_id: string } | undefined;
+            if (row !== undefined) writes.push(meta.deleteVersion('v', row.key, row.version_id).catch(() => undefined));
+          }
+        }
+        await Promise.all(writes);
+        const seqs = other.prepare('SELECT seq FROM inline_data').pluck().all() as number[];
+        if (seqs.length > 0 && random(3) === 0) {
+          const seq = seqs[random(seqs.length)]!;
+          if (random(2) === 0) other.prepare('UPDATE inline_data SET data = ? WHERE seq = ?').run(randomBytes(random(3000)), seq);
+          else other.prepare('DELETE FROM inline_data WHERE seq = ?').run(seq);
+        }
+      }
+      const chunks = collector.handOver();
+      const fast = cutEncodedSegment(reader, from, undefined, chunks === undefined ? undefined : bodyRecords(chunks))!;
+      if (chunks !== undefined) collector.giveBack(chunks.buffers);
+      fromRecords += fast.bodiesFromRecords;
+      assert.deepEqual(comparable(decodeSegment(fast.payload)), comparable(cutSegment(reader, from, fast.to - from)!), `round ${round}`);
+      from = fast.to;
+    }
+    assert.ok(fromRecords > 0, 'bodies were handed over');
+  } finally {
+    other.close();
+    reader.close();
+    await meta.close();
+  }
+});
