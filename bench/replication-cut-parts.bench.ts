@@ -77,7 +77,7 @@ q['current, keys by substr'] = () => curSub.all(range);
 const scratch = new PayloadScratch();
 q['cutEncodedSegment total'] = () => cutEncodedSegment(db, from, scratch);
 const handed = collector.handOver();
-const records = handed === undefined ? undefined : bodyRecords(handed);
+const records = handed === undefined ? undefined : bodyRecords(collector.memory, handed);
 q['cutEncodedSegment, bodies handed over'] = () => cutEncodedSegment(db, from, scratch, records);
 const ringKeys = db.prepare(`SELECT pk, max(seq) FROM ${C} WHERE seq > @from AND seq <= @to AND tbl = @table GROUP BY pk`).raw(true);
 q['round 6 keys + last change'] = () => ringKeys.all(range);

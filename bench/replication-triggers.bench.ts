@@ -35,11 +35,11 @@ async function round(capture: boolean, batch: number): Promise<number> {
   let side: Database.Database | undefined;
   if (capture) { side = new Database(path); installChangeCapture(side); }
   if (capture && process.env.TAP === '1') {
-    // As the replicator sets it (inline-body-ring.ts); the chunks are handed over and given back every 200 ms, as cuts would.
+    // As the replicator sets it (inline-body-ring.ts); the records are handed over and released every 200 ms, as cuts would.
     const changeNumber = store.database.prepare('SELECT seq FROM sqlite_sequence WHERE name = ?').pluck().bind(CHANGES_TABLE);
     const collector = new InlineBodyCollector(() => changeNumber.get() as number);
     store.setInlineDataTap(collector);
-    const drain = setInterval(() => { const chunks = collector.handOver(); if (chunks !== undefined) collector.giveBack(chunks.buffers); }, 200);
+    const drain = setInterval(() => { const range = collector.handOver(); if (range !== undefined) collector.release(range.to); }, 200);
     drain.unref();
   }
   const one = async (id: number): Promise<void> => {

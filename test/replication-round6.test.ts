@@ -19,7 +19,7 @@ import { MemoryBackend } from '../src/backend/memory-backend.ts';
 import type { ReplicationConfig } from '../src/config/config.ts';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
 import { CHANGES_TABLE, installChangeCapture, lastChangeNumber } from '../src/replication/change-capture.ts';
-import { bodyRecords, COLLECTED_BYTES_MAX, InlineBodyCollector, type InlineDataTap } from '../src/replication/inline-body-ring.ts';
+import { bodyRecords, InlineBodyCollector, RING_BYTES, type InlineDataTap } from '../src/replication/inline-body-ring.ts';
 import { MetadataReplicator } from '../src/replication/replicator.ts';
 import { restoreMetadata } from '../src/replication/restore.ts';
 import { cutEncodedSegment, cutSegment, decodeSegment, type Segment } from '../src/replication/segment.ts';
@@ -165,9 +165,9 @@ test('a write rolled back with its savepoint is never handed over, and the cut i
     // In one batch: the kept write, then the refused overwrite of the same row, then a new row.
     const outcomes = await Promise.allSettled([put('k', kept), put('k', refused), put('other', randomBytes(64))]);
     assert.deepEqual(outcomes.map((outcome) => outcome.status), ['fulfilled', 'rejected', 'fulfilled']);
-    const chunks = collector.handOver();
-    assert.ok(chunks !== undefined);
-    const records = bodyRecords(chunks);
+    const range = collector.handOver();
+    assert.ok(range !== undefined);
+    const records = bodyRecords(collector.memory, range);
     const seq = seqOf(meta.database, 'b', 'k');
     assert.deepEqual(records.get(seq)?.body, kept, 'the record of the rolled-back write was taken back');
     assert.equal(records.size, 2);
@@ -180,9 +180,11 @@ test('a write rolled back with its savepoint is never handed over, and the cut i
   }
 });
 
-test('the collector keeps a committed batch, takes back an aborted one, bounds what it holds, and reuses chunks given back', () => {
+test('the collector keeps a committed batch, takes back an aborted one, drops what does not fit, and reuses the room released', () => {
   let change = 0;
-  const collector = new InlineBodyCollector(() => ++change);
+  // A small ring, so that records wrap round it.
+  const ringBytes = 64 * 1024;
+  const collector = new InlineBodyCollector(() => ++change, ringBytes);
   const body = (byte: number, bytes = 4096): Buffer => Buffer.alloc(bytes, byte);
   collector.written(1, body(1));
   const mark = collector.mark();
@@ -191,33 +193,40 @@ test('the collector keeps a committed batch, takes back an aborted one, bounds w
   collector.publish();
   collector.written(3, body(3));
   collector.abort();
-  let chunks = collector.handOver()!;
-  let records = bodyRecords(chunks);
+  let range = collector.handOver()!;
+  let records = bodyRecords(collector.memory, range);
   assert.deepEqual([...records.keys()], [1]);
   assert.deepEqual(records.get(1), { change: 1, body: body(1) });
-  collector.giveBack(chunks.buffers);
   assert.equal(collector.handOver(), undefined, 'nothing kept since');
 
-  // Past COLLECTED_BYTES_MAX between two cuts, records are dropped (those rows are read back), never blocked on.
-  const count = Math.ceil(COLLECTED_BYTES_MAX / 4096) + 100;
-  for (let seq = 1; seq <= count; seq++) collector.written(seq, body(seq % 251));
+  // The room handed over is not reused before it is released: past it, records are dropped (read back), never waited for.
+  for (let seq = 10; seq < 40; seq++) collector.written(seq, body(seq));
   collector.publish();
   assert.ok(collector.dropped > 0);
-  chunks = collector.handOver()!;
-  records = bodyRecords(chunks);
-  assert.equal(records.size + collector.dropped, count);
-  for (const [seq, record] of records) assert.deepEqual(record.body, body(seq % 251));
-  // A rewind across a chunk boundary reopens the chunk it began in.
-  collector.giveBack(chunks.buffers);
-  collector.written(1, body(7, 1000));
-  const across = collector.mark();
-  for (let seq = 2; seq < 400; seq++) collector.written(seq, body(8));
-  collector.rewind(across);
-  collector.written(2, body(9, 10));
-  collector.publish();
-  records = bodyRecords(collector.handOver()!);
-  assert.deepEqual([...records.keys()], [1, 2]);
-  assert.deepEqual(records.get(2)?.body, body(9, 10));
+  assert.deepEqual(bodyRecords(collector.memory, range).get(1)?.body, body(1), 'the range handed over is intact');
+  const second = collector.handOver()!;
+  records = bodyRecords(collector.memory, second);
+  assert.equal(records.size + collector.dropped, 30);
+  for (const [seq, record] of records) assert.deepEqual(record.body, body(seq));
+  collector.release(range.to);
+  collector.release(second.to);
+  // Round and round the ring: every record kept reads back, across the wraps, with a rewind across one.
+  const dropped = collector.dropped;
+  for (let round = 0; round < 5; round++) {
+    for (let seq = 0; seq < 10; seq++) collector.written(seq, body(round * 10 + seq, 1000 + seq * 500));
+    const across = collector.mark();
+    collector.written(99, body(99, 5000));
+    collector.rewind(across);
+    collector.publish();
+    range = collector.handOver()!;
+    records = bodyRecords(collector.memory, range);
+    assert.deepEqual([...records.keys()].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for (const [seq, record] of records) assert.deepEqual(record.body, body(round * 10 + seq, 1000 + seq * 500));
+    collector.release(range.to);
+  }
+  assert.equal(collector.dropped, dropped);
+  assert.ok(range.to > 2 * ringBytes, 'the records went round the ring');
+  assert.equal(RING_BYTES % 8, 0);
 });
 
 test('random writes by the serving thread and another connection: every cut with handed-over bodies is the cut read from SQLite', async () => {
@@ -266,9 +275,9 @@ test('random writes by the serving thread and another connection: every cut with
           else other.prepare('DELETE FROM inline_data WHERE seq = ?').run(seq);
         }
       }
-      const chunks = collector.handOver();
-      const fast = cutEncodedSegment(reader, from, undefined, chunks === undefined ? undefined : bodyRecords(chunks))!;
-      if (chunks !== undefined) collector.giveBack(chunks.buffers);
+      const range = collector.handOver();
+      const fast = cutEncodedSegment(reader, from, undefined, range === undefined ? undefined : bodyRecords(collector.memory, range))!;
+      if (range !== undefined) collector.release(range.to);
       fromRecords += fast.bodiesFromRecords;
       assert.deepEqual(comparable(decodeSegment(fast.payload)), comparable(cutSegment(reader, from, fast.to - from)!), `round ${round}`);
       from = fast.to;

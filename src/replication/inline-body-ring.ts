@@ -7,11 +7,16 @@
  * arena those Buffers bring) was about half of the cutter's CPU per small
  * PUT (docs/PERFORMANCE.md, "Metadata replication, round 5" and "round 6").
  * The serving thread has every body in hand when it writes it: it copies it
- * into chunks of memory of its own (a memcpy: ~0.1 µs per 4 KiB; into a
- * SharedArrayBuffer V8 copies ~15 times slower, measured), which move to the
- * cutter thread with each cut request (transferred, not copied) and come
- * back with its reply for reuse. The segment's format does not change: only
- * where its blob bytes are read from.
+ * into a ring of shared memory, and the cutter copies it from there into
+ * the segment's payload. The segment's format does not change: only where
+ * its blob bytes are read from.
+ *
+ * Shared, not transferred: chunks moved between the threads with each cut
+ * (tried first) arrived in each isolate as new external memory, ~20 MB a
+ * second, and brought on major collections (V8's marking threads: ~7 µs of
+ * CPU per PUT more, measured). The copy into shared memory is Buffer#fill
+ * (a memcpy, ~0.15 µs per 4 KiB): Uint8Array#set into a SharedArrayBuffer
+ * copies ~10 times slower.
  *
  * Exactness. A record is (row `seq` of inline_data, the change number the
  * capture trigger logged for this very write, the bytes written). The cutter
@@ -19,7 +24,7 @@
  * the row in a complete segment (segment.ts): then no later write (by this
  * process, a worker process, the CLI) touched the row up to the cutter's
  * snapshot, so the row holds exactly these bytes. Any other case (a record
- * missing: dropped when the chunks were full, written by another process,
+ * missing: dropped when the ring was full, written by another process,
  * committed after the cut was requested; a later change; a partial segment)
  * reads the row from SQLite as before. Records of writes that did not commit
  * are never handed over: a batch's records are kept only once its COMMIT
@@ -27,9 +32,12 @@
  * and a cut is requested from the event loop, never inside a batch. Every
  * record handed over was committed before the cut's read transaction began.
  *
- * Records are 8-aligned in a chunk:
+ * Positions are byte counts that only grow, all kept on the serving thread:
+ * it hands the range written since the last cut to the cutter with the cut
+ * request (postMessage orders the writes before it for the other thread)
+ * and reuses that room once the cut has answered. Records are 8-aligned:
  *
- *   u32 body length | u32 0 | f64 seq | f64 change | body | padding
+ *   u32 body length (WRAP: the rest of this lap is unused) | u32 0 | f64 seq | f64 change | body | padding
  */
 import { assert } from '../util/assert.ts';
 
@@ -38,18 +46,15 @@ export const RING_TABLE = 'inline_data';
 export const RING_KEY_COLUMN = 'seq';
 export const RING_BLOB_COLUMN = 'data';
 
-/** One chunk of records: a few hundred 4 KiB bodies. */
-export const CHUNK_BYTES = 1024 * 1024;
 /**
- * Bodies collected between two cuts at most: a lag's worth at a quiet run's rate (~5 000 4 KiB PUTs per
+ * Room for the bodies written between two cuts: a lag's worth at a quiet run's rate (~5 000 4 KiB PUTs per
  * second: ~22 MB) with headroom. Past it, records are dropped and the cutter reads those rows from SQLite:
- * more CPU, never a wrong byte.
+ * more CPU, never a wrong byte. Resident once the ring has gone round.
  */
-export const COLLECTED_BYTES_MAX = 32 * 1024 * 1024;
-/** Chunks kept for reuse once the cutter gives them back (fresh ones cost page faults). */
-const SPARE_CHUNKS_MAX = COLLECTED_BYTES_MAX / CHUNK_BYTES;
+export const RING_BYTES = 32 * 1024 * 1024;
 
 const HEADER_BYTES = 24;
+const WRAP = 0xffffffff;
 
 function aligned(bytes: number): number {
   return (bytes + 7) & ~7;
@@ -69,10 +74,10 @@ export interface InlineDataTap {
   abort(): void;
 }
 
-/** Chunks on their way to the cutter: each holds records up to its length. */
-export interface BodyChunks {
-  readonly buffers: ArrayBuffer[];
-  readonly lengths: number[];
+/** The records handed to the cutter with one cut request: positions [from, to) of the ring. */
+export interface RingRange {
+  readonly from: number;
+  readonly to: number;
 }
 
 /**
@@ -80,119 +85,116 @@ export interface BodyChunks {
  * the number the capture trigger just logged (sqlite_sequence of the change log).
  */
 export class InlineBodyCollector implements InlineDataTap {
+  /** The ring, shared with the cutter thread. */
+  readonly memory: SharedArrayBuffer;
+  readonly #bytes: Buffer;
+  readonly #view: DataView;
+  readonly #capacity: number;
   readonly #changeNumber: () => number;
-  /** Full chunks, then the one being filled (its records end at #used). */
-  #chunks: Uint8Array[] = [];
-  /** The last chunk's, for the records' headers (one per chunk, not one per record). */
-  #view: DataView | undefined;
-  #used = 0;
-  /** Where the last committed batch's records end: [chunks, bytes used in the last]. */
-  #published: [number, number] = [0, 0];
-  #spare: ArrayBuffer[] = [];
-  /** Records not kept because COLLECTED_BYTES_MAX was reached (the cutter read those rows from SQLite). */
+  /** Where the next record goes. */
+  #tail = 0;
+  /** Where the last committed batch's records end. */
+  #published = 0;
+  /** Where the records handed to the cutter end. */
+  #handed = 0;
+  /** Before this, the room is free again (the cutter answered for it). */
+  #released = 0;
+  /** Records not kept because the ring was full (the cutter read those rows from SQLite). */
   dropped = 0;
 
-  constructor(changeNumber: () => number) {
+  constructor(changeNumber: () => number, bytes = RING_BYTES) {
+    assert(bytes % 8 === 0 && bytes >= 4096, 'a ring is 8-aligned and holds records');
+    this.memory = new SharedArrayBuffer(bytes);
+    this.#bytes = Buffer.from(this.memory);
+    this.#view = new DataView(this.memory);
+    this.#capacity = bytes;
     this.#changeNumber = changeNumber;
   }
 
   written(seq: number, data: Uint8Array): void {
     const size = aligned(HEADER_BYTES + data.length);
-    let chunk = this.#chunks.at(-1);
-    if (chunk === undefined || this.#used + size > chunk.length) {
-      if (size > CHUNK_BYTES || (this.#chunks.length + 1) * CHUNK_BYTES > COLLECTED_BYTES_MAX) {
-        this.dropped++;
-        return;
-      }
-      if (chunk !== undefined) this.#chunks[this.#chunks.length - 1] = chunk.subarray(0, this.#used);
-      chunk = new Uint8Array(this.#spare.pop() ?? new ArrayBuffer(CHUNK_BYTES));
-      this.#chunks.push(chunk);
-      this.#view = new DataView(chunk.buffer);
-      this.#used = 0;
+    let at = this.#tail;
+    let offset = at % this.#capacity;
+    const wraps = offset + size > this.#capacity;
+    const end = (wraps ? at + (this.#capacity - offset) : at) + size;
+    if (end - this.#released > this.#capacity) {
+      this.dropped++;
+      return;
     }
-    const view = this.#view!;
-    const at = this.#used;
-    view.setUint32(at, data.length);
-    view.setUint32(at + 4, 0);
-    view.setFloat64(at + 8, seq);
-    view.setFloat64(at + 16, this.#changeNumber());
-    chunk.set(data, at + HEADER_BYTES);
-    this.#used += size;
+    if (wraps) {
+      this.#view.setUint32(offset, WRAP);
+      at += this.#capacity - offset;
+      offset = 0;
+    }
+    const view = this.#view;
+    view.setUint32(offset, data.length);
+    view.setUint32(offset + 4, 0);
+    view.setFloat64(offset + 8, seq);
+    view.setFloat64(offset + 16, this.#changeNumber());
+    // A memcpy (see the module comment for why not set()).
+    this.#bytes.fill(data, offset + HEADER_BYTES, offset + HEADER_BYTES + data.length);
+    this.#tail = end;
   }
 
-  /** A position: chunk count and bytes used in the last, in one number. */
   mark(): number {
-    return this.#chunks.length * (CHUNK_BYTES + 1) + this.#used;
+    return this.#tail;
   }
 
   rewind(mark: number): void {
-    this.#restore(Math.floor(mark / (CHUNK_BYTES + 1)), mark % (CHUNK_BYTES + 1));
+    this.#tail = mark;
   }
 
   publish(): void {
-    this.#published = [this.#chunks.length, this.#used];
+    this.#published = this.#tail;
   }
 
   abort(): void {
-    this.#restore(...this.#published);
-  }
-
-  #restore(chunks: number, used: number): void {
-    while (this.#chunks.length > chunks) this.#spare.push(this.#chunks.pop()!.buffer as ArrayBuffer);
-    const last = this.#chunks.at(-1);
-    // A chunk closed since the mark is open again, to its whole size.
-    if (last !== undefined && last.length !== CHUNK_BYTES) this.#chunks[this.#chunks.length - 1] = new Uint8Array(last.buffer, 0, CHUNK_BYTES);
-    this.#view = last === undefined ? undefined : new DataView(last.buffer);
-    this.#used = used;
+    this.#tail = this.#published;
   }
 
   /**
-   * The records kept so far, to transfer with a cut request (from the event loop, between batches: every
-   * record is committed). Undefined when there are none.
+   * The records kept since the last hand-over, for a cut request (from the event loop, between batches:
+   * every record is committed). Undefined when there are none. Their room is reused after release().
    */
-  handOver(): BodyChunks | undefined {
-    assert(this.#published[0] === this.#chunks.length && this.#published[1] === this.#used, 'no batch is being written');
-    if (this.#chunks.length === 0) return undefined;
-    const chunks: BodyChunks = { buffers: [], lengths: [] };
-    for (const [index, chunk] of this.#chunks.entries()) {
-      chunks.buffers.push(chunk.buffer as ArrayBuffer);
-      chunks.lengths.push(index === this.#chunks.length - 1 ? this.#used : chunk.length);
-    }
-    this.#chunks = [];
-    this.#view = undefined;
-    this.#used = 0;
-    this.#published = [0, 0];
-    return chunks;
+  handOver(): RingRange | undefined {
+    assert(this.#tail === this.#published, 'no batch is being written');
+    if (this.#published === this.#handed) return undefined;
+    const range = { from: this.#handed, to: this.#published };
+    this.#handed = this.#published;
+    return range;
   }
 
-  /** Chunks the cutter is done with. */
-  giveBack(buffers: readonly ArrayBuffer[]): void {
-    for (const buffer of buffers) if (this.#spare.length < SPARE_CHUNKS_MAX && buffer.byteLength === CHUNK_BYTES) this.#spare.push(buffer);
+  /** The cutter no longer reads the records before `to` (its cut answered or failed). */
+  release(to: number): void {
+    this.#released = Math.max(this.#released, to);
   }
 }
 
-/** A record as the cutter finds it: the body is a view of its chunk, valid until the chunks go back. */
+/** A record as the cutter finds it: the body is a view of the ring, valid until the range is released. */
 export interface BodyRecord {
   readonly change: number;
   readonly body: Buffer;
 }
 
 /**
- * The records of handed-over chunks, by row (the last record of a row wins: an earlier one's change is
+ * The records of a handed-over range, by row (the last record of a row wins: an earlier one's change is
  * older, so it could never be the row's last).
  */
-export function bodyRecords(chunks: BodyChunks): Map<number, BodyRecord> {
+export function bodyRecords(memory: SharedArrayBuffer, range: RingRange): Map<number, BodyRecord> {
   const records = new Map<number, BodyRecord>();
-  for (const [index, buffer] of chunks.buffers.entries()) {
-    const end = chunks.lengths[index]!;
-    const view = new DataView(buffer);
-    let at = 0;
-    while (at < end) {
-      const length = view.getUint32(at);
-      records.set(view.getFloat64(at + 8), { change: view.getFloat64(at + 16), body: Buffer.from(buffer, at + HEADER_BYTES, length) });
-      at += aligned(HEADER_BYTES + length);
+  const view = new DataView(memory);
+  const capacity = memory.byteLength;
+  let at = range.from;
+  while (at < range.to) {
+    const offset = at % capacity;
+    const length = view.getUint32(offset);
+    if (length === WRAP) {
+      at += capacity - offset;
+      continue;
     }
-    assert(at === end, 'records fill their chunk');
+    records.set(view.getFloat64(offset + 8), { change: view.getFloat64(offset + 16), body: Buffer.from(memory, offset + HEADER_BYTES, length) });
+    at += aligned(HEADER_BYTES + length);
   }
+  assert(at === range.to, 'records end where the range does');
   return records;
 }

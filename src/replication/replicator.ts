@@ -125,8 +125,7 @@ export class MetadataReplicator {
       this.#bodies = new InlineBodyCollector(() => changeNumber.get() as number);
       this.inlineDataTap = this.#bodies;
     }
-    const bodies = this.#bodies;
-    this.#cutter = new SegmentCutter({ databasePath: options.databasePath, storeId: options.storeId, epoch: options.epoch, key: options.config.key }, (chunks) => bodies?.giveBack(chunks));
+    this.#cutter = new SegmentCutter({ databasePath: options.databasePath, storeId: options.storeId, epoch: options.epoch, key: options.config.key, ring: this.#bodies?.memory });
     // Changes still logged were not on a quorum when the last run ended: ship them again.
     this.#shipped = (firstLoggedChange(this.#db) ?? lastChangeNumber(this.#db) + 1) - 1;
     this.#trimmed = this.#shipped;
@@ -229,8 +228,15 @@ export class MetadataReplicator {
   async shipNow(): Promise<void> {
     const target = lastChangeNumber(this.#reader);
     while (this.#shipped < target) {
-      // With the inline bodies committed so far (this runs on the event loop, between batches).
-      const segment = await this.#cutter.cut(this.#shipped, this.#bodies?.handOver());
+      // With the inline bodies committed so far (this runs on the event loop, between batches); their room is
+      // reused once the cut has answered.
+      const bodies = this.#bodies?.handOver();
+      let segment;
+      try {
+        segment = await this.#cutter.cut(this.#shipped, bodies);
+      } finally {
+        if (bodies !== undefined) this.#bodies?.release(bodies.to);
+      }
       if (segment === undefined) return;
       const { storeId, epoch } = this.#options;
       await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to, segment.complete), segment.parts);

@@ -12,7 +12,7 @@ import { assert } from '../util/assert.ts';
 import { bodyRecords } from './inline-body-ring.ts';
 import { encodeSegmentObjectParts } from './replica-object.ts';
 import { cutEncodedSegment, PayloadScratch } from './segment.ts';
-import type { ChunksReturned, CutReply, CutRequest, CutterData } from './segment-cutter.ts';
+import type { CutReply, CutRequest, CutterData } from './segment-cutter.ts';
 
 const data = workerData as CutterData;
 const port = parentPort;
@@ -27,14 +27,9 @@ const key = data.key === undefined ? undefined : Buffer.from(data.key);
 const scratch = new PayloadScratch();
 
 async function answer(request: CutRequest): Promise<{ reply: CutReply; transfer: ArrayBuffer[] }> {
-  // The serving thread's inline bodies (inline-body-ring.ts): copied into the payload, then their chunks go back.
-  const bodies = request.bodies;
-  let segment;
-  try {
-    segment = cutEncodedSegment(db, request.from, scratch, bodies === undefined ? undefined : bodyRecords(bodies));
-  } finally {
-    if (bodies !== undefined) replies.postMessage({ chunks: bodies.buffers } satisfies ChunksReturned, bodies.buffers);
-  }
+  // The serving thread's inline bodies (inline-body-ring.ts), copied into the payload here.
+  const bodies = request.bodies === undefined || data.ring === undefined ? undefined : bodyRecords(data.ring, request.bodies);
+  const segment = cutEncodedSegment(db, request.from, scratch, bodies);
   if (segment === undefined) return { reply: { id: request.id, segment: undefined }, transfer: [] };
   const fields = { storeId: data.storeId, epoch: data.epoch, from: segment.from, to: segment.to, complete: segment.complete };
   const parts = await encodeSegmentObjectParts(fields, segment.payload, key);

@@ -14,7 +14,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { startModuleThread } from '../util/module-thread.ts';
-import type { BodyChunks } from './inline-body-ring.ts';
+import type { RingRange } from './inline-body-ring.ts';
 
 /** What the thread is started with. */
 export interface CutterData {
@@ -24,19 +24,16 @@ export interface CutterData {
   /** The AES-256-GCM key, if replicas are encrypted. */
   readonly key: Uint8Array | undefined;
   readonly busyTimeoutMs: number;
+  /** The serving thread's ring of inline bodies (inline-body-ring.ts), shared; absent: every body is read back. */
+  readonly ring?: SharedArrayBuffer;
 }
 
 export interface CutRequest {
   readonly id: number;
   /** The segment after this position. */
   readonly from: number;
-  /** Inline bodies the serving thread wrote since the last request (inline-body-ring.ts), transferred. */
-  readonly bodies?: BodyChunks;
-}
-
-/** The chunks of a request's bodies, transferred back for reuse once the cut no longer reads them. */
-export interface ChunksReturned {
-  readonly chunks: ArrayBuffer[];
+  /** The ring's records written since the last request (inline-body-ring.ts), read until the reply. */
+  readonly bodies?: RingRange;
 }
 
 export interface CutObject {
@@ -64,12 +61,8 @@ export class SegmentCutter {
   readonly #pending = new Map<number, { resolve(segment: CutSegment | undefined): void; reject(error: Error): void }>();
   #nextId = 1;
 
-  readonly #chunksReturned: ((chunks: ArrayBuffer[]) => void) | undefined;
-
-  /** `chunksReturned` gets the chunks of the bodies sent with cut() once the thread is done with them. */
-  constructor(data: Omit<CutterData, 'busyTimeoutMs'>, chunksReturned?: (chunks: ArrayBuffer[]) => void) {
+  constructor(data: Omit<CutterData, 'busyTimeoutMs'>) {
     this.#data = { ...data, busyTimeoutMs: THREAD_BUSY_TIMEOUT_MS };
-    this.#chunksReturned = chunksReturned;
   }
 
   /**
@@ -82,17 +75,17 @@ export class SegmentCutter {
   }
 
   /**
-   * The replica object of the segment after `from`, or undefined when nothing is logged after it. `bodies`
-   * (inline-body-ring.ts) are transferred to the thread: the caller no longer has them.
+   * The replica object of the segment after `from`, or undefined when nothing is logged after it. The thread
+   * reads the ring's `bodies` (inline-body-ring.ts) until the promise settles.
    */
-  cut(from: number, bodies?: BodyChunks): Promise<CutSegment | undefined> {
+  cut(from: number, bodies?: RingRange): Promise<CutSegment | undefined> {
     const worker = this.#worker ?? this.#spawn();
     const id = this.#nextId++;
     // Referenced while a request is out: the final round at shutdown must finish even after the listeners closed.
     worker.ref();
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ id, from, bodies } satisfies CutRequest, bodies?.buffers ?? []);
+      worker.postMessage({ id, from, bodies } satisfies CutRequest);
     });
   }
 
@@ -100,11 +93,7 @@ export class SegmentCutter {
     const worker = startModuleThread(import.meta.url, 'segment-cutter-thread', { ...this.#data });
     // Idle, it does not keep the process alive: a replicator nobody stopped must not.
     worker.unref();
-    worker.on('message', (reply: CutReply | ChunksReturned) => {
-      if ('chunks' in reply) {
-        this.#chunksReturned?.(reply.chunks);
-        return;
-      }
+    worker.on('message', (reply: CutReply) => {
       const pending = this.#pending.get(reply.id);
       if (pending === undefined) return;
       this.#pending.delete(reply.id);
