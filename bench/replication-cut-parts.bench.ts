@@ -79,6 +79,13 @@ q['cutEncodedSegment total'] = () => cutEncodedSegment(db, from, scratch);
 const handed = collector.handOver();
 const records = handed === undefined ? undefined : bodyRecords(collector.memory, handed);
 q['cutEncodedSegment, bodies handed over'] = () => cutEncodedSegment(db, from, scratch, records);
+// Every record with a wrong change number: every row missed, read back one statement per row (segment.ts);
+// 'one by one' times those statements alone, against 'current rows.all', the joined read they replace.
+const stale = records === undefined ? undefined : new Map([...records].map(([seq, record]) => [seq, { ...record, change: -1 }]));
+q['cutEncodedSegment, records all stale'] = () => cutEncodedSegment(db, from, scratch, stale);
+const rowByKey = db.prepare(`SELECT CASE WHEN t."seq" IS NOT NULL THEN json_array(t."seq", CASE WHEN typeof(t."data") = 'blob' THEN json(${P}) ELSE t."data" END) END, t."data" FROM inline_data AS t WHERE t."seq" = ?`).raw(true);
+const seqs = db.prepare('SELECT seq FROM inline_data').pluck().all() as number[];
+q['inline_data rows one by one'] = () => { for (const seq of seqs) rowByKey.get(seq); };
 const ringKeys = db.prepare(`SELECT pk, max(seq) FROM ${C} WHERE seq > @from AND seq <= @to AND tbl = @table GROUP BY pk`).raw(true);
 q['round 6 keys + last change'] = () => ringKeys.all(range);
 const vr = { from, to, table: 'versions' };
