@@ -23,7 +23,8 @@
  *   node --import tsx bench/replication-pipeline.bench.ts [--puts 20000] [--rounds 3] [--bodies loadgen|random] [--lag 1000]
  *
  * VARIANTS=off,on,on-norecords (environment) chooses the variants; on-norecords is "on" without the
- * ObjectRecordWriter.
+ * ObjectRecordWriter. RING=off leaves out the inline-body hand-over of round 6 (the store's tap,
+ * src/replication/inline-body-ring.ts): the cutter reads every body back, as before it.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
