@@ -34,8 +34,9 @@
  *
  * Positions are byte counts that only grow, all kept on the serving thread:
  * it hands the range written since the last cut to the cutter with the cut
- * request (postMessage orders the writes before it for the other thread)
- * and reuses that room once the cut has answered. Records are 8-aligned:
+ * request (an Atomics store before it, and a load on the cutter's side,
+ * order the records' plain writes before the cutter's reads) and reuses
+ * that room once the cut has answered. Records are 8-aligned:
  *
  *   u32 body length (WRAP: the rest of this lap is unused) | u32 0 | f64 seq | f64 change | body | padding
  */
@@ -55,6 +56,11 @@ export const RING_BYTES = 32 * 1024 * 1024;
 
 const HEADER_BYTES = 24;
 const WRAP = 0xffffffff;
+/**
+ * After the records, an Int32 the writer stores to (Atomics) before each hand-over and the cutter loads from
+ * before reading: the memory model's order for the plain writes of the records, whatever the message carries.
+ */
+const FENCE_BYTES = 8;
 
 function aligned(bytes: number): number {
   return (bytes + 7) & ~7;
@@ -91,6 +97,7 @@ export class InlineBodyCollector implements InlineDataTap {
   readonly #view: DataView;
   readonly #capacity: number;
   readonly #changeNumber: () => number;
+  readonly #fence: Int32Array;
   /** Where the next record goes. */
   #tail = 0;
   /** Where the last committed batch's records end. */
@@ -104,9 +111,10 @@ export class InlineBodyCollector implements InlineDataTap {
 
   constructor(changeNumber: () => number, bytes = RING_BYTES) {
     assert(bytes % 8 === 0 && bytes >= 4096, 'a ring is 8-aligned and holds records');
-    this.memory = new SharedArrayBuffer(bytes);
-    this.#bytes = Buffer.from(this.memory);
-    this.#view = new DataView(this.memory);
+    this.memory = new SharedArrayBuffer(bytes + FENCE_BYTES);
+    this.#bytes = Buffer.from(this.memory, 0, bytes);
+    this.#view = new DataView(this.memory, 0, bytes);
+    this.#fence = new Int32Array(this.memory, bytes, 1);
     this.#capacity = bytes;
     this.#changeNumber = changeNumber;
   }
@@ -161,6 +169,7 @@ export class InlineBodyCollector implements InlineDataTap {
     if (this.#published === this.#handed) return undefined;
     const range = { from: this.#handed, to: this.#published };
     this.#handed = this.#published;
+    Atomics.add(this.#fence, 0, 1);
     return range;
   }
 
@@ -182,8 +191,9 @@ export interface BodyRecord {
  */
 export function bodyRecords(memory: SharedArrayBuffer, range: RingRange): Map<number, BodyRecord> {
   const records = new Map<number, BodyRecord>();
-  const view = new DataView(memory);
-  const capacity = memory.byteLength;
+  const capacity = memory.byteLength - FENCE_BYTES;
+  Atomics.load(new Int32Array(memory, capacity, 1), 0);
+  const view = new DataView(memory, 0, capacity);
   let at = range.from;
   while (at < range.to) {
     const offset = at % capacity;
