@@ -23,7 +23,8 @@
  *   node --import tsx bench/replication-pipeline.bench.ts [--puts 20000] [--rounds 3] [--bodies loadgen|random] [--lag 1000]
  *
  * VARIANTS=off,on,on-norecords (environment) chooses the variants; on-norecords is "on" without the
- * ObjectRecordWriter.
+ * ObjectRecordWriter. RING=off leaves out the inline-body hand-over of round 6 (the store's tap,
+ * src/replication/inline-body-ring.ts): the cutter reads every body back, as before it.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -140,6 +141,8 @@ async function runChild(variant: string, puts: number, bodies: string): Promise<
         logger,
         readConnection: store.database,
       });
+      // As cli.ts does: the cutter takes the serving thread's inline bodies (inline-body-ring.ts). RING=off leaves it out.
+      if (process.env.RING !== 'off') store.setInlineDataTap(replicator.inlineDataTap);
       replicator.start();
       if (variant !== 'on-norecords') records = new ObjectRecordWriter({ databasePath, backends: new Map(backends.map((backend) => [backend.name, backend])), logger });
       records?.start();

@@ -17,7 +17,7 @@
  * after it (each tree needs a current dist/: `npm run build` in it, or
  * bin/talus.js runs the sources through tsx, ~40 MiB more resident).
  *
- *   node --import tsx bench/replication-server.bench.ts [--trees /work/wt-before,.] [--runs 3] [--ms 2000] [--warm-ms 2500] [--smaps]
+ *   node --import tsx bench/replication-server.bench.ts [--trees /work/wt-before,.] [--runs 3] [--ms 2000] [--warm-ms 2500] [--smaps] [--variants off,on]
  *
  * CPU per PUT depends on the PUT rate (fewer PUTs per group commit, and a
  * thread's per-second work spread over fewer PUTs, when the machine is
@@ -45,6 +45,8 @@ const { values } = parseArgs({
     ms: { type: 'string', default: '2000' },
     'warm-ms': { type: 'string', default: '2500' },
     smaps: { type: 'boolean', default: false },
+    /** Which variants to run, in this order: `on` alone compares the replicated side of two trees. */
+    variants: { type: 'string', default: 'off,on' },
   },
 });
 
@@ -164,7 +166,7 @@ const results = new Map<string, RunResult[]>();
 try {
   for (let run = 0; run < Number(values.runs); run++) {
     for (const tree of trees) {
-      for (const variant of ['off', 'on'] as const) {
+      for (const variant of values.variants!.split(',') as ('off' | 'on')[]) {
         const result = await runOnce(tree, variant, scratch, preload);
         const label = `${tree} ${variant}`;
         results.set(label, [...(results.get(label) ?? []), result]);

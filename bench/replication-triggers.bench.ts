@@ -7,6 +7,9 @@
  * Nothing cuts or trims the log here.
  *
  *   node --import tsx bench/replication-triggers.bench.ts [BATCHES=1,4,16] [PUTS=6000]
+ *
+ * TAP=1 (environment): "on" also hands every inline body to a ring (inline-body-ring.ts), as a replicating
+ * server does since round 6: the serving thread's share of that.
  */
 // Main-thread CPU per inline 4 KiB PUT commit, by batch size, with and without capture.
 import { readFileSync } from 'node:fs';
@@ -16,7 +19,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { PayloadSource } from '../src/loadgen/payload.ts';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
-import { installChangeCapture } from '../src/replication/change-capture.ts';
+import { CHANGES_TABLE, installChangeCapture } from '../src/replication/change-capture.ts';
+import { InlineBodyCollector } from '../src/replication/inline-body-ring.ts';
 
 const batchSizes = (process.argv[2] ?? '1,4,16').split(',').map(Number);
 const puts = Number(process.argv[3] ?? 6000);
@@ -30,6 +34,14 @@ async function round(capture: boolean, batch: number): Promise<number> {
   await store.createBucket({ name: 'bench', createdMs: 0, ownerId: 'owner', versioning: 'Unversioned', tags: null });
   let side: Database.Database | undefined;
   if (capture) { side = new Database(path); installChangeCapture(side); }
+  if (capture && process.env.TAP === '1') {
+    // As the replicator sets it (inline-body-ring.ts); the records are handed over and released every 200 ms, as cuts would.
+    const changeNumber = store.database.prepare('SELECT seq FROM sqlite_sequence WHERE name = ?').pluck().bind(CHANGES_TABLE);
+    const collector = new InlineBodyCollector(() => changeNumber.get() as number);
+    store.setInlineDataTap(collector);
+    const drain = setInterval(() => { const range = collector.handOver(); if (range !== undefined) collector.release(range.to); }, 200);
+    drain.unref();
+  }
   const one = async (id: number): Promise<void> => {
     const version = { bucket: 'bench', key: `k/${String(id).padStart(8, '0')}`, versionId: 'null', isDeleteMarker: false, lastModifiedMs: Date.now(), sizeBytes: 4096,
       etag: '"0123456789abcdef0123456789abcdef"', ownerId: 'owner', system: { contentType: 'application/octet-stream' }, userMetadata: {}, checksum: null, tags: [], parts: null, segments: [], inlineData: source.body(id, 4096) as Buffer };

@@ -159,6 +159,8 @@ export async function openReplication(options: {
     logger,
     readConnection: meta.database,
   });
+  // Before the server writes: the cutter then takes the serving thread's inline bodies instead of reading them back.
+  meta.setInlineDataTap(replicator.inlineDataTap);
   if (replication.mode === 'quorum') {
     // Worker processes commit on connections of their own, which this barrier cannot hold back.
     if (options.workers > 1) throw new ConfigError('[replication] mode = "quorum" works with one server process only (not --workers)');

@@ -24,7 +24,8 @@ import Database from 'better-sqlite3';
 import type { Backend } from '../backend/backend.ts';
 import type { ReplicationConfig } from '../config/config.ts';
 import type { Logger } from '../util/logger.ts';
-import { firstLoggedChange, installChangeCapture, lastChangeNumber, trimChanges } from './change-capture.ts';
+import { CHANGES_TABLE, firstLoggedChange, installChangeCapture, lastChangeNumber, trimChanges } from './change-capture.ts';
+import { InlineBodyCollector, type InlineDataTap } from './inline-body-ring.ts';
 import { encodeSnapshotFile, uploadObject, type ReplicaBody } from './replica-object.ts';
 import { parseReplicaKey, segmentKey, snapshotKey, storePrefix } from './replica-names.ts';
 import { SegmentCutter } from './segment-cutter.ts';
@@ -69,6 +70,8 @@ export interface ReplicationStatus {
   /** Of those, cut the general way, row by row (segment.ts: a backlog past what one joined cut holds). */
   readonly segmentsCutInLogOrder: number;
   readonly failedRounds: number;
+  /** Inline bodies shipped as the serving thread handed them over, not read back from SQLite (inline-body-ring.ts). */
+  readonly bodiesFromServingThread: number;
 }
 
 export class MetadataReplicator {
@@ -76,6 +79,12 @@ export class MetadataReplicator {
   readonly #db: Database.Database;
   readonly #reader: Database.Database;
   readonly #cutter: SegmentCutter;
+  /**
+   * The serving store's inline bodies, handed to the cutter (inline-body-ring.ts): set it on the store
+   * (setInlineDataTap) whose connection is `readConnection`. Undefined without one.
+   */
+  readonly inlineDataTap: InlineDataTap | undefined;
+  readonly #bodies: InlineBodyCollector | undefined;
   #shipped: number;
   #trimmed: number;
   #snapshotPosition: number | undefined;
@@ -84,6 +93,7 @@ export class MetadataReplicator {
   #segmentsShipped = 0;
   #segmentsCutInLogOrder = 0;
   #failedRounds = 0;
+  #bodiesFromServingThread = 0;
   #timer: NodeJS.Timeout | undefined;
   #round: Promise<void> | undefined;
   #snapshotting: Promise<unknown> | undefined;
@@ -109,14 +119,20 @@ export class MetadataReplicator {
     this.#db.pragma('synchronous = NORMAL');
     this.#db.pragma('wal_autocheckpoint = 0');
     this.#reader = options.readConnection ?? this.#db;
-    this.#cutter = new SegmentCutter({ databasePath: options.databasePath, storeId: options.storeId, epoch: options.epoch, key: options.config.key });
+    if (options.readConnection !== undefined) {
+      // The number the capture trigger has just logged, read inside the writer's transaction (the trigger's own insert id is not visible).
+      const changeNumber = options.readConnection.prepare('SELECT seq FROM sqlite_sequence WHERE name = ?').pluck().bind(CHANGES_TABLE);
+      this.#bodies = new InlineBodyCollector(() => changeNumber.get() as number);
+      this.inlineDataTap = this.#bodies;
+    }
+    this.#cutter = new SegmentCutter({ databasePath: options.databasePath, storeId: options.storeId, epoch: options.epoch, key: options.config.key, ring: this.#bodies?.memory });
     // Changes still logged were not on a quorum when the last run ended: ship them again.
     this.#shipped = (firstLoggedChange(this.#db) ?? lastChangeNumber(this.#db) + 1) - 1;
     this.#trimmed = this.#shipped;
   }
 
   get status(): ReplicationStatus {
-    return { shippedPosition: this.#shipped, snapshotPosition: this.#snapshotPosition, segmentsShipped: this.#segmentsShipped, segmentsCutInLogOrder: this.#segmentsCutInLogOrder, failedRounds: this.#failedRounds };
+    return { shippedPosition: this.#shipped, snapshotPosition: this.#snapshotPosition, segmentsShipped: this.#segmentsShipped, segmentsCutInLogOrder: this.#segmentsCutInLogOrder, failedRounds: this.#failedRounds, bodiesFromServingThread: this.#bodiesFromServingThread };
   }
 
   /** The last change committed locally (shipped or not). */
@@ -212,13 +228,22 @@ export class MetadataReplicator {
   async shipNow(): Promise<void> {
     const target = lastChangeNumber(this.#reader);
     while (this.#shipped < target) {
-      const segment = await this.#cutter.cut(this.#shipped);
+      // With the inline bodies committed so far (this runs on the event loop, between batches); their room is
+      // reused once the cut has answered.
+      const bodies = this.#bodies?.handOver();
+      let segment;
+      try {
+        segment = await this.#cutter.cut(this.#shipped, bodies);
+      } finally {
+        if (bodies !== undefined) this.#bodies?.release(bodies.to);
+      }
       if (segment === undefined) return;
       const { storeId, epoch } = this.#options;
       await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to, segment.complete), segment.parts);
       this.#shipped = segment.to;
       this.#segmentsShipped++;
       if (segment.cut === 'in log order') this.#segmentsCutInLogOrder++;
+      this.#bodiesFromServingThread += segment.bodiesFromRecords;
     }
     if (this.#shipped - this.#trimmed >= TRIM_CHANGES_MIN) this.#trim();
   }

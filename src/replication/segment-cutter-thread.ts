@@ -9,6 +9,7 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { assert } from '../util/assert.ts';
+import { bodyRecords } from './inline-body-ring.ts';
 import { encodeSegmentObjectParts } from './replica-object.ts';
 import { cutEncodedSegment, PayloadScratch } from './segment.ts';
 import type { CutReply, CutRequest, CutterData } from './segment-cutter.ts';
@@ -26,7 +27,9 @@ const key = data.key === undefined ? undefined : Buffer.from(data.key);
 const scratch = new PayloadScratch();
 
 async function answer(request: CutRequest): Promise<{ reply: CutReply; transfer: ArrayBuffer[] }> {
-  const segment = cutEncodedSegment(db, request.from, scratch);
+  // The serving thread's inline bodies (inline-body-ring.ts), copied into the payload here.
+  const bodies = request.bodies === undefined || data.ring === undefined ? undefined : bodyRecords(data.ring, request.bodies);
+  const segment = cutEncodedSegment(db, request.from, scratch, bodies);
   if (segment === undefined) return { reply: { id: request.id, segment: undefined }, transfer: [] };
   const fields = { storeId: data.storeId, epoch: data.epoch, from: segment.from, to: segment.to, complete: segment.complete };
   const parts = await encodeSegmentObjectParts(fields, segment.payload, key);
@@ -37,7 +40,7 @@ async function answer(request: CutRequest): Promise<{ reply: CutReply; transfer:
     const owns = part.byteOffset === 0 && part.byteLength === part.buffer.byteLength && part.buffer instanceof ArrayBuffer;
     if (owns || part.buffer === segment.payload.buffer) transfer.add(part.buffer as ArrayBuffer);
   }
-  return { reply: { id: request.id, segment: { from: segment.from, to: segment.to, complete: segment.complete, cut: segment.cut, parts } }, transfer: [...transfer] };
+  return { reply: { id: request.id, segment: { from: segment.from, to: segment.to, complete: segment.complete, cut: segment.cut, bodiesFromRecords: segment.bodiesFromRecords, parts } }, transfer: [...transfer] };
 }
 
 /**

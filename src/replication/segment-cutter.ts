@@ -14,6 +14,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { startModuleThread } from '../util/module-thread.ts';
+import type { RingRange } from './inline-body-ring.ts';
 
 /** What the thread is started with. */
 export interface CutterData {
@@ -23,12 +24,16 @@ export interface CutterData {
   /** The AES-256-GCM key, if replicas are encrypted. */
   readonly key: Uint8Array | undefined;
   readonly busyTimeoutMs: number;
+  /** The serving thread's ring of inline bodies (inline-body-ring.ts), shared; absent: every body is read back. */
+  readonly ring?: SharedArrayBuffer;
 }
 
 export interface CutRequest {
   readonly id: number;
   /** The segment after this position. */
   readonly from: number;
+  /** The ring's records written since the last request (inline-body-ring.ts), read until the reply. */
+  readonly bodies?: RingRange;
 }
 
 export interface CutObject {
@@ -37,6 +42,8 @@ export interface CutObject {
   readonly complete: boolean;
   /** How it was cut (segment.ts, cutEncodedSegment): counted in the replicator's status. */
   readonly cut: 'joined' | 'in log order';
+  /** Inline bodies taken from the serving thread's records, not read back (segment.ts). */
+  readonly bodiesFromRecords: number;
   /** The replica object's bytes, ready to upload: parts to store one after the other. */
   readonly parts: readonly Uint8Array[];
 }
@@ -67,15 +74,18 @@ export class SegmentCutter {
     this.#worker ??= this.#spawn();
   }
 
-  /** The replica object of the segment after `from`, or undefined when nothing is logged after it. */
-  cut(from: number): Promise<CutSegment | undefined> {
+  /**
+   * The replica object of the segment after `from`, or undefined when nothing is logged after it. The thread
+   * reads the ring's `bodies` (inline-body-ring.ts) until the promise settles.
+   */
+  cut(from: number, bodies?: RingRange): Promise<CutSegment | undefined> {
     const worker = this.#worker ?? this.#spawn();
     const id = this.#nextId++;
     // Referenced while a request is out: the final round at shutdown must finish even after the listeners closed.
     worker.ref();
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ id, from } satisfies CutRequest);
+      worker.postMessage({ id, from, bodies } satisfies CutRequest);
     });
   }
 

@@ -57,6 +57,7 @@ import { LISTING_ON_EVENT_LOOP_STEPS_MAX, ListingThreads } from './listing-threa
 import { MIGRATIONS, PAGE_CACHE_KIB_MAX, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 import { SERVING_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
 import { WalSync } from './wal-sync.ts';
+import type { InlineDataTap } from '../../replication/inline-body-ring.ts';
 import { OpenFileIdentity } from './file-identity.ts';
 import { rowToUpload, rowToVersion, uploadMeta, versionMeta, type UploadRow, type VersionRow } from './rows.ts';
 import { judgeConditions, type ConditionSubject } from '../conditions.ts';
@@ -175,6 +176,12 @@ export class SqliteMetadataStore implements MetadataStore {
    * write quorum of backends). Absent: acknowledged once durable locally.
    */
   #commitBarrier: (() => Promise<void>) | undefined;
+  /**
+   * Metadata replication (src/replication/inline-body-ring.ts): told of
+   * every inline body this connection writes, so the segment cutter need not
+   * read it back; its records become visible when their batch commits.
+   */
+  #inlineDataTap: InlineDataTap | undefined;
   #flushTimer: NodeJS.Immediate | NodeJS.Timeout | undefined;
   #lockWaitStartedMs: number | undefined;
   #lockWaitAttempts = 0;
@@ -321,6 +328,7 @@ export class SqliteMetadataStore implements MetadataStore {
    */
   #runInSavepoint(mutation: () => unknown): unknown {
     this.#savepoint.run();
+    const tapMark = this.#inlineDataTap?.mark();
     try {
       const value = mutation();
       // What better-sqlite3's transaction() refused: statements after an await would run outside the batch and its durability wait.
@@ -333,6 +341,7 @@ export class SqliteMetadataStore implements MetadataStore {
         this.#rollbackToSavepoint.run();
         this.#releaseSavepoint.run();
       }
+      if (tapMark !== undefined) this.#inlineDataTap?.rewind(tapMark);
       throw error;
     }
   }
@@ -356,6 +365,11 @@ export class SqliteMetadataStore implements MetadataStore {
     settled.then(resolveAll, (error: unknown) => {
       for (const entry of entries) entry.reject(new CommitOutcomeUnknownError(error));
     });
+  }
+
+  /** See #inlineDataTap; set by the process that replicates this database, before it writes. */
+  setInlineDataTap(tap: InlineDataTap | undefined): void {
+    this.#inlineDataTap = tap;
   }
 
   /** See #commitBarrier; set by the process that replicates this database. */
@@ -434,11 +448,13 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#commitStatement.run();
     } catch (error) {
       if (this.#db.inTransaction) this.#rollbackStatement.run();
+      this.#inlineDataTap?.abort();
       // SQLITE_FULL rolled the batch back: a retryable 503, nothing committed.
       for (const entry of batch) entry.reject(storageError(error));
       if (this.#pending.length > 0) this.#scheduleFlush(0);
       return;
     }
+    this.#inlineDataTap?.publish();
     const ticket = this.#wal?.commitWritten();
     const replicated = this.#commitBarrier?.();
     // Handled here too: a batch whose mutations all failed awaits it nowhere.
@@ -893,7 +909,10 @@ export class SqliteMetadataStore implements MetadataStore {
       version.bucket, version.key, version.versionId, 1, version.isDeleteMarker ? 1 : 0,
       version.sizeBytes, version.etag, version.lastModifiedMs, version.ownerId, versionMeta(version),
     );
-    if (version.inlineData !== undefined) s.insertInlineData.run(inserted.lastInsertRowid, version.inlineData);
+    if (version.inlineData !== undefined) {
+      s.insertInlineData.run(inserted.lastInsertRowid, version.inlineData);
+      this.#inlineDataTap?.written(Number(inserted.lastInsertRowid), version.inlineData);
+    }
     return { status: 'committed', replaced };
   }
 
@@ -1279,7 +1298,10 @@ export class SqliteMetadataStore implements MetadataStore {
   #replaceInlineData(seq: number, data: Buffer | undefined): void {
     const s = this.#statements;
     if (data === undefined) s.deleteInlineData.run(seq);
-    else if (s.updateInlineData.run(data, seq).changes === 0) s.insertInlineData.run(seq, data);
+    else {
+      if (s.updateInlineData.run(data, seq).changes === 0) s.insertInlineData.run(seq, data);
+      this.#inlineDataTap?.written(seq, data);
+    }
   }
 
   /** A version and its inline bytes go together. */
