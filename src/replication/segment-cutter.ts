@@ -76,7 +76,9 @@ export class SegmentCutter {
 
   /**
    * The replica object of the segment after `from`, or undefined when nothing is logged after it. The thread
-   * reads the ring's `bodies` (inline-body-ring.ts) until the promise settles.
+   * reads the ring's `bodies` (inline-body-ring.ts) until the promise settles. The ring reuses that space only
+   * after it settles, and nothing checks a record's generation: this promise must never settle (a timeout, a race)
+   * while the thread may still be reading, or the thread could copy bodies the serving thread is overwriting.
    */
   cut(from: number, bodies?: RingRange): Promise<CutSegment | undefined> {
     const worker = this.#worker ?? this.#spawn();

@@ -336,12 +336,13 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#releaseSavepoint.run();
       return value;
     } catch (error) {
+      // First: the mutation's bodies are not to be shipped whatever happens below (a failed ROLLBACK TO included).
+      if (tapMark !== undefined) this.#inlineDataTap?.rewind(tapMark);
       // Some errors (disk full, I/O) end the whole transaction: no savepoint is left to undo.
       if (this.#db.inTransaction) {
         this.#rollbackToSavepoint.run();
         this.#releaseSavepoint.run();
       }
-      if (tapMark !== undefined) this.#inlineDataTap?.rewind(tapMark);
       throw error;
     }
   }
