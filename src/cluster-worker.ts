@@ -29,7 +29,6 @@ import { createServerMetrics } from './metrics/server-metrics.ts';
 import { LISTING_RENDERER_URL } from './s3/list-render.ts';
 import { TALUS_VERSION } from './version.ts';
 import { startFreedMemoryRelease } from './util/freed-memory.ts';
-import { applyOldGenerationPolicy } from './util/heap-policy.ts';
 
 function tell(message: ToPrimary): void {
   if (process.connected) process.send?.(message);
@@ -40,8 +39,6 @@ async function runWorker(): Promise<void> {
   assert(raw !== undefined && process.send !== undefined, 'cluster-worker.ts runs only as a forked worker');
   const settings = JSON.parse(raw) as WorkerSettings;
   startFreedMemoryRelease();
-  // The narrow margin is on the command line (cluster.ts); this widens it while collections free only Buffers.
-  applyOldGenerationPolicy();
   const logger = jsonLogger();
   const meta = new SqliteMetadataStore(join(settings.dataDir, 'meta.db'), {
     onBucketsChanged: () => tell({ kind: 'buckets-changed' }),
