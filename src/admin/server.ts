@@ -34,8 +34,8 @@ import { ADMIN_PATH_PREFIX, LIVE_PATH, METRICS_PATH, OPENAPI_PATH, READY_PATH } 
 import { type Console, type ConsoleS3Listener, createConsole, isConsolePath } from '../console/console.ts';
 import { REQUEST_IDLE_TIMEOUT_MS } from '../util/limits.ts';
 
-/** Sockets of this listener with a request in progress (not closed when idle: see the 'timeout' listener). */
-const socketsAnswering = new WeakSet<Socket>();
+/** Requests in progress per socket of this listener (pipelined ones overlap); a socket with any is not closed when idle. */
+const requestsInProgress = new WeakMap<Socket, number>();
 
 /** A request body: policies (64 KiB) with room for the JSON around them. */
 export const ADMIN_BODY_BYTES_MAX = 128 * 1024;
@@ -78,8 +78,8 @@ export function createAdminServer(options: AdminServerOptions): Server {
     // docs/PERFORMANCE.md, "Metrics and logs, round 6").
     void request.socket.remoteAddress;
     const socket = request.socket;
-    socketsAnswering.add(socket);
-    response.once('close', () => socketsAnswering.delete(socket));
+    requestsInProgress.set(socket, (requestsInProgress.get(socket) ?? 0) + 1);
+    response.once('close', () => requestsInProgress.set(socket, requestsInProgress.get(socket)! - 1));
     const requestId = newRequestId();
     handle(options, spec, webConsole, request, response, requestId).catch((error: unknown) => {
       // A body left unread (refused before it was needed) would stall the connection's next request.
@@ -99,7 +99,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
   // its socket is silent meanwhile, and must not be cut, or a client retries an operation that went on and committed.
   // Only a socket with no request in progress is closed when idle.
   server.on('timeout', (socket: Socket) => {
-    if (!socketsAnswering.has(socket)) socket.destroy();
+    if ((requestsInProgress.get(socket) ?? 0) === 0) socket.destroy();
   });
   return server;
 }
