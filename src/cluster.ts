@@ -96,9 +96,7 @@ export const WORKER_START_FAILURES_MAX = 6;
  * 130-152 us, peak RSS 139 vs 160 MiB after 100k PUTs). Only processes Talus
  * starts itself get it; a server started as `node bin/talus.js` can be given
  * it in NODE_OPTIONS. The old generation's growth is the server's heap policy
- * (util/heap-policy.ts): its narrow margin given here on the command line, so
- * it holds from the first allocation; the worker widens it itself while full
- * collections free only Buffers (cluster-worker.ts).
+ * (util/heap-policy.ts), given here on the command line.
  */
 const WORKER_V8_FLAGS = ['--max-semi-space-size=4', `--heap-growing-percent=${HEAP_GROWING_PERCENT}`];
 
