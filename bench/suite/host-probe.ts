@@ -12,6 +12,15 @@
  * server's CPU µs/op. Printed beside the row and kept in the JSON, it tells
  * a slow host from a slow Talus: when the probe costs 1.5× as much as in
  * another run, CPU µs/op in that row are expected to be ~1.5× too.
+ *
+ * The CPU job misses a host whose kernel side slowed: at the 2026-12-07
+ * 01:00 quiet run it read full speed while every baseline cost ~35 % more
+ * per request (docs/PERFORMANCE.md). So the probe also times what the
+ * servers' kernel side does: a loopback TCP ping-pong between the child and
+ * an echo process of its own (CPU of both processes and wall time per round
+ * trip: socket writes and reads, wake-ups, epoll), and 4 KiB appends each
+ * followed by fdatasync in the suite's scratch directory (the data disk: wall
+ * and CPU per write + fdatasync, as a durable PUT's commit pays).
  */
 import { execFile } from 'node:child_process';
 
@@ -30,6 +39,19 @@ export interface HostProbe {
   /** The integer loop's median CPU time, ms. */
   loopMs: number;
   repetitions: number;
+  // The kernel side (added 2026-12-07; absent in older results and when that part failed).
+  /** Both processes' CPU (user + system) per loopback TCP round trip of one byte, µs: median of the blocks. */
+  tcpRoundTripCpuMicros?: number;
+  /** Wall time per round trip, µs: median of the blocks (longer when other processes had the cores). */
+  tcpRoundTripWallMicros?: number;
+  /** Round trips timed (blocks × round trips per block). */
+  tcpRoundTrips?: number;
+  /** Median wall time of one 4 KiB append + fdatasync in the scratch directory, µs. */
+  syncWriteWallMicros?: number;
+  /** The child's CPU per append + fdatasync (mean), µs. */
+  syncWriteCpuMicros?: number;
+  /** Appends + fdatasyncs timed. */
+  syncWrites?: number;
 }
 
 const REPETITIONS = 5;
@@ -39,6 +61,36 @@ const LOOP_STEPS = 10_000_000;
 /** The loop runs as many calls of a function of this many steps: a hot function is optimised by the usual tiers, not on-stack replacement. */
 const LOOP_CHUNK_STEPS = 100_000;
 const PROBE_TIMEOUT_MS = 30_000;
+/** Round trips per block and blocks: ~0.1–0.3 s on this machine, with the echo process's start. */
+const TCP_ROUND_TRIPS_PER_BLOCK = 200;
+const TCP_BLOCKS = 5;
+const TCP_WARM_UP_ROUND_TRIPS = 100;
+/** A durable 4 KiB PUT's commit: a WAL append and its fdatasync (~0.3 ms each on this disk). */
+const SYNC_WRITE_BYTES = 4096;
+const SYNC_WRITES = 30;
+const SYNC_WARM_UP_WRITES = 3;
+/** The echo process exits by itself after this long, should its parent die without closing the socket. */
+const ECHO_LIFETIME_MS = 20_000;
+
+/**
+ * The echo process (CommonJS `-e`): answers every byte with itself, and 'c'
+ * with its own CPU time (ms) and a newline; prints its port, exits when the
+ * connection ends.
+ */
+const ECHO_SCRIPT = `
+const net = require('node:net');
+const server = net.createServer((socket) => {
+  socket.setNoDelay(true);
+  socket.on('data', (data) => {
+    if (data[data.length - 1] === 99) { const usage = process.cpuUsage(); socket.write(String((usage.user + usage.system) / 1000) + '\\n'); }
+    else socket.write(data);
+  });
+  socket.on('end', () => { socket.end(); server.close(); });
+  socket.on('error', () => process.exit(1));
+});
+server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
+setTimeout(() => process.exit(1), ${ECHO_LIFETIME_MS}).unref();
+`;
 
 /**
  * The loop must cost the same CPU in every probe, so the JIT gets no
@@ -63,13 +115,77 @@ const median = (values) => { const sorted = [...values].sort((a, b) => a - b); r
 hash(); loop();
 const hashes = [], loops = [], totals = [], walls = [];
 for (let i = 0; i < ${REPETITIONS}; i++) { const started = wall(); const h = hash(); const l = loop(); walls.push(wall() - started); hashes.push(h); loops.push(l); totals.push(h + l); }
-process.stdout.write(JSON.stringify({ ms: median(totals), wallMs: median(walls), sha256MicrosPerMiB: median(hashes) * 1000 / ${HASHED_MIB}, loopMs: median(loops), repetitions: ${REPETITIONS} }));
+const cpuFigures = { ms: median(totals), wallMs: median(walls), sha256MicrosPerMiB: median(hashes) * 1000 / ${HASHED_MIB}, loopMs: median(loops), repetitions: ${REPETITIONS} };
+
+// The kernel side: loopback TCP round trips with an echo process, then appends + fdatasync.
+const { spawn } = require('node:child_process');
+const net = require('node:net');
+const fs = require('node:fs');
+const path = require('node:path');
+async function tcp() {
+  const echo = spawn(process.execPath, ['-e', ${JSON.stringify(ECHO_SCRIPT)}], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const exited = new Promise((resolve) => echo.once('exit', resolve));
+  try {
+    const port = await new Promise((resolve, reject) => {
+      let text = '';
+      echo.stdout.on('data', (chunk) => { text += chunk; if (text.includes('\\n')) resolve(Number(text.trim())); });
+      echo.once('exit', () => reject(new Error('echo exited')));
+    });
+    const socket = net.connect(port, '127.0.0.1');
+    socket.setNoDelay(true);
+    await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+    let received = '', waiter;
+    socket.on('data', (data) => { received += data.toString('latin1'); if (waiter !== undefined) waiter(); });
+    const exchange = (byte, done) => new Promise((resolve) => { received = ''; waiter = () => { if (done(received)) { waiter = undefined; resolve(received); } }; socket.write(byte); });
+    const ping = () => exchange('p', (text) => text.length >= 1);
+    const echoCpu = async () => Number(await exchange('c', (text) => text.endsWith('\\n')));
+    for (let i = 0; i < ${TCP_WARM_UP_ROUND_TRIPS}; i++) await ping();
+    const cpuPer = [], wallPer = [];
+    for (let block = 0; block < ${TCP_BLOCKS}; block++) {
+      const echoBefore = await echoCpu(); const cpuBefore = cpu(); const wallBefore = wall();
+      for (let i = 0; i < ${TCP_ROUND_TRIPS_PER_BLOCK}; i++) await ping();
+      const wallAfter = wall(); const cpuAfter = cpu(); const echoAfter = await echoCpu();
+      cpuPer.push((cpuAfter - cpuBefore + echoAfter - echoBefore) * 1000 / ${TCP_ROUND_TRIPS_PER_BLOCK});
+      wallPer.push((wallAfter - wallBefore) * 1000 / ${TCP_ROUND_TRIPS_PER_BLOCK});
+    }
+    socket.end();
+    await exited;
+    return { tcpRoundTripCpuMicros: median(cpuPer), tcpRoundTripWallMicros: median(wallPer), tcpRoundTrips: ${TCP_BLOCKS * TCP_ROUND_TRIPS_PER_BLOCK} };
+  } finally {
+    if (echo.exitCode === null) echo.kill();
+  }
+}
+function syncWrites(directory) {
+  const file = path.join(directory, 'talus-host-probe-' + process.pid);
+  const block = Buffer.alloc(${SYNC_WRITE_BYTES}, 7);
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (let i = 0; i < ${SYNC_WARM_UP_WRITES}; i++) { fs.writeSync(fd, block); fs.fdatasyncSync(fd); }
+    const walls = []; const cpuBefore = cpu();
+    for (let i = 0; i < ${SYNC_WRITES}; i++) { const started = wall(); fs.writeSync(fd, block); fs.fdatasyncSync(fd); walls.push((wall() - started) * 1000); }
+    return { syncWriteWallMicros: median(walls), syncWriteCpuMicros: (cpu() - cpuBefore) * 1000 / ${SYNC_WRITES}, syncWrites: ${SYNC_WRITES} };
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+  }
+}
+(async () => {
+  let kernel = {};
+  try { kernel = { ...(await tcp()) }; } catch {}
+  try { kernel = { ...kernel, ...syncWrites(process.argv[1] || require('node:os').tmpdir()) }; } catch {}
+  process.stdout.write(JSON.stringify({ ...cpuFigures, ...kernel }));
+})();
 `;
 
-/** The probe's figures, or undefined if it could not run (the suite goes on without them). */
-export function probeHost(): Promise<HostProbe | undefined> {
+/**
+ * The probe's figures, or undefined if it could not run (the suite goes on
+ * without them). `directory`: where the appends + fdatasync go (the suite's
+ * scratch directory, on the disk the servers write to; the OS's temporary
+ * directory if not given).
+ */
+export function probeHost(directory?: string): Promise<HostProbe | undefined> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [...PROBE_NODE_FLAGS, '-e', PROBE_SCRIPT], { timeout: PROBE_TIMEOUT_MS, encoding: 'utf8' }, (error, stdout) => {
+    execFile(process.execPath, [...PROBE_NODE_FLAGS, '-e', PROBE_SCRIPT, ...(directory === undefined ? [] : [directory])], { timeout: PROBE_TIMEOUT_MS, encoding: 'utf8' }, (error, stdout) => {
       if (error !== null) {
         resolve(undefined);
         return;
@@ -83,8 +199,11 @@ export function probeHost(): Promise<HostProbe | undefined> {
   });
 }
 
-/** 'host probe 20.3 ms CPU (SHA-256 0.77 ms/MiB, loop 14.1 ms; 35.0 ms wall)'. */
+/** 'host probe 20.3 ms CPU (SHA-256 0.77 ms/MiB, loop 14.1 ms; 35.0 ms wall); TCP round trip 41 µs CPU (60 wall); 4 KiB write + fdatasync 310 µs'. */
 export function formatHostProbe(probe: HostProbe | undefined): string {
   if (probe === undefined) return 'host probe failed';
-  return `host probe ${probe.ms.toFixed(1)} ms CPU (SHA-256 ${(probe.sha256MicrosPerMiB / 1000).toFixed(2)} ms/MiB, loop ${probe.loopMs.toFixed(1)} ms; ${probe.wallMs.toFixed(1)} ms wall)`;
+  const cpuPart = `host probe ${probe.ms.toFixed(1)} ms CPU (SHA-256 ${(probe.sha256MicrosPerMiB / 1000).toFixed(2)} ms/MiB, loop ${probe.loopMs.toFixed(1)} ms; ${probe.wallMs.toFixed(1)} ms wall)`;
+  const tcpPart = probe.tcpRoundTripCpuMicros === undefined ? '; TCP probe failed' : `; TCP round trip ${probe.tcpRoundTripCpuMicros.toFixed(0)} µs CPU (${(probe.tcpRoundTripWallMicros ?? 0).toFixed(0)} wall)`;
+  const diskPart = probe.syncWriteWallMicros === undefined ? '; fdatasync probe failed' : `; 4 KiB write + fdatasync ${probe.syncWriteWallMicros.toFixed(0)} µs (${(probe.syncWriteCpuMicros ?? 0).toFixed(0)} CPU)`;
+  return cpuPart + tcpPart + diskPart;
 }

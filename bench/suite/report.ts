@@ -89,7 +89,7 @@ export function formatHeader(options: SuiteOptions, machine: MachineFacts, start
   ].join('\n');
 }
 
-const ROW_COLUMNS = ['workload', 'server', 'ops/s', 'MiB/s', 'p50 ms', 'p99 ms', 'CPU %', 'CPU µs/op', 'RSS MiB', 'Talus ÷ ceiling', 'Talus ÷ s3rver', 'errors', 'runs', 'host ms'];
+const ROW_COLUMNS = ['workload', 'server', 'ops/s', 'MiB/s', 'p50 ms', 'p99 ms', 'CPU %', 'CPU µs/op', 'RSS MiB', 'Talus ÷ ceiling', 'Talus ÷ s3rver', 'errors', 'runs', 'host ms', 'host RTT µs', 'host fsync µs'];
 /** Text columns align left, numbers right. */
 const LEFT_COLUMNS = 2;
 
@@ -100,7 +100,7 @@ export function formatRowsTable(records: readonly WorkloadRecord[]): string {
       lines.push([record.title, record.skipped !== undefined ? `skipped: ${record.skipped}` : `FAILED: ${firstLine(record.failed ?? 'no rows')}`, ...ROW_COLUMNS.slice(2).map(() => '')]);
       continue;
     }
-    record.rows.forEach((row, index) => lines.push([...rowCells(index === 0 ? record.title : '', row, record.ceiling !== undefined), index === 0 ? hostCell(record.hostProbe) : '']));
+    record.rows.forEach((row, index) => lines.push([...rowCells(index === 0 ? record.title : '', row, record.ceiling !== undefined), ...(index === 0 ? hostCells(record.hostProbe) : ['', '', ''])]));
     if (record.failed !== undefined) lines.push(['', `FAILED: ${firstLine(record.failed)}`, ...ROW_COLUMNS.slice(2).map(() => '')]);
   }
   return markdownTable(ROW_COLUMNS, lines, LEFT_COLUMNS);
@@ -127,9 +127,14 @@ function rowCells(title: string, row: Row, hasCeiling: boolean): string[] {
   ];
 }
 
-/** The host probe before the row (host-probe.ts): its time for a fixed job, longer on a slower host. */
-function hostCell(probe: HostProbe | undefined): string {
-  return probe === undefined ? '' : probe.ms.toFixed(1);
+/**
+ * The host probe before the row (host-probe.ts): its CPU time for a fixed job, the CPU of a loopback
+ * TCP round trip (both processes) and the wall time of a 4 KiB write + fdatasync — each longer on a
+ * slower host; the last two see the kernel side (sockets, wake-ups, the disk) the first does not.
+ */
+function hostCells(probe: HostProbe | undefined): string[] {
+  if (probe === undefined) return ['', '', ''];
+  return [probe.ms.toFixed(1), probe.tcpRoundTripCpuMicros?.toFixed(0) ?? '', probe.syncWriteWallMicros?.toFixed(0) ?? ''];
 }
 
 export function formatTargets(targets: readonly TargetResult[]): string {
