@@ -9,7 +9,7 @@
  * recordings into buckets (kernel, node's HTTP, Talus, SQLite, crypto, GC).
  *
  *   npm run build
- *   node --import tsx bench/profile-small.ts get|put|delete|head|head-c1 OUT_PREFIX [--rounds 3] [--seconds 3] [--stat]
+ *   node --import tsx bench/profile-small.ts get|put|delete|head|head-c1 OUT_PREFIX [--rounds 3] [--seconds 3] [--stat | --trace]
  *   python3 bench/profile-buckets.py OUT_PREFIX-talus-*.data -- OUT_PREFIX-bare-http-*.data
  *
  * Written for issue 17's explanations ("Issue 17: where each unmet target
@@ -17,7 +17,10 @@
  * (root, or kernel.perf_event_paranoid ≤ 1 for the kernel's frames).
  * --stat: instead of profiles, `perf stat` counts per request of the
  * server's context switches and system calls (epoll waits, reads, writes,
- * fdatasyncs): how many wake-ups a request costs each server.
+ * fdatasyncs): how many wake-ups a request costs each server. --trace:
+ * every system call's entry and exit on the server (perf's raw_syscalls
+ * tracepoints) and CPU samples with their stacks, for a timeline of each
+ * request and what runs in each of its phases (bench/syscall-timeline.py).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -41,7 +44,7 @@ const STAT_EVENTS = ['context-switches', 'syscalls:sys_enter_epoll_wait', 'sysca
 /** The kernel's clock ticks per second, for /proc/PID/stat's utime and stime. */
 const CLOCK_TICKS_PER_SECOND = 100;
 
-const { positionals, values } = parseArgs({ allowPositionals: true, options: { rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '3' }, stat: { type: 'boolean', default: false } } });
+const { positionals, values } = parseArgs({ allowPositionals: true, options: { rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '3' }, stat: { type: 'boolean', default: false }, trace: { type: 'boolean', default: false } } });
 const kind = positionals[0] as Kind;
 const prefix = positionals[1];
 if (!KINDS.includes(kind) || prefix === undefined) {
@@ -82,8 +85,12 @@ async function drive(context: SuiteContext, server: RunningServer, round: number
 
 async function profiled(context: SuiteContext, server: RunningServer, round: number): Promise<void> {
   if (kind === 'delete' && server.kind === 'talus') await populate(server, 'objects to delete', BENCH_BUCKET, [{ prefix: `delete-${round}/`, count: DELETE_KEYS }], SMALL_SIZE);
-  const output = `${prefix}-${server.kind}-${round}.${values.stat ? 'stat' : 'data'}`;
-  const perfArgs = values.stat ? ['stat', '-x', ',', '-e', STAT_EVENTS.join(','), '-p', String(server.pid), '-o', output] : ['record', '-g', '-F', PERF_FREQUENCY_HZ, '-p', String(server.pid), '-o', output];
+  const output = `${prefix}-${server.kind}-${round}.${values.stat ? 'stat' : values.trace ? 'trace' : 'data'}`;
+  const perfArgs = values.stat
+    ? ['stat', '-x', ',', '-e', STAT_EVENTS.join(','), '-p', String(server.pid), '-o', output]
+    : values.trace
+      ? ['record', '-g', '-e', `cpu-clock/freq=${PERF_FREQUENCY_HZ}/`, '-e', 'raw_syscalls:sys_enter,raw_syscalls:sys_exit', '-p', String(server.pid), '-o', output]
+      : ['record', '-g', '-F', PERF_FREQUENCY_HZ, '-p', String(server.pid), '-o', output];
   const perf = spawn('perf', perfArgs, { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((resolve) => perf.once('exit', () => resolve()));
   await new Promise((resolve) => setTimeout(resolve, 300)); // perf attaches
