@@ -12,12 +12,13 @@ answer, finishes up, and sleeps again. Per request (median µs over all of them)
   write → sleep   work after the answer left, until the loop sleeps again (off the latency)
   asleep          in epoll_pwait: the client's turn and both transits
 
-    python3 bench/syscall-timeline.py A-*.trace [-- B-*.trace ...]
+    python3 bench/syscall-timeline.py [--fine] A-*.trace [-- B-*.trace ...]
 
 When the recording has CPU samples too (profile-small.ts --trace records
 both), each sample on the event-loop thread is placed in its phase and given
 its bucket (bench/profile-buckets.py): what the loop does before the answer
-leaves, and after.
+leaves, and after. --fine: profile-buckets.py's own buckets (the kernel by
+system call, Talus by module) instead of the coarse ones.
 """
 import importlib.util
 import os
@@ -31,6 +32,7 @@ _spec = importlib.util.spec_from_file_location('profile_buckets', os.path.join(o
 buckets = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(buckets)
 
+FINE = False
 READ, WRITE, WRITEV, EPOLL_PWAIT, EPOLL_WAIT = 0, 1, 20, 281, 232
 PHASES = ['wake → read', 'read', 'read → write', 'write', 'write → sleep', 'asleep']
 
@@ -75,10 +77,11 @@ def timeline(path):
         if tid != main:
             continue
         if kind == 'sample':
+            name = buckets.bucket(nr) if FINE else buckets.coarse(buckets.bucket(nr))
             if state == 'before':
-                samples['before the answer (wake → write)'][buckets.coarse(buckets.bucket(nr))] += 1
+                samples['before the answer (wake → write)'][name] += 1
             elif state == 'after':
-                samples['after the answer (write → sleep)'][buckets.coarse(buckets.bucket(nr))] += 1
+                samples['after the answer (write → sleep)'][name] += 1
             continue
         if nr in (EPOLL_PWAIT, EPOLL_WAIT):
             if kind == 'enter':
@@ -112,9 +115,12 @@ def timeline(path):
 
 
 def main(argv):
+    global FINE
     groups, current = [], []
     for arg in argv:
-        if arg == '--':
+        if arg == '--fine':
+            FINE = True
+        elif arg == '--':
             groups.append(current)
             current = []
         else:
