@@ -61,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
     for (const [index, workload] of selected.entries()) {
       if (isShuttingDown()) break;
       // Before each row: how fast the host is now, so a slow host is not read as a slow Talus.
-      const hostProbe = await probeHost(scratch.path);
+      const hostProbe = await probeHost(scratch.path, { kernelSide: options.mode !== 'smoke' });
       process.stderr.write(`[${index + 1}/${selected.length}] ${workload.id}: ${workload.title} (${formatHostProbe(hostProbe)})\n`);
       const record = await runWorkload(context, workload);
       if (hostProbe !== undefined) record.hostProbe = hostProbe;

@@ -52,6 +52,8 @@ export interface HostProbe {
   syncWriteCpuMicros?: number;
   /** Appends + fdatasyncs timed. */
   syncWrites?: number;
+  /** True when the kernel side was not asked for (the suite's `--smoke` mode): its figures are absent by design, not failed. */
+  kernelSideSkipped?: boolean;
 }
 
 const REPETITIONS = 5;
@@ -71,6 +73,8 @@ const SYNC_WRITES = 30;
 const SYNC_WARM_UP_WRITES = 3;
 /** The echo process exits by itself after this long, should its parent die without closing the socket. */
 const ECHO_LIFETIME_MS = 20_000;
+/** The TCP part normally takes well under a second; past this, it is given up and its figures left out (the others are kept). */
+const TCP_DEADLINE_MS = 10_000;
 
 /**
  * The echo process (CommonJS `-e`): answers every byte with itself, and 'c'
@@ -107,14 +111,16 @@ const PROBE_SCRIPT = `
 const { createHash } = require('node:crypto');
 // The echo process for the kernel-side part starts now, while the CPU job runs (its CPU time is
 // the child's own: another process starting does not raise it).
+// argv: [directory for the appends ('' = the OS's temporary directory), 'kernel' | 'cpu-only'].
+const kernelSide = process.argv[2] !== 'cpu-only';
 const { spawn } = require('node:child_process');
-const echo = spawn(process.execPath, ['-e', ${JSON.stringify(ECHO_SCRIPT)}], { stdio: ['ignore', 'pipe', 'ignore'] });
-const echoPort = new Promise((resolve, reject) => {
+const echo = kernelSide ? spawn(process.execPath, ['-e', ${JSON.stringify(ECHO_SCRIPT)}], { stdio: ['ignore', 'pipe', 'ignore'] }) : undefined;
+const echoPort = echo === undefined ? undefined : new Promise((resolve, reject) => {
   let text = '';
   echo.stdout.on('data', (chunk) => { text += chunk; if (text.includes('\\n')) resolve(Number(text.trim())); });
   echo.once('exit', () => reject(new Error('echo exited')));
 });
-echoPort.catch(() => {});
+echoPort?.catch(() => {});
 const buffer = Buffer.alloc(${HASHED_MIB} * 1024 * 1024, 7);
 const cpu = () => { const usage = process.cpuUsage(); return (usage.user + usage.system) / 1000; };
 const wall = () => Number(process.hrtime.bigint()) / 1e6;
@@ -138,9 +144,17 @@ async function tcp() {
     const socket = net.connect(port, '127.0.0.1');
     socket.setNoDelay(true);
     await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
-    let received = '', waiter;
-    socket.on('data', (data) => { received += data.toString('latin1'); if (waiter !== undefined) waiter(); });
-    const exchange = (byte, done) => new Promise((resolve) => { received = ''; waiter = () => { if (done(received)) { waiter = undefined; resolve(received); } }; socket.write(byte); });
+    // An exchange pending when the echo dies (socket closed or failed) is rejected, not left
+    // unsettled: an unsettled one would let the child exit with nothing printed, CPU figures too.
+    let received = '', pending;
+    const fail = (error) => { const settle = pending; pending = undefined; if (settle !== undefined) settle.reject(error); };
+    socket.on('data', (data) => { received += data.toString('latin1'); if (pending !== undefined && pending.done(received)) { const settle = pending; pending = undefined; settle.resolve(received); } });
+    socket.on('error', fail);
+    socket.on('close', () => fail(new Error('echo connection closed')));
+    const exchange = (byte, done) => new Promise((resolve, reject) => {
+      if (socket.destroyed) { reject(new Error('echo connection closed')); return; }
+      received = ''; pending = { done, resolve, reject }; socket.write(byte);
+    });
     const ping = () => exchange('p', (text) => text.length >= 1);
     const echoCpu = async () => Number(await exchange('c', (text) => text.endsWith('\\n')));
     for (let i = 0; i < ${TCP_WARM_UP_ROUND_TRIPS}; i++) await ping();
@@ -159,6 +173,12 @@ async function tcp() {
     if (echo.exitCode === null) echo.kill();
   }
 }
+/** The TCP part, given up (and the echo process killed) after ${TCP_DEADLINE_MS} ms: the other figures are kept. */
+function tcpWithinDeadline() {
+  let timer;
+  const deadline = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('TCP probe timed out')), ${TCP_DEADLINE_MS}); });
+  return Promise.race([tcp(), deadline]).finally(() => { clearTimeout(timer); if (echo.exitCode === null) echo.kill(); });
+}
 function syncWrites(directory) {
   const file = path.join(directory, 'talus-host-probe-' + process.pid);
   const block = Buffer.alloc(${SYNC_WRITE_BYTES}, 7);
@@ -174,22 +194,38 @@ function syncWrites(directory) {
   }
 }
 (async () => {
-  let kernel = {};
-  try { kernel = { ...(await tcp()) }; } catch {}
-  try { kernel = { ...kernel, ...syncWrites(process.argv[1] || require('node:os').tmpdir()) }; } catch {}
+  let kernel = { kernelSideSkipped: true };
+  if (kernelSide) {
+    kernel = {};
+    try { kernel = { ...(await tcpWithinDeadline()) }; } catch {}
+    try { kernel = { ...kernel, ...syncWrites(process.argv[1] || require('node:os').tmpdir()) }; } catch {}
+  }
   process.stdout.write(JSON.stringify({ ...cpuFigures, ...kernel }));
+  // Whatever the TCP part left (a socket whose peer hangs, a timer) must not hold the child: its figures are out.
+  process.exit(0);
 })();
 `;
 
+export interface HostProbeOptions {
+  /**
+   * Also time the kernel side (TCP round trips, appends + fdatasync); default true. The suite's
+   * `--smoke` mode leaves it out: its rows are too short to read, and each probe's fdatasyncs would
+   * load the shared disk for nothing.
+   */
+  kernelSide?: boolean;
+}
+
 /**
- * The probe's figures, or undefined if it could not run (the suite goes on
- * without them). `directory`: where the appends + fdatasync go (the suite's
- * scratch directory, on the disk the servers write to; the OS's temporary
- * directory if not given).
+ * The probe's figures, or undefined if the CPU job could not run (the suite
+ * goes on without them); a kernel-side part that failed is left out, the
+ * other figures kept. `directory`: where the appends + fdatasync go (the
+ * suite's scratch directory, on the disk the servers write to; the OS's
+ * temporary directory if not given).
  */
-export function probeHost(directory?: string): Promise<HostProbe | undefined> {
+export function probeHost(directory?: string, options: HostProbeOptions = {}): Promise<HostProbe | undefined> {
+  const kernelSide = options.kernelSide ?? true;
   return new Promise((resolve) => {
-    execFile(process.execPath, [...PROBE_NODE_FLAGS, '-e', PROBE_SCRIPT, ...(directory === undefined ? [] : [directory])], { timeout: PROBE_TIMEOUT_MS, encoding: 'utf8' }, (error, stdout) => {
+    execFile(process.execPath, [...PROBE_NODE_FLAGS, '-e', PROBE_SCRIPT, directory ?? '', kernelSide ? 'kernel' : 'cpu-only'], { timeout: PROBE_TIMEOUT_MS, encoding: 'utf8' }, (error, stdout) => {
       if (error !== null) {
         resolve(undefined);
         return;
@@ -203,10 +239,11 @@ export function probeHost(directory?: string): Promise<HostProbe | undefined> {
   });
 }
 
-/** 'host probe 20.3 ms CPU (SHA-256 0.77 ms/MiB, loop 14.1 ms; 35.0 ms wall); TCP round trip 41 µs CPU (60 wall); 4 KiB write + fdatasync 310 µs'. */
+/** 'host probe 20.3 ms CPU (SHA-256 0.77 ms/MiB, loop 14.1 ms; 35.0 ms wall); TCP round trip 41 µs CPU (60 wall); 4 KiB write + fdatasync 310 µs (20 CPU)'. */
 export function formatHostProbe(probe: HostProbe | undefined): string {
   if (probe === undefined) return 'host probe failed';
   const cpuPart = `host probe ${probe.ms.toFixed(1)} ms CPU (SHA-256 ${(probe.sha256MicrosPerMiB / 1000).toFixed(2)} ms/MiB, loop ${probe.loopMs.toFixed(1)} ms; ${probe.wallMs.toFixed(1)} ms wall)`;
+  if (probe.kernelSideSkipped === true) return cpuPart + '; kernel side not probed';
   const tcpPart = probe.tcpRoundTripCpuMicros === undefined ? '; TCP probe failed' : `; TCP round trip ${probe.tcpRoundTripCpuMicros.toFixed(0)} µs CPU (${(probe.tcpRoundTripWallMicros ?? 0).toFixed(0)} wall)`;
   const diskPart = probe.syncWriteWallMicros === undefined ? '; fdatasync probe failed' : `; 4 KiB write + fdatasync ${probe.syncWriteWallMicros.toFixed(0)} µs (${(probe.syncWriteCpuMicros ?? 0).toFixed(0)} CPU)`;
   return cpuPart + tcpPart + diskPart;

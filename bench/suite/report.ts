@@ -89,7 +89,7 @@ export function formatHeader(options: SuiteOptions, machine: MachineFacts, start
   ].join('\n');
 }
 
-const ROW_COLUMNS = ['workload', 'server', 'ops/s', 'MiB/s', 'p50 ms', 'p99 ms', 'CPU %', 'CPU µs/op', 'RSS MiB', 'Talus ÷ ceiling', 'Talus ÷ s3rver', 'errors', 'runs', 'host ms', 'host RTT µs', 'host fsync µs'];
+const ROW_COLUMNS = ['workload', 'server', 'ops/s', 'MiB/s', 'p50 ms', 'p99 ms', 'CPU %', 'CPU µs/op', 'RSS MiB', 'Talus ÷ ceiling', 'Talus ÷ s3rver', 'errors', 'runs', 'host ms', 'host RTT CPU µs', 'host fsync µs'];
 /** Text columns align left, numbers right. */
 const LEFT_COLUMNS = 2;
 
