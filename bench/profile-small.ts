@@ -3,8 +3,14 @@
  * loads, alternated on the same two servers (Talus, bare, Talus, bare, …), so
  * both sides of a ratio are profiled under the same machine load. Each run
  * records `perf record -g` on the server's process only while the driver
- * runs, and reads the server's CPU from /proc; the servers run with
- * `--perf-basic-prof` so JavaScript frames have names. A DELETE run's keys
+ * runs, and reads the server's CPU from /proc; the servers are started with
+ * `--perf-basic-prof` (added to their NODE_OPTIONS here) so JavaScript frames
+ * have names. perf resolves those names from /tmp/perf-PID.map, which the
+ * server writes and nobody removes: so each recording is also dumped with
+ * `perf script` into OUT.data.txt / OUT.trace.txt while the map exists (the
+ * two Python scripts read that dump when it is there), and the maps are
+ * removed at the end. SIGINT/SIGTERM stop perf and the servers and remove the
+ * temporary directory and the maps. A DELETE run's keys
  * are PUT before its profile starts. bench/profile-buckets.py splits the
  * recordings into buckets (kernel, node's HTTP, Talus, SQLite, crypto, GC).
  *
@@ -22,8 +28,8 @@
  * tracepoints) and CPU samples with their stacks, for a timeline of each
  * request and what runs in each of its phases (bench/syscall-timeline.py).
  */
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SuiteContext } from './suite/context.ts';
 import { loadOn, type DriverResult } from './suite/measure.ts';
@@ -31,7 +37,7 @@ import { MODE_SETTINGS, parseSuiteOptions, type SuiteOptions } from './suite/opt
 import { capture } from './suite/presign.ts';
 import { startBaseline, startTalus, type RunningServer } from './suite/servers.ts';
 import { BENCH_BUCKET, SMALL_OBJECT_BYTES, SMALL_PREFIX, ensureBucket, ensureSmallObjects, populate, preparedKey } from './suite/setup.ts';
-import { temporaryDirectory } from './suite/cleanup.ts';
+import { exitCleanlyOnSignals, registerCleanup, temporaryDirectory } from './suite/cleanup.ts';
 import { CONNECTIONS, wrkOn } from './suite/workloads/small-objects.ts';
 
 type Kind = 'get' | 'put' | 'delete' | 'head' | 'head-c1';
@@ -41,16 +47,19 @@ const SMALL_SIZE = { min: SMALL_OBJECT_BYTES, max: SMALL_OBJECT_BYTES };
 const DELETE_KEYS = 12_000;
 const PERF_FREQUENCY_HZ = '999';
 const STAT_EVENTS = ['context-switches', 'syscalls:sys_enter_epoll_wait', 'syscalls:sys_enter_epoll_pwait', 'syscalls:sys_enter_read', 'syscalls:sys_enter_write', 'syscalls:sys_enter_writev', 'syscalls:sys_enter_fdatasync', 'syscalls:sys_enter_futex'];
-/** The kernel's clock ticks per second, for /proc/PID/stat's utime and stime. */
-const CLOCK_TICKS_PER_SECOND = 100;
+/** The kernel's clock ticks per second, for /proc/PID/stat's utime and stime (as bench/suite/process-stats.ts reads it). */
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+/** The fields each Python script reads from `perf script` (profile-buckets.py for profiles, syscall-timeline.py for traces). */
+const SCRIPT_FIELDS = { data: 'comm,tid,ip,sym,dso', trace: 'pid,tid,time,event,trace,ip,sym,dso' };
 
 const { positionals, values } = parseArgs({ allowPositionals: true, options: { rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '3' }, stat: { type: 'boolean', default: false }, trace: { type: 'boolean', default: false } } });
 const kind = positionals[0] as Kind;
 const prefix = positionals[1];
 if (!KINDS.includes(kind) || prefix === undefined) {
-  process.stderr.write(`usage: profile-small.ts ${KINDS.join('|')} OUT_PREFIX [--rounds N] [--seconds S]\n`);
+  process.stderr.write(`usage: profile-small.ts ${KINDS.join('|')} OUT_PREFIX [--rounds N] [--seconds S] [--stat | --trace]\n`);
   process.exit(2);
 }
+if (!Number.isInteger(CLOCK_TICKS_PER_SECOND) || CLOCK_TICKS_PER_SECOND <= 0) throw new Error(`getconf CLK_TCK gave ${CLOCK_TICKS_PER_SECOND}`);
 const rounds = Number(values.rounds);
 const durationMs = Number(values.seconds) * 1000;
 
@@ -92,15 +101,38 @@ async function profiled(context: SuiteContext, server: RunningServer, round: num
       ? ['record', '-g', '-e', `cpu-clock/freq=${PERF_FREQUENCY_HZ}/`, '-e', 'raw_syscalls:sys_enter,raw_syscalls:sys_exit', '-p', String(server.pid), '-o', output]
       : ['record', '-g', '-F', PERF_FREQUENCY_HZ, '-p', String(server.pid), '-o', output];
   const perf = spawn('perf', perfArgs, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const exited = new Promise<void>((resolve) => perf.once('exit', () => resolve()));
-  await new Promise((resolve) => setTimeout(resolve, 300)); // perf attaches
+  let perfStderr = '';
+  perf.stderr.setEncoding('utf8').on('data', (chunk: string) => (perfStderr += chunk));
+  const unregister = registerCleanup(`perf (pid ${perf.pid})`, async () => {
+    if (perf.exitCode === null && perf.signalCode === null) perf.kill('SIGINT');
+  });
+  // perf ends with SIGINT re-raised (or 130) after writing its output when we stop it: that is success.
+  const exited = new Promise<void>((resolve, reject) => {
+    perf.once('error', (error) => reject(new Error(`perf could not start: ${error.message}`)));
+    perf.once('exit', (code, signal) => {
+      if (code === 0 || code === 130 || signal === 'SIGINT') resolve();
+      else reject(new Error(`perf ${perfArgs[0]} exited with ${code ?? signal}:\n${perfStderr.trim()}`));
+    });
+  });
+  exited.catch(() => {}); // awaited below; an early failure must not be an unhandled rejection meanwhile
+  await Promise.race([new Promise((resolve) => setTimeout(resolve, 300)), exited]); // perf attaches (or failed at once)
+  if (perf.exitCode !== null || perf.signalCode !== null) await exited;
   const cpuBefore = cpuSecondsOf(server.pid);
   const started = performance.now();
   const result = await drive(context, server, round);
   const seconds = (performance.now() - started) / 1000;
   const cpu = cpuSecondsOf(server.pid) - cpuBefore;
   perf.kill('SIGINT');
-  await exited;
+  try {
+    await exited;
+  } finally {
+    unregister();
+  }
+  if (!values.stat) {
+    // The map that names the JavaScript frames exists now: dump the recording while it does.
+    const fields = values.trace ? SCRIPT_FIELDS.trace : SCRIPT_FIELDS.data;
+    writeFileSync(`${output}.txt`, execFileSync('perf', ['script', '-i', output, '-F', fields], { encoding: 'utf8', maxBuffer: 2 ** 31 - 1, stdio: ['ignore', 'pipe', 'ignore'] }));
+  }
   const operations = result.operations;
   if (values.stat) {
     const counts = readFileSync(output, 'utf8').split('\n').map((line) => line.split(',')).filter((fields) => fields.length > 2 && /^\d+$/.test(fields[0]!));
@@ -111,27 +143,58 @@ async function profiled(context: SuiteContext, server: RunningServer, round: num
   );
 }
 
+/** NODE_OPTIONS for the profiled servers: the caller's, plus the flag that makes perf name JavaScript frames. */
+const PROFILED_NODE_OPTIONS = [process.env.NODE_OPTIONS, '--perf-basic-prof'].filter((part) => part !== undefined && part !== '').join(' ');
+/** The perf maps the servers write (/tmp/perf-PID.map), removed when this tool ends. */
+const perfMaps: string[] = [];
+registerCleanup('perf maps', async () => {
+  for (const map of perfMaps) rmSync(map, { force: true });
+});
+
+function expectPerfMap(server: RunningServer): void {
+  const map = `/tmp/perf-${server.pid}.map`;
+  perfMaps.push(map);
+  if (!values.stat && !existsSync(map)) throw new Error(`${server.label} (pid ${server.pid}) wrote no ${map}: started without --perf-basic-prof, its JavaScript frames would have no names`);
+}
+
+/** The bare server takes the caller's environment: NODE_OPTIONS is set for its start only. */
+async function startBareProfiled(settings: Parameters<typeof startBaseline>[0] & { kind: 'bare-http' }): Promise<RunningServer> {
+  const previous = process.env.NODE_OPTIONS;
+  process.env.NODE_OPTIONS = PROFILED_NODE_OPTIONS;
+  try {
+    return await startBaseline(settings);
+  } finally {
+    if (previous === undefined) delete process.env.NODE_OPTIONS;
+    else process.env.NODE_OPTIONS = previous;
+  }
+}
+
+exitCleanlyOnSignals();
 const options: SuiteOptions = parseSuiteOptions([]) as SuiteOptions;
 const scratch = await temporaryDirectory('talus-profile-small-');
 const context = new SuiteContext(MODE_SETTINGS.quick, options, scratch.path);
-const talus = await startTalus(1);
+let talus: RunningServer | undefined;
 let bare: RunningServer | undefined;
 try {
+  talus = await startTalus(1, { env: { NODE_OPTIONS: PROFILED_NODE_OPTIONS } });
+  expectPerfMap(talus);
   if (kind === 'put' || kind === 'delete') await ensureBucket(talus, BENCH_BUCKET);
   else await ensureSmallObjects(talus, context.settings.smallObjectCount);
   const key = preparedKey(SMALL_PREFIX, 0);
   const method = kind === 'get' ? 'GET' : kind === 'put' ? 'PUT' : kind === 'delete' ? 'DELETE' : 'HEAD';
   const captured = method === 'PUT' ? await capture(talus, { method, bucket: BENCH_BUCKET, key: 'capture/put' }, Buffer.alloc(SMALL_OBJECT_BYTES, 120)) : await capture(talus, { method, bucket: BENCH_BUCKET, key: method === 'DELETE' ? 'capture/delete' : key });
-  bare = await startBaseline({ kind: 'bare-http', workers: 1, responses: { [method]: captured } });
+  bare = await startBareProfiled({ kind: 'bare-http', workers: 1, responses: { [method]: captured } });
+  expectPerfMap(bare);
   // Warm-up, unprofiled: as the suite does, each server runs its load once first.
-  for (const server of [talus, bare]) {
+  for (const server of [talus, bare] as const) {
     if (kind === 'delete' && server.kind === 'talus') await populate(server, 'warm-up', BENCH_BUCKET, [{ prefix: 'delete-warm/', count: 3000 }], SMALL_SIZE);
     if (kind === 'delete' && server.kind === 'talus') await loadOn(server, { bucket: BENCH_BUCKET, workload: 'delete', size: SMALL_SIZE, concurrency: CONNECTIONS, durationMs: 60_000, keyPrefix: 'delete-warm/', keyCount: 3000, prepare: false });
     else await drive(context, server, -1);
   }
-  for (let round = 0; round < rounds; round++) for (const server of [talus, bare]) await profiled(context, server, round);
+  for (let round = 0; round < rounds; round++) for (const server of [talus, bare] as const) await profiled(context, server, round);
 } finally {
   await bare?.stop();
-  await talus.stop();
+  await talus?.stop();
   await scratch.remove();
+  for (const map of perfMaps) rmSync(map, { force: true });
 }
