@@ -5,15 +5,24 @@ node's HTTP (llhttp and node:_http_*), node's runtime (net, streams, timers,
 promises), Talus's own code (by directory of dist/), SQLite, crypto/hashing, GC,
 and what is left of V8 and libuv. Each sample is given to the first frame,
 from the leaf up, that names a bucket; a sample whose leaf is in the kernel is
-the kernel's, split by the system call it is under.
+the kernel's, split by the system call it is under. A JavaScript frame in
+Talus's dist/ is Talus's whatever its name (its own HMAC and Content-MD5
+code count as Talus: SigV4 and s3), one in node:internal/crypto is crypto;
+native frames are matched by symbol (OpenSSL, SQLite, llhttp, V8's GC).
 
     python3 bench/profile-buckets.py [--us=A_US,B_US] A-*.data [-- B-*.data ...]
+
+For each X.data, X.data.txt is read when it exists: the `perf script` dump
+profile-small.ts writes while the server's /tmp/perf-PID.map (the JavaScript
+frames' names) still exists; otherwise `perf script` runs here, and names
+JavaScript frames only if that map is still there.
 
 --us: each group's CPU µs per request, to print each bucket's share in µs too.
 
 Each group (separated by `--`) prints its shares of the samples, side by side.
 Written with bench/profile-small.ts (see its header).
 """
+import os
 import re
 import subprocess
 import sys
@@ -46,6 +55,13 @@ def bucket(frames):
         name = re.sub(r'(_nocancel|64)$', '', name) if name not in SYSCALLS else name
         return 'kernel: ' + SYSCALLS.get(name, SYSCALLS.get(name + '64', 'other syscall (%s)' % name))
     for sym, dso in frames:
+        if sym.startswith('JS:'):
+            # By file first: a Talus function named hmac or md5 is Talus's, node's crypto JS is crypto.
+            m = re.search(r'file://\S*/dist/([\w-]+)/?([\w.-]*)', sym)
+            if m:
+                return 'Talus: ' + m.group(1) + ('/' + m.group(2) if m.group(1) in ('s3', 'http', 'auth') else '')
+            if 'node:internal/crypto' in sym:
+                return 'crypto/hashing'
         if GC.search(sym):
             return 'GC'
         if SQLITE.search(sym) or 'better_sqlite3' in dso:
@@ -55,9 +71,6 @@ def bucket(frames):
         if HTTP_NATIVE.search(sym):
             return "node's HTTP (parse, write)"
         if sym.startswith('JS:'):
-            m = re.search(r'file://\S*/dist/([\w-]+)/?([\w.-]*)', sym)
-            if m:
-                return 'Talus: ' + m.group(1) + ('/' + m.group(2) if m.group(1) in ('s3', 'http', 'auth') else '')
             if 'bench/servers' in sym:
                 return "bare server's handler"
             if re.search(r' node:_http|node:internal/http', sym):
@@ -69,8 +82,19 @@ def bucket(frames):
     return 'V8 and libuv (builtins, IC, loop)'
 
 
+def perf_script(path, fields):
+    """`perf script -F fields` of a recording: its dump path + '.txt' if profile-small.ts wrote one, else perf's output."""
+    if os.path.exists(path + '.txt'):
+        with open(path + '.txt', encoding='utf-8', errors='replace') as dump:
+            return dump.read()
+    done = subprocess.run(['perf', 'script', '-i', path, '-F', fields], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit('perf script -i %s failed:\n%s' % (path, done.stderr.strip()))
+    return done.stdout
+
+
 def samples(path):
-    out = subprocess.run(['perf', 'script', '-i', path, '-F', 'comm,tid,ip,sym,dso'], capture_output=True, text=True).stdout
+    out = perf_script(path, 'comm,tid,ip,sym,dso')
     for block in out.split('\n\n'):
         lines = [l for l in block.split('\n') if l.strip()]
         if len(lines) < 2:
@@ -85,6 +109,8 @@ def samples(path):
 
 
 def main(argv):
+    if not [arg for arg in argv if arg != '--' and not arg.startswith('--us=')]:
+        sys.exit('usage: python3 bench/profile-buckets.py [--us=A_US,B_US] A-*.data [-- B-*.data ...]')
     groups, current, micros = [], [], None
     for arg in argv:
         if arg.startswith('--us='):

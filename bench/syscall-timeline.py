@@ -14,6 +14,12 @@ answer, finishes up, and sleeps again. Per request (median µs over all of them)
 
     python3 bench/syscall-timeline.py [--fine] A-*.trace [-- B-*.trace ...]
 
+x86-64 only: system calls are told apart by their x86-64 numbers (read 0,
+write 1, writev 20, epoll_wait 232, epoll_pwait 281). The event-loop thread
+is the one whose thread id is the process id (Linux's main thread). As
+profile-buckets.py, it reads X.trace.txt (profile-small.ts's `perf script`
+dump, with the JavaScript frames' names) when it exists.
+
 When the recording has CPU samples too (profile-small.ts --trace records
 both), each sample on the event-loop thread is placed in its phase and given
 its bucket (bench/profile-buckets.py): what the loop does before the answer
@@ -38,42 +44,46 @@ PHASES = ['wake → read', 'read', 'read → write', 'write', 'write → sleep',
 
 
 def events(path):
-    """(tid, µs, kind, nr or frames): kind 'enter'/'exit' for system calls, 'sample' for CPU samples."""
-    out = subprocess.run(['perf', 'script', '-i', path, '-F', 'tid,time,event,trace,ip,sym,dso'], capture_output=True, text=True).stdout
-    current = None  # (tid, t, frames) of a CPU sample whose stack lines follow
+    """(pid, tid, µs, kind, nr or frames): kind 'enter'/'exit' for system calls, 'sample' for CPU samples."""
+    out = buckets.perf_script(path, 'pid,tid,time,event,trace,ip,sym,dso')
+    current = None  # (pid, tid, t, frames) of a CPU sample whose stack lines follow
 
     def flush():
-        if current is not None and current[2]:
-            return [(current[0], current[1], 'sample', current[2])]
+        if current is not None and current[3]:
+            return [(current[0], current[1], current[2], 'sample', current[3])]
         return []
 
     for line in out.split('\n'):
-        m = re.match(r'\s*(\d+)\s+([\d.]+):\s+(\S+?):?\s', line)
+        m = re.match(r'\s*(\d+)/(\d+)\s+([\d.]+):\s+(\S+?):?\s', line)
         if m:
             yield from flush()
             current = None
-            tid, t, event = int(m.group(1)), float(m.group(2)) * 1e6, m.group(3)
+            pid, tid, t, event = int(m.group(1)), int(m.group(2)), float(m.group(3)) * 1e6, m.group(4)
             if event.startswith('raw_syscalls:sys_'):
                 nr = re.search(r'NR (\d+)', line)
                 if nr:
-                    yield tid, t, 'enter' if 'enter' in event else 'exit', int(nr.group(1))
+                    yield pid, tid, t, 'enter' if 'enter' in event else 'exit', int(nr.group(1))
             elif event.startswith('cpu-clock'):
-                current = (tid, t, [])
+                current = (pid, tid, t, [])
             continue
         f = re.match(r'\s+[0-9a-f]+ (.*) \((.*)\)$', line)
         if f and current is not None:
-            current[2].append((f.group(1), f.group(2)))
+            current[3].append((f.group(1), f.group(2)))
     yield from flush()
 
 
 def timeline(path):
     evs = list(events(path))
-    main = min(tid for tid, *_ in evs)  # the event loop is the process's first thread
+    if not evs:
+        sys.exit('%s: no system call events or samples (recorded with profile-small.ts --trace?)' % path)
+    # The event loop runs on the server's main thread, whose thread id is the process id (the
+    # recording is of one server, `perf record -p`: its process is the one with the most events).
+    main = Counter(pid for pid, *_ in evs).most_common(1)[0][0]
     phases = {p: [] for p in PHASES}
     samples = {'before the answer (wake → write)': Counter(), 'after the answer (write → sleep)': Counter()}
     last = {}
     state = 'asleep'
-    for tid, t, kind, nr in evs:
+    for _pid, tid, t, kind, nr in evs:
         if tid != main:
             continue
         if kind == 'sample':
@@ -116,6 +126,8 @@ def timeline(path):
 
 def main(argv):
     global FINE
+    if not [arg for arg in argv if arg not in ('--', '--fine')]:
+        sys.exit('usage: python3 bench/syscall-timeline.py [--fine] A-*.trace [-- B-*.trace ...]  (x86-64 only)')
     groups, current = [], []
     for arg in argv:
         if arg == '--fine':
