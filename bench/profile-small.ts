@@ -29,7 +29,7 @@
  * request and what runs in each of its phases (bench/syscall-timeline.py).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SuiteContext } from './suite/context.ts';
 import { loadOn, type DriverResult } from './suite/measure.ts';
@@ -116,7 +116,7 @@ async function profiled(context: SuiteContext, server: RunningServer, round: num
   });
   exited.catch(() => {}); // awaited below; an early failure must not be an unhandled rejection meanwhile
   await Promise.race([new Promise((resolve) => setTimeout(resolve, 300)), exited]); // perf attaches (or failed at once)
-  if (perf.exitCode !== null || perf.signalCode !== null) await exited;
+  if (perf.exitCode !== null || perf.signalCode !== null) throw new Error(`perf ${perfArgs[0]} ended before the load started (${perf.exitCode ?? perf.signalCode}):\n${perfStderr.trim()}`);
   const cpuBefore = cpuSecondsOf(server.pid);
   const started = performance.now();
   const result = await drive(context, server, round);
@@ -131,7 +131,13 @@ async function profiled(context: SuiteContext, server: RunningServer, round: num
   if (!values.stat) {
     // The map that names the JavaScript frames exists now: dump the recording while it does.
     const fields = values.trace ? SCRIPT_FIELDS.trace : SCRIPT_FIELDS.data;
-    writeFileSync(`${output}.txt`, execFileSync('perf', ['script', '-i', output, '-F', fields], { encoding: 'utf8', maxBuffer: 2 ** 31 - 1, stdio: ['ignore', 'pipe', 'ignore'] }));
+    // Straight into the file: a trace's dump (every system call with its stack) can pass a string's size limit.
+    const dump = openSync(`${output}.txt`, 'w');
+    try {
+      execFileSync('perf', ['script', '-i', output, '-F', fields], { stdio: ['ignore', dump, 'inherit'] });
+    } finally {
+      closeSync(dump);
+    }
   }
   const operations = result.operations;
   if (values.stat) {
