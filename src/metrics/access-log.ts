@@ -40,10 +40,14 @@ export const ACCESS_LOG_FLUSH_MS = 100;
  * and their lines encoded this many at a time, in one loop: one line
  * encoded between two requests ran ~4× slower than in a loop (2.5 against
  * 0.6 µs, its code and constants out of the caches by then;
- * docs/PERFORMANCE.md, "Metrics and logs, round 4"). Few enough that the
- * requests kept stay young (~8 ms at 8 000 GET/s).
+ * docs/PERFORMANCE.md, "Metrics and logs, round 4"). Few, so the requests
+ * and their strings are still in the CPU's caches when encoded: at 64 (~8 ms
+ * of requests at 8 000 GET/s, ~1 MiB of allocation later) reading them back
+ * was ~0.25 µs of the loop's self time per line; at 8 the log's JavaScript
+ * measured ~0.1 µs per GET less in perf (docs/PERFORMANCE.md, "Metrics and
+ * logs, round 7").
  */
-export const ACCESS_LOG_ENCODE_LINES = 64;
+export const ACCESS_LOG_ENCODE_LINES = 8;
 /** A newline alone: what ends a line cut in the file when it cannot be taken back. */
 const NEWLINE_ALONE = Buffer.from('\n');
 /** A string field takes at most 6 bytes per UTF-16 code unit (\u001f), plus its quotes. */
