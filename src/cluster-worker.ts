@@ -11,7 +11,7 @@ import { missingWriteQuorum } from './placement/backend-health.ts';
 import { openPlacement } from './placement/open-placement.ts';
 import { FileRuntimeDocuments } from './placement/runtime-document.ts';
 import { withRuntimeChanges } from './placement/runtime-placements.ts';
-import { WORKER_SETTINGS_ENV, type ToPrimary, type ToWorker, type WorkerSettings } from './cluster.ts';
+import { WORKER_SETTINGS_ENV, type ToChangingWorker, type ToPrimary, type ToWorker, type WorkerSettings } from './cluster.ts';
 import { DiskReserve } from './disk-reserve.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
@@ -40,8 +40,15 @@ async function runWorker(): Promise<void> {
   const settings = JSON.parse(raw) as WorkerSettings;
   startFreedMemoryRelease();
   const logger = jsonLogger();
+  // A bucket change this worker made is acknowledged once every other worker dropped its cached records (the primary answers).
+  const bucketChanges = new Map<number, () => void>();
+  let nextBucketChange = 1;
   const meta = new SqliteMetadataStore(join(settings.dataDir, 'meta.db'), {
-    onBucketsChanged: () => tell({ kind: 'buckets-changed' }),
+    onBucketsChanged: () => !process.connected ? undefined : new Promise<void>((resolve) => {
+      const id = nextBucketChange++;
+      bucketChanges.set(id, resolve);
+      tell({ kind: 'buckets-changed', id });
+    }),
     listingThreads: LISTING_THREADS_DEFAULT,
     onListingThreadError: (error) => logger.error('listing thread failed', { error: String(error) }),
     listingRendererUrl: LISTING_RENDERER_URL,
@@ -111,13 +118,28 @@ async function runWorker(): Promise<void> {
       process.exit(0);
     })());
 
-  process.on('message', (message: ToWorker) => {
+  process.on('message', (message: ToWorker | ToChangingWorker) => {
     switch (message.kind) {
+      case 'buckets-forgotten':
+        bucketChanges.get(message.id)?.();
+        bucketChanges.delete(message.id);
+        break;
+      case 'reload-principals':
+        // Fail closed: a worker that cannot read the store's keys must not keep serving the old ones.
+        void secrets.reload().then(
+          () => tell({ kind: 'synced', id: message.id }),
+          (error: unknown) => {
+            logger.error('reloading access keys failed; exiting', { error: String(error) });
+            process.exit(1);
+          },
+        );
+        break;
       case 'lease-query':
         tell({ kind: 'lease-answer', id: message.id, leased: engine.leasedAmong(message.blobIds) });
         break;
       case 'forget-buckets':
         meta.forgetBuckets();
+        tell({ kind: 'synced', id: message.id });
         break;
       case 'metrics-query':
         void metrics.registry.snapshot().then((snapshot) => tell({ kind: 'metrics-answer', id: message.id, metrics: snapshot }));

@@ -12,7 +12,10 @@
  *   every worker whether a GET is still streaming it (read leases are in
  *   each worker's memory).
  * - A worker that changed a bucket's settings says so; the primary tells
- *   the others to drop their cached bucket records.
+ *   the others to drop their cached bucket records, and the change is
+ *   acknowledged only once all did. A change to users, keys or policies made
+ *   through the admin API (the primary's) is acknowledged only once every
+ *   worker reloaded its keys: no worker accepts a revoked key afterwards.
  * - A worker that dies is replaced, with backoff; its unfinished uploads
  *   (its partial blobs) are removed at once. After WORKER_START_FAILURES_MAX
  *   failed starts in a row the pool gives up, and the primary exits
@@ -47,7 +50,10 @@ export interface WorkerSettings {
 
 export type ToWorker =
   | { kind: 'lease-query'; id: number; blobIds: string[] }
-  | { kind: 'forget-buckets' }
+  /** Drop cached bucket records, then answer synced with this id. */
+  | { kind: 'forget-buckets'; id: number }
+  /** Reload users, keys and policies from the store, then answer synced with this id. */
+  | { kind: 'reload-principals'; id: number }
   | { kind: 'metrics-query'; id: number }
   /** The admin API changed backends or placements (kept in the data directory), or talus.toml was reloaded (`config`, its new configuration): apply them, then answer placements-applied. */
   | { kind: 'placements-changed'; id: number; config?: WorkerSettings['config'] }
@@ -56,10 +62,14 @@ export type ToWorker =
 export type ToPrimary =
   | { kind: 'ready'; port: number }
   | { kind: 'lease-answer'; id: number; leased: string[] }
-  | { kind: 'buckets-changed' }
+  /** This worker changed a bucket's settings: the others must drop their cached records; answered with buckets-forgotten. */
+  | { kind: 'buckets-changed'; id: number }
+  | { kind: 'synced'; id: number }
   | { kind: 'metrics-answer'; id: number; metrics: MetricSnapshot[] }
   | { kind: 'audit'; entry: Omit<AuditEntry, 'timeMs'> }
   | { kind: 'placements-applied'; id: number; error: string | undefined };
+
+export type ToChangingWorker = { kind: 'buckets-forgotten'; id: number };
 
 export const WORKER_SETTINGS_ENV = 'TALUS_WORKER_SETTINGS';
 export const WORKERS_MAX = 64;
@@ -67,6 +77,13 @@ export const WORKERS_MAX = 64;
 const LEASE_QUERY_TIMEOUT_MS = 5_000;
 /** A scrape waits this long for each worker's metrics (Prometheus's own scrape timeout is 10 s). */
 const METRICS_QUERY_TIMEOUT_MS = 2_000;
+/**
+ * Every worker drops its cached bucket records or reloads its keys within
+ * this, or is killed: a worker that kept serving the previous access
+ * settings or a revoked key would break what the change's answer promised.
+ * Its replacement reads everything afresh at its start.
+ */
+export const SYNC_TIMEOUT_MS = 5_000;
 /** Applying a change opens at most one backend (no network: probes run after): seconds at the very most. */
 const PLACEMENTS_APPLY_TIMEOUT_MS = 10_000;
 const WORKER_START_TIMEOUT_MS = 30_000;
@@ -111,6 +128,9 @@ export class WorkerPool {
   #nextQueryId = 1;
   readonly #metricsQueries = new Map<number, (from: Worker, metrics: MetricSnapshot[]) => void>();
   readonly #placementQueries = new Map<number, (from: Worker, error: string | undefined) => void>();
+  readonly #syncs = new Map<number, (from: Worker) => void>();
+  /** Counts broadcasts of changed state: a worker that started during one may have read the state before it. */
+  #syncGeneration = 0;
   /** Where workers' audit entries go (the primary's audit log, set once it is open). */
   onAuditEntry: (entry: Omit<AuditEntry, 'timeMs'>) => void = () => undefined;
   #stopping = false;
@@ -157,6 +177,7 @@ export class WorkerPool {
     // Every worker listens with the same arguments (port 0 included): node:cluster
     // shares one listening socket per (address, port) it was asked for.
     const worker = cluster.fork({ [WORKER_SETTINGS_ENV]: JSON.stringify(this.#settings) });
+    const generationAtFork = this.#syncGeneration;
     this.#workers.add(worker);
     worker.on('message', (message: ToPrimary) => this.#onMessage(worker, message));
     worker.once('exit', (code, signal) => this.#onExit(worker, code, signal));
@@ -170,6 +191,11 @@ export class WorkerPool {
         if (message.kind !== 'ready') return;
         clearTimeout(timer);
         this.#serving.add(worker);
+        // A change acknowledged while it started was not asked of it: it may have read the state before the change.
+        if (this.#syncGeneration !== generationAtFork) {
+          send(worker, { kind: 'forget-buckets', id: 0 });
+          send(worker, { kind: 'reload-principals', id: 0 });
+        }
         this.#stableTimers.set(worker, setTimeout(() => {
           this.#stableTimers.delete(worker);
           this.#stable.add(worker);
@@ -244,9 +270,46 @@ export class WorkerPool {
     });
   }
 
-  /** The primary changed a bucket (the admin API): every worker drops its cached bucket records. */
-  forgetBuckets(): void {
-    for (const worker of this.#workers) send(worker, { kind: 'forget-buckets' });
+  /** The primary changed a bucket (the admin API): resolves once every worker dropped its cached bucket records. */
+  forgetBuckets(): Promise<void> {
+    return this.#sync((id) => ({ kind: 'forget-buckets', id }), undefined);
+  }
+
+  /** The admin API changed users, keys or policies: resolves once every worker reloaded them. */
+  reloadPrincipals(): Promise<void> {
+    return this.#sync((id) => ({ kind: 'reload-principals', id }), undefined);
+  }
+
+  /**
+   * Sends every serving worker but `except` the message, and resolves once
+   * each answered synced, exited, or was killed for not answering within
+   * SYNC_TIMEOUT_MS (fail closed: it might still serve the old state).
+   * Never rejects: the change is made; what remains is that no worker
+   * serves what came before it.
+   */
+  #sync(message: (id: number) => ToWorker, except: Worker | undefined): Promise<void> {
+    this.#syncGeneration++;
+    const pending = new Set([...this.#serving].filter((worker) => worker !== except && worker.isConnected()));
+    if (pending.size === 0) return Promise.resolve();
+    const id = this.#nextQueryId++;
+    return new Promise((resolve) => {
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.#syncs.delete(id);
+        resolve();
+      };
+      const answered = (from: Worker): void => {
+        if (pending.delete(from) && pending.size === 0) finish();
+      };
+      const timer = setTimeout(() => {
+        const late = [...pending];
+        this.#logger.error('workers did not apply a change in time; killing them', { pids: late.map((worker) => worker.process.pid), timeoutMs: SYNC_TIMEOUT_MS });
+        // Their exits answer for them (#onExit).
+        for (const worker of late) worker.process.kill('SIGKILL');
+      }, SYNC_TIMEOUT_MS);
+      this.#syncs.set(id, answered);
+      for (const worker of pending) send(worker, message(id));
+    });
   }
 
   #onMessage(from: Worker, message: ToPrimary): void {
@@ -257,7 +320,11 @@ export class WorkerPool {
     } else if (message.kind === 'metrics-answer') {
       this.#metricsQueries.get(message.id)?.(from, message.metrics);
     } else if (message.kind === 'buckets-changed') {
-      for (const worker of this.#workers) if (worker !== from) send(worker, { kind: 'forget-buckets' });
+      void this.#sync((id) => ({ kind: 'forget-buckets', id }), from).then(() => {
+        if (from.isConnected()) from.send({ kind: 'buckets-forgotten', id: message.id } satisfies ToChangingWorker);
+      });
+    } else if (message.kind === 'synced') {
+      this.#syncs.get(message.id)?.(from);
     } else if (message.kind === 'lease-answer') {
       const query = this.#leaseQueries.get(message.id);
       if (query === undefined) return;
@@ -270,6 +337,8 @@ export class WorkerPool {
   #onExit(worker: Worker, code: number | null, signal: string | null): void {
     this.#workers.delete(worker);
     this.#serving.delete(worker);
+    // What it served is gone with it: it answers every pending sync.
+    for (const answered of [...this.#syncs.values()]) answered(worker);
     // Its leases are gone with it: answer for it with none.
     for (const [id, query] of this.#leaseQueries) {
       if (query.pending.delete(worker) && query.pending.size === 0) this.#finishQuery(id);
