@@ -1,0 +1,175 @@
+/**
+ * `talus server` serves from one process per core by default (issue 17,
+ * "Choose the default"), and what several processes share is right the
+ * moment a change is answered: a key disabled, re-enabled or deleted, a
+ * user's policy changed through the admin API (the primary's), and a
+ * bucket's access settings changed through any process, hold on every
+ * worker for the very next request, also on connections the workers
+ * already hold open (keep-alive: no new connection passes through the
+ * primary first).
+ */
+import assert from 'node:assert/strict';
+import { Agent, request as httpRequest } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { AdminClient } from '../src/admin/client.ts';
+import { freePort, startServerProcess, type ServerProcess } from './helpers/process.ts';
+import { errorCode, queryString, signRequest, type RawRequest, type RawResponse } from './helpers/raw.ts';
+import { ACCESS_KEY_ID, SECRET_ACCESS_KEY } from './helpers/talus.ts';
+
+const ROOT = { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY };
+/** Keep-alive connections opened to find one held by each worker (node:cluster deals them round-robin). */
+const CONNECTIONS_TRIED = 12;
+/** Rounds of change-then-request: a stale worker would show in some. */
+const ROUNDS = 6;
+
+/** One kept-alive connection (an agent with one socket) and the worker process that holds it. */
+interface PinnedConnection {
+  agent: Agent;
+  /** The per-process prefix of the request IDs its answers carry. */
+  process: string;
+}
+
+function sendOn(agent: Agent, baseUrl: string, method: string, pathAndQuery: string, headers: Record<string, string>, body?: string): Promise<RawResponse> {
+  const url = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const outgoing = httpRequest({ host: url.hostname, port: url.port, method, path: pathAndQuery, headers, agent }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      response.on('error', reject);
+    });
+    outgoing.on('error', reject);
+    outgoing.end(body);
+  });
+}
+
+async function signedOn(agent: Agent, baseUrl: string, raw: RawRequest): Promise<RawResponse> {
+  return sendOn(agent, baseUrl, raw.method, `${raw.path}${queryString(raw.query)}`, await signRequest(baseUrl, raw), typeof raw.body === 'string' ? raw.body : undefined);
+}
+
+const processOf = (response: RawResponse): string => String(response.headers['x-amz-request-id']).slice(0, 6);
+
+/** One kept-alive connection held by each worker process. */
+async function connectionPerWorker(baseUrl: string, workers: number): Promise<PinnedConnection[]> {
+  const byProcess = new Map<string, PinnedConnection>();
+  const spare: Agent[] = [];
+  for (let i = 0; i < CONNECTIONS_TRIED && byProcess.size < workers; i++) {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const answer = await signedOn(agent, baseUrl, { method: 'GET', path: '/' });
+    assert.equal(answer.status, 200, answer.body);
+    const process = processOf(answer);
+    if (byProcess.has(process)) spare.push(agent);
+    else byProcess.set(process, { agent, process });
+  }
+  for (const agent of spare) agent.destroy();
+  assert.equal(byProcess.size, workers, `connections reached ${byProcess.size} of ${workers} workers`);
+  return [...byProcess.values()];
+}
+
+describe('the default: one worker process per core', { timeout: 180_000 }, () => {
+  const cores = availableParallelism();
+  let dataDir: string;
+  let server: ServerProcess;
+  let admin: AdminClient;
+  let adminUrl: string;
+  let pinned: PinnedConnection[];
+
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'talus-workers-default-'));
+    const adminPort = await freePort();
+    adminUrl = `http://127.0.0.1:${adminPort}`;
+    // No --workers: the default.
+    server = await startServerProcess(dataDir, undefined, ['--console-address', `127.0.0.1:${adminPort}`, '--metrics-public'], { workersDefault: true });
+    admin = new AdminClient({ endpoint: adminUrl, ...ROOT });
+  });
+  after(async () => {
+    for (const connection of pinned ?? []) connection.agent.destroy();
+    await server.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test('talus server without --workers serves from one process per core, and a scrape counts them all', async (t) => {
+    if (cores < 2) return t.skip('one core: the default is one process');
+    assert.match(server.output(), new RegExp(`\\(${cores} worker processes\\)`));
+    assert.equal((await admin.call<{ workers: number }>('GetServerInfo')).workers, cores);
+    pinned = await connectionPerWorker(server.url, cores);
+    // Every worker answered requests; the primary's scrape adds up all of theirs.
+    const scrape = await (await fetch(`${adminUrl}/metrics`)).text();
+    const listBuckets = [...scrape.matchAll(/^talus_s3_requests_total\{[^}]*operation="ListBuckets"[^}]*\} (\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
+    assert.ok(listBuckets >= cores, `ListBuckets counted ${listBuckets} times in the scrape, expected at least ${cores}:\n${scrape.split('\n').filter((line) => line.includes('ListBuckets')).join('\n')}`);
+  });
+
+  test('a key disabled, enabled again or deleted through the admin API is refused or accepted by every worker at once', async (t) => {
+    if (cores < 2) return t.skip('one core: one process');
+    const user = await admin.call<{ accessKeyId: string; secretAccessKey: string }>('CreateUser', { name: 'alice', policy: 'readwrite' });
+    const credentials = { accessKeyId: user.accessKeyId, secretAccessKey: user.secretAccessKey };
+    const outcomes = async (): Promise<string[]> => Promise.all(pinned.map(async ({ agent, process }) => {
+      const answer = await signedOn(agent, server.url, { method: 'GET', path: '/', credentials });
+      return `${process}: ${answer.status === 200 ? 'accepted' : errorCode(answer)}`;
+    }));
+    const all = (outcome: string): string[] => pinned.map(({ process }) => `${process}: ${outcome}`);
+    assert.deepEqual(await outcomes(), all('accepted'));
+    for (let round = 0; round < ROUNDS; round++) {
+      await admin.call('UpdateKey', { accessKeyId: credentials.accessKeyId, enabled: false });
+      assert.deepEqual(await outcomes(), all('InvalidAccessKeyId'), `round ${round}: disabled`);
+      await admin.call('UpdateKey', { accessKeyId: credentials.accessKeyId, enabled: true });
+      assert.deepEqual(await outcomes(), all('accepted'), `round ${round}: enabled again`);
+    }
+    await admin.call('DeleteKey', { accessKeyId: credentials.accessKeyId });
+    assert.deepEqual(await outcomes(), all('InvalidAccessKeyId'), 'deleted');
+  });
+
+  test("a user's policy changed through the admin API binds every worker at once", async (t) => {
+    if (cores < 2) return t.skip('one core: one process');
+    assert.equal((await signedOn(pinned[0]!.agent, server.url, { method: 'PUT', path: '/policies' })).status, 200);
+    assert.equal((await signedOn(pinned[0]!.agent, server.url, { method: 'PUT', path: '/policies/doc', body: 'text' })).status, 200);
+    const user = await admin.call<{ accessKeyId: string; secretAccessKey: string }>('CreateUser', { name: 'bob', policy: 'readonly' });
+    const credentials = { accessKeyId: user.accessKeyId, secretAccessKey: user.secretAccessKey };
+    const statuses = async (): Promise<number[]> => Promise.all(pinned.map(async ({ agent }) => (await signedOn(agent, server.url, { method: 'GET', path: '/policies/doc', credentials })).status));
+    const all = (status: number): number[] => pinned.map(() => status);
+    assert.deepEqual(await statuses(), all(200));
+    for (let round = 0; round < ROUNDS; round++) {
+      await admin.call('SetUserPolicy', { name: 'bob', policy: 'writeonly' });
+      assert.deepEqual(await statuses(), all(403), `round ${round}: write-only`);
+      await admin.call('SetUserPolicy', { name: 'bob', policy: 'readonly' });
+      assert.deepEqual(await statuses(), all(200), `round ${round}: read-only again`);
+    }
+  });
+
+  test('a bucket policy put or deleted through one worker holds on the others for the next request on their open connections', async (t) => {
+    if (cores < 2) return t.skip('one core: one process');
+    const [first, second] = pinned as [PinnedConnection, PinnedConnection];
+    assert.equal((await signedOn(first.agent, server.url, { method: 'PUT', path: '/shared' })).status, 200);
+    assert.equal((await signedOn(first.agent, server.url, { method: 'PUT', path: '/shared/doc', body: 'public soon' })).status, 200);
+    const policy = JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: 'arn:aws:s3:::shared/*' }] });
+    const anonymous = async (): Promise<number[]> => Promise.all(pinned.map(async ({ agent }) => (await sendOn(agent, server.url, 'GET', '/shared/doc', {})).status));
+    // Every worker caches the bucket and its compiled (empty) settings first.
+    assert.deepEqual(await anonymous(), pinned.map(() => 403));
+    for (let round = 0; round < ROUNDS; round++) {
+      // Changed through one worker, then through the other.
+      const changer = round % 2 === 0 ? first : second;
+      const put = await signedOn(changer.agent, server.url, { method: 'PUT', path: '/shared', query: { policy: '' }, body: policy });
+      assert.equal(put.status, 204, put.body);
+      assert.deepEqual(await anonymous(), pinned.map(() => 200), `round ${round}: public on every worker`);
+      assert.equal((await signedOn(changer.agent, server.url, { method: 'DELETE', path: '/shared', query: { policy: '' } })).status, 204);
+      assert.deepEqual(await anonymous(), pinned.map(() => 403), `round ${round}: private again on every worker`);
+    }
+  });
+
+  test('a bucket made public and private through the admin API holds on every worker at once', async (t) => {
+    if (cores < 2) return t.skip('one core: one process');
+    assert.equal((await signedOn(pinned[0]!.agent, server.url, { method: 'PUT', path: '/by-admin' })).status, 200);
+    assert.equal((await signedOn(pinned[0]!.agent, server.url, { method: 'PUT', path: '/by-admin/doc', body: 'x' })).status, 200);
+    const anonymous = async (): Promise<number[]> => Promise.all(pinned.map(async ({ agent }) => (await sendOn(agent, server.url, 'GET', '/by-admin/doc', {})).status));
+    assert.deepEqual(await anonymous(), pinned.map(() => 403));
+    for (let round = 0; round < ROUNDS; round++) {
+      await admin.call('SetBucketPublicRead', { name: 'by-admin', publicRead: true });
+      assert.deepEqual(await anonymous(), pinned.map(() => 200), `round ${round}: public`);
+      await admin.call('SetBucketPublicRead', { name: 'by-admin', publicRead: false });
+      assert.deepEqual(await anonymous(), pinned.map(() => 403), `round ${round}: private`);
+    }
+  });
+});
