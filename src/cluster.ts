@@ -131,6 +131,12 @@ export class WorkerPool {
   readonly #syncs = new Map<number, (from: Worker) => void>();
   /** Counts broadcasts of changed state: a worker that started during one may have read the state before it. */
   #syncGeneration = 0;
+  /**
+   * A worker changed a bucket: the primary drops its own cached bucket
+   * records (its admin API and lifecycle worker read buckets too), before
+   * the change is acknowledged.
+   */
+  onWorkerChangedBuckets: () => void = () => undefined;
   /** Where workers' audit entries go (the primary's audit log, set once it is open). */
   onAuditEntry: (entry: Omit<AuditEntry, 'timeMs'>) => void = () => undefined;
   #stopping = false;
@@ -320,6 +326,7 @@ export class WorkerPool {
     } else if (message.kind === 'metrics-answer') {
       this.#metricsQueries.get(message.id)?.(from, message.metrics);
     } else if (message.kind === 'buckets-changed') {
+      this.onWorkerChangedBuckets();
       void this.#sync((id) => ({ kind: 'forget-buckets', id }), from).then(() => {
         if (from.isConnected()) from.send({ kind: 'buckets-forgotten', id: message.id } satisfies ToChangingWorker);
       });

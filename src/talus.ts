@@ -384,6 +384,8 @@ async function startOnLockedDirectory(
   replication?.start();
   if (pool !== undefined) {
     bucketsChanged.notify = () => pool.forgetBuckets();
+    // Workers run on SQLite only (a --meta node refuses them); this process's records must follow their changes too.
+    if (meta instanceof SqliteMetadataStore) pool.onWorkerChangedBuckets = () => meta.forgetBuckets();
     let admin: AdminListener | undefined;
     const stopServing = async (graceMs: number): Promise<void> => {
       secrets.stop();
