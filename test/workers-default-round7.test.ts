@@ -3,7 +3,8 @@
  * "Choose the default"), and what several processes share is right the
  * moment a change is answered: a key disabled, re-enabled or deleted, a
  * user's policy changed through the admin API (the primary's), and a
- * bucket's access settings changed through any process, hold on every
+ * bucket's access settings, CORS rules or quota changed through any
+ * process, hold on every
  * worker for the very next request, also on connections the workers
  * already hold open (keep-alive: no new connection passes through the
  * primary first).
@@ -171,5 +172,38 @@ describe('the default: one worker process per core', { timeout: 180_000 }, () =>
       await admin.call('SetBucketPublicRead', { name: 'by-admin', publicRead: false });
       assert.deepEqual(await anonymous(), pinned.map(() => 403), `round ${round}: private`);
     }
+  });
+
+  test('a CORS configuration put or deleted through one worker answers preflights on every worker at once', async (t) => {
+    if (cores < 2) return t.skip('one core: one process');
+    const [first, second] = pinned as [PinnedConnection, PinnedConnection];
+    assert.equal((await signedOn(first.agent, server.url, { method: 'PUT', path: '/crossed' })).status, 200);
+    const rules = '<CORSConfiguration><CORSRule><AllowedOrigin>https://app.example</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule></CORSConfiguration>';
+    const preflights = async (): Promise<number[]> => Promise.all(pinned.map(async ({ agent }) =>
+      (await sendOn(agent, server.url, 'OPTIONS', '/crossed/doc', { origin: 'https://app.example', 'access-control-request-method': 'GET' })).status));
+    assert.deepEqual(await preflights(), pinned.map(() => 403));
+    for (let round = 0; round < ROUNDS; round++) {
+      const changer = round % 2 === 0 ? first : second;
+      assert.equal((await signedOn(changer.agent, server.url, { method: 'PUT', path: '/crossed', query: { cors: '' }, body: rules })).status, 200);
+      assert.deepEqual(await preflights(), pinned.map(() => 200), `round ${round}: allowed on every worker`);
+      assert.equal((await signedOn(changer.agent, server.url, { method: 'DELETE', path: '/crossed', query: { cors: '' } })).status, 204);
+      assert.deepEqual(await preflights(), pinned.map(() => 403), `round ${round}: refused again on every worker`);
+    }
+  });
+
+  test('a bucket quota set through the admin API counts the writes of every worker', async (t) => {
+    if (cores < 2) return t.skip('one core: one process');
+    assert.equal((await signedOn(pinned[0]!.agent, server.url, { method: 'PUT', path: '/limited' })).status, 200);
+    // Every worker caches the bucket, without a quota, first.
+    for (const { agent } of pinned) assert.equal((await signedOn(agent, server.url, { method: 'PUT', path: '/limited/warm', body: 'x' })).status, 200);
+    await admin.call('SetBucketQuota', { bucket: 'limited', maxObjects: pinned.length + 1 });
+    // One object is there: each worker adds one, and the last one more fills the quota.
+    for (const [index, { agent }] of pinned.entries()) assert.equal((await signedOn(agent, server.url, { method: 'PUT', path: `/limited/k${index}`, body: 'x' })).status, 200);
+    for (const { agent, process } of pinned) {
+      const refused = await signedOn(agent, server.url, { method: 'PUT', path: '/limited/one-too-many', body: 'x' });
+      assert.equal(refused.status, 400, `${process}: ${refused.body}`);
+      assert.equal(errorCode(refused), 'XMinioAdminBucketQuotaExceeded');
+    }
+    assert.deepEqual(await admin.call('GetBucketQuota', { bucket: 'limited' }), { maxBytes: null, maxObjects: pinned.length + 1, usedBytes: pinned.length + 1, usedObjects: pinned.length + 1 });
   });
 });
