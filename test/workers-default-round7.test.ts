@@ -206,4 +206,27 @@ describe('the default: one worker process per core', { timeout: 180_000 }, () =>
     }
     assert.deepEqual(await admin.call('GetBucketQuota', { bucket: 'limited' }), { maxBytes: null, maxObjects: pinned.length + 1, usedBytes: pinned.length + 1, usedObjects: pinned.length + 1 });
   });
+
+  test("every worker's refused requests reach the one audit log, whole", async (t) => {
+    if (cores < 2) return t.skip('one core: one process');
+    const refusedIds: string[] = [];
+    for (const { agent } of pinned) {
+      const refused = await sendOn(agent, server.url, 'GET', `/by-admin/audited-${refusedIds.length}`, {});
+      assert.equal(refused.status, 403);
+      refusedIds.push(String(refused.headers['x-amz-request-id']));
+    }
+    // A worker's entry travels to the primary over IPC: it may land a moment after the refusal is answered.
+    type Entry = { requestId: string; kind: string; key?: string };
+    const query = async (): Promise<Entry[]> => (await admin.call<{ entries: Entry[] }>('QueryAuditLog', { kind: 's3-denied', limit: 1000 })).entries;
+    let entries = await query();
+    for (let attempt = 0; attempt < 25 && !refusedIds.every((id) => entries.some((entry) => entry.requestId === id)); attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      entries = await query();
+    }
+    for (const [index, requestId] of refusedIds.entries()) {
+      const entry = entries.find((candidate) => candidate.requestId === requestId);
+      assert.ok(entry !== undefined, `the refusal ${requestId} (worker ${pinned[index]!.process}) is in the audit log`);
+      assert.equal(entry.key, `audited-${index}`);
+    }
+  });
 });
