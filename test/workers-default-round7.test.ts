@@ -97,6 +97,10 @@ describe('the default: one worker process per core', { timeout: 180_000 }, () =>
     assert.match(server.output(), new RegExp(`\\(${cores} worker processes\\)`));
     assert.equal((await admin.call<{ workers: number }>('GetServerInfo')).workers, cores);
     pinned = await connectionPerWorker(server.url, cores);
+    // Each worker answers the health probes itself.
+    for (const { agent, process } of pinned) {
+      for (const path of ['/minio/health/live', '/minio/health/ready']) assert.equal((await sendOn(agent, server.url, 'GET', path, {})).status, 200, `${process} ${path}`);
+    }
     // Every worker answered requests; the primary's scrape adds up all of theirs.
     const scrape = await (await fetch(`${adminUrl}/metrics`)).text();
     const listBuckets = [...scrape.matchAll(/^talus_s3_requests_total\{[^}]*operation="ListBuckets"[^}]*\} (\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
