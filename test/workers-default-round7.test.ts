@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { Agent, request as httpRequest } from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -233,4 +233,24 @@ describe('the default: one worker process per core', { timeout: 180_000 }, () =>
       assert.equal(entry.key, `audited-${index}`);
     }
   });
+});
+
+test('the default is one process where the configuration allows no other ([replication] mode = "quorum")', { timeout: 90_000 }, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'talus-workers-default-quorum-'));
+  const configPath = join(root, 'talus.toml');
+  await writeFile(configPath, [
+    ...[0, 1, 2].map((i) => `[backends.d${i}]\ntype = "directory"\npath = "d${i}"`),
+    '[placements.geo]\ntype = "erasure"\ndata_shards = 2\nparity_shards = 1\nbackends = ["d0", "d1", "d2"]',
+    '[defaults]\nplacement = "geo"',
+    '[replication]\nlag = "10min"\nmode = "quorum"',
+  ].join('\n\n'));
+  // Started with an explicit --workers 2 it is refused, saying why; without it, it must start.
+  const server = await startServerProcess(join(root, 'data'), undefined, ['--config', configPath], { workersDefault: true });
+  try {
+    assert.doesNotMatch(server.output(), /worker processes/);
+    assert.equal((await signedOn(new Agent(), server.url, { method: 'PUT', path: '/quorum' })).status, 200);
+  } finally {
+    await server.stop();
+    await rm(root, { recursive: true, force: true });
+  }
 });
