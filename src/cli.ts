@@ -39,11 +39,11 @@ Serves the S3 API from DATA_DIR (default ./data). Credentials come from
 TALUS_ROOT_USER / TALUS_ROOT_PASSWORD, or are generated on first start and
 kept in the data directory. --workers N serves from N processes sharing the
 data directory; the default, auto, is one per core (one process where only
-one may serve: --meta nodes, [replication] mode = "quorum"). --config declares backends (local
-directories, remote S3 endpoints) and placements (single, replica N, erasure
-k+m, hybrid) per bucket: see docs/PLACEMENT.md; SIGHUP (or the admin API's
-ReloadConfig) reads it again and applies it, or changes nothing and logs
-why (docs/ADMIN.md). The server refuses to start
+one may serve: --meta nodes, [replication] mode = "quorum"). --config
+declares backends (local directories, remote S3 endpoints) and placements
+(single, replica N, erasure k+m, hybrid) per bucket: see docs/PLACEMENT.md;
+SIGHUP (or the admin API's ReloadConfig) reads it again and applies it, or
+changes nothing and logs why (docs/ADMIN.md). The server refuses to start
 when its metadata database does not belong with its blobs (missing, empty,
 older, another store's); --adopt-metadata accepts the database as it is and
 moves blobs it does not know to DATA_DIR/lost+found (docs/ARCHITECTURE.md).
@@ -142,11 +142,11 @@ async function main(argv: string[]): Promise<number> {
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${values.port}`);
   const config = values.config === undefined ? undefined : await (await import('./config/config.ts')).loadConfig(values.config);
-  // The default: several processes serve more on several cores (docs/PERFORMANCE.md, "Default worker count"),
-  // except where the configuration allows only one (an explicit --workers there is refused with the reason).
+  // auto, the default: several processes serve more on several cores (docs/PERFORMANCE.md, "Default worker count"),
+  // one where the configuration allows only one (an explicit --workers N there is refused with the reason).
   const onlyOneProcess = metaUrl !== undefined || config?.replication?.mode === 'quorum';
-  const workersText = values.workers ?? (onlyOneProcess ? '1' : 'auto');
-  const workers = workersText === 'auto' ? Math.min(availableParallelism(), WORKERS_MAX) : Number(workersText);
+  const workersText = values.workers ?? 'auto';
+  const workers = workersText !== 'auto' ? Number(workersText) : onlyOneProcess ? 1 : Math.min(availableParallelism(), WORKERS_MAX);
   if (!Number.isInteger(workers) || workers < 1 || workers > WORKERS_MAX) throw new Error(`invalid --workers ${workersText} (1..${WORKERS_MAX} or auto)`);
   // Before the primary loads the server's modules, and again once its threads started.
   if (workers > 1) applyPrimaryNurseryPolicy();
