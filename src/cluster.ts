@@ -146,6 +146,8 @@ export class WorkerPool {
   /** Workers that served WORKER_STABLE_MS: their death is not a failed start. */
   readonly #stable = new WeakSet<Worker>();
   readonly #stableTimers = new Map<Worker, NodeJS.Timeout>();
+  /** Workers killed for not confirming a sync in time: their death is not a failed start either. */
+  readonly #killedForLateness = new WeakSet<Worker>();
   readonly #respawnTimers = new Set<NodeJS.Timeout>();
   readonly #cleanups = new Set<Promise<void>>();
   /** Holds the event loop open while the pool runs: with every worker dead, nothing else would, and the primary would exit 0. */
@@ -308,10 +310,19 @@ export class WorkerPool {
         if (pending.delete(from) && pending.size === 0) finish();
       };
       const timer = setTimeout(() => {
-        const late = [...pending];
-        this.#logger.error('workers did not apply a change in time; killing them', { pids: late.map((worker) => worker.process.pid), timeoutMs: SYNC_TIMEOUT_MS });
-        // Their exits answer for them (#onExit).
-        for (const worker of late) worker.process.kill('SIGKILL');
+        // A primary whose own event loop was blocked past the timeout runs this
+        // before reading the answers already queued on the IPC channels: let
+        // the poll phase deliver them first, and kill only the truly late.
+        setImmediate(() => {
+          const late = [...pending];
+          if (late.length === 0) return;
+          this.#logger.error('workers did not apply a change in time; killing them', { pids: late.map((worker) => worker.process.pid), timeoutMs: SYNC_TIMEOUT_MS });
+          // Their exits answer for them (#onExit); a kill for lateness says nothing about how the worker started.
+          for (const worker of late) {
+            this.#killedForLateness.add(worker);
+            worker.process.kill('SIGKILL');
+          }
+        });
       }, SYNC_TIMEOUT_MS);
       this.#syncs.set(id, answered);
       for (const worker of pending) send(worker, message(id));
@@ -358,7 +369,7 @@ export class WorkerPool {
     this.#cleanups.add(cleanup);
     void cleanup.finally(() => this.#cleanups.delete(cleanup));
     if (this.#stopping) return;
-    const failures = this.#stable.has(worker) ? this.#backoff.failures : this.#backoff.failed();
+    const failures = this.#stable.has(worker) || this.#killedForLateness.has(worker) ? this.#backoff.failures : this.#backoff.failed();
     if (failures >= WORKER_START_FAILURES_MAX) {
       this.#stopping = true;
       const error = new Error(`workers failed to start ${failures} times in a row (the last: pid ${pid}, code ${code}, signal ${signal}); giving up`);

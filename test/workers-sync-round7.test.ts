@@ -5,12 +5,15 @@
  * the disabled key when it wakes; its replacement reads the keys afresh.
  */
 import assert from 'node:assert/strict';
+import cluster, { Worker } from 'node:cluster';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { AdminClient } from '../src/admin/client.ts';
 import { SYNC_TIMEOUT_MS } from '../src/cluster.ts';
+import { startTalus } from '../src/talus.ts';
+import type { Logger } from '../src/util/logger.ts';
 import { freePort, startServerProcess } from './helpers/process.ts';
 import { errorCode, signedRequest } from './helpers/raw.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY } from './helpers/talus.ts';
@@ -49,6 +52,8 @@ test('a worker that does not confirm a key change is killed; the key is refused 
     assert.ok(tookMs >= SYNC_TIMEOUT_MS - 500, `the change answered after ${tookMs} ms, before the stopped worker's time was up`);
     assert.equal(alive(stopped), false, 'the stopped worker was killed');
     assert.match(server.output(), /workers did not apply a change in time; killing them/);
+    // Killed for lateness, not a failed start: it does not bring the pool nearer to giving up.
+    assert.match(server.output(), /worker exited; starting another.*"failedStartsInARow":0/);
     // Fresh connections go to the live worker and, once it listens, the replacement: none accepts the key.
     for (let i = 0; i < 12; i++) {
       const answer = await signedRequest(server.url, { method: 'GET', path: '/', credentials });
@@ -59,6 +64,55 @@ test('a worker that does not confirm a key change is killed; the key is refused 
   } finally {
     if (stopped !== undefined && alive(stopped)) process.kill(stopped, 'SIGCONT');
     await server.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('a primary whose event loop stalls past SYNC_TIMEOUT_MS during a key change kills no worker that answered in time', { timeout: 120_000 }, async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'talus-workers-stall-'));
+  const errors: string[] = [];
+  const logger: Logger = { info: () => undefined, warn: () => undefined, error: (message, fields) => errors.push(`${message} ${JSON.stringify(fields)}`) };
+  const talus = await startTalus({
+    dataDir, port: 0, address: '127.0.0.1', workers: 2, logger,
+    rootAccessKeyId: ACCESS_KEY_ID, rootSecretAccessKey: SECRET_ACCESS_KEY,
+    admin: { port: 0, address: '127.0.0.1' },
+  });
+  const killed: (number | undefined)[] = [];
+  const onExit = (worker: Worker, _code: number, signal: string): void => {
+    if (signal === 'SIGKILL') killed.push(worker.process.pid);
+  };
+  cluster.on('exit', onExit);
+  const originalSend = Worker.prototype.send;
+  try {
+    const admin = new AdminClient({ endpoint: talus.adminUrl!, accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY });
+    const user = await admin.call<{ accessKeyId: string; secretAccessKey: string }>('CreateUser', { name: 'carol', policy: 'readwrite' });
+    // Once the primary sent the reload, its event loop blocks past the timeout
+    // (synchronous work, GC, a loaded machine) while the workers' answers queue up.
+    let stalled = false;
+    Worker.prototype.send = function (this: Worker, ...args: Parameters<Worker['send']>) {
+      const sent = originalSend.apply(this, args);
+      if ((args[0] as { kind?: string }).kind === 'reload-principals' && !stalled) {
+        stalled = true;
+        setImmediate(() => {
+          const endMs = Date.now() + SYNC_TIMEOUT_MS + 1_000;
+          while (Date.now() < endMs);
+        });
+      }
+      return sent;
+    } as Worker['send'];
+    await admin.call('UpdateKey', { accessKeyId: user.accessKeyId, enabled: false });
+    Worker.prototype.send = originalSend;
+    assert.equal(stalled, true);
+    // A kill would show within moments of the answer.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.deepEqual(killed, [], `workers killed: ${errors.join('; ')}`);
+    assert.ok(!errors.some((line) => line.includes('killing them')), errors.join('; '));
+    const refused = await signedRequest(talus.url, { method: 'GET', path: '/', credentials: { accessKeyId: user.accessKeyId, secretAccessKey: user.secretAccessKey } });
+    assert.equal(errorCode(refused), 'InvalidAccessKeyId');
+  } finally {
+    Worker.prototype.send = originalSend;
+    cluster.off('exit', onExit);
+    await talus.close();
     await rm(dataDir, { recursive: true, force: true });
   }
 });
