@@ -38,8 +38,9 @@ ${ADMIN_USAGE}
 Serves the S3 API from DATA_DIR (default ./data). Credentials come from
 TALUS_ROOT_USER / TALUS_ROOT_PASSWORD, or are generated on first start and
 kept in the data directory. --workers N serves from N processes sharing the
-data directory; the default, auto, is one per core (one process where only
-one may serve: --meta nodes, [replication] mode = "quorum"). --config
+data directory; the default, auto, is one per core within the container's
+CPU quota, at most 8 (one process where only one may serve: --meta nodes,
+[replication] mode = "quorum"). --config
 declares backends (local directories, remote S3 endpoints) and placements
 (single, replica N, erasure k+m, hybrid) per bucket: see docs/PLACEMENT.md;
 SIGHUP (or the admin API's ReloadConfig) reads it again and applies it, or
@@ -146,7 +147,8 @@ async function main(argv: string[]): Promise<number> {
   // one where the configuration allows only one (an explicit --workers N there is refused with the reason).
   const onlyOneProcess = metaUrl !== undefined || config?.replication?.mode === 'quorum';
   const workersText = values.workers ?? 'auto';
-  const workers = workersText !== 'auto' ? Number(workersText) : onlyOneProcess ? 1 : Math.min(availableParallelism(), WORKERS_MAX);
+  const { autoWorkerCount, readCgroupCpuFiles } = await import('./worker-count.ts');
+  const workers = workersText !== 'auto' ? Number(workersText) : onlyOneProcess ? 1 : autoWorkerCount(availableParallelism(), readCgroupCpuFiles());
   if (!Number.isInteger(workers) || workers < 1 || workers > WORKERS_MAX) throw new Error(`invalid --workers ${workersText} (1..${WORKERS_MAX} or auto)`);
   // Before the primary loads the server's modules, and again once its threads started.
   if (workers > 1) applyPrimaryNurseryPolicy();
