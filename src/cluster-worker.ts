@@ -107,6 +107,8 @@ async function runWorker(): Promise<void> {
   });
 
   let stopping: Promise<void> | undefined;
+  /** Set as shutdown closes the store: a reload can no longer read it, and need not (this worker serves nothing more). */
+  let storeClosed = false;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       secrets.stop();
@@ -114,6 +116,7 @@ async function runWorker(): Promise<void> {
       await accessLog?.close();
       await reserve.stop();
       await blobs.close();
+      storeClosed = true;
       await meta.close();
       process.exit(0);
     })());
@@ -125,10 +128,15 @@ async function runWorker(): Promise<void> {
         bucketChanges.delete(message.id);
         break;
       case 'reload-principals':
+        // Shutting down with the store closed: nothing is served any more, and
+        // this worker's exit answers the primary's sync for it (cluster.ts #onExit).
+        if (storeClosed) break;
         // Fail closed: a worker that cannot read the store's keys must not keep serving the old ones.
         void secrets.reload().then(
           () => tell({ kind: 'synced', id: message.id }),
           (error: unknown) => {
+            if (storeClosed) return; // closed while it read: as above
+
             logger.error('reloading access keys failed; exiting', { error: String(error) });
             process.exit(1);
           },
