@@ -11,7 +11,7 @@ import { missingWriteQuorum } from './placement/backend-health.ts';
 import { openPlacement } from './placement/open-placement.ts';
 import { FileRuntimeDocuments } from './placement/runtime-document.ts';
 import { withRuntimeChanges } from './placement/runtime-placements.ts';
-import { WORKER_SETTINGS_ENV, type ToChangingWorker, type ToPrimary, type ToWorker, type WorkerSettings } from './cluster.ts';
+import { SYNC_TIMEOUT_MS, WORKER_SETTINGS_ENV, type ToChangingWorker, type ToPrimary, type ToWorker, type WorkerSettings } from './cluster.ts';
 import { DiskReserve } from './disk-reserve.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
@@ -30,6 +30,13 @@ import { LISTING_RENDERER_URL } from './s3/list-render.ts';
 import { TALUS_VERSION } from './version.ts';
 import { startFreedMemoryRelease } from './util/freed-memory.ts';
 
+/**
+ * A bucket change this worker made waits this long for the primary to
+ * confirm every other process dropped its cached records: the primary
+ * itself waits up to SYNC_TIMEOUT_MS for them, then kills the late.
+ */
+const BUCKET_CHANGE_WAIT_MS = 2 * SYNC_TIMEOUT_MS;
+
 function tell(message: ToPrimary): void {
   if (process.connected) process.send?.(message);
 }
@@ -46,7 +53,21 @@ async function runWorker(): Promise<void> {
   const meta = new SqliteMetadataStore(join(settings.dataDir, 'meta.db'), {
     onBucketsChanged: () => !process.connected ? undefined : new Promise<void>((resolve) => {
       const id = nextBucketChange++;
-      bucketChanges.set(id, resolve);
+      // Resolving without the primary's word is safe enough: the change is
+      // committed in SQLite already (nothing is lost), and the notice waits on
+      // the primary's channel, so once the primary runs again it still has
+      // every other process drop its records (or kills it). Only in between
+      // may another process serve the bucket's previous settings; a stalled
+      // (or stopped) primary must not hang the request, and its entry, forever.
+      const timer = setTimeout(() => {
+        bucketChanges.delete(id);
+        logger.error('the primary did not confirm a bucket change in time; answering it anyway', { timeoutMs: BUCKET_CHANGE_WAIT_MS });
+        resolve();
+      }, BUCKET_CHANGE_WAIT_MS);
+      bucketChanges.set(id, () => {
+        clearTimeout(timer);
+        resolve();
+      });
       tell({ kind: 'buckets-changed', id });
     }),
     listingThreads: LISTING_THREADS_DEFAULT,

@@ -15,7 +15,8 @@ import { SYNC_TIMEOUT_MS } from '../src/cluster.ts';
 import { startTalus } from '../src/talus.ts';
 import type { Logger } from '../src/util/logger.ts';
 import { freePort, startServerProcess } from './helpers/process.ts';
-import { errorCode, signedRequest } from './helpers/raw.ts';
+import { Agent, request as httpRequest } from 'node:http';
+import { errorCode, queryString, signRequest, signedRequest, type RawRequest, type RawResponse } from './helpers/raw.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY } from './helpers/talus.ts';
 
 /** The PIDs of a process's children (its worker processes). */
@@ -113,6 +114,52 @@ test('a primary whose event loop stalls past SYNC_TIMEOUT_MS during a key change
     Worker.prototype.send = originalSend;
     cluster.off('exit', onExit);
     await talus.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+/** A signed request on `agent`'s one kept-alive connection: it reaches its worker without the primary (which deals out new connections). */
+async function signedOn(agent: Agent, baseUrl: string, raw: RawRequest): Promise<RawResponse> {
+  const url = new URL(baseUrl);
+  const headers = await signRequest(baseUrl, raw);
+  return new Promise((resolve, reject) => {
+    const outgoing = httpRequest({ host: url.hostname, port: url.port, method: raw.method, path: `${raw.path}${queryString(raw.query)}`, headers, agent }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      response.on('error', reject);
+    });
+    outgoing.on('error', reject);
+    outgoing.end(typeof raw.body === 'string' ? raw.body : undefined);
+  });
+}
+
+test('a bucket change through a worker answers even while the primary is stopped (its confirmation is waited for 2 x SYNC_TIMEOUT_MS at most)', { timeout: 120_000 }, async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'talus-workers-primary-stopped-'));
+  const server = await startServerProcess(dataDir, undefined, ['--workers', '2']);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const primary = server.child.pid!;
+  let stopped = false;
+  try {
+    assert.equal((await signedOn(agent, server.url, { method: 'PUT', path: '/tagged' })).status, 200);
+    process.kill(primary, 'SIGSTOP');
+    stopped = true;
+    const tagging = '<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>';
+    const change = signedOn(agent, server.url, { method: 'PUT', path: '/tagged', query: { tagging: '' }, body: tagging });
+    const outcome = await Promise.race([change, new Promise<'hangs'>((resolve) => setTimeout(() => resolve('hangs'), 4 * SYNC_TIMEOUT_MS))]);
+    assert.ok(outcome !== 'hangs', 'the bucket change waited on the stopped primary with no bound');
+    assert.ok(outcome.status === 200 || outcome.status === 204, outcome.body);
+    process.kill(primary, 'SIGCONT');
+    stopped = false;
+    // The change holds (it was committed), and the primary passes the notice on once it runs again.
+    const read = await signedOn(agent, server.url, { method: 'GET', path: '/tagged', query: { tagging: '' } });
+    assert.equal(read.status, 200, read.body);
+    assert.match(read.body, /<Key>a<\/Key>/);
+    assert.match(server.output(), /the primary did not confirm a bucket change in time; answering it anyway/);
+  } finally {
+    if (stopped) process.kill(primary, 'SIGCONT');
+    agent.destroy();
+    await server.stop();
     await rm(dataDir, { recursive: true, force: true });
   }
 });
