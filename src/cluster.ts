@@ -128,9 +128,10 @@ export class WorkerPool {
   #nextQueryId = 1;
   readonly #metricsQueries = new Map<number, (from: Worker, metrics: MetricSnapshot[]) => void>();
   readonly #placementQueries = new Map<number, (from: Worker, error: string | undefined) => void>();
-  readonly #syncs = new Map<number, (from: Worker) => void>();
-  /** Counts broadcasts of changed state: a worker that started during one may have read the state before it. */
-  #syncGeneration = 0;
+  /** Pending syncs: `answered` when a worker confirmed or exited, `ready` when a worker that was starting as the sync began now serves. */
+  readonly #syncs = new Map<number, { answered(from: Worker): void; ready(worker: Worker): void }>();
+  /** Workers forked and not yet ready: a sync that begins meanwhile waits for them too (they may have read the state before the change). */
+  readonly #starting = new Set<Worker>();
   /**
    * A worker changed a bucket: the primary drops its own cached bucket
    * records (its admin API and lifecycle worker read buckets too), before
@@ -185,8 +186,8 @@ export class WorkerPool {
     // Every worker listens with the same arguments (port 0 included): node:cluster
     // shares one listening socket per (address, port) it was asked for.
     const worker = cluster.fork({ [WORKER_SETTINGS_ENV]: JSON.stringify(this.#settings) });
-    const generationAtFork = this.#syncGeneration;
     this.#workers.add(worker);
+    this.#starting.add(worker);
     worker.on('message', (message: ToPrimary) => this.#onMessage(worker, message));
     worker.once('exit', (code, signal) => this.#onExit(worker, code, signal));
     return new Promise<number>((resolve, reject) => {
@@ -198,12 +199,10 @@ export class WorkerPool {
       worker.on('message', (message: ToPrimary) => {
         if (message.kind !== 'ready') return;
         clearTimeout(timer);
+        this.#starting.delete(worker);
         this.#serving.add(worker);
-        // A change acknowledged while it started was not asked of it: it may have read the state before the change.
-        if (this.#syncGeneration !== generationAtFork) {
-          send(worker, { kind: 'forget-buckets', id: 0 });
-          send(worker, { kind: 'reload-principals', id: 0 });
-        }
+        // Changes made while it started wait for it: it hears them now that it has its handler.
+        for (const sync of [...this.#syncs.values()]) sync.ready(worker);
         this.#stableTimers.set(worker, setTimeout(() => {
           this.#stableTimers.delete(worker);
           this.#stable.add(worker);
@@ -213,6 +212,7 @@ export class WorkerPool {
       });
       worker.once('exit', (code) => {
         clearTimeout(timer);
+        this.#starting.delete(worker);
         reject(new Error(`a worker exited with code ${code} while starting`));
       });
     });
@@ -289,43 +289,50 @@ export class WorkerPool {
   }
 
   /**
-   * Sends every serving worker but `except` the message, and resolves once
-   * each answered synced, exited, or was killed for not answering within
-   * SYNC_TIMEOUT_MS (fail closed: it might still serve the old state).
+   * Sends every worker but `except` the message (one still starting once it
+   * is ready), and resolves once each answered synced, exited, or was killed
+   * for not answering within SYNC_TIMEOUT_MS of being asked (fail closed: it
+   * might still serve the old state).
    * Never rejects: the change is made; what remains is that no worker
    * serves what came before it.
    */
   #sync(message: (id: number) => ToWorker, except: Worker | undefined): Promise<void> {
-    this.#syncGeneration++;
-    const pending = new Set([...this.#serving].filter((worker) => worker !== except && worker.isConnected()));
+    // A worker still starting may have read the state before the change and
+    // listens before it reports ready: it is waited for too, asked once ready.
+    const pending = new Set([...this.#serving, ...this.#starting].filter((worker) => worker !== except && worker.isConnected()));
     if (pending.size === 0) return Promise.resolve();
     const id = this.#nextQueryId++;
     return new Promise((resolve) => {
+      const timers = new Set<NodeJS.Timeout>();
       const finish = (): void => {
-        clearTimeout(timer);
+        for (const timer of timers) clearTimeout(timer);
         this.#syncs.delete(id);
         resolve();
       };
       const answered = (from: Worker): void => {
         if (pending.delete(from) && pending.size === 0) finish();
       };
-      const timer = setTimeout(() => {
-        // A primary whose own event loop was blocked past the timeout runs this
-        // before reading the answers already queued on the IPC channels: let
-        // the poll phase deliver them first, and kill only the truly late.
-        setImmediate(() => {
-          const late = [...pending];
-          if (late.length === 0) return;
-          this.#logger.error('workers did not apply a change in time; killing them', { pids: late.map((worker) => worker.process.pid), timeoutMs: SYNC_TIMEOUT_MS });
-          // Their exits answer for them (#onExit); a kill for lateness says nothing about how the worker started.
-          for (const worker of late) {
-            this.#killedForLateness.add(worker);
-            worker.process.kill('SIGKILL');
-          }
-        });
-      }, SYNC_TIMEOUT_MS);
-      this.#syncs.set(id, answered);
-      for (const worker of pending) send(worker, message(id));
+      const ask = (asked: Worker[]): void => {
+        for (const worker of asked) send(worker, message(id));
+        timers.add(setTimeout(() => {
+          // A primary whose own event loop was blocked past the timeout runs this
+          // before reading the answers already queued on the IPC channels: let
+          // the poll phase deliver them first, and kill only the truly late.
+          setImmediate(() => {
+            const late = asked.filter((worker) => pending.has(worker));
+            if (late.length === 0) return;
+            this.#logger.error('workers did not apply a change in time; killing them', { pids: late.map((worker) => worker.process.pid), timeoutMs: SYNC_TIMEOUT_MS });
+            // Their exits answer for them (#onExit); a kill for lateness says nothing about how the worker started.
+            for (const worker of late) {
+              this.#killedForLateness.add(worker);
+              worker.process.kill('SIGKILL');
+            }
+          });
+        }, SYNC_TIMEOUT_MS));
+      };
+      this.#syncs.set(id, { answered, ready: (worker) => { if (pending.has(worker)) ask([worker]); } });
+      // Those starting are asked once ready (their start has its own timeout, WORKER_START_TIMEOUT_MS).
+      ask([...pending].filter((worker) => this.#serving.has(worker)));
     });
   }
 
@@ -342,7 +349,7 @@ export class WorkerPool {
         if (from.isConnected()) from.send({ kind: 'buckets-forgotten', id: message.id } satisfies ToChangingWorker);
       });
     } else if (message.kind === 'synced') {
-      this.#syncs.get(message.id)?.(from);
+      this.#syncs.get(message.id)?.answered(from);
     } else if (message.kind === 'lease-answer') {
       const query = this.#leaseQueries.get(message.id);
       if (query === undefined) return;
@@ -356,7 +363,8 @@ export class WorkerPool {
     this.#workers.delete(worker);
     this.#serving.delete(worker);
     // What it served is gone with it: it answers every pending sync.
-    for (const answered of [...this.#syncs.values()]) answered(worker);
+    this.#starting.delete(worker);
+    for (const sync of [...this.#syncs.values()]) sync.answered(worker);
     // Its leases are gone with it: answer for it with none.
     for (const [id, query] of this.#leaseQueries) {
       if (query.pending.delete(worker) && query.pending.size === 0) this.#finishQuery(id);

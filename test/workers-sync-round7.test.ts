@@ -163,3 +163,44 @@ test('a bucket change through a worker answers even while the primary is stopped
     await rm(dataDir, { recursive: true, force: true });
   }
 });
+
+test('a key change made while a replacement worker starts answers only once that worker, too, reloaded its keys', { timeout: 120_000 }, async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'talus-workers-starting-'));
+  const logger: Logger = { info: () => undefined, warn: () => undefined, error: () => undefined };
+  const talus = await startTalus({
+    dataDir, port: 0, address: '127.0.0.1', workers: 2, logger,
+    rootAccessKeyId: ACCESS_KEY_ID, rootSecretAccessKey: SECRET_ACCESS_KEY,
+    admin: { port: 0, address: '127.0.0.1' },
+  });
+  try {
+    const admin = new AdminClient({ endpoint: talus.adminUrl!, accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY });
+    const user = await admin.call<{ accessKeyId: string; secretAccessKey: string }>('CreateUser', { name: 'carol', policy: 'readwrite' });
+    const replacement = new Promise<Worker>((resolve) => cluster.once('fork', resolve));
+    Object.values(cluster.workers ?? {})[0]!.process.kill('SIGKILL');
+    const starting = await replacement;
+    // The replacement is forked (it may read the keys before the change) and not yet ready.
+    let readyMs: number | undefined;
+    let askedToReload = false;
+    starting.on('message', (message: { kind: string }) => {
+      if (message.kind === 'ready') readyMs = Date.now();
+    });
+    const originalSend = starting.send.bind(starting);
+    starting.send = ((...args: Parameters<Worker['send']>) => {
+      if ((args[0] as { kind?: string; id?: number }).kind === 'reload-principals') askedToReload = true;
+      return originalSend(...args);
+    }) as Worker['send'];
+    assert.equal(readyMs, undefined);
+    await admin.call('UpdateKey', { accessKeyId: user.accessKeyId, enabled: false });
+    const answeredMs = Date.now();
+    assert.ok(readyMs !== undefined && readyMs <= answeredMs, 'the change answered before the starting worker was ready');
+    assert.equal(askedToReload, true, 'the starting worker was asked to reload the keys');
+    // Fresh connections go to both workers in turn: neither accepts the key.
+    for (let i = 0; i < 6; i++) {
+      const answer = await signedRequest(talus.url, { method: 'GET', path: '/', credentials: { accessKeyId: user.accessKeyId, secretAccessKey: user.secretAccessKey } });
+      assert.equal(errorCode(answer), 'InvalidAccessKeyId');
+    }
+  } finally {
+    await talus.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
