@@ -9,19 +9,55 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import Database from 'better-sqlite3';
+import { lastChangeNumber } from '../src/replication/change-capture.ts';
 import { CLI, PROJECT_ROOT, startServerProcess, type ServerProcess } from './helpers/process.ts';
 import { signRequest, signedRequest } from './helpers/raw.ts';
 
 const run = promisify(execFile);
 const sha256 = (data: Uint8Array | string): string => createHash('sha256').update(data).digest('hex');
 const LAG_MS = 250;
-/** The lag bound plus generous room on a loaded machine. */
-const SETTLE_MS = LAG_MS + 2_750;
+const BACKENDS = ['d0', 'd1', 'd2'];
+/** Backends a replica must be on for restore to find it (a write quorum of the three). */
+const REPLICA_QUORUM = 2;
+/** How long the test waits for the replicas to catch up on a loaded machine. */
+const SHIPPED_WITHIN_MS = 60_000;
+
+/** The furthest position the complete segments and snapshots under a backend directory reach. */
+async function replicatedPosition(backendDir: string): Promise<number> {
+  let names: string[];
+  try {
+    names = await readdir(backendDir, { recursive: true });
+  } catch {
+    return 0;
+  }
+  let position = 0;
+  for (const name of names) {
+    const match = /(?:segment-\d{16}-(\d{16})|snapshot-(\d{16}))$/.exec(name);
+    if (match !== null) position = Math.max(position, Number(match[1] ?? match[2]));
+  }
+  return position;
+}
+
+/** Waits until every change committed so far is in replicas on a quorum of the backends. */
+async function waitForReplicas(root: string, dataDir: string): Promise<void> {
+  const db = new Database(join(dataDir, 'meta.db'), { readonly: true, fileMustExist: true });
+  const committed = lastChangeNumber(db);
+  db.close();
+  assert.ok(committed > 0);
+  const deadline = Date.now() + SHIPPED_WITHIN_MS;
+  for (;;) {
+    const positions = await Promise.all(BACKENDS.map((name) => replicatedPosition(join(root, name))));
+    if (positions.filter((position) => position >= committed).length >= REPLICA_QUORUM) return;
+    assert.ok(Date.now() < deadline, `changes up to ${committed} committed; replicas reach ${positions.join(', ')}`);
+    await new Promise((resolve) => setTimeout(resolve, LAG_MS));
+  }
+}
 
 test('with --workers 2, objects written by either worker are replicated and restored, inline bodies included', { timeout: 240_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'talus-workers-replication-'));
@@ -29,9 +65,7 @@ test('with --workers 2, objects written by either worker are replicated and rest
   try {
     const configPath = join(root, 'talus.toml');
     await writeFile(configPath, [
-      '[backends.d0]\ntype = "directory"\npath = "d0"',
-      '[backends.d1]\ntype = "directory"\npath = "d1"',
-      '[backends.d2]\ntype = "directory"\npath = "d2"',
+      ...BACKENDS.map((name) => `[backends.${name}]\ntype = "directory"\npath = "${name}"`),
       '[placements.geo]\ntype = "erasure"\ndata_shards = 2\nparity_shards = 1\nbackends = ["d0", "d1", "d2"]\nblock_size = "64KiB"',
       '[defaults]\nplacement = "geo"',
       `[replication]\nlag = "${LAG_MS}ms"\nkey = "${randomBytes(32).toString('base64')}"`,
@@ -55,7 +89,7 @@ test('with --workers 2, objects written by either worker are replicated and rest
     assert.equal(processes.size, 2, 'both workers wrote');
     const savedSecretKey = join(root, 'saved.secret-key');
     await copyFile(join(dataDir, 'talus.secret-key'), savedSecretKey);
-    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+    await waitForReplicas(root, dataDir);
     await server.kill9();
     server = undefined;
     await rm(dataDir, { recursive: true, force: true });
