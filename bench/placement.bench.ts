@@ -72,7 +72,7 @@ for (const row of rows) {
 }
 
 async function startServer(dataDir: string, extraArgs: string[]): Promise<{ url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['bin/talus.js', 'server', dataDir, '--port', '0', '--address', '127.0.0.1', ...extraArgs], {
+  const child = spawn(process.execPath, ['bin/talus.js', 'server', dataDir, '--port', '0', '--address', '127.0.0.1', '--workers', '1', ...extraArgs], {
     env: { ...process.env, TALUS_ROOT_USER: KEY, TALUS_ROOT_PASSWORD: SECRET },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -79,7 +79,7 @@ for (const variant of variants) {
 }
 
 async function startServer(dataDir: string, extraArgs: string[]): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['bin/talus.js', 'server', dataDir, '--port', '0', '--address', '127.0.0.1', ...extraArgs], {
+  const child = spawn(process.execPath, ['bin/talus.js', 'server', dataDir, '--port', '0', '--address', '127.0.0.1', '--workers', '1', ...extraArgs], {
     env: { ...process.env, TALUS_ROOT_USER: KEY, TALUS_ROOT_PASSWORD: SECRET },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

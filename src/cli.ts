@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 
 async function usage(): Promise<string> {
   const [{ PRINCIPALS_USAGE }, { ADMIN_USAGE }] = await Promise.all([import('./principals/cli.ts'), import('./admin/cli.ts')]);
-  return `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1] [--workers 1]
+  return `Usage: talus server [DATA_DIR] [--port 9000] [--address 0.0.0.0] [--domain example.com] [--region us-east-1] [--workers auto]
                     [--config talus.toml] [--adopt-metadata] [--meta postgres://…] [--console-address [HOST]:PORT|none]
                     [--access-log FILE|-] [--metrics-public]
        talus migrate DATA_DIR --to postgres://…
@@ -37,12 +37,14 @@ ${ADMIN_USAGE}
 
 Serves the S3 API from DATA_DIR (default ./data). Credentials come from
 TALUS_ROOT_USER / TALUS_ROOT_PASSWORD, or are generated on first start and
-kept in the data directory. --workers N serves from N processes (auto: one
-per core) sharing the data directory. --config declares backends (local
-directories, remote S3 endpoints) and placements (single, replica N, erasure
-k+m, hybrid) per bucket: see docs/PLACEMENT.md; SIGHUP (or the admin API's
-ReloadConfig) reads it again and applies it, or changes nothing and logs
-why (docs/ADMIN.md). The server refuses to start
+kept in the data directory. --workers N serves from N processes sharing the
+data directory; the default, auto, is one per core within the container's
+CPU quota, at most 8 (one process where only one may serve: --meta nodes,
+[replication] mode = "quorum"). --config
+declares backends (local directories, remote S3 endpoints) and placements
+(single, replica N, erasure k+m, hybrid) per bucket: see docs/PLACEMENT.md;
+SIGHUP (or the admin API's ReloadConfig) reads it again and applies it, or
+changes nothing and logs why (docs/ADMIN.md). The server refuses to start
 when its metadata database does not belong with its blobs (missing, empty,
 older, another store's); --adopt-metadata accepts the database as it is and
 moves blobs it does not know to DATA_DIR/lost+found (docs/ARCHITECTURE.md).
@@ -126,7 +128,7 @@ async function main(argv: string[]): Promise<number> {
       address: { type: 'string', default: '0.0.0.0' },
       domain: { type: 'string' },
       region: { type: 'string', default: 'us-east-1' },
-      workers: { type: 'string', default: '1' },
+      workers: { type: 'string' },
       config: { type: 'string' },
       'adopt-metadata': { type: 'boolean', default: false },
       'console-address': { type: 'string' },
@@ -140,11 +142,16 @@ async function main(argv: string[]): Promise<number> {
   if (metaUrl !== undefined && values['adopt-metadata']) throw new Error('--adopt-metadata is for a data directory\'s own database, not --meta');
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${values.port}`);
-  const workers = values.workers === 'auto' ? availableParallelism() : Number(values.workers);
-  if (!Number.isInteger(workers) || workers < 1 || workers > WORKERS_MAX) throw new Error(`invalid --workers ${values.workers} (1..${WORKERS_MAX} or auto)`);
+  const config = values.config === undefined ? undefined : await (await import('./config/config.ts')).loadConfig(values.config);
+  // auto, the default: several processes serve more on several cores (docs/PERFORMANCE.md, "Default worker count"),
+  // one where the configuration allows only one (an explicit --workers N there is refused with the reason).
+  const onlyOneProcess = metaUrl !== undefined || config?.replication?.mode === 'quorum';
+  const workersText = values.workers ?? 'auto';
+  const { autoWorkerCount, readCgroupCpuFiles } = await import('./worker-count.ts');
+  const workers = workersText !== 'auto' ? Number(workersText) : onlyOneProcess ? 1 : autoWorkerCount(availableParallelism(), readCgroupCpuFiles());
+  if (!Number.isInteger(workers) || workers < 1 || workers > WORKERS_MAX) throw new Error(`invalid --workers ${workersText} (1..${WORKERS_MAX} or auto)`);
   // Before the primary loads the server's modules, and again once its threads started.
   if (workers > 1) applyPrimaryNurseryPolicy();
-  const config = values.config === undefined ? undefined : await (await import('./config/config.ts')).loadConfig(values.config);
   const [{ startTalus }, { ADMIN_PORT_DEFAULT }] = await Promise.all([import('./talus.ts'), import('./admin/paths.ts')]);
   const talus = await startTalus({
     ...(config === undefined || values.config === undefined ? {} : { config, configPath: values.config }),

@@ -11,7 +11,7 @@ import { missingWriteQuorum } from './placement/backend-health.ts';
 import { openPlacement } from './placement/open-placement.ts';
 import { FileRuntimeDocuments } from './placement/runtime-document.ts';
 import { withRuntimeChanges } from './placement/runtime-placements.ts';
-import { WORKER_SETTINGS_ENV, type ToPrimary, type ToWorker, type WorkerSettings } from './cluster.ts';
+import { SYNC_TIMEOUT_MS, WORKER_SETTINGS_ENV, type ToChangingWorker, type ToPrimary, type ToWorker, type WorkerSettings } from './cluster.ts';
 import { DiskReserve } from './disk-reserve.ts';
 import { Engine } from './engine/engine.ts';
 import { closeGracefully, createS3Server } from './http/server.ts';
@@ -30,6 +30,13 @@ import { LISTING_RENDERER_URL } from './s3/list-render.ts';
 import { TALUS_VERSION } from './version.ts';
 import { startFreedMemoryRelease } from './util/freed-memory.ts';
 
+/**
+ * A bucket change this worker made waits this long for the primary to
+ * confirm every other process dropped its cached records: the primary
+ * itself waits up to SYNC_TIMEOUT_MS for them, then kills the late.
+ */
+const BUCKET_CHANGE_WAIT_MS = 2 * SYNC_TIMEOUT_MS;
+
 function tell(message: ToPrimary): void {
   if (process.connected) process.send?.(message);
 }
@@ -40,8 +47,29 @@ async function runWorker(): Promise<void> {
   const settings = JSON.parse(raw) as WorkerSettings;
   startFreedMemoryRelease();
   const logger = jsonLogger();
+  // A bucket change this worker made is acknowledged once every other worker dropped its cached records (the primary answers).
+  const bucketChanges = new Map<number, () => void>();
+  let nextBucketChange = 1;
   const meta = new SqliteMetadataStore(join(settings.dataDir, 'meta.db'), {
-    onBucketsChanged: () => tell({ kind: 'buckets-changed' }),
+    onBucketsChanged: () => !process.connected ? undefined : new Promise<void>((resolve) => {
+      const id = nextBucketChange++;
+      // Resolving without the primary's word is safe enough: the change is
+      // committed in SQLite already (nothing is lost), and the notice waits on
+      // the primary's channel, so once the primary runs again it still has
+      // every other process drop its records (or kills it). Only in between
+      // may another process serve the bucket's previous settings; a stalled
+      // (or stopped) primary must not hang the request, and its entry, forever.
+      const timer = setTimeout(() => {
+        bucketChanges.delete(id);
+        logger.error('the primary did not confirm a bucket change in time; answering it anyway', { timeoutMs: BUCKET_CHANGE_WAIT_MS });
+        resolve();
+      }, BUCKET_CHANGE_WAIT_MS);
+      bucketChanges.set(id, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      tell({ kind: 'buckets-changed', id });
+    }),
     listingThreads: LISTING_THREADS_DEFAULT,
     onListingThreadError: (error) => logger.error('listing thread failed', { error: String(error) }),
     listingRendererUrl: LISTING_RENDERER_URL,
@@ -100,6 +128,8 @@ async function runWorker(): Promise<void> {
   });
 
   let stopping: Promise<void> | undefined;
+  /** Set as shutdown closes the store: a reload can no longer read it, and need not (this worker serves nothing more). */
+  let storeClosed = false;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       secrets.stop();
@@ -107,17 +137,38 @@ async function runWorker(): Promise<void> {
       await accessLog?.close();
       await reserve.stop();
       await blobs.close();
+      storeClosed = true;
       await meta.close();
       process.exit(0);
     })());
 
-  process.on('message', (message: ToWorker) => {
+  process.on('message', (message: ToWorker | ToChangingWorker) => {
     switch (message.kind) {
+      case 'buckets-forgotten':
+        bucketChanges.get(message.id)?.();
+        bucketChanges.delete(message.id);
+        break;
+      case 'reload-principals':
+        // Shutting down with the store closed: nothing is served any more, and
+        // this worker's exit answers the primary's sync for it (cluster.ts #onExit).
+        if (storeClosed) break;
+        // Fail closed: a worker that cannot read the store's keys must not keep serving the old ones.
+        void secrets.reload().then(
+          () => tell({ kind: 'synced', id: message.id }),
+          (error: unknown) => {
+            if (storeClosed) return; // closed while it read: as above
+
+            logger.error('reloading access keys failed; exiting', { error: String(error) });
+            process.exit(1);
+          },
+        );
+        break;
       case 'lease-query':
         tell({ kind: 'lease-answer', id: message.id, leased: engine.leasedAmong(message.blobIds) });
         break;
       case 'forget-buckets':
         meta.forgetBuckets();
+        tell({ kind: 'synced', id: message.id });
         break;
       case 'metrics-query':
         void metrics.registry.snapshot().then((snapshot) => tell({ kind: 'metrics-answer', id: message.id, metrics: snapshot }));

@@ -12,7 +12,10 @@
  *   every worker whether a GET is still streaming it (read leases are in
  *   each worker's memory).
  * - A worker that changed a bucket's settings says so; the primary tells
- *   the others to drop their cached bucket records.
+ *   the others to drop their cached bucket records, and the change is
+ *   acknowledged only once all did. A change to users, keys or policies made
+ *   through the admin API (the primary's) is acknowledged only once every
+ *   worker reloaded its keys: no worker accepts a revoked key afterwards.
  * - A worker that dies is replaced, with backoff; its unfinished uploads
  *   (its partial blobs) are removed at once. After WORKER_START_FAILURES_MAX
  *   failed starts in a row the pool gives up, and the primary exits
@@ -47,7 +50,10 @@ export interface WorkerSettings {
 
 export type ToWorker =
   | { kind: 'lease-query'; id: number; blobIds: string[] }
-  | { kind: 'forget-buckets' }
+  /** Drop cached bucket records, then answer synced with this id. */
+  | { kind: 'forget-buckets'; id: number }
+  /** Reload users, keys and policies from the store, then answer synced with this id. */
+  | { kind: 'reload-principals'; id: number }
   | { kind: 'metrics-query'; id: number }
   /** The admin API changed backends or placements (kept in the data directory), or talus.toml was reloaded (`config`, its new configuration): apply them, then answer placements-applied. */
   | { kind: 'placements-changed'; id: number; config?: WorkerSettings['config'] }
@@ -56,10 +62,14 @@ export type ToWorker =
 export type ToPrimary =
   | { kind: 'ready'; port: number }
   | { kind: 'lease-answer'; id: number; leased: string[] }
-  | { kind: 'buckets-changed' }
+  /** This worker changed a bucket's settings: the others must drop their cached records; answered with buckets-forgotten. */
+  | { kind: 'buckets-changed'; id: number }
+  | { kind: 'synced'; id: number }
   | { kind: 'metrics-answer'; id: number; metrics: MetricSnapshot[] }
   | { kind: 'audit'; entry: Omit<AuditEntry, 'timeMs'> }
   | { kind: 'placements-applied'; id: number; error: string | undefined };
+
+export type ToChangingWorker = { kind: 'buckets-forgotten'; id: number };
 
 export const WORKER_SETTINGS_ENV = 'TALUS_WORKER_SETTINGS';
 export const WORKERS_MAX = 64;
@@ -67,6 +77,13 @@ export const WORKERS_MAX = 64;
 const LEASE_QUERY_TIMEOUT_MS = 5_000;
 /** A scrape waits this long for each worker's metrics (Prometheus's own scrape timeout is 10 s). */
 const METRICS_QUERY_TIMEOUT_MS = 2_000;
+/**
+ * Every worker drops its cached bucket records or reloads its keys within
+ * this, or is killed: a worker that kept serving the previous access
+ * settings or a revoked key would break what the change's answer promised.
+ * Its replacement reads everything afresh at its start.
+ */
+export const SYNC_TIMEOUT_MS = 5_000;
 /** Applying a change opens at most one backend (no network: probes run after): seconds at the very most. */
 const PLACEMENTS_APPLY_TIMEOUT_MS = 10_000;
 const WORKER_START_TIMEOUT_MS = 30_000;
@@ -111,6 +128,16 @@ export class WorkerPool {
   #nextQueryId = 1;
   readonly #metricsQueries = new Map<number, (from: Worker, metrics: MetricSnapshot[]) => void>();
   readonly #placementQueries = new Map<number, (from: Worker, error: string | undefined) => void>();
+  /** Pending syncs: `answered` when a worker confirmed or exited, `ready` when a worker that was starting as the sync began now serves. */
+  readonly #syncs = new Map<number, { answered(from: Worker): void; ready(worker: Worker): void }>();
+  /** Workers forked and not yet ready: a sync that begins meanwhile waits for them too (they may have read the state before the change). */
+  readonly #starting = new Set<Worker>();
+  /**
+   * A worker changed a bucket: the primary drops its own cached bucket
+   * records (its admin API and lifecycle worker read buckets too), before
+   * the change is acknowledged.
+   */
+  onWorkerChangedBuckets: () => void = () => undefined;
   /** Where workers' audit entries go (the primary's audit log, set once it is open). */
   onAuditEntry: (entry: Omit<AuditEntry, 'timeMs'>) => void = () => undefined;
   #stopping = false;
@@ -120,6 +147,8 @@ export class WorkerPool {
   /** Workers that served WORKER_STABLE_MS: their death is not a failed start. */
   readonly #stable = new WeakSet<Worker>();
   readonly #stableTimers = new Map<Worker, NodeJS.Timeout>();
+  /** Workers killed for not confirming a sync in time: their death is not a failed start either. */
+  readonly #killedForLateness = new WeakSet<Worker>();
   readonly #respawnTimers = new Set<NodeJS.Timeout>();
   readonly #cleanups = new Set<Promise<void>>();
   /** Holds the event loop open while the pool runs: with every worker dead, nothing else would, and the primary would exit 0. */
@@ -158,6 +187,7 @@ export class WorkerPool {
     // shares one listening socket per (address, port) it was asked for.
     const worker = cluster.fork({ [WORKER_SETTINGS_ENV]: JSON.stringify(this.#settings) });
     this.#workers.add(worker);
+    this.#starting.add(worker);
     worker.on('message', (message: ToPrimary) => this.#onMessage(worker, message));
     worker.once('exit', (code, signal) => this.#onExit(worker, code, signal));
     return new Promise<number>((resolve, reject) => {
@@ -169,7 +199,10 @@ export class WorkerPool {
       worker.on('message', (message: ToPrimary) => {
         if (message.kind !== 'ready') return;
         clearTimeout(timer);
+        this.#starting.delete(worker);
         this.#serving.add(worker);
+        // Changes made while it started wait for it: it hears them now that it has its handler.
+        for (const sync of [...this.#syncs.values()]) sync.ready(worker);
         this.#stableTimers.set(worker, setTimeout(() => {
           this.#stableTimers.delete(worker);
           this.#stable.add(worker);
@@ -179,6 +212,7 @@ export class WorkerPool {
       });
       worker.once('exit', (code) => {
         clearTimeout(timer);
+        this.#starting.delete(worker);
         reject(new Error(`a worker exited with code ${code} while starting`));
       });
     });
@@ -244,9 +278,62 @@ export class WorkerPool {
     });
   }
 
-  /** The primary changed a bucket (the admin API): every worker drops its cached bucket records. */
-  forgetBuckets(): void {
-    for (const worker of this.#workers) send(worker, { kind: 'forget-buckets' });
+  /** The primary changed a bucket (the admin API): resolves once every worker dropped its cached bucket records. */
+  forgetBuckets(): Promise<void> {
+    return this.#sync((id) => ({ kind: 'forget-buckets', id }), undefined);
+  }
+
+  /** The admin API changed users, keys or policies: resolves once every worker reloaded them. */
+  reloadPrincipals(): Promise<void> {
+    return this.#sync((id) => ({ kind: 'reload-principals', id }), undefined);
+  }
+
+  /**
+   * Sends every worker but `except` the message (one still starting once it
+   * is ready), and resolves once each answered synced, exited, or was killed
+   * for not answering within SYNC_TIMEOUT_MS of being asked (fail closed: it
+   * might still serve the old state).
+   * Never rejects: the change is made; what remains is that no worker
+   * serves what came before it.
+   */
+  #sync(message: (id: number) => ToWorker, except: Worker | undefined): Promise<void> {
+    // A worker still starting may have read the state before the change and
+    // listens before it reports ready: it is waited for too, asked once ready.
+    const pending = new Set([...this.#serving, ...this.#starting].filter((worker) => worker !== except && worker.isConnected()));
+    if (pending.size === 0) return Promise.resolve();
+    const id = this.#nextQueryId++;
+    return new Promise((resolve) => {
+      const timers = new Set<NodeJS.Timeout>();
+      const finish = (): void => {
+        for (const timer of timers) clearTimeout(timer);
+        this.#syncs.delete(id);
+        resolve();
+      };
+      const answered = (from: Worker): void => {
+        if (pending.delete(from) && pending.size === 0) finish();
+      };
+      const ask = (asked: Worker[]): void => {
+        for (const worker of asked) send(worker, message(id));
+        timers.add(setTimeout(() => {
+          // A primary whose own event loop was blocked past the timeout runs this
+          // before reading the answers already queued on the IPC channels: let
+          // the poll phase deliver them first, and kill only the truly late.
+          setImmediate(() => {
+            const late = asked.filter((worker) => pending.has(worker));
+            if (late.length === 0) return;
+            this.#logger.error('workers did not apply a change in time; killing them', { pids: late.map((worker) => worker.process.pid), timeoutMs: SYNC_TIMEOUT_MS });
+            // Their exits answer for them (#onExit); a kill for lateness says nothing about how the worker started.
+            for (const worker of late) {
+              this.#killedForLateness.add(worker);
+              worker.process.kill('SIGKILL');
+            }
+          });
+        }, SYNC_TIMEOUT_MS));
+      };
+      this.#syncs.set(id, { answered, ready: (worker) => { if (pending.has(worker)) ask([worker]); } });
+      // Those starting are asked once ready (their start has its own timeout, WORKER_START_TIMEOUT_MS).
+      ask([...pending].filter((worker) => this.#serving.has(worker)));
+    });
   }
 
   #onMessage(from: Worker, message: ToPrimary): void {
@@ -257,7 +344,12 @@ export class WorkerPool {
     } else if (message.kind === 'metrics-answer') {
       this.#metricsQueries.get(message.id)?.(from, message.metrics);
     } else if (message.kind === 'buckets-changed') {
-      for (const worker of this.#workers) if (worker !== from) send(worker, { kind: 'forget-buckets' });
+      this.onWorkerChangedBuckets();
+      void this.#sync((id) => ({ kind: 'forget-buckets', id }), from).then(() => {
+        if (from.isConnected()) from.send({ kind: 'buckets-forgotten', id: message.id } satisfies ToChangingWorker);
+      });
+    } else if (message.kind === 'synced') {
+      this.#syncs.get(message.id)?.answered(from);
     } else if (message.kind === 'lease-answer') {
       const query = this.#leaseQueries.get(message.id);
       if (query === undefined) return;
@@ -270,6 +362,9 @@ export class WorkerPool {
   #onExit(worker: Worker, code: number | null, signal: string | null): void {
     this.#workers.delete(worker);
     this.#serving.delete(worker);
+    // What it served is gone with it: it answers every pending sync.
+    this.#starting.delete(worker);
+    for (const sync of [...this.#syncs.values()]) sync.answered(worker);
     // Its leases are gone with it: answer for it with none.
     for (const [id, query] of this.#leaseQueries) {
       if (query.pending.delete(worker) && query.pending.size === 0) this.#finishQuery(id);
@@ -282,7 +377,7 @@ export class WorkerPool {
     this.#cleanups.add(cleanup);
     void cleanup.finally(() => this.#cleanups.delete(cleanup));
     if (this.#stopping) return;
-    const failures = this.#stable.has(worker) ? this.#backoff.failures : this.#backoff.failed();
+    const failures = this.#stable.has(worker) || this.#killedForLateness.has(worker) ? this.#backoff.failures : this.#backoff.failed();
     if (failures >= WORKER_START_FAILURES_MAX) {
       this.#stopping = true;
       const error = new Error(`workers failed to start ${failures} times in a row (the last: pid ${pid}, code ${code}, signal ${signal}); giving up`);

@@ -162,7 +162,7 @@ export async function startTalus(options: TalusOptions): Promise<RunningTalus> {
   }
   // With --workers the workers write too: their cached latest versions are checked against SQLite's data_version.
   // With workers, bucket changes made in this process (the admin API) must reach their caches: set once they exist.
-  const bucketsChanged = { notify: (): void => undefined };
+  const bucketsChanged: { notify: () => void | Promise<void> } = { notify: () => undefined };
   const meta = new SqliteMetadataStore(join(dataDir, 'meta.db'), {
     onBucketsChanged: () => bucketsChanged.notify(),
     soleWriter: (options.workers ?? 1) === 1,
@@ -229,7 +229,7 @@ async function startOnLockedDirectory(
   lock: DataDirectoryLock,
   reclaim: ReclaimMode,
   reserve: DiskReserve,
-  bucketsChanged: { notify: () => void },
+  bucketsChanged: { notify: () => void | Promise<void> },
 ): Promise<RunningTalus> {
   // Under the lock, before any writer: every partial blob is an upload a dead process never finished.
   // Settings first: a malformed one fails start-up before anything runs.
@@ -365,6 +365,8 @@ async function startOnLockedDirectory(
       logger,
       storage,
       tokens: await AdminTokens.open(meta, dataDir),
+      // With workers, a change to users, keys or policies is answered once every worker reloaded them.
+      ...(pool === undefined ? {} : { credentialsChanged: () => pool.reloadPrincipals() }),
     });
   };
   // One lifecycle worker per data directory, in the process that purges (never in --workers' workers).
@@ -382,6 +384,8 @@ async function startOnLockedDirectory(
   replication?.start();
   if (pool !== undefined) {
     bucketsChanged.notify = () => pool.forgetBuckets();
+    // Workers run on SQLite only (a --meta node refuses them); this process's records must follow their changes too.
+    if (meta instanceof SqliteMetadataStore) pool.onWorkerChangedBuckets = () => meta.forgetBuckets();
     let admin: AdminListener | undefined;
     const stopServing = async (graceMs: number): Promise<void> => {
       secrets.stop();

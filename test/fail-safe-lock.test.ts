@@ -86,7 +86,7 @@ test('a second server in another PID namespace is refused and exits non-zero; th
     // Another PID namespace: the first server's PID does not exist there.
     const second = spawn(
       'unshare',
-      ['--pid', '--fork', '--mount-proc', '--kill-child', process.execPath, '--import', 'tsx', CLI, 'server', dataDir, '--port', String(await freePort()), '--address', '127.0.0.1'],
+      ['--pid', '--fork', '--mount-proc', '--kill-child', process.execPath, '--import', 'tsx', CLI, 'server', dataDir, '--port', String(await freePort()), '--address', '127.0.0.1', '--workers', '1'],
       { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let output = '';

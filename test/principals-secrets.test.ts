@@ -49,7 +49,7 @@ async function assertNoPlainText(dataDir: string, secrets: readonly string[], wh
 /** Starts `talus server` expecting it to refuse; resolves with its exit code and output. */
 function startExpectingRefusal(dataDir: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
   return freePort().then((port) => new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'server', dataDir, '--port', String(port), '--address', '127.0.0.1'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'server', dataDir, '--port', String(port), '--address', '127.0.0.1', '--workers', '1'], {
       cwd: PROJECT_ROOT,
       env: { ...process.env, TALUS_ROOT_USER: ACCESS_KEY_ID, TALUS_ROOT_PASSWORD: SECRET_ACCESS_KEY, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

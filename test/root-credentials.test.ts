@@ -20,7 +20,7 @@ async function withServer<T>(dataDir: string, env: NodeJS.ProcessEnv, use: (star
   const port = await freePort();
   const childEnv = { ...process.env, ...env };
   for (const name of ['TALUS_ROOT_USER', 'TALUS_ROOT_PASSWORD'] as const) if (env[name] === undefined) delete childEnv[name];
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'server', dataDir, '--port', String(port), '--address', '127.0.0.1'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'server', dataDir, '--port', String(port), '--address', '127.0.0.1', '--workers', '1'], {
     cwd: PROJECT_ROOT,
     env: childEnv,
     stdio: ['ignore', 'pipe', 'pipe'],

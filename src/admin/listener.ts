@@ -30,6 +30,8 @@ export interface AdminListenOptions {
   audit: AuditLog;
   principals: Principals;
   keys: PrincipalCache;
+  /** Other processes' keys (--workers): resolves once all reloaded them, after a change made here. */
+  credentialsChanged?: (() => Promise<void>) | undefined;
   engine: Engine;
   server: AdminServerInfo;
   logger: Logger;

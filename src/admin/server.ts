@@ -56,6 +56,8 @@ export interface AdminServerOptions {
   principals: Principals;
   /** The keys and principals the auth path uses (reloaded every 2 s, and at once after a change made here). */
   keys: PrincipalCache;
+  /** Other processes' keys (--workers): resolves once all reloaded them, after a change made here. */
+  credentialsChanged?: (() => Promise<void>) | undefined;
   engine: Engine;
   server: AdminServerInfo;
   logger: Logger;
@@ -183,8 +185,8 @@ async function handle(options: AdminServerOptions, spec: string, webConsole: Con
     audit({ principal: caller, accessKeyId, status: adminError.status, code: adminError.code });
     throw adminError;
   }
-  // A change to users or keys is visible to the very next request (the cache would notice within 2 s anyway).
-  if (ADMIN_OPERATIONS[name].changesCredentials) await options.keys.reload();
+  // A change to users or keys is visible to the very next request, on every worker (the caches would notice within 2 s anyway).
+  if (ADMIN_OPERATIONS[name].changesCredentials) await Promise.all([options.keys.reload(), options.credentialsChanged?.()]);
   options.logger.info('admin request', { requestId, operation: name, caller, status: 200 });
   audit({ principal: caller, accessKeyId, status: 200 });
   send(response, requestId, 200, JSON.stringify(answer));

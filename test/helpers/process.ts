@@ -48,14 +48,17 @@ export function freePort(): Promise<number> {
 
 /**
  * Starts the server on `port` (a free one if not given) and resolves once it
- * prints its ready line. Rejects, with the process output, if it exits or
+ * prints its ready line (`--workers 1` unless extraArgs name --workers or
+ * `workersDefault` asks for the server's default). Rejects, with the process output, if it exits or
  * does not become ready within 30 s.
  */
-export async function startServerProcess(dataDir: string, port?: number, extraArgs: readonly string[] = []): Promise<ServerProcess> {
+export async function startServerProcess(dataDir: string, port?: number, extraArgs: readonly string[] = [], options: { workersDefault?: boolean } = {}): Promise<ServerProcess> {
   const listenPort = port ?? (await freePort());
+  // One process unless the test asks for workers (the server's own default is one per core): tests not about workers stay as cheap as they were.
+  const workers = extraArgs.includes('--workers') || options.workersDefault === true ? [] : ['--workers', '1'];
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', CLI, 'server', dataDir, '--port', String(listenPort), '--address', '127.0.0.1', ...extraArgs],
+    ['--import', 'tsx', CLI, 'server', dataDir, '--port', String(listenPort), '--address', '127.0.0.1', ...workers, ...extraArgs],
     {
       cwd: ROOT,
       env: { ...process.env, TALUS_ROOT_USER: ACCESS_KEY_ID, TALUS_ROOT_PASSWORD: SECRET_ACCESS_KEY },

@@ -156,7 +156,7 @@ export class SqliteMetadataStore implements MetadataStore {
   /** The listing threads' page renderers, loaded here too for the pages listed on the event loop. */
   #eventLoopRenderer: { renderPage: PageRenderer; renderKeysPage: KeysPageRenderer } | undefined;
 
-  readonly #onBucketsChanged: () => void;
+  readonly #onBucketsChanged: () => void | Promise<void>;
   readonly #busyTimeoutNone: Database.Statement;
   readonly #busyTimeoutForReads: Database.Statement;
   readonly #beginImmediate: Database.Statement;
@@ -189,7 +189,8 @@ export class SqliteMetadataStore implements MetadataStore {
   /**
    * @param onBucketsChanged called after this store deleted a bucket or changed
    *   its settings, so other processes on the same database can drop their
-   *   cached copies (S3 too lets bucket settings take a moment to propagate).
+   *   cached copies; the change's call resolves only once a promise it
+   *   returns does (--workers: every other worker dropped them).
    * @param soleWriter no other connection writes versions to this database
    *   (one server process owns the data directory): the latest versions kept
    *   in memory are then trusted without asking SQLite whether another
@@ -207,7 +208,7 @@ export class SqliteMetadataStore implements MetadataStore {
   constructor(
     path: string,
     options: {
-      onBucketsChanged?: () => void;
+      onBucketsChanged?: () => void | Promise<void>;
       soleWriter?: boolean;
       onUnusable?: (reason: string) => void;
       listingThreads?: number;
@@ -724,7 +725,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#statements.deleteBucket.run(name);
       return 'deleted';
     });
-    if (outcome === 'deleted') this.#onBucketsChanged();
+    if (outcome === 'deleted') await this.#onBucketsChanged();
     return outcome;
   }
 
@@ -734,7 +735,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (guard !== undefined) this.#guardBucket(name, guard);
       return this.#statements.setVersioning.run(state, name);
     })).changes === 1;
-    if (changed) this.#onBucketsChanged();
+    if (changed) await this.#onBucketsChanged();
     return changed;
   }
 
@@ -743,7 +744,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#buckets.delete(name);
       return this.#statements.setBucketAccess.run(serializeAccess(access), name);
     })).changes === 1;
-    if (changed) this.#onBucketsChanged();
+    if (changed) await this.#onBucketsChanged();
     return changed;
   }
 
@@ -754,7 +755,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (guard !== undefined) this.#guardBucket(name, guard);
       return statement.run(document, name);
     })).changes === 1;
-    if (changed) this.#onBucketsChanged();
+    if (changed) await this.#onBucketsChanged();
     return changed;
   }
 
@@ -776,7 +777,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }
       return true;
     });
-    if (changed) this.#onBucketsChanged();
+    if (changed) await this.#onBucketsChanged();
     return changed;
   }
 
@@ -796,7 +797,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#buckets.delete(name);
       return this.#statements.setBucketTags.run(serializeTags(tags), name);
     })).changes === 1;
-    if (changed) this.#onBucketsChanged();
+    if (changed) await this.#onBucketsChanged();
     return changed;
   }
 
