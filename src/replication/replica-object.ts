@@ -34,6 +34,8 @@ import { pipeline } from 'node:stream/promises';
 import { brotliCompress as brotliCompressCallback, brotliCompressSync, constants as zlibConstants, createBrotliCompress, createBrotliDecompress } from 'node:zlib';
 import { promisify } from 'node:util';
 import type { Backend } from '../backend/backend.ts';
+import { assert } from '../util/assert.ts';
+import { SegmentPayload } from './segment.ts';
 
 const brotliCompress = promisify(brotliCompressCallback);
 /** Fast: most of a segment is inline object bytes, often incompressible. */
@@ -119,23 +121,75 @@ export async function encodeSegmentObject(fields: HeaderFields, plain: Buffer, k
  * then the body (the payload itself when it does not compress), not copied
  * into one buffer with the header (~3 µs of CPU per 4 KiB PUT shipped).
  */
-export async function encodeSegmentObjectParts(fields: HeaderFields, plain: Buffer, key: Buffer | undefined): Promise<Buffer[]> {
-  const { compression, body: compressed } = await compressSegment(plain);
-  const header = headerFields('segment', fields, { plainBytes: plain.length, bodySha256: createHash('sha256').update(compressed).digest('hex') }, key, compression);
+export async function encodeSegmentObjectParts(fields: HeaderFields, plain: Buffer | SegmentPayload, key: Buffer | undefined, chunk?: Buffer): Promise<Buffer[]> {
+  const payload = Buffer.isBuffer(plain) ? SegmentPayload.of(plain) : plain;
+  const { compression, body: compressed } = await compressSegment(payload, chunk);
+  const header = headerFields('segment', fields, { plainBytes: payload.size, bodySha256: createHash('sha256').update(compressed).digest('hex') }, key, compression);
   const head = prefix(header);
   const cipher = cipherFor(header, key, head);
   if (cipher === undefined) return [head, compressed];
   return [head, cipher.update(compressed), cipher.final(), cipher.getAuthTag()];
 }
 
-/** Brotli when it is worth its CPU on this payload (judged on its tail), else the payload as it is. */
-async function compressSegment(plain: Buffer): Promise<{ compression: ReplicaHeader['compression']; body: Buffer }> {
-  const sample = plain.subarray(Math.max(0, plain.length - COMPRESSION_SAMPLE_BYTES));
+/**
+ * Brotli when it is worth its CPU on this payload (judged on its tail), else the payload as it is (written out
+ * into a buffer of its own). A payload not yet written out (a SegmentPayload of several pieces) is compressed
+ * through `chunk`, one chunk after the other into one brotli stream, so that it is never whole in memory: the
+ * cutter thread kept ~21 MB resident for it at a quiet run's rate (PayloadScratch). The compressed bytes then
+ * depend on the chunk's size (brotli at quality 1 compresses each input it is given in blocks of its own), not
+ * on where the payload's bytes came from; what they decompress to is the same payload.
+ */
+async function compressSegment(payload: SegmentPayload, chunk: Buffer | undefined): Promise<{ compression: ReplicaHeader['compression']; body: Buffer }> {
+  const whole = payload.blobs.length === 0 ? payload.head : undefined;
+  const sampleStart = Math.max(0, payload.size - COMPRESSION_SAMPLE_BYTES);
+  const sample = whole?.subarray(sampleStart) ?? readPayload(payload, sampleStart, Buffer.allocUnsafe(payload.size - sampleStart));
   const trial = brotliCompressSync(sample, BROTLI_OPTIONS);
-  if (trial.length > sample.length * COMPRESSION_WORTH_RATIO_MAX) return { compression: 'none', body: plain };
+  if (trial.length > sample.length * COMPRESSION_WORTH_RATIO_MAX) return { compression: 'none', body: whole ?? payload.writeOut() };
   // A small segment was compressed whole by the trial.
-  if (sample.length === plain.length) return { compression: 'brotli', body: trial };
-  return { compression: 'brotli', body: await brotliCompress(plain, BROTLI_OPTIONS) };
+  if (sample.length === payload.size) return { compression: 'brotli', body: trial };
+  if (whole !== undefined) return { compression: 'brotli', body: await brotliCompress(whole, BROTLI_OPTIONS) };
+  return { compression: 'brotli', body: await brotliInChunks(payload, chunk ?? Buffer.allocUnsafeSlow(SEGMENT_COMPRESSION_CHUNK_BYTES)) };
+}
+
+function readPayload(payload: SegmentPayload, start: number, out: Buffer): Buffer {
+  const read = payload.reader(start).read(out);
+  assert(read === out.length, 'the payload holds the bytes read');
+  return out;
+}
+
+/**
+ * How much of a payload goes to brotli at once (the cutter thread's chunk, segment-cutter-thread.ts): a
+ * multiple of the 128 KiB blocks brotli's fast modes cut their input into, and large enough that a segment
+ * costs a few dozen round trips to libuv's pool (measured on 4 KiB bodies: 1 MiB chunks compress a ~20 MB
+ * payload a little smaller than one input does, 128 KiB ones ~3 % larger).
+ */
+export const SEGMENT_COMPRESSION_CHUNK_BYTES = 1024 * 1024;
+/** Brotli's output pieces (node's default is 16 KiB: a round trip per piece). */
+const BROTLI_OUTPUT_CHUNK_BYTES = 256 * 1024;
+
+/** The payload through one brotli stream, `chunk` refilled once brotli has taken its previous contents. */
+async function brotliInChunks(payload: SegmentPayload, chunk: Buffer): Promise<Buffer> {
+  const stream = createBrotliCompress({ ...BROTLI_OPTIONS, chunkSize: BROTLI_OUTPUT_CHUNK_BYTES });
+  const output: Buffer[] = [];
+  stream.on('data', (piece: Buffer) => output.push(piece));
+  const ended = new Promise<void>((resolve, reject) => {
+    stream.once('end', resolve);
+    stream.once('error', reject);
+  });
+  const reader = payload.reader();
+  try {
+    for (let read = reader.read(chunk); read > 0; read = reader.read(chunk)) {
+      // The write's callback comes once brotli has consumed the whole input (node:zlib reads it in place on the
+      // pool until then), so the chunk is free again.
+      await new Promise<void>((resolve, reject) => stream.write(chunk.subarray(0, read), (error) => (error ? reject(error) : resolve())));
+    }
+    stream.end();
+    await ended;
+  } catch (error) {
+    stream.destroy();
+    throw error;
+  }
+  return Buffer.concat(output);
 }
 
 /** Writes a snapshot's object to `objectPath` from the database copy at `databasePath`; returns its header. */
