@@ -135,9 +135,8 @@ export async function encodeSegmentObjectParts(fields: HeaderFields, plain: Buff
  * Brotli when it is worth its CPU on this payload (judged on its tail), else the payload as it is (written out
  * into a buffer of its own). A payload not yet written out (a SegmentPayload of several pieces) is compressed
  * through `chunk`, one chunk after the other into one brotli stream, so that it is never whole in memory: the
- * cutter thread kept ~21 MB resident for it at a quiet run's rate (PayloadScratch). The compressed bytes then
- * depend on the chunk's size (brotli at quality 1 compresses each input it is given in blocks of its own), not
- * on where the payload's bytes came from; what they decompress to is the same payload.
+ * cutter thread kept ~21 MB resident for it at a quiet run's rate (PayloadScratch). With chunks of
+ * SEGMENT_COMPRESSION_CHUNK_BYTES the compressed bytes are the very bytes one input gives (see there).
  */
 async function compressSegment(payload: SegmentPayload, chunk: Buffer | undefined): Promise<{ compression: ReplicaHeader['compression']; body: Buffer }> {
   const whole = payload.blobs.length === 0 ? payload.head : undefined;
@@ -158,12 +157,12 @@ function readPayload(payload: SegmentPayload, start: number, out: Buffer): Buffe
 }
 
 /**
- * How much of a payload goes to brotli at once (the cutter thread's chunk, segment-cutter-thread.ts): a
- * multiple of the 128 KiB blocks brotli's fast modes cut their input into, and large enough that a segment
- * costs a few dozen round trips to libuv's pool (measured on 4 KiB bodies: 1 MiB chunks compress a ~20 MB
- * payload a little smaller than one input does, 128 KiB ones ~3 % larger).
+ * How much of a payload goes to brotli at once (the cutter thread's chunk, segment-cutter-thread.ts): brotli's
+ * fast modes (quality 0 and 1) cut their input into blocks of at most 1 << window bits (22 by default: 4 MiB)
+ * or what they were given, so chunks of exactly that size give the bytes one input gives, byte for byte
+ * (test/replication-round7.test.ts; 1 MiB chunks compressed the load generator's bodies ~8 % larger).
  */
-export const SEGMENT_COMPRESSION_CHUNK_BYTES = 1024 * 1024;
+export const SEGMENT_COMPRESSION_CHUNK_BYTES = 1 << zlibConstants.BROTLI_DEFAULT_WINDOW;
 /** Brotli's output pieces (node's default is 16 KiB: a round trip per piece). */
 const BROTLI_OUTPUT_CHUNK_BYTES = 256 * 1024;
 
