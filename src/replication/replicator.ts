@@ -59,6 +59,8 @@ export interface ReplicatorOptions {
    * Absent: our own connection.
    */
   readonly readConnection?: Database.Database;
+  /** The inline body ring's size (inline-body-ring.ts, RING_BYTES by default): tests make it small, to drop records. */
+  readonly inlineRingBytes?: number;
 }
 
 export interface ReplicationStatus {
@@ -122,7 +124,7 @@ export class MetadataReplicator {
     if (options.readConnection !== undefined) {
       // The number the capture trigger has just logged, read inside the writer's transaction (the trigger's own insert id is not visible).
       const changeNumber = options.readConnection.prepare('SELECT seq FROM sqlite_sequence WHERE name = ?').pluck().bind(CHANGES_TABLE);
-      this.#bodies = new InlineBodyCollector(() => changeNumber.get() as number);
+      this.#bodies = new InlineBodyCollector(() => changeNumber.get() as number, options.inlineRingBytes);
       this.inlineDataTap = this.#bodies;
     }
     this.#cutter = new SegmentCutter({ databasePath: options.databasePath, storeId: options.storeId, epoch: options.epoch, key: options.config.key, ring: this.#bodies?.memory });
