@@ -111,7 +111,7 @@ export function cutSegment(db: Database.Database, from: number, changesMax = SEG
  * per segment costs its page faults and zeroing by the kernel, ~2.5 µs of
  * CPU per 4 KiB PUT against ~0.6 for copying into memory already mapped.
  * The cutter thread no longer writes payloads out (SegmentPayload): it
- * compresses them through a 1 MiB chunk, which keeps those page faults away
+ * compresses them through a 4 MiB chunk, which keeps those page faults away
  * without ~21 MB resident. A payload cut with a scratch is valid until the
  * next cut with it, or until its memory is moved to another thread (then
  * the next cut allocates anew).
