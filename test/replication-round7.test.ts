@@ -227,3 +227,42 @@ test('deletes of inline rows in the same batches as their writes: every cut with
     await meta.close();
   }
 });
+
+test('a ring filling up before the lag is up starts a round at once, without waiting for the lag', async () => {
+  const backends = [new MemoryBackend('m0'), new MemoryBackend('m1'), new MemoryBackend('m2')];
+  // A lag no test waits for: only the ring's filling up can ship the burst within the test.
+  const config: ReplicationConfig = { backends: ['m0', 'm1', 'm2'], lagMs: 600_000, snapshotIntervalMs: 3_600_000, writeQuorum: 2, key: undefined, mode: 'async' };
+  const databasePath = join(root, 'filling.db');
+  const meta = new SqliteMetadataStore(databasePath);
+  await meta.setStoreIdentity({ id: STORE_ID, epoch: 1 });
+  await meta.createBucket({ name: 'b', createdMs: 1, ownerId: 'o', versioning: 'Unversioned', tags: null });
+  const ringBytes = 256 * 1024;
+  const replicator = new MetadataReplicator({ databasePath, scratchDirectory: join(root, 'scratch-filling'), targets: backends, storeId: STORE_ID, epoch: 1, config, logger: silentLogger, readConnection: meta.database, inlineRingBytes: ringBytes });
+  meta.setInlineDataTap(replicator.inlineDataTap);
+  const until = async (what: string, done: () => boolean): Promise<void> => {
+    const deadline = Date.now() + 60_000;
+    while (!done()) {
+      assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  try {
+    replicator.start();
+    // The first round runs at start (and the first snapshot); the next one is a lag away.
+    await until('the first round', () => replicator.status.snapshotPosition !== undefined && replicator.status.shippedPosition === replicator.committedPosition);
+    const before = replicator.status;
+    const put = putter(meta, 'b');
+    // Batches of 8 PUTs of 4 KiB until the ring's early share has passed (~48 PUTs), one batch a turn.
+    for (let batch = 0; (batch + 1) * 8 * 4120 <= ringBytes * 0.9; batch++) {
+      const bodies = loadGeneratorBodies(8);
+      assert.deepEqual(new Set(await Promise.all(bodies.map((body, i) => put(`k${batch}/${i}`, body)))), new Set(['committed']));
+    }
+    await until('a round before the lag', () => replicator.status.shippedPosition > before.shippedPosition);
+    const status = replicator.status;
+    assert.ok(status.segmentsShipped > before.segmentsShipped);
+    assert.ok(status.bodiesFromServingThread > 0, 'the early round shipped the ring\'s records');
+  } finally {
+    await replicator.stop(0);
+    await meta.close();
+  }
+});

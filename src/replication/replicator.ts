@@ -97,6 +97,8 @@ export class MetadataReplicator {
   #failedRounds = 0;
   #bodiesFromServingThread = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** The timer is set to fire at once (#roundNow need not set it again). */
+  #soon = false;
   #round: Promise<void> | undefined;
   #snapshotting: Promise<unknown> | undefined;
   /** Quorum mode: commits waiting for their changes to be shipped, in commit order. */
@@ -125,6 +127,8 @@ export class MetadataReplicator {
       // The number the capture trigger has just logged, read inside the writer's transaction (the trigger's own insert id is not visible).
       const changeNumber = options.readConnection.prepare('SELECT seq FROM sqlite_sequence WHERE name = ?').pluck().bind(CHANGES_TABLE);
       this.#bodies = new InlineBodyCollector(() => changeNumber.get() as number, options.inlineRingBytes);
+      // A ring filling up before the lag is up: ship now, rather than drop records (read back at more CPU).
+      this.#bodies.onFilling = () => this.#roundNow();
       this.inlineDataTap = this.#bodies;
     }
     this.#cutter = new SegmentCutter({ databasePath: options.databasePath, storeId: options.storeId, epoch: options.epoch, key: options.config.key, ring: this.#bodies?.memory });
@@ -158,12 +162,16 @@ export class MetadataReplicator {
     if (position <= this.#shipped) return Promise.resolve();
     if (this.#stopped) return Promise.reject(new Error('metadata replication has stopped'));
     const promise = new Promise<void>((resolve, reject) => this.#waiters.push({ position, resolve, reject }));
-    // Now rather than at the next lag; a round in progress runs the next one as soon as it ends.
-    if (this.#round === undefined && this.#timer !== undefined) {
+    this.#roundNow();
+    return promise;
+  }
+
+  /** Now rather than at the next lag; a round in progress runs the next one as soon as it ends (#schedule). */
+  #roundNow(): void {
+    if (this.#round === undefined && this.#timer !== undefined && !this.#soon) {
       clearTimeout(this.#timer);
       this.#schedule(0);
     }
-    return promise;
   }
 
   #settleWaiters(error?: unknown): void {
@@ -178,12 +186,15 @@ export class MetadataReplicator {
 
   #schedule(delayMs: number): void {
     if (this.#stopped) return;
+    this.#soon = delayMs === 0;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      this.#soon = false;
       const started = Date.now();
       this.#round = this.#runRound().finally(() => {
         this.#round = undefined;
-        this.#schedule(this.#waiters.length > 0 ? 0 : Math.max(0, this.#options.config.lagMs - (Date.now() - started)));
+        const due = this.#waiters.length > 0 || this.#bodies?.filling === true;
+        this.#schedule(due ? 0 : Math.max(0, this.#options.config.lagMs - (Date.now() - started)));
       });
     }, delayMs);
     this.#timer.unref();
