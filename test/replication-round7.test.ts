@@ -6,7 +6,8 @@
  * the bodies where they are through one 4 MiB chunk. The replica object's
  * bytes are those one input gives, byte for byte; and the inline body ring
  * may be far smaller than a burst: what it drops is read from SQLite, and
- * the segment is the one a cut reading every row from SQLite gives.
+ * the segment is the one a cut reading every row from SQLite gives. The
+ * ring is smaller (24 MiB), and one filling up starts a round before the lag.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
