@@ -191,6 +191,21 @@ export class InlineBodyCollector implements InlineDataTap {
     return range;
   }
 
+  /**
+   * Called when every change committed so far is shipped (from the event loop, between batches): the records
+   * kept are all of shipped changes, so no cut needs them and their room is free. Records committed after a
+   * hand-over but before that cut's read began are shipped in its segment (read from SQLite) without ever being
+   * handed over: without this they would count as waiting until the next write, and a ring past
+   * RING_EARLY_CUT_SHARE would keep asking for rounds that find nothing to ship. Nothing is done while a
+   * handed-over range is still with the cutter (its room is released first).
+   */
+  discardShipped(): void {
+    assert(this.#tail === this.#published, 'no batch is being written');
+    if (this.#released !== this.#handed) return;
+    this.#handed = this.#published;
+    this.#released = this.#published;
+  }
+
   /** The cutter no longer reads the records before `to` (its cut answered or failed). */
   release(to: number): void {
     this.#released = Math.max(this.#released, to);

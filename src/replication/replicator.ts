@@ -74,6 +74,10 @@ export interface ReplicationStatus {
   readonly failedRounds: number;
   /** Inline bodies shipped as the serving thread handed them over, not read back from SQLite (inline-body-ring.ts). */
   readonly bodiesFromServingThread: number;
+  /** Rounds run (each lag, each early one for quorum commits or a filling ring), failed ones included. */
+  readonly rounds: number;
+  /** Inline bodies the ring had no room for (read back from SQLite by the cutter instead); 0 without a ring. */
+  readonly bodiesDroppedByRing: number;
 }
 
 export class MetadataReplicator {
@@ -96,6 +100,7 @@ export class MetadataReplicator {
   #segmentsCutInLogOrder = 0;
   #failedRounds = 0;
   #bodiesFromServingThread = 0;
+  #rounds = 0;
   #timer: NodeJS.Timeout | undefined;
   /** The timer is set to fire at once (#roundNow need not set it again). */
   #soon = false;
@@ -138,7 +143,7 @@ export class MetadataReplicator {
   }
 
   get status(): ReplicationStatus {
-    return { shippedPosition: this.#shipped, snapshotPosition: this.#snapshotPosition, segmentsShipped: this.#segmentsShipped, segmentsCutInLogOrder: this.#segmentsCutInLogOrder, failedRounds: this.#failedRounds, bodiesFromServingThread: this.#bodiesFromServingThread };
+    return { shippedPosition: this.#shipped, snapshotPosition: this.#snapshotPosition, segmentsShipped: this.#segmentsShipped, segmentsCutInLogOrder: this.#segmentsCutInLogOrder, failedRounds: this.#failedRounds, bodiesFromServingThread: this.#bodiesFromServingThread, rounds: this.#rounds, bodiesDroppedByRing: this.#bodies?.dropped ?? 0 };
   }
 
   /** The last change committed locally (shipped or not). */
@@ -193,7 +198,10 @@ export class MetadataReplicator {
       const started = Date.now();
       this.#round = this.#runRound().finally(() => {
         this.#round = undefined;
-        const due = this.#waiters.length > 0 || this.#bodies?.filling === true;
+        // A filling ring asks for a round only while something is left to ship (a round with nothing to ship
+        // cannot empty it: see discardShipped).
+        const filling = this.#bodies?.filling === true && lastChangeNumber(this.#reader) > this.#shipped;
+        const due = this.#waiters.length > 0 || filling;
         this.#schedule(due ? 0 : Math.max(0, this.#options.config.lagMs - (Date.now() - started)));
       });
     }, delayMs);
@@ -201,6 +209,7 @@ export class MetadataReplicator {
   }
 
   async #runRound(): Promise<void> {
+    this.#rounds++;
     try {
       try {
         await this.shipNow();
@@ -250,7 +259,7 @@ export class MetadataReplicator {
       } finally {
         if (bodies !== undefined) this.#bodies?.release(bodies.to);
       }
-      if (segment === undefined) return;
+      if (segment === undefined) break;
       const { storeId, epoch } = this.#options;
       await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to, segment.complete), segment.parts);
       this.#shipped = segment.to;
@@ -258,6 +267,8 @@ export class MetadataReplicator {
       if (segment.cut === 'in log order') this.#segmentsCutInLogOrder++;
       this.#bodiesFromServingThread += segment.bodiesFromRecords;
     }
+    // Read between batches: every record in the ring is of a change committed by now.
+    if (this.#bodies !== undefined && this.#shipped >= lastChangeNumber(this.#reader)) this.#bodies.discardShipped();
     if (this.#shipped - this.#trimmed >= TRIM_CHANGES_MIN) this.#trim();
   }
 

@@ -1,0 +1,97 @@
+/**
+ * Metadata replication, round 7, after review (docs/PERFORMANCE.md "Metadata
+ * replication, round 7"): a ring past 3/4 whose records were all shipped
+ * without being handed over does not keep asking for rounds while idle; a
+ * brotli failure in the middle of a chunked payload rejects the encode
+ * instead of leaving it pending; the chunk is brotli's block bound at the
+ * window actually used, and payloads of exact chunk multiples compress to
+ * the bytes one input gives.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { MemoryBackend } from '../src/backend/memory-backend.ts';
+import type { ReplicationConfig } from '../src/config/config.ts';
+import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
+import { MetadataReplicator } from '../src/replication/replicator.ts';
+import { silentLogger } from '../src/util/logger.ts';
+
+const STORE_ID = '6f0e0d0c-0b0a-4900-8800-070605040307';
+/** A lag no test waits for: whatever ships within a test ships for another reason. */
+const LONG_LAG: ReplicationConfig = { backends: ['m0', 'm1', 'm2'], lagMs: 600_000, snapshotIntervalMs: 3_600_000, writeQuorum: 2, key: undefined, mode: 'async' };
+
+let root: string;
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'talus-repl-round7-fixes-'));
+});
+
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+function putter(meta: SqliteMetadataStore): (key: string, body: Buffer) => Promise<string> {
+  return async (key, body) => {
+    const outcome = await meta.commitVersion({
+      version: {
+        bucket: 'b', key, versionId: 'null', isDeleteMarker: false, lastModifiedMs: 2, sizeBytes: body.length, etag: '"e"', ownerId: 'o',
+        system: { contentType: 'application/octet-stream' }, userMetadata: {}, checksum: null, tags: [], parts: null, segments: [], inlineData: body,
+      },
+      conditions: {},
+    });
+    return outcome.status;
+  };
+}
+
+async function replicating(name: string, ringBytes: number, backends = [new MemoryBackend('m0'), new MemoryBackend('m1'), new MemoryBackend('m2')]): Promise<{ meta: SqliteMetadataStore; replicator: MetadataReplicator; backends: MemoryBackend[] }> {
+  const databasePath = join(root, `${name}.db`);
+  const meta = new SqliteMetadataStore(databasePath);
+  await meta.setStoreIdentity({ id: STORE_ID, epoch: 1 });
+  await meta.createBucket({ name: 'b', createdMs: 1, ownerId: 'o', versioning: 'Unversioned', tags: null });
+  const replicator = new MetadataReplicator({ databasePath, scratchDirectory: join(root, `scratch-${name}`), targets: backends, storeId: STORE_ID, epoch: 1, config: LONG_LAG, logger: silentLogger, readConnection: meta.database, inlineRingBytes: ringBytes });
+  meta.setInlineDataTap(replicator.inlineDataTap);
+  return { meta, replicator, backends };
+}
+
+async function until(what: string, done: () => boolean): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!done()) {
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('a ring past 3/4 whose records were shipped without being handed over: an idle replicator runs no round after round', async () => {
+  const { meta, replicator } = await replicating('idle', 64 * 1024);
+  const put = putter(meta);
+  try {
+    await put('first', randomBytes(10));
+    // The cut is posted to a cutter thread still starting (~100s of ms): the burst commits before its read, so
+    // the segment ships it (read from SQLite) though its records, past 3/4 of the ring, were never handed over.
+    const shipping = replicator.shipNow();
+    assert.deepEqual(new Set(await Promise.all(Array.from({ length: 20 }, (_, i) => put(`k${i}`, randomBytes(4096))))), new Set(['committed']));
+    await shipping;
+    assert.equal(replicator.status.shippedPosition, replicator.committedPosition, 'precondition: the burst went into the segment cut after it');
+    assert.equal(replicator.status.bodiesFromServingThread, 1, 'precondition: only the first record was handed over, none of the burst');
+    replicator.start();
+    await until('the first round', () => replicator.status.rounds >= 1 && replicator.status.snapshotPosition !== undefined);
+    const rounds = replicator.status.rounds;
+    await sleep(1000);
+    // Without the fix: a round at once after every round, hundreds a second, each finding nothing to ship.
+    assert.ok(replicator.status.rounds - rounds <= 1, `${replicator.status.rounds - rounds} rounds while idle`);
+    // The ring's room is free again: a later burst is handed over whole.
+    const before = replicator.status;
+    for (let i = 0; i < 8; i++) assert.equal(await put(`later${i}`, randomBytes(4096)), 'committed');
+    await replicator.shipNow();
+    assert.equal(replicator.status.bodiesFromServingThread - before.bodiesFromServingThread, 8);
+    assert.equal(replicator.status.bodiesDroppedByRing, before.bodiesDroppedByRing);
+  } finally {
+    await replicator.stop(0);
+    await meta.close();
+  }
+});
