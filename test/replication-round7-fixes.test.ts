@@ -13,10 +13,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { createBrotliCompress } from 'node:zlib';
 import { MemoryBackend } from '../src/backend/memory-backend.ts';
 import type { ReplicationConfig } from '../src/config/config.ts';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
+import { encodeSegmentObjectParts, SEGMENT_COMPRESSION_CHUNK_BYTES } from '../src/replication/replica-object.ts';
 import { MetadataReplicator } from '../src/replication/replicator.ts';
+import { SegmentPayload } from '../src/replication/segment.ts';
 import { silentLogger } from '../src/util/logger.ts';
 
 const STORE_ID = '6f0e0d0c-0b0a-4900-8800-070605040307';
@@ -64,6 +67,15 @@ async function until(what: string, done: () => boolean): Promise<void> {
   }
 }
 
+/** Bodies like the load generator's: 4 KiB views at spread offsets of one random buffer (they compress). */
+function loadGeneratorBodies(count: number): Buffer[] {
+  const window = randomBytes(8192);
+  return Array.from({ length: count }, (_, i) => {
+    const at = (i * 2654435761) % 4096;
+    return window.subarray(at, at + 4096);
+  });
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('a ring past 3/4 whose records were shipped without being handed over: an idle replicator runs no round after round', async () => {
@@ -93,5 +105,35 @@ test('a ring past 3/4 whose records were shipped without being handed over: an i
   } finally {
     await replicator.stop(0);
     await meta.close();
+  }
+});
+
+test('a brotli failure in the middle of a chunked payload rejects the encode at once (not left pending, no unhandled rejection)', async () => {
+  // The native encoder reports an error for its second piece of work instead of calling back, as node_zlib does
+  // when brotli fails (onerror: the stream is destroyed with the error; the pending write's callback never runs).
+  const handlePrototype = Object.getPrototypeOf((createBrotliCompress() as unknown as { _handle: object })._handle) as { write(...args: unknown[]): unknown };
+  const write = handlePrototype.write;
+  let writes = 0;
+  handlePrototype.write = function (this: { onerror(message: string, errno: number, code: string): void }, ...args: unknown[]) {
+    if (++writes === 2) {
+      setImmediate(() => this.onerror('simulated brotli failure', -1, 'ERR_BROTLI_COMPRESSION_FAILED'));
+      return undefined;
+    }
+    return write.apply(this, args);
+  };
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    const payload = new SegmentPayload('{"format":1}', loadGeneratorBodies(3000));
+    assert.ok(payload.size > 2 * SEGMENT_COMPRESSION_CHUNK_BYTES, 'a payload of several chunks');
+    const encoding = encodeSegmentObjectParts({ storeId: STORE_ID, epoch: 1, from: 1, to: 2, complete: true }, payload, undefined, Buffer.allocUnsafe(SEGMENT_COMPRESSION_CHUNK_BYTES));
+    const outcome = await Promise.race([encoding.then(() => 'resolved', (error: Error) => error.message), sleep(10_000).then(() => 'still pending after 10 s')]);
+    assert.match(outcome, /simulated brotli failure/);
+    await sleep(50);
+    assert.deepEqual(unhandled, []);
+  } finally {
+    handlePrototype.write = write;
+    process.off('unhandledRejection', onUnhandled);
   }
 });

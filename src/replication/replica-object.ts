@@ -175,12 +175,19 @@ async function brotliInChunks(payload: SegmentPayload, chunk: Buffer): Promise<B
     stream.once('end', resolve);
     stream.once('error', reject);
   });
+  // A failure in the middle (node:zlib destroys the stream with the error) never calls the pending write's
+  // callback: `ended` rejects instead, awaited beside each write. Handled from here on, whenever it rejects
+  // (an unhandled rejection would end the cutter thread).
+  ended.catch(() => undefined);
   const reader = payload.reader();
   try {
     for (let read = reader.read(chunk); read > 0; read = reader.read(chunk)) {
       // The write's callback comes once brotli has consumed the whole input (node:zlib reads it in place on the
-      // pool until then), so the chunk is free again.
-      await new Promise<void>((resolve, reject) => stream.write(chunk.subarray(0, read), (error) => (error ? reject(error) : resolve())));
+      // pool until then), so the chunk is free again. Not pipeline() from a Readable: a write buffered by the
+      // stream would let the chunk be refilled while brotli still holds it.
+      const written = new Promise<Error | null | undefined>((resolve) => stream.write(chunk.subarray(0, read), resolve));
+      const error = await Promise.race([written, ended]);
+      if (error) throw error;
     }
     stream.end();
     await ended;
