@@ -137,3 +137,29 @@ test('a brotli failure in the middle of a chunked payload rejects the encode at 
     process.off('unhandledRejection', onUnhandled);
   }
 });
+
+test('payloads of exactly a chunk multiple (and a byte either side) compress through the chunk to the bytes one input gives; a chunk of another length is refused', async () => {
+  const fields = { storeId: STORE_ID, epoch: 1, from: 1, to: 2, complete: true };
+  const chunk = Buffer.allocUnsafe(SEGMENT_COMPRESSION_CHUNK_BYTES);
+  const json = JSON.stringify({ format: 1, pad: 'x'.repeat(100) });
+  const headBytes = 4 + Buffer.byteLength(json);
+  for (const chunks of [1, 2]) {
+    for (const delta of [-1, 0, 1]) {
+      const size = chunks * SEGMENT_COMPRESSION_CHUNK_BYTES + delta;
+      // 4 KiB bodies, the last one sized to end the payload exactly at `size`.
+      const count = Math.floor((size - headBytes) / 4100) - 1;
+      const blobs = loadGeneratorBodies(count);
+      blobs.push(Buffer.alloc(size - headBytes - count * 4100 - 4, 7));
+      const payload = new SegmentPayload(json, blobs);
+      assert.equal(payload.size, size);
+      const inChunks = Buffer.concat(await encodeSegmentObjectParts(fields, payload, undefined, chunk));
+      const inOne = Buffer.concat(await encodeSegmentObjectParts(fields, payload.writeOut(), undefined));
+      assert.ok(inChunks.length < size / 2, 'compressed');
+      assert.deepEqual(inChunks, inOne, `${size} bytes (${chunks} chunks ${delta >= 0 ? '+' : ''}${delta})`);
+    }
+  }
+  const payload = new SegmentPayload(json, loadGeneratorBodies(2000));
+  for (const length of [SEGMENT_COMPRESSION_CHUNK_BYTES / 4, SEGMENT_COMPRESSION_CHUNK_BYTES + 8]) {
+    await assert.rejects(encodeSegmentObjectParts(fields, payload, undefined, Buffer.allocUnsafe(length)), /block bound/);
+  }
+});

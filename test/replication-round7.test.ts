@@ -95,7 +95,9 @@ test('a payload compressed through the chunk is the object one input gives, byte
     assert.deepEqual(tail, whole.subarray(payload.size - 5000));
     const inChunks = await encodeSegmentObjectParts(fields, payload, undefined, Buffer.allocUnsafe(SEGMENT_COMPRESSION_CHUNK_BYTES));
     const inOne = await encodeSegmentObjectParts(fields, whole, undefined);
-    assert.deepEqual(Buffer.concat(inChunks), Buffer.concat(inOne), `${name}: the same object`);
+    // Identity is about the compression ratio and the benchmarks' comparability, not compatibility: restore decodes
+    // any valid brotli stream, and bodySha256 is over whatever bytes were produced.
+    assert.deepEqual(Buffer.concat(inChunks), Buffer.concat(inOne), `${name}: the same object (so the same ratio as one input)`);
     const header = JSON.parse(inChunks[0]!.subarray(12).toString('utf8')) as { compression: string; plainBytes: number };
     assert.equal(header.compression, compression, name);
     assert.equal(header.plainBytes, payload.size);

@@ -39,7 +39,7 @@ import { SegmentPayload } from './segment.ts';
 
 const brotliCompress = promisify(brotliCompressCallback);
 /** Fast: most of a segment is inline object bytes, often incompressible. */
-const BROTLI_OPTIONS = { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 1 } };
+const BROTLI_OPTIONS: { readonly params: Readonly<Record<number, number>> } = { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 1 } };
 /** The tail of a segment's payload compressed on trial (~0.1 ms once per segment, on the event loop): a segment's blobs follow its JSON. */
 const COMPRESSION_SAMPLE_BYTES = 64 * 1024;
 /** A sample that keeps more than this share of its size after brotli: the segment is stored uncompressed. */
@@ -158,16 +158,20 @@ function readPayload(payload: SegmentPayload, start: number, out: Buffer): Buffe
 
 /**
  * How much of a payload goes to brotli at once (the cutter thread's chunk, segment-cutter-thread.ts): brotli's
- * fast modes (quality 0 and 1) cut their input into blocks of at most 1 << window bits (22 by default: 4 MiB)
- * or what they were given, so chunks of exactly that size give the bytes one input gives, byte for byte
- * (test/replication-round7.test.ts; 1 MiB chunks compressed the load generator's bodies ~8 % larger).
+ * fast modes (quality 0 and 1) cut their input into blocks of at most 1 << window bits (the window in
+ * BROTLI_OPTIONS, 22 by default: 4 MiB) or what they were given, so chunks of exactly that size give the bytes
+ * one input gives, byte for byte (test/replication-round7.test.ts). That is about the compression ratio (1 MiB
+ * chunks compressed the load generator's bodies ~8 % larger) and the benchmarks' comparability, not about
+ * compatibility: restore decodes any valid brotli stream, and bodySha256 is over whatever bytes were produced.
  */
-export const SEGMENT_COMPRESSION_CHUNK_BYTES = 1 << zlibConstants.BROTLI_DEFAULT_WINDOW;
+export const SEGMENT_COMPRESSION_CHUNK_BYTES = 1 << (BROTLI_OPTIONS.params[zlibConstants.BROTLI_PARAM_LGWIN] ?? zlibConstants.BROTLI_DEFAULT_WINDOW);
 /** Brotli's output pieces (node's default is 16 KiB: a round trip per piece). */
 const BROTLI_OUTPUT_CHUNK_BYTES = 256 * 1024;
 
 /** The payload through one brotli stream, `chunk` refilled once brotli has taken its previous contents. */
 async function brotliInChunks(payload: SegmentPayload, chunk: Buffer): Promise<Buffer> {
+  // Any other length compresses less well (a smaller one) or lets brotli cut blocks where one input would not.
+  assert(chunk.length === SEGMENT_COMPRESSION_CHUNK_BYTES, 'a payload is compressed through chunks of brotli\'s block bound');
   const stream = createBrotliCompress({ ...BROTLI_OPTIONS, chunkSize: BROTLI_OUTPUT_CHUNK_BYTES });
   const output: Buffer[] = [];
   stream.on('data', (piece: Buffer) => output.push(piece));
