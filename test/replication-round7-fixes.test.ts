@@ -14,9 +14,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createBrotliCompress } from 'node:zlib';
+import type { BackendWriter } from '../src/backend/backend.ts';
 import { MemoryBackend } from '../src/backend/memory-backend.ts';
 import type { ReplicationConfig } from '../src/config/config.ts';
 import { SqliteMetadataStore } from '../src/meta/sqlite/sqlite-metadata-store.ts';
+import { lastChangeNumber } from '../src/replication/change-capture.ts';
+import type { InlineBodyCollector } from '../src/replication/inline-body-ring.ts';
 import { encodeSegmentObjectParts, SEGMENT_COMPRESSION_CHUNK_BYTES } from '../src/replication/replica-object.ts';
 import { MetadataReplicator } from '../src/replication/replicator.ts';
 import { SegmentPayload } from '../src/replication/segment.ts';
@@ -59,6 +62,28 @@ async function replicating(name: string, ringBytes: number, backends = [new Memo
   return { meta, replicator, backends };
 }
 
+/** A memory backend whose commits wait while its gate is shut (an upload in flight, for as long as a test likes). */
+class GatedBackend extends MemoryBackend {
+  gate: Promise<void> | undefined;
+  waiting = 0;
+
+  override create(key: string, sizeBytes: number): BackendWriter {
+    const writer = super.create(key, sizeBytes);
+    return {
+      ...writer,
+      commit: async () => {
+        this.waiting++;
+        try {
+          await this.gate;
+        } finally {
+          this.waiting--;
+        }
+        await writer.commit();
+      },
+    };
+  }
+}
+
 async function until(what: string, done: () => boolean): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (!done()) {
@@ -74,6 +99,10 @@ function loadGeneratorBodies(count: number): Buffer[] {
     const at = (i * 2654435761) % 4096;
     return window.subarray(at, at + 4096);
   });
+}
+
+function lastChangeNumberOf(meta: SqliteMetadataStore): number {
+  return lastChangeNumber(meta.database);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -128,7 +157,10 @@ test('a brotli failure in the middle of a chunked payload rejects the encode at 
     const payload = new SegmentPayload('{"format":1}', loadGeneratorBodies(3000));
     assert.ok(payload.size > 2 * SEGMENT_COMPRESSION_CHUNK_BYTES, 'a payload of several chunks');
     const encoding = encodeSegmentObjectParts({ storeId: STORE_ID, epoch: 1, from: 1, to: 2, complete: true }, payload, undefined, Buffer.allocUnsafe(SEGMENT_COMPRESSION_CHUNK_BYTES));
-    const outcome = await Promise.race([encoding.then(() => 'resolved', (error: Error) => error.message), sleep(10_000).then(() => 'still pending after 10 s')]);
+    let timer: NodeJS.Timeout | undefined;
+    const pending = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still pending after 10 s'), 10_000)));
+    const outcome = await Promise.race([encoding.then(() => 'resolved', (error: Error) => error.message), pending]);
+    clearTimeout(timer);
     assert.match(outcome, /simulated brotli failure/);
     await sleep(50);
     assert.deepEqual(unhandled, []);
@@ -161,5 +193,73 @@ test('payloads of exactly a chunk multiple (and a byte either side) compress thr
   const payload = new SegmentPayload(json, loadGeneratorBodies(2000));
   for (const length of [SEGMENT_COMPRESSION_CHUNK_BYTES / 4, SEGMENT_COMPRESSION_CHUNK_BYTES + 8]) {
     await assert.rejects(encodeSegmentObjectParts(fields, payload, undefined, Buffer.allocUnsafe(length)), /block bound/);
+  }
+});
+
+test('a round that ends with the ring past 3/4 again runs the next one at once, not a lag later', async () => {
+  const backends = [new GatedBackend('m0'), new GatedBackend('m1'), new GatedBackend('m2')];
+  const { meta, replicator } = await replicating('again', 64 * 1024, backends);
+  const put = putter(meta);
+  // 14 records of 4 KiB (4 120 bytes each) pass 3/4 of the 64 KiB ring (12.7 records) and fit in it (15.9).
+  const burst = async (name: string): Promise<void> => {
+    assert.deepEqual(new Set(await Promise.all(loadGeneratorBodies(14).map((body, i) => put(`${name}/${i}`, body)))), new Set(['committed']));
+  };
+  let open = (): void => undefined;
+  try {
+    replicator.start();
+    await until('the first round', () => replicator.status.snapshotPosition !== undefined && replicator.status.shippedPosition === replicator.committedPosition);
+    const before = replicator.status;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    for (const backend of backends) backend.gate = gate;
+    // Burst A fills the ring: an early round cuts it and holds in its upload, its cut answered (the room released).
+    await burst('a');
+    await until('the early round\'s upload', () => backends.every((backend) => backend.waiting > 0));
+    // Burst B fills it again while that round runs: asking for a round now does nothing (one runs).
+    await burst('b');
+    const committed = replicator.committedPosition;
+    assert.ok(replicator.status.shippedPosition < committed);
+    open();
+    // A lag of 600 s: only a round at once after the early one ships burst B within the test.
+    await until('burst B shipped', () => replicator.status.shippedPosition >= committed);
+    const status = replicator.status;
+    assert.ok(status.rounds - before.rounds >= 2, `${status.rounds - before.rounds} rounds`);
+    assert.equal(status.bodiesFromServingThread - before.bodiesFromServingThread, 28, 'both bursts handed over whole');
+    assert.equal(status.bodiesDroppedByRing, 0);
+  } finally {
+    open();
+    await replicator.stop(0);
+    await meta.close();
+  }
+});
+
+test('stop() with an early round\'s timer pending: the final round ships everything and no round runs after it', async () => {
+  const { meta, replicator } = await replicating('stop', 64 * 1024);
+  const put = putter(meta);
+  try {
+    replicator.start();
+    await until('the first round', () => replicator.status.snapshotPosition !== undefined && replicator.status.shippedPosition === replicator.committedPosition);
+    const rounds = replicator.status.rounds;
+    // The burst's commit asks for a round at once (a zero-delay timer); stop() is called right after, before that
+    // timer can fire.
+    const collector = replicator.inlineDataTap as InlineBodyCollector;
+    const askForRound = collector.onFilling;
+    let stopping: Promise<void> | undefined;
+    let roundsAtStop: number | undefined;
+    collector.onFilling = () => {
+      askForRound?.();
+      roundsAtStop ??= replicator.status.rounds;
+      stopping ??= replicator.stop(30_000);
+    };
+    await Promise.all(loadGeneratorBodies(14).map((body, i) => put(`k${i}`, body)));
+    assert.ok(stopping !== undefined, 'precondition: the ring passed 3/4');
+    assert.equal(roundsAtStop, rounds, 'precondition: the early round had not begun when stop() was called');
+    await stopping;
+    const stopped = replicator.status;
+    assert.equal(stopped.shippedPosition, lastChangeNumberOf(meta), 'the final round shipped the burst');
+    await sleep(300);
+    assert.equal(replicator.status.rounds, stopped.rounds, 'no round after stop()');
+  } finally {
+    await replicator.stop(0);
+    await meta.close();
   }
 });
