@@ -48,11 +48,18 @@ export const RING_KEY_COLUMN = 'seq';
 export const RING_BLOB_COLUMN = 'data';
 
 /**
- * Room for the bodies written between two cuts: a lag's worth at a quiet run's rate (~5 000 4 KiB PUTs per
- * second: ~22 MB) with headroom. Past it, records are dropped and the cutter reads those rows from SQLite:
- * more CPU, never a wrong byte. Resident once the ring has gone round.
+ * Room for the bodies written between two cuts: most of a lag's worth at a quiet run's rate (~4 500-6 000
+ * 4 KiB PUTs per second: 18-25 MB). Past RING_EARLY_CUT_SHARE of it, the replicator cuts before the lag is
+ * up (onFilling), so a higher rate costs more frequent segments rather than dropped records. Past the whole
+ * of it, records are dropped and the cutter reads those rows from SQLite: more CPU, never a wrong byte.
+ * Resident once the ring has gone round (it was 32 MiB until round 7: ~8 MiB of a replicating server's peak).
  */
-export const RING_BYTES = 32 * 1024 * 1024;
+export const RING_BYTES = 24 * 1024 * 1024;
+/**
+ * Records kept and not yet handed over past this share of the ring ask for a cut now (onFilling): the rest
+ * holds what is written while that cut runs (at 25 MB a second, a quarter of 24 MiB is ~0.25 s).
+ */
+export const RING_EARLY_CUT_SHARE = 0.75;
 
 const HEADER_BYTES = 24;
 const WRAP = 0xffffffff;
@@ -108,6 +115,11 @@ export class InlineBodyCollector implements InlineDataTap {
   #released = 0;
   /** Records not kept because the ring was full (the cutter read those rows from SQLite). */
   dropped = 0;
+  /**
+   * Called after a batch is kept when the records not yet handed over pass RING_EARLY_CUT_SHARE of the ring
+   * (again after every batch while they do): the replicator starts a round now rather than at the lag.
+   */
+  onFilling: (() => void) | undefined;
 
   constructor(changeNumber: () => number, bytes = RING_BYTES) {
     assert(bytes % 8 === 0 && bytes >= 4096, 'a ring is 8-aligned and holds records');
@@ -144,6 +156,11 @@ export class InlineBodyCollector implements InlineDataTap {
     this.#tail = end;
   }
 
+  /** The records kept and not yet handed over pass RING_EARLY_CUT_SHARE of the ring. */
+  get filling(): boolean {
+    return this.#published - this.#handed > this.#capacity * RING_EARLY_CUT_SHARE;
+  }
+
   mark(): number {
     return this.#tail;
   }
@@ -154,6 +171,7 @@ export class InlineBodyCollector implements InlineDataTap {
 
   publish(): void {
     this.#published = this.#tail;
+    if (this.filling) this.onFilling?.();
   }
 
   abort(): void {
@@ -171,6 +189,21 @@ export class InlineBodyCollector implements InlineDataTap {
     this.#handed = this.#published;
     Atomics.add(this.#fence, 0, 1);
     return range;
+  }
+
+  /**
+   * Called when every change committed so far is shipped (from the event loop, between batches): the records
+   * kept are all of shipped changes, so no cut needs them and their room is free. Records committed after a
+   * hand-over but before that cut's read began are shipped in its segment (read from SQLite) without ever being
+   * handed over: without this they would count as waiting until the next write, and a ring past
+   * RING_EARLY_CUT_SHARE would keep asking for rounds that find nothing to ship. Nothing is done while a
+   * handed-over range is still with the cutter (its room is released first).
+   */
+  discardShipped(): void {
+    assert(this.#tail === this.#published, 'no batch is being written');
+    if (this.#released !== this.#handed) return;
+    this.#handed = this.#published;
+    this.#released = this.#published;
   }
 
   /** The cutter no longer reads the records before `to` (its cut answered or failed). */

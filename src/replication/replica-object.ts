@@ -34,10 +34,12 @@ import { pipeline } from 'node:stream/promises';
 import { brotliCompress as brotliCompressCallback, brotliCompressSync, constants as zlibConstants, createBrotliCompress, createBrotliDecompress } from 'node:zlib';
 import { promisify } from 'node:util';
 import type { Backend } from '../backend/backend.ts';
+import { assert } from '../util/assert.ts';
+import { SegmentPayload } from './segment.ts';
 
 const brotliCompress = promisify(brotliCompressCallback);
 /** Fast: most of a segment is inline object bytes, often incompressible. */
-const BROTLI_OPTIONS = { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 1 } };
+const BROTLI_OPTIONS: { readonly params: Readonly<Record<number, number>> } = { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 1 } };
 /** The tail of a segment's payload compressed on trial (~0.1 ms once per segment, on the event loop): a segment's blobs follow its JSON. */
 const COMPRESSION_SAMPLE_BYTES = 64 * 1024;
 /** A sample that keeps more than this share of its size after brotli: the segment is stored uncompressed. */
@@ -119,23 +121,85 @@ export async function encodeSegmentObject(fields: HeaderFields, plain: Buffer, k
  * then the body (the payload itself when it does not compress), not copied
  * into one buffer with the header (~3 µs of CPU per 4 KiB PUT shipped).
  */
-export async function encodeSegmentObjectParts(fields: HeaderFields, plain: Buffer, key: Buffer | undefined): Promise<Buffer[]> {
-  const { compression, body: compressed } = await compressSegment(plain);
-  const header = headerFields('segment', fields, { plainBytes: plain.length, bodySha256: createHash('sha256').update(compressed).digest('hex') }, key, compression);
+export async function encodeSegmentObjectParts(fields: HeaderFields, plain: Buffer | SegmentPayload, key: Buffer | undefined, chunk?: Buffer): Promise<Buffer[]> {
+  const payload = Buffer.isBuffer(plain) ? SegmentPayload.of(plain) : plain;
+  const { compression, body: compressed } = await compressSegment(payload, chunk);
+  const header = headerFields('segment', fields, { plainBytes: payload.size, bodySha256: createHash('sha256').update(compressed).digest('hex') }, key, compression);
   const head = prefix(header);
   const cipher = cipherFor(header, key, head);
   if (cipher === undefined) return [head, compressed];
   return [head, cipher.update(compressed), cipher.final(), cipher.getAuthTag()];
 }
 
-/** Brotli when it is worth its CPU on this payload (judged on its tail), else the payload as it is. */
-async function compressSegment(plain: Buffer): Promise<{ compression: ReplicaHeader['compression']; body: Buffer }> {
-  const sample = plain.subarray(Math.max(0, plain.length - COMPRESSION_SAMPLE_BYTES));
+/**
+ * Brotli when it is worth its CPU on this payload (judged on its tail), else the payload as it is (written out
+ * into a buffer of its own). A payload not yet written out (a SegmentPayload of several pieces) is compressed
+ * through `chunk`, one chunk after the other into one brotli stream, so that it is never whole in memory: the
+ * cutter thread kept ~21 MB resident for it at a quiet run's rate (PayloadScratch). With chunks of
+ * SEGMENT_COMPRESSION_CHUNK_BYTES the compressed bytes are the very bytes one input gives (see there).
+ */
+async function compressSegment(payload: SegmentPayload, chunk: Buffer | undefined): Promise<{ compression: ReplicaHeader['compression']; body: Buffer }> {
+  const whole = payload.blobs.length === 0 ? payload.head : undefined;
+  const sampleStart = Math.max(0, payload.size - COMPRESSION_SAMPLE_BYTES);
+  const sample = whole?.subarray(sampleStart) ?? readPayload(payload, sampleStart, Buffer.allocUnsafe(payload.size - sampleStart));
   const trial = brotliCompressSync(sample, BROTLI_OPTIONS);
-  if (trial.length > sample.length * COMPRESSION_WORTH_RATIO_MAX) return { compression: 'none', body: plain };
+  if (trial.length > sample.length * COMPRESSION_WORTH_RATIO_MAX) return { compression: 'none', body: whole ?? payload.writeOut() };
   // A small segment was compressed whole by the trial.
-  if (sample.length === plain.length) return { compression: 'brotli', body: trial };
-  return { compression: 'brotli', body: await brotliCompress(plain, BROTLI_OPTIONS) };
+  if (sample.length === payload.size) return { compression: 'brotli', body: trial };
+  if (whole !== undefined) return { compression: 'brotli', body: await brotliCompress(whole, BROTLI_OPTIONS) };
+  return { compression: 'brotli', body: await brotliInChunks(payload, chunk ?? Buffer.allocUnsafeSlow(SEGMENT_COMPRESSION_CHUNK_BYTES)) };
+}
+
+function readPayload(payload: SegmentPayload, start: number, out: Buffer): Buffer {
+  const read = payload.reader(start).read(out);
+  assert(read === out.length, 'the payload holds the bytes read');
+  return out;
+}
+
+/**
+ * How much of a payload goes to brotli at once (the cutter thread's chunk, segment-cutter-thread.ts): brotli's
+ * fast modes (quality 0 and 1) cut their input into blocks of at most 1 << window bits (the window in
+ * BROTLI_OPTIONS, 22 by default: 4 MiB) or what they were given, so chunks of exactly that size give the bytes
+ * one input gives, byte for byte (test/replication-round7.test.ts). That is about the compression ratio (1 MiB
+ * chunks compressed the load generator's bodies ~8 % larger) and the benchmarks' comparability, not about
+ * compatibility: restore decodes any valid brotli stream, and bodySha256 is over whatever bytes were produced.
+ */
+export const SEGMENT_COMPRESSION_CHUNK_BYTES = 1 << (BROTLI_OPTIONS.params[zlibConstants.BROTLI_PARAM_LGWIN] ?? zlibConstants.BROTLI_DEFAULT_WINDOW);
+/** Brotli's output pieces (node's default is 16 KiB: a round trip per piece). */
+const BROTLI_OUTPUT_CHUNK_BYTES = 256 * 1024;
+
+/** The payload through one brotli stream, `chunk` refilled once brotli has taken its previous contents. */
+async function brotliInChunks(payload: SegmentPayload, chunk: Buffer): Promise<Buffer> {
+  // Any other length compresses less well (a smaller one) or lets brotli cut blocks where one input would not.
+  assert(chunk.length === SEGMENT_COMPRESSION_CHUNK_BYTES, 'a payload is compressed through chunks of brotli\'s block bound');
+  const stream = createBrotliCompress({ ...BROTLI_OPTIONS, chunkSize: BROTLI_OUTPUT_CHUNK_BYTES });
+  const output: Buffer[] = [];
+  stream.on('data', (piece: Buffer) => output.push(piece));
+  const ended = new Promise<void>((resolve, reject) => {
+    stream.once('end', resolve);
+    stream.once('error', reject);
+  });
+  // A failure in the middle (node:zlib destroys the stream with the error) never calls the pending write's
+  // callback: `ended` rejects instead, awaited beside each write. Handled from here on, whenever it rejects
+  // (an unhandled rejection would end the cutter thread).
+  ended.catch(() => undefined);
+  const reader = payload.reader();
+  try {
+    for (let read = reader.read(chunk); read > 0; read = reader.read(chunk)) {
+      // The write's callback comes once brotli has consumed the whole input (node:zlib reads it in place on the
+      // pool until then), so the chunk is free again. Not pipeline() from a Readable: a write buffered by the
+      // stream would let the chunk be refilled while brotli still holds it.
+      const written = new Promise<Error | null | undefined>((resolve) => stream.write(chunk.subarray(0, read), resolve));
+      const error = await Promise.race([written, ended]);
+      if (error) throw error;
+    }
+    stream.end();
+    await ended;
+  } catch (error) {
+    stream.destroy();
+    throw error;
+  }
+  return Buffer.concat(output);
 }
 
 /** Writes a snapshot's object to `objectPath` from the database copy at `databasePath`; returns its header. */

@@ -59,6 +59,8 @@ export interface ReplicatorOptions {
    * Absent: our own connection.
    */
   readonly readConnection?: Database.Database;
+  /** The inline body ring's size (inline-body-ring.ts, RING_BYTES by default): tests make it small, to drop records. */
+  readonly inlineRingBytes?: number;
 }
 
 export interface ReplicationStatus {
@@ -72,6 +74,10 @@ export interface ReplicationStatus {
   readonly failedRounds: number;
   /** Inline bodies shipped as the serving thread handed them over, not read back from SQLite (inline-body-ring.ts). */
   readonly bodiesFromServingThread: number;
+  /** Rounds run (each lag, each early one for quorum commits or a filling ring), failed ones included. */
+  readonly rounds: number;
+  /** Inline bodies the ring had no room for (read back from SQLite by the cutter instead); 0 without a ring. */
+  readonly bodiesDroppedByRing: number;
 }
 
 export class MetadataReplicator {
@@ -94,7 +100,10 @@ export class MetadataReplicator {
   #segmentsCutInLogOrder = 0;
   #failedRounds = 0;
   #bodiesFromServingThread = 0;
+  #rounds = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** The timer is set to fire at once (#roundNow need not set it again). */
+  #soon = false;
   #round: Promise<void> | undefined;
   #snapshotting: Promise<unknown> | undefined;
   /** Quorum mode: commits waiting for their changes to be shipped, in commit order. */
@@ -122,7 +131,9 @@ export class MetadataReplicator {
     if (options.readConnection !== undefined) {
       // The number the capture trigger has just logged, read inside the writer's transaction (the trigger's own insert id is not visible).
       const changeNumber = options.readConnection.prepare('SELECT seq FROM sqlite_sequence WHERE name = ?').pluck().bind(CHANGES_TABLE);
-      this.#bodies = new InlineBodyCollector(() => changeNumber.get() as number);
+      this.#bodies = new InlineBodyCollector(() => changeNumber.get() as number, options.inlineRingBytes);
+      // A ring filling up before the lag is up: ship now, rather than drop records (read back at more CPU).
+      this.#bodies.onFilling = () => this.#roundNow();
       this.inlineDataTap = this.#bodies;
     }
     this.#cutter = new SegmentCutter({ databasePath: options.databasePath, storeId: options.storeId, epoch: options.epoch, key: options.config.key, ring: this.#bodies?.memory });
@@ -132,7 +143,7 @@ export class MetadataReplicator {
   }
 
   get status(): ReplicationStatus {
-    return { shippedPosition: this.#shipped, snapshotPosition: this.#snapshotPosition, segmentsShipped: this.#segmentsShipped, segmentsCutInLogOrder: this.#segmentsCutInLogOrder, failedRounds: this.#failedRounds, bodiesFromServingThread: this.#bodiesFromServingThread };
+    return { shippedPosition: this.#shipped, snapshotPosition: this.#snapshotPosition, segmentsShipped: this.#segmentsShipped, segmentsCutInLogOrder: this.#segmentsCutInLogOrder, failedRounds: this.#failedRounds, bodiesFromServingThread: this.#bodiesFromServingThread, rounds: this.#rounds, bodiesDroppedByRing: this.#bodies?.dropped ?? 0 };
   }
 
   /** The last change committed locally (shipped or not). */
@@ -156,12 +167,16 @@ export class MetadataReplicator {
     if (position <= this.#shipped) return Promise.resolve();
     if (this.#stopped) return Promise.reject(new Error('metadata replication has stopped'));
     const promise = new Promise<void>((resolve, reject) => this.#waiters.push({ position, resolve, reject }));
-    // Now rather than at the next lag; a round in progress runs the next one as soon as it ends.
-    if (this.#round === undefined && this.#timer !== undefined) {
+    this.#roundNow();
+    return promise;
+  }
+
+  /** Now rather than at the next lag; a round in progress runs the next one as soon as it ends (#schedule). */
+  #roundNow(): void {
+    if (this.#round === undefined && this.#timer !== undefined && !this.#soon) {
       clearTimeout(this.#timer);
       this.#schedule(0);
     }
-    return promise;
   }
 
   #settleWaiters(error?: unknown): void {
@@ -176,18 +191,25 @@ export class MetadataReplicator {
 
   #schedule(delayMs: number): void {
     if (this.#stopped) return;
+    this.#soon = delayMs === 0;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      this.#soon = false;
       const started = Date.now();
       this.#round = this.#runRound().finally(() => {
         this.#round = undefined;
-        this.#schedule(this.#waiters.length > 0 ? 0 : Math.max(0, this.#options.config.lagMs - (Date.now() - started)));
+        // A filling ring asks for a round only while something is left to ship (a round with nothing to ship
+        // cannot empty it: see discardShipped).
+        const filling = this.#bodies?.filling === true && lastChangeNumber(this.#reader) > this.#shipped;
+        const due = this.#waiters.length > 0 || filling;
+        this.#schedule(due ? 0 : Math.max(0, this.#options.config.lagMs - (Date.now() - started)));
       });
     }, delayMs);
     this.#timer.unref();
   }
 
   async #runRound(): Promise<void> {
+    this.#rounds++;
     try {
       try {
         await this.shipNow();
@@ -237,7 +259,7 @@ export class MetadataReplicator {
       } finally {
         if (bodies !== undefined) this.#bodies?.release(bodies.to);
       }
-      if (segment === undefined) return;
+      if (segment === undefined) break;
       const { storeId, epoch } = this.#options;
       await this.#uploadToQuorum(segmentKey(storeId, epoch, segment.from, segment.to, segment.complete), segment.parts);
       this.#shipped = segment.to;
@@ -245,6 +267,8 @@ export class MetadataReplicator {
       if (segment.cut === 'in log order') this.#segmentsCutInLogOrder++;
       this.#bodiesFromServingThread += segment.bodiesFromRecords;
     }
+    // Read between batches: every record in the ring is of a change committed by now.
+    if (this.#bodies !== undefined && this.#shipped >= lastChangeNumber(this.#reader)) this.#bodies.discardShipped();
     if (this.#shipped - this.#trimmed >= TRIM_CHANGES_MIN) this.#trim();
   }
 

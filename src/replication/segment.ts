@@ -106,11 +106,13 @@ export function cutSegment(db: Database.Database, from: number, changesMax = SEG
 }
 
 /**
- * A payload buffer kept from one cut to the next (the cutter thread's): a
- * fresh ~20 MB buffer per segment costs its page faults and zeroing by the
- * kernel, ~2.5 µs of CPU per 4 KiB PUT against ~0.6 for copying into memory
- * already mapped, and adds to V8's external memory, which brings on
- * mark-compact collections. A payload cut with a scratch is valid until the
+ * A payload buffer kept from one cut to the next, for callers of
+ * cutEncodedSegment that cut many (the cut benches): a fresh ~20 MB buffer
+ * per segment costs its page faults and zeroing by the kernel, ~2.5 µs of
+ * CPU per 4 KiB PUT against ~0.6 for copying into memory already mapped.
+ * The cutter thread no longer writes payloads out (SegmentPayload): it
+ * compresses them through a 4 MiB chunk, which keeps those page faults away
+ * without ~21 MB resident. A payload cut with a scratch is valid until the
  * next cut with it, or until its memory is moved to another thread (then
  * the next cut allocates anew).
  */
@@ -145,6 +147,117 @@ export interface EncodedSegment {
   readonly cut: 'joined' | 'in log order';
   /** Inline bodies shipped from the serving thread's records, not read back from SQLite (inline-body-ring.ts). */
   readonly bodiesFromRecords: number;
+}
+
+/**
+ * A payload in encodeSegment's format not yet written out: its document and its blobs where they are (views
+ * of the serving thread's ring, Buffers read from SQLite). The cutter thread compresses it through a small
+ * chunk (replica-object.ts) instead of writing the whole payload into a buffer first: at a quiet run's rate
+ * a segment is ~21 MB, which the cutter kept resident from one cut to the next (PayloadScratch) beside the
+ * ring holding the same bodies. Valid as long as the blobs are (the ring's range until the cut answers).
+ */
+export class SegmentPayload {
+  /** u32 length of the document, then the document. */
+  readonly head: Buffer;
+  readonly blobs: readonly Buffer[];
+  readonly size: number;
+
+  constructor(json: string, blobs: readonly Buffer[]) {
+    const jsonBytes = Buffer.byteLength(json);
+    const head = Buffer.allocUnsafe(4 + jsonBytes);
+    head.writeUInt32BE(jsonBytes, 0);
+    const written = head.write(json, 4);
+    assert(written === jsonBytes, 'the document fills its bytes');
+    let size = head.length;
+    for (const blob of blobs) size += 4 + blob.length;
+    this.head = head;
+    this.blobs = blobs;
+    this.size = size;
+  }
+
+  /** A payload already written out (the general way's, encodeSegment). */
+  static of(bytes: Buffer): SegmentPayload {
+    const payload = Object.create(SegmentPayload.prototype) as { head: Buffer; blobs: readonly Buffer[]; size: number };
+    payload.head = bytes;
+    payload.blobs = [];
+    payload.size = bytes.length;
+    return payload as SegmentPayload;
+  }
+
+  /** Reads the payload's bytes in order from `start`. */
+  reader(start = 0): PayloadReader {
+    return new PayloadReader(this, start);
+  }
+
+  /** The payload in one buffer: into `target` (exactly `size` bytes) or a new one of its own. */
+  writeOut(target?: Buffer): Buffer {
+    const out = target ?? Buffer.allocUnsafeSlow(this.size);
+    assert(out.length === this.size, 'the payload fills its buffer');
+    const written = this.reader().read(out);
+    assert(written === this.size, 'the payload fills its buffer');
+    return out;
+  }
+}
+
+/**
+ * The bytes of a SegmentPayload in order: u32 JSON length | JSON | per blob: u32 length | bytes. Pieces are
+ * numbered: 0 the head, then 2j + 1 blob j's length and 2j + 2 its bytes.
+ */
+export class PayloadReader {
+  readonly #payload: SegmentPayload;
+  readonly #length = Buffer.alloc(4);
+  #piece = 0;
+  /** Bytes of the current piece already read. */
+  #offset = 0;
+
+  constructor(payload: SegmentPayload, start: number) {
+    this.#payload = payload;
+    this.#skip(start);
+  }
+
+  #pieceBytes(piece: number): Buffer {
+    if (piece === 0) return this.#payload.head;
+    const blob = this.#payload.blobs[(piece - 1) >> 1]!;
+    if ((piece & 1) === 0) return blob;
+    this.#length.writeUInt32BE(blob.length, 0);
+    return this.#length;
+  }
+
+  #skip(bytes: number): void {
+    const pieces = 1 + 2 * this.#payload.blobs.length;
+    let left = bytes;
+    while (left > 0 && this.#piece < pieces) {
+      const length = this.#piece === 0 ? this.#payload.head.length : (this.#piece & 1) === 1 ? 4 : this.#payload.blobs[(this.#piece - 1) >> 1]!.length;
+      if (left < length - this.#offset) {
+        this.#offset += left;
+        return;
+      }
+      left -= length - this.#offset;
+      this.#piece++;
+      this.#offset = 0;
+    }
+    assert(left === 0, 'a start within the payload');
+  }
+
+  /** Fills `out` with the next bytes (fewer at the end); returns how many. */
+  read(out: Buffer): number {
+    const pieces = 1 + 2 * this.#payload.blobs.length;
+    let at = 0;
+    while (at < out.length && this.#piece < pieces) {
+      const bytes = this.#pieceBytes(this.#piece);
+      const n = Math.min(bytes.length - this.#offset, out.length - at);
+      // fill, not copy: a blob may be a view of the serving thread's shared ring (inline-body-ring.ts), which
+      // copy() and set() read byte by byte (0.71 µs per 4 KiB, measured; fill is a memcpy: 0.23).
+      if (n > 0) out.fill(n === bytes.length ? bytes : bytes.subarray(this.#offset, this.#offset + n), at, at + n);
+      at += n;
+      this.#offset += n;
+      if (this.#offset === bytes.length) {
+        this.#piece++;
+        this.#offset = 0;
+      }
+    }
+    return at;
+  }
 }
 
 /** What cutting needs to know of one replicated table, and its statement (see cutEncodedSegment). */
@@ -282,14 +395,25 @@ const CHANGES_LIMIT_GROW_BELOW = 0.4;
  * from the record, without reading the row back; every other row is read.
  */
 export function cutEncodedSegment(db: Database.Database, from: number, scratch?: PayloadScratch, records?: Map<number, BodyRecord>): EncodedSegment | undefined {
+  const segment = cutSegmentPayload(db, from, records);
+  if (segment === undefined) return undefined;
+  const { payload } = segment;
+  return { ...segment, payload: payload.blobs.length === 0 && scratch === undefined ? payload.head : payload.writeOut(scratch?.take(payload.size)) };
+}
+
+/** A segment cut as cutEncodedSegment cuts it, its payload not written out (SegmentPayload). */
+export type SegmentWithPayload = Omit<EncodedSegment, 'payload'> & { readonly payload: SegmentPayload };
+
+/** cutEncodedSegment without writing the payload out: for the cutter thread, which compresses it in chunks. */
+export function cutSegmentPayload(db: Database.Database, from: number, records?: Map<number, BodyRecord>): SegmentWithPayload | undefined {
   const plan = cutPlan(db);
   try {
     // One read transaction for every attempt: the shorter range is a prefix of the same snapshot's log.
     return db.transaction(() => {
       for (;;) {
         try {
-          const segment = cutFast(db, plan, from, scratch, records);
-          if (segment !== undefined && segment.payload.length < SEGMENT_BYTES_MAX * CHANGES_LIMIT_GROW_BELOW) {
+          const segment = cutFast(db, plan, from, records);
+          if (segment !== undefined && segment.payload.size < SEGMENT_BYTES_MAX * CHANGES_LIMIT_GROW_BELOW) {
             plan.changesLimit = Math.min(SEGMENT_CHANGES_MAX, plan.changesLimit * 2);
           }
           return segment;
@@ -307,10 +431,10 @@ export function cutEncodedSegment(db: Database.Database, from: number, scratch?:
     if (!unfit) throw error;
   }
   const segment = cutSegment(db, from);
-  return segment === undefined ? undefined : { from: segment.from, to: segment.to, complete: segment.complete, payload: encodeSegment(segment), cut: 'in log order', bodiesFromRecords: 0 };
+  return segment === undefined ? undefined : { from: segment.from, to: segment.to, complete: segment.complete, payload: SegmentPayload.of(encodeSegment(segment)), cut: 'in log order', bodiesFromRecords: 0 };
 }
 
-function cutFast(db: Database.Database, plan: CutPlan, from: number, scratch: PayloadScratch | undefined, records: Map<number, BodyRecord> | undefined): EncodedSegment | undefined {
+function cutFast(db: Database.Database, plan: CutPlan, from: number, records: Map<number, BodyRecord> | undefined): SegmentWithPayload | undefined {
   const bounds = plan.bounds.get(from, plan.changesLimit) as { to: number | null; last: number | null };
   if (bounds.to === null || bounds.last === null) return undefined;
   const to = bounds.to;
@@ -384,30 +508,7 @@ function cutFast(db: Database.Database, plan: CutPlan, from: number, scratch: Pa
     }
   }
   const json = `{"format":1,"from":${from},"to":${to},"complete":${to === bounds.last},"columns":${JSON.stringify(columns)},"changes":[${changes.join(',')}]}`;
-  return { from, to, complete: to === bounds.last, payload: payloadOf(json, blobs, scratch), cut: 'joined', bodiesFromRecords };
-}
-
-/**
- * u32 JSON length | JSON | per blob: u32 length | bytes, written once into a buffer of its own (transferable to
- * another thread), or into the scratch's.
- */
-function payloadOf(json: string, blobs: readonly Buffer[], scratch: PayloadScratch | undefined): Buffer {
-  const jsonBytes = Buffer.byteLength(json);
-  let size = 4 + jsonBytes;
-  for (const blob of blobs) size += 4 + blob.length;
-  const payload = scratch === undefined ? Buffer.allocUnsafeSlow(size) : scratch.take(size);
-  payload.writeUInt32BE(jsonBytes, 0);
-  let at = 4 + payload.write(json, 4);
-  assert(at === 4 + jsonBytes, 'the document fills its bytes');
-  for (const blob of blobs) {
-    at = payload.writeUInt32BE(blob.length, at);
-    // fill, not copy: a blob may be a view of the serving thread's shared ring (inline-body-ring.ts), which
-    // copy() and set() read byte by byte (0.71 µs per 4 KiB, measured; fill is a memcpy: 0.23).
-    if (blob.length > 0) payload.fill(blob, at, at + blob.length);
-    at += blob.length;
-  }
-  assert(at === size, 'the payload fills its buffer');
-  return payload;
+  return { from, to, complete: to === bounds.last, payload: new SegmentPayload(json, blobs), cut: 'joined', bodiesFromRecords };
 }
 
 /**
