@@ -189,6 +189,10 @@ export class WorkerPool {
     this.#workers.add(worker);
     this.#starting.add(worker);
     worker.on('message', (message: ToPrimary) => this.#onMessage(worker, message));
+    // A message sent to a worker that just died fails (EPIPE) as an 'error'
+    // event: unheard, it would end the primary and every worker with it. Its
+    // exit, which follows, answers whatever it was asked.
+    worker.on('error', (error) => this.#logger.warn('worker IPC error', { pid: worker.process.pid, error: error.message }));
     worker.once('exit', (code, signal) => this.#onExit(worker, code, signal));
     return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -346,7 +350,7 @@ export class WorkerPool {
     } else if (message.kind === 'buckets-changed') {
       this.onWorkerChangedBuckets();
       void this.#sync((id) => ({ kind: 'forget-buckets', id }), from).then(() => {
-        if (from.isConnected()) from.send({ kind: 'buckets-forgotten', id: message.id } satisfies ToChangingWorker);
+        send(from, { kind: 'buckets-forgotten', id: message.id });
       });
     } else if (message.kind === 'synced') {
       this.#syncs.get(message.id)?.answered(from);
@@ -490,6 +494,12 @@ export class RestartBackoff {
   }
 }
 
-function send(worker: Worker, message: ToWorker): void {
-  if (worker.isConnected()) worker.send(message);
+function send(worker: Worker, message: ToWorker | ToChangingWorker): void {
+  // A failed send (the worker died an instant ago: EPIPE) is answered by its
+  // exit; with a callback, Node reports it here instead of as an 'error' event.
+  if (worker.isConnected()) worker.send(message, undefined, ignoreSendError);
+}
+
+function ignoreSendError(): void {
+  // See send(): the worker's exit answers for it.
 }
