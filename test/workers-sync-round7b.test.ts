@@ -54,3 +54,33 @@ test('a sync sent to a worker that died a moment ago (EPIPE) settles; the primar
     await rm(dataDir, { recursive: true, force: true });
   }
 });
+
+test('a bucket change through a worker does not wait for a worker that is starting (it caches no bucket record before it is ready)', { timeout: 90_000 }, async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'talus-workers-bucket-starting-'));
+  const errors: string[] = [];
+  const logger: Logger = { info: () => undefined, warn: () => undefined, error: (message) => errors.push(message) };
+  const talus = await startTalus({ dataDir, port: 0, address: '127.0.0.1', workers: 2, logger, rootAccessKeyId: ACCESS_KEY_ID, rootSecretAccessKey: SECRET_ACCESS_KEY });
+  const credentials = { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY };
+  let hung: number | undefined;
+  try {
+    assert.equal((await signedRequest(talus.url, { method: 'PUT', path: '/bwait', credentials })).status, 200);
+    const replacement = new Promise<Worker>((resolve) => cluster.once('fork', resolve));
+    Object.values(cluster.workers ?? {}).find((worker) => worker !== undefined && !worker.isDead())!.process.kill('SIGKILL');
+    hung = (await replacement).process.pid!;
+    process.kill(hung, 'SIGSTOP'); // a start that hangs
+    const tagging = '<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>';
+    const startedMs = Date.now();
+    const change = await signedRequest(talus.url, { method: 'PUT', path: '/bwait', query: { tagging: '' }, body: tagging, credentials });
+    const tookMs = Date.now() - startedMs;
+    assert.equal(change.status, 204, change.body);
+    // Waited for, the hung start held the change until the changing worker gave up (2 x SYNC_TIMEOUT_MS),
+    // or until the hung worker was killed as late (SYNC_TIMEOUT_MS).
+    assert.ok(tookMs < SYNC_TIMEOUT_MS, `the change answered after ${tookMs} ms`);
+    assert.equal(alive(hung), true, 'the starting worker was killed');
+    assert.ok(!errors.some((line) => line.includes('killing them')), errors.join('; '));
+  } finally {
+    if (hung !== undefined && alive(hung)) process.kill(hung, 'SIGCONT');
+    await talus.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
