@@ -304,6 +304,9 @@ export class WorkerPool {
    * its first request on. Bucket records need not: a worker caches none before
    * it is ready (it reads them as requests need them, and it handles none
    * before its ready message), so whatever it caches is read after the change.
+   * A starting worker that is not ready within SYNC_TIMEOUT_MS of the sync's
+   * start is killed as late (a hung start must not hold the change, nor the
+   * shutdown behind it, for WORKER_START_TIMEOUT_MS).
    *
    * Never rejects: the change is made; what remains is that no worker
    * serves what came before it.
@@ -338,8 +341,10 @@ export class WorkerPool {
       };
       this.#syncs.set(id, { answered, ready: (worker) => { if (pending.has(worker)) ask([worker]); } });
       const serving = [...pending].filter((worker) => this.#serving.has(worker));
+      const starting = [...pending].filter((worker) => !this.#serving.has(worker));
       if (serving.length > 0) ask(serving);
-      // Those starting are asked once ready (their start has its own timeout, WORKER_START_TIMEOUT_MS).
+      // Those starting are asked once ready; not ready in time, they are late too.
+      if (starting.length > 0) deadline(starting, (worker) => this.#starting.has(worker));
     });
   }
 
@@ -455,11 +460,23 @@ export class WorkerPool {
     query.resolve(query.leased);
   }
 
-  /** Asks every worker to drain and exit; kills those still running after `graceMs`. */
-  async stop(graceMs: number): Promise<void> {
+  /**
+   * Shutdown has begun: no worker is replaced any more, and workers still
+   * starting (they serve nothing) are killed now, so a sync waiting for one
+   * (an admin call the shutdown drains) settles at once instead of holding
+   * the shutdown up to SYNC_TIMEOUT_MS. Serving workers go on serving until
+   * stop(). Idempotent.
+   */
+  beginStop(): void {
     this.#stopping = true;
     for (const timer of this.#respawnTimers) clearTimeout(timer);
     this.#respawnTimers.clear();
+    for (const worker of this.#starting) worker.process.kill('SIGKILL');
+  }
+
+  /** Asks every worker to drain and exit; kills those still running after `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    this.beginStop();
     const exits = [...this.#workers].map((worker) => new Promise<void>((resolve) => {
       if (worker.isDead()) return resolve();
       worker.once('exit', () => resolve());
