@@ -196,9 +196,14 @@ export class WorkerPool {
     worker.once('exit', (code, signal) => this.#onExit(worker, code, signal));
     return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
-        // A hung worker would never serve nor answer lease queries: end it (its exit starts another).
-        worker.process.kill('SIGKILL');
-        reject(new Error('a worker did not start in time'));
+        // As for syncs: a primary whose event loop was blocked past the timeout
+        // reads a ready message already queued before it judges the start.
+        setImmediate(() => {
+          if (!this.#starting.has(worker)) return;
+          // A hung worker would never serve nor answer lease queries: end it (its exit starts another).
+          worker.process.kill('SIGKILL');
+          reject(new Error('a worker did not start in time'));
+        });
       }, WORKER_START_TIMEOUT_MS);
       worker.on('message', (message: ToPrimary) => {
         if (message.kind !== 'ready') return;
