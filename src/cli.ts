@@ -147,8 +147,8 @@ async function main(argv: string[]): Promise<number> {
   // one where the configuration allows only one (an explicit --workers N there is refused with the reason).
   const onlyOneProcess = metaUrl !== undefined || config?.replication?.mode === 'quorum';
   const workersText = values.workers ?? 'auto';
-  const { autoWorkerCount, readCgroupCpuFiles } = await import('./worker-count.ts');
-  const workers = workersText !== 'auto' ? Number(workersText) : onlyOneProcess ? 1 : autoWorkerCount(availableParallelism(), readCgroupCpuFiles());
+  const { autoWorkerCount, readCgroupCpuLimit } = await import('./worker-count.ts');
+  const workers = workersText !== 'auto' ? Number(workersText) : onlyOneProcess ? 1 : autoWorkerCount(availableParallelism(), readCgroupCpuLimit());
   if (!Number.isInteger(workers) || workers < 1 || workers > WORKERS_MAX) throw new Error(`invalid --workers ${workersText} (1..${WORKERS_MAX} or auto)`);
   // Before the primary loads the server's modules, and again once its threads started.
   if (workers > 1) applyPrimaryNurseryPolicy();

@@ -189,12 +189,21 @@ export class WorkerPool {
     this.#workers.add(worker);
     this.#starting.add(worker);
     worker.on('message', (message: ToPrimary) => this.#onMessage(worker, message));
+    // A message sent to a worker that just died fails (EPIPE) as an 'error'
+    // event: unheard, it would end the primary and every worker with it. Its
+    // exit, which follows, answers whatever it was asked.
+    worker.on('error', (error) => this.#logger.warn('worker IPC error', { pid: worker.process.pid, error: error.message }));
     worker.once('exit', (code, signal) => this.#onExit(worker, code, signal));
     return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
-        // A hung worker would never serve nor answer lease queries: end it (its exit starts another).
-        worker.process.kill('SIGKILL');
-        reject(new Error('a worker did not start in time'));
+        // As for syncs: a primary whose event loop was blocked past the timeout
+        // reads a ready message already queued before it judges the start.
+        setImmediate(() => {
+          if (!this.#starting.has(worker)) return;
+          // A hung worker would never serve nor answer lease queries: end it (its exit starts another).
+          worker.process.kill('SIGKILL');
+          reject(new Error('a worker did not start in time'));
+        });
       }, WORKER_START_TIMEOUT_MS);
       worker.on('message', (message: ToPrimary) => {
         if (message.kind !== 'ready') return;
@@ -278,28 +287,38 @@ export class WorkerPool {
     });
   }
 
-  /** The primary changed a bucket (the admin API): resolves once every worker dropped its cached bucket records. */
+  /** The primary changed a bucket (the admin API): resolves once every serving worker dropped its cached bucket records. */
   forgetBuckets(): Promise<void> {
-    return this.#sync((id) => ({ kind: 'forget-buckets', id }), undefined);
+    return this.#sync((id) => ({ kind: 'forget-buckets', id }), undefined, false);
   }
 
-  /** The admin API changed users, keys or policies: resolves once every worker reloaded them. */
+  /** The admin API changed users, keys or policies: resolves once every worker, starting ones included, reloaded them. */
   reloadPrincipals(): Promise<void> {
-    return this.#sync((id) => ({ kind: 'reload-principals', id }), undefined);
+    return this.#sync((id) => ({ kind: 'reload-principals', id }), undefined, true);
   }
 
   /**
-   * Sends every worker but `except` the message (one still starting once it
-   * is ready), and resolves once each answered synced, exited, or was killed
-   * for not answering within SYNC_TIMEOUT_MS of being asked (fail closed: it
-   * might still serve the old state).
+   * Sends every serving worker but `except` the message, and resolves once
+   * each answered synced, exited, or was killed for not answering within
+   * SYNC_TIMEOUT_MS of being asked (fail closed: it might still serve the
+   * old state).
+   *
+   * `withStarting`: workers still starting are waited for too, and asked once
+   * ready. Principals need it: a worker loads them before it listens, and one
+   * that read them before the change committed would serve the old keys from
+   * its first request on. Bucket records need not: a worker caches none before
+   * it is ready (it reads them as requests need them, and it handles none
+   * before its ready message), so whatever it caches is read after the change.
+   * A starting worker that is not ready within SYNC_TIMEOUT_MS of the sync's
+   * start is killed as late (a hung start must not hold the change, nor the
+   * shutdown behind it, for WORKER_START_TIMEOUT_MS).
+   *
    * Never rejects: the change is made; what remains is that no worker
    * serves what came before it.
    */
-  #sync(message: (id: number) => ToWorker, except: Worker | undefined): Promise<void> {
-    // A worker still starting may have read the state before the change and
-    // listens before it reports ready: it is waited for too, asked once ready.
-    const pending = new Set([...this.#serving, ...this.#starting].filter((worker) => worker !== except && worker.isConnected()));
+  #sync(message: (id: number) => ToWorker, except: Worker | undefined, withStarting: boolean): Promise<void> {
+    const candidates = withStarting ? [...this.#serving, ...this.#starting] : [...this.#serving];
+    const pending = new Set(candidates.filter((worker) => worker !== except && worker.isConnected()));
     if (pending.size === 0) return Promise.resolve();
     const id = this.#nextQueryId++;
     return new Promise((resolve) => {
@@ -312,28 +331,37 @@ export class WorkerPool {
       const answered = (from: Worker): void => {
         if (pending.delete(from) && pending.size === 0) finish();
       };
-      const ask = (asked: Worker[]): void => {
-        for (const worker of asked) send(worker, message(id));
+      /** Kills, after SYNC_TIMEOUT_MS, those of `workers` still pending for which `late` holds. */
+      const deadline = (workers: Worker[], late: (worker: Worker) => boolean): void => {
         timers.add(setTimeout(() => {
           // A primary whose own event loop was blocked past the timeout runs this
-          // before reading the answers already queued on the IPC channels: let
+          // before reading the messages already queued on the IPC channels: let
           // the poll phase deliver them first, and kill only the truly late.
-          setImmediate(() => {
-            const late = asked.filter((worker) => pending.has(worker));
-            if (late.length === 0) return;
-            this.#logger.error('workers did not apply a change in time; killing them', { pids: late.map((worker) => worker.process.pid), timeoutMs: SYNC_TIMEOUT_MS });
-            // Their exits answer for them (#onExit); a kill for lateness says nothing about how the worker started.
-            for (const worker of late) {
-              this.#killedForLateness.add(worker);
-              worker.process.kill('SIGKILL');
-            }
-          });
+          setImmediate(() => this.#killLate(workers.filter((worker) => pending.has(worker) && late(worker))));
         }, SYNC_TIMEOUT_MS));
       };
+      const ask = (asked: Worker[]): void => {
+        for (const worker of asked) send(worker, message(id));
+        deadline(asked, () => true);
+      };
       this.#syncs.set(id, { answered, ready: (worker) => { if (pending.has(worker)) ask([worker]); } });
-      // Those starting are asked once ready (their start has its own timeout, WORKER_START_TIMEOUT_MS).
-      ask([...pending].filter((worker) => this.#serving.has(worker)));
+      const serving = [...pending].filter((worker) => this.#serving.has(worker));
+      const starting = [...pending].filter((worker) => !this.#serving.has(worker));
+      if (serving.length > 0) ask(serving);
+      // Those starting are asked once ready; not ready in time, they are late too.
+      if (starting.length > 0) deadline(starting, (worker) => this.#starting.has(worker));
     });
+  }
+
+  /** Kills workers that did not apply a change in time: their exits answer for them (#onExit). */
+  #killLate(late: Worker[]): void {
+    if (late.length === 0) return;
+    this.#logger.error('workers did not apply a change in time; killing them', { pids: late.map((worker) => worker.process.pid), timeoutMs: SYNC_TIMEOUT_MS });
+    // A kill for lateness says nothing about how the worker started.
+    for (const worker of late) {
+      this.#killedForLateness.add(worker);
+      worker.process.kill('SIGKILL');
+    }
   }
 
   #onMessage(from: Worker, message: ToPrimary): void {
@@ -345,8 +373,8 @@ export class WorkerPool {
       this.#metricsQueries.get(message.id)?.(from, message.metrics);
     } else if (message.kind === 'buckets-changed') {
       this.onWorkerChangedBuckets();
-      void this.#sync((id) => ({ kind: 'forget-buckets', id }), from).then(() => {
-        if (from.isConnected()) from.send({ kind: 'buckets-forgotten', id: message.id } satisfies ToChangingWorker);
+      void this.#sync((id) => ({ kind: 'forget-buckets', id }), from, false).then(() => {
+        send(from, { kind: 'buckets-forgotten', id: message.id });
       });
     } else if (message.kind === 'synced') {
       this.#syncs.get(message.id)?.answered(from);
@@ -437,11 +465,23 @@ export class WorkerPool {
     query.resolve(query.leased);
   }
 
-  /** Asks every worker to drain and exit; kills those still running after `graceMs`. */
-  async stop(graceMs: number): Promise<void> {
+  /**
+   * Shutdown has begun: no worker is replaced any more, and workers still
+   * starting (they serve nothing) are killed now, so a sync waiting for one
+   * (an admin call the shutdown drains) settles at once instead of holding
+   * the shutdown up to SYNC_TIMEOUT_MS. Serving workers go on serving until
+   * stop(). Idempotent.
+   */
+  beginStop(): void {
     this.#stopping = true;
     for (const timer of this.#respawnTimers) clearTimeout(timer);
     this.#respawnTimers.clear();
+    for (const worker of this.#starting) worker.process.kill('SIGKILL');
+  }
+
+  /** Asks every worker to drain and exit; kills those still running after `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    this.beginStop();
     const exits = [...this.#workers].map((worker) => new Promise<void>((resolve) => {
       if (worker.isDead()) return resolve();
       worker.once('exit', () => resolve());
@@ -490,6 +530,12 @@ export class RestartBackoff {
   }
 }
 
-function send(worker: Worker, message: ToWorker): void {
-  if (worker.isConnected()) worker.send(message);
+function send(worker: Worker, message: ToWorker | ToChangingWorker): void {
+  // A failed send (the worker died an instant ago: EPIPE) is answered by its
+  // exit; with a callback, Node reports it here instead of as an 'error' event.
+  if (worker.isConnected()) worker.send(message, undefined, ignoreSendError);
+}
+
+function ignoreSendError(): void {
+  // See send(): the worker's exit answers for it.
 }

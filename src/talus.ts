@@ -390,6 +390,8 @@ async function startOnLockedDirectory(
     const stopServing = async (graceMs: number): Promise<void> => {
       secrets.stop();
       await runtime?.stop();
+      // Before the admin listener drains its calls: one waiting for a starting worker settles at once.
+      pool.beginStop();
       await admin?.close();
       await pool.stop(graceMs);
       await lifecycle.stop();

@@ -49,23 +49,67 @@ function quotaCores(quota: string | undefined, period: string | undefined): numb
   return Math.max(1, Math.ceil(quotaUs / periodUs));
 }
 
-/** auto's count: the cores (os.availableParallelism()), at most the cgroup's quota, at most AUTO_WORKERS_MAX; at least 1. */
-export function autoWorkerCount(parallelism: number, files: CgroupCpuFiles): number {
-  const limit = cgroupCpuLimit(files) ?? Number.POSITIVE_INFINITY;
-  return Math.max(1, Math.min(parallelism, limit, AUTO_WORKERS_MAX));
+/** auto's count: the cores (os.availableParallelism()), at most the cgroup's CPU limit (cores), at most AUTO_WORKERS_MAX; at least 1. */
+export function autoWorkerCount(parallelism: number, cpuLimit: number | undefined): number {
+  return Math.max(1, Math.min(parallelism, cpuLimit ?? Number.POSITIVE_INFINITY, AUTO_WORKERS_MAX));
+}
+
+/** Reads a file's text; undefined where it is absent or unreadable. */
+export type ReadFile = (path: string) => string | undefined;
+
+/** This process's cgroup paths, from /proc/self/cgroup: the v2 one ("0::PATH") and v1's cpu controller's ("N:cpu,cpuacct:PATH"). */
+export function ownCgroupPaths(procSelfCgroup: string): { v2: string | undefined; v1Cpu: string | undefined } {
+  let v2: string | undefined;
+  let v1Cpu: string | undefined;
+  for (const line of procSelfCgroup.split('\n')) {
+    const match = /^(\d+):([^:]*):(\/.*)$/.exec(line.trim());
+    if (match === null) continue;
+    const [, hierarchy, controllers, path] = match as unknown as [string, string, string, string];
+    if (hierarchy === '0' && controllers === '') v2 = path;
+    else if (controllers.split(',').includes('cpu')) v1Cpu = path;
+  }
+  return { v2, v1Cpu };
+}
+
+/** `path` and each of its ancestors, up to and including "/". */
+export function selfAndAncestors(path: string): string[] {
+  const parts = path.split('/').filter((part) => part !== '' && part !== '.' && part !== '..');
+  return Array.from({ length: parts.length + 1 }, (_, depth) => `/${parts.slice(0, parts.length - depth).join('/')}`);
 }
 
 /**
- * This process's cgroup CPU files. Node 20's os.availableParallelism()
- * (libuv 1.46) counts the machine's cores and ignores the quota: a pod
- * limited to 1 CPU on a 64-core node would start 64 workers.
+ * The CPU limit (cores, rounded up) of this process's cgroup: the tightest
+ * quota on its own cgroup and every ancestor up to the mount root, cgroup v2
+ * (cpu.max) and v1 (cpu.cfs_quota_us / cpu.cfs_period_us) alike; undefined
+ * where none is set. A systemd service's CPUQuota= sits on
+ * /system.slice/NAME.service, a container's without its own cgroup namespace
+ * on its path in the host's tree: reading the mount root only missed both.
+ * Where the path is not in the mounted tree (a container's own cgroup
+ * namespace shows "/"; a private mount of another), the root's files count.
+ *
+ * Node 20's os.availableParallelism() (libuv 1.46) counts the machine's cores
+ * and ignores the quota: a pod limited to 1 CPU on a 64-core node would start
+ * 64 workers.
  */
-export function readCgroupCpuFiles(root = '/sys/fs/cgroup'): CgroupCpuFiles {
-  return {
-    v2CpuMax: readIfPresent(`${root}/cpu.max`),
-    v1QuotaUs: readIfPresent(`${root}/cpu/cpu.cfs_quota_us`) ?? readIfPresent(`${root}/cpu,cpuacct/cpu.cfs_quota_us`),
-    v1PeriodUs: readIfPresent(`${root}/cpu/cpu.cfs_period_us`) ?? readIfPresent(`${root}/cpu,cpuacct/cpu.cfs_period_us`),
-  };
+export function readCgroupCpuLimit(read: ReadFile = readIfPresent, root = '/sys/fs/cgroup', procSelfCgroup = '/proc/self/cgroup'): number | undefined {
+  const paths = ownCgroupPaths(read(procSelfCgroup) ?? '');
+  const limits: (number | undefined)[] = [];
+  for (const path of selfAndAncestors(paths.v2 ?? '/')) {
+    limits.push(cgroupCpuLimit({ v2CpuMax: read(`${root}${trailing(path)}cpu.max`) }));
+  }
+  for (const mount of [`${root}/cpu`, `${root}/cpu,cpuacct`]) {
+    for (const path of selfAndAncestors(paths.v1Cpu ?? '/')) {
+      const directory = `${mount}${trailing(path)}`;
+      limits.push(cgroupCpuLimit({ v1QuotaUs: read(`${directory}cpu.cfs_quota_us`), v1PeriodUs: read(`${directory}cpu.cfs_period_us`) }));
+    }
+  }
+  const set = limits.filter((limit): limit is number => limit !== undefined);
+  return set.length === 0 ? undefined : Math.min(...set);
+}
+
+/** "/" stays "/", "/a/b" becomes "/a/b/": a directory to append a file name to. */
+function trailing(path: string): string {
+  return path === '/' ? '/' : `${path}/`;
 }
 
 function readIfPresent(path: string): string | undefined {

@@ -17,7 +17,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AdminClient } from '../src/admin/client.ts';
-import { autoWorkerCount, readCgroupCpuFiles } from '../src/worker-count.ts';
+import { autoWorkerCount, readCgroupCpuLimit } from '../src/worker-count.ts';
 import { freePort, startServerProcess, type ServerProcess } from './helpers/process.ts';
 import { errorCode, queryString, signRequest, type RawRequest, type RawResponse } from './helpers/raw.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY } from './helpers/talus.ts';
@@ -75,7 +75,7 @@ async function connectionPerWorker(baseUrl: string, workers: number): Promise<Pi
 }
 
 test('talus server without --workers serves from one process per core (within the CPU quota, at most 8), and a scrape counts them all', { timeout: 120_000 }, async () => {
-  const expected = autoWorkerCount(availableParallelism(), readCgroupCpuFiles());
+  const expected = autoWorkerCount(availableParallelism(), readCgroupCpuLimit());
   const dataDir = await mkdtemp(join(tmpdir(), 'talus-workers-default-'));
   const adminPort = await freePort();
   const adminUrl = `http://127.0.0.1:${adminPort}`;

@@ -94,6 +94,8 @@ test('a primary whose event loop stalls past SYNC_TIMEOUT_MS during a key change
       const sent = originalSend.apply(this, args);
       if ((args[0] as { kind?: string }).kind === 'reload-principals' && !stalled) {
         stalled = true;
+        // Restored now: a change that hung could not leak the patch into later tests.
+        Worker.prototype.send = originalSend;
         setImmediate(() => {
           const endMs = Date.now() + SYNC_TIMEOUT_MS + 1_000;
           while (Date.now() < endMs);
@@ -102,7 +104,6 @@ test('a primary whose event loop stalls past SYNC_TIMEOUT_MS during a key change
       return sent;
     } as Worker['send'];
     await admin.call('UpdateKey', { accessKeyId: user.accessKeyId, enabled: false });
-    Worker.prototype.send = originalSend;
     assert.equal(stalled, true);
     // A kill would show within moments of the answer.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
@@ -176,7 +177,7 @@ test('a key change made while a replacement worker starts answers only once that
     const admin = new AdminClient({ endpoint: talus.adminUrl!, accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY });
     const user = await admin.call<{ accessKeyId: string; secretAccessKey: string }>('CreateUser', { name: 'carol', policy: 'readwrite' });
     const replacement = new Promise<Worker>((resolve) => cluster.once('fork', resolve));
-    Object.values(cluster.workers ?? {})[0]!.process.kill('SIGKILL');
+    Object.values(cluster.workers ?? {}).find((worker) => worker !== undefined && !worker.isDead())!.process.kill('SIGKILL');
     const starting = await replacement;
     // The replacement is forked (it may read the keys before the change) and not yet ready.
     let readyMs: number | undefined;
