@@ -84,7 +84,17 @@ class LoadRun {
     const stop = (): void => {
       this.#stopping = true;
     };
-    const deadline = this.#config.durationMs === undefined ? undefined : setTimeout(stop, this.#config.durationMs);
+    // A timer counts from the event loop's cached clock, which can be up to a
+    // millisecond behind performance.now(): re-armed for what is left, so a
+    // run never reports less than the duration it was given.
+    const durationMs = this.#config.durationMs;
+    let deadline: NodeJS.Timeout | undefined;
+    const stopAtDeadline = (): void => {
+      const leftMs = durationMs! - (performance.now() - startMs);
+      if (leftMs > 0) deadline = setTimeout(stopAtDeadline, Math.ceil(leftMs));
+      else stop();
+    };
+    if (durationMs !== undefined) deadline = setTimeout(stopAtDeadline, durationMs);
     const progress = this.#startProgress(startMs);
     this.#options.signal?.addEventListener('abort', stop, { once: true });
     if (this.#options.signal?.aborted === true) stop();
