@@ -74,7 +74,7 @@ export interface ModeSettings {
    * with user metadata. A walk of 10 000 is over in a fraction of a second, much of it V8 warming up.
    */
   scanListObjectCount: number;
-  /** Measured runs of each side (observers off, on) in the observability workloads, alternated: even, so each side goes first as often. */
+  /** Side-by-side runs of each pair of servers (observers off, on) in the observability workloads: odd, so a pair's median run is a run. */
   observabilityRounds: number;
   /**
    * Measured runs of each side in the rows whose target is a ratio of two sides (Talus ÷ bare node:http,
@@ -132,7 +132,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     bulkObjectCount: 10_000,
     peerBulkObjectCount: 10_000,
     scanListObjectCount: 100_000,
-    observabilityRounds: 4,
+    observabilityRounds: 5,
     ratioRounds: 3,
   },
   full: {
@@ -155,7 +155,7 @@ export const MODE_SETTINGS: Record<Mode, ModeSettings> = {
     bulkObjectCount: 100_000,
     peerBulkObjectCount: 20_000,
     scanListObjectCount: 100_000,
-    observabilityRounds: 6,
+    observabilityRounds: 9,
     ratioRounds: 3,
   },
 };

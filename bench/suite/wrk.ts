@@ -22,6 +22,8 @@ const WRK_OUTPUT_BYTES_MAX = 1024 * 1024;
 /** Slower responses count as timeouts (errors); far above any p99 we expect. */
 const WRK_TIMEOUT_SECONDS = 10;
 const URLS_MAX = 10_000;
+/** Scripts written by this process, for their names. */
+let scriptsWritten = 0;
 
 export interface WrkOptions {
   /** Presigned URLs, all on one origin. */
@@ -36,6 +38,8 @@ export interface WrkOptions {
   seconds: number;
   /** Where the Lua script is written. */
   scriptDirectory: string;
+  /** Runs wrk under `taskset -c CPUS` (side-by-side runs, placement.ts); anywhere when absent. */
+  cpus?: string;
 }
 
 export interface WrkResult {
@@ -73,13 +77,13 @@ export async function runWrk(options: WrkOptions): Promise<WrkResult> {
   assert(Number.isInteger(options.seconds) && options.seconds >= WRK_SECONDS_MIN && options.seconds <= WRK_SECONDS_MAX, 'wrk: whole seconds');
   const origin = new URL(options.urls[0]!).origin;
   for (const url of options.urls) assert(new URL(url).origin === origin, 'wrk: one origin');
-  const script = join(options.scriptDirectory, `wrk-${options.method.toLowerCase()}-${process.pid}-${Date.now()}.lua`);
+  // Numbered: two runs started in the same millisecond (side by side, observability.ts) each need their own script, with their own server's URLs.
+  const script = join(options.scriptDirectory, `wrk-${options.method.toLowerCase()}-${process.pid}-${Date.now()}-${++scriptsWritten}.lua`);
   await writeFile(script, luaScript(options));
-  const { stdout } = await run(
-    'wrk',
-    [`-t${options.threads}`, `-c${options.connections}`, `-d${options.seconds}s`, `--timeout`, `${WRK_TIMEOUT_SECONDS}s`, '--latency', '-s', script, options.urls[0]!],
-    { maxBuffer: WRK_OUTPUT_BYTES_MAX },
-  );
+  const wrkArgs = [`-t${options.threads}`, `-c${options.connections}`, `-d${options.seconds}s`, `--timeout`, `${WRK_TIMEOUT_SECONDS}s`, '--latency', '-s', script, options.urls[0]!];
+  const { stdout } = options.cpus === undefined
+    ? await run('wrk', wrkArgs, { maxBuffer: WRK_OUTPUT_BYTES_MAX })
+    : await run('taskset', ['--cpu-list', options.cpus, 'wrk', ...wrkArgs], { maxBuffer: WRK_OUTPUT_BYTES_MAX });
   return parseWrkOutput(stdout, options.objectBytes);
 }
 

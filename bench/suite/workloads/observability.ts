@@ -1,7 +1,7 @@
 /**
  * What metrics and logs cost (issue 13: at most 3 % of 4 KiB GET
- * throughput). Two Talus servers of their own, alive side by side with the
- * same objects, driven by the same wrk run as get-4k / put-4k:
+ * throughput). Two Talus servers of their own with the same objects, driven
+ * by the same wrk requests as get-4k / put-4k:
  *
  *   off  `--console-address none`, no access log: no admin listener, so no
  *        /metrics and nobody scraping. The request counters themselves are
@@ -12,35 +12,40 @@
  *        audit log (always on; it records admin calls and refusals, so a
  *        clean GET run adds nothing to it).
  *
+ * Side by side on one CPU: both servers, every thread of them (the log's
+ * writes on libuv's threads, the scrape's rendering), are pinned to one CPU
+ * and driven at once, each by its own wrk (half of get-4k's connections and
+ * threads) pinned to the other CPUs (placement.ts). The two take turns on
+ * that CPU every few milliseconds, so the machine's swings in speed — ±15 %
+ * from second to second on a shared virtual machine, each virtual CPU on
+ * its own — fall on both alike, and "on" ÷ "off" of one run is the share of
+ * throughput "on" gives up for the same CPU. Measured in turn, as this row
+ * was until 2026-12-07, two identical servers read 76–121 % of each other
+ * run by run; side by side on one CPU, 97–106 % (docs/PERFORMANCE.md,
+ * "Metrics and logs, round 8").
+ *
  * SERVER_PAIRS fresh pairs are measured in turn (a process keeps its own
- * speed for life, ±5 %). Within a pair the sides alternate strictly, in
- * short runs: off, on, off, on, …, on, off (2 × observabilityRounds runs of
- * the "on" side over all pairs, each half the mode's run time, bracketed by
- * runs of "off"), so no side runs twice in a row and a drift in the
- * machine's load falls on both alike. Each pair's sides are their median
- * runs (ops/s and CPU µs/op): on a machine shared with other work a single
- * run swings by ±20 % (another process's burst), and a median shrugs off a
- * few such runs where a sum over the runs does not. The rows are the pair
- * whose on ÷ off is the median of the pairs' (judgePairs): the target
- * (targets.ts, on ÷ off of the rows) is then that median, which no single
- * process decides — a lucky or unlucky one moves its own pair only, and
- * the median pair is one of the others. The notes give every pair's ratio
- * and each "on" run's ratio to the mean of the two "off" runs around it.
+ * speed for life: JIT decisions, memory layout), each for
+ * `observabilityRounds` side-by-side runs, which wrk is started first
+ * alternating. A pair's ratio is its median run's on ÷ off (its runs are
+ * judged one by one, as each run's two sides saw the same machine); the
+ * rows are the median run of the pair whose ratio is the median of the
+ * pairs' (judgePairs), so no single process and no single run decides.
  *
  * The scraper runs from the warm-up to the end at its interval, as
- * Prometheus would, not restarted with each run (which would scrape more
- * often than once a second in short runs).
+ * Prometheus would, not restarted with each run.
  */
 import assert from 'node:assert/strict';
 import { open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { median, medianRow } from '../alternate.ts';
+import { median } from '../alternate.ts';
 import type { SuiteContext, Workload, WorkloadOutcome } from '../context.ts';
 import { measure, type Row } from '../measure.ts';
+import { allowedCpus, pinProcessTree, sideBySidePlacement, type SideBySidePlacement } from '../placement.ts';
 import { freePort, type RunningServer } from '../servers.ts';
 import { BENCH_BUCKET, ensureBucket, ensureSmallObjects } from '../setup.ts';
 import { WRK_SECONDS_MIN } from '../wrk.ts';
-import { wrkOn } from './small-objects.ts';
+import { CONNECTIONS, WRK_THREADS, wrkOn } from './small-objects.ts';
 
 export const OBSERVERS_OFF_LABEL = 'Talus, observers off';
 export const OBSERVERS_ON_LABEL = 'Talus, metrics + logs on';
@@ -49,68 +54,91 @@ const SCRAPE_INTERVAL_MS = 1000;
 /** A scrape that fails is a broken "on" side, not a measurement: the workload fails. */
 const SCRAPE_TIMEOUT_MS = 10_000;
 const METRICS_TOKEN = 'bench-metrics-token-0123456789';
+/** Each side's wrk: half of get-4k's, so the two servers together see what one sees there. */
+const SIDE_CONNECTIONS = CONNECTIONS / 2;
+const SIDE_THREADS = Math.max(1, WRK_THREADS / 2);
 
 /**
- * Fresh pairs of servers per row, each pair measured in turn: two identical
- * servers differed by 1–11 µs per GET for their whole life (off 73–77, its
- * twin 76–91 µs over five rounds, 2026-12-06; JIT decisions are made once
- * per process), as much as what is measured. Odd, so the median pair is a
- * pair (judgePairs); three, so one process's luck is outvoted. Each costs
- * two starts, populations and warm-ups (~10 s); the runs are shared out,
- * not added.
+ * Fresh pairs of servers per row, each pair measured in turn: a process
+ * keeps its own speed for life (JIT decisions are made once per process).
+ * Odd, so the median pair is a pair (judgePairs); three, so one process's
+ * luck is outvoted. Each costs two starts, populations and warm-ups (~10 s).
  */
 export const SERVER_PAIRS = 3;
 
-/** One pair's measured runs, in the order run. */
-export interface PairRuns {
-  off: readonly Row[];
-  on: readonly Row[];
+/** One side-by-side run: both sides' rows, measured at the same time. */
+export interface SideBySideRun {
+  off: Row;
+  on: Row;
 }
 
-/** How a row's pairs were judged: each pair's on ÷ off of its sides' median runs, and the median pair's rows. */
+/** One pair's side-by-side runs, in the order run. */
+export interface PairRuns {
+  runs: readonly SideBySideRun[];
+}
+
+/** How a row's pairs were judged: each pair's median run's on ÷ off, and the median pair's rows. */
 export interface PairJudgement {
-  /** Each pair's on ÷ off (ops/s of its sides' median runs), in the order the pairs ran. */
+  /** Each pair's on ÷ off (ops/s of its median run), in the order the pairs ran. */
   ratios: number[];
-  /** Each pair's "on" CPU µs/op minus its "off" (median runs). */
+  /** Each pair's median run's "on" CPU µs/op minus its "off". */
   cpuMicros: number[];
-  /** The pair whose ratio is the median: the rows are its sides' median runs. */
+  /** The pair whose ratio is the median: the rows are its median run's. */
   medianPair: number;
   off: Row;
   on: Row;
 }
 
-/**
- * The rows of a row of pairs: the median runs of the pair whose on ÷ off is
- * the median of the pairs'. An odd count of pairs, so that pair exists
- * (ties: the one that ran first).
- */
-export function judgePairs(pairs: readonly PairRuns[]): PairJudgement {
-  assert(pairs.length % 2 === 1, 'judgePairs: an odd count of pairs');
-  const sides = pairs.map((pair) => ({ off: medianRow(pair.off), on: medianRow(pair.on) }));
-  const ratios = sides.map(({ off, on }) => on.opsPerSecond / off.opsPerSecond);
-  const cpuMicros = sides.map(({ off, on }) => on.serverCpuMicrosPerOperation - off.serverCpuMicrosPerOperation);
-  const byRatio = ratios.map((ratio, index) => ({ ratio, index })).sort((a, b) => a.ratio - b.ratio || a.index - b.index);
-  const medianPair = byRatio[(byRatio.length - 1) / 2]!.index;
-  return { ratios, cpuMicros, medianPair, off: withEveryPairsFaults(sides[medianPair]!.off, pairs.flatMap((pair) => pair.off)), on: withEveryPairsFaults(sides[medianPair]!.on, pairs.flatMap((pair) => pair.on)) };
+/** A run whose "off" side completed nothing reads 0 (its error already fails the target), never NaN or Infinity, which would break the sorts. */
+const ratioOf = (run: SideBySideRun): number => (run.off.opsPerSecond > 0 ? run.on.opsPerSecond / run.off.opsPerSecond : 0);
+
+/** A pair's run whose on ÷ off is the median of its runs' (an even count: the lower of the two middle ones, the dearer "on"). */
+export function medianRun(runs: readonly SideBySideRun[]): SideBySideRun {
+  assert(runs.length > 0, 'medianRun: no run');
+  const sorted = [...runs].sort((a, b) => ratioOf(a) - ratioOf(b));
+  return sorted[(sorted.length - 1) >> 1]!;
 }
 
 /**
- * The median pair's row with the errors, stderr lines and peak RSS of every
- * pair's runs: a pair whose side failed is the one most likely to be left
- * out by the median, and its failure must still fail the target.
+ * The rows of a row of pairs: the median run of the pair whose median run's
+ * on ÷ off is the median of the pairs'. An odd count of pairs, so that pair
+ * exists (ties: by the order the pairs ran).
  */
-function withEveryPairsFaults(row: Row, everyRun: readonly Row[]): Row {
-  const all = medianRow(everyRun);
-  return { ...row, errors: all.errors, firstErrors: all.firstErrors, serverStderrLines: all.serverStderrLines, serverPeakRssMiB: all.serverPeakRssMiB };
+export function judgePairs(pairs: readonly PairRuns[]): PairJudgement {
+  assert(pairs.length % 2 === 1, 'judgePairs: an odd count of pairs');
+  const medians = pairs.map((pair) => medianRun(pair.runs));
+  const ratios = medians.map(ratioOf);
+  const cpuMicros = medians.map(({ off, on }) => on.serverCpuMicrosPerOperation - off.serverCpuMicrosPerOperation);
+  const byRatio = ratios.map((ratio, index) => ({ ratio, index })).sort((a, b) => a.ratio - b.ratio || a.index - b.index);
+  const medianPair = byRatio[(byRatio.length - 1) / 2]!.index;
+  const every = pairs.flatMap((pair) => pair.runs);
+  return {
+    ratios,
+    cpuMicros,
+    medianPair,
+    off: withEveryRunsFaults(medians[medianPair]!.off, every.map((run) => run.off)),
+    on: withEveryRunsFaults(medians[medianPair]!.on, every.map((run) => run.on)),
+  };
+}
+
+/**
+ * The median run's row with the errors, stderr lines and peak RSS of every
+ * run of its side: a pair or run whose side failed is the one most likely
+ * to be left out by the median, and its failure must still fail the target.
+ */
+function withEveryRunsFaults(row: Row, everyRun: readonly Row[]): Row {
+  return {
+    ...row,
+    errors: everyRun.reduce((sum, run) => sum + run.errors, 0),
+    firstErrors: [...new Set(everyRun.flatMap((run) => run.firstErrors))].slice(0, 5),
+    serverStderrLines: everyRun.reduce((sum, run) => sum + run.serverStderrLines, 0),
+    serverPeakRssMiB: Math.max(...everyRun.map((run) => run.serverPeakRssMiB)),
+  };
 }
 
 /** Every measured run of a row, over its pairs, and what the notes report. */
 interface Runs {
-  off: Row[];
-  on: Row[];
   pairs: PairRuns[];
-  /** Each "on" run ÷ the mean of the two "off" runs around it, and its CPU µs/op minus theirs. */
-  bracketed: { ratio: number; cpuMicros: number }[];
   scrapes: number;
   lastScrapeBytes: number;
   logLines: number;
@@ -123,10 +151,11 @@ function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT')
     title,
     async run(context): Promise<WorkloadOutcome> {
       const workers = context.options.workers;
-      const onRuns = 2 * context.settings.observabilityRounds;
-      // Odd (judgePairs), and no pair without a run of "on" (smoke mode has two runs: one pair).
-      const pairs = Math.min(SERVER_PAIRS, onRuns) - (Math.min(SERVER_PAIRS, onRuns) % 2 === 0 ? 1 : 0);
-      const runs: Runs = { off: [], on: [], pairs: [], bracketed: [], scrapes: 0, lastScrapeBytes: 0, logLines: 0, logBytes: 0 };
+      const rounds = context.settings.observabilityRounds;
+      // Odd (judgePairs); one pair when the mode runs too few rounds to share (smoke).
+      const pairs = rounds >= SERVER_PAIRS ? SERVER_PAIRS : 1;
+      const placement = sideBySidePlacement(await allowedCpus());
+      const runs: Runs = { pairs: [], scrapes: 0, lastScrapeBytes: 0, logLines: 0, logBytes: 0 };
       for (let pair = 0; pair < pairs; pair++) {
         const accessLogPath = join(context.scratch, `${id}-${pair}-access.log`);
         const adminPort = await freePort();
@@ -136,9 +165,7 @@ function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT')
         const [first, second] = pair % 2 === 0 ? [off, on] : [on, off];
         const measurePair = (a: RunningServer, b: RunningServer): Promise<void> => {
           const [offServer, onServer] = pair % 2 === 0 ? [a, b] : [b, a];
-          // The pairs share the runs out; the first ones take any remainder.
-          const pairRuns = Math.floor(onRuns / pairs) + (pair < onRuns % pairs ? 1 : 0);
-          return alternate(context, id, method, offServer, onServer, `http://127.0.0.1:${adminPort}/metrics`, accessLogPath, pairRuns, runs);
+          return sideBySide(context, id, method, offServer, onServer, placement, `http://127.0.0.1:${adminPort}/metrics`, accessLogPath, rounds, runs);
         };
         try {
           await context.withOwnTalus(workers, (a) => context.withOwnTalus(workers, (b) => measurePair(a, b), second), first);
@@ -147,24 +174,23 @@ function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT')
         }
       }
       const judged = judgePairs(runs.pairs);
-      const offRow = judged.off;
-      const onRow = judged.on;
-      const perPair = judged.ratios.map((ratio, pair) => `${(ratio * 100).toFixed(1)} %${pair === judged.medianPair ? ' (median)' : ''}`).join(', ');
-      const perRun = runs.bracketed.map(({ ratio }) => `${(ratio * 100).toFixed(1)} %`).join(', ');
+      const every = runs.pairs.flatMap((pair) => pair.runs);
+      const percent = (ratio: number): string => `${(ratio * 100).toFixed(1)} %`;
       const signed = (micros: number): string => `${micros >= 0 ? '+' : ''}${micros.toFixed(1)}`;
+      const perPair = judged.ratios.map((ratio, pair) => `${percent(ratio)}${pair === judged.medianPair ? ' (median)' : ''}`).join(', ');
+      const perRun = runs.pairs.map((pair) => pair.runs.map((run) => percent(ratioOf(run))).join(', ')).join('; ');
       const runSeconds = wrkSecondsOf(observabilityRunMs(context));
       return {
-        rows: [offRow, onRow],
+        rows: [judged.off, judged.on],
         notes: [
-          `${pairs} fresh pair${pairs === 1 ? '' : 's'} of Talus servers in turn, the same wrk ${method} as ${method === 'GET' ? 'get-4k' : 'put-4k'}; ` +
-            `per pair, runs of "on" each between two of "off" (off, on, off, …, off), ${onRuns} of "on" and ${runs.off.length} of "off" in all, ${runSeconds} s each; ` +
-            'each pair\'s sides are their median runs (ops/s, CPU µs/op); the rows are the pair whose on ÷ off is the median of the pairs\'',
+          `${pairs} fresh pair${pairs === 1 ? '' : 's'} of Talus servers in turn, each pair side by side: both servers (every thread) pinned to CPU ${placement.servers} and driven at once, ` +
+            `each by its own wrk -t${SIDE_THREADS} -c${SIDE_CONNECTIONS} (the ${method} of ${method === 'GET' ? 'get-4k' : 'put-4k'}) pinned to CPU ${placement.drivers}; ` +
+            `${rounds} run${rounds === 1 ? '' : 's'} of ${runSeconds} s per pair; a pair's ratio is its median run's on ÷ off; the rows are the median run of the pair whose ratio is the median of the pairs'`,
           'off: --console-address none, no access log (the request counters are always kept: Talus has no switch for them); ' +
             `on: /metrics scraped every ${SCRAPE_INTERVAL_MS / 1000} s with the metrics token (${runs.scrapes} scrapes, last ${runs.lastScrapeBytes} bytes), --access-log FILE (${runs.logLines} lines, ${(runs.logBytes / 2 ** 20).toFixed(1)} MiB), audit log`,
-          `on ÷ off per pair: ${perPair}; the median pair's server CPU ${onRow.serverCpuMicrosPerOperation.toFixed(1)} vs ${offRow.serverCpuMicrosPerOperation.toFixed(1)} µs/op; ` +
-            `each pair's on minus off: ${judged.cpuMicros.map(signed).join(', ')} µs/op; all runs pooled (not judged): ${((medianRow(runs.on).opsPerSecond / medianRow(runs.off).opsPerSecond) * 100).toFixed(1)} %`,
-          `each "on" run ÷ the mean of the "off" runs around it: ${perRun} (median ${(median(runs.bracketed.map(({ ratio }) => ratio)) * 100).toFixed(1)} %); ` +
-            `its server CPU µs/op minus theirs: median ${signed(median(runs.bracketed.map(({ cpuMicros }) => cpuMicros)))} (${runs.bracketed.map(({ cpuMicros }) => signed(cpuMicros)).join(', ')})`,
+          `on ÷ off per pair: ${perPair}; the median pair's median run: server CPU ${judged.on.serverCpuMicrosPerOperation.toFixed(1)} vs ${judged.off.serverCpuMicrosPerOperation.toFixed(1)} µs/op; ` +
+            `each pair's on minus off: ${judged.cpuMicros.map(signed).join(', ')} µs/op`,
+          `on ÷ off of every run, pair by pair: ${perRun} (median of all ${every.length}: ${percent(median(every.map(ratioOf)))}; not judged)`,
         ],
       };
     },
@@ -176,47 +202,43 @@ function observabilityRunMs(context: SuiteContext): number {
   return Math.max(WRK_SECONDS_MIN * 1000, context.settings.runMs / 2);
 }
 
-/** One pair: populated, warmed up, then off, on, off, …, on, off with `onRuns` runs of "on"; its runs go into `runs`. */
-async function alternate(
-  context: SuiteContext, id: string, method: 'GET' | 'PUT', off: RunningServer, on: RunningServer, metricsUrl: string, accessLogPath: string, onRuns: number, runs: Runs,
+/** One pair: populated, pinned, warmed up side by side, then `rounds` side-by-side runs; its runs go into `runs`. */
+async function sideBySide(
+  context: SuiteContext, id: string, method: 'GET' | 'PUT', off: RunningServer, on: RunningServer, placement: SideBySidePlacement,
+  metricsUrl: string, accessLogPath: string, rounds: number, runs: Runs,
 ): Promise<void> {
   const prepare = (server: RunningServer): Promise<void> =>
     method === 'GET' ? ensureSmallObjects(server, context.settings.smallObjectCount) : ensureBucket(server, BENCH_BUCKET);
   await prepare(off);
   await prepare(on);
-  const drive = (server: RunningServer, durationMs: number): ReturnType<typeof wrkOn> => wrkOn(context, server, method, durationMs);
+  // After the population (which needs no pinning), before the JIT warms up on the CPU both will share.
+  await pinProcessTree(off.pid, placement.servers);
+  await pinProcessTree(on.pid, placement.servers);
+  const shape = { connections: SIDE_CONNECTIONS, threads: SIDE_THREADS, cpus: placement.drivers };
+  const drive = (server: RunningServer, durationMs: number): ReturnType<typeof wrkOn> => wrkOn(context, server, method, durationMs, shape);
   const scraper = new Scraper(metricsUrl);
   // Proves the "on" side is on before anything is measured.
   await scraper.scrapeOnce();
   scraper.start();
   const runMs = observabilityRunMs(context);
-  const offRuns: Row[] = [];
-  const onRunsMeasured: Row[] = [];
+  const measured: SideBySideRun[] = [];
   try {
-    // Twice each, alternated: the JIT's first seconds cost ~2× a warm server's (docs/PERFORMANCE.md), and each side gets as much.
+    // Twice, side by side as measured: the JIT's first seconds cost ~2× a warm server's (docs/PERFORMANCE.md).
     for (let warmUp = 0; warmUp < 2 && context.settings.warmUpMs > 0; warmUp++) {
-      await drive(off, context.settings.warmUpMs);
-      await drive(on, context.settings.warmUpMs);
+      await Promise.all([drive(off, context.settings.warmUpMs), drive(on, context.settings.warmUpMs)]);
     }
-    for (let run = 0; run < onRuns; run++) {
-      offRuns.push(await measure(id, off, 'wrk', () => drive(off, runMs)));
-      onRunsMeasured.push(await measure(id, on, 'wrk', () => drive(on, runMs)));
+    for (let round = 0; round < rounds; round++) {
+      // Which wrk starts first (by a few milliseconds) alternates.
+      const measureSide = (server: RunningServer): Promise<Row> => measure(id, server, 'wrk', () => drive(server, runMs));
+      const [offRow, onRow] = round % 2 === 0
+        ? await Promise.all([measureSide(off), measureSide(on)])
+        : await Promise.all([measureSide(on), measureSide(off)]).then(([onFirst, offSecond]) => [offSecond, onFirst] as const);
+      measured.push({ off: offRow, on: onRow });
     }
-    offRuns.push(await measure(id, off, 'wrk', () => drive(off, runMs)));
   } finally {
     await scraper.stop();
   }
-  onRunsMeasured.forEach((row, index) => {
-    const before = offRuns[index]!;
-    const after = offRuns[index + 1]!;
-    runs.bracketed.push({
-      ratio: row.opsPerSecond / ((before.opsPerSecond + after.opsPerSecond) / 2),
-      cpuMicros: row.serverCpuMicrosPerOperation - (before.serverCpuMicrosPerOperation + after.serverCpuMicrosPerOperation) / 2,
-    });
-  });
-  runs.off.push(...offRuns);
-  runs.on.push(...onRunsMeasured);
-  runs.pairs.push({ off: offRuns, on: onRunsMeasured });
+  runs.pairs.push({ runs: measured });
   runs.scrapes += scraper.scrapes;
   runs.lastScrapeBytes = scraper.lastBytes;
   const accessLog = await countLines(accessLogPath);

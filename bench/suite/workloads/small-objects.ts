@@ -24,8 +24,17 @@ const SMALL_SIZE = { min: SMALL_OBJECT_BYTES, max: SMALL_OBJECT_BYTES };
 
 const smallKey = (id: number): string => preparedKey(SMALL_PREFIX, id);
 
+/** How many connections and threads wrk runs, and where (side-by-side runs: observability.ts). */
+export interface WrkShape {
+  connections: number;
+  threads: number;
+  cpus?: string;
+}
+
+const WRK_SHAPE: WrkShape = { connections: CONNECTIONS, threads: WRK_THREADS };
+
 /** wrk GETs of the prepared 4 KiB objects, or PUTs of `PUT_PREFIX` keys (overwritten as wrk cycles over them). */
-export async function wrkOn(context: SuiteContext, server: RunningServer, method: 'GET' | 'PUT', durationMs: number): Promise<DriverResult> {
+export async function wrkOn(context: SuiteContext, server: RunningServer, method: 'GET' | 'PUT', durationMs: number, shape: WrkShape = WRK_SHAPE): Promise<DriverResult> {
   const count = method === 'GET' ? Math.min(context.settings.wrkKeyCount, context.settings.smallObjectCount) : context.settings.wrkKeyCount;
   const urls: string[] = [];
   for (let id = 0; id < count; id++) urls.push(await presign(server, { method, bucket: BENCH_BUCKET, key: preparedKey(method === 'GET' ? SMALL_PREFIX : PUT_PREFIX, id) }));
@@ -34,10 +43,11 @@ export async function wrkOn(context: SuiteContext, server: RunningServer, method
     method,
     bodyBytes: method === 'PUT' ? SMALL_OBJECT_BYTES : undefined,
     objectBytes: SMALL_OBJECT_BYTES,
-    connections: CONNECTIONS,
-    threads: WRK_THREADS,
+    connections: shape.connections,
+    threads: shape.threads,
     seconds: wrkSeconds(durationMs),
     scriptDirectory: context.scratch,
+    cpus: shape.cpus,
   });
   const { errorDetail, ...measured } = result;
   return { ...measured, firstErrors: errorDetail };
