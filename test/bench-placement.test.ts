@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { readdir, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import { allowedCpus, parseCpuList, pinProcessTree, sideBySidePlacement } from '../bench/suite/placement.ts';
+import { allowedCpus, onlineOnly, parseCpuList, pinProcessTree, sideBySidePlacement } from '../bench/suite/placement.ts';
 
 test('parseCpuList reads single CPUs, ranges and both mixed, as /proc/<pid>/status writes them', () => {
   assert.deepEqual(parseCpuList('0'), [0]);
@@ -126,4 +126,20 @@ test('pinProcessTree pins a process and the process below it, every thread, to t
     killQuietly(child.pid);
     child.stdout.destroy();
   }
+});
+
+test('onlineOnly keeps the allowed CPUs that are online (taskset refuses the others), all of them when the online list is unknown', () => {
+  // A VM that allows CPUs kept for hot-plug: allowed 0-3, online 0-1.
+  assert.deepEqual(onlineOnly([0, 1, 2, 3], [0, 1]), [0, 1]);
+  assert.deepEqual(sideBySidePlacement(onlineOnly([0, 1, 2, 3], [0, 1])), { servers: '1', drivers: '0' });
+  assert.deepEqual(onlineOnly([2, 7], [0, 1, 2, 3, 4, 5, 6, 7]), [2, 7]);
+  assert.deepEqual(onlineOnly([0, 1], undefined), [0, 1]);
+  assert.throws(() => onlineOnly([4, 5], [0, 1]), /none of the allowed CPUs 4,5 is online/);
+});
+
+test('allowedCpus lists only CPUs this machine runs: each is in /sys/devices/system/cpu/online', { skip: spawnSync('taskset', ['--version']).status !== 0 && 'taskset is missing' }, async () => {
+  const online = parseCpuList(await readFile('/sys/devices/system/cpu/online', 'utf8'));
+  const allowed = await allowedCpus();
+  assert.ok(allowed.length > 0);
+  for (const cpu of allowed) assert.ok(online.includes(cpu), `CPU ${cpu} is online`);
 });

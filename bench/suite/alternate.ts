@@ -124,7 +124,7 @@ export function median(values: readonly number[]): number {
  * One row for a side: its median run. Ops/s, MiB/s, CPU % and CPU µs/op are
  * each the median over the runs, latency percentiles the runs' medians;
  * operations, errors, time and stderr lines are summed (every run's errors
- * count), peak RSS is the largest. Observability's pairs use it too.
+ * count), peak RSS is the largest.
  */
 export function medianRow(runs: readonly Row[]): Row {
   assert(runs.length > 0, 'medianRow: no run to combine');

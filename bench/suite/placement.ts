@@ -4,7 +4,7 @@
  * for the same work swings by ±15 % from second to second (a fixed loop of
  * hashing, 140–204 ms per pass on an idle machine, 2026-12-07), and each
  * virtual CPU swings on its own: two identical servers measured in turn, or
- * at once on two CPUs, read 76–130 % of each other run by run. On one CPU,
+ * at once on two CPUs, read 63–130 % of each other run by run. On one CPU,
  * taking turns every few milliseconds, both see the same swings, and their
  * ratio stays within a few percent (docs/PERFORMANCE.md, "Metrics and logs,
  * round 8").
@@ -59,7 +59,21 @@ export async function allowedCpus(): Promise<number[]> {
   const status = await readFile('/proc/self/status', 'utf8');
   const line = /^Cpus_allowed_list:\s*(.+)$/m.exec(status);
   assert(line !== null, '/proc/self/status has no Cpus_allowed_list: side-by-side runs need Linux');
-  return parseCpuList(line[1]!);
+  // The allowed list may name CPUs that are not running (room kept for hot-plug, SMT turned off): taskset refuses those.
+  const online = await readFile('/sys/devices/system/cpu/online', 'utf8').then(parseCpuList, () => undefined);
+  return onlineOnly(parseCpuList(line[1]!), online);
+}
+
+/** The allowed CPUs that are also online (all of them when the online list could not be read). */
+export function onlineOnly(allowed: readonly number[], online: readonly number[] | undefined): number[] {
+  const running = online === undefined ? [...allowed] : allowed.filter((cpu) => online.includes(cpu));
+  assert(running.length > 0, `none of the allowed CPUs ${allowed.join(',')} is online`);
+  return running;
+}
+
+/** Pins every thread of one process (not the processes below it) to `cpus`. */
+export async function pinProcess(pid: number, cpus: string): Promise<void> {
+  await run('taskset', ['--all-tasks', '--pid', '--cpu-list', cpus, String(pid)]);
 }
 
 /** `pid` and every process below it (a --workers server's workers). */
@@ -93,7 +107,7 @@ export async function pinProcessTree(pid: number, cpus: string): Promise<number>
   let pinned = 0;
   for (const member of tree) {
     try {
-      await run('taskset', ['--all-tasks', '--pid', '--cpu-list', cpus, String(member)]);
+      await pinProcess(member, cpus);
       pinned++;
     } catch (error) {
       // A process below the server that ended since the walk (a worker restarting) has nothing left to pin; the server itself must be pinned.

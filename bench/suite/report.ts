@@ -122,7 +122,7 @@ function rowCells(title: string, row: Row, hasCeiling: boolean): string[] {
     ceilingRatio,
     peerRatio,
     String(row.errors),
-    // Alternated rows are medians of their runs; other rows (one run, or observability's medians) leave it blank.
+    // Alternated rows are medians of their runs; other rows (one run, or observability's one matched run) leave it blank.
     row.runs === undefined ? '' : String(row.runs.length),
   ];
 }

@@ -19,7 +19,12 @@
  * that CPU every few milliseconds, so the machine's swings in speed — ±15 %
  * from second to second on a shared virtual machine, each virtual CPU on
  * its own — fall on both alike, and "on" ÷ "off" of one run is the share of
- * throughput "on" gives up for the same CPU. Measured in turn, as this row
+ * throughput "on" gives up for the same CPU (nearly: the CPU is shared
+ * thread by thread, so what "on" does on other threads is taken from both
+ * alike, and the notes give the ratio per unit of CPU beside it, and both
+ * servers' CPU together, which is ~100 % when they were the limit). The
+ * suite's own process keeps to the drivers' CPUs meanwhile, and wrk's URLs
+ * are signed before the measured runs. Measured in turn, as this row
  * was until 2026-12-07, two identical servers read 76–121 % of each other
  * run by run; side by side on one CPU, 97–106 % (docs/PERFORMANCE.md,
  * "Metrics and logs, round 8").
@@ -41,11 +46,11 @@ import { join } from 'node:path';
 import { median } from '../alternate.ts';
 import type { SuiteContext, Workload, WorkloadOutcome } from '../context.ts';
 import { measure, type Row } from '../measure.ts';
-import { allowedCpus, pinProcessTree, sideBySidePlacement, type SideBySidePlacement } from '../placement.ts';
+import { allowedCpus, pinProcess, pinProcessTree, sideBySidePlacement, type SideBySidePlacement } from '../placement.ts';
 import { freePort, type RunningServer } from '../servers.ts';
 import { BENCH_BUCKET, ensureBucket, ensureSmallObjects } from '../setup.ts';
 import { WRK_SECONDS_MIN } from '../wrk.ts';
-import { CONNECTIONS, WRK_THREADS, wrkOn } from './small-objects.ts';
+import { CONNECTIONS, WRK_THREADS, presignedFor, wrkOn } from './small-objects.ts';
 
 export const OBSERVERS_OFF_LABEL = 'Talus, observers off';
 export const OBSERVERS_ON_LABEL = 'Talus, metrics + logs on';
@@ -57,6 +62,8 @@ const METRICS_TOKEN = 'bench-metrics-token-0123456789';
 /** Each side's wrk: half of get-4k's, so the two servers together see what one sees there. */
 const SIDE_CONNECTIONS = CONNECTIONS / 2;
 const SIDE_THREADS = Math.max(1, WRK_THREADS / 2);
+/** Below this much of their CPU together (CPU µs are read in 10 ms ticks: ±1 % over 2 s), the servers were not the limit. */
+const CPU_BOUND_PERCENT_MIN = 90;
 
 /**
  * Fresh pairs of servers per row, each pair measured in turn: a process
@@ -154,26 +161,34 @@ function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT')
       // take turns there with the other server's (--workers 2 read 567 µs of CPU per GET where one process reads ~220).
       const workers = 1;
       const rounds = context.settings.observabilityRounds;
-      // Odd (judgePairs); one pair when the mode runs too few rounds to share (smoke).
+      // Odd (judgePairs); one pair when the mode runs fewer rounds than that (smoke: one run).
       const pairs = rounds >= SERVER_PAIRS ? SERVER_PAIRS : 1;
-      const placement = sideBySidePlacement(await allowedCpus());
+      const allowed = await allowedCpus();
+      const placement = sideBySidePlacement(allowed);
       const runs: Runs = { pairs: [], scrapes: 0, lastScrapeBytes: 0, logLines: 0, logBytes: 0 };
-      for (let pair = 0; pair < pairs; pair++) {
-        const accessLogPath = join(context.scratch, `${id}-${pair}-access.log`);
-        const adminPort = await freePort();
-        const on = { args: ['--console-address', `127.0.0.1:${adminPort}`, '--access-log', accessLogPath], env: { TALUS_METRICS_TOKEN: METRICS_TOKEN }, label: OBSERVERS_ON_LABEL };
-        const off = { args: ['--console-address', 'none'], label: OBSERVERS_OFF_LABEL };
-        // Started (and populated) first by turns.
-        const [first, second] = pair % 2 === 0 ? [off, on] : [on, off];
-        const measurePair = (a: RunningServer, b: RunningServer): Promise<void> => {
-          const [offServer, onServer] = pair % 2 === 0 ? [a, b] : [b, a];
-          return sideBySide(context, id, method, offServer, onServer, placement, `http://127.0.0.1:${adminPort}/metrics`, accessLogPath, rounds, runs);
-        };
-        try {
-          await context.withOwnTalus(workers, (a) => context.withOwnTalus(workers, (b) => measurePair(a, b), second), first);
-        } finally {
-          await rm(accessLogPath, { force: true });
+      // The suite itself (the scraper, the /proc readings) keeps off the servers' CPU meanwhile; the servers it starts
+      // inherit this and are pinned to theirs after their population. Given back in any case: later rows' servers inherit it.
+      await pinProcess(process.pid, placement.drivers);
+      try {
+        for (let pair = 0; pair < pairs; pair++) {
+          const accessLogPath = join(context.scratch, `${id}-${pair}-access.log`);
+          const adminPort = await freePort();
+          const on = { args: ['--console-address', `127.0.0.1:${adminPort}`, '--access-log', accessLogPath], env: { TALUS_METRICS_TOKEN: METRICS_TOKEN }, label: OBSERVERS_ON_LABEL };
+          const off = { args: ['--console-address', 'none'], label: OBSERVERS_OFF_LABEL };
+          // Started (and populated) first by turns.
+          const [first, second] = pair % 2 === 0 ? [off, on] : [on, off];
+          const measurePair = (a: RunningServer, b: RunningServer): Promise<void> => {
+            const [offServer, onServer] = pair % 2 === 0 ? [a, b] : [b, a];
+            return sideBySide(context, id, method, offServer, onServer, placement, `http://127.0.0.1:${adminPort}/metrics`, accessLogPath, rounds, runs);
+          };
+          try {
+            await context.withOwnTalus(workers, (a) => context.withOwnTalus(workers, (b) => measurePair(a, b), second), first);
+          } finally {
+            await rm(accessLogPath, { force: true });
+          }
         }
+      } finally {
+        await pinProcess(process.pid, allowed.join(','));
       }
       const judged = judgePairs(runs.pairs);
       const every = runs.pairs.flatMap((pair) => pair.runs);
@@ -181,6 +196,12 @@ function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT')
       const signed = (micros: number): string => `${micros >= 0 ? '+' : ''}${micros.toFixed(1)}`;
       const perPair = judged.ratios.map((ratio, pair) => `${percent(ratio)}${pair === judged.medianPair ? ' (median)' : ''}`).join(', ');
       const perRun = runs.pairs.map((pair) => pair.runs.map((run) => percent(ratioOf(run))).join(', ')).join('; ');
+      const cpuSums = every.map(({ off, on }) => off.serverCpuPercentOfOneCore + on.serverCpuPercentOfOneCore);
+      // Per unit of CPU: what each side did with the CPU it got (a difference in the share each got does not enter it).
+      const perCpu = runs.pairs.map((pair) => {
+        const { off, on } = medianRun(pair.runs);
+        return on.serverCpuMicrosPerOperation > 0 ? percent(off.serverCpuMicrosPerOperation / on.serverCpuMicrosPerOperation) : 'n/a';
+      });
       const runSeconds = wrkSecondsOf(observabilityRunMs(context));
       return {
         rows: [judged.off, judged.on],
@@ -190,13 +211,25 @@ function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT')
             `${rounds} run${rounds === 1 ? '' : 's'} of ${runSeconds} s per pair; a pair's ratio is its median run's on ÷ off; the rows are the median run of the pair whose ratio is the median of the pairs'`,
           'off: --console-address none, no access log (the request counters are always kept: Talus has no switch for them); ' +
             `on: /metrics scraped every ${SCRAPE_INTERVAL_MS / 1000} s with the metrics token (${runs.scrapes} scrapes, last ${runs.lastScrapeBytes} bytes), --access-log FILE (${runs.logLines} lines, ${(runs.logBytes / 2 ** 20).toFixed(1)} MiB), audit log`,
-          `on ÷ off per pair: ${perPair}; the median pair's median run: server CPU ${judged.on.serverCpuMicrosPerOperation.toFixed(1)} vs ${judged.off.serverCpuMicrosPerOperation.toFixed(1)} µs/op; ` +
-            `each pair's on minus off: ${judged.cpuMicros.map(signed).join(', ')} µs/op`,
+          `on ÷ off per pair: ${perPair}; the median pair's median run: server CPU ${judged.on.serverCpuMicrosPerOperation.toFixed(1)} vs ${judged.off.serverCpuMicrosPerOperation.toFixed(1)} µs/op, ` +
+            `${judged.off.serverCpuPercentOfOneCore.toFixed(0)} + ${judged.on.serverCpuPercentOfOneCore.toFixed(0)} % of CPU ${placement.servers}; ` +
+            `each pair's on minus off: ${judged.cpuMicros.map(signed).join(', ')} µs/op; per unit of CPU (off µs/op ÷ on µs/op, each pair's median run; not judged): ${perCpu.join(', ')}`,
+          `both servers' CPU together, every run: ${Math.min(...cpuSums).toFixed(0)}–${Math.max(...cpuSums).toFixed(0)} % of one core` +
+            `${Math.min(...cpuSums) < CPU_BOUND_PERCENT_MIN ? ` — below ${CPU_BOUND_PERCENT_MIN} % in some: the servers were not always the limit, and their ratio leans toward 100 %` : ''}; ` +
+            'errors in the rows count every run of every pair',
           `on ÷ off of every run, pair by pair: ${perRun} (median of all ${every.length}: ${percent(median(every.map(ratioOf)))}; not judged)`,
         ],
       };
     },
   };
+}
+
+/** Both sides' results; when one fails, its error once the other has ended too (no wrk left running into the next run or row). */
+async function both<A, B>(first: Promise<A>, second: Promise<B>): Promise<[A, B]> {
+  const [a, b] = await Promise.allSettled([first, second]);
+  if (a.status === 'rejected') throw a.reason;
+  if (b.status === 'rejected') throw b.reason;
+  return [a.value, b.value];
 }
 
 /** Half the mode's run time (at least wrk's second): shorter runs, more of them. */
@@ -216,8 +249,10 @@ async function sideBySide(
   // After the population (which needs no pinning), before the JIT warms up on the CPU both will share.
   await pinProcessTree(off.pid, placement.servers);
   await pinProcessTree(on.pid, placement.servers);
-  const shape = { connections: SIDE_CONNECTIONS, threads: SIDE_THREADS, cpus: placement.drivers };
-  const drive = (server: RunningServer, durationMs: number): ReturnType<typeof wrkOn> => wrkOn(context, server, method, durationMs, shape);
+  // Signed once, before: no signing inside a measured window (the servers would sit idle in it).
+  const urls = new Map([[off, await presignedFor(context, off, method)], [on, await presignedFor(context, on, method)]]);
+  const drive = (server: RunningServer, durationMs: number): ReturnType<typeof wrkOn> =>
+    wrkOn(context, server, method, durationMs, { connections: SIDE_CONNECTIONS, threads: SIDE_THREADS, cpus: placement.drivers, urls: urls.get(server)! });
   const scraper = new Scraper(metricsUrl);
   // Proves the "on" side is on before anything is measured.
   await scraper.scrapeOnce();
@@ -227,14 +262,14 @@ async function sideBySide(
   try {
     // Twice, side by side as measured: the JIT's first seconds cost ~2× a warm server's (docs/PERFORMANCE.md).
     for (let warmUp = 0; warmUp < 2 && context.settings.warmUpMs > 0; warmUp++) {
-      await Promise.all([drive(off, context.settings.warmUpMs), drive(on, context.settings.warmUpMs)]);
+      await both(drive(off, context.settings.warmUpMs), drive(on, context.settings.warmUpMs));
     }
     for (let round = 0; round < rounds; round++) {
       // Which wrk starts first (by a few milliseconds) alternates.
       const measureSide = (server: RunningServer): Promise<Row> => measure(id, server, 'wrk', () => drive(server, runMs));
       const [offRow, onRow] = round % 2 === 0
-        ? await Promise.all([measureSide(off), measureSide(on)])
-        : await Promise.all([measureSide(on), measureSide(off)]).then(([onFirst, offSecond]) => [offSecond, onFirst] as const);
+        ? await both(measureSide(off), measureSide(on))
+        : await both(measureSide(on), measureSide(off)).then(([onFirst, offSecond]) => [offSecond, onFirst] as const);
       measured.push({ off: offRow, on: onRow });
     }
   } finally {

@@ -29,15 +29,15 @@ export interface WrkShape {
   connections: number;
   threads: number;
   cpus?: string;
+  /** URLs presigned before (presignedFor): no signing inside a measured window. */
+  urls?: string[];
 }
 
 const WRK_SHAPE: WrkShape = { connections: CONNECTIONS, threads: WRK_THREADS };
 
 /** wrk GETs of the prepared 4 KiB objects, or PUTs of `PUT_PREFIX` keys (overwritten as wrk cycles over them). */
 export async function wrkOn(context: SuiteContext, server: RunningServer, method: 'GET' | 'PUT', durationMs: number, shape: WrkShape = WRK_SHAPE): Promise<DriverResult> {
-  const count = method === 'GET' ? Math.min(context.settings.wrkKeyCount, context.settings.smallObjectCount) : context.settings.wrkKeyCount;
-  const urls: string[] = [];
-  for (let id = 0; id < count; id++) urls.push(await presign(server, { method, bucket: BENCH_BUCKET, key: preparedKey(method === 'GET' ? SMALL_PREFIX : PUT_PREFIX, id) }));
+  const urls = shape.urls ?? (await presignedFor(context, server, method));
   const result = await runWrk({
     urls,
     method,
@@ -51,6 +51,14 @@ export async function wrkOn(context: SuiteContext, server: RunningServer, method
   });
   const { errorDetail, ...measured } = result;
   return { ...measured, firstErrors: errorDetail };
+}
+
+/** The URLs wrkOn drives: GETs of the prepared objects, or PUTs of `PUT_PREFIX` keys (valid for an hour). */
+export async function presignedFor(context: SuiteContext, server: RunningServer, method: 'GET' | 'PUT'): Promise<string[]> {
+  const count = method === 'GET' ? Math.min(context.settings.wrkKeyCount, context.settings.smallObjectCount) : context.settings.wrkKeyCount;
+  const urls: string[] = [];
+  for (let id = 0; id < count; id++) urls.push(await presign(server, { method, bucket: BENCH_BUCKET, key: preparedKey(method === 'GET' ? SMALL_PREFIX : PUT_PREFIX, id) }));
+  return urls;
 }
 
 function wrkSeconds(durationMs: number): number {
