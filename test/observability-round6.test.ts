@@ -224,12 +224,17 @@ test('a scrape\'s socket on the admin listener has the hidden class of an S3 req
   }
 });
 
-/** One side of a side-by-side run: its ops/s, CPU µs/op (half a CPU each: 5e5 ÷ ops/s), the rest plausible. */
-function side(label: string, opsPerSecond: number): Row {
+/**
+ * One side of a side-by-side run: its ops/s and its CPU µs/op (by default
+ * half a CPU each, 5e5 ÷ ops/s: then its ratio per unit of CPU is its ops/s
+ * ratio), the rest plausible.
+ */
+function side(label: string, opsPerSecond: number, cpuMicrosPerOperation = cpuOf(opsPerSecond)): Row {
   return {
     workload: 'observability-4k-get', server: 'talus', label, driver: 'wrk', operations: opsPerSecond * 2, errors: 0, firstErrors: [], durationMs: 2000,
     opsPerSecond, mibPerSecond: (opsPerSecond * 4096) / 2 ** 20, latencyMs: { p50: 5, p99: 20 }, serverProcesses: 1,
-    serverCpuPercentOfOneCore: 50, serverCpuMicrosPerOperation: cpuOf(opsPerSecond), serverPeakRssMiB: 100, serverStderrLines: 0,
+    serverCpuPercentOfOneCore: (opsPerSecond * cpuMicrosPerOperation) / 1e4, serverCpuMicrosPerOperation: cpuMicrosPerOperation,
+    serverOnCpuMicrosPerOperation: cpuMicrosPerOperation, serverPeakRssMiB: 100, serverStderrLines: 0,
   };
 }
 
@@ -288,9 +293,9 @@ test('the observability row is judged by the median run of its median pair: one 
     judged.cpuMicros.map((micros) => micros.toFixed(4)),
     [cpuOf(8_330) - cpuOf(8_500), cpuOf(12_000) - cpuOf(12_500), cpuOf(8_730) - cpuOf(9_000)].map((micros) => micros.toFixed(4)),
   );
-  assert.equal(judged.off.serverCpuMicrosPerOperation, cpuOf(9_000));
-  assert.equal(judged.on.serverCpuMicrosPerOperation, cpuOf(8_730));
-  assert.equal((judged.on.serverCpuMicrosPerOperation - judged.off.serverCpuMicrosPerOperation).toFixed(4), judged.cpuMicros[2]!.toFixed(4));
+  assert.equal(judged.off.serverOnCpuMicrosPerOperation, cpuOf(9_000));
+  assert.equal(judged.on.serverOnCpuMicrosPerOperation, cpuOf(8_730));
+  assert.equal((judged.on.serverOnCpuMicrosPerOperation! - judged.off.serverOnCpuMicrosPerOperation!).toFixed(4), judged.cpuMicros[2]!.toFixed(4));
 });
 
 test('errors, stderr lines and peak RSS of a run or pair the median leaves out still reach the rows and fail the observability target', () => {
@@ -331,6 +336,35 @@ test('errors, stderr lines and peak RSS of a run or pair the median leaves out s
   assert.equal(offOnly.on.errors, 0);
   assert.equal(offOnly.off.errors, 7);
   assert.equal(getTarget(offOnly.off, offOnly.on).met, false);
+});
+
+test('the observability row judges throughput per unit of CPU, not the ops/s of two servers sharing a CPU', () => {
+  // The scheduler gave "on" 52 % of the CPU and "off" 48 %: by ops/s "on" reads 105.2 % of "off", yet each of its
+  // requests took 3 % more CPU (off 100 µs, on 103 µs): per unit of CPU it reads 97.1 %, and that is what is judged.
+  const shared = (offOps: number): SideBySideRun => ({
+    off: side(OBSERVERS_OFF_LABEL, offOps, 0.48e6 / offOps),
+    on: side(OBSERVERS_ON_LABEL, (offOps * 0.52 * 100) / (0.48 * 103), (0.48e6 / offOps) * 1.03),
+  });
+  const runs = [shared(4_800), shared(4_500), shared(5_100)];
+  assert.equal((runs[0]!.on.opsPerSecond / runs[0]!.off.opsPerSecond).toFixed(3), '1.052');
+  const judged = judgePairs([{ runs }]);
+  assert.equal(judged.ratios[0]!.toFixed(4), (1 / 1.03).toFixed(4));
+  assert.equal(judged.throughputRatios[0]!.toFixed(3), '1.052', 'the ops/s ratio is kept for the notes');
+  const target = getTarget(judged.off, judged.on);
+  assert.equal(target.value!.toFixed(4), (1 / 1.03).toFixed(4));
+  assert.equal(target.met, true);
+  // 4 % more CPU per request fails it, however the CPU was shared.
+  const dearer = judgePairs([{ runs: runs.map((each) => ({ ...each, on: side(OBSERVERS_ON_LABEL, each.on.opsPerSecond * 1.2, each.off.serverOnCpuMicrosPerOperation! * 1.04) })) }]);
+  assert.ok(dearer.throughputRatios[0]! > 1.2, 'however fast its ops/s read');
+  assert.equal(getTarget(dearer.off, dearer.on).met, false);
+  // A run whose CPU was not read (no schedstat) reads 0, and rows without it are not measured: never judged by ops/s.
+  const unread = (row: Row): Row => ({ ...row, serverOnCpuMicrosPerOperation: undefined });
+  const blind = judgePairs([{ runs: runs.map((each) => ({ off: unread(each.off), on: each.on })) }]);
+  assert.equal(blind.ratios[0], 0);
+  const verdict = getTarget(blind.off, blind.on);
+  assert.equal(verdict.met, null);
+  assert.equal(verdict.value, null);
+  assert.match(verdict.note ?? '', /schedstat/);
 });
 
 test('an even count of pairs has no median pair: refused', () => {

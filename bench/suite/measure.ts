@@ -35,6 +35,12 @@ export interface Row extends DriverResult {
   serverProcesses: number;
   serverCpuPercentOfOneCore: number;
   serverCpuMicrosPerOperation: number;
+  /**
+   * The same CPU time per operation read to the nanosecond (schedstat:
+   * process-stats.ts), for the rows that judge differences of a few percent
+   * in it (measure() reads it; 0 where schedstat is missing).
+   */
+  serverOnCpuMicrosPerOperation?: number;
   serverPeakRssMiB: number;
   /** Lines the server wrote to stderr during the run (Talus logs its errors there). */
   serverStderrLines: number;
@@ -112,6 +118,7 @@ export async function measure(workload: string, server: RunningServer, driver: D
     serverProcesses: usage.processes,
     serverCpuPercentOfOneCore: usage.cpuPercentOfOneCore,
     serverCpuMicrosPerOperation: result.operations > 0 ? usage.cpuMicros / result.operations : 0,
+    serverOnCpuMicrosPerOperation: result.operations > 0 ? usage.onCpuMicros / result.operations : 0,
     serverPeakRssMiB: usage.peakRssBytes / (1024 * 1024),
     serverStderrLines,
   };

@@ -10,6 +10,14 @@
  * seconds). Peak RSS: the largest sum of VmRSS over the tree, sampled every
  * 100 ms; for a tree of one process also VmHWM after resetting it through
  * /proc/<pid>/clear_refs, which catches peaks between two samples.
+ *
+ * On-CPU time, besides: the first field of /proc/<pid>/task/<tid>/schedstat
+ * (ns) summed over every thread of the tree. The same CPU time as the
+ * ticks', read to the nanosecond: a 2-second run of a server at half a CPU
+ * is 100 ticks, ±1 % from the reading alone, which is as large as the
+ * differences some rows judge (the observability rows; docs/PERFORMANCE.md,
+ * "Metrics and logs, round 9"). It counts the threads alive when it is read:
+ * a thread or process that ends inside the window takes its time with it.
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -61,6 +69,26 @@ function cpuMicrosOf(pid: number): number {
   return Number.isFinite(ticks) ? (ticks * 1e6) / CLOCK_TICKS_PER_SECOND : 0;
 }
 
+/** On-CPU ns of every thread of `pid` (schedstat's first field); 0 for a process gone or a kernel without schedstat. */
+function onCpuNanosOf(pid: number): number {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  let total = 0;
+  for (const tid of tasks) {
+    try {
+      const nanos = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      if (Number.isFinite(nanos)) total += nanos;
+    } catch {
+      // The thread ended between the listing and the read (or no schedstat): nothing to add.
+    }
+  }
+  return total;
+}
+
 function statusKib(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   let text: string;
   try {
@@ -95,6 +123,8 @@ export interface ResourceUsage {
   wallMs: number;
   /** Server CPU over the window, all processes of the tree. */
   cpuMicros: number;
+  /** The same from schedstat, to the nanosecond (threads alive at both ends of the window; 0 without schedstat). */
+  onCpuMicros: number;
   /** % of one core: 200 means two cores busy all the time. */
   cpuPercentOfOneCore: number;
   peakRssBytes: number;
@@ -107,6 +137,7 @@ export class ResourceWindow {
   readonly #rootPid: number;
   readonly #startMs: number;
   readonly #startCpuMicros: number;
+  readonly #startOnCpuNanos: number;
   #tree: number[];
   #treeRefreshedMs: number;
   #peakRssKib = 0;
@@ -119,6 +150,7 @@ export class ResourceWindow {
     this.#treeRefreshedMs = performance.now();
     for (const pid of this.#tree) resetHighWaterMark(pid);
     this.#startCpuMicros = this.#treeCpuMicros();
+    this.#startOnCpuNanos = this.#treeOnCpuNanos();
     this.#startMs = performance.now();
     this.#sample();
     this.#timer = setInterval(() => this.#sample(), RSS_SAMPLE_INTERVAL_MS);
@@ -139,12 +171,14 @@ export class ResourceWindow {
     this.#sample();
     const wallMs = performance.now() - this.#startMs;
     const cpuMicros = Math.max(0, this.#treeCpuMicros() - this.#startCpuMicros);
+    const onCpuMicros = Math.max(0, this.#treeOnCpuNanos() - this.#startOnCpuNanos) / 1000;
     let peakKib = this.#peakRssKib;
     // One process: its kernel-kept high-water mark since the reset is exact.
     if (this.#tree.length === 1) peakKib = Math.max(peakKib, statusKib(this.#rootPid, 'VmHWM'));
     return {
       wallMs,
       cpuMicros,
+      onCpuMicros,
       cpuPercentOfOneCore: wallMs > 0 ? cpuMicros / (wallMs * 10) : 0,
       peakRssBytes: peakKib * 1024,
       processes: this.#tree.length,
@@ -154,6 +188,12 @@ export class ResourceWindow {
   #treeCpuMicros(): number {
     let total = 0;
     for (const pid of this.#tree) total += cpuMicrosOf(pid);
+    return total;
+  }
+
+  #treeOnCpuNanos(): number {
+    let total = 0;
+    for (const pid of this.#tree) total += onCpuNanosOf(pid);
     return total;
   }
 

@@ -18,24 +18,29 @@
  * threads) pinned to the other CPUs (placement.ts). The two take turns on
  * that CPU every few milliseconds, so the machine's swings in speed — ±15 %
  * from second to second on a shared virtual machine, each virtual CPU on
- * its own — fall on both alike, and "on" ÷ "off" of one run is the share of
- * throughput "on" gives up for the same CPU (nearly: the CPU is shared
- * thread by thread, so what "on" does on other threads is taken from both
- * alike, and the notes give the ratio per unit of CPU beside it, and both
- * servers' CPU together, which is ~100 % when they were the limit). The
- * suite's own process keeps to the drivers' CPUs meanwhile, and wrk's URLs
- * are signed before the measured runs. Measured in turn, as this row
+ * its own — fall on both alike. The suite's own process keeps to the
+ * drivers' CPUs meanwhile, and wrk's URLs are signed before the measured
+ * runs.
+ *
+ * What is judged is throughput per unit of CPU: each side's CPU time per
+ * request (every thread of it, the kernel's work on its behalf included,
+ * read to the nanosecond from schedstat), "off" ÷ "on". A CPU-bound server
+ * serves its CPU ÷ its CPU per request, so this is the throughput the same
+ * CPU gives with the observers on, against off. The two sides' ops/s of a
+ * run read the same thing plus how the scheduler shared the CPU between
+ * them in that run, which is most of their noise: two identical servers
+ * read 95.6–103.3 % of each other by ops/s, pair by pair, and 99.5–101.5 %
+ * per unit of CPU (docs/PERFORMANCE.md, "Metrics and logs, round 9"). The
+ * ops/s ratios are in the notes, not judged. Measured in turn, as this row
  * was until 2026-12-07, two identical servers read 76–121 % of each other
- * run by run; side by side on one CPU, 97–106 % (docs/PERFORMANCE.md,
- * "Metrics and logs, round 8").
+ * run by run.
  *
  * SERVER_PAIRS fresh pairs are measured in turn (a process keeps its own
  * speed for life: JIT decisions, memory layout), each for
  * `observabilityRounds` side-by-side runs, which wrk is started first
- * alternating. A pair's ratio is its median run's on ÷ off (its runs are
- * judged one by one, as each run's two sides saw the same machine); the
- * rows are the median run of the pair whose ratio is the median of the
- * pairs' (judgePairs), so no single process and no single run decides.
+ * alternating. A pair's ratio is its median run's; the rows are the median
+ * run of the pair whose ratio is the median of the pairs' (judgePairs), so
+ * no single process and no single run decides.
  *
  * The scraper runs from the warm-up to the end at its interval, as
  * Prometheus would, not restarted with each run.
@@ -68,10 +73,12 @@ const CPU_BOUND_PERCENT_MIN = 90;
 /**
  * Fresh pairs of servers per row, each pair measured in turn: a process
  * keeps its own speed for life (JIT decisions are made once per process).
- * Odd, so the median pair is a pair (judgePairs); three, so one process's
- * luck is outvoted. Each costs two starts, populations and warm-ups (~10 s).
+ * Odd, so the median pair is a pair (judgePairs); five, as pairs' ratios
+ * per unit of CPU spread over ~3 points (94.9–97.9 % in six pairs of the
+ * same two builds): the median of five is good to about ±0.5. Each costs
+ * two starts, populations and warm-ups (~10 s) and its runs.
  */
-export const SERVER_PAIRS = 3;
+export const SERVER_PAIRS = 5;
 
 /** One side-by-side run: both sides' rows, measured at the same time. */
 export interface SideBySideRun {
@@ -84,11 +91,13 @@ export interface PairRuns {
   runs: readonly SideBySideRun[];
 }
 
-/** How a row's pairs were judged: each pair's median run's on ÷ off, and the median pair's rows. */
+/** How a row's pairs were judged: each pair's median run's on ÷ off per unit of CPU, and the median pair's rows. */
 export interface PairJudgement {
-  /** Each pair's on ÷ off (ops/s of its median run), in the order the pairs ran. */
+  /** Each pair's on ÷ off per unit of CPU (off CPU µs/op ÷ on's, of its median run), in the order the pairs ran. */
   ratios: number[];
-  /** Each pair's median run's "on" CPU µs/op minus its "off". */
+  /** Each pair's median run's on ÷ off ops/s (not judged: it holds the scheduler's share of the CPU too). */
+  throughputRatios: number[];
+  /** Each pair's median run's "on" CPU µs/op minus its "off" (schedstat). */
   cpuMicros: number[];
   /** The pair whose ratio is the median: the rows are its median run's. */
   medianPair: number;
@@ -96,31 +105,44 @@ export interface PairJudgement {
   on: Row;
 }
 
-/** A run whose "off" side completed nothing reads 0 (its error already fails the target), never NaN or Infinity, which would break the sorts. */
-const ratioOf = (run: SideBySideRun): number => (run.off.opsPerSecond > 0 ? run.on.opsPerSecond / run.off.opsPerSecond : 0);
+/**
+ * A run's on ÷ off per unit of CPU: off's CPU µs per request ÷ on's
+ * (precise, schedstat). A side that completed nothing, or whose CPU was not
+ * read, reads 0 (its error or the missing reading fails the target), never
+ * NaN or Infinity, which would break the sorts.
+ */
+export const cpuRatioOf = (run: SideBySideRun): number => {
+  const off = run.off.serverOnCpuMicrosPerOperation ?? 0;
+  const on = run.on.serverOnCpuMicrosPerOperation ?? 0;
+  return off > 0 && on > 0 ? off / on : 0;
+};
 
-/** A pair's run whose on ÷ off is the median of its runs' (an even count: the lower of the two middle ones, the dearer "on"). */
+/** A run's on ÷ off ops/s (notes only). */
+const throughputRatioOf = (run: SideBySideRun): number => (run.off.opsPerSecond > 0 ? run.on.opsPerSecond / run.off.opsPerSecond : 0);
+
+/** A pair's run whose on ÷ off per unit of CPU is the median of its runs' (an even count: the lower of the two middle ones, the dearer "on"). */
 export function medianRun(runs: readonly SideBySideRun[]): SideBySideRun {
   assert(runs.length > 0, 'medianRun: no run');
-  const sorted = [...runs].sort((a, b) => ratioOf(a) - ratioOf(b));
+  const sorted = [...runs].sort((a, b) => cpuRatioOf(a) - cpuRatioOf(b));
   return sorted[(sorted.length - 1) >> 1]!;
 }
 
 /**
  * The rows of a row of pairs: the median run of the pair whose median run's
- * on ÷ off is the median of the pairs'. An odd count of pairs, so that pair
+ * on ÷ off (per unit of CPU) is the median of the pairs'. An odd count of pairs, so that pair
  * exists (ties: by the order the pairs ran).
  */
 export function judgePairs(pairs: readonly PairRuns[]): PairJudgement {
   assert(pairs.length % 2 === 1, 'judgePairs: an odd count of pairs');
   const medians = pairs.map((pair) => medianRun(pair.runs));
-  const ratios = medians.map(ratioOf);
-  const cpuMicros = medians.map(({ off, on }) => on.serverCpuMicrosPerOperation - off.serverCpuMicrosPerOperation);
+  const ratios = medians.map(cpuRatioOf);
+  const cpuMicros = medians.map(({ off, on }) => (on.serverOnCpuMicrosPerOperation ?? 0) - (off.serverOnCpuMicrosPerOperation ?? 0));
   const byRatio = ratios.map((ratio, index) => ({ ratio, index })).sort((a, b) => a.ratio - b.ratio || a.index - b.index);
   const medianPair = byRatio[(byRatio.length - 1) / 2]!.index;
   const every = pairs.flatMap((pair) => pair.runs);
   return {
     ratios,
+    throughputRatios: medians.map(throughputRatioOf),
     cpuMicros,
     medianPair,
     off: withEveryRunsFaults(medians[medianPair]!.off, every.map((run) => run.off)),
@@ -195,29 +217,27 @@ function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT')
       const percent = (ratio: number): string => `${(ratio * 100).toFixed(1)} %`;
       const signed = (micros: number): string => `${micros >= 0 ? '+' : ''}${micros.toFixed(1)}`;
       const perPair = judged.ratios.map((ratio, pair) => `${percent(ratio)}${pair === judged.medianPair ? ' (median)' : ''}`).join(', ');
-      const perRun = runs.pairs.map((pair) => pair.runs.map((run) => percent(ratioOf(run))).join(', ')).join('; ');
+      const perRun = runs.pairs.map((pair) => pair.runs.map((run) => percent(cpuRatioOf(run))).join(', ')).join('; ');
       const cpuSums = every.map(({ off, on }) => off.serverCpuPercentOfOneCore + on.serverCpuPercentOfOneCore);
-      // Per unit of CPU: what each side did with the CPU it got (a difference in the share each got does not enter it).
-      const perCpu = runs.pairs.map((pair) => {
-        const { off, on } = medianRun(pair.runs);
-        return on.serverCpuMicrosPerOperation > 0 ? percent(off.serverCpuMicrosPerOperation / on.serverCpuMicrosPerOperation) : 'n/a';
-      });
+      const microsOf = (row: Row): string => (row.serverOnCpuMicrosPerOperation ?? 0).toFixed(1);
       const runSeconds = wrkSecondsOf(observabilityRunMs(context));
       return {
         rows: [judged.off, judged.on],
         notes: [
           `${pairs} fresh pair${pairs === 1 ? '' : 's'} of Talus servers in turn, each pair side by side: both servers (every thread) pinned to CPU ${placement.servers} and driven at once, ` +
             `each by its own wrk -t${SIDE_THREADS} -c${SIDE_CONNECTIONS} (the ${method} of ${method === 'GET' ? 'get-4k' : 'put-4k'}) pinned to CPU ${placement.drivers}; ` +
-            `${rounds} run${rounds === 1 ? '' : 's'} of ${runSeconds} s per pair; a pair's ratio is its median run's on ÷ off; the rows are the median run of the pair whose ratio is the median of the pairs'`,
+            `${rounds} run${rounds === 1 ? '' : 's'} of ${runSeconds} s per pair; a pair's ratio is its median run's on ÷ off per unit of CPU; the rows are the median run of the pair whose ratio is the median of the pairs'`,
           'off: --console-address none, no access log (the request counters are always kept: Talus has no switch for them); ' +
             `on: /metrics scraped every ${SCRAPE_INTERVAL_MS / 1000} s with the metrics token (${runs.scrapes} scrapes, last ${runs.lastScrapeBytes} bytes), --access-log FILE (${runs.logLines} lines, ${(runs.logBytes / 2 ** 20).toFixed(1)} MiB), audit log`,
-          `on ÷ off per pair: ${perPair}; the median pair's median run: server CPU ${judged.on.serverCpuMicrosPerOperation.toFixed(1)} vs ${judged.off.serverCpuMicrosPerOperation.toFixed(1)} µs/op, ` +
+          `on ÷ off per unit of CPU (off CPU µs/op ÷ on's, schedstat), per pair: ${perPair}; the median pair's median run: server CPU ${microsOf(judged.on)} vs ${microsOf(judged.off)} µs/op, ` +
             `${judged.off.serverCpuPercentOfOneCore.toFixed(0)} + ${judged.on.serverCpuPercentOfOneCore.toFixed(0)} % of CPU ${placement.servers}; ` +
-            `each pair's on minus off: ${judged.cpuMicros.map(signed).join(', ')} µs/op; per unit of CPU (off µs/op ÷ on µs/op, each pair's median run; not judged): ${perCpu.join(', ')}`,
+            `each pair's on minus off: ${judged.cpuMicros.map(signed).join(', ')} µs/op`,
           `both servers' CPU together, every run: ${Math.min(...cpuSums).toFixed(0)}–${Math.max(...cpuSums).toFixed(0)} % of one core` +
-            `${Math.min(...cpuSums) < CPU_BOUND_PERCENT_MIN ? ` — below ${CPU_BOUND_PERCENT_MIN} % in some: the servers were not always the limit, and their ratio leans toward 100 %` : ''}; ` +
+            `${Math.min(...cpuSums) < CPU_BOUND_PERCENT_MIN ? ` — below ${CPU_BOUND_PERCENT_MIN} % in some: the servers were not always the limit` : ''}; ` +
             'errors in the rows count every run of every pair',
-          `on ÷ off of every run, pair by pair: ${perRun} (median of all ${every.length}: ${percent(median(every.map(ratioOf)))}; not judged)`,
+          `on ÷ off per unit of CPU, every run, pair by pair: ${perRun} (median of all ${every.length}: ${percent(median(every.map(cpuRatioOf)))}; not judged)`,
+          `on ÷ off ops/s (not judged: it holds how the scheduler shared the CPU between the two too), each pair's median run: ${judged.throughputRatios.map(percent).join(', ')}; ` +
+            `every run: ${percent(median(every.map(throughputRatioOf)))} median`,
         ],
       };
     },
