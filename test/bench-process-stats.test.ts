@@ -63,3 +63,45 @@ test('a window reads the CPU a process spent, every thread of it, and schedstat 
     await once(child, 'exit');
   }
 });
+
+/**
+ * A child whose worker thread burns 200 ms of CPU at once, then waits; on a
+ * line from stdin the worker ends and the main thread burns 50 ms, then
+ * "done".
+ */
+const ENDING_WORKER = `
+  const { Worker } = require('node:worker_threads');
+  const burn = (ms) => { const cpu = () => { const { user, system } = process.cpuUsage(); return user + system; }; const until = cpu() + ms * 1000; while (cpu() < until) {} };
+  const worker = new Worker(\`
+    const { parentPort } = require('node:worker_threads');
+    const burn = (ms) => { const cpu = () => { const { user, system } = process.cpuUsage(); return user + system; }; const until = cpu() + ms * 1000; while (cpu() < until) {} };
+    burn(200);
+    parentPort.postMessage('burnt');
+    parentPort.on('message', () => process.exit(0));\`, { eval: true });
+  worker.once('message', () => {
+    require('node:readline').createInterface({ input: process.stdin }).once('line', () => {
+      worker.once('exit', () => { burn(50); console.log('done'); });
+      worker.postMessage('end');
+    });
+    console.log('ready');
+  });
+`;
+
+test('a thread that ends inside the window does not take its lifetime\'s CPU out of the reading: the ticks stand in', { skip: !hasSchedstat && 'no /proc/<pid>/schedstat', timeout: 60_000 }, async () => {
+  const child = spawn(process.execPath, ['-e', ENDING_WORKER], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  try {
+    assert.equal((await lines.next()).value, 'ready');
+    const window = ResourceWindow.begin(child.pid!);
+    child.stdin.write('end\n');
+    assert.equal((await lines.next()).value, 'done');
+    const usage = window.end();
+    // The window saw ~50 ms (the main thread's burn, the worker's ending): the worker's 200 ms before it are not
+    // subtracted (that would read 0 here), and the reading is the ticks', which keep an ended thread's time.
+    assert.equal(usage.onCpuMicros, usage.cpuMicros);
+    assert.ok(usage.onCpuMicros >= 40_000 && usage.onCpuMicros <= 150_000, `${usage.onCpuMicros} µs for a 50 ms burn`);
+  } finally {
+    child.kill();
+    await once(child, 'exit');
+  }
+});

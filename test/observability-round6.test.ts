@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 import type { Row } from '../bench/suite/measure.ts';
 import { evaluateTargets } from '../bench/suite/targets.ts';
-import { OBSERVERS_OFF_LABEL, OBSERVERS_ON_LABEL, SERVER_PAIRS, judgePairs, medianRun, type PairRuns, type SideBySideRun } from '../bench/suite/workloads/observability.ts';
+import { OBSERVERS_OFF_LABEL, OBSERVERS_ON_LABEL, SERVER_PAIRS, cpuShareOf, judgePairs, medianRun, type PairRuns, type SideBySideRun } from '../bench/suite/workloads/observability.ts';
 
 const ACCESS_LOG_MODULE = JSON.stringify(pathToFileURL(join(process.cwd(), 'src/metrics/access-log.ts')).href);
 /** The child's request: keys `k/<n>` padded so each line is ~300 bytes. */
@@ -365,6 +365,30 @@ test('the observability row judges throughput per unit of CPU, not the ops/s of 
   assert.equal(verdict.met, null);
   assert.equal(verdict.value, null);
   assert.match(verdict.note ?? '', /schedstat/);
+});
+
+test('the median run and the median pair are chosen by their ratio per unit of CPU, whatever order their ops/s ratios are in', () => {
+  // (off ops/s, off µs/op, on ops/s, on µs/op): per CPU 0.99, 0.95, 0.97; by ops/s 0.95, 1.00, 1.05 (the shares differ).
+  const sided = (offOps: number, offMicros: number, onOps: number, onMicros: number): SideBySideRun =>
+    ({ off: side(OBSERVERS_OFF_LABEL, offOps, offMicros), on: side(OBSERVERS_ON_LABEL, onOps, onMicros) });
+  const runs = [sided(10_000, 99, 9_500, 100), sided(10_000, 95, 10_000, 100), sided(10_000, 97, 10_500, 100)];
+  // Per CPU the median is the third run (0.97); by ops/s it would be the second (1.00).
+  assert.equal(medianRun(runs), runs[2]);
+  // An even count: the lower middle per CPU is the second run (0.95 of 0.99, 0.95); by ops/s it would be the first (0.95 of 0.95, 1.00).
+  assert.equal(medianRun([runs[0]!, runs[1]!]), runs[1]);
+  const pairs: PairRuns[] = [
+    { runs: [sided(10_000, 96, 10_400, 100)] },
+    { runs: [sided(10_000, 98, 9_400, 100)] },
+    { runs: [sided(10_000, 97, 11_000, 100)] },
+  ];
+  // By ops/s: 1.04, 0.94, 1.10: the median would be pair 0. Per CPU: 0.96, 0.98, 0.97: pair 2.
+  const judged = judgePairs(pairs);
+  assert.equal(judged.medianPair, 2);
+  assert.deepEqual(judged.ratios.map((ratio) => ratio.toFixed(2)), ['0.96', '0.98', '0.97']);
+  assert.deepEqual(judged.throughputRatios.map((ratio) => ratio.toFixed(2)), ['1.04', '0.94', '1.10']);
+  assert.equal(getTarget(judged.off, judged.on).value!.toFixed(2), '0.97');
+  // Each run's share of the CPU, on ÷ off: its ops/s ratio ÷ its per-CPU ratio.
+  assert.equal(cpuShareOf(pairs[1]!.runs[0]!).toFixed(4), ((9_400 * 100) / (10_000 * 98)).toFixed(4));
 });
 
 test('an even count of pairs has no median pair: refused', () => {

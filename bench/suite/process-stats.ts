@@ -16,8 +16,8 @@
  * ticks', read to the nanosecond: a 2-second run of a server at half a CPU
  * is 100 ticks, ±1 % from the reading alone, which is as large as the
  * differences some rows judge (the observability rows; docs/PERFORMANCE.md,
- * "Metrics and logs, round 9"). It counts the threads alive when it is read:
- * a thread or process that ends inside the window takes its time with it.
+ * "Metrics and logs, round 9"). A thread's schedstat goes with it when it
+ * ends: a window in which one ended falls back to the ticks.
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -69,24 +69,22 @@ function cpuMicrosOf(pid: number): number {
   return Number.isFinite(ticks) ? (ticks * 1e6) / CLOCK_TICKS_PER_SECOND : 0;
 }
 
-/** On-CPU ns of every thread of `pid` (schedstat's first field); 0 for a process gone or a kernel without schedstat. */
-function onCpuNanosOf(pid: number): number {
+/** On-CPU ns of each thread of `pid` (schedstat's first field), keyed `pid/tid`, into `into`; nothing for a process gone or a kernel without schedstat. */
+function addThreadOnCpuNanos(pid: number, into: Map<string, number>): void {
   let tasks: string[];
   try {
     tasks = readdirSync(`/proc/${pid}/task`);
   } catch {
-    return 0;
+    return;
   }
-  let total = 0;
   for (const tid of tasks) {
     try {
       const nanos = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      if (Number.isFinite(nanos)) total += nanos;
+      if (Number.isFinite(nanos)) into.set(`${pid}/${tid}`, nanos);
     } catch {
-      // The thread ended between the listing and the read (or no schedstat): nothing to add.
+      // The thread ended between the listing and the read (or no schedstat): not there.
     }
   }
-  return total;
 }
 
 function statusKib(pid: number, field: 'VmRSS' | 'VmHWM'): number {
@@ -123,7 +121,13 @@ export interface ResourceUsage {
   wallMs: number;
   /** Server CPU over the window, all processes of the tree. */
   cpuMicros: number;
-  /** The same from schedstat, to the nanosecond (threads alive at both ends of the window; 0 without schedstat). */
+  /**
+   * The same from schedstat, to the nanosecond: each thread's time inside
+   * the window (the whole of a thread born in it). When a thread present at
+   * the start is gone at the end, its time since the start cannot be read:
+   * then the ticks' cpuMicros instead, which keep an ended thread's time.
+   * 0 without schedstat.
+   */
   onCpuMicros: number;
   /** % of one core: 200 means two cores busy all the time. */
   cpuPercentOfOneCore: number;
@@ -137,7 +141,7 @@ export class ResourceWindow {
   readonly #rootPid: number;
   readonly #startMs: number;
   readonly #startCpuMicros: number;
-  readonly #startOnCpuNanos: number;
+  readonly #startOnCpuNanos: Map<string, number>;
   #tree: number[];
   #treeRefreshedMs: number;
   #peakRssKib = 0;
@@ -171,7 +175,7 @@ export class ResourceWindow {
     this.#sample();
     const wallMs = performance.now() - this.#startMs;
     const cpuMicros = Math.max(0, this.#treeCpuMicros() - this.#startCpuMicros);
-    const onCpuMicros = Math.max(0, this.#treeOnCpuNanos() - this.#startOnCpuNanos) / 1000;
+    const onCpuMicros = this.#onCpuMicrosSinceStart(cpuMicros);
     let peakKib = this.#peakRssKib;
     // One process: its kernel-kept high-water mark since the reset is exact.
     if (this.#tree.length === 1) peakKib = Math.max(peakKib, statusKib(this.#rootPid, 'VmHWM'));
@@ -191,10 +195,24 @@ export class ResourceWindow {
     return total;
   }
 
-  #treeOnCpuNanos(): number {
-    let total = 0;
-    for (const pid of this.#tree) total += onCpuNanosOf(pid);
-    return total;
+  #treeOnCpuNanos(): Map<string, number> {
+    const threads = new Map<string, number>();
+    for (const pid of this.#tree) addThreadOnCpuNanos(pid, threads);
+    return threads;
+  }
+
+  /** Every thread's on-CPU time since the start (see onCpuMicros); `tickMicros` when a thread of the start has ended. */
+  #onCpuMicrosSinceStart(tickMicros: number): number {
+    const now = this.#treeOnCpuNanos();
+    if (now.size === 0) return 0;
+    let nanos = 0;
+    for (const [thread, startNanos] of this.#startOnCpuNanos) {
+      const endNanos = now.get(thread);
+      if (endNanos === undefined) return tickMicros;
+      nanos += endNanos - startNanos;
+    }
+    for (const [thread, endNanos] of now) if (!this.#startOnCpuNanos.has(thread)) nanos += endNanos;
+    return nanos / 1000;
   }
 
   #sample(): void {

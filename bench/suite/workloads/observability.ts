@@ -23,10 +23,16 @@
  * runs.
  *
  * What is judged is throughput per unit of CPU: each side's CPU time per
- * request (every thread of it, the kernel's work on its behalf included,
- * read to the nanosecond from schedstat), "off" ÷ "on". A CPU-bound server
- * serves its CPU ÷ its CPU per request, so this is the throughput the same
- * CPU gives with the observers on, against off. The two sides' ops/s of a
+ * request (every thread of it, its system calls and the network work done
+ * in its threads included, read to the nanosecond from schedstat), "off" ÷
+ * "on". A CPU-bound server serves its CPU ÷ its CPU per request, so this is
+ * the throughput the same CPU gives with the observers on, against off. Not
+ * in it: work the kernel does in threads of its own, chiefly writing the
+ * access log's pages back to the disk later (a flush worker's), which
+ * flatters "on" by that much; and time "on" spends waiting rather than
+ * working (a slow disk, a full thread pool), which its CPU per request
+ * cannot show — each side's share of the CPU is in the notes for that, and
+ * a warning when "on" got less of it than "off". The two sides' ops/s of a
  * run read the same thing plus how the scheduler shared the CPU between
  * them in that run, which is most of their noise: two identical servers
  * read 95.6–103.3 % of each other by ops/s, pair by pair, and 99.5–101.5 %
@@ -69,6 +75,12 @@ const SIDE_CONNECTIONS = CONNECTIONS / 2;
 const SIDE_THREADS = Math.max(1, WRK_THREADS / 2);
 /** Below this much of their CPU together (CPU µs are read in 10 ms ticks: ±1 % over 2 s), the servers were not the limit. */
 const CPU_BOUND_PERCENT_MIN = 90;
+/**
+ * Below this, "on" got less of the shared CPU than "off" (the median run):
+ * it waited where "off" worked, and lost ops/s its CPU per request does not
+ * show. Two identical servers' shares differ by a few percent run to run.
+ */
+const CPU_SHARE_MIN = 0.97;
 
 /**
  * Fresh pairs of servers per row, each pair measured in turn: a process
@@ -107,14 +119,20 @@ export interface PairJudgement {
 
 /**
  * A run's on ÷ off per unit of CPU: off's CPU µs per request ÷ on's
- * (precise, schedstat). A side that completed nothing, or whose CPU was not
- * read, reads 0 (its error or the missing reading fails the target), never
- * NaN or Infinity, which would break the sorts.
+ * (precise, schedstat). A side that completed nothing (its error fails the
+ * target), or whose CPU was not read (no schedstat: the target is then not
+ * measured), reads 0, never NaN or Infinity, which would break the sorts.
  */
 export const cpuRatioOf = (run: SideBySideRun): number => {
   const off = run.off.serverOnCpuMicrosPerOperation ?? 0;
   const on = run.on.serverOnCpuMicrosPerOperation ?? 0;
   return off > 0 && on > 0 ? off / on : 0;
+};
+
+/** A run's on ÷ off share of the CPU they shared (ops/s × CPU per request, each side): its ops/s ratio ÷ its per-CPU ratio. */
+export const cpuShareOf = (run: SideBySideRun): number => {
+  const busy = (row: Row): number => row.opsPerSecond * (row.serverOnCpuMicrosPerOperation ?? 0);
+  return busy(run.off) > 0 ? busy(run.on) / busy(run.off) : 0;
 };
 
 /** A run's on ÷ off ops/s (notes only). */
@@ -219,6 +237,7 @@ function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT')
       const perPair = judged.ratios.map((ratio, pair) => `${percent(ratio)}${pair === judged.medianPair ? ' (median)' : ''}`).join(', ');
       const perRun = runs.pairs.map((pair) => pair.runs.map((run) => percent(cpuRatioOf(run))).join(', ')).join('; ');
       const cpuSums = every.map(({ off, on }) => off.serverCpuPercentOfOneCore + on.serverCpuPercentOfOneCore);
+      const share = median(every.map(cpuShareOf));
       const microsOf = (row: Row): string => (row.serverOnCpuMicrosPerOperation ?? 0).toFixed(1);
       const runSeconds = wrkSecondsOf(observabilityRunMs(context));
       return {
@@ -234,6 +253,8 @@ function observabilityWorkload(id: string, title: string, method: 'GET' | 'PUT')
             `each pair's on minus off: ${judged.cpuMicros.map(signed).join(', ')} µs/op`,
           `both servers' CPU together, every run: ${Math.min(...cpuSums).toFixed(0)}–${Math.max(...cpuSums).toFixed(0)} % of one core` +
             `${Math.min(...cpuSums) < CPU_BOUND_PERCENT_MIN ? ` — below ${CPU_BOUND_PERCENT_MIN} % in some: the servers were not always the limit` : ''}; ` +
+            `"on"'s share of the CPU ÷ "off"'s, median run: ${percent(share)}` +
+            `${share < CPU_SHARE_MIN ? ` — "on" got less of the CPU than "off": it waited where "off" worked, and lost ops/s that its CPU per request does not show (see the ops/s ratios)` : ''}; ` +
             'errors in the rows count every run of every pair',
           `on ÷ off per unit of CPU, every run, pair by pair: ${perRun} (median of all ${every.length}: ${percent(median(every.map(cpuRatioOf)))}; not judged)`,
           `on ÷ off ops/s (not judged: it holds how the scheduler shared the CPU between the two too), each pair's median run: ${judged.throughputRatios.map(percent).join(', ')}; ` +
