@@ -123,7 +123,8 @@ export interface ResourceUsage {
   cpuMicros: number;
   /**
    * The same from schedstat, to the nanosecond: each thread's time inside
-   * the window (the whole of a thread born in it). When a thread present at
+   * the window (the whole of a thread born in it; one born and ended inside
+   * it is missed, as the ticks' cutime would count it). When a thread present at
    * the start is gone at the end, its time since the start cannot be read:
    * then the ticks' cpuMicros instead, which keep an ended thread's time.
    * 0 without schedstat.
