@@ -1,0 +1,214 @@
+/**
+ * Two Talus builds or settings compared side by side, as the observability
+ * row measures (docs/PERFORMANCE.md, "Metrics and logs", rounds 8 and 9):
+ * each pair of fresh servers, A and B, pinned together to one CPU and driven
+ * at once by their own wrk on the other CPUs, `runs` runs of `seconds`;
+ * which wrk starts first alternates, and which server starts first alternates
+ * by pair. Per run: B ÷ A per unit of CPU (A's CPU µs per GET ÷ B's, every
+ * thread, schedstat) and B ÷ A ops/s; per pair, their medians; over the
+ * pairs, the mean ± standard error. Eight pairs resolve about ±0.5 % per
+ * unit of CPU on the 2-vCPU development machine.
+ *
+ *   node --import tsx bench/ab.ts --a ../main --b . --mode-a log --mode-b log --pairs 8
+ *
+ * A side is a checkout (`--a`, `--b`: its bin/talus.js; build it first, or
+ * its sources run through tsx) and a mode: `off` (no admin listener, no
+ * access log), `log` (--access-log FILE), `scrape` (an admin listener,
+ * /metrics scraped once a second), `on` (both); `--env-a`/`--env-b` add
+ * environment variables (`K=V K2=V2`) to one side's server.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { median } from './suite/alternate.ts';
+import { allowedCpus, pinProcess, pinProcessTree, sideBySidePlacement } from './suite/placement.ts';
+import { presign } from './suite/presign.ts';
+import { ResourceWindow } from './suite/process-stats.ts';
+import { freePort, ROOT, startTalus, type RunningServer } from './suite/servers.ts';
+import { BENCH_BUCKET, SMALL_OBJECT_BYTES, SMALL_PREFIX, ensureSmallObjects, preparedKey } from './suite/setup.ts';
+import { runWrk } from './suite/wrk.ts';
+import { assert } from '../src/util/assert.ts';
+
+export const AB_MODES = ['off', 'log', 'scrape', 'on'] as const;
+export type AbMode = (typeof AB_MODES)[number];
+
+export interface AbSide {
+  /** A Talus checkout (its bin/talus.js runs). */
+  root: string;
+  mode: AbMode;
+  env: Record<string, string>;
+}
+
+export interface AbOptions {
+  a: AbSide;
+  b: AbSide;
+  pairs: number;
+  runs: number;
+  seconds: number;
+  /** 4 KiB objects per server (wrk GETs up to 256 of them). */
+  objects: number;
+}
+
+export interface AbPair {
+  /** B ÷ A per unit of CPU and ops/s, run by run, in the order run. */
+  cpuRatios: number[];
+  opsRatios: number[];
+  cpuMedian: number;
+  opsMedian: number;
+}
+
+export interface AbResult {
+  pairs: AbPair[];
+  /** Over the pairs' medians: mean and standard error (0 for one pair). */
+  cpu: { mean: number; standardError: number };
+  ops: { mean: number; standardError: number };
+}
+
+const METRICS_TOKEN = 'ab-metrics-token-0123456789';
+const SCRAPE_INTERVAL_MS = 1000;
+/** Each side's wrk: half of get-4k's, as the observability row. */
+const SIDE_CONNECTIONS = 32;
+const URLS_PER_SIDE_MAX = 256;
+const PAIRS_MAX = 100;
+const RUNS_MAX = 50;
+
+interface Started {
+  server: RunningServer;
+  urls: string[];
+  metricsUrl: string | undefined;
+}
+
+async function startSide(side: AbSide, label: string, scratch: string, objects: number): Promise<Started> {
+  const args: string[] = [];
+  let metricsUrl: string | undefined;
+  if (side.mode === 'scrape' || side.mode === 'on') {
+    const adminPort = await freePort();
+    args.push('--console-address', `127.0.0.1:${adminPort}`);
+    metricsUrl = `http://127.0.0.1:${adminPort}/metrics`;
+  } else {
+    args.push('--console-address', 'none');
+  }
+  if (side.mode === 'log' || side.mode === 'on') args.push('--access-log', join(scratch, `${label}-${Date.now()}-access.log`));
+  const server = await startTalus(1, { root: side.root, args, env: { ...side.env, TALUS_METRICS_TOKEN: METRICS_TOKEN }, label });
+  try {
+    await ensureSmallObjects(server, objects);
+    const urls: string[] = [];
+    for (let id = 0; id < Math.min(objects, URLS_PER_SIDE_MAX); id++) urls.push(await presign(server, { method: 'GET', bucket: BENCH_BUCKET, key: preparedKey(SMALL_PREFIX, id) }));
+    return { server, urls, metricsUrl };
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+}
+
+/** One side's run: its ops/s and its CPU µs per GET (schedstat). */
+async function drive(side: Started, seconds: number, drivers: string, scratch: string): Promise<{ opsPerSecond: number; cpuMicrosPerGet: number }> {
+  const window = ResourceWindow.begin(side.server.pid);
+  const result = await runWrk({ urls: side.urls, method: 'GET', objectBytes: SMALL_OBJECT_BYTES, connections: SIDE_CONNECTIONS, threads: 1, seconds, scriptDirectory: scratch, cpus: drivers });
+  const usage = window.end();
+  assert(result.operations > 0 && result.errors === 0, `${side.server.label}: ${result.operations} GETs, ${result.errors} errors (${result.errorDetail.join('; ')})`);
+  return { opsPerSecond: result.opsPerSecond, cpuMicrosPerGet: usage.onCpuMicros / result.operations };
+}
+
+function meanAndError(values: readonly number[]): { mean: number; standardError: number } {
+  const mean = values.reduce((sum, value) => sum + value, 0) / values.length;
+  if (values.length < 2) return { mean, standardError: 0 };
+  const variance = values.reduce((sum, value) => sum + (value - mean) ** 2, 0) / (values.length - 1);
+  return { mean, standardError: Math.sqrt(variance / values.length) };
+}
+
+/** Runs the comparison; `report` gets a line per pair. */
+export async function compareSideBySide(options: AbOptions, report: (line: string) => void = () => undefined): Promise<AbResult> {
+  assert(Number.isInteger(options.pairs) && options.pairs >= 1 && options.pairs <= PAIRS_MAX, 'ab: 1 to PAIRS_MAX pairs');
+  assert(Number.isInteger(options.runs) && options.runs >= 1 && options.runs <= RUNS_MAX, 'ab: 1 to RUNS_MAX runs');
+  const allowed = await allowedCpus();
+  const placement = sideBySidePlacement(allowed);
+  const scratch = await mkdtemp(join(tmpdir(), 'talus-ab-'));
+  const pairs: AbPair[] = [];
+  // This process (the scraper, the /proc readings) keeps off the servers' CPU; given back after.
+  await pinProcess(process.pid, placement.drivers);
+  try {
+    for (let pair = 0; pair < options.pairs; pair++) {
+      const aFirst = pair % 2 === 0;
+      const first = await startSide(aFirst ? options.a : options.b, aFirst ? 'A' : 'B', scratch, options.objects);
+      let second: Started | undefined;
+      const scrapers: NodeJS.Timeout[] = [];
+      try {
+        second = await startSide(aFirst ? options.b : options.a, aFirst ? 'B' : 'A', scratch, options.objects);
+        const [a, b] = aFirst ? [first, second] : [second, first];
+        await pinProcessTree(a.server.pid, placement.servers);
+        await pinProcessTree(b.server.pid, placement.servers);
+        for (const side of [a, b]) {
+          if (side.metricsUrl === undefined) continue;
+          const url = side.metricsUrl;
+          scrapers.push(setInterval(() => void fetch(url, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } }).then((response) => response.text()).catch(() => undefined), SCRAPE_INTERVAL_MS));
+        }
+        // Warm-up: twice side by side, unmeasured (a fresh process's first seconds cost ~2× a warm one's).
+        for (let warmUp = 0; warmUp < 2; warmUp++) await Promise.all([drive(a, 1, placement.drivers, scratch), drive(b, 1, placement.drivers, scratch)]);
+        const cpuRatios: number[] = [];
+        const opsRatios: number[] = [];
+        for (let run = 0; run < options.runs; run++) {
+          const [ra, rb] = run % 2 === 0
+            ? await Promise.all([drive(a, options.seconds, placement.drivers, scratch), drive(b, options.seconds, placement.drivers, scratch)])
+            : await Promise.all([drive(b, options.seconds, placement.drivers, scratch), drive(a, options.seconds, placement.drivers, scratch)]).then(([q, p]) => [p, q] as const);
+          cpuRatios.push(ra.cpuMicrosPerGet / rb.cpuMicrosPerGet);
+          opsRatios.push(rb.opsPerSecond / ra.opsPerSecond);
+        }
+        const result: AbPair = { cpuRatios, opsRatios, cpuMedian: median(cpuRatios), opsMedian: median(opsRatios) };
+        pairs.push(result);
+        const percents = (values: readonly number[]): string => values.map((value) => (value * 100).toFixed(1)).join(' ');
+        report(`pair ${pair}: B ÷ A per unit of CPU ${percents(cpuRatios)} (median ${(result.cpuMedian * 100).toFixed(1)} %); ops/s ${percents(opsRatios)} (median ${(result.opsMedian * 100).toFixed(1)} %)`);
+      } finally {
+        for (const scraper of scrapers) clearInterval(scraper);
+        await second?.server.stop();
+        await first.server.stop();
+      }
+    }
+  } finally {
+    await pinProcess(process.pid, allowed.join(','));
+    await rm(scratch, { recursive: true, force: true });
+  }
+  return { pairs, cpu: meanAndError(pairs.map((pair) => pair.cpuMedian)), ops: meanAndError(pairs.map((pair) => pair.opsMedian)) };
+}
+
+function parseEnv(text: string | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const entry of (text ?? '').split(' ').filter(Boolean)) {
+    const at = entry.indexOf('=');
+    assert(at > 0, `ab: --env entries are K=V, not ${entry}`);
+    env[entry.slice(0, at)] = entry.slice(at + 1);
+  }
+  return env;
+}
+
+function parseMode(text: string | undefined): AbMode {
+  const mode = (text ?? 'off') as AbMode;
+  assert(AB_MODES.includes(mode), `ab: a mode is one of ${AB_MODES.join(', ')}, not ${text}`);
+  return mode;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      a: { type: 'string' }, b: { type: 'string' }, 'mode-a': { type: 'string' }, 'mode-b': { type: 'string' },
+      'env-a': { type: 'string' }, 'env-b': { type: 'string' }, pairs: { type: 'string' }, runs: { type: 'string' },
+      seconds: { type: 'string' }, objects: { type: 'string' },
+    },
+  });
+  const options: AbOptions = {
+    a: { root: resolve(values.a ?? ROOT), mode: parseMode(values['mode-a']), env: parseEnv(values['env-a']) },
+    b: { root: resolve(values.b ?? ROOT), mode: parseMode(values['mode-b']), env: parseEnv(values['env-b']) },
+    pairs: Number(values.pairs ?? 8),
+    runs: Number(values.runs ?? 5),
+    seconds: Number(values.seconds ?? 2),
+    objects: Number(values.objects ?? 1000),
+  };
+  const result = await compareSideBySide(options, (line) => console.log(line));
+  const side = (which: AbSide): string => `${which.root} ${which.mode}${Object.keys(which.env).length > 0 ? ` ${JSON.stringify(which.env)}` : ''}`;
+  const summary = ({ mean, standardError }: { mean: number; standardError: number }): string => `${(mean * 100).toFixed(1)} ± ${(standardError * 100).toFixed(1)} %`;
+  console.log(`B (${side(options.b)}) ÷ A (${side(options.a)}), ${result.pairs.length} pairs: per unit of CPU ${summary(result.cpu)}; ops/s ${summary(result.ops)} (mean of the pairs' medians ± standard error)`);
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
