@@ -17,18 +17,20 @@
  * /metrics scraped once a second), `on` (both); `--env-a`/`--env-b` add
  * environment variables (`K=V K2=V2`) to one side's server.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { realpathSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { median } from './suite/alternate.ts';
+import { exitCleanlyOnSignals, temporaryDirectory } from './suite/cleanup.ts';
 import { allowedCpus, pinProcess, pinProcessTree, sideBySidePlacement } from './suite/placement.ts';
 import { presign } from './suite/presign.ts';
 import { ResourceWindow } from './suite/process-stats.ts';
 import { freePort, ROOT, startTalus, type RunningServer } from './suite/servers.ts';
 import { BENCH_BUCKET, SMALL_OBJECT_BYTES, SMALL_PREFIX, ensureSmallObjects, preparedKey } from './suite/setup.ts';
-import { runWrk } from './suite/wrk.ts';
+import { runWrk, WRK_SECONDS_MAX, WRK_SECONDS_MIN } from './suite/wrk.ts';
+import { METRICS_TOKEN, Scraper } from './suite/workloads/observability.ts';
 import { assert } from '../src/util/assert.ts';
 
 export const AB_MODES = ['off', 'log', 'scrape', 'on'] as const;
@@ -66,18 +68,20 @@ export interface AbResult {
   ops: { mean: number; standardError: number };
 }
 
-const METRICS_TOKEN = 'ab-metrics-token-0123456789';
-const SCRAPE_INTERVAL_MS = 1000;
 /** Each side's wrk: half of get-4k's, as the observability row. */
 const SIDE_CONNECTIONS = 32;
 const URLS_PER_SIDE_MAX = 256;
 const PAIRS_MAX = 100;
 const RUNS_MAX = 50;
+const OBJECTS_MAX = 100_000;
+/** An environment variable's name (so `NODE_OPTIONS=--a --b` is refused rather than read as a variable named `--b`). */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 interface Started {
   server: RunningServer;
   urls: string[];
   metricsUrl: string | undefined;
+  accessLog: string | undefined;
 }
 
 async function startSide(side: AbSide, label: string, scratch: string, objects: number): Promise<Started> {
@@ -90,13 +94,14 @@ async function startSide(side: AbSide, label: string, scratch: string, objects: 
   } else {
     args.push('--console-address', 'none');
   }
-  if (side.mode === 'log' || side.mode === 'on') args.push('--access-log', join(scratch, `${label}-${Date.now()}-access.log`));
+  const accessLog = side.mode === 'log' || side.mode === 'on' ? join(scratch, `${label}-${Date.now()}-access.log`) : undefined;
+  if (accessLog !== undefined) args.push('--access-log', accessLog);
   const server = await startTalus(1, { root: side.root, args, env: { ...side.env, TALUS_METRICS_TOKEN: METRICS_TOKEN }, label });
   try {
     await ensureSmallObjects(server, objects);
     const urls: string[] = [];
     for (let id = 0; id < Math.min(objects, URLS_PER_SIDE_MAX); id++) urls.push(await presign(server, { method: 'GET', bucket: BENCH_BUCKET, key: preparedKey(SMALL_PREFIX, id) }));
-    return { server, urls, metricsUrl };
+    return { server, urls, metricsUrl, accessLog };
   } catch (error) {
     await server.stop();
     throw error;
@@ -104,15 +109,42 @@ async function startSide(side: AbSide, label: string, scratch: string, objects: 
 }
 
 /** One side's run: its ops/s and its CPU µs per GET (schedstat). */
-async function drive(side: Started, seconds: number, drivers: string, scratch: string): Promise<{ opsPerSecond: number; cpuMicrosPerGet: number }> {
+export interface SideRun {
+  opsPerSecond: number;
+  cpuMicrosPerGet: number;
+}
+
+async function drive(side: Started, seconds: number, drivers: string, scratch: string): Promise<SideRun> {
   const window = ResourceWindow.begin(side.server.pid);
-  const result = await runWrk({ urls: side.urls, method: 'GET', objectBytes: SMALL_OBJECT_BYTES, connections: SIDE_CONNECTIONS, threads: 1, seconds, scriptDirectory: scratch, cpus: drivers });
+  let result: Awaited<ReturnType<typeof runWrk>>;
+  try {
+    result = await runWrk({ urls: side.urls, method: 'GET', objectBytes: SMALL_OBJECT_BYTES, connections: SIDE_CONNECTIONS, threads: 1, seconds, scriptDirectory: scratch, cpus: drivers });
+  } catch (error) {
+    window.end(); // its /proc sampling timer stops
+    throw error;
+  }
   const usage = window.end();
   assert(result.operations > 0 && result.errors === 0, `${side.server.label}: ${result.operations} GETs, ${result.errors} errors (${result.errorDetail.join('; ')})`);
+  assert(usage.onCpuMicros > 0, `${side.server.label}: no CPU time read (schedstat)`);
   return { opsPerSecond: result.opsPerSecond, cpuMicrosPerGet: usage.onCpuMicros / result.operations };
 }
 
-function meanAndError(values: readonly number[]): { mean: number; standardError: number } {
+/** A run's B ÷ A: per unit of CPU (A's CPU per GET ÷ B's) and ops/s (B's ÷ A's). */
+export function runRatios(a: SideRun, b: SideRun): { cpu: number; ops: number } {
+  return { cpu: a.cpuMicrosPerGet / b.cpuMicrosPerGet, ops: b.opsPerSecond / a.opsPerSecond };
+}
+
+/** Both sides' runs; when one fails, its error once the other has ended too (no wrk left running against a server being stopped). */
+async function both<T>(first: Promise<T>, second: Promise<T>): Promise<[T, T]> {
+  const [x, y] = await Promise.allSettled([first, second]);
+  if (x.status === 'rejected') throw x.reason;
+  if (y.status === 'rejected') throw y.reason;
+  return [x.value, y.value];
+}
+
+/** The mean of `values` and its standard error (0 for one value). */
+export function meanAndError(values: readonly number[]): { mean: number; standardError: number } {
+  assert(values.length > 0, 'ab: no value');
   const mean = values.reduce((sum, value) => sum + value, 0) / values.length;
   if (values.length < 2) return { mean, standardError: 0 };
   const variance = values.reduce((sum, value) => sum + (value - mean) ** 2, 0) / (values.length - 1);
@@ -121,63 +153,74 @@ function meanAndError(values: readonly number[]): { mean: number; standardError:
 
 /** Runs the comparison; `report` gets a line per pair. */
 export async function compareSideBySide(options: AbOptions, report: (line: string) => void = () => undefined): Promise<AbResult> {
-  assert(Number.isInteger(options.pairs) && options.pairs >= 1 && options.pairs <= PAIRS_MAX, 'ab: 1 to PAIRS_MAX pairs');
-  assert(Number.isInteger(options.runs) && options.runs >= 1 && options.runs <= RUNS_MAX, 'ab: 1 to RUNS_MAX runs');
+  assert(Number.isInteger(options.pairs) && options.pairs >= 1 && options.pairs <= PAIRS_MAX, `ab: 1 to ${PAIRS_MAX} pairs, not ${options.pairs}`);
+  assert(Number.isInteger(options.runs) && options.runs >= 1 && options.runs <= RUNS_MAX, `ab: 1 to ${RUNS_MAX} runs, not ${options.runs}`);
+  assert(Number.isInteger(options.seconds) && options.seconds >= WRK_SECONDS_MIN && options.seconds <= WRK_SECONDS_MAX, `ab: whole seconds from ${WRK_SECONDS_MIN} to ${WRK_SECONDS_MAX}, not ${options.seconds}`);
+  assert(Number.isInteger(options.objects) && options.objects >= 1 && options.objects <= OBJECTS_MAX, `ab: 1 to ${OBJECTS_MAX} objects, not ${options.objects}`);
   const allowed = await allowedCpus();
   const placement = sideBySidePlacement(allowed);
-  const scratch = await mkdtemp(join(tmpdir(), 'talus-ab-'));
+  const scratch = await temporaryDirectory('talus-ab-');
   const pairs: AbPair[] = [];
-  // This process (the scraper, the /proc readings) keeps off the servers' CPU; given back after.
-  await pinProcess(process.pid, placement.drivers);
   try {
+    // This process (the scraper, the /proc readings) keeps off the servers' CPU; given back after.
+    await pinProcess(process.pid, placement.drivers);
     for (let pair = 0; pair < options.pairs; pair++) {
       const aFirst = pair % 2 === 0;
-      const first = await startSide(aFirst ? options.a : options.b, aFirst ? 'A' : 'B', scratch, options.objects);
+      const first = await startSide(aFirst ? options.a : options.b, aFirst ? 'A' : 'B', scratch.path, options.objects);
       let second: Started | undefined;
-      const scrapers: NodeJS.Timeout[] = [];
+      const scrapers: Scraper[] = [];
       try {
-        second = await startSide(aFirst ? options.b : options.a, aFirst ? 'B' : 'A', scratch, options.objects);
+        second = await startSide(aFirst ? options.b : options.a, aFirst ? 'B' : 'A', scratch.path, options.objects);
         const [a, b] = aFirst ? [first, second] : [second, first];
         await pinProcessTree(a.server.pid, placement.servers);
         await pinProcessTree(b.server.pid, placement.servers);
         for (const side of [a, b]) {
           if (side.metricsUrl === undefined) continue;
-          const url = side.metricsUrl;
-          scrapers.push(setInterval(() => void fetch(url, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } }).then((response) => response.text()).catch(() => undefined), SCRAPE_INTERVAL_MS));
+          const scraper = new Scraper(side.metricsUrl);
+          // Proves the side is scraped (the token accepted) before anything is measured; then once a second.
+          await scraper.scrapeOnce();
+          scraper.start();
+          scrapers.push(scraper);
         }
+        const driveBoth = (seconds: number, aStartsFirst: boolean): Promise<[SideRun, SideRun]> => aStartsFirst
+          ? both(drive(a, seconds, placement.drivers, scratch.path), drive(b, seconds, placement.drivers, scratch.path))
+          : both(drive(b, seconds, placement.drivers, scratch.path), drive(a, seconds, placement.drivers, scratch.path)).then(([q, p]) => [p, q]);
         // Warm-up: twice side by side, unmeasured (a fresh process's first seconds cost ~2× a warm one's).
-        for (let warmUp = 0; warmUp < 2; warmUp++) await Promise.all([drive(a, 1, placement.drivers, scratch), drive(b, 1, placement.drivers, scratch)]);
+        for (let warmUp = 0; warmUp < 2; warmUp++) await driveBoth(WRK_SECONDS_MIN, warmUp % 2 === 0);
         const cpuRatios: number[] = [];
         const opsRatios: number[] = [];
         for (let run = 0; run < options.runs; run++) {
-          const [ra, rb] = run % 2 === 0
-            ? await Promise.all([drive(a, options.seconds, placement.drivers, scratch), drive(b, options.seconds, placement.drivers, scratch)])
-            : await Promise.all([drive(b, options.seconds, placement.drivers, scratch), drive(a, options.seconds, placement.drivers, scratch)]).then(([q, p]) => [p, q] as const);
-          cpuRatios.push(ra.cpuMicrosPerGet / rb.cpuMicrosPerGet);
-          opsRatios.push(rb.opsPerSecond / ra.opsPerSecond);
+          // Which wrk starts first alternates run by run, and from pair to pair (an odd count of runs evens out over two pairs).
+          const [ra, rb] = await driveBoth(options.seconds, (pair + run) % 2 === 0);
+          const ratios = runRatios(ra, rb);
+          cpuRatios.push(ratios.cpu);
+          opsRatios.push(ratios.ops);
         }
         const result: AbPair = { cpuRatios, opsRatios, cpuMedian: median(cpuRatios), opsMedian: median(opsRatios) };
         pairs.push(result);
         const percents = (values: readonly number[]): string => values.map((value) => (value * 100).toFixed(1)).join(' ');
         report(`pair ${pair}: B ÷ A per unit of CPU ${percents(cpuRatios)} (median ${(result.cpuMedian * 100).toFixed(1)} %); ops/s ${percents(opsRatios)} (median ${(result.opsMedian * 100).toFixed(1)} %)`);
       } finally {
-        for (const scraper of scrapers) clearInterval(scraper);
+        // Stopping a scraper throws its first failure: after the servers are stopped.
+        const stopped = Promise.allSettled(scrapers.map((scraper) => scraper.stop()));
         await second?.server.stop();
         await first.server.stop();
+        for (const log of [first.accessLog, second?.accessLog]) if (log !== undefined) await rm(log, { force: true });
+        for (const outcome of await stopped) if (outcome.status === 'rejected') throw outcome.reason;
       }
     }
   } finally {
     await pinProcess(process.pid, allowed.join(','));
-    await rm(scratch, { recursive: true, force: true });
+    await scratch.remove();
   }
   return { pairs, cpu: meanAndError(pairs.map((pair) => pair.cpuMedian)), ops: meanAndError(pairs.map((pair) => pair.opsMedian)) };
 }
 
-function parseEnv(text: string | undefined): Record<string, string> {
+export function parseEnv(text: string | undefined): Record<string, string> {
   const env: Record<string, string> = {};
   for (const entry of (text ?? '').split(' ').filter(Boolean)) {
     const at = entry.indexOf('=');
-    assert(at > 0, `ab: --env entries are K=V, not ${entry}`);
+    assert(at > 0 && ENV_NAME.test(entry.slice(0, at)), `ab: --env entries are NAME=VALUE separated by spaces (a value without spaces), not ${entry}`);
     env[entry.slice(0, at)] = entry.slice(at + 1);
   }
   return env;
@@ -211,4 +254,7 @@ async function main(): Promise<void> {
   console.log(`B (${side(options.b)}) ÷ A (${side(options.a)}), ${result.pairs.length} pairs: per unit of CPU ${summary(result.cpu)}; ops/s ${summary(result.ops)} (mean of the pairs' medians ± standard error)`);
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  exitCleanlyOnSignals();
+  await main();
+}

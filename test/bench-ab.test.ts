@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { compareSideBySide } from '../bench/ab.ts';
+import { compareSideBySide, meanAndError, parseEnv, runRatios } from '../bench/ab.ts';
 import { ROOT } from '../bench/suite/servers.ts';
 
 const hasTools = spawnSync('wrk', ['--version']).error === undefined && spawnSync('taskset', ['--version']).status === 0;
@@ -36,6 +36,24 @@ test('one pair side by side: each run gives B ÷ A per unit of CPU and ops/s, an
 
 test('a bad setting is refused before any server starts', async () => {
   const side = { root: ROOT, mode: 'off' as const, env: {} };
-  await assert.rejects(compareSideBySide({ a: side, b: side, pairs: 0, runs: 1, seconds: 1, objects: 20 }), /pairs/);
-  await assert.rejects(compareSideBySide({ a: side, b: side, pairs: 1, runs: 0, seconds: 1, objects: 20 }), /runs/);
+  const settings = { a: side, b: side, pairs: 1, runs: 1, seconds: 1, objects: 20 };
+  await assert.rejects(compareSideBySide({ ...settings, pairs: 0 }), /pairs/);
+  await assert.rejects(compareSideBySide({ ...settings, runs: 0 }), /runs/);
+  for (const seconds of [0, 1.5, Number.NaN]) await assert.rejects(compareSideBySide({ ...settings, seconds }), /seconds/);
+  for (const objects of [0, Number.NaN]) await assert.rejects(compareSideBySide({ ...settings, objects }), /objects/);
+  assert.deepEqual(parseEnv('TALUS_X=1 NODE_OPTIONS=--max-semi-space-size=4'), { TALUS_X: '1', NODE_OPTIONS: '--max-semi-space-size=4' });
+  // A value with a space would be read as a second, nameless entry: refused, not set under a name like `--y`.
+  assert.throws(() => parseEnv('NODE_OPTIONS=--x=1 --y=2'), /NAME=VALUE/);
+});
+
+test('B ÷ A: per unit of CPU is A\'s CPU per GET ÷ B\'s, ops/s is B\'s ÷ A\'s; the summary is the mean ± standard error', () => {
+  // B spends 250 µs per GET where A spends 200, and serves 900 GET/s where A serves 1000.
+  const ratios = runRatios({ opsPerSecond: 1000, cpuMicrosPerGet: 200 }, { opsPerSecond: 900, cpuMicrosPerGet: 250 });
+  assert.equal(ratios.cpu, 0.8);
+  assert.equal(ratios.ops, 0.9);
+  const summary = meanAndError([0.96, 0.98, 0.97, 0.99]);
+  assert.equal(summary.mean.toFixed(4), '0.9750');
+  // Sample standard deviation 0.01291 over √4.
+  assert.equal(summary.standardError.toFixed(5), (Math.sqrt(((0.015 ** 2) * 2 + (0.005 ** 2) * 2) / 3) / 2).toFixed(5));
+  assert.deepEqual(meanAndError([0.97]), { mean: 0.97, standardError: 0 });
 });

@@ -17,7 +17,7 @@ const run = promisify(execFile);
 
 /** wrk takes whole seconds. */
 export const WRK_SECONDS_MIN = 1;
-const WRK_SECONDS_MAX = 3600;
+export const WRK_SECONDS_MAX = 3600;
 const WRK_OUTPUT_BYTES_MAX = 1024 * 1024;
 /** Slower responses count as timeouts (errors); far above any p99 we expect. */
 const WRK_TIMEOUT_SECONDS = 10;

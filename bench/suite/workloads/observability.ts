@@ -69,7 +69,7 @@ export const OBSERVERS_ON_LABEL = 'Talus, metrics + logs on';
 const SCRAPE_INTERVAL_MS = 1000;
 /** A scrape that fails is a broken "on" side, not a measurement: the workload fails. */
 const SCRAPE_TIMEOUT_MS = 10_000;
-const METRICS_TOKEN = 'bench-metrics-token-0123456789';
+export const METRICS_TOKEN = 'bench-metrics-token-0123456789';
 /** Each side's wrk: half of get-4k's, so the two servers together see what one sees there. */
 const SIDE_CONNECTIONS = CONNECTIONS / 2;
 const SIDE_THREADS = Math.max(1, WRK_THREADS / 2);
@@ -330,7 +330,7 @@ function wrkSecondsOf(durationMs: number): number {
 }
 
 /** GET /metrics with the token, now and then every SCRAPE_INTERVAL_MS while started, reading each answer whole. */
-class Scraper {
+export class Scraper {
   readonly #url: string;
   #timer: NodeJS.Timeout | undefined;
   #inFlight: Promise<void> = Promise.resolve();
