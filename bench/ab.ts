@@ -15,7 +15,14 @@
  * its sources run through tsx) and a mode: `off` (no admin listener, no
  * access log), `log` (--access-log FILE), `scrape` (an admin listener,
  * /metrics scraped once a second), `on` (both); `--env-a`/`--env-b` add
- * environment variables (`K=V K2=V2`) to one side's server.
+ * environment variables (`K=V K2=V2`) to one side's server, and
+ * `--node-args-a`/`--node-args-b` options of node itself, given with `=`
+ * as they start with a dash (`--node-args-b='--trace-gc
+ * --max-semi-space-size=16'`: V8's, which NODE_OPTIONS does not all take).
+ * `--warmups N` (default 2) unmeasured runs of 1 s come first in each pair.
+ * Besides the ratios, each side's CPU per GET is split into its event loop
+ * (the main thread) and its other threads (V8's compiler and GC helpers,
+ * libuv's pool), to say where a difference is spent.
  */
 import { realpathSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -41,6 +48,8 @@ export interface AbSide {
   root: string;
   mode: AbMode;
   env: Record<string, string>;
+  /** Options of node before bin/talus.js (each `--name` or `--name=value`). */
+  nodeArgs?: readonly string[];
 }
 
 export interface AbOptions {
@@ -51,6 +60,8 @@ export interface AbOptions {
   seconds: number;
   /** 4 KiB objects per server (wrk GETs up to 256 of them). */
   objects: number;
+  /** Unmeasured runs of WRK_SECONDS_MIN before each pair's measured runs (2 when not given). */
+  warmups?: number;
 }
 
 export interface AbPair {
@@ -61,8 +72,16 @@ export interface AbPair {
   opsMedian: number;
 }
 
+/** One side's CPU per GET over all its measured runs (their total CPU ÷ their total GETs), and its main thread's part. */
+export interface AbSideCpu {
+  cpuMicrosPerGet: number;
+  mainThreadMicrosPerGet: number;
+}
+
 export interface AbResult {
   pairs: AbPair[];
+  a: AbSideCpu;
+  b: AbSideCpu;
   /** Over the pairs' medians: mean and standard error (0 for one pair). */
   cpu: { mean: number; standardError: number };
   ops: { mean: number; standardError: number };
@@ -74,6 +93,10 @@ const URLS_PER_SIDE_MAX = 256;
 const PAIRS_MAX = 100;
 const RUNS_MAX = 50;
 const OBJECTS_MAX = 100_000;
+const WARMUPS_DEFAULT = 2;
+const WARMUPS_MAX = 600;
+/** A node option as --node-args takes it: `--name` or `--name=value`, no spaces. */
+const NODE_OPTION = /^--[A-Za-z0-9][A-Za-z0-9_-]*(=\S*)?$/;
 /** An environment variable's name (so `NODE_OPTIONS=--a --b` is refused rather than read as a variable named `--b`). */
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -96,7 +119,7 @@ async function startSide(side: AbSide, label: string, scratch: string, objects: 
   }
   const accessLog = side.mode === 'log' || side.mode === 'on' ? join(scratch, `${label}-${Date.now()}-access.log`) : undefined;
   if (accessLog !== undefined) args.push('--access-log', accessLog);
-  const server = await startTalus(1, { root: side.root, args, env: { ...side.env, TALUS_METRICS_TOKEN: METRICS_TOKEN }, label });
+  const server = await startTalus(1, { root: side.root, args, env: { ...side.env, TALUS_METRICS_TOKEN: METRICS_TOKEN }, label, nodeArgs: side.nodeArgs });
   try {
     await ensureSmallObjects(server, objects);
     const urls: string[] = [];
@@ -112,6 +135,10 @@ async function startSide(side: AbSide, label: string, scratch: string, objects: 
 export interface SideRun {
   opsPerSecond: number;
   cpuMicrosPerGet: number;
+  /** The run's GETs and its CPU (all threads, and the main thread's), in µs: summed over runs for AbSideCpu. */
+  gets: number;
+  cpuMicros: number;
+  mainThreadMicros: number;
 }
 
 async function drive(side: Started, seconds: number, drivers: string, scratch: string): Promise<SideRun> {
@@ -126,11 +153,17 @@ async function drive(side: Started, seconds: number, drivers: string, scratch: s
   const usage = window.end();
   assert(result.operations > 0 && result.errors === 0, `${side.server.label}: ${result.operations} GETs, ${result.errors} errors (${result.errorDetail.join('; ')})`);
   assert(usage.onCpuMicros > 0, `${side.server.label}: no CPU time read (schedstat)`);
-  return { opsPerSecond: result.opsPerSecond, cpuMicrosPerGet: usage.onCpuMicros / result.operations };
+  return {
+    opsPerSecond: result.opsPerSecond,
+    cpuMicrosPerGet: usage.onCpuMicros / result.operations,
+    gets: result.operations,
+    cpuMicros: usage.onCpuMicros,
+    mainThreadMicros: usage.mainThreadOnCpuMicros,
+  };
 }
 
 /** A run's B ÷ A: per unit of CPU (A's CPU per GET ÷ B's) and ops/s (B's ÷ A's). */
-export function runRatios(a: SideRun, b: SideRun): { cpu: number; ops: number } {
+export function runRatios(a: Pick<SideRun, 'opsPerSecond' | 'cpuMicrosPerGet'>, b: Pick<SideRun, 'opsPerSecond' | 'cpuMicrosPerGet'>): { cpu: number; ops: number } {
   return { cpu: a.cpuMicrosPerGet / b.cpuMicrosPerGet, ops: b.opsPerSecond / a.opsPerSecond };
 }
 
@@ -157,10 +190,16 @@ export async function compareSideBySide(options: AbOptions, report: (line: strin
   assert(Number.isInteger(options.runs) && options.runs >= 1 && options.runs <= RUNS_MAX, `ab: 1 to ${RUNS_MAX} runs, not ${options.runs}`);
   assert(Number.isInteger(options.seconds) && options.seconds >= WRK_SECONDS_MIN && options.seconds <= WRK_SECONDS_MAX, `ab: whole seconds from ${WRK_SECONDS_MIN} to ${WRK_SECONDS_MAX}, not ${options.seconds}`);
   assert(Number.isInteger(options.objects) && options.objects >= 1 && options.objects <= OBJECTS_MAX, `ab: 1 to ${OBJECTS_MAX} objects, not ${options.objects}`);
+  const warmups = options.warmups ?? WARMUPS_DEFAULT;
+  assert(Number.isInteger(warmups) && warmups >= 0 && warmups <= WARMUPS_MAX, `ab: 0 to ${WARMUPS_MAX} warm-up runs, not ${options.warmups}`);
+  for (const side of [options.a, options.b]) {
+    for (const option of side.nodeArgs ?? []) assert(NODE_OPTION.test(option), `ab: a node option is --name or --name=value, not ${option}`);
+  }
   const allowed = await allowedCpus();
   const placement = sideBySidePlacement(allowed);
   const scratch = await temporaryDirectory('talus-ab-');
   const pairs: AbPair[] = [];
+  const totals = { a: { gets: 0, cpuMicros: 0, mainThreadMicros: 0 }, b: { gets: 0, cpuMicros: 0, mainThreadMicros: 0 } };
   try {
     // This process (the scraper, the /proc readings) keeps off the servers' CPU; given back after.
     await pinProcess(process.pid, placement.drivers);
@@ -185,14 +224,19 @@ export async function compareSideBySide(options: AbOptions, report: (line: strin
         const driveBoth = (seconds: number, aStartsFirst: boolean): Promise<[SideRun, SideRun]> => aStartsFirst
           ? both(drive(a, seconds, placement.drivers, scratch.path), drive(b, seconds, placement.drivers, scratch.path))
           : both(drive(b, seconds, placement.drivers, scratch.path), drive(a, seconds, placement.drivers, scratch.path)).then(([q, p]) => [p, q]);
-        // Warm-up: twice side by side, unmeasured (a fresh process's first seconds cost ~2× a warm one's).
-        for (let warmUp = 0; warmUp < 2; warmUp++) await driveBoth(WRK_SECONDS_MIN, warmUp % 2 === 0);
+        // Warm-up: side by side, unmeasured (a fresh process's first seconds cost ~2× a warm one's).
+        for (let warmUp = 0; warmUp < warmups; warmUp++) await driveBoth(WRK_SECONDS_MIN, warmUp % 2 === 0);
         const cpuRatios: number[] = [];
         const opsRatios: number[] = [];
         for (let run = 0; run < options.runs; run++) {
           // Which wrk starts first alternates run by run, and from pair to pair (an odd count of runs evens out over two pairs).
           const [ra, rb] = await driveBoth(options.seconds, (pair + run) % 2 === 0);
           const ratios = runRatios(ra, rb);
+          for (const [total, run] of [[totals.a, ra], [totals.b, rb]] as const) {
+            total.gets += run.gets;
+            total.cpuMicros += run.cpuMicros;
+            total.mainThreadMicros += run.mainThreadMicros;
+          }
           cpuRatios.push(ratios.cpu);
           opsRatios.push(ratios.ops);
         }
@@ -213,7 +257,15 @@ export async function compareSideBySide(options: AbOptions, report: (line: strin
     await pinProcess(process.pid, allowed.join(','));
     await scratch.remove();
   }
-  return { pairs, cpu: meanAndError(pairs.map((pair) => pair.cpuMedian)), ops: meanAndError(pairs.map((pair) => pair.opsMedian)) };
+  const perGet = (total: { gets: number; cpuMicros: number; mainThreadMicros: number }): AbSideCpu =>
+    ({ cpuMicrosPerGet: total.cpuMicros / total.gets, mainThreadMicrosPerGet: total.mainThreadMicros / total.gets });
+  return {
+    pairs,
+    a: perGet(totals.a),
+    b: perGet(totals.b),
+    cpu: meanAndError(pairs.map((pair) => pair.cpuMedian)),
+    ops: meanAndError(pairs.map((pair) => pair.opsMedian)),
+  };
 }
 
 export function parseEnv(text: string | undefined): Record<string, string> {
@@ -224,6 +276,13 @@ export function parseEnv(text: string | undefined): Record<string, string> {
     env[entry.slice(0, at)] = entry.slice(at + 1);
   }
   return env;
+}
+
+/** `--node-args-a '--x --y=1'`: node options separated by spaces. */
+export function parseNodeArgs(text: string | undefined): string[] {
+  const options = (text ?? '').split(' ').filter(Boolean);
+  for (const option of options) assert(NODE_OPTION.test(option), `ab: --node-args are node options (--name or --name=value) separated by spaces, not ${option}`);
+  return options;
 }
 
 function parseMode(text: string | undefined): AbMode {
@@ -237,21 +296,32 @@ async function main(): Promise<void> {
     options: {
       a: { type: 'string' }, b: { type: 'string' }, 'mode-a': { type: 'string' }, 'mode-b': { type: 'string' },
       'env-a': { type: 'string' }, 'env-b': { type: 'string' }, pairs: { type: 'string' }, runs: { type: 'string' },
-      seconds: { type: 'string' }, objects: { type: 'string' },
+      seconds: { type: 'string' }, objects: { type: 'string' }, warmups: { type: 'string' },
+      'node-args-a': { type: 'string' }, 'node-args-b': { type: 'string' },
     },
   });
   const options: AbOptions = {
-    a: { root: resolve(values.a ?? ROOT), mode: parseMode(values['mode-a']), env: parseEnv(values['env-a']) },
-    b: { root: resolve(values.b ?? ROOT), mode: parseMode(values['mode-b']), env: parseEnv(values['env-b']) },
+    a: { root: resolve(values.a ?? ROOT), mode: parseMode(values['mode-a']), env: parseEnv(values['env-a']), nodeArgs: parseNodeArgs(values['node-args-a']) },
+    b: { root: resolve(values.b ?? ROOT), mode: parseMode(values['mode-b']), env: parseEnv(values['env-b']), nodeArgs: parseNodeArgs(values['node-args-b']) },
     pairs: Number(values.pairs ?? 8),
     runs: Number(values.runs ?? 5),
     seconds: Number(values.seconds ?? 2),
     objects: Number(values.objects ?? 1000),
+    warmups: Number(values.warmups ?? WARMUPS_DEFAULT),
   };
   const result = await compareSideBySide(options, (line) => console.log(line));
-  const side = (which: AbSide): string => `${which.root} ${which.mode}${Object.keys(which.env).length > 0 ? ` ${JSON.stringify(which.env)}` : ''}`;
+  const side = (which: AbSide): string =>
+    `${which.root} ${which.mode}${Object.keys(which.env).length > 0 ? ` ${JSON.stringify(which.env)}` : ''}${(which.nodeArgs ?? []).length > 0 ? ` node ${which.nodeArgs!.join(' ')}` : ''}`;
   const summary = ({ mean, standardError }: { mean: number; standardError: number }): string => `${(mean * 100).toFixed(1)} ± ${(standardError * 100).toFixed(1)} %`;
+  console.log(sideCpuLine(result));
   console.log(`B (${side(options.b)}) ÷ A (${side(options.a)}), ${result.pairs.length} pairs: per unit of CPU ${summary(result.cpu)}; ops/s ${summary(result.ops)} (mean of the pairs' medians ± standard error)`);
+}
+
+/** Each side's CPU per GET over its measured runs, split into the event loop and the other threads. */
+export function sideCpuLine(result: Pick<AbResult, 'a' | 'b'>): string {
+  const one = (name: string, cpu: AbSideCpu): string =>
+    `${name} ${cpu.cpuMicrosPerGet.toFixed(1)} µs/GET (event loop ${cpu.mainThreadMicrosPerGet.toFixed(1)}, other threads ${(cpu.cpuMicrosPerGet - cpu.mainThreadMicrosPerGet).toFixed(1)})`;
+  return `CPU per GET, all measured runs: ${one('A', result.a)}; ${one('B', result.b)}`;
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { compareSideBySide, meanAndError, parseEnv, runRatios } from '../bench/ab.ts';
+import { compareSideBySide, meanAndError, parseEnv, parseNodeArgs, runRatios, sideCpuLine } from '../bench/ab.ts';
 import { ROOT } from '../bench/suite/servers.ts';
 
 const hasTools = spawnSync('wrk', ['--version']).error === undefined && spawnSync('taskset', ['--version']).status === 0;
@@ -17,7 +17,7 @@ const hasTools = spawnSync('wrk', ['--version']).error === undefined && spawnSyn
 test('one pair side by side: each run gives B ÷ A per unit of CPU and ops/s, and the summary is their pair medians', { skip: !hasTools && 'wrk or taskset is missing', timeout: 120_000 }, async () => {
   const lines: string[] = [];
   const result = await compareSideBySide(
-    { a: { root: ROOT, mode: 'off', env: {} }, b: { root: ROOT, mode: 'on', env: {} }, pairs: 1, runs: 2, seconds: 1, objects: 20 },
+    { a: { root: ROOT, mode: 'off', env: {} }, b: { root: ROOT, mode: 'on', env: {}, nodeArgs: ['--max-semi-space-size=8'] }, pairs: 1, runs: 2, seconds: 1, objects: 20, warmups: 1 },
     (line) => lines.push(line),
   );
   assert.equal(result.pairs.length, 1);
@@ -30,6 +30,12 @@ test('one pair side by side: each run gives B ÷ A per unit of CPU and ops/s, an
   assert.equal(result.cpu.mean, pair!.cpuMedian);
   assert.equal(result.ops.mean, pair!.opsMedian);
   assert.equal(result.cpu.standardError, 0);
+  // Each side's CPU per GET, and the event loop's part of it: a live server spends most on its main thread, some elsewhere.
+  for (const side of [result.a, result.b]) {
+    assert.ok(side.cpuMicrosPerGet > 0 && side.mainThreadMicrosPerGet > 0, `CPU per GET read: ${JSON.stringify(side)}`);
+    assert.ok(side.mainThreadMicrosPerGet < side.cpuMicrosPerGet, `the main thread's part is a part: ${JSON.stringify(side)}`);
+  }
+  assert.match(sideCpuLine(result), /^CPU per GET, all measured runs: A [\d.]+ µs\/GET \(event loop [\d.]+, other threads [\d.]+\); B /);
   assert.equal(lines.length, 1);
   assert.match(lines[0]!, /^pair 0: B ÷ A per unit of CPU [\d.]+ [\d.]+ \(median [\d.]+ %\); ops\/s/);
 });
@@ -44,6 +50,20 @@ test('a bad setting is refused before any server starts', async () => {
   assert.deepEqual(parseEnv('TALUS_X=1 NODE_OPTIONS=--max-semi-space-size=4'), { TALUS_X: '1', NODE_OPTIONS: '--max-semi-space-size=4' });
   // A value with a space would be read as a second, nameless entry: refused, not set under a name like `--y`.
   assert.throws(() => parseEnv('NODE_OPTIONS=--x=1 --y=2'), /NAME=VALUE/);
+  for (const warmups of [-1, 0.5, Number.NaN]) await assert.rejects(compareSideBySide({ ...settings, warmups }), /warm-up/);
+  // Node options: --name or --name=value, nothing that would be read as a script or a server argument.
+  assert.deepEqual(parseNodeArgs('--trace-gc --max-semi-space-size=16'), ['--trace-gc', '--max-semi-space-size=16']);
+  assert.deepEqual(parseNodeArgs(undefined), []);
+  for (const bad of ['trace-gc', '-e', '--trace-gc script.js', '--']) assert.throws(() => parseNodeArgs(bad), /node options/, bad);
+  await assert.rejects(compareSideBySide({ ...settings, b: { ...side, nodeArgs: ['/tmp/evil.js'] } }), /node option/);
+});
+
+test('a side\'s node options reach its node: one node refuses is the run\'s failure, not ignored', { skip: !hasTools && 'wrk or taskset is missing', timeout: 60_000 }, async () => {
+  const side = { root: ROOT, mode: 'off' as const, env: {} };
+  await assert.rejects(
+    compareSideBySide({ a: side, b: { ...side, nodeArgs: ['--no-such-node-option-for-ab'] }, pairs: 1, runs: 1, seconds: 1, objects: 5, warmups: 0 }),
+    /no-such-node-option-for-ab|bad option|exited/,
+  );
 });
 
 test('B ÷ A: per unit of CPU is A\'s CPU per GET ÷ B\'s, ops/s is B\'s ÷ A\'s; the summary is the mean ± standard error', () => {

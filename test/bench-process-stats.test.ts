@@ -2,7 +2,8 @@
  * The suite's CPU readings (bench/suite/process-stats.ts): the ticks of
  * /proc/<pid>/stat and, to the nanosecond, schedstat over every thread. A
  * real child burns a known amount of CPU on its main thread and on a worker
- * thread; both readings must see it, schedstat closer than a tick.
+ * thread; both readings must see it, schedstat closer than a tick, and
+ * its main thread's share must be the main thread's burn.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -57,6 +58,11 @@ test('a window reads the CPU a process spent, every thread of it, and schedstat 
       // Ticks (10 ms) see the same CPU within a few ticks; schedstat is not rounded to them.
       assert.ok(Math.abs(usage.cpuMicros - usage.onCpuMicros) <= 30_000, `ticks ${usage.cpuMicros} vs schedstat ${usage.onCpuMicros}`);
       assert.notEqual(usage.onCpuMicros % 10_000, 0, 'a reading to the nanosecond, not in ticks');
+      // Half of it on the main thread, half on the worker: the split sees which thread spent what (each burn
+      // counts the whole process's CPU, so V8's helper threads may take a few ms of the main thread's share).
+      assert.ok(usage.mainThreadOnCpuMicros >= ms * 1000 * 0.95 - 10_000, `main thread ${usage.mainThreadOnCpuMicros} µs of ${ms * 1000}`);
+      assert.ok(usage.mainThreadOnCpuMicros <= ms * 1000 * 1.25 + 5_000, `main thread ${usage.mainThreadOnCpuMicros} µs of ${ms * 1000}`);
+      assert.ok(usage.onCpuMicros - usage.mainThreadOnCpuMicros >= ms * 1000 * 0.95, `other threads ${usage.onCpuMicros - usage.mainThreadOnCpuMicros} µs of ${ms * 1000}`);
     }
   } finally {
     child.kill();
@@ -99,6 +105,8 @@ test('a thread that ends inside the window does not take its lifetime\'s CPU out
     // The window saw ~50 ms (the main thread's burn, the worker's ending): the worker's 200 ms before it are not
     // subtracted (that would read 0 here), and the reading is the ticks', which keep an ended thread's time.
     assert.equal(usage.onCpuMicros, usage.cpuMicros);
+    // Ticks do not say which thread: no main thread's share is made up.
+    assert.equal(usage.mainThreadOnCpuMicros, 0);
     assert.ok(usage.onCpuMicros >= 40_000 && usage.onCpuMicros <= 150_000, `${usage.onCpuMicros} µs for a 50 ms burn`);
   } finally {
     child.kill();

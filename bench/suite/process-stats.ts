@@ -130,6 +130,14 @@ export interface ResourceUsage {
    * 0 without schedstat.
    */
   onCpuMicros: number;
+  /**
+   * The part of onCpuMicros spent by the root process's main thread (a
+   * Node server's event loop: its JavaScript, its system calls); the rest
+   * is its other threads' (V8's compiler and GC helpers, libuv's pool) and
+   * its children's. 0 when onCpuMicros fell back to the ticks or without
+   * schedstat.
+   */
+  mainThreadOnCpuMicros: number;
   /** % of one core: 200 means two cores busy all the time. */
   cpuPercentOfOneCore: number;
   peakRssBytes: number;
@@ -176,7 +184,7 @@ export class ResourceWindow {
     this.#sample();
     const wallMs = performance.now() - this.#startMs;
     const cpuMicros = Math.max(0, this.#treeCpuMicros() - this.#startCpuMicros);
-    const onCpuMicros = this.#onCpuMicrosSinceStart(cpuMicros);
+    const { onCpuMicros, mainThreadOnCpuMicros } = this.#onCpuMicrosSinceStart(cpuMicros);
     let peakKib = this.#peakRssKib;
     // One process: its kernel-kept high-water mark since the reset is exact.
     if (this.#tree.length === 1) peakKib = Math.max(peakKib, statusKib(this.#rootPid, 'VmHWM'));
@@ -184,6 +192,7 @@ export class ResourceWindow {
       wallMs,
       cpuMicros,
       onCpuMicros,
+      mainThreadOnCpuMicros,
       cpuPercentOfOneCore: wallMs > 0 ? cpuMicros / (wallMs * 10) : 0,
       peakRssBytes: peakKib * 1024,
       processes: this.#tree.length,
@@ -202,18 +211,22 @@ export class ResourceWindow {
     return threads;
   }
 
-  /** Every thread's on-CPU time since the start (see onCpuMicros); `tickMicros` when a thread of the start has ended. */
-  #onCpuMicrosSinceStart(tickMicros: number): number {
+  /** Every thread's on-CPU time since the start, and the root's main thread's (see onCpuMicros); `tickMicros` (and no main thread's) when a thread of the start has ended. */
+  #onCpuMicrosSinceStart(tickMicros: number): { onCpuMicros: number; mainThreadOnCpuMicros: number } {
     const now = this.#treeOnCpuNanos();
-    if (now.size === 0) return 0;
+    if (now.size === 0) return { onCpuMicros: 0, mainThreadOnCpuMicros: 0 };
+    const mainThread = `${this.#rootPid}/${this.#rootPid}`;
     let nanos = 0;
     for (const [thread, startNanos] of this.#startOnCpuNanos) {
       const endNanos = now.get(thread);
-      if (endNanos === undefined) return tickMicros;
+      if (endNanos === undefined) return { onCpuMicros: tickMicros, mainThreadOnCpuMicros: 0 };
       nanos += endNanos - startNanos;
     }
     for (const [thread, endNanos] of now) if (!this.#startOnCpuNanos.has(thread)) nanos += endNanos;
-    return nanos / 1000;
+    const mainStart = this.#startOnCpuNanos.get(mainThread);
+    const mainEnd = now.get(mainThread);
+    const mainNanos = mainStart === undefined || mainEnd === undefined ? 0 : mainEnd - mainStart;
+    return { onCpuMicros: nanos / 1000, mainThreadOnCpuMicros: mainNanos / 1000 };
   }
 
   #sample(): void {

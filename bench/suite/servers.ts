@@ -64,13 +64,16 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** extra: more server arguments (--config, --meta…) and the table label they deserve (the scale-out workloads); root: another checkout's Talus (bench/ab.ts). */
+/** extra: more server arguments (--config, --meta…) and the table label they deserve (the scale-out workloads); root: another checkout's Talus, nodeArgs: options of node itself (bench/ab.ts). */
 
-export async function startTalus(workers: number, extra: { args?: readonly string[]; label?: string; env?: Record<string, string>; root?: string } = {}): Promise<RunningServer> {
+export async function startTalus(
+  workers: number,
+  extra: { args?: readonly string[]; label?: string; env?: Record<string, string>; root?: string; nodeArgs?: readonly string[] } = {},
+): Promise<RunningServer> {
   const directory = await temporaryDirectory('talus-bench-');
   try {
     const port = await freePort();
-    const args = [join(extra.root ?? ROOT, 'bin', 'talus.js'), 'server', join(directory.path, 'data'), '--port', String(port), '--address', '127.0.0.1', ...(extra.args ?? [])];
+    const args = [...(extra.nodeArgs ?? []), join(extra.root ?? ROOT, 'bin', 'talus.js'), 'server', join(directory.path, 'data'), '--port', String(port), '--address', '127.0.0.1', ...(extra.args ?? [])];
     // Always explicit: the server's own default may be several workers (`--workers auto`).
     args.push('--workers', String(workers));
     const env = { ...process.env, ...extra.env, TALUS_ROOT_USER: TALUS_CREDENTIALS.accessKeyId, TALUS_ROOT_PASSWORD: TALUS_CREDENTIALS.secretAccessKey };
