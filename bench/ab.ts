@@ -21,8 +21,9 @@
  * --max-semi-space-size=16'`: V8's, which NODE_OPTIONS does not all take).
  * `--warmups N` (default 2) unmeasured runs of 1 s come first in each pair.
  * Besides the ratios, each side's CPU per GET is split into its event loop
- * (the main thread) and its other threads (V8's compiler and GC helpers,
- * libuv's pool), to say where a difference is spent.
+ * (the main thread) and the rest (V8's compiler and GC helpers, libuv's
+ * pool, and child processes such as tsx's esbuild service when sources run
+ * through tsx), to say where a difference is spent.
  */
 import { realpathSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -72,10 +73,18 @@ export interface AbPair {
   opsMedian: number;
 }
 
-/** One side's CPU per GET over all its measured runs (their total CPU ÷ their total GETs), and its main thread's part. */
+/**
+ * One side's CPU per GET over all its measured runs (their total CPU ÷
+ * their total GETs), and over the runs whose CPU could be split by thread
+ * (not those that fell back to ticks: process-stats), the main thread's
+ * and the rest's (other threads, child processes) per GET.
+ */
 export interface AbSideCpu {
   cpuMicrosPerGet: number;
   mainThreadMicrosPerGet: number;
+  otherMicrosPerGet: number;
+  /** Runs whose CPU was not split (none in a normal run); the split is over the others. */
+  runsNotSplit: number;
 }
 
 export interface AbResult {
@@ -97,6 +106,19 @@ const WARMUPS_DEFAULT = 2;
 const WARMUPS_MAX = 600;
 /** A node option as --node-args takes it: `--name` or `--name=value`, no spaces. */
 const NODE_OPTION = /^--[A-Za-z0-9][A-Za-z0-9_-]*(=\S*)?$/;
+/**
+ * Options that would run something else than the server (a script, tests,
+ * a REPL, a version line) or put a supervisor in its place as the measured
+ * process (--watch): refused, so a run always measures bin/talus.js itself.
+ */
+const NODE_OPTION_REFUSED = /^--(eval|print|test|watch|check|run|version|help|interactive|inspect|v8-options|completion-bash)(\b|-|=|$)/;
+
+/** Why `option` cannot be given to a side's node, or undefined when it can. */
+function nodeOptionRefusal(option: string): string | undefined {
+  if (!NODE_OPTION.test(option)) return `ab: --node-args are node options (--name or --name=value) separated by spaces, not ${option}`;
+  if (NODE_OPTION_REFUSED.test(option)) return `ab: ${option} would run something else than the server: not a node option ab passes`;
+  return undefined;
+}
 /** An environment variable's name (so `NODE_OPTIONS=--a --b` is refused rather than read as a variable named `--b`). */
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -135,10 +157,40 @@ async function startSide(side: AbSide, label: string, scratch: string, objects: 
 export interface SideRun {
   opsPerSecond: number;
   cpuMicrosPerGet: number;
-  /** The run's GETs and its CPU (all threads, and the main thread's), in µs: summed over runs for AbSideCpu. */
+  /** The run's GETs and its CPU (all threads, and the main thread's: 0 when not split), in µs: summed over runs for AbSideCpu. */
   gets: number;
   cpuMicros: number;
   mainThreadMicros: number;
+}
+
+/** A side's measured runs added up: its CPU per GET over all of them, and split by thread over those that could be split. */
+export function sideCpuOfRuns(runs: readonly SideRun[]): AbSideCpu {
+  let gets = 0;
+  let cpuMicros = 0;
+  let splitGets = 0;
+  let splitCpuMicros = 0;
+  let splitMainThreadMicros = 0;
+  let runsNotSplit = 0;
+  for (const run of runs) {
+    gets += run.gets;
+    cpuMicros += run.cpuMicros;
+    // A live server's main thread always runs during a run: 0 means the window could not split its CPU by thread.
+    if (run.mainThreadMicros > 0) {
+      splitGets += run.gets;
+      splitCpuMicros += run.cpuMicros;
+      splitMainThreadMicros += run.mainThreadMicros;
+    } else {
+      runsNotSplit++;
+    }
+  }
+  assert(gets > 0, 'ab: a side with no GET');
+  const split = splitGets > 0;
+  return {
+    cpuMicrosPerGet: cpuMicros / gets,
+    mainThreadMicrosPerGet: split ? splitMainThreadMicros / splitGets : Number.NaN,
+    otherMicrosPerGet: split ? (splitCpuMicros - splitMainThreadMicros) / splitGets : Number.NaN,
+    runsNotSplit,
+  };
 }
 
 async function drive(side: Started, seconds: number, drivers: string, scratch: string): Promise<SideRun> {
@@ -193,13 +245,16 @@ export async function compareSideBySide(options: AbOptions, report: (line: strin
   const warmups = options.warmups ?? WARMUPS_DEFAULT;
   assert(Number.isInteger(warmups) && warmups >= 0 && warmups <= WARMUPS_MAX, `ab: 0 to ${WARMUPS_MAX} warm-up runs, not ${options.warmups}`);
   for (const side of [options.a, options.b]) {
-    for (const option of side.nodeArgs ?? []) assert(NODE_OPTION.test(option), `ab: a node option is --name or --name=value, not ${option}`);
+    for (const option of side.nodeArgs ?? []) {
+      const refusal = nodeOptionRefusal(option);
+      assert(refusal === undefined, refusal ?? '');
+    }
   }
   const allowed = await allowedCpus();
   const placement = sideBySidePlacement(allowed);
   const scratch = await temporaryDirectory('talus-ab-');
   const pairs: AbPair[] = [];
-  const totals = { a: { gets: 0, cpuMicros: 0, mainThreadMicros: 0 }, b: { gets: 0, cpuMicros: 0, mainThreadMicros: 0 } };
+  const runsOf: { a: SideRun[]; b: SideRun[] } = { a: [], b: [] };
   try {
     // This process (the scraper, the /proc readings) keeps off the servers' CPU; given back after.
     await pinProcess(process.pid, placement.drivers);
@@ -232,11 +287,8 @@ export async function compareSideBySide(options: AbOptions, report: (line: strin
           // Which wrk starts first alternates run by run, and from pair to pair (an odd count of runs evens out over two pairs).
           const [ra, rb] = await driveBoth(options.seconds, (pair + run) % 2 === 0);
           const ratios = runRatios(ra, rb);
-          for (const [total, run] of [[totals.a, ra], [totals.b, rb]] as const) {
-            total.gets += run.gets;
-            total.cpuMicros += run.cpuMicros;
-            total.mainThreadMicros += run.mainThreadMicros;
-          }
+          runsOf.a.push(ra);
+          runsOf.b.push(rb);
           cpuRatios.push(ratios.cpu);
           opsRatios.push(ratios.ops);
         }
@@ -257,12 +309,10 @@ export async function compareSideBySide(options: AbOptions, report: (line: strin
     await pinProcess(process.pid, allowed.join(','));
     await scratch.remove();
   }
-  const perGet = (total: { gets: number; cpuMicros: number; mainThreadMicros: number }): AbSideCpu =>
-    ({ cpuMicrosPerGet: total.cpuMicros / total.gets, mainThreadMicrosPerGet: total.mainThreadMicros / total.gets });
   return {
     pairs,
-    a: perGet(totals.a),
-    b: perGet(totals.b),
+    a: sideCpuOfRuns(runsOf.a),
+    b: sideCpuOfRuns(runsOf.b),
     cpu: meanAndError(pairs.map((pair) => pair.cpuMedian)),
     ops: meanAndError(pairs.map((pair) => pair.opsMedian)),
   };
@@ -278,11 +328,21 @@ export function parseEnv(text: string | undefined): Record<string, string> {
   return env;
 }
 
-/** `--node-args-a '--x --y=1'`: node options separated by spaces. */
+/** `--node-args-a='--x --y=1'`: node options separated by spaces. */
 export function parseNodeArgs(text: string | undefined): string[] {
   const options = (text ?? '').split(' ').filter(Boolean);
-  for (const option of options) assert(NODE_OPTION.test(option), `ab: --node-args are node options (--name or --name=value) separated by spaces, not ${option}`);
+  for (const option of options) {
+    const refusal = nodeOptionRefusal(option);
+    assert(refusal === undefined, refusal ?? '');
+  }
   return options;
+}
+
+/** A whole number given on the command line (`--warmups=` is not 0). */
+function parseCount(text: string | undefined, fallback: number, name: string): number {
+  if (text === undefined) return fallback;
+  assert(/^\d+$/.test(text), `ab: --${name} is a whole number, not '${text}'`);
+  return Number(text);
 }
 
 function parseMode(text: string | undefined): AbMode {
@@ -307,7 +367,7 @@ async function main(): Promise<void> {
     runs: Number(values.runs ?? 5),
     seconds: Number(values.seconds ?? 2),
     objects: Number(values.objects ?? 1000),
-    warmups: Number(values.warmups ?? WARMUPS_DEFAULT),
+    warmups: parseCount(values.warmups, WARMUPS_DEFAULT, 'warmups'),
   };
   const result = await compareSideBySide(options, (line) => console.log(line));
   const side = (which: AbSide): string =>
@@ -319,8 +379,13 @@ async function main(): Promise<void> {
 
 /** Each side's CPU per GET over its measured runs, split into the event loop and the other threads. */
 export function sideCpuLine(result: Pick<AbResult, 'a' | 'b'>): string {
-  const one = (name: string, cpu: AbSideCpu): string =>
-    `${name} ${cpu.cpuMicrosPerGet.toFixed(1)} µs/GET (event loop ${cpu.mainThreadMicrosPerGet.toFixed(1)}, other threads ${(cpu.cpuMicrosPerGet - cpu.mainThreadMicrosPerGet).toFixed(1)})`;
+  const one = (name: string, cpu: AbSideCpu): string => {
+    const split = Number.isNaN(cpu.mainThreadMicrosPerGet)
+      ? 'not split by thread'
+      : `event loop ${cpu.mainThreadMicrosPerGet.toFixed(1)}, other threads ${cpu.otherMicrosPerGet.toFixed(1)}`;
+    const notSplit = cpu.runsNotSplit > 0 && !Number.isNaN(cpu.mainThreadMicrosPerGet) ? `, split over the runs but ${cpu.runsNotSplit}` : '';
+    return `${name} ${cpu.cpuMicrosPerGet.toFixed(1)} µs/GET (${split}${notSplit})`;
+  };
   return `CPU per GET, all measured runs: ${one('A', result.a)}; ${one('B', result.b)}`;
 }
 

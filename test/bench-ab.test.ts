@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { compareSideBySide, meanAndError, parseEnv, parseNodeArgs, runRatios, sideCpuLine } from '../bench/ab.ts';
+import { compareSideBySide, meanAndError, parseEnv, parseNodeArgs, runRatios, sideCpuLine, sideCpuOfRuns } from '../bench/ab.ts';
 import { ROOT } from '../bench/suite/servers.ts';
 
 const hasTools = spawnSync('wrk', ['--version']).error === undefined && spawnSync('taskset', ['--version']).status === 0;
@@ -51,19 +51,44 @@ test('a bad setting is refused before any server starts', async () => {
   // A value with a space would be read as a second, nameless entry: refused, not set under a name like `--y`.
   assert.throws(() => parseEnv('NODE_OPTIONS=--x=1 --y=2'), /NAME=VALUE/);
   for (const warmups of [-1, 0.5, Number.NaN]) await assert.rejects(compareSideBySide({ ...settings, warmups }), /warm-up/);
-  // Node options: --name or --name=value, nothing that would be read as a script or a server argument.
+  // Node options: --name or --name=value (no bare word, which node would run as the script)...
   assert.deepEqual(parseNodeArgs('--trace-gc --max-semi-space-size=16'), ['--trace-gc', '--max-semi-space-size=16']);
   assert.deepEqual(parseNodeArgs(undefined), []);
   for (const bad of ['trace-gc', '-e', '--trace-gc script.js', '--']) assert.throws(() => parseNodeArgs(bad), /node options/, bad);
-  await assert.rejects(compareSideBySide({ ...settings, b: { ...side, nodeArgs: ['/tmp/evil.js'] } }), /node option/);
+  await assert.rejects(compareSideBySide({ ...settings, b: { ...side, nodeArgs: ['/tmp/evil.js'] } }), /node options/);
+  // ... and none that runs something else in the server's place, or puts a supervisor where the server is measured.
+  for (const bad of ['--eval=1', '--print', '--test', '--test-reporter=dot', '--watch', '--inspect-brk=0', '--version', '--check', '--interactive']) {
+    assert.throws(() => parseNodeArgs(bad), /something else than the server/, bad);
+  }
+  await assert.rejects(compareSideBySide({ ...settings, a: { ...side, nodeArgs: ['--watch'] } }), /something else than the server/);
+  assert.deepEqual(parseNodeArgs('--require=./x.cjs --running-total'), ['--require=./x.cjs', '--running-total']);
 });
 
 test('a side\'s node options reach its node: one node refuses is the run\'s failure, not ignored', { skip: !hasTools && 'wrk or taskset is missing', timeout: 60_000 }, async () => {
   const side = { root: ROOT, mode: 'off' as const, env: {} };
   await assert.rejects(
     compareSideBySide({ a: side, b: { ...side, nodeArgs: ['--no-such-node-option-for-ab'] }, pairs: 1, runs: 1, seconds: 1, objects: 5, warmups: 0 }),
-    /no-such-node-option-for-ab|bad option|exited/,
+    /bad option: --no-such-node-option-for-ab/,
   );
+});
+
+test('each side\'s CPU split: over the runs that could be split, and said when some could not', () => {
+  // Two runs split by thread, one that fell back to ticks (no main thread's share): the split is over the two,
+  // the total over all three.
+  const runs = [
+    { opsPerSecond: 1, cpuMicrosPerGet: 0, gets: 1000, cpuMicros: 200_000, mainThreadMicros: 180_000 },
+    { opsPerSecond: 1, cpuMicrosPerGet: 0, gets: 3000, cpuMicros: 600_000, mainThreadMicros: 570_000 },
+    { opsPerSecond: 1, cpuMicrosPerGet: 0, gets: 1000, cpuMicros: 400_000, mainThreadMicros: 0 },
+  ];
+  assert.deepEqual(sideCpuOfRuns(runs), { cpuMicrosPerGet: 240, mainThreadMicrosPerGet: 187.5, otherMicrosPerGet: 12.5, runsNotSplit: 1 });
+  const unsplit = sideCpuOfRuns([runs[2]!]);
+  assert.equal(unsplit.cpuMicrosPerGet, 400);
+  assert.ok(Number.isNaN(unsplit.mainThreadMicrosPerGet) && unsplit.runsNotSplit === 1);
+  const split = { cpuMicrosPerGet: 200, mainThreadMicrosPerGet: 180, otherMicrosPerGet: 20, runsNotSplit: 0 };
+  assert.equal(sideCpuLine({ a: split, b: split }), 'CPU per GET, all measured runs: A 200.0 µs/GET (event loop 180.0, other threads 20.0); B 200.0 µs/GET (event loop 180.0, other threads 20.0)');
+  const partly = { ...split, runsNotSplit: 2 };
+  const none = { cpuMicrosPerGet: 210, mainThreadMicrosPerGet: Number.NaN, otherMicrosPerGet: Number.NaN, runsNotSplit: 5 };
+  assert.equal(sideCpuLine({ a: partly, b: none }), 'CPU per GET, all measured runs: A 200.0 µs/GET (event loop 180.0, other threads 20.0, split over the runs but 2); B 210.0 µs/GET (not split by thread)');
 });
 
 test('B ÷ A: per unit of CPU is A\'s CPU per GET ÷ B\'s, ops/s is B\'s ÷ A\'s; the summary is the mean ± standard error', () => {
