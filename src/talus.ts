@@ -323,8 +323,10 @@ async function startOnLockedDirectory(
   const backendStatus = placement === undefined ? undefined : () => placement.backendStatus();
   const serverMetrics = createServerMetrics(TALUS_VERSION, { dataDir, meta, backends: backendStatus }, { backends: backendStatus });
   const renderMetrics = async (): Promise<string> => {
+    // Alone: the live values straight to text; with workers, every process's snapshot, merged.
+    if (pool === undefined) return serverMetrics.registry.render();
     const own = await serverMetrics.registry.snapshot();
-    return renderMetricsText(pool === undefined ? own : mergeMetrics([own, ...(await pool.collectMetrics())], SHARED_GAUGES));
+    return renderMetricsText(mergeMetrics([own, ...(await pool.collectMetrics())], SHARED_GAUGES));
   };
   // Only the embedded store is this node's alone; another (PostgreSQL) may be shared with other nodes.
   const storage: AdminStorage = {

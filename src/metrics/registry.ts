@@ -9,7 +9,8 @@
  *
  * Label sets are bounded: each metric holds at most LABEL_SETS_MAX children
  * (operations × statuses are far fewer); past it, samples go to one overflow
- * child labelled "other", so a bug can never grow memory without bound.
+ * child labelled "other" (the one child past the bound), so a bug can never
+ * grow memory without bound.
  */
 import { assert } from '../util/assert.ts';
 
@@ -28,8 +29,17 @@ export interface MetricSnapshot {
   children: { labels: readonly string[]; value?: number; counts?: number[]; sum?: number; count?: number }[];
 }
 
+/** A child's label set, with the text of its series' names made once (at its first render) and kept. */
+interface Entry<Child> {
+  labels: readonly string[];
+  child: Child;
+  series: SeriesText | undefined;
+}
+
 abstract class Metric<Child> {
-  readonly #children = new Map<string, { labels: readonly string[]; child: Child }>();
+  readonly #children = new Map<string, Entry<Child>>();
+  /** `# HELP …` and `# TYPE …`, made once. */
+  #header: string | undefined;
 
   constructor(
     readonly name: string,
@@ -44,21 +54,47 @@ abstract class Metric<Child> {
   /** The child of one label set (same order as labelNames); keep it where the set is fixed. */
   labels(...values: string[]): Child {
     assert(values.length === this.labelNames.length, `${this.name} takes ${this.labelNames.length} labels`);
-    const key = values.join('\u0000');
+    let key = values.join('\u0000');
     let entry = this.#children.get(key);
     if (entry === undefined) {
-      if (this.#children.size >= LABEL_SETS_MAX) return this.labels(...values.map(() => OVERFLOW));
-      entry = { labels: values, child: this.create() };
-      this.#children.set(key, entry);
+      let labels = values;
+      if (this.#children.size >= LABEL_SETS_MAX) {
+        // Full: the overflow child, made past the bound (once) if it is not there yet.
+        labels = values.map(() => OVERFLOW);
+        key = labels.join('\u0000');
+        entry = this.#children.get(key);
+      }
+      if (entry === undefined) {
+        entry = { labels, child: this.create(), series: undefined };
+        this.#children.set(key, entry);
+      }
     }
     return entry.child;
   }
 
-  protected entries(): Iterable<{ labels: readonly string[]; child: Child }> {
+  protected entries(): Iterable<Entry<Child>> {
     return this.#children.values();
   }
 
   abstract snapshot(): MetricSnapshot;
+
+  abstract readonly kind: Kind;
+
+  /** This metric in the text format, from its live values: what render() gives for its snapshot. */
+  render(): string {
+    let text = (this.#header ??= metricHeader(this.name, this.help, this.kind));
+    for (const entry of this.#children.values()) {
+      const series = (entry.series ??= seriesText(this.name, this.labelNames, entry.labels, this.buckets()));
+      text += this.renderChild(series, entry.child);
+    }
+    return text;
+  }
+
+  protected buckets(): readonly number[] | undefined {
+    return undefined;
+  }
+
+  protected abstract renderChild(series: SeriesText, child: Child): string;
 }
 
 export class CounterChild {
@@ -69,6 +105,10 @@ export class CounterChild {
 }
 
 export class Counter extends Metric<CounterChild> {
+  readonly kind = 'counter';
+  protected renderChild(series: SeriesText, child: CounterChild): string {
+    return `${series.value}${formatNumber(child.value)}\n`;
+  }
   protected create(): CounterChild {
     return new CounterChild();
   }
@@ -91,6 +131,10 @@ export class GaugeChild {
 }
 
 export class Gauge extends Metric<GaugeChild> {
+  readonly kind = 'gauge';
+  protected renderChild(series: SeriesText, child: GaugeChild): string {
+    return `${series.value}${formatNumber(child.value)}\n`;
+  }
   protected create(): GaugeChild {
     return new GaugeChild();
   }
@@ -121,16 +165,23 @@ export class HistogramChild {
 }
 
 export class Histogram extends Metric<HistogramChild> {
-  constructor(name: string, help: string, labelNames: readonly string[], readonly buckets: readonly number[]) {
+  constructor(name: string, help: string, labelNames: readonly string[], readonly bounds: readonly number[]) {
     super(name, help, labelNames);
-    assert(buckets.length > 0 && buckets.every((bound, i) => i === 0 || bound > buckets[i - 1]!), `${name}: buckets ascend`);
+    assert(bounds.length > 0 && bounds.every((bound, i) => i === 0 || bound > bounds[i - 1]!), `${name}: buckets ascend`);
+  }
+  readonly kind = 'histogram';
+  protected override buckets(): readonly number[] {
+    return this.bounds;
+  }
+  protected renderChild(series: SeriesText, child: HistogramChild): string {
+    return histogramLines(series, child.counts, child.count, child.sum);
   }
   protected create(): HistogramChild {
-    return new HistogramChild(this.buckets);
+    return new HistogramChild(this.bounds);
   }
   snapshot(): MetricSnapshot {
     return {
-      name: this.name, help: this.help, kind: 'histogram', labelNames: this.labelNames, buckets: this.buckets,
+      name: this.name, help: this.help, kind: 'histogram', labelNames: this.labelNames, buckets: this.bounds,
       children: [...this.entries()].map(({ labels, child }) => ({ labels, counts: [...child.counts], sum: child.sum, count: child.count })),
     };
   }
@@ -161,8 +212,28 @@ export class Registry {
   }
 
   async snapshot(): Promise<MetricSnapshot[]> {
-    for (const collect of this.#collectors) await collect();
+    await this.#collect();
     return this.#metrics.map((metric) => metric.snapshot());
+  }
+
+  /**
+   * The text format of the live values, without a snapshot: what
+   * render(await snapshot()) gives, for the process that scrapes only itself.
+   * Each series' name and labels are made into text once and kept; a
+   * scrape writes the numbers. (A scrape that escaped every label and
+   * formatted every bucket bound each time, once a second, cost the 4 KiB
+   * GET row ~2 % per unit of CPU: docs/PERFORMANCE.md, "Metrics and logs,
+   * round 11".)
+   */
+  async render(): Promise<string> {
+    await this.#collect();
+    let text = '';
+    for (const metric of this.#metrics) text += metric.render();
+    return text;
+  }
+
+  async #collect(): Promise<void> {
+    for (const collect of this.#collectors) await collect();
   }
 }
 
@@ -203,23 +274,50 @@ export function merge(snapshots: readonly MetricSnapshot[][], notSummed: Readonl
 export function render(metrics: readonly MetricSnapshot[]): string {
   let text = '';
   for (const metric of metrics) {
-    text += `# HELP ${metric.name} ${escapeHelp(metric.help)}\n# TYPE ${metric.name} ${metric.kind}\n`;
+    text += metricHeader(metric.name, metric.help, metric.kind);
     for (const child of metric.children) {
-      if (metric.kind !== 'histogram') {
-        text += `${metric.name}${labelText(metric.labelNames, child.labels)} ${formatNumber(child.value!)}\n`;
-        continue;
-      }
-      let cumulative = 0;
-      metric.buckets!.forEach((bound, i) => {
-        cumulative += child.counts![i]!;
-        text += `${metric.name}_bucket${labelText([...metric.labelNames, 'le'], [...child.labels, formatNumber(bound)])} ${cumulative}\n`;
-      });
-      text += `${metric.name}_bucket${labelText([...metric.labelNames, 'le'], [...child.labels, '+Inf'])} ${child.count}\n`;
-      text += `${metric.name}_sum${labelText(metric.labelNames, child.labels)} ${formatNumber(child.sum!)}\n`;
-      text += `${metric.name}_count${labelText(metric.labelNames, child.labels)} ${child.count}\n`;
+      const series = seriesText(metric.name, metric.labelNames, child.labels, metric.kind === 'histogram' ? metric.buckets : undefined);
+      text += metric.kind === 'histogram' ? histogramLines(series, child.counts!, child.count!, child.sum!) : `${series.value}${formatNumber(child.value!)}\n`;
     }
   }
   return text;
+}
+
+/** The text of one label set's series up to each value: `name{labels} `, or a histogram's bucket, sum and count lines'. */
+interface SeriesText {
+  /** A counter's or gauge's. */
+  value: string;
+  /** A histogram's, one per bucket bound and then `+Inf`. */
+  buckets: readonly string[];
+  sum: string;
+  count: string;
+}
+
+function metricHeader(name: string, help: string, kind: Kind): string {
+  return `# HELP ${name} ${escapeHelp(help)}\n# TYPE ${name} ${kind}\n`;
+}
+
+function seriesText(name: string, labelNames: readonly string[], labels: readonly string[], buckets: readonly number[] | undefined): SeriesText {
+  const own = labelText(labelNames, labels);
+  if (buckets === undefined) return { value: `${name}${own} `, buckets: [], sum: '', count: '' };
+  const withBound = [...labelNames, 'le'];
+  return {
+    value: '',
+    buckets: [...buckets.map(formatNumber), '+Inf'].map((bound) => `${name}_bucket${labelText(withBound, [...labels, bound])} `),
+    sum: `${name}_sum${own} `,
+    count: `${name}_count${own} `,
+  };
+}
+
+/** Bucket counts are kept per bucket (one increment per sample) and written cumulative, with `+Inf` the count. */
+function histogramLines(series: SeriesText, counts: readonly number[], count: number, sum: number): string {
+  let text = '';
+  let cumulative = 0;
+  for (let i = 0; i < counts.length; i++) {
+    cumulative += counts[i]!;
+    text += `${series.buckets[i]}${cumulative}\n`;
+  }
+  return `${text}${series.buckets[counts.length]}${count}\n${series.sum}${formatNumber(sum)}\n${series.count}${count}\n`;
 }
 
 function labelText(names: readonly string[], values: readonly string[]): string {
