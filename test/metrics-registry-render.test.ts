@@ -64,6 +64,43 @@ test('the live render is the snapshot\'s render, byte for byte, and follows the 
   assert.equal(next.replace(/^demo_in_flight 5$/m, 'demo_in_flight 6'), render(await registry.snapshot()));
 });
 
+test('a small registry renders to exactly this text, live and from its snapshot', async () => {
+  const registry = new Registry();
+  const requests = registry.counter('demo_requests_total', 'Requests\\by "kind".', ['operation', 'status']);
+  registry.gauge('demo_unused', 'A metric with labels and no child yet.', ['backend']);
+  const low = registry.gauge('demo_low', 'Lowest.').labels();
+  const duration = registry.histogram('demo_seconds', 'Seconds.', ['operation'], [0.5, 1]);
+  requests.labels('GetObject', '200').inc(2);
+  requests.labels('a"b\\c\nd', '503').inc();
+  low.set(Number.NEGATIVE_INFINITY);
+  duration.labels('GetObject').observe(0.25);
+  duration.labels('GetObject').observe(0.75);
+  duration.labels('GetObject').observe(3);
+  const expected = [
+    '# HELP demo_requests_total Requests\\\\by "kind".',
+    '# TYPE demo_requests_total counter',
+    'demo_requests_total{operation="GetObject",status="200"} 2',
+    'demo_requests_total{operation="a\\"b\\\\c\\nd",status="503"} 1',
+    '# HELP demo_unused A metric with labels and no child yet.',
+    '# TYPE demo_unused gauge',
+    '# HELP demo_low Lowest.',
+    '# TYPE demo_low gauge',
+    'demo_low -Inf',
+    '# HELP demo_seconds Seconds.',
+    '# TYPE demo_seconds histogram',
+    'demo_seconds_bucket{operation="GetObject",le="0.5"} 1',
+    'demo_seconds_bucket{operation="GetObject",le="1"} 2',
+    'demo_seconds_bucket{operation="GetObject",le="+Inf"} 3',
+    'demo_seconds_sum{operation="GetObject"} 4',
+    'demo_seconds_count{operation="GetObject"} 3',
+    '',
+  ].join('\n');
+  assert.equal(await registry.render(), expected);
+  assert.equal(render(await registry.snapshot()), expected);
+  // Again, from the series' text kept by the first render.
+  assert.equal(await registry.render(), expected);
+});
+
 test('past LABEL_SETS_MAX label sets, samples go to one overflow child, which the live render shows as the snapshot does', async () => {
   const registry = new Registry();
   const counter = registry.counter('demo_bounded_total', 'Bounded.', ['key']);

@@ -9,7 +9,7 @@
  *
  * Label sets are bounded: each metric holds at most LABEL_SETS_MAX children
  * (operations × statuses are far fewer); past it, samples go to one overflow
- * child labelled "other" (the one child past the bound), so a bug can never
+ * child labelled "other" (made past the bound if no real "other" came first), so a bug can never
  * grow memory without bound.
  */
 import { assert } from '../util/assert.ts';
@@ -29,15 +29,15 @@ export interface MetricSnapshot {
   children: { labels: readonly string[]; value?: number; counts?: number[]; sum?: number; count?: number }[];
 }
 
-/** A child's label set, with the text of its series' names made once (at its first render) and kept. */
-interface Entry<Child> {
+/** A child's label set, with the text of its series' names (Series) made once, at its first render, and kept. */
+interface Entry<Child, Series> {
   labels: readonly string[];
   child: Child;
-  series: SeriesText | undefined;
+  series: Series | undefined;
 }
 
-abstract class Metric<Child> {
-  readonly #children = new Map<string, Entry<Child>>();
+abstract class Metric<Child, Series> {
+  readonly #children = new Map<string, Entry<Child, Series>>();
   /** `# HELP …` and `# TYPE …`, made once. */
   #header: string | undefined;
 
@@ -72,7 +72,7 @@ abstract class Metric<Child> {
     return entry.child;
   }
 
-  protected entries(): Iterable<Entry<Child>> {
+  protected entries(): Iterable<Entry<Child, Series>> {
     return this.#children.values();
   }
 
@@ -83,18 +83,12 @@ abstract class Metric<Child> {
   /** This metric in the text format, from its live values: what render() gives for its snapshot. */
   render(): string {
     let text = (this.#header ??= metricHeader(this.name, this.help, this.kind));
-    for (const entry of this.#children.values()) {
-      const series = (entry.series ??= seriesText(this.name, this.labelNames, entry.labels, this.buckets()));
-      text += this.renderChild(series, entry.child);
-    }
+    for (const entry of this.#children.values()) text += this.renderChild((entry.series ??= this.makeSeries(entry.labels)), entry.child);
     return text;
   }
 
-  protected buckets(): readonly number[] | undefined {
-    return undefined;
-  }
-
-  protected abstract renderChild(series: SeriesText, child: Child): string;
+  protected abstract makeSeries(labels: readonly string[]): Series;
+  protected abstract renderChild(series: Series, child: Child): string;
 }
 
 export class CounterChild {
@@ -104,16 +98,19 @@ export class CounterChild {
   }
 }
 
-export class Counter extends Metric<CounterChild> {
+export class Counter extends Metric<CounterChild, string> {
   readonly kind = 'counter';
-  protected renderChild(series: SeriesText, child: CounterChild): string {
-    return `${series.value}${formatNumber(child.value)}\n`;
+  protected makeSeries(labels: readonly string[]): string {
+    return valueSeries(this.name, this.labelNames, labels);
+  }
+  protected renderChild(series: string, child: CounterChild): string {
+    return valueLine(series, child.value);
   }
   protected create(): CounterChild {
     return new CounterChild();
   }
   snapshot(): MetricSnapshot {
-    return { name: this.name, help: this.help, kind: 'counter', labelNames: this.labelNames, children: [...this.entries()].map(({ labels, child }) => ({ labels, value: child.value })) };
+    return { name: this.name, help: this.help, kind: this.kind, labelNames: this.labelNames, children: [...this.entries()].map(({ labels, child }) => ({ labels, value: child.value })) };
   }
 }
 
@@ -130,16 +127,19 @@ export class GaugeChild {
   }
 }
 
-export class Gauge extends Metric<GaugeChild> {
+export class Gauge extends Metric<GaugeChild, string> {
   readonly kind = 'gauge';
-  protected renderChild(series: SeriesText, child: GaugeChild): string {
-    return `${series.value}${formatNumber(child.value)}\n`;
+  protected makeSeries(labels: readonly string[]): string {
+    return valueSeries(this.name, this.labelNames, labels);
+  }
+  protected renderChild(series: string, child: GaugeChild): string {
+    return valueLine(series, child.value);
   }
   protected create(): GaugeChild {
     return new GaugeChild();
   }
   snapshot(): MetricSnapshot {
-    return { name: this.name, help: this.help, kind: 'gauge', labelNames: this.labelNames, children: [...this.entries()].map(({ labels, child }) => ({ labels, value: child.value })) };
+    return { name: this.name, help: this.help, kind: this.kind, labelNames: this.labelNames, children: [...this.entries()].map(({ labels, child }) => ({ labels, value: child.value })) };
   }
 }
 
@@ -164,32 +164,32 @@ export class HistogramChild {
   }
 }
 
-export class Histogram extends Metric<HistogramChild> {
-  constructor(name: string, help: string, labelNames: readonly string[], readonly bounds: readonly number[]) {
-    super(name, help, labelNames);
-    assert(bounds.length > 0 && bounds.every((bound, i) => i === 0 || bound > bounds[i - 1]!), `${name}: buckets ascend`);
-  }
+export class Histogram extends Metric<HistogramChild, HistogramSeries> {
   readonly kind = 'histogram';
-  protected override buckets(): readonly number[] {
-    return this.bounds;
+  constructor(name: string, help: string, labelNames: readonly string[], readonly buckets: readonly number[]) {
+    super(name, help, labelNames);
+    assert(buckets.length > 0 && buckets.every((bound, i) => i === 0 || bound > buckets[i - 1]!), `${name}: buckets ascend`);
   }
-  protected renderChild(series: SeriesText, child: HistogramChild): string {
+  protected makeSeries(labels: readonly string[]): HistogramSeries {
+    return histogramSeries(this.name, this.labelNames, labels, this.buckets);
+  }
+  protected renderChild(series: HistogramSeries, child: HistogramChild): string {
     return histogramLines(series, child.counts, child.count, child.sum);
   }
   protected create(): HistogramChild {
-    return new HistogramChild(this.bounds);
+    return new HistogramChild(this.buckets);
   }
   snapshot(): MetricSnapshot {
     return {
-      name: this.name, help: this.help, kind: 'histogram', labelNames: this.labelNames, buckets: this.bounds,
+      name: this.name, help: this.help, kind: this.kind, labelNames: this.labelNames, buckets: this.buckets,
       children: [...this.entries()].map(({ labels, child }) => ({ labels, counts: [...child.counts], sum: child.sum, count: child.count })),
     };
   }
 }
 
 export class Registry {
-  readonly #metrics: Metric<unknown>[] = [];
-  /** Called before each snapshot: gauges read from elsewhere (queue lengths, disk space) update here. */
+  readonly #metrics: Metric<unknown, unknown>[] = [];
+  /** Called before each snapshot or render: gauges read from elsewhere (queue lengths, disk space) update here. */
   readonly #collectors: (() => void | Promise<void>)[] = [];
 
   counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
@@ -205,7 +205,7 @@ export class Registry {
     this.#collectors.push(collect);
   }
 
-  #add<M extends Metric<unknown>>(metric: M): M {
+  #add<M extends Metric<unknown, unknown>>(metric: M): M {
     assert(!this.#metrics.some((existing) => existing.name === metric.name), `metric ${metric.name} registered twice`);
     this.#metrics.push(metric);
     return metric;
@@ -276,18 +276,16 @@ export function render(metrics: readonly MetricSnapshot[]): string {
   for (const metric of metrics) {
     text += metricHeader(metric.name, metric.help, metric.kind);
     for (const child of metric.children) {
-      const series = seriesText(metric.name, metric.labelNames, child.labels, metric.kind === 'histogram' ? metric.buckets : undefined);
-      text += metric.kind === 'histogram' ? histogramLines(series, child.counts!, child.count!, child.sum!) : `${series.value}${formatNumber(child.value!)}\n`;
+      text += metric.kind === 'histogram'
+        ? histogramLines(histogramSeries(metric.name, metric.labelNames, child.labels, metric.buckets!), child.counts!, child.count!, child.sum!)
+        : valueLine(valueSeries(metric.name, metric.labelNames, child.labels), child.value!);
     }
   }
   return text;
 }
 
-/** The text of one label set's series up to each value: `name{labels} `, or a histogram's bucket, sum and count lines'. */
-interface SeriesText {
-  /** A counter's or gauge's. */
-  value: string;
-  /** A histogram's, one per bucket bound and then `+Inf`. */
+/** A histogram's label set's lines up to their values: one per bucket bound and then `+Inf`, its sum's and its count's. */
+interface HistogramSeries {
   buckets: readonly string[];
   sum: string;
   count: string;
@@ -297,12 +295,19 @@ function metricHeader(name: string, help: string, kind: Kind): string {
   return `# HELP ${name} ${escapeHelp(help)}\n# TYPE ${name} ${kind}\n`;
 }
 
-function seriesText(name: string, labelNames: readonly string[], labels: readonly string[], buckets: readonly number[] | undefined): SeriesText {
+/** A counter's or gauge's label set's line up to its value: `name{labels} `. */
+function valueSeries(name: string, labelNames: readonly string[], labels: readonly string[]): string {
+  return `${name}${labelText(labelNames, labels)} `;
+}
+
+function valueLine(series: string, value: number): string {
+  return `${series}${formatNumber(value)}\n`;
+}
+
+function histogramSeries(name: string, labelNames: readonly string[], labels: readonly string[], buckets: readonly number[]): HistogramSeries {
   const own = labelText(labelNames, labels);
-  if (buckets === undefined) return { value: `${name}${own} `, buckets: [], sum: '', count: '' };
   const withBound = [...labelNames, 'le'];
   return {
-    value: '',
     buckets: [...buckets.map(formatNumber), '+Inf'].map((bound) => `${name}_bucket${labelText(withBound, [...labels, bound])} `),
     sum: `${name}_sum${own} `,
     count: `${name}_count${own} `,
@@ -310,7 +315,7 @@ function seriesText(name: string, labelNames: readonly string[], labels: readonl
 }
 
 /** Bucket counts are kept per bucket (one increment per sample) and written cumulative, with `+Inf` the count. */
-function histogramLines(series: SeriesText, counts: readonly number[], count: number, sum: number): string {
+function histogramLines(series: HistogramSeries, counts: readonly number[], count: number, sum: number): string {
   let text = '';
   let cumulative = 0;
   for (let i = 0; i < counts.length; i++) {
