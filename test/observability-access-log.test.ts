@@ -15,8 +15,10 @@ import { join } from 'node:path';
 import { mock, test } from 'node:test';
 import { ACCESS_LOG_BATCH_BYTES, encodeLine, formatLine, lineBytesMax } from '../src/metrics/access-log.ts';
 import type { ObservedRequest } from '../src/metrics/observed-request.ts';
+import { expectedLine } from './helpers/access-log-line.ts';
 import { startTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
+import { PROJECT_ROOT } from './helpers/process.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, makeClient } from './helpers/talus.ts';
 
 function request(overrides: Partial<ObservedRequest> = {}): ObservedRequest {
@@ -42,19 +44,6 @@ function encoded(entry: ObservedRequest, droppedBefore = 0): string {
 /** Both ways of writing a line. */
 function lines(entry: ObservedRequest, droppedBefore = 0): string[] {
   return [formatLine(entry, droppedBefore), encoded(entry, droppedBefore)];
-}
-
-/** The line as documented: JSON.stringify of the fields in this order, optional ones only when present. */
-function expectedLine(entry: ObservedRequest, timeMs: number, droppedBefore = 0): string {
-  const fields: Record<string, unknown> = {
-    time: new Date(timeMs).toISOString(), requestId: entry.requestId, operation: entry.operation, bucket: entry.bucket, key: entry.key,
-    status: entry.status, bytesIn: entry.bytesIn, bytesOut: entry.bytesOut,
-    durationMs: Math.round((entry.finishedMs - entry.startedMs) * 1000) / 1000, principal: entry.principal, remoteAddress: entry.remoteAddress,
-  };
-  if (entry.accessKeyId !== undefined) fields['accessKeyId'] = entry.accessKeyId;
-  if (entry.errorCode !== undefined) fields['errorCode'] = entry.errorCode;
-  if (droppedBefore > 0) fields['droppedBefore'] = droppedBefore;
-  return JSON.stringify(fields);
 }
 
 test('a line is exactly JSON.stringify of its documented fields, whatever the strings hold', () => {
@@ -158,6 +147,11 @@ test('a real server logs one whole line per request across several batches, mult
       assert.equal(new Date(line['time'] as string).toISOString(), line['time']);
     }
     assert.ok(!text.includes(SECRET_ACCESS_KEY));
+    // docs/ADMIN.md's example line has a GET's fields, in the order the server writes them.
+    const example = /`--access-log FILE`[\s\S]*?```json\n(.*)\n```/.exec(await readFile(join(PROJECT_ROOT, 'docs', 'ADMIN.md'), 'utf8'))?.[1];
+    assert.ok(example !== undefined, 'docs/ADMIN.md shows an access log line');
+    assert.deepEqual(Object.keys(JSON.parse(example) as object), Object.keys(gets[0]!));
+    assert.deepEqual(Object.keys(gets[0]!), ['time', 'operation', 'bucket', 'status', 'bytesIn', 'bytesOut', 'principal', 'remoteAddress', 'accessKeyId', 'requestId', 'key', 'durationMs']);
   } finally {
     await rm(dataDir, { recursive: true, force: true });
   }

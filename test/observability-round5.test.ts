@@ -1,8 +1,9 @@
 /**
  * The access log's fifth round (issue 13, docs/PERFORMANCE.md "Metrics and
  * logs, round 5"): a LineEncoder keeps the parts of a line that repeat the
- * line before (the time's second, operation and bucket, the three numbers,
- * the caller) as bytes and copies them while their values stay equal, and
+ * line before (the time's second; since round 12 one run of operation,
+ * bucket, status, byte counts and the caller) as bytes and copies them while
+ * their values stay equal, and
  * written batch buffers are reused. Neither may change a byte of the log:
  * these tests drive every kept part through changes and back, and a log
  * through many reused batches of lines of very different lengths. And the
@@ -22,6 +23,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ACCESS_LOG_BATCH_BYTES, ACCESS_LOG_SPARE_BATCHES, AccessLog, LineEncoder, lineBytesMax } from '../src/metrics/access-log.ts';
 import type { ObservedRequest } from '../src/metrics/observed-request.ts';
+import { expectedLine } from './helpers/access-log-line.ts';
 import { startTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
 
@@ -31,19 +33,6 @@ function request(overrides: Partial<ObservedRequest> = {}): ObservedRequest {
     startedMs: 1000.25, headersSentMs: 1000.5, finishedMs: 1001.3754, bytesIn: 0, bytesOut: 4096, errorCode: undefined,
     principal: 'root', accessKeyId: 'AKIAROUND5EXAMPLE', remoteAddress: '127.0.0.1', ...overrides,
   };
-}
-
-/** The documented line: JSON.stringify of the fields in this order, optional ones only when present. */
-function expectedLine(entry: ObservedRequest, timeMs: number, droppedBefore = 0): string {
-  const fields: Record<string, unknown> = {
-    time: new Date(timeMs).toISOString(), requestId: entry.requestId, operation: entry.operation, bucket: entry.bucket, key: entry.key,
-    status: entry.status, bytesIn: entry.bytesIn, bytesOut: entry.bytesOut,
-    durationMs: Math.round((entry.finishedMs - entry.startedMs) * 1000) / 1000, principal: entry.principal, remoteAddress: entry.remoteAddress,
-  };
-  if (entry.accessKeyId !== undefined) fields['accessKeyId'] = entry.accessKeyId;
-  if (entry.errorCode !== undefined) fields['errorCode'] = entry.errorCode;
-  if (droppedBefore > 0) fields['droppedBefore'] = droppedBefore;
-  return JSON.stringify(fields);
 }
 
 /** The same string's characters in a new string object (as each request's slices of its URL are). */
@@ -67,18 +56,18 @@ test('parts kept from the line before are encoded again as soon as one of their 
   const base = Date.UTC(2026, 11, 6, 21, 59, 59, 998);
   const variations: Partial<ObservedRequest>[] = [
     {}, { requestId: 'OTHER-ID' }, { key: fresh('small/00000999') }, { key: 'ключ "quoted"' },
-    // The route part: operation, bucket, each alone, back, and to strings that need escaping.
+    // The repeated part's values, each alone: operation, bucket, back, and to strings that need escaping.
     { operation: 'PutObject' }, {}, { bucket: 'photos2' }, { bucket: fresh('photos') }, { bucket: 'ph"otos' }, { operation: 'Get\u0001' }, {},
-    // The numbers part: each of status, bytes in and out alone; equal values from other computations; large and odd ones.
+    // Status, bytes in and out alone; equal values from other computations; large and odd ones.
     { status: 404 }, { status: 200 }, { bytesIn: 7 }, { bytesIn: 0 }, { bytesOut: 4097 }, { bytesOut: 2 * 2048 }, { bytesOut: 2 ** 60 },
     { status: 0, bytesIn: -0, bytesOut: Number.NaN }, { status: 0, bytesIn: 0, bytesOut: Number.NaN }, {},
     // Durations vary on every line and are never kept.
     { finishedMs: 1000.25 }, { finishedMs: 1001.3755 }, { startedMs: 5, finishedMs: 3.6e13 },
-    // The caller part: principal, address, access key each alone, the same text in a new string, absent, and escaped.
+    // Principal, address, access key each alone, the same text in a new string, absent, and escaped.
     { principal: 'alice' }, { principal: fresh('root') }, { remoteAddress: '::1' }, { remoteAddress: fresh('127.0.0.1') },
     { accessKeyId: undefined }, { accessKeyId: undefined, principal: 'anonymous' }, { accessKeyId: 'AKIAROUND5EXAMPLE' },
     { accessKeyId: fresh('AKIAROUND5EXAMPLE') }, { remoteAddress: 'lone \ud800' }, { principal: 'x'.repeat(300) }, {},
-    // Fields after the kept parts.
+    // Fields after the request ID and key.
     { errorCode: 'NoSuchKey', status: 404 }, { errorCode: 'AccessDenied', status: 403, accessKeyId: undefined, principal: 'anonymous' }, {},
   ];
   variations.forEach((overrides, index) => {

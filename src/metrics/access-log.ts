@@ -412,19 +412,22 @@ export function linesTold(bytes: Buffer): { requests: number; told: number } {
 
 /**
  * One request's line without its newline: exactly what JSON.stringify gives
- * for the entry object { time, requestId, operation, bucket, key, status,
- * bytesIn, bytesOut, durationMs, principal, remoteAddress, accessKeyId?,
+ * for the entry object { time, operation, bucket, status, bytesIn, bytesOut,
+ * principal, remoteAddress, accessKeyId?, requestId, key, durationMs,
  * errorCode?, droppedBefore? } (test/observability-access-log.test.ts
- * compares the two), without building that object. What encodeLine writes
- * byte by byte; used for the rare line that may not fit a batch.
+ * compares the two), without building that object. The fields that repeat
+ * from one request to the next come first, after the time, and the ones that
+ * change with every request last: LineEncoder copies the first run whole
+ * (see there). What encodeLine writes byte by byte; used for the rare line
+ * that may not fit a batch.
  */
 export function formatLine(request: ObservedRequest, droppedBefore = 0, nowMs = Date.now()): string {
-  let line = `{"time":"${isoTime(nowMs)}","requestId":${jsonString(request.requestId)},"operation":${jsonString(request.operation)},` +
-    `"bucket":${jsonString(request.bucket)},"key":${jsonString(request.key)},"status":${jsonNumber(request.status)},` +
-    `"bytesIn":${jsonNumber(request.bytesIn)},"bytesOut":${jsonNumber(request.bytesOut)},` +
-    `"durationMs":${jsonNumber(Math.round((request.finishedMs - request.startedMs) * 1000) / 1000)},` +
+  let line = `{"time":"${isoTime(nowMs)}","operation":${jsonString(request.operation)},"bucket":${jsonString(request.bucket)},` +
+    `"status":${jsonNumber(request.status)},"bytesIn":${jsonNumber(request.bytesIn)},"bytesOut":${jsonNumber(request.bytesOut)},` +
     `"principal":${jsonString(request.principal)},"remoteAddress":${jsonString(request.remoteAddress)}`;
   if (request.accessKeyId !== undefined) line += `,"accessKeyId":${jsonString(request.accessKeyId)}`;
+  line += `,"requestId":${jsonString(request.requestId)},"key":${jsonString(request.key)},` +
+    `"durationMs":${jsonNumber(Math.round((request.finishedMs - request.startedMs) * 1000) / 1000)}`;
   if (request.errorCode !== undefined) line += `,"errorCode":${jsonString(request.errorCode)}`;
   if (droppedBefore > 0) line += `,"droppedBefore":${droppedBefore}`;
   return `${line}}`;
@@ -447,100 +450,60 @@ export function encodeLine(target: Buffer, offset: number, request: ObservedRequ
  * copied digit by digit; anything else (a character to escape, non-ASCII)
  * goes through JSON.stringify and UTF-8, as formatLine does.
  *
- * Most of a line repeats the line before: its names and punctuation, the
- * time's second, the operation, the bucket, and the caller (principal,
- * address, access key). Those parts are kept as bytes, each with the values
- * it was encoded from, and copied whole (one TypedArray set, a memmove)
- * while the next line's values are equal; a part whose values changed is
- * encoded in place and kept again. What varies per request (request ID,
- * key, milliseconds, numbers) is encoded each time. A line costs ~0.25 µs
- * in a loop this way against ~0.7 byte by byte (docs/PERFORMANCE.md,
- * "Metrics and logs, round 5"); the bytes are the same
- * (test/observability-access-log.test.ts).
+ * Most of a line repeats the line before: its head, everything up to the
+ * request ID's value — the time's second, the operation, bucket, status,
+ * byte counts and the caller (principal, address, access key). The head is
+ * kept as bytes, with the second and values it was encoded from, and copied
+ * whole (one TypedArray set, a memmove) while the next line's are equal; the
+ * time's milliseconds inside it are then written over. A head whose second
+ * or values changed is encoded in place and kept again. What varies per
+ * request (request ID, key, duration) is encoded each time. The fields are
+ * in the order that makes the repeating ones one run: with five copies and
+ * three kept parts (the fields in the order a reader would list them) a line
+ * cost ~3.6 k instructions in a loop, ~3.1 k this way, counted by callgrind
+ * (docs/PERFORMANCE.md, "Metrics and logs", rounds 5, 11 and 12). The bytes
+ * are formatLine's (test/observability-access-log.test.ts).
  */
 export class LineEncoder {
-  /** `{"time":"YYYY-MM-DDTHH:mm:ss.` of the second starting at #secondStartMs. */
+  /**
+   * The line's head as last encoded: `{"time":"YYYY-MM-DDTHH:mm:ss.mmmZ","operation":…,"bucket":…,"status":…,"bytesIn":…,
+   * "bytesOut":…,"principal":…,"remoteAddress":…[,"accessKeyId":…],"requestId":`, for the second starting at
+   * #secondStartMs and these values. Its milliseconds (3 bytes at #millisecondsAt) are the last line's: a copy
+   * of the head gets the new line's written over them.
+   */
+  #head: Uint8Array = EMPTY_PART;
+  #millisecondsAt = 0;
   #secondStartMs = Number.NaN;
-  #secondPart: Uint8Array = EMPTY_PART;
-  /** `,"operation":…,"bucket":…,"key":` of the last operation and bucket. */
-  // null until the first line: no request's values equal it, so an empty first part is never copied.
-  #routeOperation: string | null = null;
-  #routeBucket: string | null = null;
-  #routePart: Uint8Array = EMPTY_PART;
-  /** `,"status":…,"bytesIn":…,"bytesOut":…,"durationMs":` of the last three numbers. */
+  // null until the first line: no request's values equal them, so the empty first head is never copied.
+  #operation: string | null = null;
+  #bucket: string | null = null;
   #status = Number.NaN;
   #bytesIn = Number.NaN;
   #bytesOut = Number.NaN;
-  #numbersPart: Uint8Array = EMPTY_PART;
-  /** `,"principal":…,"remoteAddress":…[,"accessKeyId":…]` of the last caller. */
   #principal: string | null = null;
   #remoteAddress: string | null = null;
   #accessKeyId: string | undefined | null = null;
-  #callerPart: Uint8Array = EMPTY_PART;
 
   /** What encodeLine does. */
   encode(target: Buffer, offset: number, request: ObservedRequest, droppedBefore: number, nowMs: number): number {
     const secondStartMs = Math.floor(nowMs / 1000) * 1000;
-    if (secondStartMs !== this.#secondStartMs) {
-      this.#secondPart = asciiBytes(`{"time":"${new Date(secondStartMs).toISOString().slice(0, 20)}`);
-      this.#secondStartMs = secondStartMs;
-    }
-    target.set(this.#secondPart, offset);
-    let at = offset + this.#secondPart.length;
-    at = putThreeDigits(target, at, nowMs - secondStartMs);
-    target.set(AFTER_MILLISECONDS, at);
-    at = putJsonString(target, at + AFTER_MILLISECONDS.length, request.requestId);
-    if (request.operation === this.#routeOperation && request.bucket === this.#routeBucket) {
-      target.set(this.#routePart, at);
-      at += this.#routePart.length;
+    let at: number;
+    if (
+      secondStartMs === this.#secondStartMs && request.operation === this.#operation && request.bucket === this.#bucket &&
+      request.status === this.#status && request.bytesIn === this.#bytesIn && request.bytesOut === this.#bytesOut &&
+      request.principal === this.#principal && request.remoteAddress === this.#remoteAddress && request.accessKeyId === this.#accessKeyId
+    ) {
+      target.set(this.#head, offset);
+      putThreeDigits(target, offset + this.#millisecondsAt, nowMs - secondStartMs);
+      at = offset + this.#head.length;
     } else {
-      const start = at;
-      at = putAscii(target, at, ',"operation":');
-      at = putJsonString(target, at, request.operation);
-      at = putAscii(target, at, ',"bucket":');
-      at = putJsonString(target, at, request.bucket);
-      at = putAscii(target, at, ',"key":');
-      this.#routePart = copyOf(target, start, at);
-      this.#routeOperation = request.operation;
-      this.#routeBucket = request.bucket;
+      at = this.#encodeHead(target, offset, request, nowMs, secondStartMs);
     }
+    at = putJsonString(target, at, request.requestId);
+    at = putKeyName(target, at);
     at = putJsonString(target, at, request.key);
-    if (request.status === this.#status && request.bytesIn === this.#bytesIn && request.bytesOut === this.#bytesOut) {
-      target.set(this.#numbersPart, at);
-      at += this.#numbersPart.length;
-    } else {
-      const start = at;
-      at = putAscii(target, at, ',"status":');
-      at = putNumber(target, at, request.status);
-      at = putAscii(target, at, ',"bytesIn":');
-      at = putNumber(target, at, request.bytesIn);
-      at = putAscii(target, at, ',"bytesOut":');
-      at = putNumber(target, at, request.bytesOut);
-      at = putAscii(target, at, ',"durationMs":');
-      this.#numbersPart = copyOf(target, start, at);
-      this.#status = request.status;
-      this.#bytesIn = request.bytesIn;
-      this.#bytesOut = request.bytesOut;
-    }
+    at = putDurationName(target, at);
     at = putMilliseconds(target, at, request.finishedMs - request.startedMs);
-    if (request.principal === this.#principal && request.remoteAddress === this.#remoteAddress && request.accessKeyId === this.#accessKeyId) {
-      target.set(this.#callerPart, at);
-      at += this.#callerPart.length;
-    } else {
-      const start = at;
-      at = putAscii(target, at, ',"principal":');
-      at = putJsonString(target, at, request.principal);
-      at = putAscii(target, at, ',"remoteAddress":');
-      at = putJsonString(target, at, request.remoteAddress);
-      if (request.accessKeyId !== undefined) {
-        at = putAscii(target, at, ',"accessKeyId":');
-        at = putJsonString(target, at, request.accessKeyId);
-      }
-      this.#callerPart = copyOf(target, start, at);
-      this.#principal = request.principal;
-      this.#remoteAddress = request.remoteAddress;
-      this.#accessKeyId = request.accessKeyId;
-    }
     if (request.errorCode !== undefined) {
       at = putAscii(target, at, ',"errorCode":');
       at = putJsonString(target, at, request.errorCode);
@@ -553,11 +516,46 @@ export class LineEncoder {
     target[at + 1] = NEWLINE;
     return at + 2;
   }
+
+  /** The line's head, encoded at `start` and kept with its second and values; returns its end. */
+  #encodeHead(target: Buffer, start: number, request: ObservedRequest, nowMs: number, secondStartMs: number): number {
+    let at = putAscii(target, start, `{"time":"${new Date(secondStartMs).toISOString().slice(0, 20)}`);
+    this.#millisecondsAt = at - start;
+    at = putThreeDigits(target, at, nowMs - secondStartMs);
+    at = putAscii(target, at, 'Z","operation":');
+    at = putJsonString(target, at, request.operation);
+    at = putAscii(target, at, ',"bucket":');
+    at = putJsonString(target, at, request.bucket);
+    at = putAscii(target, at, ',"status":');
+    at = putNumber(target, at, request.status);
+    at = putAscii(target, at, ',"bytesIn":');
+    at = putNumber(target, at, request.bytesIn);
+    at = putAscii(target, at, ',"bytesOut":');
+    at = putNumber(target, at, request.bytesOut);
+    at = putAscii(target, at, ',"principal":');
+    at = putJsonString(target, at, request.principal);
+    at = putAscii(target, at, ',"remoteAddress":');
+    at = putJsonString(target, at, request.remoteAddress);
+    if (request.accessKeyId !== undefined) {
+      at = putAscii(target, at, ',"accessKeyId":');
+      at = putJsonString(target, at, request.accessKeyId);
+    }
+    at = putAscii(target, at, ',"requestId":');
+    this.#head = copyOf(target, start, at);
+    this.#secondStartMs = secondStartMs;
+    this.#operation = request.operation;
+    this.#bucket = request.bucket;
+    this.#status = request.status;
+    this.#bytesIn = request.bytesIn;
+    this.#bytesOut = request.bytesOut;
+    this.#principal = request.principal;
+    this.#remoteAddress = request.remoteAddress;
+    this.#accessKeyId = request.accessKeyId;
+    return at;
+  }
 }
 
 const EMPTY_PART = new Uint8Array(0);
-/** What follows the milliseconds of the time, up to the request ID's value. */
-const AFTER_MILLISECONDS = asciiBytes('Z","requestId":');
 const sharedEncoder = new LineEncoder();
 
 function asciiBytes(text: string): Uint8Array {
@@ -591,6 +589,8 @@ export function lineBytesMax(request: ObservedRequest): number {
 }
 
 const QUOTE = 0x22;
+const COMMA = 0x2c;
+const COLON = 0x3a;
 const BACKSLASH = 0x5c;
 const CLOSE_BRACE = 0x7d;
 const NEWLINE = 0x0a;
@@ -603,6 +603,46 @@ const MICROSECONDS_DIGITS_MAX = 1e15;
 function putAscii(target: Uint8Array, offset: number, text: string): number {
   for (let i = 0; i < text.length; i++) target[offset + i] = text.charCodeAt(i);
   return offset + text.length;
+}
+
+/*
+ * The two names between fields that change with every line, `,"key":` and
+ * `,"durationMs":`, are written one constant byte at a time. A byte stored
+ * into the batch costs ~13 instructions; copying them from an array in a
+ * loop cost ~30 a byte (a load and a store, each with its checks), and a
+ * TypedArray set ~240 a call (callgrind, a loop of 600 000 lines;
+ * docs/PERFORMANCE.md, "Metrics and logs, round 12").
+ */
+
+/** `,"key":` */
+function putKeyName(target: Buffer, at: number): number {
+  target[at] = COMMA;
+  target[at + 1] = QUOTE;
+  target[at + 2] = 0x6b; // k
+  target[at + 3] = 0x65; // e
+  target[at + 4] = 0x79; // y
+  target[at + 5] = QUOTE;
+  target[at + 6] = COLON;
+  return at + 7;
+}
+
+/** `,"durationMs":` */
+function putDurationName(target: Buffer, at: number): number {
+  target[at] = COMMA;
+  target[at + 1] = QUOTE;
+  target[at + 2] = 0x64; // d
+  target[at + 3] = 0x75; // u
+  target[at + 4] = 0x72; // r
+  target[at + 5] = 0x61; // a
+  target[at + 6] = 0x74; // t
+  target[at + 7] = 0x69; // i
+  target[at + 8] = 0x6f; // o
+  target[at + 9] = 0x6e; // n
+  target[at + 10] = 0x4d; // M
+  target[at + 11] = 0x73; // s
+  target[at + 12] = QUOTE;
+  target[at + 13] = COLON;
+  return at + 14;
 }
 
 /** `text` as a JSON string: printable ASCII without quote or backslash byte by byte; anything else as JSON.stringify writes it, in UTF-8. */

@@ -1,0 +1,21 @@
+/** The access log's line as documented (docs/ADMIN.md), for tests of src/metrics/access-log.ts's encoders. */
+import type { ObservedRequest } from '../../src/metrics/observed-request.ts';
+
+/**
+ * JSON.stringify of the documented fields in their order, optional ones only
+ * when present: the repeating fields first (after the time), the ones that
+ * change with each request last.
+ */
+export function expectedLine(entry: ObservedRequest, timeMs: number, droppedBefore = 0): string {
+  const fields: Record<string, unknown> = {
+    time: new Date(timeMs).toISOString(), operation: entry.operation, bucket: entry.bucket,
+    status: entry.status, bytesIn: entry.bytesIn, bytesOut: entry.bytesOut, principal: entry.principal, remoteAddress: entry.remoteAddress,
+  };
+  if (entry.accessKeyId !== undefined) fields['accessKeyId'] = entry.accessKeyId;
+  fields['requestId'] = entry.requestId;
+  fields['key'] = entry.key;
+  fields['durationMs'] = Math.round((entry.finishedMs - entry.startedMs) * 1000) / 1000;
+  if (entry.errorCode !== undefined) fields['errorCode'] = entry.errorCode;
+  if (droppedBefore > 0) fields['droppedBefore'] = droppedBefore;
+  return JSON.stringify(fields);
+}
