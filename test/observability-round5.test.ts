@@ -1,8 +1,8 @@
 /**
  * The access log's fifth round (issue 13, docs/PERFORMANCE.md "Metrics and
  * logs, round 5"): a LineEncoder keeps the parts of a line that repeat the
- * line before (the time's second; since round 12 one run of operation,
- * bucket, status, byte counts and the caller) as bytes and copies them while
+ * line before (since round 12 two runs: the time's second with the route and
+ * the caller, and the status and byte counts) as bytes and copies them while
  * their values stay equal, and
  * written batch buffers are reused. Neither may change a byte of the log:
  * these tests drive every kept part through changes and back, and a log
@@ -71,7 +71,7 @@ test('parts kept from the line before are encoded again as soon as one of their 
     { errorCode: 'NoSuchKey', status: 404 }, { errorCode: 'AccessDenied', status: 403, accessKeyId: undefined, principal: 'anonymous' }, {},
   ];
   variations.forEach((overrides, index) => {
-    // Across a second (the time's kept part) every few lines, and back in time once (the clock set back).
+    // 1 ms a line (across a second once, between the second and third lines), and back in time once (the clock set back).
     const timeMs = index === 20 ? base - 3000 : base + index;
     write(request(overrides), timeMs, index % 9 === 4 ? index : 0);
   });

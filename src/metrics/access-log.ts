@@ -1,7 +1,8 @@
 /**
  * The opt-in access log (`--access-log FILE`, `-` for stdout): one JSON line
- * per request — request ID, operation, bucket, key, status, bytes, duration,
- * principal, access key ID, remote address. Never headers, never a query
+ * per request — time, operation, bucket, caller (principal, remote address,
+ * access key ID), status, bytes, request ID, key, duration (the order is
+ * docs/ADMIN.md's). Never headers, never a query
  * string (presigned URLs carry signatures), never a secret.
  *
  * Writing never holds a request back: each line is encoded at once into a
@@ -412,21 +413,20 @@ export function linesTold(bytes: Buffer): { requests: number; told: number } {
 
 /**
  * One request's line without its newline: exactly what JSON.stringify gives
- * for the entry object { time, operation, bucket, status, bytesIn, bytesOut,
- * principal, remoteAddress, accessKeyId?, requestId, key, durationMs,
+ * for the entry object { time, operation, bucket, principal, remoteAddress,
+ * accessKeyId?, status, bytesIn, bytesOut, requestId, key, durationMs,
  * errorCode?, droppedBefore? } (test/observability-access-log.test.ts
- * compares the two), without building that object. The fields that repeat
- * from one request to the next come first, after the time, and the ones that
- * change with every request last: LineEncoder copies the first run whole
- * (see there). What encodeLine writes byte by byte; used for the rare line
- * that may not fit a batch.
+ * compares the two), without building that object. The fields are in the
+ * order that lets LineEncoder copy the ones that repeat from line to line as
+ * two runs (see there). What encodeLine writes byte by byte; used for the
+ * rare line that may not fit a batch.
  */
 export function formatLine(request: ObservedRequest, droppedBefore = 0, nowMs = Date.now()): string {
   let line = `{"time":"${isoTime(nowMs)}","operation":${jsonString(request.operation)},"bucket":${jsonString(request.bucket)},` +
-    `"status":${jsonNumber(request.status)},"bytesIn":${jsonNumber(request.bytesIn)},"bytesOut":${jsonNumber(request.bytesOut)},` +
     `"principal":${jsonString(request.principal)},"remoteAddress":${jsonString(request.remoteAddress)}`;
   if (request.accessKeyId !== undefined) line += `,"accessKeyId":${jsonString(request.accessKeyId)}`;
-  line += `,"requestId":${jsonString(request.requestId)},"key":${jsonString(request.key)},` +
+  line += `,"status":${jsonNumber(request.status)},"bytesIn":${jsonNumber(request.bytesIn)},"bytesOut":${jsonNumber(request.bytesOut)}` +
+    `,"requestId":${jsonString(request.requestId)},"key":${jsonString(request.key)},` +
     `"durationMs":${jsonNumber(Math.round((request.finishedMs - request.startedMs) * 1000) / 1000)}`;
   if (request.errorCode !== undefined) line += `,"errorCode":${jsonString(request.errorCode)}`;
   if (droppedBefore > 0) line += `,"droppedBefore":${droppedBefore}`;
@@ -450,47 +450,54 @@ export function encodeLine(target: Buffer, offset: number, request: ObservedRequ
  * copied digit by digit; anything else (a character to escape, non-ASCII)
  * goes through JSON.stringify and UTF-8, as formatLine does.
  *
- * Most of a line repeats the line before: its head, everything up to the
- * request ID's value — the time's second, the operation, bucket, status,
- * byte counts and the caller (principal, address, access key). The head is
- * kept as bytes, with the second and values it was encoded from, and copied
- * whole (one TypedArray set, a memmove) while the next line's are equal; the
- * time's milliseconds inside it are then written over. A head whose second
- * or values changed is encoded in place and kept again. What varies per
- * request (request ID, key, duration) is encoded each time. The fields are
- * in the order that makes the repeating ones one run: with five copies and
- * three kept parts (the fields in the order a reader would list them) a line
- * cost ~3.6 k instructions in a loop, ~3.1 k this way, counted by callgrind
- * (docs/PERFORMANCE.md, "Metrics and logs", rounds 5, 11 and 12). The bytes
- * are formatLine's (test/observability-access-log.test.ts).
+ * Most of a line repeats the line before, in two runs kept as bytes:
+ * - the head, `{"time":"…","operation":…,"bucket":…,"principal":…,
+ *   "remoteAddress":…[,"accessKeyId":…]`: the time's second, the route and
+ *   the caller, which change a few times a second under load; its
+ *   milliseconds are the line's it was encoded for, and a copy gets the new
+ *   line's written over them;
+ * - the numbers, `,"status":…,"bytesIn":…,"bytesOut":…,"requestId":`, which
+ *   change whenever object sizes do: kept apart, so that a change re-encodes
+ *   ~50 bytes, not the head.
+ * Each is kept with the values it was encoded from and copied whole (one
+ * TypedArray set, a memmove) while the next line's are equal, or encoded in
+ * place and kept again. What varies per request (request ID, key, duration)
+ * is encoded each time. The fields are in the order that makes these two
+ * runs: with the fields in the order a reader would list them (four kept
+ * parts and a constant, five copies) a line cost ~3.6 k instructions in a
+ * loop; ~3.3 k this way (docs/PERFORMANCE.md, "Metrics and logs", rounds 5,
+ * 11 and 12). The bytes are formatLine's (test/observability-access-log.test.ts).
  */
 export class LineEncoder {
   /**
-   * The line's head as last encoded: `{"time":"YYYY-MM-DDTHH:mm:ss.mmmZ","operation":…,"bucket":…,"status":…,"bytesIn":…,
-   * "bytesOut":…,"principal":…,"remoteAddress":…[,"accessKeyId":…],"requestId":`, for the second starting at
-   * #secondStartMs and these values. Its milliseconds (3 bytes at #millisecondsAt) are the last line's: a copy
-   * of the head gets the new line's written over them.
+   * `{"time":"YYYY-MM-DDTHH:mm:ss.mmmZ","operation":…,"bucket":…,"principal":…,"remoteAddress":…[,"accessKeyId":…]`
+   * for the second starting at #headSecondStartMs and these values; its milliseconds (3 bytes at
+   * #millisecondsAt) are those of the line it was encoded for.
    */
   #head: Uint8Array = EMPTY_PART;
   #millisecondsAt = 0;
-  #secondStartMs = Number.NaN;
-  // null until the first line: no request's values equal them, so the empty first head is never copied.
+  #headSecondStartMs = Number.NaN;
+  // null until the first line: no request's values equal them, so an empty first part is never copied.
   #operation: string | null = null;
   #bucket: string | null = null;
-  #status = Number.NaN;
-  #bytesIn = Number.NaN;
-  #bytesOut = Number.NaN;
   #principal: string | null = null;
   #remoteAddress: string | null = null;
   #accessKeyId: string | undefined | null = null;
+  /** `,"status":…,"bytesIn":…,"bytesOut":…,"requestId":` of these numbers. */
+  #numbers: Uint8Array = EMPTY_PART;
+  #status = Number.NaN;
+  #bytesIn = Number.NaN;
+  #bytesOut = Number.NaN;
+  /** `{"time":"YYYY-MM-DDTHH:mm:ss.` of the second starting at #secondStartMs: made once a second, not once a head. */
+  #secondText = '';
+  #secondStartMs = Number.NaN;
 
   /** What encodeLine does. */
   encode(target: Buffer, offset: number, request: ObservedRequest, droppedBefore: number, nowMs: number): number {
     const secondStartMs = Math.floor(nowMs / 1000) * 1000;
     let at: number;
     if (
-      secondStartMs === this.#secondStartMs && request.operation === this.#operation && request.bucket === this.#bucket &&
-      request.status === this.#status && request.bytesIn === this.#bytesIn && request.bytesOut === this.#bytesOut &&
+      secondStartMs === this.#headSecondStartMs && request.operation === this.#operation && request.bucket === this.#bucket &&
       request.principal === this.#principal && request.remoteAddress === this.#remoteAddress && request.accessKeyId === this.#accessKeyId
     ) {
       target.set(this.#head, offset);
@@ -498,6 +505,12 @@ export class LineEncoder {
       at = offset + this.#head.length;
     } else {
       at = this.#encodeHead(target, offset, request, nowMs, secondStartMs);
+    }
+    if (request.status === this.#status && request.bytesIn === this.#bytesIn && request.bytesOut === this.#bytesOut) {
+      target.set(this.#numbers, at);
+      at += this.#numbers.length;
+    } else {
+      at = this.#encodeNumbers(target, at, request);
     }
     at = putJsonString(target, at, request.requestId);
     at = putKeyName(target, at);
@@ -517,21 +530,19 @@ export class LineEncoder {
     return at + 2;
   }
 
-  /** The line's head, encoded at `start` and kept with its second and values; returns its end. */
+  /** The head, encoded at `start` and kept with its second and values; returns its end. */
   #encodeHead(target: Buffer, start: number, request: ObservedRequest, nowMs: number, secondStartMs: number): number {
-    let at = putAscii(target, start, `{"time":"${new Date(secondStartMs).toISOString().slice(0, 20)}`);
+    if (secondStartMs !== this.#secondStartMs) {
+      this.#secondText = `{"time":"${isoSecondPrefix(secondStartMs)}`;
+      this.#secondStartMs = secondStartMs;
+    }
+    let at = putAscii(target, start, this.#secondText);
     this.#millisecondsAt = at - start;
     at = putThreeDigits(target, at, nowMs - secondStartMs);
     at = putAscii(target, at, 'Z","operation":');
     at = putJsonString(target, at, request.operation);
     at = putAscii(target, at, ',"bucket":');
     at = putJsonString(target, at, request.bucket);
-    at = putAscii(target, at, ',"status":');
-    at = putNumber(target, at, request.status);
-    at = putAscii(target, at, ',"bytesIn":');
-    at = putNumber(target, at, request.bytesIn);
-    at = putAscii(target, at, ',"bytesOut":');
-    at = putNumber(target, at, request.bytesOut);
     at = putAscii(target, at, ',"principal":');
     at = putJsonString(target, at, request.principal);
     at = putAscii(target, at, ',"remoteAddress":');
@@ -540,29 +551,35 @@ export class LineEncoder {
       at = putAscii(target, at, ',"accessKeyId":');
       at = putJsonString(target, at, request.accessKeyId);
     }
-    at = putAscii(target, at, ',"requestId":');
     this.#head = copyOf(target, start, at);
-    this.#secondStartMs = secondStartMs;
+    this.#headSecondStartMs = secondStartMs;
     this.#operation = request.operation;
     this.#bucket = request.bucket;
-    this.#status = request.status;
-    this.#bytesIn = request.bytesIn;
-    this.#bytesOut = request.bytesOut;
     this.#principal = request.principal;
     this.#remoteAddress = request.remoteAddress;
     this.#accessKeyId = request.accessKeyId;
+    return at;
+  }
+
+  /** The numbers' run, encoded at `start` and kept with its values; returns its end. */
+  #encodeNumbers(target: Buffer, start: number, request: ObservedRequest): number {
+    let at = putAscii(target, start, ',"status":');
+    at = putNumber(target, at, request.status);
+    at = putAscii(target, at, ',"bytesIn":');
+    at = putNumber(target, at, request.bytesIn);
+    at = putAscii(target, at, ',"bytesOut":');
+    at = putNumber(target, at, request.bytesOut);
+    at = putAscii(target, at, ',"requestId":');
+    this.#numbers = copyOf(target, start, at);
+    this.#status = request.status;
+    this.#bytesIn = request.bytesIn;
+    this.#bytesOut = request.bytesOut;
     return at;
   }
 }
 
 const EMPTY_PART = new Uint8Array(0);
 const sharedEncoder = new LineEncoder();
-
-function asciiBytes(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length);
-  putAscii(bytes, 0, text);
-  return bytes;
-}
 
 /** A copy of target's bytes from start to end (not a view, as Buffer's slice gives: the batch they were encoded into is reused). */
 function copyOf(target: Uint8Array, start: number, end: number): Uint8Array {

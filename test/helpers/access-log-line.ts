@@ -3,15 +3,17 @@ import type { ObservedRequest } from '../../src/metrics/observed-request.ts';
 
 /**
  * JSON.stringify of the documented fields in their order, optional ones only
- * when present: the repeating fields first (after the time), the ones that
- * change with each request last.
+ * when present: the time, route and caller, then the numbers, then what
+ * changes with each request.
  */
 export function expectedLine(entry: ObservedRequest, timeMs: number, droppedBefore = 0): string {
   const fields: Record<string, unknown> = {
-    time: new Date(timeMs).toISOString(), operation: entry.operation, bucket: entry.bucket,
-    status: entry.status, bytesIn: entry.bytesIn, bytesOut: entry.bytesOut, principal: entry.principal, remoteAddress: entry.remoteAddress,
+    time: new Date(timeMs).toISOString(), operation: entry.operation, bucket: entry.bucket, principal: entry.principal, remoteAddress: entry.remoteAddress,
   };
   if (entry.accessKeyId !== undefined) fields['accessKeyId'] = entry.accessKeyId;
+  fields['status'] = entry.status;
+  fields['bytesIn'] = entry.bytesIn;
+  fields['bytesOut'] = entry.bytesOut;
   fields['requestId'] = entry.requestId;
   fields['key'] = entry.key;
   fields['durationMs'] = Math.round((entry.finishedMs - entry.startedMs) * 1000) / 1000;
