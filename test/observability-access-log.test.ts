@@ -15,9 +15,9 @@ import { join } from 'node:path';
 import { mock, test } from 'node:test';
 import { ACCESS_LOG_BATCH_BYTES, encodeLine, formatLine, lineBytesMax } from '../src/metrics/access-log.ts';
 import type { ObservedRequest } from '../src/metrics/observed-request.ts';
-import { expectedLine } from './helpers/access-log-line.ts';
 import { startTalus } from '../src/talus.ts';
 import { silentLogger } from '../src/util/logger.ts';
+import { expectedLine } from './helpers/access-log-line.ts';
 import { PROJECT_ROOT } from './helpers/process.ts';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, makeClient } from './helpers/talus.ts';
 

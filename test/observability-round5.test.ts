@@ -56,7 +56,7 @@ test('parts kept from the line before are encoded again as soon as one of their 
   const base = Date.UTC(2026, 11, 6, 21, 59, 59, 998);
   const variations: Partial<ObservedRequest>[] = [
     {}, { requestId: 'OTHER-ID' }, { key: fresh('small/00000999') }, { key: 'ключ "quoted"' },
-    // The repeated part's values, each alone: operation, bucket, back, and to strings that need escaping.
+    // The head's route values, each alone: operation, bucket, back, and to strings that need escaping.
     { operation: 'PutObject' }, {}, { bucket: 'photos2' }, { bucket: fresh('photos') }, { bucket: 'ph"otos' }, { operation: 'Get\u0001' }, {},
     // Status, bytes in and out alone; equal values from other computations; large and odd ones.
     { status: 404 }, { status: 200 }, { bytesIn: 7 }, { bytesIn: 0 }, { bytesOut: 4097 }, { bytesOut: 2 * 2048 }, { bytesOut: 2 ** 60 },

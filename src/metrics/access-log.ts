@@ -453,7 +453,8 @@ export function encodeLine(target: Buffer, offset: number, request: ObservedRequ
  * Most of a line repeats the line before, in two runs kept as bytes:
  * - the head, `{"time":"…","operation":…,"bucket":…,"principal":…,
  *   "remoteAddress":…[,"accessKeyId":…]`: the time's second, the route and
- *   the caller, which change a few times a second under load; its
+ *   the caller, the same from line to line while one client reads one
+ *   bucket, and new at least once a second; its
  *   milliseconds are the line's it was encoded for, and a copy gets the new
  *   line's written over them;
  * - the numbers, `,"status":…,"bytesIn":…,"bytesOut":…,"requestId":`, which
@@ -464,8 +465,8 @@ export function encodeLine(target: Buffer, offset: number, request: ObservedRequ
  * place and kept again. What varies per request (request ID, key, duration)
  * is encoded each time. The fields are in the order that makes these two
  * runs: with the fields in the order a reader would list them (four kept
- * parts and a constant, five copies) a line cost ~3.6 k instructions in a
- * loop; ~3.3 k this way (docs/PERFORMANCE.md, "Metrics and logs", rounds 5,
+ * parts and a constant, five copies) a line cost ~3.64 k instructions in a
+ * loop; ~3.45 k this way (docs/PERFORMANCE.md, "Metrics and logs", rounds 5,
  * 11 and 12). The bytes are formatLine's (test/observability-access-log.test.ts).
  */
 export class LineEncoder {
@@ -627,7 +628,7 @@ function putAscii(target: Uint8Array, offset: number, text: string): number {
  * `,"durationMs":`, are written one constant byte at a time. A byte stored
  * into the batch costs ~13 instructions; copying them from an array in a
  * loop cost ~30 a byte (a load and a store, each with its checks), and a
- * TypedArray set ~240 a call (callgrind, a loop of 600 000 lines;
+ * TypedArray set ~240 a call (callgrind, counted in a loop of lines;
  * docs/PERFORMANCE.md, "Metrics and logs, round 12").
  */
 
