@@ -16,6 +16,7 @@ import { mock, test } from 'node:test';
 import { ACCESS_LOG_BATCH_BYTES, encodeLine, formatLine, lineBytesMax } from '../src/metrics/access-log.ts';
 import type { ObservedRequest } from '../src/metrics/observed-request.ts';
 import { startTalus } from '../src/talus.ts';
+import { newRequestId, nextRequestNumber, putRequestId, requestIdOf } from '../src/util/ids.ts';
 import { silentLogger } from '../src/util/logger.ts';
 import { expectedLine } from './helpers/access-log-line.ts';
 import { PROJECT_ROOT } from './helpers/process.ts';
@@ -82,6 +83,32 @@ test('a line is exactly JSON.stringify of its documented fields, whatever the st
   }
 });
 
+test('a request ID written from its number is the ID made from that number, over the whole range of the counter', () => {
+  const nowMs = Date.UTC(2026, 11, 7, 22, 40, 1, 5);
+  mock.timers.enable({ apis: ['Date'], now: nowMs });
+  try {
+    const limit = 16 ** 10;
+    const numbers = [0, 1, 9, 10, 15, 16, 255, 0xfffff, 0x100000, 0x100001, 0xabcdef1234, 0xfffff00000, limit - 1];
+    for (let index = 0; index < 10_000; index++) numbers.push(Math.floor(Math.random() * limit));
+    for (const number of numbers) {
+      const entry = request({ requestId: requestIdOf(number), requestNumber: number });
+      assert.match(entry.requestId, /^[0-9A-F]{16}$/);
+      for (const line of lines(entry)) assert.equal(line, expectedLine(entry, nowMs), `request number ${number}`);
+      const target = Buffer.alloc(20, 0xff);
+      assert.equal(putRequestId(target, 2, number), 18);
+      assert.equal(target.toString('latin1', 2, 18), entry.requestId);
+      assert.ok(target[1] === 0xff && target[18] === 0xff, 'nothing written outside the ID');
+    }
+    // The counter counts from 1 and each ID is made from its number.
+    const first = nextRequestNumber();
+    assert.equal(nextRequestNumber(), first + 1);
+    assert.equal(newRequestId(), requestIdOf(first + 2));
+    for (const wrong of [-1, 0.5, limit, Number.NaN]) assert.throws(() => putRequestId(Buffer.alloc(20), 0, wrong), /not a request number/);
+  } finally {
+    mock.timers.reset();
+  }
+});
+
 test('the time is the ISO time of the write, across milliseconds, seconds, days and years', () => {
   const starts = [Date.UTC(2026, 11, 6, 15, 47, 29, 998), Date.UTC(2026, 11, 31, 23, 59, 59, 990), Date.UTC(2027, 0, 1, 0, 0, 0, 0), Date.UTC(1999, 11, 31, 23, 59, 59, 995)];
   for (const startMs of starts) {
@@ -111,6 +138,8 @@ test('a real server logs one whole line per request across several batches, mult
   const keys = Array.from({ length: 60 }, (_, index) => `ключ-${index}/quote"back\\slash/鍵😀/${'é'.repeat(index * 7)}`);
   const client = makeClient(talus.url);
   let requests = 0;
+  /** The x-amz-request-id of each GET, as the client got it. */
+  const requestIds: (string | undefined)[] = [];
   try {
     await client.send(new CreateBucketCommand({ Bucket: 'logged' }));
     requests++;
@@ -120,7 +149,9 @@ test('a real server logs one whole line per request across several batches, mult
     }
     for (let round = 0; round < 4; round++) {
       for (const key of keys) {
-        assert.equal(await (await client.send(new GetObjectCommand({ Bucket: 'logged', Key: key }))).Body!.transformToString(), key);
+        const got = await client.send(new GetObjectCommand({ Bucket: 'logged', Key: key }));
+        assert.equal(await got.Body!.transformToString(), key);
+        requestIds.push(got.$metadata.requestId);
         requests++;
       }
     }
@@ -138,6 +169,9 @@ test('a real server logs one whole line per request across several batches, mult
     assert.equal(lines.length, requests, 'one line per request');
     const gets = lines.filter((line) => line['operation'] === 'GetObject');
     assert.deepEqual(gets.map((line) => line['key']), [...keys, ...keys, ...keys, ...keys], 'every key as sent, in order');
+    // Written from the request's number (putRequestId), each is the ID the response carried.
+    assert.deepEqual(gets.map((line) => line['requestId']), requestIds);
+    assert.ok(requestIds.every((id) => id !== undefined && /^[0-9A-F]{16}$/.test(id)));
     for (const line of gets) {
       assert.deepEqual(
         { bucket: line['bucket'], status: line['status'], principal: line['principal'], accessKeyId: line['accessKeyId'], remoteAddress: line['remoteAddress'] },

@@ -16,7 +16,7 @@ import { OPERATIONS } from '../s3/operations.ts';
 import { type PrincipalDirectory, RequestAccess, authorizeRequest, requestFacts } from '../s3/access.ts';
 import type { RequestContext, S3Response } from '../s3/context.ts';
 import { isDirectBody } from '../util/direct-body.ts';
-import { newRequestId } from '../util/ids.ts';
+import { nextRequestNumber, requestIdOf } from '../util/ids.ts';
 import {
   CONNECTIONS_MAX,
   CONNECTIONS_SWEEP_INTERVAL_MS,
@@ -93,7 +93,8 @@ export function createS3Server(options: FrontOptions): Server {
 }
 
 async function handleRequest(options: FrontOptions, request: IncomingMessage, response: ServerResponse, expectsContinue = false): Promise<void> {
-  const requestId = newRequestId();
+  const requestNumber = nextRequestNumber();
+  const requestId = requestIdOf(requestNumber);
   const rawUrl = request.url ?? '/';
   const queryStart = rawUrl.indexOf('?');
   const rawPath = queryStart === -1 ? rawUrl : rawUrl.slice(0, queryStart);
@@ -123,7 +124,7 @@ async function handleRequest(options: FrontOptions, request: IncomingMessage, re
     errorCode = sendError(options, request, response, method, rawPath, requestId, error, timing);
   } finally {
     releaseFeed(request);
-    if (observer !== undefined) observer.finished(observed(request, response, requestId, method, context, startedMs, timing, errorCode));
+    if (observer !== undefined) observer.finished(observed(request, response, requestId, requestNumber, method, context, startedMs, timing, errorCode));
   }
 }
 
@@ -131,6 +132,7 @@ function observed(
   request: IncomingMessage,
   response: ServerResponse,
   requestId: string,
+  requestNumber: number,
   method: string,
   context: RequestContext | undefined,
   startedMs: number,
@@ -141,6 +143,7 @@ function observed(
   const principal = context?.access.principal;
   return {
     requestId,
+    requestNumber,
     operation: context?.route.operation ?? (method === 'OPTIONS' ? 'Preflight' : 'Unrouted'),
     bucket: context?.route.bucket ?? '',
     key: context?.route.key ?? '',

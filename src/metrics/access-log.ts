@@ -29,6 +29,7 @@
  * docs/PERFORMANCE.md, "Metrics and logs, round 4").
  */
 import { close as closeFile, fstat, ftruncate, openSync, write as writeFile } from 'node:fs';
+import { putRequestId } from '../util/ids.ts';
 import type { ObservedRequest } from './observed-request.ts';
 
 export const ACCESS_LOG_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
@@ -513,7 +514,7 @@ export class LineEncoder {
     } else {
       at = this.#encodeNumbers(target, at, request);
     }
-    at = putJsonString(target, at, request.requestId);
+    at = request.requestNumber === undefined ? putJsonString(target, at, request.requestId) : putQuotedRequestId(target, at, request.requestNumber);
     at = putKeyName(target, at);
     at = putJsonString(target, at, request.key);
     at = putDurationName(target, at);
@@ -631,6 +632,14 @@ function putAscii(target: Uint8Array, offset: number, text: string): number {
  * TypedArray set ~240 a call (callgrind, counted in a loop of lines;
  * docs/PERFORMANCE.md, "Metrics and logs, round 12").
  */
+
+/** The request ID of request number `number` (requestIdOf), quoted. */
+function putQuotedRequestId(target: Buffer, at: number, number: number): number {
+  target[at] = QUOTE;
+  at = putRequestId(target, at + 1, number);
+  target[at] = QUOTE;
+  return at + 1;
+}
 
 /** `,"key":` */
 function putKeyName(target: Buffer, at: number): number {

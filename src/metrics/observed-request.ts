@@ -3,6 +3,13 @@
 /** What the front reports of each request it answered (src/metrics/ turns it into metrics and log lines). */
 export interface ObservedRequest {
   requestId: string;
+  /**
+   * The number requestId was made from in this process (src/util/ids.ts:
+   * requestId is requestIdOf(requestNumber)), so the access log writes the
+   * ID without reading its string. The S3 front always sets it; an
+   * observation without it is logged from requestId.
+   */
+  requestNumber?: number;
   /** The routed S3 operation; 'Unrouted' when the request failed before routing (e.g. a bad signature on an unknown path). */
   operation: string;
   bucket: string;
