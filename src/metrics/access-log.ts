@@ -464,11 +464,13 @@ export function encodeLine(target: Buffer, offset: number, request: ObservedRequ
  * Each is kept with the values it was encoded from and copied whole (one
  * TypedArray set, a memmove) while the next line's are equal, or encoded in
  * place and kept again. What varies per request (request ID, key, duration)
- * is encoded each time. The fields are in the order that makes these two
- * runs: with the fields in the order a reader would list them (four kept
- * parts and a constant, five copies) a line cost ~3.64 k instructions in a
- * loop; ~3.45 k this way (docs/PERFORMANCE.md, "Metrics and logs", rounds 5,
- * 11 and 12). The bytes are formatLine's (test/observability-access-log.test.ts).
+ * is encoded each time; the request ID from the request's number when the
+ * front gave it (putRequestId), not from its string. The fields are in the
+ * order that makes these two runs: with the fields in the order a reader
+ * would list them (four kept parts and a constant, five copies) a line cost
+ * ~3.64 k instructions in a loop; ~3.45 k this way, ~2.6 k with the ID
+ * written from its number (docs/PERFORMANCE.md, "Metrics and logs", rounds
+ * 5, 11, 12 and 13). The bytes are formatLine's (test/observability-access-log.test.ts).
  */
 export class LineEncoder {
   /**
