@@ -99,7 +99,7 @@ test('a request ID written from its number is the ID made from that number, over
       assert.equal(target.toString('latin1', 2, 18), entry.requestId);
       assert.ok(target[1] === 0xff && target[18] === 0xff, 'nothing written outside the ID');
     }
-    // The counter counts from 1 and each ID is made from its number.
+    // Numbers come one after the other, and each ID is made from its number.
     const first = nextRequestNumber();
     assert.equal(nextRequestNumber(), first + 1);
     assert.equal(newRequestId(), requestIdOf(first + 2));

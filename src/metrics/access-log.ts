@@ -468,9 +468,10 @@ export function encodeLine(target: Buffer, offset: number, request: ObservedRequ
  * front gave it (putRequestId), not from its string. The fields are in the
  * order that makes these two runs: with the fields in the order a reader
  * would list them (four kept parts and a constant, five copies) a line cost
- * ~3.64 k instructions in a loop; ~3.45 k this way, ~2.6 k with the ID
- * written from its number (docs/PERFORMANCE.md, "Metrics and logs", rounds
- * 5, 11, 12 and 13). The bytes are formatLine's (test/observability-access-log.test.ts).
+ * ~3.64 k instructions in a loop; ~3.45 k this way. Writing the ID from its
+ * number took a line from ~3.2 k to ~2.6 k (round 13's loop, whose requests
+ * are built as the front builds them; docs/PERFORMANCE.md, "Metrics and
+ * logs", rounds 5, 11, 12 and 13). The bytes are formatLine's (test/observability-access-log.test.ts).
  */
 export class LineEncoder {
   /**

@@ -6,8 +6,9 @@ export interface ObservedRequest {
   /**
    * The number requestId was made from in this process (src/util/ids.ts:
    * requestId is requestIdOf(requestNumber)), so the access log writes the
-   * ID without reading its string. The S3 front always sets it; an
-   * observation without it is logged from requestId.
+   * ID without reading its string. The S3 front always sets it; anything
+   * else that reports a request leaves it unset (nothing checks that it
+   * matches requestId), and is logged from requestId.
    */
   requestNumber?: number;
   /** The routed S3 operation; 'Unrouted' when the request failed before routing (e.g. a bad signature on an unknown path). */

@@ -36,7 +36,7 @@ const REQUEST_COUNTER_LIMIT = 0x100_0000_0000;
 const FIVE_HEX_DIGITS = 0x10_0000;
 let requestCounter = 0;
 
-/** The next request's number, from 1; its ID is requestIdOf(number). */
+/** The next request's number: from 1, and back to 0 after 16^10 − 1; its ID is requestIdOf(number). */
 export function nextRequestNumber(): number {
   requestCounter = (requestCounter + 1) % REQUEST_COUNTER_LIMIT;
   return requestCounter;
@@ -50,6 +50,9 @@ export function requestIdOf(number: number): string {
 export function newRequestId(): string {
   return requestIdOf(nextRequestNumber());
 }
+
+// putRequestId writes these as six bytes and two halves of five digits.
+assert(REQUEST_ID_PREFIX.length === 6 && REQUEST_COUNTER_DIGITS === 10 && FIVE_HEX_DIGITS ** 2 === REQUEST_COUNTER_LIMIT, 'request ID: a 6-character prefix and 10 counter digits');
 
 /** REQUEST_ID_PREFIX's six characters as byte values, for putRequestId. */
 const [PREFIX_0, PREFIX_1, PREFIX_2, PREFIX_3, PREFIX_4, PREFIX_5] = Array.from(REQUEST_ID_PREFIX, (character) => character.charCodeAt(0)) as [number, number, number, number, number, number];
