@@ -20,6 +20,10 @@
  * as they start with a dash (`--node-args-b='--trace-gc
  * --max-semi-space-size=16'`: V8's, which NODE_OPTIONS does not all take).
  * `--warmups N` (default 2) unmeasured runs of 1 s come first in each pair.
+ * `--connections N` sets wrk's connections per side (default 32);
+ * `--in-turn` drives one side and then the other in each run instead of
+ * both at once, each server alone on the CPU while measured (noisier: the
+ * check that a difference is not made by the two sharing a CPU; round 14).
  * Besides the ratios, each side's CPU per GET is split into its event loop
  * (the main thread) and the rest (V8's compiler and GC helpers, libuv's
  * pool, and child processes such as tsx's esbuild service when sources run
@@ -63,6 +67,15 @@ export interface AbOptions {
   objects: number;
   /** Unmeasured runs of WRK_SECONDS_MIN before each pair's measured runs (2 when not given). */
   warmups?: number;
+  /** wrk's connections per side (SIDE_CONNECTIONS when not given). */
+  connections?: number;
+  /**
+   * Each run drives one side, then the other (which goes first alternates),
+   * instead of both at once: each server has the CPU to itself while
+   * measured. Noisier (the two runs see the machine at two moments), and
+   * free of whatever two servers sharing a CPU do to each other.
+   */
+  inTurn?: boolean;
 }
 
 export interface AbPair {
@@ -94,10 +107,14 @@ export interface AbResult {
   /** Over the pairs' medians: mean and standard error (0 for one pair). */
   cpu: { mean: number; standardError: number };
   ops: { mean: number; standardError: number };
+  /** Every measured run of each side, in the order run. */
+  runs: { a: SideRun[]; b: SideRun[] };
 }
 
 /** Each side's wrk: half of get-4k's, as the observability row. */
 const SIDE_CONNECTIONS = 32;
+/** A bound on --connections (wrk, one thread per side, needs at least one). */
+const CONNECTIONS_MAX = 1024;
 const URLS_PER_SIDE_MAX = 256;
 const PAIRS_MAX = 100;
 const RUNS_MAX = 50;
@@ -161,6 +178,9 @@ export interface SideRun {
   gets: number;
   cpuMicros: number;
   mainThreadMicros: number;
+  /** When its measurement began and ended (performance.now(), ms): whether the two sides' runs overlapped (--in-turn). */
+  startedMs?: number;
+  endedMs?: number;
 }
 
 /** A side's measured runs added up: its CPU per GET over all of them, and split by thread over those that could be split. */
@@ -193,11 +213,12 @@ export function sideCpuOfRuns(runs: readonly SideRun[]): AbSideCpu {
   };
 }
 
-async function drive(side: Started, seconds: number, drivers: string, scratch: string): Promise<SideRun> {
+async function drive(side: Started, seconds: number, drivers: string, scratch: string, connections: number): Promise<SideRun> {
+  const startedMs = performance.now();
   const window = ResourceWindow.begin(side.server.pid);
   let result: Awaited<ReturnType<typeof runWrk>>;
   try {
-    result = await runWrk({ urls: side.urls, method: 'GET', objectBytes: SMALL_OBJECT_BYTES, connections: SIDE_CONNECTIONS, threads: 1, seconds, scriptDirectory: scratch, cpus: drivers });
+    result = await runWrk({ urls: side.urls, method: 'GET', objectBytes: SMALL_OBJECT_BYTES, connections, threads: 1, seconds, scriptDirectory: scratch, cpus: drivers });
   } catch (error) {
     window.end(); // its /proc sampling timer stops
     throw error;
@@ -211,6 +232,8 @@ async function drive(side: Started, seconds: number, drivers: string, scratch: s
     gets: result.operations,
     cpuMicros: usage.onCpuMicros,
     mainThreadMicros: usage.mainThreadOnCpuMicros,
+    startedMs,
+    endedMs: performance.now(),
   };
 }
 
@@ -244,6 +267,8 @@ export async function compareSideBySide(options: AbOptions, report: (line: strin
   assert(Number.isInteger(options.objects) && options.objects >= 1 && options.objects <= OBJECTS_MAX, `ab: 1 to ${OBJECTS_MAX} objects, not ${options.objects}`);
   const warmups = options.warmups ?? WARMUPS_DEFAULT;
   assert(Number.isInteger(warmups) && warmups >= 0 && warmups <= WARMUPS_MAX, `ab: 0 to ${WARMUPS_MAX} warm-up runs, not ${options.warmups}`);
+  const connections = options.connections ?? SIDE_CONNECTIONS;
+  assert(Number.isInteger(connections) && connections >= 1 && connections <= CONNECTIONS_MAX, `ab: 1 to ${CONNECTIONS_MAX} connections per side, not ${options.connections}`);
   for (const side of [options.a, options.b]) {
     for (const option of side.nodeArgs ?? []) {
       const refusal = nodeOptionRefusal(option);
@@ -276,10 +301,21 @@ export async function compareSideBySide(options: AbOptions, report: (line: strin
           scraper.start();
           scrapers.push(scraper);
         }
-        const driveBoth = (seconds: number, aStartsFirst: boolean): Promise<[SideRun, SideRun]> => aStartsFirst
-          ? both(drive(a, seconds, placement.drivers, scratch.path), drive(b, seconds, placement.drivers, scratch.path))
-          : both(drive(b, seconds, placement.drivers, scratch.path), drive(a, seconds, placement.drivers, scratch.path)).then(([q, p]) => [p, q]);
-        // Warm-up: side by side, unmeasured (a fresh process's first seconds cost ~2× a warm one's).
+        const driveOne = (side: Started, seconds: number): Promise<SideRun> => drive(side, seconds, placement.drivers, scratch.path, connections);
+        const driveBoth = async (seconds: number, aStartsFirst: boolean): Promise<[SideRun, SideRun]> => {
+          if (options.inTurn === true) {
+            if (aStartsFirst) {
+              const ra = await driveOne(a, seconds);
+              return [ra, await driveOne(b, seconds)];
+            }
+            const rb = await driveOne(b, seconds);
+            return [await driveOne(a, seconds), rb];
+          }
+          return aStartsFirst
+            ? both(driveOne(a, seconds), driveOne(b, seconds))
+            : both(driveOne(b, seconds), driveOne(a, seconds)).then(([q, p]) => [p, q]);
+        };
+        // Warm-up: driven as the measured runs are (at once, or in turn), unmeasured (a fresh process's first seconds cost ~2× a warm one's).
         for (let warmUp = 0; warmUp < warmups; warmUp++) await driveBoth(WRK_SECONDS_MIN, warmUp % 2 === 0);
         const cpuRatios: number[] = [];
         const opsRatios: number[] = [];
@@ -315,6 +351,7 @@ export async function compareSideBySide(options: AbOptions, report: (line: strin
     b: sideCpuOfRuns(runsOf.b),
     cpu: meanAndError(pairs.map((pair) => pair.cpuMedian)),
     ops: meanAndError(pairs.map((pair) => pair.opsMedian)),
+    runs: runsOf,
   };
 }
 
@@ -357,7 +394,7 @@ async function main(): Promise<void> {
       a: { type: 'string' }, b: { type: 'string' }, 'mode-a': { type: 'string' }, 'mode-b': { type: 'string' },
       'env-a': { type: 'string' }, 'env-b': { type: 'string' }, pairs: { type: 'string' }, runs: { type: 'string' },
       seconds: { type: 'string' }, objects: { type: 'string' }, warmups: { type: 'string' },
-      'node-args-a': { type: 'string' }, 'node-args-b': { type: 'string' },
+      'node-args-a': { type: 'string' }, 'node-args-b': { type: 'string' }, connections: { type: 'string' }, 'in-turn': { type: 'boolean' },
     },
   });
   const options: AbOptions = {
@@ -368,13 +405,16 @@ async function main(): Promise<void> {
     seconds: Number(values.seconds ?? 2),
     objects: Number(values.objects ?? 1000),
     warmups: parseCount(values.warmups, WARMUPS_DEFAULT, 'warmups'),
+    connections: parseCount(values.connections, SIDE_CONNECTIONS, 'connections'),
+    inTurn: values['in-turn'] === true,
   };
   const result = await compareSideBySide(options, (line) => console.log(line));
   const side = (which: AbSide): string =>
     `${which.root} ${which.mode}${Object.keys(which.env).length > 0 ? ` ${JSON.stringify(which.env)}` : ''}${(which.nodeArgs ?? []).length > 0 ? ` node ${which.nodeArgs!.join(' ')}` : ''}`;
   const summary = ({ mean, standardError }: { mean: number; standardError: number }): string => `${(mean * 100).toFixed(1)} ± ${(standardError * 100).toFixed(1)} %`;
   console.log(sideCpuLine(result));
-  console.log(`B (${side(options.b)}) ÷ A (${side(options.a)}), ${result.pairs.length} pairs: per unit of CPU ${summary(result.cpu)}; ops/s ${summary(result.ops)} (mean of the pairs' medians ± standard error)`);
+  const how = `${options.inTurn === true ? 'in turn' : 'side by side'}, ${options.connections} connections each`;
+  console.log(`B (${side(options.b)}) ÷ A (${side(options.a)}), ${result.pairs.length} pairs ${how}: per unit of CPU ${summary(result.cpu)}; ops/s ${summary(result.ops)} (mean of the pairs' medians ± standard error)`);
 }
 
 /** Each side's CPU per GET over its measured runs, split into the event loop and the other threads. */

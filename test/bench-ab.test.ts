@@ -40,6 +40,24 @@ test('one pair side by side: each run gives B ÷ A per unit of CPU and ops/s, an
   assert.match(lines[0]!, /^pair 0: B ÷ A per unit of CPU [\d.]+ [\d.]+ \(median [\d.]+ %\); ops\/s/);
 });
 
+test('in turn, each side is measured alone: its runs never overlap the other side\'s, and at once they do', { skip: !hasTools && 'wrk or taskset is missing', timeout: 120_000 }, async () => {
+  const side = { root: ROOT, mode: 'off' as const, env: {} };
+  const settings = { a: side, b: side, pairs: 1, runs: 2, seconds: 1, objects: 5, warmups: 0, connections: 2 };
+  const overlaps = (result: { runs: { a: { startedMs?: number; endedMs?: number }[]; b: { startedMs?: number; endedMs?: number }[] } }): boolean[] =>
+    result.runs.a.map((a, index) => {
+      const b = result.runs.b[index]!;
+      assert.ok(a.startedMs !== undefined && a.endedMs !== undefined && b.startedMs !== undefined && b.endedMs !== undefined, 'each run says when it ran');
+      return a.startedMs < b.endedMs && b.startedMs < a.endedMs;
+    });
+  const inTurn = await compareSideBySide({ ...settings, inTurn: true });
+  assert.deepEqual(overlaps(inTurn), [false, false]);
+  // Which side goes first alternates run by run.
+  assert.ok(inTurn.runs.a[0]!.startedMs! < inTurn.runs.b[0]!.startedMs! && inTurn.runs.b[1]!.startedMs! < inTurn.runs.a[1]!.startedMs!, 'A first, then B first');
+  for (const ratio of [...inTurn.pairs[0]!.cpuRatios, ...inTurn.pairs[0]!.opsRatios]) assert.ok(Number.isFinite(ratio) && ratio > 0.2 && ratio < 5, `a ratio of two live servers: ${ratio}`);
+  const atOnce = await compareSideBySide(settings);
+  assert.deepEqual(overlaps(atOnce), [true, true]);
+});
+
 test('a bad setting is refused before any server starts', async () => {
   const side = { root: ROOT, mode: 'off' as const, env: {} };
   const settings = { a: side, b: side, pairs: 1, runs: 1, seconds: 1, objects: 20 };
@@ -47,6 +65,7 @@ test('a bad setting is refused before any server starts', async () => {
   await assert.rejects(compareSideBySide({ ...settings, runs: 0 }), /runs/);
   for (const seconds of [0, 1.5, Number.NaN]) await assert.rejects(compareSideBySide({ ...settings, seconds }), /seconds/);
   for (const objects of [0, Number.NaN]) await assert.rejects(compareSideBySide({ ...settings, objects }), /objects/);
+  for (const connections of [0, 1.5, 1025, Number.NaN]) await assert.rejects(compareSideBySide({ ...settings, connections }), /connections/);
   assert.deepEqual(parseEnv('TALUS_X=1 NODE_OPTIONS=--max-semi-space-size=4'), { TALUS_X: '1', NODE_OPTIONS: '--max-semi-space-size=4' });
   // A value with a space would be read as a second, nameless entry: refused, not set under a name like `--y`.
   assert.throws(() => parseEnv('NODE_OPTIONS=--x=1 --y=2'), /NAME=VALUE/);
