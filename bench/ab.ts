@@ -2,7 +2,8 @@
  * Two Talus builds or settings compared side by side, as the observability
  * row measures (docs/PERFORMANCE.md, "Metrics and logs", rounds 8 and 9):
  * each pair of fresh servers, A and B, pinned together to one CPU and driven
- * at once by their own wrk on the other CPUs, `runs` runs of `seconds`;
+ * at once (or in turn, `--in-turn`) by their own wrk on the other CPUs,
+ * `runs` runs of `seconds`;
  * which wrk starts first alternates, and which server starts first alternates
  * by pair. Per run: B ÷ A per unit of CPU (A's CPU µs per GET ÷ B's, every
  * thread, schedstat) and B ÷ A ops/s; per pair, their medians; over the
@@ -22,8 +23,9 @@
  * `--warmups N` (default 2) unmeasured runs of 1 s come first in each pair.
  * `--connections N` sets wrk's connections per side (default 32);
  * `--in-turn` drives one side and then the other in each run instead of
- * both at once, each server alone on the CPU while measured (noisier: the
- * check that a difference is not made by the two sharing a CPU; round 14).
+ * both at once, the other server idle while one is measured (noisier, and
+ * twice as long: the check that a difference is not made by the two
+ * sharing a CPU; round 14).
  * Besides the ratios, each side's CPU per GET is split into its event loop
  * (the main thread) and the rest (V8's compiler and GC helpers, libuv's
  * pool, and child processes such as tsx's esbuild service when sources run
@@ -71,9 +73,10 @@ export interface AbOptions {
   connections?: number;
   /**
    * Each run drives one side, then the other (which goes first alternates),
-   * instead of both at once: each server has the CPU to itself while
-   * measured. Noisier (the two runs see the machine at two moments), and
-   * free of whatever two servers sharing a CPU do to each other.
+   * instead of both at once: the other server is idle while one is measured
+   * (still scraped once a second in `scrape` and `on`). Noisier (the two
+   * runs see the machine at two moments), and free of what two servers
+   * driven at once on one CPU do to each other.
    */
   inTurn?: boolean;
 }
@@ -113,8 +116,8 @@ export interface AbResult {
 
 /** Each side's wrk: half of get-4k's, as the observability row. */
 const SIDE_CONNECTIONS = 32;
-/** A bound on --connections (wrk, one thread per side, needs at least one). */
-const CONNECTIONS_MAX = 1024;
+/** A bound on --connections: wrk (one thread per side) needs at least one, and stays under the usual limit of 1 024 open files with its own. */
+const CONNECTIONS_MAX = 1000;
 const URLS_PER_SIDE_MAX = 256;
 const PAIRS_MAX = 100;
 const RUNS_MAX = 50;
@@ -178,9 +181,16 @@ export interface SideRun {
   gets: number;
   cpuMicros: number;
   mainThreadMicros: number;
+  /** Which side ran: A or B. */
+  side: string;
   /** When its measurement began and ended (performance.now(), ms): whether the two sides' runs overlapped (--in-turn). */
-  startedMs?: number;
-  endedMs?: number;
+  startedMs: number;
+  endedMs: number;
+}
+
+/** Which side's run starts first (at once: whose wrk starts first; in turn: which side is measured first): alternating run by run, and from pair to pair (an odd count of runs evens out over two pairs). */
+export function aStartsFirst(pair: number, run: number): boolean {
+  return (pair + run) % 2 === 0;
 }
 
 /** A side's measured runs added up: its CPU per GET over all of them, and split by thread over those that could be split. */
@@ -232,6 +242,7 @@ async function drive(side: Started, seconds: number, drivers: string, scratch: s
     gets: result.operations,
     cpuMicros: usage.onCpuMicros,
     mainThreadMicros: usage.mainThreadOnCpuMicros,
+    side: side.server.label,
     startedMs,
     endedMs: performance.now(),
   };
@@ -320,8 +331,7 @@ export async function compareSideBySide(options: AbOptions, report: (line: strin
         const cpuRatios: number[] = [];
         const opsRatios: number[] = [];
         for (let run = 0; run < options.runs; run++) {
-          // Which wrk starts first alternates run by run, and from pair to pair (an odd count of runs evens out over two pairs).
-          const [ra, rb] = await driveBoth(options.seconds, (pair + run) % 2 === 0);
+          const [ra, rb] = await driveBoth(options.seconds, aStartsFirst(pair, run));
           const ratios = runRatios(ra, rb);
           runsOf.a.push(ra);
           runsOf.b.push(rb);
@@ -413,7 +423,7 @@ async function main(): Promise<void> {
     `${which.root} ${which.mode}${Object.keys(which.env).length > 0 ? ` ${JSON.stringify(which.env)}` : ''}${(which.nodeArgs ?? []).length > 0 ? ` node ${which.nodeArgs!.join(' ')}` : ''}`;
   const summary = ({ mean, standardError }: { mean: number; standardError: number }): string => `${(mean * 100).toFixed(1)} ± ${(standardError * 100).toFixed(1)} %`;
   console.log(sideCpuLine(result));
-  const how = `${options.inTurn === true ? 'in turn' : 'side by side'}, ${options.connections} connections each`;
+  const how = `${options.inTurn === true ? 'in turn' : 'at once'}, ${options.connections} connections each`;
   console.log(`B (${side(options.b)}) ÷ A (${side(options.a)}), ${result.pairs.length} pairs ${how}: per unit of CPU ${summary(result.cpu)}; ops/s ${summary(result.ops)} (mean of the pairs' medians ± standard error)`);
 }
 
